@@ -1,0 +1,21 @@
+/* Small helpers shared by every tern process. */
+#ifndef TERN_UTIL_H
+#define TERN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+uint64_t	now_ns(void);		/* monotonic */
+uint64_t	now_ms(void);		/* monotonic */
+/* A host name as tern uses it: 1..63 of [a-z0-9-], no leading/trailing '-'. */
+int		host_name_valid(const char *);
+/* "10.1.2.3:7480" or "[::1]:7480" into ss; -1 and *cause on error. */
+int		sockaddr_parse(const char *addr, int port,
+		    struct sockaddr_storage *ss, char **cause);
+/* Format a byte count as "1.5 GiB". */
+void		format_bytes(char *buf, size_t len, uint64_t bytes);
+/* Create dir and parents with mode; -1 and *cause on error. */
+int		mkdir_p(const char *dir, unsigned mode, char **cause);
+
+#endif
