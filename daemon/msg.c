@@ -1,0 +1,153 @@
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/msg.h"
+#include "daemon/xmalloc.h"
+
+void
+msg_init(Envelope *env, uint64_t request_id)
+{
+	tern__envelope__init(env);
+	env->version = TERN_PROTOCOL_VERSION;
+	env->has_request_id = 1;
+	env->request_id = request_id;
+}
+
+/* Walk a decoded message: refuse unknown fields and unknown enum values
+ * here and in every sub-message.  Depth is bounded by the schema. */
+static int
+msg_check(const ProtobufCMessage *m, int depth, char **cause)
+{
+	const ProtobufCMessageDescriptor	*d = m->descriptor;
+	const ProtobufCFieldDescriptor		*f;
+	const char				*base = (const char *)m;
+	const void				*member;
+	size_t					 count, i, k;
+	int					 value;
+
+	if (depth > 16) {
+		set_cause(cause, "message nested too deeply");
+		return -1;
+	}
+	if (m->n_unknown_fields != 0) {
+		set_cause(cause, "unknown field %u in %s", m->unknown_fields[0].tag,
+		    d->name);
+		return -1;
+	}
+	for (i = 0; i < d->n_fields; i++) {
+		f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE &&
+		    f->type != PROTOBUF_C_TYPE_ENUM)
+			continue;
+		member = base + f->offset;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			count = *(const size_t *)(base + f->quantifier_offset);
+			member = *(const void *const *)member;
+		} else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			count = *(const uint32_t *)(base + f->quantifier_offset) ==
+			    f->id;
+		} else if (f->type == PROTOBUF_C_TYPE_ENUM &&
+		    f->label == PROTOBUF_C_LABEL_OPTIONAL) {
+			count = *(const protobuf_c_boolean *)(base +
+			    f->quantifier_offset) != 0;
+		} else
+			count = 1;
+		for (k = 0; k < count; k++) {
+			if (f->type == PROTOBUF_C_TYPE_ENUM) {
+				if (f->label == PROTOBUF_C_LABEL_REPEATED)
+					value = ((const int *)member)[k];
+				else
+					value = *(const int *)member;
+				if (protobuf_c_enum_descriptor_get_value(
+				    f->descriptor, value) == NULL) {
+					set_cause(cause, "unknown value %d of %s.%s",
+					    value, d->name, f->name);
+					return -1;
+				}
+				continue;
+			}
+			const ProtobufCMessage *sub = f->label ==
+			    PROTOBUF_C_LABEL_REPEATED ?
+			    ((const ProtobufCMessage *const *)member)[k] :
+			    *(const ProtobufCMessage *const *)member;
+			if (sub != NULL && msg_check(sub, depth + 1, cause) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+Envelope *
+msg_unpack(const uint8_t *data, size_t len, int *code, char **cause)
+{
+	Envelope	*env;
+	char		*why = NULL;
+
+	env = tern__envelope__unpack(NULL, len, data);
+	if (env == NULL) {
+		*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+		set_cause(cause, "malformed message (not a valid tern.Envelope)");
+		return NULL;
+	}
+	if (env->version != TERN_PROTOCOL_VERSION) {
+		*code = TERN__ERROR_CODE__ERROR_VERSION;
+		set_cause(cause, "protocol version %u, this ternd speaks %u",
+		    env->version, TERN_PROTOCOL_VERSION);
+		goto fail;
+	}
+	if (msg_check(&env->base, 0, &why) != 0) {
+		*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+		set_cause(cause, "%s", why);
+		goto fail;
+	}
+	if (env->body_case == TERN__ENVELOPE__BODY__NOT_SET) {
+		*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+		set_cause(cause, "message without a body");
+		goto fail;
+	}
+	return env;
+fail:
+	free(why);
+	tern__envelope__free_unpacked(env, NULL);
+	return NULL;
+}
+
+void
+msg_free(Envelope *env)
+{
+	if (env != NULL)
+		tern__envelope__free_unpacked(env, NULL);
+}
+
+uint8_t *
+msg_pack(const Envelope *env, size_t *len)
+{
+	uint8_t	*buf;
+
+	*len = tern__envelope__get_packed_size(env);
+	buf = xmalloc(*len);
+	tern__envelope__pack(env, buf);
+	return buf;
+}
+
+const char *
+msg_name(const Envelope *env)
+{
+	const ProtobufCFieldDescriptor	*f;
+
+	f = protobuf_c_message_descriptor_get_field(&tern__envelope__descriptor,
+	    (unsigned)env->body_case);
+	return f != NULL ? f->name : "none";
+}
+
+const char *
+msg_error_code_name(int code)
+{
+	const ProtobufCEnumValue	*v;
+
+	v = protobuf_c_enum_descriptor_get_value(&tern__error_code__descriptor,
+	    code);
+	return v != NULL ? v->name : "ERROR_UNKNOWN";
+}

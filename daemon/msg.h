@@ -1,0 +1,31 @@
+/* Messages: one tern.Envelope per FRAME_MSG frame.  Decoding is strict:
+ * unknown fields or enum values at any depth, a missing body or another
+ * protocol version are refused, so a peer cannot smuggle what we do not
+ * understand. */
+#ifndef TERN_MSG_H
+#define TERN_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tern.pb-c.h"
+
+#define TERN_PROTOCOL_VERSION	1
+#define TERN_SOFTWARE		"tern " PACKAGE_VERSION
+
+typedef Tern__Envelope Envelope;
+
+/* Initialise an envelope with our version and the request id. */
+void		 msg_init(Envelope *, uint64_t request_id);
+/* Decode one envelope.  On error returns NULL, sets *cause and *code
+ * (a TERN__ERROR_CODE__* to answer with). */
+Envelope	*msg_unpack(const uint8_t *, size_t, int *code, char **cause);
+void		 msg_free(Envelope *);
+/* Encode into a new buffer (caller frees); *len gets its size. */
+uint8_t		*msg_pack(const Envelope *, size_t *len);
+/* "hello", "ping", ... for logs. */
+const char	*msg_name(const Envelope *);
+/* Name of an error code ("not-found", ...). */
+const char	*msg_error_code_name(int code);
+
+#endif
