@@ -1,0 +1,306 @@
+#include "config.h"
+
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define LOG_MODULE "net.tls"
+#include "daemon/log.h"
+#include "daemon/tls.h"
+#include "daemon/xmalloc.h"
+
+/* AES-128-GCM first: the fastest suite on CPUs with AES-NI, which the
+ * state streams are bound by. */
+#define TLS_CIPHERSUITES \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+struct tls_ctx {
+	SSL_CTX	*ssl_ctx;
+	char	*own_name;
+};
+
+struct tls {
+	SSL	*ssl;
+	BIO	*in;		/* ciphertext from the peer */
+	BIO	*out;		/* ciphertext for the peer */
+	int	 server;
+	char	*peer_name;
+};
+
+/* The OpenSSL error queue as one string, emptied. */
+static char *
+tls_errors(void)
+{
+	char		 buf[256], *all = NULL, *next;
+	unsigned long	 e;
+
+	while ((e = ERR_get_error()) != 0) {
+		ERR_error_string_n(e, buf, sizeof buf);
+		if (all == NULL)
+			all = xstrdup(buf);
+		else {
+			xasprintf(&next, "%s; %s", all, buf);
+			free(all);
+			all = next;
+		}
+	}
+	return all != NULL ? all : xstrdup("no OpenSSL error recorded");
+}
+
+static char *
+tls_cert_cn(X509 *cert)
+{
+	X509_NAME	*name;
+	char		 cn[256];
+
+	if ((name = X509_get_subject_name(cert)) == NULL ||
+	    X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof cn) <= 0)
+		return NULL;
+	return xstrdup(cn);
+}
+
+struct tls_ctx *
+tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
+    char **cause)
+{
+	struct tls_ctx	*ctx;
+	X509		*cert;
+	char		*why = NULL;
+
+	ctx = xcalloc(1, sizeof *ctx);
+	if ((ctx->ssl_ctx = SSL_CTX_new(TLS_method())) == NULL) {
+		set_cause(cause, "cannot create TLS context: %s", why = tls_errors());
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_3_VERSION);
+	SSL_CTX_set_ciphersuites(ctx->ssl_ctx, TLS_CIPHERSUITES);
+	SSL_CTX_set_num_tickets(ctx->ssl_ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx->ssl_ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(ctx->ssl_ctx,
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify_depth(ctx->ssl_ctx, 2);
+
+	if (SSL_CTX_load_verify_locations(ctx->ssl_ctx, ca_file, NULL) != 1) {
+		set_cause(cause, "%s: cannot load the cluster CA: %s", ca_file,
+		    why = tls_errors());
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
+		set_cause(cause, "%s: cannot load the host certificate: %s",
+		    cert_file, why = tls_errors());
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file,
+	    SSL_FILETYPE_PEM) != 1) {
+		set_cause(cause, "%s: cannot load the host key: %s", key_file,
+		    why = tls_errors());
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
+		set_cause(cause, "%s does not match %s: %s", key_file, cert_file,
+		    why = tls_errors());
+		goto fail;
+	}
+	cert = SSL_CTX_get0_certificate(ctx->ssl_ctx);
+	if ((ctx->own_name = tls_cert_cn(cert)) == NULL) {
+		set_cause(cause, "%s: certificate has no common name", cert_file);
+		goto fail;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0)
+		log_warnx("%s: our own certificate has expired; peers will "
+		    "refuse this host until it is reissued (ternctl cert issue)",
+		    cert_file);
+	return ctx;
+fail:
+	free(why);
+	tls_ctx_free(ctx);
+	return NULL;
+}
+
+void
+tls_ctx_free(struct tls_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+	SSL_CTX_free(ctx->ssl_ctx);
+	free(ctx->own_name);
+	free(ctx);
+}
+
+const char *
+tls_ctx_own_name(const struct tls_ctx *ctx)
+{
+	return ctx->own_name;
+}
+
+struct tls *
+tls_new(struct tls_ctx *ctx, int server, const char *expect_host)
+{
+	struct tls	*t;
+
+	t = xcalloc(1, sizeof *t);
+	t->server = server;
+	if ((t->ssl = SSL_new(ctx->ssl_ctx)) == NULL)
+		fatalx("SSL_new failed");
+	t->in = BIO_new(BIO_s_mem());
+	t->out = BIO_new(BIO_s_mem());
+	if (t->in == NULL || t->out == NULL)
+		fatalx("BIO_new failed");
+	/* An empty memory BIO means "try again", not end of file. */
+	BIO_set_mem_eof_return(t->in, -1);
+	BIO_set_mem_eof_return(t->out, -1);
+	SSL_set_bio(t->ssl, t->in, t->out);
+	if (server)
+		SSL_set_accept_state(t->ssl);
+	else {
+		SSL_set_connect_state(t->ssl);
+		if (expect_host != NULL) {
+			SSL_set_hostflags(t->ssl,
+			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			if (SSL_set1_host(t->ssl, expect_host) != 1)
+				fatalx("SSL_set1_host failed");
+		}
+	}
+	return t;
+}
+
+void
+tls_free(struct tls *t)
+{
+	if (t == NULL)
+		return;
+	SSL_free(t->ssl);	/* frees both BIOs */
+	free(t->peer_name);
+	free(t);
+}
+
+void
+tls_feed(struct tls *t, const void *buf, size_t len)
+{
+	size_t	written;
+
+	if (len > 0 && BIO_write_ex(t->in, buf, len, &written) != 1)
+		fatalx("BIO_write to a memory BIO failed");
+}
+
+/* Why the handshake failed, in words an operator can act on. */
+static void
+tls_handshake_cause(struct tls *t, char **cause)
+{
+	long	 vr = SSL_get_verify_result(t->ssl);
+	char	*why = tls_errors();
+
+	if (vr != X509_V_OK)
+		set_cause(cause, "peer certificate rejected: %s (%s)",
+		    X509_verify_cert_error_string(vr), why);
+	else
+		set_cause(cause, "TLS handshake failed: %s", why);
+	free(why);
+}
+
+enum tls_status
+tls_handshake(struct tls *t, char **cause)
+{
+	X509	*peer;
+	int	 rc, err;
+
+	ERR_clear_error();
+	if ((rc = SSL_do_handshake(t->ssl)) == 1) {
+		if ((peer = SSL_get0_peer_certificate(t->ssl)) == NULL) {
+			set_cause(cause, "peer presented no certificate");
+			return TLS_ERROR;
+		}
+		free(t->peer_name);
+		if ((t->peer_name = tls_cert_cn(peer)) == NULL) {
+			set_cause(cause, "peer certificate has no common name");
+			return TLS_ERROR;
+		}
+		return TLS_DONE;
+	}
+	err = SSL_get_error(t->ssl, rc);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return TLS_AGAIN;
+	tls_handshake_cause(t, cause);
+	return TLS_ERROR;
+}
+
+size_t
+tls_read(struct tls *t, void *buf, size_t len, enum tls_status *status,
+    char **cause)
+{
+	size_t	 n = 0;
+	int	 err;
+	char	*why;
+
+	ERR_clear_error();
+	if (SSL_read_ex(t->ssl, buf, len, &n) == 1) {
+		*status = TLS_DONE;
+		return n;
+	}
+	err = SSL_get_error(t->ssl, 0);
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		*status = TLS_AGAIN;
+		break;
+	case SSL_ERROR_ZERO_RETURN:
+		*status = TLS_CLOSED;
+		break;
+	default:
+		*status = TLS_ERROR;
+		set_cause(cause, "TLS read failed: %s", why = tls_errors());
+		free(why);
+		break;
+	}
+	return 0;
+}
+
+int
+tls_write(struct tls *t, const void *buf, size_t len, char **cause)
+{
+	size_t	 n;
+	char	*why;
+
+	if (len == 0)
+		return 0;
+	ERR_clear_error();
+	/* Memory BIOs grow, so a write takes everything or fails for good. */
+	if (SSL_write_ex(t->ssl, buf, len, &n) != 1 || n != len) {
+		set_cause(cause, "TLS write failed: %s", why = tls_errors());
+		free(why);
+		return -1;
+	}
+	return 0;
+}
+
+size_t
+tls_pending(struct tls *t)
+{
+	return BIO_ctrl_pending(t->out);
+}
+
+size_t
+tls_take(struct tls *t, void *buf, size_t len)
+{
+	size_t	n = 0;
+
+	if (len > 0 && BIO_read_ex(t->out, buf, len, &n) != 1)
+		return 0;
+	return n;
+}
+
+const char *
+tls_peer_name(const struct tls *t)
+{
+	return t->peer_name;
+}
+
+const char *
+tls_cipher(const struct tls *t)
+{
+	return SSL_get_cipher_name(t->ssl);
+}

@@ -1,0 +1,51 @@
+/* Mutual TLS 1.3 between ternd processes, driven through memory BIOs so
+ * the event loop owns every socket operation and nothing blocks.  This is
+ * the only transport file that knows OpenSSL.
+ *
+ * Both sides present a certificate signed by the cluster CA.  A client
+ * names the host it expects; the certificate must name it.  A server
+ * learns the peer's host name from its verified certificate. */
+#ifndef TERN_TLS_H
+#define TERN_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct tls_ctx;
+struct tls;
+
+enum tls_status {
+	TLS_DONE = 0,	/* handshake complete / call succeeded */
+	TLS_AGAIN,	/* needs more bytes from the peer */
+	TLS_CLOSED,	/* peer closed the TLS session cleanly */
+	TLS_ERROR,	/* failed: *cause says why */
+};
+
+/* Load the CA, our certificate and key.  Errors name the file and why. */
+struct tls_ctx	*tls_ctx_new(const char *ca_file, const char *cert_file,
+		    const char *key_file, char **cause);
+void		 tls_ctx_free(struct tls_ctx *);
+/* Host name our own certificate names (CN). */
+const char	*tls_ctx_own_name(const struct tls_ctx *);
+
+/* expect_host: for clients, the host the server's certificate must name. */
+struct tls	*tls_new(struct tls_ctx *, int server, const char *expect_host);
+void		 tls_free(struct tls *);
+
+/* Hand over ciphertext received from the network. */
+void		 tls_feed(struct tls *, const void *, size_t);
+enum tls_status	 tls_handshake(struct tls *, char **cause);
+/* Decrypt into buf.  Returns bytes (> 0), or 0 with *status TLS_AGAIN,
+ * TLS_CLOSED or TLS_ERROR (then *cause). */
+size_t		 tls_read(struct tls *, void *buf, size_t len,
+		    enum tls_status *status, char **cause);
+/* Encrypt all of buf into the outgoing queue; -1 and *cause on error. */
+int		 tls_write(struct tls *, const void *buf, size_t len, char **cause);
+/* Ciphertext ready to go out, and taking it (copying up to len bytes). */
+size_t		 tls_pending(struct tls *);
+size_t		 tls_take(struct tls *, void *buf, size_t len);
+/* Peer's host name from its verified certificate, or NULL. */
+const char	*tls_peer_name(const struct tls *);
+const char	*tls_cipher(const struct tls *);
+
+#endif
