@@ -1,0 +1,29 @@
+/* The host role of ternd: what one agent process holds. */
+#ifndef TERN_AGENT_AGENT_H
+#define TERN_AGENT_AGENT_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "daemon/conf.h"
+#include "daemon/conn.h"
+
+struct peers;
+struct ctlsock;
+struct tls_ctx;
+
+struct agent {
+	uv_loop_t		*loop;
+	char			*conf_path;
+	struct conf		*conf;
+	struct tls_ctx		*tls;
+	struct conn_limits	 peer_limits;
+	struct peers		*peers;
+	struct ctlsock		*ctl;
+	uint64_t		 boot_id;
+	uint64_t		 start_ms;
+	int			 stopping;
+};
+
+#endif

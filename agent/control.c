@@ -1,0 +1,199 @@
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOG_MODULE "ctl"
+#include "agent/control.h"
+#include "agent/peers.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+/* An answer that comes later: who asked, and under which id. */
+struct control_wait {
+	struct ctl_client	*client;
+	uint64_t		 request_id;
+	char			*host;
+};
+
+static struct control_wait *
+control_wait_new(struct ctl_client *cl, const Envelope *req, const char *host)
+{
+	struct control_wait	*w;
+
+	w = xcalloc(1, sizeof *w);
+	w->client = cl;
+	w->request_id = req->request_id;
+	w->host = xstrdup(host);
+	ctl_client_ref(cl);
+	return w;
+}
+
+static void
+control_wait_free(struct control_wait *w)
+{
+	ctl_client_unref(w->client);
+	free(w->host);
+	free(w);
+}
+
+static void
+control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
+{
+	Envelope		 env;
+	Tern__StatusReply	 st = TERN__STATUS_REPLY__INIT;
+	char			*listen;
+	unsigned		 total, up;
+
+	xasprintf(&listen, "%s:%d", a->conf->listen_address,
+	    a->conf->listen_port);
+	peers_count(a->peers, &total, &up);
+	st.host = a->conf->host_name;
+	st.software = TERN_SOFTWARE;
+	st.pid = (uint32_t)getpid();
+	st.uptime_ms = now_ms() - a->start_ms;
+	st.listen = listen;
+	st.peers_total = total;
+	st.peers_up = up;
+	msg_init(&env, req->request_id);
+	env.body_case = TERN__ENVELOPE__BODY_STATUS_REPLY;
+	env.status_reply = &st;
+	ctl_client_reply(cl, &env);
+	free(listen);
+}
+
+static void
+control_hosts(struct agent *a, struct ctl_client *cl, const Envelope *req)
+{
+	Envelope		env;
+	Tern__HostsReply	hosts = TERN__HOSTS_REPLY__INIT;
+
+	peers_hosts(a->peers, &hosts);
+	msg_init(&env, req->request_id);
+	env.body_case = TERN__ENVELOPE__BODY_HOSTS_REPLY;
+	env.hosts_reply = &hosts;
+	ctl_client_reply(cl, &env);
+	peers_hosts_free(&hosts);
+}
+
+static void
+control_ping_done(void *arg, uint64_t rtt_us, const char *error)
+{
+	struct control_wait	*w = arg;
+	Envelope		 env;
+	Tern__PingHostReply	 r = TERN__PING_HOST_REPLY__INIT;
+
+	if (error != NULL)
+		ctl_client_error(w->client, w->request_id,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "ping %s: %s", w->host,
+		    error);
+	else {
+		r.host = w->host;
+		r.rtt_us = rtt_us;
+		msg_init(&env, w->request_id);
+		env.body_case = TERN__ENVELOPE__BODY_PING_HOST_REPLY;
+		env.ping_host_reply = &r;
+		ctl_client_reply(w->client, &env);
+	}
+	control_wait_free(w);
+}
+
+static void
+control_ping(struct agent *a, struct ctl_client *cl, const Envelope *req)
+{
+	struct control_wait	*w;
+	const char		*host = req->ping_host_request->host;
+	char			*cause = NULL;
+
+	w = control_wait_new(cl, req, host);
+	if (peers_ping(a->peers, host, control_ping_done, w, &cause) != 0) {
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s", cause);
+		control_wait_free(w);
+		free(cause);
+	}
+}
+
+static void
+control_stream_test_done(void *arg, uint64_t bytes, uint64_t elapsed_ns,
+    const char *error)
+{
+	struct control_wait	*w = arg;
+	Envelope		 env;
+	Tern__StreamTestReply	 r = TERN__STREAM_TEST_REPLY__INIT;
+
+	if (error != NULL) {
+		log_warnx("stream test to %s failed: %s", w->host, error);
+		ctl_client_error(w->client, w->request_id,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "stream to %s: %s",
+		    w->host, error);
+	} else {
+		log_info("stream test to %s: %llu bytes in %.3f s", w->host,
+		    (unsigned long long)bytes, (double)elapsed_ns / 1e9);
+		r.bytes = bytes;
+		r.elapsed_ns = elapsed_ns;
+		msg_init(&env, w->request_id);
+		env.body_case = TERN__ENVELOPE__BODY_STREAM_TEST_REPLY;
+		env.stream_test_reply = &r;
+		ctl_client_reply(w->client, &env);
+	}
+	control_wait_free(w);
+}
+
+static void
+control_stream_test(struct agent *a, struct ctl_client *cl,
+    const Envelope *req)
+{
+	const Tern__StreamTestRequest	*r = req->stream_test_request;
+	struct control_wait		*w;
+	char				*cause = NULL;
+
+	if (r->bytes == 0) {
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "bytes must be > 0");
+		return;
+	}
+	w = control_wait_new(cl, req, r->host);
+	if (peers_stream_test(a->peers, r->host, r->bytes,
+	    control_stream_test_done, w, &cause) != 0) {
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s", cause);
+		control_wait_free(w);
+		free(cause);
+	}
+}
+
+void
+control_request(struct ctl_client *cl, const Envelope *req, void *arg)
+{
+	struct agent	*a = arg;
+
+	log_debug("control request %s (id %llu)", msg_name(req),
+	    (unsigned long long)req->request_id);
+	if (a->stopping) {
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "ternd is shutting down");
+		return;
+	}
+	switch (req->body_case) {
+	case TERN__ENVELOPE__BODY_STATUS_REQUEST:
+		control_status(a, cl, req);
+		break;
+	case TERN__ENVELOPE__BODY_HOSTS_REQUEST:
+		control_hosts(a, cl, req);
+		break;
+	case TERN__ENVELOPE__BODY_PING_HOST_REQUEST:
+		control_ping(a, cl, req);
+		break;
+	case TERN__ENVELOPE__BODY_STREAM_TEST_REQUEST:
+		control_stream_test(a, cl, req);
+		break;
+	default:
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "%s is not a control request", msg_name(req));
+		break;
+	}
+}

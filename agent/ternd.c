@@ -1,0 +1,271 @@
+/* ternd: the tern agent.  Loads the configuration, opens the control
+ * socket and the mutual-TLS peer listener, and runs the event loop until
+ * SIGTERM/SIGINT; SIGHUP reloads the configuration, keeping the old one
+ * if the new one is invalid. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#define LOG_MODULE "ternd"
+#include "agent/agent.h"
+#include "agent/control.h"
+#include "agent/peers.h"
+#include "daemon/ctlsock.h"
+#include "daemon/log.h"
+#include "daemon/pidfile.h"
+#include "daemon/tls.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+#define TERND_HANDSHAKE_MS	5000
+
+static uv_signal_t	sig_term, sig_int, sig_hup;
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: ternd [-Fn] [-f file]\n"
+	    "       ternd --help-config\n"
+	    "  -f file   configuration (default %s/tern/ternd.conf)\n"
+	    "  -F        stay in the foreground, log to stderr\n"
+	    "  -n        check the configuration and exit\n",
+	    SYSCONFDIR);
+}
+
+static void
+agent_limits(struct agent *a)
+{
+	a->peer_limits.max_frame = (uint32_t)a->conf->max_frame_size;
+	a->peer_limits.send_max = a->conf->send_buffer_max;
+	a->peer_limits.handshake_ms = TERND_HANDSHAKE_MS;
+}
+
+/* Options a running ternd cannot change; a reload changing one is refused. */
+static const char *
+conf_fixed_change(const struct conf *old, const struct conf *new)
+{
+	if (strcmp(old->host_name, new->host_name) != 0)
+		return "host_name";
+	if (strcmp(old->listen_address, new->listen_address) != 0)
+		return "listen_address";
+	if (old->listen_port != new->listen_port)
+		return "listen_port";
+	if (strcmp(old->run_dir, new->run_dir) != 0)
+		return "run_dir";
+	if (strcmp(old->state_dir, new->state_dir) != 0)
+		return "state_dir";
+	if (strcmp(old->control_group, new->control_group) != 0)
+		return "control_group";
+	return NULL;
+}
+
+static void
+agent_reload(struct agent *a)
+{
+	struct conf	*conf;
+	struct tls_ctx	*tls = NULL;
+	const char	*fixed;
+	char		*cause = NULL;
+
+	log_info("reloading %s", a->conf_path);
+	if ((conf = conf_load(a->conf_path, &cause)) == NULL)
+		goto fail;
+	if ((fixed = conf_fixed_change(a->conf, conf)) != NULL) {
+		xasprintf(&cause, "%s changed: restart ternd to apply it", fixed);
+		goto fail;
+	}
+	if (log_set_filters(conf->log_filters, &cause) != 0)
+		goto fail;
+	if ((tls = tls_ctx_new(conf->ca_file, conf->cert_file, conf->key_file,
+	    &cause)) == NULL) {
+		log_set_filters(a->conf->log_filters, NULL);
+		goto fail;
+	}
+	/* Live connections keep the TLS context they started with. */
+	tls_ctx_free(a->tls);
+	a->tls = tls;
+	conf_free(a->conf);
+	a->conf = conf;
+	agent_limits(a);
+	peers_reconfigure(a->peers);
+	log_info("configuration reloaded");
+	return;
+fail:
+	log_warnx("reload failed, keeping the old configuration: %s", cause);
+	free(cause);
+	conf_free(conf);
+}
+
+static void
+agent_stop(struct agent *a)
+{
+	if (a->stopping)
+		return;
+	a->stopping = 1;
+	log_info("shutting down");
+	ctlsock_close(a->ctl);
+	a->ctl = NULL;
+	peers_stop(a->peers);
+	a->peers = NULL;
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	struct agent	*a = h->data;
+
+	if (signum == SIGHUP)
+		agent_reload(a);
+	else
+		agent_stop(a);
+}
+
+static void
+signal_watch(uv_loop_t *loop, uv_signal_t *h, int signum, struct agent *a)
+{
+	uv_signal_init(loop, h);
+	h->data = a;
+	uv_signal_start(h, on_signal, signum);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "help-config", no_argument, NULL, 'C' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct agent	 agent, *a = &agent;
+	uv_loop_t	 loop;
+	char		*conf_path = NULL, *cause = NULL, *path = NULL;
+	int		 ch, check = 0, foreground = 0, pidfd = -1, rc = 1;
+	char		*pidpath = NULL;
+
+	memset(a, 0, sizeof *a);
+	while ((ch = getopt_long(argc, argv, "Ff:hn", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'F':
+			foreground = 1;
+			break;
+		case 'f':
+			conf_path = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'C':
+			conf_print_options(stdout);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (conf_path == NULL)
+		xasprintf(&a->conf_path, "%s/tern/ternd.conf", SYSCONFDIR);
+	else
+		a->conf_path = xstrdup(conf_path);
+
+	log_init("ternd", foreground || check);
+	if ((a->conf = conf_load(a->conf_path, &cause)) == NULL) {
+		fprintf(stderr, "ternd: %s\n", cause);
+		goto out;
+	}
+	if (log_set_filters(a->conf->log_filters, &cause) != 0) {
+		fprintf(stderr, "ternd: %s: log_filters: %s\n", a->conf_path,
+		    cause);
+		goto out;
+	}
+	if (check) {
+		printf("ternd: %s: configuration OK\n", a->conf_path);
+		rc = 0;
+		goto out;
+	}
+	if (!foreground && daemon(0, 0) != 0) {
+		fprintf(stderr, "ternd: cannot daemonise: %s\n", strerror(errno));
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	if (mkdir_p(a->conf->run_dir, 0755, &cause) != 0 ||
+	    mkdir_p(a->conf->state_dir, 0700, &cause) != 0) {
+		log_warnx("%s", cause);
+		goto out;
+	}
+	xasprintf(&pidpath, "%s/ternd.pid", a->conf->run_dir);
+	if ((pidfd = pidfile_create(pidpath, &cause)) == -1) {
+		log_warnx("%s", cause);
+		goto out;
+	}
+	if ((a->tls = tls_ctx_new(a->conf->ca_file, a->conf->cert_file,
+	    a->conf->key_file, &cause)) == NULL) {
+		log_warnx("%s", cause);
+		goto out;
+	}
+	if (strcmp(tls_ctx_own_name(a->tls), a->conf->host_name) != 0) {
+		log_warnx("%s names host \"%s\" but host_name is \"%s\": issue a "
+		    "certificate for this host (ternctl cert issue %s)",
+		    a->conf->cert_file, tls_ctx_own_name(a->tls),
+		    a->conf->host_name, a->conf->host_name);
+		goto out;
+	}
+	if (RAND_bytes((unsigned char *)&a->boot_id, sizeof a->boot_id) != 1)
+		a->boot_id = (uint64_t)getpid() << 32 | (uint64_t)now_ns();
+
+	uv_loop_init(&loop);
+	a->loop = &loop;
+	a->start_ms = now_ms();
+	agent_limits(a);
+	signal_watch(&loop, &sig_term, SIGTERM, a);
+	signal_watch(&loop, &sig_int, SIGINT, a);
+	signal_watch(&loop, &sig_hup, SIGHUP, a);
+
+	xasprintf(&path, "%s/ternd.sock", a->conf->run_dir);
+	if ((a->ctl = ctlsock_listen(&loop, path, a->conf->control_group,
+	    &a->peer_limits, control_request, a, &cause)) == NULL ||
+	    (a->peers = peers_start(a, &cause)) == NULL) {
+		log_warnx("%s", cause);
+		agent_stop(a);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		goto close_loop;
+	}
+	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
+	    PACKAGE_VERSION, a->conf->host_name, (long)getpid(),
+	    a->conf->npeers);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	log_info("stopped");
+	rc = 0;
+close_loop:
+	if (uv_loop_close(&loop) != 0)
+		log_warnx("event loop closed with handles still open");
+out:
+	free(cause);
+	free(path);
+	if (pidpath != NULL)
+		pidfile_remove(pidpath, pidfd);
+	free(pidpath);
+	tls_ctx_free(a->tls);
+	conf_free(a->conf);
+	free(a->conf_path);
+	return rc;
+}

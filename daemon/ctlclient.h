@@ -1,0 +1,22 @@
+/* The client side of the control socket, for ternctl: blocking, one
+ * request at a time, every wait bounded by a timeout. */
+#ifndef TERN_CTLCLIENT_H
+#define TERN_CTLCLIENT_H
+
+#include "daemon/msg.h"
+
+struct ctlclient;
+
+struct ctlclient	*ctlclient_connect(const char *path, char **cause);
+void			 ctlclient_close(struct ctlclient *);
+/* Send a request (its request_id is assigned here). */
+int			 ctlclient_send(struct ctlclient *, Envelope *, char **cause);
+/* Wait up to timeout_ms for the next message.  An Error body is returned
+ * like any other message. */
+Envelope		*ctlclient_recv(struct ctlclient *, int timeout_ms,
+			    char **cause);
+/* send + recv; an Error reply becomes -1 with *cause = its text. */
+Envelope		*ctlclient_call(struct ctlclient *, Envelope *,
+			    int timeout_ms, char **cause);
+
+#endif
