@@ -1,0 +1,53 @@
+/* ternctl status: what the local ternd is. */
+#include "config.h"
+
+#include <stdio.h>
+
+#include "ctl/ternctl.h"
+
+static int
+cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
+{
+	Envelope		 req, *reply;
+	Tern__StatusRequest	 sr = TERN__STATUS_REQUEST__INIT;
+	Tern__StatusReply	*st;
+	char			 age[32];
+	int			 rc = CTL_EXIT_OK;
+
+	if (argc != 1)
+		return ctl_usage(&cmd_status_entry);
+	msg_init(&req, 0);
+	req.body_case = TERN__ENVELOPE__BODY_STATUS_REQUEST;
+	req.status_request = &sr;
+	if ((reply = ctl_request(env, &req, 5000, &rc)) == NULL)
+		return rc;
+	if (reply->body_case != TERN__ENVELOPE__BODY_STATUS_REPLY) {
+		ctl_error("unexpected reply %s", msg_name(reply));
+		msg_free(reply);
+		return CTL_EXIT_FAILED;
+	}
+	st = reply->status_reply;
+	if (env->json) {
+		printf("{\"host\":");
+		ctl_json_string(stdout, st->host);
+		printf(",\"software\":");
+		ctl_json_string(stdout, st->software);
+		printf(",\"pid\":%u,\"uptime_ms\":%llu,\"listen\":", st->pid,
+		    (unsigned long long)st->uptime_ms);
+		ctl_json_string(stdout, st->listen);
+		printf(",\"peers_total\":%u,\"peers_up\":%u}\n", st->peers_total,
+		    st->peers_up);
+	} else {
+		ctl_format_age(age, sizeof age, st->uptime_ms);
+		printf("host:     %s\nsoftware: %s\npid:      %u\nuptime:   %s\n"
+		    "listen:   %s (mutual TLS)\npeers:    %u of %u up\n", st->host,
+		    st->software, st->pid, age, st->listen, st->peers_up,
+		    st->peers_total);
+	}
+	msg_free(reply);
+	return rc;
+}
+
+const struct ctl_cmd cmd_status_entry = {
+	"status", "status", "show the local ternd", cmd_status_exec
+};
