@@ -508,7 +508,7 @@ peer_on_close(struct conn *c, const char *cause)
 		return;	/* refused or replaced */
 	if (p->obj == PEER_OBJ_PENDING) {
 		if (cause != NULL)
-			log_info("incoming connection closed before "
+			log_warnx("refused an incoming connection before "
 			    "authentication: %s", cause);
 		peer_pending_done((struct peer_pending *)p);
 		return;
@@ -519,7 +519,9 @@ peer_on_close(struct conn *c, const char *cause)
 	stream_mux_free(p->mux, cause);
 	p->mux = NULL;
 	peer_fail_waits(p, cause != NULL ? cause : "connection closed");
-	if (cause != NULL && p->state != PEER_UP)
+	/* Retries that fail the same way are logged once. */
+	if (cause != NULL && p->state != PEER_UP && (p->last_error == NULL ||
+	    strcmp(p->last_error, cause) != 0))
 		log_warnx("peer %s: %s", p->name, cause);
 	peer_set_state(p, PEER_DOWN, cause != NULL ? cause :
 	    "connection closed");
@@ -656,7 +658,7 @@ static struct peer *
 peer_new(struct peers *ps, const struct conf_peer *cp)
 {
 	struct agent	*a = ps->agent;
-	struct peer	*p;
+	struct peer	*p, **pp;
 
 	p = xcalloc(1, sizeof *p);
 	p->peers = ps;
@@ -669,8 +671,9 @@ peer_new(struct peers *ps, const struct conf_peer *cp)
 	p->next_id = 1;
 	uv_timer_init(a->loop, &p->timer);
 	p->timer.data = p;
-	p->next = ps->list;
-	ps->list = p;
+	for (pp = &ps->list; *pp != NULL; pp = &(*pp)->next)
+		;	/* keep the configuration's order */
+	*pp = p;
 	return p;
 }
 

@@ -10,9 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
-
-#include <openssl/rand.h>
 
 #define LOG_MODULE "ternd"
 #include "agent/agent.h"
@@ -229,7 +228,7 @@ main(int argc, char **argv)
 		    a->conf->host_name, a->conf->host_name);
 		goto out;
 	}
-	if (RAND_bytes((unsigned char *)&a->boot_id, sizeof a->boot_id) != 1)
+	if (getrandom(&a->boot_id, sizeof a->boot_id, 0) != sizeof a->boot_id)
 		a->boot_id = (uint64_t)getpid() << 32 | (uint64_t)now_ns();
 
 	uv_loop_init(&loop);

@@ -565,7 +565,6 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		if (conn_flush_tls(c) != 0)
 			return;
 		if (st == TLS_ERROR) {
-			log_warnx("%s: %s", c->label, cause);
 			conn_fail(c, "%s", cause);
 			free(cause);
 			return;

@@ -41,6 +41,7 @@ struct stream_mux {
 	struct stream		*streams;
 	size_t			 count;
 	uint16_t		 next_channel;
+	uint16_t		 peer_high;	/* highest channel the peer opened */
 };
 
 struct stream_mux *
@@ -319,6 +320,8 @@ stream_on_open(struct stream_mux *mux, const Tern__StreamOpen *m)
 		return;
 	}
 	st = stream_new(mux, (uint16_t)m->channel, 0);
+	if (st->channel > mux->peer_high)
+		mux->peer_high = st->channel;
 	if (mux->accept(mux, st, m->kind, m->name != NULL ? m->name : "",
 	    m->has_size ? m->size : 0, &cause) != 0) {
 		log_info("%s: refused %s stream %u: %s", conn_label(mux->conn),
@@ -424,6 +427,11 @@ stream_mux_data_frame(struct stream_mux *mux, uint16_t channel,
 		return;
 	}
 	if ((st = stream_find(mux, channel)) == NULL) {
+		if (channel > mux->peer_high) {
+			stream_violation(mux, "data on unopened channel %u",
+			    channel);
+			return;
+		}
 		/* In flight when we aborted the stream: drop it. */
 		log_debug("%s: %zu bytes for ended stream %u dropped",
 		    conn_label(mux->conn), len, channel);

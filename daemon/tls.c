@@ -78,6 +78,7 @@ tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
 	SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_3_VERSION);
 	SSL_CTX_set_ciphersuites(ctx->ssl_ctx, TLS_CIPHERSUITES);
 	SSL_CTX_set_num_tickets(ctx->ssl_ctx, 0);
+	SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx->ssl_ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_verify(ctx->ssl_ctx,

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A peer that sends bad bytes after authenticating loses its connection,
+# with the reason logged, and ternd goes on serving everyone else: here h1
+# and h3 are real, h2 is played by rawpeer with h2's real certificate.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+th_check || exit 77
+trap th_teardown EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+CTL="$TERN_BUILDDIR/ternctl"
+RAW="$TERN_BUILDDIR/tests/tools/rawpeer"
+
+th_setup 3
+cl_pki
+for h in h1 h2 h3; do cl_conf $h; done
+cl_start h1
+cl_start h3
+sock1="$(th_root_path h1 /run/tern/ternd.sock)"
+for ((i = 0; i < 100; i++)); do
+	"$CTL" -s "$sock1" hosts --json | grep -q '"name":"h3"[^}]*"state":"up"' && break
+	sleep 0.1
+done
+
+pki="$TH_ROOT/pki"
+log="$(cl_log h1)"
+h3_since() {
+	"$CTL" -s "$sock1" hosts --json | python3 -c '
+import json, sys
+for h in json.load(sys.stdin)["hosts"]:
+    if h["name"] == "h3":
+        print(h["state"], h["since_ms"])'
+}
+
+check() {	# SCENARIO LOG-PATTERN
+	local name=$1 pattern=$2 rc before after
+	before=$(h3_since)
+	set +e
+	th_exec h2 "$RAW" --connect "$(th_addr h1):7480" --ca "$pki/ca.pem" \
+		--cert "$pki/hosts/h2/h2.pem" --key "$pki/hosts/h2/h2.key" --as h2 --timeout 5000 \
+		"$name" > "$TH_ROOT/$name.out" 2>&1
+	rc=$?
+	set -e
+	[ $rc = 0 ] || fail "$name: connection not closed by ternd (rawpeer rc $rc): $(cat "$TH_ROOT/$name.out")"
+	for ((i = 0; i < 30; i++)); do
+		grep -q -- "$pattern" "$log" && break
+		sleep 0.1
+	done
+	grep -q -- "$pattern" "$log" || fail "$name: no \"$pattern\" in h1's log"
+	"$CTL" -s "$sock1" status >/dev/null || fail "$name: h1 stopped serving"
+	after=$(h3_since)
+	# h3 stayed up, on the same connection (its since_ms only grew).
+	[ "${after%% *}" = up ] || fail "$name: h3 is ${after%% *} after the fault"
+	[ "${after##* }" -ge "${before##* }" ] || fail "$name: h3's link flapped"
+	echo "ok: $name -> closed ($pattern)"
+}
+
+check oversize "larger than the maximum frame size"
+check truncated "peer closed the connection"
+check badcrc "payload checksum mismatch"
+check badheader "header checksum mismatch"
+check garbage "header checksum mismatch"
+check unknown-type "unknown frame type"
+check unknown-field "unknown field 200"
+check bad-version "protocol version 99"
+check before-hello "expected hello, got ping"
+check unopened-channel "data on unopened channel 5"
+
+# The stream still works end to end after all that.
+"$CTL" -s "$sock1" stream-test h3 --bytes 32M | grep -q "33554432 bytes" ||
+	fail "stream to h3 after the faults"
+echo "frame-faults: ok"

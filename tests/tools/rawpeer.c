@@ -1,0 +1,521 @@
+/* rawpeer: a deliberately misbehaving tern peer for the fault tests.
+ *
+ * It speaks the peer protocol by hand over blocking OpenSSL (or plain TCP)
+ * so it can send what a correct ternd never would: oversized, truncated,
+ * corrupted or unknown frames, a Hello that lies, data beyond its credit;
+ * or read a stream very slowly.  Exit status: 0 the expected outcome
+ * happened, 1 it did not, 2 setup failed, 3 the TLS peer rejected us. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "daemon/frame.h"
+#include "daemon/msg.h"
+#include "daemon/util.h"
+
+static SSL	*ssl;
+static int	 sock = -1;
+static int	 timeout_ms = 5000;
+static const char *as_host;
+
+static void
+die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+static void
+die(int code, const char *fmt, ...)
+{
+	va_list	ap;
+
+	fputs("rawpeer: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static int
+raw_write(const void *buf, size_t len)
+{
+	size_t	 off = 0, n;
+	ssize_t	 w;
+
+	while (off < len) {
+		if (ssl != NULL) {
+			if (SSL_write_ex(ssl, (const char *)buf + off, len - off,
+			    &n) != 1)
+				return -1;
+			off += n;
+		} else {
+			w = send(sock, (const char *)buf + off, len - off,
+			    MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return -1;
+			off += (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* Read up to len bytes within the timeout: >0 bytes, 0 closed, -1 timeout,
+ * -2 error (TLS alert: the reason is printed). */
+static ssize_t
+raw_read(void *buf, size_t len, int wait_ms)
+{
+	struct pollfd	pfd = { .fd = sock, .events = POLLIN };
+	size_t		n;
+	int		err;
+	char		why[256];
+
+	if (ssl == NULL || SSL_pending(ssl) == 0) {
+		if (poll(&pfd, 1, wait_ms) == 0)
+			return -1;
+	}
+	if (ssl == NULL) {
+		ssize_t r = recv(sock, buf, len, 0);
+		return r < 0 ? -2 : r;
+	}
+	if (SSL_read_ex(ssl, buf, len, &n) == 1)
+		return (ssize_t)n;
+	err = SSL_get_error(ssl, 0);
+	if (err == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	if (err == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return -1;
+	if (err == SSL_ERROR_WANT_READ)
+		return -1;
+	ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+	printf("tls-error: %s\n", why);
+	return err == SSL_ERROR_SYSCALL ? 0 : -2;
+}
+
+/* A write that fails means the peer hung up on us: that is a rejection. */
+static void
+send_frame(enum frame_type type, uint16_t ch, const void *p, size_t len)
+{
+	uint8_t	hdr[FRAME_HEADER_SIZE];
+
+	frame_header_encode(hdr, type, ch, p, (uint32_t)len);
+	if (raw_write(hdr, sizeof hdr) != 0 || raw_write(p, len) != 0)
+		die(3, "rejected: the peer closed the connection");
+}
+
+static void
+send_env(Envelope *env)
+{
+	uint8_t	*buf;
+	size_t	 len;
+
+	buf = msg_pack(env, &len);
+	send_frame(FRAME_MSG, 0, buf, len);
+	free(buf);
+}
+
+static struct frame_decoder dec;
+
+/* Next message (data frames are counted and skipped into *data_bytes). */
+static Envelope *
+recv_env(int wait_ms, uint64_t *data_bytes, int *closed)
+{
+	struct frame_hdr	 hdr;
+	const uint8_t		*payload;
+	enum frame_status	 st;
+	uint8_t			*space;
+	size_t			 room;
+	ssize_t			 n;
+	int			 code;
+	char			*cause = NULL;
+	Envelope		*env;
+
+	*closed = 0;
+	for (;;) {
+		while ((st = frame_decoder_next(&dec, &hdr, &payload)) == FRAME_OK) {
+			if (hdr.type == FRAME_DATA) {
+				if (data_bytes == NULL)
+					continue;
+				/* Back to the caller: it paces its reading. */
+				*data_bytes += hdr.length;
+				return NULL;
+			}
+			env = msg_unpack(payload, hdr.length, &code, &cause);
+			if (env == NULL)
+				die(1, "bad message from ternd: %s", cause);
+			return env;
+		}
+		if (st != FRAME_NEED_MORE)
+			die(1, "bad frame from ternd: %s", frame_status_string(st));
+		space = frame_decoder_space(&dec, &room);
+		n = raw_read(space, room, wait_ms);
+		if (n == -1)
+			return NULL;
+		if (n <= 0) {
+			*closed = 1;
+			return NULL;
+		}
+		frame_decoder_commit(&dec, (size_t)n);
+	}
+}
+
+static void
+send_hello(const char *host)
+{
+	Envelope	env;
+	Tern__Hello	h = TERN__HELLO__INIT;
+	char		*caps[] = { "stream.v1" };
+
+	msg_init(&env, 0);
+	h.host = (char *)host;
+	h.software = "rawpeer";
+	h.n_capabilities = 1;
+	h.capabilities = caps;
+	h.max_frame = 1u << 20;
+	h.boot_id = 42;
+	env.body_case = TERN__ENVELOPE__BODY_HELLO;
+	env.hello = &h;
+	send_env(&env);
+}
+
+/* Hello both ways; exits 3 if the peer refuses us. */
+static void
+do_hello(void)
+{
+	Envelope	*env;
+	int		 closed;
+
+	send_hello(as_host);
+	env = recv_env(timeout_ms, NULL, &closed);
+	if (env == NULL)
+		die(3, "rejected: %s", closed ? "connection closed" :
+		    "no hello within the timeout");
+	if (env->body_case == TERN__ENVELOPE__BODY_ERROR) {
+		printf("error: %s\n", env->error->text);
+		die(3, "rejected: %s", env->error->text);
+	}
+	if (env->body_case != TERN__ENVELOPE__BODY_HELLO)
+		die(1, "expected hello, got %s", msg_name(env));
+	printf("hello: %s (%s)\n", env->hello->host, env->hello->software);
+	msg_free(env);
+}
+
+/* After a bad thing was sent: the peer must close, maybe saying why. */
+static int
+expect_close(void)
+{
+	Envelope	*env;
+	int		 closed;
+	uint64_t	 deadline = now_ms() + (uint64_t)timeout_ms;
+
+	while (now_ms() < deadline) {
+		env = recv_env((int)(deadline - now_ms()), NULL, &closed);
+		if (env == NULL) {
+			if (closed) {
+				printf("closed\n");
+				return 0;
+			}
+			break;
+		}
+		if (env->body_case == TERN__ENVELOPE__BODY_ERROR)
+			printf("error: %s\n", env->error->text);
+		msg_free(env);
+	}
+	printf("still open after %d ms\n", timeout_ms);
+	return 1;
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* A header with the given fields and a correct header CRC. */
+static void
+forge_header(uint8_t *h, uint32_t len, uint8_t type, uint8_t flags,
+    uint16_t ch, uint32_t crc)
+{
+	extern uint32_t crc32c(uint32_t, const void *, size_t);
+
+	put32(h, len);
+	h[4] = type;
+	h[5] = flags;
+	h[6] = (uint8_t)(ch >> 8);
+	h[7] = (uint8_t)ch;
+	put32(h + 8, crc);
+	put32(h + 12, crc32c(0, h, 12));
+}
+
+/* Pretend to be a ternd that reads very slowly; answer pings. */
+static int
+slow_sink(uint64_t rate, int seconds)
+{
+	Envelope		*env, reply;
+	Tern__StreamWindow	 win = TERN__STREAM_WINDOW__INIT;
+	Tern__Pong		 pong = TERN__PONG__INIT;
+	uint64_t		 got = 0, start = now_ms(), allowed;
+	int			 closed;
+
+	while (now_ms() - start < (uint64_t)seconds * 1000) {
+		/* Read only as much as the rate allows so far. */
+		allowed = rate * (now_ms() - start) / 1000;
+		if (got >= allowed) {
+			usleep(10000);
+			continue;
+		}
+		env = recv_env(50, &got, &closed);
+		if (closed) {
+			printf("closed by ternd after %llu bytes\n",
+			    (unsigned long long)got);
+			return 0;
+		}
+		if (env == NULL)
+			continue;
+		switch (env->body_case) {
+		case TERN__ENVELOPE__BODY_STREAM_OPEN:
+			/* Grant far more than we will read: only TCP and the
+			 * sender's own queue limit hold it back now. */
+			msg_init(&reply, 0);
+			win.channel = env->stream_open->channel;
+			win.credit = 0xffffffffu;
+			reply.body_case = TERN__ENVELOPE__BODY_STREAM_WINDOW;
+			reply.stream_window = &win;
+			send_env(&reply);
+			printf("stream %u opened, granted 4 GiB\n", win.channel);
+			break;
+		case TERN__ENVELOPE__BODY_PING:
+			msg_init(&reply, env->request_id);
+			pong.sent_ns = env->ping->sent_ns;
+			reply.body_case = TERN__ENVELOPE__BODY_PONG;
+			reply.pong = &pong;
+			send_env(&reply);
+			break;
+		default:
+			break;
+		}
+		msg_free(env);
+	}
+	printf("received %llu bytes in %d s\n", (unsigned long long)got, seconds);
+	return 0;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: rawpeer --connect ADDR:PORT [--ca F --cert F --key F] "
+	    "[--as HOST] [--expect-host H]\n"
+	    "               [--plain] [--timeout MS] [--rate B/S] "
+	    "[--seconds N] SCENARIO\n"
+	    "scenarios: hello oversize truncated badcrc badheader unknown-type\n"
+	    "           unknown-field bad-version garbage lying-hello "
+	    "before-hello over-credit\n           unopened-channel\n"
+	    "           slow-sink\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "connect", required_argument, NULL, 'c' },
+		{ "ca", required_argument, NULL, 'A' },
+		{ "cert", required_argument, NULL, 'C' },
+		{ "key", required_argument, NULL, 'K' },
+		{ "as", required_argument, NULL, 'a' },
+		{ "expect-host", required_argument, NULL, 'e' },
+		{ "plain", no_argument, NULL, 'p' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char		*connect_to = NULL, *ca = NULL, *cert = NULL;
+	const char		*key = NULL, *expect = NULL, *scenario;
+	struct sockaddr_storage	 ss;
+	SSL_CTX			*ctx = NULL;
+	char			 addr[256], *colon, *cause = NULL;
+	uint64_t		 rate = 1u << 20;
+	int			 ch, plain = 0, seconds = 5, rc;
+	uint8_t			 h[FRAME_HEADER_SIZE], junk[4096];
+	Envelope		 env;
+	Tern__Ping		 ping = TERN__PING__INIT;
+	Tern__StreamOpen	 so = TERN__STREAM_OPEN__INIT;
+	uint8_t			*buf;
+	size_t			 len, i;
+
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': connect_to = optarg; break;
+		case 'A': ca = optarg; break;
+		case 'C': cert = optarg; break;
+		case 'K': key = optarg; break;
+		case 'a': as_host = optarg; break;
+		case 'e': expect = optarg; break;
+		case 'p': plain = 1; break;
+		case 't': timeout_ms = atoi(optarg); break;
+		case 'r': rate = strtoull(optarg, NULL, 10); break;
+		case 's': seconds = atoi(optarg); break;
+		default: usage();
+		}
+	}
+	if (optind != argc - 1 || connect_to == NULL)
+		usage();
+	scenario = argv[optind];
+	if (as_host == NULL)
+		as_host = "rawpeer";
+	signal(SIGPIPE, SIG_IGN);
+	frame_decoder_init(&dec, 16u << 20);
+
+	snprintf(addr, sizeof addr, "%s", connect_to);
+	if ((colon = strrchr(addr, ':')) == NULL)
+		usage();
+	*colon = '\0';
+	if (sockaddr_parse(addr, atoi(colon + 1), &ss, &cause) != 0)
+		die(2, "%s", cause);
+	if ((sock = socket(ss.ss_family, SOCK_STREAM, 0)) == -1 ||
+	    connect(sock, (struct sockaddr *)&ss, sizeof ss) != 0)
+		die(2, "connect %s: %s", connect_to, strerror(errno));
+	/* No read may block past the timeout, even inside a TLS record. */
+	{
+		struct timeval tv = { .tv_sec = timeout_ms / 1000,
+		    .tv_usec = (timeout_ms % 1000) * 1000 };
+		setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	}
+
+	if (!plain) {
+		ctx = SSL_CTX_new(TLS_client_method());
+		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+		if (ca == NULL || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+			die(2, "--ca: cannot load");
+		if (cert != NULL && (SSL_CTX_use_certificate_file(ctx, cert,
+		    SSL_FILETYPE_PEM) != 1 || SSL_CTX_use_PrivateKey_file(ctx,
+		    key, SSL_FILETYPE_PEM) != 1))
+			die(2, "--cert/--key: cannot load");
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		ssl = SSL_new(ctx);
+		if (expect != NULL)
+			SSL_set1_host(ssl, expect);
+		SSL_set_fd(ssl, sock);
+		if (SSL_connect(ssl) != 1) {
+			ERR_error_string_n(ERR_get_error(), addr, sizeof addr);
+			die(3, "rejected during handshake: %s", addr);
+		}
+	}
+
+	if (strcmp(scenario, "hello") == 0) {
+		do_hello();
+		rc = 0;
+	} else if (strcmp(scenario, "plain-hello") == 0) {
+		send_hello(as_host);
+		rc = expect_close();
+	} else if (strcmp(scenario, "lying-hello") == 0) {
+		/* Claim to be another host than the certificate says: being
+		 * closed on is being rejected. */
+		send_hello("not-my-name");
+		rc = expect_close() == 0 ? 3 : 1;
+	} else if (strcmp(scenario, "before-hello") == 0) {
+		msg_init(&env, 1);
+		ping.sent_ns = 1;
+		env.body_case = TERN__ENVELOPE__BODY_PING;
+		env.ping = &ping;
+		send_env(&env);
+		rc = expect_close();
+	} else if (strcmp(scenario, "slow-sink") == 0) {
+		do_hello();
+		rc = slow_sink(rate, seconds);
+	} else {
+		do_hello();
+		if (strcmp(scenario, "oversize") == 0) {
+			/* Announce 1 GiB: refused before anything is allocated. */
+			forge_header(h, 1u << 30, FRAME_MSG, 0, 0, 0);
+			raw_write(h, sizeof h);
+		} else if (strcmp(scenario, "truncated") == 0) {
+			forge_header(h, 1000, FRAME_MSG, 0, 0, 0);
+			raw_write(h, sizeof h);
+			raw_write("0123456789", 10);
+			if (ssl != NULL)
+				SSL_shutdown(ssl);
+			shutdown(sock, SHUT_WR);
+		} else if (strcmp(scenario, "badcrc") == 0) {
+			forge_header(h, 4, FRAME_MSG, 0, 0, 0xdeadbeef);
+			raw_write(h, sizeof h);
+			raw_write("abcd", 4);
+		} else if (strcmp(scenario, "badheader") == 0) {
+			memset(h, 0x5a, sizeof h);
+			raw_write(h, sizeof h);
+		} else if (strcmp(scenario, "unknown-type") == 0) {
+			forge_header(h, 0, 7, 0, 0, 0);
+			raw_write(h, sizeof h);
+		} else if (strcmp(scenario, "unknown-field") == 0) {
+			msg_init(&env, 1);
+			ping.sent_ns = 1;
+			env.body_case = TERN__ENVELOPE__BODY_PING;
+			env.ping = &ping;
+			buf = msg_pack(&env, &len);
+			buf = realloc(buf, len + 3);
+			/* field 200, varint: key 200<<3 = 0x640 -> c0 0c; value 1 */
+			buf[len] = 0xc0;
+			buf[len + 1] = 0x0c;
+			buf[len + 2] = 0x01;
+			send_frame(FRAME_MSG, 0, buf, len + 3);
+			free(buf);
+		} else if (strcmp(scenario, "bad-version") == 0) {
+			msg_init(&env, 1);
+			env.version = 99;
+			ping.sent_ns = 1;
+			env.body_case = TERN__ENVELOPE__BODY_PING;
+			env.ping = &ping;
+			send_env(&env);
+		} else if (strcmp(scenario, "garbage") == 0) {
+			srand((unsigned)time(NULL));
+			for (i = 0; i < sizeof junk; i++)
+				junk[i] = (uint8_t)rand();
+			raw_write(junk, sizeof junk);
+		} else if (strcmp(scenario, "unopened-channel") == 0) {
+			memset(junk, 'x', 64);
+			send_frame(FRAME_DATA, 5, junk, 64);
+		} else if (strcmp(scenario, "over-credit") == 0) {
+			/* Open a sink stream, then send more than granted. */
+			msg_init(&env, 1);
+			so.channel = 1;	/* odd: we are the connecting side */
+			so.kind = "sink";
+			env.body_case = TERN__ENVELOPE__BODY_STREAM_OPEN;
+			env.stream_open = &so;
+			send_env(&env);
+			memset(junk, 'x', sizeof junk);
+			frame_header_encode(h, FRAME_DATA, 1, junk, sizeof junk);
+			/* 256 MiB, far beyond any window; ternd cuts us off. */
+			for (i = 0; i < 64 * 1024; i++)
+				if (raw_write(h, sizeof h) != 0 ||
+				    raw_write(junk, sizeof junk) != 0)
+					break;
+		} else
+			usage();
+		rc = expect_close();
+	}
+	if (ssl != NULL)
+		SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(sock);
+	frame_decoder_free(&dec);
+	return rc;
+}
