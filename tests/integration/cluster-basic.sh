@@ -50,6 +50,29 @@ set -e
 [ $rc = 1 ] || fail "ping to an unknown host exited $rc"
 echo "$out" | grep -q 'unknown host "nosuchhost"' || fail "error was: $out"
 
+# The control socket: root only by default; the file mode keeps others out,
+# and SO_PEERCRED refuses them even when the mode would let them in.
+as_nobody() { th_exec h1 setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+set +e
+out=$(as_nobody "$TERN_BUILDDIR/ternctl" -s /run/tern/ternd.sock status 2>&1); rc=$?
+set -e
+[ $rc = 3 ] || fail "nobody reached the control socket (rc $rc): $out"
+chmod 666 "$(th_root_path h1 /run/tern/ternd.sock)"
+set +e
+out=$(as_nobody "$TERN_BUILDDIR/ternctl" -s /run/tern/ternd.sock status 2>&1); rc=$?
+set -e
+[ $rc = 1 ] || fail "nobody was served on a 0666 socket (rc $rc): $out"
+echo "$out" | grep -q "permission denied" || fail "no permission error: $out"
+grep -q "refused pid .* uid 65534" "$(cl_log h1)" || fail "refusal not logged"
+# Members of control_group are let in (nogroup stands in for "tern").
+cl_conf h2 'control_group = "nogroup"'
+cl_stop h2
+cl_start h2
+th_exec h2 setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$TERN_BUILDDIR/ternctl" -s /run/tern/ternd.sock status >/dev/null ||
+	fail "a control_group member was refused"
+cl_wait_up h2 3 15
+
 # A stream of generated data arrives whole.
 cl_ctl h1 stream-test h3 --bytes 64M | grep -q "67108864 bytes" ||
 	fail "stream-test h1 -> h3"
@@ -98,4 +121,6 @@ grep -q "another ternd" "$TH_ROOT/second.log" || fail "second ternd: $(cat "$TH_
 cl_stop h3
 [ ! -e "$(th_root_path h3 /run/tern/ternd.sock)" ] || fail "socket left behind"
 grep -q "stopped" "$(cl_log h3)" || fail "h3 did not log a clean stop"
+# Every ternd stops cleanly on SIGTERM, with no sanitizer report.
+cl_stop_all || fail "a ternd did not stop cleanly (see its log)"
 echo "cluster-basic: ok"

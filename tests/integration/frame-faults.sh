@@ -70,4 +70,6 @@ check unopened-channel "data on unopened channel 5"
 # The stream still works end to end after all that.
 "$CTL" -s "$sock1" stream-test h3 --bytes 32M | grep -q "33554432 bytes" ||
 	fail "stream to h3 after the faults"
+# Every ternd stops cleanly on SIGTERM, with no sanitizer report.
+cl_stop_all || fail "a ternd did not stop cleanly (see its log)"
 echo "frame-faults: ok"

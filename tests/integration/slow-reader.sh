@@ -54,4 +54,6 @@ run_case stalled 0 5
 grep -q "no message from h2\|peer is not reading" "$(cl_log h1)" ||
 	fail "stalled reader was not dropped"
 "$CTL" -s "$sock1" status >/dev/null || fail "h1 stopped serving"
+# Every ternd stops cleanly on SIGTERM, with no sanitizer report.
+cl_stop_all || fail "a ternd did not stop cleanly (see its log)"
 echo "slow-reader: ok"

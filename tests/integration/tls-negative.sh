@@ -99,4 +99,6 @@ echo "ok: server with another host's certificate refused"
 # Through all of it h1 kept serving.
 "$CTL" -s "$(th_root_path h1 /run/tern/ternd.sock)" status >/dev/null ||
 	fail "h1 stopped serving"
+# Every ternd stops cleanly on SIGTERM, with no sanitizer report.
+cl_stop_all || fail "a ternd did not stop cleanly (see its log)"
 echo "tls-negative: ok"
