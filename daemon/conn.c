@@ -61,8 +61,6 @@ struct conn {
 	char			*close_cause;
 
 	struct tls		*tls;
-	struct tls_ctx		*connect_tls;	/* client: context to start TLS */
-	char			*expect_host;	/* client: name the server must have */
 	uint8_t			*cipher_buf;
 	struct frame_decoder	 dec;
 
@@ -213,7 +211,6 @@ conn_finish_close(struct conn *c)
 	tls_free(c->tls);
 	frame_decoder_free(&c->dec);
 	free(c->cipher_buf);
-	free(c->expect_host);
 	free(c->close_cause);
 	free(c->label);
 	free(c);
@@ -623,21 +620,19 @@ conn_resume(struct conn *c)
 	conn_start_reading(c);
 }
 
-/* The socket is connected (either way): start TLS or be ready. */
+/* The socket is connected (either way): start TLS, or be ready. */
 static void
-conn_established(struct conn *c, struct tls_ctx *tls_ctx,
-    const char *expect_host)
+conn_established(struct conn *c)
 {
-	if (tls_ctx == NULL) {
+	char	*cause = NULL;
+
+	if (c->tls == NULL) {
 		conn_ready(c);
 		conn_start_reading(c);
 		return;
 	}
 	c->state = CONN_HANDSHAKE;
-	c->tls = tls_new(tls_ctx, !c->client, expect_host);
 	if (c->client) {
-		char *cause = NULL;
-
 		/* Produces the ClientHello. */
 		if (tls_handshake(c->tls, &cause) == TLS_ERROR) {
 			conn_fail(c, "%s", cause);
@@ -682,7 +677,9 @@ conn_accept(struct conn *c, uv_stream_t *server, struct tls_ctx *tls_ctx,
 	}
 	if (c->is_tcp)
 		uv_tcp_nodelay(&c->sock.tcp, 1);
-	conn_established(c, tls_ctx, NULL);
+	if (tls_ctx != NULL)
+		c->tls = tls_new(tls_ctx, 1, NULL);
+	conn_established(c);
 	return 0;
 }
 
@@ -700,7 +697,7 @@ conn_on_connect(uv_connect_t *req, int status)
 		return;
 	if (c->is_tcp)
 		uv_tcp_nodelay(&c->sock.tcp, 1);
-	conn_established(c, c->connect_tls, c->expect_host);
+	conn_established(c);
 }
 
 int
@@ -711,9 +708,10 @@ conn_connect_tcp(struct conn *c, const struct sockaddr *sa,
 
 	c->client = 1;
 	conn_init_stream(c, 1);
-	c->connect_tls = tls_ctx;
-	free(c->expect_host);
-	c->expect_host = expect_host != NULL ? xstrdup(expect_host) : NULL;
+	/* The TLS session (which holds its own reference to the context)
+	 * exists from now on, so a reload may replace the context meanwhile. */
+	if (tls_ctx != NULL)
+		c->tls = tls_new(tls_ctx, 0, expect_host);
 	c->connect_req.data = c;
 	if ((rc = uv_tcp_connect(&c->connect_req, &c->sock.tcp, sa,
 	    conn_on_connect)) != 0) {
