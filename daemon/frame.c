@@ -94,13 +94,12 @@ frame_decoder_free(struct frame_decoder *dec)
 static size_t
 frame_decoder_wanted(const struct frame_decoder *dec)
 {
-	const uint8_t	*p = dec->buf + dec->start;
 	size_t		 have = dec->end - dec->start;
 	uint32_t	 length;
 
 	if (have < FRAME_HEADER_SIZE)
 		return FRAME_READ_CHUNK;
-	length = get32(p);
+	length = get32(dec->buf + dec->start);
 	if (length > dec->max)	/* next() will refuse it; do not grow for it */
 		return FRAME_READ_CHUNK;
 	if (have >= FRAME_HEADER_SIZE + (size_t)length)
@@ -111,7 +110,7 @@ frame_decoder_wanted(const struct frame_decoder *dec)
 uint8_t *
 frame_decoder_space(struct frame_decoder *dec, size_t *room)
 {
-	size_t	want, have, need;
+	size_t	want, have, need, grown, cap;
 
 	want = frame_decoder_wanted(dec);
 	if (want < FRAME_READ_CHUNK)
@@ -126,8 +125,13 @@ frame_decoder_space(struct frame_decoder *dec, size_t *room)
 		}
 		need = have + want;
 		if (dec->size < need) {
-			dec->buf = xrealloc(dec->buf, need);
-			dec->size = need;
+			/* Double (up to the largest frame plus a read), so a peer
+			 * dribbling bytes costs a reallocation now and then, not
+			 * one per read. */
+			cap = FRAME_HEADER_SIZE + (size_t)dec->max + FRAME_READ_CHUNK;
+			grown = dec->size * 2 < cap ? dec->size * 2 : cap;
+			dec->size = need > grown ? need : grown;
+			dec->buf = xrealloc(dec->buf, dec->size);
 		}
 	}
 	*room = dec->size - dec->end;
@@ -161,12 +165,13 @@ enum frame_status
 frame_decoder_next(struct frame_decoder *dec, struct frame_hdr *hdr,
     const uint8_t **payload)
 {
-	const uint8_t		*p = dec->buf + dec->start;
+	const uint8_t		*p;
 	size_t			 have = dec->end - dec->start;
 	enum frame_status	 st;
 
 	if (have < FRAME_HEADER_SIZE)
 		return FRAME_NEED_MORE;
+	p = dec->buf + dec->start;
 	if ((st = frame_header_decode(p, dec->max, hdr)) != FRAME_OK)
 		return st;
 	if (have < FRAME_HEADER_SIZE + (size_t)hdr->length)
