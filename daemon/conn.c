@@ -239,6 +239,10 @@ conn_shutdown_done(uv_shutdown_t *req, int status)
 
 static void
 conn_vclose(struct conn *c, int graceful, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void
+conn_vclose(struct conn *c, int graceful, const char *fmt, va_list ap)
 {
 	if (c->state == CONN_CLOSING)
 		return;
