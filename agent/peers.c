@@ -128,7 +128,7 @@ peer_set_state(struct peer *p, enum peer_state state, const char *error)
 	if (p->state == state)
 		return;
 	if (state == PEER_UP)
-		log_info("peer %s: %s -> up (%s, rtt pending)", p->name,
+		log_info("peer %s: %s -> up (%s)", p->name,
 		    peer_state_names[p->state], p->software);
 	else
 		log_info("peer %s: %s -> %s%s%s", p->name,
@@ -308,6 +308,9 @@ peer_attach(struct peer *p, struct conn *c)
 		stream_mux_free(p->mux, "connection replaced");
 		p->mux = NULL;
 		peer_fail_waits(p, "connection replaced");
+		uv_timer_stop(&p->timer);
+		/* Up again only once the new connection's Hellos match. */
+		peer_set_state(p, PEER_CONNECTING, "replaced by a new connection");
 	}
 	p->conn = c;
 	conn_set_data(c, p);

@@ -67,6 +67,23 @@ check bad-version "protocol version 99"
 check before-hello "expected hello, got ping"
 check unopened-channel "data on unopened channel 5"
 
+# A second connection with h3's own certificate supersedes h3's link (a
+# restarted peer reconnecting looks like this); once it goes away, h1
+# redials the real h3 and it is up again.
+th_exec h2 "$RAW" --connect "$(th_addr h1):7480" --ca "$pki/ca.pem" \
+	--cert "$pki/hosts/h3/h3.pem" --key "$pki/hosts/h3/h3.key" --as h3 hello |
+	grep -q "^hello: h1" || fail "a reconnect with h3's identity was refused"
+real_h3_up() {
+	"$CTL" -s "$sock1" hosts --json |
+		grep -q '"name":"h3"[^}]*"state":"up"[^}]*"software":"tern '
+}
+for ((i = 0; i < 100; i++)); do
+	real_h3_up && break
+	sleep 0.1
+done
+real_h3_up || fail "the real h3 did not come back after being superseded"
+echo "ok: superseded link replaced, real h3 back"
+
 # The stream still works end to end after all that.
 "$CTL" -s "$sock1" stream-test h3 --bytes 32M | grep -q "33554432 bytes" ||
 	fail "stream to h3 after the faults"
