@@ -157,10 +157,21 @@ ctlclient_call(struct ctlclient *cc, Envelope *req, int timeout_ms,
     char **cause)
 {
 	Envelope	*reply;
+	char		*why = NULL;
 
-	if (ctlclient_send(cc, req, cause) != 0)
-		return NULL;
-	if ((reply = ctlclient_recv(cc, timeout_ms, cause)) == NULL)
+	if (ctlclient_send(cc, req, &why) != 0) {
+		/* ternd may have refused us before reading (permission): its
+		 * Error is waiting on the socket and says more than EPIPE. */
+		reply = ctlclient_recv(cc, 1000, NULL);
+		if (reply == NULL || reply->body_case !=
+		    TERN__ENVELOPE__BODY_ERROR) {
+			msg_free(reply);
+			set_cause(cause, "%s", why);
+			free(why);
+			return NULL;
+		}
+		free(why);
+	} else if ((reply = ctlclient_recv(cc, timeout_ms, cause)) == NULL)
 		return NULL;
 	if (reply->body_case == TERN__ENVELOPE__BODY_ERROR) {
 		set_cause(cause, "%s", reply->error->text);
