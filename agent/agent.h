@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include "checkpoint/criu.h"
 #include "daemon/conf.h"
 #include "daemon/conn.h"
 
@@ -24,6 +25,14 @@ struct agent {
 	uint64_t		 boot_id;
 	uint64_t		 start_ms;
 	int			 stopping;
+	int			 exit_code;
+	struct criu_features	 criu;		/* what container work CRIU allows */
+	int			 criu_probed;
 };
+
+/* agent.c */
+/* What this host can do, for Hello and status: a NULL-terminated array of
+ * static strings. */
+const char	**agent_capabilities(const struct agent *, size_t *n);
 
 #endif

@@ -44,8 +44,9 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 {
 	Envelope		 env;
 	Tern__StatusReply	 st = TERN__STATUS_REPLY__INIT;
-	char			*listen;
+	char			*listen, *containers;
 	unsigned		 total, up;
+	size_t			 ncaps;
 
 	xasprintf(&listen, "%s:%d", a->conf->listen_address,
 	    a->conf->listen_port);
@@ -57,11 +58,17 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	st.listen = listen;
 	st.peers_total = total;
 	st.peers_up = up;
+	st.capabilities = (char **)agent_capabilities(a, &ncaps);
+	st.n_capabilities = ncaps;
+	containers = a->criu_probed ? criu_features_describe(&a->criu) :
+	    xstrdup("checking CRIU");
+	st.containers = containers;
 	msg_init(&env, req->request_id);
 	env.body_case = TERN__ENVELOPE__BODY_STATUS_REPLY;
 	env.status_reply = &st;
 	ctl_client_reply(cl, &env);
 	free(listen);
+	free(containers);
 }
 
 static void

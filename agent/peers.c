@@ -75,7 +75,7 @@ struct peers {
 	struct agent		*agent;
 	struct peer		*list;
 	uv_tcp_t		 listener;
-	int			 listening;
+	int			 started;	/* listening and dialling */
 	int			 stopping;
 	int			 listener_closed;
 	struct peer_pending	*pending;	/* accepted, not identified yet */
@@ -181,13 +181,15 @@ peer_send_hello(struct peer *p)
 	struct agent	*a = p->peers->agent;
 	Envelope	 env;
 	Tern__Hello	 hello = TERN__HELLO__INIT;
-	char		*caps[] = { "stream.v1" };
+	const char	**caps;
+	size_t		 ncaps;
 
+	caps = agent_capabilities(a, &ncaps);
 	msg_init(&env, 0);
 	hello.host = a->conf->host_name;
 	hello.software = TERN_SOFTWARE;
-	hello.n_capabilities = 1;
-	hello.capabilities = caps;
+	hello.n_capabilities = ncaps;
+	hello.capabilities = (char **)caps;
 	hello.max_frame = (uint32_t)a->conf->max_frame_size;
 	hello.boot_id = a->boot_id;
 	env.body_case = TERN__ENVELOPE__BODY_HELLO;
@@ -586,7 +588,8 @@ peer_dial(struct peer *p)
 	struct addrinfo		 hints;
 	char			 port[8];
 
-	if (p->conn != NULL || p->resolving || p->peers->stopping)
+	if (p->conn != NULL || p->resolving || p->peers->stopping ||
+	    !p->peers->started)
 		return;
 	if (p->state == PEER_DOWN)
 		log_debug("peer %s: dialling %s:%d", p->name, p->address, p->port);
@@ -749,42 +752,48 @@ peers_listener_closed(uv_handle_t *h)
 }
 
 struct peers *
-peers_start(struct agent *a, char **cause)
+peers_new(struct agent *a)
 {
-	struct peers		*ps;
-	struct sockaddr_storage	 ss;
-	size_t			 i;
-	int			 rc;
-	struct peer		*p;
+	struct peers	*ps;
+	size_t		 i;
 
-	if (sockaddr_parse(a->conf->listen_address, a->conf->listen_port, &ss,
-	    cause) != 0)
-		return NULL;
 	ps = xcalloc(1, sizeof *ps);
 	ps->agent = a;
 	uv_tcp_init(a->loop, &ps->listener);
 	ps->listener.data = ps;
+	for (i = 0; i < a->conf->npeers; i++)
+		peer_new(ps, &a->conf->peers[i]);
+	return ps;
+}
+
+int
+peers_start(struct peers *ps, char **cause)
+{
+	struct agent		*a = ps->agent;
+	struct sockaddr_storage	 ss;
+	struct peer		*p;
+	int			 rc;
+
+	if (sockaddr_parse(a->conf->listen_address, a->conf->listen_port, &ss,
+	    cause) != 0)
+		return -1;
 	if ((rc = uv_tcp_bind(&ps->listener, (struct sockaddr *)&ss, 0)) != 0 ||
 	    (rc = uv_listen((uv_stream_t *)&ps->listener, 64,
 	    peers_on_connection)) != 0) {
 		set_cause(cause, "cannot listen on %s:%d: %s",
 		    a->conf->listen_address, a->conf->listen_port, uv_strerror(rc));
-		ps->stopping = 1;
-		ps->listening = 0;
-		uv_close((uv_handle_t *)&ps->listener, peers_listener_closed);
-		return NULL;
+		return -1;
 	}
-	ps->listening = 1;
+	ps->started = 1;
 	log_info("listening for peers on %s:%d (mutual TLS 1.3)",
 	    a->conf->listen_address, a->conf->listen_port);
-	for (i = 0; i < a->conf->npeers; i++) {
-		p = peer_new(ps, &a->conf->peers[i]);
+	for (p = ps->list; p != NULL; p = p->next) {
 		if (p->dialer)
 			peer_dial(p);
 		else
 			log_debug("peer %s: waiting for it to connect", p->name);
 	}
-	return ps;
+	return 0;
 }
 
 void
@@ -844,9 +853,8 @@ peers_stop(struct peers *ps)
 	}
 	for (pp = ps->pending; pp != NULL; pp = pp->next)
 		conn_close(pp->conn, NULL);
-	if (ps->listening)
+	if (!uv_is_closing((uv_handle_t *)&ps->listener))
 		uv_close((uv_handle_t *)&ps->listener, peers_listener_closed);
-	ps->listening = 0;
 }
 
 /* --- queries ------------------------------------------------------------ */

@@ -16,7 +16,10 @@
 
 struct peers;
 
-struct peers	*peers_start(struct agent *, char **cause);
+/* The peer table from the configuration; no network yet. */
+struct peers	*peers_new(struct agent *);
+/* Listen and dial: -1 and *cause if the listener cannot be opened. */
+int		 peers_start(struct peers *, char **cause);
 /* Close every connection and the listener; frees once they are closed. */
 void		 peers_stop(struct peers *);
 /* Apply a reloaded configuration: peers added, removed or moved. */

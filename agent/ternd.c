@@ -64,6 +64,8 @@ conf_fixed_change(const struct conf *old, const struct conf *new)
 		return "state_dir";
 	if (strcmp(old->control_group, new->control_group) != 0)
 		return "control_group";
+	if (strcmp(old->criu_path, new->criu_path) != 0)
+		return "criu_path";
 	return NULL;
 }
 
@@ -118,6 +120,37 @@ agent_stop(struct agent *a)
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
+}
+
+/* CRIU is known: say what container work is possible, then meet the peers
+ * (their Hello carries our capabilities). */
+static void
+agent_criu_probed(const struct criu_features *f, void *arg)
+{
+	struct agent	*a = arg;
+	char		*what, *cause = NULL;
+
+	criu_features_clear(&a->criu);
+	a->criu = *f;
+	a->criu.problem = f->problem != NULL ? xstrdup(f->problem) : NULL;
+	a->criu_probed = 1;
+	what = criu_features_describe(&a->criu);
+	if (a->criu.usable && !a->criu.mem_track)
+		log_info("%s; container migration will use post-copy or "
+		    "stop-and-copy, not pre-copy", what);
+	else if (a->criu.usable)
+		log_info("%s", what);
+	else
+		log_warnx("%s", what);
+	free(what);
+	if (a->stopping)
+		return;
+	if (peers_start(a->peers, &cause) != 0) {
+		log_warnx("%s", cause);
+		free(cause);
+		a->exit_code = 1;
+		agent_stop(a);
+	}
 }
 
 static void
@@ -241,19 +274,27 @@ main(int argc, char **argv)
 
 	xasprintf(&path, "%s/ternd.sock", a->conf->run_dir);
 	if ((a->ctl = ctlsock_listen(&loop, path, a->conf->control_group,
-	    &a->peer_limits, control_request, a, &cause)) == NULL ||
-	    (a->peers = peers_start(a, &cause)) == NULL) {
+	    &a->peer_limits, control_request, a, &cause)) == NULL) {
 		log_warnx("%s", cause);
 		agent_stop(a);
 		uv_run(&loop, UV_RUN_DEFAULT);
 		goto close_loop;
 	}
+	a->peers = peers_new(a);
 	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
 	    PACKAGE_VERSION, a->conf->host_name, (long)getpid(),
 	    a->conf->npeers);
+	if (a->conf->criu_path[0] != '\0')
+		criu_probe(&loop, a->conf->criu_path, a->conf->state_dir,
+		    agent_criu_probed, a);
+	else {
+		struct criu_features none = { .problem = "criu_path is empty" };
+
+		agent_criu_probed(&none, a);
+	}
 	uv_run(&loop, UV_RUN_DEFAULT);
 	log_info("stopped");
-	rc = 0;
+	rc = a->exit_code;
 close_loop:
 	if (uv_loop_close(&loop) != 0)
 		log_warnx("event loop closed with handles still open");
@@ -264,6 +305,7 @@ out:
 		pidfile_remove(pidpath, pidfd);
 	free(pidpath);
 	tls_ctx_free(a->tls);
+	criu_features_clear(&a->criu);
 	conf_free(a->conf);
 	free(a->conf_path);
 	return rc;

@@ -12,6 +12,7 @@ cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 	Tern__StatusRequest	 sr = TERN__STATUS_REQUEST__INIT;
 	Tern__StatusReply	*st;
 	char			 age[32];
+	size_t			 i;
 	int			 rc = CTL_EXIT_OK;
 
 	if (argc != 1)
@@ -35,14 +36,30 @@ cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 		printf(",\"pid\":%u,\"uptime_ms\":%llu,\"listen\":", st->pid,
 		    (unsigned long long)st->uptime_ms);
 		ctl_json_string(stdout, st->listen);
-		printf(",\"peers_total\":%u,\"peers_up\":%u}\n", st->peers_total,
-		    st->peers_up);
+		printf(",\"peers_total\":%u,\"peers_up\":%u,\"capabilities\":[",
+		    st->peers_total, st->peers_up);
+		for (i = 0; i < st->n_capabilities; i++) {
+			if (i > 0)
+				putchar(',');
+			ctl_json_string(stdout, st->capabilities[i]);
+		}
+		putchar(']');
+		if (st->containers != NULL) {
+			printf(",\"containers\":");
+			ctl_json_string(stdout, st->containers);
+		}
+		printf("}\n");
 	} else {
 		ctl_format_age(age, sizeof age, st->uptime_ms);
-		printf("host:     %s\nsoftware: %s\npid:      %u\nuptime:   %s\n"
-		    "listen:   %s (mutual TLS)\npeers:    %u of %u up\n", st->host,
+		printf("host:         %s\nsoftware:     %s\npid:          %u\n"
+		    "uptime:       %s\nlisten:       %s (mutual TLS)\n"
+		    "peers:        %u of %u up\ncapabilities:", st->host,
 		    st->software, st->pid, age, st->listen, st->peers_up,
 		    st->peers_total);
+		for (i = 0; i < st->n_capabilities; i++)
+			printf(" %s", st->capabilities[i]);
+		printf("\ncontainers:   %s\n", st->containers != NULL ?
+		    st->containers : "?");
 	}
 	msg_free(reply);
 	return rc;

@@ -60,6 +60,10 @@ static int	conf_check_host_name(const char *, char **);
 static int	conf_check_nonempty(const char *, char **);
 static int	conf_check_absolute(const char *, char **);
 
+#ifndef CRIU_DEFAULT_PATH
+#define CRIU_DEFAULT_PATH "/opt/tern/criu/bin/criu"
+#endif
+
 #define CONF_FIELD(f)	offsetof(struct conf, f)
 
 static const struct conf_option conf_options[] = {
@@ -112,6 +116,11 @@ static const struct conf_option conf_options[] = {
 	  .offset = CONF_FIELD(control_group), .def_string = "tern",
 	  .check = conf_check_nonempty, .rule = "non-empty group name",
 	  .help = "Group allowed to use the control socket besides root." },
+	{ .name = "criu_path", .type = CONF_STRING,
+	  .offset = CONF_FIELD(criu_path), .def_string = CRIU_DEFAULT_PATH,
+	  .rule = "path of a criu binary, or \"\" for no container support",
+	  .help = "CRIU used for containers (scripts/install-criu provides "
+	      "one that works on current kernels)." },
 	{ .name = "log_filters", .type = CONF_STRING,
 	  .offset = CONF_FIELD(log_filters), .def_string = "info",
 	  .rule = "LEVEL or MODULE:LEVEL words, LEVEL one of error, warn, "
@@ -1077,6 +1086,7 @@ conf_free(struct conf *conf)
 	free(conf->state_dir);
 	free(conf->run_dir);
 	free(conf->control_group);
+	free(conf->criu_path);
 	free(conf->log_filters);
 	free(conf);
 }

@@ -60,6 +60,7 @@ struct conf {
 	char			*state_dir;
 	char			*run_dir;	/* ternd.sock, ternd.pid */
 	char			*control_group;
+	char			*criu_path;	/* "" = no container support */
 	char			*log_filters;	/* not checked here: ternd does */
 
 	size_t			 max_frame_size;

@@ -1,0 +1,569 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LOG_MODULE "ckpt.criu"
+#include "checkpoint/criu.h"
+#include "daemon/log.h"
+#include "daemon/xmalloc.h"
+
+/* CRIU's answers are small; a dump response with its stats is < 1 KiB. */
+#define CRIU_MSG_MAX		(256u << 10)
+#define CRIU_SWRK_FD		3
+#define CRIU_KILL_GRACE_MS	5000
+
+struct criu {
+	uv_loop_t		*loop;
+	char			*path;
+	uv_process_t		 proc;
+	uv_poll_t		 poll;
+	uv_timer_t		 timer;
+	int			 fd;
+	int			 handles;	/* open uv handles */
+	int			 exited;
+	int64_t			 exit_status;
+	int			 term_signal;
+	int			 closing;
+
+	int			 pending;
+	criu_resp_cb		 cb;
+	criu_notify_cb		 notify;
+	void			*arg;
+};
+
+int
+criu_passed_fd(int i)
+{
+	return CRIU_SWRK_FD + 1 + i;
+}
+
+static void
+criu_handle_closed(uv_handle_t *h)
+{
+	struct criu	*c = h->data;
+
+	if (--c->handles == 0) {
+		free(c->path);
+		free(c);
+	}
+}
+
+static void
+criu_exit_reason(struct criu *c, char *buf, size_t len)
+{
+	if (!c->exited)
+		snprintf(buf, len, "criu closed its socket");
+	else if (c->term_signal != 0)
+		snprintf(buf, len, "criu was killed by signal %d", c->term_signal);
+	else
+		snprintf(buf, len, "criu exited with status %lld",
+		    (long long)c->exit_status);
+}
+
+/* Deliver an error to the pending request, once. */
+static void
+criu_fail(struct criu *c, const char *error)
+{
+	criu_resp_cb	 cb = c->cb;
+
+	if (!c->pending)
+		return;
+	c->pending = 0;
+	c->cb = NULL;
+	cb(c, NULL, error, c->arg);
+}
+
+static void
+criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
+{
+	struct criu	*c = p->data;
+	char		 why[128];
+
+	c->exited = 1;
+	c->exit_status = status;
+	c->term_signal = term_signal;
+	log_debug("criu swrk %d exited (status %lld, signal %d)", p->pid,
+	    (long long)status, term_signal);
+	uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
+	if (c->closing) {
+		uv_timer_stop(&c->timer);
+		if (!uv_is_closing((uv_handle_t *)&c->timer))
+			uv_close((uv_handle_t *)&c->timer, criu_handle_closed);
+		return;
+	}
+	/* Its answer, if any, is still in the socket: read it first. */
+	if (c->pending && c->fd == -1) {
+		criu_exit_reason(c, why, sizeof why);
+		criu_fail(c, why);
+	}
+}
+
+static int
+criu_send(struct criu *c, const CriuReq *req, char **cause)
+{
+	uint8_t	*buf;
+	size_t	 len;
+	ssize_t	 n;
+	int	 saved;
+
+	len = criu_req__get_packed_size(req);
+	buf = xmalloc(len);
+	criu_req__pack(req, buf);
+	n = send(c->fd, buf, len, MSG_NOSIGNAL);
+	saved = errno;
+	free(buf);
+	if (n != (ssize_t)len) {
+		set_cause(cause, "cannot send to criu: %s", n < 0 ?
+		    strerror(saved) : "short write");
+		errno = n < 0 ? saved : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+criu_stop_reading(struct criu *c)
+{
+	if (c->fd == -1)
+		return;
+	uv_poll_stop(&c->poll);
+	uv_close((uv_handle_t *)&c->poll, criu_handle_closed);
+	close(c->fd);
+	c->fd = -1;
+}
+
+static void
+criu_on_readable(uv_poll_t *h, int status, int events)
+{
+	struct criu	*c = h->data;
+	CriuReq		 ack = CRIU_REQ__INIT;
+	CriuResp	*resp;
+	criu_resp_cb	 cb;
+	uint8_t		*buf;
+	ssize_t		 n;
+	char		 why[128], *cause = NULL;
+	int		 rc;
+
+	buf = xmalloc(CRIU_MSG_MAX);
+	n = recv(c->fd, buf, CRIU_MSG_MAX, MSG_TRUNC | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		free(buf);
+		return;
+	}
+	if (n <= 0) {
+		free(buf);
+		criu_stop_reading(c);
+		if (c->pending && c->exited) {
+			criu_exit_reason(c, why, sizeof why);
+			criu_fail(c, why);
+		}
+		/* else criu_on_exit reports it */
+		return;
+	}
+	if ((size_t)n > CRIU_MSG_MAX) {
+		free(buf);
+		criu_stop_reading(c);
+		criu_fail(c, "criu sent an oversized message");
+		return;
+	}
+	resp = criu_resp__unpack(NULL, (size_t)n, buf);
+	free(buf);
+	if (resp == NULL) {
+		criu_stop_reading(c);
+		criu_fail(c, "criu sent a message that does not decode");
+		return;
+	}
+	if (resp->type == CRIU_REQ_TYPE__NOTIFY) {
+		const char *script = resp->notify != NULL &&
+		    resp->notify->script != NULL ? resp->notify->script : "?";
+
+		rc = c->notify != NULL ? c->notify(c, script, c->arg) : 0;
+		log_debug("criu notify %s: %s", script, rc == 0 ? "ack" : "fail");
+		ack.type = CRIU_REQ_TYPE__NOTIFY;
+		ack.has_notify_success = 1;
+		ack.notify_success = rc == 0;
+		criu_resp__free_unpacked(resp, NULL);
+		if (criu_send(c, &ack, &cause) != 0) {
+			criu_fail(c, cause);
+			free(cause);
+		}
+		return;
+	}
+	if (!c->pending) {
+		log_warnx("criu answered %d with no request pending", resp->type);
+		criu_resp__free_unpacked(resp, NULL);
+		return;
+	}
+	cb = c->cb;
+	c->pending = 0;
+	c->cb = NULL;
+	cb(c, resp, NULL, c->arg);
+	criu_resp__free_unpacked(resp, NULL);
+}
+
+struct criu *
+criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
+    int npass, char **cause)
+{
+	struct criu		*c;
+	uv_process_options_t	 opts;
+	uv_stdio_container_t	 stdio[16];
+	char			*args[4], fdarg[8];
+	int			 sv[2], rc, i;
+
+	if (npass < 0 || npass > 16 - CRIU_SWRK_FD - 1) {
+		set_cause(cause, "too many descriptors for criu");
+		return NULL;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		set_cause(cause, "socketpair: %s", strerror(errno));
+		return NULL;
+	}
+	memset(&opts, 0, sizeof opts);
+	memset(stdio, 0, sizeof stdio);
+	for (i = 0; i < CRIU_SWRK_FD; i++)
+		stdio[i].flags = UV_IGNORE;
+	stdio[CRIU_SWRK_FD].flags = UV_INHERIT_FD;
+	stdio[CRIU_SWRK_FD].data.fd = sv[1];
+	for (i = 0; i < npass; i++) {
+		stdio[criu_passed_fd(i)].flags = UV_INHERIT_FD;
+		stdio[criu_passed_fd(i)].data.fd = pass_fds[i];
+	}
+	snprintf(fdarg, sizeof fdarg, "%d", CRIU_SWRK_FD);
+	args[0] = (char *)criu_path;
+	args[1] = "swrk";
+	args[2] = fdarg;
+	args[3] = NULL;
+	opts.file = criu_path;
+	opts.args = args;
+	opts.stdio = stdio;
+	opts.stdio_count = CRIU_SWRK_FD + 1 + npass;
+	opts.exit_cb = criu_on_exit;
+
+	c = xcalloc(1, sizeof *c);
+	c->loop = loop;
+	c->path = xstrdup(criu_path);
+	c->fd = sv[0];
+	c->proc.data = c;
+	if ((rc = uv_spawn(loop, &c->proc, &opts)) != 0) {
+		set_cause(cause, "cannot run %s: %s", criu_path, uv_strerror(rc));
+		close(sv[0]);
+		close(sv[1]);
+		/* uv_spawn failures still need the handle closed */
+		c->handles = 1;
+		c->fd = -1;
+		uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
+		return NULL;
+	}
+	close(sv[1]);
+	c->handles = 3;
+	uv_poll_init(loop, &c->poll, c->fd);
+	c->poll.data = c;
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	uv_poll_start(&c->poll, UV_READABLE, criu_on_readable);
+	log_debug("criu swrk started as pid %d", c->proc.pid);
+	return c;
+}
+
+int
+criu_call(struct criu *c, CriuReq *req, criu_resp_cb cb,
+    criu_notify_cb notify, void *arg, char **cause)
+{
+	if (c->pending || c->closing || c->fd == -1) {
+		set_cause(cause, "criu session is %s", c->pending ? "busy" :
+		    "closed");
+		return -1;
+	}
+	if (criu_send(c, req, cause) != 0) {
+		if (errno != EPIPE && errno != ECONNRESET)
+			return -1;
+		/* criu is already gone: its exit status says more than EPIPE,
+		 * and arrives through cb like any other answer. */
+		if (cause != NULL) {
+			free(*cause);
+			*cause = NULL;
+		}
+	}
+	c->pending = 1;
+	c->cb = cb;
+	c->notify = notify;
+	c->arg = arg;
+	return 0;
+}
+
+static void
+criu_kill_timeout(uv_timer_t *t)
+{
+	struct criu	*c = t->data;
+
+	if (!c->exited) {
+		log_warnx("criu pid %d did not exit; killing it", c->proc.pid);
+		uv_process_kill(&c->proc, SIGKILL);
+	}
+}
+
+void
+criu_close(struct criu *c)
+{
+	if (c == NULL || c->closing)
+		return;
+	c->closing = 1;
+	c->pending = 0;
+	criu_stop_reading(c);
+	if (c->exited)
+		uv_close((uv_handle_t *)&c->timer, criu_handle_closed);
+	else
+		uv_timer_start(&c->timer, criu_kill_timeout, CRIU_KILL_GRACE_MS, 0);
+}
+
+char *
+criu_error(const CriuResp *resp)
+{
+	char	*s;
+
+	if (resp->cr_errmsg != NULL && resp->cr_errmsg[0] != '\0')
+		xasprintf(&s, "%s%s%s", resp->cr_errmsg,
+		    resp->has_cr_errno ? ": " : "",
+		    resp->has_cr_errno ? strerror(resp->cr_errno) : "");
+	else if (resp->has_cr_errno)
+		xasprintf(&s, "criu failed: %s", strerror(resp->cr_errno));
+	else
+		s = xstrdup("criu failed without saying why (see its log)");
+	return s;
+}
+
+/* --- probing what CRIU can do here --------------------------------------- */
+
+enum probe_step {
+	PROBE_VERSION,
+	PROBE_FEATURES,
+	PROBE_CHECK,
+	PROBE_DONE,
+};
+
+struct criu_probe {
+	uv_loop_t		*loop;
+	char			*path;
+	char			*work_dir;
+	int			 dir_fd;
+	enum probe_step		 step;
+	struct criu_features	 f;
+	criu_probe_cb		 cb;
+	void			*arg;
+};
+
+static void	criu_probe_next(struct criu_probe *);
+
+static void
+criu_probe_finish(struct criu_probe *p, const char *problem)
+{
+	if (problem != NULL) {
+		p->f.usable = 0;
+		free(p->f.problem);
+		p->f.problem = xstrdup(problem);
+	}
+	p->cb(&p->f, p->arg);
+	criu_features_clear(&p->f);
+	if (p->dir_fd != -1)
+		close(p->dir_fd);
+	free(p->work_dir);
+	free(p->path);
+	free(p);
+}
+
+static void
+criu_probe_answer(struct criu *c, const CriuResp *resp, const char *error,
+    void *arg)
+{
+	struct criu_probe	*p = arg;
+	char			*why = NULL, *problem = NULL;
+
+	criu_close(c);
+	if (resp == NULL) {
+		xasprintf(&problem, "%s swrk: %s", p->path, error);
+		criu_probe_finish(p, problem);
+		free(problem);
+		return;
+	}
+	switch (p->step) {
+	case PROBE_VERSION:
+		if (resp->success && resp->version != NULL)
+			snprintf(p->f.version, sizeof p->f.version, "%d.%d%s%.0d",
+			    resp->version->major_number,
+			    resp->version->minor_number,
+			    resp->version->has_sublevel ? "." : "",
+			    resp->version->has_sublevel ?
+			    resp->version->sublevel : 0);
+		break;
+	case PROBE_FEATURES:
+		if (resp->success && resp->features != NULL) {
+			p->f.mem_track = resp->features->has_mem_track &&
+			    resp->features->mem_track;
+			p->f.lazy_pages = resp->features->has_lazy_pages &&
+			    resp->features->lazy_pages;
+		}
+		break;
+	case PROBE_CHECK:
+		if (!resp->success) {
+			char *log, *errors;
+
+			why = criu_error(resp);
+			xasprintf(&log, "%s/probe.log", p->work_dir);
+			errors = criu_log_errors(log);
+			xasprintf(&problem, "criu check failed: %s%s%s (log %s)",
+			    why, errors != NULL ? ": " : "",
+			    errors != NULL ? errors : "", log);
+			free(errors);
+			free(log);
+			free(why);
+			criu_probe_finish(p, problem);
+			free(problem);
+			return;
+		}
+		p->f.usable = 1;
+		break;
+	case PROBE_DONE:
+		break;
+	}
+	p->step++;
+	criu_probe_next(p);
+}
+
+static void
+criu_probe_next(struct criu_probe *p)
+{
+	CriuReq		 req = CRIU_REQ__INIT;
+	CriuOpts	 opts = CRIU_OPTS__INIT;
+	CriuFeatures	 want = CRIU_FEATURES__INIT;
+	struct criu	*c;
+	char		*cause = NULL;
+
+	if (p->step == PROBE_DONE) {
+		criu_probe_finish(p, NULL);
+		return;
+	}
+	if ((c = criu_spawn(p->loop, p->path, NULL, 0, &cause)) == NULL) {
+		criu_probe_finish(p, cause);
+		free(cause);
+		return;
+	}
+	switch (p->step) {
+	case PROBE_VERSION:
+		req.type = CRIU_REQ_TYPE__VERSION;
+		break;
+	case PROBE_FEATURES:
+		req.type = CRIU_REQ_TYPE__FEATURE_CHECK;
+		want.has_mem_track = want.mem_track = 1;
+		want.has_lazy_pages = want.lazy_pages = 1;
+		req.features = &want;
+		break;
+	default:
+		/* CHECK reads its options (where to log) like a dump would. */
+		req.type = CRIU_REQ_TYPE__CHECK;
+		opts.images_dir_fd = p->dir_fd;	/* ours: CRIU opens it via /proc */
+		opts.log_file = "probe.log";
+		opts.has_log_level = 1;
+		opts.log_level = 4;
+		req.opts = &opts;
+		break;
+	}
+	if (criu_call(c, &req, criu_probe_answer, NULL, p, &cause) != 0) {
+		criu_close(c);
+		criu_probe_finish(p, cause);
+		free(cause);
+	}
+}
+
+void
+criu_probe(uv_loop_t *loop, const char *criu_path, const char *work_dir,
+    criu_probe_cb cb, void *arg)
+{
+	struct criu_probe	*p;
+	char			*problem;
+
+	p = xcalloc(1, sizeof *p);
+	p->loop = loop;
+	p->path = xstrdup(criu_path);
+	p->work_dir = xstrdup(work_dir);
+	p->cb = cb;
+	p->arg = arg;
+	p->dir_fd = open(work_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->dir_fd == -1) {
+		xasprintf(&problem, "%s: %s", work_dir, strerror(errno));
+		criu_probe_finish(p, problem);
+		free(problem);
+		return;
+	}
+	if (access(criu_path, X_OK) != 0) {
+		xasprintf(&problem, "%s: %s (run scripts/install-criu, or set "
+		    "criu_path)", criu_path, strerror(errno));
+		criu_probe_finish(p, problem);
+		free(problem);
+		return;
+	}
+	criu_probe_next(p);
+}
+
+char *
+criu_log_errors(const char *path)
+{
+	FILE	*fp;
+	char	 line[512], *kept[3] = { NULL, NULL, NULL }, *all = NULL, *next;
+	size_t	 n = 0, i, len;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return NULL;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		if (strstr(line, "Error") == NULL)
+			continue;
+		len = strcspn(line, "\n");
+		line[len] = '\0';
+		free(kept[n % 3]);
+		kept[n % 3] = xstrdup(line);
+		n++;
+	}
+	fclose(fp);
+	for (i = n > 3 ? n - 3 : 0; i < n; i++) {
+		if (all == NULL)
+			all = xstrdup(kept[i % 3]);
+		else {
+			xasprintf(&next, "%s | %s", all, kept[i % 3]);
+			free(all);
+			all = next;
+		}
+	}
+	for (i = 0; i < 3; i++)
+		free(kept[i]);
+	return all;
+}
+
+void
+criu_features_clear(struct criu_features *f)
+{
+	free(f->problem);
+	memset(f, 0, sizeof *f);
+}
+
+char *
+criu_features_describe(const struct criu_features *f)
+{
+	char	*s;
+
+	if (!f->usable)
+		xasprintf(&s, "no container support: %s", f->problem != NULL ?
+		    f->problem : "criu unusable");
+	else
+		xasprintf(&s, "CRIU %s: lazy pages (post-copy) %s, memory "
+		    "tracking (pre-copy) %s", f->version[0] != '\0' ?
+		    f->version : "?", f->lazy_pages ? "yes" : "no",
+		    f->mem_track ? "yes" : "no (kernel without soft-dirty)");
+	return s;
+}

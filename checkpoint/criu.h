@@ -1,0 +1,66 @@
+/* CRIU through its RPC: `criu swrk FD` on one end of a SOCK_SEQPACKET
+ * socketpair, protobuf-c messages from CRIU's own rpc.proto, driven from
+ * the event loop (nothing here blocks for long).
+ *
+ * One struct criu is one swrk process.  Without keep_open it serves one
+ * request and exits; with keep_open a chain of requests (pre-dumps, then
+ * the dump) shares it.  Notifications (pre-dump, post-dump, ...) arrive
+ * through the notify callback, whose answer CRIU waits for: post-dump is
+ * the commit point of a migration (ack and the source dies; fail it and
+ * the source resumes). */
+#ifndef TERN_CHECKPOINT_CRIU_H
+#define TERN_CHECKPOINT_CRIU_H
+
+#include <uv.h>
+
+#include "rpc.pb-c.h"
+
+struct criu;
+
+/* resp is NULL when error is set (CRIU exited, bad answer); otherwise the
+ * response, freed after the call.  A response with success == 0 carries
+ * CRIU's own reason, see criu_error(). */
+typedef void (*criu_resp_cb)(struct criu *, const CriuResp *resp,
+    const char *error, void *arg);
+/* A notification (script is "pre-dump", "post-dump", ...): 0 acks it,
+ * -1 makes CRIU fail the operation. */
+typedef int (*criu_notify_cb)(struct criu *, const char *script, void *arg);
+
+/* Start `criu_path swrk 3`; pass_fds are inherited by criu as fd 4, 5, ...
+ * (criu_passed_fd), for the page server's socket and the like.  Note that
+ * CRIU resolves images_dir_fd and work_dir_fd in the CALLER's fd table
+ * (/proc/<our pid>/fd/N): those are our own descriptors, not passed ones.
+ * NULL and *cause on error. */
+struct criu	*criu_spawn(uv_loop_t *, const char *criu_path,
+		    const int *pass_fds, int npass, char **cause);
+/* Send one request; cb follows exactly once unless this fails. */
+int		 criu_call(struct criu *, CriuReq *, criu_resp_cb,
+		    criu_notify_cb, void *arg, char **cause);
+/* Close the socket, let criu exit (killed after a grace period) and free. */
+void		 criu_close(struct criu *);
+/* CRIU's reason for an unsuccessful response, as one line. */
+char		*criu_error(const CriuResp *);
+/* The fd number criu sees for pass_fds[i]. */
+int		 criu_passed_fd(int i);
+
+/* What a CRIU can do on this host. */
+struct criu_features {
+	int	 usable;	/* CHECK passed */
+	int	 mem_track;	/* soft-dirty: iterative pre-copy */
+	int	 lazy_pages;	/* userfaultfd: post-copy */
+	char	 version[32];
+	char	*problem;	/* why not usable, for the operator */
+};
+
+typedef void (*criu_probe_cb)(const struct criu_features *, void *arg);
+/* VERSION, FEATURE_CHECK and CHECK, one swrk each; cb always follows.
+ * CRIU's log goes to work_dir/probe.log, and its errors into the problem. */
+void		 criu_probe(uv_loop_t *, const char *criu_path,
+		    const char *work_dir, criu_probe_cb, void *arg);
+/* The lines of a CRIU log that report errors (the last few), or NULL. */
+char		*criu_log_errors(const char *path);
+void		 criu_features_clear(struct criu_features *);
+/* "CRIU 4.1.1: lazy pages yes, memory tracking no" or the problem. */
+char		*criu_features_describe(const struct criu_features *);
+
+#endif
