@@ -324,19 +324,47 @@ criu_close(struct criu *c)
 		uv_timer_start(&c->timer, criu_kill_timeout, CRIU_KILL_GRACE_MS, 0);
 }
 
+/* One line: CRIU's messages end with newlines. */
+static void
+criu_one_line(char *s)
+{
+	size_t	len = strlen(s);
+
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' '))
+		s[--len] = '\0';
+	for (; *s != '\0'; s++)
+		if (*s == '\n')
+			*s = ' ';
+}
+
+/* Said on every run where root lacks CAP_SYS_RESOURCE, and harmless: never
+ * the reason anything failed. */
+static int
+criu_noise(const char *line)
+{
+	return strstr(line, "Can't setup RLIMIT_NOFILE") != NULL;
+}
+
 char *
 criu_error(const CriuResp *resp)
 {
-	char	*s;
+	const char	*msg = resp->cr_errmsg, *nl;
+	char		*s;
 
-	if (resp->cr_errmsg != NULL && resp->cr_errmsg[0] != '\0')
-		xasprintf(&s, "%s%s%s", resp->cr_errmsg,
+	/* cr_errmsg is CRIU's first error: skip the known noise. */
+	while (msg != NULL && criu_noise(msg) && (nl = strchr(msg, '\n')) != NULL)
+		msg = nl + 1;
+	if (msg != NULL && (msg[0] == '\0' || criu_noise(msg)))
+		msg = NULL;
+	if (msg != NULL)
+		xasprintf(&s, "%s%s%s", msg,
 		    resp->has_cr_errno ? ": " : "",
 		    resp->has_cr_errno ? strerror(resp->cr_errno) : "");
 	else if (resp->has_cr_errno)
 		xasprintf(&s, "criu failed: %s", strerror(resp->cr_errno));
 	else
 		s = xstrdup("criu failed without saying why (see its log)");
+	criu_one_line(s);
 	return s;
 }
 
@@ -523,6 +551,8 @@ criu_log_errors(const char *path)
 		return NULL;
 	while (fgets(line, sizeof line, fp) != NULL) {
 		if (strstr(line, "Error") == NULL)
+			continue;
+		if (criu_noise(line))
 			continue;
 		len = strcspn(line, "\n");
 		line[len] = '\0';

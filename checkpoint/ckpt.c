@@ -1,0 +1,459 @@
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOG_MODULE "ckpt"
+#include "checkpoint/ckpt.h"
+#include "checkpoint/container.h"
+#include "checkpoint/criu.h"
+#include "daemon/digest.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+struct ckpt_op {
+	uv_loop_t		*loop;
+	char			*name;
+	char			*gen_dir;
+	uint64_t		 generation;
+	int			 dir_fd;
+	int			 dump;
+	uint64_t		 start_ms;
+	uint64_t		 frozen_at;	/* pre-dump notification */
+	ckpt_cb			 cb;
+	void			*arg;
+};
+
+static void
+ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
+{
+	struct ckpt_result	 none;
+
+	if (res == NULL) {
+		memset(&none, 0, sizeof none);
+		res = &none;
+	}
+	res->generation = op->generation;
+	res->gen_dir = op->gen_dir;
+	res->duration_ms = now_ms() - op->start_ms;
+	op->cb(op->arg, res, error);
+	if (op->dir_fd != -1)
+		close(op->dir_fd);
+	free(op->gen_dir);
+	free(op->name);
+	free(op);
+}
+
+/* CRIU's reason plus the error lines of its log. */
+static char *
+ckpt_criu_error(struct ckpt_op *op, const CriuResp *resp, const char *error,
+    const char *log_name)
+{
+	char	*why, *log, *errors, *s;
+
+	why = resp != NULL ? criu_error(resp) : xstrdup(error);
+	xasprintf(&log, "%s/%s", op->gen_dir, log_name);
+	errors = criu_log_errors(log);
+	xasprintf(&s, "%s%s%s (CRIU log: %s)", why, errors != NULL ? ": " : "",
+	    errors != NULL ? errors : "", log);
+	free(errors);
+	free(log);
+	free(why);
+	return s;
+}
+
+static int
+fsync_path(const char *path, int flags, char **cause)
+{
+	int	fd;
+
+	if ((fd = open(path, flags | O_CLOEXEC)) == -1 || fsync(fd) != 0) {
+		set_cause(cause, "%s: fsync: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+ckpt_is_image(const char *name)
+{
+	size_t	len = strlen(name);
+
+	if (name[0] == '.' || strcmp(name, CKPT_MANIFEST) == 0)
+		return 0;
+	/* CRIU's logs are for people, not for restore. */
+	return !(len > 4 && strcmp(name + len - 4, ".log") == 0);
+}
+
+/* Checksum every image, fsync it, then publish MANIFEST atomically: a
+ * generation counts only once its MANIFEST exists. */
+static int
+ckpt_write_manifest(const char *gen_dir, uint64_t *bytes, char **cause)
+{
+	struct dirent	*de;
+	DIR		*d;
+	FILE		*fp = NULL;
+	char		*path = NULL, *tmp = NULL, *final = NULL;
+	char		 hex[DIGEST_HEX_LEN + 1];
+	uint64_t	 size;
+	int		 rc = -1;
+
+	*bytes = 0;
+	if ((d = opendir(gen_dir)) == NULL) {
+		set_cause(cause, "%s: %s", gen_dir, strerror(errno));
+		return -1;
+	}
+	xasprintf(&tmp, "%s/%s.tmp", gen_dir, CKPT_MANIFEST);
+	xasprintf(&final, "%s/%s", gen_dir, CKPT_MANIFEST);
+	if ((fp = fopen(tmp, "w")) == NULL) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fprintf(fp, "# tern checkpoint manifest v1: size sha256 file\n");
+	while ((de = readdir(d)) != NULL) {
+		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp"))
+			continue;
+		free(path);
+		xasprintf(&path, "%s/%s", gen_dir, de->d_name);
+		if (digest_file(path, hex, &size, cause) != 0 ||
+		    fsync_path(path, O_RDONLY, cause) != 0)
+			goto out;
+		fprintf(fp, "%" PRIu64 " %s %s\n", size, hex, de->d_name);
+		*bytes += size;
+	}
+	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fclose(fp);
+	fp = NULL;
+	if (rename(tmp, final) != 0) {
+		set_cause(cause, "%s: %s", final, strerror(errno));
+		goto out;
+	}
+	if (fsync_path(gen_dir, O_RDONLY | O_DIRECTORY, cause) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (fp != NULL)
+		fclose(fp);
+	closedir(d);
+	free(path);
+	free(tmp);
+	free(final);
+	return rc;
+}
+
+int
+ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
+{
+	FILE		*fp;
+	char		*path, line[1024], file[512], want[DIGEST_HEX_LEN + 1];
+	char		 hex[DIGEST_HEX_LEN + 1];
+	uint64_t	 size, got;
+	int		 rc = -1, n = 0;
+
+	*bytes = 0;
+	xasprintf(&path, "%s/%s", gen_dir, CKPT_MANIFEST);
+	if ((fp = fopen(path, "r")) == NULL) {
+		set_cause(cause, "%s: %s (an incomplete checkpoint)", path,
+		    strerror(errno));
+		free(path);
+		return -1;
+	}
+	free(path);
+	path = NULL;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		if (line[0] == '#')
+			continue;
+		if (sscanf(line, "%" SCNu64 " %64s %511s", &size, want, file) != 3 ||
+		    strchr(file, '/') != NULL || file[0] == '.') {
+			set_cause(cause, "%s/%s: malformed line %d", gen_dir,
+			    CKPT_MANIFEST, n + 1);
+			goto out;
+		}
+		free(path);
+		xasprintf(&path, "%s/%s", gen_dir, file);
+		if (digest_file(path, hex, &got, cause) != 0)
+			goto out;
+		if (got != size || strcmp(hex, want) != 0) {
+			set_cause(cause, "%s: checksum mismatch (%" PRIu64
+			    " bytes, sha256 %.12s..., manifest says %" PRIu64
+			    " bytes, %.12s...): the checkpoint is damaged", path,
+			    got, hex, size, want);
+			goto out;
+		}
+		*bytes += size;
+		n++;
+	}
+	if (n == 0) {
+		set_cause(cause, "%s/%s lists no image", gen_dir, CKPT_MANIFEST);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(path);
+	fclose(fp);
+	return rc;
+}
+
+uint64_t
+ckpt_newest(const char *dir)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*path, *end;
+	uint64_t	 gen, best = 0;
+	struct stat	 st;
+
+	if ((d = opendir(dir)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		gen = strtoull(de->d_name, &end, 10);
+		if (*end != '\0' || gen <= best)
+			continue;
+		xasprintf(&path, "%s/%s/%s", dir, de->d_name, CKPT_MANIFEST);
+		if (stat(path, &st) == 0)
+			best = gen;
+		free(path);
+	}
+	closedir(d);
+	return best;
+}
+
+/* --- dump ------------------------------------------------------------------ */
+
+static int
+ckpt_dump_notify(struct criu *c, const char *script, void *arg)
+{
+	struct ckpt_op	*op = arg;
+
+	if (strcmp(script, "pre-dump") == 0)
+		op->frozen_at = now_ms();
+	return 0;
+}
+
+static void
+ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
+    void *arg)
+{
+	struct ckpt_op		*op = arg;
+	struct ckpt_result	 res;
+	char			*why = NULL;
+
+	criu_close(c);
+	memset(&res, 0, sizeof res);
+	if (resp == NULL || !resp->success) {
+		why = ckpt_criu_error(op, resp, error, "dump.log");
+		ckpt_op_finish(op, NULL, why);
+		free(why);
+		return;
+	}
+	res.frozen_ms = now_ms() - (op->frozen_at != 0 ? op->frozen_at :
+	    op->start_ms);
+	if (ckpt_write_manifest(op->gen_dir, &res.bytes, &why) != 0) {
+		ckpt_op_finish(op, NULL, why);
+		free(why);
+		return;
+	}
+	ckpt_op_finish(op, &res, NULL);
+}
+
+/* The host's device nodes bind-mounted into the container's /dev are
+ * external mounts: dump names them "dev-NAME", restore maps them back.
+ * Returns the NULL-terminated array; free with ckpt_externals_free. */
+static char **
+ckpt_externals(int dump, size_t *n)
+{
+	const char *const	*dev = container_host_devices();
+	char			**ext;
+	size_t			 i;
+
+	for (*n = 0; dev[*n] != NULL; (*n)++)
+		;
+	ext = xcalloc(*n + 1, sizeof *ext);
+	for (i = 0; i < *n; i++) {
+		if (dump)
+			xasprintf(&ext[i], "mnt[/dev/%s]:dev-%s", dev[i], dev[i]);
+		else
+			xasprintf(&ext[i], "mnt[dev-%s]:/dev/%s", dev[i], dev[i]);
+	}
+	return ext;
+}
+
+static void
+ckpt_externals_free(char **ext)
+{
+	size_t	i;
+
+	for (i = 0; ext != NULL && ext[i] != NULL; i++)
+		free(ext[i]);
+	free(ext);
+}
+
+/* Options both directions share: what a container's tree holds. */
+static void
+ckpt_common_opts(CriuOpts *o, int dir_fd, const char *log_file)
+{
+	o->images_dir_fd = dir_fd;
+	o->log_file = (char *)log_file;
+	o->has_log_level = 1;
+	o->log_level = 4;
+	o->has_manage_cgroups = 1;
+	o->manage_cgroups = 1;
+	o->has_manage_cgroups_mode = 1;
+	o->manage_cgroups_mode = CRIU_CG_MODE__SOFT;
+	o->has_file_locks = 1;
+	o->file_locks = 1;
+	o->has_ext_unix_sk = 1;
+	o->ext_unix_sk = 1;
+	o->has_notify_scripts = 1;
+	o->notify_scripts = 1;
+}
+
+static struct ckpt_op *
+ckpt_op_new(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
+    int dump, ckpt_cb cb, void *arg, char **cause)
+{
+	struct ckpt_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->loop = loop;
+	op->name = xstrdup(t->name);
+	op->generation = generation;
+	op->dump = dump;
+	op->start_ms = now_ms();
+	op->cb = cb;
+	op->arg = arg;
+	op->dir_fd = -1;
+	xasprintf(&op->gen_dir, "%s/%" PRIu64, t->dir, generation);
+	return op;
+}
+
+void
+ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
+    int leave_running, ckpt_cb cb, void *arg)
+{
+	struct ckpt_op	*op;
+	struct criu	*c;
+	CriuReq		 req = CRIU_REQ__INIT;
+	CriuOpts	 opts = CRIU_OPTS__INIT;
+	char		*cause = NULL, **ext = NULL, *freezer = NULL;
+
+	op = ckpt_op_new(loop, t, generation, 1, cb, arg, &cause);
+	/* A generation without MANIFEST is an earlier failed attempt. */
+	if (rm_rf(op->gen_dir, &cause) != 0 ||
+	    mkdir_p(op->gen_dir, 0700, &cause) != 0)
+		goto fail;
+	if ((op->dir_fd = open(op->gen_dir, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1) {
+		set_cause(&cause, "%s: %s", op->gen_dir, strerror(errno));
+		goto fail;
+	}
+	if ((c = criu_spawn(loop, t->criu_path, NULL, 0, &cause)) == NULL)
+		goto fail;
+	ckpt_common_opts(&opts, op->dir_fd, "dump.log");
+	opts.has_pid = 1;
+	opts.pid = t->pid;
+	ext = ckpt_externals(1, &opts.n_external);
+	opts.external = ext;
+	/* Freeze by cgroup: nothing the container forks meanwhile escapes. */
+	opts.freeze_cgroup = freezer = container_freezer_path(t->name);
+	opts.has_leave_running = 1;
+	opts.leave_running = leave_running != 0;
+	req.type = CRIU_REQ_TYPE__DUMP;
+	req.opts = &opts;
+	log_info("%s: checkpoint %" PRIu64 " into %s%s", t->name, generation,
+	    op->gen_dir, leave_running ? " (leaving it running)" : "");
+	if (criu_call(c, &req, ckpt_dump_answer, ckpt_dump_notify, op,
+	    &cause) != 0) {
+		criu_close(c);
+		goto fail;
+	}
+	ckpt_externals_free(ext);
+	free(freezer);
+	return;
+fail:
+	ckpt_externals_free(ext);
+	free(freezer);
+	ckpt_op_finish(op, NULL, cause);
+	free(cause);
+}
+
+/* --- restore --------------------------------------------------------------- */
+
+static void
+ckpt_restore_answer(struct criu *c, const CriuResp *resp, const char *error,
+    void *arg)
+{
+	struct ckpt_op		*op = arg;
+	struct ckpt_result	 res;
+	char			*why;
+
+	criu_close(c);
+	memset(&res, 0, sizeof res);
+	if (resp == NULL || !resp->success || resp->restore == NULL) {
+		why = ckpt_criu_error(op, resp, error, "restore.log");
+		ckpt_op_finish(op, NULL, why);
+		free(why);
+		return;
+	}
+	res.pid = resp->restore->pid;
+	ckpt_op_finish(op, &res, NULL);
+}
+
+void
+ckpt_restore(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
+    ckpt_cb cb, void *arg)
+{
+	struct ckpt_op	*op;
+	struct criu	*c;
+	CriuReq		 req = CRIU_REQ__INIT;
+	CriuOpts	 opts = CRIU_OPTS__INIT;
+	uint64_t	 bytes;
+	char		*cause = NULL, **ext = NULL;
+
+	op = ckpt_op_new(loop, t, generation, 0, cb, arg, &cause);
+	/* Nothing unverified reaches CRIU. */
+	if (ckpt_verify(op->gen_dir, &bytes, &cause) != 0)
+		goto fail;
+	if ((op->dir_fd = open(op->gen_dir, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1) {
+		set_cause(&cause, "%s: %s", op->gen_dir, strerror(errno));
+		goto fail;
+	}
+	if ((c = criu_spawn(loop, t->criu_path, NULL, 0, &cause)) == NULL)
+		goto fail;
+	ckpt_common_opts(&opts, op->dir_fd, "restore.log");
+	opts.root = (char *)t->rootfs;
+	ext = ckpt_externals(0, &opts.n_external);
+	opts.external = ext;
+	/* The restored init becomes our child, like a started one. */
+	opts.has_rst_sibling = 1;
+	opts.rst_sibling = 1;
+	req.type = CRIU_REQ_TYPE__RESTORE;
+	req.opts = &opts;
+	log_info("%s: restoring checkpoint %" PRIu64 " (%" PRIu64 " bytes "
+	    "verified)", t->name, generation, bytes);
+	if (criu_call(c, &req, ckpt_restore_answer, NULL, op, &cause) != 0) {
+		criu_close(c);
+		goto fail;
+	}
+	ckpt_externals_free(ext);
+	return;
+fail:
+	ckpt_externals_free(ext);
+	ckpt_op_finish(op, NULL, cause);
+	free(cause);
+}

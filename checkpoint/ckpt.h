@@ -1,0 +1,49 @@
+/* Checkpoint and restore of ONE container on ONE host with CRIU.
+ *
+ * Each checkpoint is a generation directory DIR/<gen>/ holding CRIU's
+ * images, its log, and MANIFEST: one line per image file with its size
+ * and SHA-256, written (and fsync'd, with the directory) only after CRIU
+ * reported success.  A generation without a MANIFEST is incomplete and
+ * never restored; restore verifies every checksum before CRIU reads a
+ * byte. */
+#ifndef TERN_CHECKPOINT_CKPT_H
+#define TERN_CHECKPOINT_CKPT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#define CKPT_MANIFEST	"MANIFEST"
+
+struct ckpt_target {
+	const char	*name;		/* for messages */
+	const char	*criu_path;
+	const char	*dir;		/* the instance's checkpoint directory */
+	pid_t		 pid;		/* dump: the container's init */
+	const char	*rootfs;	/* restore: its root directory */
+};
+
+struct ckpt_result {
+	uint64_t	 generation;
+	uint64_t	 bytes;		/* image bytes */
+	uint64_t	 duration_ms;
+	uint64_t	 frozen_ms;	/* dump: the container stood still */
+	pid_t		 pid;		/* restore: the restored init */
+	const char	*gen_dir;
+};
+
+/* error is NULL on success; result is valid during the call only. */
+typedef void (*ckpt_cb)(void *arg, const struct ckpt_result *,
+    const char *error);
+
+void		ckpt_dump(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, int leave_running, ckpt_cb, void *arg);
+void		ckpt_restore(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, ckpt_cb, void *arg);
+/* Newest generation with a MANIFEST in dir, 0 if none. */
+uint64_t	ckpt_newest(const char *dir);
+/* Check every file of gen_dir against its MANIFEST. */
+int		ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause);
+
+#endif
