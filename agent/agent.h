@@ -11,6 +11,7 @@
 #include "daemon/conn.h"
 
 struct peers;
+struct instances;
 struct ctlsock;
 struct tls_ctx;
 
@@ -21,6 +22,7 @@ struct agent {
 	struct tls_ctx		*tls;
 	struct conn_limits	 peer_limits;
 	struct peers		*peers;
+	struct instances	*instances;	/* NULL until CRIU was probed */
 	struct ctlsock		*ctl;
 	uint64_t		 boot_id;
 	uint64_t		 start_ms;

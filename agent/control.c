@@ -6,6 +6,7 @@
 
 #define LOG_MODULE "ctl"
 #include "agent/control.h"
+#include "agent/instances.h"
 #include "agent/peers.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -172,6 +173,71 @@ control_stream_test(struct agent *a, struct ctl_client *cl,
 	}
 }
 
+/* An instance request's answer: reply (with the request's id) or error. */
+static void
+control_instance_done(void *arg, const Envelope *reply, int code,
+    const char *error)
+{
+	struct control_wait	*w = arg;
+	Envelope		 env;
+
+	if (error != NULL)
+		ctl_client_error(w->client, w->request_id, code, "%s", error);
+	else {
+		env = *reply;
+		env.has_request_id = 1;
+		env.request_id = w->request_id;
+		ctl_client_reply(w->client, &env);
+	}
+	control_wait_free(w);
+}
+
+static int
+control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
+{
+	struct control_wait	*w;
+
+	switch (req->body_case) {
+	case TERN__ENVELOPE__BODY_INSTANCE_CREATE_REQUEST:
+	case TERN__ENVELOPE__BODY_INSTANCE_ACTION_REQUEST:
+	case TERN__ENVELOPE__BODY_INSTANCE_LIST_REQUEST:
+	case TERN__ENVELOPE__BODY_CHECKPOINT_REQUEST:
+	case TERN__ENVELOPE__BODY_RESTORE_REQUEST:
+		break;
+	default:
+		return 0;
+	}
+	if (a->instances == NULL) {
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "ternd is still starting (checking CRIU); try again");
+		return 1;
+	}
+	w = control_wait_new(cl, req, "");
+	switch (req->body_case) {
+	case TERN__ENVELOPE__BODY_INSTANCE_CREATE_REQUEST:
+		instances_create(a->instances, req->instance_create_request,
+		    control_instance_done, w);
+		break;
+	case TERN__ENVELOPE__BODY_INSTANCE_ACTION_REQUEST:
+		instances_action(a->instances, req->instance_action_request,
+		    control_instance_done, w);
+		break;
+	case TERN__ENVELOPE__BODY_INSTANCE_LIST_REQUEST:
+		instances_list(a->instances, control_instance_done, w);
+		break;
+	case TERN__ENVELOPE__BODY_CHECKPOINT_REQUEST:
+		instances_checkpoint(a->instances, req->checkpoint_request,
+		    control_instance_done, w);
+		break;
+	default:
+		instances_restore(a->instances, req->restore_request,
+		    control_instance_done, w);
+		break;
+	}
+	return 1;
+}
+
 void
 control_request(struct ctl_client *cl, const Envelope *req, void *arg)
 {
@@ -198,6 +264,8 @@ control_request(struct ctl_client *cl, const Envelope *req, void *arg)
 		control_stream_test(a, cl, req);
 		break;
 	default:
+		if (control_instances(a, cl, req))
+			break;
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "%s is not a control request", msg_name(req));

@@ -16,6 +16,7 @@
 #define LOG_MODULE "ternd"
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/instances.h"
 #include "agent/peers.h"
 #include "daemon/ctlsock.h"
 #include "daemon/log.h"
@@ -117,6 +118,8 @@ agent_stop(struct agent *a)
 	a->ctl = NULL;
 	peers_stop(a->peers);
 	a->peers = NULL;
+	instances_close(a->instances);
+	a->instances = NULL;
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -145,7 +148,8 @@ agent_criu_probed(const struct criu_features *f, void *arg)
 	free(what);
 	if (a->stopping)
 		return;
-	if (peers_start(a->peers, &cause) != 0) {
+	if ((a->instances = instances_open(a, &cause)) == NULL ||
+	    peers_start(a->peers, &cause) != 0) {
 		log_warnx("%s", cause);
 		free(cause);
 		a->exit_code = 1;

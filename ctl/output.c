@@ -49,3 +49,19 @@ ctl_format_age(char *buf, size_t len, uint64_t ms)
 	else
 		snprintf(buf, len, "%lluh", (unsigned long long)(ms / 3600000));
 }
+
+int
+ctl_print_done(const struct ctl_env *env, const Envelope *reply)
+{
+	if (reply->body_case != TERN__ENVELOPE__BODY_DONE) {
+		ctl_error("unexpected reply %s", msg_name(reply));
+		return CTL_EXIT_FAILED;
+	}
+	if (env->json) {
+		printf("{\"ok\":true,\"text\":");
+		ctl_json_string(stdout, reply->done->text);
+		printf("}\n");
+	} else
+		printf("%s\n", reply->done->text);
+	return CTL_EXIT_OK;
+}

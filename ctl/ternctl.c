@@ -18,6 +18,13 @@ static const struct ctl_cmd *const ctl_cmds[] = {
 	&cmd_hosts_entry,
 	&cmd_ping_entry,
 	&cmd_stream_test_entry,
+	&cmd_create_entry,
+	&cmd_start_entry,
+	&cmd_stop_entry,
+	&cmd_destroy_entry,
+	&cmd_list_entry,
+	&cmd_checkpoint_entry,
+	&cmd_restore_entry,
 	&cmd_ca_entry,
 	&cmd_cert_entry,
 };

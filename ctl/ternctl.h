@@ -37,6 +37,13 @@ extern const struct ctl_cmd cmd_ping_entry;
 extern const struct ctl_cmd cmd_ca_entry;
 extern const struct ctl_cmd cmd_cert_entry;
 extern const struct ctl_cmd cmd_stream_test_entry;
+extern const struct ctl_cmd cmd_create_entry;
+extern const struct ctl_cmd cmd_start_entry;
+extern const struct ctl_cmd cmd_stop_entry;
+extern const struct ctl_cmd cmd_destroy_entry;
+extern const struct ctl_cmd cmd_list_entry;
+extern const struct ctl_cmd cmd_checkpoint_entry;
+extern const struct ctl_cmd cmd_restore_entry;
 
 /* Print "ternctl: <message>" to stderr. */
 void	ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -46,6 +53,9 @@ int	ctl_usage(const struct ctl_cmd *cmd);
 /* output.c: JSON string escaping for --json output; "1.5s" style ages. */
 void	ctl_json_string(FILE *, const char *);
 void	ctl_format_age(char *, size_t, uint64_t ms);
+/* Print a Done reply (its text, or {"ok":true,"text":...}); an other
+ * reply is an error.  Returns an enum ctl_exit. */
+int	ctl_print_done(const struct ctl_env *, const Envelope *);
 
 /* request.c: one request to the local ternd and its reply, or NULL with
  * the error printed and *exit_code set (CTL_EXIT_UNREACHABLE when ternd

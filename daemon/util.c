@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -110,4 +112,21 @@ mkdir_p(const char *dir, unsigned mode, char **cause)
 out:
 	free(copy);
 	return rc;
+}
+
+static int
+rm_rf_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int
+rm_rf(const char *path, char **cause)
+{
+	if (nftw(path, rm_rf_one, 32, FTW_DEPTH | FTW_PHYS) != 0 &&
+	    errno != ENOENT) {
+		set_cause(cause, "cannot remove %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }

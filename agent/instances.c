@@ -1,0 +1,898 @@
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LOG_MODULE "instance"
+#include "agent/instances.h"
+#include "checkpoint/ckpt.h"
+#include "checkpoint/container-spec.h"
+#include "checkpoint/container.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+#define INST_STOP_GRACE_MS	10000
+#define INST_ADOPTED_POLL_MS	1000
+
+enum inst_state {
+	INST_STOPPED,
+	INST_RUNNING,
+	INST_STOPPING,
+	INST_CHECKPOINTING,
+	INST_CHECKPOINTED,
+	INST_RESTORING,
+};
+
+static const char *const inst_state_names[] = {
+	"stopped", "running", "stopping", "checkpointing", "checkpointed",
+	"restoring",
+};
+
+struct instance {
+	struct instances	*set;
+	struct instance		*next;
+	char			*name;
+	char			*dir;		/* state_dir/instances/NAME */
+	char			*ckpt_dir;	/* dir/ckpt */
+	char			*spec_text;
+	char			*spec_dir;
+	struct container_spec	*spec;
+
+	enum inst_state		 state;
+	uint64_t		 since_ms;
+	pid_t			 pid;		/* 0 when not running */
+	int			 adopted;	/* not our child: polled */
+	uint64_t		 generation;	/* newest verified checkpoint */
+	char			*last_error;
+	int			 destroy_after_stop;
+
+	uv_timer_t		 timer;		/* stop grace, adoption poll */
+
+	/* the request waiting for a stop to finish */
+	instances_done_cb	 stop_cb;
+	void			*stop_arg;
+};
+
+struct instances {
+	struct agent		*agent;
+	char			*dir;
+	struct instance		*list;
+	uv_signal_t		 sigchld;
+	int			 busy;		/* checkpoints/restores running */
+	int			 closing;
+};
+
+static void	instances_finish_close(struct instances *);
+
+/* A checkpoint or restore finished: a pending close may go on now. */
+static void
+instances_op_done(struct instances *set)
+{
+	if (--set->busy == 0 && set->closing)
+		instances_finish_close(set);
+}
+
+static void	instance_persist(struct instance *);
+
+static void
+instance_set_state(struct instance *in, enum inst_state st, const char *why)
+{
+	if (in->state != st)
+		log_info("instance %s: %s -> %s%s%s", in->name,
+		    inst_state_names[in->state], inst_state_names[st],
+		    why != NULL ? ": " : "", why != NULL ? why : "");
+	in->state = st;
+	in->since_ms = now_ms();
+	instance_persist(in);
+}
+
+static void
+instance_set_error(struct instance *in, const char *error)
+{
+	free(in->last_error);
+	in->last_error = error != NULL ? xstrdup(error) : NULL;
+}
+
+static struct instance *
+instance_find(struct instances *set, const char *name)
+{
+	struct instance	*in;
+
+	for (in = set->list; in != NULL; in = in->next)
+		if (strcmp(in->name, name) == 0)
+			return in;
+	return NULL;
+}
+
+/* --- persistence ---------------------------------------------------------- */
+
+static int
+write_file_atomic(const char *path, const char *text, char **cause)
+{
+	char	*tmp;
+	int	 fd, rc = -1;
+	size_t	 len = strlen(text);
+
+	xasprintf(&tmp, "%s.tmp", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		set_cause(cause, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(tmp);
+	return rc;
+}
+
+static void
+instance_persist(struct instance *in)
+{
+	char	*text, *path, *cause = NULL;
+
+	xasprintf(&text, "state=%s\npid=%ld\ngeneration=%llu\n",
+	    inst_state_names[in->state], (long)in->pid,
+	    (unsigned long long)in->generation);
+	xasprintf(&path, "%s/state", in->dir);
+	if (write_file_atomic(path, text, &cause) != 0) {
+		log_warnx("instance %s: cannot save its state: %s", in->name,
+		    cause);
+		free(cause);
+	}
+	free(path);
+	free(text);
+}
+
+static char *
+read_small_file(const char *path, char **cause)
+{
+	FILE	*fp;
+	char	*buf;
+	size_t	 n;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		set_cause(cause, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = xmalloc(CONTAINER_SPEC_MAX_FILE_SIZE + 1);
+	n = fread(buf, 1, CONTAINER_SPEC_MAX_FILE_SIZE, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+static struct instance *
+instance_new(struct instances *set, const char *name, const char *spec_text,
+    const char *spec_dir, struct container_spec *spec)
+{
+	struct instance	*in;
+
+	in = xcalloc(1, sizeof *in);
+	in->set = set;
+	in->name = xstrdup(name);
+	xasprintf(&in->dir, "%s/%s", set->dir, name);
+	xasprintf(&in->ckpt_dir, "%s/ckpt", in->dir);
+	in->spec_text = xstrdup(spec_text);
+	in->spec_dir = xstrdup(spec_dir);
+	in->spec = spec;
+	in->since_ms = now_ms();
+	uv_timer_init(set->agent->loop, &in->timer);
+	in->timer.data = in;
+	in->next = set->list;
+	set->list = in;
+	return in;
+}
+
+static void
+instance_free_cb(uv_handle_t *h)
+{
+	struct instance	*in = h->data;
+
+	free(in->name);
+	free(in->dir);
+	free(in->ckpt_dir);
+	free(in->spec_text);
+	free(in->spec_dir);
+	container_spec_free(in->spec);
+	free(in->last_error);
+	free(in);
+}
+
+static void
+instance_unlink(struct instance *in)
+{
+	struct instance	**pp;
+
+	for (pp = &in->set->list; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == in) {
+			*pp = in->next;
+			break;
+		}
+	}
+	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
+}
+
+/* Forget an instance for good: its state and checkpoints (not its rootfs). */
+static void
+instance_destroy(struct instance *in)
+{
+	char	*cause = NULL;
+
+	if (rm_rf(in->dir, &cause) != 0) {
+		log_warnx("instance %s: %s", in->name, cause);
+		free(cause);
+	}
+	log_info("instance %s: destroyed", in->name);
+	instance_unlink(in);
+}
+
+/* --- processes ------------------------------------------------------------ */
+
+static void	instance_exited(struct instance *, int status);
+
+static void
+adopted_poll(uv_timer_t *t)
+{
+	struct instance	*in = t->data;
+
+	if (in->pid > 0 && kill(in->pid, 0) != 0 && errno == ESRCH)
+		instance_exited(in, -1);
+}
+
+static void
+instance_watch(struct instance *in, pid_t pid, int adopted)
+{
+	in->pid = pid;
+	in->adopted = adopted;
+	if (adopted)
+		uv_timer_start(&in->timer, adopted_poll, INST_ADOPTED_POLL_MS,
+		    INST_ADOPTED_POLL_MS);
+}
+
+static void
+instance_finish_stop(struct instance *in, const char *why)
+{
+	instances_done_cb	 cb = in->stop_cb;
+	void			*arg = in->stop_arg;
+	Envelope		 env;
+	Tern__Done		 done = TERN__DONE__INIT;
+	char			*cause = NULL, *text;
+
+	uv_timer_stop(&in->timer);
+	if (container_kill(in->name, &cause) != 0 ||
+	    container_cgroup_remove(in->name, &cause) != 0) {
+		log_warnx("instance %s: %s", in->name, cause);
+		free(cause);
+	}
+	in->pid = 0;
+	in->stop_cb = NULL;
+	instance_set_state(in, in->generation > 0 && in->state ==
+	    INST_CHECKPOINTED ? INST_CHECKPOINTED : INST_STOPPED, why);
+	if (cb == NULL)
+		return;
+	xasprintf(&text, "instance %s %s", in->name, in->destroy_after_stop ?
+	    "stopped and destroyed" : "stopped");
+	msg_init(&env, 0);
+	done.text = text;
+	env.body_case = TERN__ENVELOPE__BODY_DONE;
+	env.done = &done;
+	if (in->destroy_after_stop)
+		instance_destroy(in);
+	cb(arg, &env, 0, NULL);
+	free(text);
+}
+
+static void
+instance_exited(struct instance *in, int status)
+{
+	char	why[128];
+
+	if (status == -1)
+		snprintf(why, sizeof why, "its init is gone");
+	else if (WIFSIGNALED(status))
+		snprintf(why, sizeof why, "init killed by signal %d",
+		    WTERMSIG(status));
+	else
+		snprintf(why, sizeof why, "init exited with status %d",
+		    WEXITSTATUS(status));
+	if (in->state == INST_RUNNING)
+		instance_set_error(in, why);
+	if (in->state == INST_CHECKPOINTING || in->state == INST_RESTORING) {
+		/* The checkpoint's own callback decides what this means. */
+		in->pid = 0;
+		return;
+	}
+	instance_finish_stop(in, why);
+}
+
+static void
+on_sigchld(uv_signal_t *h, int signum)
+{
+	struct instances	*set = h->data;
+	struct instance		*in, *next;
+	int			 status;
+
+	for (in = set->list; in != NULL; in = next) {
+		next = in->next;
+		if (in->pid <= 0 || in->adopted)
+			continue;
+		if (waitpid(in->pid, &status, WNOHANG) == in->pid)
+			instance_exited(in, status);
+	}
+}
+
+static void
+stop_grace_over(uv_timer_t *t)
+{
+	struct instance	*in = t->data;
+
+	log_warnx("instance %s: still running %d s after SIGTERM; killing it",
+	    in->name, INST_STOP_GRACE_MS / 1000);
+	if (in->adopted)
+		instance_finish_stop(in, "killed after the grace period");
+	else
+		kill(in->pid, SIGKILL);	/* its exit finishes the stop */
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+static void
+reply_error(instances_done_cb cb, void *arg, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+reply_error(instances_done_cb cb, void *arg, int code, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*text;
+
+	va_start(ap, fmt);
+	xvasprintf(&text, fmt, ap);
+	va_end(ap);
+	cb(arg, NULL, code, text);
+	free(text);
+}
+
+static void
+reply_done(instances_done_cb cb, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reply_done(instances_done_cb cb, void *arg, const char *fmt, ...)
+{
+	Envelope	 env;
+	Tern__Done	 done = TERN__DONE__INIT;
+	va_list		 ap;
+	char		*text;
+
+	va_start(ap, fmt);
+	xvasprintf(&text, fmt, ap);
+	va_end(ap);
+	msg_init(&env, 0);
+	done.text = text;
+	env.body_case = TERN__ENVELOPE__BODY_DONE;
+	env.done = &done;
+	cb(arg, &env, 0, NULL);
+	free(text);
+}
+
+static int
+instance_usable(const struct instances *set, instances_done_cb cb, void *arg)
+{
+	if (!set->agent->criu.usable) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "containers are not available on %s: %s",
+		    set->agent->conf->host_name, set->agent->criu.problem !=
+		    NULL ? set->agent->criu.problem : "CRIU not checked yet");
+		return 0;
+	}
+	return 1;
+}
+
+void
+instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
+    instances_done_cb cb, void *arg)
+{
+	struct container_spec	*spec;
+	struct instance		*in;
+	char			*cause = NULL, *path;
+
+	if (strcmp(r->kind, "container") != 0) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "kind \"%s\" is not supported here (use container)", r->kind);
+		return;
+	}
+	if (!host_name_valid(r->name)) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "\"%s\" is not a valid instance name (1..63 of a-z, 0-9, "
+		    "'-')", r->name);
+		return;
+	}
+	if (instance_find(set, r->name) != NULL) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_EXISTS,
+		    "instance %s already exists", r->name);
+		return;
+	}
+	if (r->spec_dir[0] != '/') {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "spec_dir must be absolute");
+		return;
+	}
+	if ((spec = container_spec_parse(r->spec, strlen(r->spec), r->spec_dir,
+	    &cause)) == NULL) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s: %s", r->name, cause);
+		free(cause);
+		return;
+	}
+	in = instance_new(set, r->name, r->spec, r->spec_dir, spec);
+	if (mkdir_p(in->ckpt_dir, 0700, &cause) != 0)
+		goto fail;
+	xasprintf(&path, "%s/spec.json", in->dir);
+	if (write_file_atomic(path, r->spec, &cause) != 0) {
+		free(path);
+		goto fail;
+	}
+	free(path);
+	xasprintf(&path, "%s/spec_dir", in->dir);
+	if (write_file_atomic(path, r->spec_dir, &cause) != 0) {
+		free(path);
+		goto fail;
+	}
+	free(path);
+	instance_persist(in);
+	log_info("instance %s: created (container, root %s)", in->name,
+	    spec->root);
+	reply_done(cb, arg, "instance %s created", in->name);
+	return;
+fail:
+	reply_error(cb, arg, TERN__ERROR_CODE__ERROR_RESOURCE,
+	    "instance %s: %s", r->name, cause);
+	free(cause);
+	instance_unlink(in);
+}
+
+static void
+instance_start(struct instance *in, instances_done_cb cb, void *arg)
+{
+	char	*cause = NULL;
+	pid_t	 pid;
+
+	if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s", in->name, inst_state_names[in->state]);
+		return;
+	}
+	if (container_start(in->name, in->spec, &pid, &cause) != 0) {
+		instance_set_error(in, cause);
+		log_warnx("instance %s: %s", in->name, cause);
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_INTERNAL, "%s", cause);
+		free(cause);
+		return;
+	}
+	instance_set_error(in, NULL);
+	instance_watch(in, pid, 0);
+	instance_set_state(in, INST_RUNNING, NULL);
+	reply_done(cb, arg, "instance %s started (pid %ld)", in->name, (long)pid);
+}
+
+static void
+instance_stop(struct instance *in, instances_done_cb cb, void *arg)
+{
+	if (in->state != INST_RUNNING) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s", in->name, inst_state_names[in->state]);
+		return;
+	}
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	instance_set_state(in, INST_STOPPING, NULL);
+	kill(in->pid, SIGTERM);
+	uv_timer_start(&in->timer, stop_grace_over, INST_STOP_GRACE_MS, 0);
+}
+
+void
+instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
+    instances_done_cb cb, void *arg)
+{
+	struct instance	*in;
+
+	if ((in = instance_find(set, r->name)) == NULL) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "no instance %s on this host (ternctl list)", r->name);
+		return;
+	}
+	switch (r->action) {
+	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
+		if (instance_usable(set, cb, arg))
+			instance_start(in, cb, arg);
+		break;
+	case TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP:
+		instance_stop(in, cb, arg);
+		break;
+	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
+		if (in->state == INST_RUNNING) {
+			in->destroy_after_stop = 1;
+			instance_stop(in, cb, arg);
+			break;
+		}
+		if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED) {
+			reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+			    "instance %s is %s", in->name,
+			    inst_state_names[in->state]);
+			break;
+		}
+		instance_destroy(in);
+		reply_done(cb, arg, "instance %s destroyed", r->name);
+		break;
+	default:
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "unknown action");
+		break;
+	}
+}
+
+void
+instances_list(struct instances *set, instances_done_cb cb, void *arg)
+{
+	Envelope		 env;
+	Tern__InstanceListReply	 r = TERN__INSTANCE_LIST_REPLY__INIT;
+	Tern__InstanceInfo	*infos, **ptrs;
+	struct instance		*in;
+	size_t			 n = 0, i = 0;
+
+	for (in = set->list; in != NULL; in = in->next)
+		n++;
+	infos = xcalloc(n + 1, sizeof *infos);
+	ptrs = xcalloc(n + 1, sizeof *ptrs);
+	for (in = set->list; in != NULL; in = in->next, i++) {
+		tern__instance_info__init(&infos[i]);
+		infos[i].name = in->name;
+		infos[i].kind = "container";
+		infos[i].state = (char *)inst_state_names[in->state];
+		if (in->pid > 0) {
+			infos[i].has_pid = 1;
+			infos[i].pid = (uint32_t)in->pid;
+		}
+		infos[i].has_since_ms = 1;
+		infos[i].since_ms = now_ms() - in->since_ms;
+		infos[i].has_generation = 1;
+		infos[i].generation = in->generation;
+		infos[i].last_error = in->last_error;
+		ptrs[i] = &infos[i];
+	}
+	r.n_instances = n;
+	r.instances = ptrs;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_INSTANCE_LIST_REPLY;
+	env.instance_list_reply = &r;
+	cb(arg, &env, 0, NULL);
+	free(ptrs);
+	free(infos);
+}
+
+/* --- checkpoint and restore ----------------------------------------------- */
+
+struct inst_op {
+	struct instance		*in;
+	instances_done_cb	 cb;
+	void			*arg;
+	int			 leave_running;
+	enum inst_state		 before;
+};
+
+static void
+checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+	Envelope		 env;
+	Tern__CheckpointReply	 r = TERN__CHECKPOINT_REPLY__INIT;
+
+	if (error != NULL) {
+		/* CRIU failed: it resumed the container, or it was gone. */
+		instance_set_error(in, error);
+		log_warnx("instance %s: checkpoint failed: %s", in->name, error);
+		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
+		    "checkpoint failed");
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "checkpoint of %s failed: %s", in->name, error);
+		free(op);
+		instances_op_done(in->set);
+		return;
+	}
+	in->generation = res->generation;
+	if (op->leave_running)
+		instance_set_state(in, INST_RUNNING, "checkpointed, left running");
+	else {
+		/* CRIU killed the tree after the dump; reap what is left. */
+		if (in->pid > 0 && !in->adopted)
+			waitpid(in->pid, NULL, WNOHANG);
+		in->pid = 0;
+		container_kill(in->name, NULL);
+		container_cgroup_remove(in->name, NULL);
+		instance_set_state(in, INST_CHECKPOINTED, NULL);
+	}
+	log_info("instance %s: checkpoint %llu: %llu bytes in %llu ms "
+	    "(frozen %llu ms)", in->name, (unsigned long long)res->generation,
+	    (unsigned long long)res->bytes,
+	    (unsigned long long)res->duration_ms,
+	    (unsigned long long)res->frozen_ms);
+	r.name = in->name;
+	r.generation = res->generation;
+	r.bytes = res->bytes;
+	r.duration_ms = res->duration_ms;
+	r.frozen_ms = res->frozen_ms;
+	r.dir = (char *)res->gen_dir;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_CHECKPOINT_REPLY;
+	env.checkpoint_reply = &r;
+	op->cb(op->arg, &env, 0, NULL);
+	free(op);
+	instances_op_done(in->set);
+}
+
+void
+instances_checkpoint(struct instances *set, const Tern__CheckpointRequest *r,
+    instances_done_cb cb, void *arg)
+{
+	struct instance		*in;
+	struct inst_op		*op;
+	struct ckpt_target	 t;
+
+	if ((in = instance_find(set, r->name)) == NULL) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "no instance %s on this host (ternctl list)", r->name);
+		return;
+	}
+	if (!instance_usable(set, cb, arg))
+		return;
+	if (in->state != INST_RUNNING) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s: only a running instance can be "
+		    "checkpointed", in->name, inst_state_names[in->state]);
+		return;
+	}
+	op = xcalloc(1, sizeof *op);
+	op->in = in;
+	op->cb = cb;
+	op->arg = arg;
+	op->leave_running = r->has_leave_running && r->leave_running;
+	instance_set_state(in, INST_CHECKPOINTING, NULL);
+	set->busy++;
+	memset(&t, 0, sizeof t);
+	t.name = in->name;
+	t.criu_path = set->agent->conf->criu_path;
+	t.dir = in->ckpt_dir;
+	t.pid = in->pid;
+	t.rootfs = in->spec->root;
+	ckpt_dump(set->agent->loop, &t, ckpt_newest(in->ckpt_dir) + 1,
+	    op->leave_running, checkpoint_done, op);
+}
+
+static void
+restore_done(void *varg, const struct ckpt_result *res, const char *error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+	Envelope		 env;
+	Tern__RestoreReply	 r = TERN__RESTORE_REPLY__INIT;
+
+	if (error != NULL) {
+		instance_set_error(in, error);
+		log_warnx("instance %s: restore failed: %s", in->name, error);
+		container_kill(in->name, NULL);
+		container_cgroup_remove(in->name, NULL);
+		instance_set_state(in, op->before, "restore failed");
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "restore of %s failed: %s", in->name, error);
+		free(op);
+		instances_op_done(in->set);
+		return;
+	}
+	instance_set_error(in, NULL);
+	instance_watch(in, res->pid, 0);
+	instance_set_state(in, INST_RUNNING, "restored");
+	r.name = in->name;
+	r.generation = res->generation;
+	r.pid = (uint32_t)res->pid;
+	r.duration_ms = res->duration_ms;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_RESTORE_REPLY;
+	env.restore_reply = &r;
+	op->cb(op->arg, &env, 0, NULL);
+	free(op);
+	/* It may have exited before we watched it. */
+	on_sigchld(&in->set->sigchld, SIGCHLD);
+	instances_op_done(in->set);
+}
+
+void
+instances_restore(struct instances *set, const Tern__RestoreRequest *r,
+    instances_done_cb cb, void *arg)
+{
+	struct instance		*in;
+	struct inst_op		*op;
+	struct ckpt_target	 t;
+	uint64_t		 gen;
+	char			*cause = NULL;
+
+	if ((in = instance_find(set, r->name)) == NULL) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "no instance %s on this host (ternctl list)", r->name);
+		return;
+	}
+	if (!instance_usable(set, cb, arg))
+		return;
+	if (in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s: stop it before restoring (one copy "
+		    "runs at a time)", in->name, inst_state_names[in->state]);
+		return;
+	}
+	gen = r->has_generation && r->generation != 0 ? r->generation :
+	    ckpt_newest(in->ckpt_dir);
+	if (gen == 0) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "instance %s has no complete checkpoint", in->name);
+		return;
+	}
+	/* CRIU puts the restored tree back into the container's cgroups;
+	 * they carry the spec's limits whichever host restores it. */
+	if (container_cgroup_create(in->name, in->spec, &cause) != 0) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "instance %s: %s", in->name, cause);
+		free(cause);
+		return;
+	}
+	op = xcalloc(1, sizeof *op);
+	op->in = in;
+	op->cb = cb;
+	op->arg = arg;
+	op->before = in->state;
+	instance_set_state(in, INST_RESTORING, NULL);
+	set->busy++;
+	memset(&t, 0, sizeof t);
+	t.name = in->name;
+	t.criu_path = set->agent->conf->criu_path;
+	t.dir = in->ckpt_dir;
+	t.rootfs = in->spec->root;
+	ckpt_restore(set->agent->loop, &t, gen, restore_done, op);
+}
+
+/* --- loading -------------------------------------------------------------- */
+
+static void
+instance_load(struct instances *set, const char *name)
+{
+	struct container_spec	*spec;
+	struct instance		*in;
+	char			*path, *text = NULL, *spec_dir = NULL;
+	char			*state = NULL, *cause = NULL, *p;
+	long			 pid = 0;
+	enum inst_state		 st = INST_STOPPED;
+	size_t			 i;
+
+	xasprintf(&path, "%s/%s/spec.json", set->dir, name);
+	text = read_small_file(path, &cause);
+	free(path);
+	xasprintf(&path, "%s/%s/spec_dir", set->dir, name);
+	if (text != NULL)
+		spec_dir = read_small_file(path, &cause);
+	free(path);
+	if (text == NULL || spec_dir == NULL)
+		goto bad;
+	if ((spec = container_spec_parse(text, strlen(text), spec_dir,
+	    &cause)) == NULL)
+		goto bad;
+	in = instance_new(set, name, text, spec_dir, spec);
+	in->generation = ckpt_newest(in->ckpt_dir);
+	xasprintf(&path, "%s/state", in->dir);
+	state = read_small_file(path, NULL);
+	free(path);
+	if (state != NULL && (p = strstr(state, "pid=")) != NULL)
+		pid = strtol(p + 4, NULL, 10);
+	for (i = 0; state != NULL && i < sizeof inst_state_names /
+	    sizeof inst_state_names[0]; i++) {
+		char want[32];
+
+		snprintf(want, sizeof want, "state=%s\n", inst_state_names[i]);
+		if (strncmp(state, want, strlen(want)) == 0)
+			st = (enum inst_state)i;
+	}
+	if (st == INST_RUNNING && pid > 0 && kill((pid_t)pid, 0) == 0) {
+		in->state = INST_RUNNING;
+		instance_watch(in, (pid_t)pid, 1);
+		log_info("instance %s: still running (pid %ld), adopted", name,
+		    pid);
+	} else if (in->generation > 0) {
+		in->state = INST_CHECKPOINTED;
+		if (st != INST_CHECKPOINTED)
+			instance_set_error(in, "was not running when ternd "
+			    "started");
+	} else
+		in->state = INST_STOPPED;
+	free(state);
+	free(text);
+	free(spec_dir);
+	return;
+bad:
+	log_warnx("instance %s: cannot load it, ignored: %s", name, cause);
+	free(cause);
+	free(text);
+	free(spec_dir);
+}
+
+struct instances *
+instances_open(struct agent *a, char **cause)
+{
+	struct instances	*set;
+	struct dirent		*de;
+	DIR			*d;
+
+	set = xcalloc(1, sizeof *set);
+	set->agent = a;
+	xasprintf(&set->dir, "%s/instances", a->conf->state_dir);
+	if (mkdir_p(set->dir, 0700, cause) != 0) {
+		free(set->dir);
+		free(set);
+		return NULL;
+	}
+	uv_signal_init(a->loop, &set->sigchld);
+	set->sigchld.data = set;
+	uv_signal_start(&set->sigchld, on_sigchld, SIGCHLD);
+	if ((d = opendir(set->dir)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.' && host_name_valid(de->d_name))
+				instance_load(set, de->d_name);
+		closedir(d);
+	}
+	return set;
+}
+
+static void
+instances_free_cb(uv_handle_t *h)
+{
+	struct instances	*set = h->data;
+
+	free(set->dir);
+	free(set);
+}
+
+static void
+instances_finish_close(struct instances *set)
+{
+	while (set->list != NULL)
+		instance_unlink(set->list);
+	uv_close((uv_handle_t *)&set->sigchld, instances_free_cb);
+}
+
+/* Running containers keep running; a checkpoint or restore in progress
+ * finishes first (CRIU must not be left holding a frozen container). */
+void
+instances_close(struct instances *set)
+{
+	if (set == NULL || set->closing)
+		return;
+	set->closing = 1;
+	if (set->busy == 0)
+		instances_finish_close(set);
+}

@@ -1,0 +1,14 @@
+/* SHA-256 of files: checkpoint manifests record one per image file and
+ * restore verifies them before trusting a byte. */
+#ifndef TERN_DIGEST_H
+#define TERN_DIGEST_H
+
+#include <stdint.h>
+
+#define DIGEST_HEX_LEN	64
+
+/* hex gets DIGEST_HEX_LEN + 1 bytes; *size the file's size.  -1 and
+ * *cause (naming the file) on error. */
+int	digest_file(const char *path, char *hex, uint64_t *size, char **cause);
+
+#endif

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# A container on one host: created from a spec, started, checkpointed
+# while running and stopped, restored from its verified checkpoint; the
+# workload checks its own memory after every restore.  A damaged image is
+# refused before CRIU reads it, and the instance is not lost.  A restarted
+# ternd adopts a running container.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+th_setup 1
+cl_pki
+cl_conf h1
+cl_start h1
+for ((i = 0; i < 50; i++)); do
+	cl_ctl h1 status | grep -q "containers: *CRIU" && break
+	sleep 0.1
+done
+cl_ctl h1 status | grep -q "containers: *CRIU" || fail "h1 has no CRIU: $(cl_ctl h1 status)"
+
+rootfs="$TH_ROOT/rootfs"
+rootfs_make "$rootfs"
+ROOTFS_SPEC_MEMORY=$((256 << 20)) ROOTFS_SPEC_PIDS=64 \
+	rootfs_spec "$rootfs" mc /bin/memcheck 64 /var/log/memcheck.state
+state="$rootfs/var/log/memcheck.state"
+
+info() {	# FIELD: from `ternctl list --json` for instance mc
+	cl_ctl h1 list --json | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["instances"]:
+    if i["name"] == "mc":
+        print(i.get(sys.argv[1], ""))' "$1"
+}
+
+# verify: ask memcheck (SIGUSR1) to check its whole area; wait for its line.
+verify() {
+	local pid before
+	pid=$(info pid)
+	[ -n "$pid" ] || fail "mc has no pid ($(info state))"
+	before=$(grep -c "^counter=" "$state" || true)
+	kill -USR1 "$pid"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
+		sleep 0.1
+	done
+	tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$" ||
+		fail "memcheck says: $(tail -n 1 "$state")"
+	echo "memcheck: $(tail -n 1 "$state") (pid $pid, $1)"
+}
+
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json"
+cl_ctl h1 start mc
+for ((i = 0; i < 100; i++)); do
+	grep -q "^ready" "$state" 2>/dev/null && break
+	sleep 0.1
+done
+grep -q "^ready" "$state" || fail "memcheck did not start: $(cat "$rootfs/.tern-console.log" 2>/dev/null)"
+verify "started"
+
+# 1: checkpoint, leave running.
+cl_ctl h1 checkpoint mc --leave-running
+[ "$(info state)" = running ] || fail "mc is $(info state) after a leave-running checkpoint"
+[ "$(info generation)" = 1 ] || fail "generation $(info generation), want 1"
+verify "after a leave-running checkpoint"
+
+# 2: checkpoint and stop; the container is gone, its checkpoint verified.
+cl_ctl h1 checkpoint mc
+[ "$(info state)" = checkpointed ] || fail "mc is $(info state)"
+[ -z "$(info pid)" ] || fail "mc still has a pid"
+gen2="$(th_dir h1)/state/instances/mc/ckpt/2"
+[ -f "$gen2/MANIFEST" ] || fail "no MANIFEST in $gen2"
+
+# Restore: running again, memory intact.
+cl_ctl h1 restore mc
+[ "$(info state)" = running ] || fail "mc is $(info state) after restore"
+verify "restored from checkpoint 2"
+
+# A damaged image is refused, and nothing is lost.
+cl_ctl h1 checkpoint mc
+gen3="$(th_dir h1)/state/instances/mc/ckpt/3"
+img=$(ls "$gen3"/pages-*.img | head -n 1)
+printf 'X' | dd of="$img" bs=1 seek=100 conv=notrunc status=none
+set +e
+out=$(cl_ctl h1 restore mc 2>&1); rc=$?
+set -e
+[ $rc = 1 ] || fail "restore of a damaged checkpoint exited $rc: $out"
+echo "$out" | grep -q "checksum mismatch" || fail "no checksum error: $out"
+[ "$(info state)" = checkpointed ] || fail "mc is $(info state) after a refused restore"
+echo "refused: $out"
+# The older, intact generation still restores.
+cl_ctl h1 restore mc --generation 2
+verify "restored from checkpoint 2 after 3 was refused"
+
+# Bad input: unknown instance, running instance restored, bad spec.
+set +e
+out=$(cl_ctl h1 checkpoint nosuch 2>&1); rc=$?
+set -e
+[ $rc = 1 ] && echo "$out" | grep -q "no instance nosuch" || fail "unknown instance: $out"
+set +e
+out=$(cl_ctl h1 restore mc 2>&1); rc=$?
+set -e
+[ $rc = 1 ] && echo "$out" | grep -q "one copy runs at a time" || fail "restore while running: $out"
+echo '{"process": {"args": []}, "root": {"path": "rootfs"}}' > "$TH_ROOT/bad.json"
+set +e
+out=$(cl_ctl h1 create bad --spec "$TH_ROOT/bad.json" 2>&1); rc=$?
+set -e
+[ $rc = 1 ] && echo "$out" | grep -q "process.args" || fail "bad spec: $out"
+
+# A restarted ternd adopts the running container, and can still stop it.
+cl_stop h1 || fail "ternd did not stop cleanly"
+kill -0 "$(info pid 2>/dev/null || echo 0)" 2>/dev/null || true
+cl_start h1
+for ((i = 0; i < 50; i++)); do
+	[ "$(info state 2>/dev/null)" = running ] && break
+	sleep 0.1
+done
+[ "$(info state)" = running ] || fail "mc not adopted: $(info state)"
+verify "after ternd restarted"
+cl_ctl h1 destroy mc
+[ -z "$(cl_ctl h1 list --json | grep '"mc"' || true)" ] || fail "mc still listed"
+[ ! -d /sys/fs/cgroup/freezer/tern/mc ] || fail "mc's cgroup left behind"
+
+cl_stop_all || fail "a ternd did not stop cleanly"
+echo "container-checkpoint: ok"
