@@ -606,9 +606,15 @@ checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
 	struct instance		*in = op->in;
 	Envelope		 env;
 	Tern__CheckpointReply	 r = TERN__CHECKPOINT_REPLY__INIT;
+	char			*cause = NULL;
 
 	if (error != NULL) {
-		/* CRIU failed: it resumed the container, or it was gone. */
+		/* CRIU failed: it resumed the container, or it died with the
+		 * container frozen (then we thaw it), or the container is gone. */
+		if (in->pid > 0 && container_thaw(in->name, &cause) != 0) {
+			log_warnx("instance %s: %s", in->name, cause);
+			free(cause);
+		}
 		instance_set_error(in, error);
 		log_warnx("instance %s: checkpoint failed: %s", in->name, error);
 		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,

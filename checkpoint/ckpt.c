@@ -59,9 +59,12 @@ ckpt_criu_error(struct ckpt_op *op, const CriuResp *resp, const char *error,
 {
 	char	*why, *log, *errors, *s;
 
-	why = resp != NULL ? criu_error(resp) : xstrdup(error);
 	xasprintf(&log, "%s/%s", op->gen_dir, log_name);
 	errors = criu_log_errors(log);
+	if (resp != NULL && (resp->cr_errmsg == NULL || errors != NULL))
+		why = xstrdup("criu failed");	/* the log says it better */
+	else
+		why = resp != NULL ? criu_error(resp) : xstrdup(error);
 	xasprintf(&s, "%s%s%s (CRIU log: %s)", why, errors != NULL ? ": " : "",
 	    errors != NULL ? errors : "", log);
 	free(errors);

@@ -572,19 +572,50 @@ container_prepare(struct launch *l, char **cause)
 	return 0;
 }
 
+/* Where this process sits in a v1 hierarchy ("/" or "/system/x"), from
+ * /proc/self/cgroup.  Containers nest below it, so whatever confines
+ * ternd (a service manager, a test host's freezer cgroup) confines its
+ * containers too, and two ternd on one machine never share a cgroup. */
+static void
+container_cgroup_base(const char *ctrl, char *base, size_t size)
+{
+	FILE	*fp;
+	char	 line[PATH_MAX + 64], *list, *path, *c, *save;
+
+	snprintf(base, size, "/");
+	if ((fp = fopen("/proc/self/cgroup", "r")) == NULL)
+		return;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if ((list = strchr(line, ':')) == NULL ||
+		    (path = strchr(list + 1, ':')) == NULL)
+			continue;
+		*path++ = '\0';
+		for (c = strtok_r(list + 1, ",", &save); c != NULL;
+		    c = strtok_r(NULL, ",", &save)) {
+			if (strcmp(c, ctrl) == 0) {
+				snprintf(base, size, "%s", path);
+				fclose(fp);
+				return;
+			}
+		}
+	}
+	fclose(fp);
+}
+
 static int
 container_cgroup_path(char *buf, size_t size, const char *name,
     const char *ctrl, const char *file, char **cause)
 {
+	char	base[PATH_MAX];
 	int	n;
 
-	if (file == NULL) {
-		n = snprintf(buf, size, "%s/%s/%s/%s", CONTAINER_CGROUP_ROOT,
-		    ctrl, CONTAINER_CGROUP_PARENT, name);
-	} else {
-		n = snprintf(buf, size, "%s/%s/%s/%s/%s", CONTAINER_CGROUP_ROOT,
-		    ctrl, CONTAINER_CGROUP_PARENT, name, file);
-	}
+	container_cgroup_base(ctrl, base, sizeof base);
+	if (strcmp(base, "/") == 0)
+		base[0] = '\0';
+	n = snprintf(buf, size, "%s/%s%s/%s/%s%s%s", CONTAINER_CGROUP_ROOT,
+	    ctrl, base, CONTAINER_CGROUP_PARENT, name, file != NULL ? "/" : "",
+	    file != NULL ? file : "");
 	if (n < 0 || (size_t)n >= size) {
 		set_cause(cause, "container %s: cgroup path too long", name);
 		return -1;
@@ -756,9 +787,7 @@ container_cgroup_setup(const char *name, const struct container_spec *spec,
 		free(pids);
 		if (npids != 0) {
 			set_cause(cause, "container %s: already running (%zu "
-			    "processes in %s/freezer/%s/%s): kill it first",
-			    name, npids, CONTAINER_CGROUP_ROOT,
-			    CONTAINER_CGROUP_PARENT, name);
+			    "processes in %s): kill it first", name, npids, path);
 			return -1;
 		}
 	}

@@ -34,7 +34,8 @@
 
 /* Where the cgroup v1 hierarchies are mounted. */
 #define CONTAINER_CGROUP_ROOT		"/sys/fs/cgroup"
-/* The directory under each hierarchy holding tern's containers. */
+/* The directory holding tern's containers, in each hierarchy below the
+ * cgroup ternd itself is in (see container_cgroup_base). */
 #define CONTAINER_CGROUP_PARENT		"tern"
 /* The console log, relative to the container's root. */
 #define CONTAINER_CONSOLE_LOG		".tern-console.log"

@@ -18,6 +18,14 @@ builddir=${TERN_BUILDDIR:-.}
 srcdir=${TERN_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 ctr=$builddir/tests/tools/ctr
 cgroot=/sys/fs/cgroup
+# cgdir CTRL NAME: the container's cgroup; tern nests containers below the
+# cgroup of the process that starts them (here: this script, via ctr).
+cgdir() {
+	local base
+	base=$(awk -F: -v c="$1" '{ n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) print $3 }' /proc/self/cgroup)
+	[ "$base" = / ] && base=
+	echo "$cgroot/$1$base/tern/$2"
+}
 
 skip() {
 	echo "container-launch: skipped: $*"
@@ -108,7 +116,7 @@ has() {
 cgroup_gone() {
 	local c
 	for c in memory cpu pids freezer; do
-		[ ! -e "$cgroot/$c/tern/$1" ] || return 1
+		[ ! -e "$(cgdir "$c" "$1")" ] || return 1
 	done
 }
 
@@ -144,10 +152,10 @@ check_hello() {
 	v=$(sed -n 's/^maxpid=//p' "$console")
 	[ -n "$v" ] && [ "$v" -le 10 ] && ok "hello: only its processes in /proc" ||
 	    fail "hello: largest pid in its /proc is \"$v\""
-	v=$(cat "$cgroot/memory/tern/$name/memory.limit_in_bytes" 2>&1)
+	v=$(cat "$(cgdir memory "$name")/memory.limit_in_bytes" 2>&1)
 	[ "$v" = 67108864 ] && ok "hello: memory.limit_in_bytes $v" ||
 	    fail "hello: memory.limit_in_bytes is $v, not 67108864"
-	v=$(cat "$cgroot/pids/tern/$name/pids.max" 2>&1)
+	v=$(cat "$(cgdir pids "$name")/pids.max" 2>&1)
 	[ "$v" = 32 ] && ok "hello: pids.max $v" ||
 	    fail "hello: pids.max is $v, not 32"
 	"$ctr" rm "$name" && cgroup_gone "$name" && ok "hello: cgroups removed" ||
@@ -256,7 +264,7 @@ check_memcheck() {
 	# Frozen, it cannot answer; thawed, it answers with a larger counter.
 	n1=$(last_counter "$state")
 	"$ctr" freeze "$name" || fail "freeze failed"
-	v=$(cat "$cgroot/freezer/tern/$name/freezer.state")
+	v=$(cat "$(cgdir freezer "$name")/freezer.state")
 	[ "$v" = FROZEN ] && ok "freeze: $v" || fail "freeze: state $v"
 	lines=$(wc -l <"$state")
 	kill -USR1 "$pid"
@@ -275,7 +283,7 @@ check_memcheck() {
 	fi
 
 	"$ctr" kill "$name" || fail "kill failed"
-	v=$(cat "$cgroot/freezer/tern/$name/cgroup.procs" 2>&1)
+	v=$(cat "$(cgdir freezer "$name")/cgroup.procs" 2>&1)
 	[ -z "$v" ] && ok "kill: cgroup empty" || fail "kill: left $v"
 	st=0
 	wait "$bg" || st=$?

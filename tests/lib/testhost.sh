@@ -151,8 +151,10 @@ th__in_cgroup() {
 # th__cg_kill V1DIR V2DIR: freeze the cgroup, SIGKILL every task, thaw,
 # and wait (up to 10 s) until it is empty.
 th__cg_kill() {
-	local v1=$1 v2=$2 pid i state
+	local v1=$1 v2=$2 pid i state d left
 	[ -d "$v1" ] || [ -d "$v2" ] || return 0
+	# Below a host's cgroup sit those of its containers (tern nests them
+	# under the cgroup of the ternd that started them): the whole subtree.
 	if [ -d "$v1" ]; then
 		echo FROZEN >"$v1/freezer.state" 2>/dev/null
 		for ((i = 0; i < 50; i++)); do
@@ -161,33 +163,36 @@ th__cg_kill() {
 			sleep 0.1
 		done
 		# shellcheck disable=SC2013
-		for pid in $(cat "$v1/cgroup.procs" 2>/dev/null); do
+		for pid in $(find "$v1" -name cgroup.procs -exec cat {} + 2>/dev/null); do
 			# No "Killed" notice from bash for our own jobs.
 			disown "$pid" 2>/dev/null
 			kill -KILL "$pid" 2>/dev/null
 		done
-		echo THAWED >"$v1/freezer.state" 2>/dev/null
+		# A child frozen by itself stays frozen when its parent thaws.
+		while IFS= read -r d; do
+			echo THAWED >"$d/freezer.state" 2>/dev/null
+		done < <(find "$v1" -type d 2>/dev/null)
 	fi
 	if [ -f "$v2/cgroup.kill" ]; then
 		echo 1 >"$v2/cgroup.kill" 2>/dev/null
 	fi
 	for ((i = 0; i < 100; i++)); do
-		local left=
-		[ -d "$v1" ] && left+=$(cat "$v1/cgroup.procs" 2>/dev/null)
-		[ -d "$v2" ] && left+=$(cat "$v2/cgroup.procs" 2>/dev/null)
+		left=
+		[ -d "$v1" ] && left+=$(find "$v1" -name cgroup.procs -exec cat {} + 2>/dev/null)
+		[ -d "$v2" ] && left+=$(find "$v2" -name cgroup.procs -exec cat {} + 2>/dev/null)
 		[ -z "$left" ] && return 0
 		for pid in $left; do kill -KILL "$pid" 2>/dev/null; done
 		sleep 0.1
 	done
 	th__err "cgroup $v1 still has tasks after SIGKILL: $left"
 }
-
-# th__cg_remove DIR: rmdir a cgroup, retrying while the last tasks exit.
 th__cg_remove() {
 	local i
 	[ -d "$1" ] || return 0
 	for ((i = 0; i < 50; i++)); do
-		rmdir "$1" 2>/dev/null && return 0
+		# Children (containers' cgroups) first.
+		find "$1" -depth -type d -exec rmdir {} \; 2>/dev/null
+		[ -d "$1" ] || return 0
 		sleep 0.1
 	done
 	th__err "cannot remove cgroup $1"

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Checkpoints that fail leave the container running and unharmed, and
+# count for nothing: a full disk (CRIU cannot write its images), and criu
+# killed in the middle of a dump (the container was frozen: ternd thaws
+# it).  The workload verifies its memory after each.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+th_setup 2
+cl_pki
+# h1 keeps its state on a 16 MiB tmpfs: too small for a 64 MiB container.
+th_exec h1 mkdir -p /var/lib/tern-small
+th_exec h1 mount -t tmpfs -o size=16m tmpfs /var/lib/tern-small
+cl_conf h1 'state_dir = "/var/lib/tern-small"'
+cl_conf h2
+cl_start h1
+cl_start h2
+for h in h1 h2; do
+	for ((i = 0; i < 50; i++)); do
+		cl_ctl $h status | grep -q "containers: *CRIU" && break
+		sleep 0.1
+	done
+done
+
+make_ct() {	# HOST NAME MIB
+	local dir="$TH_ROOT/$2"
+	mkdir -p "$dir"
+	rootfs_make "$dir/rootfs"
+	rootfs_spec "$dir/rootfs" "$2" /bin/memcheck "$3" /var/log/memcheck.state
+	cl_ctl "$1" create "$2" --spec "$dir/$2.json" >/dev/null
+	cl_ctl "$1" start "$2" >/dev/null
+	for ((i = 0; i < 200; i++)); do
+		grep -q "^ready" "$dir/rootfs/var/log/memcheck.state" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$2 did not start"
+}
+info() {	# HOST NAME FIELD
+	cl_ctl "$1" list --json | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["instances"]:
+    if i["name"] == sys.argv[1]:
+        print(i.get(sys.argv[2], ""))' "$2" "$3"
+}
+verify() {	# HOST NAME
+	local state="$TH_ROOT/$2/rootfs/var/log/memcheck.state" before
+	before=$(grep -c "^counter=" "$state" || true)
+	kill -USR1 "$(info "$1" "$2" pid)"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
+		sleep 0.1
+	done
+	tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$" ||
+		fail "$2 says: $(tail -n 1 "$state") (a frozen container does not answer)"
+	echo "$2: $(tail -n 1 "$state")"
+}
+
+# Disk full.
+make_ct h1 small 64
+set +e
+out=$(cl_ctl h1 checkpoint small 2>&1); rc=$?
+set -e
+echo "refused: $out"
+[ $rc = 1 ] || fail "checkpoint on a full disk exited $rc"
+echo "$out" | grep -qi "no space left\|ENOSPC\|can't write\|write" || fail "no reason given: $out"
+[ "$(info h1 small state)" = running ] || fail "small is $(info h1 small state)"
+[ "$(info h1 small generation)" = 0 ] || fail "a failed checkpoint counted"
+verify h1 small
+
+# criu killed in the middle of a dump.
+criu_prefix=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)\/bin\/criu"/\1/p' "$TERN_BUILDDIR/config.h")
+[ -n "$criu_prefix" ] || fail "cannot tell the CRIU prefix from config.h"
+make_ct h2 big 512
+cg="$(th__cg1 h2)"
+cl_ctl h2 checkpoint big > "$TH_ROOT/big.out" 2>&1 &
+ctl=$!
+# Kill criu once it is at work on the container.  (CRIU freezes the
+# cgroup only while it seizes the tasks, then holds them with ptrace; a
+# criu killed in the first window leaves the cgroup frozen, and ternd must
+# thaw it: the container has to answer below either way.)
+killed=
+for ((i = 0; i < 2000; i++)); do
+	[ -z "$killed" ] || break
+	for p in $(find "$cg" -name cgroup.procs -exec cat {} +); do
+		# criu rewrites its command line; its executable is the loader
+		# in the CRIU prefix (scripts/install-criu).
+		if readlink "/proc/$p/exe" 2>/dev/null | grep -q "^$criu_prefix/"; then
+			sleep 0.1
+			kill -9 "$p" && killed=$p
+			break
+		fi
+	done
+	sleep 0.002
+done
+[ -n "$killed" ] || fail "never saw criu at work"
+set +e
+wait $ctl; rc=$?
+set -e
+out=$(cat "$TH_ROOT/big.out")
+echo "refused: $out"
+[ $rc = 1 ] || fail "checkpoint with criu killed exited $rc"
+echo "$out" | grep -q "killed by signal 9" || fail "no reason given: $out"
+[ "$(info h2 big state)" = running ] || fail "big is $(info h2 big state)"
+[ "$(info h2 big generation)" = 0 ] || fail "a failed checkpoint counted"
+verify h2 big
+# ... and the next checkpoint works.
+cl_ctl h2 checkpoint big --leave-running
+verify h2 big
+
+cl_ctl h1 destroy small >/dev/null
+cl_ctl h2 destroy big >/dev/null
+cl_stop_all || fail "a ternd did not stop cleanly"
+echo "container-faults: ok"
