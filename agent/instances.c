@@ -161,24 +161,6 @@ instance_persist(struct instance *in)
 	free(text);
 }
 
-static char *
-read_small_file(const char *path, char **cause)
-{
-	FILE	*fp;
-	char	*buf;
-	size_t	 n;
-
-	if ((fp = fopen(path, "r")) == NULL) {
-		set_cause(cause, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	buf = xmalloc(CONTAINER_SPEC_MAX_FILE_SIZE + 1);
-	n = fread(buf, 1, CONTAINER_SPEC_MAX_FILE_SIZE, fp);
-	buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
-
 static struct instance *
 instance_new(struct instances *set, const char *name, const char *spec_text,
     const char *spec_dir, struct container_spec *spec)
@@ -798,11 +780,11 @@ instance_load(struct instances *set, const char *name)
 	size_t			 i;
 
 	xasprintf(&path, "%s/%s/spec.json", set->dir, name);
-	text = read_small_file(path, &cause);
+	text = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, &cause);
 	free(path);
 	xasprintf(&path, "%s/%s/spec_dir", set->dir, name);
 	if (text != NULL)
-		spec_dir = read_small_file(path, &cause);
+		spec_dir = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, &cause);
 	free(path);
 	if (text == NULL || spec_dir == NULL)
 		goto bad;
@@ -812,7 +794,7 @@ instance_load(struct instances *set, const char *name)
 	in = instance_new(set, name, text, spec_dir, spec);
 	in->generation = ckpt_newest(in->ckpt_dir);
 	xasprintf(&path, "%s/state", in->dir);
-	state = read_small_file(path, NULL);
+	state = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, NULL);
 	free(path);
 	if (state != NULL && (p = strstr(state, "pid=")) != NULL)
 		pid = strtol(p + 4, NULL, 10);

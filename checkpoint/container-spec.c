@@ -12,6 +12,7 @@
 #include <json.h>
 
 #include "checkpoint/container-spec.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 /* Longest JSON path or key quoted back in a message. */
@@ -744,14 +745,11 @@ container_spec_load(const char *path, char **cause)
 {
 	struct container_spec	*spec = NULL;
 	char			*buf = NULL, *real = NULL, *slash, *error = NULL;
-	size_t			 len = 0;
-	ssize_t			 n;
-	int			 fd;
+	size_t			 len;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		set_cause(cause, "%s: %s", path, strerror(errno));
+	if ((buf = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, &len,
+	    cause)) == NULL)
 		return NULL;
-	}
 	if ((real = realpath(path, NULL)) == NULL) {
 		set_cause(cause, "%s: %s", path, strerror(errno));
 		goto out;
@@ -761,34 +759,14 @@ container_spec_load(const char *path, char **cause)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
-
-	buf = xmalloc(CONTAINER_SPEC_MAX_FILE_SIZE + 1);
-	for (;;) {
-		n = read(fd, buf + len, CONTAINER_SPEC_MAX_FILE_SIZE + 1 - len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			set_cause(cause, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > CONTAINER_SPEC_MAX_FILE_SIZE) {
-			set_cause(cause, "%s: file is larger than 1 MiB", path);
-			goto out;
-		}
-	}
 	spec = container_spec_parse(buf, len, real, &error);
 	if (spec == NULL) {
 		set_cause(cause, "%s: %s", path, error);
 		free(error);
 	}
-
 out:
 	free(buf);
 	free(real);
-	close(fd);
 	return spec;
 }
 

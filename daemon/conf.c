@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "daemon/conf.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 #ifndef SYSCONFDIR
@@ -314,16 +315,7 @@ conf_format_number(char *buf, size_t size, enum conf_type type,
 static int
 conf_valid_name(const char *s, size_t len)
 {
-	size_t	i;
-
-	if (len < 1 || len > 63 || s[0] == '-' || s[len - 1] == '-')
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (!conf_is_digit(s[i]) && !(s[i] >= 'a' && s[i] <= 'z') &&
-		    s[i] != '-')
-			return 0;
-	}
-	return 1;
+	return host_name_check(s, len, NULL) == 0;
 }
 
 /* A dotted quad: four decimal parts 0..255, no leading zeros. */
@@ -1031,38 +1023,15 @@ fail:
 struct conf *
 conf_load(const char *path, char **cause)
 {
-	struct conf	*conf = NULL;
-	char		*buf = NULL;
-	size_t		 len = 0;
-	ssize_t		 n;
-	int		 fd;
+	struct conf	*conf;
+	char		*buf;
+	size_t		 len;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		set_cause(cause, "%s: %s", path, strerror(errno));
+	if ((buf = read_file_bounded(path, CONF_MAX_FILE_SIZE, &len,
+	    cause)) == NULL)
 		return NULL;
-	}
-	buf = xmalloc(CONF_MAX_FILE_SIZE + 1);
-	for (;;) {
-		n = read(fd, buf + len, CONF_MAX_FILE_SIZE + 1 - len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			set_cause(cause, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > CONF_MAX_FILE_SIZE) {
-			set_cause(cause, "%s: file is larger than 1 MiB", path);
-			goto out;
-		}
-	}
 	conf = conf_parse(buf, len, path, cause);
-
-out:
 	free(buf);
-	close(fd);
 	return conf;
 }
 

@@ -23,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "daemon/pki.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 #define PKI_CURVE		"P-256"
@@ -114,39 +115,9 @@ pki_sanitize(const unsigned char *data, size_t len)
 int
 pki_host_valid(const char *host, char **cause)
 {
-	size_t	 len, i;
-	char	 c;
-
-	if (host == NULL || *host == '\0') {
-		set_cause(cause, "host name is empty");
-		return -1;
-	}
-	len = strlen(host);
-	if (len > PKI_HOST_MAX) {
-		set_cause(cause, "host name is %zu characters long; at most %d "
-		    "are allowed", len, PKI_HOST_MAX);
-		return -1;
-	}
-	for (i = 0; i < len; i++) {
-		c = host[i];
-		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-')
-			continue;
-		if (c > 0x20 && c < 0x7f)
-			set_cause(cause, "host name has '%c' at position %zu; "
-			    "only a-z, 0-9 and '-' are allowed", c, i + 1);
-		else
-			set_cause(cause, "host name has byte 0x%02x at position "
-			    "%zu; only a-z, 0-9 and '-' are allowed",
-			    (unsigned char)c, i + 1);
-		return -1;
-	}
-	if (host[0] == '-' || host[len - 1] == '-') {
-		set_cause(cause, "host name \"%s\" starts or ends with '-'",
-		    host);
-		return -1;
-	}
-	return 0;
+	if (host == NULL)
+		host = "";
+	return host_name_check(host, strlen(host), cause);
 }
 
 static int

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,19 +30,45 @@ now_ms(void)
 }
 
 int
+host_name_check(const char *s, size_t len, char **cause)
+{
+	size_t	i;
+	char	c;
+
+	if (len == 0) {
+		set_cause(cause, "host name is empty");
+		return -1;
+	}
+	if (len > 63) {
+		set_cause(cause, "host name is %zu characters long; at most 63 "
+		    "are allowed", len);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		c = s[i];
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')
+			continue;
+		if (c > 0x20 && c < 0x7f)
+			set_cause(cause, "host name has '%c' at position %zu; "
+			    "only a-z, 0-9 and '-' are allowed", c, i + 1);
+		else
+			set_cause(cause, "host name has byte 0x%02x at position "
+			    "%zu; only a-z, 0-9 and '-' are allowed",
+			    (unsigned char)c, i + 1);
+		return -1;
+	}
+	if (s[0] == '-' || s[len - 1] == '-') {
+		set_cause(cause, "host name \"%.*s\" starts or ends with '-'",
+		    (int)len, s);
+		return -1;
+	}
+	return 0;
+}
+
+int
 host_name_valid(const char *s)
 {
-	size_t	len, i;
-
-	len = strlen(s);
-	if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-')
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' &&
-		    s[i] <= '9') || s[i] == '-'))
-			return 0;
-	}
-	return 1;
+	return host_name_check(s, strlen(s), NULL) == 0;
 }
 
 int
@@ -129,4 +156,49 @@ rm_rf(const char *path, char **cause)
 		return -1;
 	}
 	return 0;
+}
+
+char *
+read_file_bounded(const char *path, size_t max, size_t *lenp, char **cause)
+{
+	char	*buf;
+	size_t	 len = 0;
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		set_cause(cause, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = xmalloc(max + 2);
+	for (;;) {
+		n = read(fd, buf + len, max + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			set_cause(cause, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max) {
+			char size[32];
+
+			format_bytes(size, sizeof size, max);
+			if (strcmp(size + strlen(size) - 6, ".0 MiB") == 0)
+				snprintf(size, sizeof size, "%zu MiB", max >> 20);
+			set_cause(cause, "%s: file is larger than %s", path, size);
+			goto fail;
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	if (lenp != NULL)
+		*lenp = len;
+	return buf;
+fail:
+	close(fd);
+	free(buf);
+	return NULL;
 }

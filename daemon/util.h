@@ -8,8 +8,15 @@
 
 uint64_t	now_ns(void);		/* monotonic */
 uint64_t	now_ms(void);		/* monotonic */
-/* A host name as tern uses it: 1..63 of [a-z0-9-], no leading/trailing '-'. */
+/* A host (and instance) name as tern uses it: 1..63 of [a-z0-9-], not
+ * starting or ending with '-'.  check: len bytes of s, 0 or -1 and *cause
+ * saying what is wrong (cause may be NULL). */
+int		host_name_check(const char *s, size_t len, char **cause);
 int		host_name_valid(const char *);
+/* Read a whole file of at most max bytes into a NUL-terminated buffer
+ * (caller frees); NULL and *cause (naming the file) on error. */
+char		*read_file_bounded(const char *path, size_t max, size_t *len,
+		    char **cause);
 /* "10.1.2.3:7480" or "[::1]:7480" into ss; -1 and *cause on error. */
 int		sockaddr_parse(const char *addr, int port,
 		    struct sockaddr_storage *ss, char **cause);
