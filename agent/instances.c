@@ -54,6 +54,7 @@ struct instance {
 	uint64_t		 generation;	/* newest verified checkpoint */
 	char			*last_error;
 	int			 destroy_after_stop;
+	int			 stop_killed;
 
 	uv_timer_t		 timer;		/* stop grace, adoption poll */
 
@@ -321,13 +322,25 @@ on_sigchld(uv_signal_t *h, int signum)
 	}
 }
 
+/* While stopping: notice an adopted init's exit (no SIGCHLD for it), and
+ * after the grace period kill the whole container. */
 static void
-stop_grace_over(uv_timer_t *t)
+stop_tick(uv_timer_t *t)
 {
 	struct instance	*in = t->data;
+	uint64_t	 waited = now_ms() - in->since_ms;
 
+	if (in->pid <= 0)
+		return;
+	if (in->adopted && kill(in->pid, 0) != 0 && errno == ESRCH) {
+		instance_exited(in, -1);
+		return;
+	}
+	if (waited < INST_STOP_GRACE_MS || in->stop_killed)
+		return;
 	log_warnx("instance %s: still running %d s after SIGTERM; killing it",
 	    in->name, INST_STOP_GRACE_MS / 1000);
+	in->stop_killed = 1;
 	if (in->adopted)
 		instance_finish_stop(in, "killed after the grace period");
 	else
@@ -479,7 +492,7 @@ instance_start(struct instance *in, instances_done_cb cb, void *arg)
 static void
 instance_stop(struct instance *in, instances_done_cb cb, void *arg)
 {
-	if (in->state != INST_RUNNING) {
+	if (in->state != INST_RUNNING || in->pid <= 0) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s", in->name, inst_state_names[in->state]);
 		return;
@@ -487,8 +500,9 @@ instance_stop(struct instance *in, instances_done_cb cb, void *arg)
 	in->stop_cb = cb;
 	in->stop_arg = arg;
 	instance_set_state(in, INST_STOPPING, NULL);
+	in->stop_killed = 0;
 	kill(in->pid, SIGTERM);
-	uv_timer_start(&in->timer, stop_grace_over, INST_STOP_GRACE_MS, 0);
+	uv_timer_start(&in->timer, stop_tick, 200, 200);
 }
 
 void
@@ -608,8 +622,15 @@ checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
 		return;
 	}
 	in->generation = res->generation;
-	if (op->leave_running)
+	if (op->leave_running && in->pid > 0)
 		instance_set_state(in, INST_RUNNING, "checkpointed, left running");
+	else if (op->leave_running) {
+		/* Its init exited while CRIU answered. */
+		container_kill(in->name, NULL);
+		container_cgroup_remove(in->name, NULL);
+		instance_set_state(in, INST_CHECKPOINTED, "exited after the "
+		    "checkpoint");
+	}
 	else {
 		/* CRIU killed the tree after the dump; reap what is left. */
 		if (in->pid > 0 && !in->adopted)
@@ -777,7 +798,8 @@ instance_load(struct instances *set, const char *name)
 	char			*state = NULL, *cause = NULL, *p;
 	long			 pid = 0;
 	enum inst_state		 st = INST_STOPPED;
-	size_t			 i;
+	size_t			 i, npids = 0;
+	pid_t			*pids = NULL;
 
 	xasprintf(&path, "%s/%s/spec.json", set->dir, name);
 	text = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, &cause);
@@ -806,18 +828,48 @@ instance_load(struct instances *set, const char *name)
 		if (strncmp(state, want, strlen(want)) == 0)
 			st = (enum inst_state)i;
 	}
-	if (st == INST_RUNNING && pid > 0 && kill((pid_t)pid, 0) == 0) {
+	/* What runs is what is in the container's cgroup, whatever the
+	 * state file says (a crash mid-stop or mid-checkpoint), and a pid
+	 * alone proves nothing (it may be anyone's after a reboot). */
+	if (container_pids(name, &pids, &npids, &cause) != 0) {
+		log_warnx("instance %s: %s", name, cause);
+		free(cause);
+		cause = NULL;
+		npids = 0;
+	}
+	if (npids > 0) {
+		pid_t	init = pids[0];
+		int	known = 0;
+
+		/* The init we recorded, else the oldest-looking process. */
+		for (i = 0; i < npids; i++) {
+			if (pids[i] == (pid_t)pid)
+				known = 1;
+			if (pids[i] < init)
+				init = pids[i];
+		}
+		if (known)
+			init = (pid_t)pid;
+		/* An orphaned CRIU may have left it frozen. */
+		container_thaw(name, NULL);
 		in->state = INST_RUNNING;
-		instance_watch(in, (pid_t)pid, 1);
+		instance_watch(in, init, 1);
 		log_info("instance %s: still running (pid %ld), adopted", name,
-		    pid);
+		    (long)init);
+		if (st != INST_RUNNING)
+			instance_set_error(in, "found running after ternd "
+			    "restarted while it was being changed");
 	} else if (in->generation > 0) {
 		in->state = INST_CHECKPOINTED;
 		if (st != INST_CHECKPOINTED)
 			instance_set_error(in, "was not running when ternd "
 			    "started");
-	} else
+		container_cgroup_remove(name, NULL);
+	} else {
 		in->state = INST_STOPPED;
+		container_cgroup_remove(name, NULL);
+	}
+	free(pids);
 	free(state);
 	free(text);
 	free(spec_dir);

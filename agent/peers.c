@@ -100,6 +100,7 @@ struct stream_test {
 };
 
 static void	peer_dial(struct peer *);
+static void	peer_hello_timeout(uv_timer_t *);
 static void	peer_schedule(struct peer *);
 static void	peer_on_ready(struct conn *);
 static void	peer_on_msg(struct conn *, Envelope *);
@@ -320,6 +321,19 @@ peer_attach(struct peer *p, struct conn *c)
 	p->mux = stream_mux_new(c, (uint32_t)a->conf->stream_window,
 	    peer_accept_stream, p);
 	p->last_rx_ms = now_ms();
+	uv_timer_start(&p->timer, peer_hello_timeout,
+	    (uint64_t)a->conf->peer_timeout_ms, 0);
+}
+
+/* TLS is up but no Hello came: a stalled or confused peer. */
+static void
+peer_hello_timeout(uv_timer_t *t)
+{
+	struct peer	*p = t->data;
+
+	if (p->conn != NULL && p->state != PEER_UP)
+		conn_close(p->conn, "no hello from %s within %d ms", p->name,
+		    p->peers->agent->conf->peer_timeout_ms);
 }
 
 static void
@@ -333,6 +347,8 @@ peer_on_ready(struct conn *c)
 		log_debug("peer %s: TLS handshake done, certificate names %s",
 		    p->name, name);
 		peer_send_hello(p);
+		uv_timer_start(&p->timer, peer_hello_timeout,
+		    (uint64_t)p->peers->agent->conf->peer_timeout_ms, 0);
 		return;
 	}
 	/* Accepted: the verified certificate says who this is. */
@@ -368,6 +384,7 @@ peer_check_hello(struct peer *p, const Tern__Hello *h, char **cause)
 		    FRAME_MAX_MIN);
 		return -1;
 	}
+	conn_set_peer_max_frame(p->conn, h->max_frame);
 	peer_clear_hello(p);
 	p->software = xstrdup(h->software);
 	p->caps = xcalloc(h->n_capabilities + 1, sizeof *p->caps);

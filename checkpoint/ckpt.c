@@ -21,6 +21,9 @@
 
 struct ckpt_op {
 	uv_loop_t		*loop;
+	uint64_t		 bytes;		/* dump: what MANIFEST lists */
+	int			 published;	/* dump: MANIFEST is on disk */
+	char			*publish_error;
 	char			*name;
 	char			*gen_dir;
 	uint64_t		 generation;
@@ -47,6 +50,7 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	op->cb(op->arg, res, error);
 	if (op->dir_fd != -1)
 		close(op->dir_fd);
+	free(op->publish_error);
 	free(op->gen_dir);
 	free(op->name);
 	free(op);
@@ -237,6 +241,10 @@ ckpt_newest(const char *dir)
 
 /* --- dump ------------------------------------------------------------------ */
 
+/* post-dump is the commit point: the images are complete and the tree is
+ * still frozen.  Publish the MANIFEST now; if that fails, refusing the
+ * notification makes CRIU resume the container instead of killing it, so
+ * a container never dies without a verified checkpoint. */
 static int
 ckpt_dump_notify(struct criu *c, const char *script, void *arg)
 {
@@ -244,6 +252,14 @@ ckpt_dump_notify(struct criu *c, const char *script, void *arg)
 
 	if (strcmp(script, "pre-dump") == 0)
 		op->frozen_at = now_ms();
+	if (strcmp(script, "post-dump") != 0)
+		return 0;
+	free(op->publish_error);
+	op->publish_error = NULL;
+	if (ckpt_write_manifest(op->gen_dir, &op->bytes,
+	    &op->publish_error) != 0)
+		return -1;
+	op->published = 1;
 	return 0;
 }
 
@@ -257,19 +273,31 @@ ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
 
 	criu_close(c);
 	memset(&res, 0, sizeof res);
-	if (resp == NULL || !resp->success) {
-		why = ckpt_criu_error(op, resp, error, "dump.log");
+	if (op->publish_error != NULL) {
+		/* CRIU resumed the container: nothing was lost. */
+		ckpt_op_finish(op, NULL, op->publish_error);
+		return;
+	}
+	if (resp == NULL || !resp->success || !op->published) {
+		why = resp != NULL && resp->success ? xstrdup("criu finished "
+		    "without the post-dump notification; checkpoint not "
+		    "published") : ckpt_criu_error(op, resp, error, "dump.log");
+		/* A MANIFEST published before CRIU failed would bless images
+		 * of a dump CRIU disowns. */
+		if (op->published) {
+			char *m;
+
+			xasprintf(&m, "%s/%s", op->gen_dir, CKPT_MANIFEST);
+			unlink(m);
+			free(m);
+		}
 		ckpt_op_finish(op, NULL, why);
 		free(why);
 		return;
 	}
+	res.bytes = op->bytes;
 	res.frozen_ms = now_ms() - (op->frozen_at != 0 ? op->frozen_at :
 	    op->start_ms);
-	if (ckpt_write_manifest(op->gen_dir, &res.bytes, &why) != 0) {
-		ckpt_op_finish(op, NULL, why);
-		free(why);
-		return;
-	}
 	ckpt_op_finish(op, &res, NULL);
 }
 

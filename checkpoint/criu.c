@@ -18,13 +18,18 @@
 #define CRIU_MSG_MAX		(256u << 10)
 #define CRIU_SWRK_FD		3
 #define CRIU_KILL_GRACE_MS	5000
+/* A request CRIU has not answered by then is hung (a task in D state, a
+ * stuck ptrace): kill it, so nothing waits forever on it. */
+#define CRIU_CALL_DEADLINE_MS	(10 * 60 * 1000)
 
 struct criu {
 	uv_loop_t		*loop;
 	char			*path;
 	uv_process_t		 proc;
 	uv_poll_t		 poll;
-	uv_timer_t		 timer;
+	uv_timer_t		 timer;		/* kill grace after close */
+	uv_timer_t		 deadline;	/* per request */
+	int			 timed_out;
 	int			 fd;
 	int			 handles;	/* open uv handles */
 	int			 exited;
@@ -58,7 +63,10 @@ criu_handle_closed(uv_handle_t *h)
 static void
 criu_exit_reason(struct criu *c, char *buf, size_t len)
 {
-	if (!c->exited)
+	if (c->timed_out)
+		snprintf(buf, len, "criu did not answer within %d s and was "
+		    "killed", CRIU_CALL_DEADLINE_MS / 1000);
+	else if (!c->exited)
 		snprintf(buf, len, "criu closed its socket");
 	else if (c->term_signal != 0)
 		snprintf(buf, len, "criu was killed by signal %d", c->term_signal);
@@ -89,6 +97,7 @@ criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
 	c->exited = 1;
 	c->exit_status = status;
 	c->term_signal = term_signal;
+	uv_timer_stop(&c->deadline);
 	log_debug("criu swrk %d exited (status %lld, signal %d)", p->pid,
 	    (long long)status, term_signal);
 	uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
@@ -204,6 +213,7 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 	cb = c->cb;
 	c->pending = 0;
 	c->cb = NULL;
+	uv_timer_stop(&c->deadline);
 	cb(c, resp, NULL, c->arg);
 	criu_resp__free_unpacked(resp, NULL);
 }
@@ -263,14 +273,29 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 		return NULL;
 	}
 	close(sv[1]);
-	c->handles = 3;
+	c->handles = 4;
 	uv_poll_init(loop, &c->poll, c->fd);
 	c->poll.data = c;
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
+	uv_timer_init(loop, &c->deadline);
+	c->deadline.data = c;
 	uv_poll_start(&c->poll, UV_READABLE, criu_on_readable);
 	log_debug("criu swrk started as pid %d", c->proc.pid);
 	return c;
+}
+
+static void
+criu_deadline_passed(uv_timer_t *t)
+{
+	struct criu	*c = t->data;
+
+	if (!c->pending || c->exited)
+		return;
+	log_warnx("criu pid %d did not answer within %d s; killing it",
+	    c->proc.pid, CRIU_CALL_DEADLINE_MS / 1000);
+	c->timed_out = 1;
+	uv_process_kill(&c->proc, SIGKILL);	/* its exit fails the request */
 }
 
 int
@@ -296,6 +321,8 @@ criu_call(struct criu *c, CriuReq *req, criu_resp_cb cb,
 	c->cb = cb;
 	c->notify = notify;
 	c->arg = arg;
+	uv_timer_start(&c->deadline, criu_deadline_passed, CRIU_CALL_DEADLINE_MS,
+	    0);
 	return 0;
 }
 
@@ -317,6 +344,8 @@ criu_close(struct criu *c)
 		return;
 	c->closing = 1;
 	c->pending = 0;
+	uv_timer_stop(&c->deadline);
+	uv_close((uv_handle_t *)&c->deadline, criu_handle_closed);
 	criu_stop_reading(c);
 	if (c->exited)
 		uv_close((uv_handle_t *)&c->timer, criu_handle_closed);

@@ -37,6 +37,7 @@ struct conn {
 	uv_loop_t		*loop;
 	const struct conn_ops	*ops;
 	struct conn_limits	 limits;
+	uint32_t		 send_max_frame;	/* min(ours, the peer's) */
 	void			*data;
 	char			*label;
 
@@ -84,6 +85,7 @@ conn_new(uv_loop_t *loop, const struct conn_ops *ops,
 	c->loop = loop;
 	c->ops = ops;
 	c->limits = *limits;
+	c->send_max_frame = limits->max_frame;
 	c->data = data;
 	c->label = xstrdup(label);
 	c->state = CONN_CONNECTING;
@@ -135,7 +137,14 @@ conn_cipher(const struct conn *c)
 uint32_t
 conn_max_frame(const struct conn *c)
 {
-	return c->limits.max_frame;
+	return c->send_max_frame;
+}
+
+void
+conn_set_peer_max_frame(struct conn *c, uint32_t max)
+{
+	if (max < c->send_max_frame)
+		c->send_max_frame = max;
 }
 
 int
@@ -359,9 +368,9 @@ conn_send_frame(struct conn *c, enum frame_type type, uint16_t channel,
 
 	if (c->state != CONN_READY)
 		return -1;
-	if (len > c->limits.max_frame) {
+	if (len > c->send_max_frame) {
 		log_warnx("%s: refusing to send a %zu-byte frame (max %u)",
-		    c->label, len, c->limits.max_frame);
+		    c->label, len, c->send_max_frame);
 		return -1;
 	}
 	if (c->queued > c->limits.send_max * CONN_HARD_FACTOR) {

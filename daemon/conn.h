@@ -82,7 +82,10 @@ const char	*conn_peer_name(const struct conn *);
 const char	*conn_cipher(const struct conn *);
 /* Peer credentials on a unix socket: 0 and uid/gid/pid, else -1. */
 int		 conn_peer_cred(const struct conn *, uid_t *, gid_t *, pid_t *);
+/* Largest payload we may send: our own limit, lowered to the peer's once
+ * it told us (conn_set_peer_max_frame). */
 uint32_t	 conn_max_frame(const struct conn *);
+void		 conn_set_peer_max_frame(struct conn *, uint32_t);
 int		 conn_is_client(const struct conn *);
 uint64_t	 conn_bytes_in(const struct conn *);
 uint64_t	 conn_bytes_out(const struct conn *);

@@ -198,7 +198,10 @@ ctlsock_listen(uv_loop_t *loop, const char *path, const char *group,
 	if (group != NULL && (gr = getgrnam(group)) != NULL) {
 		cs->gid = gr->gr_gid;
 		cs->have_gid = 1;
-	}
+	} else if (group != NULL)
+		log_warnx("control group \"%s\" does not exist: only root can "
+		    "use %s (create the group, or set control_group)", group,
+		    path);
 	uv_pipe_init(loop, &cs->pipe, 0);
 	cs->pipe.data = cs;
 	/* A socket file left by a crashed ternd; the pidfile lock already

@@ -114,7 +114,26 @@ verify h2 big
 cl_ctl h2 checkpoint big --leave-running
 verify h2 big
 
+# A restarted ternd trusts the container's cgroup, not a recorded pid: a
+# container that died while ternd was down is not "adopted" through a pid
+# that now belongs to someone else.
 cl_ctl h1 destroy small >/dev/null
 cl_ctl h2 destroy big >/dev/null
+make_ct h2 ghost 8
+gpid=$(info h2 ghost pid)
+cl_stop h2 || fail "ternd did not stop cleanly"
+kill -9 "$gpid"
+sleep 0.5
+th_spawn h2 "$TH_ROOT/decoy.log" sleep 300 >/dev/null
+decoy=$TH_SPAWN_PID
+sed -i "s/^pid=.*/pid=$decoy/" "$(th_dir h2)/state/instances/ghost/state"
+cl_start h2
+for ((i = 0; i < 50; i++)); do
+	[ -n "$(info h2 ghost state 2>/dev/null)" ] && break
+	sleep 0.1
+done
+[ "$(info h2 ghost state)" = stopped ] || fail "ghost is $(info h2 ghost state) (pid $(info h2 ghost pid)), decoy $decoy"
+kill -0 "$decoy" || fail "the decoy process was harmed"
+cl_ctl h2 destroy ghost >/dev/null
 cl_stop_all || fail "a ternd did not stop cleanly"
 echo "container-faults: ok"
