@@ -21,9 +21,21 @@
 
 struct ckpt_op {
 	uv_loop_t		*loop;
-	uint64_t		 bytes;		/* dump: what MANIFEST lists */
+	uv_work_t		 work;		/* hashing runs off the loop */
+	int			 working;
+	struct criu		*criu;		/* dump: until CRIU answered */
+	int			 answered;	/* dump: CRIU answered meanwhile */
+	uint64_t		 answered_at;
+	uint64_t		 frozen_ms;	/* leave-running: until post-dump */
+	int			 publish_tried;
+	char			*answer_error;
+	char			*rootfs;	/* restore */
+	char			*criu_path;	/* restore */
+	int			 leave_running;	/* dump */
+	uint64_t		 bytes;		/* what MANIFEST lists */
 	int			 published;	/* dump: MANIFEST is on disk */
-	char			*publish_error;
+	char			*publish_error;	/* ... or why not */
+	char			*verify_error;	/* restore */
 	char			*name;
 	char			*gen_dir;
 	uint64_t		 generation;
@@ -51,6 +63,10 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	if (op->dir_fd != -1)
 		close(op->dir_fd);
 	free(op->publish_error);
+	free(op->answer_error);
+	free(op->verify_error);
+	free(op->rootfs);
+	free(op->criu_path);
 	free(op->gen_dir);
 	free(op->name);
 	free(op);
@@ -241,6 +257,32 @@ ckpt_newest(const char *dir)
 
 /* --- dump ------------------------------------------------------------------ */
 
+static void	ckpt_dump_conclude(struct ckpt_op *);
+
+/* Thread pool: checksum and fsync every image, publish the MANIFEST.
+ * Gigabytes of SHA-256 must not stall the loop (heartbeats, leases). */
+static void
+ckpt_publish_work(uv_work_t *w)
+{
+	struct ckpt_op	*op = w->data;
+
+	if (ckpt_write_manifest(op->gen_dir, &op->bytes,
+	    &op->publish_error) == 0)
+		op->published = 1;
+}
+
+static void
+ckpt_publish_done(uv_work_t *w, int status)
+{
+	struct ckpt_op	*op = w->data;
+
+	op->working = 0;
+	if (op->criu != NULL)
+		criu_notify_reply(op->criu, op->published);
+	if (op->answered)	/* CRIU answered (leave-running) or died */
+		ckpt_dump_conclude(op);
+}
+
 /* post-dump is the commit point: the images are complete and the tree is
  * still frozen.  Publish the MANIFEST now; if that fails, refusing the
  * notification makes CRIU resume the container instead of killing it, so
@@ -254,51 +296,74 @@ ckpt_dump_notify(struct criu *c, const char *script, void *arg)
 		op->frozen_at = now_ms();
 	if (strcmp(script, "post-dump") != 0)
 		return 0;
-	free(op->publish_error);
-	op->publish_error = NULL;
-	if (ckpt_write_manifest(op->gen_dir, &op->bytes,
-	    &op->publish_error) != 0)
-		return -1;
-	op->published = 1;
-	return 0;
+	if (op->leave_running) {
+		/* It keeps running either way: publish after CRIU thawed it,
+		 * not while it stands still. */
+		op->frozen_ms = now_ms() - op->frozen_at;
+		return 0;
+	}
+	op->working = 1;
+	op->work.data = op;
+	uv_queue_work(op->loop, &op->work, ckpt_publish_work, ckpt_publish_done);
+	return CRIU_NOTIFY_LATER;
+}
+
+/* CRIU answered (or died) and no publishing is running: the outcome. */
+static void
+ckpt_dump_conclude(struct ckpt_op *op)
+{
+	struct ckpt_result	 res;
+	char			*m;
+
+	if (op->publish_error != NULL) {
+		/* CRIU resumed the container: nothing was lost. */
+		ckpt_op_finish(op, NULL, op->publish_error);
+		return;
+	}
+	if (op->leave_running && op->answer_error == NULL && !op->published &&
+	    op->publish_error == NULL && !op->publish_tried) {
+		op->publish_tried = 1;
+		op->working = 1;
+		op->work.data = op;
+		uv_queue_work(op->loop, &op->work, ckpt_publish_work,
+		    ckpt_publish_done);
+		return;
+	}
+	if (op->answer_error != NULL || !op->published) {
+		/* A MANIFEST published before CRIU failed would bless images
+		 * of a dump CRIU disowns. */
+		if (op->published) {
+			xasprintf(&m, "%s/%s", op->gen_dir, CKPT_MANIFEST);
+			unlink(m);
+			free(m);
+		}
+		ckpt_op_finish(op, NULL, op->answer_error != NULL ?
+		    op->answer_error : "criu finished without the post-dump "
+		    "notification; checkpoint not published");
+		return;
+	}
+	memset(&res, 0, sizeof res);
+	res.bytes = op->bytes;
+	res.frozen_ms = op->frozen_ms != 0 ? op->frozen_ms : op->answered_at -
+	    (op->frozen_at != 0 ? op->frozen_at : op->start_ms);
+	ckpt_op_finish(op, &res, NULL);
 }
 
 static void
 ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
     void *arg)
 {
-	struct ckpt_op		*op = arg;
-	struct ckpt_result	 res;
-	char			*why = NULL;
+	struct ckpt_op	*op = arg;
 
 	criu_close(c);
-	memset(&res, 0, sizeof res);
-	if (op->publish_error != NULL) {
-		/* CRIU resumed the container: nothing was lost. */
-		ckpt_op_finish(op, NULL, op->publish_error);
-		return;
-	}
-	if (resp == NULL || !resp->success || !op->published) {
-		why = resp != NULL && resp->success ? xstrdup("criu finished "
-		    "without the post-dump notification; checkpoint not "
-		    "published") : ckpt_criu_error(op, resp, error, "dump.log");
-		/* A MANIFEST published before CRIU failed would bless images
-		 * of a dump CRIU disowns. */
-		if (op->published) {
-			char *m;
-
-			xasprintf(&m, "%s/%s", op->gen_dir, CKPT_MANIFEST);
-			unlink(m);
-			free(m);
-		}
-		ckpt_op_finish(op, NULL, why);
-		free(why);
-		return;
-	}
-	res.bytes = op->bytes;
-	res.frozen_ms = now_ms() - (op->frozen_at != 0 ? op->frozen_at :
-	    op->start_ms);
-	ckpt_op_finish(op, &res, NULL);
+	op->criu = NULL;
+	op->answered = 1;
+	op->answered_at = now_ms();
+	if (resp == NULL || !resp->success)
+		op->answer_error = ckpt_criu_error(op, resp, error, "dump.log");
+	if (op->working)
+		return;	/* ckpt_publish_done concludes */
+	ckpt_dump_conclude(op);
 }
 
 /* The host's device nodes bind-mounted into the container's /dev are
@@ -403,6 +468,7 @@ ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 	opts.freeze_cgroup = freezer = container_freezer_path(t->name);
 	opts.has_leave_running = 1;
 	opts.leave_running = leave_running != 0;
+	op->leave_running = leave_running != 0;
 	req.type = CRIU_REQ_TYPE__DUMP;
 	req.opts = &opts;
 	log_info("%s: checkpoint %" PRIu64 " into %s%s", t->name, generation,
@@ -412,6 +478,7 @@ ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 		criu_close(c);
 		goto fail;
 	}
+	op->criu = c;
 	ckpt_externals_free(ext);
 	free(freezer);
 	return;
@@ -444,30 +511,39 @@ ckpt_restore_answer(struct criu *c, const CriuResp *resp, const char *error,
 	ckpt_op_finish(op, &res, NULL);
 }
 
-void
-ckpt_restore(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
-    ckpt_cb cb, void *arg)
+static void
+ckpt_verify_work(uv_work_t *w)
 {
-	struct ckpt_op	*op;
+	struct ckpt_op	*op = w->data;
+
+	ckpt_verify(op->gen_dir, &op->bytes, &op->verify_error);
+}
+
+/* Verified (or not): hand the images to CRIU. */
+static void
+ckpt_verify_done(uv_work_t *w, int status)
+{
+	struct ckpt_op	*op = w->data;
 	struct criu	*c;
 	CriuReq		 req = CRIU_REQ__INIT;
 	CriuOpts	 opts = CRIU_OPTS__INIT;
-	uint64_t	 bytes;
 	char		*cause = NULL, **ext = NULL;
 
-	op = ckpt_op_new(loop, t, generation, 0, cb, arg, &cause);
-	/* Nothing unverified reaches CRIU. */
-	if (ckpt_verify(op->gen_dir, &bytes, &cause) != 0)
-		goto fail;
+	op->working = 0;
+	if (op->verify_error != NULL) {
+		/* Nothing unverified reaches CRIU. */
+		ckpt_op_finish(op, NULL, op->verify_error);
+		return;
+	}
 	if ((op->dir_fd = open(op->gen_dir, O_RDONLY | O_DIRECTORY |
 	    O_CLOEXEC)) == -1) {
 		set_cause(&cause, "%s: %s", op->gen_dir, strerror(errno));
 		goto fail;
 	}
-	if ((c = criu_spawn(loop, t->criu_path, NULL, 0, &cause)) == NULL)
+	if ((c = criu_spawn(op->loop, op->criu_path, NULL, 0, &cause)) == NULL)
 		goto fail;
 	ckpt_common_opts(&opts, op->dir_fd, "restore.log");
-	opts.root = (char *)t->rootfs;
+	opts.root = op->rootfs;
 	ext = ckpt_externals(0, &opts.n_external);
 	opts.external = ext;
 	/* The restored init becomes our child, like a started one. */
@@ -476,7 +552,7 @@ ckpt_restore(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 	req.type = CRIU_REQ_TYPE__RESTORE;
 	req.opts = &opts;
 	log_info("%s: restoring checkpoint %" PRIu64 " (%" PRIu64 " bytes "
-	    "verified)", t->name, generation, bytes);
+	    "verified)", op->name, op->generation, op->bytes);
 	if (criu_call(c, &req, ckpt_restore_answer, NULL, op, &cause) != 0) {
 		criu_close(c);
 		goto fail;
@@ -487,4 +563,18 @@ fail:
 	ckpt_externals_free(ext);
 	ckpt_op_finish(op, NULL, cause);
 	free(cause);
+}
+
+void
+ckpt_restore(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
+    ckpt_cb cb, void *arg)
+{
+	struct ckpt_op	*op;
+
+	op = ckpt_op_new(loop, t, generation, 0, cb, arg, NULL);
+	op->rootfs = xstrdup(t->rootfs);
+	op->criu_path = xstrdup(t->criu_path);
+	op->working = 1;
+	op->work.data = op;
+	uv_queue_work(loop, &op->work, ckpt_verify_work, ckpt_verify_done);
 }

@@ -30,6 +30,7 @@ struct criu {
 	uv_timer_t		 timer;		/* kill grace after close */
 	uv_timer_t		 deadline;	/* per request */
 	int			 timed_out;
+	int			 notify_waiting;	/* CRIU waits for our answer */
 	int			 fd;
 	int			 handles;	/* open uv handles */
 	int			 exited;
@@ -152,12 +153,11 @@ static void
 criu_on_readable(uv_poll_t *h, int status, int events)
 {
 	struct criu	*c = h->data;
-	CriuReq		 ack = CRIU_REQ__INIT;
 	CriuResp	*resp;
 	criu_resp_cb	 cb;
 	uint8_t		*buf;
 	ssize_t		 n;
-	char		 why[128], *cause = NULL;
+	char		 why[128];
 	int		 rc;
 
 	buf = xmalloc(CRIU_MSG_MAX);
@@ -194,15 +194,12 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 		    resp->notify->script != NULL ? resp->notify->script : "?";
 
 		rc = c->notify != NULL ? c->notify(c, script, c->arg) : 0;
-		log_debug("criu notify %s: %s", script, rc == 0 ? "ack" : "fail");
-		ack.type = CRIU_REQ_TYPE__NOTIFY;
-		ack.has_notify_success = 1;
-		ack.notify_success = rc == 0;
 		criu_resp__free_unpacked(resp, NULL);
-		if (criu_send(c, &ack, &cause) != 0) {
-			criu_fail(c, cause);
-			free(cause);
+		if (rc == CRIU_NOTIFY_LATER) {
+			c->notify_waiting = 1;
+			return;
 		}
+		criu_notify_reply(c, rc == 0);
 		return;
 	}
 	if (!c->pending) {
@@ -283,6 +280,25 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	uv_poll_start(&c->poll, UV_READABLE, criu_on_readable);
 	log_debug("criu swrk started as pid %d", c->proc.pid);
 	return c;
+}
+
+void
+criu_notify_reply(struct criu *c, int ok)
+{
+	CriuReq	 ack = CRIU_REQ__INIT;
+	char	*cause = NULL;
+
+	c->notify_waiting = 0;
+	if (c->closing || c->fd == -1)
+		return;
+	log_debug("criu notify: %s", ok ? "ack" : "fail");
+	ack.type = CRIU_REQ_TYPE__NOTIFY;
+	ack.has_notify_success = 1;
+	ack.notify_success = ok != 0;
+	if (criu_send(c, &ack, &cause) != 0) {
+		criu_fail(c, cause);
+		free(cause);
+	}
 }
 
 static void

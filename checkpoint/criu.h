@@ -23,7 +23,9 @@ struct criu;
 typedef void (*criu_resp_cb)(struct criu *, const CriuResp *resp,
     const char *error, void *arg);
 /* A notification (script is "pre-dump", "post-dump", ...): 0 acks it,
- * -1 makes CRIU fail the operation. */
+ * -1 makes CRIU fail the operation, CRIU_NOTIFY_LATER means the answer
+ * comes later through criu_notify_reply (CRIU waits, the tree frozen). */
+#define CRIU_NOTIFY_LATER	1
 typedef int (*criu_notify_cb)(struct criu *, const char *script, void *arg);
 
 /* Start `criu_path swrk 3`; pass_fds are inherited by criu as fd 4, 5, ...
@@ -36,6 +38,8 @@ struct criu	*criu_spawn(uv_loop_t *, const char *criu_path,
 /* Send one request; cb follows exactly once unless this fails. */
 int		 criu_call(struct criu *, CriuReq *, criu_resp_cb,
 		    criu_notify_cb, void *arg, char **cause);
+/* Answer a notification deferred with CRIU_NOTIFY_LATER. */
+void		 criu_notify_reply(struct criu *, int ok);
 /* Close the socket, let criu exit (killed after a grace period) and free. */
 void		 criu_close(struct criu *);
 /* CRIU's reason for an unsuccessful response, as one line. */
