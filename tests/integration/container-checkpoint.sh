@@ -8,6 +8,7 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
 . "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
 th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
@@ -18,11 +19,7 @@ th_setup 1
 cl_pki
 cl_conf h1
 cl_start h1
-for ((i = 0; i < 50; i++)); do
-	cl_ctl h1 status | grep -q "containers: *CRIU" && break
-	sleep 0.1
-done
-cl_ctl h1 status | grep -q "containers: *CRIU" || fail "h1 has no CRIU: $(cl_ctl h1 status)"
+cl_wait_criu h1 || fail "h1 cannot run containers"
 
 rootfs="$TH_ROOT/rootfs"
 rootfs_make "$rootfs"
@@ -30,29 +27,8 @@ ROOTFS_SPEC_MEMORY=$((256 << 20)) ROOTFS_SPEC_PIDS=64 \
 	rootfs_spec "$rootfs" mc /bin/memcheck 64 /var/log/memcheck.state
 state="$rootfs/var/log/memcheck.state"
 
-info() {	# FIELD: from `ternctl list --json` for instance mc
-	cl_ctl h1 list --json | python3 -c '
-import json, sys
-for i in json.load(sys.stdin)["instances"]:
-    if i["name"] == "mc":
-        print(i.get(sys.argv[1], ""))' "$1"
-}
-
-# verify: ask memcheck (SIGUSR1) to check its whole area; wait for its line.
-verify() {
-	local pid before
-	pid=$(info pid)
-	[ -n "$pid" ] || fail "mc has no pid ($(info state))"
-	before=$(grep -c "^counter=" "$state" || true)
-	kill -USR1 "$pid"
-	for ((i = 0; i < 100; i++)); do
-		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
-		sleep 0.1
-	done
-	tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$" ||
-		fail "memcheck says: $(tail -n 1 "$state")"
-	echo "memcheck: $(tail -n 1 "$state") (pid $pid, $1)"
-}
+info() { inst_field h1 mc "$1"; }
+verify() { inst_verify h1 mc "$state" "$1"; }
 
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json"
 cl_ctl h1 start mc

@@ -7,6 +7,7 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
 . "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
 th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
@@ -22,12 +23,8 @@ cl_conf h1 'state_dir = "/var/lib/tern-small"'
 cl_conf h2
 cl_start h1
 cl_start h2
-for h in h1 h2; do
-	for ((i = 0; i < 50; i++)); do
-		cl_ctl $h status | grep -q "containers: *CRIU" && break
-		sleep 0.1
-	done
-done
+cl_wait_criu h1 || fail "h1 cannot run containers"
+cl_wait_criu h2 || fail "h2 cannot run containers"
 
 make_ct() {	# HOST NAME MIB
 	local dir="$TH_ROOT/$2"
@@ -42,24 +39,8 @@ make_ct() {	# HOST NAME MIB
 	done
 	fail "$2 did not start"
 }
-info() {	# HOST NAME FIELD
-	cl_ctl "$1" list --json | python3 -c '
-import json, sys
-for i in json.load(sys.stdin)["instances"]:
-    if i["name"] == sys.argv[1]:
-        print(i.get(sys.argv[2], ""))' "$2" "$3"
-}
 verify() {	# HOST NAME
-	local state="$TH_ROOT/$2/rootfs/var/log/memcheck.state" before
-	before=$(grep -c "^counter=" "$state" || true)
-	kill -USR1 "$(info "$1" "$2" pid)"
-	for ((i = 0; i < 100; i++)); do
-		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
-		sleep 0.1
-	done
-	tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$" ||
-		fail "$2 says: $(tail -n 1 "$state") (a frozen container does not answer)"
-	echo "$2: $(tail -n 1 "$state")"
+	inst_verify "$1" "$2" "$TH_ROOT/$2/rootfs/var/log/memcheck.state"
 }
 
 # Disk full.
@@ -70,8 +51,8 @@ set -e
 echo "refused: $out"
 [ $rc = 1 ] || fail "checkpoint on a full disk exited $rc"
 echo "$out" | grep -qi "no space left\|ENOSPC\|can't write\|write" || fail "no reason given: $out"
-[ "$(info h1 small state)" = running ] || fail "small is $(info h1 small state)"
-[ "$(info h1 small generation)" = 0 ] || fail "a failed checkpoint counted"
+[ "$(inst_field h1 small state)" = running ] || fail "small is $(inst_field h1 small state)"
+[ "$(inst_field h1 small generation)" = 0 ] || fail "a failed checkpoint counted"
 verify h1 small
 
 # criu killed in the middle of a dump.
@@ -107,8 +88,8 @@ out=$(cat "$TH_ROOT/big.out")
 echo "refused: $out"
 [ $rc = 1 ] || fail "checkpoint with criu killed exited $rc"
 echo "$out" | grep -q "killed by signal 9" || fail "no reason given: $out"
-[ "$(info h2 big state)" = running ] || fail "big is $(info h2 big state)"
-[ "$(info h2 big generation)" = 0 ] || fail "a failed checkpoint counted"
+[ "$(inst_field h2 big state)" = running ] || fail "big is $(inst_field h2 big state)"
+[ "$(inst_field h2 big generation)" = 0 ] || fail "a failed checkpoint counted"
 verify h2 big
 # ... and the next checkpoint works.
 cl_ctl h2 checkpoint big --leave-running
@@ -120,7 +101,7 @@ verify h2 big
 cl_ctl h1 destroy small >/dev/null
 cl_ctl h2 destroy big >/dev/null
 make_ct h2 ghost 8
-gpid=$(info h2 ghost pid)
+gpid=$(inst_field h2 ghost pid)
 cl_stop h2 || fail "ternd did not stop cleanly"
 kill -9 "$gpid"
 sleep 0.5
@@ -129,10 +110,10 @@ decoy=$TH_SPAWN_PID
 sed -i "s/^pid=.*/pid=$decoy/" "$(th_dir h2)/state/instances/ghost/state"
 cl_start h2
 for ((i = 0; i < 50; i++)); do
-	[ -n "$(info h2 ghost state 2>/dev/null)" ] && break
+	[ -n "$(inst_field h2 ghost state 2>/dev/null)" ] && break
 	sleep 0.1
 done
-[ "$(info h2 ghost state)" = stopped ] || fail "ghost is $(info h2 ghost state) (pid $(info h2 ghost pid)), decoy $decoy"
+[ "$(inst_field h2 ghost state)" = stopped ] || fail "ghost is $(inst_field h2 ghost state) (pid $(inst_field h2 ghost pid)), decoy $decoy"
 kill -0 "$decoy" || fail "the decoy process was harmed"
 cl_ctl h2 destroy ghost >/dev/null
 cl_stop_all || fail "a ternd did not stop cleanly"

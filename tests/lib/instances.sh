@@ -1,0 +1,48 @@
+# instances.sh: helpers for tests of containers run by ternd.  Source it
+# after testhost.sh and cluster.sh.
+#
+#	cl_wait_criu HOST            wait until HOST's ternd checked CRIU
+#	inst_field HOST NAME FIELD   a field of `ternctl list --json`
+#	inst_verify HOST NAME STATE  make memcheck verify its memory (SIGUSR1)
+#	                             and fail the test unless it says ok;
+#	                             STATE is its state file, seen from outside
+
+# cl_wait_criu HOST: until HOST reports usable CRIU (up to 5 s).
+cl_wait_criu() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		cl_ctl "$1" status | grep -q "containers: *CRIU" && return 0
+		sleep 0.1
+	done
+	echo "instances: $1 has no usable CRIU: $(cl_ctl "$1" status)" >&2
+	return 1
+}
+
+inst_field() {
+	cl_ctl "$1" list --json | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["instances"]:
+    if i["name"] == sys.argv[1]:
+        print(i.get(sys.argv[2], ""))' "$2" "$3"
+}
+
+inst_verify() {
+	local host=$1 name=$2 state=$3 pid before i
+	pid=$(inst_field "$host" "$name" pid)
+	if [ -z "$pid" ]; then
+		echo "FAIL: $name has no pid ($(inst_field "$host" "$name" state))" >&2
+		exit 1
+	fi
+	before=$(grep -c "^counter=" "$state" || true)
+	kill -USR1 "$pid"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
+		sleep 0.1
+	done
+	if ! tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$"; then
+		echo "FAIL: $name says: $(tail -n 1 "$state") (a frozen or" \
+		    "damaged container does not answer ok)" >&2
+		exit 1
+	fi
+	echo "$name: $(tail -n 1 "$state") (pid $pid${4:+, $4})"
+}
