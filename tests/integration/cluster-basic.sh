@@ -18,6 +18,15 @@ for h in json.load(sys.stdin)["hosts"]:
         print(h["state"])' "$2"
 }
 
+wait_log() {	# HOST PATTERN: until HOST's log has it (5 s)
+	local i
+	for ((i = 0; i < 50; i++)); do
+		grep -q -- "$2" "$(cl_log "$1")" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 wait_state() {	# VIEWER HOST STATE TIMEOUT_S
 	local i
 	for ((i = 0; i < $4 * 10; i++)); do
@@ -100,14 +109,12 @@ conf="$(th_dir h1)/etc/ternd.conf"
 cp "$conf" "$conf.good"
 echo 'listen_port = "not a number"' >> "$conf"
 kill -HUP "$(cat "$(th_root_path h1 /run/tern/ternd.pid)")"
-sleep 0.5
-grep -q "reload failed, keeping the old configuration" "$(cl_log h1)" ||
+wait_log h1 "reload failed, keeping the old configuration" ||
 	fail "broken reload not reported"
 cl_ctl h1 status | grep -q "2 of 2 up" || fail "h1 stopped serving after a bad reload"
 cp "$conf.good" "$conf"
 kill -HUP "$(cat "$(th_root_path h1 /run/tern/ternd.pid)")"
-sleep 0.5
-grep -q "configuration reloaded" "$(cl_log h1)" || fail "good reload not applied"
+wait_log h1 "configuration reloaded" || fail "good reload not applied"
 
 # A second ternd on the same host refuses to start (pidfile lock).
 set +e
