@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# container-checkpoint: a container with 1 GiB of memory (memcheck keeps
+# rewriting about half of it per second) checkpointed to disk and restored
+# on one host, by tern (ternctl checkpoint + restore: MANIFEST with SHA-256
+# of every image, fsync, verification before restore) and, in the same run,
+# by the CRIU command line an operator would type (same CRIU, same
+# options, no checksums).  Downtime = dump until the restored process runs.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+trap th_teardown EXIT
+
+MIB=${BENCH_CONTAINER_MIB:-1024}
+criu=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)"/\1/p' "$TERN_BUILDDIR/config.h")
+now() { date +%s%N; }
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+
+th_setup 1 >/dev/null
+cl_pki >/dev/null
+cl_conf h1 'log_filters = "info"' >/dev/null
+cl_start h1
+cl_wait_criu h1
+rootfs_make "$TH_ROOT/rootfs"
+rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck "$MIB" /var/log/memcheck.state
+state="$TH_ROOT/rootfs/var/log/memcheck.state"
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
+
+start_mc() {
+	: > "$state"
+	cl_ctl h1 start mc >/dev/null
+	for ((i = 0; i < 600; i++)); do
+		grep -q "^ready" "$state" && return 0
+		sleep 0.1
+	done
+	echo "memcheck did not start" >&2
+	exit 1
+}
+
+echo "container-checkpoint: $MIB MiB memcheck container, dump to disk and restore on one host"
+
+# tern
+start_mc
+sleep 2
+t0=$(now)
+out=$(cl_ctl h1 --json checkpoint mc)
+t1=$(now)
+cl_ctl h1 restore mc >/dev/null
+t2=$(now)
+inst_verify h1 mc "$state" "tern" >&2
+tern_dump=$(ms "$t0" "$t1"); tern_restore=$(ms "$t1" "$t2")
+tern_frozen=$(echo "$out" | sed -n 's/.*"frozen_ms":\([0-9]*\).*/\1/p')
+tern_down=$((tern_dump + tern_restore))
+cl_ctl h1 stop mc >/dev/null
+
+# the CRIU command line, on the same container
+start_mc
+sleep 2
+pid=$(inst_field h1 mc pid)
+base=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
+ext_dump=() ext_rst=()
+for d in null zero full random urandom; do
+	ext_dump+=(--external "mnt[/dev/$d]:dev-$d")
+	ext_rst+=(--external "mnt[dev-$d]:/dev/$d")
+done
+img="$TH_ROOT/manual"
+mkdir -p "$img"
+t0=$(now)
+th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
+	--freeze-cgroup "/sys/fs/cgroup/freezer$base" "${ext_dump[@]}" 2>/dev/null
+t1=$(now)
+th_exec h1 "$criu" restore -D "$img" -o restore.log -d --root "$TH_ROOT/rootfs" \
+	"${ext_rst[@]}" 2>/dev/null
+t2=$(now)
+cli_dump=$(ms "$t0" "$t1"); cli_restore=$(ms "$t1" "$t2")
+cli_down=$((cli_dump + cli_restore))
+
+printf '%-44s %6s %8s %8s %9s\n' "" "dump" "frozen" "restore" "downtime"
+printf '%-44s %5sms %6sms %6sms %7sms\n' "tern (MANIFEST + SHA-256 + fsync, verified)" \
+	"$tern_dump" "$tern_frozen" "$tern_restore" "$tern_down"
+printf '%-44s %5sms %8s %6sms %7sms\n' "criu dump / criu restore (no checksums)" \
+	"$cli_dump" "-" "$cli_restore" "$cli_down"
+awk -v a="$tern_down" -v b="$cli_down" \
+	'BEGIN {printf "container-checkpoint: downtime tern/criu-cli = %.2f\n", a / b}'
