@@ -24,6 +24,15 @@
 #    the same path under /sys/fs/cgroup/unified when it is writable) that
 #    the holder and every process started through th_exec / th_spawn join,
 #    so th_crash and th_teardown can kill everything of a host at once.
+#  - a cgroup <base>/tern-test/<net>-<host> in each of the v1 memory, cpu
+#    and pids hierarchies that is mounted (/sys/fs/cgroup/<ctrl>), where
+#    <base> is the cgroup the script calling th_setup is in for that
+#    controller (so memory stays accounted where it was).  The same
+#    processes join them.  ternd nests its containers' cgroups below its
+#    own in these controllers and the freezer, so two hosts running a
+#    container of the same name never share one.  The directories in use
+#    are listed in /run/tern-testhosts/net-<net>.cg; th_crash removes a
+#    host's (th_revive makes them again), th_teardown all of them.
 #  - a directory $TH_ROOT/<host>/ with etc/, state/ (over /var/lib/tern
 #    inside the host) and log/.
 #
@@ -43,6 +52,9 @@
 TH_STATE_DIR=/run/tern-testhosts
 TH_CG_V1=/sys/fs/cgroup/freezer/tern-test
 TH_CG_V2=/sys/fs/cgroup/unified/tern-test
+# v1 controllers (besides the freezer) in which every host gets a cgroup
+# below the caller's; those not mounted are skipped.
+TH_CG_CTRLS="memory cpu pids"
 TH_PREFIX=10.213
 # Link MTU of the test network: 1500 like a plain LAN; benchmarks set 9000
 # (the jumbo frames a migration network is usually given).
@@ -104,6 +116,42 @@ th__cg1() { echo "$TH_CG_V1/$TH_NET-$1"; }
 th__cg2() { echo "$TH_CG_V2/$TH_NET-$1"; }
 th__meta() { echo "$TH_ROOT/.th"; }
 
+# th__cg_bases: for each controller of TH_CG_CTRLS that is mounted, print
+# the tern-test directory below the caller's own cgroup in it (from
+# /proc/self/cgroup: "N:ctrl1,ctrl2:/path").
+th__cg_bases() {
+	local ctrl id list path
+	for ctrl in $TH_CG_CTRLS; do
+		[ -f "/sys/fs/cgroup/$ctrl/cgroup.procs" ] || continue
+		while IFS=: read -r id list path; do
+			case ,$list, in
+			*,"$ctrl",*)
+				echo "/sys/fs/cgroup/$ctrl${path%/}/tern-test"
+				break ;;
+			esac
+		done 2>/dev/null </proc/self/cgroup
+	done
+}
+
+# th__cg_bases_of NET: the tern-test directories (memory, cpu, pids) net
+# id NET uses, as recorded when it was claimed, and the caller's own (for
+# a run that left cgroups behind without a record).
+th__cg_bases_of() {
+	{
+		cat "$TH_STATE_DIR/net-$1.cg" 2>/dev/null
+		th__cg_bases
+	} | sort -u
+}
+
+# th__cg_dirs HOST: print the host's memory, cpu and pids cgroups.
+th__cg_dirs() {
+	local base
+	while IFS= read -r base; do
+		[ -n "$base" ] && echo "$base/$TH_NET-$1"
+	done 2>/dev/null <"$TH_STATE_DIR/net-$TH_NET.cg"
+	return 0
+}
+
 # th__host HOST: fail unless HOST is a host of this run.
 th__host() {
 	[ -n "$TH_NET" ] || th__err "no test hosts (call th_setup first)" || return 1
@@ -126,8 +174,13 @@ th__holder() {
 }
 
 # th__join HOST: move the calling (sub)shell into the host's cgroups.
+# The freezer comes last: a process in it is in all of them.
 th__join() {
-	local cg2
+	local cg2 d
+	while IFS= read -r d; do
+		echo "$BASHPID" >"$d/cgroup.procs" ||
+		    th__err "cannot join cgroup $d" || return 1
+	done < <(th__cg_dirs "$1")
 	echo "$BASHPID" >"$(th__cg1 "$1")/cgroup.procs" ||
 	    th__err "cannot join cgroup $(th__cg1 "$1")" || return 1
 	cg2=$(th__cg2 "$1")
@@ -198,10 +251,34 @@ th__cg_remove() {
 	th__err "cannot remove cgroup $1"
 }
 
+# th__cg_make HOST: create the host's cgroups (mkdir -p; they may exist).
+th__cg_make() {
+	local d i
+	while IFS= read -r d; do
+		# Retried: a teardown elsewhere may rmdir the empty tern-test
+		# between mkdir -p's parent and child.
+		for ((i = 0; i < 3; i++)); do
+			mkdir -p "$d" 2>/dev/null && break
+		done
+		[ -d "$d" ] || th__err "cannot create cgroup $d" || return 1
+	done < <(th__cg1 "$1"; th__cg_dirs "$1")
+	mkdir -p "$(th__cg2 "$1")" 2>/dev/null || :
+}
+
+# th__cg_remove_host HOST: remove the host's memory, cpu and pids cgroups
+# (with the containers' below them); its processes must be gone.
+th__cg_remove_host() {
+	local d rc=0
+	while IFS= read -r d; do
+		th__cg_remove "$d" || rc=1
+	done < <(th__cg_dirs "$1")
+	return $rc
+}
+
 # th__purge NET: remove everything named after net id NET: kill the
 # hosts' processes, delete their cgroups and network namespaces.
 th__purge() {
-	local net=$1 d ns
+	local net=$1 d ns base
 	for d in "$TH_CG_V1/$net"-* "$TH_CG_V2/$net"-*; do
 		[ -d "$d" ] || continue
 		case $d in
@@ -210,6 +287,14 @@ th__purge() {
 		esac
 		th__cg_remove "$d"
 	done
+	# Every process was in a freezer cgroup: they are all gone now.
+	while IFS= read -r base; do
+		for d in "$base/$net"-*; do
+			[ -d "$d" ] && th__cg_remove "$d"
+		done
+		rmdir "$base" 2>/dev/null || :	# unless other runs use it
+	done < <(th__cg_bases_of "$net")
+	rmdir "$TH_CG_V1" "$TH_CG_V2" 2>/dev/null || :
 	for ns in $(ip netns list 2>/dev/null | cut -d' ' -f1); do
 		case $ns in
 		"tern-$net"-*) ip netns delete "$ns" 2>/dev/null ;;
@@ -220,10 +305,15 @@ th__purge() {
 
 # th__net_in_use NET: true if anything named after NET exists.
 th__net_in_use() {
-	local d
+	local d base
 	for d in "$TH_CG_V1/$1"-* "$TH_CG_V2/$1"-* "/run/netns/tern-$1"-*; do
 		[ -e "$d" ] && return 0
 	done
+	while IFS= read -r base; do
+		for d in "$base/$1"-*; do
+			[ -e "$d" ] && return 0
+		done
+	done < <(th__cg_bases_of "$1")
 	return 1
 }
 
@@ -251,6 +341,7 @@ th__claim_net() {
 			th__purge "$id"	# left behind without a claim
 		fi
 		th__net_in_use "$id" && continue
+		th__cg_bases >"$f.cg" || break
 		echo "$$ $(th__starttime $$) $TH_ROOT" >"$f" || break
 		TH_NET=$id
 		rc=0
@@ -267,7 +358,7 @@ th__release_net() {
 	[ -n "$TH_NET" ] || return 0
 	exec {fd}>>"$TH_STATE_DIR/lock" || return 1
 	flock -w 120 "$fd"
-	rm -f "$TH_STATE_DIR/net-$TH_NET"
+	rm -f "$TH_STATE_DIR/net-$TH_NET" "$TH_STATE_DIR/net-$TH_NET.cg"
 	flock -u "$fd"
 	exec {fd}>&-
 }
@@ -371,9 +462,7 @@ th__add_host() {
 	    ip -n "$ns" addr add "$addr/24" dev "$hv" &&
 	    ip -n "$ns" link set "$hv" up ||
 	    th__err "network setup of '$host' failed" || return 1
-	mkdir -p "$(th__cg1 "$host")" ||
-	    th__err "cannot create cgroup $(th__cg1 "$host")" || return 1
-	mkdir -p "$(th__cg2 "$host")" 2>/dev/null || :
+	th__cg_make "$host" || return 1
 	th__start_holder "$host" || return 1
 	TH_HOSTS=${TH_HOSTS:+$TH_HOSTS }$host
 	echo "$TH_HOSTS" >"$meta/hosts"
@@ -562,10 +651,11 @@ th_heal() {
 
 # th_crash HOST [--keep-link]: crash the host: cut its link (so peers see
 # silence, not resets from the dying sockets: a power loss), then freeze
-# its cgroup, SIGKILL all its tasks, thaw, and wait until the cgroup is
-# empty.  With --keep-link the link stays up (a crash of all processes,
-# peers get FIN/RST and the kernel still answers).  The host is then
-# down: th_exec/th_spawn fail until th_revive.
+# its cgroup, SIGKILL all its tasks, thaw, wait until the cgroup is
+# empty, and remove its memory, cpu and pids cgroups.  With --keep-link
+# the link stays up (a crash of all processes, peers get FIN/RST and the
+# kernel still answers).  The host is then down: th_exec/th_spawn fail
+# until th_revive.
 th_crash() {
 	local host=${1:-} cut=1
 	th__host "$host" || return 1
@@ -575,6 +665,7 @@ th_crash() {
 		: >"$TH_ROOT/.th/$host.crashcut"
 	fi
 	th__cg_kill "$(th__cg1 "$host")" "$(th__cg2 "$host")" || return 1
+	th__cg_remove_host "$host" || return 1
 	rm -f "$TH_ROOT/.th/$host.holder"
 }
 
@@ -590,6 +681,7 @@ th_revive() {
 		return 1
 	fi
 	th__cg_kill "$(th__cg1 "$host")" "$(th__cg2 "$host")" || return 1
+	th__cg_make "$host" || return 1
 	th__start_holder "$host" || return 1
 	if [ -e "$TH_ROOT/.th/$host.crashcut" ]; then
 		th_heal "$host" || return 1
