@@ -21,6 +21,11 @@
 
 struct ckpt_op {
 	uv_loop_t		*loop;
+	ckpt_hold_cb		 hold_cb;	/* migration: hold at commit */
+	int			 holding;
+	char			*saved_error;	/* restore: CRIU's answer ... */
+	pid_t			 saved_pid;	/* ... while held */
+	int			 saved;
 	uv_work_t		 work;		/* hashing runs off the loop */
 	int			 working;
 	struct criu		*criu;		/* dump: until CRIU answered */
@@ -64,6 +69,7 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 		close(op->dir_fd);
 	free(op->publish_error);
 	free(op->answer_error);
+	free(op->saved_error);
 	free(op->verify_error);
 	free(op->rootfs);
 	free(op->criu_path);
@@ -258,6 +264,8 @@ ckpt_newest(const char *dir)
 /* --- dump ------------------------------------------------------------------ */
 
 static void	ckpt_dump_conclude(struct ckpt_op *);
+static void	ckpt_dump_run(uv_loop_t *, const struct ckpt_target *, uint64_t,
+		    int, ckpt_hold_cb, ckpt_cb, void *);
 
 /* Thread pool: checksum and fsync every image, publish the MANIFEST.
  * Gigabytes of SHA-256 must not stall the loop (heartbeats, leases). */
@@ -276,6 +284,13 @@ ckpt_publish_done(uv_work_t *w, int status)
 {
 	struct ckpt_op	*op = w->data;
 
+	if (op->hold_cb != NULL && op->published && op->criu != NULL) {
+		/* Frozen, published: the caller decides (ckpt_hold_release). */
+		op->holding = 1;
+		op->hold_cb(op->arg, (struct ckpt_hold *)op, op->gen_dir,
+		    op->bytes);
+		return;
+	}
 	op->working = 0;
 	if (op->criu != NULL)
 		criu_notify_reply(op->criu, op->published);
@@ -438,8 +453,23 @@ ckpt_op_new(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 }
 
 void
+ckpt_dump_held(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
+{
+	ckpt_dump_run(loop, t, generation, 0, hold_cb, cb, arg);
+}
+
+void
 ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
     int leave_running, ckpt_cb cb, void *arg)
+{
+	ckpt_dump_run(loop, t, generation, leave_running, NULL, cb, arg);
+}
+
+static void
+ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int leave_running, ckpt_hold_cb hold_cb, ckpt_cb cb,
+    void *arg)
 {
 	struct ckpt_op	*op;
 	struct criu	*c;
@@ -448,6 +478,7 @@ ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 	char		*cause = NULL, **ext = NULL, *freezer = NULL;
 
 	op = ckpt_op_new(loop, t, generation, 1, cb, arg, &cause);
+	op->hold_cb = hold_cb;
 	/* A generation without MANIFEST is an earlier failed attempt. */
 	if (rm_rf(op->gen_dir, &cause) != 0 ||
 	    mkdir_p(op->gen_dir, 0700, &cause) != 0)
@@ -492,23 +523,70 @@ fail:
 /* --- restore --------------------------------------------------------------- */
 
 static void
+ckpt_restore_conclude(struct ckpt_op *op)
+{
+	struct ckpt_result	res;
+
+	memset(&res, 0, sizeof res);
+	if (op->saved_error != NULL) {
+		ckpt_op_finish(op, NULL, op->saved_error);
+		return;
+	}
+	res.pid = op->saved_pid;
+	ckpt_op_finish(op, &res, NULL);
+}
+
+static void
 ckpt_restore_answer(struct criu *c, const CriuResp *resp, const char *error,
     void *arg)
 {
-	struct ckpt_op		*op = arg;
-	struct ckpt_result	 res;
-	char			*why;
+	struct ckpt_op	*op = arg;
 
 	criu_close(c);
-	memset(&res, 0, sizeof res);
-	if (resp == NULL || !resp->success || resp->restore == NULL) {
-		why = ckpt_criu_error(op, resp, error, "restore.log");
-		ckpt_op_finish(op, NULL, why);
-		free(why);
+	op->criu = NULL;
+	op->saved = 1;
+	if (resp == NULL || !resp->success || resp->restore == NULL)
+		op->saved_error = ckpt_criu_error(op, resp, error, "restore.log");
+	else
+		op->saved_pid = resp->restore->pid;
+	if (op->holding)
+		return;	/* ckpt_hold_release concludes */
+	ckpt_restore_conclude(op);
+}
+
+/* pre-resume: restored, not running yet.  A held restore waits here. */
+static int
+ckpt_restore_notify(struct criu *c, const char *script, void *arg)
+{
+	struct ckpt_op	*op = arg;
+
+	if (strcmp(script, "pre-resume") != 0 || op->hold_cb == NULL)
+		return 0;
+	op->holding = 1;
+	op->hold_cb(op->arg, (struct ckpt_hold *)op, op->gen_dir, op->bytes);
+	return CRIU_NOTIFY_LATER;
+}
+
+void
+ckpt_hold_release(struct ckpt_hold *hold, int ok)
+{
+	struct ckpt_op	*op = (struct ckpt_op *)hold;
+
+	if (!op->holding)
+		return;
+	op->holding = 0;
+	if (op->dump) {
+		op->working = 0;
+		if (op->criu != NULL)
+			criu_notify_reply(op->criu, ok);
+		if (op->answered)	/* CRIU died while held */
+			ckpt_dump_conclude(op);
 		return;
 	}
-	res.pid = resp->restore->pid;
-	ckpt_op_finish(op, &res, NULL);
+	if (op->criu != NULL)
+		criu_notify_reply(op->criu, ok);
+	if (op->saved)
+		ckpt_restore_conclude(op);
 }
 
 static void
@@ -521,13 +599,27 @@ ckpt_verify_work(uv_work_t *w)
 
 /* Verified (or not): hand the images to CRIU. */
 static void
+ckpt_roots_free(CgroupRoot *roots, CgroupRoot **rootp, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; roots != NULL && i < n; i++)
+		free(roots[i].path);
+	free(roots);
+	free(rootp);
+}
+
+static void
 ckpt_verify_done(uv_work_t *w, int status)
 {
-	struct ckpt_op	*op = w->data;
-	struct criu	*c;
-	CriuReq		 req = CRIU_REQ__INIT;
-	CriuOpts	 opts = CRIU_OPTS__INIT;
-	char		*cause = NULL, **ext = NULL;
+	struct ckpt_op		*op = w->data;
+	struct criu		*c;
+	CriuReq			 req = CRIU_REQ__INIT;
+	CriuOpts		 opts = CRIU_OPTS__INIT;
+	CgroupRoot		*roots = NULL, **rootp = NULL;
+	const char *const	*ctrls;
+	size_t			 n = 0, i;
+	char			*cause = NULL, **ext = NULL;
 
 	op->working = 0;
 	if (op->verify_error != NULL) {
@@ -544,6 +636,21 @@ ckpt_verify_done(uv_work_t *w, int status)
 		goto fail;
 	ckpt_common_opts(&opts, op->dir_fd, "restore.log");
 	opts.root = op->rootfs;
+	/* The images name the cgroups of the host that dumped them: restore
+	 * into this host's own (they differ after a migration). */
+	ctrls = container_cgroup_controllers();
+	for (n = 0; ctrls[n] != NULL; n++)
+		;
+	roots = xcalloc(n, sizeof *roots);
+	rootp = xcalloc(n, sizeof *rootp);
+	for (i = 0; i < n; i++) {
+		cgroup_root__init(&roots[i]);
+		roots[i].ctrl = (char *)ctrls[i];
+		roots[i].path = container_cgroup_relpath(op->name, ctrls[i]);
+		rootp[i] = &roots[i];
+	}
+	opts.n_cg_root = n;
+	opts.cg_root = rootp;
 	ext = ckpt_externals(0, &opts.n_external);
 	opts.external = ext;
 	/* The restored init becomes our child, like a started one. */
@@ -553,13 +660,17 @@ ckpt_verify_done(uv_work_t *w, int status)
 	req.opts = &opts;
 	log_info("%s: restoring checkpoint %" PRIu64 " (%" PRIu64 " bytes "
 	    "verified)", op->name, op->generation, op->bytes);
-	if (criu_call(c, &req, ckpt_restore_answer, NULL, op, &cause) != 0) {
+	if (criu_call(c, &req, ckpt_restore_answer, ckpt_restore_notify, op,
+	    &cause) != 0) {
 		criu_close(c);
 		goto fail;
 	}
+	op->criu = c;
+	ckpt_roots_free(roots, rootp, n);
 	ckpt_externals_free(ext);
 	return;
 fail:
+	ckpt_roots_free(roots, rootp, n);
 	ckpt_externals_free(ext);
 	ckpt_op_finish(op, NULL, cause);
 	free(cause);
@@ -569,9 +680,17 @@ void
 ckpt_restore(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
     ckpt_cb cb, void *arg)
 {
+	ckpt_restore_held(loop, t, generation, NULL, cb, arg);
+}
+
+void
+ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
+{
 	struct ckpt_op	*op;
 
 	op = ckpt_op_new(loop, t, generation, 0, cb, arg, NULL);
+	op->hold_cb = hold_cb;
 	op->rootfs = xstrdup(t->rootfs);
 	op->criu_path = xstrdup(t->criu_path);
 	op->working = 1;

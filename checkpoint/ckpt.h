@@ -41,6 +41,22 @@ void		ckpt_dump(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, int leave_running, ckpt_cb, void *arg);
 void		ckpt_restore(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, ckpt_cb, void *arg);
+
+/* Held operations, for migration.  A dump held at CRIU's post-dump: the
+ * images are complete and published (MANIFEST), the container frozen; a
+ * restore held at CRIU's pre-resume: the tree is restored, not yet running.
+ * on_hold is called once; the operation waits until ckpt_hold_release
+ * (ok: the dump kills the source / the restore resumes; not ok: the dump
+ * resumes the source / the restore discards the tree).  The final ckpt_cb
+ * comes after the release, whatever happened meanwhile. */
+struct ckpt_hold;
+typedef void (*ckpt_hold_cb)(void *arg, struct ckpt_hold *,
+    const char *gen_dir, uint64_t bytes);
+void		ckpt_dump_held(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, ckpt_hold_cb, ckpt_cb, void *arg);
+void		ckpt_restore_held(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, ckpt_hold_cb, ckpt_cb, void *arg);
+void		ckpt_hold_release(struct ckpt_hold *, int ok);
 /* Newest generation with a MANIFEST in dir, 0 if none. */
 uint64_t	ckpt_newest(const char *dir);
 /* Check every file of gen_dir against its MANIFEST. */

@@ -40,10 +40,10 @@
 
 /* The cgroup v1 controllers every container is in. */
 static const char *const container_controllers[] = {
-	"memory", "cpu", "pids", "freezer"
+	"memory", "cpu", "pids", "freezer", NULL
 };
 #define CONTAINER_NCONTROLLERS \
-	(sizeof container_controllers / sizeof container_controllers[0])
+	(sizeof container_controllers / sizeof container_controllers[0] - 1)
 
 /* The device nodes bind-mounted from the host into /dev. */
 static const char *const container_devices[] = {
@@ -1233,4 +1233,21 @@ container_freezer_path(const char *name)
 	    NULL, NULL) != 0)
 		return NULL;
 	return xstrdup(path);
+}
+
+const char *const *
+container_cgroup_controllers(void)
+{
+	return container_controllers;
+}
+
+char *
+container_cgroup_relpath(const char *name, const char *ctrl)
+{
+	char	base[PATH_MAX], *s;
+
+	container_cgroup_base(ctrl, base, sizeof base);
+	xasprintf(&s, "%s/%s/%s", strcmp(base, "/") == 0 ? "" : base,
+	    CONTAINER_CGROUP_PARENT, name);
+	return s;
 }

@@ -83,6 +83,12 @@ int	container_cgroup_remove(const char *name, char **cause);
  * freezer cgroup (for a dump that no fork can escape; caller frees). */
 const char *const	*container_host_devices(void);
 char			*container_freezer_path(const char *name);
+/* The container's cgroup in controller ctrl relative to the hierarchy's
+ * root ("/x/tern/NAME"): where CRIU must restore it on this host. */
+char			*container_cgroup_relpath(const char *name,
+			    const char *ctrl);
+/* The v1 controllers a container is in, NULL-terminated. */
+const char *const	*container_cgroup_controllers(void);
 
 int	container_pids(const char *name, pid_t **pids, size_t *n,
 	    char **cause);
