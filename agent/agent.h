@@ -12,6 +12,7 @@
 
 struct peers;
 struct instances;
+struct migration;
 struct ctlsock;
 struct tls_ctx;
 
@@ -23,6 +24,8 @@ struct agent {
 	struct conn_limits	 peer_limits;
 	struct peers		*peers;
 	struct instances	*instances;	/* NULL until CRIU was probed */
+	struct migration	*migrations;	/* in progress, either side */
+	uint64_t		 next_migration;
 	struct ctlsock		*ctl;
 	uint64_t		 boot_id;
 	uint64_t		 start_ms;

@@ -7,6 +7,7 @@
 #define LOG_MODULE "ctl"
 #include "agent/control.h"
 #include "agent/instances.h"
+#include "agent/migration.h"
 #include "agent/peers.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -203,6 +204,7 @@ control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	case TERN__ENVELOPE__BODY_INSTANCE_LIST_REQUEST:
 	case TERN__ENVELOPE__BODY_CHECKPOINT_REQUEST:
 	case TERN__ENVELOPE__BODY_RESTORE_REQUEST:
+	case TERN__ENVELOPE__BODY_MIGRATE_REQUEST:
 		break;
 	default:
 		return 0;
@@ -229,6 +231,9 @@ control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	case TERN__ENVELOPE__BODY_CHECKPOINT_REQUEST:
 		instances_checkpoint(a->instances, req->checkpoint_request,
 		    control_instance_done, w);
+		break;
+	case TERN__ENVELOPE__BODY_MIGRATE_REQUEST:
+		migration_start(a, req->migrate_request, control_instance_done, w);
 		break;
 	default:
 		instances_restore(a->instances, req->restore_request,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define LOG_MODULE "instance"
+#include "agent/instance-internal.h"
 #include "agent/instances.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
@@ -20,71 +21,26 @@
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
+const char *const inst_state_names[] = {
+	"stopped", "running", "stopping", "checkpointing", "checkpointed",
+	"restoring", "migrating", "incoming",
+};
+
 #define INST_STOP_GRACE_MS	10000
 #define INST_ADOPTED_POLL_MS	1000
 
-enum inst_state {
-	INST_STOPPED,
-	INST_RUNNING,
-	INST_STOPPING,
-	INST_CHECKPOINTING,
-	INST_CHECKPOINTED,
-	INST_RESTORING,
-};
-
-static const char *const inst_state_names[] = {
-	"stopped", "running", "stopping", "checkpointing", "checkpointed",
-	"restoring",
-};
-
-struct instance {
-	struct instances	*set;
-	struct instance		*next;
-	char			*name;
-	char			*dir;		/* state_dir/instances/NAME */
-	char			*ckpt_dir;	/* dir/ckpt */
-	char			*spec_text;
-	char			*spec_dir;
-	struct container_spec	*spec;
-
-	enum inst_state		 state;
-	uint64_t		 since_ms;
-	pid_t			 pid;		/* 0 when not running */
-	int			 adopted;	/* not our child: polled */
-	uint64_t		 generation;	/* newest verified checkpoint */
-	char			*last_error;
-	int			 destroy_after_stop;
-	int			 stop_killed;
-
-	uv_timer_t		 timer;		/* stop grace, adoption poll */
-
-	/* the request waiting for a stop to finish */
-	instances_done_cb	 stop_cb;
-	void			*stop_arg;
-};
-
-struct instances {
-	struct agent		*agent;
-	char			*dir;
-	struct instance		*list;
-	uv_signal_t		 sigchld;
-	int			 busy;		/* checkpoints/restores running */
-	int			 closing;
-};
-
 static void	instances_finish_close(struct instances *);
 
-/* A checkpoint or restore finished: a pending close may go on now. */
-static void
+/* A checkpoint, restore or migration finished: a pending close may go on. */
+void
 instances_op_done(struct instances *set)
 {
 	if (--set->busy == 0 && set->closing)
 		instances_finish_close(set);
 }
 
-static void	instance_persist(struct instance *);
 
-static void
+void
 instance_set_state(struct instance *in, enum inst_state st, const char *why)
 {
 	if (in->state != st)
@@ -96,14 +52,14 @@ instance_set_state(struct instance *in, enum inst_state st, const char *why)
 	instance_persist(in);
 }
 
-static void
+void
 instance_set_error(struct instance *in, const char *error)
 {
 	free(in->last_error);
 	in->last_error = error != NULL ? xstrdup(error) : NULL;
 }
 
-static struct instance *
+struct instance *
 instance_find(struct instances *set, const char *name)
 {
 	struct instance	*in;
@@ -144,7 +100,7 @@ out:
 	return rc;
 }
 
-static void
+void
 instance_persist(struct instance *in)
 {
 	char	*text, *path, *cause = NULL;
@@ -162,7 +118,7 @@ instance_persist(struct instance *in)
 	free(text);
 }
 
-static struct instance *
+struct instance *
 instance_new(struct instances *set, const char *name, const char *spec_text,
     const char *spec_dir, struct container_spec *spec)
 {
@@ -214,7 +170,7 @@ instance_unlink(struct instance *in)
 }
 
 /* Forget an instance for good: its state and checkpoints (not its rootfs). */
-static void
+void
 instance_destroy(struct instance *in)
 {
 	char	*cause = NULL;
@@ -240,7 +196,7 @@ adopted_poll(uv_timer_t *t)
 		instance_exited(in, -1);
 }
 
-static void
+void
 instance_watch(struct instance *in, pid_t pid, int adopted)
 {
 	in->pid = pid;
@@ -298,7 +254,8 @@ instance_exited(struct instance *in, int status)
 		    WEXITSTATUS(status));
 	if (in->state == INST_RUNNING)
 		instance_set_error(in, why);
-	if (in->state == INST_CHECKPOINTING || in->state == INST_RESTORING) {
+	if (in->state == INST_CHECKPOINTING || in->state == INST_RESTORING ||
+	    in->state == INST_MIGRATING || in->state == INST_INCOMING) {
 		/* The checkpoint's own callback decides what this means. */
 		in->pid = 0;
 		return;
@@ -408,7 +365,7 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 {
 	struct container_spec	*spec;
 	struct instance		*in;
-	char			*cause = NULL, *path;
+	char			*cause = NULL;
 
 	if (strcmp(r->kind, "container") != 0) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
@@ -439,30 +396,38 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		return;
 	}
 	in = instance_new(set, r->name, r->spec, r->spec_dir, spec);
-	if (mkdir_p(in->ckpt_dir, 0700, &cause) != 0)
-		goto fail;
-	xasprintf(&path, "%s/spec.json", in->dir);
-	if (write_file_atomic(path, r->spec, &cause) != 0) {
-		free(path);
-		goto fail;
+	if (instance_save(in, &cause) != 0) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_RESOURCE,
+		    "instance %s: %s", r->name, cause);
+		free(cause);
+		instance_unlink(in);
+		return;
 	}
-	free(path);
-	xasprintf(&path, "%s/spec_dir", in->dir);
-	if (write_file_atomic(path, r->spec_dir, &cause) != 0) {
-		free(path);
-		goto fail;
-	}
-	free(path);
-	instance_persist(in);
 	log_info("instance %s: created (container, root %s)", in->name,
 	    spec->root);
 	reply_done(cb, arg, "instance %s created", in->name);
-	return;
-fail:
-	reply_error(cb, arg, TERN__ERROR_CODE__ERROR_RESOURCE,
-	    "instance %s: %s", r->name, cause);
-	free(cause);
-	instance_unlink(in);
+}
+
+int
+instance_save(struct instance *in, char **cause)
+{
+	char	*path;
+	int	 rc = -1;
+
+	if (mkdir_p(in->ckpt_dir, 0700, cause) != 0)
+		return -1;
+	xasprintf(&path, "%s/spec.json", in->dir);
+	if (write_file_atomic(path, in->spec_text, cause) != 0)
+		goto out;
+	free(path);
+	xasprintf(&path, "%s/spec_dir", in->dir);
+	if (write_file_atomic(path, in->spec_dir, cause) != 0)
+		goto out;
+	instance_persist(in);
+	rc = 0;
+out:
+	free(path);
+	return rc;
 }
 
 static void
@@ -859,6 +824,13 @@ instance_load(struct instances *set, const char *name)
 		if (st != INST_RUNNING)
 			instance_set_error(in, "found running after ternd "
 			    "restarted while it was being changed");
+	} else if (st == INST_INCOMING) {
+		/* A migration that never committed here: the source kept it. */
+		log_info("instance %s: incomplete incoming migration discarded",
+		    name);
+		container_cgroup_remove(name, NULL);
+		instance_destroy(in);
+		in = NULL;
 	} else if (in->generation > 0) {
 		in->state = INST_CHECKPOINTED;
 		if (st != INST_CHECKPOINTED)

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #define LOG_MODULE "peer"
+#include "agent/migration.h"
+#include "migrate/files.h"
 #include "agent/peers.h"
 #include "daemon/frame.h"
 #include "daemon/log.h"
@@ -253,6 +255,9 @@ peer_accept_stream(struct stream_mux *mux, struct stream *st, const char *kind,
 {
 	struct peer	*p = stream_mux_data(mux);
 
+	if (strcmp(kind, FILES_STREAM_KIND) == 0)
+		return migration_accept_file(p->peers->agent, p->name, st, name,
+		    cause);
 	if (strcmp(kind, "sink") == 0) {
 		log_info("peer %s: sink stream %u opened", p->name,
 		    stream_channel(st));
@@ -487,6 +492,8 @@ peer_on_msg(struct conn *c, Envelope *env)
 	default:
 		if (stream_mux_msg(p->mux, env) != 0)
 			break;
+		if (migration_on_msg(p->peers->agent, p->name, env))
+			break;
 		log_warnx("peer %s: unexpected %s; closing", p->name,
 		    msg_name(env));
 		conn_send_error_close(c, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
@@ -546,6 +553,8 @@ peer_on_close(struct conn *c, const char *cause)
 	    strcmp(p->last_error, cause) != 0))
 		log_warnx("peer %s: %s", p->name, cause);
 	peer_set_state(p, PEER_DOWN, cause != NULL ? cause :
+	    "connection closed");
+	migration_peer_lost(ps->agent, p->name, cause != NULL ? cause :
 	    "connection closed");
 	if (p->removed) {
 		peer_release(p);
@@ -1041,5 +1050,44 @@ peers_stream_test(struct peers *ps, const char *host, uint64_t bytes,
 		set_cause(cause, "no free stream channel to %s", host);
 		return -1;
 	}
+	return 0;
+}
+
+int
+peers_send(struct peers *ps, const char *host, const Envelope *env,
+    char **cause)
+{
+	struct peer	*p;
+
+	if ((p = peers_find_up(ps, host, cause)) == NULL)
+		return -1;
+	if (conn_send_msg(p->conn, env) != 0) {
+		set_cause(cause, "cannot send to %s", host);
+		return -1;
+	}
+	return 0;
+}
+
+struct stream_mux *
+peers_mux(struct peers *ps, const char *host)
+{
+	struct peer	*p;
+
+	if ((p = peers_find_up(ps, host, NULL)) == NULL)
+		return NULL;
+	return p->mux;
+}
+
+int
+peers_has_capability(struct peers *ps, const char *host, const char *cap)
+{
+	struct peer	*p;
+	size_t		 i;
+
+	if ((p = peers_find_up(ps, host, NULL)) == NULL)
+		return 0;
+	for (i = 0; i < p->ncaps; i++)
+		if (strcmp(p->caps[i], cap) == 0)
+			return 1;
 	return 0;
 }

@@ -30,6 +30,14 @@ void		 peers_hosts(struct peers *, Tern__HostsReply *);
 void		 peers_hosts_free(Tern__HostsReply *);
 void		 peers_count(struct peers *, unsigned *total, unsigned *up);
 
+/* For migrations: send to an up peer (-1 and *cause if it is not), its
+ * streams, whether it announced a capability. */
+int		 peers_send(struct peers *, const char *host, const Envelope *,
+		    char **cause);
+struct stream_mux *peers_mux(struct peers *, const char *host);
+int		 peers_has_capability(struct peers *, const char *host,
+		    const char *cap);
+
 /* Completion of an asynchronous peer operation: error NULL on success. */
 typedef void (*peers_ping_cb)(void *arg, uint64_t rtt_us, const char *error);
 typedef void (*peers_stream_test_cb)(void *arg, uint64_t bytes,

@@ -25,6 +25,7 @@ static const struct ctl_cmd *const ctl_cmds[] = {
 	&cmd_list_entry,
 	&cmd_checkpoint_entry,
 	&cmd_restore_entry,
+	&cmd_migrate_entry,
 	&cmd_ca_entry,
 	&cmd_cert_entry,
 };

@@ -44,6 +44,7 @@ extern const struct ctl_cmd cmd_destroy_entry;
 extern const struct ctl_cmd cmd_list_entry;
 extern const struct ctl_cmd cmd_checkpoint_entry;
 extern const struct ctl_cmd cmd_restore_entry;
+extern const struct ctl_cmd cmd_migrate_entry;
 
 /* Print "ternctl: <message>" to stderr. */
 void	ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,79 @@
+/* What agent/instances.c and agent/migration.c share about instances:
+ * the table, one instance, and the operations both use. */
+#ifndef TERN_AGENT_INSTANCE_INTERNAL_H
+#define TERN_AGENT_INSTANCE_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include "agent/instances.h"
+
+enum inst_state {
+	INST_STOPPED,
+	INST_RUNNING,
+	INST_STOPPING,
+	INST_CHECKPOINTING,
+	INST_CHECKPOINTED,
+	INST_RESTORING,
+	INST_MIGRATING,		/* leaving for another host */
+	INST_INCOMING,		/* arriving from another host */
+};
+
+extern const char *const inst_state_names[];
+
+struct instance {
+	struct instances	*set;
+	struct instance		*next;
+	char			*name;
+	char			*dir;		/* state_dir/instances/NAME */
+	char			*ckpt_dir;	/* dir/ckpt */
+	char			*spec_text;
+	char			*spec_dir;
+	struct container_spec	*spec;
+
+	enum inst_state		 state;
+	uint64_t		 since_ms;
+	pid_t			 pid;		/* 0 when not running */
+	int			 adopted;	/* not our child: polled */
+	uint64_t		 generation;	/* newest verified checkpoint */
+	char			*last_error;
+	int			 destroy_after_stop;
+	int			 stop_killed;
+
+	uv_timer_t		 timer;		/* stop grace, adoption poll */
+
+	/* the request waiting for a stop to finish */
+	instances_done_cb	 stop_cb;
+	void			*stop_arg;
+};
+
+struct instances {
+	struct agent		*agent;
+	char			*dir;
+	struct instance		*list;
+	uv_signal_t		 sigchld;
+	int			 busy;		/* checkpoints/restores running */
+	int			 closing;
+};
+
+struct container_spec;
+
+struct instance	*instance_find(struct instances *, const char *name);
+struct instance	*instance_new(struct instances *, const char *name,
+		    const char *spec_text, const char *spec_dir,
+		    struct container_spec *);
+void		 instance_set_state(struct instance *, enum inst_state,
+		    const char *why);
+void		 instance_set_error(struct instance *, const char *);
+void		 instance_persist(struct instance *);
+void		 instance_watch(struct instance *, pid_t, int adopted);
+/* Forget it for good: its state and checkpoints (not its rootfs). */
+void		 instance_destroy(struct instance *);
+/* Save spec and dirs of a new instance; -1 and *cause on error. */
+int		 instance_save(struct instance *, char **cause);
+/* Long operations hold the table open (instances_close waits). */
+void		 instances_op_done(struct instances *);
+
+#endif

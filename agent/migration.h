@@ -1,0 +1,22 @@
+/* Moving a container to another host (stop-and-copy), both ends: the
+ * protocol is described with MigrateStep in proto/tern.proto. */
+#ifndef TERN_AGENT_MIGRATION_H
+#define TERN_AGENT_MIGRATION_H
+
+#include "agent/agent.h"
+#include "agent/instances.h"
+#include "daemon/msg.h"
+#include "daemon/stream.h"
+
+/* ternctl migrate: answers through cb when the move committed or failed. */
+void	migration_start(struct agent *, const Tern__MigrateRequest *,
+	    instances_done_cb, void *arg);
+/* From peers.c: a migration message (1 if it was one), an incoming image
+ * file, a lost peer. */
+int	migration_on_msg(struct agent *, const char *peer, const Envelope *);
+int	migration_accept_file(struct agent *, const char *peer,
+	    struct stream *, const char *name, char **cause);
+void	migration_peer_lost(struct agent *, const char *peer,
+	    const char *why);
+
+#endif

@@ -1,0 +1,74 @@
+/* ternctl migrate NAME --to HOST [--mode stopcopy|auto]: move a container
+ * to another host; the source keeps it until the target restored a
+ * verified copy. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+#include "ctl/ternctl.h"
+
+static int
+cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 }
+	};
+	Envelope		 req, *reply;
+	Tern__MigrateRequest	 mr = TERN__MIGRATE_REQUEST__INIT;
+	const Tern__MigrateReply *r;
+	int			 ch, rc = CTL_EXIT_OK;
+
+	while ((ch = getopt_long(argc, argv, "t:m:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			mr.to = optarg;
+			break;
+		case 'm':
+			mr.mode = optarg;
+			break;
+		default:
+			return ctl_usage(&cmd_migrate_entry);
+		}
+	}
+	if (optind != argc - 1 || mr.to == NULL)
+		return ctl_usage(&cmd_migrate_entry);
+	mr.name = argv[optind];
+	msg_init(&req, 0);
+	req.body_case = TERN__ENVELOPE__BODY_MIGRATE_REQUEST;
+	req.migrate_request = &mr;
+	if ((reply = ctl_request(env, &req, 3600 * 1000, &rc)) == NULL)
+		return rc;
+	if (reply->body_case != TERN__ENVELOPE__BODY_MIGRATE_REPLY) {
+		ctl_error("unexpected reply %s", msg_name(reply));
+		msg_free(reply);
+		return CTL_EXIT_FAILED;
+	}
+	r = reply->migrate_reply;
+	if (env->json) {
+		printf("{\"name\":");
+		ctl_json_string(stdout, r->name);
+		printf(",\"to\":");
+		ctl_json_string(stdout, r->to);
+		printf(",\"mode\":");
+		ctl_json_string(stdout, r->mode);
+		printf(",\"total_ms\":%llu,\"frozen_ms\":%llu,\"bytes\":%llu}\n",
+		    (unsigned long long)r->total_ms,
+		    (unsigned long long)r->frozen_ms,
+		    (unsigned long long)r->bytes);
+	} else
+		printf("%s: moved to %s (%s) in %llu ms, frozen %llu ms, "
+		    "%.1f MiB copied\n", r->name, r->to, r->mode,
+		    (unsigned long long)r->total_ms,
+		    (unsigned long long)r->frozen_ms,
+		    (double)r->bytes / (1 << 20));
+	msg_free(reply);
+	return rc;
+}
+
+const struct ctl_cmd cmd_migrate_entry = {
+	"migrate", "migrate NAME --to HOST [--mode stopcopy|auto]",
+	"move a container to another host", cmd_migrate_exec
+};

@@ -1,0 +1,245 @@
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOG_MODULE "migrate.files"
+#include "daemon/log.h"
+#include "daemon/xmalloc.h"
+#include "migrate/files.h"
+
+#define FILES_CHUNK	(256u << 10)
+
+struct files_send {
+	struct stream_mux	*mux;
+	char			*dir;
+	char			*prefix;
+	char			**names;
+	size_t			 n, next;
+	int			 fd;
+	uint64_t		 off, size, total;
+	uint8_t			*buf;
+	files_done_cb		 cb;
+	void			*arg;
+};
+
+struct files_recv {
+	int		 fd;
+	char		*path;
+	uint64_t	 bytes;
+	char		*error;
+};
+
+int
+files_name_valid(const char *name)
+{
+	return name[0] != '\0' && name[0] != '.' && strchr(name, '/') == NULL &&
+	    strlen(name) < 256;
+}
+
+static void	files_send_next(struct files_send *);
+
+static void
+files_send_finish(struct files_send *fs, const char *error)
+{
+	size_t	i;
+
+	if (fs->fd != -1)
+		close(fs->fd);
+	fs->cb(fs->arg, fs->total, error);
+	for (i = 0; i < fs->n; i++)
+		free(fs->names[i]);
+	free(fs->names);
+	free(fs->buf);
+	free(fs->dir);
+	free(fs->prefix);
+	free(fs);
+}
+
+static void
+files_send_writable(struct stream *st)
+{
+	struct files_send	*fs = stream_data(st);
+	size_t			 want, sent;
+	ssize_t			 n;
+
+	while (fs->off < fs->size) {
+		want = fs->size - fs->off < FILES_CHUNK ?
+		    (size_t)(fs->size - fs->off) : FILES_CHUNK;
+		n = pread(fs->fd, fs->buf, want, (off_t)fs->off);
+		if (n <= 0) {
+			stream_abort(st, TERN__ERROR_CODE__ERROR_INTERNAL,
+			    "%s/%s: read failed: %s", fs->dir,
+			    fs->names[fs->next - 1], n < 0 ? strerror(errno) :
+			    "file shrank");
+			return;
+		}
+		sent = stream_send(st, fs->buf, (size_t)n);
+		fs->off += sent;
+		fs->total += sent;
+		if (sent < (size_t)n)
+			return;	/* on_writable again when there is room */
+	}
+	stream_finish(st);
+}
+
+static void
+files_send_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	struct files_send	*fs = stream_data(st);
+	char			*why;
+
+	close(fs->fd);
+	fs->fd = -1;
+	if (error != NULL) {
+		xasprintf(&why, "sending %s/%s: %s", fs->dir,
+		    fs->names[fs->next - 1], error);
+		files_send_finish(fs, why);
+		free(why);
+		return;
+	}
+	files_send_next(fs);
+}
+
+static const struct stream_ops files_send_ops = {
+	.on_writable = files_send_writable,
+	.on_end = files_send_end,
+};
+
+static void
+files_send_next(struct files_send *fs)
+{
+	struct stat	 st;
+	char		*path, *name;
+
+	if (fs->next == fs->n) {
+		files_send_finish(fs, NULL);
+		return;
+	}
+	xasprintf(&path, "%s/%s", fs->dir, fs->names[fs->next]);
+	fs->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fs->fd == -1 || fstat(fs->fd, &st) != 0) {
+		xasprintf(&name, "%s: %s", path, strerror(errno));
+		free(path);
+		files_send_finish(fs, name);
+		free(name);
+		return;
+	}
+	free(path);
+	fs->off = 0;
+	fs->size = (uint64_t)st.st_size;
+	xasprintf(&name, "%s/%s", fs->prefix, fs->names[fs->next]);
+	fs->next++;
+	log_debug("sending %s (%llu bytes)", name, (unsigned long long)fs->size);
+	if (stream_open(fs->mux, FILES_STREAM_KIND, name, fs->size,
+	    &files_send_ops, fs) == NULL) {
+		free(name);
+		files_send_finish(fs, "no free stream channel");
+		return;
+	}
+	free(name);
+}
+
+struct files_send *
+files_send_dir(struct stream_mux *mux, const char *dir, const char *prefix,
+    files_done_cb cb, void *arg, char **cause)
+{
+	struct files_send	*fs;
+	struct dirent		*de;
+	DIR			*d;
+
+	if ((d = opendir(dir)) == NULL) {
+		set_cause(cause, "%s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	fs = xcalloc(1, sizeof *fs);
+	fs->mux = mux;
+	fs->dir = xstrdup(dir);
+	fs->prefix = xstrdup(prefix);
+	fs->fd = -1;
+	fs->cb = cb;
+	fs->arg = arg;
+	fs->buf = xmalloc(FILES_CHUNK);
+	while ((de = readdir(d)) != NULL) {
+		if (!files_name_valid(de->d_name) || de->d_type != DT_REG)
+			continue;
+		fs->names = xreallocarray(fs->names, fs->n + 1,
+		    sizeof *fs->names);
+		fs->names[fs->n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	files_send_next(fs);
+	return fs;
+}
+
+/* --- receiving ------------------------------------------------------------- */
+
+static void
+files_recv_data(struct stream *st, const uint8_t *data, size_t len)
+{
+	struct files_recv	*fr = stream_data(st);
+	size_t			 off = 0;
+	ssize_t			 n;
+
+	while (fr->error == NULL && off < len) {
+		n = write(fr->fd, data + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			xasprintf(&fr->error, "%s: write: %s", fr->path,
+			    strerror(errno));
+			stream_abort(st, TERN__ERROR_CODE__ERROR_RESOURCE, "%s",
+			    fr->error);
+			return;
+		}
+		off += (size_t)n;
+	}
+	fr->bytes += len;
+	stream_consumed(st, len);
+}
+
+static void
+files_recv_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	struct files_recv	*fr = stream_data(st);
+
+	if (error == NULL && fsync(fr->fd) != 0)
+		log_warn("%s: fsync", fr->path);
+	if (error != NULL) {
+		log_warnx("%s: %s; removed", fr->path, error);
+		unlink(fr->path);
+	}
+	close(fr->fd);
+	free(fr->error);
+	free(fr->path);
+	free(fr);
+}
+
+static const struct stream_ops files_recv_ops = {
+	.on_data = files_recv_data,
+	.on_end = files_recv_end,
+};
+
+int
+files_recv(struct stream *st, const char *path, char **cause)
+{
+	struct files_recv	*fr;
+	int			 fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		set_cause(cause, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	fr = xcalloc(1, sizeof *fr);
+	fr->fd = fd;
+	fr->path = xstrdup(path);
+	stream_set_ops(st, &files_recv_ops, fr);
+	return 0;
+}

@@ -1,0 +1,32 @@
+/* Files over a peer's streams: checkpoint images (and later the rootfs)
+ * move between hosts this way, one stream per file, under the streams'
+ * credit flow control, every chunk CRC32C-checked by the framing. */
+#ifndef TERN_MIGRATE_FILES_H
+#define TERN_MIGRATE_FILES_H
+
+#include <stdint.h>
+
+#include "daemon/stream.h"
+
+#define FILES_STREAM_KIND	"ckpt-file"
+
+struct files_send;
+
+/* error is NULL when every file arrived whole (the receiver confirmed each
+ * byte count). */
+typedef void (*files_done_cb)(void *arg, uint64_t bytes, const char *error);
+
+/* Send each regular file of dir, in turn, as a stream named PREFIX/FILE.
+ * NULL and *cause if dir cannot be read; else cb follows exactly once. */
+struct files_send	*files_send_dir(struct stream_mux *, const char *dir,
+			    const char *prefix, files_done_cb, void *arg,
+			    char **cause);
+
+/* Receiving: write the stream into path (created, must not exist), fsync
+ * it at the end.  -1 and *cause if path cannot be created. */
+int			 files_recv(struct stream *, const char *path, char **cause);
+
+/* A file name as a peer may send it: one path component, no dot files. */
+int			 files_name_valid(const char *);
+
+#endif

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A container moves h1 -> h2 -> h1 by stop-and-copy over tern's mutual-TLS
+# streams; memcheck verifies its memory after every move.  Refusals (no
+# shared rootfs, name taken on the target, unknown host) and a target
+# ternd killed in the middle leave it running on the source, unharmed,
+# and nothing on the target.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+th_setup 2
+cl_pki
+cl_conf h1
+cl_conf h2
+cl_start h1
+cl_start h2
+cl_wait_up h1 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
+cl_wait_criu h2 || fail "h2 cannot run containers"
+
+# The rootfs is on storage both hosts see (/tmp is shared by test hosts).
+rootfs_make "$TH_ROOT/rootfs"
+rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 64 /var/log/memcheck.state
+python3 - "$TH_ROOT/mc.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["tern"] = {"shared_storage": True}
+json.dump(spec, open(sys.argv[1], "w"))
+PY
+rootfs_spec "$TH_ROOT/rootfs" private /bin/memcheck 8 /var/log/private.state
+state="$TH_ROOT/rootfs/var/log/memcheck.state"
+
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
+cl_ctl h1 start mc >/dev/null
+for ((i = 0; i < 100; i++)); do
+	grep -q "^ready" "$state" 2>/dev/null && break
+	sleep 0.1
+done
+inst_verify h1 mc "$state" "started on h1"
+
+where() {	# which host lists mc, and as what
+	local h s
+	for h in h1 h2; do
+		s=$(inst_field $h mc state)
+		[ -n "$s" ] && echo "$h:$s"
+	done
+}
+
+# h1 -> h2 -> h1
+cl_ctl h1 migrate mc --to h2
+[ "$(where)" = "h2:running" ] || fail "after h1->h2 mc is at: $(where)"
+inst_verify h2 mc "$state" "moved to h2"
+cl_ctl h2 migrate mc --to h1
+[ "$(where)" = "h1:running" ] || fail "after h2->h1 mc is at: $(where)"
+inst_verify h1 mc "$state" "moved back to h1"
+
+refused() {	# PATTERN ARGS...: migrate must fail saying PATTERN
+	local pattern=$1 out rc
+	shift
+	set +e
+	out=$(cl_ctl h1 migrate "$@" 2>&1); rc=$?
+	set -e
+	[ $rc = 1 ] || fail "migrate $* exited $rc: $out"
+	echo "$out" | grep -q -- "$pattern" || fail "migrate $*: $out"
+	[ "$(inst_field h1 mc state)" = running ] || fail "after a refusal mc is at: $(where)"
+	echo "refused: $out"
+}
+refused 'unknown host "nowhere"\|host nowhere is not up' mc --to nowhere
+cl_ctl h1 create private --spec "$TH_ROOT/private.json" >/dev/null
+cl_ctl h1 start private >/dev/null
+refused "shared_storage" private --to h2
+cl_ctl h1 destroy private >/dev/null
+cl_ctl h2 create mc --spec "$TH_ROOT/mc.json" >/dev/null
+refused "already exists on h2" mc --to h2
+cl_ctl h2 destroy mc >/dev/null
+inst_verify h1 mc "$state" "after the refusals"
+
+# The target's ternd dies while the images are on their way: the source
+# resumes its frozen container; the target, restarted, has nothing.
+seen=$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)
+cl_ctl h1 migrate mc --to h2 > "$TH_ROOT/killed.out" 2>&1 &
+ctl=$!
+for ((i = 0; i < 2000; i++)); do
+	[ "$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)" -gt "$seen" ] && break
+	sleep 0.005
+done
+kill -9 "$(cl_pid h2)"
+set +e
+wait $ctl; rc=$?
+set -e
+echo "refused: $(cat "$TH_ROOT/killed.out")"
+[ $rc = 1 ] || fail "migrate with the target killed exited $rc"
+[ "$(inst_field h1 mc state)" = running ] || fail "mc is $(inst_field h1 mc state) on h1"
+inst_verify h1 mc "$state" "after the target died mid-migration"
+cl_start h2
+cl_wait_up h1 2 30
+[ -z "$(inst_field h2 mc state)" ] || fail "h2 kept an incoming mc: $(inst_field h2 mc state)"
+
+# And it still moves afterwards.
+cl_ctl h1 migrate mc --to h2
+inst_verify h2 mc "$state" "moved to h2 after the failure"
+cl_ctl h2 destroy mc >/dev/null
+
+cl_stop_all || fail "a ternd did not stop cleanly"
+echo "container-migrate: ok"
