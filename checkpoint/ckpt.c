@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define LOG_MODULE "ckpt"
@@ -52,10 +53,37 @@ struct ckpt_op {
 	void			*arg;
 };
 
+static int	ckpt_is_image(const char *);
+
+/* A dump that failed leaves images nobody will restore: free the space
+ * (a full disk is a likely reason it failed), keep CRIU's log. */
+static void
+ckpt_discard_images(const char *gen_dir)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*path;
+
+	if ((d = opendir(gen_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (!ckpt_is_image(de->d_name) &&
+		    strcmp(de->d_name, CKPT_MANIFEST) != 0)
+			continue;
+		xasprintf(&path, "%s/%s", gen_dir, de->d_name);
+		unlink(path);
+		free(path);
+	}
+	closedir(d);
+}
+
 static void
 ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 {
 	struct ckpt_result	 none;
+
+	if (error != NULL && op->dump)
+		ckpt_discard_images(op->gen_dir);
 
 	if (res == NULL) {
 		memset(&none, 0, sizeof none);
@@ -83,7 +111,9 @@ static char *
 ckpt_criu_error(struct ckpt_op *op, const CriuResp *resp, const char *error,
     const char *log_name)
 {
-	char	*why, *log, *errors, *s;
+	char		*why, *log, *errors, *s;
+	const char	*full = "";
+	struct statvfs	 vfs;
 
 	xasprintf(&log, "%s/%s", op->gen_dir, log_name);
 	errors = criu_log_errors(log);
@@ -91,8 +121,12 @@ ckpt_criu_error(struct ckpt_op *op, const CriuResp *resp, const char *error,
 		why = xstrdup("criu failed");	/* the log says it better */
 	else
 		why = resp != NULL ? criu_error(resp) : xstrdup(error);
-	xasprintf(&s, "%s%s%s (CRIU log: %s)", why, errors != NULL ? ": " : "",
-	    errors != NULL ? errors : "", log);
+	/* A full disk truncates CRIU's own log: say it plainly. */
+	if (statvfs(op->gen_dir, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20))
+		full = "; the filesystem holding it is full";
+	xasprintf(&s, "%s%s%s (CRIU log: %s)%s", why, errors != NULL ? ": " : "",
+	    errors != NULL ? errors : "", log, full);
 	free(errors);
 	free(log);
 	free(why);
