@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# container-migrate: a container with 1 GiB of memory (memcheck rewrites
+# about half of it per second) moved between two test hosts by tern
+# (ternctl migrate: stop-and-copy, the only mode this kernel allows until
+# post-copy lands; images over mutual TLS, checksummed, verified before
+# restore, one commit point) and, in the same run, by the pipeline an
+# operator would script by hand with the same CRIU: criu dump, copy the
+# images to the other host (tar over nc, no encryption), criu restore.
+# Frozen time: from the dump's freeze until the restored tree runs.
+set -euo pipefail
+export TH_MTU=${TH_MTU:-9000}
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+trap th_teardown EXIT
+
+MIB=${BENCH_CONTAINER_MIB:-1024}
+criu=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)"/\1/p' "$TERN_BUILDDIR/config.h")
+now() { date +%s%N; }
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+
+th_setup 2 >/dev/null
+cl_pki >/dev/null
+cl_conf h1 'log_filters = "info"' >/dev/null
+cl_conf h2 'log_filters = "info"' >/dev/null
+cl_start h1 && cl_start h2
+cl_wait_up h1 2 30
+cl_wait_criu h1 && cl_wait_criu h2
+rootfs_make "$TH_ROOT/rootfs"
+rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck "$MIB" /var/log/memcheck.state
+python3 - "$TH_ROOT/mc.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["tern"] = {"shared_storage": True}
+json.dump(spec, open(sys.argv[1], "w"))
+PY
+state="$TH_ROOT/rootfs/var/log/memcheck.state"
+
+start_mc() {	# HOST
+	: > "$state"
+	cl_ctl "$1" create mc --spec "$TH_ROOT/mc.json" >/dev/null
+	cl_ctl "$1" start mc >/dev/null
+	for ((i = 0; i < 600; i++)); do
+		grep -q "^ready" "$state" && return 0
+		sleep 0.1
+	done
+	echo "memcheck did not start" >&2
+	exit 1
+}
+
+echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU $TH_MTU)"
+
+# tern
+start_mc h1
+sleep 2
+t0=$(now)
+out=$(cl_ctl h1 --json migrate mc --to h2)
+t1=$(now)
+inst_verify h2 mc "$state" "tern" >&2
+tern_total=$(ms "$t0" "$t1")
+tern_frozen=$(echo "$out" | sed -n 's/.*"frozen_ms":\([0-9]*\).*/\1/p')
+cl_ctl h2 destroy mc >/dev/null
+
+# by hand: criu dump on h1, tar | nc to h2, criu restore on h2
+start_mc h1
+sleep 2
+pid=$(inst_field h1 mc pid)
+fz=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
+ext_dump=() ext_rst=()
+for d in null zero full random urandom; do
+	ext_dump+=(--external "mnt[/dev/$d]:dev-$d")
+	ext_rst+=(--external "mnt[dev-$d]:/dev/$d")
+done
+src="$TH_ROOT/h1/state/manual" dst="$TH_ROOT/h2/state/manual"
+mkdir -p "$src" "$dst"
+th_spawn h2 "$TH_ROOT/nc.log" bash -c "nc -l -N $(th_addr h2) 7700 | tar -C /var/lib/tern/manual -x" >/dev/null
+recv=$TH_SPAWN_PID
+sleep 0.3
+t0=$(now)
+th_exec h1 "$criu" dump -t "$pid" -D /var/lib/tern/manual -o dump.log \
+	--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" 2>/dev/null
+t1=$(now)
+th_exec h1 bash -c "tar -C /var/lib/tern/manual -c . | nc -N $(th_addr h2) 7700"
+wait "$recv"
+t2=$(now)
+th_exec h2 "$criu" restore -D /var/lib/tern/manual -o restore.log -d \
+	--root "$TH_ROOT/rootfs" "${ext_rst[@]}" 2>/dev/null
+t3=$(now)
+man_total=$(ms "$t0" "$t3")
+man_frozen=$man_total	# the tree stands still from the dump to the restore
+echo "  by hand: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
+
+printf '%-56s %8s %8s\n' "" "total" "frozen"
+printf '%-56s %6sms %6sms\n' "tern migrate (stop-and-copy, mTLS, verified, commit point)" \
+	"$tern_total" "$tern_frozen"
+printf '%-56s %6sms %6sms\n' "criu dump + tar|nc + criu restore (plain, unverified)" \
+	"$man_total" "$man_frozen"
+awk -v a="$tern_frozen" -v b="$man_frozen" \
+	'BEGIN {printf "container-migrate: downtime tern/manual = %.2f\n", a / b}'
