@@ -57,6 +57,7 @@ struct migration {
 	uint64_t		 frozen_ms;
 	uint64_t		 bytes;
 	char			*error;		/* why it is rolling back */
+	int			 dumped;	/* source: CRIU done, after commit */
 
 	instances_done_cb	 cb;		/* source: the operator's request */
 	void			*arg;
@@ -117,7 +118,7 @@ mig_free(struct migration *m)
 	free(m);
 }
 
-static void
+static int
 mig_send_step(struct migration *m, Tern__MigrateStep__Step step,
     const char *error)
 {
@@ -130,12 +131,17 @@ mig_send_step(struct migration *m, Tern__MigrateStep__Step step,
 	ms.error = (char *)error;
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
 	env.migrate_step = &ms;
-	if (peers_send(m->agent->peers, m->peer, &env, NULL) != 0)
+	if (peers_send(m->agent->peers, m->peer, &env, NULL) != 0) {
 		log_debug("mig %" PRIx64 ": %s unreachable for step %d", m->id,
 		    m->peer, step);
+		return -1;
+	}
+	return 0;
 }
 
 /* --- source ---------------------------------------------------------------- */
+
+static void	mig_source_orphaned(struct migration *, const char *);
 
 static void
 mig_source_fail(struct migration *m, const char *fmt, ...)
@@ -179,8 +185,6 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 {
 	struct migration	*m = arg;
 	struct instance		*in = m->in;
-	Envelope		 env;
-	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
 	char			*why;
 
 	if (m->state != MIG_COMMITTED) {
@@ -198,12 +202,29 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		mig_free(m);
 		return;
 	}
-	/* Committed: the target owns it; tell it to run, forget ours. */
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL);
+	/* Committed: CRIU stopped our copy; the target may resume.  Ours
+	 * stays a verified checkpoint until the target says it runs. */
 	if (error != NULL)
 		log_warnx("mig %" PRIx64 " %s: after the commit point: %s",
 		    m->id, m->name, error);
 	m->frozen_ms = res->frozen_ms;
+	m->dumped = 1;
+	in->pid = 0;
+	container_kill(in->name, NULL);
+	container_cgroup_remove(in->name, NULL);
+	in->generation = m->generation;
+	if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
+		mig_source_orphaned(m, "the commit could not be sent");
+}
+
+/* The target runs it: answer the operator, forget our copy. */
+static void
+mig_source_resumed(struct migration *m)
+{
+	struct instance		*in = m->in;
+	Envelope		 env;
+	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
+
 	log_info("mig %" PRIx64 " %s: moved to %s in %" PRIu64 " ms (frozen %"
 	    PRIu64 " ms, %" PRIu64 " bytes)", m->id, m->name, m->peer,
 	    now_ms() - m->start_ms, m->frozen_ms, m->bytes);
@@ -211,18 +232,37 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 	r.to = m->peer;
 	r.mode = "stopcopy";
 	r.total_ms = now_ms() - m->start_ms;
-	r.frozen_ms = now_ms() - (m->start_ms + (res->duration_ms -
-	    res->frozen_ms));
+	r.frozen_ms = m->frozen_ms;
 	r.bytes = m->bytes;
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 	env.migrate_reply = &r;
-	in->pid = 0;
-	container_kill(in->name, NULL);
-	container_cgroup_remove(in->name, NULL);
 	m->cb(m->arg, &env, 0, NULL);
 	instances_op_done(in->set);
 	instance_destroy(in);
+	mig_free(m);
+}
+
+/* Past the commit point the link dropped: we cannot know whether the
+ * target resumed it.  Keep our verified checkpoint (not running) and
+ * tell the operator exactly that. */
+static void
+mig_source_orphaned(struct migration *m, const char *why)
+{
+	struct instance	*in = m->in;
+	char		*text;
+
+	xasprintf(&text, "%s stopped here at the commit point and was "
+	    "restored on %s, but %s before %s confirmed it runs: check "
+	    "ternctl list on %s; if it does not run there, ternctl restore "
+	    "%s here (checkpoint %" PRIu64 ")", m->name, m->peer, why, m->peer,
+	    m->peer, m->name, m->generation);
+	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(in, text);
+	instance_set_state(in, INST_CHECKPOINTED, "migration unconfirmed");
+	m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	instances_op_done(in->set);
 	mig_free(m);
 }
 
@@ -306,7 +346,16 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 		m->hold = NULL;
 		ckpt_hold_release(h, 1);	/* CRIU kills the source tree */
 		break;
+	case TERN__MIGRATE_STEP__STEP__RESUMED:
+		if (m->state == MIG_COMMITTED && m->dumped)
+			mig_source_resumed(m);
+		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
+		if (m->state == MIG_COMMITTED && m->dumped) {
+			mig_source_orphaned(m, s->error != NULL ? s->error :
+			    "the target aborted");
+			break;
+		}
 		mig_source_fail(m, "%s refused: %s", m->peer, s->error != NULL ?
 		    s->error : "no reason given");
 		break;
@@ -447,6 +496,7 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 	instance_watch(in, res->pid, 0);
 	in->generation = m->generation;
 	instance_set_state(in, INST_RUNNING, "migrated in");
+	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 	log_info("mig %" PRIx64 " %s: running here (pid %ld), moved from %s",
 	    m->id, m->name, (long)res->pid, m->peer);
 	instances_op_done(in->set);
@@ -637,10 +687,13 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 		if (strcmp(m->peer, peer) != 0)
 			continue;
 		xasprintf(&text, "lost the connection to %s: %s", peer, why);
-		if (m->source && m->state == MIG_COMMITTED)
-			log_warnx("mig %" PRIx64 " %s: %s after the commit point; "
-			    "%s owns the instance (its checkpoint is also here)",
-			    m->id, m->name, text, peer);
+		if (m->source && m->state == MIG_COMMITTED && m->dumped)
+			mig_source_orphaned(m, text);
+		else if (m->source && m->state == MIG_COMMITTED)
+			/* CRIU is still stopping our copy; its callback
+			 * will find the link gone when sending COMMIT. */
+			log_warnx("mig %" PRIx64 " %s: %s at the commit point",
+			    m->id, m->name, text);
 		else if (m->source)
 			mig_source_fail(m, "%s", text);
 		else if (m->state != MIG_RESUMING)
