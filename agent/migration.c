@@ -222,6 +222,7 @@ static void
 mig_source_resumed(struct migration *m)
 {
 	struct instance		*in = m->in;
+	struct instances	*set;
 	Envelope		 env;
 	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
 
@@ -238,8 +239,11 @@ mig_source_resumed(struct migration *m)
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 	env.migrate_reply = &r;
 	m->cb(m->arg, &env, 0, NULL);
-	instances_op_done(in->set);
+	/* Destroy first: releasing the table may close it, and everything
+	 * in it, at once (a shutdown waiting for us). */
+	set = in->set;
 	instance_destroy(in);
+	instances_op_done(set);
 	mig_free(m);
 }
 
@@ -466,8 +470,10 @@ mig_target_discard(struct migration *m, const char *why)
 		return;	/* the restore's callback ends it */
 	}
 	if (m->in != NULL) {
-		instances_op_done(m->in->set);
+		struct instances *set = m->in->set;
+
 		instance_destroy(m->in);
+		instances_op_done(set);
 	}
 	mig_free(m);
 }
@@ -478,6 +484,7 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 {
 	struct migration	*m = arg;
 	struct instance		*in = m->in;
+	struct instances	*set;
 
 	if (error != NULL || m->state != MIG_RESUMING) {
 		if (m->state != MIG_ABORTING)
@@ -488,8 +495,9 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		log_warnx("mig %" PRIx64 " %s: incoming copy discarded%s%s",
 		    m->id, m->name, error != NULL ? ": " : "",
 		    error != NULL ? error : "");
-		instances_op_done(in->set);
+		set = in->set;
 		instance_destroy(in);
+		instances_op_done(set);
 		mig_free(m);
 		return;
 	}
