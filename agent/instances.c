@@ -802,6 +802,15 @@ instance_load(struct instances *set, const char *name)
 		cause = NULL;
 		npids = 0;
 	}
+	if (npids > 0 && st == INST_INCOMING) {
+		/* A migration that had not committed here (or whose commit we
+		 * cannot tell): never run a second copy; the source keeps its
+		 * container or its verified checkpoint. */
+		log_warnx("instance %s: found a half-migrated copy after a "
+		    "restart; killing it", name);
+		container_kill(name, NULL);
+		npids = 0;
+	}
 	if (npids > 0) {
 		pid_t	init = pids[0];
 		int	known = 0;

@@ -58,6 +58,8 @@ struct migration {
 	uint64_t		 bytes;
 	char			*error;		/* why it is rolling back */
 	int			 dumped;	/* source: CRIU done, after commit */
+	int			 link_lost;	/* source: at the commit point */
+	struct files_send	*fs;		/* source: images going out */
 
 	instances_done_cb	 cb;		/* source: the operator's request */
 	void			*arg;
@@ -106,6 +108,10 @@ mig_free(struct migration *m)
 {
 	struct migration	**pp;
 
+	if (m->fs != NULL) {
+		files_send_cancel(m->fs);
+		m->fs = NULL;
+	}
 	for (pp = &m->agent->migrations; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == m) {
 			*pp = m->next;
@@ -171,6 +177,10 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 		return;
 	}
 	mig_set_state(m, MIG_ABORTING);
+	if (m->fs != NULL) {
+		files_send_cancel(m->fs);
+		m->fs = NULL;
+	}
 	if (m->hold != NULL) {
 		struct ckpt_hold *h = m->hold;
 
@@ -213,7 +223,9 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 	container_kill(in->name, NULL);
 	container_cgroup_remove(in->name, NULL);
 	in->generation = m->generation;
-	if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
+	if (m->link_lost)
+		mig_source_orphaned(m, "the link dropped at the commit point");
+	else if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
 		mig_source_orphaned(m, "the commit could not be sent");
 }
 
@@ -275,6 +287,7 @@ mig_source_sent(void *arg, uint64_t bytes, const char *error)
 {
 	struct migration	*m = arg;
 
+	m->fs = NULL;
 	m->bytes = bytes;
 	if (m->state != MIG_SENDING)
 		return;
@@ -310,8 +323,8 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
-	if (files_send_dir(mux, gen_dir, prefix, mig_source_sent, m,
-	    &cause) == NULL) {
+	if ((m->fs = files_send_dir(mux, gen_dir, prefix, mig_source_sent, m,
+	    &cause)) == NULL) {
 		mig_source_fail(m, "%s", cause);
 		free(cause);
 	}
@@ -341,6 +354,12 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
 		if (m->state != MIG_RESTORING || m->hold == NULL)
 			break;
+		if (!ckpt_hold_alive(m->hold)) {
+			/* CRIU died holding it: there is nothing to commit. */
+			mig_source_fail(m, "criu died while the container was "
+			    "frozen");
+			break;
+		}
 		/* The commit point: the target holds a verified, restored
 		 * copy.  From here on it owns the instance. */
 		log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
@@ -358,6 +377,10 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 		if (m->state == MIG_COMMITTED && m->dumped) {
 			mig_source_orphaned(m, s->error != NULL ? s->error :
 			    "the target aborted");
+			break;
+		}
+		if (m->state == MIG_COMMITTED) {
+			m->link_lost = 1;	/* orphaned once CRIU is done */
 			break;
 		}
 		mig_source_fail(m, "%s refused: %s", m->peer, s->error != NULL ?
@@ -455,6 +478,8 @@ refuse:
 static void
 mig_target_discard(struct migration *m, const char *why)
 {
+	if (m->state == MIG_RESUMING)
+		return;	/* past the commit point: it is ours now */
 	log_warnx("mig %" PRIx64 " %s: %s; discarding the incoming copy",
 	    m->id, m->name, why);
 	if (m->hold != NULL) {
@@ -545,11 +570,19 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 		xasprintf(&cause, "bad offer (kind %s, name %s)", o->kind, o->name);
 		goto refuse;
 	}
-	if (instance_find(a->instances, o->name) != NULL) {
+	if (o->generation == 0 || o->generation >= (UINT64_C(1) << 62)) {
+		xasprintf(&cause, "bad generation %" PRIu64, o->generation);
+		goto refuse;
+	}
+	xasprintf(&dir, "%s/instances/%s", a->conf->state_dir, o->name);
+	if (instance_find(a->instances, o->name) != NULL ||
+	    access(dir, F_OK) == 0) {
+		free(dir);
 		xasprintf(&cause, "an instance %s already exists on %s", o->name,
 		    a->conf->host_name);
 		goto refuse;
 	}
+	free(dir);
 	if ((spec = container_spec_parse(o->spec, strlen(o->spec), o->spec_dir,
 	    &cause)) == NULL)
 		goto refuse;
@@ -631,6 +664,23 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 
 /* --- routing --------------------------------------------------------------- */
 
+/* A step for a migration we do not know (we dropped it, or restarted):
+ * say so, so the source does not wait for us. */
+static void
+mig_refuse_unknown(struct agent *a, const char *peer, uint64_t id)
+{
+	Envelope		 env;
+	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
+
+	msg_init(&env, 0);
+	ms.migration = id;
+	ms.step = TERN__MIGRATE_STEP__STEP__ABORT;
+	ms.error = "unknown migration (discarded here)";
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
+	env.migrate_step = &ms;
+	peers_send(a->peers, peer, &env, NULL);
+}
+
 int
 migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 {
@@ -651,7 +701,33 @@ migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 	else if ((m = mig_find(a, peer, env->migrate_step->migration,
 	    0)) != NULL)
 		mig_target_step(m, env->migrate_step);
+	else if (env->migrate_step->step == TERN__MIGRATE_STEP__STEP__RESTORE ||
+	    env->migrate_step->step == TERN__MIGRATE_STEP__STEP__COMMIT)
+		mig_refuse_unknown(a, peer, env->migrate_step->migration);
 	return 1;
+}
+
+/* "NAME/GEN/FILE", strictly: a valid instance name, a decimal generation
+ * without sign or spaces, one safe file name, nothing else. */
+static int
+mig_parse_file_name(const char *s, char *inst, size_t ilen, uint64_t *gen,
+    char *file, size_t flen)
+{
+	const char	*a, *b;
+	char		*end;
+
+	if ((a = strchr(s, '/')) == NULL || (b = strchr(a + 1, '/')) == NULL)
+		return -1;
+	if ((size_t)(a - s) >= ilen || !(a[1] >= '0' && a[1] <= '9'))
+		return -1;
+	memcpy(inst, s, (size_t)(a - s));
+	inst[a - s] = '\0';
+	errno = 0;
+	*gen = strtoull(a + 1, &end, 10);
+	if (errno != 0 || end != b || strlen(b + 1) >= flen)
+		return -1;
+	strcpy(file, b + 1);
+	return host_name_valid(inst) && files_name_valid(file) ? 0 : -1;
 }
 
 int
@@ -663,8 +739,8 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 	uint64_t		 gen;
 	int			 rc;
 
-	if (sscanf(name, "%63[^/]/%" SCNu64 "/%255s", inst, &gen, file) != 3 ||
-	    !files_name_valid(file)) {
+	if (mig_parse_file_name(name, inst, sizeof inst, &gen, file,
+	    sizeof file) != 0) {
 		set_cause(cause, "bad image file name \"%s\"", name);
 		return -1;
 	}
@@ -697,15 +773,34 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 		xasprintf(&text, "lost the connection to %s: %s", peer, why);
 		if (m->source && m->state == MIG_COMMITTED && m->dumped)
 			mig_source_orphaned(m, text);
-		else if (m->source && m->state == MIG_COMMITTED)
-			/* CRIU is still stopping our copy; its callback
-			 * will find the link gone when sending COMMIT. */
+		else if (m->source && m->state == MIG_COMMITTED) {
+			/* CRIU is still stopping our copy; the target, having
+			 * lost us, discards its own: never send COMMIT now. */
 			log_warnx("mig %" PRIx64 " %s: %s at the commit point",
 			    m->id, m->name, text);
+			m->link_lost = 1;
+		}
 		else if (m->source)
 			mig_source_fail(m, "%s", text);
 		else if (m->state != MIG_RESUMING)
 			mig_target_discard(m, text);
 		free(text);
+	}
+}
+
+void
+migration_shutdown(struct agent *a)
+{
+	struct migration	*m, *next;
+
+	for (m = a->migrations; m != NULL; m = next) {
+		next = m->next;
+		if (m->source && m->state == MIG_COMMITTED)
+			continue;	/* its CRIU callback finishes it */
+		if (m->source)
+			mig_source_fail(m, "ternd on %s is shutting down",
+			    a->conf->host_name);
+		else
+			mig_target_discard(m, "ternd is shutting down");
 	}
 }

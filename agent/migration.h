@@ -18,5 +18,8 @@ int	migration_accept_file(struct agent *, const char *peer,
 	    struct stream *, const char *name, char **cause);
 void	migration_peer_lost(struct agent *, const char *peer,
 	    const char *why);
+/* ternd stops: roll back every migration not yet committed, while the
+ * peers can still be told. */
+void	migration_shutdown(struct agent *);
 
 #endif

@@ -1059,6 +1059,10 @@ peers_send(struct peers *ps, const char *host, const Envelope *env,
 {
 	struct peer	*p;
 
+	if (ps == NULL) {
+		set_cause(cause, "ternd is shutting down");
+		return -1;
+	}
 	if ((p = peers_find_up(ps, host, cause)) == NULL)
 		return -1;
 	if (conn_send_msg(p->conn, env) != 0) {
@@ -1073,7 +1077,7 @@ peers_mux(struct peers *ps, const char *host)
 {
 	struct peer	*p;
 
-	if ((p = peers_find_up(ps, host, NULL)) == NULL)
+	if (ps == NULL || (p = peers_find_up(ps, host, NULL)) == NULL)
 		return NULL;
 	return p->mux;
 }
@@ -1084,7 +1088,7 @@ peers_has_capability(struct peers *ps, const char *host, const char *cap)
 	struct peer	*p;
 	size_t		 i;
 
-	if ((p = peers_find_up(ps, host, NULL)) == NULL)
+	if (ps == NULL || (p = peers_find_up(ps, host, NULL)) == NULL)
 		return 0;
 	for (i = 0; i < p->ncaps; i++)
 		if (strcmp(p->caps[i], cap) == 0)

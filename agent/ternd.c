@@ -17,6 +17,7 @@
 #include "agent/agent.h"
 #include "agent/control.h"
 #include "agent/instances.h"
+#include "agent/migration.h"
 #include "agent/peers.h"
 #include "daemon/ctlsock.h"
 #include "daemon/log.h"
@@ -116,6 +117,7 @@ agent_stop(struct agent *a)
 	log_info("shutting down");
 	ctlsock_close(a->ctl);
 	a->ctl = NULL;
+	migration_shutdown(a);
 	peers_stop(a->peers);
 	a->peers = NULL;
 	instances_close(a->instances);

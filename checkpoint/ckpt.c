@@ -24,6 +24,7 @@ struct ckpt_op {
 	uv_loop_t		*loop;
 	ckpt_hold_cb		 hold_cb;	/* migration: hold at commit */
 	int			 holding;
+	int			 acked;		/* dump: post-dump acked: keep all */
 	char			*saved_error;	/* restore: CRIU's answer ... */
 	pid_t			 saved_pid;	/* ... while held */
 	int			 saved;
@@ -82,7 +83,8 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 {
 	struct ckpt_result	 none;
 
-	if (error != NULL && op->dump)
+	/* After a post-dump ack the images may be the only copy left. */
+	if (error != NULL && op->dump && !op->acked)
 		ckpt_discard_images(op->gen_dir);
 
 	if (res == NULL) {
@@ -155,6 +157,10 @@ ckpt_is_image(const char *name)
 
 	if (name[0] == '.' || strcmp(name, CKPT_MANIFEST) == 0)
 		return 0;
+	/* CRIU's statistics (stats-dump, stats-restore) are rewritten by
+	 * every restore and never read back. */
+	if (strncmp(name, "stats-", 6) == 0)
+		return 0;
 	/* CRIU's logs are for people, not for restore. */
 	return !(len > 4 && strcmp(name + len - 4, ".log") == 0);
 }
@@ -218,6 +224,39 @@ out:
 	return rc;
 }
 
+/* An image in gen_dir that the MANIFEST (fp, read again) does not list. */
+static int
+ckpt_unlisted(const char *gen_dir, FILE *fp, char **cause)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		 line[1024], file[512], want[DIGEST_HEX_LEN + 1];
+	uint64_t	 size;
+	int		 listed, rc = 0;
+
+	if ((d = opendir(gen_dir)) == NULL) {
+		set_cause(cause, "%s: %s", gen_dir, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp"))
+			continue;
+		listed = 0;
+		rewind(fp);
+		while (!listed && fgets(line, sizeof line, fp) != NULL)
+			listed = line[0] != '#' && sscanf(line, "%" SCNu64
+			    " %64s %511s", &size, want, file) == 3 &&
+			    strcmp(file, de->d_name) == 0;
+		if (!listed) {
+			set_cause(cause, "%s/%s is not in the MANIFEST: the "
+			    "checkpoint was tampered with", gen_dir, de->d_name);
+			rc = -1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
 int
 ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
 {
@@ -264,6 +303,9 @@ ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
 		set_cause(cause, "%s/%s lists no image", gen_dir, CKPT_MANIFEST);
 		goto out;
 	}
+	/* CRIU reads every image in the directory, not just the listed ones. */
+	if (ckpt_unlisted(gen_dir, fp, cause) != 0)
+		goto out;
 	rc = 0;
 out:
 	free(path);
@@ -381,7 +423,7 @@ ckpt_dump_conclude(struct ckpt_op *op)
 	if (op->answer_error != NULL || !op->published) {
 		/* A MANIFEST published before CRIU failed would bless images
 		 * of a dump CRIU disowns. */
-		if (op->published) {
+		if (op->published && !op->acked) {
 			xasprintf(&m, "%s/%s", op->gen_dir, CKPT_MANIFEST);
 			unlink(m);
 			free(m);
@@ -601,6 +643,14 @@ ckpt_restore_notify(struct criu *c, const char *script, void *arg)
 	return CRIU_NOTIFY_LATER;
 }
 
+int
+ckpt_hold_alive(const struct ckpt_hold *hold)
+{
+	const struct ckpt_op	*op = (const struct ckpt_op *)hold;
+
+	return op->holding && op->criu != NULL && !op->answered && !op->saved;
+}
+
 void
 ckpt_hold_release(struct ckpt_hold *hold, int ok)
 {
@@ -611,6 +661,8 @@ ckpt_hold_release(struct ckpt_hold *hold, int ok)
 	op->holding = 0;
 	if (op->dump) {
 		op->working = 0;
+		if (ok)
+			op->acked = 1;
 		if (op->criu != NULL)
 			criu_notify_reply(op->criu, ok);
 		if (op->answered)	/* CRIU died while held */

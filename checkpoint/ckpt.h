@@ -57,6 +57,9 @@ void		ckpt_dump_held(uv_loop_t *, const struct ckpt_target *,
 void		ckpt_restore_held(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, ckpt_hold_cb, ckpt_cb, void *arg);
 void		ckpt_hold_release(struct ckpt_hold *, int ok);
+/* 0 once CRIU died or answered while held: releasing it with ok would
+ * commit to nothing. */
+int		ckpt_hold_alive(const struct ckpt_hold *);
 /* Newest generation with a MANIFEST in dir, 0 if none. */
 uint64_t	ckpt_newest(const char *dir);
 /* Check every file of gen_dir against its MANIFEST. */

@@ -196,7 +196,9 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 		rc = c->notify != NULL ? c->notify(c, script, c->arg) : 0;
 		criu_resp__free_unpacked(resp, NULL);
 		if (rc == CRIU_NOTIFY_LATER) {
+			/* Whoever holds it owns the timing now. */
 			c->notify_waiting = 1;
+			uv_timer_stop(&c->deadline);
 			return;
 		}
 		criu_notify_reply(c, rc == 0);
@@ -282,6 +284,8 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	return c;
 }
 
+static void	criu_deadline_passed(uv_timer_t *);
+
 void
 criu_notify_reply(struct criu *c, int ok)
 {
@@ -292,6 +296,9 @@ criu_notify_reply(struct criu *c, int ok)
 	if (c->closing || c->fd == -1)
 		return;
 	log_debug("criu notify: %s", ok ? "ack" : "fail");
+	if (c->pending)
+		uv_timer_start(&c->deadline, criu_deadline_passed,
+		    CRIU_CALL_DEADLINE_MS, 0);
 	ack.type = CRIU_REQ_TYPE__NOTIFY;
 	ack.has_notify_success = 1;
 	ack.notify_success = ok != 0;

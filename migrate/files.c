@@ -23,6 +23,8 @@ struct files_send {
 	char			**names;
 	size_t			 n, next;
 	int			 fd;
+	struct stream		*st;		/* the file in flight */
+	int			 cancelled;
 	uint64_t		 off, size, total;
 	uint8_t			*buf;
 	files_done_cb		 cb;
@@ -52,7 +54,8 @@ files_send_finish(struct files_send *fs, const char *error)
 
 	if (fs->fd != -1)
 		close(fs->fd);
-	fs->cb(fs->arg, fs->total, error);
+	if (!fs->cancelled)
+		fs->cb(fs->arg, fs->total, error);
 	for (i = 0; i < fs->n; i++)
 		free(fs->names[i]);
 	free(fs->names);
@@ -97,6 +100,11 @@ files_send_end(struct stream *st, uint64_t bytes, const char *error)
 
 	close(fs->fd);
 	fs->fd = -1;
+	fs->st = NULL;
+	if (fs->cancelled) {
+		files_send_finish(fs, "cancelled");
+		return;
+	}
 	if (error != NULL) {
 		xasprintf(&why, "sending %s/%s: %s", fs->dir,
 		    fs->names[fs->next - 1], error);
@@ -137,8 +145,8 @@ files_send_next(struct files_send *fs)
 	xasprintf(&name, "%s/%s", fs->prefix, fs->names[fs->next]);
 	fs->next++;
 	log_debug("sending %s (%llu bytes)", name, (unsigned long long)fs->size);
-	if (stream_open(fs->mux, FILES_STREAM_KIND, name, fs->size,
-	    &files_send_ops, fs) == NULL) {
+	if ((fs->st = stream_open(fs->mux, FILES_STREAM_KIND, name, fs->size,
+	    &files_send_ops, fs)) == NULL) {
 		free(name);
 		files_send_finish(fs, "no free stream channel");
 		return;
@@ -176,6 +184,15 @@ files_send_dir(struct stream_mux *mux, const char *dir, const char *prefix,
 	closedir(d);
 	files_send_next(fs);
 	return fs;
+}
+
+void
+files_send_cancel(struct files_send *fs)
+{
+	fs->cancelled = 1;
+	if (fs->st != NULL)
+		stream_abort(fs->st, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "transfer cancelled");	/* its on_end frees fs */
 }
 
 /* --- receiving ------------------------------------------------------------- */

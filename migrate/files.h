@@ -22,6 +22,9 @@ struct files_send	*files_send_dir(struct stream_mux *, const char *dir,
 			    const char *prefix, files_done_cb, void *arg,
 			    char **cause);
 
+/* Stop sending: the current stream is aborted, cb is not called. */
+void			 files_send_cancel(struct files_send *);
+
 /* Receiving: write the stream into path (created, must not exist), fsync
  * it at the end.  -1 and *cause if path cannot be created. */
 int			 files_recv(struct stream *, const char *path, char **cause);

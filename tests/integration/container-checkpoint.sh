@@ -69,6 +69,16 @@ set -e
 echo "$out" | grep -q "checksum mismatch" || fail "no checksum error: $out"
 [ "$(info state)" = checkpointed ] || fail "mc is $(info state) after a refused restore"
 echo "refused: $out"
+# An image the MANIFEST does not list would be read by CRIU all the same:
+# it is refused too.
+cp "$gen2/MANIFEST" "$gen2/extra.img"
+set +e
+out=$(cl_ctl h1 restore mc --generation 2 2>&1); rc=$?
+set -e
+[ $rc = 1 ] && echo "$out" | grep -q "extra.img is not in the MANIFEST" ||
+	fail "unlisted image: $out"
+echo "refused: $out"
+rm "$gen2/extra.img"
 # The older, intact generation still restores.
 cl_ctl h1 restore mc --generation 2
 verify "restored from checkpoint 2 after 3 was refused"

@@ -103,6 +103,23 @@ cl_start h2
 cl_wait_up h1 2 30
 [ -z "$(inst_field h2 mc state)" ] || fail "h2 kept an incoming mc: $(inst_field h2 mc state)"
 
+# The source's ternd is stopped (SIGTERM) in the middle: it rolls the
+# migration back before it exits, so the container keeps running on h1.
+seen=$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)
+cl_ctl h1 migrate mc --to h2 > "$TH_ROOT/stopped.out" 2>&1 &
+ctl=$!
+for ((i = 0; i < 2000; i++)); do
+	[ "$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)" -gt "$seen" ] && break
+	sleep 0.005
+done
+cl_stop h1 || fail "h1's ternd did not stop cleanly during a migration"
+wait $ctl || true
+cl_start h1
+cl_wait_up h1 2 30
+[ "$(inst_field h1 mc state)" = running ] || fail "after the source stopped mc is at: $(where)"
+[ -z "$(inst_field h2 mc state)" ] || fail "h2 kept mc: $(inst_field h2 mc state)"
+inst_verify h1 mc "$state" "after the source's ternd stopped mid-migration"
+
 # And it still moves afterwards.
 cl_ctl h1 migrate mc --to h2
 inst_verify h2 mc "$state" "moved to h2 after the failure"
