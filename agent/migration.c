@@ -21,9 +21,6 @@
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
 
-/* A step the other side must take within this (not counting the dump,
- * the copy and the restore, which report their own failures). */
-#define MIG_STEP_TIMEOUT_MS	60000
 
 enum mig_state {
 	MIG_OFFERED,		/* source: waiting for READY */
@@ -60,17 +57,23 @@ struct migration {
 	int			 dumped;	/* source: CRIU done, after commit */
 	int			 link_lost;	/* source: at the commit point */
 	struct files_send	*fs;		/* source: images going out */
+	uv_timer_t		 timer;		/* no progress for too long */
 
 	instances_done_cb	 cb;		/* source: the operator's request */
 	void			*arg;
 };
 
+static void	mig_timeout(uv_timer_t *);
+
+/* Every step restarts the no-progress clock. */
 static void
 mig_set_state(struct migration *m, enum mig_state st)
 {
 	log_info("mig %" PRIx64 " %s: %s -> %s", m->id, m->name,
 	    mig_state_names[m->state], mig_state_names[st]);
 	m->state = st;
+	uv_timer_start(&m->timer, mig_timeout,
+	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
 }
 
 static struct migration *
@@ -98,11 +101,29 @@ mig_new(struct agent *a, const char *peer, uint64_t id, int source,
 	m->peer = xstrdup(peer);
 	m->name = xstrdup(name);
 	m->start_ms = now_ms();
+	uv_timer_init(a->loop, &m->timer);
+	m->timer.data = m;
+	/* No step for this long (either side, local work included, like
+	 * CRIU's own deadline): the other side is stuck or silent. */
+	uv_timer_start(&m->timer, mig_timeout,
+	    (uint64_t)a->conf->migration_timeout_ms, 0);
 	m->next = a->migrations;
 	a->migrations = m;
 	return m;
 }
 
+static void
+mig_freed(uv_handle_t *h)
+{
+	struct migration	*m = h->data;
+
+	free(m->peer);
+	free(m->name);
+	free(m->error);
+	free(m);
+}
+
+/* Unlink now, free once the timer is closed. */
 static void
 mig_free(struct migration *m)
 {
@@ -118,10 +139,7 @@ mig_free(struct migration *m)
 			break;
 		}
 	}
-	free(m->peer);
-	free(m->name);
-	free(m->error);
-	free(m);
+	uv_close((uv_handle_t *)&m->timer, mig_freed);
 }
 
 static int
@@ -660,6 +678,27 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 	default:
 		break;
 	}
+}
+
+static void
+mig_timeout(uv_timer_t *t)
+{
+	struct migration	*m = t->data;
+	char			*why;
+
+	xasprintf(&why, "no progress for %d ms in state %s (%s silent or "
+	    "stuck?)", m->agent->conf->migration_timeout_ms,
+	    mig_state_names[m->state], m->peer);
+	if (m->source && m->state == MIG_COMMITTED) {
+		if (m->dumped)
+			mig_source_orphaned(m, why);
+		else
+			m->link_lost = 1;
+	} else if (m->source)
+		mig_source_fail(m, "%s", why);
+	else
+		mig_target_discard(m, why);
+	free(why);
 }
 
 /* --- routing --------------------------------------------------------------- */

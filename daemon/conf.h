@@ -70,6 +70,7 @@ struct conf {
 	int			 heartbeat_interval_ms;
 	int			 peer_timeout_ms;
 	int			 reconnect_max_ms;
+	int			 migration_timeout_ms;
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used

@@ -32,6 +32,7 @@ static SSL	*ssl;
 static int	 sock = -1;
 static int	 timeout_ms = 5000;
 static const char *as_host;
+static char	*caps_extra;	/* --caps: more capabilities to claim */
 
 static void
 die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -178,18 +179,26 @@ send_hello(const char *host)
 {
 	Envelope	env;
 	Tern__Hello	h = TERN__HELLO__INIT;
-	char		*caps[] = { "stream.v1" };
+	char		*caps[8] = { "stream.v1" }, *copy = NULL, *c, *save;
+	size_t		 n = 1;
 
+	if (caps_extra != NULL) {
+		copy = strdup(caps_extra);
+		for (c = strtok_r(copy, ",", &save); c != NULL && n < 8;
+		    c = strtok_r(NULL, ",", &save))
+			caps[n++] = c;
+	}
 	msg_init(&env, 0);
 	h.host = (char *)host;
 	h.software = "rawpeer";
-	h.n_capabilities = 1;
+	h.n_capabilities = n;
 	h.capabilities = caps;
 	h.max_frame = 1u << 20;
 	h.boot_id = 42;
 	env.body_case = TERN__ENVELOPE__BODY_HELLO;
 	env.hello = &h;
 	send_env(&env);
+	free(copy);
 }
 
 /* Hello both ways; exits 3 if the peer refuses us. */
@@ -264,6 +273,39 @@ forge_header(uint8_t *h, uint32_t len, uint8_t type, uint8_t flags,
 	put32(h + 12, crc32c(0, h, 12));
 }
 
+/* A peer that stays connected and answers pings, and nothing else: every
+ * other message is printed and ignored. */
+static int
+silent(int seconds)
+{
+	Envelope	*env, reply;
+	Tern__Pong	 pong = TERN__PONG__INIT;
+	uint64_t	 start = now_ms();
+	int		 closed;
+
+	while (now_ms() - start < (uint64_t)seconds * 1000) {
+		env = recv_env(100, NULL, &closed);
+		if (closed) {
+			printf("closed by ternd\n");
+			return 1;
+		}
+		if (env == NULL)
+			continue;
+		if (env->body_case == TERN__ENVELOPE__BODY_PING) {
+			msg_init(&reply, env->request_id);
+			pong.sent_ns = env->ping->sent_ns;
+			reply.body_case = TERN__ENVELOPE__BODY_PONG;
+			reply.pong = &pong;
+			send_env(&reply);
+		} else {
+			printf("ignored: %s\n", msg_name(env));
+			fflush(stdout);
+		}
+		msg_free(env);
+	}
+	return 0;
+}
+
 /* Pretend to be a ternd that reads very slowly; answer pings. */
 static int
 slow_sink(uint64_t rate, int seconds)
@@ -328,7 +370,7 @@ usage(void)
 	    "scenarios: hello oversize truncated badcrc badheader unknown-type\n"
 	    "           unknown-field bad-version garbage lying-hello "
 	    "before-hello over-credit\n           unopened-channel\n"
-	    "           slow-sink\n");
+	    "           slow-sink silent [--caps a,b]\n");
 	exit(2);
 }
 
@@ -346,6 +388,7 @@ main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "seconds", required_argument, NULL, 's' },
+		{ "caps", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char		*connect_to = NULL, *ca = NULL, *cert = NULL;
@@ -374,6 +417,7 @@ main(int argc, char **argv)
 		case 't': timeout_ms = atoi(optarg); break;
 		case 'r': rate = strtoull(optarg, NULL, 10); break;
 		case 's': seconds = atoi(optarg); break;
+		case 'P': caps_extra = optarg; break;
 		default: usage();
 		}
 	}
@@ -439,6 +483,9 @@ main(int argc, char **argv)
 		env.ping = &ping;
 		send_env(&env);
 		rc = expect_close();
+	} else if (strcmp(scenario, "silent") == 0) {
+		do_hello();
+		rc = silent(seconds);
 	} else if (strcmp(scenario, "slow-sink") == 0) {
 		do_hello();
 		rc = slow_sink(rate, seconds);
