@@ -57,6 +57,10 @@ struct migration {
 	int			 dumped;	/* source: CRIU done, after commit */
 	int			 link_lost;	/* source: at the commit point */
 	struct files_send	*fs;		/* source: images going out */
+	uv_work_t		 work;		/* target: fsync after resume */
+	char			*sync_dir;	/* (the instance may go meanwhile) */
+	struct instances	*set;		/* ... the table stays until then */
+	char			*sync_error;
 	uv_timer_t		 timer;		/* no progress for too long */
 
 	instances_done_cb	 cb;		/* source: the operator's request */
@@ -64,6 +68,8 @@ struct migration {
 };
 
 static void	mig_timeout(uv_timer_t *);
+static void	mig_target_sync(uv_work_t *);
+static void	mig_target_synced(uv_work_t *, int);
 
 /* Every step restarts the no-progress clock. */
 static void
@@ -120,6 +126,8 @@ mig_freed(uv_handle_t *h)
 	free(m->peer);
 	free(m->name);
 	free(m->error);
+	free(m->sync_error);
+	free(m->sync_dir);
 	free(m);
 }
 
@@ -547,10 +555,39 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 	instance_watch(in, res->pid, 0);
 	in->generation = m->generation;
 	instance_set_state(in, INST_RUNNING, "migrated in");
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 	log_info("mig %" PRIx64 " %s: running here (pid %ld), moved from %s",
 	    m->id, m->name, (long)res->pid, m->peer);
-	instances_op_done(in->set);
+	/* Make our copy of the images durable now that it runs, then let the
+	 * source drop its own (until then it is the durable one). */
+	xasprintf(&m->sync_dir, "%s/%" PRIu64, in->ckpt_dir, m->generation);
+	m->set = in->set;
+	m->in = NULL;	/* it is an ordinary running instance from here */
+	m->work.data = m;
+	uv_queue_work(m->agent->loop, &m->work, mig_target_sync,
+	    mig_target_synced);
+}
+
+static void
+mig_target_sync(uv_work_t *w)
+{
+	struct migration	*m = w->data;
+
+	files_sync_dir(m->sync_dir, &m->sync_error);
+}
+
+static void
+mig_target_synced(uv_work_t *w, int status)
+{
+	struct migration	*m = w->data;
+
+	if (m->sync_error != NULL)
+		/* The source then keeps its checkpoint (it times out waiting
+		 * and says so): ours is not durable. */
+		log_warnx("mig %" PRIx64 " %s: %s; not confirming, the source "
+		    "keeps its checkpoint", m->id, m->name, m->sync_error);
+	else
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
+	instances_op_done(m->set);
 	mig_free(m);
 }
 

@@ -226,8 +226,6 @@ files_recv_end(struct stream *st, uint64_t bytes, const char *error)
 {
 	struct files_recv	*fr = stream_data(st);
 
-	if (error == NULL && fsync(fr->fd) != 0)
-		log_warn("%s: fsync", fr->path);
 	if (error != NULL) {
 		log_warnx("%s: %s; removed", fr->path, error);
 		unlink(fr->path);
@@ -259,4 +257,40 @@ files_recv(struct stream *st, const char *path, char **cause)
 	fr->path = xstrdup(path);
 	stream_set_ops(st, &files_recv_ops, fr);
 	return 0;
+}
+
+int
+files_sync_dir(const char *dir, char **cause)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*path;
+	int		 fd, rc = 0;
+
+	if ((d = opendir(dir)) == NULL) {
+		set_cause(cause, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (de->d_type != DT_REG)
+			continue;
+		xasprintf(&path, "%s/%s", dir, de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+		    fsync(fd) != 0) {
+			set_cause(cause, "%s: fsync: %s", path, strerror(errno));
+			rc = -1;
+		}
+		if (fd != -1)
+			close(fd);
+		free(path);
+	}
+	closedir(d);
+	if (rc == 0 && ((fd = open(dir, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1 || fsync(fd) != 0)) {
+		set_cause(cause, "%s: fsync: %s", dir, strerror(errno));
+		rc = -1;
+	}
+	if (fd != -1)
+		close(fd);
+	return rc;
 }

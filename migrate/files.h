@@ -25,9 +25,14 @@ struct files_send	*files_send_dir(struct stream_mux *, const char *dir,
 /* Stop sending: the current stream is aborted, cb is not called. */
 void			 files_send_cancel(struct files_send *);
 
-/* Receiving: write the stream into path (created, must not exist), fsync
- * it at the end.  -1 and *cause if path cannot be created. */
+/* Receiving: write the stream into path (created, must not exist).  Not
+ * fsync'd here: the receiver makes the whole directory durable when it
+ * suits it (files_sync_dir), e.g. after the migrated container resumed.
+ * -1 and *cause if path cannot be created. */
 int			 files_recv(struct stream *, const char *path, char **cause);
+/* fsync every regular file of dir, then dir (blocking: run it off the
+ * event loop).  -1 and *cause on the first failure. */
+int			 files_sync_dir(const char *dir, char **cause);
 
 /* A file name as a peer may send it: one path component, no dot files. */
 int			 files_name_valid(const char *);
