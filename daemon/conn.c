@@ -55,7 +55,6 @@ struct conn {
 
 	enum conn_state		 state;
 	int			 client;
-	int			 paused;
 	int			 reading;
 	int			 in_dispatch;
 	int			 refs;		/* callbacks in progress */
@@ -67,8 +66,6 @@ struct conn {
 
 	size_t			 queued;	/* bytes in outstanding writes */
 	int			 above_high;
-	uint64_t		 bytes_in;
-	uint64_t		 bytes_out;
 };
 
 static void	conn_start_reading(struct conn *);
@@ -153,28 +150,10 @@ conn_is_client(const struct conn *c)
 	return c->client;
 }
 
-uint64_t
-conn_bytes_in(const struct conn *c)
-{
-	return c->bytes_in;
-}
-
-uint64_t
-conn_bytes_out(const struct conn *c)
-{
-	return c->bytes_out;
-}
-
 int
 conn_closing(const struct conn *c)
 {
 	return c->state == CONN_CLOSING;
-}
-
-size_t
-conn_queued(const struct conn *c)
-{
-	return c->queued;
 }
 
 int
@@ -306,7 +285,6 @@ conn_write_done(uv_write_t *req, int status)
 	struct conn		*c = w->conn;
 
 	c->queued -= w->len;
-	c->bytes_out += w->len;
 	free(w);
 	if (status != 0) {
 		if (status != UV_ECANCELED)
@@ -454,7 +432,7 @@ conn_handshake_timeout(uv_timer_t *t)
 	    "connect" : "TLS handshake", c->limits.handshake_ms);
 }
 
-/* Dispatch every whole frame in the decoder, unless paused or closing. */
+/* Dispatch every whole frame in the decoder, unless closing. */
 static void
 conn_process(struct conn *c)
 {
@@ -469,7 +447,7 @@ conn_process(struct conn *c)
 		return;
 	c->in_dispatch = 1;
 	c->refs++;
-	while (c->state == CONN_READY && !c->paused) {
+	while (c->state == CONN_READY) {
 		st = frame_decoder_next(&c->dec, &hdr, &payload);
 		if (st == FRAME_NEED_MORE)
 			break;
@@ -501,9 +479,8 @@ conn_process(struct conn *c)
 		conn_finish_close(c);
 }
 
-/* Decrypt what TLS has into the decoder, dispatching as frames complete.
- * Stops when paused, so a paused connection keeps at most one frame plus
- * what TLS buffered. */
+/* Decrypt what TLS has into the decoder, dispatching as frames complete
+ * (so the decoder holds at most one partial frame). */
 static void
 conn_read_tls(struct conn *c)
 {
@@ -512,7 +489,7 @@ conn_read_tls(struct conn *c)
 	size_t		 room, n;
 	char		*cause = NULL;
 
-	while (c->state == CONN_READY && !c->paused) {
+	while (c->state == CONN_READY) {
 		space = frame_decoder_space(&c->dec, &room);
 		n = tls_read(c->tls, space, room, &st, &cause);
 		if (n == 0) {
@@ -563,11 +540,10 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			conn_fail(c, "read failed: %s", uv_strerror((int)n));
 		return;
 	}
-	c->bytes_in += (uint64_t)n;
 	if (c->tls == NULL) {
 		frame_decoder_commit(&c->dec, (size_t)n);
 		conn_process(c);
-		goto pressure;
+		return;
 	}
 	tls_feed(c->tls, buf->base, (size_t)n);
 	if (c->state == CONN_HANDSHAKE) {
@@ -591,12 +567,6 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		}
 	}
 	conn_read_tls(c);
-pressure:
-	/* A paused consumer: stop reading so TCP pushes back on the peer. */
-	if (c->paused && c->reading && c->state == CONN_READY) {
-		uv_read_stop(c->stream);
-		c->reading = 0;
-	}
 }
 
 static void
@@ -604,33 +574,13 @@ conn_start_reading(struct conn *c)
 {
 	int	rc;
 
-	if (c->reading || c->paused || c->state == CONN_CLOSING)
+	if (c->reading || c->state == CONN_CLOSING)
 		return;
 	if ((rc = uv_read_start(c->stream, conn_alloc, conn_on_read)) != 0) {
 		conn_fail(c, "cannot read: %s", uv_strerror(rc));
 		return;
 	}
 	c->reading = 1;
-}
-
-void
-conn_pause(struct conn *c)
-{
-	c->paused = 1;
-}
-
-void
-conn_resume(struct conn *c)
-{
-	if (!c->paused || c->state == CONN_CLOSING)
-		return;
-	c->paused = 0;
-	/* Frames that arrived before the pause come first. */
-	if (c->tls != NULL)
-		conn_read_tls(c);
-	else
-		conn_process(c);
-	conn_start_reading(c);
 }
 
 /* The socket is connected (either way): start TLS, or be ready. */

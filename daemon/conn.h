@@ -5,7 +5,8 @@
  * Memory stays bounded both ways: received frames are limited by the
  * maximum frame size; queued output above the send limit means the peer
  * is not reading, and the connection is closed rather than grown.
- * Producers of bulk data ask conn_writable() and wait for on_drain. */
+ * Producers of bulk data ask conn_writable() and wait for on_drain; a slow
+ * consumer holds its sender back by credit (daemon/stream.h). */
 #ifndef TERN_CONN_H
 #define TERN_CONN_H
 
@@ -61,11 +62,6 @@ int		 conn_send_data(struct conn *, uint16_t channel, const void *,
 void		 conn_send_error_close(struct conn *, int code, const char *fmt,
 		    ...) __attribute__((format(printf, 3, 4)));
 int		 conn_writable(const struct conn *);
-size_t		 conn_queued(const struct conn *);
-
-/* Stop / restart delivering frames (back-pressure from a slow consumer). */
-void		 conn_pause(struct conn *);
-void		 conn_resume(struct conn *);
 
 /* Close; on_close follows from the loop.  Idempotent. */
 void		 conn_close(struct conn *, const char *fmt, ...)
@@ -87,7 +83,5 @@ int		 conn_peer_cred(const struct conn *, uid_t *, gid_t *, pid_t *);
 uint32_t	 conn_max_frame(const struct conn *);
 void		 conn_set_peer_max_frame(struct conn *, uint32_t);
 int		 conn_is_client(const struct conn *);
-uint64_t	 conn_bytes_in(const struct conn *);
-uint64_t	 conn_bytes_out(const struct conn *);
 
 #endif

@@ -51,12 +51,6 @@ ctl_client_unref(struct ctl_client *cl)
 		free(cl);
 }
 
-int
-ctl_client_gone(const struct ctl_client *cl)
-{
-	return cl->conn == NULL;
-}
-
 void
 ctl_client_reply(struct ctl_client *cl, const Envelope *env)
 {

@@ -27,7 +27,6 @@ void		 ctlsock_close(struct ctlsock *);
 
 void		 ctl_client_ref(struct ctl_client *);
 void		 ctl_client_unref(struct ctl_client *);
-int		 ctl_client_gone(const struct ctl_client *);
 /* Send a reply; its request_id must be set by the caller. */
 void		 ctl_client_reply(struct ctl_client *, const Envelope *);
 void		 ctl_client_error(struct ctl_client *, uint64_t request_id,

@@ -39,7 +39,6 @@ struct stream_mux {
 	stream_accept_fn	 accept;
 	void			*data;
 	struct stream		*streams;
-	size_t			 count;
 	uint16_t		 next_channel;
 	uint16_t		 peer_high;	/* highest channel the peer opened */
 };
@@ -63,12 +62,6 @@ void *
 stream_mux_data(const struct stream_mux *mux)
 {
 	return mux->data;
-}
-
-size_t
-stream_mux_count(const struct stream_mux *mux)
-{
-	return mux->count;
 }
 
 static struct stream *
@@ -101,7 +94,6 @@ stream_new(struct stream_mux *mux, uint16_t channel, int outgoing)
 	st->state = outgoing ? STREAM_OPENING : STREAM_OPEN;
 	st->next = mux->streams;
 	mux->streams = st;
-	mux->count++;
 	return st;
 }
 
@@ -115,7 +107,6 @@ stream_end(struct stream *st, const char *error)
 	for (pp = &mux->streams; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == st) {
 			*pp = st->next;
-			mux->count--;
 			break;
 		}
 	}

@@ -51,7 +51,6 @@ int			 stream_mux_msg(struct stream_mux *, const Envelope *);
 void			 stream_mux_data_frame(struct stream_mux *, uint16_t channel,
 			    const uint8_t *, size_t);
 void			 stream_mux_drain(struct stream_mux *);
-size_t			 stream_mux_count(const struct stream_mux *);
 
 /* Open a stream towards the peer; on_writable fires once it is accepted. */
 struct stream		*stream_open(struct stream_mux *, const char *kind,
