@@ -224,15 +224,13 @@ out:
 	return rc;
 }
 
-/* An image in gen_dir that the MANIFEST (fp, read again) does not list. */
+/* An image in gen_dir that is not among the n names the MANIFEST listed. */
 static int
-ckpt_unlisted(const char *gen_dir, FILE *fp, char **cause)
+ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
 {
 	struct dirent	*de;
 	DIR		*d;
-	char		 line[1024], file[512], want[DIGEST_HEX_LEN + 1];
-	uint64_t	 size;
-	int		 listed, rc = 0;
+	int		 i, rc = 0;
 
 	if ((d = opendir(gen_dir)) == NULL) {
 		set_cause(cause, "%s: %s", gen_dir, strerror(errno));
@@ -241,13 +239,9 @@ ckpt_unlisted(const char *gen_dir, FILE *fp, char **cause)
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp"))
 			continue;
-		listed = 0;
-		rewind(fp);
-		while (!listed && fgets(line, sizeof line, fp) != NULL)
-			listed = line[0] != '#' && sscanf(line, "%" SCNu64
-			    " %64s %511s", &size, want, file) == 3 &&
-			    strcmp(file, de->d_name) == 0;
-		if (!listed) {
+		for (i = 0; i < n && strcmp(listed[i], de->d_name) != 0; i++)
+			;
+		if (i == n) {
 			set_cause(cause, "%s/%s is not in the MANIFEST: the "
 			    "checkpoint was tampered with", gen_dir, de->d_name);
 			rc = -1;
@@ -262,9 +256,9 @@ ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
 {
 	FILE		*fp;
 	char		*path, line[1024], file[512], want[DIGEST_HEX_LEN + 1];
-	char		 hex[DIGEST_HEX_LEN + 1];
+	char		 hex[DIGEST_HEX_LEN + 1], **listed = NULL;
 	uint64_t	 size, got;
-	int		 rc = -1, n = 0;
+	int		 rc = -1, n = 0, i;
 
 	*bytes = 0;
 	xasprintf(&path, "%s/%s", gen_dir, CKPT_MANIFEST);
@@ -297,17 +291,21 @@ ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
 			goto out;
 		}
 		*bytes += size;
-		n++;
+		listed = xreallocarray(listed, (size_t)n + 1, sizeof *listed);
+		listed[n++] = xstrdup(file);
 	}
 	if (n == 0) {
 		set_cause(cause, "%s/%s lists no image", gen_dir, CKPT_MANIFEST);
 		goto out;
 	}
 	/* CRIU reads every image in the directory, not just the listed ones. */
-	if (ckpt_unlisted(gen_dir, fp, cause) != 0)
+	if (ckpt_unlisted(gen_dir, listed, n, cause) != 0)
 		goto out;
 	rc = 0;
 out:
+	for (i = 0; i < n; i++)
+		free(listed[i]);
+	free(listed);
 	free(path);
 	fclose(fp);
 	return rc;
