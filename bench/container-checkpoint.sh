@@ -30,12 +30,7 @@ cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 start_mc() {
 	: > "$state"
 	cl_ctl h1 start mc >/dev/null
-	for ((i = 0; i < 600; i++)); do
-		grep -q "^ready" "$state" && return 0
-		sleep 0.1
-	done
-	echo "memcheck did not start" >&2
-	exit 1
+	inst_wait_ready "$state" || exit 1
 }
 
 echo "container-checkpoint: $MIB MiB memcheck container, dump to disk and restore on one host"

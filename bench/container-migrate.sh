@@ -28,25 +28,14 @@ cl_start h1 && cl_start h2
 cl_wait_up h1 2 30
 cl_wait_criu h1 && cl_wait_criu h2
 rootfs_make "$TH_ROOT/rootfs"
-rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck "$MIB" /var/log/memcheck.state
-python3 - "$TH_ROOT/mc.json" <<'PY'
-import json, sys
-spec = json.load(open(sys.argv[1]))
-spec["tern"] = {"shared_storage": True}
-json.dump(spec, open(sys.argv[1], "w"))
-PY
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck "$MIB" /var/log/memcheck.state
 state="$TH_ROOT/rootfs/var/log/memcheck.state"
 
 start_mc() {	# HOST
 	: > "$state"
 	cl_ctl "$1" create mc --spec "$TH_ROOT/mc.json" >/dev/null
 	cl_ctl "$1" start mc >/dev/null
-	for ((i = 0; i < 600; i++)); do
-		grep -q "^ready" "$state" && return 0
-		sleep 0.1
-	done
-	echo "memcheck did not start" >&2
-	exit 1
+	inst_wait_ready "$state" || exit 1
 }
 
 echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU $TH_MTU)"

@@ -32,11 +32,8 @@ verify() { inst_verify h1 mc "$state" "$1"; }
 
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json"
 cl_ctl h1 start mc
-for ((i = 0; i < 100; i++)); do
-	grep -q "^ready" "$state" 2>/dev/null && break
-	sleep 0.1
-done
-grep -q "^ready" "$state" || fail "memcheck did not start: $(cat "$rootfs/.tern-console.log" 2>/dev/null)"
+inst_wait_ready "$state" ||
+	fail "memcheck did not start: $(cat "$rootfs/.tern-console.log" 2>/dev/null)"
 verify "started"
 
 # 1: checkpoint, leave running.

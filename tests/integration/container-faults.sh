@@ -33,11 +33,7 @@ make_ct() {	# HOST NAME MIB
 	rootfs_spec "$dir/rootfs" "$2" /bin/memcheck "$3" /var/log/memcheck.state
 	cl_ctl "$1" create "$2" --spec "$dir/$2.json" >/dev/null
 	cl_ctl "$1" start "$2" >/dev/null
-	for ((i = 0; i < 200; i++)); do
-		grep -q "^ready" "$dir/rootfs/var/log/memcheck.state" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 did not start"
+	inst_wait_ready "$dir/rootfs/var/log/memcheck.state" || fail "$2 did not start"
 }
 verify() {	# HOST NAME
 	inst_verify "$1" "$2" "$TH_ROOT/$2/rootfs/var/log/memcheck.state"

@@ -27,22 +27,13 @@ cl_wait_criu h2 || fail "h2 cannot run containers"
 
 # The rootfs is on storage both hosts see (/tmp is shared by test hosts).
 rootfs_make "$TH_ROOT/rootfs"
-rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 64 /var/log/memcheck.state
-python3 - "$TH_ROOT/mc.json" <<'PY'
-import json, sys
-spec = json.load(open(sys.argv[1]))
-spec["tern"] = {"shared_storage": True}
-json.dump(spec, open(sys.argv[1], "w"))
-PY
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 64 /var/log/memcheck.state
 rootfs_spec "$TH_ROOT/rootfs" private /bin/memcheck 8 /var/log/private.state
 state="$TH_ROOT/rootfs/var/log/memcheck.state"
 
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 cl_ctl h1 start mc >/dev/null
-for ((i = 0; i < 100; i++)); do
-	grep -q "^ready" "$state" 2>/dev/null && break
-	sleep 0.1
-done
+inst_wait_ready "$state" || fail "memcheck did not start"
 inst_verify h1 mc "$state" "started on h1"
 
 where() {	# which host lists mc, and as what

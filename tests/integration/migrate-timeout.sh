@@ -30,20 +30,11 @@ for ((i = 0; i < 50; i++)); do
 done
 
 rootfs_make "$TH_ROOT/rootfs"
-rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 16 /var/log/memcheck.state
-python3 - "$TH_ROOT/mc.json" <<'PY'
-import json, sys
-spec = json.load(open(sys.argv[1]))
-spec["tern"] = {"shared_storage": True}
-json.dump(spec, open(sys.argv[1], "w"))
-PY
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 16 /var/log/memcheck.state
 state="$TH_ROOT/rootfs/var/log/memcheck.state"
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 cl_ctl h1 start mc >/dev/null
-for ((i = 0; i < 100; i++)); do
-	grep -q "^ready" "$state" 2>/dev/null && break
-	sleep 0.1
-done
+inst_wait_ready "$state" || fail "memcheck did not start"
 
 set +e
 out=$(cl_ctl h1 migrate mc --to h2 2>&1); rc=$?

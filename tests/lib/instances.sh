@@ -2,6 +2,7 @@
 # after testhost.sh and cluster.sh.
 #
 #	cl_wait_criu HOST            wait until HOST's ternd checked CRIU
+#	inst_wait_ready STATE        until memcheck wrote "ready" (20 s)
 #	inst_field HOST NAME FIELD   a field of `ternctl list --json`
 #	inst_verify HOST NAME STATE  make memcheck verify its memory (SIGUSR1)
 #	                             and fail the test unless it says ok;
@@ -15,6 +16,16 @@ cl_wait_criu() {
 		sleep 0.1
 	done
 	echo "instances: $1 has no usable CRIU: $(cl_ctl "$1" status)" >&2
+	return 1
+}
+
+inst_wait_ready() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		grep -q "^ready" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "instances: memcheck did not start (no ready line in $1)" >&2
 	return 1
 }
 

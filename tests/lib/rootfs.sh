@@ -26,6 +26,8 @@
 #	ROOTFS_SPEC_NETWORK=1	a network namespace of its own
 #	ROOTFS_SPEC_READONLY=1	root.readonly
 #	ROOTFS_SPEC_ROOT	root.path instead of DIR's name
+#	ROOTFS_SPEC_SHARED=1	"tern": {"shared_storage": true} (the rootfs is
+#				on storage every host sees: it can migrate)
 #
 # Functions return non-zero and say why on stderr ("rootfs: ..."); they
 # never exit the caller's shell.
@@ -134,7 +136,12 @@ rootfs_spec() {
 		printf '		"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}%s],\n' \
 		    "$([ "${ROOTFS_SPEC_NETWORK:-}" = 1 ] && echo ', {"type": "network"}')"
 		echo "		\"resources\": {$res}"
-		echo '	}'
+		if [ "${ROOTFS_SPEC_SHARED:-}" = 1 ]; then
+			echo '	},'
+			echo '	"tern": {"shared_storage": true}'
+		else
+			echo '	}'
+		fi
 		echo '}'
 	} >"$spec" || rootfs__err "cannot write $spec" || return 1
 }
