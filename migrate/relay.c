@@ -1,0 +1,383 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LOG_MODULE "migrate.relay"
+#include "daemon/log.h"
+#include "daemon/xmalloc.h"
+#include "migrate/relay.h"
+
+/* One read from the local socket; a stream takes it in frames. */
+#define RELAY_CHUNK	(256u << 10)
+
+struct relay {
+	uv_poll_t	 poll;
+	int		 fd;
+	int		 events;	/* what poll waits for now */
+	char		*what;
+
+	struct stream	*out;		/* ours: socket -> peer */
+	int		 out_open;	/* accepted by the peer */
+	int		 out_eof;	/* the socket said EOF; finished */
+	int		 out_ended;	/* the peer confirmed (or broke) */
+	uint8_t		*obuf;		/* read, not yet taken by the stream */
+	size_t		 olen, ooff;
+
+	struct stream	*in;		/* theirs: peer -> socket */
+	int		 in_ended;
+	uint8_t		*ibuf;		/* arrived, not yet written */
+	size_t		 ilen, ioff;
+
+	uint64_t	 bytes_out, bytes_in;
+	int		 done;		/* cb was called */
+	int		 failing;
+	int		 freeing;
+	relay_done_cb	 cb;
+	void		*arg;
+};
+
+static void	relay_update(struct relay *);
+
+static void
+relay_finish(struct relay *r, const char *error)
+{
+	if (r->done)
+		return;
+	r->done = 1;
+	if (error != NULL)
+		log_warnx("%s: relay broken: %s", r->what, error);
+	else
+		log_debug("%s: relay done (%llu bytes out, %llu in)", r->what,
+		    (unsigned long long)r->bytes_out,
+		    (unsigned long long)r->bytes_in);
+	r->cb(r->arg, error);
+}
+
+static void
+relay_fail(struct relay *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Broken either way: stop both streams; the socket stays open. */
+static void
+relay_fail(struct relay *r, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*text;
+
+	va_start(ap, fmt);
+	xvasprintf(&text, fmt, ap);
+	va_end(ap);
+	r->failing = 1;
+	r->events = 0;
+	uv_poll_stop(&r->poll);
+	if (r->out != NULL && !r->out_ended)
+		stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s",
+		    text);
+	if (r->in != NULL && !r->in_ended)
+		stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s",
+		    text);
+	relay_finish(r, text);
+	free(text);
+}
+
+static void
+relay_check_done(struct relay *r)
+{
+	if (r->out_ended && r->in_ended && r->ilen == 0)
+		relay_finish(r, NULL);
+}
+
+/* Hand what was read to the stream; 0 when it took everything. */
+static int
+relay_push(struct relay *r)
+{
+	size_t	n;
+
+	while (r->ooff < r->olen) {
+		n = stream_send(r->out, r->obuf + r->ooff, r->olen - r->ooff);
+		if (n == 0)
+			return -1;	/* on_writable resumes */
+		r->ooff += n;
+		r->bytes_out += n;
+	}
+	r->ooff = r->olen = 0;
+	return 0;
+}
+
+static void
+relay_read(struct relay *r)
+{
+	ssize_t	n;
+
+	for (;;) {
+		if (relay_push(r) != 0)
+			break;
+		n = read(r->fd, r->obuf, RELAY_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0 && errno != ECONNRESET) {
+			relay_fail(r, "reading the local socket: %s",
+			    strerror(errno));
+			return;
+		}
+		if (n <= 0) {
+			/* The local process is done talking. */
+			r->out_eof = 1;
+			stream_finish(r->out);
+			break;
+		}
+		r->olen = (size_t)n;
+	}
+	relay_update(r);
+}
+
+/* Write what the peer sent; acknowledge only what the socket took. */
+static void
+relay_write(struct relay *r)
+{
+	ssize_t	n;
+
+	while (r->ilen > r->ioff) {
+		n = send(r->fd, r->ibuf + r->ioff, r->ilen - r->ioff,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {
+			relay_fail(r, "writing the local socket: %s",
+			    strerror(errno));
+			return;
+		}
+		r->ioff += (size_t)n;
+		r->bytes_in += (size_t)n;
+		if (r->in != NULL && !r->in_ended)
+			stream_consumed(r->in, (size_t)n);
+	}
+	if (r->ioff == r->ilen) {
+		free(r->ibuf);
+		r->ibuf = NULL;
+		r->ilen = r->ioff = 0;
+		if (r->in_ended)
+			shutdown(r->fd, SHUT_WR);
+	}
+	relay_update(r);
+	relay_check_done(r);
+}
+
+static void
+relay_on_poll(uv_poll_t *h, int status, int events)
+{
+	struct relay	*r = h->data;
+
+	if (status < 0) {
+		relay_fail(r, "polling the local socket: %s",
+		    uv_strerror(status));
+		return;
+	}
+	if (events & UV_WRITABLE)
+		relay_write(r);
+	if (!r->done && (events & (UV_READABLE | UV_DISCONNECT)))
+		relay_read(r);
+}
+
+/* Poll for reading only while the stream can take more, for writing only
+ * while bytes wait. */
+static void
+relay_update(struct relay *r)
+{
+	int	ev = 0;
+
+	if (r->done || r->freeing)
+		return;
+	if (r->out != NULL && r->out_open && !r->out_eof && r->olen == 0)
+		ev |= UV_READABLE;
+	if (r->ilen > r->ioff)
+		ev |= UV_WRITABLE;
+	if (ev == r->events)
+		return;
+	r->events = ev;
+	if (ev == 0)
+		uv_poll_stop(&r->poll);
+	else
+		uv_poll_start(&r->poll, ev, relay_on_poll);
+}
+
+static void
+relay_out_writable(struct stream *st)
+{
+	struct relay	*r = stream_data(st);
+
+	r->out_open = 1;
+	if (r->olen > 0 && relay_push(r) != 0)
+		return;
+	relay_update(r);
+}
+
+static void
+relay_out_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	struct relay	*r = stream_data(st);
+
+	r->out = NULL;
+	r->out_ended = 1;
+	if (r->freeing || r->failing)
+		return;
+	if (error != NULL) {
+		relay_fail(r, "%s", error);
+		return;
+	}
+	relay_check_done(r);
+}
+
+static const struct stream_ops relay_out_ops = {
+	.on_writable = relay_out_writable,
+	.on_end = relay_out_end,
+};
+
+static void
+relay_in_data(struct stream *st, const uint8_t *data, size_t len)
+{
+	struct relay	*r = stream_data(st);
+	ssize_t		 n = 0;
+
+	if (r->done)
+		return;
+	/* Straight through when nothing waits before it. */
+	if (r->ilen == r->ioff) {
+		n = send(r->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			relay_fail(r, "writing the local socket: %s",
+			    strerror(errno));
+			return;
+		}
+		if (n < 0)
+			n = 0;
+		r->bytes_in += (size_t)n;
+		stream_consumed(st, (size_t)n);
+	}
+	if ((size_t)n < len) {
+		/* Bounded by the credit we granted, not by the peer. */
+		r->ibuf = xrealloc(r->ibuf, r->ilen + len - (size_t)n);
+		memcpy(r->ibuf + r->ilen, data + n, len - (size_t)n);
+		r->ilen += len - (size_t)n;
+	}
+	relay_update(r);
+}
+
+static void
+relay_in_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	struct relay	*r = stream_data(st);
+
+	r->in = NULL;
+	r->in_ended = 1;
+	if (r->freeing || r->failing)
+		return;
+	if (error != NULL) {
+		relay_fail(r, "%s", error);
+		return;
+	}
+	if (r->ilen == r->ioff)
+		shutdown(r->fd, SHUT_WR);	/* the peer's side is done */
+	relay_check_done(r);
+}
+
+static const struct stream_ops relay_in_ops = {
+	.on_data = relay_in_data,
+	.on_end = relay_in_end,
+};
+
+struct relay *
+relay_new(uv_loop_t *loop, int fd, const char *what, relay_done_cb cb,
+    void *arg)
+{
+	struct relay	*r;
+	int		 fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) != -1)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	r = xcalloc(1, sizeof *r);
+	r->fd = fd;
+	r->what = xstrdup(what);
+	r->obuf = xmalloc(RELAY_CHUNK);
+	r->cb = cb;
+	r->arg = arg;
+	uv_poll_init(loop, &r->poll, fd);
+	r->poll.data = r;
+	return r;
+}
+
+int
+relay_open(struct relay *r, struct stream_mux *mux, const char *name,
+    char **cause)
+{
+	if (mux == NULL) {
+		set_cause(cause, "%s: the peer is not connected", r->what);
+		return -1;
+	}
+	r->out = stream_open(mux, RELAY_STREAM_KIND, name, 0, &relay_out_ops, r);
+	return 0;
+}
+
+void
+relay_attach(struct relay *r, struct stream *st)
+{
+	r->in = st;
+	stream_set_ops(st, &relay_in_ops, r);
+}
+
+uint64_t
+relay_bytes_out(const struct relay *r)
+{
+	return r->bytes_out;
+}
+
+uint64_t
+relay_bytes_in(const struct relay *r)
+{
+	return r->bytes_in;
+}
+
+int
+relay_local_fd(const struct relay *r)
+{
+	return r->fd;
+}
+
+static void
+relay_closed(uv_handle_t *h)
+{
+	struct relay	*r = h->data;
+
+	free(r->obuf);
+	free(r->ibuf);
+	free(r->what);
+	free(r);
+}
+
+void
+relay_free(struct relay *r)
+{
+	if (r == NULL)
+		return;
+	r->freeing = 1;
+	r->done = 1;
+	if (r->out != NULL)
+		stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "%s: relay closed", r->what);
+	if (r->in != NULL)
+		stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "%s: relay closed", r->what);
+	uv_poll_stop(&r->poll);
+	close(r->fd);
+	uv_close((uv_handle_t *)&r->poll, relay_closed);
+}

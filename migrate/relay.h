@@ -1,0 +1,50 @@
+/* Relays: a local socket carried over a peer's streams, both ways.
+ *
+ * A process that speaks its own protocol on a socket (CRIU's page server
+ * and its lazy-pages daemon, later libvirt and QEMU) gets one end of a
+ * socketpair; ternd holds the other and relays it to the peer over two
+ * one-way streams, one opened by each side under the same name.  Every
+ * byte therefore travels inside the mutual-TLS connection, CRC-checked
+ * and under credit flow control; nothing listens on the network.
+ *
+ * Backpressure both ways: bytes from the peer are acknowledged
+ * (stream_consumed) only once the local socket took them, and the socket
+ * is read only while the outgoing stream has credit. */
+#ifndef TERN_MIGRATE_RELAY_H
+#define TERN_MIGRATE_RELAY_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "daemon/stream.h"
+
+#define RELAY_STREAM_KIND	"relay"
+
+struct relay;
+
+/* Once: error NULL when both directions ended cleanly (the local side
+ * closed after the peer's stream ended whole); else why it broke.  The
+ * local socket stays open until relay_free, so the caller decides what
+ * its process sees (an EOF, or nothing until it is killed). */
+typedef void (*relay_done_cb)(void *arg, const char *error);
+
+/* Relay fd (made non-blocking; the relay owns it).  what names it in
+ * messages ("mig 1a2b pages"). */
+struct relay	*relay_new(uv_loop_t *, int fd, const char *what,
+		    relay_done_cb, void *arg);
+/* Open our direction towards the peer.  -1 and *cause if the peer cannot
+ * be reached. */
+int		 relay_open(struct relay *, struct stream_mux *, const char *name,
+		    char **cause);
+/* The peer's direction arrived (from the stream accept callback). */
+void		 relay_attach(struct relay *, struct stream *);
+/* Bytes carried so far: from the local socket to the peer, and back. */
+uint64_t	 relay_bytes_out(const struct relay *);
+uint64_t	 relay_bytes_in(const struct relay *);
+/* The local socket, to say a last word to its process before relay_free. */
+int		 relay_local_fd(const struct relay *);
+/* Stop: abort both streams, close the socket; no callback follows. */
+void		 relay_free(struct relay *);
+
+#endif
