@@ -37,6 +37,10 @@ struct criu {
 	int64_t			 exit_status;
 	int			 term_signal;
 	int			 closing;
+	int			 cli;		/* command line, not swrk */
+	int			 answer_fd;	/* cli: our verdicts to the script */
+	char			 line[128];	/* cli: a notification being read */
+	size_t			 linelen;
 
 	int			 pending;
 	criu_resp_cb		 cb;
@@ -108,8 +112,20 @@ criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
 			uv_close((uv_handle_t *)&c->timer, criu_handle_closed);
 		return;
 	}
+	if (c->cli && c->pending && term_signal == 0 && !c->timed_out) {
+		/* The command line answers with its exit status; the reason
+		 * is in its log. */
+		CriuResp	resp = CRIU_RESP__INIT;
+		criu_resp_cb	cb = c->cb;
+
+		c->pending = 0;
+		c->cb = NULL;
+		resp.success = status == 0;
+		cb(c, &resp, NULL, c->arg);
+		return;
+	}
 	/* Its answer, if any, is still in the socket: read it first. */
-	if (c->pending && c->fd == -1) {
+	if (c->pending && (c->fd == -1 || c->cli)) {
 		criu_exit_reason(c, why, sizeof why);
 		criu_fail(c, why);
 	}
@@ -260,6 +276,7 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	c->loop = loop;
 	c->path = xstrdup(criu_path);
 	c->fd = sv[0];
+	c->answer_fd = -1;
 	c->proc.data = c;
 	if ((rc = uv_spawn(loop, &c->proc, &opts)) != 0) {
 		set_cause(cause, "cannot run %s: %s", criu_path, uv_strerror(rc));
@@ -285,6 +302,192 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 }
 
 static void	criu_deadline_passed(uv_timer_t *);
+static char	*criu_lazy_problem(void);
+
+/* cli: the action script wrote "ACTION\n" lines into our pipe. */
+static void
+criu_cli_on_readable(uv_poll_t *h, int status, int events)
+{
+	struct criu	*c = h->data;
+	ssize_t		 n;
+	char		*nl;
+	int		 rc;
+
+	n = read(c->fd, c->line + c->linelen, sizeof c->line - 1 - c->linelen);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		criu_stop_reading(c);	/* criu exited: criu_on_exit says */
+		return;
+	}
+	c->linelen += (size_t)n;
+	c->line[c->linelen] = '\0';
+	if ((nl = strchr(c->line, '\n')) == NULL) {
+		if (c->linelen == sizeof c->line - 1) {
+			log_warnx("criu pid %d: garbled notification", c->proc.pid);
+			c->linelen = 0;
+		}
+		return;
+	}
+	*nl = '\0';
+	/* One notification at a time: the script waits for our verdict. */
+	c->linelen = 0;
+	rc = c->notify != NULL ? c->notify(c, c->line, c->arg) : 0;
+	if (rc == CRIU_NOTIFY_LATER) {
+		c->notify_waiting = 1;
+		uv_timer_stop(&c->deadline);
+		return;
+	}
+	criu_notify_reply(c, rc == 0);
+}
+
+struct criu *
+criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
+    char *const *args, const int *pass_fds, int npass, criu_resp_cb cb,
+    criu_notify_cb notify, void *arg, char **cause)
+{
+	extern char		**environ;
+	struct criu		*c;
+	uv_process_options_t	 opts;
+	uv_stdio_container_t	 stdio[16];
+	char			**argv, **env, *note;
+	int			 ask[2], answer[2], rc, i, nargs, nenv;
+
+	if (npass < 0 || npass > 16 - CRIU_SWRK_FD - 2) {
+		set_cause(cause, "too many descriptors for criu");
+		return NULL;
+	}
+	if (pipe2(ask, O_CLOEXEC) != 0) {
+		set_cause(cause, "pipe: %s", strerror(errno));
+		return NULL;
+	}
+	if (pipe2(answer, O_CLOEXEC) != 0) {
+		set_cause(cause, "pipe: %s", strerror(errno));
+		close(ask[0]);
+		close(ask[1]);
+		return NULL;
+	}
+	fcntl(ask[0], F_SETFL, O_NONBLOCK);
+	memset(&opts, 0, sizeof opts);
+	memset(stdio, 0, sizeof stdio);
+	for (i = 0; i < CRIU_SWRK_FD; i++)
+		stdio[i].flags = UV_IGNORE;
+	/* The script reopens these through /proc/<criu>/fd: CRIU closes
+	 * what its children inherit. */
+	stdio[CRIU_SWRK_FD].flags = UV_INHERIT_FD;
+	stdio[CRIU_SWRK_FD].data.fd = ask[1];
+	for (i = 0; i < npass; i++) {
+		stdio[criu_passed_fd(i)].flags = UV_INHERIT_FD;
+		stdio[criu_passed_fd(i)].data.fd = pass_fds[i];
+	}
+	stdio[criu_passed_fd(npass)].flags = UV_INHERIT_FD;
+	stdio[criu_passed_fd(npass)].data.fd = answer[0];
+
+	for (nargs = 0; args[nargs] != NULL; nargs++)
+		;
+	argv = xcalloc((size_t)nargs + 4, sizeof *argv);
+	argv[0] = (char *)criu_path;
+	for (i = 0; i < nargs; i++)
+		argv[i + 1] = args[i];
+	argv[nargs + 1] = "--action-script";
+	argv[nargs + 2] = (char *)script;
+	for (nenv = 0; environ[nenv] != NULL; nenv++)
+		;
+	env = xcalloc((size_t)nenv + 2, sizeof *env);
+	for (i = 0; i < nenv; i++)
+		env[i] = environ[i];
+	xasprintf(&note, "TERN_CRIU_NOTIFY=%d %d", CRIU_SWRK_FD,
+	    criu_passed_fd(npass));
+	env[nenv] = note;
+	opts.file = criu_path;
+	opts.args = argv;
+	opts.env = env;
+	opts.stdio = stdio;
+	opts.stdio_count = criu_passed_fd(npass) + 1;
+	opts.exit_cb = criu_on_exit;
+
+	c = xcalloc(1, sizeof *c);
+	c->loop = loop;
+	c->cli = 1;
+	c->path = xstrdup(criu_path);
+	c->fd = ask[0];
+	c->answer_fd = answer[1];
+	c->proc.data = c;
+	rc = uv_spawn(loop, &c->proc, &opts);
+	close(ask[1]);
+	close(answer[0]);
+	free(argv);
+	free(env);
+	free(note);
+	if (rc != 0) {
+		set_cause(cause, "cannot run %s: %s", criu_path, uv_strerror(rc));
+		close(c->fd);
+		close(c->answer_fd);
+		c->handles = 1;
+		c->fd = c->answer_fd = -1;
+		uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
+		return NULL;
+	}
+	c->handles = 4;
+	uv_poll_init(loop, &c->poll, c->fd);
+	c->poll.data = c;
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	uv_timer_init(loop, &c->deadline);
+	c->deadline.data = c;
+	uv_poll_start(&c->poll, UV_READABLE, criu_cli_on_readable);
+	c->pending = 1;
+	c->cb = cb;
+	c->notify = notify;
+	c->arg = arg;
+	uv_timer_start(&c->deadline, criu_deadline_passed, CRIU_CALL_DEADLINE_MS,
+	    0);
+	log_debug("criu %s started as pid %d", args[0], c->proc.pid);
+	return c;
+}
+
+/* The action script CRIU runs for criu_run: it tells us the action and
+ * exits with our verdict (non-zero makes CRIU fail or resume). */
+static const char criu_action_text[] =
+    "#!/bin/sh\n"
+    "# Written by ternd: CRIU runs it at each action of a command-line\n"
+    "# operation; ternd answers ok or no.\n"
+    "set -- $TERN_CRIU_NOTIFY\n"
+    "[ $# -eq 2 ] || exit 0\n"
+    "echo \"$CRTOOLS_SCRIPT_ACTION\" >/proc/$PPID/fd/$1 || exit 1\n"
+    "read -r verdict </proc/$PPID/fd/$2 || exit 1\n"
+    "[ \"$verdict\" = ok ]\n";
+
+char *
+criu_action_script(const char *dir, char **cause)
+{
+	char	*path, *tmp;
+	int	 fd;
+
+	xasprintf(&path, "%s/criu-action", dir);
+	xasprintf(&tmp, "%s.tmp", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0700)) == -1 ||
+	    write(fd, criu_action_text, sizeof criu_action_text - 1) !=
+	    (ssize_t)(sizeof criu_action_text - 1) ||
+	    close(fd) != 0 || rename(tmp, path) != 0) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		unlink(tmp);
+		free(tmp);
+		free(path);
+		return NULL;
+	}
+	free(tmp);
+	return path;
+}
+
+void
+criu_kill(struct criu *c)
+{
+	if (c != NULL && !c->exited)
+		uv_process_kill(&c->proc, SIGKILL);
+}
+
 
 void
 criu_notify_reply(struct criu *c, int ok)
@@ -299,6 +502,13 @@ criu_notify_reply(struct criu *c, int ok)
 	if (c->pending)
 		uv_timer_start(&c->deadline, criu_deadline_passed,
 		    CRIU_CALL_DEADLINE_MS, 0);
+	if (c->cli) {
+		/* The script waits for one line; a dead script is CRIU's
+		 * failure to report, through its exit. */
+		if (write(c->answer_fd, ok ? "ok\n" : "no\n", 3) != 3)
+			log_debug("criu notify: %s", strerror(errno));
+		return;
+	}
 	ack.type = CRIU_REQ_TYPE__NOTIFY;
 	ack.has_notify_success = 1;
 	ack.notify_success = ok != 0;
@@ -370,6 +580,10 @@ criu_close(struct criu *c)
 	uv_timer_stop(&c->deadline);
 	uv_close((uv_handle_t *)&c->deadline, criu_handle_closed);
 	criu_stop_reading(c);
+	if (c->answer_fd != -1) {
+		close(c->answer_fd);
+		c->answer_fd = -1;
+	}
 	if (c->exited)
 		uv_close((uv_handle_t *)&c->timer, criu_handle_closed);
 	else
@@ -489,6 +703,9 @@ criu_probe_answer(struct criu *c, const CriuResp *resp, const char *error,
 			    resp->features->mem_track;
 			p->f.lazy_pages = resp->features->has_lazy_pages &&
 			    resp->features->lazy_pages;
+			if (p->f.lazy_pages &&
+			    (p->f.lazy_problem = criu_lazy_problem()) != NULL)
+				p->f.lazy_pages = 0;
 		}
 		break;
 	case PROBE_CHECK:
@@ -631,7 +848,43 @@ void
 criu_features_clear(struct criu_features *f)
 {
 	free(f->problem);
+	free(f->lazy_problem);
 	memset(f, 0, sizeof *f);
+}
+
+/* CRIU's lazy page server sizes a pipe to 4 MiB (PIPE_MAX_SIZE pages) and
+ * ignores the failure, then fails every page request.  Without
+ * CAP_SYS_RESOURCE that needs fs.pipe-max-size >= 4 MiB. */
+#define CRIU_LAZY_PIPE_BYTES	(4u << 20)
+#define CAP_SYS_RESOURCE_BIT	24
+
+static char *
+criu_lazy_problem(void)
+{
+	FILE			*fp;
+	char			 line[256], *s;
+	unsigned long long	 eff = 0, max = 0;
+
+	if ((fp = fopen("/proc/self/status", "r")) != NULL) {
+		while (fgets(line, sizeof line, fp) != NULL)
+			if (sscanf(line, "CapEff: %llx", &eff) == 1)
+				break;
+		fclose(fp);
+	}
+	if (eff & (1ULL << CAP_SYS_RESOURCE_BIT))
+		return NULL;
+	if ((fp = fopen("/proc/sys/fs/pipe-max-size", "r")) != NULL) {
+		if (fscanf(fp, "%llu", &max) != 1)
+			max = 0;
+		fclose(fp);
+	}
+	if (max >= CRIU_LAZY_PIPE_BYTES)
+		return NULL;
+	xasprintf(&s, "fs.pipe-max-size is %llu and there is no "
+	    "CAP_SYS_RESOURCE: CRIU's page server needs %u; sysctl -w "
+	    "fs.pipe-max-size=%u", max, CRIU_LAZY_PIPE_BYTES,
+	    CRIU_LAZY_PIPE_BYTES);
+	return s;
 }
 
 char *
@@ -643,9 +896,12 @@ criu_features_describe(const struct criu_features *f)
 		xasprintf(&s, "no container support: %s", f->problem != NULL ?
 		    f->problem : "criu unusable");
 	else
-		xasprintf(&s, "CRIU %s: lazy pages (post-copy) %s, memory "
+		xasprintf(&s, "CRIU %s: lazy pages (post-copy) %s%s%s%s, memory "
 		    "tracking (pre-copy) %s", f->version[0] != '\0' ?
 		    f->version : "?", f->lazy_pages ? "yes" : "no",
+		    f->lazy_problem != NULL ? " (" : "",
+		    f->lazy_problem != NULL ? f->lazy_problem : "",
+		    f->lazy_problem != NULL ? ")" : "",
 		    f->mem_track ? "yes" : "no (kernel without soft-dirty)");
 	return s;
 }

@@ -35,6 +35,20 @@ typedef int (*criu_notify_cb)(struct criu *, const char *script, void *arg);
  * NULL and *cause on error. */
 struct criu	*criu_spawn(uv_loop_t *, const char *criu_path,
 		    const int *pass_fds, int npass, char **cause);
+/* What the RPC cannot do (a lazy dump's page server on a socket we give
+ * it, the lazy-pages daemon): run criu's command line with args (from
+ * the action, "dump"), pass_fds as above.  It starts at once, as if
+ * criu_call had been made: cb follows once with a response whose success
+ * is the exit status (the reason is in its log); notifications come
+ * through script, the file criu_action_script wrote. */
+struct criu	*criu_run(uv_loop_t *, const char *criu_path,
+		    const char *script, char *const *args, const int *pass_fds,
+		    int npass, criu_resp_cb, criu_notify_cb, void *arg,
+		    char **cause);
+/* Write the action script criu_run needs into dir; its path. */
+char		*criu_action_script(const char *dir, char **cause);
+/* SIGKILL it now (its exit follows). */
+void		 criu_kill(struct criu *);
 /* Send one request; cb follows exactly once unless this fails. */
 int		 criu_call(struct criu *, CriuReq *, criu_resp_cb,
 		    criu_notify_cb, void *arg, char **cause);
@@ -54,6 +68,7 @@ struct criu_features {
 	int	 lazy_pages;	/* userfaultfd: post-copy */
 	char	 version[32];
 	char	*problem;	/* why not usable, for the operator */
+	char	*lazy_problem;	/* why no lazy pages though CRIU has them */
 };
 
 typedef void (*criu_probe_cb)(const struct criu_features *, void *arg);
