@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -39,6 +40,7 @@ struct ckpt_op {
 	char			*rootfs;	/* restore */
 	char			*criu_path;	/* restore */
 	int			 leave_running;	/* dump */
+	int			 lazy;		/* post-copy: pages served later */
 	uint64_t		 bytes;		/* what MANIFEST lists */
 	int			 published;	/* dump: MANIFEST is on disk */
 	char			*publish_error;	/* ... or why not */
@@ -191,7 +193,8 @@ ckpt_write_manifest(const char *gen_dir, uint64_t *bytes, char **cause)
 	}
 	fprintf(fp, "# tern checkpoint manifest v1: size sha256 file\n");
 	while ((de = readdir(d)) != NULL) {
-		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp"))
+		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp") ||
+		    de->d_type == DT_SOCK)
 			continue;
 		free(path);
 		xasprintf(&path, "%s/%s", gen_dir, de->d_name);
@@ -237,7 +240,8 @@ ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
 		return -1;
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
-		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp"))
+		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp") ||
+		    de->d_type == DT_SOCK)
 			continue;
 		for (i = 0; i < n && strcmp(listed[i], de->d_name) != 0; i++)
 			;
@@ -338,8 +342,13 @@ ckpt_newest(const char *dir)
 /* --- dump ------------------------------------------------------------------ */
 
 static void	ckpt_dump_conclude(struct ckpt_op *);
+static void	ckpt_dump_answer(struct criu *, const CriuResp *, const char *,
+		    void *);
+static int	ckpt_dump_notify(struct criu *, const char *, void *);
+static char	**ckpt_externals(int, size_t *);
+static void	ckpt_externals_free(char **);
 static void	ckpt_dump_run(uv_loop_t *, const struct ckpt_target *, uint64_t,
-		    int, ckpt_hold_cb, ckpt_cb, void *);
+		    int, int, ckpt_hold_cb, ckpt_cb, void *);
 
 /* Thread pool: checksum and fsync every image, publish the MANIFEST.
  * Gigabytes of SHA-256 must not stall the loop (heartbeats, leases). */
@@ -530,20 +539,71 @@ void
 ckpt_dump_held(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, 0, hold_cb, cb, arg);
+	ckpt_dump_run(loop, t, generation, 0, -1, hold_cb, cb, arg);
+}
+
+void
+ckpt_dump_lazy_held(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, ckpt_hold_cb hold_cb, ckpt_cb cb,
+    void *arg)
+{
+	ckpt_dump_run(loop, t, generation, 0, ps_fd, hold_cb, cb, arg);
 }
 
 void
 ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
     int leave_running, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, leave_running, NULL, cb, arg);
+	ckpt_dump_run(loop, t, generation, leave_running, -1, NULL, cb, arg);
+}
+
+/* A lazy dump runs criu's command line: its RPC cannot give the page
+ * server a socket of ours (it would listen on the network instead).  The
+ * same options as the RPC dump, spelled as flags. */
+static struct criu *
+ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
+    int ps_fd, char **cause)
+{
+	struct criu	*c;
+	char		*args[64], **ext, pid[16], psfd[16], *freezer;
+	size_t		 n = 0, i, next;
+
+	snprintf(pid, sizeof pid, "%ld", (long)t->pid);
+	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
+	freezer = container_freezer_path(t->name);
+	ext = ckpt_externals(1, &next);
+	args[n++] = "dump";
+	args[n++] = "-t";
+	args[n++] = pid;
+	args[n++] = "-D";
+	args[n++] = op->gen_dir;
+	args[n++] = "-o";
+	args[n++] = "dump.log";
+	args[n++] = "-v4";
+	args[n++] = "--manage-cgroups=soft";
+	args[n++] = "--file-locks";
+	args[n++] = "--ext-unix-sk";
+	args[n++] = "--freeze-cgroup";
+	args[n++] = freezer;
+	for (i = 0; i < next && n < sizeof args / sizeof args[0] - 6; i++) {
+		args[n++] = "--external";
+		args[n++] = ext[i];
+	}
+	args[n++] = "--lazy-pages";
+	args[n++] = "--ps-socket";
+	args[n++] = psfd;
+	args[n] = NULL;
+	c = criu_run(op->loop, t->criu_path, t->action_script, args, &ps_fd, 1,
+	    ckpt_dump_answer, ckpt_dump_notify, op, cause);
+	ckpt_externals_free(ext);
+	free(freezer);
+	return c;
 }
 
 static void
 ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
-    uint64_t generation, int leave_running, ckpt_hold_cb hold_cb, ckpt_cb cb,
-    void *arg)
+    uint64_t generation, int leave_running, int ps_fd, ckpt_hold_cb hold_cb,
+    ckpt_cb cb, void *arg)
 {
 	struct ckpt_op	*op;
 	struct criu	*c;
@@ -561,6 +621,15 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 	    O_CLOEXEC)) == -1) {
 		set_cause(&cause, "%s: %s", op->gen_dir, strerror(errno));
 		goto fail;
+	}
+	if (ps_fd != -1) {
+		op->lazy = 1;
+		log_info("%s: checkpoint %" PRIu64 " into %s, pages served "
+		    "lazily (post-copy)", t->name, generation, op->gen_dir);
+		if ((op->criu = ckpt_dump_lazy_spawn(op, t, ps_fd,
+		    &cause)) == NULL)
+			goto fail;
+		return;
 	}
 	if ((c = criu_spawn(loop, t->criu_path, NULL, 0, &cause)) == NULL)
 		goto fail;
@@ -673,6 +742,15 @@ ckpt_hold_release(struct ckpt_hold *hold, int ok)
 		ckpt_restore_conclude(op);
 }
 
+void
+ckpt_hold_kill(struct ckpt_hold *hold)
+{
+	struct ckpt_op	*op = (struct ckpt_op *)hold;
+
+	if (op->criu != NULL)
+		criu_kill(op->criu);
+}
+
 static void
 ckpt_verify_work(uv_work_t *w)
 {
@@ -740,6 +818,12 @@ ckpt_verify_done(uv_work_t *w, int status)
 	/* The restored init becomes our child, like a started one. */
 	opts.has_rst_sibling = 1;
 	opts.rst_sibling = 1;
+	if (op->lazy) {
+		/* Memory comes from the lazy-pages daemon already running
+		 * on this directory (ckpt_lazy_start). */
+		opts.has_lazy_pages = 1;
+		opts.lazy_pages = 1;
+	}
 	req.type = CRIU_REQ_TYPE__RESTORE;
 	req.opts = &opts;
 	log_info("%s: restoring checkpoint %" PRIu64 " (%" PRIu64 " bytes "
@@ -775,9 +859,135 @@ ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
 
 	op = ckpt_op_new(loop, t, generation, 0, cb, arg, NULL);
 	op->hold_cb = hold_cb;
+	op->lazy = t->lazy;
 	op->rootfs = xstrdup(t->rootfs);
 	op->criu_path = xstrdup(t->criu_path);
 	op->working = 1;
 	op->work.data = op;
 	uv_queue_work(loop, &op->work, ckpt_verify_work, ckpt_verify_done);
+}
+
+/* --- the lazy-pages daemon (post-copy target) ------------------------------ */
+
+struct ckpt_lazy {
+	struct criu	*criu;
+	char		*name;
+	char		*log;
+	int		 ready;
+	ckpt_lazy_cb	 ready_cb;
+	ckpt_lazy_cb	 done_cb;
+	void		*arg;
+};
+
+/* status-ready: it listens for the restore's userfaultfds. */
+static int
+ckpt_lazy_notify(struct criu *c, const char *script, void *arg)
+{
+	struct ckpt_lazy	*lz = arg;
+
+	if (strcmp(script, "status-ready") == 0 && !lz->ready) {
+		lz->ready = 1;
+		lz->ready_cb(lz->arg, NULL);
+	}
+	return 0;
+}
+
+static void
+ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
+    void *arg)
+{
+	struct ckpt_lazy	*lz = arg;
+	char			*why = NULL, *errors;
+	ckpt_lazy_cb		 cb;
+
+	criu_close(c);
+	lz->criu = NULL;
+	if (resp == NULL || !resp->success) {
+		errors = criu_log_errors(lz->log);
+		xasprintf(&why, "criu lazy-pages %s%s%s (CRIU log: %s)",
+		    error != NULL ? error : "failed", errors != NULL ? ": " : "",
+		    errors != NULL ? errors : "", lz->log);
+		free(errors);
+	}
+	cb = lz->ready ? lz->done_cb : lz->ready_cb;
+	lz->ready = 1;
+	cb(lz->arg, why != NULL ? why : NULL);
+	free(why);
+}
+
+struct ckpt_lazy *
+ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, ckpt_lazy_cb ready_cb, ckpt_lazy_cb done_cb,
+    void *arg, char **cause)
+{
+	struct ckpt_lazy	*lz;
+	char			*args[16], *dir, psfd[16];
+	size_t			 n = 0;
+
+	xasprintf(&dir, "%s/%" PRIu64, t->dir, generation);
+	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
+	lz = xcalloc(1, sizeof *lz);
+	lz->name = xstrdup(t->name);
+	xasprintf(&lz->log, "%s/lazy-pages.log", dir);
+	lz->ready_cb = ready_cb;
+	lz->done_cb = done_cb;
+	lz->arg = arg;
+	args[n++] = "lazy-pages";
+	args[n++] = "--page-server";
+	args[n++] = "--ps-socket";
+	args[n++] = psfd;
+	args[n++] = "-D";
+	args[n++] = dir;
+	args[n++] = "-o";
+	args[n++] = "lazy-pages.log";
+	args[n++] = "-v4";
+	args[n] = NULL;
+	lz->criu = criu_run(loop, t->criu_path, t->action_script, args, &ps_fd,
+	    1, ckpt_lazy_answer, ckpt_lazy_notify, lz, cause);
+	free(dir);
+	if (lz->criu == NULL) {
+		free(lz->log);
+		free(lz->name);
+		free(lz);
+		return NULL;
+	}
+	log_info("%s: lazy-pages daemon for checkpoint %" PRIu64 " started",
+	    t->name, generation);
+	return lz;
+}
+
+void
+ckpt_lazy_free(struct ckpt_lazy *lz)
+{
+	if (lz == NULL)
+		return;
+	if (lz->criu != NULL) {
+		criu_kill(lz->criu);
+		criu_close(lz->criu);
+	}
+	free(lz->log);
+	free(lz->name);
+	free(lz);
+}
+
+void
+ckpt_lazy_refuse(int fd)
+{
+	uint8_t	bad[64];
+	ssize_t	n;
+
+	/* Longer than any page-server request header, and an unknown
+	 * command wherever a request boundary falls: CRIU's server fails on
+	 * it (or on the short read that follows) instead of ending. */
+	memset(bad, 0xff, sizeof bad);
+	n = send(fd, bad, sizeof bad, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof bad)
+		log_warnx("cannot refuse the lazy page transfer: %s",
+		    n < 0 ? strerror(errno) : "short write");
+}
+
+void
+ckpt_discard(const char *gen_dir)
+{
+	ckpt_discard_images(gen_dir);
 }

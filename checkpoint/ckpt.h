@@ -22,6 +22,8 @@ struct ckpt_target {
 	const char	*dir;		/* the instance's checkpoint directory */
 	pid_t		 pid;		/* dump: the container's init */
 	const char	*rootfs;	/* restore: its root directory */
+	const char	*action_script;	/* criu_action_script(), lazy work */
+	int		 lazy;		/* restore: pages from ckpt_lazy_start */
 };
 
 struct ckpt_result {
@@ -57,6 +59,37 @@ void		ckpt_dump_held(uv_loop_t *, const struct ckpt_target *,
 void		ckpt_restore_held(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, ckpt_hold_cb, ckpt_cb, void *arg);
 void		ckpt_hold_release(struct ckpt_hold *, int ok);
+/* Post-copy source: like ckpt_dump_held, but the memory pages stay in
+ * CRIU, which serves them on ps_fd (a socket relayed to the target's
+ * lazy-pages daemon) after the hold is released with ok, until the
+ * target has them all; then the tree dies and cb follows.  If that
+ * socket breaks first, CRIU resumes the tree. */
+void		ckpt_dump_lazy_held(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, int ps_fd, ckpt_hold_cb, ckpt_cb,
+		    void *arg);
+/* Post-copy source past the commit point, the transfer broken: SIGKILL
+ * CRIU, so the tree stays frozen and is never resumed (the caller kills
+ * it); cb follows with an error.  The handle of a lazy dump stays valid
+ * after its release, until cb. */
+void		ckpt_hold_kill(struct ckpt_hold *);
+/* Post-copy source before the commit point: make the page server on fd
+ * fail (a clean end would count as a finished transfer and CRIU would
+ * kill the tree); it then resumes the tree.  Close fd afterwards. */
+void		ckpt_lazy_refuse(int fd);
+/* Post-copy target: CRIU's lazy-pages daemon on generation's images,
+ * fetching pages over ps_fd.  ready_cb once it listens (start the lazy
+ * restore then) or failed before; done_cb when every page arrived (error
+ * NULL) or the transfer broke. */
+struct ckpt_lazy;
+typedef void (*ckpt_lazy_cb)(void *arg, const char *error);
+struct ckpt_lazy *ckpt_lazy_start(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, int ps_fd, ckpt_lazy_cb ready_cb,
+		    ckpt_lazy_cb done_cb, void *arg, char **cause);
+/* Kill it (if still running); no callback follows. */
+void		ckpt_lazy_free(struct ckpt_lazy *);
+/* Drop a generation's images and MANIFEST (keep CRIU's logs): a lazy
+ * dump's images lack the pages and must never be restored alone. */
+void		ckpt_discard(const char *gen_dir);
 /* 0 once CRIU died or answered while held: releasing it with ok would
  * commit to nothing. */
 int		ckpt_hold_alive(const struct ckpt_hold *);
