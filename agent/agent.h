@@ -33,6 +33,7 @@ struct agent {
 	int			 exit_code;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;
+	char			*criu_action;	/* criu_action_script(), or NULL */
 };
 
 /* agent.c */

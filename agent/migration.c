@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #define LOG_MODULE "migrate"
@@ -20,6 +21,7 @@
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
+#include "migrate/relay.h"
 
 
 enum mig_state {
@@ -32,11 +34,12 @@ enum mig_state {
 	MIG_HELD,		/* target: restored, held at pre-resume */
 	MIG_RESUMING,		/* target: COMMIT came, resuming */
 	MIG_ABORTING,		/* either: rolling back */
+	MIG_PAGING,		/* target: runs, post-copy pages arriving */
 };
 
 static const char *const mig_state_names[] = {
 	"offered", "dumping", "sending", "restoring", "committed",
-	"receiving", "held", "resuming", "aborting",
+	"receiving", "held", "resuming", "aborting", "paging",
 };
 
 struct migration {
@@ -62,6 +65,21 @@ struct migration {
 	struct instances	*set;		/* ... the table stays until then */
 	char			*sync_error;
 	uv_timer_t		 timer;		/* no progress for too long */
+
+	int			 postcopy;	/* memory follows after resume */
+	struct relay		*relay;		/* post-copy: the page channel */
+	struct ckpt_hold	*dump;		/* source, post-copy: until CRIU
+						 * is done serving pages */
+	struct ckpt_lazy	*lazy;		/* target: lazy-pages daemon */
+	int			 resumed;	/* source: RESUMED arrived */
+	uint64_t		 dump_start_ms;
+	uint64_t		 resumed_ms;
+	char			*broken;	/* post-copy broke past commit */
+	int			 ps_fd;		/* CRIU's end of the relay */
+	uint64_t		 page_bytes;	/* post-copy: pages relayed */
+	char			*note;		/* source: why this mode */
+	int			 pages_done;	/* target: lazy-pages exited 0 */
+	int			 complete;	/* source: COMPLETE arrived */
 
 	instances_done_cb	 cb;		/* source: the operator's request */
 	void			*arg;
@@ -107,6 +125,7 @@ mig_new(struct agent *a, const char *peer, uint64_t id, int source,
 	m->peer = xstrdup(peer);
 	m->name = xstrdup(name);
 	m->start_ms = now_ms();
+	m->ps_fd = -1;
 	uv_timer_init(a->loop, &m->timer);
 	m->timer.data = m;
 	/* No step for this long (either side, local work included, like
@@ -128,6 +147,8 @@ mig_freed(uv_handle_t *h)
 	free(m->error);
 	free(m->sync_error);
 	free(m->sync_dir);
+	free(m->broken);
+	free(m->note);
 	free(m);
 }
 
@@ -141,6 +162,12 @@ mig_free(struct migration *m)
 		files_send_cancel(m->fs);
 		m->fs = NULL;
 	}
+	relay_free(m->relay);
+	m->relay = NULL;
+	ckpt_lazy_free(m->lazy);
+	m->lazy = NULL;
+	if (m->ps_fd != -1)
+		close(m->ps_fd);
 	for (pp = &m->agent->migrations; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == m) {
 			*pp = m->next;
@@ -171,7 +198,41 @@ mig_send_step(struct migration *m, Tern__MigrateStep__Step step,
 	return 0;
 }
 
+static void	mig_relay_done(void *, const char *);
+
+/* Post-copy's page channel: a socketpair, CRIU gets one end (m->ps_fd),
+ * the other is relayed to the peer's over a stream pair. */
+static int
+mig_relay_new(struct migration *m, char **cause)
+{
+	int	 sv[2];
+	char	*what, *name;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		set_cause(cause, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	xasprintf(&what, "mig %" PRIx64 " %s pages", m->id, m->name);
+	m->relay = relay_new(m->agent->loop, sv[0], what, mig_relay_done, m);
+	free(what);
+	xasprintf(&name, "%" PRIx64 "/pages", m->id);
+	if (relay_open(m->relay, peers_mux(m->agent->peers, m->peer), name,
+	    cause) != 0) {
+		free(name);
+		relay_free(m->relay);
+		m->relay = NULL;
+		close(sv[1]);
+		return -1;
+	}
+	free(name);
+	m->ps_fd = sv[1];
+	return 0;
+}
+
 /* --- source ---------------------------------------------------------------- */
+
+static void	mig_source_postcopy_done(struct migration *, const char *);
+static void	mig_source_postcopy_broke(struct migration *, const char *);
 
 static void	mig_source_orphaned(struct migration *, const char *);
 
@@ -213,6 +274,12 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 		m->hold = NULL;
 		ckpt_hold_release(h, 0);	/* CRIU resumes it */
 	}
+	/* A post-copy dump serving pages must see the transfer fail, not
+	 * end (CRIU would kill the tree): it resumes it then. */
+	if (m->dump != NULL && m->relay != NULL)
+		ckpt_lazy_refuse(relay_local_fd(m->relay));
+	relay_free(m->relay);
+	m->relay = NULL;
 	/* else the dump's own callback finishes the rollback */
 }
 
@@ -223,6 +290,19 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 	struct instance		*in = m->in;
 	char			*why;
 
+	m->dump = NULL;
+	if (m->postcopy && m->generation != 0) {
+		/* Images without their pages: never a checkpoint. */
+		char *dir;
+
+		xasprintf(&dir, "%s/%" PRIu64, in->ckpt_dir, m->generation);
+		ckpt_discard(dir);
+		free(dir);
+	}
+	if (m->state == MIG_COMMITTED && m->postcopy) {
+		mig_source_postcopy_done(m, error);
+		return;
+	}
 	if (m->state != MIG_COMMITTED) {
 		/* Rolled back: CRIU resumed the container (or never froze it). */
 		why = m->error != NULL ? xstrdup(m->error) : xstrdup(error != NULL ?
@@ -264,15 +344,25 @@ mig_source_resumed(struct migration *m)
 	Envelope		 env;
 	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
 
-	log_info("mig %" PRIx64 " %s: moved to %s in %" PRIu64 " ms (frozen %"
-	    PRIu64 " ms, %" PRIu64 " bytes)", m->id, m->name, m->peer,
-	    now_ms() - m->start_ms, m->frozen_ms, m->bytes);
+	log_info("mig %" PRIx64 " %s: moved to %s in %" PRIu64 " ms (%s, frozen "
+	    "%" PRIu64 " ms, %" PRIu64 " bytes)", m->id, m->name, m->peer,
+	    now_ms() - m->start_ms, m->postcopy ? "post-copy" : "stop-and-copy",
+	    m->frozen_ms, m->bytes);
 	r.name = m->name;
 	r.to = m->peer;
-	r.mode = "stopcopy";
+	r.mode = m->postcopy ? "postcopy" : "stopcopy";
 	r.total_ms = now_ms() - m->start_ms;
 	r.frozen_ms = m->frozen_ms;
 	r.bytes = m->bytes;
+	r.note = m->note;
+	if (m->postcopy) {
+		r.has_postcopy_ms = 1;
+		r.postcopy_ms = now_ms() - m->resumed_ms;
+		r.has_page_bytes = 1;
+		r.page_bytes = m->relay != NULL ? relay_bytes_out(m->relay) :
+		    m->page_bytes;
+		r.bytes += r.page_bytes;
+	}
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 	env.migrate_reply = &r;
@@ -308,6 +398,102 @@ mig_source_orphaned(struct migration *m, const char *why)
 	mig_free(m);
 }
 
+/* RESTORED in post-copy: the target holds the restored tree, its memory
+ * still here.  COMMIT makes it run there; from then on ours never runs
+ * again. */
+static void
+mig_source_postcopy_commit(struct migration *m)
+{
+	if (m->state != MIG_RESTORING)
+		return;
+	if (m->dump == NULL) {
+		mig_source_fail(m, "criu stopped before serving the pages");
+		return;
+	}
+	if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
+		mig_source_fail(m, "the commit could not be sent to %s",
+		    m->peer);
+		return;
+	}
+	log_info("mig %" PRIx64 " %s: commit point: %s restored it; it runs "
+	    "there now, its memory served from here", m->id, m->name, m->peer);
+	mig_set_state(m, MIG_COMMITTED);
+	/* Paging lasts as long as the memory takes to cross; the link's
+	 * heartbeats and the relay watch it instead. */
+	uv_timer_stop(&m->timer);
+}
+
+/* Past the commit point the page transfer broke: the memory is split
+ * between the hosts.  Kill our CRIU with the tree still frozen, so it is
+ * never resumed here while the target may run it. */
+static void
+mig_source_postcopy_broke(struct migration *m, const char *why)
+{
+	if (m->broken != NULL)
+		return;
+	m->broken = xstrdup(why);
+	log_warnx("mig %" PRIx64 " %s: post-copy broke after the switch: %s; "
+	    "stopping the source copy for good", m->id, m->name, why);
+	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+	if (m->dump != NULL)
+		ckpt_hold_kill(m->dump);	/* mig_source_dumped follows */
+	else if (m->dumped)
+		mig_source_postcopy_done(m, why);
+}
+
+/* The lazy dump ended after the commit point. */
+static void
+mig_source_postcopy_done(struct migration *m, const char *error)
+{
+	struct instance	*in = m->in;
+	const char	*why = m->broken != NULL ? m->broken : error;
+	uint64_t	 gen;
+	char		*text;
+
+	m->dumped = 1;
+	/* On success CRIU killed the tree; after a failure it is frozen (or,
+	 * had CRIU resumed it, must not run on): kill it either way. */
+	container_kill(in->name, NULL);
+	container_cgroup_remove(in->name, NULL);
+	in->pid = 0;
+	if (why == NULL) {
+		m->page_bytes = relay_bytes_out(m->relay);
+		relay_free(m->relay);
+		m->relay = NULL;
+		log_info("mig %" PRIx64 " %s: criu served its last page to %s",
+		    m->id, m->name, m->peer);
+		if (m->resumed && m->complete)
+			mig_source_resumed(m);
+		return;
+	}
+	if (m->broken == NULL) {
+		m->broken = xstrdup(why);
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+	}
+	gen = ckpt_newest(in->ckpt_dir);
+	if (gen != 0)
+		xasprintf(&text, "post-copy of %s to %s broke after it ran "
+		    "there (%s): its memory was split between the hosts, so it "
+		    "was stopped on both; restore its last checkpoint here: "
+		    "ternctl restore %s (checkpoint %" PRIu64 ")", m->name,
+		    m->peer, why, m->name, gen);
+	else
+		xasprintf(&text, "post-copy of %s to %s broke after it ran "
+		    "there (%s): its memory was split between the hosts, so it "
+		    "was stopped on both, and it has no checkpoint to restore: "
+		    "start it again (ternctl start %s)", m->name, m->peer, why,
+		    m->name);
+	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(in, text);
+	instance_set_state(in, gen != 0 ? INST_CHECKPOINTED : INST_STOPPED,
+	    "post-copy lost");
+	in->generation = gen;
+	m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	instances_op_done(in->set);
+	mig_free(m);
+}
+
 static void
 mig_source_sent(void *arg, uint64_t bytes, const char *error)
 {
@@ -321,6 +507,15 @@ mig_source_sent(void *arg, uint64_t bytes, const char *error)
 		mig_source_fail(m, "copying the images to %s: %s", m->peer,
 		    error);
 		return;
+	}
+	if (m->postcopy && m->hold != NULL) {
+		/* The target's lazy restore needs pages before it reaches
+		 * pre-resume: CRIU serves from now.  The tree stays frozen;
+		 * a rollback from here must make CRIU fail the transfer
+		 * (mig_source_fail), or it would take the end for success. */
+		m->dump = m->hold;
+		m->hold = NULL;
+		ckpt_hold_release(m->dump, 1);
 	}
 	mig_set_state(m, MIG_RESTORING);
 	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORE, NULL);
@@ -374,10 +569,22 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 		t.dir = m->in->ckpt_dir;
 		t.pid = m->in->pid;
 		t.rootfs = m->in->spec->root;
-		ckpt_dump_held(m->agent->loop, &t, m->generation,
-		    mig_source_frozen, mig_source_dumped, m);
+		t.action_script = m->agent->criu_action;
+		m->dump_start_ms = now_ms();
+		if (m->postcopy) {
+			ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
+			    m->ps_fd, mig_source_frozen, mig_source_dumped, m);
+			close(m->ps_fd);	/* CRIU has it now */
+			m->ps_fd = -1;
+		} else
+			ckpt_dump_held(m->agent->loop, &t, m->generation,
+			    mig_source_frozen, mig_source_dumped, m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
+		if (m->postcopy) {
+			mig_source_postcopy_commit(m);
+			break;
+		}
 		if (m->state != MIG_RESTORING || m->hold == NULL)
 			break;
 		if (!ckpt_hold_alive(m->hold)) {
@@ -396,10 +603,37 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 		ckpt_hold_release(h, 1);	/* CRIU kills the source tree */
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESUMED:
+		if (m->postcopy && m->state == MIG_COMMITTED && !m->resumed) {
+			m->resumed = 1;
+			m->resumed_ms = now_ms();
+			m->frozen_ms = m->resumed_ms - m->dump_start_ms;
+			log_info("mig %" PRIx64 " %s: runs on %s after %" PRIu64
+			    " ms frozen; its memory follows", m->id, m->name,
+			    m->peer, m->frozen_ms);
+			if (m->dumped && m->complete)
+				mig_source_resumed(m);
+			break;
+		}
 		if (m->state == MIG_COMMITTED && m->dumped)
 			mig_source_resumed(m);
 		break;
+	case TERN__MIGRATE_STEP__STEP__COMPLETE:
+		/* CRIU's success alone proves nothing: it takes a channel
+		 * that closed early for a finished transfer. */
+		if (!m->postcopy || m->state != MIG_COMMITTED || m->complete)
+			break;
+		m->complete = 1;
+		log_info("mig %" PRIx64 " %s: %s has every page", m->id, m->name,
+		    m->peer);
+		if (m->resumed && m->dumped && m->broken == NULL)
+			mig_source_resumed(m);
+		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
+		if (m->postcopy && m->state == MIG_COMMITTED) {
+			mig_source_postcopy_broke(m, s->error != NULL ?
+			    s->error : "the target aborted");
+			break;
+		}
 		if (m->state == MIG_COMMITTED && m->dumped) {
 			mig_source_orphaned(m, s->error != NULL ? s->error :
 			    "the target aborted");
@@ -426,13 +660,23 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	Envelope		 env;
 	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
 	char			*cause = NULL;
-	const char		*mode = r->mode != NULL ? r->mode : "stopcopy";
+	const char		*mode = r->mode != NULL ? r->mode : "auto";
+	char			*note = NULL;
+	int			 postcopy;
 
-	if (strcmp(mode, "stopcopy") != 0 && strcmp(mode, "auto") != 0) {
+	if (strcmp(mode, "precopy") == 0) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, a->criu.mem_track ?
+		    "pre-copy of containers is not implemented; use --mode "
+		    "postcopy or stopcopy" : "pre-copy needs memory tracking "
+		    "(soft-dirty), which this host's kernel lacks (criu check "
+		    "--feature mem_dirty_track); use --mode auto, postcopy or "
+		    "stopcopy");
+		return;
+	}
+	if (strcmp(mode, "stopcopy") != 0 && strcmp(mode, "auto") != 0 &&
+	    strcmp(mode, "postcopy") != 0) {
 		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "mode must be stopcopy or auto (pre-copy needs soft-dirty "
-		    "tracking, which this kernel lacks; post-copy is not "
-		    "implemented yet)");
+		    "mode must be auto, precopy, postcopy or stopcopy");
 		return;
 	}
 	if (a->instances == NULL ||
@@ -467,18 +711,43 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "CRIU there: see ternctl status on it)", r->to);
 		goto refuse;
 	}
+	/* auto: pre-copy where memory is tracked (not built for containers),
+	 * else post-copy where both CRIUs do lazy pages, else stop-and-copy. */
+	postcopy = a->criu.lazy_pages && a->criu_action != NULL &&
+	    peers_has_capability(a->peers, r->to, "criu.lazy-pages");
+	if (strcmp(mode, "postcopy") == 0 && !postcopy) {
+		if (a->criu.lazy_pages)
+			xasprintf(&cause, "post-copy needs lazy pages in CRIU on "
+			    "both hosts; %s has none (ternctl status there)",
+			    r->to);
+		else
+			xasprintf(&cause, "post-copy is not possible from %s: %s",
+			    a->conf->host_name, a->criu.lazy_problem != NULL ?
+			    a->criu.lazy_problem : "its CRIU or kernel has no "
+			    "lazy pages (userfaultfd)");
+		goto refuse;
+	}
+	if (strcmp(mode, "stopcopy") == 0)
+		postcopy = 0;
+	else if (strcmp(mode, "auto") == 0)
+		xasprintf(&note, "auto: %s%s", a->criu.mem_track ? "" :
+		    "no pre-copy (this kernel has no soft-dirty memory "
+		    "tracking); ", postcopy ? "post-copy (lazy pages over "
+		    "userfaultfd)" : "stop-and-copy (no lazy pages on both "
+		    "hosts)");
 	m = mig_new(a, r->to, ++a->next_migration | (a->boot_id << 16),
 	    1, in->name);
 	m->in = in;
 	m->cb = cb;
 	m->arg = arg;
+	m->postcopy = postcopy;
+	m->note = note;
 	m->generation = ckpt_newest(in->ckpt_dir) + 1;
 	instance_set_state(in, INST_MIGRATING, NULL);
 	in->set->busy++;
-	log_info("mig %" PRIx64 " %s: %s -> %s, stop-and-copy%s", m->id,
-	    in->name, a->conf->host_name, r->to, strcmp(mode, "auto") == 0 ?
-	    " (auto: no soft-dirty tracking here, post-copy not implemented)" :
-	    "");
+	log_info("mig %" PRIx64 " %s: %s -> %s, %s%s%s", m->id, in->name,
+	    a->conf->host_name, r->to, postcopy ? "post-copy" : "stop-and-copy",
+	    note != NULL ? "; " : "", note != NULL ? note : "");
 	msg_init(&env, 0);
 	o.migration = m->id;
 	o.name = in->name;
@@ -486,9 +755,11 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	o.spec = in->spec_text;
 	o.spec_dir = in->spec_dir;
 	o.generation = m->generation;
+	o.mode = postcopy ? "postcopy" : NULL;
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
 	env.migrate_offer = &o;
-	if (peers_send(a->peers, r->to, &env, &cause) != 0) {
+	if (peers_send(a->peers, r->to, &env, &cause) != 0 ||
+	    (postcopy && mig_relay_new(m, &cause) != 0)) {
 		mig_source_fail(m, "%s", cause);
 		free(cause);
 	}
@@ -501,9 +772,18 @@ refuse:
 /* --- target ---------------------------------------------------------------- */
 
 /* Discard what arrived; the source keeps (or resumes) its container. */
+static void	mig_target_postcopy_lost(struct migration *, const char *);
+static void	mig_target_held(void *, struct ckpt_hold *, const char *,
+		    uint64_t);
+static void	mig_target_pages_arrived(struct migration *);
+
 static void
 mig_target_discard(struct migration *m, const char *why)
 {
+	if (m->state == MIG_PAGING) {
+		mig_target_postcopy_lost(m, why);
+		return;
+	}
 	if (m->state == MIG_RESUMING)
 		return;	/* past the commit point: it is ours now */
 	log_warnx("mig %" PRIx64 " %s: %s; discarding the incoming copy",
@@ -553,6 +833,20 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		return;
 	}
 	instance_watch(in, res->pid, 0);
+	if (m->postcopy) {
+		/* It runs; its memory arrives on demand and in the
+		 * background.  No checkpoint here yet: the images lack it. */
+		instance_set_state(in, INST_RUNNING, "migrated in (post-copy)");
+		log_info("mig %" PRIx64 " %s: running here (pid %ld), moved "
+		    "from %s; its memory follows", m->id, m->name,
+		    (long)res->pid, m->peer);
+		mig_set_state(m, MIG_PAGING);
+		uv_timer_stop(&m->timer);
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
+		if (m->pages_done)
+			mig_target_pages_arrived(m);
+		return;
+	}
 	in->generation = m->generation;
 	instance_set_state(in, INST_RUNNING, "migrated in");
 	log_info("mig %" PRIx64 " %s: running here (pid %ld), moved from %s",
@@ -589,6 +883,90 @@ mig_target_synced(uv_work_t *w, int status)
 		mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 	instances_op_done(m->set);
 	mig_free(m);
+}
+
+/* Post-copy, running here, the memory transfer broke: pages it has not
+ * touched yet are gone.  Kill it before the lazy-pages daemon goes (a
+ * fault with no daemon would read zeros). */
+static void
+mig_target_postcopy_lost(struct migration *m, const char *why)
+{
+	struct instance		*in = m->in;
+	struct instances	*set = in->set;
+	char			*text;
+
+	container_kill(in->name, NULL);
+	container_cgroup_remove(in->name, NULL);
+	ckpt_lazy_free(m->lazy);
+	m->lazy = NULL;
+	xasprintf(&text, "post-copy from %s broke after it ran here (%s): "
+	    "its memory was split between the hosts, so it was stopped; its "
+	    "last checkpoint is on %s", m->peer, why, m->peer);
+	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
+	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, text);
+	free(text);
+	/* The source keeps the instance's record and checkpoints. */
+	instance_destroy(in);
+	instances_op_done(set);
+	mig_free(m);
+}
+
+static void
+mig_target_lazy_done(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+
+	m->lazy = NULL;		/* it exited */
+	if (error != NULL) {
+		if (m->state == MIG_PAGING)
+			mig_target_postcopy_lost(m, error);
+		else
+			mig_target_discard(m, error);
+		return;
+	}
+	m->pages_done = 1;
+	if (m->state != MIG_PAGING)
+		return;	/* fetched before it resumed: mig_target_restored */
+	mig_target_pages_arrived(m);
+}
+
+static void
+mig_target_pages_arrived(struct migration *m)
+{
+	char	*dir;
+
+	mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
+	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
+	    m->name, m->peer);
+	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
+	ckpt_discard(dir);
+	free(dir);
+	instances_op_done(m->in->set);
+	mig_free(m);
+}
+
+static void
+mig_target_lazy_ready(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+	struct ckpt_target	 t;
+
+	if (error != NULL) {
+		m->lazy = NULL;
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, error);
+		mig_target_discard(m, error);
+		return;
+	}
+	if (m->state != MIG_RESTORING)
+		return;
+	memset(&t, 0, sizeof t);
+	t.name = m->in->name;
+	t.criu_path = m->agent->conf->criu_path;
+	t.dir = m->in->ckpt_dir;
+	t.rootfs = m->in->spec->root;
+	t.lazy = 1;
+	ckpt_restore_held(m->agent->loop, &t, m->generation, mig_target_held,
+	    mig_target_restored, m);
 }
 
 /* pre-resume: restored and verified, not running.  Tell the source. */
@@ -629,6 +1007,16 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 		xasprintf(&cause, "bad generation %" PRIu64, o->generation);
 		goto refuse;
 	}
+	if (o->mode != NULL && strcmp(o->mode, "postcopy") != 0) {
+		xasprintf(&cause, "unknown migration mode \"%.32s\"", o->mode);
+		goto refuse;
+	}
+	m->postcopy = o->mode != NULL;
+	if (m->postcopy && (!a->criu.lazy_pages || a->criu_action == NULL)) {
+		xasprintf(&cause, "%s cannot take post-copy (no lazy pages in "
+		    "its CRIU)", a->conf->host_name);
+		goto refuse;
+	}
 	xasprintf(&dir, "%s/instances/%s", a->conf->state_dir, o->name);
 	if (instance_find(a->instances, o->name) != NULL ||
 	    access(dir, F_OK) == 0) {
@@ -661,6 +1049,14 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 		return;
 	}
 	free(dir);
+	/* Open our half of the page channel before READY: the source's half
+	 * follows its offer, ours must exist when its dump starts. */
+	if (m->postcopy && mig_relay_new(m, &cause) != 0) {
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
+		mig_target_discard(m, cause);
+		free(cause);
+		return;
+	}
 	instance_set_state(in, INST_INCOMING, NULL);
 	mig_set_state(m, MIG_RECEIVING);
 	mig_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL);
@@ -697,6 +1093,23 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 		t.criu_path = m->agent->conf->criu_path;
 		t.dir = m->in->ckpt_dir;
 		t.rootfs = m->in->spec->root;
+		t.action_script = m->agent->criu_action;
+		if (m->postcopy) {
+			/* The daemon first, the lazy restore once it listens
+			 * (mig_target_lazy_ready). */
+			m->lazy = ckpt_lazy_start(m->agent->loop, &t,
+			    m->generation, m->ps_fd, mig_target_lazy_ready,
+			    mig_target_lazy_done, m, &cause);
+			close(m->ps_fd);
+			m->ps_fd = -1;
+			if (m->lazy == NULL) {
+				mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
+				    cause);
+				mig_target_discard(m, cause);
+				free(cause);
+			}
+			break;
+		}
 		ckpt_restore_held(m->agent->loop, &t, m->generation,
 		    mig_target_held, mig_target_restored, m);
 		break;
@@ -726,7 +1139,9 @@ mig_timeout(uv_timer_t *t)
 	xasprintf(&why, "no progress for %d ms in state %s (%s silent or "
 	    "stuck?)", m->agent->conf->migration_timeout_ms,
 	    mig_state_names[m->state], m->peer);
-	if (m->source && m->state == MIG_COMMITTED) {
+	if (m->source && m->state == MIG_COMMITTED && m->postcopy)
+		mig_source_postcopy_broke(m, why);
+	else if (m->source && m->state == MIG_COMMITTED) {
 		if (m->dumped)
 			mig_source_orphaned(m, why);
 		else
@@ -836,6 +1251,55 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 	return rc;
 }
 
+/* The page channel broke (error) or ended; CRIU's exits say the rest. */
+static void
+mig_relay_done(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+	char			*why;
+
+	if (error == NULL)
+		return;
+	xasprintf(&why, "the page channel to %s broke: %s", m->peer, error);
+	if (m->source && m->state == MIG_COMMITTED)
+		mig_source_postcopy_broke(m, why);
+	else if (m->source)
+		mig_source_fail(m, "%s", why);
+	else
+		mig_target_discard(m, why);
+	free(why);
+}
+
+/* "<migration id in hex>/pages" from the peer of that migration. */
+int
+migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
+    const char *name, char **cause)
+{
+	struct migration	*m;
+	uint64_t		 id;
+	char			*end;
+
+	errno = 0;
+	id = strtoull(name, &end, 16);
+	if (errno != 0 || end == name || strcmp(end, "/pages") != 0 ||
+	    !((name[0] >= '0' && name[0] <= '9') ||
+	    (name[0] >= 'a' && name[0] <= 'f'))) {
+		set_cause(cause, "bad relay name \"%.64s\"", name);
+		return -1;
+	}
+	for (m = a->migrations; m != NULL; m = m->next)
+		if (m->id == id && m->postcopy && m->relay != NULL &&
+		    strcmp(m->peer, peer) == 0)
+			break;
+	if (m == NULL) {
+		set_cause(cause, "no post-copy migration %" PRIx64 " with %s",
+		    id, peer);
+		return -1;
+	}
+	relay_attach(m->relay, st);
+	return 0;
+}
+
 void
 migration_peer_lost(struct agent *a, const char *peer, const char *why)
 {
@@ -847,7 +1311,9 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 		if (strcmp(m->peer, peer) != 0)
 			continue;
 		xasprintf(&text, "lost the connection to %s: %s", peer, why);
-		if (m->source && m->state == MIG_COMMITTED && m->dumped)
+		if (m->source && m->state == MIG_COMMITTED && m->postcopy)
+			mig_source_postcopy_broke(m, text);
+		else if (m->source && m->state == MIG_COMMITTED && m->dumped)
 			mig_source_orphaned(m, text);
 		else if (m->source && m->state == MIG_COMMITTED) {
 			/* CRIU is still stopping our copy; the target, having
@@ -871,6 +1337,12 @@ migration_shutdown(struct agent *a)
 
 	for (m = a->migrations; m != NULL; m = next) {
 		next = m->next;
+		if (m->source && m->state == MIG_COMMITTED && m->postcopy) {
+			/* Leaving would close the page channel: CRIU would
+			 * resume our copy while the target runs it. */
+			mig_source_postcopy_broke(m, "ternd is shutting down");
+			continue;
+		}
 		if (m->source && m->state == MIG_COMMITTED)
 			continue;	/* its CRIU callback finishes it */
 		if (m->source)

@@ -16,6 +16,9 @@ void	migration_start(struct agent *, const Tern__MigrateRequest *,
 int	migration_on_msg(struct agent *, const char *peer, const Envelope *);
 int	migration_accept_file(struct agent *, const char *peer,
 	    struct stream *, const char *name, char **cause);
+/* A "relay" stream: the peer's half of a post-copy page channel. */
+int	migration_accept_relay(struct agent *, const char *peer,
+	    struct stream *, const char *name, char **cause);
 void	migration_peer_lost(struct agent *, const char *peer,
 	    const char *why);
 /* ternd stops: roll back every migration not yet committed, while the

@@ -6,6 +6,7 @@
 #define LOG_MODULE "peer"
 #include "agent/migration.h"
 #include "migrate/files.h"
+#include "migrate/relay.h"
 #include "agent/peers.h"
 #include "daemon/frame.h"
 #include "daemon/log.h"
@@ -257,6 +258,9 @@ peer_accept_stream(struct stream_mux *mux, struct stream *st, const char *kind,
 
 	if (strcmp(kind, FILES_STREAM_KIND) == 0)
 		return migration_accept_file(p->peers->agent, p->name, st, name,
+		    cause);
+	if (strcmp(kind, RELAY_STREAM_KIND) == 0)
+		return migration_accept_relay(p->peers->agent, p->name, st, name,
 		    cause);
 	if (strcmp(kind, "sink") == 0) {
 		log_info("peer %s: sink stream %u opened", p->name,

@@ -138,16 +138,27 @@ agent_criu_probed(const struct criu_features *f, void *arg)
 	criu_features_clear(&a->criu);
 	a->criu = *f;
 	a->criu.problem = f->problem != NULL ? xstrdup(f->problem) : NULL;
+	a->criu.lazy_problem = f->lazy_problem != NULL ?
+	    xstrdup(f->lazy_problem) : NULL;
 	a->criu_probed = 1;
 	what = criu_features_describe(&a->criu);
 	if (a->criu.usable && !a->criu.mem_track)
-		log_info("%s; container migration will use post-copy or "
-		    "stop-and-copy, not pre-copy", what);
+		log_info("%s; container migration will use %s, not pre-copy",
+		    what, a->criu.lazy_pages ? "post-copy" : "stop-and-copy");
 	else if (a->criu.usable)
 		log_info("%s", what);
 	else
 		log_warnx("%s", what);
 	free(what);
+	if (a->criu.usable && a->criu.lazy_pages &&
+	    (a->criu_action = criu_action_script(a->conf->state_dir,
+	    &cause)) == NULL) {
+		/* Post-copy drives CRIU's command line through it. */
+		log_warnx("%s; no post-copy from here", cause);
+		free(cause);
+		cause = NULL;
+		a->criu.lazy_pages = 0;
+	}
 	if (a->stopping)
 		return;
 	if ((a->instances = instances_open(a, &cause)) == NULL ||
@@ -312,6 +323,7 @@ out:
 	free(pidpath);
 	tls_ctx_free(a->tls);
 	criu_features_clear(&a->criu);
+	free(a->criu_action);
 	conf_free(a->conf);
 	free(a->conf_path);
 	return rc;

@@ -1,6 +1,6 @@
-/* ternctl migrate NAME --to HOST [--mode stopcopy|auto]: move a container
- * to another host; the source keeps it until the target restored a
- * verified copy. */
+/* ternctl migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy]:
+ * move a container to another host; the source keeps it until the target
+ * restored a verified copy (post-copy: until its memory arrived). */
 #include "config.h"
 
 #include <getopt.h>
@@ -54,21 +54,38 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 		ctl_json_string(stdout, r->to);
 		printf(",\"mode\":");
 		ctl_json_string(stdout, r->mode);
-		printf(",\"total_ms\":%llu,\"frozen_ms\":%llu,\"bytes\":%llu}\n",
+		printf(",\"total_ms\":%llu,\"frozen_ms\":%llu,\"bytes\":%llu",
 		    (unsigned long long)r->total_ms,
 		    (unsigned long long)r->frozen_ms,
 		    (unsigned long long)r->bytes);
-	} else
+		if (r->has_postcopy_ms)
+			printf(",\"postcopy_ms\":%llu,\"page_bytes\":%llu",
+			    (unsigned long long)r->postcopy_ms,
+			    (unsigned long long)r->page_bytes);
+		if (r->note != NULL) {
+			printf(",\"note\":");
+			ctl_json_string(stdout, r->note);
+		}
+		printf("}\n");
+	} else {
+		if (r->note != NULL)
+			printf("%s\n", r->note);
 		printf("%s: moved to %s (%s) in %llu ms, frozen %llu ms, "
 		    "%.1f MiB copied\n", r->name, r->to, r->mode,
 		    (unsigned long long)r->total_ms,
 		    (unsigned long long)r->frozen_ms,
 		    (double)r->bytes / (1 << 20));
+		if (r->has_postcopy_ms)
+			printf("%s: its memory (%.1f MiB) followed in %llu ms "
+			    "after it resumed\n", r->name,
+			    (double)r->page_bytes / (1 << 20),
+			    (unsigned long long)r->postcopy_ms);
+	}
 	msg_free(reply);
 	return rc;
 }
 
 const struct ctl_cmd cmd_migrate_entry = {
-	"migrate", "migrate NAME --to HOST [--mode stopcopy|auto]",
+	"migrate", "migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy]",
 	"move a container to another host", cmd_migrate_exec
 };
