@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A container moves h1 -> h2 -> h1 by stop-and-copy over tern's mutual-TLS
 # streams; memcheck verifies its memory after every move.  Refusals (no
-# shared rootfs, name taken on the target, unknown host) and a target
-# ternd killed in the middle leave it running on the source, unharmed,
-# and nothing on the target.
+# shared rootfs, name taken on the target, unknown host, a mode this host
+# cannot do) and a target ternd killed or a source ternd stopped in the
+# middle of a migration (by auto's choice, post-copy here) leave it
+# running on the source, unharmed, and nothing on the target.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -45,10 +46,10 @@ where() {	# which host lists mc, and as what
 }
 
 # h1 -> h2 -> h1
-cl_ctl h1 migrate mc --to h2
+cl_ctl h1 migrate mc --to h2 --mode stopcopy
 [ "$(where)" = "h2:running" ] || fail "after h1->h2 mc is at: $(where)"
 inst_verify h2 mc "$state" "moved to h2"
-cl_ctl h2 migrate mc --to h1
+cl_ctl h2 migrate mc --to h1 --mode stopcopy
 [ "$(where)" = "h1:running" ] || fail "after h2->h1 mc is at: $(where)"
 inst_verify h1 mc "$state" "moved back to h1"
 
@@ -64,6 +65,8 @@ refused() {	# PATTERN ARGS...: migrate must fail saying PATTERN
 	echo "refused: $out"
 }
 refused 'unknown host "nowhere"\|host nowhere is not up' mc --to nowhere
+refused "soft-dirty" mc --to h2 --mode precopy
+refused "mode must be" mc --to h2 --mode teleport
 cl_ctl h1 create private --spec "$TH_ROOT/private.json" >/dev/null
 cl_ctl h1 start private >/dev/null
 refused "shared_storage" private --to h2

@@ -641,6 +641,19 @@ th_cut() {
 }
 
 # th_heal HOST: undo th_cut (both veth ends up).
+# th_limit HOST RATE: traffic towards HOST goes at most RATE (tc syntax,
+# "20mbit"), shaped by tbf on its switch port; th_limit HOST off: no limit.
+th_limit() {
+	local dev
+	th__host "${1:-}" || return 1
+	dev="t${TH_NET}v$(th__idx "$1")"
+	ip netns exec "$(th__sw)" tc qdisc del dev "$dev" root 2>/dev/null || :
+	[ "${2:-}" = off ] && return 0
+	ip netns exec "$(th__sw)" tc qdisc add dev "$dev" root tbf \
+	    rate "$2" burst 64kb latency 500ms ||
+	    th__err "cannot limit '$1' to $2" || return 1
+}
+
 th_heal() {
 	th__host "${1:-}" || return 1
 	th__link "$1" up &&

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Post-copy: CRIU's lazy pages, the page channel relayed over tern's
+# mutual-TLS streams.  A container moves h1 -> h2 -> h1 and memcheck
+# verifies its memory after each move; auto picks post-copy here and says
+# why.  Past the switch the memory is split between the hosts: a cut link
+# or a dead lazy-pages daemon stops the container on both (never two
+# copies, never one with holes in its memory), the operator is told to
+# restore its last checkpoint, and that restore works.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+th_setup 2
+cl_pki
+cl_conf h1
+cl_conf h2
+cl_start h1
+cl_start h2
+cl_wait_up h1 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
+cl_wait_criu h2 || fail "h2 cannot run containers"
+cl_ctl h1 status | grep -q "lazy pages (post-copy) yes" ||
+    fail "no post-copy here: $(cl_ctl h1 status | grep containers)"
+
+rootfs_make "$TH_ROOT/rootfs"
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 64 /var/log/memcheck.state
+state="$TH_ROOT/rootfs/var/log/memcheck.state"
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
+cl_ctl h1 start mc >/dev/null
+inst_wait_ready "$state" || fail "memcheck did not start"
+inst_verify h1 mc "$state" "started on h1"
+
+where() {	# which host lists mc, and as what
+	local h s
+	for h in h1 h2; do
+		s=$(inst_field $h mc state)
+		[ -n "$s" ] && echo "$h:$s"
+	done
+	return 0
+}
+# Processes of this test's container on either host (by their cgroup).
+copies() {
+	local p n=0
+	for p in $(pgrep -x memcheck || true); do
+		grep -q "freezer:.*/tern-test/$TH_NET-h[12]/tern/mc\$" \
+		    "/proc/$p/cgroup" 2>/dev/null && n=$((n + 1))
+	done
+	echo $n
+}
+
+out=$(cl_ctl h1 migrate mc --to h2)
+echo "$out"
+echo "$out" | grep -q "(postcopy)" || fail "auto did not pick post-copy: $out"
+echo "$out" | grep -q "soft-dirty" || fail "auto did not say why: $out"
+[ "$(where)" = "h2:running" ] || fail "after h1->h2 mc is at: $(where)"
+inst_verify h2 mc "$state" "moved to h2 by post-copy"
+cl_ctl h2 migrate mc --to h1 --mode postcopy
+[ "$(where)" = "h1:running" ] || fail "after h2->h1 mc is at: $(where)"
+inst_verify h1 mc "$state" "moved back to h1 by post-copy"
+[ "$(copies)" = 1 ] || fail "$(copies) copies of mc run"
+# Images without their pages are never kept as checkpoints.
+for h in h1 h2; do
+	if find "$TH_ROOT/$h/state/instances" -name MANIFEST | grep -q .; then
+		fail "$h kept a post-copy generation: $(find "$TH_ROOT/$h/state/instances" -name MANIFEST)"
+	fi
+done
+
+cl_ctl h1 checkpoint mc --leave-running >/dev/null
+inst_verify h1 mc "$state" "checkpointed"
+
+# lost CASE ACTION...: move mc h1 -> h2 through a slow link and run ACTION
+# while its memory is on the way.  Both copies must stop, and the last
+# checkpoint must restore on h1.
+lost() {
+	local what=$1 seen i rc
+	shift
+	th_limit h2 40mbit
+	seen=$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)
+	cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/$what.out" 2>&1 &
+	ctl=$!
+	for ((i = 0; i < 600; i++)); do
+		[ "$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)" -gt "$seen" ] && break
+		sleep 0.05
+	done
+	[ "$i" -lt 600 ] || fail "$what: mc never resumed on h2"
+	"$@"
+	set +e
+	wait $ctl; rc=$?
+	set -e
+	echo "$what: $(cat "$TH_ROOT/$what.out")"
+	[ $rc = 1 ] || fail "$what: migrate exited $rc"
+	grep -q "restore its last checkpoint" "$TH_ROOT/$what.out" ||
+	    fail "$what: the operator was not told what to do"
+	for ((i = 0; i < 300; i++)); do
+		[ "$(copies)" = 0 ] && break
+		sleep 0.1
+	done
+	[ "$(copies)" = 0 ] || fail "$what: $(copies) copies of mc still run"
+	th_limit h2 off
+}
+
+lost cut th_cut h2
+th_heal h2
+cl_wait_up h1 2 30
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the cut mc is at: $(where)"
+[ -z "$(inst_field h2 mc state)" ] || fail "h2 kept mc: $(inst_field h2 mc state)"
+cl_ctl h1 restore mc >/dev/null
+inst_verify h1 mc "$state" "restored on h1 after the cut"
+
+kill_lazy() {	# the lazy-pages daemon of h2
+	local p
+	for p in $(pgrep -f "sbin/criu lazy-pages" || true); do
+		[ "$(ip netns identify "$p")" = "tern-$TH_NET-h2" ] && kill -9 "$p"
+	done
+	return 0
+}
+lost lazy kill_lazy
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the lazy kill mc is at: $(where)"
+cl_ctl h1 restore mc >/dev/null
+inst_verify h1 mc "$state" "restored on h1 after the lazy-pages daemon died"
+
+# And it still moves afterwards.
+cl_ctl h1 migrate mc --to h2 --mode postcopy >/dev/null
+inst_verify h2 mc "$state" "moved to h2 after the failures"
+cl_ctl h2 destroy mc >/dev/null
+
+cl_stop_all || fail "a ternd did not stop cleanly"
+echo "migrate-postcopy: ok"
