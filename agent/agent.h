@@ -33,6 +33,9 @@ struct agent {
 	int			 exit_code;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;
+	uint8_t			*cpuinfo;	/* this CPU for CRIU (cpuinfo.img), */
+	size_t			 cpuinfo_len;	/* sent with migration offers */
+	char			*cpuinfo_error;	/* why there is none */
 };
 
 /* agent.c */
