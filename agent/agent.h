@@ -34,6 +34,9 @@ struct agent {
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;
 	char			*criu_action;	/* criu_action_script(), or NULL */
+	uint8_t			*cpuinfo;	/* this CPU for CRIU (cpuinfo.img), */
+	size_t			 cpuinfo_len;	/* sent with migration offers */
+	char			*cpuinfo_error;	/* why there is none */
 };
 
 /* agent.c */

@@ -17,6 +17,7 @@
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
+#include "checkpoint/cpuinfo.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -711,6 +712,12 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "CRIU there: see ternctl status on it)", r->to);
 		goto refuse;
 	}
+	if (a->cpuinfo == NULL) {
+		xasprintf(&cause, "%s cannot describe its CPU for %s to check: "
+		    "%s", a->conf->host_name, r->to, a->cpuinfo_error != NULL ?
+		    a->cpuinfo_error : "no CRIU cpuinfo dump");
+		goto refuse;
+	}
 	/* auto: pre-copy where memory is tracked (not built for containers),
 	 * else post-copy where both CRIUs do lazy pages, else stop-and-copy. */
 	postcopy = a->criu.lazy_pages && a->criu_action != NULL &&
@@ -756,6 +763,9 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	o.spec_dir = in->spec_dir;
 	o.generation = m->generation;
 	o.mode = postcopy ? "postcopy" : NULL;
+	o.has_cpuinfo = 1;	/* the target checks it before READY */
+	o.cpuinfo.data = a->cpuinfo;
+	o.cpuinfo.len = a->cpuinfo_len;
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
 	env.migrate_offer = &o;
 	if (peers_send(a->peers, r->to, &env, &cause) != 0 ||
@@ -986,6 +996,69 @@ mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORED, NULL);
 }
 
+/* The CPU check runs while the migration may be discarded (an ABORT, a
+ * lost link, the timeout): its answer finds it again, or nothing. */
+struct mig_cpu_check {
+	struct agent		*agent;
+	char			*peer;
+	uint64_t		 id;
+	struct migration	*m;	/* compared, not trusted */
+};
+
+static void
+mig_target_cpu_checked(const char *problem, void *arg)
+{
+	struct mig_cpu_check	*cc = arg;
+	struct migration	*m;
+	char			*why;
+
+	m = mig_find(cc->agent, cc->peer, cc->id, 0);
+	if (m == NULL || m != cc->m || m->state != MIG_RECEIVING)
+		goto out;
+	if (problem == NULL) {
+		log_info("CPU check passed for %s from %s", m->name, m->peer);
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL);
+		goto out;
+	}
+	xasprintf(&why, "%s cannot run %s's processes: %s",
+	    m->agent->conf->host_name, m->peer, problem);
+	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+	mig_target_discard(m, why);
+	free(why);
+out:
+	free(cc->peer);
+	free(cc);
+}
+
+/* Before READY, so the source freezes nothing that cannot run here.  The
+ * images directory is new and empty: CRIU's scratch space until then. */
+static void
+mig_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
+{
+	struct mig_cpu_check	*cc;
+	char			*dir, *why;
+
+	if (!o->has_cpuinfo || o->cpuinfo.len == 0) {
+		xasprintf(&why, "the offer does not describe %s's CPU, so %s "
+		    "cannot check that it can run its processes (a tern "
+		    "without the CPU check?)", m->peer,
+		    m->agent->conf->host_name);
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+		mig_target_discard(m, why);
+		free(why);
+		return;
+	}
+	cc = xcalloc(1, sizeof *cc);
+	cc->agent = m->agent;
+	cc->peer = xstrdup(m->peer);
+	cc->id = m->id;
+	cc->m = m;
+	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
+	cpuinfo_check(m->agent->loop, m->agent->conf->criu_path, dir,
+	    o->cpuinfo.data, o->cpuinfo.len, mig_target_cpu_checked, cc);
+	free(dir);
+}
+
 static void
 mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 {
@@ -1059,7 +1132,7 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 	}
 	instance_set_state(in, INST_INCOMING, NULL);
 	mig_set_state(m, MIG_RECEIVING);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL);
+	mig_target_check_cpu(m, o);	/* READY once it passes */
 	return;
 refuse:
 	log_warnx("mig %" PRIx64 " %s from %s refused: %s", o->migration,

@@ -19,6 +19,7 @@
 #include "agent/instances.h"
 #include "agent/migration.h"
 #include "agent/peers.h"
+#include "checkpoint/cpuinfo.h"
 #include "daemon/ctlsock.h"
 #include "daemon/log.h"
 #include "daemon/pidfile.h"
@@ -127,8 +128,44 @@ agent_stop(struct agent *a)
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 }
 
-/* CRIU is known: say what container work is possible, then meet the peers
- * (their Hello carries our capabilities). */
+/* Open the instances and meet the peers (their Hello carries our
+ * capabilities). */
+static void
+agent_open(struct agent *a)
+{
+	char	*cause = NULL;
+
+	if ((a->instances = instances_open(a, &cause)) == NULL ||
+	    peers_start(a->peers, &cause) != 0) {
+		log_warnx("%s", cause);
+		free(cause);
+		a->exit_code = 1;
+		agent_stop(a);
+	}
+}
+
+/* This CPU as CRIU sees it, for the targets of our migrations to check.
+ * Without it containers still run here, but do not migrate away. */
+static void
+agent_cpuinfo_dumped(uint8_t *img, size_t len, const char *error, void *arg)
+{
+	struct agent	*a = arg;
+
+	if (img != NULL) {
+		a->cpuinfo = img;
+		a->cpuinfo_len = len;
+		log_debug("CPU description for migrations: %zu bytes", len);
+	} else {
+		a->cpuinfo_error = xstrdup(error);
+		log_warnx("cannot describe this CPU for migrations, so none "
+		    "will start here: %s", error);
+	}
+	if (!a->stopping)
+		agent_open(a);
+}
+
+/* CRIU is known: say what container work is possible, then describe the
+ * CPU (if CRIU can work here) and open for business. */
 static void
 agent_criu_probed(const struct criu_features *f, void *arg)
 {
@@ -156,18 +193,17 @@ agent_criu_probed(const struct criu_features *f, void *arg)
 		/* Post-copy drives CRIU's command line through it. */
 		log_warnx("%s; no post-copy from here", cause);
 		free(cause);
-		cause = NULL;
 		a->criu.lazy_pages = 0;
 	}
 	if (a->stopping)
 		return;
-	if ((a->instances = instances_open(a, &cause)) == NULL ||
-	    peers_start(a->peers, &cause) != 0) {
-		log_warnx("%s", cause);
-		free(cause);
-		a->exit_code = 1;
-		agent_stop(a);
+	if (!a->criu.usable) {
+		agent_open(a);
+		return;
 	}
+	/* Before any migration can start: offers carry it. */
+	cpuinfo_dump(a->loop, a->conf->criu_path, a->conf->state_dir,
+	    agent_cpuinfo_dumped, a);
 }
 
 static void
@@ -324,6 +360,8 @@ out:
 	tls_ctx_free(a->tls);
 	criu_features_clear(&a->criu);
 	free(a->criu_action);
+	free(a->cpuinfo);
+	free(a->cpuinfo_error);
 	conf_free(a->conf);
 	free(a->conf_path);
 	return rc;

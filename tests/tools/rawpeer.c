@@ -33,6 +33,11 @@ static int	 sock = -1;
 static int	 timeout_ms = 5000;
 static const char *as_host;
 static char	*caps_extra;	/* --caps: more capabilities to claim */
+/* migrate-offer: what to offer */
+static const char *offer_name = "cpu";
+static const char *offer_spec;		/* file */
+static const char *offer_cpuinfo;	/* file; none: no cpuinfo field */
+static const char *offer_cpu_set;	/* "WORD:MASK": bits to claim */
 
 static void
 die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -360,6 +365,225 @@ slow_sink(uint64_t rate, int seconds)
 }
 
 static void
+put_varint(uint8_t **p, uint64_t v)
+{
+	do {
+		*(*p)++ = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v != 0);
+}
+
+static int
+get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	unsigned	shift;
+
+	*v = 0;
+	for (shift = 0; shift < 64 && *p < end; shift += 7) {
+		*v |= (uint64_t)(**p & 0x7f) << shift;
+		if ((*(*p)++ & 0x80) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/* Copy one protobuf message (in -> *out), OR-ing mask into the word-th
+ * varint of field 6 when in_x86, recursing into field 1 otherwise: that
+ * is the x86 entry's capability array in CRIU's CpuinfoEntry. */
+static int
+pb_rewrite(const uint8_t *in, size_t len, uint8_t **out, int in_x86,
+    unsigned word, uint32_t mask)
+{
+	const uint8_t	*p = in, *end = in + len, *start;
+	uint64_t	 key, v;
+	unsigned	 n = 0;
+	uint8_t		*sub, *q;
+
+	while (p < end) {
+		if (get_varint(&p, end, &key) != 0)
+			return -1;
+		put_varint(out, key);
+		switch (key & 7) {
+		case 0:
+			if (get_varint(&p, end, &v) != 0)
+				return -1;
+			if (in_x86 && key >> 3 == 6 && n++ == word)
+				v |= mask;
+			put_varint(out, v);
+			break;
+		case 1:
+		case 5:
+			v = (key & 7) == 1 ? 8 : 4;
+			if (v > (uint64_t)(end - p))
+				return -1;
+			memcpy(*out, p, v);
+			*out += v;
+			p += v;
+			break;
+		case 2:
+			if (get_varint(&p, end, &v) != 0 ||
+			    v > (uint64_t)(end - p))
+				return -1;
+			start = p;
+			p += v;
+			if (in_x86 || key >> 3 != 1) {
+				put_varint(out, v);
+				memcpy(*out, start, v);
+				*out += v;
+				break;
+			}
+			/* the x86 entry: its varints may grow */
+			sub = q = malloc(v * 2 + 64);
+			if (pb_rewrite(start, v, &q, 1, word, mask) != 0) {
+				free(sub);
+				return -1;
+			}
+			put_varint(out, (uint64_t)(q - sub));
+			memcpy(*out, sub, (size_t)(q - sub));
+			*out += q - sub;
+			free(sub);
+			break;
+		default:
+			return -1;
+		}
+	}
+	return in_x86 && n <= word ? -1 : 0;
+}
+
+/* A CRIU cpuinfo.img claiming more CPU features: two magics, a 32-bit LE
+ * size, a CpuinfoEntry. */
+static uint8_t *
+cpuinfo_claim(const uint8_t *img, size_t len, const char *spec, size_t *outlen)
+{
+	unsigned long	 word;
+	uint32_t	 mask, size, orig;
+	uint8_t		*out, *p;
+	char		*end;
+
+	word = strtoul(spec, &end, 10);
+	if (*end != ':')
+		die(2, "--cpu-set %s: want WORD:MASK", spec);
+	mask = (uint32_t)strtoul(end + 1, NULL, 0);
+	if (len < 12)
+		die(2, "cpuinfo image too short");
+	orig = (uint32_t)img[8] | (uint32_t)img[9] << 8 |
+	    (uint32_t)img[10] << 16 | (uint32_t)img[11] << 24;
+	if (orig > len - 12)
+		die(2, "cpuinfo image truncated");
+	out = malloc(len * 2 + 64);
+	p = out + 12;
+	if (pb_rewrite(img + 12, orig, &p, 0, (unsigned)word, mask) != 0)
+		die(2, "cpuinfo image: no capability word %lu", word);
+	size = (uint32_t)(p - out - 12);
+	memcpy(out, img, 8);
+	out[8] = (uint8_t)size;
+	out[9] = (uint8_t)(size >> 8);
+	out[10] = (uint8_t)(size >> 16);
+	out[11] = (uint8_t)(size >> 24);
+	/* whatever follows the entry, unchanged */
+	memcpy(p, img + 12 + orig, len - 12 - orig);
+	*outlen = (size_t)(p - out) + len - 12 - orig;
+	return out;
+}
+
+/* Offer a container as a source would and print the target's answer:
+ * "ready" (then abort it) or "abort: WHY". */
+static int
+migrate_offer(void)
+{
+	Envelope		 env, reply, *in;
+	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
+	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
+	Tern__Pong		 pong = TERN__PONG__INIT;
+	uint8_t			*img = NULL, *claimed;
+	char			*spec, *dir, *slash, *cause = NULL;
+	size_t			 len, ilen = 0;
+	uint64_t		 deadline = now_ms() + (uint64_t)timeout_ms;
+	int			 closed, rc = 1;
+
+	if (offer_spec == NULL)
+		die(2, "migrate-offer needs --spec");
+	if ((spec = read_file_bounded(offer_spec, 1u << 20, &len,
+	    &cause)) == NULL)
+		die(2, "%s", cause);
+	dir = strdup(offer_spec);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	if (offer_cpuinfo != NULL) {
+		if ((img = (uint8_t *)read_file_bounded(offer_cpuinfo, 1u << 20,
+		    &ilen, &cause)) == NULL)
+			die(2, "%s", cause);
+		if (offer_cpu_set != NULL) {
+			claimed = cpuinfo_claim(img, ilen, offer_cpu_set, &ilen);
+			free(img);
+			img = claimed;
+		}
+	}
+	msg_init(&env, 0);
+	o.migration = 0x7e570001;
+	o.name = (char *)offer_name;
+	o.kind = "container";
+	o.spec = spec;
+	o.spec_dir = dir;
+	o.generation = 1;
+	if (img != NULL) {
+		o.has_cpuinfo = 1;
+		o.cpuinfo.data = img;
+		o.cpuinfo.len = ilen;
+	}
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
+	env.migrate_offer = &o;
+	send_env(&env);
+	while (now_ms() < deadline) {
+		in = recv_env((int)(deadline - now_ms()), NULL, &closed);
+		if (closed) {
+			printf("closed by ternd\n");
+			break;
+		}
+		if (in == NULL)
+			continue;
+		if (in->body_case == TERN__ENVELOPE__BODY_PING) {
+			msg_init(&reply, in->request_id);
+			pong.sent_ns = in->ping->sent_ns;
+			reply.body_case = TERN__ENVELOPE__BODY_PONG;
+			reply.pong = &pong;
+			send_env(&reply);
+		} else if (in->body_case == TERN__ENVELOPE__BODY_MIGRATE_STEP &&
+		    in->migrate_step->migration == o.migration) {
+			if (in->migrate_step->step ==
+			    TERN__MIGRATE_STEP__STEP__READY) {
+				printf("ready\n");
+				/* We have no container: call it off. */
+				msg_init(&reply, 0);
+				ms.migration = o.migration;
+				ms.step = TERN__MIGRATE_STEP__STEP__ABORT;
+				ms.error = "rawpeer has nothing to send";
+				reply.body_case =
+				    TERN__ENVELOPE__BODY_MIGRATE_STEP;
+				reply.migrate_step = &ms;
+				send_env(&reply);
+			} else
+				printf("step %d: %s\n", in->migrate_step->step,
+				    in->migrate_step->error != NULL ?
+				    in->migrate_step->error : "");
+			rc = 0;
+			msg_free(in);
+			break;
+		}
+		msg_free(in);
+	}
+	if (rc != 0)
+		printf("no answer within %d ms\n", timeout_ms);
+	fflush(stdout);
+	/* Let ternd read the ABORT before the connection goes. */
+	usleep(200000);
+	free(img);
+	free(dir);
+	free(spec);
+	return rc;
+}
+
+static void
 usage(void)
 {
 	fprintf(stderr,
@@ -370,7 +594,9 @@ usage(void)
 	    "scenarios: hello oversize truncated badcrc badheader unknown-type\n"
 	    "           unknown-field bad-version garbage lying-hello "
 	    "before-hello over-credit\n           unopened-channel\n"
-	    "           slow-sink silent [--caps a,b]\n");
+	    "           slow-sink silent [--caps a,b]\n"
+	    "           migrate-offer --spec F [--name N] [--cpuinfo IMG "
+	    "[--cpu-set WORD:MASK]]\n");
 	exit(2);
 }
 
@@ -389,6 +615,10 @@ main(int argc, char **argv)
 		{ "rate", required_argument, NULL, 'r' },
 		{ "seconds", required_argument, NULL, 's' },
 		{ "caps", required_argument, NULL, 'P' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "spec", required_argument, NULL, 'S' },
+		{ "cpuinfo", required_argument, NULL, 'I' },
+		{ "cpu-set", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char		*connect_to = NULL, *ca = NULL, *cert = NULL;
@@ -418,6 +648,10 @@ main(int argc, char **argv)
 		case 'r': rate = strtoull(optarg, NULL, 10); break;
 		case 's': seconds = atoi(optarg); break;
 		case 'P': caps_extra = optarg; break;
+		case 'N': offer_name = optarg; break;
+		case 'S': offer_spec = optarg; break;
+		case 'I': offer_cpuinfo = optarg; break;
+		case 'B': offer_cpu_set = optarg; break;
 		default: usage();
 		}
 	}
@@ -489,6 +723,9 @@ main(int argc, char **argv)
 	} else if (strcmp(scenario, "slow-sink") == 0) {
 		do_hello();
 		rc = slow_sink(rate, seconds);
+	} else if (strcmp(scenario, "migrate-offer") == 0) {
+		do_hello();
+		rc = migrate_offer();
 	} else {
 		do_hello();
 		if (strcmp(scenario, "oversize") == 0) {
