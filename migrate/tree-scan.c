@@ -8,7 +8,9 @@
  * index (one entry per path, which the next delta needs anyway), one
  * directory's names per level and one record buffer; never a whole file.
  * Extended attributes and ACLs are not sent (the container images we run
- * do not rely on them); sockets are skipped, their owner recreates them. */
+ * do not rely on them); sockets are skipped, their owner recreates them.
+ * Mount points below dir are sent as empty directories: what is mounted
+ * there (volumes, /proc) is not the rootfs. */
 #include "config.h"
 
 #include <dirent.h>
@@ -36,6 +38,7 @@ struct tree_link {
 struct tree_scan {
 	char			*dir;
 	int			 rootfd;
+	dev_t			 rootdev;
 	const struct tree_index	*since;
 	size_t			 cur;		/* next since entry to merge */
 	const char		*gone;		/* since entries below were removed */
@@ -451,7 +454,8 @@ tree_scan_one(struct tree_scan *s, int dfd, const char *name, size_t plen,
 			    strerror(errno));
 			goto out;
 		}
-		if (tree_scan_dir(s, fd, plen, &sub) != 0)
+		if (st.st_dev == s->rootdev &&
+		    tree_scan_dir(s, fd, plen, &sub) != 0)
 			goto out;
 		s->path[plen] = '\0';
 		e = &s->idx->ents[ei];	/* the index grew */
@@ -561,6 +565,7 @@ tree_scan_run(struct tree_scan *s, tree_write_fn write, void *arg,
 		set_cause(cause, "%s: %s", s->dir, strerror(errno));
 		return -1;
 	}
+	s->rootdev = st.st_dev;
 	s->path[0] = '\0';
 	old = tree_scan_old(s, "");
 	root = tree_index_add(s->idx, "", &st);
