@@ -167,25 +167,21 @@ tree_apply_stats(const struct tree_apply *a, struct tree_stats *stats)
 static int
 tree_apply_open_dir(struct tree_apply *a, const char *path)
 {
-	static int	 no_openat2;
 	struct open_how	 how;
 	char		*copy, *p, *next;
 	int		 fd, nfd;
 
 	if (*path == '\0')
 		return fcntl(a->rootfd, F_DUPFD_CLOEXEC, 3);
-	if (!no_openat2) {
-		memset(&how, 0, sizeof how);
-		how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-		    RESOLVE_NO_MAGICLINKS;
-		fd = (int)syscall(SYS_openat2, a->rootfd, path, &how,
-		    sizeof how);
-		if (fd != -1 || errno != ENOSYS)
-			return fd;
-		no_openat2 = 1;
-	}
-	/* Components are checked already: no "..", so no way up. */
+	memset(&how, 0, sizeof how);
+	how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+	    RESOLVE_NO_MAGICLINKS;
+	fd = (int)syscall(SYS_openat2, a->rootfd, path, &how, sizeof how);
+	if (fd != -1 || errno != ENOSYS)
+		return fd;
+	/* Before Linux 5.6.  Components are checked already (no ".."), so
+	 * O_NOFOLLOW at each one keeps us beneath. */
 	if ((fd = fcntl(a->rootfd, F_DUPFD_CLOEXEC, 3)) == -1)
 		return -1;
 	copy = xstrdup(path);
