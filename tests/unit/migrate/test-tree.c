@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -980,6 +981,66 @@ test_stream(void **state)
 	assert_int_equal(tree_sync(f->dst, NULL), 0);
 }
 
+/* Needs mount(2): skipped without it. */
+static void
+test_mounts(void **state)
+{
+	struct fixture		*f = *state;
+	struct tree_index	*idx;
+	struct tree_stats	 s, r;
+	struct net		 n;
+	struct stat		 st;
+	size_t			 cnt;
+
+	assert_int_equal(mkdir(at(f->src, "mnt"), 0755), 0);
+	if (mount("tmpfs", at(f->src, "mnt"), "tmpfs", 0, "size=1m") != 0) {
+		print_message("    no mount(2) here (%s): skipped\n",
+		    strerror(errno));
+		skip();
+	}
+	put_file(f->src, "mnt/inside", "not the rootfs", 14);
+	put_file(f->src, "outside.txt", "rootfs", 6);
+	pass(f->src, f->dst, NULL, &idx, &s, &r);
+	assert_int_equal(umount2(at(f->src, "mnt"), MNT_DETACH), 0);
+	/* The mount point came as an empty directory. */
+	assert_int_equal(lstat(at(f->dst, "mnt"), &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_false(exists(at(f->dst, "mnt/inside")));
+	assert_true(exists(at(f->dst, "outside.txt")));
+	tree_index_free(idx);
+	assert_int_equal(rm_rf(f->dst, NULL), 0);
+
+	/* The receiver runs out of room: both sides fail, and no file is
+	 * half there under its name. */
+	make_tree(f->src);
+	assert_int_equal(mkdir(f->dst, 0755), 0);
+	assert_int_equal(mount("tmpfs", f->dst, "tmpfs", 0, "size=64k"), 0);
+	memset(&n, 0, sizeof n);
+	net_pass(f, &n);
+	assert_non_null(n.got_error);
+	assert_non_null(strstr(n.got_error, "No space"));
+	assert_non_null(n.sent_error);
+	assert_null(n.idx);
+	print_message("    receiver: %s\n    sender: %s\n", n.got_error,
+	    n.sent_error);
+	assert_false(exists(at(f->dst, "a/big.bin")));
+	free(n.sent_error);
+	free(n.got_error);
+	/* No temporaries left behind. */
+	assert_int_equal(lstat(at(f->dst, "a"), &st), 0);
+	{
+		char	**v = names(at(f->dst, "a"), &cnt);
+		size_t	  i;
+
+		for (i = 0; i < cnt; i++) {
+			assert_null(strstr(v[i], ".tern-tree"));
+			free(v[i]);
+		}
+		free(v);
+	}
+	assert_int_equal(umount2(f->dst, MNT_DETACH), 0);
+}
+
 int
 main(void)
 {
@@ -994,6 +1055,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mounts, setup, teardown),
 	};
 
 	log_init("test-tree", 1);
