@@ -30,10 +30,13 @@
 #include "migrate/tree-internal.h"
 
 #define TREE_QUEUE_MAX	(4u << 20)
+/* Small records share a chunk, so they share a frame on the wire too. */
+#define TREE_CHUNK_SIZE	(256u << 10)
 
+/* The thread appends at len (under lock), the loop sends from off. */
 struct tree_chunk {
 	struct tree_chunk	*next;
-	size_t			 len, off;
+	size_t			 len, off, cap;
 	uint8_t			 data[];
 };
 
@@ -102,22 +105,27 @@ tree_queue_free(struct tree_queue *q)
 static void
 tree_queue_push(struct tree_queue *q, const void *p, size_t len)
 {
-	struct tree_chunk	*c;
+	struct tree_chunk	*c = q->tail;
+	size_t			 cap;
 
-	c = xmalloc(sizeof *c + len);
-	c->next = NULL;
-	c->len = len;
-	c->off = 0;
-	memcpy(c->data, p, len);
-	if (q->tail != NULL)
-		q->tail->next = c;
-	else
-		q->head = c;
-	q->tail = c;
+	if (c == NULL || c->cap - c->len < len) {
+		cap = len > TREE_CHUNK_SIZE ? len : TREE_CHUNK_SIZE;
+		c = xmalloc(sizeof *c + cap);
+		c->next = NULL;
+		c->len = c->off = 0;
+		c->cap = cap;
+		if (q->tail != NULL)
+			q->tail->next = c;
+		else
+			q->head = c;
+		q->tail = c;
+	}
+	memcpy(c->data + c->len, p, len);
+	c->len += len;
 	q->bytes += len;
 }
 
-/* Under lock. */
+/* Under lock.  Once off the list, nothing appends to it. */
 static struct tree_chunk *
 tree_queue_pop(struct tree_queue *q)
 {
@@ -126,7 +134,7 @@ tree_queue_pop(struct tree_queue *q)
 	if ((c = q->head) != NULL) {
 		if ((q->head = c->next) == NULL)
 			q->tail = NULL;
-		q->bytes -= c->len;
+		q->bytes -= c->len - c->off;
 	}
 	return c;
 }
@@ -221,12 +229,13 @@ tree_send_pump(struct tree_send *ts)
 {
 	struct tree_queue	*q = &ts->q;
 	struct tree_chunk	*c;
-	size_t			 n;
-	int			 done;
+	size_t			 n, len = 0, offered;
+	int			 done, empty;
 
 	while (ts->st != NULL && !ts->finishing) {
 		uv_mutex_lock(&q->lock);
-		c = q->head;
+		if ((c = q->head) != NULL)
+			len = c->len;
 		done = q->done;
 		uv_mutex_unlock(&q->lock);
 		if (c == NULL) {
@@ -243,16 +252,22 @@ tree_send_pump(struct tree_send *ts)
 			stream_finish(ts->st);
 			return;
 		}
-		/* Only the loop takes chunks off: c stays valid unlocked. */
-		n = stream_send(ts->st, c->data + c->off, c->len - c->off);
-		c->off += n;
-		if (c->off < c->len)
-			return;		/* on_writable when there is room */
+		/* Only the loop takes chunks off, and the walker only writes
+		 * beyond len: c->data[off..len) is stable unlocked. */
+		offered = len - c->off;
+		n = offered != 0 ? stream_send(ts->st, c->data + c->off,
+		    offered) : 0;
 		uv_mutex_lock(&q->lock);
-		tree_queue_pop(q);
+		c->off += n;
+		q->bytes -= n;
+		if ((empty = c->off == c->len))
+			tree_queue_pop(q);
 		uv_cond_signal(&q->cond);
 		uv_mutex_unlock(&q->lock);
-		free(c);
+		if (empty)
+			free(c);
+		else if (n < offered || offered == 0)
+			return;		/* on_writable when there is room */
 	}
 }
 
