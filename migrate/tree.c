@@ -400,9 +400,8 @@ tree_recv_closed(uv_handle_t *h)
 	const char		*error;
 
 	tree_apply_stats(tr->ap, &stats);
+	/* The caller reports it: once, with its migration's name. */
 	error = tr->q.error != NULL ? tr->q.error : tr->error;
-	if (error != NULL)
-		log_warnx("%s", error);
 	tr->cb(tr->arg, &stats, error);
 	tree_apply_free(tr->ap);
 	tree_queue_free(&tr->q);
