@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
 #include "migrate/relay.h"
+#include "migrate/tree.h"
 
 
 enum mig_state {
@@ -36,11 +38,12 @@ enum mig_state {
 	MIG_RESUMING,		/* target: COMMIT came, resuming */
 	MIG_ABORTING,		/* either: rolling back */
 	MIG_PAGING,		/* target: runs, post-copy pages arriving */
+	MIG_SYNCING,		/* source: the rootfs's full pass, running */
 };
 
 static const char *const mig_state_names[] = {
 	"offered", "dumping", "sending", "restoring", "committed",
-	"receiving", "held", "resuming", "aborting", "paging",
+	"receiving", "held", "resuming", "aborting", "paging", "syncing",
 };
 
 struct migration {
@@ -81,6 +84,19 @@ struct migration {
 	char			*note;		/* source: why this mode */
 	int			 pages_done;	/* target: lazy-pages exited 0 */
 	int			 complete;	/* source: COMPLETE arrived */
+
+	int			 rootfs_copy;	/* the rootfs follows, not shared */
+	struct tree_send	*tree_tx;	/* source: a pass going out */
+	struct tree_index	*tree_idx;	/* source: what the last pass sent */
+	struct tree_index	*tree_prev;	/* ... the delta's base, in use */
+	int			 tree_synced;	/* source: ROOTFS_SYNCED came */
+	uint64_t		 tree_bytes;	/* rootfs bytes sent */
+	char			*rootfs;	/* target: where it goes */
+	int			 trees_in;	/* target: passes being applied */
+	int			 trees_done;	/* target: passes applied */
+	int			 restore_wanted;	/* target: RESTORE came early */
+	int			 rootfs_keep;	/* target: ours now */
+	int			 zombie;	/* freed, waiting for trees_in */
 
 	instances_done_cb	 cb;		/* source: the operator's request */
 	void			*arg;
@@ -150,7 +166,24 @@ mig_freed(uv_handle_t *h)
 	free(m->sync_dir);
 	free(m->broken);
 	free(m->note);
+	free(m->rootfs);
+	tree_index_free(m->tree_idx);
+	tree_index_free(m->tree_prev);
 	free(m);
+}
+
+/* The rootfs a target made for an incoming copy goes with it. */
+static void
+mig_drop_rootfs(struct migration *m)
+{
+	char	*cause = NULL;
+
+	if (m->source || m->rootfs == NULL || m->rootfs_keep)
+		return;
+	if (rm_rf(m->rootfs, &cause) != 0) {
+		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
+		free(cause);
+	}
 }
 
 /* Unlink now, free once the timer is closed. */
@@ -163,18 +196,31 @@ mig_free(struct migration *m)
 		files_send_cancel(m->fs);
 		m->fs = NULL;
 	}
+	if (m->tree_tx != NULL) {
+		tree_send_cancel(m->tree_tx);
+		m->tree_tx = NULL;
+	}
 	relay_free(m->relay);
 	m->relay = NULL;
 	ckpt_lazy_free(m->lazy);
 	m->lazy = NULL;
 	if (m->ps_fd != -1)
 		close(m->ps_fd);
+	m->ps_fd = -1;
 	for (pp = &m->agent->migrations; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == m) {
 			*pp = m->next;
 			break;
 		}
 	}
+	if (m->trees_in > 0) {
+		/* A rootfs pass is still being applied: its callback holds
+		 * m and finishes the free. */
+		m->zombie = 1;
+		uv_timer_stop(&m->timer);
+		return;
+	}
+	mig_drop_rootfs(m);
 	uv_close((uv_handle_t *)&m->timer, mig_freed);
 }
 
@@ -264,10 +310,22 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 		mig_free(m);
 		return;
 	}
+	if (m->state == MIG_SYNCING) {
+		/* Not frozen yet: nothing for CRIU to undo. */
+		instance_set_state(m->in, INST_RUNNING, "migration aborted");
+		m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
+		instances_op_done(m->in->set);
+		mig_free(m);
+		return;
+	}
 	mig_set_state(m, MIG_ABORTING);
 	if (m->fs != NULL) {
 		files_send_cancel(m->fs);
 		m->fs = NULL;
+	}
+	if (m->tree_tx != NULL) {
+		tree_send_cancel(m->tree_tx);
+		m->tree_tx = NULL;
 	}
 	if (m->hold != NULL) {
 		struct ckpt_hold *h = m->hold;
@@ -356,6 +414,7 @@ mig_source_resumed(struct migration *m)
 	r.frozen_ms = m->frozen_ms;
 	r.bytes = m->bytes;
 	r.note = m->note;
+	r.bytes += m->tree_bytes;
 	if (m->postcopy) {
 		r.has_postcopy_ms = 1;
 		r.postcopy_ms = now_ms() - m->resumed_ms;
@@ -368,6 +427,18 @@ mig_source_resumed(struct migration *m)
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 	env.migrate_reply = &r;
 	m->cb(m->arg, &env, 0, NULL);
+	if (m->rootfs_copy) {
+		/* The target's copy is the live one now; ours would only go
+		 * stale (and block a move back). */
+		char *cause = NULL;
+
+		if (rm_rf(in->spec->root, &cause) != 0) {
+			log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
+			free(cause);
+		} else
+			log_info("mig %" PRIx64 " %s: removed the rootfs copy %s",
+			    m->id, m->name, in->spec->root);
+	}
 	/* Destroy first: releasing the table may close it, and everything
 	 * in it, at once (a shutdown waiting for us). */
 	set = in->set;
@@ -495,6 +566,57 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 	mig_free(m);
 }
 
+static void	mig_source_sent_all(struct migration *);
+static void	mig_source_dump(struct migration *);
+
+/* A rootfs pass is out: the full one (then wait for ROOTFS_SYNCED) or
+ * the delta while frozen. */
+static void
+mig_source_tree_sent(void *arg, const struct tree_stats *st,
+    const char *error)
+{
+	struct migration	*m = arg;
+
+	m->tree_tx = NULL;
+	tree_index_free(m->tree_prev);
+	m->tree_prev = NULL;
+	if (error != NULL) {
+		mig_source_fail(m, "copying the rootfs to %s: %s", m->peer,
+		    error);
+		return;
+	}
+	m->tree_bytes += st->bytes;
+	log_info("mig %" PRIx64 " %s: rootfs %s sent: %" PRIu64 " entries, %"
+	    PRIu64 " files, %" PRIu64 " bytes, %" PRIu64 " deleted", m->id,
+	    m->name, m->state == MIG_SYNCING ? "full pass" : "delta",
+	    st->entries, st->files, st->bytes, st->deleted);
+	if (m->state == MIG_SYNCING && m->tree_synced)
+		mig_source_dump(m);
+	else if (m->state == MIG_SENDING)
+		mig_source_sent_all(m);
+}
+
+static int
+mig_source_tree_start(struct migration *m, char **cause)
+{
+	struct stream_mux	*mux;
+	struct tree_index	*since = m->tree_idx;
+	char			*name;
+
+	if ((mux = peers_mux(m->agent->peers, m->peer)) == NULL) {
+		set_cause(cause, "%s is not reachable", m->peer);
+		return -1;
+	}
+	xasprintf(&name, "%s/%" PRIu64, m->name, m->generation);
+	/* The delta's base stays valid until the pass is over. */
+	m->tree_idx = NULL;
+	m->tree_prev = since;
+	m->tree_tx = tree_send(m->agent->loop, mux, m->in->spec->root, name,
+	    since, &m->tree_idx, mig_source_tree_sent, m, cause);
+	free(name);
+	return m->tree_tx != NULL ? 0 : -1;
+}
+
 static void
 mig_source_sent(void *arg, uint64_t bytes, const char *error)
 {
@@ -509,6 +631,16 @@ mig_source_sent(void *arg, uint64_t bytes, const char *error)
 		    error);
 		return;
 	}
+	mig_source_sent_all(m);
+}
+
+/* Images and the rootfs delta are out (the target restores once it has
+ * applied both). */
+static void
+mig_source_sent_all(struct migration *m)
+{
+	if (m->fs != NULL || m->tree_tx != NULL)
+		return;
 	if (m->postcopy && m->hold != NULL) {
 		/* The target's lazy restore needs pages before it reaches
 		 * pre-resume: CRIU serves from now.  The tree stays frozen;
@@ -546,40 +678,67 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
 	if ((m->fs = files_send_dir(mux, gen_dir, prefix, mig_source_sent, m,
-	    &cause)) == NULL) {
+	    &cause)) == NULL ||
+	    (m->rootfs_copy && mig_source_tree_start(m, &cause) != 0)) {
 		mig_source_fail(m, "%s", cause);
 		free(cause);
 	}
 	free(prefix);
 }
 
+/* Freeze and dump; post-dump (mig_source_frozen) holds it. */
+static void
+mig_source_dump(struct migration *m)
+{
+	struct ckpt_target	 t;
+
+	mig_set_state(m, MIG_DUMPING);
+	memset(&t, 0, sizeof t);
+	t.name = m->in->name;
+	t.criu_path = m->agent->conf->criu_path;
+	t.dir = m->in->ckpt_dir;
+	t.pid = m->in->pid;
+	t.rootfs = m->in->spec->root;
+	t.action_script = m->agent->criu_action;
+	m->dump_start_ms = now_ms();
+	if (m->postcopy) {
+		ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
+		    m->ps_fd, mig_source_frozen, mig_source_dumped, m);
+		close(m->ps_fd);	/* CRIU has it now */
+		m->ps_fd = -1;
+	} else
+		ckpt_dump_held(m->agent->loop, &t, m->generation,
+		    mig_source_frozen, mig_source_dumped, m);
+}
+
 static void
 mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 {
-	struct ckpt_target	 t;
 	struct ckpt_hold	*h;
 
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
 		if (m->state != MIG_OFFERED)
 			break;
-		mig_set_state(m, MIG_DUMPING);
-		memset(&t, 0, sizeof t);
-		t.name = m->in->name;
-		t.criu_path = m->agent->conf->criu_path;
-		t.dir = m->in->ckpt_dir;
-		t.pid = m->in->pid;
-		t.rootfs = m->in->spec->root;
-		t.action_script = m->agent->criu_action;
-		m->dump_start_ms = now_ms();
-		if (m->postcopy) {
-			ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
-			    m->ps_fd, mig_source_frozen, mig_source_dumped, m);
-			close(m->ps_fd);	/* CRIU has it now */
-			m->ps_fd = -1;
-		} else
-			ckpt_dump_held(m->agent->loop, &t, m->generation,
-			    mig_source_frozen, mig_source_dumped, m);
+		if (m->rootfs_copy) {
+			char *cause = NULL;
+
+			/* The bulk of the rootfs crosses while it runs. */
+			mig_set_state(m, MIG_SYNCING);
+			if (mig_source_tree_start(m, &cause) != 0) {
+				mig_source_fail(m, "%s", cause);
+				free(cause);
+			}
+			break;
+		}
+		mig_source_dump(m);
+		break;
+	case TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED:
+		if (m->state != MIG_SYNCING || m->tree_synced)
+			break;
+		m->tree_synced = 1;
+		if (m->tree_tx == NULL)
+			mig_source_dump(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
 		if (m->postcopy) {
@@ -691,13 +850,6 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "migrates", in->name, inst_state_names[in->state]);
 		goto refuse;
 	}
-	if (!in->spec->shared_storage) {
-		xasprintf(&cause, "instance %s: its rootfs would have to be "
-		    "copied, which tern does not do yet; keep it on storage both "
-		    "hosts see and declare \"tern\": {\"shared_storage\": true} "
-		    "in its spec", in->name);
-		goto refuse;
-	}
 	if (strcmp(r->to, a->conf->host_name) == 0) {
 		xasprintf(&cause, "instance %s already runs on %s", in->name,
 		    r->to);
@@ -749,6 +901,7 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	m->arg = arg;
 	m->postcopy = postcopy;
 	m->note = note;
+	m->rootfs_copy = !in->spec->shared_storage;
 	m->generation = ckpt_newest(in->ckpt_dir) + 1;
 	instance_set_state(in, INST_MIGRATING, NULL);
 	in->set->busy++;
@@ -763,6 +916,8 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	o.spec_dir = in->spec_dir;
 	o.generation = m->generation;
 	o.mode = postcopy ? "postcopy" : NULL;
+	o.has_rootfs_copy = m->rootfs_copy;
+	o.rootfs_copy = m->rootfs_copy;
 	o.has_cpuinfo = 1;	/* the target checks it before READY */
 	o.cpuinfo.data = a->cpuinfo;
 	o.cpuinfo.len = a->cpuinfo_len;
@@ -877,6 +1032,8 @@ mig_target_sync(uv_work_t *w)
 	struct migration	*m = w->data;
 
 	files_sync_dir(m->sync_dir, &m->sync_error);
+	if (m->rootfs_copy && m->sync_error == NULL)
+		tree_sync(m->rootfs, &m->sync_error);
 }
 
 static void
@@ -909,6 +1066,7 @@ mig_target_postcopy_lost(struct migration *m, const char *why)
 	container_cgroup_remove(in->name, NULL);
 	ckpt_lazy_free(m->lazy);
 	m->lazy = NULL;
+	m->rootfs_keep = 0;	/* the source keeps its own copy */
 	xasprintf(&text, "post-copy from %s broke after it ran here (%s): "
 	    "its memory was split between the hosts, so it was stopped; its "
 	    "last checkpoint is on %s", m->peer, why, m->peer);
@@ -1059,6 +1217,35 @@ mig_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
 	free(dir);
 }
 
+/* A rootfs that follows goes where the spec says; nothing may be there
+ * yet (something there is another copy, or shared storage undeclared). */
+static int
+mig_target_rootfs_free(struct agent *a, const char *root, char **cause)
+{
+	struct dirent	*de;
+	DIR		*d;
+	int		 used = 0;
+
+	if ((d = opendir(root)) == NULL) {
+		if (errno == ENOENT)
+			return mkdir_p(root, 0755, cause);
+		set_cause(cause, "%s: %s", root, strerror(errno));
+		return -1;
+	}
+	while (!used && (de = readdir(d)) != NULL)
+		used = strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	if (used) {
+		set_cause(cause, "the rootfs %s already exists on %s and is not "
+		    "empty (if both hosts share it, declare \"tern\": "
+		    "{\"shared_storage\": true} in the spec)", root,
+		    a->conf->host_name);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 {
@@ -1102,12 +1289,21 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 	if ((spec = container_spec_parse(o->spec, strlen(o->spec), o->spec_dir,
 	    &cause)) == NULL)
 		goto refuse;
-	if (access(spec->root, R_OK) != 0) {
-		xasprintf(&cause, "%s cannot see the rootfs %s: %s",
-		    a->conf->host_name, spec->root, strerror(errno));
+	m->rootfs_copy = o->has_rootfs_copy && o->rootfs_copy;
+	if (m->rootfs_copy && mig_target_rootfs_free(a, spec->root,
+	    &cause) != 0) {
 		container_spec_free(spec);
 		goto refuse;
 	}
+	if (!m->rootfs_copy && access(spec->root, R_OK) != 0) {
+		xasprintf(&cause, "%s cannot see the rootfs %s: %s (is it on "
+		    "shared storage, as its spec says?)", a->conf->host_name,
+		    spec->root, strerror(errno));
+		container_spec_free(spec);
+		goto refuse;
+	}
+	if (m->rootfs_copy)
+		m->rootfs = xstrdup(spec->root);
 	in = instance_new(a->instances, o->name, o->spec, o->spec_dir, spec);
 	m->in = in;
 	m->generation = o->generation;
@@ -1142,54 +1338,104 @@ refuse:
 	mig_free(m);
 }
 
+/* Images and rootfs are here: restore (held at pre-resume). */
+static void
+mig_target_restore(struct migration *m)
+{
+	struct ckpt_target	 t;
+	char			*cause = NULL;
+
+	if (container_cgroup_create(m->in->name, m->in->spec, &cause) != 0) {
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
+		mig_target_discard(m, cause);
+		free(cause);
+		return;
+	}
+	mig_set_state(m, MIG_RESTORING);
+	memset(&t, 0, sizeof t);
+	t.name = m->in->name;
+	t.criu_path = m->agent->conf->criu_path;
+	t.dir = m->in->ckpt_dir;
+	t.rootfs = m->in->spec->root;
+	t.action_script = m->agent->criu_action;
+	if (m->postcopy) {
+		/* The daemon first, the lazy restore once it listens
+		 * (mig_target_lazy_ready). */
+		m->lazy = ckpt_lazy_start(m->agent->loop, &t, m->generation,
+		    m->ps_fd, mig_target_lazy_ready, mig_target_lazy_done, m,
+		    &cause);
+		close(m->ps_fd);
+		m->ps_fd = -1;
+		if (m->lazy == NULL) {
+			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
+			mig_target_discard(m, cause);
+			free(cause);
+		}
+		return;
+	}
+	ckpt_restore_held(m->agent->loop, &t, m->generation, mig_target_held,
+	    mig_target_restored, m);
+}
+
+/* A rootfs pass was applied (or failed): the full one is answered with
+ * ROOTFS_SYNCED, the delta lets a waiting RESTORE go on. */
+static void
+mig_target_tree_done(void *arg, const struct tree_stats *st,
+    const char *error)
+{
+	struct migration	*m = arg;
+	char			*why;
+
+	m->trees_in--;
+	if (m->zombie) {
+		if (m->trees_in == 0) {
+			mig_drop_rootfs(m);
+			uv_close((uv_handle_t *)&m->timer, mig_freed);
+		}
+		return;
+	}
+	if (error != NULL) {
+		xasprintf(&why, "applying the rootfs into %s: %s", m->rootfs,
+		    error);
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+		mig_target_discard(m, why);
+		free(why);
+		return;
+	}
+	m->trees_done++;
+	log_info("mig %" PRIx64 " %s: rootfs %s applied: %" PRIu64 " entries, %"
+	    PRIu64 " bytes, %" PRIu64 " deleted", m->id, m->name,
+	    m->trees_done == 1 ? "full pass" : "delta", st->entries, st->bytes,
+	    st->deleted);
+	if (m->trees_done == 1)
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED, NULL);
+	else if (m->restore_wanted && m->state == MIG_RECEIVING &&
+	    m->trees_in == 0) {
+		m->restore_wanted = 0;
+		mig_target_restore(m);
+	}
+}
+
 static void
 mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 {
-	struct ckpt_target	 t;
 	struct ckpt_hold	*h;
-	char			*cause = NULL;
 
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__RESTORE:
 		if (m->state != MIG_RECEIVING)
 			break;
-		if (container_cgroup_create(m->in->name, m->in->spec,
-		    &cause) != 0) {
-			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
-			mig_target_discard(m, cause);
-			free(cause);
+		if (m->rootfs_copy && (m->trees_done < 2 || m->trees_in > 0)) {
+			m->restore_wanted = 1;	/* mig_target_tree_done */
 			break;
 		}
-		mig_set_state(m, MIG_RESTORING);
-		memset(&t, 0, sizeof t);
-		t.name = m->in->name;
-		t.criu_path = m->agent->conf->criu_path;
-		t.dir = m->in->ckpt_dir;
-		t.rootfs = m->in->spec->root;
-		t.action_script = m->agent->criu_action;
-		if (m->postcopy) {
-			/* The daemon first, the lazy restore once it listens
-			 * (mig_target_lazy_ready). */
-			m->lazy = ckpt_lazy_start(m->agent->loop, &t,
-			    m->generation, m->ps_fd, mig_target_lazy_ready,
-			    mig_target_lazy_done, m, &cause);
-			close(m->ps_fd);
-			m->ps_fd = -1;
-			if (m->lazy == NULL) {
-				mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
-				    cause);
-				mig_target_discard(m, cause);
-				free(cause);
-			}
-			break;
-		}
-		ckpt_restore_held(m->agent->loop, &t, m->generation,
-		    mig_target_held, mig_target_restored, m);
+		mig_target_restore(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__COMMIT:
 		if (m->state != MIG_HELD || m->hold == NULL)
 			break;
 		mig_set_state(m, MIG_RESUMING);
+		m->rootfs_keep = 1;
 		h = m->hold;
 		m->hold = NULL;
 		ckpt_hold_release(h, 1);
@@ -1322,6 +1568,47 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 	rc = files_recv(st, path, cause);
 	free(path);
 	return rc;
+}
+
+/* "NAME/GEN": a rootfs pass for the migration receiving it. */
+int
+migration_accept_tree(struct agent *a, const char *peer, struct stream *st,
+    const char *name, char **cause)
+{
+	struct migration	*m;
+	char			*end, inst[64];
+	const char		*slash;
+	uint64_t		 gen;
+
+	if ((slash = strchr(name, '/')) == NULL ||
+	    (size_t)(slash - name) >= sizeof inst ||
+	    !(slash[1] >= '0' && slash[1] <= '9')) {
+		set_cause(cause, "bad rootfs stream name \"%.64s\"", name);
+		return -1;
+	}
+	memcpy(inst, name, (size_t)(slash - name));
+	inst[slash - name] = '\0';
+	errno = 0;
+	gen = strtoull(slash + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || !host_name_valid(inst)) {
+		set_cause(cause, "bad rootfs stream name \"%.64s\"", name);
+		return -1;
+	}
+	for (m = a->migrations; m != NULL; m = m->next)
+		if (!m->source && m->rootfs_copy && m->state == MIG_RECEIVING &&
+		    strcmp(m->peer, peer) == 0 && strcmp(m->name, inst) == 0 &&
+		    m->generation == gen)
+			break;
+	if (m == NULL || m->trees_done + m->trees_in >= 2) {
+		set_cause(cause, "no migration of %s generation %" PRIu64
+		    " from %s takes a rootfs now", inst, gen, peer);
+		return -1;
+	}
+	if (tree_recv(a->loop, st, m->rootfs, mig_target_tree_done, m,
+	    cause) != 0)
+		return -1;
+	m->trees_in++;
+	return 0;
 }
 
 /* The page channel broke (error) or ended; CRIU's exits say the rest. */

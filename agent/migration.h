@@ -16,6 +16,9 @@ void	migration_start(struct agent *, const Tern__MigrateRequest *,
 int	migration_on_msg(struct agent *, const char *peer, const Envelope *);
 int	migration_accept_file(struct agent *, const char *peer,
 	    struct stream *, const char *name, char **cause);
+/* A "tree" stream: a rootfs pass of an incoming migration. */
+int	migration_accept_tree(struct agent *, const char *peer,
+	    struct stream *, const char *name, char **cause);
 /* A "relay" stream: the peer's half of a post-copy page channel. */
 int	migration_accept_relay(struct agent *, const char *peer,
 	    struct stream *, const char *name, char **cause);

@@ -7,6 +7,7 @@
 #include "agent/migration.h"
 #include "migrate/files.h"
 #include "migrate/relay.h"
+#include "migrate/tree.h"
 #include "agent/peers.h"
 #include "daemon/frame.h"
 #include "daemon/log.h"
@@ -258,6 +259,9 @@ peer_accept_stream(struct stream_mux *mux, struct stream *st, const char *kind,
 
 	if (strcmp(kind, FILES_STREAM_KIND) == 0)
 		return migration_accept_file(p->peers->agent, p->name, st, name,
+		    cause);
+	if (strcmp(kind, TREE_STREAM_KIND) == 0)
+		return migration_accept_tree(p->peers->agent, p->name, st, name,
 		    cause);
 	if (strcmp(kind, RELAY_STREAM_KIND) == 0)
 		return migration_accept_relay(p->peers->agent, p->name, st, name,
