@@ -193,6 +193,19 @@ control_instance_done(void *arg, const Envelope *reply, int code,
 	control_wait_free(w);
 }
 
+/* A progress report: to the waiting client, which stays waiting. */
+static void
+control_progress(void *arg, const Envelope *msg, int code, const char *error)
+{
+	struct control_wait	*w = arg;
+	Envelope		 env;
+
+	env = *msg;
+	env.has_request_id = 1;
+	env.request_id = w->request_id;
+	ctl_client_reply(w->client, &env);
+}
+
 static int
 control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 {
@@ -233,7 +246,8 @@ control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 		    control_instance_done, w);
 		break;
 	case TERN__ENVELOPE__BODY_MIGRATE_REQUEST:
-		migration_start(a, req->migrate_request, control_instance_done, w);
+		migration_start(a, req->migrate_request, control_progress,
+		    control_instance_done, w);
 		break;
 	default:
 		instances_restore(a->instances, req->restore_request,

@@ -69,6 +69,9 @@ struct migration {
 	struct instances	*set;		/* ... the table stays until then */
 	char			*sync_error;
 	uv_timer_t		 timer;		/* no progress for too long */
+	uv_timer_t		 tick;		/* source: progress to the operator */
+	int			 handles;
+	instances_done_cb	 progress;	/* source: the operator's terminal */
 
 	int			 postcopy;	/* memory follows after resume */
 	struct relay		*relay;		/* post-copy: the page channel */
@@ -84,6 +87,7 @@ struct migration {
 	char			*note;		/* source: why this mode */
 	int			 pages_done;	/* target: lazy-pages exited 0 */
 	int			 complete;	/* source: COMPLETE arrived */
+	int			 relay_ended;	/* the page channel closed cleanly */
 
 	int			 rootfs_copy;	/* the rootfs follows, not shared */
 	struct tree_send	*tree_tx;	/* source: a pass going out */
@@ -103,6 +107,8 @@ struct migration {
 };
 
 static void	mig_timeout(uv_timer_t *);
+static void	mig_progress(struct migration *);
+static void	mig_tick(uv_timer_t *);
 static void	mig_target_sync(uv_work_t *);
 static void	mig_target_synced(uv_work_t *, int);
 
@@ -115,6 +121,7 @@ mig_set_state(struct migration *m, enum mig_state st)
 	m->state = st;
 	uv_timer_start(&m->timer, mig_timeout,
 	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
+	mig_progress(m);
 }
 
 static struct migration *
@@ -145,6 +152,9 @@ mig_new(struct agent *a, const char *peer, uint64_t id, int source,
 	m->ps_fd = -1;
 	uv_timer_init(a->loop, &m->timer);
 	m->timer.data = m;
+	uv_timer_init(a->loop, &m->tick);
+	m->tick.data = m;
+	m->handles = 2;
 	/* No step for this long (either side, local work included, like
 	 * CRIU's own deadline): the other side is stuck or silent. */
 	uv_timer_start(&m->timer, mig_timeout,
@@ -154,11 +164,15 @@ mig_new(struct agent *a, const char *peer, uint64_t id, int source,
 	return m;
 }
 
+static void	mig_close(struct migration *);
+
 static void
 mig_freed(uv_handle_t *h)
 {
 	struct migration	*m = h->data;
 
+	if (--m->handles > 0)
+		return;
 	free(m->peer);
 	free(m->name);
 	free(m->error);
@@ -218,10 +232,64 @@ mig_free(struct migration *m)
 		 * m and finishes the free. */
 		m->zombie = 1;
 		uv_timer_stop(&m->timer);
+		uv_timer_stop(&m->tick);
 		return;
 	}
 	mig_drop_rootfs(m);
+	mig_close(m);
+}
+
+static void
+mig_close(struct migration *m)
+{
 	uv_close((uv_handle_t *)&m->timer, mig_freed);
+	uv_close((uv_handle_t *)&m->tick, mig_freed);
+}
+
+/* The operator's answer, once; no progress after it. */
+static void
+mig_answer(struct migration *m, const Envelope *reply, int code,
+    const char *error)
+{
+	m->progress = NULL;
+	uv_timer_stop(&m->tick);
+	m->cb(m->arg, reply, code, error);
+}
+
+/* Where the migration is, for the operator waiting on it. */
+static void
+mig_progress(struct migration *m)
+{
+	Envelope		 env;
+	Tern__MigrateProgress	 p = TERN__MIGRATE_PROGRESS__INIT;
+	uint64_t		 now = now_ms();
+
+	if (!m->source || m->progress == NULL)
+		return;
+	p.name = m->name;
+	/* Post-copy past the switch: it runs there, memory on the way. */
+	p.phase = (char *)(m->postcopy && m->resumed ? "paging" :
+	    mig_state_names[m->state]);
+	p.elapsed_ms = now - m->start_ms;
+	p.has_bytes = 1;
+	p.bytes = m->tree_bytes + (m->fs != NULL ? files_send_bytes(m->fs) :
+	    m->bytes) + (m->relay != NULL ? relay_bytes_out(m->relay) :
+	    m->page_bytes);
+	if (m->dump_start_ms != 0 && !m->resumed) {
+		p.has_frozen_ms = 1;
+		p.frozen_ms = now - m->dump_start_ms;
+	}
+	p.mode = m->postcopy ? "postcopy" : "stopcopy";
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_PROGRESS;
+	env.migrate_progress = &p;
+	m->progress(m->arg, &env, 0, NULL);
+}
+
+static void
+mig_tick(uv_timer_t *t)
+{
+	mig_progress(t->data);
 }
 
 static int
@@ -279,6 +347,7 @@ mig_relay_new(struct migration *m, char **cause)
 /* --- source ---------------------------------------------------------------- */
 
 static void	mig_source_postcopy_done(struct migration *, const char *);
+static void	mig_source_postcopy_finish(struct migration *);
 static void	mig_source_postcopy_broke(struct migration *, const char *);
 
 static void	mig_source_orphaned(struct migration *, const char *);
@@ -305,7 +374,7 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, m->error);
 	if (m->state == MIG_OFFERED) {
 		instance_set_state(m->in, INST_RUNNING, "migration aborted");
-		m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
+		mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
 		instances_op_done(m->in->set);
 		mig_free(m);
 		return;
@@ -313,7 +382,7 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 	if (m->state == MIG_SYNCING) {
 		/* Not frozen yet: nothing for CRIU to undo. */
 		instance_set_state(m->in, INST_RUNNING, "migration aborted");
-		m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
+		mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
 		instances_op_done(m->in->set);
 		mig_free(m);
 		return;
@@ -371,7 +440,7 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		instance_set_error(in, why);
 		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
 		    "migration rolled back");
-		m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, why);
+		mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, why);
 		free(why);
 		instances_op_done(in->set);
 		mig_free(m);
@@ -426,7 +495,7 @@ mig_source_resumed(struct migration *m)
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 	env.migrate_reply = &r;
-	m->cb(m->arg, &env, 0, NULL);
+	mig_answer(m, &env, 0, NULL);
 	if (m->rootfs_copy) {
 		/* The target's copy is the live one now; ours would only go
 		 * stale (and block a move back). */
@@ -464,7 +533,7 @@ mig_source_orphaned(struct migration *m, const char *why)
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
 	instance_set_error(in, text);
 	instance_set_state(in, INST_CHECKPOINTED, "migration unconfirmed");
-	m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	instances_op_done(in->set);
 	mig_free(m);
@@ -514,6 +583,17 @@ mig_source_postcopy_broke(struct migration *m, const char *why)
 }
 
 /* The lazy dump ended after the commit point. */
+/* Success needs all four: it runs there (RESUMED), every page arrived
+ * there (COMPLETE), CRIU here is done (dumped), and the page channel
+ * drained (its last bytes are CRIU's goodbye). */
+static void
+mig_source_postcopy_finish(struct migration *m)
+{
+	if (m->resumed && m->complete && m->dumped && m->relay_ended &&
+	    m->broken == NULL)
+		mig_source_resumed(m);
+}
+
 static void
 mig_source_postcopy_done(struct migration *m, const char *error)
 {
@@ -529,13 +609,9 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 	container_cgroup_remove(in->name, NULL);
 	in->pid = 0;
 	if (why == NULL) {
-		m->page_bytes = relay_bytes_out(m->relay);
-		relay_free(m->relay);
-		m->relay = NULL;
 		log_info("mig %" PRIx64 " %s: criu served its last page to %s",
 		    m->id, m->name, m->peer);
-		if (m->resumed && m->complete)
-			mig_source_resumed(m);
+		mig_source_postcopy_finish(m);
 		return;
 	}
 	if (m->broken == NULL) {
@@ -560,7 +636,7 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 	instance_set_state(in, gen != 0 ? INST_CHECKPOINTED : INST_STOPPED,
 	    "post-copy lost");
 	in->generation = gen;
-	m->cb(m->arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	instances_op_done(in->set);
 	mig_free(m);
@@ -770,8 +846,7 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 			log_info("mig %" PRIx64 " %s: runs on %s after %" PRIu64
 			    " ms frozen; its memory follows", m->id, m->name,
 			    m->peer, m->frozen_ms);
-			if (m->dumped && m->complete)
-				mig_source_resumed(m);
+			mig_source_postcopy_finish(m);
 			break;
 		}
 		if (m->state == MIG_COMMITTED && m->dumped)
@@ -785,8 +860,7 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 		m->complete = 1;
 		log_info("mig %" PRIx64 " %s: %s has every page", m->id, m->name,
 		    m->peer);
-		if (m->resumed && m->dumped && m->broken == NULL)
-			mig_source_resumed(m);
+		mig_source_postcopy_finish(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
 		if (m->postcopy && m->state == MIG_COMMITTED) {
@@ -813,7 +887,7 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 
 void
 migration_start(struct agent *a, const Tern__MigrateRequest *r,
-    instances_done_cb cb, void *arg)
+    instances_done_cb progress, instances_done_cb cb, void *arg)
 {
 	struct instance		*in;
 	struct migration	*m;
@@ -898,8 +972,10 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	    1, in->name);
 	m->in = in;
 	m->cb = cb;
+	m->progress = progress;
 	m->arg = arg;
 	m->postcopy = postcopy;
+	uv_timer_start(&m->tick, mig_tick, 500, 500);
 	m->note = note;
 	m->rootfs_copy = !in->spec->shared_storage;
 	m->generation = ckpt_newest(in->ckpt_dir) + 1;
@@ -941,6 +1017,7 @@ static void	mig_target_postcopy_lost(struct migration *, const char *);
 static void	mig_target_held(void *, struct ckpt_hold *, const char *,
 		    uint64_t);
 static void	mig_target_pages_arrived(struct migration *);
+static void	mig_target_postcopy_finish(struct migration *);
 
 static void
 mig_target_discard(struct migration *m, const char *why)
@@ -1098,19 +1175,28 @@ mig_target_lazy_done(void *arg, const char *error)
 	mig_target_pages_arrived(m);
 }
 
+/* Every page is here and the page channel drained: done. */
 static void
-mig_target_pages_arrived(struct migration *m)
+mig_target_postcopy_finish(struct migration *m)
 {
 	char	*dir;
 
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
-	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
-	    m->name, m->peer);
+	if (m->state != MIG_PAGING || !m->pages_done || !m->relay_ended)
+		return;
 	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
 	ckpt_discard(dir);
 	free(dir);
 	instances_op_done(m->in->set);
 	mig_free(m);
+}
+
+static void
+mig_target_pages_arrived(struct migration *m)
+{
+	mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
+	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
+	    m->name, m->peer);
+	mig_target_postcopy_finish(m);
 }
 
 static void
@@ -1390,7 +1476,7 @@ mig_target_tree_done(void *arg, const struct tree_stats *st,
 	if (m->zombie) {
 		if (m->trees_in == 0) {
 			mig_drop_rootfs(m);
-			uv_close((uv_handle_t *)&m->timer, mig_freed);
+			mig_close(m);
 		}
 		return;
 	}
@@ -1618,8 +1704,19 @@ mig_relay_done(void *arg, const char *error)
 	struct migration	*m = arg;
 	char			*why;
 
-	if (error == NULL)
+	if (error == NULL || (m->source ? m->complete && m->dumped :
+	    m->pages_done)) {
+		/* Drained; or broken once nothing more had to cross. */
+		if (error != NULL)
+			log_info("mig %" PRIx64 " %s: page channel: %s (after the "
+			    "last page)", m->id, m->name, error);
+		m->relay_ended = 1;
+		if (m->source)
+			mig_source_postcopy_finish(m);
+		else
+			mig_target_postcopy_finish(m);
 		return;
+	}
 	xasprintf(&why, "the page channel to %s broke: %s", m->peer, error);
 	if (m->source && m->state == MIG_COMMITTED)
 		mig_source_postcopy_broke(m, why);

@@ -1,5 +1,6 @@
-/* Moving a container to another host (stop-and-copy), both ends: the
- * protocol is described with MigrateStep in proto/tern.proto. */
+/* Moving a container to another host (stop-and-copy or post-copy, its
+ * rootfs along when not shared), both ends: the protocol is described
+ * with MigrateStep in proto/tern.proto. */
 #ifndef TERN_AGENT_MIGRATION_H
 #define TERN_AGENT_MIGRATION_H
 
@@ -8,9 +9,10 @@
 #include "daemon/msg.h"
 #include "daemon/stream.h"
 
-/* ternctl migrate: answers through cb when the move committed or failed. */
+/* ternctl migrate: MigrateProgress through progress while it runs (code
+ * and error unused), then the answer through done, once. */
 void	migration_start(struct agent *, const Tern__MigrateRequest *,
-	    instances_done_cb, void *arg);
+	    instances_done_cb progress, instances_done_cb done, void *arg);
 /* From peers.c: a migration message (1 if it was one), an incoming image
  * file, a lost peer. */
 int	migration_on_msg(struct agent *, const char *peer, const Envelope *);

@@ -47,6 +47,12 @@ files_name_valid(const char *name)
 
 static void	files_send_next(struct files_send *);
 
+uint64_t
+files_send_bytes(const struct files_send *fs)
+{
+	return fs->total;
+}
+
 static void
 files_send_finish(struct files_send *fs, const char *error)
 {

@@ -22,6 +22,8 @@ struct files_send	*files_send_dir(struct stream_mux *, const char *dir,
 			    const char *prefix, files_done_cb, void *arg,
 			    char **cause);
 
+/* Bytes handed to the streams so far. */
+uint64_t		 files_send_bytes(const struct files_send *);
 /* Stop sending: the current stream is aborted, cb is not called. */
 void			 files_send_cancel(struct files_send *);
 
