@@ -10,6 +10,15 @@ Envelope *
 ctl_request(const struct ctl_env *env, Envelope *req, int timeout_ms,
     int *exit_code)
 {
+	return ctl_request_progress(env, req, timeout_ms, NULL, NULL,
+	    exit_code);
+}
+
+Envelope *
+ctl_request_progress(const struct ctl_env *env, Envelope *req,
+    int timeout_ms, ctlclient_progress_fn progress, void *arg,
+    int *exit_code)
+{
 	struct ctlclient	*cc;
 	Envelope		*reply;
 	char			*cause = NULL;
@@ -20,7 +29,8 @@ ctl_request(const struct ctl_env *env, Envelope *req, int timeout_ms,
 		*exit_code = CTL_EXIT_UNREACHABLE;
 		return NULL;
 	}
-	if ((reply = ctlclient_call(cc, req, timeout_ms, &cause)) == NULL) {
+	if ((reply = ctlclient_call(cc, req, timeout_ms, progress, arg,
+	    &cause)) == NULL) {
 		ctl_error("%s", cause);
 		free(cause);
 		*exit_code = CTL_EXIT_FAILED;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "daemon/ctlclient.h"
 #include "daemon/msg.h"
 
 /* Exit codes, documented in ternctl --help. */
@@ -62,6 +63,10 @@ int	ctl_print_done(const struct ctl_env *, const Envelope *);
  * the error printed and *exit_code set (CTL_EXIT_UNREACHABLE when ternd
  * cannot be reached, CTL_EXIT_FAILED when it refused). */
 Envelope	*ctl_request(const struct ctl_env *, Envelope *, int timeout_ms,
+		    int *exit_code);
+/* The same, with the progress reports that come before the reply. */
+Envelope	*ctl_request_progress(const struct ctl_env *, Envelope *,
+		    int timeout_ms, ctlclient_progress_fn, void *arg,
 		    int *exit_code);
 
 #endif

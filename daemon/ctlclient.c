@@ -154,7 +154,7 @@ ctlclient_recv(struct ctlclient *cc, int timeout_ms, char **cause)
 
 Envelope *
 ctlclient_call(struct ctlclient *cc, Envelope *req, int timeout_ms,
-    char **cause)
+    ctlclient_progress_fn progress, void *arg, char **cause)
 {
 	Envelope	*reply;
 	char		*why = NULL;
@@ -171,8 +171,16 @@ ctlclient_call(struct ctlclient *cc, Envelope *req, int timeout_ms,
 			return NULL;
 		}
 		free(why);
-	} else if ((reply = ctlclient_recv(cc, timeout_ms, cause)) == NULL)
-		return NULL;
+	} else {
+		while ((reply = ctlclient_recv(cc, timeout_ms, cause)) != NULL &&
+		    reply->body_case == TERN__ENVELOPE__BODY_MIGRATE_PROGRESS) {
+			if (progress != NULL)
+				progress(reply, arg);
+			msg_free(reply);
+		}
+		if (reply == NULL)
+			return NULL;
+	}
 	if (reply->body_case == TERN__ENVELOPE__BODY_ERROR) {
 		set_cause(cause, "%s", reply->error->text);
 		msg_free(reply);

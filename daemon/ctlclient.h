@@ -15,8 +15,13 @@ int			 ctlclient_send(struct ctlclient *, Envelope *, char **cause);
  * like any other message. */
 Envelope		*ctlclient_recv(struct ctlclient *, int timeout_ms,
 			    char **cause);
-/* send + recv; an Error reply becomes -1 with *cause = its text. */
+/* send + recv; an Error reply becomes NULL with *cause = its text.
+ * Progress reports (MigrateProgress) before the answer go to progress
+ * when it is set, and are skipped otherwise; the timeout counts from the
+ * last message. */
+typedef void (*ctlclient_progress_fn)(const Envelope *, void *arg);
 Envelope		*ctlclient_call(struct ctlclient *, Envelope *,
-			    int timeout_ms, char **cause);
+			    int timeout_ms, ctlclient_progress_fn, void *arg,
+			    char **cause);
 
 #endif
