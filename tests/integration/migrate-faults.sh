@@ -256,14 +256,23 @@ for ((try = 1; try <= 3; try++)); do
 			part+=$line
 		fi
 	done
-	exec {lfd}<&-
 	[ -n "$criu" ] || fail "frozen: $from never started criu"
-	s=THAWED
-	for ((i = 0; i < 1000000; i++)); do
+	# Until the log says the dump is over: container_kill freezes the
+	# cgroup too, when the source's copy stops at the commit point.
+	s=THAWED dumped=
+	for ((i = 0; i < 1000000 && ${#dumped} == 0; i++)); do
 		read -r s <"$fz" || s=
 		[ "$s" = THAWED ] || break
+		while read -r -u "$lfd" line; do
+			line=$part$line part=
+			case $line in
+			*"many: dumping -> "*) dumped=1 ;;
+			esac
+		done
+		part+=$line
 	done
-	if [ "$s" = FROZEN ] || [ "$s" = FREEZING ]; then
+	exec {lfd}<&-
+	if [ -z "$dumped" ] && { [ "$s" = FROZEN ] || [ "$s" = FREEZING ]; }; then
 		kill -9 "$criu"
 		read -r s <"$fz" || s=
 		mig_failed frozen "criu was killed by signal 9"
