@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -169,12 +170,64 @@ instance_unlink(struct instance *in)
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
 }
 
+/* A criu killed in the middle of a restore leaves its cgroup yard (a
+ * tmpfs holding the host's cgroup hierarchies) mounted in the images
+ * directory, in our mount namespace.  Detach whatever is mounted below
+ * dir, last mounted first: else the directory cannot be removed, and
+ * removing it would walk into those hierarchies. */
+static void
+instance_unmount_below(const char *dir)
+{
+	FILE	*fp;
+	char	 line[8192], *mp, *s, *d, **mps = NULL;
+	size_t	 n = 0, len = strlen(dir);
+	int	 i;
+
+	if ((fp = fopen("/proc/self/mountinfo", "r")) == NULL)
+		return;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... */
+		for (mp = line, i = 0; i < 4 && mp != NULL; i++)
+			if ((mp = strchr(mp, ' ')) != NULL)
+				mp++;
+		if (mp == NULL)
+			continue;
+		mp[strcspn(mp, " \n")] = '\0';
+		/* Octal escapes: \040 is a space. */
+		for (s = d = mp; *s != '\0'; s++, d++) {
+			if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+			    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' &&
+			    s[3] <= '7') {
+				*d = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
+				    (s[3] - '0'));
+				s += 3;
+			} else
+				*d = *s;
+		}
+		*d = '\0';
+		if (strncmp(mp, dir, len) != 0 || mp[len] != '/')
+			continue;
+		mps = xreallocarray(mps, n + 1, sizeof *mps);
+		mps[n++] = xstrdup(mp);
+	}
+	fclose(fp);
+	while (n > 0) {
+		mp = mps[--n];
+		if (umount2(mp, MNT_DETACH) == 0)
+			log_warnx("detached %s (left mounted by a criu that "
+			    "died)", mp);
+		free(mp);
+	}
+	free(mps);
+}
+
 /* Forget an instance for good: its state and checkpoints (not its rootfs). */
 void
 instance_destroy(struct instance *in)
 {
 	char	*cause = NULL;
 
+	instance_unmount_below(in->dir);
 	if (rm_rf(in->dir, &cause) != 0) {
 		log_warnx("instance %s: %s", in->name, cause);
 		free(cause);
@@ -673,6 +726,7 @@ restore_done(void *varg, const struct ckpt_result *res, const char *error)
 	if (error != NULL) {
 		instance_set_error(in, error);
 		log_warnx("instance %s: restore failed: %s", in->name, error);
+		instance_unmount_below(in->dir);
 		container_kill(in->name, NULL);
 		container_cgroup_remove(in->name, NULL);
 		instance_set_state(in, op->before, "restore failed");

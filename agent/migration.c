@@ -416,7 +416,7 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 {
 	struct migration	*m = arg;
 	struct instance		*in = m->in;
-	char			*why;
+	char			*why, *cause = NULL;
 
 	m->dump = NULL;
 	if (m->postcopy && m->generation != 0) {
@@ -432,7 +432,14 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		return;
 	}
 	if (m->state != MIG_COMMITTED) {
-		/* Rolled back: CRIU resumed the container (or never froze it). */
+		/* Rolled back: CRIU resumed the container, or never froze it,
+		 * or died with its cgroup frozen (then we thaw it, as after a
+		 * failed checkpoint). */
+		if (in->pid > 0 && container_thaw(in->name, &cause) != 0) {
+			log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name,
+			    cause);
+			free(cause);
+		}
 		why = m->error != NULL ? xstrdup(m->error) : xstrdup(error != NULL ?
 		    error : "aborted");
 		if (m->state != MIG_ABORTING)

@@ -93,6 +93,9 @@ criu_fail(struct criu *c, const char *error)
 	cb(c, NULL, error, c->arg);
 }
 
+static void	criu_on_readable(uv_poll_t *, int, int);
+static void	criu_stop_reading(struct criu *);
+
 static void
 criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
 {
@@ -124,8 +127,14 @@ criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
 		cb(c, &resp, NULL, c->arg);
 		return;
 	}
-	/* Its answer, if any, is still in the socket: read it first. */
-	if (c->pending && (c->fd == -1 || c->cli)) {
+	/* Its answer, if any, is in the socket already: read it first.
+	 * Then do not wait for the socket to close: what a restore forked
+	 * (its cgroup daemon, the restored tree) shares it and may outlive
+	 * criu killed in the middle. */
+	if (c->pending && c->fd != -1 && !c->cli)
+		criu_on_readable(&c->poll, 0, UV_READABLE);
+	if (c->pending) {
+		criu_stop_reading(c);
 		criu_exit_reason(c, why, sizeof why);
 		criu_fail(c, why);
 	}

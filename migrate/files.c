@@ -215,8 +215,11 @@ files_recv_data(struct stream *st, const uint8_t *data, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			xasprintf(&fr->error, "%s: write: %s", fr->path,
-			    strerror(errno));
+			/* The sender shows this text, and the path reads the
+			 * same on both hosts: say whose disk it is. */
+			xasprintf(&fr->error, "%s: write: %s%s", fr->path,
+			    strerror(errno), errno == ENOSPC || errno == EDQUOT ?
+			    " (the receiving host's disk is full)" : "");
 			stream_abort(st, TERN__ERROR_CODE__ERROR_RESOURCE, "%s",
 			    fr->error);
 			return;

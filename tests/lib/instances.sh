@@ -50,6 +50,11 @@ inst_verify() {
 		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
 		sleep 0.1
 	done
+	# No answer: the last line is an earlier check's.
+	if [ "$(grep -c "^counter=" "$state" || true)" -le "$before" ]; then
+		echo "FAIL: $name did not answer SIGUSR1 within 10 s (frozen?)" >&2
+		exit 1
+	fi
 	if ! tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$"; then
 		echo "FAIL: $name says: $(tail -n 1 "$state") (a frozen or" \
 		    "damaged container does not answer ok)" >&2

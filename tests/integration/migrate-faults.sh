@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Faults in the middle of a stop-and-copy migration (container-migrate.sh
+# has the happy path, a target ternd SIGKILLed and a source ternd
+# stopped): the source's ternd SIGKILLed, the link cut, the target's disk
+# full, criu killed on either side, the link lost at the commit point.
+# After each exactly one copy of the container runs and its memory
+# verifies, `ternctl migrate` said what failed, the other host keeps
+# nothing of it, and the next migration works.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+criu_prefix=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)\/bin\/criu"/\1/p' "$TERN_BUILDDIR/config.h")
+[ -n "$criu_prefix" ] || fail "cannot tell the CRIU prefix from config.h"
+
+th_setup 2
+cl_pki
+cl_conf h1
+cl_conf h2
+cl_start h1
+cl_start h2
+cl_wait_up h1 2 30
+cl_wait_up h2 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
+cl_wait_criu h2 || fail "h2 cannot run containers"
+
+# mc is big enough that dumping and copying it take a while (a fault
+# lands in the middle), on storage both hosts see.
+rootfs_make "$TH_ROOT/rootfs"
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 256 /var/log/mc.state
+declare -A at	# where each container runs
+
+other() { if [ "$1" = h1 ]; then echo h2; else echo h1; fi; }
+
+# launch NAME HOST: create and start NAME (spec $TH_ROOT/NAME.json).
+launch() {
+	cl_ctl "$2" create "$1" --spec "$TH_ROOT/$1.json" >/dev/null
+	cl_ctl "$2" start "$1" >/dev/null
+	inst_wait_ready "$TH_ROOT/rootfs/var/log/$1.state" ||
+	    fail "$1 did not start"
+	at[$1]=$2
+	verify "$1" "started on $2"
+}
+
+verify() {	# NAME WHY
+	inst_verify "${at[$1]}" "$1" "$TH_ROOT/rootfs/var/log/$1.state" "$2"
+}
+
+where() {	# NAME: which hosts list it, and as what
+	local h s
+	for h in h1 h2; do
+		s=$(inst_field $h "$1" state)
+		[ -n "$s" ] && echo "$h:$s"
+	done
+	return 0
+}
+
+# copies NAME: how many of NAME's memcheck run on the test hosts, whatever
+# the ternds think (a copy one lost track of counts too).
+copies() {
+	local p n=0
+	for p in $(find "$(th__cg1 h1)" "$(th__cg1 h2)" -path "*/tern/$1/*" \
+	    -name cgroup.procs -exec cat {} + 2>/dev/null); do
+		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = memcheck ] && n=$((n + 1))
+	done
+	echo $n
+}
+
+nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
+
+# wait_line HOST PATTERN SEEN: until HOST's log has more than SEEN lines
+# matching PATTERN (10 s).
+wait_line() {
+	local i
+	for ((i = 0; i < 2000; i++)); do
+		[ "$(nlines "$1" "$2")" -gt "$3" ] && return 0
+		sleep 0.005
+	done
+	fail "$1 never logged \"$2\""
+}
+
+# criu_of HOST: the PID of the criu HOST's ternd runs: its child whose
+# executable is in the CRIU prefix (criu rewrites its command line).
+criu_of() {
+	local p ternd
+	ternd=$(cl_pid "$1") || return 1
+	for p in $(cat "$(th__cg1 "$1")/cgroup.procs"); do
+		[ "$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null)" = "$ternd" ] ||
+		    continue
+		if readlink "/proc/$p/exe" 2>/dev/null | grep -q "^$criu_prefix/"; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# tracer PID: the PID tracing PID (0: none).
+tracer() { sed -n 's/^TracerPid:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null; }
+
+# mig_start NAME TAG: ternctl migrate NAME to the other host, in the
+# background ($ctl), its output in $TH_ROOT/TAG.out.
+mig_start() {
+	cl_ctl "${at[$1]}" migrate "$1" --to "$(other "${at[$1]}")" \
+	    --mode "${MODE:-stopcopy}" >"$TH_ROOT/$2.out" 2>&1 &
+	ctl=$!
+}
+
+# mig_failed TAG PATTERN: the migration started as TAG failed saying
+# PATTERN.
+mig_failed() {
+	local rc=0 out
+	th_wait 60 cl__gone "$ctl" ||
+	    fail "$1: migrate still waits after 60 s: $(where mc)"
+	wait "$ctl" || rc=$?
+	out=$(cat "$TH_ROOT/$1.out")
+	echo "$1: $out"
+	[ "$rc" = 1 ] || fail "$1: migrate exited $rc: $out"
+	echo "$out" | grep -q -- "$2" || fail "$1: no \"$2\" in: $out"
+}
+
+gone_from() {	# HOST NAME: HOST has nothing of NAME, listed or on disk
+	[ -z "$(inst_field "$1" "$2" state)" ] &&
+	    ! th_exec "$1" test -e "/var/lib/tern/instances/$2"
+}
+
+# settled NAME WHY: NAME runs where it was, alone, and verifies; the
+# other host has nothing of it.  Then it moves there, and runs there.
+settled() {
+	local ct=$1 why=$2 from=${at[$1]} to
+	to=$(other "$from")
+	th_wait 10 gone_from "$to" "$ct" || fail "$why: $to kept $ct:" \
+	    "$(where "$ct"); $(th_exec "$to" ls /var/lib/tern/instances 2>&1)"
+	[ "$(where "$ct")" = "$from:running" ] ||
+	    fail "$why: $ct is at: $(where "$ct")"
+	[ "$(copies "$ct")" = 1 ] || fail "$why: $(copies "$ct") copies of $ct run"
+	verify "$ct" "$why"
+	cl_ctl "$from" migrate "$ct" --to "$to" --mode stopcopy ||
+	    fail "$why: the next migration failed"
+	at[$ct]=$to
+	[ "$(where "$ct")" = "$to:running" ] ||
+	    fail "$why: after moving, $ct is at: $(where "$ct")"
+	[ "$(copies "$ct")" = 1 ] ||
+	    fail "$why: $(copies "$ct") copies of $ct run after moving"
+	verify "$ct" "moved to $to after that"
+}
+
+launch mc h1
+
+# 1. The source's ternd is SIGKILLed while the images are on their way.
+# Its CRIU, holding the container at post-dump, outlives it: it sees
+# its socket close, takes that as a refused post-dump and resumes the
+# container.  The target loses the source and drops the incoming copy;
+# the restarted source adopts the container.
+from=${at[mc]}
+seen=$(nlines "$from" "mc: dumping -> sending")
+mig_start mc srckill
+wait_line "$from" "mc: dumping -> sending" "$seen"
+pid=$(cl_pid "$from")
+disown "$pid"	# no "Killed" notice
+kill -9 "$pid"
+mig_failed srckill "ternd closed the connection"
+cl_start "$from"
+cl_wait_up "$from" 2 30
+settled mc "the source's ternd was SIGKILLed mid-migration"
+
+# 2. The link is cut while the images are on their way: both sides give
+# up once the peer is silent for peer_timeout_ms; the source resumes its
+# container, the target drops its copy.
+from=${at[mc]}
+to=$(other "$from")
+seen=$(nlines "$from" "mc: dumping -> sending")
+mig_start mc cut
+wait_line "$from" "mc: dumping -> sending" "$seen"
+th_cut "$to"
+mig_failed cut "no message from $to\|lost the connection to $to"
+th_heal "$to"
+cl_wait_up "$from" 2 30
+cl_wait_up "$to" 2 30
+settled mc "the link was cut mid-migration"
+
+# 3. The target's disk fills up: for this case its instances live on a
+# 32 MiB tmpfs, the images need 256 MiB.  The source resumes its
+# container; the target removes what it had received.
+from=${at[mc]}
+to=$(other "$from")
+th_exec "$to" mount -t tmpfs -o size=32m tmpfs /var/lib/tern/instances
+mig_start mc full
+mig_failed full "copying the images to $to: .*receiving host's disk is full"
+th_wait 10 gone_from "$to" mc || fail "full: $to kept mc: $(where mc)"
+th_exec "$to" umount /var/lib/tern/instances
+settled mc "the target's disk was full"
+
+# 4a. criu is killed on the source while it dumps (it has seized the
+# container: ptrace).  The tasks are let go; the target drops its copy.
+from=${at[mc]}
+seen=$(nlines "$from" "ckpt: mc: checkpoint .* into")
+mig_start mc srccriu
+wait_line "$from" "ckpt: mc: checkpoint .* into" "$seen"
+criu=$(criu_of "$from") || fail "srccriu: no criu at work on $from"
+init=$(inst_field "$from" mc pid)
+for ((i = 0; i < 2000; i++)); do
+	[ "$(tracer "$init")" = "$criu" ] && break
+	sleep 0.005
+done
+[ "$(tracer "$init")" = "$criu" ] || fail "srccriu: criu never seized mc"
+kill -9 "$criu"
+mig_failed srccriu "criu was killed by signal 9"
+settled mc "criu was killed on the source during the dump"
+
+# 4b. criu is killed on the target while it restores: the target says so
+# and removes what CRIU had started, the source resumes its container.
+from=${at[mc]}
+to=$(other "$from")
+seen=$(nlines "$to" "ckpt: mc: restoring checkpoint")
+held=$(nlines "$to" "mc: restoring -> held")
+mig_start mc dstcriu
+wait_line "$to" "ckpt: mc: restoring checkpoint" "$seen"
+criu=$(criu_of "$to") || fail "dstcriu: no criu at work on $to"
+kill -9 "$criu"
+[ "$(nlines "$to" "mc: restoring -> held")" = "$held" ] ||
+    fail "dstcriu: criu was killed too late (the restore was done)"
+mig_failed dstcriu "$to refused: .*criu was killed by signal 9"
+settled mc "criu was killed on the target during the restore"
+
+# 4c. criu is killed on the source while the container's cgroup is frozen
+# (CRIU freezes it only while it seizes the tasks: a container of 100
+# processes keeps it frozen for some ms).  ternd must thaw it.
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" many /bin/sh -c \
+    'i=0; while [ $i -lt 100 ]; do sleep 100000 & i=$((i + 1)); done; exec /bin/memcheck 16 /var/log/many.state'
+launch many "${at[mc]}"
+hit=
+for ((try = 1; try <= 3; try++)); do
+	from=${at[many]}
+	fz="$(th__cg1 "$from")/tern/many/freezer.state"
+	# CRIU freezes the cgroup a few ms after it starts: follow ternd's
+	# log with builtins only (no fork) for its PID, then the freezer.
+	exec {lfd}<"$(cl_log "$from")"
+	while read -r -u "$lfd" line; do :; done
+	mig_start many frozen
+	criu= part=
+	for ((i = 0; i < 2000000 && ${#criu} == 0; i++)); do
+		if read -r -u "$lfd" line; then
+			line=$part$line part=
+			case $line in
+			*"criu swrk started as pid "*) criu=${line##* } ;;
+			esac
+		else
+			part+=$line
+		fi
+	done
+	[ -n "$criu" ] || fail "frozen: $from never started criu"
+	# Until the log says the dump is over: container_kill freezes the
+	# cgroup too, when the source's copy stops at the commit point.
+	s=THAWED dumped=
+	for ((i = 0; i < 1000000 && ${#dumped} == 0; i++)); do
+		read -r s <"$fz" || s=
+		[ "$s" = THAWED ] || break
+		while read -r -u "$lfd" line; do
+			line=$part$line part=
+			case $line in
+			*"many: dumping -> "*) dumped=1 ;;
+			esac
+		done
+		part+=$line
+	done
+	exec {lfd}<&-
+	if [ -z "$dumped" ] && { [ "$s" = FROZEN ] || [ "$s" = FREEZING ]; }; then
+		kill -9 "$criu"
+		read -r s <"$fz" || s=
+		mig_failed frozen "criu was killed by signal 9"
+		if [ "$s" = FROZEN ]; then
+			hit=1
+			break
+		fi
+		verify many "criu killed just after it thawed many (try $try)"
+	else
+		# Missed it: let this migration finish, try again from there.
+		wait "$ctl" || fail "frozen: migrate failed: $(cat "$TH_ROOT/frozen.out")"
+		at[many]=$(other "$from")
+		verify many "moved without a fault (try $try)"
+	fi
+done
+[ -n "$hit" ] || echo "NOTE: criu was never killed while many was frozen"
+settled many "criu was killed on the source with the container frozen"
+cl_ctl "${at[many]}" destroy many >/dev/null
+
+# 5. The link is lost right after the commit point.  To hold the source
+# there, its criu is stopped (SIGSTOP) while it waits at post-dump: the
+# target's RESTORED then commits the migration, but CRIU cannot act on
+# the ack, so COMMIT is not sent yet; then the link is cut.
+from=${at[mc]}
+to=$(other "$from")
+seen=$(nlines "$from" "mc: dumping -> sending")
+committed=$(nlines "$from" "mc: commit point")
+lost=$(nlines "$from" "mc: lost the connection to $to: .* at the commit point")
+dropped=$(nlines "$to" "mc: .*discarding the incoming copy")
+mig_start mc orphan
+wait_line "$from" "mc: dumping -> sending" "$seen"
+criu=$(criu_of "$from") || fail "orphan: no criu at work on $from"
+kill -STOP "$criu"
+wait_line "$from" "mc: commit point" "$committed"
+th_cut "$to"
+wait_line "$to" "mc: .*discarding the incoming copy" "$dropped"
+wait_line "$from" "mc: lost the connection to $to: .* at the commit point" "$lost"
+kill -CONT "$criu"
+mig_failed orphan "the link dropped at the commit point before $to confirmed it runs: check ternctl list on $to; if it does not run there, ternctl restore mc here"
+# Nothing runs now.  The source never sent COMMIT, so the target cannot
+# have resumed it, but ternd does not act on that: it keeps its verified
+# checkpoint and asks the operator.  Do as the message says.
+[ "$(where mc)" = "$from:checkpointed" ] || fail "orphan: mc is at: $(where mc)"
+[ "$(copies mc)" = 0 ] || fail "orphan: $(copies mc) copies of mc run"
+th_heal "$to"
+cl_wait_up "$from" 2 30
+cl_wait_up "$to" 2 30
+th_wait 10 gone_from "$to" mc || fail "orphan: $to kept mc: $(where mc)"
+cl_ctl "$from" restore mc
+settled mc "the link was lost at the commit point"
+
+cl_ctl "${at[mc]}" destroy mc >/dev/null
+cl_stop_all || fail "a ternd did not stop cleanly"
+echo "migrate-faults: ok"
