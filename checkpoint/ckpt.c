@@ -57,6 +57,7 @@ struct ckpt_op {
 };
 
 static int	ckpt_is_image(const char *);
+static int	ckpt_is_lazy(const char *);
 
 /* A dump that failed leaves images nobody will restore: free the space
  * (a full disk is a likely reason it failed), keep CRIU's log. */
@@ -170,7 +171,8 @@ ckpt_is_image(const char *name)
 /* Checksum every image, fsync it, then publish MANIFEST atomically: a
  * generation counts only once its MANIFEST exists. */
 static int
-ckpt_write_manifest(const char *gen_dir, uint64_t *bytes, char **cause)
+ckpt_write_manifest(const char *gen_dir, int lazy, uint64_t *bytes,
+    char **cause)
 {
 	struct dirent	*de;
 	DIR		*d;
@@ -192,6 +194,8 @@ ckpt_write_manifest(const char *gen_dir, uint64_t *bytes, char **cause)
 		goto out;
 	}
 	fprintf(fp, "# tern checkpoint manifest v1: size sha256 file\n");
+	if (lazy)
+		fprintf(fp, "%s\n", CKPT_LAZY_MARK);
 	while ((de = readdir(d)) != NULL) {
 		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp") ||
 		    de->d_type == DT_SOCK)
@@ -315,6 +319,26 @@ out:
 	return rc;
 }
 
+/* A post-copy's images: complete but for the memory pages. */
+static int
+ckpt_is_lazy(const char *gen_dir)
+{
+	FILE	*fp;
+	char	*path, line[256];
+	int	 lazy = 0;
+
+	xasprintf(&path, "%s/%s", gen_dir, CKPT_MANIFEST);
+	if ((fp = fopen(path, "r")) != NULL) {
+		while (!lazy && fgets(line, sizeof line, fp) != NULL &&
+		    line[0] == '#')
+			lazy = strncmp(line, CKPT_LAZY_MARK,
+			    strlen(CKPT_LAZY_MARK)) == 0;
+		fclose(fp);
+	}
+	free(path);
+	return lazy;
+}
+
 uint64_t
 ckpt_newest(const char *dir)
 {
@@ -331,8 +355,12 @@ ckpt_newest(const char *dir)
 		if (*end != '\0' || gen <= best)
 			continue;
 		xasprintf(&path, "%s/%s/%s", dir, de->d_name, CKPT_MANIFEST);
-		if (stat(path, &st) == 0)
-			best = gen;
+		if (stat(path, &st) == 0) {
+			free(path);
+			xasprintf(&path, "%s/%s", dir, de->d_name);
+			if (!ckpt_is_lazy(path))
+				best = gen;
+		}
 		free(path);
 	}
 	closedir(d);
@@ -347,8 +375,8 @@ static void	ckpt_dump_answer(struct criu *, const CriuResp *, const char *,
 static int	ckpt_dump_notify(struct criu *, const char *, void *);
 static char	**ckpt_externals(int, size_t *);
 static void	ckpt_externals_free(char **);
-static void	ckpt_dump_run(uv_loop_t *, const struct ckpt_target *, uint64_t,
-		    int, int, ckpt_hold_cb, ckpt_cb, void *);
+static pid_t	ckpt_dump_run(uv_loop_t *, const struct ckpt_target *, uint64_t,
+		    int, int, int, ckpt_hold_cb, ckpt_cb, void *);
 
 /* Thread pool: checksum and fsync every image, publish the MANIFEST.
  * Gigabytes of SHA-256 must not stall the loop (heartbeats, leases). */
@@ -357,7 +385,7 @@ ckpt_publish_work(uv_work_t *w)
 {
 	struct ckpt_op	*op = w->data;
 
-	if (ckpt_write_manifest(op->gen_dir, &op->bytes,
+	if (ckpt_write_manifest(op->gen_dir, op->lazy, &op->bytes,
 	    &op->publish_error) == 0)
 		op->published = 1;
 }
@@ -539,22 +567,24 @@ void
 ckpt_dump_held(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, 0, -1, hold_cb, cb, arg);
+	ckpt_dump_run(loop, t, generation, 0, -1, -1, hold_cb, cb, arg);
 }
 
-void
+pid_t
 ckpt_dump_lazy_held(uv_loop_t *loop, const struct ckpt_target *t,
-    uint64_t generation, int ps_fd, ckpt_hold_cb hold_cb, ckpt_cb cb,
-    void *arg)
+    uint64_t generation, int ps_fd, int keep_fd, ckpt_hold_cb hold_cb,
+    ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, 0, ps_fd, hold_cb, cb, arg);
+	return ckpt_dump_run(loop, t, generation, 0, ps_fd, keep_fd, hold_cb,
+	    cb, arg);
 }
 
 void
 ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
     int leave_running, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, leave_running, -1, NULL, cb, arg);
+	ckpt_dump_run(loop, t, generation, leave_running, -1, -1, NULL, cb,
+	    arg);
 }
 
 /* A lazy dump runs criu's command line: its RPC cannot give the page
@@ -562,9 +592,10 @@ ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
  * same options as the RPC dump, spelled as flags. */
 static struct criu *
 ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
-    int ps_fd, char **cause)
+    int ps_fd, int keep_fd, char **cause)
 {
 	struct criu	*c;
+	int		 fds[2] = { ps_fd, keep_fd };
 	char		*args[64], **ext, pid[16], psfd[16], *freezer;
 	size_t		 n = 0, i, next;
 
@@ -593,17 +624,17 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 	args[n++] = "--ps-socket";
 	args[n++] = psfd;
 	args[n] = NULL;
-	c = criu_run(op->loop, t->criu_path, t->action_script, args, &ps_fd, 1,
+	c = criu_run(op->loop, t->criu_path, t->action_script, args, fds, 2,
 	    ckpt_dump_answer, ckpt_dump_notify, op, cause);
 	ckpt_externals_free(ext);
 	free(freezer);
 	return c;
 }
 
-static void
+static pid_t
 ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
-    uint64_t generation, int leave_running, int ps_fd, ckpt_hold_cb hold_cb,
-    ckpt_cb cb, void *arg)
+    uint64_t generation, int leave_running, int ps_fd, int keep_fd,
+    ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
 	struct ckpt_op	*op;
 	struct criu	*c;
@@ -626,10 +657,10 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 		op->lazy = 1;
 		log_info("%s: checkpoint %" PRIu64 " into %s, pages served "
 		    "lazily (post-copy)", t->name, generation, op->gen_dir);
-		if ((op->criu = ckpt_dump_lazy_spawn(op, t, ps_fd,
+		if ((op->criu = ckpt_dump_lazy_spawn(op, t, ps_fd, keep_fd,
 		    &cause)) == NULL)
 			goto fail;
-		return;
+		return criu_pid(op->criu);
 	}
 	if ((c = criu_spawn(loop, t->criu_path, NULL, 0, &cause)) == NULL)
 		goto fail;
@@ -655,12 +686,13 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 	op->criu = c;
 	ckpt_externals_free(ext);
 	free(freezer);
-	return;
+	return criu_pid(c);
 fail:
 	ckpt_externals_free(ext);
 	free(freezer);
 	ckpt_op_finish(op, NULL, cause);
 	free(cause);
+	return 0;
 }
 
 /* --- restore --------------------------------------------------------------- */
@@ -756,6 +788,12 @@ ckpt_verify_work(uv_work_t *w)
 {
 	struct ckpt_op	*op = w->data;
 
+	if (!op->lazy && ckpt_is_lazy(op->gen_dir)) {
+		xasprintf(&op->verify_error, "checkpoint %" PRIu64 " holds no "
+		    "memory (a post-copy's images, left by a ternd that died "
+		    "in one): it cannot be restored", op->generation);
+		return;
+	}
 	ckpt_verify(op->gen_dir, &op->bytes, &op->verify_error);
 }
 
@@ -913,6 +951,10 @@ ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
 	lz->ready = 1;
 	cb(lz->arg, why != NULL ? why : NULL);
 	free(why);
+	/* It exited: the handle goes with it (the caller forgets it). */
+	free(lz->log);
+	free(lz->name);
+	free(lz);
 }
 
 struct ckpt_lazy *

@@ -15,6 +15,9 @@
 #include <uv.h>
 
 #define CKPT_MANIFEST	"MANIFEST"
+/* A MANIFEST line of a post-copy's images: never restored on their own,
+ * never the newest checkpoint. */
+#define CKPT_LAZY_MARK	"# lazy: the memory pages are not in this checkpoint"
 
 struct ckpt_target {
 	const char	*name;		/* for messages */
@@ -64,9 +67,13 @@ void		ckpt_hold_release(struct ckpt_hold *, int ok);
  * lazy-pages daemon) after the hold is released with ok, until the
  * target has them all; then the tree dies and cb follows.  If that
  * socket breaks first, CRIU resumes the tree. */
-void		ckpt_dump_lazy_held(uv_loop_t *, const struct ckpt_target *,
-		    uint64_t generation, int ps_fd, ckpt_hold_cb, ckpt_cb,
-		    void *arg);
+/* keep_fd, the other end of that socket (a dup), is only held by CRIU: a
+ * ternd that dies then closes no channel, so CRIU neither resumes nor
+ * kills the tree; the next ternd decides.  Returns CRIU's pid, or 0 when
+ * it did not start (cb follows either way). */
+pid_t		ckpt_dump_lazy_held(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, int ps_fd, int keep_fd, ckpt_hold_cb,
+		    ckpt_cb, void *arg);
 /* Post-copy source past the commit point, the transfer broken: SIGKILL
  * CRIU, so the tree stays frozen and is never resumed (the caller kills
  * it); cb follows with an error.  The handle of a lazy dump stays valid
@@ -85,7 +92,9 @@ typedef void (*ckpt_lazy_cb)(void *arg, const char *error);
 struct ckpt_lazy *ckpt_lazy_start(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, int ps_fd, ckpt_lazy_cb ready_cb,
 		    ckpt_lazy_cb done_cb, void *arg, char **cause);
-/* Kill it (if still running); no callback follows. */
+/* Kill it (if still running); no callback follows.  Once a callback
+ * reported its exit (done_cb, or ready_cb with an error), the handle is
+ * gone already. */
 void		ckpt_lazy_free(struct ckpt_lazy *);
 /* Drop a generation's images and MANIFEST (keep CRIU's logs): a lazy
  * dump's images lack the pages and must never be restored alone. */
