@@ -39,6 +39,8 @@ struct instance {
 	int			 adopted;	/* not our child: polled */
 	uint64_t		 generation;	/* newest verified checkpoint */
 	char			*last_error;
+	pid_t			 criu_pid;	/* a lazy dump holds it frozen */
+	char			*moved_to;	/* post-copy committed to there */
 	int			 destroy_after_stop;
 	int			 stop_killed;
 

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,9 +107,12 @@ instance_persist(struct instance *in)
 {
 	char	*text, *path, *cause = NULL;
 
-	xasprintf(&text, "state=%s\npid=%ld\ngeneration=%llu\n",
-	    inst_state_names[in->state], (long)in->pid,
-	    (unsigned long long)in->generation);
+	/* criu and moved_to let a restarted ternd finish a post-copy it
+	 * was killed in: never resume a copy another host runs. */
+	xasprintf(&text, "state=%s\npid=%ld\ngeneration=%llu\ncriu=%ld\n"
+	    "moved_to=%s\n", inst_state_names[in->state], (long)in->pid,
+	    (unsigned long long)in->generation, (long)in->criu_pid,
+	    in->moved_to != NULL ? in->moved_to : "");
 	xasprintf(&path, "%s/state", in->dir);
 	if (write_file_atomic(path, text, &cause) != 0) {
 		log_warnx("instance %s: cannot save its state: %s", in->name,
@@ -153,6 +157,7 @@ instance_free_cb(uv_handle_t *h)
 	free(in->spec_dir);
 	container_spec_free(in->spec);
 	free(in->last_error);
+	free(in->moved_to);
 	free(in);
 }
 
@@ -808,6 +813,41 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 
 /* --- loading -------------------------------------------------------------- */
 
+/* A lazy dump's CRIU that outlived its ternd: it holds the tree frozen
+ * and seized, serving a page channel nobody reads.  Kill it first, so
+ * what follows (thaw to resume, or kill) acts on a tree nobody traces. */
+static void
+instance_kill_lazy_criu(const char *name, pid_t pid)
+{
+	char	path[64], exe[PATH_MAX], st[256];
+	ssize_t	n;
+	int	i;
+	FILE	*fp;
+
+	if (pid <= 0)
+		return;
+	snprintf(path, sizeof path, "/proc/%ld/exe", (long)pid);
+	if ((n = readlink(path, exe, sizeof exe - 1)) <= 0)
+		return;
+	exe[n] = '\0';
+	if (strstr(exe, "criu") == NULL)
+		return;		/* the pid is someone else's now */
+	log_warnx("instance %s: killing criu %ld, left holding it by a ternd "
+	    "that stopped in a post-copy", name, (long)pid);
+	kill(pid, SIGKILL);
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	for (i = 0; i < 300; i++) {
+		if ((fp = fopen(path, "r")) == NULL)
+			break;
+		n = (ssize_t)fread(st, 1, sizeof st - 1, fp);
+		fclose(fp);
+		st[n > 0 ? n : 0] = '\0';
+		if (strstr(st, ") Z ") != NULL || strstr(st, ") X ") != NULL)
+			break;
+		usleep(10000);
+	}
+}
+
 static void
 instance_load(struct instances *set, const char *name)
 {
@@ -815,6 +855,7 @@ instance_load(struct instances *set, const char *name)
 	struct instance		*in;
 	char			*path, *text = NULL, *spec_dir = NULL;
 	char			*state = NULL, *cause = NULL, *p;
+	char			*moved_to = NULL;
 	long			 pid = 0;
 	enum inst_state		 st = INST_STOPPED;
 	size_t			 i, npids = 0;
@@ -837,8 +878,15 @@ instance_load(struct instances *set, const char *name)
 	xasprintf(&path, "%s/state", in->dir);
 	state = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, NULL);
 	free(path);
-	if (state != NULL && (p = strstr(state, "pid=")) != NULL)
-		pid = strtol(p + 4, NULL, 10);
+	if (state != NULL && (p = strstr(state, "\npid=")) != NULL)
+		pid = strtol(p + 5, NULL, 10);
+	if (state != NULL && (p = strstr(state, "\ncriu=")) != NULL)
+		instance_kill_lazy_criu(name, (pid_t)strtol(p + 6, NULL, 10));
+	if (state != NULL && (p = strstr(state, "\nmoved_to=")) != NULL &&
+	    p[10] != '\n' && p[10] != '\0') {
+		p[10 + strcspn(p + 10, "\n")] = '\0';
+		moved_to = xstrdup(p + 10);
+	}
 	for (i = 0; state != NULL && i < sizeof inst_state_names /
 	    sizeof inst_state_names[0]; i++) {
 		char want[32];
@@ -854,6 +902,14 @@ instance_load(struct instances *set, const char *name)
 		log_warnx("instance %s: %s", name, cause);
 		free(cause);
 		cause = NULL;
+		npids = 0;
+	}
+	if (npids > 0 && moved_to != NULL) {
+		/* Post-copy had committed: the other host ran it.  Ours is
+		 * the frozen original and must never run again. */
+		log_warnx("instance %s: moved to %s by post-copy when ternd "
+		    "stopped; killing the copy left here", name, moved_to);
+		container_kill(name, NULL);
 		npids = 0;
 	}
 	if (npids > 0 && st == INST_INCOMING) {
@@ -894,6 +950,17 @@ instance_load(struct instances *set, const char *name)
 		container_cgroup_remove(name, NULL);
 		instance_destroy(in);
 		in = NULL;
+	} else if (moved_to != NULL) {
+		char	*why;
+
+		xasprintf(&why, "moved to %s by post-copy when ternd stopped "
+		    "here: it runs there unless that transfer broke too "
+		    "(ternctl list on %s)", moved_to, moved_to);
+		instance_set_error(in, why);
+		free(why);
+		in->state = in->generation > 0 ? INST_CHECKPOINTED :
+		    INST_STOPPED;
+		container_cgroup_remove(name, NULL);
 	} else if (in->generation > 0) {
 		in->state = INST_CHECKPOINTED;
 		if (st != INST_CHECKPOINTED)
@@ -908,6 +975,9 @@ instance_load(struct instances *set, const char *name)
 	free(state);
 	free(text);
 	free(spec_dir);
+	free(moved_to);
+	if (in != NULL)
+		instance_persist(in);
 	return;
 bad:
 	log_warnx("instance %s: cannot load it, ignored: %s", name, cause);

@@ -419,6 +419,10 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 	char			*why, *cause = NULL;
 
 	m->dump = NULL;
+	if (in->criu_pid != 0) {
+		in->criu_pid = 0;
+		instance_persist(in);
+	}
 	if (m->postcopy && m->generation != 0) {
 		/* Images without their pages: never a checkpoint. */
 		char *dir;
@@ -558,7 +562,14 @@ mig_source_postcopy_commit(struct migration *m)
 		mig_source_fail(m, "criu stopped before serving the pages");
 		return;
 	}
+	/* Recorded before it can run there: a restarted ternd kills what
+	 * is left here instead of resuming it. */
+	m->in->moved_to = xstrdup(m->peer);
+	instance_persist(m->in);
 	if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
+		free(m->in->moved_to);
+		m->in->moved_to = NULL;
+		instance_persist(m->in);
 		mig_source_fail(m, "the commit could not be sent to %s",
 		    m->peer);
 		return;
@@ -640,6 +651,8 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 		    m->name);
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
 	instance_set_error(in, text);
+	free(in->moved_to);
+	in->moved_to = NULL;
 	instance_set_state(in, gen != 0 ? INST_CHECKPOINTED : INST_STOPPED,
 	    "post-copy lost");
 	in->generation = gen;
@@ -785,10 +798,21 @@ mig_source_dump(struct migration *m)
 	t.action_script = m->agent->criu_action;
 	m->dump_start_ms = now_ms();
 	if (m->postcopy) {
-		ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
-		    m->ps_fd, mig_source_frozen, mig_source_dumped, m);
-		close(m->ps_fd);	/* CRIU has it now */
+		int	 keep = dup(relay_local_fd(m->relay));
+		pid_t	 pid;
+
+		/* Recorded: a ternd that dies here leaves CRIU holding the
+		 * tree frozen, and the next one must find and kill it. */
+		pid = ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
+		    m->ps_fd, keep, mig_source_frozen, mig_source_dumped, m);
+		close(m->ps_fd);	/* CRIU has them now */
 		m->ps_fd = -1;
+		if (keep != -1)
+			close(keep);
+		if (pid > 0 && m->state == MIG_DUMPING) {
+			m->in->criu_pid = pid;
+			instance_persist(m->in);
+		}
 	} else
 		ckpt_dump_held(m->agent->loop, &t, m->generation,
 		    mig_source_frozen, mig_source_dumped, m);

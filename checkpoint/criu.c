@@ -490,6 +490,12 @@ criu_action_script(const char *dir, char **cause)
 	return path;
 }
 
+pid_t
+criu_pid(const struct criu *c)
+{
+	return c->proc.pid;
+}
+
 void
 criu_kill(struct criu *c)
 {

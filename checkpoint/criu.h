@@ -47,6 +47,8 @@ struct criu	*criu_run(uv_loop_t *, const char *criu_path,
 		    char **cause);
 /* Write the action script criu_run needs into dir; its path. */
 char		*criu_action_script(const char *dir, char **cause);
+/* Its process id. */
+pid_t		 criu_pid(const struct criu *);
 /* SIGKILL it now (its exit follows). */
 void		 criu_kill(struct criu *);
 /* Send one request; cb follows exactly once unless this fails. */

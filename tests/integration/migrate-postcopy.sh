@@ -5,7 +5,8 @@
 # why.  Past the switch the memory is split between the hosts: a cut link
 # or a dead lazy-pages daemon stops the container on both (never two
 # copies, never one with holes in its memory), the operator is told to
-# restore its last checkpoint, and that restore works.
+# restore its last checkpoint, and that restore works.  So does a source
+# ternd killed in the middle.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -125,6 +126,42 @@ lost lazy kill_lazy
 [ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the lazy kill mc is at: $(where)"
 cl_ctl h1 restore mc >/dev/null
 inst_verify h1 mc "$state" "restored on h1 after the lazy-pages daemon died"
+
+# The source's ternd is SIGKILLed while the memory is on its way.  Its
+# CRIU, left holding the frozen original, serves nobody; the target, its
+# page source gone, stops its copy.  The restarted source kills that CRIU
+# and, the switch having been recorded, the original too: nothing runs
+# twice, nothing resumes with stale memory, and the checkpoint restores.
+th_limit h2 40mbit
+seen=$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)
+cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/srckill.out" 2>&1 &
+ctl=$!
+for ((i = 0; i < 600; i++)); do
+	[ "$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)" -gt "$seen" ] && break
+	sleep 0.05
+done
+[ "$i" -lt 600 ] || fail "srckill: mc never resumed on h2"
+kill -9 "$(cl_pid h1)"
+wait $ctl || true
+echo "srckill: $(cat "$TH_ROOT/srckill.out")"
+for ((i = 0; i < 300; i++)); do
+	[ -z "$(inst_field h2 mc state)" ] && break
+	sleep 0.1
+done
+[ -z "$(inst_field h2 mc state)" ] || fail "srckill: h2 kept mc: $(inst_field h2 mc state)"
+th_limit h2 off
+cl_start h1
+cl_wait_up h1 2 30
+[ "$(copies)" = 0 ] || fail "srckill: $(copies) copies of mc run"
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "srckill: mc is at: $(where)"
+inst_field h1 mc last_error | grep -q "moved to h2 by post-copy" ||
+    fail "srckill: h1 does not say what happened: $(inst_field h1 mc last_error)"
+for p in $(pgrep -f "sbin/criu dump" || true); do
+	[ "$(ip netns identify "$p")" = "tern-$TH_NET-h1" ] &&
+	    fail "srckill: h1's criu $p is still there"
+done
+cl_ctl h1 restore mc >/dev/null
+inst_verify h1 mc "$state" "restored on h1 after its ternd died in a post-copy"
 
 # And it still moves afterwards.
 cl_ctl h1 migrate mc --to h2 --mode postcopy >/dev/null
