@@ -85,6 +85,7 @@ struct migration {
 	int			 ps_fd;		/* CRIU's end of the relay */
 	uint64_t		 page_bytes;	/* post-copy: pages relayed */
 	char			*note;		/* source: why this mode */
+	uint32_t		 max_downtime_ms;
 	int			 pages_done;	/* target: lazy-pages exited 0 */
 	int			 complete;	/* source: COMPLETE arrived */
 	int			 relay_ended;	/* the page channel closed cleanly */
@@ -344,6 +345,7 @@ mig_relay_new(struct migration *m, char **cause)
 	return 0;
 }
 
+
 /* --- source ---------------------------------------------------------------- */
 
 static void	mig_source_postcopy_done(struct migration *, const char *);
@@ -402,9 +404,11 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 		m->hold = NULL;
 		ckpt_hold_release(h, 0);	/* CRIU resumes it */
 	}
-	/* A post-copy dump serving pages must see the transfer fail, not
-	 * end (CRIU would kill the tree): it resumes it then. */
-	if (m->dump != NULL && m->relay != NULL)
+	/* A post-copy dump must see its page transfer fail, now or once it
+	 * starts serving: an end would count as a finished transfer (CRIU
+	 * kills the tree), and none comes anyway (CRIU holds a spare end of
+	 * the channel).  It resumes the tree then. */
+	if (m->postcopy && m->relay != NULL)
 		ckpt_lazy_refuse(relay_local_fd(m->relay));
 	relay_free(m->relay);
 	m->relay = NULL;
@@ -495,6 +499,16 @@ mig_source_resumed(struct migration *m)
 	r.bytes = m->bytes;
 	r.note = m->note;
 	r.bytes += m->tree_bytes;
+	if (m->max_downtime_ms != 0 && m->frozen_ms > m->max_downtime_ms) {
+		char	*was = m->note;
+
+		xasprintf(&m->note, "%s%sfrozen %" PRIu64 " ms, more than "
+		    "--max-downtime %u ms", was != NULL ? was : "",
+		    was != NULL ? "; " : "", m->frozen_ms, m->max_downtime_ms);
+		free(was);
+		r.note = m->note;
+		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, m->note);
+	}
 	if (m->postcopy) {
 		r.has_postcopy_ms = 1;
 		r.postcopy_ms = now_ms() - m->resumed_ms;
@@ -916,6 +930,38 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 	}
 }
 
+static int
+postcopy_possible(struct agent *a, const char *to)
+{
+	return a->criu.lazy_pages && a->criu_action != NULL &&
+	    peers_has_capability(a->peers, to, "criu.lazy-pages");
+}
+
+/* Stop-and-copy freezes a container for its dump, copy and restore: about
+ * its memory over MIG_STOPCOPY_RATE (what 1 GiB took here, end to end).
+ * 1 and *cause if that exceeds
+ * --max-downtime. */
+#define MIG_STOPCOPY_RATE	(100ULL << 20)
+
+static int
+mig_stopcopy_too_long(struct agent *a, struct instance *in,
+    const Tern__MigrateRequest *r, int postcopy_ok, char **cause)
+{
+	uint64_t	mem = container_memory_usage(in->name), rate, est;
+
+	rate = MIG_STOPCOPY_RATE;
+	est = mem * 1000 / rate;
+	if (est <= r->max_downtime_ms)
+		return 0;
+	xasprintf(cause, "stop-and-copy would freeze %s for about %llu ms "
+	    "(%.0f MiB at ~%.0f MB/s), more than --max-downtime %u ms; %s",
+	    in->name, (unsigned long long)est, (double)mem / (1 << 20),
+	    (double)rate / 1e6, r->max_downtime_ms, postcopy_ok ?
+	    "--mode postcopy (or auto) freezes it only while its other state "
+	    "moves" : "post-copy is not available between these hosts");
+	return 1;
+}
+
 void
 migration_start(struct agent *a, const Tern__MigrateRequest *r,
     instances_done_cb progress, instances_done_cb cb, void *arg)
@@ -936,6 +982,11 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "(soft-dirty), which this host's kernel lacks (criu check "
 		    "--feature mem_dirty_track); use --mode auto, postcopy or "
 		    "stopcopy");
+		return;
+	}
+	if (r->has_bandwidth && r->bandwidth > 0) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "--bandwidth is not implemented for containers yet");
 		return;
 	}
 	if (strcmp(mode, "stopcopy") != 0 && strcmp(mode, "auto") != 0 &&
@@ -977,8 +1028,7 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	}
 	/* auto: pre-copy where memory is tracked (not built for containers),
 	 * else post-copy where both CRIUs do lazy pages, else stop-and-copy. */
-	postcopy = a->criu.lazy_pages && a->criu_action != NULL &&
-	    peers_has_capability(a->peers, r->to, "criu.lazy-pages");
+	postcopy = postcopy_possible(a, r->to);
 	if (strcmp(mode, "postcopy") == 0 && !postcopy) {
 		if (a->criu.lazy_pages)
 			xasprintf(&cause, "post-copy needs lazy pages in CRIU on "
@@ -993,7 +1043,11 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	}
 	if (strcmp(mode, "stopcopy") == 0)
 		postcopy = 0;
-	else if (strcmp(mode, "auto") == 0)
+	if (!postcopy && r->has_max_downtime_ms && r->max_downtime_ms > 0 &&
+	    mig_stopcopy_too_long(a, in, r, postcopy_possible(a, r->to),
+	    &cause))
+		goto refuse;
+	if (strcmp(mode, "auto") == 0)
 		xasprintf(&note, "auto: %s%s", a->criu.mem_track ? "" :
 		    "no pre-copy (this kernel has no soft-dirty memory "
 		    "tracking); ", postcopy ? "post-copy (lazy pages over "
@@ -1007,6 +1061,7 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	m->arg = arg;
 	m->postcopy = postcopy;
 	uv_timer_start(&m->tick, mig_tick, 500, 500);
+	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->note = note;
 	m->rootfs_copy = !in->spec->shared_storage;
 	m->generation = ckpt_newest(in->ckpt_dir) + 1;

@@ -1224,6 +1224,22 @@ container_host_devices(void)
 	return container_devices;
 }
 
+uint64_t
+container_memory_usage(const char *name)
+{
+	char		 path[PATH_MAX], *text;
+	uint64_t	 bytes = 0;
+
+	if (container_cgroup_path(path, sizeof path, name, "memory",
+	    "memory.usage_in_bytes", NULL) != 0)
+		return 0;
+	if ((text = read_file_bounded(path, 64, NULL, NULL)) != NULL) {
+		bytes = strtoull(text, NULL, 10);
+		free(text);
+	}
+	return bytes;
+}
+
 char *
 container_freezer_path(const char *name)
 {

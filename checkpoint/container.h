@@ -26,6 +26,7 @@
 #ifndef TERN_CONTAINER_H
 #define TERN_CONTAINER_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <stddef.h>
@@ -83,6 +84,9 @@ int	container_cgroup_remove(const char *name, char **cause);
  * freezer cgroup (for a dump that no fork can escape; caller frees). */
 const char *const	*container_host_devices(void);
 char			*container_freezer_path(const char *name);
+/* The memory its cgroup charges now (what a dump writes, roughly), or 0
+ * if it cannot be read. */
+uint64_t		 container_memory_usage(const char *name);
 /* The container's cgroup in controller ctrl relative to the hierarchy's
  * root ("/x/tern/NAME"): where CRIU must restore it on this host. */
 char			*container_cgroup_relpath(const char *name,

@@ -3,11 +3,44 @@
  * restored a verified copy (post-copy: until its memory arrived). */
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "ctl/ternctl.h"
+
+/* RATE: bytes per second, with an optional k, m or g (powers of 1000, as
+ * link speeds are), or bits per second with kbit, mbit, gbit.  0 on
+ * error. */
+static uint64_t
+cmd_migrate_rate(const char *s)
+{
+	static const struct { const char *unit; uint64_t mul, div; } units[] = {
+		{ "", 1, 1 }, { "k", 1000, 1 }, { "m", 1000000, 1 },
+		{ "g", 1000000000, 1 }, { "kbit", 1000, 8 },
+		{ "mbit", 1000000, 8 }, { "gbit", 1000000000, 8 },
+	};
+	char		*end;
+	uint64_t	 v;
+	size_t		 i;
+
+	if (!isdigit((unsigned char)s[0]))
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return 0;
+	for (i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (strcasecmp(end, units[i].unit) == 0 &&
+		    v <= UINT64_MAX / units[i].mul)
+			return v * units[i].mul / units[i].div;
+	return 0;
+}
 
 /* One line per report: phase, time, bytes, how long it stands still.  On
  * a terminal the line is rewritten in place. */
@@ -35,17 +68,21 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "progress", no_argument, NULL, 'p' },
+		{ "bandwidth", required_argument, NULL, 'b' },
+		{ "max-downtime", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 }
 	};
 	Envelope		 req, *reply;
 	Tern__MigrateRequest	 mr = TERN__MIGRATE_REQUEST__INIT;
 	const Tern__MigrateReply *r;
 	int			 ch, rc = CTL_EXIT_OK, show, tty;
+	char			*end;
 
 	/* Progress on the operator's terminal, or where asked for. */
 	tty = isatty(STDERR_FILENO) && !env->json;
 	show = tty;
-	while ((ch = getopt_long(argc, argv, "t:m:p", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "t:m:pb:d:", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 't':
 			mr.to = optarg;
@@ -55,6 +92,23 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 			break;
 		case 'p':
 			show = 1;
+			break;
+		case 'b':
+			if ((mr.bandwidth = cmd_migrate_rate(optarg)) == 0) {
+				ctl_error("--bandwidth %s: a rate like 100M "
+				    "(bytes/s) or 800mbit", optarg);
+				return CTL_EXIT_USAGE;
+			}
+			mr.has_bandwidth = 1;
+			break;
+		case 'd':
+			mr.max_downtime_ms = (uint32_t)strtoul(optarg, &end, 10);
+			if (*end != '\0' || mr.max_downtime_ms == 0) {
+				ctl_error("--max-downtime %s: milliseconds, > 0",
+				    optarg);
+				return CTL_EXIT_USAGE;
+			}
+			mr.has_max_downtime_ms = 1;
 			break;
 		default:
 			return ctl_usage(&cmd_migrate_entry);
@@ -118,6 +172,6 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 
 const struct ctl_cmd cmd_migrate_entry = {
 	"migrate", "migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy] "
-	    "[--progress]",
+	    "[--max-downtime MS] [--bandwidth RATE] [--progress]",
 	"move a container to another host", cmd_migrate_exec
 };

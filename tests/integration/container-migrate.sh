@@ -67,6 +67,8 @@ refused() {	# PATTERN ARGS...: migrate must fail saying PATTERN
 refused 'unknown host "nowhere"\|host nowhere is not up' mc --to nowhere
 refused "soft-dirty" mc --to h2 --mode precopy
 refused "mode must be" mc --to h2 --mode teleport
+refused "more than --max-downtime 5 ms" mc --to h2 --mode stopcopy --max-downtime 5
+refused "not implemented" mc --to h2 --bandwidth 100M
 cl_ctl h1 create private --spec "$TH_ROOT/private.json" >/dev/null
 cl_ctl h1 start private >/dev/null
 refused "shared_storage" private --to h2
