@@ -242,6 +242,37 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 	criu_resp__free_unpacked(resp, NULL);
 }
 
+/* criu's descriptors: none of ours on 0-2, fd3 on 3, pass_fds from 4. */
+static void
+criu_stdio(uv_stdio_container_t *stdio, int fd3, const int *pass_fds,
+    int npass)
+{
+	int	i;
+
+	for (i = 0; i < CRIU_SWRK_FD; i++)
+		stdio[i].flags = UV_IGNORE;
+	stdio[CRIU_SWRK_FD].flags = UV_INHERIT_FD;
+	stdio[CRIU_SWRK_FD].data.fd = fd3;
+	for (i = 0; i < npass; i++) {
+		stdio[criu_passed_fd(i)].flags = UV_INHERIT_FD;
+		stdio[criu_passed_fd(i)].data.fd = pass_fds[i];
+	}
+}
+
+/* Spawned: watch c->fd and arm the timers. */
+static void
+criu_watch(struct criu *c, uv_loop_t *loop, uv_poll_cb readable)
+{
+	c->handles = 4;
+	uv_poll_init(loop, &c->poll, c->fd);
+	c->poll.data = c;
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	uv_timer_init(loop, &c->deadline);
+	c->deadline.data = c;
+	uv_poll_start(&c->poll, UV_READABLE, readable);
+}
+
 struct criu *
 criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
     int npass, char **cause)
@@ -250,7 +281,7 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	uv_process_options_t	 opts;
 	uv_stdio_container_t	 stdio[16];
 	char			*args[4], fdarg[8];
-	int			 sv[2], rc, i;
+	int			 sv[2], rc;
 
 	if (npass < 0 || npass > 16 - CRIU_SWRK_FD - 1) {
 		set_cause(cause, "too many descriptors for criu");
@@ -262,14 +293,7 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	}
 	memset(&opts, 0, sizeof opts);
 	memset(stdio, 0, sizeof stdio);
-	for (i = 0; i < CRIU_SWRK_FD; i++)
-		stdio[i].flags = UV_IGNORE;
-	stdio[CRIU_SWRK_FD].flags = UV_INHERIT_FD;
-	stdio[CRIU_SWRK_FD].data.fd = sv[1];
-	for (i = 0; i < npass; i++) {
-		stdio[criu_passed_fd(i)].flags = UV_INHERIT_FD;
-		stdio[criu_passed_fd(i)].data.fd = pass_fds[i];
-	}
+	criu_stdio(stdio, sv[1], pass_fds, npass);
 	snprintf(fdarg, sizeof fdarg, "%d", CRIU_SWRK_FD);
 	args[0] = (char *)criu_path;
 	args[1] = "swrk";
@@ -298,14 +322,7 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 		return NULL;
 	}
 	close(sv[1]);
-	c->handles = 4;
-	uv_poll_init(loop, &c->poll, c->fd);
-	c->poll.data = c;
-	uv_timer_init(loop, &c->timer);
-	c->timer.data = c;
-	uv_timer_init(loop, &c->deadline);
-	c->deadline.data = c;
-	uv_poll_start(&c->poll, UV_READABLE, criu_on_readable);
+	criu_watch(c, loop, criu_on_readable);
 	log_debug("criu swrk started as pid %d", c->proc.pid);
 	return c;
 }
@@ -379,16 +396,9 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	fcntl(ask[0], F_SETFL, O_NONBLOCK);
 	memset(&opts, 0, sizeof opts);
 	memset(stdio, 0, sizeof stdio);
-	for (i = 0; i < CRIU_SWRK_FD; i++)
-		stdio[i].flags = UV_IGNORE;
-	/* The script reopens these through /proc/<criu>/fd: CRIU closes
+	/* The script reopens the pipes through /proc/<criu>/fd: CRIU closes
 	 * what its children inherit. */
-	stdio[CRIU_SWRK_FD].flags = UV_INHERIT_FD;
-	stdio[CRIU_SWRK_FD].data.fd = ask[1];
-	for (i = 0; i < npass; i++) {
-		stdio[criu_passed_fd(i)].flags = UV_INHERIT_FD;
-		stdio[criu_passed_fd(i)].data.fd = pass_fds[i];
-	}
+	criu_stdio(stdio, ask[1], pass_fds, npass);
 	stdio[criu_passed_fd(npass)].flags = UV_INHERIT_FD;
 	stdio[criu_passed_fd(npass)].data.fd = answer[0];
 
@@ -437,14 +447,7 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 		uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
 		return NULL;
 	}
-	c->handles = 4;
-	uv_poll_init(loop, &c->poll, c->fd);
-	c->poll.data = c;
-	uv_timer_init(loop, &c->timer);
-	c->timer.data = c;
-	uv_timer_init(loop, &c->deadline);
-	c->deadline.data = c;
-	uv_poll_start(&c->poll, UV_READABLE, criu_cli_on_readable);
+	criu_watch(c, loop, criu_cli_on_readable);
 	c->pending = 1;
 	c->cb = cb;
 	c->notify = notify;
