@@ -37,20 +37,13 @@ cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$state" || fail "memcheck did not start"
 inst_verify h1 mc "$state" "started on h1"
 
-where() {	# which host lists mc, and as what
-	local h s
-	for h in h1 h2; do
-		s=$(inst_field $h mc state)
-		[ -n "$s" ] && echo "$h:$s"
-	done
-}
 
 # h1 -> h2 -> h1
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
-[ "$(where)" = "h2:running" ] || fail "after h1->h2 mc is at: $(where)"
+[ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
 inst_verify h2 mc "$state" "moved to h2"
 cl_ctl h2 migrate mc --to h1 --mode stopcopy
-[ "$(where)" = "h1:running" ] || fail "after h2->h1 mc is at: $(where)"
+[ "$(inst_where mc)" = "h1:running" ] || fail "after h2->h1 mc is at: $(inst_where mc)"
 inst_verify h1 mc "$state" "moved back to h1"
 
 refused() {	# PATTERN ARGS...: migrate must fail saying PATTERN
@@ -61,7 +54,7 @@ refused() {	# PATTERN ARGS...: migrate must fail saying PATTERN
 	set -e
 	[ $rc = 1 ] || fail "migrate $* exited $rc: $out"
 	echo "$out" | grep -q -- "$pattern" || fail "migrate $*: $out"
-	[ "$(inst_field h1 mc state)" = running ] || fail "after a refusal mc is at: $(where)"
+	[ "$(inst_field h1 mc state)" = running ] || fail "after a refusal mc is at: $(inst_where mc)"
 	echo "refused: $out"
 }
 refused 'unknown host "nowhere"\|host nowhere is not up' mc --to nowhere
@@ -112,7 +105,7 @@ cl_stop h1 || fail "h1's ternd did not stop cleanly during a migration"
 wait $ctl || true
 cl_start h1
 cl_wait_up h1 2 30
-[ "$(inst_field h1 mc state)" = running ] || fail "after the source stopped mc is at: $(where)"
+[ "$(inst_field h1 mc state)" = running ] || fail "after the source stopped mc is at: $(inst_where mc)"
 [ -z "$(inst_field h2 mc state)" ] || fail "h2 kept mc: $(inst_field h2 mc state)"
 inst_verify h1 mc "$state" "after the source's ternd stopped mid-migration"
 

@@ -53,25 +53,7 @@ verify() {	# NAME WHY
 	inst_verify "${at[$1]}" "$1" "$TH_ROOT/rootfs/var/log/$1.state" "$2"
 }
 
-where() {	# NAME: which hosts list it, and as what
-	local h s
-	for h in h1 h2; do
-		s=$(inst_field $h "$1" state)
-		[ -n "$s" ] && echo "$h:$s"
-	done
-	return 0
-}
 
-# copies NAME: how many of NAME's memcheck run on the test hosts, whatever
-# the ternds think (a copy one lost track of counts too).
-copies() {
-	local p n=0
-	for p in $(find "$(th__cg1 h1)" "$(th__cg1 h2)" -path "*/tern/$1/*" \
-	    -name cgroup.procs -exec cat {} + 2>/dev/null); do
-		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = memcheck ] && n=$((n + 1))
-	done
-	echo $n
-}
 
 nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
 
@@ -118,7 +100,7 @@ mig_start() {
 mig_failed() {
 	local rc=0 out
 	th_wait 60 cl__gone "$ctl" ||
-	    fail "$1: migrate still waits after 60 s: $(where mc)"
+	    fail "$1: migrate still waits after 60 s: $(inst_where mc)"
 	wait "$ctl" || rc=$?
 	out=$(cat "$TH_ROOT/$1.out")
 	echo "$1: $out"
@@ -137,18 +119,18 @@ settled() {
 	local ct=$1 why=$2 from=${at[$1]} to
 	to=$(other "$from")
 	th_wait 10 gone_from "$to" "$ct" || fail "$why: $to kept $ct:" \
-	    "$(where "$ct"); $(th_exec "$to" ls /var/lib/tern/instances 2>&1)"
-	[ "$(where "$ct")" = "$from:running" ] ||
-	    fail "$why: $ct is at: $(where "$ct")"
-	[ "$(copies "$ct")" = 1 ] || fail "$why: $(copies "$ct") copies of $ct run"
+	    "$(inst_where "$ct"); $(th_exec "$to" ls /var/lib/tern/instances 2>&1)"
+	[ "$(inst_where "$ct")" = "$from:running" ] ||
+	    fail "$why: $ct is at: $(inst_where "$ct")"
+	[ "$(inst_copies "$ct")" = 1 ] || fail "$why: $(inst_copies "$ct") copies of $ct run"
 	verify "$ct" "$why"
 	cl_ctl "$from" migrate "$ct" --to "$to" --mode stopcopy ||
 	    fail "$why: the next migration failed"
 	at[$ct]=$to
-	[ "$(where "$ct")" = "$to:running" ] ||
-	    fail "$why: after moving, $ct is at: $(where "$ct")"
-	[ "$(copies "$ct")" = 1 ] ||
-	    fail "$why: $(copies "$ct") copies of $ct run after moving"
+	[ "$(inst_where "$ct")" = "$to:running" ] ||
+	    fail "$why: after moving, $ct is at: $(inst_where "$ct")"
+	[ "$(inst_copies "$ct")" = 1 ] ||
+	    fail "$why: $(inst_copies "$ct") copies of $ct run after moving"
 	verify "$ct" "moved to $to after that"
 }
 
@@ -194,7 +176,7 @@ to=$(other "$from")
 th_exec "$to" mount -t tmpfs -o size=32m tmpfs /var/lib/tern/instances
 mig_start mc full
 mig_failed full "copying the images to $to: .*receiving host's disk is full"
-th_wait 10 gone_from "$to" mc || fail "full: $to kept mc: $(where mc)"
+th_wait 10 gone_from "$to" mc || fail "full: $to kept mc: $(inst_where mc)"
 th_exec "$to" umount /var/lib/tern/instances
 settled mc "the target's disk was full"
 
@@ -315,12 +297,12 @@ mig_failed orphan "the link dropped at the commit point before $to confirmed it 
 # Nothing runs now.  The source never sent COMMIT, so the target cannot
 # have resumed it, but ternd does not act on that: it keeps its verified
 # checkpoint and asks the operator.  Do as the message says.
-[ "$(where mc)" = "$from:checkpointed" ] || fail "orphan: mc is at: $(where mc)"
-[ "$(copies mc)" = 0 ] || fail "orphan: $(copies mc) copies of mc run"
+[ "$(inst_where mc)" = "$from:checkpointed" ] || fail "orphan: mc is at: $(inst_where mc)"
+[ "$(inst_copies mc)" = 0 ] || fail "orphan: $(inst_copies mc) copies of mc run"
 th_heal "$to"
 cl_wait_up "$from" 2 30
 cl_wait_up "$to" 2 30
-th_wait 10 gone_from "$to" mc || fail "orphan: $to kept mc: $(where mc)"
+th_wait 10 gone_from "$to" mc || fail "orphan: $to kept mc: $(inst_where mc)"
 cl_ctl "$from" restore mc
 settled mc "the link was lost at the commit point"
 

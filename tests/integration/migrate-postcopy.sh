@@ -38,34 +38,17 @@ cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$state" || fail "memcheck did not start"
 inst_verify h1 mc "$state" "started on h1"
 
-where() {	# which host lists mc, and as what
-	local h s
-	for h in h1 h2; do
-		s=$(inst_field $h mc state)
-		[ -n "$s" ] && echo "$h:$s"
-	done
-	return 0
-}
-# Processes of this test's container on either host (by their cgroup).
-copies() {
-	local p n=0
-	for p in $(pgrep -x memcheck || true); do
-		grep -q "freezer:.*/tern-test/$TH_NET-h[12]/tern/mc\$" \
-		    "/proc/$p/cgroup" 2>/dev/null && n=$((n + 1))
-	done
-	echo $n
-}
 
 out=$(cl_ctl h1 migrate mc --to h2)
 echo "$out"
 echo "$out" | grep -q "(postcopy)" || fail "auto did not pick post-copy: $out"
 echo "$out" | grep -q "soft-dirty" || fail "auto did not say why: $out"
-[ "$(where)" = "h2:running" ] || fail "after h1->h2 mc is at: $(where)"
+[ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
 inst_verify h2 mc "$state" "moved to h2 by post-copy"
 cl_ctl h2 migrate mc --to h1 --mode postcopy
-[ "$(where)" = "h1:running" ] || fail "after h2->h1 mc is at: $(where)"
+[ "$(inst_where mc)" = "h1:running" ] || fail "after h2->h1 mc is at: $(inst_where mc)"
 inst_verify h1 mc "$state" "moved back to h1 by post-copy"
-[ "$(copies)" = 1 ] || fail "$(copies) copies of mc run"
+[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
 # Images without their pages are never kept as checkpoints.
 for h in h1 h2; do
 	if find "$TH_ROOT/$h/state/instances" -name MANIFEST | grep -q .; then
@@ -100,17 +83,17 @@ lost() {
 	grep -q "restore its last checkpoint" "$TH_ROOT/$what.out" ||
 	    fail "$what: the operator was not told what to do"
 	for ((i = 0; i < 300; i++)); do
-		[ "$(copies)" = 0 ] && break
+		[ "$(inst_copies mc)" = 0 ] && break
 		sleep 0.1
 	done
-	[ "$(copies)" = 0 ] || fail "$what: $(copies) copies of mc still run"
+	[ "$(inst_copies mc)" = 0 ] || fail "$what: $(inst_copies mc) copies of mc still run"
 	th_limit h2 off
 }
 
 lost cut th_cut h2
 th_heal h2
 cl_wait_up h1 2 30
-[ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the cut mc is at: $(where)"
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the cut mc is at: $(inst_where mc)"
 [ -z "$(inst_field h2 mc state)" ] || fail "h2 kept mc: $(inst_field h2 mc state)"
 cl_ctl h1 restore mc >/dev/null
 inst_verify h1 mc "$state" "restored on h1 after the cut"
@@ -123,7 +106,7 @@ kill_lazy() {	# the lazy-pages daemon of h2
 	return 0
 }
 lost lazy kill_lazy
-[ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the lazy kill mc is at: $(where)"
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the lazy kill mc is at: $(inst_where mc)"
 cl_ctl h1 restore mc >/dev/null
 inst_verify h1 mc "$state" "restored on h1 after the lazy-pages daemon died"
 
@@ -152,8 +135,8 @@ done
 th_limit h2 off
 cl_start h1
 cl_wait_up h1 2 30
-[ "$(copies)" = 0 ] || fail "srckill: $(copies) copies of mc run"
-[ "$(inst_field h1 mc state)" = checkpointed ] || fail "srckill: mc is at: $(where)"
+[ "$(inst_copies mc)" = 0 ] || fail "srckill: $(inst_copies mc) copies of mc run"
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "srckill: mc is at: $(inst_where mc)"
 inst_field h1 mc last_error | grep -q "moved to h2 by post-copy" ||
     fail "srckill: h1 does not say what happened: $(inst_field h1 mc last_error)"
 for p in $(pgrep -f "sbin/criu dump" || true); do

@@ -7,6 +7,8 @@
 #	inst_verify HOST NAME STATE  make memcheck verify its memory (SIGUSR1)
 #	                             and fail the test unless it says ok;
 #	                             STATE is its state file, seen from outside
+#	inst_where NAME              "HOST:STATE" for each of h1, h2 listing it
+#	inst_copies NAME             its memcheck processes on h1 and h2
 
 # cl_wait_criu HOST: until HOST reports usable CRIU (up to 5 s).
 cl_wait_criu() {
@@ -61,4 +63,24 @@ inst_verify() {
 		exit 1
 	fi
 	echo "$name: $(tail -n 1 "$state") (pid $pid${4:+, $4})"
+}
+
+inst_where() {
+	local h s
+	for h in h1 h2; do
+		s=$(inst_field $h "$1" state)
+		[ -n "$s" ] && echo "$h:$s"
+	done
+	return 0
+}
+
+# Whatever the ternds think: a copy one lost track of (or a frozen one)
+# counts too.
+inst_copies() {
+	local p n=0
+	for p in $(find "$(th__cg1 h1)" "$(th__cg1 h2)" -path "*/tern/$1/*" \
+	    -name cgroup.procs -exec cat {} + 2>/dev/null); do
+		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = memcheck ] && n=$((n + 1))
+	done
+	echo $n
 }
