@@ -135,6 +135,23 @@ log_outputs = "$LV_LOG_LEVEL:stderr"
 EOF
 }
 
+# lv__check_binds HOST: fail unless the host sees its own libvirt
+# directories (libvirt.sh sourced after th_setup made the host: libvirtd
+# would use the machine's).
+lv__check_binds() {
+	local host=$1 pair sub target inside
+	for pair in etc:/etc/libvirt lib:/var/lib/libvirt \
+	    log:/var/log/libvirt cache:/var/cache/libvirt; do
+		sub=${pair%%:*}
+		target=${pair#*:}
+		inside=$(th_root_path "$host" "$target") || return 1
+		[ "$(stat -c %d:%i "$inside" 2>/dev/null)" = \
+		    "$(stat -c %d:%i "$(lv__dir "$host")/$sub" 2>/dev/null)" ] ||
+		    lv__err "'$host' has no private $target (source libvirt.sh" \
+			"before th_setup)" || return 1
+	done
+}
+
 # lv__pid HOST NAME: print the recorded PID of the host's daemon NAME
 # (libvirtd, virtlogd) if it is alive.
 lv__pid() {
@@ -217,6 +234,7 @@ lv_start() {
 		return 1
 	fi
 	lv__conf "$host" || return 1
+	lv__check_binds "$host" || return 1
 	lv__seed_caps "$host"
 	log=$TH_ROOT/$host/log
 
