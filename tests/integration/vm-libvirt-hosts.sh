@@ -52,6 +52,11 @@ echo "host UUIDs: h1 $u1, h2 $u2"
 [ "$u1" != "$u2" ] || fail "h1 and h2 have the same host UUID"
 [ "$u1" = "$(cat "$TH_ROOT/h1/libvirt/host_uuid")" ] ||
 	fail "h1's libvirtd does not use its host_uuid"
+# libvirtd listens on its unix sockets only: no TCP port in the hosts.
+for h in h1 h2; do
+	tcp=$(th_exec $h ss -Hltn) || fail "ss failed in $h"
+	[ -z "$tcp" ] || fail "something listens on TCP in $h: $tcp"
+done
 # Separate daemons, not two names for one: each knows only its domains.
 [ "$(th_root_path h1 /run/libvirt)" != "$(th_root_path h2 /run/libvirt)" ] ||
 	fail "h1 and h2 share /run/libvirt"
