@@ -15,6 +15,7 @@ struct instances;
 struct migration;
 struct ctlsock;
 struct tls_ctx;
+struct vm_host;
 
 struct agent {
 	uv_loop_t		*loop;
@@ -24,6 +25,8 @@ struct agent {
 	struct conn_limits	 peer_limits;
 	struct peers		*peers;
 	struct instances	*instances;	/* NULL until CRIU was probed */
+	struct vm_host		*vms;		/* libvirt; NULL: no VMs here */
+	struct vm_migration	*vm_migrations;	/* in progress, either side */
 	struct migration	*migrations;	/* in progress, either side */
 	uint64_t		 next_migration;
 	struct ctlsock		*ctl;

@@ -29,9 +29,11 @@ struct instance {
 	char			*name;
 	char			*dir;		/* state_dir/instances/NAME */
 	char			*ckpt_dir;	/* dir/ckpt */
-	char			*spec_text;
+	char			*spec_text;	/* a VM's: its domain XML */
 	char			*spec_dir;
-	struct container_spec	*spec;
+	struct container_spec	*spec;		/* containers only */
+	int			 vm;		/* a libvirt domain */
+	int			 vm_busy;	/* a libvirt call is out */
 
 	enum inst_state		 state;
 	uint64_t		 since_ms;
@@ -63,6 +65,11 @@ struct instances {
 struct container_spec;
 
 struct instance	*instance_find(struct instances *, const char *name);
+/* Answers for the requests' callbacks. */
+void		 reply_error(instances_done_cb, void *, int code,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void		 reply_done(instances_done_cb, void *, const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
 struct instance	*instance_new(struct instances *, const char *name,
 		    const char *spec_text, const char *spec_dir,
 		    struct container_spec *);

@@ -16,6 +16,7 @@
 #define LOG_MODULE "instance"
 #include "agent/instance-internal.h"
 #include "agent/instances.h"
+#include "agent/vm-instances.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
@@ -73,34 +74,6 @@ instance_find(struct instances *set, const char *name)
 }
 
 /* --- persistence ---------------------------------------------------------- */
-
-static int
-write_file_atomic(const char *path, const char *text, char **cause)
-{
-	char	*tmp;
-	int	 fd, rc = -1;
-	size_t	 len = strlen(text);
-
-	xasprintf(&tmp, "%s.tmp", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
-		set_cause(cause, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-		set_cause(cause, "%s: %s", tmp, strerror(errno));
-		close(fd);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		set_cause(cause, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	rc = 0;
-out:
-	free(tmp);
-	return rc;
-}
 
 void
 instance_persist(struct instance *in)
@@ -364,11 +337,7 @@ stop_tick(uv_timer_t *t)
 
 /* --- requests ------------------------------------------------------------- */
 
-static void
-reply_error(instances_done_cb cb, void *arg, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
+void
 reply_error(instances_done_cb cb, void *arg, int code, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -381,11 +350,7 @@ reply_error(instances_done_cb cb, void *arg, int code, const char *fmt, ...)
 	free(text);
 }
 
-static void
-reply_done(instances_done_cb cb, void *arg, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+void
 reply_done(instances_done_cb cb, void *arg, const char *fmt, ...)
 {
 	Envelope	 env;
@@ -425,9 +390,10 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 	struct instance		*in;
 	char			*cause = NULL;
 
-	if (strcmp(r->kind, "container") != 0) {
+	if (strcmp(r->kind, "container") != 0 && strcmp(r->kind, "vm") != 0) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "kind \"%s\" is not supported here (use container)", r->kind);
+		    "kind \"%s\" is not supported (use container or vm)",
+		    r->kind);
 		return;
 	}
 	if (!host_name_valid(r->name)) {
@@ -439,6 +405,10 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 	if (instance_find(set, r->name) != NULL) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_EXISTS,
 		    "instance %s already exists", r->name);
+		return;
+	}
+	if (strcmp(r->kind, "vm") == 0) {
+		vm_instances_create(set, r, cb, arg);
 		return;
 	}
 	if (r->spec_dir[0] != '/') {
@@ -474,6 +444,14 @@ instance_save(struct instance *in, char **cause)
 
 	if (mkdir_p(in->ckpt_dir, 0700, cause) != 0)
 		return -1;
+	if (in->vm) {
+		xasprintf(&path, "%s/domain.xml", in->dir);
+		if (write_file_atomic(path, in->spec_text, cause) != 0)
+			goto out;
+		instance_persist(in);
+		rc = 0;
+		goto out;
+	}
 	xasprintf(&path, "%s/spec.json", in->dir);
 	if (write_file_atomic(path, in->spec_text, cause) != 0)
 		goto out;
@@ -539,6 +517,10 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 		    "no instance %s on this host (ternctl list)", r->name);
 		return;
 	}
+	if (in->vm) {
+		vm_instance_action(in, r->action, cb, arg);
+		return;
+	}
 	switch (r->action) {
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
 		if (instance_usable(set, cb, arg))
@@ -585,7 +567,7 @@ instances_list(struct instances *set, instances_done_cb cb, void *arg)
 	for (in = set->list; in != NULL; in = in->next, i++) {
 		tern__instance_info__init(&infos[i]);
 		infos[i].name = in->name;
-		infos[i].kind = "container";
+		infos[i].kind = in->vm ? "vm" : "container";
 		infos[i].state = (char *)inst_state_names[in->state];
 		if (in->pid > 0) {
 			infos[i].has_pid = 1;
@@ -695,6 +677,11 @@ instances_checkpoint(struct instances *set, const Tern__CheckpointRequest *r,
 		    "no instance %s on this host (ternctl list)", r->name);
 		return;
 	}
+	if (in->vm) {
+		vm_instance_checkpoint(in, r->has_leave_running &&
+		    r->leave_running, cb, arg);
+		return;
+	}
 	if (!instance_usable(set, cb, arg))
 		return;
 	if (in->state != INST_RUNNING) {
@@ -773,6 +760,11 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 		    "no instance %s on this host (ternctl list)", r->name);
 		return;
 	}
+	if (in->vm) {
+		vm_instance_restore(in, r->has_generation ? r->generation : 0,
+		    cb, arg);
+		return;
+	}
 	if (!instance_usable(set, cb, arg))
 		return;
 	if (in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) {
@@ -848,6 +840,27 @@ instance_kill_lazy_criu(const char *name, pid_t pid)
 	}
 }
 
+/* The state a previous ternd recorded for it. */
+static enum inst_state
+instance_saved_state(struct instances *set, const char *name)
+{
+	enum inst_state	 st = INST_STOPPED;
+	char		*path, *text, want[32];
+	size_t		 i;
+
+	xasprintf(&path, "%s/%s/state", set->dir, name);
+	text = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, NULL);
+	free(path);
+	for (i = 0; text != NULL && i < sizeof inst_state_names /
+	    sizeof inst_state_names[0]; i++) {
+		snprintf(want, sizeof want, "state=%s\n", inst_state_names[i]);
+		if (strncmp(text, want, strlen(want)) == 0)
+			st = (enum inst_state)i;
+	}
+	free(text);
+	return st;
+}
+
 static void
 instance_load(struct instances *set, const char *name)
 {
@@ -861,6 +874,15 @@ instance_load(struct instances *set, const char *name)
 	size_t			 i, npids = 0;
 	pid_t			*pids = NULL;
 
+	xasprintf(&path, "%s/%s/domain.xml", set->dir, name);
+	text = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, NULL);
+	free(path);
+	if (text != NULL) {
+		vm_instance_load(set, name, text, instance_saved_state(set,
+		    name));
+		free(text);
+		return;
+	}
 	xasprintf(&path, "%s/%s/spec.json", set->dir, name);
 	text = read_file_bounded(path, CONTAINER_SPEC_MAX_FILE_SIZE, NULL, &cause);
 	free(path);

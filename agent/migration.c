@@ -24,6 +24,7 @@
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
 #include "migrate/relay.h"
+#include "agent/vm-migration.h"
 #include "migrate/tree.h"
 
 
@@ -975,6 +976,15 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	char			*note = NULL;
 	int			 postcopy;
 
+	if (r->has_cancel && r->cancel) {
+		vm_migration_cancel(a, r->name, cb, arg);
+		return;
+	}
+	if (a->instances != NULL &&
+	    (in = instance_find(a->instances, r->name)) != NULL && in->vm) {
+		vm_migration_start(a, in, r, progress, cb, arg);
+		return;
+	}
 	if (strcmp(mode, "precopy") == 0) {
 		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, a->criu.mem_track ?
 		    "pre-copy of containers is not implemented; use --mode "
@@ -1668,6 +1678,11 @@ migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 {
 	struct migration	*m;
 
+	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
+	    strcmp(env->migrate_offer->kind, "vm") == 0) {
+		vm_migration_offer(a, peer, env->migrate_offer);
+		return 1;
+	}
 	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER) {
 		if (mig_find(a, peer, env->migrate_offer->migration, 0) != NULL)
 			return 1;	/* duplicate */
@@ -1676,6 +1691,8 @@ migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 	}
 	if (env->body_case != TERN__ENVELOPE__BODY_MIGRATE_STEP)
 		return 0;
+	if (vm_migration_step(a, peer, env->migrate_step))
+		return 1;
 	/* Ids are the source's: RESTORE/COMMIT/ABORT to a target,
 	 * READY/RESTORED/ABORT to a source. */
 	if ((m = mig_find(a, peer, env->migrate_step->migration, 1)) != NULL)
@@ -1822,6 +1839,8 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 	uint64_t		 id;
 	char			*end;
 
+	if (strstr(name, "/vm-") != NULL)
+		return vm_migration_accept_relay(a, peer, st, name, cause);
 	errno = 0;
 	id = strtoull(name, &end, 16);
 	if (errno != 0 || end == name || strcmp(end, "/pages") != 0 ||
@@ -1849,6 +1868,7 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 	struct migration	*m, *next;
 	char			*text;
 
+	vm_migration_peer_lost(a, peer, why);
 	for (m = a->migrations; m != NULL; m = next) {
 		next = m->next;
 		if (strcmp(m->peer, peer) != 0)
@@ -1878,6 +1898,7 @@ migration_shutdown(struct agent *a)
 {
 	struct migration	*m, *next;
 
+	vm_migration_shutdown(a);
 	for (m = a->migrations; m != NULL; m = next) {
 		next = m->next;
 		if (m->source && m->state == MIG_COMMITTED && m->postcopy) {

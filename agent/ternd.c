@@ -19,6 +19,8 @@
 #include "agent/instances.h"
 #include "agent/migration.h"
 #include "agent/peers.h"
+#include "agent/vm-instances.h"
+#include "checkpoint/vm.h"
 #include "checkpoint/cpuinfo.h"
 #include "daemon/ctlsock.h"
 #include "daemon/log.h"
@@ -126,6 +128,41 @@ agent_stop(struct agent *a)
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
+}
+
+/* libvirt's news, for the instance table. */
+static void
+agent_vm_event(void *arg, const char *name, enum vm_ev ev, const char *why,
+    int migration)
+{
+	struct agent	*a = arg;
+
+	if (ev == VM_EV_CONN_UP && name == NULL)
+		log_info("libvirt %s: connected", vm_host_uri(a->vms));
+	if (a->instances != NULL)
+		vm_instances_event(a->instances, name, ev, why, migration);
+}
+
+static void
+agent_vms_open(struct agent *a)
+{
+	char	*cause = NULL;
+
+	if (a->conf->libvirt_uri[0] == '\0') {
+		log_info("libvirt_uri is empty: no VMs on this host");
+		return;
+	}
+	if ((a->vms = vm_host_open(a->loop, a->conf->libvirt_uri,
+	    agent_vm_event, a, &cause)) == NULL) {
+		log_warnx("no VMs on this host: %s", cause);
+		free(cause);
+		return;
+	}
+	if (cause != NULL) {
+		log_warnx("%s; VMs wait until it answers", cause);
+		free(cause);
+	} else
+		log_info("libvirt %s: connected", a->conf->libvirt_uri);
 }
 
 /* Open the instances and meet the peers (their Hello carries our
@@ -334,6 +371,7 @@ main(int argc, char **argv)
 		goto close_loop;
 	}
 	a->peers = peers_new(a);
+	agent_vms_open(a);
 	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
 	    PACKAGE_VERSION, a->conf->host_name, (long)getpid(),
 	    a->conf->npeers);
@@ -345,6 +383,10 @@ main(int argc, char **argv)
 
 		agent_criu_probed(&none, a);
 	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* Only now: VM calls on the thread pool used the connection. */
+	vm_host_close(a->vms);
+	a->vms = NULL;
 	uv_run(&loop, UV_RUN_DEFAULT);
 	log_info("stopped");
 	rc = a->exit_code;

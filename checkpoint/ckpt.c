@@ -319,6 +319,12 @@ out:
 	return rc;
 }
 
+int
+ckpt_publish(const char *gen_dir, uint64_t *bytes, char **cause)
+{
+	return ckpt_write_manifest(gen_dir, 0, bytes, cause);
+}
+
 /* A post-copy's images: complete but for the memory pages. */
 static int
 ckpt_is_lazy(const char *gen_dir)

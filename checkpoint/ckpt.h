@@ -104,6 +104,9 @@ void		ckpt_discard(const char *gen_dir);
 int		ckpt_hold_alive(const struct ckpt_hold *);
 /* Newest generation with a MANIFEST in dir, 0 if none. */
 uint64_t	ckpt_newest(const char *dir);
+/* Checksum and fsync every file of gen_dir, then publish its MANIFEST
+ * (images written by someone else than CRIU: a VM's saved state). */
+int		ckpt_publish(const char *gen_dir, uint64_t *bytes, char **cause);
 /* Check every file of gen_dir against its MANIFEST. */
 int		ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause);
 

@@ -1,5 +1,7 @@
 /* ternctl create NAME --kind container --spec FILE: define an instance on
- * the local host from a spec file (see docs/container-spec.md). */
+ * the local host from a spec file (see docs/container-spec.md);
+ * ternctl create NAME --kind vm --xml FILE: from a libvirt domain XML
+ * (docs/vms.md). */
 #include "config.h"
 
 #include <errno.h>
@@ -20,6 +22,7 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "kind", required_argument, NULL, 'k' },
 		{ "spec", required_argument, NULL, 's' },
+		{ "xml", required_argument, NULL, 'x' },
 		{ NULL, 0, NULL, 0 }
 	};
 	Envelope			 req, *reply;
@@ -30,12 +33,13 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 	size_t				 n;
 	int				 ch, rc = CTL_EXIT_OK;
 
-	while ((ch = getopt_long(argc, argv, "k:s:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "k:s:x:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'k':
 			kind = optarg;
 			break;
 		case 's':
+		case 'x':
 			spec = optarg;
 			break;
 		default:
@@ -79,6 +83,7 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 }
 
 const struct ctl_cmd cmd_create_entry = {
-	"create", "create NAME [--kind container] --spec FILE",
+	"create", "create NAME [--kind container] --spec FILE | "
+	    "create NAME --kind vm --xml FILE",
 	"define an instance on this host", cmd_create_exec
 };

@@ -1,6 +1,8 @@
 /* ternctl migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy]:
- * move a container to another host; the source keeps it until the target
- * restored a verified copy (post-copy: until its memory arrived). */
+ * move a container or a VM to another host; the source keeps it until the
+ * target runs it (a container: restored from verified images; post-copy:
+ * until its memory arrived).  ternctl migrate --cancel NAME stops a VM's
+ * migration that has not switched to post-copy. */
 #include "config.h"
 
 #include <ctype.h>
@@ -49,15 +51,27 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 {
 	const Tern__MigrateProgress	*p = msg->migrate_progress;
 	int				 tty = *(int *)arg;
-	char				 frozen[48] = "";
+	char				 frozen[48] = "", vm[160] = "";
+	char				 throttle[32] = "";
 
 	if (p->has_frozen_ms)
 		snprintf(frozen, sizeof frozen, ", frozen %llu ms",
 		    (unsigned long long)p->frozen_ms);
-	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s",
+	/* A VM's job as QEMU counts it. */
+	if (p->has_throttle)
+		snprintf(throttle, sizeof throttle, ", CPU throttled %u%%",
+		    p->throttle);
+	if (p->has_round)
+		snprintf(vm, sizeof vm, ", round %llu, %.1f MiB left, dirty "
+		    "%.1f MiB/s, downtime ~%llu ms%s",
+		    (unsigned long long)p->round,
+		    (double)p->remaining / (1 << 20),
+		    (double)p->dirty_rate / (1 << 20),
+		    (unsigned long long)p->expected_downtime_ms, throttle);
+	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s%s",
 	    tty ? "\r\033[K" : "", p->name, p->mode != NULL ? p->mode : "",
 	    p->phase, (double)p->elapsed_ms / 1000,
-	    (double)p->bytes / (1 << 20), frozen, tty ? "" : "\n");
+	    (double)p->bytes / (1 << 20), vm, frozen, tty ? "" : "\n");
 	fflush(stderr);
 }
 
@@ -70,6 +84,9 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 		{ "progress", no_argument, NULL, 'p' },
 		{ "bandwidth", required_argument, NULL, 'b' },
 		{ "max-downtime", required_argument, NULL, 'd' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "cancel", no_argument, NULL, 'c' },
+		{ "no-auto-converge", no_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 }
 	};
 	Envelope		 req, *reply;
@@ -81,7 +98,7 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 	/* Progress on the operator's terminal, or where asked for. */
 	tty = isatty(STDERR_FILENO) && !env->json;
 	show = tty;
-	while ((ch = getopt_long(argc, argv, "t:m:pb:d:", longopts,
+	while ((ch = getopt_long(argc, argv, "t:m:pb:d:T:cA", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 't':
@@ -110,14 +127,41 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 			}
 			mr.has_max_downtime_ms = 1;
 			break;
+		case 'T':
+			mr.timeout_ms = (uint32_t)strtoul(optarg, &end, 10);
+			if (*end != '\0' || mr.timeout_ms == 0 ||
+			    mr.timeout_ms > 86400) {
+				ctl_error("--timeout %s: seconds, 1..86400",
+				    optarg);
+				return CTL_EXIT_USAGE;
+			}
+			mr.timeout_ms *= 1000;
+			mr.has_timeout_ms = 1;
+			break;
+		case 'c':
+			mr.has_cancel = mr.cancel = 1;
+			break;
+		case 'A':
+			mr.has_no_auto_converge = mr.no_auto_converge = 1;
+			break;
 		default:
 			return ctl_usage(&cmd_migrate_entry);
 		}
 	}
-	if (optind != argc - 1 || mr.to == NULL)
+	if (optind != argc - 1 || (mr.to == NULL) != mr.cancel)
 		return ctl_usage(&cmd_migrate_entry);
 	mr.name = argv[optind];
 	msg_init(&req, 0);
+	if (mr.cancel) {
+		mr.to = "";
+		req.body_case = TERN__ENVELOPE__BODY_MIGRATE_REQUEST;
+		req.migrate_request = &mr;
+		if ((reply = ctl_request(env, &req, 60000, &rc)) == NULL)
+			return rc;
+		rc = ctl_print_done(env, reply);
+		msg_free(reply);
+		return rc;
+	}
 	req.body_case = TERN__ENVELOPE__BODY_MIGRATE_REQUEST;
 	req.migrate_request = &mr;
 	reply = ctl_request_progress(env, &req, 3600 * 1000,
@@ -151,10 +195,16 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 			printf(",\"note\":");
 			ctl_json_string(stdout, r->note);
 		}
+		if (r->policy != NULL) {
+			printf(",\"policy\":");
+			ctl_json_string(stdout, r->policy);
+		}
 		printf("}\n");
 	} else {
 		if (r->note != NULL)
 			printf("%s\n", r->note);
+		if (r->policy != NULL)
+			printf("%s: %s\n", r->name, r->policy);
 		printf("%s: moved to %s (%s) in %llu ms, frozen %llu ms, "
 		    "%.1f MiB copied\n", r->name, r->to, r->mode,
 		    (unsigned long long)r->total_ms,
@@ -172,6 +222,7 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 
 const struct ctl_cmd cmd_migrate_entry = {
 	"migrate", "migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy] "
-	    "[--max-downtime MS] [--bandwidth RATE] [--progress]",
-	"move a container to another host", cmd_migrate_exec
+	    "[--max-downtime MS] [--bandwidth RATE] [--timeout S] "
+	    "[--no-auto-converge] [--progress] | migrate --cancel NAME",
+	"move a container or VM to another host", cmd_migrate_exec
 };

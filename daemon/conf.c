@@ -122,6 +122,16 @@ static const struct conf_option conf_options[] = {
 	  .rule = "path of a criu binary, or \"\" for no container support",
 	  .help = "CRIU used for containers (scripts/install-criu provides "
 	      "one that works on current kernels)." },
+	{ .name = "libvirt_uri", .type = CONF_STRING,
+	  .offset = CONF_FIELD(libvirt_uri), .def_string = "qemu:///system",
+	  .rule = "a libvirt connection URI, or \"\" for no VM support",
+	  .help = "The libvirtd ternd runs VMs with." },
+	{ .name = "libvirt_socket", .type = CONF_STRING,
+	  .offset = CONF_FIELD(libvirt_socket),
+	  .def_string = "/run/libvirt/libvirt-sock",
+	  .check = conf_check_absolute, .rule = "absolute path",
+	  .help = "The same libvirtd's unix socket: a peer migrating a VM "
+	      "here talks to it through ternd." },
 	{ .name = "log_filters", .type = CONF_STRING,
 	  .offset = CONF_FIELD(log_filters), .def_string = "info",
 	  .rule = "LEVEL or MODULE:LEVEL words, LEVEL one of error, warn, "
@@ -1061,6 +1071,8 @@ conf_free(struct conf *conf)
 	free(conf->run_dir);
 	free(conf->control_group);
 	free(conf->criu_path);
+	free(conf->libvirt_uri);
+	free(conf->libvirt_socket);
 	free(conf->log_filters);
 	free(conf);
 }

@@ -61,6 +61,9 @@ struct conf {
 	char			*run_dir;	/* ternd.sock, ternd.pid */
 	char			*control_group;
 	char			*criu_path;	/* "" = no container support */
+	char			*libvirt_uri;	/* "" = no VM support */
+	char			*libvirt_socket;	/* where peers' migrations
+						 * reach our libvirtd */
 	char			*log_filters;	/* not checked here: ternd does */
 
 	size_t			 max_frame_size;

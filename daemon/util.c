@@ -202,3 +202,31 @@ fail:
 	free(buf);
 	return NULL;
 }
+
+int
+write_file_atomic(const char *path, const char *text, char **cause)
+{
+	char	*tmp;
+	int	 fd, rc = -1;
+	size_t	 len = strlen(text);
+
+	xasprintf(&tmp, "%s.tmp", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		set_cause(cause, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(tmp);
+	return rc;
+}

@@ -24,6 +24,8 @@ int		sockaddr_parse(const char *addr, int port,
 void		format_bytes(char *buf, size_t len, uint64_t bytes);
 /* Create dir and parents with mode; -1 and *cause on error. */
 int		mkdir_p(const char *dir, unsigned mode, char **cause);
+/* Write text to path through path.tmp, fsync and rename: all or nothing. */
+int		write_file_atomic(const char *path, const char *text, char **cause);
 /* Remove path and everything below it (symlinks are not followed). */
 int		rm_rf(const char *path, char **cause);
 

@@ -1,0 +1,717 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define LOG_MODULE "instance"
+#include "agent/vm-instances.h"
+#include "checkpoint/ckpt.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+/* ACPI shutdown first; a guest that ignores it is destroyed after this. */
+#define VM_STOP_GRACE_MS	10000
+#define VM_XML_MAX		(1024 * 1024)
+#define VM_IMAGE		"vm.img"	/* libvirt's saved state */
+#define VM_IMAGE_XML		"domain.xml"	/* its definition then */
+
+enum vm_opkind {
+	VMOP_CREATE,
+	VMOP_START,
+	VMOP_SHUTDOWN,
+	VMOP_KILL,		/* the grace period is over */
+	VMOP_DESTROY,		/* pull the plug and undefine */
+	VMOP_SYNC,		/* what does libvirt say */
+	VMOP_CHECKPOINT,
+	VMOP_RESTORE,
+};
+
+/* One libvirt call chain on the thread pool. */
+struct vm_op {
+	uv_work_t		 w;
+	enum vm_opkind		 kind;
+	struct instances	*set;
+	struct instance		*in;		/* NULL while creating */
+	struct vm_host		*host;
+	char			*name;
+	char			*xml;		/* create */
+	char			*gen_dir;	/* checkpoint, restore */
+	uint64_t		 generation;
+	int			 leave_running;
+
+	int			 rc;
+	char			*cause;
+	enum vm_run		 run;
+	uint64_t		 bytes;
+	uint64_t		 duration_ms;
+	uint64_t		 frozen_ms;
+
+	instances_done_cb	 cb;
+	void			*arg;
+};
+
+static void	vm_op_queue(struct instances *, struct instance *,
+		    enum vm_opkind, instances_done_cb, void *);
+
+int
+vm_instances_usable(struct instances *set, instances_done_cb cb, void *arg)
+{
+	struct agent	*a = set->agent;
+
+	if (a->vms == NULL) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "VMs are not available on %s: libvirt_uri is empty in "
+		    "ternd.conf", a->conf->host_name);
+		return 0;
+	}
+	if (!vm_host_up(a->vms)) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "VMs are not available on %s now: libvirtd at %s does not "
+		    "answer (ternd keeps trying; is libvirtd running?)",
+		    a->conf->host_name, vm_host_uri(a->vms));
+		return 0;
+	}
+	return 1;
+}
+
+/* --- the work -------------------------------------------------------------- */
+
+/* Save the running domain into gen_dir with its definition, publish the
+ * MANIFEST; restore it at once when it is to keep running. */
+static int
+vm_op_checkpoint(struct vm_op *op)
+{
+	char		*path, *xml = NULL, *cause = NULL;
+	uint64_t	 t0;
+	int		 rc = -1;
+
+	if (mkdir_p(op->gen_dir, 0700, &op->cause) != 0)
+		return -1;
+	if ((xml = vm_xml(op->host, op->name, &op->cause)) == NULL)
+		goto out;
+	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
+	if (write_file_atomic(path, xml, &op->cause) != 0) {
+		free(path);
+		goto out;
+	}
+	free(path);
+	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
+	t0 = now_ms();
+	rc = vm_save(op->host, op->name, path, &op->cause);
+	free(path);
+	if (rc != 0)
+		goto out;
+	if ((rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause)) != 0) {
+		/* Not a checkpoint: bring the VM back from the file anyway. */
+		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
+		if (vm_restore(op->host, path, &cause) != 0) {
+			log_warnx("instance %s: %s", op->name, cause);
+			free(cause);
+		}
+		free(path);
+		goto out;
+	}
+	if (op->leave_running) {
+		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
+		if (vm_restore(op->host, path, &op->cause) != 0) {
+			op->leave_running = 0;	/* saved, but it stays off */
+			log_warnx("instance %s: saved, but cannot run it again: "
+			    "%s", op->name, op->cause);
+			free(op->cause);
+			op->cause = NULL;
+		}
+		free(path);
+	}
+	op->frozen_ms = now_ms() - t0;
+out:
+	if (rc != 0 && rm_rf(op->gen_dir, &cause) != 0) {
+		log_warnx("instance %s: %s", op->name, cause);
+		free(cause);
+	}
+	free(xml);
+	return rc;
+}
+
+static int
+vm_op_restore(struct vm_op *op)
+{
+	char		*path, *xml;
+	uint64_t	 bytes;
+	int		 rc;
+
+	if (ckpt_verify(op->gen_dir, &bytes, &op->cause) != 0)
+		return -1;
+	if (vm_state(op->host, op->name, &op->run, NULL, &op->cause) != 0)
+		return -1;
+	if (op->run == VM_ABSENT) {
+		/* Defined again from the checkpoint's own definition. */
+		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
+		xml = read_file_bounded(path, VM_XML_MAX, NULL, &op->cause);
+		free(path);
+		if (xml == NULL)
+			return -1;
+		rc = vm_define(op->host, xml, &op->cause);
+		free(xml);
+		if (rc != 0)
+			return -1;
+	} else if (op->run != VM_SHUTOFF) {
+		set_cause(&op->cause, "domain %s is not shut off in libvirt",
+		    op->name);
+		return -1;
+	}
+	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
+	rc = vm_restore(op->host, path, &op->cause);
+	free(path);
+	return rc;
+}
+
+static void
+vm_op_work(uv_work_t *w)
+{
+	struct vm_op	*op = w->data;
+	uint64_t	 t0 = now_ms();
+
+	switch (op->kind) {
+	case VMOP_CREATE:
+		if ((op->rc = vm_state(op->host, op->name, &op->run, NULL,
+		    &op->cause)) != 0)
+			break;
+		if (op->run != VM_ABSENT) {
+			set_cause(&op->cause, "libvirt here already has a "
+			    "domain %s; tern manages the domains it defines "
+			    "(choose another name, or virsh undefine it)",
+			    op->name);
+			op->rc = -1;
+			break;
+		}
+		op->rc = vm_define(op->host, op->xml, &op->cause);
+		break;
+	case VMOP_START:
+		op->rc = vm_start(op->host, op->name, &op->cause);
+		break;
+	case VMOP_SHUTDOWN:
+		op->rc = vm_shutdown(op->host, op->name, &op->cause);
+		break;
+	case VMOP_KILL:
+		op->rc = vm_destroy(op->host, op->name, &op->cause);
+		break;
+	case VMOP_DESTROY:
+		if ((op->rc = vm_state(op->host, op->name, &op->run, NULL,
+		    &op->cause)) != 0 || op->run == VM_ABSENT)
+			break;
+		if ((op->rc = vm_destroy(op->host, op->name, &op->cause)) == 0)
+			op->rc = vm_undefine(op->host, op->name, &op->cause);
+		break;
+	case VMOP_SYNC:
+		op->rc = vm_state(op->host, op->name, &op->run, NULL,
+		    &op->cause);
+		break;
+	case VMOP_CHECKPOINT:
+		op->rc = vm_op_checkpoint(op);
+		break;
+	case VMOP_RESTORE:
+		op->rc = vm_op_restore(op);
+		break;
+	}
+	op->duration_ms = now_ms() - t0;
+}
+
+/* --- results on the loop ---------------------------------------------------- */
+
+static void
+vm_finish_stop(struct instance *in, const char *why)
+{
+	instances_done_cb	 cb = in->stop_cb;
+	void			*arg = in->stop_arg;
+
+	uv_timer_stop(&in->timer);
+	in->stop_cb = NULL;
+	instance_set_state(in, in->generation > 0 ? INST_CHECKPOINTED :
+	    INST_STOPPED, why);
+	if (cb != NULL)
+		reply_done(cb, arg, "instance %s stopped (%s)", in->name, why);
+}
+
+static void
+vm_stop_grace(uv_timer_t *t)
+{
+	struct instance	*in = t->data;
+
+	if (in->state != INST_STOPPING)
+		return;
+	if (in->vm_busy) {
+		uv_timer_start(&in->timer, vm_stop_grace, 500, 0);
+		return;
+	}
+	log_warnx("instance %s: still running %d s after the ACPI shutdown; "
+	    "destroying it", in->name, VM_STOP_GRACE_MS / 1000);
+	vm_op_queue(in->set, in, VMOP_KILL, NULL, NULL);
+}
+
+/* libvirt's view of an instance, when events may have been missed. */
+static void
+vm_sync_done(struct instance *in, struct vm_op *op)
+{
+	char	*why;
+
+	if (op->rc != 0) {
+		instance_set_error(in, op->cause);
+		return;
+	}
+	switch (op->run) {
+	case VM_RUNNING:
+	case VM_PAUSED:
+	case VM_POSTCOPY:
+	case VM_OTHER:
+		if (in->state != INST_RUNNING && in->state != INST_STOPPING)
+			instance_set_state(in, INST_RUNNING, "runs in libvirt");
+		break;
+	case VM_SHUTOFF:
+		if (in->state == INST_STOPPING)
+			vm_finish_stop(in, "stopped");
+		else if (in->state == INST_RUNNING)
+			instance_set_state(in, in->generation > 0 ?
+			    INST_CHECKPOINTED : INST_STOPPED, "shut off in "
+			    "libvirt");
+		break;
+	case VM_ABSENT:
+		xasprintf(&why, "its domain is gone from libvirt here "
+		    "(migrated away, or undefined outside tern)");
+		instance_set_error(in, why);
+		free(why);
+		if (in->state == INST_STOPPING)
+			vm_finish_stop(in, "gone");
+		else if (in->state == INST_RUNNING)
+			instance_set_state(in, in->generation > 0 ?
+			    INST_CHECKPOINTED : INST_STOPPED, "gone");
+		break;
+	}
+}
+
+static void
+vm_checkpoint_done(struct instance *in, struct vm_op *op)
+{
+	Envelope		 env;
+	Tern__CheckpointReply	 r = TERN__CHECKPOINT_REPLY__INIT;
+
+	if (op->rc != 0) {
+		instance_set_error(in, op->cause);
+		instance_set_state(in, INST_RUNNING, "checkpoint failed");
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "checkpoint of %s failed: %s", in->name, op->cause);
+		return;
+	}
+	in->generation = op->generation;
+	instance_set_error(in, NULL);
+	instance_set_state(in, op->leave_running ? INST_RUNNING :
+	    INST_CHECKPOINTED, op->leave_running ? "checkpointed, left "
+	    "running" : NULL);
+	log_info("instance %s: checkpoint %llu: %llu bytes in %llu ms "
+	    "(paused %llu ms)", in->name, (unsigned long long)op->generation,
+	    (unsigned long long)op->bytes,
+	    (unsigned long long)op->duration_ms,
+	    (unsigned long long)op->frozen_ms);
+	r.name = in->name;
+	r.generation = op->generation;
+	r.bytes = op->bytes;
+	r.duration_ms = op->duration_ms;
+	r.frozen_ms = op->frozen_ms;
+	r.dir = op->gen_dir;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_CHECKPOINT_REPLY;
+	env.checkpoint_reply = &r;
+	op->cb(op->arg, &env, 0, NULL);
+}
+
+static void
+vm_restore_done(struct instance *in, struct vm_op *op)
+{
+	Envelope		 env;
+	Tern__RestoreReply	 r = TERN__RESTORE_REPLY__INIT;
+
+	if (op->rc != 0) {
+		instance_set_error(in, op->cause);
+		instance_set_state(in, in->generation > 0 ? INST_CHECKPOINTED :
+		    INST_STOPPED, "restore failed");
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "restore of %s failed: %s", in->name, op->cause);
+		return;
+	}
+	instance_set_error(in, NULL);
+	instance_set_state(in, INST_RUNNING, "restored");
+	r.name = in->name;
+	r.generation = op->generation;
+	r.pid = 0;
+	r.duration_ms = op->duration_ms;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_RESTORE_REPLY;
+	env.restore_reply = &r;
+	op->cb(op->arg, &env, 0, NULL);
+}
+
+static void
+vm_create_done(struct vm_op *op)
+{
+	struct instance	*in;
+	char		*cause = NULL;
+
+	if (op->rc != 0) {
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s: %s", op->name, op->cause);
+		return;
+	}
+	in = instance_new(op->set, op->name, op->xml, "", NULL);
+	in->vm = 1;
+	if (instance_save(in, &cause) != 0) {
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_RESOURCE,
+		    "instance %s: %s", op->name, cause);
+		free(cause);
+		instance_destroy(in);
+		return;
+	}
+	log_info("instance %s: created (vm, libvirt %s)", in->name,
+	    vm_host_uri(op->host));
+	reply_done(op->cb, op->arg, "instance %s created", in->name);
+}
+
+static void
+vm_op_done(uv_work_t *w, int status)
+{
+	struct vm_op		*op = w->data;
+	struct instance		*in = op->in;
+	struct instances	*set = op->set;
+
+	if (in != NULL)
+		in->vm_busy = 0;
+	switch (op->kind) {
+	case VMOP_CREATE:
+		vm_create_done(op);
+		break;
+	case VMOP_START:
+		if (op->rc != 0) {
+			instance_set_error(in, op->cause);
+			reply_error(op->cb, op->arg,
+			    TERN__ERROR_CODE__ERROR_INTERNAL, "%s", op->cause);
+			break;
+		}
+		instance_set_error(in, NULL);
+		instance_set_state(in, INST_RUNNING, NULL);
+		reply_done(op->cb, op->arg, "instance %s started", in->name);
+		break;
+	case VMOP_SHUTDOWN:
+		if (op->rc != 0 && in->state == INST_STOPPING) {
+			log_warnx("instance %s: %s; destroying it", in->name,
+			    op->cause);
+			uv_timer_start(&in->timer, vm_stop_grace, 0, 0);
+		}
+		break;
+	case VMOP_KILL:
+		if (in->state == INST_STOPPING)
+			vm_finish_stop(in, op->rc == 0 ? "destroyed after the "
+			    "grace period" : op->cause);
+		break;
+	case VMOP_DESTROY:
+		if (op->rc != 0) {
+			reply_error(op->cb, op->arg,
+			    TERN__ERROR_CODE__ERROR_INTERNAL, "instance %s: %s",
+			    in->name, op->cause);
+			break;
+		}
+		reply_done(op->cb, op->arg, "instance %s destroyed", in->name);
+		instance_destroy(in);
+		break;
+	case VMOP_SYNC:
+		vm_sync_done(in, op);
+		break;
+	case VMOP_CHECKPOINT:
+		vm_checkpoint_done(in, op);
+		break;
+	case VMOP_RESTORE:
+		vm_restore_done(in, op);
+		break;
+	}
+	free(op->name);
+	free(op->xml);
+	free(op->gen_dir);
+	free(op->cause);
+	free(op);
+	instances_op_done(set);
+}
+
+static struct vm_op *
+vm_op_new(struct instances *set, struct instance *in, enum vm_opkind kind,
+    instances_done_cb cb, void *arg)
+{
+	struct vm_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->kind = kind;
+	op->set = set;
+	op->in = in;
+	op->host = set->agent->vms;
+	op->name = in != NULL ? xstrdup(in->name) : NULL;
+	op->cb = cb;
+	op->arg = arg;
+	op->w.data = op;
+	return op;
+}
+
+static void
+vm_op_start(struct vm_op *op)
+{
+	if (op->in != NULL)
+		op->in->vm_busy = 1;
+	op->set->busy++;
+	uv_queue_work(op->set->agent->loop, &op->w, vm_op_work, vm_op_done);
+}
+
+static void
+vm_op_queue(struct instances *set, struct instance *in, enum vm_opkind kind,
+    instances_done_cb cb, void *arg)
+{
+	vm_op_start(vm_op_new(set, in, kind, cb, arg));
+}
+
+/* --- requests ---------------------------------------------------------------- */
+
+void
+vm_instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
+    instances_done_cb cb, void *arg)
+{
+	struct vm_op	*op;
+	char		*name, *cause = NULL;
+
+	if (!vm_instances_usable(set, cb, arg))
+		return;
+	if ((name = vm_xml_name(r->spec, &cause)) == NULL) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s: %s", r->name, cause);
+		free(cause);
+		return;
+	}
+	if (strcmp(name, r->name) != 0) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s: the domain XML names it \"%s\"; the "
+		    "instance and its domain must have the same name", r->name,
+		    name);
+		free(name);
+		return;
+	}
+	free(name);
+	op = vm_op_new(set, NULL, VMOP_CREATE, cb, arg);
+	op->name = xstrdup(r->name);
+	op->xml = xstrdup(r->spec);
+	vm_op_start(op);
+}
+
+static int
+vm_instance_idle(struct instance *in, instances_done_cb cb, void *arg)
+{
+	if (in->vm_busy) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is busy with libvirt; try again", in->name);
+		return 0;
+	}
+	return 1;
+}
+
+void
+vm_instance_action(struct instance *in, int action, instances_done_cb cb,
+    void *arg)
+{
+	struct instances	*set = in->set;
+
+	if (!vm_instances_usable(set, cb, arg) || !vm_instance_idle(in, cb, arg))
+		return;
+	switch (action) {
+	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
+		if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED)
+			break;
+		vm_op_queue(set, in, VMOP_START, cb, arg);
+		return;
+	case TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP:
+		if (in->state != INST_RUNNING)
+			break;
+		in->stop_cb = cb;
+		in->stop_arg = arg;
+		instance_set_state(in, INST_STOPPING, "ACPI shutdown");
+		uv_timer_start(&in->timer, vm_stop_grace, VM_STOP_GRACE_MS, 0);
+		vm_op_queue(set, in, VMOP_SHUTDOWN, NULL, NULL);
+		return;
+	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
+		if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED &&
+		    in->state != INST_RUNNING)
+			break;
+		vm_op_queue(set, in, VMOP_DESTROY, cb, arg);
+		return;
+	default:
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "unknown action");
+		return;
+	}
+	reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+	    "instance %s is %s", in->name, inst_state_names[in->state]);
+}
+
+void
+vm_instance_checkpoint(struct instance *in, int leave_running,
+    instances_done_cb cb, void *arg)
+{
+	struct vm_op	*op;
+
+	if (!vm_instances_usable(in->set, cb, arg) ||
+	    !vm_instance_idle(in, cb, arg))
+		return;
+	if (in->state != INST_RUNNING) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s: only a running instance can be "
+		    "checkpointed", in->name, inst_state_names[in->state]);
+		return;
+	}
+	op = vm_op_new(in->set, in, VMOP_CHECKPOINT, cb, arg);
+	op->generation = ckpt_newest(in->ckpt_dir) + 1;
+	if (op->generation <= in->generation)
+		op->generation = in->generation + 1;
+	xasprintf(&op->gen_dir, "%s/%llu", in->ckpt_dir,
+	    (unsigned long long)op->generation);
+	op->leave_running = leave_running;
+	instance_set_state(in, INST_CHECKPOINTING, NULL);
+	vm_op_start(op);
+}
+
+void
+vm_instance_restore(struct instance *in, uint64_t generation,
+    instances_done_cb cb, void *arg)
+{
+	struct vm_op	*op;
+
+	if (!vm_instances_usable(in->set, cb, arg) ||
+	    !vm_instance_idle(in, cb, arg))
+		return;
+	if (in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s: stop it before restoring (one copy "
+		    "runs at a time)", in->name, inst_state_names[in->state]);
+		return;
+	}
+	if (generation == 0)
+		generation = ckpt_newest(in->ckpt_dir);
+	if (generation == 0) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "instance %s has no complete checkpoint", in->name);
+		return;
+	}
+	op = vm_op_new(in->set, in, VMOP_RESTORE, cb, arg);
+	op->generation = generation;
+	xasprintf(&op->gen_dir, "%s/%llu", in->ckpt_dir,
+	    (unsigned long long)generation);
+	instance_set_state(in, INST_RESTORING, NULL);
+	vm_op_start(op);
+}
+
+/* --- libvirt's news ---------------------------------------------------------- */
+
+void
+vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
+    const char *why, int migration)
+{
+	struct instance	*in;
+	char		*text;
+
+	if (name == NULL) {
+		for (in = set->list; in != NULL; in = in->next) {
+			if (!in->vm)
+				continue;
+			if (ev == VM_EV_CONN_LOST) {
+				xasprintf(&text, "lost libvirtd: %s", why);
+				instance_set_error(in, text);
+				free(text);
+			} else if (!in->vm_busy)
+				vm_op_queue(set, in, VMOP_SYNC, NULL, NULL);
+		}
+		return;
+	}
+	if ((in = instance_find(set, name)) == NULL || !in->vm)
+		return;
+	log_debug("instance %s: libvirt event %d%s%s%s", name, ev,
+	    why != NULL ? " (" : "", why != NULL ? why : "",
+	    why != NULL ? ")" : "");
+	/* A migration, a checkpoint or our own call in flight decides. */
+	if (in->state == INST_MIGRATING || in->state == INST_INCOMING ||
+	    migration)
+		return;
+	switch (ev) {
+	case VM_EV_STARTED:
+	case VM_EV_RESUMED:
+		if (!in->vm_busy && (in->state == INST_STOPPED ||
+		    in->state == INST_CHECKPOINTED)) {
+			instance_set_error(in, "started outside tern");
+			instance_set_state(in, INST_RUNNING, "started outside "
+			    "tern");
+		}
+		break;
+	case VM_EV_STOPPED:
+		if (in->state == INST_STOPPING)
+			vm_finish_stop(in, why);
+		else if (in->state == INST_RUNNING && !in->vm_busy) {
+			instance_set_error(in, why);
+			instance_set_state(in, in->generation > 0 ?
+			    INST_CHECKPOINTED : INST_STOPPED, why);
+		}
+		break;
+	case VM_EV_UNDEFINED:
+		if (!in->vm_busy)
+			instance_set_error(in, "its domain was undefined in "
+			    "libvirt outside tern (ternctl destroy forgets "
+			    "it)");
+		break;
+	case VM_EV_SUSPENDED:
+		if (why != NULL)
+			instance_set_error(in, why);
+		break;
+	default:
+		break;
+	}
+}
+
+/* --- loading ------------------------------------------------------------------ */
+
+void
+vm_instance_load(struct instances *set, const char *name, char *xml,
+    enum inst_state saved)
+{
+	struct instance	*in;
+
+	in = instance_new(set, name, xml, "", NULL);
+	in->vm = 1;
+	in->generation = ckpt_newest(in->ckpt_dir);
+	/* Until libvirt says otherwise. */
+	in->state = saved == INST_RUNNING ? INST_RUNNING : in->generation > 0 ?
+	    INST_CHECKPOINTED : INST_STOPPED;
+	if (saved != INST_RUNNING && saved != INST_STOPPED &&
+	    saved != INST_CHECKPOINTED)
+		instance_set_error(in, "ternd stopped while it was being "
+		    "changed");
+	instance_persist(in);
+	if (set->agent->vms != NULL && vm_host_up(set->agent->vms))
+		vm_op_queue(set, in, VMOP_SYNC, NULL, NULL);
+}
+
+struct instance *
+vm_instance_arrived(struct instances *set, const char *name, const char *xml,
+    char **cause)
+{
+	struct instance	*in;
+
+	in = instance_new(set, name, xml, "", NULL);
+	in->vm = 1;
+	in->state = INST_RUNNING;
+	if (instance_save(in, cause) != 0) {
+		instance_destroy(in);
+		return NULL;
+	}
+	return in;
+}

@@ -1,0 +1,863 @@
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#define LOG_MODULE "vm"
+#include "checkpoint/vm.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+#define VM_KEEPALIVE_S		5	/* ... times VM_KEEPALIVE_COUNT */
+#define VM_KEEPALIVE_COUNT	3
+#define VM_RETRY_MIN_MS		500
+#define VM_RETRY_MAX_MS		10000
+#define VM_NAME_MAX		256
+
+/* An event on its way from libvirt's thread to the loop. */
+struct vm_event {
+	struct vm_event	*next;
+	char		*name;		/* NULL: the connection */
+	enum vm_ev	 ev;
+	int		 migration;
+	char		*why;
+};
+
+struct vm_host {
+	uv_loop_t	*loop;
+	char		*uri;
+	vm_event_cb	 cb;
+	void		*arg;
+
+	pthread_mutex_t	 lock;		/* conn and the queue */
+	virConnectPtr	 conn;		/* NULL while down */
+	int		 lifecycle_id;
+	struct vm_event	*head, **tail;
+
+	pthread_t	 thread;	/* runs libvirt's event loop */
+	volatile int	 stop;
+	uv_async_t	 async;
+	uv_timer_t	 retry;
+	uint64_t	 retry_ms;
+	uv_work_t	 work;		/* a reconnect in flight */
+	int		 reconnecting;
+	virConnectPtr	 fresh;		/* what the reconnect opened */
+	char		*fresh_error;
+	int		 closing;
+	int		 handles;
+};
+
+static pthread_once_t	vm_once = PTHREAD_ONCE_INIT;
+static int		vm_impl_rc;
+
+static void
+vm_silent(void *arg, virErrorPtr e)
+{
+	/* libvirt prints every error on stderr by default; ours carry them
+	 * to the operator instead. */
+}
+
+static void
+vm_init_once(void)
+{
+	virSetErrorFunc(NULL, vm_silent);
+	vm_impl_rc = virEventRegisterDefaultImpl();
+}
+
+static void	vm_fail(char **, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/* *cause = what we asked, then libvirt's reason (its last error in this
+ * thread). */
+static void
+vm_fail(char **cause, const char *fmt, ...)
+{
+	const char	*why = virGetLastErrorMessage();
+	char		*what;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	xvasprintf(&what, fmt, ap);
+	va_end(ap);
+	set_cause(cause, "%s: %s", what, why != NULL ? why : "unknown error");
+	free(what);
+}
+
+static void
+vm_queue(struct vm_host *h, const char *name, enum vm_ev ev, int migration,
+    const char *why)
+{
+	struct vm_event	*e;
+
+	e = xcalloc(1, sizeof *e);
+	e->name = name != NULL ? xstrdup(name) : NULL;
+	e->ev = ev;
+	e->migration = migration;
+	e->why = why != NULL ? xstrdup(why) : NULL;
+	pthread_mutex_lock(&h->lock);
+	*h->tail = e;
+	h->tail = &e->next;
+	pthread_mutex_unlock(&h->lock);
+	uv_async_send(&h->async);
+}
+
+/* libvirt's thread: a lifecycle event in our words. */
+static int
+vm_lifecycle(virConnectPtr c, virDomainPtr d, int event, int detail,
+    void *opaque)
+{
+	enum vm_ev	 ev = VM_EV_OTHER;
+	const char	*why = NULL;
+	int		 mig = 0;
+
+	switch (event) {
+	case VIR_DOMAIN_EVENT_DEFINED:
+		ev = VM_EV_DEFINED;
+		break;
+	case VIR_DOMAIN_EVENT_UNDEFINED:
+		ev = VM_EV_UNDEFINED;
+		break;
+	case VIR_DOMAIN_EVENT_STARTED:
+		ev = VM_EV_STARTED;
+		mig = detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED;
+		why = detail == VIR_DOMAIN_EVENT_STARTED_RESTORED ?
+		    "restored from a saved state" : NULL;
+		break;
+	case VIR_DOMAIN_EVENT_SUSPENDED:
+		ev = VM_EV_SUSPENDED;
+		mig = detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED ||
+		    detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY ||
+		    detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED;
+		why = detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED ?
+		    "post-copy failed" : detail ==
+		    VIR_DOMAIN_EVENT_SUSPENDED_IOERROR ? "I/O error" : NULL;
+		break;
+	case VIR_DOMAIN_EVENT_RESUMED:
+		ev = VM_EV_RESUMED;
+		mig = detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED ||
+		    detail == VIR_DOMAIN_EVENT_RESUMED_POSTCOPY;
+		break;
+	case VIR_DOMAIN_EVENT_STOPPED:
+		ev = VM_EV_STOPPED;
+		switch (detail) {
+		case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+			why = "the guest shut down";
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_DESTROYED:
+			why = "destroyed";
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_CRASHED:
+			why = "the guest crashed";
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+			why = "migrated away";
+			mig = 1;
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+			why = "saved";
+			break;
+		case VIR_DOMAIN_EVENT_STOPPED_FAILED:
+			why = "QEMU failed (killed or crashed)";
+			break;
+		default:
+			why = "stopped";
+			break;
+		}
+		break;
+	default:
+		break;
+	}
+	vm_queue(opaque, virDomainGetName(d), ev, mig, why);
+	return 0;
+}
+
+/* libvirt's thread: keepalive timed out, libvirtd closed, ... */
+static void
+vm_closed(virConnectPtr c, int reason, void *opaque)
+{
+	static const char *const reasons[] = {
+		"an error", "end of file (libvirtd stopped?)",
+		"keepalive timeout", "a client request",
+	};
+
+	vm_queue(opaque, NULL, VM_EV_CONN_LOST, 0, reason >= 0 && reason < 4 ?
+	    reasons[reason] : "an unknown reason");
+}
+
+static void *
+vm_thread(void *arg)
+{
+	struct vm_host	*h = arg;
+
+	while (!h->stop)
+		if (virEventRunDefaultImpl() < 0)
+			break;
+	return NULL;
+}
+
+static void
+vm_wake(int timer, void *arg)
+{
+	virEventRemoveTimeout(timer);
+}
+
+/* Open and set up a connection (any thread); NULL and *cause. */
+static virConnectPtr
+vm_connect(struct vm_host *h, char **cause)
+{
+	virConnectPtr	 c;
+
+	if ((c = virConnectOpen(h->uri)) == NULL) {
+		vm_fail(cause, "cannot connect to libvirtd at %s", h->uri);
+		return NULL;
+	}
+	if (virConnectSetKeepAlive(c, VM_KEEPALIVE_S, VM_KEEPALIVE_COUNT) < 0)
+		log_debug("libvirt %s: no keepalive: %s", h->uri,
+		    virGetLastErrorMessage());
+	return c;
+}
+
+/* Loop thread: make c the connection and watch it. */
+static void
+vm_adopt(struct vm_host *h, virConnectPtr c)
+{
+	int	id;
+
+	virConnectRegisterCloseCallback(c, vm_closed, h, NULL);
+	id = virConnectDomainEventRegisterAny(c, NULL,
+	    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+	    VIR_DOMAIN_EVENT_CALLBACK(vm_lifecycle), h, NULL);
+	if (id < 0)
+		log_warnx("libvirt %s: no domain events: %s", h->uri,
+		    virGetLastErrorMessage());
+	pthread_mutex_lock(&h->lock);
+	h->conn = c;
+	h->lifecycle_id = id;
+	pthread_mutex_unlock(&h->lock);
+	h->retry_ms = VM_RETRY_MIN_MS;
+}
+
+static void
+vm_drop(struct vm_host *h)
+{
+	virConnectPtr	c;
+
+	pthread_mutex_lock(&h->lock);
+	c = h->conn;
+	h->conn = NULL;
+	pthread_mutex_unlock(&h->lock);
+	if (c == NULL)
+		return;
+	if (h->lifecycle_id >= 0)
+		virConnectDomainEventDeregisterAny(c, h->lifecycle_id);
+	virConnectUnregisterCloseCallback(c, vm_closed);
+	virConnectClose(c);
+}
+
+static void	vm_retry(uv_timer_t *);
+
+static void
+vm_reconnect_work(uv_work_t *w)
+{
+	struct vm_host	*h = w->data;
+
+	h->fresh = vm_connect(h, &h->fresh_error);
+}
+
+static void
+vm_reconnect_done(uv_work_t *w, int status)
+{
+	struct vm_host	*h = w->data;
+
+	h->reconnecting = 0;
+	if (h->closing) {
+		if (h->fresh != NULL)
+			virConnectClose(h->fresh);
+		h->fresh = NULL;
+		free(h->fresh_error);
+		h->fresh_error = NULL;
+		return;
+	}
+	if (h->fresh == NULL) {
+		log_debug("%s", h->fresh_error);
+		free(h->fresh_error);
+		h->fresh_error = NULL;
+		h->retry_ms = h->retry_ms * 2 > VM_RETRY_MAX_MS ?
+		    VM_RETRY_MAX_MS : h->retry_ms * 2;
+		uv_timer_start(&h->retry, vm_retry, h->retry_ms, 0);
+		return;
+	}
+	vm_adopt(h, h->fresh);
+	h->fresh = NULL;
+	log_info("libvirt %s: connected again", h->uri);
+	h->cb(h->arg, NULL, VM_EV_CONN_UP, NULL, 0);
+}
+
+static void
+vm_retry(uv_timer_t *t)
+{
+	struct vm_host	*h = t->data;
+
+	if (h->closing || h->reconnecting || vm_host_up(h))
+		return;
+	h->reconnecting = 1;
+	h->work.data = h;
+	uv_queue_work(h->loop, &h->work, vm_reconnect_work, vm_reconnect_done);
+}
+
+/* Loop thread: hand over what libvirt's thread queued. */
+static void
+vm_dispatch(uv_async_t *a)
+{
+	struct vm_host	*h = a->data;
+	struct vm_event	*e, *next;
+
+	pthread_mutex_lock(&h->lock);
+	e = h->head;
+	h->head = NULL;
+	h->tail = &h->head;
+	pthread_mutex_unlock(&h->lock);
+	for (; e != NULL; e = next) {
+		next = e->next;
+		if (!h->closing && e->name == NULL) {
+			log_warnx("libvirt %s: connection lost: %s; "
+			    "reconnecting", h->uri, e->why);
+			vm_drop(h);
+			uv_timer_start(&h->retry, vm_retry, h->retry_ms, 0);
+			h->cb(h->arg, NULL, VM_EV_CONN_LOST, e->why, 0);
+		} else if (!h->closing)
+			h->cb(h->arg, e->name, e->ev, e->why, e->migration);
+		free(e->name);
+		free(e->why);
+		free(e);
+	}
+}
+
+struct vm_host *
+vm_host_open(uv_loop_t *loop, const char *uri, vm_event_cb cb, void *arg,
+    char **cause)
+{
+	struct vm_host	*h;
+	virConnectPtr	 c;
+
+	pthread_once(&vm_once, vm_init_once);
+	if (vm_impl_rc != 0) {
+		vm_fail(cause, "cannot set up libvirt's event loop");
+		return NULL;
+	}
+	h = xcalloc(1, sizeof *h);
+	h->loop = loop;
+	h->uri = xstrdup(uri);
+	h->cb = cb;
+	h->arg = arg;
+	h->lifecycle_id = -1;
+	h->tail = &h->head;
+	h->retry_ms = VM_RETRY_MIN_MS;
+	pthread_mutex_init(&h->lock, NULL);
+	uv_async_init(loop, &h->async, vm_dispatch);
+	h->async.data = h;
+	uv_timer_init(loop, &h->retry);
+	h->retry.data = h;
+	/* They must not keep ternd's loop running: vm_host_close comes
+	 * after it ended. */
+	uv_unref((uv_handle_t *)&h->async);
+	uv_unref((uv_handle_t *)&h->retry);
+	if (pthread_create(&h->thread, NULL, vm_thread, h) != 0) {
+		set_cause(cause, "cannot start libvirt's event thread: %s",
+		    strerror(errno));
+		h->stop = 1;
+		vm_host_close(h);
+		return NULL;
+	}
+	if ((c = vm_connect(h, cause)) != NULL)
+		vm_adopt(h, c);
+	else
+		uv_timer_start(&h->retry, vm_retry, h->retry_ms, 0);
+	return h;
+}
+
+static void
+vm_host_freed(uv_handle_t *handle)
+{
+	struct vm_host	*h = handle->data;
+
+	if (--h->handles > 0)
+		return;
+	pthread_mutex_destroy(&h->lock);
+	free(h->uri);
+	free(h);
+}
+
+void
+vm_host_close(struct vm_host *h)
+{
+	struct vm_event	*e, *next;
+
+	if (h == NULL)
+		return;
+	h->closing = 1;
+	vm_drop(h);
+	if (!h->stop) {
+		h->stop = 1;
+		/* An event that wakes libvirt's loop so the thread sees stop. */
+		virEventAddTimeout(0, vm_wake, NULL, NULL);
+		pthread_join(h->thread, NULL);
+	}
+	for (e = h->head; e != NULL; e = next) {
+		next = e->next;
+		free(e->name);
+		free(e->why);
+		free(e);
+	}
+	h->head = NULL;
+	h->handles = 2;
+	uv_close((uv_handle_t *)&h->async, vm_host_freed);
+	uv_close((uv_handle_t *)&h->retry, vm_host_freed);
+}
+
+int
+vm_host_up(struct vm_host *h)
+{
+	int	up;
+
+	pthread_mutex_lock(&h->lock);
+	up = h->conn != NULL;
+	pthread_mutex_unlock(&h->lock);
+	return up;
+}
+
+const char *
+vm_host_uri(const struct vm_host *h)
+{
+	return h->uri;
+}
+
+/* --- domains (any thread) -------------------------------------------------- */
+
+static virConnectPtr
+vm_conn(struct vm_host *h, char **cause)
+{
+	virConnectPtr	c;
+
+	pthread_mutex_lock(&h->lock);
+	if ((c = h->conn) != NULL)
+		virConnectRef(c);
+	pthread_mutex_unlock(&h->lock);
+	if (c == NULL)
+		set_cause(cause, "libvirtd at %s is not connected (ternd "
+		    "reconnects by itself; is libvirtd running?)", h->uri);
+	return c;
+}
+
+/* The domain, or NULL: *absent says whether it just does not exist. */
+static virDomainPtr
+vm_domain(struct vm_host *h, const char *name, virConnectPtr *cp,
+    int *absent, char **cause)
+{
+	virConnectPtr	 c;
+	virDomainPtr	 d;
+	virErrorPtr	 e;
+
+	if (absent != NULL)
+		*absent = 0;
+	if ((c = vm_conn(h, cause)) == NULL)
+		return NULL;
+	if ((d = virDomainLookupByName(c, name)) == NULL) {
+		e = virGetLastError();
+		if (e != NULL && e->code == VIR_ERR_NO_DOMAIN) {
+			if (absent != NULL)
+				*absent = 1;
+			set_cause(cause, "no domain %s in libvirt at %s", name,
+			    h->uri);
+		} else
+			vm_fail(cause, "cannot look up domain %s", name);
+		virConnectClose(c);
+		return NULL;
+	}
+	*cp = c;
+	return d;
+}
+
+static void
+vm_put(virConnectPtr c, virDomainPtr d)
+{
+	if (d != NULL)
+		virDomainFree(d);
+	virConnectClose(c);
+}
+
+char *
+vm_xml_name(const char *xml, char **cause)
+{
+	const char	*s, *e;
+	size_t		 len;
+	char		*name;
+
+	/* The domain's own <name> comes before any device's. */
+	if ((s = strstr(xml, "<name>")) == NULL ||
+	    (e = strstr(s, "</name>")) == NULL) {
+		set_cause(cause, "no <name> in the domain XML");
+		return NULL;
+	}
+	s += strlen("<name>");
+	while (s < e && (*s == ' ' || *s == '\n' || *s == '\t'))
+		s++;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t'))
+		e--;
+	if ((len = (size_t)(e - s)) == 0 || len >= VM_NAME_MAX) {
+		set_cause(cause, "bad <name> in the domain XML");
+		return NULL;
+	}
+	name = xmalloc(len + 1);
+	memcpy(name, s, len);
+	name[len] = '\0';
+	return name;
+}
+
+int
+vm_state(struct vm_host *h, const char *name, enum vm_run *run, int *reason,
+    char **cause)
+{
+	virConnectPtr	 c;
+	virDomainPtr	 d;
+	int		 absent, st, why = 0;
+
+	*run = VM_ABSENT;
+	if (reason != NULL)
+		*reason = 0;
+	if ((d = vm_domain(h, name, &c, &absent, cause)) == NULL) {
+		if (!absent)
+			return -1;
+		free(*cause);
+		*cause = NULL;
+		return 0;
+	}
+	if (virDomainGetState(d, &st, &why, 0) < 0) {
+		vm_fail(cause, "cannot get the state of %s", name);
+		vm_put(c, d);
+		return -1;
+	}
+	vm_put(c, d);
+	switch (st) {
+	case VIR_DOMAIN_SHUTOFF:
+		*run = VM_SHUTOFF;
+		break;
+	case VIR_DOMAIN_RUNNING:
+		*run = why == VIR_DOMAIN_RUNNING_POSTCOPY ? VM_POSTCOPY :
+		    VM_RUNNING;
+		break;
+	case VIR_DOMAIN_PAUSED:
+		*run = why == VIR_DOMAIN_PAUSED_POSTCOPY ||
+		    why == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED ? VM_POSTCOPY :
+		    VM_PAUSED;
+		break;
+	default:
+		*run = VM_OTHER;
+		break;
+	}
+	if (reason != NULL)
+		*reason = why;
+	return 0;
+}
+
+int
+vm_define(struct vm_host *h, const char *xml, char **cause)
+{
+	virConnectPtr	c;
+	virDomainPtr	d;
+
+	if ((c = vm_conn(h, cause)) == NULL)
+		return -1;
+	d = virDomainDefineXMLFlags(c, xml, VIR_DOMAIN_DEFINE_VALIDATE);
+	if (d == NULL) {
+		vm_fail(cause, "libvirt at %s refused the domain XML", h->uri);
+		virConnectClose(c);
+		return -1;
+	}
+	vm_put(c, d);
+	return 0;
+}
+
+/* One call on one domain: fn returns < 0 on failure. */
+static int
+vm_call(struct vm_host *h, const char *name, int (*fn)(virDomainPtr),
+    const char *verb, char **cause)
+{
+	virConnectPtr	c;
+	virDomainPtr	d;
+	int		rc = 0;
+
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if (fn(d) < 0) {
+		vm_fail(cause, "cannot %s %s", verb, name);
+		rc = -1;
+	}
+	vm_put(c, d);
+	return rc;
+}
+
+static int
+vm_undefine_fn(virDomainPtr d)
+{
+	return virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+	    VIR_DOMAIN_UNDEFINE_NVRAM);
+}
+
+int
+vm_undefine(struct vm_host *h, const char *name, char **cause)
+{
+	return vm_call(h, name, vm_undefine_fn, "undefine", cause);
+}
+
+int
+vm_start(struct vm_host *h, const char *name, char **cause)
+{
+	return vm_call(h, name, virDomainCreate, "start", cause);
+}
+
+int
+vm_shutdown(struct vm_host *h, const char *name, char **cause)
+{
+	return vm_call(h, name, virDomainShutdown, "shut down",
+	    cause);
+}
+
+int
+vm_destroy(struct vm_host *h, const char *name, char **cause)
+{
+	virConnectPtr	c;
+	virDomainPtr	d;
+	int		st = 0, rc = 0;
+
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if (virDomainGetState(d, &st, NULL, 0) == 0 &&
+	    st == VIR_DOMAIN_SHUTOFF)
+		goto out;
+	if (virDomainDestroy(d) < 0) {
+		vm_fail(cause, "cannot destroy %s", name);
+		rc = -1;
+	}
+out:
+	vm_put(c, d);
+	return rc;
+}
+
+char *
+vm_xml(struct vm_host *h, const char *name, char **cause)
+{
+	virConnectPtr	 c;
+	virDomainPtr	 d;
+	char		*xml, *copy;
+
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return NULL;
+	if ((xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE)) == NULL) {
+		vm_fail(cause, "cannot get the definition of %s", name);
+		vm_put(c, d);
+		return NULL;
+	}
+	vm_put(c, d);
+	copy = xstrdup(xml);
+	free(xml);
+	return copy;
+}
+
+int
+vm_memory(struct vm_host *h, const char *name, uint64_t *bytes, char **cause)
+{
+	virConnectPtr	c;
+	virDomainPtr	d;
+	virDomainInfo	info;
+
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if (virDomainGetInfo(d, &info) < 0) {
+		vm_fail(cause, "cannot get the memory size of %s", name);
+		vm_put(c, d);
+		return -1;
+	}
+	vm_put(c, d);
+	*bytes = (uint64_t)info.memory * 1024;
+	return 0;
+}
+
+int
+vm_save(struct vm_host *h, const char *name, const char *path, char **cause)
+{
+	virConnectPtr	c;
+	virDomainPtr	d;
+	int		rc = 0;
+
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if (virDomainSaveFlags(d, path, NULL, 0) < 0) {
+		vm_fail(cause, "cannot save %s", name);
+		rc = -1;
+	}
+	vm_put(c, d);
+	return rc;
+}
+
+int
+vm_restore(struct vm_host *h, const char *path, char **cause)
+{
+	virConnectPtr	c;
+
+	if ((c = vm_conn(h, cause)) == NULL)
+		return -1;
+	if (virDomainRestoreFlags(c, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0) {
+		vm_fail(cause, "cannot restore from %s", path);
+		virConnectClose(c);
+		return -1;
+	}
+	virConnectClose(c);
+	return 0;
+}
+
+/* --- migration (any thread) ------------------------------------------------ */
+
+static void
+vm_param_ull(virTypedParameterPtr p, int n, const char *key, uint64_t *v)
+{
+	unsigned long long	x;
+
+	if (virTypedParamsGetULLong(p, n, key, &x) == 1)
+		*v = x;
+}
+
+int
+vm_job_stats(struct vm_host *h, const char *name, int completed,
+    struct vm_job *j, char **cause)
+{
+	virConnectPtr		 c;
+	virDomainPtr		 d;
+	virTypedParameterPtr	 p = NULL;
+	int			 n = 0, type = 0, throttle = 0;
+
+	memset(j, 0, sizeof *j);
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if (virDomainGetJobStats(d, &type, &p, &n, completed ?
+	    VIR_DOMAIN_JOB_STATS_COMPLETED : 0) < 0) {
+		vm_fail(cause, "cannot get the job of %s", name);
+		vm_put(c, d);
+		return -1;
+	}
+	vm_put(c, d);
+	j->active = type != VIR_DOMAIN_JOB_NONE;
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_TIME_ELAPSED, &j->elapsed_ms);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_DATA_TOTAL, &j->data_total);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_DATA_PROCESSED, &j->data_processed);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_DATA_REMAINING, &j->data_remaining);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_MEMORY_BPS, &j->mem_bps);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, &j->dirty_rate);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, &j->page_size);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_MEMORY_ITERATION, &j->iteration);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS,
+	    &j->postcopy_requests);
+	vm_param_ull(p, n, VIR_DOMAIN_JOB_DOWNTIME, &j->downtime_ms);
+	if (virTypedParamsGetInt(p, n, VIR_DOMAIN_JOB_AUTO_CONVERGE_THROTTLE,
+	    &throttle) == 1)
+		j->throttle = throttle;
+	virTypedParamsFree(p, n);
+	return 0;
+}
+
+static int
+vm_abort_fn(virDomainPtr d)
+{
+	return virDomainAbortJob(d);
+}
+
+int
+vm_job_abort(struct vm_host *h, const char *name, char **cause)
+{
+	return vm_call(h, name, vm_abort_fn, "abort the job of",
+	    cause);
+}
+
+static int
+vm_postcopy_fn(virDomainPtr d)
+{
+	return virDomainMigrateStartPostCopy(d, 0);
+}
+
+int
+vm_postcopy_start(struct vm_host *h, const char *name, char **cause)
+{
+	return vm_call(h, name, vm_postcopy_fn, "switch to post-copy",
+	    cause);
+}
+
+int
+vm_set_max_downtime(struct vm_host *h, const char *name, uint32_t ms,
+    char **cause)
+{
+	virConnectPtr	c;
+	virDomainPtr	d;
+	int		rc = 0;
+
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if (virDomainMigrateSetMaxDowntime(d, ms, 0) < 0) {
+		vm_fail(cause, "cannot set the maximum downtime of %s", name);
+		rc = -1;
+	}
+	vm_put(c, d);
+	return rc;
+}
+
+int
+vm_migrate(struct vm_host *h, const char *name,
+    const struct vm_migrate_args *args, char **cause)
+{
+	virConnectPtr		 c;
+	virDomainPtr		 d;
+	virTypedParameterPtr	 p = NULL;
+	int			 n = 0, max = 0, rc = -1;
+	unsigned int		 flags;
+	unsigned long long	 mib;
+
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	/* The definition moves with it, atomically with the switch: a
+	 * ternd that dies after it never finds a second copy to start. */
+	flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER |
+	    VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
+	if (args->postcopy)
+		flags |= VIR_MIGRATE_POSTCOPY;
+	if (args->auto_converge)
+		flags |= VIR_MIGRATE_AUTO_CONVERGE;
+	if (virTypedParamsAddString(&p, &n, &max, VIR_MIGRATE_PARAM_URI,
+	    args->uri) < 0)
+		goto fail;
+	if (args->bandwidth > 0) {
+		/* libvirt counts MiB/s; never round a limit up to nothing. */
+		mib = (args->bandwidth + (1 << 20) - 1) >> 20;
+		if (virTypedParamsAddULLong(&p, &n, &max,
+		    VIR_MIGRATE_PARAM_BANDWIDTH, mib) < 0 ||
+		    (args->postcopy && virTypedParamsAddULLong(&p, &n, &max,
+		    VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY, mib) < 0))
+			goto fail;
+	}
+	if (virDomainMigrateToURI3(d, args->dconnuri, p, (unsigned int)n,
+	    flags) < 0)
+		goto fail;
+	rc = 0;
+	goto out;
+fail:
+	vm_fail(cause, "migration of %s failed", name);
+out:
+	virTypedParamsFree(p, n);
+	vm_put(c, d);
+	return rc;
+}

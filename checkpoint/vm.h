@@ -1,0 +1,124 @@
+/* VMs on ONE host through libvirt's C API.
+ *
+ * One connection to the host's libvirtd per ternd.  libvirt's own event
+ * loop runs in a thread of ours (it serves the connection's keepalive
+ * and its domain events); lifecycle events and the loss of the
+ * connection are handed to ternd's libuv loop through an async handle,
+ * so the callbacks below run on the loop thread like everything else.
+ * When libvirtd goes away the connection is reopened with back-off.
+ *
+ * Every other call here is blocking (libvirt RPCs, some long: a start, a
+ * save, a migration) and safe from any thread: the agent runs them on
+ * libuv's thread pool.  Errors are libvirt's own message, prefixed with
+ * what was asked. */
+#ifndef TERN_CHECKPOINT_VM_H
+#define TERN_CHECKPOINT_VM_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+struct vm_host;
+
+/* What happened to a domain (libvirt's lifecycle events), or with name
+ * NULL to the connection. */
+enum vm_ev {
+	VM_EV_DEFINED,
+	VM_EV_UNDEFINED,
+	VM_EV_STARTED,
+	VM_EV_SUSPENDED,
+	VM_EV_RESUMED,
+	VM_EV_STOPPED,
+	VM_EV_OTHER,
+	VM_EV_CONN_UP,
+	VM_EV_CONN_LOST,
+};
+/* why: libvirt's reason in words ("the guest shut down", "QEMU crashed",
+ * "destroyed", ...); migration: the event is a migration's doing. */
+typedef void (*vm_event_cb)(void *arg, const char *name, enum vm_ev,
+    const char *why, int migration);
+
+/* Connect to uri (e.g. "qemu:///system").  NULL and *cause if libvirtd
+ * does not answer. */
+struct vm_host	*vm_host_open(uv_loop_t *, const char *uri, vm_event_cb,
+		    void *arg, char **cause);
+/* Stop the event thread and close the connection (running VMs go on). */
+void		 vm_host_close(struct vm_host *);
+/* Connected now? */
+int		 vm_host_up(struct vm_host *);
+const char	*vm_host_uri(const struct vm_host *);
+
+/* What vm_state reports. */
+enum vm_run {
+	VM_ABSENT,		/* no such domain */
+	VM_SHUTOFF,
+	VM_RUNNING,
+	VM_PAUSED,		/* paused, incoming, ... */
+	VM_POSTCOPY,		/* running or stuck in post-copy: its
+				 * memory is split between two hosts */
+	VM_OTHER,		/* shutting down, crashed, pmsuspended */
+};
+
+/* The <name> of a domain XML text, or NULL and *cause. */
+char		*vm_xml_name(const char *xml, char **cause);
+
+int		 vm_state(struct vm_host *, const char *name, enum vm_run *,
+		    int *reason, char **cause);
+/* Define (persistently) a domain from XML; it must not exist yet. */
+int		 vm_define(struct vm_host *, const char *xml, char **cause);
+int		 vm_undefine(struct vm_host *, const char *name, char **cause);
+int		 vm_start(struct vm_host *, const char *name, char **cause);
+/* ACPI power button: the guest decides. */
+int		 vm_shutdown(struct vm_host *, const char *name, char **cause);
+/* Pull the plug; a domain already off is fine. */
+int		 vm_destroy(struct vm_host *, const char *name, char **cause);
+/* The persistent definition, as libvirt holds it (malloc'd). */
+char		*vm_xml(struct vm_host *, const char *name, char **cause);
+/* Memory in bytes the domain may use (its current balloon size). */
+int		 vm_memory(struct vm_host *, const char *name, uint64_t *,
+		    char **cause);
+
+/* Save the running domain's memory and device state to path; the domain
+ * is stopped after.  Restore starts it again from such a file. */
+int		 vm_save(struct vm_host *, const char *name, const char *path,
+		    char **cause);
+int		 vm_restore(struct vm_host *, const char *path, char **cause);
+
+/* A live migration job's numbers (libvirt's virDomainGetJobStats). */
+struct vm_job {
+	int		 active;	/* a job runs (or it completed) */
+	uint64_t	 elapsed_ms;
+	uint64_t	 data_total;
+	uint64_t	 data_processed;
+	uint64_t	 data_remaining;
+	uint64_t	 mem_bps;	/* transfer rate */
+	uint64_t	 dirty_rate;	/* pages/s */
+	uint64_t	 page_size;
+	uint64_t	 iteration;	/* memory passes so far */
+	uint64_t	 postcopy_requests;
+	uint64_t	 downtime_ms;	/* expected (running), measured (done) */
+	int		 throttle;	/* auto-converge's CPU throttle, % */
+};
+/* completed: the last finished job's numbers. */
+int		 vm_job_stats(struct vm_host *, const char *name,
+		    int completed, struct vm_job *, char **cause);
+int		 vm_job_abort(struct vm_host *, const char *name, char **cause);
+int		 vm_postcopy_start(struct vm_host *, const char *name,
+		    char **cause);
+int		 vm_set_max_downtime(struct vm_host *, const char *name,
+		    uint32_t ms, char **cause);
+
+struct vm_migrate_args {
+	const char	*dconnuri;	/* the target libvirtd, as the source's
+					 * libvirtd reaches it */
+	const char	*uri;		/* QEMU's stream: "unix:///path" */
+	uint64_t	 bandwidth;	/* bytes/s, 0 = unlimited */
+	int		 postcopy;	/* allow a switch to post-copy */
+	int		 auto_converge;
+};
+/* Peer-to-peer live migration; returns when it finished (0: the domain
+ * runs on the target and is gone here) or failed (libvirt rolled back). */
+int		 vm_migrate(struct vm_host *, const char *name,
+		    const struct vm_migrate_args *, char **cause);
+
+#endif
