@@ -333,7 +333,7 @@ mig_relay_new(struct migration *m, char **cause)
 	free(what);
 	xasprintf(&name, "%" PRIx64 "/pages", m->id);
 	if (relay_open(m->relay, peers_mux(m->agent->peers, m->peer), name,
-	    cause) != 0) {
+	    NULL, cause) != 0) {
 		free(name);
 		relay_free(m->relay);
 		m->relay = NULL;
@@ -722,7 +722,7 @@ mig_source_tree_start(struct migration *m, char **cause)
 	m->tree_idx = NULL;
 	m->tree_prev = since;
 	m->tree_tx = tree_send(m->agent->loop, mux, m->in->spec->root, name,
-	    since, &m->tree_idx, mig_source_tree_sent, m, cause);
+	    NULL, since, &m->tree_idx, mig_source_tree_sent, m, cause);
 	free(name);
 	return m->tree_tx != NULL ? 0 : -1;
 }
@@ -787,8 +787,8 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
-	if ((m->fs = files_send_dir(mux, gen_dir, prefix, mig_source_sent, m,
-	    &cause)) == NULL ||
+	if ((m->fs = files_send_dir(mux, gen_dir, prefix, NULL,
+	    mig_source_sent, m, &cause)) == NULL ||
 	    (m->rootfs_copy && mig_source_tree_start(m, &cause) != 0)) {
 		mig_source_fail(m, "%s", cause);
 		free(cause);
