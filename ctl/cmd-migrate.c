@@ -1,6 +1,8 @@
-/* ternctl migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy]:
- * move a container to another host; the source keeps it until the target
- * restored a verified copy (post-copy: until its memory arrived). */
+/* ternctl migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy]
+ * [--max-downtime MS] [--bandwidth RATE]: move a container to another
+ * host; the source keeps it until the target restored a verified copy
+ * (post-copy: until its memory arrived).  RATE bounds everything it sends
+ * (ternd refuses less than 1M). */
 #include "config.h"
 
 #include <ctype.h>
@@ -49,15 +51,18 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 {
 	const Tern__MigrateProgress	*p = msg->migrate_progress;
 	int				 tty = *(int *)arg;
-	char				 frozen[48] = "";
+	char				 frozen[48] = "", limit[48] = "";
 
 	if (p->has_frozen_ms)
 		snprintf(frozen, sizeof frozen, ", frozen %llu ms",
 		    (unsigned long long)p->frozen_ms);
-	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s",
+	if (p->has_bandwidth)
+		snprintf(limit, sizeof limit, " (limit %.1f MB/s)",
+		    (double)p->bandwidth / 1e6);
+	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s%s",
 	    tty ? "\r\033[K" : "", p->name, p->mode != NULL ? p->mode : "",
 	    p->phase, (double)p->elapsed_ms / 1000,
-	    (double)p->bytes / (1 << 20), frozen, tty ? "" : "\n");
+	    (double)p->bytes / (1 << 20), limit, frozen, tty ? "" : "\n");
 	fflush(stderr);
 }
 
@@ -147,6 +152,9 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 			printf(",\"postcopy_ms\":%llu,\"page_bytes\":%llu",
 			    (unsigned long long)r->postcopy_ms,
 			    (unsigned long long)r->page_bytes);
+		if (r->has_bandwidth)
+			printf(",\"bandwidth\":%llu",
+			    (unsigned long long)r->bandwidth);
 		if (r->note != NULL) {
 			printf(",\"note\":");
 			ctl_json_string(stdout, r->note);
