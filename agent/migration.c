@@ -92,6 +92,7 @@ struct migration {
 	int			 relay_ended;	/* the page channel closed cleanly */
 
 	struct ratelimit	*limit;		/* source: --bandwidth, all streams */
+	uint64_t		 timer_bytes;	/* bytes moved when timer started */
 
 	int			 rootfs_copy;	/* the rootfs follows, not shared */
 	struct tree_send	*tree_tx;	/* source: a pass going out */
@@ -111,6 +112,7 @@ struct migration {
 };
 
 static void	mig_timeout(uv_timer_t *);
+static uint64_t	mig_bytes_moved(struct migration *);
 static void	mig_progress(struct migration *);
 static void	mig_tick(uv_timer_t *);
 static void	mig_target_sync(uv_work_t *);
@@ -123,6 +125,7 @@ mig_set_state(struct migration *m, enum mig_state st)
 	log_info("mig %" PRIx64 " %s: %s -> %s", m->id, m->name,
 	    mig_state_names[m->state], mig_state_names[st]);
 	m->state = st;
+	m->timer_bytes = mig_bytes_moved(m);
 	uv_timer_start(&m->timer, mig_timeout,
 	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
 	mig_progress(m);
@@ -159,6 +162,7 @@ mig_new(struct agent *a, const char *peer, uint64_t id, int source,
 	uv_timer_init(a->loop, &m->tick);
 	m->tick.data = m;
 	m->handles = 2;
+	m->timer_bytes = mig_bytes_moved(m);
 	/* No step for this long (either side, local work included, like
 	 * CRIU's own deadline): the other side is stuck or silent. */
 	uv_timer_start(&m->timer, mig_timeout,
@@ -262,10 +266,17 @@ mig_answer(struct migration *m, const Envelope *reply, int code,
 	m->cb(m->arg, reply, code, error);
 }
 
-/* Bytes sent so far (rootfs, images, pages). */
+/* Source: bytes sent so far (rootfs, images, pages).  Target: bytes that
+ * arrived from the source's host, on any stream. */
 static uint64_t
 mig_bytes_moved(struct migration *m)
 {
+	struct stream_mux	*mux;
+
+	if (!m->source) {
+		mux = peers_mux(m->agent->peers, m->peer);
+		return mux != NULL ? stream_mux_bytes_in(mux) : 0;
+	}
 	return m->tree_bytes + (m->tree_tx != NULL ?
 	    tree_send_bytes(m->tree_tx) : 0) + (m->fs != NULL ?
 	    files_send_bytes(m->fs) : m->bytes) + (m->relay != NULL ?
@@ -1684,6 +1695,16 @@ mig_timeout(uv_timer_t *t)
 {
 	struct migration	*m = t->data;
 	char			*why;
+	uint64_t		 moved = mig_bytes_moved(m);
+
+	/* Bytes still crossing are progress: held to --bandwidth (or on a
+	 * slow link) one state may well outlast the timeout. */
+	if (moved != m->timer_bytes) {
+		m->timer_bytes = moved;
+		uv_timer_start(&m->timer, mig_timeout,
+		    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
+		return;
+	}
 	xasprintf(&why, "no progress for %d ms in state %s (%s silent or "
 	    "stuck?)", m->agent->conf->migration_timeout_ms,
 	    mig_state_names[m->state], m->peer);
