@@ -20,6 +20,7 @@
 #include "checkpoint/container.h"
 #include "checkpoint/cpuinfo.h"
 #include "daemon/log.h"
+#include "daemon/ratelimit.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
@@ -91,6 +92,9 @@ struct migration {
 	int			 complete;	/* source: COMPLETE arrived */
 	int			 relay_ended;	/* the page channel closed cleanly */
 
+	struct ratelimit	*limit;		/* source: --bandwidth, all streams */
+	uint64_t		 timer_bytes;	/* bytes moved when timer started */
+
 	int			 rootfs_copy;	/* the rootfs follows, not shared */
 	struct tree_send	*tree_tx;	/* source: a pass going out */
 	struct tree_index	*tree_idx;	/* source: what the last pass sent */
@@ -109,6 +113,7 @@ struct migration {
 };
 
 static void	mig_timeout(uv_timer_t *);
+static uint64_t	mig_bytes_moved(struct migration *);
 static void	mig_progress(struct migration *);
 static void	mig_tick(uv_timer_t *);
 static void	mig_target_sync(uv_work_t *);
@@ -121,6 +126,7 @@ mig_set_state(struct migration *m, enum mig_state st)
 	log_info("mig %" PRIx64 " %s: %s -> %s", m->id, m->name,
 	    mig_state_names[m->state], mig_state_names[st]);
 	m->state = st;
+	m->timer_bytes = mig_bytes_moved(m);
 	uv_timer_start(&m->timer, mig_timeout,
 	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
 	mig_progress(m);
@@ -157,6 +163,7 @@ mig_new(struct agent *a, const char *peer, uint64_t id, int source,
 	uv_timer_init(a->loop, &m->tick);
 	m->tick.data = m;
 	m->handles = 2;
+	m->timer_bytes = mig_bytes_moved(m);
 	/* No step for this long (either side, local work included, like
 	 * CRIU's own deadline): the other side is stuck or silent. */
 	uv_timer_start(&m->timer, mig_timeout,
@@ -218,6 +225,8 @@ mig_free(struct migration *m)
 	}
 	relay_free(m->relay);
 	m->relay = NULL;
+	ratelimit_unref(m->limit);	/* its streams are gone */
+	m->limit = NULL;
 	ckpt_lazy_free(m->lazy);
 	m->lazy = NULL;
 	if (m->ps_fd != -1)
@@ -258,6 +267,33 @@ mig_answer(struct migration *m, const Envelope *reply, int code,
 	m->cb(m->arg, reply, code, error);
 }
 
+/* Source: bytes sent so far (rootfs, images, pages).  Target: bytes that
+ * arrived from the source's host, on any stream. */
+static uint64_t
+mig_bytes_moved(struct migration *m)
+{
+	struct stream_mux	*mux;
+
+	if (!m->source) {
+		mux = peers_mux(m->agent->peers, m->peer);
+		return mux != NULL ? stream_mux_bytes_in(mux) : 0;
+	}
+	return m->tree_bytes + (m->tree_tx != NULL ?
+	    tree_send_bytes(m->tree_tx) : 0) + (m->fs != NULL ?
+	    files_send_bytes(m->fs) : m->bytes) + (m->relay != NULL ?
+	    relay_bytes_out(m->relay) : m->page_bytes);
+}
+
+/* "20.0 MB/s": rates in powers of 1000, as ternctl reads them. */
+static void
+mig_format_rate(char *buf, size_t len, uint64_t rate)
+{
+	if (rate >= 1000000)
+		snprintf(buf, len, "%.1f MB/s", (double)rate / 1e6);
+	else
+		snprintf(buf, len, "%.1f kB/s", (double)rate / 1e3);
+}
+
 /* Where the migration is, for the operator waiting on it. */
 static void
 mig_progress(struct migration *m)
@@ -274,9 +310,11 @@ mig_progress(struct migration *m)
 	    mig_state_names[m->state]);
 	p.elapsed_ms = now - m->start_ms;
 	p.has_bytes = 1;
-	p.bytes = m->tree_bytes + (m->fs != NULL ? files_send_bytes(m->fs) :
-	    m->bytes) + (m->relay != NULL ? relay_bytes_out(m->relay) :
-	    m->page_bytes);
+	p.bytes = mig_bytes_moved(m);
+	if (m->limit != NULL) {
+		p.has_bandwidth = 1;
+		p.bandwidth = ratelimit_rate(m->limit);
+	}
 	if (m->dump_start_ms != 0 && !m->resumed) {
 		p.has_frozen_ms = 1;
 		p.frozen_ms = now - m->dump_start_ms;
@@ -334,7 +372,7 @@ mig_relay_new(struct migration *m, char **cause)
 	free(what);
 	xasprintf(&name, "%" PRIx64 "/pages", m->id);
 	if (relay_open(m->relay, peers_mux(m->agent->peers, m->peer), name,
-	    cause) != 0) {
+	    m->limit, cause) != 0) {
 		free(name);
 		relay_free(m->relay);
 		m->relay = NULL;
@@ -487,11 +525,15 @@ mig_source_resumed(struct migration *m)
 	struct instances	*set;
 	Envelope		 env;
 	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
+	char			 rate[32] = "";
 
+	if (m->limit != NULL)
+		mig_format_rate(rate, sizeof rate, ratelimit_rate(m->limit));
 	log_info("mig %" PRIx64 " %s: moved to %s in %" PRIu64 " ms (%s, frozen "
-	    "%" PRIu64 " ms, %" PRIu64 " bytes)", m->id, m->name, m->peer,
+	    "%" PRIu64 " ms, %" PRIu64 " bytes%s%s)", m->id, m->name, m->peer,
 	    now_ms() - m->start_ms, m->postcopy ? "post-copy" : "stop-and-copy",
-	    m->frozen_ms, m->bytes);
+	    m->frozen_ms, m->bytes, m->limit != NULL ? ", limited to " : "",
+	    rate);
 	r.name = m->name;
 	r.to = m->peer;
 	r.mode = m->postcopy ? "postcopy" : "stopcopy";
@@ -500,6 +542,10 @@ mig_source_resumed(struct migration *m)
 	r.bytes = m->bytes;
 	r.note = m->note;
 	r.bytes += m->tree_bytes;
+	if (m->limit != NULL) {
+		r.has_bandwidth = 1;
+		r.bandwidth = ratelimit_rate(m->limit);
+	}
 	if (m->max_downtime_ms != 0 && m->frozen_ms > m->max_downtime_ms) {
 		char	*was = m->note;
 
@@ -723,7 +769,7 @@ mig_source_tree_start(struct migration *m, char **cause)
 	m->tree_idx = NULL;
 	m->tree_prev = since;
 	m->tree_tx = tree_send(m->agent->loop, mux, m->in->spec->root, name,
-	    since, &m->tree_idx, mig_source_tree_sent, m, cause);
+	    m->limit, since, &m->tree_idx, mig_source_tree_sent, m, cause);
 	free(name);
 	return m->tree_tx != NULL ? 0 : -1;
 }
@@ -788,8 +834,8 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
-	if ((m->fs = files_send_dir(mux, gen_dir, prefix, mig_source_sent, m,
-	    &cause)) == NULL ||
+	if ((m->fs = files_send_dir(mux, gen_dir, prefix, m->limit,
+	    mig_source_sent, m, &cause)) == NULL ||
 	    (m->rootfs_copy && mig_source_tree_start(m, &cause) != 0)) {
 		mig_source_fail(m, "%s", cause);
 		free(cause);
@@ -939,25 +985,36 @@ postcopy_possible(struct agent *a, const char *to)
 }
 
 /* Stop-and-copy freezes a container for its dump, copy and restore: about
- * its memory over MIG_STOPCOPY_RATE (what 1 GiB took here, end to end).
- * 1 and *cause if that exceeds
+ * its memory over MIG_STOPCOPY_RATE (what 1 GiB took here, end to end),
+ * or over --bandwidth if that is lower.  1 and *cause if that exceeds
  * --max-downtime. */
 #define MIG_STOPCOPY_RATE	(100ULL << 20)
+
+/* The lowest --bandwidth: 1 MB/s.  Slower, a stop-and-copy of even a
+ * small container stands frozen for minutes (over 17 per GiB), and a
+ * post-copy one waits as long on the pages it touches. */
+#define MIG_BANDWIDTH_MIN	1000000ULL
 
 static int
 mig_stopcopy_too_long(struct agent *a, struct instance *in,
     const Tern__MigrateRequest *r, int postcopy_ok, char **cause)
 {
 	uint64_t	mem = container_memory_usage(in->name), rate, est;
+	int		limited = 0;
 
 	rate = MIG_STOPCOPY_RATE;
+	if (r->has_bandwidth && r->bandwidth < rate) {
+		rate = r->bandwidth;
+		limited = 1;
+	}
 	est = mem * 1000 / rate;
 	if (est <= r->max_downtime_ms)
 		return 0;
 	xasprintf(cause, "stop-and-copy would freeze %s for about %llu ms "
-	    "(%.0f MiB at ~%.0f MB/s), more than --max-downtime %u ms; %s",
+	    "(%.0f MiB at ~%.1f MB/s%s), more than --max-downtime %u ms; %s",
 	    in->name, (unsigned long long)est, (double)mem / (1 << 20),
-	    (double)rate / 1e6, r->max_downtime_ms, postcopy_ok ?
+	    (double)rate / 1e6, limited ? ", the --bandwidth" : "",
+	    r->max_downtime_ms, postcopy_ok ?
 	    "--mode postcopy (or auto) freezes it only while its other state "
 	    "moves" : "post-copy is not available between these hosts");
 	return 1;
@@ -973,7 +1030,7 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
 	char			*cause = NULL;
 	const char		*mode = r->mode != NULL ? r->mode : "auto";
-	char			*note = NULL;
+	char			*note = NULL, rate[32];
 	int			 postcopy;
 
 	if (r->has_cancel && r->cancel) {
@@ -994,10 +1051,12 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "stopcopy");
 		return;
 	}
-	if (r->has_bandwidth && r->bandwidth > 0) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "--bandwidth is not implemented for containers yet");
-		return;
+	if (r->has_bandwidth && r->bandwidth < MIG_BANDWIDTH_MIN) {
+		mig_format_rate(rate, sizeof rate, r->bandwidth);
+		xasprintf(&cause, "--bandwidth %s is too low: at least 1M (1 "
+		    "MB/s, 8mbit), or a container stands frozen (stop-and-copy) "
+		    "or stalled on its memory (post-copy) for minutes", rate);
+		goto refuse;
 	}
 	if (strcmp(mode, "stopcopy") != 0 && strcmp(mode, "auto") != 0 &&
 	    strcmp(mode, "postcopy") != 0) {
@@ -1063,6 +1122,14 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "tracking); ", postcopy ? "post-copy (lazy pages over "
 		    "userfaultfd)" : "stop-and-copy (no lazy pages on both "
 		    "hosts)");
+	if (r->has_bandwidth) {
+		char	*was = note;
+
+		mig_format_rate(rate, sizeof rate, r->bandwidth);
+		xasprintf(&note, "%s%slimited to %s (--bandwidth)",
+		    was != NULL ? was : "", was != NULL ? "; " : "", rate);
+		free(was);
+	}
 	m = mig_new(a, r->to, ++a->next_migration | (a->boot_id << 16),
 	    1, in->name);
 	m->in = in;
@@ -1070,6 +1137,8 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	m->progress = progress;
 	m->arg = arg;
 	m->postcopy = postcopy;
+	if (r->has_bandwidth)
+		m->limit = ratelimit_new(a->loop, r->bandwidth);
 	uv_timer_start(&m->tick, mig_tick, 500, 500);
 	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->note = note;
@@ -1636,7 +1705,16 @@ mig_timeout(uv_timer_t *t)
 {
 	struct migration	*m = t->data;
 	char			*why;
+	uint64_t		 moved = mig_bytes_moved(m);
 
+	/* Bytes still crossing are progress: held to --bandwidth (or on a
+	 * slow link) one state may well outlast the timeout. */
+	if (moved != m->timer_bytes) {
+		m->timer_bytes = moved;
+		uv_timer_start(&m->timer, mig_timeout,
+		    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
+		return;
+	}
 	xasprintf(&why, "no progress for %d ms in state %s (%s silent or "
 	    "stuck?)", m->agent->conf->migration_timeout_ms,
 	    mig_state_names[m->state], m->peer);

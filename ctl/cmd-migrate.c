@@ -1,8 +1,10 @@
-/* ternctl migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy]:
- * move a container or a VM to another host; the source keeps it until the
- * target runs it (a container: restored from verified images; post-copy:
- * until its memory arrived).  ternctl migrate --cancel NAME stops a VM's
- * migration that has not switched to post-copy. */
+/* ternctl migrate NAME --to HOST [--mode auto|precopy|postcopy|stopcopy]
+ * [--max-downtime MS] [--bandwidth RATE]: move a container or a VM to
+ * another host; the source keeps it until the target runs it (a
+ * container: restored from verified images; post-copy: until its memory
+ * arrived).  RATE bounds everything it sends (ternd refuses less than
+ * 1M).  ternctl migrate --cancel NAME stops a VM's migration that has
+ * not switched to post-copy. */
 #include "config.h"
 
 #include <ctype.h>
@@ -51,12 +53,15 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 {
 	const Tern__MigrateProgress	*p = msg->migrate_progress;
 	int				 tty = *(int *)arg;
-	char				 frozen[48] = "", vm[160] = "";
-	char				 throttle[32] = "";
+	char				 frozen[48] = "", limit[48] = "";
+	char				 vm[160] = "", throttle[32] = "";
 
 	if (p->has_frozen_ms)
 		snprintf(frozen, sizeof frozen, ", frozen %llu ms",
 		    (unsigned long long)p->frozen_ms);
+	if (p->has_bandwidth)
+		snprintf(limit, sizeof limit, " (limit %.1f MB/s)",
+		    (double)p->bandwidth / 1e6);
 	/* A VM's job as QEMU counts it. */
 	if (p->has_throttle)
 		snprintf(throttle, sizeof throttle, ", CPU throttled %u%%",
@@ -68,10 +73,10 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 		    (double)p->remaining / (1 << 20),
 		    (double)p->dirty_rate / (1 << 20),
 		    (unsigned long long)p->expected_downtime_ms, throttle);
-	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s%s",
+	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s%s%s",
 	    tty ? "\r\033[K" : "", p->name, p->mode != NULL ? p->mode : "",
 	    p->phase, (double)p->elapsed_ms / 1000,
-	    (double)p->bytes / (1 << 20), vm, frozen, tty ? "" : "\n");
+	    (double)p->bytes / (1 << 20), limit, vm, frozen, tty ? "" : "\n");
 	fflush(stderr);
 }
 
@@ -191,6 +196,9 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 			printf(",\"postcopy_ms\":%llu,\"page_bytes\":%llu",
 			    (unsigned long long)r->postcopy_ms,
 			    (unsigned long long)r->page_bytes);
+		if (r->has_bandwidth)
+			printf(",\"bandwidth\":%llu",
+			    (unsigned long long)r->bandwidth);
 		if (r->note != NULL) {
 			printf(",\"note\":");
 			ctl_json_string(stdout, r->note);

@@ -167,8 +167,8 @@ static const struct conf_option conf_options[] = {
 	{ .name = "migration_timeout_ms", .type = CONF_INT,
 	  .offset = CONF_FIELD(migration_timeout_ms), .def_number = 600000,
 	  .min = 1000, .max = 86400000,
-	  .help = "A migration with no step for this long (the peer silent "
-	      "or stuck) is rolled back." },
+	  .help = "A migration with no step and no byte crossing for this "
+	      "long (the peer silent or stuck) is rolled back." },
 };
 
 #define CONF_NOPTIONS	(sizeof conf_options / sizeof conf_options[0])

@@ -6,6 +6,7 @@
 
 #define LOG_MODULE "net.stream"
 #include "daemon/log.h"
+#include "daemon/ratelimit.h"
 #include "daemon/stream.h"
 #include "daemon/xmalloc.h"
 
@@ -31,6 +32,8 @@ struct stream {
 	uint64_t			 credit;	/* sender: may still send */
 	uint64_t			 granted;	/* receiver: total granted */
 	uint64_t			 unacked;	/* receiver: consumed, not yet granted */
+	struct ratelimit		*limit;		/* sender: shared with others */
+	struct ratelimit_waiter		 lw;		/* ... waiting for its tokens */
 };
 
 struct stream_mux {
@@ -41,6 +44,7 @@ struct stream_mux {
 	struct stream		*streams;
 	uint16_t		 next_channel;
 	uint16_t		 peer_high;	/* highest channel the peer opened */
+	uint64_t		 bytes_in;	/* data received, every stream */
 };
 
 struct stream_mux *
@@ -109,6 +113,11 @@ stream_end(struct stream *st, const char *error)
 			*pp = st->next;
 			break;
 		}
+	}
+	if (st->limit != NULL) {
+		ratelimit_cancel(st->limit, &st->lw);
+		ratelimit_unref(st->limit);
+		st->limit = NULL;
 	}
 	if (error != NULL)
 		log_debug("%s: stream %u ended: %s", conn_label(mux->conn),
@@ -221,11 +230,42 @@ stream_channel(const struct stream *st)
 	return st->channel;
 }
 
+uint64_t
+stream_mux_bytes_in(const struct stream_mux *mux)
+{
+	return mux->bytes_in;
+}
+
+void
+stream_set_limit(struct stream *st, struct ratelimit *rl)
+{
+	if (st->limit == rl || !st->outgoing)
+		return;
+	if (st->limit != NULL) {
+		ratelimit_cancel(st->limit, &st->lw);
+		ratelimit_unref(st->limit);
+	}
+	if ((st->limit = rl) != NULL)
+		ratelimit_ref(rl);
+}
+
+/* Its tokens are due.  Blocked on credit or connection room as well, it
+ * is not called here: the window or the drain calls it. */
+static void
+stream_limit_ready(void *arg)
+{
+	struct stream	*st = arg;
+
+	if (st->state == STREAM_OPEN && st->credit > 0 && st->ops != NULL &&
+	    st->ops->on_writable != NULL && conn_writable(st->mux->conn))
+		st->ops->on_writable(st);
+}
+
 size_t
 stream_send(struct stream *st, const void *buf, size_t len)
 {
 	struct conn	*conn = st->mux->conn;
-	size_t		 n = len;
+	size_t		 n = len, want;
 
 	if (st->state != STREAM_OPEN || !st->outgoing || !conn_writable(conn))
 		return 0;
@@ -237,6 +277,16 @@ stream_send(struct stream *st, const void *buf, size_t len)
 		n = conn_max_frame(conn);
 	if (n == 0)
 		return 0;
+	if (st->limit != NULL) {
+		want = n;
+		/* Short because of the limit: on_writable once tokens are
+		 * due, as the caller expects after a short count. */
+		if ((n = ratelimit_take(st->limit, want)) < want)
+			ratelimit_wait(st->limit, &st->lw, want - n,
+			    stream_limit_ready, st);
+		if (n == 0)
+			return 0;
+	}
 	if (conn_send_data(conn, st->channel, buf, n) != 0)
 		return 0;
 	st->credit -= n;
@@ -434,6 +484,7 @@ stream_mux_data_frame(struct stream_mux *mux, uint16_t channel,
 		return;
 	}
 	st->bytes += len;
+	mux->bytes_in += len;
 	if (st->ops != NULL && st->ops->on_data != NULL)
 		st->ops->on_data(st, data, len);
 	else

@@ -11,7 +11,12 @@
  * StreamWindow (accept) or StreamEnd with an error (refuse); data frames
  * follow; the sender's StreamEnd carries the byte count, and the receiver
  * confirms with its own StreamEnd (bytes it received).  Channel numbers are
- * odd for streams opened by the connecting side, even for the other. */
+ * odd for streams opened by the connecting side, even for the other.
+ *
+ * A sender may also be held to a rate shared with other streams
+ * (stream_set_limit, daemon/ratelimit.h).  Whatever holds it back,
+ * credit, connection room or the rate, its own wake-up calls on_writable:
+ * a StreamWindow, the connection's drain, or the limit's timer. */
 #ifndef TERN_STREAM_H
 #define TERN_STREAM_H
 
@@ -21,6 +26,7 @@
 #include "daemon/conn.h"
 #include "daemon/msg.h"
 
+struct ratelimit;
 struct stream;
 struct stream_mux;
 
@@ -51,6 +57,8 @@ int			 stream_mux_msg(struct stream_mux *, const Envelope *);
 void			 stream_mux_data_frame(struct stream_mux *, uint16_t channel,
 			    const uint8_t *, size_t);
 void			 stream_mux_drain(struct stream_mux *);
+/* Data bytes received on every stream so far: the peer is sending. */
+uint64_t		 stream_mux_bytes_in(const struct stream_mux *);
 
 /* Open a stream towards the peer; on_writable fires once it is accepted. */
 struct stream		*stream_open(struct stream_mux *, const char *kind,
@@ -61,10 +69,14 @@ void			 stream_set_ops(struct stream *, const struct stream_ops *,
 void			*stream_data(const struct stream *);
 uint16_t		 stream_channel(const struct stream *);
 /* Send up to len bytes; returns how many were taken (0: wait for
- * on_writable).  Data is copied. */
+ * on_writable).  Held back by its rate limit, even in part, the stream
+ * gets on_writable once tokens are due.  Data is copied. */
 size_t			 stream_send(struct stream *, const void *, size_t);
 /* No more data: send StreamEnd; on_end follows the receiver's answer. */
 void			 stream_finish(struct stream *);
+/* Sender: count every byte against rl (shared, referenced while the
+ * stream lives); NULL for none. */
+void			 stream_set_limit(struct stream *, struct ratelimit *);
 /* End now with an error, either side. */
 void			 stream_abort(struct stream *, int code, const char *fmt, ...)
 			    __attribute__((format(printf, 3, 4)));

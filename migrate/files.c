@@ -11,6 +11,7 @@
 
 #define LOG_MODULE "migrate.files"
 #include "daemon/log.h"
+#include "daemon/ratelimit.h"
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
 
@@ -24,6 +25,7 @@ struct files_send {
 	size_t			 n, next;
 	int			 fd;
 	struct stream		*st;		/* the file in flight */
+	struct ratelimit	*limit;
 	int			 cancelled;
 	uint64_t		 off, size, total;
 	uint8_t			*buf;
@@ -66,6 +68,7 @@ files_send_finish(struct files_send *fs, const char *error)
 		free(fs->names[i]);
 	free(fs->names);
 	free(fs->buf);
+	ratelimit_unref(fs->limit);
 	free(fs->dir);
 	free(fs->prefix);
 	free(fs);
@@ -157,12 +160,13 @@ files_send_next(struct files_send *fs)
 		files_send_finish(fs, "no free stream channel");
 		return;
 	}
+	stream_set_limit(fs->st, fs->limit);
 	free(name);
 }
 
 struct files_send *
 files_send_dir(struct stream_mux *mux, const char *dir, const char *prefix,
-    files_done_cb cb, void *arg, char **cause)
+    struct ratelimit *limit, files_done_cb cb, void *arg, char **cause)
 {
 	struct files_send	*fs;
 	struct dirent		*de;
@@ -177,6 +181,8 @@ files_send_dir(struct stream_mux *mux, const char *dir, const char *prefix,
 	fs->dir = xstrdup(dir);
 	fs->prefix = xstrdup(prefix);
 	fs->fd = -1;
+	if ((fs->limit = limit) != NULL)
+		ratelimit_ref(limit);
 	fs->cb = cb;
 	fs->arg = arg;
 	fs->buf = xmalloc(FILES_CHUNK);

@@ -318,13 +318,18 @@ relay_new(uv_loop_t *loop, int fd, const char *what, relay_done_cb cb,
 
 int
 relay_open(struct relay *r, struct stream_mux *mux, const char *name,
-    char **cause)
+    struct ratelimit *limit, char **cause)
 {
 	if (mux == NULL) {
 		set_cause(cause, "%s: the peer is not connected", r->what);
 		return -1;
 	}
 	r->out = stream_open(mux, RELAY_STREAM_KIND, name, 0, &relay_out_ops, r);
+	if (r->out == NULL) {
+		set_cause(cause, "%s: no free stream channel", r->what);
+		return -1;
+	}
+	stream_set_limit(r->out, limit);
 	return 0;
 }
 

@@ -33,10 +33,10 @@ typedef void (*relay_done_cb)(void *arg, const char *error);
  * messages ("mig 1a2b pages"). */
 struct relay	*relay_new(uv_loop_t *, int fd, const char *what,
 		    relay_done_cb, void *arg);
-/* Open our direction towards the peer.  -1 and *cause if the peer cannot
- * be reached. */
+/* Open our direction towards the peer, held to limit (NULL: none).  -1
+ * and *cause if the peer cannot be reached. */
 int		 relay_open(struct relay *, struct stream_mux *, const char *name,
-		    char **cause);
+		    struct ratelimit *limit, char **cause);
 /* The peer's direction arrived (from the stream accept callback). */
 void		 relay_attach(struct relay *, struct stream *);
 /* Bytes carried so far: from the local socket to the peer, and back. */

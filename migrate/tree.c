@@ -60,6 +60,7 @@ struct tree_send {
 	uv_async_t		 async;
 	uv_thread_t		 thread;
 	int			 joined, finishing, cancelled;
+	uint64_t		 sent;		/* into the stream */
 	struct tree_index	**out_index;
 	char			*error;
 	tree_done_cb		 cb;
@@ -257,6 +258,7 @@ tree_send_pump(struct tree_send *ts)
 		offered = len - c->off;
 		n = offered != 0 ? stream_send(ts->st, c->data + c->off,
 		    offered) : 0;
+		ts->sent += n;
 		uv_mutex_lock(&q->lock);
 		c->off += n;
 		q->bytes -= n;
@@ -296,7 +298,7 @@ tree_send_freed(uv_handle_t *h)
 
 struct tree_send *
 tree_send(uv_loop_t *loop, struct stream_mux *mux, const char *dir,
-    const char *name, const struct tree_index *since,
+    const char *name, struct ratelimit *limit, const struct tree_index *since,
     struct tree_index **out_index, tree_done_cb cb, void *arg, char **cause)
 {
 	struct tree_send	*ts;
@@ -322,6 +324,7 @@ tree_send(uv_loop_t *loop, struct stream_mux *mux, const char *dir,
 		set_cause(cause, "%s: no free stream channel", dir);
 		goto fail;
 	}
+	stream_set_limit(ts->st, limit);
 	if (uv_thread_create(&ts->thread, tree_send_thread, ts) != 0) {
 		set_cause(cause, "%s: cannot start a thread", dir);
 		ts->joined = 1;
@@ -340,6 +343,12 @@ fail:
 	ts->async.data = ts;
 	uv_close((uv_handle_t *)&ts->async, tree_send_freed);
 	return NULL;
+}
+
+uint64_t
+tree_send_bytes(const struct tree_send *ts)
+{
+	return ts->sent;
 }
 
 void

@@ -30,7 +30,8 @@ struct tree_stats {
 typedef void (*tree_done_cb)(void *arg, const struct tree_stats *,
     const char *error);
 
-/* Send dir as one stream of kind "tree" named name.  since NULL: every
+/* Send dir as one stream of kind "tree" named name, held to limit (NULL:
+ * none).  since NULL: every
  * entry (full pass); else only entries new or changed since that index
  * (type, mode, owner, size, mtime, ctime, inode, link target), and
  * deletions of the entries that vanished.  since must stay valid until cb.
@@ -43,9 +44,12 @@ typedef void (*tree_done_cb)(void *arg, const struct tree_stats *,
  * then cb is never called. */
 struct tree_send	*tree_send(uv_loop_t *, struct stream_mux *,
 			    const char *dir, const char *name,
+			    struct ratelimit *limit,
 			    const struct tree_index *since,
 			    struct tree_index **out_index, tree_done_cb,
 			    void *arg, char **cause);
+/* Bytes handed to the stream so far (records, not only file content). */
+uint64_t		 tree_send_bytes(const struct tree_send *);
 /* Stop (before cb): the stream is aborted, cb is not called.  May block
  * the loop for as long as one read of the walker takes. */
 void			 tree_send_cancel(struct tree_send *);

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A container moves h1 -> h2 -> h1 by stop-and-copy over tern's mutual-TLS
-# streams; memcheck verifies its memory after every move.  Refusals (no
-# shared rootfs, name taken on the target, unknown host, a mode this host
-# cannot do) and a target ternd killed or a source ternd stopped in the
-# middle of a migration (by auto's choice, post-copy here) leave it
-# running on the source, unharmed, and nothing on the target.
+# streams; memcheck verifies its memory after every move.  Held to
+# --bandwidth it moves again, stop-and-copy and post-copy, no faster than
+# the rate.  Refusals (no shared rootfs, name taken on the target, unknown
+# host, a mode this host cannot do, a rate too low) and a target ternd
+# killed or a source ternd stopped in the middle of a migration (by auto's
+# choice, post-copy here) leave it running on the source, unharmed, and
+# nothing on the target.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -61,7 +63,9 @@ refused 'unknown host "nowhere"\|host nowhere is not up' mc --to nowhere
 refused "soft-dirty" mc --to h2 --mode precopy
 refused "mode must be" mc --to h2 --mode teleport
 refused "more than --max-downtime 5 ms" mc --to h2 --mode stopcopy --max-downtime 5
-refused "not implemented" mc --to h2 --bandwidth 100M
+refused "too low: at least 1M" mc --to h2 --bandwidth 500k
+refused "at ~10.0 MB/s, the --bandwidth), more than --max-downtime 2000 ms" \
+    mc --to h2 --mode stopcopy --max-downtime 2000 --bandwidth 10M
 cl_ctl h1 create private --spec "$TH_ROOT/private.json" >/dev/null
 cl_ctl h1 start private >/dev/null
 refused "shared_storage" private --to h2
@@ -70,6 +74,41 @@ cl_ctl h2 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 refused "already exists on h2" mc --to h2
 cl_ctl h2 destroy mc >/dev/null
 inst_verify h1 mc "$state" "after the refusals"
+
+# --bandwidth: everything the migration sends shares one rate.  Only a
+# lower bound on the time is checked (bytes / rate, less the first
+# burst: a tenth of a second): a limiter that does nothing fails it, a
+# busy machine does not.
+RATE=20000000
+limited() {	# FROM TO MODE: move mc at RATE, check the time it took
+	local from=$1 to=$2 mode=$3 out t0 t1
+	t0=$(date +%s%N)
+	out=$(cl_ctl "$from" --json migrate mc --to "$to" --mode "$mode" \
+	    --bandwidth 20M) || fail "limited migrate $from->$to: $out"
+	t1=$(date +%s%N)
+	echo "$out"
+	python3 - "$out" $RATE $(((t1 - t0) / 1000000)) <<'PY' ||
+import json, sys
+r, rate, wall = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+least = r["bytes"] * 1000 / rate - 100
+print("%s: %.1f MiB in %d ms (%d ms wall): %.1f MB/s, limit %.1f MB/s, "
+      "at least %d ms" % (r["mode"], r["bytes"] / 2**20, r["total_ms"], wall,
+      r["bytes"] / 1e3 / r["total_ms"], rate / 1e6, least))
+assert r.get("bandwidth") == rate, "no bandwidth in the reply"
+assert "limited to 20.0 MB/s" in r.get("note", ""), "no note of the limit"
+assert r["bytes"] > 32 << 20, "too few bytes to tell"
+assert r["total_ms"] * 1.1 >= least, "faster than the limit"
+PY
+	    fail "$mode $from->$to at --bandwidth 20M"
+	[ "$(inst_where mc)" = "$to:running" ] || fail "after the limited $from->$to mc is at: $(inst_where mc)"
+	inst_verify "$to" mc "$state" "moved to $to at --bandwidth 20M ($mode)"
+}
+limited h1 h2 stopcopy
+if cl_ctl h1 status | grep -q "lazy pages (post-copy) yes"; then
+	limited h2 h1 postcopy
+else
+	limited h2 h1 stopcopy
+fi
 
 # The target's ternd dies while the images are on their way: the source
 # resumes its frozen container; the target, restarted, has nothing.

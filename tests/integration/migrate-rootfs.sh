@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A container whose rootfs is on each host's own storage (not shared):
 # its rootfs follows it, whole while it runs, then what changed while it
-# is frozen.  It moves h1 -> h2 by stop-and-copy and back by post-copy;
+# is frozen.  It moves h1 -> h2 by stop-and-copy and back by post-copy,
+# held to --bandwidth (rootfs passes, images and pages on one limit);
 # memcheck verifies its memory, and a file written before each move and
 # one the container keeps rewriting arrive intact.  The source's copy is
 # removed once the target runs it.  A target whose rootfs path is already
@@ -39,13 +40,15 @@ cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$(state h1)" || fail "memcheck did not start"
 inst_verify h1 mc "$(state h1)" "started on h1"
 
-# move FROM TO MODE: a fresh file goes along; FROM's copy goes away.
+# move FROM TO MODE [ARG...]: a fresh file goes along; FROM's copy goes
+# away.
 move() {
 	local from=$1 to=$2 mode=$3 sum
+	shift 3
 	mkdir -p "$TH_ROOT/$from/srv/mc/data"
 	head -c 3000000 /dev/urandom >"$TH_ROOT/$from/srv/mc/data/blob-$to"
 	sum=$(sha256sum <"$TH_ROOT/$from/srv/mc/data/blob-$to")
-	cl_ctl "$from" migrate mc --to "$to" --mode "$mode"
+	cl_ctl "$from" migrate mc --to "$to" --mode "$mode" "$@"
 	[ "$(inst_field "$to" mc state)" = running ] ||
 	    fail "mc is not running on $to: $(inst_field "$to" mc state)"
 	[ -z "$(inst_field "$from" mc state)" ] || fail "$from still lists mc"
@@ -57,7 +60,7 @@ move() {
 	grep -q "^ready" "$(state "$to")" || fail "memcheck's state file lost"
 }
 move h1 h2 stopcopy
-move h2 h1 postcopy
+move h2 h1 postcopy --bandwidth 20M
 
 # h2 already has something at /srv/mc: refused, both sides untouched.
 mkdir -p "$TH_ROOT/h2/srv/mc"

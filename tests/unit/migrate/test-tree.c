@@ -826,7 +826,7 @@ net_ready(struct conn *c)
 		return;
 	}
 	n->cmux = stream_mux_new(c, 128u << 10, net_accept, n);
-	n->ts = tree_send(&n->loop, n->cmux, n->src, "ct1/rootfs", n->since,
+	n->ts = tree_send(&n->loop, n->cmux, n->src, "ct1/rootfs", NULL, n->since,
 	    &n->idx, net_sent, n, &cause);
 	if (n->ts == NULL)
 		fail_msg("tree_send: %s", cause);
