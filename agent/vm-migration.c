@@ -25,8 +25,7 @@
 #define VMM_TICK_MS		500	/* job numbers, policy, progress */
 #define VMM_STALL_MS		10000	/* no progress this long: act */
 #define VMM_COMPLETE_WAIT_MS	10000	/* T's COMPLETE after libvirt's yes */
-#define VMM_AUTO_CONVERGE_INITIAL 20
-#define VMM_AUTO_CONVERGE_STEP	10
+#define VMM_BANDWIDTH_MIN	1000000	/* bytes/s, as for containers */
 
 enum vmm_state {
 	VMM_OFFERED,		/* S: waiting for READY */
@@ -362,8 +361,9 @@ vmm_on_connect(uv_poll_t *h, int status, int events)
 		snprintf(name, sizeof name, "%" PRIx64 "/vm-%s/%u", m->id,
 		    l->kind, l->n++);
 		c = vmm_chan_new(m, fd, name);
+		/* --bandwidth is QEMU's to keep (libvirt's limit). */
 		if (relay_open(c->relay, peers_mux(m->agent->peers, m->peer),
-		    name, &cause) != 0) {
+		    name, NULL, &cause) != 0) {
 			log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name,
 			    cause);
 			free(cause);
@@ -488,7 +488,8 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 	if ((fd = vmm_connect_local(path, cause)) == -1)
 		return -1;
 	c = vmm_chan_new(m, fd, name);
-	if (relay_open(c->relay, peers_mux(a->peers, peer), name, cause) != 0) {
+	if (relay_open(c->relay, peers_mux(a->peers, peer), name, NULL,
+	    cause) != 0) {
 		vmm_chan_done(c, NULL);
 		return -1;
 	}
@@ -685,6 +686,8 @@ vmm_progress(struct vm_migration *m)
 		p.has_throttle = j->throttle > 0;
 		p.throttle = (uint32_t)j->throttle;
 	}
+	p.has_bandwidth = m->bandwidth > 0;
+	p.bandwidth = m->bandwidth;
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_PROGRESS;
 	env.migrate_progress = &p;
@@ -830,6 +833,8 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 		r.frozen_ms = m->downtime_ms;
 		r.bytes = m->bytes != 0 ? m->bytes : m->job.data_processed;
 		r.policy = m->policy_note;
+		r.has_bandwidth = m->bandwidth > 0;
+		r.bandwidth = m->bandwidth;
 		msg_init(&env, 0);
 		env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 		env.migrate_reply = &r;
@@ -960,6 +965,11 @@ vm_migration_start(struct agent *a, struct instance *in,
 	if (a->vms == NULL || !vm_host_up(a->vms)) {
 		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "libvirt is not connected on this host");
+		return;
+	}
+	if (r->has_bandwidth && r->bandwidth < VMM_BANDWIDTH_MIN) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--bandwidth "
+		    "for a VM: at least 1M (QEMU's limit counts whole MiB/s)");
 		return;
 	}
 	if (in->state != INST_RUNNING || in->vm_busy) {

@@ -841,8 +841,11 @@ vm_migrate(struct vm_host *h, const char *name,
 	    args->uri) < 0)
 		goto fail;
 	if (args->bandwidth > 0) {
-		/* libvirt counts MiB/s; never round a limit up to nothing. */
-		mib = (args->bandwidth + (1 << 20) - 1) >> 20;
+		/* libvirt counts whole MiB/s: round down, but not to 0
+		 * (which would mean no limit). */
+		mib = args->bandwidth >> 20;
+		if (mib == 0)
+			mib = 1;
 		if (virTypedParamsAddULLong(&p, &n, &max,
 		    VIR_MIGRATE_PARAM_BANDWIDTH, mib) < 0 ||
 		    (args->postcopy && virTypedParamsAddULLong(&p, &n, &max,
