@@ -20,6 +20,7 @@
 #include "agent/migration.h"
 #include "agent/peers.h"
 #include "agent/vm-instances.h"
+#include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "checkpoint/cpuinfo.h"
 #include "daemon/ctlsock.h"
@@ -130,17 +131,22 @@ agent_stop(struct agent *a)
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 }
 
-/* libvirt's news, for the instance table. */
+/* libvirt's news: a migration's pass for the migrations, the rest for
+ * the instance table. */
 static void
 agent_vm_event(void *arg, const char *name, enum vm_ev ev, const char *why,
-    int migration)
+    int detail)
 {
 	struct agent	*a = arg;
 
 	if (ev == VM_EV_CONN_UP && name == NULL)
 		log_info("libvirt %s: connected", vm_host_uri(a->vms));
+	if (ev == VM_EV_ITERATION) {
+		vm_migration_iteration(a, name, detail);
+		return;
+	}
 	if (a->instances != NULL)
-		vm_instances_event(a->instances, name, ev, why, migration);
+		vm_instances_event(a->instances, name, ev, why, detail);
 }
 
 static void

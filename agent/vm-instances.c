@@ -264,6 +264,7 @@ vm_sync_done(struct instance *in, struct vm_op *op)
 	switch (op->run) {
 	case VM_RUNNING:
 	case VM_PAUSED:
+	case VM_INCOMING:
 	case VM_POSTCOPY:
 	case VM_OTHER:
 		if (in->state != INST_RUNNING && in->state != INST_STOPPING)

@@ -24,8 +24,14 @@
 
 #define VMM_TICK_MS		500	/* job numbers, policy, progress */
 #define VMM_STALL_MS		10000	/* no progress this long: act */
-#define VMM_COMPLETE_WAIT_MS	10000	/* T's COMPLETE after libvirt's yes */
+#define VMM_COMPLETE_WAIT_MS	20000	/* T's COMPLETE after libvirt's yes */
+#define VMM_ARRIVE_WAIT_MS	10000	/* T: libvirt's finish resuming it */
 #define VMM_BANDWIDTH_MIN	1000000	/* bytes/s, as for containers */
+/* Auto-converge, steeper than QEMU's 20 + 10 per pass: a guest that
+ * outruns the link is slowed down enough within a few passes, instead of
+ * after a dozen (each pass takes its whole dirty set's time). */
+#define VMM_AC_INITIAL		30
+#define VMM_AC_INCREMENT	20
 
 enum vmm_state {
 	VMM_OFFERED,		/* S: waiting for READY */
@@ -507,6 +513,7 @@ vmm_work_run(uv_work_t *w)
 {
 	struct vmm_work	*k = w->data;
 	char		*cause = NULL;
+	int		 i;
 
 	switch (k->kind) {
 	case VMMW_MIGRATE:
@@ -544,7 +551,27 @@ vmm_work_run(uv_work_t *w)
 		k->rc = mkdir_p(k->dir, 0700, &k->cause);
 		break;
 	case VMMW_ARRIVE:
+		/* libvirt told S it is done; its finish here may still be
+		 * resuming the domain. */
+		for (i = 0; i < VMM_ARRIVE_WAIT_MS / 100; i++) {
+			if ((k->rc = vm_state(k->host, k->name, &k->run, NULL,
+			    &k->cause)) != 0 || k->run != VM_INCOMING)
+				break;
+			usleep(100000);
+		}
+		if (k->rc != 0 || k->run == VM_ABSENT || k->run == VM_SHUTOFF)
+			break;
+		if ((k->xml = vm_xml(k->host, k->name, &k->cause)) == NULL) {
+			k->rc = -1;
+			break;
+		}
+		if (vm_job_stats(k->host, k->name, 1, &k->job, &cause) != 0) {
+			log_debug("%s", cause);
+			free(cause);
+		}
+		break;
 	case VMMW_SETTLE:
+		/* Still incoming: libvirt did not finish, and will not now. */
 		if ((k->rc = vm_state(k->host, k->name, &k->run, NULL,
 		    &k->cause)) != 0 || (k->run != VM_RUNNING &&
 		    k->run != VM_POSTCOPY))
@@ -650,6 +677,8 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 		k->args.bandwidth = m->bandwidth;
 		k->args.postcopy = m->policy.conf.allow_postcopy;
 		k->args.auto_converge = m->auto_converge;
+		k->args.ac_initial = VMM_AC_INITIAL;
+		k->args.ac_increment = VMM_AC_INCREMENT;
 		k->max_downtime_ms = m->max_downtime_ms;
 	}
 	if (kind == VMMW_STATS)
@@ -728,7 +757,8 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 	char			 why[256], text[300];
 
 	m->stats_busy = 0;
-	if (k->rc != 0 || !k->job.active ||
+	/* An ending job (aborted, completing) reads all zeros. */
+	if (k->rc != 0 || !k->job.active || k->job.data_total == 0 ||
 	    (m->state != VMM_MIGRATING && m->state != VMM_POSTCOPY))
 		return;
 	m->job = k->job;
@@ -935,6 +965,8 @@ vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
 			break;
 		m->downtime_ms = s->has_downtime_ms ? s->downtime_ms : 0;
 		m->bytes = s->has_bytes ? s->bytes : 0;
+		if (s->error != NULL)
+			vmm_note(m, s->error);	/* T's word on what arrived */
 		vmm_source_done(m, 1);
 		break;
 	default:
@@ -1048,6 +1080,29 @@ refuse:
 	free(cause);
 }
 
+/* Forced post-copy switches the moment the second pass starts: waiting
+ * for the next reading of the job could let a quick migration finish
+ * by pre-copy alone. */
+void
+vm_migration_iteration(struct agent *a, const char *name, int n)
+{
+	struct vm_migration	*m;
+
+	for (m = a->vm_migrations; m != NULL; m = m->next)
+		if (m->source && strcmp(m->name, name) == 0)
+			break;
+	if (m == NULL || m->state != VMM_MIGRATING)
+		return;
+	log_debug("vmig %" PRIx64 " %s: memory pass %d", m->id, m->name, n);
+	if (!m->policy.conf.force_postcopy || n < 2)
+		return;
+	vmm_note(m, "first pass done: switching to post-copy as asked");
+	vm_policy_postcopy(&m->policy);
+	m->switched = 1;
+	vmm_set_state(m, VMM_POSTCOPY);
+	vmm_work_queue(m, VMMW_POSTCOPY);
+}
+
 void
 vm_migration_cancel(struct agent *a, const char *name, instances_done_cb cb,
     void *arg)
@@ -1110,18 +1165,19 @@ vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
 	char			*cause = NULL;
 	int			 commit = k->kind == VMMW_ARRIVE;
 
-	if (k->rc != 0 || (k->run != VM_RUNNING && k->run != VM_POSTCOPY)) {
-		if (commit) {
-			xasprintf(&cause, "COMMIT, but libvirt here %s",
-			    k->rc != 0 ? k->cause : "does not run it");
-			log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name,
-			    cause);
-			vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause,
-			    0, 0);
-			free(cause);
-		}
-		vmm_target_clean(m, commit ? "it did not arrive" :
-		    "the source went away before the end");
+	if (commit && (k->rc != 0 || k->run == VM_ABSENT)) {
+		/* libvirt says it moved: never touch what libvirt has here. */
+		xasprintf(&cause, "libvirt moved it, but here %s",
+		    k->rc != 0 ? k->cause : "there is no such domain");
+		log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, cause);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause, 0, 0);
+		free(cause);
+		vmm_free(m);
+		return;
+	}
+	if (!commit && (k->rc != 0 || (k->run != VM_RUNNING &&
+	    k->run != VM_POSTCOPY))) {
+		vmm_target_clean(m, "the source went away before the end");
 		return;
 	}
 	if (set == NULL || instance_find(set, m->name) != NULL) {
@@ -1135,15 +1191,31 @@ vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
 		log_warnx("vmig %" PRIx64 " %s: runs here, but %s", m->id,
 		    m->name, cause);
 		free(cause);
+		cause = NULL;
 	} else if (!commit)
 		instance_set_error(in, k->run == VM_POSTCOPY ? "arrived by "
 		    "post-copy, then the source was lost: its memory may be "
 		    "split" : "arrived; the source was lost at the end");
+	else if (k->run == VM_SHUTOFF) {
+		/* Defined here, not running: the guest stopped (or died) as
+		 * it arrived.  Keep it, say so; the operator decides. */
+		xasprintf(&cause, "it arrived on %s but is shut off there (the "
+		    "guest stopped or crashed right after the migration: see "
+		    "its log; ternctl start %s)", m->agent->conf->host_name,
+		    m->name);
+		instance_set_error(in, cause);
+		instance_set_state(in, INST_STOPPED, "arrived shut off");
+	} else if (k->run != VM_RUNNING)
+		instance_set_error(in, k->run == VM_POSTCOPY ? "post-copy "
+		    "did not finish cleanly (libvirt: post-copy)" : "arrived "
+		    "paused");
 	log_info("vmig %" PRIx64 " %s: arrived from %s, QEMU's downtime %"
-	    PRIu64 " ms", m->id, m->name, m->peer, k->job.downtime_ms);
+	    PRIu64 " ms%s%s", m->id, m->name, m->peer, k->job.downtime_ms,
+	    cause != NULL ? "; " : "", cause != NULL ? cause : "");
 	if (commit)
-		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL,
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, cause,
 		    k->job.downtime_ms, k->job.data_processed);
+	free(cause);
 	vmm_free(m);
 }
 

@@ -26,7 +26,7 @@ struct vm_event {
 	struct vm_event	*next;
 	char		*name;		/* NULL: the connection */
 	enum vm_ev	 ev;
-	int		 migration;
+	int		 detail;
 	char		*why;
 };
 
@@ -39,6 +39,7 @@ struct vm_host {
 	pthread_mutex_t	 lock;		/* conn and the queue */
 	virConnectPtr	 conn;		/* NULL while down */
 	int		 lifecycle_id;
+	int		 iteration_id;
 	struct vm_event	*head, **tail;
 
 	pthread_t	 thread;	/* runs libvirt's event loop */
@@ -91,7 +92,7 @@ vm_fail(char **cause, const char *fmt, ...)
 }
 
 static void
-vm_queue(struct vm_host *h, const char *name, enum vm_ev ev, int migration,
+vm_queue(struct vm_host *h, const char *name, enum vm_ev ev, int detail,
     const char *why)
 {
 	struct vm_event	*e;
@@ -99,7 +100,7 @@ vm_queue(struct vm_host *h, const char *name, enum vm_ev ev, int migration,
 	e = xcalloc(1, sizeof *e);
 	e->name = name != NULL ? xstrdup(name) : NULL;
 	e->ev = ev;
-	e->migration = migration;
+	e->detail = detail;
 	e->why = why != NULL ? xstrdup(why) : NULL;
 	pthread_mutex_lock(&h->lock);
 	*h->tail = e;
@@ -178,6 +179,13 @@ vm_lifecycle(virConnectPtr c, virDomainPtr d, int event, int detail,
 	return 0;
 }
 
+/* libvirt's thread: an outgoing migration starts memory pass n. */
+static void
+vm_iteration(virConnectPtr c, virDomainPtr d, int n, void *opaque)
+{
+	vm_queue(opaque, virDomainGetName(d), VM_EV_ITERATION, n, NULL);
+}
+
 /* libvirt's thread: keepalive timed out, libvirtd closed, ... */
 static void
 vm_closed(virConnectPtr c, int reason, void *opaque)
@@ -228,7 +236,7 @@ vm_connect(struct vm_host *h, char **cause)
 static void
 vm_adopt(struct vm_host *h, virConnectPtr c)
 {
-	int	id;
+	int	id, it;
 
 	virConnectRegisterCloseCallback(c, vm_closed, h, NULL);
 	id = virConnectDomainEventRegisterAny(c, NULL,
@@ -237,9 +245,13 @@ vm_adopt(struct vm_host *h, virConnectPtr c)
 	if (id < 0)
 		log_warnx("libvirt %s: no domain events: %s", h->uri,
 		    virGetLastErrorMessage());
+	it = virConnectDomainEventRegisterAny(c, NULL,
+	    VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+	    VIR_DOMAIN_EVENT_CALLBACK(vm_iteration), h, NULL);
 	pthread_mutex_lock(&h->lock);
 	h->conn = c;
 	h->lifecycle_id = id;
+	h->iteration_id = it;
 	pthread_mutex_unlock(&h->lock);
 	h->retry_ms = VM_RETRY_MIN_MS;
 }
@@ -257,6 +269,8 @@ vm_drop(struct vm_host *h)
 		return;
 	if (h->lifecycle_id >= 0)
 		virConnectDomainEventDeregisterAny(c, h->lifecycle_id);
+	if (h->iteration_id >= 0)
+		virConnectDomainEventDeregisterAny(c, h->iteration_id);
 	virConnectUnregisterCloseCallback(c, vm_closed);
 	virConnectClose(c);
 }
@@ -333,7 +347,7 @@ vm_dispatch(uv_async_t *a)
 			uv_timer_start(&h->retry, vm_retry, h->retry_ms, 0);
 			h->cb(h->arg, NULL, VM_EV_CONN_LOST, e->why, 0);
 		} else if (!h->closing)
-			h->cb(h->arg, e->name, e->ev, e->why, e->migration);
+			h->cb(h->arg, e->name, e->ev, e->why, e->detail);
 		free(e->name);
 		free(e->why);
 		free(e);
@@ -357,7 +371,7 @@ vm_host_open(uv_loop_t *loop, const char *uri, vm_event_cb cb, void *arg,
 	h->uri = xstrdup(uri);
 	h->cb = cb;
 	h->arg = arg;
-	h->lifecycle_id = -1;
+	h->lifecycle_id = h->iteration_id = -1;
 	h->tail = &h->head;
 	h->retry_ms = VM_RETRY_MIN_MS;
 	pthread_mutex_init(&h->lock, NULL);
@@ -556,6 +570,7 @@ vm_state(struct vm_host *h, const char *name, enum vm_run *run, int *reason,
 	case VIR_DOMAIN_PAUSED:
 		*run = why == VIR_DOMAIN_PAUSED_POSTCOPY ||
 		    why == VIR_DOMAIN_PAUSED_POSTCOPY_FAILED ? VM_POSTCOPY :
+		    why == VIR_DOMAIN_PAUSED_MIGRATION ? VM_INCOMING :
 		    VM_PAUSED;
 		break;
 	default:
@@ -839,6 +854,12 @@ vm_migrate(struct vm_host *h, const char *name,
 		flags |= VIR_MIGRATE_AUTO_CONVERGE;
 	if (virTypedParamsAddString(&p, &n, &max, VIR_MIGRATE_PARAM_URI,
 	    args->uri) < 0)
+		goto fail;
+	if (args->auto_converge && args->ac_initial > 0 &&
+	    (virTypedParamsAddInt(&p, &n, &max,
+	    VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, args->ac_initial) < 0 ||
+	    virTypedParamsAddInt(&p, &n, &max,
+	    VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, args->ac_increment) < 0))
 		goto fail;
 	if (args->bandwidth > 0) {
 		/* libvirt counts whole MiB/s: round down, but not to 0

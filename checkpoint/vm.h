@@ -30,13 +30,15 @@ enum vm_ev {
 	VM_EV_RESUMED,
 	VM_EV_STOPPED,
 	VM_EV_OTHER,
+	VM_EV_ITERATION,	/* an outgoing migration starts a memory pass */
 	VM_EV_CONN_UP,
 	VM_EV_CONN_LOST,
 };
 /* why: libvirt's reason in words ("the guest shut down", "QEMU crashed",
- * "destroyed", ...); migration: the event is a migration's doing. */
+ * "destroyed", ...); detail: for VM_EV_ITERATION the number of the pass
+ * that starts, else 1 when the event is a migration's doing. */
 typedef void (*vm_event_cb)(void *arg, const char *name, enum vm_ev,
-    const char *why, int migration);
+    const char *why, int detail);
 
 /* Connect to uri (e.g. "qemu:///system").  NULL and *cause if libvirtd
  * does not answer. */
@@ -53,7 +55,8 @@ enum vm_run {
 	VM_ABSENT,		/* no such domain */
 	VM_SHUTOFF,
 	VM_RUNNING,
-	VM_PAUSED,		/* paused, incoming, ... */
+	VM_PAUSED,		/* paused (not by a migration) */
+	VM_INCOMING,		/* paused: a migration into it runs */
 	VM_POSTCOPY,		/* running or stuck in post-copy: its
 				 * memory is split between two hosts */
 	VM_OTHER,		/* shutting down, crashed, pmsuspended */
@@ -115,6 +118,9 @@ struct vm_migrate_args {
 	uint64_t	 bandwidth;	/* bytes/s, 0 = unlimited */
 	int		 postcopy;	/* allow a switch to post-copy */
 	int		 auto_converge;
+	int		 ac_initial;	/* its first CPU throttle, % */
+	int		 ac_increment;	/* added at every pass that does
+					 * not converge */
 };
 /* Peer-to-peer live migration; returns when it finished (0: the domain
  * runs on the target and is gone here) or failed (libvirt rolled back). */

@@ -1,0 +1,101 @@
+# vms.sh: the test VM (tests/guest) as a tern instance on test hosts.
+# Source after testhost.sh, cluster.sh and libvirt.sh (lv_start before
+# cl_start: ternd connects to its host's libvirtd).
+#
+#	vm_create HOST NAME [MIB [CMDLINE]]	ternctl create --kind vm + start,
+#						wait for the guest's 2nd check
+#	vm_copies NAME		how many hosts' libvirtds run NAME (0, 1, 2)
+#	vm_defined HOST NAME	HOST's libvirtd knows NAME
+#	vm_settle NAME		after a move: collect what the guest printed
+#				on every host into its history
+#	vm_wait_checks HOST NAME N	N more "ok" checks on HOST's console
+#	vm_verify NAME WHAT	the whole history is consistent (counters
+#				only grow, no CORRUPT) or FAIL with WHAT
+#
+# The guest's console goes to a file per host, started over by every
+# QEMU that takes it in there, so the history is built from each host's
+# lines, collected in the order the guest ran.
+
+declare -A VM__OFF	# "HOST NAME" -> lines of the console already taken
+
+vm__hist() { echo "$TH_ROOT/$1.history"; }
+
+# vm__collect HOST NAME: append the console lines not yet taken.
+vm__collect() {
+	local f n o
+	f=$(lv_serial_log "$1" "$2") || return 1
+	[ -f "$f" ] || return 0
+	n=$(wc -l <"$f")
+	o=${VM__OFF["$1 $2"]:-0}
+	if [ "$n" -gt "$o" ]; then
+		sed -n "$((o + 1)),${n}p" "$f" >>"$(vm__hist "$2")"
+	fi
+	VM__OFF["$1 $2"]=$n
+}
+
+vm__ok_lines() {
+	local f n
+	f=$(lv_serial_log "$1" "$2") || return 1
+	n=$(grep -c 'guestcheck check=.* ok' "$f" 2>/dev/null) || :
+	echo "${n:-0}"
+}
+
+vm__has_ok() { [ "$(vm__ok_lines "$1" "$2")" -ge "$3" ]; }
+
+vm_wait_checks() {
+	local host=$1 name=$2 n=$3 want
+	want=$(( $(vm__ok_lines "$host" "$name") + n ))
+	th_wait 60 vm__has_ok "$host" "$name" "$want" || {
+		echo "FAIL: $name on $host: no $n more checks on its console:" >&2
+		tail -n 20 "$(lv_serial_log "$host" "$name")" >&2
+		return 1
+	}
+}
+
+vm_create() {
+	local host=$1 name=$2 mib=${3:-128} extra=${4:-}
+	lv_domain_xml "$name" "$mib" "$extra" >"$TH_ROOT/$name.xml" || return 1
+	cl_ctl "$host" create "$name" --kind vm --xml "$TH_ROOT/$name.xml" \
+	    >/dev/null || return 1
+	cl_ctl "$host" start "$name" >/dev/null || return 1
+	: >"$(vm__hist "$name")"
+	vm_wait_checks "$host" "$name" 2
+}
+
+# (grep without -q: an early exit would fail lv_virsh under pipefail.)
+vm_defined() {
+	lv_virsh "$1" list --all --name 2>/dev/null | grep -x "$2" >/dev/null
+}
+
+vm_copies() {
+	local h n=0
+	for h in $TH_HOSTS; do
+		lv_virsh "$h" list --name 2>/dev/null | grep -x "$1" >/dev/null &&
+		    n=$((n + 1))
+	done
+	echo $n
+}
+
+# vm_settle NAME FROM TO: the guest left FROM for TO (or stayed: FROM =
+# TO); its console lines on FROM are complete now.
+vm_settle() {
+	vm__collect "$2" "$1"
+	# The QEMU that took it in on TO started the file over.
+	[ "$2" = "$3" ] || VM__OFF["$3 $1"]=0
+}
+
+vm_verify() {
+	local name=$1 what=$2 host v
+	# The host it runs on now: its lines so far.
+	for host in $TH_HOSTS; do
+		if lv_virsh "$host" list --name 2>/dev/null |
+		    grep -x "$name" >/dev/null; then
+			vm__collect "$host" "$name"
+		fi
+	done
+	v=$(lv_guest_verify "$(vm__hist "$name")") || {
+		echo "FAIL: $name $what: $v" >&2
+		exit 1
+	}
+	echo "$name $what: $v"
+}
