@@ -154,6 +154,7 @@ agent_vms_open(struct agent *a)
 {
 	char	*cause = NULL;
 
+	vm_migration_clean(a);
 	if (a->conf->libvirt_uri[0] == '\0') {
 		log_info("libvirt_uri is empty: no VMs on this host");
 		return;

@@ -1396,6 +1396,21 @@ vm_migration_peer_lost(struct agent *a, const char *peer, const char *why)
 }
 
 void
+vm_migration_clean(struct agent *a)
+{
+	char	*dir, *cause = NULL;
+
+	/* Sockets of migrations a previous ternd did not finish (QEMU does
+	 * not remove the one it listened on). */
+	xasprintf(&dir, "%s/vm-migrate", a->conf->run_dir);
+	if (rm_rf(dir, &cause) != 0) {
+		log_warnx("%s", cause);
+		free(cause);
+	}
+	free(dir);
+}
+
+void
 vm_migration_shutdown(struct agent *a)
 {
 	struct vm_migration	*m, *next;

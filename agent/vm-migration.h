@@ -33,6 +33,8 @@ int	vm_migration_accept_relay(struct agent *, const char *peer,
 void	vm_migration_peer_lost(struct agent *, const char *peer,
 	    const char *why);
 void	vm_migration_shutdown(struct agent *);
+/* At start: no migration outlives its ternd; remove what they left. */
+void	vm_migration_clean(struct agent *);
 /* libvirt: the outgoing migration of name starts memory pass n. */
 void	vm_migration_iteration(struct agent *, const char *name, int n);
 
