@@ -16,6 +16,14 @@
 /* One read from the local socket; a stream takes it in frames. */
 #define RELAY_CHUNK	(256u << 10)
 
+/* Bytes from the peer the local socket did not take yet: a list of what
+ * arrived, frame by frame, so a slow reader costs no copying. */
+struct relay_chunk {
+	struct relay_chunk	*next;
+	size_t			 len, off;
+	uint8_t			 data[];
+};
+
 struct relay {
 	uv_poll_t	 poll;
 	int		 fd;
@@ -31,8 +39,8 @@ struct relay {
 
 	struct stream	*in;		/* theirs: peer -> socket */
 	int		 in_ended;
-	uint8_t		*ibuf;		/* arrived, not yet written */
-	size_t		 ilen, ioff;
+	struct relay_chunk *ihead;	/* arrived, not yet written */
+	struct relay_chunk **itail;
 
 	uint64_t	 bytes_out, bytes_in;
 	int		 done;		/* cb was called */
@@ -89,7 +97,7 @@ relay_fail(struct relay *r, const char *fmt, ...)
 static void
 relay_check_done(struct relay *r)
 {
-	if (r->out_ended && r->in_ended && r->ilen == 0)
+	if (r->out_ended && r->in_ended && r->ihead == NULL)
 		relay_finish(r, NULL);
 }
 
@@ -143,10 +151,11 @@ relay_read(struct relay *r)
 static void
 relay_write(struct relay *r)
 {
-	ssize_t	n;
+	struct relay_chunk	*ch;
+	ssize_t			 n;
 
-	while (r->ilen > r->ioff) {
-		n = send(r->fd, r->ibuf + r->ioff, r->ilen - r->ioff,
+	while ((ch = r->ihead) != NULL) {
+		n = send(r->fd, ch->data + ch->off, ch->len - ch->off,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -157,18 +166,18 @@ relay_write(struct relay *r)
 			    strerror(errno));
 			return;
 		}
-		r->ioff += (size_t)n;
+		ch->off += (size_t)n;
 		r->bytes_in += (size_t)n;
 		if (r->in != NULL && !r->in_ended)
 			stream_consumed(r->in, (size_t)n);
+		if (ch->off == ch->len) {
+			if ((r->ihead = ch->next) == NULL)
+				r->itail = &r->ihead;
+			free(ch);
+		}
 	}
-	if (r->ioff == r->ilen) {
-		free(r->ibuf);
-		r->ibuf = NULL;
-		r->ilen = r->ioff = 0;
-		if (r->in_ended)
-			shutdown(r->fd, SHUT_WR);
-	}
+	if (r->ihead == NULL && r->in_ended)
+		shutdown(r->fd, SHUT_WR);
 	relay_update(r);
 	relay_check_done(r);
 }
@@ -200,7 +209,7 @@ relay_update(struct relay *r)
 		return;
 	if (r->out != NULL && r->out_open && !r->out_eof && r->olen == 0)
 		ev |= UV_READABLE;
-	if (r->ilen > r->ioff)
+	if (r->ihead != NULL)
 		ev |= UV_WRITABLE;
 	if (ev == r->events)
 		return;
@@ -246,13 +255,14 @@ static const struct stream_ops relay_out_ops = {
 static void
 relay_in_data(struct stream *st, const uint8_t *data, size_t len)
 {
-	struct relay	*r = stream_data(st);
-	ssize_t		 n = 0;
+	struct relay		*r = stream_data(st);
+	struct relay_chunk	*ch;
+	ssize_t			 n = 0;
 
 	if (r->done)
 		return;
 	/* Straight through when nothing waits before it. */
-	if (r->ilen == r->ioff) {
+	if (r->ihead == NULL) {
 		n = send(r->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			relay_fail(r, "writing the local socket: %s",
@@ -266,9 +276,13 @@ relay_in_data(struct stream *st, const uint8_t *data, size_t len)
 	}
 	if ((size_t)n < len) {
 		/* Bounded by the credit we granted, not by the peer. */
-		r->ibuf = xrealloc(r->ibuf, r->ilen + len - (size_t)n);
-		memcpy(r->ibuf + r->ilen, data + n, len - (size_t)n);
-		r->ilen += len - (size_t)n;
+		ch = xmalloc(sizeof *ch + len - (size_t)n);
+		ch->next = NULL;
+		ch->len = len - (size_t)n;
+		ch->off = 0;
+		memcpy(ch->data, data + n, ch->len);
+		*r->itail = ch;
+		r->itail = &ch->next;
 	}
 	relay_update(r);
 }
@@ -286,7 +300,7 @@ relay_in_end(struct stream *st, uint64_t bytes, const char *error)
 		relay_fail(r, "%s", error);
 		return;
 	}
-	if (r->ilen == r->ioff)
+	if (r->ihead == NULL)
 		shutdown(r->fd, SHUT_WR);	/* the peer's side is done */
 	relay_check_done(r);
 }
@@ -309,6 +323,7 @@ relay_new(uv_loop_t *loop, int fd, const char *what, relay_done_cb cb,
 	r->fd = fd;
 	r->what = xstrdup(what);
 	r->obuf = xmalloc(RELAY_CHUNK);
+	r->itail = &r->ihead;
 	r->cb = cb;
 	r->arg = arg;
 	uv_poll_init(loop, &r->poll, fd);
@@ -361,10 +376,14 @@ relay_local_fd(const struct relay *r)
 static void
 relay_closed(uv_handle_t *h)
 {
-	struct relay	*r = h->data;
+	struct relay		*r = h->data;
+	struct relay_chunk	*ch;
 
 	free(r->obuf);
-	free(r->ibuf);
+	while ((ch = r->ihead) != NULL) {
+		r->ihead = ch->next;
+		free(ch);
+	}
 	free(r->what);
 	free(r);
 }

@@ -47,7 +47,7 @@ enum vm_policy_action
 vm_policy_step(struct vm_policy *p, const struct vm_policy_sample *s,
     char *why, size_t len)
 {
-	char	 dummy[1], reason[160];
+	char	 dummy[1], reason[200], throttle[64] = "";
 
 	if (why == NULL) {
 		why = dummy;
@@ -87,11 +87,14 @@ vm_policy_step(struct vm_policy *p, const struct vm_policy_sample *s,
 	}
 	if (p->conf.stall_ms == 0 || s->now_ms - p->best_ms < p->conf.stall_ms)
 		return VM_POLICY_WAIT;
+	if (p->conf.auto_converge)
+		snprintf(throttle, sizeof throttle, ", auto-converge's throttle "
+		    "%s at %d%%", p->throttle >= VM_POLICY_THROTTLE_MAX ?
+		    "at its limit" : "stuck", p->throttle);
 	snprintf(reason, sizeof reason, "not converging: no progress for %llu "
 	    "s (best %llu KiB left, now %llu KiB%s)",
 	    (unsigned long long)((s->now_ms - p->best_ms) / 1000),
 	    (unsigned long long)(p->best >> 10),
-	    (unsigned long long)(s->remaining >> 10),
-	    p->conf.auto_converge ? ", auto-converge at its limit" : "");
+	    (unsigned long long)(s->remaining >> 10), throttle);
 	return vm_policy_give_up(p, reason, why, len);
 }

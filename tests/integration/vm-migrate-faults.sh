@@ -34,7 +34,7 @@ cl_conf h2
 cl_start h1
 cl_start h2
 cl_wait_up h1 2 30
-vm_create h1 g1
+vm_create h1 g1 128 "guestcheck.rate=2"
 
 # mig_start TAG: migrate g1 h1 -> h2 in the background, slowly.
 mig_start() {

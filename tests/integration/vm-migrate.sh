@@ -68,7 +68,7 @@ json() {	# FIELD: from a `ternctl --json migrate` answer on stdin
 }
 
 # --- pre-copy h1 -> h2 -> h1, then a forced post-copy -----------------------
-vm_create h1 g1
+vm_create h1 g1 128 "guestcheck.rate=2"
 out=$(cl_ctl h1 --json migrate g1 --to h2 --mode precopy)
 echo "$out"
 [ "$(json mode <<<"$out")" = precopy ] || fail "h1->h2 mode: $out"

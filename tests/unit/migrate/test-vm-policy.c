@@ -142,7 +142,7 @@ auto_converge_gets_its_chance(void **state)
 	assert_int_equal(run(&p, 26000, 60000 - 500, oscillating,
 	    throttle_rising, &when, why, sizeof why), VM_POLICY_ABORT);
 	assert_int_equal(when, 26000);
-	assert_non_null(strstr(why, "auto-converge at its limit"));
+	assert_non_null(strstr(why, "throttle at its limit at 99%"));
 }
 
 static void
