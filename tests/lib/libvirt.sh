@@ -41,6 +41,13 @@
 # source host's network namespace to the destination's and nothing
 # listens outside the test network.
 #
+# Hook for other libraries (tests/lib/libvirt-tls.sh): LV_CONF_HOOKS
+# names functions (space separated) that lv_start calls as FUNC HOST ETC
+# after writing the host's configuration into ETC (outside view of its
+# /etc/libvirt); they may edit libvirtd.conf and qemu.conf.  libvirtd is
+# started with --listen when its libvirtd.conf turns on listen_tls or
+# listen_tcp.
+#
 # Functions return non-zero and say why on stderr ("libvirt: ..."); they
 # never exit the caller's shell.  Needs TERN_SRCDIR (and TERN_BUILDDIR for
 # the guest).  LV_LOG_LEVEL (default 3, warnings) sets the daemons' log
@@ -82,7 +89,7 @@ lv__dir() { echo "$TH_ROOT/$1/libvirt"; }
 # autostart entry or network of the machine's own libvirt, and our
 # libvirtd.conf, qemu.conf and virtlogd.conf.
 lv__conf() {
-	local host=$1 d etc uuid addr
+	local host=$1 d etc uuid addr hook
 	d=$(lv__dir "$host")
 	etc=$d/etc
 	addr=$(th_addr "$host") || return 1
@@ -133,6 +140,11 @@ EOF
 # Written by tests/lib/libvirt.sh for test host $host.
 log_outputs = "$LV_LOG_LEVEL:stderr"
 EOF
+	for hook in ${LV_CONF_HOOKS:-}; do
+		"$hook" "$host" "$etc" ||
+		    lv__err "configuration hook $hook failed for '$host'" ||
+		    return 1
+	done
 }
 
 # lv__check_binds HOST: fail unless the host sees its own libvirt
@@ -225,7 +237,7 @@ lv_uri() {
 # returns once libvirtd answers on its socket.  Records their PIDs in
 # $TH_ROOT/HOST/libvirt/{virtlogd,libvirtd}.pid.
 lv_start() {
-	local host=${1:-} d log uri sock pid
+	local host=${1:-} d log uri sock pid args
 	th__host "$host" || return 1
 	th_holder "$host" >/dev/null || return 1
 	d=$(lv__dir "$host")
@@ -251,7 +263,11 @@ lv_start() {
 		fi
 	fi
 
-	pid=$(th_spawn "$host" "$log/libvirtd.log" libvirtd) ||
+	# Without --listen libvirtd ignores listen_tls and listen_tcp.
+	args=()
+	grep -Eq '^[[:space:]]*listen_(tls|tcp)[[:space:]]*=[[:space:]]*1' \
+	    "$d/etc/libvirtd.conf" && args=(--listen)
+	pid=$(th_spawn "$host" "$log/libvirtd.log" libvirtd "${args[@]}") ||
 	    lv__err "cannot start libvirtd in '$host'" || return 1
 	echo "$pid" >"$d/libvirtd.pid"
 	uri=$(lv_uri "$host") || return 1
