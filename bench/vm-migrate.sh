@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vm-migrate: the test VM (tests/guest/memcheck-guest.c as init, 128 MiB,
-# its 32 MiB area rewritten at 16 MiB/s) live-migrated between two test
+# its 32 MiB area rewritten at 4 MiB/s) live-migrated between two test
 # hosts, each with its own libvirtd (tests/lib/libvirt.sh), in one run:
 #
 #  libvirt-tls  virsh migrate --live --p2p --tls: what an operator uses
@@ -31,7 +31,10 @@
 # yet (the libvirt numbers are printed all the same).
 #
 # Environment: BENCH_VM_RUNS (3), BENCH_VM_MEM_MIB (128), BENCH_VM_RATE
-# (16 MiB/s rewritten), BENCH_VM_AREA_MIB (32), TH_MTU (9000).
+# (4 MiB/s rewritten), BENCH_VM_AREA_MIB (32), TH_MTU (9000).  At 16
+# MiB/s a migration needs enough passes that QEMU 7.2 under TCG loses
+# guest writes (the guest panics on the target, with any transport:
+# docs/vms.md), and the bench fails on the guest's check.
 set -euo pipefail
 export TH_MTU=${TH_MTU:-9000}
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
@@ -41,7 +44,7 @@ export TH_MTU=${TH_MTU:-9000}
 
 RUNS=${BENCH_VM_RUNS:-3}
 MEM=${BENCH_VM_MEM_MIB:-128}
-RATE=${BENCH_VM_RATE:-16}
+RATE=${BENCH_VM_RATE:-4}
 AREA=${BENCH_VM_AREA_MIB:-32}
 CMDLINE="guestcheck.mib=$AREA guestcheck.rate=$RATE"
 
