@@ -16,7 +16,7 @@
 # QEMU that takes it in there, so the history is built from each host's
 # lines, collected in the order the guest ran.
 
-declare -A VM__OFF	# "HOST NAME" -> lines of the console already taken
+declare -gA VM__OFF	# "HOST NAME" -> lines of the console already taken
 
 vm__hist() { echo "$TH_ROOT/$1.history"; }
 
