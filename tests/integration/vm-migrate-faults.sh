@@ -152,7 +152,6 @@ grep -q 'h2.*\(unable to get local issuer\|certificate\)' "$(cl_log h1)" ||
     fail "h1's log does not say why h2 is not trusted"
 kept "target with a certificate from another CA"
 
-for h in h1 h2; do
-	cl_check_log $h
-done
+# ternd's exit: leaks and sanitizer reports show there.
+cl_stop_all || fail "a ternd did not stop cleanly"
 echo "vm-migrate-faults: ok"
