@@ -34,15 +34,15 @@ struct vm_op {
 	uv_work_t		 w;
 	enum vm_opkind		 kind;
 	struct instances	*set;
-	struct instance		*in;		/* NULL while creating */
+	struct instance		*in;
 	struct vm_host		*host;
 	char			*name;
-	char			*xml;		/* create */
 	char			*gen_dir;	/* checkpoint, restore */
 	uint64_t		 generation;
 	int			 leave_running;
 
 	int			 rc;
+	int			 code;		/* create: its error's */
 	char			*cause;
 	enum vm_run		 run;
 	uint64_t		 bytes;
@@ -78,6 +78,36 @@ vm_instances_usable(struct instances *set, instances_done_cb cb, void *arg)
 }
 
 /* --- the work -------------------------------------------------------------- */
+
+/* Define the domain, then save the instance: an instance is never
+ * without its domain, and a refused one leaves neither behind. */
+static int
+vm_op_create(struct vm_op *op)
+{
+	char	*cause = NULL;
+
+	op->code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+	if (vm_state(op->host, op->name, &op->run, NULL, &op->cause) != 0)
+		return -1;
+	if (op->run != VM_ABSENT) {
+		op->code = TERN__ERROR_CODE__ERROR_EXISTS;
+		set_cause(&op->cause, "libvirt here already has a domain %s; "
+		    "tern manages the domains it defines (choose another "
+		    "name, or virsh undefine it)", op->name);
+		return -1;
+	}
+	if (vm_define(op->host, op->in->spec_text, &op->cause) != 0)
+		return -1;
+	if (instance_save(op->in, &op->cause) == 0)
+		return 0;
+	op->code = TERN__ERROR_CODE__ERROR_RESOURCE;
+	if (vm_undefine(op->host, op->name, &cause) != 0 ||
+	    rm_rf(op->in->dir, &cause) != 0) {
+		log_warnx("instance %s: %s", op->name, cause);
+		free(cause);
+	}
+	return -1;
+}
 
 /* Save the running domain into gen_dir with its definition, publish the
  * MANIFEST; restore it at once when it is to keep running. */
@@ -176,18 +206,7 @@ vm_op_work(uv_work_t *w)
 
 	switch (op->kind) {
 	case VMOP_CREATE:
-		if ((op->rc = vm_state(op->host, op->name, &op->run, NULL,
-		    &op->cause)) != 0)
-			break;
-		if (op->run != VM_ABSENT) {
-			set_cause(&op->cause, "libvirt here already has a "
-			    "domain %s; tern manages the domains it defines "
-			    "(choose another name, or virsh undefine it)",
-			    op->name);
-			op->rc = -1;
-			break;
-		}
-		op->rc = vm_define(op->host, op->xml, &op->cause);
+		op->rc = vm_op_create(op);
 		break;
 	case VMOP_START:
 		op->rc = vm_start(op->host, op->name, &op->cause);
@@ -354,23 +373,12 @@ vm_restore_done(struct instance *in, struct vm_op *op)
 }
 
 static void
-vm_create_done(struct vm_op *op)
+vm_create_done(struct instance *in, struct vm_op *op)
 {
-	struct instance	*in;
-	char		*cause = NULL;
-
 	if (op->rc != 0) {
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "instance %s: %s", op->name, op->cause);
-		return;
-	}
-	in = instance_new(op->set, op->name, op->xml, "", NULL);
-	in->vm = 1;
-	if (instance_save(in, &cause) != 0) {
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_RESOURCE,
-		    "instance %s: %s", op->name, cause);
-		free(cause);
-		instance_destroy(in);
+		reply_error(op->cb, op->arg, op->code, "instance %s: %s",
+		    op->name, op->cause);
+		instance_unlink(in);
 		return;
 	}
 	log_info("instance %s: created (vm, libvirt %s)", in->name,
@@ -389,7 +397,7 @@ vm_op_done(uv_work_t *w, int status)
 		in->vm_busy = 0;
 	switch (op->kind) {
 	case VMOP_CREATE:
-		vm_create_done(op);
+		vm_create_done(in, op);
 		break;
 	case VMOP_START:
 		if (op->rc != 0) {
@@ -435,7 +443,6 @@ vm_op_done(uv_work_t *w, int status)
 		break;
 	}
 	free(op->name);
-	free(op->xml);
 	free(op->gen_dir);
 	free(op->cause);
 	free(op);
@@ -453,7 +460,7 @@ vm_op_new(struct instances *set, struct instance *in, enum vm_opkind kind,
 	op->set = set;
 	op->in = in;
 	op->host = set->agent->vms;
-	op->name = in != NULL ? xstrdup(in->name) : NULL;
+	op->name = xstrdup(in->name);
 	op->cb = cb;
 	op->arg = arg;
 	op->w.data = op;
@@ -482,7 +489,7 @@ void
 vm_instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
     instances_done_cb cb, void *arg)
 {
-	struct vm_op	*op;
+	struct instance	*in;
 	char		*name, *cause = NULL;
 
 	if (!vm_instances_usable(set, cb, arg))
@@ -502,10 +509,11 @@ vm_instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		return;
 	}
 	free(name);
-	op = vm_op_new(set, NULL, VMOP_CREATE, cb, arg);
-	op->name = xstrdup(r->name);
-	op->xml = xstrdup(r->spec);
-	vm_op_start(op);
+	/* In the table from now on (busy): a second create of the name,
+	 * or a migration bringing one, is refused while libvirt works. */
+	in = instance_new(set, r->name, r->spec, "", NULL);
+	in->vm = 1;
+	vm_op_queue(set, in, VMOP_CREATE, cb, arg);
 }
 
 static int
