@@ -14,6 +14,7 @@
 
 /* ACPI shutdown first; a guest that ignores it is destroyed after this. */
 #define VM_STOP_GRACE_MS	10000
+#define VM_STOP_KILLED		"destroyed after the grace period"
 #define VM_XML_MAX		(1024 * 1024)
 #define VM_IMAGE		"vm.img"	/* libvirt's saved state */
 #define VM_IMAGE_XML		"domain.xml"	/* its definition then */
@@ -38,6 +39,7 @@ struct vm_op {
 	struct vm_host		*host;
 	char			*name;
 	char			*gen_dir;	/* checkpoint, restore */
+	char			*why;		/* sync: the event's reason */
 	uint64_t		 generation;
 	int			 leave_running;
 
@@ -267,14 +269,16 @@ vm_stop_grace(uv_timer_t *t)
 	}
 	log_warnx("instance %s: still running %d s after the ACPI shutdown; "
 	    "destroying it", in->name, VM_STOP_GRACE_MS / 1000);
+	in->stop_killed = 1;
 	vm_op_queue(in->set, in, VMOP_KILL, NULL, NULL);
 }
 
-/* libvirt's view of an instance, when events may have been missed. */
+/* libvirt's view of an instance: after events may have been missed, or
+ * to confirm one (op->why: what it said happened). */
 static void
 vm_sync_done(struct instance *in, struct vm_op *op)
 {
-	char	*why;
+	const char	*why = op->why;
 
 	if (op->rc != 0) {
 		instance_set_error(in, op->cause);
@@ -286,22 +290,27 @@ vm_sync_done(struct instance *in, struct vm_op *op)
 	case VM_INCOMING:
 	case VM_POSTCOPY:
 	case VM_OTHER:
-		if (in->state != INST_RUNNING && in->state != INST_STOPPING)
-			instance_set_state(in, INST_RUNNING, "runs in libvirt");
+		if (in->state == INST_RUNNING || in->state == INST_STOPPING)
+			break;
+		if (why != NULL)
+			instance_set_error(in, why);
+		instance_set_state(in, INST_RUNNING, why != NULL ? why :
+		    "runs in libvirt");
 		break;
 	case VM_SHUTOFF:
 		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, "stopped");
-		else if (in->state == INST_RUNNING)
+			vm_finish_stop(in, why != NULL ? why : "stopped");
+		else if (in->state == INST_RUNNING) {
+			if (why != NULL)
+				instance_set_error(in, why);
 			instance_set_state(in, in->generation > 0 ?
-			    INST_CHECKPOINTED : INST_STOPPED, "shut off in "
-			    "libvirt");
+			    INST_CHECKPOINTED : INST_STOPPED, why != NULL ? why :
+			    "shut off in libvirt");
+		}
 		break;
 	case VM_ABSENT:
-		xasprintf(&why, "its domain is gone from libvirt here "
+		instance_set_error(in, "its domain is gone from libvirt here "
 		    "(migrated away, or undefined outside tern)");
-		instance_set_error(in, why);
-		free(why);
 		if (in->state == INST_STOPPING)
 			vm_finish_stop(in, "gone");
 		else if (in->state == INST_RUNNING)
@@ -419,8 +428,8 @@ vm_op_done(uv_work_t *w, int status)
 		break;
 	case VMOP_KILL:
 		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, op->rc == 0 ? "destroyed after the "
-			    "grace period" : op->cause);
+			vm_finish_stop(in, op->rc == 0 ? VM_STOP_KILLED :
+			    op->cause);
 		break;
 	case VMOP_DESTROY:
 		if (op->rc != 0) {
@@ -444,6 +453,7 @@ vm_op_done(uv_work_t *w, int status)
 	}
 	free(op->name);
 	free(op->gen_dir);
+	free(op->why);
 	free(op->cause);
 	free(op);
 	instances_op_done(set);
@@ -481,6 +491,19 @@ vm_op_queue(struct instances *set, struct instance *in, enum vm_opkind kind,
     instances_done_cb cb, void *arg)
 {
 	vm_op_start(vm_op_new(set, in, kind, cb, arg));
+}
+
+/* Ask libvirt, unless a call of ours is out (its answer decides). */
+static void
+vm_sync(struct instance *in, const char *why)
+{
+	struct vm_op	*op;
+
+	if (in->vm_busy)
+		return;
+	op = vm_op_new(in->set, in, VMOP_SYNC, NULL, NULL);
+	op->why = why != NULL ? xstrdup(why) : NULL;
+	vm_op_start(op);
 }
 
 /* --- requests ---------------------------------------------------------------- */
@@ -546,6 +569,7 @@ vm_instance_action(struct instance *in, int action, instances_done_cb cb,
 			break;
 		in->stop_cb = cb;
 		in->stop_arg = arg;
+		in->stop_killed = 0;
 		instance_set_state(in, INST_STOPPING, "ACPI shutdown");
 		uv_timer_start(&in->timer, vm_stop_grace, VM_STOP_GRACE_MS, 0);
 		vm_op_queue(set, in, VMOP_SHUTDOWN, NULL, NULL);
@@ -638,8 +662,8 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 				xasprintf(&text, "lost libvirtd: %s", why);
 				instance_set_error(in, text);
 				free(text);
-			} else if (!in->vm_busy)
-				vm_op_queue(set, in, VMOP_SYNC, NULL, NULL);
+			} else
+				vm_sync(in, NULL);
 		}
 		return;
 	}
@@ -652,24 +676,21 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 	if (in->state == INST_MIGRATING || in->state == INST_INCOMING ||
 	    migration)
 		return;
+	/* Events can come after the reply of the call that caused them (a
+	 * checkpoint left running stops and starts its domain): the event
+	 * says why, libvirt's state now says whether. */
 	switch (ev) {
 	case VM_EV_STARTED:
 	case VM_EV_RESUMED:
-		if (!in->vm_busy && (in->state == INST_STOPPED ||
-		    in->state == INST_CHECKPOINTED)) {
-			instance_set_error(in, "started outside tern");
-			instance_set_state(in, INST_RUNNING, "started outside "
-			    "tern");
-		}
+		if (in->state == INST_STOPPED || in->state == INST_CHECKPOINTED)
+			vm_sync(in, "started outside tern");
 		break;
 	case VM_EV_STOPPED:
 		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, why);
-		else if (in->state == INST_RUNNING && !in->vm_busy) {
-			instance_set_error(in, why);
-			instance_set_state(in, in->generation > 0 ?
-			    INST_CHECKPOINTED : INST_STOPPED, why);
-		}
+			vm_finish_stop(in, in->stop_killed ? VM_STOP_KILLED :
+			    why);
+		else if (in->state == INST_RUNNING)
+			vm_sync(in, why);
 		break;
 	case VM_EV_UNDEFINED:
 		if (!in->vm_busy)
@@ -706,7 +727,7 @@ vm_instance_load(struct instances *set, const char *name, char *xml,
 		    "changed");
 	instance_persist(in);
 	if (set->agent->vms != NULL && vm_host_up(set->agent->vms))
-		vm_op_queue(set, in, VMOP_SYNC, NULL, NULL);
+		vm_sync(in, NULL);
 }
 
 struct instance *
