@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,8 @@ struct vm_op {
 	struct vm_host		*host;
 	char			*name;
 	char			*gen_dir;	/* checkpoint, restore */
-	char			*why;		/* sync: the event's reason */
+	char			*why;		/* sync: the event's reason;
+						 * checkpoint: a warning */
 	uint64_t		 generation;
 	int			 leave_running;
 
@@ -112,57 +114,65 @@ vm_op_create(struct vm_op *op)
 }
 
 /* Save the running domain into gen_dir with its definition, publish the
- * MANIFEST; restore it at once when it is to keep running. */
+ * MANIFEST.  One kept running is restored before the image is
+ * checksummed: its pause is the save and the restore.  On failure
+ * op->run says whether it runs. */
 static int
 vm_op_checkpoint(struct vm_op *op)
 {
-	char		*path, *xml = NULL, *cause = NULL;
+	char		*img, *path, *xml = NULL, *cause = NULL;
 	uint64_t	 t0;
-	int		 rc = -1;
+	int		 rc = -1, keep = 0;
 
+	op->run = VM_RUNNING;
 	if (mkdir_p(op->gen_dir, 0700, &op->cause) != 0)
 		return -1;
+	xasprintf(&img, "%s/%s", op->gen_dir, VM_IMAGE);
 	if ((xml = vm_xml(op->host, op->name, &op->cause)) == NULL)
 		goto out;
 	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
-	if (write_file_atomic(path, xml, &op->cause) != 0) {
-		free(path);
-		goto out;
-	}
-	free(path);
-	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-	t0 = now_ms();
-	rc = vm_save(op->host, op->name, path, &op->cause);
+	rc = write_file_atomic(path, xml, &op->cause);
 	free(path);
 	if (rc != 0)
 		goto out;
-	if ((rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause)) != 0) {
-		/* Not a checkpoint: bring the VM back from the file anyway. */
-		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-		if (vm_restore(op->host, path, &cause) != 0) {
-			log_warnx("instance %s: %s", op->name, cause);
-			free(cause);
-		}
-		free(path);
+	t0 = now_ms();
+	if ((rc = vm_save(op->host, op->name, img, &op->cause)) != 0)
 		goto out;
-	}
-	if (op->leave_running) {
-		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-		if (vm_restore(op->host, path, &op->cause) != 0) {
-			op->leave_running = 0;	/* saved, but it stays off */
-			log_warnx("instance %s: saved, but cannot run it again: "
-			    "%s", op->name, op->cause);
-			free(op->cause);
-			op->cause = NULL;
-		}
-		free(path);
+	if (op->leave_running && vm_restore(op->host, img, &cause) != 0) {
+		xasprintf(&op->why, "saved, but cannot run it again: %s",
+		    cause);
+		log_warnx("instance %s: %s", op->name, op->why);
+		free(cause);
+		cause = NULL;
+		op->leave_running = 0;
 	}
 	op->frozen_ms = now_ms() - t0;
+	rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause);
+	if (rc != 0 && !op->leave_running &&
+	    vm_restore(op->host, img, &cause) != 0) {
+		/* Not a checkpoint, but the only copy of the VM now. */
+		keep = 1;
+		xasprintf(&path, "%s; cannot run it again either (%s): its "
+		    "saved state stays in %s", op->cause, cause, op->gen_dir);
+		free(op->cause);
+		op->cause = path;
+		free(cause);
+		cause = NULL;
+	}
 out:
-	if (rc != 0 && rm_rf(op->gen_dir, &cause) != 0) {
+	if (rc != 0 && !keep && rm_rf(op->gen_dir, &cause) != 0) {
 		log_warnx("instance %s: %s", op->name, cause);
 		free(cause);
+		cause = NULL;
 	}
+	/* A failed save leaves it running, as a failed restore leaves it
+	 * off; when libvirt cannot tell, it runs as before. */
+	if (rc != 0 && vm_state(op->host, op->name, &op->run, NULL,
+	    &cause) != 0) {
+		op->run = keep ? VM_SHUTOFF : VM_RUNNING;
+		free(cause);
+	}
+	free(img);
 	free(xml);
 	return rc;
 }
@@ -328,13 +338,16 @@ vm_checkpoint_done(struct instance *in, struct vm_op *op)
 
 	if (op->rc != 0) {
 		instance_set_error(in, op->cause);
-		instance_set_state(in, INST_RUNNING, "checkpoint failed");
+		instance_set_state(in, op->run == VM_SHUTOFF ||
+		    op->run == VM_ABSENT ? (in->generation > 0 ?
+		    INST_CHECKPOINTED : INST_STOPPED) : INST_RUNNING,
+		    "checkpoint failed");
 		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
 		    "checkpoint of %s failed: %s", in->name, op->cause);
 		return;
 	}
 	in->generation = op->generation;
-	instance_set_error(in, NULL);
+	instance_set_error(in, op->why);
 	instance_set_state(in, op->leave_running ? INST_RUNNING :
 	    INST_CHECKPOINTED, op->leave_running ? "checkpointed, left "
 	    "running" : NULL);
@@ -589,6 +602,27 @@ vm_instance_action(struct instance *in, int action, instances_done_cb cb,
 	    "instance %s is %s", in->name, inst_state_names[in->state]);
 }
 
+/* Above every numbered directory, complete or not: one without a
+ * MANIFEST may hold a VM's only saved state. */
+static uint64_t
+vm_next_generation(struct instance *in)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*end;
+	uint64_t	 gen, top = in->generation;
+
+	if ((d = opendir(in->ckpt_dir)) == NULL)
+		return top + 1;
+	while ((de = readdir(d)) != NULL) {
+		gen = strtoull(de->d_name, &end, 10);
+		if (de->d_name[0] != '\0' && *end == '\0' && gen > top)
+			top = gen;
+	}
+	closedir(d);
+	return top + 1;
+}
+
 void
 vm_instance_checkpoint(struct instance *in, int leave_running,
     instances_done_cb cb, void *arg)
@@ -605,9 +639,7 @@ vm_instance_checkpoint(struct instance *in, int leave_running,
 		return;
 	}
 	op = vm_op_new(in->set, in, VMOP_CHECKPOINT, cb, arg);
-	op->generation = ckpt_newest(in->ckpt_dir) + 1;
-	if (op->generation <= in->generation)
-		op->generation = in->generation + 1;
+	op->generation = vm_next_generation(in);
 	xasprintf(&op->gen_dir, "%s/%llu", in->ckpt_dir,
 	    (unsigned long long)op->generation);
 	op->leave_running = leave_running;
