@@ -266,6 +266,26 @@ vm_finish_stop(struct instance *in, const char *why)
 		reply_done(cb, arg, "instance %s stopped (%s)", in->name, why);
 }
 
+static void	vm_sync(struct instance *, const char *);
+
+/* The destroy failed (libvirtd went away, ...): it may run on, so it is
+ * running until libvirt says otherwise. */
+static void
+vm_stop_failed(struct instance *in, const char *cause)
+{
+	instances_done_cb	 cb = in->stop_cb;
+	void			*arg = in->stop_arg;
+
+	in->stop_cb = NULL;
+	instance_set_error(in, cause);
+	instance_set_state(in, INST_RUNNING, "stop failed");
+	if (cb != NULL)
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "instance %s: cannot stop it: %s", in->name, cause);
+	if (vm_host_up(in->set->agent->vms))
+		vm_sync(in, NULL);
+}
+
 static void
 vm_stop_grace(uv_timer_t *t)
 {
@@ -440,9 +460,12 @@ vm_op_done(uv_work_t *w, int status)
 		}
 		break;
 	case VMOP_KILL:
-		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, op->rc == 0 ? VM_STOP_KILLED :
-			    op->cause);
+		if (in->state != INST_STOPPING)
+			break;
+		if (op->rc == 0)
+			vm_finish_stop(in, VM_STOP_KILLED);
+		else
+			vm_stop_failed(in, op->cause);
 		break;
 	case VMOP_DESTROY:
 		if (op->rc != 0) {
