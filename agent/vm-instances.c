@@ -675,6 +675,9 @@ vm_instance_restore(struct instance *in, uint64_t generation,
     instances_done_cb cb, void *arg)
 {
 	struct vm_op	*op;
+	struct stat	 st;
+	char		*path;
+	int		 complete;
 
 	if (!vm_instances_usable(in->set, cb, arg) ||
 	    !vm_instance_idle(in, cb, arg))
@@ -690,6 +693,16 @@ vm_instance_restore(struct instance *in, uint64_t generation,
 	if (generation == 0) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
 		    "instance %s has no complete checkpoint", in->name);
+		return;
+	}
+	xasprintf(&path, "%s/%llu/%s", in->ckpt_dir,
+	    (unsigned long long)generation, CKPT_MANIFEST);
+	complete = stat(path, &st) == 0;
+	free(path);
+	if (!complete) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "instance %s has no complete checkpoint %llu", in->name,
+		    (unsigned long long)generation);
 		return;
 	}
 	op = vm_op_new(in->set, in, VMOP_RESTORE, cb, arg);
