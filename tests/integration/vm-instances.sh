@@ -327,6 +327,9 @@ has_state v1 checkpointed 'checksum mismatch'
 [ "$(domstate v1)" = "shut off" ] || fail "v1 after the refusal: $(domstate v1)"
 [ "$(vm_copies v1)" = 0 ] || fail "v1 runs after the refused restore"
 
+refused h1 'instance v1 has no complete checkpoint 9' restore v1 --generation 9
+has_state v1 checkpointed 'checksum mismatch'
+
 step "restore --generation 2"
 out=$(cl_ctl h1 restore v1 --generation 2)
 echo "$out"
