@@ -80,6 +80,8 @@ void		 instance_persist(struct instance *);
 void		 instance_watch(struct instance *, pid_t, int adopted);
 /* Forget it for good: its state and checkpoints (not its rootfs). */
 void		 instance_destroy(struct instance *);
+/* Take it out of the table and free it; its files stay. */
+void		 instance_unlink(struct instance *);
 /* Save spec and dirs of a new instance; -1 and *cause on error. */
 int		 instance_save(struct instance *, char **cause);
 /* Long operations hold the table open (instances_close waits). */

@@ -134,7 +134,7 @@ instance_free_cb(uv_handle_t *h)
 	free(in);
 }
 
-static void
+void
 instance_unlink(struct instance *in)
 {
 	struct instance	**pp;

@@ -139,8 +139,6 @@ agent_vm_event(void *arg, const char *name, enum vm_ev ev, const char *why,
 {
 	struct agent	*a = arg;
 
-	if (ev == VM_EV_CONN_UP && name == NULL)
-		log_info("libvirt %s: connected", vm_host_uri(a->vms));
 	if (ev == VM_EV_ITERATION) {
 		vm_migration_iteration(a, name, detail);
 		return;

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 /* ACPI shutdown first; a guest that ignores it is destroyed after this. */
 #define VM_STOP_GRACE_MS	10000
+#define VM_STOP_KILLED		"destroyed after the grace period"
 #define VM_XML_MAX		(1024 * 1024)
 #define VM_IMAGE		"vm.img"	/* libvirt's saved state */
 #define VM_IMAGE_XML		"domain.xml"	/* its definition then */
@@ -34,15 +36,17 @@ struct vm_op {
 	uv_work_t		 w;
 	enum vm_opkind		 kind;
 	struct instances	*set;
-	struct instance		*in;		/* NULL while creating */
+	struct instance		*in;
 	struct vm_host		*host;
 	char			*name;
-	char			*xml;		/* create */
 	char			*gen_dir;	/* checkpoint, restore */
+	char			*why;		/* sync: the event's reason;
+						 * checkpoint: a warning */
 	uint64_t		 generation;
 	int			 leave_running;
 
 	int			 rc;
+	int			 code;		/* create: its error's */
 	char			*cause;
 	enum vm_run		 run;
 	uint64_t		 bytes;
@@ -79,58 +83,96 @@ vm_instances_usable(struct instances *set, instances_done_cb cb, void *arg)
 
 /* --- the work -------------------------------------------------------------- */
 
-/* Save the running domain into gen_dir with its definition, publish the
- * MANIFEST; restore it at once when it is to keep running. */
+/* Define the domain, then save the instance: an instance is never
+ * without its domain, and a refused one leaves neither behind. */
 static int
-vm_op_checkpoint(struct vm_op *op)
+vm_op_create(struct vm_op *op)
 {
-	char		*path, *xml = NULL, *cause = NULL;
-	uint64_t	 t0;
-	int		 rc = -1;
+	char	*cause = NULL;
 
-	if (mkdir_p(op->gen_dir, 0700, &op->cause) != 0)
+	op->code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+	if (vm_state(op->host, op->name, &op->run, NULL, &op->cause) != 0)
 		return -1;
-	if ((xml = vm_xml(op->host, op->name, &op->cause)) == NULL)
-		goto out;
-	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
-	if (write_file_atomic(path, xml, &op->cause) != 0) {
-		free(path);
-		goto out;
+	if (op->run != VM_ABSENT) {
+		op->code = TERN__ERROR_CODE__ERROR_EXISTS;
+		set_cause(&op->cause, "libvirt here already has a domain %s; "
+		    "tern manages the domains it defines (choose another "
+		    "name, or virsh undefine it)", op->name);
+		return -1;
 	}
-	free(path);
-	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-	t0 = now_ms();
-	rc = vm_save(op->host, op->name, path, &op->cause);
-	free(path);
-	if (rc != 0)
-		goto out;
-	if ((rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause)) != 0) {
-		/* Not a checkpoint: bring the VM back from the file anyway. */
-		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-		if (vm_restore(op->host, path, &cause) != 0) {
-			log_warnx("instance %s: %s", op->name, cause);
-			free(cause);
-		}
-		free(path);
-		goto out;
-	}
-	if (op->leave_running) {
-		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-		if (vm_restore(op->host, path, &op->cause) != 0) {
-			op->leave_running = 0;	/* saved, but it stays off */
-			log_warnx("instance %s: saved, but cannot run it again: "
-			    "%s", op->name, op->cause);
-			free(op->cause);
-			op->cause = NULL;
-		}
-		free(path);
-	}
-	op->frozen_ms = now_ms() - t0;
-out:
-	if (rc != 0 && rm_rf(op->gen_dir, &cause) != 0) {
+	if (vm_define(op->host, op->in->spec_text, &op->cause) != 0)
+		return -1;
+	if (instance_save(op->in, &op->cause) == 0)
+		return 0;
+	op->code = TERN__ERROR_CODE__ERROR_RESOURCE;
+	if (vm_undefine(op->host, op->name, &cause) != 0 ||
+	    rm_rf(op->in->dir, &cause) != 0) {
 		log_warnx("instance %s: %s", op->name, cause);
 		free(cause);
 	}
+	return -1;
+}
+
+/* Save the running domain into gen_dir with its definition, publish the
+ * MANIFEST.  One kept running is restored before the image is
+ * checksummed: its pause is the save and the restore.  On failure
+ * op->run says whether it runs. */
+static int
+vm_op_checkpoint(struct vm_op *op)
+{
+	char		*img, *path, *xml = NULL, *cause = NULL;
+	uint64_t	 t0;
+	int		 rc = -1, keep = 0;
+
+	op->run = VM_RUNNING;
+	if (mkdir_p(op->gen_dir, 0700, &op->cause) != 0)
+		return -1;
+	xasprintf(&img, "%s/%s", op->gen_dir, VM_IMAGE);
+	if ((xml = vm_xml(op->host, op->name, &op->cause)) == NULL)
+		goto out;
+	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
+	rc = write_file_atomic(path, xml, &op->cause);
+	free(path);
+	if (rc != 0)
+		goto out;
+	t0 = now_ms();
+	if ((rc = vm_save(op->host, op->name, img, &op->cause)) != 0)
+		goto out;
+	if (op->leave_running && vm_restore(op->host, img, &cause) != 0) {
+		xasprintf(&op->why, "saved, but cannot run it again: %s",
+		    cause);
+		log_warnx("instance %s: %s", op->name, op->why);
+		free(cause);
+		cause = NULL;
+		op->leave_running = 0;
+	}
+	op->frozen_ms = now_ms() - t0;
+	rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause);
+	if (rc != 0 && !op->leave_running &&
+	    vm_restore(op->host, img, &cause) != 0) {
+		/* Not a checkpoint, but the only copy of the VM now. */
+		keep = 1;
+		xasprintf(&path, "%s; cannot run it again either (%s): its "
+		    "saved state stays in %s", op->cause, cause, op->gen_dir);
+		free(op->cause);
+		op->cause = path;
+		free(cause);
+		cause = NULL;
+	}
+out:
+	if (rc != 0 && !keep && rm_rf(op->gen_dir, &cause) != 0) {
+		log_warnx("instance %s: %s", op->name, cause);
+		free(cause);
+		cause = NULL;
+	}
+	/* A failed save leaves it running, as a failed restore leaves it
+	 * off; when libvirt cannot tell, it runs as before. */
+	if (rc != 0 && vm_state(op->host, op->name, &op->run, NULL,
+	    &cause) != 0) {
+		op->run = keep ? VM_SHUTOFF : VM_RUNNING;
+		free(cause);
+	}
+	free(img);
 	free(xml);
 	return rc;
 }
@@ -176,18 +218,7 @@ vm_op_work(uv_work_t *w)
 
 	switch (op->kind) {
 	case VMOP_CREATE:
-		if ((op->rc = vm_state(op->host, op->name, &op->run, NULL,
-		    &op->cause)) != 0)
-			break;
-		if (op->run != VM_ABSENT) {
-			set_cause(&op->cause, "libvirt here already has a "
-			    "domain %s; tern manages the domains it defines "
-			    "(choose another name, or virsh undefine it)",
-			    op->name);
-			op->rc = -1;
-			break;
-		}
-		op->rc = vm_define(op->host, op->xml, &op->cause);
+		op->rc = vm_op_create(op);
 		break;
 	case VMOP_START:
 		op->rc = vm_start(op->host, op->name, &op->cause);
@@ -235,6 +266,26 @@ vm_finish_stop(struct instance *in, const char *why)
 		reply_done(cb, arg, "instance %s stopped (%s)", in->name, why);
 }
 
+static void	vm_sync(struct instance *, const char *);
+
+/* The destroy failed (libvirtd went away, ...): it may run on, so it is
+ * running until libvirt says otherwise. */
+static void
+vm_stop_failed(struct instance *in, const char *cause)
+{
+	instances_done_cb	 cb = in->stop_cb;
+	void			*arg = in->stop_arg;
+
+	in->stop_cb = NULL;
+	instance_set_error(in, cause);
+	instance_set_state(in, INST_RUNNING, "stop failed");
+	if (cb != NULL)
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "instance %s: cannot stop it: %s", in->name, cause);
+	if (vm_host_up(in->set->agent->vms))
+		vm_sync(in, NULL);
+}
+
 static void
 vm_stop_grace(uv_timer_t *t)
 {
@@ -248,14 +299,16 @@ vm_stop_grace(uv_timer_t *t)
 	}
 	log_warnx("instance %s: still running %d s after the ACPI shutdown; "
 	    "destroying it", in->name, VM_STOP_GRACE_MS / 1000);
+	in->stop_killed = 1;
 	vm_op_queue(in->set, in, VMOP_KILL, NULL, NULL);
 }
 
-/* libvirt's view of an instance, when events may have been missed. */
+/* libvirt's view of an instance: after events may have been missed, or
+ * to confirm one (op->why: what it said happened). */
 static void
 vm_sync_done(struct instance *in, struct vm_op *op)
 {
-	char	*why;
+	const char	*why = op->why;
 
 	if (op->rc != 0) {
 		instance_set_error(in, op->cause);
@@ -267,22 +320,27 @@ vm_sync_done(struct instance *in, struct vm_op *op)
 	case VM_INCOMING:
 	case VM_POSTCOPY:
 	case VM_OTHER:
-		if (in->state != INST_RUNNING && in->state != INST_STOPPING)
-			instance_set_state(in, INST_RUNNING, "runs in libvirt");
+		if (in->state == INST_RUNNING || in->state == INST_STOPPING)
+			break;
+		if (why != NULL)
+			instance_set_error(in, why);
+		instance_set_state(in, INST_RUNNING, why != NULL ? why :
+		    "runs in libvirt");
 		break;
 	case VM_SHUTOFF:
 		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, "stopped");
-		else if (in->state == INST_RUNNING)
+			vm_finish_stop(in, why != NULL ? why : "stopped");
+		else if (in->state == INST_RUNNING) {
+			if (why != NULL)
+				instance_set_error(in, why);
 			instance_set_state(in, in->generation > 0 ?
-			    INST_CHECKPOINTED : INST_STOPPED, "shut off in "
-			    "libvirt");
+			    INST_CHECKPOINTED : INST_STOPPED, why != NULL ? why :
+			    "shut off in libvirt");
+		}
 		break;
 	case VM_ABSENT:
-		xasprintf(&why, "its domain is gone from libvirt here "
+		instance_set_error(in, "its domain is gone from libvirt here "
 		    "(migrated away, or undefined outside tern)");
-		instance_set_error(in, why);
-		free(why);
 		if (in->state == INST_STOPPING)
 			vm_finish_stop(in, "gone");
 		else if (in->state == INST_RUNNING)
@@ -300,13 +358,16 @@ vm_checkpoint_done(struct instance *in, struct vm_op *op)
 
 	if (op->rc != 0) {
 		instance_set_error(in, op->cause);
-		instance_set_state(in, INST_RUNNING, "checkpoint failed");
+		instance_set_state(in, op->run == VM_SHUTOFF ||
+		    op->run == VM_ABSENT ? (in->generation > 0 ?
+		    INST_CHECKPOINTED : INST_STOPPED) : INST_RUNNING,
+		    "checkpoint failed");
 		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
 		    "checkpoint of %s failed: %s", in->name, op->cause);
 		return;
 	}
 	in->generation = op->generation;
-	instance_set_error(in, NULL);
+	instance_set_error(in, op->why);
 	instance_set_state(in, op->leave_running ? INST_RUNNING :
 	    INST_CHECKPOINTED, op->leave_running ? "checkpointed, left "
 	    "running" : NULL);
@@ -354,23 +415,12 @@ vm_restore_done(struct instance *in, struct vm_op *op)
 }
 
 static void
-vm_create_done(struct vm_op *op)
+vm_create_done(struct instance *in, struct vm_op *op)
 {
-	struct instance	*in;
-	char		*cause = NULL;
-
 	if (op->rc != 0) {
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "instance %s: %s", op->name, op->cause);
-		return;
-	}
-	in = instance_new(op->set, op->name, op->xml, "", NULL);
-	in->vm = 1;
-	if (instance_save(in, &cause) != 0) {
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_RESOURCE,
-		    "instance %s: %s", op->name, cause);
-		free(cause);
-		instance_destroy(in);
+		reply_error(op->cb, op->arg, op->code, "instance %s: %s",
+		    op->name, op->cause);
+		instance_unlink(in);
 		return;
 	}
 	log_info("instance %s: created (vm, libvirt %s)", in->name,
@@ -389,7 +439,7 @@ vm_op_done(uv_work_t *w, int status)
 		in->vm_busy = 0;
 	switch (op->kind) {
 	case VMOP_CREATE:
-		vm_create_done(op);
+		vm_create_done(in, op);
 		break;
 	case VMOP_START:
 		if (op->rc != 0) {
@@ -410,9 +460,12 @@ vm_op_done(uv_work_t *w, int status)
 		}
 		break;
 	case VMOP_KILL:
-		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, op->rc == 0 ? "destroyed after the "
-			    "grace period" : op->cause);
+		if (in->state != INST_STOPPING)
+			break;
+		if (op->rc == 0)
+			vm_finish_stop(in, VM_STOP_KILLED);
+		else
+			vm_stop_failed(in, op->cause);
 		break;
 	case VMOP_DESTROY:
 		if (op->rc != 0) {
@@ -435,8 +488,8 @@ vm_op_done(uv_work_t *w, int status)
 		break;
 	}
 	free(op->name);
-	free(op->xml);
 	free(op->gen_dir);
+	free(op->why);
 	free(op->cause);
 	free(op);
 	instances_op_done(set);
@@ -453,7 +506,7 @@ vm_op_new(struct instances *set, struct instance *in, enum vm_opkind kind,
 	op->set = set;
 	op->in = in;
 	op->host = set->agent->vms;
-	op->name = in != NULL ? xstrdup(in->name) : NULL;
+	op->name = xstrdup(in->name);
 	op->cb = cb;
 	op->arg = arg;
 	op->w.data = op;
@@ -476,13 +529,26 @@ vm_op_queue(struct instances *set, struct instance *in, enum vm_opkind kind,
 	vm_op_start(vm_op_new(set, in, kind, cb, arg));
 }
 
+/* Ask libvirt, unless a call of ours is out (its answer decides). */
+static void
+vm_sync(struct instance *in, const char *why)
+{
+	struct vm_op	*op;
+
+	if (in->vm_busy)
+		return;
+	op = vm_op_new(in->set, in, VMOP_SYNC, NULL, NULL);
+	op->why = why != NULL ? xstrdup(why) : NULL;
+	vm_op_start(op);
+}
+
 /* --- requests ---------------------------------------------------------------- */
 
 void
 vm_instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
     instances_done_cb cb, void *arg)
 {
-	struct vm_op	*op;
+	struct instance	*in;
 	char		*name, *cause = NULL;
 
 	if (!vm_instances_usable(set, cb, arg))
@@ -502,10 +568,11 @@ vm_instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		return;
 	}
 	free(name);
-	op = vm_op_new(set, NULL, VMOP_CREATE, cb, arg);
-	op->name = xstrdup(r->name);
-	op->xml = xstrdup(r->spec);
-	vm_op_start(op);
+	/* In the table from now on (busy): a second create of the name,
+	 * or a migration bringing one, is refused while libvirt works. */
+	in = instance_new(set, r->name, r->spec, "", NULL);
+	in->vm = 1;
+	vm_op_queue(set, in, VMOP_CREATE, cb, arg);
 }
 
 static int
@@ -538,6 +605,7 @@ vm_instance_action(struct instance *in, int action, instances_done_cb cb,
 			break;
 		in->stop_cb = cb;
 		in->stop_arg = arg;
+		in->stop_killed = 0;
 		instance_set_state(in, INST_STOPPING, "ACPI shutdown");
 		uv_timer_start(&in->timer, vm_stop_grace, VM_STOP_GRACE_MS, 0);
 		vm_op_queue(set, in, VMOP_SHUTDOWN, NULL, NULL);
@@ -557,6 +625,27 @@ vm_instance_action(struct instance *in, int action, instances_done_cb cb,
 	    "instance %s is %s", in->name, inst_state_names[in->state]);
 }
 
+/* Above every numbered directory, complete or not: one without a
+ * MANIFEST may hold a VM's only saved state. */
+static uint64_t
+vm_next_generation(struct instance *in)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*end;
+	uint64_t	 gen, top = in->generation;
+
+	if ((d = opendir(in->ckpt_dir)) == NULL)
+		return top + 1;
+	while ((de = readdir(d)) != NULL) {
+		gen = strtoull(de->d_name, &end, 10);
+		if (de->d_name[0] != '\0' && *end == '\0' && gen > top)
+			top = gen;
+	}
+	closedir(d);
+	return top + 1;
+}
+
 void
 vm_instance_checkpoint(struct instance *in, int leave_running,
     instances_done_cb cb, void *arg)
@@ -573,9 +662,7 @@ vm_instance_checkpoint(struct instance *in, int leave_running,
 		return;
 	}
 	op = vm_op_new(in->set, in, VMOP_CHECKPOINT, cb, arg);
-	op->generation = ckpt_newest(in->ckpt_dir) + 1;
-	if (op->generation <= in->generation)
-		op->generation = in->generation + 1;
+	op->generation = vm_next_generation(in);
 	xasprintf(&op->gen_dir, "%s/%llu", in->ckpt_dir,
 	    (unsigned long long)op->generation);
 	op->leave_running = leave_running;
@@ -588,6 +675,9 @@ vm_instance_restore(struct instance *in, uint64_t generation,
     instances_done_cb cb, void *arg)
 {
 	struct vm_op	*op;
+	struct stat	 st;
+	char		*path;
+	int		 complete;
 
 	if (!vm_instances_usable(in->set, cb, arg) ||
 	    !vm_instance_idle(in, cb, arg))
@@ -603,6 +693,16 @@ vm_instance_restore(struct instance *in, uint64_t generation,
 	if (generation == 0) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
 		    "instance %s has no complete checkpoint", in->name);
+		return;
+	}
+	xasprintf(&path, "%s/%llu/%s", in->ckpt_dir,
+	    (unsigned long long)generation, CKPT_MANIFEST);
+	complete = stat(path, &st) == 0;
+	free(path);
+	if (!complete) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "instance %s has no complete checkpoint %llu", in->name,
+		    (unsigned long long)generation);
 		return;
 	}
 	op = vm_op_new(in->set, in, VMOP_RESTORE, cb, arg);
@@ -630,8 +730,8 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 				xasprintf(&text, "lost libvirtd: %s", why);
 				instance_set_error(in, text);
 				free(text);
-			} else if (!in->vm_busy)
-				vm_op_queue(set, in, VMOP_SYNC, NULL, NULL);
+			} else
+				vm_sync(in, NULL);
 		}
 		return;
 	}
@@ -644,24 +744,21 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 	if (in->state == INST_MIGRATING || in->state == INST_INCOMING ||
 	    migration)
 		return;
+	/* Events can come after the reply of the call that caused them (a
+	 * checkpoint left running stops and starts its domain): the event
+	 * says why, libvirt's state now says whether. */
 	switch (ev) {
 	case VM_EV_STARTED:
 	case VM_EV_RESUMED:
-		if (!in->vm_busy && (in->state == INST_STOPPED ||
-		    in->state == INST_CHECKPOINTED)) {
-			instance_set_error(in, "started outside tern");
-			instance_set_state(in, INST_RUNNING, "started outside "
-			    "tern");
-		}
+		if (in->state == INST_STOPPED || in->state == INST_CHECKPOINTED)
+			vm_sync(in, "started outside tern");
 		break;
 	case VM_EV_STOPPED:
 		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, why);
-		else if (in->state == INST_RUNNING && !in->vm_busy) {
-			instance_set_error(in, why);
-			instance_set_state(in, in->generation > 0 ?
-			    INST_CHECKPOINTED : INST_STOPPED, why);
-		}
+			vm_finish_stop(in, in->stop_killed ? VM_STOP_KILLED :
+			    why);
+		else if (in->state == INST_RUNNING)
+			vm_sync(in, why);
 		break;
 	case VM_EV_UNDEFINED:
 		if (!in->vm_busy)
@@ -698,7 +795,7 @@ vm_instance_load(struct instances *set, const char *name, char *xml,
 		    "changed");
 	instance_persist(in);
 	if (set->agent->vms != NULL && vm_host_up(set->agent->vms))
-		vm_op_queue(set, in, VMOP_SYNC, NULL, NULL);
+		vm_sync(in, NULL);
 }
 
 struct instance *

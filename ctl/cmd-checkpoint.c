@@ -104,7 +104,11 @@ cmd_restore_exec(const struct ctl_env *env, int argc, char **argv)
 		printf(",\"generation\":%llu,\"pid\":%u,\"duration_ms\":%llu}\n",
 		    (unsigned long long)r->generation, r->pid,
 		    (unsigned long long)r->duration_ms);
-	} else
+	} else if (r->pid == 0)		/* a VM: QEMU's pid is libvirt's */
+		printf("%s: restored checkpoint %llu in %llu ms\n", r->name,
+		    (unsigned long long)r->generation,
+		    (unsigned long long)r->duration_ms);
+	else
 		printf("%s: restored checkpoint %llu as pid %u in %llu ms\n",
 		    r->name, (unsigned long long)r->generation, r->pid,
 		    (unsigned long long)r->duration_ms);

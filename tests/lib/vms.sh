@@ -6,8 +6,14 @@
 #						wait for the guest's 2nd check
 #	vm_copies NAME		how many hosts' libvirtds run NAME (0, 1, 2)
 #	vm_defined HOST NAME	HOST's libvirtd knows NAME
-#	vm_settle NAME		after a move: collect what the guest printed
-#				on every host into its history
+#	vm_settle NAME FROM TO	after a move: collect what the guest printed
+#				on FROM into its history
+#	vm_restarted HOST NAME [FILE]	a new QEMU took NAME's console on HOST
+#				(a start, a restore); FILE: the history it
+#				goes on from (a restore of an older state;
+#				/dev/null after a fresh boot)
+#	vm_qemu_pid HOST NAME	the PID of NAME's QEMU on HOST
+#	vm_history NAME		the file vm_verify checks
 #	vm_wait_checks HOST NAME N	N more "ok" checks on HOST's console
 #	vm_verify NAME WHAT	the whole history is consistent (counters
 #				only grow, no CORRUPT) or FAIL with WHAT
@@ -19,6 +25,7 @@
 declare -gA VM__OFF	# "HOST NAME" -> lines of the console already taken
 
 vm__hist() { echo "$TH_ROOT/$1.history"; }
+vm_history() { vm__hist "$1"; }
 
 # vm__collect HOST NAME: append the console lines not yet taken.
 vm__collect() {
@@ -82,6 +89,25 @@ vm_settle() {
 	vm__collect "$2" "$1"
 	# The QEMU that took it in on TO started the file over.
 	[ "$2" = "$3" ] || VM__OFF["$3 $1"]=0
+}
+
+# vm_restarted HOST NAME [FILE]: the QEMU that runs NAME on HOST now
+# started the console file over (collect the old one's lines first).
+vm_restarted() {
+	VM__OFF["$1 $2"]=0
+	if [ -n "${3:-}" ]; then
+		cp "$3" "$(vm__hist "$2")"
+	fi
+}
+
+vm_qemu_pid() {
+	local f pid
+	f=$(th_root_path "$1" "/run/libvirt/qemu/$2.pid") || return 1
+	pid=$(cat "$f" 2>/dev/null) && th_pid_alive "$pid" || {
+		echo "vms: no QEMU of $2 on $1" >&2
+		return 1
+	}
+	echo "$pid"
 }
 
 vm_verify() {
