@@ -135,6 +135,13 @@ vm_op_checkpoint(struct vm_op *op)
 	free(path);
 	if (rc != 0)
 		goto out;
+	/* Left running: written while it runs, where libvirt can. */
+	if (op->leave_running && (rc = vm_snapshot_live(op->host, op->name,
+	    img, &op->frozen_ms, &op->cause)) <= 0) {
+		if (rc == 0)
+			rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause);
+		goto out;
+	}
 	t0 = now_ms();
 	if ((rc = vm_save(op->host, op->name, img, &op->cause)) != 0)
 		goto out;

@@ -738,6 +738,53 @@ vm_restore(struct vm_host *h, const char *path, char **cause)
 	return 0;
 }
 
+int
+vm_snapshot_live(struct vm_host *h, const char *name, const char *path,
+    uint64_t *downtime_ms, char **cause)
+{
+	virConnectPtr		 c;
+	virDomainPtr		 d;
+	virDomainSnapshotPtr	 snap;
+	char			*desc, *xml;
+	struct vm_job		 j;
+	int			 rc = -1;
+
+	*downtime_ms = 0;
+	if (strpbrk(path, "<>&'\"") != NULL) {
+		set_cause(cause, "%s: not a path for a snapshot", path);
+		return -1;
+	}
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if ((desc = virDomainGetXMLDesc(d, 0)) == NULL) {
+		vm_fail(cause, "cannot get the definition of %s", name);
+		goto out;
+	}
+	if (strstr(desc, "<disk ") != NULL) {
+		free(desc);
+		rc = 1;
+		goto out;
+	}
+	free(desc);
+	xasprintf(&xml, "<domainsnapshot><memory snapshot='external' "
+	    "file='%s'/></domainsnapshot>", path);
+	snap = virDomainSnapshotCreateXML(d, xml,
+	    VIR_DOMAIN_SNAPSHOT_CREATE_LIVE |
+	    VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA);
+	free(xml);
+	if (snap == NULL) {
+		vm_fail(cause, "cannot snapshot %s live", name);
+		goto out;
+	}
+	virDomainSnapshotFree(snap);
+	rc = 0;
+out:
+	vm_put(c, d);
+	if (rc == 0 && vm_job_stats(h, name, 1, &j, NULL) == 0)
+		*downtime_ms = j.downtime_ms;
+	return rc;
+}
+
 /* --- migration (any thread) ------------------------------------------------ */
 
 static void

@@ -86,6 +86,13 @@ int		 vm_memory(struct vm_host *, const char *name, uint64_t *,
 int		 vm_save(struct vm_host *, const char *name, const char *path,
 		    char **cause);
 int		 vm_restore(struct vm_host *, const char *path, char **cause);
+/* The same state, written while the domain runs (libvirt's external
+ * memory snapshot, no snapshot metadata kept): paused only for QEMU's
+ * switch-over, whose length goes to *downtime_ms.  The file restores
+ * with vm_restore.  1 and nothing done when the domain has disks, whose
+ * contents such a snapshot would leave behind: use vm_save then. */
+int		 vm_snapshot_live(struct vm_host *, const char *name,
+		    const char *path, uint64_t *downtime_ms, char **cause);
 
 /* A live migration job's numbers (libvirt's virDomainGetJobStats). */
 struct vm_job {
