@@ -96,7 +96,7 @@ struct vm_migration {
 	char			*abort_reason;	/* why we aborted libvirt's job */
 	struct vm_job		 job;		/* the last reading */
 	int			 stats_busy;
-	int			 switched;	/* post-copy asked for */
+	int			 switched;	/* QEMU switched to post-copy */
 	int			 throttle_max;
 	uint64_t		 downtime_ms;
 	uint64_t		 bytes;
@@ -148,6 +148,7 @@ static void	vmm_work_queue(struct vm_migration *, enum vmm_workkind);
 static void	vmm_source_fail(struct vm_migration *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	vmm_target_clean(struct vm_migration *, const char *);
+static void	vmm_note(struct vm_migration *, const char *);
 
 /* --- the table --------------------------------------------------------------- */
 
@@ -620,9 +621,15 @@ vmm_work_done(uv_work_t *w, int status)
 		vmm_stats(m, k);
 		break;
 	case VMMW_POSTCOPY:
-		if (k->rc != 0)
-			log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name,
-			    k->cause);
+		/* Only a switch QEMU took counts: a pre-copy that ended
+		 * first, or a refusal, leaves it pre-copy. */
+		if (k->rc == 0)
+			m->switched = 1;
+		else {
+			vmm_note(m, k->cause);
+			if (m->state == VMM_POSTCOPY)
+				vmm_set_state(m, VMM_MIGRATING);
+		}
 		break;
 	case VMMW_ABORT:
 		if (k->rc != 0)
@@ -781,7 +788,6 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 	case VM_POLICY_POSTCOPY:
 		vmm_note(m, why);
 		vm_policy_postcopy(&m->policy);
-		m->switched = 1;
 		vmm_set_state(m, VMM_POSTCOPY);
 		vmm_work_queue(m, VMMW_POSTCOPY);
 		break;
@@ -891,7 +897,7 @@ vmm_migrated(struct vm_migration *m, struct vmm_work *k)
 			vmm_source_done(m, 0);
 		return;
 	}
-	if (m->switched && k->run != VM_RUNNING) {
+	if ((m->switched || k->run == VM_POSTCOPY) && k->run != VM_RUNNING) {
 		/* Past the switch: only T can run it now. */
 		xasprintf(&text, "post-copy of %s to %s broke after the switch: "
 		    "%s; its memory is split between the hosts and libvirt "
@@ -1098,7 +1104,6 @@ vm_migration_iteration(struct agent *a, const char *name, int n)
 		return;
 	vmm_note(m, "first pass done: switching to post-copy as asked");
 	vm_policy_postcopy(&m->policy);
-	m->switched = 1;
 	vmm_set_state(m, VMM_POSTCOPY);
 	vmm_work_queue(m, VMMW_POSTCOPY);
 }
