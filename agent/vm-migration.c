@@ -114,6 +114,7 @@ struct vm_migration {
 
 /* One libvirt call for a migration, on the thread pool. */
 enum vmm_workkind {
+	VMMW_MEMORY,		/* S: the guest's size, for the deadline */
 	VMMW_MIGRATE,
 	VMMW_STATS,
 	VMMW_POSTCOPY,
@@ -517,6 +518,9 @@ vmm_work_run(uv_work_t *w)
 	int		 i;
 
 	switch (k->kind) {
+	case VMMW_MEMORY:
+		k->rc = vm_memory(k->host, k->name, &k->memory, &k->cause);
+		break;
 	case VMMW_MIGRATE:
 		if (k->max_downtime_ms > 0 && vm_set_max_downtime(k->host,
 		    k->name, k->max_downtime_ms, &cause) != 0) {
@@ -596,6 +600,7 @@ vmm_work_run(uv_work_t *w)
 	}
 }
 
+static void	vmm_source_offer(struct vm_migration *, struct vmm_work *);
 static void	vmm_migrated(struct vm_migration *, struct vmm_work *);
 static void	vmm_stats(struct vm_migration *, struct vmm_work *);
 static void	vmm_target_checked(struct vm_migration *, struct vmm_work *);
@@ -614,6 +619,10 @@ vmm_work_done(uv_work_t *w, int status)
 		goto out;
 	}
 	switch (k->kind) {
+	case VMMW_MEMORY:
+		if (m->state == VMM_OFFERED)
+			vmm_source_offer(m, k);
+		break;
 	case VMMW_MIGRATE:
 		vmm_migrated(m, k);
 		break;
@@ -980,6 +989,45 @@ vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
 	}
 }
 
+/* The guest's size is known: the deadline scales with it; offer. */
+static void
+vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
+{
+	struct vm_policy_conf	*pc = &m->policy.conf;
+	Envelope		 env;
+	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
+	char			*cause = NULL;
+
+	if (k->rc != 0) {
+		vmm_source_fail(m, "%s", k->cause);
+		return;
+	}
+	m->memory = k->memory;
+	if (pc->deadline_ms == 0)
+		pc->deadline_ms = vm_policy_deadline(m->memory);
+	log_info("vmig %" PRIx64 " %s: %s -> %s, live (%s%s%s), %" PRIu64
+	    " MiB, deadline %" PRIu64 " s", m->id, m->name,
+	    m->agent->conf->host_name, m->peer, pc->force_postcopy ?
+	    "post-copy after the first pass" : "pre-copy",
+	    pc->allow_postcopy && !pc->force_postcopy ? ", post-copy if it "
+	    "does not converge" : "", pc->auto_converge ? ", auto-converge" :
+	    "", m->memory >> 20, pc->deadline_ms / 1000);
+	msg_init(&env, 0);
+	o.migration = m->id;
+	o.name = m->name;
+	o.kind = "vm";
+	o.spec = m->in->spec_text;
+	o.spec_dir = m->dir;
+	o.generation = 0;
+	o.mode = (char *)m->mode;
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
+	env.migrate_offer = &o;
+	if (peers_send(m->agent->peers, m->peer, &env, &cause) != 0) {
+		vmm_source_fail(m, "%s", cause);
+		free(cause);
+	}
+}
+
 void
 vm_migration_start(struct agent *a, struct instance *in,
     const Tern__MigrateRequest *r, instances_done_cb progress,
@@ -987,11 +1035,8 @@ vm_migration_start(struct agent *a, struct instance *in,
 {
 	struct vm_migration	*m;
 	struct vm_policy_conf	 pc;
-	Envelope		 env;
-	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
 	const char		*mode = r->mode != NULL ? r->mode : "auto";
 	char			*cause = NULL;
-	uint64_t		 memory = 0;
 	struct vm_migration	*x;
 
 	if (strcmp(mode, "auto") != 0 && strcmp(mode, "precopy") != 0 &&
@@ -1031,16 +1076,13 @@ vm_migration_start(struct agent *a, struct instance *in,
 			    in->name);
 			goto refuse;
 		}
-	/* A quick local call: the deadline scales with the memory. */
-	if (vm_memory(a->vms, in->name, &memory, &cause) != 0)
-		goto refuse;
 	memset(&pc, 0, sizeof pc);
 	pc.allow_postcopy = strcmp(mode, "precopy") != 0;
 	pc.force_postcopy = strcmp(mode, "postcopy") == 0;
 	pc.auto_converge = !(r->has_no_auto_converge && r->no_auto_converge);
 	pc.stall_ms = VMM_STALL_MS;
-	pc.deadline_ms = r->has_timeout_ms && r->timeout_ms > 0 ?
-	    r->timeout_ms : vm_policy_deadline(memory);
+	/* 0: scaled by the guest's memory, once libvirt told it. */
+	pc.deadline_ms = r->has_timeout_ms ? r->timeout_ms : 0;
 
 	m = vmm_new(a, r->to, ++a->next_migration | (a->boot_id << 16), 1,
 	    in->name);
@@ -1048,8 +1090,9 @@ vm_migration_start(struct agent *a, struct instance *in,
 	m->cb = cb;
 	m->progress = progress;
 	m->arg = arg;
-	m->mode = mode;
-	m->memory = memory;
+	/* The request is gone once this returns: a string of our own. */
+	m->mode = pc.force_postcopy ? "postcopy" : pc.allow_postcopy ?
+	    "auto" : "precopy";
 	m->bandwidth = r->has_bandwidth ? r->bandwidth : 0;
 	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->auto_converge = pc.auto_converge;
@@ -1057,29 +1100,8 @@ vm_migration_start(struct agent *a, struct instance *in,
 	in->set->busy++;
 	instance_set_state(in, INST_MIGRATING, NULL);
 	uv_timer_start(&m->tick, vmm_tick, VMM_TICK_MS, VMM_TICK_MS);
-	log_info("vmig %" PRIx64 " %s: %s -> %s, live (%s%s%s), %" PRIu64
-	    " MiB, deadline %" PRIu64 " s", m->id, in->name,
-	    a->conf->host_name, r->to, pc.force_postcopy ? "post-copy after "
-	    "the first pass" : "pre-copy", pc.allow_postcopy &&
-	    !pc.force_postcopy ? ", post-copy if it does not converge" : "",
-	    pc.auto_converge ? ", auto-converge" : "", memory >> 20,
-	    pc.deadline_ms / 1000);
-	msg_init(&env, 0);
-	o.migration = m->id;
-	o.name = in->name;
-	o.kind = "vm";
-	o.spec = in->spec_text;
-	o.spec_dir = m->dir;
-	o.generation = 0;
-	o.mode = (char *)mode;
-	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
-	env.migrate_offer = &o;
-	if (peers_send(a->peers, r->to, &env, &cause) != 0) {
-		vmm_source_fail(m, "%s", cause);
-		free(cause);
-		return;
-	}
 	vmm_progress(m);
+	vmm_work_queue(m, VMMW_MEMORY);
 	return;
 refuse:
 	cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, cause);
