@@ -70,6 +70,9 @@ void		 reply_error(instances_done_cb, void *, int code,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void		 reply_done(instances_done_cb, void *, const char *fmt, ...)
 		    __attribute__((format(printf, 3, 4)));
+void		 reply_checkpoint(instances_done_cb, void *, const char *name,
+		    uint64_t generation, uint64_t bytes, uint64_t duration_ms,
+		    uint64_t frozen_ms, const char *dir);
 struct instance	*instance_new(struct instances *, const char *name,
 		    const char *spec_text, const char *spec_dir,
 		    struct container_spec *);

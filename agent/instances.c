@@ -351,6 +351,26 @@ reply_error(instances_done_cb cb, void *arg, int code, const char *fmt, ...)
 }
 
 void
+reply_checkpoint(instances_done_cb cb, void *arg, const char *name,
+    uint64_t generation, uint64_t bytes, uint64_t duration_ms,
+    uint64_t frozen_ms, const char *dir)
+{
+	Envelope		 env;
+	Tern__CheckpointReply	 r = TERN__CHECKPOINT_REPLY__INIT;
+
+	r.name = (char *)name;
+	r.generation = generation;
+	r.bytes = bytes;
+	r.duration_ms = duration_ms;
+	r.frozen_ms = frozen_ms;
+	r.dir = (char *)dir;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_CHECKPOINT_REPLY;
+	env.checkpoint_reply = &r;
+	cb(arg, &env, 0, NULL);
+}
+
+void
 reply_done(instances_done_cb cb, void *arg, const char *fmt, ...)
 {
 	Envelope	 env;
@@ -605,8 +625,6 @@ checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
 {
 	struct inst_op		*op = varg;
 	struct instance		*in = op->in;
-	Envelope		 env;
-	Tern__CheckpointReply	 r = TERN__CHECKPOINT_REPLY__INIT;
 	char			*cause = NULL;
 
 	if (error != NULL) {
@@ -650,16 +668,8 @@ checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
 	    (unsigned long long)res->bytes,
 	    (unsigned long long)res->duration_ms,
 	    (unsigned long long)res->frozen_ms);
-	r.name = in->name;
-	r.generation = res->generation;
-	r.bytes = res->bytes;
-	r.duration_ms = res->duration_ms;
-	r.frozen_ms = res->frozen_ms;
-	r.dir = (char *)res->gen_dir;
-	msg_init(&env, 0);
-	env.body_case = TERN__ENVELOPE__BODY_CHECKPOINT_REPLY;
-	env.checkpoint_reply = &r;
-	op->cb(op->arg, &env, 0, NULL);
+	reply_checkpoint(op->cb, op->arg, in->name, res->generation,
+	    res->bytes, res->duration_ms, res->frozen_ms, res->gen_dir);
 	free(op);
 	instances_op_done(in->set);
 }

@@ -360,9 +360,6 @@ vm_sync_done(struct instance *in, struct vm_op *op)
 static void
 vm_checkpoint_done(struct instance *in, struct vm_op *op)
 {
-	Envelope		 env;
-	Tern__CheckpointReply	 r = TERN__CHECKPOINT_REPLY__INIT;
-
 	if (op->rc != 0) {
 		instance_set_error(in, op->cause);
 		instance_set_state(in, op->run == VM_SHUTOFF ||
@@ -383,16 +380,8 @@ vm_checkpoint_done(struct instance *in, struct vm_op *op)
 	    (unsigned long long)op->bytes,
 	    (unsigned long long)op->duration_ms,
 	    (unsigned long long)op->frozen_ms);
-	r.name = in->name;
-	r.generation = op->generation;
-	r.bytes = op->bytes;
-	r.duration_ms = op->duration_ms;
-	r.frozen_ms = op->frozen_ms;
-	r.dir = op->gen_dir;
-	msg_init(&env, 0);
-	env.body_case = TERN__ENVELOPE__BODY_CHECKPOINT_REPLY;
-	env.checkpoint_reply = &r;
-	op->cb(op->arg, &env, 0, NULL);
+	reply_checkpoint(op->cb, op->arg, in->name, op->generation, op->bytes,
+	    op->duration_ms, op->frozen_ms, op->gen_dir);
 }
 
 static void

@@ -510,6 +510,22 @@ bad:
 
 /* --- the thread pool -------------------------------------------------------- */
 
+/* T: what taking the domain in needs: its definition, QEMU's numbers. */
+static void
+vmm_work_take_in(struct vmm_work *k)
+{
+	char	*cause = NULL;
+
+	if ((k->xml = vm_xml(k->host, k->name, &k->cause)) == NULL) {
+		k->rc = -1;
+		return;
+	}
+	if (vm_job_stats(k->host, k->name, 1, &k->job, &cause) != 0) {
+		log_debug("%s", cause);
+		free(cause);
+	}
+}
+
 static void
 vmm_work_run(uv_work_t *w)
 {
@@ -564,31 +580,15 @@ vmm_work_run(uv_work_t *w)
 				break;
 			usleep(100000);
 		}
-		if (k->rc != 0 || k->run == VM_ABSENT || k->run == VM_SHUTOFF)
-			break;
-		if ((k->xml = vm_xml(k->host, k->name, &k->cause)) == NULL) {
-			k->rc = -1;
-			break;
-		}
-		if (vm_job_stats(k->host, k->name, 1, &k->job, &cause) != 0) {
-			log_debug("%s", cause);
-			free(cause);
-		}
+		if (k->rc == 0 && k->run != VM_ABSENT)
+			vmm_work_take_in(k);
 		break;
 	case VMMW_SETTLE:
 		/* Still incoming: libvirt did not finish, and will not now. */
 		if ((k->rc = vm_state(k->host, k->name, &k->run, NULL,
-		    &k->cause)) != 0 || (k->run != VM_RUNNING &&
-		    k->run != VM_POSTCOPY))
-			break;
-		if ((k->xml = vm_xml(k->host, k->name, &k->cause)) == NULL) {
-			k->rc = -1;
-			break;
-		}
-		if (vm_job_stats(k->host, k->name, 1, &k->job, &cause) != 0) {
-			log_debug("%s", cause);
-			free(cause);
-		}
+		    &k->cause)) == 0 && (k->run == VM_RUNNING ||
+		    k->run == VM_POSTCOPY))
+			vmm_work_take_in(k);
 		break;
 	case VMMW_CLEAN:
 		if ((k->rc = vm_state(k->host, k->name, &k->run, NULL,
