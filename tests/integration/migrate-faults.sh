@@ -65,23 +65,26 @@ wait_line() {
 		[ "$(nlines "$1" "$2")" -gt "$3" ] && return 0
 		sleep 0.005
 	done
+	echo "--- $1's last migration lines:" >&2
+	grep -E 'migrate|peer' "$(cl_log "$1")" | tail -n 15 >&2
 	fail "$1 never logged \"$2\""
 }
 
-# criu_of HOST: the PID of the criu HOST's ternd runs: its child whose
-# executable is in the CRIU prefix (criu rewrites its command line).
+# criu_of HOST: the PIDs of the criu HOST's ternd runs: its children
+# whose executable is in the CRIU prefix (criu rewrites its command line;
+# another one, a check, may run next to the dump).
 criu_of() {
-	local p ternd
+	local p ternd found=1
 	ternd=$(cl_pid "$1") || return 1
 	for p in $(cat "$(th__cg1 "$1")/cgroup.procs"); do
 		[ "$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null)" = "$ternd" ] ||
 		    continue
 		if readlink "/proc/$p/exe" 2>/dev/null | grep -q "^$criu_prefix/"; then
 			echo "$p"
-			return 0
+			found=0
 		fi
 	done
-	return 1
+	return $found
 }
 
 # tracer PID: the PID tracing PID (0: none).
@@ -186,7 +189,7 @@ from=${at[mc]}
 seen=$(nlines "$from" "ckpt: mc: checkpoint .* into")
 mig_start mc srccriu
 wait_line "$from" "ckpt: mc: checkpoint .* into" "$seen"
-criu=$(criu_of "$from") || fail "srccriu: no criu at work on $from"
+criu=$(criu_of "$from" | head -n 1) || fail "srccriu: no criu at work on $from"
 init=$(inst_field "$from" mc pid)
 for ((i = 0; i < 2000; i++)); do
 	[ "$(tracer "$init")" = "$criu" ] && break
@@ -218,7 +221,7 @@ seen=$(nlines "$to" "ckpt: mc: restoring checkpoint")
 held=$(nlines "$to" "mc: restoring -> held")
 mig_start mc dstcriu
 wait_line "$to" "ckpt: mc: restoring checkpoint" "$seen"
-criu=$(criu_of "$to") || fail "dstcriu: no criu at work on $to"
+criu=$(criu_of "$to" | head -n 1) || fail "dstcriu: no criu at work on $to"
 kill -9 "$criu"
 [ "$(nlines "$to" "mc: restoring -> held")" = "$held" ] ||
     fail "dstcriu: criu was killed too late (the restore was done)"
@@ -300,12 +303,12 @@ dropped=$(nlines "$to" "mc: .*discarding the incoming copy")
 mig_start mc orphan
 wait_line "$from" "mc: dumping -> sending" "$seen"
 criu=$(criu_of "$from") || fail "orphan: no criu at work on $from"
-kill -STOP "$criu"
+kill -STOP $criu	# every one: the dump must be among them
 wait_line "$from" "mc: commit point" "$committed"
 th_cut "$to"
 wait_line "$to" "mc: .*discarding the incoming copy" "$dropped"
 wait_line "$from" "mc: lost the connection to $to: .* at the commit point" "$lost"
-kill -CONT "$criu"
+kill -CONT $criu
 mig_failed orphan "the link dropped at the commit point before $to confirmed it runs: check ternctl list on $to; if it does not run there, ternctl restore mc here"
 # Nothing runs now.  The source never sent COMMIT, so the target cannot
 # have resumed it, but ternd does not act on that: it keeps its verified
