@@ -24,6 +24,7 @@
 #include "checkpoint/vm.h"
 #include "checkpoint/cpuinfo.h"
 #include "daemon/ctlsock.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/pidfile.h"
 #include "daemon/tls.h"
@@ -323,6 +324,10 @@ main(int argc, char **argv)
 		    cause);
 		goto out;
 	}
+	if (fault_init(getenv("TERN_FAULT"), &cause) != 0) {
+		fprintf(stderr, "ternd: %s\n", cause);
+		goto out;
+	}
 	if (check) {
 		printf("ternd: %s: configuration OK\n", a->conf_path);
 		rc = 0;
@@ -410,6 +415,7 @@ out:
 	free(a->cpuinfo);
 	free(a->cpuinfo_error);
 	conf_free(a->conf);
+	fault_fini();
 	free(a->conf_path);
 	return rc;
 }

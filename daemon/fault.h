@@ -1,0 +1,32 @@
+/* Named fault points, for tests (as CRIU's fault injection).
+ *
+ * TERN_FAULT="point:action[,point:action...]" in ternd's environment,
+ * read once by fault_init.  A step of a long protocol asks fault_check
+ * at its named point; when the point is armed it is logged at warn
+ * ("fault point NAME fired: ACTION"), so a test can assert that its
+ * fault really fired.  Actions:
+ *   kill      the process SIGKILLs itself on the spot (fault_check does it)
+ *   fail      the step fails as if its own work had failed
+ *   delay=MS  the step waits MS milliseconds before going on (the caller
+ *             arms a timer; nothing blocks)
+ *   stall     the step never goes on (until the operation is cancelled)
+ * A point may fire once ("point:action@1") or every time (the default).
+ * Unarmed points cost one string compare per armed point. */
+#ifndef TERN_FAULT_H
+#define TERN_FAULT_H
+
+enum fault_action {
+	FAULT_NONE = 0,
+	FAULT_FAIL,
+	FAULT_DELAY,
+	FAULT_STALL,
+};
+
+/* Parse spec (NULL or "" arms nothing).  -1 and *cause if it is malformed:
+ * a test that names a fault wrongly must not pass without it. */
+int		 fault_init(const char *spec, char **cause);
+/* The action armed at point (FAULT_NONE mostly); *ms for FAULT_DELAY. */
+enum fault_action fault_check(const char *point, unsigned *ms);
+void		 fault_fini(void);
+
+#endif
