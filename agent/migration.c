@@ -19,6 +19,8 @@
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
 #include "checkpoint/cpuinfo.h"
+#include "checkpoint/page-server.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/ratelimit.h"
 #include "daemon/util.h"
@@ -380,6 +382,12 @@ mig_relay_new(struct migration *m, char **cause)
 		return -1;
 	}
 	free(name);
+	/* The target's lazy-pages daemon may fetch every page before the
+	 * commit point (a small container does); its last word would end
+	 * the dump, and CRIU would kill our tree while it is still the
+	 * only one allowed to run.  That word waits for the commit. */
+	if (m->source)
+		relay_set_gate(m->relay, page_server_before_end, NULL);
 	m->ps_fd = sv[1];
 	return 0;
 }
@@ -641,6 +649,13 @@ mig_source_postcopy_commit(struct migration *m)
 	/* Paging lasts as long as the memory takes to cross; the link's
 	 * heartbeats and the relay watch it instead. */
 	uv_timer_stop(&m->timer);
+	if (m->relay != NULL) {
+		if (relay_gate_held(m->relay) > 0)
+			log_info("mig %" PRIx64 " %s: %s fetched every page "
+			    "before the commit point; its end of the transfer "
+			    "goes to criu now", m->id, m->name, m->peer);
+		relay_gate_open(m->relay);	/* may end the relay now */
+	}
 }
 
 /* Past the commit point the page transfer broke: the memory is split
@@ -1388,12 +1403,34 @@ mig_target_lazy_ready(void *arg, const char *error)
 	    mig_target_restored, m);
 }
 
+static void
+mig_target_send_restored(struct migration *m)
+{
+	const char	*why = "fault point mig.target.restored";
+
+	if (m->state != MIG_HELD)
+		return;
+	if (fault_check("mig.target.restored", NULL) == FAULT_FAIL) {
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+		mig_target_discard(m, why);
+		return;
+	}
+	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORED, NULL);
+}
+
+static void
+mig_target_restored_later(uv_timer_t *t)
+{
+	mig_target_send_restored(t->data);
+}
+
 /* pre-resume: restored and verified, not running.  Tell the source. */
 static void
 mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
     uint64_t bytes)
 {
 	struct migration	*m = arg;
+	unsigned		 ms = 0;
 
 	if (m->state != MIG_RESTORING) {
 		/* Discarded while CRIU restored: let it drop the tree. */
@@ -1402,7 +1439,12 @@ mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	}
 	m->hold = hold;
 	mig_set_state(m, MIG_HELD);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORED, NULL);
+	if (fault_check("mig.target.held", &ms) == FAULT_DELAY) {
+		/* m->tick is the source's; a target's is free. */
+		uv_timer_start(&m->tick, mig_target_restored_later, ms, 0);
+		return;
+	}
+	mig_target_send_restored(m);
 }
 
 /* The CPU check runs while the migration may be discarded (an ABORT, a

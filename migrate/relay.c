@@ -41,6 +41,10 @@ struct relay {
 	int		 in_ended;
 	struct relay_chunk *ihead;	/* arrived, not yet written */
 	struct relay_chunk **itail;
+	relay_gate_fn	 gate;		/* set: the peer's bytes are gated */
+	void		*gate_arg;
+	uint8_t		*gbuf;		/* ... held back by it */
+	size_t		 glen;
 
 	uint64_t	 bytes_out, bytes_in;
 	int		 done;		/* cb was called */
@@ -94,10 +98,17 @@ relay_fail(struct relay *r, const char *fmt, ...)
 	free(text);
 }
 
+/* The peer's side ended and all of it reached the socket: pass the end. */
+static int
+relay_in_drained(struct relay *r)
+{
+	return r->in_ended && r->ihead == NULL && r->gate == NULL;
+}
+
 static void
 relay_check_done(struct relay *r)
 {
-	if (r->out_ended && r->in_ended && r->ihead == NULL)
+	if (r->out_ended && relay_in_drained(r))
 		relay_finish(r, NULL);
 }
 
@@ -176,7 +187,7 @@ relay_write(struct relay *r)
 			free(ch);
 		}
 	}
-	if (r->ihead == NULL && r->in_ended)
+	if (relay_in_drained(r))
 		shutdown(r->fd, SHUT_WR);
 	relay_update(r);
 	relay_check_done(r);
@@ -252,14 +263,15 @@ static const struct stream_ops relay_out_ops = {
 	.on_end = relay_out_end,
 };
 
+/* Towards the local socket: straight through, or queued behind what
+ * waits already. */
 static void
-relay_in_data(struct stream *st, const uint8_t *data, size_t len)
+relay_in_pass(struct relay *r, const uint8_t *data, size_t len)
 {
-	struct relay		*r = stream_data(st);
 	struct relay_chunk	*ch;
 	ssize_t			 n = 0;
 
-	if (r->done)
+	if (len == 0)
 		return;
 	/* Straight through when nothing waits before it. */
 	if (r->ihead == NULL) {
@@ -272,7 +284,8 @@ relay_in_data(struct stream *st, const uint8_t *data, size_t len)
 		if (n < 0)
 			n = 0;
 		r->bytes_in += (size_t)n;
-		stream_consumed(st, (size_t)n);
+		if (r->in != NULL && !r->in_ended)
+			stream_consumed(r->in, (size_t)n);
 	}
 	if ((size_t)n < len) {
 		/* Bounded by the credit we granted, not by the peer. */
@@ -283,6 +296,38 @@ relay_in_data(struct stream *st, const uint8_t *data, size_t len)
 		memcpy(ch->data, data + n, ch->len);
 		*r->itail = ch;
 		r->itail = &ch->next;
+	}
+}
+
+static void
+relay_in_data(struct stream *st, const uint8_t *data, size_t len)
+{
+	struct relay	*r = stream_data(st);
+	size_t		 k;
+
+	if (r->done)
+		return;
+	if (r->gate == NULL) {
+		relay_in_pass(r, data, len);
+		relay_update(r);
+		return;
+	}
+	/* Gated: what it keeps is not acknowledged, so the peer's credit
+	 * bounds it. */
+	if (r->glen == 0) {
+		k = r->gate(r->gate_arg, data, len);
+		relay_in_pass(r, data, k);
+		data += k;
+		len -= k;
+	}
+	if (len > 0) {
+		r->gbuf = xrealloc(r->gbuf, r->glen + len);
+		memcpy(r->gbuf + r->glen, data, len);
+		r->glen += len;
+		k = r->gate(r->gate_arg, r->gbuf, r->glen);
+		relay_in_pass(r, r->gbuf, k);
+		memmove(r->gbuf, r->gbuf + k, r->glen - k);
+		r->glen -= k;
 	}
 	relay_update(r);
 }
@@ -300,7 +345,7 @@ relay_in_end(struct stream *st, uint64_t bytes, const char *error)
 		relay_fail(r, "%s", error);
 		return;
 	}
-	if (r->ihead == NULL)
+	if (relay_in_drained(r))
 		shutdown(r->fd, SHUT_WR);	/* the peer's side is done */
 	relay_check_done(r);
 }
@@ -355,6 +400,38 @@ relay_attach(struct relay *r, struct stream *st)
 	stream_set_ops(st, &relay_in_ops, r);
 }
 
+void
+relay_set_gate(struct relay *r, relay_gate_fn gate, void *arg)
+{
+	r->gate = gate;
+	r->gate_arg = arg;
+}
+
+void
+relay_gate_open(struct relay *r)
+{
+	if (r->gate == NULL || r->done)
+		return;
+	r->gate = NULL;
+	if (r->glen > 0)
+		log_debug("%s: gate open, %zu bytes held back go through",
+		    r->what, r->glen);
+	relay_in_pass(r, r->gbuf, r->glen);
+	free(r->gbuf);
+	r->gbuf = NULL;
+	r->glen = 0;
+	if (relay_in_drained(r))
+		shutdown(r->fd, SHUT_WR);
+	relay_update(r);
+	relay_check_done(r);
+}
+
+size_t
+relay_gate_held(const struct relay *r)
+{
+	return r->glen;
+}
+
 uint64_t
 relay_bytes_out(const struct relay *r)
 {
@@ -380,6 +457,7 @@ relay_closed(uv_handle_t *h)
 	struct relay_chunk	*ch;
 
 	free(r->obuf);
+	free(r->gbuf);
 	while ((ch = r->ihead) != NULL) {
 		r->ihead = ch->next;
 		free(ch);

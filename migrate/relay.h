@@ -42,6 +42,17 @@ void		 relay_attach(struct relay *, struct stream *);
 /* Bytes carried so far: from the local socket to the peer, and back. */
 uint64_t	 relay_bytes_out(const struct relay *);
 uint64_t	 relay_bytes_in(const struct relay *);
+/* Gate the peer's direction: gate(arg, data, len) returns how many bytes
+ * at the start of data may reach the local socket now.  What it keeps
+ * (and everything after it, and the peer's end) waits, and is offered to
+ * it again with what arrives next, until relay_gate_open lets it all
+ * through.  For a protocol whose last word must wait for a decision
+ * (CRIU's page server ends a transfer, and kills its tree, on one). */
+typedef size_t	(*relay_gate_fn)(void *arg, const uint8_t *data, size_t len);
+void		 relay_set_gate(struct relay *, relay_gate_fn, void *arg);
+void		 relay_gate_open(struct relay *);
+/* Bytes the gate holds back now. */
+size_t		 relay_gate_held(const struct relay *);
 /* The local socket, to say a last word to its process before relay_free. */
 int		 relay_local_fd(const struct relay *);
 /* Stop: abort both streams, close the socket; no callback follows. */

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# A small container in post-copy: the target's lazy-pages daemon fetches
+# every page before the commit point.  Its last word to the source's CRIU
+# ends the dump (and CRIU kills the source tree), so tern holds that word
+# until the commit: the move must succeed, and a rollback at that moment
+# must leave the container running on its source.  Both cases are made
+# certain by a fault point that holds the target's RESTORED back until
+# the daemon is done (it starts fetching after 1 s without faults).
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+th_setup 2
+cl_pki
+cl_conf h1
+cl_conf h2
+cl_start h1
+TERN_FAULT=mig.target.held:delay=3000@1 cl_start h2
+cl_wait_up h1 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
+cl_wait_criu h2 || fail "h2 cannot run containers"
+cl_ctl h1 status | grep -q "lazy pages (post-copy) yes" ||
+    fail "no post-copy here: $(cl_ctl h1 status | grep containers)"
+
+rootfs_make "$TH_ROOT/rootfs"
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 1 /var/log/memcheck.state
+state="$TH_ROOT/rootfs/var/log/memcheck.state"
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
+cl_ctl h1 start mc >/dev/null
+inst_wait_ready "$state" || fail "memcheck did not start"
+inst_verify h1 mc "$state" "started on h1"
+
+echo "--- every page crosses before the commit point"
+out=$(cl_ctl h1 migrate mc --to h2 --mode postcopy 2>&1) ||
+    fail "the move failed: $out; h1's log: $(grep 'mig ' "$(cl_log h1)" | tail -n 15)"
+echo "$out"
+grep -q "fault point mig.target.held fired: delay=3000" "$(cl_log h2)" ||
+    fail "the fault point did not fire on h2"
+grep -q "mc: h2 fetched every page before the commit point" "$(cl_log h1)" ||
+    fail "h2's lazy-pages daemon did not finish before the commit (the case was not made)"
+[ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
+inst_verify h2 mc "$state" "moved to h2"
+[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
+
+echo "--- the target refuses once it has every page: the source keeps it"
+cl_stop h1
+TERN_FAULT=mig.target.held:delay=3000@1,mig.target.restored:fail@1 cl_start h1
+cl_wait_up h2 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
+if out=$(cl_ctl h2 migrate mc --to h1 --mode postcopy 2>&1); then
+	fail "the move succeeded although h1 refused: $out"
+fi
+echo "$out"
+grep -q "fault point mig.target.restored fired: fail" "$(cl_log h1)" ||
+    fail "the fault point did not fire on h1"
+[ "$(inst_where mc)" = "h2:running" ] || fail "after the refusal mc is at: $(inst_where mc)"
+inst_verify h2 mc "$state" "kept on h2 after h1 refused"
+[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
+
+echo "--- and it still moves afterwards"
+cl_ctl h2 migrate mc --to h1 --mode postcopy
+[ "$(inst_where mc)" = "h1:running" ] || fail "after h2->h1 mc is at: $(inst_where mc)"
+inst_verify h1 mc "$state" "moved back to h1"
+[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
+cl_stop_all || fail "a ternd did not stop cleanly"
+for h in h1 h2; do cl_check_log $h || fail "sanitizer report on $h"; done
+echo "PASS"
