@@ -783,6 +783,21 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 		    "runs at a time)", in->name, inst_state_names[in->state]);
 		return;
 	}
+	if (in->moved_to != NULL && !(r->has_force && r->force)) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s was committed to %s by a migration and may run "
+		    "there: check ternctl list on %s; only if it does not run "
+		    "there, ternctl restore %s --force here", in->name,
+		    in->moved_to, in->moved_to, in->name);
+		return;
+	}
+	if (in->moved_to != NULL) {
+		log_warnx("instance %s: restored by force although it was "
+		    "committed to %s (the operator says it does not run there)",
+		    in->name, in->moved_to);
+		free(in->moved_to);
+		in->moved_to = NULL;
+	}
 	gen = r->has_generation && r->generation != 0 ? r->generation :
 	    ckpt_newest(in->ckpt_dir);
 	if (gen == 0) {
@@ -939,8 +954,8 @@ instance_load(struct instances *set, const char *name)
 	if (npids > 0 && moved_to != NULL) {
 		/* Post-copy had committed: the other host ran it.  Ours is
 		 * the frozen original and must never run again. */
-		log_warnx("instance %s: moved to %s by post-copy when ternd "
-		    "stopped; killing the copy left here", name, moved_to);
+		log_warnx("instance %s: committed to %s by a migration when "
+		    "ternd stopped; killing the copy left here", name, moved_to);
 		container_kill(name, NULL);
 		npids = 0;
 	}
@@ -985,11 +1000,15 @@ instance_load(struct instances *set, const char *name)
 	} else if (moved_to != NULL) {
 		char	*why;
 
-		xasprintf(&why, "moved to %s by post-copy when ternd stopped "
-		    "here: it runs there unless that transfer broke too "
-		    "(ternctl list on %s)", moved_to, moved_to);
+		xasprintf(&why, "moved to %s by a migration that had committed "
+		    "when ternd stopped here: it runs there unless that "
+		    "migration broke too (ternctl list on %s; if it does not "
+		    "run there, ternctl restore %s --force)", moved_to, moved_to,
+		    name);
 		instance_set_error(in, why);
 		free(why);
+		in->moved_to = moved_to;	/* restore asks for --force */
+		moved_to = NULL;
 		in->state = in->generation > 0 ? INST_CHECKPOINTED :
 		    INST_STOPPED;
 		container_cgroup_remove(name, NULL);

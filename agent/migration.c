@@ -67,6 +67,7 @@ struct migration {
 	char			*error;		/* why it is rolling back */
 	int			 dumped;	/* source: CRIU done, after commit */
 	int			 link_lost;	/* source: at the commit point */
+	int			 commit_sent;	/* source: COMMIT went out */
 	struct files_send	*fs;		/* source: images going out */
 	uv_work_t		 work;		/* target: fsync after resume */
 	char			*sync_dir;	/* (the instance may go meanwhile) */
@@ -523,6 +524,10 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		mig_source_orphaned(m, "the link dropped at the commit point");
 	else if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
 		mig_source_orphaned(m, "the commit could not be sent");
+	else {
+		m->commit_sent = 1;
+		fault_check("mig.source.commit-sent", NULL);
+	}
 }
 
 /* The target runs it: answer the operator, forget our copy. */
@@ -605,11 +610,17 @@ mig_source_orphaned(struct migration *m, const char *why)
 	struct instance	*in = m->in;
 	char		*text;
 
+	if (!m->commit_sent) {
+		/* COMMIT never left: the target cannot have resumed it. */
+		free(in->moved_to);
+		in->moved_to = NULL;
+	}
 	xasprintf(&text, "%s stopped here at the commit point and was "
 	    "restored on %s, but %s before %s confirmed it runs: check "
 	    "ternctl list on %s; if it does not run there, ternctl restore "
-	    "%s here (checkpoint %" PRIu64 ")", m->name, m->peer, why, m->peer,
-	    m->peer, m->name, m->generation);
+	    "%s%s here (checkpoint %" PRIu64 ")", m->name, m->peer, why,
+	    m->peer, m->peer, m->name, in->moved_to != NULL ? " --force" : "",
+	    m->generation);
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
 	instance_set_error(in, text);
 	instance_set_state(in, INST_CHECKPOINTED, "migration unconfirmed");
@@ -937,7 +948,11 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 			break;
 		}
 		/* The commit point: the target holds a verified, restored
-		 * copy.  From here on it owns the instance. */
+		 * copy.  From here on it owns the instance.  Recorded first:
+		 * a ternd restarted past it must not restore a second copy
+		 * from the checkpoint it keeps. */
+		m->in->moved_to = xstrdup(m->peer);
+		instance_persist(m->in);
 		log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
 		    "stopping the source copy", m->id, m->name, m->peer);
 		mig_set_state(m, MIG_COMMITTED);

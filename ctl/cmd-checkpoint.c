@@ -65,6 +65,7 @@ cmd_restore_exec(const struct ctl_env *env, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "generation", required_argument, NULL, 'g' },
+		{ "force", no_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 }
 	};
 	Envelope		 req, *reply;
@@ -73,7 +74,11 @@ cmd_restore_exec(const struct ctl_env *env, int argc, char **argv)
 	char			*end;
 	int			 ch, rc = CTL_EXIT_OK;
 
-	while ((ch = getopt_long(argc, argv, "g:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "g:f", longopts, NULL)) != -1) {
+		if (ch == 'f') {
+			rr.has_force = rr.force = 1;
+			continue;
+		}
 		if (ch != 'g')
 			return ctl_usage(&cmd_restore_entry);
 		rr.has_generation = 1;
@@ -121,6 +126,6 @@ const struct ctl_cmd cmd_checkpoint_entry = {
 	"checkpoint an instance to this host's disk", cmd_checkpoint_exec
 };
 const struct ctl_cmd cmd_restore_entry = {
-	"restore", "restore NAME [--generation N]",
+	"restore", "restore NAME [--generation N] [--force]",
 	"restore an instance from a verified checkpoint", cmd_restore_exec
 };

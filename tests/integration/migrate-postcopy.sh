@@ -137,13 +137,20 @@ cl_start h1
 cl_wait_up h1 2 30
 [ "$(inst_copies mc)" = 0 ] || fail "srckill: $(inst_copies mc) copies of mc run"
 [ "$(inst_field h1 mc state)" = checkpointed ] || fail "srckill: mc is at: $(inst_where mc)"
-inst_field h1 mc last_error | grep -q "moved to h2 by post-copy" ||
+inst_field h1 mc last_error | grep -q "moved to h2 by a migration that had committed" ||
     fail "srckill: h1 does not say what happened: $(inst_field h1 mc last_error)"
 for p in $(pgrep -f "sbin/criu dump" || true); do
 	[ "$(ip netns identify "$p")" = "tern-$TH_NET-h1" ] &&
 	    fail "srckill: h1's criu $p is still there"
 done
-cl_ctl h1 restore mc >/dev/null
+# It was committed to h2: a plain restore refuses (h2 might run it); the
+# operator checked that h2 does not, and says so.
+if out=$(cl_ctl h1 restore mc 2>&1); then
+	fail "srckill: restore of an instance committed to h2 did not ask for --force"
+fi
+echo "$out" | grep -q "ternctl restore mc --force" ||
+    fail "srckill: the refusal does not say what to do: $out"
+cl_ctl h1 restore mc --force >/dev/null
 inst_verify h1 mc "$state" "restored on h1 after its ternd died in a post-copy"
 
 # And it still moves afterwards.
