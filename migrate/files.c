@@ -187,7 +187,8 @@ files_send_dir(struct stream_mux *mux, const char *dir, const char *prefix,
 	fs->arg = arg;
 	fs->buf = xmalloc(FILES_CHUNK);
 	while ((de = readdir(d)) != NULL) {
-		if (!files_name_valid(de->d_name) || de->d_type != DT_REG)
+		if (!files_name_valid(de->d_name) ||
+		    !files_dirent_regular(dirfd(d), de))
 			continue;
 		fs->names = xreallocarray(fs->names, fs->n + 1,
 		    sizeof *fs->names);
@@ -275,19 +276,31 @@ files_recv(struct stream *st, const char *path, char **cause)
 }
 
 int
+files_dirent_regular(int dfd, const struct dirent *de)
+{
+	struct stat	st;
+
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_REG;
+	/* Some filesystems do not fill d_type: ask the inode. */
+	return fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode);
+}
+
+int
 files_sync_dir(const char *dir, char **cause)
 {
 	struct dirent	*de;
 	DIR		*d;
 	char		*path;
-	int		 fd, rc = 0;
+	int		 fd = -1, rc = 0;
 
 	if ((d = opendir(dir)) == NULL) {
 		set_cause(cause, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
-		if (de->d_type != DT_REG)
+		if (!files_dirent_regular(dirfd(d), de))
 			continue;
 		xasprintf(&path, "%s/%s", dir, de->d_name);
 		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
@@ -297,6 +310,7 @@ files_sync_dir(const char *dir, char **cause)
 		}
 		if (fd != -1)
 			close(fd);
+		fd = -1;	/* closed: never twice (another thread's fd) */
 		free(path);
 	}
 	closedir(d);

@@ -37,6 +37,11 @@ int			 files_recv(struct stream *, const char *path, char **cause);
  * event loop).  -1 and *cause on the first failure. */
 int			 files_sync_dir(const char *dir, char **cause);
 
+/* A regular file, also where the filesystem leaves d_type DT_UNKNOWN
+ * (then by fstatat in dfd, not following a symlink). */
+struct dirent;
+int			 files_dirent_regular(int dfd, const struct dirent *);
+
 /* A file name as a peer may send it: one path component, no dot files. */
 int			 files_name_valid(const char *);
 
