@@ -19,6 +19,7 @@
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
 #include "checkpoint/cpuinfo.h"
+#include "checkpoint/lazy-check.h"
 #include "checkpoint/page-server.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
@@ -1060,7 +1061,7 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
 	char			*cause = NULL;
 	const char		*mode = r->mode != NULL ? r->mode : "auto";
-	char			*note = NULL, rate[32];
+	char			*note = NULL, rate[32], *lazy_why = NULL;
 	int			 postcopy;
 
 	if (r->has_cancel && r->cancel) {
@@ -1142,16 +1143,33 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	}
 	if (strcmp(mode, "stopcopy") == 0)
 		postcopy = 0;
+	/* What lazy pages cannot carry moves by stop-and-copy, or not at all
+	 * when post-copy was asked for. */
+	if (postcopy && lazy_check_container(in->name, &lazy_why) != 0) {
+		if (strcmp(mode, "postcopy") == 0) {
+			xasprintf(&cause, "post-copy cannot move %s: %s; use "
+			    "--mode stopcopy (or auto)", in->name, lazy_why);
+			free(lazy_why);
+			goto refuse;
+		}
+		postcopy = 0;
+	}
 	if (!postcopy && r->has_max_downtime_ms && r->max_downtime_ms > 0 &&
 	    mig_stopcopy_too_long(a, in, r, postcopy_possible(a, r->to),
 	    &cause))
 		goto refuse;
-	if (strcmp(mode, "auto") == 0)
+	if (strcmp(mode, "auto") == 0 && lazy_why != NULL)
+		xasprintf(&note, "auto: %sstop-and-copy, not post-copy: %s",
+		    a->criu.mem_track ? "" : "no pre-copy (this kernel has no "
+		    "soft-dirty memory tracking); ", lazy_why);
+	else if (strcmp(mode, "auto") == 0)
 		xasprintf(&note, "auto: %s%s", a->criu.mem_track ? "" :
 		    "no pre-copy (this kernel has no soft-dirty memory "
 		    "tracking); ", postcopy ? "post-copy (lazy pages over "
 		    "userfaultfd)" : "stop-and-copy (no lazy pages on both "
 		    "hosts)");
+	free(lazy_why);
+	lazy_why = NULL;
 	if (r->has_bandwidth) {
 		char	*was = note;
 
