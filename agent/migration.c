@@ -1472,10 +1472,15 @@ mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	}
 	m->hold = hold;
 	mig_set_state(m, MIG_HELD);
-	if (fault_check("mig.target.held", &ms) == FAULT_DELAY) {
+	switch (fault_check("mig.target.held", &ms)) {
+	case FAULT_DELAY:
 		/* m->tick is the source's; a target's is free. */
 		uv_timer_start(&m->tick, mig_target_restored_later, ms, 0);
 		return;
+	case FAULT_STALL:
+		return;		/* until the source gives up */
+	default:
+		break;
 	}
 	mig_target_send_restored(m);
 }

@@ -327,6 +327,10 @@ peer_attach(struct peer *p, struct conn *c)
 		uv_timer_stop(&p->timer);
 		/* Up again only once the new connection's Hellos match. */
 		peer_set_state(p, PEER_CONNECTING, "replaced by a new connection");
+		/* Their streams went with the old link: they must not wait
+		 * for steps that can no longer come. */
+		migration_peer_lost(a, p->name, "the connection was replaced "
+		    "by a new one from that host (it reconnected or restarted)");
 	}
 	p->conn = c;
 	conn_set_data(c, p);
@@ -404,8 +408,12 @@ peer_check_hello(struct peer *p, const Tern__Hello *h, char **cause)
 	for (i = 0; i < h->n_capabilities; i++)
 		p->caps[i] = xstrdup(h->capabilities[i]);
 	p->ncaps = h->n_capabilities;
-	if (p->boot_id != 0 && p->boot_id != h->boot_id)
+	if (p->boot_id != 0 && p->boot_id != h->boot_id) {
 		log_info("peer %s: restarted since we last saw it", p->name);
+		/* What it knew of our migrations died with it. */
+		migration_peer_lost(p->peers->agent, p->name, "its ternd "
+		    "restarted");
+	}
 	p->boot_id = h->boot_id;
 	return 0;
 }
