@@ -991,9 +991,19 @@ instance_load(struct instances *set, const char *name)
 			instance_set_error(in, "found running after ternd "
 			    "restarted while it was being changed");
 	} else if (st == INST_INCOMING) {
-		/* A migration that never committed here: the source kept it. */
+		/* A migration that never committed here: the source kept it,
+		 * and its rootfs, which the migration made here unless it is
+		 * on shared storage (a target takes a copy only into a path
+		 * that was absent or empty). */
 		log_info("instance %s: incomplete incoming migration discarded",
 		    name);
+		if (!spec->shared_storage && rm_rf(spec->root, &cause) != 0) {
+			log_warnx("instance %s: %s", name, cause);
+			free(cause);
+			cause = NULL;
+		} else if (!spec->shared_storage)
+			log_info("instance %s: removed the incoming rootfs %s",
+			    name, spec->root);
 		container_cgroup_remove(name, NULL);
 		instance_destroy(in);
 		in = NULL;

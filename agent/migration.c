@@ -69,6 +69,7 @@ struct migration {
 	int			 dumped;	/* source: CRIU done, after commit */
 	int			 link_lost;	/* source: at the commit point */
 	int			 commit_sent;	/* source: COMMIT went out */
+	int			 target_refused;	/* ... and came back ABORT */
 	struct files_send	*fs;		/* source: images going out */
 	uv_work_t		 work;		/* target: fsync after resume */
 	char			*sync_dir;	/* (the instance may go meanwhile) */
@@ -611,17 +612,24 @@ mig_source_orphaned(struct migration *m, const char *why)
 	struct instance	*in = m->in;
 	char		*text;
 
-	if (!m->commit_sent) {
-		/* COMMIT never left: the target cannot have resumed it. */
+	if (!m->commit_sent || m->target_refused) {
+		/* COMMIT never left, or the target said it failed to resume:
+		 * it cannot run there. */
 		free(in->moved_to);
 		in->moved_to = NULL;
 	}
-	xasprintf(&text, "%s stopped here at the commit point and was "
-	    "restored on %s, but %s before %s confirmed it runs: check "
-	    "ternctl list on %s; if it does not run there, ternctl restore "
-	    "%s%s here (checkpoint %" PRIu64 ")", m->name, m->peer, why,
-	    m->peer, m->peer, m->name, in->moved_to != NULL ? " --force" : "",
-	    m->generation);
+	if (m->target_refused)
+		xasprintf(&text, "%s stopped here at the commit point, but %s "
+		    "could not resume it (%s): it does not run there; ternctl "
+		    "restore %s here (checkpoint %" PRIu64 ")", m->name, m->peer,
+		    why, m->name, m->generation);
+	else
+		xasprintf(&text, "%s stopped here at the commit point and was "
+		    "restored on %s, but %s before %s confirmed it runs: check "
+		    "ternctl list on %s; if it does not run there, ternctl "
+		    "restore %s%s here (checkpoint %" PRIu64 ")", m->name,
+		    m->peer, why, m->peer, m->peer, m->name, in->moved_to !=
+		    NULL ? " --force" : "", m->generation);
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
 	instance_set_error(in, text);
 	instance_set_state(in, INST_CHECKPOINTED, "migration unconfirmed");
@@ -992,6 +1000,8 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 			break;
 		}
 		if (m->state == MIG_COMMITTED && m->dumped) {
+			/* Its own word: it does not run there. */
+			m->target_refused = 1;
 			mig_source_orphaned(m, s->error != NULL ? s->error :
 			    "the target aborted");
 			break;
@@ -1232,6 +1242,23 @@ static void	mig_target_held(void *, struct ckpt_hold *, const char *,
 static void	mig_target_pages_arrived(struct migration *);
 static void	mig_target_postcopy_finish(struct migration *);
 
+/* The restored tree held at pre-resume must never run: CRIU takes a
+ * refused pre-resume as an error it only logs, and resumes the tree
+ * anyway.  So kill it first; then CRIU finds nothing left to resume. */
+static void
+mig_target_drop_held(struct migration *m)
+{
+	struct ckpt_hold	*h = m->hold;
+	char			*cause = NULL;
+
+	m->hold = NULL;
+	if (container_kill(m->in->name, &cause) != 0) {
+		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
+		free(cause);
+	}
+	ckpt_hold_release(h, 0);	/* mig_target_restored follows */
+}
+
 static void
 mig_target_discard(struct migration *m, const char *why)
 {
@@ -1244,12 +1271,9 @@ mig_target_discard(struct migration *m, const char *why)
 	log_warnx("mig %" PRIx64 " %s: %s; discarding the incoming copy",
 	    m->id, m->name, why);
 	if (m->hold != NULL) {
-		struct ckpt_hold *h = m->hold;
-
-		m->hold = NULL;
 		mig_set_state(m, MIG_ABORTING);
-		ckpt_hold_release(h, 0);	/* restore fails, tree killed */
-		return;				/* mig_target_restored ends it */
+		mig_target_drop_held(m);
+		return;			/* mig_target_restored ends it */
 	}
 	if (m->state == MIG_RESTORING || m->state == MIG_ABORTING) {
 		mig_set_state(m, MIG_ABORTING);
@@ -1276,6 +1300,9 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		if (m->state != MIG_ABORTING)
 			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
 			    error != NULL ? error : "restore discarded");
+		/* Even past COMMIT: it does not run here, so the source's
+		 * checkpoint and rootfs are the instance, not our copy. */
+		m->rootfs_keep = 0;
 		container_kill(in->name, NULL);
 		container_cgroup_remove(in->name, NULL);
 		log_warnx("mig %" PRIx64 " %s: incoming copy discarded%s%s",
@@ -1767,6 +1794,11 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 			break;
 		mig_set_state(m, MIG_RESUMING);
 		m->rootfs_keep = 1;
+		if (fault_check("mig.target.resume", NULL) == FAULT_FAIL) {
+			/* As if the resume failed: the tree dies. */
+			mig_target_drop_held(m);
+			break;
+		}
 		h = m->hold;
 		m->hold = NULL;
 		ckpt_hold_release(h, 1);
