@@ -64,6 +64,12 @@ fi
 echo "$out"
 grep -q "fault point mig.target.resume fired: fail" "$(cl_log h2)" ||
     fail "the fault point did not fire on h2"
+# CRIU's log of the failed attempt is where the message says.
+log=$(echo "$out" | sed -n 's|.*CRIU log: \(/var/lib/tern/failed-migrations/[^)]*restore.log\)).*|\1|p')
+[ -n "$log" ] || fail "the message does not name a kept CRIU log: $out"
+[ -s "$TH_ROOT/h2/state/${log#/var/lib/tern/}" ] || fail "h2 has no $log"
+grep -q "Restoring FAILED" "$TH_ROOT/h2/state/${log#/var/lib/tern/}" ||
+    fail "$log does not say why the restore failed"
 [ ! -e "$TH_ROOT/h2/srv/mc" ] || fail "h2 kept the rootfs of a copy that never ran"
 [ -e "$TH_ROOT/h1/srv/mc/bin/memcheck" ] || fail "h1 lost its rootfs"
 [ "$(inst_where mc)" = "h1:checkpointed" ] || fail "mc is at: $(inst_where mc)"
