@@ -115,20 +115,55 @@ format_bytes(char *buf, size_t len, uint64_t bytes)
 }
 
 int
+fsync_parent(const char *path, char **cause)
+{
+	char	*dir, *slash;
+	int	 fd, rc = 0;
+
+	dir = xstrdup(path);
+	if ((slash = strrchr(dir, '/')) == NULL) {
+		free(dir);
+		dir = xstrdup(".");
+	} else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    fsync(fd) != 0) {
+		set_cause(cause, "%s: fsync: %s", dir, strerror(errno));
+		rc = -1;
+	}
+	if (fd != -1)
+		close(fd);
+	free(dir);
+	return rc;
+}
+
+int
 mkdir_p(const char *dir, unsigned mode, char **cause)
 {
-	char	*copy, *p;
-	int	 rc = -1;
+	struct stat	 st;
+	char		*copy, *p, saved;
+	int		 rc = -1;
 
 	copy = xstrdup(dir);
 	for (p = copy + 1; ; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;
-		char saved = *p;
+		saved = *p;
 		*p = '\0';
-		if (mkdir(copy, mode) != 0 && errno != EEXIST) {
+		if (mkdir(copy, mode) == 0) {
+			/* Its entry must survive a power cut like its
+			 * contents: what is in it is durable only then. */
+			if (fsync_parent(copy, cause) != 0)
+				goto out;
+		} else if (errno != EEXIST) {
 			set_cause(cause, "%s: cannot create directory: %s", copy,
 			    strerror(errno));
+			goto out;
+		} else if (stat(copy, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			set_cause(cause, "%s: exists and is not a directory",
+			    copy);
 			goto out;
 		}
 		*p = saved;
@@ -208,23 +243,38 @@ write_file_atomic(const char *path, const char *text, char **cause)
 {
 	char	*tmp;
 	int	 fd, rc = -1;
-	size_t	 len = strlen(text);
+	size_t	 len = strlen(text), off = 0;
+	ssize_t	 n;
 
-	xasprintf(&tmp, "%s.tmp", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
+	/* A name of its own: never a leftover (or planted) path.tmp. */
+	xasprintf(&tmp, "%s.tmp.XXXXXX", path);
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
 		set_cause(cause, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-		set_cause(cause, "%s: %s", tmp, strerror(errno));
+	while (off < len) {
+		if ((n = write(fd, text + off, len - off)) < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (off != len || fsync(fd) != 0) {
+		set_cause(cause, "%s: %s", tmp, off != len && errno == 0 ?
+		    "short write" : strerror(errno));
 		close(fd);
+		unlink(tmp);
 		goto out;
 	}
 	close(fd);
 	if (rename(tmp, path) != 0) {
 		set_cause(cause, "%s: %s", path, strerror(errno));
+		unlink(tmp);
 		goto out;
 	}
+	/* The rename itself is durable only once the directory is. */
+	if (fsync_parent(path, cause) != 0)
+		goto out;
 	rc = 0;
 out:
 	free(tmp);

@@ -22,9 +22,13 @@ int		sockaddr_parse(const char *addr, int port,
 		    struct sockaddr_storage *ss, char **cause);
 /* Format a byte count as "1.5 GiB". */
 void		format_bytes(char *buf, size_t len, uint64_t bytes);
-/* Create dir and parents with mode; -1 and *cause on error. */
+/* Create dir and parents with mode, each new one fsync'd in its parent;
+ * -1 and *cause on error (also where a component is not a directory). */
 int		mkdir_p(const char *dir, unsigned mode, char **cause);
-/* Write text to path through path.tmp, fsync and rename: all or nothing. */
+/* fsync the directory that holds path. */
+int		fsync_parent(const char *path, char **cause);
+/* Write text to path through a temporary file of its own, fsync, rename,
+ * fsync the directory: all or nothing, and durable once it returns. */
 int		write_file_atomic(const char *path, const char *text, char **cause);
 /* Remove path and everything below it (symlinks are not followed). */
 int		rm_rf(const char *path, char **cause);

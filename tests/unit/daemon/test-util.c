@@ -1,0 +1,131 @@
+/* daemon/util: write_file_atomic and mkdir_p, which every state file and
+ * checkpoint directory of ternd goes through. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+static char	dir[] = "/tmp/tern-test-util.XXXXXX";
+
+static int
+setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) != NULL ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	rm_rf(dir, NULL);
+	return 0;
+}
+
+static char *
+path_in(const char *name)
+{
+	char	*p;
+
+	xasprintf(&p, "%s/%s", dir, name);
+	return p;
+}
+
+static int
+entries(void)
+{
+	struct dirent	*de;
+	DIR		*d = opendir(dir);
+	int		 n = 0;
+
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void
+test_write_atomic(void **state)
+{
+	char	*path = path_in("state"), *text, *cause = NULL;
+
+	(void)state;
+	assert_int_equal(write_file_atomic(path, "state=running\n", &cause), 0);
+	assert_int_equal(write_file_atomic(path, "state=stopped\n", &cause), 0);
+	text = read_file_bounded(path, 1024, NULL, &cause);
+	assert_string_equal(text, "state=stopped\n");
+	assert_int_equal(entries(), 1);		/* no temporary file left */
+	free(text);
+	free(path);
+}
+
+/* A path.tmp left by a crash (or planted) neither blocks nor redirects
+ * the write: it used to be opened with O_TRUNC, following symlinks. */
+static void
+test_write_atomic_ignores_leftover_tmp(void **state)
+{
+	char	*path = path_in("st2"), *tmp = path_in("st2.tmp"), *text;
+	char	*cause = NULL;
+
+	(void)state;
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	assert_int_equal(write_file_atomic(path, "gen=3\n", &cause), 0);
+	text = read_file_bounded(path, 1024, NULL, &cause);
+	assert_string_equal(text, "gen=3\n");
+	free(text);
+	rmdir(tmp);
+	free(tmp);
+	free(path);
+}
+
+static void
+test_mkdir_p(void **state)
+{
+	char		*deep = path_in("a/b/c"), *file = path_in("f"),
+			*under = path_in("f/x"), *cause = NULL;
+	struct stat	 st;
+	FILE		*fp;
+
+	(void)state;
+	assert_int_equal(mkdir_p(deep, 0700, &cause), 0);
+	assert_int_equal(stat(deep, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(mkdir_p(deep, 0700, &cause), 0);	/* again: fine */
+	fp = fopen(file, "w");
+	fclose(fp);
+	/* A file where a directory should be is an error, not success. */
+	assert_int_equal(mkdir_p(file, 0700, &cause), -1);
+	assert_non_null(strstr(cause, "not a directory"));
+	free(cause);
+	cause = NULL;
+	assert_int_equal(mkdir_p(under, 0700, &cause), -1);
+	free(cause);
+	free(deep);
+	free(file);
+	free(under);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_write_atomic),
+		cmocka_unit_test(test_write_atomic_ignores_leftover_tmp),
+		cmocka_unit_test(test_mkdir_p),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
