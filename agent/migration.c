@@ -100,6 +100,7 @@ struct migration {
 	int			 relay_ended;	/* the page channel closed cleanly */
 
 	struct ratelimit	*limit;		/* source: --bandwidth, all streams */
+	struct stream_tally	*tally;		/* target: bytes of our streams */
 	uint64_t		 timer_bytes;	/* bytes moved when timer started */
 
 	int			 rootfs_copy;	/* the rootfs follows, not shared */
@@ -170,6 +171,8 @@ mig_new(struct agent *a, const char *peer, uint64_t id, int source,
 	uv_timer_init(a->loop, &m->tick);
 	m->tick.data = m;
 	m->handles = 2;
+	if (!source)
+		m->tally = stream_tally_new();
 	m->timer_bytes = mig_bytes_moved(m);
 	/* No step for this long (either side, local work included, like
 	 * CRIU's own deadline): the other side is stuck or silent. */
@@ -199,6 +202,7 @@ mig_freed(uv_handle_t *h)
 	free(m->rootfs);
 	tree_index_free(m->tree_idx);
 	tree_index_free(m->tree_prev);
+	stream_tally_unref(m->tally);
 	free(m);
 }
 
@@ -275,16 +279,13 @@ mig_answer(struct migration *m, const Envelope *reply, int code,
 }
 
 /* Source: bytes sent so far (rootfs, images, pages).  Target: bytes that
- * arrived from the source's host, on any stream. */
+ * arrived on this migration's own streams (other traffic from that host,
+ * another migration's say, is no progress of ours). */
 static uint64_t
 mig_bytes_moved(struct migration *m)
 {
-	struct stream_mux	*mux;
-
-	if (!m->source) {
-		mux = peers_mux(m->agent->peers, m->peer);
-		return mux != NULL ? stream_mux_bytes_in(mux) : 0;
-	}
+	if (!m->source)
+		return stream_tally_bytes(m->tally);
 	return m->tree_bytes + (m->tree_tx != NULL ?
 	    tree_send_bytes(m->tree_tx) : 0) + (m->fs != NULL ?
 	    files_send_bytes(m->fs) : m->bytes) + (m->relay != NULL ?
@@ -946,6 +947,8 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 			mig_source_dump(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
+		if (fault_check("mig.source.restored", NULL) == FAULT_STALL)
+			break;		/* as a source that hangs here */
 		if (m->postcopy) {
 			mig_source_postcopy_commit(m);
 			break;
@@ -1952,8 +1955,12 @@ mig_timeout(uv_timer_t *t)
 			m->link_lost = 1;
 	} else if (m->source)
 		mig_source_fail(m, "%s", why);
-	else
+	else {
+		/* The source may only be slow to hear us: say it. */
+		if (m->state != MIG_PAGING && m->state != MIG_RESUMING)
+			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 		mig_target_discard(m, why);
+	}
 	free(why);
 }
 
@@ -2057,7 +2064,8 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 		return -1;
 	}
 	xasprintf(&path, "%s/%" PRIu64 "/%s", m->in->ckpt_dir, gen, file);
-	rc = files_recv(st, path, cause);
+	if ((rc = files_recv(st, path, cause)) == 0)
+		stream_set_tally(st, m->tally);
 	free(path);
 	return rc;
 }
@@ -2099,6 +2107,7 @@ migration_accept_tree(struct agent *a, const char *peer, struct stream *st,
 	if (tree_recv(a->loop, st, m->rootfs, mig_target_tree_done, m,
 	    cause) != 0)
 		return -1;
+	stream_set_tally(st, m->tally);
 	m->trees_in++;
 	return 0;
 }
@@ -2162,6 +2171,7 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		return -1;
 	}
 	relay_attach(m->relay, st);
+	stream_set_tally(st, m->tally);
 	return 0;
 }
 
@@ -2215,7 +2225,11 @@ migration_shutdown(struct agent *a)
 		if (m->source)
 			mig_source_fail(m, "ternd on %s is shutting down",
 			    a->conf->host_name);
-		else
+		else {
+			if (m->state != MIG_PAGING && m->state != MIG_RESUMING)
+				mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
+				    "ternd on the target is shutting down");
 			mig_target_discard(m, "ternd is shutting down");
+		}
 	}
 }

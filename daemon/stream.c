@@ -34,6 +34,12 @@ struct stream {
 	uint64_t			 unacked;	/* receiver: consumed, not yet granted */
 	struct ratelimit		*limit;		/* sender: shared with others */
 	struct ratelimit_waiter		 lw;		/* ... waiting for its tokens */
+	struct stream_tally		*tally;		/* receiver: its owner's count */
+};
+
+struct stream_tally {
+	int		refs;
+	uint64_t	bytes;
 };
 
 struct stream_mux {
@@ -124,7 +130,39 @@ stream_end(struct stream *st, const char *error)
 		    st->channel, error);
 	if (st->ops != NULL && st->ops->on_end != NULL)
 		st->ops->on_end(st, st->bytes, error);
+	stream_tally_unref(st->tally);
 	free(st);
+}
+
+struct stream_tally *
+stream_tally_new(void)
+{
+	struct stream_tally	*t;
+
+	t = xcalloc(1, sizeof *t);
+	t->refs = 1;
+	return t;
+}
+
+void
+stream_tally_unref(struct stream_tally *t)
+{
+	if (t != NULL && --t->refs == 0)
+		free(t);
+}
+
+uint64_t
+stream_tally_bytes(const struct stream_tally *t)
+{
+	return t != NULL ? t->bytes : 0;
+}
+
+void
+stream_set_tally(struct stream *st, struct stream_tally *t)
+{
+	stream_tally_unref(st->tally);
+	if ((st->tally = t) != NULL)
+		t->refs++;
 }
 
 void
@@ -485,6 +523,8 @@ stream_mux_data_frame(struct stream_mux *mux, uint16_t channel,
 	}
 	st->bytes += len;
 	mux->bytes_in += len;
+	if (st->tally != NULL)
+		st->tally->bytes += len;
 	if (st->ops != NULL && st->ops->on_data != NULL)
 		st->ops->on_data(st, data, len);
 	else

@@ -57,6 +57,14 @@ int			 stream_mux_msg(struct stream_mux *, const Envelope *);
 void			 stream_mux_data_frame(struct stream_mux *, uint16_t channel,
 			    const uint8_t *, size_t);
 void			 stream_mux_drain(struct stream_mux *);
+/* Data bytes received on the streams an owner marked as its own (a
+ * migration's images, rootfs and pages): its progress, whatever else the
+ * peer sends.  Refcounted: each marked stream holds it until it ends. */
+struct stream_tally;
+struct stream_tally	*stream_tally_new(void);
+void			 stream_tally_unref(struct stream_tally *);
+uint64_t		 stream_tally_bytes(const struct stream_tally *);
+void			 stream_set_tally(struct stream *, struct stream_tally *);
 /* Data bytes received on every stream so far: the peer is sending. */
 uint64_t		 stream_mux_bytes_in(const struct stream_mux *);
 

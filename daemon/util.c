@@ -128,8 +128,10 @@ fsync_parent(const char *path, char **cause)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
+	/* EINVAL: a filesystem with nothing to make durable (cgroupfs,
+	 * procfs); not an error. */
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
-	    fsync(fd) != 0) {
+	    (fsync(fd) != 0 && errno != EINVAL)) {
 		set_cause(cause, "%s: fsync: %s", dir, strerror(errno));
 		rc = -1;
 	}
