@@ -2170,7 +2170,8 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		    id, peer);
 		return -1;
 	}
-	relay_attach(m->relay, st);
+	if (relay_attach(m->relay, st, cause) != 0)
+		return -1;
 	stream_set_tally(st, m->tally);
 	return 0;
 }
