@@ -535,16 +535,32 @@ void
 stream_mux_drain(struct stream_mux *mux)
 {
 	struct stream	*st;
-	uint16_t	 channels[64];
-	size_t		 n = 0, i;
+	uint16_t	 some[64], *channels = some;
+	size_t		 n = 0, max = 64, i;
 
-	/* Callbacks may end streams: collect channels, look each up again. */
-	for (st = mux->streams; st != NULL && n < 64; st = st->next)
-		if (st->outgoing && st->state == STREAM_OPEN && st->credit > 0)
-			channels[n++] = st->channel;
+	/* Callbacks may end streams: collect channels, look each up again.
+	 * Every one of them: streams that have nothing to send must not
+	 * hide one that does. */
+	for (st = mux->streams; st != NULL; st = st->next) {
+		if (!st->outgoing || st->state != STREAM_OPEN || st->credit == 0)
+			continue;
+		if (n == max) {
+			max *= 2;
+			if (channels == some) {
+				channels = xreallocarray(NULL, max,
+				    sizeof *channels);
+				memcpy(channels, some, sizeof some);
+			} else
+				channels = xreallocarray(channels, max,
+				    sizeof *channels);
+		}
+		channels[n++] = st->channel;
+	}
 	for (i = 0; i < n && conn_writable(mux->conn); i++) {
 		st = stream_find(mux, channels[i]);
 		if (st != NULL && st->ops->on_writable != NULL)
 			st->ops->on_writable(st);
 	}
+	if (channels != some)
+		free(channels);
 }
