@@ -531,7 +531,8 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		mig_source_orphaned(m, "the commit could not be sent");
 	else {
 		m->commit_sent = 1;
-		fault_check("mig.source.commit-sent", NULL);
+		if (fault_hit("mig.source.commit-sent") == FAULT_KILL)
+			fault_die("mig.source.commit-sent");
 	}
 }
 
@@ -1622,6 +1623,8 @@ mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 		return;
 	case FAULT_STALL:
 		return;		/* until the source gives up */
+	case FAULT_KILL:
+		fault_die("mig.target.held");
 	default:
 		break;
 	}
