@@ -39,6 +39,7 @@ struct stream {
 
 struct stream_tally {
 	int		refs;
+	unsigned	streams;	/* open now */
 	uint64_t	bytes;
 };
 
@@ -130,6 +131,8 @@ stream_end(struct stream *st, const char *error)
 		    st->channel, error);
 	if (st->ops != NULL && st->ops->on_end != NULL)
 		st->ops->on_end(st, st->bytes, error);
+	if (st->tally != NULL)
+		st->tally->streams--;
 	stream_tally_unref(st->tally);
 	free(st);
 }
@@ -157,12 +160,22 @@ stream_tally_bytes(const struct stream_tally *t)
 	return t != NULL ? t->bytes : 0;
 }
 
+unsigned
+stream_tally_streams(const struct stream_tally *t)
+{
+	return t != NULL ? t->streams : 0;
+}
+
 void
 stream_set_tally(struct stream *st, struct stream_tally *t)
 {
+	if (st->tally != NULL)
+		st->tally->streams--;
 	stream_tally_unref(st->tally);
-	if ((st->tally = t) != NULL)
+	if ((st->tally = t) != NULL) {
 		t->refs++;
+		t->streams++;
+	}
 }
 
 void
