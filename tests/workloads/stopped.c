@@ -45,6 +45,8 @@ on_term(int sig)
 	stop_requested = 1;
 }
 
+static void	say(const char *, ...) __attribute__((format(printf, 1, 2)));
+
 static void
 say(const char *fmt, ...)
 {
