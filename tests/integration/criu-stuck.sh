@@ -11,7 +11,8 @@
 #    cgroup frozen by the v1 freezer (fault ckpt.stopped-check:fail makes
 #    ternd freeze it anyway), or CRIU stopped (fault criu.dump:stall).  A
 #    migration's rollback (its no-progress timeout, ternd's shutdown)
-#    cancels such a dump at once.
+#    cancels such a dump at once.  A restore that hangs (criu.restore:stall,
+#    on a migration's target or on one host) is killed and undone.
 # 3. A plain checkpoint whose CRIU dies right after ternd acked its
 #    post-dump (fault ckpt.after-post-dump:kill) is a checkpoint: kept,
 #    the instance checkpointed, and it restores.
@@ -155,6 +156,18 @@ stuck "$deadline" checkpoint st --leave-running
 grep -q "fault point criu.dump fired: stall" "$(cl_log h1)" ||
     fail "the stall did not fire"
 stuck "$deadline" migrate st --to h2 --mode stopcopy
+# ... and a target whose restore is stuck: it gives up, st stays on h1.
+cl_stop h1 || fail "h1's ternd did not stop cleanly"
+cl_stop h2 || fail "h2's ternd did not stop cleanly"
+cl_start h1
+TERN_FAULT=criu.restore:stall cl_start h2
+cl_wait_up h1 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
+cl_wait_criu h2 || fail "h2 cannot run containers"
+stuck "did not finish within 5000 ms" migrate st --to h2 --mode stopcopy
+grep -q "fault point criu.restore fired: stall" "$(cl_log h2)" ||
+    fail "the stall did not fire on h2"
+[ -z "$(inst_field h2 st state)" ] || fail "h2 kept st: $(inst_field h2 st state)"
 
 # After all that, stop and destroy work.
 ctl h1 stop st >/dev/null
@@ -178,6 +191,20 @@ grep -q "fault point ckpt.after-post-dump fired" "$(cl_log h1)" ||
 [ "$(inst_field h1 mc state)" = checkpointed ] || fail "mc is $(inst_field h1 mc state)"
 [ -f "$(th_dir h1)/state/instances/mc/ckpt/1/MANIFEST" ] || fail "the checkpoint was dropped"
 [ "$(inst_copies mc)" = 0 ] || fail "mc still runs after its checkpoint"
+# A restore that hangs is killed too, and undone: mc stays checkpointed.
+cl_stop h1 || fail "h1's ternd did not stop cleanly"
+TERN_FAULT=criu.restore:stall cl_start h1
+cl_wait_up h1 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
+out=$(ctl h1 restore mc 2>&1) && fail "a stuck restore succeeded: $out"
+echo "refused: $out"
+echo "$out" | grep -q "did not finish within 5000 ms" || fail "no reason: $out"
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "mc is $(inst_field h1 mc state)"
+[ "$(inst_copies mc)" = 0 ] || fail "a stuck restore left mc running"
+cl_stop h1 || fail "h1's ternd did not stop cleanly"
+cl_start h1
+cl_wait_up h1 2 30
+cl_wait_criu h1 || fail "h1 cannot run containers"
 ctl h1 restore mc >/dev/null
 inst_verify h1 mc "$mcstate" "restored from the checkpoint whose criu was killed"
 ctl h1 destroy mc >/dev/null
