@@ -174,7 +174,8 @@ static const struct conf_option conf_options[] = {
 	  .min = 1000, .max = 86400000,
 	  .help = "A CRIU call (dump, restore, check, ...) that has not "
 	      "finished after this many milliseconds is killed and its "
-	      "container thawed (a 1 GiB dump takes about 6 s here)." },
+	      "container thawed (a 1 GiB dump took about 6 s on a 2-core "
+	      "test machine)." },
 };
 
 #define CONF_NOPTIONS	(sizeof conf_options / sizeof conf_options[0])
