@@ -470,17 +470,19 @@ ckpt_publish_done(uv_work_t *w, int status)
 		    op->bytes);
 		return;
 	}
-	op->working = 0;
 	if (op->criu != NULL) {
-		criu_notify_reply(op->criu, op->published);
-		/* From here CRIU kills the tree: the images are the
+		/* From the ack CRIU kills the tree: the images are the
 		 * container now, whatever becomes of CRIU. */
 		if (op->published && !op->leave_running)
 			op->acked = 1;
-		if (op->acked && fault_hit("ckpt.after-post-dump") ==
-		    FAULT_KILL)
+		/* working stays set: a reply that cannot be sent answers
+		 * at once, and leaves the conclusion to us, below. */
+		criu_notify_reply(op->criu, op->published);
+		if (op->acked && op->criu != NULL &&
+		    fault_hit("ckpt.after-post-dump") == FAULT_KILL)
 			criu_kill(op->criu);
 	}
+	op->working = 0;
 	if (op->answered)	/* CRIU answered (leave-running) or died */
 		ckpt_dump_conclude(op);
 }
@@ -886,9 +888,11 @@ ckpt_hold_release(struct ckpt_hold *hold, int ok)
 
 	if (!op->holding)
 		return;
-	op->holding = 0;
+	/* A reply that cannot be sent answers the request at once: working
+	 * (dump) and holding (restore) stay set meanwhile, so that answer
+	 * leaves the conclusion to us, here, once. */
 	if (op->dump) {
-		op->working = 0;
+		op->holding = 0;
 		if (ok)
 			op->acked = 1;
 		/* Serving pages lasts as long as the link needs: the
@@ -897,12 +901,14 @@ ckpt_hold_release(struct ckpt_hold *hold, int ok)
 			criu_no_deadline(op->criu);
 		if (op->criu != NULL)
 			criu_notify_reply(op->criu, ok);
+		op->working = 0;
 		if (op->answered)	/* CRIU died while held */
 			ckpt_dump_conclude(op);
 		return;
 	}
 	if (op->criu != NULL)
 		criu_notify_reply(op->criu, ok);
+	op->holding = 0;
 	if (op->saved)
 		ckpt_restore_conclude(op);
 }
