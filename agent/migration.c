@@ -467,7 +467,9 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 		ckpt_lazy_refuse(relay_local_fd(m->relay));
 	relay_free(m->relay);
 	m->relay = NULL;
-	/* else the dump's own callback finishes the rollback */
+	/* else the dump's own callback finishes the rollback; a dump still
+	 * at work (CRIU stuck seizing a task, say) is stopped now. */
+	ckpt_cancel(m->in->name, m->error);
 }
 
 static void
@@ -1285,6 +1287,7 @@ mig_target_discard(struct migration *m, const char *why)
 	}
 	if (m->state == MIG_RESTORING || m->state == MIG_ABORTING) {
 		mig_set_state(m, MIG_ABORTING);
+		ckpt_cancel(m->name, why);	/* a restore still at work */
 		return;	/* the restore's callback ends it */
 	}
 	if (m->in != NULL) {

@@ -169,6 +169,13 @@ static const struct conf_option conf_options[] = {
 	  .min = 1000, .max = 86400000,
 	  .help = "A migration with no step and no byte crossing for this "
 	      "long (the peer silent or stuck) is rolled back." },
+	{ .name = "criu_timeout_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(criu_timeout_ms), .def_number = 120000,
+	  .min = 1000, .max = 86400000,
+	  .help = "A CRIU call (dump, restore, check, ...) that has not "
+	      "finished after this many milliseconds is killed and its "
+	      "container thawed (a 1 GiB dump took about 6 s on a 2-core "
+	      "test machine)." },
 };
 
 #define CONF_NOPTIONS	(sizeof conf_options / sizeof conf_options[0])
