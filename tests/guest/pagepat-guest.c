@@ -23,6 +23,10 @@
  * two behave differently under a QEMU whose dirty tracking forgets the
  * TLB (docs/vms.md).
  *
+ * pagepat.invlpg=1: drop each page's TLB entry (invlpg) before writing
+ * it, so that every write goes through a fresh TLB fill: the control for
+ * the small region.
+ *
  * pagepat.lose=P (tests only): in pass P the write to the region's middle
  * page is skipped, as a migration that lost it would: the check must
  * fail from then on.
@@ -135,7 +139,7 @@ pp_main(uint32_t magic, const uint32_t *info)
 	volatile uint32_t		*p, *end;
 	volatile uint32_t		*lose_page;
 	const char			*cmdline = 0;
-	uint32_t			 pages, passes = 0, mib, lose;
+	uint32_t			 pages, passes = 0, mib, lose, invlpg;
 
 	/* Multiboot info: flags bit 2, the command line at +16. */
 	if (magic == 0x2badb002u && (info[0] & 4) != 0)
@@ -144,6 +148,7 @@ pp_main(uint32_t magic, const uint32_t *info)
 	if (mib == 0 || mib > 1024)
 		mib = 32;
 	lose = cmdline_num(cmdline, "pagepat.lose=", 0);
+	invlpg = cmdline_num(cmdline, "pagepat.invlpg=", 0);
 	pages = cmdline_num(cmdline, "pagepat.pages=", 0);
 	if (pages == 0 || pages > mib * (1024u * 1024u / PP_PAGE))
 		pages = mib * (1024u * 1024u / PP_PAGE);
@@ -162,7 +167,14 @@ pp_main(uint32_t magic, const uint32_t *info)
 	putu(pages, 0);
 	puts_serial("\n");
 	for (;;) {
-		if (passes + 1 == lose) {
+		if (invlpg)
+			for (p = (volatile uint32_t *)PP_BASE; p < end;
+			    p += PP_PAGE / 4) {
+				__asm__ volatile("invlpg (%0)" : : "r"(p) :
+				    "memory");
+				(*p)++;
+			}
+		else if (passes + 1 == lose) {
 			puts_serial("pagepat losing a write (deliberate)\n");
 			for (p = (volatile uint32_t *)PP_BASE; p < end;
 			    p += PP_PAGE / 4)
