@@ -1169,6 +1169,12 @@ vm_migration_event(struct agent *a, const char *name, enum vm_ev ev,
 			    "post-copy: the guest runs on %s", m->id, m->name,
 			    m->peer);
 		m->switched = 1;
+		/* Switched from outside (virsh migrate-postcopy): nothing
+		 * more to decide here either. */
+		if (m->state == VMM_MIGRATING) {
+			vm_policy_postcopy(&m->policy);
+			vmm_set_state(m, VMM_POSTCOPY);
+		}
 		return;
 	}
 	log_debug("vmig %" PRIx64 " %s: libvirt's job completed, QEMU's "

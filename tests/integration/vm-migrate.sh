@@ -159,7 +159,22 @@ pass=$(grep -o 'deadline of 10 s reached in pass [0-9]*' \
     "$TH_ROOT/h1/log/ternd.log" | tail -n 1 | awk '{print $NF}')
 echo "late post-copy: switched in pass ${pass:-?}"
 [ -n "$pass" ] && [ "$pass" -ge 3 ] || fail "not a late switch (pass ${pass:-?})"
-cl_ctl h2 destroy pp >/dev/null
+# A switch made outside tern (virsh migrate-postcopy in pass 3) is one
+# too: QEMU's pause for it says so, not who asked.
+vm_job_watch h2 pp
+cl_ctl h2 --json migrate pp --to h1 --mode auto --max-downtime 1 \
+    >"$TH_ROOT/pp.out" 2>&1 &
+vm_wait_passes h2 pp 3 || fail "outside switch: no pass 3"
+lv_virsh h2 migrate-postcopy pp || fail "virsh migrate-postcopy"
+wait $! || fail "outside switch: $(cat "$TH_ROOT/pp.out")"
+out=$(cat "$TH_ROOT/pp.out")
+echo "$out"
+[ "$(json mode <<<"$out")" = postcopy ] || fail "outside switch not seen: $out"
+qemu=$(vm_job_field pp downtime) || fail "no QEMU downtime"
+[ "$(json frozen_ms <<<"$out")" = "$qemu" ] && [ "$qemu" -gt 0 ] ||
+    fail "outside switch: frozen_ms is not QEMU's $qemu ms: $out"
+pp_moved h2 h1 "post-copy h2->h1 switched by virsh"
+cl_ctl h1 destroy pp >/dev/null
 
 # --- refusals: nothing moves ------------------------------------------------
 vm_create h1 g2 128 "guestcheck.mib=16 guestcheck.rate=64"
