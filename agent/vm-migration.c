@@ -861,8 +861,8 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 
 	/* Post-copy: the target keeps no completed job, so its figure is 0;
 	 * QEMU's here (source stopped until the target was told to run) is
-	 * the switch-over's pause.  Pre-copy: the target's, which also
-	 * counts the target's load and resume. */
+	 * the switch-over's pause.  Pre-copy: the target's, the same figure
+	 * brought over by libvirt. */
 	if (m->switched) {
 		if (m->qemu_downtime_ms >= 0)
 			m->downtime_ms = (uint64_t)m->qemu_downtime_ms;

@@ -27,7 +27,8 @@
 #				than ternd)
 #	vm_job_field NAME FIELD	the FIELD (downtime, memory_iteration, ...)
 #				of the completed job seen since, waiting
-#				for it; stops watching
+#				for it; stops watching (what it saw stays:
+#				ask again for another field)
 #	vm_wait_passes HOST NAME N	NAME's migration job on HOST is in
 #				QEMU's pass N (dirty-sync-count) or later
 #
@@ -175,8 +176,8 @@ vm__job_has() { grep -q "^[[:space:]]*$2: " "$TH_ROOT/$1.jobs"; }
 vm_job_field() {
 	local name=$1 field=$2 rc=0
 	th_wait 20 vm__job_has "$name" "$field" || rc=1
-	kill "${VM__WATCH[$name]}" 2>/dev/null
-	wait "${VM__WATCH[$name]}" 2>/dev/null
+	kill "${VM__WATCH[$name]}" 2>/dev/null || :
+	wait "${VM__WATCH[$name]}" 2>/dev/null || :
 	[ $rc = 0 ] || {
 		echo "vms: no $field in $name's completed job:" \
 		    "$(cat "$TH_ROOT/$name.jobs")" >&2
