@@ -19,8 +19,9 @@
 #
 # The Linux guest is kept to quick moves: QEMU 7.2 under TCG loses writes
 # that go through TCG TLB entries older than a dirty-bitmap sync (fixed in
-# QEMU 9.0; docs/vms.md), which a Linux guest's hot pages always do and
-# the page-pattern guest's region (far more pages than the TLB) does not.
+# QEMU 9.0; docs/vms.md), which a Linux guest's hot pages always do (its
+# pti=on only narrows that) and the page-pattern guest's region (far more
+# pages than the TLB) does not.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
