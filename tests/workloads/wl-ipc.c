@@ -182,7 +182,7 @@ sp_verify(int i)
 					return -1;
 				n = (ssize_t)want;
 			} else {
-				if (!wl_readable(rfd, 1000))
+				if (!wl_readable(rfd, WL_WAIT_MS))
 					return wl_fail("%s: missing", what);
 				n = recv(rfd, buf, sizeof buf, MSG_DONTWAIT);
 				if (n == -1)
@@ -260,7 +260,7 @@ unix_listen_verify(void)
 		close(cfd);
 		return -1;
 	}
-	if (!wl_readable(ul_fd, 1000)) {
+	if (!wl_readable(ul_fd, WL_WAIT_MS)) {
 		close(cfd);
 		return wl_fail("the listener saw no connection");
 	}
@@ -372,7 +372,7 @@ unix_dgram_verify(void)
 	int			k;
 
 	for (k = 0; k < 4; k++) {
-		if (!wl_readable(ud_rx, 1000))
+		if (!wl_readable(ud_rx, WL_WAIT_MS))
 			return wl_fail("datagram %d missing", k);
 		len = sizeof from;
 		n = recvfrom(ud_rx, msg, sizeof msg - 1, MSG_DONTWAIT,
@@ -454,7 +454,7 @@ scm_verify(void)
 	char		 data[INFLIGHT], tag = 0;
 	int		 fd, rc;
 
-	if (!wl_readable(scm_fds[1], 1000))
+	if (!wl_readable(scm_fds[1], WL_WAIT_MS))
 		return wl_fail("no message queued");
 	memset(&mh, 0, sizeof mh);
 	iov.iov_base = &tag;
@@ -471,7 +471,7 @@ scm_verify(void)
 	memcpy(&fd, CMSG_DATA(cm), sizeof fd);
 	rc = wl_read_all(fd, data, sizeof data, "the passed pipe");
 	if (rc == 0)
-		rc = wl_same(data, sizeof data, 31, "data behind the passed fd");
+		rc = wl_same(data, sizeof data, 31, "data behind the fd");
 	close(fd);
 	if (rc != 0)
 		return rc;
@@ -486,7 +486,8 @@ static const unsigned short sem_vals[3] = { 1, 5, 7 };
 static int
 sysv_sem_setup(void)
 {
-	struct sembuf	op = { .sem_num = 2, .sem_op = -2, .sem_flg = SEM_UNDO };
+	struct sembuf	op = { .sem_num = 2, .sem_op = -2,
+	    .sem_flg = SEM_UNDO };
 	unsigned short	vals[3] = { 1, 5, 9 };
 
 	if ((sem_id = semget(IPC_PRIVATE, 3, IPC_CREAT | 0600)) == -1)
@@ -569,7 +570,7 @@ sysv_shm_verify(void)
 	if (wl_same(shm_addr, SHM_SIZE - 64, 41, "segment") != 0)
 		return -1;
 	slot[0]++;
-	for (i = 0; i < 200 && slot[1] != slot[0]; i++)
+	for (i = 0; i < WL_WAIT_MS / 5 && slot[1] != slot[0]; i++)
 		wl_msleep(5);
 	if (slot[1] != slot[0])
 		return wl_fail("the child does not see the segment (%u, %u)",
@@ -724,7 +725,7 @@ epoll_verify(void)
 	/* Level-triggered pipe: not ready; the eventfd: re-armed below. */
 	if (eventfd_write(ep_efd, 1) != 0)
 		return wl_fail_errno("eventfd_write");
-	n = epoll_wait(ep_fd, ev, 4, 1000);
+	n = epoll_wait(ep_fd, ev, 4, WL_WAIT_MS);
 	if (n != 1)
 		return wl_fail("epoll_wait gave %d events, not 1", n);
 	if (ev[0].data.u64 != 0x99aabbccddeeff00ULL)
@@ -734,7 +735,7 @@ epoll_verify(void)
 		return wl_fail_errno("eventfd_read");
 	if (wl_write_all(ep_pipe[1], "p", 1, "pipe") != 0)
 		return -1;
-	n = epoll_wait(ep_fd, ev, 4, 1000);
+	n = epoll_wait(ep_fd, ev, 4, WL_WAIT_MS);
 	if (n != 1 || ev[0].data.u64 != 0x1122334455667788ULL)
 		return wl_fail("the pipe's event is missing or wrong (%d)", n);
 	if (read(ep_pipe[0], &v, 1) != 1)
@@ -779,7 +780,7 @@ inotify_verify(void)
 		return wl_fail_errno(path);
 	close(fd);
 	unlink(path);
-	if (!wl_readable(in_fd, 1000))
+	if (!wl_readable(in_fd, WL_WAIT_MS))
 		return wl_fail("no event for %s (watch lost)", path);
 	n = read(in_fd, u.buf, sizeof u.buf);
 	if (n < (ssize_t)sizeof u.ev)

@@ -160,13 +160,14 @@ shared_anon_setup(void)
 static int
 shared_anon_verify(void)
 {
-	volatile uint32_t	*slot = (volatile uint32_t *)(sa + SA_SIZE - 64);
+	volatile uint32_t	*slot = (volatile uint32_t *)(sa + SA_SIZE -
+	    64);
 	int			 i;
 
 	if (wl_same(sa, SA_SIZE - 64, 63, "shared memory") != 0)
 		return -1;
 	slot[0]++;
-	for (i = 0; i < 200 && slot[1] != slot[0]; i++)
+	for (i = 0; i < WL_WAIT_MS / 5 && slot[1] != slot[0]; i++)
 		wl_msleep(5);
 	if (slot[1] != slot[0])
 		return wl_fail("the child no longer shares the memory "

@@ -60,7 +60,7 @@ tcp_listen_verify(void)
 		close(cfd);
 		return -1;
 	}
-	if (!wl_readable(tl_fd, 1000) ||
+	if (!wl_readable(tl_fd, WL_WAIT_MS) ||
 	    (afd = accept(tl_fd, NULL, NULL)) == -1) {
 		close(cfd);
 		return wl_fail("the listener accepts nothing");
@@ -158,7 +158,7 @@ udp_verify(void)
 	snprintf(msg, sizeof msg, "udp %u", ++ud_seq);
 	if (send(ud_a, msg, strlen(msg), 0) == -1)
 		return wl_fail_errno("send on the connected udp socket");
-	if (!wl_readable(ud_b, 1000))
+	if (!wl_readable(ud_b, WL_WAIT_MS))
 		return wl_fail("the datagram did not arrive");
 	n = recvfrom(ud_b, got, sizeof got - 1, MSG_DONTWAIT,
 	    (struct sockaddr *)&from, &len);

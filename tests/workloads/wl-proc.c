@@ -85,7 +85,7 @@ threads_verify(void)
 
 	for (i = 0; i < NTHREADS; i++)
 		before[i] = th_count[i];
-	for (k = 0; k < 100; k++) {
+	for (k = 0; k < WL_WAIT_MS / 10; k++) {
 		wl_msleep(10);
 		for (n = 0, i = 0; i < NTHREADS; i++)
 			n += th_count[i] > before[i];
@@ -157,7 +157,7 @@ futex_verify(void)
 	uint64_t	before = fx_rounds;
 	int		k;
 
-	for (k = 0; k < 100 && fx_rounds < before + 5; k++)
+	for (k = 0; k < WL_WAIT_MS / 10 && fx_rounds < before + 5; k++)
 		wl_msleep(10);
 	if (fx_rounds < before + 5)
 		return wl_fail("the futex ping-pong stopped at %llu rounds",
@@ -177,7 +177,8 @@ static uint32_t		fpu_mx_in = 0x1f80 | 0x6000;	/* round to zero */
 static uint32_t		fpu_mx_out;
 static uint16_t		fpu_cw_in = 0x037f | 0x0c00;	/* truncate */
 static uint16_t		fpu_cw_out;
-static volatile int	fpu_flag;	/* 0 load, 3 holding, 1 store, 2 stored */
+/* 0: load them, 3: holding, 1: store them, 2: stored */
+static volatile int	fpu_flag;
 static int		fpu_avx;
 
 #define LD(n) "movdqu " #n "*32(%[in]), %%xmm" #n "\n\t"
@@ -216,7 +217,8 @@ fpu_hold(void)
 		    "stmxcsr (%[mxo])\n\tfnstcw (%[cwo])\n\tfstpt (%[ldo])\n\t"
 		    "vzeroupper\n\t"
 		    :
-		    : [in] "r"(fpu_in), [out] "r"(fpu_out), [mx] "r"(&fpu_mx_in),
+		    : [in] "r"(fpu_in), [out] "r"(fpu_out),
+		      [mx] "r"(&fpu_mx_in),
 		      [cw] "r"(&fpu_cw_in), [ld] "r"(&fpu_ld_in),
 		      [mxo] "r"(&fpu_mx_out), [cwo] "r"(&fpu_cw_out),
 		      [ldo] "r"(&fpu_ld_out), [flag] "r"(&fpu_flag),
@@ -235,7 +237,8 @@ fpu_hold(void)
 		    ST(8) ST(9) ST(10) ST(11) ST(12) ST(13) ST(14) ST(15)
 		    "stmxcsr (%[mxo])\n\tfnstcw (%[cwo])\n\tfstpt (%[ldo])\n\t"
 		    :
-		    : [in] "r"(fpu_in), [out] "r"(fpu_out), [mx] "r"(&fpu_mx_in),
+		    : [in] "r"(fpu_in), [out] "r"(fpu_out),
+		      [mx] "r"(&fpu_mx_in),
 		      [cw] "r"(&fpu_cw_in), [ld] "r"(&fpu_ld_in),
 		      [mxo] "r"(&fpu_mx_out), [cwo] "r"(&fpu_cw_out),
 		      [ldo] "r"(&fpu_ld_out), [flag] "r"(&fpu_flag),
@@ -268,7 +271,7 @@ fpu_wait(int state)
 {
 	int	k;
 
-	for (k = 0; k < 200 && fpu_flag != state; k++)
+	for (k = 0; k < WL_WAIT_MS / 5 && fpu_flag != state; k++)
 		wl_msleep(5);
 	return fpu_flag == state;
 }

@@ -56,7 +56,7 @@ signalfd_verify(void)
 
 	sigemptyset(&s);
 	sigaddset(&s, SIGUSR2);
-	if (!wl_readable(sfd, 1000))
+	if (!wl_readable(sfd, WL_WAIT_MS))
 		return wl_fail("the signalfd has nothing to read");
 	if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si)
 		return wl_fail_errno("read the signalfd");
@@ -69,7 +69,7 @@ signalfd_verify(void)
 	if (sigqueue(getpid(), SIGRTMIN + 1, (union sigval){ .sival_int = 9 })
 	    != 0)
 		return wl_fail_errno("sigqueue");
-	if (!wl_readable(sfd, 1000) ||
+	if (!wl_readable(sfd, WL_WAIT_MS) ||
 	    read(sfd, &si, sizeof si) != (ssize_t)sizeof si ||
 	    (int)si.ssi_signo != SIGRTMIN + 1 || si.ssi_int != 9)
 		return wl_fail("the signalfd no longer watches SIGRTMIN+1");
@@ -107,8 +107,8 @@ timerfd_verify(void)
 	/* Drain what expired, then see it expire again. */
 	if (read(tfd_p, &n, sizeof n) == -1 && errno != EAGAIN)
 		return wl_fail_errno("read the timerfd");
-	if (!wl_readable(tfd_p, 1000) || read(tfd_p, &n, sizeof n) != 8 ||
-	    n == 0)
+	if (!wl_readable(tfd_p, WL_WAIT_MS) ||
+	    read(tfd_p, &n, sizeof n) != 8 || n == 0)
 		return wl_fail("the periodic timerfd no longer expires");
 	return 0;
 }
@@ -191,7 +191,7 @@ posix_timer_verify(void)
 	sig_atomic_t		before = pt_count;
 	int			k;
 
-	for (k = 0; k < 100 && pt_count < before + 3; k++)
+	for (k = 0; k < WL_WAIT_MS / 10 && pt_count < before + 3; k++)
 		wl_msleep(10);
 	if (pt_count < before + 3)
 		return wl_fail("the periodic timer fires no more");
@@ -248,7 +248,7 @@ itimer_verify(void)
 	if (v.it_interval.tv_sec != 0 || v.it_interval.tv_usec != 30000)
 		return wl_fail("ITIMER_REAL's interval is %ld.%06ld",
 		    (long)v.it_interval.tv_sec, (long)v.it_interval.tv_usec);
-	for (k = 0; k < 100 && it_count < before + 3; k++)
+	for (k = 0; k < WL_WAIT_MS / 10 && it_count < before + 3; k++)
 		wl_msleep(10);
 	if (it_count < before + 3)
 		return wl_fail("SIGALRM no longer comes");
@@ -332,7 +332,7 @@ pending_verify(void)
 		if (sigtimedwait(&set, &si, &zero) != SIGRTMIN + 4)
 			return wl_fail("queued SIGRTMIN+4 number %d lost", k);
 		if (si.si_value.sival_int != vals[k])
-			return wl_fail("SIGRTMIN+4 number %d carries %d, not %d",
+			return wl_fail("SIGRTMIN+4 #%d carries %d, not %d",
 			    k, si.si_value.sival_int, vals[k]);
 	}
 	if (sigtimedwait(&set, &si, &zero) != -1)

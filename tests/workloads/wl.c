@@ -120,7 +120,7 @@ wl_write_all(int fd, const void *buf, size_t len, const char *what)
 	return 0;
 }
 
-/* Exactly len bytes, waiting at most a second for each piece. */
+/* Exactly len bytes, waiting at most WL_WAIT_MS for each piece. */
 int
 wl_read_all(int fd, void *buf, size_t len, const char *what)
 {
@@ -128,7 +128,7 @@ wl_read_all(int fd, void *buf, size_t len, const char *what)
 	ssize_t	 n;
 
 	while (len > 0) {
-		if (!wl_readable(fd, 1000))
+		if (!wl_readable(fd, WL_WAIT_MS))
 			return wl_fail("%s: %zu bytes missing", what, len);
 		n = read(fd, p, len);
 		if (n == -1 && (errno == EINTR || errno == EAGAIN))

@@ -11,11 +11,16 @@
 
 #define WL_NET		0x1	/* wants a network namespace of its own */
 
+/* How long a check waits for something that should come at once (a
+ * byte, an event, a timer's tick): long enough for a loaded machine. */
+#define WL_WAIT_MS	5000
+
 struct workload {
 	const char	*name;
 	const char	*what;
 	int		(*setup)(void);
-	int		(*verify)(void);	/* repeatable: leaves the state as found */
+	/* Repeatable: leaves the state as it found it. */
+	int		(*verify)(void);
 	unsigned	 flags;
 };
 
