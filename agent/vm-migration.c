@@ -16,6 +16,7 @@
 #include "agent/vm-instances.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -94,6 +95,7 @@ struct vm_migration {
 	struct vm_policy	 policy;
 	char			*policy_note;	/* what the policy did */
 	char			*abort_reason;	/* why we aborted libvirt's job */
+	char			*abandoned;	/* T: given up while checking */
 	struct vm_job		 job;		/* the last reading */
 	int			 stats_busy;
 	int			 switched;	/* QEMU switched to post-copy */
@@ -151,6 +153,7 @@ static void	vmm_work_queue(struct vm_migration *, enum vmm_workkind);
 static void	vmm_source_fail(struct vm_migration *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	vmm_target_clean(struct vm_migration *, const char *);
+static void	vmm_target_abandon(struct vm_migration *, const char *);
 static void	vmm_note(struct vm_migration *, const char *);
 
 /* --- the table --------------------------------------------------------------- */
@@ -219,6 +222,7 @@ vmm_release(struct vm_migration *m)
 	free(m->qemu_path);
 	free(m->policy_note);
 	free(m->abort_reason);
+	free(m->abandoned);
 	free(m->error);
 	free(m);
 }
@@ -536,6 +540,7 @@ vmm_work_run(uv_work_t *w)
 {
 	struct vmm_work	*k = w->data;
 	char		*cause = NULL;
+	unsigned	 ms = 0;
 	int		 i;
 
 	switch (k->kind) {
@@ -565,6 +570,9 @@ vmm_work_run(uv_work_t *w)
 		k->rc = vm_job_abort(k->host, k->name, &k->cause);
 		break;
 	case VMMW_CHECK:
+		/* A test makes the check slow, as a busy libvirtd would. */
+		if (fault_check("vmig.target.check", &ms) == FAULT_DELAY)
+			usleep(ms * 1000u);
 		if ((k->rc = vm_state(k->host, k->name, &k->run, NULL,
 		    &k->cause)) != 0)
 			break;
@@ -1223,6 +1231,16 @@ vm_migration_cancel(struct agent *a, const char *name, instances_done_cb cb,
 static void
 vmm_target_checked(struct vm_migration *m, struct vmm_work *k)
 {
+	if (m->abandoned != NULL || m->state != VMM_CHECKING) {
+		/* Given up while libvirt was asked: nothing of ours exists
+		 * (whatever has that name there is someone else's), and it
+		 * must not become READY again. */
+		log_info("vmig %" PRIx64 " %s: discarded before it was ready: "
+		    "%s", m->id, m->name, m->abandoned != NULL ? m->abandoned :
+		    vmm_state_names[m->state]);
+		vmm_free(m);
+		return;
+	}
 	if (k->rc != 0) {
 		log_warnx("vmig %" PRIx64 " %s: refused: %s", m->id, m->name,
 		    k->cause);
@@ -1300,6 +1318,16 @@ vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
 	vmm_free(m);
 }
 
+/* Given up while its name is being checked: the check's answer ends it
+ * (vmm_target_checked).  Nothing to clean: the domain of that name, if
+ * there is one, is not ours. */
+static void
+vmm_target_abandon(struct vm_migration *m, const char *why)
+{
+	if (m->abandoned == NULL)
+		m->abandoned = xstrdup(why);
+}
+
 static void
 vmm_target_clean(struct vm_migration *m, const char *why)
 {
@@ -1375,7 +1403,10 @@ vmm_target_step(struct vm_migration *m, const Tern__MigrateStep *s)
 		vmm_work_queue(m, VMMW_ARRIVE);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
-		if (m->state == VMM_READY || m->state == VMM_CHECKING)
+		if (m->state == VMM_CHECKING)
+			vmm_target_abandon(m, s->error != NULL ? s->error :
+			    "aborted by the source");
+		else if (m->state == VMM_READY)
 			vmm_target_clean(m, s->error != NULL ? s->error :
 			    "aborted by the source");
 		break;
@@ -1457,7 +1488,7 @@ vmm_lost(struct vm_migration *m, const char *why)
 		vmm_set_state(m, VMM_ARRIVING);
 		vmm_work_queue(m, VMMW_SETTLE);
 	} else if (m->state == VMM_CHECKING)
-		vmm_target_clean(m, why);
+		vmm_target_abandon(m, why);
 }
 
 void
