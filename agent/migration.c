@@ -1429,20 +1429,26 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		char *text = error != NULL && m->state != MIG_ABORTING ?
 		    mig_target_keep_logs(m, error) : NULL;
 
-		if (m->state != MIG_ABORTING)
-			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
-			    text != NULL ? text : "restore discarded");
-		free(text);
 		/* Even past COMMIT: it does not run here, so the source's
-		 * checkpoint and rootfs are the instance, not our copy. */
+		 * checkpoint and rootfs are the instance, not our copy.  All
+		 * of it goes before the source hears: an operator who tries
+		 * again at once finds this host clean. */
 		m->rootfs_keep = 0;
 		container_kill(in->name, NULL);
 		container_cgroup_remove(in->name, NULL);
+		mig_drop_rootfs(m);
+		free(m->rootfs);
+		m->rootfs = NULL;
 		log_warnx("mig %" PRIx64 " %s: incoming copy discarded%s%s",
 		    m->id, m->name, error != NULL ? ": " : "",
 		    error != NULL ? error : "");
 		set = in->set;
 		instance_destroy(in);
+		m->in = NULL;
+		if (m->state != MIG_ABORTING)
+			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
+			    text != NULL ? text : "restore discarded");
+		free(text);
 		instances_op_done(set);
 		mig_free(m);
 		return;

@@ -57,7 +57,7 @@ set +e
 out=$(cl_ctl h1 ping nosuchhost 2>&1); rc=$?
 set -e
 [ $rc = 1 ] || fail "ping to an unknown host exited $rc"
-echo "$out" | grep -q 'unknown host "nosuchhost"' || fail "error was: $out"
+grep -q 'unknown host "nosuchhost"' <<<"$out" || fail "error was: $out"
 
 # The control socket: root only by default; the file mode keeps others out,
 # and SO_PEERCRED refuses them even when the mode would let them in.
@@ -71,7 +71,7 @@ set +e
 out=$(as_nobody "$TERN_BUILDDIR/ternctl" -s /run/tern/ternd.sock status 2>&1); rc=$?
 set -e
 [ $rc = 1 ] || fail "nobody was served on a 0666 socket (rc $rc): $out"
-echo "$out" | grep -q "permission denied" || fail "no permission error: $out"
+grep -q "permission denied" <<<"$out" || fail "no permission error: $out"
 grep -q "refused pid .* uid 65534" "$(cl_log h1)" || fail "refusal not logged"
 # Members of control_group are let in (nogroup stands in for "tern").
 cl_conf h2 'control_group = "nogroup"'

@@ -63,7 +63,7 @@ set +e
 out=$(cl_ctl h1 restore mc 2>&1); rc=$?
 set -e
 [ $rc = 1 ] || fail "restore of a damaged checkpoint exited $rc: $out"
-echo "$out" | grep -q "checksum mismatch" || fail "no checksum error: $out"
+grep -q "checksum mismatch" <<<"$out" || fail "no checksum error: $out"
 [ "$(info state)" = checkpointed ] || fail "mc is $(info state) after a refused restore"
 echo "refused: $out"
 # An image the MANIFEST does not list would be read by CRIU all the same:
@@ -72,7 +72,7 @@ cp "$gen2/MANIFEST" "$gen2/extra.img"
 set +e
 out=$(cl_ctl h1 restore mc --generation 2 2>&1); rc=$?
 set -e
-[ $rc = 1 ] && echo "$out" | grep -q "extra.img is not in the MANIFEST" ||
+[ $rc = 1 ] && grep -q "extra.img is not in the MANIFEST" <<<"$out" ||
 	fail "unlisted image: $out"
 echo "refused: $out"
 rm "$gen2/extra.img"
@@ -84,16 +84,16 @@ verify "restored from checkpoint 2 after 3 was refused"
 set +e
 out=$(cl_ctl h1 checkpoint nosuch 2>&1); rc=$?
 set -e
-[ $rc = 1 ] && echo "$out" | grep -q "no instance nosuch" || fail "unknown instance: $out"
+[ $rc = 1 ] && grep -q "no instance nosuch" <<<"$out" || fail "unknown instance: $out"
 set +e
 out=$(cl_ctl h1 restore mc 2>&1); rc=$?
 set -e
-[ $rc = 1 ] && echo "$out" | grep -q "one copy runs at a time" || fail "restore while running: $out"
+[ $rc = 1 ] && grep -q "one copy runs at a time" <<<"$out" || fail "restore while running: $out"
 echo '{"process": {"args": []}, "root": {"path": "rootfs"}}' > "$TH_ROOT/bad.json"
 set +e
 out=$(cl_ctl h1 create bad --spec "$TH_ROOT/bad.json" 2>&1); rc=$?
 set -e
-[ $rc = 1 ] && echo "$out" | grep -q "process.args" || fail "bad spec: $out"
+[ $rc = 1 ] && grep -q "process.args" <<<"$out" || fail "bad spec: $out"
 
 # A restarted ternd adopts the running container, and can still stop it.
 cl_stop h1 || fail "ternd did not stop cleanly"

@@ -46,7 +46,7 @@ out=$(cl_ctl h1 checkpoint small 2>&1); rc=$?
 set -e
 echo "refused: $out"
 [ $rc = 1 ] || fail "checkpoint on a full disk exited $rc"
-echo "$out" | grep -q "filesystem holding it is full" || fail "no reason given: $out"
+grep -q "filesystem holding it is full" <<<"$out" || fail "no reason given: $out"
 [ "$(inst_field h1 small state)" = running ] || fail "small is $(inst_field h1 small state)"
 [ "$(inst_field h1 small generation)" = 0 ] || fail "a failed checkpoint counted"
 # ... and its partial images were removed (only CRIU's log stays).
@@ -86,7 +86,7 @@ set -e
 out=$(cat "$TH_ROOT/big.out")
 echo "refused: $out"
 [ $rc = 1 ] || fail "checkpoint with criu killed exited $rc"
-echo "$out" | grep -q "killed by signal 9" || fail "no reason given: $out"
+grep -q "killed by signal 9" <<<"$out" || fail "no reason given: $out"
 [ "$(inst_field h2 big state)" = running ] || fail "big is $(inst_field h2 big state)"
 [ "$(inst_field h2 big generation)" = 0 ] || fail "a failed checkpoint counted"
 verify h2 big

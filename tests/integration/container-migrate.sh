@@ -55,7 +55,7 @@ refused() {	# PATTERN ARGS...: migrate must fail saying PATTERN
 	out=$(cl_ctl h1 migrate "$@" 2>&1); rc=$?
 	set -e
 	[ $rc = 1 ] || fail "migrate $* exited $rc: $out"
-	echo "$out" | grep -q -- "$pattern" || fail "migrate $*: $out"
+	grep -q -- "$pattern" <<<"$out" || fail "migrate $*: $out"
 	[ "$(inst_field h1 mc state)" = running ] || fail "after a refusal mc is at: $(inst_where mc)"
 	echo "refused: $out"
 }

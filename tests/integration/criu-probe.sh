@@ -36,13 +36,13 @@ for h in json.load(sys.stdin)["hosts"]:
 # h1: a working CRIU.  Memory tracking is whatever the kernel offers.
 s1=$(status h1)
 echo "h1: $s1"
-echo "$s1" | grep -q '"criu"' || fail "h1 does not report criu"
-echo "$s1" | grep -q '"criu.lazy-pages"' || fail "h1 does not report lazy pages"
+grep -q '"criu"' <<<"$s1" || fail "h1 does not report criu"
+grep -q '"criu.lazy-pages"' <<<"$s1" || fail "h1 does not report lazy pages"
 if "$criu" check --feature mem_dirty_track >/dev/null 2>&1; then
-	echo "$s1" | grep -q '"criu.mem-track"' || fail "h1 misses memory tracking"
+	grep -q '"criu.mem-track"' <<<"$s1" || fail "h1 misses memory tracking"
 else
-	echo "$s1" | grep -q '"criu.mem-track"' && fail "h1 claims memory tracking"
-	echo "$s1" | grep -q 'memory tracking (pre-copy) no' ||
+	grep -q '"criu.mem-track"' <<<"$s1" && fail "h1 claims memory tracking"
+	grep -q 'memory tracking (pre-copy) no' <<<"$s1" ||
 		fail "h1's status does not say pre-copy is unavailable"
 	grep -Eq "will use (post-copy|stop-and-copy), not pre-copy" "$(cl_log h1)" ||
 		fail "h1's log does not say how containers will migrate"
@@ -52,8 +52,8 @@ caps_of h2 h1 | grep -qw criu || fail "h2 did not learn h1's capabilities"
 # h2: no criu at that path.
 s2=$(status h2)
 echo "h2: $s2"
-echo "$s2" | grep -q '"criu"' && fail "h2 claims criu"
-echo "$s2" | grep -q 'no container support: /nonexistent/criu: No such file' ||
+grep -q '"criu"' <<<"$s2" && fail "h2 claims criu"
+grep -q 'no container support: /nonexistent/criu: No such file' <<<"$s2" ||
 	fail "h2 does not say why"
 grep -q "warn.*no container support" "$(cl_log h2)" || fail "h2 did not warn"
 caps_of h1 h2 | grep -qw criu && fail "h1 believes h2 has criu"
@@ -61,8 +61,8 @@ caps_of h1 h2 | grep -qw criu && fail "h1 believes h2 has criu"
 # h3: a criu that fails.
 s3=$(status h3)
 echo "h3: $s3"
-echo "$s3" | grep -q '"criu"' && fail "h3 claims criu"
-echo "$s3" | grep -q 'no container support: .*broken-criu swrk: criu exited with status 1' ||
+grep -q '"criu"' <<<"$s3" && fail "h3 claims criu"
+grep -q 'no container support: .*broken-criu swrk: criu exited with status 1' <<<"$s3" ||
 	fail "h3 does not say why"
 
 cl_stop_all || fail "a ternd did not stop cleanly"

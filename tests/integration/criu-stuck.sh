@@ -98,7 +98,7 @@ stuck() {
 	out=$(ctl h1 "$@" 2>&1) || rc=$?
 	echo "refused: $out"
 	[ $rc = 1 ] || fail "ternctl $* exited $rc: $out"
-	echo "$out" | grep -q -- "$pattern" || fail "ternctl $*: no reason: $out"
+	grep -q -- "$pattern" <<<"$out" || fail "ternctl $*: no reason: $out"
 	[ "$(freezer h1)" = THAWED ] || fail "st left $(freezer h1) after: $*"
 	where_ok h1 "after a stuck criu ($*)"
 }
@@ -209,7 +209,7 @@ cl_wait_up h1 2 30
 cl_wait_criu h1 || fail "h1 cannot run containers"
 out=$(ctl h1 restore mc 2>&1) && fail "a stuck restore succeeded: $out"
 echo "refused: $out"
-echo "$out" | grep -q "did not finish within 5000 ms" || fail "no reason: $out"
+grep -q "did not finish within 5000 ms" <<<"$out" || fail "no reason: $out"
 [ "$(inst_field h1 mc state)" = checkpointed ] || fail "mc is $(inst_field h1 mc state)"
 [ "$(inst_copies mc)" = 0 ] || fail "a stuck restore left mc running"
 cl_stop h1 || fail "h1's ternd did not stop cleanly"

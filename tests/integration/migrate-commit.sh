@@ -44,7 +44,7 @@ if out=$(cl_ctl h1 restore mc 2>&1); then
 	fail "h1 restored a second copy of mc: $out; copies: $(inst_copies mc)"
 fi
 echo "$out"
-echo "$out" | grep -q "committed to h2" || fail "the refusal does not say why: $out"
+grep -q "committed to h2" <<<"$out" || fail "the refusal does not say why: $out"
 [ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
 cl_ctl h1 destroy mc >/dev/null
 [ -z "$(inst_field h1 mc state)" ] || fail "h1 still lists mc"

@@ -83,14 +83,14 @@ nothing_on_h2() {	# NAME
 # Our own image, unmodified, through rawpeer: accepted (and called off).
 out=$(offer same --cpuinfo "$img") || fail "rawpeer: $out"
 echo "same CPU: $out"
-echo "$out" | grep -q "^ready" || fail "h2 refused this very CPU: $out"
+grep -q "^ready" <<<"$out" || fail "h2 refused this very CPU: $out"
 grep -q "CPU check passed for same from h3" "$log2" || fail "no pass for same"
 
 # A CPU with more instructions than this one.
 out=$(offer richer --cpuinfo "$img" --cpu-set 9:0x0c000000) ||
     fail "rawpeer: $out"
 echo "richer CPU: $out"
-echo "$out" | grep -q "h2 cannot run h3's processes: CPU lacks avx512pf avx512er (CRIU cpuinfo check" ||
+grep -q "h2 cannot run h3's processes: CPU lacks avx512pf avx512er (CRIU cpuinfo check" <<<"$out" ||
     fail "no CPU refusal naming the features: $out"
 grep -q "cannot run h3's processes: CPU lacks" "$log2" || fail "h2 did not log the refusal"
 nothing_on_h2 richer
@@ -99,7 +99,7 @@ nothing_on_h2 richer
 head -c 300 /dev/urandom > "$TH_ROOT/cpu/garbage.img"
 out=$(offer garbage --cpuinfo "$TH_ROOT/cpu/garbage.img") || fail "rawpeer: $out"
 echo "garbage: $out"
-echo "$out" | grep -q "h2 cannot run h3's processes: CRIU cpuinfo check: " ||
+grep -q "h2 cannot run h3's processes: CRIU cpuinfo check: " <<<"$out" ||
     fail "no clear refusal of a garbage CPU description: $out"
 nothing_on_h2 garbage
 
@@ -107,14 +107,14 @@ nothing_on_h2 garbage
 head -c 100000 /dev/zero > "$TH_ROOT/cpu/huge.img"
 out=$(offer huge --cpuinfo "$TH_ROOT/cpu/huge.img") || fail "rawpeer: $out"
 echo "huge: $out"
-echo "$out" | grep -q "100000 bytes is not a CRIU cpuinfo image" ||
+grep -q "100000 bytes is not a CRIU cpuinfo image" <<<"$out" ||
     fail "no refusal of a huge CPU description: $out"
 nothing_on_h2 huge
 
 # No CPU description at all (an older peer).
 out=$(offer none) || fail "rawpeer: $out"
 echo "none: $out"
-echo "$out" | grep -q "does not describe h3's CPU" ||
+grep -q "does not describe h3's CPU" <<<"$out" ||
     fail "no refusal of an offer without cpuinfo: $out"
 nothing_on_h2 none
 

@@ -108,7 +108,7 @@ mig_failed() {
 	out=$(cat "$TH_ROOT/$1.out")
 	echo "$1: $out"
 	[ "$rc" = 1 ] || fail "$1: migrate exited $rc: $out"
-	echo "$out" | grep -q -- "$2" || fail "$1: no \"$2\" in: $out"
+	grep -q -- "$2" <<<"$out" || fail "$1: no \"$2\" in: $out"
 }
 
 gone_from() {	# HOST NAME: HOST has nothing of NAME, listed or on disk

@@ -27,7 +27,7 @@ fi
 echo "$out"
 grep -q "fault point files.send.understate fired: fail" "$(cl_log h1)" ||
     fail "the fault point did not fire on h1"
-echo "$out" | grep -q "more than the [0-9]* bytes announced" ||
+grep -q "more than the [0-9]* bytes announced" <<<"$out" ||
     fail "the refusal does not say why: $out"
 [ "$(inst_where mc)" = "h1:running" ] || fail "mc is at: $(inst_where mc)"
 inst_verify h1 mc "$state" "kept on h1"

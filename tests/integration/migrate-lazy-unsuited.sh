@@ -28,8 +28,8 @@ sleep 0.5	# the subshell forks
 
 out=$(cl_ctl h1 migrate forked --to h2 2>&1) || fail "auto failed: $out"
 echo "$out"
-echo "$out" | grep -q "(stopcopy)" || fail "auto did not pick stop-and-copy: $out"
-echo "$out" | grep -q "stop-and-copy, not post-copy: process [0-9]* shares [0-9]* KiB of its private memory copy-on-write" ||
+grep -q "(stopcopy)" <<<"$out" || fail "auto did not pick stop-and-copy: $out"
+grep -q "stop-and-copy, not post-copy: process [0-9]* shares [0-9]* KiB of its private memory copy-on-write" <<<"$out" ||
     fail "auto did not say why: $out"
 [ "$(inst_where forked)" = "h2:running" ] || fail "after h1->h2 it is at: $(inst_where forked)"
 
@@ -37,7 +37,7 @@ if out=$(cl_ctl h2 migrate forked --to h1 --mode postcopy 2>&1); then
 	fail "--mode postcopy moved a tree with copy-on-write sharing: $out"
 fi
 echo "$out"
-echo "$out" | grep -q "post-copy cannot move forked: process .* copy-on-write" ||
+grep -q "post-copy cannot move forked: process .* copy-on-write" <<<"$out" ||
     fail "the refusal does not say why: $out"
 [ "$(inst_where forked)" = "h2:running" ] || fail "after the refusal it is at: $(inst_where forked)"
 cl_ctl h2 migrate forked --to h1 --mode stopcopy >/dev/null

@@ -41,8 +41,8 @@ inst_verify h1 mc "$state" "started on h1"
 
 out=$(cl_ctl h1 migrate mc --to h2)
 echo "$out"
-echo "$out" | grep -q "(postcopy)" || fail "auto did not pick post-copy: $out"
-echo "$out" | grep -q "soft-dirty" || fail "auto did not say why: $out"
+grep -q "(postcopy)" <<<"$out" || fail "auto did not pick post-copy: $out"
+grep -q "soft-dirty" <<<"$out" || fail "auto did not say why: $out"
 [ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
 inst_verify h2 mc "$state" "moved to h2 by post-copy"
 cl_ctl h2 migrate mc --to h1 --mode postcopy
@@ -148,7 +148,7 @@ done
 if out=$(cl_ctl h1 restore mc 2>&1); then
 	fail "srckill: restore of an instance committed to h2 did not ask for --force"
 fi
-echo "$out" | grep -q "ternctl restore mc --force" ||
+grep -q "ternctl restore mc --force" <<<"$out" ||
     fail "srckill: the refusal does not say what to do: $out"
 cl_ctl h1 restore mc --force >/dev/null
 inst_verify h1 mc "$state" "restored on h1 after its ternd died in a post-copy"

@@ -70,7 +70,7 @@ out=$(cl_ctl h1 migrate mc --to h2 2>&1); rc=$?
 set -e
 echo "refused: $out"
 [ $rc = 1 ] || fail "migrate onto a used rootfs path exited $rc"
-echo "$out" | grep -q "already exists on h2 and is not empty" ||
+grep -q "already exists on h2 and is not empty" <<<"$out" ||
     fail "unclear refusal: $out"
 [ "$(cat "$TH_ROOT/h2/srv/mc/other")" = keep ] || fail "h2's file was touched"
 [ "$(inst_field h1 mc state)" = running ] || fail "mc is $(inst_field h1 mc state) on h1"

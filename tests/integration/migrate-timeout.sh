@@ -43,7 +43,7 @@ out=$(cl_ctl h1 migrate mc --to h2 2>&1); rc=$?
 set -e
 echo "refused: $out"
 [ $rc = 1 ] || fail "migrate to a silent peer exited $rc"
-echo "$out" | grep -q "no progress for 2000 ms" || fail "no timeout reason: $out"
+grep -q "no progress for 2000 ms" <<<"$out" || fail "no timeout reason: $out"
 grep -q "ignored: migrate_offer" "$TH_ROOT/silent.out" || fail "the offer never reached h2"
 [ "$(inst_field h1 mc state)" = running ] || fail "mc is $(inst_field h1 mc state)"
 inst_verify h1 mc "$state" "after a migration timed out"

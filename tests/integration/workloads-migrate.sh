@@ -74,7 +74,7 @@ cp "$WL" "$TH_ROOT/template/bin/wl"
 all=$("$WL" --list | awk '{ print $1 }')
 wl_names=${WL_ONLY:-$all}
 for w in $wl_names; do
-	echo "$all" | grep -qx "$w" || fail "no workload $w ($WL --list)"
+	grep -qx "$w" <<<"$all" || fail "no workload $w ($WL --list)"
 done
 [ "$(echo "$all" | wc -w)" -ge 40 ] || fail "fewer than 40 workloads"
 
