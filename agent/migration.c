@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <unistd.h>
 #include <inttypes.h>
@@ -12,7 +11,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <time.h>
 
 #define LOG_MODULE "migrate"
 #include "agent/instance-internal.h"
@@ -23,6 +21,7 @@
 #include "checkpoint/container.h"
 #include "checkpoint/cpuinfo.h"
 #include "checkpoint/file-locks.h"
+#include "checkpoint/kept-logs.h"
 #include "checkpoint/lazy-check.h"
 #include "checkpoint/page-server.h"
 #include "daemon/fault.h"
@@ -953,7 +952,7 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 			mig_source_dump(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
-		if (fault_check("mig.source.restored", NULL) == FAULT_STALL)
+		if (fault_hit("mig.source.restored") == FAULT_STALL)
 			break;		/* as a source that hangs here */
 		if (m->postcopy) {
 			mig_source_postcopy_commit(m);
@@ -1310,109 +1309,24 @@ mig_target_discard(struct migration *m, const char *why)
 	mig_free(m);
 }
 
-/* How many failed incoming attempts keep their CRIU logs, and how much
- * of each log (its end, where CRIU says what failed). */
-#define MIG_KEPT_ATTEMPTS	10
-#define MIG_KEPT_LOG_MAX	(4u << 20)
-
-/* Keep the last max bytes of path. */
-static void
-mig_log_tail(const char *path, off_t max)
-{
-	struct stat	 st;
-	char		*buf;
-	ssize_t		 n;
-	int		 fd;
-
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) == -1)
-		return;
-	if (fstat(fd, &st) == 0 && st.st_size > max) {
-		buf = xmalloc((size_t)max);
-		n = pread(fd, buf, (size_t)max, st.st_size - max);
-		if (n > 0 && pwrite(fd, buf, (size_t)n, 0) == n)
-			(void)ftruncate(fd, n);
-		free(buf);
-	}
-	close(fd);
-}
-
-/* Drop the oldest kept attempts beyond MIG_KEPT_ATTEMPTS. */
-static void
-mig_prune_kept(const char *dir)
-{
-	struct dirent	**names = NULL;
-	char		 *path;
-	int		  i, n;
-
-	if ((n = scandir(dir, &names, NULL, alphasort)) < 0)
-		return;
-	/* Named by the time they failed: the oldest sort first. */
-	for (i = 0; i < n; i++) {
-		if (names[i]->d_name[0] != '.' && n - i > MIG_KEPT_ATTEMPTS + 2) {
-			xasprintf(&path, "%s/%s", dir, names[i]->d_name);
-			rm_rf(path, NULL);
-			free(path);
-		}
-		free(names[i]);
-	}
-	free(names);
-}
-
 /* A failed incoming copy is about to be deleted: keep its CRIU logs
- * where the error text says they are.  Returns the text to use (the
- * caller frees it): error with the images' directory replaced by the
- * place the logs were kept. */
+ * where the error text will say they are (the caller frees the text). */
 static char *
 mig_target_keep_logs(struct migration *m, const char *error)
 {
-	struct dirent	*de;
-	DIR		*d;
-	char		*gen_dir, *kept_root, *kept, *from, *to, *text, *at;
-	char		 stamp[32];
-	size_t		 glen;
-	time_t		 now;
-	struct tm	 tm;
+	char	*gen_dir, *root, *label, *text;
 
 	if (m->in == NULL)
 		return xstrdup(error);
 	xasprintf(&gen_dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
-	xasprintf(&kept_root, "%s/failed-migrations", m->agent->conf->state_dir);
-	now = time(NULL);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
-	xasprintf(&kept, "%s/%s-%s-%" PRIx64, kept_root, stamp, m->name,
-	    m->id);
-	if (mkdir_p(kept, 0700, NULL) != 0 || (d = opendir(gen_dir)) == NULL) {
-		free(gen_dir);
-		free(kept_root);
-		free(kept);
-		return xstrdup(error);
-	}
-	while ((de = readdir(d)) != NULL) {
-		glen = strlen(de->d_name);
-		if (glen < 5 || strcmp(de->d_name + glen - 4, ".log") != 0)
-			continue;
-		xasprintf(&from, "%s/%s", gen_dir, de->d_name);
-		xasprintf(&to, "%s/%s", kept, de->d_name);
-		if (rename(from, to) == 0)
-			mig_log_tail(to, MIG_KEPT_LOG_MAX);
-		free(from);
-		free(to);
-	}
-	closedir(d);
-	mig_prune_kept(kept_root);
-	/* "CRIU log: <gen_dir>/restore.log" -> "<kept>/restore.log" */
-	glen = strlen(gen_dir);
-	if ((at = strstr(error, gen_dir)) != NULL &&
-	    (at[glen] == '/' || at[glen] == '\0'))
-		xasprintf(&text, "%.*s%s%s", (int)(at - error), error, kept,
-		    at + glen);
-	else
-		xasprintf(&text, "%s (CRIU's logs kept in %s)", error, kept);
+	xasprintf(&root, "%s/failed-migrations", m->agent->conf->state_dir);
+	xasprintf(&label, "%s-%" PRIx64, m->name, m->id);
+	text = kept_logs_save(gen_dir, root, label, error);
 	log_info("mig %" PRIx64 " %s: CRIU's logs of the failed attempt kept "
-	    "in %s", m->id, m->name, kept);
+	    "under %s", m->id, m->name, root);
 	free(gen_dir);
-	free(kept_root);
-	free(kept);
+	free(root);
+	free(label);
 	return text;
 }
 
