@@ -169,6 +169,18 @@ static const struct conf_option conf_options[] = {
 	  .min = 1000, .max = 86400000,
 	  .help = "A migration with no step and no byte crossing for this "
 	      "long (the peer silent or stuck) is rolled back." },
+	/* Trust boundaries (docs/security.md). */
+	{ .name = "max_pending_handshakes", .type = CONF_INT,
+	  .offset = CONF_FIELD(max_pending_handshakes), .def_number = 32,
+	  .min = 1, .max = 1024,
+	  .help = "Most accepted peer connections not yet authenticated; "
+	      "beyond that new ones are closed at once, so clients that "
+	      "never finish TLS cannot use up ternd's descriptors." },
+	{ .name = "handshake_timeout_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(handshake_timeout_ms), .def_number = 2000,
+	  .min = 100, .max = 60000,
+	  .help = "An accepted peer connection that has not finished its "
+	      "TLS handshake within this many milliseconds is closed." },
 };
 
 #define CONF_NOPTIONS	(sizeof conf_options / sizeof conf_options[0])

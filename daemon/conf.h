@@ -74,6 +74,10 @@ struct conf {
 	int			 peer_timeout_ms;
 	int			 reconnect_max_ms;
 	int			 migration_timeout_ms;
+
+	/* Trust boundaries (docs/security.md). */
+	int			 max_pending_handshakes;
+	int			 handshake_timeout_ms;
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used
