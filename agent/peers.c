@@ -888,6 +888,28 @@ peers_start(struct peers *ps, char **cause)
 	return 0;
 }
 
+/* A reload may have revoked the certificate a live link was made with:
+ * such a link is dropped, and the handshake of its next attempt refuses
+ * it.  Connections still in their handshake use the old list. */
+static void
+peers_drop_revoked(struct peers *ps)
+{
+	struct peer	*p;
+	const char	*serial;
+
+	for (p = ps->list; p != NULL; p = p->next) {
+		if (p->removed || p->conn == NULL)
+			continue;
+		serial = conn_peer_serial(p->conn);
+		if (!tls_ctx_revoked(ps->agent->tls, serial))
+			continue;
+		log_warnx("peer %s: its certificate (serial %s) is revoked: "
+		    "dropping the link", p->name, serial);
+		conn_close(p->conn, "certificate of %s (serial %s) revoked",
+		    p->name, serial);
+	}
+}
+
 void
 peers_reconfigure(struct peers *ps)
 {
@@ -896,6 +918,7 @@ peers_reconfigure(struct peers *ps)
 	size_t		 i;
 	int		 keep;
 
+	peers_drop_revoked(ps);
 	for (p = ps->list; p != NULL; p = p->next) {
 		if (p->removed)
 			continue;

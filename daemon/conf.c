@@ -181,6 +181,14 @@ static const struct conf_option conf_options[] = {
 	  .min = 100, .max = 60000,
 	  .help = "An accepted peer connection that has not finished its "
 	      "TLS handshake within this many milliseconds is closed." },
+	{ .name = "revoked_file", .type = CONF_STRING,
+	  .offset = CONF_FIELD(revoked_file),
+	  .def_string = SYSCONFDIR "/tern/pki/revoked",
+	  .rule = "path, or \"\" for none; a missing file revokes nothing",
+	  .help = "Serial numbers of revoked certificates (ternctl cert "
+	      "revoke writes it; copy it to every host and send ternd "
+	      "SIGHUP): refused at the handshake, and links made with one "
+	      "are dropped." },
 };
 
 #define CONF_NOPTIONS	(sizeof conf_options / sizeof conf_options[0])
@@ -1086,6 +1094,8 @@ conf_free(struct conf *conf)
 	free(conf->libvirt_uri);
 	free(conf->libvirt_socket);
 	free(conf->log_filters);
+	/* Trust boundaries. */
+	free(conf->revoked_file);
 	free(conf);
 }
 

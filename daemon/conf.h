@@ -78,6 +78,7 @@ struct conf {
 	/* Trust boundaries (docs/security.md). */
 	int			 max_pending_handshakes;
 	int			 handshake_timeout_ms;
+	char			*revoked_file;	/* "" = none */
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used

@@ -129,6 +129,13 @@ conn_peer_name(const struct conn *c)
 }
 
 const char *
+conn_peer_serial(const struct conn *c)
+{
+	return c->tls != NULL && c->state >= CONN_READY ?
+	    tls_peer_serial(c->tls) : NULL;
+}
+
+const char *
 conn_cipher(const struct conn *c)
 {
 	return c->tls != NULL ? tls_cipher(c->tls) : "none";

@@ -74,6 +74,8 @@ const char	*conn_label(const struct conn *);
 void		 conn_set_label(struct conn *, const char *);
 /* Host name from the peer's verified certificate (TLS only), or NULL. */
 const char	*conn_peer_name(const struct conn *);
+/* Serial number of the peer's certificate (upper-case hex), or NULL. */
+const char	*conn_peer_serial(const struct conn *);
 /* TLS cipher suite in use, or "none". */
 const char	*conn_cipher(const struct conn *);
 /* Peer credentials on a unix socket: 0 and uid/gid/pid, else -1. */

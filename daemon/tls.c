@@ -15,6 +15,7 @@
 
 #define LOG_MODULE "net.tls"
 #include "daemon/log.h"
+#include "daemon/pki.h"
 #include "daemon/tls.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -25,8 +26,9 @@
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 struct tls_ctx {
-	SSL_CTX	*ssl_ctx;
-	char	*own_name;
+	SSL_CTX			*ssl_ctx;
+	char			*own_name;
+	struct pki_revoked	 revoked;
 };
 
 struct tls {
@@ -36,6 +38,7 @@ struct tls {
 	int	 server;
 	char	*peer_name;
 	char	*expect_host;	/* client: whom we dialled */
+	char	*peer_serial;	/* upper-case hex */
 };
 
 /* The OpenSSL error queue as one string, emptied. */
@@ -156,9 +159,55 @@ tls_load_key(const char *path, char **cause)
 	return key;
 }
 
+/* A certificate's serial number in upper-case hex (caller frees), or
+ * NULL. */
+static char *
+tls_cert_serial(X509 *cert)
+{
+	BIGNUM	*bn;
+	char	*hex, *s = NULL;
+
+	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert),
+	    NULL)) == NULL)
+		return NULL;
+	if ((hex = BN_bn2hex(bn)) != NULL)
+		s = xstrdup(hex);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return s;
+}
+
+/* After OpenSSL's own checks: a peer certificate on the revocation list
+ * fails the handshake as revoked. */
+static int
+tls_verify(int ok, X509_STORE_CTX *x)
+{
+	SSL		*ssl;
+	struct tls_ctx	*ctx;
+	char		*serial;
+	int		 revoked;
+
+	if (!ok || X509_STORE_CTX_get_error_depth(x) != 0)
+		return ok;
+	ssl = X509_STORE_CTX_get_ex_data(x,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	if (ctx == NULL || ctx->revoked.n == 0)
+		return ok;
+	if ((serial = tls_cert_serial(X509_STORE_CTX_get_current_cert(x))) ==
+	    NULL)
+		return ok;
+	revoked = pki_revoked_has(&ctx->revoked, serial);
+	free(serial);
+	if (!revoked)
+		return ok;
+	X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);
+	return 0;
+}
+
 struct tls_ctx *
 tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
-    char **cause)
+    const char *revoked_file, char **cause)
 {
 	struct tls_ctx	*ctx;
 	X509		*cert;
@@ -176,8 +225,12 @@ tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
 	SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx->ssl_ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_app_data(ctx->ssl_ctx, ctx);
 	SSL_CTX_set_verify(ctx->ssl_ctx,
-	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify);
+	if (revoked_file != NULL && *revoked_file != '\0' &&
+	    pki_revoked_load(revoked_file, &ctx->revoked, cause) != 0)
+		goto fail;
 	SSL_CTX_set_verify_depth(ctx->ssl_ctx, 2);
 
 	if (SSL_CTX_load_verify_locations(ctx->ssl_ctx, ca_file, NULL) != 1) {
@@ -227,6 +280,7 @@ tls_ctx_free(struct tls_ctx *ctx)
 		return;
 	SSL_CTX_free(ctx->ssl_ctx);
 	free(ctx->own_name);
+	pki_revoked_free(&ctx->revoked);
 	free(ctx);
 }
 
@@ -279,6 +333,7 @@ tls_free(struct tls *t)
 	SSL_free(t->ssl);	/* frees both BIOs */
 	free(t->peer_name);
 	free(t->expect_host);
+	free(t->peer_serial);
 	free(t);
 }
 
@@ -328,6 +383,8 @@ tls_handshake(struct tls *t, char **cause)
 			free(why);
 			return TLS_ERROR;
 		}
+		free(t->peer_serial);
+		t->peer_serial = tls_cert_serial(peer);
 		if (t->expect_host != NULL &&
 		    strcmp(t->peer_name, t->expect_host) != 0) {
 			set_cause(cause, "peer certificate rejected: it names "
@@ -412,6 +469,24 @@ const char *
 tls_peer_name(const struct tls *t)
 {
 	return t->peer_name;
+}
+
+const char *
+tls_peer_serial(const struct tls *t)
+{
+	return t->peer_serial;
+}
+
+size_t
+tls_ctx_nrevoked(const struct tls_ctx *ctx)
+{
+	return ctx->revoked.n;
+}
+
+int
+tls_ctx_revoked(const struct tls_ctx *ctx, const char *serial)
+{
+	return serial != NULL && pki_revoked_has(&ctx->revoked, serial);
 }
 
 const char *

@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "daemon/pki.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 #define DAY	86400L
@@ -660,6 +661,64 @@ test_path(void **state)
 	}
 }
 
+/* The revocation list: parsed strictly, compared without regard to case or
+ * leading zeros, appended to once per serial. */
+static void
+test_revoked(void **state)
+{
+	struct fixture		*f = *state;
+	struct pki_revoked	 r;
+	struct pki_cert_info	 info;
+	const char		*text = "# comment\n\n  00AB12  # host x\n"
+	    "ff\r\n7\n";
+	char			*cause = NULL, *list, *cert, *body;
+	int			 added;
+
+	assert_ok(pki_revoked_parse(text, strlen(text), "L", &r, &cause),
+	    &cause);
+	assert_int_equal(r.n, 3);
+	assert_true(pki_revoked_has(&r, "AB12"));
+	assert_true(pki_revoked_has(&r, "ab12"));
+	assert_true(pki_revoked_has(&r, "000FF"));
+	assert_true(pki_revoked_has(&r, "7"));
+	assert_false(pki_revoked_has(&r, "AB1"));
+	assert_false(pki_revoked_has(&r, "zz"));
+	pki_revoked_free(&r);
+	assert_fails(pki_revoked_parse("AB\nnot hex\n", 11, "L", &r, &cause),
+	    &cause, "L:2: not a serial number", NULL);
+	assert_int_equal(r.n, 0);
+
+	/* A missing list revokes nothing. */
+	list = join(f->dir, "revoked");
+	assert_ok(pki_revoked_load(list, &r, &cause), &cause);
+	assert_int_equal(r.n, 0);
+
+	assert_ok(pki_ca_init(f->ca, NULL, 30, 0, &cause), &cause);
+	assert_ok(pki_cert_issue(f->ca, "alpha", f->out, 30,
+	    PKI_NOT_BEFORE_OFFSET, &cause), &cause);
+	cert = join(f->out, "alpha.pem");
+	assert_ok(pki_cert_info(cert, &info, &cause), &cause);
+	assert_ok(pki_revoke(list, cert, NULL, &added, &cause), &cause);
+	assert_int_equal(added, 1);
+	assert_ok(pki_revoke(list, NULL, info.serial, &added, &cause), &cause);
+	assert_int_equal(added, 0);
+	assert_ok(pki_revoke(list, NULL, "0abc", &added, &cause), &cause);
+	assert_int_equal(added, 1);
+	assert_fails(pki_revoke(list, NULL, "xyz", &added, &cause), &cause,
+	    "not a serial number", NULL);
+	assert_ok(pki_revoked_load(list, &r, &cause), &cause);
+	assert_int_equal(r.n, 2);
+	assert_true(pki_revoked_has(&r, info.serial));
+	assert_true(pki_revoked_has(&r, "ABC"));
+	pki_revoked_free(&r);
+	body = read_file_bounded(list, 1 << 20, NULL, NULL);
+	assert_non_null(strstr(body, "DNS:alpha revoked"));
+	free(body);
+	pki_cert_info_free(&info);
+	free(cert);
+	free(list);
+}
+
 int
 main(void)
 {
@@ -683,6 +742,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_ca, setup,
 		    teardown),
 		cmocka_unit_test(test_path),
+		cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
