@@ -115,8 +115,10 @@ static const struct conf_option conf_options[] = {
 	      "pidfile ternd.pid." },
 	{ .name = "control_group", .type = CONF_STRING,
 	  .offset = CONF_FIELD(control_group), .def_string = "tern",
-	  .check = conf_check_nonempty, .rule = "non-empty group name",
-	  .help = "Group allowed to use the control socket besides root." },
+	  .check = conf_check_nonempty, .rule = "a group name (resolved once, "
+	      "at start) or a numeric gid",
+	  .help = "Group allowed to use the control socket besides root; "
+	      "its members are root-equivalent (docs/security.md)." },
 	{ .name = "criu_path", .type = CONF_STRING,
 	  .offset = CONF_FIELD(criu_path), .def_string = CRIU_DEFAULT_PATH,
 	  .rule = "path of a criu binary, or \"\" for no container support",

@@ -190,6 +190,20 @@ conn_peer_cred(const struct conn *c, uid_t *uid, gid_t *gid, pid_t *pid)
 	return 0;
 }
 
+int
+conn_peer_groups(const struct conn *c, gid_t *groups, int max)
+{
+	socklen_t	len = (socklen_t)((size_t)max * sizeof *groups);
+	uv_os_fd_t	fd;
+
+	if (c->is_tcp || !c->stream_open || uv_fileno((uv_handle_t *)c->stream,
+	    &fd) != 0)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0)
+		return -1;
+	return (int)(len / sizeof *groups);
+}
+
 static void
 conn_handle_closed(uv_handle_t *h)
 {

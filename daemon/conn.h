@@ -80,6 +80,10 @@ const char	*conn_peer_serial(const struct conn *);
 const char	*conn_cipher(const struct conn *);
 /* Peer credentials on a unix socket: 0 and uid/gid/pid, else -1. */
 int		 conn_peer_cred(const struct conn *, uid_t *, gid_t *, pid_t *);
+/* The peer's supplementary groups as of its connect (SO_PEERGROUPS): how
+ * many were stored (at most max), or -1 (then errno; ERANGE: more than
+ * max). */
+int		 conn_peer_groups(const struct conn *, gid_t *, int max);
 /* Largest payload we may send: our own limit, lowered to the peer's once
  * it told us (conn_set_peer_max_frame). */
 uint32_t	 conn_max_frame(const struct conn *);
