@@ -79,6 +79,8 @@ struct conf {
 	int			 max_pending_handshakes;
 	int			 handshake_timeout_ms;
 	char			*revoked_file;	/* "" = none */
+	char			**rootfs_allowed_prefixes;	/* absolute */
+	size_t			 nrootfs_allowed_prefixes;
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used

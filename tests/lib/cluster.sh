@@ -104,6 +104,7 @@ cl_conf() {
 		"cert_file = \"$etc/$host.pem\""
 		"key_file = \"$etc/$host.key\""
 		"revoked_file = \"$etc/revoked\""
+		"rootfs_allowed_prefixes = [ \"/srv\", \"/var/lib/tern\", \"$TH_ROOT\" ]"
 		"state_dir = \"/var/lib/tern\""
 		"run_dir = \"$CL_RUN_DIR\""
 		"log_filters = \"debug\""

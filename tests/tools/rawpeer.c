@@ -38,6 +38,7 @@ static const char *offer_name = "cpu";
 static const char *offer_spec;		/* file */
 static const char *offer_cpuinfo;	/* file; none: no cpuinfo field */
 static const char *offer_cpu_set;	/* "WORD:MASK": bits to claim */
+static int	 offer_rootfs_copy;	/* --rootfs-copy: T makes the rootfs */
 
 static void
 die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -526,6 +527,10 @@ migrate_offer(void)
 	o.spec = spec;
 	o.spec_dir = dir;
 	o.generation = 1;
+	if (offer_rootfs_copy) {
+		o.has_rootfs_copy = 1;
+		o.rootfs_copy = 1;
+	}
 	if (img != NULL) {
 		o.has_cpuinfo = 1;
 		o.cpuinfo.data = img;
@@ -631,7 +636,7 @@ usage(void)
 	    "before-hello over-credit\n           unopened-channel\n"
 	    "           slow-sink silent [--caps a,b] error-text\n"
 	    "           migrate-offer --spec F [--name N] [--cpuinfo IMG "
-	    "[--cpu-set WORD:MASK]]\n");
+	    "[--cpu-set WORD:MASK]] [--rootfs-copy]\n");
 	exit(2);
 }
 
@@ -654,6 +659,7 @@ main(int argc, char **argv)
 		{ "spec", required_argument, NULL, 'S' },
 		{ "cpuinfo", required_argument, NULL, 'I' },
 		{ "cpu-set", required_argument, NULL, 'B' },
+		{ "rootfs-copy", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char		*connect_to = NULL, *ca = NULL, *cert = NULL;
@@ -687,6 +693,7 @@ main(int argc, char **argv)
 		case 'S': offer_spec = optarg; break;
 		case 'I': offer_cpuinfo = optarg; break;
 		case 'B': offer_cpu_set = optarg; break;
+		case 'R': offer_rootfs_copy = 1; break;
 		default: usage();
 		}
 	}
