@@ -704,7 +704,8 @@ peers_refuse(struct peers *ps, uv_stream_t *server)
 	if (uv_accept(server, (uv_stream_t *)t) == 0)
 		ps->refused++;
 	uv_close((uv_handle_t *)t, peers_refused_closed);
-	if (ps->refused_warned_ms != 0 && now - ps->refused_warned_ms < 10000)
+	if (ps->refused == 0 || (ps->refused_warned_ms != 0 &&
+	    now - ps->refused_warned_ms < 10000))
 		return;
 	log_warnx("refused %" PRIu64 " peer connection%s: %d TLS handshakes "
 	    "already pending (max_pending_handshakes); a client may be "
