@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #define LOG_MODULE "migrate"
@@ -101,6 +102,7 @@ struct migration {
 
 	struct ratelimit	*limit;		/* source: --bandwidth, all streams */
 	struct stream_tally	*tally;		/* target: bytes of our streams */
+	unsigned		 files_in;	/* target: image files accepted */
 	uint64_t		 timer_bytes;	/* bytes moved when timer started */
 
 	int			 rootfs_copy;	/* the rootfs follows, not shared */
@@ -465,7 +467,9 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 		ckpt_lazy_refuse(relay_local_fd(m->relay));
 	relay_free(m->relay);
 	m->relay = NULL;
-	/* else the dump's own callback finishes the rollback */
+	/* else the dump's own callback finishes the rollback; a dump still
+	 * at work (CRIU stuck seizing a task, say) is stopped now. */
+	ckpt_cancel(m->in->name, m->error);
 }
 
 static void
@@ -531,7 +535,8 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		mig_source_orphaned(m, "the commit could not be sent");
 	else {
 		m->commit_sent = 1;
-		fault_check("mig.source.commit-sent", NULL);
+		if (fault_hit("mig.source.commit-sent") == FAULT_KILL)
+			fault_die("mig.source.commit-sent");
 	}
 }
 
@@ -1282,6 +1287,7 @@ mig_target_discard(struct migration *m, const char *why)
 	}
 	if (m->state == MIG_RESTORING || m->state == MIG_ABORTING) {
 		mig_set_state(m, MIG_ABORTING);
+		ckpt_cancel(m->name, why);	/* a restore still at work */
 		return;	/* the restore's callback ends it */
 	}
 	if (m->in != NULL) {
@@ -1622,6 +1628,8 @@ mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 		return;
 	case FAULT_STALL:
 		return;		/* until the source gives up */
+	case FAULT_KILL:
+		fault_die("mig.target.held");
 	default:
 		break;
 	}
@@ -1720,15 +1728,28 @@ mig_target_rootfs_free(struct agent *a, const char *root, char **cause)
 	return 0;
 }
 
+/* Incoming container migrations at a time, from all peers together. */
+#define MIG_MAX_INCOMING	8
+
 static void
 mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 {
 	struct migration	*m;
+	int			 incoming = 0;
 	struct container_spec	*spec = NULL;
 	struct instance		*in;
 	char			*cause = NULL, *dir;
 
+	for (m = a->migrations; m != NULL; m = m->next)
+		incoming += !m->source;
 	m = mig_new(a, peer, o->migration, 0, o->name);
+	if (incoming >= MIG_MAX_INCOMING) {
+		/* Each forks CRIU and takes disk: a peer gets no more. */
+		xasprintf(&cause, "%s takes %d incoming migrations at a time; "
+		    "try again when one is done", a->conf->host_name,
+		    MIG_MAX_INCOMING);
+		goto refuse;
+	}
 	if (a->instances == NULL || !a->criu.usable) {
 		xasprintf(&cause, "%s cannot run containers", a->conf->host_name);
 		goto refuse;
@@ -2043,13 +2064,19 @@ mig_parse_file_name(const char *s, char *inst, size_t ilen, uint64_t *gen,
 	return host_name_valid(inst) && files_name_valid(file) ? 0 : -1;
 }
 
+/* What one incoming migration may ask of the target's disk and fds: a
+ * legitimate source sends one image at a time, a few thousand in all. */
+#define MIG_MAX_FILES		65536
+#define MIG_MAX_STREAMS		16
+
 int
 migration_accept_file(struct agent *a, const char *peer, struct stream *st,
-    const char *name, char **cause)
+    const char *name, uint64_t size, char **cause)
 {
 	struct migration	*m;
+	struct statvfs		 vfs;
 	char			 inst[64], file[256], *path;
-	uint64_t		 gen;
+	uint64_t		 gen, avail;
 	int			 rc;
 
 	if (mig_parse_file_name(name, inst, sizeof inst, &gen, file,
@@ -2067,9 +2094,28 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 		    " from %s is receiving", inst, gen, peer);
 		return -1;
 	}
+	if (m->files_in >= MIG_MAX_FILES ||
+	    stream_tally_streams(m->tally) >= MIG_MAX_STREAMS) {
+		set_cause(cause, "migration of %s from %s: more than %u image "
+		    "files, or %u streams at once", inst, peer, MIG_MAX_FILES,
+		    MIG_MAX_STREAMS);
+		return -1;
+	}
 	xasprintf(&path, "%s/%" PRIu64 "/%s", m->in->ckpt_dir, gen, file);
-	if ((rc = files_recv(st, path, cause)) == 0)
+	/* Refused before a byte is written, rather than a disk filled for
+	 * every other instance of this host. */
+	if (statvfs(m->in->ckpt_dir, &vfs) == 0 &&
+	    size > (avail = (uint64_t)vfs.f_bavail * vfs.f_frsize)) {
+		set_cause(cause, "%s: %" PRIu64 " bytes do not fit in the %"
+		    PRIu64 " bytes free on %s (the receiving host's disk is "
+		    "full)", path, size, avail, a->conf->host_name);
+		free(path);
+		return -1;
+	}
+	if ((rc = files_recv(st, path, size, cause)) == 0) {
 		stream_set_tally(st, m->tally);
+		m->files_in++;
+	}
 	free(path);
 	return rc;
 }
@@ -2174,7 +2220,8 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		    id, peer);
 		return -1;
 	}
-	relay_attach(m->relay, st);
+	if (relay_attach(m->relay, st, cause) != 0)
+		return -1;
 	stream_set_tally(st, m->tally);
 	return 0;
 }

@@ -17,7 +17,7 @@ void	migration_start(struct agent *, const Tern__MigrateRequest *,
  * file, a lost peer. */
 int	migration_on_msg(struct agent *, const char *peer, const Envelope *);
 int	migration_accept_file(struct agent *, const char *peer,
-	    struct stream *, const char *name, char **cause);
+	    struct stream *, const char *name, uint64_t size, char **cause);
 /* A "tree" stream: a rootfs pass of an incoming migration. */
 int	migration_accept_tree(struct agent *, const char *peer,
 	    struct stream *, const char *name, char **cause);

@@ -264,7 +264,7 @@ peer_accept_stream(struct stream_mux *mux, struct stream *st, const char *kind,
 
 	if (strcmp(kind, FILES_STREAM_KIND) == 0)
 		return migration_accept_file(p->peers->agent, p->name, st, name,
-		    cause);
+		    size, cause);
 	if (strcmp(kind, TREE_STREAM_KIND) == 0)
 		return migration_accept_tree(p->peers->agent, p->name, st, name,
 		    cause);

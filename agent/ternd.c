@@ -53,6 +53,7 @@ agent_limits(struct agent *a)
 	a->peer_limits.max_frame = (uint32_t)a->conf->max_frame_size;
 	a->peer_limits.send_max = a->conf->send_buffer_max;
 	a->peer_limits.handshake_ms = TERND_HANDSHAKE_MS;
+	criu_set_timeout((unsigned)a->conf->criu_timeout_ms);
 }
 
 /* Options a running ternd cannot change; a reload changing one is refused. */

@@ -483,8 +483,7 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 			set_cause(cause, "no VM relay %s here", name);
 			return -1;
 		}
-		relay_attach(c->relay, st);
-		return 0;
+		return relay_attach(c->relay, st, cause);
 	}
 	if ((m = vmm_find(a, peer, id, 0)) == NULL || m->state != VMM_READY) {
 		set_cause(cause, "no VM migration %" PRIx64 " ready for %s",
@@ -501,7 +500,10 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		vmm_chan_done(c, NULL);
 		return -1;
 	}
-	relay_attach(c->relay, st);
+	if (relay_attach(c->relay, st, cause) != 0) {
+		vmm_chan_done(c, NULL);
+		return -1;
+	}
 	return 0;
 bad:
 	set_cause(cause, "bad VM relay name \"%.64s\"", name);

@@ -17,15 +17,20 @@
 #include "checkpoint/container.h"
 #include "checkpoint/criu.h"
 #include "daemon/digest.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 struct ckpt_op {
+	struct ckpt_op		*next;		/* ckpt_ops: for ckpt_cancel */
 	uv_loop_t		*loop;
 	ckpt_hold_cb		 hold_cb;	/* migration: hold at commit */
 	int			 holding;
 	int			 acked;		/* dump: post-dump acked: keep all */
+	int			 aborted;	/* CRIU given up on: killed */
+	int			 committing;	/* post-dump / pre-resume came:
+						 * not cancelled, released */
 	char			*saved_error;	/* restore: CRIU's answer ... */
 	pid_t			 saved_pid;	/* ... while held */
 	int			 saved;
@@ -59,6 +64,46 @@ struct ckpt_op {
 static int	ckpt_is_image(const char *);
 static int	ckpt_is_lazy(const char *);
 
+/* Operations in progress, for ckpt_cancel. */
+static struct ckpt_op	*ckpt_ops;
+
+static void
+ckpt_op_unlink(struct ckpt_op *op)
+{
+	struct ckpt_op	**pp;
+
+	for (pp = &ckpt_ops; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+	}
+}
+
+int
+ckpt_cancel(const char *name, const char *why)
+{
+	struct ckpt_op	*op;
+	int		 n = 0;
+
+	/* Its callback runs inside criu_abort and may end any operation:
+	 * look again from the start after each. */
+	for (;;) {
+		for (op = ckpt_ops; op != NULL; op = op->next)
+			if (strcmp(op->name, name) == 0 && op->criu != NULL &&
+			    !op->committing && !op->aborted)
+				break;
+		if (op == NULL)
+			return n;
+		log_warnx("%s: cancelling criu %s (pid %ld): %s", name,
+		    op->dump ? "dump" : "restore", (long)criu_pid(op->criu),
+		    why);
+		op->aborted = 1;
+		n++;
+		criu_abort(op->criu, why);
+	}
+}
+
 /* A dump that failed leaves images nobody will restore: free the space
  * (a full disk is a likely reason it failed), keep CRIU's log. */
 static void
@@ -82,6 +127,18 @@ ckpt_discard_images(const char *gen_dir)
 }
 
 static void
+ckpt_thaw(struct ckpt_op *op)
+{
+	char	*cause = NULL;
+
+	if (container_thaw(op->name, &cause) != 0) {
+		log_warnx("%s: %s", op->name, cause);
+		free(cause);
+	} else
+		log_info("%s: thawed (criu was killed)", op->name);
+}
+
+static void
 ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 {
 	struct ckpt_result	 none;
@@ -89,6 +146,11 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	/* After a post-dump ack the images may be the only copy left. */
 	if (error != NULL && op->dump && !op->acked)
 		ckpt_discard_images(op->gen_dir);
+	/* A criu killed in the middle may have left the cgroup frozen: the
+	 * container resumes (it was never told to die). */
+	if (error != NULL && op->dump && !op->acked && op->aborted)
+		ckpt_thaw(op);
+	ckpt_op_unlink(op);
 
 	if (res == NULL) {
 		memset(&none, 0, sizeof none);
@@ -408,9 +470,19 @@ ckpt_publish_done(uv_work_t *w, int status)
 		    op->bytes);
 		return;
 	}
-	op->working = 0;
-	if (op->criu != NULL)
+	if (op->criu != NULL) {
+		/* From the ack CRIU kills the tree: the images are the
+		 * container now, whatever becomes of CRIU. */
+		if (op->published && !op->leave_running)
+			op->acked = 1;
+		/* working stays set: a reply that cannot be sent answers
+		 * at once, and leaves the conclusion to us, below. */
 		criu_notify_reply(op->criu, op->published);
+		if (op->acked && op->criu != NULL &&
+		    fault_hit("ckpt.after-post-dump") == FAULT_KILL)
+			criu_kill(op->criu);
+	}
+	op->working = 0;
 	if (op->answered)	/* CRIU answered (leave-running) or died */
 		ckpt_dump_conclude(op);
 }
@@ -428,6 +500,7 @@ ckpt_dump_notify(struct criu *c, const char *script, void *arg)
 		op->frozen_at = now_ms();
 	if (strcmp(script, "post-dump") != 0)
 		return 0;
+	op->committing = 1;
 	if (op->leave_running) {
 		/* It keeps running either way: publish after CRIU thawed it,
 		 * not while it stands still. */
@@ -461,6 +534,19 @@ ckpt_dump_conclude(struct ckpt_op *op)
 		    ckpt_publish_done);
 		return;
 	}
+	if (op->answer_error != NULL && op->acked && op->published &&
+	    !op->lazy) {
+		/* CRIU failed after we acked its post-dump: it had written
+		 * every image (they were checksummed, fsync'd and published
+		 * before the ack) and was killing the tree.  The checkpoint
+		 * stands: the caller stops what is left of the container. */
+		log_warnx("%s: criu failed after the checkpoint was complete "
+		    "(%s); checkpoint %" PRIu64 " is kept: its MANIFEST was "
+		    "published before criu was told to stop the container",
+		    op->name, op->answer_error, op->generation);
+		free(op->answer_error);
+		op->answer_error = NULL;
+	}
 	if (op->answer_error != NULL || !op->published) {
 		/* A MANIFEST published before CRIU failed would bless images
 		 * of a dump CRIU disowns. */
@@ -487,11 +573,17 @@ ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
 {
 	struct ckpt_op	*op = arg;
 
+	op->aborted |= criu_aborted(c);
 	criu_close(c);
 	op->criu = NULL;
 	op->answered = 1;
 	op->answered_at = now_ms();
-	if (resp == NULL || !resp->success)
+	if (resp == NULL && op->aborted && !op->acked)
+		xasprintf(&op->answer_error, "%s; %s runs on as it was (thawed): "
+		    "see in the CRIU log %s/dump.log what it waited for, then "
+		    "try again, or raise criu_timeout_ms if dumps this large "
+		    "take longer", error, op->name, op->gen_dir);
+	else if (resp == NULL || !resp->success)
 		op->answer_error = ckpt_criu_error(op, resp, error, "dump.log");
 	if (op->working)
 		return;	/* ckpt_publish_done concludes */
@@ -566,6 +658,8 @@ ckpt_op_new(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 	op->arg = arg;
 	op->dir_fd = -1;
 	xasprintf(&op->gen_dir, "%s/%" PRIu64, t->dir, generation);
+	op->next = ckpt_ops;
+	ckpt_ops = op;
 	return op;
 }
 
@@ -593,6 +687,29 @@ ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 	    arg);
 }
 
+/* Freeze the container by its cgroup for the dump (nothing it forks
+ * meanwhile escapes), unless a task is stopped: CRIU would then wait
+ * forever in the kernel to seize it (PTRACE_SEIZE waits for a stopped
+ * task to trap, the v1 freezer never lets it run; upstream CRIU fails its
+ * stopped* tests with --freeze-cgroup too).  Without the freezer CRIU
+ * seizes the tree with ptrace alone, which handles stopped tasks and
+ * restores them stopped.  A task stopped after this check is the
+ * deadline's to catch.  Returns the freezer's path, or NULL. */
+static char *
+ckpt_freezer(const char *name)
+{
+	int	n = container_stopped_tasks(name);
+
+	if (fault_hit("ckpt.stopped-check") == FAULT_FAIL)
+		n = 0;
+	if (n > 0) {
+		log_info("%s: %d task%s stopped: CRIU seizes the tree without "
+		    "freezing its cgroup", name, n, n == 1 ? "" : "s");
+		return NULL;
+	}
+	return container_freezer_path(name);
+}
+
 /* A lazy dump runs criu's command line: its RPC cannot give the page
  * server a socket of ours (it would listen on the network instead).  The
  * same options as the RPC dump, spelled as flags. */
@@ -607,7 +724,7 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 
 	snprintf(pid, sizeof pid, "%ld", (long)t->pid);
 	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
-	freezer = container_freezer_path(t->name);
+	freezer = ckpt_freezer(t->name);
 	ext = ckpt_externals(1, &next);
 	args[n++] = "dump";
 	args[n++] = "-t";
@@ -620,8 +737,10 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 	args[n++] = "--manage-cgroups=soft";
 	args[n++] = "--file-locks";
 	args[n++] = "--ext-unix-sk";
-	args[n++] = "--freeze-cgroup";
-	args[n++] = freezer;
+	if (freezer != NULL) {
+		args[n++] = "--freeze-cgroup";
+		args[n++] = freezer;
+	}
 	for (i = 0; i < next && n < sizeof args / sizeof args[0] - 6; i++) {
 		args[n++] = "--external";
 		args[n++] = ext[i];
@@ -675,8 +794,7 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 	opts.pid = t->pid;
 	ext = ckpt_externals(1, &opts.n_external);
 	opts.external = ext;
-	/* Freeze by cgroup: nothing the container forks meanwhile escapes. */
-	opts.freeze_cgroup = freezer = container_freezer_path(t->name);
+	opts.freeze_cgroup = freezer = ckpt_freezer(t->name);
 	opts.has_leave_running = 1;
 	opts.leave_running = leave_running != 0;
 	op->leave_running = leave_running != 0;
@@ -723,10 +841,16 @@ ckpt_restore_answer(struct criu *c, const CriuResp *resp, const char *error,
 {
 	struct ckpt_op	*op = arg;
 
+	op->aborted |= criu_aborted(c);
 	criu_close(c);
 	op->criu = NULL;
 	op->saved = 1;
-	if (resp == NULL || !resp->success || resp->restore == NULL)
+	if (resp == NULL && op->aborted)
+		xasprintf(&op->saved_error, "%s: see in the CRIU log "
+		    "%s/restore.log what it waited for, then try again, or "
+		    "raise criu_timeout_ms if restores this large take longer",
+		    error, op->gen_dir);
+	else if (resp == NULL || !resp->success || resp->restore == NULL)
 		op->saved_error = ckpt_criu_error(op, resp, error, "restore.log");
 	else
 		op->saved_pid = resp->restore->pid;
@@ -743,6 +867,7 @@ ckpt_restore_notify(struct criu *c, const char *script, void *arg)
 
 	if (strcmp(script, "pre-resume") != 0 || op->hold_cb == NULL)
 		return 0;
+	op->committing = 1;
 	op->holding = 1;
 	op->hold_cb(op->arg, (struct ckpt_hold *)op, op->gen_dir, op->bytes);
 	return CRIU_NOTIFY_LATER;
@@ -763,19 +888,27 @@ ckpt_hold_release(struct ckpt_hold *hold, int ok)
 
 	if (!op->holding)
 		return;
-	op->holding = 0;
+	/* A reply that cannot be sent answers the request at once: working
+	 * (dump) and holding (restore) stay set meanwhile, so that answer
+	 * leaves the conclusion to us, here, once. */
 	if (op->dump) {
-		op->working = 0;
+		op->holding = 0;
 		if (ok)
 			op->acked = 1;
+		/* Serving pages lasts as long as the link needs: the
+		 * migration watches the bytes, not a clock. */
+		if (ok && op->lazy && op->criu != NULL)
+			criu_no_deadline(op->criu);
 		if (op->criu != NULL)
 			criu_notify_reply(op->criu, ok);
+		op->working = 0;
 		if (op->answered)	/* CRIU died while held */
 			ckpt_dump_conclude(op);
 		return;
 	}
 	if (op->criu != NULL)
 		criu_notify_reply(op->criu, ok);
+	op->holding = 0;
 	if (op->saved)
 		ckpt_restore_conclude(op);
 }
@@ -931,6 +1064,8 @@ ckpt_lazy_notify(struct criu *c, const char *script, void *arg)
 
 	if (strcmp(script, "status-ready") == 0 && !lz->ready) {
 		lz->ready = 1;
+		/* It runs until every page came: the migration watches. */
+		criu_no_deadline(c);
 		lz->ready_cb(lz->arg, NULL);
 	}
 	return 0;

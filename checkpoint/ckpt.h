@@ -96,6 +96,12 @@ struct ckpt_lazy *ckpt_lazy_start(uv_loop_t *, const struct ckpt_target *,
  * reported its exit (done_cb, or ready_cb with an error), the handle is
  * gone already. */
 void		ckpt_lazy_free(struct ckpt_lazy *);
+/* Give up on the CRIU call of every operation on instance name (not one
+ * held at its commit point: release that instead): CRIU is killed now
+ * and the operation's callback follows at once with why as its error; a
+ * dump's container is thawed (it keeps running).  Every CRIU call does
+ * this by itself after criu_timeout_ms.  Returns how many it cancelled. */
+int		ckpt_cancel(const char *name, const char *why);
 /* Drop a generation's images and MANIFEST (keep CRIU's logs): a lazy
  * dump's images lack the pages and must never be restored alone. */
 void		ckpt_discard(const char *gen_dir);

@@ -97,4 +97,10 @@ const char *const	*container_cgroup_controllers(void);
 int	container_pids(const char *name, pid_t **pids, size_t *n,
 	    char **cause);
 
+/* How many of its threads are stopped by a signal (SIGSTOP, SIGTSTP...:
+ * state T), or -1 if that cannot be read.  CRIU cannot seize such a task
+ * in a cgroup frozen by the v1 freezer: it waits in the kernel for the
+ * task to trap, which the freezer never lets it do. */
+int	container_stopped_tasks(const char *name);
+
 #endif

@@ -11,6 +11,7 @@
 
 #define LOG_MODULE "ckpt.criu"
 #include "checkpoint/criu.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/xmalloc.h"
 
@@ -18,9 +19,11 @@
 #define CRIU_MSG_MAX		(256u << 10)
 #define CRIU_SWRK_FD		3
 #define CRIU_KILL_GRACE_MS	5000
+
 /* A request CRIU has not answered by then is hung (a task in D state, a
- * stuck ptrace): kill it, so nothing waits forever on it. */
-#define CRIU_CALL_DEADLINE_MS	(10 * 60 * 1000)
+ * stuck ptrace): kill it, so nothing waits forever on it.  criu_timeout_ms
+ * in ternd.conf sets it. */
+static unsigned	criu_deadline_ms = CRIU_DEFAULT_TIMEOUT_MS;
 
 struct criu {
 	uv_loop_t		*loop;
@@ -29,7 +32,9 @@ struct criu {
 	uv_poll_t		 poll;
 	uv_timer_t		 timer;		/* kill grace after close */
 	uv_timer_t		 deadline;	/* per request */
-	int			 timed_out;
+	int			 no_deadline;	/* the caller watches it */
+	int			 aborted;	/* criu_abort: killed, answered */
+	char			 what[32];	/* "dump", "restore", ... */
 	int			 notify_waiting;	/* CRIU waits for our answer */
 	int			 fd;
 	int			 handles;	/* open uv handles */
@@ -54,6 +59,81 @@ criu_passed_fd(int i)
 	return CRIU_SWRK_FD + 1 + i;
 }
 
+void
+criu_set_timeout(unsigned ms)
+{
+	criu_deadline_ms = ms != 0 ? ms : CRIU_DEFAULT_TIMEOUT_MS;
+}
+
+unsigned
+criu_timeout(void)
+{
+	return criu_deadline_ms;
+}
+
+/* What a request asks, for messages and fault points ("criu.dump"). */
+static const char *
+criu_req_name(CriuReqType type)
+{
+	switch (type) {
+	case CRIU_REQ_TYPE__DUMP:		return "dump";
+	case CRIU_REQ_TYPE__RESTORE:		return "restore";
+	case CRIU_REQ_TYPE__CHECK:		return "check";
+	case CRIU_REQ_TYPE__PRE_DUMP:		return "pre-dump";
+	case CRIU_REQ_TYPE__PAGE_SERVER:	return "page-server";
+	case CRIU_REQ_TYPE__CPUINFO_DUMP:	return "cpuinfo-dump";
+	case CRIU_REQ_TYPE__CPUINFO_CHECK:	return "cpuinfo-check";
+	case CRIU_REQ_TYPE__FEATURE_CHECK:	return "feature-check";
+	case CRIU_REQ_TYPE__VERSION:		return "version";
+	default:				return "request";
+	}
+}
+
+static void	criu_deadline_passed(uv_timer_t *);
+
+/* (Re)start the request's clock, unless the caller watches it instead. */
+static void
+criu_arm_deadline(struct criu *c)
+{
+	if (c->no_deadline || c->aborted)
+		return;
+	uv_timer_start(&c->deadline, criu_deadline_passed, criu_deadline_ms, 0);
+}
+
+/* SIGKILL criu and what it started in its process group (its action
+ * scripts, a restore's helpers).  It runs in a session of its own
+ * (UV_PROCESS_DETACHED), so the group is never ternd's; and never a
+ * container's either: a dump's tree is only ptraced, a restored tree
+ * takes its own session and group before it runs. */
+static void
+criu_kill_group(struct criu *c)
+{
+	if (c->exited)
+		return;
+	if (kill(-c->proc.pid, SIGKILL) != 0)
+		uv_process_kill(&c->proc, SIGKILL);
+}
+
+/* A fault point at a request's start (tests): "stall" stops criu, so it
+ * never answers, as a criu stuck in the kernel would not. */
+static void
+criu_fault(struct criu *c)
+{
+	char	name[64];
+
+	snprintf(name, sizeof name, "criu.%s", c->what);
+	switch (fault_hit(name)) {
+	case FAULT_STALL:
+		kill(c->proc.pid, SIGSTOP);
+		break;
+	case FAULT_KILL:
+		criu_kill_group(c);
+		break;
+	default:
+		break;
+	}
+}
+
 static void
 criu_handle_closed(uv_handle_t *h)
 {
@@ -68,10 +148,7 @@ criu_handle_closed(uv_handle_t *h)
 static void
 criu_exit_reason(struct criu *c, char *buf, size_t len)
 {
-	if (c->timed_out)
-		snprintf(buf, len, "criu did not answer within %d s and was "
-		    "killed", CRIU_CALL_DEADLINE_MS / 1000);
-	else if (!c->exited)
+	if (!c->exited)
 		snprintf(buf, len, "criu closed its socket");
 	else if (c->term_signal != 0)
 		snprintf(buf, len, "criu was killed by signal %d", c->term_signal);
@@ -115,7 +192,7 @@ criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
 			uv_close((uv_handle_t *)&c->timer, criu_handle_closed);
 		return;
 	}
-	if (c->cli && c->pending && term_signal == 0 && !c->timed_out) {
+	if (c->cli && c->pending && term_signal == 0) {
 		/* The command line answers with its exit status; the reason
 		 * is in its log. */
 		CriuResp	resp = CRIU_RESP__INIT;
@@ -304,6 +381,7 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	opts.stdio = stdio;
 	opts.stdio_count = CRIU_SWRK_FD + 1 + npass;
 	opts.exit_cb = criu_on_exit;
+	opts.flags = UV_PROCESS_DETACHED;	/* its own group: criu_kill_group */
 
 	c = xcalloc(1, sizeof *c);
 	c->loop = loop;
@@ -327,7 +405,6 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	return c;
 }
 
-static void	criu_deadline_passed(uv_timer_t *);
 static char	*criu_lazy_problem(void);
 
 /* cli: the action script wrote "ACTION\n" lines into our pipe. */
@@ -424,6 +501,7 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	opts.stdio = stdio;
 	opts.stdio_count = criu_passed_fd(npass) + 1;
 	opts.exit_cb = criu_on_exit;
+	opts.flags = UV_PROCESS_DETACHED;
 
 	c = xcalloc(1, sizeof *c);
 	c->loop = loop;
@@ -452,9 +530,10 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	c->cb = cb;
 	c->notify = notify;
 	c->arg = arg;
-	uv_timer_start(&c->deadline, criu_deadline_passed, CRIU_CALL_DEADLINE_MS,
-	    0);
+	snprintf(c->what, sizeof c->what, "%s", args[0]);
+	criu_arm_deadline(c);
 	log_debug("criu %s started as pid %d", args[0], c->proc.pid);
+	criu_fault(c);
 	return c;
 }
 
@@ -502,8 +581,41 @@ criu_pid(const struct criu *c)
 void
 criu_kill(struct criu *c)
 {
-	if (c != NULL && !c->exited)
-		uv_process_kill(&c->proc, SIGKILL);
+	if (c != NULL)
+		criu_kill_group(c);
+}
+
+int
+criu_aborted(const struct criu *c)
+{
+	return c->aborted;
+}
+
+void
+criu_no_deadline(struct criu *c)
+{
+	c->no_deadline = 1;
+	uv_timer_stop(&c->deadline);
+}
+
+void
+criu_abort(struct criu *c, const char *why)
+{
+	if (c == NULL || c->aborted || c->closing)
+		return;
+	c->aborted = 1;
+	/* Kill first: with SIGKILL pending it runs no more of its own code,
+	 * so the caller may thaw the container at once (criu stuck in the
+	 * kernel on a frozen task may need that thaw to die at all). */
+	criu_kill_group(c);
+	uv_timer_stop(&c->deadline);
+	c->notify_waiting = 0;
+	criu_stop_reading(c);
+	/* A criu that never dies must not keep ternd's loop alive. */
+	uv_unref((uv_handle_t *)&c->proc);
+	uv_unref((uv_handle_t *)&c->timer);
+	/* Answered now, not at its exit: that may never come. */
+	criu_fail(c, why);
 }
 
 
@@ -518,8 +630,7 @@ criu_notify_reply(struct criu *c, int ok)
 		return;
 	log_debug("criu notify: %s", ok ? "ack" : "fail");
 	if (c->pending)
-		uv_timer_start(&c->deadline, criu_deadline_passed,
-		    CRIU_CALL_DEADLINE_MS, 0);
+		criu_arm_deadline(c);
 	if (c->cli) {
 		/* The script waits for one line; a dead script is CRIU's
 		 * failure to report, through its exit. */
@@ -540,20 +651,23 @@ static void
 criu_deadline_passed(uv_timer_t *t)
 {
 	struct criu	*c = t->data;
+	char		*why;
 
 	if (!c->pending || c->exited)
 		return;
-	log_warnx("criu pid %d did not answer within %d s; killing it",
-	    c->proc.pid, CRIU_CALL_DEADLINE_MS / 1000);
-	c->timed_out = 1;
-	uv_process_kill(&c->proc, SIGKILL);	/* its exit fails the request */
+	xasprintf(&why, "criu %s (pid %d) did not finish within %u ms "
+	    "(criu_timeout_ms) and was killed", c->what, c->proc.pid,
+	    criu_deadline_ms);
+	log_warnx("%s", why);
+	criu_abort(c, why);
+	free(why);
 }
 
 int
 criu_call(struct criu *c, CriuReq *req, criu_resp_cb cb,
     criu_notify_cb notify, void *arg, char **cause)
 {
-	if (c->pending || c->closing || c->fd == -1) {
+	if (c->pending || c->closing || c->aborted || c->fd == -1) {
 		set_cause(cause, "criu session is %s", c->pending ? "busy" :
 		    "closed");
 		return -1;
@@ -572,8 +686,9 @@ criu_call(struct criu *c, CriuReq *req, criu_resp_cb cb,
 	c->cb = cb;
 	c->notify = notify;
 	c->arg = arg;
-	uv_timer_start(&c->deadline, criu_deadline_passed, CRIU_CALL_DEADLINE_MS,
-	    0);
+	snprintf(c->what, sizeof c->what, "%s", criu_req_name(req->type));
+	criu_arm_deadline(c);
+	criu_fault(c);
 	return 0;
 }
 

@@ -49,9 +49,27 @@ struct criu	*criu_run(uv_loop_t *, const char *criu_path,
 char		*criu_action_script(const char *dir, char **cause);
 /* Its process id. */
 pid_t		 criu_pid(const struct criu *);
-/* SIGKILL it now (its exit follows). */
+/* SIGKILL it and its process group now (its exit follows). */
 void		 criu_kill(struct criu *);
-/* Send one request; cb follows exactly once unless this fails. */
+/* Give up on it now: SIGKILL it (and its process group: it runs in a
+ * session of its own) and fail the pending request with why at once,
+ * without waiting for its exit (a criu stuck in the kernel on a frozen
+ * task may not die before its container is thawed: the caller thaws it
+ * in the callback).  Every request does this by itself when it has not
+ * finished within the deadline (criu_set_timeout); a rollback calls it. */
+void		 criu_abort(struct criu *, const char *why);
+/* 1 once criu_abort (or the deadline) gave up on it. */
+int		 criu_aborted(const struct criu *);
+/* The caller watches this criu's progress itself (a transfer of pages
+ * whose length depends on the link): no deadline from now on. */
+void		 criu_no_deadline(struct criu *);
+/* The deadline of every request, in ms (criu_timeout_ms); 0: default. */
+#define CRIU_DEFAULT_TIMEOUT_MS	120000
+void		 criu_set_timeout(unsigned ms);
+unsigned	 criu_timeout(void);
+/* Send one request; cb follows exactly once unless this fails.  The
+ * deadline runs while CRIU works, not while a notification waits for a
+ * CRIU_NOTIFY_LATER answer (whoever holds it owns the timing). */
 int		 criu_call(struct criu *, CriuReq *, criu_resp_cb,
 		    criu_notify_cb, void *arg, char **cause);
 /* Answer a notification deferred with CRIU_NOTIFY_LATER. */

@@ -26,11 +26,14 @@ shared_anon_path(const char *path)
 	    strncmp(path, "/SYSV", 5) == 0 || strncmp(path, "/memfd:", 7) == 0;
 }
 
-/* Private anonymous: no file (heap, stack, anon: names are fine). */
+/* Private anonymous memory of the process's own: no file, the heap, a
+ * stack, a named anonymous mapping.  Not [vdso], [vvar] and the like:
+ * the kernel's, shared by every process and restored by CRIU as such. */
 static int
 private_anon_path(const char *path)
 {
-	return *path == '\0' || *path == '[';
+	return *path == '\0' || strcmp(path, "[heap]") == 0 ||
+	    strncmp(path, "[stack", 6) == 0 || strncmp(path, "[anon:", 6) == 0;
 }
 
 /* One process's smaps.  1 and *why on the first problem, 0 if none, -1

@@ -177,6 +177,13 @@ static const struct conf_option conf_options[] = {
 	  .min = 1000, .max = 86400000,
 	  .help = "A migration with no step and no byte crossing for this "
 	      "long (the peer silent or stuck) is rolled back." },
+	{ .name = "criu_timeout_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(criu_timeout_ms), .def_number = 120000,
+	  .min = 1000, .max = 86400000,
+	  .help = "A CRIU call (dump, restore, check, ...) that has not "
+	      "finished after this many milliseconds is killed and its "
+	      "container thawed (a 1 GiB dump took about 6 s on a 2-core "
+	      "test machine)." },
 	/* Trust boundaries (docs/security.md). */
 	{ .name = "max_pending_handshakes", .type = CONF_INT,
 	  .offset = CONF_FIELD(max_pending_handshakes), .def_number = 32,

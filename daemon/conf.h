@@ -74,6 +74,7 @@ struct conf {
 	int			 peer_timeout_ms;
 	int			 reconnect_max_ms;
 	int			 migration_timeout_ms;
+	int			 criu_timeout_ms;
 
 	/* Trust boundaries (docs/security.md). */
 	int			 max_pending_handshakes;

@@ -15,8 +15,7 @@
 
 struct fault {
 	char		*point;
-	enum fault_action action;	/* FAULT_NONE here means "kill" */
-	int		 kill;
+	enum fault_action action;
 	unsigned	 ms;
 	unsigned	 times;		/* 0: every time */
 };
@@ -57,7 +56,7 @@ fault_parse_one(char *item, struct fault *f, char **cause)
 		f->times = (unsigned)n;
 	}
 	if (strcmp(action, "kill") == 0)
-		f->kill = 1;
+		f->action = FAULT_KILL;
 	else if (strcmp(action, "fail") == 0)
 		f->action = FAULT_FAIL;
 	else if (strcmp(action, "stall") == 0)
@@ -126,19 +125,29 @@ fault_check(const char *point, unsigned *ms)
 			free(f->point);	/* spent */
 			f->point = NULL;
 		}
-		if (f->kill) {
-			log_warnx("fault point %s fired: kill", point);
-			kill(getpid(), SIGKILL);
-			_exit(137);
-		}
 		if (f->action == FAULT_DELAY)
 			log_warnx("fault point %s fired: delay=%u", point, f->ms);
 		else
 			log_warnx("fault point %s fired: %s", point,
-			    f->action == FAULT_FAIL ? "fail" : "stall");
+			    f->action == FAULT_FAIL ? "fail" : f->action ==
+			    FAULT_KILL ? "kill" : "stall");
 		if (ms != NULL)
 			*ms = f->ms;
 		return f->action;
 	}
 	return FAULT_NONE;
+}
+
+enum fault_action
+fault_hit(const char *point)
+{
+	return fault_check(point, NULL);
+}
+
+void
+fault_die(const char *point)
+{
+	log_warnx("fault point %s: ternd kills itself", point);
+	kill(getpid(), SIGKILL);
+	_exit(137);
 }

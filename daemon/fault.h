@@ -4,8 +4,9 @@
  * read once by fault_init.  A step of a long protocol asks fault_check
  * at its named point; when the point is armed it is logged at warn
  * ("fault point NAME fired: ACTION"), so a test can assert that its
- * fault really fired.  Actions:
- *   kill      the process SIGKILLs itself on the spot (fault_check does it)
+ * fault really fired.  The code at a point carries out the action itself;
+ * what it means is the point's to say (documented where it is asked):
+ *   kill      a process dies: ternd itself (fault_die) or one it talks to
  *   fail      the step fails as if its own work had failed
  *   delay=MS  the step waits MS milliseconds before going on (the caller
  *             arms a timer; nothing blocks)
@@ -18,6 +19,7 @@
 enum fault_action {
 	FAULT_NONE = 0,
 	FAULT_FAIL,
+	FAULT_KILL,
 	FAULT_DELAY,
 	FAULT_STALL,
 };
@@ -27,6 +29,10 @@ enum fault_action {
 int		 fault_init(const char *spec, char **cause);
 /* The action armed at point (FAULT_NONE mostly); *ms for FAULT_DELAY. */
 enum fault_action fault_check(const char *point, unsigned *ms);
+/* The same, for points that take no delay. */
+enum fault_action fault_hit(const char *point);
+/* "kill" of ternd itself: SIGKILL, now (no cleanup, as a crash). */
+void		 fault_die(const char *point) __attribute__((noreturn));
 void		 fault_fini(void);
 
 #endif

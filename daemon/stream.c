@@ -39,6 +39,7 @@ struct stream {
 
 struct stream_tally {
 	int		refs;
+	unsigned	streams;	/* open now */
 	uint64_t	bytes;
 };
 
@@ -130,6 +131,8 @@ stream_end(struct stream *st, const char *error)
 		    st->channel, error);
 	if (st->ops != NULL && st->ops->on_end != NULL)
 		st->ops->on_end(st, st->bytes, error);
+	if (st->tally != NULL)
+		st->tally->streams--;
 	stream_tally_unref(st->tally);
 	free(st);
 }
@@ -157,12 +160,22 @@ stream_tally_bytes(const struct stream_tally *t)
 	return t != NULL ? t->bytes : 0;
 }
 
+unsigned
+stream_tally_streams(const struct stream_tally *t)
+{
+	return t != NULL ? t->streams : 0;
+}
+
 void
 stream_set_tally(struct stream *st, struct stream_tally *t)
 {
+	if (st->tally != NULL)
+		st->tally->streams--;
 	stream_tally_unref(st->tally);
-	if ((st->tally = t) != NULL)
+	if ((st->tally = t) != NULL) {
 		t->refs++;
+		t->streams++;
+	}
 }
 
 void
@@ -535,16 +548,32 @@ void
 stream_mux_drain(struct stream_mux *mux)
 {
 	struct stream	*st;
-	uint16_t	 channels[64];
-	size_t		 n = 0, i;
+	uint16_t	 some[64], *channels = some;
+	size_t		 n = 0, max = 64, i;
 
-	/* Callbacks may end streams: collect channels, look each up again. */
-	for (st = mux->streams; st != NULL && n < 64; st = st->next)
-		if (st->outgoing && st->state == STREAM_OPEN && st->credit > 0)
-			channels[n++] = st->channel;
+	/* Callbacks may end streams: collect channels, look each up again.
+	 * Every one of them: streams that have nothing to send must not
+	 * hide one that does. */
+	for (st = mux->streams; st != NULL; st = st->next) {
+		if (!st->outgoing || st->state != STREAM_OPEN || st->credit == 0)
+			continue;
+		if (n == max) {
+			max *= 2;
+			if (channels == some) {
+				channels = xreallocarray(NULL, max,
+				    sizeof *channels);
+				memcpy(channels, some, sizeof some);
+			} else
+				channels = xreallocarray(channels, max,
+				    sizeof *channels);
+		}
+		channels[n++] = st->channel;
+	}
 	for (i = 0; i < n && conn_writable(mux->conn); i++) {
 		st = stream_find(mux, channels[i]);
 		if (st != NULL && st->ops->on_writable != NULL)
 			st->ops->on_writable(st);
 	}
+	if (channels != some)
+		free(channels);
 }

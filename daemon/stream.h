@@ -64,6 +64,7 @@ struct stream_tally;
 struct stream_tally	*stream_tally_new(void);
 void			 stream_tally_unref(struct stream_tally *);
 uint64_t		 stream_tally_bytes(const struct stream_tally *);
+unsigned		 stream_tally_streams(const struct stream_tally *);	/* open */
 void			 stream_set_tally(struct stream *, struct stream_tally *);
 /* Data bytes received on every stream so far: the peer is sending. */
 uint64_t		 stream_mux_bytes_in(const struct stream_mux *);

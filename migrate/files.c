@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define LOG_MODULE "migrate.files"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/ratelimit.h"
 #include "daemon/xmalloc.h"
@@ -37,6 +38,7 @@ struct files_recv {
 	int		 fd;
 	char		*path;
 	uint64_t	 bytes;
+	uint64_t	 size;		/* what the sender announced */
 	char		*error;
 };
 
@@ -134,6 +136,7 @@ files_send_next(struct files_send *fs)
 {
 	struct stat	 st;
 	char		*path, *name;
+	uint64_t	 announce;
 
 	if (fs->next == fs->n) {
 		files_send_finish(fs, NULL);
@@ -151,10 +154,14 @@ files_send_next(struct files_send *fs)
 	free(path);
 	fs->off = 0;
 	fs->size = (uint64_t)st.st_size;
+	/* A test stands in for a sender that lies about a file's size. */
+	announce = fs->size;
+	if (fault_hit("files.send.understate") == FAULT_FAIL)
+		announce /= 2;
 	xasprintf(&name, "%s/%s", fs->prefix, fs->names[fs->next]);
 	fs->next++;
 	log_debug("sending %s (%llu bytes)", name, (unsigned long long)fs->size);
-	if ((fs->st = stream_open(fs->mux, FILES_STREAM_KIND, name, fs->size,
+	if ((fs->st = stream_open(fs->mux, FILES_STREAM_KIND, name, announce,
 	    &files_send_ops, fs)) == NULL) {
 		free(name);
 		files_send_finish(fs, "no free stream channel");
@@ -217,6 +224,15 @@ files_recv_data(struct stream *st, const uint8_t *data, size_t len)
 	size_t			 off = 0;
 	ssize_t			 n;
 
+	if (fr->error == NULL && len > fr->size - fr->bytes) {
+		/* More than announced: a confused or hostile sender must not
+		 * fill the disk past what was agreed to. */
+		xasprintf(&fr->error, "%s: more than the %llu bytes announced",
+		    fr->path, (unsigned long long)fr->size);
+		stream_abort(st, TERN__ERROR_CODE__ERROR_BAD_REQUEST, "%s",
+		    fr->error);
+		return;
+	}
 	while (fr->error == NULL && off < len) {
 		n = write(fr->fd, data + off, len - off);
 		if (n < 0 && errno == EINTR)
@@ -242,6 +258,8 @@ files_recv_end(struct stream *st, uint64_t bytes, const char *error)
 {
 	struct files_recv	*fr = stream_data(st);
 
+	if (error == NULL && fr->bytes != fr->size)
+		error = "fewer bytes than announced";
 	if (error != NULL) {
 		log_warnx("%s: %s; removed", fr->path, error);
 		unlink(fr->path);
@@ -258,7 +276,7 @@ static const struct stream_ops files_recv_ops = {
 };
 
 int
-files_recv(struct stream *st, const char *path, char **cause)
+files_recv(struct stream *st, const char *path, uint64_t size, char **cause)
 {
 	struct files_recv	*fr;
 	int			 fd;
@@ -270,6 +288,7 @@ files_recv(struct stream *st, const char *path, char **cause)
 	}
 	fr = xcalloc(1, sizeof *fr);
 	fr->fd = fd;
+	fr->size = size;
 	fr->path = xstrdup(path);
 	stream_set_ops(st, &files_recv_ops, fr);
 	return 0;

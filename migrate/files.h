@@ -28,11 +28,14 @@ uint64_t		 files_send_bytes(const struct files_send *);
 /* Stop sending: the current stream is aborted, cb is not called. */
 void			 files_send_cancel(struct files_send *);
 
-/* Receiving: write the stream into path (created, must not exist).  Not
- * fsync'd here: the receiver makes the whole directory durable when it
- * suits it (files_sync_dir), e.g. after the migrated container resumed.
- * -1 and *cause if path cannot be created. */
-int			 files_recv(struct stream *, const char *path, char **cause);
+/* Receiving: write the stream into path (created, must not exist), size
+ * bytes as the sender announced: more is refused at once, fewer fails at
+ * the end (the file is removed either way).  Not fsync'd here: the
+ * receiver makes the whole directory durable when it suits it
+ * (files_sync_dir), e.g. after the migrated container resumed.  -1 and
+ * *cause if path cannot be created. */
+int			 files_recv(struct stream *, const char *path,
+			    uint64_t size, char **cause);
 /* fsync every regular file of dir, then dir (blocking: run it off the
  * event loop).  -1 and *cause on the first failure. */
 int			 files_sync_dir(const char *dir, char **cause);

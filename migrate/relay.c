@@ -393,11 +393,19 @@ relay_open(struct relay *r, struct stream_mux *mux, const char *name,
 	return 0;
 }
 
-void
-relay_attach(struct relay *r, struct stream *st)
+int
+relay_attach(struct relay *r, struct stream *st, char **cause)
 {
+	if (r->in != NULL || r->in_ended || r->done) {
+		/* A second stream for one direction: a confused or hostile
+		 * peer.  The first one stays the relay's. */
+		set_cause(cause, "%s: the peer's direction is open already",
+		    r->what);
+		return -1;
+	}
 	r->in = st;
 	stream_set_ops(st, &relay_in_ops, r);
+	return 0;
 }
 
 void

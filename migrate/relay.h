@@ -37,8 +37,10 @@ struct relay	*relay_new(uv_loop_t *, int fd, const char *what,
  * and *cause if the peer cannot be reached. */
 int		 relay_open(struct relay *, struct stream_mux *, const char *name,
 		    struct ratelimit *limit, char **cause);
-/* The peer's direction arrived (from the stream accept callback). */
-void		 relay_attach(struct relay *, struct stream *);
+/* The peer's direction arrived (from the stream accept callback).  -1
+ * and *cause if it had arrived already (or the relay is over): the
+ * caller refuses the stream, the relay goes on with the first. */
+int		 relay_attach(struct relay *, struct stream *, char **cause);
 /* Bytes carried so far: from the local socket to the peer, and back. */
 uint64_t	 relay_bytes_out(const struct relay *);
 uint64_t	 relay_bytes_in(const struct relay *);

@@ -21,6 +21,10 @@
 #define TREE_PATH_MAX		4095		/* bytes of a path */
 #define TREE_NAME_MAX		255		/* bytes of a component */
 #define TREE_TARGET_MAX		4095		/* bytes of a symlink target */
+/* What a sender walks, at most: a container shapes its own rootfs, and
+ * must not make ternd hold an fd per level or index without end. */
+#define TREE_MAX_DEPTH		256		/* directories open at once */
+#define TREE_MAX_ENTRIES	1000000u	/* entries in one index */
 
 enum tree_rec {
 	TREE_REC_HEAD = 1,
@@ -102,6 +106,12 @@ void			 tree_scan_stats(const struct tree_scan *,
 			    struct tree_stats *);
 /* Take the index of the pass (after a successful run). */
 struct tree_index	*tree_scan_take_index(struct tree_scan *);
+/* Open name in dfd for reading only if it is still the regular file st
+ * describes (st is then its fstat): never blocks on a FIFO put in its
+ * place, never opens a device.  -1 with errno; EAGAIN if it changed. */
+struct stat;
+int			 tree_open_regular(int dfd, const char *name,
+			    struct stat *st);
 void			 tree_scan_free(struct tree_scan *);
 
 /* tree-apply.c */

@@ -51,6 +51,7 @@ struct tree_scan {
 	void			*arg;
 	struct tree_stats	 stats;
 	uint64_t		 start;
+	unsigned		 depth;		/* directories open now */
 	char			**cause;
 };
 
@@ -394,6 +395,38 @@ tree_scan_names(struct tree_scan *s, int dfd, size_t *np)
 	return names != NULL ? names : xcalloc(1, sizeof *names);
 }
 
+int
+tree_open_regular(int dfd, const char *name, struct stat *st)
+{
+	struct stat	 now;
+	char		 proc[64];
+	int		 pfd, fd;
+
+	/* O_PATH opens nothing (no FIFO wait, no device side effect) and
+	 * pins the inode: what is opened for reading is what was checked. */
+	if ((pfd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return -1;
+	if (fstat(pfd, &now) != 0) {
+		close(pfd);
+		return -1;
+	}
+	if (!S_ISREG(now.st_mode) || now.st_ino != st->st_ino ||
+	    now.st_dev != st->st_dev) {
+		close(pfd);
+		errno = EAGAIN;
+		return -1;
+	}
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+	fd = open(proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	close(pfd);
+	if (fd == -1 || fstat(fd, st) != 0) {
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* One name in directory dfd; s->path is its path. */
 static int
 tree_scan_one(struct tree_scan *s, int dfd, const char *name, size_t plen,
@@ -420,6 +453,11 @@ tree_scan_one(struct tree_scan *s, int dfd, const char *name, size_t plen,
 		return -1;
 	old = tree_scan_old(s, s->path);
 	ei = s->idx->n;
+	if (ei >= TREE_MAX_ENTRIES) {
+		set_cause(s->cause, "%s: more than %u entries (put such a "
+		    "rootfs on shared storage)", s->dir, TREE_MAX_ENTRIES);
+		return -1;
+	}
 	e = tree_index_add(s->idx, s->path, &st);
 	if (S_ISLNK(st.st_mode)) {
 		n = readlinkat(dfd, name, target, sizeof target);
@@ -454,9 +492,19 @@ tree_scan_one(struct tree_scan *s, int dfd, const char *name, size_t plen,
 			    strerror(errno));
 			goto out;
 		}
-		if (st.st_dev == s->rootdev &&
-		    tree_scan_dir(s, fd, plen, &sub) != 0)
+		if (s->depth >= TREE_MAX_DEPTH) {
+			set_cause(s->cause, "%s/%s: more than %u directories "
+			    "deep (put such a rootfs on shared storage)",
+			    s->dir, s->path, TREE_MAX_DEPTH);
 			goto out;
+		}
+		s->depth++;
+		if (st.st_dev == s->rootdev &&
+		    tree_scan_dir(s, fd, plen, &sub) != 0) {
+			s->depth--;
+			goto out;
+		}
+		s->depth--;
 		s->path[plen] = '\0';
 		e = &s->idx->ents[ei];	/* the index grew */
 		/* Our changes below moved its mtime on the peer: set it. */
@@ -467,19 +515,19 @@ tree_scan_one(struct tree_scan *s, int dfd, const char *name, size_t plen,
 	case S_IFREG:
 		if (!changed)
 			break;
-		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = tree_open_regular(dfd, name, &st);
 		if (fd == -1 && errno == ENOENT) {
 			rc = 0;	/* gone meanwhile: a deletion next time */
 			goto out;
 		}
-		if (fd == -1 || fstat(fd, &st) != 0) {
-			set_cause(s->cause, "%s/%s: %s", s->dir, s->path,
-			    strerror(errno));
+		if (fd == -1 && errno == EAGAIN) {
+			set_cause(s->cause, "%s/%s: replaced while read (no "
+			    "longer the regular file it was)", s->dir, s->path);
 			goto out;
 		}
-		if (!S_ISREG(st.st_mode)) {
-			set_cause(s->cause, "%s/%s: replaced while read",
-			    s->dir, s->path);
+		if (fd == -1) {
+			set_cause(s->cause, "%s/%s: %s", s->dir, s->path,
+			    strerror(errno));
 			goto out;
 		}
 		/* Index what is read: a later change shows in the delta. */

@@ -15,15 +15,7 @@ trap th_teardown EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-th_setup 2
-cl_pki
-cl_conf h1
-cl_conf h2
-cl_start h1
-cl_start h2
-cl_wait_up h1 2 30
-cl_wait_criu h1 || fail "h1 cannot run containers"
-cl_wait_criu h2 || fail "h2 cannot run containers"
+inst_two_hosts
 cl_ctl h1 status | grep -q "lazy pages (post-copy) yes" ||
     fail "no post-copy here: $(cl_ctl h1 status | grep containers)"
 

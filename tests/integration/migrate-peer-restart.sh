@@ -19,22 +19,12 @@ trap th_teardown EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-th_setup 2
-cl_pki
-cl_conf h1
-cl_conf h2 'peer_timeout_ms = 60000'
-TERN_FAULT=mig.target.held:stall@1 cl_start h1
-cl_start h2
-cl_wait_up h1 2 30
-cl_wait_criu h1 || fail "h1 cannot run containers"
-cl_wait_criu h2 || fail "h2 cannot run containers"
+TERN_FAULT_H1=mig.target.held:stall@1
+CONF_H2=('peer_timeout_ms = 60000')
+inst_two_hosts
 
-rootfs_make "$TH_ROOT/rootfs"
-ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 8 /var/log/memcheck.state
-state="$TH_ROOT/rootfs/var/log/memcheck.state"
-cl_ctl h2 create mc --spec "$TH_ROOT/mc.json" >/dev/null
-cl_ctl h2 start mc >/dev/null
-inst_wait_ready "$state" || fail "memcheck did not start"
+inst_memcheck mc 8 h2
+state=$INST_STATE
 inst_verify h2 mc "$state" "started on h2"
 
 cl_ctl h2 migrate mc --to h1 --mode stopcopy >"$TH_ROOT/mig.out" 2>&1 &

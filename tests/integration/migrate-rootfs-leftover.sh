@@ -19,15 +19,8 @@ trap th_teardown EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 TH_BINDS+=("srv:/srv")		# each host's own /srv
-th_setup 2
-cl_pki
-cl_conf h1
-cl_conf h2
-cl_start h1
-TERN_FAULT=mig.target.held:kill@1 cl_start h2
-cl_wait_up h1 2 30
-cl_wait_criu h1 || fail "h1 cannot run containers"
-cl_wait_criu h2 || fail "h2 cannot run containers"
+TERN_FAULT_H2=mig.target.held:kill@1
+inst_two_hosts
 
 rootfs_make "$TH_ROOT/h1/srv/mc"
 ROOTFS_SPEC_ROOT=/srv/mc rootfs_spec "$TH_ROOT/h1/srv/mc" mc /bin/memcheck 8 /var/log/memcheck.state

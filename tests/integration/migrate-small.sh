@@ -17,24 +17,13 @@ trap th_teardown EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-th_setup 2
-cl_pki
-cl_conf h1
-cl_conf h2
-cl_start h1
-TERN_FAULT=mig.target.held:delay=3000@1 cl_start h2
-cl_wait_up h1 2 30
-cl_wait_criu h1 || fail "h1 cannot run containers"
-cl_wait_criu h2 || fail "h2 cannot run containers"
+TERN_FAULT_H2=mig.target.held:delay=3000@1
+inst_two_hosts
 cl_ctl h1 status | grep -q "lazy pages (post-copy) yes" ||
     fail "no post-copy here: $(cl_ctl h1 status | grep containers)"
 
-rootfs_make "$TH_ROOT/rootfs"
-ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/memcheck 1 /var/log/memcheck.state
-state="$TH_ROOT/rootfs/var/log/memcheck.state"
-cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
-cl_ctl h1 start mc >/dev/null
-inst_wait_ready "$state" || fail "memcheck did not start"
+inst_memcheck mc 1
+state=$INST_STATE
 inst_verify h1 mc "$state" "started on h1"
 
 echo "--- every page crosses before the commit point"

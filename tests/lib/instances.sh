@@ -9,6 +9,8 @@
 #	                             STATE is its state file, seen from outside
 #	inst_where NAME              "HOST:STATE" for each of h1, h2 listing it
 #	inst_copies NAME             its memcheck processes on h1 and h2
+#	inst_two_hosts               h1 and h2 up, running containers
+#	inst_memcheck NAME MIB       a memcheck container on h1, ready
 
 # cl_wait_criu HOST: until HOST reports usable CRIU (up to 5 s).
 cl_wait_criu() {
@@ -83,4 +85,40 @@ inst_copies() {
 		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = memcheck ] && n=$((n + 1))
 	done
 	echo $n
+}
+
+# inst_two_hosts: test hosts h1 and h2 with ternd up on both, each able
+# to run containers.  TERN_FAULT_H1 / TERN_FAULT_H2 arm fault points
+# (daemon/fault.h) on one of them; the arrays CONF_H1 / CONF_H2 add
+# configuration lines (cl_conf).  Exits the test on failure.
+inst_two_hosts() {
+	local h fault conf
+	th_setup 2
+	cl_pki
+	for h in h1 h2; do
+		conf="CONF_${h^^}[@]"
+		cl_conf "$h" ${!conf+"${!conf}"}
+	done
+	for h in h1 h2; do
+		fault="TERN_FAULT_${h^^}"
+		TERN_FAULT=${!fault:-} cl_start "$h"
+	done
+	cl_wait_up h1 2 30
+	for h in h1 h2; do
+		cl_wait_criu "$h" || { echo "FAIL: $h cannot run containers" >&2; exit 1; }
+	done
+}
+
+# inst_memcheck NAME MIB [HOST]: a memcheck container NAME of MIB MiB on
+# a rootfs both hosts share, created and started on HOST (h1) and ready.
+# Sets INST_STATE to memcheck's state file, as seen from outside.
+inst_memcheck() {
+	local name=$1 mib=$2 host=${3:-h1}
+	rootfs_make "$TH_ROOT/rootfs"
+	ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" "$name" /bin/memcheck \
+	    "$mib" /var/log/memcheck.state
+	INST_STATE="$TH_ROOT/rootfs/var/log/memcheck.state"
+	cl_ctl "$host" create "$name" --spec "$TH_ROOT/$name.json" >/dev/null
+	cl_ctl "$host" start "$name" >/dev/null
+	inst_wait_ready "$INST_STATE" || { echo "FAIL: memcheck did not start" >&2; exit 1; }
 }

@@ -168,6 +168,7 @@ test_defaults(void **state)
 	assert_int_equal(conf->heartbeat_interval_ms, 1000);
 	assert_int_equal(conf->peer_timeout_ms, 5000);
 	assert_int_equal(conf->reconnect_max_ms, 10000);
+	assert_int_equal(conf->criu_timeout_ms, 120000);
 	conf_free(conf);
 }
 
@@ -347,6 +348,8 @@ test_out_of_range(void **state)
 	    "send_buffer_max: 99999999999999G is out of range");
 	ERR("host_name = \"h\"\nheartbeat_interval_ms = 49\n", 2,
 	    "heartbeat_interval_ms: 49 is out of range (50..60000)");
+	ERR("host_name = \"h\"\ncriu_timeout_ms = 999\n", 2,
+	    "criu_timeout_ms: 999 is out of range (1000..86400000)");
 	ERR("host_name = \"h\"\npeer_timeout_ms = 600001\n", 2,
 	    "peer_timeout_ms: 600001 is out of range (200..600000)");
 	ERR("host_name = \"h\"\nreconnect_max_ms = 99\n", 2,

@@ -307,6 +307,13 @@ feed_split(void *arg, const void *p, size_t len)
 	return 0;
 }
 
+static int
+feed_nothing(void *arg, const void *p, size_t len)
+{
+	(void)arg; (void)p; (void)len;
+	return 0;
+}
+
 static void
 pass(const char *src, const char *dst, const struct tree_index *since,
     struct tree_index **idx, struct tree_stats *sent, struct tree_stats *got)
@@ -1041,6 +1048,56 @@ test_mounts(void **state)
 	assert_int_equal(umount2(f->dst, MNT_DETACH), 0);
 }
 
+/* What a hostile workload does to the sender's walk: a regular file
+ * swapped for a FIFO between the walk's stat and its open (that open
+ * used to block the walker for good), and a tree deeper than any rootfs
+ * needs (one fd held per level). */
+static void
+test_hostile_walk(void **state)
+{
+	struct fixture		*f = *state;
+	struct tree_scan	*s;
+	struct stat		 st;
+	char			*cause = NULL, *p;
+	int			 dfd, fd, i;
+
+	put_file(f->src, "was-a-file", "x", 1);
+	dfd = open(f->src, O_RDONLY | O_DIRECTORY);
+	assert_int_equal(fstatat(dfd, "was-a-file", &st, AT_SYMLINK_NOFOLLOW),
+	    0);
+	assert_int_equal(unlink(at(f->src, "was-a-file")), 0);
+	assert_int_equal(mkfifo(at(f->src, "was-a-file"), 0644), 0);
+	fd = tree_open_regular(dfd, "was-a-file", &st);
+	assert_int_equal(fd, -1);
+	assert_int_equal(errno, EAGAIN);
+	/* The same name, still a file, opens. */
+	assert_int_equal(unlink(at(f->src, "was-a-file")), 0);
+	put_file(f->src, "was-a-file", "y", 1);
+	assert_int_equal(fstatat(dfd, "was-a-file", &st, AT_SYMLINK_NOFOLLOW),
+	    0);
+	assert_true((fd = tree_open_regular(dfd, "was-a-file", &st)) >= 0);
+	close(fd);
+	assert_int_equal(unlink(at(f->src, "was-a-file")), 0);
+	close(dfd);
+
+	/* TREE_MAX_DEPTH + 4 levels of "d". */
+	p = xstrdup(f->src);
+	for (i = 0; i < TREE_MAX_DEPTH + 4; i++) {
+		char *q;
+
+		xasprintf(&q, "%s/d", p);
+		free(p);
+		p = q;
+		assert_int_equal(mkdir(p, 0755), 0);
+	}
+	free(p);
+	assert_non_null(s = tree_scan_new(f->src, NULL, &cause));
+	assert_int_equal(tree_scan_run(s, feed_nothing, NULL, &cause), -1);
+	assert_non_null(strstr(cause, "directories deep"));
+	free(cause);
+	tree_scan_free(s);
+}
+
 int
 main(void)
 {
@@ -1056,6 +1113,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mounts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_walk, setup,
+		    teardown),
 	};
 
 	log_init("test-tree", 1);

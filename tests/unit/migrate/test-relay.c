@@ -1,0 +1,229 @@
+/* migrate/relay over a real (unix socket) connection, in-process: bytes
+ * reach the relayed process, a gate holds the peer's end of a protocol
+ * back until it is opened, and a peer that opens its direction twice is
+ * refused (the second stream used to replace the first, whose data then
+ * reached a freed relay). */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "migrate/relay.h"
+#include "tests/unit/lib/netpair.h"
+
+/* "a" runs a relay for its local socket; "b" plays the peer by hand. */
+struct net {
+	struct netpair	 np;
+	struct relay	*relay;
+	int		 local;		/* the relayed process's end */
+	int		 accepted, refused;
+	struct stream	*b_out[2];	/* b's streams towards a */
+	int		 b_ended[2];
+};
+
+static size_t
+gate_bang(void *arg, const uint8_t *data, size_t len)
+{
+	const uint8_t	*p = memchr(data, '!', len);
+
+	(void)arg;
+	return p != NULL ? (size_t)(p - data) : len;
+}
+
+static void
+relay_cb(void *arg, const char *error)
+{
+	(void)arg;
+	(void)error;
+}
+
+static int
+a_accept(struct stream_mux *mux, struct stream *st, const char *kind,
+    const char *name, uint64_t size, char **cause)
+{
+	struct net	*n = stream_mux_data(mux);
+
+	(void)kind; (void)name; (void)size;
+	if (relay_attach(n->relay, st, cause) != 0) {
+		n->refused++;
+		return -1;
+	}
+	n->accepted++;
+	return 0;
+}
+
+static void
+b_in_data(struct stream *st, const uint8_t *p, size_t len)
+{
+	(void)p;
+	stream_consumed(st, len);
+}
+
+static void
+b_in_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	(void)st; (void)bytes; (void)error;
+}
+
+static const struct stream_ops b_in_ops = {
+	.on_data = b_in_data,
+	.on_end = b_in_end,
+};
+
+/* a's direction of the relay: taken and dropped. */
+static int
+b_accept(struct stream_mux *mux, struct stream *st, const char *kind,
+    const char *name, uint64_t size, char **cause)
+{
+	(void)kind; (void)name; (void)size; (void)cause;
+	stream_set_ops(st, &b_in_ops, stream_mux_data(mux));
+	return 0;
+}
+
+static void
+b_out_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	struct net	*n = stream_data(st);
+	int		 i = st == n->b_out[0] ? 0 : 1;
+
+	(void)bytes; (void)error;
+	n->b_ended[i] = 1;
+	n->b_out[i] = NULL;
+}
+
+static void
+b_out_writable(struct stream *st)
+{
+	(void)st;
+}
+
+static const struct stream_ops b_out_ops = {
+	.on_writable = b_out_writable,
+	.on_end = b_out_end,
+};
+
+static void
+net_start(struct net *n, int gate)
+{
+	char	*cause = NULL;
+	int	 sv[2];
+
+	memset(n, 0, sizeof *n);
+	n->np.a_accept = a_accept;
+	n->np.b_accept = b_accept;
+	n->np.data = n;
+	netpair_start(&n->np, NULL);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	n->local = sv[1];
+	n->relay = relay_new(&n->np.loop, sv[0], "test relay", relay_cb, n);
+	if (gate)
+		relay_set_gate(n->relay, gate_bang, NULL);
+	assert_int_equal(relay_open(n->relay, n->np.amux, "1/pages", NULL,
+	    &cause), 0);
+}
+
+static void
+net_end(struct net *n)
+{
+	int	i;
+
+	if (n->relay != NULL)
+		relay_free(n->relay);
+	for (i = 0; i < 2; i++)
+		if (n->b_out[i] != NULL)
+			stream_abort(n->b_out[i], 1, "test over");
+	close(n->local);
+	netpair_end(&n->np);
+}
+
+/* What reached the relayed process, without blocking. */
+static size_t
+local_read(struct net *n, char *buf, size_t len)
+{
+	ssize_t	r = recv(n->local, buf, len, MSG_DONTWAIT);
+
+	return r > 0 ? (size_t)r : 0;
+}
+
+static struct stream *
+b_open(struct net *n)
+{
+	return stream_open(n->np.bmux, RELAY_STREAM_KIND, "1/pages", 0,
+	    &b_out_ops, n);
+}
+
+static void
+test_second_direction_refused(void **state)
+{
+	struct net	 n;
+	char		 buf[64];
+
+	(void)state;
+	net_start(&n, 0);
+	n.b_out[0] = b_open(&n);
+	n.b_out[1] = b_open(&n);
+	netpair_run(&n.np, 100);
+	assert_int_equal(n.accepted, 1);
+	assert_int_equal(n.refused, 1);
+	assert_true(n.b_ended[1]);		/* the second one, refused */
+	assert_false(n.b_ended[0]);
+	assert_int_equal(stream_send(n.b_out[0], "hello", 5), 5);
+	netpair_run(&n.np, 100);
+	assert_int_equal(local_read(&n, buf, sizeof buf), 5);
+	assert_memory_equal(buf, "hello", 5);
+	/* The relay goes; the first stream must go with it (it used to
+	 * stay attached to the freed relay). */
+	relay_free(n.relay);
+	n.relay = NULL;
+	netpair_run(&n.np, 100);
+	assert_true(n.b_ended[0]);
+	net_end(&n);
+}
+
+static void
+test_gate(void **state)
+{
+	struct net	 n;
+	char		 buf[64];
+
+	(void)state;
+	net_start(&n, 1);
+	n.b_out[0] = b_open(&n);
+	netpair_run(&n.np, 100);
+	assert_int_equal(stream_send(n.b_out[0], "abc!def", 7), 7);
+	stream_finish(n.b_out[0]);
+	netpair_run(&n.np, 100);
+	/* Up to the gate's mark, and no end: the process still waits. */
+	assert_int_equal(local_read(&n, buf, sizeof buf), 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_int_equal(relay_gate_held(n.relay), 4);
+	assert_int_equal(recv(n.local, buf, 1, MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	relay_gate_open(n.relay);
+	netpair_run(&n.np, 100);
+	assert_int_equal(local_read(&n, buf, sizeof buf), 4);
+	assert_memory_equal(buf, "!def", 4);
+	assert_int_equal(recv(n.local, buf, 1, MSG_DONTWAIT), 0);	/* EOF */
+	net_end(&n);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_second_direction_refused),
+		cmocka_unit_test(test_gate),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
