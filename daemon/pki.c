@@ -1049,8 +1049,8 @@ pki_revoke(const char *list_path, const char *cert_path, const char *serial,
 	struct pki_cert_info	 info;
 	struct pki_revoked	 r;
 	char			*old = NULL, *text = NULL, *norm = NULL, *why;
-	char			 stamp[32];
-	size_t			 len = 0;
+	char			 stamp[32], upper[65];
+	size_t			 len = 0, i;
 	time_t			 now = time(NULL);
 	struct tm		 tm;
 	int			 rc = -1;
@@ -1085,10 +1085,15 @@ pki_revoke(const char *list_path, const char *cert_path, const char *serial,
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	why = pki_names_string(&info);
+	/* Written as ternctl cert show prints it, so an operator finds it. */
+	for (i = 0; serial[i] != '\0'; i++)
+		upper[i] = (char)(serial[i] >= 'a' && serial[i] <= 'f' ?
+		    serial[i] - 32 : serial[i]);
+	upper[i] = '\0';
 	xasprintf(&text, "%s%s%s%s  # %s revoked %s\n", old != NULL ? old : "",
 	    len > 0 && old[len - 1] != '\n' ? "\n" : "",
 	    len == 0 ? "# tern revoked certificates: one serial a line\n" :
-	    "", norm, cert_path != NULL ? why : "serial", stamp);
+	    "", upper, cert_path != NULL ? why : "serial", stamp);
 	free(why);
 	if (write_file_atomic(list_path, text, cause) != 0)
 		goto out;

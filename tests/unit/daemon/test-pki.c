@@ -713,6 +713,8 @@ test_revoked(void **state)
 	pki_revoked_free(&r);
 	body = read_file_bounded(list, 1 << 20, NULL, NULL);
 	assert_non_null(strstr(body, "DNS:alpha revoked"));
+	/* Written as given (upper case), leading zeros and all. */
+	assert_non_null(strstr(body, "\n0ABC  # serial revoked"));
 	free(body);
 	pki_cert_info_free(&info);
 	free(cert);
