@@ -1104,9 +1104,29 @@ instances_finish_close(struct instances *set)
 void
 instances_close(struct instances *set)
 {
+	struct instance	*in;
+	char		**names = NULL;
+	size_t		  n = 0, i;
+
 	if (set == NULL || set->closing)
 		return;
 	set->closing = 1;
-	if (set->busy == 0)
+	if (set->busy == 0) {
 		instances_finish_close(set);
+		return;
+	}
+	/* A checkpoint or restore whose CRIU is stuck would hold the
+	 * shutdown until criu_timeout_ms: give up on it now.  Its callback
+	 * settles the instance and may finish the close (and free set). */
+	for (in = set->list; in != NULL; in = in->next)
+		if (!in->vm && (in->state == INST_CHECKPOINTING ||
+		    in->state == INST_RESTORING)) {
+			names = xreallocarray(names, n + 1, sizeof *names);
+			names[n++] = xstrdup(in->name);
+		}
+	for (i = 0; i < n; i++) {
+		ckpt_cancel(names[i], "ternd is shutting down");
+		free(names[i]);
+	}
+	free(names);
 }

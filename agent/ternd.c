@@ -145,6 +145,10 @@ agent_vm_event(void *arg, const char *name, enum vm_ev ev, const char *why,
 		vm_migration_iteration(a, name, detail);
 		return;
 	}
+	if (ev == VM_EV_MIGRATED_OUT || ev == VM_EV_POSTCOPY_SWITCH) {
+		vm_migration_event(a, name, ev, detail);
+		return;
+	}
 	if (a->instances != NULL)
 		vm_instances_event(a->instances, name, ev, why, detail);
 }

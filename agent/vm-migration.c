@@ -98,6 +98,8 @@ struct vm_migration {
 	int			 stats_busy;
 	int			 switched;	/* QEMU switched to post-copy */
 	int			 throttle_max;
+	int64_t			 qemu_downtime_ms; /* S: QEMU's, -1: none */
+	uint64_t		 passes;	/* S: QEMU's, from its events */
 	uint64_t		 downtime_ms;
 	uint64_t		 bytes;
 	char			*error;
@@ -184,6 +186,7 @@ vmm_new(struct agent *a, const char *peer, uint64_t id, int source,
 	xasprintf(&m->dir, "%s/vm-migrate", a->conf->run_dir);
 	xasprintf(&m->qemu_path, "%s/%" PRIx64 ".qemu", m->dir, id);
 	m->lis[0].fd = m->lis[1].fd = -1;
+	m->qemu_downtime_ms = -1;
 	uv_timer_init(a->loop, &m->tick);
 	uv_timer_init(a->loop, &m->timer);
 	m->tick.data = m->timer.data = m;
@@ -632,11 +635,9 @@ vmm_work_done(uv_work_t *w, int status)
 		vmm_stats(m, k);
 		break;
 	case VMMW_POSTCOPY:
-		/* Only a switch QEMU took counts: a pre-copy that ended
-		 * first, or a refusal, leaves it pre-copy. */
-		if (k->rc == 0)
-			m->switched = 1;
-		else {
+		/* Asked; QEMU's pause for the switch (an event) says it
+		 * took it: a pre-copy that ends first stays pre-copy. */
+		if (k->rc != 0) {
 			vmm_note(m, k->cause);
 			if (m->state == VMM_POSTCOPY)
 				vmm_set_state(m, VMM_MIGRATING);
@@ -724,7 +725,9 @@ vmm_progress(struct vm_migration *m)
 		p.has_bytes = p.has_remaining = p.has_round = 1;
 		p.bytes = j->data_processed;
 		p.remaining = j->data_remaining;
-		p.round = j->iteration;
+		/* The readings lag (libvirt answers slowly while QEMU is
+		 * busy); its pass events do not. */
+		p.round = j->iteration > m->passes ? j->iteration : m->passes;
 		p.has_dirty_rate = 1;
 		p.dirty_rate = j->dirty_rate * (j->page_size > 0 ?
 		    j->page_size : 4096);
@@ -791,7 +794,8 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 	vmm_progress(m);
 	s.now_ms = now_ms() - m->start_ms;
 	s.remaining = k->job.data_remaining;
-	s.iteration = k->job.iteration;
+	s.iteration = k->job.iteration > m->passes ? k->job.iteration :
+	    m->passes;
 	s.throttle = k->job.throttle;
 	switch (vm_policy_step(&m->policy, &s, why, sizeof why)) {
 	case VM_POLICY_WAIT:
@@ -855,11 +859,23 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
 	instances_done_cb	 cb = m->cb;
 	uint64_t		 total = now_ms() - m->start_ms;
+	const char		*unknown = "";
 
+	/* Post-copy: the target keeps no completed job, so its figure is 0;
+	 * QEMU's here (source stopped until the target was told to run) is
+	 * the switch-over's pause.  Pre-copy: the target's, the same figure
+	 * brought over by libvirt. */
+	if (m->switched) {
+		if (m->qemu_downtime_ms >= 0)
+			m->downtime_ms = (uint64_t)m->qemu_downtime_ms;
+		else
+			unknown = " (unknown: libvirt gave no completed job)";
+	} else if (!have_numbers)
+		unknown = " (unknown: no word from the target)";
 	log_info("vmig %" PRIx64 " %s: moved to %s (%s) in %" PRIu64 " ms, "
 	    "downtime %" PRIu64 " ms%s", m->id, m->name, m->peer,
 	    m->switched ? "post-copy" : "pre-copy", total, m->downtime_ms,
-	    have_numbers ? "" : " (unknown: no word from the target)");
+	    unknown);
 	if (m->in != NULL) {
 		struct instance		*in = m->in;
 		struct instances	*set = in->set;
@@ -1121,15 +1137,51 @@ vm_migration_iteration(struct agent *a, const char *name, int n)
 	for (m = a->vm_migrations; m != NULL; m = m->next)
 		if (m->source && strcmp(m->name, name) == 0)
 			break;
-	if (m == NULL || m->state != VMM_MIGRATING)
+	if (m == NULL || (m->state != VMM_MIGRATING &&
+	    m->state != VMM_POSTCOPY))
 		return;
 	log_debug("vmig %" PRIx64 " %s: memory pass %d", m->id, m->name, n);
-	if (!m->policy.conf.force_postcopy || n < 2)
+	if (n > 0 && (uint64_t)n > m->passes)
+		m->passes = (uint64_t)n;
+	if (m->state != VMM_MIGRATING || !m->policy.conf.force_postcopy ||
+	    n < 2)
 		return;
 	vmm_note(m, "first pass done: switching to post-copy as asked");
 	vm_policy_postcopy(&m->policy);
 	vmm_set_state(m, VMM_POSTCOPY);
 	vmm_work_queue(m, VMMW_POSTCOPY);
+}
+
+/* QEMU switched to post-copy; libvirt's job completed (before its
+ * migration call returns). */
+void
+vm_migration_event(struct agent *a, const char *name, enum vm_ev ev,
+    int detail)
+{
+	struct vm_migration	*m;
+
+	for (m = a->vm_migrations; m != NULL; m = m->next)
+		if (m->source && !m->closing && strcmp(m->name, name) == 0)
+			break;
+	if (m == NULL)
+		return;
+	if (ev == VM_EV_POSTCOPY_SWITCH) {
+		if (!m->switched)
+			log_info("vmig %" PRIx64 " %s: QEMU switched to "
+			    "post-copy: the guest runs on %s", m->id, m->name,
+			    m->peer);
+		m->switched = 1;
+		/* Switched from outside (virsh migrate-postcopy): nothing
+		 * more to decide here either. */
+		if (m->state == VMM_MIGRATING) {
+			vm_policy_postcopy(&m->policy);
+			vmm_set_state(m, VMM_POSTCOPY);
+		}
+		return;
+	}
+	log_debug("vmig %" PRIx64 " %s: libvirt's job completed, QEMU's "
+	    "downtime %d ms", m->id, m->name, detail);
+	m->qemu_downtime_ms = detail;
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include "agent/agent.h"
 #include "agent/instances.h"
+#include "checkpoint/vm.h"
 #include "daemon/msg.h"
 #include "daemon/stream.h"
 
@@ -37,5 +38,10 @@ void	vm_migration_shutdown(struct agent *);
 void	vm_migration_clean(struct agent *);
 /* libvirt: the outgoing migration of name starts memory pass n. */
 void	vm_migration_iteration(struct agent *, const char *name, int n);
+/* libvirt, about the outgoing migration of name: VM_EV_POSTCOPY_SWITCH
+ * (QEMU took the switch), VM_EV_MIGRATED_OUT (completed; detail: QEMU's
+ * downtime in ms, -1 if libvirt did not give it). */
+void	vm_migration_event(struct agent *, const char *name, enum vm_ev,
+	    int detail);
 
 #endif

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct vm_host {
 	virConnectPtr	 conn;		/* NULL while down */
 	int		 lifecycle_id;
 	int		 iteration_id;
+	int		 completed_id;
 	struct vm_event	*head, **tail;
 
 	pthread_t	 thread;	/* runs libvirt's event loop */
@@ -176,6 +178,12 @@ vm_lifecycle(virConnectPtr c, virDomainPtr d, int event, int detail,
 		break;
 	}
 	vm_queue(opaque, virDomainGetName(d), ev, mig, why);
+	/* A switch asked for is not one made: QEMU may finish by pre-copy
+	 * first.  This pause is QEMU making it. */
+	if (event == VIR_DOMAIN_EVENT_SUSPENDED &&
+	    detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY)
+		vm_queue(opaque, virDomainGetName(d), VM_EV_POSTCOPY_SWITCH, 1,
+		    NULL);
 	return 0;
 }
 
@@ -184,6 +192,26 @@ static void
 vm_iteration(virConnectPtr c, virDomainPtr d, int n, void *opaque)
 {
 	vm_queue(opaque, virDomainGetName(d), VM_EV_ITERATION, n, NULL);
+}
+
+/* libvirt's thread: a job finished.  For an outgoing migration these are
+ * the source's final numbers, QEMU's downtime among them: the only place
+ * that has it for a post-copy (the target keeps no completed job then),
+ * and the domain is gone from here once the migration call returns. */
+static void
+vm_job_completed(virConnectPtr c, virDomainPtr d, virTypedParameterPtr p,
+    int n, void *opaque)
+{
+	unsigned long long	downtime;
+	int			op = 0, ms = -1;
+
+	if (virTypedParamsGetInt(p, n, VIR_DOMAIN_JOB_OPERATION, &op) != 1 ||
+	    op != VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+		return;
+	if (virTypedParamsGetULLong(p, n, VIR_DOMAIN_JOB_DOWNTIME,
+	    &downtime) == 1)
+		ms = downtime > INT_MAX ? INT_MAX : (int)downtime;
+	vm_queue(opaque, virDomainGetName(d), VM_EV_MIGRATED_OUT, ms, NULL);
 }
 
 /* libvirt's thread: keepalive timed out, libvirtd closed, ... */
@@ -236,7 +264,7 @@ vm_connect(struct vm_host *h, char **cause)
 static void
 vm_adopt(struct vm_host *h, virConnectPtr c)
 {
-	int	id, it;
+	int	id, it, done;
 
 	virConnectRegisterCloseCallback(c, vm_closed, h, NULL);
 	id = virConnectDomainEventRegisterAny(c, NULL,
@@ -248,10 +276,14 @@ vm_adopt(struct vm_host *h, virConnectPtr c)
 	it = virConnectDomainEventRegisterAny(c, NULL,
 	    VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
 	    VIR_DOMAIN_EVENT_CALLBACK(vm_iteration), h, NULL);
+	done = virConnectDomainEventRegisterAny(c, NULL,
+	    VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+	    VIR_DOMAIN_EVENT_CALLBACK(vm_job_completed), h, NULL);
 	pthread_mutex_lock(&h->lock);
 	h->conn = c;
 	h->lifecycle_id = id;
 	h->iteration_id = it;
+	h->completed_id = done;
 	pthread_mutex_unlock(&h->lock);
 	h->retry_ms = VM_RETRY_MIN_MS;
 }
@@ -271,6 +303,8 @@ vm_drop(struct vm_host *h)
 		virConnectDomainEventDeregisterAny(c, h->lifecycle_id);
 	if (h->iteration_id >= 0)
 		virConnectDomainEventDeregisterAny(c, h->iteration_id);
+	if (h->completed_id >= 0)
+		virConnectDomainEventDeregisterAny(c, h->completed_id);
 	virConnectUnregisterCloseCallback(c, vm_closed);
 	virConnectClose(c);
 }
@@ -371,7 +405,7 @@ vm_host_open(uv_loop_t *loop, const char *uri, vm_event_cb cb, void *arg,
 	h->uri = xstrdup(uri);
 	h->cb = cb;
 	h->arg = arg;
-	h->lifecycle_id = h->iteration_id = -1;
+	h->lifecycle_id = h->iteration_id = h->completed_id = -1;
 	h->tail = &h->head;
 	h->retry_ms = VM_RETRY_MIN_MS;
 	pthread_mutex_init(&h->lock, NULL);

@@ -33,10 +33,14 @@ enum vm_ev {
 	VM_EV_ITERATION,	/* an outgoing migration starts a memory pass */
 	VM_EV_CONN_UP,
 	VM_EV_CONN_LOST,
+	VM_EV_MIGRATED_OUT,	/* an outgoing migration's job completed */
+	VM_EV_POSTCOPY_SWITCH,	/* paused here for QEMU's switch to
+				 * post-copy: it took the switch */
 };
 /* why: libvirt's reason in words ("the guest shut down", "QEMU crashed",
  * "destroyed", ...); detail: for VM_EV_ITERATION the number of the pass
- * that starts, else 1 when the event is a migration's doing. */
+ * that starts, for VM_EV_MIGRATED_OUT QEMU's downtime in ms (-1: not
+ * given), else 1 when the event is a migration's doing. */
 typedef void (*vm_event_cb)(void *arg, const char *name, enum vm_ev,
     const char *why, int detail);
 

@@ -47,7 +47,7 @@ enum vm_policy_action
 vm_policy_step(struct vm_policy *p, const struct vm_policy_sample *s,
     char *why, size_t len)
 {
-	char	 dummy[1], reason[200], throttle[64] = "";
+	char	 dummy[1], reason[256], throttle[96] = "";
 
 	if (why == NULL) {
 		why = dummy;
@@ -66,8 +66,9 @@ vm_policy_step(struct vm_policy *p, const struct vm_policy_sample *s,
 	}
 	if (p->conf.deadline_ms > 0 && s->now_ms >= p->conf.deadline_ms) {
 		snprintf(reason, sizeof reason, "deadline of %llu s reached "
-		    "with %llu KiB left",
+		    "in pass %llu with %llu KiB left",
 		    (unsigned long long)(p->conf.deadline_ms / 1000),
+		    (unsigned long long)s->iteration,
 		    (unsigned long long)(s->remaining >> 10));
 		return vm_policy_give_up(p, reason, why, len);
 	}
@@ -78,22 +79,36 @@ vm_policy_step(struct vm_policy *p, const struct vm_policy_sample *s,
 		p->best_ms = s->now_ms;
 	} else if (s->remaining < p->best)
 		p->best = s->remaining;	/* better, not by enough to count */
+	if (!p->throttle_iteration)
+		p->throttle_iteration = s->iteration;
 	if (p->conf.auto_converge && s->throttle > p->throttle &&
 	    p->throttle < VM_POLICY_THROTTLE_MAX) {
 		/* QEMU is slowing the guest down: give that a chance. */
 		p->throttle = s->throttle;
+		p->throttle_iteration = s->iteration;
 		p->best_ms = s->now_ms;
 		return VM_POLICY_WAIT;
 	}
 	if (p->conf.stall_ms == 0 || s->now_ms - p->best_ms < p->conf.stall_ms)
 		return VM_POLICY_WAIT;
-	if (p->conf.auto_converge)
-		snprintf(throttle, sizeof throttle, ", auto-converge's throttle "
-		    "%s at %d%%", p->throttle >= VM_POLICY_THROTTLE_MAX ?
-		    "at its limit" : "stuck", p->throttle);
+	if (p->conf.auto_converge) {
+		/* Still raising, as far as QEMU's passes tell: wait. */
+		if (s->throttle < VM_POLICY_THROTTLE_MAX && s->iteration <
+		    p->throttle_iteration + VM_POLICY_AC_PASSES)
+			return VM_POLICY_WAIT;
+		if (s->throttle >= VM_POLICY_THROTTLE_MAX)
+			snprintf(throttle, sizeof throttle, ", auto-converge's "
+			    "throttle at its limit, %d%%", s->throttle);
+		else
+			snprintf(throttle, sizeof throttle, ", auto-converge's "
+			    "throttle at %d%%, not raised in %llu passes",
+			    s->throttle, (unsigned long long)(s->iteration -
+			    p->throttle_iteration));
+	}
 	snprintf(reason, sizeof reason, "not converging: no progress for %llu "
-	    "s (best %llu KiB left, now %llu KiB%s)",
+	    "s in pass %llu (best %llu KiB left, now %llu KiB%s)",
 	    (unsigned long long)((s->now_ms - p->best_ms) / 1000),
+	    (unsigned long long)s->iteration,
 	    (unsigned long long)(p->best >> 10),
 	    (unsigned long long)(s->remaining >> 10), throttle);
 	return vm_policy_give_up(p, reason, why, len);

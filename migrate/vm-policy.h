@@ -9,7 +9,10 @@
  *     for progress;
  *   - no progress for stall_ms: while auto-converge is on and still
  *     raising its throttle, QEMU is acting, wait; otherwise switch to
- *     post-copy if allowed, else abort;
+ *     post-copy if allowed, else abort.  QEMU raises it at most every
+ *     second pass (a pass over a slow link can take longer than
+ *     stall_ms): it is stuck only when at its limit or not raised for
+ *     VM_POLICY_AC_PASSES passes;
  *   - past deadline_ms in all: post-copy if allowed, else abort;
  *   - forced post-copy: switch once the first full pass is done (the
  *     pages the guest keeps touching then come on demand).
@@ -23,6 +26,7 @@
 
 #define VM_POLICY_PROGRESS_PCT	10
 #define VM_POLICY_THROTTLE_MAX	99	/* QEMU's cpu-throttle-max */
+#define VM_POLICY_AC_PASSES	3	/* QEMU raises every 2nd pass at most */
 
 struct vm_policy_conf {
 	int		 allow_postcopy;
@@ -51,12 +55,14 @@ struct vm_policy {
 	uint64_t		 best;		/* fewest remaining bytes seen */
 	uint64_t		 best_ms;	/* when */
 	int			 throttle;	/* highest throttle seen */
+	uint64_t		 throttle_iteration; /* the pass it came */
 	int			 postcopy;	/* switched: hands off */
 	int			 started;
 };
 
 void	vm_policy_init(struct vm_policy *, const struct vm_policy_conf *);
-/* What to do after this sample; why (if not NULL) says it in words. */
+/* What to do after this sample; why (if not NULL) says it in words,
+ * with this sample's figures (QEMU's current ones). */
 enum vm_policy_action vm_policy_step(struct vm_policy *,
 	    const struct vm_policy_sample *, char *why, size_t len);
 /* The switch was made (or asked for): nothing more to decide. */

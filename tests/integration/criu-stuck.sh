@@ -156,6 +156,17 @@ stuck "$deadline" checkpoint st --leave-running
 grep -q "fault point criu.dump fired: stall" "$(cl_log h1)" ||
     fail "the stall did not fire"
 stuck "$deadline" migrate st --to h2 --mode stopcopy
+# SIGTERM during a stuck checkpoint: ternd gives it up and exits at once,
+# not at the CRIU deadline; the container is thawed.
+n=$(grep -c "fault point criu.dump fired" "$(cl_log h1)")
+ctl h1 checkpoint st >"$TH_ROOT/ck.out" 2>&1 &
+ck=$!
+th_wait 20 eval '[ "$(grep -c "fault point criu.dump fired" "$(cl_log h1)")" -gt '"$n"' ]' ||
+    fail "the checkpoint's criu never started"
+cl_stop h1 2 || fail "h1's ternd waited for the CRIU deadline to stop"
+wait $ck || true
+echo "while stopping: $(cat "$TH_ROOT/ck.out")"
+[ "$(freezer h1)" = THAWED ] || fail "st left $(freezer h1) by a stopping ternd"
 # ... and a target whose restore is stuck: it gives up, st stays on h1.
 cl_stop h1 || fail "h1's ternd did not stop cleanly"
 cl_stop h2 || fail "h2's ternd did not stop cleanly"

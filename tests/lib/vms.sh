@@ -17,6 +17,20 @@
 #	vm_wait_checks HOST NAME N	N more "ok" checks on HOST's console
 #	vm_verify NAME WHAT	the whole history is consistent (counters
 #				only grow, no CORRUPT) or FAIL with WHAT
+#	vm_pagepat_create HOST NAME [MIB [REGION_MIB]]	the page-pattern
+#				guest (tests/guest/pagepat-guest.c) as an
+#				instance, running its loop
+#	vm_pagepat_verify HOST NAME WHAT	its memory, dumped on HOST,
+#				holds the pattern, or FAIL with WHAT
+#	vm_job_watch HOST NAME	start watching HOST's libvirt for NAME's
+#				completed jobs (virsh event, another client
+#				than ternd)
+#	vm_job_field NAME FIELD	the FIELD (downtime, memory_iteration, ...)
+#				of the completed job seen since, waiting
+#				for it; stops watching (what it saw stays:
+#				ask again for another field)
+#	vm_wait_passes HOST NAME N	NAME's migration job on HOST is in
+#				QEMU's pass N (dirty-sync-count) or later
 #
 # The guest's console goes to a file per host, started over by every
 # QEMU that takes it in there, so the history is built from each host's
@@ -124,4 +138,65 @@ vm_verify() {
 		exit 1
 	}
 	echo "$name $what: $v"
+}
+
+vm_pagepat_create() {
+	local host=$1 name=$2 mib=${3:-64} region=${4:-32}
+	lv_pagepat_xml "$name" "$mib" "$region" >"$TH_ROOT/$name.xml" ||
+	    return 1
+	cl_ctl "$host" create "$name" --kind vm --xml "$TH_ROOT/$name.xml" \
+	    >/dev/null || return 1
+	cl_ctl "$host" start "$name" >/dev/null || return 1
+	lv_wait_log "$(lv_serial_log "$host" "$name")" 'pagepat pass=' 60
+}
+
+vm_pagepat_verify() {
+	local v
+	v=$(lv_pagepat_check "$1" "$2") || {
+		echo "FAIL: $2 $3: ${v:-no dump}" >&2
+		exit 1
+	}
+	echo "$2 $3: $v"
+}
+
+declare -gA VM__WATCH	# NAME -> PID of its virsh event
+
+vm_job_watch() {
+	local f=$TH_ROOT/$2.jobs
+	: >"$f"
+	lv_virsh "$1" event --domain "$2" --event job-completed --loop \
+	    >"$f" 2>&1 &
+	VM__WATCH[$2]=$!
+	# virsh registers before it prints anything: give it that time.
+	sleep 1
+}
+
+vm__job_has() { grep -q "^[[:space:]]*$2: " "$TH_ROOT/$1.jobs"; }
+
+vm_job_field() {
+	local name=$1 field=$2 rc=0
+	th_wait 20 vm__job_has "$name" "$field" || rc=1
+	kill "${VM__WATCH[$name]}" 2>/dev/null || :
+	wait "${VM__WATCH[$name]}" 2>/dev/null || :
+	[ $rc = 0 ] || {
+		echo "vms: no $field in $name's completed job:" \
+		    "$(cat "$TH_ROOT/$name.jobs")" >&2
+		return 1
+	}
+	sed -n "s/^[[:space:]]*$field: \([0-9]*\).*/\1/p" \
+	    "$TH_ROOT/$name.jobs" | tail -n 1
+}
+
+vm__pass_reached() {
+	local it
+	it=$(lv_virsh "$1" domjobinfo "$2" 2>/dev/null |
+	    sed -n 's/^Iteration: *\([0-9]*\).*/\1/p')
+	[ -n "$it" ] && [ "$it" -ge "$3" ]
+}
+
+vm_wait_passes() {
+	th_wait "${4:-120}" vm__pass_reached "$1" "$2" "$3" || {
+		echo "vms: $2's migration on $1 never reached pass $3" >&2
+		return 1
+	}
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "migrate/vm-policy.h"
@@ -142,7 +143,105 @@ auto_converge_gets_its_chance(void **state)
 	assert_int_equal(run(&p, 26000, 60000 - 500, oscillating,
 	    throttle_rising, &when, why, sizeof why), VM_POLICY_ABORT);
 	assert_int_equal(when, 26000);
-	assert_non_null(strstr(why, "throttle at its limit at 99%"));
+	assert_non_null(strstr(why, "throttle at its limit, 99%"));
+}
+
+/* A slow link: every pass takes 6 s, and QEMU raises the throttle only
+ * every second pass (30, 50, 70, 90, 99%), 12 s apart: longer than the
+ * 10 s without progress, which is not a throttle that is stuck. */
+static uint64_t
+slow_pass(uint64_t t)
+{
+	return 1 + t / 6000;
+}
+
+static int
+throttle_every_second_pass(uint64_t t)
+{
+	uint64_t	it = slow_pass(t);
+	int		v;
+
+	if (it < 2)
+		return 0;
+	v = 30 + (int)((it - 2) / 2) * 20;
+	return v > 99 ? 99 : v;
+}
+
+static int
+throttle_stops_at_50(uint64_t t)
+{
+	int	v = throttle_every_second_pass(t);
+
+	return v > 50 ? 50 : v;
+}
+
+/* run() with slow passes. */
+static enum vm_policy_action
+run_slow(struct vm_policy *p, uint64_t until, int (*throttle)(uint64_t),
+    uint64_t *when, char *why, size_t len, struct vm_policy_sample *last)
+{
+	enum vm_policy_action	a;
+	uint64_t		t;
+
+	for (t = 0; t <= until; t += 500) {
+		last->now_ms = t;
+		last->remaining = oscillating(t);
+		last->iteration = slow_pass(t);
+		last->throttle = throttle(t);
+		if ((a = vm_policy_step(p, last, why, len)) != VM_POLICY_WAIT) {
+			*when = t;
+			return a;
+		}
+	}
+	*when = t;
+	return VM_POLICY_WAIT;
+}
+
+static void
+slow_passes_are_not_a_stuck_throttle(void **state)
+{
+	struct vm_policy	p;
+	struct vm_policy_conf	c = conf(0, 0, 1);
+	struct vm_policy_sample	last;
+	uint64_t		when;
+	char			why[320], want[64];
+
+	c.deadline_ms = 0;
+	vm_policy_init(&p, &c);
+	/* 99% comes in pass 10 (54 s): until then QEMU is still acting. */
+	assert_int_equal(run_slow(&p, 200000, throttle_every_second_pass,
+	    &when, why, sizeof why, &last), VM_POLICY_ABORT);
+	assert_true(when >= 54000 + 10000);
+	/* QEMU's figures of the reading that decided, not older ones. */
+	assert_int_equal(last.throttle, 99);
+	assert_non_null(strstr(why, "throttle at its limit, 99%"));
+	snprintf(want, sizeof want, "in pass %llu ",
+	    (unsigned long long)last.iteration);
+	assert_non_null(strstr(why, want));
+}
+
+static void
+a_throttle_that_stops_rising_is_stuck(void **state)
+{
+	struct vm_policy	p;
+	struct vm_policy_conf	c = conf(1, 0, 1);
+	struct vm_policy_sample	last;
+	uint64_t		when;
+	char			why[320], want[64];
+
+	c.deadline_ms = 0;
+	vm_policy_init(&p, &c);
+	/* 50% from pass 4 (18 s) on, never more: stuck once 3 passes went
+	 * by without a raise (pass 7, 36 s). */
+	assert_int_equal(run_slow(&p, 200000, throttle_stops_at_50, &when,
+	    why, sizeof why, &last), VM_POLICY_POSTCOPY);
+	assert_int_equal(when, 36000);
+	assert_int_equal(last.iteration, 7);
+	snprintf(want, sizeof want, "throttle at %d%%, not raised in 3 passes",
+	    last.throttle);
+	assert_non_null(strstr(why, want));
+	assert_non_null(strstr(why, "in pass 7 "));
+	assert_non_null(strstr(why, "switching to post-copy"));
 }
 
 static void
@@ -210,6 +309,8 @@ main(void)
 		cmocka_unit_test(stall_aborts_without_postcopy),
 		cmocka_unit_test(stall_switches_when_allowed),
 		cmocka_unit_test(auto_converge_gets_its_chance),
+		cmocka_unit_test(slow_passes_are_not_a_stuck_throttle),
+		cmocka_unit_test(a_throttle_that_stops_rising_is_stuck),
 		cmocka_unit_test(deadline_acts),
 		cmocka_unit_test(forced_postcopy_after_first_pass),
 		cmocka_unit_test(nothing_before_the_first_pass),
