@@ -888,7 +888,10 @@ pki_cert_verify(const char *ca_path, const char *cert_path, const char *host,
 	ERR_clear_error();
 
 	if (host != NULL) {
-		r = X509_check_host(cert, host, strlen(host), 0, NULL);
+		/* As ternd judges a peer: the subjectAltName, never the CN. */
+		r = X509_check_host(cert, host, strlen(host),
+		    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+		    X509_CHECK_FLAG_NO_WILDCARDS, NULL);
 		if (r < 0) {
 			pki_ssl_cause(cause, "%s: cannot check host name",
 			    cert_path);

@@ -75,8 +75,8 @@ void	 pki_cert_info_free(struct pki_cert_info *info);
 
 /* Verify the certificate in cert_path against the CA certificate in
  * ca_path (X509_verify_cert, at the current time) and, if host is not
- * NULL, that it names host (subjectAltName DNS, or the CN when it has no
- * DNS names).  *cause says why not: expired (and when), not yet valid
+ * NULL, that its subjectAltName names host (never the CN alone, as ternd
+ * judges a peer).  *cause says why not: expired (and when), not yet valid
  * (until when), not issued by this CA, or names X rather than host. */
 int	 pki_cert_verify(const char *ca_path, const char *cert_path,
 	     const char *host, char **cause);

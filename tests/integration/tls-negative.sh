@@ -30,6 +30,13 @@ cp "$pki/ca.pem" "$pki/ca.key" "$bad/old/"
 
 h1addr="$(th_addr h1):7480"
 log="$(cl_log h1)"
+# ternd listens for peers once its CRIU probe is done, after cl_start
+# returns: under load that can take a while.
+for ((i = 0; i < 300; i++)); do
+	grep -q "listening for peers" "$log" && break
+	sleep 0.1
+done
+grep -q "listening for peers" "$log" || fail "h1 never listened for peers"
 
 # rawpeer from host h2 to h1: must exit 3 (rejected), h1 must log WHY.
 expect_rejected() {	# NAME LOG-PATTERN RAWPEER-ARGS...

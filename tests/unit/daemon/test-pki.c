@@ -661,6 +661,50 @@ test_path(void **state)
 	}
 }
 
+/* A certificate from the cluster CA naming its host only in the CN: ternd
+ * refuses it, so cert verify --host must too. */
+static void
+test_verify_cn_only(void **state)
+{
+	struct fixture	*f = *state;
+	X509		*ca, *x;
+	X509_NAME	*name;
+	EVP_PKEY	*key;
+	char		*cause = NULL, *ca_path, *path;
+	FILE		*fp;
+
+	assert_ok(pki_ca_init(f->ca, NULL, 30, 0, &cause), &cause);
+	ca = load_cert(f->ca, PKI_CA_CERT);
+	key = load_key(f->ca, PKI_CA_KEY);
+	x = X509_new();
+	X509_set_version(x, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 77);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	name = X509_NAME_new();
+	X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC,
+	    (const unsigned char *)"alpha", -1, -1, 0);
+	X509_set_subject_name(x, name);
+	X509_NAME_free(name);
+	X509_set_issuer_name(x, X509_get_subject_name(ca));
+	X509_set_pubkey(x, key);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	path = join(f->dir, "cn-only.pem");
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	PEM_write_X509(fp, x);
+	fclose(fp);
+	ca_path = join(f->ca, PKI_CA_CERT);
+	assert_ok(pki_cert_verify(ca_path, path, NULL, &cause), &cause);
+	assert_fails(pki_cert_verify(ca_path, path, "alpha", &cause), &cause,
+	    "certificate names CN \"alpha\", not \"alpha\"", NULL);
+	free(ca_path);
+	free(path);
+	X509_free(x);
+	X509_free(ca);
+	EVP_PKEY_free(key);
+}
+
 /* The revocation list: parsed strictly, compared without regard to case or
  * leading zeros, appended to once per serial. */
 static void
@@ -745,6 +789,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test(test_path),
 		cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_cn_only, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
