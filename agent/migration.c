@@ -22,6 +22,7 @@
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
 #include "checkpoint/cpuinfo.h"
+#include "checkpoint/file-locks.h"
 #include "checkpoint/lazy-check.h"
 #include "checkpoint/page-server.h"
 #include "daemon/fault.h"
@@ -1163,6 +1164,16 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	}
 	if (strcmp(mode, "stopcopy") == 0)
 		postcopy = 0;
+	/* A lock on shared storage would make the target's restore wait for
+	 * the frozen source: refused, whatever the mode. */
+	if (in->spec->shared_storage &&
+	    file_locks_on_shared(in->name, in->spec->root, &lazy_why) > 0) {
+		xasprintf(&cause, "%s cannot move now: %s", in->name, lazy_why);
+		free(lazy_why);
+		goto refuse;
+	}
+	free(lazy_why);
+	lazy_why = NULL;
 	/* What lazy pages cannot carry moves by stop-and-copy, or not at all
 	 * when post-copy was asked for. */
 	if (postcopy && lazy_check_container(in->name, &lazy_why) != 0) {
