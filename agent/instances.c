@@ -443,6 +443,14 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		free(cause);
 		return;
 	}
+	if (container_root_allowed(set->agent->conf, spec->root, &cause) != 0) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_PERMISSION,
+		    "instance %s: %s (see rootfs_allowed_prefixes)", r->name,
+		    cause);
+		free(cause);
+		container_spec_free(spec);
+		return;
+	}
 	in = instance_new(set, r->name, r->spec, r->spec_dir, spec);
 	if (instance_save(in, &cause) != 0) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_RESOURCE,

@@ -1715,6 +1715,10 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 	if ((spec = container_spec_parse(o->spec, strlen(o->spec), o->spec_dir,
 	    &cause)) == NULL)
 		goto refuse;
+	if (container_root_allowed(a->conf, spec->root, &cause) != 0) {
+		container_spec_free(spec);
+		goto refuse;
+	}
 	m->rootfs_copy = o->has_rootfs_copy && o->rootfs_copy;
 	if (m->rootfs_copy && mig_target_rootfs_free(a, spec->root,
 	    &cause) != 0) {

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,10 @@ struct peers {
 	int			 stopping;
 	int			 listener_closed;
 	struct peer_pending	*pending;	/* accepted, not identified yet */
+	int			 npending;
+	int			 refusing;	/* refused sockets not yet closed */
+	uint64_t		 refused;	/* since the last warning */
+	uint64_t		 refused_warned_ms;
 };
 
 /* A connection accepted before we know which peer it is. */
@@ -675,11 +680,48 @@ peer_schedule(struct peer *p)
 /* --- accepting ---------------------------------------------------------- */
 
 static void
+peers_refused_closed(uv_handle_t *h)
+{
+	struct peers	*ps = h->data;
+
+	free(h);
+	ps->refusing--;
+	peers_maybe_free(ps);
+}
+
+/* Too many handshakes pending: take the connection off the backlog and
+ * close it at once, before TLS allocates anything for it.  Said at most
+ * every 10 s, with how many were refused meanwhile. */
+static void
+peers_refuse(struct peers *ps, uv_stream_t *server)
+{
+	uv_tcp_t	*t = xcalloc(1, sizeof *t);
+	uint64_t	 now = now_ms();
+
+	uv_tcp_init(ps->agent->loop, t);
+	t->data = ps;
+	ps->refusing++;
+	if (uv_accept(server, (uv_stream_t *)t) == 0)
+		ps->refused++;
+	uv_close((uv_handle_t *)t, peers_refused_closed);
+	if (ps->refused == 0 || (ps->refused_warned_ms != 0 &&
+	    now - ps->refused_warned_ms < 10000))
+		return;
+	log_warnx("refused %" PRIu64 " peer connection%s: %d TLS handshakes "
+	    "already pending (max_pending_handshakes); a client may be "
+	    "flooding port %d", ps->refused, ps->refused == 1 ? "" : "s",
+	    ps->npending, ps->agent->conf->listen_port);
+	ps->refused = 0;
+	ps->refused_warned_ms = now;
+}
+
+static void
 peers_on_connection(uv_stream_t *server, int status)
 {
 	struct peers		*ps = server->data;
 	struct agent		*a = ps->agent;
 	struct peer_pending	*pp;
+	struct conn_limits	 limits;
 	struct conn		*c;
 	char			*cause = NULL;
 
@@ -687,12 +729,20 @@ peers_on_connection(uv_stream_t *server, int status)
 		log_warnx("accept: %s", uv_strerror(status));
 		return;
 	}
+	if (ps->npending >= a->conf->max_pending_handshakes) {
+		peers_refuse(ps, server);
+		return;
+	}
 	pp = xcalloc(1, sizeof *pp);
 	pp->obj = PEER_OBJ_PENDING;
 	pp->peers = ps;
 	pp->next = ps->pending;
 	ps->pending = pp;
-	c = conn_new(a->loop, &peer_conn_ops, &a->peer_limits, "incoming", pp);
+	ps->npending++;
+	/* Not authenticated yet: a shorter deadline than a link's. */
+	limits = a->peer_limits;
+	limits.handshake_ms = (unsigned)a->conf->handshake_timeout_ms;
+	c = conn_new(a->loop, &peer_conn_ops, &limits, "incoming", pp);
 	pp->conn = c;
 	if (conn_accept(c, server, a->tls, &cause) != 0) {
 		log_warnx("accept: %s", cause);
@@ -735,6 +785,7 @@ peer_pending_done(struct peer_pending *pp)
 	for (ppp = &ps->pending; *ppp != NULL; ppp = &(*ppp)->next) {
 		if (*ppp == pp) {
 			*ppp = pp->next;
+			ps->npending--;
 			break;
 		}
 	}
@@ -838,6 +889,28 @@ peers_start(struct peers *ps, char **cause)
 	return 0;
 }
 
+/* A reload may have revoked the certificate a live link was made with:
+ * such a link is dropped, and the handshake of its next attempt refuses
+ * it.  Connections still in their handshake use the old list. */
+static void
+peers_drop_revoked(struct peers *ps)
+{
+	struct peer	*p;
+	const char	*serial;
+
+	for (p = ps->list; p != NULL; p = p->next) {
+		if (p->removed || p->conn == NULL)
+			continue;
+		serial = conn_peer_serial(p->conn);
+		if (!tls_ctx_revoked(ps->agent->tls, serial))
+			continue;
+		log_warnx("peer %s: its certificate (serial %s) is revoked: "
+		    "dropping the link", p->name, serial);
+		conn_close(p->conn, "certificate of %s (serial %s) revoked",
+		    p->name, serial);
+	}
+}
+
 void
 peers_reconfigure(struct peers *ps)
 {
@@ -846,6 +919,7 @@ peers_reconfigure(struct peers *ps)
 	size_t		 i;
 	int		 keep;
 
+	peers_drop_revoked(ps);
 	for (p = ps->list; p != NULL; p = p->next) {
 		if (p->removed)
 			continue;
@@ -875,7 +949,7 @@ static void
 peers_maybe_free(struct peers *ps)
 {
 	if (ps->stopping && ps->listener_closed && ps->list == NULL &&
-	    ps->pending == NULL)
+	    ps->pending == NULL && ps->refusing == 0)
 		free(ps);
 }
 

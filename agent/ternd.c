@@ -95,7 +95,7 @@ agent_reload(struct agent *a)
 	if (log_set_filters(conf->log_filters, &cause) != 0)
 		goto fail;
 	if ((tls = tls_ctx_new(conf->ca_file, conf->cert_file, conf->key_file,
-	    &cause)) == NULL) {
+	    conf->revoked_file, &cause)) == NULL) {
 		log_set_filters(a->conf->log_filters, NULL);
 		goto fail;
 	}
@@ -355,7 +355,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if ((a->tls = tls_ctx_new(a->conf->ca_file, a->conf->cert_file,
-	    a->conf->key_file, &cause)) == NULL) {
+	    a->conf->key_file, a->conf->revoked_file, &cause)) == NULL) {
 		log_warnx("%s", cause);
 		goto out;
 	}

@@ -12,6 +12,7 @@
 #include <json.h>
 
 #include "checkpoint/container-spec.h"
+#include "daemon/conf.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
@@ -289,7 +290,25 @@ spec_hostname_valid(const char *s)
 	return 1;
 }
 
-/* Drop empty and "." components and a trailing '/' from an absolute path. */
+/* 1 if an absolute or relative path has a ".." component. */
+static int
+spec_has_dotdot(const char *path)
+{
+	const char	*s, *e;
+
+	for (s = path; *s != '\0'; s = e) {
+		while (*s == '/')
+			s++;
+		for (e = s; *e != '\0' && *e != '/'; e++)
+			;
+		if (e - s == 2 && s[0] == '.' && s[1] == '.')
+			return 1;
+	}
+	return 0;
+}
+
+/* Drop empty and "." components and a trailing '/' from an absolute path
+ * (one without "..": see spec_has_dotdot). */
 static char *
 spec_clean_path(const char *path)
 {
@@ -406,6 +425,16 @@ spec_root(struct spec_parser *p, struct json_object *obj)
 		return;
 	if (*s == '\0') {
 		spec_error(p, "root.path", "must not be empty");
+		return;
+	}
+	/* Paths come from peers too: ".." is never resolved as text (it
+	 * would climb out of whatever directory a check looked at). */
+	if (spec_has_dotdot(s) || (s[0] != '/' && p->base_dir != NULL &&
+	    spec_has_dotdot(p->base_dir))) {
+		spec_quote(quoted, sizeof quoted, spec_has_dotdot(s) ? s :
+		    p->base_dir);
+		spec_error(p, "root.path", "\"%s\" has a \"..\" component: "
+		    "give the rootfs's real path", quoted);
 		return;
 	}
 	if (s[0] == '/')
@@ -803,4 +832,100 @@ container_spec_path(const struct container_spec *spec)
 			return spec->env[i] + 5;
 	}
 	return CONTAINER_SPEC_DEFAULT_PATH;
+}
+
+/* The real path of path, which need not exist: the longest prefix that
+ * exists is resolved (symlinks included), the rest appended as it is (it
+ * has no "..", and what does not exist is no symlink).  NULL and *cause on
+ * error. */
+static char *
+spec_resolve(const char *path, char **cause)
+{
+	char	*clean, *head, *real, *out = NULL, *slash;
+	size_t	 len;
+
+	clean = spec_clean_path(path);
+	head = xstrdup(clean);
+	len = strlen(head);
+	/* head is always clean's first len bytes (or "/" when len is 0). */
+	while ((real = realpath(head, NULL)) == NULL) {
+		if (errno != ENOENT && errno != ENOTDIR) {
+			set_cause(cause, "cannot resolve %s: %s", head,
+			    strerror(errno));
+			goto out;
+		}
+		slash = strrchr(head, '/');
+		len = (size_t)(slash - head);
+		if (len == 0)
+			strcpy(head, "/");
+		else
+			*slash = '\0';
+	}
+	if (strcmp(head, "/") == 0)
+		len = 0;
+	xasprintf(&out, "%s%s", strcmp(real, "/") == 0 ? "" : real,
+	    clean + len);
+	if (*out == '\0') {
+		free(out);
+		out = xstrdup("/");
+	}
+out:
+	free(real);
+	free(head);
+	free(clean);
+	return out;
+}
+
+int
+container_root_allowed(const struct conf *conf, const char *path,
+    char **cause)
+{
+	char	*real = NULL, *prefix = NULL, *list = NULL, *next;
+	size_t	 i, n;
+	int	 rc = -1;
+
+	if (path[0] != '/' || spec_has_dotdot(path)) {
+		set_cause(cause, "rootfs %s: must be an absolute path without "
+		    "\"..\"", path);
+		return -1;
+	}
+	if ((real = spec_resolve(path, cause)) == NULL)
+		return -1;
+	if (strcmp(real, "/") == 0) {
+		set_cause(cause, "rootfs %s is the host's root directory", path);
+		goto out;
+	}
+	for (i = 0; i < conf->nrootfs_allowed_prefixes; i++) {
+		free(prefix);
+		if ((prefix = spec_resolve(conf->rootfs_allowed_prefixes[i],
+		    NULL)) == NULL)
+			continue;
+		n = strlen(prefix);
+		/* Strictly below: the prefix itself is no rootfs. */
+		if ((strcmp(prefix, "/") == 0 && real[1] != '\0') ||
+		    (strncmp(real, prefix, n) == 0 && real[n] == '/' &&
+		    real[n + 1] != '\0')) {
+			rc = 0;
+			goto out;
+		}
+	}
+	for (i = 0; i < conf->nrootfs_allowed_prefixes; i++) {
+		xasprintf(&next, "%s%s%s", list != NULL ? list : "",
+		    list != NULL ? ", " : "", conf->rootfs_allowed_prefixes[i]);
+		free(list);
+		list = next;
+	}
+	if (strcmp(real, path) != 0)
+		set_cause(cause, "rootfs %s (really %s) is not below any of "
+		    "rootfs_allowed_prefixes (%s)", path, real, list != NULL ?
+		    list : "none");
+	else
+		set_cause(cause, "rootfs %s is not below any of "
+		    "rootfs_allowed_prefixes (%s)", path, list != NULL ? list :
+		    "none");
+out:
+	free(list);
+	free(prefix);
+	free(real);
+	return rc;
 }

@@ -92,6 +92,14 @@ struct container_spec	*container_spec_parse(const char *json, size_t len,
 /* Read and parse the spec file at path; errors start with "PATH: ". */
 struct container_spec	*container_spec_load(const char *path, char **cause);
 void			 container_spec_free(struct container_spec *);
+struct conf;
+/* May a container's rootfs be at path (a spec's root, from ternctl create or
+ * a peer's offer)?  path must be absolute without ".."; its real path (the
+ * longest existing prefix resolved, symlinks included) must lie strictly
+ * below one of conf's rootfs_allowed_prefixes (themselves resolved) and
+ * not be "/".  0, or -1 and *cause naming the path and the prefixes. */
+int			 container_root_allowed(const struct conf *,
+			     const char *path, char **cause);
 /* PATH from the spec's env, else CONTAINER_SPEC_DEFAULT_PATH. */
 const char		*container_spec_path(const struct container_spec *);
 

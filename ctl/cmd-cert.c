@@ -1,4 +1,5 @@
-/* ternctl cert issue|show|verify: host certificates from the cluster CA. */
+/* ternctl cert issue|show|verify|revoke: host certificates from the
+ * cluster CA. */
 #include "config.h"
 
 #include <errno.h>
@@ -19,7 +20,8 @@ const struct ctl_cmd cmd_cert_entry = {
 	.name = "cert",
 	.usage = "cert issue HOST --ca-dir DIR [--out DIR] [--days N] "
 	    "[--not-before-offset SECONDS] | cert show FILE | "
-	    "cert verify FILE --ca FILE [--host NAME]",
+	    "cert verify FILE --ca FILE [--host NAME] | "
+	    "cert revoke (FILE | --serial HEX) (--ca-dir DIR | --list FILE)",
 	.summary = "issue, show and verify host certificates",
 	.exec = cmd_cert_exec,
 };
@@ -332,6 +334,77 @@ out:
 	return rc;
 }
 
+/* Add a certificate's serial to the revocation list (DIR/revoked or
+ * --list); every ternd that loads the list refuses it after its next
+ * SIGHUP, and drops a link made with it. */
+static int
+cmd_cert_revoke(const struct ctl_env *env, int argc, char **argv)
+{
+	static const struct option	 longopts[] = {
+		{ "ca-dir",	required_argument,	NULL,	'c' },
+		{ "list",	required_argument,	NULL,	'l' },
+		{ "serial",	required_argument,	NULL,	's' },
+		{ "json",	no_argument,		NULL,	'j' },
+		{ NULL,		0,			NULL,	0 }
+	};
+	const char			*path = NULL, *cadir = NULL;
+	const char			*list = NULL, *serial = NULL;
+	char				*cause = NULL, *list_path = NULL;
+	int				 json = env->json, ch, rc, added;
+
+	optind = 0;	/* start afresh, as in cmd_cert_issue */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			cadir = optarg;
+			break;
+		case 'l':
+			list = optarg;
+			break;
+		case 's':
+			serial = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		default:
+			return cmd_cert_badopt("revoke", ch, argv);
+		}
+	}
+	if (serial == NULL && cmd_cert_operand("revoke", "FILE (or --serial)",
+	    argc, argv, &path) != 0)
+		return ctl_usage(&cmd_cert_entry);
+	if (serial != NULL && optind < argc) {
+		ctl_error("cert revoke: give a FILE or --serial, not both");
+		return ctl_usage(&cmd_cert_entry);
+	}
+	if ((cadir == NULL) == (list == NULL)) {
+		ctl_error("cert revoke: give --ca-dir DIR (writes DIR/%s) or "
+		    "--list FILE", PKI_REVOKED);
+		return ctl_usage(&cmd_cert_entry);
+	}
+	list_path = list != NULL ? xstrdup(list) : pki_path(cadir, PKI_REVOKED);
+	if (pki_revoke(list_path, path, serial, &added, &cause) != 0) {
+		ctl_error("cannot revoke: %s", cause);
+		rc = CTL_EXIT_FAILED;
+		goto out;
+	}
+	if (json) {
+		fputs("{\"list\":", stdout);
+		ctl_json_string(stdout, list_path);
+		printf(",\"added\":%s}\n", added ? "true" : "false");
+	} else
+		printf("%s %s\ncopy it to every host's revoked_file and send "
+		    "each ternd SIGHUP\n", added ? "revoked in" :
+		    "already revoked in", list_path);
+	rc = CTL_EXIT_OK;
+out:
+	free(list_path);
+	free(cause);
+	return rc;
+}
+
 static const struct {
 	const char	*name;
 	int		(*exec)(const struct ctl_env *, int, char **);
@@ -339,6 +412,7 @@ static const struct {
 	{ "issue",	cmd_cert_issue },
 	{ "show",	cmd_cert_show },
 	{ "verify",	cmd_cert_verify },
+	{ "revoke",	cmd_cert_revoke },
 };
 
 static int
@@ -347,7 +421,8 @@ cmd_cert_exec(const struct ctl_env *env, int argc, char **argv)
 	size_t	 i;
 
 	if (argc < 2) {
-		ctl_error("cert: missing subcommand (issue, show or verify)");
+		ctl_error("cert: missing subcommand (issue, show, verify or "
+		    "revoke)");
 		return ctl_usage(&cmd_cert_entry);
 	}
 	for (i = 0; i < sizeof cmd_cert_subs / sizeof cmd_cert_subs[0]; i++) {
@@ -355,6 +430,6 @@ cmd_cert_exec(const struct ctl_env *env, int argc, char **argv)
 			return cmd_cert_subs[i].exec(env, argc - 1, argv + 1);
 	}
 	ctl_error("cert: unknown subcommand \"%s\" (known: issue, show, "
-	    "verify)", argv[1]);
+	    "verify, revoke)", argv[1]);
 	return ctl_usage(&cmd_cert_entry);
 }

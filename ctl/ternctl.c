@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ctl/ternctl.h"
+#include "daemon/sanitize.h"
 
 #ifndef RUNSTATEDIR
 #define RUNSTATEDIR "/run"
@@ -34,13 +35,16 @@ static const struct ctl_cmd *const ctl_cmds[] = {
 void
 ctl_error(const char *fmt, ...)
 {
-	va_list	ap;
+	va_list	 ap;
+	char	 raw[2048], msg[4096];
 
-	fputs("ternctl: ", stderr);
+	/* Causes quote what ternd and its peers said: one line, no escapes
+	 * reach the terminal. */
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	sanitize_buf(msg, sizeof msg, raw, strlen(raw));
+	fprintf(stderr, "ternctl: %s\n", msg);
 }
 
 int

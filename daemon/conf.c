@@ -55,6 +55,7 @@ struct conf_option {
 	int			(*check)(const char *, char **);
 	const char		*rule;		/* what is allowed, in words */
 	const char		*help;
+	const char *const	*def_list;	/* CONF_LIST, NULL-terminated */
 };
 
 static int	conf_check_host_name(const char *, char **);
@@ -66,6 +67,11 @@ static int	conf_check_absolute(const char *, char **);
 #endif
 
 #define CONF_FIELD(f)	offsetof(struct conf, f)
+
+/* Where container root filesystems may be (issue 9, docs/security.md). */
+static const char *const conf_def_rootfs_prefixes[] = {
+	"/srv", LOCALSTATEDIR "/lib/tern/rootfs", NULL
+};
 
 static const struct conf_option conf_options[] = {
 	{ .name = "host_name", .type = CONF_STRING,
@@ -115,8 +121,10 @@ static const struct conf_option conf_options[] = {
 	      "pidfile ternd.pid." },
 	{ .name = "control_group", .type = CONF_STRING,
 	  .offset = CONF_FIELD(control_group), .def_string = "tern",
-	  .check = conf_check_nonempty, .rule = "non-empty group name",
-	  .help = "Group allowed to use the control socket besides root." },
+	  .check = conf_check_nonempty, .rule = "a group name (resolved once, "
+	      "at start) or a numeric gid",
+	  .help = "Group allowed to use the control socket besides root; "
+	      "its members are root-equivalent (docs/security.md)." },
 	{ .name = "criu_path", .type = CONF_STRING,
 	  .offset = CONF_FIELD(criu_path), .def_string = CRIU_DEFAULT_PATH,
 	  .rule = "path of a criu binary, or \"\" for no container support",
@@ -176,6 +184,34 @@ static const struct conf_option conf_options[] = {
 	      "finished after this many milliseconds is killed and its "
 	      "container thawed (a 1 GiB dump took about 6 s on a 2-core "
 	      "test machine)." },
+	/* Trust boundaries (docs/security.md). */
+	{ .name = "max_pending_handshakes", .type = CONF_INT,
+	  .offset = CONF_FIELD(max_pending_handshakes), .def_number = 32,
+	  .min = 1, .max = 1024,
+	  .help = "Most accepted peer connections not yet authenticated; "
+	      "beyond that new ones are closed at once, so clients that "
+	      "never finish TLS cannot use up ternd's descriptors." },
+	{ .name = "handshake_timeout_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(handshake_timeout_ms), .def_number = 2000,
+	  .min = 100, .max = 60000,
+	  .help = "An accepted peer connection that has not finished its "
+	      "TLS handshake within this many milliseconds is closed." },
+	{ .name = "rootfs_allowed_prefixes", .type = CONF_LIST,
+	  .offset = CONF_FIELD(rootfs_allowed_prefixes),
+	  .def_list = conf_def_rootfs_prefixes,
+	  .rule = "absolute paths without \"..\"; at most 64",
+	  .help = "Directories below which a container's root.path may be "
+	      "(after symlinks are resolved), from ternctl create or a "
+	      "peer's migration; nothing else on the host can become or "
+	      "receive a rootfs." },
+	{ .name = "revoked_file", .type = CONF_STRING,
+	  .offset = CONF_FIELD(revoked_file),
+	  .def_string = SYSCONFDIR "/tern/pki/revoked",
+	  .rule = "path, or \"\" for none; a missing file revokes nothing",
+	  .help = "Serial numbers of revoked certificates (ternctl cert "
+	      "revoke writes it; copy it to every host and send ternd "
+	      "SIGHUP): refused at the handshake, and links made with one "
+	      "are dropped." },
 };
 
 #define CONF_NOPTIONS	(sizeof conf_options / sizeof conf_options[0])
@@ -772,6 +808,67 @@ invalid:
 	return -1;
 }
 
+/* Replace the rootfs prefixes by the NULL-terminated list (or none). */
+static void
+conf_set_paths(struct conf *conf, const char *const *list)
+{
+	size_t	i;
+
+	for (i = 0; i < conf->nrootfs_allowed_prefixes; i++)
+		free(conf->rootfs_allowed_prefixes[i]);
+	free(conf->rootfs_allowed_prefixes);
+	conf->rootfs_allowed_prefixes = NULL;
+	conf->nrootfs_allowed_prefixes = 0;
+	for (i = 0; list != NULL && list[i] != NULL; i++) {
+		conf->rootfs_allowed_prefixes = xreallocarray(
+		    conf->rootfs_allowed_prefixes, i + 1, sizeof (char *));
+		conf->rootfs_allowed_prefixes[i] = xstrdup(list[i]);
+		conf->nrootfs_allowed_prefixes = i + 1;
+	}
+}
+
+/* A list of absolute paths, none with a ".." component. */
+static int
+conf_apply_paths(struct conf_parser *ps, const struct conf_option *opt,
+    struct conf_value *v)
+{
+	const char	*s, *e;
+	char		*reason, *q;
+	size_t		 i;
+
+	if (v->nitems > 64) {
+		conf_error(ps, v->lines[64], "%s: too many paths (at most 64)",
+		    opt->name);
+		return -1;
+	}
+	for (i = 0; i < v->nitems; i++) {
+		if (conf_check_absolute(v->items[i], &reason) != 0) {
+			conf_error(ps, v->lines[i], "%s: %s", opt->name,
+			    reason);
+			free(reason);
+			return -1;
+		}
+		for (s = v->items[i]; *s != '\0'; s = e) {
+			while (*s == '/')
+				s++;
+			for (e = s; *e != '\0' && *e != '/'; e++)
+				;
+			if (e - s == 2 && s[0] == '.' && s[1] == '.') {
+				q = conf_quote(v->items[i], strlen(v->items[i]),
+				    1);
+				conf_error(ps, v->lines[i], "%s: %s has a \"..\" "
+				    "component", opt->name, q);
+				free(q);
+				return -1;
+			}
+		}
+	}
+	v->items = xreallocarray(v->items, v->nitems + 1, sizeof *v->items);
+	v->items[v->nitems] = NULL;
+	conf_set_paths(ps->conf, (const char *const *)v->items);
+	return 0;
+}
+
 static int
 conf_apply_peers(struct conf_parser *ps, const struct conf_option *opt,
     struct conf_value *v)
@@ -850,7 +947,9 @@ conf_apply(struct conf_parser *ps, const struct conf_option *opt,
 	case CONF_LIST:
 		if (v->kind != CONF_V_LIST)
 			return conf_type_error(ps, opt, v);
-		return conf_apply_peers(ps, opt, v);
+		if (opt->offset == CONF_FIELD(peers))
+			return conf_apply_peers(ps, opt, v);
+		return conf_apply_paths(ps, opt, v);
 	}
 	return -1;
 }
@@ -986,6 +1085,8 @@ conf_defaults(void)
 				    xstrdup(opt->def_string);
 			break;
 		case CONF_LIST:
+			if (opt->def_list != NULL)
+				conf_set_paths(conf, opt->def_list);
 			break;
 		}
 	}
@@ -1081,6 +1182,9 @@ conf_free(struct conf *conf)
 	free(conf->libvirt_uri);
 	free(conf->libvirt_socket);
 	free(conf->log_filters);
+	/* Trust boundaries. */
+	free(conf->revoked_file);
+	conf_set_paths(conf, NULL);
 	free(conf);
 }
 
@@ -1123,7 +1227,16 @@ conf_print_options(FILE *fp)
 				fprintf(fp, "    allowed: %s\n", opt->rule);
 			break;
 		case CONF_LIST:
-			fprintf(fp, "    default: [] (empty)\n");
+			if (opt->def_list != NULL) {
+				const char *const *d;
+
+				fprintf(fp, "    default: [");
+				for (d = opt->def_list; *d != NULL; d++)
+					fprintf(fp, "%s \"%s\"", d ==
+					    opt->def_list ? "" : ",", *d);
+				fprintf(fp, " ]\n");
+			} else
+				fprintf(fp, "    default: [] (empty)\n");
 			if (opt->rule != NULL)
 				fprintf(fp, "    allowed: %s\n", opt->rule);
 			break;

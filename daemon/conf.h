@@ -75,6 +75,13 @@ struct conf {
 	int			 reconnect_max_ms;
 	int			 migration_timeout_ms;
 	int			 criu_timeout_ms;
+
+	/* Trust boundaries (docs/security.md). */
+	int			 max_pending_handshakes;
+	int			 handshake_timeout_ms;
+	char			*revoked_file;	/* "" = none */
+	char			**rootfs_allowed_prefixes;	/* absolute */
+	size_t			 nrootfs_allowed_prefixes;
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used

@@ -15,6 +15,8 @@
 
 /* Ciphertext read buffer: the socket read size for TLS connections. */
 #define CONN_CIPHER_BUF		(256u << 10)
+/* Until the peer is authenticated: one TLS record and its overhead. */
+#define CONN_HANDSHAKE_BUF	(17u << 10)
 /* Output beyond send_max * this means the peer is not reading at all. */
 #define CONN_HARD_FACTOR	4
 #define CONN_CLOSE_GRACE_MS	1000
@@ -62,6 +64,7 @@ struct conn {
 
 	struct tls		*tls;
 	uint8_t			*cipher_buf;
+	size_t			 cipher_size;
 	struct frame_decoder	 dec;
 
 	size_t			 queued;	/* bytes in outstanding writes */
@@ -126,6 +129,13 @@ conn_peer_name(const struct conn *c)
 }
 
 const char *
+conn_peer_serial(const struct conn *c)
+{
+	return c->tls != NULL && c->state >= CONN_READY ?
+	    tls_peer_serial(c->tls) : NULL;
+}
+
+const char *
 conn_cipher(const struct conn *c)
 {
 	return c->tls != NULL ? tls_cipher(c->tls) : "none";
@@ -178,6 +188,20 @@ conn_peer_cred(const struct conn *c, uid_t *uid, gid_t *gid, pid_t *pid)
 	*gid = cred.gid;
 	*pid = cred.pid;
 	return 0;
+}
+
+int
+conn_peer_groups(const struct conn *c, gid_t *groups, int max)
+{
+	socklen_t	len = (socklen_t)((size_t)max * sizeof *groups);
+	uv_os_fd_t	fd;
+
+	if (c->is_tcp || !c->stream_open || uv_fileno((uv_handle_t *)c->stream,
+	    &fd) != 0)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0)
+		return -1;
+	return (int)(len / sizeof *groups);
 }
 
 static void
@@ -514,9 +538,16 @@ conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	size_t		 room;
 
 	if (c->tls != NULL) {
-		if (c->cipher_buf == NULL)
-			c->cipher_buf = xmalloc(CONN_CIPHER_BUF);
-		*buf = uv_buf_init((char *)c->cipher_buf, CONN_CIPHER_BUF);
+		/* Nobody gets the big buffer before they are authenticated. */
+		size_t want = c->state == CONN_READY ? CONN_CIPHER_BUF :
+		    CONN_HANDSHAKE_BUF;
+
+		if (c->cipher_size != want) {
+			free(c->cipher_buf);
+			c->cipher_buf = xmalloc(want);
+			c->cipher_size = want;
+		}
+		*buf = uv_buf_init((char *)c->cipher_buf, (unsigned)want);
 		return;
 	}
 	space = frame_decoder_space(&c->dec, &room);

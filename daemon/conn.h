@@ -74,10 +74,16 @@ const char	*conn_label(const struct conn *);
 void		 conn_set_label(struct conn *, const char *);
 /* Host name from the peer's verified certificate (TLS only), or NULL. */
 const char	*conn_peer_name(const struct conn *);
+/* Serial number of the peer's certificate (upper-case hex), or NULL. */
+const char	*conn_peer_serial(const struct conn *);
 /* TLS cipher suite in use, or "none". */
 const char	*conn_cipher(const struct conn *);
 /* Peer credentials on a unix socket: 0 and uid/gid/pid, else -1. */
 int		 conn_peer_cred(const struct conn *, uid_t *, gid_t *, pid_t *);
+/* The peer's supplementary groups as of its connect (SO_PEERGROUPS): how
+ * many were stored (at most max), or -1 (then errno; ERANGE: more than
+ * max). */
+int		 conn_peer_groups(const struct conn *, gid_t *, int max);
 /* Largest payload we may send: our own limit, lowered to the peer's once
  * it told us (conn_set_peer_max_frame). */
 uint32_t	 conn_max_frame(const struct conn *);

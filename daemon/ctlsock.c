@@ -2,8 +2,8 @@
 
 #include <errno.h>
 #include <grp.h>
-#include <pwd.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,13 +107,47 @@ static const struct conn_ops ctlsock_conn_ops = {
 	.on_close = ctlsock_on_close,
 };
 
-/* Root, the control group as primary group, or a member of it. */
+/* Without SO_PEERGROUPS (kernels before 4.13): the Groups line of the
+ * caller's /proc status, if that process still has the uid it connected
+ * with.  A plain procfs read, no user database. */
 static int
-ctlsock_allowed(struct ctlsock *cs, uid_t uid, gid_t gid)
+ctlsock_proc_groups(pid_t pid, uid_t uid, gid_t want)
 {
-	struct passwd	*pw;
-	gid_t		 groups[256];
-	int		 n = 256, i;
+	char		 path[64], line[4096], *p, *end;
+	unsigned long	 r, e, v;
+	FILE		*fp;
+	int		 uid_ok = 0, found = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+	if ((fp = fopen(path, "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		if (sscanf(line, "Uid: %lu %lu", &r, &e) == 2)
+			uid_ok = e == (unsigned long)uid;
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		for (p = line + 7; ; p = end) {
+			v = strtoul(p, &end, 10);
+			if (end == p)
+				break;
+			if (v == (unsigned long)want)
+				found = 1;
+		}
+	}
+	fclose(fp);
+	return uid_ok && found;
+}
+
+/* Root, or the control group among the caller's credentials as the kernel
+ * recorded them at connect (primary or supplementary).  Never the user
+ * database: what /etc/group says a user may have is not what this process
+ * has, and a lookup could block the loop. */
+static int
+ctlsock_allowed(struct ctlsock *cs, struct conn *c, uid_t uid, gid_t gid,
+    pid_t pid)
+{
+	gid_t	 groups[1024];
+	int	 n, i;
 
 	if (uid == 0)
 		return 1;
@@ -121,10 +155,9 @@ ctlsock_allowed(struct ctlsock *cs, uid_t uid, gid_t gid)
 		return 0;
 	if (gid == cs->gid)
 		return 1;
-	if ((pw = getpwuid(uid)) == NULL)
-		return 0;
-	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) == -1)
-		return 0;
+	if ((n = conn_peer_groups(c, groups, 1024)) < 0)
+		return errno == ENOPROTOOPT ? ctlsock_proc_groups(pid, uid,
+		    cs->gid) : 0;
 	for (i = 0; i < n; i++)
 		if (groups[i] == cs->gid)
 			return 1;
@@ -162,7 +195,7 @@ ctlsock_on_connection(uv_stream_t *server, int status)
 		    "cannot identify the caller");
 		return;
 	}
-	if (!ctlsock_allowed(cs, uid, gid)) {
+	if (!ctlsock_allowed(cs, cl->conn, uid, gid, pid)) {
 		log_warnx("control socket: refused pid %ld uid %ld: not root "
 		    "and not in the control group", (long)pid, (long)uid);
 		conn_send_error_close(cl->conn, TERN__ERROR_CODE__ERROR_PERMISSION,
@@ -181,6 +214,8 @@ ctlsock_listen(uv_loop_t *loop, const char *path, const char *group,
 {
 	struct ctlsock	*cs;
 	struct group	*gr;
+	char		*end;
+	unsigned long	 num;
 	int		 rc;
 	mode_t		 old;
 
@@ -189,7 +224,14 @@ ctlsock_listen(uv_loop_t *loop, const char *path, const char *group,
 	cs->limits = *limits;
 	cs->request = request;
 	cs->arg = arg;
-	if (group != NULL && (gr = getgrnam(group)) != NULL) {
+	/* The name is resolved here, once, at start: never per connection.
+	 * A number is a gid as it is. */
+	num = group != NULL ? strtoul(group, &end, 10) : 0;
+	if (group != NULL && *group != '\0' && *end == '\0' &&
+	    num < (gid_t)-1) {
+		cs->gid = (gid_t)num;
+		cs->have_gid = 1;
+	} else if (group != NULL && (gr = getgrnam(group)) != NULL) {
 		cs->gid = gr->gr_gid;
 		cs->have_gid = 1;
 	} else if (group != NULL)

@@ -1,7 +1,10 @@
 /* The control socket: a unix socket on which the local ternd serves
- * ternctl.  Only root and members of the control group get in (checked
- * with SO_PEERCRED on every connection); everyone else is told why and
- * disconnected. */
+ * ternctl.  Only root and processes that have the control group (as
+ * primary or supplementary group) get in, judged on the credentials the
+ * kernel recorded at connect (SO_PEERCRED, SO_PEERGROUPS), never on the
+ * user database; everyone else is told why and disconnected.  The group
+ * (a name, resolved once at start, or a number) is root-equivalent: see
+ * docs/security.md. */
 #ifndef TERN_CTLSOCK_H
 #define TERN_CTLSOCK_H
 

@@ -9,6 +9,7 @@
 
 #define LOG_MODULE "log"
 #include "daemon/log.h"
+#include "daemon/sanitize.h"
 #include "daemon/xmalloc.h"
 
 #define LOG_MAX_FILTERS 32
@@ -122,18 +123,21 @@ log_vmsg(const char *module, enum log_level level, int with_errno,
     const char *fmt, va_list ap)
 {
 	static const int	 prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	char			 msg[2048], stamp[32];
+	char			 raw[2048], msg[4096], stamp[32];
 	int			 saved = errno;
 	struct timespec		 ts;
 	struct tm		 tm;
 
 	if (!log_enabled(module, level))
 		return;
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	if (with_errno) {
-		size_t len = strlen(msg);
-		snprintf(msg + len, sizeof msg - len, ": %s", strerror(saved));
+		size_t len = strlen(raw);
+		snprintf(raw + len, sizeof raw - len, ": %s", strerror(saved));
 	}
+	/* One line per message whatever a peer, a container or CRIU put
+	 * into the strings it quotes. */
+	sanitize_buf(msg, sizeof msg, raw, strlen(raw));
 	if (log_foreground) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "daemon/msg.h"
+#include "daemon/sanitize.h"
 #include "daemon/xmalloc.h"
 
 void
@@ -79,6 +80,91 @@ msg_check(const ProtobufCMessage *m, int depth, char **cause)
 	return 0;
 }
 
+/* Free text that a sender writes for a human (errors, notes): escaped and
+ * bounded on decode, so no peer puts a newline or an ANSI sequence into our
+ * logs or an operator's terminal.  Names, paths and specs are left as sent:
+ * they are checked by whoever uses them, and escaped when logged. */
+static const char *const msg_free_text[] = {
+	"text", "error", "last_error", "note", "policy", "software", "phase",
+	"state", NULL
+};
+
+static int
+msg_is_free_text(const char *name)
+{
+	size_t	i;
+
+	for (i = 0; msg_free_text[i] != NULL; i++)
+		if (strcmp(name, msg_free_text[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Replace *sp by its escaped form when it needs one.  Decoded strings come
+ * from malloc (protobuf-c's default allocator), so free() is right. */
+static void
+msg_sanitize_string(char **sp, const ProtobufCFieldDescriptor *f)
+{
+	char	*s = *sp;
+
+	if (s == NULL || s == f->default_value)
+		return;
+	if (strlen(s) <= SANITIZE_TEXT_MAX && sanitize_clean(s))
+		return;
+	*sp = sanitize_dup(s, SANITIZE_TEXT_MAX);
+	free(s);
+}
+
+static void
+msg_sanitize_message(ProtobufCMessage *m, int all, int depth)
+{
+	const ProtobufCMessageDescriptor	*d = m->descriptor;
+	const ProtobufCFieldDescriptor		*f;
+	char					*base = (char *)m;
+	void					*member;
+	size_t					 count, i, k;
+
+	if (depth > 16)
+		return;
+	for (i = 0; i < d->n_fields; i++) {
+		f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE &&
+		    f->type != PROTOBUF_C_TYPE_STRING)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		member = base + f->offset;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			count = *(const size_t *)(base + f->quantifier_offset);
+			member = *(void **)member;
+		} else
+			count = 1;
+		for (k = 0; k < count; k++) {
+			if (f->type == PROTOBUF_C_TYPE_STRING) {
+				if (all || msg_is_free_text(f->name))
+					msg_sanitize_string(f->label ==
+					    PROTOBUF_C_LABEL_REPEATED ?
+					    &((char **)member)[k] :
+					    (char **)member, f);
+				continue;
+			}
+			ProtobufCMessage *sub = f->label ==
+			    PROTOBUF_C_LABEL_REPEATED ?
+			    ((ProtobufCMessage **)member)[k] :
+			    *(ProtobufCMessage **)member;
+			if (sub != NULL)
+				msg_sanitize_message(sub, all, depth + 1);
+		}
+	}
+}
+
+void
+msg_sanitize(Envelope *env, int all)
+{
+	msg_sanitize_message(&env->base, all, 0);
+}
+
 Envelope *
 msg_unpack(const uint8_t *data, size_t len, int *code, char **cause)
 {
@@ -107,6 +193,7 @@ msg_unpack(const uint8_t *data, size_t len, int *code, char **cause)
 		set_cause(cause, "message without a body");
 		goto fail;
 	}
+	msg_sanitize(env, 0);
 	return env;
 fail:
 	free(why);

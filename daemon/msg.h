@@ -18,9 +18,14 @@ typedef Tern__Envelope Envelope;
 /* Initialise an envelope with our version and the request id. */
 void		 msg_init(Envelope *, uint64_t request_id);
 /* Decode one envelope.  On error returns NULL, sets *cause and *code
- * (a TERN__ERROR_CODE__* to answer with). */
+ * (a TERN__ERROR_CODE__* to answer with).  Free-text fields (error texts,
+ * notes) of the result are already escaped and bounded (msg_sanitize). */
 Envelope	*msg_unpack(const uint8_t *, size_t, int *code, char **cause);
 void		 msg_free(Envelope *);
+/* Escape control characters and bound the length (sanitize.h) of the
+ * free-text string fields of a decoded envelope, or of every string field
+ * when all is set (ternctl, before it shows a reply). */
+void		 msg_sanitize(Envelope *, int all);
 /* Encode into a new buffer (caller frees); *len gets its size. */
 uint8_t		*msg_pack(const Envelope *, size_t *len);
 /* "hello", "ping", ... for logs. */

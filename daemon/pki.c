@@ -888,7 +888,10 @@ pki_cert_verify(const char *ca_path, const char *cert_path, const char *host,
 	ERR_clear_error();
 
 	if (host != NULL) {
-		r = X509_check_host(cert, host, strlen(host), 0, NULL);
+		/* As ternd judges a peer: the subjectAltName, never the CN. */
+		r = X509_check_host(cert, host, strlen(host),
+		    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+		    X509_CHECK_FLAG_NO_WILDCARDS, NULL);
 		if (r < 0) {
 			pki_ssl_cause(cause, "%s: cannot check host name",
 			    cert_path);
@@ -911,5 +914,199 @@ out:
 	X509_STORE_free(store);
 	X509_free(cert);
 	X509_free(ca);
+	return rc;
+}
+
+/* --- revocation ---------------------------------------------------------- */
+
+/* Upper case without leading zeros ("0" stays "0"); NULL if s is not
+ * 1..64 hex digits. */
+static char *
+pki_serial_norm(const char *s, size_t len)
+{
+	char	*out;
+	size_t	 i, o = 0;
+
+	if (len == 0 || len > 64)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F')))
+			return NULL;
+	}
+	while (len > 1 && *s == '0') {
+		s++;
+		len--;
+	}
+	out = xmalloc(len + 1);
+	for (i = 0; i < len; i++)
+		out[o++] = (s[i] >= 'a' && s[i] <= 'f') ? (char)(s[i] - 32) :
+		    s[i];
+	out[o] = '\0';
+	return out;
+}
+
+static int
+pki_serial_cmp(const void *a, const void *b)
+{
+	const char	*x = *(char *const *)a, *y = *(char *const *)b;
+	size_t		 lx = strlen(x), ly = strlen(y);
+
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return strcmp(x, y);
+}
+
+void
+pki_revoked_free(struct pki_revoked *r)
+{
+	size_t	i;
+
+	for (i = 0; i < r->n; i++)
+		free(r->serials[i]);
+	free(r->serials);
+	r->serials = NULL;
+	r->n = 0;
+}
+
+int
+pki_revoked_parse(const char *text, size_t len, const char *file,
+    struct pki_revoked *r, char **cause)
+{
+	const char	*p = text, *end = text + len, *nl, *e;
+	size_t		 line = 0;
+	char		*serial, *q;
+
+	memset(r, 0, sizeof *r);
+	while (p < end) {
+		line++;
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		e = nl;
+		if ((q = memchr(p, '#', (size_t)(e - p))) != NULL)
+			e = q;
+		while (p < e && (*p == ' ' || *p == '\t'))
+			p++;
+		while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+			e--;
+		if (e > p) {
+			if ((serial = pki_serial_norm(p, (size_t)(e - p))) ==
+			    NULL) {
+				set_cause(cause, "%s:%zu: not a serial number "
+				    "(hexadecimal, as ternctl cert show prints "
+				    "it)", file, line);
+				pki_revoked_free(r);
+				return -1;
+			}
+			r->serials = xreallocarray(r->serials, r->n + 1,
+			    sizeof *r->serials);
+			r->serials[r->n++] = serial;
+		}
+		p = nl + 1;
+	}
+	if (r->n > 0)
+		qsort(r->serials, r->n, sizeof *r->serials, pki_serial_cmp);
+	return 0;
+}
+
+int
+pki_revoked_load(const char *path, struct pki_revoked *r, char **cause)
+{
+	char	*text, *why = NULL;
+	size_t	 len;
+	int	 rc;
+
+	memset(r, 0, sizeof *r);
+	if (access(path, F_OK) != 0 && errno == ENOENT)
+		return 0;
+	if ((text = read_file_bounded(path, PKI_REVOKED_MAX, &len,
+	    &why)) == NULL) {
+		set_cause(cause, "revocation list: %s", why);
+		free(why);
+		return -1;
+	}
+	rc = pki_revoked_parse(text, len, path, r, cause);
+	free(text);
+	return rc;
+}
+
+int
+pki_revoked_has(const struct pki_revoked *r, const char *serial)
+{
+	char	*norm;
+	int	 found;
+
+	if (r->n == 0 || (norm = pki_serial_norm(serial, strlen(serial))) ==
+	    NULL)
+		return 0;
+	found = bsearch(&norm, r->serials, r->n, sizeof *r->serials,
+	    pki_serial_cmp) != NULL;
+	free(norm);
+	return found;
+}
+
+int
+pki_revoke(const char *list_path, const char *cert_path, const char *serial,
+    int *added, char **cause)
+{
+	struct pki_cert_info	 info;
+	struct pki_revoked	 r;
+	char			*old = NULL, *text = NULL, *norm = NULL, *why;
+	char			 stamp[32], upper[65];
+	size_t			 len = 0, i;
+	time_t			 now = time(NULL);
+	struct tm		 tm;
+	int			 rc = -1;
+
+	memset(&info, 0, sizeof info);
+	memset(&r, 0, sizeof r);
+	*added = 0;
+	if (cert_path != NULL) {
+		if (pki_cert_info(cert_path, &info, cause) != 0)
+			goto out;
+		serial = info.serial;
+	}
+	if ((norm = pki_serial_norm(serial, strlen(serial))) == NULL) {
+		set_cause(cause, "\"%s\" is not a serial number (hexadecimal, "
+		    "as ternctl cert show prints it)", serial);
+		goto out;
+	}
+	if (access(list_path, F_OK) == 0) {
+		if ((old = read_file_bounded(list_path, PKI_REVOKED_MAX, &len,
+		    cause)) == NULL)
+			goto out;
+		if (pki_revoked_parse(old, len, list_path, &r, cause) != 0)
+			goto out;
+		if (pki_revoked_has(&r, norm)) {
+			rc = 0;
+			goto out;
+		}
+	} else if (errno != ENOENT) {
+		set_cause(cause, "%s: %s", list_path, strerror(errno));
+		goto out;
+	}
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	why = pki_names_string(&info);
+	/* Written as ternctl cert show prints it, so an operator finds it. */
+	for (i = 0; serial[i] != '\0'; i++)
+		upper[i] = (char)(serial[i] >= 'a' && serial[i] <= 'f' ?
+		    serial[i] - 32 : serial[i]);
+	upper[i] = '\0';
+	xasprintf(&text, "%s%s%s%s  # %s revoked %s\n", old != NULL ? old : "",
+	    len > 0 && old[len - 1] != '\n' ? "\n" : "",
+	    len == 0 ? "# tern revoked certificates: one serial a line\n" :
+	    "", upper, cert_path != NULL ? why : "serial", stamp);
+	free(why);
+	if (write_file_atomic(list_path, text, cause) != 0)
+		goto out;
+	*added = 1;
+	rc = 0;
+out:
+	pki_revoked_free(&r);
+	pki_cert_info_free(&info);
+	free(norm);
+	free(old);
+	free(text);
 	return rc;
 }

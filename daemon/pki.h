@@ -75,11 +75,40 @@ void	 pki_cert_info_free(struct pki_cert_info *info);
 
 /* Verify the certificate in cert_path against the CA certificate in
  * ca_path (X509_verify_cert, at the current time) and, if host is not
- * NULL, that it names host (subjectAltName DNS, or the CN when it has no
- * DNS names).  *cause says why not: expired (and when), not yet valid
+ * NULL, that its subjectAltName names host (never the CN alone, as ternd
+ * judges a peer).  *cause says why not: expired (and when), not yet valid
  * (until when), not issued by this CA, or names X rather than host. */
 int	 pki_cert_verify(const char *ca_path, const char *cert_path,
 	     const char *host, char **cause);
+
+/* Revocation: a list of revoked certificate serial numbers, one per line
+ * in hexadecimal as `ternctl cert show` prints them, '#' starting a
+ * comment.  `ternctl cert revoke` appends to it; every ternd loads it from
+ * revoked_file at start and on SIGHUP, refuses those certificates at the
+ * handshake and drops links made with one.  A missing file revokes
+ * nothing. */
+#define PKI_REVOKED		"revoked"
+#define PKI_REVOKED_MAX		(1024 * 1024)	/* largest list file */
+
+struct pki_revoked {
+	char	**serials;	/* upper case, no leading zeros; sorted */
+	size_t	  n;
+};
+
+/* Parse len bytes of list text; file names the list in messages
+ * ("FILE:LINE: reason"). */
+int	 pki_revoked_parse(const char *text, size_t len, const char *file,
+	     struct pki_revoked *, char **cause);
+/* Load the list at path; a missing file is an empty list. */
+int	 pki_revoked_load(const char *path, struct pki_revoked *, char **cause);
+void	 pki_revoked_free(struct pki_revoked *);
+/* 1 if serial (any case, leading zeros allowed) is in the list. */
+int	 pki_revoked_has(const struct pki_revoked *, const char *serial);
+/* Add the serial of the certificate in cert_path (or serial itself if
+ * cert_path is NULL) to the list at list_path, creating it; the line says
+ * what the certificate named.  *added is 0 if it was already there. */
+int	 pki_revoke(const char *list_path, const char *cert_path,
+	     const char *serial, int *added, char **cause);
 
 /* Is host usable as a host name: 1..PKI_HOST_MAX characters of [a-z0-9-],
  * not starting or ending with '-'.  *cause says why not. */

@@ -1,15 +1,23 @@
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #define LOG_MODULE "net.tls"
 #include "daemon/log.h"
+#include "daemon/pki.h"
 #include "daemon/tls.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 /* AES-128-GCM first: the fastest suite on CPUs with AES-NI, which the
@@ -18,8 +26,9 @@
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 struct tls_ctx {
-	SSL_CTX	*ssl_ctx;
-	char	*own_name;
+	SSL_CTX			*ssl_ctx;
+	char			*own_name;
+	struct pki_revoked	 revoked;
 };
 
 struct tls {
@@ -28,6 +37,8 @@ struct tls {
 	BIO	*out;		/* ciphertext for the peer */
 	int	 server;
 	char	*peer_name;
+	char	*expect_host;	/* client: whom we dialled */
+	char	*peer_serial;	/* upper-case hex */
 };
 
 /* The OpenSSL error queue as one string, emptied. */
@@ -50,24 +61,157 @@ tls_errors(void)
 	return all != NULL ? all : xstrdup("no OpenSSL error recorded");
 }
 
-static char *
-tls_cert_cn(X509 *cert)
+char *
+tls_cert_identity(X509 *cert, char **cause)
 {
-	X509_NAME	*name;
-	char		 cn[256];
+	GENERAL_NAMES		*names;
+	const GENERAL_NAME	*g;
+	const X509_NAME		*subject;
+	const ASN1_STRING	*cn;
+	const char		*dns = NULL;
+	char			*why = NULL, *id = NULL;
+	int			 i, n, len = 0, ndns = 0, idx;
 
-	if ((name = X509_get_subject_name(cert)) == NULL ||
-	    X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof cn) <= 0)
+	names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	n = names != NULL ? sk_GENERAL_NAME_num(names) : 0;
+	for (i = 0; i < n; i++) {
+		g = sk_GENERAL_NAME_value(names, i);
+		if (g->type != GEN_DNS)
+			continue;
+		ndns++;
+		dns = (const char *)ASN1_STRING_get0_data(g->d.dNSName);
+		len = ASN1_STRING_length(g->d.dNSName);
+	}
+	if (ndns != 1) {
+		set_cause(cause, "certificate names %s host in its "
+		    "subjectAltName (a tern certificate names exactly one; "
+		    "reissue it with ternctl cert issue)", ndns == 0 ? "no" :
+		    "more than one");
+		goto out;
+	}
+	/* The length is the ASN.1 one: a NUL inside fails the check. */
+	if (host_name_check(dns, (size_t)len, &why) != 0) {
+		set_cause(cause, "certificate's subjectAltName is not a host "
+		    "name: %s", why);
+		goto out;
+	}
+	/* A common name, if any, must say the same, byte for byte. */
+	subject = X509_get_subject_name(cert);
+	for (idx = -1; subject != NULL && (idx = X509_NAME_get_index_by_NID(
+	    subject, NID_commonName, idx)) >= 0; ) {
+		cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject,
+		    idx));
+		if (ASN1_STRING_length(cn) != len ||
+		    memcmp(ASN1_STRING_get0_data(cn), dns, (size_t)len) != 0) {
+			set_cause(cause, "certificate's common name differs "
+			    "from its subjectAltName DNS:%.*s", len, dns);
+			goto out;
+		}
+	}
+	id = xmalloc((size_t)len + 1);
+	memcpy(id, dns, (size_t)len);
+	id[len] = '\0';
+out:
+	free(why);
+	GENERAL_NAMES_free(names);
+	return id;
+}
+
+/* The host key, refused when anyone but its owner may read it: a key others
+ * can read is a key others may have copied. */
+static EVP_PKEY *
+tls_load_key(const char *path, char **cause)
+{
+	struct stat	 st;
+	EVP_PKEY	*key = NULL;
+	FILE		*fp = NULL;
+	char		*why;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		set_cause(cause, "%s: cannot open the host key: %s", path,
+		    strerror(errno));
 		return NULL;
-	return xstrdup(cn);
+	}
+	if (fstat(fd, &st) != 0) {
+		set_cause(cause, "%s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		set_cause(cause, "%s: the host key is open to group or others "
+		    "(mode %04o); make it readable by its owner only (chmod "
+		    "600 %s)", path, (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return NULL;
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		set_cause(cause, "%s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if ((key = PEM_read_PrivateKey(fp, NULL, NULL, (void *)"")) == NULL) {
+		set_cause(cause, "%s: cannot load the host key: %s", path,
+		    why = tls_errors());
+		free(why);
+	}
+	fclose(fp);
+	return key;
+}
+
+/* A certificate's serial number in upper-case hex (caller frees), or
+ * NULL. */
+static char *
+tls_cert_serial(X509 *cert)
+{
+	BIGNUM	*bn;
+	char	*hex, *s = NULL;
+
+	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert),
+	    NULL)) == NULL)
+		return NULL;
+	if ((hex = BN_bn2hex(bn)) != NULL)
+		s = xstrdup(hex);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return s;
+}
+
+/* After OpenSSL's own checks: a peer certificate on the revocation list
+ * fails the handshake as revoked. */
+static int
+tls_verify(int ok, X509_STORE_CTX *x)
+{
+	SSL		*ssl;
+	struct tls_ctx	*ctx;
+	char		*serial;
+	int		 revoked;
+
+	if (!ok || X509_STORE_CTX_get_error_depth(x) != 0)
+		return ok;
+	ssl = X509_STORE_CTX_get_ex_data(x,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	if (ctx == NULL || ctx->revoked.n == 0)
+		return ok;
+	if ((serial = tls_cert_serial(X509_STORE_CTX_get_current_cert(x))) ==
+	    NULL)
+		return ok;
+	revoked = pki_revoked_has(&ctx->revoked, serial);
+	free(serial);
+	if (!revoked)
+		return ok;
+	X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);
+	return 0;
 }
 
 struct tls_ctx *
 tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
-    char **cause)
+    const char *revoked_file, char **cause)
 {
 	struct tls_ctx	*ctx;
 	X509		*cert;
+	EVP_PKEY	*key = NULL;
 	char		*why = NULL;
 
 	ctx = xcalloc(1, sizeof *ctx);
@@ -81,8 +225,12 @@ tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
 	SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx->ssl_ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_app_data(ctx->ssl_ctx, ctx);
 	SSL_CTX_set_verify(ctx->ssl_ctx,
-	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify);
+	if (revoked_file != NULL && *revoked_file != '\0' &&
+	    pki_revoked_load(revoked_file, &ctx->revoked, cause) != 0)
+		goto fail;
 	SSL_CTX_set_verify_depth(ctx->ssl_ctx, 2);
 
 	if (SSL_CTX_load_verify_locations(ctx->ssl_ctx, ca_file, NULL) != 1) {
@@ -95,9 +243,10 @@ tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
 		    cert_file, why = tls_errors());
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file,
-	    SSL_FILETYPE_PEM) != 1) {
-		set_cause(cause, "%s: cannot load the host key: %s", key_file,
+	if ((key = tls_load_key(key_file, cause)) == NULL)
+		goto fail;
+	if (SSL_CTX_use_PrivateKey(ctx->ssl_ctx, key) != 1) {
+		set_cause(cause, "%s: cannot use the host key: %s", key_file,
 		    why = tls_errors());
 		goto fail;
 	}
@@ -107,16 +256,18 @@ tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
 		goto fail;
 	}
 	cert = SSL_CTX_get0_certificate(ctx->ssl_ctx);
-	if ((ctx->own_name = tls_cert_cn(cert)) == NULL) {
-		set_cause(cause, "%s: certificate has no common name", cert_file);
+	if ((ctx->own_name = tls_cert_identity(cert, &why)) == NULL) {
+		set_cause(cause, "%s: %s", cert_file, why);
 		goto fail;
 	}
 	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0)
 		log_warnx("%s: our own certificate has expired; peers will "
 		    "refuse this host until it is reissued (ternctl cert issue)",
 		    cert_file);
+	EVP_PKEY_free(key);
 	return ctx;
 fail:
+	EVP_PKEY_free(key);
 	free(why);
 	tls_ctx_free(ctx);
 	return NULL;
@@ -129,6 +280,7 @@ tls_ctx_free(struct tls_ctx *ctx)
 		return;
 	SSL_CTX_free(ctx->ssl_ctx);
 	free(ctx->own_name);
+	pki_revoked_free(&ctx->revoked);
 	free(ctx);
 }
 
@@ -160,8 +312,12 @@ tls_new(struct tls_ctx *ctx, int server, const char *expect_host)
 	else {
 		SSL_set_connect_state(t->ssl);
 		if (expect_host != NULL) {
+			t->expect_host = xstrdup(expect_host);
+			/* The subjectAltName alone, never the CN. */
 			SSL_set_hostflags(t->ssl,
-			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+			    X509_CHECK_FLAG_NO_WILDCARDS |
+			    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
 			if (SSL_set1_host(t->ssl, expect_host) != 1)
 				fatalx("SSL_set1_host failed");
 		}
@@ -176,6 +332,8 @@ tls_free(struct tls *t)
 		return;
 	SSL_free(t->ssl);	/* frees both BIOs */
 	free(t->peer_name);
+	free(t->expect_host);
+	free(t->peer_serial);
 	free(t);
 }
 
@@ -207,6 +365,7 @@ enum tls_status
 tls_handshake(struct tls *t, char **cause)
 {
 	X509	*peer;
+	char	*why = NULL;
 	int	 rc, err;
 
 	ERR_clear_error();
@@ -215,9 +374,21 @@ tls_handshake(struct tls *t, char **cause)
 			set_cause(cause, "peer presented no certificate");
 			return TLS_ERROR;
 		}
+		/* The same rule both ways: the one subjectAltName names the
+		 * peer (a client has also had OpenSSL check it names the
+		 * host it dialled). */
 		free(t->peer_name);
-		if ((t->peer_name = tls_cert_cn(peer)) == NULL) {
-			set_cause(cause, "peer certificate has no common name");
+		if ((t->peer_name = tls_cert_identity(peer, &why)) == NULL) {
+			set_cause(cause, "peer certificate rejected: %s", why);
+			free(why);
+			return TLS_ERROR;
+		}
+		free(t->peer_serial);
+		t->peer_serial = tls_cert_serial(peer);
+		if (t->expect_host != NULL &&
+		    strcmp(t->peer_name, t->expect_host) != 0) {
+			set_cause(cause, "peer certificate rejected: it names "
+			    "%s, not %s", t->peer_name, t->expect_host);
 			return TLS_ERROR;
 		}
 		return TLS_DONE;
@@ -298,6 +469,24 @@ const char *
 tls_peer_name(const struct tls *t)
 {
 	return t->peer_name;
+}
+
+const char *
+tls_peer_serial(const struct tls *t)
+{
+	return t->peer_serial;
+}
+
+size_t
+tls_ctx_nrevoked(const struct tls_ctx *ctx)
+{
+	return ctx->revoked.n;
+}
+
+int
+tls_ctx_revoked(const struct tls_ctx *ctx, const char *serial)
+{
+	return serial != NULL && pki_revoked_has(&ctx->revoked, serial);
 }
 
 const char *

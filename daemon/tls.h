@@ -4,7 +4,11 @@
  *
  * Both sides present a certificate signed by the cluster CA.  A client
  * names the host it expects; the certificate must name it.  A server
- * learns the peer's host name from its verified certificate. */
+ * learns the peer's host name from its verified certificate.  Either way
+ * a certificate names its host in exactly one subjectAltName DNS entry,
+ * a valid host name (no NUL, compared at its full ASN.1 length); a common
+ * name, if present, must be identical (tls_cert_identity).  The host key
+ * must be readable by its owner only. */
 #ifndef TERN_TLS_H
 #define TERN_TLS_H
 
@@ -13,6 +17,7 @@
 
 struct tls_ctx;
 struct tls;
+struct x509_st;
 
 enum tls_status {
 	TLS_DONE = 0,	/* handshake complete / call succeeded */
@@ -21,11 +26,17 @@ enum tls_status {
 	TLS_ERROR,	/* failed: *cause says why */
 };
 
-/* Load the CA, our certificate and key.  Errors name the file and why. */
+/* Load the CA, our certificate and key, and the list of revoked serials
+ * (daemon/pki.h; NULL or "" for none, a missing file revokes nothing).
+ * Errors name the file and why. */
 struct tls_ctx	*tls_ctx_new(const char *ca_file, const char *cert_file,
-		    const char *key_file, char **cause);
+		    const char *key_file, const char *revoked_file,
+		    char **cause);
 void		 tls_ctx_free(struct tls_ctx *);
-/* Host name our own certificate names (CN). */
+/* The host a certificate names (see above; the caller frees), or NULL and
+ * *cause saying what is wrong with it. */
+char		*tls_cert_identity(struct x509_st *, char **cause);
+/* Host name our own certificate names. */
 const char	*tls_ctx_own_name(const struct tls_ctx *);
 
 /* expect_host: for clients, the host the server's certificate must name. */
@@ -46,6 +57,12 @@ size_t		 tls_pending(struct tls *);
 size_t		 tls_take(struct tls *, void *buf, size_t len);
 /* Peer's host name from its verified certificate, or NULL. */
 const char	*tls_peer_name(const struct tls *);
+/* Its serial number, upper-case hex, or NULL before the handshake. */
+const char	*tls_peer_serial(const struct tls *);
 const char	*tls_cipher(const struct tls *);
+/* How many serials the context refuses; is serial one of them (for links
+ * made before the list changed). */
+size_t		 tls_ctx_nrevoked(const struct tls_ctx *);
+int		 tls_ctx_revoked(const struct tls_ctx *, const char *serial);
 
 #endif

@@ -70,6 +70,22 @@ check bad-version "protocol version 99"
 check before-hello "expected hello, got ping"
 check unopened-channel "data on unopened channel 5"
 
+# Issue 9 #13: a peer's error text with ANSI sequences, CR/LF and a forged
+# log line reaches h1's log escaped, on the one line that quotes it.
+th_exec h2 "$RAW" --connect "$(th_addr h1):7480" --ca "$pki/ca.pem" \
+	--cert "$pki/hosts/h2/h2.pem" --key "$pki/hosts/h2/h2.key" --as h2 \
+	error-text > "$TH_ROOT/error-text.out" 2>&1 ||
+	fail "error-text: $(cat "$TH_ROOT/error-text.out")"
+grep -q 'peer h2 says: evil\\x1b\[2J\\x1b\]0;pwned\\x07\\r\\n2026-01-01T00:00:00.000Z error agent: FORGED line\\x9b31m (ERROR_INTERNAL)' "$log" ||
+	fail "error-text: the peer's text is not escaped on one line in h1's log"
+! grep -q '^2026-01-01T00:00:00.000Z error agent: FORGED' "$log" ||
+	fail "error-text: the peer forged a line in h1's log"
+! grep -q $'\x1b' "$log" || fail "error-text: an escape character reached h1's log"
+"$CTL" -s "$sock1" hosts > "$TH_ROOT/hosts.out"
+! grep -q $'\x1b' "$TH_ROOT/hosts.out" ||
+	fail "error-text: an escape character reached ternctl's output"
+echo "ok: error-text -> escaped"
+
 # A second connection with h3's own certificate supersedes h3's link (a
 # restarted peer reconnecting looks like this); once it goes away, h1
 # redials the real h3 and it is up again.

@@ -30,6 +30,13 @@ cp "$pki/ca.pem" "$pki/ca.key" "$bad/old/"
 
 h1addr="$(th_addr h1):7480"
 log="$(cl_log h1)"
+# ternd listens for peers once its CRIU probe is done, after cl_start
+# returns: under load that can take a while.
+for ((i = 0; i < 300; i++)); do
+	grep -q "listening for peers" "$log" && break
+	sleep 0.1
+done
+grep -q "listening for peers" "$log" || fail "h1 never listened for peers"
 
 # rawpeer from host h2 to h1: must exit 3 (rejected), h1 must log WHY.
 expect_rejected() {	# NAME LOG-PATTERN RAWPEER-ARGS...
@@ -64,6 +71,31 @@ expect_rejected not-a-peer "host intruder is not a peer\|from host intruder: not
 	--cert "$bad/old/intruder.pem" --key "$bad/old/intruder.key" --as intruder hello
 expect_rejected lying-hello 'hello names host "not-my-name"' \
 	--cert "$pki/hosts/h2/h2.pem" --key "$pki/hosts/h2/h2.key" --as h2 lying-hello
+
+# Issue 9 #12: a certificate from the cluster CA whose CN says h2 but whose
+# subjectAltName says another host.  Accept used to trust the CN; both
+# sides now take the one subjectAltName, and a CN must match it exactly.
+openssl ecparam -name prime256v1 -genkey -noout -out "$bad/cnsan.key" 2>/dev/null
+openssl req -new -key "$bad/cnsan.key" -subj /CN=h2 -out "$bad/cnsan.csr" 2>/dev/null
+printf 'subjectAltName=DNS:h9\nextendedKeyUsage=serverAuth,clientAuth\n' > "$bad/cnsan.ext"
+openssl x509 -req -in "$bad/cnsan.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+	-CAcreateserial -days 30 -extfile "$bad/cnsan.ext" -out "$bad/cnsan.pem" 2>/dev/null
+expect_rejected cn-not-san "common name differs from its subjectAltName DNS:h9" \
+	--cert "$bad/cnsan.pem" --key "$bad/cnsan.key" --as h2 hello
+
+# Issue 9 #12: a host key that group or others may read is refused at load,
+# naming the file and its mode.
+etc3="$(th_dir h3)/etc"
+chmod 640 "$etc3/h3.key"
+set +e
+th_exec h3 "$TERN_BUILDDIR/ternd" -F -f "$etc3/ternd.conf" > "$TH_ROOT/keymode.out" 2>&1
+rc=$?
+set -e
+chmod 600 "$etc3/h3.key"
+[ $rc != 0 ] || fail "ternd started with a key of mode 0640"
+grep -q "$etc3/h3.key: the host key is open to group or others (mode 0640)" \
+	"$TH_ROOT/keymode.out" || fail "key mode: $(cat "$TH_ROOT/keymode.out")"
+echo "ok: a host key of mode 0640 refused"
 
 # Plaintext: no TLS at all.
 set +e

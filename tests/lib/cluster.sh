@@ -103,6 +103,8 @@ cl_conf() {
 		"ca_file = \"$etc/ca.pem\""
 		"cert_file = \"$etc/$host.pem\""
 		"key_file = \"$etc/$host.key\""
+		"revoked_file = \"$etc/revoked\""
+		"rootfs_allowed_prefixes = [ \"/srv\", \"/var/lib/tern\", \"$TH_ROOT\" ]"
 		"state_dir = \"/var/lib/tern\""
 		"run_dir = \"$CL_RUN_DIR\""
 		"log_filters = \"debug\""

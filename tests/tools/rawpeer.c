@@ -38,6 +38,7 @@ static const char *offer_name = "cpu";
 static const char *offer_spec;		/* file */
 static const char *offer_cpuinfo;	/* file; none: no cpuinfo field */
 static const char *offer_cpu_set;	/* "WORD:MASK": bits to claim */
+static int	 offer_rootfs_copy;	/* --rootfs-copy: T makes the rootfs */
 
 static void
 die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -526,6 +527,10 @@ migrate_offer(void)
 	o.spec = spec;
 	o.spec_dir = dir;
 	o.generation = 1;
+	if (offer_rootfs_copy) {
+		o.has_rootfs_copy = 1;
+		o.rootfs_copy = 1;
+	}
 	if (img != NULL) {
 		o.has_cpuinfo = 1;
 		o.cpuinfo.data = img;
@@ -583,6 +588,41 @@ migrate_offer(void)
 	return rc;
 }
 
+/* Send an Error whose text carries ANSI sequences, newlines and a forged
+ * log line, then a ping: the pong says ternd has read (and logged) it. */
+static int
+error_text(void)
+{
+	Envelope	 env, *in;
+	Tern__Error	 err = TERN__ERROR__INIT;
+	Tern__Ping	 ping = TERN__PING__INIT;
+	int		 closed, rc = 1;
+	uint64_t	 deadline = now_ms() + (uint64_t)timeout_ms;
+
+	msg_init(&env, 0);
+	err.code = TERN__ERROR_CODE__ERROR_INTERNAL;
+	err.text = "evil\x1b[2J\x1b]0;pwned\x07\r\n"
+	    "2026-01-01T00:00:00.000Z error agent: FORGED line\x9b" "31m";
+	env.body_case = TERN__ENVELOPE__BODY_ERROR;
+	env.error = &err;
+	send_env(&env);
+	msg_init(&env, 9);
+	ping.sent_ns = 1;
+	env.body_case = TERN__ENVELOPE__BODY_PING;
+	env.ping = &ping;
+	send_env(&env);
+	while (rc != 0 && now_ms() < deadline) {
+		if ((in = recv_env((int)(deadline - now_ms()), NULL,
+		    &closed)) == NULL)
+			break;
+		if (in->body_case == TERN__ENVELOPE__BODY_PONG)
+			rc = 0;
+		msg_free(in);
+	}
+	printf(rc == 0 ? "pong\n" : "no pong\n");
+	return rc;
+}
+
 static void
 usage(void)
 {
@@ -594,9 +634,9 @@ usage(void)
 	    "scenarios: hello oversize truncated badcrc badheader unknown-type\n"
 	    "           unknown-field bad-version garbage lying-hello "
 	    "before-hello over-credit\n           unopened-channel\n"
-	    "           slow-sink silent [--caps a,b]\n"
+	    "           slow-sink silent [--caps a,b] error-text\n"
 	    "           migrate-offer --spec F [--name N] [--cpuinfo IMG "
-	    "[--cpu-set WORD:MASK]]\n");
+	    "[--cpu-set WORD:MASK]] [--rootfs-copy]\n");
 	exit(2);
 }
 
@@ -619,6 +659,7 @@ main(int argc, char **argv)
 		{ "spec", required_argument, NULL, 'S' },
 		{ "cpuinfo", required_argument, NULL, 'I' },
 		{ "cpu-set", required_argument, NULL, 'B' },
+		{ "rootfs-copy", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char		*connect_to = NULL, *ca = NULL, *cert = NULL;
@@ -652,6 +693,7 @@ main(int argc, char **argv)
 		case 'S': offer_spec = optarg; break;
 		case 'I': offer_cpuinfo = optarg; break;
 		case 'B': offer_cpu_set = optarg; break;
+		case 'R': offer_rootfs_copy = 1; break;
 		default: usage();
 		}
 	}
@@ -723,6 +765,9 @@ main(int argc, char **argv)
 	} else if (strcmp(scenario, "slow-sink") == 0) {
 		do_hello();
 		rc = slow_sink(rate, seconds);
+	} else if (strcmp(scenario, "error-text") == 0) {
+		do_hello();
+		rc = error_text();
 	} else if (strcmp(scenario, "migrate-offer") == 0) {
 		do_hello();
 		rc = migrate_offer();

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "checkpoint/container-spec.h"
+#include "daemon/conf.h"
 #include "daemon/xmalloc.h"
 
 #define BASE	"/srv/tern/specs"
@@ -361,7 +364,6 @@ test_root_path(void **state)
 	(void)state;
 	root_is("rootfs", BASE, BASE "/rootfs");
 	root_is("./a//b/./", BASE, BASE "/a/b");
-	root_is("../images/web", BASE, BASE "/../images/web");
 	root_is("rootfs", "/", "/rootfs");
 	root_is("/abs/olute", BASE, "/abs/olute");
 	root_is("//abs///olute/", NULL, "/abs/olute");
@@ -381,6 +383,122 @@ test_root_path(void **state)
 	    "container needs its own rootfs");
 	expect("{\"process\": {\"args\": [\"sh\"]}, \"root\": {\"path\": "
 	    "\"\"}}", "root.path: must not be empty");
+}
+
+/* Issue 9 #1: ".." is refused wherever it is, in root.path or in the spec
+ * directory a relative one is joined to (both come from peers). */
+static void
+test_root_dotdot(void **state)
+{
+	static const char *const hostile[] = {
+		"/x/../etc", "/x/nonexist/../etc/cron.d", "/..", "/../", "..",
+		"../images/web", "a/..", "/srv/..//etc", "/srv/a/../..",
+	};
+	char	*s, *want, q[80];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+		xasprintf(&s, "{\"process\": {\"args\": [\"sh\"]}, \"root\": "
+		    "{\"path\": \"%s\"}}", hostile[i]);
+		snprintf(q, sizeof q, "%s", hostile[i]);
+		xasprintf(&want, "root.path: \"%s\" has a \"..\" component: "
+		    "give the rootfs's real path", q);
+		expect_base(s, BASE, want);
+		free(want);
+		free(s);
+	}
+	/* A relative root.path joined to a spec directory with "..". */
+	expect_base("{\"process\": {\"args\": [\"sh\"]}, \"root\": {\"path\": "
+	    "\"etc\"}}", "/x/..", "root.path: \"/x/..\" has a \"..\" "
+	    "component: give the rootfs's real path");
+	/* Names that merely contain dots are fine. */
+	root_is("/srv/..a/b..", NULL, "/srv/..a/b..");
+	root_is("/srv/.../x", NULL, "/srv/.../x");
+}
+
+/* Issue 9 #1: container_root_allowed resolves the path (the longest
+ * existing prefix, symlinks included) and wants it strictly below an
+ * allowed prefix. */
+static void
+test_root_allowed(void **state)
+{
+	char		 dir[] = "/tmp/tern-test-root.XXXXXX";
+	char		*allowed, *other, *link, *up, *p, *cause = NULL;
+	char		*prefixes[2];
+	struct conf	 conf;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	xasprintf(&allowed, "%s/allowed", dir);
+	xasprintf(&other, "%s/other", dir);
+	assert_int_equal(mkdir(allowed, 0700), 0);
+	assert_int_equal(mkdir(other, 0700), 0);
+	xasprintf(&link, "%s/allowed/escape", dir);
+	assert_int_equal(symlink(other, link), 0);
+	xasprintf(&up, "%s/allowed/root", dir);
+	assert_int_equal(symlink("/", up), 0);
+
+	memset(&conf, 0, sizeof conf);
+	prefixes[0] = allowed;
+	prefixes[1] = "/does/not/exist";
+	conf.rootfs_allowed_prefixes = prefixes;
+	conf.nrootfs_allowed_prefixes = 2;
+
+#define OK(path) do {							\
+	if (container_root_allowed(&conf, (path), &cause) != 0)		\
+		fail_msg("%s refused: %s", (path), cause);		\
+} while (0)
+#define NO(path, part) do {						\
+	if (container_root_allowed(&conf, (path), &cause) == 0)		\
+		fail_msg("%s allowed", (path));				\
+	if (strstr(cause, (part)) == NULL)				\
+		fail_msg("%s: cause \"%s\" lacks \"%s\"", (path), cause,	\
+		    (part));						\
+	free(cause);							\
+	cause = NULL;							\
+} while (0)
+
+	xasprintf(&p, "%s/web", allowed);		/* absent: fine */
+	OK(p);
+	free(p);
+	xasprintf(&p, "%s//web/./deeper/", allowed);
+	OK(p);
+	free(p);
+	NO(allowed, "not below any of rootfs_allowed_prefixes");
+	NO("/etc", "not below any");
+	NO("/", "the host's root directory");
+	NO("//", "the host's root directory");
+	NO("/x/../etc", "without \"..\"");
+	NO("/..", "without \"..\"");
+	NO("relative", "absolute");
+	/* Through a symlink inside the prefix to outside it. */
+	xasprintf(&p, "%s/escape/web", allowed);
+	NO(p, "really");
+	free(p);
+	NO(link, "really");
+	xasprintf(&p, "%s/etc", up);
+	NO(p, "really /etc");
+	free(p);
+	NO(up, "the host's root directory");
+	/* A prefix that does not exist allows what would be below it. */
+	OK("/does/not/exist/web");
+	/* No prefixes: nothing is allowed. */
+	conf.nrootfs_allowed_prefixes = 0;
+	xasprintf(&p, "%s/web", allowed);
+	NO(p, "(none)");
+	free(p);
+#undef OK
+#undef NO
+	unlink(up);
+	unlink(link);
+	rmdir(other);
+	rmdir(allowed);
+	rmdir(dir);
+	free(up);
+	free(link);
+	free(other);
+	free(allowed);
 }
 
 static void
@@ -475,6 +593,8 @@ main(void)
 		cmocka_unit_test(test_unknown_keys),
 		cmocka_unit_test(test_namespaces),
 		cmocka_unit_test(test_root_path),
+		cmocka_unit_test(test_root_dotdot),
+		cmocka_unit_test(test_root_allowed),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_load),
 	};

@@ -169,7 +169,47 @@ test_defaults(void **state)
 	assert_int_equal(conf->peer_timeout_ms, 5000);
 	assert_int_equal(conf->reconnect_max_ms, 10000);
 	assert_int_equal(conf->criu_timeout_ms, 120000);
+	assert_int_equal(conf->max_pending_handshakes, 32);
+	assert_int_equal(conf->handshake_timeout_ms, 2000);
+	assert_string_equal(conf->revoked_file, SYSCONFDIR "/tern/pki/revoked");
+	assert_int_equal(conf->nrootfs_allowed_prefixes, 2);
+	assert_string_equal(conf->rootfs_allowed_prefixes[0], "/srv");
+	assert_string_equal(conf->rootfs_allowed_prefixes[1],
+	    LOCALSTATEDIR "/lib/tern/rootfs");
 	conf_free(conf);
+}
+
+/* Issue 9: the trust-boundary options, their bounds and their lists. */
+static void
+test_trust_options(void **state)
+{
+	struct conf	*conf;
+
+	(void)state;
+	conf = parse_ok("host_name = \"h\"\n"
+	    "max_pending_handshakes = 8\nhandshake_timeout_ms = 500\n"
+	    "revoked_file = \"\"\n"
+	    "rootfs_allowed_prefixes = [ \"/a\", \"/b/c/\" ]\n");
+	assert_int_equal(conf->max_pending_handshakes, 8);
+	assert_int_equal(conf->handshake_timeout_ms, 500);
+	assert_string_equal(conf->revoked_file, "");
+	assert_int_equal(conf->nrootfs_allowed_prefixes, 2);
+	assert_string_equal(conf->rootfs_allowed_prefixes[1], "/b/c/");
+	conf_free(conf);
+	/* An empty list allows no rootfs anywhere. */
+	conf = parse_ok("host_name = \"h\"\nrootfs_allowed_prefixes = []\n");
+	assert_int_equal(conf->nrootfs_allowed_prefixes, 0);
+	conf_free(conf);
+	ERR("host_name = \"h\"\nmax_pending_handshakes = 0\n", 2,
+	    "max_pending_handshakes: 0 is out of range (1..1024)");
+	ERR("host_name = \"h\"\nhandshake_timeout_ms = 60001\n", 2,
+	    "handshake_timeout_ms: 60001 is out of range (100..60000)");
+	ERR("host_name = \"h\"\nrootfs_allowed_prefixes = [\n\"/srv\",\n"
+	    "\"srv\" ]\n", 4, "rootfs_allowed_prefixes:");
+	ERR("host_name = \"h\"\nrootfs_allowed_prefixes = [ \"/srv/../etc\" ]\n",
+	    2, "rootfs_allowed_prefixes: \"/srv/../etc\" has a \"..\" component");
+	ERR("host_name = \"h\"\nrootfs_allowed_prefixes = \"/srv\"\n", 2,
+	    "rootfs_allowed_prefixes: expected a list");
 }
 
 static void
@@ -760,6 +800,7 @@ main(void)
 		cmocka_unit_test(test_wrong_type),
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_duplicate),
+		cmocka_unit_test(test_trust_options),
 		cmocka_unit_test(test_required),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_unterminated),

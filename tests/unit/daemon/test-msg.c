@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/msg.h"
+#include "daemon/sanitize.h"
 #include "daemon/xmalloc.h"
 
 /* Protobuf wire types. */
@@ -286,6 +287,58 @@ test_hosts_reply_round_trip(void **state)
 
 /* Other bodies, including an Error nested in a StreamEnd and an empty
  * message. */
+/* Issue 9 #13: a peer's error text with ANSI sequences and newlines comes
+ * out of the decoder escaped and bounded; names stay as sent. */
+static void
+test_error_text_escaped(void **state)
+{
+	Envelope		 env, *got;
+	Tern__Error		 err = TERN__ERROR__INIT;
+	Tern__MigrateStep	 step = TERN__MIGRATE_STEP__INIT;
+	char			*big;
+	uint8_t			*buf;
+	size_t			 len;
+
+	(void)state;
+	msg_init(&env, 1);
+	err.code = TERN__ERROR_CODE__ERROR_INTERNAL;
+	err.text = "bad\n\x1b[2J\x1b]0;owned\x07\nFAKE info migrate: ok\r";
+	env.body_case = TERN__ENVELOPE__BODY_ERROR;
+	env.error = &err;
+	buf = msg_pack(&env, &len);
+	got = unpack_ok(buf, len);
+	assert_string_equal(got->error->text, "bad\\n\\x1b[2J\\x1b]0;owned"
+	    "\\x07\\nFAKE info migrate: ok\\r");
+	msg_free(got);
+	free(buf);
+
+	/* Over the bound: cut and marked. */
+	big = xmalloc(100000);
+	memset(big, 'a', 99999);
+	big[99999] = '\0';
+	err.text = big;
+	buf = msg_pack(&env, &len);
+	got = unpack_ok(buf, len);
+	assert_true(strlen(got->error->text) <= SANITIZE_TEXT_MAX + 3);
+	assert_string_equal(got->error->text + strlen(got->error->text) - 3,
+	    "...");
+	msg_free(got);
+	free(buf);
+	free(big);
+
+	/* MigrateStep.error too; the name (checked where it is used) is kept. */
+	step.migration = 7;
+	step.step = TERN__MIGRATE_STEP__STEP__ABORT;
+	step.error = "x\x1b[31my";
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
+	env.migrate_step = &step;
+	buf = msg_pack(&env, &len);
+	got = unpack_ok(buf, len);
+	assert_string_equal(got->migrate_step->error, "x\\x1b[31my");
+	msg_free(got);
+	free(buf);
+}
+
 static void
 test_other_round_trips(void **state)
 {
@@ -791,6 +844,7 @@ main(void)
 		cmocka_unit_test(test_hello_round_trip),
 		cmocka_unit_test(test_hosts_reply_round_trip),
 		cmocka_unit_test(test_other_round_trips),
+		cmocka_unit_test(test_error_text_escaped),
 		cmocka_unit_test(test_wrong_version),
 		cmocka_unit_test(test_no_body),
 		cmocka_unit_test(test_unknown_top_level),

@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "daemon/pki.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 #define DAY	86400L
@@ -660,6 +661,110 @@ test_path(void **state)
 	}
 }
 
+/* A certificate from the cluster CA naming its host only in the CN: ternd
+ * refuses it, so cert verify --host must too. */
+static void
+test_verify_cn_only(void **state)
+{
+	struct fixture	*f = *state;
+	X509		*ca, *x;
+	X509_NAME	*name;
+	EVP_PKEY	*key;
+	char		*cause = NULL, *ca_path, *path;
+	FILE		*fp;
+
+	assert_ok(pki_ca_init(f->ca, NULL, 30, 0, &cause), &cause);
+	ca = load_cert(f->ca, PKI_CA_CERT);
+	key = load_key(f->ca, PKI_CA_KEY);
+	x = X509_new();
+	X509_set_version(x, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 77);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	name = X509_NAME_new();
+	X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC,
+	    (const unsigned char *)"alpha", -1, -1, 0);
+	X509_set_subject_name(x, name);
+	X509_NAME_free(name);
+	X509_set_issuer_name(x, X509_get_subject_name(ca));
+	X509_set_pubkey(x, key);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	path = join(f->dir, "cn-only.pem");
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	PEM_write_X509(fp, x);
+	fclose(fp);
+	ca_path = join(f->ca, PKI_CA_CERT);
+	assert_ok(pki_cert_verify(ca_path, path, NULL, &cause), &cause);
+	assert_fails(pki_cert_verify(ca_path, path, "alpha", &cause), &cause,
+	    "certificate names CN \"alpha\", not \"alpha\"", NULL);
+	free(ca_path);
+	free(path);
+	X509_free(x);
+	X509_free(ca);
+	EVP_PKEY_free(key);
+}
+
+/* The revocation list: parsed strictly, compared without regard to case or
+ * leading zeros, appended to once per serial. */
+static void
+test_revoked(void **state)
+{
+	struct fixture		*f = *state;
+	struct pki_revoked	 r;
+	struct pki_cert_info	 info;
+	const char		*text = "# comment\n\n  00AB12  # host x\n"
+	    "ff\r\n7\n";
+	char			*cause = NULL, *list, *cert, *body;
+	int			 added;
+
+	assert_ok(pki_revoked_parse(text, strlen(text), "L", &r, &cause),
+	    &cause);
+	assert_int_equal(r.n, 3);
+	assert_true(pki_revoked_has(&r, "AB12"));
+	assert_true(pki_revoked_has(&r, "ab12"));
+	assert_true(pki_revoked_has(&r, "000FF"));
+	assert_true(pki_revoked_has(&r, "7"));
+	assert_false(pki_revoked_has(&r, "AB1"));
+	assert_false(pki_revoked_has(&r, "zz"));
+	pki_revoked_free(&r);
+	assert_fails(pki_revoked_parse("AB\nnot hex\n", 11, "L", &r, &cause),
+	    &cause, "L:2: not a serial number", NULL);
+	assert_int_equal(r.n, 0);
+
+	/* A missing list revokes nothing. */
+	list = join(f->dir, "revoked");
+	assert_ok(pki_revoked_load(list, &r, &cause), &cause);
+	assert_int_equal(r.n, 0);
+
+	assert_ok(pki_ca_init(f->ca, NULL, 30, 0, &cause), &cause);
+	assert_ok(pki_cert_issue(f->ca, "alpha", f->out, 30,
+	    PKI_NOT_BEFORE_OFFSET, &cause), &cause);
+	cert = join(f->out, "alpha.pem");
+	assert_ok(pki_cert_info(cert, &info, &cause), &cause);
+	assert_ok(pki_revoke(list, cert, NULL, &added, &cause), &cause);
+	assert_int_equal(added, 1);
+	assert_ok(pki_revoke(list, NULL, info.serial, &added, &cause), &cause);
+	assert_int_equal(added, 0);
+	assert_ok(pki_revoke(list, NULL, "0abc", &added, &cause), &cause);
+	assert_int_equal(added, 1);
+	assert_fails(pki_revoke(list, NULL, "xyz", &added, &cause), &cause,
+	    "not a serial number", NULL);
+	assert_ok(pki_revoked_load(list, &r, &cause), &cause);
+	assert_int_equal(r.n, 2);
+	assert_true(pki_revoked_has(&r, info.serial));
+	assert_true(pki_revoked_has(&r, "ABC"));
+	pki_revoked_free(&r);
+	body = read_file_bounded(list, 1 << 20, NULL, NULL);
+	assert_non_null(strstr(body, "DNS:alpha revoked"));
+	/* Written as given (upper case), leading zeros and all. */
+	assert_non_null(strstr(body, "\n0ABC  # serial revoked"));
+	free(body);
+	pki_cert_info_free(&info);
+	free(cert);
+	free(list);
+}
+
 int
 main(void)
 {
@@ -683,6 +788,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_ca, setup,
 		    teardown),
 		cmocka_unit_test(test_path),
+		cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_cn_only, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
