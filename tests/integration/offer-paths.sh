@@ -43,8 +43,8 @@ refused() {	# NAME ROOT WHY
 	local out
 	out=$(offer "$1" "$2") || fail "rawpeer: $out"
 	echo "$1 ($2): $out"
-	echo "$out" | grep -q "^ready" && fail "h1 took a rootfs at $2"
-	echo "$out" | grep -qF -- "$3" || fail "$1: no \"$3\" in the refusal: $out"
+	grep -q "^ready" <<<"$out" && fail "h1 took a rootfs at $2"
+	grep -qF -- "$3" <<<"$out" || fail "$1: no \"$3\" in the refusal: $out"
 	[ -z "$(inst_field h1 "$1" state)" ] || fail "h1 lists $1 after refusing it"
 	[ -z "$(th_exec h1 ls /var/lib/tern/instances/"$1" 2>/dev/null)" ] ||
 		fail "h1 kept /var/lib/tern/instances/$1"
@@ -66,7 +66,7 @@ grep -q "has a \"..\" component" "$log1" || fail "h1 did not log the refusal"
 # A sane offer is still taken (and called off by rawpeer).
 out=$(offer fine "$TH_ROOT/fine/rootfs") || fail "rawpeer: $out"
 echo "fine: $out"
-echo "$out" | grep -q "^ready" || fail "h1 refused a rootfs below an allowed prefix: $out"
+grep -q "^ready" <<<"$out" || fail "h1 refused a rootfs below an allowed prefix: $out"
 cl_ctl h1 status > /dev/null || fail "h1 stopped serving"
 cl_stop_all || fail "ternd did not stop cleanly (see its log)"
 echo "offer-paths: ok"
