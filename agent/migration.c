@@ -1081,7 +1081,9 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
 	char			*cause = NULL;
 	const char		*mode = r->mode != NULL ? r->mode : "auto";
-	char			*note = NULL, rate[32], *lazy_why = NULL;
+	char			*note = NULL, rate[32], *why = NULL;
+	pid_t			*pids = NULL;
+	size_t			 npids = 0;
 	int			 postcopy;
 
 	if (r->has_cancel && r->cancel) {
@@ -1163,23 +1165,25 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	}
 	if (strcmp(mode, "stopcopy") == 0)
 		postcopy = 0;
+	if (container_pids(in->name, &pids, &npids, &cause) != 0)
+		goto refuse;
 	/* A lock on shared storage would make the target's restore wait for
 	 * the frozen source: refused, whatever the mode. */
-	if (in->spec->shared_storage &&
-	    file_locks_on_shared(in->name, in->spec->root, &lazy_why) > 0) {
-		xasprintf(&cause, "%s cannot move now: %s", in->name, lazy_why);
-		free(lazy_why);
+	if (in->spec->shared_storage && file_locks_on_shared(in->spec->root,
+	    pids, npids, &why) > 0) {
+		xasprintf(&cause, "%s cannot move now: %s", in->name, why);
+		free(why);
 		goto refuse;
 	}
-	free(lazy_why);
-	lazy_why = NULL;
+	free(why);
+	why = NULL;
 	/* What lazy pages cannot carry moves by stop-and-copy, or not at all
 	 * when post-copy was asked for. */
-	if (postcopy && lazy_check_container(in->name, &lazy_why) != 0) {
+	if (postcopy && lazy_check_pids(pids, npids, &why) != 0) {
 		if (strcmp(mode, "postcopy") == 0) {
 			xasprintf(&cause, "post-copy cannot move %s: %s; use "
-			    "--mode stopcopy (or auto)", in->name, lazy_why);
-			free(lazy_why);
+			    "--mode stopcopy (or auto)", in->name, why);
+			free(why);
 			goto refuse;
 		}
 		postcopy = 0;
@@ -1188,18 +1192,18 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	    mig_stopcopy_too_long(a, in, r, postcopy_possible(a, r->to),
 	    &cause))
 		goto refuse;
-	if (strcmp(mode, "auto") == 0 && lazy_why != NULL)
+	if (strcmp(mode, "auto") == 0 && why != NULL)
 		xasprintf(&note, "auto: %sstop-and-copy, not post-copy: %s",
 		    a->criu.mem_track ? "" : "no pre-copy (this kernel has no "
-		    "soft-dirty memory tracking); ", lazy_why);
+		    "soft-dirty memory tracking); ", why);
 	else if (strcmp(mode, "auto") == 0)
 		xasprintf(&note, "auto: %s%s", a->criu.mem_track ? "" :
 		    "no pre-copy (this kernel has no soft-dirty memory "
 		    "tracking); ", postcopy ? "post-copy (lazy pages over "
 		    "userfaultfd)" : "stop-and-copy (no lazy pages on both "
 		    "hosts)");
-	free(lazy_why);
-	lazy_why = NULL;
+	free(why);
+	why = NULL;
 	if (r->has_bandwidth) {
 		char	*was = note;
 
@@ -1247,10 +1251,12 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		mig_source_fail(m, "%s", cause);
 		free(cause);
 	}
+	free(pids);
 	return;
 refuse:
 	cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, cause);
 	free(cause);
+	free(pids);
 }
 
 /* --- target ---------------------------------------------------------------- */
@@ -1307,6 +1313,17 @@ mig_target_discard(struct migration *m, const char *why)
 		instances_op_done(set);
 	}
 	mig_free(m);
+}
+
+/* Discard, and tell the source first.  Not in post-copy past the switch
+ * (mig_target_postcopy_lost tells it its own way), nor once resuming
+ * (it is ours then). */
+static void
+mig_target_abort(struct migration *m, const char *why)
+{
+	if (m->state != MIG_PAGING && m->state != MIG_RESUMING)
+		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+	mig_target_discard(m, why);
 }
 
 /* A failed incoming copy is about to be deleted: keep its CRIU logs
@@ -1500,8 +1517,7 @@ mig_target_lazy_ready(void *arg, const char *error)
 
 	if (error != NULL) {
 		m->lazy = NULL;
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, error);
-		mig_target_discard(m, error);
+		mig_target_abort(m, error);
 		return;
 	}
 	if (m->state != MIG_RESTORING)
@@ -1524,8 +1540,7 @@ mig_target_send_restored(struct migration *m)
 	if (m->state != MIG_HELD)
 		return;
 	if (fault_check("mig.target.restored", NULL) == FAULT_FAIL) {
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
-		mig_target_discard(m, why);
+		mig_target_abort(m, why);
 		return;
 	}
 	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORED, NULL);
@@ -1593,8 +1608,7 @@ mig_target_cpu_checked(const char *problem, void *arg)
 	}
 	xasprintf(&why, "%s cannot run %s's processes: %s",
 	    m->agent->conf->host_name, m->peer, problem);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
-	mig_target_discard(m, why);
+	mig_target_abort(m, why);
 	free(why);
 out:
 	free(cc->peer);
@@ -1614,8 +1628,7 @@ mig_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
 		    "cannot check that it can run its processes (a tern "
 		    "without the CPU check?)", m->peer,
 		    m->agent->conf->host_name);
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
-		mig_target_discard(m, why);
+		mig_target_abort(m, why);
 		free(why);
 		return;
 	}
@@ -1742,8 +1755,7 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 	xasprintf(&dir, "%s/%" PRIu64, in->ckpt_dir, o->generation);
 	if (instance_save(in, &cause) != 0 || mkdir_p(dir, 0700, &cause) != 0) {
 		free(dir);
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
-		mig_target_discard(m, cause);
+		mig_target_abort(m, cause);
 		free(cause);
 		return;
 	}
@@ -1751,8 +1763,7 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 	/* Open our half of the page channel before READY: the source's half
 	 * follows its offer, ours must exist when its dump starts. */
 	if (m->postcopy && mig_relay_new(m, &cause) != 0) {
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
-		mig_target_discard(m, cause);
+		mig_target_abort(m, cause);
 		free(cause);
 		return;
 	}
@@ -1776,8 +1787,7 @@ mig_target_restore(struct migration *m)
 	char			*cause = NULL;
 
 	if (container_cgroup_create(m->in->name, m->in->spec, &cause) != 0) {
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
-		mig_target_discard(m, cause);
+		mig_target_abort(m, cause);
 		free(cause);
 		return;
 	}
@@ -1797,8 +1807,7 @@ mig_target_restore(struct migration *m)
 		close(m->ps_fd);
 		m->ps_fd = -1;
 		if (m->lazy == NULL) {
-			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
-			mig_target_discard(m, cause);
+			mig_target_abort(m, cause);
 			free(cause);
 		}
 		return;
@@ -1827,8 +1836,7 @@ mig_target_tree_done(void *arg, const struct tree_stats *st,
 	if (error != NULL) {
 		xasprintf(&why, "applying the rootfs into %s: %s", m->rootfs,
 		    error);
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
-		mig_target_discard(m, why);
+		mig_target_abort(m, why);
 		free(why);
 		return;
 	}
@@ -1911,12 +1919,8 @@ mig_timeout(uv_timer_t *t)
 			m->link_lost = 1;
 	} else if (m->source)
 		mig_source_fail(m, "%s", why);
-	else {
-		/* The source may only be slow to hear us: say it. */
-		if (m->state != MIG_PAGING && m->state != MIG_RESUMING)
-			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
-		mig_target_discard(m, why);
-	}
+	else
+		mig_target_abort(m, why);	/* it may only be slow to hear */
 	free(why);
 }
 
@@ -2207,11 +2211,8 @@ migration_shutdown(struct agent *a)
 		if (m->source)
 			mig_source_fail(m, "ternd on %s is shutting down",
 			    a->conf->host_name);
-		else {
-			if (m->state != MIG_PAGING && m->state != MIG_RESUMING)
-				mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
-				    "ternd on the target is shutting down");
-			mig_target_discard(m, "ternd is shutting down");
-		}
+		else
+			mig_target_abort(m, "ternd on the target is shutting "
+			    "down");
 	}
 }

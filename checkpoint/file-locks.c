@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "checkpoint/container.h"
 #include "checkpoint/file-locks.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -59,11 +58,10 @@ file_locks_find(const char *text, const pid_t *pids, size_t n, dev_t dev,
 }
 
 int
-file_locks_on_shared(const char *name, const char *root, char **why)
+file_locks_on_shared(const char *root, const pid_t *pids, size_t n,
+    char **why)
 {
 	struct stat	 st;
-	pid_t		*pids = NULL;
-	size_t		 n = 0;
 	char		*text, *cause = NULL;
 	int		 rc;
 
@@ -77,14 +75,7 @@ file_locks_on_shared(const char *name, const char *root, char **why)
 		free(cause);
 		return -1;
 	}
-	if (container_pids(name, &pids, &n, &cause) != 0) {
-		xasprintf(why, "its processes cannot be listed: %s", cause);
-		free(cause);
-		free(text);
-		return -1;
-	}
 	rc = file_locks_find(text, pids, n, st.st_dev, why);
-	free(pids);
 	free(text);
 	return rc;
 }

@@ -11,11 +11,12 @@
 #include <sys/types.h>
 
 /* 1 and *why (naming the process, the kind of lock and the file's inode)
- * when a process of container name holds a POSIX or flock lock on a file
- * of the filesystem root is on; 0 if none; -1 and *why if it cannot be
- * told. */
-int	file_locks_on_shared(const char *name, const char *root, char **why);
-/* The same over a /proc/locks text and the given pids (for tests). */
+ * when one of pids (a container's processes) holds a POSIX or flock lock
+ * on a file of the filesystem root is on; 0 if none; -1 and *why if it
+ * cannot be told. */
+int	file_locks_on_shared(const char *root, const pid_t *pids, size_t n,
+	    char **why);
+/* The same over a /proc/locks text (for tests). */
 int	file_locks_find(const char *proc_locks, const pid_t *pids, size_t n,
 	    dev_t dev, char **why);
 

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint/container.h"
 #include "checkpoint/lazy-check.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -115,22 +114,4 @@ lazy_check_pids(const pid_t *pids, size_t n, char **why)
 		}
 	}
 	return 0;
-}
-
-int
-lazy_check_container(const char *name, char **why)
-{
-	pid_t	*pids = NULL;
-	size_t	 n = 0;
-	char	*cause = NULL;
-	int	 rc;
-
-	if (container_pids(name, &pids, &n, &cause) != 0) {
-		xasprintf(why, "its processes cannot be listed: %s", cause);
-		free(cause);
-		return 1;
-	}
-	rc = lazy_check_pids(pids, n, why);
-	free(pids);
-	return rc;
 }

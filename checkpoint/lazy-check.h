@@ -12,12 +12,10 @@
 
 #include <sys/types.h>
 
-/* 1 and *why (the first reason found, naming the process) when the
- * processes of container name have memory lazy pages cannot carry; 0
- * when they have none; 1 too when they cannot be inspected (too many,
+/* 1 and *why (the first reason found, naming the process) when pids (a
+ * container's processes) have memory lazy pages cannot carry; 0 when
+ * they have none; 1 too when they cannot be inspected (too many,
  * unreadable), saying so: stop-and-copy is the safe side. */
-int	lazy_check_container(const char *name, char **why);
-/* The same for the given processes (a test names its own). */
 int	lazy_check_pids(const pid_t *pids, size_t n, char **why);
 
 #endif
