@@ -926,6 +926,7 @@ static void
 mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 {
 	struct ckpt_hold	*h;
+	const char		*lost;
 
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
@@ -960,10 +961,10 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 		}
 		if (m->state != MIG_RESTORING || m->hold == NULL)
 			break;
-		if (!ckpt_hold_alive(m->hold)) {
+		if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
 			/* CRIU died holding it: there is nothing to commit. */
 			mig_source_fail(m, "criu died while the container was "
-			    "frozen");
+			    "frozen: %s", lost);
 			break;
 		}
 		/* The commit point: the target holds a verified, restored

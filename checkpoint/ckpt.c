@@ -873,12 +873,18 @@ ckpt_restore_notify(struct criu *c, const char *script, void *arg)
 	return CRIU_NOTIFY_LATER;
 }
 
-int
-ckpt_hold_alive(const struct ckpt_hold *hold)
+const char *
+ckpt_hold_lost(const struct ckpt_hold *hold)
 {
 	const struct ckpt_op	*op = (const struct ckpt_op *)hold;
 
-	return op->holding && op->criu != NULL && !op->answered && !op->saved;
+	if (op->holding && op->criu != NULL && !op->answered && !op->saved)
+		return NULL;
+	if (op->answer_error != NULL)
+		return op->answer_error;
+	if (op->saved_error != NULL)
+		return op->saved_error;
+	return "criu answered before it was released";
 }
 
 void

@@ -105,9 +105,9 @@ int		ckpt_cancel(const char *name, const char *why);
 /* Drop a generation's images and MANIFEST (keep CRIU's logs): a lazy
  * dump's images lack the pages and must never be restored alone. */
 void		ckpt_discard(const char *gen_dir);
-/* 0 once CRIU died or answered while held: releasing it with ok would
- * commit to nothing. */
-int		ckpt_hold_alive(const struct ckpt_hold *);
+/* NULL while CRIU holds; once it died or answered meanwhile, why
+ * (releasing it with ok would commit to nothing). */
+const char	*ckpt_hold_lost(const struct ckpt_hold *);
 /* Newest generation with a MANIFEST in dir, 0 if none. */
 uint64_t	ckpt_newest(const char *dir);
 /* Checksum and fsync every file of gen_dir, then publish its MANIFEST
