@@ -7,8 +7,6 @@ set -euo pipefail
 th_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 # state of HOST as seen from VIEWER
 state_of() {
 	cl_ctl "$1" hosts --json | python3 -c '

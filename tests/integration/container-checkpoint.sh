@@ -13,8 +13,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 th_setup 1
 cl_pki
 cl_conf h1

@@ -12,8 +12,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 th_setup 2
 cl_pki
 # h1 keeps its state on a 16 MiB tmpfs: too small for a 64 MiB container.

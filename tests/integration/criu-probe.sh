@@ -9,7 +9,6 @@ set -euo pipefail
 th_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 criu=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)"/\1/p' "$TERN_BUILDDIR/config.h")
 [ -x "$criu" ] || fail "no criu at $criu (./quickstart deps installs it)"
 

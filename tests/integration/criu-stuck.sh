@@ -27,8 +27,6 @@ rootfs_check || exit 77
 	echo "tests/workloads/stopped not built" >&2; exit 1; }
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 # A ternctl call that does not come back is the bug, not a slow machine:
 # give up on it after HANG_S (no timing is measured).
 HANG_S=120
@@ -112,8 +110,7 @@ cl_wait_criu h1 || fail "h1 cannot run containers"
 [ "$(inst_field h1 st state)" = running ] || fail "st was not adopted: $(inst_field h1 st state)"
 deadline="did not finish within 5000 ms (criu_timeout_ms) and was killed"
 stuck "$deadline" checkpoint st --leave-running
-grep -q "fault point ckpt.stopped-check fired" "$(cl_log h1)" ||
-    fail "the fault did not fire"
+fault_fired h1 ckpt.stopped-check
 stuck "$deadline" checkpoint st
 stuck "$deadline" migrate st --to h2 --mode stopcopy
 stuck "$deadline" migrate st --to h2 --mode auto
@@ -153,8 +150,7 @@ where_ok h1 "adopted after the shutdown"
 
 # CRIU itself stopped (SIGSTOP): killed at the deadline all the same.
 stuck "$deadline" checkpoint st --leave-running
-grep -q "fault point criu.dump fired: stall" "$(cl_log h1)" ||
-    fail "the stall did not fire"
+fault_fired h1 criu.dump stall
 stuck "$deadline" migrate st --to h2 --mode stopcopy
 # SIGTERM during a stuck checkpoint: ternd gives it up and exits at once,
 # not at the CRIU deadline; the container is thawed.
@@ -176,8 +172,7 @@ cl_wait_up h1 2 30
 cl_wait_criu h1 || fail "h1 cannot run containers"
 cl_wait_criu h2 || fail "h2 cannot run containers"
 stuck "did not finish within 5000 ms" migrate st --to h2 --mode stopcopy
-grep -q "fault point criu.restore fired: stall" "$(cl_log h2)" ||
-    fail "the stall did not fire on h2"
+fault_fired h2 criu.restore stall
 [ -z "$(inst_field h2 st state)" ] || fail "h2 kept st: $(inst_field h2 st state)"
 
 # After all that, stop and destroy work.
@@ -197,8 +192,7 @@ inst_wait_ready "$mcstate" || fail "memcheck did not start"
 inst_verify h1 mc "$mcstate" "started"
 out=$(ctl h1 checkpoint mc 2>&1) || fail "checkpoint with criu killed after the ack: $out"
 echo "$out"
-grep -q "fault point ckpt.after-post-dump fired" "$(cl_log h1)" ||
-    fail "the fault did not fire"
+fault_fired h1 ckpt.after-post-dump
 [ "$(inst_field h1 mc state)" = checkpointed ] || fail "mc is $(inst_field h1 mc state)"
 [ -f "$(th_dir h1)/state/instances/mc/ckpt/1/MANIFEST" ] || fail "the checkpoint was dropped"
 [ "$(inst_copies mc)" = 0 ] || fail "mc still runs after its checkpoint"

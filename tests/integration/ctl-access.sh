@@ -11,7 +11,6 @@ th_check || exit 77
 trap th_teardown EXIT
 command -v setpriv > /dev/null || { echo "no setpriv: skipped"; exit 77; }
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 CTL="$TERN_BUILDDIR/ternctl"
 # A uid nobody has in /etc/passwd; "users" (gid 100) as the control group.
 NOUSER=54321

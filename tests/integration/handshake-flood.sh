@@ -11,7 +11,6 @@ set -euo pipefail
 th_check || exit 77
 trap 'exec 3>&- 2>/dev/null || true; th_teardown' EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 CTL="$TERN_BUILDDIR/ternctl"
 RAW="$TERN_BUILDDIR/tests/tools/rawpeer"
 CAP=8

@@ -14,8 +14,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 TERN_FAULT_H1=mig.source.commit-sent:kill@1
 inst_two_hosts
 
@@ -26,8 +24,7 @@ inst_verify h1 mc "$state" "started on h1"
 if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then
 	fail "the migration answered although its source died: $out"
 fi
-grep -q "fault point mig.source.commit-sent fired: kill" "$(cl_log h1)" ||
-    fail "the fault point did not fire on h1"
+fault_fired h1 mig.source.commit-sent kill
 cl_stop h1 1 >/dev/null 2>&1 || :
 th_wait 20 eval '[ "$(inst_field h2 mc state)" = running ]' ||
     fail "h2 does not run mc: $(inst_field h2 mc state)"

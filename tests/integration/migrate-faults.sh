@@ -15,8 +15,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 criu_prefix=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)\/bin\/criu"/\1/p' "$TERN_BUILDDIR/config.h")
 [ -n "$criu_prefix" ] || fail "cannot tell the CRIU prefix from config.h"
 
@@ -52,8 +50,6 @@ launch() {
 verify() {	# NAME WHY
 	inst_verify "${at[$1]}" "$1" "$TH_ROOT/rootfs/var/log/$1.state" "$2"
 }
-
-
 
 nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
 

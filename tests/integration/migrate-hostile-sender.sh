@@ -13,8 +13,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 TERN_FAULT_H1=files.send.understate:fail@1
 inst_two_hosts
 
@@ -25,8 +23,7 @@ if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then
 	fail "the move succeeded with a file larger than announced: $out"
 fi
 echo "$out"
-grep -q "fault point files.send.understate fired: fail" "$(cl_log h1)" ||
-    fail "the fault point did not fire on h1"
+fault_fired h1 files.send.understate fail
 grep -q "more than the [0-9]* bytes announced" <<<"$out" ||
     fail "the refusal does not say why: $out"
 [ "$(inst_where mc)" = "h1:running" ] || fail "mc is at: $(inst_where mc)"

@@ -13,8 +13,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 inst_two_hosts
 cl_ctl h1 status | grep -q "lazy pages (post-copy) yes" ||
     fail "no post-copy here: $(cl_ctl h1 status | grep containers)"

@@ -17,8 +17,6 @@ rootfs_check || exit 77
 command -v iptables >/dev/null || { echo "no iptables"; exit 77; }
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 TERN_FAULT_H1=mig.target.held:stall@1
 CONF_H2=('peer_timeout_ms = 60000')
 inst_two_hosts

@@ -16,8 +16,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 th_setup 2
 cl_pki
 cl_conf h1
@@ -37,7 +35,6 @@ cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$state" || fail "memcheck did not start"
 inst_verify h1 mc "$state" "started on h1"
-
 
 out=$(cl_ctl h1 migrate mc --to h2)
 echo "$out"

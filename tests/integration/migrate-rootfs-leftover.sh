@@ -16,8 +16,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 TH_BINDS+=("srv:/srv")		# each host's own /srv
 TERN_FAULT_H2=mig.target.held:kill@1
 inst_two_hosts
@@ -35,8 +33,7 @@ if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then
 	fail "the move succeeded although h2 died: $out"
 fi
 echo "$out"
-grep -q "fault point mig.target.held fired: kill" "$(cl_log h2)" ||
-    fail "the fault point did not fire on h2"
+fault_fired h2 mig.target.held kill
 cl_stop h2 1 >/dev/null 2>&1 || :
 [ "$(inst_field h1 mc state)" = running ] || fail "mc is $(inst_field h1 mc state) on h1"
 inst_verify h1 mc "$(state h1)" "kept on h1"
@@ -55,8 +52,7 @@ if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then
 	fail "the move succeeded although h2 failed to resume: $out"
 fi
 echo "$out"
-grep -q "fault point mig.target.resume fired: fail" "$(cl_log h2)" ||
-    fail "the fault point did not fire on h2"
+fault_fired h2 mig.target.resume fail
 # CRIU's log of the failed attempt is where the message says.
 log=$(echo "$out" | sed -n 's|.*CRIU log: \(/var/lib/tern/failed-migrations/[^)]*restore.log\)).*|\1|p')
 [ -n "$log" ] || fail "the message does not name a kept CRIU log: $out"

@@ -16,8 +16,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 TH_BINDS+=("srv:/srv")		# each host's own /srv
 th_setup 2
 cl_pki

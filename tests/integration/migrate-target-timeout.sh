@@ -14,8 +14,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 TERN_FAULT_H1=mig.source.restored:stall@1
 CONF_H2=('migration_timeout_ms = 3000')
 inst_two_hosts

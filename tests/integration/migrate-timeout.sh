@@ -13,7 +13,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 RAW="$TERN_BUILDDIR/tests/tools/rawpeer"
 
 th_setup 2

@@ -14,7 +14,6 @@ CRIU=${TERN_CRIU:-/opt/tern/criu/bin/criu}
 [ -x "$CRIU" ] || { echo "no CRIU at $CRIU"; exit 77; }
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 RAW="$TERN_BUILDDIR/tests/tools/rawpeer"
 
 th_setup 2

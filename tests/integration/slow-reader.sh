@@ -9,7 +9,6 @@ set -euo pipefail
 th_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 CTL="$TERN_BUILDDIR/ternctl"
 RAW="$TERN_BUILDDIR/tests/tools/rawpeer"
 

@@ -26,7 +26,6 @@ th_check || exit 77
 lv_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 T0=$SECONDS
 step() { echo "--- [$((SECONDS - T0)) s] $*"; }
 

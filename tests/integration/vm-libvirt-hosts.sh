@@ -16,7 +16,6 @@ th_check || exit 77
 lv_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 gone() { ! th_pid_alive "$1"; }
 secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }

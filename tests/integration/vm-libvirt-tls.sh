@@ -27,7 +27,6 @@ lv_tls_check || exit 77
 command -v python3 >/dev/null || { echo "no python3 (the relay)" >&2; exit 77; }
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 RELAY_PORT=49300	# outside libvirt's migration port range (49152-49215)
 
 # The relay, python3 -c "$relay_py" LADDR LPORT DADDR DPORT CAPTURE:

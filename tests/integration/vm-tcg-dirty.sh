@@ -24,8 +24,6 @@ th_check || exit 77
 lv_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 th_setup 2
 lv_start h1
 lv_start h2

@@ -32,8 +32,6 @@ if grep -qa __asan_init "$CL_TERND" && [ "${WL_ASAN:-}" != 1 ]; then
 fi
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 WL_JOBS=${WL_JOBS:-6}
 WL_MOVE_TIMEOUT=${WL_MOVE_TIMEOUT:-90}
 

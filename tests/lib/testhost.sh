@@ -49,6 +49,8 @@
 # mktemp -d under /tmp), TH_KEEP=1 (th_teardown keeps TH_ROOT).
 # Exported by th_setup: TH_ROOT, TH_NET, TH_HOSTS.
 
+. "${BASH_SOURCE[0]%/*}/assert.sh"
+
 TH_STATE_DIR=/run/tern-testhosts
 TH_CG_V1=/sys/fs/cgroup/freezer/tern-test
 TH_CG_V2=/sys/fs/cgroup/unified/tern-test
