@@ -870,6 +870,15 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	}
 	m->hold = hold;
 	mig_set_state(m, MIG_SENDING);
+	switch (fault_hit("mig.source.frozen")) {
+	case FAULT_KILL:
+		fault_die("mig.source.frozen");
+		break;
+	case FAULT_STALL:
+		return;		/* frozen and held, nothing sent */
+	default:
+		break;
+	}
 	if ((mux = peers_mux(m->agent->peers, m->peer)) == NULL) {
 		mig_source_fail(m, "%s is not reachable", m->peer);
 		return;
@@ -2048,6 +2057,8 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 		free(path);
 		return -1;
 	}
+	if (fault_hit("mig.target.file") == FAULT_KILL)
+		fault_die("mig.target.file");	/* an image on its way */
 	if ((rc = files_recv(st, path, size, cause)) == 0) {
 		stream_set_tally(st, m->tally);
 		m->files_in++;

@@ -16,8 +16,6 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
 th_setup 2
 cl_pki
 cl_conf h1
@@ -38,7 +36,6 @@ cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$state" || fail "memcheck did not start"
 inst_verify h1 mc "$state" "started on h1"
-
 
 # h1 -> h2 -> h1
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
@@ -110,36 +107,33 @@ else
 	limited h2 h1 stopcopy
 fi
 
-# The target's ternd dies while the images are on their way: the source
-# resumes its frozen container; the target, restarted, has nothing.
-seen=$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)
-cl_ctl h1 migrate mc --to h2 > "$TH_ROOT/killed.out" 2>&1 &
-ctl=$!
-for ((i = 0; i < 2000; i++)); do
-	[ "$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)" -gt "$seen" ] && break
-	sleep 0.005
-done
-kill -9 "$(cl_pid h2)"
-set +e
-wait $ctl; rc=$?
-set -e
-echo "refused: $(cat "$TH_ROOT/killed.out")"
-[ $rc = 1 ] || fail "migrate with the target killed exited $rc"
+# The target's ternd dies while the images are on their way (a fault
+# point kills it at the first image file): the source resumes its frozen
+# container; the target, restarted, has nothing.
+cl_stop h2
+TERN_FAULT=mig.target.file:kill@1 cl_start h2
+cl_wait_up h1 2 30
+if out=$(cl_ctl h1 migrate mc --to h2 2>&1); then
+	fail "migrate succeeded although the target died: $out"
+fi
+echo "refused: $out"
+fault_fired h2 mig.target.file kill
 [ "$(inst_field h1 mc state)" = running ] || fail "mc is $(inst_field h1 mc state) on h1"
 inst_verify h1 mc "$state" "after the target died mid-migration"
 cl_start h2
 cl_wait_up h1 2 30
 [ -z "$(inst_field h2 mc state)" ] || fail "h2 kept an incoming mc: $(inst_field h2 mc state)"
 
-# The source's ternd is stopped (SIGTERM) in the middle: it rolls the
+# The source's ternd is stopped (SIGTERM) in the middle, while it holds
+# the container frozen (a fault point stalls it there): it rolls the
 # migration back before it exits, so the container keeps running on h1.
-seen=$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)
+cl_stop h1
+TERN_FAULT=mig.source.frozen:stall@1 cl_start h1
+cl_wait_up h1 2 30
 cl_ctl h1 migrate mc --to h2 > "$TH_ROOT/stopped.out" 2>&1 &
 ctl=$!
-for ((i = 0; i < 2000; i++)); do
-	[ "$(grep -c "mc: .* -> receiving" "$(cl_log h2)" || true)" -gt "$seen" ] && break
-	sleep 0.005
-done
+wait_for 60 "h1 holding mc frozen for the move" \
+    grep -q "fault point mig.source.frozen fired: stall" "$(cl_log h1)"
 cl_stop h1 || fail "h1's ternd did not stop cleanly during a migration"
 wait $ctl || true
 cl_start h1
