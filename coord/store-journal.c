@@ -91,6 +91,10 @@ struct journal {
 	char		*failed;	/* why the store stopped, once it did */
 	int		 closing;
 	uv_timer_t	 load_timer;
+	uv_timer_t	 lead_timer;
+	store_leader_cb	 lead_cb;
+	void		*lead_arg;
+	int		 handles;
 	store_load_cb	 load_each;
 	store_loaded_cb	 load_done;
 	void		*load_arg;
@@ -804,12 +808,43 @@ journal_load(struct store *s, store_load_cb each, store_loaded_cb done,
 	return 0;
 }
 
+/* One coordinator: it leads from the start, for good. */
+static void
+journal_lead_run(uv_timer_t *t)
+{
+	struct journal	*j = t->data;
+
+	j->lead_cb(j->lead_arg, 1, NULL);
+}
+
+static int
+journal_campaign(struct store *s, const char *name, unsigned ttl_ms,
+    store_leader_cb cb, void *arg, char **cause)
+{
+	struct journal	*j = s->impl;
+
+	(void)name;
+	(void)ttl_ms;
+	if (j->lead_cb != NULL || j->closing) {
+		set_cause(cause, "the store is %s", j->closing ? "closing" :
+		    "campaigning already");
+		return -1;
+	}
+	j->lead_cb = cb;
+	j->lead_arg = arg;
+	uv_timer_start(&j->lead_timer, journal_lead_run, 0, 0);
+	return 0;
+}
+
 static void
 journal_timer_closed(uv_handle_t *h)
 {
 	struct journal	*j = h->data;
 	size_t		 i;
 	struct jentry	*e, *next;
+
+	if (--j->handles > 0)
+		return;
 
 	for (i = 0; i < j->tabsz; i++)
 		for (e = j->tab[i]; e != NULL; e = next) {
@@ -837,6 +872,7 @@ journal_free(struct journal *j)
 		close(j->fd);
 	j->fd = -1;
 	uv_close((uv_handle_t *)&j->load_timer, journal_timer_closed);
+	uv_close((uv_handle_t *)&j->lead_timer, journal_timer_closed);
 }
 
 static void
@@ -846,6 +882,7 @@ journal_close(struct store *s)
 
 	j->closing = 1;
 	uv_timer_stop(&j->load_timer);
+	uv_timer_stop(&j->lead_timer);
 	journal_flush(j);	/* frees it once nothing is on its way */
 }
 
@@ -853,6 +890,7 @@ static const struct store_ops journal_ops = {
 	.name = "journal",
 	.load = journal_load,
 	.txn = journal_txn,
+	.campaign = journal_campaign,
 	.close = journal_close,
 };
 
@@ -873,6 +911,9 @@ store_journal_open(uv_loop_t *loop, const char *dir, char **cause)
 	key_grow(j);
 	uv_timer_init(loop, &j->load_timer);
 	j->load_timer.data = j;
+	uv_timer_init(loop, &j->lead_timer);
+	j->lead_timer.data = j;
+	j->handles = 2;
 	if (mkdir_p(dir, 0700, cause) != 0 ||
 	    journal_load_snapshot(j, cause) != 0 ||
 	    journal_replay(j, cause) != 0)

@@ -57,6 +57,17 @@ store_txn(struct store *s, const struct store_txn *t, store_txn_cb cb,
 	return s->ops->txn(s, t, cb, arg, cause);
 }
 
+int
+store_campaign(struct store *s, const char *name, unsigned ttl_ms,
+    store_leader_cb cb, void *arg, char **cause)
+{
+	if (name == NULL || *name == '\0' || strlen(name) > 255) {
+		set_cause(cause, "a coordinator's name is 1 to 255 bytes");
+		return -1;
+	}
+	return s->ops->campaign(s, name, ttl_ms, cb, arg, cause);
+}
+
 void
 store_close(struct store *s)
 {

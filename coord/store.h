@@ -50,8 +50,9 @@ struct store_txn {
 /* The outcome of a transaction: error NULL and committed 1 when its
  * compares held and its ops are durable at revision rev; committed 0
  * when a compare failed (nothing changed, rev is the store's current);
- * error set when the store could not tell (the store then failed: every
- * later call is refused, the coordinator must stop being one). */
+ * error set when the store could not tell whether it committed: read
+ * back before relying on either outcome.  (The journal then stops for
+ * good; etcd may answer again once it has a quorum.) */
 typedef void	(*store_txn_cb)(void *arg, int committed, uint64_t rev,
 		    const char *error);
 /* One key of a load; then the load's end (error NULL: every key was
@@ -60,6 +61,11 @@ typedef void	(*store_load_cb)(void *arg, const char *key,
 		    const void *value, size_t len, uint64_t mod_rev);
 typedef void	(*store_loaded_cb)(void *arg, uint64_t rev, const char *error);
 
+/* Leadership: leader 1 once this coordinator leads; 0 (with why) once it
+ * may no longer act as leader (its lease could have expired).  Called
+ * every time it changes, first when it is won. */
+typedef void	(*store_leader_cb)(void *arg, int leader, const char *why);
+
 /* What a backend implements. */
 struct store_ops {
 	const char	*name;
@@ -67,6 +73,8 @@ struct store_ops {
 		    void *arg, char **cause);
 	int	(*txn)(struct store *, const struct store_txn *,
 		    store_txn_cb, void *arg, char **cause);
+	int	(*campaign)(struct store *, const char *name, unsigned ttl_ms,
+		    store_leader_cb, void *arg, char **cause);
 	void	(*close)(struct store *);
 };
 
@@ -82,6 +90,22 @@ struct store {
 struct store	*store_journal_open(uv_loop_t *, const char *dir,
 		    char **cause);
 
+/* The etcd backend (v3, its JSON gateway): keys live under prefix. */
+struct store_etcd_conf {
+	const char	*endpoints;	/* "http://10.0.0.1:2379,http://..." */
+	const char	*prefix;	/* e.g. "/tern/" */
+	unsigned	 timeout_ms;	/* each request: 1000-2000 on a LAN */
+	const char	*ca_file, *cert_file, *key_file;	/* https */
+};
+struct store	*store_etcd_open(uv_loop_t *, const struct store_etcd_conf *,
+		    char **cause);
+
+/* Run for leadership as name (unique per coordinator); the lease lasts
+ * ttl_ms.  Once a campaign runs, every transaction also requires that
+ * this coordinator still leads: a deposed leader's write fails.  The
+ * journal (one coordinator) leads at once and for good. */
+int	store_campaign(struct store *, const char *name, unsigned ttl_ms,
+	    store_leader_cb, void *arg, char **cause);
 /* Every key, in key order, then the store's revision. */
 int	store_load(struct store *, store_load_cb, store_loaded_cb, void *arg,
 	    char **cause);
