@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The coordinator's store on a real three-member etcd (one member per test
+# host): the same semantics as the journal (storectl conform runs on
+# both); one leader at a time; a leader paused past its lease is deposed,
+# steps down by itself when it wakes, and etcd refuses its writes; with
+# one member gone the leader goes on, with two gone it stops leading.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/etcd.sh"
+th_check || exit 77
+etcd_check || exit 77
+trap th_teardown EXIT
+
+ctl=$TERN_BUILDDIR/tests/tools/storectl
+th_setup 3
+etcd_up h1 h2 h3
+ep=$(etcd_endpoints)
+
+echo "--- the store's semantics, on etcd and on the journal"
+th_exec h1 "$ctl" conform "etcd:$ep" || fail "etcd does not conform"
+"$ctl" conform "journal:$TH_ROOT/journal" || fail "the journal does not conform"
+
+# writes FILE: the revisions a contender wrote, in order.
+writes() { sed -n 's/^wrote //p' "$1"; }
+count() { grep -c "$1" "$2" || true; }
+
+echo "--- one leader at a time"
+c1=$(th_spawn h1 "$TH_ROOT/c1.out" "$ctl" lead "etcd:$ep" c1 2000)
+wait_for 15 "c1 leading" grep -q '^leads' "$TH_ROOT/c1.out"
+c2=$(th_spawn h2 "$TH_ROOT/c2.out" "$ctl" lead "etcd:$ep" c2 2000)
+wait_for 15 "c2 seeing c1 lead" grep -q 'c2 waits: c1 leads' "$TH_ROOT/c2.out"
+grep -q '^leads' "$TH_ROOT/c2.out" && fail "c2 leads beside c1"
+wait_for 5 "c1 writing" grep -q '^wrote' "$TH_ROOT/c1.out"
+
+echo "--- c1 paused past its lease: c2 takes over, c1 steps down on waking"
+kill -STOP "$c1"
+wait_for 20 "c2 leading once c1's lease ended" grep -q '^leads' "$TH_ROOT/c2.out"
+wait_for 5 "c2 writing" grep -q '^wrote' "$TH_ROOT/c2.out"
+kill -CONT "$c1"
+wait_for 10 "c1 stepping down" grep -q '^stops' "$TH_ROOT/c1.out"
+cat "$TH_ROOT/c1.out"
+first2=$(writes "$TH_ROOT/c2.out" | head -n 1)
+last1=$(writes "$TH_ROOT/c1.out" | tail -n 1)
+[ "$last1" -lt "$first2" ] ||
+    fail "c1 wrote at revision $last1, after c2 led and wrote at $first2"
+n1=$(count '^wrote' "$TH_ROOT/c1.out")
+
+echo "--- one etcd member down: c2 goes on"
+etcd_stop h3
+n=$(count '^wrote' "$TH_ROOT/c2.out")
+wait_for 15 "c2 writing with two members" \
+    eval '[ "$(count "^wrote" "$TH_ROOT/c2.out")" -gt $((n + 10)) ]'
+grep -q '^stops' "$TH_ROOT/c2.out" && fail "c2 stopped leading with a quorum"
+
+echo "--- two down: no quorum, c2 stops leading by itself"
+etcd_stop h1
+wait_for 20 "c2 stepping down without a quorum" grep -q '^stops' "$TH_ROOT/c2.out"
+grep '^stops' "$TH_ROOT/c2.out"
+[ "$(count '^wrote' "$TH_ROOT/c1.out")" = "$n1" ] ||
+    fail "c1 wrote again after it was deposed"
+kill "$c1" "$c2" 2>/dev/null || :
+echo "store-etcd: ok"
