@@ -393,7 +393,8 @@ instance_exited(struct instance *in, int status)
 	char	why[128];
 
 	if (status == -1)
-		snprintf(why, sizeof why, "its init is gone");
+		snprintf(why, sizeof why, "its init is gone (adopted from an "
+		    "earlier ternd: exit status unknown)");
 	else if (WIFSIGNALED(status))
 		snprintf(why, sizeof why, "init killed by signal %d",
 		    WTERMSIG(status));
