@@ -304,16 +304,17 @@ instance_adopt(struct instance *in, pid_t pid, char **cause)
 	struct pid_watch	*w;
 	pid_t			*pids = NULL;
 	size_t			 npids = 0, i;
-	int			 fd, found = 0;
+	int			 fd, rc, found = 0;
 
 	if ((fd = pidfd_open(pid, 0)) == -1) {
-		if (errno != ENOSYS) {
-			set_cause(cause, "its init %ld is gone (%s)", (long)pid,
-			    strerror(errno));
+		if (errno == ESRCH) {
+			set_cause(cause, "its init %ld exited as it was adopted",
+			    (long)pid);
 			return -1;
 		}
-		log_warnx("instance %s: no pidfd on this kernel: its init is "
-		    "watched by its bare pid", in->name);
+		/* ENOSYS: Linux < 5.3. */
+		log_warnx("instance %s: no pidfd for its init (%s): it is "
+		    "watched by its bare pid", in->name, strerror(errno));
 		instance_watch(in, pid, 1);
 		return 0;
 	}
@@ -335,7 +336,14 @@ instance_adopt(struct instance *in, pid_t pid, char **cause)
 	w->fd = fd;
 	w->pid = pid;
 	w->in = in;
-	uv_poll_init(in->set->agent->loop, &w->poll, fd);
+	if ((rc = uv_poll_init(in->set->agent->loop, &w->poll, fd)) != 0) {
+		log_warnx("instance %s: cannot poll its init's pidfd (%s): it "
+		    "is watched by its bare pid", in->name, uv_strerror(rc));
+		close(fd);
+		free(w);
+		instance_watch(in, pid, 1);
+		return 0;
+	}
 	w->poll.data = w;
 	uv_poll_start(&w->poll, UV_READABLE, pid_watch_cb);
 	instance_unwatch(in);
