@@ -39,6 +39,7 @@ struct instance {
 	uint64_t		 since_ms;
 	pid_t			 pid;		/* 0 when not running */
 	int			 adopted;	/* not our child: polled */
+	struct pid_watch	*watch;		/* adopted: its init's pidfd */
 	uint64_t		 generation;	/* newest verified checkpoint */
 	char			*last_error;
 	pid_t			 criu_pid;	/* a lazy dump holds it frozen */

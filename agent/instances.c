@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@ const char *const inst_state_names[] = {
 #define INST_ADOPTED_POLL_MS	1000
 
 static void	instances_finish_close(struct instances *);
+static void	instance_unwatch(struct instance *);
 
 /* A checkpoint, restore or migration finished: a pending close may go on. */
 void
@@ -145,6 +147,7 @@ instance_unlink(struct instance *in)
 			break;
 		}
 	}
+	instance_unwatch(in);
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
 }
 
@@ -218,6 +221,60 @@ instance_destroy(struct instance *in)
 
 static void	instance_exited(struct instance *, int status);
 
+/* An adopted init is not our child: no SIGCHLD tells of its exit, and
+ * once its new parent reaps it its pid can be anyone's.  A pidfd stays
+ * that process's: readable when it exits, and a signal sent through it
+ * never reaches another. */
+struct pid_watch {
+	uv_poll_t	 poll;
+	int		 fd;
+	pid_t		 pid;
+	struct instance	*in;		/* NULL once let go */
+};
+
+static void
+pid_watch_closed(uv_handle_t *h)
+{
+	struct pid_watch	*w = h->data;
+
+	close(w->fd);
+	free(w);
+}
+
+static void
+instance_unwatch(struct instance *in)
+{
+	struct pid_watch	*w = in->watch;
+
+	if (w == NULL)
+		return;
+	in->watch = NULL;
+	w->in = NULL;
+	uv_poll_stop(&w->poll);
+	uv_close((uv_handle_t *)&w->poll, pid_watch_closed);
+}
+
+static void
+pid_watch_cb(uv_poll_t *h, int status, int events)
+{
+	struct pid_watch	*w = h->data;
+	struct instance		*in = w->in;
+
+	(void)status;
+	(void)events;
+	if (in == NULL)
+		return;
+	instance_unwatch(in);
+	/* Not the process the instance has now (a migration or a stop
+	 * forgot it): nothing to tell. */
+	if (in->pid != w->pid || !in->adopted)
+		return;
+	log_info("instance %s: its adopted init %ld exited", in->name,
+	    (long)w->pid);
+	instance_exited(in, -1);
+}
+
+/* Without pidfds (Linux < 5.3): the old way, by the bare pid. */
 static void
 adopted_poll(uv_timer_t *t)
 {
@@ -230,11 +287,79 @@ adopted_poll(uv_timer_t *t)
 void
 instance_watch(struct instance *in, pid_t pid, int adopted)
 {
+	instance_unwatch(in);
 	in->pid = pid;
 	in->adopted = adopted;
 	if (adopted)
 		uv_timer_start(&in->timer, adopted_poll, INST_ADOPTED_POLL_MS,
 		    INST_ADOPTED_POLL_MS);
+}
+
+/* Adopt the process a previous ternd left running as the container's
+ * init: hold it by a pidfd opened before we check that it is in the
+ * container's cgroup, so the process checked is the process held. */
+static int
+instance_adopt(struct instance *in, pid_t pid, char **cause)
+{
+	struct pid_watch	*w;
+	pid_t			*pids = NULL;
+	size_t			 npids = 0, i;
+	int			 fd, rc, found = 0;
+
+	if ((fd = pidfd_open(pid, 0)) == -1) {
+		if (errno == ESRCH) {
+			set_cause(cause, "its init %ld exited as it was adopted",
+			    (long)pid);
+			return -1;
+		}
+		/* ENOSYS: Linux < 5.3. */
+		log_warnx("instance %s: no pidfd for its init (%s): it is "
+		    "watched by its bare pid", in->name, strerror(errno));
+		instance_watch(in, pid, 1);
+		return 0;
+	}
+	if (container_pids(in->name, &pids, &npids, cause) != 0) {
+		close(fd);
+		return -1;
+	}
+	for (i = 0; i < npids; i++)
+		if (pids[i] == pid)
+			found = 1;
+	free(pids);
+	if (!found) {
+		set_cause(cause, "its init %ld left the container's cgroup as "
+		    "it was adopted", (long)pid);
+		close(fd);
+		return -1;
+	}
+	w = xcalloc(1, sizeof *w);
+	w->fd = fd;
+	w->pid = pid;
+	w->in = in;
+	if ((rc = uv_poll_init(in->set->agent->loop, &w->poll, fd)) != 0) {
+		log_warnx("instance %s: cannot poll its init's pidfd (%s): it "
+		    "is watched by its bare pid", in->name, uv_strerror(rc));
+		close(fd);
+		free(w);
+		instance_watch(in, pid, 1);
+		return 0;
+	}
+	w->poll.data = w;
+	uv_poll_start(&w->poll, UV_READABLE, pid_watch_cb);
+	instance_unwatch(in);
+	in->pid = pid;
+	in->adopted = 1;
+	in->watch = w;
+	return 0;
+}
+
+/* Signal the instance's init: through its pidfd when adopted. */
+static int
+instance_signal(struct instance *in, int sig)
+{
+	if (in->watch != NULL && in->watch->pid == in->pid)
+		return pidfd_send_signal(in->watch->fd, sig, NULL, 0);
+	return kill(in->pid, sig);	/* our child, or no pidfds */
 }
 
 static void
@@ -276,7 +401,8 @@ instance_exited(struct instance *in, int status)
 	char	why[128];
 
 	if (status == -1)
-		snprintf(why, sizeof why, "its init is gone");
+		snprintf(why, sizeof why, "its init is gone (adopted from an "
+		    "earlier ternd: exit status unknown)");
 	else if (WIFSIGNALED(status))
 		snprintf(why, sizeof why, "init killed by signal %d",
 		    WTERMSIG(status));
@@ -530,7 +656,7 @@ instance_stop(struct instance *in, instances_done_cb cb, void *arg)
 	in->stop_arg = arg;
 	instance_set_state(in, INST_STOPPING, NULL);
 	in->stop_killed = 0;
-	kill(in->pid, SIGTERM);
+	instance_signal(in, SIGTERM);
 	uv_timer_start(&in->timer, stop_tick, 200, 200);
 }
 
@@ -989,12 +1115,24 @@ instance_load(struct instances *set, const char *name)
 		}
 		if (known)
 			init = (pid_t)pid;
+		if (instance_adopt(in, init, &cause) != 0) {
+			/* It died as we looked: what is left is no container
+			 * any more. */
+			log_warnx("instance %s: not adopted: %s; killing what is "
+			    "left of it", name, cause);
+			instance_set_error(in, cause);
+			free(cause);
+			cause = NULL;
+			container_kill(name, NULL);
+			npids = 0;
+		}
+	}
+	if (npids > 0) {
 		/* An orphaned CRIU may have left it frozen. */
 		container_thaw(name, NULL);
 		in->state = INST_RUNNING;
-		instance_watch(in, init, 1);
 		log_info("instance %s: still running (pid %ld), adopted", name,
-		    (long)init);
+		    (long)in->pid);
 		if (st != INST_RUNNING)
 			instance_set_error(in, "found running after ternd "
 			    "restarted while it was being changed");

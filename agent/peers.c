@@ -272,6 +272,15 @@ peer_accept_stream(struct stream_mux *mux, struct stream *st, const char *kind,
 		return migration_accept_relay(p->peers->agent, p->name, st, name,
 		    cause);
 	if (strcmp(kind, "sink") == 0) {
+		/* A test's bytes into nothing: only where a test asked. */
+		if (!p->peers->agent->conf->accept_test_streams) {
+			log_warnx("peer %s: refused a sink stream (test streams "
+			    "are off: accept_test_streams)", p->name);
+			set_cause(cause, "%s takes no test streams (set "
+			    "accept_test_streams = true in its ternd.conf)",
+			    p->peers->agent->conf->host_name);
+			return -1;
+		}
 		log_info("peer %s: sink stream %u opened", p->name,
 		    stream_channel(st));
 		stream_set_ops(st, &sink_ops, p);

@@ -33,6 +33,11 @@
  * after a dozen (each pass takes its whole dirty set's time). */
 #define VMM_AC_INITIAL		30
 #define VMM_AC_INCREMENT	20
+/* What one incoming VM migration may open on the target: each relay is
+ * a connection to libvirtd or QEMU.  libvirt's peer-to-peer migration
+ * opens a few of each; a peer gets no more. */
+#define VMM_MAX_RELAYS		8	/* at once */
+#define VMM_MAX_RELAYS_TOTAL	64	/* over the whole migration */
 
 enum vmm_state {
 	VMM_OFFERED,		/* S: waiting for READY */
@@ -84,6 +89,8 @@ struct vm_migration {
 	char			*qemu_path;
 	struct vm_listener	 lis[2];
 	struct vm_chan		*chans;
+	unsigned		 nchans;
+	unsigned		 relays_total;	/* T: every relay it opened */
 	uint64_t		 start_ms;
 
 	/* S: the request and the policy */
@@ -258,6 +265,7 @@ vmm_drop_chans(struct vm_migration *m)
 
 	while ((c = m->chans) != NULL) {
 		m->chans = c->next;
+		m->nchans--;
 		relay_free(c->relay);
 		free(c->name);
 		free(c);
@@ -336,6 +344,7 @@ vmm_chan_done(void *arg, const char *error)
 	for (pp = &m->chans; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
+			m->nchans--;
 			break;
 		}
 	}
@@ -358,6 +367,7 @@ vmm_chan_new(struct vm_migration *m, int fd, const char *name)
 	free(what);
 	c->next = m->chans;
 	m->chans = c;
+	m->nchans++;
 	return c;
 }
 
@@ -497,10 +507,23 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		    id, peer);
 		return -1;
 	}
+	if (m->nchans >= VMM_MAX_RELAYS ||
+	    m->relays_total >= VMM_MAX_RELAYS_TOTAL) {
+		/* Each is a connection to our libvirtd or QEMU. */
+		log_warnx("vmig %" PRIx64 " %s: refused relay %s from %s: %s "
+		    "(at most %d at once, %d in all)", m->id, m->name, name,
+		    peer, m->nchans >= VMM_MAX_RELAYS ? "too many at once" :
+		    "too many in all", VMM_MAX_RELAYS, VMM_MAX_RELAYS_TOTAL);
+		set_cause(cause, "VM migration %" PRIx64 " of %s: %s takes at "
+		    "most %d relay streams at once, %d in all", id, m->name,
+		    a->conf->host_name, VMM_MAX_RELAYS, VMM_MAX_RELAYS_TOTAL);
+		return -1;
+	}
 	path = strcmp(kind, "libvirt") == 0 ? a->conf->libvirt_socket :
 	    m->qemu_path;
 	if ((fd = vmm_connect_local(path, cause)) == -1)
 		return -1;
+	m->relays_total++;
 	c = vmm_chan_new(m, fd, name);
 	if (relay_open(c->relay, peers_mux(a->peers, peer), name, NULL,
 	    cause) != 0) {
@@ -1347,11 +1370,19 @@ vm_migration_offer(struct agent *a, const char *peer,
 	char			*dir, *cause = NULL;
 	Envelope		 env;
 	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
+	int			 incoming = 0;
 
 	if (vmm_find(a, peer, o->migration, 0) != NULL)
 		return;		/* duplicate */
+	for (x = a->vm_migrations; x != NULL; x = x->next)
+		incoming += !x->source;
 	xasprintf(&dir, "%s/vm-migrate", a->conf->run_dir);
-	if (a->vms == NULL || !vm_host_up(a->vms))
+	if (incoming >= a->conf->max_incoming_vm_migrations)
+		/* Each holds libvirtd connections and a QEMU. */
+		xasprintf(&cause, "%s takes %d incoming VM migrations at a time "
+		    "(max_incoming_vm_migrations); try again when one is done",
+		    a->conf->host_name, a->conf->max_incoming_vm_migrations);
+	else if (a->vms == NULL || !vm_host_up(a->vms))
 		xasprintf(&cause, "no libvirt on %s (%s)", a->conf->host_name,
 		    a->vms == NULL ? "libvirt_uri is empty" : "libvirtd does "
 		    "not answer");

@@ -40,6 +40,7 @@ enum conf_type {
 	CONF_SIZE,
 	CONF_STRING,
 	CONF_LIST,
+	CONF_BOOL,
 };
 
 struct conf_option {
@@ -48,7 +49,7 @@ struct conf_option {
 	size_t			 offset;
 	int			 required;
 	const char		*def_string;	/* CONF_STRING */
-	unsigned long long	 def_number;	/* CONF_INT, CONF_SIZE */
+	unsigned long long	 def_number;	/* CONF_INT, CONF_SIZE, CONF_BOOL */
 	unsigned long long	 min;
 	unsigned long long	 max;
 	/* CONF_STRING: 0 if allowed, else -1 and *reason (caller frees). */
@@ -196,6 +197,17 @@ static const struct conf_option conf_options[] = {
 	  .min = 100, .max = 60000,
 	  .help = "An accepted peer connection that has not finished its "
 	      "TLS handshake within this many milliseconds is closed." },
+	{ .name = "max_incoming_vm_migrations", .type = CONF_INT,
+	  .offset = CONF_FIELD(max_incoming_vm_migrations), .def_number = 4,
+	  .min = 1, .max = 64,
+	  .help = "Most VM migrations this host receives at once, from all "
+	      "peers together; beyond that an offer is refused (each one "
+	      "holds libvirtd connections and a QEMU)." },
+	{ .name = "accept_test_streams", .type = CONF_BOOL,
+	  .offset = CONF_FIELD(accept_test_streams), .def_number = 0,
+	  .help = "Accept the test-only \"sink\" stream kind from peers "
+	      "(ternctl stream-test, bench/stream.sh); off in production, "
+	      "where it would only let a peer use bandwidth and CPU." },
 	{ .name = "rootfs_allowed_prefixes", .type = CONF_LIST,
 	  .offset = CONF_FIELD(rootfs_allowed_prefixes),
 	  .def_list = conf_def_rootfs_prefixes,
@@ -333,6 +345,8 @@ conf_type_name(enum conf_type type)
 		return "string";
 	case CONF_LIST:
 		return "list of strings";
+	case CONF_BOOL:
+		return "boolean";
 	}
 	return "?";
 }
@@ -350,6 +364,8 @@ conf_type_expected(enum conf_type type)
 		return "a quoted string";
 	case CONF_LIST:
 		return "a list of quoted strings [ \"...\", ... ]";
+	case CONF_BOOL:
+		return "true or false";
 	}
 	return "?";
 }
@@ -950,6 +966,16 @@ conf_apply(struct conf_parser *ps, const struct conf_option *opt,
 		if (opt->offset == CONF_FIELD(peers))
 			return conf_apply_peers(ps, opt, v);
 		return conf_apply_paths(ps, opt, v);
+	case CONF_BOOL:
+		if (v->kind != CONF_V_WORD)
+			return conf_type_error(ps, opt, v);
+		if (v->toklen == 4 && memcmp(v->tok, "true", 4) == 0)
+			*(int *)(void *)field = 1;
+		else if (v->toklen == 5 && memcmp(v->tok, "false", 5) == 0)
+			*(int *)(void *)field = 0;
+		else
+			return conf_type_error(ps, opt, v);
+		return 0;
 	}
 	return -1;
 }
@@ -1074,6 +1100,7 @@ conf_defaults(void)
 		field = (char *)conf + opt->offset;
 		switch (opt->type) {
 		case CONF_INT:
+		case CONF_BOOL:
 			*(int *)(void *)field = (int)opt->def_number;
 			break;
 		case CONF_SIZE:
@@ -1200,7 +1227,7 @@ conf_print_options(FILE *fp)
 	    "Values: integer 7480; size 65536, 64K, 8M, 1G (k, m, g are "
 	    "powers of 1024);\n"
 	    "string \"text\" (escapes \\\" and \\\\); list [ \"a\", \"b\" ] "
-	    "(may span lines).\n\n");
+	    "(may span lines);\nboolean true or false.\n\n");
 	for (i = 0; i < CONF_NOPTIONS; i++) {
 		opt = &conf_options[i];
 		fprintf(fp, "%s (%s)\n", opt->name, conf_type_name(opt->type));
@@ -1239,6 +1266,10 @@ conf_print_options(FILE *fp)
 				fprintf(fp, "    default: [] (empty)\n");
 			if (opt->rule != NULL)
 				fprintf(fp, "    allowed: %s\n", opt->rule);
+			break;
+		case CONF_BOOL:
+			fprintf(fp, "    default: %s\n    allowed: true, false\n",
+			    opt->def_number ? "true" : "false");
 			break;
 		}
 		fprintf(fp, "    %s\n\n", opt->help);

@@ -20,7 +20,8 @@
  *	string	double-quoted, on one line; inside it the only escapes are
  *		\" and \\ (any other backslash is an error);
  *	list	[ "a", "b" ]: quoted strings separated by commas, a trailing
- *		comma allowed; a list may span lines and hold comments.
+ *		comma allowed; a list may span lines and hold comments;
+ *	boolean	true or false, unquoted.
  * - A NUL byte anywhere in the text is an error.
  *
  * Every error is one message, "FILE:LINE: reason", where LINE is the line
@@ -79,6 +80,8 @@ struct conf {
 	/* Trust boundaries (docs/security.md). */
 	int			 max_pending_handshakes;
 	int			 handshake_timeout_ms;
+	int			 max_incoming_vm_migrations;
+	int			 accept_test_streams;	/* the "sink" kind */
 	char			*revoked_file;	/* "" = none */
 	char			**rootfs_allowed_prefixes;	/* absolute */
 	size_t			 nrootfs_allowed_prefixes;

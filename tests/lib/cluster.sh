@@ -111,6 +111,7 @@ cl_conf() {
 		"heartbeat_interval_ms = 200"
 		"peer_timeout_ms = 2000"
 		"reconnect_max_ms = 1000"
+		"accept_test_streams = true"
 	)
 	for line in "$@"; do
 		case $line in

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -39,6 +40,10 @@ static const char *offer_spec;		/* file */
 static const char *offer_cpuinfo;	/* file; none: no cpuinfo field */
 static const char *offer_cpu_set;	/* "WORD:MASK": bits to claim */
 static int	 offer_rootfs_copy;	/* --rootfs-copy: T makes the rootfs */
+/* vm-flood: how many VM offers, relay streams; the target's socket dir */
+static int	 flood_offers = 1;
+static int	 flood_streams = 0;
+static const char *flood_spec_dir = "/run/tern/vm-migrate";
 
 static void
 die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -624,6 +629,154 @@ error_text(void)
 }
 
 static void
+pong(const Envelope *in)
+{
+	Envelope	reply;
+	Tern__Pong	p = TERN__PONG__INIT;
+
+	msg_init(&reply, in->request_id);
+	p.sent_ns = in->ping->sent_ns;
+	reply.body_case = TERN__ENVELOPE__BODY_PONG;
+	reply.pong = &p;
+	send_env(&reply);
+}
+
+#define FLOOD_ID	UINT64_C(0x7e5700000100)
+
+/* Offer --count VM migrations at once, then open --streams vm-libvirt
+ * relay streams for the first one the target made ready; print what the
+ * target said to each, hold everything open for --seconds ("holding"),
+ * then call the migrations off. */
+static int
+vm_flood(int seconds)
+{
+	Envelope		 env, *in;
+	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
+	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
+	Tern__StreamOpen	 so = TERN__STREAM_OPEN__INIT;
+	char			 name[64], sname[96], *why = NULL;
+	char			*swhy = NULL;
+	int			*answer, i, closed, ready = 0, refused = 0;
+	int			 accepted = 0, srefused = 0, first = -1;
+	uint64_t		 deadline, id;
+
+	answer = calloc((size_t)flood_offers, sizeof *answer);
+	for (i = 0; i < flood_offers; i++) {
+		snprintf(name, sizeof name, "%s-%d", offer_name, i);
+		msg_init(&env, 0);
+		o.migration = FLOOD_ID + (uint64_t)i;
+		o.name = name;
+		o.kind = "vm";
+		o.spec = "<domain/>";
+		o.spec_dir = (char *)flood_spec_dir;
+		o.generation = 0;
+		o.mode = "auto";
+		env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
+		env.migrate_offer = &o;
+		send_env(&env);
+	}
+	deadline = now_ms() + (uint64_t)timeout_ms;
+	while (ready + refused < flood_offers && now_ms() < deadline) {
+		in = recv_env((int)(deadline - now_ms()), NULL, &closed);
+		if (closed)
+			die(1, "closed by ternd");
+		if (in == NULL)
+			continue;
+		if (in->body_case == TERN__ENVELOPE__BODY_PING)
+			pong(in);
+		else if (in->body_case == TERN__ENVELOPE__BODY_MIGRATE_STEP &&
+		    in->migrate_step->migration >= FLOOD_ID &&
+		    in->migrate_step->migration < FLOOD_ID +
+		    (uint64_t)flood_offers &&
+		    answer[in->migrate_step->migration - FLOOD_ID] == 0) {
+			i = (int)(in->migrate_step->migration - FLOOD_ID);
+			if (in->migrate_step->step ==
+			    TERN__MIGRATE_STEP__STEP__READY) {
+				answer[i] = 1;
+				ready++;
+				if (first < 0)
+					first = i;
+			} else {
+				answer[i] = 2;
+				refused++;
+				if (why == NULL && in->migrate_step->error != NULL)
+					why = strdup(in->migrate_step->error);
+			}
+		}
+		msg_free(in);
+	}
+	printf("offers: %d ready, %d refused%s%s\n", ready, refused,
+	    why != NULL ? ": " : "", why != NULL ? why : "");
+	fflush(stdout);
+	for (i = 0; first >= 0 && i < flood_streams; i++) {
+		snprintf(sname, sizeof sname, "%" PRIx64 "/vm-libvirt/%d",
+		    FLOOD_ID + (uint64_t)first, i);
+		msg_init(&env, 0);
+		so.channel = (uint32_t)(2 * i + 1);	/* odd: we dialled */
+		so.kind = "relay";
+		so.name = sname;
+		env.body_case = TERN__ENVELOPE__BODY_STREAM_OPEN;
+		env.stream_open = &so;
+		send_env(&env);
+	}
+	/* Each of ours is granted credit (taken) or ended (refused). */
+	deadline = now_ms() + (uint64_t)timeout_ms;
+	while (first >= 0 && accepted + srefused < flood_streams &&
+	    now_ms() < deadline) {
+		in = recv_env((int)(deadline - now_ms()), NULL, &closed);
+		if (closed)
+			die(1, "closed by ternd");
+		if (in == NULL)
+			continue;
+		if (in->body_case == TERN__ENVELOPE__BODY_PING)
+			pong(in);
+		else if (in->body_case == TERN__ENVELOPE__BODY_STREAM_WINDOW &&
+		    (in->stream_window->channel & 1))
+			accepted++;
+		else if (in->body_case == TERN__ENVELOPE__BODY_STREAM_END &&
+		    (in->stream_end->channel & 1)) {
+			srefused++;
+			if (swhy == NULL && in->stream_end->error != NULL)
+				swhy = strdup(in->stream_end->error->text);
+		}
+		msg_free(in);
+	}
+	if (first >= 0)
+		printf("streams: %d accepted, %d refused%s%s\n", accepted,
+		    srefused, swhy != NULL ? ": " : "", swhy != NULL ? swhy :
+		    "");
+	printf("holding\n");
+	fflush(stdout);
+	deadline = now_ms() + (uint64_t)seconds * 1000;
+	while (now_ms() < deadline) {
+		in = recv_env(100, NULL, &closed);
+		if (closed)
+			die(1, "closed by ternd while holding");
+		if (in != NULL && in->body_case == TERN__ENVELOPE__BODY_PING)
+			pong(in);
+		if (in != NULL)
+			msg_free(in);
+	}
+	for (i = 0; i < flood_offers; i++) {
+		if (answer[i] != 1)
+			continue;
+		id = FLOOD_ID + (uint64_t)i;
+		msg_init(&env, 0);
+		ms.migration = id;
+		ms.step = TERN__MIGRATE_STEP__STEP__ABORT;
+		ms.error = "rawpeer has nothing to send";
+		env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
+		env.migrate_step = &ms;
+		send_env(&env);
+	}
+	usleep(200000);
+	free(answer);
+	free(why);
+	free(swhy);
+	return 0;
+}
+
+static void
 usage(void)
 {
 	fprintf(stderr,
@@ -636,7 +789,9 @@ usage(void)
 	    "before-hello over-credit\n           unopened-channel\n"
 	    "           slow-sink silent [--caps a,b] error-text\n"
 	    "           migrate-offer --spec F [--name N] [--cpuinfo IMG "
-	    "[--cpu-set WORD:MASK]] [--rootfs-copy]\n");
+	    "[--cpu-set WORD:MASK]] [--rootfs-copy]\n"
+	    "           vm-flood [--name PREFIX] [--count N] [--streams M] "
+	    "[--spec-dir DIR] [--seconds S]\n");
 	exit(2);
 }
 
@@ -660,6 +815,9 @@ main(int argc, char **argv)
 		{ "cpuinfo", required_argument, NULL, 'I' },
 		{ "cpu-set", required_argument, NULL, 'B' },
 		{ "rootfs-copy", no_argument, NULL, 'R' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "streams", required_argument, NULL, 'm' },
+		{ "spec-dir", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char		*connect_to = NULL, *ca = NULL, *cert = NULL;
@@ -694,6 +852,9 @@ main(int argc, char **argv)
 		case 'I': offer_cpuinfo = optarg; break;
 		case 'B': offer_cpu_set = optarg; break;
 		case 'R': offer_rootfs_copy = 1; break;
+		case 'n': flood_offers = atoi(optarg); break;
+		case 'm': flood_streams = atoi(optarg); break;
+		case 'D': flood_spec_dir = optarg; break;
 		default: usage();
 		}
 	}
@@ -771,6 +932,12 @@ main(int argc, char **argv)
 	} else if (strcmp(scenario, "migrate-offer") == 0) {
 		do_hello();
 		rc = migrate_offer();
+	} else if (strcmp(scenario, "vm-flood") == 0) {
+		if (flood_offers < 1 || flood_offers > 1000 ||
+		    flood_streams < 0 || flood_streams > 1000)
+			die(2, "--count 1..1000, --streams 0..1000");
+		do_hello();
+		rc = vm_flood(seconds);
 	} else {
 		do_hello();
 		if (strcmp(scenario, "oversize") == 0) {

@@ -171,6 +171,8 @@ test_defaults(void **state)
 	assert_int_equal(conf->criu_timeout_ms, 120000);
 	assert_int_equal(conf->max_pending_handshakes, 32);
 	assert_int_equal(conf->handshake_timeout_ms, 2000);
+	assert_int_equal(conf->max_incoming_vm_migrations, 4);
+	assert_int_equal(conf->accept_test_streams, 0);
 	assert_string_equal(conf->revoked_file, SYSCONFDIR "/tern/pki/revoked");
 	assert_int_equal(conf->nrootfs_allowed_prefixes, 2);
 	assert_string_equal(conf->rootfs_allowed_prefixes[0], "/srv");
@@ -200,6 +202,22 @@ test_trust_options(void **state)
 	conf = parse_ok("host_name = \"h\"\nrootfs_allowed_prefixes = []\n");
 	assert_int_equal(conf->nrootfs_allowed_prefixes, 0);
 	conf_free(conf);
+	conf = parse_ok("host_name = \"h\"\nmax_incoming_vm_migrations = 64\n"
+	    "accept_test_streams = true\n");
+	assert_int_equal(conf->max_incoming_vm_migrations, 64);
+	assert_int_equal(conf->accept_test_streams, 1);
+	conf_free(conf);
+	conf = parse_ok("host_name = \"h\"\naccept_test_streams = false\n");
+	assert_int_equal(conf->accept_test_streams, 0);
+	conf_free(conf);
+	ERR("host_name = \"h\"\nmax_incoming_vm_migrations = 0\n", 2,
+	    "max_incoming_vm_migrations: 0 is out of range (1..64)");
+	ERR("host_name = \"h\"\naccept_test_streams = yes\n", 2,
+	    "accept_test_streams: expected true or false, got bare word yes");
+	ERR("host_name = \"h\"\naccept_test_streams = 1\n", 2,
+	    "accept_test_streams: expected true or false, got a number");
+	ERR("host_name = \"h\"\naccept_test_streams = \"true\"\n", 2,
+	    "accept_test_streams: expected true or false, got a quoted string");
 	ERR("host_name = \"h\"\nmax_pending_handshakes = 0\n", 2,
 	    "max_pending_handshakes: 0 is out of range (1..1024)");
 	ERR("host_name = \"h\"\nhandshake_timeout_ms = 60001\n", 2,
