@@ -18,6 +18,19 @@
  *				the pattern and the checksum
  *	counter=N CORRUPT at offset X	otherwise (X: first bad byte, or
  *				"checksum" if only the checksum differs)
+ *	stall max_ms=S ticks=T	on SIGUSR1, just before the counter line:
+ *				the longest time between two of its own
+ *				progress ticks (T of them) since "ready" or
+ *				the previous report, which it then forgets.
+ *				Its own check's time does not count.  The
+ *				downtime the workload saw across a
+ *				checkpoint or a migration: it is frozen and
+ *				does not tick.  CLOCK_REALTIME, because a
+ *				time namespace (which CRIU restores with the
+ *				clocks it had at the dump) hides a freeze
+ *				from CLOCK_MONOTONIC, never from the wall
+ *				clock; the test hosts share one kernel, so
+ *				one wall clock.
  * SIGTERM or SIGINT: exit 0 (it may be pid 1 of a container, where an
  * unhandled SIGTERM would be ignored).  Exit 1 on a usage or setup error,
  * 2 if a check found corruption when it exits.
@@ -53,6 +66,8 @@ static uint64_t	 total;		/* sum of sums */
 static uint64_t	 counter;
 static const char *statefile;
 static int	 corrupt_seen;
+static long long stall_max_us;	/* longest gap between ticks, unreported */
+static unsigned long long stall_ticks;
 
 static void
 on_usr1(int sig)
@@ -135,6 +150,30 @@ append_state(const char *line)
 	close(fd);
 }
 
+static long long
+wall_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Report the longest gap between progress ticks since the last report,
+ * and start over. */
+static void
+report_stall(void)
+{
+	char	line[96];
+
+	snprintf(line, sizeof line, "stall max_ms=%lld ticks=%llu\n",
+	    (stall_max_us + 500) / 1000, stall_ticks);
+	append_state(line);
+	fputs(line, stdout);
+	stall_max_us = 0;
+	stall_ticks = 0;
+}
+
 /* Check the whole area against the pattern and the running checksum. */
 static void
 verify(void)
@@ -186,6 +225,7 @@ main(int argc, char **argv)
 	unsigned long		 mib;
 	size_t			 per_tick, next = 0, b, k;
 	char			*end, line[64];
+	long long		 last_us, now_us;
 
 	if (argc != 3) {
 		fprintf(stderr, "usage: memcheck MIB STATEFILE\n");
@@ -236,15 +276,24 @@ main(int argc, char **argv)
 	per_tick = nblocks / 2 / TICKS_PER_SEC;
 	if (per_tick == 0)
 		per_tick = 1;
+	last_us = wall_us();
 	while (!stop_requested) {
 		if (check_requested) {
 			check_requested = 0;
+			report_stall();
 			verify();
+			last_us = wall_us();	/* the check is no stall */
 		}
 		for (k = 0; k < per_tick; k++) {
 			write_block(next);
 			next = (next + 1) % nblocks;
 		}
+		/* A wall clock stepped back gives a negative gap: no stall. */
+		now_us = wall_us();
+		if (now_us - last_us > stall_max_us)
+			stall_max_us = now_us - last_us;
+		last_us = now_us;
+		stall_ticks++;
 		nanosleep(&tick, NULL);
 	}
 	return corrupt_seen ? 2 : 0;
