@@ -67,7 +67,7 @@ seen_stall() {
 
 echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU $TH_MTU)"
 
-# tern MODE: sets total, frozen and mode_used
+# tern MODE: sets total, frozen, seen and mode_used
 tern() {
 	local out t0 t1
 	ready_mc "tern $1"

@@ -18,7 +18,8 @@
  *				the pattern and the checksum
  *	counter=N CORRUPT at offset X	otherwise (X: first bad byte, or
  *				"checksum" if only the checksum differs)
- *	stall max_ms=S ticks=T	on SIGUSR1, just before the counter line:
+ *	stall max_ms=S ticks=T	on SIGUSR1, just before the counter line (in
+ *				the same write):
  *				the longest time between two of its own
  *				progress ticks (T of them) since "ready" or
  *				the previous report, which it then forgets.
@@ -159,28 +160,17 @@ wall_us(void)
 	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Report the longest gap between progress ticks since the last report,
- * and start over. */
-static void
-report_stall(void)
-{
-	char	line[96];
-
-	snprintf(line, sizeof line, "stall max_ms=%lld ticks=%llu\n",
-	    (stall_max_us + 500) / 1000, stall_ticks);
-	append_state(line);
-	fputs(line, stdout);
-	stall_max_us = 0;
-	stall_ticks = 0;
-}
-
-/* Check the whole area against the pattern and the running checksum. */
+/* Check the whole area against the pattern and the running checksum,
+ * and report it with the longest gap between progress ticks since the
+ * last report (one write, so a reader never sees one line without the
+ * other); then start over. */
 static void
 verify(void)
 {
 	uint64_t	*w, seed, sum, all = 0, sumsum = 0;
 	size_t		 b, i;
-	char		 line[128];
+	char		 line[192];
+	int		 n;
 	long long	 bad = -1;
 
 	for (b = 0; b < nblocks && bad < 0; b++) {
@@ -200,16 +190,20 @@ verify(void)
 		all += sum;
 		sumsum += sums[b];
 	}
+	n = snprintf(line, sizeof line, "stall max_ms=%lld ticks=%llu\n",
+	    (stall_max_us + 500) / 1000, stall_ticks);
+	stall_max_us = 0;
+	stall_ticks = 0;
 	if (bad >= 0) {
-		snprintf(line, sizeof line, "counter=%llu CORRUPT at offset "
-		    "%lld\n", (unsigned long long)counter, bad);
+		snprintf(line + n, sizeof line - n, "counter=%llu CORRUPT at "
+		    "offset %lld\n", (unsigned long long)counter, bad);
 		corrupt_seen = 1;
 	} else if (all != total || sumsum != total) {
-		snprintf(line, sizeof line, "counter=%llu CORRUPT at offset "
-		    "checksum\n", (unsigned long long)counter);
+		snprintf(line + n, sizeof line - n, "counter=%llu CORRUPT at "
+		    "offset checksum\n", (unsigned long long)counter);
 		corrupt_seen = 1;
 	} else {
-		snprintf(line, sizeof line, "counter=%llu ok\n",
+		snprintf(line + n, sizeof line - n, "counter=%llu ok\n",
 		    (unsigned long long)counter);
 	}
 	append_state(line);
@@ -280,7 +274,6 @@ main(int argc, char **argv)
 	while (!stop_requested) {
 		if (check_requested) {
 			check_requested = 0;
-			report_stall();
 			verify();
 			last_us = wall_us();	/* the check is no stall */
 		}
