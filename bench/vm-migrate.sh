@@ -218,7 +218,9 @@ no_tern() {
 	    "above stand alone)" >&2
 	exit 3
 }
-if ! "$CL_TERND" --help-config 2>/dev/null | grep -q '^libvirt_uri '; then
+# (Not piped into grep -q: ternd dies of SIGPIPE once its help outgrows
+# a pipe write, and pipefail then reads "no VM support".)
+if ! grep -q '^libvirt_uri ' <<<"$("$CL_TERND" --help-config 2>/dev/null)"; then
 	no_tern "ternd has no libvirt_uri option (ternd --help-config)"
 fi
 cl_pki >/dev/null || fail "cl_pki"
