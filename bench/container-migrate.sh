@@ -32,6 +32,7 @@ MIB=${BENCH_CONTAINER_MIB:-1024}
 criu=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)"/\1/p' "$TERN_BUILDDIR/config.h")
 now() { date +%s%N; }
 ms() { echo $(( ($2 - $1) / 1000000 )); }
+die() { echo "container-migrate: FAIL: $*" >&2; exit 1; }
 
 th_setup 2 >/dev/null
 cl_pki >/dev/null
@@ -147,7 +148,7 @@ man_end() {
 	echo "mc: $(tail -n 1 "$state") (pid $rpid, $1)" >&2
 	seen=$(seen_stall)
 	kill -KILL "$rpid"
-	th_wait 10 eval '! th_pid_alive '"$rpid"
+	th_wait 10 eval '! th_pid_alive '"$rpid" || die "$1: $rpid outlived SIGKILL"
 	cl_ctl h1 destroy mc >/dev/null
 }
 
@@ -156,7 +157,7 @@ man_end() {
 status_wait() {
 	local b
 	b=$(timeout 60 dd bs=1 count=1 status=none <&"$1" | od -An -tx1) || b=
-	[ -n "$b" ] || { echo "container-migrate: FAIL: CRIU did not get ready" >&2; exit 1; }
+	[ -n "$b" ] || die "CRIU did not get ready (logs in $src, $dst)"
 }
 
 # tar|nc: criu dump on h1, the images tar'd over nc to h2, criu restore.
@@ -190,7 +191,7 @@ th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
 	--page-server --address "$h2a" --port 7711 \
 	--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" 2>/dev/null
 t1=$(now)
-wait "$ps_pid"
+wait "$ps_pid" || die "criu page-server failed: $dst/page-server.log"
 man_copy 7710
 t2=$(now)
 man_restore
@@ -222,8 +223,8 @@ status_wait "$sfd"
 t2=$(now)
 man_restore --lazy-pages
 t3=$(now)
-wait "$lp_pid"
-wait "$dump_pid"
+wait "$lp_pid" || die "criu lazy-pages failed: $dst/lazy-pages.log"
+wait "$dump_pid" || die "criu dump --lazy-pages failed: $src/dump.log"
 t4=$(now)
 man_end "criu lazy"
 lz_total=$(ms "$t0" "$t4")
