@@ -4,10 +4,22 @@
 # (ternctl migrate; auto picks post-copy on this kernel, and stop-and-copy
 # runs too for comparison; everything over mutual TLS, images checksummed
 # and verified before restore, one commit point) and, in the same run, by
-# the pipeline an operator would script by hand with the same CRIU: criu
-# dump, copy the images to the other host (tar over nc, no encryption),
-# criu restore.  Frozen time: from the dump's start until the restored
-# tree runs.  The final ratio compares auto's downtime with the manual's.
+# what an operator would script by hand with the same CRIU (plain TCP, no
+# encryption, nothing verified):
+#  tar|nc       criu dump, the images tar'd over nc, criu restore;
+#  page-server  criu page-server on the target, criu dump --page-server
+#               (the memory never touches the source's disk), the other
+#               images tar'd over nc, criu restore;
+#  lazy         criu dump --lazy-pages (it then serves the memory from
+#               the source), the other images tar'd over nc, criu
+#               lazy-pages --page-server and criu restore --lazy-pages on
+#               the target: CRIU's post-copy.
+# Frozen time: from the dump's start until the restored tree runs (for
+# tern its frozen_ms).  Seen: the longest stall of its own progress that
+# memcheck reports (it ticks every 10 ms; "stall max_ms=" in its state
+# file), over the whole move, post-copy's page faults included.  Each
+# mode's ratios take the best manual method of that mode (least frozen)
+# as the denominator; the last line is stop-and-copy's frozen ratio.
 set -euo pipefail
 export TH_MTU=${TH_MTU:-9000}
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
@@ -20,6 +32,7 @@ MIB=${BENCH_CONTAINER_MIB:-1024}
 criu=$(sed -n 's/^#define CRIU_DEFAULT_PATH "\(.*\)"/\1/p' "$TERN_BUILDDIR/config.h")
 now() { date +%s%N; }
 ms() { echo $(( ($2 - $1) / 1000000 )); }
+die() { echo "container-migrate: FAIL: $*" >&2; exit 1; }
 
 th_setup 2 >/dev/null
 cl_pki >/dev/null
@@ -39,62 +52,216 @@ start_mc() {	# HOST
 	inst_wait_ready "$state" || exit 1
 }
 
-echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU $TH_MTU)"
-
-# tern MODE: sets total, frozen and mode_used
-tern() {
-	local out t0 t1
+# ready_mc WHAT: memcheck on h1, run in, its memory checked: the stall it
+# reports next counts from here.
+ready_mc() {
 	start_mc h1
 	sleep 2
+	inst_verify h1 mc "$state" "$1, before" >/dev/null
+}
+
+# seen_stall: the stall memcheck reported with its last check (the line
+# before the counter line).
+seen_stall() {
+	tail -n 2 "$state" | sed -n 's/^stall max_ms=\([0-9]*\) .*/\1/p'
+}
+
+echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU $TH_MTU)"
+
+# tern MODE: sets total, frozen, seen and mode_used
+tern() {
+	local out t0 t1
+	ready_mc "tern $1"
 	t0=$(now)
 	out=$(cl_ctl h1 --json migrate mc --to h2 --mode "$1")
 	t1=$(now)
 	inst_verify h2 mc "$state" "tern $1" >&2
+	seen=$(seen_stall)
 	total=$(ms "$t0" "$t1")
 	frozen=$(echo "$out" | sed -n 's/.*"frozen_ms":\([0-9]*\).*/\1/p')
 	mode_used=$(echo "$out" | sed -n 's/.*"mode":"\([a-z]*\)".*/\1/p')
 	cl_ctl h2 destroy mc >/dev/null
 }
 tern stopcopy
-sc_total=$total sc_frozen=$frozen
+sc_total=$total sc_frozen=$frozen sc_seen=$seen
 tern auto
-tern_total=$total tern_frozen=$frozen tern_mode=$mode_used
+tern_total=$total tern_frozen=$frozen tern_mode=$mode_used tern_seen=$seen
 
-# by hand: criu dump on h1, tar | nc to h2, criu restore on h2
-start_mc h1
-sleep 2
-pid=$(inst_field h1 mc pid)
-fz=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
+# --- by hand, with the same CRIU -----------------------------------------------
 ext_dump=() ext_rst=()
 for d in null zero full random urandom; do
 	ext_dump+=(--external "mnt[/dev/$d]:dev-$d")
 	ext_rst+=(--external "mnt[dev-$d]:/dev/$d")
 done
 src="$TH_ROOT/h1/state/manual" dst="$TH_ROOT/h2/state/manual"
-mkdir -p "$src" "$dst"
-th_spawn h2 "$TH_ROOT/nc.log" bash -c "nc -l -N $(th_addr h2) 7700 | tar -C /var/lib/tern/manual -x" >/dev/null
-recv=$TH_SPAWN_PID
-sleep 0.3
+img=/var/lib/tern/manual	# both, as each host sees it
+h1a=$(th_addr h1) h2a=$(th_addr h2)
+
+# man_start WHAT PORT: a fresh memcheck container on h1 (sets pid and fz,
+# its freezer cgroup), empty image directories, and on h2 a listener
+# that untars what comes to PORT into the images (started before the
+# clock runs, as an operator would).
+man_start() {
+	ready_mc "$1"
+	pid=$(inst_field h1 mc pid)
+	fz=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
+	rm -rf "$src" "$dst"
+	mkdir -p "$src" "$dst"
+	th_spawn h2 "$TH_ROOT/nc.log" bash -c "nc -l -N $h2a $2 | tar -C $img -x" >/dev/null
+	recv=$TH_SPAWN_PID
+	sleep 0.3
+}
+
+# man_copy PORT: h1's images to h2, tar over nc.
+man_copy() {
+	th_exec h1 bash -c "tar -C $img -c . | nc -N $h2a $1"
+	wait "$recv"
+}
+
+# man_restore [OPTION...]: criu restore on h2; returns once the tree runs.
+# The tree stays in h2's cgroups, not the ones it had on h1 (ternd there
+# empties them when the dump has killed the container).
+man_restore() {
+	th_exec h2 "$criu" restore -D "$img" -o restore.log -d \
+		--pidfile "$img/restore.pid" --root "$TH_ROOT/rootfs" \
+		--manage-cgroups=ignore \
+		"${ext_rst[@]}" "$@" 2>/dev/null
+}
+
+# man_end WHAT: the restored memcheck checks its memory and reports its
+# stall (sets seen); then it is killed, and ternd on h1 lets go of mc.
+man_end() {
+	local rpid before i
+	rpid=$(cat "$dst/restore.pid")
+	before=$(grep -c "^counter=" "$state" || true)
+	kill -USR1 "$rpid"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
+		sleep 0.1
+	done
+	if [ "$(grep -c "^counter=" "$state" || true)" -le "$before" ] ||
+	    ! tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$"; then
+		echo "container-migrate: FAIL: $1: memcheck (pid $rpid) says:" \
+		    "$(tail -n 1 "$state")" >&2
+		exit 1
+	fi
+	echo "mc: $(tail -n 1 "$state") (pid $rpid, $1)" >&2
+	seen=$(seen_stall)
+	kill -KILL "$rpid"
+	th_wait 10 eval '! th_pid_alive '"$rpid" || die "$1: $rpid outlived SIGKILL"
+	cl_ctl h1 destroy mc >/dev/null
+}
+
+# status_wait FIFO_FD: until a CRIU started with --status-fd says it is
+# ready (a byte on the pipe; nothing within 60 s: it failed).
+status_wait() {
+	local b
+	b=$(timeout 60 dd bs=1 count=1 status=none <&"$1" | od -An -tx1) || b=
+	[ -n "$b" ] || die "CRIU did not get ready (logs in $src, $dst)"
+}
+
+# tar|nc: criu dump on h1, the images tar'd over nc to h2, criu restore.
+man_start "criu dump + tar|nc" 7700
 t0=$(now)
-th_exec h1 "$criu" dump -t "$pid" -D /var/lib/tern/manual -o dump.log \
+th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
 	--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" 2>/dev/null
 t1=$(now)
-th_exec h1 bash -c "tar -C /var/lib/tern/manual -c . | nc -N $(th_addr h2) 7700"
-wait "$recv"
+man_copy 7700
 t2=$(now)
-th_exec h2 "$criu" restore -D /var/lib/tern/manual -o restore.log -d \
-	--root "$TH_ROOT/rootfs" "${ext_rst[@]}" 2>/dev/null
+man_restore
 t3=$(now)
+man_end "criu dump + tar|nc"
 man_total=$(ms "$t0" "$t3")
 man_frozen=$man_total	# the tree stands still from the dump to the restore
-echo "  by hand: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
+man_seen=$seen
+echo "  tar|nc: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
 
-printf '%-56s %8s %8s\n' "" "total" "frozen"
-printf '%-56s %6sms %6sms\n' "tern migrate --mode stopcopy (mTLS, verified)" \
-	"$sc_total" "$sc_frozen"
-printf '%-56s %6sms %6sms\n' "tern migrate --mode auto ($tern_mode, mTLS)" \
-	"$tern_total" "$tern_frozen"
-printf '%-56s %6sms %6sms\n' "criu dump + tar|nc + criu restore (plain, unverified)" \
-	"$man_total" "$man_frozen"
-awk -v a="$tern_frozen" -v b="$man_frozen" \
-	'BEGIN {printf "container-migrate: downtime tern/manual = %.2f\n", a / b}'
+# page-server: criu page-server on h2 takes the memory straight from the
+# dump; the rest of the images follow over nc.
+man_start "criu page-server" 7710
+fifo="$TH_ROOT/criu-status"
+rm -f "$fifo" && mkfifo "$fifo"
+exec {sfd}<>"$fifo"
+th_spawn h2 "$TH_ROOT/page-server.out" "$criu" page-server -D "$img" \
+	-o page-server.log --address "$h2a" --port 7711 --status-fd 3 3>"$fifo" >/dev/null
+ps_pid=$TH_SPAWN_PID
+status_wait "$sfd"
+t0=$(now)
+th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
+	--page-server --address "$h2a" --port 7711 \
+	--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" 2>/dev/null
+t1=$(now)
+wait "$ps_pid" || die "criu page-server failed: $dst/page-server.log"
+man_copy 7710
+t2=$(now)
+man_restore
+t3=$(now)
+man_end "criu page-server"
+ps_total=$(ms "$t0" "$t3")
+ps_frozen=$ps_total
+ps_seen=$seen
+echo "  page-server: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
+
+# lazy: criu dump --lazy-pages writes all but the memory, then serves it
+# from h1; criu lazy-pages on h2 feeds the restored tree from there, on
+# its faults and in the background, until it has all of it.
+man_start "criu lazy" 7720
+t0=$(now)
+th_spawn h1 "$TH_ROOT/lazy-dump.out" "$criu" dump -t "$pid" -D "$img" \
+	-o dump.log --lazy-pages --address "$h1a" --port 7721 --status-fd 3 \
+	--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" \
+	3>"$fifo" >/dev/null
+dump_pid=$TH_SPAWN_PID
+status_wait "$sfd"
+t1=$(now)
+man_copy 7720
+th_spawn h2 "$TH_ROOT/lazy-pages.out" "$criu" lazy-pages -D "$img" \
+	-o lazy-pages.log --page-server --address "$h1a" --port 7721 \
+	--status-fd 3 3>"$fifo" >/dev/null
+lp_pid=$TH_SPAWN_PID
+status_wait "$sfd"
+t2=$(now)
+man_restore --lazy-pages
+t3=$(now)
+wait "$lp_pid" || die "criu lazy-pages failed: $dst/lazy-pages.log"
+wait "$dump_pid" || die "criu dump --lazy-pages failed: $src/dump.log"
+t4=$(now)
+man_end "criu lazy"
+lz_total=$(ms "$t0" "$t4")
+lz_frozen=$(ms "$t0" "$t3")
+lz_seen=$seen
+echo "  lazy: dump $(ms "$t0" "$t1") ms, copy + lazy-pages up $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms, the rest of the memory $(ms "$t3" "$t4") ms" >&2
+exec {sfd}>&-
+
+printf '%-56s %8s %8s %8s\n' "" "total" "frozen" "seen"
+row() { printf '%-56s %6sms %6sms %6sms\n' "$@"; }
+row "tern migrate --mode stopcopy (mTLS, verified)" \
+	"$sc_total" "$sc_frozen" "$sc_seen"
+row "tern migrate --mode auto ($tern_mode, mTLS)" \
+	"$tern_total" "$tern_frozen" "$tern_seen"
+row "criu dump + tar|nc + criu restore (plain, unverified)" \
+	"$man_total" "$man_frozen" "$man_seen"
+row "criu page-server + dump + tar|nc + restore (plain)" \
+	"$ps_total" "$ps_frozen" "$ps_seen"
+row "criu dump/lazy-pages/restore --lazy-pages (plain)" \
+	"$lz_total" "$lz_frozen" "$lz_seen"
+echo "(frozen: until the restored tree runs; seen: memcheck's longest stall)"
+
+# Each mode's anchor: its best manual method, the least frozen.
+if [ "$ps_frozen" -lt "$man_frozen" ]; then
+	sc_best=page-server sc_bf=$ps_frozen sc_bs=$ps_seen
+else
+	sc_best=tar\|nc sc_bf=$man_frozen sc_bs=$man_seen
+fi
+if [ "$tern_mode" = postcopy ]; then
+	au_best=lazy au_bf=$lz_frozen au_bs=$lz_seen
+else
+	au_best=$sc_best au_bf=$sc_bf au_bs=$sc_bs
+fi
+echo "best manual: stopcopy $sc_best, $tern_mode $au_best"
+ratio() { awk -v a="$2" -v b="$3" -v m="$1" \
+	'BEGIN {printf "container-migrate: %s = %.2f\n", m, a / (b > 0 ? b : 1)}'; }
+ratio "$tern_mode seen tern/best manual" "$tern_seen" "$au_bs"
+ratio "$tern_mode frozen tern/best manual" "$tern_frozen" "$au_bf"
+ratio "stopcopy seen tern/best manual" "$sc_seen" "$sc_bs"
+ratio "stopcopy frozen tern/best manual" "$sc_frozen" "$sc_bf"

@@ -23,7 +23,12 @@
 # After each one the guest must go on checking its memory on the target
 # (two more "ok" lines with a larger counter, no CORRUPT, no fresh boot),
 # and its whole console output must pass lv_guest_verify at the end: a
-# corrupt guest fails the bench.  Medians are printed per method.
+# corrupt guest fails the bench.  Seen = the longest stall of its own
+# progress the guest reports in its first three check lines on the target
+# (stall_ms: its clock stands still while QEMU has it stopped, the RTC
+# does not; see tests/guest/memcheck-guest.c: right to about a tick, and
+# reported up to a second late, hence three lines).  Medians are printed
+# per method.
 #
 # The last line is "vm-migrate: total tern/libvirt-tls = R" (ratio of the
 # median totals) only when the tern leg ran.  Exit status: 0 ok; 1 a
@@ -99,6 +104,17 @@ guest_moved() {
 
 other() { if [ "$1" = h1 ]; then echo h2; else echo h1; fi; }
 
+# guest_seen LOG WHAT: the longest stall_ms of the guest's first three
+# check lines in LOG, the target's.
+guest_seen() {
+	lv_wait_ok "$1" 3 30 || fail "$2: fewer than 3 ok lines on the target"
+	tr -d '\r' <"$1" | awk '/^guestcheck check=.* ok$/ && k++ < 3 {
+		for (i = 1; i <= NF; i++)
+			if ($i ~ /^stall_ms=/ && substr($i, 10) + 0 > s)
+				s = substr($i, 10) + 0
+	} END { print s + 0 }'
+}
+
 th_setup 2 >/dev/null
 lv_tls_setup h1 h2 || fail "lv_tls_setup"
 for h in h1 h2; do
@@ -118,7 +134,7 @@ console=$TH_ROOT/vmb.console
 lv_virsh h1 create "$TH_ROOT/vmb.xml" >/dev/null || fail "cannot start the guest"
 lv_wait_ok "$(lv_serial_log h1 vmb)" 2 90 || fail "the guest did not boot"
 at=h1
-declare -A total downtime elapsed data
+declare -A total downtime elapsed data seen
 # libvirt_migrate METHOD: move vmb from $at to the other host.
 libvirt_migrate() {
 	local method=$1 from=$at to uri t0 t1 flags=() what stats
@@ -139,6 +155,7 @@ libvirt_migrate() {
 	cat "$(lv_serial_log "$from" vmb)" >>"$console"
 	guest_moved vmb "$(lv_serial_log "$from" vmb)" \
 	    "$(lv_serial_log "$to" vmb)" "$what"
+	seen[$method]+=" $(guest_seen "$(lv_serial_log "$to" vmb)" "$what")"
 	stats=$(lv_virsh "$to" domjobinfo --completed vmb) ||
 	    fail "$what: no completed job stats on $to"
 	total[$method]+=" $(ms "$t0" "$t1")"
@@ -148,10 +165,10 @@ libvirt_migrate() {
 	    fail "$what: no time in the job stats on $to: $stats"
 	data[$method]+=" $(jobstat "$stats" 'Data processed')" ||
 	    fail "$what: no data size in the job stats on $to: $stats"
-	printf '  %-12s %s  total %5d ms, downtime %4s ms (QEMU: %s ms, %s MiB)\n' \
+	printf '  %-12s %s  total %5d ms, downtime %4s ms, seen %4s ms (QEMU: %s ms, %s MiB)\n' \
 	    "$method" "$from->$to" "$(ms "$t0" "$t1")" \
-	    "${downtime[$method]##* }" "${elapsed[$method]##* }" \
-	    "${data[$method]##* }" >&2
+	    "${downtime[$method]##* }" "${seen[$method]##* }" \
+	    "${elapsed[$method]##* }" "${data[$method]##* }" >&2
 }
 for ((i = 1; i <= RUNS; i++)); do
 	if ((i % 2)); then
@@ -170,25 +187,28 @@ lv_virsh "$at" destroy vmb >/dev/null
 
 # row LABEL METHOD: one line of the table: medians, then every run.
 row() {
-	local t d runs
+	local t d w runs
 	read -ra t <<<"${total[$2]}"
 	read -ra d <<<"${downtime[$2]}"
+	read -ra w <<<"${seen[$2]}"
 	runs=
 	for i in "${!t[@]}"; do
-		runs+=" ${t[$i]}/${d[$i]}"
+		runs+=" ${t[$i]}/${d[$i]}/${w[$i]}"
 	done
-	printf '%-42s %6sms %7sms %7sms %4sMiB %s\n' "$1" \
+	printf '%-42s %6sms %7sms %5sms %7sms %4sMiB %s\n' "$1" \
 	    "$(median "${total[$2]}")" "$(median "${downtime[$2]}")" \
+	    "$(median "${seen[$2]}")" \
 	    "$(median "${elapsed[$2]}")" "$(median "${data[$2]}")" "$runs"
 }
 header() {
-	printf '%-42s %8s %9s %9s %7s  %s\n' "median of $RUNS runs" total \
-	    downtime "job time" data "runs: total/downtime ms"
+	printf '%-42s %8s %9s %7s %9s %7s  %s\n' "median of $RUNS runs" total \
+	    downtime seen "job time" data "runs: total/downtime/seen ms"
 }
 header
 row "libvirt-tls: virsh migrate --p2p --tls" libvirt-tls
 row "libvirt:     virsh migrate --p2p (plain)" libvirt
-echo "(downtime, job time, data: QEMU's, from libvirt's job stats)"
+echo "(downtime, job time, data: QEMU's, from libvirt's job stats;" \
+    "seen: the guest's longest stall)"
 
 # --- tern ----------------------------------------------------------------------
 # no_tern WHY: the tern leg cannot run with this ternd.
@@ -198,7 +218,9 @@ no_tern() {
 	    "above stand alone)" >&2
 	exit 3
 }
-if ! "$CL_TERND" --help-config 2>/dev/null | grep -q '^libvirt_uri '; then
+# (Not piped into grep -q: ternd dies of SIGPIPE once its help outgrows
+# a pipe write, and pipefail then reads "no VM support".)
+if ! grep -q '^libvirt_uri ' <<<"$("$CL_TERND" --help-config 2>/dev/null)"; then
 	no_tern "ternd has no libvirt_uri option (ternd --help-config)"
 fi
 cl_pki >/dev/null || fail "cl_pki"
@@ -234,6 +256,7 @@ for ((i = 1; i <= RUNS; i++)); do
 	cat "$(lv_serial_log "$from" vmt)" >>"$console"
 	guest_moved vmt "$(lv_serial_log "$from" vmt)" \
 	    "$(lv_serial_log "$to" vmt)" "tern $from->$to"
+	seen[tern]+=" $(guest_seen "$(lv_serial_log "$to" vmt)" "tern $from->$to")"
 	read -r tms fms bytes < <(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
@@ -243,9 +266,9 @@ print(int(d["total_ms"]), int(d["frozen_ms"]), int(d["bytes"]))' "$out") ||
 	downtime[tern]+=" $fms"
 	elapsed[tern]+=" $tms"
 	data[tern]+=" $((bytes / 1048576))"
-	printf '  %-12s %s  total %5d ms, downtime %4s ms (ternd: %s ms, %s MiB)\n' \
-	    tern "$from->$to" "$(ms "$t0" "$t1")" "$fms" "$tms" \
-	    "$((bytes / 1048576))" >&2
+	printf '  %-12s %s  total %5d ms, downtime %4s ms, seen %4s ms (ternd: %s ms, %s MiB)\n' \
+	    tern "$from->$to" "$(ms "$t0" "$t1")" "$fms" "${seen[tern]##* }" \
+	    "$tms" "$((bytes / 1048576))" >&2
 done
 sleep 1
 cat "$(lv_serial_log "$at" vmt)" >>"$console"
@@ -257,6 +280,9 @@ cl_stop_all || :
 header
 row "libvirt-tls: virsh migrate --p2p --tls" libvirt-tls
 row "tern:        ternctl migrate (mTLS)" tern
-echo "(tern: downtime = frozen_ms, job time = total_ms, data = bytes)"
+echo "(tern: downtime = frozen_ms, job time = total_ms, data = bytes;" \
+    "seen: the guest's longest stall)"
+awk -v a="$(median "${seen[tern]}")" -v b="$(median "${seen[libvirt-tls]}")" \
+    'BEGIN { printf "vm-migrate: seen tern/libvirt-tls = %.2f\n", a / (b > 0 ? b : 1) }'
 awk -v a="$(median "${total[tern]}")" -v b="$(median "${total[libvirt-tls]}")" \
     'BEGIN { printf "vm-migrate: total tern/libvirt-tls = %.2f\n", a / b }'

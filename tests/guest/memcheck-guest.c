@@ -21,12 +21,27 @@
  * sums and their total up to date.  Every PERIOD_MS (default 1000) it
  * checks the whole area against the pattern and the sums and prints one
  * line:
- *	guestcheck check=K counter=N up_ms=T ok
- *	guestcheck check=K counter=N up_ms=T CORRUPT at offset X
+ *	guestcheck check=K counter=N up_ms=T stall_ms=S [hidden_ms=H] ok
+ *	guestcheck check=K counter=N up_ms=T stall_ms=S [hidden_ms=H] CORRUPT
+ *	    at offset X
  * (X: the offset of the first bad 8-byte word of the area, or "checksum"
  * when only the sums
- * disagree).  The counter only grows; K counts checks.  Lines printed
- * once:
+ * disagree).  The counter only grows; K counts checks.  S: the longest
+ * stall of its own progress (it ticks every 10 ms) since the previous
+ * check line, its own checks not counted; H: how much of it the guest's
+ * clock did not see.  For the guest's clocks stand still while QEMU has
+ * the VM stopped (TCG's TSC, HPET, PM timer: all QEMU's virtual clock,
+ * which a migration carries over), so a migration's downtime is hidden
+ * from T.  The CMOS RTC follows the host's clock instead (QEMU's default
+ * -rtc clock=host): reading it every tick, it notes in its own clock
+ * when each second of the RTC begins; a second that begins later than
+ * the ones before predicted is time its clock missed, H, and S is then
+ * that plus the longest tick gap since the previous RTC second.  So S
+ * counts a stopped VM only within about a tick (the moment the RTC's
+ * second turns is seen to a tick), and only once the next RTC second has
+ * begun: up to a second late, it may come with the check line after the
+ * one that follows the stop.  Without an RTC (/dev/rtc0) S is what the
+ * guest's clock saw and H is left out.  Lines printed once:
  *	guestcheck start mib=M rate=R period=P pid=N
  *	guestcheck ready counter=N up_ms=T	(the area is filled)
  *	guestcheck corrupting offset X (deliberate)	(-c, see below)
@@ -40,6 +55,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -55,6 +71,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/rtc.h>
 
 #define AREA_BLOCK	(64 * 1024)
 #define AREA_WORDS	(AREA_BLOCK / sizeof(uint64_t))
@@ -79,6 +97,21 @@ static uint64_t	 total;		/* sum of sums */
 static uint64_t	 counter;
 static unsigned long checks_done;
 static int	 out_fd = STDOUT_FILENO;
+
+/* The stall since the last check line, in ms of the host's time. */
+static long long stall_ms;	/* longest, RTC-corrected */
+static long long hidden_ms;	/* the guest's clock missed that much */
+static long long gap_since_sec;	/* longest tick gap since the RTC's last
+				 * second that began on time */
+static long long late_ms;	/* what the late seconds since then missed */
+
+/* The RTC: host - guest time (ms) lies in [off_lo, off_hi], narrowed at
+ * each new RTC second, which began between two of our reads. */
+static int	 rtc_fd = -1;
+static long long rtc_last_s = -1;	/* RTC seconds at the last read */
+static long long rtc_last_ms;		/* our clock before that read */
+static long long off_lo, off_hi;
+static int	 off_known;
 
 static void
 on_term(int sig)
@@ -134,6 +167,89 @@ uptime_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The RTC's time in seconds, -1 if it cannot be read. */
+static long long
+rtc_seconds(void)
+{
+	struct rtc_time	rt;
+	struct tm	tm;
+
+	if (rtc_fd == -1 || ioctl(rtc_fd, RTC_RD_TIME, &rt) == -1)
+		return -1;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_sec = rt.tm_sec;
+	tm.tm_min = rt.tm_min;
+	tm.tm_hour = rt.tm_hour;
+	tm.tm_mday = rt.tm_mday;
+	tm.tm_mon = rt.tm_mon;
+	tm.tm_year = rt.tm_year;
+	return (long long)timegm(&tm);
+}
+
+/* One progress tick that came gap ms (our clock) after the previous one:
+ * account for it, and read the RTC. */
+static void
+tick_done(long long gap)
+{
+	long long	before, after, s, lo, hi;
+
+	if (gap > gap_since_sec)
+		gap_since_sec = gap;
+	if (gap > stall_ms)
+		stall_ms = gap;
+	before = uptime_ms();
+	s = rtc_seconds();
+	after = uptime_ms();
+	if (s < 0)
+		return;
+	if (rtc_last_s >= 0 && s != rtc_last_s) {
+		/* Second s began after our previous read, by this one. */
+		lo = s * 1000 - after;
+		hi = s * 1000 - rtc_last_ms;
+		if (off_known && lo > off_hi) {
+			/* It began later than our clock predicted: the time
+			 * between is time our clock did not see.  A second
+			 * that begins while the VM is stopped shows part of
+			 * it, the next one the rest: one stall. */
+			hidden_ms += lo - off_hi;
+			late_ms += lo - off_hi;
+			if (late_ms + gap_since_sec > stall_ms)
+				stall_ms = late_ms + gap_since_sec;
+			off_lo = lo;
+			off_hi = hi;
+		} else {
+			if (off_known && hi >= off_lo) {
+				off_lo = lo > off_lo ? lo : off_lo;
+				off_hi = hi < off_hi ? hi : off_hi;
+			} else {
+				off_lo = lo;
+				off_hi = hi;
+			}
+			off_known = 1;
+			gap_since_sec = 0;
+			late_ms = 0;
+		}
+	}
+	rtc_last_s = s;
+	rtc_last_ms = before;
+}
+
+/* " stall_ms=S [hidden_ms=H]" for a check line; starts the next period. */
+static const char *
+stall_fields(void)
+{
+	static char	buf[64];
+
+	if (rtc_fd != -1)
+		snprintf(buf, sizeof buf, " stall_ms=%lld hidden_ms=%lld",
+		    stall_ms, hidden_ms);
+	else
+		snprintf(buf, sizeof buf, " stall_ms=%lld", stall_ms);
+	stall_ms = 0;
+	hidden_ms = 0;
+	return buf;
 }
 
 /* Print one whole line with a single write(2), so lines of the console
@@ -193,19 +309,19 @@ verify(void)
 	}
 	checks_done++;
 	if (bad >= 0) {
-		say("guestcheck check=%lu counter=%llu up_ms=%lld CORRUPT at "
-		    "offset %lld", checks_done, (unsigned long long)counter,
-		    uptime_ms(), bad);
+		say("guestcheck check=%lu counter=%llu up_ms=%lld%s CORRUPT "
+		    "at offset %lld", checks_done, (unsigned long long)counter,
+		    uptime_ms(), stall_fields(), bad);
 		return 1;
 	}
 	if (all != total || sumsum != total) {
-		say("guestcheck check=%lu counter=%llu up_ms=%lld CORRUPT at "
-		    "offset checksum", checks_done,
-		    (unsigned long long)counter, uptime_ms());
+		say("guestcheck check=%lu counter=%llu up_ms=%lld%s CORRUPT "
+		    "at offset checksum", checks_done,
+		    (unsigned long long)counter, uptime_ms(), stall_fields());
 		return 1;
 	}
-	say("guestcheck check=%lu counter=%llu up_ms=%lld ok", checks_done,
-	    (unsigned long long)counter, uptime_ms());
+	say("guestcheck check=%lu counter=%llu up_ms=%lld%s ok", checks_done,
+	    (unsigned long long)counter, uptime_ms(), stall_fields());
 	return 0;
 }
 
@@ -330,7 +446,7 @@ main(int argc, char **argv)
 	struct settings		 st = { 32, 8, 1000, -1, 0 };
 	struct sigaction	 sa;
 	struct timespec		 tick = { 0, TICK_MS * 1000000L };
-	long long		 ready_ms, next_check, now;
+	long long		 ready_ms, next_check, now, last_tick;
 	size_t			 per_tick, next = 0, b, k, off;
 	int			 c, is_init = getpid() == 1, corrupt = 0;
 	int			 corrupted = 0;
@@ -386,8 +502,12 @@ main(int argc, char **argv)
 	if (per_tick == 0 && st.rate > 0)
 		per_tick = 1;
 	next_check = ready_ms + (long long)st.period;
+	rtc_fd = open("/dev/rtc0", O_RDONLY | O_CLOEXEC);
+	last_tick = uptime_ms();
 	while (!stop_requested) {
 		now = uptime_ms();
+		tick_done(now - last_tick);
+		last_tick = now;
 		if (st.corrupt >= 0 && !corrupted &&
 		    now >= ready_ms + st.corrupt * 1000LL) {
 			/* One byte in the middle of a block the rewrite loop
@@ -403,6 +523,7 @@ main(int argc, char **argv)
 		if (now >= next_check) {
 			if (verify() != 0)
 				corrupt = 1;
+			last_tick = uptime_ms();	/* the check is no stall */
 			next_check += (long long)st.period;
 			if (next_check <= now)
 				next_check = now + (long long)st.period;

@@ -42,15 +42,26 @@ verify "after a leave-running checkpoint"
 
 # 2: checkpoint and stop; the container is gone, its checkpoint verified.
 cl_ctl h1 checkpoint mc
+gone=$(date +%s%N)
 [ "$(info state)" = checkpointed ] || fail "mc is $(info state)"
 [ -z "$(info pid)" ] || fail "mc still has a pid"
 gen2="$(th_dir h1)/state/instances/mc/ckpt/2"
 [ -f "$gen2/MANIFEST" ] || fail "no MANIFEST in $gen2"
+sleep 1
 
 # Restore: running again, memory intact.
+back=$(date +%s%N)
 cl_ctl h1 restore mc
 [ "$(info state)" = running ] || fail "mc is $(info state) after restore"
 verify "restored from checkpoint 2"
+# memcheck saw its own downtime: it did not tick while it did not exist,
+# so its longest stall covers at least the time between the two commands
+# (a clock that CRIU restores as it was at the dump would hide it).
+stall=$(tail -n 2 "$state" | sed -n 's/^stall max_ms=\([0-9]*\) ticks=[1-9][0-9]*$/\1/p')
+[ -n "$stall" ] || fail "no stall report before the check: $(tail -n 2 "$state")"
+[ "$stall" -ge $(((back - gone) / 1000000)) ] ||
+	fail "memcheck saw a stall of $stall ms, but it was gone for $(((back - gone) / 1000000)) ms"
+echo "memcheck saw a stall of $stall ms (gone for $(((back - gone) / 1000000)) ms)"
 
 # A damaged image is refused, and nothing is lost.
 cl_ctl h1 checkpoint mc

@@ -95,6 +95,32 @@ lv_wait_ok "$log1" 3 30 || fail "vm1: fewer than 3 ok lines on h1"
 v=$(lv_guest_verify "$log1") || fail "vm1 on h1: $v"
 echo "vm1 on h1: $v"
 
+# The guest sees how long it was stopped, though its clocks stood still
+# meanwhile (the RTC follows the host's): stopped for 2 s, the stall it
+# reports after must cover that, give or take the tick or so it takes to
+# see an RTC second begin.
+n=$(lv_ok_lines "$log1")
+lv_virsh h1 suspend vm1 >/dev/null
+t0=$(now_ms)
+sleep 2
+stopped=$(($(now_ms) - t0))
+lv_virsh h1 resume vm1 >/dev/null
+lv_wait_ok "$log1" $((n + 3)) 30 || fail "vm1 checks no more after resume"
+read -r hidden stall < <(tr -d '\r' <"$log1" | awk -v n="$n" '
+	/^guestcheck check=.* ok$/ && ++k > n {
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^hidden_ms=/) h += substr($i, 11)
+			if ($i ~ /^stall_ms=/ && substr($i, 10) + 0 > s)
+				s = substr($i, 10) + 0
+		}
+	}
+	END { print h + 0, s + 0 }')
+echo "stopped for $stopped ms: the guest saw a stall of $stall ms, $hidden ms" \
+	"hidden from its clock"
+[ "$hidden" -ge $((stopped - 250)) ] && [ "$stall" -ge $((stopped - 250)) ] ||
+	fail "the guest missed that it was stopped for $stopped ms:" \
+	    "stall $stall ms, hidden $hidden ms"
+
 # --- live migration h1 -> h2 ---------------------------------------------------
 before=$(lv_last_counter "$log1")
 t0=$(now_ms)

@@ -18,6 +18,20 @@
  *				the pattern and the checksum
  *	counter=N CORRUPT at offset X	otherwise (X: first bad byte, or
  *				"checksum" if only the checksum differs)
+ *	stall max_ms=S ticks=T	on SIGUSR1, just before the counter line (in
+ *				the same write):
+ *				the longest time between two of its own
+ *				progress ticks (T of them) since "ready" or
+ *				the previous report, which it then forgets.
+ *				Its own check's time does not count.  The
+ *				downtime the workload saw across a
+ *				checkpoint or a migration: it is frozen and
+ *				does not tick.  CLOCK_REALTIME, because a
+ *				time namespace (which CRIU restores with the
+ *				clocks it had at the dump) hides a freeze
+ *				from CLOCK_MONOTONIC, never from the wall
+ *				clock; the test hosts share one kernel, so
+ *				one wall clock.
  * SIGTERM or SIGINT: exit 0 (it may be pid 1 of a container, where an
  * unhandled SIGTERM would be ignored).  Exit 1 on a usage or setup error,
  * 2 if a check found corruption when it exits.
@@ -53,6 +67,8 @@ static uint64_t	 total;		/* sum of sums */
 static uint64_t	 counter;
 static const char *statefile;
 static int	 corrupt_seen;
+static long long stall_max_us;	/* longest gap between ticks, unreported */
+static unsigned long long stall_ticks;
 
 static void
 on_usr1(int sig)
@@ -135,13 +151,26 @@ append_state(const char *line)
 	close(fd);
 }
 
-/* Check the whole area against the pattern and the running checksum. */
+static long long
+wall_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Check the whole area against the pattern and the running checksum,
+ * and report it with the longest gap between progress ticks since the
+ * last report (one write, so a reader never sees one line without the
+ * other); then start over. */
 static void
 verify(void)
 {
 	uint64_t	*w, seed, sum, all = 0, sumsum = 0;
 	size_t		 b, i;
-	char		 line[128];
+	char		 line[192];
+	int		 n;
 	long long	 bad = -1;
 
 	for (b = 0; b < nblocks && bad < 0; b++) {
@@ -161,16 +190,20 @@ verify(void)
 		all += sum;
 		sumsum += sums[b];
 	}
+	n = snprintf(line, sizeof line, "stall max_ms=%lld ticks=%llu\n",
+	    (stall_max_us + 500) / 1000, stall_ticks);
+	stall_max_us = 0;
+	stall_ticks = 0;
 	if (bad >= 0) {
-		snprintf(line, sizeof line, "counter=%llu CORRUPT at offset "
-		    "%lld\n", (unsigned long long)counter, bad);
+		snprintf(line + n, sizeof line - n, "counter=%llu CORRUPT at "
+		    "offset %lld\n", (unsigned long long)counter, bad);
 		corrupt_seen = 1;
 	} else if (all != total || sumsum != total) {
-		snprintf(line, sizeof line, "counter=%llu CORRUPT at offset "
-		    "checksum\n", (unsigned long long)counter);
+		snprintf(line + n, sizeof line - n, "counter=%llu CORRUPT at "
+		    "offset checksum\n", (unsigned long long)counter);
 		corrupt_seen = 1;
 	} else {
-		snprintf(line, sizeof line, "counter=%llu ok\n",
+		snprintf(line + n, sizeof line - n, "counter=%llu ok\n",
 		    (unsigned long long)counter);
 	}
 	append_state(line);
@@ -186,6 +219,7 @@ main(int argc, char **argv)
 	unsigned long		 mib;
 	size_t			 per_tick, next = 0, b, k;
 	char			*end, line[64];
+	long long		 last_us, now_us;
 
 	if (argc != 3) {
 		fprintf(stderr, "usage: memcheck MIB STATEFILE\n");
@@ -236,15 +270,23 @@ main(int argc, char **argv)
 	per_tick = nblocks / 2 / TICKS_PER_SEC;
 	if (per_tick == 0)
 		per_tick = 1;
+	last_us = wall_us();
 	while (!stop_requested) {
 		if (check_requested) {
 			check_requested = 0;
 			verify();
+			last_us = wall_us();	/* the check is no stall */
 		}
 		for (k = 0; k < per_tick; k++) {
 			write_block(next);
 			next = (next + 1) % nblocks;
 		}
+		/* A wall clock stepped back gives a negative gap: no stall. */
+		now_us = wall_us();
+		if (now_us - last_us > stall_max_us)
+			stall_max_us = now_us - last_us;
+		last_us = now_us;
+		stall_ticks++;
 		nanosleep(&tick, NULL);
 	}
 	return corrupt_seen ? 2 : 0;
