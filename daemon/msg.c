@@ -18,6 +18,14 @@ msg_init(Envelope *env, uint64_t request_id)
 
 /* Walk a decoded message: refuse unknown fields and unknown enum values
  * here and in every sub-message.  Depth is bounded by the schema. */
+static int	msg_check(const ProtobufCMessage *, int, char **);
+
+int
+msg_check_strict(const ProtobufCMessage *m, char **cause)
+{
+	return msg_check(m, 0, cause);
+}
+
 static int
 msg_check(const ProtobufCMessage *m, int depth, char **cause)
 {

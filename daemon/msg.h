@@ -22,6 +22,9 @@ void		 msg_init(Envelope *, uint64_t request_id);
  * notes) of the result are already escaped and bounded (msg_sanitize). */
 Envelope	*msg_unpack(const uint8_t *, size_t, int *code, char **cause);
 void		 msg_free(Envelope *);
+/* The same strictness for any decoded message (records read back from a
+ * store): -1 and *cause on an unknown field or enum value. */
+int		 msg_check_strict(const ProtobufCMessage *, char **cause);
 /* Escape control characters and bound the length (sanitize.h) of the
  * free-text string fields of a decoded envelope, or of every string field
  * when all is set (ternctl, before it shows a reply). */

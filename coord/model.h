@@ -1,0 +1,117 @@
+/* The coordinator's picture of the cluster: hosts, instances with their
+ * owner and epoch, and checkpoint replicas.  Loaded whole from the store
+ * (coord/store.h) at start; changed only through a store transaction that
+ * compares what it read, and changed in memory only once the store
+ * committed, so the picture never runs ahead of what a restarted or newly
+ * elected coordinator would read back.
+ *
+ * Keys: hosts/NAME, instances/NAME, replicas/INSTANCE/HOST; values are
+ * the records of proto/tern.proto (HostRecord, InstanceRecord,
+ * ReplicaRecord), decoded as strictly as a peer's messages.
+ *
+ * Callback contract: a change refused at once (bad arguments, an unknown
+ * name, a stale epoch) returns -1 with *cause and never calls back;
+ * otherwise the callback runs exactly once, later, with error NULL when
+ * the store committed it, or why not ("changed meanwhile": load again). */
+#ifndef TERN_COORD_MODEL_H
+#define TERN_COORD_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coord/membership.h"
+#include "coord/store.h"
+
+struct model;
+
+struct model_host {
+	char			*name;
+	int			 drained;
+	uint64_t		 memory_mib;	/* 0: no limit */
+	uint32_t		 max_instances;	/* 0: no limit */
+	uint64_t		 mod_rev;
+	/* Not stored: the caller sets it after a load (membership.h:
+	 * every host granted "now", then the quiet period). */
+	struct host_lease	 lease;
+};
+
+enum model_ha {
+	MODEL_HA_NONE = 0,
+	MODEL_HA_RESTART = 1,
+	MODEL_HA_CHECKPOINT = 2,
+};
+
+struct model_instance {
+	char		*name;
+	char		*kind;
+	char		*spec;
+	char		*spec_dir;
+	char		*owner;		/* NULL: runs nowhere */
+	uint64_t	 epoch;
+	enum model_ha	 ha;
+	uint32_t	 interval_ms;
+	uint32_t	 replicas;
+	int32_t		 priority;
+	uint64_t	 memory_mib;
+	uint64_t	 mod_rev;
+};
+
+struct model_replica {
+	char		*instance;
+	char		*host;
+	uint64_t	 epoch;
+	uint64_t	 generation;
+	uint64_t	 taken_unix_ms;
+	uint8_t		 digest[32];
+	size_t		 digest_len;
+	uint64_t	 bytes;
+	uint64_t	 mod_rev;
+};
+
+typedef void	(*model_cb)(void *arg, const char *error);
+
+struct model	*model_new(struct store *);
+void		 model_free(struct model *);
+/* Read everything (the picture is replaced once all of it decoded). */
+int		 model_load(struct model *, model_cb, void *, char **cause);
+
+struct model_host	*model_host(struct model *, const char *name);
+struct model_instance	*model_instance(struct model *, const char *name);
+/* The replicas of an instance, newest first (epoch, then generation);
+ * *n of them, valid until the next change.  Free the array only. */
+struct model_replica	**model_replicas(struct model *, const char *instance,
+			    size_t *n);
+size_t			 model_hosts(struct model *, struct model_host ***);
+
+/* A host joins, or changes its capacity or drain mark. */
+int	model_host_put(struct model *, const char *name, int drained,
+	    uint64_t memory_mib, uint32_t max_instances, model_cb, void *,
+	    char **cause);
+/* A new instance, at epoch 1; refused if the name is taken. */
+int	model_instance_add(struct model *, const struct model_instance *,
+	    model_cb, void *, char **cause);
+/* Ownership passes to host to (NULL: nowhere) at epoch + 1, only if the
+ * instance is still at epoch: the one step of every failover and
+ * migration commit. */
+int	model_instance_move(struct model *, const char *name, uint64_t epoch,
+	    const char *to, model_cb, void *, char **cause);
+/* A verified replica, counted only if made at the instance's current
+ * epoch (an old owner's late copy is refused). */
+int	model_replica_put(struct model *, const struct model_replica *,
+	    model_cb, void *, char **cause);
+
+/* Where a failed host's instances go: the plan, in priority order. */
+struct model_plan {
+	struct model_instance	*instance;
+	const char		*target;	/* NULL: nowhere, see why */
+	const struct model_replica *replica;	/* checkpoint: restore this */
+	char			*why;
+};
+/* The plan for every instance owned by failed, placed one after another
+ * (each placement counts against its target's capacity).  Free with
+ * model_plan_free. */
+size_t	model_failover_plan(struct model *, const char *failed,
+	    struct model_plan **);
+void	model_plan_free(struct model_plan *, size_t);
+
+#endif
