@@ -54,7 +54,7 @@ TH_CG_V1=/sys/fs/cgroup/freezer/tern-test
 TH_CG_V2=/sys/fs/cgroup/unified/tern-test
 # v1 controllers (besides the freezer) in which every host gets a cgroup
 # below the caller's; those not mounted are skipped.
-TH_CG_CTRLS="memory cpu pids"
+TH_CG_CTRLS="memory cpu pids devices"
 TH_PREFIX=10.213
 # Link MTU of the test network: 1500 like a plain LAN; benchmarks set 9000
 # (the jumbo frames a migration network is usually given).
