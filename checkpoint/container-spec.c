@@ -617,8 +617,10 @@ spec_unconfined(struct spec_parser *p, struct json_object *obj)
 			return;
 		}
 		if (seen & bit) {
-			spec_error(p, path, "\"%s\" is listed twice, or "
-			    "also covered by \"all\"", name);
+			spec_error(p, path, "\"%s\" %s", name,
+			    bit == CONFINE_ALL || seen == CONFINE_ALL ?
+			    "with other items: give \"all\" alone" :
+			    "is listed twice");
 			return;
 		}
 		seen |= bit;

@@ -183,7 +183,7 @@ bad() {	# JSON-ITEMS PATTERN: create refuses tern.unconfined [JSON-ITEMS]
 }
 bad '"selinux"' 'tern.unconfined\[0\]: "selinux" is not a confinement'
 bad '"seccomp", "seccomp"' 'tern.unconfined\[1\]: "seccomp" is listed twice'
-bad '"all", "devices"' 'tern.unconfined\[1\]: "devices" is listed twice'
+bad '"all", "devices"' 'tern.unconfined\[1\]: "devices" with other items: give "all" alone'
 bad 'true' 'tern.unconfined\[0\]: must be a string'
 
 cl_check_log h1
