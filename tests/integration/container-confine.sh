@@ -186,6 +186,7 @@ bad '"seccomp", "seccomp"' 'tern.unconfined\[1\]: "seccomp" is listed twice'
 bad '"all", "devices"' 'tern.unconfined\[1\]: "devices" with other items: give "all" alone'
 bad 'true' 'tern.unconfined\[0\]: must be a string'
 
-cl_check_log h1
-cl_check_log h2
+cl_ctl h1 destroy jail >/dev/null
+cl_stop_all || fail "a ternd did not stop cleanly"
+for h in h1 h2; do cl_check_log $h || fail "sanitizer report on $h"; done
 echo "PASS"
