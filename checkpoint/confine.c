@@ -441,9 +441,11 @@ confine_cause(const char *name, int step, int idx, int err, char **cause)
 	}
 }
 
+/* Write one rule.  An allow rule the parent cgroup does not allow
+ * (optional) is left out: the container cannot have more than ternd. */
 static int
 confine_write(const char *name, const char *path, const char *rule,
-    char **cause)
+    int optional, char **cause)
 {
 	size_t	len = strlen(rule);
 	ssize_t	n;
@@ -457,6 +459,12 @@ confine_write(const char *name, const char *path, const char *rule,
 	do
 		n = write(fd, rule, len);
 	while (n == -1 && errno == EINTR);
+	if (n == -1 && errno == EPERM && optional) {
+		log_debug("container %s: %s: \"%s\" not allowed to ternd's "
+		    "own cgroup, left out", name, path, rule);
+		close(fd);
+		return 0;
+	}
 	if (n != (ssize_t)len) {
 		set_cause(cause, "container %s: cannot write \"%s\" to %s: %s%s",
 		    name, rule, path, n == -1 ? strerror(errno) :
@@ -483,11 +491,11 @@ confine_devices_cgroup(const char *name, const char *dir, unsigned on,
 	snprintf(deny, sizeof deny, "%s/devices.deny", dir);
 	/* A reused cgroup keeps its list: start from one state. */
 	if (!(on & CONFINE_DEVICES))
-		return confine_write(name, allow, "a", cause);
-	if (confine_write(name, deny, "a", cause) != 0)
+		return confine_write(name, allow, "a", 0, cause);
+	if (confine_write(name, deny, "a", 0, cause) != 0)
 		return -1;
 	for (i = 0; confine_devices_allowed[i] != NULL; i++) {
-		if (confine_write(name, allow, confine_devices_allowed[i],
+		if (confine_write(name, allow, confine_devices_allowed[i], 1,
 		    cause) != 0)
 			return -1;
 	}
@@ -500,7 +508,7 @@ confine_devices_cgroup(const char *name, const char *dir, unsigned on,
 		}
 		snprintf(rule, sizeof rule, "c %u:%u rwm", major(st.st_rdev),
 		    minor(st.st_rdev));
-		if (confine_write(name, allow, rule, cause) != 0)
+		if (confine_write(name, allow, rule, 1, cause) != 0)
 			return -1;
 	}
 	return 0;
