@@ -139,7 +139,7 @@ only() {	# ITEM ESCAPES... [-- MAYBE...]
 	name=only-${item//_/-}
 	start h1 "$name" "\"$item\""
 	out=$(escapes "$name" "with unconfined [$item]" "${want[@]}")
-	echo "$out" | head -n 1
+	head -n 1 <<<"$out"
 	got=" $(tail -n 1 <<<"$out")"
 	for w in $MUST_HOLD; do
 		case " ${want[*]} $maybe" in *" $w "*) continue ;; esac
