@@ -106,8 +106,9 @@ static const unsigned long confine_personality[] = {
 };
 
 /* The devices cgroup: what every container may open besides the host
- * nodes bound into its /dev, which are added by their device numbers.  mknod is allowed (runc's default): a node is
- * harmless if it cannot be opened. */
+ * nodes bound into its /dev, which are added by their device numbers.
+ * mknod is allowed (runc's default): a node is harmless if it cannot be
+ * opened. */
 static const char *const confine_devices_allowed[] = {
 	"c *:* m", "b *:* m",
 	"c 5:0 rwm",		/* /dev/tty */
@@ -466,8 +467,8 @@ confine_write(const char *name, const char *path, const char *rule,
 		return 0;
 	}
 	if (n != (ssize_t)len) {
-		set_cause(cause, "container %s: cannot write \"%s\" to %s: %s%s",
-		    name, rule, path, n == -1 ? strerror(errno) :
+		set_cause(cause, "container %s: cannot write \"%s\" to %s: "
+		    "%s%s", name, rule, path, n == -1 ? strerror(errno) :
 		    "short write", n == -1 && errno == EPERM ? " (the "
 		    "devices cgroup ternd is in does not allow every device: "
 		    "an unconfined container cannot have more)" : "");

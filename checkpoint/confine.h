@@ -11,10 +11,10 @@
  *	masked_paths	/dev/null bound over files and an empty read-only
  *			tmpfs over directories that leak or expose the
  *			host's kernel (/proc/kcore, /proc/keys, ...)
- *	readonly_paths	/proc/sys, /proc/sysrq-trigger, /proc/bus, /proc/fs,
- *			/proc/irq bound read-only onto themselves
- *	seccomp		a filter answering EPERM to system calls that act
- *			on the whole host (modules, kexec, mount, new
+ *	readonly_paths	/proc/sys, /proc/sysrq-trigger, /proc/bus,
+ *			/proc/fs, /proc/irq bound read-only onto themselves
+ *	seccomp		a filter answering EPERM to system calls that
+ *			act on the whole host (modules, kexec, mount, new
  *			namespaces, keyrings, clocks, bpf, perf, ...)
  *	devices		the devices cgroup allows only null, zero, full,
  *			random, urandom, tty, console, ptmx and the pts

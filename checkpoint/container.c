@@ -81,7 +81,7 @@ enum launch_step {
 	STEP_PIVOT,
 	STEP_READONLY,
 	STEP_HOSTNAME,
-	STEP_CONFINE,		/* sub, idx: enum confine_step and its idx */
+	STEP_CONFINE,		/* sub, idx: confine_step and its idx */
 	STEP_STDIN,
 	STEP_CONSOLE,
 	STEP_CWD,
@@ -198,7 +198,8 @@ container_child(struct launch *l)
 	char				 c;
 	ssize_t				 n;
 	size_t				 i;
-	int				 fd, sig, err, first_err = 0, sub, idx;
+	int				 fd, sig, err, first_err = 0;
+	int				 sub, idx;
 
 	/* The caller's handlers must not run here; blocked since clone. */
 	memset(&sa, 0, sizeof sa);

@@ -251,7 +251,9 @@ try_disk(void)
 static void
 try_caps(void)
 {
-	struct __user_cap_header_struct	hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_header_struct	hdr = {
+		_LINUX_CAPABILITY_VERSION_3, 0
+	};
 	struct __user_cap_data_struct	data[2];
 	char				buf[128];
 
