@@ -11,6 +11,7 @@
 
 #include <json.h>
 
+#include "checkpoint/confine.h"
 #include "checkpoint/container-spec.h"
 #include "daemon/conf.h"
 #include "daemon/util.h"
@@ -59,7 +60,9 @@ static const char *const spec_cpu_keys[] = {
 	"shares", "quota", "period", NULL
 };
 static const char *const spec_pids_keys[] = { "limit", NULL };
-static const char *const spec_tern_keys[] = { "shared_storage", NULL };
+static const char *const spec_tern_keys[] = {
+	"shared_storage", "unconfined", NULL
+};
 
 static void	spec_error(struct spec_parser *, const char *, const char *,
 		    ...) __attribute__((format(printf, 3, 4)));
@@ -584,6 +587,47 @@ spec_linux(struct spec_parser *p, struct json_object *obj)
 		spec_resources(p, v);
 }
 
+/* tern.unconfined: the confinements a container goes without. */
+static void
+spec_unconfined(struct spec_parser *p, struct json_object *obj)
+{
+	struct json_object	*item;
+	const char		*name;
+	char			 path[SPEC_PATH_MAX], quoted[SPEC_QUOTE_MAX + 8];
+	unsigned		 bit, seen = 0;
+	size_t			 n, i;
+
+	if (!json_object_is_type(obj, json_type_array)) {
+		spec_error(p, "tern.unconfined", "must be an array of "
+		    "strings");
+		return;
+	}
+	n = json_object_array_length(obj);
+	for (i = 0; i < n; i++) {
+		item = json_object_array_get_idx(obj, i);
+		snprintf(path, sizeof path, "tern.unconfined[%zu]", i);
+		if (spec_string(p, item, path, &name) != 0)
+			return;
+		if ((bit = confine_bit(name)) == 0) {
+			spec_quote(quoted, sizeof quoted, name);
+			spec_error(p, path, "\"%s\" is not a confinement "
+			    "(one of: capabilities, no_new_privs, "
+			    "masked_paths, readonly_paths, seccomp, devices, "
+			    "all)", quoted);
+			return;
+		}
+		if (seen & bit) {
+			spec_error(p, path, "\"%s\" %s", name,
+			    bit == CONFINE_ALL || seen == CONFINE_ALL ?
+			    "with other items: give \"all\" alone" :
+			    "is listed twice");
+			return;
+		}
+		seen |= bit;
+	}
+	p->spec->unconfined = seen;
+}
+
 static void
 spec_tern(struct spec_parser *p, struct json_object *obj)
 {
@@ -591,9 +635,12 @@ spec_tern(struct spec_parser *p, struct json_object *obj)
 
 	if (spec_check_object(p, obj, "tern", spec_tern_keys) != 0)
 		return;
-	if (json_object_object_get_ex(obj, "shared_storage", &v))
-		spec_bool(p, v, "tern.shared_storage",
-		    &p->spec->shared_storage);
+	if (json_object_object_get_ex(obj, "shared_storage", &v) &&
+	    spec_bool(p, v, "tern.shared_storage",
+	    &p->spec->shared_storage) != 0)
+		return;
+	if (json_object_object_get_ex(obj, "unconfined", &v))
+		spec_unconfined(p, v);
 }
 
 static void

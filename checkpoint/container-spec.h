@@ -41,6 +41,11 @@
  *	  shared_storage	boolean: the rootfs is on storage that every
  *				host sees (a migration does not copy it);
  *				false
+ *	  unconfined		array of names of confinements to leave out
+ *				(checkpoint/confine.h): capabilities,
+ *				no_new_privs, masked_paths, readonly_paths,
+ *				seccomp, devices, or "all"; no name twice;
+ *				default [] (fully confined)
  *
  * A key given twice in one object: the last one counts (json-c keeps
  * only that one).
@@ -82,6 +87,7 @@ struct container_spec {
 	int64_t		  pids_limit;	/* -1 no limit */
 
 	int		  shared_storage;
+	unsigned	  unconfined;	/* CONFINE_* bits turned off */
 };
 
 /* Parse len bytes of json (need not be NUL-terminated).  A relative

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #define LOG_MODULE "ckpt.container"
+#include "checkpoint/confine.h"
 #include "checkpoint/container.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -40,7 +41,7 @@
 
 /* The cgroup v1 controllers every container is in. */
 static const char *const container_controllers[] = {
-	"memory", "cpu", "pids", "freezer", NULL
+	"memory", "cpu", "pids", "freezer", "devices", NULL
 };
 #define CONTAINER_NCONTROLLERS \
 	(sizeof container_controllers / sizeof container_controllers[0] - 1)
@@ -58,6 +59,7 @@ static const char *const container_dev_links[][2] = {
 	{ "stdin", "/proc/self/fd/0" },
 	{ "stdout", "/proc/self/fd/1" },
 	{ "stderr", "/proc/self/fd/2" },
+	{ "ptmx", "pts/ptmx" },
 };
 #define CONTAINER_NDEV_LINKS \
 	(sizeof container_dev_links / sizeof container_dev_links[0])
@@ -73,11 +75,13 @@ enum launch_step {
 	STEP_DEV_NODE,		/* idx: container_devices */
 	STEP_DEV_BIND,		/* idx: container_devices */
 	STEP_DEV_LINK,		/* idx: container_dev_links */
+	STEP_DEVPTS,
 	STEP_TMP,
 	STEP_CONSOLE_BIND,
 	STEP_PIVOT,
 	STEP_READONLY,
 	STEP_HOSTNAME,
+	STEP_CONFINE,		/* sub, idx: confine_step and its idx */
 	STEP_STDIN,
 	STEP_CONSOLE,
 	STEP_CWD,
@@ -88,6 +92,7 @@ enum launch_step {
 /* What the first process writes to the error pipe before exiting 127. */
 struct launch_error {
 	int	step;
+	int	sub;
 	int	idx;
 	int	err;
 };
@@ -104,6 +109,7 @@ struct launch {
 	char			*dev_nodes[CONTAINER_NDEVICES];
 	char			*host_nodes[CONTAINER_NDEVICES];
 	char			*dev_links[CONTAINER_NDEV_LINKS];
+	char			*devpts;
 	char			*tmp;		/* NULL: no /tmp in the rootfs */
 	char			*console;	/* in the rootfs, host view */
 	const char		*hostname;
@@ -111,22 +117,31 @@ struct launch {
 	int			 go_fd;		/* read: released by the parent */
 	int			 err_fd;	/* write: struct launch_error */
 	int			 parent_fds[2];	/* the parent's ends, closed */
+	struct confine		 confine;
 };
 
 static void __attribute__((noreturn))
-container_child_fail(struct launch *l, enum launch_step step, int idx,
-    int err)
+container_child_fail_sub(struct launch *l, enum launch_step step, int sub,
+    int idx, int err)
 {
 	struct launch_error	e;
 	ssize_t			n;
 
 	e.step = step;
+	e.sub = sub;
 	e.idx = idx;
 	e.err = err;
 	do
 		n = write(l->err_fd, &e, sizeof e);
 	while (n == -1 && errno == EINTR);
 	_exit(127);
+}
+
+static void __attribute__((noreturn))
+container_child_fail(struct launch *l, enum launch_step step, int idx,
+    int err)
+{
+	container_child_fail_sub(l, step, 0, idx, err);
 }
 
 /* Bring lo up in the new network namespace. */
@@ -184,6 +199,7 @@ container_child(struct launch *l)
 	ssize_t				 n;
 	size_t				 i;
 	int				 fd, sig, err, first_err = 0;
+	int				 sub, idx;
 
 	/* The caller's handlers must not run here; blocked since clone. */
 	memset(&sa, 0, sizeof sa);
@@ -246,6 +262,12 @@ container_child(struct launch *l)
 		if (symlink(container_dev_links[i][1], l->dev_links[i]) != 0)
 			container_child_fail(l, STEP_DEV_LINK, (int)i, errno);
 	}
+	/* A devpts of its own (as runc gives), so a workload needs no mount
+	 * of its own for a pseudo-terminal. */
+	if (mkdir(l->devpts, 0755) != 0 || mount("devpts", l->devpts,
+	    "devpts", MS_NOSUID | MS_NOEXEC,
+	    "newinstance,ptmxmode=0666,mode=0620") != 0)
+		container_child_fail(l, STEP_DEVPTS, 0, errno);
 	if (l->tmp != NULL && mount("tmpfs", l->tmp, "tmpfs",
 	    MS_NOSUID | MS_NODEV, "mode=1777") != 0)
 		container_child_fail(l, STEP_TMP, 0, errno);
@@ -278,6 +300,8 @@ container_child(struct launch *l)
 
 	if (sethostname(l->hostname, strlen(l->hostname)) != 0)
 		container_child_fail(l, STEP_HOSTNAME, 0, errno);
+	if (confine_mounts(&l->confine, &sub, &idx) != 0)
+		container_child_fail_sub(l, STEP_CONFINE, sub, idx, errno);
 
 	if ((fd = open("/dev/null", O_RDONLY)) == -1)
 		container_child_fail(l, STEP_STDIN, 0, errno);
@@ -302,6 +326,11 @@ container_child(struct launch *l)
 		container_child_fail(l, STEP_CLOSE, 0, errno);
 	if (close_range((unsigned)l->err_fd + 1, ~0U, 0) != 0)
 		container_child_fail(l, STEP_CLOSE, 0, errno);
+
+	/* Last: the filter and the capabilities would refuse the steps
+	 * above. */
+	if (confine_apply(&l->confine, &sub, &idx) != 0)
+		container_child_fail_sub(l, STEP_CONFINE, sub, idx, errno);
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -375,6 +404,13 @@ container_child_cause(struct launch *l, const struct launch_error *e,
 			idx = 0;
 		set_cause(cause, "container %s: cannot create the link %s: %s",
 		    name, l->dev_links[idx], why);
+		break;
+	case STEP_DEVPTS:
+		set_cause(cause, "container %s: cannot mount a devpts on %s: "
+		    "%s", name, l->devpts, why);
+		break;
+	case STEP_CONFINE:
+		confine_cause(name, e->sub, e->idx, e->err, cause);
 		break;
 	case STEP_TMP:
 		set_cause(cause, "container %s: cannot mount a tmpfs on %s: "
@@ -453,8 +489,10 @@ container_launch_free(struct launch *l)
 	}
 	for (i = 0; i < CONTAINER_NDEV_LINKS; i++)
 		free(l->dev_links[i]);
+	free(l->devpts);
 	free(l->tmp);
 	free(l->console);
+	confine_free(&l->confine);
 	if (l->candidates != NULL) {
 		for (i = 0; l->candidates[i] != NULL; i++)
 			free(l->candidates[i]);
@@ -531,6 +569,9 @@ container_prepare(struct launch *l, char **cause)
 		xasprintf(&l->dev_links[i], "%s/dev/%s", l->root,
 		    container_dev_links[i][0]);
 	}
+	xasprintf(&l->devpts, "%s/dev/pts", l->root);
+	if (confine_prepare(&l->confine, l->name, spec, cause) != 0)
+		return -1;
 	xasprintf(&l->tmp, "%s/tmp", l->root);
 	if (lstat(l->tmp, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		free(l->tmp);
@@ -770,7 +811,8 @@ container_cgroup_setup(const char *name, const struct container_spec *spec,
 		if (access(path, F_OK) != 0) {
 			set_cause(cause, "container %s: the cgroup v1 %s "
 			    "controller is not mounted at %s/%s: tern needs "
-			    "the memory, cpu, pids and freezer controllers",
+			    "the memory, cpu, pids, freezer and devices "
+			    "controllers",
 			    name, container_controllers[i],
 			    CONTAINER_CGROUP_ROOT, container_controllers[i]);
 			return -1;
@@ -857,6 +899,12 @@ container_cgroup_setup(const char *name, const struct container_spec *spec,
 		snprintf(value, sizeof value, "%lld",
 		    (long long)spec->pids_limit);
 	if (container_write_file(name, path, value, cause) != 0)
+		return -1;
+
+	/* Before any process is in it: CRIU restores into it too. */
+	container_cgroup_path(path, sizeof path, name, "devices", NULL, NULL);
+	if (confine_devices_cgroup(name, path, CONFINE_ALL & ~spec->unconfined,
+	    container_devices, cause) != 0)
 		return -1;
 
 	container_cgroup_path(path, sizeof path, name, "freezer",

@@ -3,20 +3,24 @@
  * list and kill it through those cgroups.
  *
  * A container NAME (a valid host name: 1..63 of a-z, 0-9, '-') lives in
- * the cgroup v1 directories /sys/fs/cgroup/{memory,cpu,pids,freezer}/
- * tern/NAME.  Its first process is pid 1 of a new pid namespace, in new
+ * the cgroup v1 directories /sys/fs/cgroup/{memory,cpu,pids,freezer,
+ * devices}/tern/NAME.  Its first process is pid 1 of a new pid namespace, in new
  * mount, UTS and IPC namespaces (and a new network namespace with only lo
  * if the spec asks), the leader of its own session, with the spec's
  * rootfs as "/" and:
  *	/proc		a proc for its pid namespace
  *	/dev		a tmpfs with null, zero, full, random and urandom
- *			bind-mounted from the host, and the fd, stdin,
- *			stdout and stderr links
+ *			bind-mounted from the host, a devpts of its own on
+ *			pts, and the ptmx, fd, stdin, stdout and stderr
+ *			links
  *	/tmp		a tmpfs, if the rootfs has a /tmp directory
  *	/.tern-console.log  stdout and stderr (appended; on a read-only
  *			rootfs the file is bind-mounted read-write)
  * stdin is /dev/null; no other descriptor is open; the environment is the
- * spec's env and nothing else.  Every mount is inside the container's
+ * spec's env and nothing else.  It is confined (checkpoint/confine.h:
+ * capabilities, no_new_privs, masked and read-only /proc paths, seccomp,
+ * the devices cgroup) but for what the spec's tern.unconfined names.
+ * Every mount is inside the container's
  * mount namespace, so CRIU sees each open file on a mount it can dump.
  *
  * None of these functions installs a signal handler or waits for any

@@ -28,6 +28,8 @@
 #	ROOTFS_SPEC_ROOT	root.path instead of DIR's name
 #	ROOTFS_SPEC_SHARED=1	"tern": {"shared_storage": true} (the rootfs is
 #				on storage every host sees: it can migrate)
+#	ROOTFS_SPEC_UNCONFINED	tern.unconfined: the array's items, e.g. '"all"' or
+#				'"seccomp", "devices"'
 #
 # Functions return non-zero and say why on stderr ("rootfs: ..."); they
 # never exit the caller's shell.
@@ -98,7 +100,7 @@ rootfs__json() {
 }
 
 rootfs_spec() {
-	local dir=${1:-} name=${2:-} spec args='' sep='' a res='' rsep=''
+	local dir=${1:-} name=${2:-} spec args='' sep='' a res='' rsep='' tern
 	[ -n "$dir" ] && [ -n "$name" ] && [ $# -ge 3 ] ||
 	    rootfs__err "usage: rootfs_spec DIR NAME ARGS..." || return 1
 	shift 2
@@ -136,9 +138,14 @@ rootfs_spec() {
 		printf '		"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}%s],\n' \
 		    "$([ "${ROOTFS_SPEC_NETWORK:-}" = 1 ] && echo ', {"type": "network"}')"
 		echo "		\"resources\": {$res}"
-		if [ "${ROOTFS_SPEC_SHARED:-}" = 1 ]; then
+		tern=
+		[ "${ROOTFS_SPEC_SHARED:-}" = 1 ] && tern='"shared_storage": true'
+		if [ -n "${ROOTFS_SPEC_UNCONFINED:-}" ]; then
+			tern+="${tern:+, }\"unconfined\": [$ROOTFS_SPEC_UNCONFINED]"
+		fi
+		if [ -n "$tern" ]; then
 			echo '	},'
-			echo '	"tern": {"shared_storage": true}'
+			echo "	\"tern\": {$tern}"
 		else
 			echo '	}'
 		fi

@@ -24,9 +24,9 @@
 #    the same path under /sys/fs/cgroup/unified when it is writable) that
 #    the holder and every process started through th_exec / th_spawn join,
 #    so th_crash and th_teardown can kill everything of a host at once.
-#  - a cgroup <base>/tern-test/<net>-<host> in each of the v1 memory, cpu
-#    and pids hierarchies that is mounted (/sys/fs/cgroup/<ctrl>), where
-#    <base> is the cgroup the script calling th_setup is in for that
+#  - a cgroup <base>/tern-test/<net>-<host> in each of the v1 memory, cpu,
+#    pids and devices hierarchies that is mounted (/sys/fs/cgroup/<ctrl>),
+#    where <base> is the cgroup the script calling th_setup is in for that
 #    controller (so memory stays accounted where it was).  The same
 #    processes join them.  ternd nests its containers' cgroups below its
 #    own in these controllers and the freezer, so two hosts running a
@@ -56,7 +56,7 @@ TH_CG_V1=/sys/fs/cgroup/freezer/tern-test
 TH_CG_V2=/sys/fs/cgroup/unified/tern-test
 # v1 controllers (besides the freezer) in which every host gets a cgroup
 # below the caller's; those not mounted are skipped.
-TH_CG_CTRLS="memory cpu pids"
+TH_CG_CTRLS="memory cpu pids devices"
 TH_PREFIX=10.213
 # Link MTU of the test network: 1500 like a plain LAN; benchmarks set 9000
 # (the jumbo frames a migration network is usually given).
@@ -135,9 +135,9 @@ th__cg_bases() {
 	done
 }
 
-# th__cg_bases_of NET: the tern-test directories (memory, cpu, pids) net
-# id NET uses, as recorded when it was claimed, and the caller's own (for
-# a run that left cgroups behind without a record).
+# th__cg_bases_of NET: the tern-test directories (memory, cpu, pids,
+# devices) net id NET uses, as recorded when it was claimed, and the
+# caller's own (for a run that left cgroups behind without a record).
 th__cg_bases_of() {
 	{
 		cat "$TH_STATE_DIR/net-$1.cg" 2>/dev/null
@@ -145,7 +145,7 @@ th__cg_bases_of() {
 	} | sort -u
 }
 
-# th__cg_dirs HOST: print the host's memory, cpu and pids cgroups.
+# th__cg_dirs HOST: print the host's memory, cpu, pids and devices cgroups.
 th__cg_dirs() {
 	local base
 	while IFS= read -r base; do
@@ -267,8 +267,8 @@ th__cg_make() {
 	mkdir -p "$(th__cg2 "$1")" 2>/dev/null || :
 }
 
-# th__cg_remove_host HOST: remove the host's memory, cpu and pids cgroups
-# (with the containers' below them); its processes must be gone.
+# th__cg_remove_host HOST: remove the host's memory, cpu, pids and devices
+# cgroups (with the containers' below them); its processes must be gone.
 th__cg_remove_host() {
 	local d rc=0
 	while IFS= read -r d; do
@@ -667,8 +667,8 @@ th_heal() {
 # th_crash HOST [--keep-link]: crash the host: cut its link (so peers see
 # silence, not resets from the dying sockets: a power loss), then freeze
 # its cgroup, SIGKILL all its tasks, thaw, wait until the cgroup is
-# empty, and remove its memory, cpu and pids cgroups.  With --keep-link
-# the link stays up (a crash of all processes, peers get FIN/RST and the
+# empty, and remove its memory, cpu, pids and devices cgroups.  With
+# --keep-link the link stays up (a crash of all processes, peers get FIN/RST and the
 # kernel still answers).  The host is then down: th_exec/th_spawn fail
 # until th_revive.
 th_crash() {

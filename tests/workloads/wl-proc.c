@@ -714,10 +714,13 @@ pty_setup(void)
 	char		name[64];
 	int		n;
 
-	mkdir("/dev/pts", 0755);
-	if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-	    "newinstance,ptmxmode=0666,mode=0620") != 0)
-		return wl_fail_errno("mount devpts on /dev/pts");
+	/* tern gives a container its own devpts; mount one elsewhere. */
+	if (access("/dev/pts/ptmx", F_OK) != 0) {
+		mkdir("/dev/pts", 0755);
+		if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID |
+		    MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0)
+			return wl_fail_errno("mount devpts on /dev/pts");
+	}
 	if ((pty_m = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY)) == -1)
 		return wl_fail_errno("/dev/pts/ptmx");
 	n = 0;

@@ -14,6 +14,7 @@
 
 #include <sys/stat.h>
 
+#include "checkpoint/confine.h"
 #include "checkpoint/container-spec.h"
 #include "daemon/conf.h"
 #include "daemon/xmalloc.h"
@@ -160,6 +161,7 @@ test_minimal_defaults(void **state)
 	assert_int_equal(spec->cpu_period, 0);
 	assert_int_equal(spec->pids_limit, -1);
 	assert_false(spec->shared_storage);
+	assert_int_equal(spec->unconfined, 0);
 	assert_string_equal(container_spec_path(spec),
 	    CONTAINER_SPEC_DEFAULT_PATH);
 	container_spec_free(spec);
@@ -309,6 +311,70 @@ test_unknown_keys(void **state)
 	expect_top(", \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	    "xxxxxxxxxxxxxxxxxxxx\": 1", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxx... is not supported by tern");
+}
+
+/* tern.unconfined: names from a fixed list, each once; fully confined
+ * by default. */
+static void
+test_unconfined(void **state)
+{
+	struct container_spec	*spec;
+	char			*s;
+
+	(void)state;
+	s = with_top(", \"tern\": {\"unconfined\": [\"seccomp\", "
+	    "\"devices\"]}");
+	spec = parse_ok(s, NULL);
+	assert_int_equal(spec->unconfined, CONFINE_SECCOMP | CONFINE_DEVICES);
+	container_spec_free(spec);
+	free(s);
+	s = with_top(", \"tern\": {\"unconfined\": [\"capabilities\", "
+	    "\"no_new_privs\", \"masked_paths\", \"readonly_paths\"]}");
+	spec = parse_ok(s, NULL);
+	assert_int_equal(spec->unconfined, CONFINE_CAPS |
+	    CONFINE_NO_NEW_PRIVS | CONFINE_MASKED_PATHS |
+	    CONFINE_READONLY_PATHS);
+	container_spec_free(spec);
+	free(s);
+	s = with_top(", \"tern\": {\"unconfined\": [\"all\"]}");
+	spec = parse_ok(s, NULL);
+	assert_int_equal(spec->unconfined, CONFINE_ALL);
+	container_spec_free(spec);
+	free(s);
+	s = with_top(", \"tern\": {\"unconfined\": []}");
+	spec = parse_ok(s, NULL);
+	assert_int_equal(spec->unconfined, 0);
+	container_spec_free(spec);
+	free(s);
+
+	expect_top(", \"tern\": {\"unconfined\": true}",
+	    "tern.unconfined: must be an array of strings");
+	expect_top(", \"tern\": {\"unconfined\": \"all\"}",
+	    "tern.unconfined: must be an array of strings");
+	expect_top(", \"tern\": {\"unconfined\": [1]}",
+	    "tern.unconfined[0]: must be a string");
+	expect_top(", \"tern\": {\"unconfined\": [\"seccomp\", "
+	    "\"apparmor\"]}", "tern.unconfined[1]: \"apparmor\" is not a "
+	    "confinement (one of: capabilities, no_new_privs, masked_paths, "
+	    "readonly_paths, seccomp, devices, all)");
+	expect_top(", \"tern\": {\"unconfined\": [\"Seccomp\"]}",
+	    "tern.unconfined[0]: \"Seccomp\" is not a confinement (one of: "
+	    "capabilities, no_new_privs, masked_paths, readonly_paths, "
+	    "seccomp, devices, all)");
+	expect_top(", \"tern\": {\"unconfined\": [\"devices\", "
+	    "\"devices\"]}", "tern.unconfined[1]: \"devices\" is listed "
+	    "twice");
+	expect_top(", \"tern\": {\"unconfined\": [\"all\", "
+	    "\"devices\"]}", "tern.unconfined[1]: \"devices\" with other "
+	    "items: give \"all\" alone");
+	expect_top(", \"tern\": {\"unconfined\": [\"seccomp\", "
+	    "\"all\"]}", "tern.unconfined[1]: \"all\" with other items: "
+	    "give \"all\" alone");
+	/* OCI's own keys for these are still refused by name. */
+	expect_top(", \"linux\": {\"seccomp\": {}}",
+	    "linux.seccomp is not supported by tern");
+	expect_top(", \"linux\": {\"maskedPaths\": []}",
+	    "linux.maskedPaths is not supported by tern");
 }
 
 static void
@@ -592,6 +658,7 @@ main(void)
 		cmocka_unit_test(test_bad_types),
 		cmocka_unit_test(test_unknown_keys),
 		cmocka_unit_test(test_namespaces),
+		cmocka_unit_test(test_unconfined),
 		cmocka_unit_test(test_root_path),
 		cmocka_unit_test(test_root_dotdot),
 		cmocka_unit_test(test_root_allowed),
