@@ -4,6 +4,7 @@
 #
 #	etcd_up h1 h2 h3	start one member on each, wait for a leader
 #	etcd_endpoints		"http://ADDR:2379,..." of the members
+#	etcd_follower		a host whose member is not etcd's leader
 #	etcd_stop h2		SIGKILL one member
 
 ETCD_HOSTS=()
@@ -53,6 +54,26 @@ etcd_endpoints() {
 		out+="${out:+,}http://$(th_addr "$h"):2379"
 	done
 	echo "$out"
+}
+
+# etcd_follower: a host whose member is not etcd's leader now (stopping it
+# costs no election).
+etcd_follower() {
+	local h
+	for h in "${ETCD_HOSTS[@]}"; do
+		if th_exec "$h" python3 -c '
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/v3/maintenance/status",
+    data=b"{}", headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=2) as r:
+    s = json.load(r)
+sys.exit(0 if s["header"]["member_id"] != s["leader"] else 1)' \
+		    "http://$(th_addr "$h"):2379" 2>/dev/null; then
+			echo "$h"
+			return 0
+		fi
+	done
+	return 1
 }
 
 etcd_stop() {
