@@ -32,7 +32,9 @@ struct conn_wreq {
 	uv_write_t	 req;
 	struct conn	*conn;
 	size_t		 len;
-	uint8_t		 data[];
+	uint8_t		*data;		/* inline, or a TLS output buffer */
+	int		 tls_buf;
+	uint8_t		 inline_data[];
 };
 
 struct conn {
@@ -63,8 +65,6 @@ struct conn {
 	char			*close_cause;
 
 	struct tls		*tls;
-	uint8_t			*cipher_buf;
-	size_t			 cipher_size;
 	struct frame_decoder	 dec;
 
 	size_t			 queued;	/* bytes in outstanding writes */
@@ -222,7 +222,6 @@ conn_finish_close(struct conn *c)
 		c->ops->on_close(c, c->close_cause);
 	tls_free(c->tls);
 	frame_decoder_free(&c->dec);
-	free(c->cipher_buf);
 	free(c->close_cause);
 	free(c->label);
 	free(c);
@@ -309,6 +308,8 @@ conn_write_done(uv_write_t *req, int status)
 	struct conn		*c = w->conn;
 
 	c->queued -= w->len;
+	if (w->tls_buf)
+		tls_give_buf(w->data);
 	free(w);
 	if (status != 0) {
 		if (status != UV_ECANCELED)
@@ -333,6 +334,8 @@ conn_write_raw(struct conn *c, struct conn_wreq *w)
 	c->queued += w->len;
 	if ((rc = uv_write(&w->req, c->stream, &buf, 1, conn_write_done)) != 0) {
 		c->queued -= w->len;
+		if (w->tls_buf)
+			tls_give_buf(w->data);
 		free(w);
 		conn_fail(c, "write failed: %s", uv_strerror(rc));
 		return -1;
@@ -342,18 +345,21 @@ conn_write_raw(struct conn *c, struct conn_wreq *w)
 	return 0;
 }
 
-/* Move whatever TLS produced onto the socket. */
+/* Move whatever TLS produced onto the socket, its buffers as they are. */
 static int
 conn_flush_tls(struct conn *c)
 {
 	struct conn_wreq	*w;
+	uint8_t			*buf;
 	size_t			 n;
 
 	if (!c->stream_open)
 		return 0;
-	while ((n = tls_pending(c->tls)) > 0) {
-		w = xmalloc(sizeof *w + n);
-		w->len = tls_take(c->tls, w->data, n);
+	while ((buf = tls_take_buf(c->tls, &n)) != NULL) {
+		w = xmalloc(sizeof *w);
+		w->data = buf;
+		w->len = n;
+		w->tls_buf = 1;
 		if (conn_write_raw(c, w) != 0)
 			return -1;
 	}
@@ -381,6 +387,8 @@ conn_send_frame(struct conn *c, enum frame_type type, uint16_t channel,
 	}
 	if (c->tls == NULL) {
 		w = xmalloc(sizeof *w + FRAME_HEADER_SIZE + len);
+		w->data = w->inline_data;
+		w->tls_buf = 0;
 		w->len = FRAME_HEADER_SIZE + len;
 		frame_header_encode(w->data, type, channel, payload, (uint32_t)len);
 		memcpy(w->data + FRAME_HEADER_SIZE, payload, len);
@@ -539,15 +547,10 @@ conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 	if (c->tls != NULL) {
 		/* Nobody gets the big buffer before they are authenticated. */
-		size_t want = c->state == CONN_READY ? CONN_CIPHER_BUF :
-		    CONN_HANDSHAKE_BUF;
-
-		if (c->cipher_size != want) {
-			free(c->cipher_buf);
-			c->cipher_buf = xmalloc(want);
-			c->cipher_size = want;
-		}
-		*buf = uv_buf_init((char *)c->cipher_buf, (unsigned)want);
+		space = tls_in_space(c->tls, c->state == CONN_READY ?
+		    CONN_CIPHER_BUF : CONN_HANDSHAKE_BUF, &room);
+		*buf = uv_buf_init((char *)space, room > UINT32_MAX ?
+		    UINT32_MAX : (unsigned)room);
 		return;
 	}
 	space = frame_decoder_space(&c->dec, &room);
@@ -576,7 +579,7 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		conn_process(c);
 		return;
 	}
-	tls_feed(c->tls, buf->base, (size_t)n);
+	tls_in_commit(c->tls, (size_t)n);
 	if (c->state == CONN_HANDSHAKE) {
 		st = tls_handshake(c->tls, &cause);
 		if (conn_flush_tls(c) != 0)
