@@ -413,6 +413,9 @@ peer_check_hello(struct peer *p, const Tern__Hello *h, char **cause)
 	for (i = 0; i < h->n_capabilities; i++)
 		p->caps[i] = xstrdup(h->capabilities[i]);
 	p->ncaps = h->n_capabilities;
+	for (i = 0; i < p->ncaps; i++)
+		if (strcmp(p->caps[i], "frame.unchecked-tls") == 0)
+			conn_set_peer_unchecked(p->conn);
 	if (p->boot_id != 0 && p->boot_id != h->boot_id) {
 		log_info("peer %s: restarted since we last saw it", p->name);
 		/* What it knew of our migrations died with it. */
