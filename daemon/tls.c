@@ -513,8 +513,8 @@ tls_in_space(struct tls *t, size_t size, size_t *room)
 	if (have == 0)
 		t->in_start = t->in_end = 0;
 	if (t->in_size < size || t->in_size - t->in_end < size / 4) {
-		/* What OpenSSL left is less than a record: move it forward
-		 * (rarely far: most reads end near the buffer's end). */
+		/* OpenSSL reads all it is given unless the loop stopped
+		 * asking it: what is left, if anything, moves forward. */
 		if (t->in_start != 0) {
 			memmove(t->in, t->in + t->in_start, have);
 			t->in_start = 0;
@@ -533,22 +533,6 @@ void
 tls_in_commit(struct tls *t, size_t n)
 {
 	t->in_end += n;
-}
-
-void
-tls_feed(struct tls *t, const void *buf, size_t len)
-{
-	uint8_t	*dst;
-	size_t	 room, n;
-
-	while (len > 0) {
-		dst = tls_in_space(t, len < 4096 ? 4096 : len, &room);
-		n = room < len ? room : len;
-		memcpy(dst, buf, n);
-		tls_in_commit(t, n);
-		buf = (const uint8_t *)buf + n;
-		len -= n;
-	}
 }
 
 /* Why the handshake failed, in words an operator can act on. */

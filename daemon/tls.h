@@ -46,12 +46,11 @@ struct tls	*tls_new(struct tls_ctx *, int server, const char *expect_host);
 void		 tls_free(struct tls *);
 
 /* Where to put ciphertext received from the network, then tls_in_commit
- * what arrived: the buffer is size bytes, plus what OpenSSL left unread
- * (less than a record), and *room at least a quarter of size.  tls_feed
- * copies bytes in. */
+ * what arrived: the buffer is size bytes, plus what OpenSSL has not read
+ * yet (nothing, when the caller reads until TLS_AGAIN after each commit),
+ * and *room is at least a quarter of size. */
 uint8_t		*tls_in_space(struct tls *, size_t size, size_t *room);
 void		 tls_in_commit(struct tls *, size_t n);
-void		 tls_feed(struct tls *, const void *, size_t);
 enum tls_status	 tls_handshake(struct tls *, char **cause);
 /* Decrypt into buf.  Returns bytes (> 0), or 0 with *status TLS_AGAIN,
  * TLS_CLOSED or TLS_ERROR (then *cause). */
