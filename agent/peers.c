@@ -235,7 +235,7 @@ peer_heartbeat(uv_timer_t *t)
 static void
 sink_on_data(struct stream *st, const uint8_t *data, size_t len)
 {
-	stream_consumed(st, len);	/* checked by its frame CRC; dropped */
+	stream_consumed(st, len);	/* checked by TLS (or its frame CRC); dropped */
 }
 
 static void
