@@ -10,6 +10,8 @@ agent_capabilities(const struct agent *a, size_t *n)
 	size_t			 i = 0;
 
 	caps[i++] = "stream.v1";
+	/* Takes data frames without a payload CRC over TLS (daemon/frame.h). */
+	caps[i++] = "frame.unchecked-tls";
 	if (a->criu.usable) {
 		caps[i++] = "criu";
 		if (a->criu.lazy_pages)

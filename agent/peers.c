@@ -235,7 +235,7 @@ peer_heartbeat(uv_timer_t *t)
 static void
 sink_on_data(struct stream *st, const uint8_t *data, size_t len)
 {
-	stream_consumed(st, len);	/* checked by its frame CRC; dropped */
+	stream_consumed(st, len);	/* checked by TLS (or its frame CRC); dropped */
 }
 
 static void
@@ -422,6 +422,9 @@ peer_check_hello(struct peer *p, const Tern__Hello *h, char **cause)
 	for (i = 0; i < h->n_capabilities; i++)
 		p->caps[i] = xstrdup(h->capabilities[i]);
 	p->ncaps = h->n_capabilities;
+	for (i = 0; i < p->ncaps; i++)
+		if (strcmp(p->caps[i], "frame.unchecked-tls") == 0)
+			conn_set_peer_unchecked(p->conn);
 	if (p->boot_id != 0 && p->boot_id != h->boot_id) {
 		log_info("peer %s: restarted since we last saw it", p->name);
 		/* What it knew of our migrations died with it. */

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # stream: 4 GiB from host h1 to host h2 over (1) tern's mutual-TLS stream
-# (ternctl stream-test: framed, CRC32C per chunk, credit flow control),
+# (ternctl stream-test: framed, credit flow control; data frames carry no
+# CRC on TLS, whose AEAD tags check every byte),
 # (2) openssl s_server/s_client with the same certificates and cipher
-# (TLS 1.3, AES-128-GCM), (3) plain TCP with netcat.  Median of 3 runs each.
+# (TLS 1.3, AES-128-GCM), (3) plain TCP with netcat, (4) iperf3, one TCP
+# stream, no encryption: the link's ceiling, and the final ratio.  The
+# runs are interleaved (one of each per round), so load from elsewhere on
+# the machine weighs on all of them alike; median of 3 each.  CPU seconds
+# per GiB (sender + receiver process) say what each costs, whatever the
+# load.
 set -euo pipefail
 # Jumbo frames, as on a migration network; TH_MTU=1500 to compare.
 export TH_MTU=${TH_MTU:-9000}
@@ -14,6 +20,7 @@ BYTES=${BENCH_STREAM_BYTES:-4294967296}
 RUNS=${BENCH_RUNS:-3}
 CIPHER=TLS_AES_128_GCM_SHA256
 PORT=7600
+IPERF_PORT=7601
 
 th_setup 2 >/dev/null
 cl_pki >/dev/null
@@ -25,13 +32,39 @@ pki=$TH_ROOT/pki
 h2addr=$(th_addr h2)
 
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
-rate() { awk -v b="$BYTES" -v s="$1" 'BEGIN {printf "%.0f", b / s}'; }
 
+# Each *_once prints "SECONDS CPU_SECONDS" (CPU: sender + receiver, or
+# "-" when not known).
 tern_once() {
-	cl_ctl h1 --json stream-test h2 --bytes "$BYTES" |
+	local p1 p2 c0 c1 t
+	p1=$(cl_pid h1) p2=$(cl_pid h2)
+	c0=$(awk -v a="$(cpu_s "$p1")" -v b="$(cpu_s "$p2")" 'BEGIN {print a + b}')
+	t=$(cl_ctl h1 --json stream-test h2 --bytes "$BYTES" |
 		sed -n 's/.*"elapsed_ns":\([0-9]*\).*/\1/p' |
-		awk '{printf "%.4f\n", $1 / 1e9}'
+		awk '{printf "%.4f\n", $1 / 1e9}')
+	c1=$(awk -v a="$(cpu_s "$p1")" -v b="$(cpu_s "$p2")" 'BEGIN {print a + b}')
+	echo "$t $(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.2f", b - a}')"
+}
+
+# iperf3's own receiver-side time and both ends' CPU share, from its JSON.
+iperf3_once() {
+	local srv
+	th_spawn h2 "$TH_ROOT/iperf3-s.log" iperf3 -s -1 -B "$h2addr" \
+		-p "$IPERF_PORT" > /dev/null
+	srv=$TH_SPAWN_PID
+	sleep 0.3
+	th_exec h1 iperf3 -c "$h2addr" -p "$IPERF_PORT" -P 1 -n "$BYTES" -J \
+		> "$TH_ROOT/iperf3.json"
+	wait "$srv" 2>/dev/null || true
+	python3 -c 'import json, sys
+e = json.load(open(sys.argv[1]))["end"]
+s = e["sum_received"]["seconds"]
+c = e["cpu_utilization_percent"]
+print("%.4f %.2f" % (s, (c["host_total"] + c["remote_total"]) / 100 * s))' \
+		"$TH_ROOT/iperf3.json"
 }
 
 openssl_once() {
@@ -51,7 +84,7 @@ openssl_once() {
 		-CAfile $pki/ca.pem -verify_return_error > /dev/null 2>&1"
 	wait "$srv" 2>/dev/null || true
 	t1=$(now)
-	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f\n", b - a}'
+	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f -\n", b - a}'
 }
 
 tcp_once() {
@@ -63,27 +96,48 @@ tcp_once() {
 	th_exec h1 bash -c "head -c $BYTES /dev/zero | nc -N $h2addr $PORT"
 	wait "$srv" 2>/dev/null || true
 	t1=$(now)
-	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f\n", b - a}'
+	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f -\n", b - a}'
 }
 
-run() {	# NAME FUNCTION
-	local i t all=()
-	for ((i = 0; i < RUNS; i++)); do
-		t=$($2)
-		all+=("$t")
-		printf '  %-8s run %d: %8.3f s  %7.0f MB/s\n' "$1" $((i + 1)) "$t" \
-			"$(awk -v b="$BYTES" -v s="$t" 'BEGIN {print b / s / 1e6}')" >&2
-	done
-	printf '%s\n' "${all[@]}" | median
+# Interleaved rounds; per NAME, the list of "SECONDS CPU" lines.
+declare -A res
+round() {	# NAME FUNCTION ROUND
+	local r t c
+	r=$($2)
+	t=${r% *} c=${r#* }
+	res[$1]+="$r"$'\n'
+	printf '  %-8s run %d: %8.3f s  %7.0f MB/s  %s\n' "$1" "$3" "$t" \
+		"$(awk -v b="$BYTES" -v s="$t" 'BEGIN {print b / s / 1e6}')" \
+		"$([ "$c" = - ] || awk -v c="$c" -v b="$BYTES" \
+		'BEGIN {printf "%.2f cpu-s/GiB", c / (b / 2^30)}')" >&2
+}
+med_t() { printf '%s' "${res[$1]}" | awk '{print $1}' | median; }
+med_cpu() {	# NAME: median CPU seconds per GiB, or "-"
+	local m
+	m=$(printf '%s' "${res[$1]}" |
+		awk -v b="$BYTES" '$2 != "-" {print $2 / (b / 2^30)}' | median)
+	echo "${m:--}"
 }
 
-echo "stream: $BYTES bytes h1 -> h2 (veth+bridge between two test hosts, MTU $TH_MTU), median of $RUNS"
-t_tern=$(run tern tern_once)
-t_ossl=$(run openssl openssl_once)
-t_tcp=$(run tcp tcp_once)
-r_tern=$(rate "$t_tern"); r_ossl=$(rate "$t_ossl"); r_tcp=$(rate "$t_tcp")
-printf '%-34s %8.3f s  %7.0f MB/s\n' "tern mTLS stream (CRC32C, flow ctl)" "$t_tern" "$(awk -v r="$r_tern" 'BEGIN {print r/1e6}')"
-printf '%-34s %8.3f s  %7.0f MB/s\n' "openssl s_server/s_client ($CIPHER)" "$t_ossl" "$(awk -v r="$r_ossl" 'BEGIN {print r/1e6}')"
-printf '%-34s %8.3f s  %7.0f MB/s\n' "plain TCP (nc)" "$t_tcp" "$(awk -v r="$r_tcp" 'BEGIN {print r/1e6}')"
-awk -v a="$r_tern" -v b="$r_tcp" 'BEGIN {printf "tern/tcp = %.2f\n", a / b}'
-awk -v a="$r_tern" -v b="$r_ossl" 'BEGIN {printf "stream: tern/openssl = %.2f\n", a / b}'
+echo "stream: $BYTES bytes h1 -> h2 (veth+bridge between two test hosts, MTU $TH_MTU), median of $RUNS, interleaved"
+for ((i = 1; i <= RUNS; i++)); do
+	round tern tern_once "$i"
+	round iperf3 iperf3_once "$i"
+	round openssl openssl_once "$i"
+	round tcp tcp_once "$i"
+done
+line() {	# LABEL NAME
+	local t
+	t=$(med_t "$2")
+	printf '%-44s %8.3f s  %7.0f MB/s  %s\n' "$1" "$t" \
+		"$(awk -v b="$BYTES" -v s="$t" 'BEGIN {print b / s / 1e6}')" \
+		"$(c=$(med_cpu "$2"); [ "$c" = - ] || printf '%.2f cpu-s/GiB' "$c")"
+}
+line "tern mTLS stream (flow ctl)" tern
+line "openssl s_server/s_client (AES-128-GCM)" openssl
+line "plain TCP (nc)" tcp
+line "iperf3 (one TCP stream, no TLS)" iperf3
+rate() { awk -v b="$BYTES" -v s="$(med_t "$1")" 'BEGIN {print b / s}'; }
+awk -v a="$(rate tern)" -v b="$(rate openssl)" 'BEGIN {printf "tern/openssl = %.2f\n", a / b}'
+awk -v a="$(rate tern)" -v b="$(rate tcp)" 'BEGIN {printf "tern/tcp = %.2f\n", a / b}'
+awk -v a="$(rate tern)" -v b="$(rate iperf3)" 'BEGIN {printf "stream: tern/iperf3 = %.2f\n", a / b}'

@@ -32,7 +32,9 @@ struct conn_wreq {
 	uv_write_t	 req;
 	struct conn	*conn;
 	size_t		 len;
-	uint8_t		 data[];
+	uint8_t		*data;		/* inline, or a TLS output buffer */
+	int		 tls_buf;
+	uint8_t		 inline_data[];
 };
 
 struct conn {
@@ -63,10 +65,9 @@ struct conn {
 	char			*close_cause;
 
 	struct tls		*tls;
-	uint8_t			*cipher_buf;
-	size_t			 cipher_size;
 	struct frame_decoder	 dec;
 
+	int			 send_unchecked; /* data frames without CRC */
 	size_t			 queued;	/* bytes in outstanding writes */
 	int			 above_high;
 };
@@ -154,6 +155,13 @@ conn_set_peer_max_frame(struct conn *c, uint32_t max)
 		c->send_max_frame = max;
 }
 
+void
+conn_set_peer_unchecked(struct conn *c)
+{
+	if (c->tls != NULL)
+		c->send_unchecked = 1;
+}
+
 int
 conn_is_client(const struct conn *c)
 {
@@ -222,7 +230,6 @@ conn_finish_close(struct conn *c)
 		c->ops->on_close(c, c->close_cause);
 	tls_free(c->tls);
 	frame_decoder_free(&c->dec);
-	free(c->cipher_buf);
 	free(c->close_cause);
 	free(c->label);
 	free(c);
@@ -309,6 +316,8 @@ conn_write_done(uv_write_t *req, int status)
 	struct conn		*c = w->conn;
 
 	c->queued -= w->len;
+	if (w->tls_buf)
+		tls_give_buf(w->data);
 	free(w);
 	if (status != 0) {
 		if (status != UV_ECANCELED)
@@ -333,6 +342,8 @@ conn_write_raw(struct conn *c, struct conn_wreq *w)
 	c->queued += w->len;
 	if ((rc = uv_write(&w->req, c->stream, &buf, 1, conn_write_done)) != 0) {
 		c->queued -= w->len;
+		if (w->tls_buf)
+			tls_give_buf(w->data);
 		free(w);
 		conn_fail(c, "write failed: %s", uv_strerror(rc));
 		return -1;
@@ -342,18 +353,21 @@ conn_write_raw(struct conn *c, struct conn_wreq *w)
 	return 0;
 }
 
-/* Move whatever TLS produced onto the socket. */
+/* Move whatever TLS produced onto the socket, its buffers as they are. */
 static int
 conn_flush_tls(struct conn *c)
 {
 	struct conn_wreq	*w;
+	uint8_t			*buf;
 	size_t			 n;
 
 	if (!c->stream_open)
 		return 0;
-	while ((n = tls_pending(c->tls)) > 0) {
-		w = xmalloc(sizeof *w + n);
-		w->len = tls_take(c->tls, w->data, n);
+	while ((buf = tls_take_buf(c->tls, &n)) != NULL) {
+		w = xmalloc(sizeof *w);
+		w->data = buf;
+		w->len = n;
+		w->tls_buf = 1;
 		if (conn_write_raw(c, w) != 0)
 			return -1;
 	}
@@ -381,12 +395,18 @@ conn_send_frame(struct conn *c, enum frame_type type, uint16_t channel,
 	}
 	if (c->tls == NULL) {
 		w = xmalloc(sizeof *w + FRAME_HEADER_SIZE + len);
+		w->data = w->inline_data;
+		w->tls_buf = 0;
 		w->len = FRAME_HEADER_SIZE + len;
 		frame_header_encode(w->data, type, channel, payload, (uint32_t)len);
 		memcpy(w->data + FRAME_HEADER_SIZE, payload, len);
 		return conn_write_raw(c, w);
 	}
-	frame_header_encode(hdr, type, channel, payload, (uint32_t)len);
+	/* TLS 1.3 only has AEAD suites: the record tags check every byte. */
+	if (type == FRAME_DATA && c->send_unchecked)
+		frame_header_encode_unchecked(hdr, channel, (uint32_t)len);
+	else
+		frame_header_encode(hdr, type, channel, payload, (uint32_t)len);
 	if (tls_write(c->tls, hdr, sizeof hdr, &cause) != 0 ||
 	    tls_write(c->tls, payload, len, &cause) != 0) {
 		conn_fail(c, "%s", cause);
@@ -539,15 +559,10 @@ conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 	if (c->tls != NULL) {
 		/* Nobody gets the big buffer before they are authenticated. */
-		size_t want = c->state == CONN_READY ? CONN_CIPHER_BUF :
-		    CONN_HANDSHAKE_BUF;
-
-		if (c->cipher_size != want) {
-			free(c->cipher_buf);
-			c->cipher_buf = xmalloc(want);
-			c->cipher_size = want;
-		}
-		*buf = uv_buf_init((char *)c->cipher_buf, (unsigned)want);
+		space = tls_in_space(c->tls, c->state == CONN_READY ?
+		    CONN_CIPHER_BUF : CONN_HANDSHAKE_BUF, &room);
+		*buf = uv_buf_init((char *)space, room > UINT32_MAX ?
+		    UINT32_MAX : (unsigned)room);
 		return;
 	}
 	space = frame_decoder_space(&c->dec, &room);
@@ -576,7 +591,7 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		conn_process(c);
 		return;
 	}
-	tls_feed(c->tls, buf->base, (size_t)n);
+	tls_in_commit(c->tls, (size_t)n);
 	if (c->state == CONN_HANDSHAKE) {
 		st = tls_handshake(c->tls, &cause);
 		if (conn_flush_tls(c) != 0)
@@ -671,8 +686,10 @@ conn_accept(struct conn *c, uv_stream_t *server, struct tls_ctx *tls_ctx,
 	}
 	if (c->is_tcp)
 		uv_tcp_nodelay(&c->sock.tcp, 1);
-	if (tls_ctx != NULL)
+	if (tls_ctx != NULL) {
 		c->tls = tls_new(tls_ctx, 1, NULL);
+		frame_decoder_allow_unchecked(&c->dec);
+	}
 	conn_established(c);
 	return 0;
 }
@@ -704,8 +721,10 @@ conn_connect_tcp(struct conn *c, const struct sockaddr *sa,
 	conn_init_stream(c, 1);
 	/* The TLS session (which holds its own reference to the context)
 	 * exists from now on, so a reload may replace the context meanwhile. */
-	if (tls_ctx != NULL)
+	if (tls_ctx != NULL) {
 		c->tls = tls_new(tls_ctx, 0, expect_host);
+		frame_decoder_allow_unchecked(&c->dec);
+	}
 	c->connect_req.data = c;
 	if ((rc = uv_tcp_connect(&c->connect_req, &c->sock.tcp, sa,
 	    conn_on_connect)) != 0) {

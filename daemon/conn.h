@@ -89,5 +89,9 @@ int		 conn_peer_groups(const struct conn *, gid_t *, int max);
 uint32_t	 conn_max_frame(const struct conn *);
 void		 conn_set_peer_max_frame(struct conn *, uint32_t);
 int		 conn_is_client(const struct conn *);
+/* The peer accepts data frames without a payload CRC on a TLS connection
+ * (daemon/frame.h, FRAME_FLAG_UNCHECKED): send them so from now on.  A
+ * TLS connection always accepts them; a plain one never sends them. */
+void		 conn_set_peer_unchecked(struct conn *);
 
 #endif

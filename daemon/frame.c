@@ -38,6 +38,18 @@ frame_header_encode(uint8_t *out, enum frame_type type, uint16_t channel,
 	put32(out + 12, crc32c(0, out, 12));
 }
 
+void
+frame_header_encode_unchecked(uint8_t *out, uint16_t channel, uint32_t length)
+{
+	put32(out, length);
+	out[4] = FRAME_DATA;
+	out[5] = FRAME_FLAG_UNCHECKED;
+	out[6] = (uint8_t)(channel >> 8);
+	out[7] = (uint8_t)channel;
+	put32(out + 8, 0);
+	put32(out + 12, crc32c(0, out, 12));
+}
+
 const char *
 frame_status_string(enum frame_status st)
 {
@@ -69,7 +81,11 @@ frame_header_decode(const uint8_t *in, uint32_t max, struct frame_hdr *hdr)
 	hdr->channel = (uint16_t)(in[6] << 8 | in[7]);
 	hdr->crc = get32(in + 8);
 	if ((hdr->type != FRAME_MSG && hdr->type != FRAME_DATA) ||
-	    hdr->flags != 0 || (hdr->type == FRAME_MSG && hdr->channel != 0))
+	    (hdr->type == FRAME_MSG && hdr->channel != 0))
+		return FRAME_BAD_TYPE;
+	/* The one flag: on data frames, with nothing in the CRC field. */
+	if (hdr->flags != 0 && (hdr->flags != FRAME_FLAG_UNCHECKED ||
+	    hdr->type != FRAME_DATA || hdr->crc != 0))
 		return FRAME_BAD_TYPE;
 	if (hdr->length > max)
 		return FRAME_TOO_BIG;
@@ -81,6 +97,12 @@ frame_decoder_init(struct frame_decoder *dec, uint32_t max)
 {
 	memset(dec, 0, sizeof *dec);
 	dec->max = max;
+}
+
+void
+frame_decoder_allow_unchecked(struct frame_decoder *dec)
+{
+	dec->allow_unchecked = 1;
 }
 
 void
@@ -174,10 +196,13 @@ frame_decoder_next(struct frame_decoder *dec, struct frame_hdr *hdr,
 	p = dec->buf + dec->start;
 	if ((st = frame_header_decode(p, dec->max, hdr)) != FRAME_OK)
 		return st;
+	if ((hdr->flags & FRAME_FLAG_UNCHECKED) && !dec->allow_unchecked)
+		return FRAME_BAD_TYPE;
 	if (have < FRAME_HEADER_SIZE + (size_t)hdr->length)
 		return FRAME_NEED_MORE;
 	*payload = p + FRAME_HEADER_SIZE;
-	if (crc32c(0, *payload, hdr->length) != hdr->crc)
+	if (!(hdr->flags & FRAME_FLAG_UNCHECKED) &&
+	    crc32c(0, *payload, hdr->length) != hdr->crc)
 		return FRAME_BAD_CRC;
 	dec->start += FRAME_HEADER_SIZE + hdr->length;
 	if (dec->start == dec->end)

@@ -9,7 +9,14 @@
  * All integers big-endian.  The header CRC32C covers bytes 0..11, so
  * garbage and misframed bytes are caught before the length is trusted;
  * the length is checked against the receiver's maximum before any
- * allocation; the payload CRC32C is checked before the payload is used. */
+ * allocation; the payload CRC32C is checked before the payload is used.
+ *
+ * One flag: FRAME_FLAG_UNCHECKED, a data frame whose payload CRC is 0 and
+ * not computed, because the channel authenticates every byte already (TLS
+ * with an AEAD cipher, whose tag check fails the connection on any change).
+ * Only a decoder told that its channel does so accepts it
+ * (frame_decoder_allow_unchecked); everywhere else it is an unknown
+ * flag. */
 #ifndef TERN_FRAME_H
 #define TERN_FRAME_H
 
@@ -17,6 +24,7 @@
 #include <stdint.h>
 
 #define FRAME_HEADER_SIZE	16
+#define FRAME_FLAG_UNCHECKED	0x01
 #define FRAME_MAX_MIN		4096
 #define FRAME_MAX_LIMIT		(16u << 20)
 
@@ -36,19 +44,25 @@ struct frame_hdr {
 /* Fill out[FRAME_HEADER_SIZE] for a payload; computes the payload CRC. */
 void	frame_header_encode(uint8_t *out, enum frame_type, uint16_t channel,
 	    const void *payload, uint32_t length);
+/* The same for a FRAME_DATA frame with FRAME_FLAG_UNCHECKED (no payload
+ * CRC): only for a peer on an authenticated channel that accepts it. */
+void	frame_header_encode_unchecked(uint8_t *out, uint16_t channel,
+	    uint32_t length);
 
 enum frame_status {
 	FRAME_OK = 0,
 	FRAME_NEED_MORE,	/* not a whole frame yet */
 	FRAME_BAD_HEADER,	/* header checksum mismatch: garbage or misframed */
-	FRAME_BAD_TYPE,		/* unknown type or flags */
+	FRAME_BAD_TYPE,		/* unknown type or flags, or a flag not allowed */
 	FRAME_TOO_BIG,		/* length above the receiver's maximum */
 	FRAME_BAD_CRC,		/* payload checksum mismatch */
 };
 
 const char	*frame_status_string(enum frame_status);
 
-/* Check a header; no payload needed. */
+/* Check a header; no payload needed.  FRAME_FLAG_UNCHECKED passes here
+ * (on a data frame with a zero CRC field): the decoder judges whether it
+ * is allowed. */
 enum frame_status	frame_header_decode(const uint8_t *in, uint32_t max,
 			    struct frame_hdr *);
 
@@ -60,10 +74,14 @@ struct frame_decoder {
 	size_t		 start;		/* first undecoded byte */
 	size_t		 end;		/* one past the last byte received */
 	uint32_t	 max;		/* largest payload accepted */
+	int		 allow_unchecked;	/* channel authenticates payloads */
 };
 
 void	frame_decoder_init(struct frame_decoder *, uint32_t max);
 void	frame_decoder_free(struct frame_decoder *);
+/* The channel authenticates every byte (TLS AEAD): accept data frames
+ * flagged FRAME_FLAG_UNCHECKED, whose payload carries no CRC. */
+void	frame_decoder_allow_unchecked(struct frame_decoder *);
 /* Where to put received bytes: at least `want` bytes of room (want <= 64 KiB
  * is always granted; more only up to what the current frame needs). */
 uint8_t	*frame_decoder_space(struct frame_decoder *, size_t *room);

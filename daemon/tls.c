@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,14 +34,40 @@ struct tls_ctx {
 	struct pki_revoked	 revoked;
 };
 
+/* Ciphertext for the peer, in buffers the caller takes whole (no copy on
+ * the way to the socket) and gives back for reuse. */
+struct tls_obuf {
+	struct tls_obuf	*next;
+	size_t		 len;
+	size_t		 size;
+	uint8_t		 data[];
+};
+
+/* Spare output buffers, shared by every session: enough for a bulk
+ * stream's bursts without a malloc per buffer (which glibc serves from
+ * freshly faulted pages once it has trimmed the heap), 2.5 MiB at most. */
+#define TLS_OBUF_SIZE	(320u << 10)
+#define TLS_OBUF_SPARE	8
+
+static pthread_mutex_t	 tls_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_obuf	*tls_spare;
+static unsigned		 tls_nspare;
+
 struct tls {
-	SSL	*ssl;
-	BIO	*in;		/* ciphertext from the peer */
-	BIO	*out;		/* ciphertext for the peer */
-	int	 server;
-	char	*peer_name;
-	char	*expect_host;	/* client: whom we dialled */
-	char	*peer_serial;	/* upper-case hex */
+	SSL		*ssl;
+	BIO		*bio;		/* ours both ways: see tls_bio_method */
+	int		 server;
+	char		*peer_name;
+	char		*expect_host;	/* client: whom we dialled */
+	char		*peer_serial;	/* upper-case hex */
+
+	/* Ciphertext from the peer: the socket reads into [in_end, in_size),
+	 * OpenSSL reads from [in_start, in_end). */
+	uint8_t		*in;
+	size_t		 in_size, in_start, in_end;
+
+	struct tls_obuf	*out_head, *out_tail;	/* filled, oldest first */
+	size_t		 out_pending;
 };
 
 /* The OpenSSL error queue as one string, emptied. */
@@ -290,6 +319,141 @@ tls_ctx_own_name(const struct tls_ctx *ctx)
 	return ctx->own_name;
 }
 
+/* --- the BIO between OpenSSL and the event loop ------------------------
+ *
+ * The loop owns the socket: received ciphertext lands in the session's
+ * input buffer (tls_in_space) and OpenSSL reads its records from there;
+ * the records OpenSSL writes go into output buffers the loop hands to the
+ * socket as they are (tls_take_buf).  A memory BIO would copy each byte
+ * once more each way and zero what it grows. */
+
+void
+tls_give_buf(uint8_t *data)
+{
+	struct tls_obuf	*b;
+
+	if (data == NULL)
+		return;
+	b = (struct tls_obuf *)(data - offsetof(struct tls_obuf, data));
+	pthread_mutex_lock(&tls_spare_lock);
+	if (tls_nspare < TLS_OBUF_SPARE) {
+		b->next = tls_spare;
+		tls_spare = b;
+		tls_nspare++;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&tls_spare_lock);
+	free(b);
+}
+
+static struct tls_obuf *
+tls_obuf_new(void)
+{
+	struct tls_obuf	*b;
+
+	pthread_mutex_lock(&tls_spare_lock);
+	if ((b = tls_spare) != NULL) {
+		tls_spare = b->next;
+		tls_nspare--;
+	}
+	pthread_mutex_unlock(&tls_spare_lock);
+	if (b == NULL)
+		b = xmalloc(sizeof *b + TLS_OBUF_SIZE);
+	b->size = TLS_OBUF_SIZE;
+	b->next = NULL;
+	b->len = 0;
+	return b;
+}
+
+static int
+tls_bio_write(BIO *bio, const char *buf, size_t len, size_t *written)
+{
+	struct tls	*t = BIO_get_data(bio);
+	struct tls_obuf	*b = t->out_tail;
+	size_t		 n, done = 0;
+
+	while (done < len) {
+		if (b == NULL || b->len == b->size) {
+			b = tls_obuf_new();
+			if (t->out_tail != NULL)
+				t->out_tail->next = b;
+			else
+				t->out_head = b;
+			t->out_tail = b;
+		}
+		n = b->size - b->len < len - done ? b->size - b->len : len - done;
+		memcpy(b->data + b->len, buf + done, n);
+		b->len += n;
+		done += n;
+	}
+	t->out_pending += len;
+	*written = len;
+	return 1;
+}
+
+static int
+tls_bio_read(BIO *bio, char *buf, size_t len, size_t *readbytes)
+{
+	struct tls	*t = BIO_get_data(bio);
+	size_t		 n = t->in_end - t->in_start;
+
+	BIO_clear_retry_flags(bio);
+	if (n == 0) {
+		/* Empty means "try again", not end of file. */
+		BIO_set_retry_read(bio);
+		*readbytes = 0;
+		return 0;
+	}
+	if (n > len)
+		n = len;
+	memcpy(buf, t->in + t->in_start, n);
+	t->in_start += n;
+	*readbytes = n;
+	return 1;
+}
+
+static long
+tls_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	struct tls	*t = BIO_get_data(bio);
+
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+		return t != NULL ? (long)(t->in_end - t->in_start) : 0;
+	case BIO_CTRL_WPENDING:
+		return t != NULL ? (long)t->out_pending : 0;
+	default:
+		return 0;
+	}
+}
+
+static BIO_METHOD	*tls_bio_meth;
+
+static void
+tls_bio_meth_init(void)
+{
+	BIO_METHOD	*m;
+
+	if ((m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "tern loop")) == NULL ||
+	    BIO_meth_set_write_ex(m, tls_bio_write) != 1 ||
+	    BIO_meth_set_read_ex(m, tls_bio_read) != 1 ||
+	    BIO_meth_set_ctrl(m, tls_bio_ctrl) != 1)
+		fatalx("cannot set up the TLS BIO");
+	tls_bio_meth = m;
+}
+
+static const BIO_METHOD *
+tls_bio_method(void)
+{
+	static pthread_once_t	once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, tls_bio_meth_init);
+	return tls_bio_meth;
+}
+
 struct tls *
 tls_new(struct tls_ctx *ctx, int server, const char *expect_host)
 {
@@ -299,14 +463,11 @@ tls_new(struct tls_ctx *ctx, int server, const char *expect_host)
 	t->server = server;
 	if ((t->ssl = SSL_new(ctx->ssl_ctx)) == NULL)
 		fatalx("SSL_new failed");
-	t->in = BIO_new(BIO_s_mem());
-	t->out = BIO_new(BIO_s_mem());
-	if (t->in == NULL || t->out == NULL)
+	if ((t->bio = BIO_new(tls_bio_method())) == NULL)
 		fatalx("BIO_new failed");
-	/* An empty memory BIO means "try again", not end of file. */
-	BIO_set_mem_eof_return(t->in, -1);
-	BIO_set_mem_eof_return(t->out, -1);
-	SSL_set_bio(t->ssl, t->in, t->out);
+	BIO_set_data(t->bio, t);
+	BIO_set_init(t->bio, 1);
+	SSL_set_bio(t->ssl, t->bio, t->bio);	/* one reference for both */
 	if (server)
 		SSL_set_accept_state(t->ssl);
 	else {
@@ -328,22 +489,50 @@ tls_new(struct tls_ctx *ctx, int server, const char *expect_host)
 void
 tls_free(struct tls *t)
 {
+	struct tls_obuf	*b;
+
 	if (t == NULL)
 		return;
-	SSL_free(t->ssl);	/* frees both BIOs */
+	SSL_free(t->ssl);	/* and the BIO */
+	while ((b = t->out_head) != NULL) {
+		t->out_head = b->next;
+		free(b);
+	}
+	free(t->in);
 	free(t->peer_name);
 	free(t->expect_host);
 	free(t->peer_serial);
 	free(t);
 }
 
-void
-tls_feed(struct tls *t, const void *buf, size_t len)
+uint8_t *
+tls_in_space(struct tls *t, size_t size, size_t *room)
 {
-	size_t	written;
+	size_t	have = t->in_end - t->in_start;
 
-	if (len > 0 && BIO_write_ex(t->in, buf, len, &written) != 1)
-		fatalx("BIO_write to a memory BIO failed");
+	if (have == 0)
+		t->in_start = t->in_end = 0;
+	if (t->in_size < size || t->in_size - t->in_end < size / 4) {
+		/* OpenSSL reads all it is given unless the loop stopped
+		 * asking it: what is left, if anything, moves forward. */
+		if (t->in_start != 0) {
+			memmove(t->in, t->in + t->in_start, have);
+			t->in_start = 0;
+			t->in_end = have;
+		}
+		if (t->in_size < size || t->in_size - have < size / 4) {
+			t->in_size = have + size;
+			t->in = xrealloc(t->in, t->in_size);
+		}
+	}
+	*room = t->in_size - t->in_end;
+	return t->in + t->in_end;
+}
+
+void
+tls_in_commit(struct tls *t, size_t n)
+{
+	t->in_end += n;
 }
 
 /* Why the handshake failed, in words an operator can act on. */
@@ -440,7 +629,7 @@ tls_write(struct tls *t, const void *buf, size_t len, char **cause)
 	if (len == 0)
 		return 0;
 	ERR_clear_error();
-	/* Memory BIOs grow, so a write takes everything or fails for good. */
+	/* Our BIO takes everything, so a write is whole or fails for good. */
 	if (SSL_write_ex(t->ssl, buf, len, &n) != 1 || n != len) {
 		set_cause(cause, "TLS write failed: %s", why = tls_errors());
 		free(why);
@@ -452,17 +641,23 @@ tls_write(struct tls *t, const void *buf, size_t len, char **cause)
 size_t
 tls_pending(struct tls *t)
 {
-	return BIO_ctrl_pending(t->out);
+	return t->out_pending;
 }
 
-size_t
-tls_take(struct tls *t, void *buf, size_t len)
+uint8_t *
+tls_take_buf(struct tls *t, size_t *len)
 {
-	size_t	n = 0;
+	struct tls_obuf	*b;
 
-	if (len > 0 && BIO_read_ex(t->out, buf, len, &n) != 1)
-		return 0;
-	return n;
+	if ((b = t->out_head) == NULL || b->len == 0) {
+		*len = 0;
+		return NULL;
+	}
+	if ((t->out_head = b->next) == NULL)
+		t->out_tail = NULL;
+	t->out_pending -= b->len;
+	*len = b->len;
+	return b->data;
 }
 
 const char *

@@ -1,5 +1,6 @@
-/* Mutual TLS 1.3 between ternd processes, driven through memory BIOs so
- * the event loop owns every socket operation and nothing blocks.  This is
+/* Mutual TLS 1.3 between ternd processes, driven through buffers the event
+ * loop fills and drains, so it owns every socket operation and nothing
+ * blocks.  This is
  * the only transport file that knows OpenSSL.
  *
  * Both sides present a certificate signed by the cluster CA.  A client
@@ -13,6 +14,7 @@
 #define TERN_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct tls_ctx;
@@ -43,8 +45,12 @@ const char	*tls_ctx_own_name(const struct tls_ctx *);
 struct tls	*tls_new(struct tls_ctx *, int server, const char *expect_host);
 void		 tls_free(struct tls *);
 
-/* Hand over ciphertext received from the network. */
-void		 tls_feed(struct tls *, const void *, size_t);
+/* Where to put ciphertext received from the network, then tls_in_commit
+ * what arrived: the buffer is size bytes, plus what OpenSSL has not read
+ * yet (nothing, when the caller reads until TLS_AGAIN after each commit),
+ * and *room is at least a quarter of size. */
+uint8_t		*tls_in_space(struct tls *, size_t size, size_t *room);
+void		 tls_in_commit(struct tls *, size_t n);
 enum tls_status	 tls_handshake(struct tls *, char **cause);
 /* Decrypt into buf.  Returns bytes (> 0), or 0 with *status TLS_AGAIN,
  * TLS_CLOSED or TLS_ERROR (then *cause). */
@@ -52,9 +58,12 @@ size_t		 tls_read(struct tls *, void *buf, size_t len,
 		    enum tls_status *status, char **cause);
 /* Encrypt all of buf into the outgoing queue; -1 and *cause on error. */
 int		 tls_write(struct tls *, const void *buf, size_t len, char **cause);
-/* Ciphertext ready to go out, and taking it (copying up to len bytes). */
+/* Ciphertext ready to go out, and taking it a buffer at a time (NULL when
+ * none): the caller owns the buffer (*len bytes) until it gives it back
+ * with tls_give_buf, which may outlive the session. */
 size_t		 tls_pending(struct tls *);
-size_t		 tls_take(struct tls *, void *buf, size_t len);
+uint8_t		*tls_take_buf(struct tls *, size_t *len);
+void		 tls_give_buf(uint8_t *);
 /* Peer's host name from its verified certificate, or NULL. */
 const char	*tls_peer_name(const struct tls *);
 /* Its serial number, upper-case hex, or NULL before the handshake. */

@@ -4,7 +4,9 @@
  * Input: one control byte, then the stream.  The control byte chooses
  * where the stream is split between two reads (so partial headers and
  * payloads are exercised) and whether the second read goes through
- * frame_decoder_space()/commit() or frame_decoder_feed(). */
+ * frame_decoder_space()/commit() or frame_decoder_feed().  The whole
+ * stream then goes once more through a decoder as a TLS link has it, one
+ * that takes data frames without payload CRC (FRAME_FLAG_UNCHECKED). */
 #include "config.h"
 
 #include <stddef.h>
@@ -33,6 +35,10 @@ fuzz_drain(struct frame_decoder *dec)
 	while ((st = frame_decoder_next(dec, &hdr, &payload)) == FRAME_OK) {
 		if (hdr.length > dec->max)
 			abort();
+		/* The flag passes only where allowed, and only on data. */
+		if (hdr.flags != 0 && (!dec->allow_unchecked ||
+		    hdr.flags != FRAME_FLAG_UNCHECKED || hdr.type != FRAME_DATA))
+			abort();
 		if (hdr.type != FRAME_MSG)
 			continue;
 		cause = NULL;
@@ -58,6 +64,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct frame_decoder	 dec;
 	struct frame_hdr	 hdr;
+	const uint8_t		*all;
+	size_t			 alln;
 	uint8_t			*dst;
 	size_t			 split, room, n;
 	int			 use_space;
@@ -67,6 +75,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	use_space = data[0] & 1;
 	data++;
 	size--;
+	all = data;
+	alln = size;
 	split = size * (size_t)(data[-1] >> 1) / 127;
 	if (split > size)
 		split = size;
@@ -98,6 +108,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)fuzz_drain(&dec);
 		}
 	}
+	frame_decoder_free(&dec);
+
+	frame_decoder_init(&dec, FUZZ_MAX);
+	frame_decoder_allow_unchecked(&dec);
+	frame_decoder_feed(&dec, all, alln);
+	(void)fuzz_drain(&dec);
 	frame_decoder_free(&dec);
 	return 0;
 }

@@ -535,6 +535,86 @@ test_bad_flags(void **state)
 	}
 }
 
+/* FRAME_FLAG_UNCHECKED: a data frame without payload CRC, for channels that
+ * authenticate every byte.  A decoder not told so refuses it; one told so
+ * takes it (whatever the payload) but still checks every other frame, and
+ * the flag on a message frame or with a CRC in its field is refused. */
+static void
+unchecked_frame(uint8_t *buf, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		buf[FRAME_HEADER_SIZE + i] = (uint8_t)(i * 13 + 1);
+	frame_header_encode_unchecked(buf, 7, (uint32_t)len);
+}
+
+static enum frame_status
+decode_allowed(const uint8_t *buf, size_t len, struct frame_hdr *h,
+    const uint8_t **p)
+{
+	struct frame_decoder	dec;
+	enum frame_status	st;
+
+	frame_decoder_init(&dec, MAX);
+	frame_decoder_allow_unchecked(&dec);
+	frame_decoder_feed(&dec, buf, len);
+	st = frame_decoder_next(&dec, h, p);
+	if (st == FRAME_OK && *p != NULL)
+		assert_memory_equal(*p, buf + FRAME_HEADER_SIZE, h->length);
+	frame_decoder_free(&dec);
+	return st;
+}
+
+static void
+test_unchecked(void **state)
+{
+	uint8_t			 buf[FRAME_HEADER_SIZE + 40];
+	struct frame_hdr	 h;
+	const uint8_t		*p = NULL;
+
+	unchecked_frame(buf, 40);
+	/* The header alone is well-formed; the decoder judges the flag. */
+	assert_int_equal(frame_header_decode(buf, MAX, &h), FRAME_OK);
+	assert_int_equal(h.flags, FRAME_FLAG_UNCHECKED);
+	assert_int_equal(h.crc, 0);
+	assert_int_equal(decode_one(buf, sizeof buf, MAX), FRAME_BAD_TYPE);
+
+	assert_int_equal(decode_allowed(buf, sizeof buf, &h, &p), FRAME_OK);
+	assert_int_equal(h.type, FRAME_DATA);
+	assert_int_equal(h.channel, 7);
+	assert_int_equal(h.length, 40);
+	/* No CRC: a changed payload goes through (TLS's tag catches it). */
+	buf[FRAME_HEADER_SIZE + 3] ^= 1;
+	assert_int_equal(decode_allowed(buf, sizeof buf, &h, &p), FRAME_OK);
+
+	/* A CRC in the field of an unchecked frame: refused. */
+	unchecked_frame(buf, 40);
+	buf[11] = 1;
+	reseal(buf);
+	assert_int_equal(decode_allowed(buf, sizeof buf, &h, &p),
+	    FRAME_BAD_TYPE);
+	/* The flag on a message frame: refused. */
+	unchecked_frame(buf, 40);
+	buf[4] = FRAME_MSG;
+	buf[6] = buf[7] = 0;
+	reseal(buf);
+	assert_int_equal(decode_allowed(buf, sizeof buf, &h, &p),
+	    FRAME_BAD_TYPE);
+	/* Other flags stay unknown. */
+	unchecked_frame(buf, 40);
+	buf[5] = FRAME_FLAG_UNCHECKED | 2;
+	reseal(buf);
+	assert_int_equal(decode_allowed(buf, sizeof buf, &h, &p),
+	    FRAME_BAD_TYPE);
+	/* Frames without the flag are still checked. */
+	make_frame(buf, FRAME_DATA, 7, 40);
+	assert_int_equal(decode_allowed(buf, sizeof buf, &h, &p), FRAME_OK);
+	buf[FRAME_HEADER_SIZE + 3] ^= 1;
+	assert_int_equal(decode_allowed(buf, sizeof buf, &h, &p),
+	    FRAME_BAD_CRC);
+}
+
 static void
 test_msg_channel(void **state)
 {
@@ -785,6 +865,7 @@ main(void)
 		cmocka_unit_test(test_bad_header),
 		cmocka_unit_test(test_bad_type),
 		cmocka_unit_test(test_bad_flags),
+		cmocka_unit_test(test_unchecked),
 		cmocka_unit_test(test_msg_channel),
 		cmocka_unit_test(test_too_big),
 		cmocka_unit_test(test_dribble_few_reallocs),
