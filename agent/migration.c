@@ -30,6 +30,7 @@
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
+#include "migrate/phases.h"
 #include "migrate/relay.h"
 #include "agent/vm-migration.h"
 #include "migrate/tree.h"
@@ -129,13 +130,69 @@ static void	mig_tick(uv_timer_t *);
 static void	mig_target_sync(uv_work_t *);
 static void	mig_target_synced(uv_work_t *, int);
 
-/* Every step restarts the no-progress clock. */
+/* Where the migration stands among the phases every migration shares
+ * (migrate/phases.h): what its order and failure table speak of. */
+static enum mig_phase
+mig_phase(const struct migration *m)
+{
+	switch (m->state) {
+	case MIG_OFFERED:
+		return MIG_PH_OFFERED;
+	case MIG_SYNCING:
+		return MIG_PH_PREPARING;
+	case MIG_DUMPING:
+		return MIG_PH_FREEZING;
+	case MIG_SENDING:
+		return MIG_PH_TRANSFER;
+	case MIG_RESTORING:
+		return MIG_PH_RESTORING;
+	case MIG_COMMITTED:
+		/* Post-copy: it runs there, its memory still here.  Stop-
+		 * and-copy: CRIU stops ours, then COMMIT goes out. */
+		if (m->postcopy)
+			return MIG_PH_PAGING;
+		return m->dumped ? MIG_PH_COMMITTED : MIG_PH_COMMITTING;
+	case MIG_RECEIVING:
+		return MIG_PH_READY;
+	case MIG_HELD:
+		return MIG_PH_HELD;
+	case MIG_RESUMING:
+		return MIG_PH_COMMITTED;
+	case MIG_PAGING:
+		return MIG_PH_PAGING;
+	case MIG_ABORTING:
+		return MIG_PH_ROLLING_BACK;
+	}
+	return MIG_PH_FAILED;
+}
+
+static enum mig_role
+mig_role(const struct migration *m)
+{
+	return m->source ? MIG_ROLE_SOURCE : MIG_ROLE_TARGET;
+}
+
+/* Every step restarts the no-progress clock.  A step to an earlier
+ * phase, or out of one that may not end that way, is refused and
+ * logged: it would be a bug, and acting on it could run a copy twice. */
 static void
 mig_set_state(struct migration *m, enum mig_state st)
 {
-	log_info("mig %" PRIx64 " %s: %s -> %s", m->id, m->name,
-	    mig_state_names[m->state], mig_state_names[st]);
+	enum mig_phase	from = mig_phase(m), to;
+	enum mig_state	was = m->state;
+
 	m->state = st;
+	to = mig_phase(m);
+	if (from != to && !mig_phase_next_ok(mig_role(m), from, to)) {
+		m->state = was;
+		log_warnx("mig %" PRIx64 " %s: refused a step from %s (%s) to "
+		    "%s (%s)", m->id, m->name, mig_state_names[was],
+		    mig_phase_names[from], mig_state_names[st],
+		    mig_phase_names[to]);
+		return;
+	}
+	log_info("mig %" PRIx64 " %s: %s -> %s", m->id, m->name,
+	    mig_state_names[was], mig_state_names[st]);
 	m->timer_bytes = mig_bytes_moved(m);
 	uv_timer_start(&m->timer, mig_timeout,
 	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
@@ -1902,6 +1959,51 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 	}
 }
 
+/* The one place a failure's meaning is carried out: migrate/phases.c
+ * decides (roll back, discard, keep, await, uncertain, split). */
+static void
+mig_failed(struct migration *m, enum mig_fail f, const char *why)
+{
+	enum mig_phase		ph = mig_phase(m);
+	enum mig_verdict	v = mig_phase_verdict(mig_role(m), ph, f);
+
+	log_debug("mig %" PRIx64 " %s: %s in phase %s: %s", m->id, m->name,
+	    mig_fail_names[f], mig_phase_names[ph], mig_verdict_names[v]);
+	switch (v) {
+	case MIG_V_ROLLBACK:
+		mig_source_fail(m, "%s", why);
+		break;
+	case MIG_V_DISCARD:
+		/* Tell the source, unless it is gone or said so itself. */
+		if (f == MIG_FAIL_LINK || f == MIG_FAIL_PEER_ABORT)
+			mig_target_discard(m, why);
+		else
+			mig_target_abort(m, why);
+		break;
+	case MIG_V_AWAIT:
+		/* CRIU is still stopping our copy; the target, having lost
+		 * us, discards its own: never send COMMIT now. */
+		if (f == MIG_FAIL_LINK || f == MIG_FAIL_TIMEOUT) {
+			log_warnx("mig %" PRIx64 " %s: %s at the commit point",
+			    m->id, m->name, why);
+			m->link_lost = 1;
+		}
+		break;
+	case MIG_V_UNCERTAIN:
+		mig_source_orphaned(m, why);
+		break;
+	case MIG_V_SPLIT:
+		if (m->source)
+			mig_source_postcopy_broke(m, why);
+		else
+			mig_target_discard(m, why);	/* it kills ours */
+		break;
+	case MIG_V_KEEP:
+	case MIG_V_IGNORE:
+		break;
+	}
+}
+
 static void
 mig_timeout(uv_timer_t *t)
 {
@@ -1920,17 +2022,7 @@ mig_timeout(uv_timer_t *t)
 	xasprintf(&why, "no progress for %d ms in state %s (%s silent or "
 	    "stuck?)", m->agent->conf->migration_timeout_ms,
 	    mig_state_names[m->state], m->peer);
-	if (m->source && m->state == MIG_COMMITTED && m->postcopy)
-		mig_source_postcopy_broke(m, why);
-	else if (m->source && m->state == MIG_COMMITTED) {
-		if (m->dumped)
-			mig_source_orphaned(m, why);
-		else
-			m->link_lost = 1;
-	} else if (m->source)
-		mig_source_fail(m, "%s", why);
-	else
-		mig_target_abort(m, why);	/* it may only be slow to hear */
+	mig_failed(m, MIG_FAIL_TIMEOUT, why);
 	free(why);
 }
 
@@ -2130,12 +2222,7 @@ mig_relay_done(void *arg, const char *error)
 		return;
 	}
 	xasprintf(&why, "the page channel to %s broke: %s", m->peer, error);
-	if (m->source && m->state == MIG_COMMITTED)
-		mig_source_postcopy_broke(m, why);
-	else if (m->source)
-		mig_source_fail(m, "%s", why);
-	else
-		mig_target_discard(m, why);
+	mig_failed(m, MIG_FAIL_CHANNEL, why);
 	free(why);
 }
 
@@ -2185,21 +2272,7 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 		if (strcmp(m->peer, peer) != 0)
 			continue;
 		xasprintf(&text, "lost the connection to %s: %s", peer, why);
-		if (m->source && m->state == MIG_COMMITTED && m->postcopy)
-			mig_source_postcopy_broke(m, text);
-		else if (m->source && m->state == MIG_COMMITTED && m->dumped)
-			mig_source_orphaned(m, text);
-		else if (m->source && m->state == MIG_COMMITTED) {
-			/* CRIU is still stopping our copy; the target, having
-			 * lost us, discards its own: never send COMMIT now. */
-			log_warnx("mig %" PRIx64 " %s: %s at the commit point",
-			    m->id, m->name, text);
-			m->link_lost = 1;
-		}
-		else if (m->source)
-			mig_source_fail(m, "%s", text);
-		else if (m->state != MIG_RESUMING)
-			mig_target_discard(m, text);
+		mig_failed(m, MIG_FAIL_LINK, text);
 		free(text);
 	}
 }
@@ -2208,23 +2281,17 @@ void
 migration_shutdown(struct agent *a)
 {
 	struct migration	*m, *next;
+	char			*why;
 
 	vm_migration_shutdown(a);
 	for (m = a->migrations; m != NULL; m = next) {
 		next = m->next;
-		if (m->source && m->state == MIG_COMMITTED && m->postcopy) {
-			/* Leaving would close the page channel: CRIU would
-			 * resume our copy while the target runs it. */
-			mig_source_postcopy_broke(m, "ternd is shutting down");
-			continue;
-		}
-		if (m->source && m->state == MIG_COMMITTED)
-			continue;	/* its CRIU callback finishes it */
-		if (m->source)
-			mig_source_fail(m, "ternd on %s is shutting down",
-			    a->conf->host_name);
-		else
-			mig_target_abort(m, "ternd on the target is shutting "
-			    "down");
+		xasprintf(&why, "ternd on %s is shutting down",
+		    a->conf->host_name);
+		/* Post-copy past the switch: leaving would close the page
+		 * channel and CRIU would resume our copy while the target
+		 * runs it, so both stop (the table's "split"). */
+		mig_failed(m, MIG_FAIL_SHUTDOWN, why);
+		free(why);
 	}
 }
