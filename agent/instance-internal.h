@@ -45,10 +45,13 @@ struct instance {
 	char			*moved_to;	/* post-copy committed to there */
 	int			 destroy_after_stop;
 	int			 stop_killed;
+	int			 working;	/* a container call is on the
+						 * pool (start, the last kill) */
+	char			*stop_why;
 
 	uv_timer_t		 timer;		/* stop grace, adoption poll */
 
-	/* the request waiting for a stop to finish */
+	/* the request waiting for a stop (or a start) to finish */
 	instances_done_cb	 stop_cb;
 	void			*stop_arg;
 };

@@ -19,6 +19,7 @@
 #include "agent/vm-instances.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
+#include "checkpoint/container-work.h"
 #include "checkpoint/container.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -131,6 +132,7 @@ instance_free_cb(uv_handle_t *h)
 	container_spec_free(in->spec);
 	free(in->last_error);
 	free(in->moved_to);
+	free(in->stop_why);
 	free(in);
 }
 
@@ -237,37 +239,59 @@ instance_watch(struct instance *in, pid_t pid, int adopted)
 		    INST_ADOPTED_POLL_MS);
 }
 
+/* Its processes are gone (or could not all be killed): settle. */
+static void
+instance_stopped(void *arg, pid_t pid, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+	Envelope		 env;
+	Tern__Done		 done = TERN__DONE__INIT;
+	char			*text;
+
+	(void)pid;
+	in->working = 0;
+	if (error != NULL)
+		log_warnx("instance %s: %s", in->name, error);
+	in->stop_cb = NULL;
+	instance_set_state(in, in->generation > 0 && in->state ==
+	    INST_CHECKPOINTED ? INST_CHECKPOINTED : INST_STOPPED, in->stop_why);
+	if (cb != NULL) {
+		xasprintf(&text, "instance %s %s", in->name,
+		    in->destroy_after_stop ? "stopped and destroyed" :
+		    "stopped");
+		msg_init(&env, 0);
+		done.text = text;
+		env.body_case = TERN__ENVELOPE__BODY_DONE;
+		env.done = &done;
+		if (in->destroy_after_stop)
+			instance_destroy(in);
+		cb(cbarg, &env, 0, NULL);
+		free(text);
+	}
+	instances_op_done(set);
+}
+
+/* Kill what is left of it and remove its cgroups, on the pool: a
+ * process stuck in the kernel holds the freezer and the cgroup for
+ * seconds, and the loop carries every peer's heartbeats. */
 static void
 instance_finish_stop(struct instance *in, const char *why)
 {
-	instances_done_cb	 cb = in->stop_cb;
-	void			*arg = in->stop_arg;
-	Envelope		 env;
-	Tern__Done		 done = TERN__DONE__INIT;
-	char			*cause = NULL, *text;
-
 	uv_timer_stop(&in->timer);
-	if (container_kill(in->name, &cause) != 0 ||
-	    container_cgroup_remove(in->name, &cause) != 0) {
-		log_warnx("instance %s: %s", in->name, cause);
-		free(cause);
-	}
 	in->pid = 0;
-	in->stop_cb = NULL;
-	instance_set_state(in, in->generation > 0 && in->state ==
-	    INST_CHECKPOINTED ? INST_CHECKPOINTED : INST_STOPPED, why);
-	if (cb == NULL)
-		return;
-	xasprintf(&text, "instance %s %s", in->name, in->destroy_after_stop ?
-	    "stopped and destroyed" : "stopped");
-	msg_init(&env, 0);
-	done.text = text;
-	env.body_case = TERN__ENVELOPE__BODY_DONE;
-	env.done = &done;
-	if (in->destroy_after_stop)
-		instance_destroy(in);
-	cb(arg, &env, 0, NULL);
-	free(text);
+	if (in->working)
+		return;		/* the kill already out settles it */
+	free(in->stop_why);
+	in->stop_why = xstrdup(why);
+	if (in->state == INST_RUNNING)
+		instance_set_state(in, INST_STOPPING, why);
+	in->working = 1;
+	in->set->busy++;
+	container_stop_async(in->set->agent->loop, in->name, instance_stopped,
+	    in);
 }
 
 static void
@@ -495,27 +519,49 @@ out:
 }
 
 static void
+instance_started(void *arg, pid_t pid, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+
+	in->working = 0;
+	in->stop_cb = NULL;
+	if (error != NULL) {
+		instance_set_error(in, error);
+		log_warnx("instance %s: %s", in->name, error);
+		reply_error(cb, cbarg, TERN__ERROR_CODE__ERROR_INTERNAL, "%s",
+		    error);
+	} else {
+		instance_set_error(in, NULL);
+		instance_watch(in, pid, 0);
+		instance_set_state(in, INST_RUNNING, NULL);
+		reply_done(cb, cbarg, "instance %s started (pid %ld)",
+		    in->name, (long)pid);
+		/* It may have exited before we watched it. */
+		on_sigchld(&set->sigchld, SIGCHLD);
+	}
+	instances_op_done(set);
+}
+
+/* On the pool: the first process may take seconds to exec (a rootfs on
+ * a slow file system). */
+static void
 instance_start(struct instance *in, instances_done_cb cb, void *arg)
 {
-	char	*cause = NULL;
-	pid_t	 pid;
-
 	if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s", in->name, inst_state_names[in->state]);
 		return;
 	}
-	if (container_start(in->name, in->spec, &pid, &cause) != 0) {
-		instance_set_error(in, cause);
-		log_warnx("instance %s: %s", in->name, cause);
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_INTERNAL, "%s", cause);
-		free(cause);
-		return;
-	}
-	instance_set_error(in, NULL);
-	instance_watch(in, pid, 0);
-	instance_set_state(in, INST_RUNNING, NULL);
-	reply_done(cb, arg, "instance %s started (pid %ld)", in->name, (long)pid);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	in->working = 1;
+	in->set->busy++;
+	log_info("instance %s: starting", in->name);
+	container_start_async(in->set->agent->loop, in->name, in->spec,
+	    instance_started, in);
 }
 
 static void
@@ -547,6 +593,13 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 	}
 	if (in->vm) {
 		vm_instance_action(in, r->action, cb, arg);
+		return;
+	}
+	if (in->working) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s: try again when it is done", in->name,
+		    in->state == INST_STOPPED || in->state == INST_CHECKPOINTED ?
+		    "starting" : "stopping");
 		return;
 	}
 	switch (r->action) {
@@ -626,60 +679,101 @@ struct inst_op {
 	void			*arg;
 	int			 leave_running;
 	enum inst_state		 before;
+	char			*error;		/* CRIU's, while we clean up */
+	struct ckpt_result	 res;		/* without its gen_dir: */
+	char			*gen_dir;	/* our copy */
 };
 
 static void
-checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
+inst_op_free(struct inst_op *op)
+{
+	free(op->error);
+	free(op->gen_dir);
+	free(op);
+}
+
+/* After a failed checkpoint: thawed (if it was ours to thaw). */
+static void
+checkpoint_failed(void *varg, pid_t pid, const char *thaw_error)
 {
 	struct inst_op		*op = varg;
 	struct instance		*in = op->in;
-	char			*cause = NULL;
 
-	if (error != NULL) {
-		/* CRIU failed: it resumed the container, or it died with the
-		 * container frozen (then we thaw it), or the container is gone. */
-		if (in->pid > 0 && container_thaw(in->name, &cause) != 0) {
-			log_warnx("instance %s: %s", in->name, cause);
-			free(cause);
-		}
-		instance_set_error(in, error);
-		log_warnx("instance %s: checkpoint failed: %s", in->name, error);
-		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
-		    "checkpoint failed");
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
-		    "checkpoint of %s failed: %s", in->name, error);
-		free(op);
-		instances_op_done(in->set);
-		return;
-	}
-	in->generation = res->generation;
+	(void)pid;
+	if (thaw_error != NULL)
+		log_warnx("instance %s: %s", in->name, thaw_error);
+	instance_set_error(in, op->error);
+	log_warnx("instance %s: checkpoint failed: %s", in->name, op->error);
+	instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
+	    "checkpoint failed");
+	reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+	    "checkpoint of %s failed: %s", in->name, op->error);
+	inst_op_free(op);
+	instances_op_done(in->set);
+}
+
+/* The checkpoint is verified; what is left of the container is gone
+ * (if it was to go). */
+static void
+checkpoint_settled(void *varg, pid_t pid, const char *error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+	const struct ckpt_result *res = &op->res;
+
+	(void)pid;
+	if (error != NULL)
+		log_warnx("instance %s: %s", in->name, error);
 	if (op->leave_running && in->pid > 0)
 		instance_set_state(in, INST_RUNNING, "checkpointed, left running");
-	else if (op->leave_running) {
-		/* Its init exited while CRIU answered. */
-		container_kill(in->name, NULL);
-		container_cgroup_remove(in->name, NULL);
+	else if (op->leave_running)
 		instance_set_state(in, INST_CHECKPOINTED, "exited after the "
 		    "checkpoint");
-	}
-	else {
-		/* CRIU killed the tree after the dump; reap what is left. */
-		if (in->pid > 0 && !in->adopted)
-			waitpid(in->pid, NULL, WNOHANG);
-		in->pid = 0;
-		container_kill(in->name, NULL);
-		container_cgroup_remove(in->name, NULL);
+	else
 		instance_set_state(in, INST_CHECKPOINTED, NULL);
-	}
 	log_info("instance %s: checkpoint %llu: %llu bytes in %llu ms "
 	    "(frozen %llu ms)", in->name, (unsigned long long)res->generation,
 	    (unsigned long long)res->bytes,
 	    (unsigned long long)res->duration_ms,
 	    (unsigned long long)res->frozen_ms);
 	reply_checkpoint(op->cb, op->arg, in->name, res->generation,
-	    res->bytes, res->duration_ms, res->frozen_ms, res->gen_dir);
-	free(op);
+	    res->bytes, res->duration_ms, res->frozen_ms, op->gen_dir);
+	inst_op_free(op);
 	instances_op_done(in->set);
+}
+
+static void
+checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+	uv_loop_t		*loop = in->set->agent->loop;
+
+	if (error != NULL) {
+		/* CRIU failed: it resumed the container, or it died with the
+		 * container frozen (then we thaw it), or the container is gone. */
+		op->error = xstrdup(error);
+		if (in->pid > 0)
+			container_thaw_async(loop, in->name, checkpoint_failed,
+			    op);
+		else
+			checkpoint_failed(op, 0, NULL);
+		return;
+	}
+	in->generation = res->generation;
+	op->res = *res;
+	op->gen_dir = res->gen_dir != NULL ? xstrdup(res->gen_dir) : NULL;
+	op->res.gen_dir = NULL;
+	if (op->leave_running && in->pid > 0) {
+		checkpoint_settled(op, 0, NULL);
+		return;
+	}
+	/* Its init exited while CRIU answered, or CRIU killed the tree
+	 * after the dump: reap what is left. */
+	if (!op->leave_running && in->pid > 0 && !in->adopted)
+		waitpid(in->pid, NULL, WNOHANG);
+	in->pid = 0;
+	container_stop_async(loop, in->name, checkpoint_settled, op);
 }
 
 void
@@ -725,6 +819,23 @@ instances_checkpoint(struct instances *set, const Tern__CheckpointRequest *r,
 	    op->leave_running, checkpoint_done, op);
 }
 
+/* What a failed restore left is gone. */
+static void
+restore_failed(void *varg, pid_t pid, const char *kill_error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+
+	(void)pid;
+	if (kill_error != NULL)
+		log_warnx("instance %s: %s", in->name, kill_error);
+	instance_set_state(in, op->before, "restore failed");
+	reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+	    "restore of %s failed: %s", in->name, op->error);
+	inst_op_free(op);
+	instances_op_done(in->set);
+}
+
 static void
 restore_done(void *varg, const struct ckpt_result *res, const char *error)
 {
@@ -737,13 +848,9 @@ restore_done(void *varg, const struct ckpt_result *res, const char *error)
 		instance_set_error(in, error);
 		log_warnx("instance %s: restore failed: %s", in->name, error);
 		instance_unmount_below(in->dir);
-		container_kill(in->name, NULL);
-		container_cgroup_remove(in->name, NULL);
-		instance_set_state(in, op->before, "restore failed");
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
-		    "restore of %s failed: %s", in->name, error);
-		free(op);
-		instances_op_done(in->set);
+		op->error = xstrdup(error);
+		container_stop_async(in->set->agent->loop, in->name,
+		    restore_failed, op);
 		return;
 	}
 	instance_set_error(in, NULL);
@@ -785,10 +892,12 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 	}
 	if (!instance_usable(set, cb, arg))
 		return;
-	if (in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) {
+	if ((in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) ||
+	    in->working) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: stop it before restoring (one copy "
-		    "runs at a time)", in->name, inst_state_names[in->state]);
+		    "runs at a time)", in->name, in->working ? "starting" :
+		    inst_state_names[in->state]);
 		return;
 	}
 	if (in->moved_to != NULL && !(r->has_force && r->force)) {
