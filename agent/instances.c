@@ -23,6 +23,7 @@
 #include "checkpoint/container.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
+#include "daemon/work.h"
 #include "daemon/xmalloc.h"
 
 const char *const inst_state_names[] = {
@@ -76,10 +77,10 @@ instance_find(struct instances *set, const char *name)
 
 /* --- persistence ---------------------------------------------------------- */
 
-void
-instance_persist(struct instance *in)
+static char *
+instance_state_text(const struct instance *in)
 {
-	char	*text, *path, *cause = NULL;
+	char	*text;
 
 	/* criu and moved_to let a restarted ternd finish a post-copy it
 	 * was killed in: never resume a copy another host runs. */
@@ -87,14 +88,92 @@ instance_persist(struct instance *in)
 	    "moved_to=%s\n", inst_state_names[in->state], (long)in->pid,
 	    (unsigned long long)in->generation, (long)in->criu_pid,
 	    in->moved_to != NULL ? in->moved_to : "");
-	xasprintf(&path, "%s/state", in->dir);
-	if (write_file_atomic(path, text, &cause) != 0) {
+	return text;
+}
+
+struct persist_wait {
+	struct persist_wait	*next;
+	void			(*cb)(void *, const char *);
+	void			*arg;
+};
+
+static void	instance_persist_start(struct instance *);
+static void	instance_free(struct instance *);
+
+static void
+instance_persisted(void *arg, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	struct persist_wait	*w, *next;
+
+	in->persisting = 0;
+	if (error != NULL && !in->unlinked)
 		log_warnx("instance %s: cannot save its state: %s", in->name,
-		    cause);
-		free(cause);
+		    error);
+	for (w = in->persist_out, in->persist_out = NULL; w != NULL; w = next) {
+		next = w->next;
+		w->cb(w->arg, error);
+		free(w);
 	}
+	if (in->closed) {
+		/* Its timer closed while the write was out: free it here.
+		 * Nobody waits on a freed instance: its owners are gone. */
+		for (w = in->persist_next; w != NULL; w = next) {
+			next = w->next;
+			free(w);
+		}
+		in->persist_next = NULL;
+		instance_free(in);
+	} else if (!in->persisting && !in->unlinked &&
+	    (in->persist_again || in->persist_next != NULL))
+		instance_persist_start(in);
+	instances_op_done(set);
+}
+
+static void
+instance_persist_start(struct instance *in)
+{
+	char	*text, *path;
+
+	in->persisting = 1;
+	in->persist_again = 0;
+	in->persist_out = in->persist_next;
+	in->persist_next = NULL;
+	in->set->busy++;
+	text = instance_state_text(in);
+	xasprintf(&path, "%s/state", in->dir);
+	work_write_file(in->set->agent->loop, path, text, instance_persisted,
+	    in);
 	free(path);
 	free(text);
+}
+
+void
+instance_persist(struct instance *in)
+{
+	if (in->unlinked)
+		return;		/* gone from the table: nothing to record */
+	if (in->persisting)
+		in->persist_again = 1;
+	else
+		instance_persist_start(in);
+}
+
+void
+instance_persist_then(struct instance *in, void (*cb)(void *, const char *),
+    void *arg)
+{
+	struct persist_wait	*w, **pp;
+
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	for (pp = &in->persist_next; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = w;
+	if (!in->persisting)
+		instance_persist_start(in);
 }
 
 struct instance *
@@ -124,6 +203,15 @@ instance_free_cb(uv_handle_t *h)
 {
 	struct instance	*in = h->data;
 
+	in->closed = 1;
+	if (in->persisting)
+		return;		/* its state write is out: that frees it */
+	instance_free(in);
+}
+
+static void
+instance_free(struct instance *in)
+{
 	free(in->name);
 	free(in->dir);
 	free(in->ckpt_dir);
@@ -147,6 +235,7 @@ instance_unlink(struct instance *in)
 			break;
 		}
 	}
+	in->unlinked = 1;
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
 }
 
@@ -205,13 +294,15 @@ instance_unmount_below(const char *dir)
 void
 instance_destroy(struct instance *in)
 {
-	char	*cause = NULL;
+	char	*who;
 
 	instance_unmount_below(in->dir);
-	if (rm_rf(in->dir, &cause) != 0) {
-		log_warnx("instance %s: %s", in->name, cause);
-		free(cause);
-	}
+	/* Checkpoints may be gigabytes: removed on the pool, the name
+	 * free for a new instance at once. */
+	xasprintf(&who, "instance %s", in->name);
+	work_discard(in->set->agent->loop, in->dir, who, "its state and "
+	    "checkpoints", NULL, NULL);
+	free(who);
 	log_info("instance %s: destroyed", in->name);
 	instance_unlink(in);
 }
@@ -252,7 +343,7 @@ instance_stopped(void *arg, pid_t pid, const char *error)
 	char			*text;
 
 	(void)pid;
-	in->working = 0;
+	in->working = NULL;
 	if (error != NULL)
 		log_warnx("instance %s: %s", in->name, error);
 	in->stop_cb = NULL;
@@ -288,7 +379,7 @@ instance_finish_stop(struct instance *in, const char *why)
 	in->stop_why = xstrdup(why);
 	if (in->state == INST_RUNNING)
 		instance_set_state(in, INST_STOPPING, why);
-	in->working = 1;
+	in->working = "stopping";
 	in->set->busy++;
 	container_stop_async(in->set->agent->loop, in->name, instance_stopped,
 	    in);
@@ -426,6 +517,9 @@ instance_usable(const struct instances *set, instances_done_cb cb, void *arg)
 	return 1;
 }
 
+static int	instance_save_work(void *, char **);
+static void	instance_created(void *, const char *);
+
 void
 instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
     instances_done_cb cb, void *arg)
@@ -476,22 +570,18 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		return;
 	}
 	in = instance_new(set, r->name, r->spec, r->spec_dir, spec);
-	if (instance_save(in, &cause) != 0) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_RESOURCE,
-		    "instance %s: %s", r->name, cause);
-		free(cause);
-		instance_unlink(in);
-		return;
-	}
-	log_info("instance %s: created (container, root %s)", in->name,
-	    spec->root);
-	reply_done(cb, arg, "instance %s created", in->name);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	in->working = "being created";
+	set->busy++;
+	work_run(set->agent->loop, instance_save_work, in, instance_created,
+	    in);
 }
 
 int
 instance_save(struct instance *in, char **cause)
 {
-	char	*path;
+	char	*path = NULL, *text = NULL;
 	int	 rc = -1;
 
 	if (mkdir_p(in->ckpt_dir, 0700, cause) != 0)
@@ -500,22 +590,55 @@ instance_save(struct instance *in, char **cause)
 		xasprintf(&path, "%s/domain.xml", in->dir);
 		if (write_file_atomic(path, in->spec_text, cause) != 0)
 			goto out;
-		instance_persist(in);
-		rc = 0;
-		goto out;
+	} else {
+		xasprintf(&path, "%s/spec.json", in->dir);
+		if (write_file_atomic(path, in->spec_text, cause) != 0)
+			goto out;
+		free(path);
+		xasprintf(&path, "%s/spec_dir", in->dir);
+		if (write_file_atomic(path, in->spec_dir, cause) != 0)
+			goto out;
 	}
-	xasprintf(&path, "%s/spec.json", in->dir);
-	if (write_file_atomic(path, in->spec_text, cause) != 0)
-		goto out;
 	free(path);
-	xasprintf(&path, "%s/spec_dir", in->dir);
-	if (write_file_atomic(path, in->spec_dir, cause) != 0)
+	xasprintf(&path, "%s/state", in->dir);
+	text = instance_state_text(in);
+	if (write_file_atomic(path, text, cause) != 0)
 		goto out;
-	instance_persist(in);
 	rc = 0;
 out:
+	free(text);
 	free(path);
 	return rc;
+}
+
+/* On the pool: mkdir and fsync (nothing else touches it meanwhile:
+ * it is working). */
+static int
+instance_save_work(void *arg, char **cause)
+{
+	return instance_save(arg, cause);
+}
+
+static void
+instance_created(void *arg, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+
+	in->working = NULL;
+	in->stop_cb = NULL;
+	if (error != NULL) {
+		reply_error(cb, cbarg, TERN__ERROR_CODE__ERROR_RESOURCE,
+		    "instance %s: %s", in->name, error);
+		instance_unlink(in);
+	} else {
+		log_info("instance %s: created (container, root %s)",
+		    in->name, in->spec->root);
+		reply_done(cb, cbarg, "instance %s created", in->name);
+	}
+	instances_op_done(set);
 }
 
 static void
@@ -526,7 +649,7 @@ instance_started(void *arg, pid_t pid, const char *error)
 	instances_done_cb	 cb = in->stop_cb;
 	void			*cbarg = in->stop_arg;
 
-	in->working = 0;
+	in->working = NULL;
 	in->stop_cb = NULL;
 	if (error != NULL) {
 		instance_set_error(in, error);
@@ -557,7 +680,7 @@ instance_start(struct instance *in, instances_done_cb cb, void *arg)
 	}
 	in->stop_cb = cb;
 	in->stop_arg = arg;
-	in->working = 1;
+	in->working = "starting";
 	in->set->busy++;
 	log_info("instance %s: starting", in->name);
 	container_start_async(in->set->agent->loop, in->name, in->spec,
@@ -598,8 +721,7 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 	if (in->working) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: try again when it is done", in->name,
-		    in->state == INST_STOPPED || in->state == INST_CHECKPOINTED ?
-		    "starting" : "stopping");
+		    in->working);
 		return;
 	}
 	switch (r->action) {
@@ -896,7 +1018,7 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 	    in->working) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: stop it before restoring (one copy "
-		    "runs at a time)", in->name, in->working ? "starting" :
+		    "runs at a time)", in->name, in->working != NULL ? in->working :
 		    inst_state_names[in->state]);
 		return;
 	}
@@ -1114,13 +1236,14 @@ instance_load(struct instances *set, const char *name)
 		 * that was absent or empty). */
 		log_info("instance %s: incomplete incoming migration discarded",
 		    name);
-		if (!spec->shared_storage && rm_rf(spec->root, &cause) != 0) {
-			log_warnx("instance %s: %s", name, cause);
-			free(cause);
-			cause = NULL;
-		} else if (!spec->shared_storage)
-			log_info("instance %s: removed the incoming rootfs %s",
-			    name, spec->root);
+		if (!spec->shared_storage) {
+			char *who;
+
+			xasprintf(&who, "instance %s", name);
+			work_discard(set->agent->loop, spec->root, who,
+			    "the incoming rootfs", NULL, NULL);
+			free(who);
+		}
 		container_cgroup_remove(name, NULL);
 		instance_destroy(in);
 		in = NULL;

@@ -7,7 +7,9 @@
 # the pipeline an operator would script by hand with the same CRIU: criu
 # dump, copy the images to the other host (tar over nc, no encryption),
 # criu restore.  Frozen time: from the dump's start until the restored
-# tree runs.  The final ratio compares auto's downtime with the manual's.
+# tree runs.  The final ratio compares auto's downtime with the manual's;
+# before it, "loop: worst lateness ms = N": how late either ternd's event
+# loop ran at worst during tern's migrations (goal: < 20 ms).
 set -euo pipefail
 export TH_MTU=${TH_MTU:-9000}
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
@@ -41,14 +43,22 @@ start_mc() {	# HOST
 
 echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU $TH_MTU)"
 
-# tern MODE: sets total, frozen and mode_used
+# The event loops' worst lateness during a migration (ternctl status
+# --reset-loop-probe before, ternctl status after; daemon/loop-probe.h).
+loop_reset() { local h; for h; do cl_ctl "$h" status --reset-loop-probe >/dev/null; done; }
+loop_worst() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_ms":\([0-9]*\).*/\1/p'; }
+
+# tern MODE: sets total, frozen, mode_used, loop_src and loop_dst
+
 tern() {
 	local out t0 t1
 	start_mc h1
 	sleep 2
+	loop_reset h1 h2
 	t0=$(now)
 	out=$(cl_ctl h1 --json migrate mc --to h2 --mode "$1")
 	t1=$(now)
+	loop_src=$(loop_worst h1) loop_dst=$(loop_worst h2)
 	inst_verify h2 mc "$state" "tern $1" >&2
 	total=$(ms "$t0" "$t1")
 	frozen=$(echo "$out" | sed -n 's/.*"frozen_ms":\([0-9]*\).*/\1/p')
@@ -56,9 +66,12 @@ tern() {
 	cl_ctl h2 destroy mc >/dev/null
 }
 tern stopcopy
-sc_total=$total sc_frozen=$frozen
+sc_total=$total sc_frozen=$frozen sc_loop="$loop_src/$loop_dst"
+sc_worst=$(( loop_src > loop_dst ? loop_src : loop_dst ))
 tern auto
 tern_total=$total tern_frozen=$frozen tern_mode=$mode_used
+tern_loop="$loop_src/$loop_dst"
+tern_worst=$(( loop_src > loop_dst ? loop_src : loop_dst ))
 
 # by hand: criu dump on h1, tar | nc to h2, criu restore on h2
 start_mc h1
@@ -96,5 +109,7 @@ printf '%-56s %6sms %6sms\n' "tern migrate --mode auto ($tern_mode, mTLS)" \
 	"$tern_total" "$tern_frozen"
 printf '%-56s %6sms %6sms\n' "criu dump + tar|nc + criu restore (plain, unverified)" \
 	"$man_total" "$man_frozen"
+echo "loop: worst lateness ms = $(( sc_worst > tern_worst ? sc_worst : tern_worst ))" \
+    "(source/target: stopcopy $sc_loop, auto $tern_loop; goal < 20)"
 awk -v a="$tern_frozen" -v b="$man_frozen" \
 	'BEGIN {printf "container-migrate: downtime tern/manual = %.2f\n", a / b}'
