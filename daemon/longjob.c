@@ -96,10 +96,10 @@ longjobs_start(struct longjobs *set, struct longjob *j, char **cause)
 	}
 	j->set = set;
 	j->next = NULL;
-	/* libvirt's client calls need more than a tiny stack, not 8 MiB. */
+	/* libvirt's client (RPC, libxml2) wants a real stack. */
 	memset(&opts, 0, sizeof opts);
 	opts.flags = UV_THREAD_HAS_STACK_SIZE;
-	opts.stack_size = 1024 * 1024;
+	opts.stack_size = 4 * 1024 * 1024;
 	if ((rc = uv_thread_create_ex(&j->thread, &opts, longjob_thread,
 	    j)) != 0) {
 		set_cause(cause, "cannot start a thread: %s", uv_strerror(rc));
