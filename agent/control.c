@@ -67,6 +67,8 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	st.containers = containers;
 	st.has_loop_worst_ms = st.has_loop_probe_ms = 1;
 	st.loop_worst_ms = loop_probe_worst_ms(&a->probe);
+	st.has_loop_worst_busy_ms = 1;
+	st.loop_worst_busy_ms = loop_probe_worst_cpu_ms(&a->probe);
 	st.loop_probe_ms = now_ms() - a->probe.since_ms;
 	st.loop_probe = probe = loop_probe_describe(&a->probe);
 	msg_init(&env, req->request_id);

@@ -909,7 +909,7 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
-	if ((m->fs = files_send_dir(mux, gen_dir, prefix, m->limit,
+	if ((m->fs = files_send_dir(m->agent->loop, mux, gen_dir, prefix, m->limit,
 	    mig_source_sent, m, &cause)) == NULL ||
 	    (m->rootfs_copy && mig_source_tree_start(m, &cause) != 0)) {
 		mig_source_fail(m, "%s", cause);

@@ -47,6 +47,9 @@ echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU
 # --reset-loop-probe before, ternctl status after; daemon/loop-probe.h).
 loop_reset() { local h; for h; do cl_ctl "$h" status --reset-loop-probe >/dev/null; done; }
 loop_worst() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_ms":\([0-9]*\).*/\1/p'; }
+# ... and the most CPU its thread used between two ticks (near the
+# lateness: a callback ran that long; far below: it waited for the CPU).
+loop_busy() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_busy_ms":\([0-9]*\).*/\1/p'; }
 
 # tern MODE: sets total, frozen, mode_used, loop_src and loop_dst
 
@@ -59,6 +62,8 @@ tern() {
 	out=$(cl_ctl h1 --json migrate mc --to h2 --mode "$1")
 	t1=$(now)
 	loop_src=$(loop_worst h1) loop_dst=$(loop_worst h2)
+	echo "  tern $1: loop: worst lateness ms = $loop_src (source)," \
+	    "$loop_dst (target); busy at most $(loop_busy h1), $(loop_busy h2) ms" >&2
 	inst_verify h2 mc "$state" "tern $1" >&2
 	total=$(ms "$t0" "$t1")
 	frozen=$(echo "$out" | sed -n 's/.*"frozen_ms":\([0-9]*\).*/\1/p')

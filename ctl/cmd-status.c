@@ -65,6 +65,9 @@ cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 			printf(",\"loop_worst_ms\":%llu,\"loop_probe_ms\":%llu",
 			    (unsigned long long)st->loop_worst_ms,
 			    (unsigned long long)st->loop_probe_ms);
+		if (st->has_loop_worst_busy_ms)
+			printf(",\"loop_worst_busy_ms\":%llu",
+			    (unsigned long long)st->loop_worst_busy_ms);
 		printf("}\n");
 	} else {
 		ctl_format_age(age, sizeof age, st->uptime_ms);

@@ -22,6 +22,8 @@ struct loop_probe {
 	uint64_t	 since_ms;	/* now_ms() at start or reset */
 	uint64_t	 worst_ns;
 	uint64_t	 worst_at_ms;	/* now_ms() of the worst tick */
+	uint64_t	 cpu_ns;	/* the loop thread's CPU time at the last tick */
+	uint64_t	 worst_cpu_ns;	/* most CPU it used between two ticks */
 	uint64_t	 ticks;
 	uint64_t	 hist[LOOP_PROBE_NBUCKETS];
 };
@@ -32,6 +34,10 @@ void	loop_probe_start(struct loop_probe *, uv_loop_t *);
 void	loop_probe_reset(struct loop_probe *);
 /* The worst lateness since start or reset, in milliseconds (rounded up). */
 uint64_t loop_probe_worst_ms(const struct loop_probe *);
+/* The most CPU time the loop's thread used between two ticks, in ms: near
+ * the worst lateness, a callback ran that long; far below it, the loop
+ * waited (for the CPU on a busy machine, or in a blocking call). */
+uint64_t loop_probe_worst_cpu_ms(const struct loop_probe *);
 /* "worst 3 ms over 12.0 s (1200 ticks; <1ms 1190, <2ms 8, ...)";
  * caller frees. */
 char	*loop_probe_describe(const struct loop_probe *);

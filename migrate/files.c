@@ -19,9 +19,14 @@
 #include "migrate/files.h"
 
 #define FILES_CHUNK	(256u << 10)
+/* Most bytes one callback hands to the streams before it lets the loop
+ * run: each is read, framed, checksummed and encrypted right there, and
+ * a window's worth (8 MiB) at once held the loop for tens of ms. */
+#define FILES_BURST	(1u << 20)
 
 struct files_send {
 	struct stream_mux	*mux;
+	uv_timer_t		 yield;		/* a burst was sent: go on soon */
 	char			*dir;
 	char			*prefix;
 	char			**names;
@@ -80,14 +85,11 @@ files_send_bytes(const struct files_send *fs)
 }
 
 static void
-files_send_finish(struct files_send *fs, const char *error)
+files_send_free(uv_handle_t *h)
 {
-	size_t	i;
+	struct files_send	*fs = h->data;
+	size_t			 i;
 
-	if (fs->fd != -1)
-		close(fs->fd);
-	if (!fs->cancelled)
-		fs->cb(fs->arg, fs->total, error);
 	for (i = 0; i < fs->n; i++)
 		free(fs->names[i]);
 	free(fs->names);
@@ -99,13 +101,42 @@ files_send_finish(struct files_send *fs, const char *error)
 }
 
 static void
+files_send_finish(struct files_send *fs, const char *error)
+{
+	if (fs->fd != -1)
+		close(fs->fd);
+	fs->fd = -1;
+	if (!fs->cancelled)
+		fs->cb(fs->arg, fs->total, error);
+	uv_close((uv_handle_t *)&fs->yield, files_send_free);
+}
+
+static void	files_send_writable(struct stream *);
+
+static void
+files_send_resume(uv_timer_t *t)
+{
+	struct files_send	*fs = t->data;
+
+	if (fs->st != NULL)
+		files_send_writable(fs->st);
+}
+
+static void
 files_send_writable(struct stream *st)
 {
 	struct files_send	*fs = stream_data(st);
-	size_t			 want, sent;
+	size_t			 want, sent, burst = 0;
 	ssize_t			 n;
 
+	uv_timer_stop(&fs->yield);
 	while (fs->off < fs->size) {
+		if (burst >= FILES_BURST) {
+			/* Let the loop run (heartbeats, other streams); on
+			 * again in its next turn. */
+			uv_timer_start(&fs->yield, files_send_resume, 0, 0);
+			return;
+		}
 		want = fs->size - fs->off < FILES_CHUNK ?
 		    (size_t)(fs->size - fs->off) : FILES_CHUNK;
 		n = pread(fs->fd, fs->buf, want, (off_t)fs->off);
@@ -119,6 +150,7 @@ files_send_writable(struct stream *st)
 		sent = stream_send(st, fs->buf, (size_t)n);
 		fs->off += sent;
 		fs->total += sent;
+		burst += sent;
 		if (sent < (size_t)n)
 			return;	/* on_writable again when there is room */
 	}
@@ -194,8 +226,9 @@ files_send_next(struct files_send *fs)
 }
 
 struct files_send *
-files_send_dir(struct stream_mux *mux, const char *dir, const char *prefix,
-    struct ratelimit *limit, files_done_cb cb, void *arg, char **cause)
+files_send_dir(uv_loop_t *loop, struct stream_mux *mux, const char *dir,
+    const char *prefix, struct ratelimit *limit, files_done_cb cb, void *arg,
+    char **cause)
 {
 	struct files_send	*fs;
 	struct dirent		*de;
@@ -215,6 +248,8 @@ files_send_dir(struct stream_mux *mux, const char *dir, const char *prefix,
 	fs->cb = cb;
 	fs->arg = arg;
 	fs->buf = xmalloc(FILES_CHUNK);
+	uv_timer_init(loop, &fs->yield);
+	fs->yield.data = fs;
 	while ((de = readdir(d)) != NULL) {
 		if (!files_name_valid(de->d_name) ||
 		    !files_dirent_regular(dirfd(d), de))

@@ -19,11 +19,13 @@ struct files_send;
 typedef void (*files_done_cb)(void *arg, uint64_t bytes, const char *error);
 
 /* Send each regular file of dir, in turn, as a stream named PREFIX/FILE,
- * every stream held to limit (NULL: none).  NULL and *cause if dir cannot
- * be read; else cb follows exactly once. */
-struct files_send	*files_send_dir(struct stream_mux *, const char *dir,
-			    const char *prefix, struct ratelimit *limit,
-			    files_done_cb, void *arg, char **cause);
+ * every stream held to limit (NULL: none), at most a MiB per turn of
+ * loop.  NULL and *cause if dir cannot be read (cb is not called); else
+ * cb follows exactly once. */
+struct files_send	*files_send_dir(uv_loop_t *, struct stream_mux *,
+			    const char *dir, const char *prefix,
+			    struct ratelimit *limit, files_done_cb, void *arg,
+			    char **cause);
 
 /* Bytes handed to the streams so far. */
 uint64_t		 files_send_bytes(const struct files_send *);
