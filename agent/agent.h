@@ -9,6 +9,7 @@
 #include "checkpoint/criu.h"
 #include "daemon/conf.h"
 #include "daemon/conn.h"
+#include "daemon/loop-probe.h"
 
 struct peers;
 struct instances;
@@ -16,6 +17,7 @@ struct migration;
 struct ctlsock;
 struct tls_ctx;
 struct vm_host;
+struct longjobs;
 
 struct agent {
 	uv_loop_t		*loop;
@@ -40,6 +42,8 @@ struct agent {
 	uint8_t			*cpuinfo;	/* this CPU for CRIU (cpuinfo.img), */
 	size_t			 cpuinfo_len;	/* sent with migration offers */
 	char			*cpuinfo_error;	/* why there is none */
+	struct loop_probe	 probe;		/* the loop's worst lateness */
+	struct longjobs		*longjobs;	/* VM migrations' threads */
 };
 
 /* agent.c */

@@ -46,7 +46,7 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 {
 	Envelope		 env;
 	Tern__StatusReply	 st = TERN__STATUS_REPLY__INIT;
-	char			*listen, *containers;
+	char			*listen, *containers, *probe;
 	unsigned		 total, up;
 	size_t			 ncaps;
 
@@ -65,12 +65,24 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	containers = a->criu_probed ? criu_features_describe(&a->criu) :
 	    xstrdup("checking CRIU");
 	st.containers = containers;
+	st.has_loop_worst_ms = st.has_loop_probe_ms = 1;
+	st.loop_worst_ms = loop_probe_worst_ms(&a->probe);
+	st.has_loop_worst_busy_ms = 1;
+	st.loop_worst_busy_ms = loop_probe_worst_cpu_ms(&a->probe);
+	st.loop_probe_ms = now_ms() - a->probe.since_ms;
+	st.loop_probe = probe = loop_probe_describe(&a->probe);
 	msg_init(&env, req->request_id);
 	env.body_case = TERN__ENVELOPE__BODY_STATUS_REPLY;
 	env.status_reply = &st;
 	ctl_client_reply(cl, &env);
+	if (req->status_request->has_reset_loop_probe &&
+	    req->status_request->reset_loop_probe) {
+		log_info("event loop latency until now: %s", probe);
+		loop_probe_reset(&a->probe);
+	}
 	free(listen);
 	free(containers);
+	free(probe);
 }
 
 static void

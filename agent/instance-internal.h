@@ -23,6 +23,8 @@ enum inst_state {
 
 extern const char *const inst_state_names[];
 
+struct persist_wait;
+
 struct instance {
 	struct instances	*set;
 	struct instance		*next;
@@ -46,10 +48,19 @@ struct instance {
 	char			*moved_to;	/* post-copy committed to there */
 	int			 destroy_after_stop;
 	int			 stop_killed;
+	const char		*working;	/* a container call is on the
+						 * pool: "starting", ... */
+	char			*stop_why;
+	int			 persisting;	/* a state write is out */
+	int			 persist_again;	/* changed since it went */
+	int			 unlinked;	/* out of the table, and */
+	int			 closed;	/* freed once the write is back */
+	struct persist_wait	*persist_next;	/* for the next write */
+	struct persist_wait	*persist_out;	/* for the one out */
 
 	uv_timer_t		 timer;		/* stop grace, adoption poll */
 
-	/* the request waiting for a stop to finish */
+	/* the request waiting for a stop (or a start) to finish */
 	instances_done_cb	 stop_cb;
 	void			*stop_arg;
 };
@@ -80,13 +91,23 @@ struct instance	*instance_new(struct instances *, const char *name,
 void		 instance_set_state(struct instance *, enum inst_state,
 		    const char *why);
 void		 instance_set_error(struct instance *, const char *);
+/* Write its state file (state, pid, generation, criu, moved_to) on the
+ * pool: fsync waits for the disk, which a migration keeps busy.  Writes
+ * of one instance go out one at a time, the newest state last. */
 void		 instance_persist(struct instance *);
+/* The same, and cb(arg, error) once the state as it is now is durable
+ * (error: it could not be written, said once in the log too).  Never
+ * calls cb before returning.  For a step that must not go before its
+ * record (a commit). */
+void		 instance_persist_then(struct instance *,
+		    void (*cb)(void *arg, const char *error), void *arg);
 void		 instance_watch(struct instance *, pid_t, int adopted);
 /* Forget it for good: its state and checkpoints (not its rootfs). */
 void		 instance_destroy(struct instance *);
 /* Take it out of the table and free it; its files stay. */
 void		 instance_unlink(struct instance *);
-/* Save spec and dirs of a new instance; -1 and *cause on error. */
+/* Save spec, state and dirs of a new instance; -1 and *cause on error.
+ * Blocks (mkdir, fsync): call it on the pool, as creations do. */
 int		 instance_save(struct instance *, char **cause);
 /* Long operations hold the table open (instances_close waits). */
 void		 instances_op_done(struct instances *);

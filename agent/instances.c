@@ -20,9 +20,11 @@
 #include "agent/vm-instances.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
+#include "checkpoint/container-work.h"
 #include "checkpoint/container.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
+#include "daemon/work.h"
 #include "daemon/xmalloc.h"
 
 const char *const inst_state_names[] = {
@@ -77,10 +79,10 @@ instance_find(struct instances *set, const char *name)
 
 /* --- persistence ---------------------------------------------------------- */
 
-void
-instance_persist(struct instance *in)
+static char *
+instance_state_text(const struct instance *in)
 {
-	char	*text, *path, *cause = NULL;
+	char	*text;
 
 	/* criu and moved_to let a restarted ternd finish a post-copy it
 	 * was killed in: never resume a copy another host runs. */
@@ -88,14 +90,92 @@ instance_persist(struct instance *in)
 	    "moved_to=%s\n", inst_state_names[in->state], (long)in->pid,
 	    (unsigned long long)in->generation, (long)in->criu_pid,
 	    in->moved_to != NULL ? in->moved_to : "");
-	xasprintf(&path, "%s/state", in->dir);
-	if (write_file_atomic(path, text, &cause) != 0) {
+	return text;
+}
+
+struct persist_wait {
+	struct persist_wait	*next;
+	void			(*cb)(void *, const char *);
+	void			*arg;
+};
+
+static void	instance_persist_start(struct instance *);
+static void	instance_free(struct instance *);
+
+static void
+instance_persisted(void *arg, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	struct persist_wait	*w, *next;
+
+	in->persisting = 0;
+	if (error != NULL && !in->unlinked)
 		log_warnx("instance %s: cannot save its state: %s", in->name,
-		    cause);
-		free(cause);
+		    error);
+	for (w = in->persist_out, in->persist_out = NULL; w != NULL; w = next) {
+		next = w->next;
+		w->cb(w->arg, error);
+		free(w);
 	}
+	if (in->closed) {
+		/* Its timer closed while the write was out: free it here.
+		 * Nobody waits on a freed instance: its owners are gone. */
+		for (w = in->persist_next; w != NULL; w = next) {
+			next = w->next;
+			free(w);
+		}
+		in->persist_next = NULL;
+		instance_free(in);
+	} else if (!in->persisting && !in->unlinked &&
+	    (in->persist_again || in->persist_next != NULL))
+		instance_persist_start(in);
+	instances_op_done(set);
+}
+
+static void
+instance_persist_start(struct instance *in)
+{
+	char	*text, *path;
+
+	in->persisting = 1;
+	in->persist_again = 0;
+	in->persist_out = in->persist_next;
+	in->persist_next = NULL;
+	in->set->busy++;
+	text = instance_state_text(in);
+	xasprintf(&path, "%s/state", in->dir);
+	work_write_file(in->set->agent->loop, path, text, instance_persisted,
+	    in);
 	free(path);
 	free(text);
+}
+
+void
+instance_persist(struct instance *in)
+{
+	if (in->unlinked)
+		return;		/* gone from the table: nothing to record */
+	if (in->persisting)
+		in->persist_again = 1;
+	else
+		instance_persist_start(in);
+}
+
+void
+instance_persist_then(struct instance *in, void (*cb)(void *, const char *),
+    void *arg)
+{
+	struct persist_wait	*w, **pp;
+
+	w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	for (pp = &in->persist_next; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = w;
+	if (!in->persisting)
+		instance_persist_start(in);
 }
 
 struct instance *
@@ -125,6 +205,15 @@ instance_free_cb(uv_handle_t *h)
 {
 	struct instance	*in = h->data;
 
+	in->closed = 1;
+	if (in->persisting)
+		return;		/* its state write is out: that frees it */
+	instance_free(in);
+}
+
+static void
+instance_free(struct instance *in)
+{
 	free(in->name);
 	free(in->dir);
 	free(in->ckpt_dir);
@@ -133,6 +222,7 @@ instance_free_cb(uv_handle_t *h)
 	container_spec_free(in->spec);
 	free(in->last_error);
 	free(in->moved_to);
+	free(in->stop_why);
 	free(in);
 }
 
@@ -148,6 +238,7 @@ instance_unlink(struct instance *in)
 		}
 	}
 	instance_unwatch(in);
+	in->unlinked = 1;
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
 }
 
@@ -206,13 +297,15 @@ instance_unmount_below(const char *dir)
 void
 instance_destroy(struct instance *in)
 {
-	char	*cause = NULL;
+	char	*who;
 
 	instance_unmount_below(in->dir);
-	if (rm_rf(in->dir, &cause) != 0) {
-		log_warnx("instance %s: %s", in->name, cause);
-		free(cause);
-	}
+	/* Checkpoints may be gigabytes: removed on the pool, the name
+	 * free for a new instance at once. */
+	xasprintf(&who, "instance %s", in->name);
+	work_discard(in->set->agent->loop, in->dir, who, "its state and "
+	    "checkpoints", NULL, NULL);
+	free(who);
 	log_info("instance %s: destroyed", in->name);
 	instance_unlink(in);
 }
@@ -362,37 +455,59 @@ instance_signal(struct instance *in, int sig)
 	return kill(in->pid, sig);	/* our child, or no pidfds */
 }
 
+/* Its processes are gone (or could not all be killed): settle. */
+static void
+instance_stopped(void *arg, pid_t pid, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+	Envelope		 env;
+	Tern__Done		 done = TERN__DONE__INIT;
+	char			*text;
+
+	(void)pid;
+	in->working = NULL;
+	if (error != NULL)
+		log_warnx("instance %s: %s", in->name, error);
+	in->stop_cb = NULL;
+	instance_set_state(in, in->generation > 0 && in->state ==
+	    INST_CHECKPOINTED ? INST_CHECKPOINTED : INST_STOPPED, in->stop_why);
+	if (cb != NULL) {
+		xasprintf(&text, "instance %s %s", in->name,
+		    in->destroy_after_stop ? "stopped and destroyed" :
+		    "stopped");
+		msg_init(&env, 0);
+		done.text = text;
+		env.body_case = TERN__ENVELOPE__BODY_DONE;
+		env.done = &done;
+		if (in->destroy_after_stop)
+			instance_destroy(in);
+		cb(cbarg, &env, 0, NULL);
+		free(text);
+	}
+	instances_op_done(set);
+}
+
+/* Kill what is left of it and remove its cgroups, on the pool: a
+ * process stuck in the kernel holds the freezer and the cgroup for
+ * seconds, and the loop carries every peer's heartbeats. */
 static void
 instance_finish_stop(struct instance *in, const char *why)
 {
-	instances_done_cb	 cb = in->stop_cb;
-	void			*arg = in->stop_arg;
-	Envelope		 env;
-	Tern__Done		 done = TERN__DONE__INIT;
-	char			*cause = NULL, *text;
-
 	uv_timer_stop(&in->timer);
-	if (container_kill(in->name, &cause) != 0 ||
-	    container_cgroup_remove(in->name, &cause) != 0) {
-		log_warnx("instance %s: %s", in->name, cause);
-		free(cause);
-	}
 	in->pid = 0;
-	in->stop_cb = NULL;
-	instance_set_state(in, in->generation > 0 && in->state ==
-	    INST_CHECKPOINTED ? INST_CHECKPOINTED : INST_STOPPED, why);
-	if (cb == NULL)
-		return;
-	xasprintf(&text, "instance %s %s", in->name, in->destroy_after_stop ?
-	    "stopped and destroyed" : "stopped");
-	msg_init(&env, 0);
-	done.text = text;
-	env.body_case = TERN__ENVELOPE__BODY_DONE;
-	env.done = &done;
-	if (in->destroy_after_stop)
-		instance_destroy(in);
-	cb(arg, &env, 0, NULL);
-	free(text);
+	if (in->working)
+		return;		/* the kill already out settles it */
+	free(in->stop_why);
+	in->stop_why = xstrdup(why);
+	if (in->state == INST_RUNNING)
+		instance_set_state(in, INST_STOPPING, why);
+	in->working = "stopping";
+	in->set->busy++;
+	container_stop_async(in->set->agent->loop, in->name, instance_stopped,
+	    in);
 }
 
 static void
@@ -528,6 +643,9 @@ instance_usable(const struct instances *set, instances_done_cb cb, void *arg)
 	return 1;
 }
 
+static int	instance_save_work(void *, char **);
+static void	instance_created(void *, const char *);
+
 void
 instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
     instances_done_cb cb, void *arg)
@@ -578,22 +696,18 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		return;
 	}
 	in = instance_new(set, r->name, r->spec, r->spec_dir, spec);
-	if (instance_save(in, &cause) != 0) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_RESOURCE,
-		    "instance %s: %s", r->name, cause);
-		free(cause);
-		instance_unlink(in);
-		return;
-	}
-	log_info("instance %s: created (container, root %s)", in->name,
-	    spec->root);
-	reply_done(cb, arg, "instance %s created", in->name);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	in->working = "being created";
+	set->busy++;
+	work_run(set->agent->loop, instance_save_work, in, instance_created,
+	    in);
 }
 
 int
 instance_save(struct instance *in, char **cause)
 {
-	char	*path;
+	char	*path = NULL, *text = NULL;
 	int	 rc = -1;
 
 	if (mkdir_p(in->ckpt_dir, 0700, cause) != 0)
@@ -602,46 +716,101 @@ instance_save(struct instance *in, char **cause)
 		xasprintf(&path, "%s/domain.xml", in->dir);
 		if (write_file_atomic(path, in->spec_text, cause) != 0)
 			goto out;
-		instance_persist(in);
-		rc = 0;
-		goto out;
+	} else {
+		xasprintf(&path, "%s/spec.json", in->dir);
+		if (write_file_atomic(path, in->spec_text, cause) != 0)
+			goto out;
+		free(path);
+		xasprintf(&path, "%s/spec_dir", in->dir);
+		if (write_file_atomic(path, in->spec_dir, cause) != 0)
+			goto out;
 	}
-	xasprintf(&path, "%s/spec.json", in->dir);
-	if (write_file_atomic(path, in->spec_text, cause) != 0)
-		goto out;
 	free(path);
-	xasprintf(&path, "%s/spec_dir", in->dir);
-	if (write_file_atomic(path, in->spec_dir, cause) != 0)
+	xasprintf(&path, "%s/state", in->dir);
+	text = instance_state_text(in);
+	if (write_file_atomic(path, text, cause) != 0)
 		goto out;
-	instance_persist(in);
 	rc = 0;
 out:
+	free(text);
 	free(path);
 	return rc;
 }
 
+/* On the pool: mkdir and fsync (nothing else touches it meanwhile:
+ * it is working). */
+static int
+instance_save_work(void *arg, char **cause)
+{
+	return instance_save(arg, cause);
+}
+
+static void
+instance_created(void *arg, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+
+	in->working = NULL;
+	in->stop_cb = NULL;
+	if (error != NULL) {
+		reply_error(cb, cbarg, TERN__ERROR_CODE__ERROR_RESOURCE,
+		    "instance %s: %s", in->name, error);
+		instance_unlink(in);
+	} else {
+		log_info("instance %s: created (container, root %s)",
+		    in->name, in->spec->root);
+		reply_done(cb, cbarg, "instance %s created", in->name);
+	}
+	instances_op_done(set);
+}
+
+static void
+instance_started(void *arg, pid_t pid, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+
+	in->working = NULL;
+	in->stop_cb = NULL;
+	if (error != NULL) {
+		instance_set_error(in, error);
+		log_warnx("instance %s: %s", in->name, error);
+		reply_error(cb, cbarg, TERN__ERROR_CODE__ERROR_INTERNAL, "%s",
+		    error);
+	} else {
+		instance_set_error(in, NULL);
+		instance_watch(in, pid, 0);
+		instance_set_state(in, INST_RUNNING, NULL);
+		reply_done(cb, cbarg, "instance %s started (pid %ld)",
+		    in->name, (long)pid);
+		/* It may have exited before we watched it. */
+		on_sigchld(&set->sigchld, SIGCHLD);
+	}
+	instances_op_done(set);
+}
+
+/* On the pool: the first process may take seconds to exec (a rootfs on
+ * a slow file system). */
 static void
 instance_start(struct instance *in, instances_done_cb cb, void *arg)
 {
-	char	*cause = NULL;
-	pid_t	 pid;
-
 	if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s", in->name, inst_state_names[in->state]);
 		return;
 	}
-	if (container_start(in->name, in->spec, &pid, &cause) != 0) {
-		instance_set_error(in, cause);
-		log_warnx("instance %s: %s", in->name, cause);
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_INTERNAL, "%s", cause);
-		free(cause);
-		return;
-	}
-	instance_set_error(in, NULL);
-	instance_watch(in, pid, 0);
-	instance_set_state(in, INST_RUNNING, NULL);
-	reply_done(cb, arg, "instance %s started (pid %ld)", in->name, (long)pid);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	in->working = "starting";
+	in->set->busy++;
+	log_info("instance %s: starting", in->name);
+	container_start_async(in->set->agent->loop, in->name, in->spec,
+	    instance_started, in);
 }
 
 static void
@@ -673,6 +842,12 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 	}
 	if (in->vm) {
 		vm_instance_action(in, r->action, cb, arg);
+		return;
+	}
+	if (in->working) {
+		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s: try again when it is done", in->name,
+		    in->working);
 		return;
 	}
 	switch (r->action) {
@@ -752,60 +927,101 @@ struct inst_op {
 	void			*arg;
 	int			 leave_running;
 	enum inst_state		 before;
+	char			*error;		/* CRIU's, while we clean up */
+	struct ckpt_result	 res;		/* without its gen_dir: */
+	char			*gen_dir;	/* our copy */
 };
 
 static void
-checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
+inst_op_free(struct inst_op *op)
+{
+	free(op->error);
+	free(op->gen_dir);
+	free(op);
+}
+
+/* After a failed checkpoint: thawed (if it was ours to thaw). */
+static void
+checkpoint_failed(void *varg, pid_t pid, const char *thaw_error)
 {
 	struct inst_op		*op = varg;
 	struct instance		*in = op->in;
-	char			*cause = NULL;
 
-	if (error != NULL) {
-		/* CRIU failed: it resumed the container, or it died with the
-		 * container frozen (then we thaw it), or the container is gone. */
-		if (in->pid > 0 && container_thaw(in->name, &cause) != 0) {
-			log_warnx("instance %s: %s", in->name, cause);
-			free(cause);
-		}
-		instance_set_error(in, error);
-		log_warnx("instance %s: checkpoint failed: %s", in->name, error);
-		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
-		    "checkpoint failed");
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
-		    "checkpoint of %s failed: %s", in->name, error);
-		free(op);
-		instances_op_done(in->set);
-		return;
-	}
-	in->generation = res->generation;
+	(void)pid;
+	if (thaw_error != NULL)
+		log_warnx("instance %s: %s", in->name, thaw_error);
+	instance_set_error(in, op->error);
+	log_warnx("instance %s: checkpoint failed: %s", in->name, op->error);
+	instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
+	    "checkpoint failed");
+	reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+	    "checkpoint of %s failed: %s", in->name, op->error);
+	inst_op_free(op);
+	instances_op_done(in->set);
+}
+
+/* The checkpoint is verified; what is left of the container is gone
+ * (if it was to go). */
+static void
+checkpoint_settled(void *varg, pid_t pid, const char *error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+	const struct ckpt_result *res = &op->res;
+
+	(void)pid;
+	if (error != NULL)
+		log_warnx("instance %s: %s", in->name, error);
 	if (op->leave_running && in->pid > 0)
 		instance_set_state(in, INST_RUNNING, "checkpointed, left running");
-	else if (op->leave_running) {
-		/* Its init exited while CRIU answered. */
-		container_kill(in->name, NULL);
-		container_cgroup_remove(in->name, NULL);
+	else if (op->leave_running)
 		instance_set_state(in, INST_CHECKPOINTED, "exited after the "
 		    "checkpoint");
-	}
-	else {
-		/* CRIU killed the tree after the dump; reap what is left. */
-		if (in->pid > 0 && !in->adopted)
-			waitpid(in->pid, NULL, WNOHANG);
-		in->pid = 0;
-		container_kill(in->name, NULL);
-		container_cgroup_remove(in->name, NULL);
+	else
 		instance_set_state(in, INST_CHECKPOINTED, NULL);
-	}
 	log_info("instance %s: checkpoint %llu: %llu bytes in %llu ms "
 	    "(frozen %llu ms)", in->name, (unsigned long long)res->generation,
 	    (unsigned long long)res->bytes,
 	    (unsigned long long)res->duration_ms,
 	    (unsigned long long)res->frozen_ms);
 	reply_checkpoint(op->cb, op->arg, in->name, res->generation,
-	    res->bytes, res->duration_ms, res->frozen_ms, res->gen_dir);
-	free(op);
+	    res->bytes, res->duration_ms, res->frozen_ms, op->gen_dir);
+	inst_op_free(op);
 	instances_op_done(in->set);
+}
+
+static void
+checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+	uv_loop_t		*loop = in->set->agent->loop;
+
+	if (error != NULL) {
+		/* CRIU failed: it resumed the container, or it died with the
+		 * container frozen (then we thaw it), or the container is gone. */
+		op->error = xstrdup(error);
+		if (in->pid > 0)
+			container_thaw_async(loop, in->name, checkpoint_failed,
+			    op);
+		else
+			checkpoint_failed(op, 0, NULL);
+		return;
+	}
+	in->generation = res->generation;
+	op->res = *res;
+	op->gen_dir = res->gen_dir != NULL ? xstrdup(res->gen_dir) : NULL;
+	op->res.gen_dir = NULL;
+	if (op->leave_running && in->pid > 0) {
+		checkpoint_settled(op, 0, NULL);
+		return;
+	}
+	/* Its init exited while CRIU answered, or CRIU killed the tree
+	 * after the dump: reap what is left. */
+	if (!op->leave_running && in->pid > 0 && !in->adopted)
+		waitpid(in->pid, NULL, WNOHANG);
+	in->pid = 0;
+	container_stop_async(loop, in->name, checkpoint_settled, op);
 }
 
 void
@@ -851,6 +1067,23 @@ instances_checkpoint(struct instances *set, const Tern__CheckpointRequest *r,
 	    op->leave_running, checkpoint_done, op);
 }
 
+/* What a failed restore left is gone. */
+static void
+restore_failed(void *varg, pid_t pid, const char *kill_error)
+{
+	struct inst_op		*op = varg;
+	struct instance		*in = op->in;
+
+	(void)pid;
+	if (kill_error != NULL)
+		log_warnx("instance %s: %s", in->name, kill_error);
+	instance_set_state(in, op->before, "restore failed");
+	reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
+	    "restore of %s failed: %s", in->name, op->error);
+	inst_op_free(op);
+	instances_op_done(in->set);
+}
+
 static void
 restore_done(void *varg, const struct ckpt_result *res, const char *error)
 {
@@ -863,13 +1096,9 @@ restore_done(void *varg, const struct ckpt_result *res, const char *error)
 		instance_set_error(in, error);
 		log_warnx("instance %s: restore failed: %s", in->name, error);
 		instance_unmount_below(in->dir);
-		container_kill(in->name, NULL);
-		container_cgroup_remove(in->name, NULL);
-		instance_set_state(in, op->before, "restore failed");
-		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_INTERNAL,
-		    "restore of %s failed: %s", in->name, error);
-		free(op);
-		instances_op_done(in->set);
+		op->error = xstrdup(error);
+		container_stop_async(in->set->agent->loop, in->name,
+		    restore_failed, op);
 		return;
 	}
 	instance_set_error(in, NULL);
@@ -911,10 +1140,12 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 	}
 	if (!instance_usable(set, cb, arg))
 		return;
-	if (in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) {
+	if ((in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) ||
+	    in->working) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: stop it before restoring (one copy "
-		    "runs at a time)", in->name, inst_state_names[in->state]);
+		    "runs at a time)", in->name, in->working != NULL ? in->working :
+		    inst_state_names[in->state]);
 		return;
 	}
 	if (in->moved_to != NULL && !(r->has_force && r->force)) {
@@ -1143,13 +1374,14 @@ instance_load(struct instances *set, const char *name)
 		 * that was absent or empty). */
 		log_info("instance %s: incomplete incoming migration discarded",
 		    name);
-		if (!spec->shared_storage && rm_rf(spec->root, &cause) != 0) {
-			log_warnx("instance %s: %s", name, cause);
-			free(cause);
-			cause = NULL;
-		} else if (!spec->shared_storage)
-			log_info("instance %s: removed the incoming rootfs %s",
-			    name, spec->root);
+		if (!spec->shared_storage) {
+			char *who;
+
+			xasprintf(&who, "instance %s", name);
+			work_discard(set->agent->loop, spec->root, who,
+			    "the incoming rootfs", NULL, NULL);
+			free(who);
+		}
 		container_cgroup_remove(name, NULL);
 		instance_destroy(in);
 		in = NULL;

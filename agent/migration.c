@@ -28,6 +28,7 @@
 #include "daemon/log.h"
 #include "daemon/ratelimit.h"
 #include "daemon/util.h"
+#include "daemon/work.h"
 #include "daemon/xmalloc.h"
 #include "migrate/files.h"
 #include "migrate/phases.h"
@@ -106,6 +107,8 @@ struct migration {
 	unsigned		 files_in;	/* target: image files accepted */
 	uint64_t		 timer_bytes;	/* bytes moved when timer started */
 
+	struct instance		*recording_in;	/* source: moved_to being
+						 * written, COMMIT waits */
 	int			 rootfs_copy;	/* the rootfs follows, not shared */
 	struct tree_send	*tree_tx;	/* source: a pass going out */
 	struct tree_index	*tree_idx;	/* source: what the last pass sent */
@@ -116,6 +119,7 @@ struct migration {
 	int			 trees_in;	/* target: passes being applied */
 	int			 trees_done;	/* target: passes applied */
 	int			 restore_wanted;	/* target: RESTORE came early */
+	unsigned		 files_writing;	/* target: files not yet written */
 	int			 rootfs_keep;	/* target: ours now */
 	int			 zombie;	/* freed, waiting for trees_in */
 
@@ -269,14 +273,16 @@ mig_freed(uv_handle_t *h)
 static void
 mig_drop_rootfs(struct migration *m)
 {
-	char	*cause = NULL;
+	char	*who;
 
 	if (m->source || m->rootfs == NULL || m->rootfs_keep)
 		return;
-	if (rm_rf(m->rootfs, &cause) != 0) {
-		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
-		free(cause);
-	}
+	/* Moved aside at once (a retry finds the path free), removed on
+	 * the pool (a rootfs takes seconds). */
+	xasprintf(&who, "mig %" PRIx64 " %s", m->id, m->name);
+	work_discard(m->agent->loop, m->rootfs, who, "the incoming rootfs",
+	    NULL, NULL);
+	free(who);
 }
 
 /* Unlink now, free once the timer is closed. */
@@ -651,14 +657,12 @@ mig_source_resumed(struct migration *m)
 	if (m->rootfs_copy) {
 		/* The target's copy is the live one now; ours would only go
 		 * stale (and block a move back). */
-		char *cause = NULL;
+		char *who;
 
-		if (rm_rf(in->spec->root, &cause) != 0) {
-			log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
-			free(cause);
-		} else
-			log_info("mig %" PRIx64 " %s: removed the rootfs copy %s",
-			    m->id, m->name, in->spec->root);
+		xasprintf(&who, "mig %" PRIx64 " %s", m->id, m->name);
+		work_discard(m->agent->loop, in->spec->root, who,
+		    "the rootfs copy", NULL, NULL);
+		free(who);
 	}
 	/* Destroy first: releasing the table may close it, and everything
 	 * in it, at once (a shutdown waiting for us). */
@@ -707,19 +711,47 @@ mig_source_orphaned(struct migration *m, const char *why)
 /* RESTORED in post-copy: the target holds the restored tree, its memory
  * still here.  COMMIT makes it run there; from then on ours never runs
  * again. */
+static void	mig_source_postcopy_recorded(void *, const char *);
+
 static void
 mig_source_postcopy_commit(struct migration *m)
 {
-	if (m->state != MIG_RESTORING)
+	if (m->state != MIG_RESTORING || m->recording_in != NULL)
 		return;
 	if (m->dump == NULL) {
 		mig_source_fail(m, "criu stopped before serving the pages");
 		return;
 	}
 	/* Recorded before it can run there: a restarted ternd kills what
-	 * is left here instead of resuming it. */
+	 * is left here instead of resuming it.  The record is durable
+	 * before COMMIT goes; the fsync runs on the pool meanwhile. */
 	m->in->moved_to = xstrdup(m->peer);
-	instance_persist(m->in);
+	m->recording_in = m->in;
+	m->handles++;
+	instance_persist_then(m->in, mig_source_postcopy_recorded, m);
+}
+
+static void
+mig_source_postcopy_recorded(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+	struct instance		*in = m->recording_in;
+	int			 live;
+
+	(void)error;	/* logged; the commit goes on as it did before */
+	m->recording_in = NULL;
+	live = --m->handles > 0;
+	if (!live || m->state != MIG_RESTORING || m->dump == NULL) {
+		/* Rolled back while the record was written: not committed. */
+		free(in->moved_to);
+		in->moved_to = NULL;
+		instance_persist(in);
+		if (!live) {
+			m->handles = 1;		/* only its memory is left */
+			mig_freed((uv_handle_t *)&m->timer);
+		}
+		return;
+	}
 	if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
 		free(m->in->moved_to);
 		m->in->moved_to = NULL;
@@ -943,7 +975,7 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
-	if ((m->fs = files_send_dir(mux, gen_dir, prefix, m->limit,
+	if ((m->fs = files_send_dir(m->agent->loop, mux, gen_dir, prefix, m->limit,
 	    mig_source_sent, m, &cause)) == NULL ||
 	    (m->rootfs_copy && mig_source_tree_start(m, &cause) != 0)) {
 		mig_source_fail(m, "%s", cause);
@@ -1915,7 +1947,7 @@ mig_target_tree_done(void *arg, const struct tree_stats *st,
 	if (m->trees_done == 1)
 		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED, NULL);
 	else if (m->restore_wanted && m->state == MIG_RECEIVING &&
-	    m->trees_in == 0) {
+	    m->trees_in == 0 && m->files_writing == 0) {
 		m->restore_wanted = 0;
 		mig_target_restore(m);
 	}
@@ -1930,8 +1962,14 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 	case TERN__MIGRATE_STEP__STEP__RESTORE:
 		if (m->state != MIG_RECEIVING)
 			break;
-		if (m->rootfs_copy && (m->trees_done < 2 || m->trees_in > 0)) {
-			m->restore_wanted = 1;	/* mig_target_tree_done */
+		if ((m->rootfs_copy && (m->trees_done < 2 ||
+		    m->trees_in > 0)) || m->files_writing > 0) {
+			/* mig_target_tree_done, mig_target_file_written */
+			if (m->files_writing > 0)
+				log_info("mig %" PRIx64 " %s: restore waits for "
+				    "%u image files still being written", m->id,
+				    m->name, m->files_writing);
+			m->restore_wanted = 1;
 			break;
 		}
 		mig_target_restore(m);
@@ -2106,11 +2144,50 @@ mig_parse_file_name(const char *s, char *inst, size_t ilen, uint64_t *gen,
 #define MIG_MAX_FILES		65536
 #define MIG_MAX_STREAMS		16
 
+/* Which migration an image file is for: looked up when it is written
+ * (the migration may be gone by then). */
+struct mig_file_ref {
+	struct agent	*agent;
+	char		*peer;
+	uint64_t	 id;
+};
+
+/* An image file is written (its stream may have ended before). */
+static void
+mig_target_file_written(void *arg, const char *path, const char *error,
+    int told)
+{
+	struct mig_file_ref	*ref = arg;
+	struct migration	*m;
+	char			*why;
+
+	m = mig_find(ref->agent, ref->peer, ref->id, 0);
+	free(ref->peer);
+	free(ref);
+	if (m == NULL)
+		return;
+	m->files_writing--;
+	if (error != NULL && !told && m->state == MIG_RECEIVING) {
+		/* The source heard every byte arrive: tell it otherwise. */
+		xasprintf(&why, "%s: %s", path, error);
+		mig_target_abort(m, why);
+		free(why);
+		return;
+	}
+	if (m->restore_wanted && m->state == MIG_RECEIVING &&
+	    m->files_writing == 0 && m->trees_in == 0 &&
+	    (!m->rootfs_copy || m->trees_done >= 2)) {
+		m->restore_wanted = 0;
+		mig_target_restore(m);
+	}
+}
+
 int
 migration_accept_file(struct agent *a, const char *peer, struct stream *st,
     const char *name, uint64_t size, char **cause)
 {
 	struct migration	*m;
+	struct mig_file_ref	*ref;
 	struct statvfs		 vfs;
 	char			 inst[64], file[256], *path;
 	uint64_t		 gen, avail;
@@ -2151,9 +2228,18 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 	}
 	if (fault_hit("mig.target.file") == FAULT_KILL)
 		fault_die("mig.target.file");	/* an image on its way */
-	if ((rc = files_recv(st, path, size, cause)) == 0) {
+	ref = xcalloc(1, sizeof *ref);
+	ref->agent = a;
+	ref->peer = xstrdup(peer);
+	ref->id = m->id;
+	if ((rc = files_recv(a->loop, st, path, size, mig_target_file_written,
+	    ref, cause)) == 0) {
 		stream_set_tally(st, m->tally);
 		m->files_in++;
+		m->files_writing++;
+	} else {
+		free(ref->peer);
+		free(ref);
 	}
 	free(path);
 	return rc;

@@ -26,6 +26,8 @@
 #include "daemon/ctlsock.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/longjob.h"
+#include "daemon/loop-probe.h"
 #include "daemon/pidfile.h"
 #include "daemon/tls.h"
 #include "daemon/util.h"
@@ -74,6 +76,8 @@ conf_fixed_change(const struct conf *old, const struct conf *new)
 		return "control_group";
 	if (strcmp(old->criu_path, new->criu_path) != 0)
 		return "criu_path";
+	if (old->thread_pool_size != new->thread_pool_size)
+		return "thread_pool_size";
 	return NULL;
 }
 
@@ -105,6 +109,7 @@ agent_reload(struct agent *a)
 	conf_free(a->conf);
 	a->conf = conf;
 	agent_limits(a);
+	longjobs_set_max(a->longjobs, (unsigned)a->conf->max_vm_migrations);
 	peers_reconfigure(a->peers);
 	log_info("configuration reloaded");
 	return;
@@ -117,6 +122,8 @@ fail:
 static void
 agent_stop(struct agent *a)
 {
+	char	*desc;
+
 	if (a->stopping)
 		return;
 	a->stopping = 1;
@@ -131,6 +138,10 @@ agent_stop(struct agent *a)
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
+	desc = loop_probe_describe(&a->probe);
+	log_info("event loop latency: %s", desc);
+	free(desc);
+	loop_probe_stop(&a->probe, NULL);
 }
 
 /* libvirt's news: a migration's pass for the migrations, the rest for
@@ -284,6 +295,7 @@ main(int argc, char **argv)
 	struct agent	 agent, *a = &agent;
 	uv_loop_t	 loop;
 	char		*conf_path = NULL, *cause = NULL, *path = NULL;
+	char		 pool[16];
 	int		 ch, check = 0, foreground = 0, pidfd = -1, rc = 1;
 	char		*pidpath = NULL;
 
@@ -369,8 +381,15 @@ main(int argc, char **argv)
 	if (getrandom(&a->boot_id, sizeof a->boot_id, 0) != sizeof a->boot_id)
 		a->boot_id = (uint64_t)getpid() << 32 | (uint64_t)now_ns();
 
+	/* libuv reads it once, when the pool first starts.  Long jobs run
+	 * on threads of their own (daemon/longjob.h), not there. */
+	snprintf(pool, sizeof pool, "%d", a->conf->thread_pool_size);
+	setenv("UV_THREADPOOL_SIZE", pool, 1);
 	uv_loop_init(&loop);
 	a->loop = &loop;
+	loop_probe_start(&a->probe, &loop);
+	a->longjobs = longjobs_new(&loop, (unsigned)a->conf->max_vm_migrations,
+	    "max_vm_migrations");
 	a->start_ms = now_ms();
 	agent_limits(a);
 	signal_watch(&loop, &sig_term, SIGTERM, a);
@@ -382,6 +401,8 @@ main(int argc, char **argv)
 	    &a->peer_limits, control_request, a, &cause)) == NULL) {
 		log_warnx("%s", cause);
 		agent_stop(a);
+		longjobs_close(a->longjobs);
+		a->longjobs = NULL;
 		uv_run(&loop, UV_RUN_DEFAULT);
 		goto close_loop;
 	}
@@ -399,7 +420,10 @@ main(int argc, char **argv)
 		agent_criu_probed(&none, a);
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
-	/* Only now: VM calls on the thread pool used the connection. */
+	/* Only now: VM calls on the thread pool and long jobs used the
+	 * connection (the loop ran dry: every long job is done). */
+	longjobs_close(a->longjobs);
+	a->longjobs = NULL;
 	vm_host_close(a->vms);
 	a->vms = NULL;
 	uv_run(&loop, UV_RUN_DEFAULT);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "checkpoint/vm.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/longjob.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 #include "migrate/relay.h"
@@ -117,6 +119,7 @@ struct vm_migration {
 	uv_timer_t		 timer;		/* a step that does not come */
 	int			 handles;
 	int			 works;		/* on the thread pool */
+	atomic_int		 job_aborted;	/* an abort was sent to libvirt */
 	int			 closing;
 	instances_done_cb	 progress;
 	instances_done_cb	 cb;
@@ -138,6 +141,8 @@ enum vmm_workkind {
 
 struct vmm_work {
 	uv_work_t		 w;
+	struct longjob		 lj;		/* VMMW_MIGRATE: a thread's */
+	int			 stall;		/* a test holds it (fault) */
 	enum vmm_workkind	 kind;
 	struct vm_migration	*m;
 	struct vm_host		*host;
@@ -571,6 +576,17 @@ vmm_work_run(uv_work_t *w)
 		k->rc = vm_memory(k->host, k->name, &k->memory, &k->cause);
 		break;
 	case VMMW_MIGRATE:
+		/* A test holds the job before libvirt's call until it is
+		 * aborted, as a long migration holds it in libvirt's. */
+		while (k->stall && !atomic_load(&k->m->job_aborted))
+			usleep(20000);
+		if (k->stall) {
+			k->rc = -1;
+			k->run = VM_RUNNING;
+			k->cause = xstrdup("the job was aborted before libvirt's "
+			    "call (fault point vmig.source.migrate)");
+			break;
+		}
 		if (k->max_downtime_ms > 0 && vm_set_max_downtime(k->host,
 		    k->name, k->max_downtime_ms, &cause) != 0) {
 			log_warnx("%s", cause);
@@ -590,6 +606,7 @@ vmm_work_run(uv_work_t *w)
 		k->rc = vm_postcopy_start(k->host, k->name, &k->cause);
 		break;
 	case VMMW_ABORT:
+		atomic_store(&k->m->job_aborted, 1);
 		k->rc = vm_job_abort(k->host, k->name, &k->cause);
 		break;
 	case VMMW_CHECK:
@@ -634,6 +651,18 @@ vmm_work_run(uv_work_t *w)
 			k->rc = vm_undefine(k->host, k->name, &k->cause);
 		break;
 	}
+}
+
+static void
+vmm_work_free(struct vmm_work *k)
+{
+	free(k->name);
+	free(k->dconnuri);
+	free(k->uri);
+	free(k->dir);
+	free(k->cause);
+	free(k->xml);
+	free(k);
 }
 
 static void	vmm_source_offer(struct vm_migration *, struct vmm_work *);
@@ -697,19 +726,31 @@ vmm_work_done(uv_work_t *w, int status)
 		break;
 	}
 out:
-	free(k->name);
-	free(k->dconnuri);
-	free(k->uri);
-	free(k->dir);
-	free(k->cause);
-	free(k->xml);
-	free(k);
+	vmm_work_free(k);
+}
+
+/* VMMW_MIGRATE, on a thread of its own (daemon/longjob.h). */
+static void
+vmm_longjob_run(struct longjob *j)
+{
+	struct vmm_work	*k = j->data;
+
+	vmm_work_run(&k->w);
+}
+
+static void
+vmm_longjob_done(struct longjob *j)
+{
+	struct vmm_work	*k = j->data;
+
+	vmm_work_done(&k->w, 0);
 }
 
 static void
 vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 {
 	struct vmm_work	*k;
+	char		*cause = NULL;
 
 	k = xcalloc(1, sizeof *k);
 	k->w.data = k;
@@ -733,6 +774,22 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 	}
 	if (kind == VMMW_STATS)
 		m->stats_busy = 1;
+	if (kind == VMMW_MIGRATE) {
+		/* It lasts as long as the migration: never on the pool that
+		 * the job's stats, the switch and the abort queue for. */
+		k->stall = fault_hit("vmig.source.migrate") == FAULT_STALL;
+		k->lj.work = vmm_longjob_run;
+		k->lj.done = vmm_longjob_done;
+		k->lj.data = k;
+		if (longjobs_start(m->agent->longjobs, &k->lj, &cause) != 0) {
+			vmm_work_free(k);
+			vmm_source_fail(m, "%s", cause);
+			free(cause);
+			return;
+		}
+		m->works++;
+		return;
+	}
 	m->works++;
 	uv_queue_work(m->agent->loop, &k->w, vmm_work_run, vmm_work_done);
 }
@@ -1087,6 +1144,7 @@ vm_migration_start(struct agent *a, struct instance *in,
 	const char		*mode = r->mode != NULL ? r->mode : "auto";
 	char			*cause = NULL;
 	struct vm_migration	*x;
+	unsigned		 n;
 
 	if (strcmp(mode, "auto") != 0 && strcmp(mode, "precopy") != 0 &&
 	    strcmp(mode, "postcopy") != 0) {
@@ -1125,6 +1183,19 @@ vm_migration_start(struct agent *a, struct instance *in,
 			    in->name);
 			goto refuse;
 		}
+	for (x = a->vm_migrations, n = 0; x != NULL; x = x->next)
+		if (x->source && !x->closing)
+			n++;
+	if (n >= (unsigned)a->conf->max_vm_migrations) {
+		/* Each holds a thread for as long as it runs. */
+		xasprintf(&cause, "instance %s: %u VM migrations are running "
+		    "from %s, the most max_vm_migrations allows: wait for one "
+		    "to finish, or raise max_vm_migrations", in->name, n,
+		    a->conf->host_name);
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_RESOURCE, cause);
+		free(cause);
+		return;
+	}
 	memset(&pc, 0, sizeof pc);
 	pc.allow_postcopy = strcmp(mode, "precopy") != 0;
 	pc.force_postcopy = strcmp(mode, "postcopy") == 0;

@@ -20,6 +20,8 @@
 # file), over the whole move, post-copy's page faults included.  Each
 # mode's ratios take the best manual method of that mode (least frozen)
 # as the denominator; the last line is stop-and-copy's frozen ratio.
+# Before the ratios, "loop: worst lateness ms = N": how late either
+# ternd's event loop ran at worst during tern's migrations (goal < 20).
 set -euo pipefail
 export TH_MTU=${TH_MTU:-9000}
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
@@ -68,13 +70,25 @@ seen_stall() {
 
 echo "container-migrate: $MIB MiB memcheck container, h1 -> h2 (veth+bridge, MTU $TH_MTU)"
 
-# tern MODE: sets total, frozen, seen and mode_used
+# The event loops' worst lateness during a migration (ternctl status
+# --reset-loop-probe before, ternctl status after; daemon/loop-probe.h).
+loop_reset() { local h; for h; do cl_ctl "$h" status --reset-loop-probe >/dev/null; done; }
+loop_worst() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_ms":\([0-9]*\).*/\1/p'; }
+# ... and the most CPU its thread used between two ticks (near the
+# lateness: a callback ran that long; far below: it waited for the CPU).
+loop_busy() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_busy_ms":\([0-9]*\).*/\1/p'; }
+
+# tern MODE: sets total, frozen, seen, mode_used, loop_src and loop_dst
 tern() {
 	local out t0 t1
 	ready_mc "tern $1"
+	loop_reset h1 h2
 	t0=$(now)
 	out=$(cl_ctl h1 --json migrate mc --to h2 --mode "$1")
 	t1=$(now)
+	loop_src=$(loop_worst h1) loop_dst=$(loop_worst h2)
+	echo "  tern $1: loop: worst lateness ms = $loop_src (source)," \
+	    "$loop_dst (target); busy at most $(loop_busy h1), $(loop_busy h2) ms" >&2
 	inst_verify h2 mc "$state" "tern $1" >&2
 	seen=$(seen_stall)
 	total=$(ms "$t0" "$t1")
@@ -83,9 +97,12 @@ tern() {
 	cl_ctl h2 destroy mc >/dev/null
 }
 tern stopcopy
-sc_total=$total sc_frozen=$frozen sc_seen=$seen
+sc_total=$total sc_frozen=$frozen sc_seen=$seen sc_loop="$loop_src/$loop_dst"
+sc_worst=$(( loop_src > loop_dst ? loop_src : loop_dst ))
 tern auto
 tern_total=$total tern_frozen=$frozen tern_mode=$mode_used tern_seen=$seen
+tern_loop="$loop_src/$loop_dst"
+tern_worst=$(( loop_src > loop_dst ? loop_src : loop_dst ))
 
 # --- by hand, with the same CRIU -----------------------------------------------
 ext_dump=() ext_rst=()
@@ -259,6 +276,8 @@ else
 	au_best=$sc_best au_bf=$sc_bf au_bs=$sc_bs
 fi
 echo "best manual: stopcopy $sc_best, $tern_mode $au_best"
+echo "loop: worst lateness ms = $(( sc_worst > tern_worst ? sc_worst : tern_worst ))" \
+    "(source/target: stopcopy $sc_loop, auto $tern_loop; goal < 20)"
 ratio() { awk -v a="$2" -v b="$3" -v m="$1" \
 	'BEGIN {printf "container-migrate: %s = %.2f\n", m, a / (b > 0 ? b : 1)}'; }
 ratio "$tern_mode seen tern/best manual" "$tern_seen" "$au_bs"

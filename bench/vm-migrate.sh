@@ -30,6 +30,8 @@
 # reported up to a second late, hence three lines).  Medians are printed
 # per method.
 #
+# Before the table: "loop: worst lateness ms = N", the worst lateness of
+# either ternd's event loop during tern's migrations (goal: < 20 ms).
 # The last line is "vm-migrate: total tern/libvirt-tls = R" (ratio of the
 # median totals) only when the tern leg ran.  Exit status: 0 ok; 1 a
 # migration or the guest's check failed; 3 this ternd has no VM support
@@ -244,14 +246,28 @@ fi
 console=$TH_ROOT/vmt.console
 : >"$console"
 lv_wait_ok "$(lv_serial_log h1 vmt)" 2 90 || fail "tern's guest did not boot"
+# The event loops' worst lateness during each migration (ternctl status
+# --reset-loop-probe before, ternctl status after; daemon/loop-probe.h).
+loop_reset() { local h; for h; do cl_ctl "$h" status --reset-loop-probe >/dev/null; done; }
+loop_worst() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_ms":\([0-9]*\).*/\1/p'; }
+# ... and the most CPU its thread used between two ticks (near the
+# lateness: a callback ran that long; far below: it waited for the CPU).
+loop_busy() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_busy_ms":\([0-9]*\).*/\1/p'; }
+declare -A loop_ms
 at=h1
 for ((i = 1; i <= RUNS; i++)); do
 	from=$at to=$(other "$at")
 	: >"$(lv_serial_log "$to" vmt)"
+	loop_reset "$from" "$to"
 	t0=$(now)
 	out=$(cl_ctl "$from" --json migrate vmt --to "$to") ||
 	    fail "tern $from->$to: ternctl migrate failed: $out"
 	t1=$(now)
+	loop_src=$(loop_worst "$from") loop_dst=$(loop_worst "$to")
+	loop_ms[src]+=" $loop_src" loop_ms[dst]+=" $loop_dst"
+	echo "  tern $from->$to: loop: worst lateness ms = $loop_src (source)," \
+	    "$loop_dst (target); busy at most $(loop_busy "$from")," \
+	    "$(loop_busy "$to") ms" >&2
 	at=$to
 	cat "$(lv_serial_log "$from" vmt)" >>"$console"
 	guest_moved vmt "$(lv_serial_log "$from" vmt)" \
@@ -277,6 +293,10 @@ echo "  tern's guest across $RUNS migrations: $v" >&2
 cl_ctl "$at" destroy vmt >/dev/null || :
 cl_stop_all || :
 
+max() { tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | sort -n | tail -n 1; }
+echo "loop: worst lateness ms = $(max "${loop_ms[src]} ${loop_ms[dst]}")" \
+    "(tern's VM migrations, source $(max "${loop_ms[src]}"), target" \
+    "$(max "${loop_ms[dst]}"); goal < 20)"
 header
 row "libvirt-tls: virsh migrate --p2p --tls" libvirt-tls
 row "tern:        ternctl migrate (mTLS)" tern

@@ -1,6 +1,9 @@
-/* ternctl status: what the local ternd is. */
+/* ternctl status [--reset-loop-probe]: what the local ternd is, and how
+ * late its event loop ran at worst (then forgotten, with the option: a
+ * bench resets before what it measures and reads after). */
 #include "config.h"
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include "ctl/ternctl.h"
@@ -8,14 +11,24 @@
 static int
 cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "reset-loop-probe", no_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 }
+	};
 	Envelope		 req, *reply;
 	Tern__StatusRequest	 sr = TERN__STATUS_REQUEST__INIT;
 	Tern__StatusReply	*st;
 	char			 age[32];
 	size_t			 i;
-	int			 rc = CTL_EXIT_OK;
+	int			 ch, rc = CTL_EXIT_OK;
 
-	if (argc != 1)
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (ch != 'r')
+			return ctl_usage(&cmd_status_entry);
+		sr.has_reset_loop_probe = 1;
+		sr.reset_loop_probe = 1;
+	}
+	if (optind != argc)
 		return ctl_usage(&cmd_status_entry);
 	msg_init(&req, 0);
 	req.body_case = TERN__ENVELOPE__BODY_STATUS_REQUEST;
@@ -48,6 +61,13 @@ cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 			printf(",\"containers\":");
 			ctl_json_string(stdout, st->containers);
 		}
+		if (st->has_loop_worst_ms)
+			printf(",\"loop_worst_ms\":%llu,\"loop_probe_ms\":%llu",
+			    (unsigned long long)st->loop_worst_ms,
+			    (unsigned long long)st->loop_probe_ms);
+		if (st->has_loop_worst_busy_ms)
+			printf(",\"loop_worst_busy_ms\":%llu",
+			    (unsigned long long)st->loop_worst_busy_ms);
 		printf("}\n");
 	} else {
 		ctl_format_age(age, sizeof age, st->uptime_ms);
@@ -60,11 +80,15 @@ cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 			printf(" %s", st->capabilities[i]);
 		printf("\ncontainers:   %s\n", st->containers != NULL ?
 		    st->containers : "?");
+		if (st->loop_probe != NULL)
+			printf("event loop:   %s\n", st->loop_probe);
 	}
 	msg_free(reply);
 	return rc;
 }
 
 const struct ctl_cmd cmd_status_entry = {
-	"status", "status", "show the local ternd", cmd_status_exec
+	"status", "status [--reset-loop-probe]",
+	"show the local ternd (and its event loop's worst lateness)",
+	cmd_status_exec
 };

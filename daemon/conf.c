@@ -185,6 +185,18 @@ static const struct conf_option conf_options[] = {
 	      "finished after this many milliseconds is killed and its "
 	      "container thawed (a 1 GiB dump took about 6 s on a 2-core "
 	      "test machine)." },
+	{ .name = "thread_pool_size", .type = CONF_INT,
+	  .offset = CONF_FIELD(thread_pool_size), .def_number = 16,
+	  .min = 4, .max = 128,
+	  .help = "Threads for short blocking calls (a libvirt query, an "
+	      "fsync, a checksum), so none waits behind another; fixed at "
+	      "start (UV_THREADPOOL_SIZE)." },
+	{ .name = "max_vm_migrations", .type = CONF_INT,
+	  .offset = CONF_FIELD(max_vm_migrations), .def_number = 4,
+	  .min = 1, .max = 64,
+	  .help = "Most VM migrations this host sends at once (each holds "
+	      "a thread of its own for as long as it runs); one more is "
+	      "refused." },
 	/* Trust boundaries (docs/security.md). */
 	{ .name = "max_pending_handshakes", .type = CONF_INT,
 	  .offset = CONF_FIELD(max_pending_handshakes), .def_number = 32,

@@ -76,6 +76,8 @@ struct conf {
 	int			 reconnect_max_ms;
 	int			 migration_timeout_ms;
 	int			 criu_timeout_ms;
+	int			 thread_pool_size;	/* fixed at start */
+	int			 max_vm_migrations;
 
 	/* Trust boundaries (docs/security.md). */
 	int			 max_pending_handshakes;

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "daemon/stream.h"
 
 #define FILES_STREAM_KIND	"ckpt-file"
@@ -17,11 +19,13 @@ struct files_send;
 typedef void (*files_done_cb)(void *arg, uint64_t bytes, const char *error);
 
 /* Send each regular file of dir, in turn, as a stream named PREFIX/FILE,
- * every stream held to limit (NULL: none).  NULL and *cause if dir cannot
- * be read; else cb follows exactly once. */
-struct files_send	*files_send_dir(struct stream_mux *, const char *dir,
-			    const char *prefix, struct ratelimit *limit,
-			    files_done_cb, void *arg, char **cause);
+ * every stream held to limit (NULL: none), at most a MiB per turn of
+ * loop.  NULL and *cause if dir cannot be read (cb is not called); else
+ * cb follows exactly once. */
+struct files_send	*files_send_dir(uv_loop_t *, struct stream_mux *,
+			    const char *dir, const char *prefix,
+			    struct ratelimit *limit, files_done_cb, void *arg,
+			    char **cause);
 
 /* Bytes handed to the streams so far. */
 uint64_t		 files_send_bytes(const struct files_send *);
@@ -30,12 +34,24 @@ void			 files_send_cancel(struct files_send *);
 
 /* Receiving: write the stream into path (created, must not exist), size
  * bytes as the sender announced: more is refused at once, fewer fails at
- * the end (the file is removed either way).  Not fsync'd here: the
- * receiver makes the whole directory durable when it suits it
- * (files_sync_dir), e.g. after the migrated container resumed.  -1 and
- * *cause if path cannot be created. */
-int			 files_recv(struct stream *, const char *path,
-			    uint64_t size, char **cause);
+ * the end (the file is removed either way).  The writes run on loop's
+ * thread pool, one batch at a time; bytes are consumed (the sender's
+ * window opens) only once written.  The stream may end (and the sender
+ * hear that every byte arrived) before the last bytes are written: cb
+ * (arg, path, error, told) says when the file is complete (error NULL)
+ * or removed, exactly once, never before files_recv returns; told: the
+ * sender heard of the error through the stream (else a write failed
+ * after the stream had ended cleanly, and only the caller can tell
+ * it).  cb may be NULL.  Not fsync'd here: the receiver makes the whole directory
+ * durable when it suits it (files_sync_dir), e.g. after the migrated
+ * container resumed.  -1 and *cause if path cannot be created (cb is not
+ * called).  Fault point files.recv.write: delay=MS before each batch of
+ * writes (a slow disk). */
+typedef void (*files_recv_cb)(void *arg, const char *path, const char *error,
+    int told);
+int			 files_recv(uv_loop_t *, struct stream *, const char *path,
+			    uint64_t size, files_recv_cb, void *arg,
+			    char **cause);
 /* fsync every regular file of dir, then dir (blocking: run it off the
  * event loop).  -1 and *cause on the first failure. */
 int			 files_sync_dir(const char *dir, char **cause);

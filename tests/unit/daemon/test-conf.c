@@ -169,6 +169,8 @@ test_defaults(void **state)
 	assert_int_equal(conf->peer_timeout_ms, 5000);
 	assert_int_equal(conf->reconnect_max_ms, 10000);
 	assert_int_equal(conf->criu_timeout_ms, 120000);
+	assert_int_equal(conf->thread_pool_size, 16);
+	assert_int_equal(conf->max_vm_migrations, 4);
 	assert_int_equal(conf->max_pending_handshakes, 32);
 	assert_int_equal(conf->handshake_timeout_ms, 2000);
 	assert_int_equal(conf->max_incoming_vm_migrations, 4);
@@ -408,6 +410,10 @@ test_out_of_range(void **state)
 	    "heartbeat_interval_ms: 49 is out of range (50..60000)");
 	ERR("host_name = \"h\"\ncriu_timeout_ms = 999\n", 2,
 	    "criu_timeout_ms: 999 is out of range (1000..86400000)");
+	ERR("host_name = \"h\"\nthread_pool_size = 2\n", 2,
+	    "thread_pool_size: 2 is out of range (4..128)");
+	ERR("host_name = \"h\"\nmax_vm_migrations = 0\n", 2,
+	    "max_vm_migrations: 0 is out of range (1..64)");
 	ERR("host_name = \"h\"\npeer_timeout_ms = 600001\n", 2,
 	    "peer_timeout_ms: 600001 is out of range (200..600000)");
 	ERR("host_name = \"h\"\nreconnect_max_ms = 99\n", 2,
@@ -779,7 +785,8 @@ test_print_options(void **state)
 		"ca_file", "cert_file", "key_file", "state_dir", "run_dir",
 		"control_group", "log_filters", "max_frame_size",
 		"stream_window", "send_buffer_max", "heartbeat_interval_ms",
-		"peer_timeout_ms", "reconnect_max_ms",
+		"peer_timeout_ms", "reconnect_max_ms", "thread_pool_size",
+		"max_vm_migrations",
 	};
 	char		*buf = NULL, needle[64];
 	size_t		 size = 0, i;
