@@ -25,6 +25,7 @@
 #define F_ERROR		19
 #define F_STREAM_END	22
 #define F_STATUS_REQ	64
+#define F_HOSTS_REQ	66
 #define F_HOSTS_REPLY	67
 
 static uint32_t
@@ -600,9 +601,16 @@ test_unknown_nested(void **state)
 
 	/* Inside a message with no fields at all. */
 	w_uint(&r, 1, 1);
+	envelope_with(&w, F_HOSTS_REQ, &r);
+	expect_refused(w.p, w.len, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+	    "unknown field", "1", "HostsRequest", NULL);
+	w_free(&w);
+
+	/* Inside one with a field: a number it does not have. */
+	w_uint(&r, 15, 1);
 	envelope_with(&w, F_STATUS_REQ, &r);
 	expect_refused(w.p, w.len, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-	    "unknown field", "1", "StatusRequest", NULL);
+	    "unknown field", "15", "StatusRequest", NULL);
 	w_free(&w);
 
 	/* Two levels down: an Error inside a StreamEnd. */
