@@ -29,6 +29,8 @@ static uv_loop_t	*loop;
 static struct store	*st;
 static int		 failed;
 
+static void	bad(const char *, ...) __attribute__((format(printf, 1, 2)));
+
 static void
 bad(const char *fmt, ...)
 {
@@ -244,6 +246,8 @@ conform(void)
 static const char	*lead_name;
 static int		 leading, writing;
 static uv_timer_t	 write_timer;
+
+static void	say(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 say(const char *fmt, ...)
