@@ -27,6 +27,7 @@
 #define LOG_MODULE "ckpt.confine"
 #include "checkpoint/confine.h"
 #include "checkpoint/container-spec.h"
+#include "checkpoint/container.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -448,35 +449,24 @@ static int
 confine_write(const char *name, const char *path, const char *rule,
     int optional, char **cause)
 {
-	size_t	len = strlen(rule);
-	ssize_t	n;
-	int	fd;
+	char	*why = NULL;
 
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1) {
-		set_cause(cause, "container %s: cannot open %s: %s", name,
-		    path, strerror(errno));
-		return -1;
-	}
-	do
-		n = write(fd, rule, len);
-	while (n == -1 && errno == EINTR);
-	if (n == -1 && errno == EPERM && optional) {
+	if (container_write_file(name, path, rule, &why) == 0)
+		return 0;
+	if (errno == EPERM && optional) {
 		log_debug("container %s: %s: \"%s\" not allowed to ternd's "
 		    "own cgroup, left out", name, path, rule);
-		close(fd);
+		free(why);
 		return 0;
 	}
-	if (n != (ssize_t)len) {
-		set_cause(cause, "container %s: cannot write \"%s\" to %s: "
-		    "%s%s", name, rule, path, n == -1 ? strerror(errno) :
-		    "short write", n == -1 && errno == EPERM ? " (the "
-		    "devices cgroup ternd is in does not allow every device: "
-		    "an unconfined container cannot have more)" : "");
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	return 0;
+	if (errno == EPERM)
+		set_cause(cause, "%s (the devices cgroup ternd is in does not "
+		    "allow every device: an unconfined container cannot have "
+		    "more)", why);
+	else
+		set_cause(cause, "%s", why);
+	free(why);
+	return -1;
 }
 
 int

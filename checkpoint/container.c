@@ -675,27 +675,31 @@ container_check_name(const char *name, char **cause)
 	return 0;
 }
 
-static int
+int
 container_write_file(const char *name, const char *path, const char *value,
     char **cause)
 {
 	size_t	len = strlen(value);
 	ssize_t	n;
-	int	fd;
+	int	fd, err;
 
 	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1) {
+		err = errno;
 		set_cause(cause, "container %s: cannot open %s: %s", name,
-		    path, strerror(errno));
+		    path, strerror(err));
+		errno = err;
 		return -1;
 	}
 	do
 		n = write(fd, value, len);
 	while (n == -1 && errno == EINTR);
 	if (n != (ssize_t)len) {
+		err = n == -1 ? errno : EIO;
 		set_cause(cause, "container %s: cannot write \"%s\" to %s: %s",
-		    name, value, path, n == -1 ? strerror(errno) :
+		    name, value, path, n == -1 ? strerror(err) :
 		    "short write");
 		close(fd);
+		errno = err;
 		return -1;
 	}
 	close(fd);

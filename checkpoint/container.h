@@ -80,6 +80,11 @@ int	container_kill(const char *name, char **cause);
 /* Remove the container's cgroups (after container_kill).  Missing ones
  * are not an error. */
 int	container_cgroup_remove(const char *name, char **cause);
+/* Write value into one of container name's cgroup files (path): -1 and
+ * *cause on failure, with errno from the call that failed (EPERM: the
+ * kernel refused the value). */
+int	container_write_file(const char *name, const char *path,
+	    const char *value, char **cause);
 
 /* The container's processes (thread group ids, as seen by the caller)
  * into *pids (caller frees), *n of them. */
