@@ -86,19 +86,7 @@ cli_dump=$(ms "$t0" "$t1"); cli_restore=$(ms "$t1" "$t2")
 cli_down=$((cli_dump + cli_restore))
 # Its check, by hand: ternd does not know this copy.
 rpid=$(cat "$img/restore.pid")
-before=$(grep -c "^counter=" "$state" || true)
-kill -USR1 "$rpid"
-for ((i = 0; i < 100; i++)); do
-	[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
-	sleep 0.1
-done
-if [ "$(grep -c "^counter=" "$state" || true)" -le "$before" ] ||
-    ! tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$"; then
-	echo "container-checkpoint: FAIL: criu-cli: memcheck (pid $rpid) says:" \
-	    "$(tail -n 1 "$state")" >&2
-	exit 1
-fi
-echo "mc: $(tail -n 1 "$state") (pid $rpid, criu-cli)" >&2
+inst_verify_pid "$rpid" mc "$state" criu-cli >&2
 cli_seen=$(seen_stall)
 kill -KILL "$rpid"
 

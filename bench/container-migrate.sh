@@ -148,21 +148,9 @@ man_restore() {
 # man_end WHAT: the restored memcheck checks its memory and reports its
 # stall (sets seen); then it is killed, and ternd on h1 lets go of mc.
 man_end() {
-	local rpid before i
+	local rpid
 	rpid=$(cat "$dst/restore.pid")
-	before=$(grep -c "^counter=" "$state" || true)
-	kill -USR1 "$rpid"
-	for ((i = 0; i < 100; i++)); do
-		[ "$(grep -c "^counter=" "$state" || true)" -gt "$before" ] && break
-		sleep 0.1
-	done
-	if [ "$(grep -c "^counter=" "$state" || true)" -le "$before" ] ||
-	    ! tail -n 1 "$state" | grep -q "^counter=[0-9]* ok$"; then
-		echo "container-migrate: FAIL: $1: memcheck (pid $rpid) says:" \
-		    "$(tail -n 1 "$state")" >&2
-		exit 1
-	fi
-	echo "mc: $(tail -n 1 "$state") (pid $rpid, $1)" >&2
+	inst_verify_pid "$rpid" mc "$state" "$1" >&2
 	seen=$(seen_stall)
 	kill -KILL "$rpid"
 	th_wait 10 eval '! th_pid_alive '"$rpid" || die "$1: $rpid outlived SIGKILL"
