@@ -107,6 +107,7 @@ struct migration {
 	unsigned		 files_in;	/* target: image files accepted */
 	uint64_t		 timer_bytes;	/* bytes moved when timer started */
 
+	void			(*record_then)(struct migration *);
 	struct instance		*recording_in;	/* source: moved_to being
 						 * written, COMMIT waits */
 	int			 rootfs_copy;	/* the rootfs follows, not shared */
@@ -708,31 +709,26 @@ mig_source_orphaned(struct migration *m, const char *why)
 	mig_free(m);
 }
 
-/* RESTORED in post-copy: the target holds the restored tree, its memory
- * still here.  COMMIT makes it run there; from then on ours never runs
- * again. */
-static void	mig_source_postcopy_recorded(void *, const char *);
+/* The commit point is recorded (moved_to, on disk) before it is acted
+ * on: a ternd restarted past it must not run its copy again, nor restore
+ * a second one from the checkpoint it keeps.  then(m) runs once the
+ * record is durable, if nothing rolled the migration back meanwhile;
+ * else the mark is taken back.  The write runs on the pool. */
+static void	mig_source_commit_recorded(void *, const char *);
 
 static void
-mig_source_postcopy_commit(struct migration *m)
+mig_source_record_commit(struct migration *m,
+    void (*then)(struct migration *))
 {
-	if (m->state != MIG_RESTORING || m->recording_in != NULL)
-		return;
-	if (m->dump == NULL) {
-		mig_source_fail(m, "criu stopped before serving the pages");
-		return;
-	}
-	/* Recorded before it can run there: a restarted ternd kills what
-	 * is left here instead of resuming it.  The record is durable
-	 * before COMMIT goes; the fsync runs on the pool meanwhile. */
 	m->in->moved_to = xstrdup(m->peer);
 	m->recording_in = m->in;
+	m->record_then = then;
 	m->handles++;
-	instance_persist_then(m->in, mig_source_postcopy_recorded, m);
+	instance_persist_then(m->in, mig_source_commit_recorded, m);
 }
 
 static void
-mig_source_postcopy_recorded(void *arg, const char *error)
+mig_source_commit_recorded(void *arg, const char *error)
 {
 	struct migration	*m = arg;
 	struct instance		*in = m->recording_in;
@@ -741,7 +737,8 @@ mig_source_postcopy_recorded(void *arg, const char *error)
 	(void)error;	/* logged; the commit goes on as it did before */
 	m->recording_in = NULL;
 	live = --m->handles > 0;
-	if (!live || m->state != MIG_RESTORING || m->dump == NULL) {
+	if (!live || m->state != MIG_RESTORING ||
+	    (m->postcopy ? m->dump == NULL : m->hold == NULL)) {
 		/* Rolled back while the record was written: not committed. */
 		free(in->moved_to);
 		in->moved_to = NULL;
@@ -752,10 +749,40 @@ mig_source_postcopy_recorded(void *arg, const char *error)
 		}
 		return;
 	}
+	m->record_then(m);
+}
+
+/* The commit could not be made after all: take the record back. */
+static void
+mig_source_uncommit(struct migration *m)
+{
+	free(m->in->moved_to);
+	m->in->moved_to = NULL;
+	instance_persist(m->in);
+}
+
+/* RESTORED in post-copy: the target holds the restored tree, its memory
+ * still here.  COMMIT makes it run there; from then on ours never runs
+ * again. */
+static void	mig_source_postcopy_recorded(struct migration *);
+
+static void
+mig_source_postcopy_commit(struct migration *m)
+{
+	if (m->state != MIG_RESTORING || m->recording_in != NULL)
+		return;
+	if (m->dump == NULL) {
+		mig_source_fail(m, "criu stopped before serving the pages");
+		return;
+	}
+	mig_source_record_commit(m, mig_source_postcopy_recorded);
+}
+
+static void
+mig_source_postcopy_recorded(struct migration *m)
+{
 	if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
-		free(m->in->moved_to);
-		m->in->moved_to = NULL;
-		instance_persist(m->in);
+		mig_source_uncommit(m);
 		mig_source_fail(m, "the commit could not be sent to %s",
 		    m->peer);
 		return;
@@ -773,6 +800,29 @@ mig_source_postcopy_recorded(void *arg, const char *error)
 			    "goes to criu now", m->id, m->name, m->peer);
 		relay_gate_open(m->relay);	/* may end the relay now */
 	}
+}
+
+/* RESTORED in stop-and-copy, the record on disk: CRIU stops our copy,
+ * then COMMIT goes (mig_source_dumped). */
+static void
+mig_source_stopcopy_recorded(struct migration *m)
+{
+	struct ckpt_hold	*h;
+	const char		*lost;
+
+	if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
+		/* CRIU died holding it: there is nothing to commit. */
+		mig_source_uncommit(m);
+		mig_source_fail(m, "criu died while the container was "
+		    "frozen: %s", lost);
+		return;
+	}
+	log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
+	    "stopping the source copy", m->id, m->name, m->peer);
+	mig_set_state(m, MIG_COMMITTED);
+	h = m->hold;
+	m->hold = NULL;
+	ckpt_hold_release(h, 1);	/* CRIU kills the source tree */
 }
 
 /* Past the commit point the page transfer broke: the memory is split
@@ -1023,7 +1073,6 @@ mig_source_dump(struct migration *m)
 static void
 mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 {
-	struct ckpt_hold	*h;
 	const char		*lost;
 
 	switch (s->step) {
@@ -1057,7 +1106,8 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 			mig_source_postcopy_commit(m);
 			break;
 		}
-		if (m->state != MIG_RESTORING || m->hold == NULL)
+		if (m->state != MIG_RESTORING || m->hold == NULL ||
+		    m->recording_in != NULL)
 			break;
 		if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
 			/* CRIU died holding it: there is nothing to commit. */
@@ -1066,17 +1116,8 @@ mig_source_step(struct migration *m, const Tern__MigrateStep *s)
 			break;
 		}
 		/* The commit point: the target holds a verified, restored
-		 * copy.  From here on it owns the instance.  Recorded first:
-		 * a ternd restarted past it must not restore a second copy
-		 * from the checkpoint it keeps. */
-		m->in->moved_to = xstrdup(m->peer);
-		instance_persist(m->in);
-		log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
-		    "stopping the source copy", m->id, m->name, m->peer);
-		mig_set_state(m, MIG_COMMITTED);
-		h = m->hold;
-		m->hold = NULL;
-		ckpt_hold_release(h, 1);	/* CRIU kills the source tree */
+		 * copy.  From here on it owns the instance. */
+		mig_source_record_commit(m, mig_source_stopcopy_recorded);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESUMED:
 		if (m->postcopy && m->state == MIG_COMMITTED && !m->resumed) {

@@ -14,7 +14,9 @@ th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-TERN_FAULT_H1=mig.source.commit-sent:kill@1
+# State files take 300 ms to reach the disk on h1 (work.write_file), so
+# a COMMIT sent before the commit record is durable would be caught.
+TERN_FAULT_H1=mig.source.commit-sent:kill@1,work.write_file:delay=300
 inst_two_hosts
 
 inst_memcheck mc 8
