@@ -36,7 +36,7 @@ struct membership_conf {
 	uint32_t	margin_ms;	/* more, before a silent host fails */
 };
 
-/* Bounds for the configuration; 0 and *cause (set) if conf breaks them. */
+/* Bounds for the configuration: 0, or -1 and *cause if conf breaks them. */
 int	membership_conf_check(const struct membership_conf *, char **cause);
 
 struct host_lease {

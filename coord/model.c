@@ -140,6 +140,13 @@ model_hosts(struct model *m, struct model_host ***hosts)
 	return m->pic.nhosts;
 }
 
+size_t
+model_instances(struct model *m, struct model_instance ***insts)
+{
+	*insts = m->pic.insts;
+	return m->pic.ninsts;
+}
+
 static int
 rep_newer(const void *a, const void *b)
 {

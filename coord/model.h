@@ -82,6 +82,9 @@ struct model_instance	*model_instance(struct model *, const char *name);
 struct model_replica	**model_replicas(struct model *, const char *instance,
 			    size_t *n);
 size_t			 model_hosts(struct model *, struct model_host ***);
+/* Every instance; valid until the next change. */
+size_t			 model_instances(struct model *,
+			    struct model_instance ***);
 
 /* A host joins, or changes its capacity or drain mark. */
 int	model_host_put(struct model *, const char *name, int drained,

@@ -1,0 +1,531 @@
+/* The coordinator role (see coordinator.h). */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_MODULE "coord"
+#include "coord/coordinator.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+/* The timer never sleeps longer: a lease granted meanwhile moves the
+ * next decision, and a check is cheap. */
+#define COORD_CHECK_MAX_MS	1000
+/* A grant names at most this many instances (a host runs fewer). */
+#define COORD_OWNED_MAX		1024
+
+/* An instance being moved (its transaction not answered yet): never
+ * planned twice. */
+struct moving {
+	struct moving	*next;
+	char		*name;
+	char		*from, *to;
+	uint64_t	 epoch;
+	struct coordinator *c;
+};
+
+/* A registration waiting for its host record to be stored. */
+struct joining {
+	struct coordinator *c;
+	char		*host;
+	uint64_t	 seq;
+};
+
+struct coordinator {
+	uv_loop_t		*loop;
+	struct coord_conf	 conf;
+	char			*name;
+	struct store		*store;
+	struct model		*model;
+	struct coord_transport	 tp;
+	uv_timer_t		*timer;
+	int			 loaded;
+	int			 leading;
+	uint64_t		 quiet_until;
+	struct moving		*moving;
+	unsigned		 pending;	/* callbacks still to come */
+	int			 freed;
+	coord_event_cb		 ev;
+	void			*ev_arg;
+	void			(*ready)(void *, const char *);
+	void			*ready_arg;
+};
+
+static void	coord_arm(struct coordinator *);
+
+static uint64_t
+coord_now(const struct coordinator *c)
+{
+	return c->conf.clock != NULL ? c->conf.clock(c->conf.clock_arg) :
+	    now_ms();
+}
+
+static void
+coord_event(struct coordinator *c, enum coord_event e, const char *host,
+    const char *inst, const char *text)
+{
+	if (c->ev != NULL)
+		c->ev(c->ev_arg, e, host, inst, text);
+}
+
+static void
+coord_maybe_free(struct coordinator *c)
+{
+	if (!c->freed || c->pending > 0 || c->timer != NULL)
+		return;
+	model_free(c->model);
+	free(c->name);
+	free(c);
+}
+
+/* --- grants ---------------------------------------------------------------- */
+
+/* The newest replica of in on host made before its current epoch: what a
+ * host that received in by failover restores. */
+static uint64_t
+coord_restore_generation(struct coordinator *c,
+    const struct model_instance *in, const char *host)
+{
+	struct model_replica	**reps;
+	size_t			  n, i;
+	uint64_t		  gen = 0;
+
+	if (in->ha != MODEL_HA_CHECKPOINT)
+		return 0;
+	reps = model_replicas(c->model, in->name, &n);
+	for (i = 0; i < n; i++)
+		if (strcmp(reps[i]->host, host) == 0 &&
+		    reps[i]->epoch < in->epoch) {
+			gen = reps[i]->generation;
+			break;
+		}
+	free(reps);
+	return gen;
+}
+
+static void
+coord_reply(struct coordinator *c, const char *host, uint64_t seq,
+    const char *refused)
+{
+	Envelope		  env;
+	Tern__LeaseGrant	  g = TERN__LEASE_GRANT__INIT;
+	Tern__OwnedInstance	 *owned = NULL, **ptrs = NULL;
+	struct model_instance	**insts;
+	size_t			  n, i, k = 0;
+	char			 *cause = NULL;
+
+	g.seq = seq;
+	if (refused != NULL)
+		g.refused = (char *)refused;
+	else {
+		g.has_ttl_ms = 1;
+		g.ttl_ms = c->conf.lease.ttl_ms;
+		n = model_instances(c->model, &insts);
+		owned = xcalloc(n + 1, sizeof *owned);
+		ptrs = xcalloc(n + 1, sizeof *ptrs);
+		for (i = 0; i < n && k < COORD_OWNED_MAX; i++) {
+			struct model_instance *in = insts[i];
+
+			if (in->owner == NULL || strcmp(in->owner, host) != 0)
+				continue;
+			tern__owned_instance__init(&owned[k]);
+			owned[k].name = in->name;
+			owned[k].epoch = in->epoch;
+			owned[k].kind = in->kind;
+			owned[k].restore_generation =
+			    coord_restore_generation(c, in, host);
+			owned[k].has_restore_generation =
+			    owned[k].restore_generation != 0;
+			ptrs[k] = &owned[k];
+			k++;
+		}
+		g.n_owned = k;
+		g.owned = ptrs;
+	}
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_GRANT;
+	env.lease_grant = &g;
+	if (c->tp.send(c->tp.ctx, host, &env, &cause) == -1) {
+		log_warnx("cannot answer %s's lease renewal: %s", host, cause);
+		free(cause);
+	}
+	free(owned);
+	free(ptrs);
+}
+
+static void
+coord_joined(void *arg, const char *error)
+{
+	struct joining		*j = arg;
+	struct coordinator	*c = j->c;
+	struct model_host	*h;
+
+	c->pending--;
+	if (c->freed) {
+		/* nothing to answer any more */
+	} else if (error != NULL || (h = model_host(c->model, j->host)) ==
+	    NULL) {
+		log_warnx("host %s cannot join: %s", j->host, error != NULL ?
+		    error : "its record vanished");
+		/* No answer: the agent asks again at its next renewal. */
+	} else {
+		host_lease_rejoin(&h->lease, coord_now(c));
+		log_info("host %s joined", j->host);
+		coord_event(c, COORD_EV_HOST_STATE, j->host, NULL, "up");
+		coord_reply(c, j->host, j->seq, NULL);
+		coord_arm(c);
+	}
+	free(j->host);
+	free(j);
+	coord_maybe_free(c);
+}
+
+static void
+coord_on_renew(struct coordinator *c, const char *host,
+    const Tern__LeaseRenew *r)
+{
+	struct model_host	*h = model_host(c->model, host);
+	struct joining		*j;
+	char			*cause = NULL, *why;
+	uint64_t		 now = coord_now(c);
+
+	if (h == NULL && !(r->has_join && r->join)) {
+		coord_reply(c, host, r->seq, "this host is not registered "
+		    "with the coordinator: register first");
+		return;
+	}
+	if (h == NULL) {
+		j = xcalloc(1, sizeof *j);
+		j->c = c;
+		j->host = xstrdup(host);
+		j->seq = r->seq;
+		if (model_host_put(c->model, host, 0, 0, 0, coord_joined, j,
+		    &cause) == -1) {
+			log_warnx("host %s cannot join: %s", host, cause);
+			free(cause);
+			free(j->host);
+			free(j);
+			return;
+		}
+		c->pending++;
+		return;
+	}
+	if (r->has_join && r->join) {
+		if (h->lease.state != HOST_UP)
+			log_info("host %s registers again (it was %s)", host,
+			    host_state_names[h->lease.state]);
+		host_lease_rejoin(&h->lease, now);
+		coord_event(c, COORD_EV_HOST_STATE, host, NULL, "up");
+	} else if (host_lease_renew(&h->lease, now) == -1) {
+		xasprintf(&why, "host %s was declared %s: its instances may "
+		    "run elsewhere; stop the protected ones and register again",
+		    host, host_state_names[h->lease.state]);
+		coord_reply(c, host, r->seq, why);
+		free(why);
+		return;
+	}
+	coord_reply(c, host, r->seq, NULL);
+	coord_arm(c);
+}
+
+int
+coord_on_msg(struct coordinator *c, const char *host, const Envelope *env)
+{
+	if (env->body_case != TERN__ENVELOPE__BODY_LEASE_RENEW)
+		return 0;
+	/* A follower (or one that has not loaded yet) grants nothing: the
+	 * agent's lease runs out unless the leader renews it. */
+	if (!c->leading || !c->loaded || !host_name_valid(host))
+		return 1;
+	coord_on_renew(c, host, env->lease_renew);
+	return 1;
+}
+
+/* --- failover -------------------------------------------------------------- */
+
+static struct moving *
+coord_moving(struct coordinator *c, const char *name)
+{
+	struct moving	*mv;
+
+	for (mv = c->moving; mv != NULL; mv = mv->next)
+		if (strcmp(mv->name, name) == 0)
+			return mv;
+	return NULL;
+}
+
+static void
+coord_moved(void *arg, const char *error)
+{
+	struct moving		*mv = arg, **pp;
+	struct coordinator	*c = mv->c;
+	char			*text;
+
+	c->pending--;
+	for (pp = &c->moving; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == mv) {
+			*pp = mv->next;
+			break;
+		}
+	if (!c->freed) {
+		if (error != NULL)
+			xasprintf(&text, "not moved from %s to %s: %s", mv->from,
+			    mv->to, error);
+		else
+			xasprintf(&text, "moved from %s to %s at epoch %" PRIu64,
+			    mv->from, mv->to, mv->epoch + 1);
+		if (error != NULL)
+			log_warnx("failover of %s: %s", mv->name, text);
+		else
+			log_info("failover of %s: %s", mv->name, text);
+		coord_event(c, COORD_EV_FAILOVER, mv->from, mv->name, text);
+		free(text);
+		coord_arm(c);
+	}
+	free(mv->name);
+	free(mv->from);
+	free(mv->to);
+	free(mv);
+	coord_maybe_free(c);
+}
+
+/* Move what failed owns and may run elsewhere, one transaction each
+ * (compared against the epoch the plan read).  What has nowhere to go
+ * stays owned by failed: the next check tries again. */
+static void
+coord_failover(struct coordinator *c, const char *failed)
+{
+	struct model_plan	*plan;
+	struct moving		*mv;
+	size_t			 n, i;
+	char			*cause = NULL;
+
+	n = model_failover_plan(c->model, failed, &plan);
+	for (i = 0; i < n; i++) {
+		struct model_instance *in = plan[i].instance;
+
+		if (plan[i].target == NULL || coord_moving(c, in->name) != NULL)
+			continue;
+		mv = xcalloc(1, sizeof *mv);
+		mv->c = c;
+		mv->name = xstrdup(in->name);
+		mv->from = xstrdup(failed);
+		mv->to = xstrdup(plan[i].target);
+		mv->epoch = in->epoch;
+		if (model_instance_move(c->model, in->name, in->epoch,
+		    plan[i].target, coord_moved, mv, &cause) == -1) {
+			log_warnx("failover of %s: %s", in->name, cause);
+			free(cause);
+			cause = NULL;
+			free(mv->name);
+			free(mv->from);
+			free(mv->to);
+			free(mv);
+			continue;
+		}
+		mv->next = c->moving;
+		c->moving = mv;
+		c->pending++;
+	}
+	model_plan_free(plan, n);
+}
+
+void
+coord_check(struct coordinator *c)
+{
+	struct model_host	**hosts;
+	size_t			  n, i;
+	uint64_t		  now = coord_now(c);
+	char			**failed = NULL;
+	size_t			  nfailed = 0;
+
+	if (!c->leading || !c->loaded)
+		return;
+	n = model_hosts(c->model, &hosts);
+	for (i = 0; i < n; i++) {
+		struct model_host *h = hosts[i];
+
+		if (host_lease_check(&h->lease, &c->conf.lease, c->quiet_until,
+		    now)) {
+			log_info("host %s is %s", h->name,
+			    host_state_names[h->lease.state]);
+			coord_event(c, COORD_EV_HOST_STATE, h->name, NULL,
+			    host_state_names[h->lease.state]);
+		}
+		if (h->lease.state == HOST_FAILED ||
+		    h->lease.state == HOST_FENCED) {
+			failed = xreallocarray(failed, nfailed + 1,
+			    sizeof *failed);
+			failed[nfailed++] = xstrdup(h->name);
+		}
+	}
+	/* The plan changes the picture: names, not pointers, cross it. */
+	for (i = 0; i < nfailed; i++) {
+		coord_failover(c, failed[i]);
+		free(failed[i]);
+	}
+	free(failed);
+}
+
+static void
+coord_tick(uv_timer_t *t)
+{
+	struct coordinator	*c = t->data;
+
+	coord_check(c);
+	coord_arm(c);
+}
+
+/* Wake at the next moment a host's state can change by itself. */
+static void
+coord_arm(struct coordinator *c)
+{
+	struct model_host	**hosts;
+	size_t			  n, i;
+	uint64_t		  now = coord_now(c), next = COORD_CHECK_MAX_MS, d;
+
+	if (c->timer == NULL || !c->leading)
+		return;
+	n = model_hosts(c->model, &hosts);
+	for (i = 0; i < n; i++) {
+		d = host_lease_next(&hosts[i]->lease, &c->conf.lease,
+		    c->quiet_until, now);
+		if (d < next)
+			next = d;
+	}
+	uv_timer_start(c->timer, coord_tick, next, 0);
+}
+
+/* --- leadership and start ------------------------------------------------- */
+
+static void
+coord_leader(void *arg, int leader, const char *why)
+{
+	struct coordinator	*c = arg;
+	struct model_host	**hosts;
+	size_t			  n, i;
+	uint64_t		  now = coord_now(c);
+
+	if (c->freed)
+		return;
+	c->leading = leader;
+	if (!leader) {
+		log_warnx("coordinator %s no longer leads: %s", c->name,
+		    why != NULL ? why : "deposed");
+		if (c->timer != NULL)
+			uv_timer_stop(c->timer);
+		coord_event(c, COORD_EV_DEPOSED, NULL, NULL, why);
+		return;
+	}
+	/* Whatever the last leader granted, we cannot know when: every host
+	 * counts as granted now, and nothing is decided for ttl + margin. */
+	c->quiet_until = membership_quiet_until(&c->conf.lease, now);
+	n = model_hosts(c->model, &hosts);
+	for (i = 0; i < n; i++)
+		host_lease_init(&hosts[i]->lease, now);
+	log_info("coordinator %s leads (%zu host%s known; no failover "
+	    "decision for %" PRIu64 " ms)", c->name, n, n == 1 ? "" : "s",
+	    c->quiet_until - now);
+	coord_event(c, COORD_EV_LEADING, NULL, NULL, NULL);
+	coord_arm(c);
+}
+
+static void
+coord_loaded(void *arg, const char *error)
+{
+	struct coordinator	*c = arg;
+	char			*cause = NULL;
+	void			(*ready)(void *, const char *) = c->ready;
+
+	c->pending--;
+	c->ready = NULL;
+	if (c->freed) {
+		coord_maybe_free(c);
+		return;
+	}
+	if (error == NULL) {
+		c->loaded = 1;
+		if (store_campaign(c->store, c->name, c->conf.lease.ttl_ms,
+		    coord_leader, c, &cause) == -1)
+			error = cause;
+	}
+	ready(c->ready_arg, error);
+	free(cause);
+}
+
+int
+coord_start(struct coordinator *c, void (*ready)(void *, const char *),
+    void *arg, char **cause)
+{
+	if (membership_conf_check(&c->conf.lease, cause) != 0)
+		return -1;
+	c->ready = ready;
+	c->ready_arg = arg;
+	if (model_load(c->model, coord_loaded, c, cause) == -1)
+		return -1;
+	c->pending++;
+	return 0;
+}
+
+struct coordinator *
+coord_new(uv_loop_t *loop, const struct coord_conf *conf, struct store *st,
+    const struct coord_transport *tp)
+{
+	struct coordinator	*c = xcalloc(1, sizeof *c);
+
+	c->loop = loop;
+	c->conf = *conf;
+	c->name = xstrdup(conf->name);
+	c->conf.name = c->name;
+	c->store = st;
+	c->model = model_new(st);
+	c->tp = *tp;
+	c->timer = xcalloc(1, sizeof *c->timer);
+	uv_timer_init(loop, c->timer);
+	c->timer->data = c;
+	uv_unref((uv_handle_t *)c->timer);
+	return c;
+}
+
+void
+coord_set_events(struct coordinator *c, coord_event_cb cb, void *arg)
+{
+	c->ev = cb;
+	c->ev_arg = arg;
+}
+
+struct model *
+coord_model(struct coordinator *c)
+{
+	return c->model;
+}
+
+int
+coord_leading(const struct coordinator *c)
+{
+	return c->leading && c->loaded;
+}
+
+static void
+coord_timer_closed(uv_handle_t *h)
+{
+	struct coordinator	*c = h->data;
+
+	free(h);
+	c->timer = NULL;
+	coord_maybe_free(c);
+}
+
+void
+coord_free(struct coordinator *c)
+{
+	if (c == NULL)
+		return;
+	c->freed = 1;
+	c->leading = 0;
+	uv_close((uv_handle_t *)c->timer, coord_timer_closed);
+}

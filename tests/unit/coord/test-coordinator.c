@@ -1,0 +1,385 @@
+/* coord/coordinator: leases and failover over a real journal store in a
+ * scratch directory, with a FAKE clock and a FAKE transport (the grants
+ * are captured, no mesh): registration, grants that list what a host
+ * owns, the quiet period, suspect then failed, failover by epoch to the
+ * survivor with the replica to restore, a failed host's renewal refused
+ * until it registers again (and then it owns nothing that moved), and a
+ * restarted coordinator that keeps the moves and decides nothing during
+ * its own quiet period. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord/coordinator.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+#define TTL	2000
+#define MARGIN	500
+
+static char		 dir[64];
+static struct store	*st;
+static struct coordinator *co;
+static uint64_t		 clock_now;
+
+/* The last grant each test host got. */
+struct grant {
+	int		 count;
+	uint64_t	 seq;
+	uint32_t	 ttl_ms;
+	char		*refused;
+	char		*owned;		/* "name@epoch[<gen]" joined by ' ' */
+};
+static struct grant	 g_h1, g_h2;
+static unsigned		 failovers;
+
+static uint64_t
+fake_clock(void *arg)
+{
+	(void)arg;
+	return clock_now;
+}
+
+static int
+fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
+{
+	struct grant		*g;
+	const Tern__LeaseGrant	*lg;
+	size_t			 i;
+	char			*s, *t;
+
+	(void)ctx;
+	(void)cause;
+	assert_int_equal(env->body_case, TERN__ENVELOPE__BODY_LEASE_GRANT);
+	g = strcmp(host, "h1") == 0 ? &g_h1 : &g_h2;
+	lg = env->lease_grant;
+	g->count++;
+	g->seq = lg->seq;
+	g->ttl_ms = lg->has_ttl_ms ? lg->ttl_ms : 0;
+	free(g->refused);
+	g->refused = lg->refused != NULL ? xstrdup(lg->refused) : NULL;
+	s = xstrdup("");
+	for (i = 0; i < lg->n_owned; i++) {
+		if (lg->owned[i]->has_restore_generation)
+			xasprintf(&t, "%s%s%s@%llu<%llu", s, *s ? " " : "",
+			    lg->owned[i]->name,
+			    (unsigned long long)lg->owned[i]->epoch,
+			    (unsigned long long)lg->owned[i]->restore_generation);
+		else
+			xasprintf(&t, "%s%s%s@%llu", s, *s ? " " : "",
+			    lg->owned[i]->name,
+			    (unsigned long long)lg->owned[i]->epoch);
+		free(s);
+		s = t;
+	}
+	free(g->owned);
+	g->owned = s;
+	return 0;
+}
+
+static void
+on_event(void *arg, enum coord_event e, const char *host, const char *inst,
+    const char *text)
+{
+	(void)arg;
+	(void)host;
+	(void)inst;
+	if (e == COORD_EV_FAILOVER && strstr(text, "moved") == text)
+		failovers++;
+}
+
+static void
+on_ready(void *arg, const char *error)
+{
+	if (error != NULL)
+		fail_msg("start: %s", error);
+	(*(int *)arg)++;
+}
+
+static void
+open_coord(void)
+{
+	struct coord_conf	 conf = { 0 };
+	struct coord_transport	 tp = { fake_send, NULL };
+	char			*cause = NULL;
+	int			 ready = 0;
+
+	st = store_journal_open(uv_default_loop(), dir, &cause);
+	if (st == NULL)
+		fail_msg("open: %s", cause);
+	conf.name = "c1";
+	conf.lease.ttl_ms = TTL;
+	conf.lease.margin_ms = MARGIN;
+	conf.clock = fake_clock;
+	co = coord_new(uv_default_loop(), &conf, st, &tp);
+	coord_set_events(co, on_event, NULL);
+	if (coord_start(co, on_ready, &ready, &cause) != 0)
+		fail_msg("start: %s", cause);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_int_equal(ready, 1);
+	assert_true(coord_leading(co));
+}
+
+static void
+close_coord(void)
+{
+	coord_free(co);
+	store_close(st);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	co = NULL;
+	st = NULL;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof dir, "/tmp/tern-coord.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	clock_now = 100000;
+	failovers = 0;
+	memset(&g_h1, 0, sizeof g_h1);
+	memset(&g_h2, 0, sizeof g_h2);
+	open_coord();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char	*cause = NULL;
+
+	(void)state;
+	if (co != NULL)
+		close_coord();
+	free(g_h1.refused);
+	free(g_h1.owned);
+	free(g_h2.refused);
+	free(g_h2.owned);
+	assert_int_equal(rm_rf(dir, &cause), 0);
+	return 0;
+}
+
+static void
+renew(const char *host, uint64_t seq, int join)
+{
+	Envelope		env;
+	Tern__LeaseRenew	r = TERN__LEASE_RENEW__INIT;
+
+	msg_init(&env, 0);
+	r.seq = seq;
+	r.has_join = join;
+	r.join = join;
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_RENEW;
+	env.lease_renew = &r;
+	assert_int_equal(coord_on_msg(co, host, &env), 1);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+}
+
+static void
+model_done(void *arg, const char *error)
+{
+	if (error != NULL)
+		fail_msg("model: %s", error);
+	(*(int *)arg)++;
+}
+
+static void
+inst(const char *name, const char *owner, enum model_ha ha)
+{
+	struct model_instance	 in;
+	char			*cause = NULL;
+	int			 done = 0;
+
+	memset(&in, 0, sizeof in);
+	in.name = (char *)name;
+	in.kind = "container";
+	in.spec = "{}";
+	in.owner = (char *)owner;
+	in.ha = ha;
+	in.interval_ms = ha == MODEL_HA_CHECKPOINT ? 5000 : 0;
+	in.replicas = ha == MODEL_HA_CHECKPOINT ? 1 : 0;
+	if (model_instance_add(coord_model(co), &in, model_done, &done,
+	    &cause) != 0)
+		fail_msg("add %s: %s", name, cause);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_int_equal(done, 1);
+}
+
+static void
+replica(const char *name, const char *on, uint64_t gen)
+{
+	struct model_replica	 r;
+	char			*cause = NULL;
+	int			 done = 0;
+
+	memset(&r, 0, sizeof r);
+	r.instance = (char *)name;
+	r.host = (char *)on;
+	r.epoch = model_instance(coord_model(co), name)->epoch;
+	r.generation = gen;
+	r.taken_unix_ms = 1000 * gen;
+	if (model_replica_put(coord_model(co), &r, model_done, &done,
+	    &cause) != 0)
+		fail_msg("replica: %s", cause);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_int_equal(done, 1);
+}
+
+static enum host_state
+state_of(const char *host)
+{
+	return model_host(coord_model(co), host)->lease.state;
+}
+
+/* Check at now, and let the moves' transactions commit. */
+static void
+check_at(uint64_t now)
+{
+	clock_now = now;
+	coord_check(co);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+}
+
+/* An unknown host is refused until it registers; then its grants name
+ * what it owns. */
+static void
+test_register(void **state)
+{
+	(void)state;
+	renew("h1", 1, 0);
+	assert_int_equal(g_h1.count, 1);
+	assert_non_null(g_h1.refused);
+	assert_non_null(strstr(g_h1.refused, "register first"));
+	assert_int_equal(g_h1.ttl_ms, 0);
+	renew("h1", 2, 1);
+	assert_int_equal(g_h1.count, 2);
+	assert_null(g_h1.refused);
+	assert_int_equal(g_h1.seq, 2);
+	assert_int_equal(g_h1.ttl_ms, TTL);
+	assert_string_equal(g_h1.owned, "");
+	inst("web", "h1", MODEL_HA_RESTART);
+	renew("h1", 3, 0);
+	assert_string_equal(g_h1.owned, "web@1");
+	assert_int_equal(state_of("h1"), HOST_UP);
+}
+
+/* A silent host: up, then suspect after ttl, failed after ttl + margin
+ * (never during the quiet period), and its protected instances move to
+ * the survivor at the next epoch; the failed host's renewal is refused
+ * until it registers again, and then it owns nothing that moved. */
+static void
+test_failover(void **state)
+{
+	uint64_t	 t0 = clock_now;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_CHECKPOINT);
+	inst("db", "h1", MODEL_HA_RESTART);
+	inst("tmp", "h1", MODEL_HA_NONE);
+	replica("web", "h2", 7);
+	/* h2 keeps renewing; h1 goes silent at t0. */
+	check_at(t0 + TTL - 1);
+	assert_int_equal(state_of("h1"), HOST_UP);
+	clock_now = t0 + TTL;
+	renew("h2", 2, 0);
+	check_at(t0 + TTL + 1);
+	assert_int_equal(state_of("h1"), HOST_SUSPECT);
+	assert_int_equal(failovers, 0);
+	clock_now = t0 + TTL + MARGIN - 1;
+	renew("h2", 3, 0);
+	check_at(t0 + TTL + MARGIN - 1);
+	assert_int_equal(state_of("h1"), HOST_SUSPECT);
+	assert_int_equal(failovers, 0);
+	check_at(t0 + TTL + MARGIN + 1);
+	assert_int_equal(state_of("h1"), HOST_FAILED);
+	assert_int_equal(state_of("h2"), HOST_UP);
+	assert_int_equal(failovers, 2);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h2");
+	assert_int_equal(model_instance(coord_model(co), "web")->epoch, 2);
+	assert_string_equal(model_instance(coord_model(co), "tmp")->owner,
+	    "h1");
+	/* The survivor learns it at its next grant, with the replica. */
+	renew("h2", 4, 0);
+	assert_null(g_h2.refused);
+	assert_non_null(strstr(g_h2.owned, "web@2<7"));
+	assert_non_null(strstr(g_h2.owned, "db@2"));
+	/* A second check moves nothing twice. */
+	check_at(t0 + TTL + MARGIN + 2);
+	assert_int_equal(failovers, 2);
+	/* h1 comes back: refused until it registers; then only "tmp". */
+	renew("h1", 9, 0);
+	assert_non_null(g_h1.refused);
+	assert_non_null(strstr(g_h1.refused, "failed"));
+	renew("h1", 10, 1);
+	assert_null(g_h1.refused);
+	assert_string_equal(g_h1.owned, "tmp@1");
+	assert_int_equal(state_of("h1"), HOST_UP);
+}
+
+/* A restarted coordinator keeps what was moved, counts every host as
+ * granted at its start, and decides nothing for ttl + margin. */
+static void
+test_restart(void **state)
+{
+	uint64_t	 t0;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	close_coord();
+	/* Long after h1's last grant, a new coordinator starts. */
+	clock_now += 10 * TTL;
+	t0 = clock_now;
+	open_coord();
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h1");
+	check_at(t0 + TTL + MARGIN - 1);
+	assert_int_equal(failovers, 0);
+	assert_true(state_of("h1") != HOST_FAILED);
+	clock_now = t0 + TTL + MARGIN - 1;
+	renew("h2", 2, 0);
+	assert_null(g_h2.refused);
+	check_at(t0 + TTL + MARGIN + 1);
+	assert_int_equal(state_of("h1"), HOST_FAILED);
+	assert_int_equal(failovers, 1);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h2");
+}
+
+/* What a host sends is taken from the mesh's authenticated name only; a
+ * name that is not a host name gets nothing. */
+static void
+test_bad_host(void **state)
+{
+	(void)state;
+	renew("../h1", 1, 1);
+	assert_int_equal(g_h2.count, 0);
+	assert_int_equal(g_h1.count, 0);
+	assert_null(model_host(coord_model(co), "../h1"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_register, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_host, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
