@@ -62,6 +62,9 @@ struct conf_option {
 static int	conf_check_host_name(const char *, char **);
 static int	conf_check_nonempty(const char *, char **);
 static int	conf_check_absolute(const char *, char **);
+static int	conf_check_role(const char *, char **);
+static int	conf_check_coordinator(const char *, char **);
+static int	conf_check_store(const char *, char **);
 
 #ifndef CRIU_DEFAULT_PATH
 #define CRIU_DEFAULT_PATH "/opt/tern/criu/bin/criu"
@@ -228,6 +231,46 @@ static const struct conf_option conf_options[] = {
 	      "(after symlinks are resolved), from ternctl create or a "
 	      "peer's migration; nothing else on the host can become or "
 	      "receive a rootfs." },
+	/* High availability (docs/ha.md). */
+	{ .name = "role", .type = CONF_STRING,
+	  .offset = CONF_FIELD(role), .def_string = "agent",
+	  .check = conf_check_role,
+	  .rule = "agent, coordinator or agent+coordinator",
+	  .help = "What this ternd does: run instances (agent), grant "
+	      "leases and fail over a crashed host's instances "
+	      "(coordinator), or both." },
+	{ .name = "coordinator", .type = CONF_STRING,
+	  .offset = CONF_FIELD(coordinator), .def_string = "",
+	  .check = conf_check_coordinator,
+	  .rule = "\"\" or host_name or the name of one of peers",
+	  .help = "The host whose coordinator this agent holds its lease "
+	      "from; \"\": none, and this host's instances are not "
+	      "protected (nothing fails them over)." },
+	{ .name = "lease_ttl_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(lease_ttl_ms), .def_number = 2000,
+	  .min = 500, .max = 60000,
+	  .help = "How long a granted lease lasts; an agent renews it every "
+	      "third of it." },
+	{ .name = "lease_margin_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(lease_margin_ms), .def_number = 500,
+	  .min = 50, .max = 30000,
+	  .rule = "at least a tenth of lease_ttl_ms, less than half of it",
+	  .help = "An agent stops its protected instances this long before "
+	      "its lease ends; the coordinator waits this long after it "
+	      "before it declares the host failed." },
+	{ .name = "store", .type = CONF_STRING,
+	  .offset = CONF_FIELD(store), .def_string = "journal",
+	  .check = conf_check_store, .rule = "journal or etcd",
+	  .help = "The coordinator's state store: a journal on local disk "
+	      "(one coordinator) or etcd v3 (several)." },
+	{ .name = "store_dir", .type = CONF_STRING,
+	  .offset = CONF_FIELD(store_dir), .def_string = "",
+	  .rule = "absolute path, or \"\" for state_dir/coord",
+	  .help = "Where the journal store lives." },
+	{ .name = "etcd_endpoints", .type = CONF_STRING,
+	  .offset = CONF_FIELD(etcd_endpoints), .def_string = "",
+	  .rule = "comma-separated http(s) URLs",
+	  .help = "The etcd members (store = etcd)." },
 	{ .name = "revoked_file", .type = CONF_STRING,
 	  .offset = CONF_FIELD(revoked_file),
 	  .def_string = SYSCONFDIR "/tern/pki/revoked",
@@ -495,6 +538,46 @@ conf_check_absolute(const char *value, char **reason)
 	    "'/')", q);
 	free(q);
 	return -1;
+}
+
+static int
+conf_check_one_of(const char *value, const char *const *allowed,
+    const char *what, char **reason)
+{
+	char	*q;
+	size_t	 i;
+
+	for (i = 0; allowed[i] != NULL; i++)
+		if (strcmp(value, allowed[i]) == 0)
+			return 0;
+	q = conf_quote(value, strlen(value), 1);
+	xasprintf(reason, "%s is not %s", q, what);
+	free(q);
+	return -1;
+}
+
+static int
+conf_check_role(const char *value, char **reason)
+{
+	static const char *const roles[] = { "agent", "coordinator",
+	    "agent+coordinator", NULL };
+
+	return conf_check_one_of(value, roles,
+	    "agent, coordinator or agent+coordinator", reason);
+}
+
+static int
+conf_check_store(const char *value, char **reason)
+{
+	static const char *const stores[] = { "journal", "etcd", NULL };
+
+	return conf_check_one_of(value, stores, "journal or etcd", reason);
+}
+
+static int
+conf_check_coordinator(const char *value, char **reason)
+{
+	return *value == '\0' ? 0 : conf_check_host_name(value, reason);
 }
 
 /* Split and check "NAME@ADDRESS:PORT"; on error *reason is set. */
@@ -1055,6 +1138,58 @@ out:
 }
 
 /* Rules that need the whole file: required options, cross-checks. */
+/* The line an option was set on, or 0 (a default). */
+static size_t
+conf_line_of(const struct conf_parser *ps, const char *name)
+{
+	const struct conf_option	*opt = conf_find_option(name,
+					    strlen(name));
+
+	return opt != NULL ? ps->seen[opt - conf_options] : 0;
+}
+
+/* The HA options agree with each other and with the peers. */
+static int
+conf_check_ha(struct conf_parser *ps)
+{
+	struct conf	*conf = ps->conf;
+	size_t		 i;
+	int		 ttl = conf->lease_ttl_ms, margin = conf->lease_margin_ms;
+
+	if (margin * 10 < ttl || margin * 2 >= ttl) {
+		conf_error(ps, conf_line_of(ps, "lease_margin_ms"),
+		    "lease_margin_ms (%d) must be at least a tenth of "
+		    "lease_ttl_ms (%d) and less than half of it", margin, ttl);
+		return -1;
+	}
+	if (*conf->store_dir != '\0' && *conf->store_dir != '/') {
+		conf_error(ps, conf_line_of(ps, "store_dir"), "store_dir must "
+		    "be an absolute path");
+		return -1;
+	}
+	if (strcmp(conf->store, "etcd") == 0 && *conf->etcd_endpoints ==
+	    '\0' && strstr(conf->role, "coordinator") != NULL) {
+		conf_error(ps, conf_line_of(ps, "store"), "store = etcd needs "
+		    "etcd_endpoints");
+		return -1;
+	}
+	if (*conf->coordinator == '\0')
+		return 0;
+	if (strcmp(conf->coordinator, conf->host_name) == 0) {
+		if (strstr(conf->role, "coordinator") != NULL)
+			return 0;
+		conf_error(ps, conf_line_of(ps, "coordinator"), "coordinator "
+		    "is this host, but role does not include coordinator");
+		return -1;
+	}
+	for (i = 0; i < conf->npeers; i++)
+		if (strcmp(conf->peers[i].name, conf->coordinator) == 0)
+			return 0;
+	conf_error(ps, conf_line_of(ps, "coordinator"), "coordinator %s is "
+	    "neither host_name nor one of peers", conf->coordinator);
+	return -1;
+}
+
 static int
 conf_check_all(struct conf_parser *ps)
 {
@@ -1082,6 +1217,8 @@ conf_check_all(struct conf_parser *ps)
 		return -1;
 	}
 
+	if (conf_check_ha(ps) == -1)
+		return -1;
 	if (conf->peer_timeout_ms <= conf->heartbeat_interval_ms) {
 		hb = conf_find_option("heartbeat_interval_ms",
 		    strlen("heartbeat_interval_ms"));
@@ -1224,6 +1361,12 @@ conf_free(struct conf *conf)
 	/* Trust boundaries. */
 	free(conf->revoked_file);
 	conf_set_paths(conf, NULL);
+	/* High availability. */
+	free(conf->role);
+	free(conf->coordinator);
+	free(conf->store);
+	free(conf->store_dir);
+	free(conf->etcd_endpoints);
 	free(conf);
 }
 

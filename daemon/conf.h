@@ -87,6 +87,15 @@ struct conf {
 	char			*revoked_file;	/* "" = none */
 	char			**rootfs_allowed_prefixes;	/* absolute */
 	size_t			 nrootfs_allowed_prefixes;
+
+	/* High availability (docs/ha.md). */
+	char			*role;		/* agent, coordinator, both */
+	char			*coordinator;	/* "" = not protected */
+	int			 lease_ttl_ms;
+	int			 lease_margin_ms;
+	char			*store;		/* journal, etcd */
+	char			*store_dir;	/* "" = state_dir/coord */
+	char			*etcd_endpoints;
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used

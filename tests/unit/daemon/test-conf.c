@@ -420,6 +420,45 @@ test_out_of_range(void **state)
 	    "reconnect_max_ms: 99 is out of range (100..600000)");
 }
 
+/* The HA options: each bad value, and the options that must agree. */
+static void
+test_ha(void **state)
+{
+	struct conf	*conf;
+	char		*cause = NULL;
+	const char	*good = "host_name = \"h1\"\npeers = [\"h2@10.0.0.2:7480\"]\n"
+	    "coordinator = \"h2\"\nlease_ttl_ms = 3000\n"
+	    "lease_margin_ms = 400\n";
+
+	(void)state;
+	conf = conf_parse(good, strlen(good), NAME, &cause);
+	if (conf == NULL)
+		fail_msg("%s", cause);
+	assert_string_equal(conf->role, "agent");
+	assert_string_equal(conf->coordinator, "h2");
+	assert_string_equal(conf->store, "journal");
+	assert_int_equal(conf->lease_ttl_ms, 3000);
+	conf_free(conf);
+	ERR("host_name = \"h\"\nrole = \"boss\"\n", 2,
+	    "\"boss\" is not agent, coordinator or agent+coordinator");
+	ERR("host_name = \"h\"\nstore = \"zk\"\n", 2,
+	    "\"zk\" is not journal or etcd");
+	ERR("host_name = \"h\"\ncoordinator = \"h9\"\n", 2,
+	    "coordinator h9 is neither host_name nor one of peers");
+	ERR("host_name = \"h\"\ncoordinator = \"h\"\n", 2,
+	    "role does not include coordinator");
+	ERR("host_name = \"h\"\nlease_margin_ms = 100\n", 2,
+	    "lease_margin_ms (100) must be at least a tenth");
+	ERR("host_name = \"h\"\nlease_margin_ms = 1000\n", 2,
+	    "less than half of it");
+	ERR("host_name = \"h\"\nlease_ttl_ms = 100\n", 2,
+	    "lease_ttl_ms: 100 is out of range (500..60000)");
+	ERR("host_name = \"h\"\nrole = \"coordinator\"\nstore = \"etcd\"\n",
+	    3, "store = etcd needs etcd_endpoints");
+	ERR("host_name = \"h\"\nstore_dir = \"rel\"\n", 2,
+	    "store_dir must be an absolute path");
+}
+
 static void
 test_duplicate(void **state)
 {
@@ -825,6 +864,7 @@ main(void)
 		cmocka_unit_test(test_wrong_type),
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_duplicate),
+		cmocka_unit_test(test_ha),
 		cmocka_unit_test(test_trust_options),
 		cmocka_unit_test(test_required),
 		cmocka_unit_test(test_malformed),
