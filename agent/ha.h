@@ -1,0 +1,71 @@
+/* The agent's side of high availability: it renews its lease with the
+ * coordinator every third of the lease's life, counts the lease from the
+ * moment it SENT the renewal that was granted (agent/lease.h), and stops
+ * its protected instances (the fence op) before the lease can end unless
+ * a later renewal was granted.  A refusal (the host was declared failed,
+ * or is unknown) fences at once and registers again.  Every grant says
+ * what this host owns; the owned op reconciles (run exactly those, at
+ * those epochs; discard any other protected copy).
+ *
+ * The transport and the instances are ops, so the rules are tested with
+ * a fake clock and a fake coordinator (tests/unit/agent/test-ha.c). */
+#ifndef TERN_AGENT_HA_H
+#define TERN_AGENT_HA_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "agent/lease.h"
+#include "daemon/msg.h"
+
+struct ha_agent;
+
+struct ha_agent_ops {
+	int	(*send)(void *ctx, const char *host, const Envelope *,
+		    char **cause);
+	/* The lease is gone or about to end: stop every protected instance
+	 * now (freeze then kill; pause then destroy).  Called once per loss;
+	 * again only after a later grant was lost too. */
+	void	(*fence)(void *ctx, const char *why);
+	/* A grant: what this host owns now. */
+	void	(*owned)(void *ctx, const Tern__LeaseGrant *);
+	/* CLOCK_MONOTONIC ms; NULL: now_ms(). */
+	uint64_t (*clock)(void *ctx);
+	/* Optional: remember the lease's stop time (CLOCK_MONOTONIC ms) for
+	 * a ternd restarted on the same boot (conf.resume_stop_at).  No
+	 * fsync needed: a host crash starts a new boot and a new clock. */
+	void	(*save)(void *ctx, uint64_t stop_at_ms);
+};
+
+struct ha_agent_conf {
+	const char	*coordinator;	/* host name */
+	uint32_t	 ttl_ms;	/* renew every third of it */
+	uint32_t	 margin_ms;
+	uint64_t	 boot_id;
+	/* The previous ternd's lease stop time on this boot (0: none):
+	 * protected instances it left running may run until then; without
+	 * it they are fenced at once until a grant comes. */
+	uint64_t	 resume_stop_at;
+};
+
+struct ha_agent *ha_agent_new(uv_loop_t *, const struct ha_agent_conf *,
+		    const struct ha_agent_ops *, void *ctx);
+/* Register (a renewal with join set) now, then renew on the timer; fence
+ * now unless the previous lease (resume_stop_at) still runs. */
+void		 ha_agent_start(struct ha_agent *);
+/* Renew now (the timer calls it). */
+void		 ha_agent_renew(struct ha_agent *);
+/* Fence if the lease ended (the timer calls it). */
+void		 ha_agent_check(struct ha_agent *);
+/* A lease message from peer (1 if it was one; from any other host than
+ * the coordinator it is ignored). */
+int		 ha_agent_on_msg(struct ha_agent *, const char *peer,
+		    const Envelope *);
+/* 1 while protected instances may run (and start, and resume). */
+int		 ha_agent_valid(const struct ha_agent *);
+/* "valid for 1234 ms", "none (refused: ...)", for status. */
+char		*ha_agent_describe(const struct ha_agent *);
+void		 ha_agent_free(struct ha_agent *);
+
+#endif

@@ -1,0 +1,245 @@
+/* agent/ha: the agent's lease keeper against a FAKE coordinator (the
+ * renewals are captured and answered by the test) on a FAKE clock: the
+ * lease counts from the send, a late or lost grant fences before the
+ * coordinator could declare the host failed, a refusal fences at once
+ * and registers again, grants from another host are ignored, and a
+ * restarted ternd keeps only what is left of its predecessor's lease. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/ha.h"
+#include "daemon/xmalloc.h"
+
+#define TTL	2000
+#define MARGIN	500
+
+static uint64_t		 clock_now;
+static uint64_t		 last_seq;
+static int		 last_join, nsent, nfenced, nowned;
+static uint64_t		 saved_stop;
+static char		*fence_why;
+
+static int
+fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
+{
+	(void)ctx;
+	(void)cause;
+	assert_string_equal(host, "coord");
+	assert_int_equal(env->body_case, TERN__ENVELOPE__BODY_LEASE_RENEW);
+	last_seq = env->lease_renew->seq;
+	last_join = env->lease_renew->has_join && env->lease_renew->join;
+	nsent++;
+	return 0;
+}
+
+static void
+fake_fence(void *ctx, const char *why)
+{
+	(void)ctx;
+	nfenced++;
+	free(fence_why);
+	fence_why = xstrdup(why);
+}
+
+static void
+fake_owned(void *ctx, const Tern__LeaseGrant *g)
+{
+	(void)ctx;
+	(void)g;
+	nowned++;
+}
+
+static uint64_t
+fake_clock(void *ctx)
+{
+	(void)ctx;
+	return clock_now;
+}
+
+static void
+fake_save(void *ctx, uint64_t stop_at)
+{
+	(void)ctx;
+	saved_stop = stop_at;
+}
+
+static const struct ha_agent_ops ops = {
+	fake_send, fake_fence, fake_owned, fake_clock, fake_save,
+};
+
+static struct ha_agent *
+agent(uint64_t resume)
+{
+	struct ha_agent_conf	conf = { "coord", TTL, MARGIN, 7, resume };
+
+	last_seq = 0;
+	nsent = nfenced = nowned = 0;
+	saved_stop = 0;
+	return ha_agent_new(uv_default_loop(), &conf, &ops, NULL);
+}
+
+static void
+done(struct ha_agent *h)
+{
+	ha_agent_free(h);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	free(fence_why);
+	fence_why = NULL;
+}
+
+static void
+grant(struct ha_agent *h, const char *from, uint64_t seq, const char *refused)
+{
+	Envelope		env;
+	Tern__LeaseGrant	g = TERN__LEASE_GRANT__INIT;
+
+	msg_init(&env, 0);
+	g.seq = seq;
+	if (refused != NULL)
+		g.refused = (char *)refused;
+	else {
+		g.has_ttl_ms = 1;
+		g.ttl_ms = TTL;
+	}
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_GRANT;
+	env.lease_grant = &g;
+	assert_int_equal(ha_agent_on_msg(h, from, &env), 1);
+}
+
+/* Counted from the send, not the answer: a grant that took 300 ms still
+ * ends ttl after the renewal left. */
+static void
+test_counts_from_send(void **state)
+{
+	struct ha_agent	*h;
+	uint64_t	 sent;
+
+	(void)state;
+	clock_now = 10000;
+	h = agent(0);
+	ha_agent_start(h);
+	/* No lease yet: fenced at once (nothing protected may run). */
+	assert_int_equal(nfenced, 1);
+	assert_int_equal(nsent, 1);
+	assert_true(last_join);
+	sent = clock_now;
+	clock_now += 300;
+	grant(h, "coord", last_seq, NULL);
+	assert_true(ha_agent_valid(h));
+	assert_int_equal(nowned, 1);
+	assert_int_equal(saved_stop, sent + TTL - MARGIN);
+	clock_now = sent + TTL - MARGIN - 1;
+	assert_true(ha_agent_valid(h));
+	ha_agent_check(h);
+	assert_int_equal(nfenced, 1);
+	clock_now = sent + TTL - MARGIN;
+	assert_false(ha_agent_valid(h));
+	ha_agent_check(h);
+	assert_int_equal(nfenced, 2);
+	assert_non_null(strstr(fence_why, "no renewal was granted in time"));
+	/* Fenced once per loss, not at every check. */
+	ha_agent_check(h);
+	assert_int_equal(nfenced, 2);
+	done(h);
+}
+
+/* Renewals go on: a later grant extends the lease, an answer to an older
+ * renewal does not shorten it, a grant nobody asked for is ignored, and
+ * one from another host too. */
+static void
+test_renewals(void **state)
+{
+	struct ha_agent	*h;
+	uint64_t	 first, t1;
+
+	(void)state;
+	clock_now = 50000;
+	h = agent(0);
+	ha_agent_start(h);
+	first = last_seq;
+	clock_now += 600;
+	ha_agent_renew(h);
+	assert_true(last_join);		/* no grant yet: still joining */
+	t1 = clock_now;
+	grant(h, "coord", last_seq, NULL);
+	grant(h, "coord", first, NULL);	/* late answer to the older one */
+	clock_now = t1 + TTL - MARGIN - 1;
+	assert_true(ha_agent_valid(h));
+	grant(h, "coord", 999, NULL);
+	grant(h, "mallory", last_seq + 1, NULL);
+	clock_now = t1 + TTL - MARGIN;
+	assert_false(ha_agent_valid(h));
+	done(h);
+}
+
+/* The coordinator says the host failed: fence now, register again. */
+static void
+test_refused(void **state)
+{
+	struct ha_agent	*h;
+
+	(void)state;
+	clock_now = 90000;
+	h = agent(0);
+	ha_agent_start(h);
+	grant(h, "coord", last_seq, NULL);
+	assert_int_equal(nfenced, 1);	/* the one at start */
+	ha_agent_renew(h);
+	assert_false(last_join);
+	grant(h, "coord", last_seq, "host h1 was declared failed");
+	assert_false(ha_agent_valid(h));
+	assert_int_equal(nfenced, 2);
+	assert_non_null(strstr(fence_why, "declared failed"));
+	ha_agent_renew(h);
+	assert_true(last_join);
+	grant(h, "coord", last_seq, NULL);
+	assert_true(ha_agent_valid(h));
+	ha_agent_renew(h);
+	assert_false(last_join);
+	done(h);
+}
+
+/* A ternd restarted on the same boot keeps what is left of its
+ * predecessor's lease, and not a millisecond more. */
+static void
+test_restart(void **state)
+{
+	struct ha_agent	*h;
+
+	(void)state;
+	clock_now = 200000;
+	h = agent(clock_now + 400);
+	ha_agent_start(h);
+	assert_int_equal(nfenced, 0);
+	assert_true(ha_agent_valid(h));
+	clock_now += 400;
+	ha_agent_check(h);
+	assert_int_equal(nfenced, 1);
+	done(h);
+	/* One that ended already: fenced at start. */
+	h = agent(clock_now - 1);
+	ha_agent_start(h);
+	assert_int_equal(nfenced, 1);
+	done(h);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_counts_from_send),
+		cmocka_unit_test(test_renewals),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_restart),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
