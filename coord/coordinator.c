@@ -28,6 +28,13 @@ struct moving {
 	struct coordinator *c;
 };
 
+/* A held instance being added (its transaction not answered yet). */
+struct adding {
+	struct adding	*next;
+	char		*name;
+	struct coordinator *c;
+};
+
 /* A registration waiting for its host record to be stored. */
 struct joining {
 	struct coordinator *c;
@@ -47,6 +54,7 @@ struct coordinator {
 	int			 leading;
 	uint64_t		 quiet_until;
 	struct moving		*moving;
+	struct adding		*adding;
 	unsigned		 pending;	/* callbacks still to come */
 	int			 freed;
 	coord_event_cb		 ev;
@@ -107,9 +115,23 @@ coord_restore_generation(struct coordinator *c,
 	return gen;
 }
 
+static int
+coord_held(const Tern__LeaseRenew *r, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; r != NULL && i < r->n_held; i++)
+		if (strcmp(r->held[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* The grant (or refusal) for renewal r (NULL: none at hand, as after a
+ * join's store write: the host then gets every spec). */
 static void
 coord_reply(struct coordinator *c, const char *host, uint64_t seq,
-    const char *refused)
+    const Tern__LeaseRenew *r, Tern__InstanceRefusal **refusals,
+    size_t nrefusals, const char *refused)
 {
 	Envelope		  env;
 	Tern__LeaseGrant	  g = TERN__LEASE_GRANT__INIT;
@@ -140,11 +162,19 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			    coord_restore_generation(c, in, host);
 			owned[k].has_restore_generation =
 			    owned[k].restore_generation != 0;
+			if (!coord_held(r, in->name)) {
+				owned[k].spec = in->spec;
+				owned[k].spec_dir = in->spec_dir;
+				owned[k].has_ha = 1;
+				owned[k].ha = (Tern__HaPolicy)in->ha;
+			}
 			ptrs[k] = &owned[k];
 			k++;
 		}
 		g.n_owned = k;
 		g.owned = ptrs;
+		g.n_refusals = nrefusals;
+		g.refusals = refusals;
 	}
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_LEASE_GRANT;
@@ -176,12 +206,135 @@ coord_joined(void *arg, const char *error)
 		host_lease_rejoin(&h->lease, coord_now(c));
 		log_info("host %s joined", j->host);
 		coord_event(c, COORD_EV_HOST_STATE, j->host, NULL, "up");
-		coord_reply(c, j->host, j->seq, NULL);
+		coord_reply(c, j->host, j->seq, NULL, NULL, 0, NULL);
 		coord_arm(c);
 	}
 	free(j->host);
 	free(j);
 	coord_maybe_free(c);
+}
+
+static void
+coord_added(void *arg, const char *error)
+{
+	struct adding		*ad = arg, **pp;
+	struct coordinator	*c = ad->c;
+
+	c->pending--;
+	for (pp = &c->adding; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == ad) {
+			*pp = ad->next;
+			break;
+		}
+	if (!c->freed) {
+		if (error != NULL)
+			log_warnx("instance %s not added: %s", ad->name, error);
+		else
+			log_info("instance %s is protected now", ad->name);
+	}
+	free(ad->name);
+	free(ad);
+	coord_maybe_free(c);
+}
+
+static int
+coord_adding(struct coordinator *c, const char *name)
+{
+	struct adding	*ad;
+
+	for (ad = c->adding; ad != NULL; ad = ad->next)
+		if (strcmp(ad->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* A new protected instance of host's: added at epoch 1, owned by host. */
+static const char *
+coord_add_held(struct coordinator *c, const char *host,
+    const Tern__HeldInstance *hi, char **cause)
+{
+	struct model_instance	 in;
+	struct adding		*ad;
+
+	if (hi->kind == NULL || hi->spec == NULL || !hi->has_ha)
+		return "a new protected instance needs its kind, spec and "
+		    "policy";
+	memset(&in, 0, sizeof in);
+	in.name = hi->name;
+	in.kind = hi->kind;
+	in.spec = hi->spec;
+	in.spec_dir = hi->spec_dir;
+	in.owner = (char *)host;
+	in.ha = (enum model_ha)hi->ha;
+	in.priority = hi->has_priority ? hi->priority : 0;
+	ad = xcalloc(1, sizeof *ad);
+	ad->c = c;
+	ad->name = xstrdup(hi->name);
+	if (model_instance_add(c->model, &in, coord_added, ad, cause) == -1) {
+		free(ad->name);
+		free(ad);
+		return *cause;
+	}
+	ad->next = c->adding;
+	c->adding = ad;
+	c->pending++;
+	return NULL;
+}
+
+/* What host holds: new instances are added, a name taken elsewhere is
+ * refused; then the grant, which lists what host owns. */
+static void
+coord_take_held(struct coordinator *c, const char *host,
+    const Tern__LeaseRenew *r)
+{
+	Tern__InstanceRefusal	 *refs, **ptrs;
+	size_t			  i, n = 0;
+	char			**whys, *cause;
+	const char		 *why;
+
+	refs = xcalloc(r->n_held + 1, sizeof *refs);
+	ptrs = xcalloc(r->n_held + 1, sizeof *ptrs);
+	whys = xcalloc(r->n_held + 1, sizeof *whys);
+	for (i = 0; i < r->n_held; i++) {
+		const Tern__HeldInstance	*hi = r->held[i];
+		struct model_instance		*in;
+
+		cause = NULL;
+		why = NULL;
+		in = model_instance(c->model, hi->name);
+		if (i >= COORD_OWNED_MAX)
+			why = "too many instances in one renewal";
+		else if (!host_name_valid(hi->name))
+			why = "not a valid instance name";
+		else if (in != NULL && in->owner != NULL &&
+		    strcmp(in->owner, host) != 0) {
+			xasprintf(&whys[n], "instance %s belongs to host %s "
+			    "(epoch %" PRIu64 ")", hi->name, in->owner,
+			    in->epoch);
+			why = whys[n];
+		} else if (in == NULL && hi->epoch == 0 &&
+		    !coord_adding(c, hi->name))
+			why = coord_add_held(c, host, hi, &cause);
+		else if (in == NULL && hi->epoch != 0)
+			why = "the coordinator does not know it at that epoch";
+		if (why == NULL)
+			continue;
+		if (whys[n] == NULL)
+			whys[n] = xstrdup(why);
+		free(cause);
+		tern__instance_refusal__init(&refs[n]);
+		refs[n].name = hi->name;
+		refs[n].why = whys[n];
+		ptrs[n] = &refs[n];
+		n++;
+	}
+	coord_reply(c, host, r->seq, r, ptrs, n, NULL);
+	coord_arm(c);
+	for (i = 0; i < n; i++)
+		free(whys[i]);
+	free(whys);
+	free(refs);
+	free(ptrs);
 }
 
 static void
@@ -194,8 +347,8 @@ coord_on_renew(struct coordinator *c, const char *host,
 	uint64_t		 now = coord_now(c);
 
 	if (h == NULL && !(r->has_join && r->join)) {
-		coord_reply(c, host, r->seq, "this host is not registered "
-		    "with the coordinator: register first");
+		coord_reply(c, host, r->seq, NULL, NULL, 0, "this host is not "
+		    "registered with the coordinator: register first");
 		return;
 	}
 	if (h == NULL) {
@@ -224,12 +377,11 @@ coord_on_renew(struct coordinator *c, const char *host,
 		xasprintf(&why, "host %s was declared %s: its instances may "
 		    "run elsewhere; stop the protected ones and register again",
 		    host, host_state_names[h->lease.state]);
-		coord_reply(c, host, r->seq, why);
+		coord_reply(c, host, r->seq, NULL, NULL, 0, why);
 		free(why);
 		return;
 	}
-	coord_reply(c, host, r->seq, NULL);
-	coord_arm(c);
+	coord_take_held(c, host, r);
 }
 
 int

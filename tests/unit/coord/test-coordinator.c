@@ -36,7 +36,8 @@ struct grant {
 	uint64_t	 seq;
 	uint32_t	 ttl_ms;
 	char		*refused;
-	char		*owned;		/* "name@epoch[<gen]" joined by ' ' */
+	char		*owned;		/* "name@epoch[<gen][+spec]" joined */
+	char		*refusals;	/* "name: why" joined by '; ' */
 };
 static struct grant	 g_h1, g_h2;
 static unsigned		 failovers;
@@ -68,20 +69,32 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 	g->refused = lg->refused != NULL ? xstrdup(lg->refused) : NULL;
 	s = xstrdup("");
 	for (i = 0; i < lg->n_owned; i++) {
+		const char *spec = lg->owned[i]->spec != NULL ? "+spec" : "";
+
 		if (lg->owned[i]->has_restore_generation)
-			xasprintf(&t, "%s%s%s@%llu<%llu", s, *s ? " " : "",
+			xasprintf(&t, "%s%s%s@%llu<%llu%s", s, *s ? " " : "",
 			    lg->owned[i]->name,
 			    (unsigned long long)lg->owned[i]->epoch,
-			    (unsigned long long)lg->owned[i]->restore_generation);
+			    (unsigned long long)lg->owned[i]->restore_generation,
+			    spec);
 		else
-			xasprintf(&t, "%s%s%s@%llu", s, *s ? " " : "",
+			xasprintf(&t, "%s%s%s@%llu%s", s, *s ? " " : "",
 			    lg->owned[i]->name,
-			    (unsigned long long)lg->owned[i]->epoch);
+			    (unsigned long long)lg->owned[i]->epoch, spec);
 		free(s);
 		s = t;
 	}
 	free(g->owned);
 	g->owned = s;
+	s = xstrdup("");
+	for (i = 0; i < lg->n_refusals; i++) {
+		xasprintf(&t, "%s%s%s: %s", s, *s ? "; " : "",
+		    lg->refusals[i]->name, lg->refusals[i]->why);
+		free(s);
+		s = t;
+	}
+	free(g->refusals);
+	g->refusals = s;
 	return 0;
 }
 
@@ -162,10 +175,52 @@ teardown(void **state)
 		close_coord();
 	free(g_h1.refused);
 	free(g_h1.owned);
+	free(g_h1.refusals);
 	free(g_h2.refused);
 	free(g_h2.owned);
+	free(g_h2.refusals);
 	assert_int_equal(rm_rf(dir, &cause), 0);
 	return 0;
+}
+
+/* A renewal holding the instances in held ("name@epoch" joined by ' ';
+ * epoch 0: new, with a spec and the restart policy). */
+static void
+renew_holding(const char *host, uint64_t seq, int join, const char *held)
+{
+	Envelope		 env;
+	Tern__LeaseRenew	 r = TERN__LEASE_RENEW__INIT;
+	Tern__HeldInstance	 hi[8], *hp[8];
+	char			*copy = xstrdup(held), *tok, *save = NULL, *at;
+	size_t			 n = 0;
+
+	for (tok = strtok_r(copy, " ", &save); tok != NULL && n < 8;
+	    tok = strtok_r(NULL, " ", &save)) {
+		tern__held_instance__init(&hi[n]);
+		at = strchr(tok, '@');
+		*at = '\0';
+		hi[n].name = tok;
+		hi[n].epoch = strtoull(at + 1, NULL, 10);
+		if (hi[n].epoch == 0) {
+			hi[n].kind = "container";
+			hi[n].spec = "{}";
+			hi[n].has_ha = 1;
+			hi[n].ha = TERN__HA_POLICY__HA_RESTART;
+		}
+		hp[n] = &hi[n];
+		n++;
+	}
+	msg_init(&env, 0);
+	r.seq = seq;
+	r.has_join = join;
+	r.join = join;
+	r.n_held = n;
+	r.held = hp;
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_RENEW;
+	env.lease_renew = &r;
+	assert_int_equal(coord_on_msg(co, host, &env), 1);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	free(copy);
 }
 
 static void
@@ -268,7 +323,8 @@ test_register(void **state)
 	assert_string_equal(g_h1.owned, "");
 	inst("web", "h1", MODEL_HA_RESTART);
 	renew("h1", 3, 0);
-	assert_string_equal(g_h1.owned, "web@1");
+	/* Not in the renewal's held list: the spec comes along. */
+	assert_string_equal(g_h1.owned, "web@1+spec");
 	assert_int_equal(state_of("h1"), HOST_UP);
 }
 
@@ -313,8 +369,11 @@ test_failover(void **state)
 	/* The survivor learns it at its next grant, with the replica. */
 	renew("h2", 4, 0);
 	assert_null(g_h2.refused);
-	assert_non_null(strstr(g_h2.owned, "web@2<7"));
-	assert_non_null(strstr(g_h2.owned, "db@2"));
+	assert_non_null(strstr(g_h2.owned, "web@2<7+spec"));
+	assert_non_null(strstr(g_h2.owned, "db@2+spec"));
+	/* Once it holds them, the specs are not sent again. */
+	renew_holding("h2", 5, 0, "web@2 db@2");
+	assert_string_equal(g_h2.owned, "web@2<7 db@2");
 	/* A second check moves nothing twice. */
 	check_at(t0 + TTL + MARGIN + 2);
 	assert_int_equal(failovers, 2);
@@ -322,9 +381,12 @@ test_failover(void **state)
 	renew("h1", 9, 0);
 	assert_non_null(g_h1.refused);
 	assert_non_null(strstr(g_h1.refused, "failed"));
-	renew("h1", 10, 1);
+	renew_holding("h1", 10, 1, "web@1 db@1 tmp@1");
 	assert_null(g_h1.refused);
 	assert_string_equal(g_h1.owned, "tmp@1");
+	/* Its stale copies are refused, with where they run now. */
+	assert_string_equal(g_h1.refusals, "web: instance web belongs to "
+	    "host h2 (epoch 2); db: instance db belongs to host h2 (epoch 2)");
 	assert_int_equal(state_of("h1"), HOST_UP);
 }
 
@@ -359,6 +421,30 @@ test_restart(void **state)
 	    "h2");
 }
 
+/* A new protected instance is added owned by the host that holds it;
+ * the same name held by another host is refused there, with the owner. */
+static void
+test_held(void **state)
+{
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	renew_holding("h1", 2, 0, "web@0");
+	assert_string_equal(g_h1.refusals, "");
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h1");
+	renew_holding("h1", 3, 0, "web@0");
+	assert_string_equal(g_h1.owned, "web@1");
+	renew_holding("h2", 2, 0, "web@0 ../x@0 ghost@4");
+	assert_string_equal(g_h2.owned, "");
+	assert_non_null(strstr(g_h2.refusals,
+	    "web: instance web belongs to host h1 (epoch 1)"));
+	assert_non_null(strstr(g_h2.refusals, "../x: not a valid"));
+	assert_non_null(strstr(g_h2.refusals, "ghost: the coordinator does "
+	    "not know it"));
+	assert_int_equal(model_instance(coord_model(co), "web")->epoch, 1);
+}
+
 /* What a host sends is taken from the mesh's authenticated name only; a
  * name that is not a host name gets nothing. */
 static void
@@ -378,6 +464,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_host, setup, teardown),
 	};
 
