@@ -8,6 +8,7 @@
 
 #define LOG_MODULE "coord"
 #include "coord/coordinator.h"
+#include "coord/fence.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -35,6 +36,14 @@ struct adding {
 	struct coordinator *c;
 };
 
+/* fence_command running for a suspect host. */
+struct fencing {
+	struct fencing	*next;
+	char		*host;
+	struct fence	*f;
+	struct coordinator *c;
+};
+
 /* A registration waiting for its host record to be stored. */
 struct joining {
 	struct coordinator *c;
@@ -55,6 +64,8 @@ struct coordinator {
 	uint64_t		 quiet_until;
 	struct moving		*moving;
 	struct adding		*adding;
+	struct fencing		*fencing;
+	char			*fence_command;
 	unsigned		 pending;	/* callbacks still to come */
 	int			 freed;
 	coord_event_cb		 ev;
@@ -87,6 +98,7 @@ coord_maybe_free(struct coordinator *c)
 		return;
 	model_free(c->model);
 	free(c->name);
+	free(c->fence_command);
 	free(c);
 }
 
@@ -486,6 +498,62 @@ coord_failover(struct coordinator *c, const char *failed)
 	model_plan_free(plan, n);
 }
 
+static void
+coord_fenced(void *arg, int fenced, const char *why)
+{
+	struct fencing		*fg = arg, **pp;
+	struct coordinator	*c = fg->c;
+	struct model_host	*h;
+
+	for (pp = &c->fencing; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == fg) {
+			*pp = fg->next;
+			break;
+		}
+	if (!fenced)
+		log_warnx("fencing host %s failed: %s; waiting for its lease "
+		    "to end instead", fg->host, why);
+	else if ((h = model_host(c->model, fg->host)) != NULL) {
+		log_info("host %s fenced: %s", fg->host, why);
+		host_lease_fenced(&h->lease, coord_now(c));
+		coord_event(c, COORD_EV_HOST_STATE, fg->host, NULL,
+		    host_state_names[HOST_FENCED]);
+		coord_check(c);
+	}
+	free(fg->host);
+	free(fg);
+}
+
+/* A host became suspect: power it off if the operator said how. */
+static void
+coord_fence(struct coordinator *c, const char *host)
+{
+	struct fencing	*fg;
+	char		*cause = NULL;
+
+	if (c->fence_command == NULL)
+		return;
+	for (fg = c->fencing; fg != NULL; fg = fg->next)
+		if (strcmp(fg->host, host) == 0)
+			return;
+	fg = xcalloc(1, sizeof *fg);
+	fg->c = c;
+	fg->host = xstrdup(host);
+	log_info("host %s is suspect: running %s %s", host, c->fence_command,
+	    host);
+	fg->f = fence_start(c->loop, c->fence_command, host,
+	    c->conf.fence_timeout_ms, coord_fenced, fg, &cause);
+	if (fg->f == NULL) {
+		log_warnx("cannot fence host %s: %s", host, cause);
+		free(cause);
+		free(fg->host);
+		free(fg);
+		return;
+	}
+	fg->next = c->fencing;
+	c->fencing = fg;
+}
+
 void
 coord_check(struct coordinator *c)
 {
@@ -507,6 +575,8 @@ coord_check(struct coordinator *c)
 			    host_state_names[h->lease.state]);
 			coord_event(c, COORD_EV_HOST_STATE, h->name, NULL,
 			    host_state_names[h->lease.state]);
+			if (h->lease.state == HOST_SUSPECT)
+				coord_fence(c, h->name);
 		}
 		if (h->lease.state == HOST_FAILED ||
 		    h->lease.state == HOST_FENCED) {
@@ -633,6 +703,11 @@ coord_new(uv_loop_t *loop, const struct coord_conf *conf, struct store *st,
 	c->conf = *conf;
 	c->name = xstrdup(conf->name);
 	c->conf.name = c->name;
+	if (conf->fence_command != NULL && *conf->fence_command != '\0')
+		c->fence_command = xstrdup(conf->fence_command);
+	c->conf.fence_command = c->fence_command;
+	if (c->conf.fence_timeout_ms == 0)
+		c->conf.fence_timeout_ms = 30000;
 	c->store = st;
 	c->model = model_new(st);
 	c->tp = *tp;
@@ -679,5 +754,13 @@ coord_free(struct coordinator *c)
 		return;
 	c->freed = 1;
 	c->leading = 0;
+	while (c->fencing != NULL) {
+		struct fencing *fg = c->fencing;
+
+		c->fencing = fg->next;
+		fence_cancel(fg->f);
+		free(fg->host);
+		free(fg);
+	}
 	uv_close((uv_handle_t *)c->timer, coord_timer_closed);
 }

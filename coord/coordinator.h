@@ -30,6 +30,10 @@ struct coordinator;
 struct coord_conf {
 	const char		*name;		/* this coordinator (campaign) */
 	struct membership_conf	 lease;
+	/* Run with a suspect host's name; exit 0 = it is off (fence.h).
+	 * NULL: none. */
+	const char		*fence_command;
+	uint32_t		 fence_timeout_ms;
 	/* Milliseconds of CLOCK_MONOTONIC; NULL: now_ms().  Tests give
 	 * their own clock. */
 	uint64_t		(*clock)(void *);

@@ -258,6 +258,18 @@ static const struct conf_option conf_options[] = {
 	  .help = "An agent stops its protected instances this long before "
 	      "its lease ends; the coordinator waits this long after it "
 	      "before it declares the host failed." },
+	{ .name = "fence_command", .type = CONF_STRING,
+	  .offset = CONF_FIELD(fence_command), .def_string = "",
+	  .rule = "absolute path of an executable, or \"\" for none",
+	  .help = "Coordinator: run with a suspect host's name as its only "
+	      "argument (no shell); exit status 0 means the host is powered "
+	      "off, and its instances fail over at once instead of after "
+	      "lease_ttl_ms + lease_margin_ms." },
+	{ .name = "fence_timeout_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(fence_timeout_ms), .def_number = 30000,
+	  .min = 1000, .max = 600000,
+	  .help = "A fence_command still running after this long is killed "
+	      "and counts as failed." },
 	{ .name = "store", .type = CONF_STRING,
 	  .offset = CONF_FIELD(store), .def_string = "journal",
 	  .check = conf_check_store, .rule = "journal or etcd",
@@ -1162,6 +1174,11 @@ conf_check_ha(struct conf_parser *ps)
 		    "lease_ttl_ms (%d) and less than half of it", margin, ttl);
 		return -1;
 	}
+	if (*conf->fence_command != '\0' && *conf->fence_command != '/') {
+		conf_error(ps, conf_line_of(ps, "fence_command"), "fence_command "
+		    "must be an absolute path");
+		return -1;
+	}
 	if (*conf->store_dir != '\0' && *conf->store_dir != '/') {
 		conf_error(ps, conf_line_of(ps, "store_dir"), "store_dir must "
 		    "be an absolute path");
@@ -1367,6 +1384,7 @@ conf_free(struct conf *conf)
 	free(conf->store);
 	free(conf->store_dir);
 	free(conf->etcd_endpoints);
+	free(conf->fence_command);
 	free(conf);
 }
 

@@ -96,6 +96,8 @@ struct conf {
 	char			*store;		/* journal, etcd */
 	char			*store_dir;	/* "" = state_dir/coord */
 	char			*etcd_endpoints;
+	char			*fence_command;	/* "" = none */
+	int			 fence_timeout_ms;
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "coord/coordinator.h"
 #include "daemon/util.h"
@@ -117,6 +118,8 @@ on_ready(void *arg, const char *error)
 	(*(int *)arg)++;
 }
 
+static const char	*fence_command;
+
 static void
 open_coord(void)
 {
@@ -132,6 +135,8 @@ open_coord(void)
 	conf.lease.ttl_ms = TTL;
 	conf.lease.margin_ms = MARGIN;
 	conf.clock = fake_clock;
+	conf.fence_command = fence_command;
+	conf.fence_timeout_ms = 5000;
 	co = coord_new(uv_default_loop(), &conf, st, &tp);
 	coord_set_events(co, on_event, NULL);
 	if (coord_start(co, on_ready, &ready, &cause) != 0)
@@ -445,6 +450,73 @@ test_held(void **state)
 	assert_int_equal(model_instance(coord_model(co), "web")->epoch, 1);
 }
 
+/* A script in the scratch directory: body after "#!/bin/sh". */
+static char *
+script(const char *name, const char *body)
+{
+	char	*path, *text;
+	FILE	*fp;
+
+	xasprintf(&path, "%s/%s", dir, name);
+	xasprintf(&text, "#!/bin/sh\n%s\n", body);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs(text, fp);
+	fclose(fp);
+	assert_int_equal(chmod(path, 0755), 0);
+	free(text);
+	return path;
+}
+
+/* fence_command: exit 0 decides at once (before ttl + margin), with the
+ * host's name as its argument; a failing one changes nothing and the
+ * lease is waited out. */
+static void
+test_fence(void **state)
+{
+	char		*ok, *no, *seen, buf[64] = "";
+	uint64_t	 t0;
+	FILE		*fp;
+
+	(void)state;
+	close_coord();
+	ok = script("fence-ok", "echo \"$1\" > \"$(dirname \"$0\")/fenced\"");
+	no = script("fence-no", "exit 3");
+	xasprintf(&seen, "%s/fenced", dir);
+	fence_command = no;
+	open_coord();
+	t0 = clock_now;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	clock_now = t0 + TTL;
+	renew("h2", 2, 0);
+	check_at(t0 + TTL + 1);
+	assert_int_equal(state_of("h1"), HOST_SUSPECT);
+	assert_int_equal(failovers, 0);
+	close_coord();
+
+	fence_command = ok;
+	open_coord();
+	t0 = clock_now;
+	renew("h1", 3, 1);
+	renew("h2", 3, 1);
+	clock_now = t0 + TTL;
+	renew("h2", 4, 0);
+	check_at(t0 + TTL + 1);		/* suspect: the fence runs */
+	assert_int_equal(state_of("h1"), HOST_FENCED);
+	assert_int_equal(failovers, 1);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h2");
+	assert_non_null(fp = fopen(seen, "r"));
+	assert_non_null(fgets(buf, sizeof buf, fp));
+	fclose(fp);
+	assert_string_equal(buf, "h1\n");
+	fence_command = NULL;
+	free(ok);
+	free(no);
+	free(seen);
+}
+
 /* What a host sends is taken from the mesh's authenticated name only; a
  * name that is not a host name gets nothing. */
 static void
@@ -465,6 +537,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_host, setup, teardown),
 	};
 

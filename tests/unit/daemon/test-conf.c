@@ -457,6 +457,8 @@ test_ha(void **state)
 	    3, "store = etcd needs etcd_endpoints");
 	ERR("host_name = \"h\"\nstore_dir = \"rel\"\n", 2,
 	    "store_dir must be an absolute path");
+	ERR("host_name = \"h\"\nfence_command = \"ipmi-off\"\n", 2,
+	    "fence_command must be an absolute path");
 }
 
 static void
