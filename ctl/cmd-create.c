@@ -1,7 +1,7 @@
 /* ternctl create NAME --kind container --spec FILE: define an instance on
  * the local host from a spec file (see docs/container-spec.md);
  * ternctl create NAME --kind vm --xml FILE: from a libvirt domain XML
- * (docs/vms.md). */
+ * (docs/vms.md).  --ha restart|checkpoint protects it (docs/ha.md). */
 #include "config.h"
 
 #include <errno.h>
@@ -17,12 +17,50 @@
 #define CREATE_SPEC_MAX	(1024 * 1024)
 
 static int
+ctl_parse_ha(const char *s, Tern__HaPolicy *ha)
+{
+	if (strcmp(s, "none") == 0)
+		*ha = TERN__HA_POLICY__HA_NONE;
+	else if (strcmp(s, "restart") == 0)
+		*ha = TERN__HA_POLICY__HA_RESTART;
+	else if (strcmp(s, "checkpoint") == 0)
+		*ha = TERN__HA_POLICY__HA_CHECKPOINT;
+	else {
+		ctl_error("--ha %s: use none, restart (started again from its "
+		    "spec elsewhere) or checkpoint (restored from its newest "
+		    "replica)", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+ctl_parse_priority(const char *s, int32_t *prio)
+{
+	char	*end;
+	long	 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < -1000 ||
+	    v > 1000) {
+		ctl_error("--priority %s: an integer from -1000 to 1000 (higher "
+		    "fails over first)", s);
+		return -1;
+	}
+	*prio = (int32_t)v;
+	return 0;
+}
+
+static int
 cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "kind", required_argument, NULL, 'k' },
 		{ "spec", required_argument, NULL, 's' },
 		{ "xml", required_argument, NULL, 'x' },
+		{ "ha", required_argument, NULL, 'H' },
+		{ "priority", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 }
 	};
 	Envelope			 req, *reply;
@@ -33,8 +71,19 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 	size_t				 n;
 	int				 ch, rc = CTL_EXIT_OK;
 
-	while ((ch = getopt_long(argc, argv, "k:s:x:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "k:s:x:H:p:", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
+		case 'H':
+			if (ctl_parse_ha(optarg, &cr.ha) == -1)
+				return CTL_EXIT_USAGE;
+			cr.has_ha = 1;
+			break;
+		case 'p':
+			if (ctl_parse_priority(optarg, &cr.priority) == -1)
+				return CTL_EXIT_USAGE;
+			cr.has_priority = 1;
+			break;
 		case 'k':
 			kind = optarg;
 			break;
@@ -84,6 +133,7 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 
 const struct ctl_cmd cmd_create_entry = {
 	"create", "create NAME [--kind container] --spec FILE | "
-	    "create NAME --kind vm --xml FILE",
+	    "create NAME --kind vm --xml FILE  [--ha none|restart|checkpoint "
+	    "[--priority N]]",
 	"define an instance on this host", cmd_create_exec
 };

@@ -52,6 +52,11 @@ cmd_list_exec(const struct ctl_env *env, int argc, char **argv)
 				printf(",\"last_error\":");
 				ctl_json_string(stdout, in->last_error);
 			}
+			if (in->has_ha && in->ha != TERN__HA_POLICY__HA_NONE)
+				printf(",\"ha\":\"%s\",\"epoch\":%llu",
+				    in->ha == TERN__HA_POLICY__HA_RESTART ?
+				    "restart" : "checkpoint",
+				    (unsigned long long)in->epoch);
 			putchar('}');
 			continue;
 		}
