@@ -100,6 +100,8 @@ ha_agent_renew(struct ha_agent *h)
 	r.has_join = r.join = h->join;
 	r.has_boot_id = 1;
 	r.boot_id = h->conf.boot_id;
+	if (h->ops.held != NULL)
+		h->ops.held(h->ctx, &r);
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_LEASE_RENEW;
 	env.lease_renew = &r;
@@ -108,6 +110,8 @@ ha_agent_renew(struct ha_agent *h)
 		    h->seq, h->coordinator, cause);
 		free(cause);
 	}
+	if (h->ops.held_free != NULL)
+		h->ops.held_free(h->ctx, &r);
 	uv_timer_start(h->renew_timer, ha_renew_due, h->conf.ttl_ms / 3, 0);
 }
 

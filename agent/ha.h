@@ -30,6 +30,10 @@ struct ha_agent_ops {
 	void	(*fence)(void *ctx, const char *why);
 	/* A grant: what this host owns now. */
 	void	(*owned)(void *ctx, const Tern__LeaseGrant *);
+	/* Optional: fill r->held (n_held) with the protected instances held
+	 * here; held_free undoes it after the send. */
+	void	(*held)(void *ctx, Tern__LeaseRenew *r);
+	void	(*held_free)(void *ctx, Tern__LeaseRenew *r);
 	/* CLOCK_MONOTONIC ms; NULL: now_ms(). */
 	uint64_t (*clock)(void *ctx);
 	/* Optional: remember the lease's stop time (CLOCK_MONOTONIC ms) for

@@ -72,7 +72,8 @@ fake_save(void *ctx, uint64_t stop_at)
 }
 
 static const struct ha_agent_ops ops = {
-	fake_send, fake_fence, fake_owned, fake_clock, fake_save,
+	.send = fake_send, .fence = fake_fence, .owned = fake_owned,
+	.clock = fake_clock, .save = fake_save,
 };
 
 static struct ha_agent *
