@@ -228,7 +228,8 @@ instance_free(struct instance *in)
 void
 instance_unlink(struct instance *in)
 {
-	struct instance	**pp;
+	struct instance		**pp;
+	instances_done_cb	  cb;
 
 	for (pp = &in->set->list; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == in) {
@@ -238,6 +239,19 @@ instance_unlink(struct instance *in)
 	}
 	if (in->drv->unlink != NULL)
 		in->drv->unlink(in);
+	/* A stop waiting for its grace period holds no work on the pool:
+	 * ternd stopping closes the table under it.  Its request is
+	 * answered all the same (the contract: exactly once). */
+	if (in->stop_cb != NULL) {
+		cb = in->stop_cb;
+		in->stop_cb = NULL;
+		log_warnx("instance %s: ternd stops before its stop finished",
+		    in->name);
+		reply_error(cb, in->stop_arg,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: ternd "
+		    "is shutting down before it stopped; ternctl list once "
+		    "ternd is back says whether it runs", in->name);
+	}
 	in->unlinked = 1;
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
 }
