@@ -432,6 +432,7 @@ vm_op_done(uv_work_t *w, int status)
 	struct instance		*in = op->in;
 	struct instances	*set = op->set;
 
+	(void)status;
 	if (in != NULL)
 		in->vm_busy = 0;
 	switch (op->kind) {
