@@ -212,6 +212,8 @@ control_progress(void *arg, const Envelope *msg, int code, const char *error)
 	struct control_wait	*w = arg;
 	Envelope		 env;
 
+	(void)code;
+	(void)error;
 	env = *msg;
 	env.has_request_id = 1;
 	env.request_id = w->request_id;

@@ -1,5 +1,6 @@
-/* What agent/instances.c and agent/migration.c share about instances:
- * the table, one instance, and the operations both use. */
+/* What agent/instances.c, the drivers (agent/driver.h) and the
+ * migrations share about instances: the table, one instance, and the
+ * operations they use. */
 #ifndef TERN_AGENT_INSTANCE_INTERNAL_H
 #define TERN_AGENT_INSTANCE_INTERNAL_H
 
@@ -24,17 +25,20 @@ enum inst_state {
 extern const char *const inst_state_names[];
 
 struct persist_wait;
+struct inst_driver;
 
 struct instance {
 	struct instances	*set;
 	struct instance		*next;
+	const struct inst_driver *drv;		/* its kind's ops */
 	char			*name;
 	char			*dir;		/* state_dir/instances/NAME */
 	char			*ckpt_dir;	/* dir/ckpt */
 	char			*spec_text;	/* a VM's: its domain XML */
 	char			*spec_dir;
 	struct container_spec	*spec;		/* containers only */
-	int			 vm;		/* a libvirt domain */
+	int			 vm;		/* set by the VM driver, for
+						 * the migrations only */
 	int			 vm_busy;	/* a libvirt call is out */
 
 	enum inst_state		 state;
@@ -85,6 +89,8 @@ void		 reply_done(instances_done_cb, void *, const char *fmt, ...)
 void		 reply_checkpoint(instances_done_cb, void *, const char *name,
 		    uint64_t generation, uint64_t bytes, uint64_t duration_ms,
 		    uint64_t frozen_ms, const char *dir);
+/* A new container instance (the container driver's, for a migration's
+ * target too); it owns spec. */
 struct instance	*instance_new(struct instances *, const char *name,
 		    const char *spec_text, const char *spec_dir,
 		    struct container_spec *);
@@ -101,6 +107,7 @@ void		 instance_persist(struct instance *);
  * record (a commit). */
 void		 instance_persist_then(struct instance *,
 		    void (*cb)(void *arg, const char *error), void *arg);
+/* A container's init to watch (the container driver's). */
 void		 instance_watch(struct instance *, pid_t, int adopted);
 /* Forget it for good: its state and checkpoints (not its rootfs). */
 void		 instance_destroy(struct instance *);

@@ -1,6 +1,7 @@
-/* The local instance table: containers this host runs or holds
- * checkpoints of, their state machine, persisted in state_dir/instances/
- * so a restarted ternd knows them again.
+/* The local instance table: the containers and VMs this host runs or
+ * holds checkpoints of, their state machine, persisted in
+ * state_dir/instances/ so a restarted ternd knows them again.  What
+ * depends on the kind is the kind's driver's (agent/driver.h).
  *
  *   stopped --start--> running --stop--> stopped
  *   running --checkpoint--> checkpointing --> running (leave running)
@@ -25,8 +26,8 @@ void			 instances_close(struct instances *);
 typedef void (*instances_done_cb)(void *arg, const Envelope *reply,
     int code, const char *error);
 
-/* Each answers through cb (maybe before returning); a request that is
- * refused at once also goes through cb. */
+/* Each answers through cb exactly once (maybe before returning); a
+ * request that is refused at once also goes through cb. */
 void	instances_create(struct instances *, const Tern__InstanceCreateRequest *,
 	    instances_done_cb, void *arg);
 void	instances_action(struct instances *, const Tern__InstanceActionRequest *,

@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define LOG_MODULE "instance"
+#include "agent/driver.h"
 #include "agent/vm-instances.h"
 #include "checkpoint/ckpt.h"
 #include "daemon/log.h"
@@ -60,25 +62,24 @@ struct vm_op {
 static void	vm_op_queue(struct instances *, struct instance *,
 		    enum vm_opkind, instances_done_cb, void *);
 
-int
-vm_instances_usable(struct instances *set, instances_done_cb cb, void *arg)
+/* 0 if libvirt answers here, else -1 with *code, *cause. */
+static int
+vmi_usable(const struct instances *set, int *code, char **cause)
 {
 	struct agent	*a = set->agent;
 
-	if (a->vms == NULL) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+	if (a->vms == NULL)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "VMs are not available on %s: libvirt_uri is empty in "
 		    "ternd.conf", a->conf->host_name);
-		return 0;
-	}
-	if (!vm_host_up(a->vms)) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+	if (!vm_host_up(a->vms))
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "VMs are not available on %s now: libvirtd at %s does not "
 		    "answer (ternd keeps trying; is libvirtd running?)",
 		    a->conf->host_name, vm_host_uri(a->vms));
-		return 0;
-	}
-	return 1;
+	return 0;
 }
 
 /* --- the work -------------------------------------------------------------- */
@@ -431,6 +432,7 @@ vm_op_done(uv_work_t *w, int status)
 	struct instance		*in = op->in;
 	struct instances	*set = op->set;
 
+	(void)status;
 	if (in != NULL)
 		in->vm_busy = 0;
 	switch (op->kind) {
@@ -540,85 +542,111 @@ vm_sync(struct instance *in, const char *why)
 
 /* --- requests ---------------------------------------------------------------- */
 
-void
-vm_instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
-    instances_done_cb cb, void *arg)
+static int
+vmi_create(struct instances *set, const Tern__InstanceCreateRequest *r,
+    instances_done_cb cb, void *arg, int *code, char **cause)
 {
 	struct instance	*in;
-	char		*name, *cause = NULL;
+	char		*name, *why = NULL;
+	int		 rc;
 
-	if (!vm_instances_usable(set, cb, arg))
-		return;
-	if ((name = vm_xml_name(r->spec, &cause)) == NULL) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "instance %s: %s", r->name, cause);
-		free(cause);
-		return;
+	if (vmi_usable(set, code, cause) != 0)
+		return -1;
+	if ((name = vm_xml_name(r->spec, &why)) == NULL) {
+		rc = inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s: %s", r->name, why);
+		free(why);
+		return rc;
 	}
 	if (strcmp(name, r->name) != 0) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		rc = inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s: the domain XML names it \"%s\"; the "
 		    "instance and its domain must have the same name", r->name,
 		    name);
 		free(name);
-		return;
+		return rc;
 	}
 	free(name);
 	/* In the table from now on (busy): a second create of the name,
 	 * or a migration bringing one, is refused while libvirt works. */
-	in = instance_new(set, r->name, r->spec, "", NULL);
+	in = instance_add(set, &vm_inst_driver, r->name, r->spec, "");
 	in->vm = 1;
 	vm_op_queue(set, in, VMOP_CREATE, cb, arg);
+	return 0;
 }
 
 static int
-vm_instance_idle(struct instance *in, instances_done_cb cb, void *arg)
+vmi_save(struct instance *in, char **cause)
 {
-	if (in->vm_busy) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "instance %s is busy with libvirt; try again", in->name);
-		return 0;
-	}
-	return 1;
+	char	*path;
+	int	 rc;
+
+	xasprintf(&path, "%s/domain.xml", in->dir);
+	rc = write_file_atomic(path, in->spec_text, cause);
+	free(path);
+	return rc;
 }
 
-void
-vm_instance_action(struct instance *in, int action, instances_done_cb cb,
-    void *arg)
+/* libvirt answers, and no call of ours on in is out. */
+static int
+vmi_idle(struct instance *in, int *code, char **cause)
 {
-	struct instances	*set = in->set;
+	if (vmi_usable(in->set, code, cause) != 0)
+		return -1;
+	if (in->vm_busy)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is busy with libvirt; try again", in->name);
+	return 0;
+}
 
-	if (!vm_instances_usable(set, cb, arg) || !vm_instance_idle(in, cb, arg))
-		return;
-	switch (action) {
-	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
-		if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED)
-			break;
-		vm_op_queue(set, in, VMOP_START, cb, arg);
-		return;
-	case TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP:
-		if (in->state != INST_RUNNING)
-			break;
-		in->stop_cb = cb;
-		in->stop_arg = arg;
-		in->stop_killed = 0;
-		instance_set_state(in, INST_STOPPING, "ACPI shutdown");
-		uv_timer_start(&in->timer, vm_stop_grace, VM_STOP_GRACE_MS, 0);
-		vm_op_queue(set, in, VMOP_SHUTDOWN, NULL, NULL);
-		return;
-	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
-		if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED &&
-		    in->state != INST_RUNNING)
-			break;
-		vm_op_queue(set, in, VMOP_DESTROY, cb, arg);
-		return;
-	default:
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "unknown action");
-		return;
-	}
-	reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+static int
+vmi_refuse_state(struct instance *in, int *code, char **cause)
+{
+	return inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 	    "instance %s is %s", in->name, inst_state_names[in->state]);
+}
+
+static int
+vmi_start(struct instance *in, instances_done_cb cb, void *arg, int *code,
+    char **cause)
+{
+	if (vmi_idle(in, code, cause) != 0)
+		return -1;
+	if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED)
+		return vmi_refuse_state(in, code, cause);
+	vm_op_queue(in->set, in, VMOP_START, cb, arg);
+	return 0;
+}
+
+static int
+vmi_stop(struct instance *in, instances_done_cb cb, void *arg, int *code,
+    char **cause)
+{
+	if (vmi_idle(in, code, cause) != 0)
+		return -1;
+	if (in->state != INST_RUNNING)
+		return vmi_refuse_state(in, code, cause);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	in->stop_killed = 0;
+	instance_set_state(in, INST_STOPPING, "ACPI shutdown");
+	uv_timer_start(&in->timer, vm_stop_grace, VM_STOP_GRACE_MS, 0);
+	vm_op_queue(in->set, in, VMOP_SHUTDOWN, NULL, NULL);
+	return 0;
+}
+
+static int
+vmi_destroy(struct instance *in, instances_done_cb cb, void *arg,
+    int *code, char **cause)
+{
+	if (vmi_idle(in, code, cause) != 0)
+		return -1;
+	if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED &&
+	    in->state != INST_RUNNING)
+		return vmi_refuse_state(in, code, cause);
+	vm_op_queue(in->set, in, VMOP_DESTROY, cb, arg);
+	return 0;
 }
 
 /* Above every numbered directory, complete or not: one without a
@@ -642,21 +670,19 @@ vm_next_generation(struct instance *in)
 	return top + 1;
 }
 
-void
-vm_instance_checkpoint(struct instance *in, int leave_running,
-    instances_done_cb cb, void *arg)
+static int
+vmi_checkpoint(struct instance *in, int leave_running, instances_done_cb cb,
+    void *arg, int *code, char **cause)
 {
 	struct vm_op	*op;
 
-	if (!vm_instances_usable(in->set, cb, arg) ||
-	    !vm_instance_idle(in, cb, arg))
-		return;
-	if (in->state != INST_RUNNING) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+	if (vmi_idle(in, code, cause) != 0)
+		return -1;
+	if (in->state != INST_RUNNING)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: only a running instance can be "
 		    "checkpointed", in->name, inst_state_names[in->state]);
-		return;
-	}
 	op = vm_op_new(in->set, in, VMOP_CHECKPOINT, cb, arg);
 	op->generation = vm_next_generation(in);
 	xasprintf(&op->gen_dir, "%s/%llu", in->ckpt_dir,
@@ -664,49 +690,48 @@ vm_instance_checkpoint(struct instance *in, int leave_running,
 	op->leave_running = leave_running;
 	instance_set_state(in, INST_CHECKPOINTING, NULL);
 	vm_op_start(op);
+	return 0;
 }
 
-void
-vm_instance_restore(struct instance *in, uint64_t generation,
-    instances_done_cb cb, void *arg)
+static int
+vmi_restore(struct instance *in, const Tern__RestoreRequest *r,
+    instances_done_cb cb, void *arg, int *code, char **cause)
 {
 	struct vm_op	*op;
 	struct stat	 st;
 	char		*path;
+	uint64_t	 generation = r->has_generation ? r->generation : 0;
 	int		 complete;
 
-	if (!vm_instances_usable(in->set, cb, arg) ||
-	    !vm_instance_idle(in, cb, arg))
-		return;
-	if (in->state != INST_CHECKPOINTED && in->state != INST_STOPPED) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+	if (vmi_idle(in, code, cause) != 0)
+		return -1;
+	if (in->state != INST_CHECKPOINTED && in->state != INST_STOPPED)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: stop it before restoring (one copy "
 		    "runs at a time)", in->name, inst_state_names[in->state]);
-		return;
-	}
 	if (generation == 0)
 		generation = ckpt_newest(in->ckpt_dir);
-	if (generation == 0) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+	if (generation == 0)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_NOT_FOUND,
 		    "instance %s has no complete checkpoint", in->name);
-		return;
-	}
 	xasprintf(&path, "%s/%llu/%s", in->ckpt_dir,
 	    (unsigned long long)generation, CKPT_MANIFEST);
 	complete = stat(path, &st) == 0;
 	free(path);
-	if (!complete) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+	if (!complete)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_NOT_FOUND,
 		    "instance %s has no complete checkpoint %llu", in->name,
 		    (unsigned long long)generation);
-		return;
-	}
 	op = vm_op_new(in->set, in, VMOP_RESTORE, cb, arg);
 	op->generation = generation;
 	xasprintf(&op->gen_dir, "%s/%llu", in->ckpt_dir,
 	    (unsigned long long)generation);
 	instance_set_state(in, INST_RESTORING, NULL);
 	vm_op_start(op);
+	return 0;
 }
 
 /* --- libvirt's news ---------------------------------------------------------- */
@@ -720,7 +745,7 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 
 	if (name == NULL) {
 		for (in = set->list; in != NULL; in = in->next) {
-			if (!in->vm)
+			if (in->drv != &vm_inst_driver)
 				continue;
 			if (ev == VM_EV_CONN_LOST) {
 				xasprintf(&text, "lost libvirtd: %s", why);
@@ -731,7 +756,8 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 		}
 		return;
 	}
-	if ((in = instance_find(set, name)) == NULL || !in->vm)
+	if ((in = instance_find(set, name)) == NULL ||
+	    in->drv != &vm_inst_driver)
 		return;
 	log_debug("instance %s: libvirt event %d%s%s%s", name, ev,
 	    why != NULL ? " (" : "", why != NULL ? why : "",
@@ -773,25 +799,37 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 
 /* --- loading ------------------------------------------------------------------ */
 
-void
-vm_instance_load(struct instances *set, const char *name, char *xml,
-    enum inst_state saved)
+static int
+vmi_load(struct instances *set, const char *name,
+    const struct inst_saved *saved, char **cause)
 {
 	struct instance	*in;
+	char		*path, *xml;
 
-	in = instance_new(set, name, xml, "", NULL);
+	xasprintf(&path, "%s/%s/domain.xml", set->dir, name);
+	if (access(path, F_OK) != 0) {
+		free(path);
+		return 1;	/* not a VM's */
+	}
+	xml = read_file_bounded(path, VM_XML_MAX, NULL, cause);
+	free(path);
+	if (xml == NULL)
+		return -1;
+	in = instance_add(set, &vm_inst_driver, name, xml, "");
+	free(xml);
 	in->vm = 1;
 	in->generation = ckpt_newest(in->ckpt_dir);
 	/* Until libvirt says otherwise. */
-	in->state = saved == INST_RUNNING ? INST_RUNNING : in->generation > 0 ?
-	    INST_CHECKPOINTED : INST_STOPPED;
-	if (saved != INST_RUNNING && saved != INST_STOPPED &&
-	    saved != INST_CHECKPOINTED)
+	in->state = saved->state == INST_RUNNING ? INST_RUNNING :
+	    in->generation > 0 ? INST_CHECKPOINTED : INST_STOPPED;
+	if (saved->state != INST_RUNNING && saved->state != INST_STOPPED &&
+	    saved->state != INST_CHECKPOINTED)
 		instance_set_error(in, "ternd stopped while it was being "
 		    "changed");
 	instance_persist(in);
 	if (set->agent->vms != NULL && vm_host_up(set->agent->vms))
 		vm_sync(in, NULL);
+	return 0;
 }
 
 struct instance *
@@ -800,7 +838,7 @@ vm_instance_arrived(struct instances *set, const char *name, const char *xml,
 {
 	struct instance	*in;
 
-	in = instance_new(set, name, xml, "", NULL);
+	in = instance_add(set, &vm_inst_driver, name, xml, "");
 	in->vm = 1;
 	in->state = INST_RUNNING;
 	if (instance_save(in, cause) != 0) {
@@ -809,3 +847,15 @@ vm_instance_arrived(struct instances *set, const char *name, const char *xml,
 	}
 	return in;
 }
+
+const struct inst_driver vm_inst_driver = {
+	.kind = "vm",
+	.create = vmi_create,
+	.load = vmi_load,
+	.save = vmi_save,
+	.start = vmi_start,
+	.stop = vmi_stop,
+	.destroy = vmi_destroy,
+	.checkpoint = vmi_checkpoint,
+	.restore = vmi_restore,
+};

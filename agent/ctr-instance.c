@@ -1,0 +1,540 @@
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LOG_MODULE "instance"
+#include "agent/ctr-instance.h"
+#include "checkpoint/container-spec.h"
+#include "checkpoint/container-work.h"
+#include "checkpoint/container.h"
+#include "daemon/log.h"
+#include "daemon/util.h"
+#include "daemon/work.h"
+#include "daemon/xmalloc.h"
+
+#define INST_STOP_GRACE_MS	10000
+#define INST_ADOPTED_POLL_MS	1000
+
+/* --- processes ------------------------------------------------------------ */
+
+/* An adopted init is not our child: no SIGCHLD tells of its exit, and
+ * once its new parent reaps it its pid can be anyone's.  A pidfd stays
+ * that process's: readable when it exits, and a signal sent through it
+ * never reaches another. */
+struct pid_watch {
+	uv_poll_t	 poll;
+	int		 fd;
+	pid_t		 pid;
+	struct instance	*in;		/* NULL once let go */
+};
+
+static void
+pid_watch_closed(uv_handle_t *h)
+{
+	struct pid_watch	*w = h->data;
+
+	close(w->fd);
+	free(w);
+}
+
+static void
+ctr_unwatch(struct instance *in)
+{
+	struct pid_watch	*w = in->watch;
+
+	if (w == NULL)
+		return;
+	in->watch = NULL;
+	w->in = NULL;
+	uv_poll_stop(&w->poll);
+	uv_close((uv_handle_t *)&w->poll, pid_watch_closed);
+}
+
+static void
+pid_watch_cb(uv_poll_t *h, int status, int events)
+{
+	struct pid_watch	*w = h->data;
+	struct instance		*in = w->in;
+
+	(void)status;
+	(void)events;
+	if (in == NULL)
+		return;
+	ctr_unwatch(in);
+	/* Not the process the instance has now (a migration or a stop
+	 * forgot it): nothing to tell. */
+	if (in->pid != w->pid || !in->adopted)
+		return;
+	log_info("instance %s: its adopted init %ld exited", in->name,
+	    (long)w->pid);
+	ctr_exited(in, -1);
+}
+
+/* Without pidfds (Linux < 5.3): the old way, by the bare pid. */
+static void
+adopted_poll(uv_timer_t *t)
+{
+	struct instance	*in = t->data;
+
+	if (in->pid > 0 && kill(in->pid, 0) != 0 && errno == ESRCH)
+		ctr_exited(in, -1);
+}
+
+void
+instance_watch(struct instance *in, pid_t pid, int adopted)
+{
+	ctr_unwatch(in);
+	in->pid = pid;
+	in->adopted = adopted;
+	if (adopted)
+		uv_timer_start(&in->timer, adopted_poll, INST_ADOPTED_POLL_MS,
+		    INST_ADOPTED_POLL_MS);
+}
+
+/* Adopt the process a previous ternd left running as the container's
+ * init: hold it by a pidfd opened before we check that it is in the
+ * container's cgroup, so the process checked is the process held. */
+int
+ctr_adopt(struct instance *in, pid_t pid, char **cause)
+{
+	struct pid_watch	*w;
+	pid_t			*pids = NULL;
+	size_t			 npids = 0, i;
+	int			 fd, rc, found = 0;
+
+	if ((fd = pidfd_open(pid, 0)) == -1) {
+		if (errno == ESRCH) {
+			set_cause(cause, "its init %ld exited as it was adopted",
+			    (long)pid);
+			return -1;
+		}
+		/* ENOSYS: Linux < 5.3. */
+		log_warnx("instance %s: no pidfd for its init (%s): it is "
+		    "watched by its bare pid", in->name, strerror(errno));
+		instance_watch(in, pid, 1);
+		return 0;
+	}
+	if (container_pids(in->name, &pids, &npids, cause) != 0) {
+		close(fd);
+		return -1;
+	}
+	for (i = 0; i < npids; i++)
+		if (pids[i] == pid)
+			found = 1;
+	free(pids);
+	if (!found) {
+		set_cause(cause, "its init %ld left the container's cgroup as "
+		    "it was adopted", (long)pid);
+		close(fd);
+		return -1;
+	}
+	w = xcalloc(1, sizeof *w);
+	w->fd = fd;
+	w->pid = pid;
+	w->in = in;
+	if ((rc = uv_poll_init(in->set->agent->loop, &w->poll, fd)) != 0) {
+		log_warnx("instance %s: cannot poll its init's pidfd (%s): it "
+		    "is watched by its bare pid", in->name, uv_strerror(rc));
+		close(fd);
+		free(w);
+		instance_watch(in, pid, 1);
+		return 0;
+	}
+	w->poll.data = w;
+	uv_poll_start(&w->poll, UV_READABLE, pid_watch_cb);
+	ctr_unwatch(in);
+	in->pid = pid;
+	in->adopted = 1;
+	in->watch = w;
+	return 0;
+}
+
+/* Signal the instance's init: through its pidfd when adopted. */
+static int
+instance_signal(struct instance *in, int sig)
+{
+	if (in->watch != NULL && in->watch->pid == in->pid)
+		return pidfd_send_signal(in->watch->fd, sig, NULL, 0);
+	return kill(in->pid, sig);	/* our child, or no pidfds */
+}
+
+/* Its processes are gone (or could not all be killed): settle. */
+static void
+instance_stopped(void *arg, pid_t pid, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+	Envelope		 env;
+	Tern__Done		 done = TERN__DONE__INIT;
+	char			*text;
+
+	(void)pid;
+	in->working = NULL;
+	if (error != NULL)
+		log_warnx("instance %s: %s", in->name, error);
+	in->stop_cb = NULL;
+	instance_set_state(in, in->generation > 0 && in->state ==
+	    INST_CHECKPOINTED ? INST_CHECKPOINTED : INST_STOPPED, in->stop_why);
+	if (cb != NULL) {
+		xasprintf(&text, "instance %s %s", in->name,
+		    in->destroy_after_stop ? "stopped and destroyed" :
+		    "stopped");
+		msg_init(&env, 0);
+		done.text = text;
+		env.body_case = TERN__ENVELOPE__BODY_DONE;
+		env.done = &done;
+		if (in->destroy_after_stop)
+			instance_destroy(in);
+		cb(cbarg, &env, 0, NULL);
+		free(text);
+	}
+	instances_op_done(set);
+}
+
+/* Kill what is left of it and remove its cgroups, on the pool: a
+ * process stuck in the kernel holds the freezer and the cgroup for
+ * seconds, and the loop carries every peer's heartbeats. */
+static void
+instance_finish_stop(struct instance *in, const char *why)
+{
+	uv_timer_stop(&in->timer);
+	in->pid = 0;
+	if (in->working)
+		return;		/* the kill already out settles it */
+	free(in->stop_why);
+	in->stop_why = xstrdup(why);
+	if (in->state == INST_RUNNING)
+		instance_set_state(in, INST_STOPPING, why);
+	in->working = "stopping";
+	in->set->busy++;
+	container_stop_async(in->set->agent->loop, in->name, instance_stopped,
+	    in);
+}
+
+void
+ctr_exited(struct instance *in, int status)
+{
+	char	why[128];
+
+	if (status == -1)
+		snprintf(why, sizeof why, "its init is gone (adopted from an "
+		    "earlier ternd: exit status unknown)");
+	else if (WIFSIGNALED(status))
+		snprintf(why, sizeof why, "init killed by signal %d",
+		    WTERMSIG(status));
+	else
+		snprintf(why, sizeof why, "init exited with status %d",
+		    WEXITSTATUS(status));
+	if (in->state == INST_RUNNING)
+		instance_set_error(in, why);
+	if (in->state == INST_CHECKPOINTING || in->state == INST_RESTORING ||
+	    in->state == INST_MIGRATING || in->state == INST_INCOMING) {
+		/* The checkpoint's own callback decides what this means. */
+		in->pid = 0;
+		return;
+	}
+	instance_finish_stop(in, why);
+}
+
+/* SIGCHLD: our child's exit (an adopted init is no child of ours). */
+static void
+ctr_reap(struct instance *in)
+{
+	int	status;
+
+	if (in->pid <= 0 || in->adopted)
+		return;
+	if (waitpid(in->pid, &status, WNOHANG) == in->pid)
+		ctr_exited(in, status);
+}
+
+/* While stopping: notice an adopted init's exit (no SIGCHLD for it), and
+ * after the grace period kill the whole container. */
+static void
+stop_tick(uv_timer_t *t)
+{
+	struct instance	*in = t->data;
+	uint64_t	 waited = now_ms() - in->since_ms;
+
+	if (in->pid <= 0)
+		return;
+	if (in->adopted && kill(in->pid, 0) != 0 && errno == ESRCH) {
+		ctr_exited(in, -1);
+		return;
+	}
+	if (waited < INST_STOP_GRACE_MS || in->stop_killed)
+		return;
+	log_warnx("instance %s: still running %d s after SIGTERM; killing it",
+	    in->name, INST_STOP_GRACE_MS / 1000);
+	in->stop_killed = 1;
+	if (in->adopted)
+		instance_finish_stop(in, "killed after the grace period");
+	else
+		kill(in->pid, SIGKILL);	/* its exit finishes the stop */
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+int
+ctr_usable(const struct instances *set, int *code, char **cause)
+{
+	if (!set->agent->criu.usable)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "containers are not available on %s: %s",
+		    set->agent->conf->host_name, set->agent->criu.problem !=
+		    NULL ? set->agent->criu.problem : "CRIU not checked yet");
+	return 0;
+}
+
+/* One container call at a time. */
+static int
+ctr_idle(const struct instance *in, int *code, char **cause)
+{
+	if (in->working)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s is %s: try again when it is done", in->name,
+		    in->working);
+	return 0;
+}
+
+struct instance *
+instance_new(struct instances *set, const char *name, const char *spec_text,
+    const char *spec_dir, struct container_spec *spec)
+{
+	struct instance	*in;
+
+	in = instance_add(set, &ctr_inst_driver, name, spec_text, spec_dir);
+	in->spec = spec;
+	return in;
+}
+
+static int	ctr_save_work(void *, char **);
+static void	ctr_created(void *, const char *);
+
+static int
+ctr_create(struct instances *set, const Tern__InstanceCreateRequest *r,
+    instances_done_cb cb, void *arg, int *code, char **cause)
+{
+	struct container_spec	*spec;
+	struct instance		*in;
+	char			*why = NULL;
+	int			 rc;
+
+	if (r->spec_dir[0] != '/')
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "spec_dir must be absolute");
+	if ((spec = container_spec_parse(r->spec, strlen(r->spec), r->spec_dir,
+	    &why)) == NULL) {
+		rc = inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance %s: %s", r->name, why);
+		free(why);
+		return rc;
+	}
+	if (container_root_allowed(set->agent->conf, spec->root, &why) != 0) {
+		rc = inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_PERMISSION,
+		    "instance %s: %s (see rootfs_allowed_prefixes)", r->name,
+		    why);
+		free(why);
+		container_spec_free(spec);
+		return rc;
+	}
+	in = instance_new(set, r->name, r->spec, r->spec_dir, spec);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	in->working = "being created";
+	set->busy++;
+	work_run(set->agent->loop, ctr_save_work, in, ctr_created, in);
+	return 0;
+}
+
+static int
+ctr_save(struct instance *in, char **cause)
+{
+	char	*path;
+	int	 rc;
+
+	xasprintf(&path, "%s/spec.json", in->dir);
+	rc = write_file_atomic(path, in->spec_text, cause);
+	free(path);
+	if (rc != 0)
+		return -1;
+	xasprintf(&path, "%s/spec_dir", in->dir);
+	rc = write_file_atomic(path, in->spec_dir, cause);
+	free(path);
+	return rc;
+}
+
+/* On the pool: mkdir and fsync (nothing else touches it meanwhile:
+ * it is working). */
+static int
+ctr_save_work(void *arg, char **cause)
+{
+	return instance_save(arg, cause);
+}
+
+static void
+ctr_created(void *arg, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+
+	in->working = NULL;
+	in->stop_cb = NULL;
+	if (error != NULL) {
+		reply_error(cb, cbarg, TERN__ERROR_CODE__ERROR_RESOURCE,
+		    "instance %s: %s", in->name, error);
+		instance_unlink(in);
+	} else {
+		log_info("instance %s: created (container, root %s)",
+		    in->name, in->spec->root);
+		reply_done(cb, cbarg, "instance %s created", in->name);
+	}
+	instances_op_done(set);
+}
+
+static void
+ctr_started(void *arg, pid_t pid, const char *error)
+{
+	struct instance		*in = arg;
+	struct instances	*set = in->set;
+	instances_done_cb	 cb = in->stop_cb;
+	void			*cbarg = in->stop_arg;
+
+	in->working = NULL;
+	in->stop_cb = NULL;
+	if (error != NULL) {
+		instance_set_error(in, error);
+		log_warnx("instance %s: %s", in->name, error);
+		reply_error(cb, cbarg, TERN__ERROR_CODE__ERROR_INTERNAL, "%s",
+		    error);
+	} else {
+		instance_set_error(in, NULL);
+		instance_watch(in, pid, 0);
+		instance_set_state(in, INST_RUNNING, NULL);
+		reply_done(cb, cbarg, "instance %s started (pid %ld)",
+		    in->name, (long)pid);
+		/* It may have exited before we watched it. */
+		instances_reap(set);
+	}
+	instances_op_done(set);
+}
+
+/* On the pool: the first process may take seconds to exec (a rootfs on
+ * a slow file system). */
+static int
+ctr_start(struct instance *in, instances_done_cb cb, void *arg, int *code,
+    char **cause)
+{
+	if (ctr_idle(in, code, cause) != 0 ||
+	    ctr_usable(in->set, code, cause) != 0)
+		return -1;
+	if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s is %s",
+		    in->name, inst_state_names[in->state]);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	in->working = "starting";
+	in->set->busy++;
+	log_info("instance %s: starting", in->name);
+	container_start_async(in->set->agent->loop, in->name, in->spec,
+	    ctr_started, in);
+	return 0;
+}
+
+/* SIGTERM, then SIGKILL after the grace period (stop_tick). */
+static int
+ctr_stop_running(struct instance *in, instances_done_cb cb, void *arg,
+    int *code, char **cause)
+{
+	if (in->state != INST_RUNNING || in->pid <= 0)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s is %s",
+		    in->name, inst_state_names[in->state]);
+	in->stop_cb = cb;
+	in->stop_arg = arg;
+	instance_set_state(in, INST_STOPPING, NULL);
+	in->stop_killed = 0;
+	instance_signal(in, SIGTERM);
+	uv_timer_start(&in->timer, stop_tick, 200, 200);
+	return 0;
+}
+
+static int
+ctr_stop(struct instance *in, instances_done_cb cb, void *arg, int *code,
+    char **cause)
+{
+	if (ctr_idle(in, code, cause) != 0)
+		return -1;
+	return ctr_stop_running(in, cb, arg, code, cause);
+}
+
+static int
+ctr_destroy(struct instance *in, instances_done_cb cb, void *arg, int *code,
+    char **cause)
+{
+	char	*name;
+
+	if (ctr_idle(in, code, cause) != 0)
+		return -1;
+	if (in->state == INST_RUNNING) {
+		in->destroy_after_stop = 1;
+		return ctr_stop_running(in, cb, arg, code, cause);
+	}
+	if (in->state != INST_STOPPED && in->state != INST_CHECKPOINTED)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s is %s",
+		    in->name, inst_state_names[in->state]);
+	name = xstrdup(in->name);
+	instance_destroy(in);
+	reply_done(cb, arg, "instance %s destroyed", name);
+	free(name);
+	return 0;
+}
+
+static void
+ctr_info(const struct instance *in, Tern__InstanceInfo *info)
+{
+	if (in->pid > 0) {
+		info->has_pid = 1;
+		info->pid = (uint32_t)in->pid;
+	}
+}
+
+static void
+ctr_release(struct instance *in)
+{
+	container_spec_free(in->spec);
+}
+
+const struct inst_driver ctr_inst_driver = {
+	.kind = "container",
+	.create = ctr_create,
+	.load = ctr_load,
+	.save = ctr_save,
+	.start = ctr_start,
+	.stop = ctr_stop,
+	.destroy = ctr_destroy,
+	.checkpoint = ctr_checkpoint,
+	.restore = ctr_restore,
+	.info = ctr_info,
+	.reap = ctr_reap,
+	.cancellable = ctr_cancellable,
+	.cancel = ctr_cancel,
+	.unlink = ctr_unwatch,
+	.release = ctr_release,
+};

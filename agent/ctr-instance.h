@@ -1,0 +1,30 @@
+/* The container driver of the instance table (agent/driver.h): CRIU
+ * checkpoints, a launcher's init watched by SIGCHLD or, when adopted
+ * from an earlier ternd, by a pidfd.  What its files share. */
+#ifndef TERN_AGENT_CTR_INSTANCE_H
+#define TERN_AGENT_CTR_INSTANCE_H
+
+#include <sys/types.h>
+
+#include "agent/driver.h"
+
+/* 0 if CRIU allows container work here, else -1 with *code, *cause. */
+int	ctr_usable(const struct instances *, int *code, char **cause);
+/* Its init exited (status from waitpid, -1: unknown, adopted). */
+void	ctr_exited(struct instance *, int status);
+/* Hold the init an earlier ternd left running: 0, or -1 with *cause. */
+int	ctr_adopt(struct instance *, pid_t, char **cause);
+
+/* ctr-instance-ckpt.c */
+int	ctr_checkpoint(struct instance *, int leave_running,
+	    instances_done_cb, void *, int *code, char **cause);
+int	ctr_restore(struct instance *, const Tern__RestoreRequest *,
+	    instances_done_cb, void *, int *code, char **cause);
+int	ctr_cancellable(const struct instance *);
+void	ctr_cancel(const char *name, const char *why);
+
+/* ctr-instance-load.c */
+int	ctr_load(struct instances *, const char *name,
+	    const struct inst_saved *, char **cause);
+
+#endif
