@@ -57,9 +57,12 @@ static const char *const mig_state_names[] = {
 	"receiving", "held", "resuming", "aborting", "paging", "syncing",
 };
 
+/* A container migration: the container driver's state (priv) of one
+ * struct mig of the engine.  id, source, peer, name and start_ms are the
+ * engine's, copied (peer and name borrowed) for brevity. */
 struct migration {
+	struct mig		*mig;
 	struct agent		*agent;
-	struct migration	*next;
 	uint64_t		 id;		/* the source's id */
 	int			 source;
 	char			*peer;
@@ -81,10 +84,7 @@ struct migration {
 	char			*sync_dir;	/* (the instance may go meanwhile) */
 	struct instances	*set;		/* ... the table stays until then */
 	char			*sync_error;
-	uv_timer_t		 timer;		/* no progress for too long */
 	uv_timer_t		 tick;		/* source: progress to the operator */
-	int			 handles;
-	instances_done_cb	 progress;	/* source: the operator's terminal */
 
 	int			 postcopy;	/* memory follows after resume */
 	struct relay		*relay;		/* post-copy: the page channel */
@@ -123,13 +123,12 @@ struct migration {
 	int			 restore_wanted;	/* target: RESTORE came early */
 	unsigned		 files_writing;	/* target: files not yet written */
 	int			 rootfs_keep;	/* target: ours now */
-	int			 zombie;	/* freed, waiting for trees_in */
-
-	instances_done_cb	 cb;		/* source: the operator's request */
-	void			*arg;
 };
 
-static void	mig_timeout(uv_timer_t *);
+static const struct mig_driver	ctr_driver;
+
+static struct migration *ctr_find(struct agent *, const char *, uint64_t, int);
+
 static uint64_t	mig_bytes_moved(struct migration *);
 static void	ctr_progress(struct migration *);
 static void	mig_tick(uv_timer_t *);
@@ -172,93 +171,63 @@ mig_phase(const struct migration *m)
 	return MIG_PH_FAILED;
 }
 
-static enum mig_role
-mig_role(const struct migration *m)
-{
-	return m->source ? MIG_ROLE_SOURCE : MIG_ROLE_TARGET;
-}
-
-/* Every step restarts the no-progress clock.  A step to an earlier
- * phase, or out of one that may not end that way, is refused and
- * logged: it would be a bug, and acting on it could run a copy twice. */
+/* The engine keeps the phase (its order, the failure table); a step to
+ * an earlier phase, or out of one that may not end that way, is refused
+ * and logged: it would be a bug, and acting on it could run a copy twice.
+ * Every step restarts the no-progress clock. */
 static void
 mig_set_state(struct migration *m, enum mig_state st)
 {
-	enum mig_phase	from = mig_phase(m), to;
 	enum mig_state	was = m->state;
 
 	m->state = st;
-	to = mig_phase(m);
-	if (from != to && !mig_phase_next_ok(mig_role(m), from, to)) {
+	if (mig_set_phase(m->mig, mig_phase(m)) != 0) {
 		m->state = was;
-		log_warnx("mig %" PRIx64 " %s: refused a step from %s (%s) to "
-		    "%s (%s)", m->id, m->name, mig_state_names[was],
-		    mig_phase_names[from], mig_state_names[st],
-		    mig_phase_names[to]);
+		log_warnx("mig %" PRIx64 " %s: refused a step from %s to %s",
+		    m->id, m->name, mig_state_names[was], mig_state_names[st]);
 		return;
 	}
 	log_info("mig %" PRIx64 " %s: %s -> %s", m->id, m->name,
 	    mig_state_names[was], mig_state_names[st]);
-	m->timer_bytes = mig_bytes_moved(m);
-	uv_timer_start(&m->timer, mig_timeout,
-	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
 	ctr_progress(m);
 }
 
+/* The driver's state for the engine's m. */
 static struct migration *
-ctr_find(struct agent *a, const char *peer, uint64_t id, int source)
-{
-	struct migration	*m;
-
-	for (m = a->migrations; m != NULL; m = m->next)
-		if (m->id == id && m->source == source &&
-		    strcmp(m->peer, peer) == 0)
-			return m;
-	return NULL;
-}
-
-static struct migration *
-mig_new(struct agent *a, const char *peer, uint64_t id, int source,
-    const char *name)
+ctr_new(struct agent *a, struct mig *mig)
 {
 	struct migration	*m;
 
 	m = xcalloc(1, sizeof *m);
+	m->mig = mig;
 	m->agent = a;
-	m->id = id;
-	m->source = source;
-	m->peer = xstrdup(peer);
-	m->name = xstrdup(name);
-	m->start_ms = now_ms();
+	m->id = mig->id;
+	m->source = mig->role == MIG_ROLE_SOURCE;
+	m->peer = mig->peer;
+	m->name = mig->name;
+	m->start_ms = mig->start_ms;
 	m->ps_fd = -1;
-	uv_timer_init(a->loop, &m->timer);
-	m->timer.data = m;
 	uv_timer_init(a->loop, &m->tick);
 	m->tick.data = m;
-	m->handles = 2;
-	if (!source)
+	if (!m->source)
 		m->tally = stream_tally_new();
-	m->timer_bytes = mig_bytes_moved(m);
-	/* No step for this long (either side, local work included, like
-	 * CRIU's own deadline): the other side is stuck or silent. */
-	uv_timer_start(&m->timer, mig_timeout,
-	    (uint64_t)a->conf->migration_timeout_ms, 0);
-	m->next = a->migrations;
-	a->migrations = m;
+	mig->priv = m;
+	/* Its ABORTs mean different things by phase (see the steps). */
+	mig->wants_abort_steps = 1;
 	return m;
 }
 
-static void	mig_close(struct migration *);
+static struct migration *
+ctr_of(struct mig *mig)
+{
+	return mig->priv;
+}
 
 static void
 mig_freed(uv_handle_t *h)
 {
 	struct migration	*m = h->data;
 
-	if (--m->handles > 0)
-		return;
-	free(m->peer);
-	free(m->name);
 	free(m->error);
 	free(m->sync_error);
 	free(m->sync_dir);
@@ -287,12 +256,11 @@ mig_drop_rootfs(struct migration *m)
 	free(who);
 }
 
-/* Unlink now, free once the timer is closed. */
+/* Over: its work stops now, the engine finishes it (the rest goes in
+ * ctr_release, once nothing holds it). */
 static void
 mig_free(struct migration *m)
 {
-	struct migration	**pp;
-
 	if (m->fs != NULL) {
 		files_send_cancel(m->fs);
 		m->fs = NULL;
@@ -310,28 +278,23 @@ mig_free(struct migration *m)
 	if (m->ps_fd != -1)
 		close(m->ps_fd);
 	m->ps_fd = -1;
-	for (pp = &m->agent->migrations; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == m) {
-			*pp = m->next;
-			break;
-		}
-	}
-	if (m->trees_in > 0) {
-		/* A rootfs pass is still being applied: its callback holds
-		 * m and finishes the free. */
-		m->zombie = 1;
-		uv_timer_stop(&m->timer);
-		uv_timer_stop(&m->tick);
-		return;
-	}
-	mig_drop_rootfs(m);
-	mig_close(m);
+	uv_timer_stop(&m->tick);
+	mig_finish(m->mig, NULL);
 }
 
+/* Nothing holds it any more (a rootfs pass still being applied does):
+ * the rootfs of a discarded incoming copy goes, the rest once the tick
+ * is closed. */
 static void
-mig_close(struct migration *m)
+ctr_release(struct mig *mig)
 {
-	uv_close((uv_handle_t *)&m->timer, mig_freed);
+	struct migration	*m = ctr_of(mig);
+
+	if (m == NULL)
+		return;		/* refused before it began */
+	mig_drop_rootfs(m);
+	m->mig = NULL;
+	m->peer = m->name = NULL;	/* the engine's, gone with it */
 	uv_close((uv_handle_t *)&m->tick, mig_freed);
 }
 
@@ -340,9 +303,8 @@ static void
 ctr_answer(struct migration *m, const Envelope *reply, int code,
     const char *error)
 {
-	m->progress = NULL;
 	uv_timer_stop(&m->tick);
-	m->cb(m->arg, reply, code, error);
+	mig_answer(m->mig, reply, code, error);
 }
 
 /* Source: bytes sent so far (rootfs, images, pages).  Target: bytes that
@@ -377,7 +339,7 @@ ctr_progress(struct migration *m)
 	Tern__MigrateProgress	 p = TERN__MIGRATE_PROGRESS__INIT;
 	uint64_t		 now = now_ms();
 
-	if (!m->source || m->progress == NULL)
+	if (!m->source || m->mig->answered)
 		return;
 	p.name = m->name;
 	/* Post-copy past the switch: it runs there, memory on the way. */
@@ -398,7 +360,7 @@ ctr_progress(struct migration *m)
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_PROGRESS;
 	env.migrate_progress = &p;
-	m->progress(m->arg, &env, 0, NULL);
+	mig_progress(m->mig, &env);
 }
 
 static void
@@ -411,21 +373,7 @@ static int
 ctr_send_step(struct migration *m, Tern__MigrateStep__Step step,
     const char *error)
 {
-	Envelope		 env;
-	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
-
-	msg_init(&env, 0);
-	ms.migration = m->id;
-	ms.step = step;
-	ms.error = (char *)error;
-	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
-	env.migrate_step = &ms;
-	if (peers_send(m->agent->peers, m->peer, &env, NULL) != 0) {
-		log_debug("mig %" PRIx64 ": %s unreachable for step %d", m->id,
-		    m->peer, step);
-		return -1;
-	}
-	return 0;
+	return mig_send_step(m->mig, step, error);
 }
 
 static void	mig_relay_done(void *, const char *);
@@ -507,6 +455,8 @@ migration_init(struct agent *a)
 
 	migration_engine_conf(a, &c);
 	a->mig = mig_engine_new(a->loop, &c, &tr);
+	mig_engine_set_data(a->mig, a);
+	mig_engine_register(a->mig, &ctr_driver);
 }
 
 void
@@ -657,6 +607,7 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		    m->id, m->name, error);
 	m->frozen_ms = res->frozen_ms;
 	m->dumped = 1;
+	mig_set_phase(m->mig, mig_phase(m));	/* committing -> committed */
 	in->pid = 0;
 	container_kill(in->name, NULL);
 	container_cgroup_remove(in->name, NULL);
@@ -791,7 +742,7 @@ mig_source_record_commit(struct migration *m,
 	m->in->moved_to = xstrdup(m->peer);
 	m->recording_in = m->in;
 	m->record_then = then;
-	m->handles++;
+	mig_hold(m->mig);
 	instance_persist_then(m->in, mig_source_commit_recorded, m);
 }
 
@@ -799,25 +750,20 @@ static void
 mig_source_commit_recorded(void *arg, const char *error)
 {
 	struct migration	*m = arg;
+	struct mig		*mig = m->mig;
 	struct instance		*in = m->recording_in;
-	int			 live;
 
 	(void)error;	/* logged; the commit goes on as it did before */
 	m->recording_in = NULL;
-	live = --m->handles > 0;
-	if (!live || m->state != MIG_RESTORING ||
+	if (mig->finished || m->state != MIG_RESTORING ||
 	    (m->postcopy ? m->dump == NULL : m->hold == NULL)) {
 		/* Rolled back while the record was written: not committed. */
 		free(in->moved_to);
 		in->moved_to = NULL;
 		instance_persist(in);
-		if (!live) {
-			m->handles = 1;		/* only its memory is left */
-			mig_freed((uv_handle_t *)&m->timer);
-		}
-		return;
-	}
-	m->record_then(m);
+	} else
+		m->record_then(m);
+	mig_drop(mig);
 }
 
 /* The commit could not be made after all: take the record back. */
@@ -860,7 +806,7 @@ mig_source_postcopy_recorded(struct migration *m)
 	mig_set_state(m, MIG_COMMITTED);
 	/* Paging lasts as long as the memory takes to cross; the link's
 	 * heartbeats and the relay watch it instead. */
-	uv_timer_stop(&m->timer);
+	mig_set_timeout(m->mig, 0);
 	if (m->relay != NULL) {
 		if (relay_gate_held(m->relay) > 0)
 			log_info("mig %" PRIx64 " %s: %s fetched every page "
@@ -1279,123 +1225,112 @@ mig_stopcopy_too_long(struct agent *a, struct instance *in,
 	return 1;
 }
 
-void
-migration_start(struct agent *a, const Tern__MigrateRequest *r,
-    instances_done_cb progress, instances_done_cb cb, void *arg)
+/* What the operator asked for, and where to: 0 and the instance, or -1
+ * with *code and *cause. */
+static int
+mig_source_check(struct agent *a, const Tern__MigrateRequest *r,
+    struct instance **inp, int *code, char **cause)
 {
-	struct instance		*in;
-	struct migration	*m;
-	Envelope		 env;
-	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
-	char			*cause = NULL;
-	const char		*mode = r->mode != NULL ? r->mode : "auto";
-	char			*note = NULL, rate[32], *why = NULL;
-	pid_t			*pids = NULL;
-	size_t			 npids = 0;
-	int			 postcopy;
+	const char	*mode = r->mode != NULL ? r->mode : "auto";
+	char		 rate[32];
+	struct instance	*in;
 
-	if (a->mig == NULL) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
-		    "ternd is shutting down");
-		return;
-	}
-	if (r->has_cancel && r->cancel) {
-		/* VM SHIM: a VM migration is not in the engine's table yet. */
-		if (vm_shim(a) && mig_find_name(a->mig, r->name,
-		    MIG_ROLE_SOURCE) == NULL) {
-			vm_migration_cancel(a, r->name, cb, arg);
-			return;
-		}
-		mig_engine_start(a->mig, NULL, r, progress, cb, arg);
-		return;
-	}
-	if (a->instances != NULL &&
-	    (in = instance_find(a->instances, r->name)) != NULL && in->vm) {
-		if (vm_shim(a))		/* VM SHIM */
-			vm_migration_start(a, in, r, progress, cb, arg);
-		else
-			mig_engine_start(a->mig, "vm", r, progress, cb, arg);
-		return;
-	}
+	*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
 	if (strcmp(mode, "precopy") == 0) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, a->criu.mem_track ?
+		*cause = xstrdup(a->criu.mem_track ?
 		    "pre-copy of containers is not implemented; use --mode "
 		    "postcopy or stopcopy" : "pre-copy needs memory tracking "
 		    "(soft-dirty), which this host's kernel lacks (criu check "
 		    "--feature mem_dirty_track); use --mode auto, postcopy or "
 		    "stopcopy");
-		return;
+		return -1;
 	}
 	if (r->has_bandwidth && r->bandwidth < MIG_BANDWIDTH_MIN) {
 		mig_format_rate(rate, sizeof rate, r->bandwidth);
-		xasprintf(&cause, "--bandwidth %s is too low: at least 1M (1 "
+		xasprintf(cause, "--bandwidth %s is too low: at least 1M (1 "
 		    "MB/s, 8mbit), or a container stands frozen (stop-and-copy) "
 		    "or stalled on its memory (post-copy) for minutes", rate);
-		goto refuse;
+		return -1;
 	}
 	if (strcmp(mode, "stopcopy") != 0 && strcmp(mode, "auto") != 0 &&
 	    strcmp(mode, "postcopy") != 0) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "mode must be auto, precopy, postcopy or stopcopy");
-		return;
+		*cause = xstrdup("mode must be auto, precopy, postcopy or "
+		    "stopcopy");
+		return -1;
 	}
 	if (a->instances == NULL ||
 	    (in = instance_find(a->instances, r->name)) == NULL) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_NOT_FOUND,
-		    "no instance named so on this host (ternctl list)");
-		return;
+		*code = TERN__ERROR_CODE__ERROR_NOT_FOUND;
+		*cause = xstrdup("no instance named so on this host (ternctl "
+		    "list)");
+		return -1;
 	}
 	if (in->state != INST_RUNNING || in->pid <= 0) {
-		xasprintf(&cause, "instance %s is %s: only a running instance "
+		xasprintf(cause, "instance %s is %s: only a running instance "
 		    "migrates", in->name, inst_state_names[in->state]);
-		goto refuse;
+		return -1;
 	}
 	if (strcmp(r->to, a->conf->host_name) == 0) {
-		xasprintf(&cause, "instance %s already runs on %s", in->name,
+		xasprintf(cause, "instance %s already runs on %s", in->name,
 		    r->to);
-		goto refuse;
+		return -1;
 	}
 	if (peers_mux(a->peers, r->to) == NULL) {
-		xasprintf(&cause, "host %s is not up (ternctl hosts)", r->to);
-		goto refuse;
+		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
+		return -1;
 	}
 	if (!peers_has_capability(a->peers, r->to, "criu")) {
-		xasprintf(&cause, "host %s cannot run containers (no usable "
+		xasprintf(cause, "host %s cannot run containers (no usable "
 		    "CRIU there: see ternctl status on it)", r->to);
-		goto refuse;
+		return -1;
 	}
 	if (a->cpuinfo == NULL) {
-		xasprintf(&cause, "%s cannot describe its CPU for %s to check: "
+		xasprintf(cause, "%s cannot describe its CPU for %s to check: "
 		    "%s", a->conf->host_name, r->to, a->cpuinfo_error != NULL ?
 		    a->cpuinfo_error : "no CRIU cpuinfo dump");
-		goto refuse;
+		return -1;
 	}
+	*inp = in;
+	return 0;
+}
+
+/* Post-copy or stop-and-copy, and why (*note, for the operator): 0, or
+ * -1 with *cause. */
+static int
+mig_source_mode(struct agent *a, struct instance *in,
+    const Tern__MigrateRequest *r, int *postcopyp, char **note, char **cause)
+{
+	const char	*mode = r->mode != NULL ? r->mode : "auto";
+	char		*why = NULL;
+	pid_t		*pids = NULL;
+	size_t		 npids = 0;
+	int		 postcopy, rc = -1;
+
 	/* auto: pre-copy where memory is tracked (not built for containers),
 	 * else post-copy where both CRIUs do lazy pages, else stop-and-copy. */
 	postcopy = postcopy_possible(a, r->to);
 	if (strcmp(mode, "postcopy") == 0 && !postcopy) {
 		if (a->criu.lazy_pages)
-			xasprintf(&cause, "post-copy needs lazy pages in CRIU on "
+			xasprintf(cause, "post-copy needs lazy pages in CRIU on "
 			    "both hosts; %s has none (ternctl status there)",
 			    r->to);
 		else
-			xasprintf(&cause, "post-copy is not possible from %s: %s",
+			xasprintf(cause, "post-copy is not possible from %s: %s",
 			    a->conf->host_name, a->criu.lazy_problem != NULL ?
 			    a->criu.lazy_problem : "its CRIU or kernel has no "
 			    "lazy pages (userfaultfd)");
-		goto refuse;
+		return -1;
 	}
 	if (strcmp(mode, "stopcopy") == 0)
 		postcopy = 0;
-	if (container_pids(in->name, &pids, &npids, &cause) != 0)
-		goto refuse;
+	if (container_pids(in->name, &pids, &npids, cause) != 0)
+		return -1;
 	/* A lock on shared storage would make the target's restore wait for
 	 * the frozen source: refused, whatever the mode. */
 	if (in->spec->shared_storage && file_locks_on_shared(in->spec->root,
 	    pids, npids, &why) > 0) {
-		xasprintf(&cause, "%s cannot move now: %s", in->name, why);
-		free(why);
-		goto refuse;
+		xasprintf(cause, "%s cannot move now: %s", in->name, why);
+		goto out;
 	}
 	free(why);
 	why = NULL;
@@ -1403,29 +1338,76 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	 * when post-copy was asked for. */
 	if (postcopy && lazy_check_pids(pids, npids, &why) != 0) {
 		if (strcmp(mode, "postcopy") == 0) {
-			xasprintf(&cause, "post-copy cannot move %s: %s; use "
+			xasprintf(cause, "post-copy cannot move %s: %s; use "
 			    "--mode stopcopy (or auto)", in->name, why);
-			free(why);
-			goto refuse;
+			goto out;
 		}
 		postcopy = 0;
 	}
 	if (!postcopy && r->has_max_downtime_ms && r->max_downtime_ms > 0 &&
 	    mig_stopcopy_too_long(a, in, r, postcopy_possible(a, r->to),
-	    &cause))
-		goto refuse;
+	    cause))
+		goto out;
 	if (strcmp(mode, "auto") == 0 && why != NULL)
-		xasprintf(&note, "auto: %sstop-and-copy, not post-copy: %s",
+		xasprintf(note, "auto: %sstop-and-copy, not post-copy: %s",
 		    a->criu.mem_track ? "" : "no pre-copy (this kernel has no "
 		    "soft-dirty memory tracking); ", why);
 	else if (strcmp(mode, "auto") == 0)
-		xasprintf(&note, "auto: %s%s", a->criu.mem_track ? "" :
+		xasprintf(note, "auto: %s%s", a->criu.mem_track ? "" :
 		    "no pre-copy (this kernel has no soft-dirty memory "
 		    "tracking); ", postcopy ? "post-copy (lazy pages over "
 		    "userfaultfd)" : "stop-and-copy (no lazy pages on both "
 		    "hosts)");
+	*postcopyp = postcopy;
+	rc = 0;
+out:
 	free(why);
-	why = NULL;
+	free(pids);
+	return rc;
+}
+
+/* The offer: what the target checks before it says READY. */
+static int
+mig_source_offer(struct migration *m, char **cause)
+{
+	struct agent		*a = m->agent;
+	struct instance		*in = m->in;
+	Envelope		 env;
+	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
+
+	msg_init(&env, 0);
+	o.migration = m->id;
+	o.name = in->name;
+	o.kind = "container";
+	o.spec = in->spec_text;
+	o.spec_dir = in->spec_dir;
+	o.generation = m->generation;
+	o.mode = m->postcopy ? "postcopy" : NULL;
+	o.has_rootfs_copy = m->rootfs_copy;
+	o.rootfs_copy = m->rootfs_copy;
+	o.has_cpuinfo = 1;	/* the target checks it before READY */
+	o.cpuinfo.data = a->cpuinfo;
+	o.cpuinfo.len = a->cpuinfo_len;
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
+	env.migrate_offer = &o;
+	return mig_send(m->mig, &env, cause);
+}
+
+/* The driver's source_begin: ternctl migrate of a container. */
+static int
+ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
+    char **cause)
+{
+	struct agent		*a = mig_engine_data(mig->engine);
+	struct instance		*in;
+	struct migration	*m;
+	char			*note = NULL, rate[32];
+	int			 postcopy;
+
+	if (mig_source_check(a, r, &in, code, cause) != 0)
+		return -1;
+	if (mig_source_mode(a, in, r, &postcopy, &note, cause) != 0)
+		return -1;
 	if (r->has_bandwidth) {
 		char	*was = note;
 
@@ -1434,12 +1416,8 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    was != NULL ? was : "", was != NULL ? "; " : "", rate);
 		free(was);
 	}
-	m = mig_new(a, r->to, ++a->next_migration | (a->boot_id << 16),
-	    1, in->name);
+	m = ctr_new(a, mig);
 	m->in = in;
-	m->cb = cb;
-	m->progress = progress;
-	m->arg = arg;
 	m->postcopy = postcopy;
 	if (r->has_bandwidth)
 		m->limit = ratelimit_new(a->loop, r->bandwidth);
@@ -1453,32 +1431,14 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	log_info("mig %" PRIx64 " %s: %s -> %s, %s%s%s", m->id, in->name,
 	    a->conf->host_name, r->to, postcopy ? "post-copy" : "stop-and-copy",
 	    note != NULL ? "; " : "", note != NULL ? note : "");
-	msg_init(&env, 0);
-	o.migration = m->id;
-	o.name = in->name;
-	o.kind = "container";
-	o.spec = in->spec_text;
-	o.spec_dir = in->spec_dir;
-	o.generation = m->generation;
-	o.mode = postcopy ? "postcopy" : NULL;
-	o.has_rootfs_copy = m->rootfs_copy;
-	o.rootfs_copy = m->rootfs_copy;
-	o.has_cpuinfo = 1;	/* the target checks it before READY */
-	o.cpuinfo.data = a->cpuinfo;
-	o.cpuinfo.len = a->cpuinfo_len;
-	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
-	env.migrate_offer = &o;
-	if (peers_send(a->peers, r->to, &env, &cause) != 0 ||
-	    (postcopy && mig_relay_new(m, &cause) != 0)) {
-		mig_source_fail(m, "%s", cause);
-		free(cause);
+	if (mig_source_offer(m, cause) != 0 ||
+	    (postcopy && mig_relay_new(m, cause) != 0)) {
+		/* Taken on: the rollback answers. */
+		mig_source_fail(m, "%s", *cause);
+		free(*cause);
+		*cause = NULL;
 	}
-	free(pids);
-	return;
-refuse:
-	cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, cause);
-	free(cause);
-	free(pids);
+	return 0;
 }
 
 /* --- target ---------------------------------------------------------------- */
@@ -1615,7 +1575,7 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		    "from %s; its memory follows", m->id, m->name,
 		    (long)res->pid, m->peer);
 		mig_set_state(m, MIG_PAGING);
-		uv_timer_stop(&m->timer);
+		mig_set_timeout(m->mig, 0);	/* the relay watches it */
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 		if (m->pages_done)
 			mig_target_pages_arrived(m);
@@ -1631,6 +1591,7 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 	m->set = in->set;
 	m->in = NULL;	/* it is an ordinary running instance from here */
 	m->work.data = m;
+	mig_hold(m->mig);
 	uv_queue_work(m->agent->loop, &m->work, mig_target_sync,
 	    mig_target_synced);
 }
@@ -1649,6 +1610,7 @@ static void
 mig_target_synced(uv_work_t *w, int status)
 {
 	struct migration	*m = w->data;
+	struct mig		*mig = m->mig;
 
 	if (m->sync_error != NULL)
 		/* The source then keeps its checkpoint (it times out waiting
@@ -1659,6 +1621,7 @@ mig_target_synced(uv_work_t *w, int status)
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 	instances_op_done(m->set);
 	mig_free(m);
+	mig_drop(mig);
 }
 
 /* Post-copy, running here, the memory transfer broke: pages it has not
@@ -1897,76 +1860,106 @@ mig_target_rootfs_free(struct agent *a, const char *root, char **cause)
 /* Incoming container migrations at a time, from all peers together. */
 #define MIG_MAX_INCOMING	8
 
-static void
-mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
-{
-	struct migration	*m;
-	int			 incoming = 0;
-	struct container_spec	*spec = NULL;
-	struct instance		*in;
-	char			*cause = NULL, *dir;
+struct ctr_count {
+	struct mig	*self;
+	int		 n;
+};
 
-	for (m = a->migrations; m != NULL; m = m->next)
-		incoming += !m->source;
-	m = mig_new(a, peer, o->migration, 0, o->name);
-	if (incoming >= MIG_MAX_INCOMING) {
+static void
+ctr_count_incoming(struct mig *mig, void *arg)
+{
+	struct ctr_count	*c = arg;
+
+	if (mig->drv == &ctr_driver && mig->role == MIG_ROLE_TARGET &&
+	    mig != c->self)
+		c->n++;
+}
+
+/* What an offer must pass before anything is made for it: 0 and the
+ * parsed spec, or -1 and *cause. */
+static int
+mig_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
+    struct container_spec **specp, char **cause)
+{
+	struct agent		*a = m->agent;
+	struct ctr_count	 c = { .self = m->mig };
+	struct container_spec	*spec;
+	char			*dir;
+	int			 used;
+
+	mig_engine_each(a->mig, ctr_count_incoming, &c);
+	if (c.n >= MIG_MAX_INCOMING) {
 		/* Each forks CRIU and takes disk: a peer gets no more. */
-		xasprintf(&cause, "%s takes %d incoming migrations at a time; "
+		xasprintf(cause, "%s takes %d incoming migrations at a time; "
 		    "try again when one is done", a->conf->host_name,
 		    MIG_MAX_INCOMING);
-		goto refuse;
+		return -1;
 	}
 	if (a->instances == NULL || !a->criu.usable) {
-		xasprintf(&cause, "%s cannot run containers", a->conf->host_name);
-		goto refuse;
+		xasprintf(cause, "%s cannot run containers", a->conf->host_name);
+		return -1;
 	}
 	if (strcmp(o->kind, "container") != 0 || !host_name_valid(o->name)) {
-		xasprintf(&cause, "bad offer (kind %s, name %s)", o->kind, o->name);
-		goto refuse;
+		xasprintf(cause, "bad offer (kind %s, name %s)", o->kind, o->name);
+		return -1;
 	}
 	if (o->generation == 0 || o->generation >= (UINT64_C(1) << 62)) {
-		xasprintf(&cause, "bad generation %" PRIu64, o->generation);
-		goto refuse;
+		xasprintf(cause, "bad generation %" PRIu64, o->generation);
+		return -1;
 	}
 	if (o->mode != NULL && strcmp(o->mode, "postcopy") != 0) {
-		xasprintf(&cause, "unknown migration mode \"%.32s\"", o->mode);
-		goto refuse;
+		xasprintf(cause, "unknown migration mode \"%.32s\"", o->mode);
+		return -1;
 	}
 	m->postcopy = o->mode != NULL;
 	if (m->postcopy && (!a->criu.lazy_pages || a->criu_action == NULL)) {
-		xasprintf(&cause, "%s cannot take post-copy (no lazy pages in "
+		xasprintf(cause, "%s cannot take post-copy (no lazy pages in "
 		    "its CRIU)", a->conf->host_name);
-		goto refuse;
+		return -1;
 	}
 	xasprintf(&dir, "%s/instances/%s", a->conf->state_dir, o->name);
-	if (instance_find(a->instances, o->name) != NULL ||
-	    access(dir, F_OK) == 0) {
-		free(dir);
-		xasprintf(&cause, "an instance %s already exists on %s", o->name,
-		    a->conf->host_name);
-		goto refuse;
-	}
+	used = instance_find(a->instances, o->name) != NULL ||
+	    access(dir, F_OK) == 0;
 	free(dir);
-	if ((spec = container_spec_parse(o->spec, strlen(o->spec), o->spec_dir,
-	    &cause)) == NULL)
-		goto refuse;
-	if (container_root_allowed(a->conf, spec->root, &cause) != 0) {
-		container_spec_free(spec);
-		goto refuse;
+	if (used) {
+		xasprintf(cause, "an instance %s already exists on %s", o->name,
+		    a->conf->host_name);
+		return -1;
 	}
+	if ((spec = container_spec_parse(o->spec, strlen(o->spec), o->spec_dir,
+	    cause)) == NULL)
+		return -1;
+	if (container_root_allowed(a->conf, spec->root, cause) != 0)
+		goto bad;
 	m->rootfs_copy = o->has_rootfs_copy && o->rootfs_copy;
 	if (m->rootfs_copy && mig_target_rootfs_free(a, spec->root,
-	    &cause) != 0) {
-		container_spec_free(spec);
-		goto refuse;
-	}
+	    cause) != 0)
+		goto bad;
 	if (!m->rootfs_copy && access(spec->root, R_OK) != 0) {
-		xasprintf(&cause, "%s cannot see the rootfs %s: %s (is it on "
+		xasprintf(cause, "%s cannot see the rootfs %s: %s (is it on "
 		    "shared storage, as its spec says?)", a->conf->host_name,
 		    spec->root, strerror(errno));
-		container_spec_free(spec);
-		goto refuse;
+		goto bad;
 	}
+	*specp = spec;
+	return 0;
+bad:
+	container_spec_free(spec);
+	return -1;
+}
+
+/* The driver's target_begin: an offer of a container. */
+static int
+ctr_target_begin(struct mig *mig, const Tern__MigrateOffer *o, char **cause)
+{
+	struct agent		*a = mig_engine_data(mig->engine);
+	struct migration	*m = ctr_new(a, mig);
+	struct container_spec	*spec = NULL;
+	struct instance		*in;
+	char			*dir;
+
+	if (mig_target_check_offer(m, o, &spec, cause) != 0)
+		return -1;
 	if (m->rootfs_copy)
 		m->rootfs = xstrdup(spec->root);
 	in = instance_new(a->instances, o->name, o->spec, o->spec_dir, spec);
@@ -1975,30 +1968,26 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 	in->set->busy++;
 	in->state = INST_INCOMING;
 	xasprintf(&dir, "%s/%" PRIu64, in->ckpt_dir, o->generation);
-	if (instance_save(in, &cause) != 0 || mkdir_p(dir, 0700, &cause) != 0) {
+	if (instance_save(in, cause) != 0 || mkdir_p(dir, 0700, cause) != 0) {
 		free(dir);
-		mig_target_abort(m, cause);
-		free(cause);
-		return;
+		mig_target_abort(m, *cause);
+		free(*cause);
+		*cause = NULL;
+		return 0;
 	}
 	free(dir);
 	/* Open our half of the page channel before READY: the source's half
 	 * follows its offer, ours must exist when its dump starts. */
-	if (m->postcopy && mig_relay_new(m, &cause) != 0) {
-		mig_target_abort(m, cause);
-		free(cause);
-		return;
+	if (m->postcopy && mig_relay_new(m, cause) != 0) {
+		mig_target_abort(m, *cause);
+		free(*cause);
+		*cause = NULL;
+		return 0;
 	}
 	instance_set_state(in, INST_INCOMING, NULL);
 	mig_set_state(m, MIG_RECEIVING);
 	mig_target_check_cpu(m, o);	/* READY once it passes */
-	return;
-refuse:
-	log_warnx("mig %" PRIx64 " %s from %s refused: %s", o->migration,
-	    o->name, peer, cause);
-	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
-	free(cause);
-	mig_free(m);
+	return 0;
 }
 
 /* Images and rootfs are here: restore (held at pre-resume). */
@@ -2041,20 +2030,11 @@ mig_target_restore(struct migration *m)
 /* A rootfs pass was applied (or failed): the full one is answered with
  * ROOTFS_SYNCED, the delta lets a waiting RESTORE go on. */
 static void
-mig_target_tree_done(void *arg, const struct tree_stats *st,
+mig_target_tree_applied(struct migration *m, const struct tree_stats *st,
     const char *error)
 {
-	struct migration	*m = arg;
-	char			*why;
+	char	*why;
 
-	m->trees_in--;
-	if (m->zombie) {
-		if (m->trees_in == 0) {
-			mig_drop_rootfs(m);
-			mig_close(m);
-		}
-		return;
-	}
 	if (error != NULL) {
 		xasprintf(&why, "applying the rootfs into %s: %s", m->rootfs,
 		    error);
@@ -2074,6 +2054,20 @@ mig_target_tree_done(void *arg, const struct tree_stats *st,
 		m->restore_wanted = 0;
 		mig_target_restore(m);
 	}
+}
+
+/* The pass held the migration: a finished one only goes now. */
+static void
+mig_target_tree_done(void *arg, const struct tree_stats *st,
+    const char *error)
+{
+	struct migration	*m = arg;
+	struct mig		*mig = m->mig;
+
+	m->trees_in--;
+	if (!mig->finished)
+		mig_target_tree_applied(m, st, error);
+	mig_drop(mig);
 }
 
 static void
@@ -2120,117 +2114,126 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 	}
 }
 
-/* The one place a failure's meaning is carried out: migrate/phases.c
- * decides (roll back, discard, keep, await, uncertain, split). */
+/* The verdicts of migrate/phases.c's table, carried out (the engine
+ * decides which: roll back, discard, await, uncertain, split). */
 static void
-mig_failed(struct migration *m, enum mig_fail f, const char *why)
+ctr_rollback(struct mig *mig, enum mig_fail f, const char *why)
 {
-	enum mig_phase		ph = mig_phase(m);
-	enum mig_verdict	v = mig_phase_verdict(mig_role(m), ph, f);
+	(void)f;
+	mig_source_fail(ctr_of(mig), "%s", why);
+}
 
-	log_debug("mig %" PRIx64 " %s: %s in phase %s: %s", m->id, m->name,
-	    mig_fail_names[f], mig_phase_names[ph], mig_verdict_names[v]);
-	switch (v) {
-	case MIG_V_ROLLBACK:
-		mig_source_fail(m, "%s", why);
-		break;
-	case MIG_V_DISCARD:
-		/* Tell the source, unless it is gone or said so itself. */
-		if (f == MIG_FAIL_LINK || f == MIG_FAIL_PEER_ABORT)
-			mig_target_discard(m, why);
-		else
-			mig_target_abort(m, why);
-		break;
-	case MIG_V_AWAIT:
-		/* CRIU is still stopping our copy; the target, having lost
-		 * us, discards its own: never send COMMIT now. */
-		if (f == MIG_FAIL_LINK || f == MIG_FAIL_TIMEOUT) {
-			log_warnx("mig %" PRIx64 " %s: %s at the commit point",
-			    m->id, m->name, why);
-			m->link_lost = 1;
-		}
-		break;
-	case MIG_V_UNCERTAIN:
-		mig_source_orphaned(m, why);
-		break;
-	case MIG_V_SPLIT:
-		if (m->source)
-			mig_source_postcopy_broke(m, why);
-		else
-			mig_target_discard(m, why);	/* it kills ours */
-		break;
-	case MIG_V_KEEP:
-	case MIG_V_IGNORE:
-		break;
+static void
+ctr_discard(struct mig *mig, enum mig_fail f, const char *why)
+{
+	/* Tell the source, unless it is gone or said so itself. */
+	if (f == MIG_FAIL_LINK || f == MIG_FAIL_PEER_ABORT)
+		mig_target_discard(ctr_of(mig), why);
+	else
+		mig_target_abort(ctr_of(mig), why);
+}
+
+static void
+ctr_await(struct mig *mig, enum mig_fail f, const char *why)
+{
+	struct migration	*m = ctr_of(mig);
+
+	/* CRIU is still stopping our copy; the target, having lost us,
+	 * discards its own: never send COMMIT now. */
+	if (f == MIG_FAIL_LINK || f == MIG_FAIL_TIMEOUT) {
+		log_warnx("mig %" PRIx64 " %s: %s at the commit point", m->id,
+		    m->name, why);
+		m->link_lost = 1;
 	}
 }
 
 static void
-mig_timeout(uv_timer_t *t)
+ctr_uncertain(struct mig *mig, enum mig_fail f, const char *why)
 {
-	struct migration	*m = t->data;
-	char			*why;
-	uint64_t		 moved = mig_bytes_moved(m);
-
-	/* Bytes still crossing are progress: held to --bandwidth (or on a
-	 * slow link) one state may well outlast the timeout. */
-	if (moved != m->timer_bytes) {
-		m->timer_bytes = moved;
-		uv_timer_start(&m->timer, mig_timeout,
-		    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
-		return;
-	}
-	xasprintf(&why, "no progress for %d ms in state %s (%s silent or "
-	    "stuck?)", m->agent->conf->migration_timeout_ms,
-	    mig_state_names[m->state], m->peer);
-	mig_failed(m, MIG_FAIL_TIMEOUT, why);
-	free(why);
+	(void)f;
+	mig_source_orphaned(ctr_of(mig), why);
 }
 
-/* --- routing --------------------------------------------------------------- */
-
-int
-migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
+static void
+ctr_split(struct mig *mig, enum mig_fail f, const char *why)
 {
-	struct migration	*m;
+	struct migration	*m = ctr_of(mig);
 
-	if (env->body_case != TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
-	    env->body_case != TERN__ENVELOPE__BODY_MIGRATE_STEP)
-		return 0;
-	if (a->mig == NULL)
-		return 1;	/* stopping: no new work */
-	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
-	    strcmp(env->migrate_offer->kind, "vm") == 0 && vm_shim(a)) {
-		vm_migration_offer(a, peer, env->migrate_offer);	/* VM SHIM */
-		return 1;
-	}
-	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
-	    !mig_engine_has_kind(a->mig, env->migrate_offer->kind)) {
-		if (ctr_find(a, peer, env->migrate_offer->migration, 0) != NULL)
-			return 1;	/* duplicate */
-		mig_target_offer(a, peer, env->migrate_offer);
-		return 1;
-	}
-	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_STEP) {
-		if (vm_shim(a) && vm_migration_step(a, peer,
-		    env->migrate_step))		/* VM SHIM */
-			return 1;
-		/* Ids are the source's: RESTORE/COMMIT/ABORT to a target,
-		 * READY/RESTORED/ABORT to a source. */
-		if ((m = ctr_find(a, peer, env->migrate_step->migration,
-		    1)) != NULL) {
-			mig_source_step(m, env->migrate_step);
-			return 1;
-		}
-		if ((m = ctr_find(a, peer, env->migrate_step->migration,
-		    0)) != NULL) {
-			mig_target_step(m, env->migrate_step);
-			return 1;
-		}
-	}
-	/* The engine's kinds, and a step for nobody (the engine answers
-	 * one that would leave its source waiting). */
-	return mig_engine_on_msg(a->mig, peer, env);
+	(void)f;
+	if (m->source)
+		mig_source_postcopy_broke(m, why);
+	else
+		mig_target_discard(m, why);	/* it kills ours */
+}
+
+static void
+ctr_step(struct mig *mig, const Tern__MigrateStep *s)
+{
+	if (mig->role == MIG_ROLE_SOURCE)
+		mig_source_step(ctr_of(mig), s);
+	else
+		mig_target_step(ctr_of(mig), s);
+}
+
+static uint64_t
+ctr_bytes_moved(struct mig *mig)
+{
+	return mig->priv != NULL ? mig_bytes_moved(ctr_of(mig)) : 0;
+}
+
+static const char *
+ctr_state_name(struct mig *mig)
+{
+	return mig->priv != NULL ? mig_state_names[ctr_of(mig)->state] :
+	    mig_phase_names[mig->phase];
+}
+
+/* The container migration of peer with that id, in the engine's table. */
+static struct migration *
+ctr_find(struct agent *a, const char *peer, uint64_t id, int source)
+{
+	struct mig	*mig;
+
+	if (a->mig == NULL || (mig = mig_find(a->mig, peer, id, source ?
+	    MIG_ROLE_SOURCE : MIG_ROLE_TARGET)) == NULL ||
+	    mig->drv != &ctr_driver)
+		return NULL;
+	return ctr_of(mig);
+}
+
+/* The incoming container migration a stream of peer is for. */
+struct ctr_match {
+	const char		*peer;
+	const char		*name;
+	uint64_t		 generation;
+	int			 tree;		/* it takes a rootfs */
+	struct migration	*found;
+};
+
+static void
+ctr_match_one(struct mig *mig, void *arg)
+{
+	struct ctr_match	*c = arg;
+	struct migration	*m = ctr_of(mig);
+
+	if (c->found == NULL && mig->drv == &ctr_driver && m != NULL &&
+	    !m->source && (!c->tree || m->rootfs_copy) &&
+	    m->state == MIG_RECEIVING && strcmp(m->peer, c->peer) == 0 &&
+	    strcmp(m->name, c->name) == 0 && m->generation == c->generation)
+		c->found = m;
+}
+
+static struct migration *
+ctr_match_receiving(struct agent *a, const char *peer, const char *name,
+    uint64_t generation, int tree)
+{
+	struct ctr_match	c = {
+		.peer = peer, .name = name, .generation = generation,
+		.tree = tree,
+	};
+
+	mig_engine_each(a->mig, ctr_match_one, &c);
+	return c.found;
 }
 
 /* "NAME/GEN/FILE", strictly: a valid instance name, a decimal generation
@@ -2299,8 +2302,8 @@ mig_target_file_written(void *arg, const char *path, const char *error,
 	}
 }
 
-int
-migration_accept_file(struct agent *a, const char *peer, struct stream *st,
+static int
+ctr_accept_file(struct agent *a, const char *peer, struct stream *st,
     const char *name, uint64_t size, char **cause)
 {
 	struct migration	*m;
@@ -2315,12 +2318,7 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 		set_cause(cause, "bad image file name \"%s\"", name);
 		return -1;
 	}
-	for (m = a->migrations; m != NULL; m = m->next)
-		if (!m->source && m->state == MIG_RECEIVING &&
-		    strcmp(m->peer, peer) == 0 && strcmp(m->name, inst) == 0 &&
-		    m->generation == gen)
-			break;
-	if (m == NULL) {
+	if ((m = ctr_match_receiving(a, peer, inst, gen, 0)) == NULL) {
 		set_cause(cause, "no migration of %s generation %" PRIu64
 		    " from %s is receiving", inst, gen, peer);
 		return -1;
@@ -2363,8 +2361,8 @@ migration_accept_file(struct agent *a, const char *peer, struct stream *st,
 }
 
 /* "NAME/GEN": a rootfs pass for the migration receiving it. */
-int
-migration_accept_tree(struct agent *a, const char *peer, struct stream *st,
+static int
+ctr_accept_tree(struct agent *a, const char *peer, struct stream *st,
     const char *name, char **cause)
 {
 	struct migration	*m;
@@ -2386,11 +2384,7 @@ migration_accept_tree(struct agent *a, const char *peer, struct stream *st,
 		set_cause(cause, "bad rootfs stream name \"%.64s\"", name);
 		return -1;
 	}
-	for (m = a->migrations; m != NULL; m = m->next)
-		if (!m->source && m->rootfs_copy && m->state == MIG_RECEIVING &&
-		    strcmp(m->peer, peer) == 0 && strcmp(m->name, inst) == 0 &&
-		    m->generation == gen)
-			break;
+	m = ctr_match_receiving(a, peer, inst, gen, 1);
 	if (m == NULL || m->trees_done + m->trees_in >= 2) {
 		set_cause(cause, "no migration of %s generation %" PRIu64
 		    " from %s takes a rootfs now", inst, gen, peer);
@@ -2401,6 +2395,7 @@ migration_accept_tree(struct agent *a, const char *peer, struct stream *st,
 		return -1;
 	stream_set_tally(st, m->tally);
 	m->trees_in++;
+	mig_hold(m->mig);	/* until it is applied (mig_target_tree_done) */
 	return 0;
 }
 
@@ -2425,26 +2420,19 @@ mig_relay_done(void *arg, const char *error)
 		return;
 	}
 	xasprintf(&why, "the page channel to %s broke: %s", m->peer, error);
-	mig_failed(m, MIG_FAIL_CHANNEL, why);
+	mig_fail(m->mig, MIG_FAIL_CHANNEL, why);
 	free(why);
 }
 
 /* "<migration id in hex>/pages" from the peer of that migration. */
-int
-migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
+static int
+ctr_accept_relay(struct agent *a, const char *peer, struct stream *st,
     const char *name, char **cause)
 {
 	struct migration	*m;
 	uint64_t		 id;
 	char			*end;
 
-	if (strstr(name, "/vm-") != NULL) {
-		if (vm_shim(a))		/* VM SHIM */
-			return vm_migration_accept_relay(a, peer, st, name,
-			    cause);
-		return migration_accept_engine(a, peer, RELAY_STREAM_KIND, st,
-		    name, 0, cause);
-	}
 	errno = 0;
 	id = strtoull(name, &end, 16);
 	if (errno != 0 || end == name || strcmp(end, "/pages") != 0 ||
@@ -2453,11 +2441,10 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		set_cause(cause, "bad relay name \"%.64s\"", name);
 		return -1;
 	}
-	for (m = a->migrations; m != NULL; m = m->next)
-		if (m->id == id && m->postcopy && m->relay != NULL &&
-		    strcmp(m->peer, peer) == 0)
-			break;
-	if (m == NULL) {
+	if ((m = ctr_find(a, peer, id, 1)) == NULL || !m->postcopy ||
+	    m->relay == NULL)
+		m = ctr_find(a, peer, id, 0);
+	if (m == NULL || !m->postcopy || m->relay == NULL) {
 		set_cause(cause, "no post-copy migration %" PRIx64 " with %s",
 		    id, peer);
 		return -1;
@@ -2468,46 +2455,137 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 	return 0;
 }
 
+/* The driver's accept_stream_sized: image files, rootfs passes and
+ * post-copy's pages; 1 for what is not a container's. */
+static int
+ctr_accept_stream(struct mig_engine *e, const char *peer, const char *kind,
+    struct stream *st, const char *name, uint64_t size, char **cause)
+{
+	struct agent	*a = mig_engine_data(e);
+
+	if (strcmp(kind, FILES_STREAM_KIND) == 0)
+		return ctr_accept_file(a, peer, st, name, size, cause);
+	if (strcmp(kind, TREE_STREAM_KIND) == 0)
+		return ctr_accept_tree(a, peer, st, name, cause);
+	if (strcmp(kind, RELAY_STREAM_KIND) == 0 && strstr(name, "/vm-") == NULL)
+		return ctr_accept_relay(a, peer, st, name, cause);
+	return 1;
+}
+
+static const struct mig_driver	ctr_driver = {
+	.kind = "container",
+	.source_begin = ctr_source_begin,
+	.target_begin = ctr_target_begin,
+	.step = ctr_step,
+	.accept_stream_sized = ctr_accept_stream,
+	.rollback = ctr_rollback,
+	.discard = ctr_discard,
+	.await = ctr_await,
+	.uncertain = ctr_uncertain,
+	.split = ctr_split,
+	.bytes_moved = ctr_bytes_moved,
+	.state_name = ctr_state_name,
+	.release = ctr_release,
+};
+
+/* --- the engine's glue: routing --------------------------------------------- */
+
+void
+migration_start(struct agent *a, const Tern__MigrateRequest *r,
+    instances_done_cb progress, instances_done_cb cb, void *arg)
+{
+	struct instance	*in;
+
+	if (a->mig == NULL) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "ternd is shutting down");
+		return;
+	}
+	if (r->has_cancel && r->cancel) {
+		/* VM SHIM: a VM migration is not in the engine's table yet. */
+		if (vm_shim(a) && mig_find_name(a->mig, r->name,
+		    MIG_ROLE_SOURCE) == NULL) {
+			vm_migration_cancel(a, r->name, cb, arg);
+			return;
+		}
+		mig_engine_start(a->mig, NULL, r, progress, cb, arg);
+		return;
+	}
+	if (a->instances != NULL &&
+	    (in = instance_find(a->instances, r->name)) != NULL && in->vm) {
+		if (vm_shim(a))		/* VM SHIM */
+			vm_migration_start(a, in, r, progress, cb, arg);
+		else
+			mig_engine_start(a->mig, "vm", r, progress, cb, arg);
+		return;
+	}
+	mig_engine_start(a->mig, "container", r, progress, cb, arg);
+}
+
+int
+migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
+{
+	if (env->body_case != TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
+	    env->body_case != TERN__ENVELOPE__BODY_MIGRATE_STEP)
+		return 0;
+	if (a->mig == NULL)
+		return 1;	/* stopping: no new work */
+	if (vm_shim(a)) {	/* VM SHIM */
+		if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
+		    strcmp(env->migrate_offer->kind, "vm") == 0) {
+			vm_migration_offer(a, peer, env->migrate_offer);
+			return 1;
+		}
+		if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_STEP &&
+		    vm_migration_step(a, peer, env->migrate_step))
+			return 1;
+	}
+	return mig_engine_on_msg(a->mig, peer, env);
+}
+
+int
+migration_accept_file(struct agent *a, const char *peer, struct stream *st,
+    const char *name, uint64_t size, char **cause)
+{
+	return migration_accept_engine(a, peer, FILES_STREAM_KIND, st, name,
+	    size, cause);
+}
+
+int
+migration_accept_tree(struct agent *a, const char *peer, struct stream *st,
+    const char *name, char **cause)
+{
+	return migration_accept_engine(a, peer, TREE_STREAM_KIND, st, name, 0,
+	    cause);
+}
+
+int
+migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
+    const char *name, char **cause)
+{
+	if (strstr(name, "/vm-") != NULL && vm_shim(a))	/* VM SHIM */
+		return vm_migration_accept_relay(a, peer, st, name, cause);
+	return migration_accept_engine(a, peer, RELAY_STREAM_KIND, st, name, 0,
+	    cause);
+}
+
 void
 migration_peer_lost(struct agent *a, const char *peer, const char *why)
 {
-	struct migration	*m, *next;
-	char			*text;
-
 	if (vm_shim(a))
 		vm_migration_peer_lost(a, peer, why);	/* VM SHIM */
 	if (a->mig != NULL)
 		mig_engine_peer_lost(a->mig, peer, why);
-	for (m = a->migrations; m != NULL; m = next) {
-		next = m->next;
-		if (strcmp(m->peer, peer) != 0)
-			continue;
-		xasprintf(&text, "lost the connection to %s: %s", peer, why);
-		mig_failed(m, MIG_FAIL_LINK, text);
-		free(text);
-	}
 }
 
 void
 migration_shutdown(struct agent *a)
 {
-	struct migration	*m, *next;
-	char			*why;
-
 	if (vm_shim(a))
 		vm_migration_shutdown(a);	/* VM SHIM */
-	if (a->mig != NULL)
-		mig_engine_shutdown(a->mig);
-	for (m = a->migrations; m != NULL; m = next) {
-		next = m->next;
-		xasprintf(&why, "ternd on %s is shutting down",
-		    a->conf->host_name);
-		/* Post-copy past the switch: leaving would close the page
-		 * channel and CRIU would resume our copy while the target
-		 * runs it, so both stop (the table's "split"). */
-		mig_failed(m, MIG_FAIL_SHUTDOWN, why);
-		free(why);
-	}
+	if (a->mig == NULL)
+		return;
+	mig_engine_shutdown(a->mig);
 	/* Gone once its last migration is (no new ones from here). */
 	mig_engine_free(a->mig);
 	a->mig = NULL;
