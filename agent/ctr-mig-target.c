@@ -488,7 +488,7 @@ mig_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 	char			*dir;
 	int			 used;
 
-	mig_engine_each(a->mig, ctr_count_incoming, &c);
+	mig_engine_each(m->mig->engine, ctr_count_incoming, &c);
 	if (c.n >= MIG_MAX_INCOMING) {
 		/* Each forks CRIU and takes disk: a peer gets no more. */
 		xasprintf(cause, "%s takes %d incoming migrations at a time; "

@@ -436,7 +436,8 @@ ctr_match_receiving(struct agent *a, const char *peer, const char *name,
 		.tree = tree,
 	};
 
-	mig_engine_each(a->mig, ctr_match_one, &c);
+	if (a->mig != NULL)
+		mig_engine_each(a->mig, ctr_match_one, &c);
 	return c.found;
 }
 
