@@ -2,42 +2,26 @@
  * state, the verdicts carried out, the driver table (ctr-mig-internal.h). */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
-#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
+#include <unistd.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
 #include "agent/ctr-mig-internal.h"
-#include "agent/migration.h"
 #include "agent/peers.h"
 #include "checkpoint/ckpt.h"
-#include "checkpoint/container-spec.h"
-#include "checkpoint/container.h"
-#include "checkpoint/cpuinfo.h"
-#include "checkpoint/file-locks.h"
-#include "checkpoint/kept-logs.h"
-#include "checkpoint/lazy-check.h"
 #include "checkpoint/page-server.h"
-#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/ratelimit.h"
 #include "daemon/util.h"
 #include "daemon/work.h"
 #include "daemon/xmalloc.h"
-#include "migrate/engine.h"
 #include "migrate/files.h"
-#include "migrate/phases.h"
 #include "migrate/relay.h"
-#include "agent/vm-migration.h"
 #include "migrate/tree.h"
 
 const char *const ctr_state_names[] = {
