@@ -82,7 +82,6 @@ struct migration {
 	struct ratelimit	*limit;		/* source: --bandwidth, all streams */
 	struct stream_tally	*tally;		/* target: bytes of our streams */
 	unsigned		 files_in;	/* target: image files accepted */
-	uint64_t		 timer_bytes;	/* bytes moved when timer started */
 
 	void			(*record_then)(struct migration *);
 	struct instance		*recording_in;	/* source: moved_to being
