@@ -13,7 +13,7 @@
 
 struct peers;
 struct instances;
-struct migration;
+struct mig_engine;
 struct ctlsock;
 struct tls_ctx;
 struct vm_host;
@@ -29,7 +29,8 @@ struct agent {
 	struct instances	*instances;	/* NULL until CRIU was probed */
 	struct vm_host		*vms;		/* libvirt; NULL: no VMs here */
 	struct vm_migration	*vm_migrations;	/* in progress, either side */
-	struct migration	*migrations;	/* in progress, either side */
+	struct mig_engine	*mig;		/* every container migration, and
+						 * VM ones once their driver is */
 	uint64_t		 next_migration;
 	struct ctlsock		*ctl;
 	uint64_t		 boot_id;
