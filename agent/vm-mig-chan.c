@@ -196,7 +196,8 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		}
 		return relay_attach(c->relay, st, cause);
 	}
-	if ((m = vmm_find(a, peer, id, 0)) == NULL || m->state != VMM_READY) {
+	if ((m = vmm_find(a, peer, id, 0)) == NULL ||
+	    m->phase != MIG_PH_READY || m->settling) {
 		set_cause(cause, "no VM migration %" PRIx64 " ready for %s",
 		    id, peer);
 		return -1;

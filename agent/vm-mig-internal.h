@@ -14,6 +14,7 @@
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/longjob.h"
+#include "migrate/phases.h"
 #include "migrate/vm-policy.h"
 
 #define VMM_TICK_MS		500	/* job numbers, policy, progress */
@@ -31,19 +32,6 @@
  * opens a few of each; a peer gets no more. */
 #define VMM_MAX_RELAYS		8	/* at once */
 #define VMM_MAX_RELAYS_TOTAL	64	/* over the whole migration */
-
-enum vmm_state {
-	VMM_OFFERED,		/* S: waiting for READY */
-	VMM_MIGRATING,		/* S: libvirt migrates, pre-copy */
-	VMM_POSTCOPY,		/* S: switched: the VM runs on T */
-	VMM_FINISHING,		/* S: libvirt done, waiting for COMPLETE */
-	VMM_CHECKING,		/* T: is the name free in libvirt */
-	VMM_READY,		/* T: relays whatever S's side connects */
-	VMM_ARRIVING,		/* T: COMMIT came, taking the domain in */
-	VMM_CLEANING,		/* T: making sure nothing is left */
-};
-
-extern const char *const vmm_state_names[];
 
 struct vm_migration;
 
@@ -74,7 +62,17 @@ struct vm_migration {
 	char			*peer;
 	char			*name;
 	struct instance		*in;		/* S */
-	enum vmm_state		 state;
+	/* Where it is in the shared order (migrate/phases.h).  S: OFFERED
+	 * -> TRANSFER (libvirt's pre-copy) [-> PAGING: QEMU switched to
+	 * post-copy] -> COMMITTED (libvirt finished a pre-copy) or DONE
+	 * (a post-copy), then T's COMPLETE; T: OFFERED (libvirt checks
+	 * the name) -> READY (relaying) -> COMMITTED (taking it in) ->
+	 * DONE; either: ROLLING_BACK -> FAILED. */
+	enum mig_phase		 phase;
+	int			 postcopy_asked; /* S: the switch is asked for */
+	int			 job_running;	/* S: libvirt's migration call */
+	int			 settling;	/* T: asking libvirt before a
+						 * discard (vmm_target_discard) */
 	char			*dir;		/* the sockets' */
 	char			*qemu_path;
 	struct vm_listener	 lis[2];
@@ -92,7 +90,7 @@ struct vm_migration {
 	struct vm_policy	 policy;
 	char			*policy_note;	/* what the policy did */
 	char			*abort_reason;	/* why we aborted libvirt's job */
-	char			*abandoned;	/* T: given up while checking */
+	char			*discard_why;	/* T: why it is discarded */
 	struct vm_job		 job;		/* the last reading */
 	int			 stats_busy;
 	int			 switched;	/* QEMU switched to post-copy */
@@ -101,7 +99,6 @@ struct vm_migration {
 	uint64_t		 passes;	/* S: QEMU's, from its events */
 	uint64_t		 downtime_ms;
 	uint64_t		 bytes;
-	char			*error;
 
 	uv_timer_t		 tick;
 	uv_timer_t		 timer;		/* a step that does not come */
@@ -154,7 +151,10 @@ struct vm_migration *vmm_find(struct agent *, const char *peer, uint64_t id,
 	    int source);
 struct vm_migration *vmm_new(struct agent *, const char *peer, uint64_t id,
 	    int source, const char *name);
-void	vmm_set_state(struct vm_migration *, enum vmm_state);
+void	vmm_arm(struct vm_migration *);
+int	vmm_set_phase(struct vm_migration *, enum mig_phase);
+const char *vmm_phase_name(const struct vm_migration *);
+void	vmm_fail(struct vm_migration *, enum mig_fail, const char *why);
 void	vmm_release(struct vm_migration *);
 void	vmm_close_listener(struct vm_listener *);
 void	vmm_drop_chans(struct vm_migration *);
@@ -170,20 +170,25 @@ int	vmm_listen(struct vm_migration *, struct vm_listener *,
 /* vm-mig-work.c */
 void	vmm_work_queue(struct vm_migration *, enum vmm_workkind);
 
-/* vm-mig-source.c */
+/* vm-mig-source.c: the table's verdicts for the source */
+void	vmm_source_rollback(struct vm_migration *, enum mig_fail,
+	    const char *why);
+void	vmm_source_uncertain(struct vm_migration *, enum mig_fail,
+	    const char *why);
+void	vmm_source_split(struct vm_migration *, enum mig_fail,
+	    const char *why);
 void	vmm_note(struct vm_migration *, const char *);
 void	vmm_stats(struct vm_migration *, struct vmm_work *);
-void	vmm_source_fail(struct vm_migration *, const char *, ...)
-	    __attribute__((format(printf, 2, 3)));
 void	vmm_source_done(struct vm_migration *, int have_numbers);
 void	vmm_migrated(struct vm_migration *, struct vmm_work *);
 void	vmm_source_step(struct vm_migration *, const Tern__MigrateStep *);
 void	vmm_source_offer(struct vm_migration *, struct vmm_work *);
 
-/* vm-mig-target.c */
+/* vm-mig-target.c: DISCARD for the target */
+void	vmm_target_discard(struct vm_migration *, enum mig_fail,
+	    const char *why);
 void	vmm_target_checked(struct vm_migration *, struct vmm_work *);
 void	vmm_target_arrived(struct vm_migration *, struct vmm_work *);
-void	vmm_target_abandon(struct vm_migration *, const char *);
 void	vmm_target_step(struct vm_migration *, const Tern__MigrateStep *);
 
 #endif

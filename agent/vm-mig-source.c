@@ -36,7 +36,7 @@ vmm_progress(struct vm_migration *m)
 	if (m->progress == NULL)
 		return;
 	p.name = m->name;
-	p.phase = (char *)vmm_state_names[m->state];
+	p.phase = (char *)vmm_phase_name(m);
 	p.elapsed_ms = now_ms() - m->start_ms;
 	p.mode = (char *)(m->switched ? "postcopy" : "precopy");
 	if (j->active) {
@@ -67,7 +67,7 @@ vmm_tick(uv_timer_t *t)
 {
 	struct vm_migration	*m = t->data;
 
-	if (m->state == VMM_MIGRATING || m->state == VMM_POSTCOPY) {
+	if (m->phase == MIG_PH_TRANSFER || m->phase == MIG_PH_PAGING) {
 		if (!m->stats_busy)
 			vmm_work_queue(m, VMMW_STATS);
 	} else
@@ -98,7 +98,7 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 	m->stats_busy = 0;
 	/* An ending job (aborted, completing) reads all zeros. */
 	if (k->rc != 0 || !k->job.active || k->job.data_total == 0 ||
-	    (m->state != VMM_MIGRATING && m->state != VMM_POSTCOPY))
+	    (m->phase != MIG_PH_TRANSFER && m->phase != MIG_PH_PAGING))
 		return;
 	m->job = k->job;
 	if (k->job.throttle > m->throttle_max) {
@@ -121,14 +121,13 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 	case VM_POLICY_POSTCOPY:
 		vmm_note(m, why);
 		vm_policy_postcopy(&m->policy);
-		vmm_set_state(m, VMM_POSTCOPY);
+		m->postcopy_asked = 1;
 		vmm_work_queue(m, VMMW_POSTCOPY);
 		break;
 	case VM_POLICY_ABORT:
+		/* Its deadline, or no progress: the table's timeout. */
 		vmm_note(m, why);
-		free(m->abort_reason);
-		m->abort_reason = xstrdup(why);
-		vmm_work_queue(m, VMMW_ABORT);
+		vmm_fail(m, MIG_FAIL_TIMEOUT, why);
 		break;
 	}
 }
@@ -145,9 +144,12 @@ vmm_answer_error(struct vm_migration *m, int code, const char *text)
 		cb(m->arg, NULL, code, text);
 }
 
+static void	vmm_source_fail(struct vm_migration *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
 /* Failed before libvirt took over, or libvirt rolled back: the VM is
  * still ours. */
-void
+static void
 vmm_source_fail(struct vm_migration *m, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -157,11 +159,13 @@ vmm_source_fail(struct vm_migration *m, const char *fmt, ...)
 	xvasprintf(&why, fmt, ap);
 	va_end(ap);
 	log_warnx("vmig %" PRIx64 " %s: failed: %s", m->id, m->name, why);
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
 	vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why, 0, 0);
 	if (m->in != NULL) {
 		instance_set_error(m->in, why);
 		instance_set_state(m->in, INST_RUNNING, "migration rolled back");
 	}
+	vmm_set_phase(m, MIG_PH_FAILED);
 	xasprintf(&text, "migration of %s to %s failed: %s; it keeps running "
 	    "on %s", m->name, m->peer, why, m->agent->conf->host_name);
 	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
@@ -194,6 +198,8 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 	    "downtime %" PRIu64 " ms%s", m->id, m->name, m->peer,
 	    m->switched ? "post-copy" : "pre-copy", total, m->downtime_ms,
 	    unknown);
+	if (m->phase != MIG_PH_DONE)
+		vmm_set_phase(m, MIG_PH_DONE);
 	if (m->in != NULL) {
 		struct instance		*in = m->in;
 		struct instances	*set = in->set;
@@ -224,52 +230,114 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 	vmm_free(m);
 }
 
+/* The table's verdicts, carried out for a VM's source. */
+
+/* ROLLBACK: the VM is still ours.  libvirt's job straddles the commit
+ * point, so while its call runs a rollback is only asked for: libvirt
+ * aborts its job (a lost link's relays are dropped, so QEMU and libvirt
+ * see EOF) and its call's failure completes the rollback (vmm_migrated);
+ * if the call succeeds instead, libvirt committed first and the VM is
+ * the target's (COMMITTED), whatever we asked. */
+void
+vmm_source_rollback(struct vm_migration *m, enum mig_fail f, const char *why)
+{
+	if (!m->job_running) {
+		vmm_source_fail(m, "%s", why);
+		return;
+	}
+	free(m->abort_reason);
+	m->abort_reason = xstrdup(why);
+	if (f == MIG_FAIL_LINK || f == MIG_FAIL_SHUTDOWN)
+		vmm_drop_chans(m);
+	vmm_work_queue(m, VMMW_ABORT);
+}
+
+/* UNCERTAIN: libvirt finished (the domain left with its definition),
+ * T's word on it did not come.  Nothing of ours is left to run or keep:
+ * report the move, with the numbers T did not send unknown. */
+void
+vmm_source_uncertain(struct vm_migration *m, enum mig_fail f, const char *why)
+{
+	if (f == MIG_FAIL_PEER_ABORT)
+		log_warnx("vmig %" PRIx64 " %s: %s could not take it in after "
+		    "libvirt moved it: %s", m->id, m->name, m->peer, why);
+	vmm_source_done(m, 0);
+}
+
+/* SPLIT: past QEMU's switch only T can run it.  While libvirt's call
+ * runs, drop the relays (QEMU and libvirt see the end) and let its
+ * failure say it; once it failed, say it. */
+void
+vmm_source_split(struct vm_migration *m, enum mig_fail f, const char *why)
+{
+	char	*text;
+
+	(void)f;
+	if (m->job_running) {
+		vmm_note(m, why);
+		vmm_drop_chans(m);
+		return;
+	}
+	xasprintf(&text, "post-copy of %s to %s broke after the switch: "
+	    "%s; its memory is split between the hosts and libvirt "
+	    "keeps it paused (post-copy failed) on %s: recover it "
+	    "there with `virsh migrate --postcopy-resume` when the "
+	    "link is back, or restore its last checkpoint", m->name,
+	    m->peer, why, m->peer);
+	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+	vmm_set_phase(m, MIG_PH_FAILED);
+	if (m->in != NULL) {
+		instance_set_error(m->in, text);
+		instance_set_state(m->in, INST_STOPPED, "post-copy broke");
+	}
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	vmm_free(m);
+}
+
 /* libvirt's migration call returned. */
 void
 vmm_migrated(struct vm_migration *m, struct vmm_work *k)
 {
 	char	*text;
 
+	m->job_running = 0;
 	vmm_drop_chans(m);
 	vmm_close_listener(&m->lis[0]);
 	vmm_close_listener(&m->lis[1]);
 	if (k->rc == 0) {
-		/* The domain runs on T and is gone here. */
-		vmm_set_state(m, VMM_FINISHING);
-		uv_timer_start(&m->timer, vmm_timeout, VMM_COMPLETE_WAIT_MS, 0);
+		/* A test kills ternd here: libvirt finished, T not told. */
+		if (fault_hit("vmig.source.migrated") == FAULT_KILL)
+			fault_die("vmig.source.migrated");
+		/* The domain runs on T and is gone here: the commit.  A
+		 * post-copy is over with it; a pre-copy waits for T. */
+		vmm_set_phase(m, m->phase == MIG_PH_PAGING ? MIG_PH_DONE :
+		    MIG_PH_COMMITTED);
 		if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL, 0,
-		    0) != 0)
+		    0) == 0)
+			return;
+		if (m->phase == MIG_PH_DONE)
 			vmm_source_done(m, 0);
+		else
+			vmm_fail(m, MIG_FAIL_LINK, "could not tell the target "
+			    "libvirt finished");
 		return;
 	}
-	if ((m->switched || k->run == VM_POSTCOPY) && k->run != VM_RUNNING) {
-		/* Past the switch: only T can run it now. */
-		xasprintf(&text, "post-copy of %s to %s broke after the switch: "
-		    "%s; its memory is split between the hosts and libvirt "
-		    "keeps it paused (post-copy failed) on %s: recover it "
-		    "there with `virsh migrate --postcopy-resume` when the "
-		    "link is back, or restore its last checkpoint", m->name,
-		    m->peer, k->cause, m->peer);
-		log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
-		if (m->in != NULL) {
-			instance_set_error(m->in, text);
-			instance_set_state(m->in, INST_STOPPED, "post-copy broke");
-		}
-		vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
-		free(text);
-		vmm_free(m);
-		return;
-	}
+	if ((m->switched || k->run == VM_POSTCOPY) && k->run != VM_RUNNING &&
+	    m->phase == MIG_PH_TRANSFER)
+		/* libvirt says QEMU switched; its event did not come. */
+		vmm_set_phase(m, MIG_PH_PAGING);
 	if (k->run != VM_RUNNING)
 		log_warnx("vmig %" PRIx64 " %s: after the failed migration "
 		    "libvirt reports it %s", m->id, m->name, k->run ==
 		    VM_PAUSED ? "paused" : k->run == VM_ABSENT ? "gone" :
-		    "not running");
-	if (m->abort_reason != NULL)
-		vmm_source_fail(m, "%s (libvirt: %s)", m->abort_reason,
-		    k->cause);
+		    k->run == VM_POSTCOPY ? "in post-copy" : "not running");
+	if (m->abort_reason != NULL && m->phase != MIG_PH_PAGING)
+		xasprintf(&text, "%s (libvirt: %s)", m->abort_reason, k->cause);
 	else
-		vmm_source_fail(m, "%s", k->cause);
+		text = xstrdup(k->cause);
+	vmm_fail(m, MIG_FAIL_LOCAL, text);
+	free(text);
 }
 
 static void
@@ -280,39 +348,33 @@ vmm_source_go(struct vm_migration *m)
 	if (mkdir_p(m->dir, 0700, &cause) != 0 ||
 	    vmm_listen(m, &m->lis[0], "libvirt", &cause) != 0 ||
 	    vmm_listen(m, &m->lis[1], "qemu", &cause) != 0) {
-		vmm_source_fail(m, "%s", cause);
+		vmm_fail(m, MIG_FAIL_LOCAL, cause);
 		free(cause);
 		return;
 	}
-	vmm_set_state(m, VMM_MIGRATING);
+	vmm_set_phase(m, MIG_PH_TRANSFER);
 	vmm_work_queue(m, VMMW_MIGRATE);
 }
 
 void
 vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
 {
+	char	*why;
+
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
-		if (m->state == VMM_OFFERED)
+		if (m->phase == MIG_PH_OFFERED)
 			vmm_source_go(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
-		if (m->state == VMM_OFFERED)
-			vmm_source_fail(m, "%s refused: %s", m->peer,
-			    s->error != NULL ? s->error : "no reason given");
-		else if (m->state == VMM_MIGRATING) {
-			/* libvirt's call returns with the details. */
-			free(m->abort_reason);
-			xasprintf(&m->abort_reason, "%s aborted: %s", m->peer,
-			    s->error != NULL ? s->error : "no reason given");
-			vmm_work_queue(m, VMMW_ABORT);
-		} else if (m->state == VMM_FINISHING)
-			log_warnx("vmig %" PRIx64 " %s: %s could not take it in "
-			    "after libvirt moved it: %s", m->id, m->name,
-			    m->peer, s->error != NULL ? s->error : "?");
+		xasprintf(&why, "%s %s: %s", m->peer, m->phase ==
+		    MIG_PH_OFFERED ? "refused" : "aborted", s->error != NULL ?
+		    s->error : "no reason given");
+		vmm_fail(m, MIG_FAIL_PEER_ABORT, why);
+		free(why);
 		break;
 	case TERN__MIGRATE_STEP__STEP__COMPLETE:
-		if (m->state != VMM_FINISHING)
+		if (m->phase != MIG_PH_COMMITTED && m->phase != MIG_PH_DONE)
 			break;
 		m->downtime_ms = s->has_downtime_ms ? s->downtime_ms : 0;
 		m->bytes = s->has_bytes ? s->bytes : 0;
@@ -335,7 +397,7 @@ vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
 	char			*cause = NULL;
 
 	if (k->rc != 0) {
-		vmm_source_fail(m, "%s", k->cause);
+		vmm_fail(m, MIG_FAIL_LOCAL, k->cause);
 		return;
 	}
 	m->memory = k->memory;
@@ -359,7 +421,7 @@ vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
 	env.migrate_offer = &o;
 	if (peers_send(m->agent->peers, m->peer, &env, &cause) != 0) {
-		vmm_source_fail(m, "%s", cause);
+		vmm_fail(m, MIG_FAIL_LINK, cause);
 		free(cause);
 	}
 }
@@ -469,18 +531,18 @@ vm_migration_iteration(struct agent *a, const char *name, int n)
 	for (m = a->vm_migrations; m != NULL; m = m->next)
 		if (m->source && strcmp(m->name, name) == 0)
 			break;
-	if (m == NULL || (m->state != VMM_MIGRATING &&
-	    m->state != VMM_POSTCOPY))
+	if (m == NULL || (m->phase != MIG_PH_TRANSFER &&
+	    m->phase != MIG_PH_PAGING))
 		return;
 	log_debug("vmig %" PRIx64 " %s: memory pass %d", m->id, m->name, n);
 	if (n > 0 && (uint64_t)n > m->passes)
 		m->passes = (uint64_t)n;
-	if (m->state != VMM_MIGRATING || !m->policy.conf.force_postcopy ||
-	    n < 2)
+	if (m->phase != MIG_PH_TRANSFER || m->postcopy_asked ||
+	    !m->policy.conf.force_postcopy || n < 2)
 		return;
 	vmm_note(m, "first pass done: switching to post-copy as asked");
 	vm_policy_postcopy(&m->policy);
-	vmm_set_state(m, VMM_POSTCOPY);
+	m->postcopy_asked = 1;
 	vmm_work_queue(m, VMMW_POSTCOPY);
 }
 
@@ -505,10 +567,13 @@ vm_migration_event(struct agent *a, const char *name, enum vm_ev ev,
 		m->switched = 1;
 		/* Switched from outside (virsh migrate-postcopy): nothing
 		 * more to decide here either. */
-		if (m->state == VMM_MIGRATING) {
+		if (!m->postcopy_asked) {
 			vm_policy_postcopy(&m->policy);
-			vmm_set_state(m, VMM_POSTCOPY);
+			m->postcopy_asked = 1;
 		}
+		/* It runs there now: the commit point (phases.h). */
+		if (m->phase == MIG_PH_TRANSFER)
+			vmm_set_phase(m, MIG_PH_PAGING);
 		return;
 	}
 	log_debug("vmig %" PRIx64 " %s: libvirt's job completed, QEMU's "
@@ -521,6 +586,7 @@ vm_migration_cancel(struct agent *a, const char *name, instances_done_cb cb,
     void *arg)
 {
 	struct vm_migration	*m;
+	char			*peer;
 
 	for (m = a->vm_migrations; m != NULL; m = m->next)
 		if (m->source && strcmp(m->name, name) == 0)
@@ -530,22 +596,17 @@ vm_migration_cancel(struct agent *a, const char *name, instances_done_cb cb,
 		    "no migration of %s is running from this host", name);
 		return;
 	}
-	switch (m->state) {
-	case VMM_OFFERED:
-		vmm_source_fail(m, "cancelled by the operator");
-		break;
-	case VMM_MIGRATING:
-		free(m->abort_reason);
-		m->abort_reason = xstrdup("cancelled by the operator");
-		vmm_work_queue(m, VMMW_ABORT);
-		break;
-	default:
+	if (mig_phase_verdict(MIG_ROLE_SOURCE, m->phase, MIG_FAIL_CANCEL) !=
+	    MIG_V_ROLLBACK) {
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "the migration of %s is past the point of no return (%s): "
-		    "it can only finish on %s", name,
-		    vmm_state_names[m->state], m->peer);
+		    "it can only finish on %s", name, vmm_phase_name(m),
+		    m->peer);
 		return;
 	}
+	peer = xstrdup(m->peer);
+	vmm_fail(m, MIG_FAIL_CANCEL, "cancelled by the operator");
 	reply_done(cb, arg, "cancelling the migration of %s to %s", name,
-	    m->peer);
+	    peer);
+	free(peer);
 }

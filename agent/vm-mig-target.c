@@ -31,13 +31,15 @@ static void	vmm_target_clean(struct vm_migration *, const char *);
 void
 vmm_target_checked(struct vm_migration *m, struct vmm_work *k)
 {
-	if (m->abandoned != NULL || m->state != VMM_CHECKING) {
+	if (m->discard_why != NULL || m->phase != MIG_PH_OFFERED) {
 		/* Given up while libvirt was asked: nothing of ours exists
 		 * (whatever has that name there is someone else's), and it
 		 * must not become READY again. */
 		log_info("vmig %" PRIx64 " %s: discarded before it was ready: "
-		    "%s", m->id, m->name, m->abandoned != NULL ? m->abandoned :
-		    vmm_state_names[m->state]);
+		    "%s", m->id, m->name, m->discard_why != NULL ?
+		    m->discard_why : mig_phase_names[m->phase]);
+		if (m->phase == MIG_PH_OFFERED)
+			vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
 		return;
 	}
@@ -46,12 +48,13 @@ vmm_target_checked(struct vm_migration *m, struct vmm_work *k)
 		    k->cause);
 		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, k->cause, 0,
 		    0);
+		vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
 		return;
 	}
-	vmm_set_state(m, VMM_READY);
+	vmm_set_phase(m, MIG_PH_READY);
 	if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL, 0, 0) != 0)
-		vmm_target_clean(m, "the source went away");
+		vmm_fail(m, MIG_FAIL_LINK, "the source went away");
 }
 
 /* The domain runs here (COMMIT), or S vanished and libvirt may have
@@ -71,18 +74,27 @@ vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
 		log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause, 0, 0);
 		free(cause);
+		vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
 		return;
 	}
-	if (!commit && (k->rc != 0 || (k->run != VM_RUNNING &&
-	    k->run != VM_POSTCOPY))) {
-		vmm_target_clean(m, "the source went away before the end");
-		return;
+	if (!commit) {
+		m->settling = 0;
+		if (k->rc != 0 || (k->run != VM_RUNNING &&
+		    k->run != VM_POSTCOPY)) {
+			vmm_target_clean(m, m->discard_why);
+			return;
+		}
+		/* libvirt's finish ran here: the commit came first. */
+		log_info("vmig %" PRIx64 " %s: kept: it runs here (%s)", m->id,
+		    m->name, m->discard_why);
+		vmm_set_phase(m, MIG_PH_COMMITTED);
 	}
 	if (set == NULL || instance_find(set, m->name) != NULL) {
 		log_warnx("vmig %" PRIx64 " %s: arrived but cannot be "
 		    "registered here (instance table %s)", m->id, m->name,
 		    set == NULL ? "closed" : "has that name");
+		vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
 		return;
 	}
@@ -115,27 +127,46 @@ vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
 		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, cause,
 		    k->job.downtime_ms, k->job.data_processed);
 	free(cause);
+	vmm_set_phase(m, in != NULL ? MIG_PH_DONE : MIG_PH_FAILED);
 	vmm_free(m);
 }
 
-/* Given up while its name is being checked: the check's answer ends it
- * (vmm_target_checked).  Nothing to clean: the domain of that name, if
- * there is one, is not ours. */
+/* DISCARD, the table's verdict for a target before the commit: drop what
+ * arrived.  While its name is checked (OFFERED) the check's answer ends
+ * it (vmm_target_checked); nothing to clean, the domain of that name, if
+ * there is one, is not ours.
+ *
+ * READY straddles libvirt's commit: the source's libvirt may have
+ * finished (its Finish ran here, the domain runs) before anything told
+ * us.  So a discard first asks libvirt (VMMW_SETTLE) and keeps a domain
+ * that runs here (vmm_target_arrived); only one still incoming, or none,
+ * is cleaned away.  Except after the source's ABORT: it says the source
+ * resumed its copy, so one running here would be a second: clean. */
 void
-vmm_target_abandon(struct vm_migration *m, const char *why)
+vmm_target_discard(struct vm_migration *m, enum mig_fail f, const char *why)
 {
-	if (m->abandoned == NULL)
-		m->abandoned = xstrdup(why);
+	if (m->discard_why == NULL)
+		m->discard_why = xstrdup(why);
+	if (m->phase != MIG_PH_READY || m->settling)
+		return;
+	vmm_drop_chans(m);
+	if (f == MIG_FAIL_PEER_ABORT) {
+		vmm_target_clean(m, why);
+		return;
+	}
+	m->settling = 1;
+	vmm_arm(m);
+	vmm_work_queue(m, VMMW_SETTLE);
 }
 
 static void
 vmm_target_clean(struct vm_migration *m, const char *why)
 {
-	if (m->state == VMM_CLEANING)
+	if (m->phase == MIG_PH_ROLLING_BACK)
 		return;
 	log_info("vmig %" PRIx64 " %s: discarded: %s", m->id, m->name, why);
 	vmm_drop_chans(m);
-	vmm_set_state(m, VMM_CLEANING);
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
 	vmm_work_queue(m, VMMW_CLEAN);
 }
 
@@ -195,7 +226,6 @@ vm_migration_offer(struct agent *a, const char *peer,
 	}
 	m = vmm_new(a, peer, o->migration, 0, o->name);
 	log_info("vmig %" PRIx64 " %s: offered by %s", m->id, m->name, peer);
-	vmm_set_state(m, VMM_CHECKING);
 	vmm_work_queue(m, VMMW_CHECK);
 }
 
@@ -204,19 +234,15 @@ vmm_target_step(struct vm_migration *m, const Tern__MigrateStep *s)
 {
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__COMMIT:
-		if (m->state != VMM_READY)
+		if (m->phase != MIG_PH_READY || m->settling)
 			break;
 		vmm_drop_chans(m);
-		vmm_set_state(m, VMM_ARRIVING);
+		vmm_set_phase(m, MIG_PH_COMMITTED);
 		vmm_work_queue(m, VMMW_ARRIVE);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
-		if (m->state == VMM_CHECKING)
-			vmm_target_abandon(m, s->error != NULL ? s->error :
-			    "aborted by the source");
-		else if (m->state == VMM_READY)
-			vmm_target_clean(m, s->error != NULL ? s->error :
-			    "aborted by the source");
+		vmm_fail(m, MIG_FAIL_PEER_ABORT, s->error != NULL ? s->error :
+		    "aborted by the source");
 		break;
 	default:
 		break;

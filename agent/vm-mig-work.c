@@ -158,7 +158,7 @@ vmm_work_done(uv_work_t *w, int status)
 	}
 	switch (k->kind) {
 	case VMMW_MEMORY:
-		if (m->state == VMM_OFFERED)
+		if (m->phase == MIG_PH_OFFERED)
 			vmm_source_offer(m, k);
 		break;
 	case VMMW_MIGRATE:
@@ -172,8 +172,8 @@ vmm_work_done(uv_work_t *w, int status)
 		 * took it: a pre-copy that ends first stays pre-copy. */
 		if (k->rc != 0) {
 			vmm_note(m, k->cause);
-			if (m->state == VMM_POSTCOPY)
-				vmm_set_state(m, VMM_MIGRATING);
+			if (!m->switched)
+				m->postcopy_asked = 0;
 		}
 		break;
 	case VMMW_ABORT:
@@ -195,6 +195,7 @@ vmm_work_done(uv_work_t *w, int status)
 		else if (k->run != VM_ABSENT)
 			log_info("vmig %" PRIx64 " %s: removed the half-arrived "
 			    "domain", m->id, m->name);
+		vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
 		break;
 	}
@@ -256,11 +257,12 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 		k->lj.data = k;
 		if (longjobs_start(m->agent->longjobs, &k->lj, &cause) != 0) {
 			vmm_work_free(k);
-			vmm_source_fail(m, "%s", cause);
+			vmm_fail(m, MIG_FAIL_LOCAL, cause);
 			free(cause);
 			return;
 		}
 		m->works++;
+		m->job_running = 1;
 		return;
 	}
 	m->works++;

@@ -26,11 +26,6 @@
 #include "migrate/relay.h"
 #include "migrate/vm-policy.h"
 
-const char *const vmm_state_names[] = {
-	"offered", "precopy", "postcopy", "finishing", "checking", "ready",
-	"arriving", "cleaning",
-};
-
 struct vm_migration *
 vmm_find(struct agent *a, const char *peer, uint64_t id, int source)
 {
@@ -63,21 +58,71 @@ vmm_new(struct agent *a, const char *peer, uint64_t id, int source,
 	uv_timer_init(a->loop, &m->tick);
 	uv_timer_init(a->loop, &m->timer);
 	m->tick.data = m->timer.data = m;
-	uv_timer_start(&m->timer, vmm_timeout,
-	    (uint64_t)a->conf->migration_timeout_ms, 0);
+	vmm_arm(m);
 	m->next = a->vm_migrations;
 	a->vm_migrations = m;
 	return m;
 }
 
+/* The deadlines a VM migration keeps itself, by phase: a step that does
+ * not come (S: READY, then T's COMPLETE; T: COMMIT).  None while
+ * libvirt's call runs on S (TRANSFER, PAGING): libvirt's keepalive and
+ * the policy's deadline (migrate/vm-policy.h) own those; none while T's
+ * libvirt is asked (OFFERED, COMMITTED), which answers in bounded
+ * time (VMM_ARRIVE_WAIT_MS). */
 void
-vmm_set_state(struct vm_migration *m, enum vmm_state st)
+vmm_arm(struct vm_migration *m)
 {
-	log_debug("vmig %" PRIx64 " %s: %s -> %s", m->id, m->name,
-	    vmm_state_names[m->state], vmm_state_names[st]);
-	m->state = st;
-	uv_timer_start(&m->timer, vmm_timeout,
-	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
+	uint64_t	ms = 0;
+
+	if (m->source && m->phase == MIG_PH_OFFERED)
+		ms = (uint64_t)m->agent->conf->migration_timeout_ms;
+	else if (m->source && (m->phase == MIG_PH_COMMITTED ||
+	    m->phase == MIG_PH_DONE))
+		ms = VMM_COMPLETE_WAIT_MS;
+	else if (!m->source && m->phase == MIG_PH_READY && !m->settling)
+		ms = (uint64_t)m->agent->conf->migration_timeout_ms;
+	if (ms > 0)
+		uv_timer_start(&m->timer, vmm_timeout, ms, 0);
+	else
+		uv_timer_stop(&m->timer);
+}
+
+/* The one transition function: forward along the role's order, or to
+ * ROLLING_BACK/FAILED before the commit (mig_phase_next_ok). */
+int
+vmm_set_phase(struct vm_migration *m, enum mig_phase ph)
+{
+	enum mig_role	role = m->source ? MIG_ROLE_SOURCE : MIG_ROLE_TARGET;
+
+	if (!mig_phase_next_ok(role, m->phase, ph)) {
+		log_warnx("vmig %" PRIx64 " %s: refused to go from %s to %s",
+		    m->id, m->name, mig_phase_names[m->phase],
+		    mig_phase_names[ph]);
+		return -1;
+	}
+	log_info("vmig %" PRIx64 " %s: %s -> %s", m->id, m->name,
+	    mig_phase_names[m->phase], mig_phase_names[ph]);
+	m->phase = ph;
+	vmm_arm(m);
+	return 0;
+}
+
+/* What the operator's progress line calls it. */
+const char *
+vmm_phase_name(const struct vm_migration *m)
+{
+	switch (m->phase) {
+	case MIG_PH_TRANSFER:
+		return m->postcopy_asked ? "postcopy" : "precopy";
+	case MIG_PH_PAGING:
+		return "postcopy";
+	case MIG_PH_COMMITTED:
+	case MIG_PH_DONE:
+		return m->source ? "finishing" : "arriving";
+	default:
+		return mig_phase_names[m->phase];
+	}
 }
 
 /* Its memory, once no handle and no call on the thread pool is left. */
@@ -92,8 +137,7 @@ vmm_release(struct vm_migration *m)
 	free(m->qemu_path);
 	free(m->policy_note);
 	free(m->abort_reason);
-	free(m->abandoned);
-	free(m->error);
+	free(m->discard_why);
 	free(m);
 }
 
@@ -209,63 +253,67 @@ vm_migration_step(struct agent *a, const char *peer,
 }
 /* --- faults ---------------------------------------------------------------------- */
 
+/* A failure, decided by the one table (migrate/phases.c) and carried out
+ * by the VM's half: the only way a failure is acted on.  A broken relay
+ * is none of them by itself: libvirt's and QEMU's connections end as
+ * they please, and one that breaks fails libvirt's call, which comes
+ * back as MIG_FAIL_LOCAL (vmm_migrated). */
 void
-vmm_timeout(uv_timer_t *t)
+vmm_fail(struct vm_migration *m, enum mig_fail f, const char *why)
 {
-	struct vm_migration	*m = t->data;
+	enum mig_role		role = m->source ? MIG_ROLE_SOURCE :
+	    MIG_ROLE_TARGET;
+	enum mig_verdict	v = mig_phase_verdict(role, m->phase, f);
 
-	switch (m->state) {
-	case VMM_OFFERED:
-		vmm_source_fail(m, "%s did not answer for %d ms", m->peer,
-		    m->agent->conf->migration_timeout_ms);
+	log_info("vmig %" PRIx64 " %s: %s while %s: %s (%s)", m->id, m->name,
+	    mig_fail_names[f], mig_phase_names[m->phase], mig_verdict_names[v],
+	    why);
+	switch (v) {
+	case MIG_V_ROLLBACK:
+		vmm_source_rollback(m, f, why);
 		break;
-	case VMM_FINISHING:
-		vmm_source_done(m, 0);
+	case MIG_V_DISCARD:
+		vmm_target_discard(m, f, why);
 		break;
-	case VMM_READY:
-		/* libvirt's own timeouts end a stuck migration; look. */
-		vmm_set_state(m, VMM_ARRIVING);
-		vmm_work_queue(m, VMMW_SETTLE);
+	case MIG_V_UNCERTAIN:
+		vmm_source_uncertain(m, f, why);
 		break;
-	default:
-		/* libvirt and the policy's deadline own the other states. */
+	case MIG_V_SPLIT:
+		/* A VM's target never pages (libvirt's post-copy ends with
+		 * its finish, COMMITTED here). */
+		if (m->source)
+			vmm_source_split(m, f, why);
+		break;
+	case MIG_V_AWAIT:	/* no COMMITTING: libvirt's call is the commit */
+	case MIG_V_KEEP:	/* T past COMMIT: taking it in goes on */
+	case MIG_V_IGNORE:
 		break;
 	}
 }
 
-/* Its link is gone: what libvirt does next decides, we help it along. */
-static void
-vmm_lost(struct vm_migration *m, const char *why)
+void
+vmm_timeout(uv_timer_t *t)
 {
-	if (m->source) {
-		switch (m->state) {
-		case VMM_OFFERED:
-			vmm_source_fail(m, "%s", why);
-			break;
-		case VMM_MIGRATING:
-			free(m->abort_reason);
-			m->abort_reason = xstrdup(why);
-			vmm_drop_chans(m);	/* QEMU and libvirt see EOF */
-			vmm_work_queue(m, VMMW_ABORT);
-			break;
-		case VMM_POSTCOPY:
-			vmm_note(m, why);
-			vmm_drop_chans(m);
-			break;
-		case VMM_FINISHING:
-			vmm_source_done(m, 0);
-			break;
-		default:
-			break;
-		}
+	struct vm_migration	*m = t->data;
+	char			*why;
+
+	if (m->source && m->phase == MIG_PH_DONE) {
+		/* Post-copy finished: the VM is T's; only T's numbers were
+		 * awaited. */
+		vmm_source_done(m, 0);
 		return;
 	}
-	if (m->state == VMM_READY) {
-		vmm_drop_chans(m);
-		vmm_set_state(m, VMM_ARRIVING);
-		vmm_work_queue(m, VMMW_SETTLE);
-	} else if (m->state == VMM_CHECKING)
-		vmm_target_abandon(m, why);
+	if (m->source && m->phase == MIG_PH_OFFERED)
+		xasprintf(&why, "%s did not answer for %d ms", m->peer,
+		    m->agent->conf->migration_timeout_ms);
+	else if (m->source)
+		xasprintf(&why, "%s did not say it took it in within %d ms",
+		    m->peer, VMM_COMPLETE_WAIT_MS);
+	else
+		xasprintf(&why, "no word from %s for %d ms", m->peer,
+		    m->agent->conf->migration_timeout_ms);
+	vmm_fail(m, MIG_FAIL_TIMEOUT, why);
+	free(why);
 }
 
 void
@@ -279,7 +327,7 @@ vm_migration_peer_lost(struct agent *a, const char *peer, const char *why)
 		if (strcmp(m->peer, peer) != 0)
 			continue;
 		xasprintf(&text, "lost the connection to %s: %s", peer, why);
-		vmm_lost(m, text);
+		vmm_fail(m, MIG_FAIL_LINK, text);
 		free(text);
 	}
 }
@@ -309,7 +357,7 @@ vm_migration_shutdown(struct agent *a)
 	    a->conf->host_name);
 	for (m = a->vm_migrations; m != NULL; m = next) {
 		next = m->next;
-		vmm_lost(m, text);
+		vmm_fail(m, MIG_FAIL_SHUTDOWN, text);
 	}
 	free(text);
 }
