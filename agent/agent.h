@@ -14,6 +14,7 @@
 struct peers;
 struct instances;
 struct migration;
+struct mig_engine;
 struct ctlsock;
 struct tls_ctx;
 struct vm_host;
@@ -30,6 +31,7 @@ struct agent {
 	struct vm_host		*vms;		/* libvirt; NULL: no VMs here */
 	struct vm_migration	*vm_migrations;	/* in progress, either side */
 	struct migration	*migrations;	/* in progress, either side */
+	struct mig_engine	*mig;		/* the migration engine */
 	uint64_t		 next_migration;
 	struct ctlsock		*ctl;
 	uint64_t		 boot_id;

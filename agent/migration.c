@@ -30,6 +30,7 @@
 #include "daemon/util.h"
 #include "daemon/work.h"
 #include "daemon/xmalloc.h"
+#include "migrate/engine.h"
 #include "migrate/files.h"
 #include "migrate/phases.h"
 #include "migrate/relay.h"
@@ -130,7 +131,7 @@ struct migration {
 
 static void	mig_timeout(uv_timer_t *);
 static uint64_t	mig_bytes_moved(struct migration *);
-static void	mig_progress(struct migration *);
+static void	ctr_progress(struct migration *);
 static void	mig_tick(uv_timer_t *);
 static void	mig_target_sync(uv_work_t *);
 static void	mig_target_synced(uv_work_t *, int);
@@ -201,11 +202,11 @@ mig_set_state(struct migration *m, enum mig_state st)
 	m->timer_bytes = mig_bytes_moved(m);
 	uv_timer_start(&m->timer, mig_timeout,
 	    (uint64_t)m->agent->conf->migration_timeout_ms, 0);
-	mig_progress(m);
+	ctr_progress(m);
 }
 
 static struct migration *
-mig_find(struct agent *a, const char *peer, uint64_t id, int source)
+ctr_find(struct agent *a, const char *peer, uint64_t id, int source)
 {
 	struct migration	*m;
 
@@ -336,7 +337,7 @@ mig_close(struct migration *m)
 
 /* The operator's answer, once; no progress after it. */
 static void
-mig_answer(struct migration *m, const Envelope *reply, int code,
+ctr_answer(struct migration *m, const Envelope *reply, int code,
     const char *error)
 {
 	m->progress = NULL;
@@ -370,7 +371,7 @@ mig_format_rate(char *buf, size_t len, uint64_t rate)
 
 /* Where the migration is, for the operator waiting on it. */
 static void
-mig_progress(struct migration *m)
+ctr_progress(struct migration *m)
 {
 	Envelope		 env;
 	Tern__MigrateProgress	 p = TERN__MIGRATE_PROGRESS__INIT;
@@ -403,11 +404,11 @@ mig_progress(struct migration *m)
 static void
 mig_tick(uv_timer_t *t)
 {
-	mig_progress(t->data);
+	ctr_progress(t->data);
 }
 
 static int
-mig_send_step(struct migration *m, Tern__MigrateStep__Step step,
+ctr_send_step(struct migration *m, Tern__MigrateStep__Step step,
     const char *error)
 {
 	Envelope		 env;
@@ -465,6 +466,73 @@ mig_relay_new(struct migration *m, char **cause)
 }
 
 
+/* --- the engine's glue ------------------------------------------------------ */
+
+/* VM SHIM: until a VM driver registers with the engine (it ports
+ * agent/vm-migration.c onto migrate/engine.h), VM migrations keep their
+ * own table: offers, steps, relays, a lost peer, shutdown and cancel go
+ * to vm_migration_*.  Every use is marked "VM SHIM"; all of them go
+ * when the driver registers. */
+static int
+vm_shim(const struct agent *a)
+{
+	return a->mig == NULL || !mig_engine_has_kind(a->mig, "vm");
+}
+
+static int
+migration_send(void *ctx, const char *peer, const Envelope *env, char **cause)
+{
+	struct agent	*a = ctx;
+
+	/* a->peers is NULL once ternd stops: peers_send says so. */
+	return peers_send(a->peers, peer, env, cause);
+}
+
+static void
+migration_engine_conf(const struct agent *a, struct mig_engine_conf *c)
+{
+	memset(c, 0, sizeof *c);
+	c->host_name = a->conf->host_name;
+	c->timeout_ms = (uint32_t)a->conf->migration_timeout_ms;
+	c->boot_id = a->boot_id;
+	/* Shared with vm-migration.c's ids while the VM SHIM lasts. */
+	c->id_counter = &((struct agent *)a)->next_migration;
+}
+
+void
+migration_init(struct agent *a)
+{
+	struct mig_engine_conf	c;
+	struct mig_transport	tr = { .send = migration_send, .ctx = a };
+
+	migration_engine_conf(a, &c);
+	a->mig = mig_engine_new(a->loop, &c, &tr);
+}
+
+void
+migration_reconfigure(struct agent *a)
+{
+	struct mig_engine_conf	c;
+
+	if (a->mig == NULL)
+		return;
+	migration_engine_conf(a, &c);
+	mig_engine_set_conf(a->mig, &c);
+}
+
+static int
+migration_accept_engine(struct agent *a, const char *peer, const char *kind,
+    struct stream *st, const char *name, uint64_t size, char **cause)
+{
+	if (a->mig == NULL) {
+		set_cause(cause, "ternd on %s is shutting down",
+		    a->conf->host_name);
+		return -1;
+	}
+	return mig_engine_accept_stream(a->mig, peer, kind, st, name, size,
+	    cause);
+}
+
 /* --- source ---------------------------------------------------------------- */
 
 static void	mig_source_postcopy_done(struct migration *, const char *);
@@ -492,10 +560,10 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 	va_end(ap);
 	log_warnx("mig %" PRIx64 " %s: %s; rolling back, %s stays on %s",
 	    m->id, m->name, m->error, m->name, m->agent->conf->host_name);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, m->error);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, m->error);
 	if (m->state == MIG_OFFERED) {
 		instance_set_state(m->in, INST_RUNNING, "migration aborted");
-		mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
+		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
 		instances_op_done(m->in->set);
 		mig_free(m);
 		return;
@@ -503,7 +571,7 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 	if (m->state == MIG_SYNCING) {
 		/* Not frozen yet: nothing for CRIU to undo. */
 		instance_set_state(m->in, INST_RUNNING, "migration aborted");
-		mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
+		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
 		instances_op_done(m->in->set);
 		mig_free(m);
 		return;
@@ -572,11 +640,11 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		why = m->error != NULL ? xstrdup(m->error) : xstrdup(error != NULL ?
 		    error : "aborted");
 		if (m->state != MIG_ABORTING)
-			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+			ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 		instance_set_error(in, why);
 		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
 		    "migration rolled back");
-		mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, why);
+		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, why);
 		free(why);
 		instances_op_done(in->set);
 		mig_free(m);
@@ -595,7 +663,7 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 	in->generation = m->generation;
 	if (m->link_lost)
 		mig_source_orphaned(m, "the link dropped at the commit point");
-	else if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
+	else if (ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
 		mig_source_orphaned(m, "the commit could not be sent");
 	else {
 		m->commit_sent = 1;
@@ -654,7 +722,7 @@ mig_source_resumed(struct migration *m)
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 	env.migrate_reply = &r;
-	mig_answer(m, &env, 0, NULL);
+	ctr_answer(m, &env, 0, NULL);
 	if (m->rootfs_copy) {
 		/* The target's copy is the live one now; ours would only go
 		 * stale (and block a move back). */
@@ -703,7 +771,7 @@ mig_source_orphaned(struct migration *m, const char *why)
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
 	instance_set_error(in, text);
 	instance_set_state(in, INST_CHECKPOINTED, "migration unconfirmed");
-	mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	instances_op_done(in->set);
 	mig_free(m);
@@ -781,7 +849,7 @@ mig_source_postcopy_commit(struct migration *m)
 static void
 mig_source_postcopy_recorded(struct migration *m)
 {
-	if (mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
+	if (ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
 		mig_source_uncommit(m);
 		mig_source_fail(m, "the commit could not be sent to %s",
 		    m->peer);
@@ -836,7 +904,7 @@ mig_source_postcopy_broke(struct migration *m, const char *why)
 	m->broken = xstrdup(why);
 	log_warnx("mig %" PRIx64 " %s: post-copy broke after the switch: %s; "
 	    "stopping the source copy for good", m->id, m->name, why);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 	if (m->dump != NULL)
 		ckpt_hold_kill(m->dump);	/* mig_source_dumped follows */
 	else if (m->dumped)
@@ -877,7 +945,7 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 	}
 	if (m->broken == NULL) {
 		m->broken = xstrdup(why);
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 	}
 	gen = ckpt_newest(in->ckpt_dir);
 	if (gen != 0)
@@ -899,7 +967,7 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 	instance_set_state(in, gen != 0 ? INST_CHECKPOINTED : INST_STOPPED,
 	    "post-copy lost");
 	in->generation = gen;
-	mig_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	instances_op_done(in->set);
 	mig_free(m);
@@ -990,7 +1058,7 @@ mig_source_sent_all(struct migration *m)
 		ckpt_hold_release(m->dump, 1);
 	}
 	mig_set_state(m, MIG_RESTORING);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORE, NULL);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORE, NULL);
 }
 
 /* post-dump: frozen, images published.  Copy them to the target. */
@@ -1226,13 +1294,27 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	size_t			 npids = 0;
 	int			 postcopy;
 
+	if (a->mig == NULL) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "ternd is shutting down");
+		return;
+	}
 	if (r->has_cancel && r->cancel) {
-		vm_migration_cancel(a, r->name, cb, arg);
+		/* VM SHIM: a VM migration is not in the engine's table yet. */
+		if (vm_shim(a) && mig_find_name(a->mig, r->name,
+		    MIG_ROLE_SOURCE) == NULL) {
+			vm_migration_cancel(a, r->name, cb, arg);
+			return;
+		}
+		mig_engine_start(a->mig, NULL, r, progress, cb, arg);
 		return;
 	}
 	if (a->instances != NULL &&
 	    (in = instance_find(a->instances, r->name)) != NULL && in->vm) {
-		vm_migration_start(a, in, r, progress, cb, arg);
+		if (vm_shim(a))		/* VM SHIM */
+			vm_migration_start(a, in, r, progress, cb, arg);
+		else
+			mig_engine_start(a->mig, "vm", r, progress, cb, arg);
 		return;
 	}
 	if (strcmp(mode, "precopy") == 0) {
@@ -1462,7 +1544,7 @@ static void
 mig_target_abort(struct migration *m, const char *why)
 {
 	if (m->state != MIG_PAGING && m->state != MIG_RESUMING)
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 	mig_target_discard(m, why);
 }
 
@@ -1517,7 +1599,7 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		instance_destroy(in);
 		m->in = NULL;
 		if (m->state != MIG_ABORTING)
-			mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
+			ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
 			    text != NULL ? text : "restore discarded");
 		free(text);
 		instances_op_done(set);
@@ -1534,7 +1616,7 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		    (long)res->pid, m->peer);
 		mig_set_state(m, MIG_PAGING);
 		uv_timer_stop(&m->timer);
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
+		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 		if (m->pages_done)
 			mig_target_pages_arrived(m);
 		return;
@@ -1574,7 +1656,7 @@ mig_target_synced(uv_work_t *w, int status)
 		log_warnx("mig %" PRIx64 " %s: %s; not confirming, the source "
 		    "keeps its checkpoint", m->id, m->name, m->sync_error);
 	else
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
+		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 	instances_op_done(m->set);
 	mig_free(m);
 }
@@ -1598,7 +1680,7 @@ mig_target_postcopy_lost(struct migration *m, const char *why)
 	    "its memory was split between the hosts, so it was stopped; its "
 	    "last checkpoint is on %s", m->peer, why, m->peer);
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, text);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, text);
 	free(text);
 	/* The source keeps the instance's record and checkpoints. */
 	instance_destroy(in);
@@ -1643,7 +1725,7 @@ mig_target_postcopy_finish(struct migration *m)
 static void
 mig_target_pages_arrived(struct migration *m)
 {
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
 	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
 	    m->name, m->peer);
 	mig_target_postcopy_finish(m);
@@ -1683,7 +1765,7 @@ mig_target_send_restored(struct migration *m)
 		mig_target_abort(m, why);
 		return;
 	}
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORED, NULL);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORED, NULL);
 }
 
 static void
@@ -1738,12 +1820,12 @@ mig_target_cpu_checked(const char *problem, void *arg)
 	struct migration	*m;
 	char			*why;
 
-	m = mig_find(cc->agent, cc->peer, cc->id, 0);
+	m = ctr_find(cc->agent, cc->peer, cc->id, 0);
 	if (m == NULL || m != cc->m || m->state != MIG_RECEIVING)
 		goto out;
 	if (problem == NULL) {
 		log_info("CPU check passed for %s from %s", m->name, m->peer);
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL);
+		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL);
 		goto out;
 	}
 	xasprintf(&why, "%s cannot run %s's processes: %s",
@@ -1914,7 +1996,7 @@ mig_target_offer(struct agent *a, const char *peer, const Tern__MigrateOffer *o)
 refuse:
 	log_warnx("mig %" PRIx64 " %s from %s refused: %s", o->migration,
 	    o->name, peer, cause);
-	mig_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause);
 	free(cause);
 	mig_free(m);
 }
@@ -1986,7 +2068,7 @@ mig_target_tree_done(void *arg, const struct tree_stats *st,
 	    m->trees_done == 1 ? "full pass" : "delta", st->entries, st->bytes,
 	    st->deleted);
 	if (m->trees_done == 1)
-		mig_send_step(m, TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED, NULL);
+		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED, NULL);
 	else if (m->restore_wanted && m->state == MIG_RECEIVING &&
 	    m->trees_in == 0 && m->files_writing == 0) {
 		m->restore_wanted = 0;
@@ -2107,54 +2189,48 @@ mig_timeout(uv_timer_t *t)
 
 /* --- routing --------------------------------------------------------------- */
 
-/* A step for a migration we do not know (we dropped it, or restarted):
- * say so, so the source does not wait for us. */
-static void
-mig_refuse_unknown(struct agent *a, const char *peer, uint64_t id)
-{
-	Envelope		 env;
-	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
-
-	msg_init(&env, 0);
-	ms.migration = id;
-	ms.step = TERN__MIGRATE_STEP__STEP__ABORT;
-	ms.error = "unknown migration (discarded here)";
-	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
-	env.migrate_step = &ms;
-	peers_send(a->peers, peer, &env, NULL);
-}
-
 int
 migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 {
 	struct migration	*m;
 
+	if (env->body_case != TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
+	    env->body_case != TERN__ENVELOPE__BODY_MIGRATE_STEP)
+		return 0;
+	if (a->mig == NULL)
+		return 1;	/* stopping: no new work */
 	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
-	    strcmp(env->migrate_offer->kind, "vm") == 0) {
-		vm_migration_offer(a, peer, env->migrate_offer);
+	    strcmp(env->migrate_offer->kind, "vm") == 0 && vm_shim(a)) {
+		vm_migration_offer(a, peer, env->migrate_offer);	/* VM SHIM */
 		return 1;
 	}
-	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER) {
-		if (mig_find(a, peer, env->migrate_offer->migration, 0) != NULL)
+	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
+	    !mig_engine_has_kind(a->mig, env->migrate_offer->kind)) {
+		if (ctr_find(a, peer, env->migrate_offer->migration, 0) != NULL)
 			return 1;	/* duplicate */
 		mig_target_offer(a, peer, env->migrate_offer);
 		return 1;
 	}
-	if (env->body_case != TERN__ENVELOPE__BODY_MIGRATE_STEP)
-		return 0;
-	if (vm_migration_step(a, peer, env->migrate_step))
-		return 1;
-	/* Ids are the source's: RESTORE/COMMIT/ABORT to a target,
-	 * READY/RESTORED/ABORT to a source. */
-	if ((m = mig_find(a, peer, env->migrate_step->migration, 1)) != NULL)
-		mig_source_step(m, env->migrate_step);
-	else if ((m = mig_find(a, peer, env->migrate_step->migration,
-	    0)) != NULL)
-		mig_target_step(m, env->migrate_step);
-	else if (env->migrate_step->step == TERN__MIGRATE_STEP__STEP__RESTORE ||
-	    env->migrate_step->step == TERN__MIGRATE_STEP__STEP__COMMIT)
-		mig_refuse_unknown(a, peer, env->migrate_step->migration);
-	return 1;
+	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_STEP) {
+		if (vm_shim(a) && vm_migration_step(a, peer,
+		    env->migrate_step))		/* VM SHIM */
+			return 1;
+		/* Ids are the source's: RESTORE/COMMIT/ABORT to a target,
+		 * READY/RESTORED/ABORT to a source. */
+		if ((m = ctr_find(a, peer, env->migrate_step->migration,
+		    1)) != NULL) {
+			mig_source_step(m, env->migrate_step);
+			return 1;
+		}
+		if ((m = ctr_find(a, peer, env->migrate_step->migration,
+		    0)) != NULL) {
+			mig_target_step(m, env->migrate_step);
+			return 1;
+		}
+	}
+	/* The engine's kinds, and a step for nobody (the engine answers
+	 * one that would leave its source waiting). */
+	return mig_engine_on_msg(a->mig, peer, env);
 }
 
 /* "NAME/GEN/FILE", strictly: a valid instance name, a decimal generation
@@ -2202,7 +2278,7 @@ mig_target_file_written(void *arg, const char *path, const char *error,
 	struct migration	*m;
 	char			*why;
 
-	m = mig_find(ref->agent, ref->peer, ref->id, 0);
+	m = ctr_find(ref->agent, ref->peer, ref->id, 0);
 	free(ref->peer);
 	free(ref);
 	if (m == NULL)
@@ -2362,8 +2438,13 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 	uint64_t		 id;
 	char			*end;
 
-	if (strstr(name, "/vm-") != NULL)
-		return vm_migration_accept_relay(a, peer, st, name, cause);
+	if (strstr(name, "/vm-") != NULL) {
+		if (vm_shim(a))		/* VM SHIM */
+			return vm_migration_accept_relay(a, peer, st, name,
+			    cause);
+		return migration_accept_engine(a, peer, RELAY_STREAM_KIND, st,
+		    name, 0, cause);
+	}
 	errno = 0;
 	id = strtoull(name, &end, 16);
 	if (errno != 0 || end == name || strcmp(end, "/pages") != 0 ||
@@ -2393,7 +2474,10 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 	struct migration	*m, *next;
 	char			*text;
 
-	vm_migration_peer_lost(a, peer, why);
+	if (vm_shim(a))
+		vm_migration_peer_lost(a, peer, why);	/* VM SHIM */
+	if (a->mig != NULL)
+		mig_engine_peer_lost(a->mig, peer, why);
 	for (m = a->migrations; m != NULL; m = next) {
 		next = m->next;
 		if (strcmp(m->peer, peer) != 0)
@@ -2410,7 +2494,10 @@ migration_shutdown(struct agent *a)
 	struct migration	*m, *next;
 	char			*why;
 
-	vm_migration_shutdown(a);
+	if (vm_shim(a))
+		vm_migration_shutdown(a);	/* VM SHIM */
+	if (a->mig != NULL)
+		mig_engine_shutdown(a->mig);
 	for (m = a->migrations; m != NULL; m = next) {
 		next = m->next;
 		xasprintf(&why, "ternd on %s is shutting down",
@@ -2421,4 +2508,7 @@ migration_shutdown(struct agent *a)
 		mig_failed(m, MIG_FAIL_SHUTDOWN, why);
 		free(why);
 	}
+	/* Gone once its last migration is (no new ones from here). */
+	mig_engine_free(a->mig);
+	a->mig = NULL;
 }

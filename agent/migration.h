@@ -9,6 +9,10 @@
 #include "daemon/msg.h"
 #include "daemon/stream.h"
 
+/* The migration engine (a->mig, migrate/engine.h) and its drivers, at
+ * start; the configuration reloaded (SIGHUP). */
+void	migration_init(struct agent *);
+void	migration_reconfigure(struct agent *);
 /* ternctl migrate: MigrateProgress through progress while it runs (code
  * and error unused), then the answer through done, once. */
 void	migration_start(struct agent *, const Tern__MigrateRequest *,
@@ -27,7 +31,8 @@ int	migration_accept_relay(struct agent *, const char *peer,
 void	migration_peer_lost(struct agent *, const char *peer,
 	    const char *why);
 /* ternd stops: roll back every migration not yet committed, while the
- * peers can still be told. */
+ * peers can still be told; the engine goes once its last migration is
+ * over (a->mig is NULL from here). */
 void	migration_shutdown(struct agent *);
 
 #endif

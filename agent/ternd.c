@@ -110,6 +110,7 @@ agent_reload(struct agent *a)
 	a->conf = conf;
 	agent_limits(a);
 	longjobs_set_max(a->longjobs, (unsigned)a->conf->max_vm_migrations);
+	migration_reconfigure(a);
 	peers_reconfigure(a->peers);
 	log_info("configuration reloaded");
 	return;
@@ -391,6 +392,7 @@ main(int argc, char **argv)
 	a->longjobs = longjobs_new(&loop, (unsigned)a->conf->max_vm_migrations,
 	    "max_vm_migrations");
 	a->start_ms = now_ms();
+	migration_init(a);
 	agent_limits(a);
 	signal_watch(&loop, &sig_term, SIGTERM, a);
 	signal_watch(&loop, &sig_int, SIGINT, a);

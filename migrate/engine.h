@@ -15,9 +15,10 @@
  *  - driver ops are only called on the loop thread; a driver that queues
  *    work holds the migration (mig_hold) until the work came back.
  *
- * The commit point is one driver op (commit) called by the source's
- * driver through mig_commit(): today it makes the instance's new owner
- * durable on this host; the coordinator's store transaction goes there. */
+ * The commit point is to become one driver op (commit) called by the
+ * source's driver through mig_commit() (not there yet): today each
+ * driver makes the instance's new owner durable on this host itself; the
+ * coordinator's store transaction goes there. */
 #ifndef TERN_MIGRATE_ENGINE_H
 #define TERN_MIGRATE_ENGINE_H
 
@@ -49,7 +50,7 @@ struct mig_driver {
 	const char	*kind;		/* "container", "vm": the offer's kind */
 
 	/* Source: the operator asked to move r->name, an instance of this
-	 * kind.  Check, then send the offer: 0, or -1 with *code/*cause
+	 * kind.  Check, then send the offer: 0, or -1 with *code and *cause
 	 * (the engine answers the operator and drops m). */
 	int	(*source_begin)(struct mig *, const Tern__MigrateRequest *r,
 		    int *code, char **cause);
@@ -63,10 +64,17 @@ struct mig_driver {
 	void	(*step)(struct mig *, const Tern__MigrateStep *);
 	/* A stream the peer opened (file, tree, relay): 0 accepted, -1
 	 * refused with *cause, 1 not this driver's.  Drivers find their
-	 * migration from the stream's name (mig_find, mig_find_name). */
+	 * migration from the stream's name (mig_find, mig_find_name).
+	 * Optional (NULL: the driver takes no streams). */
 	int	(*accept_stream)(struct mig_engine *, const char *peer,
 		    const char *stream_kind, struct stream *,
 		    const char *name, char **cause);
+	/* The same with the size the sender announced (image files are
+	 * checked against the disk before a byte is written).  Optional;
+	 * asked instead of accept_stream when set. */
+	int	(*accept_stream_sized)(struct mig_engine *, const char *peer,
+		    const char *stream_kind, struct stream *,
+		    const char *name, uint64_t size, char **cause);
 
 	/* Carrying out a verdict of the table (migrate/phases.h). */
 	void	(*rollback)(struct mig *, enum mig_fail, const char *why);
@@ -78,7 +86,13 @@ struct mig_driver {
 	/* Bytes moved so far: the timeout counts no progress while they
 	 * grow.  Optional (NULL: only phase changes are progress). */
 	uint64_t (*bytes_moved)(struct mig *);
-	/* Free the driver's state (priv); m is gone after it returns. */
+	/* What the timeout's message calls where m stands (the driver's own
+	 * state names, which operators and tests know).  Optional (NULL:
+	 * the phase's name). */
+	const char *(*state_name)(struct mig *);
+	/* Free the driver's state (priv, NULL if a begin op refused before
+	 * it made any); called once, after mig_finish and the last
+	 * mig_drop; m is gone after it returns. */
 	void	(*release)(struct mig *);
 };
 
@@ -100,6 +114,7 @@ struct mig {
 	int			 answered;
 	uv_timer_t		 timer;
 	uint32_t		 timeout_ms;
+	int			 timeout_own;	/* mig_set_timeout was called */
 	uint64_t		 timer_bytes;
 	mig_reply_cb		 progress, done;
 	void			*arg;
@@ -108,6 +123,10 @@ struct mig {
 struct mig_engine_conf {
 	const char	*host_name;
 	uint32_t	 timeout_ms;	/* no progress this long: MIG_FAIL_TIMEOUT */
+	uint64_t	 boot_id;	/* source ids: ++counter | boot_id << 16 */
+	/* The counter, shared with what allocates ids outside the engine
+	 * (so a peer never sees one id twice); NULL: the engine's own. */
+	uint64_t	*id_counter;
 };
 
 struct mig_engine *mig_engine_new(uv_loop_t *, const struct mig_engine_conf *,
@@ -126,19 +145,25 @@ void		 mig_engine_start(struct mig_engine *, const char *kind,
 /* From the mesh: a migration message (1 if it was one). */
 int		 mig_engine_on_msg(struct mig_engine *, const char *peer,
 		    const Envelope *);
-/* From the mesh: a stream of kind for a migration: 0, -1 with *cause. */
+/* From the mesh: a stream of kind for a migration (size: what the sender
+ * announced): 0, -1 with *cause (no driver took it included). */
 int		 mig_engine_accept_stream(struct mig_engine *, const char *peer,
 		    const char *stream_kind, struct stream *, const char *name,
-		    char **cause);
+		    uint64_t size, char **cause);
 void		 mig_engine_peer_lost(struct mig_engine *, const char *peer,
 		    const char *why);
 /* ternd stops: every migration gets MIG_FAIL_SHUTDOWN while the peers
  * can still be told. */
 void		 mig_engine_shutdown(struct mig_engine *);
-/* 1 if an instance of that name is migrating in role (any if -1). */
+/* The migration with peer of that id in role, or NULL; that of the
+ * instance name in role (any if -1), or NULL.  Only migrations still in
+ * the table (not finished). */
 struct mig	*mig_find(struct mig_engine *, const char *peer, uint64_t id,
 		    enum mig_role);
 struct mig	*mig_find_name(struct mig_engine *, const char *name, int role);
+/* 1 if a driver of that kind is registered. */
+int		 mig_engine_has_kind(const struct mig_engine *, const char *kind);
+uv_loop_t	*mig_engine_loop(const struct mig_engine *);
 /* For each migration (status listings). */
 void		 mig_engine_each(struct mig_engine *,
 		    void (*)(struct mig *, void *), void *);
@@ -154,7 +179,8 @@ int		 mig_set_phase(struct mig *, enum mig_phase);
 void		 mig_fail(struct mig *, enum mig_fail, const char *why);
 /* Progress seen (bytes, a step): the timeout starts over. */
 void		 mig_touch(struct mig *);
-/* 0: no timeout for this migration (its driver owns its deadlines). */
+/* This migration's own no-progress timeout from now on, instead of the
+ * engine's; 0: none (its driver owns its deadlines). */
 void		 mig_set_timeout(struct mig *, uint32_t ms);
 int		 mig_send(struct mig *, const Envelope *, char **cause);
 /* A MigrateStep to the peer: step, error (may be NULL). */
