@@ -468,17 +468,6 @@ mig_relay_new(struct migration *m, char **cause)
 
 /* --- the engine's glue ------------------------------------------------------ */
 
-/* VM SHIM: until a VM driver registers with the engine (it ports
- * agent/vm-migration.c onto migrate/engine.h), VM migrations keep their
- * own table: offers, steps, relays, a lost peer, shutdown and cancel go
- * to vm_migration_*.  Every use is marked "VM SHIM"; all of them go
- * when the driver registers. */
-static int
-vm_shim(const struct agent *a)
-{
-	return a->mig == NULL || !mig_engine_has_kind(a->mig, "vm");
-}
-
 static int
 migration_send(void *ctx, const char *peer, const Envelope *env, char **cause)
 {
@@ -495,7 +484,7 @@ migration_engine_conf(const struct agent *a, struct mig_engine_conf *c)
 	c->host_name = a->conf->host_name;
 	c->timeout_ms = (uint32_t)a->conf->migration_timeout_ms;
 	c->boot_id = a->boot_id;
-	/* Shared with vm-migration.c's ids while the VM SHIM lasts. */
+	/* Shared with the containers' own table while it lasts. */
 	c->id_counter = &((struct agent *)a)->next_migration;
 }
 
@@ -507,6 +496,7 @@ migration_init(struct agent *a)
 
 	migration_engine_conf(a, &c);
 	a->mig = mig_engine_new(a->loop, &c, &tr);
+	vm_migration_register(a);
 }
 
 void
@@ -1300,21 +1290,12 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		return;
 	}
 	if (r->has_cancel && r->cancel) {
-		/* VM SHIM: a VM migration is not in the engine's table yet. */
-		if (vm_shim(a) && mig_find_name(a->mig, r->name,
-		    MIG_ROLE_SOURCE) == NULL) {
-			vm_migration_cancel(a, r->name, cb, arg);
-			return;
-		}
 		mig_engine_start(a->mig, NULL, r, progress, cb, arg);
 		return;
 	}
 	if (a->instances != NULL &&
 	    (in = instance_find(a->instances, r->name)) != NULL && in->vm) {
-		if (vm_shim(a))		/* VM SHIM */
-			vm_migration_start(a, in, r, progress, cb, arg);
-		else
-			mig_engine_start(a->mig, "vm", r, progress, cb, arg);
+		mig_engine_start(a->mig, "vm", r, progress, cb, arg);
 		return;
 	}
 	if (strcmp(mode, "precopy") == 0) {
@@ -2200,11 +2181,6 @@ migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 	if (a->mig == NULL)
 		return 1;	/* stopping: no new work */
 	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
-	    strcmp(env->migrate_offer->kind, "vm") == 0 && vm_shim(a)) {
-		vm_migration_offer(a, peer, env->migrate_offer);	/* VM SHIM */
-		return 1;
-	}
-	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
 	    !mig_engine_has_kind(a->mig, env->migrate_offer->kind)) {
 		if (ctr_find(a, peer, env->migrate_offer->migration, 0) != NULL)
 			return 1;	/* duplicate */
@@ -2212,9 +2188,6 @@ migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 		return 1;
 	}
 	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_STEP) {
-		if (vm_shim(a) && vm_migration_step(a, peer,
-		    env->migrate_step))		/* VM SHIM */
-			return 1;
 		/* Ids are the source's: RESTORE/COMMIT/ABORT to a target,
 		 * READY/RESTORED/ABORT to a source. */
 		if ((m = ctr_find(a, peer, env->migrate_step->migration,
@@ -2439,9 +2412,6 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 	char			*end;
 
 	if (strstr(name, "/vm-") != NULL) {
-		if (vm_shim(a))		/* VM SHIM */
-			return vm_migration_accept_relay(a, peer, st, name,
-			    cause);
 		return migration_accept_engine(a, peer, RELAY_STREAM_KIND, st,
 		    name, 0, cause);
 	}
@@ -2474,8 +2444,6 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 	struct migration	*m, *next;
 	char			*text;
 
-	if (vm_shim(a))
-		vm_migration_peer_lost(a, peer, why);	/* VM SHIM */
 	if (a->mig != NULL)
 		mig_engine_peer_lost(a->mig, peer, why);
 	for (m = a->migrations; m != NULL; m = next) {
@@ -2494,8 +2462,6 @@ migration_shutdown(struct agent *a)
 	struct migration	*m, *next;
 	char			*why;
 
-	if (vm_shim(a))
-		vm_migration_shutdown(a);	/* VM SHIM */
 	if (a->mig != NULL)
 		mig_engine_shutdown(a->mig);
 	for (m = a->migrations; m != NULL; m = next) {

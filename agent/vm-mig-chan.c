@@ -155,10 +155,14 @@ vmm_connect_local(const char *path, char **cause)
 	return fd;
 }
 
+/* The engine's accept_stream: a relay named "<id>/vm-...", 1 if the
+ * stream is not one. */
 int
-vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
-    const char *name, char **cause)
+vmm_accept_stream(struct mig_engine *e, const char *peer,
+    const char *stream_kind, struct stream *st, const char *name,
+    char **cause)
 {
+	struct agent		*a = vmm_agent();
 	struct vm_migration	*m;
 	struct vm_chan		*c;
 	const char		*kind, *path;
@@ -167,6 +171,9 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 	unsigned long		 n;
 	int			 fd;
 
+	if (strcmp(stream_kind, RELAY_STREAM_KIND) != 0 ||
+	    strstr(name, "/vm-") == NULL)
+		return 1;
 	/* "<id hex>/vm-libvirt/<n>" or "<id hex>/vm-qemu/<n>", strictly. */
 	errno = 0;
 	id = strtoull(name, &end, 16);
@@ -185,7 +192,7 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 	n = strtoul(end, &end, 10);
 	if (*end != '\0' || n > 1000)
 		goto bad;
-	if ((m = vmm_find(a, peer, id, 1)) != NULL) {
+	if ((m = vmm_of(mig_find(e, peer, id, MIG_ROLE_SOURCE))) != NULL) {
 		/* S: T's half of a connection we relayed. */
 		for (c = m->chans; c != NULL; c = c->next)
 			if (strcmp(c->name, name) == 0)
@@ -196,8 +203,8 @@ vm_migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		}
 		return relay_attach(c->relay, st, cause);
 	}
-	if ((m = vmm_find(a, peer, id, 0)) == NULL ||
-	    m->phase != MIG_PH_READY || m->settling) {
+	if ((m = vmm_of(mig_find(e, peer, id, MIG_ROLE_TARGET))) == NULL ||
+	    m->mig->phase != MIG_PH_READY || m->settling) {
 		set_cause(cause, "no VM migration %" PRIx64 " ready for %s",
 		    id, peer);
 		return -1;

@@ -14,6 +14,7 @@
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/longjob.h"
+#include "migrate/engine.h"
 #include "migrate/phases.h"
 #include "migrate/vm-policy.h"
 
@@ -54,21 +55,23 @@ struct vm_listener {
 	struct vm_migration	*m;
 };
 
+/* A VM migration: the engine's struct mig (migrate/engine.h) carries its
+ * id, peer, name, role and phase; this is its priv. */
 struct vm_migration {
 	struct agent		*agent;
-	struct vm_migration	*next;
+	struct mig		*mig;
+	/* The engine's, for messages; valid as long as this is. */
 	uint64_t		 id;		/* the source's */
 	int			 source;
-	char			*peer;
-	char			*name;
+	const char		*peer;
+	const char		*name;
 	struct instance		*in;		/* S */
-	/* Where it is in the shared order (migrate/phases.h).  S: OFFERED
+	/* mig->phase, in the shared order (migrate/phases.h).  S: OFFERED
 	 * -> TRANSFER (libvirt's pre-copy) [-> PAGING: QEMU switched to
 	 * post-copy] -> COMMITTED (libvirt finished a pre-copy) or DONE
 	 * (a post-copy), then T's COMPLETE; T: OFFERED (libvirt checks
 	 * the name) -> READY (relaying) -> COMMITTED (taking it in) ->
 	 * DONE; either: ROLLING_BACK -> FAILED. */
-	enum mig_phase		 phase;
 	int			 postcopy_asked; /* S: the switch is asked for */
 	int			 job_running;	/* S: libvirt's migration call */
 	int			 settling;	/* T: asking libvirt before a
@@ -79,7 +82,6 @@ struct vm_migration {
 	struct vm_chan		*chans;
 	unsigned		 nchans;
 	unsigned		 relays_total;	/* T: every relay it opened */
-	uint64_t		 start_ms;
 
 	/* S: the request and the policy */
 	const char		*mode;		/* auto, precopy, postcopy */
@@ -102,13 +104,8 @@ struct vm_migration {
 
 	uv_timer_t		 tick;
 	uv_timer_t		 timer;		/* a step that does not come */
-	int			 handles;
-	int			 works;		/* on the thread pool */
 	atomic_int		 job_aborted;	/* an abort was sent to libvirt */
-	int			 closing;
-	instances_done_cb	 progress;
-	instances_done_cb	 cb;
-	void			*arg;
+	int			 closing;	/* finished: handles closing */
 };
 
 /* One libvirt call for a migration, on the thread pool. */
@@ -147,15 +144,16 @@ struct vmm_work {
 };
 
 /* vm-migration.c */
-struct vm_migration *vmm_find(struct agent *, const char *peer, uint64_t id,
-	    int source);
-struct vm_migration *vmm_new(struct agent *, const char *peer, uint64_t id,
-	    int source, const char *name);
+extern const struct mig_driver vmm_driver;
+struct vm_migration *vmm_of(struct mig *);
+struct agent *vmm_agent(void);
+struct vm_migration *vmm_new(struct mig *);
+void	vmm_census(struct mig *self, enum mig_role, unsigned *n,
+	    int *named);
 void	vmm_arm(struct vm_migration *);
 int	vmm_set_phase(struct vm_migration *, enum mig_phase);
 const char *vmm_phase_name(const struct vm_migration *);
 void	vmm_fail(struct vm_migration *, enum mig_fail, const char *why);
-void	vmm_release(struct vm_migration *);
 void	vmm_close_listener(struct vm_listener *);
 void	vmm_drop_chans(struct vm_migration *);
 void	vmm_free(struct vm_migration *);
@@ -166,11 +164,16 @@ void	vmm_timeout(uv_timer_t *);
 /* vm-mig-chan.c */
 int	vmm_listen(struct vm_migration *, struct vm_listener *,
 	    const char *kind, char **cause);
+int	vmm_accept_stream(struct mig_engine *, const char *peer,
+	    const char *stream_kind, struct stream *, const char *name,
+	    char **cause);
 
 /* vm-mig-work.c */
 void	vmm_work_queue(struct vm_migration *, enum vmm_workkind);
 
 /* vm-mig-source.c: the table's verdicts for the source */
+int	vmm_source_begin(struct mig *, const Tern__MigrateRequest *,
+	    int *code, char **cause);
 void	vmm_source_rollback(struct vm_migration *, enum mig_fail,
 	    const char *why);
 void	vmm_source_uncertain(struct vm_migration *, enum mig_fail,
@@ -185,6 +188,8 @@ void	vmm_source_step(struct vm_migration *, const Tern__MigrateStep *);
 void	vmm_source_offer(struct vm_migration *, struct vmm_work *);
 
 /* vm-mig-target.c: DISCARD for the target */
+int	vmm_target_begin(struct mig *, const Tern__MigrateOffer *,
+	    char **cause);
 void	vmm_target_discard(struct vm_migration *, enum mig_fail,
 	    const char *why);
 void	vmm_target_checked(struct vm_migration *, struct vmm_work *);

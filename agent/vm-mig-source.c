@@ -33,11 +33,9 @@ vmm_progress(struct vm_migration *m)
 	Tern__MigrateProgress	 p = TERN__MIGRATE_PROGRESS__INIT;
 	const struct vm_job	*j = &m->job;
 
-	if (m->progress == NULL)
-		return;
-	p.name = m->name;
+	p.name = (char *)m->name;
 	p.phase = (char *)vmm_phase_name(m);
-	p.elapsed_ms = now_ms() - m->start_ms;
+	p.elapsed_ms = now_ms() - m->mig->start_ms;
 	p.mode = (char *)(m->switched ? "postcopy" : "precopy");
 	if (j->active) {
 		p.has_bytes = p.has_remaining = p.has_round = 1;
@@ -59,7 +57,7 @@ vmm_progress(struct vm_migration *m)
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_PROGRESS;
 	env.migrate_progress = &p;
-	m->progress(m->arg, &env, 0, NULL);
+	mig_progress(m->mig, &env);
 }
 
 static void
@@ -67,7 +65,7 @@ vmm_tick(uv_timer_t *t)
 {
 	struct vm_migration	*m = t->data;
 
-	if (m->phase == MIG_PH_TRANSFER || m->phase == MIG_PH_PAGING) {
+	if (m->mig->phase == MIG_PH_TRANSFER || m->mig->phase == MIG_PH_PAGING) {
 		if (!m->stats_busy)
 			vmm_work_queue(m, VMMW_STATS);
 	} else
@@ -98,7 +96,7 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 	m->stats_busy = 0;
 	/* An ending job (aborted, completing) reads all zeros. */
 	if (k->rc != 0 || !k->job.active || k->job.data_total == 0 ||
-	    (m->phase != MIG_PH_TRANSFER && m->phase != MIG_PH_PAGING))
+	    (m->mig->phase != MIG_PH_TRANSFER && m->mig->phase != MIG_PH_PAGING))
 		return;
 	m->job = k->job;
 	if (k->job.throttle > m->throttle_max) {
@@ -110,7 +108,7 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 		m->throttle_max = k->job.throttle;
 	}
 	vmm_progress(m);
-	s.now_ms = now_ms() - m->start_ms;
+	s.now_ms = now_ms() - m->mig->start_ms;
 	s.remaining = k->job.data_remaining;
 	s.iteration = k->job.iteration > m->passes ? k->job.iteration :
 	    m->passes;
@@ -135,13 +133,8 @@ vmm_stats(struct vm_migration *m, struct vmm_work *k)
 static void
 vmm_answer_error(struct vm_migration *m, int code, const char *text)
 {
-	instances_done_cb	cb = m->cb;
-
-	m->cb = NULL;
-	m->progress = NULL;
 	uv_timer_stop(&m->tick);
-	if (cb != NULL)
-		cb(m->arg, NULL, code, text);
+	mig_answer(m->mig, NULL, code, text);
 }
 
 static void	vmm_source_fail(struct vm_migration *, const char *, ...)
@@ -179,8 +172,7 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 {
 	Envelope		 env;
 	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
-	instances_done_cb	 cb = m->cb;
-	uint64_t		 total = now_ms() - m->start_ms;
+	uint64_t		 total = now_ms() - m->mig->start_ms;
 	const char		*unknown = "";
 
 	/* Post-copy: the target keeps no completed job, so its figure is 0;
@@ -198,7 +190,7 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 	    "downtime %" PRIu64 " ms%s", m->id, m->name, m->peer,
 	    m->switched ? "post-copy" : "pre-copy", total, m->downtime_ms,
 	    unknown);
-	if (m->phase != MIG_PH_DONE)
+	if (m->mig->phase != MIG_PH_DONE)
 		vmm_set_phase(m, MIG_PH_DONE);
 	if (m->in != NULL) {
 		struct instance		*in = m->in;
@@ -209,12 +201,10 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 		instance_destroy(in);
 		instances_op_done(set);
 	}
-	m->cb = NULL;
-	m->progress = NULL;
 	uv_timer_stop(&m->tick);
-	if (cb != NULL) {
-		r.name = m->name;
-		r.to = m->peer;
+	if (!m->mig->answered) {
+		r.name = (char *)m->name;
+		r.to = (char *)m->peer;
 		r.mode = (char *)(m->switched ? "postcopy" : "precopy");
 		r.total_ms = total;
 		r.frozen_ms = m->downtime_ms;
@@ -225,7 +215,7 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 		msg_init(&env, 0);
 		env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
 		env.migrate_reply = &r;
-		cb(m->arg, &env, 0, NULL);
+		mig_answer(m->mig, &env, 0, NULL);
 	}
 	vmm_free(m);
 }
@@ -311,12 +301,12 @@ vmm_migrated(struct vm_migration *m, struct vmm_work *k)
 			fault_die("vmig.source.migrated");
 		/* The domain runs on T and is gone here: the commit.  A
 		 * post-copy is over with it; a pre-copy waits for T. */
-		vmm_set_phase(m, m->phase == MIG_PH_PAGING ? MIG_PH_DONE :
+		vmm_set_phase(m, m->mig->phase == MIG_PH_PAGING ? MIG_PH_DONE :
 		    MIG_PH_COMMITTED);
 		if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL, 0,
 		    0) == 0)
 			return;
-		if (m->phase == MIG_PH_DONE)
+		if (m->mig->phase == MIG_PH_DONE)
 			vmm_source_done(m, 0);
 		else
 			vmm_fail(m, MIG_FAIL_LINK, "could not tell the target "
@@ -324,7 +314,7 @@ vmm_migrated(struct vm_migration *m, struct vmm_work *k)
 		return;
 	}
 	if ((m->switched || k->run == VM_POSTCOPY) && k->run != VM_RUNNING &&
-	    m->phase == MIG_PH_TRANSFER)
+	    m->mig->phase == MIG_PH_TRANSFER)
 		/* libvirt says QEMU switched; its event did not come. */
 		vmm_set_phase(m, MIG_PH_PAGING);
 	if (k->run != VM_RUNNING)
@@ -332,7 +322,7 @@ vmm_migrated(struct vm_migration *m, struct vmm_work *k)
 		    "libvirt reports it %s", m->id, m->name, k->run ==
 		    VM_PAUSED ? "paused" : k->run == VM_ABSENT ? "gone" :
 		    k->run == VM_POSTCOPY ? "in post-copy" : "not running");
-	if (m->abort_reason != NULL && m->phase != MIG_PH_PAGING)
+	if (m->abort_reason != NULL && m->mig->phase != MIG_PH_PAGING)
 		xasprintf(&text, "%s (libvirt: %s)", m->abort_reason, k->cause);
 	else
 		text = xstrdup(k->cause);
@@ -363,18 +353,18 @@ vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
 
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
-		if (m->phase == MIG_PH_OFFERED)
+		if (m->mig->phase == MIG_PH_OFFERED)
 			vmm_source_go(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
-		xasprintf(&why, "%s %s: %s", m->peer, m->phase ==
+		xasprintf(&why, "%s %s: %s", m->peer, m->mig->phase ==
 		    MIG_PH_OFFERED ? "refused" : "aborted", s->error != NULL ?
 		    s->error : "no reason given");
 		vmm_fail(m, MIG_FAIL_PEER_ABORT, why);
 		free(why);
 		break;
 	case TERN__MIGRATE_STEP__STEP__COMPLETE:
-		if (m->phase != MIG_PH_COMMITTED && m->phase != MIG_PH_DONE)
+		if (m->mig->phase != MIG_PH_COMMITTED && m->mig->phase != MIG_PH_DONE)
 			break;
 		m->downtime_ms = s->has_downtime_ms ? s->downtime_ms : 0;
 		m->bytes = s->has_bytes ? s->bytes : 0;
@@ -412,7 +402,7 @@ vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
 	    "", m->memory >> 20, pc->deadline_ms / 1000);
 	msg_init(&env, 0);
 	o.migration = m->id;
-	o.name = m->name;
+	o.name = (char *)m->name;
 	o.kind = "vm";
 	o.spec = m->in->spec_text;
 	o.spec_dir = m->dir;
@@ -420,73 +410,77 @@ vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
 	o.mode = (char *)m->mode;
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
 	env.migrate_offer = &o;
-	if (peers_send(m->agent->peers, m->peer, &env, &cause) != 0) {
+	if (mig_send(m->mig, &env, &cause) != 0) {
 		vmm_fail(m, MIG_FAIL_LINK, cause);
 		free(cause);
 	}
 }
 
-void
-vm_migration_start(struct agent *a, struct instance *in,
-    const Tern__MigrateRequest *r, instances_done_cb progress,
-    instances_done_cb cb, void *arg)
+/* The engine's source_begin: ternctl migrate of a VM instance.  Every
+ * check before anything is made: -1 leaves nothing behind. */
+int
+vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
+    char **cause)
 {
+	struct agent		*a = vmm_agent();
 	struct vm_migration	*m;
+	struct instance		*in;
 	struct vm_policy_conf	 pc;
 	const char		*mode = r->mode != NULL ? r->mode : "auto";
-	char			*cause = NULL;
-	struct vm_migration	*x;
 	unsigned		 n;
+	int			 named;
 
+	*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+	if (a->instances == NULL || (in = instance_find(a->instances,
+	    r->name)) == NULL || !in->vm) {
+		*code = TERN__ERROR_CODE__ERROR_NOT_FOUND;
+		xasprintf(cause, "no VM instance %s here", r->name);
+		return -1;
+	}
 	if (strcmp(mode, "auto") != 0 && strcmp(mode, "precopy") != 0 &&
 	    strcmp(mode, "postcopy") != 0) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, "a VM "
-		    "migrates live: mode must be auto, precopy or postcopy");
-		return;
+		*cause = xstrdup("a VM migrates live: mode must be auto, "
+		    "precopy or postcopy");
+		return -1;
 	}
 	if (a->vms == NULL || !vm_host_up(a->vms)) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
-		    "libvirt is not connected on this host");
-		return;
+		*code = TERN__ERROR_CODE__ERROR_UNAVAILABLE;
+		*cause = xstrdup("libvirt is not connected on this host");
+		return -1;
 	}
 	if (r->has_bandwidth && r->bandwidth < VMM_BANDWIDTH_MIN) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--bandwidth "
-		    "for a VM: at least 1M (QEMU's limit counts whole MiB/s)");
-		return;
+		*cause = xstrdup("--bandwidth for a VM: at least 1M (QEMU's "
+		    "limit counts whole MiB/s)");
+		return -1;
 	}
 	if (in->state != INST_RUNNING || in->vm_busy) {
-		xasprintf(&cause, "instance %s is %s: only a running instance "
+		xasprintf(cause, "instance %s is %s: only a running instance "
 		    "migrates", in->name, in->vm_busy ? "busy" :
 		    inst_state_names[in->state]);
-		goto refuse;
+		return -1;
 	}
 	if (strcmp(r->to, a->conf->host_name) == 0) {
-		xasprintf(&cause, "instance %s already runs on %s", in->name,
+		xasprintf(cause, "instance %s already runs on %s", in->name,
 		    r->to);
-		goto refuse;
+		return -1;
 	}
 	if (peers_mux(a->peers, r->to) == NULL) {
-		xasprintf(&cause, "host %s is not up (ternctl hosts)", r->to);
-		goto refuse;
+		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
+		return -1;
 	}
-	for (x = a->vm_migrations; x != NULL; x = x->next)
-		if (strcmp(x->name, in->name) == 0) {
-			xasprintf(&cause, "instance %s is already migrating",
-			    in->name);
-			goto refuse;
-		}
-	for (x = a->vm_migrations, n = 0; x != NULL; x = x->next)
-		if (x->source && !x->closing)
-			n++;
+	vmm_census(mg, MIG_ROLE_SOURCE, &n, &named);
+	if (named) {
+		xasprintf(cause, "instance %s is already migrating", in->name);
+		return -1;
+	}
 	if (n >= (unsigned)a->conf->max_vm_migrations) {
 		/* Each holds a thread for as long as it runs. */
-		xasprintf(&cause, "instance %s: %u VM migrations are running "
+		*code = TERN__ERROR_CODE__ERROR_RESOURCE;
+		xasprintf(cause, "instance %s: %u VM migrations are running "
 		    "from %s, the most max_vm_migrations allows: wait for one "
 		    "to finish, or raise max_vm_migrations", in->name, n,
 		    a->conf->host_name);
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_RESOURCE, cause);
-		free(cause);
-		return;
+		return -1;
 	}
 	memset(&pc, 0, sizeof pc);
 	pc.allow_postcopy = strcmp(mode, "precopy") != 0;
@@ -496,12 +490,8 @@ vm_migration_start(struct agent *a, struct instance *in,
 	/* 0: scaled by the guest's memory, once libvirt told it. */
 	pc.deadline_ms = r->has_timeout_ms ? r->timeout_ms : 0;
 
-	m = vmm_new(a, r->to, ++a->next_migration | (a->boot_id << 16), 1,
-	    in->name);
+	m = vmm_new(mg);
 	m->in = in;
-	m->cb = cb;
-	m->progress = progress;
-	m->arg = arg;
 	/* The request is gone once this returns: a string of our own. */
 	m->mode = pc.force_postcopy ? "postcopy" : pc.allow_postcopy ?
 	    "auto" : "precopy";
@@ -514,10 +504,7 @@ vm_migration_start(struct agent *a, struct instance *in,
 	uv_timer_start(&m->tick, vmm_tick, VMM_TICK_MS, VMM_TICK_MS);
 	vmm_progress(m);
 	vmm_work_queue(m, VMMW_MEMORY);
-	return;
-refuse:
-	cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST, cause);
-	free(cause);
+	return 0;
 }
 
 /* Forced post-copy switches the moment the second pass starts: waiting
@@ -528,16 +515,16 @@ vm_migration_iteration(struct agent *a, const char *name, int n)
 {
 	struct vm_migration	*m;
 
-	for (m = a->vm_migrations; m != NULL; m = m->next)
-		if (m->source && strcmp(m->name, name) == 0)
-			break;
-	if (m == NULL || (m->phase != MIG_PH_TRANSFER &&
-	    m->phase != MIG_PH_PAGING))
+	if (a->mig == NULL)
+		return;
+	m = vmm_of(mig_find_name(a->mig, name, MIG_ROLE_SOURCE));
+	if (m == NULL || (m->mig->phase != MIG_PH_TRANSFER &&
+	    m->mig->phase != MIG_PH_PAGING))
 		return;
 	log_debug("vmig %" PRIx64 " %s: memory pass %d", m->id, m->name, n);
 	if (n > 0 && (uint64_t)n > m->passes)
 		m->passes = (uint64_t)n;
-	if (m->phase != MIG_PH_TRANSFER || m->postcopy_asked ||
+	if (m->mig->phase != MIG_PH_TRANSFER || m->postcopy_asked ||
 	    !m->policy.conf.force_postcopy || n < 2)
 		return;
 	vmm_note(m, "first pass done: switching to post-copy as asked");
@@ -554,10 +541,8 @@ vm_migration_event(struct agent *a, const char *name, enum vm_ev ev,
 {
 	struct vm_migration	*m;
 
-	for (m = a->vm_migrations; m != NULL; m = m->next)
-		if (m->source && !m->closing && strcmp(m->name, name) == 0)
-			break;
-	if (m == NULL)
+	if (a->mig == NULL ||
+	    (m = vmm_of(mig_find_name(a->mig, name, MIG_ROLE_SOURCE))) == NULL)
 		return;
 	if (ev == VM_EV_POSTCOPY_SWITCH) {
 		if (!m->switched)
@@ -572,41 +557,11 @@ vm_migration_event(struct agent *a, const char *name, enum vm_ev ev,
 			m->postcopy_asked = 1;
 		}
 		/* It runs there now: the commit point (phases.h). */
-		if (m->phase == MIG_PH_TRANSFER)
+		if (m->mig->phase == MIG_PH_TRANSFER)
 			vmm_set_phase(m, MIG_PH_PAGING);
 		return;
 	}
 	log_debug("vmig %" PRIx64 " %s: libvirt's job completed, QEMU's "
 	    "downtime %d ms", m->id, m->name, detail);
 	m->qemu_downtime_ms = detail;
-}
-
-void
-vm_migration_cancel(struct agent *a, const char *name, instances_done_cb cb,
-    void *arg)
-{
-	struct vm_migration	*m;
-	char			*peer;
-
-	for (m = a->vm_migrations; m != NULL; m = m->next)
-		if (m->source && strcmp(m->name, name) == 0)
-			break;
-	if (m == NULL) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_NOT_FOUND,
-		    "no migration of %s is running from this host", name);
-		return;
-	}
-	if (mig_phase_verdict(MIG_ROLE_SOURCE, m->phase, MIG_FAIL_CANCEL) !=
-	    MIG_V_ROLLBACK) {
-		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "the migration of %s is past the point of no return (%s): "
-		    "it can only finish on %s", name, vmm_phase_name(m),
-		    m->peer);
-		return;
-	}
-	peer = xstrdup(m->peer);
-	vmm_fail(m, MIG_FAIL_CANCEL, "cancelled by the operator");
-	reply_done(cb, arg, "cancelling the migration of %s to %s", name,
-	    peer);
-	free(peer);
 }

@@ -31,14 +31,14 @@ static void	vmm_target_clean(struct vm_migration *, const char *);
 void
 vmm_target_checked(struct vm_migration *m, struct vmm_work *k)
 {
-	if (m->discard_why != NULL || m->phase != MIG_PH_OFFERED) {
+	if (m->discard_why != NULL || m->mig->phase != MIG_PH_OFFERED) {
 		/* Given up while libvirt was asked: nothing of ours exists
 		 * (whatever has that name there is someone else's), and it
 		 * must not become READY again. */
 		log_info("vmig %" PRIx64 " %s: discarded before it was ready: "
 		    "%s", m->id, m->name, m->discard_why != NULL ?
-		    m->discard_why : mig_phase_names[m->phase]);
-		if (m->phase == MIG_PH_OFFERED)
+		    m->discard_why : mig_phase_names[m->mig->phase]);
+		if (m->mig->phase == MIG_PH_OFFERED)
 			vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
 		return;
@@ -147,7 +147,7 @@ vmm_target_discard(struct vm_migration *m, enum mig_fail f, const char *why)
 {
 	if (m->discard_why == NULL)
 		m->discard_why = xstrdup(why);
-	if (m->phase != MIG_PH_READY || m->settling)
+	if (m->mig->phase != MIG_PH_READY || m->settling)
 		return;
 	vmm_drop_chans(m);
 	if (f == MIG_FAIL_PEER_ABORT) {
@@ -162,7 +162,7 @@ vmm_target_discard(struct vm_migration *m, enum mig_fail f, const char *why)
 static void
 vmm_target_clean(struct vm_migration *m, const char *why)
 {
-	if (m->phase == MIG_PH_ROLLING_BACK)
+	if (m->mig->phase == MIG_PH_ROLLING_BACK)
 		return;
 	log_info("vmig %" PRIx64 " %s: discarded: %s", m->id, m->name, why);
 	vmm_drop_chans(m);
@@ -170,63 +170,51 @@ vmm_target_clean(struct vm_migration *m, const char *why)
 	vmm_work_queue(m, VMMW_CLEAN);
 }
 
-void
-vm_migration_offer(struct agent *a, const char *peer,
-    const Tern__MigrateOffer *o)
+/* The engine's target_begin: an offer of kind "vm".  -1 with *cause:
+ * the engine answers ABORT; nothing was made. */
+int
+vmm_target_begin(struct mig *mg, const Tern__MigrateOffer *o, char **cause)
 {
-	struct vm_migration	*m, *x;
-	char			*dir, *cause = NULL;
-	Envelope		 env;
-	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
-	int			 incoming = 0;
+	struct agent		*a = vmm_agent();
+	struct vm_migration	*m;
+	char			*dir;
+	unsigned		 incoming;
+	int			 named;
 
-	if (vmm_find(a, peer, o->migration, 0) != NULL)
-		return;		/* duplicate */
-	for (x = a->vm_migrations; x != NULL; x = x->next)
-		incoming += !x->source;
+	vmm_census(mg, MIG_ROLE_TARGET, &incoming, &named);
 	xasprintf(&dir, "%s/vm-migrate", a->conf->run_dir);
-	if (incoming >= a->conf->max_incoming_vm_migrations)
+	if (incoming >= (unsigned)a->conf->max_incoming_vm_migrations)
 		/* Each holds libvirtd connections and a QEMU. */
-		xasprintf(&cause, "%s takes %d incoming VM migrations at a time "
+		xasprintf(cause, "%s takes %d incoming VM migrations at a time "
 		    "(max_incoming_vm_migrations); try again when one is done",
 		    a->conf->host_name, a->conf->max_incoming_vm_migrations);
 	else if (a->vms == NULL || !vm_host_up(a->vms))
-		xasprintf(&cause, "no libvirt on %s (%s)", a->conf->host_name,
+		xasprintf(cause, "no libvirt on %s (%s)", a->conf->host_name,
 		    a->vms == NULL ? "libvirt_uri is empty" : "libvirtd does "
 		    "not answer");
 	else if (a->instances == NULL)
-		xasprintf(&cause, "%s is not open for instances yet",
+		xasprintf(cause, "%s is not open for instances yet",
 		    a->conf->host_name);
-	else if (!host_name_valid(o->name))
-		xasprintf(&cause, "bad instance name");
+	else if (o->name == NULL || !host_name_valid(o->name))
+		xasprintf(cause, "bad instance name");
 	else if (instance_find(a->instances, o->name) != NULL)
-		xasprintf(&cause, "%s already has an instance %s",
+		xasprintf(cause, "%s already has an instance %s",
 		    a->conf->host_name, o->name);
-	else if (strcmp(o->spec_dir, dir) != 0)
+	else if (o->spec_dir == NULL || strcmp(o->spec_dir, dir) != 0)
 		/* QEMU takes one socket path for both ends. */
-		xasprintf(&cause, "the migration sockets are in %s here, %s "
+		xasprintf(cause, "the migration sockets are in %s here, %s "
 		    "there: give both hosts the same run_dir", dir,
-		    o->spec_dir);
+		    o->spec_dir != NULL ? o->spec_dir : "not given");
+	else if (named)
+		xasprintf(cause, "%s is already migrating", o->name);
 	free(dir);
-	for (x = a->vm_migrations; cause == NULL && x != NULL; x = x->next)
-		if (strcmp(x->name, o->name) == 0)
-			xasprintf(&cause, "%s is already migrating", o->name);
-	if (cause != NULL) {
-		log_warnx("vmig %" PRIx64 " %s from %s: refused: %s",
-		    o->migration, o->name, peer, cause);
-		msg_init(&env, 0);
-		ms.migration = o->migration;
-		ms.step = TERN__MIGRATE_STEP__STEP__ABORT;
-		ms.error = cause;
-		env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
-		env.migrate_step = &ms;
-		peers_send(a->peers, peer, &env, NULL);
-		free(cause);
-		return;
-	}
-	m = vmm_new(a, peer, o->migration, 0, o->name);
-	log_info("vmig %" PRIx64 " %s: offered by %s", m->id, m->name, peer);
+	if (*cause != NULL)
+		return -1;
+	m = vmm_new(mg);
+	log_info("vmig %" PRIx64 " %s: offered by %s", m->id, m->name,
+	    m->peer);
 	vmm_work_queue(m, VMMW_CHECK);
+	return 0;
 }
 
 void
@@ -234,7 +222,7 @@ vmm_target_step(struct vm_migration *m, const Tern__MigrateStep *s)
 {
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__COMMIT:
-		if (m->phase != MIG_PH_READY || m->settling)
+		if (m->mig->phase != MIG_PH_READY || m->settling)
 			break;
 		vmm_drop_chans(m);
 		vmm_set_phase(m, MIG_PH_COMMITTED);

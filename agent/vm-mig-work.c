@@ -149,16 +149,13 @@ vmm_work_done(uv_work_t *w, int status)
 {
 	struct vmm_work		*k = w->data;
 	struct vm_migration	*m = k->m;
+	struct mig		*mg = m->mig;
 
-	m->works--;
-	if (m->closing) {
-		/* Gone meanwhile: only the memory is left to free. */
-		vmm_release(m);
-		goto out;
-	}
+	if (m->closing)
+		goto out;	/* gone meanwhile: only its hold is left */
 	switch (k->kind) {
 	case VMMW_MEMORY:
-		if (m->phase == MIG_PH_OFFERED)
+		if (m->mig->phase == MIG_PH_OFFERED)
 			vmm_source_offer(m, k);
 		break;
 	case VMMW_MIGRATE:
@@ -201,6 +198,7 @@ vmm_work_done(uv_work_t *w, int status)
 	}
 out:
 	vmm_work_free(k);
+	mig_drop(mg);	/* the last one frees m (vmm_drv_release) */
 }
 
 /* VMMW_MIGRATE, on a thread of its own (daemon/longjob.h). */
@@ -261,10 +259,10 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 			free(cause);
 			return;
 		}
-		m->works++;
+		mig_hold(m->mig);
 		m->job_running = 1;
 		return;
 	}
-	m->works++;
+	mig_hold(m->mig);
 	uv_queue_work(m->agent->loop, &k->w, vmm_work_run, vmm_work_done);
 }

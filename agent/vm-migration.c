@@ -1,66 +1,69 @@
+/* A VM migration as the migration engine's driver of kind "vm"
+ * (migrate/engine.h): its state next to the engine's struct mig, the
+ * phases and deadlines it keeps, the verdicts it carries out. */
 #include "config.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define LOG_MODULE "migrate"
 #include "agent/instance-internal.h"
-#include "agent/peers.h"
-#include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
 #include "agent/vm-migration.h"
-#include "checkpoint/vm.h"
-#include "daemon/fault.h"
 #include "daemon/log.h"
-#include "daemon/longjob.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 #include "migrate/relay.h"
-#include "migrate/vm-policy.h"
 
-struct vm_migration *
-vmm_find(struct agent *a, const char *peer, uint64_t id, int source)
+/* The engine hands its drivers a struct mig, not the agent; one agent
+ * runs per ternd, and it registered the driver. */
+static struct agent	*vmm_the_agent;
+
+struct agent *
+vmm_agent(void)
 {
-	struct vm_migration	*m;
+	return vmm_the_agent;
+}
 
-	for (m = a->vm_migrations; m != NULL; m = m->next)
-		if (m->id == id && m->source == source && !m->closing &&
-		    strcmp(m->peer, peer) == 0)
-			return m;
-	return NULL;
+/* m's VM migration, or NULL if m is of another kind. */
+struct vm_migration *
+vmm_of(struct mig *m)
+{
+	return m != NULL && m->drv == &vmm_driver ? m->priv : NULL;
 }
 
 struct vm_migration *
-vmm_new(struct agent *a, const char *peer, uint64_t id, int source,
-    const char *name)
+vmm_new(struct mig *mg)
 {
+	struct agent		*a = vmm_agent();
 	struct vm_migration	*m;
 
 	m = xcalloc(1, sizeof *m);
 	m->agent = a;
-	m->id = id;
-	m->source = source;
-	m->peer = xstrdup(peer);
-	m->name = xstrdup(name);
-	m->start_ms = now_ms();
+	m->mig = mg;
+	mg->priv = m;
+	m->id = mg->id;
+	m->source = mg->role == MIG_ROLE_SOURCE;
+	m->peer = mg->peer;
+	m->name = mg->name;
 	xasprintf(&m->dir, "%s/vm-migrate", a->conf->run_dir);
-	xasprintf(&m->qemu_path, "%s/%" PRIx64 ".qemu", m->dir, id);
+	xasprintf(&m->qemu_path, "%s/%" PRIx64 ".qemu", m->dir, m->id);
 	m->lis[0].fd = m->lis[1].fd = -1;
 	m->qemu_downtime_ms = -1;
 	uv_timer_init(a->loop, &m->tick);
 	uv_timer_init(a->loop, &m->timer);
 	m->tick.data = m->timer.data = m;
+	/* The engine's one no-progress timeout does not fit a VM: libvirt's
+	 * pre-copy is watched by the policy (its stall and its deadline,
+	 * scaled by the guest's memory, migrate/vm-policy.h), and the
+	 * steps that must come have deadlines of their own (vmm_arm). */
+	mig_set_timeout(mg, 0);
+	/* The peer's ABORT is turned into the failure by the steps (S says
+	 * "refused" or "aborted" after its phase). */
+	mg->wants_abort_steps = 1;
 	vmm_arm(m);
-	m->next = a->vm_migrations;
-	a->vm_migrations = m;
 	return m;
 }
 
@@ -75,12 +78,14 @@ vmm_arm(struct vm_migration *m)
 {
 	uint64_t	ms = 0;
 
-	if (m->source && m->phase == MIG_PH_OFFERED)
+	if (m->closing)
+		return;
+	if (m->source && m->mig->phase == MIG_PH_OFFERED)
 		ms = (uint64_t)m->agent->conf->migration_timeout_ms;
-	else if (m->source && (m->phase == MIG_PH_COMMITTED ||
-	    m->phase == MIG_PH_DONE))
+	else if (m->source && (m->mig->phase == MIG_PH_COMMITTED ||
+	    m->mig->phase == MIG_PH_DONE))
 		ms = VMM_COMPLETE_WAIT_MS;
-	else if (!m->source && m->phase == MIG_PH_READY && !m->settling)
+	else if (!m->source && m->mig->phase == MIG_PH_READY && !m->settling)
 		ms = (uint64_t)m->agent->conf->migration_timeout_ms;
 	if (ms > 0)
 		uv_timer_start(&m->timer, vmm_timeout, ms, 0);
@@ -88,22 +93,17 @@ vmm_arm(struct vm_migration *m)
 		uv_timer_stop(&m->timer);
 }
 
-/* The one transition function: forward along the role's order, or to
- * ROLLING_BACK/FAILED before the commit (mig_phase_next_ok). */
+/* Through the engine's one transition function (mig_set_phase: forward
+ * along the role's order, or to ROLLING_BACK/FAILED before the commit). */
 int
 vmm_set_phase(struct vm_migration *m, enum mig_phase ph)
 {
-	enum mig_role	role = m->source ? MIG_ROLE_SOURCE : MIG_ROLE_TARGET;
+	enum mig_phase	from = m->mig->phase;
 
-	if (!mig_phase_next_ok(role, m->phase, ph)) {
-		log_warnx("vmig %" PRIx64 " %s: refused to go from %s to %s",
-		    m->id, m->name, mig_phase_names[m->phase],
-		    mig_phase_names[ph]);
+	if (mig_set_phase(m->mig, ph) != 0)
 		return -1;
-	}
 	log_info("vmig %" PRIx64 " %s: %s -> %s", m->id, m->name,
-	    mig_phase_names[m->phase], mig_phase_names[ph]);
-	m->phase = ph;
+	    mig_phase_names[from], mig_phase_names[ph]);
 	vmm_arm(m);
 	return 0;
 }
@@ -112,7 +112,7 @@ vmm_set_phase(struct vm_migration *m, enum mig_phase ph)
 const char *
 vmm_phase_name(const struct vm_migration *m)
 {
-	switch (m->phase) {
+	switch (m->mig->phase) {
 	case MIG_PH_TRANSFER:
 		return m->postcopy_asked ? "postcopy" : "precopy";
 	case MIG_PH_PAGING:
@@ -121,24 +121,8 @@ vmm_phase_name(const struct vm_migration *m)
 	case MIG_PH_DONE:
 		return m->source ? "finishing" : "arriving";
 	default:
-		return mig_phase_names[m->phase];
+		return mig_phase_names[m->mig->phase];
 	}
-}
-
-/* Its memory, once no handle and no call on the thread pool is left. */
-void
-vmm_release(struct vm_migration *m)
-{
-	if (!m->closing || m->handles > 0 || m->works > 0)
-		return;
-	free(m->peer);
-	free(m->name);
-	free(m->dir);
-	free(m->qemu_path);
-	free(m->policy_note);
-	free(m->abort_reason);
-	free(m->discard_why);
-	free(m);
 }
 
 static void
@@ -146,8 +130,7 @@ vmm_freed(uv_handle_t *h)
 {
 	struct vm_migration	*m = h->data;
 
-	m->handles--;
-	vmm_release(m);
+	mig_drop(m->mig);	/* the last one frees m (vmm_drv_release) */
 }
 
 void
@@ -160,8 +143,8 @@ vmm_close_listener(struct vm_listener *l)
 	close(l->fd);
 	l->fd = -1;
 	unlink(l->path);
-	l->m->handles++;
-	l->poll.data = l->m;	/* vmm_freed counts the migration's handles */
+	mig_hold(l->m->mig);
+	l->poll.data = l->m;	/* vmm_freed drops the migration's hold */
 	uv_close((uv_handle_t *)&l->poll, vmm_freed);
 }
 
@@ -179,22 +162,16 @@ vmm_drop_chans(struct vm_migration *m)
 	}
 }
 
-/* Forget it; memory goes once no call on the thread pool refers to it. */
+/* Over: out of the engine's table; the memory goes once no handle and no
+ * call on the thread pool holds it (mig_hold). */
 void
 vmm_free(struct vm_migration *m)
 {
-	struct vm_migration	**pp;
-	int			  i;
+	int	i;
 
 	if (m->closing)
 		return;
 	m->closing = 1;
-	for (pp = &m->agent->vm_migrations; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == m) {
-			*pp = m->next;
-			break;
-		}
-	}
 	vmm_drop_chans(m);
 	for (i = 0; i < 2; i++) {
 		vmm_close_listener(&m->lis[i]);
@@ -206,9 +183,11 @@ vmm_free(struct vm_migration *m)
 	if (m->in != NULL)
 		instances_op_done(m->in->set);
 	m->in = NULL;
-	m->handles += 2;
+	mig_hold(m->mig);
+	mig_hold(m->mig);
 	uv_close((uv_handle_t *)&m->tick, vmm_freed);
 	uv_close((uv_handle_t *)&m->timer, vmm_freed);
+	mig_finish(m->mig, NULL);
 }
 
 int
@@ -229,7 +208,7 @@ vmm_send_step(struct vm_migration *m, Tern__MigrateStep__Step step,
 	}
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
 	env.migrate_step = &ms;
-	if (peers_send(m->agent->peers, m->peer, &env, NULL) != 0) {
+	if (mig_send(m->mig, &env, NULL) != 0) {
 		log_debug("vmig %" PRIx64 ": %s unreachable for step %d", m->id,
 		    m->peer, step);
 		return -1;
@@ -237,58 +216,56 @@ vmm_send_step(struct vm_migration *m, Tern__MigrateStep__Step step,
 	return 0;
 }
 
-int
-vm_migration_step(struct agent *a, const char *peer,
-    const Tern__MigrateStep *s)
-{
-	struct vm_migration	*m;
+struct vmm_census {
+	const struct mig	*self;
+	enum mig_role		 role;
+	unsigned		 n;
+	int			 named;
+};
 
-	if ((m = vmm_find(a, peer, s->migration, 1)) != NULL)
-		vmm_source_step(m, s);
-	else if ((m = vmm_find(a, peer, s->migration, 0)) != NULL)
-		vmm_target_step(m, s);
-	else
-		return 0;
-	return 1;
+static void
+vmm_census_one(struct mig *x, void *arg)
+{
+	struct vmm_census	*c = arg;
+
+	if (x == c->self)
+		return;
+	if (strcmp(x->name, c->self->name) == 0)
+		c->named = 1;
+	if (x->drv == &vmm_driver && x->role == c->role)
+		c->n++;
 }
+
+/* Beside self, in the engine's table: how many VM migrations there are
+ * in role, and whether one of either kind and role has self's name. */
+void
+vmm_census(struct mig *self, enum mig_role role, unsigned *n, int *named)
+{
+	struct vmm_census	c = { .self = self, .role = role };
+
+	mig_engine_each(self->engine, vmm_census_one, &c);
+	*n = c.n;
+	*named = c.named;
+}
+
 /* --- faults ---------------------------------------------------------------------- */
 
-/* A failure, decided by the one table (migrate/phases.c) and carried out
- * by the VM's half: the only way a failure is acted on.  A broken relay
- * is none of them by itself: libvirt's and QEMU's connections end as
- * they please, and one that breaks fails libvirt's call, which comes
- * back as MIG_FAIL_LOCAL (vmm_migrated). */
+/* A failure, decided by the one table (migrate/phases.c) through the
+ * engine (mig_fail) and carried out by the ops below: the only way a
+ * failure is acted on.  A broken relay is none of them by itself:
+ * libvirt's and QEMU's connections end as they please, and one that
+ * breaks fails libvirt's call, which comes back as MIG_FAIL_LOCAL
+ * (vmm_migrated). */
 void
 vmm_fail(struct vm_migration *m, enum mig_fail f, const char *why)
 {
-	enum mig_role		role = m->source ? MIG_ROLE_SOURCE :
-	    MIG_ROLE_TARGET;
-	enum mig_verdict	v = mig_phase_verdict(role, m->phase, f);
+	enum mig_verdict	v = mig_phase_verdict(m->mig->role,
+	    m->mig->phase, f);
 
 	log_info("vmig %" PRIx64 " %s: %s while %s: %s (%s)", m->id, m->name,
-	    mig_fail_names[f], mig_phase_names[m->phase], mig_verdict_names[v],
-	    why);
-	switch (v) {
-	case MIG_V_ROLLBACK:
-		vmm_source_rollback(m, f, why);
-		break;
-	case MIG_V_DISCARD:
-		vmm_target_discard(m, f, why);
-		break;
-	case MIG_V_UNCERTAIN:
-		vmm_source_uncertain(m, f, why);
-		break;
-	case MIG_V_SPLIT:
-		/* A VM's target never pages (libvirt's post-copy ends with
-		 * its finish, COMMITTED here). */
-		if (m->source)
-			vmm_source_split(m, f, why);
-		break;
-	case MIG_V_AWAIT:	/* no COMMITTING: libvirt's call is the commit */
-	case MIG_V_KEEP:	/* T past COMMIT: taking it in goes on */
-	case MIG_V_IGNORE:
-		break;
-	}
+	    mig_fail_names[f], mig_phase_names[m->mig->phase],
+	    mig_verdict_names[v], why);
+	mig_fail(m->mig, f, why);
 }
 
 void
@@ -297,13 +274,13 @@ vmm_timeout(uv_timer_t *t)
 	struct vm_migration	*m = t->data;
 	char			*why;
 
-	if (m->source && m->phase == MIG_PH_DONE) {
+	if (m->source && m->mig->phase == MIG_PH_DONE) {
 		/* Post-copy finished: the VM is T's; only T's numbers were
 		 * awaited. */
 		vmm_source_done(m, 0);
 		return;
 	}
-	if (m->source && m->phase == MIG_PH_OFFERED)
+	if (m->source && m->mig->phase == MIG_PH_OFFERED)
 		xasprintf(&why, "%s did not answer for %d ms", m->peer,
 		    m->agent->conf->migration_timeout_ms);
 	else if (m->source)
@@ -316,20 +293,101 @@ vmm_timeout(uv_timer_t *t)
 	free(why);
 }
 
-void
-vm_migration_peer_lost(struct agent *a, const char *peer, const char *why)
-{
-	struct vm_migration	*m, *next;
-	char			*text;
+/* --- the driver -------------------------------------------------------------------- */
 
-	for (m = a->vm_migrations; m != NULL; m = next) {
-		next = m->next;
-		if (strcmp(m->peer, peer) != 0)
-			continue;
-		xasprintf(&text, "lost the connection to %s: %s", peer, why);
-		vmm_fail(m, MIG_FAIL_LINK, text);
-		free(text);
-	}
+static void
+vmm_drv_step(struct mig *mg, const Tern__MigrateStep *s)
+{
+	struct vm_migration	*m = mg->priv;
+
+	if (m->source)
+		vmm_source_step(m, s);
+	else
+		vmm_target_step(m, s);
+}
+
+/* The verdicts (migrate/phases.h) a VM's migration can get: ROLLBACK
+ * and UNCERTAIN on the source, DISCARD on the target, SPLIT on a
+ * source past QEMU's switch.  Never AWAIT: a VM's source has no
+ * COMMITTING phase, libvirt's call is its commit. */
+static void
+vmm_drv_rollback(struct mig *mg, enum mig_fail f, const char *why)
+{
+	vmm_source_rollback(mg->priv, f, why);
+}
+
+static void
+vmm_drv_discard(struct mig *mg, enum mig_fail f, const char *why)
+{
+	vmm_target_discard(mg->priv, f, why);
+}
+
+static void
+vmm_drv_await(struct mig *mg, enum mig_fail f, const char *why)
+{
+	log_warnx("vmig %" PRIx64 " %s: %s: no commit to await here (%s)",
+	    mg->id, mg->name, mig_fail_names[f], why);
+}
+
+static void
+vmm_drv_uncertain(struct mig *mg, enum mig_fail f, const char *why)
+{
+	vmm_source_uncertain(mg->priv, f, why);
+}
+
+static void
+vmm_drv_split(struct mig *mg, enum mig_fail f, const char *why)
+{
+	struct vm_migration	*m = mg->priv;
+
+	/* A VM's target never pages: libvirt's post-copy ends with its
+	 * finish, COMMITTED here. */
+	if (m->source)
+		vmm_source_split(m, f, why);
+}
+
+static const char *
+vmm_drv_state_name(struct mig *mg)
+{
+	return mg->priv != NULL ? vmm_phase_name(mg->priv) :
+	    mig_phase_names[mg->phase];
+}
+
+static void
+vmm_drv_release(struct mig *mg)
+{
+	struct vm_migration	*m = mg->priv;
+
+	if (m == NULL)
+		return;
+	free(m->dir);
+	free(m->qemu_path);
+	free(m->policy_note);
+	free(m->abort_reason);
+	free(m->discard_why);
+	free(m);
+}
+
+const struct mig_driver vmm_driver = {
+	.kind = "vm",
+	.source_begin = vmm_source_begin,
+	.target_begin = vmm_target_begin,
+	.step = vmm_drv_step,
+	.accept_stream = vmm_accept_stream,
+	.rollback = vmm_drv_rollback,
+	.discard = vmm_drv_discard,
+	.await = vmm_drv_await,
+	.uncertain = vmm_drv_uncertain,
+	.split = vmm_drv_split,
+	.state_name = vmm_drv_state_name,
+	.release = vmm_drv_release,
+};
+
+void
+vm_migration_register(struct agent *a)
+{
+	vmm_the_agent = a;
+	mig_engine_register(a->mig, &vmm_driver);
 }
 
 void
@@ -345,19 +403,4 @@ vm_migration_clean(struct agent *a)
 		free(cause);
 	}
 	free(dir);
-}
-
-void
-vm_migration_shutdown(struct agent *a)
-{
-	struct vm_migration	*m, *next;
-	char			*text;
-
-	xasprintf(&text, "ternd on %s is shutting down",
-	    a->conf->host_name);
-	for (m = a->vm_migrations; m != NULL; m = next) {
-		next = m->next;
-		vmm_fail(m, MIG_FAIL_SHUTDOWN, text);
-	}
-	free(text);
 }
