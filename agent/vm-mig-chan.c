@@ -162,7 +162,7 @@ vmm_accept_stream(struct mig_engine *e, const char *peer,
     const char *stream_kind, struct stream *st, const char *name,
     char **cause)
 {
-	struct agent		*a = vmm_agent();
+	struct agent		*a = vmm_agent(e);
 	struct vm_migration	*m;
 	struct vm_chan		*c;
 	const char		*kind, *path;

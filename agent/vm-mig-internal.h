@@ -146,7 +146,7 @@ struct vmm_work {
 /* vm-migration.c */
 extern const struct mig_driver vmm_driver;
 struct vm_migration *vmm_of(struct mig *);
-struct agent *vmm_agent(void);
+struct agent *vmm_agent(struct mig_engine *);
 struct vm_migration *vmm_new(struct mig *);
 void	vmm_census(struct mig *self, enum mig_role, unsigned *n,
 	    int *named);

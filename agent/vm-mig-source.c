@@ -422,7 +422,7 @@ int
 vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
     char **cause)
 {
-	struct agent		*a = vmm_agent();
+	struct agent		*a = vmm_agent(mg->engine);
 	struct vm_migration	*m;
 	struct instance		*in;
 	struct vm_policy_conf	 pc;

@@ -175,7 +175,7 @@ vmm_target_clean(struct vm_migration *m, const char *why)
 int
 vmm_target_begin(struct mig *mg, const Tern__MigrateOffer *o, char **cause)
 {
-	struct agent		*a = vmm_agent();
+	struct agent		*a = vmm_agent(mg->engine);
 	struct vm_migration	*m;
 	char			*dir;
 	unsigned		 incoming;

@@ -17,14 +17,11 @@
 #include "daemon/xmalloc.h"
 #include "migrate/relay.h"
 
-/* The engine hands its drivers a struct mig, not the agent; one agent
- * runs per ternd, and it registered the driver. */
-static struct agent	*vmm_the_agent;
-
+/* The agent whose engine runs e's migrations. */
 struct agent *
-vmm_agent(void)
+vmm_agent(struct mig_engine *e)
 {
-	return vmm_the_agent;
+	return mig_engine_data(e);
 }
 
 /* m's VM migration, or NULL if m is of another kind. */
@@ -37,7 +34,7 @@ vmm_of(struct mig *m)
 struct vm_migration *
 vmm_new(struct mig *mg)
 {
-	struct agent		*a = vmm_agent();
+	struct agent		*a = vmm_agent(mg->engine);
 	struct vm_migration	*m;
 
 	m = xcalloc(1, sizeof *m);
@@ -386,7 +383,6 @@ const struct mig_driver vmm_driver = {
 void
 vm_migration_register(struct agent *a)
 {
-	vmm_the_agent = a;
 	mig_engine_register(a->mig, &vmm_driver);
 }
 

@@ -25,6 +25,7 @@ struct mig_engine {
 	struct mig_transport	 tr;
 	const struct mig_driver	*drv[MIG_MAX_DRIVERS];
 	size_t			 ndrv;
+	void			*data;		/* the host's, for drivers */
 	struct mig		*migs;		/* the table: not finished */
 	unsigned		 alive;		/* allocated, finished included */
 	int			 freeing;
@@ -104,6 +105,18 @@ int
 mig_engine_has_kind(const struct mig_engine *e, const char *kind)
 {
 	return engine_driver(e, kind) != NULL;
+}
+
+void
+mig_engine_set_data(struct mig_engine *e, void *data)
+{
+	e->data = data;
+}
+
+void *
+mig_engine_data(const struct mig_engine *e)
+{
+	return e->data;
 }
 
 uv_loop_t *

@@ -134,6 +134,9 @@ struct mig_engine *mig_engine_new(uv_loop_t *, const struct mig_engine_conf *,
 void		 mig_engine_set_conf(struct mig_engine *,
 		    const struct mig_engine_conf *);
 void		 mig_engine_register(struct mig_engine *, const struct mig_driver *);
+/* The host's own pointer, for the drivers (the agent). */
+void		 mig_engine_set_data(struct mig_engine *, void *);
+void		*mig_engine_data(const struct mig_engine *);
 /* Frees the table once every migration is gone (after shutdown). */
 void		 mig_engine_free(struct mig_engine *);
 

@@ -1,0 +1,168 @@
+/* Container migration, the engine's driver for kind "container" (see
+ * migrate/engine.h), split over ctr-migration.c (state, lifetime, the
+ * verdicts carried out, the driver table), ctr-mig-start.c (the source's
+ * checks and offer), ctr-mig-source.c, ctr-mig-target.c and
+ * ctr-mig-streams.c (the target's incoming streams).  Internal to them;
+ * agent/migration.h is the agent's view. */
+#ifndef TERN_AGENT_CTR_MIG_INTERNAL_H
+#define TERN_AGENT_CTR_MIG_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "agent/agent.h"
+#include "agent/instances.h"
+#include "daemon/msg.h"
+#include "daemon/stream.h"
+#include "migrate/engine.h"
+#include "migrate/tree.h"
+
+enum mig_state {
+	MIG_OFFERED,		/* source: waiting for READY */
+	MIG_DUMPING,		/* source: CRIU dumping */
+	MIG_SENDING,		/* source: frozen, images going out */
+	MIG_RESTORING,		/* source: waiting for RESTORED */
+	MIG_COMMITTED,		/* source: acked post-dump; target owns it */
+	MIG_RECEIVING,		/* target: instance incoming, files arriving */
+	MIG_HELD,		/* target: restored, held at pre-resume */
+	MIG_RESUMING,		/* target: COMMIT came, resuming */
+	MIG_ABORTING,		/* either: rolling back */
+	MIG_PAGING,		/* target: runs, post-copy pages arriving */
+	MIG_SYNCING,		/* source: the rootfs's full pass, running */
+};
+
+/* A container migration: the container driver's state (priv) of one
+ * struct mig of the engine.  id, source, peer, name and start_ms are the
+ * engine's, copied (peer and name borrowed) for brevity. */
+struct migration {
+	struct mig		*mig;
+	struct agent		*agent;
+	uint64_t		 id;		/* the source's id */
+	int			 source;
+	char			*peer;
+	char			*name;
+	struct instance		*in;
+	enum mig_state		 state;
+	uint64_t		 generation;
+	struct ckpt_hold	*hold;
+	uint64_t		 start_ms;
+	uint64_t		 frozen_ms;
+	uint64_t		 bytes;
+	char			*error;		/* why it is rolling back */
+	int			 dumped;	/* source: CRIU done, after commit */
+	int			 link_lost;	/* source: at the commit point */
+	int			 commit_sent;	/* source: COMMIT went out */
+	int			 target_refused;	/* ... and came back ABORT */
+	struct files_send	*fs;		/* source: images going out */
+	uv_work_t		 work;		/* target: fsync after resume */
+	char			*sync_dir;	/* (the instance may go meanwhile) */
+	struct instances	*set;		/* ... the table stays until then */
+	char			*sync_error;
+	uv_timer_t		 tick;		/* source: progress to the operator */
+
+	int			 postcopy;	/* memory follows after resume */
+	struct relay		*relay;		/* post-copy: the page channel */
+	struct ckpt_hold	*dump;		/* source, post-copy: until CRIU
+						 * is done serving pages */
+	struct ckpt_lazy	*lazy;		/* target: lazy-pages daemon */
+	int			 resumed;	/* source: RESUMED arrived */
+	uint64_t		 dump_start_ms;
+	uint64_t		 resumed_ms;
+	char			*broken;	/* post-copy broke past commit */
+	int			 ps_fd;		/* CRIU's end of the relay */
+	uint64_t		 page_bytes;	/* post-copy: pages relayed */
+	char			*note;		/* source: why this mode */
+	uint32_t		 max_downtime_ms;
+	int			 pages_done;	/* target: lazy-pages exited 0 */
+	int			 complete;	/* source: COMPLETE arrived */
+	int			 relay_ended;	/* the page channel closed cleanly */
+
+	struct ratelimit	*limit;		/* source: --bandwidth, all streams */
+	struct stream_tally	*tally;		/* target: bytes of our streams */
+	unsigned		 files_in;	/* target: image files accepted */
+	uint64_t		 timer_bytes;	/* bytes moved when timer started */
+
+	void			(*record_then)(struct migration *);
+	struct instance		*recording_in;	/* source: moved_to being
+						 * written, COMMIT waits */
+	int			 rootfs_copy;	/* the rootfs follows, not shared */
+	struct tree_send	*tree_tx;	/* source: a pass going out */
+	struct tree_index	*tree_idx;	/* source: what the last pass sent */
+	struct tree_index	*tree_prev;	/* ... the delta's base, in use */
+	int			 tree_synced;	/* source: ROOTFS_SYNCED came */
+	uint64_t		 tree_bytes;	/* rootfs bytes sent */
+	char			*rootfs;	/* target: where it goes */
+	int			 trees_in;	/* target: passes being applied */
+	int			 trees_done;	/* target: passes applied */
+	int			 restore_wanted;	/* target: RESTORE came early */
+	unsigned		 files_writing;	/* target: files not yet written */
+	int			 rootfs_keep;	/* target: ours now */
+};
+
+extern const char *const	mig_state_names[];
+extern const struct mig_driver	ctr_driver;
+
+/* ctr-migration.c: the migration's state and lifetime */
+enum mig_phase	 mig_phase(const struct migration *);
+void		 mig_set_state(struct migration *, enum mig_state);
+struct migration *ctr_new(struct agent *, struct mig *);
+void		 mig_drop_rootfs(struct migration *);
+void		 mig_free(struct migration *);
+void		 ctr_release(struct mig *);
+void		 ctr_answer(struct migration *, const Envelope *, int code,
+		    const char *error);
+void		 mig_format_rate(char *, size_t, uint64_t rate);
+void		 mig_tick(uv_timer_t *);
+int		 ctr_send_step(struct migration *, Tern__MigrateStep__Step,
+		    const char *error);
+int		 mig_relay_new(struct migration *, char **cause);
+void		 mig_relay_done(void *, const char *);
+struct migration *ctr_find(struct agent *, const char *peer, uint64_t id,
+		    int source);
+struct migration *ctr_match_receiving(struct agent *, const char *peer,
+		    const char *name, uint64_t generation, int tree);
+int		 ctr_accept_stream(struct mig_engine *, const char *peer,
+		    const char *kind, struct stream *, const char *name,
+		    uint64_t size, char **cause);
+
+static inline struct migration *
+ctr_of(struct mig *mig)
+{
+	return mig->priv;
+}
+
+/* ctr-mig-start.c */
+int		 ctr_source_begin(struct mig *, const Tern__MigrateRequest *,
+		    int *code, char **cause);
+
+/* ctr-mig-source.c */
+void		 mig_source_fail(struct migration *, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+void		 mig_source_orphaned(struct migration *, const char *);
+void		 mig_source_postcopy_broke(struct migration *, const char *);
+void		 mig_source_postcopy_finish(struct migration *);
+void		 mig_source_step(struct migration *, const Tern__MigrateStep *);
+
+/* ctr-mig-target.c */
+int		 ctr_target_begin(struct mig *, const Tern__MigrateOffer *,
+		    char **cause);
+void		 mig_target_discard(struct migration *, const char *);
+void		 mig_target_abort(struct migration *, const char *);
+void		 mig_target_restore(struct migration *);
+void		 mig_target_tree_done(void *, const struct tree_stats *,
+		    const char *);
+void		 mig_target_postcopy_finish(struct migration *);
+void		 mig_target_step(struct migration *, const Tern__MigrateStep *);
+
+/* ctr-mig-streams.c */
+int		 ctr_accept_file(struct agent *, const char *peer,
+		    struct stream *, const char *name, uint64_t size,
+		    char **cause);
+int		 ctr_accept_tree(struct agent *, const char *peer,
+		    struct stream *, const char *name, char **cause);
+int		 ctr_accept_relay(struct agent *, const char *peer,
+		    struct stream *, const char *name, char **cause);
+
+#endif

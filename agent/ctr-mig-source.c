@@ -1,0 +1,732 @@
+/* Container migration, the source's side once the offer went out: the
+ * rootfs, the frozen dump, the commit point, post-copy's end. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#define LOG_MODULE "migrate"
+#include "agent/instance-internal.h"
+#include "agent/ctr-mig-internal.h"
+#include "agent/migration.h"
+#include "agent/peers.h"
+#include "checkpoint/ckpt.h"
+#include "checkpoint/container-spec.h"
+#include "checkpoint/container.h"
+#include "checkpoint/cpuinfo.h"
+#include "checkpoint/file-locks.h"
+#include "checkpoint/kept-logs.h"
+#include "checkpoint/lazy-check.h"
+#include "checkpoint/page-server.h"
+#include "daemon/fault.h"
+#include "daemon/log.h"
+#include "daemon/ratelimit.h"
+#include "daemon/util.h"
+#include "daemon/work.h"
+#include "daemon/xmalloc.h"
+#include "migrate/engine.h"
+#include "migrate/files.h"
+#include "migrate/phases.h"
+#include "migrate/relay.h"
+#include "agent/vm-migration.h"
+#include "migrate/tree.h"
+
+/* --- source ---------------------------------------------------------------- */
+
+static void	mig_source_postcopy_done(struct migration *, const char *);
+
+/* Before the commit point: roll back.  The source container resumes (CRIU
+ * does that when post-dump is refused), the target discards its copy. */
+void
+mig_source_fail(struct migration *m, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (m->state == MIG_ABORTING || m->state == MIG_COMMITTED)
+		return;
+	va_start(ap, fmt);
+	free(m->error);
+	xvasprintf(&m->error, fmt, ap);
+	va_end(ap);
+	log_warnx("mig %" PRIx64 " %s: %s; rolling back, %s stays on %s",
+	    m->id, m->name, m->error, m->name, m->agent->conf->host_name);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, m->error);
+	if (m->state == MIG_OFFERED) {
+		instance_set_state(m->in, INST_RUNNING, "migration aborted");
+		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
+		instances_op_done(m->in->set);
+		mig_free(m);
+		return;
+	}
+	if (m->state == MIG_SYNCING) {
+		/* Not frozen yet: nothing for CRIU to undo. */
+		instance_set_state(m->in, INST_RUNNING, "migration aborted");
+		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
+		instances_op_done(m->in->set);
+		mig_free(m);
+		return;
+	}
+	mig_set_state(m, MIG_ABORTING);
+	if (m->fs != NULL) {
+		files_send_cancel(m->fs);
+		m->fs = NULL;
+	}
+	if (m->tree_tx != NULL) {
+		tree_send_cancel(m->tree_tx);
+		m->tree_tx = NULL;
+	}
+	if (m->hold != NULL) {
+		struct ckpt_hold *h = m->hold;
+
+		m->hold = NULL;
+		ckpt_hold_release(h, 0);	/* CRIU resumes it */
+	}
+	/* A post-copy dump must see its page transfer fail, now or once it
+	 * starts serving: an end would count as a finished transfer (CRIU
+	 * kills the tree), and none comes anyway (CRIU holds a spare end of
+	 * the channel).  It resumes the tree then. */
+	if (m->postcopy && m->relay != NULL)
+		ckpt_lazy_refuse(relay_local_fd(m->relay));
+	relay_free(m->relay);
+	m->relay = NULL;
+	/* else the dump's own callback finishes the rollback; a dump still
+	 * at work (CRIU stuck seizing a task, say) is stopped now. */
+	ckpt_cancel(m->in->name, m->error);
+}
+
+static void
+mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
+{
+	struct migration	*m = arg;
+	struct instance		*in = m->in;
+	char			*why, *cause = NULL;
+
+	m->dump = NULL;
+	if (in->criu_pid != 0) {
+		in->criu_pid = 0;
+		instance_persist(in);
+	}
+	if (m->postcopy && m->generation != 0) {
+		/* Images without their pages: never a checkpoint. */
+		char *dir;
+
+		xasprintf(&dir, "%s/%" PRIu64, in->ckpt_dir, m->generation);
+		ckpt_discard(dir);
+		free(dir);
+	}
+	if (m->state == MIG_COMMITTED && m->postcopy) {
+		mig_source_postcopy_done(m, error);
+		return;
+	}
+	if (m->state != MIG_COMMITTED) {
+		/* Rolled back: CRIU resumed the container, or never froze it,
+		 * or died with its cgroup frozen (then we thaw it, as after a
+		 * failed checkpoint). */
+		if (in->pid > 0 && container_thaw(in->name, &cause) != 0) {
+			log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name,
+			    cause);
+			free(cause);
+		}
+		why = m->error != NULL ? xstrdup(m->error) : xstrdup(error != NULL ?
+		    error : "aborted");
+		if (m->state != MIG_ABORTING)
+			ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+		instance_set_error(in, why);
+		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
+		    "migration rolled back");
+		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, why);
+		free(why);
+		instances_op_done(in->set);
+		mig_free(m);
+		return;
+	}
+	/* Committed: CRIU stopped our copy; the target may resume.  Ours
+	 * stays a verified checkpoint until the target says it runs. */
+	if (error != NULL)
+		log_warnx("mig %" PRIx64 " %s: after the commit point: %s",
+		    m->id, m->name, error);
+	m->frozen_ms = res->frozen_ms;
+	m->dumped = 1;
+	mig_set_phase(m->mig, mig_phase(m));	/* committing -> committed */
+	in->pid = 0;
+	container_kill(in->name, NULL);
+	container_cgroup_remove(in->name, NULL);
+	in->generation = m->generation;
+	if (m->link_lost)
+		mig_source_orphaned(m, "the link dropped at the commit point");
+	else if (ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
+		mig_source_orphaned(m, "the commit could not be sent");
+	else {
+		m->commit_sent = 1;
+		if (fault_hit("mig.source.commit-sent") == FAULT_KILL)
+			fault_die("mig.source.commit-sent");
+	}
+}
+
+/* The target runs it: answer the operator, forget our copy. */
+static void
+mig_source_resumed(struct migration *m)
+{
+	struct instance		*in = m->in;
+	struct instances	*set;
+	Envelope		 env;
+	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
+	char			 rate[32] = "";
+
+	if (m->limit != NULL)
+		mig_format_rate(rate, sizeof rate, ratelimit_rate(m->limit));
+	log_info("mig %" PRIx64 " %s: moved to %s in %" PRIu64 " ms (%s, frozen "
+	    "%" PRIu64 " ms, %" PRIu64 " bytes%s%s)", m->id, m->name, m->peer,
+	    now_ms() - m->start_ms, m->postcopy ? "post-copy" : "stop-and-copy",
+	    m->frozen_ms, m->bytes, m->limit != NULL ? ", limited to " : "",
+	    rate);
+	r.name = m->name;
+	r.to = m->peer;
+	r.mode = m->postcopy ? "postcopy" : "stopcopy";
+	r.total_ms = now_ms() - m->start_ms;
+	r.frozen_ms = m->frozen_ms;
+	r.bytes = m->bytes;
+	r.note = m->note;
+	r.bytes += m->tree_bytes;
+	if (m->limit != NULL) {
+		r.has_bandwidth = 1;
+		r.bandwidth = ratelimit_rate(m->limit);
+	}
+	if (m->max_downtime_ms != 0 && m->frozen_ms > m->max_downtime_ms) {
+		char	*was = m->note;
+
+		xasprintf(&m->note, "%s%sfrozen %" PRIu64 " ms, more than "
+		    "--max-downtime %u ms", was != NULL ? was : "",
+		    was != NULL ? "; " : "", m->frozen_ms, m->max_downtime_ms);
+		free(was);
+		r.note = m->note;
+		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, m->note);
+	}
+	if (m->postcopy) {
+		r.has_postcopy_ms = 1;
+		r.postcopy_ms = now_ms() - m->resumed_ms;
+		r.has_page_bytes = 1;
+		r.page_bytes = m->relay != NULL ? relay_bytes_out(m->relay) :
+		    m->page_bytes;
+		r.bytes += r.page_bytes;
+	}
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
+	env.migrate_reply = &r;
+	ctr_answer(m, &env, 0, NULL);
+	if (m->rootfs_copy) {
+		/* The target's copy is the live one now; ours would only go
+		 * stale (and block a move back). */
+		char *who;
+
+		xasprintf(&who, "mig %" PRIx64 " %s", m->id, m->name);
+		work_discard(m->agent->loop, in->spec->root, who,
+		    "the rootfs copy", NULL, NULL);
+		free(who);
+	}
+	/* Destroy first: releasing the table may close it, and everything
+	 * in it, at once (a shutdown waiting for us). */
+	set = in->set;
+	instance_destroy(in);
+	instances_op_done(set);
+	mig_free(m);
+}
+
+/* Past the commit point the link dropped: we cannot know whether the
+ * target resumed it.  Keep our verified checkpoint (not running) and
+ * tell the operator exactly that. */
+void
+mig_source_orphaned(struct migration *m, const char *why)
+{
+	struct instance	*in = m->in;
+	char		*text;
+
+	if (!m->commit_sent || m->target_refused) {
+		/* COMMIT never left, or the target said it failed to resume:
+		 * it cannot run there. */
+		free(in->moved_to);
+		in->moved_to = NULL;
+	}
+	if (m->target_refused)
+		xasprintf(&text, "%s stopped here at the commit point, but %s "
+		    "could not resume it (%s): it does not run there; ternctl "
+		    "restore %s here (checkpoint %" PRIu64 ")", m->name, m->peer,
+		    why, m->name, m->generation);
+	else
+		xasprintf(&text, "%s stopped here at the commit point and was "
+		    "restored on %s, but %s before %s confirmed it runs: check "
+		    "ternctl list on %s; if it does not run there, ternctl "
+		    "restore %s%s here (checkpoint %" PRIu64 ")", m->name,
+		    m->peer, why, m->peer, m->peer, m->name, in->moved_to !=
+		    NULL ? " --force" : "", m->generation);
+	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(in, text);
+	instance_set_state(in, INST_CHECKPOINTED, "migration unconfirmed");
+	ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	instances_op_done(in->set);
+	mig_free(m);
+}
+
+/* The commit point is recorded (moved_to, on disk) before it is acted
+ * on: a ternd restarted past it must not run its copy again, nor restore
+ * a second one from the checkpoint it keeps.  then(m) runs once the
+ * record is durable, if nothing rolled the migration back meanwhile;
+ * else the mark is taken back.  The write runs on the pool. */
+static void	mig_source_commit_recorded(void *, const char *);
+
+static void
+mig_source_record_commit(struct migration *m,
+    void (*then)(struct migration *))
+{
+	m->in->moved_to = xstrdup(m->peer);
+	m->recording_in = m->in;
+	m->record_then = then;
+	mig_hold(m->mig);
+	instance_persist_then(m->in, mig_source_commit_recorded, m);
+}
+
+static void
+mig_source_commit_recorded(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+	struct mig		*mig = m->mig;
+	struct instance		*in = m->recording_in;
+
+	(void)error;	/* logged; the commit goes on as it did before */
+	m->recording_in = NULL;
+	if (mig->finished || m->state != MIG_RESTORING ||
+	    (m->postcopy ? m->dump == NULL : m->hold == NULL)) {
+		/* Rolled back while the record was written: not committed. */
+		free(in->moved_to);
+		in->moved_to = NULL;
+		instance_persist(in);
+	} else
+		m->record_then(m);
+	mig_drop(mig);
+}
+
+/* The commit could not be made after all: take the record back. */
+static void
+mig_source_uncommit(struct migration *m)
+{
+	free(m->in->moved_to);
+	m->in->moved_to = NULL;
+	instance_persist(m->in);
+}
+
+/* RESTORED in post-copy: the target holds the restored tree, its memory
+ * still here.  COMMIT makes it run there; from then on ours never runs
+ * again. */
+static void	mig_source_postcopy_recorded(struct migration *);
+
+static void
+mig_source_postcopy_commit(struct migration *m)
+{
+	if (m->state != MIG_RESTORING || m->recording_in != NULL)
+		return;
+	if (m->dump == NULL) {
+		mig_source_fail(m, "criu stopped before serving the pages");
+		return;
+	}
+	mig_source_record_commit(m, mig_source_postcopy_recorded);
+}
+
+static void
+mig_source_postcopy_recorded(struct migration *m)
+{
+	if (ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
+		mig_source_uncommit(m);
+		mig_source_fail(m, "the commit could not be sent to %s",
+		    m->peer);
+		return;
+	}
+	log_info("mig %" PRIx64 " %s: commit point: %s restored it; it runs "
+	    "there now, its memory served from here", m->id, m->name, m->peer);
+	mig_set_state(m, MIG_COMMITTED);
+	/* Paging lasts as long as the memory takes to cross; the link's
+	 * heartbeats and the relay watch it instead. */
+	mig_set_timeout(m->mig, 0);
+	if (m->relay != NULL) {
+		if (relay_gate_held(m->relay) > 0)
+			log_info("mig %" PRIx64 " %s: %s fetched every page "
+			    "before the commit point; its end of the transfer "
+			    "goes to criu now", m->id, m->name, m->peer);
+		relay_gate_open(m->relay);	/* may end the relay now */
+	}
+}
+
+/* RESTORED in stop-and-copy, the record on disk: CRIU stops our copy,
+ * then COMMIT goes (mig_source_dumped). */
+static void
+mig_source_stopcopy_recorded(struct migration *m)
+{
+	struct ckpt_hold	*h;
+	const char		*lost;
+
+	if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
+		/* CRIU died holding it: there is nothing to commit. */
+		mig_source_uncommit(m);
+		mig_source_fail(m, "criu died while the container was "
+		    "frozen: %s", lost);
+		return;
+	}
+	log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
+	    "stopping the source copy", m->id, m->name, m->peer);
+	mig_set_state(m, MIG_COMMITTED);
+	h = m->hold;
+	m->hold = NULL;
+	ckpt_hold_release(h, 1);	/* CRIU kills the source tree */
+}
+
+/* Past the commit point the page transfer broke: the memory is split
+ * between the hosts.  Kill our CRIU with the tree still frozen, so it is
+ * never resumed here while the target may run it. */
+void
+mig_source_postcopy_broke(struct migration *m, const char *why)
+{
+	if (m->broken != NULL)
+		return;
+	m->broken = xstrdup(why);
+	log_warnx("mig %" PRIx64 " %s: post-copy broke after the switch: %s; "
+	    "stopping the source copy for good", m->id, m->name, why);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+	if (m->dump != NULL)
+		ckpt_hold_kill(m->dump);	/* mig_source_dumped follows */
+	else if (m->dumped)
+		mig_source_postcopy_done(m, why);
+}
+
+/* The lazy dump ended after the commit point. */
+/* Success needs all four: it runs there (RESUMED), every page arrived
+ * there (COMPLETE), CRIU here is done (dumped), and the page channel
+ * drained (its last bytes are CRIU's goodbye). */
+void
+mig_source_postcopy_finish(struct migration *m)
+{
+	if (m->resumed && m->complete && m->dumped && m->relay_ended &&
+	    m->broken == NULL)
+		mig_source_resumed(m);
+}
+
+static void
+mig_source_postcopy_done(struct migration *m, const char *error)
+{
+	struct instance	*in = m->in;
+	const char	*why = m->broken != NULL ? m->broken : error;
+	uint64_t	 gen;
+	char		*text;
+
+	m->dumped = 1;
+	/* On success CRIU killed the tree; after a failure it is frozen (or,
+	 * had CRIU resumed it, must not run on): kill it either way. */
+	container_kill(in->name, NULL);
+	container_cgroup_remove(in->name, NULL);
+	in->pid = 0;
+	if (why == NULL) {
+		log_info("mig %" PRIx64 " %s: criu served its last page to %s",
+		    m->id, m->name, m->peer);
+		mig_source_postcopy_finish(m);
+		return;
+	}
+	if (m->broken == NULL) {
+		m->broken = xstrdup(why);
+		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
+	}
+	gen = ckpt_newest(in->ckpt_dir);
+	if (gen != 0)
+		xasprintf(&text, "post-copy of %s to %s broke after it ran "
+		    "there (%s): its memory was split between the hosts, so it "
+		    "was stopped on both; restore its last checkpoint here: "
+		    "ternctl restore %s (checkpoint %" PRIu64 ")", m->name,
+		    m->peer, why, m->name, gen);
+	else
+		xasprintf(&text, "post-copy of %s to %s broke after it ran "
+		    "there (%s): its memory was split between the hosts, so it "
+		    "was stopped on both, and it has no checkpoint to restore: "
+		    "start it again (ternctl start %s)", m->name, m->peer, why,
+		    m->name);
+	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(in, text);
+	free(in->moved_to);
+	in->moved_to = NULL;
+	instance_set_state(in, gen != 0 ? INST_CHECKPOINTED : INST_STOPPED,
+	    "post-copy lost");
+	in->generation = gen;
+	ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	instances_op_done(in->set);
+	mig_free(m);
+}
+
+static void	mig_source_sent_all(struct migration *);
+static void	mig_source_dump(struct migration *);
+
+/* A rootfs pass is out: the full one (then wait for ROOTFS_SYNCED) or
+ * the delta while frozen. */
+static void
+mig_source_tree_sent(void *arg, const struct tree_stats *st,
+    const char *error)
+{
+	struct migration	*m = arg;
+
+	m->tree_tx = NULL;
+	tree_index_free(m->tree_prev);
+	m->tree_prev = NULL;
+	if (error != NULL) {
+		mig_source_fail(m, "copying the rootfs to %s: %s", m->peer,
+		    error);
+		return;
+	}
+	m->tree_bytes += st->bytes;
+	log_info("mig %" PRIx64 " %s: rootfs %s sent: %" PRIu64 " entries, %"
+	    PRIu64 " files, %" PRIu64 " bytes, %" PRIu64 " deleted", m->id,
+	    m->name, m->state == MIG_SYNCING ? "full pass" : "delta",
+	    st->entries, st->files, st->bytes, st->deleted);
+	if (m->state == MIG_SYNCING && m->tree_synced)
+		mig_source_dump(m);
+	else if (m->state == MIG_SENDING)
+		mig_source_sent_all(m);
+}
+
+static int
+mig_source_tree_start(struct migration *m, char **cause)
+{
+	struct stream_mux	*mux;
+	struct tree_index	*since = m->tree_idx;
+	char			*name;
+
+	if ((mux = peers_mux(m->agent->peers, m->peer)) == NULL) {
+		set_cause(cause, "%s is not reachable", m->peer);
+		return -1;
+	}
+	xasprintf(&name, "%s/%" PRIu64, m->name, m->generation);
+	/* The delta's base stays valid until the pass is over. */
+	m->tree_idx = NULL;
+	m->tree_prev = since;
+	m->tree_tx = tree_send(m->agent->loop, mux, m->in->spec->root, name,
+	    m->limit, since, &m->tree_idx, mig_source_tree_sent, m, cause);
+	free(name);
+	return m->tree_tx != NULL ? 0 : -1;
+}
+
+static void
+mig_source_sent(void *arg, uint64_t bytes, const char *error)
+{
+	struct migration	*m = arg;
+
+	m->fs = NULL;
+	m->bytes = bytes;
+	if (m->state != MIG_SENDING)
+		return;
+	if (error != NULL) {
+		mig_source_fail(m, "copying the images to %s: %s", m->peer,
+		    error);
+		return;
+	}
+	mig_source_sent_all(m);
+}
+
+/* Images and the rootfs delta are out (the target restores once it has
+ * applied both). */
+static void
+mig_source_sent_all(struct migration *m)
+{
+	if (m->fs != NULL || m->tree_tx != NULL)
+		return;
+	if (m->postcopy && m->hold != NULL) {
+		/* The target's lazy restore needs pages before it reaches
+		 * pre-resume: CRIU serves from now.  The tree stays frozen;
+		 * a rollback from here must make CRIU fail the transfer
+		 * (mig_source_fail), or it would take the end for success. */
+		m->dump = m->hold;
+		m->hold = NULL;
+		ckpt_hold_release(m->dump, 1);
+	}
+	mig_set_state(m, MIG_RESTORING);
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORE, NULL);
+}
+
+/* post-dump: frozen, images published.  Copy them to the target. */
+static void
+mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
+    uint64_t bytes)
+{
+	struct migration	*m = arg;
+	struct stream_mux	*mux;
+	char			*prefix, *cause = NULL;
+
+	if (m->state != MIG_DUMPING) {
+		/* Rolled back while CRIU dumped: let it resume the tree. */
+		ckpt_hold_release(hold, 0);
+		return;
+	}
+	m->hold = hold;
+	mig_set_state(m, MIG_SENDING);
+	switch (fault_hit("mig.source.frozen")) {
+	case FAULT_KILL:
+		fault_die("mig.source.frozen");
+		break;
+	case FAULT_STALL:
+		return;		/* frozen and held, nothing sent */
+	default:
+		break;
+	}
+	if ((mux = peers_mux(m->agent->peers, m->peer)) == NULL) {
+		mig_source_fail(m, "%s is not reachable", m->peer);
+		return;
+	}
+	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
+	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
+	    "images to %s", m->id, m->name, bytes, m->peer);
+	if ((m->fs = files_send_dir(m->agent->loop, mux, gen_dir, prefix, m->limit,
+	    mig_source_sent, m, &cause)) == NULL ||
+	    (m->rootfs_copy && mig_source_tree_start(m, &cause) != 0)) {
+		mig_source_fail(m, "%s", cause);
+		free(cause);
+	}
+	free(prefix);
+}
+
+/* Freeze and dump; post-dump (mig_source_frozen) holds it. */
+static void
+mig_source_dump(struct migration *m)
+{
+	struct ckpt_target	 t;
+
+	mig_set_state(m, MIG_DUMPING);
+	memset(&t, 0, sizeof t);
+	t.name = m->in->name;
+	t.criu_path = m->agent->conf->criu_path;
+	t.dir = m->in->ckpt_dir;
+	t.pid = m->in->pid;
+	t.rootfs = m->in->spec->root;
+	t.action_script = m->agent->criu_action;
+	m->dump_start_ms = now_ms();
+	if (m->postcopy) {
+		int	 keep = dup(relay_local_fd(m->relay));
+		pid_t	 pid;
+
+		/* Recorded: a ternd that dies here leaves CRIU holding the
+		 * tree frozen, and the next one must find and kill it. */
+		pid = ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
+		    m->ps_fd, keep, mig_source_frozen, mig_source_dumped, m);
+		close(m->ps_fd);	/* CRIU has them now */
+		m->ps_fd = -1;
+		if (keep != -1)
+			close(keep);
+		if (pid > 0 && m->state == MIG_DUMPING) {
+			m->in->criu_pid = pid;
+			instance_persist(m->in);
+		}
+	} else
+		ckpt_dump_held(m->agent->loop, &t, m->generation,
+		    mig_source_frozen, mig_source_dumped, m);
+}
+
+void
+mig_source_step(struct migration *m, const Tern__MigrateStep *s)
+{
+	const char		*lost;
+
+	switch (s->step) {
+	case TERN__MIGRATE_STEP__STEP__READY:
+		if (m->state != MIG_OFFERED)
+			break;
+		if (m->rootfs_copy) {
+			char *cause = NULL;
+
+			/* The bulk of the rootfs crosses while it runs. */
+			mig_set_state(m, MIG_SYNCING);
+			if (mig_source_tree_start(m, &cause) != 0) {
+				mig_source_fail(m, "%s", cause);
+				free(cause);
+			}
+			break;
+		}
+		mig_source_dump(m);
+		break;
+	case TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED:
+		if (m->state != MIG_SYNCING || m->tree_synced)
+			break;
+		m->tree_synced = 1;
+		if (m->tree_tx == NULL)
+			mig_source_dump(m);
+		break;
+	case TERN__MIGRATE_STEP__STEP__RESTORED:
+		if (fault_hit("mig.source.restored") == FAULT_STALL)
+			break;		/* as a source that hangs here */
+		if (m->postcopy) {
+			mig_source_postcopy_commit(m);
+			break;
+		}
+		if (m->state != MIG_RESTORING || m->hold == NULL ||
+		    m->recording_in != NULL)
+			break;
+		if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
+			/* CRIU died holding it: there is nothing to commit. */
+			mig_source_fail(m, "criu died while the container was "
+			    "frozen: %s", lost);
+			break;
+		}
+		/* The commit point: the target holds a verified, restored
+		 * copy.  From here on it owns the instance. */
+		mig_source_record_commit(m, mig_source_stopcopy_recorded);
+		break;
+	case TERN__MIGRATE_STEP__STEP__RESUMED:
+		if (m->postcopy && m->state == MIG_COMMITTED && !m->resumed) {
+			m->resumed = 1;
+			m->resumed_ms = now_ms();
+			m->frozen_ms = m->resumed_ms - m->dump_start_ms;
+			log_info("mig %" PRIx64 " %s: runs on %s after %" PRIu64
+			    " ms frozen; its memory follows", m->id, m->name,
+			    m->peer, m->frozen_ms);
+			mig_source_postcopy_finish(m);
+			break;
+		}
+		if (m->state == MIG_COMMITTED && m->dumped)
+			mig_source_resumed(m);
+		break;
+	case TERN__MIGRATE_STEP__STEP__COMPLETE:
+		/* CRIU's success alone proves nothing: it takes a channel
+		 * that closed early for a finished transfer. */
+		if (!m->postcopy || m->state != MIG_COMMITTED || m->complete)
+			break;
+		m->complete = 1;
+		log_info("mig %" PRIx64 " %s: %s has every page", m->id, m->name,
+		    m->peer);
+		mig_source_postcopy_finish(m);
+		break;
+	case TERN__MIGRATE_STEP__STEP__ABORT:
+		if (m->postcopy && m->state == MIG_COMMITTED) {
+			mig_source_postcopy_broke(m, s->error != NULL ?
+			    s->error : "the target aborted");
+			break;
+		}
+		if (m->state == MIG_COMMITTED && m->dumped) {
+			/* Its own word: it does not run there. */
+			m->target_refused = 1;
+			mig_source_orphaned(m, s->error != NULL ? s->error :
+			    "the target aborted");
+			break;
+		}
+		if (m->state == MIG_COMMITTED) {
+			m->link_lost = 1;	/* orphaned once CRIU is done */
+			break;
+		}
+		mig_source_fail(m, "%s refused: %s", m->peer, s->error != NULL ?
+		    s->error : "no reason given");
+		break;
+	default:
+		break;
+	}
+}

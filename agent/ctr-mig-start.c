@@ -1,0 +1,300 @@
+/* Container migration, the source's start: what the operator asked
+ * for, the mode, the offer. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#define LOG_MODULE "migrate"
+#include "agent/instance-internal.h"
+#include "agent/ctr-mig-internal.h"
+#include "agent/migration.h"
+#include "agent/peers.h"
+#include "checkpoint/ckpt.h"
+#include "checkpoint/container-spec.h"
+#include "checkpoint/container.h"
+#include "checkpoint/cpuinfo.h"
+#include "checkpoint/file-locks.h"
+#include "checkpoint/kept-logs.h"
+#include "checkpoint/lazy-check.h"
+#include "checkpoint/page-server.h"
+#include "daemon/fault.h"
+#include "daemon/log.h"
+#include "daemon/ratelimit.h"
+#include "daemon/util.h"
+#include "daemon/work.h"
+#include "daemon/xmalloc.h"
+#include "migrate/engine.h"
+#include "migrate/files.h"
+#include "migrate/phases.h"
+#include "migrate/relay.h"
+#include "agent/vm-migration.h"
+#include "migrate/tree.h"
+
+static int
+postcopy_possible(struct agent *a, const char *to)
+{
+	return a->criu.lazy_pages && a->criu_action != NULL &&
+	    peers_has_capability(a->peers, to, "criu.lazy-pages");
+}
+
+/* Stop-and-copy freezes a container for its dump, copy and restore: about
+ * its memory over MIG_STOPCOPY_RATE (what 1 GiB took here, end to end),
+ * or over --bandwidth if that is lower.  1 and *cause if that exceeds
+ * --max-downtime. */
+#define MIG_STOPCOPY_RATE	(100ULL << 20)
+
+/* The lowest --bandwidth: 1 MB/s.  Slower, a stop-and-copy of even a
+ * small container stands frozen for minutes (over 17 per GiB), and a
+ * post-copy one waits as long on the pages it touches. */
+#define MIG_BANDWIDTH_MIN	1000000ULL
+
+static int
+mig_stopcopy_too_long(struct agent *a, struct instance *in,
+    const Tern__MigrateRequest *r, int postcopy_ok, char **cause)
+{
+	uint64_t	mem = container_memory_usage(in->name), rate, est;
+	int		limited = 0;
+
+	rate = MIG_STOPCOPY_RATE;
+	if (r->has_bandwidth && r->bandwidth < rate) {
+		rate = r->bandwidth;
+		limited = 1;
+	}
+	est = mem * 1000 / rate;
+	if (est <= r->max_downtime_ms)
+		return 0;
+	xasprintf(cause, "stop-and-copy would freeze %s for about %llu ms "
+	    "(%.0f MiB at ~%.1f MB/s%s), more than --max-downtime %u ms; %s",
+	    in->name, (unsigned long long)est, (double)mem / (1 << 20),
+	    (double)rate / 1e6, limited ? ", the --bandwidth" : "",
+	    r->max_downtime_ms, postcopy_ok ?
+	    "--mode postcopy (or auto) freezes it only while its other state "
+	    "moves" : "post-copy is not available between these hosts");
+	return 1;
+}
+
+/* What the operator asked for, and where to: 0 and the instance, or -1
+ * with *code and *cause. */
+static int
+mig_source_check(struct agent *a, const Tern__MigrateRequest *r,
+    struct instance **inp, int *code, char **cause)
+{
+	const char	*mode = r->mode != NULL ? r->mode : "auto";
+	char		 rate[32];
+	struct instance	*in;
+
+	*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+	if (strcmp(mode, "precopy") == 0) {
+		*cause = xstrdup(a->criu.mem_track ?
+		    "pre-copy of containers is not implemented; use --mode "
+		    "postcopy or stopcopy" : "pre-copy needs memory tracking "
+		    "(soft-dirty), which this host's kernel lacks (criu check "
+		    "--feature mem_dirty_track); use --mode auto, postcopy or "
+		    "stopcopy");
+		return -1;
+	}
+	if (r->has_bandwidth && r->bandwidth < MIG_BANDWIDTH_MIN) {
+		mig_format_rate(rate, sizeof rate, r->bandwidth);
+		xasprintf(cause, "--bandwidth %s is too low: at least 1M (1 "
+		    "MB/s, 8mbit), or a container stands frozen (stop-and-copy) "
+		    "or stalled on its memory (post-copy) for minutes", rate);
+		return -1;
+	}
+	if (strcmp(mode, "stopcopy") != 0 && strcmp(mode, "auto") != 0 &&
+	    strcmp(mode, "postcopy") != 0) {
+		*cause = xstrdup("mode must be auto, precopy, postcopy or "
+		    "stopcopy");
+		return -1;
+	}
+	if (a->instances == NULL ||
+	    (in = instance_find(a->instances, r->name)) == NULL) {
+		*code = TERN__ERROR_CODE__ERROR_NOT_FOUND;
+		*cause = xstrdup("no instance named so on this host (ternctl "
+		    "list)");
+		return -1;
+	}
+	if (in->state != INST_RUNNING || in->pid <= 0) {
+		xasprintf(cause, "instance %s is %s: only a running instance "
+		    "migrates", in->name, inst_state_names[in->state]);
+		return -1;
+	}
+	if (strcmp(r->to, a->conf->host_name) == 0) {
+		xasprintf(cause, "instance %s already runs on %s", in->name,
+		    r->to);
+		return -1;
+	}
+	if (peers_mux(a->peers, r->to) == NULL) {
+		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
+		return -1;
+	}
+	if (!peers_has_capability(a->peers, r->to, "criu")) {
+		xasprintf(cause, "host %s cannot run containers (no usable "
+		    "CRIU there: see ternctl status on it)", r->to);
+		return -1;
+	}
+	if (a->cpuinfo == NULL) {
+		xasprintf(cause, "%s cannot describe its CPU for %s to check: "
+		    "%s", a->conf->host_name, r->to, a->cpuinfo_error != NULL ?
+		    a->cpuinfo_error : "no CRIU cpuinfo dump");
+		return -1;
+	}
+	*inp = in;
+	return 0;
+}
+
+/* Post-copy or stop-and-copy, and why (*note, for the operator): 0, or
+ * -1 with *cause. */
+static int
+mig_source_mode(struct agent *a, struct instance *in,
+    const Tern__MigrateRequest *r, int *postcopyp, char **note, char **cause)
+{
+	const char	*mode = r->mode != NULL ? r->mode : "auto";
+	char		*why = NULL;
+	pid_t		*pids = NULL;
+	size_t		 npids = 0;
+	int		 postcopy, rc = -1;
+
+	/* auto: pre-copy where memory is tracked (not built for containers),
+	 * else post-copy where both CRIUs do lazy pages, else stop-and-copy. */
+	postcopy = postcopy_possible(a, r->to);
+	if (strcmp(mode, "postcopy") == 0 && !postcopy) {
+		if (a->criu.lazy_pages)
+			xasprintf(cause, "post-copy needs lazy pages in CRIU on "
+			    "both hosts; %s has none (ternctl status there)",
+			    r->to);
+		else
+			xasprintf(cause, "post-copy is not possible from %s: %s",
+			    a->conf->host_name, a->criu.lazy_problem != NULL ?
+			    a->criu.lazy_problem : "its CRIU or kernel has no "
+			    "lazy pages (userfaultfd)");
+		return -1;
+	}
+	if (strcmp(mode, "stopcopy") == 0)
+		postcopy = 0;
+	if (container_pids(in->name, &pids, &npids, cause) != 0)
+		return -1;
+	/* A lock on shared storage would make the target's restore wait for
+	 * the frozen source: refused, whatever the mode. */
+	if (in->spec->shared_storage && file_locks_on_shared(in->spec->root,
+	    pids, npids, &why) > 0) {
+		xasprintf(cause, "%s cannot move now: %s", in->name, why);
+		goto out;
+	}
+	free(why);
+	why = NULL;
+	/* What lazy pages cannot carry moves by stop-and-copy, or not at all
+	 * when post-copy was asked for. */
+	if (postcopy && lazy_check_pids(pids, npids, &why) != 0) {
+		if (strcmp(mode, "postcopy") == 0) {
+			xasprintf(cause, "post-copy cannot move %s: %s; use "
+			    "--mode stopcopy (or auto)", in->name, why);
+			goto out;
+		}
+		postcopy = 0;
+	}
+	if (!postcopy && r->has_max_downtime_ms && r->max_downtime_ms > 0 &&
+	    mig_stopcopy_too_long(a, in, r, postcopy_possible(a, r->to),
+	    cause))
+		goto out;
+	if (strcmp(mode, "auto") == 0 && why != NULL)
+		xasprintf(note, "auto: %sstop-and-copy, not post-copy: %s",
+		    a->criu.mem_track ? "" : "no pre-copy (this kernel has no "
+		    "soft-dirty memory tracking); ", why);
+	else if (strcmp(mode, "auto") == 0)
+		xasprintf(note, "auto: %s%s", a->criu.mem_track ? "" :
+		    "no pre-copy (this kernel has no soft-dirty memory "
+		    "tracking); ", postcopy ? "post-copy (lazy pages over "
+		    "userfaultfd)" : "stop-and-copy (no lazy pages on both "
+		    "hosts)");
+	*postcopyp = postcopy;
+	rc = 0;
+out:
+	free(why);
+	free(pids);
+	return rc;
+}
+
+/* The offer: what the target checks before it says READY. */
+static int
+mig_source_offer(struct migration *m, char **cause)
+{
+	struct agent		*a = m->agent;
+	struct instance		*in = m->in;
+	Envelope		 env;
+	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
+
+	msg_init(&env, 0);
+	o.migration = m->id;
+	o.name = in->name;
+	o.kind = "container";
+	o.spec = in->spec_text;
+	o.spec_dir = in->spec_dir;
+	o.generation = m->generation;
+	o.mode = m->postcopy ? "postcopy" : NULL;
+	o.has_rootfs_copy = m->rootfs_copy;
+	o.rootfs_copy = m->rootfs_copy;
+	o.has_cpuinfo = 1;	/* the target checks it before READY */
+	o.cpuinfo.data = a->cpuinfo;
+	o.cpuinfo.len = a->cpuinfo_len;
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
+	env.migrate_offer = &o;
+	return mig_send(m->mig, &env, cause);
+}
+
+/* The driver's source_begin: ternctl migrate of a container. */
+int
+ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
+    char **cause)
+{
+	struct agent		*a = mig_engine_data(mig->engine);
+	struct instance		*in;
+	struct migration	*m;
+	char			*note = NULL, rate[32];
+	int			 postcopy;
+
+	if (mig_source_check(a, r, &in, code, cause) != 0)
+		return -1;
+	if (mig_source_mode(a, in, r, &postcopy, &note, cause) != 0)
+		return -1;
+	if (r->has_bandwidth) {
+		char	*was = note;
+
+		mig_format_rate(rate, sizeof rate, r->bandwidth);
+		xasprintf(&note, "%s%slimited to %s (--bandwidth)",
+		    was != NULL ? was : "", was != NULL ? "; " : "", rate);
+		free(was);
+	}
+	m = ctr_new(a, mig);
+	m->in = in;
+	m->postcopy = postcopy;
+	if (r->has_bandwidth)
+		m->limit = ratelimit_new(a->loop, r->bandwidth);
+	uv_timer_start(&m->tick, mig_tick, 500, 500);
+	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
+	m->note = note;
+	m->rootfs_copy = !in->spec->shared_storage;
+	m->generation = ckpt_newest(in->ckpt_dir) + 1;
+	instance_set_state(in, INST_MIGRATING, NULL);
+	in->set->busy++;
+	log_info("mig %" PRIx64 " %s: %s -> %s, %s%s%s", m->id, in->name,
+	    a->conf->host_name, r->to, postcopy ? "post-copy" : "stop-and-copy",
+	    note != NULL ? "; " : "", note != NULL ? note : "");
+	if (mig_source_offer(m, cause) != 0 ||
+	    (postcopy && mig_relay_new(m, cause) != 0)) {
+		/* Taken on: the rollback answers. */
+		mig_source_fail(m, "%s", *cause);
+		free(*cause);
+		*cause = NULL;
+	}
+	return 0;
+}
