@@ -299,8 +299,12 @@ vmm_migrated(struct vm_migration *m, struct vmm_work *k)
 		/* A test kills ternd here: libvirt finished, T not told. */
 		if (fault_hit("vmig.source.migrated") == FAULT_KILL)
 			fault_die("vmig.source.migrated");
-		/* The domain runs on T and is gone here: the commit.  A
-		 * post-copy is over with it; a pre-copy waits for T. */
+		/* The domain runs on T and is gone here.  A pre-copy
+		 * passes the commit now and waits for T's COMPLETE in
+		 * COMMITTED.  A post-copy passed it at QEMU's switch and
+		 * its order goes from PAGING to DONE only (phases.c): it
+		 * waits in DONE, where the table ignores every failure
+		 * and VMM_COMPLETE_WAIT_MS alone ends the wait. */
 		vmm_set_phase(m, m->mig->phase == MIG_PH_PAGING ? MIG_PH_DONE :
 		    MIG_PH_COMMITTED);
 		if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL, 0,
