@@ -9,10 +9,6 @@
 
 #include "agent/agent.h"
 #include "checkpoint/vm.h"
-#include "daemon/msg.h"
-#include "daemon/stream.h"
-
-struct instance;
 
 /* The VM's driver (kind "vm") on the agent's migration engine (a->mig,
  * migrate/engine.h): ternctl migrate and --cancel, offers, steps, relay
