@@ -19,18 +19,18 @@
 #include "migrate/engine.h"
 #include "migrate/tree.h"
 
-enum mig_state {
-	MIG_OFFERED,		/* source: waiting for READY */
-	MIG_DUMPING,		/* source: CRIU dumping */
-	MIG_SENDING,		/* source: frozen, images going out */
-	MIG_RESTORING,		/* source: waiting for RESTORED */
-	MIG_COMMITTED,		/* source: acked post-dump; target owns it */
-	MIG_RECEIVING,		/* target: instance incoming, files arriving */
-	MIG_HELD,		/* target: restored, held at pre-resume */
-	MIG_RESUMING,		/* target: COMMIT came, resuming */
-	MIG_ABORTING,		/* either: rolling back */
-	MIG_PAGING,		/* target: runs, post-copy pages arriving */
-	MIG_SYNCING,		/* source: the rootfs's full pass, running */
+enum ctr_state {
+	CTR_OFFERED,		/* source: waiting for READY */
+	CTR_DUMPING,		/* source: CRIU dumping */
+	CTR_SENDING,		/* source: frozen, images going out */
+	CTR_RESTORING,		/* source: waiting for RESTORED */
+	CTR_COMMITTED,		/* source: acked post-dump; target owns it */
+	CTR_RECEIVING,		/* target: instance incoming, files arriving */
+	CTR_HELD,		/* target: restored, held at pre-resume */
+	CTR_RESUMING,		/* target: COMMIT came, resuming */
+	CTR_ABORTING,		/* either: rolling back */
+	CTR_PAGING,		/* target: runs, post-copy pages arriving */
+	CTR_SYNCING,		/* source: the rootfs's full pass, running */
 };
 
 /* A container migration: the container driver's state (priv) of one
@@ -44,7 +44,7 @@ struct migration {
 	char			*peer;
 	char			*name;
 	struct instance		*in;
-	enum mig_state		 state;
+	enum ctr_state		 state;
 	uint64_t		 generation;
 	struct ckpt_hold	*hold;
 	uint64_t		 start_ms;
@@ -82,7 +82,6 @@ struct migration {
 	struct ratelimit	*limit;		/* source: --bandwidth, all streams */
 	struct stream_tally	*tally;		/* target: bytes of our streams */
 	unsigned		 files_in;	/* target: image files accepted */
-	uint64_t		 timer_bytes;	/* bytes moved when timer started */
 
 	void			(*record_then)(struct migration *);
 	struct instance		*recording_in;	/* source: moved_to being
@@ -101,24 +100,24 @@ struct migration {
 	int			 rootfs_keep;	/* target: ours now */
 };
 
-extern const char *const	mig_state_names[];
+extern const char *const	ctr_state_names[];
 extern const struct mig_driver	ctr_driver;
 
 /* ctr-migration.c: the migration's state and lifetime */
-enum mig_phase	 mig_phase(const struct migration *);
-void		 mig_set_state(struct migration *, enum mig_state);
+enum mig_phase	 ctr_phase(const struct migration *);
+void		 ctr_set_state(struct migration *, enum ctr_state);
 struct migration *ctr_new(struct agent *, struct mig *);
-void		 mig_drop_rootfs(struct migration *);
-void		 mig_free(struct migration *);
+void		 ctr_drop_rootfs(struct migration *);
+void		 ctr_free(struct migration *);
 void		 ctr_release(struct mig *);
 void		 ctr_answer(struct migration *, const Envelope *, int code,
 		    const char *error);
-void		 mig_format_rate(char *, size_t, uint64_t rate);
-void		 mig_tick(uv_timer_t *);
+void		 ctr_format_rate(char *, size_t, uint64_t rate);
+void		 ctr_tick(uv_timer_t *);
 int		 ctr_send_step(struct migration *, Tern__MigrateStep__Step,
 		    const char *error);
-int		 mig_relay_new(struct migration *, char **cause);
-void		 mig_relay_done(void *, const char *);
+int		 ctr_relay_new(struct migration *, char **cause);
+void		 ctr_relay_done(void *, const char *);
 struct migration *ctr_find(struct agent *, const char *peer, uint64_t id,
 		    int source);
 struct migration *ctr_match_receiving(struct agent *, const char *peer,
@@ -138,23 +137,23 @@ int		 ctr_source_begin(struct mig *, const Tern__MigrateRequest *,
 		    int *code, char **cause);
 
 /* ctr-mig-source.c */
-void		 mig_source_fail(struct migration *, const char *fmt, ...)
+void		 ctr_source_fail(struct migration *, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
-void		 mig_source_orphaned(struct migration *, const char *);
-void		 mig_source_postcopy_broke(struct migration *, const char *);
-void		 mig_source_postcopy_finish(struct migration *);
-void		 mig_source_step(struct migration *, const Tern__MigrateStep *);
+void		 ctr_source_orphaned(struct migration *, const char *);
+void		 ctr_source_postcopy_broke(struct migration *, const char *);
+void		 ctr_source_postcopy_finish(struct migration *);
+void		 ctr_source_step(struct migration *, const Tern__MigrateStep *);
 
 /* ctr-mig-target.c */
 int		 ctr_target_begin(struct mig *, const Tern__MigrateOffer *,
 		    char **cause);
-void		 mig_target_discard(struct migration *, const char *);
-void		 mig_target_abort(struct migration *, const char *);
-void		 mig_target_restore(struct migration *);
-void		 mig_target_tree_done(void *, const struct tree_stats *,
+void		 ctr_target_discard(struct migration *, const char *);
+void		 ctr_target_abort(struct migration *, const char *);
+void		 ctr_target_restore(struct migration *);
+void		 ctr_target_tree_done(void *, const struct tree_stats *,
 		    const char *);
-void		 mig_target_postcopy_finish(struct migration *);
-void		 mig_target_step(struct migration *, const Tern__MigrateStep *);
+void		 ctr_target_postcopy_finish(struct migration *);
+void		 ctr_target_step(struct migration *, const Tern__MigrateStep *);
 
 /* ctr-mig-streams.c */
 int		 ctr_accept_file(struct agent *, const char *peer,

@@ -2,56 +2,40 @@
  * rootfs, the frozen dump, the commit point, post-copy's end. */
 #include "config.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <stdarg.h>
-#include <unistd.h>
 #include <inttypes.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
+#include <unistd.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
 #include "agent/ctr-mig-internal.h"
-#include "agent/migration.h"
+#include "agent/instance-internal.h"
 #include "agent/peers.h"
 #include "checkpoint/ckpt.h"
-#include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
-#include "checkpoint/cpuinfo.h"
-#include "checkpoint/file-locks.h"
-#include "checkpoint/kept-logs.h"
-#include "checkpoint/lazy-check.h"
-#include "checkpoint/page-server.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/ratelimit.h"
 #include "daemon/util.h"
 #include "daemon/work.h"
 #include "daemon/xmalloc.h"
-#include "migrate/engine.h"
 #include "migrate/files.h"
-#include "migrate/phases.h"
 #include "migrate/relay.h"
-#include "agent/vm-migration.h"
 #include "migrate/tree.h"
 
 /* --- source ---------------------------------------------------------------- */
 
-static void	mig_source_postcopy_done(struct migration *, const char *);
+static void	ctr_source_postcopy_done(struct migration *, const char *);
 
 /* Before the commit point: roll back.  The source container resumes (CRIU
  * does that when post-dump is refused), the target discards its copy. */
 void
-mig_source_fail(struct migration *m, const char *fmt, ...)
+ctr_source_fail(struct migration *m, const char *fmt, ...)
 {
 	va_list	ap;
 
-	if (m->state == MIG_ABORTING || m->state == MIG_COMMITTED)
+	if (m->state == CTR_ABORTING || m->state == CTR_COMMITTED)
 		return;
 	va_start(ap, fmt);
 	free(m->error);
@@ -60,22 +44,22 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 	log_warnx("mig %" PRIx64 " %s: %s; rolling back, %s stays on %s",
 	    m->id, m->name, m->error, m->name, m->agent->conf->host_name);
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, m->error);
-	if (m->state == MIG_OFFERED) {
+	if (m->state == CTR_OFFERED) {
 		instance_set_state(m->in, INST_RUNNING, "migration aborted");
 		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
 		instances_op_done(m->in->set);
-		mig_free(m);
+		ctr_free(m);
 		return;
 	}
-	if (m->state == MIG_SYNCING) {
+	if (m->state == CTR_SYNCING) {
 		/* Not frozen yet: nothing for CRIU to undo. */
 		instance_set_state(m->in, INST_RUNNING, "migration aborted");
 		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, m->error);
 		instances_op_done(m->in->set);
-		mig_free(m);
+		ctr_free(m);
 		return;
 	}
-	mig_set_state(m, MIG_ABORTING);
+	ctr_set_state(m, CTR_ABORTING);
 	if (m->fs != NULL) {
 		files_send_cancel(m->fs);
 		m->fs = NULL;
@@ -104,7 +88,7 @@ mig_source_fail(struct migration *m, const char *fmt, ...)
 }
 
 static void
-mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
+ctr_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 {
 	struct migration	*m = arg;
 	struct instance		*in = m->in;
@@ -123,11 +107,11 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		ckpt_discard(dir);
 		free(dir);
 	}
-	if (m->state == MIG_COMMITTED && m->postcopy) {
-		mig_source_postcopy_done(m, error);
+	if (m->state == CTR_COMMITTED && m->postcopy) {
+		ctr_source_postcopy_done(m, error);
 		return;
 	}
-	if (m->state != MIG_COMMITTED) {
+	if (m->state != CTR_COMMITTED) {
 		/* Rolled back: CRIU resumed the container, or never froze it,
 		 * or died with its cgroup frozen (then we thaw it, as after a
 		 * failed checkpoint). */
@@ -138,7 +122,7 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		}
 		why = m->error != NULL ? xstrdup(m->error) : xstrdup(error != NULL ?
 		    error : "aborted");
-		if (m->state != MIG_ABORTING)
+		if (m->state != CTR_ABORTING)
 			ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 		instance_set_error(in, why);
 		instance_set_state(in, in->pid > 0 ? INST_RUNNING : INST_STOPPED,
@@ -146,7 +130,7 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, why);
 		free(why);
 		instances_op_done(in->set);
-		mig_free(m);
+		ctr_free(m);
 		return;
 	}
 	/* Committed: CRIU stopped our copy; the target may resume.  Ours
@@ -156,15 +140,15 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 		    m->id, m->name, error);
 	m->frozen_ms = res->frozen_ms;
 	m->dumped = 1;
-	mig_set_phase(m->mig, mig_phase(m));	/* committing -> committed */
+	mig_set_phase(m->mig, ctr_phase(m));	/* committing -> committed */
 	in->pid = 0;
 	container_kill(in->name, NULL);
 	container_cgroup_remove(in->name, NULL);
 	in->generation = m->generation;
 	if (m->link_lost)
-		mig_source_orphaned(m, "the link dropped at the commit point");
+		ctr_source_orphaned(m, "the link dropped at the commit point");
 	else if (ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0)
-		mig_source_orphaned(m, "the commit could not be sent");
+		ctr_source_orphaned(m, "the commit could not be sent");
 	else {
 		m->commit_sent = 1;
 		if (fault_hit("mig.source.commit-sent") == FAULT_KILL)
@@ -174,7 +158,7 @@ mig_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 
 /* The target runs it: answer the operator, forget our copy. */
 static void
-mig_source_resumed(struct migration *m)
+ctr_source_resumed(struct migration *m)
 {
 	struct instance		*in = m->in;
 	struct instances	*set;
@@ -183,7 +167,7 @@ mig_source_resumed(struct migration *m)
 	char			 rate[32] = "";
 
 	if (m->limit != NULL)
-		mig_format_rate(rate, sizeof rate, ratelimit_rate(m->limit));
+		ctr_format_rate(rate, sizeof rate, ratelimit_rate(m->limit));
 	log_info("mig %" PRIx64 " %s: moved to %s in %" PRIu64 " ms (%s, frozen "
 	    "%" PRIu64 " ms, %" PRIu64 " bytes%s%s)", m->id, m->name, m->peer,
 	    now_ms() - m->start_ms, m->postcopy ? "post-copy" : "stop-and-copy",
@@ -238,14 +222,14 @@ mig_source_resumed(struct migration *m)
 	set = in->set;
 	instance_destroy(in);
 	instances_op_done(set);
-	mig_free(m);
+	ctr_free(m);
 }
 
 /* Past the commit point the link dropped: we cannot know whether the
  * target resumed it.  Keep our verified checkpoint (not running) and
  * tell the operator exactly that. */
 void
-mig_source_orphaned(struct migration *m, const char *why)
+ctr_source_orphaned(struct migration *m, const char *why)
 {
 	struct instance	*in = m->in;
 	char		*text;
@@ -274,7 +258,7 @@ mig_source_orphaned(struct migration *m, const char *why)
 	ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	instances_op_done(in->set);
-	mig_free(m);
+	ctr_free(m);
 }
 
 /* The commit point is recorded (moved_to, on disk) before it is acted
@@ -282,21 +266,21 @@ mig_source_orphaned(struct migration *m, const char *why)
  * a second one from the checkpoint it keeps.  then(m) runs once the
  * record is durable, if nothing rolled the migration back meanwhile;
  * else the mark is taken back.  The write runs on the pool. */
-static void	mig_source_commit_recorded(void *, const char *);
+static void	ctr_source_commit_recorded(void *, const char *);
 
 static void
-mig_source_record_commit(struct migration *m,
+ctr_source_record_commit(struct migration *m,
     void (*then)(struct migration *))
 {
 	m->in->moved_to = xstrdup(m->peer);
 	m->recording_in = m->in;
 	m->record_then = then;
 	mig_hold(m->mig);
-	instance_persist_then(m->in, mig_source_commit_recorded, m);
+	instance_persist_then(m->in, ctr_source_commit_recorded, m);
 }
 
 static void
-mig_source_commit_recorded(void *arg, const char *error)
+ctr_source_commit_recorded(void *arg, const char *error)
 {
 	struct migration	*m = arg;
 	struct mig		*mig = m->mig;
@@ -304,7 +288,7 @@ mig_source_commit_recorded(void *arg, const char *error)
 
 	(void)error;	/* logged; the commit goes on as it did before */
 	m->recording_in = NULL;
-	if (mig->finished || m->state != MIG_RESTORING ||
+	if (mig->finished || m->state != CTR_RESTORING ||
 	    (m->postcopy ? m->dump == NULL : m->hold == NULL)) {
 		/* Rolled back while the record was written: not committed. */
 		free(in->moved_to);
@@ -317,7 +301,7 @@ mig_source_commit_recorded(void *arg, const char *error)
 
 /* The commit could not be made after all: take the record back. */
 static void
-mig_source_uncommit(struct migration *m)
+ctr_source_uncommit(struct migration *m)
 {
 	free(m->in->moved_to);
 	m->in->moved_to = NULL;
@@ -327,32 +311,32 @@ mig_source_uncommit(struct migration *m)
 /* RESTORED in post-copy: the target holds the restored tree, its memory
  * still here.  COMMIT makes it run there; from then on ours never runs
  * again. */
-static void	mig_source_postcopy_recorded(struct migration *);
+static void	ctr_source_postcopy_recorded(struct migration *);
 
 static void
-mig_source_postcopy_commit(struct migration *m)
+ctr_source_postcopy_commit(struct migration *m)
 {
-	if (m->state != MIG_RESTORING || m->recording_in != NULL)
+	if (m->state != CTR_RESTORING || m->recording_in != NULL)
 		return;
 	if (m->dump == NULL) {
-		mig_source_fail(m, "criu stopped before serving the pages");
+		ctr_source_fail(m, "criu stopped before serving the pages");
 		return;
 	}
-	mig_source_record_commit(m, mig_source_postcopy_recorded);
+	ctr_source_record_commit(m, ctr_source_postcopy_recorded);
 }
 
 static void
-mig_source_postcopy_recorded(struct migration *m)
+ctr_source_postcopy_recorded(struct migration *m)
 {
 	if (ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
-		mig_source_uncommit(m);
-		mig_source_fail(m, "the commit could not be sent to %s",
+		ctr_source_uncommit(m);
+		ctr_source_fail(m, "the commit could not be sent to %s",
 		    m->peer);
 		return;
 	}
 	log_info("mig %" PRIx64 " %s: commit point: %s restored it; it runs "
 	    "there now, its memory served from here", m->id, m->name, m->peer);
-	mig_set_state(m, MIG_COMMITTED);
+	ctr_set_state(m, CTR_COMMITTED);
 	/* Paging lasts as long as the memory takes to cross; the link's
 	 * heartbeats and the relay watch it instead. */
 	mig_set_timeout(m->mig, 0);
@@ -366,23 +350,23 @@ mig_source_postcopy_recorded(struct migration *m)
 }
 
 /* RESTORED in stop-and-copy, the record on disk: CRIU stops our copy,
- * then COMMIT goes (mig_source_dumped). */
+ * then COMMIT goes (ctr_source_dumped). */
 static void
-mig_source_stopcopy_recorded(struct migration *m)
+ctr_source_stopcopy_recorded(struct migration *m)
 {
 	struct ckpt_hold	*h;
 	const char		*lost;
 
 	if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
 		/* CRIU died holding it: there is nothing to commit. */
-		mig_source_uncommit(m);
-		mig_source_fail(m, "criu died while the container was "
+		ctr_source_uncommit(m);
+		ctr_source_fail(m, "criu died while the container was "
 		    "frozen: %s", lost);
 		return;
 	}
 	log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
 	    "stopping the source copy", m->id, m->name, m->peer);
-	mig_set_state(m, MIG_COMMITTED);
+	ctr_set_state(m, CTR_COMMITTED);
 	h = m->hold;
 	m->hold = NULL;
 	ckpt_hold_release(h, 1);	/* CRIU kills the source tree */
@@ -392,7 +376,7 @@ mig_source_stopcopy_recorded(struct migration *m)
  * between the hosts.  Kill our CRIU with the tree still frozen, so it is
  * never resumed here while the target may run it. */
 void
-mig_source_postcopy_broke(struct migration *m, const char *why)
+ctr_source_postcopy_broke(struct migration *m, const char *why)
 {
 	if (m->broken != NULL)
 		return;
@@ -401,9 +385,9 @@ mig_source_postcopy_broke(struct migration *m, const char *why)
 	    "stopping the source copy for good", m->id, m->name, why);
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 	if (m->dump != NULL)
-		ckpt_hold_kill(m->dump);	/* mig_source_dumped follows */
+		ckpt_hold_kill(m->dump);	/* ctr_source_dumped follows */
 	else if (m->dumped)
-		mig_source_postcopy_done(m, why);
+		ctr_source_postcopy_done(m, why);
 }
 
 /* The lazy dump ended after the commit point. */
@@ -411,15 +395,15 @@ mig_source_postcopy_broke(struct migration *m, const char *why)
  * there (COMPLETE), CRIU here is done (dumped), and the page channel
  * drained (its last bytes are CRIU's goodbye). */
 void
-mig_source_postcopy_finish(struct migration *m)
+ctr_source_postcopy_finish(struct migration *m)
 {
 	if (m->resumed && m->complete && m->dumped && m->relay_ended &&
 	    m->broken == NULL)
-		mig_source_resumed(m);
+		ctr_source_resumed(m);
 }
 
 static void
-mig_source_postcopy_done(struct migration *m, const char *error)
+ctr_source_postcopy_done(struct migration *m, const char *error)
 {
 	struct instance	*in = m->in;
 	const char	*why = m->broken != NULL ? m->broken : error;
@@ -435,7 +419,7 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 	if (why == NULL) {
 		log_info("mig %" PRIx64 " %s: criu served its last page to %s",
 		    m->id, m->name, m->peer);
-		mig_source_postcopy_finish(m);
+		ctr_source_postcopy_finish(m);
 		return;
 	}
 	if (m->broken == NULL) {
@@ -465,16 +449,16 @@ mig_source_postcopy_done(struct migration *m, const char *error)
 	ctr_answer(m, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	instances_op_done(in->set);
-	mig_free(m);
+	ctr_free(m);
 }
 
-static void	mig_source_sent_all(struct migration *);
-static void	mig_source_dump(struct migration *);
+static void	ctr_source_sent_all(struct migration *);
+static void	ctr_source_dump(struct migration *);
 
 /* A rootfs pass is out: the full one (then wait for ROOTFS_SYNCED) or
  * the delta while frozen. */
 static void
-mig_source_tree_sent(void *arg, const struct tree_stats *st,
+ctr_source_tree_sent(void *arg, const struct tree_stats *st,
     const char *error)
 {
 	struct migration	*m = arg;
@@ -483,23 +467,23 @@ mig_source_tree_sent(void *arg, const struct tree_stats *st,
 	tree_index_free(m->tree_prev);
 	m->tree_prev = NULL;
 	if (error != NULL) {
-		mig_source_fail(m, "copying the rootfs to %s: %s", m->peer,
+		ctr_source_fail(m, "copying the rootfs to %s: %s", m->peer,
 		    error);
 		return;
 	}
 	m->tree_bytes += st->bytes;
 	log_info("mig %" PRIx64 " %s: rootfs %s sent: %" PRIu64 " entries, %"
 	    PRIu64 " files, %" PRIu64 " bytes, %" PRIu64 " deleted", m->id,
-	    m->name, m->state == MIG_SYNCING ? "full pass" : "delta",
+	    m->name, m->state == CTR_SYNCING ? "full pass" : "delta",
 	    st->entries, st->files, st->bytes, st->deleted);
-	if (m->state == MIG_SYNCING && m->tree_synced)
-		mig_source_dump(m);
-	else if (m->state == MIG_SENDING)
-		mig_source_sent_all(m);
+	if (m->state == CTR_SYNCING && m->tree_synced)
+		ctr_source_dump(m);
+	else if (m->state == CTR_SENDING)
+		ctr_source_sent_all(m);
 }
 
 static int
-mig_source_tree_start(struct migration *m, char **cause)
+ctr_source_tree_start(struct migration *m, char **cause)
 {
 	struct stream_mux	*mux;
 	struct tree_index	*since = m->tree_idx;
@@ -514,32 +498,32 @@ mig_source_tree_start(struct migration *m, char **cause)
 	m->tree_idx = NULL;
 	m->tree_prev = since;
 	m->tree_tx = tree_send(m->agent->loop, mux, m->in->spec->root, name,
-	    m->limit, since, &m->tree_idx, mig_source_tree_sent, m, cause);
+	    m->limit, since, &m->tree_idx, ctr_source_tree_sent, m, cause);
 	free(name);
 	return m->tree_tx != NULL ? 0 : -1;
 }
 
 static void
-mig_source_sent(void *arg, uint64_t bytes, const char *error)
+ctr_source_sent(void *arg, uint64_t bytes, const char *error)
 {
 	struct migration	*m = arg;
 
 	m->fs = NULL;
 	m->bytes = bytes;
-	if (m->state != MIG_SENDING)
+	if (m->state != CTR_SENDING)
 		return;
 	if (error != NULL) {
-		mig_source_fail(m, "copying the images to %s: %s", m->peer,
+		ctr_source_fail(m, "copying the images to %s: %s", m->peer,
 		    error);
 		return;
 	}
-	mig_source_sent_all(m);
+	ctr_source_sent_all(m);
 }
 
 /* Images and the rootfs delta are out (the target restores once it has
  * applied both). */
 static void
-mig_source_sent_all(struct migration *m)
+ctr_source_sent_all(struct migration *m)
 {
 	if (m->fs != NULL || m->tree_tx != NULL)
 		return;
@@ -547,31 +531,31 @@ mig_source_sent_all(struct migration *m)
 		/* The target's lazy restore needs pages before it reaches
 		 * pre-resume: CRIU serves from now.  The tree stays frozen;
 		 * a rollback from here must make CRIU fail the transfer
-		 * (mig_source_fail), or it would take the end for success. */
+		 * (ctr_source_fail), or it would take the end for success. */
 		m->dump = m->hold;
 		m->hold = NULL;
 		ckpt_hold_release(m->dump, 1);
 	}
-	mig_set_state(m, MIG_RESTORING);
+	ctr_set_state(m, CTR_RESTORING);
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORE, NULL);
 }
 
 /* post-dump: frozen, images published.  Copy them to the target. */
 static void
-mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
+ctr_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
     uint64_t bytes)
 {
 	struct migration	*m = arg;
 	struct stream_mux	*mux;
 	char			*prefix, *cause = NULL;
 
-	if (m->state != MIG_DUMPING) {
+	if (m->state != CTR_DUMPING) {
 		/* Rolled back while CRIU dumped: let it resume the tree. */
 		ckpt_hold_release(hold, 0);
 		return;
 	}
 	m->hold = hold;
-	mig_set_state(m, MIG_SENDING);
+	ctr_set_state(m, CTR_SENDING);
 	switch (fault_hit("mig.source.frozen")) {
 	case FAULT_KILL:
 		fault_die("mig.source.frozen");
@@ -582,28 +566,28 @@ mig_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 		break;
 	}
 	if ((mux = peers_mux(m->agent->peers, m->peer)) == NULL) {
-		mig_source_fail(m, "%s is not reachable", m->peer);
+		ctr_source_fail(m, "%s is not reachable", m->peer);
 		return;
 	}
 	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
 	if ((m->fs = files_send_dir(m->agent->loop, mux, gen_dir, prefix, m->limit,
-	    mig_source_sent, m, &cause)) == NULL ||
-	    (m->rootfs_copy && mig_source_tree_start(m, &cause) != 0)) {
-		mig_source_fail(m, "%s", cause);
+	    ctr_source_sent, m, &cause)) == NULL ||
+	    (m->rootfs_copy && ctr_source_tree_start(m, &cause) != 0)) {
+		ctr_source_fail(m, "%s", cause);
 		free(cause);
 	}
 	free(prefix);
 }
 
-/* Freeze and dump; post-dump (mig_source_frozen) holds it. */
+/* Freeze and dump; post-dump (ctr_source_frozen) holds it. */
 static void
-mig_source_dump(struct migration *m)
+ctr_source_dump(struct migration *m)
 {
 	struct ckpt_target	 t;
 
-	mig_set_state(m, MIG_DUMPING);
+	ctr_set_state(m, CTR_DUMPING);
 	memset(&t, 0, sizeof t);
 	t.name = m->in->name;
 	t.criu_path = m->agent->conf->criu_path;
@@ -619,111 +603,111 @@ mig_source_dump(struct migration *m)
 		/* Recorded: a ternd that dies here leaves CRIU holding the
 		 * tree frozen, and the next one must find and kill it. */
 		pid = ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
-		    m->ps_fd, keep, mig_source_frozen, mig_source_dumped, m);
+		    m->ps_fd, keep, ctr_source_frozen, ctr_source_dumped, m);
 		close(m->ps_fd);	/* CRIU has them now */
 		m->ps_fd = -1;
 		if (keep != -1)
 			close(keep);
-		if (pid > 0 && m->state == MIG_DUMPING) {
+		if (pid > 0 && m->state == CTR_DUMPING) {
 			m->in->criu_pid = pid;
 			instance_persist(m->in);
 		}
 	} else
 		ckpt_dump_held(m->agent->loop, &t, m->generation,
-		    mig_source_frozen, mig_source_dumped, m);
+		    ctr_source_frozen, ctr_source_dumped, m);
 }
 
 void
-mig_source_step(struct migration *m, const Tern__MigrateStep *s)
+ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 {
 	const char		*lost;
 
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
-		if (m->state != MIG_OFFERED)
+		if (m->state != CTR_OFFERED)
 			break;
 		if (m->rootfs_copy) {
 			char *cause = NULL;
 
 			/* The bulk of the rootfs crosses while it runs. */
-			mig_set_state(m, MIG_SYNCING);
-			if (mig_source_tree_start(m, &cause) != 0) {
-				mig_source_fail(m, "%s", cause);
+			ctr_set_state(m, CTR_SYNCING);
+			if (ctr_source_tree_start(m, &cause) != 0) {
+				ctr_source_fail(m, "%s", cause);
 				free(cause);
 			}
 			break;
 		}
-		mig_source_dump(m);
+		ctr_source_dump(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED:
-		if (m->state != MIG_SYNCING || m->tree_synced)
+		if (m->state != CTR_SYNCING || m->tree_synced)
 			break;
 		m->tree_synced = 1;
 		if (m->tree_tx == NULL)
-			mig_source_dump(m);
+			ctr_source_dump(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
 		if (fault_hit("mig.source.restored") == FAULT_STALL)
 			break;		/* as a source that hangs here */
 		if (m->postcopy) {
-			mig_source_postcopy_commit(m);
+			ctr_source_postcopy_commit(m);
 			break;
 		}
-		if (m->state != MIG_RESTORING || m->hold == NULL ||
+		if (m->state != CTR_RESTORING || m->hold == NULL ||
 		    m->recording_in != NULL)
 			break;
 		if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
 			/* CRIU died holding it: there is nothing to commit. */
-			mig_source_fail(m, "criu died while the container was "
+			ctr_source_fail(m, "criu died while the container was "
 			    "frozen: %s", lost);
 			break;
 		}
 		/* The commit point: the target holds a verified, restored
 		 * copy.  From here on it owns the instance. */
-		mig_source_record_commit(m, mig_source_stopcopy_recorded);
+		ctr_source_record_commit(m, ctr_source_stopcopy_recorded);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESUMED:
-		if (m->postcopy && m->state == MIG_COMMITTED && !m->resumed) {
+		if (m->postcopy && m->state == CTR_COMMITTED && !m->resumed) {
 			m->resumed = 1;
 			m->resumed_ms = now_ms();
 			m->frozen_ms = m->resumed_ms - m->dump_start_ms;
 			log_info("mig %" PRIx64 " %s: runs on %s after %" PRIu64
 			    " ms frozen; its memory follows", m->id, m->name,
 			    m->peer, m->frozen_ms);
-			mig_source_postcopy_finish(m);
+			ctr_source_postcopy_finish(m);
 			break;
 		}
-		if (m->state == MIG_COMMITTED && m->dumped)
-			mig_source_resumed(m);
+		if (m->state == CTR_COMMITTED && m->dumped)
+			ctr_source_resumed(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__COMPLETE:
 		/* CRIU's success alone proves nothing: it takes a channel
 		 * that closed early for a finished transfer. */
-		if (!m->postcopy || m->state != MIG_COMMITTED || m->complete)
+		if (!m->postcopy || m->state != CTR_COMMITTED || m->complete)
 			break;
 		m->complete = 1;
 		log_info("mig %" PRIx64 " %s: %s has every page", m->id, m->name,
 		    m->peer);
-		mig_source_postcopy_finish(m);
+		ctr_source_postcopy_finish(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
-		if (m->postcopy && m->state == MIG_COMMITTED) {
-			mig_source_postcopy_broke(m, s->error != NULL ?
+		if (m->postcopy && m->state == CTR_COMMITTED) {
+			ctr_source_postcopy_broke(m, s->error != NULL ?
 			    s->error : "the target aborted");
 			break;
 		}
-		if (m->state == MIG_COMMITTED && m->dumped) {
+		if (m->state == CTR_COMMITTED && m->dumped) {
 			/* Its own word: it does not run there. */
 			m->target_refused = 1;
-			mig_source_orphaned(m, s->error != NULL ? s->error :
+			ctr_source_orphaned(m, s->error != NULL ? s->error :
 			    "the target aborted");
 			break;
 		}
-		if (m->state == MIG_COMMITTED) {
+		if (m->state == CTR_COMMITTED) {
 			m->link_lost = 1;	/* orphaned once CRIU is done */
 			break;
 		}
-		mig_source_fail(m, "%s refused: %s", m->peer, s->error != NULL ?
+		ctr_source_fail(m, "%s refused: %s", m->peer, s->error != NULL ?
 		    s->error : "no reason given");
 		break;
 	default:

@@ -2,46 +2,24 @@
  * for, the mode, the offer. */
 #include "config.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <stdarg.h>
-#include <unistd.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
 #include "agent/ctr-mig-internal.h"
-#include "agent/migration.h"
+#include "agent/instance-internal.h"
 #include "agent/peers.h"
 #include "checkpoint/ckpt.h"
-#include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
-#include "checkpoint/cpuinfo.h"
 #include "checkpoint/file-locks.h"
-#include "checkpoint/kept-logs.h"
 #include "checkpoint/lazy-check.h"
-#include "checkpoint/page-server.h"
-#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/ratelimit.h"
-#include "daemon/util.h"
-#include "daemon/work.h"
 #include "daemon/xmalloc.h"
-#include "migrate/engine.h"
-#include "migrate/files.h"
-#include "migrate/phases.h"
-#include "migrate/relay.h"
-#include "agent/vm-migration.h"
-#include "migrate/tree.h"
 
 static int
-postcopy_possible(struct agent *a, const char *to)
+ctr_postcopy_possible(struct agent *a, const char *to)
 {
 	return a->criu.lazy_pages && a->criu_action != NULL &&
 	    peers_has_capability(a->peers, to, "criu.lazy-pages");
@@ -59,7 +37,7 @@ postcopy_possible(struct agent *a, const char *to)
 #define MIG_BANDWIDTH_MIN	1000000ULL
 
 static int
-mig_stopcopy_too_long(struct agent *a, struct instance *in,
+ctr_stopcopy_too_long(struct agent *a, struct instance *in,
     const Tern__MigrateRequest *r, int postcopy_ok, char **cause)
 {
 	uint64_t	mem = container_memory_usage(in->name), rate, est;
@@ -86,7 +64,7 @@ mig_stopcopy_too_long(struct agent *a, struct instance *in,
 /* What the operator asked for, and where to: 0 and the instance, or -1
  * with *code and *cause. */
 static int
-mig_source_check(struct agent *a, const Tern__MigrateRequest *r,
+ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
     struct instance **inp, int *code, char **cause)
 {
 	const char	*mode = r->mode != NULL ? r->mode : "auto";
@@ -104,7 +82,7 @@ mig_source_check(struct agent *a, const Tern__MigrateRequest *r,
 		return -1;
 	}
 	if (r->has_bandwidth && r->bandwidth < MIG_BANDWIDTH_MIN) {
-		mig_format_rate(rate, sizeof rate, r->bandwidth);
+		ctr_format_rate(rate, sizeof rate, r->bandwidth);
 		xasprintf(cause, "--bandwidth %s is too low: at least 1M (1 "
 		    "MB/s, 8mbit), or a container stands frozen (stop-and-copy) "
 		    "or stalled on its memory (post-copy) for minutes", rate);
@@ -155,7 +133,7 @@ mig_source_check(struct agent *a, const Tern__MigrateRequest *r,
 /* Post-copy or stop-and-copy, and why (*note, for the operator): 0, or
  * -1 with *cause. */
 static int
-mig_source_mode(struct agent *a, struct instance *in,
+ctr_source_mode(struct agent *a, struct instance *in,
     const Tern__MigrateRequest *r, int *postcopyp, char **note, char **cause)
 {
 	const char	*mode = r->mode != NULL ? r->mode : "auto";
@@ -166,7 +144,7 @@ mig_source_mode(struct agent *a, struct instance *in,
 
 	/* auto: pre-copy where memory is tracked (not built for containers),
 	 * else post-copy where both CRIUs do lazy pages, else stop-and-copy. */
-	postcopy = postcopy_possible(a, r->to);
+	postcopy = ctr_postcopy_possible(a, r->to);
 	if (strcmp(mode, "postcopy") == 0 && !postcopy) {
 		if (a->criu.lazy_pages)
 			xasprintf(cause, "post-copy needs lazy pages in CRIU on "
@@ -203,7 +181,7 @@ mig_source_mode(struct agent *a, struct instance *in,
 		postcopy = 0;
 	}
 	if (!postcopy && r->has_max_downtime_ms && r->max_downtime_ms > 0 &&
-	    mig_stopcopy_too_long(a, in, r, postcopy_possible(a, r->to),
+	    ctr_stopcopy_too_long(a, in, r, ctr_postcopy_possible(a, r->to),
 	    cause))
 		goto out;
 	if (strcmp(mode, "auto") == 0 && why != NULL)
@@ -226,7 +204,7 @@ out:
 
 /* The offer: what the target checks before it says READY. */
 static int
-mig_source_offer(struct migration *m, char **cause)
+ctr_source_offer(struct migration *m, char **cause)
 {
 	struct agent		*a = m->agent;
 	struct instance		*in = m->in;
@@ -262,14 +240,14 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	char			*note = NULL, rate[32];
 	int			 postcopy;
 
-	if (mig_source_check(a, r, &in, code, cause) != 0)
+	if (ctr_source_check(a, r, &in, code, cause) != 0)
 		return -1;
-	if (mig_source_mode(a, in, r, &postcopy, &note, cause) != 0)
+	if (ctr_source_mode(a, in, r, &postcopy, &note, cause) != 0)
 		return -1;
 	if (r->has_bandwidth) {
 		char	*was = note;
 
-		mig_format_rate(rate, sizeof rate, r->bandwidth);
+		ctr_format_rate(rate, sizeof rate, r->bandwidth);
 		xasprintf(&note, "%s%slimited to %s (--bandwidth)",
 		    was != NULL ? was : "", was != NULL ? "; " : "", rate);
 		free(was);
@@ -279,7 +257,7 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	m->postcopy = postcopy;
 	if (r->has_bandwidth)
 		m->limit = ratelimit_new(a->loop, r->bandwidth);
-	uv_timer_start(&m->tick, mig_tick, 500, 500);
+	uv_timer_start(&m->tick, ctr_tick, 500, 500);
 	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->note = note;
 	m->rootfs_copy = !in->spec->shared_storage;
@@ -289,10 +267,10 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	log_info("mig %" PRIx64 " %s: %s -> %s, %s%s%s", m->id, in->name,
 	    a->conf->host_name, r->to, postcopy ? "post-copy" : "stop-and-copy",
 	    note != NULL ? "; " : "", note != NULL ? note : "");
-	if (mig_source_offer(m, cause) != 0 ||
-	    (postcopy && mig_relay_new(m, cause) != 0)) {
+	if (ctr_source_offer(m, cause) != 0 ||
+	    (postcopy && ctr_relay_new(m, cause) != 0)) {
 		/* Taken on: the rollback answers. */
-		mig_source_fail(m, "%s", *cause);
+		ctr_source_fail(m, "%s", *cause);
 		free(*cause);
 		*cause = NULL;
 	}

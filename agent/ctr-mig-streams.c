@@ -2,48 +2,26 @@
  * rootfs passes, post-copy's page channel. */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
-#include <unistd.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
 #include "agent/ctr-mig-internal.h"
-#include "agent/migration.h"
-#include "agent/peers.h"
-#include "checkpoint/ckpt.h"
-#include "checkpoint/container-spec.h"
-#include "checkpoint/container.h"
-#include "checkpoint/cpuinfo.h"
-#include "checkpoint/file-locks.h"
-#include "checkpoint/kept-logs.h"
-#include "checkpoint/lazy-check.h"
-#include "checkpoint/page-server.h"
+#include "agent/instance-internal.h"
 #include "daemon/fault.h"
-#include "daemon/log.h"
-#include "daemon/ratelimit.h"
 #include "daemon/util.h"
-#include "daemon/work.h"
 #include "daemon/xmalloc.h"
-#include "migrate/engine.h"
 #include "migrate/files.h"
-#include "migrate/phases.h"
 #include "migrate/relay.h"
-#include "agent/vm-migration.h"
 #include "migrate/tree.h"
 
 /* "NAME/GEN/FILE", strictly: a valid instance name, a decimal generation
  * without sign or spaces, one safe file name, nothing else. */
 static int
-mig_parse_file_name(const char *s, char *inst, size_t ilen, uint64_t *gen,
+ctr_parse_file_name(const char *s, char *inst, size_t ilen, uint64_t *gen,
     char *file, size_t flen)
 {
 	const char	*a, *b;
@@ -70,7 +48,7 @@ mig_parse_file_name(const char *s, char *inst, size_t ilen, uint64_t *gen,
 
 /* Which migration an image file is for: looked up when it is written
  * (the migration may be gone by then). */
-struct mig_file_ref {
+struct ctr_file_ref {
 	struct agent	*agent;
 	char		*peer;
 	uint64_t	 id;
@@ -78,10 +56,10 @@ struct mig_file_ref {
 
 /* An image file is written (its stream may have ended before). */
 static void
-mig_target_file_written(void *arg, const char *path, const char *error,
+ctr_target_file_written(void *arg, const char *path, const char *error,
     int told)
 {
-	struct mig_file_ref	*ref = arg;
+	struct ctr_file_ref	*ref = arg;
 	struct migration	*m;
 	char			*why;
 
@@ -91,18 +69,18 @@ mig_target_file_written(void *arg, const char *path, const char *error,
 	if (m == NULL)
 		return;
 	m->files_writing--;
-	if (error != NULL && !told && m->state == MIG_RECEIVING) {
+	if (error != NULL && !told && m->state == CTR_RECEIVING) {
 		/* The source heard every byte arrive: tell it otherwise. */
 		xasprintf(&why, "%s: %s", path, error);
-		mig_target_abort(m, why);
+		ctr_target_abort(m, why);
 		free(why);
 		return;
 	}
-	if (m->restore_wanted && m->state == MIG_RECEIVING &&
+	if (m->restore_wanted && m->state == CTR_RECEIVING &&
 	    m->files_writing == 0 && m->trees_in == 0 &&
 	    (!m->rootfs_copy || m->trees_done >= 2)) {
 		m->restore_wanted = 0;
-		mig_target_restore(m);
+		ctr_target_restore(m);
 	}
 }
 
@@ -111,13 +89,13 @@ ctr_accept_file(struct agent *a, const char *peer, struct stream *st,
     const char *name, uint64_t size, char **cause)
 {
 	struct migration	*m;
-	struct mig_file_ref	*ref;
+	struct ctr_file_ref	*ref;
 	struct statvfs		 vfs;
 	char			 inst[64], file[256], *path;
 	uint64_t		 gen, avail;
 	int			 rc;
 
-	if (mig_parse_file_name(name, inst, sizeof inst, &gen, file,
+	if (ctr_parse_file_name(name, inst, sizeof inst, &gen, file,
 	    sizeof file) != 0) {
 		set_cause(cause, "bad image file name \"%s\"", name);
 		return -1;
@@ -151,7 +129,7 @@ ctr_accept_file(struct agent *a, const char *peer, struct stream *st,
 	ref->agent = a;
 	ref->peer = xstrdup(peer);
 	ref->id = m->id;
-	if ((rc = files_recv(a->loop, st, path, size, mig_target_file_written,
+	if ((rc = files_recv(a->loop, st, path, size, ctr_target_file_written,
 	    ref, cause)) == 0) {
 		stream_set_tally(st, m->tally);
 		m->files_in++;
@@ -194,12 +172,12 @@ ctr_accept_tree(struct agent *a, const char *peer, struct stream *st,
 		    " from %s takes a rootfs now", inst, gen, peer);
 		return -1;
 	}
-	if (tree_recv(a->loop, st, m->rootfs, mig_target_tree_done, m,
+	if (tree_recv(a->loop, st, m->rootfs, ctr_target_tree_done, m,
 	    cause) != 0)
 		return -1;
 	stream_set_tally(st, m->tally);
 	m->trees_in++;
-	mig_hold(m->mig);	/* until it is applied (mig_target_tree_done) */
+	mig_hold(m->mig);	/* until it is applied (ctr_target_tree_done) */
 	return 0;
 }
 

@@ -4,58 +4,42 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
-#include <unistd.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
+#include <unistd.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
 #include "agent/ctr-mig-internal.h"
-#include "agent/migration.h"
-#include "agent/peers.h"
+#include "agent/instance-internal.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
 #include "checkpoint/cpuinfo.h"
-#include "checkpoint/file-locks.h"
 #include "checkpoint/kept-logs.h"
-#include "checkpoint/lazy-check.h"
-#include "checkpoint/page-server.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
-#include "daemon/ratelimit.h"
 #include "daemon/util.h"
-#include "daemon/work.h"
 #include "daemon/xmalloc.h"
-#include "migrate/engine.h"
 #include "migrate/files.h"
-#include "migrate/phases.h"
-#include "migrate/relay.h"
-#include "agent/vm-migration.h"
 #include "migrate/tree.h"
 
-static void	mig_target_sync(uv_work_t *);
-static void	mig_target_synced(uv_work_t *, int);
+static void	ctr_target_sync(uv_work_t *);
+static void	ctr_target_synced(uv_work_t *, int);
 
 /* --- target ---------------------------------------------------------------- */
 
 /* Discard what arrived; the source keeps (or resumes) its container. */
-static void	mig_target_postcopy_lost(struct migration *, const char *);
-static void	mig_target_held(void *, struct ckpt_hold *, const char *,
+static void	ctr_target_postcopy_lost(struct migration *, const char *);
+static void	ctr_target_held(void *, struct ckpt_hold *, const char *,
 		    uint64_t);
-static void	mig_target_pages_arrived(struct migration *);
+static void	ctr_target_pages_arrived(struct migration *);
 
 /* The restored tree held at pre-resume must never run: CRIU takes a
  * refused pre-resume as an error it only logs, and resumes the tree
  * anyway.  So kill it first; then CRIU finds nothing left to resume. */
 static void
-mig_target_drop_held(struct migration *m)
+ctr_target_drop_held(struct migration *m)
 {
 	struct ckpt_hold	*h = m->hold;
 	char			*cause = NULL;
@@ -65,27 +49,27 @@ mig_target_drop_held(struct migration *m)
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
 	}
-	ckpt_hold_release(h, 0);	/* mig_target_restored follows */
+	ckpt_hold_release(h, 0);	/* ctr_target_restored follows */
 }
 
 void
-mig_target_discard(struct migration *m, const char *why)
+ctr_target_discard(struct migration *m, const char *why)
 {
-	if (m->state == MIG_PAGING) {
-		mig_target_postcopy_lost(m, why);
+	if (m->state == CTR_PAGING) {
+		ctr_target_postcopy_lost(m, why);
 		return;
 	}
-	if (m->state == MIG_RESUMING)
+	if (m->state == CTR_RESUMING)
 		return;	/* past the commit point: it is ours now */
 	log_warnx("mig %" PRIx64 " %s: %s; discarding the incoming copy",
 	    m->id, m->name, why);
 	if (m->hold != NULL) {
-		mig_set_state(m, MIG_ABORTING);
-		mig_target_drop_held(m);
-		return;			/* mig_target_restored ends it */
+		ctr_set_state(m, CTR_ABORTING);
+		ctr_target_drop_held(m);
+		return;			/* ctr_target_restored ends it */
 	}
-	if (m->state == MIG_RESTORING || m->state == MIG_ABORTING) {
-		mig_set_state(m, MIG_ABORTING);
+	if (m->state == CTR_RESTORING || m->state == CTR_ABORTING) {
+		ctr_set_state(m, CTR_ABORTING);
 		ckpt_cancel(m->name, why);	/* a restore still at work */
 		return;	/* the restore's callback ends it */
 	}
@@ -95,24 +79,24 @@ mig_target_discard(struct migration *m, const char *why)
 		instance_destroy(m->in);
 		instances_op_done(set);
 	}
-	mig_free(m);
+	ctr_free(m);
 }
 
 /* Discard, and tell the source first.  Not in post-copy past the switch
- * (mig_target_postcopy_lost tells it its own way), nor once resuming
+ * (ctr_target_postcopy_lost tells it its own way), nor once resuming
  * (it is ours then). */
 void
-mig_target_abort(struct migration *m, const char *why)
+ctr_target_abort(struct migration *m, const char *why)
 {
-	if (m->state != MIG_PAGING && m->state != MIG_RESUMING)
+	if (m->state != CTR_PAGING && m->state != CTR_RESUMING)
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
-	mig_target_discard(m, why);
+	ctr_target_discard(m, why);
 }
 
 /* A failed incoming copy is about to be deleted: keep its CRIU logs
  * where the error text will say they are (the caller frees the text). */
 static char *
-mig_target_keep_logs(struct migration *m, const char *error)
+ctr_target_keep_logs(struct migration *m, const char *error)
 {
 	char	*gen_dir, *root, *label, *text;
 
@@ -131,17 +115,17 @@ mig_target_keep_logs(struct migration *m, const char *error)
 }
 
 static void
-mig_target_restored(void *arg, const struct ckpt_result *res,
+ctr_target_restored(void *arg, const struct ckpt_result *res,
     const char *error)
 {
 	struct migration	*m = arg;
 	struct instance		*in = m->in;
 	struct instances	*set;
 
-	if (error != NULL || m->state != MIG_RESUMING) {
+	if (error != NULL || m->state != CTR_RESUMING) {
 		/* Unless we killed it ourselves, say where CRIU's logs are. */
-		char *text = error != NULL && m->state != MIG_ABORTING ?
-		    mig_target_keep_logs(m, error) : NULL;
+		char *text = error != NULL && m->state != CTR_ABORTING ?
+		    ctr_target_keep_logs(m, error) : NULL;
 
 		/* Even past COMMIT: it does not run here, so the source's
 		 * checkpoint and rootfs are the instance, not our copy.  All
@@ -150,7 +134,7 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		m->rootfs_keep = 0;
 		container_kill(in->name, NULL);
 		container_cgroup_remove(in->name, NULL);
-		mig_drop_rootfs(m);
+		ctr_drop_rootfs(m);
 		free(m->rootfs);
 		m->rootfs = NULL;
 		log_warnx("mig %" PRIx64 " %s: incoming copy discarded%s%s",
@@ -159,12 +143,12 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		set = in->set;
 		instance_destroy(in);
 		m->in = NULL;
-		if (m->state != MIG_ABORTING)
+		if (m->state != CTR_ABORTING)
 			ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
 			    text != NULL ? text : "restore discarded");
 		free(text);
 		instances_op_done(set);
-		mig_free(m);
+		ctr_free(m);
 		return;
 	}
 	instance_watch(in, res->pid, 0);
@@ -175,11 +159,11 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 		log_info("mig %" PRIx64 " %s: running here (pid %ld), moved "
 		    "from %s; its memory follows", m->id, m->name,
 		    (long)res->pid, m->peer);
-		mig_set_state(m, MIG_PAGING);
+		ctr_set_state(m, CTR_PAGING);
 		mig_set_timeout(m->mig, 0);	/* the relay watches it */
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 		if (m->pages_done)
-			mig_target_pages_arrived(m);
+			ctr_target_pages_arrived(m);
 		return;
 	}
 	in->generation = m->generation;
@@ -193,12 +177,12 @@ mig_target_restored(void *arg, const struct ckpt_result *res,
 	m->in = NULL;	/* it is an ordinary running instance from here */
 	m->work.data = m;
 	mig_hold(m->mig);
-	uv_queue_work(m->agent->loop, &m->work, mig_target_sync,
-	    mig_target_synced);
+	uv_queue_work(m->agent->loop, &m->work, ctr_target_sync,
+	    ctr_target_synced);
 }
 
 static void
-mig_target_sync(uv_work_t *w)
+ctr_target_sync(uv_work_t *w)
 {
 	struct migration	*m = w->data;
 
@@ -208,7 +192,7 @@ mig_target_sync(uv_work_t *w)
 }
 
 static void
-mig_target_synced(uv_work_t *w, int status)
+ctr_target_synced(uv_work_t *w, int status)
 {
 	struct migration	*m = w->data;
 	struct mig		*mig = m->mig;
@@ -221,7 +205,7 @@ mig_target_synced(uv_work_t *w, int status)
 	else
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 	instances_op_done(m->set);
-	mig_free(m);
+	ctr_free(m);
 	mig_drop(mig);
 }
 
@@ -229,7 +213,7 @@ mig_target_synced(uv_work_t *w, int status)
  * touched yet are gone.  Kill it before the lazy-pages daemon goes (a
  * fault with no daemon would read zeros). */
 static void
-mig_target_postcopy_lost(struct migration *m, const char *why)
+ctr_target_postcopy_lost(struct migration *m, const char *why)
 {
 	struct instance		*in = m->in;
 	struct instances	*set = in->set;
@@ -249,64 +233,64 @@ mig_target_postcopy_lost(struct migration *m, const char *why)
 	/* The source keeps the instance's record and checkpoints. */
 	instance_destroy(in);
 	instances_op_done(set);
-	mig_free(m);
+	ctr_free(m);
 }
 
 static void
-mig_target_lazy_done(void *arg, const char *error)
+ctr_target_lazy_done(void *arg, const char *error)
 {
 	struct migration	*m = arg;
 
 	m->lazy = NULL;		/* it exited */
 	if (error != NULL) {
-		if (m->state == MIG_PAGING)
-			mig_target_postcopy_lost(m, error);
+		if (m->state == CTR_PAGING)
+			ctr_target_postcopy_lost(m, error);
 		else
-			mig_target_discard(m, error);
+			ctr_target_discard(m, error);
 		return;
 	}
 	m->pages_done = 1;
-	if (m->state != MIG_PAGING)
-		return;	/* fetched before it resumed: mig_target_restored */
-	mig_target_pages_arrived(m);
+	if (m->state != CTR_PAGING)
+		return;	/* fetched before it resumed: ctr_target_restored */
+	ctr_target_pages_arrived(m);
 }
 
 /* Every page is here and the page channel drained: done. */
 void
-mig_target_postcopy_finish(struct migration *m)
+ctr_target_postcopy_finish(struct migration *m)
 {
 	char	*dir;
 
-	if (m->state != MIG_PAGING || !m->pages_done || !m->relay_ended)
+	if (m->state != CTR_PAGING || !m->pages_done || !m->relay_ended)
 		return;
 	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
 	ckpt_discard(dir);
 	free(dir);
 	instances_op_done(m->in->set);
-	mig_free(m);
+	ctr_free(m);
 }
 
 static void
-mig_target_pages_arrived(struct migration *m)
+ctr_target_pages_arrived(struct migration *m)
 {
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
 	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
 	    m->name, m->peer);
-	mig_target_postcopy_finish(m);
+	ctr_target_postcopy_finish(m);
 }
 
 static void
-mig_target_lazy_ready(void *arg, const char *error)
+ctr_target_lazy_ready(void *arg, const char *error)
 {
 	struct migration	*m = arg;
 	struct ckpt_target	 t;
 
 	if (error != NULL) {
 		m->lazy = NULL;
-		mig_target_abort(m, error);
+		ctr_target_abort(m, error);
 		return;
 	}
-	if (m->state != MIG_RESTORING)
+	if (m->state != CTR_RESTORING)
 		return;
 	memset(&t, 0, sizeof t);
 	t.name = m->in->name;
@@ -314,49 +298,49 @@ mig_target_lazy_ready(void *arg, const char *error)
 	t.dir = m->in->ckpt_dir;
 	t.rootfs = m->in->spec->root;
 	t.lazy = 1;
-	ckpt_restore_held(m->agent->loop, &t, m->generation, mig_target_held,
-	    mig_target_restored, m);
+	ckpt_restore_held(m->agent->loop, &t, m->generation, ctr_target_held,
+	    ctr_target_restored, m);
 }
 
 static void
-mig_target_send_restored(struct migration *m)
+ctr_target_send_restored(struct migration *m)
 {
 	const char	*why = "fault point mig.target.restored";
 
-	if (m->state != MIG_HELD)
+	if (m->state != CTR_HELD)
 		return;
 	if (fault_check("mig.target.restored", NULL) == FAULT_FAIL) {
-		mig_target_abort(m, why);
+		ctr_target_abort(m, why);
 		return;
 	}
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORED, NULL);
 }
 
 static void
-mig_target_restored_later(uv_timer_t *t)
+ctr_target_restored_later(uv_timer_t *t)
 {
-	mig_target_send_restored(t->data);
+	ctr_target_send_restored(t->data);
 }
 
 /* pre-resume: restored and verified, not running.  Tell the source. */
 static void
-mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
+ctr_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
     uint64_t bytes)
 {
 	struct migration	*m = arg;
 	unsigned		 ms = 0;
 
-	if (m->state != MIG_RESTORING) {
+	if (m->state != CTR_RESTORING) {
 		/* Discarded while CRIU restored: let it drop the tree. */
 		ckpt_hold_release(hold, 0);
 		return;
 	}
 	m->hold = hold;
-	mig_set_state(m, MIG_HELD);
+	ctr_set_state(m, CTR_HELD);
 	switch (fault_check("mig.target.held", &ms)) {
 	case FAULT_DELAY:
 		/* m->tick is the source's; a target's is free. */
-		uv_timer_start(&m->tick, mig_target_restored_later, ms, 0);
+		uv_timer_start(&m->tick, ctr_target_restored_later, ms, 0);
 		return;
 	case FAULT_STALL:
 		return;		/* until the source gives up */
@@ -365,12 +349,12 @@ mig_target_held(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	default:
 		break;
 	}
-	mig_target_send_restored(m);
+	ctr_target_send_restored(m);
 }
 
 /* The CPU check runs while the migration may be discarded (an ABORT, a
  * lost link, the timeout): its answer finds it again, or nothing. */
-struct mig_cpu_check {
+struct ctr_cpu_check {
 	struct agent		*agent;
 	char			*peer;
 	uint64_t		 id;
@@ -378,14 +362,14 @@ struct mig_cpu_check {
 };
 
 static void
-mig_target_cpu_checked(const char *problem, void *arg)
+ctr_target_cpu_checked(const char *problem, void *arg)
 {
-	struct mig_cpu_check	*cc = arg;
+	struct ctr_cpu_check	*cc = arg;
 	struct migration	*m;
 	char			*why;
 
 	m = ctr_find(cc->agent, cc->peer, cc->id, 0);
-	if (m == NULL || m != cc->m || m->state != MIG_RECEIVING)
+	if (m == NULL || m != cc->m || m->state != CTR_RECEIVING)
 		goto out;
 	if (problem == NULL) {
 		log_info("CPU check passed for %s from %s", m->name, m->peer);
@@ -394,7 +378,7 @@ mig_target_cpu_checked(const char *problem, void *arg)
 	}
 	xasprintf(&why, "%s cannot run %s's processes: %s",
 	    m->agent->conf->host_name, m->peer, problem);
-	mig_target_abort(m, why);
+	ctr_target_abort(m, why);
 	free(why);
 out:
 	free(cc->peer);
@@ -404,9 +388,9 @@ out:
 /* Before READY, so the source freezes nothing that cannot run here.  The
  * images directory is new and empty: CRIU's scratch space until then. */
 static void
-mig_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
+ctr_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
 {
-	struct mig_cpu_check	*cc;
+	struct ctr_cpu_check	*cc;
 	char			*dir, *why;
 
 	if (!o->has_cpuinfo || o->cpuinfo.len == 0) {
@@ -414,7 +398,7 @@ mig_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
 		    "cannot check that it can run its processes (a tern "
 		    "without the CPU check?)", m->peer,
 		    m->agent->conf->host_name);
-		mig_target_abort(m, why);
+		ctr_target_abort(m, why);
 		free(why);
 		return;
 	}
@@ -425,14 +409,14 @@ mig_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
 	cc->m = m;
 	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
 	cpuinfo_check(m->agent->loop, m->agent->conf->criu_path, dir,
-	    o->cpuinfo.data, o->cpuinfo.len, mig_target_cpu_checked, cc);
+	    o->cpuinfo.data, o->cpuinfo.len, ctr_target_cpu_checked, cc);
 	free(dir);
 }
 
 /* A rootfs that follows goes where the spec says; nothing may be there
  * yet (something there is another copy, or shared storage undeclared). */
 static int
-mig_target_rootfs_free(struct agent *a, const char *root, char **cause)
+ctr_target_rootfs_free(struct agent *a, const char *root, char **cause)
 {
 	struct dirent	*de;
 	DIR		*d;
@@ -479,7 +463,7 @@ ctr_count_incoming(struct mig *mig, void *arg)
 /* What an offer must pass before anything is made for it: 0 and the
  * parsed spec, or -1 and *cause. */
 static int
-mig_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
+ctr_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
     struct container_spec **specp, char **cause)
 {
 	struct agent		*a = m->agent;
@@ -488,7 +472,7 @@ mig_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 	char			*dir;
 	int			 used;
 
-	mig_engine_each(a->mig, ctr_count_incoming, &c);
+	mig_engine_each(m->mig->engine, ctr_count_incoming, &c);
 	if (c.n >= MIG_MAX_INCOMING) {
 		/* Each forks CRIU and takes disk: a peer gets no more. */
 		xasprintf(cause, "%s takes %d incoming migrations at a time; "
@@ -533,7 +517,7 @@ mig_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 	if (container_root_allowed(a->conf, spec->root, cause) != 0)
 		goto bad;
 	m->rootfs_copy = o->has_rootfs_copy && o->rootfs_copy;
-	if (m->rootfs_copy && mig_target_rootfs_free(a, spec->root,
+	if (m->rootfs_copy && ctr_target_rootfs_free(a, spec->root,
 	    cause) != 0)
 		goto bad;
 	if (!m->rootfs_copy && access(spec->root, R_OK) != 0) {
@@ -559,7 +543,7 @@ ctr_target_begin(struct mig *mig, const Tern__MigrateOffer *o, char **cause)
 	struct instance		*in;
 	char			*dir;
 
-	if (mig_target_check_offer(m, o, &spec, cause) != 0)
+	if (ctr_target_check_offer(m, o, &spec, cause) != 0)
 		return -1;
 	if (m->rootfs_copy)
 		m->rootfs = xstrdup(spec->root);
@@ -571,7 +555,7 @@ ctr_target_begin(struct mig *mig, const Tern__MigrateOffer *o, char **cause)
 	xasprintf(&dir, "%s/%" PRIu64, in->ckpt_dir, o->generation);
 	if (instance_save(in, cause) != 0 || mkdir_p(dir, 0700, cause) != 0) {
 		free(dir);
-		mig_target_abort(m, *cause);
+		ctr_target_abort(m, *cause);
 		free(*cause);
 		*cause = NULL;
 		return 0;
@@ -579,31 +563,31 @@ ctr_target_begin(struct mig *mig, const Tern__MigrateOffer *o, char **cause)
 	free(dir);
 	/* Open our half of the page channel before READY: the source's half
 	 * follows its offer, ours must exist when its dump starts. */
-	if (m->postcopy && mig_relay_new(m, cause) != 0) {
-		mig_target_abort(m, *cause);
+	if (m->postcopy && ctr_relay_new(m, cause) != 0) {
+		ctr_target_abort(m, *cause);
 		free(*cause);
 		*cause = NULL;
 		return 0;
 	}
 	instance_set_state(in, INST_INCOMING, NULL);
-	mig_set_state(m, MIG_RECEIVING);
-	mig_target_check_cpu(m, o);	/* READY once it passes */
+	ctr_set_state(m, CTR_RECEIVING);
+	ctr_target_check_cpu(m, o);	/* READY once it passes */
 	return 0;
 }
 
 /* Images and rootfs are here: restore (held at pre-resume). */
 void
-mig_target_restore(struct migration *m)
+ctr_target_restore(struct migration *m)
 {
 	struct ckpt_target	 t;
 	char			*cause = NULL;
 
 	if (container_cgroup_create(m->in->name, m->in->spec, &cause) != 0) {
-		mig_target_abort(m, cause);
+		ctr_target_abort(m, cause);
 		free(cause);
 		return;
 	}
-	mig_set_state(m, MIG_RESTORING);
+	ctr_set_state(m, CTR_RESTORING);
 	memset(&t, 0, sizeof t);
 	t.name = m->in->name;
 	t.criu_path = m->agent->conf->criu_path;
@@ -612,26 +596,26 @@ mig_target_restore(struct migration *m)
 	t.action_script = m->agent->criu_action;
 	if (m->postcopy) {
 		/* The daemon first, the lazy restore once it listens
-		 * (mig_target_lazy_ready). */
+		 * (ctr_target_lazy_ready). */
 		m->lazy = ckpt_lazy_start(m->agent->loop, &t, m->generation,
-		    m->ps_fd, mig_target_lazy_ready, mig_target_lazy_done, m,
+		    m->ps_fd, ctr_target_lazy_ready, ctr_target_lazy_done, m,
 		    &cause);
 		close(m->ps_fd);
 		m->ps_fd = -1;
 		if (m->lazy == NULL) {
-			mig_target_abort(m, cause);
+			ctr_target_abort(m, cause);
 			free(cause);
 		}
 		return;
 	}
-	ckpt_restore_held(m->agent->loop, &t, m->generation, mig_target_held,
-	    mig_target_restored, m);
+	ckpt_restore_held(m->agent->loop, &t, m->generation, ctr_target_held,
+	    ctr_target_restored, m);
 }
 
 /* A rootfs pass was applied (or failed): the full one is answered with
  * ROOTFS_SYNCED, the delta lets a waiting RESTORE go on. */
 static void
-mig_target_tree_applied(struct migration *m, const struct tree_stats *st,
+ctr_target_tree_applied(struct migration *m, const struct tree_stats *st,
     const char *error)
 {
 	char	*why;
@@ -639,7 +623,7 @@ mig_target_tree_applied(struct migration *m, const struct tree_stats *st,
 	if (error != NULL) {
 		xasprintf(&why, "applying the rootfs into %s: %s", m->rootfs,
 		    error);
-		mig_target_abort(m, why);
+		ctr_target_abort(m, why);
 		free(why);
 		return;
 	}
@@ -650,16 +634,16 @@ mig_target_tree_applied(struct migration *m, const struct tree_stats *st,
 	    st->deleted);
 	if (m->trees_done == 1)
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED, NULL);
-	else if (m->restore_wanted && m->state == MIG_RECEIVING &&
+	else if (m->restore_wanted && m->state == CTR_RECEIVING &&
 	    m->trees_in == 0 && m->files_writing == 0) {
 		m->restore_wanted = 0;
-		mig_target_restore(m);
+		ctr_target_restore(m);
 	}
 }
 
 /* The pass held the migration: a finished one only goes now. */
 void
-mig_target_tree_done(void *arg, const struct tree_stats *st,
+ctr_target_tree_done(void *arg, const struct tree_stats *st,
     const char *error)
 {
 	struct migration	*m = arg;
@@ -667,22 +651,22 @@ mig_target_tree_done(void *arg, const struct tree_stats *st,
 
 	m->trees_in--;
 	if (!mig->finished)
-		mig_target_tree_applied(m, st, error);
+		ctr_target_tree_applied(m, st, error);
 	mig_drop(mig);
 }
 
 void
-mig_target_step(struct migration *m, const Tern__MigrateStep *s)
+ctr_target_step(struct migration *m, const Tern__MigrateStep *s)
 {
 	struct ckpt_hold	*h;
 
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__RESTORE:
-		if (m->state != MIG_RECEIVING)
+		if (m->state != CTR_RECEIVING)
 			break;
 		if ((m->rootfs_copy && (m->trees_done < 2 ||
 		    m->trees_in > 0)) || m->files_writing > 0) {
-			/* mig_target_tree_done, mig_target_file_written */
+			/* ctr_target_tree_done, ctr_target_file_written */
 			if (m->files_writing > 0)
 				log_info("mig %" PRIx64 " %s: restore waits for "
 				    "%u image files still being written", m->id,
@@ -690,16 +674,16 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 			m->restore_wanted = 1;
 			break;
 		}
-		mig_target_restore(m);
+		ctr_target_restore(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__COMMIT:
-		if (m->state != MIG_HELD || m->hold == NULL)
+		if (m->state != CTR_HELD || m->hold == NULL)
 			break;
-		mig_set_state(m, MIG_RESUMING);
+		ctr_set_state(m, CTR_RESUMING);
 		m->rootfs_keep = 1;
 		if (fault_check("mig.target.resume", NULL) == FAULT_FAIL) {
 			/* As if the resume failed: the tree dies. */
-			mig_target_drop_held(m);
+			ctr_target_drop_held(m);
 			break;
 		}
 		h = m->hold;
@@ -707,7 +691,7 @@ mig_target_step(struct migration *m, const Tern__MigrateStep *s)
 		ckpt_hold_release(h, 1);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
-		mig_target_discard(m, s->error != NULL ? s->error :
+		ctr_target_discard(m, s->error != NULL ? s->error :
 		    "the source aborted");
 		break;
 	default:

@@ -2,83 +2,67 @@
  * state, the verdicts carried out, the driver table (ctr-mig-internal.h). */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
-#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
+#include <unistd.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
 #include "agent/ctr-mig-internal.h"
-#include "agent/migration.h"
 #include "agent/peers.h"
 #include "checkpoint/ckpt.h"
-#include "checkpoint/container-spec.h"
-#include "checkpoint/container.h"
-#include "checkpoint/cpuinfo.h"
-#include "checkpoint/file-locks.h"
-#include "checkpoint/kept-logs.h"
-#include "checkpoint/lazy-check.h"
 #include "checkpoint/page-server.h"
-#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/ratelimit.h"
 #include "daemon/util.h"
 #include "daemon/work.h"
 #include "daemon/xmalloc.h"
-#include "migrate/engine.h"
 #include "migrate/files.h"
-#include "migrate/phases.h"
 #include "migrate/relay.h"
-#include "agent/vm-migration.h"
 #include "migrate/tree.h"
 
-const char *const mig_state_names[] = {
+const char *const ctr_state_names[] = {
 	"offered", "dumping", "sending", "restoring", "committed",
 	"receiving", "held", "resuming", "aborting", "paging", "syncing",
 };
 
-static uint64_t	mig_bytes_moved(struct migration *);
+static uint64_t	ctr_moved(struct migration *);
 static void	ctr_progress(struct migration *);
 
 /* Where the migration stands among the phases every migration shares
  * (migrate/phases.h): what its order and failure table speak of. */
 enum mig_phase
-mig_phase(const struct migration *m)
+ctr_phase(const struct migration *m)
 {
 	switch (m->state) {
-	case MIG_OFFERED:
+	case CTR_OFFERED:
 		return MIG_PH_OFFERED;
-	case MIG_SYNCING:
+	case CTR_SYNCING:
 		return MIG_PH_PREPARING;
-	case MIG_DUMPING:
+	case CTR_DUMPING:
 		return MIG_PH_FREEZING;
-	case MIG_SENDING:
+	case CTR_SENDING:
 		return MIG_PH_TRANSFER;
-	case MIG_RESTORING:
+	case CTR_RESTORING:
 		return MIG_PH_RESTORING;
-	case MIG_COMMITTED:
+	case CTR_COMMITTED:
 		/* Post-copy: it runs there, its memory still here.  Stop-
 		 * and-copy: CRIU stops ours, then COMMIT goes out. */
 		if (m->postcopy)
 			return MIG_PH_PAGING;
 		return m->dumped ? MIG_PH_COMMITTED : MIG_PH_COMMITTING;
-	case MIG_RECEIVING:
+	case CTR_RECEIVING:
 		return MIG_PH_READY;
-	case MIG_HELD:
+	case CTR_HELD:
 		return MIG_PH_HELD;
-	case MIG_RESUMING:
+	case CTR_RESUMING:
 		return MIG_PH_COMMITTED;
-	case MIG_PAGING:
+	case CTR_PAGING:
 		return MIG_PH_PAGING;
-	case MIG_ABORTING:
+	case CTR_ABORTING:
 		return MIG_PH_ROLLING_BACK;
 	}
 	return MIG_PH_FAILED;
@@ -89,19 +73,19 @@ mig_phase(const struct migration *m)
  * and logged: it would be a bug, and acting on it could run a copy twice.
  * Every step restarts the no-progress clock. */
 void
-mig_set_state(struct migration *m, enum mig_state st)
+ctr_set_state(struct migration *m, enum ctr_state st)
 {
-	enum mig_state	was = m->state;
+	enum ctr_state	was = m->state;
 
 	m->state = st;
-	if (mig_set_phase(m->mig, mig_phase(m)) != 0) {
+	if (mig_set_phase(m->mig, ctr_phase(m)) != 0) {
 		m->state = was;
 		log_warnx("mig %" PRIx64 " %s: refused a step from %s to %s",
-		    m->id, m->name, mig_state_names[was], mig_state_names[st]);
+		    m->id, m->name, ctr_state_names[was], ctr_state_names[st]);
 		return;
 	}
 	log_info("mig %" PRIx64 " %s: %s -> %s", m->id, m->name,
-	    mig_state_names[was], mig_state_names[st]);
+	    ctr_state_names[was], ctr_state_names[st]);
 	ctr_progress(m);
 }
 
@@ -131,7 +115,7 @@ ctr_new(struct agent *a, struct mig *mig)
 }
 
 static void
-mig_freed(uv_handle_t *h)
+ctr_freed(uv_handle_t *h)
 {
 	struct migration	*m = h->data;
 
@@ -149,7 +133,7 @@ mig_freed(uv_handle_t *h)
 
 /* The rootfs a target made for an incoming copy goes with it. */
 void
-mig_drop_rootfs(struct migration *m)
+ctr_drop_rootfs(struct migration *m)
 {
 	char	*who;
 
@@ -166,7 +150,7 @@ mig_drop_rootfs(struct migration *m)
 /* Over: its work stops now, the engine finishes it (the rest goes in
  * ctr_release, once nothing holds it). */
 void
-mig_free(struct migration *m)
+ctr_free(struct migration *m)
 {
 	if (m->fs != NULL) {
 		files_send_cancel(m->fs);
@@ -199,10 +183,10 @@ ctr_release(struct mig *mig)
 
 	if (m == NULL)
 		return;		/* refused before it began */
-	mig_drop_rootfs(m);
+	ctr_drop_rootfs(m);
 	m->mig = NULL;
 	m->peer = m->name = NULL;	/* the engine's, gone with it */
-	uv_close((uv_handle_t *)&m->tick, mig_freed);
+	uv_close((uv_handle_t *)&m->tick, ctr_freed);
 }
 
 /* The operator's answer, once; no progress after it. */
@@ -218,7 +202,7 @@ ctr_answer(struct migration *m, const Envelope *reply, int code,
  * arrived on this migration's own streams (other traffic from that host,
  * another migration's say, is no progress of ours). */
 static uint64_t
-mig_bytes_moved(struct migration *m)
+ctr_moved(struct migration *m)
 {
 	if (!m->source)
 		return stream_tally_bytes(m->tally);
@@ -230,7 +214,7 @@ mig_bytes_moved(struct migration *m)
 
 /* "20.0 MB/s": rates in powers of 1000, as ternctl reads them. */
 void
-mig_format_rate(char *buf, size_t len, uint64_t rate)
+ctr_format_rate(char *buf, size_t len, uint64_t rate)
 {
 	if (rate >= 1000000)
 		snprintf(buf, len, "%.1f MB/s", (double)rate / 1e6);
@@ -251,10 +235,10 @@ ctr_progress(struct migration *m)
 	p.name = m->name;
 	/* Post-copy past the switch: it runs there, memory on the way. */
 	p.phase = (char *)(m->postcopy && m->resumed ? "paging" :
-	    mig_state_names[m->state]);
+	    ctr_state_names[m->state]);
 	p.elapsed_ms = now - m->start_ms;
 	p.has_bytes = 1;
-	p.bytes = mig_bytes_moved(m);
+	p.bytes = ctr_moved(m);
 	if (m->limit != NULL) {
 		p.has_bandwidth = 1;
 		p.bandwidth = ratelimit_rate(m->limit);
@@ -271,7 +255,7 @@ ctr_progress(struct migration *m)
 }
 
 void
-mig_tick(uv_timer_t *t)
+ctr_tick(uv_timer_t *t)
 {
 	ctr_progress(t->data);
 }
@@ -286,7 +270,7 @@ ctr_send_step(struct migration *m, Tern__MigrateStep__Step step,
 /* Post-copy's page channel: a socketpair, CRIU gets one end (m->ps_fd),
  * the other is relayed to the peer's over a stream pair. */
 int
-mig_relay_new(struct migration *m, char **cause)
+ctr_relay_new(struct migration *m, char **cause)
 {
 	int	 sv[2];
 	char	*what, *name;
@@ -296,7 +280,7 @@ mig_relay_new(struct migration *m, char **cause)
 		return -1;
 	}
 	xasprintf(&what, "mig %" PRIx64 " %s pages", m->id, m->name);
-	m->relay = relay_new(m->agent->loop, sv[0], what, mig_relay_done, m);
+	m->relay = relay_new(m->agent->loop, sv[0], what, ctr_relay_done, m);
 	free(what);
 	xasprintf(&name, "%" PRIx64 "/pages", m->id);
 	if (relay_open(m->relay, peers_mux(m->agent->peers, m->peer), name,
@@ -324,7 +308,7 @@ static void
 ctr_rollback(struct mig *mig, enum mig_fail f, const char *why)
 {
 	(void)f;
-	mig_source_fail(ctr_of(mig), "%s", why);
+	ctr_source_fail(ctr_of(mig), "%s", why);
 }
 
 static void
@@ -332,9 +316,9 @@ ctr_discard(struct mig *mig, enum mig_fail f, const char *why)
 {
 	/* Tell the source, unless it is gone or said so itself. */
 	if (f == MIG_FAIL_LINK || f == MIG_FAIL_PEER_ABORT)
-		mig_target_discard(ctr_of(mig), why);
+		ctr_target_discard(ctr_of(mig), why);
 	else
-		mig_target_abort(ctr_of(mig), why);
+		ctr_target_abort(ctr_of(mig), why);
 }
 
 static void
@@ -355,7 +339,7 @@ static void
 ctr_uncertain(struct mig *mig, enum mig_fail f, const char *why)
 {
 	(void)f;
-	mig_source_orphaned(ctr_of(mig), why);
+	ctr_source_orphaned(ctr_of(mig), why);
 }
 
 static void
@@ -365,30 +349,30 @@ ctr_split(struct mig *mig, enum mig_fail f, const char *why)
 
 	(void)f;
 	if (m->source)
-		mig_source_postcopy_broke(m, why);
+		ctr_source_postcopy_broke(m, why);
 	else
-		mig_target_discard(m, why);	/* it kills ours */
+		ctr_target_discard(m, why);	/* it kills ours */
 }
 
 static void
 ctr_step(struct mig *mig, const Tern__MigrateStep *s)
 {
 	if (mig->role == MIG_ROLE_SOURCE)
-		mig_source_step(ctr_of(mig), s);
+		ctr_source_step(ctr_of(mig), s);
 	else
-		mig_target_step(ctr_of(mig), s);
+		ctr_target_step(ctr_of(mig), s);
 }
 
 static uint64_t
 ctr_bytes_moved(struct mig *mig)
 {
-	return mig->priv != NULL ? mig_bytes_moved(ctr_of(mig)) : 0;
+	return mig->priv != NULL ? ctr_moved(ctr_of(mig)) : 0;
 }
 
 static const char *
 ctr_state_name(struct mig *mig)
 {
-	return mig->priv != NULL ? mig_state_names[ctr_of(mig)->state] :
+	return mig->priv != NULL ? ctr_state_names[ctr_of(mig)->state] :
 	    mig_phase_names[mig->phase];
 }
 
@@ -422,7 +406,7 @@ ctr_match_one(struct mig *mig, void *arg)
 
 	if (c->found == NULL && mig->drv == &ctr_driver && m != NULL &&
 	    !m->source && (!c->tree || m->rootfs_copy) &&
-	    m->state == MIG_RECEIVING && strcmp(m->peer, c->peer) == 0 &&
+	    m->state == CTR_RECEIVING && strcmp(m->peer, c->peer) == 0 &&
 	    strcmp(m->name, c->name) == 0 && m->generation == c->generation)
 		c->found = m;
 }
@@ -436,13 +420,14 @@ ctr_match_receiving(struct agent *a, const char *peer, const char *name,
 		.tree = tree,
 	};
 
-	mig_engine_each(a->mig, ctr_match_one, &c);
+	if (a->mig != NULL)
+		mig_engine_each(a->mig, ctr_match_one, &c);
 	return c.found;
 }
 
 /* The page channel broke (error) or ended; CRIU's exits say the rest. */
 void
-mig_relay_done(void *arg, const char *error)
+ctr_relay_done(void *arg, const char *error)
 {
 	struct migration	*m = arg;
 	char			*why;
@@ -455,9 +440,9 @@ mig_relay_done(void *arg, const char *error)
 			    "last page)", m->id, m->name, error);
 		m->relay_ended = 1;
 		if (m->source)
-			mig_source_postcopy_finish(m);
+			ctr_source_postcopy_finish(m);
 		else
-			mig_target_postcopy_finish(m);
+			ctr_target_postcopy_finish(m);
 		return;
 	}
 	xasprintf(&why, "the page channel to %s broke: %s", m->peer, error);

@@ -141,11 +141,18 @@ void		*mig_engine_data(const struct mig_engine *);
 void		 mig_engine_free(struct mig_engine *);
 
 /* ternctl migrate of an instance of kind (the instance's driver says
- * which); r->cancel set: cancel name's outgoing migration. */
+ * which): the engine makes m (id: see the conf) and calls source_begin.
+ * r->cancel set (kind unused): MIG_FAIL_CANCEL to name's outgoing
+ * migration, answered at once: Done "cancelling ...", NOT_FOUND if there
+ * is none, BAD_REQUEST if the table ignores a cancel in its phase. */
 void		 mig_engine_start(struct mig_engine *, const char *kind,
 		    const Tern__MigrateRequest *, mig_reply_cb progress,
 		    mig_reply_cb done, void *arg);
-/* From the mesh: a migration message (1 if it was one). */
+/* From the mesh: a migration message (1 if it was one).  An offer goes
+ * to its kind's driver (none: ABORT "bad offer"; a duplicate: ignored);
+ * a step to the migration of (peer, id), source first; RESTORE or
+ * COMMIT for none is answered ABORT "unknown migration (discarded
+ * here)", other steps for none are dropped. */
 int		 mig_engine_on_msg(struct mig_engine *, const char *peer,
 		    const Envelope *);
 /* From the mesh: a stream of kind for a migration (size: what the sender
@@ -178,7 +185,8 @@ void		 mig_engine_each(struct mig_engine *,
  * logged, and returns -1.  A phase change is progress (timeout rearmed). */
 int		 mig_set_phase(struct mig *, enum mig_phase);
 /* A failure: the table's verdict for (role, phase, f), carried out by
- * the driver's op.  The only way a failure is acted on. */
+ * the driver's op (m held meanwhile).  The only way a failure is acted
+ * on; ignored once m is finished. */
 void		 mig_fail(struct mig *, enum mig_fail, const char *why);
 /* Progress seen (bytes, a step): the timeout starts over. */
 void		 mig_touch(struct mig *);
