@@ -28,9 +28,7 @@ struct agent {
 	struct peers		*peers;
 	struct instances	*instances;	/* NULL until CRIU was probed */
 	struct vm_host		*vms;		/* libvirt; NULL: no VMs here */
-	struct vm_migration	*vm_migrations;	/* in progress, either side */
-	struct mig_engine	*mig;		/* every container migration, and
-						 * VM ones once their driver is */
+	struct mig_engine	*mig;		/* every migration, either kind */
 	uint64_t		 next_migration;
 	struct ctlsock		*ctl;
 	uint64_t		 boot_id;

@@ -19,17 +19,6 @@
 
 /* --- the engine's glue ------------------------------------------------------ */
 
-/* VM SHIM: until a VM driver registers with the engine (it ports
- * agent/vm-migration.c onto migrate/engine.h), VM migrations keep their
- * own table: offers, steps, relays, a lost peer, shutdown and cancel go
- * to vm_migration_*.  Every use is marked "VM SHIM"; all of them go
- * when the driver registers. */
-static int
-vm_shim(const struct agent *a)
-{
-	return a->mig == NULL || !mig_engine_has_kind(a->mig, "vm");
-}
-
 static int
 migration_send(void *ctx, const char *peer, const Envelope *env, char **cause)
 {
@@ -46,7 +35,7 @@ migration_engine_conf(const struct agent *a, struct mig_engine_conf *c)
 	c->host_name = a->conf->host_name;
 	c->timeout_ms = (uint32_t)a->conf->migration_timeout_ms;
 	c->boot_id = a->boot_id;
-	/* Shared with vm-migration.c's ids while the VM SHIM lasts. */
+	/* The agent's counter: ids stay unique across a reload. */
 	c->id_counter = &((struct agent *)a)->next_migration;
 }
 
@@ -60,6 +49,7 @@ migration_init(struct agent *a)
 	a->mig = mig_engine_new(a->loop, &c, &tr);
 	mig_engine_set_data(a->mig, a);
 	mig_engine_register(a->mig, &ctr_driver);
+	vm_migration_register(a);
 }
 
 void
@@ -100,21 +90,12 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		return;
 	}
 	if (r->has_cancel && r->cancel) {
-		/* VM SHIM: a VM migration is not in the engine's table yet. */
-		if (vm_shim(a) && mig_find_name(a->mig, r->name,
-		    MIG_ROLE_SOURCE) == NULL) {
-			vm_migration_cancel(a, r->name, cb, arg);
-			return;
-		}
 		mig_engine_start(a->mig, NULL, r, progress, cb, arg);
 		return;
 	}
 	if (a->instances != NULL &&
 	    (in = instance_find(a->instances, r->name)) != NULL && in->vm) {
-		if (vm_shim(a))		/* VM SHIM */
-			vm_migration_start(a, in, r, progress, cb, arg);
-		else
-			mig_engine_start(a->mig, "vm", r, progress, cb, arg);
+		mig_engine_start(a->mig, "vm", r, progress, cb, arg);
 		return;
 	}
 	mig_engine_start(a->mig, "container", r, progress, cb, arg);
@@ -128,16 +109,6 @@ migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 		return 0;
 	if (a->mig == NULL)
 		return 1;	/* stopping: no new work */
-	if (vm_shim(a)) {	/* VM SHIM */
-		if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
-		    strcmp(env->migrate_offer->kind, "vm") == 0) {
-			vm_migration_offer(a, peer, env->migrate_offer);
-			return 1;
-		}
-		if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_STEP &&
-		    vm_migration_step(a, peer, env->migrate_step))
-			return 1;
-	}
 	return mig_engine_on_msg(a->mig, peer, env);
 }
 
@@ -161,8 +132,6 @@ int
 migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
     const char *name, char **cause)
 {
-	if (strstr(name, "/vm-") != NULL && vm_shim(a))	/* VM SHIM */
-		return vm_migration_accept_relay(a, peer, st, name, cause);
 	return migration_accept_engine(a, peer, RELAY_STREAM_KIND, st, name, 0,
 	    cause);
 }
@@ -170,8 +139,6 @@ migration_accept_relay(struct agent *a, const char *peer, struct stream *st,
 void
 migration_peer_lost(struct agent *a, const char *peer, const char *why)
 {
-	if (vm_shim(a))
-		vm_migration_peer_lost(a, peer, why);	/* VM SHIM */
 	if (a->mig != NULL)
 		mig_engine_peer_lost(a->mig, peer, why);
 }
@@ -179,8 +146,6 @@ migration_peer_lost(struct agent *a, const char *peer, const char *why)
 void
 migration_shutdown(struct agent *a)
 {
-	if (vm_shim(a))
-		vm_migration_shutdown(a);	/* VM SHIM */
 	if (a->mig == NULL)
 		return;
 	mig_engine_shutdown(a->mig);

@@ -8,32 +8,12 @@
 #define TERN_AGENT_VM_MIGRATION_H
 
 #include "agent/agent.h"
-#include "agent/instances.h"
 #include "checkpoint/vm.h"
-#include "daemon/msg.h"
-#include "daemon/stream.h"
 
-struct instance;
-
-/* ternctl migrate of a VM instance (progress, then done once). */
-void	vm_migration_start(struct agent *, struct instance *,
-	    const Tern__MigrateRequest *, instances_done_cb progress,
-	    instances_done_cb done, void *arg);
-/* ternctl migrate --cancel NAME. */
-void	vm_migration_cancel(struct agent *, const char *name,
-	    instances_done_cb, void *arg);
-/* From migration.c's routing: an offer of kind "vm"; a step (1 if it
- * belongs to a VM migration); a relay stream named "<id>/vm-..."; a lost
- * peer; ternd stopping. */
-void	vm_migration_offer(struct agent *, const char *peer,
-	    const Tern__MigrateOffer *);
-int	vm_migration_step(struct agent *, const char *peer,
-	    const Tern__MigrateStep *);
-int	vm_migration_accept_relay(struct agent *, const char *peer,
-	    struct stream *, const char *name, char **cause);
-void	vm_migration_peer_lost(struct agent *, const char *peer,
-	    const char *why);
-void	vm_migration_shutdown(struct agent *);
+/* The VM's driver (kind "vm") on the agent's migration engine (a->mig,
+ * migrate/engine.h): ternctl migrate and --cancel, offers, steps, relay
+ * streams "<id>/vm-...", a lost peer and shutdown come through it. */
+void	vm_migration_register(struct agent *);
 /* At start: no migration outlives its ternd; remove what they left. */
 void	vm_migration_clean(struct agent *);
 /* libvirt: the outgoing migration of name starts memory pass n. */

@@ -1,0 +1,571 @@
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LOG_MODULE "migrate"
+#include "agent/instance-internal.h"
+#include "agent/peers.h"
+#include "agent/vm-instances.h"
+#include "agent/vm-mig-internal.h"
+#include "agent/vm-migration.h"
+#include "checkpoint/vm.h"
+#include "daemon/fault.h"
+#include "daemon/log.h"
+#include "daemon/longjob.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+#include "migrate/relay.h"
+#include "migrate/vm-policy.h"
+
+static void
+vmm_progress(struct vm_migration *m)
+{
+	Envelope		 env;
+	Tern__MigrateProgress	 p = TERN__MIGRATE_PROGRESS__INIT;
+	const struct vm_job	*j = &m->job;
+
+	p.name = (char *)m->name;
+	p.phase = (char *)vmm_phase_name(m);
+	p.elapsed_ms = now_ms() - m->mig->start_ms;
+	p.mode = (char *)(m->switched ? "postcopy" : "precopy");
+	if (j->active) {
+		p.has_bytes = p.has_remaining = p.has_round = 1;
+		p.bytes = j->data_processed;
+		p.remaining = j->data_remaining;
+		/* The readings lag (libvirt answers slowly while QEMU is
+		 * busy); its pass events do not. */
+		p.round = j->iteration > m->passes ? j->iteration : m->passes;
+		p.has_dirty_rate = 1;
+		p.dirty_rate = j->dirty_rate * (j->page_size > 0 ?
+		    j->page_size : 4096);
+		p.has_expected_downtime_ms = j->downtime_ms > 0;
+		p.expected_downtime_ms = j->downtime_ms;
+		p.has_throttle = j->throttle > 0;
+		p.throttle = (uint32_t)j->throttle;
+	}
+	p.has_bandwidth = m->bandwidth > 0;
+	p.bandwidth = m->bandwidth;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_PROGRESS;
+	env.migrate_progress = &p;
+	mig_progress(m->mig, &env);
+}
+
+static void
+vmm_tick(uv_timer_t *t)
+{
+	struct vm_migration	*m = t->data;
+
+	if (m->mig->phase == MIG_PH_TRANSFER || m->mig->phase == MIG_PH_PAGING) {
+		if (!m->stats_busy)
+			vmm_work_queue(m, VMMW_STATS);
+	} else
+		vmm_progress(m);
+}
+
+void
+vmm_note(struct vm_migration *m, const char *text)
+{
+	char	*old = m->policy_note;
+
+	if (old == NULL)
+		m->policy_note = xstrdup(text);
+	else {
+		xasprintf(&m->policy_note, "%s; %s", old, text);
+		free(old);
+	}
+	log_info("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+}
+
+/* A reading of the job: tell the operator, let the policy decide. */
+void
+vmm_stats(struct vm_migration *m, struct vmm_work *k)
+{
+	struct vm_policy_sample	 s;
+	char			 why[256], text[300];
+
+	m->stats_busy = 0;
+	/* An ending job (aborted, completing) reads all zeros. */
+	if (k->rc != 0 || !k->job.active || k->job.data_total == 0 ||
+	    (m->mig->phase != MIG_PH_TRANSFER && m->mig->phase != MIG_PH_PAGING))
+		return;
+	m->job = k->job;
+	if (k->job.throttle > m->throttle_max) {
+		if (m->throttle_max == 0) {
+			snprintf(text, sizeof text, "auto-converge: QEMU "
+			    "throttles the guest's CPUs (%d%%)", k->job.throttle);
+			vmm_note(m, text);
+		}
+		m->throttle_max = k->job.throttle;
+	}
+	vmm_progress(m);
+	s.now_ms = now_ms() - m->mig->start_ms;
+	s.remaining = k->job.data_remaining;
+	s.iteration = k->job.iteration > m->passes ? k->job.iteration :
+	    m->passes;
+	s.throttle = k->job.throttle;
+	switch (vm_policy_step(&m->policy, &s, why, sizeof why)) {
+	case VM_POLICY_WAIT:
+		break;
+	case VM_POLICY_POSTCOPY:
+		vmm_note(m, why);
+		vm_policy_postcopy(&m->policy);
+		m->postcopy_asked = 1;
+		vmm_work_queue(m, VMMW_POSTCOPY);
+		break;
+	case VM_POLICY_ABORT:
+		/* Its deadline, or no progress: the table's timeout. */
+		vmm_note(m, why);
+		vmm_fail(m, MIG_FAIL_TIMEOUT, why);
+		break;
+	}
+}
+
+static void
+vmm_answer_error(struct vm_migration *m, int code, const char *text)
+{
+	uv_timer_stop(&m->tick);
+	mig_answer(m->mig, NULL, code, text);
+}
+
+static void	vmm_source_fail(struct vm_migration *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/* Failed before libvirt took over, or libvirt rolled back: the VM is
+ * still ours. */
+static void
+vmm_source_fail(struct vm_migration *m, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*why, *text;
+
+	va_start(ap, fmt);
+	xvasprintf(&why, fmt, ap);
+	va_end(ap);
+	log_warnx("vmig %" PRIx64 " %s: failed: %s", m->id, m->name, why);
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
+	vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why, 0, 0);
+	if (m->in != NULL) {
+		instance_set_error(m->in, why);
+		instance_set_state(m->in, INST_RUNNING, "migration rolled back");
+	}
+	vmm_set_phase(m, MIG_PH_FAILED);
+	xasprintf(&text, "migration of %s to %s failed: %s; it keeps running "
+	    "on %s", m->name, m->peer, why, m->agent->conf->host_name);
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	free(why);
+	vmm_free(m);
+}
+
+void
+vmm_source_done(struct vm_migration *m, int have_numbers)
+{
+	Envelope		 env;
+	Tern__MigrateReply	 r = TERN__MIGRATE_REPLY__INIT;
+	uint64_t		 total = now_ms() - m->mig->start_ms;
+	const char		*unknown = "";
+
+	/* Post-copy: the target keeps no completed job, so its figure is 0;
+	 * QEMU's here (source stopped until the target was told to run) is
+	 * the switch-over's pause.  Pre-copy: the target's, the same figure
+	 * brought over by libvirt. */
+	if (m->switched) {
+		if (m->qemu_downtime_ms >= 0)
+			m->downtime_ms = (uint64_t)m->qemu_downtime_ms;
+		else
+			unknown = " (unknown: libvirt gave no completed job)";
+	} else if (!have_numbers)
+		unknown = " (unknown: no word from the target)";
+	log_info("vmig %" PRIx64 " %s: moved to %s (%s) in %" PRIu64 " ms, "
+	    "downtime %" PRIu64 " ms%s", m->id, m->name, m->peer,
+	    m->switched ? "post-copy" : "pre-copy", total, m->downtime_ms,
+	    unknown);
+	if (m->mig->phase != MIG_PH_DONE)
+		vmm_set_phase(m, MIG_PH_DONE);
+	if (m->in != NULL) {
+		struct instance		*in = m->in;
+		struct instances	*set = in->set;
+
+		/* Its domain left with its definition: nothing to keep. */
+		m->in = NULL;
+		instance_destroy(in);
+		instances_op_done(set);
+	}
+	uv_timer_stop(&m->tick);
+	if (!m->mig->answered) {
+		r.name = (char *)m->name;
+		r.to = (char *)m->peer;
+		r.mode = (char *)(m->switched ? "postcopy" : "precopy");
+		r.total_ms = total;
+		r.frozen_ms = m->downtime_ms;
+		r.bytes = m->bytes != 0 ? m->bytes : m->job.data_processed;
+		r.policy = m->policy_note;
+		r.has_bandwidth = m->bandwidth > 0;
+		r.bandwidth = m->bandwidth;
+		msg_init(&env, 0);
+		env.body_case = TERN__ENVELOPE__BODY_MIGRATE_REPLY;
+		env.migrate_reply = &r;
+		mig_answer(m->mig, &env, 0, NULL);
+	}
+	vmm_free(m);
+}
+
+/* The table's verdicts, carried out for a VM's source. */
+
+/* ROLLBACK: the VM is still ours.  libvirt's job straddles the commit
+ * point, so while its call runs a rollback is only asked for: libvirt
+ * aborts its job (a lost link's relays are dropped, so QEMU and libvirt
+ * see EOF) and its call's failure completes the rollback (vmm_migrated);
+ * if the call succeeds instead, libvirt committed first and the VM is
+ * the target's (COMMITTED), whatever we asked. */
+void
+vmm_source_rollback(struct vm_migration *m, enum mig_fail f, const char *why)
+{
+	if (!m->job_running) {
+		vmm_source_fail(m, "%s", why);
+		return;
+	}
+	free(m->abort_reason);
+	m->abort_reason = xstrdup(why);
+	if (f == MIG_FAIL_LINK || f == MIG_FAIL_SHUTDOWN)
+		vmm_drop_chans(m);
+	vmm_work_queue(m, VMMW_ABORT);
+}
+
+/* UNCERTAIN: libvirt finished (the domain left with its definition),
+ * T's word on it did not come.  Nothing of ours is left to run or keep:
+ * report the move, with the numbers T did not send unknown. */
+void
+vmm_source_uncertain(struct vm_migration *m, enum mig_fail f, const char *why)
+{
+	if (f == MIG_FAIL_PEER_ABORT)
+		log_warnx("vmig %" PRIx64 " %s: %s could not take it in after "
+		    "libvirt moved it: %s", m->id, m->name, m->peer, why);
+	vmm_source_done(m, 0);
+}
+
+/* SPLIT: past QEMU's switch only T can run it.  While libvirt's call
+ * runs, drop the relays (QEMU and libvirt see the end) and let its
+ * failure say it; once it failed, say it. */
+void
+vmm_source_split(struct vm_migration *m, enum mig_fail f, const char *why)
+{
+	char	*text;
+
+	(void)f;
+	if (m->job_running) {
+		vmm_note(m, why);
+		vmm_drop_chans(m);
+		return;
+	}
+	xasprintf(&text, "post-copy of %s to %s broke after the switch: "
+	    "%s; its memory is split between the hosts and libvirt "
+	    "keeps it paused (post-copy failed) on %s: recover it "
+	    "there with `virsh migrate --postcopy-resume` when the "
+	    "link is back, or restore its last checkpoint", m->name,
+	    m->peer, why, m->peer);
+	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+	vmm_set_phase(m, MIG_PH_FAILED);
+	if (m->in != NULL) {
+		instance_set_error(m->in, text);
+		instance_set_state(m->in, INST_STOPPED, "post-copy broke");
+	}
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	vmm_free(m);
+}
+
+/* libvirt's migration call returned. */
+void
+vmm_migrated(struct vm_migration *m, struct vmm_work *k)
+{
+	char	*text;
+
+	m->job_running = 0;
+	vmm_drop_chans(m);
+	vmm_close_listener(&m->lis[0]);
+	vmm_close_listener(&m->lis[1]);
+	if (k->rc == 0) {
+		/* A test kills ternd here: libvirt finished, T not told. */
+		if (fault_hit("vmig.source.migrated") == FAULT_KILL)
+			fault_die("vmig.source.migrated");
+		/* The domain runs on T and is gone here.  A pre-copy
+		 * passes the commit now and waits for T's COMPLETE in
+		 * COMMITTED.  A post-copy passed it at QEMU's switch and
+		 * its order goes from PAGING to DONE only (phases.c): it
+		 * waits in DONE, where the table ignores every failure
+		 * and VMM_COMPLETE_WAIT_MS alone ends the wait. */
+		vmm_set_phase(m, m->mig->phase == MIG_PH_PAGING ? MIG_PH_DONE :
+		    MIG_PH_COMMITTED);
+		if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL, 0,
+		    0) == 0)
+			return;
+		if (m->mig->phase == MIG_PH_DONE)
+			vmm_source_done(m, 0);
+		else
+			vmm_fail(m, MIG_FAIL_LINK, "could not tell the target "
+			    "libvirt finished");
+		return;
+	}
+	if ((m->switched || k->run == VM_POSTCOPY) && k->run != VM_RUNNING &&
+	    m->mig->phase == MIG_PH_TRANSFER)
+		/* libvirt says QEMU switched; its event did not come. */
+		vmm_set_phase(m, MIG_PH_PAGING);
+	if (k->run != VM_RUNNING)
+		log_warnx("vmig %" PRIx64 " %s: after the failed migration "
+		    "libvirt reports it %s", m->id, m->name, k->run ==
+		    VM_PAUSED ? "paused" : k->run == VM_ABSENT ? "gone" :
+		    k->run == VM_POSTCOPY ? "in post-copy" : "not running");
+	if (m->abort_reason != NULL && m->mig->phase != MIG_PH_PAGING)
+		xasprintf(&text, "%s (libvirt: %s)", m->abort_reason, k->cause);
+	else
+		text = xstrdup(k->cause);
+	vmm_fail(m, MIG_FAIL_LOCAL, text);
+	free(text);
+}
+
+static void
+vmm_source_go(struct vm_migration *m)
+{
+	char	*cause = NULL;
+
+	if (mkdir_p(m->dir, 0700, &cause) != 0 ||
+	    vmm_listen(m, &m->lis[0], "libvirt", &cause) != 0 ||
+	    vmm_listen(m, &m->lis[1], "qemu", &cause) != 0) {
+		vmm_fail(m, MIG_FAIL_LOCAL, cause);
+		free(cause);
+		return;
+	}
+	vmm_set_phase(m, MIG_PH_TRANSFER);
+	vmm_work_queue(m, VMMW_MIGRATE);
+}
+
+void
+vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
+{
+	char	*why;
+
+	switch (s->step) {
+	case TERN__MIGRATE_STEP__STEP__READY:
+		if (m->mig->phase == MIG_PH_OFFERED)
+			vmm_source_go(m);
+		break;
+	case TERN__MIGRATE_STEP__STEP__ABORT:
+		xasprintf(&why, "%s %s: %s", m->peer, m->mig->phase ==
+		    MIG_PH_OFFERED ? "refused" : "aborted", s->error != NULL ?
+		    s->error : "no reason given");
+		vmm_fail(m, MIG_FAIL_PEER_ABORT, why);
+		free(why);
+		break;
+	case TERN__MIGRATE_STEP__STEP__COMPLETE:
+		if (m->mig->phase != MIG_PH_COMMITTED && m->mig->phase != MIG_PH_DONE)
+			break;
+		m->downtime_ms = s->has_downtime_ms ? s->downtime_ms : 0;
+		m->bytes = s->has_bytes ? s->bytes : 0;
+		if (s->error != NULL)
+			vmm_note(m, s->error);	/* T's word on what arrived */
+		vmm_source_done(m, 1);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The guest's size is known: the deadline scales with it; offer. */
+void
+vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
+{
+	struct vm_policy_conf	*pc = &m->policy.conf;
+	Envelope		 env;
+	Tern__MigrateOffer	 o = TERN__MIGRATE_OFFER__INIT;
+	char			*cause = NULL;
+
+	if (k->rc != 0) {
+		vmm_fail(m, MIG_FAIL_LOCAL, k->cause);
+		return;
+	}
+	m->memory = k->memory;
+	if (pc->deadline_ms == 0)
+		pc->deadline_ms = vm_policy_deadline(m->memory);
+	log_info("vmig %" PRIx64 " %s: %s -> %s, live (%s%s%s), %" PRIu64
+	    " MiB, deadline %" PRIu64 " s", m->id, m->name,
+	    m->agent->conf->host_name, m->peer, pc->force_postcopy ?
+	    "post-copy after the first pass" : "pre-copy",
+	    pc->allow_postcopy && !pc->force_postcopy ? ", post-copy if it "
+	    "does not converge" : "", pc->auto_converge ? ", auto-converge" :
+	    "", m->memory >> 20, pc->deadline_ms / 1000);
+	msg_init(&env, 0);
+	o.migration = m->id;
+	o.name = (char *)m->name;
+	o.kind = "vm";
+	o.spec = m->in->spec_text;
+	o.spec_dir = m->dir;
+	o.generation = 0;
+	o.mode = (char *)m->mode;
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
+	env.migrate_offer = &o;
+	if (mig_send(m->mig, &env, &cause) != 0) {
+		vmm_fail(m, MIG_FAIL_LINK, cause);
+		free(cause);
+	}
+}
+
+/* The engine's source_begin: ternctl migrate of a VM instance.  Every
+ * check before anything is made: -1 leaves nothing behind. */
+int
+vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
+    char **cause)
+{
+	struct agent		*a = vmm_agent(mg->engine);
+	struct vm_migration	*m;
+	struct instance		*in;
+	struct vm_policy_conf	 pc;
+	const char		*mode = r->mode != NULL ? r->mode : "auto";
+	unsigned		 n;
+	int			 named;
+
+	*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+	if (a->instances == NULL || (in = instance_find(a->instances,
+	    r->name)) == NULL || !in->vm) {
+		*code = TERN__ERROR_CODE__ERROR_NOT_FOUND;
+		xasprintf(cause, "no VM instance %s here", r->name);
+		return -1;
+	}
+	if (strcmp(mode, "auto") != 0 && strcmp(mode, "precopy") != 0 &&
+	    strcmp(mode, "postcopy") != 0) {
+		*cause = xstrdup("a VM migrates live: mode must be auto, "
+		    "precopy or postcopy");
+		return -1;
+	}
+	if (a->vms == NULL || !vm_host_up(a->vms)) {
+		*code = TERN__ERROR_CODE__ERROR_UNAVAILABLE;
+		*cause = xstrdup("libvirt is not connected on this host");
+		return -1;
+	}
+	if (r->has_bandwidth && r->bandwidth < VMM_BANDWIDTH_MIN) {
+		*cause = xstrdup("--bandwidth for a VM: at least 1M (QEMU's "
+		    "limit counts whole MiB/s)");
+		return -1;
+	}
+	if (in->state != INST_RUNNING || in->vm_busy) {
+		xasprintf(cause, "instance %s is %s: only a running instance "
+		    "migrates", in->name, in->vm_busy ? "busy" :
+		    inst_state_names[in->state]);
+		return -1;
+	}
+	if (strcmp(r->to, a->conf->host_name) == 0) {
+		xasprintf(cause, "instance %s already runs on %s", in->name,
+		    r->to);
+		return -1;
+	}
+	if (peers_mux(a->peers, r->to) == NULL) {
+		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
+		return -1;
+	}
+	vmm_census(mg, MIG_ROLE_SOURCE, &n, &named);
+	if (named) {
+		xasprintf(cause, "instance %s is already migrating", in->name);
+		return -1;
+	}
+	if (n >= (unsigned)a->conf->max_vm_migrations) {
+		/* Each holds a thread for as long as it runs. */
+		*code = TERN__ERROR_CODE__ERROR_RESOURCE;
+		xasprintf(cause, "instance %s: %u VM migrations are running "
+		    "from %s, the most max_vm_migrations allows: wait for one "
+		    "to finish, or raise max_vm_migrations", in->name, n,
+		    a->conf->host_name);
+		return -1;
+	}
+	memset(&pc, 0, sizeof pc);
+	pc.allow_postcopy = strcmp(mode, "precopy") != 0;
+	pc.force_postcopy = strcmp(mode, "postcopy") == 0;
+	pc.auto_converge = !(r->has_no_auto_converge && r->no_auto_converge);
+	pc.stall_ms = VMM_STALL_MS;
+	/* 0: scaled by the guest's memory, once libvirt told it. */
+	pc.deadline_ms = r->has_timeout_ms ? r->timeout_ms : 0;
+
+	m = vmm_new(mg);
+	m->in = in;
+	/* The request is gone once this returns: a string of our own. */
+	m->mode = pc.force_postcopy ? "postcopy" : pc.allow_postcopy ?
+	    "auto" : "precopy";
+	m->bandwidth = r->has_bandwidth ? r->bandwidth : 0;
+	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
+	m->auto_converge = pc.auto_converge;
+	vm_policy_init(&m->policy, &pc);
+	in->set->busy++;
+	instance_set_state(in, INST_MIGRATING, NULL);
+	uv_timer_start(&m->tick, vmm_tick, VMM_TICK_MS, VMM_TICK_MS);
+	vmm_progress(m);
+	vmm_work_queue(m, VMMW_MEMORY);
+	return 0;
+}
+
+/* Forced post-copy switches the moment the second pass starts: waiting
+ * for the next reading of the job could let a quick migration finish
+ * by pre-copy alone. */
+void
+vm_migration_iteration(struct agent *a, const char *name, int n)
+{
+	struct vm_migration	*m;
+
+	if (a->mig == NULL)
+		return;
+	m = vmm_of(mig_find_name(a->mig, name, MIG_ROLE_SOURCE));
+	if (m == NULL || (m->mig->phase != MIG_PH_TRANSFER &&
+	    m->mig->phase != MIG_PH_PAGING))
+		return;
+	log_debug("vmig %" PRIx64 " %s: memory pass %d", m->id, m->name, n);
+	if (n > 0 && (uint64_t)n > m->passes)
+		m->passes = (uint64_t)n;
+	if (m->mig->phase != MIG_PH_TRANSFER || m->postcopy_asked ||
+	    !m->policy.conf.force_postcopy || n < 2)
+		return;
+	vmm_note(m, "first pass done: switching to post-copy as asked");
+	vm_policy_postcopy(&m->policy);
+	m->postcopy_asked = 1;
+	vmm_work_queue(m, VMMW_POSTCOPY);
+}
+
+/* QEMU switched to post-copy; libvirt's job completed (before its
+ * migration call returns). */
+void
+vm_migration_event(struct agent *a, const char *name, enum vm_ev ev,
+    int detail)
+{
+	struct vm_migration	*m;
+
+	if (a->mig == NULL ||
+	    (m = vmm_of(mig_find_name(a->mig, name, MIG_ROLE_SOURCE))) == NULL)
+		return;
+	if (ev == VM_EV_POSTCOPY_SWITCH) {
+		if (!m->switched)
+			log_info("vmig %" PRIx64 " %s: QEMU switched to "
+			    "post-copy: the guest runs on %s", m->id, m->name,
+			    m->peer);
+		m->switched = 1;
+		/* Switched from outside (virsh migrate-postcopy): nothing
+		 * more to decide here either. */
+		if (!m->postcopy_asked) {
+			vm_policy_postcopy(&m->policy);
+			m->postcopy_asked = 1;
+		}
+		/* It runs there now: the commit point (phases.h). */
+		if (m->mig->phase == MIG_PH_TRANSFER)
+			vmm_set_phase(m, MIG_PH_PAGING);
+		return;
+	}
+	log_debug("vmig %" PRIx64 " %s: libvirt's job completed, QEMU's "
+	    "downtime %d ms", m->id, m->name, detail);
+	m->qemu_downtime_ms = detail;
+}

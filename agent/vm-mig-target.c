@@ -1,0 +1,238 @@
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LOG_MODULE "migrate"
+#include "agent/instance-internal.h"
+#include "agent/peers.h"
+#include "agent/vm-instances.h"
+#include "agent/vm-mig-internal.h"
+#include "agent/vm-migration.h"
+#include "checkpoint/vm.h"
+#include "daemon/fault.h"
+#include "daemon/log.h"
+#include "daemon/longjob.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+#include "migrate/relay.h"
+#include "migrate/vm-policy.h"
+
+static void	vmm_target_clean(struct vm_migration *, const char *);
+
+void
+vmm_target_checked(struct vm_migration *m, struct vmm_work *k)
+{
+	if (m->discard_why != NULL || m->mig->phase != MIG_PH_OFFERED) {
+		/* Given up while libvirt was asked: nothing of ours exists
+		 * (whatever has that name there is someone else's), and it
+		 * must not become READY again. */
+		log_info("vmig %" PRIx64 " %s: discarded before it was ready: "
+		    "%s", m->id, m->name, m->discard_why != NULL ?
+		    m->discard_why : mig_phase_names[m->mig->phase]);
+		if (m->mig->phase == MIG_PH_OFFERED)
+			vmm_set_phase(m, MIG_PH_FAILED);
+		vmm_free(m);
+		return;
+	}
+	if (k->rc != 0) {
+		log_warnx("vmig %" PRIx64 " %s: refused: %s", m->id, m->name,
+		    k->cause);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, k->cause, 0,
+		    0);
+		vmm_set_phase(m, MIG_PH_FAILED);
+		vmm_free(m);
+		return;
+	}
+	vmm_set_phase(m, MIG_PH_READY);
+	if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL, 0, 0) != 0)
+		vmm_fail(m, MIG_FAIL_LINK, "the source went away");
+}
+
+/* The domain runs here (COMMIT), or S vanished and libvirt may have
+ * finished anyway (SETTLE). */
+void
+vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
+{
+	struct instances	*set = m->agent->instances;
+	struct instance		*in;
+	char			*cause = NULL;
+	int			 commit = k->kind == VMMW_ARRIVE;
+
+	if (commit && (k->rc != 0 || k->run == VM_ABSENT)) {
+		/* libvirt says it moved: never touch what libvirt has here. */
+		xasprintf(&cause, "libvirt moved it, but here %s",
+		    k->rc != 0 ? k->cause : "there is no such domain");
+		log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, cause);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause, 0, 0);
+		free(cause);
+		vmm_set_phase(m, MIG_PH_FAILED);
+		vmm_free(m);
+		return;
+	}
+	if (!commit) {
+		m->settling = 0;
+		if (k->rc != 0 || (k->run != VM_RUNNING &&
+		    k->run != VM_POSTCOPY)) {
+			vmm_target_clean(m, m->discard_why);
+			return;
+		}
+		/* libvirt's finish ran here: the commit came first. */
+		log_info("vmig %" PRIx64 " %s: kept: it runs here (%s)", m->id,
+		    m->name, m->discard_why);
+		vmm_set_phase(m, MIG_PH_COMMITTED);
+	}
+	if (set == NULL || instance_find(set, m->name) != NULL) {
+		log_warnx("vmig %" PRIx64 " %s: arrived but cannot be "
+		    "registered here (instance table %s)", m->id, m->name,
+		    set == NULL ? "closed" : "has that name");
+		vmm_set_phase(m, MIG_PH_FAILED);
+		vmm_free(m);
+		return;
+	}
+	if ((in = vm_instance_arrived(set, m->name, k->xml, &cause)) == NULL) {
+		log_warnx("vmig %" PRIx64 " %s: runs here, but %s", m->id,
+		    m->name, cause);
+		free(cause);
+		cause = NULL;
+	} else if (!commit)
+		instance_set_error(in, k->run == VM_POSTCOPY ? "arrived by "
+		    "post-copy, then the source was lost: its memory may be "
+		    "split" : "arrived; the source was lost at the end");
+	else if (k->run == VM_SHUTOFF) {
+		/* Defined here, not running: the guest stopped (or died) as
+		 * it arrived.  Keep it, say so; the operator decides. */
+		xasprintf(&cause, "it arrived on %s but is shut off there (the "
+		    "guest stopped or crashed right after the migration: see "
+		    "its log; ternctl start %s)", m->agent->conf->host_name,
+		    m->name);
+		instance_set_error(in, cause);
+		instance_set_state(in, INST_STOPPED, "arrived shut off");
+	} else if (k->run != VM_RUNNING)
+		instance_set_error(in, k->run == VM_POSTCOPY ? "post-copy "
+		    "did not finish cleanly (libvirt: post-copy)" : "arrived "
+		    "paused");
+	log_info("vmig %" PRIx64 " %s: arrived from %s, QEMU's downtime %"
+	    PRIu64 " ms%s%s", m->id, m->name, m->peer, k->job.downtime_ms,
+	    cause != NULL ? "; " : "", cause != NULL ? cause : "");
+	if (commit)
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, cause,
+		    k->job.downtime_ms, k->job.data_processed);
+	free(cause);
+	vmm_set_phase(m, in != NULL ? MIG_PH_DONE : MIG_PH_FAILED);
+	vmm_free(m);
+}
+
+/* DISCARD, the table's verdict for a target before the commit: drop what
+ * arrived.  While its name is checked (OFFERED) the check's answer ends
+ * it (vmm_target_checked); nothing to clean, the domain of that name, if
+ * there is one, is not ours.
+ *
+ * READY straddles libvirt's commit: the source's libvirt may have
+ * finished (its Finish ran here, the domain runs) before anything told
+ * us.  So a discard first asks libvirt (VMMW_SETTLE) and keeps a domain
+ * that runs here (vmm_target_arrived); only one still incoming, or none,
+ * is cleaned away.  Except after the source's ABORT: it says the source
+ * resumed its copy, so one running here would be a second: clean. */
+void
+vmm_target_discard(struct vm_migration *m, enum mig_fail f, const char *why)
+{
+	if (m->discard_why == NULL)
+		m->discard_why = xstrdup(why);
+	if (m->mig->phase != MIG_PH_READY || m->settling)
+		return;
+	vmm_drop_chans(m);
+	if (f == MIG_FAIL_PEER_ABORT) {
+		vmm_target_clean(m, why);
+		return;
+	}
+	m->settling = 1;
+	vmm_arm(m);
+	vmm_work_queue(m, VMMW_SETTLE);
+}
+
+static void
+vmm_target_clean(struct vm_migration *m, const char *why)
+{
+	if (m->mig->phase == MIG_PH_ROLLING_BACK)
+		return;
+	log_info("vmig %" PRIx64 " %s: discarded: %s", m->id, m->name, why);
+	vmm_drop_chans(m);
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
+	vmm_work_queue(m, VMMW_CLEAN);
+}
+
+/* The engine's target_begin: an offer of kind "vm".  -1 with *cause:
+ * the engine answers ABORT; nothing was made. */
+int
+vmm_target_begin(struct mig *mg, const Tern__MigrateOffer *o, char **cause)
+{
+	struct agent		*a = vmm_agent(mg->engine);
+	struct vm_migration	*m;
+	char			*dir;
+	unsigned		 incoming;
+	int			 named;
+
+	vmm_census(mg, MIG_ROLE_TARGET, &incoming, &named);
+	xasprintf(&dir, "%s/vm-migrate", a->conf->run_dir);
+	if (incoming >= (unsigned)a->conf->max_incoming_vm_migrations)
+		/* Each holds libvirtd connections and a QEMU. */
+		xasprintf(cause, "%s takes %d incoming VM migrations at a time "
+		    "(max_incoming_vm_migrations); try again when one is done",
+		    a->conf->host_name, a->conf->max_incoming_vm_migrations);
+	else if (a->vms == NULL || !vm_host_up(a->vms))
+		xasprintf(cause, "no libvirt on %s (%s)", a->conf->host_name,
+		    a->vms == NULL ? "libvirt_uri is empty" : "libvirtd does "
+		    "not answer");
+	else if (a->instances == NULL)
+		xasprintf(cause, "%s is not open for instances yet",
+		    a->conf->host_name);
+	else if (o->name == NULL || !host_name_valid(o->name))
+		xasprintf(cause, "bad instance name");
+	else if (instance_find(a->instances, o->name) != NULL)
+		xasprintf(cause, "%s already has an instance %s",
+		    a->conf->host_name, o->name);
+	else if (o->spec_dir == NULL || strcmp(o->spec_dir, dir) != 0)
+		/* QEMU takes one socket path for both ends. */
+		xasprintf(cause, "the migration sockets are in %s here, %s "
+		    "there: give both hosts the same run_dir", dir,
+		    o->spec_dir != NULL ? o->spec_dir : "not given");
+	else if (named)
+		xasprintf(cause, "%s is already migrating", o->name);
+	free(dir);
+	if (*cause != NULL)
+		return -1;
+	m = vmm_new(mg);
+	log_info("vmig %" PRIx64 " %s: offered by %s", m->id, m->name,
+	    m->peer);
+	vmm_work_queue(m, VMMW_CHECK);
+	return 0;
+}
+
+void
+vmm_target_step(struct vm_migration *m, const Tern__MigrateStep *s)
+{
+	switch (s->step) {
+	case TERN__MIGRATE_STEP__STEP__COMMIT:
+		if (m->mig->phase != MIG_PH_READY || m->settling)
+			break;
+		vmm_drop_chans(m);
+		vmm_set_phase(m, MIG_PH_COMMITTED);
+		vmm_work_queue(m, VMMW_ARRIVE);
+		break;
+	case TERN__MIGRATE_STEP__STEP__ABORT:
+		vmm_fail(m, MIG_FAIL_PEER_ABORT, s->error != NULL ? s->error :
+		    "aborted by the source");
+		break;
+	default:
+		break;
+	}
+}
