@@ -57,9 +57,10 @@ typedef int	(*mesh_stream_fn)(void *ctx, const char *peer, struct stream *,
 void		 mesh_on_stream(struct mesh *, const char *kind,
 		    mesh_stream_fn, void *ctx);
 
-/* A peer's link went down, was replaced by a new connection, or the peer
- * restarted (a new boot id): what it knew of our work is gone.  Every
- * handler is called, in the order registered. */
+/* A connection to the peer closed (up or not: a failed dial too), was
+ * replaced by a new one, or the peer restarted (its Hello has a new boot
+ * id): what it knew of our work is gone.  Every handler is called, in the
+ * order registered. */
 typedef void	(*mesh_lost_fn)(void *ctx, const char *peer, const char *why);
 void		 mesh_on_peer_lost(struct mesh *, mesh_lost_fn, void *ctx);
 
