@@ -1,4 +1,6 @@
-/* The host role of ternd: what one agent process holds. */
+/* The host role of ternd: what one agent holds.  What every role of the
+ * process shares (loop, configuration, TLS, the peer mesh) is in struct
+ * ternd (daemon/ternd.h). */
 #ifndef TERN_AGENT_AGENT_H
 #define TERN_AGENT_AGENT_H
 
@@ -7,41 +9,25 @@
 #include <uv.h>
 
 #include "checkpoint/criu.h"
-#include "daemon/conf.h"
-#include "daemon/conn.h"
-#include "daemon/loop-probe.h"
+#include "daemon/ternd.h"
 
-struct peers;
 struct instances;
 struct mig_engine;
-struct ctlsock;
-struct tls_ctx;
 struct vm_host;
 struct longjobs;
 
 struct agent {
-	uv_loop_t		*loop;
-	char			*conf_path;
-	struct conf		*conf;
-	struct tls_ctx		*tls;
-	struct conn_limits	 peer_limits;
-	struct peers		*peers;
+	struct ternd		*ternd;
 	struct instances	*instances;	/* NULL until CRIU was probed */
 	struct vm_host		*vms;		/* libvirt; NULL: no VMs here */
 	struct mig_engine	*mig;		/* every migration, either kind */
 	uint64_t		 next_migration;
-	struct ctlsock		*ctl;
-	uint64_t		 boot_id;
-	uint64_t		 start_ms;
-	int			 stopping;
-	int			 exit_code;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;
 	char			*criu_action;	/* criu_action_script(), or NULL */
 	uint8_t			*cpuinfo;	/* this CPU for CRIU (cpuinfo.img), */
 	size_t			 cpuinfo_len;	/* sent with migration offers */
 	char			*cpuinfo_error;	/* why there is none */
-	struct loop_probe	 probe;		/* the loop's worst lateness */
 	struct longjobs		*longjobs;	/* VM migrations' threads */
 };
 
@@ -49,5 +35,8 @@ struct agent {
 /* What this host can do, for Hello and status: a NULL-terminated array of
  * static strings. */
 const char	**agent_capabilities(const struct agent *, size_t *n);
+/* Register the agent's handlers on the mesh (before mesh_start): the
+ * migrations' messages and streams, lost peers, Hello's capabilities. */
+void		 agent_mesh_register(struct agent *, struct mesh *);
 
 #endif

@@ -8,8 +8,8 @@
 #include "agent/control.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
-#include "agent/peers.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
@@ -50,13 +50,13 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	unsigned		 total, up;
 	size_t			 ncaps;
 
-	xasprintf(&listen, "%s:%d", a->conf->listen_address,
-	    a->conf->listen_port);
-	peers_count(a->peers, &total, &up);
-	st.host = a->conf->host_name;
+	xasprintf(&listen, "%s:%d", a->ternd->conf->listen_address,
+	    a->ternd->conf->listen_port);
+	mesh_count(a->ternd->mesh, &total, &up);
+	st.host = a->ternd->conf->host_name;
 	st.software = TERN_SOFTWARE;
 	st.pid = (uint32_t)getpid();
-	st.uptime_ms = now_ms() - a->start_ms;
+	st.uptime_ms = now_ms() - a->ternd->start_ms;
 	st.listen = listen;
 	st.peers_total = total;
 	st.peers_up = up;
@@ -66,11 +66,11 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	    xstrdup("checking CRIU");
 	st.containers = containers;
 	st.has_loop_worst_ms = st.has_loop_probe_ms = 1;
-	st.loop_worst_ms = loop_probe_worst_ms(&a->probe);
+	st.loop_worst_ms = loop_probe_worst_ms(&a->ternd->probe);
 	st.has_loop_worst_busy_ms = 1;
-	st.loop_worst_busy_ms = loop_probe_worst_cpu_ms(&a->probe);
-	st.loop_probe_ms = now_ms() - a->probe.since_ms;
-	st.loop_probe = probe = loop_probe_describe(&a->probe);
+	st.loop_worst_busy_ms = loop_probe_worst_cpu_ms(&a->ternd->probe);
+	st.loop_probe_ms = now_ms() - a->ternd->probe.since_ms;
+	st.loop_probe = probe = loop_probe_describe(&a->ternd->probe);
 	msg_init(&env, req->request_id);
 	env.body_case = TERN__ENVELOPE__BODY_STATUS_REPLY;
 	env.status_reply = &st;
@@ -78,7 +78,7 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	if (req->status_request->has_reset_loop_probe &&
 	    req->status_request->reset_loop_probe) {
 		log_info("event loop latency until now: %s", probe);
-		loop_probe_reset(&a->probe);
+		loop_probe_reset(&a->ternd->probe);
 	}
 	free(listen);
 	free(containers);
@@ -91,12 +91,12 @@ control_hosts(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	Envelope		env;
 	Tern__HostsReply	hosts = TERN__HOSTS_REPLY__INIT;
 
-	peers_hosts(a->peers, &hosts);
+	mesh_hosts(a->ternd->mesh, &hosts);
 	msg_init(&env, req->request_id);
 	env.body_case = TERN__ENVELOPE__BODY_HOSTS_REPLY;
 	env.hosts_reply = &hosts;
 	ctl_client_reply(cl, &env);
-	peers_hosts_free(&hosts);
+	mesh_hosts_free(&hosts);
 }
 
 static void
@@ -129,7 +129,7 @@ control_ping(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	char			*cause = NULL;
 
 	w = control_wait_new(cl, req, host);
-	if (peers_ping(a->peers, host, control_ping_done, w, &cause) != 0) {
+	if (mesh_ping(a->ternd->mesh, host, control_ping_done, w, &cause) != 0) {
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s", cause);
 		control_wait_free(w);
@@ -177,7 +177,7 @@ control_stream_test(struct agent *a, struct ctl_client *cl,
 		return;
 	}
 	w = control_wait_new(cl, req, r->host);
-	if (peers_stream_test(a->peers, r->host, r->bytes,
+	if (mesh_stream_test(a->ternd->mesh, r->host, r->bytes,
 	    control_stream_test_done, w, &cause) != 0) {
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s", cause);
@@ -278,7 +278,7 @@ control_request(struct ctl_client *cl, const Envelope *req, void *arg)
 
 	log_debug("control request %s (id %llu)", msg_name(req),
 	    (unsigned long long)req->request_id);
-	if (a->stopping) {
+	if (a->ternd->stopping) {
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "ternd is shutting down");
 		return;

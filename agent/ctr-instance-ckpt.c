@@ -90,7 +90,7 @@ checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
 {
 	struct inst_op		*op = varg;
 	struct instance		*in = op->in;
-	uv_loop_t		*loop = in->set->agent->loop;
+	uv_loop_t		*loop = in->set->agent->ternd->loop;
 
 	if (error != NULL) {
 		/* CRIU failed: it resumed the container, or it died with the
@@ -143,11 +143,11 @@ ctr_checkpoint(struct instance *in, int leave_running, instances_done_cb cb,
 	set->busy++;
 	memset(&t, 0, sizeof t);
 	t.name = in->name;
-	t.criu_path = set->agent->conf->criu_path;
+	t.criu_path = set->agent->ternd->conf->criu_path;
 	t.dir = in->ckpt_dir;
 	t.pid = in->pid;
 	t.rootfs = in->spec->root;
-	ckpt_dump(set->agent->loop, &t, ckpt_newest(in->ckpt_dir) + 1,
+	ckpt_dump(set->agent->ternd->loop, &t, ckpt_newest(in->ckpt_dir) + 1,
 	    op->leave_running, checkpoint_done, op);
 	return 0;
 }
@@ -182,7 +182,7 @@ restore_done(void *varg, const struct ckpt_result *res, const char *error)
 		log_warnx("instance %s: restore failed: %s", in->name, error);
 		instance_unmount_below(in->dir);
 		op->error = xstrdup(error);
-		container_stop_async(in->set->agent->loop, in->name,
+		container_stop_async(in->set->agent->ternd->loop, in->name,
 		    restore_failed, op);
 		return;
 	}
@@ -269,10 +269,10 @@ ctr_restore(struct instance *in, const Tern__RestoreRequest *r,
 	set->busy++;
 	memset(&t, 0, sizeof t);
 	t.name = in->name;
-	t.criu_path = set->agent->conf->criu_path;
+	t.criu_path = set->agent->ternd->conf->criu_path;
 	t.dir = in->ckpt_dir;
 	t.rootfs = in->spec->root;
-	ckpt_restore(set->agent->loop, &t, gen, restore_done, op);
+	ckpt_restore(set->agent->ternd->loop, &t, gen, restore_done, op);
 	return 0;
 }
 

@@ -134,7 +134,7 @@ ctr_load_settle(struct instance *in, const struct inst_saved *saved)
 		    name);
 		if (!in->spec->shared_storage) {
 			xasprintf(&text, "instance %s", name);
-			work_discard(set->agent->loop, in->spec->root, text,
+			work_discard(set->agent->ternd->loop, in->spec->root, text,
 			    "the incoming rootfs", NULL, NULL);
 			free(text);
 		}

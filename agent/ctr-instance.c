@@ -139,7 +139,7 @@ ctr_adopt(struct instance *in, pid_t pid, char **cause)
 	w->fd = fd;
 	w->pid = pid;
 	w->in = in;
-	if ((rc = uv_poll_init(in->set->agent->loop, &w->poll, fd)) != 0) {
+	if ((rc = uv_poll_init(in->set->agent->ternd->loop, &w->poll, fd)) != 0) {
 		log_warnx("instance %s: cannot poll its init's pidfd (%s): it "
 		    "is watched by its bare pid", in->name, uv_strerror(rc));
 		close(fd);
@@ -216,7 +216,7 @@ instance_finish_stop(struct instance *in, const char *why)
 		instance_set_state(in, INST_STOPPING, why);
 	in->working = "stopping";
 	in->set->busy++;
-	container_stop_async(in->set->agent->loop, in->name, instance_stopped,
+	container_stop_async(in->set->agent->ternd->loop, in->name, instance_stopped,
 	    in);
 }
 
@@ -291,7 +291,7 @@ ctr_usable(const struct instances *set, int *code, char **cause)
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "containers are not available on %s: %s",
-		    set->agent->conf->host_name, set->agent->criu.problem !=
+		    set->agent->ternd->conf->host_name, set->agent->criu.problem !=
 		    NULL ? set->agent->criu.problem : "CRIU not checked yet");
 	return 0;
 }
@@ -342,7 +342,7 @@ ctr_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		free(why);
 		return rc;
 	}
-	if (container_root_allowed(set->agent->conf, spec->root, &why) != 0) {
+	if (container_root_allowed(set->agent->ternd->conf, spec->root, &why) != 0) {
 		rc = inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_PERMISSION,
 		    "instance %s: %s (see rootfs_allowed_prefixes)", r->name,
 		    why);
@@ -355,7 +355,7 @@ ctr_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 	in->stop_arg = arg;
 	in->working = "being created";
 	set->busy++;
-	work_run(set->agent->loop, ctr_save_work, in, ctr_created, in);
+	work_run(set->agent->ternd->loop, ctr_save_work, in, ctr_created, in);
 	return 0;
 }
 
@@ -451,7 +451,7 @@ ctr_start(struct instance *in, instances_done_cb cb, void *arg, int *code,
 	in->working = "starting";
 	in->set->busy++;
 	log_info("instance %s: starting", in->name);
-	container_start_async(in->set->agent->loop, in->name, in->spec,
+	container_start_async(in->set->agent->ternd->loop, in->name, in->spec,
 	    ctr_started, in);
 	return 0;
 }

@@ -11,11 +11,11 @@
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
 #include "agent/instance-internal.h"
-#include "agent/peers.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/ratelimit.h"
 #include "daemon/util.h"
 #include "daemon/work.h"
@@ -42,7 +42,7 @@ ctr_source_fail(struct migration *m, const char *fmt, ...)
 	xvasprintf(&m->error, fmt, ap);
 	va_end(ap);
 	log_warnx("mig %" PRIx64 " %s: %s; rolling back, %s stays on %s",
-	    m->id, m->name, m->error, m->name, m->agent->conf->host_name);
+	    m->id, m->name, m->error, m->name, m->agent->ternd->conf->host_name);
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, m->error);
 	if (m->state == CTR_OFFERED) {
 		instance_set_state(m->in, INST_RUNNING, "migration aborted");
@@ -213,7 +213,7 @@ ctr_source_resumed(struct migration *m)
 		char *who;
 
 		xasprintf(&who, "mig %" PRIx64 " %s", m->id, m->name);
-		work_discard(m->agent->loop, in->spec->root, who,
+		work_discard(m->agent->ternd->loop, in->spec->root, who,
 		    "the rootfs copy", NULL, NULL);
 		free(who);
 	}
@@ -489,7 +489,7 @@ ctr_source_tree_start(struct migration *m, char **cause)
 	struct tree_index	*since = m->tree_idx;
 	char			*name;
 
-	if ((mux = peers_mux(m->agent->peers, m->peer)) == NULL) {
+	if ((mux = mesh_mux(m->agent->ternd->mesh, m->peer)) == NULL) {
 		set_cause(cause, "%s is not reachable", m->peer);
 		return -1;
 	}
@@ -497,7 +497,7 @@ ctr_source_tree_start(struct migration *m, char **cause)
 	/* The delta's base stays valid until the pass is over. */
 	m->tree_idx = NULL;
 	m->tree_prev = since;
-	m->tree_tx = tree_send(m->agent->loop, mux, m->in->spec->root, name,
+	m->tree_tx = tree_send(m->agent->ternd->loop, mux, m->in->spec->root, name,
 	    m->limit, since, &m->tree_idx, ctr_source_tree_sent, m, cause);
 	free(name);
 	return m->tree_tx != NULL ? 0 : -1;
@@ -565,14 +565,14 @@ ctr_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 	default:
 		break;
 	}
-	if ((mux = peers_mux(m->agent->peers, m->peer)) == NULL) {
+	if ((mux = mesh_mux(m->agent->ternd->mesh, m->peer)) == NULL) {
 		ctr_source_fail(m, "%s is not reachable", m->peer);
 		return;
 	}
 	xasprintf(&prefix, "%s/%" PRIu64, m->name, m->generation);
 	log_info("mig %" PRIx64 " %s: frozen; copying %" PRIu64 " bytes of "
 	    "images to %s", m->id, m->name, bytes, m->peer);
-	if ((m->fs = files_send_dir(m->agent->loop, mux, gen_dir, prefix, m->limit,
+	if ((m->fs = files_send_dir(m->agent->ternd->loop, mux, gen_dir, prefix, m->limit,
 	    ctr_source_sent, m, &cause)) == NULL ||
 	    (m->rootfs_copy && ctr_source_tree_start(m, &cause) != 0)) {
 		ctr_source_fail(m, "%s", cause);
@@ -590,7 +590,7 @@ ctr_source_dump(struct migration *m)
 	ctr_set_state(m, CTR_DUMPING);
 	memset(&t, 0, sizeof t);
 	t.name = m->in->name;
-	t.criu_path = m->agent->conf->criu_path;
+	t.criu_path = m->agent->ternd->conf->criu_path;
 	t.dir = m->in->ckpt_dir;
 	t.pid = m->in->pid;
 	t.rootfs = m->in->spec->root;
@@ -602,7 +602,7 @@ ctr_source_dump(struct migration *m)
 
 		/* Recorded: a ternd that dies here leaves CRIU holding the
 		 * tree frozen, and the next one must find and kill it. */
-		pid = ckpt_dump_lazy_held(m->agent->loop, &t, m->generation,
+		pid = ckpt_dump_lazy_held(m->agent->ternd->loop, &t, m->generation,
 		    m->ps_fd, keep, ctr_source_frozen, ctr_source_dumped, m);
 		close(m->ps_fd);	/* CRIU has them now */
 		m->ps_fd = -1;
@@ -613,7 +613,7 @@ ctr_source_dump(struct migration *m)
 			instance_persist(m->in);
 		}
 	} else
-		ckpt_dump_held(m->agent->loop, &t, m->generation,
+		ckpt_dump_held(m->agent->ternd->loop, &t, m->generation,
 		    ctr_source_frozen, ctr_source_dumped, m);
 }
 

@@ -9,12 +9,12 @@
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
 #include "agent/instance-internal.h"
-#include "agent/peers.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container.h"
 #include "checkpoint/file-locks.h"
 #include "checkpoint/lazy-check.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/ratelimit.h"
 #include "daemon/xmalloc.h"
 
@@ -22,7 +22,7 @@ static int
 ctr_postcopy_possible(struct agent *a, const char *to)
 {
 	return a->criu.lazy_pages && a->criu_action != NULL &&
-	    peers_has_capability(a->peers, to, "criu.lazy-pages");
+	    mesh_has_capability(a->ternd->mesh, to, "criu.lazy-pages");
 }
 
 /* Stop-and-copy freezes a container for its dump, copy and restore: about
@@ -106,23 +106,23 @@ ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
 		    "migrates", in->name, inst_state_names[in->state]);
 		return -1;
 	}
-	if (strcmp(r->to, a->conf->host_name) == 0) {
+	if (strcmp(r->to, a->ternd->conf->host_name) == 0) {
 		xasprintf(cause, "instance %s already runs on %s", in->name,
 		    r->to);
 		return -1;
 	}
-	if (peers_mux(a->peers, r->to) == NULL) {
+	if (mesh_mux(a->ternd->mesh, r->to) == NULL) {
 		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
 		return -1;
 	}
-	if (!peers_has_capability(a->peers, r->to, "criu")) {
+	if (!mesh_has_capability(a->ternd->mesh, r->to, "criu")) {
 		xasprintf(cause, "host %s cannot run containers (no usable "
 		    "CRIU there: see ternctl status on it)", r->to);
 		return -1;
 	}
 	if (a->cpuinfo == NULL) {
 		xasprintf(cause, "%s cannot describe its CPU for %s to check: "
-		    "%s", a->conf->host_name, r->to, a->cpuinfo_error != NULL ?
+		    "%s", a->ternd->conf->host_name, r->to, a->cpuinfo_error != NULL ?
 		    a->cpuinfo_error : "no CRIU cpuinfo dump");
 		return -1;
 	}
@@ -152,7 +152,7 @@ ctr_source_mode(struct agent *a, struct instance *in,
 			    r->to);
 		else
 			xasprintf(cause, "post-copy is not possible from %s: %s",
-			    a->conf->host_name, a->criu.lazy_problem != NULL ?
+			    a->ternd->conf->host_name, a->criu.lazy_problem != NULL ?
 			    a->criu.lazy_problem : "its CRIU or kernel has no "
 			    "lazy pages (userfaultfd)");
 		return -1;
@@ -256,7 +256,7 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	m->in = in;
 	m->postcopy = postcopy;
 	if (r->has_bandwidth)
-		m->limit = ratelimit_new(a->loop, r->bandwidth);
+		m->limit = ratelimit_new(a->ternd->loop, r->bandwidth);
 	uv_timer_start(&m->tick, ctr_tick, 500, 500);
 	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->note = note;
@@ -265,7 +265,7 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	instance_set_state(in, INST_MIGRATING, NULL);
 	in->set->busy++;
 	log_info("mig %" PRIx64 " %s: %s -> %s, %s%s%s", m->id, in->name,
-	    a->conf->host_name, r->to, postcopy ? "post-copy" : "stop-and-copy",
+	    a->ternd->conf->host_name, r->to, postcopy ? "post-copy" : "stop-and-copy",
 	    note != NULL ? "; " : "", note != NULL ? note : "");
 	if (ctr_source_offer(m, cause) != 0 ||
 	    (postcopy && ctr_relay_new(m, cause) != 0)) {

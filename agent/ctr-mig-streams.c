@@ -119,7 +119,7 @@ ctr_accept_file(struct agent *a, const char *peer, struct stream *st,
 	    size > (avail = (uint64_t)vfs.f_bavail * vfs.f_frsize)) {
 		set_cause(cause, "%s: %" PRIu64 " bytes do not fit in the %"
 		    PRIu64 " bytes free on %s (the receiving host's disk is "
-		    "full)", path, size, avail, a->conf->host_name);
+		    "full)", path, size, avail, a->ternd->conf->host_name);
 		free(path);
 		return -1;
 	}
@@ -129,7 +129,7 @@ ctr_accept_file(struct agent *a, const char *peer, struct stream *st,
 	ref->agent = a;
 	ref->peer = xstrdup(peer);
 	ref->id = m->id;
-	if ((rc = files_recv(a->loop, st, path, size, ctr_target_file_written,
+	if ((rc = files_recv(a->ternd->loop, st, path, size, ctr_target_file_written,
 	    ref, cause)) == 0) {
 		stream_set_tally(st, m->tally);
 		m->files_in++;
@@ -172,7 +172,7 @@ ctr_accept_tree(struct agent *a, const char *peer, struct stream *st,
 		    " from %s takes a rootfs now", inst, gen, peer);
 		return -1;
 	}
-	if (tree_recv(a->loop, st, m->rootfs, ctr_target_tree_done, m,
+	if (tree_recv(a->ternd->loop, st, m->rootfs, ctr_target_tree_done, m,
 	    cause) != 0)
 		return -1;
 	stream_set_tally(st, m->tally);

@@ -103,7 +103,7 @@ ctr_target_keep_logs(struct migration *m, const char *error)
 	if (m->in == NULL)
 		return xstrdup(error);
 	xasprintf(&gen_dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
-	xasprintf(&root, "%s/failed-migrations", m->agent->conf->state_dir);
+	xasprintf(&root, "%s/failed-migrations", m->agent->ternd->conf->state_dir);
 	xasprintf(&label, "%s-%" PRIx64, m->name, m->id);
 	text = kept_logs_save(gen_dir, root, label, error);
 	log_info("mig %" PRIx64 " %s: CRIU's logs of the failed attempt kept "
@@ -177,7 +177,7 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	m->in = NULL;	/* it is an ordinary running instance from here */
 	m->work.data = m;
 	mig_hold(m->mig);
-	uv_queue_work(m->agent->loop, &m->work, ctr_target_sync,
+	uv_queue_work(m->agent->ternd->loop, &m->work, ctr_target_sync,
 	    ctr_target_synced);
 }
 
@@ -294,11 +294,11 @@ ctr_target_lazy_ready(void *arg, const char *error)
 		return;
 	memset(&t, 0, sizeof t);
 	t.name = m->in->name;
-	t.criu_path = m->agent->conf->criu_path;
+	t.criu_path = m->agent->ternd->conf->criu_path;
 	t.dir = m->in->ckpt_dir;
 	t.rootfs = m->in->spec->root;
 	t.lazy = 1;
-	ckpt_restore_held(m->agent->loop, &t, m->generation, ctr_target_held,
+	ckpt_restore_held(m->agent->ternd->loop, &t, m->generation, ctr_target_held,
 	    ctr_target_restored, m);
 }
 
@@ -377,7 +377,7 @@ ctr_target_cpu_checked(const char *problem, void *arg)
 		goto out;
 	}
 	xasprintf(&why, "%s cannot run %s's processes: %s",
-	    m->agent->conf->host_name, m->peer, problem);
+	    m->agent->ternd->conf->host_name, m->peer, problem);
 	ctr_target_abort(m, why);
 	free(why);
 out:
@@ -397,7 +397,7 @@ ctr_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
 		xasprintf(&why, "the offer does not describe %s's CPU, so %s "
 		    "cannot check that it can run its processes (a tern "
 		    "without the CPU check?)", m->peer,
-		    m->agent->conf->host_name);
+		    m->agent->ternd->conf->host_name);
 		ctr_target_abort(m, why);
 		free(why);
 		return;
@@ -408,7 +408,7 @@ ctr_target_check_cpu(struct migration *m, const Tern__MigrateOffer *o)
 	cc->id = m->id;
 	cc->m = m;
 	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
-	cpuinfo_check(m->agent->loop, m->agent->conf->criu_path, dir,
+	cpuinfo_check(m->agent->ternd->loop, m->agent->ternd->conf->criu_path, dir,
 	    o->cpuinfo.data, o->cpuinfo.len, ctr_target_cpu_checked, cc);
 	free(dir);
 }
@@ -436,7 +436,7 @@ ctr_target_rootfs_free(struct agent *a, const char *root, char **cause)
 		set_cause(cause, "the rootfs %s already exists on %s and is not "
 		    "empty (if both hosts share it, declare \"tern\": "
 		    "{\"shared_storage\": true} in the spec)", root,
-		    a->conf->host_name);
+		    a->ternd->conf->host_name);
 		return -1;
 	}
 	return 0;
@@ -476,12 +476,12 @@ ctr_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 	if (c.n >= MIG_MAX_INCOMING) {
 		/* Each forks CRIU and takes disk: a peer gets no more. */
 		xasprintf(cause, "%s takes %d incoming migrations at a time; "
-		    "try again when one is done", a->conf->host_name,
+		    "try again when one is done", a->ternd->conf->host_name,
 		    MIG_MAX_INCOMING);
 		return -1;
 	}
 	if (a->instances == NULL || !a->criu.usable) {
-		xasprintf(cause, "%s cannot run containers", a->conf->host_name);
+		xasprintf(cause, "%s cannot run containers", a->ternd->conf->host_name);
 		return -1;
 	}
 	if (strcmp(o->kind, "container") != 0 || !host_name_valid(o->name)) {
@@ -499,22 +499,22 @@ ctr_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 	m->postcopy = o->mode != NULL;
 	if (m->postcopy && (!a->criu.lazy_pages || a->criu_action == NULL)) {
 		xasprintf(cause, "%s cannot take post-copy (no lazy pages in "
-		    "its CRIU)", a->conf->host_name);
+		    "its CRIU)", a->ternd->conf->host_name);
 		return -1;
 	}
-	xasprintf(&dir, "%s/instances/%s", a->conf->state_dir, o->name);
+	xasprintf(&dir, "%s/instances/%s", a->ternd->conf->state_dir, o->name);
 	used = instance_find(a->instances, o->name) != NULL ||
 	    access(dir, F_OK) == 0;
 	free(dir);
 	if (used) {
 		xasprintf(cause, "an instance %s already exists on %s", o->name,
-		    a->conf->host_name);
+		    a->ternd->conf->host_name);
 		return -1;
 	}
 	if ((spec = container_spec_parse(o->spec, strlen(o->spec), o->spec_dir,
 	    cause)) == NULL)
 		return -1;
-	if (container_root_allowed(a->conf, spec->root, cause) != 0)
+	if (container_root_allowed(a->ternd->conf, spec->root, cause) != 0)
 		goto bad;
 	m->rootfs_copy = o->has_rootfs_copy && o->rootfs_copy;
 	if (m->rootfs_copy && ctr_target_rootfs_free(a, spec->root,
@@ -522,7 +522,7 @@ ctr_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 		goto bad;
 	if (!m->rootfs_copy && access(spec->root, R_OK) != 0) {
 		xasprintf(cause, "%s cannot see the rootfs %s: %s (is it on "
-		    "shared storage, as its spec says?)", a->conf->host_name,
+		    "shared storage, as its spec says?)", a->ternd->conf->host_name,
 		    spec->root, strerror(errno));
 		goto bad;
 	}
@@ -590,14 +590,14 @@ ctr_target_restore(struct migration *m)
 	ctr_set_state(m, CTR_RESTORING);
 	memset(&t, 0, sizeof t);
 	t.name = m->in->name;
-	t.criu_path = m->agent->conf->criu_path;
+	t.criu_path = m->agent->ternd->conf->criu_path;
 	t.dir = m->in->ckpt_dir;
 	t.rootfs = m->in->spec->root;
 	t.action_script = m->agent->criu_action;
 	if (m->postcopy) {
 		/* The daemon first, the lazy restore once it listens
 		 * (ctr_target_lazy_ready). */
-		m->lazy = ckpt_lazy_start(m->agent->loop, &t, m->generation,
+		m->lazy = ckpt_lazy_start(m->agent->ternd->loop, &t, m->generation,
 		    m->ps_fd, ctr_target_lazy_ready, ctr_target_lazy_done, m,
 		    &cause);
 		close(m->ps_fd);
@@ -608,7 +608,7 @@ ctr_target_restore(struct migration *m)
 		}
 		return;
 	}
-	ckpt_restore_held(m->agent->loop, &t, m->generation, ctr_target_held,
+	ckpt_restore_held(m->agent->ternd->loop, &t, m->generation, ctr_target_held,
 	    ctr_target_restored, m);
 }
 

@@ -12,10 +12,10 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
-#include "agent/peers.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/page-server.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/ratelimit.h"
 #include "daemon/util.h"
 #include "daemon/work.h"
@@ -104,7 +104,7 @@ ctr_new(struct agent *a, struct mig *mig)
 	m->name = mig->name;
 	m->start_ms = mig->start_ms;
 	m->ps_fd = -1;
-	uv_timer_init(a->loop, &m->tick);
+	uv_timer_init(a->ternd->loop, &m->tick);
 	m->tick.data = m;
 	if (!m->source)
 		m->tally = stream_tally_new();
@@ -142,7 +142,7 @@ ctr_drop_rootfs(struct migration *m)
 	/* Moved aside at once (a retry finds the path free), removed on
 	 * the pool (a rootfs takes seconds). */
 	xasprintf(&who, "mig %" PRIx64 " %s", m->id, m->name);
-	work_discard(m->agent->loop, m->rootfs, who, "the incoming rootfs",
+	work_discard(m->agent->ternd->loop, m->rootfs, who, "the incoming rootfs",
 	    NULL, NULL);
 	free(who);
 }
@@ -280,10 +280,10 @@ ctr_relay_new(struct migration *m, char **cause)
 		return -1;
 	}
 	xasprintf(&what, "mig %" PRIx64 " %s pages", m->id, m->name);
-	m->relay = relay_new(m->agent->loop, sv[0], what, ctr_relay_done, m);
+	m->relay = relay_new(m->agent->ternd->loop, sv[0], what, ctr_relay_done, m);
 	free(what);
 	xasprintf(&name, "%" PRIx64 "/pages", m->id);
-	if (relay_open(m->relay, peers_mux(m->agent->peers, m->peer), name,
+	if (relay_open(m->relay, mesh_mux(m->agent->ternd->mesh, m->peer), name,
 	    m->limit, cause) != 0) {
 		free(name);
 		relay_free(m->relay);

@@ -143,7 +143,7 @@ instance_persist_start(struct instance *in)
 	in->set->busy++;
 	text = instance_state_text(in);
 	xasprintf(&path, "%s/state", in->dir);
-	work_write_file(in->set->agent->loop, path, text, instance_persisted,
+	work_write_file(in->set->agent->ternd->loop, path, text, instance_persisted,
 	    in);
 	free(path);
 	free(text);
@@ -191,7 +191,7 @@ instance_add(struct instances *set, const struct inst_driver *drv,
 	in->spec_text = xstrdup(spec_text);
 	in->spec_dir = xstrdup(spec_dir);
 	in->since_ms = now_ms();
-	uv_timer_init(set->agent->loop, &in->timer);
+	uv_timer_init(set->agent->ternd->loop, &in->timer);
 	in->timer.data = in;
 	in->next = set->list;
 	set->list = in;
@@ -317,7 +317,7 @@ instance_destroy(struct instance *in)
 	/* Checkpoints may be gigabytes: removed on the pool, the name
 	 * free for a new instance at once. */
 	xasprintf(&who, "instance %s", in->name);
-	work_discard(in->set->agent->loop, in->dir, who, "its state and "
+	work_discard(in->set->agent->ternd->loop, in->dir, who, "its state and "
 	    "checkpoints", NULL, NULL);
 	free(who);
 	log_info("instance %s: destroyed", in->name);
@@ -670,13 +670,13 @@ instances_open(struct agent *a, char **cause)
 
 	set = xcalloc(1, sizeof *set);
 	set->agent = a;
-	xasprintf(&set->dir, "%s/instances", a->conf->state_dir);
+	xasprintf(&set->dir, "%s/instances", a->ternd->conf->state_dir);
 	if (mkdir_p(set->dir, 0700, cause) != 0) {
 		free(set->dir);
 		free(set);
 		return NULL;
 	}
-	uv_signal_init(a->loop, &set->sigchld);
+	uv_signal_init(a->ternd->loop, &set->sigchld);
 	set->sigchld.data = set;
 	uv_signal_start(&set->sigchld, on_sigchld, SIGCHLD);
 	if ((d = opendir(set->dir)) != NULL) {

@@ -8,9 +8,9 @@
 #include "agent/ctr-mig-internal.h"
 #include "agent/instance-internal.h"
 #include "agent/migration.h"
-#include "agent/peers.h"
 #include "agent/vm-migration.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/xmalloc.h"
 #include "migrate/engine.h"
 #include "migrate/files.h"
@@ -24,17 +24,17 @@ migration_send(void *ctx, const char *peer, const Envelope *env, char **cause)
 {
 	struct agent	*a = ctx;
 
-	/* a->peers is NULL once ternd stops: peers_send says so. */
-	return peers_send(a->peers, peer, env, cause);
+	/* a->ternd->mesh is NULL once ternd stops: mesh_send says so. */
+	return mesh_send(a->ternd->mesh, peer, env, cause);
 }
 
 static void
 migration_engine_conf(const struct agent *a, struct mig_engine_conf *c)
 {
 	memset(c, 0, sizeof *c);
-	c->host_name = a->conf->host_name;
-	c->timeout_ms = (uint32_t)a->conf->migration_timeout_ms;
-	c->boot_id = a->boot_id;
+	c->host_name = a->ternd->conf->host_name;
+	c->timeout_ms = (uint32_t)a->ternd->conf->migration_timeout_ms;
+	c->boot_id = a->ternd->boot_id;
 	/* The agent's counter: ids stay unique across a reload. */
 	c->id_counter = &((struct agent *)a)->next_migration;
 }
@@ -46,7 +46,7 @@ migration_init(struct agent *a)
 	struct mig_transport	tr = { .send = migration_send, .ctx = a };
 
 	migration_engine_conf(a, &c);
-	a->mig = mig_engine_new(a->loop, &c, &tr);
+	a->mig = mig_engine_new(a->ternd->loop, &c, &tr);
 	mig_engine_set_data(a->mig, a);
 	mig_engine_register(a->mig, &ctr_driver);
 	vm_migration_register(a);
@@ -69,7 +69,7 @@ migration_accept_engine(struct agent *a, const char *peer, const char *kind,
 {
 	if (a->mig == NULL) {
 		set_cause(cause, "ternd on %s is shutting down",
-		    a->conf->host_name);
+		    a->ternd->conf->host_name);
 		return -1;
 	}
 	return mig_engine_accept_stream(a->mig, peer, kind, st, name, size,

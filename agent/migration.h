@@ -17,7 +17,7 @@ void	migration_reconfigure(struct agent *);
  * and error unused), then the answer through done, once. */
 void	migration_start(struct agent *, const Tern__MigrateRequest *,
 	    instances_done_cb progress, instances_done_cb done, void *arg);
-/* From peers.c: a migration message (1 if it was one), an incoming image
+/* From the mesh: a migration message (1 if it was one), an incoming image
  * file, a lost peer. */
 int	migration_on_msg(struct agent *, const char *peer, const Envelope *);
 int	migration_accept_file(struct agent *, const char *peer,

@@ -18,7 +18,6 @@
 #include "agent/control.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
-#include "agent/peers.h"
 #include "agent/vm-instances.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
@@ -28,6 +27,7 @@
 #include "daemon/log.h"
 #include "daemon/longjob.h"
 #include "daemon/loop-probe.h"
+#include "daemon/mesh.h"
 #include "daemon/pidfile.h"
 #include "daemon/tls.h"
 #include "daemon/util.h"
@@ -52,10 +52,12 @@ usage(FILE *fp)
 static void
 agent_limits(struct agent *a)
 {
-	a->peer_limits.max_frame = (uint32_t)a->conf->max_frame_size;
-	a->peer_limits.send_max = a->conf->send_buffer_max;
-	a->peer_limits.handshake_ms = TERND_HANDSHAKE_MS;
-	criu_set_timeout((unsigned)a->conf->criu_timeout_ms);
+	struct ternd	*td = a->ternd;
+
+	td->peer_limits.max_frame = (uint32_t)td->conf->max_frame_size;
+	td->peer_limits.send_max = td->conf->send_buffer_max;
+	td->peer_limits.handshake_ms = TERND_HANDSHAKE_MS;
+	criu_set_timeout((unsigned)td->conf->criu_timeout_ms);
 }
 
 /* Options a running ternd cannot change; a reload changing one is refused. */
@@ -84,15 +86,16 @@ conf_fixed_change(const struct conf *old, const struct conf *new)
 static void
 agent_reload(struct agent *a)
 {
+	struct ternd	*td = a->ternd;
 	struct conf	*conf;
 	struct tls_ctx	*tls = NULL;
 	const char	*fixed;
 	char		*cause = NULL;
 
-	log_info("reloading %s", a->conf_path);
-	if ((conf = conf_load(a->conf_path, &cause)) == NULL)
+	log_info("reloading %s", td->conf_path);
+	if ((conf = conf_load(td->conf_path, &cause)) == NULL)
 		goto fail;
-	if ((fixed = conf_fixed_change(a->conf, conf)) != NULL) {
+	if ((fixed = conf_fixed_change(td->conf, conf)) != NULL) {
 		xasprintf(&cause, "%s changed: restart ternd to apply it", fixed);
 		goto fail;
 	}
@@ -100,18 +103,18 @@ agent_reload(struct agent *a)
 		goto fail;
 	if ((tls = tls_ctx_new(conf->ca_file, conf->cert_file, conf->key_file,
 	    conf->revoked_file, &cause)) == NULL) {
-		log_set_filters(a->conf->log_filters, NULL);
+		log_set_filters(td->conf->log_filters, NULL);
 		goto fail;
 	}
 	/* Live connections keep the TLS context they started with. */
-	tls_ctx_free(a->tls);
-	a->tls = tls;
-	conf_free(a->conf);
-	a->conf = conf;
+	tls_ctx_free(td->tls);
+	td->tls = tls;
+	conf_free(td->conf);
+	td->conf = conf;
 	agent_limits(a);
-	longjobs_set_max(a->longjobs, (unsigned)a->conf->max_vm_migrations);
+	longjobs_set_max(a->longjobs, (unsigned)td->conf->max_vm_migrations);
 	migration_reconfigure(a);
-	peers_reconfigure(a->peers);
+	mesh_reconfigure(td->mesh);
 	log_info("configuration reloaded");
 	return;
 fail:
@@ -123,26 +126,27 @@ fail:
 static void
 agent_stop(struct agent *a)
 {
-	char	*desc;
+	struct ternd	*td = a->ternd;
+	char		*desc;
 
-	if (a->stopping)
+	if (td->stopping)
 		return;
-	a->stopping = 1;
+	td->stopping = 1;
 	log_info("shutting down");
-	ctlsock_close(a->ctl);
-	a->ctl = NULL;
+	ctlsock_close(td->ctl);
+	td->ctl = NULL;
 	migration_shutdown(a);
-	peers_stop(a->peers);
-	a->peers = NULL;
+	mesh_stop(td->mesh);
+	td->mesh = NULL;
 	instances_close(a->instances);
 	a->instances = NULL;
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
-	desc = loop_probe_describe(&a->probe);
+	desc = loop_probe_describe(&td->probe);
 	log_info("event loop latency: %s", desc);
 	free(desc);
-	loop_probe_stop(&a->probe, NULL);
+	loop_probe_stop(&td->probe, NULL);
 }
 
 /* libvirt's news: a migration's pass for the migrations, the rest for
@@ -168,14 +172,15 @@ agent_vm_event(void *arg, const char *name, enum vm_ev ev, const char *why,
 static void
 agent_vms_open(struct agent *a)
 {
-	char	*cause = NULL;
+	struct ternd	*td = a->ternd;
+	char		*cause = NULL;
 
 	vm_migration_clean(a);
-	if (a->conf->libvirt_uri[0] == '\0') {
+	if (td->conf->libvirt_uri[0] == '\0') {
 		log_info("libvirt_uri is empty: no VMs on this host");
 		return;
 	}
-	if ((a->vms = vm_host_open(a->loop, a->conf->libvirt_uri,
+	if ((a->vms = vm_host_open(td->loop, td->conf->libvirt_uri,
 	    agent_vm_event, a, &cause)) == NULL) {
 		log_warnx("no VMs on this host: %s", cause);
 		free(cause);
@@ -185,7 +190,7 @@ agent_vms_open(struct agent *a)
 		log_warnx("%s; VMs wait until it answers", cause);
 		free(cause);
 	} else
-		log_info("libvirt %s: connected", a->conf->libvirt_uri);
+		log_info("libvirt %s: connected", td->conf->libvirt_uri);
 }
 
 /* Open the instances and meet the peers (their Hello carries our
@@ -193,13 +198,14 @@ agent_vms_open(struct agent *a)
 static void
 agent_open(struct agent *a)
 {
-	char	*cause = NULL;
+	struct ternd	*td = a->ternd;
+	char		*cause = NULL;
 
 	if ((a->instances = instances_open(a, &cause)) == NULL ||
-	    peers_start(a->peers, &cause) != 0) {
+	    mesh_start(td->mesh, &cause) != 0) {
 		log_warnx("%s", cause);
 		free(cause);
-		a->exit_code = 1;
+		td->exit_code = 1;
 		agent_stop(a);
 	}
 }
@@ -220,7 +226,7 @@ agent_cpuinfo_dumped(uint8_t *img, size_t len, const char *error, void *arg)
 		log_warnx("cannot describe this CPU for migrations, so none "
 		    "will start here: %s", error);
 	}
-	if (!a->stopping)
+	if (!a->ternd->stopping)
 		agent_open(a);
 }
 
@@ -230,6 +236,7 @@ static void
 agent_criu_probed(const struct criu_features *f, void *arg)
 {
 	struct agent	*a = arg;
+	struct ternd	*td = a->ternd;
 	char		*what, *cause = NULL;
 
 	criu_features_clear(&a->criu);
@@ -248,21 +255,21 @@ agent_criu_probed(const struct criu_features *f, void *arg)
 		log_warnx("%s", what);
 	free(what);
 	if (a->criu.usable && a->criu.lazy_pages &&
-	    (a->criu_action = criu_action_script(a->conf->state_dir,
+	    (a->criu_action = criu_action_script(td->conf->state_dir,
 	    &cause)) == NULL) {
 		/* Post-copy drives CRIU's command line through it. */
 		log_warnx("%s; no post-copy from here", cause);
 		free(cause);
 		a->criu.lazy_pages = 0;
 	}
-	if (a->stopping)
+	if (td->stopping)
 		return;
 	if (!a->criu.usable) {
 		agent_open(a);
 		return;
 	}
 	/* Before any migration can start: offers carry it. */
-	cpuinfo_dump(a->loop, a->conf->criu_path, a->conf->state_dir,
+	cpuinfo_dump(td->loop, td->conf->criu_path, td->conf->state_dir,
 	    agent_cpuinfo_dumped, a);
 }
 
@@ -293,6 +300,7 @@ main(int argc, char **argv)
 		{ "help-config", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 }
 	};
+	struct ternd	 ternd, *td = &ternd;
 	struct agent	 agent, *a = &agent;
 	uv_loop_t	 loop;
 	char		*conf_path = NULL, *cause = NULL, *path = NULL;
@@ -300,7 +308,9 @@ main(int argc, char **argv)
 	int		 ch, check = 0, foreground = 0, pidfd = -1, rc = 1;
 	char		*pidpath = NULL;
 
+	memset(td, 0, sizeof *td);
 	memset(a, 0, sizeof *a);
+	a->ternd = td;
 	while ((ch = getopt_long(argc, argv, "Ff:hn", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'F':
@@ -328,17 +338,17 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (conf_path == NULL)
-		xasprintf(&a->conf_path, "%s/tern/ternd.conf", SYSCONFDIR);
+		xasprintf(&td->conf_path, "%s/tern/ternd.conf", SYSCONFDIR);
 	else
-		a->conf_path = xstrdup(conf_path);
+		td->conf_path = xstrdup(conf_path);
 
 	log_init("ternd", foreground || check);
-	if ((a->conf = conf_load(a->conf_path, &cause)) == NULL) {
+	if ((td->conf = conf_load(td->conf_path, &cause)) == NULL) {
 		fprintf(stderr, "ternd: %s\n", cause);
 		goto out;
 	}
-	if (log_set_filters(a->conf->log_filters, &cause) != 0) {
-		fprintf(stderr, "ternd: %s: log_filters: %s\n", a->conf_path,
+	if (log_set_filters(td->conf->log_filters, &cause) != 0) {
+		fprintf(stderr, "ternd: %s: log_filters: %s\n", td->conf_path,
 		    cause);
 		goto out;
 	}
@@ -347,7 +357,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (check) {
-		printf("ternd: %s: configuration OK\n", a->conf_path);
+		printf("ternd: %s: configuration OK\n", td->conf_path);
 		rc = 0;
 		goto out;
 	}
@@ -357,50 +367,50 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	if (mkdir_p(a->conf->run_dir, 0755, &cause) != 0 ||
-	    mkdir_p(a->conf->state_dir, 0700, &cause) != 0) {
+	if (mkdir_p(td->conf->run_dir, 0755, &cause) != 0 ||
+	    mkdir_p(td->conf->state_dir, 0700, &cause) != 0) {
 		log_warnx("%s", cause);
 		goto out;
 	}
-	xasprintf(&pidpath, "%s/ternd.pid", a->conf->run_dir);
+	xasprintf(&pidpath, "%s/ternd.pid", td->conf->run_dir);
 	if ((pidfd = pidfile_create(pidpath, &cause)) == -1) {
 		log_warnx("%s", cause);
 		goto out;
 	}
-	if ((a->tls = tls_ctx_new(a->conf->ca_file, a->conf->cert_file,
-	    a->conf->key_file, a->conf->revoked_file, &cause)) == NULL) {
+	if ((td->tls = tls_ctx_new(td->conf->ca_file, td->conf->cert_file,
+	    td->conf->key_file, td->conf->revoked_file, &cause)) == NULL) {
 		log_warnx("%s", cause);
 		goto out;
 	}
-	if (strcmp(tls_ctx_own_name(a->tls), a->conf->host_name) != 0) {
+	if (strcmp(tls_ctx_own_name(td->tls), td->conf->host_name) != 0) {
 		log_warnx("%s names host \"%s\" but host_name is \"%s\": issue a "
 		    "certificate for this host (ternctl cert issue %s)",
-		    a->conf->cert_file, tls_ctx_own_name(a->tls),
-		    a->conf->host_name, a->conf->host_name);
+		    td->conf->cert_file, tls_ctx_own_name(td->tls),
+		    td->conf->host_name, td->conf->host_name);
 		goto out;
 	}
-	if (getrandom(&a->boot_id, sizeof a->boot_id, 0) != sizeof a->boot_id)
-		a->boot_id = (uint64_t)getpid() << 32 | (uint64_t)now_ns();
+	if (getrandom(&td->boot_id, sizeof td->boot_id, 0) != sizeof td->boot_id)
+		td->boot_id = (uint64_t)getpid() << 32 | (uint64_t)now_ns();
 
 	/* libuv reads it once, when the pool first starts.  Long jobs run
 	 * on threads of their own (daemon/longjob.h), not there. */
-	snprintf(pool, sizeof pool, "%d", a->conf->thread_pool_size);
+	snprintf(pool, sizeof pool, "%d", td->conf->thread_pool_size);
 	setenv("UV_THREADPOOL_SIZE", pool, 1);
 	uv_loop_init(&loop);
-	a->loop = &loop;
-	loop_probe_start(&a->probe, &loop);
-	a->longjobs = longjobs_new(&loop, (unsigned)a->conf->max_vm_migrations,
+	td->loop = &loop;
+	loop_probe_start(&td->probe, &loop);
+	a->longjobs = longjobs_new(&loop, (unsigned)td->conf->max_vm_migrations,
 	    "max_vm_migrations");
-	a->start_ms = now_ms();
+	td->start_ms = now_ms();
 	migration_init(a);
 	agent_limits(a);
 	signal_watch(&loop, &sig_term, SIGTERM, a);
 	signal_watch(&loop, &sig_int, SIGINT, a);
 	signal_watch(&loop, &sig_hup, SIGHUP, a);
 
-	xasprintf(&path, "%s/ternd.sock", a->conf->run_dir);
-	if ((a->ctl = ctlsock_listen(&loop, path, a->conf->control_group,
-	    &a->peer_limits, control_request, a, &cause)) == NULL) {
+	xasprintf(&path, "%s/ternd.sock", td->conf->run_dir);
+	if ((td->ctl = ctlsock_listen(&loop, path, td->conf->control_group,
+	    &td->peer_limits, control_request, a, &cause)) == NULL) {
 		log_warnx("%s", cause);
 		agent_stop(a);
 		longjobs_close(a->longjobs);
@@ -408,13 +418,14 @@ main(int argc, char **argv)
 		uv_run(&loop, UV_RUN_DEFAULT);
 		goto close_loop;
 	}
-	a->peers = peers_new(a);
+	td->mesh = mesh_new(td);
+	agent_mesh_register(a, td->mesh);
 	agent_vms_open(a);
 	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
-	    PACKAGE_VERSION, a->conf->host_name, (long)getpid(),
-	    a->conf->npeers);
-	if (a->conf->criu_path[0] != '\0')
-		criu_probe(&loop, a->conf->criu_path, a->conf->state_dir,
+	    PACKAGE_VERSION, td->conf->host_name, (long)getpid(),
+	    td->conf->npeers);
+	if (td->conf->criu_path[0] != '\0')
+		criu_probe(&loop, td->conf->criu_path, td->conf->state_dir,
 		    agent_criu_probed, a);
 	else {
 		struct criu_features none = { .problem = "criu_path is empty" };
@@ -430,7 +441,7 @@ main(int argc, char **argv)
 	a->vms = NULL;
 	uv_run(&loop, UV_RUN_DEFAULT);
 	log_info("stopped");
-	rc = a->exit_code;
+	rc = td->exit_code;
 close_loop:
 	if (uv_loop_close(&loop) != 0)
 		log_warnx("event loop closed with handles still open");
@@ -440,13 +451,13 @@ out:
 	if (pidpath != NULL)
 		pidfile_remove(pidpath, pidfd);
 	free(pidpath);
-	tls_ctx_free(a->tls);
+	tls_ctx_free(td->tls);
 	criu_features_clear(&a->criu);
 	free(a->criu_action);
 	free(a->cpuinfo);
 	free(a->cpuinfo_error);
-	conf_free(a->conf);
+	conf_free(td->conf);
 	fault_fini();
-	free(a->conf_path);
+	free(td->conf_path);
 	return rc;
 }

@@ -72,13 +72,13 @@ vmi_usable(const struct instances *set, int *code, char **cause)
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "VMs are not available on %s: libvirt_uri is empty in "
-		    "ternd.conf", a->conf->host_name);
+		    "ternd.conf", a->ternd->conf->host_name);
 	if (!vm_host_up(a->vms))
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "VMs are not available on %s now: libvirtd at %s does not "
 		    "answer (ternd keeps trying; is libvirtd running?)",
-		    a->conf->host_name, vm_host_uri(a->vms));
+		    a->ternd->conf->host_name, vm_host_uri(a->vms));
 	return 0;
 }
 
@@ -517,7 +517,7 @@ vm_op_start(struct vm_op *op)
 	if (op->in != NULL)
 		op->in->vm_busy = 1;
 	op->set->busy++;
-	uv_queue_work(op->set->agent->loop, &op->w, vm_op_work, vm_op_done);
+	uv_queue_work(op->set->agent->ternd->loop, &op->w, vm_op_work, vm_op_done);
 }
 
 static void

@@ -13,13 +13,13 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/instance-internal.h"
-#include "agent/peers.h"
 #include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/longjob.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -57,7 +57,7 @@ vmm_chan_new(struct vm_migration *m, int fd, const char *name)
 	c->m = m;
 	c->name = xstrdup(name);
 	xasprintf(&what, "vmig %" PRIx64 " %s", m->id, name);
-	c->relay = relay_new(m->agent->loop, fd, what, vmm_chan_done, c);
+	c->relay = relay_new(m->agent->ternd->loop, fd, what, vmm_chan_done, c);
 	free(what);
 	c->next = m->chans;
 	m->chans = c;
@@ -81,7 +81,7 @@ vmm_on_connect(uv_poll_t *h, int status, int events)
 		    l->kind, l->n++);
 		c = vmm_chan_new(m, fd, name);
 		/* --bandwidth is QEMU's to keep (libvirt's limit). */
-		if (relay_open(c->relay, peers_mux(m->agent->peers, m->peer),
+		if (relay_open(c->relay, mesh_mux(m->agent->ternd->mesh, m->peer),
 		    name, NULL, &cause) != 0) {
 			log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name,
 			    cause);
@@ -122,7 +122,7 @@ vmm_listen(struct vm_migration *m, struct vm_listener *l, const char *kind,
 		l->fd = -1;
 		return -1;
 	}
-	uv_poll_init(m->agent->loop, &l->poll, l->fd);
+	uv_poll_init(m->agent->ternd->loop, &l->poll, l->fd);
 	l->poll.data = l;
 	l->open = 1;
 	uv_poll_start(&l->poll, UV_READABLE, vmm_on_connect);
@@ -218,16 +218,16 @@ vmm_accept_stream(struct mig_engine *e, const char *peer,
 		    "too many in all", VMM_MAX_RELAYS, VMM_MAX_RELAYS_TOTAL);
 		set_cause(cause, "VM migration %" PRIx64 " of %s: %s takes at "
 		    "most %d relay streams at once, %d in all", id, m->name,
-		    a->conf->host_name, VMM_MAX_RELAYS, VMM_MAX_RELAYS_TOTAL);
+		    a->ternd->conf->host_name, VMM_MAX_RELAYS, VMM_MAX_RELAYS_TOTAL);
 		return -1;
 	}
-	path = strcmp(kind, "libvirt") == 0 ? a->conf->libvirt_socket :
+	path = strcmp(kind, "libvirt") == 0 ? a->ternd->conf->libvirt_socket :
 	    m->qemu_path;
 	if ((fd = vmm_connect_local(path, cause)) == -1)
 		return -1;
 	m->relays_total++;
 	c = vmm_chan_new(m, fd, name);
-	if (relay_open(c->relay, peers_mux(a->peers, peer), name, NULL,
+	if (relay_open(c->relay, mesh_mux(a->ternd->mesh, peer), name, NULL,
 	    cause) != 0) {
 		vmm_chan_done(c, NULL);
 		return -1;

@@ -13,13 +13,13 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/instance-internal.h"
-#include "agent/peers.h"
 #include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/longjob.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -160,7 +160,7 @@ vmm_source_fail(struct vm_migration *m, const char *fmt, ...)
 	}
 	vmm_set_phase(m, MIG_PH_FAILED);
 	xasprintf(&text, "migration of %s to %s failed: %s; it keeps running "
-	    "on %s", m->name, m->peer, why, m->agent->conf->host_name);
+	    "on %s", m->name, m->peer, why, m->agent->ternd->conf->host_name);
 	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	free(why);
@@ -399,7 +399,7 @@ vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
 		pc->deadline_ms = vm_policy_deadline(m->memory);
 	log_info("vmig %" PRIx64 " %s: %s -> %s, live (%s%s%s), %" PRIu64
 	    " MiB, deadline %" PRIu64 " s", m->id, m->name,
-	    m->agent->conf->host_name, m->peer, pc->force_postcopy ?
+	    m->agent->ternd->conf->host_name, m->peer, pc->force_postcopy ?
 	    "post-copy after the first pass" : "pre-copy",
 	    pc->allow_postcopy && !pc->force_postcopy ? ", post-copy if it "
 	    "does not converge" : "", pc->auto_converge ? ", auto-converge" :
@@ -463,12 +463,12 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 		    inst_state_names[in->state]);
 		return -1;
 	}
-	if (strcmp(r->to, a->conf->host_name) == 0) {
+	if (strcmp(r->to, a->ternd->conf->host_name) == 0) {
 		xasprintf(cause, "instance %s already runs on %s", in->name,
 		    r->to);
 		return -1;
 	}
-	if (peers_mux(a->peers, r->to) == NULL) {
+	if (mesh_mux(a->ternd->mesh, r->to) == NULL) {
 		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
 		return -1;
 	}
@@ -477,13 +477,13 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 		xasprintf(cause, "instance %s is already migrating", in->name);
 		return -1;
 	}
-	if (n >= (unsigned)a->conf->max_vm_migrations) {
+	if (n >= (unsigned)a->ternd->conf->max_vm_migrations) {
 		/* Each holds a thread for as long as it runs. */
 		*code = TERN__ERROR_CODE__ERROR_RESOURCE;
 		xasprintf(cause, "instance %s: %u VM migrations are running "
 		    "from %s, the most max_vm_migrations allows: wait for one "
 		    "to finish, or raise max_vm_migrations", in->name, n,
-		    a->conf->host_name);
+		    a->ternd->conf->host_name);
 		return -1;
 	}
 	memset(&pc, 0, sizeof pc);

@@ -13,13 +13,13 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/instance-internal.h"
-#include "agent/peers.h"
 #include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/longjob.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -112,7 +112,7 @@ vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
 		 * it arrived.  Keep it, say so; the operator decides. */
 		xasprintf(&cause, "it arrived on %s but is shut off there (the "
 		    "guest stopped or crashed right after the migration: see "
-		    "its log; ternctl start %s)", m->agent->conf->host_name,
+		    "its log; ternctl start %s)", m->agent->ternd->conf->host_name,
 		    m->name);
 		instance_set_error(in, cause);
 		instance_set_state(in, INST_STOPPED, "arrived shut off");
@@ -182,24 +182,24 @@ vmm_target_begin(struct mig *mg, const Tern__MigrateOffer *o, char **cause)
 	int			 named;
 
 	vmm_census(mg, MIG_ROLE_TARGET, &incoming, &named);
-	xasprintf(&dir, "%s/vm-migrate", a->conf->run_dir);
-	if (incoming >= (unsigned)a->conf->max_incoming_vm_migrations)
+	xasprintf(&dir, "%s/vm-migrate", a->ternd->conf->run_dir);
+	if (incoming >= (unsigned)a->ternd->conf->max_incoming_vm_migrations)
 		/* Each holds libvirtd connections and a QEMU. */
 		xasprintf(cause, "%s takes %d incoming VM migrations at a time "
 		    "(max_incoming_vm_migrations); try again when one is done",
-		    a->conf->host_name, a->conf->max_incoming_vm_migrations);
+		    a->ternd->conf->host_name, a->ternd->conf->max_incoming_vm_migrations);
 	else if (a->vms == NULL || !vm_host_up(a->vms))
-		xasprintf(cause, "no libvirt on %s (%s)", a->conf->host_name,
+		xasprintf(cause, "no libvirt on %s (%s)", a->ternd->conf->host_name,
 		    a->vms == NULL ? "libvirt_uri is empty" : "libvirtd does "
 		    "not answer");
 	else if (a->instances == NULL)
 		xasprintf(cause, "%s is not open for instances yet",
-		    a->conf->host_name);
+		    a->ternd->conf->host_name);
 	else if (o->name == NULL || !host_name_valid(o->name))
 		xasprintf(cause, "bad instance name");
 	else if (instance_find(a->instances, o->name) != NULL)
 		xasprintf(cause, "%s already has an instance %s",
-		    a->conf->host_name, o->name);
+		    a->ternd->conf->host_name, o->name);
 	else if (o->spec_dir == NULL || strcmp(o->spec_dir, dir) != 0)
 		/* QEMU takes one socket path for both ends. */
 		xasprintf(cause, "the migration sockets are in %s here, %s "

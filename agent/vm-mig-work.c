@@ -13,13 +13,13 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/instance-internal.h"
-#include "agent/peers.h"
 #include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/mesh.h"
 #include "daemon/longjob.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -264,5 +264,5 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 		return;
 	}
 	mig_hold(m->mig);
-	uv_queue_work(m->agent->loop, &k->w, vmm_work_run, vmm_work_done);
+	uv_queue_work(m->agent->ternd->loop, &k->w, vmm_work_run, vmm_work_done);
 }

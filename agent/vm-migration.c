@@ -45,12 +45,12 @@ vmm_new(struct mig *mg)
 	m->source = mg->role == MIG_ROLE_SOURCE;
 	m->peer = mg->peer;
 	m->name = mg->name;
-	xasprintf(&m->dir, "%s/vm-migrate", a->conf->run_dir);
+	xasprintf(&m->dir, "%s/vm-migrate", a->ternd->conf->run_dir);
 	xasprintf(&m->qemu_path, "%s/%" PRIx64 ".qemu", m->dir, m->id);
 	m->lis[0].fd = m->lis[1].fd = -1;
 	m->qemu_downtime_ms = -1;
-	uv_timer_init(a->loop, &m->tick);
-	uv_timer_init(a->loop, &m->timer);
+	uv_timer_init(a->ternd->loop, &m->tick);
+	uv_timer_init(a->ternd->loop, &m->timer);
 	m->tick.data = m->timer.data = m;
 	/* The engine's one no-progress timeout does not fit a VM: libvirt's
 	 * pre-copy is watched by the policy (its stall and its deadline,
@@ -78,12 +78,12 @@ vmm_arm(struct vm_migration *m)
 	if (m->closing)
 		return;
 	if (m->source && m->mig->phase == MIG_PH_OFFERED)
-		ms = (uint64_t)m->agent->conf->migration_timeout_ms;
+		ms = (uint64_t)m->agent->ternd->conf->migration_timeout_ms;
 	else if (m->source && (m->mig->phase == MIG_PH_COMMITTED ||
 	    m->mig->phase == MIG_PH_DONE))
 		ms = VMM_COMPLETE_WAIT_MS;
 	else if (!m->source && m->mig->phase == MIG_PH_READY && !m->settling)
-		ms = (uint64_t)m->agent->conf->migration_timeout_ms;
+		ms = (uint64_t)m->agent->ternd->conf->migration_timeout_ms;
 	if (ms > 0)
 		uv_timer_start(&m->timer, vmm_timeout, ms, 0);
 	else
@@ -279,13 +279,13 @@ vmm_timeout(uv_timer_t *t)
 	}
 	if (m->source && m->mig->phase == MIG_PH_OFFERED)
 		xasprintf(&why, "%s did not answer for %d ms", m->peer,
-		    m->agent->conf->migration_timeout_ms);
+		    m->agent->ternd->conf->migration_timeout_ms);
 	else if (m->source)
 		xasprintf(&why, "%s did not say it took it in within %d ms",
 		    m->peer, VMM_COMPLETE_WAIT_MS);
 	else
 		xasprintf(&why, "no word from %s for %d ms", m->peer,
-		    m->agent->conf->migration_timeout_ms);
+		    m->agent->ternd->conf->migration_timeout_ms);
 	vmm_fail(m, MIG_FAIL_TIMEOUT, why);
 	free(why);
 }
@@ -393,7 +393,7 @@ vm_migration_clean(struct agent *a)
 
 	/* Sockets of migrations a previous ternd did not finish (QEMU does
 	 * not remove the one it listened on). */
-	xasprintf(&dir, "%s/vm-migrate", a->conf->run_dir);
+	xasprintf(&dir, "%s/vm-migrate", a->ternd->conf->run_dir);
 	if (rm_rf(dir, &cause) != 0) {
 		log_warnx("%s", cause);
 		free(cause);
