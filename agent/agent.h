@@ -13,6 +13,9 @@
 
 struct instances;
 struct mig_engine;
+struct ha_agent;
+struct ha_pending;
+struct coord_role;
 struct vm_host;
 struct longjobs;
 
@@ -21,6 +24,9 @@ struct agent {
 	struct instances	*instances;	/* NULL until CRIU was probed */
 	struct vm_host		*vms;		/* libvirt; NULL: no VMs here */
 	struct mig_engine	*mig;		/* every migration, either kind */
+	struct ha_agent		*ha;		/* our lease; NULL: unprotected */
+	struct coord_role	*coord;		/* NULL: not a coordinator */
+	struct ha_pending	*ha_pending;	/* creates waiting for it */
 	uint64_t		 next_migration;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;

@@ -6,6 +6,7 @@
 
 #define LOG_MODULE "ctl"
 #include "agent/control.h"
+#include "agent/ha-instances.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
 #include "daemon/log.h"
@@ -46,7 +47,7 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 {
 	Envelope		 env;
 	Tern__StatusReply	 st = TERN__STATUS_REPLY__INIT;
-	char			*listen, *containers, *probe;
+	char			*listen, *containers, *probe, *lease, *coord;
 	unsigned		 total, up;
 	size_t			 ncaps;
 
@@ -71,6 +72,8 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	st.loop_worst_busy_ms = loop_probe_worst_cpu_ms(&a->ternd->probe);
 	st.loop_probe_ms = now_ms() - a->ternd->probe.since_ms;
 	st.loop_probe = probe = loop_probe_describe(&a->ternd->probe);
+	st.lease = lease = ha_instances_lease(a);
+	st.coordinator = coord = ha_instances_coordinator(a);
 	msg_init(&env, req->request_id);
 	env.body_case = TERN__ENVELOPE__BODY_STATUS_REPLY;
 	env.status_reply = &st;
@@ -83,6 +86,8 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	free(listen);
 	free(containers);
 	free(probe);
+	free(lease);
+	free(coord);
 }
 
 static void

@@ -521,6 +521,18 @@ ctr_release(struct instance *in)
 	container_spec_free(in->spec);
 }
 
+/* The lease is ending: its init gets SIGKILL now, and the kernel kills
+ * the rest of its pid namespace with it; the exit is reaped as any
+ * other.  Nothing waits on the pool: the deadline is the lease's. */
+static void
+ctr_fence(struct instance *in, const char *why)
+{
+	if (in->pid <= 0)
+		return;
+	log_warnx("instance %s: killed at once: %s", in->name, why);
+	instance_signal(in, SIGKILL);
+}
+
 const struct inst_driver ctr_inst_driver = {
 	.kind = "container",
 	.create = ctr_create,
@@ -536,5 +548,6 @@ const struct inst_driver ctr_inst_driver = {
 	.cancellable = ctr_cancellable,
 	.cancel = ctr_cancel,
 	.unlink = ctr_unwatch,
+	.fence = ctr_fence,
 	.release = ctr_release,
 };

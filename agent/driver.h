@@ -27,6 +27,10 @@ struct inst_saved {
 	long		 pid;		/* its init's, 0 if none */
 	long		 criu_pid;	/* a lazy dump's CRIU, 0 if none */
 	char		*moved_to;	/* committed there, NULL if not */
+	int		 ha;		/* HA policy, epoch, wanted running */
+	int32_t		 priority;
+	uint64_t	 epoch;
+	int		 want_running;
 };
 
 struct inst_driver {
@@ -77,6 +81,10 @@ struct inst_driver {
 	/* Out of the table: let go of what watches it (its processes run
 	 * on).  Optional. */
 	void	(*unlink)(struct instance *);
+	/* The lease is ending (agent/ha.h): stop it at once, no grace, no
+	 * waiting (kill its processes; the exit is seen as any other).
+	 * Optional: a kind without it cannot be protected. */
+	void	(*fence)(struct instance *, const char *why);
 	/* Free what the driver holds in in (just before in).  Optional. */
 	void	(*release)(struct instance *);
 };

@@ -50,6 +50,13 @@ struct instance {
 	char			*last_error;
 	pid_t			 criu_pid;	/* a lazy dump holds it frozen */
 	char			*moved_to;	/* post-copy committed to there */
+	/* High availability (agent/ha-instances.c): protected instances run
+	 * only under a lease, at the epoch the coordinator gave. */
+	int			 ha;		/* TERN__HA_POLICY__*, 0: none */
+	int32_t			 priority;
+	uint64_t		 epoch;		/* 0: not known to it yet */
+	int			 want_running;	/* the operator started it */
+	int			 ha_creating;	/* a failover's create is out */
 	int			 destroy_after_stop;
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
@@ -75,6 +82,10 @@ struct instances {
 	struct instance		*list;
 	uv_signal_t		 sigchld;
 	int			 busy;		/* checkpoints/restores running */
+	/* The create request being handed to a driver: instance_add takes
+	 * its HA policy from it (drivers need not know about HA). */
+	const Tern__InstanceCreateRequest *creating;
+	int			 taking_over;	/* a failover's create */
 	int			 closing;
 };
 

@@ -10,6 +10,7 @@
 
 #define LOG_MODULE "instance"
 #include "agent/driver.h"
+#include "agent/ha-instances.h"
 #include "agent/instance-internal.h"
 #include "agent/instances.h"
 #include "daemon/log.h"
@@ -85,9 +86,12 @@ instance_state_text(const struct instance *in)
 	/* criu and moved_to let a restarted ternd finish a post-copy it
 	 * was killed in: never resume a copy another host runs. */
 	xasprintf(&text, "state=%s\npid=%ld\ngeneration=%llu\ncriu=%ld\n"
-	    "moved_to=%s\n", inst_state_names[in->state], (long)in->pid,
+	    "moved_to=%s\nha=%d\npriority=%ld\nepoch=%llu\nwant=%d\n",
+	    inst_state_names[in->state], (long)in->pid,
 	    (unsigned long long)in->generation, (long)in->criu_pid,
-	    in->moved_to != NULL ? in->moved_to : "");
+	    in->moved_to != NULL ? in->moved_to : "", in->ha,
+	    (long)in->priority, (unsigned long long)in->epoch,
+	    in->want_running);
 	return text;
 }
 
@@ -191,6 +195,11 @@ instance_add(struct instances *set, const struct inst_driver *drv,
 	in->spec_text = xstrdup(spec_text);
 	in->spec_dir = xstrdup(spec_dir);
 	in->since_ms = now_ms();
+	if (set->creating != NULL && strcmp(set->creating->name, name) == 0) {
+		in->ha = set->creating->has_ha ? (int)set->creating->ha : 0;
+		in->priority = set->creating->has_priority ?
+		    set->creating->priority : 0;
+	}
 	uv_timer_init(set->agent->ternd->loop, &in->timer);
 	in->timer.data = in;
 	in->next = set->list;
@@ -432,7 +441,7 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 {
 	const struct inst_driver	*drv;
 	char				*kinds, *cause = NULL;
-	int				 code = 0;
+	int				 code = 0, rc;
 
 	if ((drv = inst_driver_find(r->kind)) == NULL) {
 		kinds = inst_driver_kinds();
@@ -452,7 +461,19 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 		    "instance %s already exists", r->name);
 		return;
 	}
-	if (drv->create(set, r, cb, arg, &code, &cause) != 0)
+	if (r->has_ha && r->ha != TERN__HA_POLICY__HA_NONE &&
+	    ha_instances_refuse_create(set->agent, drv, r, &code, &cause) != 0) {
+		reply_refused(cb, arg, code, cause);
+		return;
+	}
+	/* A new protected instance is answered once the coordinator knows
+	 * it (or refused the name): ha_instances_creating wraps cb. */
+	if (r->has_ha && r->ha != TERN__HA_POLICY__HA_NONE && !set->taking_over)
+		ha_instances_creating(set->agent, r->name, &cb, &arg);
+	set->creating = r;
+	rc = drv->create(set, r, cb, arg, &code, &cause);
+	set->creating = NULL;
+	if (rc != 0)
 		reply_refused(cb, arg, code, cause);
 }
 
@@ -501,12 +522,23 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 		return;
 	switch (r->action) {
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
+		if ((rc = ha_instances_may_run(in, &code, &cause)) != 0)
+			break;
 		rc = in->drv->start(in, cb, arg, &code, &cause);
+		if (rc == 0 && !in->want_running) {
+			in->want_running = 1;
+			instance_persist(in);
+		}
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP:
 		rc = in->drv->stop(in, cb, arg, &code, &cause);
+		if (rc == 0 && in->want_running) {
+			in->want_running = 0;
+			instance_persist(in);
+		}
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
+		in->want_running = 0;
 		rc = in->drv->destroy(in, cb, arg, &code, &cause);
 		break;
 	default:
@@ -541,6 +573,11 @@ instances_list(struct instances *set, instances_done_cb cb, void *arg)
 		infos[i].has_generation = 1;
 		infos[i].generation = in->generation;
 		infos[i].last_error = in->last_error;
+		if (in->ha != 0) {
+			infos[i].has_ha = infos[i].has_epoch = 1;
+			infos[i].ha = (Tern__HaPolicy)in->ha;
+			infos[i].epoch = in->epoch;
+		}
 		if (in->drv->info != NULL)
 			in->drv->info(in, &infos[i]);
 		ptrs[i] = &infos[i];
@@ -580,7 +617,8 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 
 	if ((in = instance_find_for(set, r->name, cb, arg)) == NULL)
 		return;
-	if (in->drv->restore(in, r, cb, arg, &code, &cause) != 0)
+	if (ha_instances_may_run(in, &code, &cause) != 0 ||
+	    in->drv->restore(in, r, cb, arg, &code, &cause) != 0)
 		reply_refused(cb, arg, code, cause);
 }
 
@@ -624,6 +662,14 @@ instance_saved_read(struct instances *set, const char *name,
 		saved->pid = strtol(p + 5, NULL, 10);
 	if ((p = strstr(text, "\ncriu=")) != NULL)
 		saved->criu_pid = strtol(p + 6, NULL, 10);
+	if ((p = strstr(text, "\nha=")) != NULL)
+		saved->ha = (int)strtol(p + 4, NULL, 10);
+	if ((p = strstr(text, "\npriority=")) != NULL)
+		saved->priority = (int32_t)strtol(p + 10, NULL, 10);
+	if ((p = strstr(text, "\nepoch=")) != NULL)
+		saved->epoch = strtoull(p + 7, NULL, 10);
+	if ((p = strstr(text, "\nwant=")) != NULL)
+		saved->want_running = p[6] == '1';
 	if ((p = strstr(text, "\nmoved_to=")) != NULL && p[10] != '\n' &&
 	    p[10] != '\0') {
 		p[10 + strcspn(p + 10, "\n")] = '\0';
@@ -643,6 +689,7 @@ static void
 instance_load(struct instances *set, const char *name)
 {
 	struct inst_saved	 saved;
+	struct instance		*in;
 	char			*cause = NULL;
 	size_t			 i;
 	int			 rc = 1;
@@ -657,6 +704,11 @@ instance_load(struct instances *set, const char *name)
 		log_warnx("instance %s: cannot load it, ignored: %s", name,
 		    cause);
 		free(cause);
+	} else if ((in = instance_find(set, name)) != NULL) {
+		in->ha = saved.ha;
+		in->priority = saved.priority;
+		in->epoch = saved.epoch;
+		in->want_running = saved.want_running;
 	}
 	free(saved.moved_to);
 }

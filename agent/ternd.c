@@ -16,6 +16,7 @@
 #define LOG_MODULE "ternd"
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/ha-instances.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
 #include "agent/vm-instances.h"
@@ -136,6 +137,7 @@ agent_stop(struct agent *a)
 	ctlsock_close(td->ctl);
 	td->ctl = NULL;
 	migration_shutdown(a);
+	ha_instances_stop(a);
 	mesh_stop(td->mesh);
 	td->mesh = NULL;
 	instances_close(a->instances);
@@ -207,7 +209,9 @@ agent_open(struct agent *a)
 		free(cause);
 		td->exit_code = 1;
 		agent_stop(a);
+		return;
 	}
+	ha_instances_start(a);
 }
 
 /* This CPU as CRIU sees it, for the targets of our migrations to check.
@@ -420,6 +424,15 @@ main(int argc, char **argv)
 	}
 	td->mesh = mesh_new(td);
 	agent_mesh_register(a, td->mesh);
+	if (ha_instances_register(a, &cause) != 0) {
+		log_warnx("coordinator role: %s", cause);
+		td->exit_code = 1;
+		agent_stop(a);
+		longjobs_close(a->longjobs);
+		a->longjobs = NULL;
+		uv_run(&loop, UV_RUN_DEFAULT);
+		goto close_loop;
+	}
 	agent_vms_open(a);
 	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
 	    PACKAGE_VERSION, td->conf->host_name, (long)getpid(),

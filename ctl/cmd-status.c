@@ -82,6 +82,10 @@ cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 		    st->containers : "?");
 		if (st->loop_probe != NULL)
 			printf("event loop:   %s\n", st->loop_probe);
+		if (st->lease != NULL)
+			printf("lease:        %s\n", st->lease);
+		if (st->coordinator != NULL)
+			printf("coordinator:  %s\n", st->coordinator);
 	}
 	msg_free(reply);
 	return rc;

@@ -1,0 +1,581 @@
+/* High availability on the agent (see ha-instances.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_MODULE "ha"
+#include "agent/ha-instances.h"
+#include "agent/ha.h"
+#include "agent/instance-internal.h"
+#include "coord/role.h"
+#include "daemon/log.h"
+#include "daemon/mesh.h"
+#include "daemon/ternd.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+/* Where a restarted ternd finds its predecessor's lease (same boot). */
+#define HA_LEASE_FILE	"lease"
+
+static const char *
+ha_policy_name(int ha)
+{
+	return ha == TERN__HA_POLICY__HA_RESTART ? "restart" :
+	    ha == TERN__HA_POLICY__HA_CHECKPOINT ? "checkpoint" : "none";
+}
+
+/* --- the lease file: "BOOT-ID STOP-AT-MS" ------------------------------- */
+
+static char *
+ha_boot_id(void)
+{
+	char	*s = read_file_bounded("/proc/sys/kernel/random/boot_id", 64,
+		    NULL, NULL);
+
+	if (s != NULL)
+		s[strcspn(s, "\n")] = '\0';
+	return s;
+}
+
+static char *
+ha_lease_path(struct agent *a)
+{
+	char	*path;
+
+	xasprintf(&path, "%s/%s", a->ternd->conf->run_dir, HA_LEASE_FILE);
+	return path;
+}
+
+/* The previous ternd's stop time if it ran on this boot, else 0. */
+static uint64_t
+ha_lease_read(struct agent *a)
+{
+	char		*path = ha_lease_path(a), *text, *boot = ha_boot_id();
+	char		*sp;
+	uint64_t	 at = 0;
+
+	text = read_file_bounded(path, 256, NULL, NULL);
+	if (text != NULL && boot != NULL && (sp = strchr(text, ' ')) != NULL &&
+	    (size_t)(sp - text) == strlen(boot) &&
+	    strncmp(text, boot, strlen(boot)) == 0)
+		at = strtoull(sp + 1, NULL, 10);
+	free(text);
+	free(boot);
+	free(path);
+	return at;
+}
+
+/* No fsync: a process restart keeps the page cache, and a host crash
+ * starts a new boot whose clock this number does not belong to. */
+static void
+ha_save(void *ctx, uint64_t stop_at)
+{
+	struct agent	*a = ctx;
+	char		*path = ha_lease_path(a), *boot = ha_boot_id(), *text;
+	FILE		*fp;
+
+	if (boot == NULL) {
+		free(path);
+		return;
+	}
+	xasprintf(&text, "%s %" PRIu64 "\n", boot, stop_at);
+	if ((fp = fopen(path, "w")) != NULL) {
+		fputs(text, fp);
+		fclose(fp);
+	}
+	free(text);
+	free(boot);
+	free(path);
+}
+
+/* --- the lease keeper's ops ------------------------------------------------ */
+
+static int
+ha_send(void *ctx, const char *host, const Envelope *env, char **cause)
+{
+	struct agent	*a = ctx;
+
+	if (a->coord != NULL && strcmp(host, a->ternd->conf->host_name) == 0)
+		return coord_role_local(a->coord, env);
+	return mesh_send(a->ternd->mesh, host, env, cause);
+}
+
+static void
+ha_fence(void *ctx, const char *why)
+{
+	struct agent	*a = ctx;
+	struct instance	*in;
+
+	if (a->instances == NULL)
+		return;
+	for (in = a->instances->list; in != NULL; in = in->next) {
+		if (in->ha == 0 || in->pid <= 0 || in->drv->fence == NULL)
+			continue;
+		log_warnx("instance %s: fenced: %s", in->name, why);
+		in->drv->fence(in, why);
+	}
+}
+
+static void
+ha_held(void *ctx, Tern__LeaseRenew *r)
+{
+	struct agent		*a = ctx;
+	struct instance		*in;
+	Tern__HeldInstance	*hi, **ptrs;
+	size_t			 n = 0, i = 0;
+
+	if (a->instances == NULL)
+		return;
+	for (in = a->instances->list; in != NULL; in = in->next)
+		if (in->ha != 0 && !in->ha_creating)
+			n++;
+	hi = xcalloc(n + 1, sizeof *hi);
+	ptrs = xcalloc(n + 1, sizeof *ptrs);
+	for (in = a->instances->list; in != NULL && i < n; in = in->next) {
+		if (in->ha == 0 || in->ha_creating)
+			continue;
+		tern__held_instance__init(&hi[i]);
+		hi[i].name = in->name;
+		hi[i].epoch = in->epoch;
+		if (in->epoch == 0) {
+			hi[i].kind = (char *)in->drv->kind;
+			hi[i].spec = in->spec_text;
+			hi[i].spec_dir = in->spec_dir;
+			hi[i].has_ha = 1;
+			hi[i].ha = (Tern__HaPolicy)in->ha;
+			hi[i].has_priority = 1;
+			hi[i].priority = in->priority;
+		}
+		ptrs[i] = &hi[i];
+		i++;
+	}
+	r->n_held = i;
+	r->held = ptrs;
+}
+
+static void
+ha_held_free(void *ctx, Tern__LeaseRenew *r)
+{
+	(void)ctx;
+	if (r->held != NULL)
+		free(r->held[0] != NULL ? (void *)r->held[0] : NULL);
+	free(r->held);
+	r->held = NULL;
+	r->n_held = 0;
+}
+
+/* --- creates waiting for the coordinator ---------------------------------- */
+
+struct ha_pending {
+	struct ha_pending	*next;
+	struct agent		*a;
+	char			*name;
+	instances_done_cb	 cb;
+	void			*arg;
+	int			 created;	/* the driver's part is done */
+	uv_timer_t		 timer;
+};
+
+static void
+ha_pending_closed(uv_handle_t *h)
+{
+	struct ha_pending	*p = h->data;
+
+	free(p->name);
+	free(p);
+}
+
+/* Out of the list, answered, freed. */
+static void
+ha_pending_end(struct ha_pending *p, int code, const char *error)
+{
+	struct ha_pending	**pp;
+
+	for (pp = &p->a->ha_pending; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	if (error != NULL)
+		reply_error(p->cb, p->arg, code, "%s", error);
+	else
+		reply_done(p->cb, p->arg, "instance %s created, protected by "
+		    "coordinator %s", p->name, p->a->ternd->conf->coordinator);
+	uv_close((uv_handle_t *)&p->timer, ha_pending_closed);
+}
+
+static void
+ha_pending_timeout(uv_timer_t *t)
+{
+	struct ha_pending	*p = t->data;
+	char			*why;
+
+	xasprintf(&why, "instance %s was created here, but coordinator %s "
+	    "has not confirmed it yet: it is not protected until then, and "
+	    "does not start (ternctl status; it registers at each lease "
+	    "renewal)", p->name, p->a->ternd->conf->coordinator);
+	ha_pending_end(p, TERN__ERROR_CODE__ERROR_TIMEOUT, why);
+	free(why);
+}
+
+static struct ha_pending *
+ha_pending_find(struct agent *a, const char *name)
+{
+	struct ha_pending	*p;
+
+	for (p = a->ha_pending; p != NULL; p = p->next)
+		if (strcmp(p->name, name) == 0)
+			return p;
+	return NULL;
+}
+
+/* The driver's answer: an error ends it; success waits for a grant. */
+static void
+ha_pending_created(void *arg, const Envelope *reply, int code,
+    const char *error)
+{
+	struct ha_pending	*p = arg;
+
+	(void)reply;
+	if (error != NULL) {
+		ha_pending_end(p, code, error);
+		return;
+	}
+	p->created = 1;
+	uv_timer_start(&p->timer, ha_pending_timeout,
+	    3 * (uint64_t)p->a->ternd->conf->lease_ttl_ms, 0);
+	if (p->a->ha != NULL)
+		ha_agent_renew(p->a->ha);	/* register it now */
+}
+
+void
+ha_instances_creating(struct agent *a, const char *name,
+    instances_done_cb *cb, void **arg)
+{
+	struct ha_pending	*p = xcalloc(1, sizeof *p);
+
+	p->a = a;
+	p->name = xstrdup(name);
+	p->cb = *cb;
+	p->arg = *arg;
+	uv_timer_init(a->ternd->loop, &p->timer);
+	p->timer.data = p;
+	p->next = a->ha_pending;
+	a->ha_pending = p;
+	*cb = ha_pending_created;
+	*arg = p;
+}
+
+/* --- what a grant says ---------------------------------------------------- */
+
+static void
+ha_answered(void *arg, const Envelope *reply, int code, const char *error)
+{
+	char	*name = arg;
+
+	(void)reply;
+	if (error != NULL)
+		log_warnx("instance %s: %s (code %d)", name, error, code);
+	free(name);
+}
+
+static void
+ha_start(struct instance *in, const char *why)
+{
+	char	*cause = NULL;
+	int	 code = 0;
+
+	log_info("instance %s: starting: %s", in->name, why);
+	if (in->drv->start(in, ha_answered, xstrdup(in->name), &code,
+	    &cause) != 0) {
+		log_warnx("instance %s: cannot start: %s", in->name, cause);
+		free(cause);
+	}
+}
+
+/* The coordinator gave it to another host: this copy must never run. */
+static void
+ha_discard(struct instance *in, const char *why)
+{
+	char	*cause = NULL;
+	int	 code = 0;
+
+	log_warnx("%s: discarded: %s", in->name, why);
+	if (in->pid > 0 && in->drv->fence != NULL)
+		in->drv->fence(in, why);
+	in->want_running = 0;
+	if (in->drv->destroy(in, ha_answered, xstrdup(in->name), &code,
+	    &cause) != 0) {
+		log_warnx("instance %s: cannot discard it yet: %s", in->name,
+		    cause);
+		free(cause);
+	}
+}
+
+/* The create's callback may come before instances_create returns: both
+ * hold the record, the last one frees it. */
+struct ha_create {
+	struct agent	*a;
+	char		*name;
+	uint64_t	 epoch;
+	int		 refs;
+	int		 answered;
+};
+
+static void
+ha_create_drop(struct ha_create *hc)
+{
+	if (--hc->refs > 0)
+		return;
+	free(hc->name);
+	free(hc);
+}
+
+static void
+ha_created(void *arg, const Envelope *reply, int code, const char *error)
+{
+	struct ha_create	*hc = arg;
+	struct instance		*in;
+
+	(void)reply;
+	hc->answered = 1;
+	in = hc->a->instances != NULL ? instance_find(hc->a->instances,
+	    hc->name) : NULL;
+	if (error != NULL)
+		log_warnx("instance %s: cannot take it over: %s (code %d)",
+		    hc->name, error, code);
+	else if (in != NULL) {
+		in->ha_creating = 0;
+		in->epoch = hc->epoch;
+		in->want_running = 1;
+		instance_persist(in);
+		if (ha_agent_valid(hc->a->ha))
+			ha_start(in, "it failed over to this host");
+	}
+	ha_create_drop(hc);
+}
+
+/* It came here by failover: create it from the spec the grant carries. */
+static void
+ha_take_over(struct agent *a, const Tern__OwnedInstance *o)
+{
+	Tern__InstanceCreateRequest	 r = TERN__INSTANCE_CREATE_REQUEST__INIT;
+	struct ha_create		*hc;
+	struct instance			*in;
+
+	if (o->spec == NULL || o->kind == NULL) {
+		log_warnx("instance %s is ours at epoch %" PRIu64 " but the "
+		    "grant has no spec for it", o->name, o->epoch);
+		return;
+	}
+	if (o->has_restore_generation) {
+		/* Replicas are not made yet (docs/ha.md): nothing to restore
+		 * from; a checkpoint-protected instance cannot be created. */
+		log_warnx("instance %s: would restore replica generation %"
+		    PRIu64 ", which this host cannot do yet", o->name,
+		    o->restore_generation);
+		return;
+	}
+	hc = xcalloc(1, sizeof *hc);
+	hc->a = a;
+	hc->name = xstrdup(o->name);
+	hc->epoch = o->epoch;
+	hc->refs = 2;
+	r.name = o->name;
+	r.kind = o->kind;
+	r.spec = o->spec;
+	r.spec_dir = o->spec_dir != NULL ? o->spec_dir : "";
+	r.has_ha = 1;
+	r.ha = o->has_ha ? o->ha : TERN__HA_POLICY__HA_RESTART;
+	log_info("instance %s failed over to this host (epoch %" PRIu64 ")",
+	    o->name, o->epoch);
+	a->instances->taking_over = 1;
+	instances_create(a->instances, &r, ha_created, hc);
+	a->instances->taking_over = 0;
+	if (!hc->answered &&
+	    (in = instance_find(a->instances, o->name)) != NULL) {
+		in->ha_creating = 1;
+		in->epoch = o->epoch;
+	}
+	ha_create_drop(hc);
+}
+
+static void
+ha_owned(void *ctx, const Tern__LeaseGrant *g)
+{
+	struct agent		*a = ctx;
+	struct instance		*in;
+	struct ha_pending	*p;
+	size_t			 i;
+
+	if (a->instances == NULL)
+		return;
+	for (i = 0; i < g->n_refusals; i++) {
+		p = ha_pending_find(a, g->refusals[i]->name);
+		in = instance_find(a->instances, g->refusals[i]->name);
+		if (in != NULL && in->ha != 0 && !in->ha_creating)
+			ha_discard(in, g->refusals[i]->why);
+		if (p != NULL && p->created)
+			ha_pending_end(p, TERN__ERROR_CODE__ERROR_EXISTS,
+			    g->refusals[i]->why);
+	}
+	for (i = 0; i < g->n_owned; i++) {
+		const Tern__OwnedInstance *o = g->owned[i];
+
+		in = instance_find(a->instances, o->name);
+		if (in == NULL) {
+			ha_take_over(a, o);
+			continue;
+		}
+		if (in->ha == 0 || in->ha_creating)
+			continue;
+		if (in->epoch != o->epoch) {
+			log_info("instance %s: protected by %s at epoch %"
+			    PRIu64, in->name, a->ternd->conf->coordinator,
+			    o->epoch);
+			in->epoch = o->epoch;
+			instance_persist(in);
+		}
+		if ((p = ha_pending_find(a, o->name)) != NULL && p->created)
+			ha_pending_end(p, 0, NULL);
+		if (in->want_running && in->state == INST_STOPPED &&
+		    in->working == NULL)
+			ha_start(in, "this host holds its lease again");
+	}
+}
+
+static int
+ha_on_msg(void *ctx, const char *peer, const Envelope *env)
+{
+	struct agent	*a = ctx;
+
+	return a->ha != NULL ? ha_agent_on_msg(a->ha, peer, env) : 0;
+}
+
+/* --- the table's checks --------------------------------------------------- */
+
+int
+ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
+    const Tern__InstanceCreateRequest *r, int *code, char **cause)
+{
+	if (a->ha == NULL)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: this host "
+		    "has no coordinator (set coordinator in ternd.conf)");
+	if (drv->fence == NULL)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: instances of "
+		    "kind %s cannot be protected yet (no way to stop one at "
+		    "once when the lease ends)", drv->kind);
+	if (r->ha == TERN__HA_POLICY__HA_CHECKPOINT)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha checkpoint "
+		    "needs replicated checkpoints, which this version does "
+		    "not make yet; use --ha restart");
+	return 0;
+}
+
+int
+ha_instances_may_run(struct instance *in, int *code, char **cause)
+{
+	struct agent	*a = in->set->agent;
+
+	if (in->ha == 0)
+		return 0;
+	if (a->ha == NULL)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s is "
+		    "protected (--ha %s) but this host has no coordinator",
+		    in->name, ha_policy_name(in->ha));
+	if (in->epoch == 0)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s is not "
+		    "registered with the coordinator yet (it is at this host's "
+		    "next lease renewal); try again in a moment", in->name);
+	if (!ha_agent_valid(a->ha))
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s is "
+		    "protected and this host holds no lease from its "
+		    "coordinator (ternctl status)", in->name);
+	return 0;
+}
+
+/* --- start and stop ------------------------------------------------------- */
+
+static int
+ha_local_grant(void *ctx, const char *peer, const Envelope *env)
+{
+	return ha_on_msg(ctx, peer, env);
+}
+
+int
+ha_instances_register(struct agent *a, char **cause)
+{
+	struct conf	*conf = a->ternd->conf;
+
+	if (strstr(conf->role, "coordinator") != NULL) {
+		if ((a->coord = coord_role_start(a->ternd, cause)) == NULL)
+			return -1;
+		coord_role_set_local(a->coord, ha_local_grant, a);
+	}
+	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT,
+	    ha_on_msg, a);
+	return 0;
+}
+
+void
+ha_instances_start(struct agent *a)
+{
+	struct conf		*conf = a->ternd->conf;
+	struct ha_agent_conf	 hc;
+	struct ha_agent_ops	 ops;
+
+	if (*conf->coordinator == '\0' || strstr(conf->role, "agent") == NULL ||
+	    a->ha != NULL)
+		return;
+	memset(&hc, 0, sizeof hc);
+	hc.coordinator = conf->coordinator;
+	hc.ttl_ms = (uint32_t)conf->lease_ttl_ms;
+	hc.margin_ms = (uint32_t)conf->lease_margin_ms;
+	hc.boot_id = a->ternd->boot_id;
+	hc.resume_stop_at = ha_lease_read(a);
+	memset(&ops, 0, sizeof ops);
+	ops.send = ha_send;
+	ops.fence = ha_fence;
+	ops.owned = ha_owned;
+	ops.held = ha_held;
+	ops.held_free = ha_held_free;
+	ops.save = ha_save;
+	a->ha = ha_agent_new(a->ternd->loop, &hc, &ops, a);
+	log_info("holding leases from coordinator %s (ttl %d ms, margin %d "
+	    "ms)", conf->coordinator, conf->lease_ttl_ms, conf->lease_margin_ms);
+	ha_agent_start(a->ha);
+}
+
+void
+ha_instances_stop(struct agent *a)
+{
+	while (a->ha_pending != NULL)
+		ha_pending_end(a->ha_pending, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "ternd is shutting down");
+	ha_agent_free(a->ha);
+	a->ha = NULL;
+	coord_role_stop(a->coord);
+	a->coord = NULL;
+}
+
+char *
+ha_instances_lease(struct agent *a)
+{
+	return a->ha != NULL ? ha_agent_describe(a->ha) : NULL;
+}
+
+char *
+ha_instances_coordinator(struct agent *a)
+{
+	return a->coord != NULL ? coord_role_describe(a->coord) : NULL;
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# High availability end to end, on three test hosts: h3 is the
+# coordinator (its own instances are not protected, so it is never a
+# failover target), h1 and h2 hold leases from it.  A protected
+# container ("--ha restart") must:
+#  - run on one host at a time, witnessed by the container itself: every
+#    copy appends "RUN-ID UPTIME" to a file on the shared rootfs every
+#    20 ms, and no two runs may overlap in time;
+#  - come back on a survivor when its host crashes (th_crash), once the
+#    lease ran out plus the margin;
+#  - stop by itself on a host cut off from the coordinator (th_cut: the
+#    processes live on) before the coordinator gives it to another host;
+#  - never run again on a host that comes back: that host learns the
+#    higher epoch at its registration and discards its stale copy.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+HA_CONF=("coordinator = \"h3\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500")
+th_setup 3
+cl_pki
+cl_conf h1 "${HA_CONF[@]}"
+cl_conf h2 "${HA_CONF[@]}"
+cl_conf h3 "role = \"coordinator\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500"
+for h in h1 h2 h3; do cl_start $h; done
+cl_wait_up h1 3 30
+for h in h1 h2; do
+	cl_wait_criu $h || fail "$h cannot run containers"
+done
+
+has_lease() { cl_ctl "$1" status | grep -q "lease from h3, valid"; }
+for h in h1 h2; do
+	wait_for 20 "a lease for $h" has_lease $h
+done
+cl_ctl h3 status | grep -q "coordinator:.*leading" ||
+    fail "h3 does not lead: $(cl_ctl h3 status)"
+
+# The ticker: a busybox shell on the shared rootfs.
+ticks="$TH_ROOT/rootfs/var/log/ticks"
+rootfs_make "$TH_ROOT/rootfs"
+ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/sh -c \
+    'id=$RANDOM$RANDOM; while :; do read up idle </proc/uptime; echo "$id $up" >>/var/log/ticks; usleep 20000; done'
+
+# Where mc runs, as the container cgroups say (whatever the ternds say).
+copies() {
+	local h p n=0
+	for h in h1 h2 h3; do
+		for p in $(find "$(th__cg1 $h)" -path "*/tern/mc/*" \
+		    -name cgroup.procs -exec cat {} + 2>/dev/null); do
+			[ "$(cat "/proc/$p/comm" 2>/dev/null)" = sh ] && n=$((n + 1))
+		done
+	done
+	echo $n
+}
+state_on() { inst_field "$1" mc state; }
+runs_on() { [ "$(state_on "$1")" = running ] && [ "$(copies)" = 1 ]; }
+epoch_on() { inst_field "$1" mc epoch; }
+# No two runs of mc overlapped in time: the container's own word.
+check_ticks() {
+	python3 - "$ticks" <<'EOF' || fail "two copies of mc ran at once"
+import sys
+runs = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) != 2:
+        continue
+    rid, t = parts[0], float(parts[1])
+    lo, hi = runs.get(rid, (t, t))
+    runs[rid] = (min(lo, t), max(hi, t))
+spans = sorted(runs.values())
+for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+    if b0 <= a1:
+        print("runs overlap: [%.2f, %.2f] and [%.2f, %.2f]" % (a0, a1, b0, b1))
+        sys.exit(1)
+print("%d runs of mc, none overlapping; gaps: %s s" % (len(spans),
+    ", ".join("%.2f" % (b0 - a1) for (a0, a1), (b0, b1) in zip(spans, spans[1:]))))
+EOF
+}
+
+echo "--- a protected container on h1"
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" --ha restart >/dev/null
+cl_ctl h1 start mc >/dev/null
+wait_for 20 "mc running on h1" runs_on h1
+wait_for 10 "mc known to the coordinator" test "$(epoch_on h1)" = 1
+
+echo "--- h1 crashes: mc comes back on h2"
+th_crash h1
+wait_for 30 "mc running on h2" runs_on h2
+echo "mc runs on h2 at epoch $(epoch_on h2)"
+[ "$(epoch_on h2)" = 2 ] || fail "epoch $(epoch_on h2) on h2, not 2"
+grep -q "failover: mc (was on h1): moved from h1 to h2 at epoch 2" \
+    "$(cl_log h3)" || fail "h3 did not log the failover"
+check_ticks
+
+echo "--- h1 comes back: it discards its stale copy"
+th_revive h1
+cl_start h1
+wait_for 20 "a lease for h1" has_lease h1
+gone_from_h1() { [ -z "$(state_on h1)" ]; }
+wait_for 20 "mc gone from h1" gone_from_h1
+grep -q "mc: discarded: instance mc belongs to host h2 (epoch 2)" \
+    "$(cl_log h1)" || fail "h1 did not say why it discarded mc"
+[ "$(copies)" = 1 ] || fail "$(copies) copies of mc run"
+
+echo "--- h2 is cut off: it stops mc before anyone else starts it"
+th_cut h2
+stopped_on_cut() { ! grep -q . <(find "$(th__cg1 h2)" -path "*/tern/mc/*" \
+    -name cgroup.procs -exec cat {} + 2>/dev/null); }
+wait_for 20 "mc stopped on h2" stopped_on_cut
+grep -q "lease from h3 lost" "$(cl_log h2)" || fail "h2 did not fence"
+wait_for 30 "mc running again on h1" runs_on h1
+[ "$(epoch_on h1)" = 3 ] || fail "epoch $(epoch_on h1) on h1, not 3"
+check_ticks
+
+echo "--- h2 heals: its fenced copy is discarded, not resumed"
+th_heal h2
+gone_from_h2() { [ -z "$(state_on h2)" ]; }
+wait_for 20 "mc gone from h2" gone_from_h2
+[ "$(copies)" = 1 ] || fail "$(copies) copies of mc run"
+check_ticks
+cl_stop_all || fail "a ternd did not stop cleanly"
+for h in h1 h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
+echo "PASS"
