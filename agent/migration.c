@@ -6,6 +6,7 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
+#include "agent/driver.h"
 #include "agent/instance-internal.h"
 #include "agent/migration.h"
 #include "agent/vm-migration.h"
@@ -93,12 +94,23 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		mig_engine_start(a->mig, NULL, r, progress, cb, arg);
 		return;
 	}
-	if (a->instances != NULL &&
-	    (in = instance_find(a->instances, r->name)) != NULL && in->vm) {
-		mig_engine_start(a->mig, "vm", r, progress, cb, arg);
+	if (a->instances == NULL ||
+	    (in = instance_find(a->instances, r->name)) == NULL) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_NOT_FOUND,
+		    "no instance named so on this host (ternctl list)");
 		return;
 	}
-	mig_engine_start(a->mig, "container", r, progress, cb, arg);
+	/* Its owner is the coordinator's record: a move must change it in
+	 * the same step as the commit, or the target's copy would be
+	 * discarded as stale and the source's stopped. */
+	if (in->ha != 0) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+		    "instance is protected by the coordinator (--ha): moving it "
+		    "needs the commit point in the coordinator's store, which "
+		    "this version does not have yet (docs/ha.md)");
+		return;
+	}
+	mig_engine_start(a->mig, in->drv->kind, r, progress, cb, arg);
 }
 
 int
