@@ -36,7 +36,7 @@ migration_engine_conf(const struct agent *a, struct mig_engine_conf *c)
 	c->host_name = a->ternd->conf->host_name;
 	c->timeout_ms = (uint32_t)a->ternd->conf->migration_timeout_ms;
 	c->boot_id = a->ternd->boot_id;
-	/* The agent's counter: ids stay unique across a reload. */
+	/* The agent's counter, as ids were numbered before the engine. */
 	c->id_counter = &((struct agent *)a)->next_migration;
 }
 

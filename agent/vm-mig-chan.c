@@ -2,29 +2,20 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
-#include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
-#include "agent/vm-migration.h"
-#include "checkpoint/vm.h"
-#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
-#include "daemon/longjob.h"
-#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 #include "migrate/relay.h"
-#include "migrate/vm-policy.h"
 
 static void
 vmm_chan_done(void *arg, const char *error)

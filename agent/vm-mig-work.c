@@ -1,21 +1,12 @@
 #include "config.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define LOG_MODULE "migrate"
-#include "agent/instance-internal.h"
-#include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
-#include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
@@ -23,8 +14,6 @@
 #include "daemon/longjob.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
-#include "migrate/relay.h"
-#include "migrate/vm-policy.h"
 
 /* T: what taking the domain in needs: its definition, QEMU's numbers. */
 static void
