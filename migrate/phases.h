@@ -18,8 +18,9 @@
  *   either:  before COMMITTING/COMMITTED -> ROLLING_BACK -> FAILED
  *
  * Containers use every phase; a VM's source goes OFFERED -> TRANSFER
- * (libvirt's pre-copy) -> [PAGING: post-copy] -> COMMITTED (libvirt
- * finished) -> DONE, its target OFFERED -> READY -> COMMITTED -> DONE. */
+ * (libvirt's pre-copy) -> COMMITTED (libvirt finished) -> DONE, or
+ * after QEMU's post-copy switch TRANSFER -> PAGING -> DONE; its target
+ * OFFERED -> READY -> COMMITTED -> DONE. */
 #ifndef TERN_MIGRATE_PHASES_H
 #define TERN_MIGRATE_PHASES_H
 
