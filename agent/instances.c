@@ -516,7 +516,7 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 {
 	struct instance	*in;
 	char		*cause = NULL;
-	int		 code = 0, rc;
+	int		 code = 0, rc, want;
 
 	if ((in = instance_find_for(set, r->name, cb, arg)) == NULL)
 		return;
@@ -524,18 +524,18 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
 		if ((rc = ha_instances_may_run(in, &code, &cause)) != 0)
 			break;
-		rc = in->drv->start(in, cb, arg, &code, &cause);
-		if (rc == 0 && !in->want_running) {
-			in->want_running = 1;
-			instance_persist(in);
-		}
+		/* Recorded with the state the start writes (no write of
+		 * its own: the running state must be the next one). */
+		want = in->want_running;
+		in->want_running = 1;
+		if ((rc = in->drv->start(in, cb, arg, &code, &cause)) != 0)
+			in->want_running = want;
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP:
-		rc = in->drv->stop(in, cb, arg, &code, &cause);
-		if (rc == 0 && in->want_running) {
-			in->want_running = 0;
-			instance_persist(in);
-		}
+		want = in->want_running;
+		in->want_running = 0;
+		if ((rc = in->drv->stop(in, cb, arg, &code, &cause)) != 0)
+			in->want_running = want;
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
 		in->want_running = 0;

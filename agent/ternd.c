@@ -296,70 +296,197 @@ signal_watch(uv_loop_t *loop, uv_signal_t *h, int signum, struct agent *a)
 	uv_signal_start(h, on_signal, signum);
 }
 
-int
-main(int argc, char **argv)
+/* The command line: 0 to go on, else the exit status + 1 (help). */
+static int
+ternd_args(int argc, char **argv, const char **conf_path, int *foreground,
+    int *check)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "help-config", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct ternd	 ternd, *td = &ternd;
-	struct agent	 agent, *a = &agent;
-	uv_loop_t	 loop;
-	char		*conf_path = NULL, *cause = NULL, *path = NULL;
-	char		 pool[16];
-	int		 ch, check = 0, foreground = 0, pidfd = -1, rc = 1;
-	char		*pidpath = NULL;
+	int	ch;
 
-	memset(td, 0, sizeof *td);
-	memset(a, 0, sizeof *a);
-	a->ternd = td;
 	while ((ch = getopt_long(argc, argv, "Ff:hn", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'F':
-			foreground = 1;
+			*foreground = 1;
 			break;
 		case 'f':
-			conf_path = optarg;
+			*conf_path = optarg;
 			break;
 		case 'n':
-			check = 1;
+			*check = 1;
 			break;
 		case 'C':
 			conf_print_options(stdout);
-			return 0;
+			return 1;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return 1;
 		default:
 			usage(stderr);
-			return 2;
+			return 3;
 		}
 	}
 	if (optind != argc) {
 		usage(stderr);
-		return 2;
+		return 3;
 	}
+	return 0;
+}
+
+/* The configuration, log filters and fault points: 0, or -1 (said on
+ * stderr). */
+static int
+ternd_configure(struct ternd *td, const char *conf_path, int to_stderr)
+{
+	char	*cause = NULL;
+
 	if (conf_path == NULL)
 		xasprintf(&td->conf_path, "%s/tern/ternd.conf", SYSCONFDIR);
 	else
 		td->conf_path = xstrdup(conf_path);
-
-	log_init("ternd", foreground || check);
-	if ((td->conf = conf_load(td->conf_path, &cause)) == NULL) {
+	log_init("ternd", to_stderr);
+	if ((td->conf = conf_load(td->conf_path, &cause)) == NULL)
 		fprintf(stderr, "ternd: %s\n", cause);
-		goto out;
-	}
-	if (log_set_filters(td->conf->log_filters, &cause) != 0) {
+	else if (log_set_filters(td->conf->log_filters, &cause) != 0)
 		fprintf(stderr, "ternd: %s: log_filters: %s\n", td->conf_path,
 		    cause);
-		goto out;
-	}
-	if (fault_init(getenv("TERN_FAULT"), &cause) != 0) {
+	else if (fault_init(getenv("TERN_FAULT"), &cause) != 0)
 		fprintf(stderr, "ternd: %s\n", cause);
-		goto out;
+	else
+		return 0;
+	free(cause);
+	return -1;
+}
+
+/* Directories, the pid file, the TLS identity, the boot id: 0, or -1
+ * (logged). */
+static int
+ternd_prepare(struct ternd *td, char **pidpath, int *pidfd)
+{
+	char	*cause = NULL;
+
+	if (mkdir_p(td->conf->run_dir, 0755, &cause) != 0 ||
+	    mkdir_p(td->conf->state_dir, 0700, &cause) != 0)
+		goto fail;
+	xasprintf(pidpath, "%s/ternd.pid", td->conf->run_dir);
+	if ((*pidfd = pidfile_create(*pidpath, &cause)) == -1)
+		goto fail;
+	if ((td->tls = tls_ctx_new(td->conf->ca_file, td->conf->cert_file,
+	    td->conf->key_file, td->conf->revoked_file, &cause)) == NULL)
+		goto fail;
+	if (strcmp(tls_ctx_own_name(td->tls), td->conf->host_name) != 0) {
+		log_warnx("%s names host \"%s\" but host_name is \"%s\": issue a "
+		    "certificate for this host (ternctl cert issue %s)",
+		    td->conf->cert_file, tls_ctx_own_name(td->tls),
+		    td->conf->host_name, td->conf->host_name);
+		return -1;
 	}
+	if (getrandom(&td->boot_id, sizeof td->boot_id, 0) != sizeof td->boot_id)
+		td->boot_id = (uint64_t)getpid() << 32 | (uint64_t)now_ns();
+	return 0;
+fail:
+	log_warnx("%s", cause);
+	free(cause);
+	return -1;
+}
+
+/* A start that failed after the loop began: let it run dry. */
+static void
+agent_abort_start(struct agent *a, uv_loop_t *loop)
+{
+	agent_stop(a);
+	longjobs_close(a->longjobs);
+	a->longjobs = NULL;
+	uv_run(loop, UV_RUN_DEFAULT);
+}
+
+/* The loop and the roles on it, until ternd stops: the exit status. */
+static int
+agent_run(struct agent *a, uv_loop_t *loop)
+{
+	struct ternd	*td = a->ternd;
+	char		*path, *cause = NULL, pool[16];
+
+	/* libuv reads it once, when the pool first starts.  Long jobs run
+	 * on threads of their own (daemon/longjob.h), not there. */
+	snprintf(pool, sizeof pool, "%d", td->conf->thread_pool_size);
+	setenv("UV_THREADPOOL_SIZE", pool, 1);
+	uv_loop_init(loop);
+	td->loop = loop;
+	loop_probe_start(&td->probe, loop);
+	a->longjobs = longjobs_new(loop, (unsigned)td->conf->max_vm_migrations,
+	    "max_vm_migrations");
+	td->start_ms = now_ms();
+	migration_init(a);
+	agent_limits(a);
+	signal_watch(loop, &sig_term, SIGTERM, a);
+	signal_watch(loop, &sig_int, SIGINT, a);
+	signal_watch(loop, &sig_hup, SIGHUP, a);
+
+	xasprintf(&path, "%s/ternd.sock", td->conf->run_dir);
+	td->ctl = ctlsock_listen(loop, path, td->conf->control_group,
+	    &td->peer_limits, control_request, a, &cause);
+	free(path);
+	if (td->ctl == NULL) {
+		log_warnx("%s", cause);
+		free(cause);
+		agent_abort_start(a, loop);
+		return 1;
+	}
+	td->mesh = mesh_new(td);
+	agent_mesh_register(a, td->mesh);
+	if (ha_instances_register(a, &cause) != 0) {
+		log_warnx("coordinator role: %s", cause);
+		free(cause);
+		agent_abort_start(a, loop);
+		return 1;
+	}
+	agent_vms_open(a);
+	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
+	    PACKAGE_VERSION, td->conf->host_name, (long)getpid(),
+	    td->conf->npeers);
+	if (td->conf->criu_path[0] != '\0')
+		criu_probe(loop, td->conf->criu_path, td->conf->state_dir,
+		    agent_criu_probed, a);
+	else {
+		struct criu_features none = { .problem = "criu_path is empty" };
+
+		agent_criu_probed(&none, a);
+	}
+	uv_run(loop, UV_RUN_DEFAULT);
+	/* Only now: VM calls on the thread pool and long jobs used the
+	 * connection (the loop ran dry: every long job is done). */
+	longjobs_close(a->longjobs);
+	a->longjobs = NULL;
+	vm_host_close(a->vms);
+	a->vms = NULL;
+	uv_run(loop, UV_RUN_DEFAULT);
+	log_info("stopped");
+	return td->exit_code;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ternd	 ternd, *td = &ternd;
+	struct agent	 agent, *a = &agent;
+	uv_loop_t	 loop;
+	const char	*conf_path = NULL;
+	char		*pidpath = NULL;
+	int		 check = 0, foreground = 0, pidfd = -1, rc = 1;
+
+	memset(td, 0, sizeof *td);
+	memset(a, 0, sizeof *a);
+	a->ternd = td;
+	if ((rc = ternd_args(argc, argv, &conf_path, &foreground, &check)) != 0)
+		return rc - 1;
+	rc = 1;
+	if (ternd_configure(td, conf_path, foreground || check) != 0)
+		goto out;
 	if (check) {
 		printf("ternd: %s: configuration OK\n", td->conf_path);
 		rc = 0;
@@ -370,97 +497,12 @@ main(int argc, char **argv)
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
-
-	if (mkdir_p(td->conf->run_dir, 0755, &cause) != 0 ||
-	    mkdir_p(td->conf->state_dir, 0700, &cause) != 0) {
-		log_warnx("%s", cause);
+	if (ternd_prepare(td, &pidpath, &pidfd) != 0)
 		goto out;
-	}
-	xasprintf(&pidpath, "%s/ternd.pid", td->conf->run_dir);
-	if ((pidfd = pidfile_create(pidpath, &cause)) == -1) {
-		log_warnx("%s", cause);
-		goto out;
-	}
-	if ((td->tls = tls_ctx_new(td->conf->ca_file, td->conf->cert_file,
-	    td->conf->key_file, td->conf->revoked_file, &cause)) == NULL) {
-		log_warnx("%s", cause);
-		goto out;
-	}
-	if (strcmp(tls_ctx_own_name(td->tls), td->conf->host_name) != 0) {
-		log_warnx("%s names host \"%s\" but host_name is \"%s\": issue a "
-		    "certificate for this host (ternctl cert issue %s)",
-		    td->conf->cert_file, tls_ctx_own_name(td->tls),
-		    td->conf->host_name, td->conf->host_name);
-		goto out;
-	}
-	if (getrandom(&td->boot_id, sizeof td->boot_id, 0) != sizeof td->boot_id)
-		td->boot_id = (uint64_t)getpid() << 32 | (uint64_t)now_ns();
-
-	/* libuv reads it once, when the pool first starts.  Long jobs run
-	 * on threads of their own (daemon/longjob.h), not there. */
-	snprintf(pool, sizeof pool, "%d", td->conf->thread_pool_size);
-	setenv("UV_THREADPOOL_SIZE", pool, 1);
-	uv_loop_init(&loop);
-	td->loop = &loop;
-	loop_probe_start(&td->probe, &loop);
-	a->longjobs = longjobs_new(&loop, (unsigned)td->conf->max_vm_migrations,
-	    "max_vm_migrations");
-	td->start_ms = now_ms();
-	migration_init(a);
-	agent_limits(a);
-	signal_watch(&loop, &sig_term, SIGTERM, a);
-	signal_watch(&loop, &sig_int, SIGINT, a);
-	signal_watch(&loop, &sig_hup, SIGHUP, a);
-
-	xasprintf(&path, "%s/ternd.sock", td->conf->run_dir);
-	if ((td->ctl = ctlsock_listen(&loop, path, td->conf->control_group,
-	    &td->peer_limits, control_request, a, &cause)) == NULL) {
-		log_warnx("%s", cause);
-		agent_stop(a);
-		longjobs_close(a->longjobs);
-		a->longjobs = NULL;
-		uv_run(&loop, UV_RUN_DEFAULT);
-		goto close_loop;
-	}
-	td->mesh = mesh_new(td);
-	agent_mesh_register(a, td->mesh);
-	if (ha_instances_register(a, &cause) != 0) {
-		log_warnx("coordinator role: %s", cause);
-		td->exit_code = 1;
-		agent_stop(a);
-		longjobs_close(a->longjobs);
-		a->longjobs = NULL;
-		uv_run(&loop, UV_RUN_DEFAULT);
-		goto close_loop;
-	}
-	agent_vms_open(a);
-	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
-	    PACKAGE_VERSION, td->conf->host_name, (long)getpid(),
-	    td->conf->npeers);
-	if (td->conf->criu_path[0] != '\0')
-		criu_probe(&loop, td->conf->criu_path, td->conf->state_dir,
-		    agent_criu_probed, a);
-	else {
-		struct criu_features none = { .problem = "criu_path is empty" };
-
-		agent_criu_probed(&none, a);
-	}
-	uv_run(&loop, UV_RUN_DEFAULT);
-	/* Only now: VM calls on the thread pool and long jobs used the
-	 * connection (the loop ran dry: every long job is done). */
-	longjobs_close(a->longjobs);
-	a->longjobs = NULL;
-	vm_host_close(a->vms);
-	a->vms = NULL;
-	uv_run(&loop, UV_RUN_DEFAULT);
-	log_info("stopped");
-	rc = td->exit_code;
-close_loop:
+	rc = agent_run(a, &loop);
 	if (uv_loop_close(&loop) != 0)
 		log_warnx("event loop closed with handles still open");
 out:
-	free(cause);
-	free(path);
 	if (pidpath != NULL)
 		pidfile_remove(pidpath, pidfd);
 	free(pidpath);
