@@ -427,18 +427,121 @@ tree_open_regular(int dfd, const char *name, struct stat *st)
 	return fd;
 }
 
+/* A directory: its record, what is below it (on the same device), then
+ * its end record, which sets its mtime on the peer. */
+static int
+tree_scan_subdir(struct tree_scan *s, int dfd, const char *name, size_t plen,
+    size_t ei, int changed, const struct stat *st)
+{
+	int	fd, sub = 0, rc = -1;
+
+	if (changed &&
+	    tree_scan_entry_rec(s, TREE_REC_DIR, &s->idx->ents[ei]) != 0)
+		return -1;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		set_cause(s->cause, "%s/%s: %s", s->dir, s->path,
+		    strerror(errno));
+		return -1;
+	}
+	if (s->depth >= TREE_MAX_DEPTH) {
+		set_cause(s->cause, "%s/%s: more than %u directories deep (put "
+		    "such a rootfs on shared storage)", s->dir, s->path,
+		    TREE_MAX_DEPTH);
+		goto out;
+	}
+	s->depth++;
+	if (st->st_dev == s->rootdev && tree_scan_dir(s, fd, plen, &sub) != 0) {
+		s->depth--;
+		goto out;
+	}
+	s->depth--;
+	s->path[plen] = '\0';
+	/* The index grew: ei, not a pointer.  Our changes below moved its
+	 * mtime on the peer: set it. */
+	if ((changed || sub) &&
+	    tree_scan_entry_rec(s, TREE_REC_DIREND, &s->idx->ents[ei]) != 0)
+		goto out;
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+/* A regular file that changed: read, and indexed as it was read (a later
+ * change shows in the next delta).  1: gone meanwhile. */
+static int
+tree_scan_regular(struct tree_scan *s, int dfd, const char *name,
+    struct tree_ent *e, struct stat *st)
+{
+	int	fd, rc;
+
+	fd = tree_open_regular(dfd, name, st);
+	if (fd == -1 && errno == ENOENT)
+		return 1;	/* a deletion next time */
+	if (fd == -1 && errno == EAGAIN) {
+		set_cause(s->cause, "%s/%s: replaced while read (no longer the "
+		    "regular file it was)", s->dir, s->path);
+		return -1;
+	}
+	if (fd == -1) {
+		set_cause(s->cause, "%s/%s: %s", s->dir, s->path,
+		    strerror(errno));
+		return -1;
+	}
+	free(e->path);
+	e = tree_index_set(e, s->path, st);
+	rc = tree_scan_file(s, fd, e);
+	close(fd);
+	return rc;
+}
+
+/* Its index entry, and whether it changed since the last pass (then the
+ * parent's entries change on the peer: *dirty). */
+static struct tree_ent *
+tree_scan_index(struct tree_scan *s, int dfd, const char *name,
+    const struct stat *st, int *changed, int *dirty)
+{
+	const struct tree_ent	*old = tree_scan_old(s, s->path);
+	struct tree_ent		*e;
+	char			 target[TREE_TARGET_MAX + 1];
+	ssize_t			 n;
+
+	if (s->idx->n >= TREE_MAX_ENTRIES) {
+		set_cause(s->cause, "%s: more than %u entries (put such a "
+		    "rootfs on shared storage)", s->dir, TREE_MAX_ENTRIES);
+		return NULL;
+	}
+	e = tree_index_add(s->idx, s->path, st);
+	if (S_ISLNK(st->st_mode)) {
+		n = readlinkat(dfd, name, target, sizeof target);
+		if (n <= 0 || (size_t)n >= sizeof target) {
+			set_cause(s->cause, "%s/%s: readlink: %s", s->dir,
+			    s->path, n < 0 ? strerror(errno) : "bad length");
+			return NULL;
+		}
+		target[n] = '\0';
+		e->target = xstrdup(target);
+	}
+	*changed = old == NULL || tree_ent_differs(old, e);
+	if (old != NULL && *changed && S_ISDIR(old->mode) &&
+	    !S_ISDIR(e->mode))
+		s->gone = old->path;	/* its contents go with it */
+	if (*changed && (old == NULL || (old->mode & S_IFMT) !=
+	    (e->mode & S_IFMT) || !S_ISDIR(e->mode)))
+		*dirty = 1;
+	return e;
+}
+
 /* One name in directory dfd; s->path is its path. */
 static int
 tree_scan_one(struct tree_scan *s, int dfd, const char *name, size_t plen,
     int *dirty)
 {
-	const struct tree_ent	*old;
 	struct tree_ent		*e;
 	struct stat		 st;
-	char			 target[TREE_TARGET_MAX + 1];
-	ssize_t			 n;
 	size_t			 ei;
-	int			 fd = -1, changed, linked, sub = 0, rc = -1;
+	int			 changed, linked, rc = 0;
 
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (errno == ENOENT)
@@ -451,108 +554,36 @@ tree_scan_one(struct tree_scan *s, int dfd, const char *name, size_t plen,
 		return 0;
 	if (tree_scan_vanished(s, s->path, dirty) != 0)
 		return -1;
-	old = tree_scan_old(s, s->path);
 	ei = s->idx->n;
-	if (ei >= TREE_MAX_ENTRIES) {
-		set_cause(s->cause, "%s: more than %u entries (put such a "
-		    "rootfs on shared storage)", s->dir, TREE_MAX_ENTRIES);
+	if ((e = tree_scan_index(s, dfd, name, &st, &changed, dirty)) == NULL)
 		return -1;
-	}
-	e = tree_index_add(s->idx, s->path, &st);
-	if (S_ISLNK(st.st_mode)) {
-		n = readlinkat(dfd, name, target, sizeof target);
-		if (n <= 0 || (size_t)n >= sizeof target) {
-			set_cause(s->cause, "%s/%s: readlink: %s", s->dir,
-			    s->path, n < 0 ? strerror(errno) : "bad length");
-			return -1;
-		}
-		target[n] = '\0';
-		e->target = xstrdup(target);
-	}
-	changed = old == NULL || tree_ent_differs(old, e);
-	if (old != NULL && changed && S_ISDIR(old->mode) &&
-	    !S_ISDIR(e->mode))
-		s->gone = old->path;	/* its contents go with it */
-	if (changed && (old == NULL || (old->mode & S_IFMT) !=
-	    (e->mode & S_IFMT) || !S_ISDIR(e->mode)))
-		*dirty = 1;	/* the parent's entries change on the peer */
-
 	if (tree_scan_hardlink(s, &st, s->path, changed, &linked) != 0)
 		return -1;
 	if (linked)
 		return 0;
 	switch (st.st_mode & S_IFMT) {
 	case S_IFDIR:
-		if (changed && tree_scan_entry_rec(s, TREE_REC_DIR, e) != 0)
-			goto out;
-		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
-		if (fd == -1) {
-			set_cause(s->cause, "%s/%s: %s", s->dir, s->path,
-			    strerror(errno));
-			goto out;
-		}
-		if (s->depth >= TREE_MAX_DEPTH) {
-			set_cause(s->cause, "%s/%s: more than %u directories "
-			    "deep (put such a rootfs on shared storage)",
-			    s->dir, s->path, TREE_MAX_DEPTH);
-			goto out;
-		}
-		s->depth++;
-		if (st.st_dev == s->rootdev &&
-		    tree_scan_dir(s, fd, plen, &sub) != 0) {
-			s->depth--;
-			goto out;
-		}
-		s->depth--;
-		s->path[plen] = '\0';
-		e = &s->idx->ents[ei];	/* the index grew */
-		/* Our changes below moved its mtime on the peer: set it. */
-		if ((changed || sub) &&
-		    tree_scan_entry_rec(s, TREE_REC_DIREND, e) != 0)
-			goto out;
+		rc = tree_scan_subdir(s, dfd, name, plen, ei, changed, &st);
 		break;
 	case S_IFREG:
-		if (!changed)
-			break;
-		fd = tree_open_regular(dfd, name, &st);
-		if (fd == -1 && errno == ENOENT) {
-			rc = 0;	/* gone meanwhile: a deletion next time */
-			goto out;
-		}
-		if (fd == -1 && errno == EAGAIN) {
-			set_cause(s->cause, "%s/%s: replaced while read (no "
-			    "longer the regular file it was)", s->dir, s->path);
-			goto out;
-		}
-		if (fd == -1) {
-			set_cause(s->cause, "%s/%s: %s", s->dir, s->path,
-			    strerror(errno));
-			goto out;
-		}
-		/* Index what is read: a later change shows in the delta. */
-		free(e->path);
-		e = tree_index_set(e, s->path, &st);
-		if (tree_scan_file(s, fd, e) != 0)
-			goto out;
+		if (changed)
+			rc = tree_scan_regular(s, dfd, name, e, &st);
 		break;
 	case S_IFLNK:
-		if (changed && tree_scan_entry_rec(s, TREE_REC_SYMLINK, e) != 0)
-			goto out;
+		if (changed)
+			rc = tree_scan_entry_rec(s, TREE_REC_SYMLINK, e);
 		break;
 	case S_IFCHR:
 	case S_IFBLK:
 	case S_IFIFO:
-		if (changed && tree_scan_entry_rec(s, TREE_REC_NODE, e) != 0)
-			goto out;
+		if (changed)
+			rc = tree_scan_entry_rec(s, TREE_REC_NODE, e);
 		break;
 	}
+	if (rc != 0)
+		return rc == 1 ? 0 : -1;
 	tree_scan_remember_link(s, &st, ei);
-	rc = 0;
-out:
-	if (fd != -1)
-		close(fd);
-	return rc;
+	return 0;
 }
 
 /* The directory dfd, whose path (plen bytes) is in s->path. */
