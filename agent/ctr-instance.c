@@ -534,7 +534,8 @@ ctr_fence(struct instance *in, const char *why)
 }
 
 const struct inst_driver ctr_inst_driver = {
-	.kind = "container",
+	.kind = TERN__INSTANCE_KIND__KIND_CONTAINER,
+	.name = "container",
 	.create = ctr_create,
 	.load = ctr_load,
 	.save = ctr_save,

@@ -123,7 +123,7 @@ struct migration *ctr_find(struct agent *, const char *peer, uint64_t id,
 struct migration *ctr_match_receiving(struct agent *, const char *peer,
 		    const char *name, uint64_t generation, int tree);
 int		 ctr_accept_stream(struct mig_engine *, const char *peer,
-		    const char *kind, struct stream *, const char *name,
+		    Tern__StreamKind kind, struct stream *, const char *name,
 		    uint64_t size, char **cause);
 
 static inline struct migration *

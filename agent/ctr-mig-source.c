@@ -175,7 +175,8 @@ ctr_source_resumed(struct migration *m)
 	    rate);
 	r.name = m->name;
 	r.to = m->peer;
-	r.mode = m->postcopy ? "postcopy" : "stopcopy";
+	r.mode = m->postcopy ? TERN__MIGRATION_MODE__MODE_POSTCOPY :
+	    TERN__MIGRATION_MODE__MODE_STOPCOPY;
 	r.total_ms = now_ms() - m->start_ms;
 	r.frozen_ms = m->frozen_ms;
 	r.bytes = m->bytes;

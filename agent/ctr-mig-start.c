@@ -67,12 +67,13 @@ static int
 ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
     struct instance **inp, int *code, char **cause)
 {
-	const char	*mode = r->mode != NULL ? r->mode : "auto";
+	Tern__MigrationMode mode;
 	char		 rate[32];
 	struct instance	*in;
 
+	mode = r->has_mode ? r->mode : TERN__MIGRATION_MODE__MODE_AUTO;
 	*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
-	if (strcmp(mode, "precopy") == 0) {
+	if (mode == TERN__MIGRATION_MODE__MODE_PRECOPY) {
 		*cause = xstrdup(a->criu.mem_track ?
 		    "pre-copy of containers is not implemented; use --mode "
 		    "postcopy or stopcopy" : "pre-copy needs memory tracking "
@@ -86,12 +87,6 @@ ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
 		xasprintf(cause, "--bandwidth %s is too low: at least 1M (1 "
 		    "MB/s, 8mbit), or a container stands frozen (stop-and-copy) "
 		    "or stalled on its memory (post-copy) for minutes", rate);
-		return -1;
-	}
-	if (strcmp(mode, "stopcopy") != 0 && strcmp(mode, "auto") != 0 &&
-	    strcmp(mode, "postcopy") != 0) {
-		*cause = xstrdup("mode must be auto, precopy, postcopy or "
-		    "stopcopy");
 		return -1;
 	}
 	if (a->instances == NULL ||
@@ -136,16 +131,17 @@ static int
 ctr_source_mode(struct agent *a, struct instance *in,
     const Tern__MigrateRequest *r, int *postcopyp, char **note, char **cause)
 {
-	const char	*mode = r->mode != NULL ? r->mode : "auto";
+	Tern__MigrationMode mode;
 	char		*why = NULL;
 	pid_t		*pids = NULL;
 	size_t		 npids = 0;
 	int		 postcopy, rc = -1;
 
+	mode = r->has_mode ? r->mode : TERN__MIGRATION_MODE__MODE_AUTO;
 	/* auto: pre-copy where memory is tracked (not built for containers),
 	 * else post-copy where both CRIUs do lazy pages, else stop-and-copy. */
 	postcopy = ctr_postcopy_possible(a, r->to);
-	if (strcmp(mode, "postcopy") == 0 && !postcopy) {
+	if (mode == TERN__MIGRATION_MODE__MODE_POSTCOPY && !postcopy) {
 		if (a->criu.lazy_pages)
 			xasprintf(cause, "post-copy needs lazy pages in CRIU on "
 			    "both hosts; %s has none (ternctl status there)",
@@ -157,7 +153,7 @@ ctr_source_mode(struct agent *a, struct instance *in,
 			    "lazy pages (userfaultfd)");
 		return -1;
 	}
-	if (strcmp(mode, "stopcopy") == 0)
+	if (mode == TERN__MIGRATION_MODE__MODE_STOPCOPY)
 		postcopy = 0;
 	if (container_pids(in->name, &pids, &npids, cause) != 0)
 		return -1;
@@ -173,7 +169,7 @@ ctr_source_mode(struct agent *a, struct instance *in,
 	/* What lazy pages cannot carry moves by stop-and-copy, or not at all
 	 * when post-copy was asked for. */
 	if (postcopy && lazy_check_pids(pids, npids, &why) != 0) {
-		if (strcmp(mode, "postcopy") == 0) {
+		if (mode == TERN__MIGRATION_MODE__MODE_POSTCOPY) {
 			xasprintf(cause, "post-copy cannot move %s: %s; use "
 			    "--mode stopcopy (or auto)", in->name, why);
 			goto out;
@@ -184,11 +180,11 @@ ctr_source_mode(struct agent *a, struct instance *in,
 	    ctr_stopcopy_too_long(a, in, r, ctr_postcopy_possible(a, r->to),
 	    cause))
 		goto out;
-	if (strcmp(mode, "auto") == 0 && why != NULL)
+	if (mode == TERN__MIGRATION_MODE__MODE_AUTO && why != NULL)
 		xasprintf(note, "auto: %sstop-and-copy, not post-copy: %s",
 		    a->criu.mem_track ? "" : "no pre-copy (this kernel has no "
 		    "soft-dirty memory tracking); ", why);
-	else if (strcmp(mode, "auto") == 0)
+	else if (mode == TERN__MIGRATION_MODE__MODE_AUTO)
 		xasprintf(note, "auto: %s%s", a->criu.mem_track ? "" :
 		    "no pre-copy (this kernel has no soft-dirty memory "
 		    "tracking); ", postcopy ? "post-copy (lazy pages over "
@@ -214,11 +210,13 @@ ctr_source_offer(struct migration *m, char **cause)
 	msg_init(&env, 0);
 	o.migration = m->id;
 	o.name = in->name;
-	o.kind = "container";
+	o.kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
 	o.spec = in->spec_text;
 	o.spec_dir = in->spec_dir;
 	o.generation = m->generation;
-	o.mode = m->postcopy ? "postcopy" : NULL;
+	/* Absent: stop-and-copy. */
+	o.has_mode = m->postcopy;
+	o.mode = TERN__MIGRATION_MODE__MODE_POSTCOPY;
 	o.has_rootfs_copy = m->rootfs_copy;
 	o.rootfs_copy = m->rootfs_copy;
 	o.has_cpuinfo = 1;	/* the target checks it before READY */

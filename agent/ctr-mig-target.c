@@ -484,19 +484,23 @@ ctr_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 		xasprintf(cause, "%s cannot run containers", a->ternd->conf->host_name);
 		return -1;
 	}
-	if (strcmp(o->kind, "container") != 0 || !host_name_valid(o->name)) {
-		xasprintf(cause, "bad offer (kind %s, name %s)", o->kind, o->name);
+	if (o->kind != TERN__INSTANCE_KIND__KIND_CONTAINER ||
+	    !host_name_valid(o->name)) {
+		xasprintf(cause, "bad offer (kind %s, name %s)",
+		    msg_kind_name(o->kind), o->name);
 		return -1;
 	}
 	if (o->generation == 0 || o->generation >= (UINT64_C(1) << 62)) {
 		xasprintf(cause, "bad generation %" PRIu64, o->generation);
 		return -1;
 	}
-	if (o->mode != NULL && strcmp(o->mode, "postcopy") != 0) {
-		xasprintf(cause, "unknown migration mode \"%.32s\"", o->mode);
+	/* Absent: stop-and-copy; the source sends no other. */
+	if (o->has_mode && o->mode != TERN__MIGRATION_MODE__MODE_POSTCOPY) {
+		xasprintf(cause, "unknown migration mode \"%s\"",
+		    msg_mode_name(o->mode));
 		return -1;
 	}
-	m->postcopy = o->mode != NULL;
+	m->postcopy = o->has_mode;
 	if (m->postcopy && (!a->criu.lazy_pages || a->criu_action == NULL)) {
 		xasprintf(cause, "%s cannot take post-copy (no lazy pages in "
 		    "its CRIU)", a->ternd->conf->host_name);

@@ -247,7 +247,9 @@ ctr_progress(struct migration *m)
 		p.has_frozen_ms = 1;
 		p.frozen_ms = now - m->dump_start_ms;
 	}
-	p.mode = m->postcopy ? "postcopy" : "stopcopy";
+	p.has_mode = 1;
+	p.mode = m->postcopy ? TERN__MIGRATION_MODE__MODE_POSTCOPY :
+	    TERN__MIGRATION_MODE__MODE_STOPCOPY;
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_PROGRESS;
 	env.migrate_progress = &p;
@@ -453,22 +455,24 @@ ctr_relay_done(void *arg, const char *error)
 /* The driver's accept_stream_sized: image files, rootfs passes and
  * post-copy's pages; 1 for what is not a container's. */
 int
-ctr_accept_stream(struct mig_engine *e, const char *peer, const char *kind,
-    struct stream *st, const char *name, uint64_t size, char **cause)
+ctr_accept_stream(struct mig_engine *e, const char *peer,
+    Tern__StreamKind kind, struct stream *st, const char *name, uint64_t size,
+    char **cause)
 {
 	struct agent	*a = mig_engine_data(e);
 
-	if (strcmp(kind, FILES_STREAM_KIND) == 0)
+	if (kind == FILES_STREAM_KIND)
 		return ctr_accept_file(a, peer, st, name, size, cause);
-	if (strcmp(kind, TREE_STREAM_KIND) == 0)
+	if (kind == TREE_STREAM_KIND)
 		return ctr_accept_tree(a, peer, st, name, cause);
-	if (strcmp(kind, RELAY_STREAM_KIND) == 0 && strstr(name, "/vm-") == NULL)
+	if (kind == RELAY_STREAM_KIND && strstr(name, "/vm-") == NULL)
 		return ctr_accept_relay(a, peer, st, name, cause);
 	return 1;
 }
 
 const struct mig_driver	ctr_driver = {
-	.kind = "container",
+	.kind = TERN__INSTANCE_KIND__KIND_CONTAINER,
+	.name = "container",
 	.source_begin = ctr_source_begin,
 	.target_begin = ctr_target_begin,
 	.step = ctr_step,

@@ -3,7 +3,7 @@
  * and the requests' checks that do not depend on the kind, and calls
  * the instance's driver (in->drv) for the rest; it never asks which
  * kind an instance is.  A registry there maps a create request's kind
- * string to its driver.
+ * to its driver.
  *
  * Callback contract, for every op that takes a callback:
  *  - an op that fails synchronously returns -1 with *code (a
@@ -34,8 +34,10 @@ struct inst_saved {
 };
 
 struct inst_driver {
-	/* "container", "vm": the create request's kind and ternctl list's */
-	const char	*kind;
+	/* The create request's kind and ternctl list's; its word
+	 * ("container", "vm", as msg_kind_name says) for messages. */
+	Tern__InstanceKind kind;
+	const char	*name;
 
 	/* Create r->name (valid, not in the table) from the request. */
 	int	(*create)(struct instances *,

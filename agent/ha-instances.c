@@ -142,7 +142,8 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 		hi[i].name = in->name;
 		hi[i].epoch = in->epoch;
 		if (in->epoch == 0) {
-			hi[i].kind = (char *)in->drv->kind;
+			hi[i].has_kind = 1;
+			hi[i].kind = in->drv->kind;
 			hi[i].spec = in->spec_text;
 			hi[i].spec_dir = in->spec_dir;
 			hi[i].has_ha = 1;
@@ -367,7 +368,7 @@ ha_take_over(struct agent *a, const Tern__OwnedInstance *o)
 	struct ha_create		*hc;
 	struct instance			*in;
 
-	if (o->spec == NULL || o->kind == NULL) {
+	if (o->spec == NULL || !o->has_kind) {
 		log_warnx("instance %s is ours at epoch %" PRIu64 " but the "
 		    "grant has no spec for it", o->name, o->epoch);
 		return;
@@ -470,7 +471,7 @@ ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: instances of "
 		    "kind %s cannot be protected yet (no way to stop one at "
-		    "once when the lease ends)", drv->kind);
+		    "once when the lease ends)", drv->name);
 	if (r->ha == TERN__HA_POLICY__HA_CHECKPOINT)
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha checkpoint "

@@ -24,7 +24,7 @@ const char *const inst_state_names[] = {
 };
 
 /* The kinds of instance this agent knows: a create request's kind
- * string names one; at start each is asked in turn whether a saved
+ * names one; at start each is asked in turn whether a saved
  * instance's directory is of its kind. */
 static const struct inst_driver *const inst_drivers[] = {
 	&ctr_inst_driver,
@@ -409,12 +409,12 @@ reply_refused(instances_done_cb cb, void *arg, int code, char *cause)
 }
 
 static const struct inst_driver *
-inst_driver_find(const char *kind)
+inst_driver_find(Tern__InstanceKind kind)
 {
 	size_t	i;
 
 	for (i = 0; i < INST_NDRIVERS; i++)
-		if (strcmp(inst_drivers[i]->kind, kind) == 0)
+		if (inst_drivers[i]->kind == kind)
 			return inst_drivers[i];
 	return NULL;
 }
@@ -428,7 +428,7 @@ inst_driver_kinds(void)
 
 	for (i = 0; i < INST_NDRIVERS; i++) {
 		xasprintf(&next, "%s%s%s", text, i == 0 ? "" : i + 1 ==
-		    INST_NDRIVERS ? " or " : ", ", inst_drivers[i]->kind);
+		    INST_NDRIVERS ? " or " : ", ", inst_drivers[i]->name);
 		free(text);
 		text = next;
 	}
@@ -446,7 +446,8 @@ instances_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 	if ((drv = inst_driver_find(r->kind)) == NULL) {
 		kinds = inst_driver_kinds();
 		reply_error(cb, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "kind \"%s\" is not supported (use %s)", r->kind, kinds);
+		    "kind \"%s\" is not supported (use %s)",
+		    msg_kind_name(r->kind), kinds);
 		free(kinds);
 		return;
 	}
@@ -566,7 +567,7 @@ instances_list(struct instances *set, instances_done_cb cb, void *arg)
 	for (in = set->list; in != NULL; in = in->next, i++) {
 		tern__instance_info__init(&infos[i]);
 		infos[i].name = in->name;
-		infos[i].kind = (char *)in->drv->kind;
+		infos[i].kind = in->drv->kind;
 		infos[i].state = (char *)inst_state_names[in->state];
 		infos[i].has_since_ms = 1;
 		infos[i].since_ms = now_ms() - in->since_ms;

@@ -65,8 +65,9 @@ migration_reconfigure(struct agent *a)
 }
 
 static int
-migration_accept_engine(struct agent *a, const char *peer, const char *kind,
-    struct stream *st, const char *name, uint64_t size, char **cause)
+migration_accept_engine(struct agent *a, const char *peer,
+    Tern__StreamKind kind, struct stream *st, const char *name, uint64_t size,
+    char **cause)
 {
 	if (a->mig == NULL) {
 		set_cause(cause, "ternd on %s is shutting down",
@@ -91,7 +92,7 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		return;
 	}
 	if (r->has_cancel && r->cancel) {
-		mig_engine_start(a->mig, NULL, r, progress, cb, arg);
+		mig_engine_start(a->mig, 0, r, progress, cb, arg);
 		return;
 	}
 	if (a->instances == NULL ||

@@ -849,7 +849,8 @@ vm_instance_arrived(struct instances *set, const char *name, const char *xml,
 }
 
 const struct inst_driver vm_inst_driver = {
-	.kind = "vm",
+	.kind = TERN__INSTANCE_KIND__KIND_VM,
+	.name = "vm",
 	.create = vmi_create,
 	.load = vmi_load,
 	.save = vmi_save,

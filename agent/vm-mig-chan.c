@@ -150,7 +150,7 @@ vmm_connect_local(const char *path, char **cause)
  * stream is not one. */
 int
 vmm_accept_stream(struct mig_engine *e, const char *peer,
-    const char *stream_kind, struct stream *st, const char *name,
+    Tern__StreamKind stream_kind, struct stream *st, const char *name,
     char **cause)
 {
 	struct agent		*a = vmm_agent(e);
@@ -162,8 +162,7 @@ vmm_accept_stream(struct mig_engine *e, const char *peer,
 	unsigned long		 n;
 	int			 fd;
 
-	if (strcmp(stream_kind, RELAY_STREAM_KIND) != 0 ||
-	    strstr(name, "/vm-") == NULL)
+	if (stream_kind != RELAY_STREAM_KIND || strstr(name, "/vm-") == NULL)
 		return 1;
 	/* "<id hex>/vm-libvirt/<n>" or "<id hex>/vm-qemu/<n>", strictly. */
 	errno = 0;

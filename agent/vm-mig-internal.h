@@ -84,7 +84,7 @@ struct vm_migration {
 	unsigned		 relays_total;	/* T: every relay it opened */
 
 	/* S: the request and the policy */
-	const char		*mode;		/* auto, precopy, postcopy */
+	Tern__MigrationMode	 mode;	/* auto, precopy, postcopy */
 	uint64_t		 bandwidth;
 	uint32_t		 max_downtime_ms;
 	int			 auto_converge;
@@ -165,7 +165,7 @@ void	vmm_timeout(uv_timer_t *);
 int	vmm_listen(struct vm_migration *, struct vm_listener *,
 	    const char *kind, char **cause);
 int	vmm_accept_stream(struct mig_engine *, const char *peer,
-	    const char *stream_kind, struct stream *, const char *name,
+	    Tern__StreamKind stream_kind, struct stream *, const char *name,
 	    char **cause);
 
 /* vm-mig-work.c */

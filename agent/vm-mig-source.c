@@ -27,7 +27,9 @@ vmm_progress(struct vm_migration *m)
 	p.name = (char *)m->name;
 	p.phase = (char *)vmm_phase_name(m);
 	p.elapsed_ms = now_ms() - m->mig->start_ms;
-	p.mode = (char *)(m->switched ? "postcopy" : "precopy");
+	p.has_mode = 1;
+	p.mode = m->switched ? TERN__MIGRATION_MODE__MODE_POSTCOPY :
+	    TERN__MIGRATION_MODE__MODE_PRECOPY;
 	if (j->active) {
 		p.has_bytes = p.has_remaining = p.has_round = 1;
 		p.bytes = j->data_processed;
@@ -196,7 +198,8 @@ vmm_source_done(struct vm_migration *m, int have_numbers)
 	if (!m->mig->answered) {
 		r.name = (char *)m->name;
 		r.to = (char *)m->peer;
-		r.mode = (char *)(m->switched ? "postcopy" : "precopy");
+		r.mode = m->switched ? TERN__MIGRATION_MODE__MODE_POSTCOPY :
+		    TERN__MIGRATION_MODE__MODE_PRECOPY;
 		r.total_ms = total;
 		r.frozen_ms = m->downtime_ms;
 		r.bytes = m->bytes != 0 ? m->bytes : m->job.data_processed;
@@ -398,11 +401,12 @@ vmm_source_offer(struct vm_migration *m, struct vmm_work *k)
 	msg_init(&env, 0);
 	o.migration = m->id;
 	o.name = (char *)m->name;
-	o.kind = "vm";
+	o.kind = TERN__INSTANCE_KIND__KIND_VM;
 	o.spec = m->in->spec_text;
 	o.spec_dir = m->dir;
 	o.generation = 0;
-	o.mode = (char *)m->mode;
+	o.has_mode = 1;
+	o.mode = m->mode;
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
 	env.migrate_offer = &o;
 	if (mig_send(m->mig, &env, &cause) != 0) {
@@ -421,10 +425,11 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 	struct vm_migration	*m;
 	struct instance		*in;
 	struct vm_policy_conf	 pc;
-	const char		*mode = r->mode != NULL ? r->mode : "auto";
+	Tern__MigrationMode	 mode;
 	unsigned		 n;
 	int			 named;
 
+	mode = r->has_mode ? r->mode : TERN__MIGRATION_MODE__MODE_AUTO;
 	*code = TERN__ERROR_CODE__ERROR_BAD_REQUEST;
 	if (a->instances == NULL || (in = instance_find(a->instances,
 	    r->name)) == NULL || !in->vm) {
@@ -432,8 +437,7 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 		xasprintf(cause, "no VM instance %s here", r->name);
 		return -1;
 	}
-	if (strcmp(mode, "auto") != 0 && strcmp(mode, "precopy") != 0 &&
-	    strcmp(mode, "postcopy") != 0) {
+	if (mode == TERN__MIGRATION_MODE__MODE_STOPCOPY) {
 		*cause = xstrdup("a VM migrates live: mode must be auto, "
 		    "precopy or postcopy");
 		return -1;
@@ -478,8 +482,8 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 		return -1;
 	}
 	memset(&pc, 0, sizeof pc);
-	pc.allow_postcopy = strcmp(mode, "precopy") != 0;
-	pc.force_postcopy = strcmp(mode, "postcopy") == 0;
+	pc.allow_postcopy = mode != TERN__MIGRATION_MODE__MODE_PRECOPY;
+	pc.force_postcopy = mode == TERN__MIGRATION_MODE__MODE_POSTCOPY;
 	pc.auto_converge = !(r->has_no_auto_converge && r->no_auto_converge);
 	pc.stall_ms = VMM_STALL_MS;
 	/* 0: scaled by the guest's memory, once libvirt told it. */
@@ -487,9 +491,7 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 
 	m = vmm_new(mg);
 	m->in = in;
-	/* The request is gone once this returns: a string of our own. */
-	m->mode = pc.force_postcopy ? "postcopy" : pc.allow_postcopy ?
-	    "auto" : "precopy";
+	m->mode = mode;
 	m->bandwidth = r->has_bandwidth ? r->bandwidth : 0;
 	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->auto_converge = pc.auto_converge;

@@ -366,7 +366,8 @@ vmm_drv_release(struct mig *mg)
 }
 
 const struct mig_driver vmm_driver = {
-	.kind = "vm",
+	.kind = TERN__INSTANCE_KIND__KIND_VM,
+	.name = "vm",
 	.source_begin = vmm_source_begin,
 	.target_begin = vmm_target_begin,
 	.step = vmm_drv_step,

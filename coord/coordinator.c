@@ -169,6 +169,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			tern__owned_instance__init(&owned[k]);
 			owned[k].name = in->name;
 			owned[k].epoch = in->epoch;
+			owned[k].has_kind = 1;
 			owned[k].kind = in->kind;
 			owned[k].restore_generation =
 			    coord_restore_generation(c, in, host);
@@ -268,7 +269,7 @@ coord_add_held(struct coordinator *c, const char *host,
 	struct model_instance	 in;
 	struct adding		*ad;
 
-	if (hi->kind == NULL || hi->spec == NULL || !hi->has_ha)
+	if (!hi->has_kind || hi->spec == NULL || !hi->has_ha)
 		return "a new protected instance needs its kind, spec and "
 		    "policy";
 	memset(&in, 0, sizeof in);

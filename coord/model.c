@@ -46,7 +46,6 @@ inst_free(struct model_instance *in)
 	if (in == NULL)
 		return;
 	free(in->name);
-	free(in->kind);
 	free(in->spec);
 	free(in->spec_dir);
 	free(in->owner);
@@ -241,7 +240,7 @@ inst_from(const Tern__InstanceRecord *r, uint64_t rev)
 	struct model_instance	*in = xcalloc(1, sizeof *in);
 
 	in->name = xstrdup(r->name);
-	in->kind = xstrdup(r->kind);
+	in->kind = r->kind;
 	in->spec = xstrdup(r->spec);
 	in->spec_dir = dup_or_null(r->spec_dir);
 	in->owner = dup_or_null(r->owner);
@@ -622,7 +621,6 @@ inst_copy(const struct model_instance *src)
 
 	*in = *src;
 	in->name = xstrdup(src->name);
-	in->kind = xstrdup(src->kind);
 	in->spec = xstrdup(src->spec);
 	in->spec_dir = dup_or_null(src->spec_dir);
 	in->owner = dup_or_null(src->owner);
@@ -637,7 +635,9 @@ model_instance_add(struct model *m, const struct model_instance *src,
 	char			*what;
 	int			 rc;
 
-	if (!name_ok(src->name) || src->kind == NULL || src->spec == NULL ||
+	if (!name_ok(src->name) || src->spec == NULL ||
+	    protobuf_c_enum_descriptor_get_value(
+	    &tern__instance_kind__descriptor, (int)src->kind) == NULL ||
 	    (src->owner != NULL && !name_ok(src->owner)) ||
 	    src->ha > MODEL_HA_CHECKPOINT ||
 	    (src->ha == MODEL_HA_CHECKPOINT && (src->interval_ms == 0 ||

@@ -21,6 +21,7 @@
 
 #include "coord/membership.h"
 #include "coord/store.h"
+#include "daemon/msg.h"
 
 struct model;
 
@@ -43,7 +44,7 @@ enum model_ha {
 
 struct model_instance {
 	char		*name;
-	char		*kind;
+	Tern__InstanceKind kind;
 	char		*spec;
 	char		*spec_dir;
 	char		*owner;		/* NULL: runs nowhere */

@@ -35,6 +35,20 @@ ctl_parse_ha(const char *s, Tern__HaPolicy *ha)
 }
 
 static int
+ctl_parse_kind(const char *s, Tern__InstanceKind *kind)
+{
+	int	k;
+
+	if ((k = msg_kind_parse(s)) == -1) {
+		ctl_error("--kind %s: use container (--spec FILE) or vm (--xml "
+		    "FILE)", s);
+		return -1;
+	}
+	*kind = (Tern__InstanceKind)k;
+	return 0;
+}
+
+static int
 ctl_parse_priority(const char *s, int32_t *prio)
 {
 	char	*end;
@@ -65,12 +79,13 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 	};
 	Envelope			 req, *reply;
 	Tern__InstanceCreateRequest	 cr = TERN__INSTANCE_CREATE_REQUEST__INIT;
-	const char			*kind = "container", *spec = NULL;
+	const char			*spec = NULL;
 	char				 abs[PATH_MAX], *text = NULL, *dir;
 	FILE				*fp;
 	size_t				 n;
 	int				 ch, rc = CTL_EXIT_OK;
 
+	cr.kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
 	while ((ch = getopt_long(argc, argv, "k:s:x:H:p:", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -85,7 +100,8 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 			cr.has_priority = 1;
 			break;
 		case 'k':
-			kind = optarg;
+			if (ctl_parse_kind(optarg, &cr.kind) == -1)
+				return CTL_EXIT_USAGE;
 			break;
 		case 's':
 		case 'x':
@@ -117,7 +133,6 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 	dir = dirname(abs);
 	msg_init(&req, 0);
 	cr.name = argv[optind];
-	cr.kind = (char *)kind;
 	cr.spec = text;
 	cr.spec_dir = dir;
 	req.body_case = TERN__ENVELOPE__BODY_INSTANCE_CREATE_REQUEST;

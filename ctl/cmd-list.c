@@ -40,7 +40,7 @@ cmd_list_exec(const struct ctl_env *env, int argc, char **argv)
 			printf("%s{\"name\":", i > 0 ? "," : "");
 			ctl_json_string(stdout, in->name);
 			printf(",\"kind\":");
-			ctl_json_string(stdout, in->kind);
+			ctl_json_string(stdout, msg_kind_name(in->kind));
 			printf(",\"state\":");
 			ctl_json_string(stdout, in->state);
 			if (in->has_pid)
@@ -62,9 +62,9 @@ cmd_list_exec(const struct ctl_env *env, int argc, char **argv)
 		}
 		ctl_format_age(since, sizeof since, in->since_ms);
 		snprintf(pid, sizeof pid, "%u", in->pid);
-		printf("%-20s %-10s %-13s %8s %8s %5llu  %s\n", in->name, in->kind,
-		    in->state, in->has_pid ? pid : "-", since,
-		    (unsigned long long)in->generation,
+		printf("%-20s %-10s %-13s %8s %8s %5llu  %s\n", in->name,
+		    msg_kind_name(in->kind), in->state, in->has_pid ? pid : "-",
+		    since, (unsigned long long)in->generation,
 		    in->last_error != NULL ? in->last_error : "");
 	}
 	if (env->json)

@@ -74,7 +74,8 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 		    (double)p->dirty_rate / (1 << 20),
 		    (unsigned long long)p->expected_downtime_ms, throttle);
 	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s%s%s",
-	    tty ? "\r\033[K" : "", p->name, p->mode != NULL ? p->mode : "",
+	    tty ? "\r\033[K" : "", p->name, p->has_mode ?
+	    msg_mode_name(p->mode) : "",
 	    p->phase, (double)p->elapsed_ms / 1000,
 	    (double)p->bytes / (1 << 20), limit, vm, frozen, tty ? "" : "\n");
 	fflush(stderr);
@@ -97,7 +98,7 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 	Envelope		 req, *reply;
 	Tern__MigrateRequest	 mr = TERN__MIGRATE_REQUEST__INIT;
 	const Tern__MigrateReply *r;
-	int			 ch, rc = CTL_EXIT_OK, show, tty;
+	int			 ch, rc = CTL_EXIT_OK, show, tty, mode;
 	char			*end;
 
 	/* Progress on the operator's terminal, or where asked for. */
@@ -110,7 +111,13 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 			mr.to = optarg;
 			break;
 		case 'm':
-			mr.mode = optarg;
+			if ((mode = msg_mode_parse(optarg)) == -1) {
+				ctl_error("--mode %s: mode must be auto, "
+				    "precopy, postcopy or stopcopy", optarg);
+				return CTL_EXIT_USAGE;
+			}
+			mr.has_mode = 1;
+			mr.mode = (Tern__MigrationMode)mode;
 			break;
 		case 'p':
 			show = 1;
@@ -187,7 +194,7 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 		printf(",\"to\":");
 		ctl_json_string(stdout, r->to);
 		printf(",\"mode\":");
-		ctl_json_string(stdout, r->mode);
+		ctl_json_string(stdout, msg_mode_name(r->mode));
 		printf(",\"total_ms\":%llu,\"frozen_ms\":%llu,\"bytes\":%llu",
 		    (unsigned long long)r->total_ms,
 		    (unsigned long long)r->frozen_ms,
@@ -214,7 +221,7 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 		if (r->policy != NULL)
 			printf("%s: %s\n", r->name, r->policy);
 		printf("%s: moved to %s (%s) in %llu ms, frozen %llu ms, "
-		    "%.1f MiB copied\n", r->name, r->to, r->mode,
+		    "%.1f MiB copied\n", r->name, r->to, msg_mode_name(r->mode),
 		    (unsigned long long)r->total_ms,
 		    (unsigned long long)r->frozen_ms,
 		    (double)r->bytes / (1 << 20));

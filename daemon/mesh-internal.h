@@ -75,7 +75,7 @@ struct mesh_msg_handler {
 
 struct mesh_stream_handler {
 	struct mesh_stream_handler *next;
-	char			*kind;
+	Tern__StreamKind	 kind;
 	mesh_stream_fn		 fn;
 	void			*ctx;
 };
@@ -115,7 +115,7 @@ struct mesh_peer *mesh_find_up(struct mesh *, const char *host, char **cause);
 /* mesh-use.c */
 /* The roles' handlers, when the mesh is freed. */
 void		 mesh_handlers_free(struct mesh *);
-/* The "sink" stream kind: a test's bytes into nothing. */
+/* The sink stream kind: a test's bytes into nothing. */
 int		 mesh_accept_sink(void *ctx, const char *peer, struct stream *,
 		    const char *name, uint64_t size, char **cause);
 

@@ -50,16 +50,17 @@ mesh_on_message(struct mesh *ms, int body_case, mesh_msg_fn fn, void *ctx)
 }
 
 void
-mesh_on_stream(struct mesh *ms, const char *kind, mesh_stream_fn fn,
+mesh_on_stream(struct mesh *ms, Tern__StreamKind kind, mesh_stream_fn fn,
     void *ctx)
 {
 	struct mesh_stream_handler	*h;
 
 	for (h = ms->on_stream; h != NULL; h = h->next)
-		if (strcmp(h->kind, kind) == 0)
-			fatalx("stream kind \"%s\" registered twice", kind);
+		if (h->kind == kind)
+			fatalx("stream kind \"%s\" registered twice",
+			    msg_stream_kind_name(kind));
 	h = xcalloc(1, sizeof *h);
-	h->kind = xstrdup(kind);
+	h->kind = kind;
 	h->fn = fn;
 	h->ctx = ctx;
 	h->next = ms->on_stream;
@@ -92,7 +93,6 @@ mesh_handlers_free(struct mesh *ms)
 	}
 	while ((s = ms->on_stream) != NULL) {
 		ms->on_stream = s->next;
-		free(s->kind);
 		free(s);
 	}
 	while ((l = ms->on_lost) != NULL) {
@@ -321,8 +321,8 @@ mesh_stream_test(struct mesh *ms, const char *host, uint64_t bytes,
 	t->buf = xmalloc(PEER_STREAM_TEST_BUF);
 	for (i = 0; i < PEER_STREAM_TEST_BUF; i++)
 		t->buf[i] = (uint8_t)(i * 131 + (i >> 8));
-	if (stream_open(p->mux, "sink", "stream-test", bytes, &stream_test_ops,
-	    t) == NULL) {
+	if (stream_open(p->mux, TERN__STREAM_KIND__STREAM_SINK, "stream-test",
+	    bytes, &stream_test_ops, t) == NULL) {
 		free(t->buf);
 		free(t);
 		set_cause(cause, "no free stream channel to %s", host);

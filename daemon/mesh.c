@@ -165,16 +165,17 @@ peer_lost(struct mesh_peer *p, const char *why)
 }
 
 static int
-peer_accept_stream(struct stream_mux *mux, struct stream *st, const char *kind,
-    const char *name, uint64_t size, char **cause)
+peer_accept_stream(struct stream_mux *mux, struct stream *st,
+    Tern__StreamKind kind, const char *name, uint64_t size, char **cause)
 {
 	struct mesh_peer		*p = stream_mux_data(mux);
 	struct mesh_stream_handler	*h;
 
 	for (h = p->mesh->on_stream; h != NULL; h = h->next)
-		if (strcmp(h->kind, kind) == 0)
+		if (h->kind == kind)
 			return h->fn(h->ctx, p->name, st, name, size, cause);
-	set_cause(cause, "unknown stream kind \"%s\"", kind);
+	set_cause(cause, "unknown stream kind \"%s\"",
+	    msg_stream_kind_name(kind));
 	return -1;
 }
 
@@ -736,7 +737,8 @@ mesh_new(struct ternd *td)
 	for (i = 0; i < td->conf->npeers; i++)
 		peer_new(ms, &td->conf->peers[i]);
 	/* The mesh's own kind, for the stream test (mesh_stream_test). */
-	mesh_on_stream(ms, "sink", mesh_accept_sink, ms);
+	mesh_on_stream(ms, TERN__STREAM_KIND__STREAM_SINK, mesh_accept_sink,
+	    ms);
 	return ms;
 }
 

@@ -54,7 +54,7 @@ void		 mesh_on_message(struct mesh *, int body_case, mesh_msg_fn,
  * return 0, or -1 and *cause to refuse it.  One handler per kind. */
 typedef int	(*mesh_stream_fn)(void *ctx, const char *peer, struct stream *,
 		    const char *name, uint64_t size, char **cause);
-void		 mesh_on_stream(struct mesh *, const char *kind,
+void		 mesh_on_stream(struct mesh *, Tern__StreamKind kind,
 		    mesh_stream_fn, void *ctx);
 
 /* A connection to the peer closed (up or not: a failed dial too), was

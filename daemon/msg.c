@@ -246,3 +246,74 @@ msg_error_code_name(int code)
 	    code);
 	return v != NULL ? v->name : "ERROR_UNKNOWN";
 }
+
+static const char *const msg_kind_words[] = {
+	[TERN__INSTANCE_KIND__KIND_CONTAINER] = "container",
+	[TERN__INSTANCE_KIND__KIND_VM] = "vm",
+};
+
+static const char *const msg_mode_words[] = {
+	[TERN__MIGRATION_MODE__MODE_AUTO] = "auto",
+	[TERN__MIGRATION_MODE__MODE_PRECOPY] = "precopy",
+	[TERN__MIGRATION_MODE__MODE_POSTCOPY] = "postcopy",
+	[TERN__MIGRATION_MODE__MODE_STOPCOPY] = "stopcopy",
+};
+
+static const char *const msg_stream_kind_words[] = {
+	[TERN__STREAM_KIND__STREAM_SINK] = "sink",
+	[TERN__STREAM_KIND__STREAM_FILES] = "ckpt-file",
+	[TERN__STREAM_KIND__STREAM_TREE] = "tree",
+	[TERN__STREAM_KIND__STREAM_RELAY] = "relay",
+};
+
+#define MSG_NWORDS(w)	(sizeof (w) / sizeof (w)[0])
+
+static const char *
+msg_word(const char *const *words, size_t n, int v)
+{
+	if (v < 0 || (size_t)v >= n || words[v] == NULL)
+		return "unknown";
+	return words[v];
+}
+
+static int
+msg_word_parse(const char *const *words, size_t n, const char *s)
+{
+	size_t	i;
+
+	for (i = 0; s != NULL && i < n; i++)
+		if (words[i] != NULL && strcmp(words[i], s) == 0)
+			return (int)i;
+	return -1;
+}
+
+const char *
+msg_kind_name(int kind)
+{
+	return msg_word(msg_kind_words, MSG_NWORDS(msg_kind_words), kind);
+}
+
+int
+msg_kind_parse(const char *s)
+{
+	return msg_word_parse(msg_kind_words, MSG_NWORDS(msg_kind_words), s);
+}
+
+const char *
+msg_mode_name(int mode)
+{
+	return msg_word(msg_mode_words, MSG_NWORDS(msg_mode_words), mode);
+}
+
+int
+msg_mode_parse(const char *s)
+{
+	return msg_word_parse(msg_mode_words, MSG_NWORDS(msg_mode_words), s);
+}
+
+const char *
+msg_stream_kind_name(int kind)
+{
+	return msg_word(msg_stream_kind_words,
+	    MSG_NWORDS(msg_stream_kind_words), kind);
+}

@@ -36,4 +36,15 @@ const char	*msg_name(const Envelope *);
 /* Name of an error code ("not-found", ...). */
 const char	*msg_error_code_name(int code);
 
+/* The words ternctl and the logs use for the wire's enums: "container",
+ * "vm" (Tern__InstanceKind); "auto", "precopy", "postcopy", "stopcopy"
+ * (Tern__MigrationMode); "sink", "ckpt-file", "tree", "relay"
+ * (Tern__StreamKind).  A value outside its enum is "unknown"; a word
+ * that names none parses as -1. */
+const char	*msg_kind_name(int kind);
+int		 msg_kind_parse(const char *);
+const char	*msg_mode_name(int mode);
+int		 msg_mode_parse(const char *);
+const char	*msg_stream_kind_name(int kind);
+
 #endif

@@ -225,7 +225,7 @@ stream_send_window(struct stream *st, uint32_t credit)
 }
 
 struct stream *
-stream_open(struct stream_mux *mux, const char *kind, const char *name,
+stream_open(struct stream_mux *mux, Tern__StreamKind kind, const char *name,
     uint64_t size, const struct stream_ops *ops, void *data)
 {
 	struct stream		*st;
@@ -250,7 +250,7 @@ stream_open(struct stream_mux *mux, const char *kind, const char *name,
 
 	msg_init(&env, 0);
 	open.channel = ch;
-	open.kind = (char *)kind;
+	open.kind = kind;
 	open.name = (char *)name;
 	if (size != 0) {
 		open.has_size = 1;
@@ -417,7 +417,7 @@ stream_on_open(struct stream_mux *mux, const Tern__StreamOpen *m)
 	if (mux->accept(mux, st, m->kind, m->name != NULL ? m->name : "",
 	    m->has_size ? m->size : 0, &cause) != 0) {
 		log_info("%s: refused %s stream %u: %s", conn_label(mux->conn),
-		    m->kind, st->channel, cause);
+		    msg_stream_kind_name(m->kind), st->channel, cause);
 		stream_send_end(st, TERN__ERROR_CODE__ERROR_BAD_REQUEST, cause);
 		st->ops = NULL;
 		stream_end(st, cause);

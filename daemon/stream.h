@@ -44,7 +44,7 @@ struct stream_ops {
 /* Decide on an incoming stream: set its ops with stream_set_ops and
  * return 0, or return -1 with *cause to refuse it. */
 typedef int (*stream_accept_fn)(struct stream_mux *, struct stream *,
-    const char *kind, const char *name, uint64_t size, char **cause);
+    Tern__StreamKind kind, const char *name, uint64_t size, char **cause);
 
 struct stream_mux	*stream_mux_new(struct conn *, uint32_t window,
 			    stream_accept_fn, void *data);
@@ -70,9 +70,10 @@ void			 stream_set_tally(struct stream *, struct stream_tally *);
 uint64_t		 stream_mux_bytes_in(const struct stream_mux *);
 
 /* Open a stream towards the peer; on_writable fires once it is accepted. */
-struct stream		*stream_open(struct stream_mux *, const char *kind,
-			    const char *name, uint64_t size,
-			    const struct stream_ops *, void *data);
+struct stream		*stream_open(struct stream_mux *,
+			    Tern__StreamKind kind, const char *name,
+			    uint64_t size, const struct stream_ops *,
+			    void *data);
 void			 stream_set_ops(struct stream *, const struct stream_ops *,
 			    void *data);
 void			*stream_data(const struct stream *);

@@ -64,12 +64,12 @@ mig_engine_register(struct mig_engine *e, const struct mig_driver *drv)
 	size_t	i;
 
 	for (i = 0; i < e->ndrv; i++)
-		if (strcmp(e->drv[i]->kind, drv->kind) == 0) {
+		if (e->drv[i]->kind == drv->kind) {
 			e->drv[i] = drv;
 			return;
 		}
 	if (e->ndrv == MIG_MAX_DRIVERS)
-		fatalx("migration engine: too many drivers (%s)", drv->kind);
+		fatalx("migration engine: too many drivers (%s)", drv->name);
 	e->drv[e->ndrv++] = drv;
 }
 
@@ -91,18 +91,18 @@ mig_engine_free(struct mig_engine *e)
 }
 
 static const struct mig_driver *
-engine_driver(const struct mig_engine *e, const char *kind)
+engine_driver(const struct mig_engine *e, Tern__InstanceKind kind)
 {
 	size_t	i;
 
-	for (i = 0; kind != NULL && i < e->ndrv; i++)
-		if (strcmp(e->drv[i]->kind, kind) == 0)
+	for (i = 0; i < e->ndrv; i++)
+		if (e->drv[i]->kind == kind)
 			return e->drv[i];
 	return NULL;
 }
 
 int
-mig_engine_has_kind(const struct mig_engine *e, const char *kind)
+mig_engine_has_kind(const struct mig_engine *e, Tern__InstanceKind kind)
 {
 	return engine_driver(e, kind) != NULL;
 }
@@ -529,7 +529,7 @@ engine_cancel(struct mig_engine *e, const char *name, mig_reply_cb done,
 }
 
 void
-mig_engine_start(struct mig_engine *e, const char *kind,
+mig_engine_start(struct mig_engine *e, Tern__InstanceKind kind,
     const Tern__MigrateRequest *r, mig_reply_cb progress, mig_reply_cb done,
     void *arg)
 {
@@ -545,7 +545,7 @@ mig_engine_start(struct mig_engine *e, const char *kind,
 	}
 	if ((drv = engine_driver(e, kind)) == NULL) {
 		xasprintf(&cause, "%s migrates no instances of kind %s",
-		    e->host_name, kind != NULL ? kind : "(none)");
+		    e->host_name, msg_kind_name(kind));
 		done(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, cause);
 		free(cause);
 		return;
@@ -575,9 +575,8 @@ engine_offer(struct mig_engine *e, const char *peer,
 	char			*cause = NULL;
 
 	if ((drv = engine_driver(e, o->kind)) == NULL) {
-		xasprintf(&cause, "bad offer (kind %.32s, name %.64s)",
-		    o->kind != NULL ? o->kind : "", o->name != NULL ? o->name :
-		    "");
+		xasprintf(&cause, "bad offer (kind %s, name %.64s)",
+		    msg_kind_name(o->kind), o->name != NULL ? o->name : "");
 		log_warnx("mig %" PRIx64 " from %s refused: %s", o->migration,
 		    peer, cause);
 		engine_send_step(e, peer, o->migration,
@@ -639,7 +638,7 @@ mig_engine_on_msg(struct mig_engine *e, const char *peer, const Envelope *env)
 
 int
 mig_engine_accept_stream(struct mig_engine *e, const char *peer,
-    const char *stream_kind, struct stream *st, const char *name,
+    Tern__StreamKind stream_kind, struct stream *st, const char *name,
     uint64_t size, char **cause)
 {
 	const struct mig_driver	*drv;
@@ -660,7 +659,7 @@ mig_engine_accept_stream(struct mig_engine *e, const char *peer,
 			return rc;
 	}
 	set_cause(cause, "no migration takes a %s stream named \"%.64s\"",
-	    stream_kind, name);
+	    msg_stream_kind_name(stream_kind), name);
 	return -1;
 }
 

@@ -47,7 +47,8 @@ struct mig_transport {
 
 /* A kind's half of migration.  Every op is required unless marked. */
 struct mig_driver {
-	const char	*kind;		/* "container", "vm": the offer's kind */
+	Tern__InstanceKind kind;	/* the offer's kind */
+	const char	*name;		/* "container", "vm", in messages */
 
 	/* Source: the operator asked to move r->name, an instance of this
 	 * kind.  Check, then send the offer: 0, or -1 with *code and *cause
@@ -67,13 +68,13 @@ struct mig_driver {
 	 * migration from the stream's name (mig_find, mig_find_name).
 	 * Optional (NULL: the driver takes no streams). */
 	int	(*accept_stream)(struct mig_engine *, const char *peer,
-		    const char *stream_kind, struct stream *,
+		    Tern__StreamKind stream_kind, struct stream *,
 		    const char *name, char **cause);
 	/* The same with the size the sender announced (image files are
 	 * checked against the disk before a byte is written).  Optional;
 	 * asked instead of accept_stream when set. */
 	int	(*accept_stream_sized)(struct mig_engine *, const char *peer,
-		    const char *stream_kind, struct stream *,
+		    Tern__StreamKind stream_kind, struct stream *,
 		    const char *name, uint64_t size, char **cause);
 
 	/* Carrying out a verdict of the table (migrate/phases.h). */
@@ -142,12 +143,12 @@ void		 mig_engine_free(struct mig_engine *);
 
 /* ternctl migrate of an instance of kind (the instance's driver says
  * which): the engine makes m (id: see the conf) and calls source_begin.
- * r->cancel set (kind unused): MIG_FAIL_CANCEL to name's outgoing
+ * r->cancel set (kind unused, 0): MIG_FAIL_CANCEL to name's outgoing
  * migration, answered at once: Done "cancelling ...", NOT_FOUND if there
  * is none, BAD_REQUEST if the table ignores a cancel in its phase. */
-void		 mig_engine_start(struct mig_engine *, const char *kind,
-		    const Tern__MigrateRequest *, mig_reply_cb progress,
-		    mig_reply_cb done, void *arg);
+void		 mig_engine_start(struct mig_engine *,
+		    Tern__InstanceKind kind, const Tern__MigrateRequest *,
+		    mig_reply_cb progress, mig_reply_cb done, void *arg);
 /* From the mesh: a migration message (1 if it was one).  An offer goes
  * to its kind's driver (none: ABORT "bad offer"; a duplicate: ignored);
  * a step to the migration of (peer, id), source first; RESTORE or
@@ -158,8 +159,8 @@ int		 mig_engine_on_msg(struct mig_engine *, const char *peer,
 /* From the mesh: a stream of kind for a migration (size: what the sender
  * announced): 0, -1 with *cause (no driver took it included). */
 int		 mig_engine_accept_stream(struct mig_engine *, const char *peer,
-		    const char *stream_kind, struct stream *, const char *name,
-		    uint64_t size, char **cause);
+		    Tern__StreamKind stream_kind, struct stream *,
+		    const char *name, uint64_t size, char **cause);
 void		 mig_engine_peer_lost(struct mig_engine *, const char *peer,
 		    const char *why);
 /* ternd stops: every migration gets MIG_FAIL_SHUTDOWN while the peers
@@ -172,7 +173,8 @@ struct mig	*mig_find(struct mig_engine *, const char *peer, uint64_t id,
 		    enum mig_role);
 struct mig	*mig_find_name(struct mig_engine *, const char *name, int role);
 /* 1 if a driver of that kind is registered. */
-int		 mig_engine_has_kind(const struct mig_engine *, const char *kind);
+int		 mig_engine_has_kind(const struct mig_engine *,
+		    Tern__InstanceKind kind);
 uv_loop_t	*mig_engine_loop(const struct mig_engine *);
 /* For each migration (status listings). */
 void		 mig_engine_each(struct mig_engine *,

@@ -10,7 +10,7 @@
 
 #include "daemon/stream.h"
 
-#define FILES_STREAM_KIND	"ckpt-file"
+#define FILES_STREAM_KIND	TERN__STREAM_KIND__STREAM_FILES
 
 struct files_send;
 

@@ -19,7 +19,7 @@
 
 #include "daemon/stream.h"
 
-#define RELAY_STREAM_KIND	"relay"
+#define RELAY_STREAM_KIND	TERN__STREAM_KIND__STREAM_RELAY
 
 struct relay;
 

@@ -13,7 +13,7 @@
 
 #include "daemon/stream.h"
 
-#define TREE_STREAM_KIND	"tree"
+#define TREE_STREAM_KIND	TERN__STREAM_KIND__STREAM_TREE
 
 struct tree_index;
 struct tree_send;

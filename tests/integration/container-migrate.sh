@@ -58,7 +58,13 @@ refused() {	# PATTERN ARGS...: migrate must fail saying PATTERN
 }
 refused 'unknown host "nowhere"\|host nowhere is not up' mc --to nowhere
 refused "soft-dirty" mc --to h2 --mode precopy
-refused "mode must be" mc --to h2 --mode teleport
+# An unknown mode is ternctl's usage error (the wire has only the four).
+set +e
+out=$(cl_ctl h1 migrate mc --to h2 --mode teleport 2>&1); rc=$?
+set -e
+[ $rc = 2 ] || fail "migrate --mode teleport exited $rc: $out"
+grep -q -- "--mode teleport: mode must be" <<<"$out" ||
+    fail "--mode teleport: $out"
 refused "more than --max-downtime 5 ms" mc --to h2 --mode stopcopy --max-downtime 5
 refused "too low: at least 1M" mc --to h2 --bandwidth 500k
 refused "at ~10.0 MB/s, the --bandwidth), more than --max-downtime 2000 ms" \

@@ -528,7 +528,7 @@ migrate_offer(void)
 	msg_init(&env, 0);
 	o.migration = 0x7e570001;
 	o.name = (char *)offer_name;
-	o.kind = "container";
+	o.kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
 	o.spec = spec;
 	o.spec_dir = dir;
 	o.generation = 1;
@@ -666,11 +666,12 @@ vm_flood(int seconds)
 		msg_init(&env, 0);
 		o.migration = FLOOD_ID + (uint64_t)i;
 		o.name = name;
-		o.kind = "vm";
+		o.kind = TERN__INSTANCE_KIND__KIND_VM;
 		o.spec = "<domain/>";
 		o.spec_dir = (char *)flood_spec_dir;
 		o.generation = 0;
-		o.mode = "auto";
+		o.has_mode = 1;
+		o.mode = TERN__MIGRATION_MODE__MODE_AUTO;
 		env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
 		env.migrate_offer = &o;
 		send_env(&env);
@@ -713,7 +714,7 @@ vm_flood(int seconds)
 		    FLOOD_ID + (uint64_t)first, i);
 		msg_init(&env, 0);
 		so.channel = (uint32_t)(2 * i + 1);	/* odd: we dialled */
-		so.kind = "relay";
+		so.kind = TERN__STREAM_KIND__STREAM_RELAY;
 		so.name = sname;
 		env.body_case = TERN__ENVELOPE__BODY_STREAM_OPEN;
 		env.stream_open = &so;
@@ -993,7 +994,7 @@ main(int argc, char **argv)
 			/* Open a sink stream, then send more than granted. */
 			msg_init(&env, 1);
 			so.channel = 1;	/* odd: we are the connecting side */
-			so.kind = "sink";
+			so.kind = TERN__STREAM_KIND__STREAM_SINK;
 			env.body_case = TERN__ENVELOPE__BODY_STREAM_OPEN;
 			env.stream_open = &so;
 			send_env(&env);

@@ -207,7 +207,8 @@ renew_holding(const char *host, uint64_t seq, int join, const char *held)
 		hi[n].name = tok;
 		hi[n].epoch = strtoull(at + 1, NULL, 10);
 		if (hi[n].epoch == 0) {
-			hi[n].kind = "container";
+			hi[n].has_kind = 1;
+			hi[n].kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
 			hi[n].spec = "{}";
 			hi[n].has_ha = 1;
 			hi[n].ha = TERN__HA_POLICY__HA_RESTART;
@@ -261,7 +262,7 @@ inst(const char *name, const char *owner, enum model_ha ha)
 
 	memset(&in, 0, sizeof in);
 	in.name = (char *)name;
-	in.kind = "container";
+	in.kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
 	in.spec = "{}";
 	in.owner = (char *)owner;
 	in.ha = ha;

@@ -113,7 +113,7 @@ inst(const char *name, const char *owner, enum model_ha ha, int32_t prio,
 
 	memset(&in, 0, sizeof in);
 	in.name = (char *)name;
-	in.kind = "container";
+	in.kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
 	in.spec = "{}";
 	in.owner = (char *)owner;
 	in.ha = ha;
@@ -290,9 +290,14 @@ test_bad_records(void **state)
 	static const uint8_t	 other[] = { 0x0a, 0x02, 'h', '2' };
 	static const uint8_t	 unknown[] = { 0x0a, 0x02, 'h', '1', 0x78,
 	    0x01 };
-	/* InstanceRecord{name "x", kind "c", spec "s", epoch 0}. */
-	static const uint8_t	 epoch0[] = { 0x0a, 0x01, 'x', 0x12, 0x01,
-	    'c', 0x1a, 0x01, 's', 0x30, 0x00 };
+	/* InstanceRecord{name "x", kind KIND_CONTAINER, spec "s", epoch
+	 * 0}; then one of kind 7, and one with the kind a string. */
+	static const uint8_t	 epoch0[] = { 0x0a, 0x01, 'x', 0x10, 0x01,
+	    0x1a, 0x01, 's', 0x30, 0x00 };
+	static const uint8_t	 kind7[] = { 0x0a, 0x01, 'x', 0x10, 0x07,
+	    0x1a, 0x01, 's', 0x30, 0x01 };
+	static const uint8_t	 kindstr[] = { 0x0a, 0x01, 'x', 0x12, 0x01,
+	    'c', 0x1a, 0x01, 's', 0x30, 0x01 };
 	char			*e;
 
 	(void)state;
@@ -315,6 +320,16 @@ test_bad_records(void **state)
 	free(e);
 	raw_put("hosts/h1", NULL, 0);
 	raw_put("instances/x", epoch0, sizeof epoch0);
+	e = reload_error();
+	assert_non_null(strstr(e, "instances/x"));
+	free(e);
+	raw_put("instances/x", kind7, sizeof kind7);
+	e = reload_error();
+	assert_non_null(strstr(e, "instances/x"));
+	assert_non_null(strstr(e,
+	    "unknown value 7 of tern.InstanceRecord.kind"));
+	free(e);
+	raw_put("instances/x", kindstr, sizeof kindstr);
 	e = reload_error();
 	assert_non_null(strstr(e, "instances/x"));
 	free(e);

@@ -436,28 +436,31 @@ ended(struct world *w)
 }
 
 static void
-open_kind(struct world *w, const char *kind)
+open_kind(struct world *w, Tern__StreamKind kind)
 {
 	struct stream_mux	*mux;
 
 	w->ended = 0;
 	assert_non_null(mux = mesh_mux(w->h2.td.mesh, "h1"));
 	assert_non_null(stream_open(mux, kind, "n1", 5, &out_ops, w));
-	run_until(w, ended, kind);
+	run_until(w, ended, msg_stream_kind_name(kind));
 }
 
-/* A registered kind reaches its handler with the peer's name; an
- * unknown kind, and the sink where test streams are off, are refused. */
+/* A registered kind reaches its handler with the peer's name; a kind
+ * nobody registered, and the sink where test streams are off, are
+ * refused.  (The mesh alone registers only the sink: the others are the
+ * agent's.) */
 static void
 test_stream_kinds(void **state)
 {
 	struct world	w;
 
 	world_init(&w);
-	mesh_on_stream(w.h1.td.mesh, "test.kind", kind_accept, &w);
+	mesh_on_stream(w.h1.td.mesh, TERN__STREAM_KIND__STREAM_FILES,
+	    kind_accept, &w);
 	world_up(&w);
 
-	open_kind(&w, "test.kind");
+	open_kind(&w, TERN__STREAM_KIND__STREAM_FILES);
 	assert_string_equal(w.end_error, "");
 	assert_int_equal(w.accepted, 1);
 	assert_string_equal(w.acc_peer, "h2");
@@ -465,10 +468,10 @@ test_stream_kinds(void **state)
 	assert_int_equal(w.acc_size, 5);
 	assert_int_equal(w.received, 5);
 
-	open_kind(&w, "other.kind");
-	if (strstr(w.end_error, "unknown stream kind \"other.kind\"") == NULL)
+	open_kind(&w, TERN__STREAM_KIND__STREAM_TREE);
+	if (strstr(w.end_error, "unknown stream kind \"tree\"") == NULL)
 		fail_msg("refused with \"%s\"", w.end_error);
-	open_kind(&w, "sink");
+	open_kind(&w, TERN__STREAM_KIND__STREAM_SINK);
 	if (strstr(w.end_error, "takes no test streams") == NULL)
 		fail_msg("sink refused with \"%s\"", w.end_error);
 	assert_int_equal(w.accepted, 1);

@@ -670,6 +670,223 @@ test_unknown_enum(void **state)
 	}
 }
 
+/* The wire's kinds and modes are enums: each message that carries one,
+ * with v in that field (enum_cases below). */
+enum enum_case {
+	EC_STREAM_OPEN, EC_CREATE, EC_LIST, EC_OFFER_KIND, EC_OFFER_MODE,
+	EC_REQUEST_MODE, EC_PROGRESS_MODE, EC_REPLY_MODE, EC_HELD, EC_OWNED,
+	EC_COUNT
+};
+
+static const struct {
+	const char	*field;		/* as the refusal names it */
+	int		 max;		/* the enum's largest value */
+} enum_cases[EC_COUNT] = {
+	[EC_STREAM_OPEN] = { "StreamOpen.kind", 4 },
+	[EC_CREATE] = { "InstanceCreateRequest.kind", 2 },
+	[EC_LIST] = { "InstanceInfo.kind", 2 },
+	[EC_OFFER_KIND] = { "MigrateOffer.kind", 2 },
+	[EC_OFFER_MODE] = { "MigrateOffer.mode", 4 },
+	[EC_REQUEST_MODE] = { "MigrateRequest.mode", 4 },
+	[EC_PROGRESS_MODE] = { "MigrateProgress.mode", 4 },
+	[EC_REPLY_MODE] = { "MigrateReply.mode", 4 },
+	[EC_HELD] = { "HeldInstance.kind", 2 },
+	[EC_OWNED] = { "OwnedInstance.kind", 2 },
+};
+
+static void
+enum_case_wire(struct wire *w, enum enum_case c, uint64_t v)
+{
+	struct wire	b = { NULL, 0 }, i = { NULL, 0 };
+	uint32_t	field = 0;
+
+	switch (c) {
+	case EC_STREAM_OPEN:
+		w_uint(&b, 1, 1);
+		w_uint(&b, 2, v);
+		field = 20;
+		break;
+	case EC_CREATE:
+		w_str(&b, 1, "c1");
+		w_uint(&b, 2, v);
+		w_str(&b, 3, "{}");
+		w_str(&b, 4, "/");
+		field = 72;
+		break;
+	case EC_LIST:
+		w_str(&i, 1, "c1");
+		w_uint(&i, 2, v);
+		w_str(&i, 3, "running");
+		w_nest(&b, 1, &i);
+		field = 75;
+		break;
+	case EC_OFFER_KIND:
+	case EC_OFFER_MODE:
+		w_uint(&b, 1, 1);
+		w_str(&b, 2, "c1");
+		w_uint(&b, 3, c == EC_OFFER_KIND ? v : 1);
+		w_str(&b, 4, "{}");
+		w_str(&b, 5, "/");
+		w_uint(&b, 6, 1);
+		if (c == EC_OFFER_MODE)
+			w_uint(&b, 8, v);
+		field = 24;
+		break;
+	case EC_REQUEST_MODE:
+		w_str(&b, 1, "c1");
+		w_str(&b, 2, "h2");
+		w_uint(&b, 3, v);
+		field = 81;
+		break;
+	case EC_PROGRESS_MODE:
+		w_str(&b, 1, "c1");
+		w_str(&b, 2, "dumping");
+		w_uint(&b, 3, 10);
+		w_uint(&b, 6, v);
+		field = 83;
+		break;
+	case EC_REPLY_MODE:
+		w_str(&b, 1, "c1");
+		w_str(&b, 2, "h2");
+		w_uint(&b, 3, v);
+		w_uint(&b, 4, 1);
+		w_uint(&b, 5, 1);
+		w_uint(&b, 6, 1);
+		field = 82;
+		break;
+	case EC_HELD:
+	case EC_OWNED:
+		w_str(&i, 1, "c1");
+		w_uint(&i, 2, c == EC_HELD ? 0 : 1);
+		w_uint(&i, 3, v);
+		w_uint(&b, 1, 1);
+		w_nest(&b, 4, &i);
+		field = c == EC_HELD ? 26 : 27;
+		break;
+	case EC_COUNT:
+		break;
+	}
+	envelope_with(w, field, &b);
+}
+
+/* The value of the enum field of a decoded enum_case message. */
+static int
+enum_case_value(const Envelope *env, enum enum_case c)
+{
+	switch (c) {
+	case EC_STREAM_OPEN:
+		return env->stream_open->kind;
+	case EC_CREATE:
+		return env->instance_create_request->kind;
+	case EC_LIST:
+		return env->instance_list_reply->instances[0]->kind;
+	case EC_OFFER_KIND:
+		return env->migrate_offer->kind;
+	case EC_OFFER_MODE:
+		assert_true(env->migrate_offer->has_mode);
+		return env->migrate_offer->mode;
+	case EC_REQUEST_MODE:
+		assert_true(env->migrate_request->has_mode);
+		return env->migrate_request->mode;
+	case EC_PROGRESS_MODE:
+		assert_true(env->migrate_progress->has_mode);
+		return env->migrate_progress->mode;
+	case EC_REPLY_MODE:
+		return env->migrate_reply->mode;
+	case EC_HELD:
+		assert_true(env->lease_renew->held[0]->has_kind);
+		return env->lease_renew->held[0]->kind;
+	case EC_OWNED:
+		assert_true(env->lease_grant->owned[0]->has_kind);
+		return env->lease_grant->owned[0]->kind;
+	case EC_COUNT:
+		break;
+	}
+	return -1;
+}
+
+/* Every kind and mode out of its enum's range is refused, naming the
+ * field, wherever it is (a list's entry, a lease's held instance); every
+ * value in range is taken. */
+static void
+test_kind_mode_enums(void **state)
+{
+	struct wire	 w = { NULL, 0 }, b = { NULL, 0 };
+	Envelope	*env;
+	char		 want[64];
+	int		 c, k, bad[4];
+
+	for (c = 0; c < EC_COUNT; c++) {
+		for (k = 1; k <= enum_cases[c].max; k++) {
+			enum_case_wire(&w, (enum enum_case)c, (uint64_t)k);
+			env = unpack_ok(w.p, w.len);
+			assert_int_equal(enum_case_value(env,
+			    (enum enum_case)c), k);
+			msg_free(env);
+			w_free(&w);
+		}
+		bad[0] = 0;
+		bad[1] = enum_cases[c].max + 1;
+		bad[2] = 99;
+		bad[3] = -1;
+		for (k = 0; k < 4; k++) {
+			enum_case_wire(&w, (enum enum_case)c,
+			    (uint64_t)(int64_t)bad[k]);
+			snprintf(want, sizeof want, "unknown value %d", bad[k]);
+			expect_refused(w.p, w.len,
+			    TERN__ERROR_CODE__ERROR_BAD_REQUEST, want,
+			    enum_cases[c].field, NULL);
+			w_free(&w);
+		}
+	}
+
+	/* The string a kind was before (StreamOpen{kind: "sink"}). */
+	w_uint(&b, 1, 1);
+	w_str(&b, 2, "sink");
+	envelope_with(&w, 20, &b);
+	expect_refused(w.p, w.len, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+	    "malformed", NULL);
+	w_free(&w);
+}
+
+/* The words ternctl and the logs use, both ways. */
+static void
+test_kind_mode_words(void **state)
+{
+	static const char *const kinds[] = { "container", "vm" };
+	static const char *const modes[] = { "auto", "precopy", "postcopy",
+	    "stopcopy" };
+	static const char *const streams[] = { "sink", "ckpt-file", "tree",
+	    "relay" };
+	int	i;
+
+	for (i = 0; i < 2; i++) {
+		assert_string_equal(msg_kind_name(i + 1), kinds[i]);
+		assert_int_equal(msg_kind_parse(kinds[i]), i + 1);
+	}
+	assert_int_equal(TERN__INSTANCE_KIND__KIND_CONTAINER, 1);
+	assert_int_equal(msg_kind_parse("vm"), TERN__INSTANCE_KIND__KIND_VM);
+	for (i = 0; i < 4; i++) {
+		assert_string_equal(msg_mode_name(i + 1), modes[i]);
+		assert_int_equal(msg_mode_parse(modes[i]), i + 1);
+		assert_string_equal(msg_stream_kind_name(i + 1), streams[i]);
+	}
+	assert_int_equal(msg_mode_parse("postcopy"),
+	    TERN__MIGRATION_MODE__MODE_POSTCOPY);
+	assert_string_equal(msg_stream_kind_name(
+	    TERN__STREAM_KIND__STREAM_FILES), "ckpt-file");
+	assert_string_equal(msg_kind_name(0), "unknown");
+	assert_string_equal(msg_kind_name(3), "unknown");
+	assert_string_equal(msg_kind_name(-1), "unknown");
+	assert_string_equal(msg_mode_name(5), "unknown");
+	assert_string_equal(msg_stream_kind_name(0), "unknown");
+	assert_int_equal(msg_kind_parse("teapot"), -1);
+	assert_int_equal(msg_kind_parse("unknown"), -1);
+	assert_int_equal(msg_kind_parse(""), -1);
+	assert_int_equal(msg_mode_parse("teleport"), -1);
+	assert_int_equal(msg_mode_parse("AUTO"), -1);
+}
+
 static void
 test_missing_required(void **state)
 {
@@ -859,6 +1076,8 @@ main(void)
 		cmocka_unit_test(test_hand_built_ok),
 		cmocka_unit_test(test_unknown_nested),
 		cmocka_unit_test(test_unknown_enum),
+		cmocka_unit_test(test_kind_mode_enums),
+		cmocka_unit_test(test_kind_mode_words),
 		cmocka_unit_test(test_missing_required),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_garbage),

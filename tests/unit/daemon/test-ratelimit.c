@@ -321,7 +321,7 @@ static const struct stream_ops recv_ops = {
 };
 
 static int
-net_accept(struct stream_mux *mux, struct stream *st, const char *kind,
+net_accept(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
     const char *name, uint64_t size, char **cause)
 {
 	stream_set_ops(st, &recv_ops, stream_mux_data(mux));
@@ -341,7 +341,8 @@ net_ready(struct conn *c)
 	n->cmux = stream_mux_new(c, 512u << 10, net_accept, n);
 	n->start = now_ns();
 	for (i = 0; i < NSEND; i++) {
-		n->s[i].st = stream_open(n->cmux, "test", "x", 0, &sender_ops,
+		n->s[i].st = stream_open(n->cmux,
+		    TERN__STREAM_KIND__STREAM_SINK, "x", 0, &sender_ops,
 		    &n->s[i]);
 		assert_non_null(n->s[i].st);
 		stream_set_limit(n->s[i].st, n->rl);

@@ -105,7 +105,7 @@ static const struct stream_ops sink_ops = {
 };
 
 static int
-accept_sink(struct stream_mux *mux, struct stream *st, const char *kind,
+accept_sink(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
     const char *name, uint64_t size, char **cause)
 {
 	(void)kind; (void)name; (void)size; (void)cause;
@@ -131,10 +131,11 @@ test_drain_wakes_every_stream(void **state)
 	netpair_start(&t.np, &limits);
 	t.left = BULK_BYTES;
 	/* Opened first: the idle ones, opened after, come before it. */
-	t.bulk = stream_open(t.np.bmux, "test", "bulk", 0, &bulk_ops, &t);
+	t.bulk = stream_open(t.np.bmux, TERN__STREAM_KIND__STREAM_SINK, "bulk",
+	    0, &bulk_ops, &t);
 	for (i = 0; i < NIDLE; i++)
-		idle[i] = stream_open(t.np.bmux, "test", "idle", 0, &idle_ops,
-		    &t);
+		idle[i] = stream_open(t.np.bmux, TERN__STREAM_KIND__STREAM_SINK,
+		    "idle", 0, &idle_ops, &t);
 	for (i = 0; i < 100 && !t.bulk_done; i++)
 		netpair_run(&t.np, 50);
 	if (!t.bulk_done)

@@ -197,8 +197,13 @@ fake_release(struct mig *m)
 	free(m->priv);
 }
 
+/* The fake driver takes one kind; no driver has the other. */
+#define FAKE_KIND	TERN__INSTANCE_KIND__KIND_CONTAINER
+#define NO_KIND		TERN__INSTANCE_KIND__KIND_VM
+
 static const struct mig_driver	fake_driver = {
-	.kind = "fake",
+	.kind = FAKE_KIND,
+	.name = "fake",
 	.source_begin = fake_source_begin,
 	.target_begin = fake_target_begin,
 	.step = fake_step,
@@ -271,19 +276,20 @@ start_source(const char *name, const char *to)
 	r.name = (char *)name;
 	r.to = (char *)to;
 	drv_seen.began = NULL;
-	mig_engine_start(engine, "fake", &r, fake_progress, fake_done, NULL);
+	mig_engine_start(engine, FAKE_KIND, &r, fake_progress, fake_done, NULL);
 	return drv_seen.began;
 }
 
 static void
-offer(const char *peer, uint64_t id, const char *kind, const char *name)
+offer(const char *peer, uint64_t id, Tern__InstanceKind kind,
+    const char *name)
 {
 	Envelope		env;
 	Tern__MigrateOffer	o = TERN__MIGRATE_OFFER__INIT;
 
 	msg_init(&env, 0);
 	o.migration = id;
-	o.kind = (char *)kind;
+	o.kind = kind;
 	o.name = (char *)name;
 	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_OFFER;
 	env.migrate_offer = &o;
@@ -294,7 +300,7 @@ static struct mig *
 start_target(const char *peer, uint64_t id, const char *name)
 {
 	drv_seen.began = NULL;
-	offer(peer, id, "fake", name);
+	offer(peer, id, FAKE_KIND, name);
 	return drv_seen.began;
 }
 
@@ -632,10 +638,10 @@ test_duplicate_offer(void **state)
 
 	(void)state;
 	assert_non_null(m = start_target("h2", 7, "c1"));
-	offer("h2", 7, "fake", "c1");
+	offer("h2", 7, FAKE_KIND, "c1");
 	assert_int_equal(drv_seen.target_begins, 1);
 	/* Another peer's with the same id is another migration. */
-	offer("h3", 7, "fake", "c1");
+	offer("h3", 7, FAKE_KIND, "c1");
 	assert_int_equal(drv_seen.target_begins, 2);
 	assert_int_equal(sent.steps, 0);
 	assert_ptr_equal(mig_find(engine, "h2", 7, MIG_ROLE_TARGET), m);
@@ -648,13 +654,13 @@ static void
 test_offer_refused(void **state)
 {
 	(void)state;
-	offer("h2", 8, "teapot", "c1");
+	offer("h2", 8, NO_KIND, "c1");
 	assert_int_equal(drv_seen.target_begins, 0);
 	assert_int_equal(sent.steps, 1);
 	assert_int_equal(sent.step, TERN__MIGRATE_STEP__STEP__ABORT);
-	assert_non_null(strstr(sent.error, "bad offer (kind teapot"));
+	assert_non_null(strstr(sent.error, "bad offer (kind vm, name c1)"));
 	drv_seen.refuse = 1;
-	offer("h2", 9, "fake", "c1");
+	offer("h2", 9, FAKE_KIND, "c1");
 	assert_int_equal(drv_seen.target_begins, 1);
 	assert_int_equal(sent.steps, 2);
 	assert_int_equal(sent.id, 9);
@@ -739,18 +745,18 @@ test_cancel(void **state)
 	r.name = "c1";
 	r.has_cancel = 1;
 	r.cancel = 1;
-	mig_engine_start(engine, "fake", &r, NULL, fake_done, NULL);
+	mig_engine_start(engine, FAKE_KIND, &r, NULL, fake_done, NULL);
 	assert_int_equal(op_seen.done, 1);
 	assert_int_equal(op_seen.code, TERN__ERROR_CODE__ERROR_NOT_FOUND);
 	assert_non_null(m = start_source("c1", "h2"));
 	assert_int_equal(mig_set_phase(m, MIG_PH_COMMITTING), 0);
-	mig_engine_start(engine, "fake", &r, NULL, fake_done, NULL);
+	mig_engine_start(engine, FAKE_KIND, &r, NULL, fake_done, NULL);
 	assert_int_equal(op_seen.done, 2);
 	assert_int_equal(op_seen.code, TERN__ERROR_CODE__ERROR_BAD_REQUEST);
 	assert_int_equal(drv_seen.ops[OP_ROLLBACK], 0);
 	assert_int_equal(drv_seen.ops[OP_AWAIT], 0);
 	m->phase = MIG_PH_TRANSFER;
-	mig_engine_start(engine, "fake", &r, NULL, fake_done, NULL);
+	mig_engine_start(engine, FAKE_KIND, &r, NULL, fake_done, NULL);
 	assert_int_equal(op_seen.done, 3);
 	assert_int_equal(op_seen.code, 0);
 	assert_int_equal(op_seen.body, TERN__ENVELOPE__BODY_DONE);

@@ -48,7 +48,7 @@ relay_cb(void *arg, const char *error)
 }
 
 static int
-a_accept(struct stream_mux *mux, struct stream *st, const char *kind,
+a_accept(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
     const char *name, uint64_t size, char **cause)
 {
 	struct net	*n = stream_mux_data(mux);
@@ -82,7 +82,7 @@ static const struct stream_ops b_in_ops = {
 
 /* a's direction of the relay: taken and dropped. */
 static int
-b_accept(struct stream_mux *mux, struct stream *st, const char *kind,
+b_accept(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
     const char *name, uint64_t size, char **cause)
 {
 	(void)kind; (void)name; (void)size; (void)cause;

@@ -812,12 +812,12 @@ net_got(void *arg, const struct tree_stats *st, const char *error)
 }
 
 static int
-net_accept(struct stream_mux *mux, struct stream *st, const char *kind,
+net_accept(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
     const char *name, uint64_t size, char **cause)
 {
 	struct net	*n = stream_mux_data(mux);
 
-	assert_string_equal(kind, TREE_STREAM_KIND);
+	assert_int_equal(kind, TREE_STREAM_KIND);
 	assert_string_equal(name, "ct1/rootfs");
 	return tree_recv(&n->loop, st, n->dst, net_got, n, cause);
 }
