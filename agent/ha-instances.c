@@ -133,8 +133,11 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 	for (in = a->instances->list; in != NULL; in = in->next)
 		if (in->ha != 0 && !in->ha_creating)
 			n++;
-	hi = xcalloc(n + 1, sizeof *hi);
-	ptrs = xcalloc(n + 1, sizeof *ptrs);
+	if (n == 0)
+		return;
+	/* held[0] is hi itself: ha_held_free frees it through that. */
+	hi = xcalloc(n, sizeof *hi);
+	ptrs = xcalloc(n, sizeof *ptrs);
 	for (in = a->instances->list; in != NULL && i < n; in = in->next) {
 		if (in->ha == 0 || in->ha_creating)
 			continue;
@@ -162,8 +165,8 @@ static void
 ha_held_free(void *ctx, Tern__LeaseRenew *r)
 {
 	(void)ctx;
-	if (r->held != NULL)
-		free(r->held[0] != NULL ? (void *)r->held[0] : NULL);
+	if (r->n_held > 0)
+		free(r->held[0]);
 	free(r->held);
 	r->held = NULL;
 	r->n_held = 0;

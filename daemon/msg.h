@@ -10,7 +10,7 @@
 
 #include "tern.pb-c.h"
 
-#define TERN_PROTOCOL_VERSION	1
+#define TERN_PROTOCOL_VERSION	2
 #define TERN_SOFTWARE		"tern " PACKAGE_VERSION
 
 typedef Tern__Envelope Envelope;
