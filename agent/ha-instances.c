@@ -290,14 +290,15 @@ ha_answered(void *arg, const Envelope *reply, int code, const char *error)
 static void
 ha_start(struct instance *in, const char *why)
 {
-	char	*cause = NULL;
+	char	*cause = NULL, *name = xstrdup(in->name);
 	int	 code = 0;
 
 	log_info("instance %s: starting: %s", in->name, why);
-	if (in->drv->start(in, ha_answered, xstrdup(in->name), &code,
-	    &cause) != 0) {
+	/* A refusal never calls back (driver.h): name is ours again. */
+	if (in->drv->start(in, ha_answered, name, &code, &cause) != 0) {
 		log_warnx("instance %s: cannot start: %s", in->name, cause);
 		free(cause);
+		free(name);
 	}
 }
 
@@ -305,18 +306,18 @@ ha_start(struct instance *in, const char *why)
 static void
 ha_discard(struct instance *in, const char *why)
 {
-	char	*cause = NULL;
+	char	*cause = NULL, *name = xstrdup(in->name);
 	int	 code = 0;
 
 	log_warnx("%s: discarded: %s", in->name, why);
 	if (in->pid > 0 && in->drv->fence != NULL)
 		in->drv->fence(in, why);
 	in->want_running = 0;
-	if (in->drv->destroy(in, ha_answered, xstrdup(in->name), &code,
-	    &cause) != 0) {
-		log_warnx("instance %s: cannot discard it yet: %s", in->name,
-		    cause);
+	if (in->drv->destroy(in, ha_answered, name, &code, &cause) != 0) {
+		log_warnx("instance %s: cannot discard it yet (the next grant "
+		    "tries again): %s", in->name, cause);
 		free(cause);
+		free(name);
 	}
 }
 
