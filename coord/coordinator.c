@@ -75,6 +75,7 @@ struct coordinator {
 };
 
 static void	coord_arm(struct coordinator *);
+static struct moving *coord_moving(struct coordinator *, const char *);
 
 static uint64_t
 coord_now(const struct coordinator *c)
@@ -164,7 +165,10 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 		for (i = 0; i < n && k < COORD_OWNED_MAX; i++) {
 			struct model_instance *in = insts[i];
 
-			if (in->owner == NULL || strcmp(in->owner, host) != 0)
+			/* One being moved away is not the host's any more,
+			 * whatever the store says until the move commits. */
+			if (in->owner == NULL || strcmp(in->owner, host) != 0 ||
+			    coord_moving(c, in->name) != NULL)
 				continue;
 			tern__owned_instance__init(&owned[k]);
 			owned[k].name = in->name;
@@ -319,6 +323,8 @@ coord_take_held(struct coordinator *c, const char *host,
 			why = "too many instances in one renewal";
 		else if (!host_name_valid(hi->name))
 			why = "not a valid instance name";
+		else if (coord_moving(c, hi->name) != NULL)
+			why = "it is being failed over to another host";
 		else if (in != NULL && in->owner != NULL &&
 		    strcmp(in->owner, host) != 0) {
 			xasprintf(&whys[n], "instance %s belongs to host %s "

@@ -451,6 +451,31 @@ test_held(void **state)
 	assert_int_equal(model_instance(coord_model(co), "web")->epoch, 1);
 }
 
+/* A failed host that registers again while its instances' moves are
+ * still being written is not told it owns them (it would run them while
+ * the survivor starts them too). */
+static void
+test_rejoin_during_move(void **state)
+{
+	uint64_t	 t0 = clock_now;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	clock_now = t0 + TTL;
+	renew("h2", 2, 0);
+	clock_now = t0 + TTL + MARGIN + 1;
+	coord_check(co);		/* the move is out, not committed */
+	assert_int_equal(state_of("h1"), HOST_FAILED);
+	renew_holding("h1", 9, 1, "web@1");	/* answered at once */
+	assert_null(g_h1.refused);
+	assert_string_equal(g_h1.owned, "");
+	assert_non_null(strstr(g_h1.refusals, "web: it is being failed over"));
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h2");
+}
+
 /* A script in the scratch directory: body after "#!/bin/sh". */
 static char *
 script(const char *name, const char *body)
@@ -539,6 +564,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rejoin_during_move, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_bad_host, setup, teardown),
 	};
 
