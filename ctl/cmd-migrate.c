@@ -3,8 +3,8 @@
  * another host; the source keeps it until the target runs it (a
  * container: restored from verified images; post-copy: until its memory
  * arrived).  RATE bounds everything it sends (ternd refuses less than
- * 1M).  ternctl migrate --cancel NAME stops a VM's migration that has
- * not switched to post-copy. */
+ * 1M).  ternctl migrate --cancel NAME rolls back a migration (of either
+ * kind) that has not reached its commit point. */
 #include "config.h"
 
 #include <ctype.h>
