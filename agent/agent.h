@@ -15,6 +15,7 @@ struct instances;
 struct mig_engine;
 struct ha_agent;
 struct ha_pending;
+struct ha_released;
 struct coord_role;
 struct vm_host;
 struct longjobs;
@@ -27,6 +28,7 @@ struct agent {
 	struct ha_agent		*ha;		/* our lease; NULL: unprotected */
 	struct coord_role	*coord;		/* NULL: not a coordinator */
 	struct ha_pending	*ha_pending;	/* creates waiting for it */
+	struct ha_released	*ha_released;	/* destroyed, to tell it */
 	uint64_t		 next_migration;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;

@@ -120,11 +120,79 @@ ha_fence(void *ctx, const char *why)
 	}
 }
 
+/* A protected instance the operator destroyed here. */
+struct ha_released {
+	struct ha_released	*next;
+	char			*name;
+	uint64_t		 epoch;
+};
+
+void
+ha_instances_released(struct agent *a, const struct instance *in)
+{
+	struct ha_released	*r;
+
+	if (in->epoch == 0)
+		return;		/* the coordinator never recorded it */
+	r = xcalloc(1, sizeof *r);
+	r->name = xstrdup(in->name);
+	r->epoch = in->epoch;
+	r->next = a->ha_released;
+	a->ha_released = r;
+	log_info("instance %s: destroyed; the coordinator is told it runs "
+	    "nowhere now", in->name);
+}
+
+/* The grant no longer lists it: the coordinator took the release in. */
+static void
+ha_released_settle(struct agent *a, const Tern__LeaseGrant *g)
+{
+	struct ha_released	**pp = &a->ha_released, *r;
+	size_t			  i;
+
+	while ((r = *pp) != NULL) {
+		for (i = 0; i < g->n_owned; i++)
+			if (strcmp(g->owned[i]->name, r->name) == 0)
+				break;
+		if (i < g->n_owned) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		free(r->name);
+		free(r);
+	}
+}
+
+static int
+ha_released_find(struct agent *a, const char *name)
+{
+	struct ha_released	*r;
+
+	for (r = a->ha_released; r != NULL; r = r->next)
+		if (strcmp(r->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+ha_released_free(struct agent *a)
+{
+	struct ha_released	*r;
+
+	while ((r = a->ha_released) != NULL) {
+		a->ha_released = r->next;
+		free(r->name);
+		free(r);
+	}
+}
+
 static void
 ha_held(void *ctx, Tern__LeaseRenew *r)
 {
 	struct agent		*a = ctx;
 	struct instance		*in;
+	struct ha_released	*rel;
 	Tern__HeldInstance	*hi, **ptrs;
 	size_t			 n = 0, i = 0;
 
@@ -133,6 +201,8 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 	for (in = a->instances->list; in != NULL; in = in->next)
 		if (in->ha != 0 && !in->ha_creating)
 			n++;
+	for (rel = a->ha_released; rel != NULL; rel = rel->next)
+		n++;
 	if (n == 0)
 		return;
 	/* held[0] is hi itself: ha_held_free frees it through that. */
@@ -154,6 +224,14 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 			hi[i].has_priority = 1;
 			hi[i].priority = in->priority;
 		}
+		ptrs[i] = &hi[i];
+		i++;
+	}
+	for (rel = a->ha_released; rel != NULL && i < n; rel = rel->next) {
+		tern__held_instance__init(&hi[i]);
+		hi[i].name = rel->name;
+		hi[i].epoch = rel->epoch;
+		hi[i].has_released = hi[i].released = 1;
 		ptrs[i] = &hi[i];
 		i++;
 	}
@@ -419,6 +497,7 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 
 	if (a->instances == NULL)
 		return;
+	ha_released_settle(a, g);
 	for (i = 0; i < g->n_refusals; i++) {
 		p = ha_pending_find(a, g->refusals[i]->name);
 		in = instance_find(a->instances, g->refusals[i]->name);
@@ -432,6 +511,9 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		const Tern__OwnedInstance *o = g->owned[i];
 
 		in = instance_find(a->instances, o->name);
+		if (in == NULL && ha_released_find(a, o->name)) {
+			continue;	/* destroyed: the release is on its way */
+		}
 		if (in == NULL) {
 			ha_take_over(a, o);
 			continue;
@@ -569,6 +651,7 @@ ha_instances_stop(struct agent *a)
 		    "ternd is shutting down");
 	ha_agent_free(a->ha);
 	a->ha = NULL;
+	ha_released_free(a);
 	coord_role_stop(a->coord);
 	a->coord = NULL;
 }

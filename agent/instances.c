@@ -539,8 +539,12 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 			in->want_running = want;
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
+		want = in->want_running;
 		in->want_running = 0;
-		rc = in->drv->destroy(in, cb, arg, &code, &cause);
+		if (in->ha != 0)
+			ha_instances_released(set->agent, in);
+		if ((rc = in->drv->destroy(in, cb, arg, &code, &cause)) != 0)
+			in->want_running = want;
 		break;
 	default:
 		rc = inst_refuse(&code, &cause,

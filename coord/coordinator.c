@@ -26,6 +26,7 @@ struct moving {
 	char		*name;
 	char		*from, *to;
 	uint64_t	 epoch;
+	int		 release;	/* its host let it go: owner none */
 	struct coordinator *c;
 };
 
@@ -76,6 +77,7 @@ struct coordinator {
 
 static void	coord_arm(struct coordinator *);
 static struct moving *coord_moving(struct coordinator *, const char *);
+static void	coord_moved(void *, const char *);
 
 static uint64_t
 coord_now(const struct coordinator *c)
@@ -298,6 +300,41 @@ coord_add_held(struct coordinator *c, const char *host,
 	return NULL;
 }
 
+/* The operator destroyed host's copy: it runs nowhere now (the next
+ * epoch, no owner), so no grant starts it again anywhere. */
+static void
+coord_release(struct coordinator *c, const char *host,
+    const Tern__HeldInstance *hi)
+{
+	struct model_instance	*in = model_instance(c->model, hi->name);
+	struct moving		*mv;
+	char			*cause = NULL;
+
+	if (in == NULL || in->owner == NULL || strcmp(in->owner, host) != 0 ||
+	    in->epoch != hi->epoch || coord_moving(c, hi->name) != NULL)
+		return;		/* not host's to release (any more) */
+	mv = xcalloc(1, sizeof *mv);
+	mv->c = c;
+	mv->name = xstrdup(hi->name);
+	mv->from = xstrdup(host);
+	mv->to = xstrdup("nowhere");
+	mv->epoch = in->epoch;
+	mv->release = 1;
+	if (model_instance_move(c->model, in->name, in->epoch, NULL,
+	    coord_moved, mv, &cause) == -1) {
+		log_warnx("release of %s: %s", in->name, cause);
+		free(cause);
+		free(mv->name);
+		free(mv->from);
+		free(mv->to);
+		free(mv);
+		return;
+	}
+	mv->next = c->moving;
+	c->moving = mv;
+	c->pending++;
+}
+
 /* What host holds: new instances are added, a name taken elsewhere is
  * refused; then the grant, which lists what host owns. */
 static void
@@ -323,7 +360,10 @@ coord_take_held(struct coordinator *c, const char *host,
 			why = "too many instances in one renewal";
 		else if (!host_name_valid(hi->name))
 			why = "not a valid instance name";
-		else if (coord_moving(c, hi->name) != NULL)
+		else if (hi->has_released && hi->released) {
+			coord_release(c, host, hi);
+			continue;
+		} else if (coord_moving(c, hi->name) != NULL)
 			why = "it is being failed over to another host";
 		else if (in != NULL && in->owner != NULL &&
 		    strcmp(in->owner, host) != 0) {
@@ -334,7 +374,13 @@ coord_take_held(struct coordinator *c, const char *host,
 		} else if (in == NULL && hi->epoch == 0 &&
 		    !coord_adding(c, hi->name))
 			why = coord_add_held(c, host, hi, &cause);
-		else if (in == NULL && hi->epoch != 0)
+		else if (in != NULL && in->owner == NULL && hi->epoch == 0) {
+			xasprintf(&whys[n], "instance %s is in the coordinator's "
+			    "records, running nowhere (released at epoch %"
+			    PRIu64 "): give the new one another name",
+			    hi->name, in->epoch);
+			why = whys[n];
+		} else if (in == NULL && hi->epoch != 0)
 			why = "the coordinator does not know it at that epoch";
 		if (why == NULL)
 			continue;
@@ -442,7 +488,16 @@ coord_moved(void *arg, const char *error)
 			*pp = mv->next;
 			break;
 		}
-	if (!c->freed) {
+	if (!c->freed && mv->release) {
+		if (error != NULL)
+			log_warnx("instance %s: release by %s not recorded: %s "
+			    "(its next renewal asks again)", mv->name, mv->from,
+			    error);
+		else
+			log_info("instance %s released by %s: it runs nowhere "
+			    "now (epoch %" PRIu64 ")", mv->name, mv->from,
+			    mv->epoch + 1);
+	} else if (!c->freed) {
 		if (error != NULL)
 			xasprintf(&text, "not moved from %s to %s: %s", mv->from,
 			    mv->to, error);

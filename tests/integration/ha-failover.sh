@@ -11,7 +11,9 @@
 #  - stop by itself on a host cut off from the coordinator (th_cut: the
 #    processes live on) before the coordinator gives it to another host;
 #  - never run again on a host that comes back: that host learns the
-#    higher epoch at its registration and discards its stale copy.
+#    higher epoch at its registration and discards its stale copy;
+#  - once the operator destroys it, run nowhere: no grant brings it back
+#    and its name is not silently reused.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -123,6 +125,20 @@ gone_from_h2() { [ -z "$(state_on h2)" ]; }
 wait_for 20 "mc gone from h2" gone_from_h2
 [ "$(copies)" = 1 ] || fail "$(copies) copies of mc run"
 check_ticks
+
+echo "--- destroyed by the operator: it runs nowhere, and nothing starts it again"
+cl_ctl h1 destroy mc >/dev/null
+released() { grep -q "instance mc released by h1: it runs nowhere now" "$(cl_log h3)"; }
+wait_for 20 "h3 recording the release" released
+sleep 3		# several grants: none may bring it back
+[ "$(copies)" = 0 ] || fail "$(copies) copies of mc run after the destroy"
+for h in h1 h2; do
+	[ -z "$(state_on $h)" ] || fail "mc is back on $h: $(state_on $h)"
+done
+out=$(cl_ctl h2 create mc --spec "$TH_ROOT/mc.json" --ha restart 2>&1) &&
+    fail "a new mc took the released name: $out"
+grep -q "running nowhere (released at epoch 4)" <<<"$out" || fail "refusal: $out"
+[ -z "$(state_on h2)" ] || fail "the refused create left mc on h2"
 cl_stop_all || fail "a ternd did not stop cleanly"
 for h in h1 h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
 echo "PASS"

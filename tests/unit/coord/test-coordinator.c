@@ -189,7 +189,8 @@ teardown(void **state)
 }
 
 /* A renewal holding the instances in held ("name@epoch" joined by ' ';
- * epoch 0: new, with a spec and the restart policy). */
+ * epoch 0: new, with a spec and the restart policy; "name@epoch!":
+ * released, destroyed there). */
 static void
 renew_holding(const char *host, uint64_t seq, int join, const char *held)
 {
@@ -206,6 +207,8 @@ renew_holding(const char *host, uint64_t seq, int join, const char *held)
 		*at = '\0';
 		hi[n].name = tok;
 		hi[n].epoch = strtoull(at + 1, NULL, 10);
+		if (tok[strlen(tok) + 1 + strcspn(at + 1, "!")] == '!')
+			hi[n].has_released = hi[n].released = 1;
 		if (hi[n].epoch == 0) {
 			hi[n].has_kind = 1;
 			hi[n].kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
@@ -476,6 +479,35 @@ test_rejoin_during_move(void **state)
 	    "h2");
 }
 
+/* The operator destroyed a protected instance: it runs nowhere (next
+ * epoch, no owner), is listed to nobody, does not fail over, and its name
+ * is not silently taken by a new instance. */
+static void
+test_release(void **state)
+{
+	uint64_t	 t0 = clock_now;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	renew_holding("h2", 2, 0, "web@1!");	/* not h2's to release */
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h1");
+	renew_holding("h1", 2, 0, "web@1!");
+	assert_null(model_instance(coord_model(co), "web")->owner);
+	assert_int_equal(model_instance(coord_model(co), "web")->epoch, 2);
+	renew("h1", 3, 0);
+	assert_string_equal(g_h1.owned, "");
+	clock_now = t0 + TTL;
+	renew("h2", 3, 0);
+	check_at(t0 + TTL + MARGIN + 1);
+	assert_int_equal(state_of("h1"), HOST_FAILED);
+	assert_int_equal(failovers, 0);
+	renew_holding("h2", 4, 0, "web@0");
+	assert_non_null(strstr(g_h2.refusals, "released at epoch 2"));
+}
+
 /* A script in the scratch directory: body after "#!/bin/sh". */
 static char *
 script(const char *name, const char *body)
@@ -566,6 +598,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rejoin_during_move, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_host, setup, teardown),
 	};
 
