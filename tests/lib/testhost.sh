@@ -210,8 +210,10 @@ th__cg_kill() {
 	[ -d "$v1" ] || [ -d "$v2" ] || return 0
 	# Below a host's cgroup sit those of its containers (tern nests them
 	# under the cgroup of the ternd that started them): the whole subtree.
+	# A cgroup file write can fail quietly (the cgroup going away): under
+	# the callers' set -e that must not end them without a word.
 	if [ -d "$v1" ]; then
-		echo FROZEN >"$v1/freezer.state" 2>/dev/null
+		echo FROZEN >"$v1/freezer.state" 2>/dev/null || :
 		for ((i = 0; i < 50; i++)); do
 			state=$(cat "$v1/freezer.state" 2>/dev/null) || break
 			[ "$state" = FROZEN ] && break
@@ -225,11 +227,11 @@ th__cg_kill() {
 		done
 		# A child frozen by itself stays frozen when its parent thaws.
 		while IFS= read -r d; do
-			echo THAWED >"$d/freezer.state" 2>/dev/null
+			echo THAWED >"$d/freezer.state" 2>/dev/null || :
 		done < <(find "$v1" -type d 2>/dev/null)
 	fi
 	if [ -f "$v2/cgroup.kill" ]; then
-		echo 1 >"$v2/cgroup.kill" 2>/dev/null
+		echo 1 >"$v2/cgroup.kill" 2>/dev/null || :
 	fi
 	for ((i = 0; i < 100; i++)); do
 		left=
