@@ -101,15 +101,6 @@ ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
 		    "migrates", in->name, inst_state_names[in->state]);
 		return -1;
 	}
-	if (strcmp(r->to, a->ternd->conf->host_name) == 0) {
-		xasprintf(cause, "instance %s already runs on %s", in->name,
-		    r->to);
-		return -1;
-	}
-	if (mesh_mux(a->ternd->mesh, r->to) == NULL) {
-		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
-		return -1;
-	}
 	if (!mesh_has_capability(a->ternd->mesh, r->to, "criu")) {
 		xasprintf(cause, "host %s cannot run containers (no usable "
 		    "CRIU there: see ternctl status on it)", r->to);

@@ -2,6 +2,7 @@
  * and the routing from the mesh and the control socket to them. */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define LOG_MODULE "migrate"
@@ -85,6 +86,7 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
     instances_done_cb progress, instances_done_cb cb, void *arg)
 {
 	struct instance	*in;
+	char		*cause;
 
 	if (a->mig == NULL) {
 		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
@@ -109,6 +111,20 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "instance is protected by the coordinator (--ha): moving it "
 		    "needs the commit point in the coordinator's store, which "
 		    "this version does not have yet (docs/ha.md)");
+		return;
+	}
+	/* What any kind's move needs of its target. */
+	if (strcmp(r->to, a->ternd->conf->host_name) == 0) {
+		xasprintf(&cause, "instance %s already runs on %s", in->name,
+		    r->to);
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, cause);
+		free(cause);
+		return;
+	}
+	if (mesh_mux(a->ternd->mesh, r->to) == NULL) {
+		xasprintf(&cause, "host %s is not up (ternctl hosts)", r->to);
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE, cause);
+		free(cause);
 		return;
 	}
 	mig_engine_start(a->mig, in->drv->kind, r, progress, cb, arg);

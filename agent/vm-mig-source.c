@@ -458,15 +458,6 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 		    inst_state_names[in->state]);
 		return -1;
 	}
-	if (strcmp(r->to, a->ternd->conf->host_name) == 0) {
-		xasprintf(cause, "instance %s already runs on %s", in->name,
-		    r->to);
-		return -1;
-	}
-	if (mesh_mux(a->ternd->mesh, r->to) == NULL) {
-		xasprintf(cause, "host %s is not up (ternctl hosts)", r->to);
-		return -1;
-	}
 	vmm_census(mg, MIG_ROLE_SOURCE, &n, &named);
 	if (named) {
 		xasprintf(cause, "instance %s is already migrating", in->name);
