@@ -30,15 +30,17 @@ ha_policy_name(int ha)
 
 /* --- the lease file: "BOOT-ID STOP-AT-MS" ------------------------------- */
 
-static char *
+/* This boot's id, read once: the lease file is written at every grant. */
+static const char *
 ha_boot_id(void)
 {
-	char	*s = read_file_bounded("/proc/sys/kernel/random/boot_id", 64,
-		    NULL, NULL);
+	static char	*id;
 
-	if (s != NULL)
-		s[strcspn(s, "\n")] = '\0';
-	return s;
+	if (id == NULL &&
+	    (id = read_file_bounded("/proc/sys/kernel/random/boot_id", 64,
+	    NULL, NULL)) != NULL)
+		id[strcspn(id, "\n")] = '\0';
+	return id;
 }
 
 static char *
@@ -54,8 +56,8 @@ ha_lease_path(struct agent *a)
 static uint64_t
 ha_lease_read(struct agent *a)
 {
-	char		*path = ha_lease_path(a), *text, *boot = ha_boot_id();
-	char		*sp;
+	char		*path = ha_lease_path(a), *text, *sp;
+	const char	*boot = ha_boot_id();
 	uint64_t	 at = 0;
 
 	text = read_file_bounded(path, 256, NULL, NULL);
@@ -64,7 +66,6 @@ ha_lease_read(struct agent *a)
 	    strncmp(text, boot, strlen(boot)) == 0)
 		at = strtoull(sp + 1, NULL, 10);
 	free(text);
-	free(boot);
 	free(path);
 	return at;
 }
@@ -75,7 +76,8 @@ static void
 ha_save(void *ctx, uint64_t stop_at)
 {
 	struct agent	*a = ctx;
-	char		*path = ha_lease_path(a), *boot = ha_boot_id(), *text;
+	const char	*boot = ha_boot_id();
+	char		*path = ha_lease_path(a), *text;
 	FILE		*fp;
 
 	if (boot == NULL) {
@@ -88,7 +90,6 @@ ha_save(void *ctx, uint64_t stop_at)
 		fclose(fp);
 	}
 	free(text);
-	free(boot);
 	free(path);
 }
 
@@ -593,12 +594,6 @@ ha_instances_may_run(struct instance *in, int *code, char **cause)
 
 /* --- start and stop ------------------------------------------------------- */
 
-static int
-ha_local_grant(void *ctx, const char *peer, const Envelope *env)
-{
-	return ha_on_msg(ctx, peer, env);
-}
-
 int
 ha_instances_register(struct agent *a, char **cause)
 {
@@ -607,7 +602,7 @@ ha_instances_register(struct agent *a, char **cause)
 	if (strstr(conf->role, "coordinator") != NULL) {
 		if ((a->coord = coord_role_start(a->ternd, cause)) == NULL)
 			return -1;
-		coord_role_set_local(a->coord, ha_local_grant, a);
+		coord_role_set_local(a->coord, ha_on_msg, a);
 	}
 	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT,
 	    ha_on_msg, a);
