@@ -78,6 +78,8 @@ struct coordinator {
 static void	coord_arm(struct coordinator *);
 static struct moving *coord_moving(struct coordinator *, const char *);
 static void	coord_moved(void *, const char *);
+static void	coord_move(struct coordinator *, const struct model_instance *,
+		    const char *, const char *, int);
 
 static uint64_t
 coord_now(const struct coordinator *c)
@@ -307,32 +309,11 @@ coord_release(struct coordinator *c, const char *host,
     const Tern__HeldInstance *hi)
 {
 	struct model_instance	*in = model_instance(c->model, hi->name);
-	struct moving		*mv;
-	char			*cause = NULL;
 
 	if (in == NULL || in->owner == NULL || strcmp(in->owner, host) != 0 ||
 	    in->epoch != hi->epoch || coord_moving(c, hi->name) != NULL)
 		return;		/* not host's to release (any more) */
-	mv = xcalloc(1, sizeof *mv);
-	mv->c = c;
-	mv->name = xstrdup(hi->name);
-	mv->from = xstrdup(host);
-	mv->to = xstrdup("nowhere");
-	mv->epoch = in->epoch;
-	mv->release = 1;
-	if (model_instance_move(c->model, in->name, in->epoch, NULL,
-	    coord_moved, mv, &cause) == -1) {
-		log_warnx("release of %s: %s", in->name, cause);
-		free(cause);
-		free(mv->name);
-		free(mv->from);
-		free(mv->to);
-		free(mv);
-		return;
-	}
-	mv->next = c->moving;
-	c->moving = mv;
-	c->pending++;
+	coord_move(c, in, host, NULL, 1);
 }
 
 /* What host holds: new instances are added, a name taken elsewhere is
@@ -476,6 +457,15 @@ coord_moving(struct coordinator *c, const char *name)
 }
 
 static void
+coord_moving_free(struct moving *mv)
+{
+	free(mv->name);
+	free(mv->from);
+	free(mv->to);
+	free(mv);
+}
+
+static void
 coord_moved(void *arg, const char *error)
 {
 	struct moving		*mv = arg, **pp;
@@ -512,11 +502,37 @@ coord_moved(void *arg, const char *error)
 		free(text);
 		coord_arm(c);
 	}
-	free(mv->name);
-	free(mv->from);
-	free(mv->to);
-	free(mv);
+	coord_moving_free(mv);
 	coord_maybe_free(c);
+}
+
+/* The one way an instance changes owner here: one transaction compared on
+ * the epoch read, listed in c->moving until it is answered (meanwhile no
+ * grant lists the instance to anyone).  to NULL: it runs nowhere. */
+static void
+coord_move(struct coordinator *c, const struct model_instance *in,
+    const char *from, const char *to, int release)
+{
+	struct moving	*mv = xcalloc(1, sizeof *mv);
+	char		*cause = NULL;
+
+	mv->c = c;
+	mv->name = xstrdup(in->name);
+	mv->from = xstrdup(from);
+	mv->to = xstrdup(to != NULL ? to : "nowhere");
+	mv->epoch = in->epoch;
+	mv->release = release;
+	if (model_instance_move(c->model, in->name, in->epoch, to, coord_moved,
+	    mv, &cause) == -1) {
+		log_warnx("%s of %s: %s", release ? "release" : "failover",
+		    in->name, cause);
+		free(cause);
+		coord_moving_free(mv);
+		return;
+	}
+	mv->next = c->moving;
+	c->moving = mv;
+	c->pending++;
 }
 
 /* Move what failed owns and may run elsewhere, one transaction each
@@ -526,36 +542,14 @@ static void
 coord_failover(struct coordinator *c, const char *failed)
 {
 	struct model_plan	*plan;
-	struct moving		*mv;
 	size_t			 n, i;
-	char			*cause = NULL;
 
 	n = model_failover_plan(c->model, failed, &plan);
 	for (i = 0; i < n; i++) {
 		struct model_instance *in = plan[i].instance;
 
-		if (plan[i].target == NULL || coord_moving(c, in->name) != NULL)
-			continue;
-		mv = xcalloc(1, sizeof *mv);
-		mv->c = c;
-		mv->name = xstrdup(in->name);
-		mv->from = xstrdup(failed);
-		mv->to = xstrdup(plan[i].target);
-		mv->epoch = in->epoch;
-		if (model_instance_move(c->model, in->name, in->epoch,
-		    plan[i].target, coord_moved, mv, &cause) == -1) {
-			log_warnx("failover of %s: %s", in->name, cause);
-			free(cause);
-			cause = NULL;
-			free(mv->name);
-			free(mv->from);
-			free(mv->to);
-			free(mv);
-			continue;
-		}
-		mv->next = c->moving;
-		c->moving = mv;
-		c->pending++;
+		if (plan[i].target != NULL && coord_moving(c, in->name) == NULL)
+			coord_move(c, in, failed, plan[i].target, 0);
 	}
 	model_plan_free(plan, n);
 }

@@ -235,17 +235,7 @@ renew_holding(const char *host, uint64_t seq, int join, const char *held)
 static void
 renew(const char *host, uint64_t seq, int join)
 {
-	Envelope		env;
-	Tern__LeaseRenew	r = TERN__LEASE_RENEW__INIT;
-
-	msg_init(&env, 0);
-	r.seq = seq;
-	r.has_join = join;
-	r.join = join;
-	env.body_case = TERN__ENVELOPE__BODY_LEASE_RENEW;
-	env.lease_renew = &r;
-	assert_int_equal(coord_on_msg(co, host, &env), 1);
-	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	renew_holding(host, seq, join, "");
 }
 
 static void
