@@ -112,7 +112,8 @@ precopy_passes() {
 	vm_job_watch "$from" pp
 	cl_ctl "$from" --json migrate pp --to "$to" --mode precopy \
 	    --max-downtime 1 "$@" >"$TH_ROOT/pp.out" 2>&1 &
-	vm_wait_passes "$from" pp "$n" || fail "pre-copy $from->$to $*"
+	vm_wait_passes "$from" pp "$n" $! ||
+	    fail "pre-copy $from->$to $*: $(cat "$TH_ROOT/pp.out")"
 	lv_virsh "$from" migrate-setmaxdowntime pp 60000 >/dev/null
 	wait $! || rc=$?
 	out=$(cat "$TH_ROOT/pp.out")
@@ -169,7 +170,8 @@ echo "late post-copy: switched in pass ${pass:-?}"
 vm_job_watch h2 pp
 cl_ctl h2 --json migrate pp --to h1 --mode auto --max-downtime 1 \
     >"$TH_ROOT/pp.out" 2>&1 &
-vm_wait_passes h2 pp 3 || fail "outside switch: no pass 3"
+vm_wait_passes h2 pp 3 $! ||
+    fail "outside switch: no pass 3: $(cat "$TH_ROOT/pp.out")"
 lv_virsh h2 migrate-postcopy pp || fail "virsh migrate-postcopy"
 wait $! || fail "outside switch: $(cat "$TH_ROOT/pp.out")"
 out=$(cat "$TH_ROOT/pp.out")

@@ -29,8 +29,10 @@
 #				of the completed job seen since, waiting
 #				for it; stops watching (what it saw stays:
 #				ask again for another field)
-#	vm_wait_passes HOST NAME N	NAME's migration job on HOST is in
-#				QEMU's pass N (dirty-sync-count) or later
+#	vm_wait_passes HOST NAME N PID	NAME's migration job on HOST is in
+#				QEMU's pass N (dirty-sync-count) or later;
+#				fails at once, saying what QEMU's job did,
+#				if PID (the ternctl moving it) ends first
 #
 # The guest's console goes to a file per host, started over by every
 # QEMU that takes it in there, so the history is built from each host's
@@ -187,16 +189,26 @@ vm_job_field() {
 	    "$TH_ROOT/$name.jobs" | tail -n 1
 }
 
-vm__pass_reached() {
+vm__pass_reached() {	# HOST NAME N PID
 	local it
+	kill -0 "$4" 2>/dev/null || return 0	# ended: the caller says how
 	it=$(lv_virsh "$1" domjobinfo "$2" 2>/dev/null |
 	    sed -n 's/^Iteration: *\([0-9]*\).*/\1/p')
 	[ -n "$it" ] && [ "$it" -ge "$3" ]
 }
 
-vm_wait_passes() {
-	th_wait "${4:-120}" vm__pass_reached "$1" "$2" "$3" || {
-		echo "vms: $2's migration on $1 never reached pass $3" >&2
-		return 1
-	}
+vm_wait_passes() {	# HOST NAME N PID
+	th_wait 120 vm__pass_reached "$@" && kill -0 "$4" 2>/dev/null &&
+	    return 0
+	if kill -0 "$4" 2>/dev/null; then
+		echo "vms: $2's migration on $1 never reached pass $3:" \
+		    "$(lv_virsh "$1" domjobinfo "$2" 2>&1 | tr -s ' \n' ' ')" >&2
+	else
+		# A guest that stood still for a whole pass lets QEMU
+		# converge even at a 1 ms downtime limit.
+		echo "vms: $2's migration on $1 ended before pass $3:" \
+		    "$(lv_virsh "$1" domjobinfo "$2" --completed 2>&1 |
+		    tr -s ' \n' ' ')" >&2
+	fi
+	return 1
 }
