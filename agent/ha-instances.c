@@ -114,7 +114,9 @@ ha_fence(void *ctx, const char *why)
 	if (a->instances == NULL)
 		return;
 	for (in = a->instances->list; in != NULL; in = in->next) {
-		if (in->ha == 0 || in->pid <= 0 || in->drv->fence == NULL)
+		/* A VM runs without a pid of ours. */
+		if (in->ha == 0 || in->drv->fence == NULL || (in->pid <= 0 &&
+		    in->state != INST_RUNNING && in->state != INST_STOPPING))
 			continue;
 		log_warnx("instance %s: fenced: %s", in->name, why);
 		in->drv->fence(in, why);
@@ -584,12 +586,40 @@ ha_instances_may_run(struct instance *in, int *code, char **cause)
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s is not "
 		    "registered with the coordinator yet (it is at this host's "
 		    "next lease renewal); try again in a moment", in->name);
-	if (!ha_agent_valid(a->ha))
+	if (!ha_agent_may_run(a->ha, in->epoch))
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s is "
 		    "protected and this host holds no lease from its "
 		    "coordinator (ternctl status)", in->name);
 	return 0;
+}
+
+int
+ha_instances_running(struct instance *in)
+{
+	struct agent	*a = in->set->agent;
+	const char	*why;
+	char		*text;
+
+	if (in->ha == 0)
+		return 0;
+	if (a->ha == NULL)
+		why = "this host has no coordinator";
+	else if (in->epoch == 0)
+		why = "the coordinator has not given it an epoch yet";
+	else if (!ha_agent_may_run(a->ha, in->epoch))
+		why = "this host's lease ended while it was being started, "
+		    "restored or resumed";
+	else
+		return 0;
+	xasprintf(&text, "fenced as it turned running: %s; it starts again "
+	    "once this host holds a valid lease for it (ternctl status)", why);
+	log_warnx("instance %s: %s", in->name, text);
+	instance_set_error(in, text);
+	free(text);
+	if (in->drv->fence != NULL)
+		in->drv->fence(in, why);
+	return -1;
 }
 
 /* --- start and stop ------------------------------------------------------- */

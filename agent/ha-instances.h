@@ -40,6 +40,12 @@ void	ha_instances_released(struct agent *, const struct instance *);
 /* Before a start or restore: 0 if in may run now, -1 with *code and
  * *cause if it is protected and this host holds no lease for it. */
 int	ha_instances_may_run(struct instance *, int *code, char **cause);
+/* in has just turned running (instance_set_state): 0 if it may run;
+ * -1 if it is protected and this host holds no valid lease for its epoch
+ * now (a start, restore or resume that began under the lease ended after
+ * it): then it is fenced at once through its driver, and logged; it
+ * stays wanted running, so a later grant starts it again. */
+int	ha_instances_running(struct instance *);
 /* For ternctl status (caller frees; NULL: no such role here). */
 char	*ha_instances_lease(struct agent *);
 char	*ha_instances_coordinator(struct agent *);
