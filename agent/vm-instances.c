@@ -400,7 +400,12 @@ vm_restore_done(struct instance *in, struct vm_op *op)
 		return;
 	}
 	instance_set_error(in, NULL);
-	instance_set_state(in, INST_RUNNING, "restored");
+	if (instance_set_state(in, INST_RUNNING, "restored") != 0) {
+		/* Fenced: no lease for it any more. */
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "instance %s: %s", in->name, in->last_error);
+		return;
+	}
 	r.name = in->name;
 	r.generation = op->generation;
 	r.pid = 0;
@@ -447,8 +452,13 @@ vm_op_done(uv_work_t *w, int status)
 			break;
 		}
 		instance_set_error(in, NULL);
-		instance_set_state(in, INST_RUNNING, NULL);
-		reply_done(op->cb, op->arg, "instance %s started", in->name);
+		if (instance_set_state(in, INST_RUNNING, NULL) != 0)
+			reply_error(op->cb, op->arg,
+			    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: "
+			    "%s", in->name, in->last_error);
+		else
+			reply_done(op->cb, op->arg, "instance %s started",
+			    in->name);
 		break;
 	case VMOP_SHUTDOWN:
 		if (op->rc != 0 && in->state == INST_STOPPING) {
@@ -848,6 +858,29 @@ vm_instance_arrived(struct instances *set, const char *name, const char *xml,
 	return in;
 }
 
+/* The lease is ending (agent/ha.h): pull the plug now (virDomainDestroy
+ * on the pool), no ACPI, no grace; the destroy's answer settles it as a
+ * killed stop.  Anything else it is doing (a restore, a checkpoint) ends
+ * through instance_set_state, whose lease check calls this again. */
+static void
+vmi_fence(struct instance *in, const char *why)
+{
+	if (in->state != INST_RUNNING && in->state != INST_STOPPING)
+		return;
+	if (in->set->agent->vms == NULL || !vm_host_up(in->set->agent->vms)) {
+		log_warnx("instance %s: cannot destroy it (libvirtd does not "
+		    "answer): %s; check it with virsh and destroy it by hand",
+		    in->name, why);
+		return;
+	}
+	log_warnx("instance %s: destroyed at once: %s", in->name, why);
+	uv_timer_stop(&in->timer);
+	in->stop_killed = 1;
+	if (in->state == INST_RUNNING)
+		instance_set_state(in, INST_STOPPING, why);
+	vm_op_queue(in->set, in, VMOP_KILL, NULL, NULL);
+}
+
 const struct inst_driver vm_inst_driver = {
 	.kind = TERN__INSTANCE_KIND__KIND_VM,
 	.name = "vm",
@@ -859,4 +892,5 @@ const struct inst_driver vm_inst_driver = {
 	.destroy = vmi_destroy,
 	.checkpoint = vmi_checkpoint,
 	.restore = vmi_restore,
+	.fence = vmi_fence,
 };
