@@ -11,7 +11,6 @@
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
-#include "coord/role.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
 #include "daemon/ternd.h"
@@ -100,8 +99,7 @@ ha_send(void *ctx, const char *host, const Envelope *env, char **cause)
 {
 	struct agent	*a = ctx;
 
-	if (a->coord != NULL && strcmp(host, a->ternd->conf->host_name) == 0)
-		return coord_role_local(a->coord, env);
+	/* The coordinator of this same host too (mesh_deliver_local). */
 	return mesh_send(a->ternd->mesh, host, env, cause);
 }
 
@@ -624,19 +622,11 @@ ha_instances_running(struct instance *in)
 
 /* --- start and stop ------------------------------------------------------- */
 
-int
-ha_instances_register(struct agent *a, char **cause)
+void
+ha_instances_register(struct agent *a)
 {
-	struct conf	*conf = a->ternd->conf;
-
-	if (strstr(conf->role, "coordinator") != NULL) {
-		if ((a->coord = coord_role_start(a->ternd, cause)) == NULL)
-			return -1;
-		coord_role_set_local(a->coord, ha_on_msg, a);
-	}
 	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT,
 	    ha_on_msg, a);
-	return 0;
 }
 
 void
@@ -677,8 +667,6 @@ ha_instances_stop(struct agent *a)
 	ha_agent_free(a->ha);
 	a->ha = NULL;
 	ha_released_free(a);
-	coord_role_stop(a->coord);
-	a->coord = NULL;
 }
 
 char *
@@ -690,5 +678,8 @@ ha_instances_lease(struct agent *a)
 char *
 ha_instances_coordinator(struct agent *a)
 {
-	return a->coord != NULL ? coord_role_describe(a->coord) : NULL;
+	struct ternd	*td = a->ternd;
+
+	return td->coord_describe != NULL ? td->coord_describe(td->coord_ctx) :
+	    NULL;
 }

@@ -17,10 +17,9 @@
 #include "agent/agent.h"
 #include "agent/driver.h"
 
-/* Before the mesh starts: the coordinator role, if this host has it
- * (conf role), and the handler for grants.  -1 and *cause if the
- * coordinator role cannot run (its store). */
-int	ha_instances_register(struct agent *, char **cause);
+/* Before the mesh starts: the handler for grants (from the coordinator's
+ * host, this one's own included: main has the mesh deliver those). */
+void	ha_instances_register(struct agent *);
 /* Once the instance table is open: hold a lease from the coordinator
  * (conf coordinator), if any. */
 void	ha_instances_start(struct agent *);
