@@ -601,6 +601,10 @@ ha_instances_running(struct instance *in)
 
 	if (in->ha == 0)
 		return 0;
+	/* ternd is stopping (the lease keeper is gone): the next ternd
+	 * fences it at start unless the lease it left behind still runs. */
+	if (a->ha == NULL && a->ternd->stopping)
+		return 0;
 	if (a->ha == NULL)
 		why = "this host has no coordinator";
 	else if (in->epoch == 0)
