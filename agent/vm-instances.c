@@ -276,6 +276,14 @@ vm_finish_stop(struct instance *in, const char *why)
 
 static void	vm_sync(struct instance *, const char *);
 
+/* Why a destroy of ours stopped it: a fence says why, else the grace
+ * period of a stop ran out. */
+static const char *
+vm_killed_why(const struct instance *in)
+{
+	return in->stop_why != NULL ? in->stop_why : VM_STOP_KILLED;
+}
+
 /* The destroy failed (libvirtd went away, ...): it may run on, so it is
  * running until libvirt says otherwise. */
 static void
@@ -471,7 +479,7 @@ vm_op_done(uv_work_t *w, int status)
 		if (in->state != INST_STOPPING)
 			break;
 		if (op->rc == 0)
-			vm_finish_stop(in, VM_STOP_KILLED);
+			vm_finish_stop(in, vm_killed_why(in));
 		else
 			vm_stop_failed(in, op->cause);
 		break;
@@ -640,6 +648,8 @@ vmi_stop(struct instance *in, instances_done_cb cb, void *arg, int *code,
 	in->stop_cb = cb;
 	in->stop_arg = arg;
 	in->stop_killed = 0;
+	free(in->stop_why);
+	in->stop_why = NULL;
 	instance_set_state(in, INST_STOPPING, "ACPI shutdown");
 	uv_timer_start(&in->timer, vm_stop_grace, VM_STOP_GRACE_MS, 0);
 	vm_op_queue(in->set, in, VMOP_SHUTDOWN, NULL, NULL);
@@ -787,7 +797,7 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 		break;
 	case VM_EV_STOPPED:
 		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, in->stop_killed ? VM_STOP_KILLED :
+			vm_finish_stop(in, in->stop_killed ? vm_killed_why(in) :
 			    why);
 		else if (in->state == INST_RUNNING)
 			vm_sync(in, why);
@@ -876,6 +886,8 @@ vmi_fence(struct instance *in, const char *why)
 	log_warnx("instance %s: destroyed at once: %s", in->name, why);
 	uv_timer_stop(&in->timer);
 	in->stop_killed = 1;
+	free(in->stop_why);
+	xasprintf(&in->stop_why, "fenced: %s", why);
 	if (in->state == INST_RUNNING)
 		instance_set_state(in, INST_STOPPING, why);
 	vm_op_queue(in->set, in, VMOP_KILL, NULL, NULL);
