@@ -16,7 +16,6 @@ struct mig_engine;
 struct ha_agent;
 struct ha_pending;
 struct ha_released;
-struct coord_role;
 struct vm_host;
 struct longjobs;
 
@@ -26,7 +25,6 @@ struct agent {
 	struct vm_host		*vms;		/* libvirt; NULL: no VMs here */
 	struct mig_engine	*mig;		/* every migration, either kind */
 	struct ha_agent		*ha;		/* our lease; NULL: unprotected */
-	struct coord_role	*coord;		/* NULL: not a coordinator */
 	struct ha_pending	*ha_pending;	/* creates waiting for it */
 	struct ha_released	*ha_released;	/* destroyed, to tell it */
 	uint64_t		 next_migration;

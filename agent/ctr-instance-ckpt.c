@@ -188,7 +188,15 @@ restore_done(void *varg, const struct ckpt_result *res, const char *error)
 	}
 	instance_set_error(in, NULL);
 	instance_watch(in, res->pid, 0);
-	instance_set_state(in, INST_RUNNING, "restored");
+	if (instance_set_state(in, INST_RUNNING, "restored") != 0) {
+		/* Fenced: no lease for it any more. */
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "instance %s: %s", in->name, in->last_error);
+		free(op);
+		instances_reap(in->set);
+		instances_op_done(in->set);
+		return;
+	}
 	r.name = in->name;
 	r.generation = res->generation;
 	r.pid = (uint32_t)res->pid;

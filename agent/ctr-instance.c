@@ -14,6 +14,7 @@
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container-work.h"
 #include "checkpoint/container.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/work.h"
@@ -407,9 +408,8 @@ ctr_created(void *arg, const char *error)
 }
 
 static void
-ctr_started(void *arg, pid_t pid, const char *error)
+ctr_started_now(struct instance *in, pid_t pid, const char *error)
 {
-	struct instance		*in = arg;
 	struct instances	*set = in->set;
 	instances_done_cb	 cb = in->stop_cb;
 	void			*cbarg = in->stop_arg;
@@ -424,13 +424,62 @@ ctr_started(void *arg, pid_t pid, const char *error)
 	} else {
 		instance_set_error(in, NULL);
 		instance_watch(in, pid, 0);
-		instance_set_state(in, INST_RUNNING, NULL);
-		reply_done(cb, cbarg, "instance %s started (pid %ld)",
-		    in->name, (long)pid);
+		if (instance_set_state(in, INST_RUNNING, NULL) != 0)
+			reply_error(cb, cbarg,
+			    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: "
+			    "%s", in->name, in->last_error);
+		else
+			reply_done(cb, cbarg, "instance %s started (pid %ld)",
+			    in->name, (long)pid);
 		/* It may have exited before we watched it. */
 		instances_reap(set);
 	}
 	instances_op_done(set);
+}
+
+/* The fault point ctr.start.before-running (delay=MS): the container's
+ * processes run, its state is not running yet; as a start on a slow
+ * host whose lease ends meanwhile. */
+struct ctr_start_delay {
+	uv_timer_t	 timer;
+	struct instance	*in;
+	pid_t		 pid;
+};
+
+static void
+ctr_start_delay_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void
+ctr_start_delayed(uv_timer_t *t)
+{
+	struct ctr_start_delay	*d = t->data;
+
+	ctr_started_now(d->in, d->pid, NULL);
+	uv_close((uv_handle_t *)&d->timer, ctr_start_delay_closed);
+}
+
+static void
+ctr_started(void *arg, pid_t pid, const char *error)
+{
+	struct instance		*in = arg;
+	struct ctr_start_delay	*d;
+	unsigned		 ms = 0;
+
+	if (error == NULL && fault_check("ctr.start.before-running", &ms) ==
+	    FAULT_DELAY) {
+		/* The table stays busy (set->busy) until it goes on. */
+		d = xcalloc(1, sizeof *d);
+		d->in = in;
+		d->pid = pid;
+		uv_timer_init(in->set->agent->ternd->loop, &d->timer);
+		d->timer.data = d;
+		uv_timer_start(&d->timer, ctr_start_delayed, ms, 0);
+		return;
+	}
+	ctr_started_now(in, pid, error);
 }
 
 /* On the pool: the first process may take seconds to exec (a rootfs on

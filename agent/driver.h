@@ -83,9 +83,11 @@ struct inst_driver {
 	/* Out of the table: let go of what watches it (its processes run
 	 * on).  Optional. */
 	void	(*unlink)(struct instance *);
-	/* The lease is ending (agent/ha.h): stop it at once, no grace, no
-	 * waiting (kill its processes; the exit is seen as any other).
-	 * Optional: a kind without it cannot be protected. */
+	/* The lease is ending (agent/ha.h), or the instance turned running
+	 * without a valid lease (instance_set_state): stop it at once, no
+	 * grace, no waiting (kill its processes; the exit is seen as any
+	 * other).  It may be called from instance_set_state.  Optional: a
+	 * kind without it cannot be protected. */
 	void	(*fence)(struct instance *, const char *why);
 	/* Free what the driver holds in in (just before in).  Optional. */
 	void	(*release)(struct instance *);

@@ -11,7 +11,6 @@
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
-#include "coord/role.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
 #include "daemon/ternd.h"
@@ -100,8 +99,7 @@ ha_send(void *ctx, const char *host, const Envelope *env, char **cause)
 {
 	struct agent	*a = ctx;
 
-	if (a->coord != NULL && strcmp(host, a->ternd->conf->host_name) == 0)
-		return coord_role_local(a->coord, env);
+	/* The coordinator of this same host too (mesh_deliver_local). */
 	return mesh_send(a->ternd->mesh, host, env, cause);
 }
 
@@ -114,7 +112,9 @@ ha_fence(void *ctx, const char *why)
 	if (a->instances == NULL)
 		return;
 	for (in = a->instances->list; in != NULL; in = in->next) {
-		if (in->ha == 0 || in->pid <= 0 || in->drv->fence == NULL)
+		/* A VM runs without a pid of ours. */
+		if (in->ha == 0 || in->drv->fence == NULL || (in->pid <= 0 &&
+		    in->state != INST_RUNNING && in->state != INST_STOPPING))
 			continue;
 		log_warnx("instance %s: fenced: %s", in->name, why);
 		in->drv->fence(in, why);
@@ -584,7 +584,7 @@ ha_instances_may_run(struct instance *in, int *code, char **cause)
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s is not "
 		    "registered with the coordinator yet (it is at this host's "
 		    "next lease renewal); try again in a moment", in->name);
-	if (!ha_agent_valid(a->ha))
+	if (!ha_agent_may_run(a->ha, in->epoch))
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s is "
 		    "protected and this host holds no lease from its "
@@ -592,21 +592,45 @@ ha_instances_may_run(struct instance *in, int *code, char **cause)
 	return 0;
 }
 
+int
+ha_instances_running(struct instance *in)
+{
+	struct agent	*a = in->set->agent;
+	const char	*why;
+	char		*text;
+
+	if (in->ha == 0)
+		return 0;
+	/* ternd is stopping (the lease keeper is gone): the next ternd
+	 * fences it at start unless the lease it left behind still runs. */
+	if (a->ha == NULL && a->ternd->stopping)
+		return 0;
+	if (a->ha == NULL)
+		why = "this host has no coordinator";
+	else if (in->epoch == 0)
+		why = "the coordinator has not given it an epoch yet";
+	else if (!ha_agent_may_run(a->ha, in->epoch))
+		why = "this host's lease ended while it was being started, "
+		    "restored or resumed";
+	else
+		return 0;
+	xasprintf(&text, "fenced as it turned running: %s; it starts again "
+	    "once this host holds a valid lease for it (ternctl status)", why);
+	log_warnx("instance %s: %s", in->name, text);
+	instance_set_error(in, text);
+	free(text);
+	if (in->drv->fence != NULL)
+		in->drv->fence(in, why);
+	return -1;
+}
+
 /* --- start and stop ------------------------------------------------------- */
 
-int
-ha_instances_register(struct agent *a, char **cause)
+void
+ha_instances_register(struct agent *a)
 {
-	struct conf	*conf = a->ternd->conf;
-
-	if (strstr(conf->role, "coordinator") != NULL) {
-		if ((a->coord = coord_role_start(a->ternd, cause)) == NULL)
-			return -1;
-		coord_role_set_local(a->coord, ha_on_msg, a);
-	}
 	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT,
 	    ha_on_msg, a);
-	return 0;
 }
 
 void
@@ -647,8 +671,6 @@ ha_instances_stop(struct agent *a)
 	ha_agent_free(a->ha);
 	a->ha = NULL;
 	ha_released_free(a);
-	coord_role_stop(a->coord);
-	a->coord = NULL;
 }
 
 char *
@@ -660,5 +682,8 @@ ha_instances_lease(struct agent *a)
 char *
 ha_instances_coordinator(struct agent *a)
 {
-	return a->coord != NULL ? coord_role_describe(a->coord) : NULL;
+	struct ternd	*td = a->ternd;
+
+	return td->coord_describe != NULL ? td->coord_describe(td->coord_ctx) :
+	    NULL;
 }

@@ -17,10 +17,9 @@
 #include "agent/agent.h"
 #include "agent/driver.h"
 
-/* Before the mesh starts: the coordinator role, if this host has it
- * (conf role), and the handler for grants.  -1 and *cause if the
- * coordinator role cannot run (its store). */
-int	ha_instances_register(struct agent *, char **cause);
+/* Before the mesh starts: the handler for grants (from the coordinator's
+ * host, this one's own included: main has the mesh deliver those). */
+void	ha_instances_register(struct agent *);
 /* Once the instance table is open: hold a lease from the coordinator
  * (conf coordinator), if any. */
 void	ha_instances_start(struct agent *);
@@ -40,6 +39,12 @@ void	ha_instances_released(struct agent *, const struct instance *);
 /* Before a start or restore: 0 if in may run now, -1 with *code and
  * *cause if it is protected and this host holds no lease for it. */
 int	ha_instances_may_run(struct instance *, int *code, char **cause);
+/* in has just turned running (instance_set_state): 0 if it may run;
+ * -1 if it is protected and this host holds no valid lease for its epoch
+ * now (a start, restore or resume that began under the lease ended after
+ * it): then it is fenced at once through its driver, and logged; it
+ * stays wanted running, so a later grant starts it again. */
+int	ha_instances_running(struct instance *);
 /* For ternctl status (caller frees; NULL: no such role here). */
 char	*ha_instances_lease(struct agent *);
 char	*ha_instances_coordinator(struct agent *);

@@ -170,6 +170,12 @@ ha_agent_valid(const struct ha_agent *h)
 	return lease_valid(&h->lease, ha_now(h));
 }
 
+int
+ha_agent_may_run(const struct ha_agent *h, uint64_t epoch)
+{
+	return epoch != 0 && ha_agent_valid(h);
+}
+
 char *
 ha_agent_describe(const struct ha_agent *h)
 {

@@ -68,6 +68,11 @@ int		 ha_agent_on_msg(struct ha_agent *, const char *peer,
 		    const Envelope *);
 /* 1 while protected instances may run (and start, and resume). */
 int		 ha_agent_valid(const struct ha_agent *);
+/* 1 if an instance the coordinator gave this host at epoch may run now:
+ * it has an epoch (the coordinator knows it) and the lease is valid
+ * (before its deadline minus the margin).  Asked at the moment a
+ * protected instance turns running, whatever made it run. */
+int		 ha_agent_may_run(const struct ha_agent *, uint64_t epoch);
 /* "valid for 1234 ms", "none (refused: ...)", for status. */
 char		*ha_agent_describe(const struct ha_agent *);
 void		 ha_agent_free(struct ha_agent *);

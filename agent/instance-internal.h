@@ -105,7 +105,10 @@ void		 reply_checkpoint(instances_done_cb, void *, const char *name,
 struct instance	*instance_new(struct instances *, const char *name,
 		    const char *spec_text, const char *spec_dir,
 		    struct container_spec *);
-void		 instance_set_state(struct instance *, enum inst_state,
+/* Logged at info, persisted.  Turning running: -1 if the instance is
+ * protected and this host holds no valid lease for it now; it was
+ * fenced (ha-instances.h), the caller answers so. */
+int		 instance_set_state(struct instance *, enum inst_state,
 		    const char *why);
 void		 instance_set_error(struct instance *, const char *);
 /* Write its state file (state, pid, generation, criu, moved_to) on the

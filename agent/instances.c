@@ -46,7 +46,7 @@ instances_op_done(struct instances *set)
 }
 
 
-void
+int
 instance_set_state(struct instance *in, enum inst_state st, const char *why)
 {
 	if (in->state != st)
@@ -56,6 +56,11 @@ instance_set_state(struct instance *in, enum inst_state st, const char *why)
 	in->state = st;
 	in->since_ms = now_ms();
 	instance_persist(in);
+	/* The one place every start, restore and resume goes through:
+	 * the lease is checked when it runs, not only when it began. */
+	if (st == INST_RUNNING)
+		return ha_instances_running(in);
+	return 0;
 }
 
 void

@@ -276,6 +276,14 @@ vm_finish_stop(struct instance *in, const char *why)
 
 static void	vm_sync(struct instance *, const char *);
 
+/* Why a destroy of ours stopped it: a fence says why, else the grace
+ * period of a stop ran out. */
+static const char *
+vm_killed_why(const struct instance *in)
+{
+	return in->stop_why != NULL ? in->stop_why : VM_STOP_KILLED;
+}
+
 /* The destroy failed (libvirtd went away, ...): it may run on, so it is
  * running until libvirt says otherwise. */
 static void
@@ -400,7 +408,12 @@ vm_restore_done(struct instance *in, struct vm_op *op)
 		return;
 	}
 	instance_set_error(in, NULL);
-	instance_set_state(in, INST_RUNNING, "restored");
+	if (instance_set_state(in, INST_RUNNING, "restored") != 0) {
+		/* Fenced: no lease for it any more. */
+		reply_error(op->cb, op->arg, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "instance %s: %s", in->name, in->last_error);
+		return;
+	}
 	r.name = in->name;
 	r.generation = op->generation;
 	r.pid = 0;
@@ -447,8 +460,13 @@ vm_op_done(uv_work_t *w, int status)
 			break;
 		}
 		instance_set_error(in, NULL);
-		instance_set_state(in, INST_RUNNING, NULL);
-		reply_done(op->cb, op->arg, "instance %s started", in->name);
+		if (instance_set_state(in, INST_RUNNING, NULL) != 0)
+			reply_error(op->cb, op->arg,
+			    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: "
+			    "%s", in->name, in->last_error);
+		else
+			reply_done(op->cb, op->arg, "instance %s started",
+			    in->name);
 		break;
 	case VMOP_SHUTDOWN:
 		if (op->rc != 0 && in->state == INST_STOPPING) {
@@ -461,7 +479,7 @@ vm_op_done(uv_work_t *w, int status)
 		if (in->state != INST_STOPPING)
 			break;
 		if (op->rc == 0)
-			vm_finish_stop(in, VM_STOP_KILLED);
+			vm_finish_stop(in, vm_killed_why(in));
 		else
 			vm_stop_failed(in, op->cause);
 		break;
@@ -630,6 +648,8 @@ vmi_stop(struct instance *in, instances_done_cb cb, void *arg, int *code,
 	in->stop_cb = cb;
 	in->stop_arg = arg;
 	in->stop_killed = 0;
+	free(in->stop_why);
+	in->stop_why = NULL;
 	instance_set_state(in, INST_STOPPING, "ACPI shutdown");
 	uv_timer_start(&in->timer, vm_stop_grace, VM_STOP_GRACE_MS, 0);
 	vm_op_queue(in->set, in, VMOP_SHUTDOWN, NULL, NULL);
@@ -777,7 +797,7 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 		break;
 	case VM_EV_STOPPED:
 		if (in->state == INST_STOPPING)
-			vm_finish_stop(in, in->stop_killed ? VM_STOP_KILLED :
+			vm_finish_stop(in, in->stop_killed ? vm_killed_why(in) :
 			    why);
 		else if (in->state == INST_RUNNING)
 			vm_sync(in, why);
@@ -848,6 +868,31 @@ vm_instance_arrived(struct instances *set, const char *name, const char *xml,
 	return in;
 }
 
+/* The lease is ending (agent/ha.h): pull the plug now (virDomainDestroy
+ * on the pool), no ACPI, no grace; the destroy's answer settles it as a
+ * killed stop.  Anything else it is doing (a restore, a checkpoint) ends
+ * through instance_set_state, whose lease check calls this again. */
+static void
+vmi_fence(struct instance *in, const char *why)
+{
+	if (in->state != INST_RUNNING && in->state != INST_STOPPING)
+		return;
+	if (in->set->agent->vms == NULL || !vm_host_up(in->set->agent->vms)) {
+		log_warnx("instance %s: cannot destroy it (libvirtd does not "
+		    "answer): %s; check it with virsh and destroy it by hand",
+		    in->name, why);
+		return;
+	}
+	log_warnx("instance %s: destroyed at once: %s", in->name, why);
+	uv_timer_stop(&in->timer);
+	in->stop_killed = 1;
+	free(in->stop_why);
+	xasprintf(&in->stop_why, "fenced: %s", why);
+	if (in->state == INST_RUNNING)
+		instance_set_state(in, INST_STOPPING, why);
+	vm_op_queue(in->set, in, VMOP_KILL, NULL, NULL);
+}
+
 const struct inst_driver vm_inst_driver = {
 	.kind = TERN__INSTANCE_KIND__KIND_VM,
 	.name = "vm",
@@ -859,4 +904,5 @@ const struct inst_driver vm_inst_driver = {
 	.destroy = vmi_destroy,
 	.checkpoint = vmi_checkpoint,
 	.restore = vmi_restore,
+	.fence = vmi_fence,
 };

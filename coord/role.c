@@ -14,85 +14,21 @@
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
-/* A message between the coordinator and the agent of this same host,
- * packed as if it crossed the wire: each side decodes its own copy. */
-struct local_msg {
-	struct local_msg	*next;
-	int			 to_agent;
-	uint8_t			*buf;
-	size_t			 len;
-};
-
 struct coord_role {
 	struct ternd		*td;
 	struct store		*store;
 	struct coordinator	*coord;
-	coord_deliver_fn	 deliver;
-	void			*deliver_ctx;
-	struct local_msg	*queue, **tail;
-	uv_timer_t		*timer;
 	int			 ready;
 };
-
-static void
-role_flush(uv_timer_t *t)
-{
-	struct coord_role	*r = t->data;
-	struct local_msg	*lm;
-	Envelope		*env;
-	char			*cause = NULL;
-	int			 code;
-	const char		*self = r->td->conf->host_name;
-
-	while ((lm = r->queue) != NULL) {
-		r->queue = lm->next;
-		if (r->queue == NULL)
-			r->tail = &r->queue;
-		env = msg_unpack(lm->buf, lm->len, &code, &cause);
-		if (env == NULL) {
-			log_warnx("local lease message dropped: %s", cause);
-			free(cause);
-			cause = NULL;
-		} else if (lm->to_agent) {
-			if (r->deliver != NULL)
-				r->deliver(r->deliver_ctx, self, env);
-		} else
-			coord_on_msg(r->coord, self, env);
-		msg_free(env);
-		free(lm->buf);
-		free(lm);
-	}
-}
-
-static void
-role_queue(struct coord_role *r, int to_agent, const Envelope *env)
-{
-	struct local_msg	*lm = xcalloc(1, sizeof *lm);
-
-	lm->to_agent = to_agent;
-	lm->buf = msg_pack(env, &lm->len);
-	*r->tail = lm;
-	r->tail = &lm->next;
-	uv_timer_start(r->timer, role_flush, 0, 0);
-}
 
 static int
 role_send(void *ctx, const char *host, const Envelope *env, char **cause)
 {
 	struct coord_role	*r = ctx;
 
-	if (strcmp(host, r->td->conf->host_name) == 0) {
-		role_queue(r, 1, env);
-		return 0;
-	}
+	/* This host's own agent too: main has the mesh deliver grants to
+	 * this host locally (mesh_deliver_local). */
 	return mesh_send(r->td->mesh, host, env, cause);
-}
-
-int
-coord_role_local(struct coord_role *r, const Envelope *env)
-{
-	role_queue(r, 0, env);
-	return 0;
 }
 
 static int
@@ -174,10 +110,6 @@ coord_role_start(struct ternd *td, char **cause)
 	r = xcalloc(1, sizeof *r);
 	r->td = td;
 	r->store = st;
-	r->tail = &r->queue;
-	r->timer = xcalloc(1, sizeof *r->timer);
-	uv_timer_init(td->loop, r->timer);
-	r->timer->data = r;
 	memset(&cc, 0, sizeof cc);
 	cc.name = td->conf->host_name;
 	cc.lease.ttl_ms = (uint32_t)td->conf->lease_ttl_ms;
@@ -195,13 +127,6 @@ coord_role_start(struct ternd *td, char **cause)
 	mesh_on_message(td->mesh, TERN__ENVELOPE__BODY_LEASE_RENEW,
 	    role_on_msg, r);
 	return r;
-}
-
-void
-coord_role_set_local(struct coord_role *r, coord_deliver_fn fn, void *ctx)
-{
-	r->deliver = fn;
-	r->deliver_ctx = ctx;
 }
 
 struct coordinator *
@@ -231,25 +156,11 @@ coord_role_describe(struct coord_role *r)
 	return s;
 }
 
-static void
-role_timer_closed(uv_handle_t *h)
-{
-	free(h);
-}
-
 void
 coord_role_stop(struct coord_role *r)
 {
-	struct local_msg	*lm;
-
 	if (r == NULL)
 		return;
-	while ((lm = r->queue) != NULL) {
-		r->queue = lm->next;
-		free(lm->buf);
-		free(lm);
-	}
-	uv_close((uv_handle_t *)r->timer, role_timer_closed);
 	coord_free(r->coord);
 	store_close(r->store);
 	free(r);

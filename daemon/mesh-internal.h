@@ -86,6 +86,11 @@ struct mesh_lost_handler {
 	void			*ctx;
 };
 
+/* Body cases a host may send to itself (two roles' messages). */
+#define MESH_LOCAL_MAX	8
+
+struct mesh_local_msg;
+
 struct mesh {
 	struct ternd		*td;
 	struct mesh_peer	*list;
@@ -104,6 +109,12 @@ struct mesh {
 	struct mesh_msg_handler	*on_msg;
 	struct mesh_stream_handler *on_stream;
 	struct mesh_lost_handler *on_lost;
+
+	/* Messages to this host itself (mesh_deliver_local). */
+	int			 local_cases[MESH_LOCAL_MAX];
+	size_t			 nlocal;
+	struct mesh_local_msg	*local, **local_tail;
+	uv_timer_t		*local_timer;	/* NULL until one is sent */
 };
 
 /* mesh.c */
@@ -115,6 +126,8 @@ struct mesh_peer *mesh_find_up(struct mesh *, const char *host, char **cause);
 /* mesh-use.c */
 /* The roles' handlers, when the mesh is freed. */
 void		 mesh_handlers_free(struct mesh *);
+/* mesh_stop: drop what was sent to this host and not delivered yet. */
+void		 mesh_local_stop(struct mesh *);
 /* The sink stream kind: a test's bytes into nothing. */
 int		 mesh_accept_sink(void *ctx, const char *peer, struct stream *,
 		    const char *name, uint64_t size, char **cause);

@@ -101,6 +101,110 @@ mesh_handlers_free(struct mesh *ms)
 	}
 }
 
+/* --- this host's own roles ------------------------------------------------ */
+
+/* A message to this host itself, packed as if it crossed the wire: the
+ * handler decodes its own copy, after the sender's call returned. */
+struct mesh_local_msg {
+	struct mesh_local_msg	*next;
+	uint8_t			*buf;
+	size_t			 len;
+};
+
+void
+mesh_deliver_local(struct mesh *ms, int body_case)
+{
+	if (ms->nlocal == MESH_LOCAL_MAX)
+		fatalx("too many body cases delivered locally");
+	ms->local_cases[ms->nlocal++] = body_case;
+}
+
+static int
+mesh_local_case(const struct mesh *ms, int body_case)
+{
+	size_t	i;
+
+	for (i = 0; i < ms->nlocal; i++)
+		if (ms->local_cases[i] == body_case)
+			return 1;
+	return 0;
+}
+
+static void
+mesh_local_flush(uv_timer_t *t)
+{
+	struct mesh		*ms = t->data;
+	struct mesh_local_msg	*lm;
+	struct mesh_msg_handler	*h;
+	const char		*self = ms->td->conf->host_name;
+	Envelope		*env;
+	char			*cause = NULL;
+	int			 code, taken;
+
+	while ((lm = ms->local) != NULL) {
+		if ((ms->local = lm->next) == NULL)
+			ms->local_tail = &ms->local;
+		if ((env = msg_unpack(lm->buf, lm->len, &code, &cause)) == NULL) {
+			log_warnx("a message to this host itself dropped: %s",
+			    cause);
+			free(cause);
+			cause = NULL;
+		} else {
+			for (h = ms->on_msg, taken = 0; h != NULL && !taken;
+			    h = h->next)
+				if (h->body_case == (int)env->body_case)
+					taken = h->fn(h->ctx, self, env);
+			if (!taken)
+				log_warnx("a message to this host itself (body "
+				    "case %d) has no handler here: dropped",
+				    (int)env->body_case);
+			msg_free(env);
+		}
+		free(lm->buf);
+		free(lm);
+	}
+}
+
+static void
+mesh_local_send(struct mesh *ms, const Envelope *env)
+{
+	struct mesh_local_msg	*lm = xcalloc(1, sizeof *lm);
+
+	lm->buf = msg_pack(env, &lm->len);
+	if (ms->local_timer == NULL) {
+		ms->local_tail = &ms->local;
+		ms->local_timer = xcalloc(1, sizeof *ms->local_timer);
+		uv_timer_init(ms->td->loop, ms->local_timer);
+		ms->local_timer->data = ms;
+	}
+	*ms->local_tail = lm;
+	ms->local_tail = &lm->next;
+	uv_timer_start(ms->local_timer, mesh_local_flush, 0, 0);
+}
+
+static void
+mesh_local_timer_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+void
+mesh_local_stop(struct mesh *ms)
+{
+	struct mesh_local_msg	*lm;
+
+	while ((lm = ms->local) != NULL) {
+		ms->local = lm->next;
+		free(lm->buf);
+		free(lm);
+	}
+	ms->local_tail = &ms->local;
+	if (ms->local_timer != NULL)
+		uv_close((uv_handle_t *)ms->local_timer,
+		    mesh_local_timer_closed);
+	ms->local_timer = NULL;
+}
+
 /* --- streams ------------------------------------------------------------ */
 
 static void
@@ -340,6 +444,15 @@ mesh_send(struct mesh *ms, const char *host, const Envelope *env,
 	if (ms == NULL) {
 		set_cause(cause, "ternd is shutting down");
 		return -1;
+	}
+	if (mesh_local_case(ms, (int)env->body_case) &&
+	    strcmp(host, ms->td->conf->host_name) == 0) {
+		if (ms->stopping) {
+			set_cause(cause, "ternd is shutting down");
+			return -1;
+		}
+		mesh_local_send(ms, env);
+		return 0;
 	}
 	if ((p = mesh_find_up(ms, host, cause)) == NULL)
 		return -1;

@@ -847,6 +847,7 @@ mesh_stop(struct mesh *ms)
 	if (ms == NULL)
 		return;
 	ms->stopping = 1;
+	mesh_local_stop(ms);
 	for (p = ms->list; p != NULL; p = next) {
 		next = p->next;
 		if (!p->removed)

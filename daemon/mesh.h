@@ -64,6 +64,13 @@ void		 mesh_on_stream(struct mesh *, Tern__StreamKind kind,
 typedef void	(*mesh_lost_fn)(void *ctx, const char *peer, const char *why);
 void		 mesh_on_peer_lost(struct mesh *, mesh_lost_fn, void *ctx);
 
+/* Messages of this body case that this host sends to itself (mesh_send
+ * to its own host name) are delivered to its own handlers, from a later
+ * loop turn, as if they came from a peer named as this host: two roles
+ * of one process (the agent and the coordinator) talk as they would
+ * across hosts, and neither calls the other.  main wires it. */
+void		 mesh_deliver_local(struct mesh *, int body_case);
+
 /* --- using the links (mesh-use.c) ---------------------------------------- */
 
 /* Fill reply->hosts (self first); free with mesh_hosts_free. */
@@ -71,8 +78,9 @@ void		 mesh_hosts(struct mesh *, Tern__HostsReply *);
 void		 mesh_hosts_free(Tern__HostsReply *);
 void		 mesh_count(struct mesh *, unsigned *total, unsigned *up);
 
-/* Send to an up peer (-1 and *cause if it is not, or the mesh is NULL:
- * stopping), its streams, whether it announced a capability. */
+/* Send to an up peer, or to this host itself for a body case delivered
+ * locally (-1 and *cause if it is not, or the mesh is NULL: stopping),
+ * its streams, whether it announced a capability. */
 int		 mesh_send(struct mesh *, const char *host, const Envelope *,
 		    char **cause);
 struct stream_mux *mesh_mux(struct mesh *, const char *host);

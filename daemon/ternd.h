@@ -1,7 +1,9 @@
 /* What every role of one ternd process shares: the loop, the
  * configuration, the TLS context, the peer mesh, the control socket.
- * main() owns it; a role (the agent, later the coordinator) points to it
- * and registers its handlers on the mesh (daemon/mesh.h). */
+ * main() (main/ternd.c) owns it and composes the roles: a role (the
+ * agent, the coordinator) points to it and registers its handlers on the
+ * mesh (daemon/mesh.h); roles never call each other, and reach each
+ * other only through the mesh or what main puts here. */
 #ifndef TERN_TERND_H
 #define TERN_TERND_H
 
@@ -30,6 +32,14 @@ struct ternd {
 	int			 stopping;
 	int			 exit_code;
 	struct loop_probe	 probe;		/* the loop's worst lateness */
+
+	/* main's: stop every role and let the loop run dry.  A role that
+	 * cannot go on once the loop runs sets exit_code and calls it. */
+	void			(*stop)(struct ternd *);
+	/* main's, when this process runs the coordinator role: its line
+	 * for ternctl status (caller frees); NULL when it does not. */
+	char			*(*coord_describe)(void *ctx);
+	void			*coord_ctx;
 };
 
 #endif

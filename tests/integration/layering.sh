@@ -20,17 +20,20 @@ forbid() {
 	fi
 }
 
-forbid daemon     'agent/|checkpoint/|migrate/|coord/|ctl/'
-forbid checkpoint 'agent/|migrate/|coord/|ctl/'
-forbid migrate    'agent/|coord/|ctl/'
-forbid agent      'coord/store|ctl/'
-forbid coord      'agent/|migrate/|checkpoint/|ctl/'
+forbid daemon     'agent/|checkpoint/|migrate/|coord/|ctl/|main/'
+forbid checkpoint 'agent/|migrate/|coord/|ctl/|main/'
+forbid migrate    'agent/|coord/|ctl/|main/'
+# The two roles never include each other: main/ (ternd's main) composes
+# them and wires what one needs of the other through daemon/.
+forbid agent      'coord/|ctl/|main/'
+forbid coord      'agent/|migrate/|checkpoint/|ctl/|main/'
+forbid main       'ctl/'
 # ternctl: no daemon internals, only the client side.
 forbid ctl        'agent/|checkpoint/|migrate/|coord/|daemon/(conn|stream|tls|ctlsock|conf|pidfile)\.h'
 
 # Only daemon/tls.c (transport), daemon/pki.c (certificates) and
 # daemon/digest.c (file checksums) know OpenSSL.
-hits=$(grep -rln '#include <openssl/' daemon agent ctl checkpoint migrate coord 2>/dev/null |
+hits=$(grep -rln '#include <openssl/' daemon agent ctl checkpoint migrate coord main 2>/dev/null |
 	grep -vE '^daemon/(tls|pki|digest)\.c$' || true)
 if [ -n "$hits" ]; then
 	echo "layering: only daemon/tls.c, pki.c and digest.c may use OpenSSL:"
@@ -49,7 +52,7 @@ fi
 kind_libs='libvirt/|criu/|rpc\.pb-c\.h|proto/criu/|checkpoint/criu\.h'
 drivers='^(checkpoint/.*|agent/(ctr-|vm-|migration)[^/]*\.c|agent/agent\.h)$'
 hits=$(grep -rlE "^#[[:space:]]*include[[:space:]]*[\"<](\.\./)*($kind_libs)" \
-	daemon agent ctl checkpoint migrate coord --include='*.c' --include='*.h' \
+	daemon agent ctl checkpoint migrate coord main --include='*.c' --include='*.h' \
 	2>/dev/null | grep -vE "$drivers" || true)
 if [ -n "$hits" ]; then
 	echo "layering: only the drivers (checkpoint/, agent/ctr-*.c, agent/vm-*.c," \

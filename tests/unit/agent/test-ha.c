@@ -232,12 +232,46 @@ test_restart(void **state)
 	done(h);
 }
 
+/* The gate at the moment a protected instance turns running (a start or
+ * restore that began under a valid lease may end after it): an epoch
+ * the coordinator gave, and a lease valid until its deadline minus the
+ * margin, counted from the renewal's send. */
+static void
+test_may_run(void **state)
+{
+	struct ha_agent	*h;
+	uint64_t	 sent;
+
+	(void)state;
+	clock_now = 300000;
+	h = agent(0);
+	ha_agent_start(h);
+	assert_false(ha_agent_may_run(h, 1));	/* no lease yet */
+	sent = clock_now;
+	clock_now += 200;
+	grant(h, "coord", last_seq, NULL);
+	assert_true(ha_agent_may_run(h, 1));
+	assert_true(ha_agent_may_run(h, 7));
+	assert_false(ha_agent_may_run(h, 0));	/* unknown to the coordinator */
+	clock_now = sent + TTL - MARGIN - 1;
+	assert_true(ha_agent_may_run(h, 1));
+	clock_now = sent + TTL - MARGIN;
+	assert_false(ha_agent_may_run(h, 1));	/* the start ended too late */
+	/* A grant that comes back too late to count gives nothing. */
+	ha_agent_renew(h);
+	clock_now += TTL;
+	grant(h, "coord", last_seq, NULL);
+	assert_false(ha_agent_may_run(h, 1));
+	done(h);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts_from_send),
 		cmocka_unit_test(test_renewals),
+		cmocka_unit_test(test_may_run),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_restart),
 	};

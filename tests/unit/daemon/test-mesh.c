@@ -356,6 +356,56 @@ test_message_handlers(void **state)
 	world_end(&w);
 }
 
+static int
+send_self(struct world *w, int body_case, uint64_t id)
+{
+	Envelope		 env;
+	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
+	char			*cause = NULL;
+	int			 rc;
+
+	msg_init(&env, 0);
+	ms.migration = id;
+	ms.step = TERN__MIGRATE_STEP__STEP__READY;
+	env.body_case = (Tern__Envelope__BodyCase)body_case;
+	env.migrate_step = &ms;
+	rc = mesh_send(w->h1.td.mesh, "h1", &env, &cause);
+	free(cause);
+	return rc;
+}
+
+/* Two roles of one host: a body case delivered locally goes from h1 to
+ * its own handlers, named as coming from h1, from a later loop turn and
+ * without a link; any other to h1 itself is refused; what is queued when
+ * the mesh stops is dropped. */
+static void
+test_local_delivery(void **state)
+{
+	struct world	w;
+
+	world_init(&w);
+	mesh_on_message(w.h1.td.mesh, TERN__ENVELOPE__BODY_MIGRATE_STEP,
+	    msg_take, &w);
+	assert_int_equal(send_self(&w, TERN__ENVELOPE__BODY_MIGRATE_STEP, 1),
+	    -1);
+	mesh_deliver_local(w.h1.td.mesh, TERN__ENVELOPE__BODY_MIGRATE_STEP);
+	assert_int_equal(send_self(&w, TERN__ENVELOPE__BODY_MIGRATE_STEP, 5),
+	    0);
+	assert_int_equal(w.calls[1], 0);	/* not from within the send */
+	run_until(&w, taken, "h1's message to itself taken");
+	assert_int_equal(w.calls[1], 1);
+	assert_string_equal(w.msg_peer, "h1");
+	assert_int_equal(w.msg_id, 5);
+	/* Not delivered locally: no such peer. */
+	assert_int_equal(send_self(&w, TERN__ENVELOPE__BODY_MIGRATE_OFFER, 6),
+	    -1);
+	assert_int_equal(send_self(&w, TERN__ENVELOPE__BODY_MIGRATE_STEP, 7),
+	    0);
+	host_stop(&w.h1);
+	world_end(&w);
+	assert_int_equal(w.calls[1], 1);
+}
+
 /* A message no handler takes closes the link, and every lost-peer
  * handler hears of it, in the order registered. */
 static void
@@ -581,6 +631,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_message_handlers),
 		cmocka_unit_test(test_message_unhandled),
+		cmocka_unit_test(test_local_delivery),
 		cmocka_unit_test(test_stream_kinds),
 		cmocka_unit_test(test_capabilities),
 		cmocka_unit_test(test_peer_lost),

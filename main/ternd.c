@@ -1,7 +1,12 @@
-/* ternd: the tern agent.  Loads the configuration, opens the control
- * socket and the mutual-TLS peer listener, and runs the event loop until
- * SIGTERM/SIGINT; SIGHUP reloads the configuration, keeping the old one
- * if the new one is invalid. */
+/* ternd: one process per host that runs tern's roles on shared ground.
+ * Loads the configuration, then composes the roles on one loop: the agent
+ * (agent/role.h) always, the coordinator (coord/role.h) when the
+ * configuration's role names it, and the peer mesh they share; runs the
+ * loop until SIGTERM/SIGINT; SIGHUP reloads the configuration, keeping
+ * the old one if the new one is invalid.  The roles never call each
+ * other: the agent reaches this host's coordinator through the mesh,
+ * which delivers lease messages a host sends itself (mesh_deliver_local),
+ * and ternctl status asks the coordinator's line through struct ternd. */
 #include "config.h"
 
 #include <errno.h>
@@ -15,18 +20,10 @@
 
 #define LOG_MODULE "ternd"
 #include "agent/agent.h"
-#include "agent/control.h"
-#include "agent/ha-instances.h"
-#include "agent/instances.h"
-#include "agent/migration.h"
-#include "agent/vm-instances.h"
-#include "agent/vm-migration.h"
-#include "checkpoint/vm.h"
-#include "checkpoint/cpuinfo.h"
-#include "daemon/ctlsock.h"
+#include "agent/role.h"
+#include "coord/role.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
-#include "daemon/longjob.h"
 #include "daemon/loop-probe.h"
 #include "daemon/mesh.h"
 #include "daemon/pidfile.h"
@@ -36,7 +33,12 @@
 
 #define TERND_HANDSHAKE_MS	5000
 
-static uv_signal_t	sig_term, sig_int, sig_hup;
+/* The process: what main composes. */
+static struct ternd		 ternd;
+static struct agent		 agent;
+static int			 agent_started;
+static struct coord_role	*coord;
+static uv_signal_t		 sig_term, sig_int, sig_hup;
 
 static void
 usage(FILE *fp)
@@ -51,14 +53,11 @@ usage(FILE *fp)
 }
 
 static void
-agent_limits(struct agent *a)
+ternd_limits(struct ternd *td)
 {
-	struct ternd	*td = a->ternd;
-
 	td->peer_limits.max_frame = (uint32_t)td->conf->max_frame_size;
 	td->peer_limits.send_max = td->conf->send_buffer_max;
 	td->peer_limits.handshake_ms = TERND_HANDSHAKE_MS;
-	criu_set_timeout((unsigned)td->conf->criu_timeout_ms);
 }
 
 /* Options a running ternd cannot change; a reload changing one is refused. */
@@ -85,9 +84,8 @@ conf_fixed_change(const struct conf *old, const struct conf *new)
 }
 
 static void
-agent_reload(struct agent *a)
+ternd_reload(struct ternd *td)
 {
-	struct ternd	*td = a->ternd;
 	struct conf	*conf;
 	struct tls_ctx	*tls = NULL;
 	const char	*fixed;
@@ -112,9 +110,8 @@ agent_reload(struct agent *a)
 	td->tls = tls;
 	conf_free(td->conf);
 	td->conf = conf;
-	agent_limits(a);
-	longjobs_set_max(a->longjobs, (unsigned)td->conf->max_vm_migrations);
-	migration_reconfigure(a);
+	ternd_limits(td);
+	agent_role_reconfigure(&agent);
 	mesh_reconfigure(td->mesh);
 	log_info("configuration reloaded");
 	return;
@@ -124,24 +121,25 @@ fail:
 	conf_free(conf);
 }
 
+/* Every role stops; the loop then runs dry. */
 static void
-agent_stop(struct agent *a)
+ternd_stop(struct ternd *td)
 {
-	struct ternd	*td = a->ternd;
-	char		*desc;
+	char	*desc;
 
 	if (td->stopping)
 		return;
 	td->stopping = 1;
 	log_info("shutting down");
-	ctlsock_close(td->ctl);
-	td->ctl = NULL;
-	migration_shutdown(a);
-	ha_instances_stop(a);
+	if (agent_started)
+		agent_role_stop(&agent);
+	td->coord_describe = NULL;
+	coord_role_stop(coord);
+	coord = NULL;
 	mesh_stop(td->mesh);
 	td->mesh = NULL;
-	instances_close(a->instances);
-	a->instances = NULL;
+	if (agent_started)
+		agent_role_close(&agent);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -151,149 +149,29 @@ agent_stop(struct agent *a)
 	loop_probe_stop(&td->probe, NULL);
 }
 
-/* libvirt's news: a migration's pass for the migrations, the rest for
- * the instance table. */
-static void
-agent_vm_event(void *arg, const char *name, enum vm_ev ev, const char *why,
-    int detail)
-{
-	struct agent	*a = arg;
-
-	if (ev == VM_EV_ITERATION) {
-		vm_migration_iteration(a, name, detail);
-		return;
-	}
-	if (ev == VM_EV_MIGRATED_OUT || ev == VM_EV_POSTCOPY_SWITCH) {
-		vm_migration_event(a, name, ev, detail);
-		return;
-	}
-	if (a->instances != NULL)
-		vm_instances_event(a->instances, name, ev, why, detail);
-}
-
-static void
-agent_vms_open(struct agent *a)
-{
-	struct ternd	*td = a->ternd;
-	char		*cause = NULL;
-
-	vm_migration_clean(a);
-	if (td->conf->libvirt_uri[0] == '\0') {
-		log_info("libvirt_uri is empty: no VMs on this host");
-		return;
-	}
-	if ((a->vms = vm_host_open(td->loop, td->conf->libvirt_uri,
-	    agent_vm_event, a, &cause)) == NULL) {
-		log_warnx("no VMs on this host: %s", cause);
-		free(cause);
-		return;
-	}
-	if (cause != NULL) {
-		log_warnx("%s; VMs wait until it answers", cause);
-		free(cause);
-	} else
-		log_info("libvirt %s: connected", td->conf->libvirt_uri);
-}
-
-/* Open the instances and meet the peers (their Hello carries our
- * capabilities). */
-static void
-agent_open(struct agent *a)
-{
-	struct ternd	*td = a->ternd;
-	char		*cause = NULL;
-
-	if ((a->instances = instances_open(a, &cause)) == NULL ||
-	    mesh_start(td->mesh, &cause) != 0) {
-		log_warnx("%s", cause);
-		free(cause);
-		td->exit_code = 1;
-		agent_stop(a);
-		return;
-	}
-	ha_instances_start(a);
-}
-
-/* This CPU as CRIU sees it, for the targets of our migrations to check.
- * Without it containers still run here, but do not migrate away. */
-static void
-agent_cpuinfo_dumped(uint8_t *img, size_t len, const char *error, void *arg)
-{
-	struct agent	*a = arg;
-
-	if (img != NULL) {
-		a->cpuinfo = img;
-		a->cpuinfo_len = len;
-		log_debug("CPU description for migrations: %zu bytes", len);
-	} else {
-		a->cpuinfo_error = xstrdup(error);
-		log_warnx("cannot describe this CPU for migrations, so none "
-		    "will start here: %s", error);
-	}
-	if (!a->ternd->stopping)
-		agent_open(a);
-}
-
-/* CRIU is known: say what container work is possible, then describe the
- * CPU (if CRIU can work here) and open for business. */
-static void
-agent_criu_probed(const struct criu_features *f, void *arg)
-{
-	struct agent	*a = arg;
-	struct ternd	*td = a->ternd;
-	char		*what, *cause = NULL;
-
-	criu_features_clear(&a->criu);
-	a->criu = *f;
-	a->criu.problem = f->problem != NULL ? xstrdup(f->problem) : NULL;
-	a->criu.lazy_problem = f->lazy_problem != NULL ?
-	    xstrdup(f->lazy_problem) : NULL;
-	a->criu_probed = 1;
-	what = criu_features_describe(&a->criu);
-	if (a->criu.usable && !a->criu.mem_track)
-		log_info("%s; container migration will use %s, not pre-copy",
-		    what, a->criu.lazy_pages ? "post-copy" : "stop-and-copy");
-	else if (a->criu.usable)
-		log_info("%s", what);
-	else
-		log_warnx("%s", what);
-	free(what);
-	if (a->criu.usable && a->criu.lazy_pages &&
-	    (a->criu_action = criu_action_script(td->conf->state_dir,
-	    &cause)) == NULL) {
-		/* Post-copy drives CRIU's command line through it. */
-		log_warnx("%s; no post-copy from here", cause);
-		free(cause);
-		a->criu.lazy_pages = 0;
-	}
-	if (td->stopping)
-		return;
-	if (!a->criu.usable) {
-		agent_open(a);
-		return;
-	}
-	/* Before any migration can start: offers carry it. */
-	cpuinfo_dump(td->loop, td->conf->criu_path, td->conf->state_dir,
-	    agent_cpuinfo_dumped, a);
-}
-
 static void
 on_signal(uv_signal_t *h, int signum)
 {
-	struct agent	*a = h->data;
+	struct ternd	*td = h->data;
 
 	if (signum == SIGHUP)
-		agent_reload(a);
+		ternd_reload(td);
 	else
-		agent_stop(a);
+		ternd_stop(td);
 }
 
 static void
-signal_watch(uv_loop_t *loop, uv_signal_t *h, int signum, struct agent *a)
+signal_watch(struct ternd *td, uv_signal_t *h, int signum)
 {
-	uv_signal_init(loop, h);
-	h->data = a;
+	uv_signal_init(td->loop, h);
+	h->data = td;
 	uv_signal_start(h, on_signal, signum);
+}
+
+static char *
+ternd_coord_describe(void *ctx)
+{
+	return coord_role_describe(ctx);
 }
 
 /* The command line: 0 to go on, else the exit status + 1 (help). */
@@ -394,22 +272,29 @@ fail:
 	return -1;
 }
 
-/* A start that failed after the loop began: let it run dry. */
-static void
-agent_abort_start(struct agent *a, uv_loop_t *loop)
+/* The coordinator role, if the configuration names it: before the mesh
+ * starts (the agent starts it once CRIU is known).  Lease messages this
+ * host sends itself go to its own handlers. */
+static int
+ternd_coord_start(struct ternd *td, char **cause)
 {
-	agent_stop(a);
-	longjobs_close(a->longjobs);
-	a->longjobs = NULL;
-	uv_run(loop, UV_RUN_DEFAULT);
+	if (strstr(td->conf->role, "coordinator") == NULL)
+		return 0;
+	if ((coord = coord_role_start(td, cause)) == NULL)
+		return -1;
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_RENEW);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT);
+	td->coord_describe = ternd_coord_describe;
+	td->coord_ctx = coord;
+	return 0;
 }
 
 /* The loop and the roles on it, until ternd stops: the exit status. */
 static int
-agent_run(struct agent *a, uv_loop_t *loop)
+ternd_run(struct ternd *td, uv_loop_t *loop)
 {
-	struct ternd	*td = a->ternd;
-	char		*path, *cause = NULL, pool[16];
+	char	*cause = NULL, pool[16];
+	int	 rc = 0;
 
 	/* libuv reads it once, when the pool first starts.  Long jobs run
 	 * on threads of their own (daemon/longjob.h), not there. */
@@ -417,53 +302,36 @@ agent_run(struct agent *a, uv_loop_t *loop)
 	setenv("UV_THREADPOOL_SIZE", pool, 1);
 	uv_loop_init(loop);
 	td->loop = loop;
+	td->stop = ternd_stop;
 	loop_probe_start(&td->probe, loop);
-	a->longjobs = longjobs_new(loop, (unsigned)td->conf->max_vm_migrations,
-	    "max_vm_migrations");
 	td->start_ms = now_ms();
-	migration_init(a);
-	agent_limits(a);
-	signal_watch(loop, &sig_term, SIGTERM, a);
-	signal_watch(loop, &sig_int, SIGINT, a);
-	signal_watch(loop, &sig_hup, SIGHUP, a);
-
-	xasprintf(&path, "%s/ternd.sock", td->conf->run_dir);
-	td->ctl = ctlsock_listen(loop, path, td->conf->control_group,
-	    &td->peer_limits, control_request, a, &cause);
-	free(path);
-	if (td->ctl == NULL) {
-		log_warnx("%s", cause);
-		free(cause);
-		agent_abort_start(a, loop);
-		return 1;
-	}
+	ternd_limits(td);
+	signal_watch(td, &sig_term, SIGTERM);
+	signal_watch(td, &sig_int, SIGINT);
+	signal_watch(td, &sig_hup, SIGHUP);
 	td->mesh = mesh_new(td);
-	agent_mesh_register(a, td->mesh);
-	if (ha_instances_register(a, &cause) != 0) {
+	if (ternd_coord_start(td, &cause) != 0) {
 		log_warnx("coordinator role: %s", cause);
-		free(cause);
-		agent_abort_start(a, loop);
-		return 1;
+		rc = -1;
+	} else {
+		log_info("ternd %s started as host %s (pid %ld, %zu peers)",
+		    PACKAGE_VERSION, td->conf->host_name, (long)getpid(),
+		    td->conf->npeers);
+		agent_started = 1;
+		if (agent_role_start(&agent, &cause) != 0) {
+			log_warnx("%s", cause);
+			rc = -1;
+		}
 	}
-	agent_vms_open(a);
-	log_info("ternd %s started as host %s (pid %ld, %zu peers)",
-	    PACKAGE_VERSION, td->conf->host_name, (long)getpid(),
-	    td->conf->npeers);
-	if (td->conf->criu_path[0] != '\0')
-		criu_probe(loop, td->conf->criu_path, td->conf->state_dir,
-		    agent_criu_probed, a);
-	else {
-		struct criu_features none = { .problem = "criu_path is empty" };
-
-		agent_criu_probed(&none, a);
+	if (rc != 0) {
+		/* A start that failed after the loop began: let it run dry. */
+		free(cause);
+		td->exit_code = 1;
+		ternd_stop(td);
 	}
 	uv_run(loop, UV_RUN_DEFAULT);
-	/* Only now: VM calls on the thread pool and long jobs used the
-	 * connection (the loop ran dry: every long job is done). */
-	longjobs_close(a->longjobs);
-	a->longjobs = NULL;
-	vm_host_close(a->vms);
-	a->vms = NULL;
+	if (agent_started)
+		agent_role_finish(&agent);
 	uv_run(loop, UV_RUN_DEFAULT);
 	log_info("stopped");
 	return td->exit_code;
@@ -472,16 +340,13 @@ agent_run(struct agent *a, uv_loop_t *loop)
 int
 main(int argc, char **argv)
 {
-	struct ternd	 ternd, *td = &ternd;
-	struct agent	 agent, *a = &agent;
+	struct ternd	*td = &ternd;
 	uv_loop_t	 loop;
 	const char	*conf_path = NULL;
 	char		*pidpath = NULL;
 	int		 check = 0, foreground = 0, pidfd = -1, rc = 1;
 
-	memset(td, 0, sizeof *td);
-	memset(a, 0, sizeof *a);
-	a->ternd = td;
+	agent.ternd = td;
 	if ((rc = ternd_args(argc, argv, &conf_path, &foreground, &check)) != 0)
 		return rc - 1;
 	rc = 1;
@@ -499,7 +364,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (ternd_prepare(td, &pidpath, &pidfd) != 0)
 		goto out;
-	rc = agent_run(a, &loop);
+	rc = ternd_run(td, &loop);
 	if (uv_loop_close(&loop) != 0)
 		log_warnx("event loop closed with handles still open");
 out:
@@ -507,10 +372,7 @@ out:
 		pidfile_remove(pidpath, pidfd);
 	free(pidpath);
 	tls_ctx_free(td->tls);
-	criu_features_clear(&a->criu);
-	free(a->criu_action);
-	free(a->cpuinfo);
-	free(a->cpuinfo_error);
+	agent_role_free(&agent);
 	conf_free(td->conf);
 	fault_fini();
 	free(td->conf_path);
