@@ -55,6 +55,8 @@ struct mesh_peer {
 	char			**caps;
 	size_t			 ncaps;
 	uint64_t		 boot_id;
+	struct mesh_host_state	 hstate;	/* as it last said */
+	struct mesh_host_state	 hsent;		/* ours, as we last said */
 
 	uv_timer_t		 timer;		/* heartbeat or reconnect */
 	unsigned		 backoff_ms;
@@ -101,6 +103,8 @@ struct mesh {
 
 	mesh_caps_fn		 caps_fn;
 	void			*caps_ctx;
+	mesh_state_fn		 state_fn;
+	void			*state_ctx;
 	struct mesh_msg_handler	*on_msg;
 	struct mesh_stream_handler *on_stream;
 	struct mesh_lost_handler *on_lost;
@@ -109,6 +113,10 @@ struct mesh {
 /* mesh.c */
 /* A configured peer by name (not one removed by a reload), or NULL. */
 struct mesh_peer *mesh_find(struct mesh *, const char *name);
+/* Our state now (zero when no role set it). */
+void		 mesh_self_state(struct mesh *, struct mesh_host_state *);
+/* Send ours to p if it changed since p last heard it (p up). */
+void		 mesh_send_state(struct mesh_peer *p, int force);
 /* The peer if it is up, else NULL and *cause (when not NULL). */
 struct mesh_peer *mesh_find_up(struct mesh *, const char *host, char **cause);
 
