@@ -430,6 +430,40 @@ coord_on_renew(struct coordinator *c, const char *host,
 	coord_take_held(c, host, r);
 }
 
+static void
+coord_drain_put(void *arg, const char *error)
+{
+	struct coordinator	*c = arg;
+
+	c->pending--;
+	if (error != NULL && !c->freed)
+		log_warnx("a host's drain mark not recorded: %s (the next "
+		    "renewal tries again)", error);
+	coord_maybe_free(c);
+}
+
+void
+coord_host_drained(struct coordinator *c, const char *host, int drained)
+{
+	struct model_host	*h;
+	char			*cause = NULL;
+
+	if (!c->leading || !c->loaded ||
+	    (h = model_host(c->model, host)) == NULL ||
+	    (h->drained != 0) == (drained != 0))
+		return;
+	log_info("host %s %s: %s", host, drained ? "drained" :
+	    "undrained", drained ? "no failover goes there" :
+	    "failovers may go there again");
+	if (model_host_put(c->model, host, drained, h->memory_mib,
+	    h->max_instances, coord_drain_put, c, &cause) == -1) {
+		log_warnx("host %s: drain mark not recorded: %s", host, cause);
+		free(cause);
+		return;
+	}
+	c->pending++;
+}
+
 int
 coord_on_msg(struct coordinator *c, const char *host, const Envelope *env)
 {

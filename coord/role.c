@@ -34,6 +34,18 @@ struct coord_role {
 	int			 ready;
 };
 
+/* A renewal: the coordinator takes the host's drain mark as the mesh
+ * heard it (ternctl host drain). */
+static void
+role_drained(struct coord_role *r, const char *host, const Envelope *env)
+{
+	struct mesh_host_state	st;
+
+	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_RENEW &&
+	    mesh_host_state(r->td->mesh, host, &st) == 0)
+		coord_host_drained(r->coord, host, st.drained);
+}
+
 static void
 role_flush(uv_timer_t *t)
 {
@@ -56,8 +68,10 @@ role_flush(uv_timer_t *t)
 		} else if (lm->to_agent) {
 			if (r->deliver != NULL)
 				r->deliver(r->deliver_ctx, self, env);
-		} else
+		} else {
+			role_drained(r, self, env);
 			coord_on_msg(r->coord, self, env);
+		}
 		msg_free(env);
 		free(lm->buf);
 		free(lm);
@@ -100,6 +114,7 @@ role_on_msg(void *ctx, const char *peer, const Envelope *env)
 {
 	struct coord_role	*r = ctx;
 
+	role_drained(r, peer, env);
 	return coord_on_msg(r->coord, peer, env);
 }
 
