@@ -113,14 +113,14 @@ struct mesh {
 /* mesh.c */
 /* A configured peer by name (not one removed by a reload), or NULL. */
 struct mesh_peer *mesh_find(struct mesh *, const char *name);
-/* Our state now (zero when no role set it). */
-void		 mesh_self_state(struct mesh *, struct mesh_host_state *);
-/* Send ours to p if it changed since p last heard it (p up). */
-void		 mesh_send_state(struct mesh_peer *p, int force);
 /* The peer if it is up, else NULL and *cause (when not NULL). */
 struct mesh_peer *mesh_find_up(struct mesh *, const char *host, char **cause);
 
 /* mesh-use.c */
+/* Our state now (zero when no role set it). */
+void		 mesh_self_state(struct mesh *, struct mesh_host_state *);
+/* Send ours to p if it changed since p last heard it (p up). */
+void		 mesh_send_state(struct mesh_peer *p);
 /* The roles' handlers, when the mesh is freed. */
 void		 mesh_handlers_free(struct mesh *);
 /* The sink stream kind: a test's bytes into nothing. */

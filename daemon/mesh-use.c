@@ -398,7 +398,7 @@ mesh_self_state(struct mesh *ms, struct mesh_host_state *st)
 }
 
 void
-mesh_send_state(struct mesh_peer *p, int force)
+mesh_send_state(struct mesh_peer *p)
 {
 	struct mesh_host_state	 now;
 	Envelope		 env;
@@ -407,7 +407,7 @@ mesh_send_state(struct mesh_peer *p, int force)
 	if (p->conn == NULL || p->state != PEER_UP)
 		return;
 	mesh_self_state(p->mesh, &now);
-	if (!force && now.drained == p->hsent.drained &&
+	if (now.drained == p->hsent.drained &&
 	    now.instances == p->hsent.instances)
 		return;
 	p->hsent = now;
@@ -428,7 +428,7 @@ mesh_state_changed(struct mesh *ms)
 		return;
 	for (p = ms->list; p != NULL; p = p->next)
 		if (!p->removed)
-			mesh_send_state(p, 0);
+			mesh_send_state(p);
 }
 
 int

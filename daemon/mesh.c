@@ -155,7 +155,7 @@ peer_heartbeat(uv_timer_t *t)
 	env.body_case = TERN__ENVELOPE__BODY_PING;
 	env.ping = &ping;
 	conn_send_msg(p->conn, &env);
-	mesh_send_state(p, 0);
+	mesh_send_state(p);
 }
 
 /* --- the roles' handlers ------------------------------------------------- */
