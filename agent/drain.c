@@ -57,6 +57,8 @@ struct drain_job {
 	size_t			 n, next;
 	uint32_t		 running;
 	int			 pumping;
+	struct drain_move	*starting;	/* in migration_start */
+	int			 refused;	/* it answered at once */
 	struct drain_host	*hosts;		/* the peers, at the start */
 	size_t			 nhosts;
 	uint32_t		 moved, not_moved, stayed;
@@ -78,6 +80,7 @@ static struct drain_fwd	*drain_fwds;
 static uint64_t		 drain_next_fwd = 1;
 
 static void	drain_pump(struct drain_job *);
+static void	drain_unpick(struct drain_job *, const char *to);
 
 /* --- answers --------------------------------------------------------------- */
 
@@ -342,6 +345,7 @@ drain_move_done(void *arg, const Envelope *reply, int code, const char *error)
 		p.event = TERN__HOST_DRAIN_PROGRESS__EVENT__NOT_MOVED;
 		p.cause = (char *)(error != NULL ? error : "no answer");
 		j->not_moved++;
+		drain_unpick(j, mv->to);
 	} else {
 		log_info("%s: moved to %s (%s) in %" PRIu64 " ms", mv->name,
 		    mv->to, msg_mode_name(reply->migrate_reply->mode),
@@ -356,9 +360,23 @@ drain_move_done(void *arg, const Envelope *reply, int code, const char *error)
 	env.body_case = TERN__ENVELOPE__BODY_HOST_DRAIN_PROGRESS;
 	env.host_drain_progress = &p;
 	drain_out_send(j->a, &j->out, &env);
+	if (mv == j->starting)
+		j->refused = 1;
 	drain_move_free(mv);
 	j->running--;
 	drain_pump(j);
+}
+
+/* A move that did not happen adds nothing to its target. */
+static void
+drain_unpick(struct drain_job *j, const char *to)
+{
+	size_t	i;
+
+	for (i = 0; i < j->nhosts; i++)
+		if (strcmp(j->hosts[i].name, to) == 0 &&
+		    j->hosts[i].instances > 0)
+			j->hosts[i].instances--;
 }
 
 /* The target for the next instance, or NULL. */
@@ -416,9 +434,6 @@ drain_start_one(struct drain_job *j)
 		free(cause);
 		return;
 	}
-	log_info("%s: moving to %s", name, to);
-	drain_out_progress(j, name, kind,
-	    TERN__HOST_DRAIN_PROGRESS__EVENT__STARTED, to, NULL);
 	mv = xcalloc(1, sizeof *mv);
 	mv->job = j;
 	mv->name = xstrdup(name);
@@ -429,9 +444,18 @@ drain_start_one(struct drain_job *j)
 	r.has_mode = 1;
 	r.mode = TERN__MIGRATION_MODE__MODE_AUTO;
 	j->running++;
+	j->starting = mv;
+	j->refused = 0;
 	/* The one engine: what any move does, with its checks and its
-	 * rollback (an HA instance is refused there). */
+	 * rollback (an HA instance is refused there, at once: then it was
+	 * never started). */
 	migration_start(j->a, &r, drain_move_progress, drain_move_done, mv);
+	j->starting = NULL;
+	if (!j->refused) {
+		log_info("%s: moving to %s", name, to);
+		drain_out_progress(j, name, kind,
+		    TERN__HOST_DRAIN_PROGRESS__EVENT__STARTED, to, NULL);
+	}
 }
 
 /* Start moves while there is room; answer once the last one ended.  A
