@@ -582,7 +582,9 @@ coord_failover(struct coordinator *c, const char *failed)
 	for (i = 0; i < n; i++) {
 		struct model_instance *in = plan[i].instance;
 
-		if (plan[i].target != NULL && coord_moving(c, in->name) == NULL)
+		if (plan[i].target == NULL)
+			log_debug("failover of %s: %s", in->name, plan[i].why);
+		else if (coord_moving(c, in->name) == NULL)
 			coord_move(c, in, failed, plan[i].target, 0);
 	}
 	model_plan_free(plan, n);
@@ -709,6 +711,12 @@ coord_arm(struct coordinator *c)
 		if (d < next)
 			next = d;
 	}
+	/* Renewals re-arm it, more often than COORD_CHECK_MAX_MS: never
+	 * past a check already due, or a failover that had nowhere to go
+	 * (every host drained or full) would never be tried again. */
+	if (uv_is_active((uv_handle_t *)c->timer) &&
+	    uv_timer_get_due_in(c->timer) <= next)
+		return;
 	uv_timer_start(c->timer, coord_tick, next, 0);
 }
 
