@@ -8,7 +8,8 @@
 # drained across a restart of its ternd.  Undrained, it takes a migration
 # again.  Bad requests change nothing.  Then a drain where h3 refuses its
 # move (fault point mig.target.restored): that container still runs on
-# h1, unharmed, the drain says why and exits non-zero, the other moved.
+# h1, unharmed, the drain says why and exits non-zero, the other moved;
+# draining h1 again moves it.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -183,6 +184,16 @@ moved=web
 inst_verify h1 "$stuck" "$TH_ROOT/rootfs/var/log/$stuck.state" "still on h1"
 [ "$(where "$moved")" = "h2:running" ] || fail "$moved is at $(where "$moved")"
 inst_verify h2 "$moved" "$TH_ROOT/rootfs/var/log/$moved.state" "drained to h2"
+
+echo "--- draining the drained h1 again moves what is left (the fault fired once)"
+out=$(cl_ctl h1 host drain h1 2>&1) || fail "the second drain failed: $out"
+echo "$out"
+grep -q "^$stuck: moved to h[23] (.*) in [0-9]* ms$" <<<"$out" || fail "$stuck: $out"
+grep -q "h1 drained: 1 moved, 0 not moved" <<<"$out" || fail "summary: $out"
+w=$(where "$stuck")
+[ "$w" = "h2:running" ] || [ "$w" = "h3:running" ] || fail "$stuck is at $w"
+inst_verify "${w%%:*}" "$stuck" "$TH_ROOT/rootfs/var/log/$stuck.state" \
+    "drained to ${w%%:*}"
 
 cl_stop_all || fail "a ternd did not stop cleanly"
 echo "host-drain: ok"
