@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "agent/agent.h"
+#include "agent/drain.h"
 #include "agent/migration.h"
 #include "daemon/mesh.h"
 #include "migrate/files.h"
@@ -84,4 +85,6 @@ agent_mesh_register(struct agent *a, struct mesh *ms)
 	mesh_on_stream(ms, TREE_STREAM_KIND, agent_mesh_tree, a);
 	mesh_on_stream(ms, RELAY_STREAM_KIND, agent_mesh_relay, a);
 	mesh_on_peer_lost(ms, agent_mesh_lost, a);
+	/* ternctl host drain: the mark, and forwarded requests. */
+	drain_init(a, ms);
 }

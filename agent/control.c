@@ -6,6 +6,7 @@
 
 #define LOG_MODULE "ctl"
 #include "agent/control.h"
+#include "agent/drain.h"
 #include "agent/ha-instances.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
@@ -229,6 +230,7 @@ static int
 control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 {
 	struct control_wait	*w;
+	char			*cause = NULL;
 
 	switch (req->body_case) {
 	case TERN__ENVELOPE__BODY_INSTANCE_CREATE_REQUEST:
@@ -245,6 +247,14 @@ control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "ternd is still starting (checking CRIU); try again");
+		return 1;
+	}
+	if (req->body_case == TERN__ENVELOPE__BODY_INSTANCE_CREATE_REQUEST &&
+	    drain_refuses(a, &cause) != 0) {
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s: not created: %s",
+		    req->instance_create_request->name, cause);
+		free(cause);
 		return 1;
 	}
 	w = control_wait_new(cl, req, "");
@@ -300,6 +310,9 @@ control_request(struct ctl_client *cl, const Envelope *req, void *arg)
 		break;
 	case TERN__ENVELOPE__BODY_STREAM_TEST_REQUEST:
 		control_stream_test(a, cl, req);
+		break;
+	case TERN__ENVELOPE__BODY_HOST_DRAIN_REQUEST:
+		drain_control(a, cl, req);
 		break;
 	default:
 		if (control_instances(a, cl, req))

@@ -2,11 +2,13 @@
  * and the routing from the mesh and the control socket to them. */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
+#include "agent/drain.h"
 #include "agent/driver.h"
 #include "agent/instance-internal.h"
 #include "agent/migration.h"
@@ -130,6 +132,33 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	mig_engine_start(a->mig, in->drv->kind, r, progress, cb, arg);
 }
 
+/* An offer: refused while this host is drained (ternctl host drain). */
+static int
+migration_offer(struct agent *a, const char *peer, const Envelope *env)
+{
+	const Tern__MigrateOffer	*o = env->migrate_offer;
+	Tern__MigrateStep		 s = TERN__MIGRATE_STEP__INIT;
+	Envelope			 out;
+	char				*cause = NULL, *why = NULL;
+
+	if (drain_refuses(a, &cause) == 0)
+		return mig_engine_on_msg(a->mig, peer, env);
+	log_warnx("mig %" PRIx64 " %s from %s refused: %s", o->migration,
+	    o->name, peer, cause);
+	s.migration = o->migration;
+	s.step = TERN__MIGRATE_STEP__STEP__ABORT;
+	s.error = cause;
+	msg_init(&out, 0);
+	out.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
+	out.migrate_step = &s;
+	if (mesh_send(a->ternd->mesh, peer, &out, &why) != 0) {
+		log_debug("refusal to %s not sent: %s", peer, why);
+		free(why);
+	}
+	free(cause);
+	return 1;
+}
+
 int
 migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 {
@@ -138,6 +167,8 @@ migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 		return 0;
 	if (a->mig == NULL)
 		return 1;	/* stopping: no new work */
+	if (env->body_case == TERN__ENVELOPE__BODY_MIGRATE_OFFER)
+		return migration_offer(a, peer, env);
 	return mig_engine_on_msg(a->mig, peer, env);
 }
 

@@ -430,6 +430,40 @@ coord_on_renew(struct coordinator *c, const char *host,
 	coord_take_held(c, host, r);
 }
 
+static void
+coord_drain_put(void *arg, const char *error)
+{
+	struct coordinator	*c = arg;
+
+	c->pending--;
+	if (error != NULL && !c->freed)
+		log_warnx("a host's drain mark not recorded: %s (the next "
+		    "renewal tries again)", error);
+	coord_maybe_free(c);
+}
+
+void
+coord_host_drained(struct coordinator *c, const char *host, int drained)
+{
+	struct model_host	*h;
+	char			*cause = NULL;
+
+	if (!c->leading || !c->loaded ||
+	    (h = model_host(c->model, host)) == NULL ||
+	    (h->drained != 0) == (drained != 0))
+		return;
+	log_info("host %s %s: %s", host, drained ? "drained" :
+	    "undrained", drained ? "no failover goes there" :
+	    "failovers may go there again");
+	if (model_host_put(c->model, host, drained, h->memory_mib,
+	    h->max_instances, coord_drain_put, c, &cause) == -1) {
+		log_warnx("host %s: drain mark not recorded: %s", host, cause);
+		free(cause);
+		return;
+	}
+	c->pending++;
+}
+
 int
 coord_on_msg(struct coordinator *c, const char *host, const Envelope *env)
 {
@@ -548,7 +582,9 @@ coord_failover(struct coordinator *c, const char *failed)
 	for (i = 0; i < n; i++) {
 		struct model_instance *in = plan[i].instance;
 
-		if (plan[i].target != NULL && coord_moving(c, in->name) == NULL)
+		if (plan[i].target == NULL)
+			log_debug("failover of %s: %s", in->name, plan[i].why);
+		else if (coord_moving(c, in->name) == NULL)
 			coord_move(c, in, failed, plan[i].target, 0);
 	}
 	model_plan_free(plan, n);
@@ -675,6 +711,12 @@ coord_arm(struct coordinator *c)
 		if (d < next)
 			next = d;
 	}
+	/* Renewals re-arm it, more often than COORD_CHECK_MAX_MS: never
+	 * past a check already due, or a failover that had nowhere to go
+	 * (every host drained or full) would never be tried again. */
+	if (uv_is_active((uv_handle_t *)c->timer) &&
+	    uv_timer_get_due_in(c->timer) <= next)
+		return;
 	uv_timer_start(c->timer, coord_tick, next, 0);
 }
 

@@ -66,6 +66,11 @@ int		 coord_start(struct coordinator *, void (*ready)(void *,
 /* From the mesh: a lease message from host (1 if it was one). */
 int		 coord_on_msg(struct coordinator *, const char *host,
 		    const Envelope *);
+/* The host's drain mark as the mesh last heard it (its Hello and
+ * HostState), given with each of its renewals: a drained host is never
+ * a failover target (model_failover_plan). */
+void		 coord_host_drained(struct coordinator *, const char *host,
+		    int drained);
 /* Check every host now (the timer does it on its own). */
 void		 coord_check(struct coordinator *);
 struct model	*coord_model(struct coordinator *);

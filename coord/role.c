@@ -21,6 +21,18 @@ struct coord_role {
 	int			 ready;
 };
 
+/* A renewal: the coordinator takes the host's drain mark as the mesh
+ * heard it (ternctl host drain). */
+static void
+role_drained(struct coord_role *r, const char *host, const Envelope *env)
+{
+	struct mesh_host_state	st;
+
+	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_RENEW &&
+	    mesh_host_state(r->td->mesh, host, &st) == 0)
+		coord_host_drained(r->coord, host, st.drained);
+}
+
 static int
 role_send(void *ctx, const char *host, const Envelope *env, char **cause)
 {
@@ -36,6 +48,7 @@ role_on_msg(void *ctx, const char *peer, const Envelope *env)
 {
 	struct coord_role	*r = ctx;
 
+	role_drained(r, peer, env);
 	return coord_on_msg(r->coord, peer, env);
 }
 

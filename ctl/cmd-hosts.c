@@ -20,6 +20,8 @@ hosts_json(const Tern__HostsReply *r)
 		ctl_json_string(stdout, h->address);
 		printf(",\"state\":");
 		ctl_json_string(stdout, h->state);
+		if (h->has_drained)
+			printf(",\"drained\":%s", h->drained ? "true" : "false");
 		if (h->has_since_ms)
 			printf(",\"since_ms\":%llu",
 			    (unsigned long long)h->since_ms);
@@ -51,10 +53,10 @@ static void
 hosts_table(const Tern__HostsReply *r)
 {
 	const Tern__HostInfo	*h;
-	char			 rtt[32], since[32];
+	char			 rtt[32], since[32], state[48];
 	size_t			 i;
 
-	printf("%-16s %-11s %-22s %9s %8s  %s\n", "HOST", "STATE", "ADDRESS",
+	printf("%-16s %-13s %-22s %9s %8s  %s\n", "HOST", "STATE", "ADDRESS",
 	    "RTT", "SINCE", "LAST ERROR");
 	for (i = 0; i < r->n_hosts; i++) {
 		h = r->hosts[i];
@@ -64,7 +66,10 @@ hosts_table(const Tern__HostsReply *r)
 		else
 			snprintf(rtt, sizeof rtt, "-");
 		ctl_format_age(since, sizeof since, h->since_ms);
-		printf("%-16s %-11s %-22s %9s %8s  %s\n", h->name, h->state,
+		/* Drained (ternctl host drain): takes no instance. */
+		snprintf(state, sizeof state, "%s%s", h->state,
+		    h->has_drained && h->drained ? ",drained" : "");
+		printf("%-16s %-13s %-22s %9s %8s  %s\n", h->name, state,
 		    h->address, rtt, since,
 		    h->last_error != NULL ? h->last_error : "");
 	}

@@ -17,6 +17,7 @@
 static const struct ctl_cmd *const ctl_cmds[] = {
 	&cmd_status_entry,
 	&cmd_hosts_entry,
+	&cmd_host_entry,
 	&cmd_ping_entry,
 	&cmd_stream_test_entry,
 	&cmd_create_entry,

@@ -34,6 +34,7 @@ struct ctl_cmd {
 
 extern const struct ctl_cmd cmd_status_entry;
 extern const struct ctl_cmd cmd_hosts_entry;
+extern const struct ctl_cmd cmd_host_entry;
 extern const struct ctl_cmd cmd_ping_entry;
 extern const struct ctl_cmd cmd_ca_entry;
 extern const struct ctl_cmd cmd_cert_entry;

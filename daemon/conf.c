@@ -194,6 +194,11 @@ static const struct conf_option conf_options[] = {
 	  .help = "Threads for short blocking calls (a libvirt query, an "
 	      "fsync, a checksum), so none waits behind another; fixed at "
 	      "start (UV_THREADPOOL_SIZE)." },
+	{ .name = "drain_parallel", .type = CONF_INT,
+	  .offset = CONF_FIELD(drain_parallel), .def_number = 2,
+	  .min = 1, .max = 16,
+	  .help = "Instances ternctl host drain moves off this host at once "
+	      "(its --parallel overrides it)." },
 	{ .name = "max_vm_migrations", .type = CONF_INT,
 	  .offset = CONF_FIELD(max_vm_migrations), .def_number = 4,
 	  .min = 1, .max = 64,

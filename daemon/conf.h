@@ -78,6 +78,7 @@ struct conf {
 	int			 criu_timeout_ms;
 	int			 thread_pool_size;	/* fixed at start */
 	int			 max_vm_migrations;
+	int			 drain_parallel;	/* ternctl host drain */
 
 	/* Trust boundaries (docs/security.md). */
 	int			 max_pending_handshakes;

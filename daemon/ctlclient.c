@@ -173,7 +173,9 @@ ctlclient_call(struct ctlclient *cc, Envelope *req, int timeout_ms,
 		free(why);
 	} else {
 		while ((reply = ctlclient_recv(cc, timeout_ms, cause)) != NULL &&
-		    reply->body_case == TERN__ENVELOPE__BODY_MIGRATE_PROGRESS) {
+		    (reply->body_case == TERN__ENVELOPE__BODY_MIGRATE_PROGRESS ||
+		    reply->body_case ==
+		    TERN__ENVELOPE__BODY_HOST_DRAIN_PROGRESS)) {
 			if (progress != NULL)
 				progress(reply, arg);
 			msg_free(reply);

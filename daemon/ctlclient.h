@@ -16,7 +16,7 @@ int			 ctlclient_send(struct ctlclient *, Envelope *, char **cause);
 Envelope		*ctlclient_recv(struct ctlclient *, int timeout_ms,
 			    char **cause);
 /* send + recv; an Error reply becomes NULL with *cause = its text.
- * Progress reports (MigrateProgress) before the answer go to progress
+ * Progress reports (MigrateProgress, HostDrainProgress) before the answer go to progress
  * when it is set, and are skipped otherwise; the timeout counts from the
  * last message. */
 typedef void (*ctlclient_progress_fn)(const Envelope *, void *arg);

@@ -55,6 +55,8 @@ struct mesh_peer {
 	char			**caps;
 	size_t			 ncaps;
 	uint64_t		 boot_id;
+	struct mesh_host_state	 hstate;	/* as it last said */
+	struct mesh_host_state	 hsent;		/* ours, as we last said */
 
 	uv_timer_t		 timer;		/* heartbeat or reconnect */
 	unsigned		 backoff_ms;
@@ -106,6 +108,8 @@ struct mesh {
 
 	mesh_caps_fn		 caps_fn;
 	void			*caps_ctx;
+	mesh_state_fn		 state_fn;
+	void			*state_ctx;
 	struct mesh_msg_handler	*on_msg;
 	struct mesh_stream_handler *on_stream;
 	struct mesh_lost_handler *on_lost;
@@ -124,6 +128,10 @@ struct mesh_peer *mesh_find(struct mesh *, const char *name);
 struct mesh_peer *mesh_find_up(struct mesh *, const char *host, char **cause);
 
 /* mesh-use.c */
+/* Our state now (zero when no role set it). */
+void		 mesh_self_state(struct mesh *, struct mesh_host_state *);
+/* Send ours to p if it changed since p last heard it (p up). */
+void		 mesh_send_state(struct mesh_peer *p);
 /* The roles' handlers, when the mesh is freed. */
 void		 mesh_handlers_free(struct mesh *);
 /* mesh_stop: drop what was sent to this host and not delivered yet. */

@@ -320,6 +320,7 @@ mesh_hosts(struct mesh *ms, Tern__HostsReply *reply)
 	struct ternd		*td = ms->td;
 	struct mesh_peer	*p;
 	Tern__HostInfo		*hi;
+	struct mesh_host_state	 st;
 	char			*addr;
 	size_t			 n = 1, i;
 
@@ -332,6 +333,9 @@ mesh_hosts(struct mesh *ms, Tern__HostsReply *reply)
 	hi->software = xstrdup(TERN_SOFTWARE);
 	hi->has_since_ms = 1;
 	hi->since_ms = now_ms() - td->start_ms;
+	mesh_self_state(ms, &st);
+	hi->has_drained = 1;
+	hi->drained = st.drained != 0;
 	reply->hosts[reply->n_hosts++] = hi;
 	for (p = ms->list; p != NULL; p = p->next) {
 		if (p->removed)
@@ -352,6 +356,8 @@ mesh_hosts(struct mesh *ms, Tern__HostsReply *reply)
 		}
 		hi->has_since_ms = 1;
 		hi->since_ms = now_ms() - p->since_ms;
+		hi->has_drained = 1;
+		hi->drained = p->hstate.drained != 0;
 		reply->hosts[reply->n_hosts++] = hi;
 	}
 }
@@ -484,5 +490,73 @@ mesh_has_capability(struct mesh *ms, const char *host, const char *cap)
 	for (i = 0; i < p->ncaps; i++)
 		if (strcmp(p->caps[i], cap) == 0)
 			return 1;
+	return 0;
+}
+
+/* --- this host's state, as the peers hear it ------------------------------ */
+
+void
+mesh_set_state_fn(struct mesh *ms, mesh_state_fn fn, void *ctx)
+{
+	ms->state_fn = fn;
+	ms->state_ctx = ctx;
+}
+
+void
+mesh_self_state(struct mesh *ms, struct mesh_host_state *st)
+{
+	memset(st, 0, sizeof *st);
+	if (ms->state_fn != NULL)
+		ms->state_fn(ms->state_ctx, st);
+}
+
+void
+mesh_send_state(struct mesh_peer *p)
+{
+	struct mesh_host_state	 now;
+	Envelope		 env;
+	Tern__HostState		 hs = TERN__HOST_STATE__INIT;
+
+	if (p->conn == NULL || p->state != PEER_UP)
+		return;
+	mesh_self_state(p->mesh, &now);
+	if (now.drained == p->hsent.drained &&
+	    now.instances == p->hsent.instances)
+		return;
+	p->hsent = now;
+	hs.drained = now.drained != 0;
+	hs.instances = now.instances;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_HOST_STATE;
+	env.host_state = &hs;
+	conn_send_msg(p->conn, &env);
+}
+
+void
+mesh_state_changed(struct mesh *ms)
+{
+	struct mesh_peer	*p;
+
+	if (ms == NULL)
+		return;
+	for (p = ms->list; p != NULL; p = p->next)
+		if (!p->removed)
+			mesh_send_state(p);
+}
+
+int
+mesh_host_state(struct mesh *ms, const char *host, struct mesh_host_state *st)
+{
+	struct mesh_peer	*p;
+
+	if (ms == NULL)
+		return -1;
+	if (strcmp(host, ms->td->conf->host_name) == 0) {
+		mesh_self_state(ms, st);
+		return 0;
+	}
+	if ((p = mesh_find(ms, host)) == NULL)
+		return -1;
+	*st = p->hstate;
 	return 0;
 }

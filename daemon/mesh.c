@@ -124,6 +124,11 @@ peer_send_hello(struct mesh_peer *p)
 	hello.capabilities = (char **)caps;
 	hello.max_frame = (uint32_t)td->conf->max_frame_size;
 	hello.boot_id = td->boot_id;
+	mesh_self_state(p->mesh, &p->hsent);
+	hello.has_drained = 1;
+	hello.drained = p->hsent.drained != 0;
+	hello.has_instances = 1;
+	hello.instances = p->hsent.instances;
 	env.body_case = TERN__ENVELOPE__BODY_HELLO;
 	env.hello = &hello;
 	conn_send_msg(p->conn, &env);
@@ -150,6 +155,7 @@ peer_heartbeat(uv_timer_t *t)
 	env.body_case = TERN__ENVELOPE__BODY_PING;
 	env.ping = &ping;
 	conn_send_msg(p->conn, &env);
+	mesh_send_state(p);
 }
 
 /* --- the roles' handlers ------------------------------------------------- */
@@ -300,6 +306,8 @@ peer_check_hello(struct mesh_peer *p, const Tern__Hello *h, char **cause)
 		peer_lost(p, "its ternd restarted");
 	}
 	p->boot_id = h->boot_id;
+	p->hstate.drained = h->has_drained && h->drained;
+	p->hstate.instances = h->has_instances ? h->instances : 0;
 	return 0;
 }
 
@@ -389,6 +397,13 @@ peer_on_msg(struct conn *c, Envelope *env)
 		break;
 	case TERN__ENVELOPE__BODY_PONG:
 		peer_on_pong(p, env);
+		break;
+	case TERN__ENVELOPE__BODY_HOST_STATE:
+		if (env->host_state->drained != (p->hstate.drained != 0))
+			log_info("peer %s: %s", p->name,
+			    env->host_state->drained ? "drained" : "undrained");
+		p->hstate.drained = env->host_state->drained;
+		p->hstate.instances = env->host_state->instances;
 		break;
 	default:
 		if (stream_mux_msg(p->mux, env) != 0)

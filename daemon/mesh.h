@@ -42,6 +42,16 @@ void		 mesh_reconfigure(struct mesh *);
 typedef const char **(*mesh_caps_fn)(void *ctx, size_t *n);
 void		 mesh_set_capabilities(struct mesh *, mesh_caps_fn, void *ctx);
 
+/* What a host says of itself in its Hello, and in a HostState whenever
+ * that changes (checked at each heartbeat, or at once through
+ * mesh_state_changed). */
+struct mesh_host_state {
+	int		 drained;	/* takes no instance (ternctl host drain) */
+	uint32_t	 instances;	/* how many it holds */
+};
+typedef void	(*mesh_state_fn)(void *ctx, struct mesh_host_state *);
+void		 mesh_set_state_fn(struct mesh *, mesh_state_fn, void *ctx);
+
 /* A message from an up peer with this body case (enum
  * Tern__Envelope__BodyCase): 1 if it was taken, 0 if not (the next
  * handler of that case is asked; when none takes it the peer is told
@@ -86,6 +96,12 @@ int		 mesh_send(struct mesh *, const char *host, const Envelope *,
 struct stream_mux *mesh_mux(struct mesh *, const char *host);
 int		 mesh_has_capability(struct mesh *, const char *host,
 		    const char *cap);
+/* Our state changed: tell the up peers now. */
+void		 mesh_state_changed(struct mesh *);
+/* A host's state: ours asked now, a peer's as it last said (kept while
+ * it is down).  -1 if host is not in the mesh. */
+int		 mesh_host_state(struct mesh *, const char *host,
+		    struct mesh_host_state *);
 
 /* Completion of an asynchronous peer operation: error NULL on success. */
 typedef void (*mesh_ping_cb)(void *arg, uint64_t rtt_us, const char *error);

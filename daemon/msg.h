@@ -10,7 +10,7 @@
 
 #include "tern.pb-c.h"
 
-#define TERN_PROTOCOL_VERSION	2
+#define TERN_PROTOCOL_VERSION	3	/* 3: host drain (Hello.drained) */
 #define TERN_SOFTWARE		"tern " PACKAGE_VERSION
 
 typedef Tern__Envelope Envelope;

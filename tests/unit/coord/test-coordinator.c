@@ -389,6 +389,45 @@ test_failover(void **state)
 	assert_int_equal(state_of("h1"), HOST_UP);
 }
 
+/* A drained host (its mark given with its renewal: coord_host_drained)
+ * takes no failover: the instance stays where it was, reported; once
+ * undrained, the next check moves it there.  The mark is in the store:
+ * a restarted coordinator keeps it. */
+static void
+test_drained(void **state)
+{
+	uint64_t	 t0;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("db", "h1", MODEL_HA_RESTART);
+	coord_host_drained(co, "h2", 1);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_true(model_host(coord_model(co), "h2")->drained);
+	close_coord();
+	clock_now += 10 * TTL;
+	t0 = clock_now;
+	open_coord();
+	assert_true(model_host(coord_model(co), "h2")->drained);
+	/* h2 renews; h1 stays silent past the quiet period. */
+	clock_now = t0 + TTL + MARGIN - 1;
+	renew("h2", 2, 0);
+	assert_null(g_h2.refused);
+	check_at(t0 + TTL + MARGIN + 1);
+	assert_int_equal(state_of("h1"), HOST_FAILED);
+	assert_int_equal(failovers, 0);
+	assert_string_equal(model_instance(coord_model(co), "db")->owner,
+	    "h1");
+	coord_host_drained(co, "h2", 0);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_false(model_host(coord_model(co), "h2")->drained);
+	check_at(t0 + TTL + MARGIN + 2);
+	assert_int_equal(failovers, 1);
+	assert_string_equal(model_instance(coord_model(co), "db")->owner,
+	    "h2");
+}
+
 /* A restarted coordinator keeps what was moved, counts every host as
  * granted at its start, and decides nothing for ttl + margin. */
 static void
@@ -584,6 +623,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drained, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rejoin_during_move, setup,

@@ -405,8 +405,9 @@ test_other_round_trips(void **state)
 static void
 test_wrong_version(void **state)
 {
-	/* 1: the strings kinds and modes were before the enums. */
-	const uint32_t	 versions[] = { 0, 1, 3, 0x7fffffff, 0xffffffff };
+	/* 1: the strings kinds and modes were before the enums; 2: before
+	 * the host drain (Hello.drained). */
+	const uint32_t	 versions[] = { 0, 1, 2, 4, 0x7fffffff, 0xffffffff };
 	Envelope	 env;
 	Tern__Ping	 ping = TERN__PING__INIT;
 	uint8_t		*buf;
@@ -434,7 +435,7 @@ test_wrong_version(void **state)
 		w_uint(&w, 200, 1);
 		w_bytes(&w, 99, "future", 6);
 		expect_refused(w.p, w.len, TERN__ERROR_CODE__ERROR_VERSION,
-		    "version 3", NULL);
+		    "version 4", NULL);
 		w_free(&w);
 	}
 }
@@ -559,10 +560,10 @@ test_unknown_nested(void **state)
 
 	/* Inside Hello. */
 	hello_fields(&h, 1);
-	w_uint(&h, 6, 1);
+	w_uint(&h, 60, 1);
 	envelope_with(&w, F_HELLO, &h);
 	expect_refused(w.p, w.len, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-	    "unknown field", "6", "Hello", NULL);
+	    "unknown field", "60", "Hello", NULL);
 	w_free(&w);
 
 	/* Inside Hello, length-delimited, before the known fields. */
