@@ -133,9 +133,9 @@ trial() {
 		cat "$TH_ROOT/check.out" >&2
 		die "trial $n: two copies of mc ran at once (the witness says so)"
 	}
-	r=($since)
-	[ "${r[3]}" = "$to" ] || die "trial $n: the new copy writes from ${r[3]}, not $to"
-	w=$(sub "${r[4]}" "$up")
+	read -r _ _ _ r t <<<"$since"	# since T: RUN HOST FIRST COUNTER
+	[ "$r" = "$to" ] || die "trial $n: the new copy writes from $r, not $to"
+	w=$(sub "${t%% *}" "$up")
 	th_wait 10 eval '[ "$(state_on "$to")" = running ]' ||
 	    broken "trial $n: ternd on $to says mc is $(state_on "$to")"
 	t=$(logtime "$to" "container mc: started" "$lto")

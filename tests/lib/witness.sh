@@ -114,13 +114,13 @@ witness_last() {
 }
 
 witness_host() {
-	local r
-	r=($(witness_last "$1"))
-	echo "${r[1]:-}"
+	local host
+	read -r _ host _ <<<"$(witness_last "$1")"
+	echo "${host:-}"
 }
 
 witness_uptime() {
-	local up idle
-	read -r up idle </proc/uptime
+	local up
+	read -r up _ </proc/uptime
 	echo "$up"
 }
