@@ -196,7 +196,7 @@ run() {
 	echo "  decided: $(stats "${D[@]}")"
 	echo "  ternd:   $(stats "${T[@]}")"
 	echo "  witness: $(stats "${W[@]}")"
-	p50 "${W[@]}" >"$OUT/$STORE"
+	echo "$(p50 "${W[@]}"), max $(printf '%s\n' "${W[@]}" | sort -n | tail -n 1)" >"$OUT/$STORE"
 	cl_stop_all >/dev/null 2>&1 || :
 }
 
@@ -227,5 +227,5 @@ else
 	esac
 fi
 if [ -f "$OUT/journal" ]; then
-	echo "failover: p50 seconds = $(cat "$OUT/journal") (goal <= 3)"
+	echo "failover: p50 seconds = $(cut -d, -f1 "$OUT/journal") (goal <= 3)"
 fi
