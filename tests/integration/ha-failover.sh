@@ -3,9 +3,10 @@
 # coordinator (its own instances are not protected, so it is never a
 # failover target), h1 and h2 hold leases from it.  A protected
 # container ("--ha restart") must:
-#  - run on one host at a time, witnessed by the container itself: every
-#    copy appends "RUN-ID UPTIME" to a file on the shared rootfs every
-#    20 ms, and no two runs may overlap in time;
+#  - run on one host at a time, witnessed by the container itself
+#    (tests/lib/witness.sh: every copy appends its run id, host, counter
+#    and the kernel's uptime to a file on the shared rootfs every 20 ms),
+#    and no two copies may overlap in time;
 #  - come back on a survivor when its host crashes (th_crash), once the
 #    lease ran out plus the margin;
 #  - stop by itself on a host cut off from the coordinator (th_cut: the
@@ -19,6 +20,7 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
 . "$TERN_SRCDIR/tests/lib/rootfs.sh"
 . "$TERN_SRCDIR/tests/lib/instances.sh"
+. "$TERN_SRCDIR/tests/lib/witness.sh"
 th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
@@ -42,47 +44,20 @@ done
 cl_ctl h3 status | grep -q "coordinator:.*leading" ||
     fail "h3 does not lead: $(cl_ctl h3 status)"
 
-# The ticker: a busybox shell on the shared rootfs.
-ticks="$TH_ROOT/rootfs/var/log/ticks"
+# The witness: a busybox shell on the shared rootfs.
 rootfs_make "$TH_ROOT/rootfs"
-ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/sh -c \
-    'id=$RANDOM$RANDOM; while :; do read up idle </proc/uptime; echo "$id $up" >>/var/log/ticks; usleep 20000; done'
+witness_spec "$TH_ROOT/rootfs" mc
+ticks=$(witness_file "$TH_ROOT/rootfs" mc)
 
 # Where mc runs, as the container cgroups say (whatever the ternds say).
-copies() {
-	local h p n=0
-	for h in h1 h2 h3; do
-		for p in $(find "$(th__cg1 $h)" -path "*/tern/mc/*" \
-		    -name cgroup.procs -exec cat {} + 2>/dev/null); do
-			[ "$(cat "/proc/$p/comm" 2>/dev/null)" = sh ] && n=$((n + 1))
-		done
-	done
-	echo $n
-}
+copies() { witness_copies mc h1 h2 h3; }
 state_on() { inst_field "$1" mc state; }
 runs_on() { [ "$(state_on "$1")" = running ] && [ "$(copies)" = 1 ]; }
 epoch_on() { inst_field "$1" mc epoch; }
-# No two runs of mc overlapped in time: the container's own word.
-check_ticks() {
-	python3 - "$ticks" <<'EOF' || fail "two copies of mc ran at once"
-import sys
-runs = {}
-for line in open(sys.argv[1]):
-    parts = line.split()
-    if len(parts) != 2:
-        continue
-    rid, t = parts[0], float(parts[1])
-    lo, hi = runs.get(rid, (t, t))
-    runs[rid] = (min(lo, t), max(hi, t))
-spans = sorted(runs.values())
-for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
-    if b0 <= a1:
-        print("runs overlap: [%.2f, %.2f] and [%.2f, %.2f]" % (a0, a1, b0, b1))
-        sys.exit(1)
-print("%d runs of mc, none overlapping; gaps: %s s" % (len(spans),
-    ", ".join("%.2f" % (b0 - a1) for (a0, a1), (b0, b1) in zip(spans, spans[1:]))))
-EOF
-}
+# No two copies of mc overlapped in time: the container's own word.
+check_ticks() { witness_check "$ticks" || fail "two copies of mc ran at once"; }
+# The container says it runs on HOST (its latest record).
+witness_on() { [ "$(witness_host "$ticks")" = "$1" ]; }
 
 echo "--- a protected container on h1"
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" --ha restart >/dev/null
@@ -94,6 +69,7 @@ echo "--- h1 crashes: mc comes back on h2"
 th_crash h1
 wait_for 30 "mc running on h2" runs_on h2
 echo "mc runs on h2 at epoch $(epoch_on h2)"
+wait_for 5 "mc's own record from h2" witness_on h2
 [ "$(epoch_on h2)" = 2 ] || fail "epoch $(epoch_on h2) on h2, not 2"
 grep -q "failover: mc (was on h1): moved from h1 to h2 at epoch 2" \
     "$(cl_log h3)" || fail "h3 did not log the failover"
@@ -117,6 +93,7 @@ wait_for 20 "mc stopped on h2" stopped_on_cut
 grep -q "lease from h3 lost" "$(cl_log h2)" || fail "h2 did not fence"
 wait_for 30 "mc running again on h1" runs_on h1
 [ "$(epoch_on h1)" = 3 ] || fail "epoch $(epoch_on h1) on h1, not 3"
+wait_for 5 "mc's own record from h1" witness_on h1
 check_ticks
 
 echo "--- h2 heals: its fenced copy is discarded, not resumed"
