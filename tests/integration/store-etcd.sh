@@ -3,7 +3,9 @@
 # host): the same semantics as the journal (storectl conform runs on
 # both); one leader at a time; a leader paused past its lease is deposed,
 # steps down by itself when it wakes, and etcd refuses its writes; with
-# one member gone the leader goes on, with two gone it stops leading.
+# one member gone the leader goes on, with two gone it stops leading;
+# a member whose packets are dropped (a crashed host: no refusal, no
+# answer) is passed over for the next.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/etcd.sh"
@@ -12,7 +14,7 @@ etcd_check || exit 77
 trap th_teardown EXIT
 
 ctl=$TERN_BUILDDIR/tests/tools/storectl
-th_setup 3
+th_setup 4		# h4 runs no member: its address drops etcd's port
 etcd_up h1 h2 h3
 ep=$(etcd_endpoints)
 
@@ -44,6 +46,18 @@ last1=$(writes "$TH_ROOT/c1.out" | tail -n 1)
 [ "$last1" -lt "$first2" ] ||
     fail "c1 wrote at revision $last1, after c2 led and wrote at $first2"
 n1=$(count '^wrote' "$TH_ROOT/c1.out")
+
+echo "--- the first endpoint drops every packet: a contender asks the next"
+# As a crashed host's address does: the connection attempt is not refused,
+# it goes unanswered.  Before: the store kept asking that endpoint.
+th_exec h4 iptables -A INPUT -p tcp --dport 2379 -j DROP ||
+    fail "cannot drop etcd's port on h4"
+c3=$(th_spawn h3 "$TH_ROOT/c3.out" "$ctl" lead \
+    "etcd:http://$(th_addr h4):2379,$ep" c3 3000)
+wait_for 20 "c3 reaching etcd past h4" grep -q 'c3 waits: c2 leads' \
+    "$TH_ROOT/c3.out"
+grep -q '^leads' "$TH_ROOT/c3.out" && fail "c3 leads beside c2"
+kill "$c3" 2>/dev/null || :
 
 echo "--- one etcd member down (not etcd's leader: no election): c2 goes on"
 f=$(etcd_follower) || fail "no etcd member says it follows"
