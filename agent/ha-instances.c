@@ -631,6 +631,8 @@ ha_instances_register(struct agent *a)
 {
 	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT,
 	    ha_on_msg, a);
+	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_NUDGE,
+	    ha_on_msg, a);
 }
 
 void

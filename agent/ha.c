@@ -14,6 +14,7 @@
 /* Renewals remembered to count a grant from its send time: answers older
  * than this many renewals are ignored (their lease ran out anyway). */
 #define HA_SENT_MAX	16
+#define HA_NUDGE_GAP_MS	20	/* between renewals a nudge asks for */
 
 struct ha_sent {
 	uint64_t	seq;
@@ -150,17 +151,35 @@ ha_on_grant(struct ha_agent *h, const Tern__LeaseGrant *g)
 	h->ops.owned(h->ctx, g);
 }
 
+/* The coordinator gave this host more to run: renew now, and the grant
+ * says what.  Nudges that come together (a failover of many instances,
+ * one store transaction each) make one renewal. */
+static void
+ha_nudged(struct ha_agent *h)
+{
+	uint64_t	now = ha_now(h);
+	uint64_t	next = h->sent[h->seq % HA_SENT_MAX].at_ms +
+			    HA_NUDGE_GAP_MS;
+
+	uv_timer_start(h->renew_timer, ha_renew_due, next > now ? next - now :
+	    0, 0);
+}
+
 int
 ha_agent_on_msg(struct ha_agent *h, const char *peer, const Envelope *env)
 {
-	if (env->body_case != TERN__ENVELOPE__BODY_LEASE_GRANT)
+	if (env->body_case != TERN__ENVELOPE__BODY_LEASE_GRANT &&
+	    env->body_case != TERN__ENVELOPE__BODY_LEASE_NUDGE)
 		return 0;
 	if (strcmp(peer, h->coordinator) != 0) {
-		log_warnx("a lease grant from %s, which is not the coordinator "
-		    "(%s): ignored", peer, h->coordinator);
+		log_warnx("a %s from %s, which is not the coordinator (%s): "
+		    "ignored", msg_name(env), peer, h->coordinator);
 		return 1;
 	}
-	ha_on_grant(h, env->lease_grant);
+	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_NUDGE)
+		ha_nudged(h);
+	else
+		ha_on_grant(h, env->lease_grant);
 	return 1;
 }
 

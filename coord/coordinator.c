@@ -499,6 +499,24 @@ coord_moving_free(struct moving *mv)
 	free(mv);
 }
 
+/* host owns more now: it renews at once and its grant says what. */
+static void
+coord_nudge(struct coordinator *c, const char *host)
+{
+	Envelope		env;
+	Tern__LeaseNudge	n = TERN__LEASE_NUDGE__INIT;
+	char			*cause = NULL;
+
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_NUDGE;
+	env.lease_nudge = &n;
+	if (c->tp.send(c->tp.ctx, host, &env, &cause) == -1) {
+		log_debug("no nudge to %s (its next renewal learns it): %s",
+		    host, cause);
+		free(cause);
+	}
+}
+
 static void
 coord_moved(void *arg, const char *error)
 {
@@ -534,6 +552,8 @@ coord_moved(void *arg, const char *error)
 			log_info("failover of %s: %s", mv->name, text);
 		coord_event(c, COORD_EV_FAILOVER, mv->from, mv->name, text);
 		free(text);
+		if (error == NULL)
+			coord_nudge(c, mv->to);
 		coord_arm(c);
 	}
 	coord_moving_free(mv);

@@ -10,7 +10,8 @@
 
 #include "tern.pb-c.h"
 
-#define TERN_PROTOCOL_VERSION	3	/* 3: host drain (Hello.drained) */
+#define TERN_PROTOCOL_VERSION	3	/* 3: host drain (Hello.drained),
+					   LeaseNudge */
 #define TERN_SOFTWARE		"tern " PACKAGE_VERSION
 
 typedef Tern__Envelope Envelope;

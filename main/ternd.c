@@ -284,6 +284,7 @@ ternd_coord_start(struct ternd *td, char **cause)
 		return -1;
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_RENEW);
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_NUDGE);
 	td->coord_describe = ternd_coord_describe;
 	td->coord_ctx = coord;
 	return 0;

@@ -3,7 +3,8 @@
  * lease counts from the send, a late or lost grant fences before the
  * coordinator could declare the host failed, a refusal fences at once
  * and registers again, grants from another host are ignored, and a
- * restarted ternd keeps only what is left of its predecessor's lease. */
+ * restarted ternd keeps only what is left of its predecessor's lease;
+ * the coordinator's nudge brings a renewal at once. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -181,6 +182,64 @@ test_renewals(void **state)
 	done(h);
 }
 
+static void
+nudge(struct ha_agent *h, const char *from)
+{
+	Envelope		env;
+	Tern__LeaseNudge	n = TERN__LEASE_NUDGE__INIT;
+
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_NUDGE;
+	env.lease_nudge = &n;
+	assert_int_equal(ha_agent_on_msg(h, from, &env), 1);
+}
+
+static void
+noop(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* One turn of the loop (the lease keeper's timers do not keep it alive). */
+static void
+turn(void)
+{
+	uv_timer_t	t;
+
+	uv_timer_init(uv_default_loop(), &t);
+	uv_timer_start(&t, noop, 0, 0);
+	uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+}
+
+/* A failover gave this host an instance: the coordinator's nudge brings a
+ * renewal at once (not ttl/3 later), two nudges together bring one, and
+ * another host's nudge none. */
+static void
+test_nudge(void **state)
+{
+	struct ha_agent	*h;
+	int		 before;
+
+	(void)state;
+	clock_now = 70000;
+	h = agent(0);
+	ha_agent_start(h);
+	grant(h, "coord", last_seq, NULL);
+	before = nsent;
+	clock_now += 100;
+	nudge(h, "mallory");
+	turn();
+	assert_int_equal(nsent, before);
+	nudge(h, "coord");
+	nudge(h, "coord");
+	turn();
+	assert_int_equal(nsent, before + 1);
+	assert_true(ha_agent_valid(h));
+	done(h);
+}
+
 /* The coordinator says the host failed: fence now, register again. */
 static void
 test_refused(void **state)
@@ -271,6 +330,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts_from_send),
 		cmocka_unit_test(test_renewals),
+		cmocka_unit_test(test_nudge),
 		cmocka_unit_test(test_may_run),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_restart),

@@ -39,6 +39,7 @@ struct grant {
 	char		*refused;
 	char		*owned;		/* "name@epoch[<gen][+spec]" joined */
 	char		*refusals;	/* "name: why" joined by '; ' */
+	unsigned	 nudges;	/* LeaseNudges received */
 };
 static struct grant	 g_h1, g_h2;
 static unsigned		 failovers;
@@ -60,8 +61,12 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 
 	(void)ctx;
 	(void)cause;
-	assert_int_equal(env->body_case, TERN__ENVELOPE__BODY_LEASE_GRANT);
 	g = strcmp(host, "h1") == 0 ? &g_h1 : &g_h2;
+	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_NUDGE) {
+		g->nudges++;
+		return 0;
+	}
+	assert_int_equal(env->body_case, TERN__ENVELOPE__BODY_LEASE_GRANT);
 	lg = env->lease_grant;
 	g->count++;
 	g->seq = lg->seq;
@@ -360,6 +365,9 @@ test_failover(void **state)
 	assert_int_equal(state_of("h1"), HOST_FAILED);
 	assert_int_equal(state_of("h2"), HOST_UP);
 	assert_int_equal(failovers, 2);
+	/* Each move nudges the survivor to renew at once. */
+	assert_int_equal(g_h2.nudges, 2);
+	assert_int_equal(g_h1.nudges, 0);
 	assert_string_equal(model_instance(coord_model(co), "web")->owner,
 	    "h2");
 	assert_int_equal(model_instance(coord_model(co), "web")->epoch, 2);
