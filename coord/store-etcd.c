@@ -693,6 +693,33 @@ etcd_grant_answer(struct etcd *e, void *arg, struct json_object *j,
 	etcd_campaign_step(e);
 }
 
+/* The leader key holds this contender's own name under a lease it no
+ * longer has: it stepped down while etcd could not be told (the revoke
+ * was lost), or it is a ternd of this host started again after one that
+ * died leading.  Nobody leads under that lease: revoke it rather than
+ * wait out its TTL.  (A second live contender of the same name would be
+ * deposed by this, and its writes refused: names are unique.) */
+static void
+etcd_revoke_stale(struct etcd *e, struct json_object *kv)
+{
+	struct json_object	*l, *req;
+	const char		*id;
+	char			*cause = NULL;
+
+	if ((l = get_obj(kv, "lease", json_type_string)) == NULL)
+		return;
+	id = json_object_get_string(l);
+	if (e->lease != NULL && strcmp(id, e->lease) == 0)
+		return;
+	log_info("store: %s: the leader key is its own, under lease %s that "
+	    "it gave up: revoking it", e->name, id);
+	req = json_object_new_object();
+	add_str(req, "ID", id);
+	if (etcd_call(e, "/v3/lease/revoke", req, etcd_ignore_answer, NULL,
+	    &cause) != 0)
+		free(cause);
+}
+
 /* A claim failed: the leader key's holder, from the failure branch's
  * range, said once per change. */
 static void
@@ -715,6 +742,8 @@ etcd_note_leader(struct etcd *e, struct json_object *j)
 		free(name);
 		return;
 	}
+	if (len == strlen(e->name) && memcmp(name, e->name, len) == 0)
+		etcd_revoke_stale(e, kv);
 	if (e->seen_leader == NULL || strcmp(e->seen_leader,
 	    (char *)name) != 0) {
 		free(e->seen_leader);

@@ -3,6 +3,7 @@
 # host): the same semantics as the journal (storectl conform runs on
 # both); one leader at a time; a leader paused past its lease is deposed,
 # steps down by itself when it wakes, and etcd refuses its writes; with
+# a leader started again after a crash need not wait out its old lease;
 # one member gone the leader goes on, with two gone it stops leading;
 # a member whose packets are dropped (a crashed host: no refusal, no
 # answer) is passed over for the next.
@@ -25,6 +26,21 @@ th_exec h1 "$ctl" conform "etcd:$ep" || fail "etcd does not conform"
 # writes FILE: the revisions a contender wrote, in order.
 writes() { sed -n 's/^wrote //p' "$1"; }
 count() { grep -c "$1" "$2" || true; }
+
+echo "--- a leader killed and started again under its name leads at once"
+# Its leader key lingers under the dead one's lease (60 s here): the new
+# one sees its own name there and revokes that lease rather than wait.
+c0=$(th_spawn h1 "$TH_ROOT/c0.out" "$ctl" lead "etcd:$ep" c0 60000)
+wait_for 15 "c0 leading" grep -q '^leads' "$TH_ROOT/c0.out"
+kill -KILL "$c0"
+c0=$(th_spawn h1 "$TH_ROOT/c0b.out" "$ctl" lead "etcd:$ep" c0 60000)
+wait_for 20 "c0 leading again before the dead one's lease ended" \
+    grep -q '^leads' "$TH_ROOT/c0b.out"
+grep -q "the leader key is its own" "$TH_ROOT/c0b.out" ||
+    fail "c0 led again without revoking its old lease: $(cat "$TH_ROOT/c0b.out")"
+# SIGTERM: it closes the store, giving its lease up for the next leader.
+kill -TERM "$c0"
+wait_for 10 "c0 exiting" eval '! kill -0 '"$c0"' 2>/dev/null'
 
 echo "--- one leader at a time"
 c1=$(th_spawn h1 "$TH_ROOT/c1.out" "$ctl" lead "etcd:$ep" c1 3000)

@@ -7,12 +7,15 @@
  *                               campaign; while leading, write the key
  *                               "owner" every 100 ms; print one line per
  *                               event: "leads TERM", "wrote REV",
- *                               "refused: WHY", "stops: WHY"
+ *                               "refused: WHY", "stops: WHY";
+ *                               SIGTERM closes the store (a leader's
+ *                               lease is given up) and exits
  *
  * STORE is journal:DIR or etcd:URL[,URL...] (keys under /tern-test/). */
 #include "config.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +249,7 @@ conform(void)
 static const char	*lead_name;
 static int		 leading, writing;
 static uv_timer_t	 write_timer;
+static uv_signal_t	 term_signal;
 
 static void	say(const char *, ...) __attribute__((format(printf, 1, 2)));
 
@@ -304,6 +308,18 @@ on_lead(void *arg, int leader, const char *why)
 		say("stops: %s", why);
 }
 
+/* Leave as ternd does: the store closed, so the next leader need not
+ * wait out this one's lease. */
+static void
+on_term(uv_signal_t *s, int signum)
+{
+	(void)signum;
+	uv_close((uv_handle_t *)s, NULL);
+	uv_close((uv_handle_t *)&write_timer, NULL);
+	store_close(st);
+	st = NULL;
+}
+
 static int
 lead(const char *name, unsigned ttl_ms)
 {
@@ -316,6 +332,8 @@ lead(const char *name, unsigned ttl_ms)
 	}
 	uv_timer_init(loop, &write_timer);
 	uv_timer_start(&write_timer, on_write_timer, 100, 100);
+	uv_signal_init(loop, &term_signal);
+	uv_signal_start(&term_signal, on_term, SIGTERM);
 	uv_run(loop, UV_RUN_DEFAULT);
 	return 0;
 }
@@ -338,7 +356,8 @@ main(int argc, char **argv)
 		    "NAME TTL_MS\n");
 		return 2;
 	}
-	store_close(st);
+	if (st != NULL)
+		store_close(st);
 	uv_run(loop, UV_RUN_DEFAULT);
 	return rc;
 }
