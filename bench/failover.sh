@@ -25,10 +25,13 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/instances.sh"
 . "$TERN_SRCDIR/tests/lib/witness.sh"
 . "$TERN_SRCDIR/tests/lib/etcd.sh"
+. "$TERN_SRCDIR/tests/lib/ha.sh"
 
 TRIALS=${BENCH_FAILOVER_TRIALS:-10}
 TTL=${BENCH_FAILOVER_TTL_MS:-2000}
 MARGIN=${BENCH_FAILOVER_MARGIN_MS:-500}
+HA_TTL_MS=$TTL
+HA_MARGIN_MS=$MARGIN
 # Trials stop once a section has run this long (the bench's own bound).
 BUDGET=${BENCH_FAILOVER_BUDGET_S:-240}
 OUT=$(mktemp -d)
@@ -61,7 +64,6 @@ stats() {
 p50() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }'; }
 
 state_on() { inst_field "$1" mc state; }
-has_lease() { cl_ctl "$1" status | grep -q "lease from h3, valid"; }
 gone_from() { [ -z "$(state_on "$1")" ]; }
 one_copy() { [ "$(witness_copies mc h1 h2)" = 1 ]; }
 etcd_member_up() {
@@ -79,28 +81,17 @@ etcd_member_up() {
 # setup STORE: hosts, ternds (h3 coordinating with STORE), mc running on
 # h1.  Sets WFILE.  Fails (return 1) saying why.
 setup() {
-	local store=() h
+	local h
+	HA_COORD_CONF=()
 	th_setup 3 >/dev/null || return 1
-	cl_pki >/dev/null || return 1
 	if [ "$STORE" = etcd ]; then
 		etcd_up h1 h2 h3 || { echo "etcd did not come up" >&2; return 1; }
-		store=("store = \"etcd\"" "etcd_endpoints = \"$(etcd_endpoints)\"")
+		HA_COORD_CONF=("store = \"etcd\""
+		    "etcd_endpoints = \"$(etcd_endpoints)\"")
 	fi
-	for h in h1 h2; do
-		cl_conf $h 'log_filters = "info"' "coordinator = \"h3\"" \
-		    "lease_ttl_ms = $TTL" "lease_margin_ms = $MARGIN"
-	done
-	cl_conf h3 'log_filters = "info"' "role = \"coordinator\"" \
-	    "lease_ttl_ms = $TTL" "lease_margin_ms = $MARGIN" ${store[@]+"${store[@]}"}
+	ha_setup 'log_filters = "info"' || return 1
 	for h in h1 h2 h3; do cl_start $h || return 1; done
-	cl_wait_up h1 3 30 || return 1
-	cl_wait_criu h1 && cl_wait_criu h2 || return 1
-	for h in h1 h2; do
-		th_wait 30 has_lease $h || {
-			echo "$h holds no lease from h3: $(cl_ctl $h status | grep lease)" >&2
-			return 1
-		}
-	done
+	ha_wait || return 1
 	rootfs_make "$TH_ROOT/rootfs" 2>/dev/null && witness_spec "$TH_ROOT/rootfs" mc || return 1
 	WFILE=$(witness_file "$TH_ROOT/rootfs" mc)
 	cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" --ha restart >/dev/null &&
@@ -164,7 +155,7 @@ trial() {
 	th_revive "$from" || broken "th_revive $from failed"
 	etcd_member_up "$from" || broken "etcd on $from did not come back"
 	cl_start "$from" >/dev/null || broken "ternd on $from did not start"
-	th_wait 30 has_lease "$from" || broken "$from got no lease back" \
+	th_wait 30 ha_has_lease "$from" || broken "$from got no lease back" \
 	    "($(grep -i 'lease\|coordinator' "$(cl_log "$from")" | tail -n 2))"
 	th_wait 20 gone_from "$from" || broken "$from kept mc: $(state_on "$from")"
 	one_copy || die "trial $n: $(witness_copies mc h1 h2) copies after $from came back"

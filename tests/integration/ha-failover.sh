@@ -21,28 +21,15 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/rootfs.sh"
 . "$TERN_SRCDIR/tests/lib/instances.sh"
 . "$TERN_SRCDIR/tests/lib/witness.sh"
+. "$TERN_SRCDIR/tests/lib/ha.sh"
 th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-HA_CONF=("coordinator = \"h3\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500")
 th_setup 3
-cl_pki
-cl_conf h1 "${HA_CONF[@]}"
-cl_conf h2 "${HA_CONF[@]}"
-cl_conf h3 "role = \"coordinator\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500"
+ha_setup
 for h in h1 h2 h3; do cl_start $h; done
-cl_wait_up h1 3 30
-for h in h1 h2; do
-	cl_wait_criu $h || fail "$h cannot run containers"
-done
-
-has_lease() { cl_ctl "$1" status | grep -q "lease from h3, valid"; }
-for h in h1 h2; do
-	wait_for 20 "a lease for $h" has_lease $h
-done
-cl_ctl h3 status | grep -q "coordinator:.*leading" ||
-    fail "h3 does not lead: $(cl_ctl h3 status)"
+ha_wait || fail "no HA cluster"
 
 # The witness: a busybox shell on the shared rootfs.
 rootfs_make "$TH_ROOT/rootfs"
@@ -78,7 +65,7 @@ check_ticks
 echo "--- h1 comes back: it discards its stale copy"
 th_revive h1
 cl_start h1
-wait_for 20 "a lease for h1" has_lease h1
+wait_for 20 "a lease for h1" ha_has_lease h1
 gone_from_h1() { [ -z "$(state_on h1)" ]; }
 wait_for 20 "mc gone from h1" gone_from_h1
 grep -q "mc: discarded: instance mc belongs to host h2 (epoch 2)" \

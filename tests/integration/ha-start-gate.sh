@@ -12,6 +12,7 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
 . "$TERN_SRCDIR/tests/lib/rootfs.sh"
 . "$TERN_SRCDIR/tests/lib/instances.sh"
+. "$TERN_SRCDIR/tests/lib/ha.sh"
 th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
@@ -19,22 +20,11 @@ trap th_teardown EXIT
 # Longer than the lease can outlive the cut (ttl - margin after the last
 # renewal sent), so the start ends after the fence.
 DELAY_MS=6000
-HA_CONF=("coordinator = \"h3\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500")
 th_setup 3
-cl_pki
-cl_conf h1 "${HA_CONF[@]}"
-cl_conf h2 "${HA_CONF[@]}"
-cl_conf h3 "role = \"coordinator\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500"
+ha_setup
 TERN_FAULT="ctr.start.before-running:delay=$DELAY_MS@1" cl_start h1
 for h in h2 h3; do cl_start $h; done
-cl_wait_up h1 3 30
-for h in h1 h2; do
-	cl_wait_criu $h || fail "$h cannot run containers"
-done
-has_lease() { cl_ctl "$1" status | grep -q "lease from h3, valid"; }
-for h in h1 h2; do
-	wait_for 20 "a lease for $h" has_lease $h
-done
+ha_wait || fail "no HA cluster"
 
 rootfs_make "$TH_ROOT/rootfs"
 ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" mc /bin/sh -c \
@@ -85,7 +75,7 @@ wait_for 30 "mc running on h2" runs_on h2
 
 echo "--- h1 heals: its fenced copy is discarded, not started"
 th_heal h1
-wait_for 20 "a lease for h1" has_lease h1
+wait_for 20 "a lease for h1" ha_has_lease h1
 gone_from_h1() { [ -z "$(state_on h1)" ]; }
 wait_for 20 "mc gone from h1" gone_from_h1
 [ "$(copies)" = 1 ] || fail "$(copies) copies of mc run"

@@ -12,25 +12,15 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
 . "$TERN_SRCDIR/tests/lib/rootfs.sh"
 . "$TERN_SRCDIR/tests/lib/instances.sh"
+. "$TERN_SRCDIR/tests/lib/ha.sh"
 th_check || exit 77
 rootfs_check || exit 77
 trap th_teardown EXIT
 
-HA_CONF=("coordinator = \"h3\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500")
 th_setup 3
-cl_pki
-cl_conf h1 "${HA_CONF[@]}"
-cl_conf h2 "${HA_CONF[@]}"
-cl_conf h3 "role = \"coordinator\"" "lease_ttl_ms = 2000" "lease_margin_ms = 500"
+ha_setup
 for h in h1 h2 h3; do cl_start $h; done
-cl_wait_up h1 3 30
-for h in h1 h2; do
-	cl_wait_criu $h || fail "$h cannot run containers"
-done
-has_lease() { cl_ctl "$1" status | grep -q "lease from h3, valid"; }
-for h in h1 h2; do
-	wait_for 20 "a lease for $h" has_lease $h
-done
+ha_wait || fail "no HA cluster"
 
 rootfs_make "$TH_ROOT/rootfs"
 ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" p /bin/sh -c \
