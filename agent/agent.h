@@ -35,6 +35,7 @@ struct agent {
 	size_t			 cpuinfo_len;	/* sent with migration offers */
 	char			*cpuinfo_error;	/* why there is none */
 	struct longjobs		*longjobs;	/* VM migrations' threads */
+	struct drain_state	*drain;		/* ternctl host drain's mark */
 };
 
 /* agent.c */

@@ -73,11 +73,13 @@ struct drain_fwd {
 	uint64_t		 client_id;	/* the ternctl's */
 };
 
-/* One agent per process: the mark and the forwarded requests. */
-static int		 drain_mark;
-static int		 drain_writing;	/* a mark is being written */
-static struct drain_fwd	*drain_fwds;
-static uint64_t		 drain_next_fwd = 1;
+/* The agent's: the mark and the requests it forwarded. */
+struct drain_state {
+	int			 mark;
+	int			 writing;	/* a mark is being written */
+	struct drain_fwd	*fwds;
+	uint64_t		 next_fwd;
+};
 
 static void	drain_pump(struct drain_job *);
 static void	drain_unpick(struct drain_job *, const char *to);
@@ -136,7 +138,7 @@ drain_out_error(struct agent *a, const struct drain_out *o, int code,
 		return;
 	}
 	r.host = a->ternd->conf->host_name;
-	r.drained = drain_mark != 0;
+	r.drained = drain_drained(a);
 	r.has_code = 1;
 	r.code = (Tern__ErrorCode)code;
 	r.error = (char *)text;
@@ -191,8 +193,7 @@ drain_path(const struct agent *a)
 int
 drain_drained(const struct agent *a)
 {
-	(void)a;
-	return drain_mark;
+	return a->drain != NULL && a->drain->mark;
 }
 
 int
@@ -200,7 +201,7 @@ drain_refuses(const struct agent *a, char **cause)
 {
 	const char	*host = a->ternd->conf->host_name;
 
-	if (!drain_mark)
+	if (!drain_drained(a))
 		return 0;
 	set_cause(cause, "host %s is drained: it takes no instance (ternctl "
 	    "host undrain %s)", host, host);
@@ -213,7 +214,7 @@ drain_state(void *ctx, struct mesh_host_state *st)
 	struct agent	*a = ctx;
 	struct instance	*in;
 
-	st->drained = drain_mark;
+	st->drained = a->drain->mark;
 	st->instances = 0;
 	if (a->instances != NULL)
 		for (in = a->instances->list; in != NULL; in = in->next)
@@ -238,12 +239,14 @@ drain_init(struct agent *a, struct mesh *ms)
 	char	*path = drain_path(a), *text, *cause = NULL;
 	size_t	 len;
 
+	a->drain = xcalloc(1, sizeof *a->drain);
+	a->drain->next_fwd = 1;
 	/* A restarted ternd stays drained until the operator undrains it. */
 	if (access(path, F_OK) == -1 && errno == ENOENT)
-		drain_mark = 0;
+		a->drain->mark = 0;
 	else if ((text = read_file_bounded(path, 64, &len, &cause)) != NULL) {
-		drain_mark = strncmp(text, "drained", 7) == 0;
-		if (drain_mark)
+		a->drain->mark = strncmp(text, "drained", 7) == 0;
+		if (a->drain->mark)
 			log_info("this host is drained (ternctl host undrain "
 			    "%s to take instances again)",
 			    a->ternd->conf->host_name);
@@ -252,7 +255,7 @@ drain_init(struct agent *a, struct mesh *ms)
 		/* Unreadable: stay drained rather than take instances the
 		 * operator moved away. */
 		log_warnx("%s; this host counts as drained", cause);
-		drain_mark = 1;
+		a->drain->mark = 1;
 	}
 	free(cause);
 	free(path);
@@ -295,7 +298,7 @@ drain_finish(struct drain_job *j)
 	    j->moved, j->not_moved, j->stayed);
 	log_info("%s", text);
 	r.host = j->a->ternd->conf->host_name;
-	r.drained = drain_mark != 0;
+	r.drained = drain_drained(j->a);
 	r.has_moved = r.has_not_moved = r.has_stayed = 1;
 	r.moved = j->moved;
 	r.not_moved = j->not_moved;
@@ -538,10 +541,10 @@ drain_mark_written(void *arg, const char *error)
 	const char		*host = a->ternd->conf->host_name;
 	char			*text;
 
-	drain_writing = 0;
+	a->drain->writing = 0;
 	if (error != NULL) {
 		/* Not durable: a restart would forget it, so it is not done. */
-		drain_mark = !q->drain;
+		a->drain->mark = !q->drain;
 		mesh_state_changed(a->ternd->mesh);
 		xasprintf(&text, "%s not %s: cannot record it (%s)", host,
 		    q->drain ? "drained" : "undrained", error);
@@ -594,7 +597,7 @@ drain_local(struct agent *a, struct drain_out *out,
 		free(text);
 		return;
 	}
-	if (req->has_undrain && req->undrain && !drain_mark) {
+	if (req->has_undrain && req->undrain && !a->drain->mark) {
 		xasprintf(&text, "%s is not drained", host);
 		r.host = (char *)host;
 		r.text = text;
@@ -602,7 +605,7 @@ drain_local(struct agent *a, struct drain_out *out,
 		free(text);
 		return;
 	}
-	if (drain_writing) {
+	if (a->drain->writing) {
 		xasprintf(&text, "a drain or undrain of %s is being recorded; "
 		    "try again", host);
 		drain_out_error(a, out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
@@ -618,11 +621,11 @@ drain_local(struct agent *a, struct drain_out *out,
 	q->parallel = parallel;
 	/* At once, so that no offer or create slips in while it is written;
 	 * the peers hear it now too. */
-	if (q->drain != drain_mark)
+	if (q->drain != a->drain->mark)
 		log_info("%s: %s", host, q->drain ? "drained (ternctl host "
 		    "drain)" : "undrained (ternctl host undrain)");
-	drain_mark = q->drain;
-	drain_writing = 1;
+	a->drain->mark = q->drain;
+	a->drain->writing = 1;
 	mesh_state_changed(a->ternd->mesh);
 	path = drain_path(a);
 	work_write_file(a->ternd->loop, path, q->drain ? "drained\n" :
@@ -641,7 +644,7 @@ drain_forward(struct agent *a, struct ctl_client *cl, const Envelope *req)
 
 	f = xcalloc(1, sizeof *f);
 	f->peer = xstrdup(r->host);
-	f->id = drain_next_fwd++;
+	f->id = a->drain->next_fwd++;
 	f->cl = cl;
 	f->client_id = req->request_id;
 	ctl_client_ref(cl);
@@ -660,8 +663,8 @@ drain_forward(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	}
 	log_info("%s request for %s forwarded there",
 	    r->has_undrain && r->undrain ? "undrain" : "drain", r->host);
-	f->next = drain_fwds;
-	drain_fwds = f;
+	f->next = a->drain->fwds;
+	a->drain->fwds = f;
 }
 
 void
@@ -702,11 +705,11 @@ drain_control(struct agent *a, struct ctl_client *cl, const Envelope *req)
 }
 
 static struct drain_fwd *
-drain_fwd_take(const char *peer, uint64_t id, int remove)
+drain_fwd_take(struct agent *a, const char *peer, uint64_t id, int remove)
 {
 	struct drain_fwd	*f, **fp;
 
-	for (fp = &drain_fwds; (f = *fp) != NULL; fp = &f->next) {
+	for (fp = &a->drain->fwds; (f = *fp) != NULL; fp = &f->next) {
 		if (f->id != id || strcmp(f->peer, peer) != 0)
 			continue;
 		if (remove)
@@ -726,7 +729,7 @@ drain_fwd_free(struct drain_fwd *f)
 
 /* From the drained host: to the ternctl that asked, under its id. */
 static void
-drain_relay(const char *peer, const Envelope *env)
+drain_relay(struct agent *a, const char *peer, const Envelope *env)
 {
 	struct drain_fwd		*f;
 	const Tern__HostDrainReply	*r;
@@ -735,7 +738,7 @@ drain_relay(const char *peer, const Envelope *env)
 
 	last = env->body_case == TERN__ENVELOPE__BODY_HOST_DRAIN_REPLY;
 	if (!env->has_request_id ||
-	    (f = drain_fwd_take(peer, env->request_id, last)) == NULL)
+	    (f = drain_fwd_take(a, peer, env->request_id, last)) == NULL)
 		return;		/* its ternctl went: dropped */
 	if (last && (r = env->host_drain_reply)->error != NULL) {
 		ctl_client_error(f->cl, f->client_id, r->has_code ? r->code :
@@ -759,7 +762,7 @@ drain_on_msg(struct agent *a, const char *peer, const Envelope *env)
 	switch (env->body_case) {
 	case TERN__ENVELOPE__BODY_HOST_DRAIN_PROGRESS:
 	case TERN__ENVELOPE__BODY_HOST_DRAIN_REPLY:
-		drain_relay(peer, env);
+		drain_relay(a, peer, env);
 		return 1;
 	case TERN__ENVELOPE__BODY_HOST_DRAIN_REQUEST:
 		break;
@@ -789,8 +792,7 @@ drain_peer_lost(struct agent *a, const char *peer, const char *why)
 {
 	struct drain_fwd	*f, **fp;
 
-	(void)a;
-	fp = &drain_fwds;
+	fp = &a->drain->fwds;
 	while ((f = *fp) != NULL) {
 		if (strcmp(f->peer, peer) != 0) {
 			fp = &f->next;
@@ -803,4 +805,19 @@ drain_peer_lost(struct agent *a, const char *peer, const char *why)
 		    "%s shows what is left)", peer, why, peer);
 		drain_fwd_free(f);
 	}
+}
+
+void
+drain_free(struct agent *a)
+{
+	struct drain_fwd	*f;
+
+	if (a->drain == NULL)
+		return;
+	while ((f = a->drain->fwds) != NULL) {
+		a->drain->fwds = f->next;
+		drain_fwd_free(f);
+	}
+	free(a->drain);
+	a->drain = NULL;
 }

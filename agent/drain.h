@@ -28,5 +28,7 @@ void	drain_control(struct agent *, struct ctl_client *, const Envelope *);
 /* From the mesh: a forwarded request, or its progress and reply. */
 int	drain_on_msg(struct agent *, const char *peer, const Envelope *);
 void	drain_peer_lost(struct agent *, const char *peer, const char *why);
+/* At the end: what is left of the forwarded requests. */
+void	drain_free(struct agent *);
 
 #endif

@@ -8,6 +8,7 @@
 #define LOG_MODULE "ternd"
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/drain.h"
 #include "agent/ha-instances.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
@@ -221,6 +222,7 @@ agent_role_finish(struct agent *a)
 void
 agent_role_free(struct agent *a)
 {
+	drain_free(a);
 	criu_features_clear(&a->criu);
 	free(a->criu_action);
 	free(a->cpuinfo);
