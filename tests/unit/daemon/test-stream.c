@@ -1,7 +1,13 @@
 /* daemon/stream over a real (unix socket) connection, in-process: a bulk
  * stream behind more than 64 idle ones (open, with credit, nothing to
  * send: relays waiting on their process) is still woken when the
- * connection drains.  The drain used to wake only the first 64. */
+ * connection drains.  The drain used to wake only the first 64.
+ *
+ * And a writer with 8 MiB to send, credit and connection room for all
+ * of it, sends at most CONN_TURN_BYTES in one callback, is called again
+ * for the rest, and every byte arrives in order.  It used to fill the
+ * connection's whole queue in one go (send_buffer_max, 8 MiB by default:
+ * tens of milliseconds of TLS work in one callback). */
 #include "config.h"
 
 #include <setjmp.h>
@@ -10,6 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/xmalloc.h"
@@ -148,11 +155,142 @@ test_drain_wakes_every_stream(void **state)
 	netpair_end(&t.np);
 }
 
+/* --- a turn's worth per callback ---------------------------------------- */
+
+#define CAPPED_BYTES	(8u << 20)
+
+struct capped {
+	struct netpair	 np;
+	uint8_t		*out;
+	uint64_t	 off, received;
+	size_t		 most;		/* most bytes taken in one callback */
+	unsigned	 calls;
+	int		 done, disorder;
+	char		*error;
+};
+
+/* Byte i of the stream: no period that divides a frame or a turn. */
+static uint8_t
+capped_byte(uint64_t i)
+{
+	return (uint8_t)(i * 131 + (i >> 9) * 7 + (i >> 17));
+}
+
+static void
+capped_writable(struct stream *st)
+{
+	struct capped	*c = stream_data(st);
+	size_t		 n, now = 0;
+
+	c->calls++;
+	/* All of the rest offered at once, again and again, as a writer
+	 * with it queued does. */
+	while (c->off < CAPPED_BYTES) {
+		n = stream_send(st, c->out + c->off,
+		    (size_t)(CAPPED_BYTES - c->off));
+		if (n == 0)
+			break;
+		c->off += n;
+		now += n;
+	}
+	if (now > c->most)
+		c->most = now;
+	if (c->off == CAPPED_BYTES)
+		stream_finish(st);
+}
+
+static void
+capped_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	struct capped	*c = stream_data(st);
+
+	(void)bytes;
+	if (error != NULL)
+		c->error = xstrdup(error);
+	c->done = 1;
+}
+
+static const struct stream_ops capped_ops = {
+	.on_writable = capped_writable,
+	.on_end = capped_end,
+};
+
+static void
+capped_data(struct stream *st, const uint8_t *p, size_t len)
+{
+	struct capped	*c = stream_data(st);
+	size_t		 i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != capped_byte(c->received + i))
+			c->disorder = 1;
+	c->received += len;
+	stream_consumed(st, len);
+}
+
+static const struct stream_ops capped_sink_ops = {
+	.on_data = capped_data,
+	.on_end = sink_end,
+};
+
+static int
+accept_capped(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
+    const char *name, uint64_t size, char **cause)
+{
+	(void)kind; (void)name; (void)size; (void)cause;
+	stream_set_ops(st, &capped_sink_ops, stream_mux_data(mux));
+	return 0;
+}
+
+static void
+test_turn_caps_each_callback(void **state)
+{
+	/* Room for all of it: only the turn's cap can hold the writer. */
+	static const struct conn_limits big = {
+		.max_frame = 256u << 10,
+		.send_max = CAPPED_BYTES,
+		.handshake_ms = 5000,
+	};
+	struct capped	 c;
+	uint64_t	 i;
+	int		 k;
+
+	(void)state;
+	memset(&c, 0, sizeof c);
+	c.out = xmalloc(CAPPED_BYTES);
+	for (i = 0; i < CAPPED_BYTES; i++)
+		c.out[i] = capped_byte(i);
+	c.np.a_accept = accept_capped;
+	c.np.b_accept = accept_capped;
+	c.np.data = &c;
+	c.np.window = 4 * CAPPED_BYTES;
+	netpair_start(&c.np, &big);
+	assert_non_null(stream_open(c.np.bmux, TERN__STREAM_KIND__STREAM_SINK,
+	    "capped", 0, &capped_ops, &c));
+	for (k = 0; k < 200 && !c.done; k++)
+		netpair_run(&c.np, 50);
+	if (!c.done)
+		fail_msg("the stream stalled: %llu of %u bytes sent, %llu "
+		    "arrived", (unsigned long long)c.off, CAPPED_BYTES,
+		    (unsigned long long)c.received);
+	if (c.error != NULL)
+		fail_msg("the stream failed: %s", c.error);
+	if (c.most > CONN_TURN_BYTES)
+		fail_msg("one callback sent %zu bytes (cap %u)", c.most,
+		    CONN_TURN_BYTES);
+	assert_true(c.calls >= CAPPED_BYTES / CONN_TURN_BYTES);
+	assert_int_equal(c.received, CAPPED_BYTES);
+	assert_false(c.disorder);
+	free(c.out);
+	netpair_end(&c.np);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_drain_wakes_every_stream),
+		cmocka_unit_test(test_turn_caps_each_callback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
