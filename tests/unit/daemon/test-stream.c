@@ -7,7 +7,12 @@
  * of it, sends at most CONN_TURN_BYTES in one callback, is called again
  * for the rest, and every byte arrives in order.  It used to fill the
  * connection's whole queue in one go (send_buffer_max, 8 MiB by default:
- * tens of milliseconds of TLS work in one callback). */
+ * tens of milliseconds of TLS work in one callback).
+ *
+ * The reading side too: with megabytes waiting in the socket, a
+ * connection reads and dispatches about a turn's worth, then lets the
+ * loop turn.  libuv used to call its read callback up to 32 times in a
+ * row. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -16,8 +21,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon/frame.h"
 
 #include "daemon/xmalloc.h"
 #include "tests/unit/lib/netpair.h"
@@ -285,12 +296,155 @@ test_turn_caps_each_callback(void **state)
 	netpair_end(&c.np);
 }
 
+/* --- reading a turn's worth ---------------------------------------------- */
+
+#define RAW_FRAME	(64u << 10)
+#define RAW_BYTES	(8u << 20)
+
+struct raw {
+	uv_loop_t	 loop;
+	uv_pipe_t	 server;
+	uv_check_t	 check;
+	struct conn	*conn;
+	int		 ready;
+	uint64_t	 received;
+	size_t		 turn, most;	/* dispatched this turn; most in one */
+	int		 closed;
+};
+
+static void
+raw_ready(struct conn *c)
+{
+	((struct raw *)conn_data(c))->ready = 1;
+}
+
+static void
+raw_msg(struct conn *c, Envelope *env)
+{
+	(void)c; (void)env;
+	fail_msg("a message where only data was sent");
+}
+
+static void
+raw_data(struct conn *c, uint16_t ch, const uint8_t *p, size_t len)
+{
+	struct raw	*r = conn_data(c);
+
+	(void)ch; (void)p;
+	r->received += len;
+	r->turn += len;
+}
+
+static void
+raw_close(struct conn *c, const char *cause)
+{
+	(void)cause;
+	((struct raw *)conn_data(c))->closed = 1;
+}
+
+static const struct conn_ops raw_ops = {
+	.on_ready = raw_ready,
+	.on_msg = raw_msg,
+	.on_data = raw_data,
+	.on_close = raw_close,
+};
+
+static const struct conn_limits raw_limits = {
+	.max_frame = RAW_FRAME,
+	.send_max = 1u << 20,
+	.handshake_ms = 5000,
+};
+
+static void
+raw_connection(uv_stream_t *server, int status)
+{
+	struct raw	*r = server->data;
+
+	assert_int_equal(status, 0);
+	r->conn = conn_new(&r->loop, &raw_ops, &raw_limits, "raw", r);
+	assert_int_equal(conn_accept(r->conn, server, NULL, NULL), 0);
+}
+
+/* After the poll's callbacks: what one turn dispatched. */
+static void
+raw_check(uv_check_t *h)
+{
+	struct raw	*r = h->data;
+
+	if (r->turn > r->most)
+		r->most = r->turn;
+	r->turn = 0;
+}
+
+static void
+test_read_turn_caps(void **state)
+{
+	static uint8_t		 frame[FRAME_HEADER_SIZE + RAW_FRAME];
+	struct raw		 r;
+	struct sockaddr_un	 sun;
+	char			 path[64];
+	int			 fd, big = 4 * RAW_BYTES, i;
+	size_t			 off;
+	ssize_t			 n;
+
+	(void)state;
+	memset(&r, 0, sizeof r);
+	snprintf(path, sizeof path, "/tmp/tern-rawread.%ld", (long)getpid());
+	unlink(path);
+	assert_int_equal(uv_loop_init(&r.loop), 0);
+	assert_int_equal(uv_pipe_init(&r.loop, &r.server, 0), 0);
+	r.server.data = &r;
+	assert_int_equal(uv_pipe_bind(&r.server, path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&r.server, 1, raw_connection),
+	    0);
+	uv_check_init(&r.loop, &r.check);
+	r.check.data = &r;
+	uv_check_start(&r.check, raw_check);
+
+	/* The peer: a plain socket that has it all written before the
+	 * connection reads a byte (a send buffer that holds all of it). */
+	assert_true((fd = socket(AF_UNIX, SOCK_STREAM, 0)) != -1);
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0)
+		skip();		/* needs CAP_NET_ADMIN */
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+	for (i = 0; i < 50 && !r.ready; i++)
+		uv_run(&r.loop, UV_RUN_NOWAIT), usleep(1000);
+	assert_true(r.ready);
+	memset(frame + FRAME_HEADER_SIZE, 0xa5, RAW_FRAME);
+	frame_header_encode(frame, FRAME_DATA, 1, frame + FRAME_HEADER_SIZE,
+	    RAW_FRAME);
+	for (i = 0; i < (int)(RAW_BYTES / RAW_FRAME); i++) {
+		for (off = 0; off < sizeof frame; off += (size_t)n)
+			assert_true((n = write(fd, frame + off,
+			    sizeof frame - off)) > 0);
+	}
+	for (i = 0; i < 5000 && r.received < RAW_BYTES; i++)
+		uv_run(&r.loop, UV_RUN_ONCE);
+	assert_int_equal(r.received, RAW_BYTES);
+	/* A turn's worth, and the rest of the read that crossed it. */
+	if (r.most > CONN_TURN_BYTES + 4 * RAW_FRAME)
+		fail_msg("one turn dispatched %zu bytes (cap %u)", r.most,
+		    CONN_TURN_BYTES);
+	close(fd);
+	conn_close(r.conn, "done");
+	uv_close((uv_handle_t *)&r.server, NULL);
+	uv_close((uv_handle_t *)&r.check, NULL);
+	uv_run(&r.loop, UV_RUN_DEFAULT);
+	assert_true(r.closed);
+	assert_int_equal(uv_loop_close(&r.loop), 0);
+	unlink(path);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_drain_wakes_every_stream),
 		cmocka_unit_test(test_turn_caps_each_callback),
+		cmocka_unit_test(test_read_turn_caps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
