@@ -71,6 +71,9 @@ control_status(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	st.loop_worst_ms = loop_probe_worst_ms(&a->ternd->probe);
 	st.has_loop_worst_busy_ms = 1;
 	st.loop_worst_busy_ms = loop_probe_worst_cpu_ms(&a->ternd->probe);
+	st.has_loop_longest_callback_ms = 1;
+	st.loop_longest_callback_ms =
+	    loop_probe_longest_callback_ms(&a->ternd->probe);
 	st.loop_probe_ms = now_ms() - a->ternd->probe.since_ms;
 	st.loop_probe = probe = loop_probe_describe(&a->ternd->probe);
 	st.lease = lease = ha_instances_lease(a);

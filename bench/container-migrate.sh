@@ -21,7 +21,9 @@
 # mode's ratios take the best manual method of that mode (least frozen)
 # as the denominator; the last line is stop-and-copy's frozen ratio.
 # Before the ratios, "loop: worst lateness ms = N": how late either
-# ternd's event loop ran at worst during tern's migrations (goal < 20).
+# ternd's event loop ran at worst during tern's migrations (goal < 20),
+# and "loop: longest callback ms = N", the most CPU its callbacks ran for
+# in one part of a loop turn (daemon/loop-probe.h; load aside).
 set -euo pipefail
 export TH_MTU=${TH_MTU:-9000}
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
@@ -77,8 +79,11 @@ loop_worst() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_ms":\([0-9]*\
 # ... and the most CPU its thread used between two ticks (near the
 # lateness: a callback ran that long; far below: it waited for the CPU).
 loop_busy() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_busy_ms":\([0-9]*\).*/\1/p'; }
+# ... and its longest callback (CPU; whatever the machine's load).
+loop_cb() { cl_ctl "$1" --json status | sed -n 's/.*"loop_longest_callback_ms":\([0-9]*\).*/\1/p'; }
 
-# tern MODE: sets total, frozen, seen, mode_used, loop_src and loop_dst
+# tern MODE: sets total, frozen, seen, mode_used, loop_src, loop_dst and
+# cb (the longer of the two longest callbacks)
 tern() {
 	local out t0 t1
 	ready_mc "tern $1"
@@ -87,8 +92,11 @@ tern() {
 	out=$(cl_ctl h1 --json migrate mc --to h2 --mode "$1")
 	t1=$(now)
 	loop_src=$(loop_worst h1) loop_dst=$(loop_worst h2)
+	cb_src=$(loop_cb h1) cb_dst=$(loop_cb h2)
+	cb=$(( cb_src > cb_dst ? cb_src : cb_dst ))
 	echo "  tern $1: loop: worst lateness ms = $loop_src (source)," \
-	    "$loop_dst (target); busy at most $(loop_busy h1), $(loop_busy h2) ms" >&2
+	    "$loop_dst (target); busy at most $(loop_busy h1), $(loop_busy h2) ms;" \
+	    "longest callback $cb_src, $cb_dst ms" >&2
 	inst_verify h2 mc "$state" "tern $1" >&2
 	seen=$(seen_stall)
 	total=$(ms "$t0" "$t1")
@@ -98,11 +106,11 @@ tern() {
 }
 tern stopcopy
 sc_total=$total sc_frozen=$frozen sc_seen=$seen sc_loop="$loop_src/$loop_dst"
-sc_worst=$(( loop_src > loop_dst ? loop_src : loop_dst ))
+sc_worst=$(( loop_src > loop_dst ? loop_src : loop_dst )) sc_cb=$cb
 tern auto
 tern_total=$total tern_frozen=$frozen tern_mode=$mode_used tern_seen=$seen
 tern_loop="$loop_src/$loop_dst"
-tern_worst=$(( loop_src > loop_dst ? loop_src : loop_dst ))
+tern_worst=$(( loop_src > loop_dst ? loop_src : loop_dst )) tern_cb=$cb
 
 # --- by hand, with the same CRIU -----------------------------------------------
 ext_dump=() ext_rst=()
@@ -266,6 +274,8 @@ fi
 echo "best manual: stopcopy $sc_best, $tern_mode $au_best"
 echo "loop: worst lateness ms = $(( sc_worst > tern_worst ? sc_worst : tern_worst ))" \
     "(source/target: stopcopy $sc_loop, auto $tern_loop; goal < 20)"
+echo "loop: longest callback ms = $(( sc_cb > tern_cb ? sc_cb : tern_cb ))" \
+    "(CPU; stopcopy $sc_cb, auto $tern_cb)"
 ratio() { awk -v a="$2" -v b="$3" -v m="$1" \
 	'BEGIN {printf "container-migrate: %s = %.2f\n", m, a / (b > 0 ? b : 1)}'; }
 ratio "$tern_mode seen tern/best manual" "$tern_seen" "$au_bs"

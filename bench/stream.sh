@@ -8,7 +8,9 @@
 # runs are interleaved (one of each per round), so load from elsewhere on
 # the machine weighs on all of them alike; median of 3 each.  CPU seconds
 # per GiB (sender + receiver process) say what each costs, whatever the
-# load.
+# load.  Before the last line, "loop: longest callback ms = N": the most
+# CPU either ternd's loop ran callbacks for in one part of a turn during
+# the tern runs (daemon/loop-probe.h).
 set -euo pipefail
 # Jumbo frames, as on a migration network; TH_MTU=1500 to compare.
 export TH_MTU=${TH_MTU:-9000}
@@ -38,14 +40,20 @@ now() { date +%s.%N; }
 
 # Each *_once prints "SECONDS CPU_SECONDS" (CPU: sender + receiver, or
 # "-" when not known).
+# Each ternd's longest callback of the last tern run is appended to
+# $TH_ROOT/loop-cb ("SENDER RECEIVER").
+loop_cb() { cl_ctl "$1" --json status | sed -n 's/.*"loop_longest_callback_ms":\([0-9]*\).*/\1/p'; }
 tern_once() {
 	local p1 p2 c0 c1 t
 	p1=$(cl_pid h1) p2=$(cl_pid h2)
+	cl_ctl h1 status --reset-loop-probe >/dev/null
+	cl_ctl h2 status --reset-loop-probe >/dev/null
 	c0=$(awk -v a="$(cpu_s "$p1")" -v b="$(cpu_s "$p2")" 'BEGIN {print a + b}')
 	t=$(cl_ctl h1 --json stream-test h2 --bytes "$BYTES" |
 		sed -n 's/.*"elapsed_ns":\([0-9]*\).*/\1/p' |
 		awk '{printf "%.4f\n", $1 / 1e9}')
 	c1=$(awk -v a="$(cpu_s "$p1")" -v b="$(cpu_s "$p2")" 'BEGIN {print a + b}')
+	echo "$(loop_cb h1) $(loop_cb h2)" >>"$TH_ROOT/loop-cb"
 	echo "$t $(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.2f", b - a}')"
 }
 
@@ -140,4 +148,7 @@ line "iperf3 (one TCP stream, no TLS)" iperf3
 rate() { awk -v b="$BYTES" -v s="$(med_t "$1")" 'BEGIN {print b / s}'; }
 awk -v a="$(rate tern)" -v b="$(rate openssl)" 'BEGIN {printf "tern/openssl = %.2f\n", a / b}'
 awk -v a="$(rate tern)" -v b="$(rate tcp)" 'BEGIN {printf "tern/tcp = %.2f\n", a / b}'
+awk '{ if ($1 > s) s = $1; if ($2 > r) r = $2 } END { m = s; if (r > m) m = r
+	printf("loop: longest callback ms = %d (sender %d, receiver %d)\n", m, s, r) }' \
+	"$TH_ROOT/loop-cb"
 awk -v a="$(rate tern)" -v b="$(rate iperf3)" 'BEGIN {printf "stream: tern/iperf3 = %.2f\n", a / b}'

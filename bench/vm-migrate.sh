@@ -31,7 +31,9 @@
 # per method.
 #
 # Before the table: "loop: worst lateness ms = N", the worst lateness of
-# either ternd's event loop during tern's migrations (goal: < 20 ms).
+# either ternd's event loop during tern's migrations (goal: < 20 ms),
+# and "loop: longest callback ms = N", the most CPU its callbacks ran
+# for in one part of a loop turn (daemon/loop-probe.h; load aside).
 # The last line is "vm-migrate: total tern/libvirt-tls = R" (ratio of the
 # median totals) only when the tern leg ran.  Exit status: 0 ok; 1 a
 # migration or the guest's check failed; 3 this ternd has no VM support
@@ -253,7 +255,9 @@ loop_worst() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_ms":\([0-9]*\
 # ... and the most CPU its thread used between two ticks (near the
 # lateness: a callback ran that long; far below: it waited for the CPU).
 loop_busy() { cl_ctl "$1" --json status | sed -n 's/.*"loop_worst_busy_ms":\([0-9]*\).*/\1/p'; }
-declare -A loop_ms
+# ... and its longest callback (CPU; whatever the machine's load).
+loop_cb() { cl_ctl "$1" --json status | sed -n 's/.*"loop_longest_callback_ms":\([0-9]*\).*/\1/p'; }
+declare -A loop_ms loop_cbs
 at=h1
 for ((i = 1; i <= RUNS; i++)); do
 	from=$at to=$(other "$at")
@@ -264,10 +268,12 @@ for ((i = 1; i <= RUNS; i++)); do
 	    fail "tern $from->$to: ternctl migrate failed: $out"
 	t1=$(now)
 	loop_src=$(loop_worst "$from") loop_dst=$(loop_worst "$to")
+	cb_src=$(loop_cb "$from") cb_dst=$(loop_cb "$to")
 	loop_ms[src]+=" $loop_src" loop_ms[dst]+=" $loop_dst"
+	loop_cbs[src]+=" $cb_src" loop_cbs[dst]+=" $cb_dst"
 	echo "  tern $from->$to: loop: worst lateness ms = $loop_src (source)," \
 	    "$loop_dst (target); busy at most $(loop_busy "$from")," \
-	    "$(loop_busy "$to") ms" >&2
+	    "$(loop_busy "$to") ms; longest callback $cb_src, $cb_dst ms" >&2
 	at=$to
 	cat "$(lv_serial_log "$from" vmt)" >>"$console"
 	guest_moved vmt "$(lv_serial_log "$from" vmt)" \
@@ -297,6 +303,8 @@ max() { tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | sort -n | tail -n 1; }
 echo "loop: worst lateness ms = $(max "${loop_ms[src]} ${loop_ms[dst]}")" \
     "(tern's VM migrations, source $(max "${loop_ms[src]}"), target" \
     "$(max "${loop_ms[dst]}"); goal < 20)"
+echo "loop: longest callback ms = $(max "${loop_cbs[src]} ${loop_cbs[dst]}")" \
+    "(CPU; source $(max "${loop_cbs[src]}"), target $(max "${loop_cbs[dst]}"))"
 header
 row "libvirt-tls: virsh migrate --p2p --tls" libvirt-tls
 row "tern:        ternctl migrate (mTLS)" tern

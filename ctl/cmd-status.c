@@ -1,6 +1,7 @@
-/* ternctl status [--reset-loop-probe]: what the local ternd is, and how
- * late its event loop ran at worst (then forgotten, with the option: a
- * bench resets before what it measures and reads after). */
+/* ternctl status [--reset-loop-probe]: what the local ternd is, how late
+ * its event loop ran at worst and its longest callback (then forgotten,
+ * with the option: a bench resets before what it measures and reads
+ * after). */
 #include "config.h"
 
 #include <getopt.h>
@@ -68,6 +69,9 @@ cmd_status_exec(const struct ctl_env *env, int argc, char **argv)
 		if (st->has_loop_worst_busy_ms)
 			printf(",\"loop_worst_busy_ms\":%llu",
 			    (unsigned long long)st->loop_worst_busy_ms);
+		if (st->has_loop_longest_callback_ms)
+			printf(",\"loop_longest_callback_ms\":%llu",
+			    (unsigned long long)st->loop_longest_callback_ms);
 		printf("}\n");
 	} else {
 		ctl_format_age(age, sizeof age, st->uptime_ms);

@@ -55,6 +55,7 @@ struct conn {
 	uv_connect_t		 connect_req;
 	uv_shutdown_t		 shutdown_req;
 	uv_timer_t		 timer;		/* handshake / close deadline */
+	uv_idle_t		 turn;		/* the loop turned: go on */
 	int			 handles_open;
 
 	enum conn_state		 state;
@@ -70,6 +71,9 @@ struct conn {
 	int			 send_unchecked; /* data frames without CRC */
 	size_t			 queued;	/* bytes in outstanding writes */
 	int			 above_high;
+	size_t			 turn_bytes;	/* moved since the last turn */
+	int			 turn_full;	/* ... CONN_TURN_BYTES: wait */
+	int			 read_paused;	/* ... and reading stopped */
 };
 
 static void	conn_start_reading(struct conn *);
@@ -93,7 +97,9 @@ conn_new(uv_loop_t *loop, const struct conn_ops *ops,
 	frame_decoder_init(&c->dec, limits->max_frame);
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
-	c->handles_open = 1;
+	uv_idle_init(loop, &c->turn);
+	c->turn.data = c;
+	c->handles_open = 2;
 	return c;
 }
 
@@ -174,10 +180,18 @@ conn_closing(const struct conn *c)
 	return c->state == CONN_CLOSING;
 }
 
+size_t
+conn_turn_room(const struct conn *c)
+{
+	return c->turn_bytes < CONN_TURN_BYTES ? CONN_TURN_BYTES - c->turn_bytes :
+	    0;
+}
+
 int
 conn_writable(const struct conn *c)
 {
-	return c->state == CONN_READY && c->queued < c->limits.send_max;
+	return c->state == CONN_READY && c->queued < c->limits.send_max &&
+	    !c->turn_full;
 }
 
 int
@@ -240,6 +254,8 @@ conn_close_handles(struct conn *c)
 {
 	if (!uv_is_closing((uv_handle_t *)&c->timer))
 		uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+	if (!uv_is_closing((uv_handle_t *)&c->turn))
+		uv_close((uv_handle_t *)&c->turn, conn_handle_closed);
 	if (c->stream_open && !uv_is_closing((uv_handle_t *)c->stream))
 		uv_close((uv_handle_t *)c->stream, conn_handle_closed);
 }
@@ -271,7 +287,9 @@ conn_vclose(struct conn *c, int graceful, const char *fmt, va_list ap)
 	if (c->stream_open && c->reading)
 		uv_read_stop(c->stream);
 	c->reading = 0;
+	c->read_paused = 0;
 	uv_timer_stop(&c->timer);
+	uv_idle_stop(&c->turn);
 	/* Let queued output (an Error, a last reply) go out, but not for long. */
 	if (graceful && c->stream_open && c->queued > 0) {
 		c->shutdown_req.data = c;
@@ -307,6 +325,43 @@ conn_fail(struct conn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	conn_vclose(c, 0, fmt, ap);
 	va_end(ap);
+}
+
+/* The loop turned since this connection's budget ran out: read again,
+ * and let its producers go on (on_drain, as after a full queue). */
+static void
+conn_turn(uv_idle_t *h)
+{
+	struct conn	*c = h->data;
+
+	uv_idle_stop(&c->turn);
+	c->turn_bytes = 0;
+	c->turn_full = 0;
+	if (c->state != CONN_READY)
+		return;
+	if (c->read_paused) {
+		c->read_paused = 0;
+		conn_start_reading(c);
+	}
+	if (conn_writable(c) && c->ops->on_drain != NULL) {
+		c->refs++;
+		c->ops->on_drain(c);
+		c->refs--;
+		if (c->state == CONN_CLOSING && c->handles_open == 0)
+			conn_finish_close(c);
+	}
+}
+
+/* Count n bytes moved in this turn; at CONN_TURN_BYTES, not writable
+ * until the loop turned. */
+static void
+conn_turn_count(struct conn *c, size_t n)
+{
+	c->turn_bytes += n;
+	if (c->turn_full || c->turn_bytes < CONN_TURN_BYTES)
+		return;
+	c->turn_full = 1;
+	uv_idle_start(&c->turn, conn_turn);
 }
 
 static void
@@ -393,6 +448,7 @@ conn_send_frame(struct conn *c, enum frame_type type, uint16_t channel,
 		conn_fail(c, "peer is not reading: %zu bytes queued", c->queued);
 		return -1;
 	}
+	conn_turn_count(c, len);
 	if (c->tls == NULL) {
 		w = xmalloc(sizeof *w + FRAME_HEADER_SIZE + len);
 		w->data = w->inline_data;
@@ -570,6 +626,21 @@ conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	    (unsigned)room);
 }
 
+/* What was read is dealt with: past the turn's budget, read no more
+ * (libuv would call again, up to 32 reads in one go) until it turned. */
+static void
+conn_read_budget(struct conn *c, size_t n)
+{
+	if (c->state != CONN_READY)
+		return;
+	conn_turn_count(c, n);
+	if (c->turn_full && c->reading) {
+		uv_read_stop(c->stream);
+		c->reading = 0;
+		c->read_paused = 1;
+	}
+}
+
 static void
 conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
@@ -589,6 +660,7 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	if (c->tls == NULL) {
 		frame_decoder_commit(&c->dec, (size_t)n);
 		conn_process(c);
+		conn_read_budget(c, (size_t)n);
 		return;
 	}
 	tls_in_commit(c->tls, (size_t)n);
@@ -613,6 +685,7 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		}
 	}
 	conn_read_tls(c);
+	conn_read_budget(c, (size_t)n);
 }
 
 static void

@@ -6,7 +6,13 @@
  * maximum frame size; queued output above the send limit means the peer
  * is not reading, and the connection is closed rather than grown.
  * Producers of bulk data ask conn_writable() and wait for on_drain; a slow
- * consumer holds its sender back by credit (daemon/stream.h). */
+ * consumer holds its sender back by credit (daemon/stream.h).
+ *
+ * Nor does one connection hold the loop: after CONN_TURN_BYTES moved
+ * either way (encrypted and queued, or read, decrypted and dispatched)
+ * it reads no more and is not writable until the loop has turned once;
+ * then it reads again and calls on_drain.  No callback that feeds or
+ * drains a connection runs long, whatever the queue and windows allow. */
 #ifndef TERN_CONN_H
 #define TERN_CONN_H
 
@@ -19,6 +25,9 @@
 
 struct conn;
 struct tls_ctx;
+
+/* About a millisecond of AES-GCM and copying on a machine of today. */
+#define CONN_TURN_BYTES		(1u << 20)
 
 struct conn_ops {
 	/* Handshake done: TLS verified (its peer name is known) or, for a
@@ -62,6 +71,9 @@ int		 conn_send_data(struct conn *, uint16_t channel, const void *,
 void		 conn_send_error_close(struct conn *, int code, const char *fmt,
 		    ...) __attribute__((format(printf, 3, 4)));
 int		 conn_writable(const struct conn *);
+/* Bytes left of this turn's CONN_TURN_BYTES: a producer sends no more
+ * in one callback (what it sends beyond goes out all the same). */
+size_t		 conn_turn_room(const struct conn *);
 
 /* Close; on_close follows from the loop.  Idempotent. */
 void		 conn_close(struct conn *, const char *fmt, ...)

@@ -52,6 +52,7 @@ struct stream_mux {
 	uint16_t		 next_channel;
 	uint16_t		 peer_high;	/* highest channel the peer opened */
 	uint64_t		 bytes_in;	/* data received, every stream */
+	unsigned		 drain_next;	/* which stream a drain wakes first */
 };
 
 struct stream_mux *
@@ -326,6 +327,8 @@ stream_send(struct stream *st, const void *buf, size_t len)
 		n = STREAM_CHUNK;
 	if (n > conn_max_frame(conn))
 		n = conn_max_frame(conn);
+	if (n > conn_turn_room(conn))
+		n = conn_turn_room(conn);	/* on_writable in the next turn */
 	if (n == 0)
 		return 0;
 	if (st->limit != NULL) {
@@ -549,7 +552,7 @@ stream_mux_drain(struct stream_mux *mux)
 {
 	struct stream	*st;
 	uint16_t	 some[64], *channels = some;
-	size_t		 n = 0, max = 64, i;
+	size_t		 n = 0, max = 64, i, start;
 
 	/* Callbacks may end streams: collect channels, look each up again.
 	 * Every one of them: streams that have nothing to send must not
@@ -569,8 +572,12 @@ stream_mux_drain(struct stream_mux *mux)
 		}
 		channels[n++] = st->channel;
 	}
+	/* The connection takes a turn's worth (daemon/conn.c) and stops:
+	 * each drain starts one stream further, so no stream waits behind
+	 * a bulk one for the whole of its transfer. */
+	start = n > 0 ? mux->drain_next++ % n : 0;
 	for (i = 0; i < n && conn_writable(mux->conn); i++) {
-		st = stream_find(mux, channels[i]);
+		st = stream_find(mux, channels[(start + i) % n]);
 		if (st != NULL && st->ops->on_writable != NULL)
 			st->ops->on_writable(st);
 	}

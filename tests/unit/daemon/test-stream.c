@@ -1,7 +1,18 @@
 /* daemon/stream over a real (unix socket) connection, in-process: a bulk
  * stream behind more than 64 idle ones (open, with credit, nothing to
  * send: relays waiting on their process) is still woken when the
- * connection drains.  The drain used to wake only the first 64. */
+ * connection drains.  The drain used to wake only the first 64.
+ *
+ * And a writer with 8 MiB to send, credit and connection room for all
+ * of it, sends at most CONN_TURN_BYTES in one callback, is called again
+ * for the rest, and every byte arrives in order.  It used to fill the
+ * connection's whole queue in one go (send_buffer_max, 8 MiB by default:
+ * tens of milliseconds of TLS work in one callback).
+ *
+ * The reading side too: with megabytes waiting in the socket, a
+ * connection reads and dispatches about a turn's worth, then lets the
+ * loop turn.  libuv used to call its read callback up to 32 times in a
+ * row. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -10,7 +21,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon/frame.h"
 
 #include "daemon/xmalloc.h"
 #include "tests/unit/lib/netpair.h"
@@ -148,11 +166,285 @@ test_drain_wakes_every_stream(void **state)
 	netpair_end(&t.np);
 }
 
+/* --- a turn's worth per callback ---------------------------------------- */
+
+#define CAPPED_BYTES	(8u << 20)
+
+struct capped {
+	struct netpair	 np;
+	uint8_t		*out;
+	uint64_t	 off, received;
+	size_t		 most;		/* most bytes taken in one callback */
+	unsigned	 calls;
+	int		 done, disorder;
+	char		*error;
+};
+
+/* Byte i of the stream: no period that divides a frame or a turn. */
+static uint8_t
+capped_byte(uint64_t i)
+{
+	return (uint8_t)(i * 131 + (i >> 9) * 7 + (i >> 17));
+}
+
+static void
+capped_writable(struct stream *st)
+{
+	struct capped	*c = stream_data(st);
+	size_t		 n, now = 0;
+
+	c->calls++;
+	/* All of the rest offered at once, again and again, as a writer
+	 * with it queued does. */
+	while (c->off < CAPPED_BYTES) {
+		n = stream_send(st, c->out + c->off,
+		    (size_t)(CAPPED_BYTES - c->off));
+		if (n == 0)
+			break;
+		c->off += n;
+		now += n;
+	}
+	if (now > c->most)
+		c->most = now;
+	if (c->off == CAPPED_BYTES)
+		stream_finish(st);
+}
+
+static void
+capped_end(struct stream *st, uint64_t bytes, const char *error)
+{
+	struct capped	*c = stream_data(st);
+
+	(void)bytes;
+	if (error != NULL)
+		c->error = xstrdup(error);
+	c->done = 1;
+}
+
+static const struct stream_ops capped_ops = {
+	.on_writable = capped_writable,
+	.on_end = capped_end,
+};
+
+static void
+capped_data(struct stream *st, const uint8_t *p, size_t len)
+{
+	struct capped	*c = stream_data(st);
+	size_t		 i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != capped_byte(c->received + i))
+			c->disorder = 1;
+	c->received += len;
+	stream_consumed(st, len);
+}
+
+static const struct stream_ops capped_sink_ops = {
+	.on_data = capped_data,
+	.on_end = sink_end,
+};
+
+static int
+accept_capped(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
+    const char *name, uint64_t size, char **cause)
+{
+	(void)kind; (void)name; (void)size; (void)cause;
+	stream_set_ops(st, &capped_sink_ops, stream_mux_data(mux));
+	return 0;
+}
+
+static void
+test_turn_caps_each_callback(void **state)
+{
+	/* Room for all of it: only the turn's cap can hold the writer. */
+	static const struct conn_limits big = {
+		.max_frame = 256u << 10,
+		.send_max = CAPPED_BYTES,
+		.handshake_ms = 5000,
+	};
+	struct capped	 c;
+	uint64_t	 i;
+	int		 k;
+
+	(void)state;
+	memset(&c, 0, sizeof c);
+	c.out = xmalloc(CAPPED_BYTES);
+	for (i = 0; i < CAPPED_BYTES; i++)
+		c.out[i] = capped_byte(i);
+	c.np.a_accept = accept_capped;
+	c.np.b_accept = accept_capped;
+	c.np.data = &c;
+	c.np.window = 4 * CAPPED_BYTES;
+	netpair_start(&c.np, &big);
+	assert_non_null(stream_open(c.np.bmux, TERN__STREAM_KIND__STREAM_SINK,
+	    "capped", 0, &capped_ops, &c));
+	for (k = 0; k < 200 && !c.done; k++)
+		netpair_run(&c.np, 50);
+	if (!c.done)
+		fail_msg("the stream stalled: %llu of %u bytes sent, %llu "
+		    "arrived", (unsigned long long)c.off, CAPPED_BYTES,
+		    (unsigned long long)c.received);
+	if (c.error != NULL)
+		fail_msg("the stream failed: %s", c.error);
+	if (c.most > CONN_TURN_BYTES)
+		fail_msg("one callback sent %zu bytes (cap %u)", c.most,
+		    CONN_TURN_BYTES);
+	assert_true(c.calls >= CAPPED_BYTES / CONN_TURN_BYTES);
+	assert_int_equal(c.received, CAPPED_BYTES);
+	assert_false(c.disorder);
+	free(c.out);
+	netpair_end(&c.np);
+}
+
+/* --- reading a turn's worth ---------------------------------------------- */
+
+#define RAW_FRAME	(64u << 10)
+#define RAW_BYTES	(8u << 20)
+
+struct raw {
+	uv_loop_t	 loop;
+	uv_pipe_t	 server;
+	uv_check_t	 check;
+	struct conn	*conn;
+	int		 ready;
+	uint64_t	 received;
+	size_t		 turn, most;	/* dispatched this turn; most in one */
+	int		 closed;
+};
+
+static void
+raw_ready(struct conn *c)
+{
+	((struct raw *)conn_data(c))->ready = 1;
+}
+
+static void
+raw_msg(struct conn *c, Envelope *env)
+{
+	(void)c; (void)env;
+	fail_msg("a message where only data was sent");
+}
+
+static void
+raw_data(struct conn *c, uint16_t ch, const uint8_t *p, size_t len)
+{
+	struct raw	*r = conn_data(c);
+
+	(void)ch; (void)p;
+	r->received += len;
+	r->turn += len;
+}
+
+static void
+raw_close(struct conn *c, const char *cause)
+{
+	(void)cause;
+	((struct raw *)conn_data(c))->closed = 1;
+}
+
+static const struct conn_ops raw_ops = {
+	.on_ready = raw_ready,
+	.on_msg = raw_msg,
+	.on_data = raw_data,
+	.on_close = raw_close,
+};
+
+static const struct conn_limits raw_limits = {
+	.max_frame = RAW_FRAME,
+	.send_max = 1u << 20,
+	.handshake_ms = 5000,
+};
+
+static void
+raw_connection(uv_stream_t *server, int status)
+{
+	struct raw	*r = server->data;
+
+	assert_int_equal(status, 0);
+	r->conn = conn_new(&r->loop, &raw_ops, &raw_limits, "raw", r);
+	assert_int_equal(conn_accept(r->conn, server, NULL, NULL), 0);
+}
+
+/* After the poll's callbacks: what one turn dispatched. */
+static void
+raw_check(uv_check_t *h)
+{
+	struct raw	*r = h->data;
+
+	if (r->turn > r->most)
+		r->most = r->turn;
+	r->turn = 0;
+}
+
+static void
+test_read_turn_caps(void **state)
+{
+	static uint8_t		 frame[FRAME_HEADER_SIZE + RAW_FRAME];
+	struct raw		 r;
+	struct sockaddr_un	 sun;
+	char			 path[64];
+	int			 fd, big = 4 * RAW_BYTES, i;
+	size_t			 off;
+	ssize_t			 n;
+
+	(void)state;
+	memset(&r, 0, sizeof r);
+	snprintf(path, sizeof path, "/tmp/tern-rawread.%ld", (long)getpid());
+	unlink(path);
+	assert_int_equal(uv_loop_init(&r.loop), 0);
+	assert_int_equal(uv_pipe_init(&r.loop, &r.server, 0), 0);
+	r.server.data = &r;
+	assert_int_equal(uv_pipe_bind(&r.server, path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&r.server, 1, raw_connection),
+	    0);
+	uv_check_init(&r.loop, &r.check);
+	r.check.data = &r;
+	uv_check_start(&r.check, raw_check);
+
+	/* The peer: a plain socket that has it all written before the
+	 * connection reads a byte (a send buffer that holds all of it). */
+	assert_true((fd = socket(AF_UNIX, SOCK_STREAM, 0)) != -1);
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0)
+		skip();		/* needs CAP_NET_ADMIN */
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+	for (i = 0; i < 50 && !r.ready; i++)
+		uv_run(&r.loop, UV_RUN_NOWAIT), usleep(1000);
+	assert_true(r.ready);
+	memset(frame + FRAME_HEADER_SIZE, 0xa5, RAW_FRAME);
+	frame_header_encode(frame, FRAME_DATA, 1, frame + FRAME_HEADER_SIZE,
+	    RAW_FRAME);
+	for (i = 0; i < (int)(RAW_BYTES / RAW_FRAME); i++) {
+		for (off = 0; off < sizeof frame; off += (size_t)n)
+			assert_true((n = write(fd, frame + off,
+			    sizeof frame - off)) > 0);
+	}
+	for (i = 0; i < 5000 && r.received < RAW_BYTES; i++)
+		uv_run(&r.loop, UV_RUN_ONCE);
+	assert_int_equal(r.received, RAW_BYTES);
+	/* A turn's worth, and the rest of the read that crossed it. */
+	if (r.most > CONN_TURN_BYTES + 4 * RAW_FRAME)
+		fail_msg("one turn dispatched %zu bytes (cap %u)", r.most,
+		    CONN_TURN_BYTES);
+	close(fd);
+	conn_close(r.conn, "done");
+	uv_close((uv_handle_t *)&r.server, NULL);
+	uv_close((uv_handle_t *)&r.check, NULL);
+	uv_run(&r.loop, UV_RUN_DEFAULT);
+	assert_true(r.closed);
+	assert_int_equal(uv_loop_close(&r.loop), 0);
+	unlink(path);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_drain_wakes_every_stream),
+		cmocka_unit_test(test_turn_caps_each_callback),
+		cmocka_unit_test(test_read_turn_caps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
