@@ -27,6 +27,7 @@ struct agent {
 	struct ha_agent		*ha;		/* our lease; NULL: unprotected */
 	struct ha_pending	*ha_pending;	/* creates waiting for it */
 	struct ha_released	*ha_released;	/* destroyed, to tell it */
+	uint64_t		 ha_stop_at;	/* the lease, as ternd stops */
 	uint64_t		 next_migration;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;

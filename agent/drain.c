@@ -77,6 +77,8 @@ struct drain_fwd {
 struct drain_state {
 	int			 mark;
 	int			 writing;	/* a mark is being written */
+	int			 was;		/* ... over this one */
+	struct drain_job	*job;		/* the one running, or NULL */
 	struct drain_fwd	*fwds;
 	uint64_t		 next_fwd;
 };
@@ -276,6 +278,8 @@ drain_job_free(struct drain_job *j)
 {
 	size_t	i;
 
+	if (j->a->drain != NULL && j->a->drain->job == j)
+		j->a->drain->job = NULL;
 	for (i = 0; i < j->n; i++)
 		free(j->names[i]);
 	free(j->names);
@@ -419,6 +423,8 @@ drain_start_one(struct drain_job *j)
 	    NULL;
 	if (j->a->ternd->stopping)
 		why = "ternd is shutting down";
+	else if (!drain_drained(j->a))
+		why = "the host was undrained meanwhile";
 	else if (in == NULL)
 		why = "gone from this host (destroyed, or moved meanwhile)";
 	else if (in->state == INST_MIGRATING)
@@ -520,6 +526,7 @@ drain_job_start(struct agent *a, struct drain_out *out, uint32_t parallel)
 	mesh_hosts_free(&hosts);
 	log_info("draining: %zu instance%s to move, %u at once", j->n,
 	    j->n == 1 ? "" : "s", j->parallel);
+	a->drain->job = j;
 	drain_pump(j);
 }
 
@@ -544,7 +551,7 @@ drain_mark_written(void *arg, const char *error)
 	a->drain->writing = 0;
 	if (error != NULL) {
 		/* Not durable: a restart would forget it, so it is not done. */
-		a->drain->mark = !q->drain;
+		a->drain->mark = a->drain->was;
 		mesh_state_changed(a->ternd->mesh);
 		xasprintf(&text, "%s not %s: cannot record it (%s)", host,
 		    q->drain ? "drained" : "undrained", error);
@@ -565,10 +572,11 @@ drain_mark_written(void *arg, const char *error)
 		drain_req_free(q);
 		return;
 	}
-	if (a->instances == NULL) {
+	if (a->ternd->stopping || a->instances == NULL) {
 		drain_out_error(a, &q->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
-		    "ternd is still starting (checking CRIU): drained, but "
-		    "nothing moved; drain again");
+		    a->ternd->stopping ? "ternd is shutting down: drained, "
+		    "but nothing moved" : "ternd is still starting (checking "
+		    "CRIU): drained, but nothing moved; drain again");
 		drain_req_free(q);
 		return;
 	}
@@ -605,6 +613,15 @@ drain_local(struct agent *a, struct drain_out *out,
 		free(text);
 		return;
 	}
+	if (!(req->has_undrain && req->undrain) && a->drain->job != NULL) {
+		xasprintf(&text, "a drain of %s is running; its ternctl shows "
+		    "its progress (ternctl list there shows what is left)",
+		    host);
+		drain_out_error(a, out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    text);
+		free(text);
+		return;
+	}
 	if (a->drain->writing) {
 		xasprintf(&text, "a drain or undrain of %s is being recorded; "
 		    "try again", host);
@@ -624,6 +641,7 @@ drain_local(struct agent *a, struct drain_out *out,
 	if (q->drain != a->drain->mark)
 		log_info("%s: %s", host, q->drain ? "drained (ternctl host "
 		    "drain)" : "undrained (ternctl host undrain)");
+	a->drain->was = a->drain->mark;
 	a->drain->mark = q->drain;
 	a->drain->writing = 1;
 	mesh_state_changed(a->ternd->mesh);

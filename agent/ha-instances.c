@@ -601,11 +601,14 @@ ha_instances_running(struct instance *in)
 
 	if (in->ha == 0)
 		return 0;
-	/* ternd is stopping (the lease keeper is gone): the next ternd
-	 * fences it at start unless the lease it left behind still runs. */
-	if (a->ha == NULL && a->ternd->stopping)
+	/* ternd is stopping (the lease keeper is gone): while the lease it
+	 * had runs, the next ternd decides (it fences at start unless the
+	 * lease left behind still runs); after, it is fenced now. */
+	if (a->ha == NULL && a->ternd->stopping && now_ms() < a->ha_stop_at)
 		return 0;
-	if (a->ha == NULL)
+	if (a->ha == NULL && a->ternd->stopping)
+		why = "this host's lease ended while ternd was stopping";
+	else if (a->ha == NULL)
 		why = "this host has no coordinator";
 	else if (in->epoch == 0)
 		why = "the coordinator has not given it an epoch yet";
@@ -670,6 +673,9 @@ ha_instances_stop(struct agent *a)
 	while (a->ha_pending != NULL)
 		ha_pending_end(a->ha_pending, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "ternd is shutting down");
+	/* What may still turn running while ternd stops is held to the
+	 * lease it has now (ha_instances_running). */
+	a->ha_stop_at = a->ha != NULL ? ha_agent_stop_at(a->ha) : 0;
 	ha_agent_free(a->ha);
 	a->ha = NULL;
 	ha_released_free(a);

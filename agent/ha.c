@@ -189,6 +189,13 @@ ha_agent_valid(const struct ha_agent *h)
 	return lease_valid(&h->lease, ha_now(h));
 }
 
+uint64_t
+ha_agent_stop_at(const struct ha_agent *h)
+{
+	return lease_valid(&h->lease, ha_now(h)) ? lease_stop_at(&h->lease) :
+	    0;
+}
+
 int
 ha_agent_may_run(const struct ha_agent *h, uint64_t epoch)
 {

@@ -73,6 +73,9 @@ int		 ha_agent_valid(const struct ha_agent *);
  * (before its deadline minus the margin).  Asked at the moment a
  * protected instance turns running, whatever made it run. */
 int		 ha_agent_may_run(const struct ha_agent *, uint64_t epoch);
+/* When the protected instances must stop (now_ms()), 0 if the lease is
+ * not valid now. */
+uint64_t	 ha_agent_stop_at(const struct ha_agent *);
 /* "valid for 1234 ms", "none (refused: ...)", for status. */
 char		*ha_agent_describe(const struct ha_agent *);
 void		 ha_agent_free(struct ha_agent *);

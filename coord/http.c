@@ -66,19 +66,20 @@ http_req_free(struct http_req *r)
 
 /* The request never reached the server (refused, no route, or no answer
  * to the connection attempt: a crashed host's packets are dropped, not
- * refused): asking another one is safe. */
+ * refused): asking another one is safe.  A timeout counts only if not a
+ * byte of the request left (on a reused connection it may have). */
 static int
 http_never_connected(CURL *easy, CURLcode result)
 {
-	curl_off_t	connected = 0;
+	long	sent = -1;
 
 	if (result == CURLE_COULDNT_CONNECT ||
 	    result == CURLE_COULDNT_RESOLVE_HOST)
 		return 1;
 	if (result != CURLE_OPERATION_TIMEDOUT)
 		return 0;
-	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
-	return connected == 0;
+	return curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent) ==
+	    CURLE_OK && sent == 0;
 }
 
 /* Collect what finished and answer it. */

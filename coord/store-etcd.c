@@ -709,8 +709,14 @@ etcd_revoke_stale(struct etcd *e, struct json_object *kv)
 	if ((l = get_obj(kv, "lease", json_type_string)) == NULL)
 		return;
 	id = json_object_get_string(l);
-	if (e->lease != NULL && strcmp(id, e->lease) == 0)
+	if (e->lease != NULL && strcmp(id, e->lease) == 0) {
+		/* Our claim took, but its answer was lost: we never acted
+		 * under it; give the lease up and campaign afresh. */
+		log_info("store: %s: its claim took without an answer: "
+		    "giving lease %s up to campaign again", e->name, id);
+		etcd_drop_lease(e);
 		return;
+	}
 	log_info("store: %s: the leader key is its own, under lease %s that "
 	    "it gave up: revoking it", e->name, id);
 	req = json_object_new_object();

@@ -306,16 +306,20 @@ test_may_run(void **state)
 	h = agent(0);
 	ha_agent_start(h);
 	assert_false(ha_agent_may_run(h, 1));	/* no lease yet */
+	assert_int_equal(ha_agent_stop_at(h), 0);
 	sent = clock_now;
 	clock_now += 200;
 	grant(h, "coord", last_seq, NULL);
 	assert_true(ha_agent_may_run(h, 1));
+	/* What a stopping ternd holds what turns running to. */
+	assert_int_equal(ha_agent_stop_at(h), sent + TTL - MARGIN);
 	assert_true(ha_agent_may_run(h, 7));
 	assert_false(ha_agent_may_run(h, 0));	/* unknown to the coordinator */
 	clock_now = sent + TTL - MARGIN - 1;
 	assert_true(ha_agent_may_run(h, 1));
 	clock_now = sent + TTL - MARGIN;
 	assert_false(ha_agent_may_run(h, 1));	/* the start ended too late */
+	assert_int_equal(ha_agent_stop_at(h), 0);
 	/* A grant that comes back too late to count gives nothing. */
 	ha_agent_renew(h);
 	clock_now += TTL;
