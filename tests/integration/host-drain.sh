@@ -9,7 +9,9 @@
 # again.  Bad requests change nothing.  Then a drain where h3 refuses its
 # move (fault point mig.target.restored): that container still runs on
 # h1, unharmed, the drain says why and exits non-zero, the other moved;
-# draining h1 again moves it.
+# draining h1 again moves it.  Last, one drain at a time: with each move
+# held on its target (fault point mig.target.held), a second drain is
+# refused, and an undrain stops the moves not yet started.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -194,6 +196,46 @@ w=$(where "$stuck")
 [ "$w" = "h2:running" ] || [ "$w" = "h3:running" ] || fail "$stuck is at $w"
 inst_verify "${w%%:*}" "$stuck" "$TH_ROOT/rootfs/var/log/$stuck.state" \
     "drained to ${w%%:*}"
+
+echo "--- one drain at a time; an undrain stops the moves not yet started"
+out=$(cl_ctl h2 host undrain h1 2>&1) || fail "undrain: $out"
+wait_drained h1 false
+for n in web db; do
+	w=$(where "$n")
+	[ "${w%%:*}" = h1 ] || cl_ctl "${w%%:*}" migrate "$n" --to h1 >/dev/null ||
+	    fail "$n did not move back to h1"
+done
+[ "$(where web)" = "h1:running" ] && [ "$(where db)" = "h1:running" ] ||
+    fail "web at $(where web), db at $(where db)"
+# Each move held 5 s on its target, after the restore.
+for h in h2 h3; do
+	cl_stop "$h" || fail "$h's ternd did not stop cleanly"
+	TERN_FAULT=mig.target.held:delay=5000 cl_start "$h"
+done
+cl_wait_up h1 3 30
+for h in h2 h3; do
+	cl_wait_criu "$h" || fail "$h cannot run containers"
+done
+cl_ctl h1 host drain h1 --parallel 1 >"$TH_ROOT/drain.out" 2>&1 &
+dpid=$!
+wait_for 10 "the drain's first move" grep -q ": moving to " "$TH_ROOT/drain.out"
+bad 1 "a drain of h1 is running" host drain h1
+out=$(cl_ctl h2 host undrain h1 2>&1) || fail "undrain during the drain: $out"
+rc=0
+wait "$dpid" || rc=$?
+out=$(cat "$TH_ROOT/drain.out")
+echo "$out"
+[ $rc = 1 ] || fail "a drain cut short by an undrain exited $rc"
+first=$(sed -n 's/^\([a-z]*\): moving to \(h[23]\)$/\1 \2/p' <<<"$out" | head -n 1)
+fault_fired "${first#* }" mig.target.held delay=5000
+grep -q "^${first% *}: moved to ${first#* } " <<<"$out" || fail "first move: $out"
+left=web
+[ "${first% *}" = web ] && left=db
+grep -q "^$left: not moved: the host was undrained meanwhile$" <<<"$out" ||
+    fail "$left: $out"
+grep -q "1 moved, 1 not moved" <<<"$out" || fail "summary: $out"
+[ "$(where "$left")" = "h1:running" ] || fail "$left is at $(where "$left")"
+inst_verify h1 "$left" "$TH_ROOT/rootfs/var/log/$left.state" "left on h1"
 
 cl_stop_all || fail "a ternd did not stop cleanly"
 echo "host-drain: ok"
