@@ -878,9 +878,10 @@ vmi_fence(struct instance *in, const char *why)
 	if (in->state != INST_RUNNING && in->state != INST_STOPPING)
 		return;
 	if (in->set->agent->vms == NULL || !vm_host_up(in->set->agent->vms)) {
-		log_warnx("instance %s: cannot destroy it (libvirtd does not "
-		    "answer): %s; check it with virsh and destroy it by hand",
-		    in->name, why);
+		log_warnx("instance %s: must stop (%s) but libvirtd does not "
+		    "answer: it may run on while the coordinator starts it "
+		    "elsewhere; destroy it by hand now (virsh destroy %s)",
+		    in->name, why, in->name);
 		return;
 	}
 	log_warnx("instance %s: destroyed at once: %s", in->name, why);
