@@ -81,8 +81,10 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 	fflush(stderr);
 }
 
+/* The request from the command line: CTL_EXIT_OK, or the exit status of
+ * a usage error (said).  *show: print the progress. */
 static int
-cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
+cmd_migrate_parse(int argc, char **argv, Tern__MigrateRequest *mr, int *show)
 {
 	static const struct option longopts[] = {
 		{ "to", required_argument, NULL, 't' },
@@ -95,20 +97,14 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 		{ "no-auto-converge", no_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 }
 	};
-	Envelope		 req, *reply;
-	Tern__MigrateRequest	 mr = TERN__MIGRATE_REQUEST__INIT;
-	const Tern__MigrateReply *r;
-	int			 ch, rc = CTL_EXIT_OK, show, tty, mode;
-	char			*end;
+	int	 ch, mode;
+	char	*end;
 
-	/* Progress on the operator's terminal, or where asked for. */
-	tty = isatty(STDERR_FILENO) && !env->json;
-	show = tty;
 	while ((ch = getopt_long(argc, argv, "t:m:pb:d:T:cA", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 't':
-			mr.to = optarg;
+			mr->to = optarg;
 			break;
 		case 'm':
 			if ((mode = msg_mode_parse(optarg)) == -1) {
@@ -116,106 +112,60 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 				    "precopy, postcopy or stopcopy", optarg);
 				return CTL_EXIT_USAGE;
 			}
-			mr.has_mode = 1;
-			mr.mode = (Tern__MigrationMode)mode;
+			mr->has_mode = 1;
+			mr->mode = (Tern__MigrationMode)mode;
 			break;
 		case 'p':
-			show = 1;
+			*show = 1;
 			break;
 		case 'b':
-			if ((mr.bandwidth = cmd_migrate_rate(optarg)) == 0) {
+			if ((mr->bandwidth = cmd_migrate_rate(optarg)) == 0) {
 				ctl_error("--bandwidth %s: a rate like 100M "
 				    "(bytes/s) or 800mbit", optarg);
 				return CTL_EXIT_USAGE;
 			}
-			mr.has_bandwidth = 1;
+			mr->has_bandwidth = 1;
 			break;
 		case 'd':
-			mr.max_downtime_ms = (uint32_t)strtoul(optarg, &end, 10);
-			if (*end != '\0' || mr.max_downtime_ms == 0) {
+			mr->max_downtime_ms = (uint32_t)strtoul(optarg, &end, 10);
+			if (*end != '\0' || mr->max_downtime_ms == 0) {
 				ctl_error("--max-downtime %s: milliseconds, > 0",
 				    optarg);
 				return CTL_EXIT_USAGE;
 			}
-			mr.has_max_downtime_ms = 1;
+			mr->has_max_downtime_ms = 1;
 			break;
 		case 'T':
-			mr.timeout_ms = (uint32_t)strtoul(optarg, &end, 10);
-			if (*end != '\0' || mr.timeout_ms == 0 ||
-			    mr.timeout_ms > 86400) {
+			mr->timeout_ms = (uint32_t)strtoul(optarg, &end, 10);
+			if (*end != '\0' || mr->timeout_ms == 0 ||
+			    mr->timeout_ms > 86400) {
 				ctl_error("--timeout %s: seconds, 1..86400",
 				    optarg);
 				return CTL_EXIT_USAGE;
 			}
-			mr.timeout_ms *= 1000;
-			mr.has_timeout_ms = 1;
+			mr->timeout_ms *= 1000;
+			mr->has_timeout_ms = 1;
 			break;
 		case 'c':
-			mr.has_cancel = mr.cancel = 1;
+			mr->has_cancel = mr->cancel = 1;
 			break;
 		case 'A':
-			mr.has_no_auto_converge = mr.no_auto_converge = 1;
+			mr->has_no_auto_converge = mr->no_auto_converge = 1;
 			break;
 		default:
 			return ctl_usage(&cmd_migrate_entry);
 		}
 	}
-	if (optind != argc - 1 || (mr.to == NULL) != mr.cancel)
+	if (optind != argc - 1 || (mr->to == NULL) != mr->cancel)
 		return ctl_usage(&cmd_migrate_entry);
-	mr.name = argv[optind];
-	msg_init(&req, 0);
-	if (mr.cancel) {
-		mr.to = "";
-		req.body_case = TERN__ENVELOPE__BODY_MIGRATE_REQUEST;
-		req.migrate_request = &mr;
-		if ((reply = ctl_request(env, &req, 60000, &rc)) == NULL)
-			return rc;
-		rc = ctl_print_done(env, reply);
-		msg_free(reply);
-		return rc;
-	}
-	req.body_case = TERN__ENVELOPE__BODY_MIGRATE_REQUEST;
-	req.migrate_request = &mr;
-	reply = ctl_request_progress(env, &req, 3600 * 1000,
-	    show ? cmd_migrate_progress : NULL, &tty, &rc);
-	if (tty && show)
-		fprintf(stderr, "\r\033[K");
-	if (reply == NULL)
-		return rc;
-	if (reply->body_case != TERN__ENVELOPE__BODY_MIGRATE_REPLY) {
-		ctl_error("unexpected reply %s", msg_name(reply));
-		msg_free(reply);
-		return CTL_EXIT_FAILED;
-	}
-	r = reply->migrate_reply;
-	if (env->json) {
-		printf("{\"name\":");
-		ctl_json_string(stdout, r->name);
-		printf(",\"to\":");
-		ctl_json_string(stdout, r->to);
-		printf(",\"mode\":");
-		ctl_json_string(stdout, msg_mode_name(r->mode));
-		printf(",\"total_ms\":%llu,\"frozen_ms\":%llu,\"bytes\":%llu",
-		    (unsigned long long)r->total_ms,
-		    (unsigned long long)r->frozen_ms,
-		    (unsigned long long)r->bytes);
-		if (r->has_postcopy_ms)
-			printf(",\"postcopy_ms\":%llu,\"page_bytes\":%llu",
-			    (unsigned long long)r->postcopy_ms,
-			    (unsigned long long)r->page_bytes);
-		if (r->has_bandwidth)
-			printf(",\"bandwidth\":%llu",
-			    (unsigned long long)r->bandwidth);
-		if (r->note != NULL) {
-			printf(",\"note\":");
-			ctl_json_string(stdout, r->note);
-		}
-		if (r->policy != NULL) {
-			printf(",\"policy\":");
-			ctl_json_string(stdout, r->policy);
-		}
-		printf("}\n");
-	} else {
+	mr->name = argv[optind];
+	return CTL_EXIT_OK;
+}
+
+static void
+cmd_migrate_print(const struct ctl_env *env, const Tern__MigrateReply *r)
+{
+	if (!env->json) {
 		if (r->note != NULL)
 			printf("%s\n", r->note);
 		if (r->policy != NULL)
@@ -230,7 +180,69 @@ cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
 			    "after it resumed\n", r->name,
 			    (double)r->page_bytes / (1 << 20),
 			    (unsigned long long)r->postcopy_ms);
+		return;
 	}
+	printf("{\"name\":");
+	ctl_json_string(stdout, r->name);
+	printf(",\"to\":");
+	ctl_json_string(stdout, r->to);
+	printf(",\"mode\":");
+	ctl_json_string(stdout, msg_mode_name(r->mode));
+	printf(",\"total_ms\":%llu,\"frozen_ms\":%llu,\"bytes\":%llu",
+	    (unsigned long long)r->total_ms, (unsigned long long)r->frozen_ms,
+	    (unsigned long long)r->bytes);
+	if (r->has_postcopy_ms)
+		printf(",\"postcopy_ms\":%llu,\"page_bytes\":%llu",
+		    (unsigned long long)r->postcopy_ms,
+		    (unsigned long long)r->page_bytes);
+	if (r->has_bandwidth)
+		printf(",\"bandwidth\":%llu", (unsigned long long)r->bandwidth);
+	if (r->note != NULL) {
+		printf(",\"note\":");
+		ctl_json_string(stdout, r->note);
+	}
+	if (r->policy != NULL) {
+		printf(",\"policy\":");
+		ctl_json_string(stdout, r->policy);
+	}
+	printf("}\n");
+}
+
+static int
+cmd_migrate_exec(const struct ctl_env *env, int argc, char **argv)
+{
+	Envelope		 req, *reply;
+	Tern__MigrateRequest	 mr = TERN__MIGRATE_REQUEST__INIT;
+	int			 rc, show, tty;
+
+	/* Progress on the operator's terminal, or where asked for. */
+	tty = isatty(STDERR_FILENO) && !env->json;
+	show = tty;
+	if ((rc = cmd_migrate_parse(argc, argv, &mr, &show)) != CTL_EXIT_OK)
+		return rc;
+	msg_init(&req, 0);
+	req.body_case = TERN__ENVELOPE__BODY_MIGRATE_REQUEST;
+	req.migrate_request = &mr;
+	if (mr.cancel) {
+		mr.to = "";
+		if ((reply = ctl_request(env, &req, 60000, &rc)) == NULL)
+			return rc;
+		rc = ctl_print_done(env, reply);
+		msg_free(reply);
+		return rc;
+	}
+	reply = ctl_request_progress(env, &req, 3600 * 1000,
+	    show ? cmd_migrate_progress : NULL, &tty, &rc);
+	if (tty && show)
+		fprintf(stderr, "\r\033[K");
+	if (reply == NULL)
+		return rc;
+	if (reply->body_case != TERN__ENVELOPE__BODY_MIGRATE_REPLY) {
+		ctl_error("unexpected reply %s", msg_name(reply));
+		msg_free(reply);
+		return CTL_EXIT_FAILED;
+	}
+	cmd_migrate_print(env, reply->migrate_reply);
 	msg_free(reply);
 	return rc;
 }
