@@ -95,6 +95,37 @@ cmd_cert_json_string(const char *s)
 		ctl_json_string(stdout, s);
 }
 
+/* Where the issued certificate, its key and the CA's went. */
+static void
+cmd_cert_issued(const char *outdir, const char *host, int json)
+{
+	char	*file, *cert_path, *key_path, *ca_path;
+
+	xasprintf(&file, "%s.pem", host);
+	cert_path = pki_path(outdir, file);
+	free(file);
+	xasprintf(&file, "%s.key", host);
+	key_path = pki_path(outdir, file);
+	free(file);
+	ca_path = pki_path(outdir, PKI_CA_CERT);
+	if (json) {
+		fputs("{\"cert\":", stdout);
+		ctl_json_string(stdout, cert_path);
+		fputs(",\"key\":", stdout);
+		ctl_json_string(stdout, key_path);
+		fputs(",\"ca\":", stdout);
+		ctl_json_string(stdout, ca_path);
+		fputs("}\n", stdout);
+	} else {
+		printf("certificate: %s\n", cert_path);
+		printf("key:         %s\n", key_path);
+		printf("CA:          %s\n", ca_path);
+	}
+	free(ca_path);
+	free(key_path);
+	free(cert_path);
+}
+
 static int
 cmd_cert_issue(const struct ctl_env *env, int argc, char **argv)
 {
@@ -108,9 +139,7 @@ cmd_cert_issue(const struct ctl_env *env, int argc, char **argv)
 	};
 	const char			*host = NULL, *cadir = NULL;
 	const char			*outdir = NULL;
-	char				*cause = NULL, *file = NULL;
-	char				*cert_path = NULL, *key_path = NULL;
-	char				*ca_path = NULL, *ca_key = NULL;
+	char				*cause = NULL, *ca_key = NULL;
 	long				 days = PKI_CERT_DAYS;
 	long				 offset = PKI_NOT_BEFORE_OFFSET;
 	int				 json = env->json, ch, rc;
@@ -174,32 +203,10 @@ cmd_cert_issue(const struct ctl_env *env, int argc, char **argv)
 		goto out;
 	}
 
-	xasprintf(&file, "%s.pem", host);
-	cert_path = pki_path(outdir, file);
-	free(file);
-	xasprintf(&file, "%s.key", host);
-	key_path = pki_path(outdir, file);
-	ca_path = pki_path(outdir, PKI_CA_CERT);
-	if (json) {
-		fputs("{\"cert\":", stdout);
-		ctl_json_string(stdout, cert_path);
-		fputs(",\"key\":", stdout);
-		ctl_json_string(stdout, key_path);
-		fputs(",\"ca\":", stdout);
-		ctl_json_string(stdout, ca_path);
-		fputs("}\n", stdout);
-	} else {
-		printf("certificate: %s\n", cert_path);
-		printf("key:         %s\n", key_path);
-		printf("CA:          %s\n", ca_path);
-	}
+	cmd_cert_issued(outdir, host, json);
 	rc = CTL_EXIT_OK;
 out:
 	free(ca_key);
-	free(ca_path);
-	free(key_path);
-	free(cert_path);
-	free(file);
 	free(cause);
 	return rc;
 }

@@ -514,6 +514,81 @@ out:
 	return rc;
 }
 
+
+/* What pki_cert_issue was given, checked: 0, or -1 with *cause. */
+static int
+pki_issue_args_valid(const char *cadir, const char *host, const char *outdir,
+    int days, long not_before_offset_s, char **cause)
+{
+	if (pki_host_valid(host, cause) != 0 || pki_days_valid(days, cause) != 0)
+		return -1;
+	if (not_before_offset_s < -PKI_OFFSET_MAX ||
+	    not_before_offset_s > PKI_OFFSET_MAX) {
+		set_cause(cause, "not-before offset of %ld seconds is out of "
+		    "range (-%ld..%ld)", not_before_offset_s, PKI_OFFSET_MAX,
+		    PKI_OFFSET_MAX);
+		return -1;
+	}
+	if (cadir == NULL || *cadir == '\0') {
+		set_cause(cause, "no CA directory given");
+		return -1;
+	}
+	if (outdir == NULL || *outdir == '\0') {
+		set_cause(cause, "no output directory given");
+		return -1;
+	}
+	return 0;
+}
+
+/* The CA of cadir, its certificate and its key, which must match: 0, or
+ * -1 with *cause and nothing to free. */
+static int
+pki_load_ca(const char *cadir, X509 **certp, EVP_PKEY **keyp, char **cause)
+{
+	char		*cert_path, *key_path;
+	X509		*cert = NULL;
+	EVP_PKEY	*key = NULL;
+	struct stat	 sb;
+	int		 rc = -1;
+
+	if (stat(cadir, &sb) == -1) {
+		if (errno == ENOENT)
+			set_cause(cause, "%s: no such CA directory", cadir);
+		else
+			set_cause(cause, "%s: %s", cadir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		set_cause(cause, "%s: CA directory is not a directory", cadir);
+		return -1;
+	}
+	cert_path = pki_path(cadir, PKI_CA_CERT);
+	key_path = pki_path(cadir, PKI_CA_KEY);
+	if ((cert = pki_read_cert(cert_path, cause)) == NULL)
+		goto out;
+	if (X509_check_ca(cert) == 0) {
+		set_cause(cause, "%s: not a CA certificate", cert_path);
+		goto out;
+	}
+	if ((key = pki_read_key(key_path, cause)) == NULL)
+		goto out;
+	if (X509_check_private_key(cert, key) != 1) {
+		pki_ssl_cause(cause, "%s: does not match the CA certificate %s",
+		    key_path, cert_path);
+		goto out;
+	}
+	*certp = cert;
+	*keyp = key;
+	cert = NULL;
+	key = NULL;
+	rc = 0;
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	free(key_path);
+	free(cert_path);
+	return rc;
+}
 int
 pki_cert_issue(const char *cadir, const char *host, const char *outdir,
     int days, long not_before_offset_s, char **cause)
@@ -526,7 +601,6 @@ pki_cert_issue(const char *cadir, const char *host, const char *outdir,
 		{ NID_subject_key_identifier, "hash" },
 		{ NID_authority_key_identifier, "keyid:always" },
 	};
-	char		*ca_cert_path = NULL, *ca_key_path = NULL;
 	char		*cert_path = NULL, *key_path = NULL, *ca_copy = NULL;
 	char		*file = NULL, *san = NULL;
 	X509		*ca_cert = NULL, *cert = NULL;
@@ -535,53 +609,9 @@ pki_cert_issue(const char *cadir, const char *host, const char *outdir,
 	int		 rc = -1;
 
 	ERR_clear_error();
-	if (pki_host_valid(host, cause) != 0)
+	if (pki_issue_args_valid(cadir, host, outdir, days, not_before_offset_s,
+	    cause) != 0 || pki_load_ca(cadir, &ca_cert, &ca_key, cause) != 0)
 		goto out;
-	if (pki_days_valid(days, cause) != 0)
-		goto out;
-	if (not_before_offset_s < -PKI_OFFSET_MAX ||
-	    not_before_offset_s > PKI_OFFSET_MAX) {
-		set_cause(cause, "not-before offset of %ld seconds is out of "
-		    "range (-%ld..%ld)", not_before_offset_s, PKI_OFFSET_MAX,
-		    PKI_OFFSET_MAX);
-		goto out;
-	}
-	if (cadir == NULL || *cadir == '\0') {
-		set_cause(cause, "no CA directory given");
-		goto out;
-	}
-	if (outdir == NULL || *outdir == '\0') {
-		set_cause(cause, "no output directory given");
-		goto out;
-	}
-
-	if (stat(cadir, &sb) == -1) {
-		if (errno == ENOENT)
-			set_cause(cause, "%s: no such CA directory", cadir);
-		else
-			set_cause(cause, "%s: %s", cadir, strerror(errno));
-		goto out;
-	}
-	if (!S_ISDIR(sb.st_mode)) {
-		set_cause(cause, "%s: CA directory is not a directory", cadir);
-		goto out;
-	}
-	ca_cert_path = pki_path(cadir, PKI_CA_CERT);
-	ca_key_path = pki_path(cadir, PKI_CA_KEY);
-	if ((ca_cert = pki_read_cert(ca_cert_path, cause)) == NULL)
-		goto out;
-	if (X509_check_ca(ca_cert) == 0) {
-		set_cause(cause, "%s: not a CA certificate", ca_cert_path);
-		goto out;
-	}
-	if ((ca_key = pki_read_key(ca_key_path, cause)) == NULL)
-		goto out;
-	if (X509_check_private_key(ca_cert, ca_key) != 1) {
-		pki_ssl_cause(cause, "%s: does not match the CA certificate %s",
-		    ca_key_path, ca_cert_path);
-		goto out;
-	}
-
 	if (pki_mkdirs(outdir, cause) != 0)
 		goto out;
 	xasprintf(&file, "%s.pem", host);
@@ -624,8 +654,6 @@ out:
 	free(ca_copy);
 	free(key_path);
 	free(cert_path);
-	free(ca_key_path);
-	free(ca_cert_path);
 	return rc;
 }
 
