@@ -799,12 +799,12 @@ container_sleep_ms(unsigned ms)
 		;
 }
 
-/* Create the cgroups (mkdir -p) and write the spec's limits. */
+/* The controllers tern needs are mounted, and no container of that name
+ * has processes: 0, or -1 and *cause. */
 static int
-container_cgroup_setup(const char *name, const struct container_spec *spec,
-    int *created, char **cause)
+container_cgroup_check(const char *name, char **cause)
 {
-	char	 path[PATH_MAX], value[32], *error = NULL;
+	char	 path[PATH_MAX];
 	size_t	 i;
 	pid_t	*pids = NULL;
 	size_t	 npids = 0;
@@ -822,22 +822,74 @@ container_cgroup_setup(const char *name, const struct container_spec *spec,
 			return -1;
 		}
 	}
-
-	/* A container of that name with processes is running. */
 	if (container_cgroup_path(path, sizeof path, name, "freezer",
 	    "cgroup.procs", cause) != 0)
 		return -1;
-	if (access(path, F_OK) == 0) {
-		if (container_read_pids(name, path, &pids, &npids, cause) != 0)
-			return -1;
-		free(pids);
-		if (npids != 0) {
-			set_cause(cause, "container %s: already running (%zu "
-			    "processes in %s): kill it first", name, npids, path);
-			return -1;
-		}
+	if (access(path, F_OK) != 0)
+		return 0;
+	if (container_read_pids(name, path, &pids, &npids, cause) != 0)
+		return -1;
+	free(pids);
+	if (npids != 0) {
+		set_cause(cause, "container %s: already running (%zu "
+		    "processes in %s): kill it first", name, npids, path);
+		return -1;
 	}
+	return 0;
+}
 
+/* The cpu controller's limits: shares, then the CFS period and quota. */
+static int
+container_cgroup_cpu(const char *name, const struct container_spec *spec,
+    char **cause)
+{
+	char	 path[PATH_MAX], value[32];
+
+	container_cgroup_path(path, sizeof path, name, "cpu", "cpu.shares",
+	    NULL);
+	snprintf(value, sizeof value, "%llu", spec->cpu_shares != 0 ?
+	    (unsigned long long)spec->cpu_shares : 1024ULL);
+	if (container_write_file(name, path, value, cause) != 0)
+		return -1;
+
+	/* No quota while the period changes, then the quota. */
+	container_cgroup_path(path, sizeof path, name, "cpu",
+	    "cpu.cfs_quota_us", NULL);
+	if (access(path, F_OK) != 0) {
+		if (spec->cpu_quota == -1 && spec->cpu_period == 0)
+			return 0;
+		set_cause(cause, "container %s: %s is missing (a kernel "
+		    "without CFS bandwidth control): remove "
+		    "linux.resources.cpu.quota and .period from the spec",
+		    name, path);
+		return -1;
+	}
+	if (container_write_file(name, path, "-1", cause) != 0)
+		return -1;
+	container_cgroup_path(path, sizeof path, name, "cpu",
+	    "cpu.cfs_period_us", NULL);
+	snprintf(value, sizeof value, "%llu", spec->cpu_period != 0 ?
+	    (unsigned long long)spec->cpu_period : 100000ULL);
+	if (container_write_file(name, path, value, cause) != 0)
+		return -1;
+	if (spec->cpu_quota == -1)
+		return 0;
+	container_cgroup_path(path, sizeof path, name, "cpu",
+	    "cpu.cfs_quota_us", NULL);
+	snprintf(value, sizeof value, "%lld", (long long)spec->cpu_quota);
+	return container_write_file(name, path, value, cause);
+}
+
+/* Create the cgroups (mkdir -p) and write the spec's limits. */
+static int
+container_cgroup_setup(const char *name, const struct container_spec *spec,
+    int *created, char **cause)
+{
+	char	 path[PATH_MAX], value[32], *error = NULL;
+	size_t	 i;
+
+	if (container_cgroup_check(name, cause) != 0)
+		return -1;
 	*created = 1;
 	for (i = 0; i < CONTAINER_NCONTROLLERS; i++) {
 		if (container_cgroup_path(path, sizeof path, name,
@@ -854,46 +906,9 @@ container_cgroup_setup(const char *name, const struct container_spec *spec,
 	container_cgroup_path(path, sizeof path, name, "memory",
 	    "memory.limit_in_bytes", NULL);
 	snprintf(value, sizeof value, "%lld", (long long)spec->memory_limit);
-	if (container_write_file(name, path, value, cause) != 0)
+	if (container_write_file(name, path, value, cause) != 0 ||
+	    container_cgroup_cpu(name, spec, cause) != 0)
 		return -1;
-
-	container_cgroup_path(path, sizeof path, name, "cpu", "cpu.shares",
-	    NULL);
-	snprintf(value, sizeof value, "%llu", spec->cpu_shares != 0 ?
-	    (unsigned long long)spec->cpu_shares : 1024ULL);
-	if (container_write_file(name, path, value, cause) != 0)
-		return -1;
-
-	/* No quota while the period changes, then the quota. */
-	container_cgroup_path(path, sizeof path, name, "cpu",
-	    "cpu.cfs_quota_us", NULL);
-	if (access(path, F_OK) != 0) {
-		if (spec->cpu_quota != -1 || spec->cpu_period != 0) {
-			set_cause(cause, "container %s: %s is missing (a "
-			    "kernel without CFS bandwidth control): remove "
-			    "linux.resources.cpu.quota and .period from the "
-			    "spec", name, path);
-			return -1;
-		}
-	} else {
-		if (container_write_file(name, path, "-1", cause) != 0)
-			return -1;
-		container_cgroup_path(path, sizeof path, name, "cpu",
-		    "cpu.cfs_period_us", NULL);
-		snprintf(value, sizeof value, "%llu", spec->cpu_period != 0 ?
-		    (unsigned long long)spec->cpu_period : 100000ULL);
-		if (container_write_file(name, path, value, cause) != 0)
-			return -1;
-		if (spec->cpu_quota != -1) {
-			container_cgroup_path(path, sizeof path, name, "cpu",
-			    "cpu.cfs_quota_us", NULL);
-			snprintf(value, sizeof value, "%lld",
-			    (long long)spec->cpu_quota);
-			if (container_write_file(name, path, value,
-			    cause) != 0)
-				return -1;
-		}
-	}
 
 	container_cgroup_path(path, sizeof path, name, "pids", "pids.max",
 	    NULL);
