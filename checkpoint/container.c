@@ -956,6 +956,89 @@ container_cgroup_rmdir(const char *name, char **cause)
 	return rc;
 }
 
+/* The first process, in its namespaces: its PID here (it never returns
+ * in the child), or -1 and errno. */
+static long
+container_clone(struct launch *l, unsigned long flags)
+{
+	sigset_t	all, old;
+	long		ret;
+
+	/* No handler of the caller may run in the child before it resets
+	 * them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	if (ret == 0)
+		container_child(l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
+
+/* Let the first process go on (it waits in its cgroups for this). */
+static int
+container_release(const char *name, int fd, char **cause)
+{
+	ssize_t	n;
+
+	do
+		n = write(fd, "g", 1);
+	while (n == -1 && errno == EINTR);
+	if (n == 1)
+		return 0;
+	set_cause(cause, "container %s: cannot release its first process: %s",
+	    name, strerror(errno));
+	return -1;
+}
+
+/* Until the first process execs (EOF on its error pipe: *got 0) or
+ * reports the step that failed (a whole record in *e): 0; -1 and *cause
+ * if it does neither in time or the pipe fails. */
+static int
+container_await_exec(const char *name, int fd, struct launch_error *e,
+    size_t *got, char **cause)
+{
+	struct pollfd	pfd;
+	uint64_t	deadline, now;
+	ssize_t		n;
+
+	deadline = now_ms() + CONTAINER_START_TIMEOUT_MS;
+	for (;;) {
+		now = now_ms();
+		if (now >= deadline) {
+			set_cause(cause, "container %s: its first process did "
+			    "not start within %d s (is the rootfs on a hung "
+			    "file system?)", name,
+			    CONTAINER_START_TIMEOUT_MS / 1000);
+			return -1;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, (int)(deadline - now)) == -1) {
+			if (errno == EINTR)
+				continue;
+			set_cause(cause, "container %s: poll: %s", name,
+			    strerror(errno));
+			return -1;
+		}
+		if (pfd.revents == 0)
+			continue;
+		n = read(fd, (char *)e + *got, sizeof *e - *got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			set_cause(cause, "container %s: reading from its first "
+			    "process: %s", name, strerror(errno));
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		*got += (size_t)n;
+		if (*got == sizeof *e)
+			return 0;
+	}
+}
+
 /* Move pid into every cgroup of the container. */
 static int
 container_cgroup_enter(const char *name, pid_t pid, char **cause)
@@ -980,16 +1063,12 @@ container_start(const char *name, const struct container_spec *spec,
 {
 	struct launch		 l;
 	struct launch_error	 e;
-	struct pollfd		 pfd;
-	sigset_t		 all, old;
-	uint64_t		 deadline, now;
 	unsigned long		 flags;
-	ssize_t			 n;
 	size_t			 got = 0;
 	long			 ret;
 	pid_t			 pid = -1;
 	int			 go[2] = { -1, -1 }, errp[2] = { -1, -1 };
-	int			 rc = -1, cgroups = 0, status, timeout;
+	int			 rc = -1, cgroups = 0, status;
 
 	memset(&l, 0, sizeof l);
 	l.name = name;
@@ -1018,15 +1097,7 @@ container_start(const char *name, const struct container_spec *spec,
 	if (spec->net_ns)
 		flags |= CLONE_NEWNET;
 
-	/* No handler of the caller may run in the child before it resets
-	 * them all. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
-	if (ret == 0)
-		container_child(&l);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret == -1) {
+	if ((ret = container_clone(&l, flags)) == -1) {
 		set_cause(cause, "container %s: clone: %s", name,
 		    strerror(errno));
 		goto out;
@@ -1040,54 +1111,13 @@ container_start(const char *name, const struct container_spec *spec,
 
 	if (container_cgroup_enter(name, pid, cause) != 0)
 		goto out;
-	do
-		n = write(go[1], "g", 1);
-	while (n == -1 && errno == EINTR);
-	if (n != 1) {
-		set_cause(cause, "container %s: cannot release its first "
-		    "process: %s", name, strerror(errno));
+	if (container_release(name, go[1], cause) != 0)
 		goto out;
-	}
 	close(go[1]);
 	go[1] = -1;
 
-	/* EOF: exec closed the pipe.  A record: a step failed. */
-	deadline = now_ms() + CONTAINER_START_TIMEOUT_MS;
-	for (;;) {
-		now = now_ms();
-		if (now >= deadline) {
-			set_cause(cause, "container %s: its first process did "
-			    "not start within %d s (is the rootfs on a hung "
-			    "file system?)", name,
-			    CONTAINER_START_TIMEOUT_MS / 1000);
-			goto out;
-		}
-		timeout = (int)(deadline - now);
-		pfd.fd = errp[0];
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, timeout) == -1) {
-			if (errno == EINTR)
-				continue;
-			set_cause(cause, "container %s: poll: %s", name,
-			    strerror(errno));
-			goto out;
-		}
-		if (pfd.revents == 0)
-			continue;
-		n = read(errp[0], (char *)&e + got, sizeof e - got);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			set_cause(cause, "container %s: reading from its first "
-			    "process: %s", name, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-		if (got == sizeof e)
-			break;
-	}
+	if (container_await_exec(name, errp[0], &e, &got, cause) != 0)
+		goto out;
 	if (got == sizeof e) {
 		container_child_cause(&l, &e, cause);
 		goto out;
