@@ -226,7 +226,21 @@ held=$(nlines "$to" "mc: restoring -> held")
 mig_start mc dstcriu
 wait_line "$to" "ckpt: mc: restoring checkpoint" "$seen"
 fault_fired "$to" criu.restore stall
-criu=$(criu_of "$to" | head -n 1) || fail "dstcriu: no criu at work on $to"
+# The CRIU the fault stopped: ternd's child in state T (it may still be
+# the wrapper shell that execs CRIU with its own loader).
+stopped_child() {
+	local p ternd
+	ternd=$(cl_pid "$1") || return 1
+	for p in $(cat "$(th__cg1 "$1")/cgroup.procs"); do
+		[ "$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null)" = "$ternd" ] &&
+		    [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = T ] &&
+		    echo "$p"
+	done
+	return 0
+}
+th_wait 10 eval '[ -n "$(stopped_child "$to")" ]' ||
+    fail "dstcriu: no stopped criu on $to"
+criu=$(stopped_child "$to" | head -n 1)
 kill -9 "$criu"
 [ "$(nlines "$to" "mc: restoring -> held")" = "$held" ] ||
     fail "dstcriu: the restore was done although its CRIU was stopped"
