@@ -163,11 +163,21 @@ drain_out_reply(struct agent *a, const struct drain_out *o,
 }
 
 static void
+drain_out_event(struct drain_job *j, Tern__HostDrainProgress *p)
+{
+	Envelope	env;
+
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_HOST_DRAIN_PROGRESS;
+	env.host_drain_progress = p;
+	drain_out_send(j->a, &j->out, &env);
+}
+
+static void
 drain_out_progress(struct drain_job *j, const char *name,
     Tern__InstanceKind kind, Tern__HostDrainProgress__Event ev, const char *to,
     const char *cause)
 {
-	Envelope		 env;
 	Tern__HostDrainProgress	 p = TERN__HOST_DRAIN_PROGRESS__INIT;
 
 	p.name = (char *)name;
@@ -175,10 +185,7 @@ drain_out_progress(struct drain_job *j, const char *name,
 	p.kind = kind;
 	p.to = (char *)to;
 	p.cause = (char *)cause;
-	msg_init(&env, 0);
-	env.body_case = TERN__ENVELOPE__BODY_HOST_DRAIN_PROGRESS;
-	env.host_drain_progress = &p;
-	drain_out_send(j->a, &j->out, &env);
+	drain_out_event(j, &p);
 }
 
 /* --- the mark ---------------------------------------------------------------- */
@@ -337,7 +344,6 @@ drain_move_done(void *arg, const Envelope *reply, int code, const char *error)
 {
 	struct drain_move	*mv = arg;
 	struct drain_job	*j = mv->job;
-	Envelope		 env;
 	Tern__HostDrainProgress	 p = TERN__HOST_DRAIN_PROGRESS__INIT;
 
 	(void)code;
@@ -363,10 +369,7 @@ drain_move_done(void *arg, const Envelope *reply, int code, const char *error)
 		p.total_ms = reply->migrate_reply->total_ms;
 		j->moved++;
 	}
-	msg_init(&env, 0);
-	env.body_case = TERN__ENVELOPE__BODY_HOST_DRAIN_PROGRESS;
-	env.host_drain_progress = &p;
-	drain_out_send(j->a, &j->out, &env);
+	drain_out_event(j, &p);
 	if (mv == j->starting)
 		j->refused = 1;
 	drain_move_free(mv);

@@ -549,22 +549,29 @@ etcd_ignore_answer(struct etcd *e, void *arg, struct json_object *j,
 	(void)error;
 }
 
+/* Revoke lease id, answer or not (unanswered, it expires). */
+static void
+etcd_revoke(struct etcd *e, const char *id)
+{
+	struct json_object	*req;
+	char			*cause = NULL;
+
+	req = json_object_new_object();
+	add_str(req, "ID", id);
+	if (etcd_call(e, "/v3/lease/revoke", req, etcd_ignore_answer, NULL,
+	    &cause) != 0)
+		free(cause);
+}
+
 /* Forget the lease (revoked if etcd can be told; else it expires, no
  * longer renewed), and with it anything held under it. */
 static void
 etcd_drop_lease(struct etcd *e)
 {
-	struct json_object	*req;
-	char			*cause = NULL;
-
 	uv_timer_stop(&e->renew_timer);
 	if (e->lease == NULL)
 		return;
-	req = json_object_new_object();
-	add_str(req, "ID", e->lease);
-	if (etcd_call(e, "/v3/lease/revoke", req, etcd_ignore_answer, NULL,
-	    &cause) != 0)
-		free(cause);
+	etcd_revoke(e, e->lease);
 	free(e->lease);
 	e->lease = NULL;
 }
@@ -702,9 +709,8 @@ etcd_grant_answer(struct etcd *e, void *arg, struct json_object *j,
 static void
 etcd_revoke_stale(struct etcd *e, struct json_object *kv)
 {
-	struct json_object	*l, *req;
+	struct json_object	*l;
 	const char		*id;
-	char			*cause = NULL;
 
 	if ((l = get_obj(kv, "lease", json_type_string)) == NULL)
 		return;
@@ -719,11 +725,7 @@ etcd_revoke_stale(struct etcd *e, struct json_object *kv)
 	}
 	log_info("store: %s: the leader key is its own, under lease %s that "
 	    "it gave up: revoking it", e->name, id);
-	req = json_object_new_object();
-	add_str(req, "ID", id);
-	if (etcd_call(e, "/v3/lease/revoke", req, etcd_ignore_answer, NULL,
-	    &cause) != 0)
-		free(cause);
+	etcd_revoke(e, id);
 }
 
 /* A claim failed: the leader key's holder, from the failure branch's

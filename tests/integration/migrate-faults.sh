@@ -66,15 +66,23 @@ wait_line() {
 	fail "$1 never logged \"$2\""
 }
 
+# ternd_children HOST: the PIDs of HOST's ternd's children.
+ternd_children() {
+	local p ternd
+	ternd=$(cl_pid "$1") || return 1
+	for p in $(cat "$(th__cg1 "$1")/cgroup.procs"); do
+		[ "$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null)" = "$ternd" ] &&
+		    echo "$p"
+	done
+	return 0
+}
+
 # criu_of HOST: the PIDs of the criu HOST's ternd runs: its children
 # whose executable is in the CRIU prefix (criu rewrites its command line;
 # another one, a check, may run next to the dump).
 criu_of() {
-	local p ternd found=1
-	ternd=$(cl_pid "$1") || return 1
-	for p in $(cat "$(th__cg1 "$1")/cgroup.procs"); do
-		[ "$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null)" = "$ternd" ] ||
-		    continue
+	local p found=1
+	for p in $(ternd_children "$1"); do
 		if readlink "/proc/$p/exe" 2>/dev/null | grep -q "^$criu_prefix/"; then
 			echo "$p"
 			found=0
@@ -229,11 +237,9 @@ fault_fired "$to" criu.restore stall
 # The CRIU the fault stopped: ternd's child in state T (it may still be
 # the wrapper shell that execs CRIU with its own loader).
 stopped_child() {
-	local p ternd
-	ternd=$(cl_pid "$1") || return 1
-	for p in $(cat "$(th__cg1 "$1")/cgroup.procs"); do
-		[ "$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null)" = "$ternd" ] &&
-		    [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = T ] &&
+	local p
+	for p in $(ternd_children "$1"); do
+		[ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = T ] &&
 		    echo "$p"
 	done
 	return 0
