@@ -37,6 +37,7 @@ struct agent {
 	char			*cpuinfo_error;	/* why there is none */
 	struct longjobs		*longjobs;	/* VM migrations' threads */
 	struct drain_state	*drain;		/* ternctl host drain's mark */
+	struct ha_ops_state	*ha_ops;	/* ternctl ha's forwards */
 };
 
 /* agent.c */

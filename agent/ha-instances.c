@@ -215,6 +215,10 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 		tern__held_instance__init(&hi[i]);
 		hi[i].name = in->name;
 		hi[i].epoch = in->epoch;
+		/* The coordinator's failover history takes it as the
+		 * outcome of the move that brought it here. */
+		hi[i].has_running = in->state == INST_RUNNING;
+		hi[i].running = hi[i].has_running;
 		if (in->epoch == 0) {
 			hi[i].has_kind = 1;
 			hi[i].kind = in->drv->kind;
@@ -488,6 +492,21 @@ ha_take_over(struct agent *a, const Tern__OwnedInstance *o)
 	ha_create_drop(hc);
 }
 
+/* ternctl ha set changed in's policy: none stops gating it on the lease
+ * (it is no longer fenced nor held); a policy again protects it.  1 if in
+ * is not protected now. */
+static int
+ha_policy_changed(struct instance *in, const Tern__OwnedInstance *o)
+{
+	if (!o->has_ha || (int)o->ha == in->ha)
+		return in->ha == 0;
+	log_info("instance %s: protection %s, was %s (ternctl ha set)",
+	    in->name, ha_policy_name(o->ha), ha_policy_name(in->ha));
+	in->ha = (int)o->ha;
+	instance_persist(in);
+	return in->ha == 0;
+}
+
 static void
 ha_owned(void *ctx, const Tern__LeaseGrant *g)
 {
@@ -515,11 +534,14 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		if (in == NULL && ha_released_find(a, o->name)) {
 			continue;	/* destroyed: the release is on its way */
 		}
+		if (in == NULL && o->has_ha &&
+		    o->ha == TERN__HA_POLICY__HA_NONE)
+			continue;	/* not protected: nothing to take over */
 		if (in == NULL) {
 			ha_take_over(a, o);
 			continue;
 		}
-		if (in->ha == 0 || in->ha_creating)
+		if (in->ha_creating || ha_policy_changed(in, o) != 0)
 			continue;
 		if (in->epoch != o->epoch) {
 			log_info("instance %s: protected by %s at epoch %"
@@ -550,6 +572,8 @@ int
 ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
     const Tern__InstanceCreateRequest *r, int *code, char **cause)
 {
+	const char	*why;
+
 	if (a->ha == NULL)
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: this host "
@@ -559,11 +583,10 @@ ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: instances of "
 		    "kind %s cannot be protected yet (no way to stop one at "
 		    "once when the lease ends)", drv->name);
-	if (r->ha == TERN__HA_POLICY__HA_CHECKPOINT)
+	if ((why = msg_ha_refused(r->ha)) != NULL)
 		return inst_refuse(code, cause,
-		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha checkpoint "
-		    "needs replicated checkpoints, which this version does "
-		    "not make yet; use --ha restart");
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha %s: %s",
+		    ha_policy_name(r->ha), why);
 	return 0;
 }
 
