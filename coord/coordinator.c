@@ -17,6 +17,8 @@
 /* The timer never sleeps longer: a lease granted meanwhile moves the
  * next decision, and a check is cheap. */
 #define COORD_CHECK_MAX_MS	1000
+/* Hosts a failed restore's next candidate avoids, at most. */
+#define COORD_RETRY_MAX		16
 /* A grant names at most this many instances (a host runs fewer). */
 #define COORD_OWNED_MAX		1024
 
@@ -89,7 +91,7 @@ static void	coord_arm(struct coordinator *);
 static struct moving *coord_moving(struct coordinator *, const char *);
 static void	coord_moved(void *, const char *);
 static void	coord_move(struct coordinator *, const struct model_instance *,
-		    const char *, const char *, int);
+		    const char *, const char *, int, const char *);
 static void	coord_outcome(struct coordinator *, const char *,
 		    const struct model_instance *);
 
@@ -337,7 +339,7 @@ coord_release(struct coordinator *c, const char *host,
 	if (in == NULL || in->owner == NULL || strcmp(in->owner, host) != 0 ||
 	    in->epoch != hi->epoch || coord_moving(c, hi->name) != NULL)
 		return;		/* not host's to release (any more) */
-	coord_move(c, in, host, NULL, 1);
+	coord_move(c, in, host, NULL, 1, NULL);
 }
 
 static struct noting *
@@ -410,15 +412,84 @@ coord_outcome(struct coordinator *c, const char *host,
 
 	fo = model_failover_last(c->model, in->name);
 	if (fo == NULL || fo->to == NULL || strcmp(fo->to, host) != 0 ||
-	    fo->epoch != in->epoch || fo->outcome != MODEL_OUTCOME_PENDING ||
+	    fo->epoch != in->epoch || fo->outcome == MODEL_OUTCOME_RUNNING ||
 	    coord_noting(c, in->name) != NULL)
-		return;
+		return;		/* (a failed one that runs after all: it runs) */
 	log_info("failover of %s: it runs on %s (epoch %" PRIu64 ")",
 	    in->name, host, in->epoch);
 	nt = coord_note_new(c, in->name);
 	rc = model_failover_outcome(c->model, fo->seq, MODEL_OUTCOME_RUNNING,
 	    NULL, coord_unix_ms(), coord_noted, nt, &cause);
 	coord_note_started(c, nt, rc, cause);
+}
+
+/* The hosts where restores of name failed since it last ran (the history,
+ * newest first, up to a record that ran), host included. */
+static size_t
+coord_failed_hosts(struct coordinator *c, const char *name,
+    const char **hosts, size_t max)
+{
+	struct model_failover	**fos;
+	size_t			  n, i, k = 0;
+
+	n = model_failovers(c->model, &fos);
+	for (i = n; i > 0 && k < max; i--) {
+		struct model_failover *f = fos[i - 1];
+
+		if (strcmp(f->instance, name) != 0 || f->to == NULL)
+			continue;
+		if (f->outcome == MODEL_OUTCOME_RUNNING)
+			break;
+		if (f->outcome == MODEL_OUTCOME_FAILED)
+			hosts[k++] = f->to;
+	}
+	return k;
+}
+
+/* host was given in by failover and could not create or start it: the
+ * failover's outcome, then the next host that may take it (none: it
+ * stays with host, which tries again at its grants). */
+static void
+coord_restore_failed(struct coordinator *c, const char *host,
+    const Tern__FailedInstance *fi)
+{
+	struct model_instance	*in = model_instance(c->model, fi->name);
+	struct model_failover	*fo;
+	struct model_plan	*plan;
+	struct noting		*nt;
+	const char		*exclude[COORD_RETRY_MAX];
+	size_t			 n, i, nx;
+	char			*cause = NULL, *why;
+	int			 rc;
+
+	if (in == NULL || in->owner == NULL || strcmp(in->owner, host) != 0 ||
+	    in->epoch != fi->epoch || coord_moving(c, in->name) != NULL ||
+	    coord_noting(c, in->name) != NULL)
+		return;
+	fo = model_failover_last(c->model, in->name);
+	if (fo == NULL || fo->to == NULL || strcmp(fo->to, host) != 0 ||
+	    fo->epoch != in->epoch || fo->outcome != MODEL_OUTCOME_PENDING)
+		return;		/* not a failover's target, or said already */
+	xasprintf(&why, "could not start on %s: %s", host, fi->why);
+	log_warnx("failover of %s: %s", in->name, why);
+	nt = coord_note_new(c, in->name);
+	rc = model_failover_outcome(c->model, fo->seq, MODEL_OUTCOME_FAILED,
+	    why, coord_unix_ms(), coord_noted, nt, &cause);
+	coord_note_started(c, nt, rc, cause);
+	/* The plan of host's instances places this one elsewhere, never
+	 * where it failed since it last ran. */
+	nx = coord_failed_hosts(c, in->name, exclude, COORD_RETRY_MAX);
+	n = model_failover_plan_without(c->model, host, exclude, nx, &plan);
+	for (i = 0; i < n; i++)
+		if (plan[i].instance == in && plan[i].target != NULL) {
+			coord_move(c, in, host, plan[i].target, 0, why);
+			break;
+		}
+	if (i == n)
+		log_warnx("failover of %s: no other host may take it; it stays "
+		    "with %s, which tries again", in->name, host);
+	model_plan_free(plan, n);
+	free(why);
 }
 
 /* What host holds: new instances are added, a name taken elsewhere is
@@ -493,6 +564,8 @@ coord_take_held(struct coordinator *c, const char *host,
 		ptrs[n] = &refs[n];
 		n++;
 	}
+	for (i = 0; i < r->n_failed && i < COORD_OWNED_MAX; i++)
+		coord_restore_failed(c, host, r->failed[i]);
 	coord_reply(c, host, r->seq, r, ptrs, n, NULL);
 	coord_arm(c);
 	for (i = 0; i < n; i++)
@@ -725,7 +798,7 @@ coord_unplaced(struct coordinator *c, const struct model_instance *in,
  * grant lists the instance to anyone).  to NULL: it runs nowhere. */
 static void
 coord_move(struct coordinator *c, const struct model_instance *in,
-    const char *from, const char *to, int release)
+    const char *from, const char *to, int release, const char *why)
 {
 	struct moving		*mv = xcalloc(1, sizeof *mv);
 	struct model_failover	 fo;
@@ -742,7 +815,7 @@ coord_move(struct coordinator *c, const struct model_instance *in,
 		rc = model_instance_move(c->model, in->name, in->epoch, to,
 		    coord_moved, mv, &cause);
 	else {
-		coord_fo_init(c, &fo, in, from, NULL);
+		coord_fo_init(c, &fo, in, from, why);
 		rc = model_instance_failover(c->model, in->name, in->epoch, to,
 		    &fo, coord_moved, mv, &cause);
 	}
@@ -776,7 +849,7 @@ coord_failover(struct coordinator *c, const char *failed)
 			if (coord_moving(c, in->name) == NULL)
 				coord_unplaced(c, in, failed, plan[i].why);
 		} else if (coord_moving(c, in->name) == NULL)
-			coord_move(c, in, failed, plan[i].target, 0);
+			coord_move(c, in, failed, plan[i].target, 0, NULL);
 	}
 	model_plan_free(plan, n);
 }

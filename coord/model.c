@@ -1305,9 +1305,27 @@ host_refuses(const struct model_host *h, const struct load *l,
 	return NULL;
 }
 
+static int
+plan_excluded(const char *host, const char *const *exclude, size_t nexclude)
+{
+	size_t	i;
+
+	for (i = 0; i < nexclude; i++)
+		if (strcmp(exclude[i], host) == 0)
+			return 1;
+	return 0;
+}
+
 size_t
 model_failover_plan(struct model *m, const char *failed,
     struct model_plan **out)
+{
+	return model_failover_plan_without(m, failed, NULL, 0, out);
+}
+
+size_t
+model_failover_plan_without(struct model *m, const char *failed,
+    const char *const *exclude, size_t nexclude, struct model_plan **out)
 {
 	struct picture		 *p = &m->pic;
 	struct load		 *loads = xcalloc(p->nhosts + 1, sizeof *loads);
@@ -1356,8 +1374,9 @@ model_failover_plan(struct model *m, const char *failed,
 					    reps[k]->host) == 0)
 						break;
 				if (h == p->nhosts || strcmp(reps[k]->host,
-				    failed) == 0 || host_refuses(p->hosts[h],
-				    &loads[h], in) != NULL)
+				    failed) == 0 || plan_excluded(reps[k]->host,
+				    exclude, nexclude) || host_refuses(
+				    p->hosts[h], &loads[h], in) != NULL)
 					continue;
 				best = h;
 				plan[i].replica = reps[k];
@@ -1374,8 +1393,9 @@ model_failover_plan(struct model *m, const char *failed,
 			/* Restart: the least loaded host that may take it. */
 			for (k = 0; k < p->nhosts; k++) {
 				if (strcmp(p->hosts[k]->name, failed) == 0 ||
-				    host_refuses(p->hosts[k], &loads[k],
-				    in) != NULL)
+				    plan_excluded(p->hosts[k]->name, exclude,
+				    nexclude) || host_refuses(p->hosts[k],
+				    &loads[k], in) != NULL)
 					continue;
 				if (best == (size_t)-1 ||
 				    loads[k].memory_mib <

@@ -189,6 +189,10 @@ struct model_plan {
  * model_plan_free. */
 size_t	model_failover_plan(struct model *, const char *failed,
 	    struct model_plan **);
+/* The same, never placing on the hosts in exclude (those where a restore
+ * of the instance failed). */
+size_t	model_failover_plan_without(struct model *, const char *failed,
+	    const char *const *exclude, size_t nexclude, struct model_plan **);
 void	model_plan_free(struct model_plan *, size_t);
 
 #endif

@@ -12,7 +12,10 @@
 #    coordinator, h1 keeps running it (a protected one would be fenced);
 #  - h1 crashes: ternctl failovers --json on h2 shows the move (from h1 to
 #    h2, epoch 2, its outcome once h2 runs it), and still does after the
-#    coordinator's ternd restarted (the history is in its store).
+#    coordinator's ternd restarted (the history is in its store).  h2's
+#    first start of the taken-over container fails (fault point
+#    ha.takeover.start): h2 tells the coordinator, which records it and,
+#    with no other host to try, leaves it to h2, whose next try runs it.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -25,7 +28,9 @@ trap th_teardown EXIT
 
 th_setup 3
 ha_setup
-for h in h1 h2 h3; do cl_start $h; done
+cl_start h1
+TERN_FAULT=ha.takeover.start:fail@1 cl_start h2
+cl_start h3
 ha_wait || fail "no HA cluster"
 
 rootfs_make "$TH_ROOT/rootfs"
@@ -132,8 +137,13 @@ for f in json.load(sys.stdin)["failovers"]:
 }
 ran() { [ "$(failovers_of h2)" = "mc from=h1 to=h2 epoch=2 outcome=running decided=yes" ]; }
 wait_for 20 "the failover and its outcome in the history" ran
+fault_fired h2 ha.takeover.start fail
+grep -q "failover of mc: could not start on h2: fault point ha.takeover.start" \
+    "$(cl_log h3)" || fail "h3 did not hear that h2 could not start mc"
+grep -q "failover of mc: no other host may take it; it stays with h2" \
+    "$(cl_log h3)" || fail "h3 did not say mc stays with h2"
 out=$(cl_ctl h2 failovers)
-grep -q "mc: h1 -> h2 at epoch 2, decided .* after h1 failed, running" \
+grep -q "mc: h1 -> h2 at epoch 2, decided .* after h1 failed, running (could not start on h2: fault point ha.takeover.start)" \
     <<<"$out" || fail "ternctl failovers: $out"
 [ "$(cl_ctl h2 failovers --limit 1 --json)" = \
     "$(cl_ctl h2 failovers --json)" ] || fail "--limit 1 differs"

@@ -44,7 +44,7 @@ struct grant {
 	unsigned	 nudges;	/* LeaseNudges received */
 	char		*unprotected;	/* owned with policy none, joined */
 };
-static struct grant	 g_h1, g_h2;
+static struct grant	 g_h1, g_h2, g_h3;
 static unsigned		 failovers;
 
 static uint64_t
@@ -64,7 +64,8 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 
 	(void)ctx;
 	(void)cause;
-	g = strcmp(host, "h1") == 0 ? &g_h1 : &g_h2;
+	g = strcmp(host, "h1") == 0 ? &g_h1 : strcmp(host, "h3") == 0 ?
+	    &g_h3 : &g_h2;
 	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_NUDGE) {
 		g->nudges++;
 		return 0;
@@ -185,6 +186,7 @@ setup(void **state)
 	failovers = 0;
 	memset(&g_h1, 0, sizeof g_h1);
 	memset(&g_h2, 0, sizeof g_h2);
+	memset(&g_h3, 0, sizeof g_h3);
 	open_coord();
 	return 0;
 }
@@ -202,6 +204,10 @@ teardown(void **state)
 	free(g_h1.refusals);
 	free(g_h1.unprotected);
 	free(g_h2.unprotected);
+	free(g_h3.refused);
+	free(g_h3.owned);
+	free(g_h3.refusals);
+	free(g_h3.unprotected);
 	free(g_h2.refused);
 	free(g_h2.owned);
 	free(g_h2.refusals);
@@ -795,6 +801,87 @@ test_ha_set(void **state)
 	    MODEL_HA_NONE);
 }
 
+/* host renews, holding nothing, and says it could not start name at
+ * epoch (LeaseRenew.failed). */
+static void
+renew_failed(const char *host, uint64_t seq, const char *name,
+    uint64_t epoch, const char *why)
+{
+	Envelope		 env;
+	Tern__LeaseRenew	 r = TERN__LEASE_RENEW__INIT;
+	Tern__FailedInstance	 fi = TERN__FAILED_INSTANCE__INIT, *fp = &fi;
+
+	fi.name = (char *)name;
+	fi.epoch = epoch;
+	fi.why = (char *)why;
+	r.seq = seq;
+	r.n_failed = 1;
+	r.failed = &fp;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_RENEW;
+	env.lease_renew = &r;
+	assert_int_equal(coord_on_msg(co, host, &env), 1);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+}
+
+/* A failover's target that cannot start the instance says so: the
+ * record's outcome is failed (with why) and the next host gets it, never
+ * one where it failed already; with none left it stays. */
+static void
+test_restore_failed(void **state)
+{
+	struct model_failover	**fos;
+	struct model_instance	 *in;
+	uint64_t		  t0 = clock_now;
+	size_t			  n;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	renew("h3", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	clock_now = t0 + TTL;
+	renew("h2", 2, 0);
+	renew("h3", 2, 0);
+	check_at(t0 + TTL + MARGIN + 1);
+	in = model_instance(coord_model(co), "web");
+	assert_string_equal(in->owner, "h2");	/* least loaded, by name */
+	assert_int_equal(in->epoch, 2);
+	/* Not the failover's target at that epoch: ignored. */
+	renew_failed("h3", 3, "web", 2, "no rootfs");
+	renew_failed("h2", 3, "web", 1, "no rootfs");
+	assert_int_equal(model_failovers(coord_model(co), &fos), 1);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h2");
+	renew_failed("h2", 4, "web", 2, "no rootfs");
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(n, 2);
+	assert_int_equal(fos[0]->outcome, MODEL_OUTCOME_FAILED);
+	assert_string_equal(fos[0]->why, "could not start on h2: no rootfs");
+	assert_string_equal(fos[1]->from, "h2");
+	assert_string_equal(fos[1]->to, "h3");
+	assert_int_equal(fos[1]->epoch, 3);
+	assert_string_equal(fos[1]->why, "could not start on h2: no rootfs");
+	in = model_instance(coord_model(co), "web");
+	assert_string_equal(in->owner, "h3");
+	assert_int_equal(in->epoch, 3);
+	assert_int_equal(g_h3.nudges, 1);
+	/* Said again: nothing more. */
+	renew_failed("h2", 5, "web", 2, "no rootfs");
+	assert_int_equal(model_failovers(coord_model(co), &fos), 2);
+	/* h3 fails too: h2 failed already, h1 is down: it stays on h3. */
+	renew_failed("h3", 4, "web", 3, "out of memory");
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(n, 2);
+	assert_int_equal(fos[1]->outcome, MODEL_OUTCOME_FAILED);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h3");
+	/* It runs there after all (h3 tried again): it runs. */
+	renew_holding("h3", 5, 0, "web@3*");
+	assert_int_equal(model_failover_last(coord_model(co), "web")->outcome,
+	    MODEL_OUTCOME_RUNNING);
+}
+
 int
 main(void)
 {
@@ -813,6 +900,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_stale_epoch, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_ha_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_failed, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
