@@ -1305,15 +1305,84 @@ host_refuses(const struct model_host *h, const struct load *l,
 	return NULL;
 }
 
-static int
-plan_excluded(const char *host, const char *const *exclude, size_t nexclude)
-{
-	size_t	i;
+/* What one failover plan places against. */
+struct plan_ctx {
+	struct model		*m;
+	struct load		*loads;		/* per host, as placed so far */
+	const char		*failed;
+	const char *const	*exclude;
+	size_t			 nexclude;
+};
 
-	for (i = 0; i < nexclude; i++)
-		if (strcmp(exclude[i], host) == 0)
-			return 1;
-	return 0;
+/* Whether host h may take in: not the failed one nor an excluded one,
+ * and host_refuses has nothing against it. */
+static int
+plan_may_take(const struct plan_ctx *pc, size_t h,
+    const struct model_instance *in)
+{
+	const struct model_host	*host = pc->m->pic.hosts[h];
+	size_t			 i;
+
+	if (strcmp(host->name, pc->failed) == 0)
+		return 0;
+	for (i = 0; i < pc->nexclude; i++)
+		if (strcmp(pc->exclude[i], host->name) == 0)
+			return 0;
+	return host_refuses(host, &pc->loads[h], in) == NULL;
+}
+
+/* Checkpoint: the host of the newest replica that may take in, or
+ * (size_t)-1 and plan->why. */
+static size_t
+plan_replica(const struct plan_ctx *pc, struct model_instance *in,
+    struct model_plan *plan)
+{
+	struct picture		 *p = &pc->m->pic;
+	struct model_replica	**reps;
+	size_t			  nreps, k, h, best = (size_t)-1;
+
+	reps = model_replicas(pc->m, in->name, &nreps);
+	for (k = 0; k < nreps && best == (size_t)-1; k++) {
+		for (h = 0; h < p->nhosts; h++)
+			if (strcmp(p->hosts[h]->name, reps[k]->host) == 0)
+				break;
+		if (h == p->nhosts || !plan_may_take(pc, h, in))
+			continue;
+		best = h;
+		plan->replica = reps[k];
+	}
+	free(reps);
+	if (best == (size_t)-1)
+		xasprintf(&plan->why, "%s: no replica on a host that is up, "
+		    "not drained and has room (%zu replica%s in all)",
+		    in->name, nreps, nreps == 1 ? "" : "s");
+	return best;
+}
+
+/* Restart: the least loaded host that may take in (memory, then count,
+ * then name), or (size_t)-1 and plan->why. */
+static size_t
+plan_restart(const struct plan_ctx *pc, struct model_instance *in,
+    struct model_plan *plan)
+{
+	struct picture		*p = &pc->m->pic;
+	const struct load	*l = pc->loads;
+	size_t			 k, best = (size_t)-1;
+
+	for (k = 0; k < p->nhosts; k++) {
+		if (!plan_may_take(pc, k, in))
+			continue;
+		if (best == (size_t)-1 || l[k].memory_mib < l[best].memory_mib ||
+		    (l[k].memory_mib == l[best].memory_mib &&
+		    (l[k].count < l[best].count || (l[k].count ==
+		    l[best].count && strcmp(p->hosts[k]->name,
+		    p->hosts[best]->name) < 0))))
+			best = k;
+	}
+	if (best == (size_t)-1)
+		xasprintf(&plan->why, "%s: %s", in->name, p->nhosts <= 1 ?
+		    "no other host" : "no host is up, not drained and has room");
+	return best;
 }
 
 size_t
@@ -1328,13 +1397,16 @@ model_failover_plan_without(struct model *m, const char *failed,
     const char *const *exclude, size_t nexclude, struct model_plan **out)
 {
 	struct picture		 *p = &m->pic;
-	struct load		 *loads = xcalloc(p->nhosts + 1, sizeof *loads);
+	struct plan_ctx		  pc;
 	struct model_instance	**todo = NULL;
 	struct model_plan	 *plan;
-	struct model_replica	**reps;
-	size_t			  ntodo = 0, i, k, nreps, best;
-	const char		 *no;
+	size_t			  ntodo = 0, i, k, best;
 
+	pc.m = m;
+	pc.loads = xcalloc(p->nhosts + 1, sizeof *pc.loads);
+	pc.failed = failed;
+	pc.exclude = exclude;
+	pc.nexclude = nexclude;
 	for (i = 0; i < p->ninsts; i++) {
 		struct model_instance *in = p->insts[i];
 
@@ -1346,8 +1418,8 @@ model_failover_plan_without(struct model *m, const char *failed,
 		}
 		for (k = 0; k < p->nhosts; k++)
 			if (strcmp(p->hosts[k]->name, in->owner) == 0) {
-				loads[k].memory_mib += in->memory_mib;
-				loads[k].count++;
+				pc.loads[k].memory_mib += in->memory_mib;
+				pc.loads[k].count++;
 			}
 	}
 	if (ntodo > 1)
@@ -1357,70 +1429,22 @@ model_failover_plan_without(struct model *m, const char *failed,
 		struct model_instance	*in = todo[i];
 
 		plan[i].instance = in;
-		best = (size_t)-1;
 		if (in->ha == MODEL_HA_NONE) {
 			xasprintf(&plan[i].why, "%s is not protected (ha none)",
 			    in->name);
 			continue;
 		}
-		if (in->ha == MODEL_HA_CHECKPOINT) {
-			/* The newest replica on a host that may take it. */
-			reps = model_replicas(m, in->name, &nreps);
-			for (k = 0; k < nreps && best == (size_t)-1; k++) {
-				size_t h;
-
-				for (h = 0; h < p->nhosts; h++)
-					if (strcmp(p->hosts[h]->name,
-					    reps[k]->host) == 0)
-						break;
-				if (h == p->nhosts || strcmp(reps[k]->host,
-				    failed) == 0 || plan_excluded(reps[k]->host,
-				    exclude, nexclude) || host_refuses(
-				    p->hosts[h], &loads[h], in) != NULL)
-					continue;
-				best = h;
-				plan[i].replica = reps[k];
-			}
-			free(reps);
-			if (best == (size_t)-1) {
-				xasprintf(&plan[i].why, "%s: no replica on a "
-				    "host that is up, not drained and has room "
-				    "(%zu replica%s in all)", in->name, nreps,
-				    nreps == 1 ? "" : "s");
-				continue;
-			}
-		} else {
-			/* Restart: the least loaded host that may take it. */
-			for (k = 0; k < p->nhosts; k++) {
-				if (strcmp(p->hosts[k]->name, failed) == 0 ||
-				    plan_excluded(p->hosts[k]->name, exclude,
-				    nexclude) || host_refuses(p->hosts[k],
-				    &loads[k], in) != NULL)
-					continue;
-				if (best == (size_t)-1 ||
-				    loads[k].memory_mib <
-				    loads[best].memory_mib ||
-				    (loads[k].memory_mib ==
-				    loads[best].memory_mib &&
-				    (loads[k].count < loads[best].count ||
-				    (loads[k].count == loads[best].count &&
-				    strcmp(p->hosts[k]->name,
-				    p->hosts[best]->name) < 0))))
-					best = k;
-			}
-			if (best == (size_t)-1) {
-				no = p->nhosts <= 1 ? "no other host" :
-				    "no host is up, not drained and has room";
-				xasprintf(&plan[i].why, "%s: %s", in->name, no);
-				continue;
-			}
-		}
+		best = in->ha == MODEL_HA_CHECKPOINT ?
+		    plan_replica(&pc, in, &plan[i]) :
+		    plan_restart(&pc, in, &plan[i]);
+		if (best == (size_t)-1)
+			continue;
 		plan[i].target = p->hosts[best]->name;
-		loads[best].memory_mib += in->memory_mib;
-		loads[best].count++;
+		pc.loads[best].memory_mib += in->memory_mib;
+		pc.loads[best].count++;
 	}
 	free(todo);
-	free(loads);
+	free(pc.loads);
 	*out = plan;
 	return ntodo;
 }

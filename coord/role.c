@@ -179,6 +179,41 @@ role_unix_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* One instance of ha status, its replicas with their age (the RPO now);
+ * the caller frees out->replicas[*] and out->replicas. */
+static void
+role_ha_instance(struct model *m, const struct model_instance *in,
+    uint64_t now, Tern__HaInstanceInfo *out)
+{
+	struct model_replica	**reps;
+	Tern__HaReplicaInfo	**rp;
+	size_t			  nr, k;
+
+	tern__ha_instance_info__init(out);
+	out->name = in->name;
+	out->kind = in->kind;
+	out->owner = in->owner;
+	out->epoch = in->epoch;
+	out->ha = (Tern__HaPolicy)in->ha;
+	out->priority = in->priority;
+	out->interval_ms = in->interval_ms;
+	out->replicas_wanted = in->replicas;
+	reps = model_replicas(m, in->name, &nr);
+	rp = xcalloc(nr + 1, sizeof *rp);
+	for (k = 0; k < nr; k++) {
+		rp[k] = xcalloc(1, sizeof **rp);
+		tern__ha_replica_info__init(rp[k]);
+		rp[k]->host = reps[k]->host;
+		rp[k]->generation = reps[k]->generation;
+		rp[k]->epoch = reps[k]->epoch;
+		rp[k]->age_ms = now > reps[k]->taken_unix_ms ?
+		    now - reps[k]->taken_unix_ms : 0;
+	}
+	free(reps);
+	out->n_replicas = nr;
+	out->replicas = rp;
+}
+
 static void
 role_ha_status(struct coord_role *r, const char *peer, const Envelope *env)
 {
@@ -186,13 +221,11 @@ role_ha_status(struct coord_role *r, const char *peer, const Envelope *env)
 	struct model		 *m = coord_model(r->coord);
 	struct model_host	**hosts;
 	struct model_instance	**insts;
-	struct model_replica	**reps;
 	Tern__HaStatusReply	  st = TERN__HA_STATUS_REPLY__INIT;
 	Tern__HaHostInfo	 *hi = NULL, **hp = NULL;
 	Tern__HaInstanceInfo	 *ii = NULL, **ip = NULL;
-	Tern__HaReplicaInfo	**rp;
 	Envelope		  out;
-	size_t			  nh, ni, nr, i, k, n = 0;
+	size_t			  nh, ni, i, k, n = 0;
 	uint64_t		  now = role_unix_ms();
 	char			 *error = NULL;
 
@@ -231,29 +264,7 @@ role_ha_status(struct coord_role *r, const char *peer, const Envelope *env)
 
 		if (name != NULL && strcmp(in->name, name) != 0)
 			continue;
-		tern__ha_instance_info__init(&ii[n]);
-		ii[n].name = in->name;
-		ii[n].kind = in->kind;
-		ii[n].owner = in->owner;
-		ii[n].epoch = in->epoch;
-		ii[n].ha = (Tern__HaPolicy)in->ha;
-		ii[n].priority = in->priority;
-		ii[n].interval_ms = in->interval_ms;
-		ii[n].replicas_wanted = in->replicas;
-		reps = model_replicas(m, in->name, &nr);
-		rp = xcalloc(nr + 1, sizeof *rp);
-		for (k = 0; k < nr; k++) {
-			rp[k] = xcalloc(1, sizeof **rp);
-			tern__ha_replica_info__init(rp[k]);
-			rp[k]->host = reps[k]->host;
-			rp[k]->generation = reps[k]->generation;
-			rp[k]->epoch = reps[k]->epoch;
-			rp[k]->age_ms = now > reps[k]->taken_unix_ms ?
-			    now - reps[k]->taken_unix_ms : 0;
-		}
-		free(reps);
-		ii[n].n_replicas = nr;
-		ii[n].replicas = rp;
+		role_ha_instance(m, in, now, &ii[n]);
 		ip[n] = &ii[n];
 		n++;
 	}
