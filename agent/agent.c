@@ -4,6 +4,7 @@
 
 #include "agent/agent.h"
 #include "agent/drain.h"
+#include "agent/ha-ops.h"
 #include "agent/migration.h"
 #include "daemon/mesh.h"
 #include "migrate/files.h"
@@ -87,4 +88,7 @@ agent_mesh_register(struct agent *a, struct mesh *ms)
 	mesh_on_peer_lost(ms, agent_mesh_lost, a);
 	/* ternctl host drain: the mark, and forwarded requests. */
 	drain_init(a, ms);
+	/* ternctl ha set / ha status / failovers, asked of the
+	 * coordinator. */
+	ha_ops_init(a, ms);
 }

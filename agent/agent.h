@@ -16,6 +16,7 @@ struct mig_engine;
 struct ha_agent;
 struct ha_pending;
 struct ha_released;
+struct ha_failed;
 struct vm_host;
 struct longjobs;
 
@@ -27,6 +28,7 @@ struct agent {
 	struct ha_agent		*ha;		/* our lease; NULL: unprotected */
 	struct ha_pending	*ha_pending;	/* creates waiting for it */
 	struct ha_released	*ha_released;	/* destroyed, to tell it */
+	struct ha_failed	*ha_failed;	/* take-overs that failed */
 	uint64_t		 ha_stop_at;	/* the lease, as ternd stops */
 	uint64_t		 next_migration;
 	struct criu_features	 criu;		/* what container work CRIU allows */
@@ -37,6 +39,7 @@ struct agent {
 	char			*cpuinfo_error;	/* why there is none */
 	struct longjobs		*longjobs;	/* VM migrations' threads */
 	struct drain_state	*drain;		/* ternctl host drain's mark */
+	struct ha_ops_state	*ha_ops;	/* ternctl ha's forwards */
 };
 
 /* agent.c */

@@ -8,6 +8,7 @@
 #include "agent/control.h"
 #include "agent/drain.h"
 #include "agent/ha-instances.h"
+#include "agent/ha-ops.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
 #include "daemon/log.h"
@@ -318,7 +319,7 @@ control_request(struct ctl_client *cl, const Envelope *req, void *arg)
 		drain_control(a, cl, req);
 		break;
 	default:
-		if (control_instances(a, cl, req))
+		if (control_instances(a, cl, req) || ha_ops_control(a, cl, req))
 			break;
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,

@@ -11,6 +11,7 @@
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
 #include "daemon/ternd.h"
@@ -188,6 +189,100 @@ ha_released_free(struct agent *a)
 	}
 }
 
+/* A failover brought an instance here and it could not be created or
+ * started: told to the coordinator with every renewal
+ * (LeaseRenew.failed), which tries the next host, until a grant no longer
+ * gives it here at that epoch or it runs. */
+struct ha_failed {
+	struct ha_failed	*next;
+	char			*name;
+	uint64_t		 epoch;
+	char			*why;
+};
+
+static void
+ha_failed_add(struct agent *a, const char *name, uint64_t epoch,
+    const char *why)
+{
+	struct ha_failed	*f;
+
+	for (f = a->ha_failed; f != NULL; f = f->next)
+		if (strcmp(f->name, name) == 0)
+			break;
+	if (f == NULL) {
+		f = xcalloc(1, sizeof *f);
+		f->name = xstrdup(name);
+		f->next = a->ha_failed;
+		a->ha_failed = f;
+	}
+	f->epoch = epoch;
+	free(f->why);
+	f->why = xstrdup(why);
+}
+
+static void
+ha_failed_settle(struct agent *a, const Tern__LeaseGrant *g)
+{
+	struct ha_failed	*f, **fp = &a->ha_failed;
+	struct instance		*in;
+	size_t			 i;
+
+	while ((f = *fp) != NULL) {
+		for (i = 0; i < g->n_owned; i++)
+			if (strcmp(g->owned[i]->name, f->name) == 0 &&
+			    g->owned[i]->epoch == f->epoch)
+				break;
+		in = instance_find(a->instances, f->name);
+		if (i < g->n_owned && (in == NULL ||
+		    in->state != INST_RUNNING)) {
+			fp = &f->next;
+			continue;
+		}
+		*fp = f->next;
+		free(f->name);
+		free(f->why);
+		free(f);
+	}
+}
+
+static void
+ha_failed_free(struct agent *a)
+{
+	struct ha_failed	*f;
+
+	while ((f = a->ha_failed) != NULL) {
+		a->ha_failed = f->next;
+		free(f->name);
+		free(f->why);
+		free(f);
+	}
+}
+
+static void
+ha_held_failed(struct agent *a, Tern__LeaseRenew *r)
+{
+	struct ha_failed	*f;
+	Tern__FailedInstance	*fi, **ptrs;
+	size_t			 n = 0;
+
+	for (f = a->ha_failed; f != NULL; f = f->next)
+		n++;
+	if (n == 0)
+		return;
+	/* failed[0] is fi itself: ha_held_free frees it through that. */
+	fi = xcalloc(n, sizeof *fi);
+	ptrs = xcalloc(n, sizeof *ptrs);
+	for (f = a->ha_failed, n = 0; f != NULL; f = f->next, n++) {
+		tern__failed_instance__init(&fi[n]);
+		fi[n].name = f->name;
+		fi[n].epoch = f->epoch;
+		fi[n].why = f->why;
+		ptrs[n] = &fi[n];
+	}
+	r->n_failed = n;
+	r->failed = ptrs;
+}
+
 static void
 ha_held(void *ctx, Tern__LeaseRenew *r)
 {
@@ -199,6 +294,7 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 
 	if (a->instances == NULL)
 		return;
+	ha_held_failed(a, r);
 	for (in = a->instances->list; in != NULL; in = in->next)
 		if (in->ha != 0 && !in->ha_creating)
 			n++;
@@ -215,6 +311,10 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 		tern__held_instance__init(&hi[i]);
 		hi[i].name = in->name;
 		hi[i].epoch = in->epoch;
+		/* The coordinator's failover history takes it as the
+		 * outcome of the move that brought it here. */
+		hi[i].has_running = in->state == INST_RUNNING;
+		hi[i].running = hi[i].has_running;
 		if (in->epoch == 0) {
 			hi[i].has_kind = 1;
 			hi[i].kind = in->drv->kind;
@@ -249,6 +349,11 @@ ha_held_free(void *ctx, Tern__LeaseRenew *r)
 	free(r->held);
 	r->held = NULL;
 	r->n_held = 0;
+	if (r->n_failed > 0)
+		free(r->failed[0]);
+	free(r->failed);
+	r->failed = NULL;
+	r->n_failed = 0;
 }
 
 /* --- creates waiting for the coordinator ---------------------------------- */
@@ -355,6 +460,37 @@ ha_instances_creating(struct agent *a, const char *name,
 
 /* --- what a grant says ---------------------------------------------------- */
 
+/* A start's answer; a take-over's failure goes to the coordinator. */
+struct ha_answer {
+	struct agent	*a;
+	char		*name;
+	uint64_t	 epoch;		/* 0: not a take-over */
+};
+
+static void
+ha_start_failed(struct ha_answer *an, const char *error)
+{
+	if (an->epoch != 0)
+		ha_failed_add(an->a, an->name, an->epoch, error);
+	free(an->name);
+	free(an);
+}
+
+static void
+ha_started(void *arg, const Envelope *reply, int code, const char *error)
+{
+	struct ha_answer	*an = arg;
+
+	(void)reply;
+	if (error == NULL) {
+		free(an->name);
+		free(an);
+		return;
+	}
+	log_warnx("instance %s: %s (code %d)", an->name, error, code);
+	ha_start_failed(an, error);
+}
+
 static void
 ha_answered(void *arg, const Envelope *reply, int code, const char *error)
 {
@@ -366,19 +502,27 @@ ha_answered(void *arg, const Envelope *reply, int code, const char *error)
 	free(name);
 }
 
+/* takeover: it came by failover (its epoch), not yet run here. */
 static void
-ha_start(struct instance *in, const char *why)
+ha_start(struct instance *in, const char *why, int takeover)
 {
-	char	*cause = NULL, *name = xstrdup(in->name);
-	int	 code = 0;
+	struct ha_answer	*an = xcalloc(1, sizeof *an);
+	char			*cause = NULL;
+	int			 code = 0;
 
+	an->a = in->set->agent;
+	an->name = xstrdup(in->name);
+	an->epoch = takeover ? in->epoch : 0;
 	log_info("instance %s: starting: %s", in->name, why);
-	/* A refusal never calls back (driver.h): name is ours again. */
-	if (in->drv->start(in, ha_answered, name, &code, &cause) != 0) {
-		log_warnx("instance %s: cannot start: %s", in->name, cause);
-		free(cause);
-		free(name);
-	}
+	/* fail: as if the driver refused a taken-over instance's start. */
+	if (takeover && fault_hit("ha.takeover.start") == FAULT_FAIL)
+		cause = xstrdup("fault point ha.takeover.start");
+	/* A refusal never calls back (driver.h): an is ours again. */
+	else if (in->drv->start(in, ha_started, an, &code, &cause) == 0)
+		return;
+	log_warnx("instance %s: cannot start: %s", in->name, cause);
+	ha_start_failed(an, cause);
+	free(cause);
 }
 
 /* The coordinator gave it to another host: this copy must never run. */
@@ -429,16 +573,17 @@ ha_created(void *arg, const Envelope *reply, int code, const char *error)
 	hc->answered = 1;
 	in = hc->a->instances != NULL ? instance_find(hc->a->instances,
 	    hc->name) : NULL;
-	if (error != NULL)
+	if (error != NULL) {
 		log_warnx("instance %s: cannot take it over: %s (code %d)",
 		    hc->name, error, code);
-	else if (in != NULL) {
+		ha_failed_add(hc->a, hc->name, hc->epoch, error);
+	} else if (in != NULL) {
 		in->ha_creating = 0;
 		in->epoch = hc->epoch;
 		in->want_running = 1;
 		instance_persist(in);
 		if (ha_agent_valid(hc->a->ha))
-			ha_start(in, "it failed over to this host");
+			ha_start(in, "it failed over to this host", 1);
 	}
 	ha_create_drop(hc);
 }
@@ -488,6 +633,21 @@ ha_take_over(struct agent *a, const Tern__OwnedInstance *o)
 	ha_create_drop(hc);
 }
 
+/* ternctl ha set changed in's policy: none stops gating it on the lease
+ * (it is no longer fenced nor held); a policy again protects it.  1 if in
+ * is not protected now. */
+static int
+ha_policy_changed(struct instance *in, const Tern__OwnedInstance *o)
+{
+	if (!o->has_ha || (int)o->ha == in->ha)
+		return in->ha == 0;
+	log_info("instance %s: protection %s, was %s (ternctl ha set)",
+	    in->name, ha_policy_name(o->ha), ha_policy_name(in->ha));
+	in->ha = (int)o->ha;
+	instance_persist(in);
+	return in->ha == 0;
+}
+
 static void
 ha_owned(void *ctx, const Tern__LeaseGrant *g)
 {
@@ -499,6 +659,7 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 	if (a->instances == NULL)
 		return;
 	ha_released_settle(a, g);
+	ha_failed_settle(a, g);
 	for (i = 0; i < g->n_refusals; i++) {
 		p = ha_pending_find(a, g->refusals[i]->name);
 		in = instance_find(a->instances, g->refusals[i]->name);
@@ -515,11 +676,14 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		if (in == NULL && ha_released_find(a, o->name)) {
 			continue;	/* destroyed: the release is on its way */
 		}
+		if (in == NULL && o->has_ha &&
+		    o->ha == TERN__HA_POLICY__HA_NONE)
+			continue;	/* not protected: nothing to take over */
 		if (in == NULL) {
 			ha_take_over(a, o);
 			continue;
 		}
-		if (in->ha == 0 || in->ha_creating)
+		if (in->ha_creating || ha_policy_changed(in, o) != 0)
 			continue;
 		if (in->epoch != o->epoch) {
 			log_info("instance %s: protected by %s at epoch %"
@@ -532,7 +696,7 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 			ha_pending_end(p, 0, NULL);
 		if (in->want_running && in->state == INST_STOPPED &&
 		    in->working == NULL)
-			ha_start(in, "this host holds its lease again");
+			ha_start(in, "this host holds its lease again", 0);
 	}
 }
 
@@ -550,6 +714,8 @@ int
 ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
     const Tern__InstanceCreateRequest *r, int *code, char **cause)
 {
+	const char	*why;
+
 	if (a->ha == NULL)
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: this host "
@@ -559,11 +725,10 @@ ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: instances of "
 		    "kind %s cannot be protected yet (no way to stop one at "
 		    "once when the lease ends)", drv->name);
-	if (r->ha == TERN__HA_POLICY__HA_CHECKPOINT)
+	if ((why = msg_ha_refused(r->ha)) != NULL)
 		return inst_refuse(code, cause,
-		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha checkpoint "
-		    "needs replicated checkpoints, which this version does "
-		    "not make yet; use --ha restart");
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha %s: %s",
+		    ha_policy_name(r->ha), why);
 	return 0;
 }
 
@@ -679,6 +844,7 @@ ha_instances_stop(struct agent *a)
 	ha_agent_free(a->ha);
 	a->ha = NULL;
 	ha_released_free(a);
+	ha_failed_free(a);
 }
 
 char *

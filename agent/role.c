@@ -9,6 +9,7 @@
 #include "agent/agent.h"
 #include "agent/control.h"
 #include "agent/drain.h"
+#include "agent/ha-ops.h"
 #include "agent/ha-instances.h"
 #include "agent/instances.h"
 #include "agent/migration.h"
@@ -223,6 +224,7 @@ void
 agent_role_free(struct agent *a)
 {
 	drain_free(a);
+	ha_ops_free(a);
 	criu_features_clear(&a->criu);
 	free(a->criu_action);
 	free(a->cpuinfo);

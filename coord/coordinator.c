@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG_MODULE "coord"
 #include "coord/coordinator.h"
@@ -16,6 +17,8 @@
 /* The timer never sleeps longer: a lease granted meanwhile moves the
  * next decision, and a check is cheap. */
 #define COORD_CHECK_MAX_MS	1000
+/* Hosts a failed restore's next candidate avoids, at most. */
+#define COORD_RETRY_MAX		16
 /* A grant names at most this many instances (a host runs fewer). */
 #define COORD_OWNED_MAX		1024
 
@@ -33,6 +36,14 @@ struct moving {
 /* A held instance being added (its transaction not answered yet). */
 struct adding {
 	struct adding	*next;
+	char		*name;
+	struct coordinator *c;
+};
+
+/* A history note being written (an unplaced failover, an outcome):
+ * never twice at once for one instance. */
+struct noting {
+	struct noting	*next;
 	char		*name;
 	struct coordinator *c;
 };
@@ -66,6 +77,7 @@ struct coordinator {
 	struct moving		*moving;
 	struct adding		*adding;
 	struct fencing		*fencing;
+	struct noting		*noting;
 	char			*fence_command;
 	unsigned		 pending;	/* callbacks still to come */
 	int			 freed;
@@ -79,7 +91,19 @@ static void	coord_arm(struct coordinator *);
 static struct moving *coord_moving(struct coordinator *, const char *);
 static void	coord_moved(void *, const char *);
 static void	coord_move(struct coordinator *, const struct model_instance *,
-		    const char *, const char *, int);
+		    const char *, const char *, int, const char *);
+static void	coord_outcome(struct coordinator *, const char *,
+		    const struct model_instance *);
+
+/* Wall time for the failover history (the leases use coord_now). */
+static uint64_t
+coord_unix_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static uint64_t
 coord_now(const struct coordinator *c)
@@ -183,11 +207,13 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			    coord_restore_generation(c, in, host);
 			owned[k].has_restore_generation =
 			    owned[k].restore_generation != 0;
+			/* The policy always: ha set --policy none tells the
+			 * agent to stop gating it on the lease. */
+			owned[k].has_ha = 1;
+			owned[k].ha = (Tern__HaPolicy)in->ha;
 			if (!coord_held(r, in->name)) {
 				owned[k].spec = in->spec;
 				owned[k].spec_dir = in->spec_dir;
-				owned[k].has_ha = 1;
-				owned[k].ha = (Tern__HaPolicy)in->ha;
 			}
 			ptrs[k] = &owned[k];
 			k++;
@@ -313,7 +339,157 @@ coord_release(struct coordinator *c, const char *host,
 	if (in == NULL || in->owner == NULL || strcmp(in->owner, host) != 0 ||
 	    in->epoch != hi->epoch || coord_moving(c, hi->name) != NULL)
 		return;		/* not host's to release (any more) */
-	coord_move(c, in, host, NULL, 1);
+	coord_move(c, in, host, NULL, 1, NULL);
+}
+
+static struct noting *
+coord_noting(struct coordinator *c, const char *name)
+{
+	struct noting	*nt;
+
+	for (nt = c->noting; nt != NULL; nt = nt->next)
+		if (strcmp(nt->name, name) == 0)
+			return nt;
+	return NULL;
+}
+
+static void
+coord_noted(void *arg, const char *error)
+{
+	struct noting		*nt = arg, **pp;
+	struct coordinator	*c = nt->c;
+
+	c->pending--;
+	for (pp = &c->noting; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == nt) {
+			*pp = nt->next;
+			break;
+		}
+	if (error != NULL && !c->freed)
+		log_warnx("failover history of %s not recorded: %s (tried "
+		    "again at the next chance)", nt->name, error);
+	free(nt->name);
+	free(nt);
+	coord_maybe_free(c);
+}
+
+static struct noting *
+coord_note_new(struct coordinator *c, const char *name)
+{
+	struct noting	*nt = xcalloc(1, sizeof *nt);
+
+	nt->c = c;
+	nt->name = xstrdup(name);
+	return nt;
+}
+
+static void
+coord_note_started(struct coordinator *c, struct noting *nt, int rc,
+    char *cause)
+{
+	if (rc == -1) {
+		log_warnx("failover history of %s: %s", nt->name, cause);
+		free(cause);
+		free(nt->name);
+		free(nt);
+		return;
+	}
+	nt->next = c->noting;
+	c->noting = nt;
+	c->pending++;
+}
+
+/* host runs in at its epoch: the failover that brought it there ended
+ * well. */
+static void
+coord_outcome(struct coordinator *c, const char *host,
+    const struct model_instance *in)
+{
+	struct model_failover	*fo;
+	struct noting		*nt;
+	char			*cause = NULL;
+	int			 rc;
+
+	fo = model_failover_last(c->model, in->name);
+	if (fo == NULL || fo->to == NULL || strcmp(fo->to, host) != 0 ||
+	    fo->epoch != in->epoch || fo->outcome == MODEL_OUTCOME_RUNNING ||
+	    coord_noting(c, in->name) != NULL)
+		return;		/* (a failed one that runs after all: it runs) */
+	log_info("failover of %s: it runs on %s (epoch %" PRIu64 ")",
+	    in->name, host, in->epoch);
+	nt = coord_note_new(c, in->name);
+	rc = model_failover_outcome(c->model, fo->seq, MODEL_OUTCOME_RUNNING,
+	    NULL, coord_unix_ms(), coord_noted, nt, &cause);
+	coord_note_started(c, nt, rc, cause);
+}
+
+/* The hosts where restores of name failed since it last ran (the history,
+ * newest first, up to a record that ran), host included. */
+static size_t
+coord_failed_hosts(struct coordinator *c, const char *name,
+    const char **hosts, size_t max)
+{
+	struct model_failover	**fos;
+	size_t			  n, i, k = 0;
+
+	n = model_failovers(c->model, &fos);
+	for (i = n; i > 0 && k < max; i--) {
+		struct model_failover *f = fos[i - 1];
+
+		if (strcmp(f->instance, name) != 0 || f->to == NULL)
+			continue;
+		if (f->outcome == MODEL_OUTCOME_RUNNING)
+			break;
+		if (f->outcome == MODEL_OUTCOME_FAILED)
+			hosts[k++] = f->to;
+	}
+	return k;
+}
+
+/* host was given in by failover and could not create or start it: the
+ * failover's outcome, then the next host that may take it (none: it
+ * stays with host, which tries again at its grants). */
+static void
+coord_restore_failed(struct coordinator *c, const char *host,
+    const Tern__FailedInstance *fi)
+{
+	struct model_instance	*in = model_instance(c->model, fi->name);
+	struct model_failover	*fo;
+	struct model_plan	*plan;
+	struct noting		*nt;
+	const char		*exclude[COORD_RETRY_MAX];
+	size_t			 n, i, nx;
+	char			*cause = NULL, *why;
+	int			 rc;
+
+	if (in == NULL || in->owner == NULL || strcmp(in->owner, host) != 0 ||
+	    in->epoch != fi->epoch || coord_moving(c, in->name) != NULL ||
+	    coord_noting(c, in->name) != NULL)
+		return;
+	fo = model_failover_last(c->model, in->name);
+	if (fo == NULL || fo->to == NULL || strcmp(fo->to, host) != 0 ||
+	    fo->epoch != in->epoch || fo->outcome != MODEL_OUTCOME_PENDING)
+		return;		/* not a failover's target, or said already */
+	xasprintf(&why, "could not start on %s: %s", host, fi->why);
+	log_warnx("failover of %s: %s", in->name, why);
+	nt = coord_note_new(c, in->name);
+	rc = model_failover_outcome(c->model, fo->seq, MODEL_OUTCOME_FAILED,
+	    why, coord_unix_ms(), coord_noted, nt, &cause);
+	coord_note_started(c, nt, rc, cause);
+	/* The plan of host's instances places this one elsewhere, never
+	 * where it failed since it last ran. */
+	nx = coord_failed_hosts(c, in->name, exclude, COORD_RETRY_MAX);
+	n = model_failover_plan_without(c->model, host, exclude, nx, &plan);
+	for (i = 0; i < n; i++)
+		if (plan[i].instance == in && plan[i].target != NULL) {
+			coord_move(c, in, host, plan[i].target, 0, why);
+			break;
+		}
+	if (i == n)
+		log_warnx("failover of %s: no other host may take it; it stays "
+		    "with %s, which tries again", in->name, host);
+	model_plan_free(plan, n);
+	free(why);
 }
 
 /* What host holds: new instances are added, a name taken elsewhere is
@@ -363,6 +539,20 @@ coord_take_held(struct coordinator *c, const char *host,
 			why = whys[n];
 		} else if (in == NULL && hi->epoch != 0)
 			why = "the coordinator does not know it at that epoch";
+		else if (in != NULL && in->owner == NULL && hi->epoch != 0) {
+			xasprintf(&whys[n], "instance %s runs nowhere since "
+			    "epoch %" PRIu64 " (released); this copy at epoch %"
+			    PRIu64 " is stale: discard it", hi->name, in->epoch,
+			    hi->epoch);
+			why = whys[n];
+		} else if (in != NULL && hi->epoch > in->epoch) {
+			xasprintf(&whys[n], "instance %s is at epoch %" PRIu64
+			    " in the coordinator's records, not %" PRIu64,
+			    hi->name, in->epoch, hi->epoch);
+			why = whys[n];
+		} else if (in != NULL && hi->has_running && hi->running &&
+		    hi->epoch == in->epoch)
+			coord_outcome(c, host, in);
 		if (why == NULL)
 			continue;
 		if (whys[n] == NULL)
@@ -374,6 +564,8 @@ coord_take_held(struct coordinator *c, const char *host,
 		ptrs[n] = &refs[n];
 		n++;
 	}
+	for (i = 0; i < r->n_failed && i < COORD_OWNED_MAX; i++)
+		coord_restore_failed(c, host, r->failed[i]);
 	coord_reply(c, host, r->seq, r, ptrs, n, NULL);
 	coord_arm(c);
 	for (i = 0; i < n; i++)
@@ -560,15 +752,58 @@ coord_moved(void *arg, const char *error)
 	coord_maybe_free(c);
 }
 
+/* The history record of in's failover from host from (why: it went
+ * nowhere); model.c sets its seq, target and epoch. */
+static void
+coord_fo_init(struct coordinator *c, struct model_failover *fo,
+    const struct model_instance *in, const char *from, const char *why)
+{
+	struct model_host	*h = model_host(c->model, from);
+
+	memset(fo, 0, sizeof *fo);
+	fo->time_unix_ms = coord_unix_ms();
+	fo->instance = in->name;
+	fo->from = (char *)from;
+	fo->why = (char *)why;
+	fo->failed_unix_ms = h != NULL ? h->failed_unix_ms : 0;
+}
+
+/* A protected instance of a failed host has nowhere to go: said once per
+ * reason and epoch in the history (the next checks try again). */
+static void
+coord_unplaced(struct coordinator *c, const struct model_instance *in,
+    const char *from, const char *why)
+{
+	struct model_failover	*last, fo;
+	struct noting		*nt;
+	char			*cause = NULL;
+	int			 rc;
+
+	last = model_failover_last(c->model, in->name);
+	if (in->ha == MODEL_HA_NONE || coord_noting(c, in->name) != NULL ||
+	    (last != NULL && last->to == NULL && last->epoch == in->epoch &&
+	    last->why != NULL && strcmp(last->why, why) == 0))
+		return;
+	log_warnx("failover of %s (was on %s): %s", in->name, from, why);
+	coord_event(c, COORD_EV_FAILOVER, from, in->name, why);
+	coord_fo_init(c, &fo, in, from, why);
+	nt = coord_note_new(c, in->name);
+	rc = model_failover_unplaced(c->model, in->name, in->epoch, &fo,
+	    coord_noted, nt, &cause);
+	coord_note_started(c, nt, rc, cause);
+}
+
 /* The one way an instance changes owner here: one transaction compared on
  * the epoch read, listed in c->moving until it is answered (meanwhile no
  * grant lists the instance to anyone).  to NULL: it runs nowhere. */
 static void
 coord_move(struct coordinator *c, const struct model_instance *in,
-    const char *from, const char *to, int release)
+    const char *from, const char *to, int release, const char *why)
 {
-	struct moving	*mv = xcalloc(1, sizeof *mv);
-	char		*cause = NULL;
+	struct moving		*mv = xcalloc(1, sizeof *mv);
+	struct model_failover	 fo;
+	char			*cause = NULL;
+	int			 rc;
 
 	mv->c = c;
 	mv->name = xstrdup(in->name);
@@ -576,8 +811,15 @@ coord_move(struct coordinator *c, const struct model_instance *in,
 	mv->to = xstrdup(to != NULL ? to : "nowhere");
 	mv->epoch = in->epoch;
 	mv->release = release;
-	if (model_instance_move(c->model, in->name, in->epoch, to, coord_moved,
-	    mv, &cause) == -1) {
+	if (release)
+		rc = model_instance_move(c->model, in->name, in->epoch, to,
+		    coord_moved, mv, &cause);
+	else {
+		coord_fo_init(c, &fo, in, from, why);
+		rc = model_instance_failover(c->model, in->name, in->epoch, to,
+		    &fo, coord_moved, mv, &cause);
+	}
+	if (rc == -1) {
 		log_warnx("%s of %s: %s", release ? "release" : "failover",
 		    in->name, cause);
 		free(cause);
@@ -602,10 +844,12 @@ coord_failover(struct coordinator *c, const char *failed)
 	for (i = 0; i < n; i++) {
 		struct model_instance *in = plan[i].instance;
 
-		if (plan[i].target == NULL)
+		if (plan[i].target == NULL) {
 			log_debug("failover of %s: %s", in->name, plan[i].why);
-		else if (coord_moving(c, in->name) == NULL)
-			coord_move(c, in, failed, plan[i].target, 0);
+			if (coord_moving(c, in->name) == NULL)
+				coord_unplaced(c, in, failed, plan[i].why);
+		} else if (coord_moving(c, in->name) == NULL)
+			coord_move(c, in, failed, plan[i].target, 0, NULL);
 	}
 	model_plan_free(plan, n);
 }
@@ -628,6 +872,7 @@ coord_fenced(void *arg, int fenced, const char *why)
 	else if ((h = model_host(c->model, fg->host)) != NULL) {
 		log_info("host %s fenced: %s", fg->host, why);
 		host_lease_fenced(&h->lease, coord_now(c));
+		h->failed_unix_ms = coord_unix_ms();
 		coord_event(c, COORD_EV_HOST_STATE, fg->host, NULL,
 		    host_state_names[HOST_FENCED]);
 		coord_check(c);
@@ -685,6 +930,9 @@ coord_check(struct coordinator *c)
 		    now)) {
 			log_info("host %s is %s", h->name,
 			    host_state_names[h->lease.state]);
+			if (h->lease.state == HOST_FAILED ||
+			    h->lease.state == HOST_FENCED)
+				h->failed_unix_ms = coord_unix_ms();
 			coord_event(c, COORD_EV_HOST_STATE, h->name, NULL,
 			    host_state_names[h->lease.state]);
 			if (h->lease.state == HOST_SUSPECT)
@@ -738,6 +986,72 @@ coord_arm(struct coordinator *c)
 	    uv_timer_get_due_in(c->timer) <= next)
 		return;
 	uv_timer_start(c->timer, coord_tick, next, 0);
+}
+
+/* --- ternctl ha set ------------------------------------------------------- */
+
+struct ha_setting {
+	struct coordinator	*c;
+	char			*name;
+	model_cb		 cb;
+	void			*arg;
+};
+
+static void
+coord_ha_was_set(void *arg, const char *error)
+{
+	struct ha_setting	*hs = arg;
+	struct coordinator	*c = hs->c;
+	struct model_instance	*in;
+
+	c->pending--;
+	if (!c->freed && error == NULL &&
+	    (in = model_instance(c->model, hs->name)) != NULL) {
+		log_info("instance %s: protection set to %s, priority %" PRId32
+		    ", interval %" PRIu32 " ms, %" PRIu32 " replica%s",
+		    in->name, in->ha == MODEL_HA_NONE ? "none" :
+		    in->ha == MODEL_HA_RESTART ? "restart" : "checkpoint",
+		    in->priority, in->interval_ms, in->replicas,
+		    in->replicas == 1 ? "" : "s");
+		/* Its owner learns the policy at once (its grant says). */
+		if (in->owner != NULL)
+			coord_nudge(c, in->owner);
+	}
+	hs->cb(hs->arg, error);
+	free(hs->name);
+	free(hs);
+	coord_maybe_free(c);
+}
+
+int
+coord_ha_set(struct coordinator *c, const char *name,
+    const struct model_ha_set *set, model_cb cb, void *arg, char **cause)
+{
+	struct ha_setting	*hs;
+
+	if (!c->leading || !c->loaded) {
+		set_cause(cause, "coordinator %s does not lead (yet): try "
+		    "again in a moment; nothing changed", c->name);
+		return -1;
+	}
+	if (name != NULL && coord_moving(c, name) != NULL) {
+		set_cause(cause, "instance %s is changing owner right now: "
+		    "try again in a moment; nothing changed", name);
+		return -1;
+	}
+	hs = xcalloc(1, sizeof *hs);
+	hs->c = c;
+	hs->name = xstrdup(name != NULL ? name : "");
+	hs->cb = cb;
+	hs->arg = arg;
+	if (model_instance_set_ha(c->model, name, set, coord_ha_was_set, hs,
+	    cause) == -1) {
+		free(hs->name);
+		free(hs);
+		return -1;
+	}
+	c->pending++;
+	return 0;
 }
 
 /* --- leadership and start ------------------------------------------------- */

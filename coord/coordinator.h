@@ -71,6 +71,12 @@ int		 coord_on_msg(struct coordinator *, const char *host,
  * a failover target (model_failover_plan). */
 void		 coord_host_drained(struct coordinator *, const char *host,
 		    int drained);
+/* ternctl ha set: change name's protection (model_instance_set_ha) while
+ * leading; once stored, its owner is nudged (its grant carries the
+ * policy: none stops the lease gating it). */
+int		 coord_ha_set(struct coordinator *, const char *name,
+		    const struct model_ha_set *, model_cb, void *,
+		    char **cause);
 /* Check every host now (the timer does it on its own). */
 void		 coord_check(struct coordinator *);
 struct model	*coord_model(struct coordinator *);

@@ -14,6 +14,10 @@
 #define HOSTS_PREFIX		"hosts/"
 #define INSTANCES_PREFIX	"instances/"
 #define REPLICAS_PREFIX		"replicas/"
+#define FAILOVERS_PREFIX	"failovers/"
+/* Old history records one failover drops at most (more only if the
+ * bound was lowered: the next failovers drop the rest). */
+#define FAILOVERS_DROP_MAX	8
 
 struct picture {
 	struct model_host	**hosts;
@@ -22,11 +26,14 @@ struct picture {
 	size_t			  ninsts;
 	struct model_replica	**reps;
 	size_t			  nreps;
+	struct model_failover	**fos;		/* by seq */
+	size_t			  nfos;
 };
 
 struct model {
 	struct store	*store;
 	struct picture	 pic;
+	uint64_t	 next_seq;	/* the next failover record's */
 };
 
 /* --- the picture in memory ------------------------------------------------ */
@@ -63,9 +70,25 @@ rep_free(struct model_replica *r)
 }
 
 static void
+fo_free(struct model_failover *f)
+{
+	if (f == NULL)
+		return;
+	free(f->instance);
+	free(f->from);
+	free(f->to);
+	free(f->why);
+	free(f);
+}
+
+static void
 picture_clear(struct picture *p)
 {
 	size_t	i;
+
+	for (i = 0; i < p->nfos; i++)
+		fo_free(p->fos[i]);
+	free(p->fos);
 
 	for (i = 0; i < p->nhosts; i++)
 		host_free(p->hosts[i]);
@@ -144,6 +167,47 @@ model_instances(struct model *m, struct model_instance ***insts)
 {
 	*insts = m->pic.insts;
 	return m->pic.ninsts;
+}
+
+size_t
+model_failovers(struct model *m, struct model_failover ***fos)
+{
+	*fos = m->pic.fos;
+	return m->pic.nfos;
+}
+
+struct model_failover *
+model_failover_last(struct model *m, const char *instance)
+{
+	size_t	i;
+
+	for (i = m->pic.nfos; i > 0; i--)
+		if (strcmp(m->pic.fos[i - 1]->instance, instance) == 0)
+			return m->pic.fos[i - 1];
+	return NULL;
+}
+
+static int
+fo_by_seq(const void *a, const void *b)
+{
+	const struct model_failover *x = *(struct model_failover *const *)a;
+	const struct model_failover *y = *(struct model_failover *const *)b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static struct model_failover *
+pic_fo(struct picture *p, uint64_t seq, size_t *at)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nfos; i++)
+		if (p->fos[i]->seq == seq) {
+			if (at != NULL)
+				*at = i;
+			return p->fos[i];
+		}
+	return NULL;
 }
 
 static int
@@ -311,6 +375,66 @@ rep_to(const struct model_replica *x, Tern__ReplicaRecord *r)
 	r->bytes = x->bytes;
 }
 
+static struct model_failover *
+fo_copy(const struct model_failover *src)
+{
+	struct model_failover	*f = xcalloc(1, sizeof *f);
+
+	*f = *src;
+	f->instance = xstrdup(src->instance);
+	f->from = xstrdup(src->from);
+	f->to = dup_or_null(src->to);
+	f->why = dup_or_null(src->why);
+	return f;
+}
+
+static struct model_failover *
+fo_from(const Tern__FailoverRecord *r, uint64_t rev)
+{
+	struct model_failover	*f = xcalloc(1, sizeof *f);
+
+	f->seq = r->seq;
+	f->time_unix_ms = r->time_unix_ms;
+	f->instance = xstrdup(r->instance);
+	f->from = xstrdup(r->from);
+	f->to = dup_or_null(r->to);
+	f->why = dup_or_null(r->why);
+	f->epoch = r->epoch;
+	f->failed_unix_ms = r->failed_unix_ms;
+	f->outcome = (enum model_outcome)r->outcome;
+	f->outcome_unix_ms = r->outcome_unix_ms;
+	f->mod_rev = rev;
+	return f;
+}
+
+static void
+fo_to(const struct model_failover *f, Tern__FailoverRecord *r)
+{
+	tern__failover_record__init(r);
+	r->seq = f->seq;
+	r->time_unix_ms = f->time_unix_ms;
+	r->instance = f->instance;
+	r->from = f->from;
+	r->to = f->to;
+	r->why = f->why;
+	r->epoch = f->epoch;
+	r->has_failed_unix_ms = f->failed_unix_ms != 0;
+	r->failed_unix_ms = f->failed_unix_ms;
+	r->has_outcome = f->outcome != MODEL_OUTCOME_PENDING;
+	r->outcome = (Tern__FailoverRecord__Outcome)f->outcome;
+	r->has_outcome_unix_ms = f->outcome_unix_ms != 0;
+	r->outcome_unix_ms = f->outcome_unix_ms;
+}
+
+static char *
+fo_key(uint64_t seq)
+{
+	char	*key;
+
+	xasprintf(&key, FAILOVERS_PREFIX "%020" PRIu64, seq);
+	return key;
+}
+
 /* --- load ---------------------------------------------------------------------- */
 
 struct model_loading {
@@ -378,6 +502,26 @@ load_key(struct model_loading *l, const char *key, const void *value,
 		if (ok)
 			append((void ***)&l->pic.reps, &l->pic.nreps,
 			    rep_from(rr, rev));
+	} else if (strncmp(key, FAILOVERS_PREFIX,
+	    strlen(FAILOVERS_PREFIX)) == 0) {
+		Tern__FailoverRecord	*fr;
+		char			*want;
+
+		if ((r = record_unpack(&tern__failover_record__descriptor, key,
+		    value, len, cause)) == NULL)
+			return -1;
+		fr = (Tern__FailoverRecord *)r;
+		want = fo_key(fr->seq);
+		ok = strcmp(want, key) == 0 && fr->seq != 0 &&
+		    name_ok(fr->instance) && name_ok(fr->from) &&
+		    (fr->to == NULL || *fr->to == '\0' || name_ok(fr->to)) &&
+		    protobuf_c_enum_descriptor_get_value(
+		    &tern__failover_record__outcome__descriptor,
+		    (int)fr->outcome) != NULL;
+		free(want);
+		if (ok)
+			append((void ***)&l->pic.fos, &l->pic.nfos,
+			    fo_from(fr, rev));
 	} else
 		return 0;	/* another part of the coordinator's */
 	protobuf_c_message_free_unpacked(r, NULL);
@@ -410,6 +554,12 @@ model_on_loaded(void *arg, uint64_t rev, const char *error)
 	if (l->error == NULL) {
 		picture_clear(&l->m->pic);
 		l->m->pic = l->pic;
+		/* Keys come in key order, which is seq order. */
+		if (l->m->pic.nfos > 1)
+			qsort(l->m->pic.fos, l->m->pic.nfos,
+			    sizeof *l->m->pic.fos, fo_by_seq);
+		l->m->next_seq = l->m->pic.nfos > 0 ?
+		    l->m->pic.fos[l->m->pic.nfos - 1]->seq + 1 : 1;
 	} else
 		picture_clear(&l->pic);
 	l->cb(l->arg, l->error);
@@ -435,10 +585,19 @@ model_load(struct model *m, model_cb cb, void *arg, char **cause)
 
 /* --- changes ------------------------------------------------------------------- */
 
+/* The history records one new record deletes: every one MODEL_FAILOVERS_MAX
+ * seqs older or more (FAILOVERS_DROP_MAX at most), and the one exactly
+ * that old, so that moves in flight together still keep the bound. */
+struct fo_drops {
+	uint64_t	 seq[FAILOVERS_DROP_MAX + 1];
+	size_t		 n;
+};
+
 enum change_kind {
 	CHANGE_HOST,
 	CHANGE_INSTANCE,
 	CHANGE_REPLICA,
+	CHANGE_FAILOVER,	/* fo alone */
 };
 
 /* A change on its way to the store, applied to the picture on commit. */
@@ -446,10 +605,41 @@ struct model_change {
 	struct model		*m;
 	enum change_kind	 kind;
 	void			*obj;		/* the new host/instance/replica */
+	struct model_failover	*fo;		/* a history record with it */
+	struct fo_drops		 drops;		/* history seqs it deletes */
 	char			*what;		/* for "changed meanwhile" */
 	model_cb		 cb;
 	void			*arg;
 };
+
+/* A committed history record: replaces its seq's or joins at the end;
+ * the records it deleted go. */
+static void
+pic_fo_apply(struct picture *p, struct model_failover *f, uint64_t rev,
+    const struct fo_drops *drops)
+{
+	size_t	i, k, j;
+	int	drop;
+
+	f->mod_rev = rev;
+	if (pic_fo(p, f->seq, &i) != NULL) {
+		fo_free(p->fos[i]);
+		p->fos[i] = f;
+	} else {
+		append((void ***)&p->fos, &p->nfos, f);
+		if (p->nfos > 1 && p->fos[p->nfos - 2]->seq > f->seq)
+			qsort(p->fos, p->nfos, sizeof *p->fos, fo_by_seq);
+	}
+	for (i = k = 0; i < p->nfos; i++) {
+		for (j = 0, drop = 0; j < drops->n && !drop; j++)
+			drop = p->fos[i]->seq == drops->seq[j];
+		if (drop)
+			fo_free(p->fos[i]);
+		else
+			p->fos[k++] = p->fos[i];
+	}
+	p->nfos = k;
+}
 
 static void
 model_committed(void *arg, int committed, uint64_t rev, const char *error)
@@ -508,8 +698,14 @@ model_committed(void *arg, int committed, uint64_t rev, const char *error)
 			append((void ***)&p->reps, &p->nreps, r);
 		break;
 	}
+	case CHANGE_FAILOVER:
+		break;
 	}
 	c->obj = NULL;
+	if (c->fo != NULL) {
+		pic_fo_apply(p, c->fo, rev, &c->drops);
+		c->fo = NULL;
+	}
 	c->cb(c->arg, NULL);
 done:
 	if (c->obj != NULL) {
@@ -520,29 +716,44 @@ done:
 		else
 			rep_free(c->obj);
 	}
+	fo_free(c->fo);
 	free(c->what);
 	free(c);
 }
 
+/* Commit t; on success obj and fo are the change's (applied on commit),
+ * on failure still the caller's. */
 static int
-model_commit(struct model *m, const struct store_txn *t, enum change_kind kind,
-    void *obj, const char *what, model_cb cb, void *arg, char **cause)
+model_commit_fo(struct model *m, const struct store_txn *t,
+    enum change_kind kind, void *obj, struct model_failover *fo,
+    const struct fo_drops *drops, const char *what, model_cb cb, void *arg,
+    char **cause)
 {
 	struct model_change	*c = xcalloc(1, sizeof *c);
 
 	c->m = m;
 	c->kind = kind;
 	c->obj = obj;
+	c->fo = fo;
+	if (drops != NULL)
+		c->drops = *drops;
 	c->what = xstrdup(what);
 	c->cb = cb;
 	c->arg = arg;
 	if (store_txn(m->store, t, model_committed, c, cause) != 0) {
-		c->obj = NULL;
 		free(c->what);
 		free(c);
 		return -1;
 	}
 	return 0;
+}
+
+static int
+model_commit(struct model *m, const struct store_txn *t, enum change_kind kind,
+    void *obj, const char *what, model_cb cb, void *arg, char **cause)
+{
+	return model_commit_fo(m, t, kind, obj, NULL, NULL, what, cb, arg,
+	    cause);
 }
 
 int
@@ -661,12 +872,64 @@ model_instance_add(struct model *m, const struct model_instance *src,
 	return rc;
 }
 
-int
-model_instance_move(struct model *m, const char *name, uint64_t epoch,
-    const char *to, model_cb cb, void *arg, char **cause)
+static void
+fo_drop(struct fo_drops *d, uint64_t seq, struct store_op *ops, size_t *nops,
+    char **keys, size_t *nkeys)
+{
+	d->seq[d->n++] = seq;
+	keys[*nkeys] = fo_key(seq);
+	ops[*nops].key = keys[(*nkeys)++];
+	ops[*nops].value = NULL;
+	ops[(*nops)++].len = 0;
+}
+
+/* The history record fo (seq given) and the deletes that keep the bound
+ * (struct fo_drops): ops[*nops...], keys[] to free. */
+static void
+fo_ops(struct model *m, const struct model_failover *fo, uint8_t **buf,
+    struct store_op *ops, size_t *nops, char **keys, size_t *nkeys,
+    struct fo_drops *d)
+{
+	Tern__FailoverRecord	 r;
+	uint64_t		 old;
+	size_t			 len, i;
+	int			 listed = 0;
+
+	fo_to(fo, &r);
+	*buf = record_pack((ProtobufCMessage *)&r, &len);
+	keys[*nkeys] = fo_key(fo->seq);
+	ops[*nops].key = keys[(*nkeys)++];
+	ops[*nops].value = *buf;
+	ops[(*nops)++].len = len;
+	memset(d, 0, sizeof *d);
+	old = fo->seq > MODEL_FAILOVERS_MAX ? fo->seq - MODEL_FAILOVERS_MAX : 0;
+	for (i = 0; i < m->pic.nfos && i < FAILOVERS_DROP_MAX; i++) {
+		if (m->pic.fos[i]->seq > old)
+			break;
+		listed |= m->pic.fos[i]->seq == old;
+		fo_drop(d, m->pic.fos[i]->seq, ops, nops, keys, nkeys);
+	}
+	if (old != 0 && !listed)
+		fo_drop(d, old, ops, nops, keys, nkeys);
+}
+
+/* Ownership to to at epoch + 1, and the history record fo_src if given,
+ * all in one transaction. */
+static int
+inst_move(struct model *m, const char *name, uint64_t epoch, const char *to,
+    const struct model_failover *fo_src, model_cb cb, void *arg,
+    char **cause)
 {
 	struct model_instance	*cur, *in;
-	char			*what;
+	struct model_failover	*fo = NULL;
+	Tern__InstanceRecord	 r;
+	struct store_op		 ops[3 + FAILOVERS_DROP_MAX];
+	struct store_cmp	 cmp[2];
+	struct store_txn	 t;
+	struct fo_drops		 drops;
+	char			*keys[3 + FAILOVERS_DROP_MAX], *what;
+	uint8_t			*ibuf, *fbuf = NULL;
+	size_t			 nops = 0, nkeys = 0, len, i;
 	int			 rc;
 
 	if ((cur = pic_inst(&m->pic, name)) == NULL) {
@@ -683,11 +946,263 @@ model_instance_move(struct model *m, const char *name, uint64_t epoch,
 		set_cause(cause, "instance %s: no host %s", name, to);
 		return -1;
 	}
+	if (fo_src != NULL && (!name_ok(fo_src->from) ||
+	    strcmp(fo_src->instance, name) != 0)) {
+		set_cause(cause, "failover of %s: its record names another "
+		    "instance or no host it came from", name);
+		return -1;
+	}
 	in = inst_copy(cur);
 	free(in->owner);
 	in->owner = to != NULL ? xstrdup(to) : NULL;
 	in->epoch = epoch + 1;
+	inst_to(in, &r);
+	ibuf = record_pack((ProtobufCMessage *)&r, &len);
+	xasprintf(&keys[nkeys], INSTANCES_PREFIX "%s", name);
+	cmp[0].key = ops[nops].key = keys[nkeys++];
+	cmp[0].mod_rev = cur->mod_rev;
+	ops[nops].value = ibuf;
+	ops[nops++].len = len;
+	t.cmp = cmp;
+	t.ncmp = 1;
+	if (fo_src != NULL) {
+		fo = fo_copy(fo_src);
+		fo->seq = m->next_seq;
+		free(fo->to);
+		fo->to = to != NULL ? xstrdup(to) : NULL;
+		fo->epoch = epoch + 1;
+		fo_ops(m, fo, &fbuf, ops, &nops, keys, &nkeys, &drops);
+		cmp[1].key = ops[1].key;	/* a seq is written once */
+		cmp[1].mod_rev = 0;
+		t.ncmp = 2;
+	}
+	t.ops = ops;
+	t.nops = nops;
 	xasprintf(&what, "instance %s (epoch %" PRIu64 ")", name, epoch);
+	rc = model_commit_fo(m, &t, CHANGE_INSTANCE, in, fo,
+	    fo != NULL ? &drops : NULL, what, cb, arg, cause);
+	if (rc != 0) {
+		inst_free(in);
+		fo_free(fo);
+	} else if (fo != NULL)
+		m->next_seq++;
+	free(what);
+	free(ibuf);
+	free(fbuf);
+	for (i = 0; i < nkeys; i++)
+		free(keys[i]);
+	return rc;
+}
+
+int
+model_instance_move(struct model *m, const char *name, uint64_t epoch,
+    const char *to, model_cb cb, void *arg, char **cause)
+{
+	return inst_move(m, name, epoch, to, NULL, cb, arg, cause);
+}
+
+int
+model_instance_failover(struct model *m, const char *name, uint64_t epoch,
+    const char *to, const struct model_failover *fo, model_cb cb, void *arg,
+    char **cause)
+{
+	return inst_move(m, name, epoch, to, fo, cb, arg, cause);
+}
+
+int
+model_failover_unplaced(struct model *m, const char *name, uint64_t epoch,
+    const struct model_failover *fo_src, model_cb cb, void *arg,
+    char **cause)
+{
+	struct model_instance	*cur;
+	struct model_failover	*fo;
+	struct store_op		 ops[2 + FAILOVERS_DROP_MAX];
+	struct store_cmp	 cmp[2];
+	struct store_txn	 t;
+	struct fo_drops		 drops;
+	char			*keys[3 + FAILOVERS_DROP_MAX], *what;
+	uint8_t			*buf = NULL;
+	size_t			 nops = 0, nkeys = 0, i;
+	int			 rc;
+
+	if ((cur = pic_inst(&m->pic, name)) == NULL || cur->epoch != epoch ||
+	    !name_ok(fo_src->from) || strcmp(fo_src->instance, name) != 0) {
+		set_cause(cause, "instance %s: not at epoch %" PRIu64 ", or "
+		    "its record names another instance or no host", name,
+		    epoch);
+		return -1;
+	}
+	fo = fo_copy(fo_src);
+	fo->seq = m->next_seq;
+	free(fo->to);
+	fo->to = NULL;
+	fo->epoch = epoch;
+	fo_ops(m, fo, &buf, ops, &nops, keys, &nkeys, &drops);
+	xasprintf(&keys[nkeys], INSTANCES_PREFIX "%s", name);
+	cmp[0].key = keys[nkeys++];
+	cmp[0].mod_rev = cur->mod_rev;
+	cmp[1].key = ops[0].key;
+	cmp[1].mod_rev = 0;
+	t.cmp = cmp;
+	t.ncmp = 2;
+	t.ops = ops;
+	t.nops = nops;
+	xasprintf(&what, "failover record of %s", name);
+	rc = model_commit_fo(m, &t, CHANGE_FAILOVER, NULL, fo, &drops, what,
+	    cb, arg, cause);
+	if (rc != 0)
+		fo_free(fo);
+	else
+		m->next_seq++;
+	free(what);
+	free(buf);
+	for (i = 0; i < nkeys; i++)
+		free(keys[i]);
+	return rc;
+}
+
+int
+model_failover_outcome(struct model *m, uint64_t seq,
+    enum model_outcome outcome, const char *why, uint64_t unix_ms,
+    model_cb cb, void *arg, char **cause)
+{
+	struct model_failover	*cur, *fo;
+	Tern__FailoverRecord	 r;
+	char			*key, *what;
+	uint8_t			*buf;
+	size_t			 len;
+	int			 rc;
+
+	if ((cur = pic_fo(&m->pic, seq, NULL)) == NULL) {
+		set_cause(cause, "no failover record %" PRIu64, seq);
+		return -1;
+	}
+	fo = fo_copy(cur);
+	fo->outcome = outcome;
+	fo->outcome_unix_ms = unix_ms;
+	if (why != NULL) {
+		free(fo->why);
+		fo->why = xstrdup(why);
+	}
+	fo_to(fo, &r);
+	buf = record_pack((ProtobufCMessage *)&r, &len);
+	key = fo_key(seq);
+	xasprintf(&what, "failover record %" PRIu64 " (%s)", seq,
+	    cur->instance);
+	{
+		struct store_cmp	cmp = { key, cur->mod_rev };
+		struct store_op		op = { key, buf, len };
+		struct store_txn	t = { &cmp, 1, &op, 1 };
+
+		rc = model_commit_fo(m, &t, CHANGE_FAILOVER, NULL, fo, NULL,
+		    what, cb, arg, cause);
+	}
+	if (rc != 0)
+		fo_free(fo);
+	free(what);
+	free(buf);
+	free(key);
+	return rc;
+}
+
+/* 0, or -1 and *cause saying what is wrong with set for in (what the
+ * instance would be is *out). */
+static int
+ha_set_check(struct model *m, const struct model_instance *in,
+    const struct model_ha_set *set, struct model_instance *out,
+    char **cause)
+{
+	const char	*why;
+	size_t		 others = m->pic.nhosts;
+
+	*out = *in;
+	if (set->has_ha) {
+		if (set->ha > MODEL_HA_CHECKPOINT) {
+			set_cause(cause, "instance %s: no such policy (none, "
+			    "restart or checkpoint); nothing changed", in->name);
+			return -1;
+		}
+		if ((why = msg_ha_refused((int)set->ha)) != NULL) {
+			set_cause(cause, "instance %s: %s; nothing changed",
+			    in->name, why);
+			return -1;
+		}
+		out->ha = set->ha;
+	}
+	if (set->has_priority) {
+		if (set->priority < MODEL_PRIORITY_MIN ||
+		    set->priority > MODEL_PRIORITY_MAX) {
+			set_cause(cause, "instance %s: priority %" PRId32 " is "
+			    "out of range (%d..%d, higher fails over first); "
+			    "nothing changed", in->name, set->priority,
+			    MODEL_PRIORITY_MIN, MODEL_PRIORITY_MAX);
+			return -1;
+		}
+		out->priority = set->priority;
+	}
+	if (set->has_interval) {
+		if (set->interval_ms < MODEL_INTERVAL_MIN_MS ||
+		    set->interval_ms > MODEL_INTERVAL_MAX_MS) {
+			set_cause(cause, "instance %s: interval %" PRIu32 " ms "
+			    "is out of range (%u..%u ms between checkpoints); "
+			    "nothing changed", in->name, set->interval_ms,
+			    MODEL_INTERVAL_MIN_MS, MODEL_INTERVAL_MAX_MS);
+			return -1;
+		}
+		out->interval_ms = set->interval_ms;
+	}
+	if (set->has_replicas) {
+		/* A replica on each other host at most: never the owner's. */
+		if (in->owner != NULL && pic_host(&m->pic, in->owner) != NULL)
+			others--;
+		if (set->replicas < 1 || set->replicas > MODEL_REPLICAS_MAX ||
+		    set->replicas > others) {
+			set_cause(cause, "instance %s: %" PRIu32 " replicas: "
+			    "give 1 to %zu (one on each other host of the "
+			    "cluster, %u at most); nothing changed", in->name,
+			    set->replicas, others < MODEL_REPLICAS_MAX ? others :
+			    (size_t)MODEL_REPLICAS_MAX, MODEL_REPLICAS_MAX);
+			return -1;
+		}
+		out->replicas = set->replicas;
+	}
+	if (out->ha == MODEL_HA_CHECKPOINT && (out->interval_ms == 0 ||
+	    out->replicas == 0)) {
+		set_cause(cause, "instance %s: checkpoint protection needs "
+		    "--interval and --replicas; nothing changed", in->name);
+		return -1;
+	}
+	return 0;
+}
+
+int
+model_instance_set_ha(struct model *m, const char *name,
+    const struct model_ha_set *set, model_cb cb, void *arg, char **cause)
+{
+	struct model_instance	*cur, *in, want;
+	char			*what;
+	int			 rc;
+
+	if (name == NULL || (cur = pic_inst(&m->pic, name)) == NULL) {
+		set_cause(cause, "no instance %s in the coordinator's records "
+		    "(ternctl ha status lists them); nothing changed",
+		    name != NULL ? name : "?");
+		return -1;
+	}
+	if (!set->has_ha && !set->has_priority && !set->has_interval &&
+	    !set->has_replicas) {
+		set_cause(cause, "instance %s: nothing to set (--policy, "
+		    "--priority, --interval, --replicas)", name);
+		return -1;
+	}
+	if (ha_set_check(m, cur, set, &want, cause) != 0)
+		return -1;
+	in = inst_copy(cur);
+	in->ha = want.ha;
+	in->priority = want.priority;
+	in->interval_ms = want.interval_ms;
+	in->replicas = want.replicas;
+	xasprintf(&what, "instance %s", name);
 	rc = inst_put(m, in, cur->mod_rev, what, cb, arg, cause);
 	if (rc != 0)
 		inst_free(in);
@@ -790,18 +1305,108 @@ host_refuses(const struct model_host *h, const struct load *l,
 	return NULL;
 }
 
+/* What one failover plan places against. */
+struct plan_ctx {
+	struct model		*m;
+	struct load		*loads;		/* per host, as placed so far */
+	const char		*failed;
+	const char *const	*exclude;
+	size_t			 nexclude;
+};
+
+/* Whether host h may take in: not the failed one nor an excluded one,
+ * and host_refuses has nothing against it. */
+static int
+plan_may_take(const struct plan_ctx *pc, size_t h,
+    const struct model_instance *in)
+{
+	const struct model_host	*host = pc->m->pic.hosts[h];
+	size_t			 i;
+
+	if (strcmp(host->name, pc->failed) == 0)
+		return 0;
+	for (i = 0; i < pc->nexclude; i++)
+		if (strcmp(pc->exclude[i], host->name) == 0)
+			return 0;
+	return host_refuses(host, &pc->loads[h], in) == NULL;
+}
+
+/* Checkpoint: the host of the newest replica that may take in, or
+ * (size_t)-1 and plan->why. */
+static size_t
+plan_replica(const struct plan_ctx *pc, struct model_instance *in,
+    struct model_plan *plan)
+{
+	struct picture		 *p = &pc->m->pic;
+	struct model_replica	**reps;
+	size_t			  nreps, k, h, best = (size_t)-1;
+
+	reps = model_replicas(pc->m, in->name, &nreps);
+	for (k = 0; k < nreps && best == (size_t)-1; k++) {
+		for (h = 0; h < p->nhosts; h++)
+			if (strcmp(p->hosts[h]->name, reps[k]->host) == 0)
+				break;
+		if (h == p->nhosts || !plan_may_take(pc, h, in))
+			continue;
+		best = h;
+		plan->replica = reps[k];
+	}
+	free(reps);
+	if (best == (size_t)-1)
+		xasprintf(&plan->why, "%s: no replica on a host that is up, "
+		    "not drained and has room (%zu replica%s in all)",
+		    in->name, nreps, nreps == 1 ? "" : "s");
+	return best;
+}
+
+/* Restart: the least loaded host that may take in (memory, then count,
+ * then name), or (size_t)-1 and plan->why. */
+static size_t
+plan_restart(const struct plan_ctx *pc, struct model_instance *in,
+    struct model_plan *plan)
+{
+	struct picture		*p = &pc->m->pic;
+	const struct load	*l = pc->loads;
+	size_t			 k, best = (size_t)-1;
+
+	for (k = 0; k < p->nhosts; k++) {
+		if (!plan_may_take(pc, k, in))
+			continue;
+		if (best == (size_t)-1 || l[k].memory_mib < l[best].memory_mib ||
+		    (l[k].memory_mib == l[best].memory_mib &&
+		    (l[k].count < l[best].count || (l[k].count ==
+		    l[best].count && strcmp(p->hosts[k]->name,
+		    p->hosts[best]->name) < 0))))
+			best = k;
+	}
+	if (best == (size_t)-1)
+		xasprintf(&plan->why, "%s: %s", in->name, p->nhosts <= 1 ?
+		    "no other host" : "no host is up, not drained and has room");
+	return best;
+}
+
 size_t
 model_failover_plan(struct model *m, const char *failed,
     struct model_plan **out)
 {
+	return model_failover_plan_without(m, failed, NULL, 0, out);
+}
+
+size_t
+model_failover_plan_without(struct model *m, const char *failed,
+    const char *const *exclude, size_t nexclude, struct model_plan **out)
+{
 	struct picture		 *p = &m->pic;
-	struct load		 *loads = xcalloc(p->nhosts + 1, sizeof *loads);
+	struct plan_ctx		  pc;
 	struct model_instance	**todo = NULL;
 	struct model_plan	 *plan;
-	struct model_replica	**reps;
-	size_t			  ntodo = 0, i, k, nreps, best;
-	const char		 *no;
+	size_t			  ntodo = 0, i, k, best;
 
+	pc.m = m;
+	pc.loads = xcalloc(p->nhosts + 1, sizeof *pc.loads);
+	pc.failed = failed;
+	pc.exclude = exclude;
+	pc.nexclude = nexclude;
 	for (i = 0; i < p->ninsts; i++) {
 		struct model_instance *in = p->insts[i];
 
@@ -813,8 +1418,8 @@ model_failover_plan(struct model *m, const char *failed,
 		}
 		for (k = 0; k < p->nhosts; k++)
 			if (strcmp(p->hosts[k]->name, in->owner) == 0) {
-				loads[k].memory_mib += in->memory_mib;
-				loads[k].count++;
+				pc.loads[k].memory_mib += in->memory_mib;
+				pc.loads[k].count++;
 			}
 	}
 	if (ntodo > 1)
@@ -824,68 +1429,22 @@ model_failover_plan(struct model *m, const char *failed,
 		struct model_instance	*in = todo[i];
 
 		plan[i].instance = in;
-		best = (size_t)-1;
 		if (in->ha == MODEL_HA_NONE) {
 			xasprintf(&plan[i].why, "%s is not protected (ha none)",
 			    in->name);
 			continue;
 		}
-		if (in->ha == MODEL_HA_CHECKPOINT) {
-			/* The newest replica on a host that may take it. */
-			reps = model_replicas(m, in->name, &nreps);
-			for (k = 0; k < nreps && best == (size_t)-1; k++) {
-				size_t h;
-
-				for (h = 0; h < p->nhosts; h++)
-					if (strcmp(p->hosts[h]->name,
-					    reps[k]->host) == 0)
-						break;
-				if (h == p->nhosts || strcmp(reps[k]->host,
-				    failed) == 0 || host_refuses(p->hosts[h],
-				    &loads[h], in) != NULL)
-					continue;
-				best = h;
-				plan[i].replica = reps[k];
-			}
-			free(reps);
-			if (best == (size_t)-1) {
-				xasprintf(&plan[i].why, "%s: no replica on a "
-				    "host that is up, not drained and has room "
-				    "(%zu replica%s in all)", in->name, nreps,
-				    nreps == 1 ? "" : "s");
-				continue;
-			}
-		} else {
-			/* Restart: the least loaded host that may take it. */
-			for (k = 0; k < p->nhosts; k++) {
-				if (strcmp(p->hosts[k]->name, failed) == 0 ||
-				    host_refuses(p->hosts[k], &loads[k],
-				    in) != NULL)
-					continue;
-				if (best == (size_t)-1 ||
-				    loads[k].memory_mib <
-				    loads[best].memory_mib ||
-				    (loads[k].memory_mib ==
-				    loads[best].memory_mib &&
-				    (loads[k].count < loads[best].count ||
-				    (loads[k].count == loads[best].count &&
-				    strcmp(p->hosts[k]->name,
-				    p->hosts[best]->name) < 0))))
-					best = k;
-			}
-			if (best == (size_t)-1) {
-				no = p->nhosts <= 1 ? "no other host" :
-				    "no host is up, not drained and has room";
-				xasprintf(&plan[i].why, "%s: %s", in->name, no);
-				continue;
-			}
-		}
+		best = in->ha == MODEL_HA_CHECKPOINT ?
+		    plan_replica(&pc, in, &plan[i]) :
+		    plan_restart(&pc, in, &plan[i]);
+		if (best == (size_t)-1)
+			continue;
 		plan[i].target = p->hosts[best]->name;
-		loads[best].memory_mib += in->memory_mib;
-		loads[best].count++;
+		pc.loads[best].memory_mib += in->memory_mib;
+		pc.loads[best].count++;
 	}
 	free(todo);
-	free(loads);
+	free(pc.loads);
 	*out = plan;
 	return ntodo;
 }
@@ -908,6 +1467,7 @@ model_new(struct store *s)
 	struct model	*m = xcalloc(1, sizeof *m);
 
 	m->store = s;
+	m->next_seq = 1;
 	return m;
 }
 

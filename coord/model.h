@@ -5,9 +5,10 @@
  * committed, so the picture never runs ahead of what a restarted or newly
  * elected coordinator would read back.
  *
- * Keys: hosts/NAME, instances/NAME, replicas/INSTANCE/HOST; values are
- * the records of proto/tern.proto (HostRecord, InstanceRecord,
- * ReplicaRecord), decoded as strictly as a peer's messages.
+ * Keys: hosts/NAME, instances/NAME, replicas/INSTANCE/HOST,
+ * failovers/SEQ (20 digits); values are the records of proto/tern.proto
+ * (HostRecord, InstanceRecord, ReplicaRecord, FailoverRecord), decoded as
+ * strictly as a peer's messages.
  *
  * Callback contract: a change refused at once (bad arguments, an unknown
  * name, a stale epoch) returns -1 with *cause and never calls back;
@@ -34,6 +35,9 @@ struct model_host {
 	/* Not stored: the caller sets it after a load (membership.h:
 	 * every host granted "now", then the quiet period). */
 	struct host_lease	 lease;
+	/* Not stored: when this coordinator saw it fail (unix ms), for the
+	 * failover history. */
+	uint64_t		 failed_unix_ms;
 };
 
 enum model_ha {
@@ -68,6 +72,45 @@ struct model_replica {
 	uint64_t	 bytes;
 	uint64_t	 mod_rev;
 };
+
+/* The failover history: the last MODEL_FAILOVERS_MAX records (by seq). */
+#define MODEL_FAILOVERS_MAX	1000
+
+enum model_outcome {
+	MODEL_OUTCOME_PENDING = 0,	/* the target has not said yet */
+	MODEL_OUTCOME_RUNNING = 1,
+	MODEL_OUTCOME_FAILED = 2,
+};
+
+struct model_failover {
+	uint64_t	 seq;
+	uint64_t	 time_unix_ms;	/* the decision */
+	char		*instance;
+	char		*from;
+	char		*to;		/* NULL: nowhere, see why */
+	char		*why;
+	uint64_t	 epoch;		/* the one it got, or stays at */
+	uint64_t	 failed_unix_ms;	/* from declared failed, 0: ? */
+	enum model_outcome outcome;
+	uint64_t	 outcome_unix_ms;
+	uint64_t	 mod_rev;
+};
+
+/* What ternctl ha set changes (has_*: given). */
+struct model_ha_set {
+	int		 has_ha, has_priority, has_interval, has_replicas;
+	enum model_ha	 ha;
+	int32_t		 priority;
+	uint32_t	 interval_ms;
+	uint32_t	 replicas;
+};
+
+/* Bounds of an instance's protection. */
+#define MODEL_PRIORITY_MIN	(-1000)
+#define MODEL_PRIORITY_MAX	1000
+#define MODEL_INTERVAL_MIN_MS	1000u
+#define MODEL_INTERVAL_MAX_MS	86400000u
+#define MODEL_REPLICAS_MAX	8u
 
 typedef void	(*model_cb)(void *arg, const char *error);
 
@@ -104,6 +147,36 @@ int	model_instance_move(struct model *, const char *name, uint64_t epoch,
 int	model_replica_put(struct model *, const struct model_replica *,
 	    model_cb, void *, char **cause);
 
+/* As model_instance_move, and the failover's history record fo
+ * (instance, from, why, failed_unix_ms and time_unix_ms given; seq, to
+ * and epoch are set here) in the same transaction, which also drops the
+ * records MODEL_FAILOVERS_MAX or more seqs older. */
+int	model_instance_failover(struct model *, const char *name,
+	    uint64_t epoch, const char *to, const struct model_failover *fo,
+	    model_cb, void *, char **cause);
+/* A failover that found no target: its record alone (to NULL, why),
+ * compared against the instance as read. */
+int	model_failover_unplaced(struct model *, const char *name,
+	    uint64_t epoch, const struct model_failover *fo, model_cb, void *,
+	    char **cause);
+/* The outcome of failover seq, once the target said. */
+int	model_failover_outcome(struct model *, uint64_t seq,
+	    enum model_outcome, const char *why, uint64_t unix_ms, model_cb,
+	    void *, char **cause);
+/* The history, oldest first; valid until the next change. */
+size_t	model_failovers(struct model *, struct model_failover ***);
+/* The newest record of instance, or NULL. */
+struct model_failover *model_failover_last(struct model *,
+	    const char *instance);
+
+/* Change the protection of an instance (ternctl ha set), compared against
+ * its record as read.  Refused at once, with what to do: an unknown
+ * instance, a value out of bounds, replicas more than the other hosts or
+ * MODEL_REPLICAS_MAX, checkpoint without an interval and replicas, or a
+ * policy this version cannot give (msg_ha_refused). */
+int	model_instance_set_ha(struct model *, const char *name,
+	    const struct model_ha_set *, model_cb, void *, char **cause);
+
 /* Where a failed host's instances go: the plan, in priority order. */
 struct model_plan {
 	struct model_instance	*instance;
@@ -116,6 +189,10 @@ struct model_plan {
  * model_plan_free. */
 size_t	model_failover_plan(struct model *, const char *failed,
 	    struct model_plan **);
+/* The same, never placing on the hosts in exclude (those where a restore
+ * of the instance failed). */
+size_t	model_failover_plan_without(struct model *, const char *failed,
+	    const char *const *exclude, size_t nexclude, struct model_plan **);
 void	model_plan_free(struct model_plan *, size_t);
 
 #endif

@@ -28,6 +28,8 @@ static const struct ctl_cmd *const ctl_cmds[] = {
 	&cmd_checkpoint_entry,
 	&cmd_restore_entry,
 	&cmd_migrate_entry,
+	&cmd_ha_entry,
+	&cmd_failovers_entry,
 	&cmd_ca_entry,
 	&cmd_cert_entry,
 };

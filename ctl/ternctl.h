@@ -47,6 +47,8 @@ extern const struct ctl_cmd cmd_list_entry;
 extern const struct ctl_cmd cmd_checkpoint_entry;
 extern const struct ctl_cmd cmd_restore_entry;
 extern const struct ctl_cmd cmd_migrate_entry;
+extern const struct ctl_cmd cmd_ha_entry;
+extern const struct ctl_cmd cmd_failovers_entry;
 
 /* Print "ternctl: <message>" to stderr. */
 void	ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

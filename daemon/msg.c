@@ -317,3 +317,13 @@ msg_stream_kind_name(int kind)
 	return msg_word(msg_stream_kind_words,
 	    MSG_NWORDS(msg_stream_kind_words), kind);
 }
+
+const char *
+msg_ha_refused(int ha)
+{
+	/* Replicas are not made yet (docs/ha.md). */
+	if (ha == TERN__HA_POLICY__HA_CHECKPOINT)
+		return "checkpoint protection needs replicated checkpoints, "
+		    "which this version does not make yet; use restart";
+	return NULL;
+}

@@ -47,5 +47,8 @@ int		 msg_kind_parse(const char *);
 const char	*msg_mode_name(int mode);
 int		 msg_mode_parse(const char *);
 const char	*msg_stream_kind_name(int kind);
+/* Why this version cannot protect an instance with HA policy ha, or NULL:
+ * the one place that says so (create --ha, ha set --policy). */
+const char	*msg_ha_refused(int ha);
 
 #endif

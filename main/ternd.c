@@ -285,6 +285,13 @@ ternd_coord_start(struct ternd *td, char **cause)
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_RENEW);
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT);
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_NUDGE);
+	/* ternctl ha set / ha status / failovers on the coordinator's host */
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_HA_SET_REQUEST);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_HA_SET_REPLY);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_HA_STATUS_REQUEST);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_HA_STATUS_REPLY);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_FAILOVERS_REQUEST);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_FAILOVERS_REPLY);
 	td->coord_describe = ternd_coord_describe;
 	td->coord_ctx = coord;
 	return 0;

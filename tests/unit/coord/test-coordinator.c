@@ -5,7 +5,9 @@
  * survivor with the replica to restore, a failed host's renewal refused
  * until it registers again (and then it owns nothing that moved), and a
  * restarted coordinator that keeps the moves and decides nothing during
- * its own quiet period. */
+ * its own quiet period; the failover history each move writes (and its
+ * outcome once the target runs it), renewals with stale epochs, and
+ * ternctl ha set's policy reaching the owner's grant. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -40,8 +42,9 @@ struct grant {
 	char		*owned;		/* "name@epoch[<gen][+spec]" joined */
 	char		*refusals;	/* "name: why" joined by '; ' */
 	unsigned	 nudges;	/* LeaseNudges received */
+	char		*unprotected;	/* owned with policy none, joined */
 };
-static struct grant	 g_h1, g_h2;
+static struct grant	 g_h1, g_h2, g_h3;
 static unsigned		 failovers;
 
 static uint64_t
@@ -61,7 +64,8 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 
 	(void)ctx;
 	(void)cause;
-	g = strcmp(host, "h1") == 0 ? &g_h1 : &g_h2;
+	g = strcmp(host, "h1") == 0 ? &g_h1 : strcmp(host, "h3") == 0 ?
+	    &g_h3 : &g_h2;
 	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_NUDGE) {
 		g->nudges++;
 		return 0;
@@ -92,6 +96,17 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 	}
 	free(g->owned);
 	g->owned = s;
+	s = xstrdup("");
+	for (i = 0; i < lg->n_owned; i++) {
+		if (!lg->owned[i]->has_ha ||
+		    lg->owned[i]->ha != TERN__HA_POLICY__HA_NONE)
+			continue;
+		xasprintf(&t, "%s%s%s", s, *s ? " " : "", lg->owned[i]->name);
+		free(s);
+		s = t;
+	}
+	free(g->unprotected);
+	g->unprotected = s;
 	s = xstrdup("");
 	for (i = 0; i < lg->n_refusals; i++) {
 		xasprintf(&t, "%s%s%s: %s", s, *s ? "; " : "",
@@ -171,6 +186,7 @@ setup(void **state)
 	failovers = 0;
 	memset(&g_h1, 0, sizeof g_h1);
 	memset(&g_h2, 0, sizeof g_h2);
+	memset(&g_h3, 0, sizeof g_h3);
 	open_coord();
 	return 0;
 }
@@ -186,6 +202,12 @@ teardown(void **state)
 	free(g_h1.refused);
 	free(g_h1.owned);
 	free(g_h1.refusals);
+	free(g_h1.unprotected);
+	free(g_h2.unprotected);
+	free(g_h3.refused);
+	free(g_h3.owned);
+	free(g_h3.refusals);
+	free(g_h3.unprotected);
 	free(g_h2.refused);
 	free(g_h2.owned);
 	free(g_h2.refusals);
@@ -195,7 +217,7 @@ teardown(void **state)
 
 /* A renewal holding the instances in held ("name@epoch" joined by ' ';
  * epoch 0: new, with a spec and the restart policy; "name@epoch!":
- * released, destroyed there). */
+ * released, destroyed there; "name@epoch*": it runs there). */
 static void
 renew_holding(const char *host, uint64_t seq, int join, const char *held)
 {
@@ -212,8 +234,10 @@ renew_holding(const char *host, uint64_t seq, int join, const char *held)
 		*at = '\0';
 		hi[n].name = tok;
 		hi[n].epoch = strtoull(at + 1, NULL, 10);
-		if (tok[strlen(tok) + 1 + strcspn(at + 1, "!")] == '!')
+		if (strchr(at + 1, '!') != NULL)
 			hi[n].has_released = hi[n].released = 1;
+		if (strchr(at + 1, '*') != NULL)
+			hi[n].has_running = hi[n].running = 1;
 		if (hi[n].epoch == 0) {
 			hi[n].has_kind = 1;
 			hi[n].kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
@@ -624,6 +648,240 @@ test_bad_host(void **state)
 	assert_null(model_host(coord_model(co), "../h1"));
 }
 
+/* Every failover leaves its record in the store, in the move's own
+ * transaction: from, to, epoch, when the host was seen failed; its
+ * outcome once the target runs it; a restarted coordinator still has it.
+ * An instance with nowhere to go is recorded once, not at every check. */
+static void
+test_history(void **state)
+{
+	struct model_failover	**fos;
+	uint64_t		  t0 = clock_now, rev;
+	size_t			  n;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	inst("db", "h1", MODEL_HA_RESTART);
+	inst("tmp", "h1", MODEL_HA_NONE);
+	coord_host_drained(co, "h2", 1);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	clock_now = t0 + TTL;
+	renew("h2", 2, 0);
+	check_at(t0 + TTL + MARGIN + 1);
+	assert_int_equal(state_of("h1"), HOST_FAILED);
+	/* h2 is drained: nowhere to go, said once per instance. */
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(n, 2);
+	assert_null(fos[0]->to);
+	assert_non_null(strstr(fos[0]->why, "no host is up, not drained"));
+	assert_string_equal(fos[0]->from, "h1");
+	assert_int_equal(fos[0]->epoch, 1);
+	check_at(t0 + TTL + MARGIN + 2);
+	check_at(t0 + TTL + MARGIN + 3);
+	assert_int_equal(model_failovers(coord_model(co), &fos), 2);
+	coord_host_drained(co, "h2", 0);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	check_at(t0 + TTL + MARGIN + 4);
+	assert_int_equal(failovers, 2);
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(n, 4);
+	assert_string_equal(fos[2]->from, "h1");
+	assert_string_equal(fos[2]->to, "h2");
+	assert_int_equal(fos[2]->epoch, 2);
+	assert_true(fos[2]->failed_unix_ms != 0);
+	assert_true(fos[2]->time_unix_ms >= fos[2]->failed_unix_ms);
+	assert_int_equal(fos[2]->outcome, MODEL_OUTCOME_PENDING);
+	/* The move and its record are one: the record's epoch is the
+	 * instance's. */
+	assert_int_equal(model_instance(coord_model(co),
+	    fos[2]->instance)->epoch, 2);
+	/* h2 holds them; one runs: that one's outcome is known. */
+	renew_holding("h2", 3, 0, "web@2* db@2");
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(model_failover_last(coord_model(co), "web")->outcome,
+	    MODEL_OUTCOME_RUNNING);
+	assert_true(model_failover_last(coord_model(co),
+	    "web")->outcome_unix_ms != 0);
+	assert_int_equal(model_failover_last(coord_model(co), "db")->outcome,
+	    MODEL_OUTCOME_PENDING);
+	rev = model_failover_last(coord_model(co), "web")->mod_rev;
+	renew_holding("h2", 4, 0, "web@2* db@2");	/* written once */
+	assert_int_equal(model_failover_last(coord_model(co), "web")->mod_rev,
+	    rev);
+	/* A restarted coordinator reads the same history. */
+	close_coord();
+	open_coord();
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(n, 4);
+	assert_string_equal(model_failover_last(coord_model(co), "web")->to,
+	    "h2");
+	assert_int_equal(model_failover_last(coord_model(co), "web")->outcome,
+	    MODEL_OUTCOME_RUNNING);
+	assert_null(model_failover_last(coord_model(co), "tmp"));
+}
+
+/* A renewal that holds an instance at an old epoch (another host owns it
+ * now, or it was released): refused with why, and nothing changes. */
+static void
+test_stale_epoch(void **state)
+{
+	struct model_instance	*in;
+	struct model_failover	**fos;
+	uint64_t		  rev;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	inst("old", "h1", MODEL_HA_RESTART);
+	renew_holding("h1", 2, 0, "old@1!");
+	in = model_instance(coord_model(co), "old");
+	assert_null(in->owner);
+	assert_int_equal(in->epoch, 2);
+	rev = in->mod_rev;
+	/* h2 claims web at epoch 1 (h1 owns it) and the released old. */
+	renew_holding("h2", 2, 0, "web@1* old@1*");
+	assert_non_null(strstr(g_h2.refusals, "web: instance web belongs to "
+	    "host h1 (epoch 1)"));
+	assert_non_null(strstr(g_h2.refusals, "old: instance old runs "
+	    "nowhere since epoch 2 (released); this copy at epoch 1 is "
+	    "stale: discard it"));
+	assert_string_equal(g_h2.owned, "");
+	/* A future epoch is refused too. */
+	renew_holding("h1", 3, 0, "web@5");
+	assert_non_null(strstr(g_h1.refusals, "web: instance web is at epoch "
+	    "1 in the coordinator's records, not 5"));
+	assert_int_equal(model_instance(coord_model(co), "old")->mod_rev, rev);
+	assert_null(model_instance(coord_model(co), "old")->owner);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h1");
+	assert_int_equal(model_instance(coord_model(co), "web")->epoch, 1);
+	assert_int_equal(model_failovers(coord_model(co), &fos), 0);
+}
+
+/* ternctl ha set through the coordinator: stored, the owner nudged, and
+ * its grant says the new policy (none: the agent stops gating it). */
+static void
+test_ha_set(void **state)
+{
+	struct model_ha_set	 set;
+	char			*cause = NULL;
+	int			 done = 0;
+	unsigned		 nudges;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	renew_holding("h1", 2, 0, "web@1");
+	assert_string_equal(g_h1.unprotected, "");
+	nudges = g_h1.nudges;
+	memset(&set, 0, sizeof set);
+	set.has_ha = 1;
+	set.ha = MODEL_HA_NONE;
+	assert_int_equal(coord_ha_set(co, "web", &set, model_done, &done,
+	    &cause), 0);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_int_equal(done, 1);
+	assert_int_equal(g_h1.nudges, nudges + 1);
+	renew("h1", 3, 0);
+	assert_string_equal(g_h1.unprotected, "web");
+	/* Refused at once: nothing stored, no nudge. */
+	set.ha = MODEL_HA_CHECKPOINT;
+	assert_int_equal(coord_ha_set(co, "web", &set, model_done, &done,
+	    &cause), -1);
+	assert_non_null(strstr(cause, "replicated checkpoints"));
+	free(cause);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_int_equal(done, 1);
+	assert_int_equal(g_h1.nudges, nudges + 1);
+	assert_int_equal(model_instance(coord_model(co), "web")->ha,
+	    MODEL_HA_NONE);
+}
+
+/* host renews, holding nothing, and says it could not start name at
+ * epoch (LeaseRenew.failed). */
+static void
+renew_failed(const char *host, uint64_t seq, const char *name,
+    uint64_t epoch, const char *why)
+{
+	Envelope		 env;
+	Tern__LeaseRenew	 r = TERN__LEASE_RENEW__INIT;
+	Tern__FailedInstance	 fi = TERN__FAILED_INSTANCE__INIT, *fp = &fi;
+
+	fi.name = (char *)name;
+	fi.epoch = epoch;
+	fi.why = (char *)why;
+	r.seq = seq;
+	r.n_failed = 1;
+	r.failed = &fp;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_RENEW;
+	env.lease_renew = &r;
+	assert_int_equal(coord_on_msg(co, host, &env), 1);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+}
+
+/* A failover's target that cannot start the instance says so: the
+ * record's outcome is failed (with why) and the next host gets it, never
+ * one where it failed already; with none left it stays. */
+static void
+test_restore_failed(void **state)
+{
+	struct model_failover	**fos;
+	struct model_instance	 *in;
+	uint64_t		  t0 = clock_now;
+	size_t			  n;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	renew("h3", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	clock_now = t0 + TTL;
+	renew("h2", 2, 0);
+	renew("h3", 2, 0);
+	check_at(t0 + TTL + MARGIN + 1);
+	in = model_instance(coord_model(co), "web");
+	assert_string_equal(in->owner, "h2");	/* least loaded, by name */
+	assert_int_equal(in->epoch, 2);
+	/* Not the failover's target at that epoch: ignored. */
+	renew_failed("h3", 3, "web", 2, "no rootfs");
+	renew_failed("h2", 3, "web", 1, "no rootfs");
+	assert_int_equal(model_failovers(coord_model(co), &fos), 1);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h2");
+	renew_failed("h2", 4, "web", 2, "no rootfs");
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(n, 2);
+	assert_int_equal(fos[0]->outcome, MODEL_OUTCOME_FAILED);
+	assert_string_equal(fos[0]->why, "could not start on h2: no rootfs");
+	assert_string_equal(fos[1]->from, "h2");
+	assert_string_equal(fos[1]->to, "h3");
+	assert_int_equal(fos[1]->epoch, 3);
+	assert_string_equal(fos[1]->why, "could not start on h2: no rootfs");
+	in = model_instance(coord_model(co), "web");
+	assert_string_equal(in->owner, "h3");
+	assert_int_equal(in->epoch, 3);
+	assert_int_equal(g_h3.nudges, 1);
+	/* Said again: nothing more. */
+	renew_failed("h2", 5, "web", 2, "no rootfs");
+	assert_int_equal(model_failovers(coord_model(co), &fos), 2);
+	/* h3 fails too: h2 failed already, h1 is down: it stays on h3. */
+	renew_failed("h3", 4, "web", 3, "out of memory");
+	n = model_failovers(coord_model(co), &fos);
+	assert_int_equal(n, 2);
+	assert_int_equal(fos[1]->outcome, MODEL_OUTCOME_FAILED);
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h3");
+	/* It runs there after all (h3 tried again): it runs. */
+	renew_holding("h3", 5, 0, "web@3*");
+	assert_int_equal(model_failover_last(coord_model(co), "web")->outcome,
+	    MODEL_OUTCOME_RUNNING);
+}
+
 int
 main(void)
 {
@@ -638,6 +896,12 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_host, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_epoch, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_ha_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_failed, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,9 @@
  * scratch directory: epochs that only grow and only by compare, replicas
  * bound to the epoch that made them, a picture that survives a reload,
  * bad records refused by key, and failover plans (priority, replicas,
- * capacity, drained and failed hosts). */
+ * capacity, drained and failed hosts), the failover history written with
+ * each move and bounded, and ternctl ha set's compare-and-swap and
+ * refusals. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -391,6 +393,231 @@ test_plan(void **state)
 	model_plan_free(plan, n);
 }
 
+/* One failover of name (at its epoch) from -> to, with its history
+ * record; the error, NULL when stored. */
+static char *
+failover(const char *name, const char *from, const char *to)
+{
+	struct model_failover	 fo;
+	struct done		 d = { 0 };
+	char			*cause = NULL;
+
+	memset(&fo, 0, sizeof fo);
+	fo.instance = (char *)name;
+	fo.from = (char *)from;
+	fo.time_unix_ms = 5000;
+	fo.failed_unix_ms = 3000;
+	if (model_instance_failover(m, name, model_instance(m, name)->epoch,
+	    to, &fo, on_done, &d, &cause) != 0)
+		fail_msg("failover %s: %s", name, cause);
+	return wait_done(&d);
+}
+
+/* Every failover leaves its record, in the move's own transaction; the
+ * history survives a reload and keeps the last MODEL_FAILOVERS_MAX. */
+static void
+test_history(void **state)
+{
+	struct model_failover	**fos, fo;
+	struct done		  d[10];
+	char			 *cause = NULL, name[16];
+	size_t			  n, i, k, rounds;
+
+	(void)state;
+	host("h1", 0, 0, 0);
+	host("h2", 0, 0, 0);
+	inst("web", "h1", MODEL_HA_RESTART, 0, 0);
+	assert_null(failover("web", "h1", "h2"));
+	n = model_failovers(m, &fos);
+	assert_int_equal(n, 1);
+	assert_int_equal(fos[0]->seq, 1);
+	assert_string_equal(fos[0]->instance, "web");
+	assert_string_equal(fos[0]->from, "h1");
+	assert_string_equal(fos[0]->to, "h2");
+	assert_int_equal(fos[0]->epoch, 2);
+	assert_int_equal(fos[0]->failed_unix_ms, 3000);
+	assert_int_equal(fos[0]->outcome, MODEL_OUTCOME_PENDING);
+	assert_int_equal(model_instance(m, "web")->epoch, 2);
+	/* A move refused (stale epoch) leaves no record. */
+	memset(&fo, 0, sizeof fo);
+	fo.instance = "web";
+	fo.from = "h1";
+	assert_int_equal(model_instance_failover(m, "web", 1, "h1", &fo,
+	    on_done, &d[0], &cause), -1);
+	free(cause);
+	cause = NULL;
+	assert_int_equal(model_failovers(m, &fos), 1);
+	/* The outcome, then nowhere to go: a record without a target. */
+	memset(&d[0], 0, sizeof d[0]);
+	assert_int_equal(model_failover_outcome(m, 1, MODEL_OUTCOME_RUNNING,
+	    NULL, 6000, on_done, &d[0], &cause), 0);
+	assert_null(wait_done(&d[0]));
+	fo.from = "h2";
+	fo.why = "web: no host is up";
+	memset(&d[0], 0, sizeof d[0]);
+	assert_int_equal(model_failover_unplaced(m, "web", 2, &fo, on_done,
+	    &d[0], &cause), 0);
+	assert_null(wait_done(&d[0]));
+	close_model();
+	open_model();
+	n = model_failovers(m, &fos);
+	assert_int_equal(n, 2);
+	assert_int_equal(fos[0]->outcome, MODEL_OUTCOME_RUNNING);
+	assert_int_equal(fos[0]->outcome_unix_ms, 6000);
+	assert_int_equal(fos[1]->seq, 2);
+	assert_null(fos[1]->to);
+	assert_string_equal(fos[1]->why, "web: no host is up");
+	assert_int_equal(fos[1]->epoch, 2);
+	assert_ptr_equal(model_failover_last(m, "web"), fos[1]);
+	/* Bounded: ten instances moving back and forth, ten moves in
+	 * flight at a time, past the bound. */
+	for (k = 0; k < 10; k++) {
+		snprintf(name, sizeof name, "i%zu", k);
+		inst(name, "h1", MODEL_HA_RESTART, 0, 0);
+	}
+	rounds = MODEL_FAILOVERS_MAX / 10 + 1;
+	for (i = 0; i < rounds; i++) {
+		for (k = 0; k < 10; k++) {
+			struct model_instance *in;
+
+			snprintf(name, sizeof name, "i%zu", k);
+			in = model_instance(m, name);
+			memset(&fo, 0, sizeof fo);
+			fo.instance = name;
+			fo.from = in->owner;
+			memset(&d[k], 0, sizeof d[k]);
+			assert_int_equal(model_instance_failover(m, name,
+			    in->epoch, strcmp(in->owner, "h1") == 0 ? "h2" :
+			    "h1", &fo, on_done, &d[k], &cause), 0);
+		}
+		uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+		for (k = 0; k < 10; k++) {
+			assert_int_equal(d[k].called, 1);
+			assert_null(d[k].error);
+		}
+	}
+	n = model_failovers(m, &fos);
+	assert_int_equal(n, MODEL_FAILOVERS_MAX);
+	assert_int_equal(fos[n - 1]->seq, 2 + rounds * 10);
+	assert_int_equal(fos[0]->seq, fos[n - 1]->seq - MODEL_FAILOVERS_MAX +
+	    1);
+	/* The store holds exactly that too. */
+	close_model();
+	open_model();
+	n = model_failovers(m, &fos);
+	assert_int_equal(n, MODEL_FAILOVERS_MAX);
+	assert_int_equal(fos[n - 1]->seq, 2 + rounds * 10);
+	for (i = 1; i < n; i++)
+		assert_int_equal(fos[i]->seq, fos[i - 1]->seq + 1);
+}
+
+/* ha set with a bad value: refused at once, naming the instance, and
+ * nothing changed. */
+static void
+set_refused(const char *name, const struct model_ha_set *set,
+    const char *want)
+{
+	struct model_instance	*in = model_instance(m, name);
+	uint64_t		 rev = in != NULL ? in->mod_rev : 0;
+	struct done		 d = { 0 };
+	char			*cause = NULL;
+
+	assert_int_equal(model_instance_set_ha(m, name, set, on_done, &d,
+	    &cause), -1);
+	assert_non_null(cause);
+	if (strstr(cause, want) == NULL || strstr(cause, name) == NULL)
+		fail_msg("ha set %s: \"%s\" does not say \"%s\"", name, cause,
+		    want);
+	free(cause);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_int_equal(d.called, 0);
+	if (in != NULL)
+		assert_int_equal(model_instance(m, name)->mod_rev, rev);
+}
+
+/* ternctl ha set: one transaction compared on the record read; nonsense
+ * refused with nothing changed. */
+static void
+test_ha_set(void **state)
+{
+	struct model_ha_set	 set;
+	struct done		 d1 = { 0 }, d2 = { 0 };
+	char			*cause = NULL, *e1, *e2;
+	uint64_t		 rev;
+
+	(void)state;
+	host("h1", 0, 0, 0);
+	host("h2", 0, 0, 0);
+	host("h3", 0, 0, 0);
+	inst("web", "h1", MODEL_HA_RESTART, 0, 0);
+	rev = model_instance(m, "web")->mod_rev;
+	memset(&set, 0, sizeof set);
+	set.has_priority = 1;
+	set.priority = 7;
+	assert_int_equal(model_instance_set_ha(m, "web", &set, on_done, &d1,
+	    &cause), 0);
+	assert_null(wait_done(&d1));
+	assert_int_equal(model_instance(m, "web")->priority, 7);
+	assert_true(model_instance(m, "web")->mod_rev > rev);
+	assert_int_equal(model_instance(m, "web")->epoch, 1);
+	assert_int_equal(model_instance(m, "web")->ha, MODEL_HA_RESTART);
+
+	memset(&set, 0, sizeof set);
+	set_refused("ghost", &set, "no instance ghost");
+	set_refused("web", &set, "nothing to set");
+	set.has_priority = 1;
+	set.priority = MODEL_PRIORITY_MAX + 1;
+	set_refused("web", &set, "priority 1001 is out of range");
+	set.priority = MODEL_PRIORITY_MIN - 1;
+	set_refused("web", &set, "out of range");
+	memset(&set, 0, sizeof set);
+	set.has_interval = 1;
+	set_refused("web", &set, "interval 0 ms is out of range");
+	set.interval_ms = MODEL_INTERVAL_MAX_MS + 1;
+	set_refused("web", &set, "out of range");
+	memset(&set, 0, sizeof set);
+	set.has_replicas = 1;
+	set_refused("web", &set, "0 replicas");
+	set.replicas = 3;		/* h2 and h3 are the other hosts */
+	set_refused("web", &set, "give 1 to 2");
+	memset(&set, 0, sizeof set);
+	set.has_ha = 1;
+	set.ha = (enum model_ha)7;
+	set_refused("web", &set, "no such policy");
+	set.ha = MODEL_HA_CHECKPOINT;
+	set.has_interval = set.has_replicas = 1;
+	set.interval_ms = 5000;
+	set.replicas = 1;
+	set_refused("web", &set, "replicated checkpoints");
+	assert_int_equal(model_instance(m, "web")->priority, 7);
+
+	/* Two changes from the same read: the second finds it changed. */
+	memset(&set, 0, sizeof set);
+	set.has_ha = 1;
+	set.ha = MODEL_HA_NONE;
+	assert_int_equal(model_instance_set_ha(m, "web", &set, on_done, &d1,
+	    &cause), 0);
+	set.ha = MODEL_HA_RESTART;
+	set.has_priority = 1;
+	set.priority = -3;
+	assert_int_equal(model_instance_set_ha(m, "web", &set, on_done, &d2,
+	    &cause), 0);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	e1 = d1.error;
+	e2 = d2.error;
+	assert_null(e1);
+	assert_non_null(e2);
+	assert_non_null(strstr(e2, "changed meanwhile"));
+	free(e2);
+	assert_int_equal(model_instance(m, "web")->ha, MODEL_HA_NONE);
+	assert_int_equal(model_instance(m, "web")->priority, 7);
+	close_model();
+	open_model();
+	assert_int_equal(model_instance(m, "web")->ha, MODEL_HA_NONE);
+	assert_int_equal(model_instance(m, "web")->priority, 7);
+	assert_string_equal(model_instance(m, "web")->owner, "h1");
+}
+
 int
 main(void)
 {
@@ -400,6 +627,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_records, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ha_set, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
