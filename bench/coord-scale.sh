@@ -64,7 +64,7 @@ run() {
 	rm -rf "$(th_dir h2)/state/coord"
 	conf "$n"
 	log=$(cl_log h2)
-	from=$(wc -l <"$log" 2>/dev/null || echo 0)
+	from=$({ wc -l <"$log"; } 2>/dev/null || echo 0)
 	cl_start h2
 	th_wait 20 leading || { echo "coord-scale: h2 does not lead" >&2; exit 2; }
 	echo "--- $n agents ($((n - 1)) with $PER instance(s) each, the victim with $VICTIM)"
