@@ -599,12 +599,8 @@ failover_begin(struct sim *s)
 	s->phase_ns = now_ns();
 	v->stopped = 1;
 	uv_timer_stop(&v->renew);
-	/* The coordinator granted the last renewal before the grant
-	 * arrived: its earliest decision is at most this. */
-	printf("victim %s (%zu instances) stops renewing at %.3f; last grant "
-	    "received at %.3f; earliest decision (grant + ttl + margin) "
-	    "%.3f\n", v->name, v->nheld, real_now(), v->last_grant_real,
-	    v->last_grant_real + (s->ttl_ms + s->margin_ms) / 1000.0);
+	printf("victim %s (%zu instances) stops renewing at %.3f\n", v->name,
+	    v->nheld, real_now());
 	fflush(stdout);
 }
 
@@ -633,11 +629,17 @@ tick(uv_timer_t *t)
 			failover_begin(s);
 		break;
 	case PH_FAILOVER:
+		/* The coordinator granted the victim's last renewal before
+		 * the grant arrived (a renewal in flight at the stop may be
+		 * granted after it): its earliest decision is at most this. */
 		earliest = v->last_grant_real + (s->ttl_ms + s->margin_ms) /
 		    1000.0;
 		if (s->moved >= (int)v->nheld) {
 			lat_print("renew->grant (failover)", s->flat_us,
 			    s->nflat);
+			printf("victim's last grant received at %.3f; earliest "
+			    "decision (grant + ttl + margin) %.3f\n",
+			    v->last_grant_real, earliest);
 			printf("failover: all %d instances granted to survivors "
 			    "at %.3f, %.3f s after the earliest decision\n",
 			    s->moved, real_now(), real_now() - earliest);
