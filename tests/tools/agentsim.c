@@ -60,7 +60,7 @@ struct agent {
 	int		 idx;
 	char		 name[32];
 	struct conn	*conn;
-	struct tls_ctx	*tls;		/* kept: see agent_dial */
+	struct tls_ctx	*tls;		/* its certificate's */
 	int		 up;		/* Hellos exchanged */
 	int		 handshaking;	/* holds a window slot */
 	int		 registered;	/* every instance held at an epoch */
@@ -527,10 +527,8 @@ agent_dial(struct agent *a)
 	if (a->tls == NULL) {
 		xasprintf(&cert, "%s/%s.pem", s->cert_dir, a->name);
 		xasprintf(&key, "%s/%s.key", s->cert_dir, a->name);
-		/* One context per agent (its own certificate), freed only at
-		 * the end: a session's verify callback reads the context's
-		 * revocation list, and tls_ctx_free frees it whatever
-		 * sessions are still in their handshake. */
+		/* One context per agent (its own certificate), loaded once
+		 * and kept for its reconnects. */
 		a->tls = tls_ctx_new(s->ca_file, cert, key, NULL, &cause);
 		free(cert);
 		free(key);
