@@ -29,6 +29,8 @@ VICTIM=${BENCH_COORD_VICTIM:-1000}
 STEADY=${BENCH_COORD_STEADY_S:-30}
 WINDOW=${BENCH_COORD_WINDOW:-16}
 TTL=${BENCH_COORD_TTL_MS:-2000}
+# The mesh's heartbeat, both ways (ternd's default; peer_timeout 5 times).
+HEARTBEAT=${BENCH_COORD_HEARTBEAT_MS:-1000}
 MARGIN=${BENCH_COORD_MARGIN_MS:-500}
 SIM=$TERN_BUILDDIR/tests/tools/agentsim
 
@@ -47,7 +49,8 @@ conf() {
 	done
 	cl_conf h2 'role = "coordinator"' "lease_ttl_ms = $TTL" \
 	    "lease_margin_ms = $MARGIN" 'log_filters = "info"' \
-	    'heartbeat_interval_ms = 1000' 'peer_timeout_ms = 5000' \
+	    "heartbeat_interval_ms = $HEARTBEAT" \
+	    "peer_timeout_ms = $((HEARTBEAT * 5))" \
 	    "peers = [
 $peers]"
 }
@@ -72,7 +75,8 @@ run() {
 	    --ca-file "$TH_ROOT/pki/ca.pem" --ca-dir "$TH_ROOT/pki" \
 	    --cert-dir "$TH_ROOT/pki/sim" --agents "$n" --instances "$PER" \
 	    --victim-instances "$VICTIM" --ttl "$TTL" --margin "$MARGIN" \
-	    --steady "$STEADY" --window "$WINDOW" --cpu-pid "$(cl_pid h2)" \
+	    --steady "$STEADY" --window "$WINDOW" --heartbeat "$HEARTBEAT" \
+	    --cpu-pid "$(cl_pid h2)" \
 	    >"$out" 2>"$out.err"; then
 		cat "$out" >&2
 		tail -n 20 "$out.err" >&2
@@ -98,7 +102,7 @@ run() {
 }
 
 SUMMARY=""
-echo "coord-scale: ttl $TTL ms, margin $MARGIN ms, ${STEADY} s steady; the coordinator on h2 ($(nproc) cores shared with everything else)"
+echo "coord-scale: ttl $TTL ms, margin $MARGIN ms, heartbeat $HEARTBEAT ms, ${STEADY} s steady; the coordinator on h2 ($(nproc) cores shared with everything else)"
 for n in $AGENTS; do
 	run "$n"
 	SUMMARY+="  $n agents: coordinator cpu $CPU%, failover of $VICTIM decided in $DECIDED s"$'\n'
