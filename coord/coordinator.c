@@ -157,14 +157,34 @@ coord_restore_generation(struct coordinator *c,
 }
 
 static int
-coord_held(const Tern__LeaseRenew *r, const char *name)
+coord_name_cmp(const void *a, const void *b)
 {
-	size_t	i;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-	for (i = 0; r != NULL && i < r->n_held; i++)
-		if (strcmp(r->held[i]->name, name) == 0)
-			return 1;
-	return 0;
+/* The names r holds, sorted for coord_held (NULL: none). */
+static char **
+coord_held_names(const Tern__LeaseRenew *r)
+{
+	char	**names;
+	size_t	  i;
+
+	if (r == NULL || r->n_held == 0)
+		return NULL;
+	names = xcalloc(r->n_held, sizeof *names);
+	for (i = 0; i < r->n_held; i++)
+		names[i] = r->held[i]->name;
+	qsort(names, r->n_held, sizeof *names, coord_name_cmp);
+	return names;
+}
+
+/* A bsearch, not a walk per owned instance: a host holding a thousand
+ * instances made every grant of its a million comparisons. */
+static int
+coord_held(const Tern__LeaseRenew *r, char **names, const char *name)
+{
+	return names != NULL && bsearch(&name, names, r->n_held,
+	    sizeof *names, coord_name_cmp) != NULL;
 }
 
 /* The grant (or refusal) for renewal r (NULL: none at hand, as after a
@@ -179,7 +199,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	Tern__OwnedInstance	 *owned = NULL, **ptrs = NULL;
 	struct model_instance	**insts;
 	size_t			  n, i, k = 0;
-	char			 *cause = NULL;
+	char			 *cause = NULL, **held = NULL;
 
 	g.seq = seq;
 	if (refused != NULL)
@@ -187,7 +207,8 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	else {
 		g.has_ttl_ms = 1;
 		g.ttl_ms = c->conf.lease.ttl_ms;
-		n = model_instances(c->model, &insts);
+		n = model_owned(c->model, host, &insts);
+		held = coord_held_names(r);
 		owned = xcalloc(n + 1, sizeof *owned);
 		ptrs = xcalloc(n + 1, sizeof *ptrs);
 		for (i = 0; i < n && k < COORD_OWNED_MAX; i++) {
@@ -195,8 +216,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 
 			/* One being moved away is not the host's any more,
 			 * whatever the store says until the move commits. */
-			if (in->owner == NULL || strcmp(in->owner, host) != 0 ||
-			    coord_moving(c, in->name) != NULL)
+			if (coord_moving(c, in->name) != NULL)
 				continue;
 			tern__owned_instance__init(&owned[k]);
 			owned[k].name = in->name;
@@ -211,7 +231,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			 * agent to stop gating it on the lease. */
 			owned[k].has_ha = 1;
 			owned[k].ha = (Tern__HaPolicy)in->ha;
-			if (!coord_held(r, in->name)) {
+			if (!coord_held(r, held, in->name)) {
 				owned[k].spec = in->spec;
 				owned[k].spec_dir = in->spec_dir;
 			}
@@ -222,6 +242,8 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 		g.owned = ptrs;
 		g.n_refusals = nrefusals;
 		g.refusals = refusals;
+		free(insts);
+		free(held);
 	}
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_LEASE_GRANT;
@@ -567,7 +589,12 @@ coord_take_held(struct coordinator *c, const char *host,
 	for (i = 0; i < r->n_failed && i < COORD_OWNED_MAX; i++)
 		coord_restore_failed(c, host, r->failed[i]);
 	coord_reply(c, host, r->seq, r, ptrs, n, NULL);
-	coord_arm(c);
+	/* A renewal only moves its own host's next change later: the timer
+	 * (at most COORD_CHECK_MAX_MS away, re-armed at each tick) stays
+	 * right, and arming walks every host.  A join may come sooner. */
+	if ((r->has_join && r->join) || c->timer == NULL ||
+	    !uv_is_active((uv_handle_t *)c->timer))
+		coord_arm(c);
 	for (i = 0; i < n; i++)
 		free(whys[i]);
 	free(whys);

@@ -2,9 +2,11 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "coord/model.h"
 #include "daemon/msg.h"
@@ -19,6 +21,28 @@
  * bound was lowered: the next failovers drop the rest). */
 #define FAILOVERS_DROP_MAX	8
 
+/* Names to array slots (open addressing, SIZE_MAX empty): a coordinator
+ * with a thousand agents looks a host and its instances up at every
+ * renewal.  Slots below n are in the table; later ones (appended) are
+ * added at the next lookup, and a shorter array rebuilds it.  A hit is
+ * checked against the array and a miss walks it, so a lookup answers
+ * exactly what the walk alone would. */
+struct name_index {
+	size_t		*slot;
+	size_t		 cap;		/* a power of two, or 0 */
+	size_t		 n;
+};
+
+/* Instances grouped by owner (by the owner name's hash), rebuilt at the
+ * first model_owned after a change: a grant lists what its host owns
+ * without a walk over every instance. */
+struct owner_index {
+	struct model_instance	**by;		/* grouped by bucket */
+	size_t			 *start;	/* bucket b: by[start[b]..start[b+1]) */
+	size_t			  nbuckets;	/* a power of two */
+	int			  valid;
+};
+
 struct picture {
 	struct model_host	**hosts;
 	size_t			  nhosts;
@@ -28,6 +52,8 @@ struct picture {
 	size_t			  nreps;
 	struct model_failover	**fos;		/* by seq */
 	size_t			  nfos;
+	struct name_index	  host_ix, inst_ix;
+	struct owner_index	  owners;
 };
 
 struct model {
@@ -99,6 +125,10 @@ picture_clear(struct picture *p)
 	free(p->hosts);
 	free(p->insts);
 	free(p->reps);
+	free(p->host_ix.slot);
+	free(p->inst_ix.slot);
+	free(p->owners.by);
+	free(p->owners.start);
 	memset(p, 0, sizeof *p);
 }
 
@@ -109,26 +139,140 @@ append(void ***v, size_t *n, void *x)
 	(*v)[(*n)++] = x;
 }
 
-static struct model_host *
-pic_host(struct picture *p, const char *name)
+/* FNV-1a */
+static size_t
+name_hash(const char *name)
+{
+	uint64_t	h = 0xcbf29ce484222325ULL;
+
+	for (; *name != '\0'; name++)
+		h = (h ^ (uint8_t)*name) * 0x100000001b3ULL;
+	return (size_t)h;
+}
+
+static void
+ix_put(struct name_index *ix, const char *name, size_t i)
+{
+	size_t	b;
+
+	for (b = name_hash(name) & (ix->cap - 1); ix->slot[b] != SIZE_MAX;
+	    b = (b + 1) & (ix->cap - 1))
+		;
+	ix->slot[b] = i;
+}
+
+/* Bring ix up to the array's n entries; name(v, i) is entry i's. */
+static void
+ix_update(struct name_index *ix, void **v, size_t n,
+    const char *(*name)(void **, size_t))
 {
 	size_t	i;
 
-	for (i = 0; i < p->nhosts; i++)
-		if (strcmp(p->hosts[i]->name, name) == 0)
-			return p->hosts[i];
-	return NULL;
+	if (ix->n > n || (n + 1) * 2 > ix->cap) {
+		/* Shrunk (rebuild), or more than half full (grow). */
+		free(ix->slot);
+		for (ix->cap = 64; ix->cap < (n + 1) * 4; ix->cap *= 2)
+			;
+		ix->slot = xreallocarray(NULL, ix->cap, sizeof *ix->slot);
+		memset(ix->slot, 0xff, ix->cap * sizeof *ix->slot);
+		ix->n = 0;
+	}
+	for (i = ix->n; i < n; i++)
+		ix_put(ix, name(v, i), i);
+	ix->n = n;
+}
+
+static ssize_t
+ix_find(struct name_index *ix, void **v, size_t n,
+    const char *(*name)(void **, size_t), const char *want)
+{
+	size_t	b, i;
+
+	ix_update(ix, v, n, name);
+	for (b = name_hash(want) & (ix->cap - 1); ix->slot[b] != SIZE_MAX;
+	    b = (b + 1) & (ix->cap - 1))
+		if (ix->slot[b] < n && strcmp(name(v, ix->slot[b]), want) == 0)
+			return (ssize_t)ix->slot[b];
+	for (i = 0; i < n; i++)		/* see struct name_index */
+		if (strcmp(name(v, i), want) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static const char *
+host_name_at(void **v, size_t i)
+{
+	return ((struct model_host **)v)[i]->name;
+}
+
+static const char *
+inst_name_at(void **v, size_t i)
+{
+	return ((struct model_instance **)v)[i]->name;
+}
+
+static struct model_host *
+pic_host(struct picture *p, const char *name)
+{
+	ssize_t	i = ix_find(&p->host_ix, (void **)p->hosts, p->nhosts,
+		    host_name_at, name);
+
+	return i < 0 ? NULL : p->hosts[i];
 }
 
 static struct model_instance *
 pic_inst(struct picture *p, const char *name)
 {
-	size_t	i;
+	ssize_t	i = ix_find(&p->inst_ix, (void **)p->insts, p->ninsts,
+		    inst_name_at, name);
 
+	return i < 0 ? NULL : p->insts[i];
+}
+
+static void
+owners_build(struct picture *p)
+{
+	struct owner_index	*o = &p->owners;
+	size_t			*fill, i, b;
+
+	free(o->by);
+	free(o->start);
+	for (o->nbuckets = 64; o->nbuckets < p->ninsts; o->nbuckets *= 2)
+		;
+	o->start = xcalloc(o->nbuckets + 1, sizeof *o->start);
+	o->by = xcalloc(p->ninsts + 1, sizeof *o->by);
+	fill = xcalloc(o->nbuckets, sizeof *fill);
 	for (i = 0; i < p->ninsts; i++)
-		if (strcmp(p->insts[i]->name, name) == 0)
-			return p->insts[i];
-	return NULL;
+		if (p->insts[i]->owner != NULL)
+			o->start[(name_hash(p->insts[i]->owner) &
+			    (o->nbuckets - 1)) + 1]++;
+	for (b = 0; b < o->nbuckets; b++)
+		o->start[b + 1] += o->start[b];
+	for (i = 0; i < p->ninsts; i++) {
+		if (p->insts[i]->owner == NULL)
+			continue;
+		b = name_hash(p->insts[i]->owner) & (o->nbuckets - 1);
+		o->by[o->start[b] + fill[b]++] = p->insts[i];
+	}
+	free(fill);
+	o->valid = 1;
+}
+
+size_t
+model_owned(struct model *m, const char *host,
+    struct model_instance ***out)
+{
+	struct owner_index	*o = &m->pic.owners;
+	size_t			 b, i, n = 0;
+
+	if (!o->valid)
+		owners_build(&m->pic);
+	b = name_hash(host) & (o->nbuckets - 1);
+	*out = xcalloc(o->start[b + 1] - o->start[b] + 1, sizeof **out);
+	for (i = o->start[b]; i < o->start[b + 1]; i++)
+		if (strcmp(o->by[i]->owner, host) == 0)
+			(*out)[n++] = o->by[i];
+	return n;
 }
 
 static size_t
@@ -659,6 +803,7 @@ model_committed(void *arg, int committed, uint64_t rev, const char *error)
 		free(text);
 		goto done;
 	}
+	p->owners.valid = 0;
 	switch (c->kind) {
 	case CHANGE_HOST: {
 		struct model_host *h = c->obj, *old = pic_host(p, h->name);

@@ -129,6 +129,10 @@ size_t			 model_hosts(struct model *, struct model_host ***);
 /* Every instance; valid until the next change. */
 size_t			 model_instances(struct model *,
 			    struct model_instance ***);
+/* The instances host owns, without a walk over all of them (a grant at
+ * every renewal); valid until the next change.  Free the array only. */
+size_t			 model_owned(struct model *, const char *host,
+			    struct model_instance ***);
 
 /* A host joins, or changes its capacity or drain mark. */
 int	model_host_put(struct model *, const char *name, int drained,

@@ -93,8 +93,9 @@ static const struct conf_option conf_options[] = {
 	{ .name = "peers", .type = CONF_LIST,
 	  .offset = CONF_FIELD(peers),
 	  .rule = "each \"NAME@ADDRESS:PORT\" (NAME as for host_name, ADDRESS "
-	      "an IPv4 address or a host name, PORT 1..65535); at most 64; "
-	      "no two with the same NAME, none named as host_name",
+	      "an IPv4 address or a host name, PORT 1..65535); at most 4096 "
+	      "(a coordinator lists every agent); no two with the same "
+	      "NAME, none named as host_name",
 	  .help = "The other hosts of the cluster." },
 	{ .name = "ca_file", .type = CONF_STRING,
 	  .offset = CONF_FIELD(ca_file),

@@ -37,7 +37,7 @@
 #include <stdio.h>
 
 /* At most this many entries in "peers". */
-#define CONF_MAX_PEERS		64
+#define CONF_MAX_PEERS		4096
 /* conf_load refuses files larger than this. */
 #define CONF_MAX_FILE_SIZE	(1024 * 1024)
 

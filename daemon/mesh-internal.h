@@ -119,6 +119,13 @@ struct mesh {
 	size_t			 nlocal;
 	struct mesh_local_msg	*local, **local_tail;
 	uv_timer_t		*local_timer;	/* NULL until one is sent */
+
+	/* Every peer of list by name (open addressing, NULL empty), built
+	 * at the first mesh_find after one was added or released: a
+	 * coordinator finds a peer for each of its agents' renewals. */
+	struct mesh_peer	**ix;
+	size_t			 ixcap;		/* a power of two */
+	int			 ix_stale;
 };
 
 /* mesh.c */

@@ -69,12 +69,50 @@ peer_set_state(struct mesh_peer *p, enum peer_state state, const char *error)
 	p->since_ms = now_ms();
 }
 
+/* FNV-1a */
+static size_t
+mesh_name_hash(const char *name)
+{
+	uint64_t	h = 0xcbf29ce484222325ULL;
+
+	for (; *name != '\0'; name++)
+		h = (h ^ (uint8_t)*name) * 0x100000001b3ULL;
+	return (size_t)h;
+}
+
+static void
+mesh_ix_build(struct mesh *ms)
+{
+	struct mesh_peer	*p;
+	size_t			 n = 0, b;
+
+	for (p = ms->list; p != NULL; p = p->next)
+		n++;
+	free(ms->ix);
+	for (ms->ixcap = 16; ms->ixcap < n * 4; ms->ixcap *= 2)
+		;
+	ms->ix = xcalloc(ms->ixcap, sizeof *ms->ix);
+	for (p = ms->list; p != NULL; p = p->next) {
+		for (b = mesh_name_hash(p->name) & (ms->ixcap - 1);
+		    ms->ix[b] != NULL; b = (b + 1) & (ms->ixcap - 1))
+			;
+		ms->ix[b] = p;
+	}
+	ms->ix_stale = 0;
+}
+
 struct mesh_peer *
 mesh_find(struct mesh *ms, const char *name)
 {
 	struct mesh_peer	*p;
+	size_t			 b;
 
-	for (p = ms->list; p != NULL; p = p->next)
+	if (ms->ix == NULL || ms->ix_stale)
+		mesh_ix_build(ms);
+	/* Every peer of the list is in the index (a removed one too, until
+	 * it is released): a miss is one. */
+	for (b = mesh_name_hash(name) & (ms->ixcap - 1);
+	    (p = ms->ix[b]) != NULL; b = (b + 1) & (ms->ixcap - 1))
 		if (!p->removed && strcmp(p->name, name) == 0)
 			return p;
 	return NULL;
@@ -667,6 +705,7 @@ peer_new(struct mesh *ms, const struct conf_peer *cp)
 	for (pp = &ms->list; *pp != NULL; pp = &(*pp)->next)
 		;	/* keep the configuration's order */
 	*pp = p;
+	ms->ix_stale = 1;
 	return p;
 }
 
@@ -703,6 +742,7 @@ peer_release(struct mesh_peer *p)
 			break;
 		}
 	}
+	ms->ix_stale = 1;
 	peer_clear_hello(p);
 	free(p->name);
 	free(p->address);
@@ -849,6 +889,7 @@ mesh_maybe_free(struct mesh *ms)
 	if (ms->stopping && ms->listener_closed && ms->list == NULL &&
 	    ms->pending == NULL && ms->refusing == 0) {
 		mesh_handlers_free(ms);
+		free(ms->ix);
 		free(ms);
 	}
 }

@@ -32,6 +32,9 @@ struct tls_ctx {
 	SSL_CTX			*ssl_ctx;
 	char			*own_name;
 	struct pki_revoked	 revoked;
+	/* Its owner's and each session's: a session still in its handshake
+	 * after a reload freed the context reads revoked (tls_verify). */
+	unsigned		 refs;
 };
 
 /* Ciphertext for the peer, in buffers the caller takes whole (no copy on
@@ -54,6 +57,7 @@ static struct tls_obuf	*tls_spare;
 static unsigned		 tls_nspare;
 
 struct tls {
+	struct tls_ctx	*ctx;		/* a reference */
 	SSL		*ssl;
 	BIO		*bio;		/* ours both ways: see tls_bio_method */
 	int		 server;
@@ -244,6 +248,7 @@ tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
 	char		*why = NULL;
 
 	ctx = xcalloc(1, sizeof *ctx);
+	ctx->refs = 1;
 	if ((ctx->ssl_ctx = SSL_CTX_new(TLS_method())) == NULL) {
 		set_cause(cause, "cannot create TLS context: %s", why = tls_errors());
 		goto fail;
@@ -305,7 +310,7 @@ fail:
 void
 tls_ctx_free(struct tls_ctx *ctx)
 {
-	if (ctx == NULL)
+	if (ctx == NULL || --ctx->refs > 0)
 		return;
 	SSL_CTX_free(ctx->ssl_ctx);
 	free(ctx->own_name);
@@ -460,6 +465,8 @@ tls_new(struct tls_ctx *ctx, int server, const char *expect_host)
 	struct tls	*t;
 
 	t = xcalloc(1, sizeof *t);
+	t->ctx = ctx;
+	ctx->refs++;
 	t->server = server;
 	if ((t->ssl = SSL_new(ctx->ssl_ctx)) == NULL)
 		fatalx("SSL_new failed");
@@ -502,6 +509,7 @@ tls_free(struct tls *t)
 	free(t->peer_name);
 	free(t->expect_host);
 	free(t->peer_serial);
+	tls_ctx_free(t->ctx);
 	free(t);
 }
 

@@ -34,6 +34,7 @@ enum tls_status {
 struct tls_ctx	*tls_ctx_new(const char *ca_file, const char *cert_file,
 		    const char *key_file, const char *revoked_file,
 		    char **cause);
+/* Drops the caller's reference: sessions made with it keep theirs. */
 void		 tls_ctx_free(struct tls_ctx *);
 /* The host a certificate names (see above; the caller frees), or NULL and
  * *cause saying what is wrong with it. */

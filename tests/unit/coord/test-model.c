@@ -146,6 +146,77 @@ replica(const char *name, const char *on, uint64_t gen)
 	assert_null(wait_done(&d));
 }
 
+/* The lookups by name and by owner (indexes, model.c) answer what a walk
+ * over every host and instance answers: after adds (the tables grow),
+ * moves (owners change) and a reload (a new picture). */
+static void
+check_lookups(size_t nhosts, size_t ninsts)
+{
+	struct model_host	**hosts;
+	struct model_instance	**insts, **owned;
+	size_t			  i, j, n, walk;
+
+	assert_int_equal(model_hosts(m, &hosts), nhosts);
+	for (i = 0; i < nhosts; i++)
+		assert_ptr_equal(model_host(m, hosts[i]->name), hosts[i]);
+	assert_int_equal(model_instances(m, &insts), ninsts);
+	for (i = 0; i < ninsts; i++)
+		assert_ptr_equal(model_instance(m, insts[i]->name), insts[i]);
+	assert_null(model_host(m, "nope"));
+	assert_null(model_instance(m, "nope"));
+	for (i = 0; i < nhosts; i++) {
+		n = model_owned(m, hosts[i]->name, &owned);
+		for (j = walk = 0; j < ninsts; j++)
+			if (insts[j]->owner != NULL &&
+			    strcmp(insts[j]->owner, hosts[i]->name) == 0)
+				walk++;
+		assert_int_equal(n, walk);
+		for (j = 0; j < n; j++)
+			assert_string_equal(owned[j]->owner, hosts[i]->name);
+		free(owned);
+	}
+	n = model_owned(m, "nope", &owned);
+	assert_int_equal(n, 0);
+	free(owned);
+}
+
+static void
+test_lookups(void **state)
+{
+	struct done	 d;
+	char		 name[32], owner[32], *cause = NULL;
+	size_t		 i;
+
+	(void)state;
+	check_lookups(0, 0);
+	for (i = 0; i < 100; i++) {
+		snprintf(name, sizeof name, "h%zu", i);
+		host(name, 0, 0, 0);
+		if (i % 7 == 0)
+			check_lookups(i + 1, 0);
+	}
+	for (i = 0; i < 200; i++) {
+		snprintf(name, sizeof name, "i%zu", i);
+		snprintf(owner, sizeof owner, "h%zu", i % 10);
+		inst(name, owner, MODEL_HA_RESTART, 0, 0);
+	}
+	check_lookups(100, 200);
+	/* Every instance of h3 to h4, one to nowhere. */
+	for (i = 3; i < 200; i += 10) {
+		snprintf(name, sizeof name, "i%zu", i);
+		memset(&d, 0, sizeof d);
+		assert_int_equal(model_instance_move(m, name, 1, i == 3 ? NULL :
+		    "h4", on_done, &d, &cause), 0);
+		assert_null(wait_done(&d));
+	}
+	check_lookups(100, 200);
+	assert_null(model_instance(m, "i3")->owner);
+	close_model();
+	open_model();
+	check_lookups(100, 200);
+	assert_string_equal(model_instance(m, "i13")->owner, "h4");
+}
+
 /* Ownership moves only from the epoch read, and the epoch only grows. */
 static void
 test_epochs(void **state)
@@ -629,6 +700,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ha_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lookups, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -640,26 +640,33 @@ test_peers_max(void **state)
 {
 	struct conf	*conf;
 	char		*text, *p;
-	size_t		 size = 64 * 1024;
-	int		 i, n;
+	size_t		 size = (CONF_MAX_PEERS + 2) * 40;
+	int		 i, n, last = CONF_MAX_PEERS - 1;
+	char		 name[16], addr[20];
 
-	for (n = 64; n <= 65; n++) {
+	/* A coordinator lists every agent: 4096 of them. */
+	assert_int_equal(CONF_MAX_PEERS, 4096);
+	for (n = CONF_MAX_PEERS; n <= CONF_MAX_PEERS + 1; n++) {
 		p = text = xmalloc(size);
 		p += sprintf(p, "host_name = \"h\"\npeers = [\n");
 		for (i = 0; i < n; i++)
-			p += sprintf(p, "\"p%d@10.0.0.%d:%d\",\n", i, i, 1000 + i);
+			p += sprintf(p, "\"p%d@10.0.%d.%d:%d\",\n", i, i / 256,
+			    i % 256, 1000 + i);
 		sprintf(p, "]\n");
-		if (n == 64) {
+		if (n == CONF_MAX_PEERS) {
 			conf = parse_ok(text);
-			assert_int_equal(conf->npeers, 64);
-			assert_string_equal(conf->peers[63].name, "p63");
-			assert_string_equal(conf->peers[63].address,
-			    "10.0.0.63");
-			assert_int_equal(conf->peers[63].port, 1063);
+			assert_int_equal(conf->npeers, CONF_MAX_PEERS);
+			snprintf(name, sizeof name, "p%d", last);
+			snprintf(addr, sizeof addr, "10.0.%d.%d", last / 256,
+			    last % 256);
+			assert_string_equal(conf->peers[last].name, name);
+			assert_string_equal(conf->peers[last].address, addr);
+			assert_int_equal(conf->peers[last].port, 1000 + last);
 			conf_free(conf);
 		} else {
-			/* the 65th peer is on line 2 + 65 */
-			ERR(text, 67, "peers: too many peers (at most 64)");
+			/* the 4097th peer is on line 2 + 4097 */
+			ERR(text, 2 + CONF_MAX_PEERS + 1,
+			    "peers: too many peers (at most 4096)");
 		}
 		free(text);
 	}

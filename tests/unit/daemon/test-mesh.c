@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "daemon/log.h"
+#include "daemon/mesh-internal.h"
 #include "daemon/mesh.h"
 #include "daemon/pki.h"
 #include "daemon/stream.h"
@@ -625,6 +626,74 @@ test_peer_lost(void **state)
 	world_end(&w);
 }
 
+/* conf with peers p<from>..p<to - 1> ("zz" sorts after them: it dials
+ * none, and the mesh is not started anyway). */
+static struct conf *
+peers_conf(int from, int to)
+{
+	struct conf	*conf;
+	char		*text, *p, *cause = NULL;
+	int		 i;
+
+	p = text = xmalloc((size_t)(to - from) * 40 + 256);
+	p += sprintf(p, "host_name = \"zz\"\nca_file = \"/x\"\n"
+	    "cert_file = \"/x\"\nkey_file = \"/x\"\npeers = [\n");
+	for (i = from; i < to; i++)
+		p += sprintf(p, "\"p%d@10.0.%d.%d:7480\",\n", i, i / 256,
+		    i % 256);
+	sprintf(p, "]\n");
+	if ((conf = conf_parse(text, strlen(text), "test.conf", &cause)) ==
+	    NULL)
+		fail_msg("%s", cause);
+	free(text);
+	return conf;
+}
+
+/* mesh_find through its name index: every configured peer, nothing
+ * else; after a reload a removed peer is gone (while its link and timer
+ * close) and an added one is there. */
+static void
+test_peer_lookup(void **state)
+{
+	struct ternd	 td;
+	uv_loop_t	 loop;
+	char		 name[16];
+	int		 i;
+
+	(void)state;
+	memset(&td, 0, sizeof td);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	td.loop = &loop;
+	td.conf = peers_conf(0, 300);
+	td.mesh = mesh_new(&td);
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof name, "p%d", i);
+		assert_non_null(mesh_find(td.mesh, name));
+		assert_string_equal(mesh_find(td.mesh, name)->name, name);
+	}
+	assert_null(mesh_find(td.mesh, "p300"));
+	assert_null(mesh_find(td.mesh, "zz"));
+	conf_free(td.conf);
+	td.conf = peers_conf(100, 400);
+	mesh_reconfigure(td.mesh);
+	for (i = 0; i < 400; i++) {
+		snprintf(name, sizeof name, "p%d", i);
+		if (i < 100)
+			assert_null(mesh_find(td.mesh, name));
+		else
+			assert_string_equal(mesh_find(td.mesh, name)->name,
+			    name);
+	}
+	/* The removed ones released: still not there, the rest still are. */
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_null(mesh_find(td.mesh, "p0"));
+	assert_string_equal(mesh_find(td.mesh, "p399")->name, "p399");
+	mesh_stop(td.mesh);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	conf_free(td.conf);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int
 main(void)
 {
@@ -635,6 +704,7 @@ main(void)
 		cmocka_unit_test(test_stream_kinds),
 		cmocka_unit_test(test_capabilities),
 		cmocka_unit_test(test_peer_lost),
+		cmocka_unit_test(test_peer_lookup),
 	};
 
 	log_init("test-mesh", 1);

@@ -325,6 +325,65 @@ test_session_tamper(void **state)
 	pair_free(&p);
 }
 
+/* A reload frees the TLS context while a connection made with it is
+ * still in its handshake (main/ternd.c: live connections keep the one
+ * they started with).  The session's verify callback reads the context's
+ * revocation list: the context must live until its last session is
+ * freed.  (Under ASan this was a heap-use-after-free; without it, a crash
+ * when the freed memory had been reused.) */
+static void
+test_ctx_outlives_reload(void **state)
+{
+	struct pair	 p;
+	char		*cause = NULL, *rev, *ca, *c[4];
+	enum tls_status	 s1 = TLS_AGAIN, s2 = TLS_AGAIN;
+	struct tls	*client, *server;
+	struct tls_ctx	*ctx1, *ctx2;
+	FILE		*fp;
+	int		 i;
+
+	(void)state;
+	pair_up(&p);
+	/* A non-empty list, so verification looks at it. */
+	xasprintf(&rev, "%s/revoked", p.dir);
+	assert_non_null(fp = fopen(rev, "w"));
+	fputs("0123456789ABCDEF\n", fp);
+	fclose(fp);
+	xasprintf(&ca, "%s/ca/ca.pem", p.dir);
+	xasprintf(&c[0], "%s/h1/h1.pem", p.dir);
+	xasprintf(&c[1], "%s/h1/h1.key", p.dir);
+	xasprintf(&c[2], "%s/h2/h2.pem", p.dir);
+	xasprintf(&c[3], "%s/h2/h2.key", p.dir);
+	ctx1 = tls_ctx_new(ca, c[0], c[1], rev, &cause);
+	ctx2 = tls_ctx_new(ca, c[2], c[3], rev, &cause);
+	assert_non_null(ctx1);
+	assert_non_null(ctx2);
+	client = tls_new(ctx1, 0, "h2");
+	server = tls_new(ctx2, 1, NULL);
+	tls_ctx_free(ctx1);	/* the reloads */
+	tls_ctx_free(ctx2);
+	for (i = 0; i < 10 && (s1 != TLS_DONE || s2 != TLS_DONE); i++) {
+		if (s1 != TLS_DONE)
+			s1 = tls_handshake(client, &cause);
+		pump(client, server, (size_t)-1, NULL);
+		if (s2 != TLS_DONE)
+			s2 = tls_handshake(server, &cause);
+		pump(server, client, (size_t)-1, NULL);
+		assert_int_not_equal(s1, TLS_ERROR);
+		assert_int_not_equal(s2, TLS_ERROR);
+	}
+	assert_int_equal(s1, TLS_DONE);
+	assert_int_equal(s2, TLS_DONE);
+	assert_string_equal(tls_peer_name(server), "h1");
+	tls_free(client);
+	tls_free(server);
+	for (i = 0; i < 4; i++)
+		free(c[i]);
+	free(ca);
+	free(rev);
+	pair_free(&p);
+}
+
 int
 main(void)
 {
@@ -332,6 +391,7 @@ main(void)
 		cmocka_unit_test(test_identity),
 		cmocka_unit_test(test_session),
 		cmocka_unit_test(test_session_tamper),
+		cmocka_unit_test(test_ctx_outlives_reload),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
