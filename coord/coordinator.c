@@ -18,6 +18,9 @@
 #define COORD_CHECK_MAX_MS	1000
 /* A grant names at most this many instances (a host runs fewer). */
 #define COORD_OWNED_MAX		1024
+/* --ha checkpoint without an interval or a replica count. */
+#define COORD_INTERVAL_DEF	10000
+#define COORD_REPLICAS_MAX	8
 
 /* An instance being moved (its transaction not answered yet): never
  * planned twice. */
@@ -132,6 +135,43 @@ coord_restore_generation(struct coordinator *c,
 	return gen;
 }
 
+/* Where in's replicas go: up to in->replicas hosts that are up, not
+ * drained and not its owner, those that hold a replica already first
+ * (their chunks are there), then by name. */
+static size_t
+coord_replica_hosts(struct coordinator *c, const struct model_instance *in,
+    char **out, size_t max)
+{
+	struct model_replica	**reps;
+	struct model_host	**hosts;
+	size_t			  nr, nh, i, j, n = 0;
+	size_t			  want = in->replicas != 0 ? in->replicas : 1;
+
+	if (want > max)
+		want = max;
+	reps = model_replicas(c->model, in->name, &nr);
+	nh = model_hosts(c->model, &hosts);
+	for (j = 0; j <= nr && n < want; j++) {
+		for (i = 0; i < nh && n < want; i++) {
+			struct model_host *h = hosts[i];
+			size_t k;
+
+			if (h->lease.state != HOST_UP || h->drained ||
+			    strcmp(h->name, in->owner) == 0)
+				continue;
+			/* pass j < nr: the host of replica j; pass nr: any */
+			if (j < nr && strcmp(reps[j]->host, h->name) != 0)
+				continue;
+			for (k = 0; k < n && strcmp(out[k], h->name) != 0; k++)
+				;
+			if (k == n)
+				out[n++] = h->name;
+		}
+	}
+	free(reps);
+	return n;
+}
+
 static int
 coord_held(const Tern__LeaseRenew *r, const char *name)
 {
@@ -154,6 +194,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	Tern__LeaseGrant	  g = TERN__LEASE_GRANT__INIT;
 	Tern__OwnedInstance	 *owned = NULL, **ptrs = NULL;
 	struct model_instance	**insts;
+	char			**rhosts = NULL;
 	size_t			  n, i, k = 0;
 	char			 *cause = NULL;
 
@@ -166,6 +207,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 		n = model_instances(c->model, &insts);
 		owned = xcalloc(n + 1, sizeof *owned);
 		ptrs = xcalloc(n + 1, sizeof *ptrs);
+		rhosts = xcalloc((n + 1) * COORD_REPLICAS_MAX, sizeof *rhosts);
 		for (i = 0; i < n && k < COORD_OWNED_MAX; i++) {
 			struct model_instance *in = insts[i];
 
@@ -183,6 +225,16 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			    coord_restore_generation(c, in, host);
 			owned[k].has_restore_generation =
 			    owned[k].restore_generation != 0;
+			if (in->ha == MODEL_HA_CHECKPOINT) {
+				owned[k].replica_hosts =
+				    &rhosts[k * COORD_REPLICAS_MAX];
+				owned[k].n_replica_hosts = coord_replica_hosts(c,
+				    in, owned[k].replica_hosts,
+				    COORD_REPLICAS_MAX);
+				owned[k].has_interval_ms = 1;
+				owned[k].interval_ms = in->interval_ms != 0 ?
+				    in->interval_ms : COORD_INTERVAL_DEF;
+			}
 			if (!coord_held(r, in->name)) {
 				owned[k].spec = in->spec;
 				owned[k].spec_dir = in->spec_dir;
@@ -206,6 +258,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	}
 	free(owned);
 	free(ptrs);
+	free(rhosts);
 }
 
 static void
@@ -288,6 +341,12 @@ coord_add_held(struct coordinator *c, const char *host,
 	in.owner = (char *)host;
 	in.ha = (enum model_ha)hi->ha;
 	in.priority = hi->has_priority ? hi->priority : 0;
+	if (in.ha == MODEL_HA_CHECKPOINT) {
+		in.interval_ms = hi->has_interval_ms ? hi->interval_ms : 0;
+		in.replicas = hi->has_replicas ? hi->replicas : 1;
+		if (in.replicas == 0 || in.replicas > COORD_REPLICAS_MAX)
+			return "a replica count between 1 and 8";
+	}
 	ad = xcalloc(1, sizeof *ad);
 	ad->c = c;
 	ad->name = xstrdup(hi->name);
@@ -383,6 +442,94 @@ coord_take_held(struct coordinator *c, const char *host,
 	free(ptrs);
 }
 
+/* A replica put, answered. */
+struct replica_put {
+	struct coordinator	*c;
+	char			*what;
+};
+
+static void
+coord_replica_put(void *arg, const char *error)
+{
+	struct replica_put	*rp = arg;
+	struct coordinator	*c = rp->c;
+
+	c->pending--;
+	if (c->freed) {
+		/* nothing to say any more */
+	} else if (error != NULL)
+		log_warnx("%s not recorded: %s", rp->what, error);
+	else
+		log_info("%s recorded", rp->what);
+	free(rp->what);
+	free(rp);
+	coord_maybe_free(c);
+}
+
+/* Replicas host's replica hosts acknowledged: counted only for what host
+ * owns, at its current epoch, on another known host. */
+static void
+coord_take_replicas(struct coordinator *c, const char *host,
+    const Tern__LeaseRenew *r)
+{
+	size_t	i, n, j;
+
+	for (i = 0; i < r->n_replicas && i < COORD_OWNED_MAX; i++) {
+		const Tern__ReplicaReport	 *rr = r->replicas[i];
+		struct model_instance		 *in;
+		struct model_replica		  mr, **reps;
+		struct replica_put		 *rp;
+		char				 *cause = NULL;
+		int				  known = 0;
+
+		in = model_instance(c->model, rr->instance);
+		if (in == NULL || in->owner == NULL ||
+		    strcmp(in->owner, host) != 0 ||
+		    in->ha != MODEL_HA_CHECKPOINT ||
+		    coord_moving(c, in->name) != NULL ||
+		    strcmp(rr->host, host) == 0) {
+			log_warnx("replica of %.64s on %.64s from %s refused: "
+			    "not %s's checkpoint-protected instance, or on "
+			    "itself", rr->instance, rr->host, host, host);
+			continue;
+		}
+		reps = model_replicas(c->model, in->name, &n);
+		for (j = 0; j < n; j++)
+			if (strcmp(reps[j]->host, rr->host) == 0 &&
+			    reps[j]->epoch == rr->epoch &&
+			    reps[j]->generation >= rr->generation)
+				known = 1;
+		free(reps);
+		if (known)
+			continue;	/* that one or a newer is recorded */
+		memset(&mr, 0, sizeof mr);
+		mr.instance = rr->instance;
+		mr.host = rr->host;
+		mr.epoch = rr->epoch;
+		mr.generation = rr->generation;
+		mr.taken_unix_ms = rr->taken_unix_ms;
+		if (rr->has_digest && rr->digest.len <= sizeof mr.digest) {
+			memcpy(mr.digest, rr->digest.data, rr->digest.len);
+			mr.digest_len = rr->digest.len;
+		}
+		mr.bytes = rr->has_bytes ? rr->bytes : 0;
+		rp = xcalloc(1, sizeof *rp);
+		rp->c = c;
+		xasprintf(&rp->what, "replica of %s: generation %" PRIu64
+		    " on %s (epoch %" PRIu64 ")", rr->instance, rr->generation,
+		    rr->host, rr->epoch);
+		if (model_replica_put(c->model, &mr, coord_replica_put, rp,
+		    &cause) == -1) {
+			log_warnx("%s refused: %s", rp->what, cause);
+			free(cause);
+			free(rp->what);
+			free(rp);
+			continue;
+		}
+		c->pending++;
+	}
+}
+
 static void
 coord_on_renew(struct coordinator *c, const char *host,
     const Tern__LeaseRenew *r)
@@ -428,6 +575,7 @@ coord_on_renew(struct coordinator *c, const char *host,
 		return;
 	}
 	coord_take_held(c, host, r);
+	coord_take_replicas(c, host, r);
 }
 
 static void

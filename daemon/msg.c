@@ -264,6 +264,7 @@ static const char *const msg_stream_kind_words[] = {
 	[TERN__STREAM_KIND__STREAM_FILES] = "ckpt-file",
 	[TERN__STREAM_KIND__STREAM_TREE] = "tree",
 	[TERN__STREAM_KIND__STREAM_RELAY] = "relay",
+	[TERN__STREAM_KIND__STREAM_REPLICA] = "replica",
 };
 
 #define MSG_NWORDS(w)	(sizeof (w) / sizeof (w)[0])
