@@ -16,6 +16,7 @@ struct mig_engine;
 struct ha_agent;
 struct ha_pending;
 struct ha_released;
+struct replicas;
 struct vm_host;
 struct longjobs;
 
@@ -28,6 +29,7 @@ struct agent {
 	struct ha_pending	*ha_pending;	/* creates waiting for it */
 	struct ha_released	*ha_released;	/* destroyed, to tell it */
 	uint64_t		 ha_stop_at;	/* the lease, as ternd stops */
+	struct replicas		*replicas;	/* agent/replica.h */
 	uint64_t		 next_migration;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;
