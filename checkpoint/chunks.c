@@ -539,7 +539,8 @@ chunks_prune(const char *dir, unsigned keep, char **cause)
 		gens[ngens++] = gen;
 	}
 	closedir(d);
-	qsort(gens, ngens, sizeof *gens, chunks_cmp_gen);
+	if (ngens > 0)
+		qsort(gens, ngens, sizeof *gens, chunks_cmp_gen);
 	for (i = 0; i < ngens; i++) {
 		struct stat st;
 
@@ -564,14 +565,16 @@ chunks_prune(const char *dir, unsigned keep, char **cause)
 		unlink(path);
 		free(path);
 	}
-	qsort(keepers, nkeep, sizeof *keepers, chunks_cmp_str);
+	if (nkeep > 0)
+		qsort(keepers, nkeep, sizeof *keepers, chunks_cmp_str);
 	xasprintf(&store, "%s/%s", dir, CHUNKS_STORE);
 	if ((d = opendir(store)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
 			char *name = de->d_name;
 
-			if (name[0] == '.' || bsearch(&name, keepers, nkeep,
-			    sizeof *keepers, chunks_cmp_str) != NULL)
+			if (name[0] == '.' || (nkeep > 0 && bsearch(&name,
+			    keepers, nkeep, sizeof *keepers, chunks_cmp_str) !=
+			    NULL))
 				continue;
 			xasprintf(&path, "%s/%s", store, name);
 			unlink(path);
