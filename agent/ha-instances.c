@@ -12,6 +12,7 @@
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
 #include "agent/replica.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
 #include "daemon/ternd.h"
@@ -217,6 +218,8 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 		tern__held_instance__init(&hi[i]);
 		hi[i].name = in->name;
 		hi[i].epoch = in->epoch;
+		hi[i].restore_failed = (char *)replica_restore_failure(a,
+		    in->name);
 		if (in->epoch == 0) {
 			hi[i].has_kind = 1;
 			hi[i].kind = in->drv->kind;
@@ -410,20 +413,32 @@ ha_discard(struct instance *in, const char *why)
 	}
 }
 
+struct ha_restoring {
+	struct agent	*a;
+	char		*name;
+};
+
 static void
 ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 {
-	char		*name = arg;
+	struct ha_restoring	*hr = arg;
+	struct instance		*in;
 
 	(void)reply;
 	(void)code;
-	if (error != NULL)
+	if (error != NULL) {
 		log_warnx("instance %s: not restored from its replica, left "
 		    "not running here: %s (ternctl restore %s once the cause "
-		    "is fixed)", name, error, name);
-	else
-		log_info("instance %s: restored from its replica", name);
-	free(name);
+		    "is fixed)", hr->name, error, hr->name);
+		in = hr->a->instances != NULL ?
+		    instance_find(hr->a->instances, hr->name) : NULL;
+		if (in != NULL)
+			in->want_running = 0;
+		replica_restore_failed(hr->a, hr->name, error);
+	} else
+		log_info("instance %s: restored from its replica", hr->name);
+	free(hr->name);
+	free(hr);
 }
 
 /* It came here by failover and this host holds its replica: restore
@@ -435,20 +450,29 @@ ha_restore(struct instance *in, uint64_t gen)
 {
 	Tern__RestoreRequest	 r = TERN__RESTORE_REQUEST__INIT;
 	struct agent		*a = in->set->agent;
-	char			*cause = NULL, *name;
+	struct ha_restoring	*hr;
+	char			*cause = NULL;
 	int			 code = 0;
 
 	log_info("instance %s: restoring replica generation %" PRIu64,
 	    in->name, gen);
+	/* Fault point replica.restore (fail): the restore fails here. */
+	if (fault_hit("replica.restore") == FAULT_FAIL) {
+		cause = xstrdup("fault point replica.restore");
+		goto fail;
+	}
 	if (replica_take(a, in->name, gen, in->ckpt_dir, &cause) != 0)
 		goto fail;
 	r.name = in->name;
 	r.has_generation = 1;
 	r.generation = gen;
-	name = xstrdup(in->name);
+	hr = xcalloc(1, sizeof *hr);
+	hr->a = a;
+	hr->name = xstrdup(in->name);
 	if (in->drv->restore == NULL || in->drv->restore(in, &r, ha_restored,
-	    name, &code, &cause) != 0) {
-		free(name);
+	    hr, &code, &cause) != 0) {
+		free(hr->name);
+		free(hr);
 		goto fail;
 	}
 	return;
@@ -459,6 +483,8 @@ fail:
 	    cause != NULL ? cause : "its kind cannot restore");
 	instance_set_error(in, cause);
 	instance_persist(in);
+	replica_restore_failed(a, in->name, cause != NULL ? cause :
+	    "its kind cannot restore");
 	free(cause);
 }
 

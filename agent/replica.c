@@ -106,8 +106,16 @@ struct rep_report {
 	uint8_t			 digest[DIGEST_LEN];
 };
 
+/* A failed restore of a replica, for the next renewal. */
+struct rep_failed {
+	struct rep_failed	*next;
+	char			*name;
+	char			*why;
+};
+
 struct replicas {
 	struct agent		*a;
+	struct rep_failed	*failed;
 	struct rep_inst		*insts;
 	struct rep_recv		*recvs;
 	struct rep_report	*reports;
@@ -1121,6 +1129,48 @@ rep_peer_lost(void *ctx, const char *peer, const char *why)
 
 /* --- reports, takeover, start and stop ---------------------------------- */
 
+static void
+rep_failed_free(struct replicas *rs)
+{
+	struct rep_failed	*f;
+
+	while ((f = rs->failed) != NULL) {
+		rs->failed = f->next;
+		free(f->name);
+		free(f->why);
+		free(f);
+	}
+}
+
+void
+replica_restore_failed(struct agent *a, const char *name, const char *why)
+{
+	struct replicas		*rs = a->replicas;
+	struct rep_failed	*f;
+
+	if (rs == NULL || rs->stopping)
+		return;
+	f = xcalloc(1, sizeof *f);
+	f->name = xstrdup(name);
+	f->why = xstrdup(why);
+	f->next = rs->failed;
+	rs->failed = f;
+	if (a->ha != NULL)
+		ha_agent_renew(a->ha);
+}
+
+const char *
+replica_restore_failure(struct agent *a, const char *name)
+{
+	struct rep_failed	*f;
+
+	for (f = a->replicas != NULL ? a->replicas->failed : NULL; f != NULL;
+	    f = f->next)
+		if (strcmp(f->name, name) == 0)
+			return f->why;
+	return NULL;
+}
+
 void
 replica_reports(struct agent *a, Tern__LeaseRenew *r)
 {
@@ -1149,6 +1199,8 @@ replica_reports_free(struct agent *a, Tern__LeaseRenew *r)
 
 	r->n_replicas = 0;
 	r->replicas = NULL;
+	if (rs != NULL)
+		rep_failed_free(rs);
 	if (rs == NULL || rs->out == NULL)
 		return;
 	while ((rp = rs->reports) != NULL) {
@@ -1242,6 +1294,7 @@ replica_stop(struct agent *a)
 		free(rp->r.host);
 		free(rp);
 	}
+	rep_failed_free(rs);
 	/* What is still on the pool ends by itself (its callbacks see
 	 * stopping) and frees the state last. */
 	rs->inflight--;

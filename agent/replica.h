@@ -45,6 +45,11 @@ void	replica_owned(struct agent *, const Tern__LeaseGrant *);
  * (r->replicas); replica_reports_free after the send. */
 void	replica_reports(struct agent *, Tern__LeaseRenew *);
 void	replica_reports_free(struct agent *, Tern__LeaseRenew *);
+/* Restoring name's replica here failed: the next renewal says so (once,
+ * replica_restore_failure gives it until replica_reports_free). */
+void	replica_restore_failed(struct agent *, const char *name,
+	    const char *why);
+const char *replica_restore_failure(struct agent *, const char *name);
 /* Generation gen of name as this host keeps it as a replica becomes
  * ckpt_dir/gen (a rename); -1 and *cause if there is no such complete
  * generation.  The rest of the replica is removed. */

@@ -375,6 +375,44 @@ coord_release(struct coordinator *c, const char *host,
 	coord_move(c, in, host, NULL, 1);
 }
 
+/* host could not restore in's replica after a failover (why): it does
+ * not run there.  Try the next replica host, one made by the owner that
+ * failed (the epoch just before this one): so at most one more try per
+ * failover, never back and forth. */
+static void
+coord_restore_failed(struct coordinator *c, const char *host,
+    struct model_instance *in, const char *why)
+{
+	struct model_replica	**reps;
+	struct model_host	 *h;
+	size_t			  n, i;
+	const char		 *next = NULL;
+	char			 *text;
+
+	xasprintf(&text, "restoring its replica on %s failed: %.200s", host,
+	    why);
+	log_warnx("failover of %s: %s", in->name, text);
+	coord_event(c, COORD_EV_FAILOVER, host, in->name, text);
+	free(text);
+	reps = model_replicas(c->model, in->name, &n);
+	for (i = 0; i < n && next == NULL; i++)
+		if (strcmp(reps[i]->host, host) != 0 &&
+		    reps[i]->epoch + 1 == in->epoch &&
+		    (h = model_host(c->model, reps[i]->host)) != NULL &&
+		    h->lease.state == HOST_UP && !h->drained)
+			next = reps[i]->host;
+	if (next == NULL)
+		log_warnx("failover of %s: no other replica to restore: it "
+		    "stays on %s, not running (ternctl restore %s there once "
+		    "the cause is fixed)", in->name, host, in->name);
+	else {
+		log_info("failover of %s: trying its replica on %s", in->name,
+		    next);
+		coord_move(c, in, host, next, 0);
+	}
+	free(reps);
+}
+
 /* What host holds: new instances are added, a name taken elsewhere is
  * refused; then the grant, which lists what host owns. */
 static void
@@ -402,6 +440,12 @@ coord_take_held(struct coordinator *c, const char *host,
 			why = "not a valid instance name";
 		else if (hi->has_released && hi->released) {
 			coord_release(c, host, hi);
+			continue;
+		} else if (hi->restore_failed != NULL && in != NULL &&
+		    in->owner != NULL && strcmp(in->owner, host) == 0 &&
+		    in->epoch == hi->epoch && coord_moving(c, hi->name) ==
+		    NULL) {
+			coord_restore_failed(c, host, in, hi->restore_failed);
 			continue;
 		} else if (coord_moving(c, hi->name) != NULL)
 			why = "it is being failed over to another host";

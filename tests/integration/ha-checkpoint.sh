@@ -13,7 +13,10 @@
 #  - h1 crashes: mc is restored on h2 from its replica (the witness's RUN
 #    is the same: restored, not cold-started; rolled back by about an
 #    interval at most);
-#  - h1 comes back and does not run it.
+#  - h1 comes back and does not run it;
+#  - h2 crashes in turn and restoring mc's replica on h1 fails (fault
+#    point replica.restore): h3 says so, nothing else is tried (no other
+#    replica), and mc runs nowhere rather than cold-started.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -141,7 +144,8 @@ for p in $(find "$(th__cg2 h1)" -name cgroup.procs -exec cat {} + 2>/dev/null); 
 done
 echo "moved $moved restored processes from h1's cgroup v2 path to h2's"
 th_revive h1
-cl_start h1
+# Armed for the last part: a restore of a replica on h1 fails.
+TERN_FAULT=replica.restore:fail cl_start h1
 wait_for 20 "a lease for h1" ha_has_lease h1
 gone_from_h1() { [ -z "$(state_on h1)" ]; }
 wait_for 20 "mc gone from h1" gone_from_h1
@@ -149,6 +153,23 @@ sleep 1
 [ "$(copies)" = 1 ] || fail "$(copies) copies of mc run"
 runs_on h2 || fail "mc does not run on h2 any more"
 check_order
+
+echo "--- h2 crashes, the restore on h1 fails: said, and mc runs nowhere"
+on_h1() { grep -q "replica of mc: generation [0-9]* on h1 (epoch 2) recorded" \
+    "$(cl_log h3)"; }
+wait_for 30 "a replica of mc on h1 recorded" on_h1
+th_crash h2
+failed() { grep -q "failover of mc: restoring its replica on h1 failed: fault point replica.restore" \
+    "$(cl_log h3)"; }
+wait_for 30 "h3 saying the restore on h1 failed" failed
+fault_fired h1 replica.restore fail
+grep -q "failover of mc: no other replica to restore: it stays on h1, not running" \
+    "$(cl_log h3)" || fail "h3 did not say mc has nowhere else to go"
+sleep 2		# grants come and go: none may start it
+[ "$(copies)" = 0 ] || fail "$(copies) copies of mc run"
+[ "$(state_on h1)" = stopped ] || fail "mc on h1 is $(state_on h1)"
+th_revive h2
+cl_start h2
 cl_stop_all || fail "a ternd did not stop cleanly"
 for h in h1 h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
 echo "PASS"
