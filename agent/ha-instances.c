@@ -461,7 +461,9 @@ ha_restore(struct instance *in, uint64_t gen)
 		cause = xstrdup("fault point replica.restore");
 		goto fail;
 	}
-	if (replica_take(a, in->name, gen, in->ckpt_dir, &cause) != 0)
+	/* As any start: only under a valid lease for its epoch. */
+	if (ha_instances_may_run(in, &code, &cause) != 0 ||
+	    replica_take(a, in->name, gen, in->ckpt_dir, &cause) != 0)
 		goto fail;
 	r.name = in->name;
 	r.has_generation = 1;
