@@ -79,6 +79,14 @@ struct rep_inst {
 	int		 seen;
 };
 
+/* Bytes of the replica stream not dealt with yet (not consumed: they
+ * hold back the sender). */
+struct rep_pend {
+	struct rep_pend	*next;
+	uint8_t		*data;
+	size_t		 len, off;
+};
+
 /* One generation arriving from its owner. */
 struct rep_recv {
 	struct rep_recv		*next;
@@ -94,6 +102,10 @@ struct rep_recv {
 	size_t			 have;
 	uint64_t		 received;
 	struct stream		*stream;
+	struct rep_pend		*pend, **pend_tail;	/* not yet in buf */
+	int			 writing;	/* a chunk is on the pool */
+	int			 ended;		/* the stream ended whole */
+	int			 dead;		/* ended: freed once written */
 	int			 assembling;
 	uint64_t		 bytes;
 	uint8_t			 digest[DIGEST_LEN];
@@ -751,6 +763,13 @@ rep_tick(uv_timer_t *t)
 static void
 rep_recv_free(struct rep_recv *rv)
 {
+	struct rep_pend	*p;
+
+	while ((p = rv->pend) != NULL) {
+		rv->pend = p->next;
+		free(p->data);
+		free(p);
+	}
 	free(rv->peer);
 	free(rv->name);
 	free(rv->dir);
@@ -815,6 +834,10 @@ rep_recv_end(struct rep_recv *rv, const char *error)
 		    rv->peer, rv->gen, rv->bytes, rv->received);
 	if (!rv->rs->stopping)
 		rep_ack(rv, error);
+	if (rv->writing) {
+		rv->dead = 1;	/* rep_put_done frees it */
+		return;
+	}
 	rs = rv->rs;
 	rep_recv_free(rv);
 	rep_maybe_free(rs);
@@ -825,7 +848,7 @@ rep_recv_timeout(uv_timer_t *t)
 {
 	struct rep_recv	*rv = t->data;
 
-	if (!rv->assembling)
+	if (!rv->assembling && !rv->dead)
 		rep_recv_end(rv, "the transfer did not end in time");
 }
 
@@ -980,42 +1003,113 @@ rep_assembled(void *arg, const char *error)
 	rep_recv_end(arg, error);
 }
 
-static void
-rep_recv_data(struct stream *st, const uint8_t *data, size_t len)
-{
-	struct rep_recv		*rv = stream_data(st);
-	const struct chunk_file	*f;
-	size_t			 i, want, take, left = len;
-	char			*cause = NULL;
+static void	rep_recv_pump(struct rep_recv *);
 
-	if (rv == NULL)
+/* Every chunk arrived and is kept: assemble the generation. */
+static void
+rep_recv_finish(struct rep_recv *rv)
+{
+	if (rv->cursor != rv->nneed || rv->have != 0) {
+		rep_recv_end(rv, "the stream ended before every chunk came");
 		return;
-	while (left > 0) {
+	}
+	rv->assembling = 1;
+	work_run(rv->rs->a->ternd->loop, rep_assemble, rv, rep_assembled, rv);
+}
+
+static int
+rep_put_work(void *arg, char **cause)
+{
+	struct rep_recv		*rv = arg;
+	const struct chunk_file	*f;
+	size_t			 i;
+
+	/* Each chunk is checked against its name before it is kept. */
+	chunks_at(&rv->m, rv->need[rv->cursor], &f, &i);
+	return chunks_put(rv->dir, f->digests[i], rv->buf, rv->have, cause);
+}
+
+static void
+rep_put_done(void *arg, const char *error)
+{
+	struct rep_recv	*rv = arg;
+	struct replicas	*rs = rv->rs;
+
+	rv->writing = 0;
+	rs->inflight--;
+	if (rv->dead) {
+		rep_recv_free(rv);
+		rep_maybe_free(rs);
+		return;
+	}
+	if (error != NULL) {
+		rep_recv_end(rv, error);
+		return;
+	}
+	rv->have = 0;
+	rv->cursor++;
+	rep_recv_pump(rv);
+}
+
+/* Fill the chunk buffer from what arrived; a full chunk goes to the
+ * pool, and nothing more is taken until it is written. */
+static void
+rep_recv_pump(struct rep_recv *rv)
+{
+	const struct chunk_file	*f;
+	struct rep_pend		*p;
+	size_t			 i, want, take;
+
+	while (!rv->writing && (p = rv->pend) != NULL) {
 		if (rv->cursor >= rv->nneed) {
 			rep_recv_end(rv, "more bytes than the chunks asked for");
 			return;
 		}
 		chunks_at(&rv->m, rv->need[rv->cursor], &f, &i);
 		want = chunks_size(&rv->m, f, i);
-		take = want - rv->have < left ? want - rv->have : left;
-		memcpy(rv->buf + rv->have, data, take);
+		take = want - rv->have < p->len - p->off ? want - rv->have :
+		    p->len - p->off;
+		memcpy(rv->buf + rv->have, p->data + p->off, take);
 		rv->have += take;
-		data += take;
-		left -= take;
+		p->off += take;
 		rv->received += take;
-		if (rv->have < want)
-			continue;
-		/* Each chunk is checked against its name before it is kept. */
-		if (chunks_put(rv->dir, f->digests[i], rv->buf, want,
-		    &cause) != 0) {
-			rep_recv_end(rv, cause);
-			free(cause);
-			return;
+		if (p->off == p->len) {
+			rv->pend = p->next;
+			if (rv->pend == NULL)
+				rv->pend_tail = &rv->pend;
+			if (rv->stream != NULL)
+				stream_consumed(rv->stream, p->len);
+			free(p->data);
+			free(p);
 		}
-		rv->have = 0;
-		rv->cursor++;
+		if (rv->have == want) {
+			rv->writing = 1;
+			rv->rs->inflight++;
+			work_run(rv->rs->a->ternd->loop, rep_put_work, rv,
+			    rep_put_done, rv);
+		}
 	}
-	stream_consumed(st, len);
+	if (!rv->writing && rv->pend == NULL && rv->ended)
+		rep_recv_finish(rv);
+}
+
+static void
+rep_recv_data(struct stream *st, const uint8_t *data, size_t len)
+{
+	struct rep_recv	*rv = stream_data(st);
+	struct rep_pend	*p;
+
+	if (rv == NULL || len == 0)
+		return;
+	p = xcalloc(1, sizeof *p);
+	p->data = xmalloc(len);
+	memcpy(p->data, data, len);
+	p->len = len;
+	if (rv->pend_tail == NULL)
+		rv->pend_tail = &rv->pend;
+	*rv->pend_tail = p;
+	rv->pend_tail = &p->next;
+	rep_recv_pump(rv);
 }
 
 static void
@@ -1031,12 +1125,9 @@ rep_recv_stream_end(struct stream *st, uint64_t bytes, const char *error)
 		rep_recv_end(rv, error);
 		return;
 	}
-	if (rv->cursor != rv->nneed || rv->have != 0) {
-		rep_recv_end(rv, "the stream ended before every chunk came");
-		return;
-	}
-	rv->assembling = 1;
-	work_run(rv->rs->a->ternd->loop, rep_assemble, rv, rep_assembled, rv);
+	rv->ended = 1;
+	if (!rv->writing && rv->pend == NULL)
+		rep_recv_finish(rv);
 }
 
 static const struct stream_ops rep_recv_ops = {
@@ -1062,7 +1153,7 @@ rep_on_stream(void *ctx, const char *peer, struct stream *st,
 	for (rv = a->replicas->recvs; rv != NULL; rv = rv->next) {
 		xasprintf(&want, "%s/%" PRIu64, rv->name, rv->gen);
 		k = strcmp(want, name) == 0 && strcmp(rv->peer, peer) == 0 &&
-		    rv->stream == NULL && !rv->assembling;
+		    rv->stream == NULL && !rv->assembling && !rv->ended;
 		free(want);
 		if (k)
 			break;
