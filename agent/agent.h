@@ -17,6 +17,7 @@ struct ha_agent;
 struct ha_pending;
 struct ha_released;
 struct ha_failed;
+struct replicas;
 struct vm_host;
 struct longjobs;
 
@@ -30,6 +31,7 @@ struct agent {
 	struct ha_released	*ha_released;	/* destroyed, to tell it */
 	struct ha_failed	*ha_failed;	/* take-overs that failed */
 	uint64_t		 ha_stop_at;	/* the lease, as ternd stops */
+	struct replicas		*replicas;	/* agent/replica.h */
 	uint64_t		 next_migration;
 	struct criu_features	 criu;		/* what container work CRIU allows */
 	int			 criu_probed;

@@ -11,6 +11,7 @@
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
+#include "agent/replica.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
@@ -292,6 +293,7 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 	Tern__HeldInstance	*hi, **ptrs;
 	size_t			 n = 0, i = 0;
 
+	replica_reports(a, r);
 	if (a->instances == NULL)
 		return;
 	ha_held_failed(a, r);
@@ -315,6 +317,8 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 		 * outcome of the move that brought it here. */
 		hi[i].has_running = in->state == INST_RUNNING;
 		hi[i].running = hi[i].has_running;
+		hi[i].restore_failed = (char *)replica_restore_failure(a,
+		    in->name);
 		if (in->epoch == 0) {
 			hi[i].has_kind = 1;
 			hi[i].kind = in->drv->kind;
@@ -324,6 +328,12 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 			hi[i].ha = (Tern__HaPolicy)in->ha;
 			hi[i].has_priority = 1;
 			hi[i].priority = in->priority;
+			if (in->ha == TERN__HA_POLICY__HA_CHECKPOINT) {
+				hi[i].has_interval_ms = 1;
+				hi[i].interval_ms = in->ha_interval_ms;
+				hi[i].has_replicas = 1;
+				hi[i].replicas = in->ha_replicas;
+			}
 		}
 		ptrs[i] = &hi[i];
 		i++;
@@ -343,7 +353,7 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 static void
 ha_held_free(void *ctx, Tern__LeaseRenew *r)
 {
-	(void)ctx;
+	replica_reports_free(ctx, r);
 	if (r->n_held > 0)
 		free(r->held[0]);
 	free(r->held);
@@ -490,6 +500,7 @@ ha_started(void *arg, const Envelope *reply, int code, const char *error)
 	log_warnx("instance %s: %s (code %d)", an->name, error, code);
 	ha_start_failed(an, error);
 }
+static void	ha_restore(struct instance *, uint64_t);
 
 static void
 ha_answered(void *arg, const Envelope *reply, int code, const char *error)
@@ -544,12 +555,90 @@ ha_discard(struct instance *in, const char *why)
 	}
 }
 
+struct ha_restoring {
+	struct agent	*a;
+	char		*name;
+};
+
+static void
+ha_restored(void *arg, const Envelope *reply, int code, const char *error)
+{
+	struct ha_restoring	*hr = arg;
+	struct instance		*in;
+
+	(void)reply;
+	(void)code;
+	if (error != NULL) {
+		log_warnx("instance %s: not restored from its replica, left "
+		    "not running here: %s (ternctl restore %s once the cause "
+		    "is fixed)", hr->name, error, hr->name);
+		in = hr->a->instances != NULL ?
+		    instance_find(hr->a->instances, hr->name) : NULL;
+		if (in != NULL)
+			in->want_running = 0;
+		replica_restore_failed(hr->a, hr->name, error);
+	} else
+		log_info("instance %s: restored from its replica", hr->name);
+	free(hr->name);
+	free(hr);
+}
+
+/* It came here by failover and this host holds its replica: restore
+ * that generation (not a cold start: its memory comes back).  What
+ * fails is said, and the instance stays here not running: a cold start
+ * would lose its state silently. */
+static void
+ha_restore(struct instance *in, uint64_t gen)
+{
+	Tern__RestoreRequest	 r = TERN__RESTORE_REQUEST__INIT;
+	struct agent		*a = in->set->agent;
+	struct ha_restoring	*hr;
+	char			*cause = NULL;
+	int			 code = 0;
+
+	log_info("instance %s: restoring replica generation %" PRIu64,
+	    in->name, gen);
+	/* Fault point replica.restore (fail): the restore fails here. */
+	if (fault_hit("replica.restore") == FAULT_FAIL) {
+		cause = xstrdup("fault point replica.restore");
+		goto fail;
+	}
+	/* As any start: only under a valid lease for its epoch. */
+	if (ha_instances_may_run(in, &code, &cause) != 0 ||
+	    replica_take(a, in->name, gen, in->ckpt_dir, &cause) != 0)
+		goto fail;
+	r.name = in->name;
+	r.has_generation = 1;
+	r.generation = gen;
+	hr = xcalloc(1, sizeof *hr);
+	hr->a = a;
+	hr->name = xstrdup(in->name);
+	if (in->drv->restore == NULL || in->drv->restore(in, &r, ha_restored,
+	    hr, &code, &cause) != 0) {
+		free(hr->name);
+		free(hr);
+		goto fail;
+	}
+	return;
+fail:
+	in->want_running = 0;
+	log_warnx("instance %s: not restored from replica generation %"
+	    PRIu64 ", left not running here: %s", in->name, gen,
+	    cause != NULL ? cause : "its kind cannot restore");
+	instance_set_error(in, cause);
+	instance_persist(in);
+	replica_restore_failed(a, in->name, cause != NULL ? cause :
+	    "its kind cannot restore");
+	free(cause);
+}
+
 /* The create's callback may come before instances_create returns: both
  * hold the record, the last one frees it. */
 struct ha_create {
 	struct agent	*a;
 	char		*name;
 	uint64_t	 epoch;
+	uint64_t	 restore;	/* the replica generation, or 0 */
 	int		 refs;
 	int		 answered;
 };
@@ -582,7 +671,9 @@ ha_created(void *arg, const Envelope *reply, int code, const char *error)
 		in->epoch = hc->epoch;
 		in->want_running = 1;
 		instance_persist(in);
-		if (ha_agent_valid(hc->a->ha))
+		if (hc->restore != 0)
+			ha_restore(in, hc->restore);
+		else if (ha_agent_valid(hc->a->ha))
 			ha_start(in, "it failed over to this host", 1);
 	}
 	ha_create_drop(hc);
@@ -601,18 +692,11 @@ ha_take_over(struct agent *a, const Tern__OwnedInstance *o)
 		    "grant has no spec for it", o->name, o->epoch);
 		return;
 	}
-	if (o->has_restore_generation) {
-		/* Replicas are not made yet (docs/ha.md): nothing to restore
-		 * from; a checkpoint-protected instance cannot be created. */
-		log_warnx("instance %s: would restore replica generation %"
-		    PRIu64 ", which this host cannot do yet", o->name,
-		    o->restore_generation);
-		return;
-	}
 	hc = xcalloc(1, sizeof *hc);
 	hc->a = a;
 	hc->name = xstrdup(o->name);
 	hc->epoch = o->epoch;
+	hc->restore = o->has_restore_generation ? o->restore_generation : 0;
 	hc->refs = 2;
 	r.name = o->name;
 	r.kind = o->kind;
@@ -698,6 +782,7 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		    in->working == NULL)
 			ha_start(in, "this host holds its lease again", 0);
 	}
+	replica_owned(a, g);
 }
 
 static int
@@ -725,10 +810,21 @@ ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: instances of "
 		    "kind %s cannot be protected yet (no way to stop one at "
 		    "once when the lease ends)", drv->name);
-	if ((why = msg_ha_refused(r->ha)) != NULL)
+	if ((why = msg_ha_refused(r->ha, drv->kind)) != NULL)
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha %s: %s",
 		    ha_policy_name(r->ha), why);
+	if (r->has_interval_ms && (r->interval_ms < HA_INTERVAL_MIN_MS ||
+	    r->interval_ms > HA_INTERVAL_MAX_MS))
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--interval %" PRIu32
+		    ": between %u and %u ms", r->interval_ms,
+		    HA_INTERVAL_MIN_MS, HA_INTERVAL_MAX_MS);
+	if (r->has_replicas && (r->replicas < 1 ||
+	    r->replicas > HA_REPLICAS_MAX))
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--replicas %" PRIu32
+		    ": between 1 and %u", r->replicas, HA_REPLICAS_MAX);
 	return 0;
 }
 
@@ -801,6 +897,7 @@ ha_instances_register(struct agent *a)
 	    ha_on_msg, a);
 	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_NUDGE,
 	    ha_on_msg, a);
+	replica_register(a);
 }
 
 void
@@ -841,6 +938,7 @@ ha_instances_stop(struct agent *a)
 	/* What may still turn running while ternd stops is held to the
 	 * lease it has now (ha_instances_running). */
 	a->ha_stop_at = a->ha != NULL ? ha_agent_stop_at(a->ha) : 0;
+	replica_stop(a);
 	ha_agent_free(a->ha);
 	a->ha = NULL;
 	ha_released_free(a);

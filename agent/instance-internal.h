@@ -54,6 +54,8 @@ struct instance {
 	 * only under a lease, at the epoch the coordinator gave. */
 	int			 ha;		/* TERN__HA_POLICY__*, 0: none */
 	int32_t			 priority;
+	uint32_t		 ha_interval_ms; /* checkpoint: until the */
+	uint32_t		 ha_replicas;	/* coordinator has it */
 	uint64_t		 epoch;		/* 0: not known to it yet */
 	int			 want_running;	/* the operator started it */
 	int			 ha_creating;	/* a failover's create is out */

@@ -204,6 +204,8 @@ instance_add(struct instances *set, const struct inst_driver *drv,
 		in->ha = set->creating->has_ha ? (int)set->creating->ha : 0;
 		in->priority = set->creating->has_priority ?
 		    set->creating->priority : 0;
+		in->ha_interval_ms = set->creating->interval_ms;
+		in->ha_replicas = set->creating->replicas;
 	}
 	uv_timer_init(set->agent->ternd->loop, &in->timer);
 	in->timer.data = in;

@@ -21,6 +21,7 @@
 #define COORD_RETRY_MAX		16
 /* A grant names at most this many instances (a host runs fewer). */
 #define COORD_OWNED_MAX		1024
+/* --ha checkpoint without an interval or a replica count. */
 
 /* An instance being moved (its transaction not answered yet): never
  * planned twice. */
@@ -156,6 +157,43 @@ coord_restore_generation(struct coordinator *c,
 	return gen;
 }
 
+/* Where in's replicas go: up to in->replicas hosts that are up, not
+ * drained and not its owner, those that hold a replica already first
+ * (their chunks are there), then by name. */
+static size_t
+coord_replica_hosts(struct coordinator *c, const struct model_instance *in,
+    char **out, size_t max)
+{
+	struct model_replica	**reps;
+	struct model_host	**hosts;
+	size_t			  nr, nh, i, j, n = 0;
+	size_t			  want = in->replicas != 0 ? in->replicas : 1;
+
+	if (want > max)
+		want = max;
+	reps = model_replicas(c->model, in->name, &nr);
+	nh = model_hosts(c->model, &hosts);
+	for (j = 0; j <= nr && n < want; j++) {
+		for (i = 0; i < nh && n < want; i++) {
+			struct model_host *h = hosts[i];
+			size_t k;
+
+			if (h->lease.state != HOST_UP || h->drained ||
+			    strcmp(h->name, in->owner) == 0)
+				continue;
+			/* pass j < nr: the host of replica j; pass nr: any */
+			if (j < nr && strcmp(reps[j]->host, h->name) != 0)
+				continue;
+			for (k = 0; k < n && strcmp(out[k], h->name) != 0; k++)
+				;
+			if (k == n)
+				out[n++] = h->name;
+		}
+	}
+	free(reps);
+	return n;
+}
+
 static int
 coord_name_cmp(const void *a, const void *b)
 {
@@ -198,6 +236,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	Tern__LeaseGrant	  g = TERN__LEASE_GRANT__INIT;
 	Tern__OwnedInstance	 *owned = NULL, **ptrs = NULL;
 	struct model_instance	**insts;
+	char			**rhosts = NULL;
 	size_t			  n, i, k = 0;
 	char			 *cause = NULL, **held = NULL;
 
@@ -211,6 +250,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 		held = coord_held_names(r);
 		owned = xcalloc(n + 1, sizeof *owned);
 		ptrs = xcalloc(n + 1, sizeof *ptrs);
+		rhosts = xcalloc((n + 1) * HA_REPLICAS_MAX, sizeof *rhosts);
 		for (i = 0; i < n && k < COORD_OWNED_MAX; i++) {
 			struct model_instance *in = insts[i];
 
@@ -231,6 +271,16 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			 * agent to stop gating it on the lease. */
 			owned[k].has_ha = 1;
 			owned[k].ha = (Tern__HaPolicy)in->ha;
+			if (in->ha == MODEL_HA_CHECKPOINT) {
+				owned[k].replica_hosts =
+				    &rhosts[k * HA_REPLICAS_MAX];
+				owned[k].n_replica_hosts = coord_replica_hosts(c,
+				    in, owned[k].replica_hosts,
+				    HA_REPLICAS_MAX);
+				owned[k].has_interval_ms = 1;
+				owned[k].interval_ms = in->interval_ms != 0 ?
+				    in->interval_ms : HA_INTERVAL_DEF_MS;
+			}
 			if (!coord_held(r, held, in->name)) {
 				owned[k].spec = in->spec;
 				owned[k].spec_dir = in->spec_dir;
@@ -254,6 +304,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	}
 	free(owned);
 	free(ptrs);
+	free(rhosts);
 }
 
 static void
@@ -336,6 +387,12 @@ coord_add_held(struct coordinator *c, const char *host,
 	in.owner = (char *)host;
 	in.ha = (enum model_ha)hi->ha;
 	in.priority = hi->has_priority ? hi->priority : 0;
+	if (in.ha == MODEL_HA_CHECKPOINT) {
+		in.interval_ms = hi->has_interval_ms ? hi->interval_ms : 0;
+		in.replicas = hi->has_replicas ? hi->replicas : 1;
+		if (in.replicas == 0 || in.replicas > HA_REPLICAS_MAX)
+			return "a replica count between 1 and 8";
+	}
 	ad = xcalloc(1, sizeof *ad);
 	ad->c = c;
 	ad->name = xstrdup(hi->name);
@@ -468,50 +525,93 @@ coord_failed_hosts(struct coordinator *c, const char *name,
 	return k;
 }
 
-/* host was given in by failover and could not create or start it: the
- * failover's outcome, then the next host that may take it (none: it
- * stays with host, which tries again at its grants). */
-static void
-coord_restore_failed(struct coordinator *c, const char *host,
-    const Tern__FailedInstance *fi)
+/* A host a checkpoint-protected in may go to after its replica failed to
+ * restore on host: another host holding a replica made by the owner that
+ * failed (the epoch just before this one), so at most one more try per
+ * failover, never back and forth.  NULL: none. */
+static const char *
+coord_next_replica(struct coordinator *c, const char *host,
+    const struct model_instance *in)
 {
-	struct model_instance	*in = model_instance(c->model, fi->name);
-	struct model_failover	*fo;
+	struct model_replica	**reps;
+	struct model_host	 *h;
+	size_t			  n, i;
+	const char		 *next = NULL;
+
+	reps = model_replicas(c->model, in->name, &n);
+	for (i = 0; i < n && next == NULL; i++)
+		if (strcmp(reps[i]->host, host) != 0 &&
+		    reps[i]->epoch + 1 == in->epoch &&
+		    (h = model_host(c->model, reps[i]->host)) != NULL &&
+		    h->lease.state == HOST_UP && !h->drained)
+			next = reps[i]->host;
+	free(reps);
+	return next;
+}
+
+/* Any other host the plan of host's instances places in on, never one
+ * where it failed since it last ran.  NULL: none. */
+static const char *
+coord_next_host(struct coordinator *c, const char *host,
+    const struct model_instance *in)
+{
 	struct model_plan	*plan;
-	struct noting		*nt;
-	const char		*exclude[COORD_RETRY_MAX];
+	const char		*exclude[COORD_RETRY_MAX], *next = NULL;
 	size_t			 n, i, nx;
-	char			*cause = NULL, *why;
+
+	nx = coord_failed_hosts(c, in->name, exclude, COORD_RETRY_MAX);
+	n = model_failover_plan_without(c->model, host, exclude, nx, &plan);
+	for (i = 0; i < n && next == NULL; i++)
+		if (plan[i].instance == in && plan[i].target != NULL)
+			next = model_host(c->model, plan[i].target)->name;
+	model_plan_free(plan, n);
+	return next;
+}
+
+/* host was given in by failover and could not take it over (why: its
+ * create or start failed, or the restore of its replica): the failover's
+ * outcome in the history, then the next host that may take it.  The one
+ * place a failed take-over is decided, whatever failed.  Without a next
+ * host it stays with host: a restart-protected instance is started
+ * again there at its grants; a checkpoint-protected one is not (a cold
+ * start would lose its state silently): the operator restores it. */
+static void
+coord_takeover_failed(struct coordinator *c, const char *host,
+    struct model_instance *in, uint64_t epoch, const char *why)
+{
+	struct model_failover	*fo;
+	struct noting		*nt;
+	const char		*next;
+	char			*cause = NULL;
 	int			 rc;
 
 	if (in == NULL || in->owner == NULL || strcmp(in->owner, host) != 0 ||
-	    in->epoch != fi->epoch || coord_moving(c, in->name) != NULL ||
+	    in->epoch != epoch || coord_moving(c, in->name) != NULL ||
 	    coord_noting(c, in->name) != NULL)
 		return;
 	fo = model_failover_last(c->model, in->name);
 	if (fo == NULL || fo->to == NULL || strcmp(fo->to, host) != 0 ||
 	    fo->epoch != in->epoch || fo->outcome != MODEL_OUTCOME_PENDING)
 		return;		/* not a failover's target, or said already */
-	xasprintf(&why, "could not start on %s: %s", host, fi->why);
 	log_warnx("failover of %s: %s", in->name, why);
+	coord_event(c, COORD_EV_FAILOVER, host, in->name, why);
 	nt = coord_note_new(c, in->name);
 	rc = model_failover_outcome(c->model, fo->seq, MODEL_OUTCOME_FAILED,
 	    why, coord_unix_ms(), coord_noted, nt, &cause);
 	coord_note_started(c, nt, rc, cause);
-	/* The plan of host's instances places this one elsewhere, never
-	 * where it failed since it last ran. */
-	nx = coord_failed_hosts(c, in->name, exclude, COORD_RETRY_MAX);
-	n = model_failover_plan_without(c->model, host, exclude, nx, &plan);
-	for (i = 0; i < n; i++)
-		if (plan[i].instance == in && plan[i].target != NULL) {
-			coord_move(c, in, host, plan[i].target, 0, why);
-			break;
-		}
-	if (i == n)
+	next = in->ha == MODEL_HA_CHECKPOINT ? coord_next_replica(c, host, in) :
+	    coord_next_host(c, host, in);
+	if (next != NULL) {
+		log_info("failover of %s: trying %s%s", in->name,
+		    in->ha == MODEL_HA_CHECKPOINT ? "its replica on " : "", next);
+		coord_move(c, in, host, next, 0, why);
+	} else if (in->ha == MODEL_HA_CHECKPOINT)
+		log_warnx("failover of %s: no other replica to restore: it "
+		    "stays on %s, not running (ternctl restore %s there once "
+		    "the cause is fixed)", in->name, host, in->name);
+	else
 		log_warnx("failover of %s: no other host may take it; it stays "
 		    "with %s, which tries again", in->name, host);
-	model_plan_free(plan, n);
-	free(why);
 }
 
 /* What host holds: new instances are added, a name taken elsewhere is
@@ -541,6 +641,13 @@ coord_take_held(struct coordinator *c, const char *host,
 			why = "not a valid instance name";
 		else if (hi->has_released && hi->released) {
 			coord_release(c, host, hi);
+			continue;
+		} else if (hi->restore_failed != NULL) {
+			xasprintf(&whys[n], "restoring its replica on %s "
+			    "failed: %.200s", host, hi->restore_failed);
+			coord_takeover_failed(c, host, in, hi->epoch, whys[n]);
+			free(whys[n]);
+			whys[n] = NULL;
 			continue;
 		} else if (coord_moving(c, hi->name) != NULL)
 			why = "it is being failed over to another host";
@@ -586,8 +693,14 @@ coord_take_held(struct coordinator *c, const char *host,
 		ptrs[n] = &refs[n];
 		n++;
 	}
-	for (i = 0; i < r->n_failed && i < COORD_OWNED_MAX; i++)
-		coord_restore_failed(c, host, r->failed[i]);
+	for (i = 0; i < r->n_failed && i < COORD_OWNED_MAX; i++) {
+		const Tern__FailedInstance	*fi = r->failed[i];
+
+		xasprintf(&cause, "could not start on %s: %s", host, fi->why);
+		coord_takeover_failed(c, host, model_instance(c->model,
+		    fi->name), fi->epoch, cause);
+		free(cause);
+	}
 	coord_reply(c, host, r->seq, r, ptrs, n, NULL);
 	/* A renewal only moves its own host's next change later: the timer
 	 * (at most COORD_CHECK_MAX_MS away, re-armed at each tick) stays
@@ -600,6 +713,94 @@ coord_take_held(struct coordinator *c, const char *host,
 	free(whys);
 	free(refs);
 	free(ptrs);
+}
+
+/* A replica put, answered. */
+struct replica_put {
+	struct coordinator	*c;
+	char			*what;
+};
+
+static void
+coord_replica_put(void *arg, const char *error)
+{
+	struct replica_put	*rp = arg;
+	struct coordinator	*c = rp->c;
+
+	c->pending--;
+	if (c->freed) {
+		/* nothing to say any more */
+	} else if (error != NULL)
+		log_warnx("%s not recorded: %s", rp->what, error);
+	else
+		log_info("%s recorded", rp->what);
+	free(rp->what);
+	free(rp);
+	coord_maybe_free(c);
+}
+
+/* Replicas host's replica hosts acknowledged: counted only for what host
+ * owns, at its current epoch, on another known host. */
+static void
+coord_take_replicas(struct coordinator *c, const char *host,
+    const Tern__LeaseRenew *r)
+{
+	size_t	i, n, j;
+
+	for (i = 0; i < r->n_replicas && i < COORD_OWNED_MAX; i++) {
+		const Tern__ReplicaReport	 *rr = r->replicas[i];
+		struct model_instance		 *in;
+		struct model_replica		  mr, **reps;
+		struct replica_put		 *rp;
+		char				 *cause = NULL;
+		int				  known = 0;
+
+		in = model_instance(c->model, rr->instance);
+		if (in == NULL || in->owner == NULL ||
+		    strcmp(in->owner, host) != 0 ||
+		    in->ha != MODEL_HA_CHECKPOINT ||
+		    coord_moving(c, in->name) != NULL ||
+		    strcmp(rr->host, host) == 0) {
+			log_warnx("replica of %.64s on %.64s from %s refused: "
+			    "not %s's checkpoint-protected instance, or on "
+			    "itself", rr->instance, rr->host, host, host);
+			continue;
+		}
+		reps = model_replicas(c->model, in->name, &n);
+		for (j = 0; j < n; j++)
+			if (strcmp(reps[j]->host, rr->host) == 0 &&
+			    reps[j]->epoch == rr->epoch &&
+			    reps[j]->generation >= rr->generation)
+				known = 1;
+		free(reps);
+		if (known)
+			continue;	/* that one or a newer is recorded */
+		memset(&mr, 0, sizeof mr);
+		mr.instance = rr->instance;
+		mr.host = rr->host;
+		mr.epoch = rr->epoch;
+		mr.generation = rr->generation;
+		mr.taken_unix_ms = rr->taken_unix_ms;
+		if (rr->has_digest && rr->digest.len <= sizeof mr.digest) {
+			memcpy(mr.digest, rr->digest.data, rr->digest.len);
+			mr.digest_len = rr->digest.len;
+		}
+		mr.bytes = rr->has_bytes ? rr->bytes : 0;
+		rp = xcalloc(1, sizeof *rp);
+		rp->c = c;
+		xasprintf(&rp->what, "replica of %s: generation %" PRIu64
+		    " on %s (epoch %" PRIu64 ")", rr->instance, rr->generation,
+		    rr->host, rr->epoch);
+		if (model_replica_put(c->model, &mr, coord_replica_put, rp,
+		    &cause) == -1) {
+			log_warnx("%s refused: %s", rp->what, cause);
+			free(cause);
+			free(rp->what);
+			free(rp);
+			continue;
+		}
+		c->pending++;
+	}
 }
 
 static void
@@ -647,6 +848,7 @@ coord_on_renew(struct coordinator *c, const char *host,
 		return;
 	}
 	coord_take_held(c, host, r);
+	coord_take_replicas(c, host, r);
 }
 
 static void

@@ -1267,7 +1267,7 @@ ha_set_check(struct model *m, const struct model_instance *in,
 			    "restart or checkpoint); nothing changed", in->name);
 			return -1;
 		}
-		if ((why = msg_ha_refused((int)set->ha)) != NULL) {
+		if ((why = msg_ha_refused((int)set->ha, (int)in->kind)) != NULL) {
 			set_cause(cause, "instance %s: %s; nothing changed",
 			    in->name, why);
 			return -1;
@@ -1286,12 +1286,12 @@ ha_set_check(struct model *m, const struct model_instance *in,
 		out->priority = set->priority;
 	}
 	if (set->has_interval) {
-		if (set->interval_ms < MODEL_INTERVAL_MIN_MS ||
-		    set->interval_ms > MODEL_INTERVAL_MAX_MS) {
+		if (set->interval_ms < HA_INTERVAL_MIN_MS ||
+		    set->interval_ms > HA_INTERVAL_MAX_MS) {
 			set_cause(cause, "instance %s: interval %" PRIu32 " ms "
 			    "is out of range (%u..%u ms between checkpoints); "
 			    "nothing changed", in->name, set->interval_ms,
-			    MODEL_INTERVAL_MIN_MS, MODEL_INTERVAL_MAX_MS);
+			    HA_INTERVAL_MIN_MS, HA_INTERVAL_MAX_MS);
 			return -1;
 		}
 		out->interval_ms = set->interval_ms;
@@ -1300,13 +1300,13 @@ ha_set_check(struct model *m, const struct model_instance *in,
 		/* A replica on each other host at most: never the owner's. */
 		if (in->owner != NULL && pic_host(&m->pic, in->owner) != NULL)
 			others--;
-		if (set->replicas < 1 || set->replicas > MODEL_REPLICAS_MAX ||
+		if (set->replicas < 1 || set->replicas > HA_REPLICAS_MAX ||
 		    set->replicas > others) {
 			set_cause(cause, "instance %s: %" PRIu32 " replicas: "
 			    "give 1 to %zu (one on each other host of the "
 			    "cluster, %u at most); nothing changed", in->name,
-			    set->replicas, others < MODEL_REPLICAS_MAX ? others :
-			    (size_t)MODEL_REPLICAS_MAX, MODEL_REPLICAS_MAX);
+			    set->replicas, others < HA_REPLICAS_MAX ? others :
+			    (size_t)HA_REPLICAS_MAX, HA_REPLICAS_MAX);
 			return -1;
 		}
 		out->replicas = set->replicas;

@@ -108,9 +108,6 @@ struct model_ha_set {
 /* Bounds of an instance's protection. */
 #define MODEL_PRIORITY_MIN	(-1000)
 #define MODEL_PRIORITY_MAX	1000
-#define MODEL_INTERVAL_MIN_MS	1000u
-#define MODEL_INTERVAL_MAX_MS	86400000u
-#define MODEL_REPLICAS_MAX	8u
 
 typedef void	(*model_cb)(void *arg, const char *error);
 
@@ -176,7 +173,7 @@ struct model_failover *model_failover_last(struct model *,
 /* Change the protection of an instance (ternctl ha set), compared against
  * its record as read.  Refused at once, with what to do: an unknown
  * instance, a value out of bounds, replicas more than the other hosts or
- * MODEL_REPLICAS_MAX, checkpoint without an interval and replicas, or a
+ * HA_REPLICAS_MAX, checkpoint without an interval and replicas, or a
  * policy this version cannot give (msg_ha_refused). */
 int	model_instance_set_ha(struct model *, const char *name,
 	    const struct model_ha_set *, model_cb, void *, char **cause);

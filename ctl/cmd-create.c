@@ -66,6 +66,25 @@ ctl_parse_priority(const char *s, int32_t *prio)
 	return 0;
 }
 
+/* --interval MS, --replicas N: bounds the ternd checks again. */
+static int
+ctl_parse_u32(const char *opt, const char *s, unsigned long lo,
+    unsigned long hi, uint32_t *out)
+{
+	char		*end;
+	unsigned long	 v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v < lo ||
+	    v > hi) {
+		ctl_error("--%s %s: an integer from %lu to %lu", opt, s, lo, hi);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
 static int
 cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 {
@@ -75,6 +94,8 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 		{ "xml", required_argument, NULL, 'x' },
 		{ "ha", required_argument, NULL, 'H' },
 		{ "priority", required_argument, NULL, 'p' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "replicas", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 }
 	};
 	Envelope			 req, *reply;
@@ -86,7 +107,7 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 	int				 ch, rc = CTL_EXIT_OK;
 
 	cr.kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
-	while ((ch = getopt_long(argc, argv, "k:s:x:H:p:", longopts,
+	while ((ch = getopt_long(argc, argv, "k:s:x:H:p:i:r:", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'H':
@@ -98,6 +119,18 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 			if (ctl_parse_priority(optarg, &cr.priority) == -1)
 				return CTL_EXIT_USAGE;
 			cr.has_priority = 1;
+			break;
+		case 'i':
+			if (ctl_parse_u32("interval", optarg, 500, 3600000,
+			    &cr.interval_ms) == -1)
+				return CTL_EXIT_USAGE;
+			cr.has_interval_ms = 1;
+			break;
+		case 'r':
+			if (ctl_parse_u32("replicas", optarg, 1, 8,
+			    &cr.replicas) == -1)
+				return CTL_EXIT_USAGE;
+			cr.has_replicas = 1;
 			break;
 		case 'k':
 			if (ctl_parse_kind(optarg, &cr.kind) == -1)
@@ -113,6 +146,11 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 	}
 	if (optind != argc - 1 || spec == NULL)
 		return ctl_usage(&cmd_create_entry);
+	if ((cr.has_interval_ms || cr.has_replicas) &&
+	    (!cr.has_ha || cr.ha != TERN__HA_POLICY__HA_CHECKPOINT)) {
+		ctl_error("--interval and --replicas go with --ha checkpoint");
+		return CTL_EXIT_USAGE;
+	}
 	if (realpath(spec, abs) == NULL) {
 		ctl_error("%s: %s", spec, strerror(errno));
 		return CTL_EXIT_FAILED;
@@ -149,6 +187,6 @@ cmd_create_exec(const struct ctl_env *env, int argc, char **argv)
 const struct ctl_cmd cmd_create_entry = {
 	"create", "create NAME [--kind container] --spec FILE | "
 	    "create NAME --kind vm --xml FILE  [--ha none|restart|checkpoint "
-	    "[--priority N]]",
+	    "[--priority N] [--interval MS] [--replicas N]]",
 	"define an instance on this host", cmd_create_exec
 };

@@ -58,3 +58,22 @@ out:
 	close(fd);
 	return rc;
 }
+
+void
+digest_buf(const void *buf, size_t len, uint8_t *md)
+{
+	unsigned int	mdlen = DIGEST_LEN;
+
+	if (EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != DIGEST_LEN)
+		fatalx("cannot compute SHA-256");
+}
+
+void
+digest_hex(const uint8_t *md, char *hex)
+{
+	int	i;
+
+	for (i = 0; i < DIGEST_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}

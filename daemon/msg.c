@@ -264,6 +264,7 @@ static const char *const msg_stream_kind_words[] = {
 	[TERN__STREAM_KIND__STREAM_FILES] = "ckpt-file",
 	[TERN__STREAM_KIND__STREAM_TREE] = "tree",
 	[TERN__STREAM_KIND__STREAM_RELAY] = "relay",
+	[TERN__STREAM_KIND__STREAM_REPLICA] = "replica",
 };
 
 #define MSG_NWORDS(w)	(sizeof (w) / sizeof (w)[0])
@@ -319,11 +320,12 @@ msg_stream_kind_name(int kind)
 }
 
 const char *
-msg_ha_refused(int ha)
+msg_ha_refused(int ha, int kind)
 {
-	/* Replicas are not made yet (docs/ha.md). */
-	if (ha == TERN__HA_POLICY__HA_CHECKPOINT)
-		return "checkpoint protection needs replicated checkpoints, "
-		    "which this version does not make yet; use restart";
+	/* A VM's disk would have to be snapshotted with its memory. */
+	if (ha == TERN__HA_POLICY__HA_CHECKPOINT &&
+	    kind != TERN__INSTANCE_KIND__KIND_CONTAINER)
+		return "only containers can be restored from replicated "
+		    "checkpoints yet; use restart";
 	return NULL;
 }

@@ -47,8 +47,14 @@ int		 msg_kind_parse(const char *);
 const char	*msg_mode_name(int mode);
 int		 msg_mode_parse(const char *);
 const char	*msg_stream_kind_name(int kind);
-/* Why this version cannot protect an instance with HA policy ha, or NULL:
- * the one place that says so (create --ha, ha set --policy). */
-const char	*msg_ha_refused(int ha);
+/* Bounds of checkpoint protection (create --ha checkpoint, ha set): how
+ * often the owner checkpoints, and to how many other hosts. */
+#define HA_INTERVAL_MIN_MS	1000u
+#define HA_INTERVAL_MAX_MS	86400000u
+#define HA_INTERVAL_DEF_MS	10000u
+#define HA_REPLICAS_MAX		8u
+/* Why this version cannot protect an instance of kind with HA policy ha,
+ * or NULL: the one place that says so (create --ha, ha set --policy). */
+const char	*msg_ha_refused(int ha, int kind);
 
 #endif

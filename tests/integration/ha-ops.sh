@@ -98,8 +98,8 @@ refused "instance mc: priority 5000 is out of range" 1 mc --priority 5000
 refused "instance mc: interval 0 ms is out of range" 1 mc --interval 0
 refused "instance mc: 5 replicas: give 1 to 1" 1 mc --replicas 5
 refused "instance mc: 9 replicas" 1 mc --replicas 9
-refused "instance mc: checkpoint protection needs replicated checkpoints" 1 \
-    mc --policy checkpoint --interval 5000 --replicas 1
+refused "instance mc: checkpoint protection needs --interval and --replicas" \
+    1 mc --policy checkpoint
 refused "instance mc: nothing to set" 1 mc
 refused "--policy bogus: none, restart or checkpoint" 2 mc --policy bogus
 refused "--interval -5: not a non-negative number" 2 mc --interval -5

@@ -792,7 +792,7 @@ test_ha_set(void **state)
 	set.ha = MODEL_HA_CHECKPOINT;
 	assert_int_equal(coord_ha_set(co, "web", &set, model_done, &done,
 	    &cause), -1);
-	assert_non_null(strstr(cause, "replicated checkpoints"));
+	assert_non_null(strstr(cause, "needs --interval and --replicas"));
 	free(cause);
 	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
 	assert_int_equal(done, 1);

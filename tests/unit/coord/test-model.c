@@ -644,7 +644,7 @@ test_ha_set(void **state)
 	memset(&set, 0, sizeof set);
 	set.has_interval = 1;
 	set_refused("web", &set, "interval 0 ms is out of range");
-	set.interval_ms = MODEL_INTERVAL_MAX_MS + 1;
+	set.interval_ms = HA_INTERVAL_MAX_MS + 1;
 	set_refused("web", &set, "out of range");
 	memset(&set, 0, sizeof set);
 	set.has_replicas = 1;
@@ -656,10 +656,9 @@ test_ha_set(void **state)
 	set.ha = (enum model_ha)7;
 	set_refused("web", &set, "no such policy");
 	set.ha = MODEL_HA_CHECKPOINT;
-	set.has_interval = set.has_replicas = 1;
-	set.interval_ms = 5000;
+	set.has_replicas = 1;
 	set.replicas = 1;
-	set_refused("web", &set, "replicated checkpoints");
+	set_refused("web", &set, "needs --interval and --replicas");
 	assert_int_equal(model_instance(m, "web")->priority, 7);
 
 	/* Two changes from the same read: the second finds it changed. */

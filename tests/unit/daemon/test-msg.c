@@ -684,7 +684,7 @@ static const struct {
 	const char	*field;		/* as the refusal names it */
 	int		 max;		/* the enum's largest value */
 } enum_cases[EC_COUNT] = {
-	[EC_STREAM_OPEN] = { "StreamOpen.kind", 4 },
+	[EC_STREAM_OPEN] = { "StreamOpen.kind", 5 },
 	[EC_CREATE] = { "InstanceCreateRequest.kind", 2 },
 	[EC_LIST] = { "InstanceInfo.kind", 2 },
 	[EC_OFFER_KIND] = { "MigrateOffer.kind", 2 },
@@ -859,7 +859,7 @@ test_kind_mode_words(void **state)
 	static const char *const modes[] = { "auto", "precopy", "postcopy",
 	    "stopcopy" };
 	static const char *const streams[] = { "sink", "ckpt-file", "tree",
-	    "relay" };
+	    "relay", "replica" };
 	int	i;
 
 	for (i = 0; i < 2; i++) {
@@ -873,6 +873,7 @@ test_kind_mode_words(void **state)
 		assert_int_equal(msg_mode_parse(modes[i]), i + 1);
 		assert_string_equal(msg_stream_kind_name(i + 1), streams[i]);
 	}
+	assert_string_equal(msg_stream_kind_name(5), streams[4]);
 	assert_int_equal(msg_mode_parse("postcopy"),
 	    TERN__MIGRATION_MODE__MODE_POSTCOPY);
 	assert_string_equal(msg_stream_kind_name(
