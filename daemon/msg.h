@@ -10,8 +10,11 @@
 
 #include "tern.pb-c.h"
 
-#define TERN_PROTOCOL_VERSION	3	/* 3: host drain (Hello.drained),
-					   LeaseNudge */
+#define TERN_PROTOCOL_VERSION	4	/* 3: host drain (Hello.drained),
+					   LeaseNudge; 4: ha set, ha status,
+					   failovers, replicas (new fields
+					   in LeaseRenew and HeldInstance,
+					   which a v3 peer would refuse) */
 #define TERN_SOFTWARE		"tern " PACKAGE_VERSION
 
 typedef Tern__Envelope Envelope;
