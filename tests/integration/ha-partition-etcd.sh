@@ -4,6 +4,11 @@
 # h1 and h2 agents, a "--ha restart" witness container mc.  Every trial
 # (tests/lib/ha.sh, ha_trial) is checked by the container's own records
 # (no two copies may overlap) and ends with exactly one copy running:
+#  - the owner h1 paused (every process frozen, its etcd member too) while
+#    the coordinator's store talks to that member: the store turns to
+#    another member, the coordinator fences h1 and mc runs on h2, once
+#    (before the fix the store asked the frozen member for ever and no
+#    lease was granted again);
 #  - the coordinator's host crashed (its etcd member with it): the owner
 #    self-fences, nobody starts mc while h3 is down (the agents name h3
 #    as their coordinator: nobody else grants them a lease); h3 booted
@@ -47,6 +52,18 @@ trial() {
 	    "overlap $HA_OVERLAP${HA_FENCED:+, fenced: $HA_FENCED}"
 	[ "$HA_OVERLAP" = 0 ] || fail "$1: two copies of mc ran at once (the witness says so)"
 }
+
+# First, while the coordinator's store still talks to h1's member (the
+# first endpoint) and mc runs on h1: h1 paused, its member with it.  The
+# member's kernel accepts connections but nothing answers them; the
+# store must turn to another member, or the coordinator (which stepped
+# down as its own etcd lease went unrenewed) campaigns at the frozen one
+# for ever and nobody holds a lease again.
+l3=$(wc -l <"$(cl_log h3)")
+trial pause
+tail -n +"$((l3 + 1))" "$(cl_log h3)" | grep -q "store: etcd at http://$(th_addr h1):2379 did not answer" ||
+    fail "pause: h3's store never waited on h1's frozen member (the trial tested nothing)"
+[ "$HA_FENCED" = h1 ] || fail "pause: fenced '$HA_FENCED', not h1"
 
 trial coord-crash
 grep -q "coordinator h3 leads" <(tail -n 40 "$(cl_log h3)") || fail "h3 did not lead again"
