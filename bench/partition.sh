@@ -8,7 +8,8 @@
 # agents hold a lease and exactly one copy runs; then the witness's
 # records of the trial are checked for two copies running at once.
 #
-# Kinds: cut, coord-cut, asym-peer, asym-coord, oneway-coord, pause (see
+# Kinds: cut, coord-cut, asym-peer, asym-coord, oneway-coord,
+# oneway-from-coord, pause (see
 # tests/lib/ha.sh); with the etcd store also coord-crash and etcd-leader.
 # Three sections, each its own cluster, trials drawn at random from the
 # section's kinds (seed BENCH_PARTITION_SEED, printed):

@@ -12,7 +12,8 @@
 #  - asymmetric: owner and peer cannot reach each other but both reach h3:
 #    nothing moves; owner and h3 cannot reach each other, both reach the
 #    peer: it self-fences and mc moves; one-way, the owner's packets to h3
-#    dropped while h3's reach it: the same;
+#    dropped while h3's reach it, and the reverse (the renewals arrive,
+#    the grants do not): the same;
 #  - the zombie: the owner paused as a whole (every process frozen) past
 #    ttl + margin, then resumed.  Without fence_command mc is started on
 #    the peer meanwhile, and the resumed owner's copy runs for a moment
@@ -76,6 +77,9 @@ moved || fail "asym-coord: mc stayed on $HA_FROM"
 
 trial oneway-coord
 moved || fail "oneway-coord: mc stayed on $HA_FROM"
+
+trial oneway-from-coord
+moved || fail "oneway-from-coord: mc stayed on $HA_FROM"
 
 # Unfenced, the zombie's overlap is allowed; that it ends is checked.
 trial pause overlap-ok

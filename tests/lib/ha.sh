@@ -84,7 +84,9 @@ ha_wait() {
 # asym-peer (owner and peer cannot reach each other, both reach h3),
 # asym-coord (the owner and h3 cannot reach each other, both reach the
 # peer), oneway-coord (the owner's packets to h3 are dropped, h3's to it
-# arrive), pause (every process of the owner stopped past ttl + margin,
+# arrive), oneway-from-coord (h3's packets to the owner dropped: the
+# owner's renewals arrive, the grants do not; the owner's mesh link to h3
+# times out and is closed, so h3 stops hearing it too), pause (every process of the owner stopped past ttl + margin,
 # then resumed); with HA_ETCD=1 (etcd_up h1 h2 h3 done): coord-crash (the
 # coordinator's host crashed, its etcd member with it, then booted
 # again) and etcd-leader (etcd's raft leader SIGKILLed, then restarted).
@@ -93,7 +95,7 @@ ha_wait() {
 
 HA_NAME=${HA_NAME:-mc}
 HA_ETCD=${HA_ETCD:-0}
-HA_KINDS="cut coord-cut asym-peer asym-coord oneway-coord pause"
+HA_KINDS="cut coord-cut asym-peer asym-coord oneway-coord oneway-from-coord pause"
 HA_ETCD_KINDS="coord-crash etcd-leader"
 
 ha_fence_script() {
@@ -262,11 +264,12 @@ ha_trial() {
 	rm -f "$TH_ROOT"/.th/*.fenced
 	up=$(witness_uptime)
 	case $kind in
-	cut | asym-coord | oneway-coord)
+	cut | asym-coord | oneway-coord | oneway-from-coord)
 		case $kind in
 		cut) th_cut "$o" ;;
 		asym-coord) th_partition "$o" h3 ;;
 		oneway-coord) th_block "$o" h3 ;;
+		oneway-from-coord) th_block h3 "$o" ;;
 		esac || { HA_WHY="cannot $kind $o"; return 1; }
 		th_wait 60 ha__moved "$p" "$up" ||
 		    HA_WHY="$HA_NAME did not move from $o to $p within 60 s"
@@ -274,6 +277,7 @@ ha_trial() {
 		cut) th_heal "$o" ;;
 		asym-coord) th_unpartition "$o" h3 ;;
 		oneway-coord) th_unblock "$o" h3 ;;
+		oneway-from-coord) th_unblock h3 "$o" ;;
 		esac
 		[ -z "$HA_WHY" ] || return 1
 		HA_TO=$p ;;
