@@ -318,7 +318,10 @@ ha_trial() {
 		    { HA_WHY="$o still runs its copy 30 s after it resumed"; return 1; }
 		HA_TO=$p ;;
 	etcd-leader)
-		l=$(ha__etcd_leader) || { HA_WHY="no etcd leader"; return 1; }
+		# Right after another trial etcd may still be electing.
+		th_wait 20 ha__etcd_leader >"$TH_ROOT/etcd-leader" ||
+		    { HA_WHY="no etcd leader for 20 s"; return 1; }
+		l=$(tail -n 1 "$TH_ROOT/etcd-leader")
 		etcd_stop "$l"
 		ha__ms_sleep $((2 * ttlm))
 		ha__etcd_member "$l" || { HA_WHY="etcd on $l did not come back"; return 1; }
