@@ -19,9 +19,10 @@
 #                                               (BENCH_PARTITION_ETCD, 20)
 # The fence command kills every process of the host it is given, as a
 # power fence would; it fails while the coordinator's own link is down.
-# Per section and kind it prints trials, overlaps, the failover gap (the
-# witness's, last record of the old copy to the first of the new; p50
-# and max over the trials that moved mc) and the state rolled back.
+# Per section and kind it prints trials, overlaps, the gap (the
+# witness's: last record of an old copy to the first of the next, summed
+# over the trial's handovers; p50 and max over the trials in which mc
+# stopped) and the state rolled back.
 # The last line counts the fenced sections:
 #   partition: overlaps = N of M trials
 # BENCH_PARTITION_BUDGET_S (1200) bounds the whole run: each section
@@ -106,8 +107,8 @@ section() {
 			echo "trial $i $k: $HA_WHY" >"$OUT/$name.broken"
 			break
 		fi
-		printf '  trial %2d %-12s %s -> %s: gap %s s, rolled back %s%s%s\n' \
-		    "$i" "$k" "$HA_FROM" "$HA_TO" "$HA_GAP" "$HA_ROLLED" \
+		printf '  trial %2d %-17s %s -> %s: %d handover(s), gap %s s, rolled back %s%s%s\n' \
+		    "$i" "$k" "$HA_FROM" "$HA_TO" "$HA_HANDOVERS" "$HA_GAP" "$HA_ROLLED" \
 		    "$([ "$HA_OVERLAP" = 0 ] || echo ", OVERLAP: the old copy wrote $HA_OVERLAP_N record(s) once both ran, the last $HA_OVERLAP_S s in")" \
 		    "${HA_FENCED:+, fenced $HA_FENCED}"
 		echo "$k $HA_OVERLAP $HA_GAP $HA_ROLLED $HA_OVERLAP_N $HA_OVERLAP_S" >>"$OUT/$name"
@@ -127,7 +128,7 @@ report() {
 		for (i = 2; i <= ng; i++) { v = gs[i]; for (j = i - 1; j >= 1 && gs[j] > v; j--) gs[j + 1] = gs[j]; gs[j + 1] = v }
 		if (ng) gap = sprintf("gap p50 %.2f s, max %.2f s", gs[int((ng + 1) / 2)], gs[ng])
 		else gap = "nothing moved"
-		printf "  %-12s %3d trials, %d overlaps, %s, rolled back max %s\n", kind, n, ov, gap, rb
+		printf "  %-17s %3d trials, %d overlaps, %s, rolled back max %s\n", kind, n, ov, gap, rb
 		n = 0; ov = 0; rb = "-"; delete g; delete gs
 	}
 	$1 != kind { flush(); kind = $1 }

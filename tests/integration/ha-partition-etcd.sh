@@ -48,7 +48,7 @@ wait_for 20 "mc writing from h1" eval '[ "$(ha_owner)" = h1 ]'
 trial() {
 	echo "--- $1 (mc on $(ha_owner))"
 	ha_trial "$1" || fail "$1: $HA_WHY"
-	echo "$1: $HA_FROM -> $HA_TO, gap $HA_GAP s, rolled back $HA_ROLLED," \
+	echo "$1: $HA_FROM -> $HA_TO, $HA_HANDOVERS handover(s), gap $HA_GAP s, rolled back $HA_ROLLED," \
 	    "overlap $HA_OVERLAP${HA_FENCED:+, fenced: $HA_FENCED}"
 	[ "$HA_OVERLAP" = 0 ] || fail "$1: two copies of mc ran at once (the witness says so)"
 }

@@ -50,7 +50,7 @@ trial() {
 	l3=$(wc -l <"$(cl_log h3)")
 	echo "--- $1 (mc on $(ha_owner))"
 	ha_trial "$1" || fail "$1: $HA_WHY"
-	echo "$1: $HA_FROM -> $HA_TO, gap $HA_GAP s, rolled back $HA_ROLLED," \
+	echo "$1: $HA_FROM -> $HA_TO, $HA_HANDOVERS handover(s), gap $HA_GAP s, rolled back $HA_ROLLED," \
 	    "overlap $HA_OVERLAP (${HA_OVERLAP_N} records, $HA_OVERLAP_S s)${HA_FENCED:+, fenced: $HA_FENCED}"
 	if [ "$HA_OVERLAP" != 0 ] && [ "${2:-}" != overlap-ok ]; then
 		fail "$1: two copies of mc ran at once (the witness says so)"

@@ -73,8 +73,10 @@ ha_wait() {
 #				records the old copy wrote once both ran, from
 #				the new one's first or a paused host's resume
 #				on, and the last one's time after that),
-#				HA_GAP (s, "-" if
-#				nothing moved), HA_ROLLED (increments lost),
+#				HA_HANDOVERS (how often it stopped and
+#				started), HA_GAP (s it ran nowhere, summed
+#				over them; "-" if it never stopped),
+#				HA_ROLLED (increments lost, summed),
 #				HA_FROM, HA_TO, HA_FENCED (hosts the fence
 #				command powered off)
 #	ha_owner		the agent the instance runs on (its latest
@@ -238,10 +240,14 @@ ha__measure() {
 		    }' "$slice")
 		grep OVERLAP <<<"$out" >&2 || :
 	fi
-	l=$(grep '^handover' <<<"$out" | tail -n 1) || l=
+	# A trial may stop and start it more than once: the time it ran
+	# nowhere and the state lost, over every handover.
+	l=$(grep '^handover' <<<"$out") || l=
+	HA_HANDOVERS=0
 	if [ -n "$l" ]; then
-		HA_GAP=$(sed -n 's/.*: gap \([0-9.-]*\) s.*/\1/p' <<<"$l")
-		HA_ROLLED=$(sed -n 's/.*rolled back \(-\{0,1\}[0-9]*\).*/\1/p' <<<"$l")
+		read -r HA_HANDOVERS HA_GAP HA_ROLLED < <(sed -n \
+		    's/.*: gap \([0-9.-]*\) s.*rolled back \(-\{0,1\}[0-9]*\).*/\1 \2/p' <<<"$l" |
+		    awk '{ n++; g += $1; r += $2 } END { printf "%d %.2f %d\n", n, g, r }')
 	fi
 }
 
@@ -256,7 +262,7 @@ ha__none_on_from() { [ "$(ha__copies "$HA_FROM")" = 0 ]; }
 ha_trial() {
 	local kind=$1 up o p ttlm h l resumed=
 	HA_WHY= HA_FENCED= HA_OVERLAP=0 HA_OVERLAP_S=0 HA_OVERLAP_N=0
-	HA_GAP=- HA_ROLLED=-
+	HA_GAP=- HA_ROLLED=- HA_HANDOVERS=0
 	ttlm=$((HA_TTL_MS + HA_MARGIN_MS))
 	o=$(ha_owner) p=$(ha__other "$o")
 	case $o in h1 | h2) ;; *) HA_WHY="$HA_NAME runs on '$o', not an agent"; return 1 ;; esac
