@@ -14,7 +14,10 @@
  * a margin before that unless a later renewal was granted.
  *
  * A request that could not connect goes to the next endpoint; one that
- * may have reached etcd is answered as unknown (error), never retried. */
+ * may have reached etcd is answered as unknown (error), never retried,
+ * and if it got no answer at all the next requests go to the next
+ * endpoint (a member whose host is paused accepts connections in its
+ * kernel but never answers: asking it again would never end). */
 #include "config.h"
 
 #include <errno.h>
@@ -76,6 +79,7 @@ struct etcd_call {
 	char		*path;
 	char		*body;
 	size_t		 tries;
+	size_t		 ep;		/* the endpoint it went to */
 	etcd_cb		 cb;
 	void		*arg;
 };
@@ -106,10 +110,19 @@ etcd_on_answer(void *arg, long status, const char *body, size_t len,
 
 	if (status == -1 && !e->closing && ++c->tries < e->nendpoints) {
 		/* Never reached etcd: ask the next member. */
-		e->cur = (e->cur + 1) % e->nendpoints;
+		if (e->cur == c->ep)
+			e->cur = (c->ep + 1) % e->nendpoints;
 		if (etcd_send(c, &cause) == 0)
 			return;
 		error = cause;
+	} else if (error != NULL && status == 0 && e->nendpoints > 1 &&
+	    e->cur == c->ep) {
+		/* It may have reached etcd, so it stays unanswered, but the
+		 * member said nothing: the next requests ask another. */
+		e->cur = (c->ep + 1) % e->nendpoints;
+		log_warnx("store: etcd at %s did not answer %s (%s); asking "
+		    "%s from now on", e->endpoints[c->ep], c->path, error,
+		    e->endpoints[e->cur]);
 	}
 	if (error == NULL) {
 		tok = json_tokener_new();
@@ -119,20 +132,20 @@ etcd_on_answer(void *arg, long status, const char *body, size_t len,
 			json_object_put(j);
 			j = NULL;
 			xasprintf(&text, "%s answered %s with no JSON object "
-			    "(HTTP %ld)", e->endpoints[e->cur], c->path, status);
+			    "(HTTP %ld)", e->endpoints[c->ep], c->path, status);
 		} else if (status != 200) {
 			if (!json_object_object_get_ex(j, "message", &msg) &&
 			    !json_object_object_get_ex(j, "error", &msg))
 				msg = NULL;
 			xasprintf(&text, "%s answered %s with HTTP %ld: %s",
-			    e->endpoints[e->cur], c->path, status, msg != NULL ?
+			    e->endpoints[c->ep], c->path, status, msg != NULL ?
 			    json_object_get_string(msg) : "no message");
 			json_object_put(j);
 			j = NULL;
 		}
 		json_tokener_free(tok);
 	} else
-		xasprintf(&text, "etcd at %s, %s: %s", e->endpoints[e->cur],
+		xasprintf(&text, "etcd at %s, %s: %s", e->endpoints[c->ep],
 		    c->path, error);
 	c->cb(e, c->arg, j, text);
 	json_object_put(j);
@@ -150,7 +163,8 @@ etcd_send(struct etcd_call *c, char **cause)
 	char		*url;
 	int		 rc;
 
-	xasprintf(&url, "%s%s", e->endpoints[e->cur], c->path);
+	c->ep = e->cur;
+	xasprintf(&url, "%s%s", e->endpoints[c->ep], c->path);
 	rc = http_post(e->http, url, c->body, NULL, e->timeout_ms,
 	    ETCD_ANSWER_MAX, etcd_on_answer, c, cause);
 	free(url);

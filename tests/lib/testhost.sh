@@ -45,6 +45,10 @@
 # they never exit the caller's shell.  They work with and without
 # `set -euo pipefail` in the caller.
 #
+# Faults beyond a crash: th_cut / th_heal (the host's link), th_block /
+# th_partition (one host cannot reach one peer, one-way or both ways),
+# th_pause / th_resume (every process of the host stopped at once).
+#
 # Environment: TH_ROOT (directory for the hosts' files; default a fresh
 # mktemp -d under /tmp), TH_KEEP=1 (th_teardown keeps TH_ROOT).
 # Exported by th_setup: TH_ROOT, TH_NET, TH_HOSTS.
@@ -703,6 +707,71 @@ th_revive() {
 	if [ -e "$TH_ROOT/.th/$host.crashcut" ]; then
 		th_heal "$host" || return 1
 	fi
+}
+
+# th_block HOST PEER: HOST's packets to PEER are dropped, silently (as
+# by a broken switch port or a firewall: no refusal, no ICMP, the sender
+# sees no error); PEER's to HOST still arrive.  HOST reaches every other
+# host as before.  An iptables rule on the INPUT of PEER's namespace, so
+# it holds across th_crash / th_revive and needs nothing in the mount
+# namespaces.  th_unblock HOST PEER: undo it.
+th__block_rule() {
+	echo "INPUT -s $(th_addr "$1")/32 -m comment --comment th-block-$1 -j DROP"
+}
+th_block() {
+	th__host "${1:-}" && th__host "${2:-}" || return 1
+	[ "$1" != "$2" ] || th__err "th_block: $1 twice" || return 1
+	[ ! -e "$TH_ROOT/.th/$1.block-$2" ] || return 0
+	# shellcheck disable=SC2046
+	ip netns exec "$(th__ns "$2")" iptables -w 10 -I $(th__block_rule "$1") ||
+	    th__err "cannot block $1 -> $2 (iptables)" || return 1
+	: >"$TH_ROOT/.th/$1.block-$2"
+}
+th_unblock() {
+	th__host "${1:-}" && th__host "${2:-}" || return 1
+	[ -e "$TH_ROOT/.th/$1.block-$2" ] || return 0
+	# shellcheck disable=SC2046
+	ip netns exec "$(th__ns "$2")" iptables -w 10 -D $(th__block_rule "$1") ||
+	    th__err "cannot unblock $1 -> $2" || return 1
+	rm -f "$TH_ROOT/.th/$1.block-$2"
+}
+
+# th_partition HOST PEER: HOST and PEER cannot reach each other (both
+# directions blocked); each still reaches every other host.
+# th_unpartition HOST PEER: undo it.
+th_partition() {
+	th_block "${1:-}" "${2:-}" && th_block "$2" "$1"
+}
+th_unpartition() {
+	th_unblock "${1:-}" "${2:-}" && th_unblock "$2" "$1"
+}
+
+# th_pause HOST: stop every process of the host at once, as a hypervisor
+# pausing the whole machine would (its freezer cgroup FROZEN, containers'
+# cgroups below it included); nothing it runs can act until th_resume.
+# Its clocks go on (CLOCK_MONOTONIC counts the pause), its link stays up.
+# th_resume HOST: thaw it; everything goes on where it stopped.
+th_pause() {
+	local cg state i
+	th__holder "${1:-}" >/dev/null || return 1
+	cg=$(th__cg1 "$1")
+	echo FROZEN >"$cg/freezer.state" || th__err "cannot freeze '$1'" || return 1
+	for ((i = 0; i < 100; i++)); do
+		state=$(cat "$cg/freezer.state" 2>/dev/null) || state=
+		[ "$state" = FROZEN ] && return 0
+		sleep 0.05
+	done
+	th__err "'$1' did not freeze (freezer.state: $state)"
+}
+th_resume() {
+	th__host "${1:-}" || return 1
+	echo THAWED >"$(th__cg1 "$1")/freezer.state" ||
+	    th__err "cannot resume '$1'" || return 1
+}
+
+# th_paused HOST: true while the host is paused.
+th_paused() {
+	[ "$(cat "$(th__cg1 "${1:-}")/freezer.state" 2>/dev/null)" = FROZEN ]
 }
 
 # th_teardown: kill every process of every host, delete the network
