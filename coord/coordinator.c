@@ -9,6 +9,7 @@
 #define LOG_MODULE "coord"
 #include "coord/coordinator.h"
 #include "coord/fence.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -250,8 +251,10 @@ coord_added(void *arg, const char *error)
 	if (!c->freed) {
 		if (error != NULL)
 			log_warnx("instance %s not added: %s", ad->name, error);
-		else
+		else {
+			fault_die_at("coord.add.committed");	/* no grant yet */
 			log_info("instance %s is protected now", ad->name);
+		}
 	}
 	free(ad->name);
 	free(ad);
@@ -525,6 +528,8 @@ coord_moved(void *arg, const char *error)
 	char			*text;
 
 	c->pending--;
+	if (error == NULL && !c->freed)
+		fault_die_at("coord.move.committed");	/* no nudge, no grant */
 	for (pp = &c->moving; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == mv) {
 			*pp = mv->next;
@@ -604,8 +609,10 @@ coord_failover(struct coordinator *c, const char *failed)
 
 		if (plan[i].target == NULL)
 			log_debug("failover of %s: %s", in->name, plan[i].why);
-		else if (coord_moving(c, in->name) == NULL)
+		else if (coord_moving(c, in->name) == NULL) {
 			coord_move(c, in, failed, plan[i].target, 0);
+			fault_die_at("coord.failover.moving");	/* the rest not */
+		}
 	}
 	model_plan_free(plan, n);
 }

@@ -667,6 +667,8 @@ journal_done(uv_work_t *w, int status)
 			    " (%zu bytes); journal emptied", j->spath,
 			    j->rev, b->snap_len);
 	}
+	if (j->failed == NULL && b->len != 0)
+		fault_die_at("store.synced");	/* durable, not answered */
 	batch_answer(b, j->failed);
 	batch_reset(b);
 	if (j->failed != NULL) {
