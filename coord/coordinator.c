@@ -169,11 +169,14 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 		ptrs = xcalloc(n + 1, sizeof *ptrs);
 		for (i = 0; i < n && k < COORD_OWNED_MAX; i++) {
 			struct model_instance *in = insts[i];
+			struct moving *mv = coord_moving(c, in->name);
 
 			/* One being moved away is not the host's any more,
-			 * whatever the store says until the move commits. */
+			 * whatever the store says until the move commits.  One
+			 * it released is, until the release commits: the host
+			 * takes a grant without it as the release recorded. */
 			if (in->owner == NULL || strcmp(in->owner, host) != 0 ||
-			    coord_moving(c, in->name) != NULL)
+			    (mv != NULL && !mv->release))
 				continue;
 			tern__owned_instance__init(&owned[k]);
 			owned[k].name = in->name;
@@ -540,10 +543,12 @@ coord_moved(void *arg, const char *error)
 			log_warnx("instance %s: release by %s not recorded: %s "
 			    "(its next renewal asks again)", mv->name, mv->from,
 			    error);
-		else
+		else {
 			log_info("instance %s released by %s: it runs nowhere "
 			    "now (epoch %" PRIu64 ")", mv->name, mv->from,
 			    mv->epoch + 1);
+			coord_nudge(c, mv->from);	/* its destroy waits */
+		}
 	} else if (!c->freed) {
 		if (error != NULL)
 			xasprintf(&text, "not moved from %s to %s: %s", mv->from,
