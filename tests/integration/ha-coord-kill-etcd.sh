@@ -5,4 +5,4 @@
 # again: its own old leader key (under a lease that has not lapsed) is
 # revoked, and it leads again; etcd's compares refuse whatever a dead
 # leader had in flight.
-exec env HA_KILL_STORE=etcd bash "$TERN_SRCDIR/tests/integration/ha-coord-kill.sh" "$@"
+exec env HA_KILL_STORE=etcd HA_KILL_ROUNDS="${HA_KILL_ROUNDS:-3}" bash "$TERN_SRCDIR/tests/integration/ha-coord-kill.sh" "$@"
