@@ -17,6 +17,8 @@
 /* The timer never sleeps longer: a lease granted meanwhile moves the
  * next decision, and a check is cheap. */
 #define COORD_CHECK_MAX_MS	1000
+/* A store that could not be loaded is asked again after this long. */
+#define COORD_RELOAD_MS		1000
 /* A grant names at most this many instances (a host runs fewer). */
 #define COORD_OWNED_MAX		1024
 
@@ -786,6 +788,21 @@ coord_leader(void *arg, int leader, const char *why)
 	coord_arm(c);
 }
 
+static void	coord_loaded(void *, const char *);
+
+static void
+coord_reload(uv_timer_t *t)
+{
+	struct coordinator	*c = t->data;
+	char			*cause = NULL;
+
+	c->pending++;
+	if (model_load(c->model, coord_loaded, c, &cause) == -1) {
+		coord_loaded(c, cause);		/* as if it had answered */
+		free(cause);
+	}
+}
+
 static void
 coord_loaded(void *arg, const char *error)
 {
@@ -794,17 +811,25 @@ coord_loaded(void *arg, const char *error)
 	void			(*ready)(void *, const char *) = c->ready;
 
 	c->pending--;
-	c->ready = NULL;
 	if (c->freed) {
 		coord_maybe_free(c);
 		return;
 	}
-	if (error == NULL) {
-		c->loaded = 1;
-		if (store_campaign(c->store, c->name, c->conf.lease.ttl_ms,
-		    coord_leader, c, &cause) == -1)
-			error = cause;
+	if (error == NULL && fault_hit("coord.load") == FAULT_FAIL)
+		error = "fault point coord.load";	/* as etcd's 503 */
+	if (error != NULL) {
+		/* A store that cannot answer now (etcd electing its leader)
+		 * may in a moment: a coordinator must not stay down for it. */
+		log_warnx("coordinator %s: cannot load the store: %s; trying "
+		    "again in %d ms", c->name, error, COORD_RELOAD_MS);
+		uv_timer_start(c->timer, coord_reload, COORD_RELOAD_MS, 0);
+		return;
 	}
+	c->ready = NULL;
+	c->loaded = 1;
+	if (store_campaign(c->store, c->name, c->conf.lease.ttl_ms,
+	    coord_leader, c, &cause) == -1)
+		error = cause;
 	ready(c->ready_arg, error);
 	free(cause);
 }

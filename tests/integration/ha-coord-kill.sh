@@ -12,6 +12,8 @@
 #   coord.failover.moving   a host with several instances failed: one
 #                           move asked of the store, the others not
 #   store.synced            (journal) a batch fdatasync'd, not answered
+# and its first load of the store fails (coord.load:fail): it must try
+# again, not stay down.
 # After each kill h3 starts again and replays.  Then, from the witnesses
 # and the hosts' cgroups, never from the coordinator:
 #   - no acknowledged create is lost (it runs, once, and stays protected:
@@ -288,6 +290,14 @@ op_create h1
 op_create h2
 op_create h1
 check_all "start"
+
+step "named: h3's first load of its store fails (etcd electing its leader)"
+# Before, the coordinator gave up for good ("fix the store and restart
+# ternd"): seen when h3 started while etcd's members elected a leader.
+coord_kill "to arm coord.load"; KILLS=$((KILLS + 1))
+coord_start "coord.load:fail@1"
+fault_fired h3 coord.load fail
+ha_has_lease h1 || wait_for 20 "a lease for h1 from the new h3" ha_has_lease h1
 
 step "named: h3 dies once an add is in the store, before any grant"
 coord_kill "to arm coord.add.committed"; KILLS=$((KILLS + 1))
