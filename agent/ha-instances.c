@@ -130,8 +130,13 @@ struct ha_released {
 	uint64_t		 epoch;
 };
 
+static void	ha_pending_new(struct agent *, const char *, int,
+		    instances_done_cb *, void **);
+static void	ha_release_confirmed(struct agent *, const char *);
+
 void
-ha_instances_released(struct agent *a, const struct instance *in)
+ha_instances_released(struct agent *a, const struct instance *in,
+    instances_done_cb *cb, void **arg)
 {
 	struct ha_released	*r;
 
@@ -144,6 +149,9 @@ ha_instances_released(struct agent *a, const struct instance *in)
 	a->ha_released = r;
 	log_info("instance %s: destroyed; the coordinator is told it runs "
 	    "nowhere now", in->name);
+	/* Until the coordinator has it, a crash of this host would have the
+	 * instance failed over: the answer waits for its record. */
+	ha_pending_new(a, in->name, 1, cb, arg);
 }
 
 /* The grant no longer lists it: the coordinator took the release in. */
@@ -158,6 +166,24 @@ ha_released_settle(struct agent *a, const Tern__LeaseGrant *g)
 			if (strcmp(g->owned[i]->name, r->name) == 0)
 				break;
 		if (i < g->n_owned) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		ha_release_confirmed(a, r->name);
+		free(r->name);
+		free(r);
+	}
+}
+
+/* The destroy failed and the instance is still here: nothing to release. */
+static void
+ha_released_drop(struct agent *a, const char *name)
+{
+	struct ha_released	**pp = &a->ha_released, *r;
+
+	while ((r = *pp) != NULL) {
+		if (strcmp(r->name, name) != 0) {
 			pp = &r->next;
 			continue;
 		}
@@ -375,6 +401,7 @@ struct ha_pending {
 	instances_done_cb	 cb;
 	void			*arg;
 	int			 created;	/* the driver's part is done */
+	int			 releasing;	/* a destroy, not a create */
 	uv_timer_t		 timer;
 };
 
@@ -400,6 +427,10 @@ ha_pending_end(struct ha_pending *p, int code, const char *error)
 		}
 	if (error != NULL)
 		reply_error(p->cb, p->arg, code, "%s", error);
+	else if (p->releasing)
+		reply_done(p->cb, p->arg, "instance %s destroyed; coordinator "
+		    "%s recorded that it runs nowhere", p->name,
+		    p->a->ternd->conf->coordinator);
 	else
 		reply_done(p->cb, p->arg, "instance %s created, protected by "
 		    "coordinator %s", p->name, p->a->ternd->conf->coordinator);
@@ -412,21 +443,29 @@ ha_pending_timeout(uv_timer_t *t)
 	struct ha_pending	*p = t->data;
 	char			*why;
 
-	xasprintf(&why, "instance %s was created here, but coordinator %s "
-	    "has not confirmed it yet: it is not protected until then, and "
-	    "does not start (ternctl status; it registers at each lease "
-	    "renewal)", p->name, p->a->ternd->conf->coordinator);
+	if (p->releasing)
+		xasprintf(&why, "instance %s was destroyed here, but "
+		    "coordinator %s has not confirmed its release yet: until "
+		    "it does, a failure of this host may start it on another "
+		    "(ternctl status; this host tells it at each lease "
+		    "renewal)", p->name, p->a->ternd->conf->coordinator);
+	else
+		xasprintf(&why, "instance %s was created here, but "
+		    "coordinator %s has not confirmed it yet: it is not "
+		    "protected until then, and does not start (ternctl "
+		    "status; it registers at each lease renewal)", p->name,
+		    p->a->ternd->conf->coordinator);
 	ha_pending_end(p, TERN__ERROR_CODE__ERROR_TIMEOUT, why);
 	free(why);
 }
 
 static struct ha_pending *
-ha_pending_find(struct agent *a, const char *name)
+ha_pending_find(struct agent *a, const char *name, int releasing)
 {
 	struct ha_pending	*p;
 
 	for (p = a->ha_pending; p != NULL; p = p->next)
-		if (strcmp(p->name, name) == 0)
+		if (strcmp(p->name, name) == 0 && p->releasing == releasing)
 			return p;
 	return NULL;
 }
@@ -450,22 +489,68 @@ ha_pending_created(void *arg, const Envelope *reply, int code,
 		ha_agent_renew(p->a->ha);	/* register it now */
 }
 
-void
-ha_instances_creating(struct agent *a, const char *name,
+/* The driver's answer to a destroy: an error ends it (an instance still
+ * here is not released); success waits for the coordinator's record. */
+static void
+ha_pending_destroyed(void *arg, const Envelope *reply, int code,
+    const char *error)
+{
+	struct ha_pending	*p = arg;
+	struct agent		*a = p->a;
+
+	(void)reply;
+	if (error != NULL) {
+		if (a->instances != NULL &&
+		    instance_find(a->instances, p->name) != NULL)
+			ha_released_drop(a, p->name);
+		ha_pending_end(p, code, error);
+		return;
+	}
+	if (!ha_released_find(a, p->name)) {
+		ha_pending_end(p, 0, NULL);	/* recorded meanwhile */
+		return;
+	}
+	p->created = 1;
+	uv_timer_start(&p->timer, ha_pending_timeout,
+	    3 * (uint64_t)a->ternd->conf->lease_ttl_ms, 0);
+	if (a->ha != NULL)
+		ha_agent_renew(a->ha);	/* tell it now */
+}
+
+/* No grant lists it any more: the coordinator recorded the release. */
+static void
+ha_release_confirmed(struct agent *a, const char *name)
+{
+	struct ha_pending	*p = ha_pending_find(a, name, 1);
+
+	if (p != NULL && p->created)
+		ha_pending_end(p, 0, NULL);
+}
+
+static void
+ha_pending_new(struct agent *a, const char *name, int releasing,
     instances_done_cb *cb, void **arg)
 {
 	struct ha_pending	*p = xcalloc(1, sizeof *p);
 
 	p->a = a;
 	p->name = xstrdup(name);
+	p->releasing = releasing;
 	p->cb = *cb;
 	p->arg = *arg;
 	uv_timer_init(a->ternd->loop, &p->timer);
 	p->timer.data = p;
 	p->next = a->ha_pending;
 	a->ha_pending = p;
-	*cb = ha_pending_created;
+	*cb = releasing ? ha_pending_destroyed : ha_pending_created;
 	*arg = p;
+}
+
+void
+ha_instances_creating(struct agent *a, const char *name,
+    instances_done_cb *cb, void **arg)
+{
+	ha_pending_new(a, name, 0, cb, arg);
 }
 
 /* --- what a grant says ---------------------------------------------------- */
@@ -745,7 +830,7 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 	ha_released_settle(a, g);
 	ha_failed_settle(a, g);
 	for (i = 0; i < g->n_refusals; i++) {
-		p = ha_pending_find(a, g->refusals[i]->name);
+		p = ha_pending_find(a, g->refusals[i]->name, 0);
 		in = instance_find(a->instances, g->refusals[i]->name);
 		if (in != NULL && in->ha != 0 && !in->ha_creating)
 			ha_discard(in, g->refusals[i]->why);
@@ -776,7 +861,7 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 			in->epoch = o->epoch;
 			instance_persist(in);
 		}
-		if ((p = ha_pending_find(a, o->name)) != NULL && p->created)
+		if ((p = ha_pending_find(a, o->name, 0)) != NULL && p->created)
 			ha_pending_end(p, 0, NULL);
 		if (in->want_running && in->state == INST_STOPPED &&
 		    in->working == NULL)

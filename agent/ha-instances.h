@@ -34,8 +34,11 @@ int	ha_instances_refuse_create(struct agent *, const struct inst_driver *,
 void	ha_instances_creating(struct agent *, const char *name,
 	    instances_done_cb *cb, void **arg);
 /* ternctl destroy of a protected instance: the coordinator is told at the
- * next renewals, until no grant lists it, so it starts nowhere again. */
-void	ha_instances_released(struct agent *, const struct instance *);
+ * next renewals, until no grant lists it, so it starts nowhere again; *cb
+ * and *arg are replaced so that the answer waits for that (a host that
+ * crashes before would have it failed over, destroyed or not). */
+void	ha_instances_released(struct agent *, const struct instance *,
+	    instances_done_cb *cb, void **arg);
 /* Before a start or restore: 0 if in may run now, -1 with *code and
  * *cause if it is protected and this host holds no lease for it. */
 int	ha_instances_may_run(struct instance *, int *code, char **cause);

@@ -549,7 +549,7 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 		want = in->want_running;
 		in->want_running = 0;
 		if (in->ha != 0)
-			ha_instances_released(set->agent, in);
+			ha_instances_released(set->agent, in, &cb, &arg);
 		if ((rc = in->drv->destroy(in, cb, arg, &code, &cause)) != 0)
 			in->want_running = want;
 		break;

@@ -10,6 +10,7 @@
 #define LOG_MODULE "coord"
 #include "coord/coordinator.h"
 #include "coord/fence.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -19,6 +20,8 @@
 #define COORD_CHECK_MAX_MS	1000
 /* Hosts a failed restore's next candidate avoids, at most. */
 #define COORD_RETRY_MAX		16
+/* A store that could not be loaded is asked again after this long. */
+#define COORD_RELOAD_MS		1000
 /* A grant names at most this many instances (a host runs fewer). */
 #define COORD_OWNED_MAX		1024
 /* --ha checkpoint without an interval or a replica count. */
@@ -253,10 +256,14 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 		rhosts = xcalloc((n + 1) * HA_REPLICAS_MAX, sizeof *rhosts);
 		for (i = 0; i < n && k < COORD_OWNED_MAX; i++) {
 			struct model_instance *in = insts[i];
+			struct moving *mv = coord_moving(c, in->name);
 
 			/* One being moved away is not the host's any more,
-			 * whatever the store says until the move commits. */
-			if (coord_moving(c, in->name) != NULL)
+			 * whatever the store says until the move commits.  One
+			 * it released is, until the release commits: the host
+			 * takes a grant without it as the release recorded. */
+			if (in->owner == NULL || strcmp(in->owner, host) != 0 ||
+			    (mv != NULL && !mv->release))
 				continue;
 			tern__owned_instance__init(&owned[k]);
 			owned[k].name = in->name;
@@ -349,8 +356,10 @@ coord_added(void *arg, const char *error)
 	if (!c->freed) {
 		if (error != NULL)
 			log_warnx("instance %s not added: %s", ad->name, error);
-		else
+		else {
+			fault_die_at("coord.add.committed");	/* no grant yet */
 			log_info("instance %s is protected now", ad->name);
+		}
 	}
 	free(ad->name);
 	free(ad);
@@ -946,6 +955,8 @@ coord_moved(void *arg, const char *error)
 	char			*text;
 
 	c->pending--;
+	if (error == NULL && !c->freed)
+		fault_die_at("coord.move.committed");	/* no nudge, no grant */
 	for (pp = &c->moving; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == mv) {
 			*pp = mv->next;
@@ -956,10 +967,12 @@ coord_moved(void *arg, const char *error)
 			log_warnx("instance %s: release by %s not recorded: %s "
 			    "(its next renewal asks again)", mv->name, mv->from,
 			    error);
-		else
+		else {
 			log_info("instance %s released by %s: it runs nowhere "
 			    "now (epoch %" PRIu64 ")", mv->name, mv->from,
 			    mv->epoch + 1);
+			coord_nudge(c, mv->from);	/* its destroy waits */
+		}
 	} else if (!c->freed) {
 		if (error != NULL)
 			xasprintf(&text, "not moved from %s to %s: %s", mv->from,
@@ -1077,8 +1090,10 @@ coord_failover(struct coordinator *c, const char *failed)
 			log_debug("failover of %s: %s", in->name, plan[i].why);
 			if (coord_moving(c, in->name) == NULL)
 				coord_unplaced(c, in, failed, plan[i].why);
-		} else if (coord_moving(c, in->name) == NULL)
+		} else if (coord_moving(c, in->name) == NULL) {
 			coord_move(c, in, failed, plan[i].target, 0, NULL);
+			fault_die_at("coord.failover.moving");	/* the rest not */
+		}
 	}
 	model_plan_free(plan, n);
 }
@@ -1317,6 +1332,21 @@ coord_leader(void *arg, int leader, const char *why)
 	coord_arm(c);
 }
 
+static void	coord_loaded(void *, const char *);
+
+static void
+coord_reload(uv_timer_t *t)
+{
+	struct coordinator	*c = t->data;
+	char			*cause = NULL;
+
+	c->pending++;
+	if (model_load(c->model, coord_loaded, c, &cause) == -1) {
+		coord_loaded(c, cause);		/* as if it had answered */
+		free(cause);
+	}
+}
+
 static void
 coord_loaded(void *arg, const char *error)
 {
@@ -1325,17 +1355,25 @@ coord_loaded(void *arg, const char *error)
 	void			(*ready)(void *, const char *) = c->ready;
 
 	c->pending--;
-	c->ready = NULL;
 	if (c->freed) {
 		coord_maybe_free(c);
 		return;
 	}
-	if (error == NULL) {
-		c->loaded = 1;
-		if (store_campaign(c->store, c->name, c->conf.lease.ttl_ms,
-		    coord_leader, c, &cause) == -1)
-			error = cause;
+	if (error == NULL && fault_hit("coord.load") == FAULT_FAIL)
+		error = "fault point coord.load";	/* as etcd's 503 */
+	if (error != NULL) {
+		/* A store that cannot answer now (etcd electing its leader)
+		 * may in a moment: a coordinator must not stay down for it. */
+		log_warnx("coordinator %s: cannot load the store: %s; trying "
+		    "again in %d ms", c->name, error, COORD_RELOAD_MS);
+		uv_timer_start(c->timer, coord_reload, COORD_RELOAD_MS, 0);
+		return;
 	}
+	c->ready = NULL;
+	c->loaded = 1;
+	if (store_campaign(c->store, c->name, c->conf.lease.ttl_ms,
+	    coord_leader, c, &cause) == -1)
+		error = cause;
 	ready(c->ready_arg, error);
 	free(cause);
 }

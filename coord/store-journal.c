@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "coord/store.h"
@@ -73,6 +74,7 @@ struct jbatch {
 	uint8_t		*snap;		/* compaction: the snapshot to write */
 	size_t		 snap_len;
 	int		 fail_sync;	/* fault point store.sync:fail */
+	unsigned	 delay_ms;	/* store.sync:delay=MS, a slow disk */
 	int		 die_torn;	/* fault point store.write:kill */
 	char		*error;
 };
@@ -506,6 +508,7 @@ batch_reset(struct jbatch *b)
 	b->snap = NULL;
 	b->snap_len = 0;
 	b->fail_sync = 0;
+	b->delay_ms = 0;
 	b->die_torn = 0;
 	free(b->error);
 	b->error = NULL;
@@ -598,6 +601,9 @@ journal_work(uv_work_t *w)
 	int		 fd;
 
 	if (b->len != 0) {
+		if (b->delay_ms != 0)
+			nanosleep(&(struct timespec){ b->delay_ms / 1000,
+			    (long)(b->delay_ms % 1000) * 1000000 }, NULL);
 		if (b->die_torn) {
 			/* A crash in the middle of a write. */
 			(void)write_all(j->fd, b->buf, b->len / 2);
@@ -667,6 +673,8 @@ journal_done(uv_work_t *w, int status)
 			    " (%zu bytes); journal emptied", j->spath,
 			    j->rev, b->snap_len);
 	}
+	if (j->failed == NULL && b->len != 0)
+		fault_die_at("store.synced");	/* durable, not answered */
 	batch_answer(b, j->failed);
 	batch_reset(b);
 	if (j->failed != NULL) {
@@ -681,6 +689,8 @@ static void
 journal_flush(struct journal *j)
 {
 	struct jbatch	 swap;
+	enum fault_action action;
+	unsigned	 ms = 0;
 
 	if (j->busy)
 		return;
@@ -699,8 +709,9 @@ journal_flush(struct journal *j)
 		set_u32(j->inflight.buf + 4, (uint32_t)(j->inflight.len - 12));
 		set_u32(j->inflight.buf + 8, crc32c(0, j->inflight.buf + 12,
 		    j->inflight.len - 12));
-		if (fault_hit("store.sync") == FAULT_FAIL)
-			j->inflight.fail_sync = 1;
+		action = fault_check("store.sync", &ms);
+		j->inflight.fail_sync = action == FAULT_FAIL;
+		j->inflight.delay_ms = action == FAULT_DELAY ? ms : 0;
 		if (fault_hit("store.write") == FAULT_KILL)
 			j->inflight.die_torn = 1;
 		if (j->jbytes + j->inflight.len > COMPACT_MIN &&

@@ -151,3 +151,10 @@ fault_die(const char *point)
 	kill(getpid(), SIGKILL);
 	_exit(137);
 }
+
+void
+fault_die_at(const char *point)
+{
+	if (fault_hit(point) == FAULT_KILL)
+		fault_die(point);
+}

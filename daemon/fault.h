@@ -33,6 +33,9 @@ enum fault_action fault_check(const char *point, unsigned *ms);
 enum fault_action fault_hit(const char *point);
 /* "kill" of ternd itself: SIGKILL, now (no cleanup, as a crash). */
 void		 fault_die(const char *point) __attribute__((noreturn));
+/* A point where only a crash matters: ternd dies there (fault_die) when
+ * it is armed with kill; one line at the step a test kills ternd in. */
+void		 fault_die_at(const char *point);
 void		 fault_fini(void);
 
 #endif
