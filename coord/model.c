@@ -551,8 +551,9 @@ fo_from(const Tern__FailoverRecord *r, uint64_t rev)
 	return f;
 }
 
-static void
-fo_to(const struct model_failover *f, Tern__FailoverRecord *r)
+void
+model_failover_record(const struct model_failover *f,
+    Tern__FailoverRecord *r)
 {
 	tern__failover_record__init(r);
 	r->seq = f->seq;
@@ -1040,7 +1041,7 @@ fo_ops(struct model *m, const struct model_failover *fo, uint8_t **buf,
 	size_t			 len, i;
 	int			 listed = 0;
 
-	fo_to(fo, &r);
+	model_failover_record(fo, &r);
 	*buf = record_pack((ProtobufCMessage *)&r, &len);
 	keys[*nkeys] = fo_key(fo->seq);
 	ops[*nops].key = keys[(*nkeys)++];
@@ -1229,7 +1230,7 @@ model_failover_outcome(struct model *m, uint64_t seq,
 		free(fo->why);
 		fo->why = xstrdup(why);
 	}
-	fo_to(fo, &r);
+	model_failover_record(fo, &r);
 	buf = record_pack((ProtobufCMessage *)&r, &len);
 	key = fo_key(seq);
 	xasprintf(&what, "failover record %" PRIu64 " (%s)", seq,

@@ -166,6 +166,10 @@ int	model_failover_outcome(struct model *, uint64_t seq,
 	    void *, char **cause);
 /* The history, oldest first; valid until the next change. */
 size_t	model_failovers(struct model *, struct model_failover ***);
+/* f as its stored record (strings borrowed from f; a pending outcome is
+ * left out, as stored). */
+void	model_failover_record(const struct model_failover *,
+	    Tern__FailoverRecord *);
 /* The newest record of instance, or NULL. */
 struct model_failover *model_failover_last(struct model *,
 	    const char *instance);

@@ -312,20 +312,8 @@ role_failovers(struct coord_role *r, const char *peer, const Envelope *env)
 			Tern__FailoverRecord	*x = &recs[i - first];
 			struct model_failover	*f = fos[i];
 
-			tern__failover_record__init(x);
-			x->seq = f->seq;
-			x->time_unix_ms = f->time_unix_ms;
-			x->instance = f->instance;
-			x->from = f->from;
-			x->to = f->to;
-			x->why = f->why;
-			x->epoch = f->epoch;
-			x->has_failed_unix_ms = f->failed_unix_ms != 0;
-			x->failed_unix_ms = f->failed_unix_ms;
-			x->has_outcome = 1;
-			x->outcome = (Tern__FailoverRecord__Outcome)f->outcome;
-			x->has_outcome_unix_ms = f->outcome_unix_ms != 0;
-			x->outcome_unix_ms = f->outcome_unix_ms;
+			model_failover_record(f, x);
+			x->has_outcome = 1;	/* pending, too */
 			rp[i - first] = x;
 		}
 		fr.n_failovers = n - first;
