@@ -68,14 +68,7 @@ gone_from() { [ -z "$(state_on "$1")" ]; }
 one_copy() { [ "$(witness_copies mc h1 h2)" = 1 ]; }
 etcd_member_up() {
 	[ "$STORE" = etcd ] || return 0
-	th_spawn "$1" "$(th_dir "$1")/etcd.log" etcd --name "$1" \
-	    --data-dir "$(th_dir "$1")/etcd" \
-	    --listen-client-urls "http://$(th_addr "$1"):2379" \
-	    --advertise-client-urls "http://$(th_addr "$1"):2379" \
-	    --listen-peer-urls "http://$(th_addr "$1"):2380" \
-	    --initial-advertise-peer-urls "http://$(th_addr "$1"):2380" \
-	    >"$(th_dir "$1")/etcd.pid" &&
-	    th_wait 30 etcd__healthy "$1"
+	etcd_restart "$1"
 }
 
 # setup STORE: hosts, ternds (h3 coordinating with STORE), mc running on

@@ -6,6 +6,9 @@
 #	etcd_endpoints		"http://ADDR:2379,..." of the members
 #	etcd_follower		a host whose member is not etcd's leader
 #	etcd_stop h2		SIGKILL one member
+#	etcd_restart h2		start a member that stopped (its host crashed
+#				or was killed) again from its data, and wait
+#				until it answers with a leader
 
 ETCD_HOSTS=()
 
@@ -46,6 +49,18 @@ etcd_up() {
 			return 1
 		}
 	done
+}
+
+etcd_restart() {
+	local h=$1
+	th_spawn "$h" "$(th_dir "$h")/etcd.log" etcd --name "$h" \
+	    --data-dir "$(th_dir "$h")/etcd" \
+	    --listen-client-urls "http://$(th_addr "$h"):2379" \
+	    --advertise-client-urls "http://$(th_addr "$h"):2379" \
+	    --listen-peer-urls "http://$(th_addr "$h"):2380" \
+	    --initial-advertise-peer-urls "http://$(th_addr "$h"):2380" \
+	    >"$(th_dir "$h")/etcd.pid" &&
+	    th_wait 30 etcd__healthy "$h"
 }
 
 etcd_endpoints() {

@@ -151,16 +151,8 @@ ha__recent() {
 	awk -v t="${l##* }" -v now="$(witness_uptime)" 'BEGIN { exit !(now - t < 1) }'
 }
 ha__etcd_member() {
-	local h=$1
 	[ "$HA_ETCD" = 1 ] || return 0
-	th_spawn "$h" "$(th_dir "$h")/etcd.log" etcd --name "$h" \
-	    --data-dir "$(th_dir "$h")/etcd" \
-	    --listen-client-urls "http://$(th_addr "$h"):2379" \
-	    --advertise-client-urls "http://$(th_addr "$h"):2379" \
-	    --listen-peer-urls "http://$(th_addr "$h"):2380" \
-	    --initial-advertise-peer-urls "http://$(th_addr "$h"):2380" \
-	    >"$(th_dir "$h")/etcd.pid" &&
-	    th_wait 30 etcd__healthy "$h"
+	etcd_restart "$1"
 }
 # ha__etcd_leader: the host whose etcd member is the raft leader.
 ha__etcd_leader() {
