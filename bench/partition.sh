@@ -66,11 +66,7 @@ setup() {
 	ha_setup 'log_filters = "info"' || return 1
 	for h in h1 h2 h3; do cl_start $h || return 1; done
 	ha_wait || return 1
-	rootfs_make "$TH_ROOT/rootfs" 2>/dev/null && witness_spec "$TH_ROOT/rootfs" mc || return 1
-	HA_WITNESS=$(witness_file "$TH_ROOT/rootfs" mc)
-	cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" --ha restart >/dev/null &&
-	    cl_ctl h1 start mc >/dev/null || return 1
-	th_wait 20 eval '[ "$(ha_owner)" = h1 ]' || { echo "mc never wrote from h1" >&2; return 1; }
+	ha_trial_setup
 }
 
 # section NAME TRIALS BUDGET_S SEED: in a subshell with its own test hosts;

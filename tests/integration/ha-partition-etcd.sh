@@ -38,12 +38,7 @@ HA_COORD_CONF=("store = \"etcd\"" "etcd_endpoints = \"$(etcd_endpoints)\""
 ha_setup 'log_filters = "info"'
 for h in h1 h2 h3; do cl_start $h; done
 ha_wait || fail "no HA cluster"
-rootfs_make "$TH_ROOT/rootfs"
-witness_spec "$TH_ROOT/rootfs" mc
-HA_WITNESS=$(witness_file "$TH_ROOT/rootfs" mc)
-cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" --ha restart >/dev/null
-cl_ctl h1 start mc >/dev/null
-wait_for 20 "mc writing from h1" eval '[ "$(ha_owner)" = h1 ]'
+ha_trial_setup || fail "no witness container mc writing from h1"
 
 trial() {
 	echo "--- $1 (mc on $(ha_owner))"

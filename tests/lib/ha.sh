@@ -81,6 +81,10 @@ ha_wait() {
 #				command powered off)
 #	ha_owner		the agent the instance runs on (its latest
 #				record)
+#	ha_trial_setup		once ha_wait passed: the witness container
+#				HA_NAME (--ha restart) on a fresh rootfs,
+#				started on h1 and writing; sets HA_WITNESS;
+#				1 saying why if not
 #
 # Kinds: cut (the owner's link), coord-cut (the coordinator's link),
 # asym-peer (owner and peer cannot reach each other, both reach h3),
@@ -93,7 +97,7 @@ ha_wait() {
 # coordinator's host crashed, its etcd member with it, then booted
 # again) and etcd-leader (etcd's raft leader SIGKILLed, then restarted).
 #
-# The caller sets HA_WITNESS (the witness file) and HA_NAME (mc).
+# ha_trial_setup sets HA_WITNESS (the witness file); HA_NAME is mc.
 
 HA_NAME=${HA_NAME:-mc}
 HA_ETCD=${HA_ETCD:-0}
@@ -128,6 +132,18 @@ FENCE
 }
 
 ha_owner() { witness_host "$HA_WITNESS"; }
+ha_trial_setup() {
+	rootfs_make "$TH_ROOT/rootfs" 2>/dev/null &&
+	    witness_spec "$TH_ROOT/rootfs" "$HA_NAME" || return 1
+	HA_WITNESS=$(witness_file "$TH_ROOT/rootfs" "$HA_NAME")
+	cl_ctl h1 create "$HA_NAME" --spec "$TH_ROOT/$HA_NAME.json" \
+	    --ha restart >/dev/null &&
+	    cl_ctl h1 start "$HA_NAME" >/dev/null || return 1
+	th_wait 20 eval '[ "$(ha_owner)" = h1 ]' || {
+		echo "ha: $HA_NAME never wrote from h1" >&2
+		return 1
+	}
+}
 ha__other() { if [ "$1" = h1 ]; then echo h2; else echo h1; fi; }
 ha__copies() { witness_copies "$HA_NAME" "$@"; }
 ha__state() { inst_field "$1" "$HA_NAME" state 2>/dev/null; }
