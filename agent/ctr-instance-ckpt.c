@@ -10,6 +10,7 @@
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container-work.h"
 #include "checkpoint/container.h"
+#include "checkpoint/restore-limits.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -119,6 +120,29 @@ checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
 	container_stop_async(loop, in->name, checkpoint_settled, op);
 }
 
+/* A checkpoint is for restoring: what CRIU would restore broken is not
+ * taken (checkpoint/restore-limits.h).  0, or -1 refused. */
+static int
+ctr_restorable(struct instance *in, int *code, char **cause)
+{
+	pid_t	*pids = NULL;
+	size_t	 npids = 0;
+	char	*why = NULL;
+	int	 rc = 0;
+
+	if (container_pids(in->name, &pids, &npids, &why) != 0) {
+		rc = inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_INTERNAL,
+		    "instance %s: %s", in->name, why);
+	} else if (restore_limits_pids(pids, npids, &why) > 0) {
+		rc = inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s cannot "
+		    "be checkpointed now: %s", in->name, why);
+	}
+	free(why);
+	free(pids);
+	return rc;
+}
+
 int
 ctr_checkpoint(struct instance *in, int leave_running, instances_done_cb cb,
     void *arg, int *code, char **cause)
@@ -134,6 +158,8 @@ ctr_checkpoint(struct instance *in, int leave_running, instances_done_cb cb,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: only a running instance can be "
 		    "checkpointed", in->name, inst_state_names[in->state]);
+	if (ctr_restorable(in, code, cause) != 0)
+		return -1;
 	op = xcalloc(1, sizeof *op);
 	op->in = in;
 	op->cb = cb;

@@ -13,6 +13,7 @@
 #include "checkpoint/container.h"
 #include "checkpoint/file-locks.h"
 #include "checkpoint/lazy-check.h"
+#include "checkpoint/restore-limits.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
 #include "daemon/ratelimit.h"
@@ -152,6 +153,13 @@ ctr_source_mode(struct agent *a, struct instance *in,
 	 * the frozen source: refused, whatever the mode. */
 	if (in->spec->shared_storage && file_locks_on_shared(in->spec->root,
 	    pids, npids, &why) > 0) {
+		xasprintf(cause, "%s cannot move now: %s", in->name, why);
+		goto out;
+	}
+	free(why);
+	why = NULL;
+	/* What CRIU would bring back broken is not moved at all. */
+	if (restore_limits_pids(pids, npids, &why) > 0) {
 		xasprintf(cause, "%s cannot move now: %s", in->name, why);
 		goto out;
 	}
