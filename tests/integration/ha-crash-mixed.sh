@@ -69,6 +69,12 @@ memcheck_pid() {
 	return 1
 }
 mc_runs_on() { [ "$(state_on "$1" mc)" = running ] && [ "$(mc_copies)" = 1 ]; }
+# Running, or in one of its leave-running checkpoints (every interval,
+# once another host can hold a replica).
+mc_alive_on() {
+	case $(state_on "$1" mc) in running | checkpointing) ;; *) return 1 ;; esac
+	[ "$(mc_copies)" = 1 ]
+}
 g1_runs_on() { [ "$(state_on "$1" g1)" = running ] && [ "$(vm_copies g1)" = 1 ] &&
     lv_virsh "$1" list --name 2>/dev/null | grep -qx g1; }
 recorded() {
@@ -76,15 +82,16 @@ recorded() {
 	    "$(cl_log h3)" | awk '{print $5}'
 }
 
-echo "--- h1 runs mc (--ha checkpoint, every ${INTERVAL_MS} ms) and g1 (--ha restart)"
+echo "--- h1 runs g1 (--ha restart) and mc (--ha checkpoint, every ${INTERVAL_MS} ms)"
+# g1 first: the guest boots (TCG, slow) while mc starts.
+lv_domain_xml g1 128 "guestcheck.rate=2" >"$TH_ROOT/g1.xml"
+cl_ctl h1 create g1 --kind vm --xml "$TH_ROOT/g1.xml" --ha restart >/dev/null
+cl_ctl h1 start g1 >/dev/null
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" --ha checkpoint \
     --interval "$INTERVAL_MS" --replicas 1 >/dev/null
 cl_ctl h1 start mc >/dev/null
 wait_for 20 "mc running on h1" mc_runs_on h1
 inst_wait_ready "$mstate" || fail "mc's memcheck did not start"
-lv_domain_xml g1 128 "guestcheck.rate=2" >"$TH_ROOT/g1.xml"
-cl_ctl h1 create g1 --kind vm --xml "$TH_ROOT/g1.xml" --ha restart >/dev/null
-cl_ctl h1 start g1 >/dev/null
 vm_wait_checks h1 g1 2 || fail "g1 does not run on h1"
 wait_for 10 "g1 known to the coordinator" test "$(epoch_on h1 g1)" = 1
 pid=$(memcheck_pid h1) || fail "no memcheck of mc on h1"
@@ -163,7 +170,7 @@ print(" ".join(i["name"] for i in json.load(sys.stdin)["instances"]))')
     fail "h1's libvirtd runs g1 again"
 [ "$(mc_copies)" = 1 ] || fail "$(mc_copies) copies of mc run"
 [ "$(vm_copies g1)" = 1 ] || fail "g1 runs $(vm_copies g1) times"
-mc_runs_on h2 || fail "mc no longer runs on h2: $(state_on h2 mc)"
+mc_alive_on h2 || fail "mc no longer runs on h2: $(state_on h2 mc)"
 g1_runs_on h2 || fail "g1 no longer runs on h2: $(state_on h2 g1)"
 witness_check "$ticks" >/dev/null || fail "two copies of mc ran at once"
 [ "$(failovers_of h1)" = "$want" ] || fail "failovers on h1: $(failovers_of h1)"
