@@ -357,3 +357,22 @@ ha_trial() {
 	ha__measure "$(awk -v u="$up" 'BEGIN { printf "%.2f", u - 1 }')" "$resumed"
 	return 0
 }
+
+# --- the crash of a host that ran a checkpoint-protected container ---------
+#
+#	ha_cg2_adopt FROM TO	move every process left in test host FROM's
+#				cgroup v2 path to TO's; prints how many
+#
+# CRIU puts a restored tree back into the cgroup v2 path it was dumped
+# from (ckpt.c maps only the v1 controllers tern uses to this host's).  On
+# real hosts that is ternd's own cgroup, the same path everywhere; a test
+# host's is its own (tern-test/NET-FROM), which th_revive FROM empties
+# with cgroup.kill.  A test that restored FROM's container on TO moves
+# the restored copy to TO's path before it revives FROM.
+ha_cg2_adopt() {
+	local p n=0
+	for p in $(find "$(th__cg2 "$1")" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+		echo "$p" 2>/dev/null >"$(th__cg2 "$2")/cgroup.procs" && n=$((n + 1))
+	done
+	echo "$n"
+}

@@ -10,7 +10,7 @@
 # The workload, /bin/witness FILE (busybox sh), appends one record every
 # 20 ms to FILE on the shared rootfs, from inside the container:
 #
-#	RUN HOST COUNTER UPTIME
+#	RUN HOST COUNTER TIME
 #
 #  RUN      8 hex digits drawn when the process starts.  It is in memory,
 #           so a restore (a migration, a replica) keeps it; a cold start
@@ -25,9 +25,15 @@
 #           back.  A cold start carries on from the last record in FILE
 #           (the state it finds on the shared disk), so a restart that
 #           loses nothing shows "rolled back 0".
-#  UPTIME   /proc/uptime: one kernel clock, shared by every test host.
+#  TIME     CLOCK_REALTIME, seconds with microseconds (busybox ash's
+#           $EPOCHREALTIME: no fork).  Not /proc/uptime nor any clock a
+#           time namespace shifts: CRIU restores a container with the
+#           monotonic and boot clocks it had at the dump, so a restored
+#           copy's uptime lags by the time from the dump to the restore
+#           and its records would seem to start before the old copy
+#           died.  The test hosts share one kernel, so one wall clock.
 #
-# witness_check FILE [--since UPTIME] runs tests/tools/witness-check.py:
+# witness_check FILE [--since TIME] runs tests/tools/witness-check.py:
 # fails on any two copies whose time spans meet, prints each handover's
 # gap and rolled-back count (see the tool's header).
 #
@@ -38,9 +44,10 @@
 #	witness_copies NAME HOST...	witness processes in the containers
 #					named NAME on those hosts (whatever
 #					the ternds say)
-#	witness_last FILE		the last record: "RUN HOST COUNTER UPTIME"
+#	witness_last FILE		the last record: "RUN HOST COUNTER TIME"
 #	witness_host FILE		the HOST of the last record
-#	witness_uptime			now, on the records' clock
+#	witness_now			now, on the records' clock
+#	witness_uptime			the same (its older name)
 
 WITNESS_CHECK=${WITNESS_CHECK:-$TERN_SRCDIR/tests/tools/witness-check.py}
 
@@ -49,9 +56,12 @@ witness_install() {
 	[ -d "$dir/bin" ] || { echo "witness: no $dir/bin (rootfs_make first)" >&2; return 1; }
 	cat >"$dir/bin/witness" <<'EOF'
 #!/bin/sh
-# witness FILE: one "RUN HOST COUNTER UPTIME" line every 20 ms (see
-# tests/lib/witness.sh).
+# witness FILE: one "RUN HOST COUNTER TIME" line every 20 ms (see
+# tests/lib/witness.sh).  TIME is the wall clock: a time namespace (a
+# CRIU restore) shifts /proc/uptime, not this.
 f=$1
+# Without it every record would lack its time (another sh than busybox's).
+[ -n "$EPOCHREALTIME" ] || { echo "witness: this sh has no \$EPOCHREALTIME" >&2; exit 1; }
 read -r run </proc/sys/kernel/random/uuid
 run=${run%%-*}
 n=0
@@ -71,8 +81,7 @@ while :; do
 		host=${host#*-} ;;
 	esac
 	n=$((n + 1))
-	read -r up idle </proc/uptime
-	echo "$run $host $n $up" >>"$f"
+	echo "$run $host $n $EPOCHREALTIME" >>"$f"
 	usleep 20000
 done
 EOF
@@ -119,8 +128,7 @@ witness_host() {
 	echo "${host:-}"
 }
 
-witness_uptime() {
-	local up
-	read -r up _ </proc/uptime
-	echo "$up"
+witness_now() {
+	date +%s.%6N
 }
+witness_uptime() { witness_now; }
