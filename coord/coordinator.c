@@ -198,7 +198,7 @@ coord_replica_hosts(struct coordinator *c, const struct model_instance *in,
 }
 
 /* The replicas host should keep (LeaseGrant.keep_replicas): instances
- * still checkpoint-protected, not its own, that name it among their
+ * still checkpoint-protected, not released, not its own, that name it among their
  * replica hosts or hold a recorded replica there.  The others it removes
  * after a grace period (agent/replica.c). */
 static size_t
@@ -215,15 +215,17 @@ coord_keep_replicas(struct coordinator *c, const char *host, char ***out)
 	for (i = 0; i < n; i++) {
 		struct model_instance *in = insts[i];
 
-		if (in->ha != MODEL_HA_CHECKPOINT || (in->owner != NULL &&
-		    strcmp(in->owner, host) == 0))
+		/* Released (the operator destroyed it): runs nowhere, its
+		 * replicas restore nothing any more. */
+		if (in->ha != MODEL_HA_CHECKPOINT || in->owner == NULL ||
+		    strcmp(in->owner, host) == 0)
 			continue;
 		keep = 0;
 		reps = model_replicas(c->model, in->name, &nr);
 		for (j = 0; j < nr && !keep; j++)
 			keep = strcmp(reps[j]->host, host) == 0;
 		free(reps);
-		if (!keep && in->owner != NULL) {
+		if (!keep) {
 			nh = coord_replica_hosts(c, in, rh, HA_REPLICAS_MAX);
 			for (j = 0; j < nh && !keep; j++)
 				keep = strcmp(rh[j], host) == 0;
@@ -231,7 +233,6 @@ coord_keep_replicas(struct coordinator *c, const char *host, char ***out)
 		if (keep)
 			(*out)[k++] = in->name;
 	}
-	free(insts);
 	return k;
 }
 
