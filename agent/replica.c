@@ -70,6 +70,8 @@ struct rep_gen {
 	int			 offered;	/* sends are open */
 	uv_timer_t		*timer;
 	char			*rootfs;	/* captured with it, or NULL */
+	struct rootfs_snap	 pre;		/* read ahead, running */
+	int			 have_pre;
 	struct rootfs_stats	 rst;
 	uint64_t		 capture_ms;
 };
@@ -430,6 +432,7 @@ rep_gen_free(struct rep_gen *rg)
 	free(rg->gen_dir);
 	free(rg->ckpt_dir);
 	free(rg->rootfs);
+	rootfs_snap_free(&rg->pre);
 	free(rg);
 	rs->inflight--;
 	rep_maybe_free(rs);
@@ -823,7 +826,8 @@ rep_scan(void *arg, char **cause)
 
 /* ckpt's frozen hook: the container stopped for its dump, its rootfs
  * is taken now, so files and memory come from the same instant.  Only
- * what changed since the previous generation is read; the content goes
+ * what changed since the pass just before the dump (else since the
+ * previous generation) is read; the content goes
  * into the owner's chunk store (ckpt_dir/chunks), which its
  * GEN.chunks keeps through chunks_prune. */
 static int
@@ -839,14 +843,19 @@ rep_capture(void *arg, const char *gen_dir, char **cause)
 	uint64_t		  start = now_ms();
 	int			  have_prev, rc = -1;
 
-	xasprintf(&prev_dir, "%s/%" PRIu64, rg->ckpt_dir,
-	    ckpt_newest(rg->ckpt_dir));
-	have_prev = rootfs_snap_load(prev_dir, &prev, cause) == 0;
-	free(*cause);
-	*cause = NULL;
-	free(prev_dir);
-	if (rootfs_snap_capture(rg->rootfs, have_prev ? &prev : NULL,
-	    rg->ckpt_dir, CHUNK_SIZE, &snap, &rg->rst, cause) != 0)
+	if (rg->have_pre)
+		have_prev = 0;
+	else {
+		xasprintf(&prev_dir, "%s/%" PRIu64, rg->ckpt_dir,
+		    ckpt_newest(rg->ckpt_dir));
+		have_prev = rootfs_snap_load(prev_dir, &prev, cause) == 0;
+		free(*cause);
+		*cause = NULL;
+		free(prev_dir);
+	}
+	if (rootfs_snap_capture(rg->rootfs, rg->have_pre ? &rg->pre :
+	    have_prev ? &prev : NULL, rg->ckpt_dir, CHUNK_SIZE, &snap,
+	    &rg->rst, cause) != 0)
 		goto out;
 	n = rootfs_snap_chunks(&snap, &mds, &sizes);
 	text = xcalloc(n + 1, DIGEST_HEX_LEN + 1);
@@ -919,6 +928,98 @@ rep_checkpointed(void *arg, const Envelope *reply, int code,
 	work_run(rg->rs->a->ternd->loop, rep_scan, rg, rep_scanned, rg);
 }
 
+/* Only a copy that simply runs here, under the lease: never during a
+ * migration, a stop, the operator's own checkpoint. */
+static struct instance *
+rep_runs_here(struct rep_inst *ri)
+{
+	struct agent	*a = ri->rs->a;
+	struct instance	*in;
+
+	in = a->instances != NULL ? instance_find(a->instances, ri->name) :
+	    NULL;
+	if (in == NULL || in->state != INST_RUNNING || in->working != NULL ||
+	    in->epoch != ri->epoch || a->ha == NULL ||
+	    !ha_agent_may_run(a->ha, in->epoch) || ri->nhosts == 0)
+		return NULL;
+	return in;
+}
+
+static void
+rep_abandon(struct rep_gen *rg)
+{
+	if (rg->ri != NULL)
+		rg->ri->busy = NULL;
+	rep_gen_free(rg);
+}
+
+/* The dump (and, stopped with it, the rootfs capture). */
+static void
+rep_dump(struct rep_gen *rg)
+{
+	struct instance	*in;
+	char		*cause = NULL;
+	int		 code = 0;
+
+	if (rg->rs->stopping || rg->ri == NULL ||
+	    (in = rep_runs_here(rg->ri)) == NULL) {
+		rep_abandon(rg);
+		return;
+	}
+	rg->taken_ms = wall_ms();
+	if (rg->rootfs != NULL) {
+		in->ckpt_frozen = rep_capture;
+		in->ckpt_frozen_arg = rg;
+	}
+	if (in->drv->checkpoint == NULL || in->drv->checkpoint(in, 1,
+	    rep_checkpointed, rg, &code, &cause) != 0) {
+		in->ckpt_frozen = NULL;
+		in->ckpt_frozen_arg = NULL;
+		log_warnx("instance %s: no checkpoint for its replicas: %s",
+		    rg->name, cause != NULL ? cause : "its kind cannot");
+		free(cause);
+		rep_abandon(rg);
+	}
+}
+
+/* Before the dump, the container running: what changed in its rootfs
+ * since the previous generation is read now, so the capture while it is
+ * stopped reads only what changed since this pass. */
+static int
+rep_prepass(void *arg, char **cause)
+{
+	struct rep_gen		*rg = arg;
+	struct rootfs_snap	 prev;
+	struct rootfs_stats	 st;
+	char			*prev_dir;
+	int			 have_prev;
+
+	xasprintf(&prev_dir, "%s/%" PRIu64, rg->ckpt_dir,
+	    ckpt_newest(rg->ckpt_dir));
+	have_prev = rootfs_snap_load(prev_dir, &prev, cause) == 0;
+	free(*cause);
+	*cause = NULL;
+	free(prev_dir);
+	if (rootfs_snap_capture(rg->rootfs, have_prev ? &prev : NULL,
+	    rg->ckpt_dir, CHUNK_SIZE, &rg->pre, &st, cause) == 0)
+		rg->have_pre = 1;
+	if (have_prev)
+		rootfs_snap_free(&prev);
+	return rg->have_pre ? 0 : -1;
+}
+
+static void
+rep_prepassed(void *arg, const char *error)
+{
+	struct rep_gen	*rg = arg;
+
+	if (error != NULL)
+		log_warnx("instance %s: rootfs not read ahead of its "
+		    "checkpoint (read while it is stopped instead): %s",
+		    rg->name, error);
+	rep_dump(rg);
+}
+
 static void
 rep_tick(uv_timer_t *t)
 {
@@ -927,8 +1028,6 @@ rep_tick(uv_timer_t *t)
 	struct agent	*a = rs->a;
 	struct instance	*in;
 	struct rep_gen	*rg;
-	char		*cause = NULL;
-	int		 code = 0;
 	size_t		 i;
 
 	if (ri->busy != NULL) {
@@ -936,13 +1035,7 @@ rep_tick(uv_timer_t *t)
 		    " is still being sent", ri->name, ri->busy->gen);
 		return;
 	}
-	in = a->instances != NULL ? instance_find(a->instances, ri->name) :
-	    NULL;
-	/* Only a copy that simply runs here, under the lease: never during
-	 * a migration, a stop, the operator's own checkpoint. */
-	if (in == NULL || in->state != INST_RUNNING || in->working != NULL ||
-	    in->epoch != ri->epoch || a->ha == NULL ||
-	    !ha_agent_may_run(a->ha, in->epoch) || ri->nhosts == 0)
+	if ((in = rep_runs_here(ri)) == NULL)
 		return;
 	rg = xcalloc(1, sizeof *rg);
 	rg->rs = rs;
@@ -950,7 +1043,6 @@ rep_tick(uv_timer_t *t)
 	rg->ri = ri;
 	rg->name = xstrdup(ri->name);
 	rg->epoch = ri->epoch;
-	rg->taken_ms = wall_ms();
 	rg->ckpt_dir = xstrdup(in->ckpt_dir);
 	rg->timer = rep_timer_new(a, rg);
 	rg->nsends = ri->nhosts;
@@ -964,19 +1056,10 @@ rep_tick(uv_timer_t *t)
 	if (in->spec != NULL && !in->spec->shared_storage &&
 	    in->spec->root != NULL) {
 		rg->rootfs = xstrdup(in->spec->root);
-		in->ckpt_frozen = rep_capture;
-		in->ckpt_frozen_arg = rg;
+		work_run(a->ternd->loop, rep_prepass, rg, rep_prepassed, rg);
+		return;
 	}
-	if (in->drv->checkpoint == NULL || in->drv->checkpoint(in, 1,
-	    rep_checkpointed, rg, &code, &cause) != 0) {
-		in->ckpt_frozen = NULL;
-		in->ckpt_frozen_arg = NULL;
-		log_warnx("instance %s: no checkpoint for its replicas: %s",
-		    ri->name, cause != NULL ? cause : "its kind cannot");
-		free(cause);
-		ri->busy = NULL;
-		rep_gen_free(rg);
-	}
+	rep_dump(rg);
 }
 
 /* --- replica: receiving ---------------------------------------------------- */
