@@ -37,6 +37,16 @@ rootfs_snap_free(struct rootfs_snap *s)
 
 /* --- encoding ---------------------------------------------------------- */
 
+static uint8_t (*
+digests_dup(uint8_t (*from)[DIGEST_LEN], size_t n))[DIGEST_LEN]
+{
+	uint8_t	(*d)[DIGEST_LEN] = xcalloc(n + 1, DIGEST_LEN);
+
+	if (n > 0)
+		memcpy(d, from, n * DIGEST_LEN);
+	return d;
+}
+
 struct obuf {
 	uint8_t	*p;
 	size_t	 len, cap;
@@ -279,9 +289,8 @@ rootfs_snap_decode(const uint8_t *buf, size_t len, struct rootfs_snap *s,
 		if (in.bad || nd > CHUNKS_MAX || nd * DIGEST_LEN > in.len)
 			goto trunc;
 		r->n = (size_t)nd;
-		r->digests = xcalloc(r->n + 1, DIGEST_LEN);
-		memcpy(r->digests, i_mem(&in, r->n * DIGEST_LEN),
-		    r->n * DIGEST_LEN);
+		r->digests = digests_dup((uint8_t (*)[DIGEST_LEN])(uintptr_t)
+		    i_mem(&in, r->n * DIGEST_LEN), r->n);
 		if (r->e.mtime_nsec >= 1000000000u ||
 		    rootfs_ent_check(s, i, cause) != 0)
 			goto fail;
@@ -492,17 +501,13 @@ cap_write(void *arg, const void *data, size_t len)
 			if ((from = cap_read_find(c, first)) != NULL) {
 				f.size = from->size;
 				f.n = from->n;
-				f.digests = xcalloc(f.n + 1, DIGEST_LEN);
-				memcpy(f.digests, from->digests,
-				    f.n * DIGEST_LEN);
+				f.digests = digests_dup(from->digests, f.n);
 				cap_add(c, &f);
 			} else if (c->since != NULL && (old = rootfs_find(
 			    c->since, c->since->n, first)) != NULL) {
 				f.size = old->e.size;
 				f.n = old->n;
-				f.digests = xcalloc(f.n + 1, DIGEST_LEN);
-				memcpy(f.digests, old->digests,
-				    f.n * DIGEST_LEN);
+				f.digests = digests_dup(old->digests, f.n);
 				cap_add(c, &f);
 			} else
 				free(f.path);
@@ -603,13 +608,11 @@ rootfs_snap_capture(const char *rootfs, const struct rootfs_snap *since,
 		if ((f = cap_read_find(&c, r->e.path)) != NULL) {
 			r->e.size = f->size;
 			r->n = f->n;
-			r->digests = xcalloc(f->n + 1, DIGEST_LEN);
-			memcpy(r->digests, f->digests, f->n * DIGEST_LEN);
+			r->digests = digests_dup(f->digests, f->n);
 		} else if (since != NULL && (old = rootfs_find(since, since->n,
 		    r->e.path)) != NULL && old->e.size == r->e.size) {
 			r->n = old->n;
-			r->digests = xcalloc(old->n + 1, DIGEST_LEN);
-			memcpy(r->digests, old->digests, old->n * DIGEST_LEN);
+			r->digests = digests_dup(old->digests, old->n);
 		} else {
 			set_cause(cause, "%s/%s: neither read nor unchanged",
 			    rootfs, r->e.path);
