@@ -1640,15 +1640,29 @@ replica_reports_free(struct agent *a, Tern__LeaseRenew *r)
 	rs->nout = 0;
 }
 
+/* A replica generation becoming the instance's checkpoint (on the
+ * pool: the rootfs may be large, the loop renews leases). */
+struct rep_take {
+	struct agent		*a;
+	struct replicas		*rs;		/* held (inflight) */
+	char			*name;
+	char			*dir;		/* the replica */
+	char			*ckpt_dir;
+	char			*root;		/* the spec's rootfs, or NULL */
+	uint64_t		 gen;
+	size_t			 entries;	/* rootfs written: its entries */
+	int			 wrote;
+	replica_take_cb		 cb;
+	void			*arg;
+};
+
 /* The generation carries the container's rootfs: write it where its
  * spec says, before CRIU restores.  That path must be absent or an empty
  * directory here: a rootfs found there (a stale copy, or someone
  * else's) is never overwritten; the failover moves on. */
 static int
-rep_rootfs_put(struct agent *a, const char *name, const char *dir,
-    const char *gen_dir, char **cause)
+rep_rootfs_put(struct rep_take *t, const char *gen_dir, char **cause)
 {
-	struct instance		*in;
 	struct rootfs_snap	 snap;
 	struct stat		 st;
 	char			*tmp = NULL;
@@ -1657,32 +1671,30 @@ rep_rootfs_put(struct agent *a, const char *name, const char *dir,
 	if ((rc = rootfs_snap_load(gen_dir, &snap, cause)) != 0)
 		return rc == 1 ? 0 : -1;
 	rc = -1;
-	in = a->instances != NULL ? instance_find(a->instances, name) : NULL;
-	if (in == NULL || in->spec == NULL || in->spec->root == NULL) {
+	if (t->root == NULL) {
 		set_cause(cause, "replica generation carries a rootfs, but "
 		    "the instance has no rootfs path here");
 		goto out;
 	}
-	if (lstat(in->spec->root, &st) == 0 && (!S_ISDIR(st.st_mode) ||
-	    rmdir(in->spec->root) != 0)) {
+	if (lstat(t->root, &st) == 0 && (!S_ISDIR(st.st_mode) ||
+	    rmdir(t->root) != 0)) {
 		set_cause(cause, "its rootfs %s exists on this host and is not "
 		    "an empty directory: not overwritten (remove it if it is "
-		    "a stale copy, then ternctl restore %s)", in->spec->root,
-		    name);
+		    "a stale copy, then ternctl restore %s)", t->root, t->name);
 		goto out;
 	}
-	xasprintf(&tmp, "%s.tern-replica", in->spec->root);
+	xasprintf(&tmp, "%s.tern-replica", t->root);
 	if (rm_rf(tmp, cause) != 0 ||
-	    rootfs_snap_materialise(&snap, dir, tmp, cause) != 0)
+	    rootfs_snap_materialise(&snap, t->dir, tmp, cause) != 0)
 		goto out;
-	if (rename(tmp, in->spec->root) != 0) {
-		set_cause(cause, "%s: %s", in->spec->root, strerror(errno));
+	if (rename(tmp, t->root) != 0) {
+		set_cause(cause, "%s: %s", t->root, strerror(errno));
 		goto out;
 	}
-	if (fsync_parent(in->spec->root, cause) != 0)
+	if (fsync_parent(t->root, cause) != 0)
 		goto out;
-	log_info("instance %s: rootfs %s written from its replica (%zu "
-	    "entries)", name, in->spec->root, snap.n);
+	t->wrote = 1;
+	t->entries = snap.n;
 	rc = 0;
 out:
 	rootfs_snap_free(&snap);
@@ -1690,37 +1702,76 @@ out:
 	return rc;
 }
 
-int
-replica_take(struct agent *a, const char *name, uint64_t gen,
-    const char *ckpt_dir, char **cause)
+static int
+rep_take_work(void *arg, char **cause)
 {
-	char	*dir = rep_dir(a, name), *from, *to;
-	int	 rc = -1;
+	struct rep_take	*t = arg;
+	char		*from, *to;
+	int		 rc = -1;
 
-	xasprintf(&from, "%s/%" PRIu64, dir, gen);
-	xasprintf(&to, "%s/%" PRIu64, ckpt_dir, gen);
-	if (ckpt_newest(dir) < gen) {
+	xasprintf(&from, "%s/%" PRIu64, t->dir, t->gen);
+	xasprintf(&to, "%s/%" PRIu64, t->ckpt_dir, t->gen);
+	if (ckpt_newest(t->dir) < t->gen) {
 		set_cause(cause, "this host holds no complete replica "
-		    "generation %" PRIu64 " of it (%s)", gen, dir);
+		    "generation %" PRIu64 " of it (%s)", t->gen, t->dir);
 		goto out;
 	}
-	if (rep_rootfs_put(a, name, dir, from, cause) != 0)
+	if (rep_rootfs_put(t, from, cause) != 0)
 		goto out;
-	if (mkdir_p(ckpt_dir, 0700, cause) != 0 || rm_rf(to, cause) != 0)
+	if (mkdir_p(t->ckpt_dir, 0700, cause) != 0 || rm_rf(to, cause) != 0)
 		goto out;
 	if (rename(from, to) != 0) {
 		set_cause(cause, "%s: %s", to, strerror(errno));
 		goto out;
 	}
-	if (fsync_parent(to, cause) != 0)
-		goto out;
-	rc = 0;
-	work_discard(a->ternd->loop, dir, name, "the replica", NULL, NULL);
+	rc = fsync_parent(to, cause);
 out:
-	free(dir);
 	free(from);
 	free(to);
 	return rc;
+}
+
+static void
+rep_take_done(void *arg, const char *error)
+{
+	struct rep_take	*t = arg;
+	struct replicas	*rs = t->rs;
+
+	if (t->wrote)
+		log_info("instance %s: rootfs %s written from its replica "
+		    "(%zu entries)", t->name, t->root, t->entries);
+	if (error == NULL)
+		work_discard(t->a->ternd->loop, t->dir, t->name, "the replica",
+		    NULL, NULL);
+	t->cb(t->arg, error);
+	free(t->name);
+	free(t->dir);
+	free(t->ckpt_dir);
+	free(t->root);
+	free(t);
+	if (rs != NULL) {
+		rs->inflight--;
+		rep_maybe_free(rs);
+	}
+}
+
+void
+replica_take(struct agent *a, const char *name, uint64_t gen,
+    const char *ckpt_dir, const char *root, replica_take_cb cb, void *arg)
+{
+	struct rep_take	*t = xcalloc(1, sizeof *t);
+
+	t->a = a;
+	t->name = xstrdup(name);
+	t->dir = rep_dir(a, name);
+	t->ckpt_dir = xstrdup(ckpt_dir);
+	t->root = root != NULL ? xstrdup(root) : NULL;
+	t->gen = gen;
+	t->cb = cb;
+	t->arg = arg;
+	if ((t->rs = a->replicas) != NULL)
+		t->rs->inflight++;
+	work_run(a->ternd->loop, rep_take_work, t, rep_take_done, t);
 }
 
 void
