@@ -1679,8 +1679,9 @@ rep_rootfs_put(struct rep_take *t, const char *gen_dir, char **cause)
 	if (lstat(t->root, &st) == 0 && (!S_ISDIR(st.st_mode) ||
 	    rmdir(t->root) != 0)) {
 		set_cause(cause, "its rootfs %s exists on this host and is not "
-		    "an empty directory: not overwritten (remove it if it is "
-		    "a stale copy, then ternctl restore %s)", t->root, t->name);
+		    "an empty directory: not overwritten (if it is a stale "
+		    "copy of %s, remove it before the next failover; the "
+		    "replica stays in %s)", t->root, t->name, t->dir);
 		goto out;
 	}
 	xasprintf(&tmp, "%s.tern-replica", t->root);

@@ -12,7 +12,10 @@
 #    the same RUN (restored, not cold-started), the count goes on from
 #    the file's, and no mismatch: files and memory from the same dump;
 #  - rm1, another checkpoint-protected container replicated to h2, is
-#    destroyed: h2 removes its replica within a bound, and keeps mc's.
+#    destroyed: h2 removes its replica within a bound, and keeps mc's;
+#  - h1 comes back (its old /srv/mc still there) and holds mc's replica;
+#    h2 crashes: h1 refuses to write mc's rootfs over the one it has, h3
+#    says so, and h1's /srv/mc is left as it was.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -131,7 +134,27 @@ echo "h1's RUN $run; on h2 after the restore: $r1 $c1, a second later $r2 $c2"
 [ ! -e "$TH_ROOT/h2/srv/mc/gone" ] || fail "a file deleted on h1 came back"
 [ "$(state_on h2 rm1)" = "" ] || fail "rm1 came back on h2"
 
-cl_stop h2 || fail "h2 did not stop cleanly"
+echo "--- h1 back, h2 crashes: h1's old /srv/mc is not overwritten"
+# As in ha-checkpoint.sh: the restored tree went back into h1's cgroup v2
+# path, which th_revive h1 empties; move it to h2's first.
+for p in $(find "$(th__cg2 h1)" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+	echo "$p" 2>/dev/null >"$(th__cg2 h2)/cgroup.procs" || true
+done
+old=$(counter h1)
+th_revive h1
+cl_start h1
+wait_for 20 "a lease for h1" ha_has_lease h1
+on_h1() { grep -q "replica of mc: generation [0-9]* on h1 (epoch 2) recorded" \
+    "$(cl_log h3)"; }
+wait_for 30 "a replica of mc on h1 recorded" on_h1
+th_crash h2
+refused() { grep -q "failover of mc: restoring its replica on h1 failed: .*its rootfs /srv/mc exists on this host and is not an empty directory" \
+    "$(cl_log h3)"; }
+wait_for 30 "h3 saying h1 refused to overwrite /srv/mc" refused
+[ "$(counter h1)" = "$old" ] || fail "h1's /srv/mc was changed"
+[ "$(state_on h1)" != running ] || fail "mc runs on h1 over its old rootfs"
+
+cl_stop h1 || fail "h1 did not stop cleanly"
 cl_stop h3 || fail "h3 did not stop cleanly"
-for h in h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
+for h in h1 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
 echo "PASS"
