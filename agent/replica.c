@@ -775,7 +775,8 @@ rep_offer(struct rep_gen *rg)
 	rg->offered = 1;
 	for (i = 0; i < rg->nsends; i++)
 		if (rep_send_msg(rs->a, rg->sends[i].host, &env) != 0)
-			rep_send_done(&rg->sends[i], "not connected");
+			rep_send_done(&rg->sends[i], "the offer was not sent (see "
+			    "above)");
 	for (i = 0; i < rg->m.nfiles; i++)
 		free(files[i].chunks);
 	free(files);
