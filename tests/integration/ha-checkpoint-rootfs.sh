@@ -7,6 +7,8 @@
 # memory and writes both to /var/lib/counter at each tick; before each
 # tick it checks that the file says what its memory says (else a line
 # in /var/lib/mismatch).
+#  - the rootfs crosses with the first generation, not again with the
+#    next ones (only what changed);
 #  - a file deleted on h1 before the last generation stays deleted;
 #  - h1 crashes: h2 writes mc's rootfs from its replica and restores it:
 #    the same RUN (restored, not cold-started), the count goes on from
@@ -93,6 +95,20 @@ newer() { [ "$(recorded 1 | tail -n 1)" -gt "$((after + 1))" ]; }
 wait_for 60 "two more generations of mc recorded" newer
 sed -n 's/.*\(instance mc: generation [0-9]* carries its rootfs.*\)/\1/p' \
     "$(cl_log h1)" | tail -n 2
+# The rootfs (busybox: megabytes) crosses with the first generation, and
+# never again: a later one sends its changed file and the images only.
+crossed() {
+	sed -n "s/.*mc: generation $1 acknowledged by h2 (\([0-9]*\) bytes crossed.*/\1/p" \
+	    "$(cl_log h1)"
+}
+gens=($(recorded 1))
+first=$(crossed "${gens[0]}")
+later=$(crossed "${gens[-1]}")
+echo "generation ${gens[0]}: $first bytes crossed; generation ${gens[-1]}: $later"
+[ "${first:-0}" -ge 1000000 ] ||
+    fail "the first generation sent only ${first:-no} bytes: no rootfs?"
+[ $((later * 4)) -lt "$first" ] ||
+    fail "a later generation sent $later bytes, the first $first"
 
 echo "--- rm1 destroyed: its replica leaves h2, mc's stays"
 rm1_rec() { [ "$(recorded 1 rm1 | wc -l)" -ge 1 ]; }
