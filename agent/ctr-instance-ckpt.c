@@ -173,6 +173,12 @@ ctr_checkpoint(struct instance *in, int leave_running, instances_done_cb cb,
 	t.dir = in->ckpt_dir;
 	t.pid = in->pid;
 	t.rootfs = in->spec->root;
+	if (leave_running) {
+		t.frozen = in->ckpt_frozen;
+		t.frozen_arg = in->ckpt_frozen_arg;
+	}
+	in->ckpt_frozen = NULL;
+	in->ckpt_frozen_arg = NULL;
 	ckpt_dump(set->agent->ternd->loop, &t, ckpt_newest(in->ckpt_dir) + 1,
 	    op->leave_running, checkpoint_done, op);
 	return 0;

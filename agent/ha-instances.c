@@ -12,6 +12,7 @@
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
 #include "agent/replica.h"
+#include "checkpoint/container-spec.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
@@ -643,6 +644,7 @@ ha_discard(struct instance *in, const char *why)
 struct ha_restoring {
 	struct agent	*a;
 	char		*name;
+	uint64_t	 gen;
 };
 
 static void
@@ -668,14 +670,65 @@ ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 	free(hr);
 }
 
+/* What fails is said, and the instance stays here not running: a cold
+ * start would lose its state silently. */
+static void
+ha_restore_fail(struct agent *a, struct instance *in, const char *name,
+    uint64_t gen, const char *cause)
+{
+	log_warnx("instance %s: not restored from replica generation %"
+	    PRIu64 ", left not running here: %s", name, gen, cause);
+	if (in != NULL) {
+		in->want_running = 0;
+		instance_set_error(in, cause);
+		instance_persist(in);
+	}
+	replica_restore_failed(a, name, cause);
+}
+
+/* The replica generation is the instance's checkpoint now (and its
+ * rootfs written, if it carries one): restore it. */
+static void
+ha_restore_taken(void *arg, const char *error)
+{
+	struct ha_restoring	*hr = arg;
+	Tern__RestoreRequest	 r = TERN__RESTORE_REQUEST__INIT;
+	struct agent		*a = hr->a;
+	struct instance		*in;
+	char			*cause = NULL;
+	int			 code = 0;
+
+	in = a->instances != NULL ? instance_find(a->instances, hr->name) :
+	    NULL;
+	if (error != NULL || in == NULL) {
+		ha_restore_fail(a, in, hr->name, hr->gen, error != NULL ? error :
+		    "it is gone from this host");
+		goto out;
+	}
+	/* Writing its rootfs took a while: the lease again. */
+	if (ha_instances_may_run(in, &code, &cause) != 0)
+		goto fail;
+	r.name = in->name;
+	r.has_generation = 1;
+	r.generation = hr->gen;
+	if (in->drv->restore == NULL || in->drv->restore(in, &r, ha_restored,
+	    hr, &code, &cause) != 0)
+		goto fail;
+	return;
+fail:
+	ha_restore_fail(a, in, hr->name, hr->gen, cause != NULL ? cause :
+	    "its kind cannot restore");
+	free(cause);
+out:
+	free(hr->name);
+	free(hr);
+}
+
 /* It came here by failover and this host holds its replica: restore
- * that generation (not a cold start: its memory comes back).  What
- * fails is said, and the instance stays here not running: a cold start
- * would lose its state silently. */
+ * that generation (not a cold start: its memory comes back). */
 static void
 ha_restore(struct instance *in, uint64_t gen)
 {
-	Tern__RestoreRequest	 r = TERN__RESTORE_REQUEST__INIT;
 	struct agent		*a = in->set->agent;
 	struct ha_restoring	*hr;
 	char			*cause = NULL;
@@ -685,36 +738,23 @@ ha_restore(struct instance *in, uint64_t gen)
 	    in->name, gen);
 	/* Fault point replica.restore (fail): the restore fails here. */
 	if (fault_hit("replica.restore") == FAULT_FAIL) {
-		cause = xstrdup("fault point replica.restore");
-		goto fail;
+		ha_restore_fail(a, in, in->name, gen,
+		    "fault point replica.restore");
+		return;
 	}
 	/* As any start: only under a valid lease for its epoch. */
-	if (ha_instances_may_run(in, &code, &cause) != 0 ||
-	    replica_take(a, in->name, gen, in->ckpt_dir, &cause) != 0)
-		goto fail;
-	r.name = in->name;
-	r.has_generation = 1;
-	r.generation = gen;
+	if (ha_instances_may_run(in, &code, &cause) != 0) {
+		ha_restore_fail(a, in, in->name, gen, cause);
+		free(cause);
+		return;
+	}
 	hr = xcalloc(1, sizeof *hr);
 	hr->a = a;
 	hr->name = xstrdup(in->name);
-	if (in->drv->restore == NULL || in->drv->restore(in, &r, ha_restored,
-	    hr, &code, &cause) != 0) {
-		free(hr->name);
-		free(hr);
-		goto fail;
-	}
-	return;
-fail:
-	in->want_running = 0;
-	log_warnx("instance %s: not restored from replica generation %"
-	    PRIu64 ", left not running here: %s", in->name, gen,
-	    cause != NULL ? cause : "its kind cannot restore");
-	instance_set_error(in, cause);
-	instance_persist(in);
-	replica_restore_failed(a, in->name, cause != NULL ? cause :
-	    "its kind cannot restore");
-	free(cause);
+	hr->gen = gen;
+	replica_take(a, in->name, gen, in->ckpt_dir, in->spec != NULL &&
+	    !in->spec->shared_storage ? in->spec->root : NULL,
+	    ha_restore_taken, hr);
 }
 
 /* The create's callback may come before instances_create returns: both

@@ -47,6 +47,10 @@ struct instance {
 	int			 adopted;	/* not our child: polled */
 	struct pid_watch	*watch;		/* adopted: its init's pidfd */
 	uint64_t		 generation;	/* newest verified checkpoint */
+	/* The next leave-running checkpoint only (agent/replica.c): taken
+	 * with the tree stopped (ckpt_target's frozen). */
+	int			(*ckpt_frozen)(void *, const char *, char **);
+	void			*ckpt_frozen_arg;
 	char			*last_error;
 	pid_t			 criu_pid;	/* a lazy dump holds it frozen */
 	char			*moved_to;	/* post-copy committed to there */

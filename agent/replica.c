@@ -1,6 +1,7 @@
 /* Replicated checkpoints (see replica.h). */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -18,6 +19,7 @@
 #include "agent/replica.h"
 #include "checkpoint/chunks.h"
 #include "checkpoint/ckpt.h"
+#include "checkpoint/container-spec.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
@@ -25,11 +27,16 @@
 #include "daemon/util.h"
 #include "daemon/work.h"
 #include "daemon/xmalloc.h"
+#include "migrate/rootfs-snap.h"
 
 /* A transfer that has not ended by then is given up (either side). */
 #define REPLICA_TIMEOUT_MS	120000
 /* Transfers a host receives at once. */
 #define REPLICA_RECV_MAX	16
+/* A replica the coordinator stopped listing for this host is removed
+ * once it has gone unlisted this long: a generation offered just as the
+ * instance became protected here is never taken for a stale one. */
+#define REPLICA_GRACE_MS	10000
 
 struct rep_gen;
 
@@ -62,6 +69,11 @@ struct rep_gen {
 	int			 corrupt;	/* the fault point fires */
 	int			 offered;	/* sends are open */
 	uv_timer_t		*timer;
+	char			*rootfs;	/* captured with it, or NULL */
+	struct rootfs_snap	 pre;		/* read ahead, running */
+	int			 have_pre;
+	struct rootfs_stats	 rst;
+	uint64_t		 capture_ms;
 };
 
 /* A checkpoint-protected instance this host owns. */
@@ -125,8 +137,17 @@ struct rep_failed {
 	char			*why;
 };
 
+/* A replica kept here that the coordinator does not list any more. */
+struct rep_stale {
+	struct rep_stale	*next;
+	char			*name;
+	uint64_t		 since_ms;
+	int			 seen;
+};
+
 struct replicas {
 	struct agent		*a;
+	struct rep_stale	*stale;
 	struct rep_failed	*failed;
 	struct rep_inst		*insts;
 	struct rep_recv		*recvs;
@@ -247,6 +268,88 @@ rep_inst_free(struct rep_inst *ri)
 	free(ri);
 }
 
+static void
+rep_stale_free(struct replicas *rs)
+{
+	struct rep_stale	*st;
+
+	while ((st = rs->stale) != NULL) {
+		rs->stale = st->next;
+		free(st->name);
+		free(st);
+	}
+}
+
+/* The grant lists the replicas this host should keep: one not listed
+ * for REPLICA_GRACE_MS (its instance destroyed, its policy no longer
+ * checkpoint, this host no longer among its replica hosts) is removed. */
+static void
+rep_sweep(struct replicas *rs, const Tern__LeaseGrant *g)
+{
+	struct agent		 *a = rs->a;
+	struct rep_stale	 *st, **pp;
+	struct rep_recv		 *rv;
+	struct dirent		 *de;
+	DIR			 *d;
+	char			 *top, *dir;
+	size_t			  i;
+	uint64_t		  now = now_ms();
+	int			  keep;
+
+	xasprintf(&top, "%s/%s", a->ternd->conf->state_dir, REPLICA_DIR);
+	for (st = rs->stale; st != NULL; st = st->next)
+		st->seen = 0;
+	if ((d = opendir(top)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.' || strstr(de->d_name,
+			    ".discard-") != NULL || !host_name_valid(de->d_name))
+				continue;
+			keep = 0;
+			for (i = 0; i < g->n_keep_replicas && !keep; i++)
+				keep = strcmp(g->keep_replicas[i],
+				    de->d_name) == 0;
+			/* One arriving now is the owner's to finish. */
+			for (rv = rs->recvs; rv != NULL && !keep; rv = rv->next)
+				keep = strcmp(rv->name, de->d_name) == 0;
+			if (keep)
+				continue;
+			for (st = rs->stale; st != NULL; st = st->next)
+				if (strcmp(st->name, de->d_name) == 0)
+					break;
+			if (st == NULL) {
+				st = xcalloc(1, sizeof *st);
+				st->name = xstrdup(de->d_name);
+				st->since_ms = now;
+				st->next = rs->stale;
+				rs->stale = st;
+			}
+			st->seen = 1;
+			if (now - st->since_ms < REPLICA_GRACE_MS)
+				continue;
+			log_info("replica of %s: removed (the coordinator no "
+			    "longer lists it for this host: destroyed, not "
+			    "checkpoint-protected, or its replicas are "
+			    "elsewhere)", st->name);
+			xasprintf(&dir, "%s/%s", top, st->name);
+			work_discard(a->ternd->loop, dir, st->name,
+			    "the stale replica", NULL, NULL);
+			free(dir);
+			st->seen = 0;
+		}
+		closedir(d);
+	}
+	for (pp = &rs->stale; (st = *pp) != NULL;) {
+		if (st->seen) {
+			pp = &st->next;
+			continue;
+		}
+		*pp = st->next;
+		free(st->name);
+		free(st);
+	}
+	free(top);
+}
+
 void
 replica_owned(struct agent *a, const Tern__LeaseGrant *g)
 {
@@ -256,6 +359,8 @@ replica_owned(struct agent *a, const Tern__LeaseGrant *g)
 
 	if (rs == NULL || rs->stopping)
 		return;
+	if (g->has_lists_replicas && g->lists_replicas)
+		rep_sweep(rs, g);
 	for (ri = rs->insts; ri != NULL; ri = ri->next)
 		ri->seen = 0;
 	for (i = 0; i < g->n_owned; i++) {
@@ -326,6 +431,8 @@ rep_gen_free(struct rep_gen *rg)
 	free(rg->name);
 	free(rg->gen_dir);
 	free(rg->ckpt_dir);
+	free(rg->rootfs);
+	rootfs_snap_free(&rg->pre);
 	free(rg);
 	rs->inflight--;
 	rep_maybe_free(rs);
@@ -435,6 +542,13 @@ rep_load_chunk(struct rep_send *s, char **cause)
 	}
 	s->len = chunks_size(&rg->m, f, i);
 	s->off = 0;
+	if (f->sizes != NULL) {
+		/* The rootfs's: from the chunk store, checked. */
+		if (chunks_read(rg->ckpt_dir, f->digests[i], s->buf, s->len,
+		    cause) != 0)
+			return -1;
+		goto loaded;
+	}
 	xasprintf(&path, "%s/%s", rg->gen_dir, f->name);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		set_cause(cause, "%s: %s", path, strerror(errno));
@@ -449,6 +563,7 @@ rep_load_chunk(struct rep_send *s, char **cause)
 		return -1;
 	}
 	free(path);
+loaded:
 	if (rg->corrupt) {
 		rg->corrupt = 0;
 		s->buf[s->len / 2] ^= 0x01;
@@ -614,15 +729,27 @@ rep_offer(struct rep_gen *rg)
 	Envelope		  env;
 	Tern__ReplicaOffer	  o = TERN__REPLICA_OFFER__INIT;
 	Tern__ReplicaFile	 *files, **fptrs;
-	ProtobufCBinaryData	**unused = NULL;
-	size_t			  i, j;
+	ProtobufCBinaryData	 *rchunks = NULL;
+	size_t			  i, j, nf = 0;
 
-	(void)unused;
 	files = xcalloc(rg->m.nfiles + 1, sizeof *files);
 	fptrs = xcalloc(rg->m.nfiles + 1, sizeof *fptrs);
 	for (i = 0; i < rg->m.nfiles; i++) {
 		const struct chunk_file *f = &rg->m.files[i];
 
+		if (f->sizes != NULL) {
+			/* The rootfs's chunks: by digest and size. */
+			rchunks = xcalloc(f->n + 1, sizeof *rchunks);
+			for (j = 0; j < f->n; j++) {
+				rchunks[j].data = f->digests[j];
+				rchunks[j].len = DIGEST_LEN;
+			}
+			o.n_rootfs_chunks = f->n;
+			o.rootfs_chunks = rchunks;
+			o.n_rootfs_chunk_sizes = f->n;
+			o.rootfs_chunk_sizes = f->sizes;
+			continue;
+		}
 		tern__replica_file__init(&files[i]);
 		files[i].name = f->name;
 		files[i].size = f->size;
@@ -632,14 +759,14 @@ rep_offer(struct rep_gen *rg)
 			files[i].chunks[j].data = f->digests[j];
 			files[i].chunks[j].len = DIGEST_LEN;
 		}
-		fptrs[i] = &files[i];
+		fptrs[nf++] = &files[i];
 	}
 	o.instance = rg->name;
 	o.epoch = rg->epoch;
 	o.generation = rg->gen;
 	o.taken_unix_ms = rg->taken_ms;
 	o.chunk_size = rg->m.chunk_size;
-	o.n_files = rg->m.nfiles;
+	o.n_files = nf;
 	o.files = fptrs;
 	msg_init(&env, 0);
 	env.body_case = TERN__ENVELOPE__BODY_REPLICA_OFFER;
@@ -648,14 +775,44 @@ rep_offer(struct rep_gen *rg)
 	rg->offered = 1;
 	for (i = 0; i < rg->nsends; i++)
 		if (rep_send_msg(rs->a, rg->sends[i].host, &env) != 0)
-			rep_send_done(&rg->sends[i], "not connected");
+			rep_send_done(&rg->sends[i], "the offer was not sent (see "
+			    "above)");
 	for (i = 0; i < rg->m.nfiles; i++)
 		free(files[i].chunks);
 	free(files);
 	free(fptrs);
+	free(rchunks);
 	if (rg->open > 0)
 		uv_timer_start(rg->timer, rep_gen_timeout, REPLICA_TIMEOUT_MS,
 		    0);
+}
+
+/* The generation's rootfs chunks as the stored-only file of m. */
+static int
+rep_scan_rootfs(const char *gen_dir, struct chunk_manifest *m, char **cause)
+{
+	struct rootfs_snap	 snap;
+	struct chunk_file	*f;
+	uint8_t			(*mds)[DIGEST_LEN];
+	uint32_t		*sizes;
+	size_t			 n, i;
+	int			 rc;
+
+	if ((rc = rootfs_snap_load(gen_dir, &snap, cause)) != 0)
+		return rc == 1 ? 0 : -1;
+	n = rootfs_snap_chunks(&snap, &mds, &sizes);
+	rootfs_snap_free(&snap);
+	m->files = xreallocarray(m->files, m->nfiles + 1, sizeof *m->files);
+	f = &m->files[m->nfiles++];
+	memset(f, 0, sizeof *f);
+	f->name = xstrdup(CHUNKS_STORED);
+	f->n = n;
+	f->digests = mds;
+	f->sizes = sizes;
+	for (i = 0; i < n; i++)
+		f->size += sizes[i];
+	m->nchunks += n;
+	return chunks_manifest_check(m, cause);
 }
 
 static int
@@ -663,7 +820,66 @@ rep_scan(void *arg, char **cause)
 {
 	struct rep_gen	*rg = arg;
 
-	return chunks_scan_dir(rg->gen_dir, CHUNK_SIZE, &rg->m, cause);
+	if (chunks_scan_dir(rg->gen_dir, CHUNK_SIZE, &rg->m, cause) != 0)
+		return -1;
+	return rep_scan_rootfs(rg->gen_dir, &rg->m, cause);
+}
+
+/* ckpt's frozen hook: the container stopped for its dump, its rootfs
+ * is taken now, so files and memory come from the same instant.  Only
+ * what changed since the pass just before the dump (else since the
+ * previous generation) is read; the content goes
+ * into the owner's chunk store (ckpt_dir/chunks), which its
+ * GEN.chunks keeps through chunks_prune. */
+static int
+rep_capture(void *arg, const char *gen_dir, char **cause)
+{
+	struct rep_gen		 *rg = arg;
+	struct rootfs_snap	  prev, snap;
+	uint8_t			(*mds)[DIGEST_LEN] = NULL;
+	uint32_t		 *sizes = NULL;
+	char			 *prev_dir, *list = NULL, *text, *base;
+	char			  hex[DIGEST_HEX_LEN + 1];
+	size_t			  n, i;
+	uint64_t		  start = now_ms();
+	int			  have_prev, rc = -1;
+
+	if (rg->have_pre)
+		have_prev = 0;
+	else {
+		xasprintf(&prev_dir, "%s/%" PRIu64, rg->ckpt_dir,
+		    ckpt_newest(rg->ckpt_dir));
+		have_prev = rootfs_snap_load(prev_dir, &prev, cause) == 0;
+		free(*cause);
+		*cause = NULL;
+		free(prev_dir);
+	}
+	if (rootfs_snap_capture(rg->rootfs, rg->have_pre ? &rg->pre :
+	    have_prev ? &prev : NULL, rg->ckpt_dir, CHUNK_SIZE, &snap,
+	    &rg->rst, cause) != 0)
+		goto out;
+	n = rootfs_snap_chunks(&snap, &mds, &sizes);
+	text = xcalloc(n + 1, DIGEST_HEX_LEN + 1);
+	for (i = 0; i < n; i++) {
+		digest_hex(mds[i], hex);
+		memcpy(text + i * (DIGEST_HEX_LEN + 1), hex, DIGEST_HEX_LEN);
+		text[i * (DIGEST_HEX_LEN + 1) + DIGEST_HEX_LEN] = '\n';
+	}
+	base = strrchr(gen_dir, '/');
+	xasprintf(&list, "%s/%s.chunks", rg->ckpt_dir, base != NULL ? base + 1 :
+	    gen_dir);
+	rc = write_file_atomic(list, text, cause) == 0 &&
+	    rootfs_snap_save(gen_dir, &snap, cause) == 0 ? 0 : -1;
+	free(text);
+	rootfs_snap_free(&snap);
+out:
+	if (have_prev)
+		rootfs_snap_free(&prev);
+	free(mds);
+	free(sizes);
+	free(list);
+	rg->capture_ms = now_ms() - start;
+	return rc;
 }
 
 static void
@@ -679,6 +895,12 @@ rep_scanned(void *arg, const char *error)
 		rep_gen_end(rg);
 		return;
 	}
+	if (rg->rootfs != NULL)
+		log_info("instance %s: generation %" PRIu64 " carries its rootfs "
+		    "(%" PRIu64 " entries; %" PRIu64 " files, %" PRIu64 " bytes "
+		    "read while stopped, in %" PRIu64 " ms)", rg->name, rg->gen,
+		    rg->rst.entries, rg->rst.files_read, rg->rst.bytes_read,
+		    rg->capture_ms);
 	/* One byte changed on the wire, once one generation made it. */
 	if (rg->ri->acked > 0 && fault_hit("replica.send.corrupt") ==
 	    FAULT_FAIL)
@@ -707,6 +929,98 @@ rep_checkpointed(void *arg, const Envelope *reply, int code,
 	work_run(rg->rs->a->ternd->loop, rep_scan, rg, rep_scanned, rg);
 }
 
+/* Only a copy that simply runs here, under the lease: never during a
+ * migration, a stop, the operator's own checkpoint. */
+static struct instance *
+rep_runs_here(struct rep_inst *ri)
+{
+	struct agent	*a = ri->rs->a;
+	struct instance	*in;
+
+	in = a->instances != NULL ? instance_find(a->instances, ri->name) :
+	    NULL;
+	if (in == NULL || in->state != INST_RUNNING || in->working != NULL ||
+	    in->epoch != ri->epoch || a->ha == NULL ||
+	    !ha_agent_may_run(a->ha, in->epoch) || ri->nhosts == 0)
+		return NULL;
+	return in;
+}
+
+static void
+rep_abandon(struct rep_gen *rg)
+{
+	if (rg->ri != NULL)
+		rg->ri->busy = NULL;
+	rep_gen_free(rg);
+}
+
+/* The dump (and, stopped with it, the rootfs capture). */
+static void
+rep_dump(struct rep_gen *rg)
+{
+	struct instance	*in;
+	char		*cause = NULL;
+	int		 code = 0;
+
+	if (rg->rs->stopping || rg->ri == NULL ||
+	    (in = rep_runs_here(rg->ri)) == NULL) {
+		rep_abandon(rg);
+		return;
+	}
+	rg->taken_ms = wall_ms();
+	if (rg->rootfs != NULL) {
+		in->ckpt_frozen = rep_capture;
+		in->ckpt_frozen_arg = rg;
+	}
+	if (in->drv->checkpoint == NULL || in->drv->checkpoint(in, 1,
+	    rep_checkpointed, rg, &code, &cause) != 0) {
+		in->ckpt_frozen = NULL;
+		in->ckpt_frozen_arg = NULL;
+		log_warnx("instance %s: no checkpoint for its replicas: %s",
+		    rg->name, cause != NULL ? cause : "its kind cannot");
+		free(cause);
+		rep_abandon(rg);
+	}
+}
+
+/* Before the dump, the container running: what changed in its rootfs
+ * since the previous generation is read now, so the capture while it is
+ * stopped reads only what changed since this pass. */
+static int
+rep_prepass(void *arg, char **cause)
+{
+	struct rep_gen		*rg = arg;
+	struct rootfs_snap	 prev;
+	struct rootfs_stats	 st;
+	char			*prev_dir;
+	int			 have_prev;
+
+	xasprintf(&prev_dir, "%s/%" PRIu64, rg->ckpt_dir,
+	    ckpt_newest(rg->ckpt_dir));
+	have_prev = rootfs_snap_load(prev_dir, &prev, cause) == 0;
+	free(*cause);
+	*cause = NULL;
+	free(prev_dir);
+	if (rootfs_snap_capture(rg->rootfs, have_prev ? &prev : NULL,
+	    rg->ckpt_dir, CHUNK_SIZE, &rg->pre, &st, cause) == 0)
+		rg->have_pre = 1;
+	if (have_prev)
+		rootfs_snap_free(&prev);
+	return rg->have_pre ? 0 : -1;
+}
+
+static void
+rep_prepassed(void *arg, const char *error)
+{
+	struct rep_gen	*rg = arg;
+
+	if (error != NULL)
+		log_warnx("instance %s: rootfs not read ahead of its "
+		    "checkpoint (read while it is stopped instead): %s",
+		    rg->name, error);
+	rep_dump(rg);
+}
+
 static void
 rep_tick(uv_timer_t *t)
 {
@@ -715,8 +1029,6 @@ rep_tick(uv_timer_t *t)
 	struct agent	*a = rs->a;
 	struct instance	*in;
 	struct rep_gen	*rg;
-	char		*cause = NULL;
-	int		 code = 0;
 	size_t		 i;
 
 	if (ri->busy != NULL) {
@@ -724,13 +1036,7 @@ rep_tick(uv_timer_t *t)
 		    " is still being sent", ri->name, ri->busy->gen);
 		return;
 	}
-	in = a->instances != NULL ? instance_find(a->instances, ri->name) :
-	    NULL;
-	/* Only a copy that simply runs here, under the lease: never during
-	 * a migration, a stop, the operator's own checkpoint. */
-	if (in == NULL || in->state != INST_RUNNING || in->working != NULL ||
-	    in->epoch != ri->epoch || a->ha == NULL ||
-	    !ha_agent_may_run(a->ha, in->epoch) || ri->nhosts == 0)
+	if ((in = rep_runs_here(ri)) == NULL)
 		return;
 	rg = xcalloc(1, sizeof *rg);
 	rg->rs = rs;
@@ -738,7 +1044,6 @@ rep_tick(uv_timer_t *t)
 	rg->ri = ri;
 	rg->name = xstrdup(ri->name);
 	rg->epoch = ri->epoch;
-	rg->taken_ms = wall_ms();
 	rg->ckpt_dir = xstrdup(in->ckpt_dir);
 	rg->timer = rep_timer_new(a, rg);
 	rg->nsends = ri->nhosts;
@@ -748,14 +1053,14 @@ rep_tick(uv_timer_t *t)
 		rg->sends[i].host = xstrdup(ri->hosts[i]);
 	}
 	ri->busy = rg;
-	if (in->drv->checkpoint == NULL || in->drv->checkpoint(in, 1,
-	    rep_checkpointed, rg, &code, &cause) != 0) {
-		log_warnx("instance %s: no checkpoint for its replicas: %s",
-		    ri->name, cause != NULL ? cause : "its kind cannot");
-		free(cause);
-		ri->busy = NULL;
-		rep_gen_free(rg);
+	/* A rootfs not on shared storage travels with the generation. */
+	if (in->spec != NULL && !in->spec->shared_storage &&
+	    in->spec->root != NULL) {
+		rg->rootfs = xstrdup(in->spec->root);
+		work_run(a->ternd->loop, rep_prepass, rg, rep_prepassed, rg);
+		return;
 	}
+	rep_dump(rg);
 }
 
 /* --- replica: receiving ---------------------------------------------------- */
@@ -887,6 +1192,37 @@ rep_offer_manifest(const Tern__ReplicaOffer *o, struct chunk_manifest *m,
 				return -1;
 			}
 			memcpy(f->digests[j], rf->chunks[j].data, DIGEST_LEN);
+		}
+		m->nchunks += f->n;
+	}
+	if (o->n_rootfs_chunks > 0 || o->n_rootfs_chunk_sizes > 0) {
+		struct chunk_file *f;
+
+		if (o->n_rootfs_chunks != o->n_rootfs_chunk_sizes ||
+		    o->n_rootfs_chunks > CHUNKS_MAX || m->nchunks +
+		    o->n_rootfs_chunks > CHUNKS_MAX) {
+			set_cause(cause, "%zu rootfs chunks with %zu sizes",
+			    o->n_rootfs_chunks, o->n_rootfs_chunk_sizes);
+			return -1;
+		}
+		m->files = xreallocarray(m->files, m->nfiles + 1,
+		    sizeof *m->files);
+		f = &m->files[m->nfiles++];
+		memset(f, 0, sizeof *f);
+		f->name = xstrdup(CHUNKS_STORED);
+		f->n = o->n_rootfs_chunks;
+		f->digests = xcalloc(f->n + 1, DIGEST_LEN);
+		f->sizes = xcalloc(f->n + 1, sizeof *f->sizes);
+		for (j = 0; j < f->n; j++) {
+			if (o->rootfs_chunks[j].len != DIGEST_LEN) {
+				set_cause(cause, "a rootfs chunk digest of %zu "
+				    "bytes", o->rootfs_chunks[j].len);
+				return -1;
+			}
+			memcpy(f->digests[j], o->rootfs_chunks[j].data,
+			    DIGEST_LEN);
+			f->sizes[j] = o->rootfs_chunk_sizes[j];
+			f->size += f->sizes[j];
 		}
 		m->nchunks += f->n;
 	}
@@ -1305,35 +1641,139 @@ replica_reports_free(struct agent *a, Tern__LeaseRenew *r)
 	rs->nout = 0;
 }
 
-int
-replica_take(struct agent *a, const char *name, uint64_t gen,
-    const char *ckpt_dir, char **cause)
-{
-	char	*dir = rep_dir(a, name), *from, *to;
-	int	 rc = -1;
+/* A replica generation becoming the instance's checkpoint (on the
+ * pool: the rootfs may be large, the loop renews leases). */
+struct rep_take {
+	struct agent		*a;
+	struct replicas		*rs;		/* held (inflight) */
+	char			*name;
+	char			*dir;		/* the replica */
+	char			*ckpt_dir;
+	char			*root;		/* the spec's rootfs, or NULL */
+	uint64_t		 gen;
+	size_t			 entries;	/* rootfs written: its entries */
+	int			 wrote;
+	replica_take_cb		 cb;
+	void			*arg;
+};
 
-	xasprintf(&from, "%s/%" PRIu64, dir, gen);
-	xasprintf(&to, "%s/%" PRIu64, ckpt_dir, gen);
-	if (ckpt_newest(dir) < gen) {
-		set_cause(cause, "this host holds no complete replica "
-		    "generation %" PRIu64 " of it (%s)", gen, dir);
+/* The generation carries the container's rootfs: write it where its
+ * spec says, before CRIU restores.  That path must be absent or an empty
+ * directory here: a rootfs found there (a stale copy, or someone
+ * else's) is never overwritten; the failover moves on. */
+static int
+rep_rootfs_put(struct rep_take *t, const char *gen_dir, char **cause)
+{
+	struct rootfs_snap	 snap;
+	struct stat		 st;
+	char			*tmp = NULL;
+	int			 rc;
+
+	if ((rc = rootfs_snap_load(gen_dir, &snap, cause)) != 0)
+		return rc == 1 ? 0 : -1;
+	rc = -1;
+	if (t->root == NULL) {
+		set_cause(cause, "replica generation carries a rootfs, but "
+		    "the instance has no rootfs path here");
 		goto out;
 	}
-	if (mkdir_p(ckpt_dir, 0700, cause) != 0 || rm_rf(to, cause) != 0)
+	if (lstat(t->root, &st) == 0 && (!S_ISDIR(st.st_mode) ||
+	    rmdir(t->root) != 0)) {
+		set_cause(cause, "its rootfs %s exists on this host and is not "
+		    "an empty directory: not overwritten (if it is a stale "
+		    "copy of %s, remove it before the next failover; the "
+		    "replica stays in %s)", t->root, t->name, t->dir);
+		goto out;
+	}
+	xasprintf(&tmp, "%s.tern-replica", t->root);
+	if (rm_rf(tmp, cause) != 0 ||
+	    rootfs_snap_materialise(&snap, t->dir, tmp, cause) != 0)
+		goto out;
+	if (rename(tmp, t->root) != 0) {
+		set_cause(cause, "%s: %s", t->root, strerror(errno));
+		goto out;
+	}
+	if (fsync_parent(t->root, cause) != 0)
+		goto out;
+	t->wrote = 1;
+	t->entries = snap.n;
+	rc = 0;
+out:
+	rootfs_snap_free(&snap);
+	free(tmp);
+	return rc;
+}
+
+static int
+rep_take_work(void *arg, char **cause)
+{
+	struct rep_take	*t = arg;
+	char		*from, *to;
+	int		 rc = -1;
+
+	xasprintf(&from, "%s/%" PRIu64, t->dir, t->gen);
+	xasprintf(&to, "%s/%" PRIu64, t->ckpt_dir, t->gen);
+	if (ckpt_newest(t->dir) < t->gen) {
+		set_cause(cause, "this host holds no complete replica "
+		    "generation %" PRIu64 " of it (%s)", t->gen, t->dir);
+		goto out;
+	}
+	if (rep_rootfs_put(t, from, cause) != 0)
+		goto out;
+	if (mkdir_p(t->ckpt_dir, 0700, cause) != 0 || rm_rf(to, cause) != 0)
 		goto out;
 	if (rename(from, to) != 0) {
 		set_cause(cause, "%s: %s", to, strerror(errno));
 		goto out;
 	}
-	if (fsync_parent(to, cause) != 0)
-		goto out;
-	rc = 0;
-	work_discard(a->ternd->loop, dir, name, "the replica", NULL, NULL);
+	rc = fsync_parent(to, cause);
 out:
-	free(dir);
 	free(from);
 	free(to);
 	return rc;
+}
+
+static void
+rep_take_done(void *arg, const char *error)
+{
+	struct rep_take	*t = arg;
+	struct replicas	*rs = t->rs;
+
+	if (t->wrote)
+		log_info("instance %s: rootfs %s written from its replica "
+		    "(%zu entries)", t->name, t->root, t->entries);
+	if (error == NULL)
+		work_discard(t->a->ternd->loop, t->dir, t->name, "the replica",
+		    NULL, NULL);
+	t->cb(t->arg, error);
+	free(t->name);
+	free(t->dir);
+	free(t->ckpt_dir);
+	free(t->root);
+	free(t);
+	if (rs != NULL) {
+		rs->inflight--;
+		rep_maybe_free(rs);
+	}
+}
+
+void
+replica_take(struct agent *a, const char *name, uint64_t gen,
+    const char *ckpt_dir, const char *root, replica_take_cb cb, void *arg)
+{
+	struct rep_take	*t = xcalloc(1, sizeof *t);
+
+	t->a = a;
+	t->name = xstrdup(name);
+	t->dir = rep_dir(a, name);
+	t->ckpt_dir = xstrdup(ckpt_dir);
+	t->root = root != NULL ? xstrdup(root) : NULL;
+	t->gen = gen;
+	t->cb = cb;
+	t->arg = arg;
+	if ((t->rs = a->replicas) != NULL)
+		t->rs->inflight++;
+	work_run(a->ternd->loop, rep_take_work, t, rep_take_done, t);
 }
 
 void
@@ -1386,6 +1826,7 @@ replica_stop(struct agent *a)
 		free(rp);
 	}
 	rep_failed_free(rs);
+	rep_stale_free(rs);
 	/* What is still on the pool ends by itself (its callbacks see
 	 * stopping) and frees the state last. */
 	rs->inflight--;

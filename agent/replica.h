@@ -47,9 +47,14 @@ void	replica_restore_failed(struct agent *, const char *name,
 	    const char *why);
 const char *replica_restore_failure(struct agent *, const char *name);
 /* Generation gen of name as this host keeps it as a replica becomes
- * ckpt_dir/gen (a rename); -1 and *cause if there is no such complete
- * generation.  The rest of the replica is removed. */
-int	replica_take(struct agent *, const char *name, uint64_t gen,
-	    const char *ckpt_dir, char **cause);
+ * ckpt_dir/gen (a rename), its rootfs (if it carries one) written to
+ * root first, which must be absent or an empty directory; then
+ * cb(arg, NULL), or cb(arg, why) if there is no such complete generation
+ * or the rootfs cannot be written.  The rest of the replica is removed.
+ * On the thread pool: cb comes from the loop, always. */
+typedef void (*replica_take_cb)(void *arg, const char *error);
+void	replica_take(struct agent *, const char *name, uint64_t gen,
+	    const char *ckpt_dir, const char *root, replica_take_cb,
+	    void *arg);
 
 #endif

@@ -55,6 +55,7 @@ chunks_manifest_free(struct chunk_manifest *m)
 	for (i = 0; i < m->nfiles; i++) {
 		free(m->files[i].name);
 		free(m->files[i].digests);
+		free(m->files[i].sizes);
 	}
 	free(m->files);
 	memset(m, 0, sizeof *m);
@@ -155,6 +156,35 @@ out:
 	return rc;
 }
 
+/* The stored-only file: sizes that add up, each a chunk's at most. */
+static int
+chunks_stored_check(const struct chunk_manifest *m, const struct chunk_file *f,
+    char **cause)
+{
+	uint64_t	sum = 0;
+	size_t		i;
+
+	if (strcmp(f->name, CHUNKS_STORED) != 0 || f->n > CHUNKS_MAX) {
+		set_cause(cause, "stored chunks as \"%.64s\" (%zu) refused",
+		    f->name, f->n);
+		return -1;
+	}
+	for (i = 0; i < f->n; i++) {
+		if (f->sizes[i] == 0 || f->sizes[i] > m->chunk_size) {
+			set_cause(cause, "stored chunk %zu of %" PRIu32 " bytes",
+			    i, f->sizes[i]);
+			return -1;
+		}
+		sum += f->sizes[i];
+	}
+	if (sum != f->size) {
+		set_cause(cause, "stored chunks of %" PRIu64 " bytes said to "
+		    "be %" PRIu64, sum, f->size);
+		return -1;
+	}
+	return 0;
+}
+
 int
 chunks_manifest_check(const struct chunk_manifest *m, char **cause)
 {
@@ -184,7 +214,11 @@ chunks_manifest_check(const struct chunk_manifest *m, char **cause)
 				set_cause(cause, "file %s twice", f->name);
 				return -1;
 			}
-		if (f->size > (uint64_t)CHUNKS_MAX * m->chunk_size ||
+		if (f->sizes != NULL) {
+			if (chunks_stored_check(m, f, cause) != 0)
+				return -1;
+		} else if (strcmp(f->name, CHUNKS_STORED) == 0 ||
+		    f->size > (uint64_t)CHUNKS_MAX * m->chunk_size ||
 		    f->n != (f->size + m->chunk_size - 1) / m->chunk_size) {
 			set_cause(cause, "file %s: %zu chunks for %" PRIu64
 			    " bytes", f->name, f->n, f->size);
@@ -215,6 +249,8 @@ chunks_size(const struct chunk_manifest *m, const struct chunk_file *f,
 {
 	uint64_t	left = f->size - (uint64_t)i * m->chunk_size;
 
+	if (f->sizes != NULL)
+		return f->sizes[i];
 	return left > m->chunk_size ? m->chunk_size : (size_t)left;
 }
 
@@ -352,6 +388,27 @@ chunks_get(const char *dir, const uint8_t *digest, uint8_t *buf, size_t len,
 	return rc;
 }
 
+int
+chunks_read(const char *dir, const uint8_t *digest, uint8_t *buf, size_t len,
+    char **cause)
+{
+	return chunks_get(dir, digest, buf, len, cause);
+}
+
+/* Stored-only chunks: each there, and whole. */
+static int
+chunks_check_stored(const char *dir, const struct chunk_manifest *m,
+    const struct chunk_file *f, uint8_t *buf, char **cause)
+{
+	size_t	i;
+
+	for (i = 0; i < f->n; i++)
+		if (chunks_get(dir, f->digests[i], buf, chunks_size(m, f, i),
+		    cause) != 0)
+			return -1;
+	return 0;
+}
+
 static int
 chunks_write_file(const char *dir, const struct chunk_manifest *m,
     const struct chunk_file *f, const char *path, uint8_t *buf, char **cause)
@@ -431,6 +488,11 @@ chunks_assemble(const char *dir, const struct chunk_manifest *m,
 		const struct chunk_file *f = &m->files[i];
 		int last = strcmp(f->name, CKPT_MANIFEST) == 0;
 
+		if (f->sizes != NULL) {
+			if (chunks_check_stored(dir, m, f, buf, cause) != 0)
+				goto out;
+			continue;
+		}
 		if (last)
 			continue;
 		free(path);

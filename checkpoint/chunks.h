@@ -37,7 +37,15 @@ struct chunk_file {
 	uint64_t	 size;
 	size_t		 n;		/* chunks */
 	uint8_t		(*digests)[DIGEST_LEN];
+	/* Stored only (CHUNKS_STORED): chunks of a container's rootfs
+	 * (migrate/rootfs-snap.h), each of its own size, kept in the store
+	 * for the generation's ROOTFS manifest, never assembled into a
+	 * file.  NULL for a file of the generation. */
+	uint32_t	*sizes;
 };
+
+/* The name of the stored-only pseudo-file of an offer. */
+#define CHUNKS_STORED		"ROOTFS.chunks"
 
 struct chunk_manifest {
 	uint32_t		 chunk_size;
@@ -63,6 +71,10 @@ int	chunks_at(const struct chunk_manifest *, size_t index,
 
 /* The store of dir (dir/chunks). */
 int	chunks_have(const char *dir, const uint8_t *digest);
+/* Chunk digest of len bytes from the store into buf, checked against its
+ * digest (a damaged one is removed): 0, or -1 and *cause. */
+int	chunks_read(const char *dir, const uint8_t *digest, uint8_t *buf,
+	    size_t len, char **cause);
 /* Keep len bytes as chunk digest, if they have that digest (else -1 and
  * *cause, nothing written).  Not fsync'd: chunks_assemble syncs what a
  * generation uses. */

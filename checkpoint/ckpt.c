@@ -45,6 +45,9 @@ struct ckpt_op {
 	char			*rootfs;	/* restore */
 	char			*criu_path;	/* restore */
 	int			 leave_running;	/* dump */
+	int			(*frozen)(void *, const char *, char **);
+	void			*frozen_arg;
+	char			*frozen_error;	/* ... or why not */
 	int			 lazy;		/* post-copy: pages served later */
 	uint64_t		 bytes;		/* what MANIFEST lists */
 	int			 published;	/* dump: MANIFEST is on disk */
@@ -163,6 +166,7 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	if (op->dir_fd != -1)
 		close(op->dir_fd);
 	free(op->publish_error);
+	free(op->frozen_error);
 	free(op->answer_error);
 	free(op->saved_error);
 	free(op->verify_error);
@@ -487,6 +491,32 @@ ckpt_publish_done(uv_work_t *w, int status)
 		ckpt_dump_conclude(op);
 }
 
+/* Thread pool, the tree stopped: the caller's capture (ckpt_target's
+ * frozen). */
+static void
+ckpt_frozen_work(uv_work_t *w)
+{
+	struct ckpt_op	*op = w->data;
+
+	if (op->frozen(op->frozen_arg, op->gen_dir, &op->frozen_error) != 0 &&
+	    op->frozen_error == NULL)
+		op->frozen_error = xstrdup("capture failed");
+}
+
+static void
+ckpt_frozen_done(uv_work_t *w, int status)
+{
+	struct ckpt_op	*op = w->data;
+
+	(void)status;
+	op->frozen_ms = now_ms() - op->frozen_at;
+	if (op->criu != NULL)
+		criu_notify_reply(op->criu, op->frozen_error == NULL);
+	op->working = 0;
+	if (op->answered)	/* CRIU died meanwhile */
+		ckpt_dump_conclude(op);
+}
+
 /* post-dump is the commit point: the images are complete and the tree is
  * still frozen.  Publish the MANIFEST now; if that fails, refusing the
  * notification makes CRIU resume the container instead of killing it, so
@@ -501,6 +531,14 @@ ckpt_dump_notify(struct criu *c, const char *script, void *arg)
 	if (strcmp(script, "post-dump") != 0)
 		return 0;
 	op->committing = 1;
+	if (op->leave_running && op->frozen != NULL) {
+		/* CRIU waits, every task stopped, for the capture. */
+		op->working = 1;
+		op->work.data = op;
+		uv_queue_work(op->loop, &op->work, ckpt_frozen_work,
+		    ckpt_frozen_done);
+		return CRIU_NOTIFY_LATER;
+	}
 	if (op->leave_running) {
 		/* It keeps running either way: publish after CRIU thawed it,
 		 * not while it stands still. */
@@ -523,6 +561,11 @@ ckpt_dump_conclude(struct ckpt_op *op)
 	if (op->publish_error != NULL) {
 		/* CRIU resumed the container: nothing was lost. */
 		ckpt_op_finish(op, NULL, op->publish_error);
+		return;
+	}
+	if (op->frozen_error != NULL) {
+		/* Refused at post-dump: CRIU resumed the container. */
+		ckpt_op_finish(op, NULL, op->frozen_error);
 		return;
 	}
 	if (op->leave_running && op->answer_error == NULL && !op->published &&
@@ -798,6 +841,10 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 	opts.has_leave_running = 1;
 	opts.leave_running = leave_running != 0;
 	op->leave_running = leave_running != 0;
+	if (op->leave_running) {
+		op->frozen = t->frozen;
+		op->frozen_arg = t->frozen_arg;
+	}
 	req.type = CRIU_REQ_TYPE__DUMP;
 	req.opts = &opts;
 	log_info("%s: checkpoint %" PRIu64 " into %s%s", t->name, generation,

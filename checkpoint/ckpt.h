@@ -27,6 +27,13 @@ struct ckpt_target {
 	const char	*rootfs;	/* restore: its root directory */
 	const char	*action_script;	/* criu_action_script(), lazy work */
 	int		 lazy;		/* restore: pages from ckpt_lazy_start */
+	/* Leave-running dump: called on the thread pool at CRIU's post-dump
+	 * notification, while every task of the tree is still stopped (the
+	 * images complete, nothing resumed yet): what must be taken at the
+	 * same instant as the memory (a replica's rootfs).  -1 and *cause
+	 * fail the dump (CRIU resumes the tree). */
+	int		(*frozen)(void *arg, const char *gen_dir, char **cause);
+	void		*frozen_arg;
 };
 
 struct ckpt_result {

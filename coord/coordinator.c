@@ -197,6 +197,45 @@ coord_replica_hosts(struct coordinator *c, const struct model_instance *in,
 	return n;
 }
 
+/* The replicas host should keep (LeaseGrant.keep_replicas): instances
+ * still checkpoint-protected, not released, not its own, that name it among their
+ * replica hosts or hold a recorded replica there.  The others it removes
+ * after a grace period (agent/replica.c). */
+static size_t
+coord_keep_replicas(struct coordinator *c, const char *host, char ***out)
+{
+	struct model_instance	**insts;
+	struct model_replica	**reps;
+	char			 *rh[HA_REPLICAS_MAX];
+	size_t			  n, i, j, nr, nh, k = 0;
+	int			  keep;
+
+	n = model_instances(c->model, &insts);
+	*out = xcalloc(n + 1, sizeof **out);
+	for (i = 0; i < n; i++) {
+		struct model_instance *in = insts[i];
+
+		/* Released (the operator destroyed it): runs nowhere, its
+		 * replicas restore nothing any more. */
+		if (in->ha != MODEL_HA_CHECKPOINT || in->owner == NULL ||
+		    strcmp(in->owner, host) == 0)
+			continue;
+		keep = 0;
+		reps = model_replicas(c->model, in->name, &nr);
+		for (j = 0; j < nr && !keep; j++)
+			keep = strcmp(reps[j]->host, host) == 0;
+		free(reps);
+		if (!keep) {
+			nh = coord_replica_hosts(c, in, rh, HA_REPLICAS_MAX);
+			for (j = 0; j < nh && !keep; j++)
+				keep = strcmp(rh[j], host) == 0;
+		}
+		if (keep)
+			(*out)[k++] = in->name;
+	}
+	return k;
+}
+
 static int
 coord_name_cmp(const void *a, const void *b)
 {
@@ -239,7 +278,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	Tern__LeaseGrant	  g = TERN__LEASE_GRANT__INIT;
 	Tern__OwnedInstance	 *owned = NULL, **ptrs = NULL;
 	struct model_instance	**insts;
-	char			**rhosts = NULL;
+	char			**rhosts = NULL, **keep = NULL;
 	size_t			  n, i, k = 0;
 	char			 *cause = NULL, **held = NULL;
 
@@ -299,6 +338,10 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 		g.owned = ptrs;
 		g.n_refusals = nrefusals;
 		g.refusals = refusals;
+		g.n_keep_replicas = coord_keep_replicas(c, host, &keep);
+		g.keep_replicas = keep;
+		g.has_lists_replicas = 1;
+		g.lists_replicas = 1;
 		free(insts);
 		free(held);
 	}
@@ -312,6 +355,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	free(owned);
 	free(ptrs);
 	free(rhosts);
+	free(keep);
 }
 
 static void

@@ -365,6 +365,77 @@ test_prune(void **state)
 	}
 }
 
+/* A rootfs's stored-only chunks: sizes that add up, under their one
+ * name; assembled only if every one is in the store and whole; kept by
+ * pruning with the generation that lists them. */
+static void
+test_stored(void **state)
+{
+	struct fx		*fx = *state;
+	struct chunk_manifest	 m;
+	struct chunk_file	*f;
+	uint8_t			 a[100], b[CS], md[DIGEST_LEN];
+	uint64_t		 bytes;
+	char			*g, *cause = NULL;
+
+	memset(a, 'a', sizeof a);
+	memset(b, 'b', sizeof b);
+	g = make_gen(fx, 1, -1);
+	assert_int_equal(chunks_scan_dir(g, CS, &m, &cause), 0);
+	send_missing(fx, &m, g);		/* the images' chunks */
+	m.files = xreallocarray(m.files, m.nfiles + 1, sizeof *m.files);
+	f = &m.files[m.nfiles++];
+	memset(f, 0, sizeof *f);
+	f->name = xstrdup(CHUNKS_STORED);
+	f->n = 2;
+	f->digests = xcalloc(2, DIGEST_LEN);
+	f->sizes = xcalloc(2, sizeof *f->sizes);
+	digest_buf(a, sizeof a, f->digests[0]);
+	digest_buf(b, sizeof b, f->digests[1]);
+	f->sizes[0] = sizeof a;
+	f->sizes[1] = sizeof b;
+	f->size = sizeof a + sizeof b;
+	m.nchunks += 2;
+	assert_int_equal(chunks_manifest_check(&m, &cause), 0);
+	assert_int_equal(chunks_size(&m, f, 0), sizeof a);
+
+	f->size++;				/* sizes that do not add up */
+	assert_int_equal(chunks_manifest_check(&m, &cause), -1);
+	free(cause);
+	cause = NULL;
+	f->size--;
+	f->sizes[1] = CS + 1;			/* more than a chunk */
+	f->size += 1;
+	assert_int_equal(chunks_manifest_check(&m, &cause), -1);
+	free(cause);
+	cause = NULL;
+	f->sizes[1] = CS;
+	f->size -= 1;
+	free(f->name);				/* stored under another name */
+	f->name = xstrdup("pages-9.img");
+	assert_int_equal(chunks_manifest_check(&m, &cause), -1);
+	free(cause);
+	cause = NULL;
+	free(f->name);
+	f->name = xstrdup(CHUNKS_STORED);
+
+	/* Not in the store: refused; then there, assembled and kept. */
+	assert_int_equal(chunks_assemble(fx->rep, &m, 1, &bytes, md, &cause),
+	    -1);
+	free(cause);
+	cause = NULL;
+	assert_int_equal(chunks_put(fx->rep, f->digests[0], a, sizeof a,
+	    &cause), 0);
+	assert_int_equal(chunks_put(fx->rep, f->digests[1], b, sizeof b,
+	    &cause), 0);
+	assemble_ok(fx, &m, 1);
+	assert_int_equal(chunks_prune(fx->rep, CHUNKS_KEEP, &cause), 0);
+	assert_true(chunks_have(fx->rep, f->digests[0]));
+	assert_true(chunks_have(fx->rep, f->digests[1]));
+	chunks_manifest_free(&m);
+	free(g);
+}
+
 int
 main(void)
 {
@@ -377,6 +448,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_manifest_refused, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stored, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
