@@ -15,6 +15,9 @@
  * than this many renewals are ignored (their lease ran out anyway). */
 #define HA_SENT_MAX	16
 #define HA_NUDGE_GAP_MS	20	/* between renewals a nudge asks for */
+/* Asking again one that does not lead yet (a standby that won and
+ * loads, or none leads while etcd elects): at most this long apart. */
+#define HA_RETRY_MS	250
 
 /* Coordinators an agent may list (conf's CONF_MAX_COORDINATORS). */
 #define HA_COORDS_MAX	8
@@ -33,7 +36,9 @@ struct ha_agent {
 	size_t			 ncoords;
 	size_t			 cur;		/* renewals go there */
 	size_t			 from;		/* the lease's grantor */
-	int			 silent[HA_COORDS_MAX];	/* no answer lately */
+	/* Until when each counts as silent (no answer, no link): passed
+	 * over, not forgotten (a lost renewal must not exile a leader). */
+	uint64_t		 silent_until[HA_COORDS_MAX];
 	unsigned		 hops;		/* turns at once, this period */
 	uint64_t		 term;		/* the highest granted */
 	uint64_t		 granted_seq;	/* the newest renewal granted */
@@ -124,19 +129,32 @@ ha_agent_check(struct ha_agent *h)
 		ha_arm_fence(h);
 }
 
-/* The next coordinator after i that answered lately (i itself if none
- * did). */
+static int
+ha_silent(const struct ha_agent *h, size_t i)
+{
+	return ha_now(h) < h->silent_until[i];
+}
+
+/* No answer from coords[i], or no link: pass it over for ttl/3. */
+static void
+ha_set_silent(struct ha_agent *h, size_t i)
+{
+	h->silent_until[i] = ha_now(h) + h->conf.ttl_ms / 3;
+}
+
+/* The next coordinator after i that answered lately; if none did, i
+ * itself (stay) or, with rotate, the one after i (any may be back). */
 static size_t
-ha_coord_next(const struct ha_agent *h, size_t i)
+ha_coord_next(const struct ha_agent *h, size_t i, int rotate)
 {
 	size_t	k, j;
 
 	for (k = 1; k < h->ncoords; k++) {
 		j = (i + k) % h->ncoords;
-		if (!h->silent[j])
+		if (!ha_silent(h, j))
 			return j;
 	}
-	return h->ncoords > 1 ? (i + 1) % h->ncoords : i;
+	return rotate ? (i + 1) % h->ncoords : i;
 }
 
 /* Turn from the coordinator renewals go to now to coords[to]. */
@@ -160,10 +178,10 @@ ha_check_answered(struct ha_agent *h, uint64_t now)
 	if (h->seq == 0 || s->seq != h->seq || s->answered ||
 	    now - s->at_ms < h->conf.ttl_ms / 3)
 		return;
-	h->silent[s->to] = 1;
+	ha_set_silent(h, s->to);
 	if (s->to == h->cur && h->ncoords > 1)
-		ha_turn(h, ha_coord_next(h, h->cur), "no answer within a "
-		    "third of the lease's TTL");
+		ha_turn(h, ha_coord_next(h, h->cur, 1), "no answer within "
+		    "a third of the lease's TTL");
 }
 
 /* One renewal to coords[cur]; 0 if the mesh took it. */
@@ -213,8 +231,8 @@ ha_agent_renew(struct ha_agent *h)
 	 * now rather than a third of the TTL later. */
 	for (tries = 0; ha_send_renewal(h, now) == -1 && h->ncoords > 1 &&
 	    ++tries < h->ncoords; ) {
-		h->silent[h->cur] = 1;
-		ha_turn(h, ha_coord_next(h, h->cur), "no link to it");
+		ha_set_silent(h, h->cur);
+		ha_turn(h, ha_coord_next(h, h->cur, 1), "no link to it");
 	}
 	uv_timer_start(h->renew_timer, ha_renew_due, h->conf.ttl_ms / 3, 0);
 }
@@ -239,19 +257,19 @@ ha_not_leading(struct ha_agent *h, size_t i, const char *leader)
 	}
 	if (i != h->cur)
 		return;		/* renewals went elsewhere meanwhile */
-	if (l >= 0 && (size_t)l != i && !h->silent[l])
+	if (l >= 0 && (size_t)l != i && !ha_silent(h, (size_t)l))
 		to = (size_t)l;
-	else if (l >= 0 && (size_t)l == i)
-		to = i;		/* it leads, but is not ready yet */
+	else if (l >= 0)
+		to = i;		/* it leads but loads, or the leader is silent */
 	else
-		to = ha_coord_next(h, i);
+		to = ha_coord_next(h, i, 0);
 	ha_turn(h, to, "it does not lead");
 	if (to != i && h->hops < h->ncoords) {
 		h->hops++;
 		uv_timer_start(h->renew_timer, ha_turn_due, 0, 0);
 	} else
-		uv_timer_start(h->renew_timer, ha_turn_due,
-		    h->conf.ttl_ms / 8, 0);
+		uv_timer_start(h->renew_timer, ha_turn_due, h->conf.ttl_ms / 8 <
+		    HA_RETRY_MS ? h->conf.ttl_ms / 8 : HA_RETRY_MS, 0);
 }
 
 /* An answer from coords[i].  Taken only for a renewal sent to that very
@@ -267,7 +285,7 @@ ha_on_grant(struct ha_agent *h, size_t i, const Tern__LeaseGrant *g)
 	if (s->seq != g->seq || g->seq == 0 || s->to != i)
 		return;		/* too old, never sent, or not sent there */
 	s->answered = 1;
-	h->silent[i] = 0;
+	h->silent_until[i] = 0;
 	/* No term (a follower has none) and no lease in it: it only says
 	 * where to turn. */
 	if (g->has_not_leading && g->not_leading) {
@@ -351,7 +369,7 @@ ha_agent_on_msg(struct ha_agent *h, const char *peer, const Envelope *env)
 	}
 	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_NUDGE) {
 		/* Only a leader moves instances: ask it. */
-		h->silent[i] = 0;
+		h->silent_until[i] = 0;
 		ha_turn(h, (size_t)i, "it nudged this host");
 		ha_nudged(h);
 	} else

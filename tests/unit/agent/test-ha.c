@@ -465,6 +465,42 @@ test_not_leading(void **state)
 	done_list(h);
 }
 
+/* The leader a standby names went silent (its host crashed; etcd still
+ * holds its key): the agent stays with the standby that answers and asks
+ * it again soon (it leads once the key lapses), rather than bounce to
+ * the silent one; a while later the named one is tried again (a lost
+ * renewal must not exile a live leader). */
+static void
+test_leader_silent(void **state)
+{
+	struct ha_agent	*h;
+	int		 before;
+
+	(void)state;
+	clock_now = 550000;
+	h = agent_of("c1,c2");
+	ha_agent_start(h);
+	answer(h, "c1", last_seq, 5, 0, NULL);
+	clock_now += TTL / 3;
+	ha_agent_renew(h);			/* c1 crashed: no answer */
+	clock_now += TTL / 3;
+	ha_agent_renew(h);
+	assert_string_equal(last_host, "c2");
+	before = nsent;
+	answer(h, "c2", last_seq, 0, 1, "c1");
+	turn();
+	assert_int_equal(nsent, before);	/* not at once, */
+	assert_string_equal(ha_agent_coordinator(h), "c2");	/* nor c1 */
+	ha_agent_renew(h);			/* its retry */
+	assert_string_equal(last_host, "c2");
+	clock_now += TTL / 3;
+	answer(h, "c2", last_seq, 0, 1, "c1");
+	turn();
+	assert_string_equal(last_host, "c1");
+	assert_int_equal(nfenced, 1);		/* the one at start */
+	done_list(h);
+}
+
 /* A deposed leader's late grant: the agent granted by term 9 ignores a
  * grant (and a refusal) of term 5, even one for a renewal sent to that
  * coordinator: it extends nothing and owns nothing. */
@@ -551,6 +587,7 @@ main(void)
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_turns_to_next),
 		cmocka_unit_test(test_not_leading),
+		cmocka_unit_test(test_leader_silent),
 		cmocka_unit_test(test_stale_term),
 		cmocka_unit_test(test_deadline_from_send),
 	};
