@@ -223,18 +223,32 @@ ha_send_renewal(struct ha_agent *h, uint64_t now)
 void
 ha_agent_renew(struct ha_agent *h)
 {
-	uint64_t	now = ha_now(h);
-	size_t		tries;
+	uint64_t	now = ha_now(h), retry = h->conf.ttl_ms / 3;
+	size_t		first, k, i;
 
 	ha_check_answered(h, now);
 	/* The mesh has no link to it: nothing was sent, so the next one
 	 * now rather than a third of the TTL later. */
-	for (tries = 0; ha_send_renewal(h, now) == -1 && h->ncoords > 1 &&
-	    ++tries < h->ncoords; ) {
-		ha_set_silent(h, h->cur);
-		ha_turn(h, ha_coord_next(h, h->cur, 1), "no link to it");
+	first = h->cur;
+	for (k = 0; k < h->ncoords; k++) {
+		i = (first + k) % h->ncoords;
+		h->cur = i;
+		if (ha_send_renewal(h, now) == 0)
+			break;
 	}
-	uv_timer_start(h->renew_timer, ha_renew_due, h->conf.ttl_ms / 3, 0);
+	if (k == h->ncoords) {
+		/* No link to any (ternd just started, or this host is cut
+		 * off): nothing learnt, try again soon. */
+		h->cur = first;
+		if (retry > HA_RETRY_MS)
+			retry = HA_RETRY_MS;
+	} else if (k > 0) {
+		for (i = 0; i < k; i++)
+			ha_set_silent(h, (first + i) % h->ncoords);
+		h->cur = first;
+		ha_turn(h, (first + k) % h->ncoords, "no link to it");
+	}
+	uv_timer_start(h->renew_timer, ha_renew_due, retry, 0);
 }
 
 /* Coordinator coords[i] does not lead (leader: who does, as it knows).

@@ -250,8 +250,8 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	g.seq = seq;
 	/* Every answer passes here: one that was asked while this
 	 * coordinator led may be answered after it stopped. */
-	if (!coord_leading(c) ||
-	    !store_leadership(c->store, &term, &leader)) {
+	if (!store_leadership(c->store, &term, &leader) ||
+	    !coord_leading(c)) {
 		g.has_not_leading = g.not_leading = 1;
 		g.leader = leader != NULL && strcmp(leader, c->name) != 0 ?
 		    (char *)leader : NULL;
