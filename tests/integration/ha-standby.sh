@@ -14,7 +14,10 @@
 #    mc1 keeps running, never fenced (the lease TTL is large against the
 #    etcd leadership lease, leader_ttl_ms); after its quiet period h3
 #    fails h2 over: mc2 runs again on h1, once (the witness says so);
-#  - h2 and h4 come back: h2 discards its stale mc2, h4 stands by.
+#    `ternctl ha status` and `failovers` on h1 now ask h3;
+#  - h2 and h4 come back: h2 discards its stale mc2, one of h3 and h4
+#    leads (h3, unless etcd moved the leadership meanwhile), the other
+#    stands by.
 # Before this, the agents named one coordinator: a list was refused, and
 # with h4 alone the instances ran nowhere until h4 was back.
 set -euo pipefail
@@ -69,8 +72,8 @@ for h in h1 h2; do
 	grep -q "lease renewals turn from coordinator h3 to h4" "$(cl_log $h)" ||
 	    fail "$h did not turn to h4"
 done
-cl_ctl h3 status | grep -q "coordinator: *following" ||
-    fail "h3 does not stand by: $(cl_ctl h3 status)"
+follows() { cl_ctl "$1" status | grep -q "coordinator: *following"; }
+follows h3 || fail "h3 does not stand by: $(cl_ctl h3 status)"
 
 echo "--- ternctl ha status on the standby follows 'not leading' to h4"
 out=$(cl_ctl h3 ha status)
@@ -117,20 +120,31 @@ read -r run _ <<<"$(witness_last "$w1")"
 [ "$(witness_host "$w1")" = h1 ] || fail "mc1 writes from $(witness_host "$w1")"
 witness_check "$w1" >/dev/null || fail "two copies of mc1 ran at once"
 witness_check "$w2" || fail "two copies of mc2 ran at once"
+# The ha ops go where the lease comes from now.
+out=$(cl_ctl h1 ha status)
+grep -q "coordinator h3 (leading)" <<<"$out" || fail "ha status on h1: $out"
+out=$(cl_ctl h1 failovers)
+grep -q "mc2.*h2.*h1" <<<"$out" || fail "failovers on h1: $out"
 
-echo "--- h2 and h4 come back: h2 discards mc2, h4 stands by"
+echo "--- h2 and h4 come back: h2 discards mc2, one coordinator leads"
 for h in h2 h4; do th_revive $h; done
 etcd_restart h4 || fail "etcd on h4 did not come back"
 cl_start h4
 cl_start h2
-wait_for 30 "h2 holding a lease from h3" lease_from h2 h3
+# h3 should lead on, but an etcd hiccup (h4's member rejoining on a busy
+# machine) may hand the leadership over: either is right, one at a time.
+leader() { local c; for c in h3 h4; do if leads $c; then echo $c; fi; done; }
+lease_from_leader() { local l; l=$(leader); [ -n "$l" ] && lease_from h2 "$l"; }
+wait_for 60 "h2 holding a lease from the leader" lease_from_leader
 gone_from_h2() { [ -z "$(inst_field h2 mc2 state 2>/dev/null)" ]; }
 wait_for 30 "mc2 gone from h2" gone_from_h2
 [ "$(witness_copies mc2 h1 h2)" = 1 ] || fail "$(witness_copies mc2 h1 h2) copies of mc2"
 [ "$(witness_copies mc1 h1 h2)" = 1 ] || fail "$(witness_copies mc1 h1 h2) copies of mc1"
-leads h3 || fail "h3 no longer leads"
-cl_ctl h4 status | grep -q "coordinator: *following" ||
-    fail "h4 does not stand by: $(cl_ctl h4 status)"
+l=$(leader)
+[ "$(wc -w <<<"$l")" = 1 ] || fail "leaders: '$l'"
+s=h4; [ "$l" = h3 ] || s=h3
+wait_for 30 "$s standing by" follows $s
+echo "$l leads, $s stands by"
 witness_check "$w1" >/dev/null || fail "two copies of mc1 ran at once"
 witness_check "$w2" >/dev/null || fail "two copies of mc2 ran at once"
 cl_stop_all || fail "a ternd did not stop cleanly"
