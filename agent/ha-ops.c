@@ -6,6 +6,7 @@
 #include <string.h>
 
 #define LOG_MODULE "ha"
+#include "agent/ha.h"
 #include "agent/ha-ops.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
@@ -19,6 +20,8 @@ struct ha_fwd {
 	uint64_t		 id;		/* ours, on the mesh */
 	struct ctl_client	*cl;
 	uint64_t		 client_id;	/* the ternctl's */
+	uint8_t			*req;		/* packed, to ask the leader */
+	size_t			 req_len;	/* (NULL once it was) */
 };
 
 struct ha_ops_state {
@@ -26,15 +29,18 @@ struct ha_ops_state {
 	uint64_t	 next_id;
 };
 
-/* The coordinator this host asks: the one it holds leases from, else
- * itself when it is one; NULL if neither. */
+/* The coordinator this host asks: the one its lease renewals go to
+ * now, else the first it lists, else itself when it is one; NULL if
+ * none. */
 static const char *
 ha_ops_coordinator(const struct agent *a)
 {
 	const struct conf	*conf = a->ternd->conf;
 
-	if (*conf->coordinator != '\0')
-		return conf->coordinator;
+	if (a->ha != NULL)
+		return ha_agent_coordinator(a->ha);
+	if (conf->ncoordinators > 0)
+		return conf->coordinators[0];
 	if (strstr(conf->role, "coordinator") != NULL)
 		return conf->host_name;
 	return NULL;
@@ -45,6 +51,7 @@ ha_fwd_free(struct ha_fwd *f)
 {
 	ctl_client_unref(f->cl);
 	free(f->peer);
+	free(f->req);
 	free(f);
 }
 
@@ -80,6 +87,7 @@ ha_ops_control(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	env = *req;
 	env.has_request_id = 1;
 	env.request_id = f->id;
+	f->req = msg_pack(&env, &f->req_len);
 	if (mesh_send(a->ternd->mesh, coord, &env, &cause) != 0) {
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "cannot reach the "
@@ -94,9 +102,10 @@ ha_ops_control(struct agent *a, struct ctl_client *cl, const Envelope *req)
 	return 1;
 }
 
-/* The error a reply carries, if any. */
+/* The error a reply carries, if any, and who leads if the coordinator
+ * asked does not. */
 static const char *
-ha_ops_reply_error(const Envelope *env, int *code)
+ha_ops_reply_error(const Envelope *env, int *code, const char **leader)
 {
 	int		 has = 0, c = 0;
 	const char	*error = NULL;
@@ -106,20 +115,57 @@ ha_ops_reply_error(const Envelope *env, int *code)
 		has = env->ha_set_reply->has_code;
 		c = env->ha_set_reply->code;
 		error = env->ha_set_reply->error;
+		*leader = env->ha_set_reply->leader;
 		break;
 	case TERN__ENVELOPE__BODY_HA_STATUS_REPLY:
 		has = env->ha_status_reply->has_code;
 		c = env->ha_status_reply->code;
 		error = env->ha_status_reply->error;
+		*leader = env->ha_status_reply->leader;
 		break;
 	default:
 		has = env->failovers_reply->has_code;
 		c = env->failovers_reply->code;
 		error = env->failovers_reply->error;
+		*leader = env->failovers_reply->leader;
 		break;
 	}
 	*code = has ? c : TERN__ERROR_CODE__ERROR_INTERNAL;
 	return error;
+}
+
+/* The coordinator asked does not lead and named the one that does: ask
+ * that one, once (0), rather than relay a follower's refusal or its old
+ * picture. */
+static int
+ha_ops_follow(struct agent *a, struct ha_fwd *f, const char *leader)
+{
+	Envelope	*env;
+	char		*cause = NULL;
+	int		 code, rc;
+
+	if (f->req == NULL || leader == NULL || strcmp(leader, f->peer) == 0)
+		return -1;
+	if ((env = msg_unpack(f->req, f->req_len, &code, &cause)) == NULL) {
+		free(cause);
+		return -1;
+	}
+	free(f->req);
+	f->req = NULL;
+	f->id = a->ha_ops->next_id++;
+	env->request_id = f->id;
+	if ((rc = mesh_send(a->ternd->mesh, leader, env, &cause)) != 0) {
+		log_debug("%s not asked of the leader %s: %s", msg_name(env),
+		    leader, cause);
+		free(cause);
+	} else {
+		log_info("%s: coordinator %s does not lead; asking %s",
+		    msg_name(env), f->peer, leader);
+		free(f->peer);
+		f->peer = xstrdup(leader);
+	}
+	msg_free(env);
+	return rc == 0 ? 0 : -1;
 }
 
 /* From the coordinator: to the ternctl that asked, under its id. */
@@ -128,7 +174,7 @@ ha_ops_mesh_msg(void *ctx, const char *peer, const Envelope *env)
 {
 	struct agent	*a = ctx;
 	struct ha_fwd	*f, **fp;
-	const char	*error;
+	const char	*error, *leader = NULL;
 	Envelope	 out;
 	int		 code;
 
@@ -139,8 +185,11 @@ ha_ops_mesh_msg(void *ctx, const char *peer, const Envelope *env)
 			break;
 	if (f == NULL)
 		return 1;	/* its ternctl went: dropped */
+	error = ha_ops_reply_error(env, &code, &leader);
+	if (ha_ops_follow(a, f, leader) == 0)
+		return 1;
 	*fp = f->next;
-	if ((error = ha_ops_reply_error(env, &code)) != NULL)
+	if (error != NULL)
 		ctl_client_error(f->cl, f->client_id, code, "%s", error);
 	else {
 		out = *env;

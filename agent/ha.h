@@ -2,10 +2,14 @@
  * coordinator every third of the lease's life, counts the lease from the
  * moment it SENT the renewal that was granted (agent/lease.h), and stops
  * its protected instances (the fence op) before the lease can end unless
- * a later renewal was granted.  A refusal (the host was declared failed,
- * or is unknown) fences at once and registers again.  Every grant says
- * what this host owns; the owned op reconciles (run exactly those, at
- * those epochs; discard any other protected copy).
+ * a later renewal was granted.  A refusal (the host was declared
+ * failed, or is unknown) fences at once and registers again; a "not
+ * leading" refusal does not: the agent turns to the leader (or the next
+ * of its coordinators), as it does when one does not answer within
+ * ttl/3.  A grant of a lower term than the highest granted is a deposed
+ * leader's: ignored.  Every grant says what this host owns; the owned op
+ * reconciles (run exactly those, at those epochs; discard any other
+ * protected copy).
  *
  * The transport and the instances are ops, so the rules are tested with
  * a fake clock and a fake coordinator (tests/unit/agent/test-ha.c). */
@@ -43,7 +47,10 @@ struct ha_agent_ops {
 };
 
 struct ha_agent_conf {
-	const char	*coordinator;	/* host name */
+	/* Host names, "h3" or "h3,h4" (checked by conf.c): renewals go to
+	 * the one that granted the last lease; one that does not lead, or
+	 * does not answer, makes the agent turn to the next. */
+	const char	*coordinator;
 	uint32_t	 ttl_ms;	/* renew every third of it */
 	uint32_t	 margin_ms;
 	uint64_t	 boot_id;
@@ -62,8 +69,8 @@ void		 ha_agent_start(struct ha_agent *);
 void		 ha_agent_renew(struct ha_agent *);
 /* Fence if the lease ended (the timer calls it). */
 void		 ha_agent_check(struct ha_agent *);
-/* A lease message from peer (1 if it was one; from any other host than
- * the coordinator it is ignored). */
+/* A lease message from peer (1 if it was one; from a host that is none
+ * of the coordinators it is ignored). */
 int		 ha_agent_on_msg(struct ha_agent *, const char *peer,
 		    const Envelope *);
 /* 1 while protected instances may run (and start, and resume). */
@@ -76,8 +83,11 @@ int		 ha_agent_may_run(const struct ha_agent *, uint64_t epoch);
 /* When the protected instances must stop (now_ms()), 0 if the lease is
  * not valid now. */
 uint64_t	 ha_agent_stop_at(const struct ha_agent *);
-/* "valid for 1234 ms", "none (refused: ...)", for status. */
+/* "lease from h3, valid for 1234 ms", "no lease from h3: ...", for
+ * status. */
 char		*ha_agent_describe(const struct ha_agent *);
+/* The coordinator renewals go to now (ternctl ha ops ask it too). */
+const char	*ha_agent_coordinator(const struct ha_agent *);
 void		 ha_agent_free(struct ha_agent *);
 
 #endif

@@ -77,6 +77,8 @@ struct coordinator {
 	uv_timer_t		*timer;
 	int			 loaded;
 	int			 leading;
+	int			 syncing;	/* won: loading what the last
+						 * leader wrote */
 	uint64_t		 quiet_until;
 	struct moving		*moving;
 	struct adding		*adding;
@@ -280,12 +282,29 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	struct model_instance	**insts;
 	char			**rhosts = NULL, **keep = NULL;
 	size_t			  n, i, k = 0;
-	char			 *cause = NULL, **held = NULL;
+	char			 *cause = NULL, **held = NULL, *why = NULL;
+	const char		 *leader = NULL;
+	uint64_t		  term = 0;
 
 	g.seq = seq;
-	if (refused != NULL)
+	/* Every answer passes here: one that was asked while this
+	 * coordinator led may be answered after it stopped. */
+	if (!store_leadership(c->store, &term, &leader) ||
+	    !coord_leading(c)) {
+		g.has_not_leading = g.not_leading = 1;
+		g.leader = leader != NULL && strcmp(leader, c->name) != 0 ?
+		    (char *)leader : NULL;
+		xasprintf(&why, "coordinator %s does not lead%s%s%s", c->name,
+		    g.leader != NULL ? " (" : "", g.leader != NULL ? g.leader :
+		    "", g.leader != NULL ? " does)" : "");
+		g.refused = why;
+	} else if (refused != NULL) {
+		g.has_term = term != 0;
+		g.term = term;
 		g.refused = (char *)refused;
-	else {
+	} else {
+		g.has_term = term != 0;
+		g.term = term;
 		g.has_ttl_ms = 1;
 		g.ttl_ms = c->conf.lease.ttl_ms;
 		n = model_owned(c->model, host, &insts);
@@ -356,6 +375,7 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 	free(ptrs);
 	free(rhosts);
 	free(keep);
+	free(why);
 }
 
 static void
@@ -922,7 +942,7 @@ coord_host_drained(struct coordinator *c, const char *host, int drained)
 	struct model_host	*h;
 	char			*cause = NULL;
 
-	if (!c->leading || !c->loaded ||
+	if (!coord_leading(c) ||
 	    (h = model_host(c->model, host)) == NULL ||
 	    (h->drained != 0) == (drained != 0))
 		return;
@@ -941,12 +961,21 @@ coord_host_drained(struct coordinator *c, const char *host, int drained)
 int
 coord_on_msg(struct coordinator *c, const char *host, const Envelope *env)
 {
+	uint64_t	 term;
+	const char	*leader;
+
 	if (env->body_case != TERN__ENVELOPE__BODY_LEASE_RENEW)
 		return 0;
-	/* A follower (or one that has not loaded yet) grants nothing: the
-	 * agent's lease runs out unless the leader renews it. */
-	if (!c->leading || !c->loaded || !host_name_valid(host))
+	if (!host_name_valid(host))
 		return 1;
+	/* A follower (or one that has not loaded yet) grants nothing: it
+	 * says so, and who leads, so that the agent turns there at once
+	 * rather than fence (coord_reply answers for it). */
+	if (!coord_leading(c) || !store_leadership(c->store, &term, &leader)) {
+		coord_reply(c, host, env->lease_renew->seq, NULL, NULL, 0,
+		    NULL);
+		return 1;
+	}
 	coord_on_renew(c, host, env->lease_renew);
 	return 1;
 }
@@ -1208,7 +1237,7 @@ coord_check(struct coordinator *c)
 	char			**failed = NULL;
 	size_t			  nfailed = 0;
 
-	if (!c->leading || !c->loaded)
+	if (!coord_leading(c))
 		return;
 	n = model_hosts(c->model, &hosts);
 	for (i = 0; i < n; i++) {
@@ -1258,7 +1287,7 @@ coord_arm(struct coordinator *c)
 	size_t			  n, i;
 	uint64_t		  now = coord_now(c), next = COORD_CHECK_MAX_MS, d;
 
-	if (c->timer == NULL || !c->leading)
+	if (c->timer == NULL || !coord_leading(c))
 		return;
 	n = model_hosts(c->model, &hosts);
 	for (i = 0; i < n; i++) {
@@ -1317,7 +1346,7 @@ coord_ha_set(struct coordinator *c, const char *name,
 {
 	struct ha_setting	*hs;
 
-	if (!c->leading || !c->loaded) {
+	if (!coord_leading(c)) {
 		set_cause(cause, "coordinator %s does not lead (yet): try "
 		    "again in a moment; nothing changed", c->name);
 		return -1;
@@ -1344,13 +1373,33 @@ coord_ha_set(struct coordinator *c, const char *name,
 
 /* --- leadership and start ------------------------------------------------- */
 
+static void	coord_synced(void *, const char *);
+
+static void
+coord_sync(struct coordinator *c)
+{
+	char	*cause = NULL;
+
+	c->pending++;
+	if (model_load(c->model, coord_synced, c, &cause) == -1) {
+		coord_synced(c, cause);		/* as if it had answered */
+		free(cause);
+	}
+}
+
+static void
+coord_sync_due(uv_timer_t *t)
+{
+	struct coordinator	*c = t->data;
+
+	if (c->leading && c->syncing)
+		coord_sync(c);
+}
+
 static void
 coord_leader(void *arg, int leader, const char *why)
 {
 	struct coordinator	*c = arg;
-	struct model_host	**hosts;
-	size_t			  n, i;
-	uint64_t		  now = coord_now(c);
 
 	if (c->freed)
 		return;
@@ -1363,6 +1412,35 @@ coord_leader(void *arg, int leader, const char *why)
 		coord_event(c, COORD_EV_DEPOSED, NULL, NULL, why);
 		return;
 	}
+	/* What we loaded may be old: another coordinator may have led
+	 * since (a standby loads at its start, and wins much later).  Grant
+	 * and decide only from what the store holds now. */
+	c->syncing = 1;
+	coord_sync(c);
+}
+
+static void
+coord_synced(void *arg, const char *error)
+{
+	struct coordinator	*c = arg;
+	struct model_host	**hosts;
+	size_t			  n, i;
+	uint64_t		  now = coord_now(c);
+
+	c->pending--;
+	if (c->freed) {
+		coord_maybe_free(c);
+		return;
+	}
+	if (!c->leading)
+		return;		/* deposed meanwhile: the next win loads */
+	if (error != NULL) {
+		log_warnx("coordinator %s leads but cannot load the store: %s; "
+		    "trying again in %d ms", c->name, error, COORD_RELOAD_MS);
+		uv_timer_start(c->timer, coord_sync_due, COORD_RELOAD_MS, 0);
+		return;
+	}
+	c->syncing = 0;
 	/* Whatever the last leader granted, we cannot know when: every host
 	 * counts as granted now, and nothing is decided for ttl + margin. */
 	c->quiet_until = membership_quiet_until(&c->conf.lease, now);
@@ -1415,8 +1493,9 @@ coord_loaded(void *arg, const char *error)
 	}
 	c->ready = NULL;
 	c->loaded = 1;
-	if (store_campaign(c->store, c->name, c->conf.lease.ttl_ms,
-	    coord_leader, c, &cause) == -1)
+	if (store_campaign(c->store, c->name, c->conf.leader_ttl_ms != 0 ?
+	    c->conf.leader_ttl_ms : c->conf.lease.ttl_ms, coord_leader, c,
+	    &cause) == -1)
 		error = cause;
 	ready(c->ready_arg, error);
 	free(cause);
@@ -1477,7 +1556,18 @@ coord_model(struct coordinator *c)
 int
 coord_leading(const struct coordinator *c)
 {
-	return c->leading && c->loaded;
+	return c->leading && c->loaded && !c->syncing;
+}
+
+const char *
+coord_leader_seen(struct coordinator *c)
+{
+	uint64_t	 term;
+	const char	*leader;
+
+	if (store_leadership(c->store, &term, &leader) && coord_leading(c))
+		return NULL;
+	return leader != NULL && strcmp(leader, c->name) != 0 ? leader : NULL;
 }
 
 static void

@@ -30,6 +30,8 @@ struct coordinator;
 struct coord_conf {
 	const char		*name;		/* this coordinator (campaign) */
 	struct membership_conf	 lease;
+	/* The store's leadership lease (etcd); 0: lease.ttl_ms. */
+	uint32_t		 leader_ttl_ms;
 	/* Run with a suspect host's name; exit 0 = it is off (fence.h).
 	 * NULL: none. */
 	const char		*fence_command;
@@ -81,6 +83,9 @@ int		 coord_ha_set(struct coordinator *, const char *name,
 void		 coord_check(struct coordinator *);
 struct model	*coord_model(struct coordinator *);
 int		 coord_leading(const struct coordinator *);
+/* Who leads when this one does not, as its store last saw (NULL: this
+ * one leads, or not known). */
+const char	*coord_leader_seen(struct coordinator *);
 /* Stop the timer; the store stays the caller's. */
 void		 coord_free(struct coordinator *);
 

@@ -81,11 +81,12 @@ role_answer(struct ternd *td, const char *peer, uint64_t id, Envelope *env)
 
 static void
 role_ha_set_error(struct ternd *td, const char *peer, uint64_t id,
-    const char *name, int code, const char *error)
+    const char *name, int code, const char *error, const char *leader)
 {
 	Envelope		env;
 	Tern__HaSetReply	r = TERN__HA_SET_REPLY__INIT;
 
+	r.leader = (char *)leader;
 	r.name = (char *)name;
 	r.has_code = 1;
 	r.code = (Tern__ErrorCode)code;
@@ -121,7 +122,7 @@ role_ha_was_set(void *arg, const char *error)
 	} else
 		role_ha_set_error(q->td, q->peer, q->id, q->name,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, error != NULL ? error :
-		    "the coordinator stopped");
+		    "the coordinator stopped", NULL);
 	free(q->peer);
 	free(q->name);
 	free(q);
@@ -159,11 +160,14 @@ role_ha_set(struct coord_role *r, const char *peer, const Envelope *env)
 		log_info("ha set %s asked by %s", req->name, peer);
 		return;
 	}
-	code = model_instance(coord_model(r->coord), req->name) == NULL ?
+	code = !r->ready || !coord_leading(r->coord) ?
+	    TERN__ERROR_CODE__ERROR_UNAVAILABLE :
+	    model_instance(coord_model(r->coord), req->name) == NULL ?
 	    TERN__ERROR_CODE__ERROR_NOT_FOUND :
 	    TERN__ERROR_CODE__ERROR_BAD_REQUEST;
+	/* Not leading: who does, for the asking ternd to ask it. */
 	role_ha_set_error(r->td, peer, env->request_id, req->name, code,
-	    cause);
+	    cause, r->ready ? coord_leader_seen(r->coord) : NULL);
 	free(cause);
 	free(q->peer);
 	free(q->name);
@@ -231,6 +235,7 @@ role_ha_status(struct coord_role *r, const char *peer, const Envelope *env)
 
 	st.coordinator = r->td->conf->host_name;
 	st.leading = r->ready && coord_leading(r->coord);
+	st.leader = r->ready ? (char *)coord_leader_seen(r->coord) : NULL;
 	if (!r->ready)
 		xasprintf(&error, "coordinator %s is starting (its store is not "
 		    "loaded yet): try again in a moment", st.coordinator);
@@ -303,6 +308,9 @@ role_failovers(struct coord_role *r, const char *peer, const Envelope *env)
 		fr.error = "the coordinator is starting (its store is not "
 		    "loaded yet): try again in a moment";
 	} else {
+		/* A follower's picture is as old as its last load: what it
+		 * has, and who leads (the asking ternd asks it). */
+		fr.leader = (char *)coord_leader_seen(r->coord);
 		n = model_failovers(coord_model(r->coord), &fos);
 		if (req->has_limit && req->limit < n)
 			first = n - req->limit;
@@ -425,6 +433,7 @@ coord_role_start(struct ternd *td, char **cause)
 	cc.name = td->conf->host_name;
 	cc.lease.ttl_ms = (uint32_t)td->conf->lease_ttl_ms;
 	cc.lease.margin_ms = (uint32_t)td->conf->lease_margin_ms;
+	cc.leader_ttl_ms = (uint32_t)td->conf->leader_ttl_ms;
 	cc.fence_command = td->conf->fence_command;
 	cc.fence_timeout_ms = (uint32_t)td->conf->fence_timeout_ms;
 	tp.send = role_send;

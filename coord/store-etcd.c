@@ -887,6 +887,21 @@ etcd_campaign(struct store *s, const char *name, unsigned ttl_ms,
 	return 0;
 }
 
+/* Asked at each grant: the step-down timer may be overdue (a host
+ * resumed from a pause runs I/O first), the clock is not. */
+static int
+etcd_leadership(struct store *s, uint64_t *term, const char **leader)
+{
+	struct etcd	*e = s->impl;
+
+	if (e->leader && now_ms() + e->ttl_ms / 4 < e->lease_end) {
+		*term = e->term;
+		return 1;
+	}
+	*leader = e->seen_leader;
+	return 0;
+}
+
 /* --- open, close ---------------------------------------------------------------------------- */
 
 static void
@@ -943,6 +958,7 @@ static const struct store_ops etcd_ops = {
 	.load = etcd_load,
 	.txn = etcd_txn,
 	.campaign = etcd_campaign,
+	.leadership = etcd_leadership,
 	.close = etcd_close,
 };
 

@@ -68,6 +68,15 @@ store_campaign(struct store *s, const char *name, unsigned ttl_ms,
 	return s->ops->campaign(s, name, ttl_ms, cb, arg, cause);
 }
 
+int
+store_leadership(struct store *s, uint64_t *term, const char **leader)
+{
+	*term = 0;
+	*leader = NULL;
+	return s->ops->leadership != NULL ? s->ops->leadership(s, term,
+	    leader) : 1;
+}
+
 void
 store_close(struct store *s)
 {

@@ -75,6 +75,9 @@ struct store_ops {
 		    store_txn_cb, void *arg, char **cause);
 	int	(*campaign)(struct store *, const char *name, unsigned ttl_ms,
 		    store_leader_cb, void *arg, char **cause);
+	/* Optional (NULL: always leads, term 0): store_leadership. */
+	int	(*leadership)(struct store *, uint64_t *term,
+		    const char **leader);
 	void	(*close)(struct store *);
 };
 
@@ -106,6 +109,12 @@ struct store	*store_etcd_open(uv_loop_t *, const struct store_etcd_conf *,
  * journal (one coordinator) leads at once and for good. */
 int	store_campaign(struct store *, const char *name, unsigned ttl_ms,
 	    store_leader_cb, void *arg, char **cause);
+/* 1 if this coordinator leads at this moment by its own clock (not
+ * only as the step-down timer last said: a host paused and resumed runs
+ * its I/O before its overdue timers), with *term its term (etcd: the
+ * leader key's create revision; 0: the journal); else 0, with *leader
+ * who leads as last seen (NULL: not known). */
+int	store_leadership(struct store *, uint64_t *term, const char **leader);
 /* Every key, in key order, then the store's revision. */
 int	store_load(struct store *, store_load_cb, store_loaded_cb, void *arg,
 	    char **cause);

@@ -248,10 +248,13 @@ static const struct conf_option conf_options[] = {
 	{ .name = "coordinator", .type = CONF_STRING,
 	  .offset = CONF_FIELD(coordinator), .def_string = "",
 	  .check = conf_check_coordinator,
-	  .rule = "\"\" or host_name or the name of one of peers",
-	  .help = "The host whose coordinator this agent holds its lease "
-	      "from; \"\": none, and this host's instances are not "
-	      "protected (nothing fails them over)." },
+	  .rule = "\"\", or up to 8 comma-separated names, each host_name "
+	      "or one of peers, none twice",
+	  .help = "The hosts whose coordinator this agent holds its lease "
+	      "from (store = etcd: the leader among them; it turns to the "
+	      "next when one does not lead or answer); \"\": none, and "
+	      "this host's instances are not protected (nothing fails "
+	      "them over)." },
 	{ .name = "lease_ttl_ms", .type = CONF_INT,
 	  .offset = CONF_FIELD(lease_ttl_ms), .def_number = 2000,
 	  .min = 500, .max = 60000,
@@ -264,6 +267,15 @@ static const struct conf_option conf_options[] = {
 	  .help = "An agent stops its protected instances this long before "
 	      "its lease ends; the coordinator waits this long after it "
 	      "before it declares the host failed." },
+	{ .name = "leader_ttl_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(leader_ttl_ms), .def_number = 0,
+	  .min = 0, .max = 600000,
+	  .rule = "0 (lease_ttl_ms), or 2000..600000",
+	  .help = "Coordinator with store = etcd: the etcd lease it leads "
+	      "under (whole seconds).  A standby leads about this long "
+	      "after the leader's host crashed; keep it well below "
+	      "lease_ttl_ms - lease_margin_ms, or the agents' leases end "
+	      "before it can renew them." },
 	{ .name = "fence_command", .type = CONF_STRING,
 	  .offset = CONF_FIELD(fence_command), .def_string = "",
 	  .rule = "absolute path of an executable, or \"\" for none",
@@ -592,10 +604,67 @@ conf_check_store(const char *value, char **reason)
 	return conf_check_one_of(value, stores, "journal or etcd", reason);
 }
 
+/* Split "h3,h4" into its names (no check); the caller frees each and
+ * the array. */
+static size_t
+conf_split_coordinators(const char *value, char ***out)
+{
+	const char	*p = value, *comma;
+	char		**v = NULL;
+	size_t		 n = 0;
+
+	if (*value == '\0') {
+		*out = NULL;
+		return 0;
+	}
+	for (;;) {
+		comma = strchr(p, ',');
+		v = xreallocarray(v, n + 1, sizeof *v);
+		v[n++] = comma != NULL ? xstrndup(p, (size_t)(comma - p)) :
+		    xstrdup(p);
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	*out = v;
+	return n;
+}
+
+static void
+conf_free_names(char **v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 static int
 conf_check_coordinator(const char *value, char **reason)
 {
-	return *value == '\0' ? 0 : conf_check_host_name(value, reason);
+	char	**v;
+	size_t	  n, i, k;
+	int	  rc = 0;
+
+	n = conf_split_coordinators(value, &v);
+	if (n > CONF_MAX_COORDINATORS) {
+		xasprintf(reason, "%zu coordinators: at most %d", n,
+		    CONF_MAX_COORDINATORS);
+		rc = -1;
+	}
+	for (i = 0; i < n && rc == 0; i++) {
+		if (conf_check_host_name(v[i], reason) == -1)
+			rc = -1;
+		for (k = 0; k < i && rc == 0; k++)
+			if (strcmp(v[k], v[i]) == 0) {
+				xasprintf(reason, "coordinator %s is listed "
+				    "twice", v[i]);
+				rc = -1;
+			}
+	}
+	conf_free_names(v, n);
+	return rc;
 }
 
 /* Split and check "NAME@ADDRESS:PORT"; on error *reason is set. */
@@ -1171,7 +1240,7 @@ static int
 conf_check_ha(struct conf_parser *ps)
 {
 	struct conf	*conf = ps->conf;
-	size_t		 i;
+	size_t		 i, k;
 	int		 ttl = conf->lease_ttl_ms, margin = conf->lease_margin_ms;
 
 	if (margin * 10 < ttl || margin * 2 >= ttl) {
@@ -1196,21 +1265,36 @@ conf_check_ha(struct conf_parser *ps)
 		    "etcd_endpoints");
 		return -1;
 	}
-	if (*conf->coordinator == '\0')
-		return 0;
-	if (strcmp(conf->coordinator, conf->host_name) == 0) {
-		if (strstr(conf->role, "coordinator") != NULL)
-			return 0;
-		conf_error(ps, conf_line_of(ps, "coordinator"), "coordinator "
-		    "is this host, but role does not include coordinator");
+	if (conf->leader_ttl_ms != 0 && conf->leader_ttl_ms < 2000) {
+		conf_error(ps, conf_line_of(ps, "leader_ttl_ms"),
+		    "leader_ttl_ms (%d) must be 0 (lease_ttl_ms) or at least "
+		    "2000: etcd grants no shorter lease", conf->leader_ttl_ms);
 		return -1;
 	}
-	for (i = 0; i < conf->npeers; i++)
-		if (strcmp(conf->peers[i].name, conf->coordinator) == 0)
-			return 0;
-	conf_error(ps, conf_line_of(ps, "coordinator"), "coordinator %s is "
-	    "neither host_name nor one of peers", conf->coordinator);
-	return -1;
+	conf->ncoordinators = conf_split_coordinators(conf->coordinator,
+	    &conf->coordinators);
+	for (k = 0; k < conf->ncoordinators; k++) {
+		const char *c = conf->coordinators[k];
+
+		if (strcmp(c, conf->host_name) == 0) {
+			if (strstr(conf->role, "coordinator") != NULL)
+				continue;
+			conf_error(ps, conf_line_of(ps, "coordinator"),
+			    "coordinator %s is this host, but role does not "
+			    "include coordinator", c);
+			return -1;
+		}
+		for (i = 0; i < conf->npeers; i++)
+			if (strcmp(conf->peers[i].name, c) == 0)
+				break;
+		if (i == conf->npeers) {
+			conf_error(ps, conf_line_of(ps, "coordinator"),
+			    "coordinator %s is neither host_name nor one of "
+			    "peers", c);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int
@@ -1387,6 +1471,7 @@ conf_free(struct conf *conf)
 	/* High availability. */
 	free(conf->role);
 	free(conf->coordinator);
+	conf_free_names(conf->coordinators, conf->ncoordinators);
 	free(conf->store);
 	free(conf->store_dir);
 	free(conf->etcd_endpoints);

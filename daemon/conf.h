@@ -38,6 +38,8 @@
 
 /* At most this many entries in "peers". */
 #define CONF_MAX_PEERS		4096
+/* coordinator = "h3,h4,...": at most this many. */
+#define CONF_MAX_COORDINATORS	8
 /* conf_load refuses files larger than this. */
 #define CONF_MAX_FILE_SIZE	(1024 * 1024)
 
@@ -91,7 +93,11 @@ struct conf {
 
 	/* High availability (docs/ha.md). */
 	char			*role;		/* agent, coordinator, both */
-	char			*coordinator;	/* "" = not protected */
+	char			*coordinator;	/* "" = not protected; else a
+						 * list "h3,h4" as given */
+	char			**coordinators;	/* it, split */
+	size_t			 ncoordinators;
+	int			 leader_ttl_ms;	/* etcd leadership; 0: ttl */
 	int			 lease_ttl_ms;
 	int			 lease_margin_ms;
 	char			*store;		/* journal, etcd */

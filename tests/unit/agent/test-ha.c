@@ -4,7 +4,11 @@
  * coordinator could declare the host failed, a refusal fences at once
  * and registers again, grants from another host are ignored, and a
  * restarted ternd keeps only what is left of its predecessor's lease;
- * the coordinator's nudge brings a renewal at once. */
+ * the coordinator's nudge brings a renewal at once.  With a list of
+ * coordinators (a standby): a silent or unlinked one makes the agent
+ * turn to the next, "not leading" turns it to the leader without a
+ * fence, a deposed leader's grant (a lower term) is ignored, and the
+ * lease still counts from the send of the renewal that was granted. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -13,6 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,14 +32,21 @@ static uint64_t		 last_seq;
 static int		 last_join, nsent, nfenced, nowned;
 static uint64_t		 saved_stop;
 static char		*fence_why;
+static const char	*coords = "coord";	/* the agent's list */
+static char		 last_host[32];
+static const char	*link_down;	/* sends to it fail */
 
 static int
 fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 {
 	(void)ctx;
-	(void)cause;
-	assert_string_equal(host, "coord");
+	assert_non_null(strstr(coords, host));
 	assert_int_equal(env->body_case, TERN__ENVELOPE__BODY_LEASE_RENEW);
+	if (link_down != NULL && strcmp(host, link_down) == 0) {
+		*cause = xstrdup("not connected");
+		return -1;
+	}
+	snprintf(last_host, sizeof last_host, "%s", host);
 	last_seq = env->lease_renew->seq;
 	last_join = env->lease_renew->has_join && env->lease_renew->join;
 	nsent++;
@@ -80,7 +92,7 @@ static const struct ha_agent_ops ops = {
 static struct ha_agent *
 agent(uint64_t resume)
 {
-	struct ha_agent_conf	conf = { "coord", TTL, MARGIN, 7, resume };
+	struct ha_agent_conf	conf = { coords, TTL, MARGIN, 7, resume };
 
 	last_seq = 0;
 	nsent = nfenced = nowned = 0;
@@ -328,6 +340,241 @@ test_may_run(void **state)
 	done(h);
 }
 
+/* A grant (term: 0 none) or a "not leading" refusal (leader: who leads,
+ * or NULL) from a coordinator of the list. */
+static void
+answer(struct ha_agent *h, const char *from, uint64_t seq, uint64_t term,
+    int not_leading, const char *leader)
+{
+	Envelope		env;
+	Tern__LeaseGrant	g = TERN__LEASE_GRANT__INIT;
+
+	msg_init(&env, 0);
+	g.seq = seq;
+	g.has_term = term != 0;
+	g.term = term;
+	if (not_leading) {
+		g.has_not_leading = g.not_leading = 1;
+		g.leader = (char *)leader;
+		g.refused = "coordinator does not lead";
+	} else {
+		g.has_ttl_ms = 1;
+		g.ttl_ms = TTL;
+	}
+	env.body_case = TERN__ENVELOPE__BODY_LEASE_GRANT;
+	env.lease_grant = &g;
+	assert_int_equal(ha_agent_on_msg(h, from, &env), 1);
+}
+
+static struct ha_agent *
+agent_of(const char *list)
+{
+	coords = list;
+	link_down = NULL;
+	last_host[0] = '\0';
+	return agent(0);
+}
+
+static void
+done_list(struct ha_agent *h)
+{
+	done(h);
+	coords = "coord";
+	link_down = NULL;
+}
+
+/* A coordinator that does not answer within ttl/3 (its host crashed):
+ * the next renewal goes to the next one, and its grant holds the lease
+ * (ternctl status says from whom); one the mesh has no link to is passed
+ * over at once. */
+static void
+test_turns_to_next(void **state)
+{
+	struct ha_agent	*h;
+	char		*d;
+
+	(void)state;
+	clock_now = 400000;
+	h = agent_of("c1,c2");
+	ha_agent_start(h);
+	assert_string_equal(last_host, "c1");
+	answer(h, "c1", last_seq, 5, 0, NULL);
+	assert_true(ha_agent_valid(h));
+	clock_now += TTL / 3;
+	ha_agent_renew(h);
+	assert_string_equal(last_host, "c1");	/* it answered: stay */
+	clock_now += TTL / 3 - 1;
+	ha_agent_renew(h);			/* not yet a third: stay */
+	assert_string_equal(last_host, "c1");
+	clock_now += TTL / 3;
+	ha_agent_renew(h);			/* unanswered for ttl/3 */
+	assert_string_equal(last_host, "c2");
+	assert_string_equal(ha_agent_coordinator(h), "c2");
+	answer(h, "c2", last_seq, 9, 0, NULL);
+	d = ha_agent_describe(h);
+	assert_non_null(strstr(d, "lease from c2"));
+	free(d);
+	assert_int_equal(nfenced, 1);		/* the one at start */
+	/* c2's link goes down: nothing was sent there, so c1 at once. */
+	link_down = "c2";
+	clock_now += 10;
+	ha_agent_renew(h);
+	assert_string_equal(last_host, "c1");
+	done_list(h);
+}
+
+/* "Not leading" is no failure of this host: no fence, the agent turns to
+ * the leader it names at once (or to the next one); the lease runs its
+ * course meanwhile and ends, fenced, only at its deadline - margin. */
+static void
+test_not_leading(void **state)
+{
+	struct ha_agent	*h;
+	uint64_t	 sent;
+	int		 owned;
+
+	(void)state;
+	clock_now = 500000;
+	h = agent_of("c1,c2,c3");
+	ha_agent_start(h);
+	sent = clock_now;
+	answer(h, "c1", last_seq, 5, 0, NULL);
+	assert_int_equal(nfenced, 1);		/* the one at start */
+	owned = nowned;
+	clock_now += TTL / 3;
+	ha_agent_renew(h);
+	answer(h, "c1", last_seq, 5, 1, "c3");
+	assert_int_equal(nfenced, 1);
+	assert_true(ha_agent_valid(h));
+	assert_int_equal(nowned, owned);	/* a refusal owns nothing */
+	turn();
+	assert_string_equal(last_host, "c3");	/* at once, to the leader */
+	/* c3 names no leader: the next, c1 (c2 is not silent either). */
+	answer(h, "c3", last_seq, 0, 1, NULL);
+	turn();
+	assert_string_equal(last_host, "c1");
+	assert_int_equal(nfenced, 1);
+	/* Nobody grants: the lease ends as ever, counted from the send of
+	 * the last renewal granted. */
+	clock_now = sent + TTL - MARGIN - 1;
+	ha_agent_check(h);
+	assert_int_equal(nfenced, 1);
+	clock_now = sent + TTL - MARGIN;
+	ha_agent_check(h);
+	assert_int_equal(nfenced, 2);
+	done_list(h);
+}
+
+/* The leader a standby names went silent (its host crashed; etcd still
+ * holds its key): the agent stays with the standby that answers and asks
+ * it again soon (it leads once the key lapses), rather than bounce to
+ * the silent one; a while later the named one is tried again (a lost
+ * renewal must not exile a live leader). */
+static void
+test_leader_silent(void **state)
+{
+	struct ha_agent	*h;
+	int		 before;
+
+	(void)state;
+	clock_now = 550000;
+	h = agent_of("c1,c2");
+	ha_agent_start(h);
+	answer(h, "c1", last_seq, 5, 0, NULL);
+	clock_now += TTL / 3;
+	ha_agent_renew(h);			/* c1 crashed: no answer */
+	clock_now += TTL / 3;
+	ha_agent_renew(h);
+	assert_string_equal(last_host, "c2");
+	before = nsent;
+	answer(h, "c2", last_seq, 0, 1, "c1");
+	turn();
+	assert_int_equal(nsent, before);	/* not at once, */
+	assert_string_equal(ha_agent_coordinator(h), "c2");	/* nor c1 */
+	ha_agent_renew(h);			/* its retry */
+	assert_string_equal(last_host, "c2");
+	clock_now += TTL / 3;
+	answer(h, "c2", last_seq, 0, 1, "c1");
+	turn();
+	assert_string_equal(last_host, "c1");
+	assert_int_equal(nfenced, 1);		/* the one at start */
+	done_list(h);
+}
+
+/* A deposed leader's late grant: the agent granted by term 9 ignores a
+ * grant (and a refusal) of term 5, even one for a renewal sent to that
+ * coordinator: it extends nothing and owns nothing. */
+static void
+test_stale_term(void **state)
+{
+	struct ha_agent	*h;
+	uint64_t	 to_c1, sent;
+	int		 owned;
+
+	(void)state;
+	clock_now = 600000;
+	h = agent_of("c1,c2");
+	ha_agent_start(h);
+	answer(h, "c1", last_seq, 5, 0, NULL);
+	clock_now += TTL / 3;
+	ha_agent_renew(h);
+	to_c1 = last_seq;			/* c1 goes quiet */
+	clock_now += TTL / 3;
+	ha_agent_renew(h);
+	assert_string_equal(last_host, "c2");
+	sent = clock_now;
+	answer(h, "c2", last_seq, 9, 0, NULL);	/* c2 leads, term 9 */
+	owned = nowned;
+	clock_now += 100;
+	answer(h, "c1", to_c1, 5, 0, NULL);	/* c1's late grant */
+	assert_int_equal(nowned, owned);
+	assert_string_equal(ha_agent_coordinator(h), "c2");
+	answer(h, "c1", to_c1, 5, 0, NULL);
+	grant(h, "c1", to_c1, "host h1 was declared failed");
+	assert_int_equal(nfenced, 1);		/* the one at start */
+	assert_true(ha_agent_valid(h));
+	/* A grant from c2 for c1's renewal (never sent there): ignored. */
+	answer(h, "c2", to_c1, 9, 0, NULL);
+	assert_int_equal(nowned, owned);
+	clock_now = sent + TTL - MARGIN;
+	assert_false(ha_agent_valid(h));
+	done_list(h);
+}
+
+/* Whoever grants, the deadline counts from the SENT renewal that was
+ * granted: one sent to c2 at t and granted 300 ms later ends at t + ttl;
+ * a later grant from c1 for an older renewal shortens nothing. */
+static void
+test_deadline_from_send(void **state)
+{
+	struct ha_agent	*h;
+	uint64_t	 older, sent;
+	int		 owned;
+
+	(void)state;
+	clock_now = 700000;
+	h = agent_of("c1,c2");
+	ha_agent_start(h);
+	older = last_seq;			/* to c1, unanswered */
+	clock_now += TTL / 3;
+	ha_agent_renew(h);
+	assert_string_equal(last_host, "c2");
+	sent = clock_now;
+	clock_now += 300;
+	answer(h, "c2", last_seq, 7, 0, NULL);
+	assert_int_equal(ha_agent_stop_at(h), sent + TTL - MARGIN);
+	owned = nowned;
+	answer(h, "c1", older, 7, 0, NULL);	/* same term, older send */
+	assert_int_equal(ha_agent_stop_at(h), sent + TTL - MARGIN);
+	assert_int_equal(nowned, owned);	/* nor what it owns */
+	assert_string_equal(ha_agent_coordinator(h), "c2");
+	clock_now = sent + TTL - MARGIN - 1;
+	assert_true(ha_agent_valid(h));
+	clock_now = sent + TTL - MARGIN;
+	assert_false(ha_agent_valid(h));
+	done_list(h);
+}
+
 int
 main(void)
 {
@@ -338,6 +585,11 @@ main(void)
 		cmocka_unit_test(test_may_run),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_restart),
+		cmocka_unit_test(test_turns_to_next),
+		cmocka_unit_test(test_not_leading),
+		cmocka_unit_test(test_leader_silent),
+		cmocka_unit_test(test_stale_term),
+		cmocka_unit_test(test_deadline_from_send),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,8 +6,10 @@
  * until it registers again (and then it owns nothing that moved), and a
  * restarted coordinator that keeps the moves and decides nothing during
  * its own quiet period; the failover history each move writes (and its
- * outcome once the target runs it), renewals with stale epochs, and
- * ternctl ha set's policy reaching the owner's grant. */
+ * outcome once the target runs it), renewals with stale epochs,
+ * ternctl ha set's policy reaching the owner's grant, and a coordinator
+ * that does not lead (by the store's word at that moment) answering
+ * "not leading" and who does. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -43,6 +45,9 @@ struct grant {
 	char		*refusals;	/* "name: why" joined by '; ' */
 	unsigned	 nudges;	/* LeaseNudges received */
 	char		*unprotected;	/* owned with policy none, joined */
+	uint64_t	 term;
+	int		 not_leading;
+	char		 leader[16];	/* "not leading": who does */
 };
 static struct grant	 g_h1, g_h2, g_h3;
 static unsigned		 failovers;
@@ -75,6 +80,10 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 	g->count++;
 	g->seq = lg->seq;
 	g->ttl_ms = lg->has_ttl_ms ? lg->ttl_ms : 0;
+	g->term = lg->has_term ? lg->term : 0;
+	g->not_leading = lg->has_not_leading && lg->not_leading;
+	snprintf(g->leader, sizeof g->leader, "%s", lg->leader != NULL ?
+	    lg->leader : "");
 	free(g->refused);
 	g->refused = lg->refused != NULL ? xstrdup(lg->refused) : NULL;
 	s = xstrdup("");
@@ -761,6 +770,65 @@ test_stale_epoch(void **state)
 	assert_int_equal(model_failovers(coord_model(co), &fos), 0);
 }
 
+/* The store's word on leadership at the moment of each answer. */
+static int		 lead_now = 1;
+static uint64_t		 lead_term;
+static const char	*lead_seen;
+
+static int
+fake_leadership(struct store *s, uint64_t *term, const char **leader)
+{
+	(void)s;
+	*term = lead_now ? lead_term : 0;
+	*leader = lead_now ? NULL : lead_seen;
+	return lead_now;
+}
+
+/* A standby, or a leader whose leadership ended by its clock though its
+ * step-down timer has not run yet (a host resumed from a pause runs I/O
+ * first): a renewal is answered "not leading" with who leads, never
+ * granted, and the host is not held failed for it.  While it leads, each
+ * grant carries the term. */
+static void
+test_not_leading(void **state)
+{
+	static struct store_ops	 ops;
+	const struct store_ops	*was = st->ops;
+
+	(void)state;
+	ops = *st->ops;
+	ops.leadership = fake_leadership;
+	st->ops = &ops;
+	lead_now = 1;
+	lead_term = 42;
+	renew("h1", 1, 1);
+	assert_null(g_h1.refused);
+	assert_int_equal(g_h1.term, 42);
+	assert_false(g_h1.not_leading);
+	inst("web", "h1", MODEL_HA_RESTART);
+	lead_now = 0;
+	lead_seen = "c2";
+	renew("h1", 2, 0);
+	assert_int_equal(g_h1.seq, 2);
+	assert_true(g_h1.not_leading);
+	assert_string_equal(g_h1.leader, "c2");
+	assert_int_equal(g_h1.ttl_ms, 0);
+	assert_string_equal(g_h1.owned, "");
+	assert_non_null(strstr(g_h1.refused, "does not lead (c2 does)"));
+	/* Not knowing who leads: it says so without a name. */
+	lead_seen = NULL;
+	renew("h1", 3, 0);
+	assert_true(g_h1.not_leading);
+	assert_string_equal(g_h1.leader, "");
+	/* Leading again: granted, the instance still its. */
+	lead_now = 1;
+	renew("h1", 4, 0);
+	assert_null(g_h1.refused);
+	assert_string_equal(g_h1.owned, "web@1+spec");
+	assert_int_equal(state_of("h1"), HOST_UP);
+	st->ops = was;
+}
+
 /* ternctl ha set through the coordinator: stored, the owner nudged, and
  * its grant says the new policy (none: the agent stops gating it). */
 static void
@@ -900,6 +968,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_stale_epoch, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_ha_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_leading, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_restore_failed, setup,
 		    teardown),
 	};

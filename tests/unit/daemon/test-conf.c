@@ -438,7 +438,26 @@ test_ha(void **state)
 	assert_string_equal(conf->coordinator, "h2");
 	assert_string_equal(conf->store, "journal");
 	assert_int_equal(conf->lease_ttl_ms, 3000);
+	assert_int_equal(conf->ncoordinators, 1);
+	assert_string_equal(conf->coordinators[0], "h2");
+	assert_int_equal(conf->leader_ttl_ms, 0);
 	conf_free(conf);
+	{
+		const char *two = "host_name = \"h1\"\n"
+		    "role = \"agent+coordinator\"\n"
+		    "peers = [\"h2@10.0.0.2:7480\", \"h3@10.0.0.3:7480\"]\n"
+		    "coordinator = \"h3,h1\"\nleader_ttl_ms = 2000\n";
+
+		conf = conf_parse(two, strlen(two), NAME, &cause);
+		if (conf == NULL)
+			fail_msg("%s", cause);
+		assert_string_equal(conf->coordinator, "h3,h1");
+		assert_int_equal(conf->ncoordinators, 2);
+		assert_string_equal(conf->coordinators[0], "h3");
+		assert_string_equal(conf->coordinators[1], "h1");
+		assert_int_equal(conf->leader_ttl_ms, 2000);
+		conf_free(conf);
+	}
 	ERR("host_name = \"h\"\nrole = \"boss\"\n", 2,
 	    "\"boss\" is not agent, coordinator or agent+coordinator");
 	ERR("host_name = \"h\"\nstore = \"zk\"\n", 2,
@@ -447,6 +466,20 @@ test_ha(void **state)
 	    "coordinator h9 is neither host_name nor one of peers");
 	ERR("host_name = \"h\"\ncoordinator = \"h\"\n", 2,
 	    "role does not include coordinator");
+	/* A list of coordinators (a standby): each known, none twice, a
+	 * bounded number. */
+	ERR("host_name = \"h\"\npeers = [\"h2@10.0.0.2:7480\"]\n"
+	    "coordinator = \"h2,h9\"\n", 3,
+	    "coordinator h9 is neither host_name nor one of peers");
+	ERR("host_name = \"h\"\npeers = [\"h2@10.0.0.2:7480\"]\n"
+	    "coordinator = \"h2,h2\"\n", 3,
+	    "coordinator h2 is listed twice");
+	ERR("host_name = \"h\"\ncoordinator = \"h2,,h3\"\n", 2,
+	    "\"\" is not a valid host name");
+	ERR("host_name = \"h\"\ncoordinator = \"a,b,c,d,e,f,g,i,j\"\n", 2,
+	    "9 coordinators: at most 8");
+	ERR("host_name = \"h\"\nleader_ttl_ms = 1000\n", 2,
+	    "leader_ttl_ms (1000) must be 0 (lease_ttl_ms) or at least 2000");
 	ERR("host_name = \"h\"\nlease_margin_ms = 100\n", 2,
 	    "lease_margin_ms (100) must be at least a tenth");
 	ERR("host_name = \"h\"\nlease_margin_ms = 1000\n", 2,
