@@ -11,6 +11,7 @@
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
+#include "agent/migration.h"
 #include "agent/replica.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
@@ -310,6 +311,16 @@ ha_held_failed(struct agent *a, Tern__LeaseRenew *r)
 	r->failed = ptrs;
 }
 
+/* Listed in a renewal.  Not one migrating away: from its commit point
+ * it is the target's in the store, and a refusal of our copy at the old
+ * epoch must not discard it while its migration still needs it (post-copy
+ * serves its memory from here); the migration ends it or rolls it back. */
+static int
+ha_instances_held(const struct instance *in)
+{
+	return in->ha != 0 && !in->ha_creating && in->state != INST_MIGRATING;
+}
+
 static void
 ha_held(void *ctx, Tern__LeaseRenew *r)
 {
@@ -324,7 +335,7 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 		return;
 	ha_held_failed(a, r);
 	for (in = a->instances->list; in != NULL; in = in->next)
-		if (in->ha != 0 && !in->ha_creating)
+		if (ha_instances_held(in))
 			n++;
 	for (rel = a->ha_released; rel != NULL; rel = rel->next)
 		n++;
@@ -334,7 +345,7 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 	hi = xcalloc(n, sizeof *hi);
 	ptrs = xcalloc(n, sizeof *ptrs);
 	for (in = a->instances->list; in != NULL && i < n; in = in->next) {
-		if (in->ha == 0 || in->ha_creating)
+		if (!ha_instances_held(in))
 			continue;
 		tern__held_instance__init(&hi[i]);
 		hi[i].name = in->name;
@@ -863,6 +874,9 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		}
 		if ((p = ha_pending_find(a, o->name, 0)) != NULL && p->created)
 			ha_pending_end(p, 0, NULL);
+		if (in->state == INST_INCOMING)
+			/* migrated in: it resumes on this grant */
+			migration_owner_granted(a, in->name, in->epoch);
 		if (in->want_running && in->state == INST_STOPPED &&
 		    in->working == NULL)
 			ha_start(in, "this host holds its lease again", 0);
