@@ -50,6 +50,12 @@ ctr_target_drop_held(struct migration *m)
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
 	}
+	/* CRIU still traces the tree at pre-resume: the killed init waits
+	 * for a traced child that CRIU never reaps while it waits for the
+	 * init (seen with CRIU 4.1.1, both modes, when the refusal comes
+	 * after the hold was answered).  CRIU goes too; its answer
+	 * follows. */
+	ckpt_hold_kill(h);
 	ckpt_hold_release(h, 0);	/* ctr_target_restored follows */
 }
 
