@@ -434,12 +434,21 @@ ctr_source_stopcopy_recorded(struct migration *m)
 	struct ckpt_hold	*h;
 	const char		*lost;
 
-	if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
+	if ((lost = ckpt_hold_lost(m->hold)) != NULL && m->owner_epoch == 0) {
 		/* CRIU died holding it: there is nothing to commit. */
 		ctr_source_uncommit(m);
 		ctr_source_fail(m, "criu died while the container was "
 		    "frozen: %s", lost);
 		return;
+	}
+	if (lost != NULL) {
+		/* The store made it the target's, which holds the images
+		 * restored: ours is killed (ctr_source_dumped), never
+		 * resumed. */
+		log_warnx("mig %" PRIx64 " %s: criu died while the container "
+		    "was frozen (%s), after the coordinator recorded %s as "
+		    "its owner: committing", m->id, m->name, lost, m->peer);
+		container_kill(m->in->name, NULL);
 	}
 	log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
 	    "stopping the source copy", m->id, m->name, m->peer);

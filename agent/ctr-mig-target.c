@@ -756,7 +756,6 @@ ctr_target_granted(struct migration *m, uint64_t epoch)
 void
 ctr_target_step(struct migration *m, const Tern__MigrateStep *s)
 {
-
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__RESTORE:
 		if (m->state != CTR_RECEIVING)
