@@ -965,8 +965,11 @@ coord_owner_moved(void *arg, const char *error)
 			    PRIu64, mv->name, mv->from, mv->to, mv->epoch + 1);
 			coord_owner_reply(c, mv->from, mv->name, mv->migration,
 			    mv->epoch + 1, NULL);
-			/* Its grant lists it now: the target resumes on it. */
-			coord_nudge(c, mv->to);
+			/* Its grant lists it now: the target resumes on it.
+			 * Fault point coord.owner-move.nudge (fail): not
+			 * nudged, it learns at its next renewal. */
+			if (fault_hit("coord.owner-move.nudge") != FAULT_FAIL)
+				coord_nudge(c, mv->to);
 		} else {
 			log_warnx("instance %s: migration from %s to %s not "
 			    "recorded: %s", mv->name, mv->from, mv->to, error);

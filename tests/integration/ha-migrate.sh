@@ -16,8 +16,10 @@
 #    committed: kill, h3's ternd dies right after the transaction, then
 #    starts again): h1 asks who owns mc, learns h2 from the store, and the
 #    move completes there; never two copies;
-#  - h1 crashes after the move: mc is h2's, so nothing fails over (pc,
-#    still h1's, fails over as usual: not checked here).
+#  - the coordinator does not nudge the target (coord.owner-move.nudge:
+#    fail): h2 holds pc at pre-resume until its next renewal's grant
+#    lists it at the new epoch, then resumes it;
+#  - h1 crashes after the moves: mc and pc are h2's, nothing fails over.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -213,13 +215,30 @@ grep -q "the coordinator's store says h2 owns it at epoch 4: the move was record
     "$(cl_log h1)" || fail "h1 did not learn it from the store"
 moved_to h1 h2 4
 
-echo "--- h1 crashes: mc is h2's, nothing fails over"
+echo "--- the target waits for its grant (not nudged: its next renewal)"
+coord_restart coord.owner-move.nudge:fail
+out=$(cl_ctl h1 migrate pc --to h2)
+echo "$out"
+[ "$(fired coord.owner-move.nudge fail)" = 1 ] || fail "the nudge was sent"
+pc_moved_to h1 h2 4
+# COMMIT comes well before the next renewal (every ttl/3): h2 waits,
+# then resumes on the grant.  (Should a renewal fall in between, the
+# grant came first and there is nothing to wait for: said, not failed.)
+if grep -q "mig .* pc: committed at epoch 4; waiting for the coordinator's grant to list it" \
+    "$(cl_log h2)"; then
+	grep -q "mig .* pc: the coordinator's grant lists it at epoch 4; resuming" \
+	    "$(cl_log h2)" || fail "h2 did not resume pc on its grant"
+else
+	echo "(h2's renewal came before COMMIT: no wait)"
+fi
+
+echo "--- h1 crashes: mc and pc are h2's, nothing fails over"
 # CRIU restores the v1 controllers into the target's cgroups (cg_root),
 # the unified (v2) one as dumped: here, where both test hosts are one
-# machine, that is h1's, whose crash (cgroup.kill) would take mc along.
-# Hosts that are machines do not share it: give mc's tasks h2's, as
-# they would have.
-for p in $(find "$(th__cg1 h2)" -path "*/tern/mc/*" -name cgroup.procs \
+# machine, that is h1's, whose crash (cgroup.kill) would take them along.
+# Hosts that are machines do not share it: give mc's and pc's tasks
+# h2's, as they would have.
+for p in $(find "$(th__cg1 h2)" -path "*/tern/[mp]c/*" -name cgroup.procs \
     -exec cat {} + 2>/dev/null); do
 	echo "$p" >"$(th__cg2 h2)/cgroup.procs" 2>/dev/null || :
 done
@@ -229,9 +248,11 @@ wait_for 30 "h1 declared failed" failed
 ha__ms_sleep 1000
 owner_is h3 h2 4 || fail "mc moved: $(cl_ctl h3 ha status mc)"
 runs_on h2 || fail "mc is $(state_on h2) on h2"
-if grep -q "failover of mc" "$(cl_log h3)"; then
-	fail "h3 failed mc over: $(grep "failover of mc" "$(cl_log h3)")"
+if grep -q "failover of [mp]c" "$(cl_log h3)"; then
+	fail "h3 failed over: $(grep "failover of [mp]c" "$(cl_log h3)")"
 fi
+pc_owner_is h3 h2 4 || fail "pc moved: $(cl_ctl h3 ha status pc)"
+inst_verify h2 pc "$PC_STATE" "still on h2 after h1's crash"
 [ "$(copies h2)" = 1 ] || fail "mc does not run once on h2"
 witness_check "$HA_WITNESS" || fail "two copies of mc ran at once"
 
