@@ -722,11 +722,13 @@ ctr_target_commit_owned(struct migration *m, const Tern__MigrateStep *s)
 	struct instance	*in = m->in;
 
 	m->owner_epoch = s->epoch;
-	if (in->ha == 0) {
+	if (in->ha == 0)
 		in->ha = s->has_ha && s->ha != TERN__HA_POLICY__HA_NONE ?
 		    (int)s->ha : TERN__HA_POLICY__HA_RESTART;
-		instance_persist(in);
-	}
+	/* Wanted running as it was on the source: a fence here later (a
+	 * lost lease) is undone by the next grant, as for any other. */
+	in->want_running = 1;
+	instance_persist(in);
 	if (ctr_target_may_resume(m)) {
 		ctr_target_resume(m);
 		return;

@@ -77,6 +77,9 @@ leases() {
 	    [ "$(cl_host_state h2 h3 2>/dev/null)" = up ]
 }
 fired() { grep -c "fault point $1 fired: $2" "$(cl_log h3)" || true; }
+# wanted_on HOST NAME: HOST's record of NAME says it is wanted running,
+# so the next grant after a lost lease starts it again.
+wanted_on() { grep -qx "want=1" "$TH_ROOT/$1/state/instances/$2/state"; }
 # moved_to FROM TO EPOCH: where mc is now, as everything sees it.
 moved_to() {
 	wait_for 30 "mc running on $2" runs_on "$2"
@@ -85,6 +88,7 @@ moved_to() {
 		owner_is $h "$2" "$3" ||
 		    fail "ha status on $h: $(cl_ctl $h ha status mc)"
 	done
+	wanted_on "$2" mc || fail "mc is not wanted running on $2"
 	wait_for 10 "the witness writing from $2" writes_from "$2"
 	one_copy || fail "$(copies h1 h2) copies of mc run"
 	witness_check "$HA_WITNESS" >/dev/null ||
@@ -121,6 +125,7 @@ pc_moved_to() {
 	[ "$(inst_where pc)" = "$2:running" ] ||
 	    fail "pc is at: $(inst_where pc)"
 	inst_verify "$2" pc "$PC_STATE" "moved to $2"
+	wanted_on "$2" pc || fail "pc is not wanted running on $2"
 	pc_owner_is h3 "$2" "$3" || fail "ha status: $(cl_ctl h3 ha status pc)"
 }
 
