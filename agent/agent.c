@@ -82,6 +82,11 @@ agent_mesh_register(struct agent *a, struct mesh *ms)
 	    a);
 	mesh_on_message(ms, TERN__ENVELOPE__BODY_MIGRATE_STEP, agent_mesh_msg,
 	    a);
+	/* A protected instance's commit point: the coordinator's answers. */
+	mesh_on_message(ms, TERN__ENVELOPE__BODY_OWNER_MOVE_REPLY,
+	    agent_mesh_msg, a);
+	mesh_on_message(ms, TERN__ENVELOPE__BODY_OWNER_QUERY_REPLY,
+	    agent_mesh_msg, a);
 	mesh_on_stream(ms, FILES_STREAM_KIND, agent_mesh_file, a);
 	mesh_on_stream(ms, TREE_STREAM_KIND, agent_mesh_tree, a);
 	mesh_on_stream(ms, RELAY_STREAM_KIND, agent_mesh_relay, a);

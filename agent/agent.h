@@ -42,6 +42,7 @@ struct agent {
 	struct longjobs		*longjobs;	/* VM migrations' threads */
 	struct drain_state	*drain;		/* ternctl host drain's mark */
 	struct ha_ops_state	*ha_ops;	/* ternctl ha's forwards */
+	struct owner_move	*owner_moves;	/* commits the store is asked */
 };
 
 /* agent.c */

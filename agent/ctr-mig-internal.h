@@ -31,6 +31,8 @@ enum ctr_state {
 	CTR_ABORTING,		/* either: rolling back */
 	CTR_PAGING,		/* target: runs, post-copy pages arriving */
 	CTR_SYNCING,		/* source: the rootfs's full pass, running */
+	CTR_OWNING,		/* source: the coordinator's store is asked
+				 * to make the target the owner */
 };
 
 /* A container migration: the container driver's state (priv) of one
@@ -98,6 +100,12 @@ struct migration {
 	int			 restore_wanted;	/* target: RESTORE came early */
 	unsigned		 files_writing;	/* target: files not yet written */
 	int			 rootfs_keep;	/* target: ours now */
+
+	/* Protected instances (docs/ha.md): the epoch the coordinator's
+	 * store gave the target (source: COMMIT carries it; target: it
+	 * resumes once its grant lists it, waiting on tick meanwhile). */
+	uint64_t		 owner_epoch;
+	void			(*own_then)(struct migration *);
 };
 
 extern const char *const	ctr_state_names[];
@@ -154,6 +162,7 @@ void		 ctr_target_tree_done(void *, const struct tree_stats *,
 		    const char *);
 void		 ctr_target_postcopy_finish(struct migration *);
 void		 ctr_target_step(struct migration *, const Tern__MigrateStep *);
+void		 ctr_target_granted(struct migration *, uint64_t epoch);
 
 /* ctr-mig-streams.c */
 int		 ctr_accept_file(struct agent *, const char *peer,

@@ -11,6 +11,7 @@
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
 #include "agent/instance-internal.h"
+#include "agent/migration.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container.h"
 #include "daemon/fault.h"
@@ -289,7 +290,8 @@ ctr_source_commit_recorded(void *arg, const char *error)
 
 	(void)error;	/* logged; the commit goes on as it did before */
 	m->recording_in = NULL;
-	if (mig->finished || m->state != CTR_RESTORING ||
+	if (mig->finished || (m->state != CTR_RESTORING &&
+	    m->state != CTR_OWNING) ||
 	    (m->postcopy ? m->dump == NULL : m->hold == NULL)) {
 		/* Rolled back while the record was written: not committed. */
 		free(in->moved_to);
@@ -298,6 +300,72 @@ ctr_source_commit_recorded(void *arg, const char *error)
 	} else
 		m->record_then(m);
 	mig_drop(mig);
+}
+
+/* A protected instance: the commit point is the coordinator's store
+ * transaction (owner this host at epoch E -> the target at E + 1).  Only
+ * once the store recorded it does ours record moved_to, and COMMIT carry
+ * the new epoch; the target resumes only once its grant lists that epoch.
+ * A refusal rolls back (nothing changed).  A lost answer is asked for
+ * (migration_owner_move); if it cannot be learned before our lease ends,
+ * our copy never runs again (fenced, frozen, then stopped as at any
+ * commit) and COMMIT goes all the same: the target's grant, which lists
+ * it only if the store did commit, decides whether its copy runs. */
+static void
+ctr_source_owned(void *arg, enum owner_result res, uint64_t epoch,
+    const char *why)
+{
+	struct migration	*m = arg;
+	struct mig		*mig = m->mig;
+
+	if (mig->finished || m->state != CTR_OWNING) {
+		mig_drop(mig);
+		return;
+	}
+	mig_set_timeout(mig, (uint32_t)m->agent->ternd->conf->migration_timeout_ms);
+	switch (res) {
+	case OWNER_MOVED:
+		log_info("mig %" PRIx64 " %s: the coordinator recorded %s as "
+		    "its owner (epoch %" PRIu64 ")", m->id, m->name, m->peer,
+		    epoch);
+		m->owner_epoch = epoch;
+		ctr_source_record_commit(m, m->own_then);
+		break;
+	case OWNER_REFUSED:
+		ctr_source_fail(m, "%s", why);
+		break;
+	case OWNER_UNKNOWN:
+		log_warnx("mig %" PRIx64 " %s: %s; it never runs here again; "
+		    "%s runs its copy only if the coordinator's grant lists it "
+		    "(the move was recorded)", m->id, m->name, why, m->peer);
+		m->owner_epoch = m->in->epoch + 1;
+		ctr_source_record_commit(m, m->own_then);
+		break;
+	}
+	mig_drop(mig);
+}
+
+static void
+ctr_source_commit_point(struct migration *m,
+    void (*then)(struct migration *))
+{
+	char	*cause = NULL;
+
+	if (m->in->ha == 0) {
+		ctr_source_record_commit(m, then);
+		return;
+	}
+	m->own_then = then;
+	ctr_set_state(m, CTR_OWNING);
+	/* The store's answer, or what it says when asked, bounds it. */
+	mig_set_timeout(m->mig, 0);
+	mig_hold(m->mig);
+	if (migration_owner_move(m->agent, m->in, m->peer, m->id,
+	    ctr_source_owned, m, &cause) != 0) {
+		mig_drop(m->mig);
+		ctr_source_fail(m, "%s", cause);
+		free(cause);
+	}
 }
 
 /* The commit could not be made after all: take the record back. */
@@ -323,13 +391,21 @@ ctr_source_postcopy_commit(struct migration *m)
 		ctr_source_fail(m, "criu stopped before serving the pages");
 		return;
 	}
-	ctr_source_record_commit(m, ctr_source_postcopy_recorded);
+	ctr_source_commit_point(m, ctr_source_postcopy_recorded);
 }
 
 static void
 ctr_source_postcopy_recorded(struct migration *m)
 {
 	if (ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMMIT, NULL) != 0) {
+		if (m->owner_epoch != 0) {
+			/* The store made it the target's: ours must not
+			 * resume. */
+			ctr_set_state(m, CTR_COMMITTED);
+			ctr_source_postcopy_broke(m, "the commit could not be "
+			    "sent after the coordinator recorded the move");
+			return;
+		}
 		ctr_source_uncommit(m);
 		ctr_source_fail(m, "the commit could not be sent to %s",
 		    m->peer);
@@ -358,12 +434,21 @@ ctr_source_stopcopy_recorded(struct migration *m)
 	struct ckpt_hold	*h;
 	const char		*lost;
 
-	if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
+	if ((lost = ckpt_hold_lost(m->hold)) != NULL && m->owner_epoch == 0) {
 		/* CRIU died holding it: there is nothing to commit. */
 		ctr_source_uncommit(m);
 		ctr_source_fail(m, "criu died while the container was "
 		    "frozen: %s", lost);
 		return;
+	}
+	if (lost != NULL) {
+		/* The store made it the target's, which holds the images
+		 * restored: ours is killed (ctr_source_dumped), never
+		 * resumed. */
+		log_warnx("mig %" PRIx64 " %s: criu died while the container "
+		    "was frozen (%s), after the coordinator recorded %s as "
+		    "its owner: committing", m->id, m->name, lost, m->peer);
+		container_kill(m->in->name, NULL);
 	}
 	log_info("mig %" PRIx64 " %s: commit point: %s restored it; "
 	    "stopping the source copy", m->id, m->name, m->peer);
@@ -665,7 +750,7 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 		}
 		/* The commit point: the target holds a verified, restored
 		 * copy.  From here on it owns the instance. */
-		ctr_source_record_commit(m, ctr_source_stopcopy_recorded);
+		ctr_source_commit_point(m, ctr_source_stopcopy_recorded);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESUMED:
 		if (m->postcopy && m->state == CTR_COMMITTED && !m->resumed) {
@@ -706,6 +791,14 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 		}
 		if (m->state == CTR_COMMITTED) {
 			m->link_lost = 1;	/* orphaned once CRIU is done */
+			break;
+		}
+		if (m->state == CTR_OWNING) {
+			/* No COMMIT now; the store's answer decides ours. */
+			log_warnx("mig %" PRIx64 " %s: %s aborted while the "
+			    "coordinator was asked: %s", m->id, m->name, m->peer,
+			    s->error != NULL ? s->error : "no reason given");
+			m->link_lost = 1;
 			break;
 		}
 		ctr_source_fail(m, "%s refused: %s", m->peer, s->error != NULL ?

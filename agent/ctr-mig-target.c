@@ -11,6 +11,8 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
+#include "agent/ha-instances.h"
+#include "agent/ha.h"
 #include "agent/instance-internal.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
@@ -49,6 +51,12 @@ ctr_target_drop_held(struct migration *m)
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
 	}
+	/* CRIU still traces the tree at pre-resume: the killed init waits
+	 * for a traced child that CRIU never reaps while it waits for the
+	 * init (seen with CRIU 4.1.1, both modes, when the refusal comes
+	 * after the hold was answered).  CRIU goes too; its answer
+	 * follows. */
+	ckpt_hold_kill(h);
 	ckpt_hold_release(h, 0);	/* ctr_target_restored follows */
 }
 
@@ -659,11 +667,98 @@ ctr_target_tree_done(void *arg, const struct tree_stats *st,
 	mig_drop(mig);
 }
 
-void
-ctr_target_step(struct migration *m, const Tern__MigrateStep *s)
+/* COMMIT: resume the tree held at pre-resume. */
+static void
+ctr_target_resume(struct migration *m)
 {
 	struct ckpt_hold	*h;
 
+	if (fault_check("mig.target.resume", NULL) == FAULT_FAIL) {
+		/* As if the resume failed: the tree dies. */
+		ctr_target_drop_held(m);
+		return;
+	}
+	h = m->hold;
+	m->hold = NULL;
+	ckpt_hold_release(h, 1);
+}
+
+/* 1 once this host's grant lists the instance at the store's epoch and
+ * its lease is valid (ha_owned set in->epoch from the grant, never from
+ * COMMIT: the store's word reaches us only through the grant). */
+static int
+ctr_target_may_resume(struct migration *m)
+{
+	struct agent	*a = m->agent;
+
+	return a->ha != NULL && m->in->epoch >= m->owner_epoch &&
+	    ha_agent_may_run(a->ha, m->in->epoch);
+}
+
+static void
+ctr_target_grant_due(uv_timer_t *t)
+{
+	struct migration	*m = t->data;
+	char			*why;
+
+	if (m->state != CTR_RESUMING || m->hold == NULL)
+		return;
+	xasprintf(&why, "no lease grant from coordinator %s listed it at "
+	    "epoch %" PRIu64 " within %d ms: its copy here is fenced, not "
+	    "resumed", ha_instances_coord_now(m->agent), m->owner_epoch,
+	    2 * m->agent->ternd->conf->lease_ttl_ms);
+	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, why);
+	instance_set_error(m->in, why);
+	free(why);
+	ctr_target_drop_held(m);	/* ctr_target_restored tells S */
+}
+
+/* A protected instance's COMMIT: the coordinator's store made this host
+ * its owner at s->epoch.  It runs only once our grant lists it at that
+ * epoch (the coordinator nudged us after its transaction); a grant that
+ * does not come within two lease lives fences the copy. */
+static void
+ctr_target_commit_owned(struct migration *m, const Tern__MigrateStep *s)
+{
+	struct instance	*in = m->in;
+
+	m->owner_epoch = s->epoch;
+	if (in->ha == 0)
+		in->ha = s->has_ha && s->ha != TERN__HA_POLICY__HA_NONE ?
+		    (int)s->ha : TERN__HA_POLICY__HA_RESTART;
+	/* Wanted running as it was on the source: a fence here later (a
+	 * lost lease) is undone by the next grant, as for any other. */
+	in->want_running = 1;
+	instance_persist(in);
+	if (ctr_target_may_resume(m)) {
+		ctr_target_resume(m);
+		return;
+	}
+	log_info("mig %" PRIx64 " %s: committed at epoch %" PRIu64 "; waiting "
+	    "for the coordinator's grant to list it", m->id, m->name,
+	    m->owner_epoch);
+	uv_timer_stop(&m->tick);
+	m->tick.data = m;
+	uv_timer_start(&m->tick, ctr_target_grant_due,
+	    2 * (uint64_t)m->agent->ternd->conf->lease_ttl_ms, 0);
+}
+
+void
+ctr_target_granted(struct migration *m, uint64_t epoch)
+{
+	if (m->source || m->state != CTR_RESUMING || m->hold == NULL ||
+	    m->owner_epoch == 0 || epoch < m->owner_epoch ||
+	    !ctr_target_may_resume(m))
+		return;
+	uv_timer_stop(&m->tick);
+	log_info("mig %" PRIx64 " %s: the coordinator's grant lists it at "
+	    "epoch %" PRIu64 "; resuming", m->id, m->name, epoch);
+	ctr_target_resume(m);
+}
+
+void
+ctr_target_step(struct migration *m, const Tern__MigrateStep *s)
+{
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__RESTORE:
 		if (m->state != CTR_RECEIVING)
@@ -685,14 +780,11 @@ ctr_target_step(struct migration *m, const Tern__MigrateStep *s)
 			break;
 		ctr_set_state(m, CTR_RESUMING);
 		m->rootfs_keep = 1;
-		if (fault_check("mig.target.resume", NULL) == FAULT_FAIL) {
-			/* As if the resume failed: the tree dies. */
-			ctr_target_drop_held(m);
+		if (s->has_epoch && s->epoch != 0) {
+			ctr_target_commit_owned(m, s);
 			break;
 		}
-		h = m->hold;
-		m->hold = NULL;
-		ckpt_hold_release(h, 1);
+		ctr_target_resume(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
 		ctr_target_discard(m, s->error != NULL ? s->error :

@@ -12,6 +12,7 @@
 
 #define LOG_MODULE "migrate"
 #include "agent/ctr-mig-internal.h"
+#include "agent/instance-internal.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/page-server.h"
 #include "daemon/log.h"
@@ -27,6 +28,7 @@
 const char *const ctr_state_names[] = {
 	"offered", "dumping", "sending", "restoring", "committed",
 	"receiving", "held", "resuming", "aborting", "paging", "syncing",
+	"owning",
 };
 
 static uint64_t	ctr_moved(struct migration *);
@@ -48,6 +50,8 @@ ctr_phase(const struct migration *m)
 		return MIG_PH_TRANSFER;
 	case CTR_RESTORING:
 		return MIG_PH_RESTORING;
+	case CTR_OWNING:
+		return MIG_PH_RECORDING;
 	case CTR_COMMITTED:
 		/* Post-copy: it runs there, its memory still here.  Stop-
 		 * and-copy: CRIU stops ours, then COMMIT goes out. */
@@ -266,7 +270,29 @@ int
 ctr_send_step(struct migration *m, Tern__MigrateStep__Step step,
     const char *error)
 {
-	return mig_send_step(m->mig, step, error);
+	Envelope		 env;
+	Tern__MigrateStep	 s = TERN__MIGRATE_STEP__INIT;
+	char			*cause = NULL;
+
+	if (step != TERN__MIGRATE_STEP__STEP__COMMIT || m->owner_epoch == 0)
+		return mig_send_step(m->mig, step, error);
+	/* A protected instance's COMMIT: the epoch the store gave. */
+	s.migration = m->id;
+	s.step = step;
+	s.has_epoch = 1;
+	s.epoch = m->owner_epoch;
+	s.has_ha = 1;
+	s.ha = (Tern__HaPolicy)m->in->ha;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
+	env.migrate_step = &s;
+	if (mig_send(m->mig, &env, &cause) != 0) {
+		log_warnx("mig %" PRIx64 " %s: COMMIT not sent to %s: %s",
+		    m->id, m->name, m->peer, cause);
+		free(cause);
+		return -1;
+	}
+	return 0;
 }
 
 /* Post-copy's page channel: a socketpair, CRIU gets one end (m->ps_fd),
@@ -329,8 +355,10 @@ ctr_await(struct mig *mig, enum mig_fail f, const char *why)
 	struct migration	*m = ctr_of(mig);
 
 	/* CRIU is still stopping our copy; the target, having lost us,
-	 * discards its own: never send COMMIT now. */
-	if (f == MIG_FAIL_LINK || f == MIG_FAIL_TIMEOUT) {
+	 * discards its own: never send COMMIT now.  While the store is
+	 * asked the same holds, and its answer still decides ours. */
+	if (f == MIG_FAIL_LINK || f == MIG_FAIL_TIMEOUT ||
+	    (m->state == CTR_OWNING && f == MIG_FAIL_PEER_ABORT)) {
 		log_warnx("mig %" PRIx64 " %s: %s at the commit point", m->id,
 		    m->name, why);
 		m->link_lost = 1;

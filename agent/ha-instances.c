@@ -11,6 +11,7 @@
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
+#include "agent/migration.h"
 #include "agent/replica.h"
 #include "checkpoint/container-spec.h"
 #include "daemon/fault.h"
@@ -311,6 +312,16 @@ ha_held_failed(struct agent *a, Tern__LeaseRenew *r)
 	r->failed = ptrs;
 }
 
+/* Listed in a renewal.  Not one migrating away: from its commit point
+ * it is the target's in the store, and a refusal of our copy at the old
+ * epoch must not discard it while its migration still needs it (post-copy
+ * serves its memory from here); the migration ends it or rolls it back. */
+static int
+ha_instances_held(const struct instance *in)
+{
+	return in->ha != 0 && !in->ha_creating && in->state != INST_MIGRATING;
+}
+
 static void
 ha_held(void *ctx, Tern__LeaseRenew *r)
 {
@@ -325,7 +336,7 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 		return;
 	ha_held_failed(a, r);
 	for (in = a->instances->list; in != NULL; in = in->next)
-		if (in->ha != 0 && !in->ha_creating)
+		if (ha_instances_held(in))
 			n++;
 	for (rel = a->ha_released; rel != NULL; rel = rel->next)
 		n++;
@@ -335,7 +346,7 @@ ha_held(void *ctx, Tern__LeaseRenew *r)
 	hi = xcalloc(n, sizeof *hi);
 	ptrs = xcalloc(n, sizeof *ptrs);
 	for (in = a->instances->list; in != NULL && i < n; in = in->next) {
-		if (in->ha == 0 || in->ha_creating)
+		if (!ha_instances_held(in))
 			continue;
 		tern__held_instance__init(&hi[i]);
 		hi[i].name = in->name;
@@ -431,10 +442,10 @@ ha_pending_end(struct ha_pending *p, int code, const char *error)
 	else if (p->releasing)
 		reply_done(p->cb, p->arg, "instance %s destroyed; coordinator "
 		    "%s recorded that it runs nowhere", p->name,
-		    p->a->ternd->conf->coordinator);
+		    ha_instances_coord_now(p->a));
 	else
 		reply_done(p->cb, p->arg, "instance %s created, protected by "
-		    "coordinator %s", p->name, p->a->ternd->conf->coordinator);
+		    "coordinator %s", p->name, ha_instances_coord_now(p->a));
 	uv_close((uv_handle_t *)&p->timer, ha_pending_closed);
 }
 
@@ -449,13 +460,13 @@ ha_pending_timeout(uv_timer_t *t)
 		    "coordinator %s has not confirmed its release yet: until "
 		    "it does, a failure of this host may start it on another "
 		    "(ternctl status; this host tells it at each lease "
-		    "renewal)", p->name, p->a->ternd->conf->coordinator);
+		    "renewal)", p->name, ha_instances_coord_now(p->a));
 	else
 		xasprintf(&why, "instance %s was created here, but "
 		    "coordinator %s has not confirmed it yet: it is not "
 		    "protected until then, and does not start (ternctl "
 		    "status; it registers at each lease renewal)", p->name,
-		    p->a->ternd->conf->coordinator);
+		    ha_instances_coord_now(p->a));
 	ha_pending_end(p, TERN__ERROR_CODE__ERROR_TIMEOUT, why);
 	free(why);
 }
@@ -896,13 +907,16 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 			continue;
 		if (in->epoch != o->epoch) {
 			log_info("instance %s: protected by %s at epoch %"
-			    PRIu64, in->name, a->ternd->conf->coordinator,
+			    PRIu64, in->name, ha_instances_coord_now(a),
 			    o->epoch);
 			in->epoch = o->epoch;
 			instance_persist(in);
 		}
 		if ((p = ha_pending_find(a, o->name, 0)) != NULL && p->created)
 			ha_pending_end(p, 0, NULL);
+		if (in->state == INST_INCOMING)
+			/* migrated in: it resumes on this grant */
+			migration_owner_granted(a, in->name, in->epoch);
 		if (in->want_running && in->state == INST_STOPPED &&
 		    in->working == NULL)
 			ha_start(in, "this host holds its lease again", 0);
@@ -1014,6 +1028,13 @@ ha_instances_running(struct instance *in)
 }
 
 /* --- start and stop ------------------------------------------------------- */
+
+const char *
+ha_instances_coord_now(const struct agent *a)
+{
+	return a->ha != NULL ? ha_agent_coordinator(a->ha) :
+	    a->ternd->conf->coordinator;
+}
 
 void
 ha_instances_register(struct agent *a)

@@ -19,6 +19,9 @@
 
 /* Before the mesh starts: the handler for grants (from the coordinator's
  * host, this one's own included: main has the mesh deliver those). */
+/* The coordinator this host talks to now (for messages): the one its
+ * renewals go to, else the configured list. */
+const char *ha_instances_coord_now(const struct agent *);
 void	ha_instances_register(struct agent *);
 /* Once the instance table is open: hold a lease from the coordinator
  * (conf coordinator), if any. */

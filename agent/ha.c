@@ -432,6 +432,12 @@ ha_agent_coordinator(const struct ha_agent *h)
 	return h->coords[h->cur];
 }
 
+int
+ha_agent_is_coordinator(const struct ha_agent *h, const char *host)
+{
+	return ha_coord_index(h, host) != -1;
+}
+
 struct ha_agent *
 ha_agent_new(uv_loop_t *loop, const struct ha_agent_conf *conf,
     const struct ha_agent_ops *ops, void *ctx)

@@ -88,6 +88,8 @@ uint64_t	 ha_agent_stop_at(const struct ha_agent *);
 char		*ha_agent_describe(const struct ha_agent *);
 /* The coordinator renewals go to now (ternctl ha ops ask it too). */
 const char	*ha_agent_coordinator(const struct ha_agent *);
+/* 1 if host is one of the coordinators this agent lists. */
+int		 ha_agent_is_coordinator(const struct ha_agent *, const char *host);
 void		 ha_agent_free(struct ha_agent *);
 
 #endif

@@ -10,11 +10,13 @@
 #include "agent/ctr-mig-internal.h"
 #include "agent/drain.h"
 #include "agent/driver.h"
+#include "agent/ha.h"
 #include "agent/instance-internal.h"
 #include "agent/migration.h"
 #include "agent/vm-migration.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 #include "migrate/engine.h"
 #include "migrate/files.h"
@@ -105,14 +107,24 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 		    "no instance named so on this host (ternctl list)");
 		return;
 	}
-	/* Its owner is the coordinator's record: a move must change it in
-	 * the same step as the commit, or the target's copy would be
-	 * discarded as stale and the source's stopped. */
-	if (in->ha != 0) {
+	/* Its owner is the coordinator's record: the commit point is the
+	 * store's transaction (migration_owner_move), which a container's
+	 * migration takes before COMMIT.  libvirt commits a VM inside its
+	 * own job, where that transaction has no place yet. */
+	if (in->ha != 0 && in->drv->kind != TERN__INSTANCE_KIND__KIND_CONTAINER) {
 		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "instance is protected by the coordinator (--ha): moving it "
-		    "needs the commit point in the coordinator's store, which "
-		    "this version does not have yet (docs/ha.md)");
+		    "instance is protected by the coordinator (--ha) and is a "
+		    "VM: libvirt switches a VM over inside its own migration "
+		    "job, before the coordinator's store could record the new "
+		    "owner; not supported yet (docs/ha.md). Remove the "
+		    "protection (ternctl ha set NAME --policy none), move it, "
+		    "protect it again");
+		return;
+	}
+	if (in->ha != 0 && (a->ha == NULL || in->epoch == 0)) {
+		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+		    "instance is protected but the coordinator has not given "
+		    "it an epoch here yet (ternctl status, ternctl ha status)");
 		return;
 	}
 	/* What any kind's move needs of its target. */
@@ -159,9 +171,238 @@ migration_offer(struct agent *a, const char *peer, const Envelope *env)
 	return 1;
 }
 
+/* --- a protected instance's commit point (migration.h) -------------------- */
+
+/* Between questions once the answer is lost. */
+#define OWNER_ASK_MS	250
+
+struct owner_move {
+	struct owner_move	*next;
+	struct agent		*a;
+	char			*name, *to;
+	uint64_t		 epoch, migration;
+	int			 asking;	/* the answer is lost */
+	uv_timer_t		*timer;
+	owner_cb		 cb;
+	void			*arg;
+};
+
+static void
+owner_timer_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
+owner_end(struct owner_move *om, enum owner_result res, uint64_t epoch,
+    const char *why)
+{
+	struct owner_move	**pp;
+
+	for (pp = &om->a->owner_moves; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == om) {
+			*pp = om->next;
+			break;
+		}
+	uv_close((uv_handle_t *)om->timer, owner_timer_closed);
+	om->cb(om->arg, res, epoch, why);
+	free(om->name);
+	free(om->to);
+	free(om);
+}
+
+static void	owner_due(uv_timer_t *);
+
+/* The answer is lost (no reply in time, the link to the coordinator cut,
+ * the coordinator restarted): we do not guess.  The store says who owns
+ * it: the target at epoch + 1 (committed), or still us at epoch (not: roll
+ * back).  We ask until our own lease ends; by then the lease fencing
+ * stops our frozen copy anyway, and the target runs its copy only if its
+ * grant lists it, i.e. only if the store did commit. */
+static void
+owner_ask(struct owner_move *om)
+{
+	struct agent		*a = om->a;
+	Envelope		 env;
+	Tern__OwnerQuery	 q = TERN__OWNER_QUERY__INIT;
+	char			*cause = NULL;
+
+	if (a->ha == NULL || !ha_agent_valid(a->ha)) {
+		owner_end(om, OWNER_UNKNOWN, 0, "the coordinator's answer was "
+		    "lost and could not be learned before this host's lease "
+		    "ended");
+		return;
+	}
+	q.name = om->name;
+	q.migration = om->migration;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_OWNER_QUERY;
+	env.owner_query = &q;
+	if (mesh_send(a->ternd->mesh, ha_agent_coordinator(a->ha), &env,
+	    &cause) != 0) {
+		log_debug("instance %s: owner query not sent: %s", om->name,
+		    cause);
+		free(cause);
+	}
+	uv_timer_start(om->timer, owner_due, OWNER_ASK_MS, 0);
+}
+
+static void
+owner_due(uv_timer_t *t)
+{
+	struct owner_move	*om = t->data;
+
+	if (!om->asking) {
+		om->asking = 1;
+		log_warnx("instance %s: no answer from coordinator %s to its "
+		    "move to %s; asking who owns it", om->name,
+		    ha_agent_coordinator(om->a->ha), om->to);
+	}
+	owner_ask(om);
+}
+
+int
+migration_owner_move(struct agent *a, const struct instance *in,
+    const char *to, uint64_t migration, owner_cb cb, void *arg, char **cause)
+{
+	struct owner_move	*om;
+	Envelope		 env;
+	Tern__OwnerMoveRequest	 r = TERN__OWNER_MOVE_REQUEST__INIT;
+	char			*why = NULL;
+
+	if (a->ha == NULL || in->epoch == 0) {
+		xasprintf(cause, "instance %s is protected but this host holds "
+		    "no lease for it", in->name);
+		return -1;
+	}
+	om = xcalloc(1, sizeof *om);
+	om->a = a;
+	om->name = xstrdup(in->name);
+	om->to = xstrdup(to);
+	om->epoch = in->epoch;
+	om->migration = migration;
+	om->cb = cb;
+	om->arg = arg;
+	om->timer = xcalloc(1, sizeof *om->timer);
+	uv_timer_init(a->ternd->loop, om->timer);
+	om->timer->data = om;
+	om->next = a->owner_moves;
+	a->owner_moves = om;
+	r.name = om->name;
+	r.to = om->to;
+	r.epoch = om->epoch;
+	r.migration = migration;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_OWNER_MOVE_REQUEST;
+	env.owner_move_request = &r;
+	log_info("instance %s: asking coordinator %s to make %s its owner "
+	    "(epoch %" PRIu64 " -> %" PRIu64 ")", om->name,
+	    ha_agent_coordinator(a->ha), to, om->epoch, om->epoch + 1);
+	if (mesh_send(a->ternd->mesh, ha_agent_coordinator(a->ha), &env,
+	    &why) != 0) {
+		/* Not sent: ask anyway (a link that dropped after the
+		 * send began cannot be told from one that never had it). */
+		log_warnx("instance %s: move not sent to coordinator %s: %s",
+		    om->name, ha_agent_coordinator(a->ha), why);
+		free(why);
+		om->asking = 1;
+		owner_ask(om);
+		return 0;
+	}
+	/* A store transaction takes one fsync (journal) or one round
+	 * trip (etcd): a lease's life is ample. */
+	uv_timer_start(om->timer, owner_due, (uint64_t)a->ternd->conf->lease_ttl_ms,
+	    0);
+	return 0;
+}
+
+static struct owner_move *
+owner_find(struct agent *a, const char *name, uint64_t migration)
+{
+	struct owner_move	*om;
+
+	for (om = a->owner_moves; om != NULL; om = om->next)
+		if (om->migration == migration && strcmp(om->name, name) == 0)
+			return om;
+	return NULL;
+}
+
+static int
+owner_on_msg(struct agent *a, const char *peer, const Envelope *env)
+{
+	const Tern__OwnerMoveReply	*r;
+	const Tern__OwnerQueryReply	*q;
+	struct owner_move		*om;
+	char				*why;
+
+	/* From any coordinator it lists: the one asked may have handed
+	 * over meanwhile; one that does not lead answers an error. */
+	if (a->ha == NULL || !ha_agent_is_coordinator(a->ha, peer)) {
+		log_warnx("a %s from %s, which is not the coordinator: "
+		    "ignored", msg_name(env), peer);
+		return 1;
+	}
+	if (env->body_case == TERN__ENVELOPE__BODY_OWNER_MOVE_REPLY) {
+		r = env->owner_move_reply;
+		if ((om = owner_find(a, r->name, r->migration)) == NULL)
+			return 1;
+		if (r->error != NULL || !r->has_epoch ||
+		    r->epoch != om->epoch + 1) {
+			xasprintf(&why, "the coordinator did not record the "
+			    "move: %s", r->error != NULL ? r->error :
+			    "an answer without the new epoch");
+			owner_end(om, OWNER_REFUSED, 0, why);
+			free(why);
+		} else
+			owner_end(om, OWNER_MOVED, r->epoch, NULL);
+		return 1;
+	}
+	q = env->owner_query_reply;
+	if ((om = owner_find(a, q->name, q->migration)) == NULL ||
+	    !om->asking || q->error != NULL || (q->has_moving && q->moving) ||
+	    !q->has_epoch)
+		return 1;	/* asked again at the next tick */
+	if (q->owner != NULL && strcmp(q->owner, om->to) == 0 &&
+	    q->epoch == om->epoch + 1) {
+		log_info("instance %s: the coordinator's store says %s owns it "
+		    "at epoch %" PRIu64 ": the move was recorded", om->name,
+		    om->to, q->epoch);
+		owner_end(om, OWNER_MOVED, q->epoch, NULL);
+	} else if (q->owner != NULL && strcmp(q->owner,
+	    a->ternd->conf->host_name) == 0 && q->epoch == om->epoch)
+		owner_end(om, OWNER_REFUSED, 0, "the coordinator did not "
+		    "record the move (its store still names this host at the "
+		    "same epoch)");
+	else {
+		xasprintf(&why, "the coordinator's store names %s at epoch %"
+		    PRIu64 ", neither this host at %" PRIu64 " nor %s at %"
+		    PRIu64, q->owner != NULL ? q->owner : "no host", q->epoch,
+		    om->epoch, om->to, om->epoch + 1);
+		owner_end(om, OWNER_UNKNOWN, 0, why);
+		free(why);
+	}
+	return 1;
+}
+
+void
+migration_owner_granted(struct agent *a, const char *name, uint64_t epoch)
+{
+	struct mig	*mig;
+
+	if (a->mig == NULL ||
+	    (mig = mig_find_name(a->mig, name, MIG_ROLE_TARGET)) == NULL ||
+	    mig->drv->kind != TERN__INSTANCE_KIND__KIND_CONTAINER ||
+	    mig->priv == NULL)
+		return;
+	ctr_target_granted(ctr_of(mig), epoch);
+}
+
 int
 migration_on_msg(struct agent *a, const char *peer, const Envelope *env)
 {
+	if (env->body_case == TERN__ENVELOPE__BODY_OWNER_MOVE_REPLY ||
+	    env->body_case == TERN__ENVELOPE__BODY_OWNER_QUERY_REPLY)
+		return owner_on_msg(a, peer, env);
 	if (env->body_case != TERN__ENVELOPE__BODY_MIGRATE_OFFER &&
 	    env->body_case != TERN__ENVELOPE__BODY_MIGRATE_STEP)
 		return 0;
@@ -208,6 +449,10 @@ migration_shutdown(struct agent *a)
 {
 	if (a->mig == NULL)
 		return;
+	/* Nothing more is learned: neither copy runs (their driver says). */
+	while (a->owner_moves != NULL)
+		owner_end(a->owner_moves, OWNER_UNKNOWN, 0, "ternd stopped "
+		    "before the coordinator's answer came");
 	mig_engine_shutdown(a->mig);
 	/* Gone once its last migration is (no new ones from here). */
 	mig_engine_free(a->mig);

@@ -9,6 +9,8 @@
 #include "daemon/msg.h"
 #include "daemon/stream.h"
 
+struct instance;
+
 /* The migration engine (a->mig, migrate/engine.h) and its drivers, at
  * start; the configuration reloaded (SIGHUP). */
 void	migration_init(struct agent *);
@@ -30,6 +32,26 @@ int	migration_accept_relay(struct agent *, const char *peer,
 	    struct stream *, const char *name, char **cause);
 void	migration_peer_lost(struct agent *, const char *peer,
 	    const char *why);
+/* A protected instance's commit point (docs/ha.md): the coordinator is
+ * asked to make to the owner of in (this host's at in->epoch) at the next
+ * epoch, in one store transaction.  done runs once, later: MOVED with the
+ * new epoch, REFUSED with why (nothing changed: roll back), or UNKNOWN
+ * with why (the answer could not be learned before this host's lease
+ * ended: run neither copy).  -1 with *cause: not asked (no coordinator). */
+enum owner_result {
+	OWNER_MOVED,
+	OWNER_REFUSED,
+	OWNER_UNKNOWN,
+};
+typedef void	(*owner_cb)(void *arg, enum owner_result, uint64_t epoch,
+		    const char *why);
+int	migration_owner_move(struct agent *, const struct instance *,
+	    const char *to, uint64_t migration, owner_cb, void *arg,
+	    char **cause);
+/* A grant lists name at epoch here (agent/ha-instances.c): an incoming
+ * migration waiting for it may resume. */
+void	migration_owner_granted(struct agent *, const char *name,
+	    uint64_t epoch);
 /* ternd stops: roll back every migration not yet committed, while the
  * peers can still be told; the engine goes once its last migration is
  * over (a->mig is NULL from here). */

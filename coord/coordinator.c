@@ -34,6 +34,7 @@ struct moving {
 	char		*from, *to;
 	uint64_t	 epoch;
 	int		 release;	/* its host let it go: owner none */
+	uint64_t	 migration;	/* a migration's commit: its id */
 	struct coordinator *c;
 };
 
@@ -100,6 +101,10 @@ static void	coord_move(struct coordinator *, const struct model_instance *,
 		    const char *, const char *, int, const char *);
 static void	coord_outcome(struct coordinator *, const char *,
 		    const struct model_instance *);
+static void	coord_on_owner(struct coordinator *, const char *,
+		    const Envelope *);
+static void	coord_nudge(struct coordinator *, const char *);
+static void	coord_moving_free(struct moving *);
 
 /* Wall time for the failover history (the leases use coord_now). */
 static uint64_t
@@ -964,6 +969,12 @@ coord_on_msg(struct coordinator *c, const char *host, const Envelope *env)
 	uint64_t	 term;
 	const char	*leader;
 
+	if (env->body_case == TERN__ENVELOPE__BODY_OWNER_MOVE_REQUEST ||
+	    env->body_case == TERN__ENVELOPE__BODY_OWNER_QUERY) {
+		if (host_name_valid(host))
+			coord_on_owner(c, host, env);
+		return 1;
+	}
 	if (env->body_case != TERN__ENVELOPE__BODY_LEASE_RENEW)
 		return 0;
 	if (!host_name_valid(host))
@@ -978,6 +989,207 @@ coord_on_msg(struct coordinator *c, const char *host, const Envelope *env)
 	}
 	coord_on_renew(c, host, env->lease_renew);
 	return 1;
+}
+
+/* --- a migration's commit point ------------------------------------------- */
+
+static void
+coord_owner_reply(struct coordinator *c, const char *host, const char *name,
+    uint64_t migration, uint64_t epoch, const char *error)
+{
+	Envelope		 env;
+	Tern__OwnerMoveReply	 r = TERN__OWNER_MOVE_REPLY__INIT;
+	char			*cause = NULL;
+
+	r.name = (char *)name;
+	r.migration = migration;
+	r.has_epoch = error == NULL;
+	r.epoch = epoch;
+	r.error = (char *)error;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_OWNER_MOVE_REPLY;
+	env.owner_move_reply = &r;
+	if (c->tp.send(c->tp.ctx, host, &env, &cause) == -1) {
+		/* It asks who owns it (OwnerQuery) when no answer comes. */
+		log_warnx("instance %s: the answer to %s's move is lost: %s",
+		    name, host, cause);
+		free(cause);
+	}
+}
+
+static void
+coord_owner_moved(void *arg, const char *error)
+{
+	struct moving		*mv = arg, **pp;
+	struct coordinator	*c = mv->c;
+
+	c->pending--;
+	for (pp = &c->moving; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == mv) {
+			*pp = mv->next;
+			break;
+		}
+	if (!c->freed) {
+		if (error == NULL) {
+			/* Committed, not answered: the source must learn it
+			 * by asking (the lost-answer case). */
+			fault_die_at("coord.owner-move.committed");
+			log_info("instance %s: migrated from %s to %s, epoch %"
+			    PRIu64, mv->name, mv->from, mv->to, mv->epoch + 1);
+			coord_owner_reply(c, mv->from, mv->name, mv->migration,
+			    mv->epoch + 1, NULL);
+			/* Its grant lists it now: the target resumes on it.
+			 * Fault point coord.owner-move.nudge (fail): not
+			 * nudged, it learns at its next renewal. */
+			if (fault_hit("coord.owner-move.nudge") != FAULT_FAIL)
+				coord_nudge(c, mv->to);
+		} else {
+			log_warnx("instance %s: migration from %s to %s not "
+			    "recorded: %s", mv->name, mv->from, mv->to, error);
+			coord_owner_reply(c, mv->from, mv->name, mv->migration,
+			    0, error);
+		}
+	}
+	coord_moving_free(mv);
+	coord_maybe_free(c);
+}
+
+/* Why host may not move name to to now, or NULL. */
+/* An ownership answer is the store's word only while this coordinator
+ * leads by its own clock too (as a grant is, coord_reply): a deposed
+ * leader's picture may miss the move its successor committed. */
+static int
+coord_leads_now(struct coordinator *c)
+{
+	uint64_t	 term;
+	const char	*leader;
+
+	return coord_leading(c) && store_leadership(c->store, &term, &leader);
+}
+
+static const char *
+coord_owner_refused(struct coordinator *c, const char *host,
+    const Tern__OwnerMoveRequest *r, char **text)
+{
+	struct model_instance	*in = model_instance(c->model, r->name);
+	struct model_host	*h;
+
+	if (!coord_leads_now(c))
+		return "the coordinator does not lead (or has not loaded its "
+		    "store yet)";
+	if (in == NULL)
+		return "the coordinator does not know it";
+	if (coord_moving(c, r->name) != NULL)
+		return "it is being moved already (a failover or another "
+		    "migration)";
+	if (in->owner == NULL || strcmp(in->owner, host) != 0) {
+		xasprintf(text, "it belongs to %s now (epoch %" PRIu64 "), "
+		    "not to %s", in->owner != NULL ? in->owner : "no host",
+		    in->epoch, host);
+		return *text;
+	}
+	if (in->epoch != r->epoch) {
+		xasprintf(text, "it is at epoch %" PRIu64 ", not %" PRIu64,
+		    in->epoch, r->epoch);
+		return *text;
+	}
+	if (!host_name_valid(r->to) || strcmp(r->to, host) == 0 ||
+	    (h = model_host(c->model, r->to)) == NULL)
+		return "the target is not a host of the cluster";
+	if (h->lease.state != HOST_UP) {
+		xasprintf(text, "the target %s is %s", r->to,
+		    host_state_names[h->lease.state]);
+		return *text;
+	}
+	return NULL;
+}
+
+/* The commit point of host's migration of r->name: owner host at
+ * r->epoch becomes r->to at r->epoch + 1 in one store transaction (the
+ * same compare-and-move as a failover's, without its history: a
+ * migration is not a failover).  Answered once the store did. */
+static void
+coord_owner_move(struct coordinator *c, const char *host,
+    const Tern__OwnerMoveRequest *r)
+{
+	struct model_instance	*in;
+	struct moving		*mv;
+	const char		*why;
+	char			*text = NULL, *cause = NULL;
+
+	if ((why = coord_owner_refused(c, host, r, &text)) == NULL &&
+	    fault_hit("coord.owner-move") == FAULT_FAIL)
+		why = "fault point coord.owner-move";
+	if (why != NULL) {
+		log_warnx("instance %s: %s may not move it to %s: %s", r->name,
+		    host, r->to, why);
+		coord_owner_reply(c, host, r->name, r->migration, 0, why);
+		free(text);
+		return;
+	}
+	in = model_instance(c->model, r->name);
+	mv = xcalloc(1, sizeof *mv);
+	mv->c = c;
+	mv->name = xstrdup(in->name);
+	mv->from = xstrdup(host);
+	mv->to = xstrdup(r->to);
+	mv->epoch = in->epoch;
+	mv->migration = r->migration;
+	if (model_instance_move(c->model, in->name, in->epoch, r->to,
+	    coord_owner_moved, mv, &cause) == -1) {
+		coord_owner_reply(c, host, r->name, r->migration, 0, cause);
+		free(cause);
+		coord_moving_free(mv);
+		return;
+	}
+	/* Meanwhile no grant lists it to either host. */
+	mv->next = c->moving;
+	c->moving = mv;
+	c->pending++;
+}
+
+/* Who owns r->name now.  The mesh keeps a host's messages in order, so a
+ * move that host asked for before this query was either taken already
+ * (stored, or listed as moving: "ask again") or never arrives. */
+static void
+coord_owner_query(struct coordinator *c, const char *host,
+    const Tern__OwnerQuery *q)
+{
+	Envelope		 env;
+	Tern__OwnerQueryReply	 r = TERN__OWNER_QUERY_REPLY__INIT;
+	struct model_instance	*in;
+	char			*cause = NULL;
+
+	r.name = q->name;
+	r.migration = q->migration;
+	if (!coord_leads_now(c))
+		r.error = "the coordinator does not lead (or has not loaded "
+		    "its store yet)";
+	else if (coord_moving(c, q->name) != NULL)
+		r.has_moving = r.moving = 1;
+	else if ((in = model_instance(c->model, q->name)) == NULL)
+		r.error = "the coordinator does not know it";
+	else {
+		r.owner = in->owner;
+		r.has_epoch = 1;
+		r.epoch = in->epoch;
+	}
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_OWNER_QUERY_REPLY;
+	env.owner_query_reply = &r;
+	if (c->tp.send(c->tp.ctx, host, &env, &cause) == -1) {
+		log_debug("no answer to %s's owner query: %s", host, cause);
+		free(cause);
+	}
+}
+
+static void
+coord_on_owner(struct coordinator *c, const char *host, const Envelope *env)
+{
+	if (env->body_case == TERN__ENVELOPE__BODY_OWNER_MOVE_REQUEST)
+		coord_owner_move(c, host, env->owner_move_request);
+	else
+		coord_owner_query(c, host, env->owner_query);
 }
 
 /* --- failover -------------------------------------------------------------- */

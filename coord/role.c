@@ -446,6 +446,11 @@ coord_role_start(struct ternd *td, char **cause)
 	}
 	mesh_on_message(td->mesh, TERN__ENVELOPE__BODY_LEASE_RENEW,
 	    role_on_msg, r);
+	/* A migration's commit point (agent/migration.c). */
+	mesh_on_message(td->mesh, TERN__ENVELOPE__BODY_OWNER_MOVE_REQUEST,
+	    role_on_msg, r);
+	mesh_on_message(td->mesh, TERN__ENVELOPE__BODY_OWNER_QUERY,
+	    role_on_msg, r);
 	mesh_on_message(td->mesh, TERN__ENVELOPE__BODY_HA_SET_REQUEST,
 	    role_on_ops, r);
 	mesh_on_message(td->mesh, TERN__ENVELOPE__BODY_HA_STATUS_REQUEST,

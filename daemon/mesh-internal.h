@@ -89,7 +89,7 @@ struct mesh_lost_handler {
 };
 
 /* Body cases a host may send to itself (two roles' messages). */
-#define MESH_LOCAL_MAX	16
+#define MESH_LOCAL_MAX	32
 
 struct mesh_local_msg;
 

@@ -285,6 +285,10 @@ ternd_coord_start(struct ternd *td, char **cause)
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_RENEW);
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_GRANT);
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_LEASE_NUDGE);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_OWNER_MOVE_REQUEST);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_OWNER_MOVE_REPLY);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_OWNER_QUERY);
+	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_OWNER_QUERY_REPLY);
 	/* ternctl ha set / ha status / failovers on the coordinator's host */
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_HA_SET_REQUEST);
 	mesh_deliver_local(td->mesh, TERN__ENVELOPE__BODY_HA_SET_REPLY);

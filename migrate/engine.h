@@ -17,8 +17,10 @@
  *
  * The commit point is to become one driver op (commit) called by the
  * source's driver through mig_commit() (not there yet): today each
- * driver makes the instance's new owner durable on this host itself; the
- * coordinator's store transaction goes there. */
+ * driver makes the instance's new owner durable on this host itself, and
+ * for a protected container the container driver first has the
+ * coordinator's store record it (phase RECORDING, agent/migration.h's
+ * migration_owner_move). */
 #ifndef TERN_MIGRATE_ENGINE_H
 #define TERN_MIGRATE_ENGINE_H
 

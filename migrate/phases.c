@@ -5,7 +5,7 @@
 
 const char *const mig_phase_names[] = {
 	"offered", "ready", "preparing", "freezing", "transfer", "restoring",
-	"held", "committing", "committed", "paging", "done", "rolling-back",
+	"held", "recording", "committing", "committed", "paging", "done", "rolling-back",
 	"failed",
 };
 
@@ -28,10 +28,11 @@ static const int	source_rank[MIG_PH_COUNT] = {
 	[MIG_PH_TRANSFER] = 3,
 	[MIG_PH_RESTORING] = 4,
 	[MIG_PH_HELD] = -1,
-	[MIG_PH_COMMITTING] = 5,
-	[MIG_PH_COMMITTED] = 6,
-	[MIG_PH_PAGING] = 7,
-	[MIG_PH_DONE] = 8,
+	[MIG_PH_RECORDING] = 5,
+	[MIG_PH_COMMITTING] = 6,
+	[MIG_PH_COMMITTED] = 7,
+	[MIG_PH_PAGING] = 8,
+	[MIG_PH_DONE] = 9,
 	[MIG_PH_ROLLING_BACK] = -1,
 	[MIG_PH_FAILED] = -1,
 };
@@ -44,6 +45,7 @@ static const int	target_rank[MIG_PH_COUNT] = {
 	[MIG_PH_TRANSFER] = -1,
 	[MIG_PH_RESTORING] = 2,
 	[MIG_PH_HELD] = 3,
+	[MIG_PH_RECORDING] = -1,
 	[MIG_PH_COMMITTING] = -1,
 	[MIG_PH_COMMITTED] = 4,
 	[MIG_PH_PAGING] = 5,
@@ -101,6 +103,11 @@ mig_phase_verdict(enum mig_role role, enum mig_phase ph, enum mig_fail f)
 	    ph == MIG_PH_FAILED)
 		return MIG_V_IGNORE;
 	if (role == MIG_ROLE_SOURCE) {
+		if (ph == MIG_PH_RECORDING)
+			/* The store decides: a move it recorded must not be
+			 * undone here, one it refused rolls back. */
+			return f == MIG_FAIL_CANCEL ? MIG_V_IGNORE :
+			    MIG_V_AWAIT;
 		if (f == MIG_FAIL_CANCEL)
 			/* The operator may stop it only while it can roll
 			 * back; past that it is the target's. */

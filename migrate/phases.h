@@ -12,10 +12,17 @@
  * between the hosts: a broken page channel then stops both copies.
  *
  *   source:  OFFERED -> [PREPARING] -> [FREEZING] -> TRANSFER
- *            -> RESTORING -> COMMITTING -> COMMITTED [-> PAGING] -> DONE
+ *            -> RESTORING -> [RECORDING] -> COMMITTING -> COMMITTED
+ *            [-> PAGING] -> DONE
  *   target:  OFFERED -> READY -> RESTORING -> HELD -> COMMITTED
  *            [-> PAGING] -> DONE
  *   either:  before COMMITTING/COMMITTED -> ROLLING_BACK -> FAILED
+ *
+ * RECORDING: a protected instance's commit point is the coordinator's
+ * store transaction (owner source at epoch E -> target at E + 1).  While
+ * it is asked, nothing may decide alone: every failure awaits its answer
+ * (or, if the answer is lost, what the store says when asked); a refusal
+ * rolls back, a recorded move commits.
  *
  * Containers use every phase; a VM's source goes OFFERED -> TRANSFER
  * (libvirt's pre-copy) -> COMMITTED (libvirt finished) -> DONE, or
@@ -37,6 +44,8 @@ enum mig_phase {
 	MIG_PH_TRANSFER,	/* S: the state crosses */
 	MIG_PH_RESTORING,	/* S: waiting for RESTORED; T: restoring */
 	MIG_PH_HELD,		/* T: restored, held: the commit comes next */
+	MIG_PH_RECORDING,	/* S: the coordinator's store is asked to
+				 * make the target the owner */
 	MIG_PH_COMMITTING,	/* S: passing the commit point */
 	MIG_PH_COMMITTED,	/* past it: the target owns the instance */
 	MIG_PH_PAGING,		/* post-copy: it runs there, memory follows */

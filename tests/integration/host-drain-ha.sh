@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A drain and the coordinator (h3; h1 and h2 hold leases from it):
-#  - a protected container ("--ha restart") is not moved by a drain (the
-#    engine refuses to move one: its commit point belongs in the
-#    coordinator's store, not built yet): the drain reports why, exits
-#    non-zero and leaves it running where it is;
+#  - a protected container ("--ha restart") is moved by a drain like any
+#    other, its commit point the coordinator's store transaction: it runs
+#    on h2, the coordinator names h2 its owner at the next epoch; moved
+#    back by hand (ternctl migrate), it is h1's again at the one after;
 #  - the coordinator learns a host's drain mark with its renewals and
 #    places no failover there: h2 drained, h1 crashes, h1 is declared
 #    failed and the container runs nowhere; undrained, h2 gets it.
@@ -32,17 +32,25 @@ cl_ctl h1 start p >/dev/null
 wait_for 20 "p running on h1" runs_on h1
 wait_for 10 "p known to the coordinator" test "$(inst_field h1 p epoch)" = 1
 
-echo "--- a drain does not move a protected container"
+owner_is() { cl_ctl h2 ha status p | grep -q "^p  *container  *$1  *$2 "; }
+
+echo "--- a drain moves a protected container"
 set +e
 out=$(cl_ctl h2 host drain h1 2>&1); rc=$?
 set -e
 echo "$out"
-[ $rc = 1 ] || fail "the drain exited $rc"
-grep -q "^p: not moved: instance is protected by the coordinator" <<<"$out" ||
-    fail "p: $out"
-grep -q "h1 drained: 0 moved, 1 not moved" <<<"$out" || fail "summary: $out"
-runs_on h1 || fail "p is $(state_on h1) on h1"
+[ $rc = 0 ] || fail "the drain exited $rc"
+grep -q "^p: moved to h2 (.*) in [0-9]* ms$" <<<"$out" || fail "p: $out"
+grep -q "h1 drained: 1 moved, 0 not moved" <<<"$out" || fail "summary: $out"
+runs_on h2 || fail "p is $(state_on h2) on h2"
+[ -z "$(state_on h1)" ] || fail "p is still on h1: $(state_on h1)"
+owner_is h2 2 || fail "ha status: $(cl_ctl h2 ha status p)"
+grep -q "instance p: migrated from h1 to h2, epoch 2" "$(cl_log h3)" ||
+    fail "h3 did not record the move"
 cl_ctl h2 host undrain h1
+cl_ctl h2 migrate p --to h1 >/dev/null
+wait_for 20 "p running on h1 again" runs_on h1
+owner_is h1 3 || fail "ha status: $(cl_ctl h2 ha status p)"
 
 echo "--- no failover to a drained host"
 cl_ctl h2 host drain h2

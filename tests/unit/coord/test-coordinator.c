@@ -7,9 +7,10 @@
  * restarted coordinator that keeps the moves and decides nothing during
  * its own quiet period; the failover history each move writes (and its
  * outcome once the target runs it), renewals with stale epochs,
- * ternctl ha set's policy reaching the owner's grant, and a coordinator
+ * ternctl ha set's policy reaching the owner's grant, a coordinator
  * that does not lead (by the store's word at that moment) answering
- * "not leading" and who does. */
+ * "not leading" and who does, and a migration's commit point
+ * (OwnerMoveRequest, OwnerQuery). */
 #include "config.h"
 
 #include <stdarg.h>
@@ -51,6 +52,7 @@ struct grant {
 };
 static struct grant	 g_h1, g_h2, g_h3;
 static unsigned		 failovers;
+static char		*owner_reply;	/* the last owner move/query answer */
 
 static uint64_t
 fake_clock(void *arg)
@@ -73,6 +75,33 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 	    &g_h3 : &g_h2;
 	if (env->body_case == TERN__ENVELOPE__BODY_LEASE_NUDGE) {
 		g->nudges++;
+		return 0;
+	}
+	if (env->body_case == TERN__ENVELOPE__BODY_OWNER_MOVE_REPLY) {
+		const Tern__OwnerMoveReply *r = env->owner_move_reply;
+
+		free(owner_reply);
+		if (r->error != NULL)
+			xasprintf(&owner_reply, "%s to %s #%llu: %s", r->name,
+			    host, (unsigned long long)r->migration, r->error);
+		else
+			xasprintf(&owner_reply, "%s to %s #%llu: epoch %llu",
+			    r->name, host, (unsigned long long)r->migration,
+			    (unsigned long long)r->epoch);
+		return 0;
+	}
+	if (env->body_case == TERN__ENVELOPE__BODY_OWNER_QUERY_REPLY) {
+		const Tern__OwnerQueryReply *q = env->owner_query_reply;
+
+		free(owner_reply);
+		if (q->error != NULL)
+			xasprintf(&owner_reply, "%s: %s", q->name, q->error);
+		else if (q->has_moving && q->moving)
+			xasprintf(&owner_reply, "%s: moving", q->name);
+		else
+			xasprintf(&owner_reply, "%s: %s@%llu", q->name,
+			    q->owner != NULL ? q->owner : "nowhere",
+			    (unsigned long long)q->epoch);
 		return 0;
 	}
 	assert_int_equal(env->body_case, TERN__ENVELOPE__BODY_LEASE_GRANT);
@@ -220,6 +249,8 @@ teardown(void **state)
 	free(g_h2.refused);
 	free(g_h2.owned);
 	free(g_h2.refusals);
+	free(owner_reply);
+	owner_reply = NULL;
 	assert_int_equal(rm_rf(dir, &cause), 0);
 	return 0;
 }
@@ -950,6 +981,105 @@ test_restore_failed(void **state)
 	    MODEL_OUTCOME_RUNNING);
 }
 
+/* A migration's commit point: host asks to move name to to (epoch). */
+static void
+owner_move(const char *host, const char *name, const char *to,
+    uint64_t epoch, int run)
+{
+	Envelope		 env;
+	Tern__OwnerMoveRequest	 r = TERN__OWNER_MOVE_REQUEST__INIT;
+
+	r.name = (char *)name;
+	r.to = (char *)to;
+	r.epoch = epoch;
+	r.migration = 7;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_OWNER_MOVE_REQUEST;
+	env.owner_move_request = &r;
+	assert_int_equal(coord_on_msg(co, host, &env), 1);
+	if (run)
+		uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+}
+
+static void
+owner_query(const char *host, const char *name)
+{
+	Envelope		 env;
+	Tern__OwnerQuery	 q = TERN__OWNER_QUERY__INIT;
+
+	q.name = (char *)name;
+	q.migration = 7;
+	msg_init(&env, 0);
+	env.body_case = TERN__ENVELOPE__BODY_OWNER_QUERY;
+	env.owner_query = &q;
+	assert_int_equal(coord_on_msg(co, host, &env), 1);
+}
+
+/* A protected instance migrates: one compare-and-move in the store
+ * (owner h1 at epoch 1 -> h2 at 2), answered once stored, the target
+ * nudged, no failover history; stale or foreign moves are refused with
+ * nothing changed; while it is written a query says "moving" (the source
+ * asks again), after it the owner; a restarted coordinator reads it back. */
+static void
+test_owner_move(void **state)
+{
+	struct model_failover	**fos;
+	struct model_instance	 *in;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	inst("web", "h1", MODEL_HA_RESTART);
+	/* The move is being written: not listed to either host. */
+	owner_move("h1", "web", "h2", 1, 0);
+	owner_query("h1", "web");
+	assert_string_equal(owner_reply, "web: moving");
+	renew_holding("h1", 2, 0, "");
+	assert_string_equal(g_h1.owned, "");
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	assert_string_equal(owner_reply, "web to h1 #7: epoch 2");
+	in = model_instance(coord_model(co), "web");
+	assert_string_equal(in->owner, "h2");
+	assert_int_equal(in->epoch, 2);
+	assert_int_equal(g_h2.nudges, 1);
+	/* Not a failover. */
+	assert_int_equal(failovers, 0);
+	assert_int_equal(model_failovers(coord_model(co), &fos), 0);
+	renew("h2", 2, 0);
+	assert_string_equal(g_h2.owned, "web@2+spec");
+	owner_query("h1", "web");
+	assert_string_equal(owner_reply, "web: h2@2");
+	/* The old owner again, a stale epoch, a host not in the cluster. */
+	owner_move("h1", "web", "h2", 1, 1);
+	assert_string_equal(owner_reply, "web to h1 #7: it belongs to h2 now "
+	    "(epoch 2), not to h1");
+	owner_move("h2", "web", "h1", 1, 1);
+	assert_string_equal(owner_reply, "web to h2 #7: it is at epoch 2, "
+	    "not 1");
+	owner_move("h2", "web", "h9", 2, 1);
+	assert_string_equal(owner_reply, "web to h2 #7: the target is not a "
+	    "host of the cluster");
+	owner_move("h2", "nope", "h1", 1, 1);
+	assert_string_equal(owner_reply, "nope to h2 #7: the coordinator does "
+	    "not know it");
+	in = model_instance(coord_model(co), "web");
+	assert_string_equal(in->owner, "h2");
+	assert_int_equal(in->epoch, 2);
+	/* The store keeps it. */
+	close_coord();
+	open_coord();
+	in = model_instance(coord_model(co), "web");
+	assert_string_equal(in->owner, "h2");
+	assert_int_equal(in->epoch, 2);
+	/* And it moves back the same way. */
+	renew("h1", 3, 1);
+	renew("h2", 3, 1);
+	owner_move("h2", "web", "h1", 2, 1);
+	assert_string_equal(owner_reply, "web to h2 #7: epoch 3");
+	assert_string_equal(model_instance(coord_model(co), "web")->owner,
+	    "h1");
+}
+
 int
 main(void)
 {
@@ -971,6 +1101,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_not_leading, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_restore_failed, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_owner_move, setup,
 		    teardown),
 	};
 

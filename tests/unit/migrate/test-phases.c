@@ -86,6 +86,11 @@ test_endings(void **state)
 	assert_true(mig_phase_next_ok(S, MIG_PH_ROLLING_BACK, MIG_PH_FAILED));
 	assert_false(mig_phase_next_ok(S, MIG_PH_ROLLING_BACK, MIG_PH_DONE));
 	assert_false(mig_phase_next_ok(S, MIG_PH_COMMITTING, MIG_PH_FAILED));
+	/* The store refused the move: back to the source. */
+	assert_true(mig_phase_next_ok(S, MIG_PH_RESTORING, MIG_PH_RECORDING));
+	assert_true(mig_phase_next_ok(S, MIG_PH_RECORDING, MIG_PH_COMMITTING));
+	assert_true(mig_phase_next_ok(S, MIG_PH_RECORDING, MIG_PH_PAGING));
+	assert_false(mig_phase_next_ok(T, MIG_PH_HELD, MIG_PH_RECORDING));
 	assert_true(mig_phase_next_ok(S, MIG_PH_COMMITTED, MIG_PH_FAILED));
 	assert_true(mig_phase_next_ok(T, MIG_PH_PAGING, MIG_PH_FAILED));
 	for (ph = 0; ph < MIG_PH_COUNT; ph++) {
@@ -129,6 +134,9 @@ test_verdicts(void **state)
 		 * fate before it can say anything. */
 		assert_int_equal(mig_phase_verdict(S, MIG_PH_COMMITTING, f),
 		    f == MIG_FAIL_CANCEL ? MIG_V_IGNORE : MIG_V_AWAIT);
+		/* So while the coordinator's store is asked: it decides. */
+		assert_int_equal(mig_phase_verdict(S, MIG_PH_RECORDING, f),
+		    f == MIG_FAIL_CANCEL ? MIG_V_IGNORE : MIG_V_AWAIT);
 		/* Ended: nothing more to decide. */
 		assert_int_equal(mig_phase_verdict(S, MIG_PH_DONE, f),
 		    MIG_V_IGNORE);
@@ -167,7 +175,8 @@ test_never_lost_never_twice(void **state)
 	for (ph = 0; ph < MIG_PH_COUNT; ph++)
 		for (f = 0; f < MIG_FAIL_COUNT; f++) {
 			v = mig_phase_verdict(S, ph, f);
-			if (mig_phase_committed(ph) || ph == MIG_PH_COMMITTING)
+			if (mig_phase_committed(ph) ||
+			    ph == MIG_PH_COMMITTING || ph == MIG_PH_RECORDING)
 				assert_int_not_equal(v, MIG_V_ROLLBACK);
 			v = mig_phase_verdict(T, ph, f);
 			if (mig_phase_committed(ph))
