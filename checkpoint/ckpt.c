@@ -46,6 +46,8 @@ struct ckpt_op {
 	char			*criu_path;	/* restore */
 	int			 leave_running;	/* dump */
 	int			 lazy;		/* post-copy: pages served later */
+	int			 ps;		/* pages went to a page server */
+	int			 pages_checked;	/* restore: see ckpt_target */
 	uint64_t		 bytes;		/* what MANIFEST lists */
 	int			 published;	/* dump: MANIFEST is on disk */
 	char			*publish_error;	/* ... or why not */
@@ -293,9 +295,22 @@ out:
 	return rc;
 }
 
-/* An image in gen_dir that is not among the n names the MANIFEST listed. */
+/* What a page server writes (criu/image-desc.c: pagemap-%u, pages-%u). */
 static int
-ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
+ckpt_is_page_image(const char *name)
+{
+	size_t	len = strlen(name);
+
+	return (strncmp(name, "pages-", 6) == 0 ||
+	    strncmp(name, "pagemap-", 8) == 0) && len > 4 &&
+	    strcmp(name + len - 4, ".img") == 0;
+}
+
+/* An image in gen_dir that is not among the n names the MANIFEST listed
+ * (nor, with pages, a page server's). */
+static int
+ckpt_unlisted(const char *gen_dir, char **listed, int n, int pages,
+    char **cause)
 {
 	struct dirent	*de;
 	DIR		*d;
@@ -307,7 +322,8 @@ ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp") ||
-		    de->d_type == DT_SOCK)
+		    de->d_type == DT_SOCK ||
+		    (pages && ckpt_is_page_image(de->d_name)))
 			continue;
 		for (i = 0; i < n && strcmp(listed[i], de->d_name) != 0; i++)
 			;
@@ -321,8 +337,24 @@ ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
 	return rc;
 }
 
+static int	ckpt_verify_listed(const char *, int, uint64_t *, char **);
+
 int
 ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
+{
+	return ckpt_verify_listed(gen_dir, 0, bytes, cause);
+}
+
+/* A page server's generation: the MANIFEST's images, and page images. */
+static int
+ckpt_verify_pages(const char *gen_dir, uint64_t *bytes, char **cause)
+{
+	return ckpt_verify_listed(gen_dir, 1, bytes, cause);
+}
+
+static int
+ckpt_verify_listed(const char *gen_dir, int pages, uint64_t *bytes,
+    char **cause)
 {
 	FILE		*fp;
 	char		*path, line[1024], file[512], want[DIGEST_HEX_LEN + 1];
@@ -369,7 +401,7 @@ ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
 		goto out;
 	}
 	/* CRIU reads every image in the directory, not just the listed ones. */
-	if (ckpt_unlisted(gen_dir, listed, n, cause) != 0)
+	if (ckpt_unlisted(gen_dir, listed, n, pages, cause) != 0)
 		goto out;
 	rc = 0;
 out:
@@ -444,7 +476,7 @@ static int	ckpt_dump_notify(struct criu *, const char *, void *);
 static char	**ckpt_externals(int, size_t *);
 static void	ckpt_externals_free(char **);
 static pid_t	ckpt_dump_run(uv_loop_t *, const struct ckpt_target *, uint64_t,
-		    int, int, int, ckpt_hold_cb, ckpt_cb, void *);
+		    int, int, int, int, ckpt_hold_cb, ckpt_cb, void *);
 
 /* Thread pool: checksum and fsync every image, publish the MANIFEST.
  * Gigabytes of SHA-256 must not stall the loop (heartbeats, leases). */
@@ -667,7 +699,7 @@ void
 ckpt_dump_held(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, 0, -1, -1, hold_cb, cb, arg);
+	ckpt_dump_run(loop, t, generation, 0, -1, -1, 0, hold_cb, cb, arg);
 }
 
 pid_t
@@ -675,7 +707,16 @@ ckpt_dump_lazy_held(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, int ps_fd, int keep_fd, ckpt_hold_cb hold_cb,
     ckpt_cb cb, void *arg)
 {
-	return ckpt_dump_run(loop, t, generation, 0, ps_fd, keep_fd, hold_cb,
+	return ckpt_dump_run(loop, t, generation, 0, ps_fd, keep_fd, 1,
+	    hold_cb, cb, arg);
+}
+
+pid_t
+ckpt_dump_ps_held(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, ckpt_hold_cb hold_cb, ckpt_cb cb,
+    void *arg)
+{
+	return ckpt_dump_run(loop, t, generation, 0, ps_fd, -1, 0, hold_cb,
 	    cb, arg);
 }
 
@@ -683,8 +724,8 @@ void
 ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
     int leave_running, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, leave_running, -1, -1, NULL, cb,
-	    arg);
+	ckpt_dump_run(loop, t, generation, leave_running, -1, -1, 0, NULL,
+	    cb, arg);
 }
 
 /* Freeze the container by its cgroup for the dump (nothing it forks
@@ -710,9 +751,10 @@ ckpt_freezer(const char *name)
 	return container_freezer_path(name);
 }
 
-/* A lazy dump runs criu's command line: its RPC cannot give the page
- * server a socket of ours (it would listen on the network instead).  The
- * same options as the RPC dump, spelled as flags. */
+/* A lazy dump, or one sending its pages to a page server, runs criu's
+ * command line: its RPC cannot give the page server a socket of ours (it
+ * would listen on the network instead).  The same options as the RPC
+ * dump, spelled as flags. */
 static struct criu *
 ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
     int ps_fd, int keep_fd, char **cause)
@@ -745,12 +787,13 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 		args[n++] = "--external";
 		args[n++] = ext[i];
 	}
-	args[n++] = "--lazy-pages";
+	args[n++] = op->ps ? "--page-server" : "--lazy-pages";
 	args[n++] = "--ps-socket";
 	args[n++] = psfd;
 	args[n] = NULL;
-	c = criu_run(op->loop, t->criu_path, t->action_script, args, fds, 2,
-	    ckpt_dump_answer, ckpt_dump_notify, op, cause);
+	c = criu_run(op->loop, t->criu_path, t->action_script, args, fds,
+	    keep_fd != -1 ? 2 : 1, ckpt_dump_answer, ckpt_dump_notify, op,
+	    cause);
 	ckpt_externals_free(ext);
 	free(freezer);
 	return c;
@@ -759,7 +802,7 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 static pid_t
 ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, int leave_running, int ps_fd, int keep_fd,
-    ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
+    int lazy, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
 	struct ckpt_op	*op;
 	struct criu	*c;
@@ -779,9 +822,12 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 		goto fail;
 	}
 	if (ps_fd != -1) {
+		/* Either way the generation lacks the pages: lazy-marked. */
 		op->lazy = 1;
-		log_info("%s: checkpoint %" PRIu64 " into %s, pages served "
-		    "lazily (post-copy)", t->name, generation, op->gen_dir);
+		op->ps = !lazy;
+		log_info("%s: checkpoint %" PRIu64 " into %s, pages %s",
+		    t->name, generation, op->gen_dir, lazy ? "served lazily "
+		    "(post-copy)" : "sent to a page server as they are dumped");
 		if ((op->criu = ckpt_dump_lazy_spawn(op, t, ps_fd, keep_fd,
 		    &cause)) == NULL)
 			goto fail;
@@ -903,7 +949,7 @@ ckpt_hold_release(struct ckpt_hold *hold, int ok)
 			op->acked = 1;
 		/* Serving pages lasts as long as the link needs: the
 		 * migration watches the bytes, not a clock. */
-		if (ok && op->lazy && op->criu != NULL)
+		if (ok && op->lazy && !op->ps && op->criu != NULL)
 			criu_no_deadline(op->criu);
 		if (op->criu != NULL)
 			criu_notify_reply(op->criu, ok);
@@ -933,6 +979,12 @@ ckpt_verify_work(uv_work_t *w)
 {
 	struct ckpt_op	*op = w->data;
 
+	if (op->pages_checked) {
+		/* The page server's images come with no MANIFEST line: the
+		 * digest of their stream was checked instead. */
+		ckpt_verify_pages(op->gen_dir, &op->bytes, &op->verify_error);
+		return;
+	}
 	if (!op->lazy && ckpt_is_lazy(op->gen_dir)) {
 		xasprintf(&op->verify_error, "checkpoint %" PRIu64 " holds no "
 		    "memory (a post-copy's images, left by a ternd that died "
@@ -1043,6 +1095,7 @@ ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
 	op = ckpt_op_new(loop, t, generation, 0, cb, arg, NULL);
 	op->hold_cb = hold_cb;
 	op->lazy = t->lazy;
+	op->pages_checked = t->pages_checked;
 	op->rootfs = xstrdup(t->rootfs);
 	op->criu_path = xstrdup(t->criu_path);
 	op->working = 1;
@@ -1054,6 +1107,7 @@ ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
 
 struct ckpt_lazy {
 	struct criu	*criu;
+	const char	*what;		/* "lazy-pages", "page-server" */
 	char		*name;
 	char		*log;
 	int		 ready;
@@ -1089,7 +1143,7 @@ ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
 	lz->criu = NULL;
 	if (resp == NULL || !resp->success) {
 		errors = criu_log_errors(lz->log);
-		xasprintf(&why, "criu lazy-pages %s%s%s (CRIU log: %s)",
+		xasprintf(&why, "criu %s %s%s%s (CRIU log: %s)", lz->what,
 		    error != NULL ? error : "failed", errors != NULL ? ": " : "",
 		    errors != NULL ? errors : "", lz->log);
 		free(errors);
@@ -1118,6 +1172,7 @@ ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
 	lz = xcalloc(1, sizeof *lz);
 	lz->name = xstrdup(t->name);
 	xasprintf(&lz->log, "%s/lazy-pages.log", dir);
+	lz->what = "lazy-pages";
 	lz->ready_cb = ready_cb;
 	lz->done_cb = done_cb;
 	lz->arg = arg;
@@ -1143,6 +1198,62 @@ ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
 	log_info("%s: lazy-pages daemon for checkpoint %" PRIu64 " started",
 	    t->name, generation);
 	return lz;
+}
+
+struct ckpt_lazy *
+ckpt_page_server_start(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, ckpt_lazy_cb done_cb, void *arg,
+    char **cause)
+{
+	struct ckpt_lazy	*lz;
+	char			*args[16], *dir, psfd[16];
+	size_t			 n = 0;
+
+	xasprintf(&dir, "%s/%" PRIu64, t->dir, generation);
+	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
+	lz = xcalloc(1, sizeof *lz);
+	lz->name = xstrdup(t->name);
+	xasprintf(&lz->log, "%s/page-server.log", dir);
+	lz->what = "page-server";
+	lz->ready = 1;		/* nothing to wait for: done_cb only */
+	lz->done_cb = done_cb;
+	lz->arg = arg;
+	args[n++] = "page-server";
+	args[n++] = "--ps-socket";
+	args[n++] = psfd;
+	args[n++] = "-D";
+	args[n++] = dir;
+	args[n++] = "-o";
+	args[n++] = "page-server.log";
+	args[n] = NULL;
+	lz->criu = criu_run(loop, t->criu_path, t->action_script, args, &ps_fd,
+	    1, ckpt_lazy_answer, NULL, lz, cause);
+	free(dir);
+	if (lz->criu == NULL) {
+		free(lz->log);
+		free(lz->name);
+		free(lz);
+		return NULL;
+	}
+	/* It waits for the dump, which waits for the rootfs: the migration
+	 * watches its progress, not a clock. */
+	criu_no_deadline(lz->criu);
+	log_info("%s: page server for checkpoint %" PRIu64 " started",
+	    t->name, generation);
+	return lz;
+}
+
+void
+ckpt_lazy_kill(struct ckpt_lazy *lz)
+{
+	if (lz != NULL && lz->criu != NULL)
+		criu_kill(lz->criu);
+}
+
+pid_t
+ckpt_lazy_pid(const struct ckpt_lazy *lz)
+{
+	return lz->criu != NULL ? criu_pid(lz->criu) : 0;
 }
 
 void

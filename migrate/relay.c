@@ -45,6 +45,9 @@ struct relay {
 	void		*gate_arg;
 	uint8_t		*gbuf;		/* ... held back by it */
 	size_t		 glen;
+	relay_tap_out_fn tap_out;	/* set: watches what crosses */
+	relay_tap_in_fn	 tap_in;
+	void		*tap_arg;
 
 	uint64_t	 bytes_out, bytes_in;
 	int		 done;		/* cb was called */
@@ -154,6 +157,8 @@ relay_read(struct relay *r)
 			break;
 		}
 		r->olen = (size_t)n;
+		if (r->tap_out != NULL)
+			r->tap_out(r->tap_arg, r->obuf, r->olen);
 	}
 	relay_update(r);
 }
@@ -199,7 +204,9 @@ relay_on_poll(uv_poll_t *h, int status, int events)
 	struct relay	*r = h->data;
 
 	if (status < 0) {
-		relay_fail(r, "polling the local socket: %s",
+		/* libuv says EBADF for POLLERR: the other end is gone. */
+		relay_fail(r, "polling the local socket: %s", status ==
+		    UV_EBADF ? "its process closed it or died" :
 		    uv_strerror(status));
 		return;
 	}
@@ -307,6 +314,8 @@ relay_in_data(struct stream *st, const uint8_t *data, size_t len)
 
 	if (r->done)
 		return;
+	if (r->tap_in != NULL)
+		r->tap_in(r->tap_arg, data, len);
 	if (r->gate == NULL) {
 		relay_in_pass(r, data, len);
 		relay_update(r);
@@ -413,6 +422,15 @@ relay_set_gate(struct relay *r, relay_gate_fn gate, void *arg)
 {
 	r->gate = gate;
 	r->gate_arg = arg;
+}
+
+void
+relay_set_tap(struct relay *r, relay_tap_out_fn out, relay_tap_in_fn in,
+    void *arg)
+{
+	r->tap_out = out;
+	r->tap_in = in;
+	r->tap_arg = arg;
 }
 
 void
