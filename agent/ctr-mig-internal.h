@@ -98,6 +98,17 @@ struct migration {
 	int			 restore_wanted;	/* target: RESTORE came early */
 	unsigned		 files_writing;	/* target: files not yet written */
 	int			 rootfs_keep;	/* target: ours now */
+
+	/* Stop-and-copy as a pipeline (ctr-mig-pages.c): CRIU's pages go
+	 * over relay, m->lazy is the target's page server. */
+	int			 pipeline;
+	uint32_t		 page_crc;	/* of what crossed so far */
+	uint64_t		 page_len;
+	int			 page_sum_in;	/* target: RESTORE's came */
+	uint32_t		 peer_crc;	/* ... the source's */
+	uint64_t		 peer_len;
+	uint64_t		 phase_ms;	/* source: when the last phase
+						 * began (timings in the log) */
 };
 
 extern const char *const	ctr_state_names[];
@@ -150,10 +161,18 @@ int		 ctr_target_begin(struct mig *, const Tern__MigrateOffer *,
 void		 ctr_target_discard(struct migration *, const char *);
 void		 ctr_target_abort(struct migration *, const char *);
 void		 ctr_target_restore(struct migration *);
+void		 ctr_target_maybe_restore(struct migration *);
 void		 ctr_target_tree_done(void *, const struct tree_stats *,
 		    const char *);
 void		 ctr_target_postcopy_finish(struct migration *);
 void		 ctr_target_step(struct migration *, const Tern__MigrateStep *);
+
+/* ctr-mig-pages.c */
+int		 ctr_pages_new(struct migration *, char **cause);
+int		 ctr_pages_server_start(struct migration *, char **cause);
+int		 ctr_pages_ready(struct migration *);
+int		 ctr_pages_check(struct migration *, char **why);
+int		 ctr_pages_send_restore(struct migration *);
 
 /* ctr-mig-streams.c */
 int		 ctr_accept_file(struct agent *, const char *peer,

@@ -1,0 +1,234 @@
+/* Container stop-and-copy as a pipeline: the source's CRIU dumps its
+ * memory pages straight into a page-server channel that ternd relays to
+ * the target's `criu page-server` (one stream each way, inside the mutual
+ * TLS link), so the pages never touch the source's disk and are on the
+ * target when the dump ends.  The other images follow as files.
+ *
+ * Every byte that crosses towards the page server is CRC32C-summed on
+ * both sides (the relay's taps, on the loop thread: one read at a time,
+ * at most 256 KiB); the source sends its sum with RESTORE and the target
+ * restores only if its own sum of what it received matches. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LOG_MODULE "migrate"
+#include "agent/ctr-mig-internal.h"
+#include "agent/instance-internal.h"
+#include "checkpoint/ckpt.h"
+#include "daemon/crc32c.h"
+#include "daemon/fault.h"
+#include "daemon/log.h"
+#include "daemon/mesh.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+#include "migrate/relay.h"
+
+/* The fault points below fire only past this much of the stream: in the
+ * middle of the pages, not in CRIU's opening requests. */
+#define PAGES_FAULT_AT		(1u << 20)
+/* mig.pages.corrupt flips a byte in the middle of a read this large
+ * (page data: CRIU's requests are 24 bytes between runs of pages). */
+#define PAGES_CORRUPT_MIN	(64u << 10)
+
+/* Source: what CRIU sent, summed before it goes out.  Fault point
+ * mig.pages.corrupt (fail: flip one byte after the sum, so the target's
+ * sum differs). */
+static void
+ctr_pages_out(void *arg, uint8_t *data, size_t len)
+{
+	struct migration	*m = arg;
+
+	m->page_crc = crc32c(m->page_crc, data, len);
+	m->page_len += len;
+	if (m->page_len < PAGES_FAULT_AT)
+		return;
+	if (len >= PAGES_CORRUPT_MIN &&
+	    fault_hit("mig.pages.corrupt") == FAULT_FAIL)
+		data[len / 2] ^= 0x01;
+}
+
+/* Target: what arrived, summed before the page server gets it.  Fault
+ * point mig.pages.server: kill, the page server dies mid-way; stall, it
+ * is SIGSTOPped there (the pages stop crossing, as on a link gone
+ * silent). */
+static void
+ctr_pages_in(void *arg, const uint8_t *data, size_t len)
+{
+	struct migration	*m = arg;
+
+	m->page_crc = crc32c(m->page_crc, data, len);
+	m->page_len += len;
+	if (m->page_len < PAGES_FAULT_AT || m->lazy == NULL)
+		return;
+	switch (fault_hit("mig.pages.server")) {
+	case FAULT_KILL:
+		ckpt_lazy_kill(m->lazy);
+		break;
+	case FAULT_STALL:
+		kill(ckpt_lazy_pid(m->lazy), SIGSTOP);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The channel broke, or drained.  Once every page is in (the dump
+ * reached post-dump, the page server ended cleanly) a break changes
+ * nothing; before, the table decides (a rollback). */
+static void
+ctr_pages_relay_done(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+	char			*why;
+
+	if (error == NULL) {
+		m->relay_ended = 1;
+		log_debug("mig %" PRIx64 " %s: page channel drained", m->id,
+		    m->name);
+		return;
+	}
+	if (m->source ? m->state != CTR_OFFERED && m->state != CTR_SYNCING &&
+	    m->state != CTR_DUMPING : m->pages_done) {
+		log_info("mig %" PRIx64 " %s: page channel: %s (after the "
+		    "last page)", m->id, m->name, error);
+		return;
+	}
+	xasprintf(&why, "the page channel to %s broke: %s", m->peer, error);
+	mig_fail(m->mig, MIG_FAIL_CHANNEL, why);
+	free(why);
+}
+
+/* The page channel: a socketpair, CRIU gets one end (m->ps_fd), the
+ * other is relayed to the peer's as "<id>/pages" (both sides open their
+ * direction under that name, as post-copy's channel). */
+int
+ctr_pages_new(struct migration *m, char **cause)
+{
+	int	 sv[2];
+	char	*what, *name;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		set_cause(cause, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	xasprintf(&what, "mig %" PRIx64 " %s pages", m->id, m->name);
+	m->relay = relay_new(m->agent->ternd->loop, sv[0], what,
+	    ctr_pages_relay_done, m);
+	free(what);
+	if (m->source)
+		relay_set_tap(m->relay, ctr_pages_out, NULL, m);
+	else
+		relay_set_tap(m->relay, NULL, ctr_pages_in, m);
+	xasprintf(&name, "%" PRIx64 "/pages", m->id);
+	if (relay_open(m->relay, mesh_mux(m->agent->ternd->mesh, m->peer),
+	    name, m->limit, cause) != 0) {
+		free(name);
+		relay_free(m->relay);
+		m->relay = NULL;
+		close(sv[1]);
+		return -1;
+	}
+	free(name);
+	m->ps_fd = sv[1];
+	return 0;
+}
+
+/* Target: the page server exited.  Cleanly means CRIU's dump ended its
+ * transfer and every page is in the generation (page cache). */
+static void
+ctr_pages_server_done(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+
+	m->lazy = NULL;		/* it exited: the handle is gone */
+	if (error != NULL) {
+		if (m->state == CTR_RECEIVING)
+			ctr_target_abort(m, error);
+		return;
+	}
+	m->pages_done = 1;
+	log_info("mig %" PRIx64 " %s: every page arrived from %s (%" PRIu64
+	    " bytes, %" PRIu64 " ms after the offer)", m->id, m->name, m->peer,
+	    m->page_len, now_ms() - m->start_ms);
+	ctr_target_maybe_restore(m);
+}
+
+/* Target: CRIU's page server on our end of the channel, writing into
+ * the incoming generation. */
+int
+ctr_pages_server_start(struct migration *m, char **cause)
+{
+	struct ckpt_target	t;
+
+	memset(&t, 0, sizeof t);
+	t.name = m->in->name;
+	t.criu_path = m->agent->ternd->conf->criu_path;
+	t.dir = m->in->ckpt_dir;
+	t.action_script = m->agent->criu_action;
+	m->lazy = ckpt_page_server_start(m->agent->ternd->loop, &t,
+	    m->generation, m->ps_fd, ctr_pages_server_done, m, cause);
+	close(m->ps_fd);	/* CRIU has it now */
+	m->ps_fd = -1;
+	return m->lazy != NULL ? 0 : -1;
+}
+
+/* Target: the pages are all here and the source's sum came. */
+int
+ctr_pages_ready(struct migration *m)
+{
+	return !m->pipeline || (m->pages_done && m->page_sum_in);
+}
+
+/* Target, before the restore: what arrived is what the source sent. */
+int
+ctr_pages_check(struct migration *m, char **why)
+{
+	if (m->page_len == m->peer_len && m->page_crc == m->peer_crc) {
+		log_info("mig %" PRIx64 " %s: page stream checked: %" PRIu64
+		    " bytes, crc32c %08x as %s sent them", m->id, m->name,
+		    m->page_len, m->page_crc, m->peer);
+		return 0;
+	}
+	xasprintf(why, "the memory pages from %s arrived damaged (%" PRIu64
+	    " bytes, crc32c %08x, where %s sent %" PRIu64 " bytes, crc32c "
+	    "%08x): refused before the restore; %s keeps running there",
+	    m->peer, m->page_len, m->page_crc, m->peer, m->peer_len,
+	    m->peer_crc, m->name);
+	return -1;
+}
+
+/* Source: RESTORE, with the sum of the pages (final: the page server
+ * answered CRIU's last request before post-dump came). */
+int
+ctr_pages_send_restore(struct migration *m)
+{
+	Envelope		env;
+	Tern__MigrateStep	ms = TERN__MIGRATE_STEP__INIT;
+	char			*cause = NULL;
+	int			 rc;
+
+	if (!m->pipeline)
+		return ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORE, NULL);
+	msg_init(&env, 0);
+	ms.migration = m->id;
+	ms.step = TERN__MIGRATE_STEP__STEP__RESTORE;
+	ms.has_page_crc = 1;
+	ms.page_crc = m->page_crc;
+	ms.has_page_bytes = 1;
+	ms.page_bytes = m->page_len;
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
+	env.migrate_step = &ms;
+	if ((rc = mig_send(m->mig, &env, &cause)) != 0) {
+		log_debug("mig %" PRIx64 " %s: RESTORE: %s", m->id, m->name,
+		    cause);
+		free(cause);
+	}
+	return rc;
+}
