@@ -14,7 +14,7 @@
 #include "migrate/relay.h"
 
 /* One read from the local socket; a stream takes it in frames. */
-#define RELAY_CHUNK	(256u << 10)
+#define RELAY_CHUNK	(1u << 20)
 
 /* Bytes from the peer the local socket did not take yet: a list of what
  * arrived, frame by frame, so a slow reader costs no copying. */

@@ -57,7 +57,7 @@ void		 relay_gate_open(struct relay *);
  * was read from the local socket before it goes to the peer (it may
  * change it: a fault test), in(arg, data, len) what arrived from the
  * peer before it reaches the socket.  On the loop thread: keep it cheap
- * (a CRC of one read, at most 256 KiB).  NULL: not watched. */
+ * (a CRC of one read, at most 1 MiB).  NULL: not watched. */
 typedef void	(*relay_tap_out_fn)(void *arg, uint8_t *data, size_t len);
 typedef void	(*relay_tap_in_fn)(void *arg, const uint8_t *data, size_t len);
 void		 relay_set_tap(struct relay *, relay_tap_out_fn,
