@@ -105,8 +105,18 @@ struct migration {
 	uint32_t		 page_crc;	/* of what crossed so far */
 	uint64_t		 page_len;
 	int			 page_sum_in;	/* target: RESTORE's came */
+	char			*pages_failed;	/* target: why the page server
+						 * failed, the source's word
+						 * awaited */
 	uint32_t		 peer_crc;	/* ... the source's */
 	uint64_t		 peer_len;
+	char			*tee_gen;	/* source: the generation whose
+						 * pages are kept beside it */
+	int			 tee_fd;	/* ... GEN.pages, being written */
+	int			 tee_state;	/* 0 writing, 1 sealed, -1 failed */
+	int			 tee_sealing;	/* the seal is on the pool */
+	int			 tee_freed;	/* ... and ctr_free came */
+	int			 restored_early;	/* RESTORED before the seal */
 	uint64_t		 phase_ms;	/* source: when the last phase
 						 * began (timings in the log) */
 };
@@ -171,8 +181,12 @@ void		 ctr_target_step(struct migration *, const Tern__MigrateStep *);
 int		 ctr_pages_new(struct migration *, char **cause);
 int		 ctr_pages_server_start(struct migration *, char **cause);
 int		 ctr_pages_ready(struct migration *);
+void		 ctr_pages_failed_abort(struct migration *);
 int		 ctr_pages_check(struct migration *, char **why);
 int		 ctr_pages_send_restore(struct migration *);
+void		 ctr_pages_tee_open(struct migration *);
+void		 ctr_pages_tee_seal(struct migration *);
+void		 ctr_pages_free(struct migration *);
 
 /* ctr-mig-streams.c */
 int		 ctr_accept_file(struct agent *, const char *peer,

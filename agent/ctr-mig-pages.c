@@ -11,11 +11,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define LOG_MODULE "migrate"
@@ -37,16 +39,32 @@
  * (page data: CRIU's requests are 24 bytes between runs of pages). */
 #define PAGES_CORRUPT_MIN	(64u << 10)
 
-/* Source: what CRIU sent, summed before it goes out.  Fault point
- * mig.pages.corrupt (fail: flip one byte after the sum, so the target's
- * sum differs). */
+/* Source: what CRIU sent, summed and kept before it goes out.  Fault
+ * point mig.pages.corrupt (fail: flip one byte after that, so the
+ * target's sum differs). */
 static void
 ctr_pages_out(void *arg, uint8_t *data, size_t len)
 {
 	struct migration	*m = arg;
+	size_t			 off;
+	ssize_t			 n;
 
 	m->page_crc = crc32c(m->page_crc, data, len);
 	m->page_len += len;
+	/* Our own copy, as sent (page cache; sealed at post-dump). */
+	for (off = 0; m->tee_fd != -1 && off < len; off += (size_t)n) {
+		if ((n = write(m->tee_fd, data + off, len - off)) >= 0)
+			continue;
+		if (errno == EINTR) {
+			n = 0;
+			continue;
+		}
+		log_warnx("mig %" PRIx64 " %s: keeping the pages here: %s.pages: "
+		    "%s", m->id, m->name, m->tee_gen, strerror(errno));
+		m->tee_state = -1;
+		close(m->tee_fd);
+		m->tee_fd = -1;
+	}
 	if (m->page_len < PAGES_FAULT_AT)
 		return;
 	if (len >= PAGES_CORRUPT_MIN &&
@@ -79,6 +97,25 @@ ctr_pages_in(void *arg, const uint8_t *data, size_t len)
 	}
 }
 
+/* Target: why the pages stopped, for the source (which says it to the
+ * operator): a full disk plainly, else what broke. */
+static char *
+ctr_pages_why(struct migration *m, const char *error)
+{
+	struct statvfs	 vfs;
+	char		*why;
+
+	if (m->in != NULL && statvfs(m->in->ckpt_dir, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20))
+		xasprintf(&why, "writing the memory pages into %s: the "
+		    "receiving host's disk is full (%s)", m->in->ckpt_dir,
+		    error);
+	else
+		xasprintf(&why, "the page channel from %s broke: %s", m->peer,
+		    error);
+	return why;
+}
+
 /* The channel broke, or drained.  Once every page is in (the dump
  * reached post-dump, the page server ended cleanly) a break changes
  * nothing; before, the table decides (a rollback). */
@@ -100,7 +137,11 @@ ctr_pages_relay_done(void *arg, const char *error)
 		    "last page)", m->id, m->name, error);
 		return;
 	}
-	xasprintf(&why, "the page channel to %s broke: %s", m->peer, error);
+	if (m->source)
+		xasprintf(&why, "the page channel to %s broke: %s", m->peer,
+		    error);
+	else
+		why = ctr_pages_why(m, error);
 	mig_fail(m->mig, MIG_FAIL_CHANNEL, why);
 	free(why);
 }
@@ -129,6 +170,7 @@ ctr_pages_new(struct migration *m, char **cause)
 	int	 sv[2];
 	char	*what, *name;
 
+	m->tee_fd = -1;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		set_cause(cause, "socketpair: %s", strerror(errno));
 		return -1;
@@ -164,10 +206,27 @@ ctr_pages_server_done(void *arg, const char *error)
 {
 	struct migration	*m = arg;
 
+	char			*why;
+
 	m->lazy = NULL;		/* it exited: the handle is gone */
 	if (error != NULL) {
-		if (m->state == CTR_RECEIVING)
-			ctr_target_abort(m, error);
+		if (m->state == CTR_RECEIVING && m->relay != NULL &&
+		    relay_peer_ended(m->relay) && !m->page_sum_in) {
+			/* The source ended the stream before the transfer's
+			 * end: its CRIU died there, and it knows why better
+			 * than we do.  Its ABORT follows (or a RESTORE we
+			 * answer with this). */
+			log_warnx("mig %" PRIx64 " %s: %s; waiting for %s's "
+			    "word", m->id, m->name, error, m->peer);
+			free(m->pages_failed);
+			m->pages_failed = ctr_pages_why(m, error);
+			return;
+		}
+		if (m->state == CTR_RECEIVING) {
+			why = ctr_pages_why(m, error);
+			ctr_target_abort(m, why);
+			free(why);
+		}
 		return;
 	}
 	m->pages_done = 1;
@@ -194,6 +253,17 @@ ctr_pages_server_start(struct migration *m, char **cause)
 	close(m->ps_fd);	/* CRIU has it now */
 	m->ps_fd = -1;
 	return m->lazy != NULL ? 0 : -1;
+}
+
+/* Target: the page server failed before; the source's RESTORE came. */
+void
+ctr_pages_failed_abort(struct migration *m)
+{
+	char	*why = m->pages_failed;
+
+	m->pages_failed = NULL;
+	ctr_target_abort(m, why);
+	free(why);
 }
 
 /* Target: the pages are all here and the source's sum came. */
@@ -248,4 +318,112 @@ ctr_pages_send_restore(struct migration *m)
 		free(cause);
 	}
 	return rc;
+}
+
+/* Source: the generation's pages are kept here too, as the stream CRIU
+ * sends (the pages never cross our disk twice: written once, read back
+ * only if this copy is ever restored).  Until the target confirms, it is
+ * the container's only copy that survives this host's ternd (the target's
+ * is not durable before it runs). */
+void
+ctr_pages_tee_open(struct migration *m)
+{
+	char	*path;
+
+	xasprintf(&m->tee_gen, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
+	path = ckpt_pages_stream_path(m->tee_gen);
+	if ((m->tee_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1) {
+		log_warnx("mig %" PRIx64 " %s: %s: %s", m->id, m->name, path,
+		    strerror(errno));
+		m->tee_state = -1;
+	}
+	free(path);
+}
+
+static void
+ctr_pages_seal_work(uv_work_t *w)
+{
+	struct migration	*m = w->data;
+
+	if (ckpt_pages_stream_seal(m->tee_gen, m->tee_fd, m->page_len,
+	    m->page_crc, &m->sync_error) != 0)
+		m->tee_state = -1;
+}
+
+static void
+ctr_pages_sealed(uv_work_t *w, int status)
+{
+	struct migration	*m = w->data;
+	struct mig		*mig = m->mig;
+	Tern__MigrateStep	 s = TERN__MIGRATE_STEP__INIT;
+
+	(void)status;
+	m->tee_sealing = 0;
+	if (m->tee_freed) {
+		/* Rolled back meanwhile: nothing waits for it. */
+		ctr_pages_free(m);
+		mig_drop(mig);
+		return;
+	}
+	close(m->tee_fd);
+	m->tee_fd = -1;
+	if (m->tee_state == 0)
+		m->tee_state = 1;
+	log_info("mig %" PRIx64 " %s: timing: the pages kept here sealed %"
+	    PRIu64 " ms after the dump", m->id, m->name, now_ms() -
+	    m->phase_ms);
+	if (!mig->finished && m->state != CTR_ABORTING) {
+		if (m->tee_state != 1)
+			ctr_source_fail(m, "keeping the pages here: %s",
+			    m->sync_error != NULL ? m->sync_error :
+			    "cannot write them");
+		else if (m->restored_early) {
+			/* The commit waited for this copy: go on. */
+			m->restored_early = 0;
+			s.migration = m->id;
+			s.step = TERN__MIGRATE_STEP__STEP__RESTORED;
+			ctr_source_step(m, &s);
+		}
+	}
+	mig_drop(mig);
+}
+
+/* Source, at post-dump: every page was written; make them durable while
+ * the target restores (the commit waits for it). */
+void
+ctr_pages_tee_seal(struct migration *m)
+{
+	if (m->tee_fd == -1) {
+		m->tee_state = -1;
+		ctr_source_fail(m, "keeping the pages here: cannot write them");
+		return;
+	}
+	m->work.data = m;
+	m->tee_sealing = 1;
+	mig_hold(m->mig);
+	uv_queue_work(m->agent->ternd->loop, &m->work, ctr_pages_seal_work,
+	    ctr_pages_sealed);
+}
+
+/* The migration is over: a stream kept for a copy that never committed
+ * goes. */
+void
+ctr_pages_free(struct migration *m)
+{
+	free(m->pages_failed);
+	m->pages_failed = NULL;
+	if (m->tee_gen == NULL)
+		return;
+	if (m->tee_sealing) {
+		m->tee_freed = 1;	/* ctr_pages_sealed comes back here */
+		return;
+	}
+	if (m->tee_fd != -1)
+		close(m->tee_fd);
+	m->tee_fd = -1;
+	if (m->state != CTR_COMMITTED)
+		ckpt_pages_stream_drop(m->tee_gen);
+	free(m->tee_gen);
+	m->tee_gen = NULL;
 }

@@ -243,15 +243,7 @@ ctr_source_orphaned(struct migration *m, const char *why)
 		free(in->moved_to);
 		in->moved_to = NULL;
 	}
-	if (m->pipeline)
-		/* Its memory went straight to the target's page server: the
-		 * checkpoint here lacks it. */
-		xasprintf(&text, "%s stopped here at the commit point, but %s "
-		    "%s (%s); its memory pages are only on %s: check ternctl "
-		    "list there", m->name, m->peer, m->target_refused ?
-		    "could not resume it" : "did not confirm it runs", why,
-		    m->peer);
-	else if (m->target_refused)
+	if (m->target_refused)
 		xasprintf(&text, "%s stopped here at the commit point, but %s "
 		    "could not resume it (%s): it does not run there; ternctl "
 		    "restore %s here (checkpoint %" PRIu64 ")", m->name, m->peer,
@@ -580,6 +572,9 @@ ctr_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 		    "meanwhile (%.0f MB/s)", m->id, m->name, m->phase_ms -
 		    m->dump_start_ms, m->page_len, m->peer, (double)m->page_len /
 		    1e3 / (double)(m->phase_ms - m->dump_start_ms + 1));
+		ctr_pages_tee_seal(m);	/* while the target restores */
+		if (m->state != CTR_DUMPING)
+			return;		/* rolled back */
 	}
 	ctr_set_state(m, CTR_SENDING);
 	switch (fault_hit("mig.source.frozen")) {
@@ -647,6 +642,8 @@ ctr_source_dump(struct migration *m)
 		    ctr_source_dumped, m);
 		close(m->ps_fd);	/* CRIU has it now */
 		m->ps_fd = -1;
+		if (m->state == CTR_DUMPING)
+			ctr_pages_tee_open(m);
 	} else
 		ckpt_dump_held(m->agent->ternd->loop, &t, m->generation,
 		    ctr_source_frozen, ctr_source_dumped, m);
@@ -684,10 +681,18 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
 		if (fault_hit("mig.source.restored") == FAULT_STALL)
 			break;		/* as a source that hangs here */
-		if (m->pipeline && m->state == CTR_RESTORING)
+		if (m->pipeline && m->state == CTR_RESTORING &&
+		    !m->restored_early)
 			log_info("mig %" PRIx64 " %s: timing: %s checked the "
 			    "pages and restored in %" PRIu64 " ms", m->id,
 			    m->name, m->peer, now_ms() - m->phase_ms);
+		if (m->pipeline && m->state == CTR_RESTORING &&
+		    m->tee_state != 1) {
+			/* Our copy of the pages is not durable yet: the
+			 * commit waits for it (ctr_pages_sealed). */
+			m->restored_early = 1;
+			break;
+		}
 		if (m->postcopy) {
 			ctr_source_postcopy_commit(m);
 			break;

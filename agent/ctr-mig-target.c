@@ -710,6 +710,10 @@ ctr_target_step(struct migration *m, const Tern__MigrateStep *s)
 			m->peer_crc = s->page_crc;
 			m->peer_len = s->page_bytes;
 			m->page_sum_in = 1;
+			if (m->pages_failed != NULL) {
+				ctr_pages_failed_abort(m);
+				break;
+			}
 		}
 		/* ctr_target_tree_done, ctr_target_file_written and the
 		 * page server's end call it again */

@@ -8,14 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define LOG_MODULE "ckpt"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container.h"
 #include "checkpoint/criu.h"
+#include "daemon/crc32c.h"
 #include "daemon/digest.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
@@ -65,6 +68,8 @@ struct ckpt_op {
 
 static int	ckpt_is_image(const char *);
 static int	ckpt_is_lazy(const char *);
+static int	ckpt_has_stream(const char *);
+static int	ckpt_replay_pages(const char *, const char *, char **);
 
 /* Operations in progress, for ckpt_cancel. */
 static struct ckpt_op	*ckpt_ops;
@@ -419,6 +424,221 @@ ckpt_publish(const char *gen_dir, uint64_t *bytes, char **cause)
 	return ckpt_write_manifest(gen_dir, 0, bytes, cause);
 }
 
+/* --- a page server's stream, kept --------------------------------------- */
+
+char *
+ckpt_pages_stream_path(const char *gen_dir)
+{
+	char	*path;
+
+	xasprintf(&path, "%s.pages", gen_dir);
+	return path;
+}
+
+static int
+ckpt_has_stream(const char *gen_dir)
+{
+	char	*path;
+	int	 rc;
+
+	xasprintf(&path, "%s.pages.sum", gen_dir);
+	rc = access(path, F_OK) == 0;
+	free(path);
+	return rc;
+}
+
+int
+ckpt_pages_stream_seal(const char *gen_dir, int fd, uint64_t len,
+    uint32_t crc, char **cause)
+{
+	char	*sum, *tmp, *dir, *slash;
+	FILE	*fp;
+	int	 rc = -1;
+
+	xasprintf(&sum, "%s.pages.sum", gen_dir);
+	xasprintf(&tmp, "%s.tmp", sum);
+	dir = xstrdup(gen_dir);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	if (fsync(fd) != 0) {
+		set_cause(cause, "%s.pages: fsync: %s", gen_dir, strerror(errno));
+		goto out;
+	}
+	if ((fp = fopen(tmp, "w")) == NULL) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fprintf(fp, "%" PRIu64 " %08x\n", len, crc);
+	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		fclose(fp);
+		goto out;
+	}
+	fclose(fp);
+	if (rename(tmp, sum) != 0) {
+		set_cause(cause, "%s: %s", sum, strerror(errno));
+		goto out;
+	}
+	if (fsync_path(dir, O_RDONLY | O_DIRECTORY, cause) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc != 0)
+		unlink(tmp);
+	free(dir);
+	free(tmp);
+	free(sum);
+	return rc;
+}
+
+void
+ckpt_pages_stream_drop(const char *gen_dir)
+{
+	char	*path;
+
+	xasprintf(&path, "%s.pages", gen_dir);
+	unlink(path);
+	free(path);
+	xasprintf(&path, "%s.pages.sum", gen_dir);
+	unlink(path);
+	free(path);
+}
+
+/* Page images a page server wrote into gen_dir: gone (before a replay,
+ * after a failed one). */
+static void
+ckpt_drop_page_images(const char *gen_dir)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*path;
+
+	if ((d = opendir(gen_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (!ckpt_is_page_image(de->d_name))
+			continue;
+		xasprintf(&path, "%s/%s", gen_dir, de->d_name);
+		unlink(path);
+		free(path);
+	}
+	closedir(d);
+}
+
+/* The stream kept at the dump, checked against its sum and fed to a
+ * criu page-server of our own, which writes the page images again.
+ * Blocking: on the thread pool. */
+static int
+ckpt_replay_pages(const char *gen_dir, const char *criu_path, char **cause)
+{
+	extern char		**environ;
+	posix_spawn_file_actions_t fa;
+	char			*stream, *sum, *argv[10];
+	uint8_t			*buf = NULL;
+	uint64_t		 want_len, len = 0;
+	uint32_t		 want_crc, crc = 0;
+	FILE			*fp;
+	ssize_t			 n, w, off;
+	pid_t			 pid = -1;
+	int			 sv[2] = { -1, -1 }, fd = -1, st, rc = -1, ok;
+
+	stream = ckpt_pages_stream_path(gen_dir);
+	xasprintf(&sum, "%s.sum", stream);
+	if ((fp = fopen(sum, "r")) == NULL) {
+		set_cause(cause, "%s: %s", sum, strerror(errno));
+		goto out;
+	}
+	ok = fscanf(fp, "%" SCNu64 " %x", &want_len, &want_crc) == 2;
+	fclose(fp);
+	if (!ok) {
+		set_cause(cause, "%s: malformed", sum);
+		goto out;
+	}
+	ckpt_drop_page_images(gen_dir);
+	if ((fd = open(stream, O_RDONLY | O_CLOEXEC)) == -1) {
+		set_cause(cause, "%s: %s", stream, strerror(errno));
+		goto out;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		set_cause(cause, "socketpair: %s", strerror(errno));
+		goto out;
+	}
+	argv[0] = (char *)criu_path;
+	argv[1] = "page-server";
+	argv[2] = "--ps-socket";
+	argv[3] = "3";
+	argv[4] = "-D";
+	argv[5] = (char *)gen_dir;
+	argv[6] = "-o";
+	argv[7] = "page-server-replay.log";
+	argv[8] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+	st = posix_spawn(&pid, criu_path, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(sv[1]);
+	sv[1] = -1;
+	if (st != 0) {
+		pid = -1;
+		set_cause(cause, "cannot run %s: %s", criu_path, strerror(st));
+		goto out;
+	}
+	buf = xmalloc(1u << 20);
+	while ((n = read(fd, buf, 1u << 20)) > 0) {
+		crc = crc32c(crc, buf, (size_t)n);
+		len += (uint64_t)n;
+		for (off = 0; off < n; off += w) {
+			w = send(sv[0], buf + off, (size_t)(n - off),
+			    MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				w = 0;
+			else if (w < 0) {
+				set_cause(cause, "criu page-server (replay) "
+				    "stopped reading: %s (its log: %s/"
+				    "page-server-replay.log)", strerror(errno),
+				    gen_dir);
+				goto out;
+			}
+		}
+	}
+	if (n < 0) {
+		set_cause(cause, "%s: %s", stream, strerror(errno));
+		goto out;
+	}
+	/* Its answers (a few words) wait in the socket: drain them. */
+	shutdown(sv[0], SHUT_WR);
+	while ((n = read(sv[0], buf, 1u << 20)) > 0)
+		;
+	if (len != want_len || crc != want_crc) {
+		set_cause(cause, "%s: %" PRIu64 " bytes, crc32c %08x, where "
+		    "the dump sent %" PRIu64 " bytes, crc32c %08x: the "
+		    "checkpoint is damaged", stream, len, crc, want_len,
+		    want_crc);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (sv[0] != -1)
+		close(sv[0]);
+	if (pid > 0) {
+		while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+			;
+		if (rc == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			set_cause(cause, "criu page-server (replay) failed "
+			    "(its log: %s/page-server-replay.log)", gen_dir);
+			rc = -1;
+		}
+	}
+	if (rc != 0)
+		ckpt_drop_page_images(gen_dir);
+	if (fd != -1)
+		close(fd);
+	free(buf);
+	free(sum);
+	free(stream);
+	return rc;
+}
+
 /* A post-copy's images: complete but for the memory pages. */
 static int
 ckpt_is_lazy(const char *gen_dir)
@@ -458,7 +678,7 @@ ckpt_newest(const char *dir)
 		if (stat(path, &st) == 0) {
 			free(path);
 			xasprintf(&path, "%s/%s", dir, de->d_name);
-			if (!ckpt_is_lazy(path))
+			if (!ckpt_is_lazy(path) || ckpt_has_stream(path))
 				best = gen;
 		}
 		free(path);
@@ -983,6 +1203,15 @@ ckpt_verify_work(uv_work_t *w)
 		/* The page server's images come with no MANIFEST line: the
 		 * digest of their stream was checked instead. */
 		ckpt_verify_pages(op->gen_dir, &op->bytes, &op->verify_error);
+		return;
+	}
+	if (!op->lazy && ckpt_is_lazy(op->gen_dir) &&
+	    ckpt_has_stream(op->gen_dir)) {
+		/* A page server's dump: its pages from the stream kept. */
+		if (ckpt_replay_pages(op->gen_dir, op->criu_path,
+		    &op->verify_error) == 0)
+			ckpt_verify_pages(op->gen_dir, &op->bytes,
+			    &op->verify_error);
 		return;
 	}
 	if (!op->lazy && ckpt_is_lazy(op->gen_dir)) {

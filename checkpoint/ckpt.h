@@ -87,6 +87,17 @@ pid_t		ckpt_dump_lazy_held(uv_loop_t *, const struct ckpt_target *,
 pid_t		ckpt_dump_ps_held(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, int ps_fd, ckpt_hold_cb, ckpt_cb,
 		    void *arg);
+/* The source of such a dump keeps a copy of the pages beside the
+ * generation: the stream CRIU sent, as it was (GEN_DIR.pages), sealed by
+ * its length and CRC32C (GEN_DIR.pages.sum).  A lazy-marked generation
+ * with a sealed stream is a checkpoint all the same: its restore replays
+ * the stream into criu page-server first.  Seal: fsync fd (the stream,
+ * written by the caller), then write the sum durably; blocking (run it
+ * off the loop).  Drop: remove both. */
+char		*ckpt_pages_stream_path(const char *gen_dir);
+int		ckpt_pages_stream_seal(const char *gen_dir, int fd,
+		    uint64_t len, uint32_t crc, char **cause);
+void		ckpt_pages_stream_drop(const char *gen_dir);
 /* Post-copy source past the commit point, the transfer broken: SIGKILL
  * CRIU, so the tree stays frozen and is never resumed (the caller kills
  * it); cb follows with an error.  The handle of a lazy dump stays valid

@@ -52,6 +52,7 @@ struct relay {
 	uint64_t	 bytes_out, bytes_in;
 	int		 done;		/* cb was called */
 	int		 failing;
+	char		*fail_text;	/* why, for streams ended after */
 	int		 freeing;
 	relay_done_cb	 cb;
 	void		*arg;
@@ -89,15 +90,19 @@ relay_fail(struct relay *r, const char *fmt, ...)
 	xvasprintf(&text, fmt, ap);
 	va_end(ap);
 	r->failing = 1;
+	r->fail_text = xstrdup(text);
 	r->events = 0;
 	uv_poll_stop(&r->poll);
-	if (r->out != NULL && !r->out_ended)
+	/* The owner hears first: what it tells the peer (why its process
+	 * died, say) goes out before the streams' end.  It may free the
+	 * relay (r stays until the loop closes its handle). */
+	relay_finish(r, text);
+	if (!r->freeing && r->out != NULL && !r->out_ended)
 		stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s",
 		    text);
-	if (r->in != NULL && !r->in_ended)
+	if (!r->freeing && r->in != NULL && !r->in_ended)
 		stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s",
 		    text);
-	relay_finish(r, text);
 	free(text);
 }
 
@@ -471,6 +476,12 @@ relay_bytes_in(const struct relay *r)
 }
 
 int
+relay_peer_ended(const struct relay *r)
+{
+	return r->in_ended && !r->failing;
+}
+
+int
 relay_local_fd(const struct relay *r)
 {
 	return r->fd;
@@ -484,6 +495,7 @@ relay_closed(uv_handle_t *h)
 
 	free(r->obuf);
 	free(r->gbuf);
+	free(r->fail_text);
 	while ((ch = r->ihead) != NULL) {
 		r->ihead = ch->next;
 		free(ch);
@@ -499,12 +511,22 @@ relay_free(struct relay *r)
 		return;
 	r->freeing = 1;
 	r->done = 1;
-	if (r->out != NULL)
-		stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
-		    "%s: relay closed", r->what);
-	if (r->in != NULL)
-		stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
-		    "%s: relay closed", r->what);
+	if (r->fail_text != NULL) {
+		/* Broken, and freed by its owner as it heard: say why. */
+		if (r->out != NULL && !r->out_ended)
+			stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s", r->fail_text);
+		if (r->in != NULL && !r->in_ended)
+			stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s", r->fail_text);
+	} else {
+		if (r->out != NULL)
+			stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s: relay closed", r->what);
+		if (r->in != NULL)
+			stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s: relay closed", r->what);
+	}
 	uv_poll_stop(&r->poll);
 	close(r->fd);
 	uv_close((uv_handle_t *)&r->poll, relay_closed);

@@ -64,6 +64,8 @@ void		 relay_set_tap(struct relay *, relay_tap_out_fn,
 		    relay_tap_in_fn, void *arg);
 /* Bytes the gate holds back now. */
 size_t		 relay_gate_held(const struct relay *);
+/* 1 once the peer's direction ended cleanly (it has said all it will). */
+int		 relay_peer_ended(const struct relay *);
 /* The local socket, to say a last word to its process before relay_free. */
 int		 relay_local_fd(const struct relay *);
 /* Stop: abort both streams, close the socket; no callback follows. */
