@@ -15,6 +15,9 @@
 
 /* One read from the local socket; a stream takes it in frames. */
 #define RELAY_CHUNK	(1u << 20)
+/* At most this much is read in one turn of the loop (the stream's credit
+ * may allow more): the loop's other callbacks wait meanwhile. */
+#define RELAY_TURN	(4u << 20)
 
 /* Bytes from the peer the local socket did not take yet: a list of what
  * arrived, frame by frame, so a slow reader costs no copying. */
@@ -141,6 +144,7 @@ static void
 relay_read(struct relay *r)
 {
 	ssize_t	n;
+	size_t	turn = 0;
 
 	for (;;) {
 		if (relay_push(r) != 0)
@@ -164,6 +168,11 @@ relay_read(struct relay *r)
 		r->olen = (size_t)n;
 		if (r->tap_out != NULL)
 			r->tap_out(r->tap_arg, r->obuf, r->olen);
+		if ((turn += (size_t)n) >= RELAY_TURN) {
+			/* The rest next turn (poll is level-triggered). */
+			(void)relay_push(r);
+			break;
+		}
 	}
 	relay_update(r);
 }
