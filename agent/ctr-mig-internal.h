@@ -114,6 +114,9 @@ struct migration {
 						 * pages are kept beside it */
 	int			 tee_fd;	/* ... GEN.pages, being written */
 	int			 tee_state;	/* 0 writing, 1 sealed, -1 failed */
+	unsigned		 tee_pending;	/* writes on the pool */
+	uint64_t		 tee_queued;	/* ... their bytes */
+	int			 tee_seal_wanted;	/* post-dump came first */
 	int			 tee_sealing;	/* the seal is on the pool */
 	int			 tee_freed;	/* ... and ctr_free came */
 	int			 restored_early;	/* RESTORED before the seal */

@@ -39,6 +39,8 @@
  * (page data: CRIU's requests are 24 bytes between runs of pages). */
 #define PAGES_CORRUPT_MIN	(64u << 10)
 
+static void	ctr_pages_tee(struct migration *, const uint8_t *, size_t);
+
 /* Source: what CRIU sent, summed and kept before it goes out.  Fault
  * point mig.pages.corrupt (fail: flip one byte after that, so the
  * target's sum differs). */
@@ -46,25 +48,10 @@ static void
 ctr_pages_out(void *arg, uint8_t *data, size_t len)
 {
 	struct migration	*m = arg;
-	size_t			 off;
-	ssize_t			 n;
 
 	m->page_crc = crc32c(m->page_crc, data, len);
 	m->page_len += len;
-	/* Our own copy, as sent (page cache; sealed at post-dump). */
-	for (off = 0; m->tee_fd != -1 && off < len; off += (size_t)n) {
-		if ((n = write(m->tee_fd, data + off, len - off)) >= 0)
-			continue;
-		if (errno == EINTR) {
-			n = 0;
-			continue;
-		}
-		log_warnx("mig %" PRIx64 " %s: keeping the pages here: %s.pages: "
-		    "%s", m->id, m->name, m->tee_gen, strerror(errno));
-		m->tee_state = -1;
-		close(m->tee_fd);
-		m->tee_fd = -1;
-	}
+	ctr_pages_tee(m, data, len);
 	if (m->page_len < PAGES_FAULT_AT)
 		return;
 	if (len >= PAGES_CORRUPT_MIN &&
@@ -341,6 +328,108 @@ ctr_pages_tee_open(struct migration *m)
 	free(path);
 }
 
+/* Our own copy, as sent, written on the pool (the loop only copies it:
+ * a buffered write costs the loop, which carries the pages, more than
+ * the copy); past TEE_QUEUED_MAX bytes waiting, written here. */
+#define TEE_QUEUED_MAX		(64u << 20)
+
+struct ctr_tee_write {
+	uv_work_t		 w;
+	struct migration	*m;
+	uint64_t		 off;
+	size_t			 len;
+	int			 err;
+	uint8_t			 data[];
+};
+
+static int
+ctr_pages_pwrite(int fd, const uint8_t *data, size_t len, uint64_t off)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		if ((n = pwrite(fd, data, len, (off_t)off)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		data += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static void
+ctr_pages_tee_fail(struct migration *m, int err)
+{
+	if (m->tee_state != 0)
+		return;
+	log_warnx("mig %" PRIx64 " %s: keeping the pages here: %s.pages: %s",
+	    m->id, m->name, m->tee_gen, strerror(err));
+	m->tee_state = -1;
+}
+
+static void	ctr_pages_seal_start(struct migration *);
+
+static void
+ctr_pages_tee_work(uv_work_t *w)
+{
+	struct ctr_tee_write	*tw = w->data;
+
+	tw->err = ctr_pages_pwrite(tw->m->tee_fd, tw->data, tw->len, tw->off);
+}
+
+static void
+ctr_pages_tee_written(uv_work_t *w, int status)
+{
+	struct ctr_tee_write	*tw = w->data;
+	struct migration	*m = tw->m;
+	struct mig		*mig = m->mig;
+
+	(void)status;
+	m->tee_pending--;
+	m->tee_queued -= tw->len;
+	if (tw->err != 0)
+		ctr_pages_tee_fail(m, tw->err);
+	free(tw);
+	if (m->tee_pending == 0) {
+		if (m->tee_freed)
+			ctr_pages_free(m);
+		else if (m->tee_seal_wanted)
+			ctr_pages_seal_start(m);
+	}
+	mig_drop(mig);
+}
+
+static void
+ctr_pages_tee(struct migration *m, const uint8_t *data, size_t len)
+{
+	struct ctr_tee_write	*tw;
+	uint64_t		 off = m->page_len - len;
+	int			 err;
+
+	if (m->tee_fd == -1 || m->tee_state != 0 || len == 0)
+		return;
+	if (m->tee_queued + len > TEE_QUEUED_MAX) {
+		if ((err = ctr_pages_pwrite(m->tee_fd, data, len, off)) != 0)
+			ctr_pages_tee_fail(m, err);
+		return;
+	}
+	tw = xmalloc(sizeof *tw + len);
+	tw->w.data = tw;
+	tw->m = m;
+	tw->off = off;
+	tw->len = len;
+	tw->err = 0;
+	memcpy(tw->data, data, len);
+	m->tee_pending++;
+	m->tee_queued += len;
+	mig_hold(m->mig);
+	uv_queue_work(m->agent->ternd->loop, &tw->w, ctr_pages_tee_work,
+	    ctr_pages_tee_written);
+}
+
 static void
 ctr_pages_seal_work(uv_work_t *w)
 {
@@ -394,11 +483,22 @@ ctr_pages_sealed(uv_work_t *w, int status)
 void
 ctr_pages_tee_seal(struct migration *m)
 {
-	if (m->tee_fd == -1) {
+	if (m->tee_fd == -1 || m->tee_state != 0) {
 		m->tee_state = -1;
 		ctr_source_fail(m, "keeping the pages here: cannot write them");
 		return;
 	}
+	if (m->tee_pending > 0) {
+		m->tee_seal_wanted = 1;	/* ctr_pages_tee_written starts it */
+		return;
+	}
+	ctr_pages_seal_start(m);
+}
+
+static void
+ctr_pages_seal_start(struct migration *m)
+{
+	m->tee_seal_wanted = 0;
 	m->work.data = m;
 	m->tee_sealing = 1;
 	mig_hold(m->mig);
@@ -415,8 +515,9 @@ ctr_pages_free(struct migration *m)
 	m->pages_failed = NULL;
 	if (m->tee_gen == NULL)
 		return;
-	if (m->tee_sealing) {
-		m->tee_freed = 1;	/* ctr_pages_sealed comes back here */
+	if (m->tee_sealing || m->tee_pending > 0) {
+		/* ctr_pages_sealed, ctr_pages_tee_written come back here */
+		m->tee_freed = 1;
 		return;
 	}
 	if (m->tee_fd != -1)
