@@ -109,4 +109,5 @@ inst_verify h1 mc "$INST_STATE" "moved back to h1"
 th_wait 10 th_exec h1 sh -c \
     'grep -q "pages-.*\.img" /var/lib/tern/instances/mc/ckpt/*/MANIFEST' ||
     fail "h1's checkpoint of mc lists no page image"
+cl_stop_all || fail "a ternd did not stop cleanly (or a sanitizer spoke)"
 echo "migrate-pages: ok"
