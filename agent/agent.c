@@ -26,6 +26,9 @@ agent_capabilities(const struct agent *a, size_t *n)
 			caps[i++] = "criu.lazy-pages";
 		if (a->criu.mem_track)
 			caps[i++] = "criu.mem-track";
+		/* Stop-and-copy's pages over a relayed page server. */
+		if (a->criu_action != NULL)
+			caps[i++] = "criu.page-server";
 	}
 	caps[i] = NULL;
 	*n = i;

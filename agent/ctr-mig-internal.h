@@ -106,6 +106,29 @@ struct migration {
 	 * resumes once its grant lists it, waiting on tick meanwhile). */
 	uint64_t		 owner_epoch;
 	void			(*own_then)(struct migration *);
+	/* Stop-and-copy as a pipeline (ctr-mig-pages.c): CRIU's pages go
+	 * over relay, m->lazy is the target's page server. */
+	int			 pipeline;
+	uint32_t		 page_crc;	/* of what crossed so far */
+	uint64_t		 page_len;
+	int			 page_sum_in;	/* target: RESTORE's came */
+	char			*pages_failed;	/* target: why the page server
+						 * failed, the source's word
+						 * awaited */
+	uint32_t		 peer_crc;	/* ... the source's */
+	uint64_t		 peer_len;
+	char			*tee_gen;	/* source: the generation whose
+						 * pages are kept beside it */
+	int			 tee_fd;	/* ... GEN.pages, being written */
+	int			 tee_state;	/* 0 writing, 1 sealed, -1 failed */
+	unsigned		 tee_pending;	/* writes on the pool */
+	uint64_t		 tee_queued;	/* ... their bytes */
+	int			 tee_seal_wanted;	/* post-dump came first */
+	int			 tee_sealing;	/* the seal is on the pool */
+	int			 tee_freed;	/* ... and ctr_free came */
+	int			 restored_early;	/* RESTORED before the seal */
+	uint64_t		 phase_ms;	/* source: when the last phase
+						 * began (timings in the log) */
 };
 
 extern const char *const	ctr_state_names[];
@@ -158,11 +181,23 @@ int		 ctr_target_begin(struct mig *, const Tern__MigrateOffer *,
 void		 ctr_target_discard(struct migration *, const char *);
 void		 ctr_target_abort(struct migration *, const char *);
 void		 ctr_target_restore(struct migration *);
+void		 ctr_target_maybe_restore(struct migration *);
 void		 ctr_target_tree_done(void *, const struct tree_stats *,
 		    const char *);
 void		 ctr_target_postcopy_finish(struct migration *);
 void		 ctr_target_step(struct migration *, const Tern__MigrateStep *);
 void		 ctr_target_granted(struct migration *, uint64_t epoch);
+
+/* ctr-mig-pages.c */
+int		 ctr_pages_new(struct migration *, char **cause);
+int		 ctr_pages_server_start(struct migration *, char **cause);
+int		 ctr_pages_ready(struct migration *);
+void		 ctr_pages_failed_abort(struct migration *);
+int		 ctr_pages_check(struct migration *, char **why);
+int		 ctr_pages_send_restore(struct migration *);
+void		 ctr_pages_tee_open(struct migration *);
+void		 ctr_pages_tee_seal(struct migration *);
+void		 ctr_pages_free(struct migration *);
 
 /* ctr-mig-streams.c */
 int		 ctr_accept_file(struct agent *, const char *peer,

@@ -183,6 +183,8 @@ ctr_source_resumed(struct migration *m)
 	r.bytes = m->bytes;
 	r.note = m->note;
 	r.bytes += m->tree_bytes;
+	if (m->pipeline)
+		r.bytes += m->page_len;
 	if (m->limit != NULL) {
 		r.has_bandwidth = 1;
 		r.bandwidth = ratelimit_rate(m->limit);
@@ -622,8 +624,14 @@ ctr_source_sent_all(struct migration *m)
 		m->hold = NULL;
 		ckpt_hold_release(m->dump, 1);
 	}
+	if (m->pipeline) {
+		log_info("mig %" PRIx64 " %s: timing: other images sent in %"
+		    PRIu64 " ms (%" PRIu64 " bytes)", m->id, m->name,
+		    now_ms() - m->phase_ms, m->bytes);
+		m->phase_ms = now_ms();
+	}
 	ctr_set_state(m, CTR_RESTORING);
-	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESTORE, NULL);
+	ctr_pages_send_restore(m);
 }
 
 /* post-dump: frozen, images published.  Copy them to the target. */
@@ -641,6 +649,18 @@ ctr_source_frozen(void *arg, struct ckpt_hold *hold, const char *gen_dir,
 		return;
 	}
 	m->hold = hold;
+	if (m->pipeline) {
+		/* Where a stop-and-copy's frozen time goes, phase by phase. */
+		m->phase_ms = now_ms();
+		log_info("mig %" PRIx64 " %s: timing: dump %" PRIu64 " ms, its "
+		    "%" PRIu64 " bytes of pages relayed to %s's page server "
+		    "meanwhile (%.0f MB/s)", m->id, m->name, m->phase_ms -
+		    m->dump_start_ms, m->page_len, m->peer, (double)m->page_len /
+		    1e3 / (double)(m->phase_ms - m->dump_start_ms + 1));
+		ctr_pages_tee_seal(m);	/* while the target restores */
+		if (m->state != CTR_DUMPING)
+			return;		/* rolled back */
+	}
 	ctr_set_state(m, CTR_SENDING);
 	switch (fault_hit("mig.source.frozen")) {
 	case FAULT_KILL:
@@ -698,6 +718,17 @@ ctr_source_dump(struct migration *m)
 			m->in->criu_pid = pid;
 			instance_persist(m->in);
 		}
+	} else if (m->pipeline) {
+		/* The pages go to the target's page server as CRIU dumps
+		 * them; a ternd that dies here closes the channel, and CRIU
+		 * fails the dump and resumes the tree. */
+		ckpt_dump_ps_held(m->agent->ternd->loop, &t,
+		    m->generation, m->ps_fd, ctr_source_frozen,
+		    ctr_source_dumped, m);
+		close(m->ps_fd);	/* CRIU has it now */
+		m->ps_fd = -1;
+		if (m->state == CTR_DUMPING)
+			ctr_pages_tee_open(m);
 	} else
 		ckpt_dump_held(m->agent->ternd->loop, &t, m->generation,
 		    ctr_source_frozen, ctr_source_dumped, m);
@@ -735,6 +766,18 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
 		if (fault_hit("mig.source.restored") == FAULT_STALL)
 			break;		/* as a source that hangs here */
+		if (m->pipeline && m->state == CTR_RESTORING &&
+		    !m->restored_early)
+			log_info("mig %" PRIx64 " %s: timing: %s checked the "
+			    "pages and restored in %" PRIu64 " ms", m->id,
+			    m->name, m->peer, now_ms() - m->phase_ms);
+		if (m->pipeline && m->state == CTR_RESTORING &&
+		    m->tee_state != 1) {
+			/* Our copy of the pages is not durable yet: the
+			 * commit waits for it (ctr_pages_sealed). */
+			m->restored_early = 1;
+			break;
+		}
 		if (m->postcopy) {
 			ctr_source_postcopy_commit(m);
 			break;

@@ -216,6 +216,8 @@ ctr_source_offer(struct migration *m, char **cause)
 	/* Absent: stop-and-copy. */
 	o.has_mode = m->postcopy;
 	o.mode = TERN__MIGRATION_MODE__MODE_POSTCOPY;
+	o.has_page_server = m->pipeline;
+	o.page_server = m->pipeline;
 	o.has_rootfs_copy = m->rootfs_copy;
 	o.rootfs_copy = m->rootfs_copy;
 	o.has_cpuinfo = 1;	/* the target checks it before READY */
@@ -252,6 +254,10 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	m = ctr_new(a, mig);
 	m->in = in;
 	m->postcopy = postcopy;
+	/* Stop-and-copy streams the pages to a page server on the target
+	 * where both ends can; else the images go as files. */
+	m->pipeline = !postcopy && a->criu_action != NULL &&
+	    mesh_has_capability(a->ternd->mesh, r->to, "criu.page-server");
 	if (r->has_bandwidth)
 		m->limit = ratelimit_new(a->ternd->loop, r->bandwidth);
 	uv_timer_start(&m->tick, ctr_tick, 500, 500);
@@ -261,11 +267,13 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	m->generation = ckpt_newest(in->ckpt_dir) + 1;
 	instance_set_state(in, INST_MIGRATING, NULL);
 	in->set->busy++;
-	log_info("mig %" PRIx64 " %s: %s -> %s, %s%s%s", m->id, in->name,
+	log_info("mig %" PRIx64 " %s: %s -> %s, %s%s%s%s", m->id, in->name,
 	    a->ternd->conf->host_name, r->to, postcopy ? "post-copy" : "stop-and-copy",
+	    m->pipeline ? " (pages to a page server there)" : "",
 	    note != NULL ? "; " : "", note != NULL ? note : "");
 	if (ctr_source_offer(m, cause) != 0 ||
-	    (postcopy && ctr_relay_new(m, cause) != 0)) {
+	    (postcopy && ctr_relay_new(m, cause) != 0) ||
+	    (m->pipeline && ctr_pages_new(m, cause) != 0)) {
 		/* Taken on: the rollback answers. */
 		ctr_source_fail(m, "%s", *cause);
 		free(*cause);

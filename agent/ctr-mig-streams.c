@@ -76,12 +76,7 @@ ctr_target_file_written(void *arg, const char *path, const char *error,
 		free(why);
 		return;
 	}
-	if (m->restore_wanted && m->state == CTR_RECEIVING &&
-	    m->files_writing == 0 && m->trees_in == 0 &&
-	    (!m->rootfs_copy || m->trees_done >= 2)) {
-		m->restore_wanted = 0;
-		ctr_target_restore(m);
-	}
+	ctr_target_maybe_restore(m);
 }
 
 int
@@ -198,12 +193,12 @@ ctr_accept_relay(struct agent *a, const char *peer, struct stream *st,
 		set_cause(cause, "bad relay name \"%.64s\"", name);
 		return -1;
 	}
-	if ((m = ctr_find(a, peer, id, 1)) == NULL || !m->postcopy ||
-	    m->relay == NULL)
+	if ((m = ctr_find(a, peer, id, 1)) == NULL ||
+	    !(m->postcopy || m->pipeline) || m->relay == NULL)
 		m = ctr_find(a, peer, id, 0);
-	if (m == NULL || !m->postcopy || m->relay == NULL) {
-		set_cause(cause, "no post-copy migration %" PRIx64 " with %s",
-		    id, peer);
+	if (m == NULL || !(m->postcopy || m->pipeline) || m->relay == NULL) {
+		set_cause(cause, "no migration %" PRIx64 " with %s has a page "
+		    "channel", id, peer);
 		return -1;
 	}
 	if (relay_attach(m->relay, st, cause) != 0)

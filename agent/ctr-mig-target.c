@@ -193,8 +193,14 @@ static void
 ctr_target_sync(uv_work_t *w)
 {
 	struct migration	*m = w->data;
+	uint64_t		 bytes;
 
-	files_sync_dir(m->sync_dir, &m->sync_error);
+	/* The page server's images have no MANIFEST line yet: checksum
+	 * everything and publish a whole one (it fsyncs as it goes). */
+	if (m->pipeline)
+		ckpt_publish(m->sync_dir, &bytes, &m->sync_error);
+	else
+		files_sync_dir(m->sync_dir, &m->sync_error);
 	if (m->rootfs_copy && m->sync_error == NULL)
 		tree_sync(m->rootfs, &m->sync_error);
 }
@@ -509,6 +515,13 @@ ctr_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 		return -1;
 	}
 	m->postcopy = o->has_mode;
+	m->pipeline = o->has_page_server && o->page_server;
+	if (m->pipeline && (m->postcopy || a->criu_action == NULL)) {
+		xasprintf(cause, "%s cannot take a %s over a page server",
+		    a->ternd->conf->host_name, m->postcopy ? "post-copy" :
+		    "stop-and-copy (no CRIU action script)");
+		return -1;
+	}
 	if (m->postcopy && (!a->criu.lazy_pages || a->criu_action == NULL)) {
 		xasprintf(cause, "%s cannot take post-copy (no lazy pages in "
 		    "its CRIU)", a->ternd->conf->host_name);
@@ -575,7 +588,9 @@ ctr_target_begin(struct mig *mig, const Tern__MigrateOffer *o, char **cause)
 	free(dir);
 	/* Open our half of the page channel before READY: the source's half
 	 * follows its offer, ours must exist when its dump starts. */
-	if (m->postcopy && ctr_relay_new(m, cause) != 0) {
+	if ((m->postcopy && ctr_relay_new(m, cause) != 0) ||
+	    (m->pipeline && (ctr_pages_new(m, cause) != 0 ||
+	    ctr_pages_server_start(m, cause) != 0))) {
 		ctr_target_abort(m, *cause);
 		free(*cause);
 		*cause = NULL;
@@ -606,6 +621,7 @@ ctr_target_restore(struct migration *m)
 	t.dir = m->in->ckpt_dir;
 	t.rootfs = m->in->spec->root;
 	t.action_script = m->agent->criu_action;
+	t.pages_checked = m->pipeline;
 	if (m->postcopy) {
 		/* The daemon first, the lazy restore once it listens
 		 * (ctr_target_lazy_ready). */
@@ -646,11 +662,28 @@ ctr_target_tree_applied(struct migration *m, const struct tree_stats *st,
 	    st->deleted);
 	if (m->trees_done == 1)
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ROOTFS_SYNCED, NULL);
-	else if (m->restore_wanted && m->state == CTR_RECEIVING &&
-	    m->trees_in == 0 && m->files_writing == 0) {
-		m->restore_wanted = 0;
-		ctr_target_restore(m);
+	else
+		ctr_target_maybe_restore(m);
+}
+
+/* RESTORE came: restore once the image files are written, the rootfs
+ * delta applied and (pipeline) every page arrived and checked. */
+void
+ctr_target_maybe_restore(struct migration *m)
+{
+	char	*why;
+
+	if (!m->restore_wanted || m->state != CTR_RECEIVING ||
+	    m->files_writing > 0 || m->trees_in > 0 ||
+	    (m->rootfs_copy && m->trees_done < 2) || !ctr_pages_ready(m))
+		return;
+	m->restore_wanted = 0;
+	if (m->pipeline && ctr_pages_check(m, &why) != 0) {
+		ctr_target_abort(m, why);
+		free(why);
+		return;
 	}
+	ctr_target_restore(m);
 }
 
 /* The pass held the migration: a finished one only goes now. */
@@ -763,17 +796,28 @@ ctr_target_step(struct migration *m, const Tern__MigrateStep *s)
 	case TERN__MIGRATE_STEP__STEP__RESTORE:
 		if (m->state != CTR_RECEIVING)
 			break;
-		if ((m->rootfs_copy && (m->trees_done < 2 ||
-		    m->trees_in > 0)) || m->files_writing > 0) {
-			/* ctr_target_tree_done, ctr_target_file_written */
-			if (m->files_writing > 0)
-				log_info("mig %" PRIx64 " %s: restore waits for "
-				    "%u image files still being written", m->id,
-				    m->name, m->files_writing);
-			m->restore_wanted = 1;
-			break;
+		if (m->pipeline) {
+			if (!s->has_page_crc || !s->has_page_bytes) {
+				ctr_target_abort(m, "RESTORE without the sum of "
+				    "the memory pages");
+				break;
+			}
+			m->peer_crc = s->page_crc;
+			m->peer_len = s->page_bytes;
+			m->page_sum_in = 1;
+			if (m->pages_failed != NULL) {
+				ctr_pages_failed_abort(m);
+				break;
+			}
 		}
-		ctr_target_restore(m);
+		/* ctr_target_tree_done, ctr_target_file_written and the
+		 * page server's end call it again */
+		if (m->files_writing > 0)
+			log_info("mig %" PRIx64 " %s: restore waits for %u "
+			    "image files still being written", m->id, m->name,
+			    m->files_writing);
+		m->restore_wanted = 1;
+		ctr_target_maybe_restore(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__COMMIT:
 		if (m->state != CTR_HELD || m->hold == NULL)

@@ -156,6 +156,7 @@ ctr_drop_rootfs(struct migration *m)
 void
 ctr_free(struct migration *m)
 {
+	ctr_pages_free(m);
 	if (m->fs != NULL) {
 		files_send_cancel(m->fs);
 		m->fs = NULL;

@@ -8,14 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define LOG_MODULE "ckpt"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container.h"
 #include "checkpoint/criu.h"
+#include "daemon/crc32c.h"
 #include "daemon/digest.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
@@ -49,6 +52,8 @@ struct ckpt_op {
 	void			*frozen_arg;
 	char			*frozen_error;	/* ... or why not */
 	int			 lazy;		/* post-copy: pages served later */
+	int			 ps;		/* pages went to a page server */
+	int			 pages_checked;	/* restore: see ckpt_target */
 	uint64_t		 bytes;		/* what MANIFEST lists */
 	int			 published;	/* dump: MANIFEST is on disk */
 	char			*publish_error;	/* ... or why not */
@@ -66,6 +71,8 @@ struct ckpt_op {
 
 static int	ckpt_is_image(const char *);
 static int	ckpt_is_lazy(const char *);
+static int	ckpt_has_stream(const char *);
+static int	ckpt_replay_pages(const char *, const char *, char **);
 
 /* Operations in progress, for ckpt_cancel. */
 static struct ckpt_op	*ckpt_ops;
@@ -297,9 +304,22 @@ out:
 	return rc;
 }
 
-/* An image in gen_dir that is not among the n names the MANIFEST listed. */
+/* What a page server writes (criu/image-desc.c: pagemap-%u, pages-%u). */
 static int
-ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
+ckpt_is_page_image(const char *name)
+{
+	size_t	len = strlen(name);
+
+	return (strncmp(name, "pages-", 6) == 0 ||
+	    strncmp(name, "pagemap-", 8) == 0) && len > 4 &&
+	    strcmp(name + len - 4, ".img") == 0;
+}
+
+/* An image in gen_dir that is not among the n names the MANIFEST listed
+ * (nor, with pages, a page server's). */
+static int
+ckpt_unlisted(const char *gen_dir, char **listed, int n, int pages,
+    char **cause)
 {
 	struct dirent	*de;
 	DIR		*d;
@@ -311,7 +331,8 @@ ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (!ckpt_is_image(de->d_name) || strstr(de->d_name, ".tmp") ||
-		    de->d_type == DT_SOCK)
+		    de->d_type == DT_SOCK ||
+		    (pages && ckpt_is_page_image(de->d_name)))
 			continue;
 		for (i = 0; i < n && strcmp(listed[i], de->d_name) != 0; i++)
 			;
@@ -325,8 +346,24 @@ ckpt_unlisted(const char *gen_dir, char **listed, int n, char **cause)
 	return rc;
 }
 
+static int	ckpt_verify_listed(const char *, int, uint64_t *, char **);
+
 int
 ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
+{
+	return ckpt_verify_listed(gen_dir, 0, bytes, cause);
+}
+
+/* A page server's generation: the MANIFEST's images, and page images. */
+static int
+ckpt_verify_pages(const char *gen_dir, uint64_t *bytes, char **cause)
+{
+	return ckpt_verify_listed(gen_dir, 1, bytes, cause);
+}
+
+static int
+ckpt_verify_listed(const char *gen_dir, int pages, uint64_t *bytes,
+    char **cause)
 {
 	FILE		*fp;
 	char		*path, line[1024], file[512], want[DIGEST_HEX_LEN + 1];
@@ -373,7 +410,7 @@ ckpt_verify(const char *gen_dir, uint64_t *bytes, char **cause)
 		goto out;
 	}
 	/* CRIU reads every image in the directory, not just the listed ones. */
-	if (ckpt_unlisted(gen_dir, listed, n, cause) != 0)
+	if (ckpt_unlisted(gen_dir, listed, n, pages, cause) != 0)
 		goto out;
 	rc = 0;
 out:
@@ -389,6 +426,221 @@ int
 ckpt_publish(const char *gen_dir, uint64_t *bytes, char **cause)
 {
 	return ckpt_write_manifest(gen_dir, 0, bytes, cause);
+}
+
+/* --- a page server's stream, kept --------------------------------------- */
+
+char *
+ckpt_pages_stream_path(const char *gen_dir)
+{
+	char	*path;
+
+	xasprintf(&path, "%s.pages", gen_dir);
+	return path;
+}
+
+static int
+ckpt_has_stream(const char *gen_dir)
+{
+	char	*path;
+	int	 rc;
+
+	xasprintf(&path, "%s.pages.sum", gen_dir);
+	rc = access(path, F_OK) == 0;
+	free(path);
+	return rc;
+}
+
+int
+ckpt_pages_stream_seal(const char *gen_dir, int fd, uint64_t len,
+    uint32_t crc, char **cause)
+{
+	char	*sum, *tmp, *dir, *slash;
+	FILE	*fp;
+	int	 rc = -1;
+
+	xasprintf(&sum, "%s.pages.sum", gen_dir);
+	xasprintf(&tmp, "%s.tmp", sum);
+	dir = xstrdup(gen_dir);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	if (fsync(fd) != 0) {
+		set_cause(cause, "%s.pages: fsync: %s", gen_dir, strerror(errno));
+		goto out;
+	}
+	if ((fp = fopen(tmp, "w")) == NULL) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fprintf(fp, "%" PRIu64 " %08x\n", len, crc);
+	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+		set_cause(cause, "%s: %s", tmp, strerror(errno));
+		fclose(fp);
+		goto out;
+	}
+	fclose(fp);
+	if (rename(tmp, sum) != 0) {
+		set_cause(cause, "%s: %s", sum, strerror(errno));
+		goto out;
+	}
+	if (fsync_path(dir, O_RDONLY | O_DIRECTORY, cause) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc != 0)
+		unlink(tmp);
+	free(dir);
+	free(tmp);
+	free(sum);
+	return rc;
+}
+
+void
+ckpt_pages_stream_drop(const char *gen_dir)
+{
+	char	*path;
+
+	xasprintf(&path, "%s.pages", gen_dir);
+	unlink(path);
+	free(path);
+	xasprintf(&path, "%s.pages.sum", gen_dir);
+	unlink(path);
+	free(path);
+}
+
+/* Page images a page server wrote into gen_dir: gone (before a replay,
+ * after a failed one). */
+static void
+ckpt_drop_page_images(const char *gen_dir)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*path;
+
+	if ((d = opendir(gen_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (!ckpt_is_page_image(de->d_name))
+			continue;
+		xasprintf(&path, "%s/%s", gen_dir, de->d_name);
+		unlink(path);
+		free(path);
+	}
+	closedir(d);
+}
+
+/* The stream kept at the dump, checked against its sum and fed to a
+ * criu page-server of our own, which writes the page images again.
+ * Blocking: on the thread pool. */
+static int
+ckpt_replay_pages(const char *gen_dir, const char *criu_path, char **cause)
+{
+	extern char		**environ;
+	posix_spawn_file_actions_t fa;
+	char			*stream, *sum, *argv[10];
+	uint8_t			*buf = NULL;
+	uint64_t		 want_len, len = 0;
+	uint32_t		 want_crc, crc = 0;
+	FILE			*fp;
+	ssize_t			 n, w, off;
+	pid_t			 pid = -1;
+	int			 sv[2] = { -1, -1 }, fd = -1, st, rc = -1, ok;
+
+	stream = ckpt_pages_stream_path(gen_dir);
+	xasprintf(&sum, "%s.sum", stream);
+	if ((fp = fopen(sum, "r")) == NULL) {
+		set_cause(cause, "%s: %s", sum, strerror(errno));
+		goto out;
+	}
+	ok = fscanf(fp, "%" SCNu64 " %x", &want_len, &want_crc) == 2;
+	fclose(fp);
+	if (!ok) {
+		set_cause(cause, "%s: malformed", sum);
+		goto out;
+	}
+	ckpt_drop_page_images(gen_dir);
+	if ((fd = open(stream, O_RDONLY | O_CLOEXEC)) == -1) {
+		set_cause(cause, "%s: %s", stream, strerror(errno));
+		goto out;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		set_cause(cause, "socketpair: %s", strerror(errno));
+		goto out;
+	}
+	argv[0] = (char *)criu_path;
+	argv[1] = "page-server";
+	argv[2] = "--ps-socket";
+	argv[3] = "3";
+	argv[4] = "-D";
+	argv[5] = (char *)gen_dir;
+	argv[6] = "-o";
+	argv[7] = "page-server-replay.log";
+	argv[8] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+	st = posix_spawn(&pid, criu_path, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(sv[1]);
+	sv[1] = -1;
+	if (st != 0) {
+		pid = -1;
+		set_cause(cause, "cannot run %s: %s", criu_path, strerror(st));
+		goto out;
+	}
+	buf = xmalloc(1u << 20);
+	while ((n = read(fd, buf, 1u << 20)) > 0) {
+		crc = crc32c(crc, buf, (size_t)n);
+		len += (uint64_t)n;
+		for (off = 0; off < n; off += w) {
+			w = send(sv[0], buf + off, (size_t)(n - off),
+			    MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				w = 0;
+			else if (w < 0) {
+				set_cause(cause, "criu page-server (replay) "
+				    "stopped reading: %s (its log: %s/"
+				    "page-server-replay.log)", strerror(errno),
+				    gen_dir);
+				goto out;
+			}
+		}
+	}
+	if (n < 0) {
+		set_cause(cause, "%s: %s", stream, strerror(errno));
+		goto out;
+	}
+	/* Its answers (a few words) wait in the socket: drain them. */
+	shutdown(sv[0], SHUT_WR);
+	while ((n = read(sv[0], buf, 1u << 20)) > 0)
+		;
+	if (len != want_len || crc != want_crc) {
+		set_cause(cause, "%s: %" PRIu64 " bytes, crc32c %08x, where "
+		    "the dump sent %" PRIu64 " bytes, crc32c %08x: the "
+		    "checkpoint is damaged", stream, len, crc, want_len,
+		    want_crc);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (sv[0] != -1)
+		close(sv[0]);
+	if (pid > 0) {
+		while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+			;
+		if (rc == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			set_cause(cause, "criu page-server (replay) failed "
+			    "(its log: %s/page-server-replay.log)", gen_dir);
+			rc = -1;
+		}
+	}
+	if (rc != 0)
+		ckpt_drop_page_images(gen_dir);
+	if (fd != -1)
+		close(fd);
+	free(buf);
+	free(sum);
+	free(stream);
+	return rc;
 }
 
 /* A post-copy's images: complete but for the memory pages. */
@@ -430,7 +682,7 @@ ckpt_newest(const char *dir)
 		if (stat(path, &st) == 0) {
 			free(path);
 			xasprintf(&path, "%s/%s", dir, de->d_name);
-			if (!ckpt_is_lazy(path))
+			if (!ckpt_is_lazy(path) || ckpt_has_stream(path))
 				best = gen;
 		}
 		free(path);
@@ -448,7 +700,7 @@ static int	ckpt_dump_notify(struct criu *, const char *, void *);
 static char	**ckpt_externals(int, size_t *);
 static void	ckpt_externals_free(char **);
 static pid_t	ckpt_dump_run(uv_loop_t *, const struct ckpt_target *, uint64_t,
-		    int, int, int, ckpt_hold_cb, ckpt_cb, void *);
+		    int, int, int, int, ckpt_hold_cb, ckpt_cb, void *);
 
 /* Thread pool: checksum and fsync every image, publish the MANIFEST.
  * Gigabytes of SHA-256 must not stall the loop (heartbeats, leases). */
@@ -710,7 +962,7 @@ void
 ckpt_dump_held(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, 0, -1, -1, hold_cb, cb, arg);
+	ckpt_dump_run(loop, t, generation, 0, -1, -1, 0, hold_cb, cb, arg);
 }
 
 pid_t
@@ -718,7 +970,16 @@ ckpt_dump_lazy_held(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, int ps_fd, int keep_fd, ckpt_hold_cb hold_cb,
     ckpt_cb cb, void *arg)
 {
-	return ckpt_dump_run(loop, t, generation, 0, ps_fd, keep_fd, hold_cb,
+	return ckpt_dump_run(loop, t, generation, 0, ps_fd, keep_fd, 1,
+	    hold_cb, cb, arg);
+}
+
+pid_t
+ckpt_dump_ps_held(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, ckpt_hold_cb hold_cb, ckpt_cb cb,
+    void *arg)
+{
+	return ckpt_dump_run(loop, t, generation, 0, ps_fd, -1, 0, hold_cb,
 	    cb, arg);
 }
 
@@ -726,8 +987,8 @@ void
 ckpt_dump(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
     int leave_running, ckpt_cb cb, void *arg)
 {
-	ckpt_dump_run(loop, t, generation, leave_running, -1, -1, NULL, cb,
-	    arg);
+	ckpt_dump_run(loop, t, generation, leave_running, -1, -1, 0, NULL,
+	    cb, arg);
 }
 
 /* Freeze the container by its cgroup for the dump (nothing it forks
@@ -753,9 +1014,10 @@ ckpt_freezer(const char *name)
 	return container_freezer_path(name);
 }
 
-/* A lazy dump runs criu's command line: its RPC cannot give the page
- * server a socket of ours (it would listen on the network instead).  The
- * same options as the RPC dump, spelled as flags. */
+/* A lazy dump, or one sending its pages to a page server, runs criu's
+ * command line: its RPC cannot give the page server a socket of ours (it
+ * would listen on the network instead).  The same options as the RPC
+ * dump, spelled as flags. */
 static struct criu *
 ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
     int ps_fd, int keep_fd, char **cause)
@@ -788,12 +1050,13 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 		args[n++] = "--external";
 		args[n++] = ext[i];
 	}
-	args[n++] = "--lazy-pages";
+	args[n++] = op->ps ? "--page-server" : "--lazy-pages";
 	args[n++] = "--ps-socket";
 	args[n++] = psfd;
 	args[n] = NULL;
-	c = criu_run(op->loop, t->criu_path, t->action_script, args, fds, 2,
-	    ckpt_dump_answer, ckpt_dump_notify, op, cause);
+	c = criu_run(op->loop, t->criu_path, t->action_script, args, fds,
+	    keep_fd != -1 ? 2 : 1, ckpt_dump_answer, ckpt_dump_notify, op,
+	    cause);
 	ckpt_externals_free(ext);
 	free(freezer);
 	return c;
@@ -802,7 +1065,7 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 static pid_t
 ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, int leave_running, int ps_fd, int keep_fd,
-    ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
+    int lazy, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
 	struct ckpt_op	*op;
 	struct criu	*c;
@@ -822,9 +1085,12 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 		goto fail;
 	}
 	if (ps_fd != -1) {
+		/* Either way the generation lacks the pages: lazy-marked. */
 		op->lazy = 1;
-		log_info("%s: checkpoint %" PRIu64 " into %s, pages served "
-		    "lazily (post-copy)", t->name, generation, op->gen_dir);
+		op->ps = !lazy;
+		log_info("%s: checkpoint %" PRIu64 " into %s, pages %s",
+		    t->name, generation, op->gen_dir, lazy ? "served lazily "
+		    "(post-copy)" : "sent to a page server as they are dumped");
 		if ((op->criu = ckpt_dump_lazy_spawn(op, t, ps_fd, keep_fd,
 		    &cause)) == NULL)
 			goto fail;
@@ -950,7 +1216,7 @@ ckpt_hold_release(struct ckpt_hold *hold, int ok)
 			op->acked = 1;
 		/* Serving pages lasts as long as the link needs: the
 		 * migration watches the bytes, not a clock. */
-		if (ok && op->lazy && op->criu != NULL)
+		if (ok && op->lazy && !op->ps && op->criu != NULL)
 			criu_no_deadline(op->criu);
 		if (op->criu != NULL)
 			criu_notify_reply(op->criu, ok);
@@ -980,6 +1246,21 @@ ckpt_verify_work(uv_work_t *w)
 {
 	struct ckpt_op	*op = w->data;
 
+	if (op->pages_checked) {
+		/* The page server's images come with no MANIFEST line: the
+		 * digest of their stream was checked instead. */
+		ckpt_verify_pages(op->gen_dir, &op->bytes, &op->verify_error);
+		return;
+	}
+	if (!op->lazy && ckpt_is_lazy(op->gen_dir) &&
+	    ckpt_has_stream(op->gen_dir)) {
+		/* A page server's dump: its pages from the stream kept. */
+		if (ckpt_replay_pages(op->gen_dir, op->criu_path,
+		    &op->verify_error) == 0)
+			ckpt_verify_pages(op->gen_dir, &op->bytes,
+			    &op->verify_error);
+		return;
+	}
 	if (!op->lazy && ckpt_is_lazy(op->gen_dir)) {
 		xasprintf(&op->verify_error, "checkpoint %" PRIu64 " holds no "
 		    "memory (a post-copy's images, left by a ternd that died "
@@ -1090,6 +1371,7 @@ ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
 	op = ckpt_op_new(loop, t, generation, 0, cb, arg, NULL);
 	op->hold_cb = hold_cb;
 	op->lazy = t->lazy;
+	op->pages_checked = t->pages_checked;
 	op->rootfs = xstrdup(t->rootfs);
 	op->criu_path = xstrdup(t->criu_path);
 	op->working = 1;
@@ -1101,6 +1383,7 @@ ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
 
 struct ckpt_lazy {
 	struct criu	*criu;
+	const char	*what;		/* "lazy-pages", "page-server" */
 	char		*name;
 	char		*log;
 	int		 ready;
@@ -1136,7 +1419,7 @@ ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
 	lz->criu = NULL;
 	if (resp == NULL || !resp->success) {
 		errors = criu_log_errors(lz->log);
-		xasprintf(&why, "criu lazy-pages %s%s%s (CRIU log: %s)",
+		xasprintf(&why, "criu %s %s%s%s (CRIU log: %s)", lz->what,
 		    error != NULL ? error : "failed", errors != NULL ? ": " : "",
 		    errors != NULL ? errors : "", lz->log);
 		free(errors);
@@ -1165,6 +1448,7 @@ ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
 	lz = xcalloc(1, sizeof *lz);
 	lz->name = xstrdup(t->name);
 	xasprintf(&lz->log, "%s/lazy-pages.log", dir);
+	lz->what = "lazy-pages";
 	lz->ready_cb = ready_cb;
 	lz->done_cb = done_cb;
 	lz->arg = arg;
@@ -1190,6 +1474,62 @@ ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
 	log_info("%s: lazy-pages daemon for checkpoint %" PRIu64 " started",
 	    t->name, generation);
 	return lz;
+}
+
+struct ckpt_lazy *
+ckpt_page_server_start(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, ckpt_lazy_cb done_cb, void *arg,
+    char **cause)
+{
+	struct ckpt_lazy	*lz;
+	char			*args[16], *dir, psfd[16];
+	size_t			 n = 0;
+
+	xasprintf(&dir, "%s/%" PRIu64, t->dir, generation);
+	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
+	lz = xcalloc(1, sizeof *lz);
+	lz->name = xstrdup(t->name);
+	xasprintf(&lz->log, "%s/page-server.log", dir);
+	lz->what = "page-server";
+	lz->ready = 1;		/* nothing to wait for: done_cb only */
+	lz->done_cb = done_cb;
+	lz->arg = arg;
+	args[n++] = "page-server";
+	args[n++] = "--ps-socket";
+	args[n++] = psfd;
+	args[n++] = "-D";
+	args[n++] = dir;
+	args[n++] = "-o";
+	args[n++] = "page-server.log";
+	args[n] = NULL;
+	lz->criu = criu_run(loop, t->criu_path, t->action_script, args, &ps_fd,
+	    1, ckpt_lazy_answer, NULL, lz, cause);
+	free(dir);
+	if (lz->criu == NULL) {
+		free(lz->log);
+		free(lz->name);
+		free(lz);
+		return NULL;
+	}
+	/* It waits for the dump, which waits for the rootfs: the migration
+	 * watches its progress, not a clock. */
+	criu_no_deadline(lz->criu);
+	log_info("%s: page server for checkpoint %" PRIu64 " started",
+	    t->name, generation);
+	return lz;
+}
+
+void
+ckpt_lazy_kill(struct ckpt_lazy *lz)
+{
+	if (lz != NULL && lz->criu != NULL)
+		criu_kill(lz->criu);
+}
+
+pid_t
+ckpt_lazy_pid(const struct ckpt_lazy *lz)
+{
+	return lz->criu != NULL ? criu_pid(lz->criu) : 0;
 }
 
 void

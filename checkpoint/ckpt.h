@@ -34,6 +34,10 @@ struct ckpt_target {
 	 * fail the dump (CRIU resumes the tree). */
 	int		(*frozen)(void *arg, const char *gen_dir, char **cause);
 	void		*frozen_arg;
+	/* restore: the pages came from ckpt_page_server_start and their
+	 * stream was checked by its digest; the MANIFEST (lazy-marked)
+	 * lists the other images only. */
+	int		 pages_checked;
 };
 
 struct ckpt_result {
@@ -81,6 +85,26 @@ void		ckpt_hold_release(struct ckpt_hold *, int ok);
 pid_t		ckpt_dump_lazy_held(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, int ps_fd, int keep_fd, ckpt_hold_cb,
 		    ckpt_cb, void *arg);
+/* Stop-and-copy over a page server: like ckpt_dump_held, but CRIU sends
+ * the memory pages over ps_fd (a socket relayed to the target's
+ * ckpt_page_server_start) as it dumps, not into the generation, whose
+ * MANIFEST is lazy-marked.  At the hold every page was taken by the page
+ * server (CRIU ends its transfer before post-dump).  Returns CRIU's pid,
+ * or 0 when it did not start (cb follows either way). */
+pid_t		ckpt_dump_ps_held(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, int ps_fd, ckpt_hold_cb, ckpt_cb,
+		    void *arg);
+/* The source of such a dump keeps a copy of the pages beside the
+ * generation: the stream CRIU sent, as it was (GEN_DIR.pages), sealed by
+ * its length and CRC32C (GEN_DIR.pages.sum).  A lazy-marked generation
+ * with a sealed stream is a checkpoint all the same: its restore replays
+ * the stream into criu page-server first.  Seal: fsync fd (the stream,
+ * written by the caller), then write the sum durably; blocking (run it
+ * off the loop).  Drop: remove both. */
+char		*ckpt_pages_stream_path(const char *gen_dir);
+int		ckpt_pages_stream_seal(const char *gen_dir, int fd,
+		    uint64_t len, uint32_t crc, char **cause);
+void		ckpt_pages_stream_drop(const char *gen_dir);
 /* Post-copy source past the commit point, the transfer broken: SIGKILL
  * CRIU, so the tree stays frozen and is never resumed (the caller kills
  * it); cb follows with an error.  The handle of a lazy dump stays valid
@@ -99,6 +123,16 @@ typedef void (*ckpt_lazy_cb)(void *arg, const char *error);
 struct ckpt_lazy *ckpt_lazy_start(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, int ps_fd, ckpt_lazy_cb ready_cb,
 		    ckpt_lazy_cb done_cb, void *arg, char **cause);
+/* Stop-and-copy target: `criu page-server` writing the pages it gets
+ * over ps_fd into generation's directory.  done_cb once it exits: error
+ * NULL when it ended the transfer cleanly (every page is on disk, in the
+ * page cache).  Free it as a lazy-pages daemon (ckpt_lazy_free). */
+struct ckpt_lazy *ckpt_page_server_start(uv_loop_t *, const struct ckpt_target *,
+		    uint64_t generation, int ps_fd, ckpt_lazy_cb done_cb,
+		    void *arg, char **cause);
+/* SIGKILL it; its done_cb follows with the error (tests).  Its pid. */
+void		ckpt_lazy_kill(struct ckpt_lazy *);
+pid_t		ckpt_lazy_pid(const struct ckpt_lazy *);
 /* Kill it (if still running); no callback follows.  Once a callback
  * reported its exit (done_cb, or ready_cb with an error), the handle is
  * gone already. */

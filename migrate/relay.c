@@ -14,7 +14,10 @@
 #include "migrate/relay.h"
 
 /* One read from the local socket; a stream takes it in frames. */
-#define RELAY_CHUNK	(256u << 10)
+#define RELAY_CHUNK	(1u << 20)
+/* At most this much is read in one turn of the loop (the stream's credit
+ * may allow more): the loop's other callbacks wait meanwhile. */
+#define RELAY_TURN	(4u << 20)
 
 /* Bytes from the peer the local socket did not take yet: a list of what
  * arrived, frame by frame, so a slow reader costs no copying. */
@@ -45,10 +48,14 @@ struct relay {
 	void		*gate_arg;
 	uint8_t		*gbuf;		/* ... held back by it */
 	size_t		 glen;
+	relay_tap_out_fn tap_out;	/* set: watches what crosses */
+	relay_tap_in_fn	 tap_in;
+	void		*tap_arg;
 
 	uint64_t	 bytes_out, bytes_in;
 	int		 done;		/* cb was called */
 	int		 failing;
+	char		*fail_text;	/* why, for streams ended after */
 	int		 freeing;
 	relay_done_cb	 cb;
 	void		*arg;
@@ -86,15 +93,19 @@ relay_fail(struct relay *r, const char *fmt, ...)
 	xvasprintf(&text, fmt, ap);
 	va_end(ap);
 	r->failing = 1;
+	r->fail_text = xstrdup(text);
 	r->events = 0;
 	uv_poll_stop(&r->poll);
-	if (r->out != NULL && !r->out_ended)
+	/* The owner hears first: what it tells the peer (why its process
+	 * died, say) goes out before the streams' end.  It may free the
+	 * relay (r stays until the loop closes its handle). */
+	relay_finish(r, text);
+	if (!r->freeing && r->out != NULL && !r->out_ended)
 		stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s",
 		    text);
-	if (r->in != NULL && !r->in_ended)
+	if (!r->freeing && r->in != NULL && !r->in_ended)
 		stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s",
 		    text);
-	relay_finish(r, text);
 	free(text);
 }
 
@@ -133,6 +144,7 @@ static void
 relay_read(struct relay *r)
 {
 	ssize_t	n;
+	size_t	turn = 0;
 
 	for (;;) {
 		if (relay_push(r) != 0)
@@ -154,6 +166,13 @@ relay_read(struct relay *r)
 			break;
 		}
 		r->olen = (size_t)n;
+		if (r->tap_out != NULL)
+			r->tap_out(r->tap_arg, r->obuf, r->olen);
+		if ((turn += (size_t)n) >= RELAY_TURN) {
+			/* The rest next turn (poll is level-triggered). */
+			(void)relay_push(r);
+			break;
+		}
 	}
 	relay_update(r);
 }
@@ -199,7 +218,9 @@ relay_on_poll(uv_poll_t *h, int status, int events)
 	struct relay	*r = h->data;
 
 	if (status < 0) {
-		relay_fail(r, "polling the local socket: %s",
+		/* libuv says EBADF for POLLERR: the other end is gone. */
+		relay_fail(r, "polling the local socket: %s", status ==
+		    UV_EBADF ? "its process closed it or died" :
 		    uv_strerror(status));
 		return;
 	}
@@ -307,6 +328,8 @@ relay_in_data(struct stream *st, const uint8_t *data, size_t len)
 
 	if (r->done)
 		return;
+	if (r->tap_in != NULL)
+		r->tap_in(r->tap_arg, data, len);
 	if (r->gate == NULL) {
 		relay_in_pass(r, data, len);
 		relay_update(r);
@@ -416,6 +439,15 @@ relay_set_gate(struct relay *r, relay_gate_fn gate, void *arg)
 }
 
 void
+relay_set_tap(struct relay *r, relay_tap_out_fn out, relay_tap_in_fn in,
+    void *arg)
+{
+	r->tap_out = out;
+	r->tap_in = in;
+	r->tap_arg = arg;
+}
+
+void
 relay_gate_open(struct relay *r)
 {
 	if (r->gate == NULL || r->done)
@@ -453,6 +485,12 @@ relay_bytes_in(const struct relay *r)
 }
 
 int
+relay_peer_ended(const struct relay *r)
+{
+	return r->in_ended && !r->failing;
+}
+
+int
 relay_local_fd(const struct relay *r)
 {
 	return r->fd;
@@ -466,6 +504,7 @@ relay_closed(uv_handle_t *h)
 
 	free(r->obuf);
 	free(r->gbuf);
+	free(r->fail_text);
 	while ((ch = r->ihead) != NULL) {
 		r->ihead = ch->next;
 		free(ch);
@@ -481,12 +520,22 @@ relay_free(struct relay *r)
 		return;
 	r->freeing = 1;
 	r->done = 1;
-	if (r->out != NULL)
-		stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
-		    "%s: relay closed", r->what);
-	if (r->in != NULL)
-		stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
-		    "%s: relay closed", r->what);
+	if (r->fail_text != NULL) {
+		/* Broken, and freed by its owner as it heard: say why. */
+		if (r->out != NULL && !r->out_ended)
+			stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s", r->fail_text);
+		if (r->in != NULL && !r->in_ended)
+			stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s", r->fail_text);
+	} else {
+		if (r->out != NULL)
+			stream_abort(r->out, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s: relay closed", r->what);
+		if (r->in != NULL)
+			stream_abort(r->in, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "%s: relay closed", r->what);
+	}
 	uv_poll_stop(&r->poll);
 	close(r->fd);
 	uv_close((uv_handle_t *)&r->poll, relay_closed);

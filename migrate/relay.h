@@ -53,8 +53,19 @@ uint64_t	 relay_bytes_in(const struct relay *);
 typedef size_t	(*relay_gate_fn)(void *arg, const uint8_t *data, size_t len);
 void		 relay_set_gate(struct relay *, relay_gate_fn, void *arg);
 void		 relay_gate_open(struct relay *);
+/* Watch the bytes as they cross, in order: out(arg, data, len) gets what
+ * was read from the local socket before it goes to the peer (it may
+ * change it: a fault test), in(arg, data, len) what arrived from the
+ * peer before it reaches the socket.  On the loop thread: keep it cheap
+ * (a CRC of one read, at most 1 MiB).  NULL: not watched. */
+typedef void	(*relay_tap_out_fn)(void *arg, uint8_t *data, size_t len);
+typedef void	(*relay_tap_in_fn)(void *arg, const uint8_t *data, size_t len);
+void		 relay_set_tap(struct relay *, relay_tap_out_fn,
+		    relay_tap_in_fn, void *arg);
 /* Bytes the gate holds back now. */
 size_t		 relay_gate_held(const struct relay *);
+/* 1 once the peer's direction ended cleanly (it has said all it will). */
+int		 relay_peer_ended(const struct relay *);
 /* The local socket, to say a last word to its process before relay_free. */
 int		 relay_local_fd(const struct relay *);
 /* Stop: abort both streams, close the socket; no callback follows. */

@@ -182,7 +182,8 @@ from=${at[mc]}
 to=$(other "$from")
 th_exec "$to" mount -t tmpfs -o size=32m tmpfs /var/lib/tern/instances
 mig_start mc full
-mig_failed full "copying the images to $to: .*receiving host's disk is full"
+# (The target says it; by the page-server pipeline the pages fill it.)
+mig_failed full "copying the images to $to: .*receiving host's disk is full\|$to refused: .*receiving host's disk is full"
 th_wait 10 gone_from "$to" mc || fail "full: $to kept mc: $(inst_where mc)"
 th_exec "$to" umount /var/lib/tern/instances
 settled mc "the target's disk was full"
@@ -273,7 +274,10 @@ for ((try = 1; try <= 3; try++)); do
 		if read -r -u "$lfd" line; then
 			line=$part$line part=
 			case $line in
-			*"criu swrk started as pid "*) criu=${line##* } ;;
+			# (a dump whose pages go to a page server runs
+			# criu's command line, not swrk)
+			*"criu swrk started as pid "* | \
+			*"criu dump started as pid "*) criu=${line##* } ;;
 			esac
 		else
 			part+=$line
