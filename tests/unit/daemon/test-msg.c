@@ -406,8 +406,10 @@ static void
 test_wrong_version(void **state)
 {
 	/* 1: the strings kinds and modes were before the enums; 2: before
-	 * the host drain (Hello.drained); 3: before ha set and replicas. */
-	const uint32_t	 versions[] = { 0, 1, 2, 3, 5, 0x7fffffff, 0xffffffff };
+	 * the host drain (Hello.drained); 3: before ha set and replicas;
+	 * 4: before owner moves, standby terms and the page pipeline. */
+	const uint32_t	 versions[] = { 0, 1, 2, 3, 4, 6, 0x7fffffff,
+	    0xffffffff };
 	Envelope	 env;
 	Tern__Ping	 ping = TERN__PING__INIT;
 	uint8_t		*buf;
