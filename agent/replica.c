@@ -57,6 +57,7 @@ enum { REP_OFFERED, REP_SENDING, REP_SENT, REP_DONE };
 
 /* One generation of an owned instance, on its way to its replicas. */
 struct rep_gen {
+	struct rep_gen		*next;		/* rs->gens */
 	struct replicas		*rs;
 	struct rep_inst		*ri;		/* NULL: no longer owned */
 	char			*name;
@@ -150,6 +151,9 @@ struct replicas {
 	struct rep_stale	*stale;
 	struct rep_failed	*failed;
 	struct rep_inst		*insts;
+	/* Every generation alive, owned or not any more (an instance
+	 * destroyed while one was sent): replica_stop ends them all. */
+	struct rep_gen		*gens;
 	struct rep_recv		*recvs;
 	struct rep_report	*reports;
 	Tern__ReplicaReport	**out;		/* in a renewal now */
@@ -418,8 +422,14 @@ static void
 rep_gen_free(struct rep_gen *rg)
 {
 	struct replicas	*rs = rg->rs;
+	struct rep_gen	**pp;
 	size_t		 i;
 
+	for (pp = &rs->gens; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == rg) {
+			*pp = rg->next;
+			break;
+		}
 	for (i = 0; i < rg->nsends; i++) {
 		free(rg->sends[i].host);
 		free(rg->sends[i].need);
@@ -1041,6 +1051,8 @@ rep_tick(uv_timer_t *t)
 	rg = xcalloc(1, sizeof *rg);
 	rg->rs = rs;
 	rs->inflight++;
+	rg->next = rs->gens;
+	rs->gens = rg;
 	rg->ri = ri;
 	rg->name = xstrdup(ri->name);
 	rg->epoch = ri->epoch;
@@ -1797,6 +1809,7 @@ replica_stop(struct agent *a)
 {
 	struct replicas		*rs = a->replicas;
 	struct rep_inst		*ri;
+	struct rep_gen		*rg, *next_rg;
 	struct rep_report	*rp;
 	struct rep_recv		*rv, *next;
 	size_t			 i;
@@ -1807,12 +1820,16 @@ replica_stop(struct agent *a)
 	rs->inflight++;		/* not freed halfway through */
 	while ((ri = rs->insts) != NULL) {
 		rs->insts = ri->next;
-		for (i = 0; ri->busy != NULL && ri->busy->offered &&
-		    i < ri->busy->nsends; i++)
-			if (ri->busy->sends[i].state != REP_DONE)
-				rep_send_done(&ri->busy->sends[i],
-				    "ternd is stopping");
 		rep_inst_free(ri);
+	}
+	/* Owned or orphaned (its instance destroyed meanwhile): each send
+	 * still open ends; the last one ends its generation. */
+	for (rg = rs->gens; rg != NULL; rg = next_rg) {
+		next_rg = rg->next;
+		for (i = 0; rg->offered && i < rg->nsends; i++)
+			if (rg->sends[i].state != REP_DONE)
+				rep_send_done(&rg->sends[i],
+				    "ternd is stopping");
 	}
 	for (rv = rs->recvs; rv != NULL; rv = next) {
 		next = rv->next;
