@@ -3,7 +3,7 @@
 # its host crashes, on three test hosts as in tests/integration/
 # ha-failover.sh (h3 the coordinator, h1 and h2 agents holding leases).
 # The container is the witness (tests/lib/witness.sh): a busybox loop that
-# appends "RUN HOST COUNTER UPTIME" every 20 ms to a file on the shared
+# appends "RUN HOST COUNTER TIME" (TIME: its wall clock) every 20 ms to a file on the shared
 # rootfs.  Each trial crashes the host it runs on (th_crash: link cut,
 # every process SIGKILLed) and measures, from the crash:
 #   decided  the coordinator's log line "failover: mc ... moved"
@@ -100,7 +100,7 @@ setup() {
 trial() {
 	local n=$1 from=$2 to=$3 wall up l3 lto since w t d r gap rb
 	l3=$(loglines h3) lto=$(loglines "$to")
-	wall=$(date +%s.%N) up=$(witness_uptime)
+	wall=$(date +%s.%N) up=$(witness_now)
 	th_crash "$from" || broken "th_crash $from failed"
 	# The instance's own word: a copy that started after the crash.
 	since=

@@ -5,7 +5,7 @@
 # container ("--ha restart") must:
 #  - run on one host at a time, witnessed by the container itself
 #    (tests/lib/witness.sh: every copy appends its run id, host, counter
-#    and the kernel's uptime to a file on the shared rootfs every 20 ms),
+#    and its wall clock to a file on the shared rootfs every 20 ms),
 #    and no two copies may overlap in time;
 #  - come back on a survivor when its host crashes (th_crash), once the
 #    lease ran out plus the margin;

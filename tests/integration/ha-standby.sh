@@ -94,7 +94,7 @@ wait_for 20 "mc2 writing from h2" eval '[ "$(witness_host "$w2")" = h2 ]'
 read -r run1 _ <<<"$(witness_last "$w1")"
 
 echo "--- h4 (the leader) and h2 crash at once"
-up=$(witness_uptime)
+up=$(witness_now)
 l1=$(wc -l <"$(cl_log h1)")
 l3=$(wc -l <"$(cl_log h3)")
 th_crash h4

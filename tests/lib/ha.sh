@@ -150,7 +150,7 @@ ha__state() { inst_field "$1" "$HA_NAME" state 2>/dev/null; }
 ha__gone() { [ -z "$(ha__state "$1")" ]; }
 ha__fenced() { [ -e "$TH_ROOT/.th/$1.fenced" ]; }
 ha__ms_sleep() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
-# ha__wrote_since HOST UPTIME: a copy that started after UPTIME writes
+# ha__wrote_since HOST TIME: a copy that started after TIME writes
 # from HOST (from any host if HOST is "").
 ha__wrote_since() {
 	local l h
@@ -164,7 +164,7 @@ ha__wrote_since() {
 ha__recent() {
 	local l
 	l=$(witness_last "$HA_WITNESS")
-	awk -v t="${l##* }" -v now="$(witness_uptime)" 'BEGIN { exit !(now - t < 1) }'
+	awk -v t="${l##* }" -v now="$(witness_now)" 'BEGIN { exit !(now - t < 1) }'
 }
 ha__etcd_member() {
 	[ "$HA_ETCD" = 1 ] || return 0
@@ -224,8 +224,8 @@ ha__whole() {
 	return 1
 }
 
-# ha__measure FROM_UPTIME [RESUMED]: check the witness's records from
-# FROM_UPTIME on (an overlap of an earlier trial does not count again).
+# ha__measure FROM_TIME [RESUMED]: check the witness's records from
+# FROM_TIME on (an overlap of an earlier trial does not count again).
 # An overlap is measured from RESUMED (a paused host's resume) or else
 # from the newest copy's first record.
 ha__measure() {
@@ -259,7 +259,7 @@ ha__measure() {
 	fi
 }
 
-# ha__moved PEER UPTIME: a copy started after UPTIME writes from PEER,
+# ha__moved PEER TIME: a copy started after TIME writes from PEER,
 # and none runs on the old owner any more.
 ha__moved() {
 	ha__wrote_since "$1" "$2" && [ "$(ha__copies "$HA_FROM")" = 0 ]
@@ -276,7 +276,7 @@ ha_trial() {
 	case $o in h1 | h2) ;; *) HA_WHY="$HA_NAME runs on '$o', not an agent"; return 1 ;; esac
 	HA_FROM=$o HA_TO=$o
 	rm -f "$TH_ROOT"/.th/*.fenced
-	up=$(witness_uptime)
+	up=$(witness_now)
 	case $kind in
 	cut | asym-coord | oneway-coord | oneway-from-coord)
 		case $kind in
@@ -323,7 +323,7 @@ ha_trial() {
 		    HA_WHY="$HA_NAME did not start on $p within 60 s of pausing $o"
 		sleep 0.5	# the new copy runs a while beside the frozen one
 		if ! ha__fenced "$o"; then
-			resumed=$(witness_uptime)
+			resumed=$(witness_now)
 			th_resume "$o"
 		fi
 		[ -z "$HA_WHY" ] || return 1

@@ -47,7 +47,6 @@
 #	witness_last FILE		the last record: "RUN HOST COUNTER TIME"
 #	witness_host FILE		the HOST of the last record
 #	witness_now			now, on the records' clock
-#	witness_uptime			the same (its older name)
 
 WITNESS_CHECK=${WITNESS_CHECK:-$TERN_SRCDIR/tests/tools/witness-check.py}
 
@@ -131,4 +130,3 @@ witness_host() {
 witness_now() {
 	date +%s.%6N
 }
-witness_uptime() { witness_now; }
