@@ -1434,43 +1434,64 @@ ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
 	free(lz);
 }
 
-struct ckpt_lazy *
-ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
-    uint64_t generation, int ps_fd, ckpt_lazy_cb ready_cb, ckpt_lazy_cb done_cb,
-    void *arg, char **cause)
+/* CRIU's lazy-pages daemon or page server for a generation, fed
+ * through ps_fd: `criu WHAT [OPT] --ps-socket FD -D DIR -o WHAT.log
+ * [LAST]`.  NULL and *cause if it cannot start. */
+static struct ckpt_lazy *
+ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, const char *what, const char *opt,
+    const char *last, criu_notify_cb notify, char **cause)
 {
 	struct ckpt_lazy	*lz;
-	char			*args[16], *dir, psfd[16];
+	char			*args[16], *dir, *logname, psfd[16];
 	size_t			 n = 0;
 
 	xasprintf(&dir, "%s/%" PRIu64, t->dir, generation);
+	xasprintf(&logname, "%s.log", what);
 	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
 	lz = xcalloc(1, sizeof *lz);
 	lz->name = xstrdup(t->name);
-	xasprintf(&lz->log, "%s/lazy-pages.log", dir);
-	lz->what = "lazy-pages";
-	lz->ready_cb = ready_cb;
-	lz->done_cb = done_cb;
-	lz->arg = arg;
-	args[n++] = "lazy-pages";
-	args[n++] = "--page-server";
+	xasprintf(&lz->log, "%s/%s", dir, logname);
+	lz->what = what;
+	args[n++] = (char *)what;
+	if (opt != NULL)
+		args[n++] = (char *)opt;
 	args[n++] = "--ps-socket";
 	args[n++] = psfd;
 	args[n++] = "-D";
 	args[n++] = dir;
 	args[n++] = "-o";
-	args[n++] = "lazy-pages.log";
-	args[n++] = "-v4";
+	args[n++] = logname;
+	if (last != NULL)
+		args[n++] = (char *)last;
 	args[n] = NULL;
 	lz->criu = criu_run(loop, t->criu_path, t->action_script, args, &ps_fd,
-	    1, ckpt_lazy_answer, ckpt_lazy_notify, lz, cause);
+	    1, ckpt_lazy_answer, notify, lz, cause);
 	free(dir);
+	free(logname);
 	if (lz->criu == NULL) {
 		free(lz->log);
 		free(lz->name);
 		free(lz);
 		return NULL;
 	}
+	return lz;
+}
+
+struct ckpt_lazy *
+ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
+    uint64_t generation, int ps_fd, ckpt_lazy_cb ready_cb, ckpt_lazy_cb done_cb,
+    void *arg, char **cause)
+{
+	struct ckpt_lazy	*lz;
+
+	lz = ckpt_helper_start(loop, t, generation, ps_fd, "lazy-pages",
+	    "--page-server", "-v4", ckpt_lazy_notify, cause);
+	if (lz == NULL)
+		return NULL;
+	lz->ready_cb = ready_cb;
+	lz->done_cb = done_cb;
+	lz->arg = arg;
 	log_info("%s: lazy-pages daemon for checkpoint %" PRIu64 " started",
 	    t->name, generation);
 	return lz;
@@ -1482,35 +1503,14 @@ ckpt_page_server_start(uv_loop_t *loop, const struct ckpt_target *t,
     char **cause)
 {
 	struct ckpt_lazy	*lz;
-	char			*args[16], *dir, psfd[16];
-	size_t			 n = 0;
 
-	xasprintf(&dir, "%s/%" PRIu64, t->dir, generation);
-	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
-	lz = xcalloc(1, sizeof *lz);
-	lz->name = xstrdup(t->name);
-	xasprintf(&lz->log, "%s/page-server.log", dir);
-	lz->what = "page-server";
+	lz = ckpt_helper_start(loop, t, generation, ps_fd, "page-server",
+	    NULL, NULL, NULL, cause);
+	if (lz == NULL)
+		return NULL;
 	lz->ready = 1;		/* nothing to wait for: done_cb only */
 	lz->done_cb = done_cb;
 	lz->arg = arg;
-	args[n++] = "page-server";
-	args[n++] = "--ps-socket";
-	args[n++] = psfd;
-	args[n++] = "-D";
-	args[n++] = dir;
-	args[n++] = "-o";
-	args[n++] = "page-server.log";
-	args[n] = NULL;
-	lz->criu = criu_run(loop, t->criu_path, t->action_script, args, &ps_fd,
-	    1, ckpt_lazy_answer, NULL, lz, cause);
-	free(dir);
-	if (lz->criu == NULL) {
-		free(lz->log);
-		free(lz->name);
-		free(lz);
-		return NULL;
-	}
 	/* It waits for the dump, which waits for the rootfs: the migration
 	 * watches its progress, not a clock. */
 	criu_no_deadline(lz->criu);
