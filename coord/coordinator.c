@@ -105,6 +105,7 @@ static void	coord_on_owner(struct coordinator *, const char *,
 		    const Envelope *);
 static void	coord_nudge(struct coordinator *, const char *);
 static void	coord_moving_free(struct moving *);
+static void	coord_moving_unlink(struct coordinator *, struct moving *);
 
 /* Wall time for the failover history (the leases use coord_now). */
 static uint64_t
@@ -1020,15 +1021,11 @@ coord_owner_reply(struct coordinator *c, const char *host, const char *name,
 static void
 coord_owner_moved(void *arg, const char *error)
 {
-	struct moving		*mv = arg, **pp;
+	struct moving		*mv = arg;
 	struct coordinator	*c = mv->c;
 
 	c->pending--;
-	for (pp = &c->moving; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == mv) {
-			*pp = mv->next;
-			break;
-		}
+	coord_moving_unlink(c, mv);
 	if (!c->freed) {
 		if (error == NULL) {
 			/* Committed, not answered: the source must learn it
@@ -1214,6 +1211,19 @@ coord_moving_free(struct moving *mv)
 	free(mv);
 }
 
+/* A move's store transaction answered: it is no longer in flight. */
+static void
+coord_moving_unlink(struct coordinator *c, struct moving *mv)
+{
+	struct moving	**pp;
+
+	for (pp = &c->moving; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == mv) {
+			*pp = mv->next;
+			return;
+		}
+}
+
 /* host owns more now: it renews at once and its grant says what. */
 static void
 coord_nudge(struct coordinator *c, const char *host)
@@ -1235,18 +1245,14 @@ coord_nudge(struct coordinator *c, const char *host)
 static void
 coord_moved(void *arg, const char *error)
 {
-	struct moving		*mv = arg, **pp;
+	struct moving		*mv = arg;
 	struct coordinator	*c = mv->c;
 	char			*text;
 
 	c->pending--;
 	if (error == NULL && !c->freed)
 		fault_die_at("coord.move.committed");	/* no nudge, no grant */
-	for (pp = &c->moving; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == mv) {
-			*pp = mv->next;
-			break;
-		}
+	coord_moving_unlink(c, mv);
 	if (!c->freed && mv->release) {
 		if (error != NULL)
 			log_warnx("instance %s: release by %s not recorded: %s "
