@@ -243,10 +243,18 @@ fail:
 int
 write_file_atomic(const char *path, const char *text, char **cause)
 {
-	char	*tmp;
-	int	 fd, rc = -1;
-	size_t	 len = strlen(text), off = 0;
-	ssize_t	 n;
+	return write_file_atomic_buf(path, text, strlen(text), cause);
+}
+
+int
+write_file_atomic_buf(const char *path, const void *data, size_t len,
+    char **cause)
+{
+	const char	*text = data;
+	char		*tmp;
+	int		 fd, rc = -1;
+	size_t		 off = 0;
+	ssize_t		 n;
 
 	/* A name of its own: never a leftover (or planted) path.tmp. */
 	xasprintf(&tmp, "%s.tmp.XXXXXX", path);

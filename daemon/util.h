@@ -30,6 +30,9 @@ int		fsync_parent(const char *path, char **cause);
 /* Write text to path through a temporary file of its own, fsync, rename,
  * fsync the directory: all or nothing, and durable once it returns. */
 int		write_file_atomic(const char *path, const char *text, char **cause);
+/* The same for len bytes of data. */
+int		write_file_atomic_buf(const char *path, const void *data,
+		    size_t len, char **cause);
 /* Remove path and everything below it (symlinks are not followed). */
 int		rm_rf(const char *path, char **cause);
 

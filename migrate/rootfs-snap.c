@@ -337,44 +337,16 @@ int
 rootfs_snap_save(const char *gen_dir, const struct rootfs_snap *s,
     char **cause)
 {
-	char	*path, *tmp;
+	char	*path;
 	uint8_t	*buf;
-	size_t	 len, off = 0;
-	ssize_t	 w;
-	int	 fd, rc = -1;
+	size_t	 len;
+	int	 rc;
 
 	rootfs_snap_encode(s, &buf, &len);
 	xasprintf(&path, "%s/%s", gen_dir, ROOTFS_SNAP_FILE);
-	xasprintf(&tmp, "%s.tmp", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
-	    O_NOFOLLOW, 0600)) == -1) {
-		set_cause(cause, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	while (off < len) {
-		if ((w = write(fd, buf + off, len - off)) < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-	}
-	if (off != len || fsync(fd) != 0) {
-		set_cause(cause, "%s: %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		set_cause(cause, "%s: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	rc = fsync_parent(path, cause);
-out:
+	rc = write_file_atomic_buf(path, buf, len, cause);
 	free(buf);
 	free(path);
-	free(tmp);
 	return rc;
 }
 
