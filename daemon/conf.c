@@ -1271,6 +1271,17 @@ conf_check_ha(struct conf_parser *ps)
 		    "2000: etcd grants no shorter lease", conf->leader_ttl_ms);
 		return -1;
 	}
+	/* 0 means lease_ttl_ms, which etcd must grant too: refused here,
+	 * not only by the coordinator's first campaign. */
+	if (strcmp(conf->store, "etcd") == 0 && conf->leader_ttl_ms == 0 &&
+	    conf->lease_ttl_ms < 2000 &&
+	    strstr(conf->role, "coordinator") != NULL) {
+		conf_error(ps, conf_line_of(ps, "lease_ttl_ms"),
+		    "store = etcd leads under an etcd lease of lease_ttl_ms "
+		    "(%d), and etcd grants none shorter than 2000: raise it, "
+		    "or set leader_ttl_ms", conf->lease_ttl_ms);
+		return -1;
+	}
 	conf->ncoordinators = conf_split_coordinators(conf->coordinator,
 	    &conf->coordinators);
 	for (k = 0; k < conf->ncoordinators; k++) {

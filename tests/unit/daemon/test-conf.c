@@ -488,6 +488,9 @@ test_ha(void **state)
 	    "lease_ttl_ms: 100 is out of range (500..60000)");
 	ERR("host_name = \"h\"\nrole = \"coordinator\"\nstore = \"etcd\"\n",
 	    3, "store = etcd needs etcd_endpoints");
+	ERR("host_name = \"h\"\nrole = \"coordinator\"\nstore = \"etcd\"\n"
+	    "etcd_endpoints = \"http://127.0.0.1:2379\"\nlease_ttl_ms = 1000\n"
+	    "lease_margin_ms = 200\n", 5, "etcd grants none shorter than 2000");
 	ERR("host_name = \"h\"\nstore_dir = \"rel\"\n", 2,
 	    "store_dir must be an absolute path");
 	ERR("host_name = \"h\"\nfence_command = \"ipmi-off\"\n", 2,
