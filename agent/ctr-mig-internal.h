@@ -105,6 +105,9 @@ struct migration {
 	 * store gave the target (source: COMMIT carries it; target: it
 	 * resumes once its grant lists it, waiting on tick meanwhile). */
 	uint64_t		 owner_epoch;
+	char			*drop_why;	/* target: why it killed its
+						 * held copy (CRIU only sees the
+						 * kill) */
 	void			(*own_then)(struct migration *);
 	/* Stop-and-copy as a pipeline (ctr-mig-pages.c): CRIU's pages go
 	 * over relay, m->lazy is the target's page server. */

@@ -41,12 +41,14 @@ static void	ctr_target_pages_arrived(struct migration *);
  * refused pre-resume as an error it only logs, and resumes the tree
  * anyway.  So kill it first; then CRIU finds nothing left to resume. */
 static void
-ctr_target_drop_held(struct migration *m)
+ctr_target_drop_held(struct migration *m, const char *why)
 {
 	struct ckpt_hold	*h = m->hold;
 	char			*cause = NULL;
 
 	m->hold = NULL;
+	free(m->drop_why);
+	m->drop_why = xstrdup(why);
 	if (container_kill(m->in->name, &cause) != 0) {
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
@@ -73,7 +75,7 @@ ctr_target_discard(struct migration *m, const char *why)
 	    m->id, m->name, why);
 	if (m->hold != NULL) {
 		ctr_set_state(m, CTR_ABORTING);
-		ctr_target_drop_held(m);
+		ctr_target_drop_held(m, why);
 		return;			/* ctr_target_restored ends it */
 	}
 	if (m->state == CTR_RESTORING || m->state == CTR_ABORTING) {
@@ -129,7 +131,13 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	struct migration	*m = arg;
 	struct instance		*in = m->in;
 	struct instances	*set;
+	char			*both = NULL;
 
+	/* We killed the held tree: our reason first, CRIU's word after. */
+	if (error != NULL && m->drop_why != NULL) {
+		xasprintf(&both, "%s; criu then: %s", m->drop_why, error);
+		error = both;
+	}
 	if (error != NULL || m->state != CTR_RESUMING) {
 		/* Unless we killed it ourselves, say where CRIU's logs are. */
 		char *text = error != NULL && m->state != CTR_ABORTING ?
@@ -155,6 +163,7 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 			ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT,
 			    text != NULL ? text : "restore discarded");
 		free(text);
+		free(both);
 		instances_op_done(set);
 		ctr_free(m);
 		return;
@@ -708,7 +717,8 @@ ctr_target_resume(struct migration *m)
 
 	if (fault_check("mig.target.resume", NULL) == FAULT_FAIL) {
 		/* As if the resume failed: the tree dies. */
-		ctr_target_drop_held(m);
+		ctr_target_drop_held(m, "its resume failed (fault point "
+		    "mig.target.resume)");
 		return;
 	}
 	h = m->hold;
@@ -742,8 +752,8 @@ ctr_target_grant_due(uv_timer_t *t)
 	    2 * m->agent->ternd->conf->lease_ttl_ms);
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, why);
 	instance_set_error(m->in, why);
+	ctr_target_drop_held(m, why);	/* ctr_target_restored tells S */
 	free(why);
-	ctr_target_drop_held(m);	/* ctr_target_restored tells S */
 }
 
 /* A protected instance's COMMIT: the coordinator's store made this host

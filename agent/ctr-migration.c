@@ -124,6 +124,7 @@ ctr_freed(uv_handle_t *h)
 	struct migration	*m = h->data;
 
 	free(m->error);
+	free(m->drop_why);
 	free(m->sync_error);
 	free(m->sync_dir);
 	free(m->broken);
