@@ -277,6 +277,38 @@ coord_held(const Tern__LeaseRenew *r, char **names, const char *name)
 
 /* The grant (or refusal) for renewal r (NULL: none at hand, as after a
  * join's store write: the host then gets every spec). */
+/* What a grant says of one instance host owns: its epoch, kind, policy,
+ * the generation to restore, its replica hosts (into rh, room for
+ * HA_REPLICAS_MAX) and, unless the host holds it already, its spec. */
+static void
+coord_owned_fill(struct coordinator *c, const char *host,
+    struct model_instance *in, int held, char **rh, Tern__OwnedInstance *o)
+{
+	tern__owned_instance__init(o);
+	o->name = in->name;
+	o->epoch = in->epoch;
+	o->has_kind = 1;
+	o->kind = in->kind;
+	o->restore_generation = coord_restore_generation(c, in, host);
+	o->has_restore_generation = o->restore_generation != 0;
+	/* The policy always: ha set --policy none tells the agent to stop
+	 * gating it on the lease. */
+	o->has_ha = 1;
+	o->ha = (Tern__HaPolicy)in->ha;
+	if (in->ha == MODEL_HA_CHECKPOINT) {
+		o->replica_hosts = rh;
+		o->n_replica_hosts = coord_replica_hosts(c, in, rh,
+		    HA_REPLICAS_MAX);
+		o->has_interval_ms = 1;
+		o->interval_ms = in->interval_ms != 0 ? in->interval_ms :
+		    HA_INTERVAL_DEF_MS;
+	}
+	if (!held) {
+		o->spec = in->spec;
+		o->spec_dir = in->spec_dir;
+	}
+}
+
 static void
 coord_reply(struct coordinator *c, const char *host, uint64_t seq,
     const Tern__LeaseRenew *r, Tern__InstanceRefusal **refusals,
@@ -329,33 +361,8 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			if (in->owner == NULL || strcmp(in->owner, host) != 0 ||
 			    (mv != NULL && !mv->release))
 				continue;
-			tern__owned_instance__init(&owned[k]);
-			owned[k].name = in->name;
-			owned[k].epoch = in->epoch;
-			owned[k].has_kind = 1;
-			owned[k].kind = in->kind;
-			owned[k].restore_generation =
-			    coord_restore_generation(c, in, host);
-			owned[k].has_restore_generation =
-			    owned[k].restore_generation != 0;
-			/* The policy always: ha set --policy none tells the
-			 * agent to stop gating it on the lease. */
-			owned[k].has_ha = 1;
-			owned[k].ha = (Tern__HaPolicy)in->ha;
-			if (in->ha == MODEL_HA_CHECKPOINT) {
-				owned[k].replica_hosts =
-				    &rhosts[k * HA_REPLICAS_MAX];
-				owned[k].n_replica_hosts = coord_replica_hosts(c,
-				    in, owned[k].replica_hosts,
-				    HA_REPLICAS_MAX);
-				owned[k].has_interval_ms = 1;
-				owned[k].interval_ms = in->interval_ms != 0 ?
-				    in->interval_ms : HA_INTERVAL_DEF_MS;
-			}
-			if (!coord_held(r, held, in->name)) {
-				owned[k].spec = in->spec;
-				owned[k].spec_dir = in->spec_dir;
-			}
+			coord_owned_fill(c, host, in, coord_held(r, held,
+			    in->name), &rhosts[k * HA_REPLICAS_MAX], &owned[k]);
 			ptrs[k] = &owned[k];
 			k++;
 		}
