@@ -734,11 +734,80 @@ ctr_source_dump(struct migration *m)
 		    ctr_source_frozen, ctr_source_dumped, m);
 }
 
+/* RESTORED: the target holds a restored copy; the commit point, once
+ * what it waits for is there. */
+static void
+ctr_source_restored(struct migration *m)
+{
+	const char	*lost;
+
+	if (fault_hit("mig.source.restored") == FAULT_STALL)
+		return;		/* as a source that hangs here */
+	if (m->pipeline && m->state == CTR_RESTORING &&
+	    !m->restored_early)
+		log_info("mig %" PRIx64 " %s: timing: %s checked the "
+		    "pages and restored in %" PRIu64 " ms", m->id,
+		    m->name, m->peer, now_ms() - m->phase_ms);
+	if (m->pipeline && m->state == CTR_RESTORING &&
+	    m->tee_state != 1) {
+		/* Our copy of the pages is not durable yet: the
+		 * commit waits for it (ctr_pages_sealed). */
+		m->restored_early = 1;
+		return;
+	}
+	if (m->postcopy) {
+		ctr_source_postcopy_commit(m);
+		return;
+	}
+	if (m->state != CTR_RESTORING || m->hold == NULL ||
+	    m->recording_in != NULL)
+		return;
+	if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
+		/* CRIU died holding it: there is nothing to commit. */
+		ctr_source_fail(m, "criu died while the container was "
+		    "frozen: %s", lost);
+		return;
+	}
+	/* The commit point: the target holds a verified, restored
+	 * copy.  From here on it owns the instance. */
+	ctr_source_commit_point(m, ctr_source_stopcopy_recorded);
+}
+
+/* ABORT from the target: why is its reason, or NULL. */
+static void
+ctr_source_aborted(struct migration *m, const char *error)
+{
+	if (m->postcopy && m->state == CTR_COMMITTED) {
+		ctr_source_postcopy_broke(m, error != NULL ? error :
+		    "the target aborted");
+		return;
+	}
+	if (m->state == CTR_COMMITTED && m->dumped) {
+		/* Its own word: it does not run there. */
+		m->target_refused = 1;
+		ctr_source_orphaned(m, error != NULL ? error :
+		    "the target aborted");
+		return;
+	}
+	if (m->state == CTR_COMMITTED) {
+		m->link_lost = 1;	/* orphaned once CRIU is done */
+		return;
+	}
+	if (m->state == CTR_OWNING) {
+		/* No COMMIT now; the store's answer decides ours. */
+		log_warnx("mig %" PRIx64 " %s: %s aborted while the "
+		    "coordinator was asked: %s", m->id, m->name, m->peer,
+		    error != NULL ? error : "no reason given");
+		m->link_lost = 1;
+		return;
+	}
+	ctr_source_fail(m, "%s refused: %s", m->peer, error != NULL ?
+	    error : "no reason given");
+}
+
 void
 ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 {
-	const char		*lost;
-
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
 		if (m->state != CTR_OFFERED)
@@ -764,36 +833,7 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 			ctr_source_dump(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESTORED:
-		if (fault_hit("mig.source.restored") == FAULT_STALL)
-			break;		/* as a source that hangs here */
-		if (m->pipeline && m->state == CTR_RESTORING &&
-		    !m->restored_early)
-			log_info("mig %" PRIx64 " %s: timing: %s checked the "
-			    "pages and restored in %" PRIu64 " ms", m->id,
-			    m->name, m->peer, now_ms() - m->phase_ms);
-		if (m->pipeline && m->state == CTR_RESTORING &&
-		    m->tee_state != 1) {
-			/* Our copy of the pages is not durable yet: the
-			 * commit waits for it (ctr_pages_sealed). */
-			m->restored_early = 1;
-			break;
-		}
-		if (m->postcopy) {
-			ctr_source_postcopy_commit(m);
-			break;
-		}
-		if (m->state != CTR_RESTORING || m->hold == NULL ||
-		    m->recording_in != NULL)
-			break;
-		if ((lost = ckpt_hold_lost(m->hold)) != NULL) {
-			/* CRIU died holding it: there is nothing to commit. */
-			ctr_source_fail(m, "criu died while the container was "
-			    "frozen: %s", lost);
-			break;
-		}
-		/* The commit point: the target holds a verified, restored
-		 * copy.  From here on it owns the instance. */
-		ctr_source_commit_point(m, ctr_source_stopcopy_recorded);
+		ctr_source_restored(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__RESUMED:
 		if (m->postcopy && m->state == CTR_COMMITTED && !m->resumed) {
@@ -820,32 +860,7 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 		ctr_source_postcopy_finish(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
-		if (m->postcopy && m->state == CTR_COMMITTED) {
-			ctr_source_postcopy_broke(m, s->error != NULL ?
-			    s->error : "the target aborted");
-			break;
-		}
-		if (m->state == CTR_COMMITTED && m->dumped) {
-			/* Its own word: it does not run there. */
-			m->target_refused = 1;
-			ctr_source_orphaned(m, s->error != NULL ? s->error :
-			    "the target aborted");
-			break;
-		}
-		if (m->state == CTR_COMMITTED) {
-			m->link_lost = 1;	/* orphaned once CRIU is done */
-			break;
-		}
-		if (m->state == CTR_OWNING) {
-			/* No COMMIT now; the store's answer decides ours. */
-			log_warnx("mig %" PRIx64 " %s: %s aborted while the "
-			    "coordinator was asked: %s", m->id, m->name, m->peer,
-			    s->error != NULL ? s->error : "no reason given");
-			m->link_lost = 1;
-			break;
-		}
-		ctr_source_fail(m, "%s refused: %s", m->peer, s->error != NULL ?
-		    s->error : "no reason given");
+		ctr_source_aborted(m, s->error);
 		break;
 	default:
 		break;
