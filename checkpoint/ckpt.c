@@ -529,6 +529,28 @@ ckpt_drop_page_images(const char *gen_dir)
 	closedir(d);
 }
 
+/* The seal of a kept page stream: its length and CRC32C.  0, or -1 and
+ * *cause. */
+static int
+ckpt_pages_sum_read(const char *sum, uint64_t *len, uint32_t *crc,
+    char **cause)
+{
+	FILE	*fp;
+	int	 ok;
+
+	if ((fp = fopen(sum, "r")) == NULL) {
+		set_cause(cause, "%s: %s", sum, strerror(errno));
+		return -1;
+	}
+	ok = fscanf(fp, "%" SCNu64 " %x", len, crc) == 2;
+	fclose(fp);
+	if (!ok) {
+		set_cause(cause, "%s: malformed", sum);
+		return -1;
+	}
+	return 0;
+}
+
 /* The stream kept at the dump, checked against its sum and fed to a
  * criu page-server of our own, which writes the page images again.
  * Blocking: on the thread pool. */
@@ -541,23 +563,14 @@ ckpt_replay_pages(const char *gen_dir, const char *criu_path, char **cause)
 	uint8_t			*buf = NULL;
 	uint64_t		 want_len, len = 0;
 	uint32_t		 want_crc, crc = 0;
-	FILE			*fp;
 	ssize_t			 n, w, off;
 	pid_t			 pid = -1;
-	int			 sv[2] = { -1, -1 }, fd = -1, st, rc = -1, ok;
+	int			 sv[2] = { -1, -1 }, fd = -1, st, rc = -1;
 
 	stream = ckpt_pages_stream_path(gen_dir);
 	xasprintf(&sum, "%s.sum", stream);
-	if ((fp = fopen(sum, "r")) == NULL) {
-		set_cause(cause, "%s: %s", sum, strerror(errno));
+	if (ckpt_pages_sum_read(sum, &want_len, &want_crc, cause) != 0)
 		goto out;
-	}
-	ok = fscanf(fp, "%" SCNu64 " %x", &want_len, &want_crc) == 2;
-	fclose(fp);
-	if (!ok) {
-		set_cause(cause, "%s: malformed", sum);
-		goto out;
-	}
 	ckpt_drop_page_images(gen_dir);
 	if ((fd = open(stream, O_RDONLY | O_CLOEXEC)) == -1) {
 		set_cause(cause, "%s: %s", stream, strerror(errno));
