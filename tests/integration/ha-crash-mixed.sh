@@ -109,8 +109,11 @@ echo "crashed h1; newest generation recorded: $newest (mc's RUN $run)"
 
 echo "--- both run again on h2"
 wait_for 60 "mc running on h2" mc_runs_on h2
-grep -q "instance mc: restored from its replica" "$(cl_log h2)" ||
-    fail "h2 did not restore mc from its replica"
+restored() { grep -q "instance mc: restored from its replica" "$(cl_log h2)"; }
+for ((i = 0; i < 100; i++)); do restored && break; sleep 0.1; done
+restored || fail "h2 did not restore mc from its replica; h2 said: $(grep -a \
+    "mc\b" "$(cl_log h2)" | grep -v "checkpoint [0-9]*:\|generation [0-9]* kept" |
+    tail -n 15)"
 got=$(sed -n 's/.*instance mc: restoring replica generation \([0-9]*\).*/\1/p' \
     "$(cl_log h2)" | tail -n 1)
 [ "${got:-0}" -ge "$newest" ] ||
