@@ -105,6 +105,7 @@ static void	coord_on_owner(struct coordinator *, const char *,
 		    const Envelope *);
 static void	coord_nudge(struct coordinator *, const char *);
 static void	coord_moving_free(struct moving *);
+static void	coord_moving_add(struct coordinator *, struct moving *);
 static void	coord_moving_unlink(struct coordinator *, struct moving *);
 
 /* Wall time for the failover history (the leases use coord_now). */
@@ -1147,9 +1148,7 @@ coord_owner_move(struct coordinator *c, const char *host,
 		return;
 	}
 	/* Meanwhile no grant lists it to either host. */
-	mv->next = c->moving;
-	c->moving = mv;
-	c->pending++;
+	coord_moving_add(c, mv);
 }
 
 /* Who owns r->name now.  The mesh keeps a host's messages in order, so a
@@ -1216,6 +1215,15 @@ coord_moving_free(struct moving *mv)
 	free(mv->from);
 	free(mv->to);
 	free(mv);
+}
+
+/* A move's store transaction is in flight: its answer unlinks it. */
+static void
+coord_moving_add(struct coordinator *c, struct moving *mv)
+{
+	mv->next = c->moving;
+	c->moving = mv;
+	c->pending++;
 }
 
 /* A move's store transaction answered: it is no longer in flight. */
@@ -1366,9 +1374,7 @@ coord_move(struct coordinator *c, const struct model_instance *in,
 		coord_moving_free(mv);
 		return;
 	}
-	mv->next = c->moving;
-	c->moving = mv;
-	c->pending++;
+	coord_moving_add(c, mv);
 }
 
 /* Move what failed owns and may run elsewhere, one transaction each
