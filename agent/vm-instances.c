@@ -245,12 +245,14 @@ vm_op_restore(struct vm_op *op)
 		log_warnx("instance %s: %s", op->name, cause);
 		free(cause);
 	}
+	/* The memory goes on from the disks of its own instant, written
+	 * where the definition it had here (from its spec) says. */
+	if (rc == 0)
+		rc = vm_disks_put(op->gen_dir, now != NULL ? now : xml,
+		    &op->cause);
 	free(now);
 	free(xml);
 	if (rc != 0)
-		return -1;
-	/* The memory goes on from the disks of its own instant. */
-	if (vm_disks_put(op->gen_dir, &op->cause) != 0)
 		return -1;
 	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
 	rc = vm_restore(op->host, path, &op->cause);

@@ -1181,10 +1181,10 @@ out:
 }
 
 int
-vm_disks_put(const char *dir, char **cause)
+vm_disks_put(const char *dir, const char *xml, char **cause)
 {
-	char	*list, *line, *next, *sp, *src, *tmp;
-	int	 rc = -1;
+	char	*list, *line, *next, *sp, *src, *tmp, *attr;
+	int	 rc = -1, named;
 
 	xasprintf(&src, "%s/%s", dir, VM_DISKS_LIST);
 	list = read_file_bounded(src, 64 * 1024, NULL, NULL);
@@ -1205,6 +1205,16 @@ vm_disks_put(const char *dir, char **cause)
 			goto out;
 		}
 		*sp++ = '\0';
+		/* Only an image the domain's definition here names. */
+		xasprintf(&attr, "<source file='%s'", sp);
+		named = strstr(xml, attr) != NULL;
+		free(attr);
+		if (!named) {
+			set_cause(cause, "%s/%s: disk %s at %s, which the domain's "
+			    "definition does not name", dir, VM_DISKS_LIST,
+			    line, sp);
+			goto out;
+		}
 		/* Beside it first: a crash leaves the old image whole. */
 		xasprintf(&src, "%s/%s%s", dir, VM_DISK_PREFIX, line);
 		xasprintf(&tmp, "%s.tern-new", sp);

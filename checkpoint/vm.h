@@ -112,8 +112,10 @@ int		 vm_snapshot_disks(struct vm_host *, const char *name,
 		    const char *path, const char *dir, uint64_t *downtime_ms,
 		    char **cause);
 /* The disks a generation (dir) carries back at their images' paths
- * (each written beside it, then renamed): 0 also when it has none. */
-int		 vm_disks_put(const char *dir, char **cause);
+ * (each written beside it, then renamed): 0 also when it has none.  Each
+ * path must be an image xml (the domain's definition on this host)
+ * names: a generation from a peer writes nothing else. */
+int		 vm_disks_put(const char *dir, const char *xml, char **cause);
 
 /* A live migration job's numbers (libvirt's virDomainGetJobStats). */
 struct vm_job {
