@@ -115,9 +115,9 @@ vm_op_create(struct vm_op *op)
 }
 
 /* Save the running domain into gen_dir with its definition, publish the
- * MANIFEST.  One kept running is restored before the image is
- * checksummed: its pause is the save and the restore.  On failure
- * op->run says whether it runs. */
+ * MANIFEST.  One kept running is snapshotted live, with its disks (the
+ * generation carries them: vm_snapshot_disks).  On failure op->run says
+ * whether it runs. */
 static int
 vm_op_checkpoint(struct vm_op *op)
 {
@@ -136,9 +136,13 @@ vm_op_checkpoint(struct vm_op *op)
 	free(path);
 	if (rc != 0)
 		goto out;
-	/* Left running: written while it runs, where libvirt can. */
+	/* Left running: written while it runs, its disks (if any) with
+	 * the memory, from the same instant. */
 	if (op->leave_running && (rc = vm_snapshot_live(op->host, op->name,
-	    img, &op->frozen_ms, &op->cause)) <= 0) {
+	    img, &op->frozen_ms, &op->cause)) == 1)
+		rc = vm_snapshot_disks(op->host, op->name, img, op->gen_dir,
+		    &op->frozen_ms, &op->cause);
+	if (op->leave_running) {
 		if (rc == 0)
 			rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause);
 		goto out;
@@ -146,18 +150,9 @@ vm_op_checkpoint(struct vm_op *op)
 	t0 = now_ms();
 	if ((rc = vm_save(op->host, op->name, img, &op->cause)) != 0)
 		goto out;
-	if (op->leave_running && vm_restore(op->host, img, &cause) != 0) {
-		xasprintf(&op->why, "saved, but cannot run it again: %s",
-		    cause);
-		log_warnx("instance %s: %s", op->name, op->why);
-		free(cause);
-		cause = NULL;
-		op->leave_running = 0;
-	}
 	op->frozen_ms = now_ms() - t0;
 	rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause);
-	if (rc != 0 && !op->leave_running &&
-	    vm_restore(op->host, img, &cause) != 0) {
+	if (rc != 0 && vm_restore(op->host, img, &cause) != 0) {
 		/* Not a checkpoint, but the only copy of the VM now. */
 		keep = 1;
 		xasprintf(&path, "%s; cannot run it again either (%s): its "
@@ -185,10 +180,28 @@ out:
 	return rc;
 }
 
+/* The <uuid> of a domain XML text (libvirt's own format), "" if none. */
+static void
+vm_uuid(const char *xml, char *buf, size_t len)
+{
+	const char	*s, *e;
+
+	buf[0] = '\0';
+	if ((s = strstr(xml, "<uuid>")) == NULL ||
+	    (e = strstr(s, "</uuid>")) == NULL)
+		return;
+	s += strlen("<uuid>");
+	if ((size_t)(e - s) < len) {
+		memcpy(buf, s, (size_t)(e - s));
+		buf[e - s] = '\0';
+	}
+}
+
 static int
 vm_op_restore(struct vm_op *op)
 {
-	char		*path, *xml;
+	char		*path, *xml, *now = NULL, *cause = NULL;
+	char		 want[64], have[64];
 	uint64_t	 bytes;
 	int		 rc;
 
@@ -196,22 +209,51 @@ vm_op_restore(struct vm_op *op)
 		return -1;
 	if (vm_state(op->host, op->name, &op->run, NULL, &op->cause) != 0)
 		return -1;
-	if (op->run == VM_ABSENT) {
-		/* Defined again from the checkpoint's own definition. */
-		xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
-		xml = read_file_bounded(path, VM_XML_MAX, NULL, &op->cause);
-		free(path);
-		if (xml == NULL)
-			return -1;
-		rc = vm_define(op->host, xml, &op->cause);
-		free(xml);
-		if (rc != 0)
-			return -1;
-	} else if (op->run != VM_SHUTOFF) {
+	if (op->run != VM_ABSENT && op->run != VM_SHUTOFF) {
 		set_cause(&op->cause, "domain %s is not shut off in libvirt",
 		    op->name);
 		return -1;
 	}
+	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
+	xml = read_file_bounded(path, VM_XML_MAX, NULL, &op->cause);
+	free(path);
+	if (xml == NULL)
+		return -1;
+	/* Defined here from the spec (a failover, a move), it got a uuid
+	 * of its own, which libvirt does not let a saved state take over:
+	 * defined again from the checkpoint's own definition. */
+	if (op->run == VM_SHUTOFF &&
+	    (now = vm_xml(op->host, op->name, &op->cause)) == NULL) {
+		free(xml);
+		return -1;
+	}
+	vm_uuid(xml, want, sizeof want);
+	if (now != NULL)
+		vm_uuid(now, have, sizeof have);
+	if (now != NULL && strcmp(want, have) != 0) {
+		log_info("instance %s: defined again with the uuid of its "
+		    "checkpoint (%s, not %s)", op->name, want, have);
+		if (vm_undefine(op->host, op->name, &op->cause) != 0) {
+			free(now);
+			free(xml);
+			return -1;
+		}
+		op->run = VM_ABSENT;
+	}
+	rc = op->run == VM_ABSENT ? vm_define(op->host, xml, &op->cause) : 0;
+	if (rc != 0 && now != NULL && vm_define(op->host, now, &cause) != 0) {
+		log_warnx("instance %s: %s", op->name, cause);
+		free(cause);
+	}
+	/* The memory goes on from the disks of its own instant, written
+	 * where the definition it had here (from its spec) says. */
+	if (rc == 0)
+		rc = vm_disks_put(op->gen_dir, now != NULL ? now : xml,
+		    &op->cause);
+	free(now);
+	free(xml);
+	if (rc != 0)
+		return -1;
 	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
 	rc = vm_restore(op->host, path, &op->cause);
 	free(path);

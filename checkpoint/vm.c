@@ -1,11 +1,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -21,6 +23,10 @@
 #define VM_RETRY_MIN_MS		500
 #define VM_RETRY_MAX_MS		10000
 #define VM_NAME_MAX		256
+#define VM_DISKS_MAX		16
+#define VM_OVERLAY_SUFFIX	".tern-overlay"
+#define VM_OVERLAY_SUFFIX_LEN	(sizeof VM_OVERLAY_SUFFIX - 1)
+#define VM_COMMIT_WAIT_MS	60000
 
 /* An event on its way from libvirt's thread to the loop. */
 struct vm_event {
@@ -816,6 +822,424 @@ out:
 	vm_put(c, d);
 	if (rc == 0 && vm_job_stats(h, name, 1, &j, NULL) == 0)
 		*downtime_ms = j.downtime_ms;
+	return rc;
+}
+
+/* --- memory and disks at one instant (any thread) ------------------------- */
+
+struct vm_disk {
+	char	*target;		/* vda */
+	char	*path;			/* its image file */
+	int	 on_overlay;		/* still on our overlay of it */
+};
+
+static void
+vm_disks_free(struct vm_disk *dk, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		free(dk[i].target);
+		free(dk[i].path);
+	}
+	free(dk);
+}
+
+/* The value of attribute attr (attr='...') between s and e, or NULL. */
+static char *
+vm_attr(const char *s, const char *e, const char *attr)
+{
+	const char	*p, *q;
+	char		*key, *v;
+	size_t		 n;
+
+	xasprintf(&key, " %s='", attr);
+	p = e != NULL ? strstr(s, key) : NULL;
+	n = strlen(key);
+	free(key);
+	if (p == NULL || p >= e || (q = strchr(p + n, '\'')) == NULL || q >= e)
+		return NULL;
+	v = xmalloc((size_t)(q - p - n) + 1);
+	memcpy(v, p + n, (size_t)(q - p - n));
+	v[q - p - n] = '\0';
+	return v;
+}
+
+static int
+vm_within(const char *s, const char *e, const char *pat)
+{
+	const char	*p = strstr(s, pat);
+
+	return p != NULL && p < e;
+}
+
+/* The domain's disks from its live XML (libvirt formats it, one way):
+ * each must be a writable file disk, the only kind whose content the
+ * generation can carry. */
+static int
+vm_disks(const char *name, const char *xml, struct vm_disk **out, size_t *np,
+    char **cause)
+{
+	struct vm_disk	*dk = NULL;
+	const char	*s, *e, *src;
+	char		*type = NULL, *dev = NULL;
+	size_t		 n = 0;
+	int		 rc = -1;
+
+	for (s = strstr(xml, "<disk "); s != NULL; s = strstr(e, "<disk ")) {
+		if ((e = strstr(s, "</disk>")) == NULL) {
+			set_cause(cause, "%s: a <disk> without its end", name);
+			goto out;
+		}
+		if (n == VM_DISKS_MAX) {
+			set_cause(cause, "%s has more than %d disks", name,
+			    VM_DISKS_MAX);
+			goto out;
+		}
+		dk = xreallocarray(dk, n + 1, sizeof *dk);
+		memset(&dk[n], 0, sizeof *dk);
+		n++;
+		type = vm_attr(s, strchr(s, '>'), "type");
+		dev = vm_attr(s, strchr(s, '>'), "device");
+		dk[n - 1].target = (src = strstr(s, "<target ")) != NULL &&
+		    src < e ? vm_attr(src, e, "dev") : NULL;
+		src = strstr(s, "<source ");
+		dk[n - 1].path = src != NULL && src < e ? vm_attr(src, e,
+		    "file") : NULL;
+		if (dk[n - 1].target == NULL) {
+			set_cause(cause, "%s: a disk without a target", name);
+			goto out;
+		}
+		if (type == NULL || strcmp(type, "file") != 0 || dev == NULL ||
+		    strcmp(dev, "disk") != 0 || dk[n - 1].path == NULL ||
+		    vm_within(s, e, "<readonly/>") ||
+		    vm_within(s, e, "<shareable/>")) {
+			set_cause(cause, "disk %s of %s (type %s, device %s%s%s)"
+			    " cannot be snapshotted with its memory: only "
+			    "writable file disks can (detach it, or protect %s "
+			    "with --ha restart)", dk[n - 1].target, name,
+			    type != NULL ? type : "?", dev != NULL ? dev : "?",
+			    dk[n - 1].path == NULL ? ", no file" : "",
+			    vm_within(s, e, "<readonly/>") ? ", read-only" :
+			    vm_within(s, e, "<shareable/>") ? ", shareable" : "",
+			    name);
+			goto out;
+		}
+		if (strlen(dk[n - 1].path) >= VM_OVERLAY_SUFFIX_LEN &&
+		    strcmp(dk[n - 1].path + strlen(dk[n - 1].path) -
+		    VM_OVERLAY_SUFFIX_LEN, VM_OVERLAY_SUFFIX) == 0) {
+			/* An earlier checkpoint's commit did not end. */
+			dk[n - 1].path[strlen(dk[n - 1].path) -
+			    VM_OVERLAY_SUFFIX_LEN] = '\0';
+			dk[n - 1].on_overlay = 1;
+		}
+		if (strpbrk(dk[n - 1].path, "<>&'\" \n") != NULL ||
+		    strpbrk(dk[n - 1].target, "<>&'\"/ \n.") != NULL) {
+			set_cause(cause, "disk %s of %s: a path or name this "
+			    "checkpoint does not quote", dk[n - 1].target,
+			    name);
+			goto out;
+		}
+		free(type);
+		free(dev);
+		type = dev = NULL;
+	}
+	rc = 0;
+out:
+	free(type);
+	free(dev);
+	if (rc != 0) {
+		vm_disks_free(dk, n);
+		dk = NULL;
+		n = 0;
+	}
+	*out = dk;
+	*np = n;
+	return rc;
+}
+
+/* Copy src to dst (created), fsync'd. */
+static int
+vm_copy(const char *src, const char *dst, char **cause)
+{
+	char	 buf[65536];
+	ssize_t	 r, w, off;
+	int	 in, out = -1, rc = -1;
+
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) == -1) {
+		set_cause(cause, "cannot open %s: %s", src, strerror(errno));
+		return -1;
+	}
+	if ((out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1) {
+		set_cause(cause, "cannot create %s: %s", dst, strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		if ((r = read(in, buf, sizeof buf)) == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			set_cause(cause, "cannot read %s: %s", src,
+			    strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		for (off = 0; off < r; off += w) {
+			if ((w = write(out, buf + off, (size_t)(r - off))) ==
+			    -1) {
+				if (errno == EINTR) {
+					w = 0;
+					continue;
+				}
+				set_cause(cause, "cannot write %s: %s", dst,
+				    strerror(errno));
+				goto out;
+			}
+		}
+	}
+	if (fsync(out) != 0) {
+		set_cause(cause, "cannot fsync %s: %s", dst, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	close(in);
+	if (out != -1)
+		close(out);
+	return rc;
+}
+
+/* Merge disk's overlay back into its image (an active commit, pivoted
+ * once it is in step) and remove the overlay: the chain never grows. */
+static int
+vm_commit(virDomainPtr d, const char *name, const struct vm_disk *dk,
+    char **cause)
+{
+	virDomainBlockJobInfo	 info;
+	virErrorPtr		 e;
+	char			*ovl;
+	uint64_t		 t0 = now_ms();
+	int			 r;
+
+	/* One left running by an earlier checkpoint is taken over. */
+	if (virDomainGetBlockJobInfo(d, dk->target, &info, 0) != 1 &&
+	    virDomainBlockCommit(d, dk->target, NULL, NULL, 0,
+	    VIR_DOMAIN_BLOCK_COMMIT_ACTIVE) < 0) {
+		vm_fail(cause, "cannot commit disk %s of %s back", dk->target,
+		    name);
+		return -1;
+	}
+	for (;;) {
+		r = virDomainGetBlockJobInfo(d, dk->target, &info, 0);
+		if (r < 0) {
+			vm_fail(cause, "cannot follow the commit of disk %s "
+			    "of %s", dk->target, name);
+			return -1;
+		}
+		if (r == 0) {
+			set_cause(cause, "the commit of disk %s of %s ended "
+			    "before its pivot", dk->target, name);
+			return -1;
+		}
+		if (info.end > 0 && info.cur == info.end)
+			break;
+		if (now_ms() - t0 > VM_COMMIT_WAIT_MS) {
+			virDomainBlockJobAbort(d, dk->target, 0);
+			set_cause(cause, "the commit of disk %s of %s did not "
+			    "catch up in %d s", dk->target, name,
+			    VM_COMMIT_WAIT_MS / 1000);
+			return -1;
+		}
+		usleep(10000);
+	}
+	/* QEMU may say it is in step before libvirt took its word for it
+	 * ("not ready for pivot yet"): asked again. */
+	while (virDomainBlockJobAbort(d, dk->target,
+	    VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
+		e = virGetLastError();
+		if (e == NULL || e->code != VIR_ERR_BLOCK_COPY_ACTIVE ||
+		    now_ms() - t0 > VM_COMMIT_WAIT_MS) {
+			vm_fail(cause, "cannot pivot disk %s of %s back to %s",
+			    dk->target, name, dk->path);
+			return -1;
+		}
+		usleep(10000);
+	}
+	xasprintf(&ovl, "%s%s", dk->path, VM_OVERLAY_SUFFIX);
+	if (unlink(ovl) != 0 && errno != ENOENT)
+		log_warnx("%s: cannot remove %s: %s", name, ovl,
+		    strerror(errno));
+	free(ovl);
+	return 0;
+}
+
+int
+vm_snapshot_disks(struct vm_host *h, const char *name, const char *path,
+    const char *dir, uint64_t *downtime_ms, char **cause)
+{
+	virConnectPtr		 c;
+	virDomainPtr		 d;
+	virDomainSnapshotPtr	 snap;
+	struct vm_disk		*dk = NULL;
+	struct vm_job		 j;
+	char			*desc = NULL, *xml = NULL, *ovl, *dst, *list;
+	char			*next, *why = NULL;
+	size_t			 n = 0, i;
+	int			 rc = -1, snapped = 0;
+
+	*downtime_ms = 0;
+	if (strpbrk(path, "<>&'\"") != NULL) {
+		set_cause(cause, "%s: not a path for a snapshot", path);
+		return -1;
+	}
+	if ((d = vm_domain(h, name, &c, NULL, cause)) == NULL)
+		return -1;
+	if ((desc = virDomainGetXMLDesc(d, 0)) == NULL) {
+		vm_fail(cause, "cannot get the definition of %s", name);
+		goto out;
+	}
+	if (vm_disks(name, desc, &dk, &n, cause) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (!dk[i].on_overlay)
+			continue;
+		log_info("%s: disk %s still on the overlay of an earlier "
+		    "checkpoint: committing it first", name, dk[i].target);
+		if (vm_commit(d, name, &dk[i], cause) != 0)
+			goto out;
+	}
+	xasprintf(&xml, "<domainsnapshot><memory snapshot='external' "
+	    "file='%s'/><disks>", path);
+	list = xstrdup("");
+	for (i = 0; i < n; i++) {
+		/* One left by a ternd that died before its commit ended and
+		 * not in use (vm_disks checked): in the way of this one. */
+		xasprintf(&ovl, "%s%s", dk[i].path, VM_OVERLAY_SUFFIX);
+		(void)unlink(ovl);
+		xasprintf(&next, "%s<disk name='%s' snapshot='external' "
+		    "type='file'><driver type='qcow2'/><source file='%s'/>"
+		    "</disk>", xml, dk[i].target, ovl);
+		free(xml);
+		xml = next;
+		xasprintf(&next, "%s%s %s\n", list, dk[i].target, dk[i].path);
+		free(list);
+		list = next;
+		free(ovl);
+	}
+	xasprintf(&next, "%s</disks></domainsnapshot>", xml);
+	free(xml);
+	xml = next;
+	/* Paused only for QEMU's switch-over: the memory and the new
+	 * overlays start at the same instant, the images stay as they
+	 * were then. */
+	snap = virDomainSnapshotCreateXML(d, xml,
+	    VIR_DOMAIN_SNAPSHOT_CREATE_LIVE |
+	    VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA);
+	if (snap == NULL) {
+		vm_fail(cause, "cannot snapshot %s live with its disks", name);
+		free(list);
+		goto out;
+	}
+	virDomainSnapshotFree(snap);
+	snapped = 1;
+	if (vm_job_stats(h, name, 1, &j, NULL) == 0)
+		*downtime_ms = j.downtime_ms;
+	/* The images are frozen at the snapshot's instant until their
+	 * commit: copied now, the guest writing to its overlays. */
+	for (i = 0; i < n; i++) {
+		xasprintf(&dst, "%s/%s%s", dir, VM_DISK_PREFIX, dk[i].target);
+		rc = vm_copy(dk[i].path, dst, cause);
+		free(dst);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0) {
+		xasprintf(&dst, "%s/%s", dir, VM_DISKS_LIST);
+		rc = write_file_atomic(dst, list, cause);
+		free(dst);
+	}
+	free(list);
+out:
+	/* Committed back whatever happened to the copies. */
+	for (i = 0; snapped && i < n; i++) {
+		if (vm_commit(d, name, &dk[i], &why) == 0)
+			continue;
+		if (rc == 0) {
+			rc = -1;
+			set_cause(cause, "%s", why);
+		} else
+			log_warnx("%s", why);
+		free(why);
+		why = NULL;
+	}
+	vm_disks_free(dk, n);
+	vm_put(c, d);
+	free(desc);
+	free(xml);
+	return rc;
+}
+
+int
+vm_disks_put(const char *dir, const char *xml, char **cause)
+{
+	char	*list, *line, *next, *sp, *src, *tmp, *attr;
+	int	 rc = -1, named;
+
+	xasprintf(&src, "%s/%s", dir, VM_DISKS_LIST);
+	list = read_file_bounded(src, 64 * 1024, NULL, NULL);
+	free(src);
+	if (list == NULL)
+		return 0;		/* no disks */
+	for (line = list; *line != '\0'; line = next) {
+		if ((next = strchr(line, '\n')) == NULL) {
+			set_cause(cause, "%s/%s: a line without its end", dir,
+			    VM_DISKS_LIST);
+			goto out;
+		}
+		*next++ = '\0';
+		if ((sp = strchr(line, ' ')) == NULL || sp[1] != '/' ||
+		    strchr(line, '/') < sp) {
+			set_cause(cause, "%s/%s: bad line '%s'", dir,
+			    VM_DISKS_LIST, line);
+			goto out;
+		}
+		*sp++ = '\0';
+		/* Only an image the domain's definition here names. */
+		xasprintf(&attr, "<source file='%s'", sp);
+		named = strstr(xml, attr) != NULL;
+		free(attr);
+		if (!named) {
+			set_cause(cause, "%s/%s: disk %s at %s, which the domain's "
+			    "definition does not name", dir, VM_DISKS_LIST,
+			    line, sp);
+			goto out;
+		}
+		/* Beside it first: a crash leaves the old image whole. */
+		xasprintf(&src, "%s/%s%s", dir, VM_DISK_PREFIX, line);
+		xasprintf(&tmp, "%s.tern-new", sp);
+		*strrchr(tmp, '/') = '\0';
+		rc = tmp[0] != '\0' ? mkdir_p(tmp, 0755, cause) : 0;
+		tmp[strlen(tmp)] = '/';
+		if (rc == 0)
+			rc = vm_copy(src, tmp, cause);
+		if (rc == 0 && rename(tmp, sp) != 0) {
+			set_cause(cause, "cannot rename %s to %s: %s", tmp, sp,
+			    strerror(errno));
+			rc = -1;
+		}
+		if (rc != 0)
+			(void)unlink(tmp);
+		free(src);
+		free(tmp);
+		if (rc != 0)
+			goto out;
+		if ((rc = fsync_parent(sp, cause)) != 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	free(list);
 	return rc;
 }
 

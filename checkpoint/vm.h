@@ -97,6 +97,25 @@ int		 vm_restore(struct vm_host *, const char *path, char **cause);
  * contents such a snapshot would leave behind: use vm_save then. */
 int		 vm_snapshot_live(struct vm_host *, const char *name,
 		    const char *path, uint64_t *downtime_ms, char **cause);
+/* Memory and disks as of one instant, the domain running on (docs/ha.md
+ * "Replicated checkpoints"): a live external snapshot writes the memory
+ * to path and moves every disk onto a new overlay (IMAGE.tern-overlay,
+ * beside it), leaving the images as they were at that instant; each is
+ * copied to dir/disk-TARGET (fsync'd), the targets and images listed in
+ * dir/DISKS, and the overlays are committed back (an active block
+ * commit, pivoted) and removed.  Only writable file disks: another kind
+ * is refused before anything is done.  The guest is paused for QEMU's
+ * switch-over alone (*downtime_ms). */
+#define VM_DISK_PREFIX		"disk-"
+#define VM_DISKS_LIST		"DISKS"
+int		 vm_snapshot_disks(struct vm_host *, const char *name,
+		    const char *path, const char *dir, uint64_t *downtime_ms,
+		    char **cause);
+/* The disks a generation (dir) carries back at their images' paths
+ * (each written beside it, then renamed): 0 also when it has none.  Each
+ * path must be an image xml (the domain's definition on this host)
+ * names: a generation from a peer writes nothing else. */
+int		 vm_disks_put(const char *dir, const char *xml, char **cause);
 
 /* A live migration job's numbers (libvirt's virDomainGetJobStats). */
 struct vm_job {

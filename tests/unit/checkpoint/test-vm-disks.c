@@ -1,0 +1,143 @@
+/* checkpoint/vm: a generation's disks put back at their images' paths,
+ * only where the domain's definition here names an image. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint/vm.h"
+#include "daemon/util.h"
+#include "daemon/xmalloc.h"
+
+struct fx {
+	char	*tmp;
+	char	*gen;		/* the generation */
+	char	*img;		/* where the domain's image is */
+	char	*xml;		/* its definition, naming img */
+};
+
+static int
+setup(void **state)
+{
+	struct fx	*f = xcalloc(1, sizeof *f);
+	char		 t[] = "/tmp/test-vm-disks.XXXXXX", *p, *list;
+
+	assert_non_null(mkdtemp(t));
+	f->tmp = xstrdup(t);
+	xasprintf(&f->gen, "%s/gen", f->tmp);
+	assert_int_equal(mkdir(f->gen, 0700), 0);
+	xasprintf(&f->img, "%s/images/web.img", f->tmp);
+	xasprintf(&f->xml, "<domain><devices><disk type='file' device='disk'>"
+	    "<source file='%s'/><target dev='vda'/></disk></devices>"
+	    "</domain>", f->img);
+	xasprintf(&p, "%s/%s%s", f->gen, VM_DISK_PREFIX, "vda");
+	assert_int_equal(write_file_atomic(p, "DISK AT THE INSTANT", NULL), 0);
+	free(p);
+	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
+	xasprintf(&list, "vda %s\n", f->img);
+	assert_int_equal(write_file_atomic(p, list, NULL), 0);
+	free(list);
+	free(p);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx	*f = *state;
+
+	assert_int_equal(rm_rf(f->tmp, NULL), 0);
+	free(f->tmp);
+	free(f->gen);
+	free(f->img);
+	free(f->xml);
+	free(f);
+	return 0;
+}
+
+/* Written at the path (its directory made), replacing what was there. */
+static void
+test_put(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *got;
+
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_null(cause);
+	got = read_file_bounded(f->img, 1024, NULL, NULL);
+	assert_string_equal(got, "DISK AT THE INSTANT");
+	free(got);
+	assert_int_equal(write_file_atomic(f->img, "LATER", NULL), 0);
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	got = read_file_bounded(f->img, 1024, NULL, NULL);
+	assert_string_equal(got, "DISK AT THE INSTANT");
+	free(got);
+}
+
+/* A path the definition does not name: refused, nothing written. */
+static void
+test_unnamed(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL;
+	struct stat	 st;
+
+	assert_int_equal(vm_disks_put(f->gen, "<domain><devices><disk "
+	    "type='file' device='disk'><source file='/elsewhere.img'/>"
+	    "</disk></devices></domain>", &cause), -1);
+	assert_non_null(strstr(cause, "does not name"));
+	free(cause);
+	assert_int_equal(stat(f->img, &st), -1);
+}
+
+/* A bad DISKS line: refused. */
+static void
+test_bad_list(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *p;
+
+	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
+	assert_int_equal(write_file_atomic(p, "../vda relative\n", NULL), 0);
+	free(p);
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_non_null(strstr(cause, "bad line"));
+	free(cause);
+}
+
+/* No DISKS: nothing to do. */
+static void
+test_none(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *p;
+
+	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_null(cause);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unnamed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_none, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
