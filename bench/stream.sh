@@ -10,7 +10,10 @@
 # per GiB (sender + receiver process) say what each costs, whatever the
 # load.  Before the last line, "loop: longest callback ms = N": the most
 # CPU either ternd's loop ran callbacks for in one part of a turn during
-# the tern runs (daemon/loop-probe.h).
+# the tern runs (daemon/loop-probe.h); then tern's CPU per byte over
+# iperf3's, and AES-128-GCM's speed on one core here: with the CPUs busy
+# (2 cores, or others' load) the rate ratio follows the CPU ratio, and
+# both ends' AES-GCM alone costs 2 GiB / that speed per GiB streamed.
 set -euo pipefail
 # Jumbo frames, as on a migration network; TH_MTU=1500 to compare.
 export TH_MTU=${TH_MTU:-9000}
@@ -151,4 +154,12 @@ awk -v a="$(rate tern)" -v b="$(rate tcp)" 'BEGIN {printf "tern/tcp = %.2f\n", a
 awk '{ if ($1 > s) s = $1; if ($2 > r) r = $2 } END { m = s; if (r > m) m = r
 	printf("loop: longest callback ms = %d (sender %d, receiver %d)\n", m, s, r) }' \
 	"$TH_ROOT/loop-cb"
+# What the rate ratio is made of when the CPUs are the limit (2 cores,
+# or a loaded machine): each end's CPU per byte, and the cipher's speed.
+awk -v a="$(med_cpu tern)" -v b="$(med_cpu iperf3)" \
+	'BEGIN { if (a != "-" && b != "-" && b > 0)
+		printf "cpu: tern/iperf3 cpu-s per GiB = %.2f\n", a / b }'
+openssl speed -seconds 1 -bytes 16384 -evp aes-128-gcm 2>/dev/null |
+	awk '$1 == "AES-128-GCM" { sub(/k$/, "", $2)
+		printf "aes-128-gcm, one core, 16 KiB records (openssl speed): %.0f MB/s\n", $2 * 1000 / 1e6 }'
 awk -v a="$(rate tern)" -v b="$(rate iperf3)" 'BEGIN {printf "stream: tern/iperf3 = %.2f\n", a / b}'

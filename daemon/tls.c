@@ -605,7 +605,11 @@ tls_read(struct tls *t, void *buf, size_t len, enum tls_status *status,
 	int	 err;
 	char	*why;
 
-	ERR_clear_error();
+	/* SSL_get_error needs an empty queue; emptying one that is empty
+	 * cost more than 1% of a stream's receiving ternd (one call a
+	 * record). */
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
 	if (SSL_read_ex(t->ssl, buf, len, &n) == 1) {
 		*status = TLS_DONE;
 		return n;
@@ -636,7 +640,8 @@ tls_write(struct tls *t, const void *buf, size_t len, char **cause)
 
 	if (len == 0)
 		return 0;
-	ERR_clear_error();
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
 	/* Our BIO takes everything, so a write is whole or fails for good. */
 	if (SSL_write_ex(t->ssl, buf, len, &n) != 1 || n != len) {
 		set_cause(cause, "TLS write failed: %s", why = tls_errors());
