@@ -64,6 +64,7 @@ struct ckpt_op {
 	int			 dir_fd;
 	int			 dump;
 	uint64_t		 start_ms;
+	uint64_t		 verified_at;	/* restore: CRIU started */
 	uint64_t		 frozen_at;	/* pre-dump notification */
 	ckpt_cb			 cb;
 	void			*arg;
@@ -468,6 +469,11 @@ ckpt_pages_stream_seal(const char *gen_dir, int fd, uint64_t len,
 		set_cause(cause, "%s.pages: fsync: %s", gen_dir, strerror(errno));
 		goto out;
 	}
+	/* On disk now: its page cache (as large as the memory) is read
+	 * again only if this copy is ever restored.  Freed, it serves the
+	 * restore that runs meanwhile: faulting in memory the host has not
+	 * backed recently is most of a large restore's time. */
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	if ((fp = fopen(tmp, "w")) == NULL) {
 		set_cause(cause, "%s: %s", tmp, strerror(errno));
 		goto out;
@@ -1185,13 +1191,38 @@ ckpt_restore_answer(struct criu *c, const CriuResp *resp, const char *error,
 	ckpt_restore_conclude(op);
 }
 
+/* Where a restore's time went, up to its resume: our check of the
+ * images, then CRIU, and of CRIU's time the restorer's reads of the
+ * pages into memory (from its log: faulting in fresh memory is most of
+ * a large restore). */
+static void
+ckpt_restore_timing(const struct ckpt_op *op)
+{
+	char	*log, read[64] = "";
+	int64_t	 read_ms;
+
+	xasprintf(&log, "%s/restore.log", op->gen_dir);
+	read_ms = criu_log_pages_read_ms(log);
+	free(log);
+	if (read_ms >= 0)
+		snprintf(read, sizeof read, ", of which reading the pages "
+		    "into memory %" PRId64 " ms", read_ms);
+	log_info("%s: timing: checkpoint %" PRIu64 " restored in %" PRIu64
+	    " ms: images checked in %" PRIu64 " ms, CRIU %" PRIu64 " ms%s",
+	    op->name, op->generation, now_ms() - op->start_ms,
+	    op->verified_at - op->start_ms, now_ms() - op->verified_at, read);
+}
+
 /* pre-resume: restored, not running yet.  A held restore waits here. */
 static int
 ckpt_restore_notify(struct criu *c, const char *script, void *arg)
 {
 	struct ckpt_op	*op = arg;
 
-	if (strcmp(script, "pre-resume") != 0 || op->hold_cb == NULL)
+	if (strcmp(script, "pre-resume") != 0)
+		return 0;
+	ckpt_restore_timing(op);
+	if (op->hold_cb == NULL)
 		return 0;
 	op->committing = 1;
 	op->holding = 1;
@@ -1308,6 +1339,7 @@ ckpt_verify_done(uv_work_t *w, int status)
 	char			*cause = NULL, **ext = NULL;
 
 	op->working = 0;
+	op->verified_at = now_ms();
 	if (op->verify_error != NULL) {
 		/* Nothing unverified reaches CRIU. */
 		ckpt_op_finish(op, NULL, op->verify_error);

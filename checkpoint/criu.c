@@ -977,6 +977,44 @@ criu_log_errors(const char *path)
 	return all;
 }
 
+/* The restorer's page reads in a -v4 restore log: "(SECS) pie: PID:
+ * Preadv ..." then "(SECS) pie: PID: `- returned N" (CRIU 4.x,
+ * criu/pie/restorer.c).  Each task reads its own; they may interleave. */
+#define CRIU_LOG_READERS	64
+
+int64_t
+criu_log_pages_read_ms(const char *path)
+{
+	FILE	*fp;
+	char	 line[512], what[16];
+	double	 t, start[CRIU_LOG_READERS], total = 0;
+	int	 pid[CRIU_LOG_READERS], n = 0, i, p, found = 0;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		if (sscanf(line, "(%lf) pie: %d: %15s", &t, &p, what) != 3)
+			continue;
+		for (i = 0; i < n && pid[i] != p; i++)
+			;
+		if (strcmp(what, "Preadv") == 0) {
+			if (i == n && n == CRIU_LOG_READERS)
+				continue;
+			if (i == n)
+				pid[n++] = p;
+			start[i] = t;
+		} else if (strcmp(what, "`-") == 0 &&
+		    strstr(line, "`- returned") != NULL && i < n &&
+		    start[i] >= 0) {
+			total += t - start[i];
+			start[i] = -1;
+			found = 1;
+		}
+	}
+	fclose(fp);
+	return found ? (int64_t)(total * 1000 + 0.5) : -1;
+}
+
 void
 criu_features_clear(struct criu_features *f)
 {

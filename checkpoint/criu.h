@@ -98,6 +98,9 @@ void		 criu_probe(uv_loop_t *, const char *criu_path,
 		    const char *work_dir, criu_probe_cb, void *arg);
 /* The lines of a CRIU log that report errors (the last few), or NULL. */
 char		*criu_log_errors(const char *path);
+/* The ms CRIU's restorer spent reading pages into memory, from its -v4
+ * restore log (the sum over its tasks), or -1 if the log has none. */
+int64_t		 criu_log_pages_read_ms(const char *path);
 void		 criu_features_clear(struct criu_features *);
 /* "CRIU 4.1.1: lazy pages yes, memory tracking no" or the problem. */
 char		*criu_features_describe(const struct criu_features *);
