@@ -1336,7 +1336,7 @@ ckpt_verify_done(uv_work_t *w, int status)
 	CgroupRoot		*roots = NULL, **rootp = NULL;
 	const char *const	*ctrls;
 	size_t			 n = 0, i;
-	char			*cause = NULL, **ext = NULL;
+	char			*cause = NULL, **ext = NULL, *unified;
 
 	op->working = 0;
 	op->verified_at = now_ms();
@@ -1355,17 +1355,27 @@ ckpt_verify_done(uv_work_t *w, int status)
 	ckpt_common_opts(&opts, op->dir_fd, "restore.log");
 	opts.root = op->rootfs;
 	/* The images name the cgroups of the host that dumped them: restore
-	 * into this host's own (they differ after a migration). */
+	 * into this host's own (they differ after a migration).  That holds
+	 * for the v2 hierarchy too (CRIU names it ""): left to the images, a
+	 * migrated container would join its source ternd's v2 cgroup, which
+	 * on one kernel shared by test hosts is the source's to kill. */
 	ctrls = container_cgroup_controllers();
 	for (n = 0; ctrls[n] != NULL; n++)
 		;
-	roots = xcalloc(n, sizeof *roots);
-	rootp = xcalloc(n, sizeof *rootp);
+	roots = xcalloc(n + 1, sizeof *roots);
+	rootp = xcalloc(n + 1, sizeof *rootp);
 	for (i = 0; i < n; i++) {
 		cgroup_root__init(&roots[i]);
 		roots[i].ctrl = (char *)ctrls[i];
 		roots[i].path = container_cgroup_relpath(op->name, ctrls[i]);
 		rootp[i] = &roots[i];
+	}
+	if ((unified = container_unified_path()) != NULL) {
+		cgroup_root__init(&roots[n]);
+		roots[n].ctrl = (char *)"";
+		roots[n].path = unified;
+		rootp[n] = &roots[n];
+		n++;
 	}
 	opts.n_cg_root = n;
 	opts.cg_root = rootp;

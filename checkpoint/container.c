@@ -1355,6 +1355,25 @@ container_cgroup_controllers(void)
 }
 
 char *
+container_unified_path(void)
+{
+	FILE	*fp;
+	char	 line[PATH_MAX + 64], *path = NULL;
+
+	if ((fp = fopen("/proc/self/cgroup", "r")) == NULL)
+		return NULL;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, "0::", 3) == 0 && line[3] == '/') {
+			path = xstrdup(line + 3);
+			break;
+		}
+	}
+	fclose(fp);
+	return path;
+}
+
+char *
 container_cgroup_relpath(const char *name, const char *ctrl)
 {
 	char	base[PATH_MAX], *s;

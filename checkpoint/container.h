@@ -102,6 +102,10 @@ char			*container_cgroup_relpath(const char *name,
 			    const char *ctrl);
 /* The v1 controllers a container is in, NULL-terminated. */
 const char *const	*container_cgroup_controllers(void);
+/* Where ternd sits in the v2 (unified) hierarchy, its containers with it
+ * (tern makes no v2 cgroup of its own): "/x" or "/", NULL where this
+ * process is in none. */
+char			*container_unified_path(void);
 
 int	container_pids(const char *name, pid_t **pids, size_t *n,
 	    char **cause);

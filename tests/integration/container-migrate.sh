@@ -151,6 +151,14 @@ inst_verify h1 mc "$state" "after the source's ternd stopped mid-migration"
 # And it still moves afterwards.
 cl_ctl h1 migrate mc --to h2
 inst_verify h2 mc "$state" "moved to h2 after the failure"
+# It joined h2's cgroups, the v2 hierarchy's too: left in h1's (CRIU
+# restores the paths its images name), h1's end would end it (th_crash
+# kills a host's cgroups, as a host's own cleanup would).
+pid=$(inst_field h2 mc pid)
+mine=$(grep '^0::' "/proc/$pid/cgroup") || mine=
+ternd=$(grep '^0::' "/proc/$(cl_pid h2)/cgroup") || ternd=
+[ "$mine" = "$ternd" ] ||
+    fail "mc on h2 (pid $pid) is in the v2 cgroup ${mine#0::}, not h2's ${ternd#0::}"
 cl_ctl h2 destroy mc >/dev/null
 
 cl_stop_all || fail "a ternd did not stop cleanly"
