@@ -80,6 +80,9 @@ struct instance {
 	/* the request waiting for a stop (or a start) to finish */
 	instances_done_cb	 stop_cb;
 	void			*stop_arg;
+	/* a destroy waiting for its checkpoint to end (cancelled) */
+	instances_done_cb	 destroy_cb;
+	void			*destroy_arg;
 };
 
 struct instances {
@@ -136,7 +139,11 @@ void		 instance_unlink(struct instance *);
 /* Save spec, state and dirs of a new instance; -1 and *cause on error.
  * Blocks (mkdir, fsync): call it on the pool, as creations do. */
 int		 instance_save(struct instance *, char **cause);
-/* Long operations hold the table open (instances_close waits). */
+/* Long operations hold the table open (instances_close waits).  The
+ * end of a checkpoint: a destroy that waited for it goes on here, so
+ * call it last, with nothing of the instance used after it. */
 void		 instances_op_done(struct instances *);
+/* A destroy waits for this instance's checkpoint to end. */
+int		 instance_destroying(const struct instance *);
 
 #endif
