@@ -64,6 +64,10 @@ struct instance {
 	int			 want_running;	/* the operator started it */
 	int			 ha_creating;	/* a failover's create is out */
 	int			 destroy_after_stop;
+	/* A protected migration's commit went unconfirmed: the grant
+	 * decides (listed here at its epoch: the move was not recorded,
+	 * restore the checkpoint; refused: the target's). */
+	int			 ha_unconfirmed;
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
 						 * pool: "starting", ... */

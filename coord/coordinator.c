@@ -92,6 +92,10 @@ struct coordinator {
 	void			*ev_arg;
 	void			(*ready)(void *, const char *);
 	void			*ready_arg;
+	/* Fault point coord.owner-move.no-grant (delay=MS): a committed
+	 * move's target gets no grant listing it until then. */
+	char			*withheld, *withheld_to;
+	uint64_t		 withheld_until;
 };
 
 static void	coord_arm(struct coordinator *);
@@ -141,6 +145,8 @@ coord_maybe_free(struct coordinator *c)
 	model_free(c->model);
 	free(c->name);
 	free(c->fence_command);
+	free(c->withheld);
+	free(c->withheld_to);
 	free(c);
 }
 
@@ -310,6 +316,22 @@ coord_owned_fill(struct coordinator *c, const char *host,
 	}
 }
 
+/* The fault point coord.owner-move.no-grant holds name back from host. */
+static int
+coord_withheld(struct coordinator *c, const char *host, const char *name)
+{
+	if (c->withheld == NULL)
+		return 0;
+	if (coord_now(c) >= c->withheld_until) {
+		free(c->withheld);
+		free(c->withheld_to);
+		c->withheld = c->withheld_to = NULL;
+		return 0;
+	}
+	return strcmp(c->withheld, name) == 0 &&
+	    strcmp(c->withheld_to, host) == 0;
+}
+
 static void
 coord_reply(struct coordinator *c, const char *host, uint64_t seq,
     const Tern__LeaseRenew *r, Tern__InstanceRefusal **refusals,
@@ -360,7 +382,8 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			 * it released is, until the release commits: the host
 			 * takes a grant without it as the release recorded. */
 			if (in->owner == NULL || strcmp(in->owner, host) != 0 ||
-			    (mv != NULL && !mv->release))
+			    (mv != NULL && !mv->release) ||
+			    coord_withheld(c, host, in->name))
 				continue;
 			coord_owned_fill(c, host, in, coord_held(r, held,
 			    in->name), &rhosts[k * HA_REPLICAS_MAX], &owned[k]);
@@ -1031,6 +1054,7 @@ coord_owner_moved(void *arg, const char *error)
 {
 	struct moving		*mv = arg;
 	struct coordinator	*c = mv->c;
+	unsigned		 ms = 0;
 
 	c->pending--;
 	coord_moving_unlink(c, mv);
@@ -1045,8 +1069,20 @@ coord_owner_moved(void *arg, const char *error)
 			    mv->epoch + 1, NULL);
 			/* Its grant lists it now: the target resumes on it.
 			 * Fault point coord.owner-move.nudge (fail): not
-			 * nudged, it learns at its next renewal. */
-			if (fault_hit("coord.owner-move.nudge") != FAULT_FAIL)
+			 * nudged, it learns at its next renewal.  Fault point
+			 * coord.owner-move.no-grant (delay=MS): no grant
+			 * lists it to the target for MS, as if the target
+			 * were cut off right after the commit; the target
+			 * fences its copy after two TTLs. */
+			if (fault_check("coord.owner-move.no-grant", &ms) ==
+			    FAULT_DELAY) {
+				free(c->withheld);
+				free(c->withheld_to);
+				c->withheld = xstrdup(mv->name);
+				c->withheld_to = xstrdup(mv->to);
+				c->withheld_until = coord_now(c) + ms;
+			} else if (fault_hit("coord.owner-move.nudge") !=
+			    FAULT_FAIL)
 				coord_nudge(c, mv->to);
 		} else {
 			log_warnx("instance %s: migration from %s to %s not "
@@ -1125,6 +1161,10 @@ coord_owner_move(struct coordinator *c, const char *host,
 	if ((why = coord_owner_refused(c, host, r, &text)) == NULL &&
 	    fault_hit("coord.owner-move") == FAULT_FAIL)
 		why = "fault point coord.owner-move";
+	/* Received, nothing recorded, no answer: the source cannot learn
+	 * the outcome until its lease ends. */
+	if (why == NULL)
+		fault_die_at("coord.owner-move.received");
 	if (why != NULL) {
 		log_warnx("instance %s: %s may not move it to %s: %s", r->name,
 		    host, r->to, why);
