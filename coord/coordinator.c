@@ -221,26 +221,37 @@ coord_keep_replicas(struct coordinator *c, const char *host, char ***out)
 {
 	struct model_instance	**insts;
 	struct model_replica	**reps;
+	struct model_host	 *h;
 	char			 *rh[HA_REPLICAS_MAX];
-	size_t			  n, i, j, nr, nh, k = 0;
+	size_t			  n, i, j, nr, nh, k = 0, ready, want;
 	int			  keep;
 
-	n = model_instances(c->model, &insts);
+	/* Released ones (the operator destroyed them) have no owner: they
+	 * run nowhere, their replicas restore nothing any more. */
+	n = model_ckpt_instances(c->model, &insts);
 	*out = xcalloc(n + 1, sizeof **out);
 	for (i = 0; i < n; i++) {
 		struct model_instance *in = insts[i];
 
-		/* Released (the operator destroyed it): runs nowhere, its
-		 * replicas restore nothing any more. */
-		if (in->ha != MODEL_HA_CHECKPOINT || in->owner == NULL ||
-		    strcmp(in->owner, host) == 0)
+		if (strcmp(in->owner, host) == 0)
 			continue;
 		keep = 0;
+		ready = 0;
 		reps = model_replicas(c->model, in->name, &nr);
-		for (j = 0; j < nr && !keep; j++)
+		for (j = 0; j < nr && !keep; j++) {
 			keep = strcmp(reps[j]->host, host) == 0;
+			h = model_host(c->model, reps[j]->host);
+			ready += h != NULL && h->lease.state == HOST_UP &&
+			    !h->drained && strcmp(h->name, in->owner) != 0;
+		}
 		free(reps);
-		if (!keep) {
+		/* As many usable replica hosts as it wants, host not among
+		 * them: coord_replica_hosts picks those (a walk over every
+		 * host, only for the instances short of replicas). */
+		want = in->replicas != 0 ? in->replicas : 1;
+		if (want > HA_REPLICAS_MAX)
+			want = HA_REPLICAS_MAX;
+		if (!keep && ready < want) {
 			nh = coord_replica_hosts(c, in, rh, HA_REPLICAS_MAX);
 			for (j = 0; j < nh && !keep; j++)
 				keep = strcmp(rh[j], host) == 0;
