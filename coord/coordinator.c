@@ -221,11 +221,22 @@ coord_keep_replicas(struct coordinator *c, const char *host, char ***out)
 {
 	struct model_instance	**insts;
 	struct model_replica	**reps;
-	struct model_host	 *h;
+	struct model_host	 *h, **hosts;
 	char			 *rh[HA_REPLICAS_MAX];
 	size_t			  n, i, j, nr, nh, k = 0, ready, want;
-	int			  keep;
+	int			  keep, early = 0;
 
+	/* coord_replica_hosts' last pass takes any usable host in the
+	 * hosts' order, skipping the owner and the replica hosts it took:
+	 * it looks at most HA_REPLICAS_MAX + 1 usable hosts.  A host past
+	 * them is a replica host only where it holds a replica. */
+	nh = model_hosts(c->model, &hosts);
+	for (i = j = 0; i < nh && j <= HA_REPLICAS_MAX && !early; i++) {
+		if (hosts[i]->lease.state != HOST_UP || hosts[i]->drained)
+			continue;
+		early = strcmp(hosts[i]->name, host) == 0;
+		j++;
+	}
 	/* Released ones (the operator destroyed them) have no owner: they
 	 * run nowhere, their replicas restore nothing any more. */
 	n = model_ckpt_instances(c->model, &insts);
@@ -246,12 +257,12 @@ coord_keep_replicas(struct coordinator *c, const char *host, char ***out)
 		}
 		free(reps);
 		/* As many usable replica hosts as it wants, host not among
-		 * them: coord_replica_hosts picks those (a walk over every
-		 * host, only for the instances short of replicas). */
+		 * them: coord_replica_hosts picks those.  Short of them, it
+		 * may pick host (a walk over every host: only then). */
 		want = in->replicas != 0 ? in->replicas : 1;
 		if (want > HA_REPLICAS_MAX)
 			want = HA_REPLICAS_MAX;
-		if (!keep && ready < want) {
+		if (!keep && ready < want && early) {
 			nh = coord_replica_hosts(c, in, rh, HA_REPLICAS_MAX);
 			for (j = 0; j < nh && !keep; j++)
 				keep = strcmp(rh[j], host) == 0;
