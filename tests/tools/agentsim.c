@@ -248,9 +248,14 @@ agent_renew(struct agent *a)
 			hi[i].has_ha = 1;
 			/* The victim's stay restart: with no replica a
 			 * checkpoint-protected one fails over nowhere. */
-			hi[i].ha = a->sim->checkpoint && a->idx != 0 ?
-			    TERN__HA_POLICY__HA_CHECKPOINT :
-			    TERN__HA_POLICY__HA_RESTART;
+			hi[i].ha = TERN__HA_POLICY__HA_RESTART;
+			if (a->sim->checkpoint && a->idx != 0) {
+				hi[i].ha = TERN__HA_POLICY__HA_CHECKPOINT;
+				hi[i].has_interval_ms = 1;
+				hi[i].interval_ms = 2000;
+				hi[i].has_replicas = 1;
+				hi[i].replicas = 1;
+			}
 			hi[i].has_priority = 1;
 			hi[i].priority = 0;
 		}
