@@ -244,7 +244,20 @@ ctr_source_orphaned(struct migration *m, const char *why)
 		free(in->moved_to);
 		in->moved_to = NULL;
 	}
-	if (m->target_refused)
+	if (in->ha != 0) {
+		/* The store's word decides, through the grants: the move
+		 * recorded, the target takes it over; not, this host
+		 * restores this checkpoint (ha-instances.c). */
+		in->ha_unconfirmed = 1;
+		xasprintf(&text, "%s stopped here at the commit point, but %s "
+		    "%s (%s): the coordinator's store decides where it runs: "
+		    "if it recorded the move, %s takes it over at its next "
+		    "grant; if not, this host restores checkpoint %" PRIu64
+		    " at its next grant (ternctl ha status %s)", m->name,
+		    m->peer, m->target_refused ? "could not resume it" :
+		    "did not confirm it runs", why, m->peer, m->generation,
+		    m->name);
+	} else if (m->target_refused)
 		xasprintf(&text, "%s stopped here at the commit point, but %s "
 		    "could not resume it (%s): it does not run there; ternctl "
 		    "restore %s here (checkpoint %" PRIu64 ")", m->name, m->peer,

@@ -868,6 +868,39 @@ ha_policy_changed(struct instance *in, const Tern__OwnedInstance *o)
 	return in->ha == 0;
 }
 
+/* The answer a migration's commit waited for was lost, and the grant
+ * lists the instance here at the epoch it had: the store never recorded
+ * the move, and the target's copy never runs (no grant lists it at the
+ * next epoch).  The checkpoint taken at the commit point is the
+ * instance: restore it, nothing of its state lost. */
+static void
+ha_unconfirmed_restore(struct instance *in)
+{
+	Tern__RestoreRequest	 r = TERN__RESTORE_REQUEST__INIT;
+	char			*cause = NULL, *name = xstrdup(in->name);
+	int			 code = 0;
+
+	in->ha_unconfirmed = 0;
+	log_warnx("instance %s: coordinator %s lists it here at epoch %" PRIu64
+	    ": its migration's move was not recorded; restoring the "
+	    "checkpoint taken at the commit point", in->name,
+	    ha_instances_coord_now(in->set->agent), in->epoch);
+	free(in->moved_to);
+	in->moved_to = NULL;
+	instance_set_error(in, NULL);
+	r.name = in->name;
+	if (ha_instances_may_run(in, &code, &cause) != 0 ||
+	    in->drv->restore == NULL || in->drv->restore(in, &r, ha_answered,
+	    name, &code, &cause) != 0) {
+		log_warnx("instance %s: not restored, left checkpointed here "
+		    "(ternctl restore %s): %s", in->name, in->name,
+		    cause != NULL ? cause : "its kind cannot restore");
+		instance_set_error(in, cause);
+		free(cause);
+		free(name);
+	}
+}
+
 static void
 ha_owned(void *ctx, const Tern__LeaseGrant *g)
 {
@@ -905,6 +938,11 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		}
 		if (in->ha_creating || ha_policy_changed(in, o) != 0)
 			continue;
+		if (in->ha_unconfirmed && in->epoch == o->epoch &&
+		    in->state == INST_CHECKPOINTED && in->working == NULL) {
+			ha_unconfirmed_restore(in);
+			continue;
+		}
 		if (in->epoch != o->epoch) {
 			log_info("instance %s: protected by %s at epoch %"
 			    PRIu64, in->name, ha_instances_coord_now(a),

@@ -64,6 +64,10 @@ struct instance {
 	int			 want_running;	/* the operator started it */
 	int			 ha_creating;	/* a failover's create is out */
 	int			 destroy_after_stop;
+	/* A protected migration's commit went unconfirmed: the grant
+	 * decides (listed here at its epoch: the move was not recorded,
+	 * restore the checkpoint; refused: the target's). */
+	int			 ha_unconfirmed;
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
 						 * pool: "starting", ... */
@@ -80,6 +84,9 @@ struct instance {
 	/* the request waiting for a stop (or a start) to finish */
 	instances_done_cb	 stop_cb;
 	void			*stop_arg;
+	/* a destroy waiting for its checkpoint to end (cancelled) */
+	instances_done_cb	 destroy_cb;
+	void			*destroy_arg;
 };
 
 struct instances {
@@ -136,7 +143,11 @@ void		 instance_unlink(struct instance *);
 /* Save spec, state and dirs of a new instance; -1 and *cause on error.
  * Blocks (mkdir, fsync): call it on the pool, as creations do. */
 int		 instance_save(struct instance *, char **cause);
-/* Long operations hold the table open (instances_close waits). */
+/* Long operations hold the table open (instances_close waits).  The
+ * end of a checkpoint: a destroy that waited for it goes on here, so
+ * call it last, with nothing of the instance used after it. */
 void		 instances_op_done(struct instances *);
+/* A destroy waits for this instance's checkpoint to end. */
+int		 instance_destroying(const struct instance *);
 
 #endif

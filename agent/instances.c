@@ -36,13 +36,25 @@ static const struct inst_driver *const inst_drivers[] = {
 #define INST_STATE_MAX	(1024 * 1024)
 
 static void	instances_finish_close(struct instances *);
+static void	instances_destroy_waiting(struct instances *);
 
-/* A checkpoint, restore or migration finished: a pending close may go on. */
+/* A checkpoint, restore or migration finished: a pending close may go
+ * on, and so may a destroy that waited for a checkpoint. */
 void
 instances_op_done(struct instances *set)
 {
-	if (--set->busy == 0 && set->closing)
+	if (--set->busy == 0 && set->closing) {
 		instances_finish_close(set);
+		return;
+	}
+	if (!set->closing)
+		instances_destroy_waiting(set);
+}
+
+int
+instance_destroying(const struct instance *in)
+{
+	return in->destroy_cb != NULL;
 }
 
 
@@ -267,6 +279,14 @@ instance_unlink(struct instance *in)
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: ternd "
 		    "is shutting down before it stopped; ternctl list once "
 		    "ternd is back says whether it runs", in->name);
+	}
+	if (in->destroy_cb != NULL) {
+		cb = in->destroy_cb;
+		in->destroy_cb = NULL;
+		reply_error(cb, in->destroy_arg,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: ternd "
+		    "is shutting down before its checkpoint ended; destroy it "
+		    "again once ternd is back", in->name);
 	}
 	in->unlinked = 1;
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
@@ -518,6 +538,77 @@ instance_find_for(struct instances *set, const char *name,
 	return in;
 }
 
+/* The driver's destroy; a protected instance's release is recorded by
+ * the coordinator before the answer goes (ha-instances.h). */
+static void
+instance_destroy_now(struct instance *in, instances_done_cb cb, void *arg)
+{
+	char	*cause = NULL;
+	int	 want = in->want_running, code = 0;
+
+	in->want_running = 0;
+	if (in->ha != 0)
+		ha_instances_released(in->set->agent, in, &cb, &arg);
+	if (in->drv->destroy(in, cb, arg, &code, &cause) != 0) {
+		in->want_running = want;
+		reply_refused(cb, arg, code, cause);
+	}
+}
+
+/* A checkpoint runs (a replica's on schedule, or the operator's): the
+ * instance is going, so is what the checkpoint would give; CRIU is
+ * cancelled (a VM's libvirt call is waited for) and the destroy goes on
+ * once the checkpoint has settled the instance (instances_op_done). */
+static int
+instance_destroy_later(struct instance *in, instances_done_cb cb, void *arg,
+    int *code, char **cause)
+{
+	char	*name;
+
+	if (in->destroy_cb != NULL)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s is "
+		    "already being destroyed (once its checkpoint ends)",
+		    in->name);
+	in->destroy_cb = cb;
+	in->destroy_arg = arg;
+	log_info("instance %s: destroy waits for its checkpoint to end "
+	    "(cancelled: the generation is discarded)", in->name);
+	if (in->drv->cancellable != NULL && in->drv->cancellable(in)) {
+		/* Its callback may settle (and destroy) it before this
+		 * returns: by name. */
+		name = xstrdup(in->name);
+		in->drv->cancel(name, "the instance is being destroyed");
+		free(name);
+	}
+	return 0;
+}
+
+/* Destroys that waited for a checkpoint, once it has ended. */
+static void
+instances_destroy_waiting(struct instances *set)
+{
+	struct instance		*in;
+	instances_done_cb	 cb;
+	void			*arg;
+
+	for (;;) {
+		for (in = set->list; in != NULL; in = in->next)
+			if (in->destroy_cb != NULL &&
+			    in->state != INST_CHECKPOINTING)
+				break;
+		if (in == NULL)
+			return;
+		cb = in->destroy_cb;
+		arg = in->destroy_arg;
+		in->destroy_cb = NULL;
+		in->destroy_arg = NULL;
+		log_info("instance %s: its checkpoint ended (%s): destroying "
+		    "it", in->name, inst_state_names[in->state]);
+		instance_destroy_now(in, cb, arg);
+	}
+}
+
 void
 instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
     instances_done_cb cb, void *arg)
@@ -546,12 +637,12 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 			in->want_running = want;
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
-		want = in->want_running;
-		in->want_running = 0;
-		if (in->ha != 0)
-			ha_instances_released(set->agent, in, &cb, &arg);
-		if ((rc = in->drv->destroy(in, cb, arg, &code, &cause)) != 0)
-			in->want_running = want;
+		if (in->state == INST_CHECKPOINTING)
+			rc = instance_destroy_later(in, cb, arg, &code, &cause);
+		else {
+			instance_destroy_now(in, cb, arg);
+			rc = 0;
+		}
 		break;
 	default:
 		rc = inst_refuse(&code, &cause,

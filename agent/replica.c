@@ -163,6 +163,7 @@ struct replicas {
 };
 
 static void	rep_gen_end(struct rep_gen *);
+static void	rep_abandon(struct rep_gen *);
 static void	rep_recv_end(struct rep_recv *, const char *error);
 static const struct stream_ops rep_send_ops, rep_recv_ops;
 
@@ -923,8 +924,20 @@ rep_checkpointed(void *arg, const Envelope *reply, int code,
     const char *error)
 {
 	struct rep_gen	*rg = arg;
+	struct agent	*a = rg->rs->a;
+	struct instance	*in;
 
 	(void)code;
+	in = a->instances != NULL ? instance_find(a->instances, rg->name) :
+	    NULL;
+	if (in == NULL || instance_destroying(in)) {
+		/* Its instance goes with its checkpoints: nothing to send
+		 * (the grant that no longer lists it tells the replicas). */
+		log_info("instance %s: generation for its replicas discarded: "
+		    "the instance is being destroyed", rg->name);
+		rep_abandon(rg);
+		return;
+	}
 	if (error != NULL || reply == NULL ||
 	    reply->body_case != TERN__ENVELOPE__BODY_CHECKPOINT_REPLY) {
 		log_warnx("instance %s: checkpoint for its replicas failed: %s",

@@ -17,6 +17,9 @@
 #                coordinator having recorded every move (its log's last
 #                "failover: ..." line) and to survivors being granted all
 #                of them (agentsim)
+# BENCH_COORD_CHECKPOINT=1: the agents' instances (not the victim's) are
+# --ha checkpoint (no replica reported): every grant's keep-list looks at
+# each of them.
 # Runs for each N in BENCH_COORD_AGENTS ("100 1000"), a fresh store each;
 # the last line is the CPU share with the largest N.
 set -euo pipefail
@@ -32,6 +35,8 @@ TTL=${BENCH_COORD_TTL_MS:-2000}
 # The mesh's heartbeat, both ways (ternd's default; peer_timeout 5 times).
 HEARTBEAT=${BENCH_COORD_HEARTBEAT_MS:-1000}
 MARGIN=${BENCH_COORD_MARGIN_MS:-500}
+CKPT=${BENCH_COORD_CHECKPOINT:-}
+[ "$CKPT" = 1 ] || CKPT=
 SIM=$TERN_BUILDDIR/tests/tools/agentsim
 
 th_check || { echo "coord-scale: needs root and the test host tools" >&2; exit 2; }
@@ -76,7 +81,7 @@ run() {
 	    --cert-dir "$TH_ROOT/pki/sim" --agents "$n" --instances "$PER" \
 	    --victim-instances "$VICTIM" --ttl "$TTL" --margin "$MARGIN" \
 	    --steady "$STEADY" --window "$WINDOW" --heartbeat "$HEARTBEAT" \
-	    --cpu-pid "$(cl_pid h2)" \
+	    --cpu-pid "$(cl_pid h2)" ${CKPT:+--checkpoint} \
 	    >"$out" 2>"$out.err"; then
 		cat "$out" >&2
 		tail -n 20 "$out.err" >&2

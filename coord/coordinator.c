@@ -92,6 +92,10 @@ struct coordinator {
 	void			*ev_arg;
 	void			(*ready)(void *, const char *);
 	void			*ready_arg;
+	/* Fault point coord.owner-move.no-grant (delay=MS): a committed
+	 * move's target gets no grant listing it until then. */
+	char			*withheld, *withheld_to;
+	uint64_t		 withheld_until;
 };
 
 static void	coord_arm(struct coordinator *);
@@ -141,6 +145,8 @@ coord_maybe_free(struct coordinator *c)
 	model_free(c->model);
 	free(c->name);
 	free(c->fence_command);
+	free(c->withheld);
+	free(c->withheld_to);
 	free(c);
 }
 
@@ -215,26 +221,48 @@ coord_keep_replicas(struct coordinator *c, const char *host, char ***out)
 {
 	struct model_instance	**insts;
 	struct model_replica	**reps;
+	struct model_host	 *h, **hosts;
 	char			 *rh[HA_REPLICAS_MAX];
-	size_t			  n, i, j, nr, nh, k = 0;
-	int			  keep;
+	size_t			  n, i, j, nr, nh, k = 0, ready, want;
+	int			  keep, early = 0;
 
-	n = model_instances(c->model, &insts);
+	/* coord_replica_hosts' last pass takes any usable host in the
+	 * hosts' order, skipping the owner and the replica hosts it took:
+	 * it looks at most HA_REPLICAS_MAX + 1 usable hosts.  A host past
+	 * them is a replica host only where it holds a replica. */
+	nh = model_hosts(c->model, &hosts);
+	for (i = j = 0; i < nh && j <= HA_REPLICAS_MAX && !early; i++) {
+		if (hosts[i]->lease.state != HOST_UP || hosts[i]->drained)
+			continue;
+		early = strcmp(hosts[i]->name, host) == 0;
+		j++;
+	}
+	/* Released ones (the operator destroyed them) have no owner: they
+	 * run nowhere, their replicas restore nothing any more. */
+	n = model_ckpt_instances(c->model, &insts);
 	*out = xcalloc(n + 1, sizeof **out);
 	for (i = 0; i < n; i++) {
 		struct model_instance *in = insts[i];
 
-		/* Released (the operator destroyed it): runs nowhere, its
-		 * replicas restore nothing any more. */
-		if (in->ha != MODEL_HA_CHECKPOINT || in->owner == NULL ||
-		    strcmp(in->owner, host) == 0)
+		if (strcmp(in->owner, host) == 0)
 			continue;
 		keep = 0;
+		ready = 0;
 		reps = model_replicas(c->model, in->name, &nr);
-		for (j = 0; j < nr && !keep; j++)
+		for (j = 0; j < nr && !keep; j++) {
 			keep = strcmp(reps[j]->host, host) == 0;
+			h = model_host(c->model, reps[j]->host);
+			ready += h != NULL && h->lease.state == HOST_UP &&
+			    !h->drained && strcmp(h->name, in->owner) != 0;
+		}
 		free(reps);
-		if (!keep) {
+		/* As many usable replica hosts as it wants, host not among
+		 * them: coord_replica_hosts picks those.  Short of them, it
+		 * may pick host (a walk over every host: only then). */
+		want = in->replicas != 0 ? in->replicas : 1;
+		if (want > HA_REPLICAS_MAX)
+			want = HA_REPLICAS_MAX;
+		if (!keep && ready < want && early) {
 			nh = coord_replica_hosts(c, in, rh, HA_REPLICAS_MAX);
 			for (j = 0; j < nh && !keep; j++)
 				keep = strcmp(rh[j], host) == 0;
@@ -310,6 +338,22 @@ coord_owned_fill(struct coordinator *c, const char *host,
 	}
 }
 
+/* The fault point coord.owner-move.no-grant holds name back from host. */
+static int
+coord_withheld(struct coordinator *c, const char *host, const char *name)
+{
+	if (c->withheld == NULL)
+		return 0;
+	if (coord_now(c) >= c->withheld_until) {
+		free(c->withheld);
+		free(c->withheld_to);
+		c->withheld = c->withheld_to = NULL;
+		return 0;
+	}
+	return strcmp(c->withheld, name) == 0 &&
+	    strcmp(c->withheld_to, host) == 0;
+}
+
 static void
 coord_reply(struct coordinator *c, const char *host, uint64_t seq,
     const Tern__LeaseRenew *r, Tern__InstanceRefusal **refusals,
@@ -360,7 +404,8 @@ coord_reply(struct coordinator *c, const char *host, uint64_t seq,
 			 * it released is, until the release commits: the host
 			 * takes a grant without it as the release recorded. */
 			if (in->owner == NULL || strcmp(in->owner, host) != 0 ||
-			    (mv != NULL && !mv->release))
+			    (mv != NULL && !mv->release) ||
+			    coord_withheld(c, host, in->name))
 				continue;
 			coord_owned_fill(c, host, in, coord_held(r, held,
 			    in->name), &rhosts[k * HA_REPLICAS_MAX], &owned[k]);
@@ -1031,6 +1076,7 @@ coord_owner_moved(void *arg, const char *error)
 {
 	struct moving		*mv = arg;
 	struct coordinator	*c = mv->c;
+	unsigned		 ms = 0;
 
 	c->pending--;
 	coord_moving_unlink(c, mv);
@@ -1045,8 +1091,20 @@ coord_owner_moved(void *arg, const char *error)
 			    mv->epoch + 1, NULL);
 			/* Its grant lists it now: the target resumes on it.
 			 * Fault point coord.owner-move.nudge (fail): not
-			 * nudged, it learns at its next renewal. */
-			if (fault_hit("coord.owner-move.nudge") != FAULT_FAIL)
+			 * nudged, it learns at its next renewal.  Fault point
+			 * coord.owner-move.no-grant (delay=MS): no grant
+			 * lists it to the target for MS, as if the target
+			 * were cut off right after the commit; the target
+			 * fences its copy after two TTLs. */
+			if (fault_check("coord.owner-move.no-grant", &ms) ==
+			    FAULT_DELAY) {
+				free(c->withheld);
+				free(c->withheld_to);
+				c->withheld = xstrdup(mv->name);
+				c->withheld_to = xstrdup(mv->to);
+				c->withheld_until = coord_now(c) + ms;
+			} else if (fault_hit("coord.owner-move.nudge") !=
+			    FAULT_FAIL)
 				coord_nudge(c, mv->to);
 		} else {
 			log_warnx("instance %s: migration from %s to %s not "
@@ -1125,6 +1183,10 @@ coord_owner_move(struct coordinator *c, const char *host,
 	if ((why = coord_owner_refused(c, host, r, &text)) == NULL &&
 	    fault_hit("coord.owner-move") == FAULT_FAIL)
 		why = "fault point coord.owner-move";
+	/* Received, nothing recorded, no answer: the source cannot learn
+	 * the outcome until its lease ends. */
+	if (why == NULL)
+		fault_die_at("coord.owner-move.received");
 	if (why != NULL) {
 		log_warnx("instance %s: %s may not move it to %s: %s", r->name,
 		    host, r->to, why);

@@ -43,6 +43,20 @@ struct owner_index {
 	int			  valid;
 };
 
+/* The checkpoint-protected instances that have an owner, and the
+ * replicas grouped by instance (the name's hash), rebuilt at the first
+ * use after a change: a grant's keep-list costs what the checkpoint-
+ * protected instances hold, not a walk over every instance and replica
+ * per instance. */
+struct ckpt_index {
+	struct model_instance	**insts;
+	size_t			  ninsts;
+	struct model_replica	**reps;		/* grouped by bucket */
+	size_t			 *start;	/* as owner_index's */
+	size_t			  nbuckets;
+	int			  valid;
+};
+
 struct picture {
 	struct model_host	**hosts;
 	size_t			  nhosts;
@@ -54,6 +68,7 @@ struct picture {
 	size_t			  nfos;
 	struct name_index	  host_ix, inst_ix;
 	struct owner_index	  owners;
+	struct ckpt_index	  ckpt;
 };
 
 struct model {
@@ -129,6 +144,9 @@ picture_clear(struct picture *p)
 	free(p->inst_ix.slot);
 	free(p->owners.by);
 	free(p->owners.start);
+	free(p->ckpt.insts);
+	free(p->ckpt.reps);
+	free(p->ckpt.start);
 	memset(p, 0, sizeof *p);
 }
 
@@ -367,16 +385,62 @@ rep_newer(const void *a, const void *b)
 	return strcmp(x->host, y->host);
 }
 
+static void
+ckpt_build(struct picture *p)
+{
+	struct ckpt_index	*x = &p->ckpt;
+	size_t			*fill, i, b;
+
+	free(x->insts);
+	free(x->reps);
+	free(x->start);
+	x->insts = xcalloc(p->ninsts + 1, sizeof *x->insts);
+	x->ninsts = 0;
+	for (i = 0; i < p->ninsts; i++)
+		if (p->insts[i]->ha == MODEL_HA_CHECKPOINT &&
+		    p->insts[i]->owner != NULL)
+			x->insts[x->ninsts++] = p->insts[i];
+	for (x->nbuckets = 64; x->nbuckets < p->nreps; x->nbuckets *= 2)
+		;
+	x->start = xcalloc(x->nbuckets + 1, sizeof *x->start);
+	x->reps = xcalloc(p->nreps + 1, sizeof *x->reps);
+	fill = xcalloc(x->nbuckets, sizeof *fill);
+	for (i = 0; i < p->nreps; i++)
+		x->start[(name_hash(p->reps[i]->instance) &
+		    (x->nbuckets - 1)) + 1]++;
+	for (b = 0; b < x->nbuckets; b++)
+		x->start[b + 1] += x->start[b];
+	for (i = 0; i < p->nreps; i++) {
+		b = name_hash(p->reps[i]->instance) & (x->nbuckets - 1);
+		x->reps[x->start[b] + fill[b]++] = p->reps[i];
+	}
+	free(fill);
+	x->valid = 1;
+}
+
+size_t
+model_ckpt_instances(struct model *m, struct model_instance ***insts)
+{
+	if (!m->pic.ckpt.valid)
+		ckpt_build(&m->pic);
+	*insts = m->pic.ckpt.insts;
+	return m->pic.ckpt.ninsts;
+}
+
 struct model_replica **
 model_replicas(struct model *m, const char *instance, size_t *n)
 {
+	struct ckpt_index	 *x = &m->pic.ckpt;
 	struct model_replica	**v = NULL;
-	size_t			  i;
+	size_t			  i, b;
 
+	if (!x->valid)
+		ckpt_build(&m->pic);
 	*n = 0;
-	for (i = 0; i < m->pic.nreps; i++)
-		if (strcmp(m->pic.reps[i]->instance, instance) == 0)
-			append((void ***)&v, n, m->pic.reps[i]);
+	b = name_hash(instance) & (x->nbuckets - 1);
+	for (i = x->start[b]; i < x->start[b + 1]; i++)
+		if (strcmp(x->reps[i]->instance, instance) == 0)
+			append((void ***)&v, n, x->reps[i]);
 	if (*n > 1)
 		qsort(v, *n, sizeof *v, rep_newer);
 	return v;
@@ -805,6 +869,7 @@ model_committed(void *arg, int committed, uint64_t rev, const char *error)
 		goto done;
 	}
 	p->owners.valid = 0;
+	p->ckpt.valid = 0;
 	switch (c->kind) {
 	case CHANGE_HOST: {
 		struct model_host *h = c->obj, *old = pic_host(p, h->name);

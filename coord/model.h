@@ -123,6 +123,10 @@ struct model_instance	*model_instance(struct model *, const char *name);
 struct model_replica	**model_replicas(struct model *, const char *instance,
 			    size_t *n);
 size_t			 model_hosts(struct model *, struct model_host ***);
+/* The checkpoint-protected instances that have an owner, without a walk
+ * over all of them (a grant's keep-list); valid until the next change. */
+size_t			 model_ckpt_instances(struct model *,
+			    struct model_instance ***);
 /* Every instance; valid until the next change. */
 size_t			 model_instances(struct model *,
 			    struct model_instance ***);

@@ -14,7 +14,8 @@
  * epoch; steady for --steady seconds (renew->grant latency of every
  * renewal, the coordinator's CPU from /proc/PID/stat when --cpu-pid); then
  * the victim (the first agent, --victim-instances instances) stops
- * renewing, and the tool waits until survivors were granted every one of
+ * renewing (--checkpoint: the other agents' instances are --ha
+ * checkpoint, with no replica ever reported; the victim's restart), and the tool waits until survivors were granted every one of
  * its instances.  Times printed as CLOCK_REALTIME seconds are for
  * comparing with ternd's log.  Exit: 0 done, 1 a phase failed, 2 usage or
  * setup. */
@@ -84,6 +85,7 @@ struct sim {
 	const char	*coord;		/* the coordinator's host name */
 	const char	*ca_file, *ca_dir, *cert_dir, *prefix;
 	int		 nagents, per_agent, victim_n, window;
+	int		 checkpoint;	/* others' instances --ha checkpoint */
 	unsigned	 ttl_ms, margin_ms, heartbeat_ms;
 	double		 steady_s, failover_timeout_s, connect_timeout_s;
 	int		 cpu_pid;
@@ -244,7 +246,16 @@ agent_renew(struct agent *a)
 			hi[i].kind = TERN__INSTANCE_KIND__KIND_CONTAINER;
 			hi[i].spec = (char *)SPEC;
 			hi[i].has_ha = 1;
+			/* The victim's stay restart: with no replica a
+			 * checkpoint-protected one fails over nowhere. */
 			hi[i].ha = TERN__HA_POLICY__HA_RESTART;
+			if (a->sim->checkpoint && a->idx != 0) {
+				hi[i].ha = TERN__HA_POLICY__HA_CHECKPOINT;
+				hi[i].has_interval_ms = 1;
+				hi[i].interval_ms = 2000;
+				hi[i].has_replicas = 1;
+				hi[i].replicas = 1;
+			}
 			hi[i].has_priority = 1;
 			hi[i].priority = 0;
 		}
@@ -689,7 +700,7 @@ usage(void)
 "         --cert-dir DIR [--ca-dir DIR] [--agents N] [--instances K]\n"
 "         [--victim-instances M] [--ttl MS] [--margin MS] [--steady S]\n"
 "         [--window W] [--heartbeat MS] [--prefix P] [--cpu-pid PID]\n"
-"         [--connect-timeout S] [--failover-timeout S]\n");
+"         [--connect-timeout S] [--failover-timeout S] [--checkpoint]\n");
 	exit(2);
 }
 
@@ -714,6 +725,7 @@ main(int argc, char **argv)
 		{ "cpu-pid", required_argument, NULL, 'P' },
 		{ "connect-timeout", required_argument, NULL, 'T' },
 		{ "failover-timeout", required_argument, NULL, 'F' },
+		{ "checkpoint", no_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sim	 sim, *s = &sim;
@@ -752,6 +764,7 @@ main(int argc, char **argv)
 		case 'P': s->cpu_pid = atoi(optarg); break;
 		case 'T': s->connect_timeout_s = atof(optarg); break;
 		case 'F': s->failover_timeout_s = atof(optarg); break;
+		case 'K': s->checkpoint = 1; break;
 		default: usage();
 		}
 	}

@@ -46,6 +46,7 @@ struct grant {
 	char		*refusals;	/* "name: why" joined by '; ' */
 	unsigned	 nudges;	/* LeaseNudges received */
 	char		*unprotected;	/* owned with policy none, joined */
+	char		*keep;		/* keep_replicas, joined by ' ' */
 	uint64_t	 term;
 	int		 not_leading;
 	char		 leader[16];	/* "not leading": who does */
@@ -146,6 +147,15 @@ fake_send(void *ctx, const char *host, const Envelope *env, char **cause)
 	free(g->unprotected);
 	g->unprotected = s;
 	s = xstrdup("");
+	for (i = 0; i < lg->n_keep_replicas; i++) {
+		xasprintf(&t, "%s%s%s", s, *s ? " " : "",
+		    lg->keep_replicas[i]);
+		free(s);
+		s = t;
+	}
+	free(g->keep);
+	g->keep = s;
+	s = xstrdup("");
 	for (i = 0; i < lg->n_refusals; i++) {
 		xasprintf(&t, "%s%s%s: %s", s, *s ? "; " : "",
 		    lg->refusals[i]->name, lg->refusals[i]->why);
@@ -242,6 +252,9 @@ teardown(void **state)
 	free(g_h1.refusals);
 	free(g_h1.unprotected);
 	free(g_h2.unprotected);
+	free(g_h1.keep);
+	free(g_h2.keep);
+	free(g_h3.keep);
 	free(g_h3.refused);
 	free(g_h3.owned);
 	free(g_h3.refusals);
@@ -607,6 +620,59 @@ test_release(void **state)
 	assert_int_equal(failovers, 0);
 	renew_holding("h2", 4, 0, "web@0");
 	assert_non_null(strstr(g_h2.refusals, "released at epoch 2"));
+}
+
+/* The replicas a grant tells its host to keep: those of the
+ * checkpoint-protected instances it is a replica host of (holding a
+ * replica, or picked for the next), never its own, never a restart
+ * one's; a host past the first usable ones only where it holds one. */
+static void
+test_keep_replicas(void **state)
+{
+	char	name[8];
+	int	i;
+
+	(void)state;
+	renew("h1", 1, 1);
+	renew("h2", 1, 1);
+	renew("h3", 1, 1);
+	inst("web", "h1", MODEL_HA_CHECKPOINT);
+	inst("db", "h2", MODEL_HA_CHECKPOINT);
+	inst("cold", "h1", MODEL_HA_RESTART);
+	/* No replica yet: the first usable host that is not the owner. */
+	renew("h1", 2, 0);
+	assert_string_equal(g_h1.keep, "db");
+	renew("h2", 2, 0);
+	assert_string_equal(g_h2.keep, "web");
+	renew("h3", 2, 0);
+	assert_string_equal(g_h3.keep, "");
+	/* web's replica is on h3 now: h3 keeps it, h2 no longer. */
+	replica("web", "h3", 7);
+	renew("h2", 3, 0);
+	assert_string_equal(g_h2.keep, "");
+	renew("h3", 3, 0);
+	assert_string_equal(g_h3.keep, "web");
+	/* Ten more hosts (their grants land in g_h2): the last is past the
+	 * first HA_REPLICAS_MAX + 1 usable ones. */
+	for (i = 1; i <= 10; i++) {
+		snprintf(name, sizeof name, "x%02d", i);
+		renew(name, 1, 1);
+	}
+	inst("big", "h1", MODEL_HA_CHECKPOINT);
+	renew("x10", 2, 0);
+	assert_string_equal(g_h2.keep, "");
+	renew("h2", 4, 0);
+	assert_string_equal(g_h2.keep, "big");
+	/* h2 drained: the next usable host is h3. */
+	coord_host_drained(co, "h2", 1);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	renew("h3", 4, 0);
+	assert_string_equal(g_h3.keep, "web big");
+	replica("big", "x10", 3);
+	renew("x10", 3, 0);
+	assert_string_equal(g_h2.keep, "big");
+	renew("h3", 5, 0);
+	assert_string_equal(g_h3.keep, "web");
 }
 
 /* A script in the scratch directory: body after "#!/bin/sh". */
@@ -1093,6 +1159,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rejoin_during_move, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keep_replicas, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_bad_host, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_epoch, setup,

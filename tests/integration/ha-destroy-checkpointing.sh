@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# ternctl destroy while a checkpoint runs: three test hosts, h3
+# coordinates.  h1's ternd stalls its first two CRIU dumps (fault point
+# criu.dump:stall@2: CRIU is stopped, as one stuck in the kernel).
+#  1. A witness container mc (--ha checkpoint, 1 s interval, replica on
+#     h2): its first scheduled checkpoint stalls; ternctl destroy mc
+#     succeeds (it cancels the dump and destroys), the coordinator
+#     records the release, no CRIU and no copy of mc is left, and
+#     nothing of that generation reaches h2.
+#  2. mc again, unprotected: the operator's ternctl checkpoint stalls; a
+#     destroy succeeds and the checkpoint's answer is an error.
+#  3. r1..r5, protected with a 1 s interval (the least), destroyed at
+#     random moments (a dump may run or not): every destroy succeeds.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/assert.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+. "$TERN_SRCDIR/tests/lib/witness.sh"
+. "$TERN_SRCDIR/tests/lib/ha.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+th_setup 3
+ha_setup
+TERN_FAULT=criu.dump:stall@2 cl_start h1
+cl_start h2
+cl_start h3
+ha_wait || fail "the cluster did not come up"
+
+rootfs_make "$TH_ROOT/rootfs"
+witness_spec "$TH_ROOT/rootfs" mc
+log1=$(cl_log h1)
+copies() { witness_copies mc h1 h2 h3; }
+state_on() { inst_field "$1" mc state 2>/dev/null || true; }
+checkpointing() { [ "$(state_on h1)" = checkpointing ]; }
+stalled() { [ "$(grep -c "fault point criu.dump fired: stall" "$log1")" -ge "$1" ]; }
+gone() { [ -z "$(state_on h1)" ] && [ "$(copies)" = 0 ]; }
+no_criu() {
+	! pgrep -f "criu.*swrk" -P "$(cl_pid h1)" >/dev/null 2>&1
+}
+
+echo "--- 1: destroy during a scheduled (stalled) replica checkpoint"
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" --ha checkpoint \
+    --interval 1000 --replicas 1 >/dev/null
+cl_ctl h1 start mc >/dev/null
+wait_for 30 "the first dump of mc stalled" stalled 1
+wait_for 10 "mc checkpointing on h1" checkpointing
+out=$(cl_ctl h1 destroy mc 2>&1) || fail "destroy refused: $out"
+echo "$out"
+grep -q "destroyed; coordinator h3 recorded" <<<"$out" ||
+    fail "the destroy did not wait for the coordinator's record: $out"
+fault_fired h1 criu.dump stall
+wait_for 20 "mc gone from h1" gone
+no_criu || fail "a criu of h1 is still there"
+grep -q "instance mc: destroy waits for its checkpoint" "$log1" ||
+    fail "h1 did not say the destroy waited for the checkpoint"
+! grep -q "mc: generation [0-9]* acknowledged" "$log1" ||
+    fail "a generation of mc went to h2"
+owner3() { cl_ctl h3 ha status 2>/dev/null | awk '$1 == "mc" { print $3 }'; }
+[ "$(owner3)" = - ] || fail "h3 has mc on $(owner3)"
+
+echo "--- 2: destroy during the operator's (stalled) checkpoint"
+cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
+cl_ctl h1 start mc >/dev/null
+cl_ctl h1 checkpoint mc --leave-running >"$TH_ROOT/ckpt.out" 2>&1 &
+ckpt=$!
+wait_for 20 "the operator's dump of mc stalled" stalled 2
+wait_for 10 "mc checkpointing on h1" checkpointing
+out=$(cl_ctl h1 destroy mc 2>&1) || fail "destroy refused: $out"
+echo "$out"
+if wait "$ckpt"; then
+	fail "the stalled checkpoint succeeded: $(cat "$TH_ROOT/ckpt.out")"
+fi
+echo "checkpoint: $(cat "$TH_ROOT/ckpt.out")"
+wait_for 20 "mc gone from h1" gone
+no_criu || fail "a criu of h1 is still there"
+
+echo "--- 3: destroys at random moments of a 1 s schedule"
+# A released name stays in the coordinator's records: one name a round.
+for i in 1 2 3 4 5; do
+	n=r$i
+	witness_spec "$TH_ROOT/rootfs" $n
+	cl_ctl h1 create $n --spec "$TH_ROOT/$n.json" --ha checkpoint \
+	    --interval 1000 --replicas 1 >/dev/null
+	cl_ctl h1 start $n >/dev/null
+	sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.5 + r % 200 / 100 }')"
+	st=$(inst_field h1 $n state 2>/dev/null || true)
+	out=$(cl_ctl h1 destroy $n 2>&1) ||
+	    fail "destroy $i ($n $st) refused: $out"
+	echo "  destroy $i ($n was $st): ok"
+	r_gone() { [ -z "$(inst_field h1 $n state 2>/dev/null || true)" ] &&
+	    [ "$(witness_copies $n h1 h2 h3)" = 0 ]; }
+	wait_for 20 "$n gone from h1" r_gone
+done
+no_criu || fail "a criu of h1 is still there"
+sleep 1
+[ "$(copies)" = 0 ] || fail "$(copies) copies of mc run"
+cl_stop h1 && cl_stop h2 && cl_stop h3 || fail "a ternd did not stop cleanly"
+for h in h1 h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
+echo "PASS"
