@@ -106,6 +106,15 @@ struct vm_migration {
 	uv_timer_t		 timer;		/* a step that does not come */
 	atomic_int		 job_aborted;	/* an abort was sent to libvirt */
 	int			 closing;	/* finished: handles closing */
+
+	/* A protected VM (docs/ha.md): libvirt leaves T's copy paused; the
+	 * coordinator's store is the commit point (phase RECORDING on S,
+	 * migration_owner_move), T resumes it once its grant lists it. */
+	int			 store;		/* S: commit through the store */
+	uint64_t		 owner_epoch;	/* T: the store's, from COMMIT */
+	int			 ha;		/* T: its policy, from COMMIT */
+	struct instance		*tin;		/* T: arrived, held paused */
+	int			 resuming;	/* T: resume or fence asked */
 };
 
 /* One libvirt call for a migration, on the thread pool. */
@@ -119,6 +128,8 @@ enum vmm_workkind {
 	VMMW_ARRIVE,		/* T: the domain runs here: take it */
 	VMMW_SETTLE,		/* T: S is gone: did libvirt finish? */
 	VMMW_CLEAN,		/* T: no domain left */
+	VMMW_RESUME,		/* T: the store moved it here: run it */
+	VMMW_FENCE,		/* T: no grant came: destroy the paused copy */
 };
 
 struct vmm_work {
@@ -159,6 +170,7 @@ void	vmm_drop_chans(struct vm_migration *);
 void	vmm_free(struct vm_migration *);
 int	vmm_send_step(struct vm_migration *, Tern__MigrateStep__Step,
 	    const char *error, uint64_t downtime_ms, uint64_t bytes);
+int	vmm_send_commit(struct vm_migration *, uint64_t epoch, int ha);
 void	vmm_timeout(uv_timer_t *);
 
 /* vm-mig-chan.c */
@@ -195,5 +207,8 @@ void	vmm_target_discard(struct vm_migration *, enum mig_fail,
 void	vmm_target_checked(struct vm_migration *, struct vmm_work *);
 void	vmm_target_arrived(struct vm_migration *, struct vmm_work *);
 void	vmm_target_step(struct vm_migration *, const Tern__MigrateStep *);
+void	vmm_target_resumed(struct vm_migration *, struct vmm_work *);
+void	vmm_target_fenced(struct vm_migration *, struct vmm_work *);
+void	vmm_target_granted(struct vm_migration *);
 
 #endif

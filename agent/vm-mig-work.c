@@ -112,11 +112,20 @@ vmm_work_run(uv_work_t *w)
 			vmm_work_take_in(k);
 		break;
 	case VMMW_CLEAN:
+		/* Paused, not incoming: a protected VM that libvirt moved
+		 * but the store did not; its only copy (vmm_source_refused). */
 		if ((k->rc = vm_state(k->host, k->name, &k->run, NULL,
-		    &k->cause)) != 0 || k->run == VM_ABSENT)
+		    &k->cause)) != 0 || k->run == VM_ABSENT ||
+		    k->run == VM_PAUSED)
 			break;
 		if ((k->rc = vm_destroy(k->host, k->name, &k->cause)) == 0)
 			k->rc = vm_undefine(k->host, k->name, &k->cause);
+		break;
+	case VMMW_RESUME:
+		k->rc = vm_resume(k->host, k->name, &k->cause);
+		break;
+	case VMMW_FENCE:
+		k->rc = vm_destroy(k->host, k->name, &k->cause);
 		break;
 	}
 }
@@ -178,11 +187,23 @@ vmm_work_done(uv_work_t *w, int status)
 		if (k->rc != 0)
 			log_warnx("vmig %" PRIx64 " %s: cannot clean up: %s",
 			    m->id, m->name, k->cause);
+		else if (k->run == VM_PAUSED)
+			log_warnx("vmig %" PRIx64 " %s: kept, paused: libvirt "
+			    "moved it here, the move was not recorded (%s); it "
+			    "is not resumed here", m->id, m->name,
+			    m->discard_why != NULL ? m->discard_why :
+			    "no reason given");
 		else if (k->run != VM_ABSENT)
 			log_info("vmig %" PRIx64 " %s: removed the half-arrived "
 			    "domain", m->id, m->name);
 		vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
+		break;
+	case VMMW_RESUME:
+		vmm_target_resumed(m, k);
+		break;
+	case VMMW_FENCE:
+		vmm_target_fenced(m, k);
 		break;
 	}
 out:
@@ -231,6 +252,7 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 		k->args.auto_converge = m->auto_converge;
 		k->args.ac_initial = VMM_AC_INITIAL;
 		k->args.ac_increment = VMM_AC_INCREMENT;
+		k->args.paused = m->store;
 		k->max_downtime_ms = m->max_downtime_ms;
 	}
 	if (kind == VMMW_STATS)
