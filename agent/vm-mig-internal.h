@@ -115,6 +115,9 @@ struct vm_migration {
 	int			 ha;		/* T: its policy, from COMMIT */
 	struct instance		*tin;		/* T: arrived, held paused */
 	int			 resuming;	/* T: resume or fence asked */
+	int			 returning;	/* the store refused: T sends
+						 * its paused copy back to S */
+	char			*return_why;	/* S: the store's refusal */
 };
 
 /* One libvirt call for a migration, on the thread pool. */
@@ -130,6 +133,7 @@ enum vmm_workkind {
 	VMMW_CLEAN,		/* T: no domain left */
 	VMMW_RESUME,		/* T: the store moved it here: run it */
 	VMMW_FENCE,		/* T: no grant came: destroy the paused copy */
+	VMMW_RETURN,		/* T: migrate the paused copy back to S */
 };
 
 struct vmm_work {
@@ -210,5 +214,7 @@ void	vmm_target_step(struct vm_migration *, const Tern__MigrateStep *);
 void	vmm_target_resumed(struct vm_migration *, struct vmm_work *);
 void	vmm_target_fenced(struct vm_migration *, struct vmm_work *);
 void	vmm_target_granted(struct vm_migration *);
+void	vmm_target_returned(struct vm_migration *, struct vmm_work *);
+void	vmm_source_back(struct vm_migration *, struct vmm_work *);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define LOG_MODULE "migrate"
+#include "agent/ha.h"
 #include "agent/instance-internal.h"
 #include "agent/migration.h"
 #include "agent/vm-mig-internal.h"
@@ -293,23 +294,26 @@ vmm_source_commit(struct vm_migration *m, uint64_t epoch)
 		    "coordinator's store moved it");
 }
 
-/* The store did not record the move.  libvirt ended its job: our QEMU is
- * gone and the only copy is T's, paused, which never ran.  It must not
- * run anywhere the store does not name: T keeps it paused (its ABORT
- * never destroys a paused arrival) and the operator decides. */
+/* The store did not record the move and the copy could not come back:
+ * libvirt ended its job, our QEMU is gone, and the only copy is T's,
+ * paused, which never ran.  It must not run anywhere the store does not
+ * name: T keeps it paused (no ABORT destroys a paused arrival) and the
+ * operator decides. */
 static void
-vmm_source_refused(struct vm_migration *m, const char *why)
+vmm_source_stranded(struct vm_migration *m, const char *back)
 {
 	const char	*self = m->agent->ternd->conf->host_name;
 	char		*text;
 
+	uv_timer_stop(&m->timer);
 	xasprintf(&text, "migration of %s to %s failed: %s; libvirt had "
-	    "already moved it, so its only copy is paused on %s (it never "
-	    "ran there) and it runs nowhere; the coordinator still names %s "
-	    "its owner at epoch %" PRIu64 ". Nothing resumes it by itself: "
-	    "forget it here (ternctl destroy %s on %s), resume it on %s "
-	    "(virsh resume %s) and protect it again", m->name, m->peer, why,
-	    m->peer, self, m->in->epoch, m->name, self, m->peer, m->name);
+	    "already moved it and it could not come back (%s), so its only "
+	    "copy is paused on %s (it never ran there) and it runs nowhere; "
+	    "the coordinator still names %s its owner at epoch %" PRIu64
+	    ". Nothing resumes it by itself: forget it here (ternctl destroy "
+	    "%s on %s), resume it on %s (virsh resume %s) and protect it "
+	    "again", m->name, m->peer, m->return_why, back, m->peer, self,
+	    m->in->epoch, m->name, self, m->peer, m->name);
 	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
 	vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, text, 0, 0);
 	/* Our record stays, stopped, so that no grant starts a second. */
@@ -321,6 +325,94 @@ vmm_source_refused(struct vm_migration *m, const char *why)
 	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
 	free(text);
 	vmm_free(m);
+}
+
+static void
+vmm_source_return_due(uv_timer_t *t)
+{
+	struct vm_migration	*m = t->data;
+	char			*why;
+
+	xasprintf(&why, "%s did not send it back within %" PRIu64 " ms",
+	    m->peer, m->policy.conf.deadline_ms + VMM_COMPLETE_WAIT_MS);
+	vmm_source_stranded(m, why);
+	free(why);
+}
+
+/* The store did not record the move: roll back.  The VM's only state
+ * is T's paused copy: T migrates it back (paused again, through its own
+ * relays, vmm_target_return) and we resume it at our epoch. */
+static void
+vmm_source_refused(struct vm_migration *m, const char *why)
+{
+	log_warnx("vmig %" PRIx64 " %s: %s; asking %s to send its paused "
+	    "copy back", m->id, m->name, why, m->peer);
+	m->return_why = xstrdup(why);
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
+	/* Where T's QEMU reaches our incoming QEMU (its "rqemu" relay). */
+	free(m->qemu_path);
+	xasprintf(&m->qemu_path, "%s/%" PRIx64 ".rqemu", m->dir, m->id);
+	m->returning = 1;
+	if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__RETURN, why, 0,
+	    0) != 0) {
+		vmm_source_stranded(m, "the target is unreachable");
+		return;
+	}
+	uv_timer_start(&m->timer, vmm_source_return_due,
+	    m->policy.conf.deadline_ms + VMM_COMPLETE_WAIT_MS, 0);
+}
+
+/* Back here, paused: ours again at our epoch, if our lease still is. */
+void
+vmm_source_back(struct vm_migration *m, struct vmm_work *k)
+{
+	struct agent	*a = m->agent;
+	char		*text, *back;
+
+	if (k->rc != 0) {
+		xasprintf(&back, "it came back paused but could not be "
+		    "resumed: %s", k->cause);
+		vmm_source_stranded(m, back);
+		free(back);
+		return;
+	}
+	xasprintf(&text, "migration of %s to %s failed: %s; rolled back: "
+	    "%s sent its paused copy back and it runs on %s again", m->name,
+	    m->peer, m->return_why, m->peer, a->ternd->conf->host_name);
+	log_info("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(m->in, text);
+	instance_set_state(m->in, INST_RUNNING, "migration rolled back");
+	vmm_set_phase(m, MIG_PH_FAILED);
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	vmm_free(m);
+}
+
+/* T's word on the way back: COMPLETE (it is here, paused) or ABORT. */
+static void
+vmm_source_return_step(struct vm_migration *m, const Tern__MigrateStep *s)
+{
+	char	*why;
+
+	if (s->step == TERN__MIGRATE_STEP__STEP__ABORT) {
+		xasprintf(&why, "%s: %s", m->peer, s->error != NULL ?
+		    s->error : "no reason given");
+		vmm_source_stranded(m, why);
+		free(why);
+		return;
+	}
+	if (s->step != TERN__MIGRATE_STEP__STEP__COMPLETE || m->resuming)
+		return;
+	uv_timer_stop(&m->timer);
+	if (m->agent->ha == NULL || !ha_agent_may_run(m->agent->ha,
+	    m->in->epoch)) {
+		/* Paused here; the next grant decides as for any fenced. */
+		vmm_source_stranded(m, "it came back paused, but this host's "
+		    "lease is not valid now: it stays paused here");
+		return;
+	}
+	m->resuming = 1;
+	vmm_work_queue(m, VMMW_RESUME);
 }
 
 static void
@@ -446,6 +538,10 @@ vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
 {
 	char	*why;
 
+	if (m->returning) {
+		vmm_source_return_step(m, s);
+		return;
+	}
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
 		if (m->mig->phase == MIG_PH_OFFERED)

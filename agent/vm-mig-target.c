@@ -291,6 +291,54 @@ vmm_target_clean(struct vm_migration *m, const char *why)
 	vmm_work_queue(m, VMMW_CLEAN);
 }
 
+/* The store refused a protected VM's move after libvirt left it here,
+ * paused: send it back, paused, through relays of our own (the source
+ * accepts "rlibvirt" and "rqemu" streams while it waits for it). */
+static void
+vmm_target_return(struct vm_migration *m, const char *why)
+{
+	char	*cause = NULL;
+
+	log_info("vmig %" PRIx64 " %s: the source asks for it back (%s)",
+	    m->id, m->name, why != NULL ? why : "no reason given");
+	vmm_drop_chans(m);
+	m->returning = 1;
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
+	if (vmm_listen(m, &m->lis[0], "rlibvirt", &cause) != 0 ||
+	    vmm_listen(m, &m->lis[1], "rqemu", &cause) != 0) {
+		log_warnx("vmig %" PRIx64 " %s: cannot send it back: %s", m->id,
+		    m->name, cause);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause, 0, 0);
+		free(cause);
+		vmm_set_phase(m, MIG_PH_FAILED);
+		vmm_free(m);
+		return;
+	}
+	vmm_work_queue(m, VMMW_RETURN);
+}
+
+void
+vmm_target_returned(struct vm_migration *m, struct vmm_work *k)
+{
+	vmm_drop_chans(m);
+	vmm_close_listener(&m->lis[0]);
+	vmm_close_listener(&m->lis[1]);
+	if (k->rc != 0) {
+		/* libvirt rolled it back: paused here still, never resumed. */
+		log_warnx("vmig %" PRIx64 " %s: could not send it back: %s; it "
+		    "stays paused here", m->id, m->name, k->cause);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, k->cause, 0,
+		    0);
+	} else {
+		log_info("vmig %" PRIx64 " %s: sent back to %s, paused", m->id,
+		    m->name, m->peer);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL, 0,
+		    0);
+	}
+	vmm_set_phase(m, MIG_PH_FAILED);
+	vmm_free(m);
+}
+
 /* The engine's target_begin: an offer of kind "vm".  -1 with *cause:
  * the engine answers ABORT; nothing was made. */
 int
@@ -358,6 +406,10 @@ vmm_target_step(struct vm_migration *m, const Tern__MigrateStep *s)
 	case TERN__MIGRATE_STEP__STEP__ABORT:
 		vmm_fail(m, MIG_FAIL_PEER_ABORT, s->error != NULL ? s->error :
 		    "aborted by the source");
+		break;
+	case TERN__MIGRATE_STEP__STEP__RETURN:
+		if (m->mig->phase == MIG_PH_READY && !m->settling)
+			vmm_target_return(m, s->error);
 		break;
 	default:
 		break;

@@ -67,6 +67,9 @@ vmm_work_run(uv_work_t *w)
 			free(cause);
 		}
 		break;
+	case VMMW_RETURN:
+		k->rc = vm_migrate(k->host, k->name, &k->args, &k->cause);
+		break;
 	case VMMW_STATS:
 		k->rc = vm_job_stats(k->host, k->name, 0, &k->job, &k->cause);
 		break;
@@ -200,7 +203,13 @@ vmm_work_done(uv_work_t *w, int status)
 		vmm_free(m);
 		break;
 	case VMMW_RESUME:
-		vmm_target_resumed(m, k);
+		if (m->source)
+			vmm_source_back(m, k);
+		else
+			vmm_target_resumed(m, k);
+		break;
+	case VMMW_RETURN:
+		vmm_target_returned(m, k);
 		break;
 	case VMMW_FENCE:
 		vmm_target_fenced(m, k);
@@ -255,23 +264,41 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 		k->args.paused = m->store;
 		k->max_downtime_ms = m->max_downtime_ms;
 	}
+	if (kind == VMMW_RETURN) {
+		/* Back through T's own listeners (vmm_target_return): paused
+		 * at S as it is here; pre-copy of a paused guest. */
+		xasprintf(&k->dconnuri, "qemu+unix:///system?socket=%s",
+		    m->lis[0].path);
+		xasprintf(&k->uri, "unix://%s", m->lis[1].path);
+		k->args.dconnuri = k->dconnuri;
+		k->args.uri = k->uri;
+		k->args.paused = 1;
+	}
 	if (kind == VMMW_STATS)
 		m->stats_busy = 1;
-	if (kind == VMMW_MIGRATE) {
+	if (kind == VMMW_MIGRATE || kind == VMMW_RETURN) {
 		/* It lasts as long as the migration: never on the pool that
 		 * the job's stats, the switch and the abort queue for. */
-		k->stall = fault_hit("vmig.source.migrate") == FAULT_STALL;
+		k->stall = kind == VMMW_MIGRATE &&
+		    fault_hit("vmig.source.migrate") == FAULT_STALL;
 		k->lj.work = vmm_longjob_run;
 		k->lj.done = vmm_longjob_done;
 		k->lj.data = k;
 		if (longjobs_start(m->agent->longjobs, &k->lj, &cause) != 0) {
+			if (kind == VMMW_RETURN) {
+				k->rc = -1;
+				k->cause = cause;
+				vmm_target_returned(m, k);
+				vmm_work_free(k);
+				return;
+			}
 			vmm_work_free(k);
 			vmm_fail(m, MIG_FAIL_LOCAL, cause);
 			free(cause);
 			return;
 		}
 		mig_hold(m->mig);
-		m->job_running = 1;
+		m->job_running = kind == VMMW_MIGRATE;
 		return;
 	}
 	mig_hold(m->mig);

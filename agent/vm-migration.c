@@ -175,7 +175,7 @@ vmm_free(struct vm_migration *m)
 		free(m->lis[i].path);
 		m->lis[i].path = NULL;
 	}
-	if (!m->source)
+	if (!m->source || m->returning)
 		unlink(m->qemu_path);
 	if (m->in != NULL)
 		instances_op_done(m->in->set);
@@ -397,6 +397,7 @@ vmm_drv_release(struct mig *mg)
 	free(m->policy_note);
 	free(m->abort_reason);
 	free(m->discard_why);
+	free(m->return_why);
 	free(m);
 }
 
