@@ -216,5 +216,6 @@ void	vmm_target_fenced(struct vm_migration *, struct vmm_work *);
 void	vmm_target_granted(struct vm_migration *);
 void	vmm_target_returned(struct vm_migration *, struct vmm_work *);
 void	vmm_source_back(struct vm_migration *, struct vmm_work *);
+void	vmm_source_back_fenced(struct vm_migration *, struct vmm_work *);
 
 #endif

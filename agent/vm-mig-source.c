@@ -388,6 +388,27 @@ vmm_source_back(struct vm_migration *m, struct vmm_work *k)
 	vmm_free(m);
 }
 
+/* Back here, but our lease was not valid: fenced (VMMW_FENCE). */
+void
+vmm_source_back_fenced(struct vm_migration *m, struct vmm_work *k)
+{
+	char	*text;
+
+	xasprintf(&text, "migration of %s to %s failed: %s; %s sent its "
+	    "paused copy back, but this host's lease was not valid then: "
+	    "fenced here (%s), never resumed; the coordinator's next grant "
+	    "starts it again", m->name, m->peer, m->return_why, m->peer,
+	    k->rc == 0 ? "its paused QEMU destroyed" : k->cause);
+	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(m->in, text);
+	instance_set_state(m->in, INST_STOPPED, "fenced");
+	instance_persist(m->in);
+	vmm_set_phase(m, MIG_PH_FAILED);
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	vmm_free(m);
+}
+
 /* T's word on the way back: COMPLETE (it is here, paused) or ABORT. */
 static void
 vmm_source_return_step(struct vm_migration *m, const Tern__MigrateStep *s)
@@ -404,14 +425,14 @@ vmm_source_return_step(struct vm_migration *m, const Tern__MigrateStep *s)
 	if (s->step != TERN__MIGRATE_STEP__STEP__COMPLETE || m->resuming)
 		return;
 	uv_timer_stop(&m->timer);
+	m->resuming = 1;
 	if (m->agent->ha == NULL || !ha_agent_may_run(m->agent->ha,
 	    m->in->epoch)) {
-		/* Paused here; the next grant decides as for any fenced. */
-		vmm_source_stranded(m, "it came back paused, but this host's "
-		    "lease is not valid now: it stays paused here");
+		/* Never resumed without the lease: fenced as any of ours
+		 * (its paused QEMU destroyed); the next grant starts it. */
+		vmm_work_queue(m, VMMW_FENCE);
 		return;
 	}
-	m->resuming = 1;
 	vmm_work_queue(m, VMMW_RESUME);
 }
 

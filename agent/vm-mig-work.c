@@ -212,7 +212,10 @@ vmm_work_done(uv_work_t *w, int status)
 		vmm_target_returned(m, k);
 		break;
 	case VMMW_FENCE:
-		vmm_target_fenced(m, k);
+		if (m->source)
+			vmm_source_back_fenced(m, k);
+		else
+			vmm_target_fenced(m, k);
 		break;
 	}
 out:
