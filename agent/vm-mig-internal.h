@@ -71,7 +71,9 @@ struct vm_migration {
 	 * post-copy] -> COMMITTED (libvirt finished a pre-copy) or DONE
 	 * (a post-copy), then T's COMPLETE; T: OFFERED (libvirt checks
 	 * the name) -> READY (relaying) -> COMMITTED (taking it in) ->
-	 * DONE; either: ROLLING_BACK -> FAILED. */
+	 * DONE; either: ROLLING_BACK -> FAILED.  Protected (m->store): S
+	 * TRANSFER -> RECORDING -> COMMITTED, or -> ROLLING_BACK while T
+	 * sends the paused copy back (m->returning). */
 	int			 postcopy_asked; /* S: the switch is asked for */
 	int			 job_running;	/* S: libvirt's migration call */
 	int			 settling;	/* T: asking libvirt before a
