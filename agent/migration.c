@@ -109,18 +109,8 @@ migration_start(struct agent *a, const Tern__MigrateRequest *r,
 	}
 	/* Its owner is the coordinator's record: the commit point is the
 	 * store's transaction (migration_owner_move), which a container's
-	 * migration takes before COMMIT.  libvirt commits a VM inside its
-	 * own job, where that transaction has no place yet. */
-	if (in->ha != 0 && in->drv->kind != TERN__INSTANCE_KIND__KIND_CONTAINER) {
-		cb(arg, NULL, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
-		    "instance is protected by the coordinator (--ha) and is a "
-		    "VM: libvirt switches a VM over inside its own migration "
-		    "job, before the coordinator's store could record the new "
-		    "owner; not supported yet (docs/ha.md). Remove the "
-		    "protection (ternctl ha set NAME --policy none), move it, "
-		    "protect it again");
-		return;
-	}
+	 * migration takes before COMMIT and a VM's once libvirt left the
+	 * target's copy paused. */
 	if (in->ha != 0 && (a->ha == NULL || in->epoch == 0)) {
 		cb(arg, NULL, TERN__ERROR_CODE__ERROR_UNAVAILABLE,
 		    "instance is protected but the coordinator has not given "
@@ -391,10 +381,12 @@ migration_owner_granted(struct agent *a, const char *name, uint64_t epoch)
 
 	if (a->mig == NULL ||
 	    (mig = mig_find_name(a->mig, name, MIG_ROLE_TARGET)) == NULL ||
-	    mig->drv->kind != TERN__INSTANCE_KIND__KIND_CONTAINER ||
 	    mig->priv == NULL)
 		return;
-	ctr_target_granted(ctr_of(mig), epoch);
+	if (mig->drv->kind == TERN__INSTANCE_KIND__KIND_VM)
+		vm_migration_granted(mig);
+	else if (mig->drv->kind == TERN__INSTANCE_KIND__KIND_CONTAINER)
+		ctr_target_granted(ctr_of(mig), epoch);
 }
 
 int

@@ -160,7 +160,7 @@ vmm_accept_stream(struct mig_engine *e, const char *peer,
 	char			*end;
 	uint64_t		 id;
 	unsigned long		 n;
-	int			 fd;
+	int			 fd, back;
 
 	if (stream_kind != RELAY_STREAM_KIND || strstr(name, "/vm-") == NULL)
 		return 1;
@@ -170,20 +170,29 @@ vmm_accept_stream(struct mig_engine *e, const char *peer,
 	if (errno != 0 || end == name || name[0] == '-' || name[0] == '+' ||
 	    name[0] == ' ')
 		goto bad;
+	/* "rlibvirt", "rqemu": a refused protected VM going back, T's
+	 * libvirtd and QEMU connecting to S's (vmm_target_return). */
 	if (strncmp(end, "/vm-libvirt/", 12) == 0)
 		kind = "libvirt";
 	else if (strncmp(end, "/vm-qemu/", 9) == 0)
 		kind = "qemu";
+	else if (strncmp(end, "/vm-rlibvirt/", 13) == 0)
+		kind = "rlibvirt";
+	else if (strncmp(end, "/vm-rqemu/", 10) == 0)
+		kind = "rqemu";
 	else
 		goto bad;
+	back = kind[0] == 'r';
 	end = strchr(end + 1, '/') + 1;
 	if (*end < '0' || *end > '9')
 		goto bad;
 	n = strtoul(end, &end, 10);
 	if (*end != '\0' || n > 1000)
 		goto bad;
-	if ((m = vmm_of(mig_find(e, peer, id, MIG_ROLE_SOURCE))) != NULL) {
-		/* S: T's half of a connection we relayed. */
+	m = vmm_of(mig_find(e, peer, id, back ? MIG_ROLE_TARGET :
+	    MIG_ROLE_SOURCE));
+	if (m != NULL) {
+		/* The peer's half of a connection we relayed. */
 		for (c = m->chans; c != NULL; c = c->next)
 			if (strcmp(c->name, name) == 0)
 				break;
@@ -193,8 +202,10 @@ vmm_accept_stream(struct mig_engine *e, const char *peer,
 		}
 		return relay_attach(c->relay, st, cause);
 	}
-	if ((m = vmm_of(mig_find(e, peer, id, MIG_ROLE_TARGET))) == NULL ||
-	    m->mig->phase != MIG_PH_READY || m->settling) {
+	m = vmm_of(mig_find(e, peer, id, back ? MIG_ROLE_SOURCE :
+	    MIG_ROLE_TARGET));
+	if (m == NULL || (back ? !m->returning :
+	    m->mig->phase != MIG_PH_READY || m->settling)) {
 		set_cause(cause, "no VM migration %" PRIx64 " ready for %s",
 		    id, peer);
 		return -1;
@@ -211,8 +222,8 @@ vmm_accept_stream(struct mig_engine *e, const char *peer,
 		    a->ternd->conf->host_name, VMM_MAX_RELAYS, VMM_MAX_RELAYS_TOTAL);
 		return -1;
 	}
-	path = strcmp(kind, "libvirt") == 0 ? a->ternd->conf->libvirt_socket :
-	    m->qemu_path;
+	path = strcmp(kind + back, "libvirt") == 0 ?
+	    a->ternd->conf->libvirt_socket : m->qemu_path;
 	if ((fd = vmm_connect_local(path, cause)) == -1)
 		return -1;
 	m->relays_total++;

@@ -71,7 +71,9 @@ struct vm_migration {
 	 * post-copy] -> COMMITTED (libvirt finished a pre-copy) or DONE
 	 * (a post-copy), then T's COMPLETE; T: OFFERED (libvirt checks
 	 * the name) -> READY (relaying) -> COMMITTED (taking it in) ->
-	 * DONE; either: ROLLING_BACK -> FAILED. */
+	 * DONE; either: ROLLING_BACK -> FAILED.  Protected (m->store): S
+	 * TRANSFER -> RECORDING -> COMMITTED, or -> ROLLING_BACK while T
+	 * sends the paused copy back (m->returning). */
 	int			 postcopy_asked; /* S: the switch is asked for */
 	int			 job_running;	/* S: libvirt's migration call */
 	int			 settling;	/* T: asking libvirt before a
@@ -106,6 +108,18 @@ struct vm_migration {
 	uv_timer_t		 timer;		/* a step that does not come */
 	atomic_int		 job_aborted;	/* an abort was sent to libvirt */
 	int			 closing;	/* finished: handles closing */
+
+	/* A protected VM (docs/ha.md): libvirt leaves T's copy paused; the
+	 * coordinator's store is the commit point (phase RECORDING on S,
+	 * migration_owner_move), T resumes it once its grant lists it. */
+	int			 store;		/* S: commit through the store */
+	uint64_t		 owner_epoch;	/* T: the store's, from COMMIT */
+	int			 ha;		/* T: its policy, from COMMIT */
+	struct instance		*tin;		/* T: arrived, held paused */
+	int			 resuming;	/* T: resume or fence asked */
+	int			 returning;	/* the store refused: T sends
+						 * its paused copy back to S */
+	char			*return_why;	/* S: the store's refusal */
 };
 
 /* One libvirt call for a migration, on the thread pool. */
@@ -119,6 +133,9 @@ enum vmm_workkind {
 	VMMW_ARRIVE,		/* T: the domain runs here: take it */
 	VMMW_SETTLE,		/* T: S is gone: did libvirt finish? */
 	VMMW_CLEAN,		/* T: no domain left */
+	VMMW_RESUME,		/* T: the store moved it here: run it */
+	VMMW_FENCE,		/* T: no grant came: destroy the paused copy */
+	VMMW_RETURN,		/* T: migrate the paused copy back to S */
 };
 
 struct vmm_work {
@@ -159,6 +176,7 @@ void	vmm_drop_chans(struct vm_migration *);
 void	vmm_free(struct vm_migration *);
 int	vmm_send_step(struct vm_migration *, Tern__MigrateStep__Step,
 	    const char *error, uint64_t downtime_ms, uint64_t bytes);
+int	vmm_send_commit(struct vm_migration *, uint64_t epoch, int ha);
 void	vmm_timeout(uv_timer_t *);
 
 /* vm-mig-chan.c */
@@ -195,5 +213,11 @@ void	vmm_target_discard(struct vm_migration *, enum mig_fail,
 void	vmm_target_checked(struct vm_migration *, struct vmm_work *);
 void	vmm_target_arrived(struct vm_migration *, struct vmm_work *);
 void	vmm_target_step(struct vm_migration *, const Tern__MigrateStep *);
+void	vmm_target_resumed(struct vm_migration *, struct vmm_work *);
+void	vmm_target_fenced(struct vm_migration *, struct vmm_work *);
+void	vmm_target_granted(struct vm_migration *);
+void	vmm_target_returned(struct vm_migration *, struct vmm_work *);
+void	vmm_source_back(struct vm_migration *, struct vmm_work *);
+void	vmm_source_back_fenced(struct vm_migration *, struct vmm_work *);
 
 #endif

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #define LOG_MODULE "migrate"
+#include "agent/ha.h"
 #include "agent/instance-internal.h"
+#include "agent/migration.h"
 #include "agent/vm-mig-internal.h"
 #include "checkpoint/vm.h"
 #include "daemon/fault.h"
@@ -279,6 +281,210 @@ vmm_source_split(struct vm_migration *m, enum mig_fail f, const char *why)
 	vmm_free(m);
 }
 
+/* A protected VM's commit point passed (the store recorded the move, or
+ * its answer could not be learned before our lease ended: then T's grant,
+ * which lists it only if the store did record it, decides).  Ours is
+ * gone either way (libvirt's job ended): COMMIT carries the new epoch. */
+static void
+vmm_source_commit(struct vm_migration *m, uint64_t epoch)
+{
+	vmm_set_phase(m, MIG_PH_COMMITTED);
+	if (vmm_send_commit(m, epoch, m->in->ha) != 0)
+		vmm_fail(m, MIG_FAIL_LINK, "could not tell the target the "
+		    "coordinator's store moved it");
+}
+
+/* The store did not record the move and the copy could not come back:
+ * libvirt ended its job, our QEMU is gone, and the only copy is T's,
+ * paused, which never ran.  It must not run anywhere the store does not
+ * name: T keeps it paused (no ABORT destroys a paused arrival) and the
+ * operator decides. */
+static void
+vmm_source_stranded(struct vm_migration *m, const char *back)
+{
+	const char	*self = m->agent->ternd->conf->host_name;
+	char		*text;
+
+	uv_timer_stop(&m->timer);
+	xasprintf(&text, "migration of %s to %s failed: %s; libvirt had "
+	    "already moved it and it could not come back (%s), so its only "
+	    "copy is paused on %s (it never ran there) and it runs nowhere; "
+	    "the coordinator still names %s its owner at epoch %" PRIu64
+	    ". Nothing resumes it by itself: forget it here (ternctl destroy "
+	    "%s on %s), resume it on %s (virsh resume %s) and protect it "
+	    "again", m->name, m->peer, m->return_why, back, m->peer, self,
+	    m->in->epoch, m->name, self, m->peer, m->name);
+	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+	vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, text, 0, 0);
+	/* Our record stays, stopped, so that no grant starts a second. */
+	m->in->want_running = 0;
+	instance_set_error(m->in, text);
+	instance_set_state(m->in, INST_STOPPED, "its move was not recorded");
+	instance_persist(m->in);
+	vmm_set_phase(m, MIG_PH_FAILED);
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	vmm_free(m);
+}
+
+static void
+vmm_source_return_due(uv_timer_t *t)
+{
+	struct vm_migration	*m = t->data;
+	char			*why;
+
+	xasprintf(&why, "%s did not send it back within %" PRIu64 " ms",
+	    m->peer, m->policy.conf.deadline_ms + VMM_COMPLETE_WAIT_MS);
+	vmm_source_stranded(m, why);
+	free(why);
+}
+
+/* The store did not record the move: roll back.  The VM's only state
+ * is T's paused copy: T migrates it back (paused again, through its own
+ * relays, vmm_target_return) and we resume it at our epoch. */
+static void
+vmm_source_refused(struct vm_migration *m, const char *why)
+{
+	log_warnx("vmig %" PRIx64 " %s: %s; asking %s to send its paused "
+	    "copy back", m->id, m->name, why, m->peer);
+	m->return_why = xstrdup(why);
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
+	/* Where T's QEMU reaches our incoming QEMU (its "rqemu" relay). */
+	free(m->qemu_path);
+	xasprintf(&m->qemu_path, "%s/%" PRIx64 ".rqemu", m->dir, m->id);
+	m->returning = 1;
+	if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__RETURN, why, 0,
+	    0) != 0) {
+		vmm_source_stranded(m, "the target is unreachable");
+		return;
+	}
+	uv_timer_start(&m->timer, vmm_source_return_due,
+	    m->policy.conf.deadline_ms + VMM_COMPLETE_WAIT_MS, 0);
+}
+
+/* Back here, paused: ours again at our epoch, if our lease still is. */
+void
+vmm_source_back(struct vm_migration *m, struct vmm_work *k)
+{
+	struct agent	*a = m->agent;
+	char		*text, *back;
+
+	if (k->rc != 0) {
+		xasprintf(&back, "it came back paused but could not be "
+		    "resumed: %s", k->cause);
+		vmm_source_stranded(m, back);
+		free(back);
+		return;
+	}
+	xasprintf(&text, "migration of %s to %s failed: %s; rolled back: "
+	    "%s sent its paused copy back and it runs on %s again", m->name,
+	    m->peer, m->return_why, m->peer, a->ternd->conf->host_name);
+	log_info("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(m->in, text);
+	instance_set_state(m->in, INST_RUNNING, "migration rolled back");
+	vmm_set_phase(m, MIG_PH_FAILED);
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	vmm_free(m);
+}
+
+/* Back here, but our lease was not valid: fenced (VMMW_FENCE). */
+void
+vmm_source_back_fenced(struct vm_migration *m, struct vmm_work *k)
+{
+	char	*text;
+
+	xasprintf(&text, "migration of %s to %s failed: %s; %s sent its "
+	    "paused copy back, but this host's lease was not valid then: "
+	    "fenced here (%s), never resumed; the coordinator's next grant "
+	    "starts it again", m->name, m->peer, m->return_why, m->peer,
+	    k->rc == 0 ? "its paused QEMU destroyed" : k->cause);
+	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
+	instance_set_error(m->in, text);
+	instance_set_state(m->in, INST_STOPPED, "fenced");
+	instance_persist(m->in);
+	vmm_set_phase(m, MIG_PH_FAILED);
+	vmm_answer_error(m, TERN__ERROR_CODE__ERROR_UNAVAILABLE, text);
+	free(text);
+	vmm_free(m);
+}
+
+/* T's word on the way back: COMPLETE (it is here, paused) or ABORT. */
+static void
+vmm_source_return_step(struct vm_migration *m, const Tern__MigrateStep *s)
+{
+	char	*why;
+
+	if (s->step == TERN__MIGRATE_STEP__STEP__ABORT) {
+		xasprintf(&why, "%s: %s", m->peer, s->error != NULL ?
+		    s->error : "no reason given");
+		vmm_source_stranded(m, why);
+		free(why);
+		return;
+	}
+	if (s->step != TERN__MIGRATE_STEP__STEP__COMPLETE || m->resuming)
+		return;
+	uv_timer_stop(&m->timer);
+	m->resuming = 1;
+	if (m->agent->ha == NULL || !ha_agent_may_run(m->agent->ha,
+	    m->in->epoch)) {
+		/* Never resumed without the lease: fenced as any of ours
+		 * (its paused QEMU destroyed); the next grant starts it. */
+		vmm_work_queue(m, VMMW_FENCE);
+		return;
+	}
+	vmm_work_queue(m, VMMW_RESUME);
+}
+
+static void
+vmm_source_owned(void *arg, enum owner_result res, uint64_t epoch,
+    const char *why)
+{
+	struct vm_migration	*m = arg;
+	struct mig		*mg = m->mig;
+
+	if (m->closing || mg->phase != MIG_PH_RECORDING) {
+		mig_drop(mg);
+		return;
+	}
+	switch (res) {
+	case OWNER_MOVED:
+		log_info("vmig %" PRIx64 " %s: the coordinator recorded %s as "
+		    "its owner (epoch %" PRIu64 ")", m->id, m->name, m->peer,
+		    epoch);
+		vmm_source_commit(m, epoch);
+		break;
+	case OWNER_REFUSED:
+		vmm_source_refused(m, why);
+		break;
+	case OWNER_UNKNOWN:
+		log_warnx("vmig %" PRIx64 " %s: %s; %s resumes its paused copy "
+		    "only if the coordinator's grant lists it (the move was "
+		    "recorded)", m->id, m->name, why, m->peer);
+		vmm_source_commit(m, m->in->epoch + 1);
+		break;
+	}
+	mig_drop(mg);
+}
+
+/* libvirt finished a protected VM's migration: T's copy is paused.  Ask
+ * the coordinator's store to make T the owner (RECORDING: every failure
+ * awaits its answer). */
+static void
+vmm_source_record(struct vm_migration *m)
+{
+	char	*cause = NULL;
+
+	vmm_set_phase(m, MIG_PH_RECORDING);
+	mig_hold(m->mig);
+	if (migration_owner_move(m->agent, m->in, m->peer, m->id,
+	    vmm_source_owned, m, &cause) != 0) {
+		mig_drop(m->mig);
+		vmm_source_refused(m, cause);
+		free(cause);
+	}
+}
+
 /* libvirt's migration call returned. */
 void
 vmm_migrated(struct vm_migration *m, struct vmm_work *k)
@@ -293,6 +499,10 @@ vmm_migrated(struct vm_migration *m, struct vmm_work *k)
 		/* A test kills ternd here: libvirt finished, T not told. */
 		if (fault_hit("vmig.source.migrated") == FAULT_KILL)
 			fault_die("vmig.source.migrated");
+		if (m->store) {
+			vmm_source_record(m);
+			return;
+		}
 		/* The domain runs on T and is gone here.  A pre-copy
 		 * passes the commit now and waits for T's COMPLETE in
 		 * COMMITTED.  A post-copy passed it at QEMU's switch and
@@ -349,6 +559,10 @@ vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
 {
 	char	*why;
 
+	if (m->returning) {
+		vmm_source_return_step(m, s);
+		return;
+	}
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
 		if (m->mig->phase == MIG_PH_OFFERED)
@@ -472,8 +686,17 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 		    a->ternd->conf->host_name);
 		return -1;
 	}
+	if (in->ha != 0 && mode == TERN__MIGRATION_MODE__MODE_POSTCOPY) {
+		xasprintf(cause, "instance %s is protected by the coordinator "
+		    "(--ha): it migrates by pre-copy only (post-copy would "
+		    "run it on the target before the coordinator's store "
+		    "recorded the move)", in->name);
+		return -1;
+	}
 	memset(&pc, 0, sizeof pc);
-	pc.allow_postcopy = mode != TERN__MIGRATION_MODE__MODE_PRECOPY;
+	/* Protected: T's copy stays paused until the store moved it. */
+	pc.allow_postcopy = mode != TERN__MIGRATION_MODE__MODE_PRECOPY &&
+	    in->ha == 0;
 	pc.force_postcopy = mode == TERN__MIGRATION_MODE__MODE_POSTCOPY;
 	pc.auto_converge = !(r->has_no_auto_converge && r->no_auto_converge);
 	pc.stall_ms = VMM_STALL_MS;
@@ -486,6 +709,7 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 	m->bandwidth = r->has_bandwidth ? r->bandwidth : 0;
 	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->auto_converge = pc.auto_converge;
+	m->store = in->ha != 0;
 	vm_policy_init(&m->policy, &pc);
 	in->set->busy++;
 	instance_set_state(in, INST_MIGRATING, NULL);

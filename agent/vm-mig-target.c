@@ -5,6 +5,8 @@
 #include <string.h>
 
 #define LOG_MODULE "migrate"
+#include "agent/ha.h"
+#include "agent/ha-instances.h"
 #include "agent/instance-internal.h"
 #include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
@@ -42,6 +44,133 @@ vmm_target_checked(struct vm_migration *m, struct vmm_work *k)
 	vmm_set_phase(m, MIG_PH_READY);
 	if (vmm_send_step(m, TERN__MIGRATE_STEP__STEP__READY, NULL, 0, 0) != 0)
 		vmm_fail(m, MIG_FAIL_LINK, "the source went away");
+}
+
+/* --- a protected VM: paused here until the grant lists it ---------------- */
+
+/* 1 once this host's grant lists it at the store's epoch and its lease is
+ * valid (ha_owned sets the epoch from the grant, never from COMMIT: the
+ * store's word reaches us only through the grant). */
+static int
+vmm_target_may_resume(struct vm_migration *m)
+{
+	struct agent	*a = m->agent;
+
+	return a->ha != NULL && m->tin != NULL &&
+	    m->tin->epoch >= m->owner_epoch &&
+	    ha_agent_may_run(a->ha, m->tin->epoch);
+}
+
+static void
+vmm_target_resume(struct vm_migration *m)
+{
+	uv_timer_stop(&m->tick);
+	m->resuming = 1;
+	vmm_work_queue(m, VMMW_RESUME);
+}
+
+/* No grant listed it in two lease lives: as a container's held copy, it
+ * is fenced (its paused QEMU destroyed, never resumed); the definition
+ * stays, and a later grant that lists it starts it as any fenced one. */
+static void
+vmm_target_grant_due(uv_timer_t *t)
+{
+	struct vm_migration	*m = t->data;
+
+	if (m->resuming || m->tin == NULL)
+		return;
+	free(m->discard_why);
+	xasprintf(&m->discard_why, "no lease grant from coordinator %s "
+	    "listed it at epoch %" PRIu64 " within %d ms: its paused copy "
+	    "here is fenced, not resumed", ha_instances_coord_now(m->agent),
+	    m->owner_epoch, 2 * m->agent->ternd->conf->lease_ttl_ms);
+	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, m->discard_why);
+	m->resuming = 1;
+	vmm_work_queue(m, VMMW_FENCE);
+}
+
+void
+vmm_target_granted(struct vm_migration *m)
+{
+	if (m->resuming || m->tin == NULL || !vmm_target_may_resume(m))
+		return;
+	log_info("vmig %" PRIx64 " %s: the coordinator's grant lists it at "
+	    "epoch %" PRIu64 "; resuming", m->id, m->name, m->tin->epoch);
+	vmm_target_resume(m);
+}
+
+/* Arrived paused at COMMIT (the store moved it here at m->owner_epoch):
+ * registered, incoming, until the grant says it may run. */
+static void
+vmm_target_hold(struct vm_migration *m, struct instance *in,
+    struct vmm_work *k)
+{
+	m->tin = in;
+	m->downtime_ms = k->job.downtime_ms;
+	m->bytes = k->job.data_processed;
+	/* Incoming: ha_owned hands us the grant's epoch, libvirt's events
+	 * are ours to decide. */
+	in->state = INST_INCOMING;
+	in->ha = m->ha;
+	in->want_running = 1;
+	instance_persist(in);
+	log_info("vmig %" PRIx64 " %s: arrived paused from %s, committed at "
+	    "epoch %" PRIu64 "; waiting for the coordinator's grant to list "
+	    "it", m->id, m->name, m->peer, m->owner_epoch);
+	if (vmm_target_may_resume(m)) {
+		vmm_target_resume(m);
+		return;
+	}
+	uv_timer_stop(&m->tick);
+	uv_timer_start(&m->tick, vmm_target_grant_due,
+	    2 * (uint64_t)m->agent->ternd->conf->lease_ttl_ms, 0);
+}
+
+void
+vmm_target_resumed(struct vm_migration *m, struct vmm_work *k)
+{
+	struct instance	*in = m->tin;
+	char		*why = NULL;
+
+	m->tin = NULL;
+	if (k->rc != 0) {
+		xasprintf(&why, "it arrived paused on %s and the coordinator "
+		    "moved it here, but it could not be resumed: %s (ternctl "
+		    "start %s)", m->agent->ternd->conf->host_name, k->cause,
+		    m->name);
+		log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, why);
+		instance_set_error(in, why);
+		instance_set_state(in, INST_STOPPED, "not resumed");
+	} else {
+		log_info("vmig %" PRIx64 " %s: arrived from %s and resumed at "
+		    "epoch %" PRIu64 ", QEMU's downtime %" PRIu64 " ms", m->id,
+		    m->name, m->peer, in->epoch, m->downtime_ms);
+		instance_set_state(in, INST_RUNNING, "migrated in");
+	}
+	instance_persist(in);
+	vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, why,
+	    m->downtime_ms, m->bytes);
+	free(why);
+	vmm_set_phase(m, MIG_PH_DONE);
+	vmm_free(m);
+}
+
+void
+vmm_target_fenced(struct vm_migration *m, struct vmm_work *k)
+{
+	struct instance	*in = m->tin;
+
+	m->tin = NULL;
+	if (k->rc != 0)
+		log_warnx("vmig %" PRIx64 " %s: cannot destroy its paused "
+		    "copy: %s", m->id, m->name, k->cause);
+	instance_set_error(in, m->discard_why);
+	instance_set_state(in, INST_STOPPED, "fenced");
+	instance_persist(in);
+	vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, m->discard_why,
+	    m->downtime_ms, m->bytes);
+	vmm_set_phase(m, MIG_PH_DONE);
+	vmm_free(m);
 }
 
 /* The domain runs here (COMMIT), or S vanished and libvirt may have
@@ -107,6 +236,11 @@ vmm_target_arrived(struct vm_migration *m, struct vmm_work *k)
 		instance_set_error(in, k->run == VM_POSTCOPY ? "post-copy "
 		    "did not finish cleanly (libvirt: post-copy)" : "arrived "
 		    "paused");
+	if (commit && in != NULL && m->owner_epoch != 0 &&
+	    k->run == VM_PAUSED) {
+		vmm_target_hold(m, in, k);
+		return;
+	}
 	log_info("vmig %" PRIx64 " %s: arrived from %s, QEMU's downtime %"
 	    PRIu64 " ms%s%s", m->id, m->name, m->peer, k->job.downtime_ms,
 	    cause != NULL ? "; " : "", cause != NULL ? cause : "");
@@ -155,6 +289,54 @@ vmm_target_clean(struct vm_migration *m, const char *why)
 	vmm_drop_chans(m);
 	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
 	vmm_work_queue(m, VMMW_CLEAN);
+}
+
+/* The store refused a protected VM's move after libvirt left it here,
+ * paused: send it back, paused, through relays of our own (the source
+ * accepts "rlibvirt" and "rqemu" streams while it waits for it). */
+static void
+vmm_target_return(struct vm_migration *m, const char *why)
+{
+	char	*cause = NULL;
+
+	log_info("vmig %" PRIx64 " %s: the source asks for it back (%s)",
+	    m->id, m->name, why != NULL ? why : "no reason given");
+	vmm_drop_chans(m);
+	m->returning = 1;
+	vmm_set_phase(m, MIG_PH_ROLLING_BACK);
+	if (vmm_listen(m, &m->lis[0], "rlibvirt", &cause) != 0 ||
+	    vmm_listen(m, &m->lis[1], "rqemu", &cause) != 0) {
+		log_warnx("vmig %" PRIx64 " %s: cannot send it back: %s", m->id,
+		    m->name, cause);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, cause, 0, 0);
+		free(cause);
+		vmm_set_phase(m, MIG_PH_FAILED);
+		vmm_free(m);
+		return;
+	}
+	vmm_work_queue(m, VMMW_RETURN);
+}
+
+void
+vmm_target_returned(struct vm_migration *m, struct vmm_work *k)
+{
+	vmm_drop_chans(m);
+	vmm_close_listener(&m->lis[0]);
+	vmm_close_listener(&m->lis[1]);
+	if (k->rc != 0) {
+		/* libvirt rolled it back: paused here still, never resumed. */
+		log_warnx("vmig %" PRIx64 " %s: could not send it back: %s; it "
+		    "stays paused here", m->id, m->name, k->cause);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, k->cause, 0,
+		    0);
+	} else {
+		log_info("vmig %" PRIx64 " %s: sent back to %s, paused", m->id,
+		    m->name, m->peer);
+		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL, 0,
+		    0);
+	}
+	vmm_set_phase(m, MIG_PH_FAILED);
+	vmm_free(m);
 }
 
 /* The engine's target_begin: an offer of kind "vm".  -1 with *cause:
@@ -212,12 +394,22 @@ vmm_target_step(struct vm_migration *m, const Tern__MigrateStep *s)
 		if (m->mig->phase != MIG_PH_READY || m->settling)
 			break;
 		vmm_drop_chans(m);
+		if (s->has_epoch) {
+			/* Protected: the store made us its owner. */
+			m->owner_epoch = s->epoch;
+			m->ha = s->has_ha && s->ha != TERN__HA_POLICY__HA_NONE ?
+			    (int)s->ha : TERN__HA_POLICY__HA_RESTART;
+		}
 		vmm_set_phase(m, MIG_PH_COMMITTED);
 		vmm_work_queue(m, VMMW_ARRIVE);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
 		vmm_fail(m, MIG_FAIL_PEER_ABORT, s->error != NULL ? s->error :
 		    "aborted by the source");
+		break;
+	case TERN__MIGRATE_STEP__STEP__RETURN:
+		if (m->mig->phase == MIG_PH_READY && !m->settling)
+			vmm_target_return(m, s->error);
 		break;
 	default:
 		break;

@@ -67,6 +67,9 @@ vmm_work_run(uv_work_t *w)
 			free(cause);
 		}
 		break;
+	case VMMW_RETURN:
+		k->rc = vm_migrate(k->host, k->name, &k->args, &k->cause);
+		break;
 	case VMMW_STATS:
 		k->rc = vm_job_stats(k->host, k->name, 0, &k->job, &k->cause);
 		break;
@@ -112,11 +115,20 @@ vmm_work_run(uv_work_t *w)
 			vmm_work_take_in(k);
 		break;
 	case VMMW_CLEAN:
+		/* Paused, not incoming: a protected VM that libvirt moved
+		 * but the store did not; its only copy (vmm_source_refused). */
 		if ((k->rc = vm_state(k->host, k->name, &k->run, NULL,
-		    &k->cause)) != 0 || k->run == VM_ABSENT)
+		    &k->cause)) != 0 || k->run == VM_ABSENT ||
+		    k->run == VM_PAUSED)
 			break;
 		if ((k->rc = vm_destroy(k->host, k->name, &k->cause)) == 0)
 			k->rc = vm_undefine(k->host, k->name, &k->cause);
+		break;
+	case VMMW_RESUME:
+		k->rc = vm_resume(k->host, k->name, &k->cause);
+		break;
+	case VMMW_FENCE:
+		k->rc = vm_destroy(k->host, k->name, &k->cause);
 		break;
 	}
 }
@@ -178,11 +190,32 @@ vmm_work_done(uv_work_t *w, int status)
 		if (k->rc != 0)
 			log_warnx("vmig %" PRIx64 " %s: cannot clean up: %s",
 			    m->id, m->name, k->cause);
+		else if (k->run == VM_PAUSED)
+			log_warnx("vmig %" PRIx64 " %s: kept, paused: libvirt "
+			    "moved it here, the move was not recorded (%s); it "
+			    "is not resumed here", m->id, m->name,
+			    m->discard_why != NULL ? m->discard_why :
+			    "no reason given");
 		else if (k->run != VM_ABSENT)
 			log_info("vmig %" PRIx64 " %s: removed the half-arrived "
 			    "domain", m->id, m->name);
 		vmm_set_phase(m, MIG_PH_FAILED);
 		vmm_free(m);
+		break;
+	case VMMW_RESUME:
+		if (m->source)
+			vmm_source_back(m, k);
+		else
+			vmm_target_resumed(m, k);
+		break;
+	case VMMW_RETURN:
+		vmm_target_returned(m, k);
+		break;
+	case VMMW_FENCE:
+		if (m->source)
+			vmm_source_back_fenced(m, k);
+		else
+			vmm_target_fenced(m, k);
 		break;
 	}
 out:
@@ -231,25 +264,44 @@ vmm_work_queue(struct vm_migration *m, enum vmm_workkind kind)
 		k->args.auto_converge = m->auto_converge;
 		k->args.ac_initial = VMM_AC_INITIAL;
 		k->args.ac_increment = VMM_AC_INCREMENT;
+		k->args.paused = m->store;
 		k->max_downtime_ms = m->max_downtime_ms;
+	}
+	if (kind == VMMW_RETURN) {
+		/* Back through T's own listeners (vmm_target_return): paused
+		 * at S as it is here; pre-copy of a paused guest. */
+		xasprintf(&k->dconnuri, "qemu+unix:///system?socket=%s",
+		    m->lis[0].path);
+		xasprintf(&k->uri, "unix://%s", m->lis[1].path);
+		k->args.dconnuri = k->dconnuri;
+		k->args.uri = k->uri;
+		k->args.paused = 1;
 	}
 	if (kind == VMMW_STATS)
 		m->stats_busy = 1;
-	if (kind == VMMW_MIGRATE) {
+	if (kind == VMMW_MIGRATE || kind == VMMW_RETURN) {
 		/* It lasts as long as the migration: never on the pool that
 		 * the job's stats, the switch and the abort queue for. */
-		k->stall = fault_hit("vmig.source.migrate") == FAULT_STALL;
+		k->stall = kind == VMMW_MIGRATE &&
+		    fault_hit("vmig.source.migrate") == FAULT_STALL;
 		k->lj.work = vmm_longjob_run;
 		k->lj.done = vmm_longjob_done;
 		k->lj.data = k;
 		if (longjobs_start(m->agent->longjobs, &k->lj, &cause) != 0) {
+			if (kind == VMMW_RETURN) {
+				k->rc = -1;
+				k->cause = cause;
+				vmm_target_returned(m, k);
+				vmm_work_free(k);
+				return;
+			}
 			vmm_work_free(k);
 			vmm_fail(m, MIG_FAIL_LOCAL, cause);
 			free(cause);
 			return;
 		}
 		mig_hold(m->mig);
-		m->job_running = 1;
+		m->job_running = kind == VMMW_MIGRATE;
 		return;
 	}
 	mig_hold(m->mig);

@@ -175,7 +175,7 @@ vmm_free(struct vm_migration *m)
 		free(m->lis[i].path);
 		m->lis[i].path = NULL;
 	}
-	if (!m->source)
+	if (!m->source || m->returning)
 		unlink(m->qemu_path);
 	if (m->in != NULL)
 		instances_op_done(m->in->set);
@@ -208,6 +208,29 @@ vmm_send_step(struct vm_migration *m, Tern__MigrateStep__Step step,
 	if (mig_send(m->mig, &env, NULL) != 0) {
 		log_debug("vmig %" PRIx64 ": %s unreachable for step %d", m->id,
 		    m->peer, step);
+		return -1;
+	}
+	return 0;
+}
+
+/* A protected VM's COMMIT: the store's new epoch and the policy. */
+int
+vmm_send_commit(struct vm_migration *m, uint64_t epoch, int ha)
+{
+	Envelope		 env;
+	Tern__MigrateStep	 ms = TERN__MIGRATE_STEP__INIT;
+
+	msg_init(&env, 0);
+	ms.migration = m->id;
+	ms.step = TERN__MIGRATE_STEP__STEP__COMMIT;
+	ms.has_epoch = ms.has_ha = 1;
+	ms.epoch = epoch;
+	ms.ha = (Tern__HaPolicy)ha;
+	env.body_case = TERN__ENVELOPE__BODY_MIGRATE_STEP;
+	env.migrate_step = &ms;
+	if (mig_send(m->mig, &env, NULL) != 0) {
+		log_debug("vmig %" PRIx64 ": %s unreachable for the commit",
+		    m->id, m->peer);
 		return -1;
 	}
 	return 0;
@@ -305,8 +328,8 @@ vmm_drv_step(struct mig *mg, const Tern__MigrateStep *s)
 
 /* The verdicts (migrate/phases.h) a VM's migration can get: ROLLBACK
  * and UNCERTAIN on the source, DISCARD on the target, SPLIT on a
- * source past QEMU's switch.  Never AWAIT: a VM's source has no
- * COMMITTING phase, libvirt's call is its commit. */
+ * source past QEMU's switch, AWAIT on a protected VM's source while
+ * the coordinator's store is asked (RECORDING). */
 static void
 vmm_drv_rollback(struct mig *mg, enum mig_fail f, const char *why)
 {
@@ -322,8 +345,20 @@ vmm_drv_discard(struct mig *mg, enum mig_fail f, const char *why)
 static void
 vmm_drv_await(struct mig *mg, enum mig_fail f, const char *why)
 {
-	log_warnx("vmig %" PRIx64 " %s: %s: no commit to await here (%s)",
-	    mg->id, mg->name, mig_fail_names[f], why);
+	/* RECORDING: the store's answer (or what it says when asked,
+	 * migration_owner_move) decides; T's copy is paused meanwhile. */
+	log_warnx("vmig %" PRIx64 " %s: %s while the coordinator's store is "
+	    "asked: its answer decides (%s)", mg->id, mg->name,
+	    mig_fail_names[f], why);
+}
+
+void
+vm_migration_granted(struct mig *mg)
+{
+	struct vm_migration	*m = vmm_of(mg);
+
+	if (m != NULL && !m->source)
+		vmm_target_granted(m);
 }
 
 static void
@@ -362,6 +397,7 @@ vmm_drv_release(struct mig *mg)
 	free(m->policy_note);
 	free(m->abort_reason);
 	free(m->discard_why);
+	free(m->return_why);
 	free(m);
 }
 

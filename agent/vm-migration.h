@@ -23,5 +23,8 @@ void	vm_migration_iteration(struct agent *, const char *name, int n);
  * downtime in ms, -1 if libvirt did not give it). */
 void	vm_migration_event(struct agent *, const char *name, enum vm_ev,
 	    int detail);
+/* The coordinator's grant listed a VM migrating in (migration.h). */
+struct mig;
+void	vm_migration_granted(struct mig *);
 
 #endif

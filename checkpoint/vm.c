@@ -679,6 +679,12 @@ vm_start(struct vm_host *h, const char *name, char **cause)
 }
 
 int
+vm_resume(struct vm_host *h, const char *name, char **cause)
+{
+	return vm_call(h, name, virDomainResume, "resume", cause);
+}
+
+int
 vm_shutdown(struct vm_host *h, const char *name, char **cause)
 {
 	return vm_call(h, name, virDomainShutdown, "shut down",
@@ -1357,6 +1363,8 @@ vm_migrate(struct vm_host *h, const char *name,
 		flags |= VIR_MIGRATE_POSTCOPY;
 	if (args->auto_converge)
 		flags |= VIR_MIGRATE_AUTO_CONVERGE;
+	if (args->paused)
+		flags |= VIR_MIGRATE_PAUSED;
 	if (virTypedParamsAddString(&p, &n, &max, VIR_MIGRATE_PARAM_URI,
 	    args->uri) < 0)
 		goto fail;

@@ -75,6 +75,8 @@ int		 vm_state(struct vm_host *, const char *name, enum vm_run *,
 int		 vm_define(struct vm_host *, const char *xml, char **cause);
 int		 vm_undefine(struct vm_host *, const char *name, char **cause);
 int		 vm_start(struct vm_host *, const char *name, char **cause);
+/* Resume a paused domain. */
+int		 vm_resume(struct vm_host *, const char *name, char **cause);
 /* ACPI power button: the guest decides. */
 int		 vm_shutdown(struct vm_host *, const char *name, char **cause);
 /* Pull the plug; a domain already off is fine. */
@@ -151,6 +153,9 @@ struct vm_migrate_args {
 	int		 ac_initial;	/* its first CPU throttle, % */
 	int		 ac_increment;	/* added at every pass that does
 					 * not converge */
+	int		 paused;	/* the target's copy stays paused
+					 * (a protected VM: it resumes once
+					 * the coordinator's store moved it) */
 };
 /* Peer-to-peer live migration; returns when it finished (0: the domain
  * runs on the target and is gone here) or failed (libvirt rolled back). */

@@ -27,7 +27,10 @@
  * Containers use every phase; a VM's source goes OFFERED -> TRANSFER
  * (libvirt's pre-copy) -> COMMITTED (libvirt finished) -> DONE, or
  * after QEMU's post-copy switch TRANSFER -> PAGING -> DONE; its target
- * OFFERED -> READY -> COMMITTED -> DONE. */
+ * OFFERED -> READY -> COMMITTED -> DONE.  A protected VM's source goes
+ * TRANSFER (libvirt leaves the target's copy paused) -> RECORDING ->
+ * COMMITTED, or on a refusal -> ROLLING_BACK while the target (READY ->
+ * ROLLING_BACK) migrates the paused copy back. */
 #ifndef TERN_MIGRATE_PHASES_H
 #define TERN_MIGRATE_PHASES_H
 

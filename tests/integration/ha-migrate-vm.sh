@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A restart-protected VM moves through the coordinator's store (docs/ha.md,
+# "Moving a protected instance"): h3 coordinates, h1 and h2 hold leases and
+# each runs its own libvirtd.  libvirt leaves the target's copy paused
+# (VIR_MIGRATE_PAUSED); the source asks the store to move the owner; the
+# target resumes only once its grant lists it at the new epoch.
+#  - ternctl migrate h1 -> h2: ha status names h2 at epoch E + 1, the guest's
+#    own checks go on on h2 (its counters never went back), h1 has no copy;
+#    and back h2 -> h1 at E + 2;
+#  - ternctl host drain h1 moves it like any other, at the next epoch;
+#  - the store refuses (fault point coord.owner-move: fail, on h3): the
+#    migration fails with the reason and rolls back: libvirt had already
+#    moved it, so the target migrates its paused copy back and the source
+#    resumes it at the same epoch; the guest's checks go on, the target
+#    holds no copy.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/libvirt.sh"
+. "$TERN_SRCDIR/tests/lib/vms.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+# Leases outlive the coordinator's restart (as in ha-migrate.sh): a lapse
+# would fence g1 and boot it afresh, which its guest would tell.
+HA_TTL_MS=6000
+HA_MARGIN_MS=600
+. "$TERN_SRCDIR/tests/lib/ha.sh"
+th_check || exit 77
+lv_check || exit 77
+trap th_teardown EXIT
+
+th_setup 3
+lv_start h1
+lv_start h2
+ha_setup
+for h in h1 h2 h3; do cl_start $h; done
+ha_wait || fail "no HA cluster"
+
+state_on() { inst_field "$1" g1 state 2>/dev/null; }
+runs_on() { [ "$(state_on "$1")" = running ] && [ "$(vm_copies g1)" = 1 ] &&
+    lv_virsh "$1" list --name 2>/dev/null | grep -qx g1; }
+gone_from() { [ -z "$(state_on "$1")" ] && ! vm_defined "$1" g1; }
+owner_is() { cl_ctl h3 ha status g1 | grep -q "^g1  *vm  *$1  *$2 "; }
+fired() { grep -c "fault point $1 fired: $2" "$(cl_log h3)" || true; }
+leading() { cl_ctl h3 status 2>/dev/null | grep -q "coordinator:.*leading"; }
+leases() {
+	ha_has_lease h1 && ha_has_lease h2 &&
+	    [ "$(cl_host_state h1 h3 2>/dev/null)" = up ] &&
+	    [ "$(cl_host_state h2 h3 2>/dev/null)" = up ]
+}
+# moved FROM TO EPOCH: g1 runs on TO only, at EPOCH, and its guest agrees.
+moved() {
+	wait_for 30 "g1 running on $2" runs_on "$2"
+	wait_for 10 "g1 gone from $1" gone_from "$1"
+	owner_is "$2" "$3" || fail "ha status: $(cl_ctl h3 ha status g1)"
+	[ "$(inst_field "$2" g1 epoch)" = "$3" ] ||
+	    fail "epoch $(inst_field "$2" g1 epoch) on $2, not $3"
+	vm_settle g1 "$1" "$2"
+	vm_wait_checks "$2" g1 2 || fail "g1's own checks do not pass on $2"
+	vm_verify g1 "after $1 -> $2"
+}
+
+echo "--- a protected VM on h1"
+lv_domain_xml g1 128 "guestcheck.rate=2" >"$TH_ROOT/g1.xml"
+cl_ctl h1 create g1 --kind vm --xml "$TH_ROOT/g1.xml" --ha restart >/dev/null
+cl_ctl h1 start g1 >/dev/null
+vm_wait_checks h1 g1 2 || fail "g1 does not run on h1"
+wait_for 10 "g1 known to the coordinator" owner_is h1 1
+[ "$(vm_copies g1)" = 1 ] || fail "g1 runs $(vm_copies g1) times"
+
+echo "--- ternctl migrate h1 -> h2, then back"
+out=$(cl_ctl h1 migrate g1 --to h2 2>&1) || fail "migrate g1 to h2: $out"
+echo "$out"
+grep -q "instance g1: migrated from h1 to h2, epoch 2" "$(cl_log h3)" ||
+    fail "h3 did not record the move"
+grep -q "arrived paused from h1, committed at epoch 2" "$(cl_log h2)" ||
+    fail "h2 did not hold g1 paused until its grant"
+moved h1 h2 2
+out=$(cl_ctl h2 migrate g1 --to h1 2>&1) || fail "migrate g1 back: $out"
+moved h2 h1 3
+
+echo "--- a drain moves it"
+set +e
+out=$(cl_ctl h2 host drain h1 2>&1); rc=$?
+set -e
+echo "$out"
+[ $rc = 0 ] || fail "the drain exited $rc"
+grep -q "^g1: moved to h2 " <<<"$out" || fail "g1: $out"
+grep -q "h1 drained: 1 moved, 0 not moved" <<<"$out" || fail "summary: $out"
+moved h1 h2 4
+cl_ctl h2 host undrain h1
+
+echo "--- the coordinator's store refuses the move"
+qemu=$(vm_qemu_pid h2 g1)
+cl_stop h3 || fail "h3's ternd did not stop cleanly"
+TERN_FAULT=coord.owner-move:fail cl_start h3 || fail "h3 did not start again"
+wait_for 30 "h3 leading again" leading
+wait_for 30 "h1 and h2 holding leases again" leases
+runs_on h2 && [ "$(vm_qemu_pid h2 g1)" = "$qemu" ] ||
+    fail "g1 did not run on through h3's restart (a lease lapsed?)"
+st=0
+out=$(cl_ctl h2 migrate g1 --to h1 2>&1) || st=$?
+echo "$out"
+[ "$st" != 0 ] || fail "g1's migration succeeded: $out"
+[ "$(fired coord.owner-move fail)" = 1 ] || fail "coord.owner-move did not fire"
+grep -q "the coordinator did not record the move: fault point coord.owner-move" \
+    <<<"$out" || fail "the operator was not told why: $out"
+grep -q "rolled back: h1 sent its paused copy back and it runs on h2 again" \
+    <<<"$out" || fail "not rolled back: $out"
+grep -q "the source asks for it back" "$(cl_log h1)" ||
+    fail "h1 was not asked to send it back"
+vm_settle g1 h2 h1
+moved h1 h2 4
+sleep 2		# several grants: none may start it on h1
+gone_from h1 || fail "g1 is on h1 again: $(state_on h1)"
+[ "$(vm_copies g1)" = 1 ] || fail "g1 runs $(vm_copies g1) times"
+
+cl_ctl h2 destroy g1 >/dev/null
+cl_stop_all || fail "a ternd did not stop cleanly"
+for h in h1 h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
+echo "ha-migrate-vm: ok"
