@@ -10,14 +10,15 @@
 
 #include "tern.pb-c.h"
 
-#define TERN_PROTOCOL_VERSION	5	/* 3: host drain (Hello.drained),
+#define TERN_PROTOCOL_VERSION	6	/* 3: host drain (Hello.drained),
 					   LeaseNudge; 4: ha set, ha status,
 					   failovers, replicas (new fields
 					   in LeaseRenew and HeldInstance,
 					   which a v3 peer would refuse);
 					   5: owner moves, standby terms,
 					   replica rootfs, the page
-					   pipeline's sums */
+					   pipeline's sums; 6: a
+					   protected VM's RETURN step */
 #define TERN_SOFTWARE		"tern " PACKAGE_VERSION
 
 typedef Tern__Envelope Envelope;

@@ -407,8 +407,9 @@ test_wrong_version(void **state)
 {
 	/* 1: the strings kinds and modes were before the enums; 2: before
 	 * the host drain (Hello.drained); 3: before ha set and replicas;
-	 * 4: before owner moves, standby terms and the page pipeline. */
-	const uint32_t	 versions[] = { 0, 1, 2, 3, 4, 6, 0x7fffffff,
+	 * 4: before owner moves, standby terms and the page pipeline; 5:
+	 * before a protected VM's RETURN step. */
+	const uint32_t	 versions[] = { 0, 1, 2, 3, 4, 5, 7, 0x7fffffff,
 	    0xffffffff };
 	Envelope	 env;
 	Tern__Ping	 ping = TERN__PING__INIT;
