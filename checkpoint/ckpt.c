@@ -23,6 +23,7 @@
 #include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
+#include "daemon/work.h"
 #include "daemon/xmalloc.h"
 
 struct ckpt_op {
@@ -1194,23 +1195,59 @@ ckpt_restore_answer(struct criu *c, const CriuResp *resp, const char *error,
 /* Where a restore's time went, up to its resume: our check of the
  * images, then CRIU, and of CRIU's time the restorer's reads of the
  * pages into memory (from its log: faulting in fresh memory is most of
- * a large restore). */
+ * a large restore).  The log of a large restore runs to megabytes: it is
+ * read on the pool, not on the loop while the tree waits to resume. */
+struct restore_timing {
+	char		*name, *log;
+	uint64_t	 generation, total_ms, checked_ms, criu_ms;
+	int64_t		 read_ms;
+};
+
+static int
+ckpt_restore_timing_read(void *arg, char **cause)
+{
+	struct restore_timing	*rt = arg;
+
+	(void)cause;
+	rt->read_ms = criu_log_pages_read_ms(rt->log);
+	return 0;
+}
+
+static void
+ckpt_restore_timing_done(void *arg, const char *error)
+{
+	struct restore_timing	*rt = arg;
+	char			 read[64] = "";
+
+	(void)error;
+	if (rt->read_ms >= 0)
+		snprintf(read, sizeof read, ", of which reading the pages "
+		    "into memory %" PRId64 " ms", rt->read_ms);
+	log_info("%s: timing: checkpoint %" PRIu64 " restored in %" PRIu64
+	    " ms: images checked in %" PRIu64 " ms, CRIU %" PRIu64 " ms%s",
+	    rt->name, rt->generation, rt->total_ms, rt->checked_ms,
+	    rt->criu_ms, read);
+	free(rt->name);
+	free(rt->log);
+	free(rt);
+}
+
 static void
 ckpt_restore_timing(const struct ckpt_op *op)
 {
-	char	*log, read[64] = "";
-	int64_t	 read_ms;
+	struct restore_timing	*rt;
+	uint64_t		 now = now_ms();
 
-	xasprintf(&log, "%s/restore.log", op->gen_dir);
-	read_ms = criu_log_pages_read_ms(log);
-	free(log);
-	if (read_ms >= 0)
-		snprintf(read, sizeof read, ", of which reading the pages "
-		    "into memory %" PRId64 " ms", read_ms);
-	log_info("%s: timing: checkpoint %" PRIu64 " restored in %" PRIu64
-	    " ms: images checked in %" PRIu64 " ms, CRIU %" PRIu64 " ms%s",
-	    op->name, op->generation, now_ms() - op->start_ms,
-	    op->verified_at - op->start_ms, now_ms() - op->verified_at, read);
+	rt = xcalloc(1, sizeof *rt);
+	rt->name = xstrdup(op->name);
+	xasprintf(&rt->log, "%s/restore.log", op->gen_dir);
+	rt->generation = op->generation;
+	rt->total_ms = now - op->start_ms;
+	rt->checked_ms = op->verified_at - op->start_ms;
+	rt->criu_ms = now - op->verified_at;
+	rt->read_ms = -1;
+	work_run(op->loop, ckpt_restore_timing_read, rt,
+	    ckpt_restore_timing_done, rt);
 }
 
 /* pre-resume: restored, not running yet.  A held restore waits here. */

@@ -157,8 +157,13 @@ inst_verify h2 mc "$state" "moved to h2 after the failure"
 pid=$(inst_field h2 mc pid)
 mine=$(grep '^0::' "/proc/$pid/cgroup") || mine=
 ternd=$(grep '^0::' "/proc/$(cl_pid h2)/cgroup") || ternd=
-[ "$mine" = "$ternd" ] ||
-    fail "mc on h2 (pid $pid) is in the v2 cgroup ${mine#0::}, not h2's ${ternd#0::}"
+h1s=$(grep '^0::' "/proc/$(cl_pid h1)/cgroup") || h1s=
+if [ -z "$ternd" ] || [ "$ternd" = "$h1s" ]; then
+	echo "(no v2 cgroup of its own per test host here: the v2 check is moot)"
+else
+	[ "$mine" = "$ternd" ] ||
+	    fail "mc on h2 (pid $pid) is in the v2 cgroup ${mine#0::}, not h2's ${ternd#0::}"
+fi
 cl_ctl h2 destroy mc >/dev/null
 
 cl_stop_all || fail "a ternd did not stop cleanly"
