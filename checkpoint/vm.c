@@ -974,45 +974,84 @@ vm_disks(const char *name, const char *xml, struct vm_disk **out, size_t *np,
 	return vm_disks_any(name, xml, 0, out, np, cause);
 }
 
-/* Copy src to dst (created), fsync'd. */
+/* Copy [off, end) of in to the same offsets of out. */
+static int
+vm_copy_range(int in, int out, off_t off, off_t end, const char *src,
+    const char *dst, char **cause)
+{
+	char	 buf[65536];
+	ssize_t	 r, w, done;
+
+	while (off < end) {
+		r = pread(in, buf, (size_t)(end - off < (off_t)sizeof buf ?
+		    end - off : (off_t)sizeof buf), off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			set_cause(cause, "cannot read %s: %s", src,
+			    strerror(errno));
+			return -1;
+		}
+		if (r == 0)
+			break;		/* shrunk under us: what was there */
+		for (done = 0; done < r; done += w) {
+			w = pwrite(out, buf + done, (size_t)(r - done),
+			    off + done);
+			if (w == -1 && errno == EINTR) {
+				w = 0;
+				continue;
+			}
+			if (w == -1) {
+				set_cause(cause, "cannot write %s: %s", dst,
+				    strerror(errno));
+				return -1;
+			}
+		}
+		off += r;
+	}
+	return 0;
+}
+
+/* Copy src to dst (created), fsync'd.  Its holes stay holes: a sparse
+ * image stays sparse. */
 static int
 vm_copy(const char *src, const char *dst, char **cause)
 {
-	char	 buf[65536];
-	ssize_t	 r, w, off;
-	int	 in, out = -1, rc = -1;
+	struct stat	 st;
+	off_t		 pos, data, hole;
+	int		 in, out = -1, rc = -1;
 
 	if ((in = open(src, O_RDONLY | O_CLOEXEC)) == -1) {
 		set_cause(cause, "cannot open %s: %s", src, strerror(errno));
 		return -1;
+	}
+	if (fstat(in, &st) != 0) {
+		set_cause(cause, "cannot stat %s: %s", src, strerror(errno));
+		goto out;
 	}
 	if ((out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0600)) == -1) {
 		set_cause(cause, "cannot create %s: %s", dst, strerror(errno));
 		goto out;
 	}
-	for (;;) {
-		if ((r = read(in, buf, sizeof buf)) == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			set_cause(cause, "cannot read %s: %s", src,
+	for (pos = 0; pos < st.st_size; pos = hole) {
+		if ((data = lseek(in, pos, SEEK_DATA)) == -1 && errno == ENXIO)
+			break;		/* a hole to the end */
+		if (data == -1) {
+			/* No SEEK_DATA here: all of it. */
+			data = pos;
+			hole = st.st_size;
+		} else if ((hole = lseek(in, data, SEEK_HOLE)) == -1) {
+			set_cause(cause, "cannot seek %s: %s", src,
 			    strerror(errno));
 			goto out;
 		}
-		if (r == 0)
-			break;
-		for (off = 0; off < r; off += w) {
-			if ((w = write(out, buf + off, (size_t)(r - off))) ==
-			    -1) {
-				if (errno == EINTR) {
-					w = 0;
-					continue;
-				}
-				set_cause(cause, "cannot write %s: %s", dst,
-				    strerror(errno));
-				goto out;
-			}
-		}
+		if (vm_copy_range(in, out, data, hole, src, dst, cause) != 0)
+			goto out;
+	}
+	if (ftruncate(out, st.st_size) != 0) {
+		set_cause(cause, "cannot size %s: %s", dst, strerror(errno));
+		goto out;
 	}
 	if (fsync(out) != 0) {
 		set_cause(cause, "cannot fsync %s: %s", dst, strerror(errno));

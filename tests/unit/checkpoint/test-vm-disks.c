@@ -275,6 +275,35 @@ test_protectable(void **state)
 	free(cause);
 }
 
+/* A sparse image comes back sparse, the same bytes. */
+static void
+test_sparse(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *p, *got;
+	struct stat	 st;
+	FILE		*fp;
+	size_t		 len;
+
+	xasprintf(&p, "%s/%s%s", f->gen, VM_DISK_PREFIX, "vda");
+	assert_non_null(fp = fopen(p, "w"));
+	assert_int_equal(fseek(fp, 8 << 20, SEEK_SET), 0);
+	assert_true(fputs("DATA", fp) >= 0);
+	assert_int_equal(fclose(fp), 0);
+	free(p);
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_int_equal(stat(f->img, &st), 0);
+	assert_int_equal(st.st_size, (8 << 20) + 4);
+	/* 8 MiB of hole: far fewer than its 16 Ki blocks of 512 bytes. */
+	assert_true(st.st_blocks < 1024);
+	got = read_file_bounded(f->img, 9 << 20, &len, NULL);
+	assert_non_null(got);
+	assert_int_equal(len, (8 << 20) + 4);
+	assert_memory_equal(got + (8 << 20), "DATA", 4);
+	assert_int_equal(got[4096], '\0');
+	free(got);
+}
+
 int
 main(void)
 {
@@ -290,6 +319,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_protectable, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
