@@ -14,6 +14,7 @@
 #include "agent/migration.h"
 #include "agent/replica.h"
 #include "checkpoint/container-spec.h"
+#include "checkpoint/vm.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
@@ -976,7 +977,8 @@ int
 ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
     const Tern__InstanceCreateRequest *r, int *code, char **cause)
 {
-	const char	*why;
+	char		*why = NULL;
+	int		 rc;
 
 	if (a->ha == NULL)
 		return inst_refuse(code, cause,
@@ -987,10 +989,13 @@ ha_instances_refuse_create(struct agent *a, const struct inst_driver *drv,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha: instances of "
 		    "kind %s cannot be protected yet (no way to stop one at "
 		    "once when the lease ends)", drv->name);
-	if ((why = msg_ha_refused(r->ha, drv->kind)) != NULL)
-		return inst_refuse(code, cause,
-		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha %s: %s",
-		    ha_policy_name(r->ha), why);
+	if (msg_ha_refused(r->ha, drv->kind, r->name, r->spec, &why) != 0) {
+		rc = inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "--ha %s: %s; nothing "
+		    "created", ha_policy_name(r->ha), why);
+		free(why);
+		return rc;
+	}
 	if (r->has_interval_ms && (r->interval_ms < HA_INTERVAL_MIN_MS ||
 	    r->interval_ms > HA_INTERVAL_MAX_MS))
 		return inst_refuse(code, cause,
@@ -1082,6 +1087,7 @@ ha_instances_register(struct agent *a)
 	mesh_on_message(a->ternd->mesh, TERN__ENVELOPE__BODY_LEASE_NUDGE,
 	    ha_on_msg, a);
 	replica_register(a);
+	msg_ha_vm_check(vm_disks_protectable);
 }
 
 void

@@ -201,6 +201,7 @@ static int
 vm_op_restore(struct vm_op *op)
 {
 	char		*path, *xml, *now = NULL, *cause = NULL;
+	const char	*mine;
 	char		 want[64], have[64];
 	uint64_t	 bytes;
 	int		 rc;
@@ -214,19 +215,27 @@ vm_op_restore(struct vm_op *op)
 		    op->name);
 		return -1;
 	}
+	/* Its disks go where the definition here says, the domain's or
+	 * its spec's, never the generation's (a peer's) own. */
+	if (op->run == VM_SHUTOFF &&
+	    (now = vm_xml(op->host, op->name, &op->cause)) == NULL)
+		return -1;
+	mine = now != NULL ? now : op->in->spec_text;
+	if (vm_disks_allowed(op->gen_dir, mine, &op->cause) != 0) {
+		free(now);
+		return -1;
+	}
 	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
 	xml = read_file_bounded(path, VM_XML_MAX, NULL, &op->cause);
 	free(path);
-	if (xml == NULL)
+	if (xml == NULL || vm_disks_within(xml, mine, &op->cause) != 0) {
+		free(xml);
+		free(now);
 		return -1;
+	}
 	/* Defined here from the spec (a failover, a move), it got a uuid
 	 * of its own, which libvirt does not let a saved state take over:
 	 * defined again from the checkpoint's own definition. */
-	if (op->run == VM_SHUTOFF &&
-	    (now = vm_xml(op->host, op->name, &op->cause)) == NULL) {
-		free(xml);
-		return -1;
-	}
 	vm_uuid(xml, want, sizeof want);
 	if (now != NULL)
 		vm_uuid(now, have, sizeof have);
@@ -245,11 +254,9 @@ vm_op_restore(struct vm_op *op)
 		log_warnx("instance %s: %s", op->name, cause);
 		free(cause);
 	}
-	/* The memory goes on from the disks of its own instant, written
-	 * where the definition it had here (from its spec) says. */
+	/* The memory goes on from the disks of its own instant. */
 	if (rc == 0)
-		rc = vm_disks_put(op->gen_dir, now != NULL ? now : xml,
-		    &op->cause);
+		rc = vm_disks_put(op->gen_dir, mine, &op->cause);
 	free(now);
 	free(xml);
 	if (rc != 0)

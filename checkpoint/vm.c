@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -881,10 +882,10 @@ vm_within(const char *s, const char *e, const char *pat)
 
 /* The domain's disks from its live XML (libvirt formats it, one way):
  * each must be a writable file disk, the only kind whose content the
- * generation can carry. */
+ * generation can carry; with any, every disk (path NULL if no file). */
 static int
-vm_disks(const char *name, const char *xml, struct vm_disk **out, size_t *np,
-    char **cause)
+vm_disks_any(const char *name, const char *xml, int any, struct vm_disk **out,
+    size_t *np, char **cause)
 {
 	struct vm_disk	*dk = NULL;
 	const char	*s, *e, *src;
@@ -916,10 +917,10 @@ vm_disks(const char *name, const char *xml, struct vm_disk **out, size_t *np,
 			set_cause(cause, "%s: a disk without a target", name);
 			goto out;
 		}
-		if (type == NULL || strcmp(type, "file") != 0 || dev == NULL ||
-		    strcmp(dev, "disk") != 0 || dk[n - 1].path == NULL ||
-		    vm_within(s, e, "<readonly/>") ||
-		    vm_within(s, e, "<shareable/>")) {
+		if (!any && (type == NULL || strcmp(type, "file") != 0 ||
+		    dev == NULL || strcmp(dev, "disk") != 0 ||
+		    dk[n - 1].path == NULL || vm_within(s, e, "<readonly/>") ||
+		    vm_within(s, e, "<shareable/>"))) {
 			set_cause(cause, "disk %s of %s (type %s, device %s%s%s)"
 			    " cannot be snapshotted with its memory: only "
 			    "writable file disks can (detach it, or protect %s "
@@ -931,15 +932,17 @@ vm_disks(const char *name, const char *xml, struct vm_disk **out, size_t *np,
 			    name);
 			goto out;
 		}
-		if (strlen(dk[n - 1].path) >= VM_OVERLAY_SUFFIX_LEN &&
-		    strcmp(dk[n - 1].path + strlen(dk[n - 1].path) -
-		    VM_OVERLAY_SUFFIX_LEN, VM_OVERLAY_SUFFIX) == 0) {
+		if (dk[n - 1].path != NULL && strlen(dk[n - 1].path) >=
+		    VM_OVERLAY_SUFFIX_LEN && strcmp(dk[n - 1].path +
+		    strlen(dk[n - 1].path) - VM_OVERLAY_SUFFIX_LEN,
+		    VM_OVERLAY_SUFFIX) == 0) {
 			/* An earlier checkpoint's commit did not end. */
 			dk[n - 1].path[strlen(dk[n - 1].path) -
 			    VM_OVERLAY_SUFFIX_LEN] = '\0';
 			dk[n - 1].on_overlay = 1;
 		}
-		if (strpbrk(dk[n - 1].path, "<>&'\" \n") != NULL ||
+		if ((dk[n - 1].path != NULL &&
+		    strpbrk(dk[n - 1].path, "<>&'\" \n") != NULL) ||
 		    strpbrk(dk[n - 1].target, "<>&'\"/ \n.") != NULL) {
 			set_cause(cause, "disk %s of %s: a path or name this "
 			    "checkpoint does not quote", dk[n - 1].target,
@@ -964,45 +967,91 @@ out:
 	return rc;
 }
 
-/* Copy src to dst (created), fsync'd. */
+static int
+vm_disks(const char *name, const char *xml, struct vm_disk **out, size_t *np,
+    char **cause)
+{
+	return vm_disks_any(name, xml, 0, out, np, cause);
+}
+
+/* Copy [off, end) of in to the same offsets of out. */
+static int
+vm_copy_range(int in, int out, off_t off, off_t end, const char *src,
+    const char *dst, char **cause)
+{
+	char	 buf[65536];
+	ssize_t	 r, w, done;
+
+	while (off < end) {
+		r = pread(in, buf, (size_t)(end - off < (off_t)sizeof buf ?
+		    end - off : (off_t)sizeof buf), off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			set_cause(cause, "cannot read %s: %s", src,
+			    strerror(errno));
+			return -1;
+		}
+		if (r == 0)
+			break;		/* shrunk under us: what was there */
+		for (done = 0; done < r; done += w) {
+			w = pwrite(out, buf + done, (size_t)(r - done),
+			    off + done);
+			if (w == -1 && errno == EINTR) {
+				w = 0;
+				continue;
+			}
+			if (w == -1) {
+				set_cause(cause, "cannot write %s: %s", dst,
+				    strerror(errno));
+				return -1;
+			}
+		}
+		off += r;
+	}
+	return 0;
+}
+
+/* Copy src to dst (created), fsync'd.  Its holes stay holes: a sparse
+ * image stays sparse. */
 static int
 vm_copy(const char *src, const char *dst, char **cause)
 {
-	char	 buf[65536];
-	ssize_t	 r, w, off;
-	int	 in, out = -1, rc = -1;
+	struct stat	 st;
+	off_t		 pos, data, hole;
+	int		 in, out = -1, rc = -1;
 
 	if ((in = open(src, O_RDONLY | O_CLOEXEC)) == -1) {
 		set_cause(cause, "cannot open %s: %s", src, strerror(errno));
 		return -1;
+	}
+	if (fstat(in, &st) != 0) {
+		set_cause(cause, "cannot stat %s: %s", src, strerror(errno));
+		goto out;
 	}
 	if ((out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0600)) == -1) {
 		set_cause(cause, "cannot create %s: %s", dst, strerror(errno));
 		goto out;
 	}
-	for (;;) {
-		if ((r = read(in, buf, sizeof buf)) == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			set_cause(cause, "cannot read %s: %s", src,
+	for (pos = 0; pos < st.st_size; pos = hole) {
+		if ((data = lseek(in, pos, SEEK_DATA)) == -1 && errno == ENXIO)
+			break;		/* a hole to the end */
+		if (data == -1) {
+			/* No SEEK_DATA here: all of it. */
+			data = pos;
+			hole = st.st_size;
+		} else if ((hole = lseek(in, data, SEEK_HOLE)) == -1) {
+			set_cause(cause, "cannot seek %s: %s", src,
 			    strerror(errno));
 			goto out;
 		}
-		if (r == 0)
-			break;
-		for (off = 0; off < r; off += w) {
-			if ((w = write(out, buf + off, (size_t)(r - off))) ==
-			    -1) {
-				if (errno == EINTR) {
-					w = 0;
-					continue;
-				}
-				set_cause(cause, "cannot write %s: %s", dst,
-				    strerror(errno));
-				goto out;
-			}
-		}
+		if (vm_copy_range(in, out, data, hole, src, dst, cause) != 0)
+			goto out;
+	}
+	if (ftruncate(out, st.st_size) != 0) {
+		set_cause(cause, "cannot size %s: %s", dst, strerror(errno));
+		goto out;
 	}
 	if (fsync(out) != 0) {
 		set_cause(cause, "cannot fsync %s: %s", dst, strerror(errno));
@@ -1186,17 +1235,39 @@ out:
 	return rc;
 }
 
-int
-vm_disks_put(const char *dir, const char *xml, char **cause)
+/* dir's DISKS (its lines split in place into dk's target and path), each
+ * a (target, image) pair among the writable file disks of xml, the
+ * domain's definition on this host: 0, or -1 with nothing done.  Only
+ * ENOENT means no disks: another error must not let the memory run on
+ * over a stale disk. */
+static int
+vm_disks_list(const char *dir, const char *xml, char **listp,
+    struct vm_disk **out, size_t *np, char **cause)
 {
-	char	*list, *line, *next, *sp, *src, *tmp, *attr;
-	int	 rc = -1, named;
+	struct vm_disk	*dk = NULL, *mine = NULL;
+	char		*list = NULL, *line, *next, *sp, *path, *why = NULL;
+	struct stat	 st;
+	size_t		 n = 0, nmine = 0, i;
+	int		 rc = -1;
 
-	xasprintf(&src, "%s/%s", dir, VM_DISKS_LIST);
-	list = read_file_bounded(src, 64 * 1024, NULL, NULL);
-	free(src);
-	if (list == NULL)
+	*listp = NULL;
+	*out = NULL;
+	*np = 0;
+	xasprintf(&path, "%s/%s", dir, VM_DISKS_LIST);
+	if (lstat(path, &st) == -1 && errno == ENOENT) {
+		free(path);
 		return 0;		/* no disks */
+	}
+	list = read_file_bounded(path, 64 * 1024, NULL, &why);
+	free(path);
+	if (list == NULL) {
+		set_cause(cause, "cannot read the generation's disk list (%s): "
+		    "not restored over the disks here", why);
+		free(why);
+		return -1;
+	}
+	if (vm_disks("the domain here", xml, &mine, &nmine, cause) != 0)
+		goto out;
 	for (line = list; *line != '\0'; line = next) {
 		if ((next = strchr(line, '\n')) == NULL) {
 			set_cause(cause, "%s/%s: a line without its end", dir,
@@ -1211,18 +1282,68 @@ vm_disks_put(const char *dir, const char *xml, char **cause)
 			goto out;
 		}
 		*sp++ = '\0';
-		/* Only an image the domain's definition here names. */
-		xasprintf(&attr, "<source file='%s'", sp);
-		named = strstr(xml, attr) != NULL;
-		free(attr);
-		if (!named) {
-			set_cause(cause, "%s/%s: disk %s at %s, which the domain's "
-			    "definition does not name", dir, VM_DISKS_LIST,
-			    line, sp);
+		/* Only the image of that very disk in the definition here:
+		 * a generation from a peer writes nothing else. */
+		for (i = 0; i < nmine; i++)
+			if (strcmp(mine[i].target, line) == 0 &&
+			    strcmp(mine[i].path, sp) == 0)
+				break;
+		if (i == nmine) {
+			set_cause(cause, "%s/%s: disk %s at %s, which the "
+			    "domain's definition here does not name as a "
+			    "writable file disk; nothing restored", dir,
+			    VM_DISKS_LIST, line, sp);
 			goto out;
 		}
+		dk = xreallocarray(dk, n + 1, sizeof *dk);
+		dk[n].target = line;
+		dk[n].path = sp;
+		dk[n].on_overlay = 0;
+		n++;
+	}
+	rc = 0;
+out:
+	vm_disks_free(mine, nmine);
+	if (rc != 0) {
+		free(dk);
+		free(list);
+		return -1;
+	}
+	*listp = list;
+	*out = dk;
+	*np = n;
+	return 0;
+}
+
+int
+vm_disks_allowed(const char *dir, const char *xml, char **cause)
+{
+	struct vm_disk	*dk;
+	char		*list;
+	size_t		 n;
+
+	if (vm_disks_list(dir, xml, &list, &dk, &n, cause) != 0)
+		return -1;
+	free(dk);
+	free(list);
+	return 0;
+}
+
+int
+vm_disks_put(const char *dir, const char *xml, char **cause)
+{
+	struct vm_disk	*dk;
+	char		*list, *src, *tmp, *sp;
+	size_t		 n, i;
+	int		 rc = -1;
+
+	/* Every line checked before the first is written. */
+	if (vm_disks_list(dir, xml, &list, &dk, &n, cause) != 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		sp = dk[i].path;
 		/* Beside it first: a crash leaves the old image whole. */
-		xasprintf(&src, "%s/%s%s", dir, VM_DISK_PREFIX, line);
+		xasprintf(&src, "%s/%s%s", dir, VM_DISK_PREFIX, dk[i].target);
 		xasprintf(&tmp, "%s.tern-new", sp);
 		*strrchr(tmp, '/') = '\0';
 		rc = tmp[0] != '\0' ? mkdir_p(tmp, 0755, cause) : 0;
@@ -1245,8 +1366,54 @@ vm_disks_put(const char *dir, const char *xml, char **cause)
 	}
 	rc = 0;
 out:
+	free(dk);
 	free(list);
 	return rc;
+}
+
+int
+vm_disks_within(const char *xml, const char *mine, char **cause)
+{
+	struct vm_disk	*a = NULL, *b = NULL;
+	size_t		 na = 0, nb = 0, i, j;
+	int		 rc = -1;
+
+	if (vm_disks_any("the generation's domain", xml, 1, &a, &na,
+	    cause) != 0 ||
+	    vm_disks_any("the domain here", mine, 1, &b, &nb, cause) != 0)
+		goto out;
+	for (i = 0; i < na; i++) {
+		if (a[i].path == NULL)
+			continue;
+		for (j = 0; j < nb; j++)
+			if (b[j].path != NULL &&
+			    strcmp(a[i].target, b[j].target) == 0 &&
+			    strcmp(a[i].path, b[j].path) == 0)
+				break;
+		if (j == nb) {
+			set_cause(cause, "the generation's definition has disk "
+			    "%s at %s, which the definition here does not; "
+			    "nothing restored", a[i].target, a[i].path);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	vm_disks_free(a, na);
+	vm_disks_free(b, nb);
+	return rc;
+}
+
+int
+vm_disks_protectable(const char *name, const char *xml, char **cause)
+{
+	struct vm_disk	*dk;
+	size_t		 n;
+
+	if (vm_disks(name, xml, &dk, &n, cause) != 0)
+		return -1;
+	vm_disks_free(dk, n);
+	return 0;
 }
 
 /* --- migration (any thread) ------------------------------------------------ */

@@ -114,10 +114,24 @@ int		 vm_snapshot_disks(struct vm_host *, const char *name,
 		    const char *path, const char *dir, uint64_t *downtime_ms,
 		    char **cause);
 /* The disks a generation (dir) carries back at their images' paths
- * (each written beside it, then renamed): 0 also when it has none.  Each
- * path must be an image xml (the domain's definition on this host)
- * names: a generation from a peer writes nothing else. */
+ * (each written beside it, then renamed): 0 also when it has none (no
+ * DISKS; any other error reading it fails).  xml is the domain's
+ * definition on this host (defined here, else from its spec), never the
+ * generation's own: each (target, image) pair must be one of its
+ * writable file disks, else nothing is written. */
 int		 vm_disks_put(const char *dir, const char *xml, char **cause);
+/* vm_disks_put's checks alone, nothing written. */
+int		 vm_disks_allowed(const char *dir, const char *xml,
+		    char **cause);
+/* 0 if each disk of xml (a generation's own definition, which the
+ * restored domain uses) is one of mine (the definition here), same
+ * target at the same image. */
+int		 vm_disks_within(const char *xml, const char *mine,
+		    char **cause);
+/* 0 if every disk of xml is one vm_snapshot_disks can take (a writable
+ * file disk), else -1 and *cause says which disk and why. */
+int		 vm_disks_protectable(const char *name, const char *xml,
+		    char **cause);
 
 /* A live migration job's numbers (libvirt's virDomainGetJobStats). */
 struct vm_job {

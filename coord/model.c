@@ -1323,7 +1323,7 @@ ha_set_check(struct model *m, const struct model_instance *in,
     const struct model_ha_set *set, struct model_instance *out,
     char **cause)
 {
-	const char	*why;
+	char		*why = NULL;
 	size_t		 others = m->pic.nhosts;
 
 	*out = *in;
@@ -1333,9 +1333,11 @@ ha_set_check(struct model *m, const struct model_instance *in,
 			    "restart or checkpoint); nothing changed", in->name);
 			return -1;
 		}
-		if ((why = msg_ha_refused((int)set->ha, (int)in->kind)) != NULL) {
+		if (msg_ha_refused((int)set->ha, (int)in->kind, in->name,
+		    in->spec, &why) != 0) {
 			set_cause(cause, "instance %s: %s; nothing changed",
 			    in->name, why);
+			free(why);
 			return -1;
 		}
 		out->ha = set->ha;

@@ -319,12 +319,24 @@ msg_stream_kind_name(int kind)
 	    MSG_NWORDS(msg_stream_kind_words), kind);
 }
 
-const char *
-msg_ha_refused(int ha, int kind)
+static int	(*msg_vm_check)(const char *, const char *, char **);
+
+void
+msg_ha_vm_check(int (*check)(const char *, const char *, char **))
 {
-	/* Both kinds take every policy: a VM's disks are snapshotted with
-	 * its memory (checkpoint/vm.h vm_snapshot_disks). */
-	(void)ha;
-	(void)kind;
-	return NULL;
+	msg_vm_check = check;
+}
+
+int
+msg_ha_refused(int ha, int kind, const char *name, const char *spec,
+    char **why)
+{
+	/* A VM's disks are snapshotted with its memory (checkpoint/vm.h
+	 * vm_snapshot_disks): only writable file disks can be, and one of
+	 * another kind would leave it never protected. */
+	if (ha == TERN__HA_POLICY__HA_CHECKPOINT &&
+	    kind == TERN__INSTANCE_KIND__KIND_VM && msg_vm_check != NULL &&
+	    spec != NULL)
+		return msg_vm_check(name, spec, why);
+	return 0;
 }

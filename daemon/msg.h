@@ -60,8 +60,15 @@ const char	*msg_stream_kind_name(int kind);
 #define HA_INTERVAL_MAX_MS	86400000u
 #define HA_INTERVAL_DEF_MS	10000u
 #define HA_REPLICAS_MAX		8u
-/* Why this version cannot protect an instance of kind with HA policy ha,
- * or NULL: the one place that says so (create --ha, ha set --policy). */
-const char	*msg_ha_refused(int ha, int kind);
+/* Why this version cannot protect instance name of kind (spec: its
+ * spec's text) with HA policy ha: 0, or -1 and *why.  The one place that
+ * says so (create --ha, ha set --policy). */
+int		 msg_ha_refused(int ha, int kind, const char *name,
+		    const char *spec, char **why);
+/* The check of a VM spec's disks for --ha checkpoint (checkpoint/vm.c
+ * vm_disks_protectable), which this library cannot link: set once by the
+ * agent, which every ternd runs. */
+void		 msg_ha_vm_check(int (*)(const char *name, const char *xml,
+		    char **cause));
 
 #endif

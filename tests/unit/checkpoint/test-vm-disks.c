@@ -93,7 +93,8 @@ test_unnamed(void **state)
 	struct stat	 st;
 
 	assert_int_equal(vm_disks_put(f->gen, "<domain><devices><disk "
-	    "type='file' device='disk'><source file='/elsewhere.img'/>"
+	    "type='file' device='disk'><source file='/elsewhere.img'/><target "
+	    "dev='vda'/>"
 	    "</disk></devices></domain>", &cause), -1);
 	assert_non_null(strstr(cause, "does not name"));
 	free(cause);
@@ -129,6 +130,180 @@ test_none(void **state)
 	assert_null(cause);
 }
 
+/* DISKS lists vda at path in f->gen (with its content). */
+static void
+list_one(struct fx *f, const char *target, const char *path)
+{
+	char	*p, *list;
+
+	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
+	xasprintf(&list, "%s %s\n", target, path);
+	assert_int_equal(write_file_atomic(p, list, NULL), 0);
+	free(list);
+	free(p);
+}
+
+/* The generation's own definition names a victim, the one here does
+ * not: refused, the victim untouched (the definition here is the one
+ * checked, never the generation's). */
+static void
+test_victim(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *victim, *theirs, *got;
+
+	xasprintf(&victim, "%s/victim", f->tmp);
+	assert_int_equal(write_file_atomic(victim, "VICTIM", NULL), 0);
+	xasprintf(&theirs, "<domain><devices><disk type='file' "
+	    "device='disk'><source file='%s'/><target dev='vda'/></disk>"
+	    "</devices></domain>", victim);
+	list_one(f, "vda", victim);
+	assert_int_equal(vm_disks_within(theirs, f->xml, &cause), -1);
+	assert_non_null(strstr(cause, "does not"));
+	free(cause);
+	cause = NULL;
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_non_null(strstr(cause, "does not name"));
+	free(cause);
+	got = read_file_bounded(victim, 1024, NULL, NULL);
+	assert_string_equal(got, "VICTIM");
+	free(got);
+	/* Its own definition, the same as here: accepted, a cdrom too. */
+	assert_int_equal(vm_disks_within(f->xml, f->xml, NULL), 0);
+	free(theirs);
+	theirs = "<domain><devices><disk type='file' device='cdrom'>"
+	    "<source file='/x.iso'/><target dev='hdc'/><readonly/></disk>"
+	    "</devices></domain>";
+	assert_int_equal(vm_disks_within(theirs, theirs, NULL), 0);
+	free(victim);
+}
+
+/* vdb at vda's image: the pair is not in the definition, refused. */
+static void
+test_swap(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *xml, *other;
+	struct stat	 st;
+
+	xasprintf(&other, "%s/images/data.img", f->tmp);
+	xasprintf(&xml, "<domain><devices><disk type='file' device='disk'>"
+	    "<source file='%s'/><target dev='vda'/></disk>"
+	    "<disk type='file' device='disk'><source file='%s'/>"
+	    "<target dev='vdb'/></disk></devices></domain>", f->img, other);
+	list_one(f, "vdb", f->img);
+	assert_int_equal(vm_disks_put(f->gen, xml, &cause), -1);
+	assert_non_null(strstr(cause, "does not name"));
+	free(cause);
+	assert_int_equal(stat(f->img, &st), -1);
+	free(xml);
+	free(other);
+}
+
+/* A backing file (or a read-only disk's) is no image to write. */
+static void
+test_backing(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *xml, *base;
+	struct stat	 st;
+
+	xasprintf(&base, "%s/images/base.img", f->tmp);
+	xasprintf(&xml, "<domain><devices><disk type='file' device='disk'>"
+	    "<source file='%s'/><backingStore type='file'><source "
+	    "file='%s'/></backingStore><target dev='vda'/></disk>"
+	    "</devices></domain>", f->img, base);
+	list_one(f, "vda", base);
+	assert_int_equal(vm_disks_put(f->gen, xml, &cause), -1);
+	assert_non_null(strstr(cause, "does not name"));
+	free(cause);
+	assert_int_equal(stat(base, &st), -1);
+	free(xml);
+	xasprintf(&xml, "<domain><devices><disk type='file' device='disk'>"
+	    "<source file='%s'/><target dev='vda'/><readonly/></disk>"
+	    "</devices></domain>", f->img);
+	list_one(f, "vda", f->img);
+	cause = NULL;
+	assert_int_equal(vm_disks_put(f->gen, xml, &cause), -1);
+	assert_non_null(cause);
+	free(cause);
+	assert_int_equal(stat(f->img, &st), -1);
+	free(xml);
+	free(base);
+}
+
+/* DISKS there but unreadable (here a directory, or too big): the
+ * restore fails, not "no disks". */
+static void
+test_unreadable(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *p, *big;
+
+	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_non_null(strstr(cause, "cannot read"));
+	free(cause);
+	assert_int_equal(rmdir(p), 0);
+	big = xmalloc(128 * 1024 + 1);
+	memset(big, 'x', 128 * 1024);
+	big[128 * 1024] = '\0';
+	assert_int_equal(write_file_atomic(p, big, NULL), 0);
+	free(big);
+	cause = NULL;
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_non_null(strstr(cause, "larger"));
+	free(cause);
+	free(p);
+}
+
+/* Refused at create: which disk, and why. */
+static void
+test_protectable(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL;
+
+	assert_int_equal(vm_disks_protectable("web", f->xml, &cause), 0);
+	assert_int_equal(vm_disks_protectable("web", "<domain><devices><disk "
+	    "type='file' device='cdrom'><source file='/x.iso'/><target "
+	    "dev='hdc'/><readonly/></disk></devices></domain>", &cause), -1);
+	assert_non_null(strstr(cause, "disk hdc of web (type file, device "
+	    "cdrom, read-only)"));
+	free(cause);
+}
+
+/* A sparse image comes back sparse, the same bytes. */
+static void
+test_sparse(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *p, *got;
+	struct stat	 st;
+	FILE		*fp;
+	size_t		 len;
+
+	xasprintf(&p, "%s/%s%s", f->gen, VM_DISK_PREFIX, "vda");
+	assert_non_null(fp = fopen(p, "w"));
+	assert_int_equal(fseek(fp, 8 << 20, SEEK_SET), 0);
+	assert_true(fputs("DATA", fp) >= 0);
+	assert_int_equal(fclose(fp), 0);
+	free(p);
+	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_int_equal(stat(f->img, &st), 0);
+	assert_int_equal(st.st_size, (8 << 20) + 4);
+	/* 8 MiB of hole: far fewer than its 16 Ki blocks of 512 bytes. */
+	assert_true(st.st_blocks < 1024);
+	got = read_file_bounded(f->img, 9 << 20, &len, NULL);
+	assert_non_null(got);
+	assert_int_equal(len, (8 << 20) + 4);
+	assert_memory_equal(got + (8 << 20), "DATA", 4);
+	assert_int_equal(got[4096], '\0');
+	free(got);
+}
+
 int
 main(void)
 {
@@ -137,6 +312,14 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unnamed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_none, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_victim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_swap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreadable, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_protectable, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
