@@ -31,6 +31,7 @@ struct inst_saved {
 	int32_t		 priority;
 	uint64_t	 epoch;
 	int		 want_running;
+	int		 ha_unconfirmed;	/* instance-internal.h */
 };
 
 struct inst_driver {

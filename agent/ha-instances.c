@@ -873,33 +873,97 @@ ha_policy_changed(struct instance *in, const Tern__OwnedInstance *o)
  * lists the instance here at the epoch it had: the store never recorded
  * the move, and the target's copy never runs (no grant lists it at the
  * next epoch).  The checkpoint taken at the commit point is the
- * instance: restore it, nothing of its state lost. */
+ * instance: restore it, nothing of its state lost.  The flag stays until
+ * the restore succeeded: a refused or failed one is tried again at the
+ * next grants (warned of once, then noted at info). */
+struct ha_unconfirmed {
+	char		*name;
+	int		 tries;
+};
+
+static void
+ha_unconfirmed_restored(void *arg, const Envelope *reply, int code,
+    const char *error)
+{
+	struct ha_unconfirmed	*hu = arg;
+
+	(void)reply;
+	if (error == NULL)	/* running: instance_set_state cleared it */
+		log_info("instance %s: restored from the checkpoint taken at "
+		    "its migration's commit point", hu->name);
+	else if (hu->tries == 1)
+		log_warnx("instance %s: not restored (code %d), tried again "
+		    "at the next grants while they list it here: %s",
+		    hu->name, code, error);
+	else
+		log_info("instance %s: not restored again (try %d): %s",
+		    hu->name, hu->tries, error);
+	free(hu->name);
+	free(hu);
+}
+
 static void
 ha_unconfirmed_restore(struct instance *in)
 {
 	Tern__RestoreRequest	 r = TERN__RESTORE_REQUEST__INIT;
-	char			*cause = NULL, *name = xstrdup(in->name);
+	struct ha_unconfirmed	*hu;
+	char			*cause = NULL;
 	int			 code = 0;
 
-	in->ha_unconfirmed = 0;
-	log_warnx("instance %s: coordinator %s lists it here at epoch %" PRIu64
-	    ": its migration's move was not recorded; restoring the "
-	    "checkpoint taken at the commit point", in->name,
-	    ha_instances_coord_now(in->set->agent), in->epoch);
-	free(in->moved_to);
-	in->moved_to = NULL;
+	if (in->ha_unconfirmed_tries++ == 0)
+		log_warnx("instance %s: coordinator %s lists it here at epoch "
+		    "%" PRIu64 ": its migration's move was not recorded; "
+		    "restoring the checkpoint taken at the commit point",
+		    in->name, ha_instances_coord_now(in->set->agent),
+		    in->epoch);
+	else
+		log_info("instance %s: restoring the checkpoint taken at the "
+		    "commit point again (try %d)", in->name,
+		    in->ha_unconfirmed_tries);
+	/* The move was not recorded: it was never committed there. */
+	if (in->moved_to != NULL) {
+		free(in->moved_to);
+		in->moved_to = NULL;
+		instance_persist(in);
+	}
 	instance_set_error(in, NULL);
+	hu = xcalloc(1, sizeof *hu);
+	hu->name = xstrdup(in->name);
+	hu->tries = in->ha_unconfirmed_tries;
 	r.name = in->name;
 	if (ha_instances_may_run(in, &code, &cause) != 0 ||
-	    in->drv->restore == NULL || in->drv->restore(in, &r, ha_answered,
-	    name, &code, &cause) != 0) {
-		log_warnx("instance %s: not restored, left checkpointed here "
-		    "(ternctl restore %s): %s", in->name, in->name,
-		    cause != NULL ? cause : "its kind cannot restore");
+	    in->drv->restore == NULL || in->drv->restore(in, &r,
+	    ha_unconfirmed_restored, hu, &code, &cause) != 0) {
+		if (hu->tries == 1)
+			log_warnx("instance %s: not restored, left checkpointed "
+			    "here; tried again at the next grants while they "
+			    "list it here (or ternctl restore %s): %s",
+			    in->name, in->name, cause != NULL ? cause :
+			    "its kind cannot restore");
+		else
+			log_info("instance %s: not restored (try %d): %s",
+			    in->name, hu->tries, cause != NULL ? cause :
+			    "its kind cannot restore");
 		instance_set_error(in, cause);
 		free(cause);
-		free(name);
+		free(hu->name);
+		free(hu);
 	}
+}
+
+/* The grant lists it here at another epoch than the one its commit
+ * point had: the checkpoint is not the instance the store holds any
+ * more; never restore it on the strength of that old commit. */
+static void
+ha_unconfirmed_drop(struct instance *in, uint64_t epoch)
+{
+	log_info("instance %s: coordinator %s lists it at epoch %" PRIu64
+	    ", not %" PRIu64 ": its unconfirmed migration's checkpoint is "
+	    "not restored", in->name, ha_instances_coord_now(in->set->agent),
+	    epoch, in->epoch);
+	in->ha_unconfirmed = 0;
+	in->ha_unconfirmed_tries = 0;
+	instance_persist(in);
 }
 
 static void
@@ -917,8 +981,10 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 	for (i = 0; i < g->n_refusals; i++) {
 		p = ha_pending_find(a, g->refusals[i]->name, 0);
 		in = instance_find(a->instances, g->refusals[i]->name);
-		if (in != NULL && in->ha != 0 && !in->ha_creating)
+		if (in != NULL && in->ha != 0 && !in->ha_creating) {
+			in->ha_unconfirmed = 0;	/* the move was recorded */
 			ha_discard(in, g->refusals[i]->why);
+		}
 		if (p != NULL && p->created)
 			ha_pending_end(p, TERN__ERROR_CODE__ERROR_EXISTS,
 			    g->refusals[i]->why);
@@ -939,10 +1005,21 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		}
 		if (in->ha_creating || ha_policy_changed(in, o) != 0)
 			continue;
-		if (in->ha_unconfirmed && in->epoch == o->epoch &&
-		    in->state == INST_CHECKPOINTED && in->working == NULL) {
-			ha_unconfirmed_restore(in);
-			continue;
+		if (in->ha_unconfirmed && in->epoch != o->epoch)
+			ha_unconfirmed_drop(in, o->epoch);
+		if (in->ha_unconfirmed) {
+			if (in->state == INST_CHECKPOINTED &&
+			    in->working == NULL) {
+				ha_unconfirmed_restore(in);
+				continue;
+			}
+			/* one restore at a time: the next grant looks again */
+			if (in->state == INST_CHECKPOINTED ||
+			    in->state == INST_RESTORING)
+				continue;
+			/* not its commit-point checkpoint any more */
+			in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
+			instance_persist(in);
 		}
 		if (in->epoch != o->epoch) {
 			log_info("instance %s: protected by %s at epoch %"

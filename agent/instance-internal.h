@@ -66,8 +66,11 @@ struct instance {
 	int			 destroy_after_stop;
 	/* A protected migration's commit went unconfirmed: the grant
 	 * decides (listed here at its epoch: the move was not recorded,
-	 * restore the checkpoint; refused: the target's). */
+	 * restore the checkpoint; refused: the target's).  Saved in the
+	 * state file: a restarted ternd must still restore it.  Cleared
+	 * once restored, or when a grant says otherwise. */
 	int			 ha_unconfirmed;
+	int			 ha_unconfirmed_tries; /* restores tried */
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
 						 * pool: "starting", ... */

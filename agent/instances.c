@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,6 +68,10 @@ instance_set_state(struct instance *in, enum inst_state st, const char *why)
 		    why != NULL ? ": " : "", why != NULL ? why : "");
 	in->state = st;
 	in->since_ms = now_ms();
+	/* Whoever restored it (the grants, ternctl restore --force), the
+	 * commit point's checkpoint runs: nothing left to decide. */
+	if (st == INST_RUNNING)
+		in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
 	instance_persist(in);
 	/* The one place every start, restore and resume goes through:
 	 * the lease is checked when it runs, not only when it began. */
@@ -103,12 +108,13 @@ instance_state_text(const struct instance *in)
 	/* criu and moved_to let a restarted ternd finish a post-copy it
 	 * was killed in: never resume a copy another host runs. */
 	xasprintf(&text, "state=%s\npid=%ld\ngeneration=%llu\ncriu=%ld\n"
-	    "moved_to=%s\nha=%d\npriority=%ld\nepoch=%llu\nwant=%d\n",
+	    "moved_to=%s\nha=%d\npriority=%ld\nepoch=%llu\nwant=%d\n"
+	    "unconfirmed=%d\n",
 	    inst_state_names[in->state], (long)in->pid,
 	    (unsigned long long)in->generation, (long)in->criu_pid,
 	    in->moved_to != NULL ? in->moved_to : "", in->ha,
 	    (long)in->priority, (unsigned long long)in->epoch,
-	    in->want_running);
+	    in->want_running, in->ha_unconfirmed);
 	return text;
 }
 
@@ -773,6 +779,8 @@ instance_saved_read(struct instances *set, const char *name,
 		saved->epoch = strtoull(p + 7, NULL, 10);
 	if ((p = strstr(text, "\nwant=")) != NULL)
 		saved->want_running = p[6] == '1';
+	if ((p = strstr(text, "\nunconfirmed=")) != NULL)
+		saved->ha_unconfirmed = p[13] == '1';
 	if ((p = strstr(text, "\nmoved_to=")) != NULL && p[10] != '\n' &&
 	    p[10] != '\0') {
 		p[10 + strcspn(p + 10, "\n")] = '\0';
@@ -812,6 +820,15 @@ instance_load(struct instances *set, const char *name)
 		in->priority = saved.priority;
 		in->epoch = saved.epoch;
 		in->want_running = saved.want_running;
+		/* Only its commit-point checkpoint can be restored: the
+		 * grants decide (ha-instances.c). */
+		in->ha_unconfirmed = saved.ha_unconfirmed && in->ha != 0 &&
+		    in->state == INST_CHECKPOINTED;
+		if (in->ha_unconfirmed)
+			log_info("instance %s: its migration's commit went "
+			    "unconfirmed: the coordinator's grant decides "
+			    "whether its checkpoint %" PRIu64 " is restored "
+			    "here", in->name, in->generation);
 	}
 	free(saved.moved_to);
 }

@@ -21,6 +21,11 @@
 #     lists mc to the source at the old epoch: the source restores the
 #     checkpoint it took at the commit point (the same process, nothing
 #     lost).  Before, it stayed checkpointed there and ran nowhere.
+#  d) as c, but the source's ternd restarts after its lease ended and
+#     before h3 is back: what the commit point left (restore it if the
+#     grant lists it here at its epoch) survives the restart in the
+#     instance's state file.  Before, it lived in memory only: once h3
+#     was back mc stayed checkpointed on h1 and ran nowhere.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -158,6 +163,33 @@ settled_on h1 3
 grep -q "instance mc: coordinator h3 lists it here at epoch 3: its migration's move was not recorded; restoring the checkpoint taken at the commit point" \
     "$(cl_log h1)" || fail "h1 did not restore mc on the store's word"
 # Restored, not started anew: the same process, nothing lost.
+[ "$(witness_last "$HA_WITNESS" | cut -d' ' -f1)" = "$run_before" ] ||
+    fail "mc was started anew, not restored from the commit point"
+still_on h1
+
+echo "--- d) as c, and the source's ternd restarts before the coordinator is back"
+coord_restart coord.owner-move.received:kill@1
+wait_for 20 "mc running on h1" runs_on h1
+run_before=$(witness_last "$HA_WITNESS" | cut -d' ' -f1)
+restores=$(grep -c "instance mc: coordinator h3 lists it here at epoch 3: its migration's move was not recorded" "$(cl_log h1)" || :)
+cl_ctl h1 migrate mc --to h2 --mode stopcopy >"$TH_ROOT/d.out" 2>&1 &
+mig=$!
+th_wait 60 h3_dead || fail "h3 did not die at coord.owner-move.received"
+h3_reap
+fault_fired h3 coord.owner-move.received kill
+wait_for 30 "h1 giving up at its lease end" gave_up h1
+wait $mig || :
+echo "migrate: $(cat "$TH_ROOT/d.out")"
+cl_stop h1 || fail "h1's ternd did not stop cleanly"
+cl_start h1 || fail "h1's ternd did not start again"
+[ "$(state_on h1)" = checkpointed ] ||
+    fail "mc is '$(state_on h1)' on h1 after its restart, not checkpointed"
+[ "$(copies h1 h2)" = 0 ] || fail "$(copies h1 h2) copies of mc run while h3 is down"
+cl_start h3 || fail "h3's ternd did not start again"
+wait_for 30 "h3 leading again" leading
+settled_on h1 3
+[ "$(grep -c "instance mc: coordinator h3 lists it here at epoch 3: its migration's move was not recorded" "$(cl_log h1)" || :)" = $((restores + 1)) ] ||
+    fail "h1 did not restore mc on the store's word after its restart"
 [ "$(witness_last "$HA_WITNESS" | cut -d' ' -f1)" = "$run_before" ] ||
     fail "mc was started anew, not restored from the commit point"
 still_on h1
