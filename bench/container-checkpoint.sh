@@ -7,7 +7,10 @@
 # options, no checksums).  Downtime = dump until the restored process runs.
 # Seen = the longest stall of its own progress memcheck reports (it ticks
 # every 10 ms; "stall max_ms=" in its state file), from just before the
-# dump until after the restore.
+# dump until after the restore.  Then both again leaving it running (what
+# HA does every interval): tern's frozen_ms against criu dump
+# --leave-running, which stands the tree still for its whole dump; the
+# last line is that ratio (issue 11's goal: <= 0.5).
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -61,6 +64,15 @@ tern_frozen=$(echo "$out" | sed -n 's/.*"frozen_ms":\([0-9]*\).*/\1/p')
 tern_down=$((tern_dump + tern_restore))
 cl_ctl h1 stop mc >/dev/null
 
+# tern, leaving it running (what HA does every interval): frozen_ms is
+# how long the tree stood still.
+start_mc
+out=$(cl_ctl h1 --json checkpoint mc --leave-running)
+inst_verify h1 mc "$state" "tern leave-running" >&2
+lr_tern_frozen=$(echo "$out" | sed -n 's/.*"frozen_ms":\([0-9]*\).*/\1/p')
+lr_tern_seen=$(seen_stall)
+cl_ctl h1 stop mc >/dev/null
+
 # the CRIU command line, on the same container
 start_mc
 pid=$(inst_field h1 mc pid)
@@ -72,6 +84,15 @@ for d in null zero full random urandom; do
 done
 img="$TH_ROOT/manual"
 mkdir -p "$img"
+# criu dump --leave-running: the tree stands still for the whole dump.
+t0=$(now)
+th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log --leave-running \
+	--freeze-cgroup "/sys/fs/cgroup/freezer$base" "${ext_dump[@]}" 2>/dev/null
+t1=$(now)
+lr_cli_frozen=$(ms "$t0" "$t1")
+inst_verify h1 mc "$state" "criu-cli leave-running" >&2
+lr_cli_seen=$(seen_stall)
+rm -rf "$img" && mkdir -p "$img"
 t0=$(now)
 th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
 	--freeze-cgroup "/sys/fs/cgroup/freezer$base" "${ext_dump[@]}" 2>/dev/null
@@ -95,8 +116,17 @@ printf '%-44s %5sms %6sms %6sms %7sms %6sms\n' "tern (MANIFEST + SHA-256 + fsync
 	"$tern_dump" "$tern_frozen" "$tern_restore" "$tern_down" "$tern_seen"
 printf '%-44s %5sms %8s %6sms %7sms %6sms\n' "criu dump / criu restore (no checksums)" \
 	"$cli_dump" "-" "$cli_restore" "$cli_down" "$cli_seen"
-echo "(seen: memcheck's longest stall)"
+printf '%-44s %7s %6sms %8s %9s %6sms\n' "tern --leave-running (published after thaw)" \
+	"-" "$lr_tern_frozen" "-" "-" "$lr_tern_seen"
+printf '%-44s %7s %6sms %8s %9s %6sms\n' "criu dump --leave-running" \
+	"-" "$lr_cli_frozen" "-" "-" "$lr_cli_seen"
+echo "(seen: memcheck's longest stall; criu's frozen: its whole dump)"
 awk -v a="$tern_seen" -v b="$cli_seen" \
 	'BEGIN {printf "container-checkpoint: seen tern/criu-cli = %.2f\n", a / (b > 0 ? b : 1)}'
 awk -v a="$tern_down" -v b="$cli_down" \
 	'BEGIN {printf "container-checkpoint: downtime tern/criu-cli = %.2f\n", a / b}'
+# The goal's line (issue 11 item 5): a leave-running checkpoint's freeze.
+awk -v a="$lr_tern_seen" -v b="$lr_cli_seen" \
+	'BEGIN {printf "container-checkpoint: leave-running seen tern/criu-cli = %.2f\n", a / (b > 0 ? b : 1)}'
+awk -v a="$lr_tern_frozen" -v b="$lr_cli_frozen" \
+	'BEGIN {printf "container-checkpoint: frozen tern/criu-cli = %.2f\n", a / (b > 0 ? b : 1)}'
