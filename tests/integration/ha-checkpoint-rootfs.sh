@@ -67,7 +67,17 @@ EOF
 }
 mkctr mc
 mkctr rm1
-counter() { cat "$TH_ROOT/$1/srv/mc/var/lib/counter" 2>/dev/null; }
+# counter HOST: mc's "RUN COUNT" there.  /bin/counter rewrites the file
+# (truncate, then write) every 20 ms: a read between the two is empty,
+# so read again.
+counter() {
+	local line i
+	for ((i = 0; i < 50; i++)); do
+		line=$(cat "$TH_ROOT/$1/srv/mc/var/lib/counter" 2>/dev/null) || line=
+		[ -n "$line" ] && { echo "$line"; return 0; }
+		sleep 0.01
+	done
+}
 state_on() { inst_field "$1" "${2:-mc}" state; }
 runs_on() { [ "$(state_on "$1")" = running ]; }
 recorded() {
