@@ -114,6 +114,7 @@ struct vm_migration {
 	 * migration_owner_move), T resumes it once its grant lists it. */
 	int			 store;		/* S: commit through the store */
 	uint64_t		 owner_epoch;	/* T: the store's, from COMMIT */
+	uint64_t		 commit_epoch;	/* S: the store's, for COMMIT */
 	int			 ha;		/* T: its policy, from COMMIT */
 	struct instance		*tin;		/* T: arrived, held paused */
 	int			 resuming;	/* T: resume or fence asked */

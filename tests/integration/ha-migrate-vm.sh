@@ -13,6 +13,10 @@
 #    moved it, so the target migrates its paused copy back and the source
 #    resumes it at the same epoch; the guest's checks go on, the target
 #    holds no copy.
+#  - the first move's COMMIT goes late (fault point vmig.source.commit:
+#    delay, on h1): h2's grant lists g1 while it is still migrating in; h2
+#    must leave it to the migration (no takeover that would boot a second
+#    copy and fail), and resume the paused arrival on a later grant.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -32,7 +36,8 @@ th_setup 3
 lv_start h1
 lv_start h2
 ha_setup
-for h in h1 h2 h3; do cl_start $h; done
+TERN_FAULT=vmig.source.commit:delay=4000@1 cl_start h1
+for h in h2 h3; do cl_start $h; done
 ha_wait || fail "no HA cluster"
 
 state_on() { inst_field "$1" g1 state 2>/dev/null; }
@@ -74,6 +79,12 @@ grep -q "instance g1: migrated from h1 to h2, epoch 2" "$(cl_log h3)" ||
     fail "h3 did not record the move"
 grep -q "arrived paused from h1, committed at epoch 2" "$(cl_log h2)" ||
     fail "h2 did not hold g1 paused until its grant"
+grep -q "fault point vmig.source.commit fired: delay" "$(cl_log h1)" ||
+    fail "vmig.source.commit did not fire"
+! grep -q "instance g1 failed over to this host" "$(cl_log h2)" ||
+    fail "h2 took g1 over while it was migrating in"
+grep -q "instance g1: listed here at epoch 2 while it is migrating in" \
+    "$(cl_log h2)" || fail "h2's grant did not list g1 before its COMMIT"
 moved h1 h2 2
 out=$(cl_ctl h2 migrate g1 --to h1 2>&1) || fail "migrate g1 back: $out"
 moved h2 h1 3
