@@ -379,6 +379,10 @@ vm_sync_done(struct instance *in, struct vm_op *op)
 		instance_set_error(in, op->cause);
 		return;
 	}
+	/* A migration's own: a paused arrival is not running (as RUNNING
+	 * without its grant it would be fenced). */
+	if (in->state == INST_INCOMING || in->state == INST_MIGRATING)
+		return;
 	switch (op->run) {
 	case VM_RUNNING:
 	case VM_PAUSED:
@@ -820,7 +824,9 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 				xasprintf(&text, "lost libvirtd: %s", why);
 				instance_set_error(in, text);
 				free(text);
-			} else
+			} else if (in->state != INST_INCOMING &&
+			    in->state != INST_MIGRATING)
+				/* a migration's: it decides (as below) */
 				vm_sync(in, NULL);
 		}
 		return;
