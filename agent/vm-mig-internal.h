@@ -117,6 +117,7 @@ struct vm_migration {
 	uint64_t		 commit_epoch;	/* S: the store's, for COMMIT */
 	int			 ha;		/* T: its policy, from COMMIT */
 	struct instance		*tin;		/* T: arrived, held paused */
+	struct vm_migration	*held_next;	/* T: vmm_held's list */
 	int			 resuming;	/* T: resume or fence asked */
 	int			 returning;	/* the store refused: T sends
 						 * its paused copy back to S */
