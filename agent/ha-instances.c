@@ -21,6 +21,7 @@
 #include "daemon/ternd.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
+#include "migrate/engine.h"
 
 /* Where a restarted ternd finds its predecessor's lease (same boot). */
 #define HA_LEASE_FILE	"lease"
@@ -999,6 +1000,17 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		if (in == NULL && o->has_ha &&
 		    o->ha == TERN__HA_POLICY__HA_NONE)
 			continue;	/* not protected: nothing to take over */
+		if (in == NULL && a->mig != NULL &&
+		    mig_find_name(a->mig, o->name, MIG_ROLE_TARGET) != NULL) {
+			/* Migrating in, its COMMIT not here yet: the
+			 * migration registers it, and the next grant (they
+			 * repeat every renewal) resumes it; a takeover would
+			 * boot a second copy beside the paused arrival. */
+			log_info("instance %s: listed here at epoch %" PRIu64
+			    " while it is migrating in: left to the "
+			    "migration", o->name, o->epoch);
+			continue;
+		}
 		if (in == NULL) {
 			ha_take_over(a, o);
 			continue;

@@ -10,6 +10,7 @@
 #define LOG_MODULE "instance"
 #include "agent/driver.h"
 #include "agent/vm-instances.h"
+#include "agent/vm-migration.h"
 #include "checkpoint/ckpt.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
@@ -379,6 +380,10 @@ vm_sync_done(struct instance *in, struct vm_op *op)
 		instance_set_error(in, op->cause);
 		return;
 	}
+	/* A migration's own: a paused arrival is not running (as RUNNING
+	 * without its grant it would be fenced). */
+	if (in->state == INST_INCOMING || in->state == INST_MIGRATING)
+		return;
 	switch (op->run) {
 	case VM_RUNNING:
 	case VM_PAUSED:
@@ -820,7 +825,9 @@ vm_instances_event(struct instances *set, const char *name, enum vm_ev ev,
 				xasprintf(&text, "lost libvirtd: %s", why);
 				instance_set_error(in, text);
 				free(text);
-			} else
+			} else if (in->state != INST_INCOMING &&
+			    in->state != INST_MIGRATING)
+				/* a migration's: it decides (as below) */
 				vm_sync(in, NULL);
 		}
 		return;
@@ -901,6 +908,14 @@ vmi_load(struct instances *set, const char *name,
 	return 0;
 }
 
+/* Arrived paused and held for its grant (agent/vm-mig-target.c): ternd
+ * stopping, or a destroy, ends the hold rather than wait for the grant. */
+static int
+vmi_cancellable(const struct instance *in)
+{
+	return in->state == INST_INCOMING && vm_migration_held(in->name);
+}
+
 struct instance *
 vm_instance_arrived(struct instances *set, const char *name, const char *xml,
     char **cause)
@@ -955,4 +970,6 @@ const struct inst_driver vm_inst_driver = {
 	.checkpoint = vmi_checkpoint,
 	.restore = vmi_restore,
 	.fence = vmi_fence,
+	.cancellable = vmi_cancellable,
+	.cancel = vm_migration_unhold,
 };

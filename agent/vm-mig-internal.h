@@ -114,8 +114,10 @@ struct vm_migration {
 	 * migration_owner_move), T resumes it once its grant lists it. */
 	int			 store;		/* S: commit through the store */
 	uint64_t		 owner_epoch;	/* T: the store's, from COMMIT */
+	uint64_t		 commit_epoch;	/* S: the store's, for COMMIT */
 	int			 ha;		/* T: its policy, from COMMIT */
 	struct instance		*tin;		/* T: arrived, held paused */
+	struct vm_migration	*held_next;	/* T: vmm_held's list */
 	int			 resuming;	/* T: resume or fence asked */
 	int			 returning;	/* the store refused: T sends
 						 * its paused copy back to S */

@@ -286,12 +286,35 @@ vmm_source_split(struct vm_migration *m, enum mig_fail f, const char *why)
  * which lists it only if the store did record it, decides).  Ours is
  * gone either way (libvirt's job ended): COMMIT carries the new epoch. */
 static void
-vmm_source_commit(struct vm_migration *m, uint64_t epoch)
+vmm_source_send_commit(struct vm_migration *m)
 {
-	vmm_set_phase(m, MIG_PH_COMMITTED);
-	if (vmm_send_commit(m, epoch, m->in->ha) != 0)
+	vmm_arm(m);	/* T's COMPLETE from here */
+	if (vmm_send_commit(m, m->commit_epoch, m->in->ha) != 0)
 		vmm_fail(m, MIG_FAIL_LINK, "could not tell the target the "
 		    "coordinator's store moved it");
+}
+
+static void
+vmm_source_commit_due(uv_timer_t *t)
+{
+	vmm_source_send_commit(t->data);
+}
+
+static void
+vmm_source_commit(struct vm_migration *m, uint64_t epoch)
+{
+	unsigned	ms = 0;
+
+	vmm_set_phase(m, MIG_PH_COMMITTED);
+	m->commit_epoch = epoch;
+	/* Fault point vmig.source.commit (delay=MS): COMMIT goes late, so
+	 * that T's grant listing it comes first (as when the store's answer
+	 * reaches us late). */
+	if (fault_check("vmig.source.commit", &ms) == FAULT_DELAY) {
+		uv_timer_start(&m->timer, vmm_source_commit_due, ms, 0);
+		return;
+	}
+	vmm_source_send_commit(m);
 }
 
 /* The store did not record the move and the copy could not come back:

@@ -17,6 +17,38 @@
 
 static void	vmm_target_clean(struct vm_migration *, const char *);
 
+/* Held paused (m->tin set): each keeps the instance table busy, so that
+ * ternd's shutdown asks it to let go (vm_migration_unhold) instead of
+ * freeing m->tin under its grant timer. */
+static struct vm_migration	*vmm_held;
+
+static struct vm_migration *
+vmm_held_find(const char *name)
+{
+	struct vm_migration	*m;
+
+	for (m = vmm_held; m != NULL; m = m->held_next)
+		if (strcmp(m->name, name) == 0)
+			return m;
+	return NULL;
+}
+
+/* Out of the list; set's hold goes last (it may finish the table's close
+ * and free it). */
+static void
+vmm_held_end(struct vm_migration *m, struct instances *set)
+{
+	struct vm_migration	**pp;
+
+	for (pp = &vmm_held; *pp != NULL; pp = &(*pp)->held_next)
+		if (*pp == m) {
+			*pp = m->held_next;
+			break;
+		}
+	m->held_next = NULL;
+	instances_op_done(set);
+}
+
 void
 vmm_target_checked(struct vm_migration *m, struct vmm_work *k)
 {
@@ -106,6 +138,9 @@ vmm_target_hold(struct vm_migration *m, struct instance *in,
     struct vmm_work *k)
 {
 	m->tin = in;
+	in->set->busy++;
+	m->held_next = vmm_held;
+	vmm_held = m;
 	m->downtime_ms = k->job.downtime_ms;
 	m->bytes = k->job.data_processed;
 	/* Incoming: ha_owned hands us the grant's epoch, libvirt's events
@@ -153,6 +188,7 @@ vmm_target_resumed(struct vm_migration *m, struct vmm_work *k)
 	free(why);
 	vmm_set_phase(m, MIG_PH_DONE);
 	vmm_free(m);
+	vmm_held_end(m, in->set);
 }
 
 void
@@ -171,6 +207,39 @@ vmm_target_fenced(struct vm_migration *m, struct vmm_work *k)
 	    m->downtime_ms, m->bytes);
 	vmm_set_phase(m, MIG_PH_DONE);
 	vmm_free(m);
+	vmm_held_end(m, in->set);
+}
+
+int
+vm_migration_held(const char *name)
+{
+	struct vm_migration	*m = vmm_held_find(name);
+
+	/* A resume or fence on the pool settles it soon: waited for. */
+	return m != NULL && !m->resuming;
+}
+
+/* ternd stops (or the instance is destroyed) while the grant is awaited:
+ * the migration ends without touching the instance; libvirt keeps the
+ * paused domain, the record stays incoming on disk (docs/ha.md). */
+void
+vm_migration_unhold(const char *name, const char *why)
+{
+	struct vm_migration	*m = vmm_held_find(name);
+	struct instance		*in;
+
+	if (m == NULL || m->resuming)
+		return;
+	in = m->tin;
+	m->tin = NULL;
+	uv_timer_stop(&m->tick);
+	log_info("vmig %" PRIx64 " %s: %s while it waits for the grant; its "
+	    "paused copy stays in libvirt", m->id, m->name, why);
+	vmm_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, why,
+	    m->downtime_ms, m->bytes);
+	vmm_set_phase(m, MIG_PH_DONE);
+	vmm_free(m);
+	vmm_held_end(m, in->set);
 }
 
 /* The domain runs here (COMMIT), or S vanished and libvirt may have

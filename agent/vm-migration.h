@@ -26,5 +26,11 @@ void	vm_migration_event(struct agent *, const char *name, enum vm_ev,
 /* The coordinator's grant listed a VM migrating in (migration.h). */
 struct mig;
 void	vm_migration_granted(struct mig *);
+/* A VM arrived paused and held until its grant (docs/ha.md) keeps the
+ * instance table busy: 1 if name is held and not being resumed, and
+ * letting go of the hold (ternd stops, or the instance is destroyed):
+ * the migration ends, the domain stays paused in libvirt. */
+int	vm_migration_held(const char *name);
+void	vm_migration_unhold(const char *name, const char *why);
 
 #endif

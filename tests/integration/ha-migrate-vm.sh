@@ -13,6 +13,14 @@
 #    moved it, so the target migrates its paused copy back and the source
 #    resumes it at the same epoch; the guest's checks go on, the target
 #    holds no copy.
+#  - the first move's COMMIT goes late (fault point vmig.source.commit:
+#    delay, on h1): h2's grant lists g1 while it is still migrating in; h2
+#    must leave it to the migration (no takeover that would boot a second
+#    copy and fail), and resume the paused arrival on a later grant;
+#  - h1's ternd stops while it holds g1 paused (its grant withheld by
+#    coord.owner-move.no-grant on h3): the held migration lets go of the
+#    instance without fencing or resuming it, and g1 ends up running once,
+#    on the host the store names.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -32,7 +40,8 @@ th_setup 3
 lv_start h1
 lv_start h2
 ha_setup
-for h in h1 h2 h3; do cl_start $h; done
+TERN_FAULT=vmig.source.commit:delay=4000@1 cl_start h1
+for h in h2 h3; do cl_start $h; done
 ha_wait || fail "no HA cluster"
 
 state_on() { inst_field "$1" g1 state 2>/dev/null; }
@@ -74,6 +83,12 @@ grep -q "instance g1: migrated from h1 to h2, epoch 2" "$(cl_log h3)" ||
     fail "h3 did not record the move"
 grep -q "arrived paused from h1, committed at epoch 2" "$(cl_log h2)" ||
     fail "h2 did not hold g1 paused until its grant"
+grep -q "fault point vmig.source.commit fired: delay" "$(cl_log h1)" ||
+    fail "vmig.source.commit did not fire"
+! grep -q "instance g1 failed over to this host" "$(cl_log h2)" ||
+    fail "h2 took g1 over while it was migrating in"
+grep -q "instance g1: listed here at epoch 2 while it is migrating in" \
+    "$(cl_log h2)" || fail "h2's grant did not list g1 before its COMMIT"
 moved h1 h2 2
 out=$(cl_ctl h2 migrate g1 --to h1 2>&1) || fail "migrate g1 back: $out"
 moved h2 h1 3
@@ -114,7 +129,41 @@ sleep 2		# several grants: none may start it on h1
 gone_from h1 || fail "g1 is on h1 again: $(state_on h1)"
 [ "$(vm_copies g1)" = 1 ] || fail "g1 runs $(vm_copies g1) times"
 
-cl_ctl h2 destroy g1 >/dev/null
+echo "--- ternd on the target stops while it holds g1 paused"
+# h3 withholds g1 from h1's grants after the move (no-grant delay): h1
+# holds the paused arrival; its ternd stops meanwhile.  The migration
+# lets go of the instance (it was freed under the grant timer before)
+# and leaves the domain paused in libvirt, neither resumed nor fenced.
+cl_stop h3 || fail "h3's ternd did not stop cleanly"
+TERN_FAULT=coord.owner-move.no-grant:delay=30000@1 cl_start h3 ||
+    fail "h3 did not start again"
+wait_for 30 "h3 leading again" leading
+wait_for 30 "h1 and h2 holding leases again" leases
+cl_ctl h2 migrate g1 --to h1 >"$TH_ROOT/held.out" 2>&1 &
+mig=$!
+held() { grep -q "arrived paused from h2, committed at epoch 5" "$(cl_log h1)"; }
+wait_for 60 "g1 held paused on h1" held
+cl_stop h1 || fail "h1's ternd did not stop cleanly while it held g1"
+grep -q "fault point coord.owner-move.no-grant fired: delay=30000" \
+    "$(cl_log h3)" || fail "coord.owner-move.no-grant did not fire"
+grep -q "g1: ternd is shutting down while it waits for the grant; its paused copy stays in libvirt" \
+    "$(cl_log h1)" || fail "h1 did not let go of the held g1 at its stop"
+! grep -q "g1: no lease grant from coordinator" "$(cl_log h1)" ||
+    fail "h1 fenced g1 as it stopped"
+[ "$(lv_virsh h1 domstate g1 2>/dev/null | head -1)" = paused ] ||
+    fail "g1 is $(lv_virsh h1 domstate g1 2>&1) in h1's libvirt, not paused"
+wait "$mig" || true
+cat "$TH_ROOT/held.out"
+cl_start h1 || fail "h1 did not start again"
+# Whatever the next ternd makes of the interrupted record, g1 ends up
+# running once, on the host the store names.
+owner_now() { cl_ctl h3 ha status g1 2>/dev/null | awk '$1 == "g1" { print $3 }'; }
+one_on_owner() { local o; o=$(owner_now); [ -n "$o" ] && runs_on "$o"; }
+wait_for 90 "g1 running once, on its owner" one_on_owner
+sleep 2
+one_on_owner || fail "g1 runs $(vm_copies g1) times; owner $(owner_now)"
+
+cl_ctl "$(owner_now)" destroy g1 >/dev/null
 cl_stop_all || fail "a ternd did not stop cleanly"
 for h in h1 h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
 echo "ha-migrate-vm: ok"
