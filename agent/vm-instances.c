@@ -153,7 +153,7 @@ vm_op_checkpoint(struct vm_op *op)
 		goto out;
 	op->frozen_ms = now_ms() - t0;
 	rc = ckpt_publish(op->gen_dir, &op->bytes, &op->cause);
-	if (rc != 0 && vm_restore(op->host, img, &cause) != 0) {
+	if (rc != 0 && vm_restore(op->host, img, NULL, &cause) != 0) {
 		/* Not a checkpoint, but the only copy of the VM now. */
 		keep = 1;
 		xasprintf(&path, "%s; cannot run it again either (%s): its "
@@ -201,7 +201,7 @@ vm_uuid(const char *xml, char *buf, size_t len)
 static int
 vm_op_restore(struct vm_op *op)
 {
-	char		*path, *xml, *now = NULL, *cause = NULL;
+	char		*path, *xml, *theirs, *now = NULL, *cause = NULL;
 	const char	*mine;
 	char		 want[64], have[64];
 	uint64_t	 bytes;
@@ -226,17 +226,23 @@ vm_op_restore(struct vm_op *op)
 		free(now);
 		return -1;
 	}
+	/* It runs and is defined from that definition too, with only the
+	 * checkpoint's uuid, which libvirt requires, taken from the
+	 * generation: the XML in the peer's image is never run (libvirt
+	 * refuses ours if it does not fit the image). */
 	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE_XML);
-	xml = read_file_bounded(path, VM_XML_MAX, NULL, &op->cause);
+	theirs = read_file_bounded(path, VM_XML_MAX, NULL, &op->cause);
 	free(path);
-	if (xml == NULL || vm_disks_within(xml, mine, &op->cause) != 0) {
-		free(xml);
+	xml = theirs != NULL ? vm_restore_xml(mine, theirs, &op->cause) :
+	    NULL;
+	free(theirs);
+	if (xml == NULL) {
 		free(now);
 		return -1;
 	}
 	/* Defined here from the spec (a failover, a move), it got a uuid
 	 * of its own, which libvirt does not let a saved state take over:
-	 * defined again from the checkpoint's own definition. */
+	 * defined again with the checkpoint's. */
 	vm_uuid(xml, want, sizeof want);
 	if (now != NULL)
 		vm_uuid(now, have, sizeof have);
@@ -259,11 +265,13 @@ vm_op_restore(struct vm_op *op)
 	if (rc == 0)
 		rc = vm_disks_put(op->gen_dir, mine, &op->cause);
 	free(now);
-	free(xml);
-	if (rc != 0)
+	if (rc != 0) {
+		free(xml);
 		return -1;
+	}
 	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-	rc = vm_restore(op->host, path, &op->cause);
+	rc = vm_restore(op->host, path, xml, &op->cause);
+	free(xml);
 	free(path);
 	return rc;
 }

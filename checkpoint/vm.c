@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -770,13 +771,14 @@ vm_save(struct vm_host *h, const char *name, const char *path, char **cause)
 }
 
 int
-vm_restore(struct vm_host *h, const char *path, char **cause)
+vm_restore(struct vm_host *h, const char *path, const char *xml,
+    char **cause)
 {
 	virConnectPtr	c;
 
 	if ((c = vm_conn(h, cause)) == NULL)
 		return -1;
-	if (virDomainRestoreFlags(c, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0) {
+	if (virDomainRestoreFlags(c, path, xml, VIR_DOMAIN_SAVE_RUNNING) < 0) {
 		vm_fail(cause, "cannot restore from %s", path);
 		virConnectClose(c);
 		return -1;
@@ -1371,37 +1373,58 @@ out:
 	return rc;
 }
 
-int
-vm_disks_within(const char *xml, const char *mine, char **cause)
+/* A uuid as libvirt formats it: 8-4-4-4-12 hex digits. */
+static int
+vm_uuid_ok(const char *s, size_t len)
 {
-	struct vm_disk	*a = NULL, *b = NULL;
-	size_t		 na = 0, nb = 0, i, j;
-	int		 rc = -1;
+	size_t	i;
 
-	if (vm_disks_any("the generation's domain", xml, 1, &a, &na,
-	    cause) != 0 ||
-	    vm_disks_any("the domain here", mine, 1, &b, &nb, cause) != 0)
-		goto out;
-	for (i = 0; i < na; i++) {
-		if (a[i].path == NULL)
-			continue;
-		for (j = 0; j < nb; j++)
-			if (b[j].path != NULL &&
-			    strcmp(a[i].target, b[j].target) == 0 &&
-			    strcmp(a[i].path, b[j].path) == 0)
-				break;
-		if (j == nb) {
-			set_cause(cause, "the generation's definition has disk "
-			    "%s at %s, which the definition here does not; "
-			    "nothing restored", a[i].target, a[i].path);
-			goto out;
-		}
+	if (len != 36)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i]))
+			return 0;
 	}
-	rc = 0;
-out:
-	vm_disks_free(a, na);
-	vm_disks_free(b, nb);
-	return rc;
+	return 1;
+}
+
+char *
+vm_restore_xml(const char *mine, const char *theirs, char **cause)
+{
+	const char	*s, *e, *at, *to;
+	char		*xml;
+	size_t		 len;
+
+	if ((s = strstr(theirs, "<uuid>")) == NULL ||
+	    (e = strstr(s, "</uuid>")) == NULL ||
+	    !vm_uuid_ok(s + strlen("<uuid>"), (size_t)(e - s) -
+	    strlen("<uuid>"))) {
+		set_cause(cause, "the generation's definition has no valid "
+		    "<uuid>; nothing restored");
+		return NULL;
+	}
+	s += strlen("<uuid>");
+	len = (size_t)(e - s);
+	/* In place of the uuid here, else just after the domain's <name>
+	 * (a spec may have none): the rest is this host's, all of it. */
+	if ((at = strstr(mine, "<uuid>")) != NULL &&
+	    (to = strstr(at, "</uuid>")) != NULL) {
+		at += strlen("<uuid>");
+		xasprintf(&xml, "%.*s%.*s%s", (int)(at - mine), mine,
+		    (int)len, s, to);
+	} else if ((at = strstr(mine, "</name>")) != NULL) {
+		at += strlen("</name>");
+		xasprintf(&xml, "%.*s<uuid>%.*s</uuid>%s", (int)(at - mine),
+		    mine, (int)len, s, at);
+	} else {
+		set_cause(cause, "no <name> in the definition here; nothing "
+		    "restored");
+		return NULL;
+	}
+	return xml;
 }
 
 int

@@ -88,10 +88,13 @@ int		 vm_memory(struct vm_host *, const char *name, uint64_t *,
 		    char **cause);
 
 /* Save the running domain's memory and device state to path; the domain
- * is stopped after.  Restore starts it again from such a file. */
+ * is stopped after.  Restore starts it again from such a file, with xml
+ * (vm_restore_xml) in place of the one in the file when not NULL: libvirt
+ * refuses it if it does not fit the saved state (its ABI, its uuid). */
 int		 vm_save(struct vm_host *, const char *name, const char *path,
 		    char **cause);
-int		 vm_restore(struct vm_host *, const char *path, char **cause);
+int		 vm_restore(struct vm_host *, const char *path, const char *xml,
+		    char **cause);
 /* The same state, written while the domain runs (libvirt's external
  * memory snapshot, no snapshot metadata kept): paused only for QEMU's
  * switch-over, whose length goes to *downtime_ms.  The file restores
@@ -123,10 +126,11 @@ int		 vm_disks_put(const char *dir, const char *xml, char **cause);
 /* vm_disks_put's checks alone, nothing written. */
 int		 vm_disks_allowed(const char *dir, const char *xml,
 		    char **cause);
-/* 0 if each disk of xml (a generation's own definition, which the
- * restored domain uses) is one of mine (the definition here), same
- * target at the same image. */
-int		 vm_disks_within(const char *xml, const char *mine,
+/* The definition a generation restores with here (docs/ha.md "A VM's
+ * generation"): mine (the domain defined here, else its spec) with the
+ * <uuid> of theirs (the generation's own definition, a peer's) swapped in,
+ * nothing else of theirs.  NULL and *cause if theirs has no valid uuid. */
+char		*vm_restore_xml(const char *mine, const char *theirs,
 		    char **cause);
 /* 0 if every disk of xml is one vm_snapshot_disks can take (a writable
  * file disk), else -1 and *cause says which disk and why. */

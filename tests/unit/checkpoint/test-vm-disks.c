@@ -1,5 +1,6 @@
 /* checkpoint/vm: a generation's disks put back at their images' paths,
- * only where the domain's definition here names an image. */
+ * only where the domain's definition here names an image; the definition
+ * it restores with is the one here. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -158,24 +159,78 @@ test_victim(void **state)
 	    "device='disk'><source file='%s'/><target dev='vda'/></disk>"
 	    "</devices></domain>", victim);
 	list_one(f, "vda", victim);
-	assert_int_equal(vm_disks_within(theirs, f->xml, &cause), -1);
-	assert_non_null(strstr(cause, "does not"));
-	free(cause);
-	cause = NULL;
 	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
 	assert_non_null(strstr(cause, "does not name"));
 	free(cause);
 	got = read_file_bounded(victim, 1024, NULL, NULL);
 	assert_string_equal(got, "VICTIM");
 	free(got);
-	/* Its own definition, the same as here: accepted, a cdrom too. */
-	assert_int_equal(vm_disks_within(f->xml, f->xml, NULL), 0);
+	/* Nor does the domain run or get defined with its disk. */
+	got = vm_restore_xml(f->xml, theirs, &cause);
+	assert_null(got);
+	free(cause);
 	free(theirs);
-	theirs = "<domain><devices><disk type='file' device='cdrom'>"
-	    "<source file='/x.iso'/><target dev='hdc'/><readonly/></disk>"
-	    "</devices></domain>";
-	assert_int_equal(vm_disks_within(theirs, theirs, NULL), 0);
 	free(victim);
+}
+
+#define UUID_HERE	"11111111-2222-3333-4444-555555555555"
+#define UUID_CKPT	"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+
+/* The XML a generation restores with: the one here, only the
+ * checkpoint's uuid taken from the generation's own definition, whose
+ * host devices (a block disk, a <hostdev>, a serial file, QEMU's command
+ * line) count for nothing. */
+static void
+test_restore_xml(void **state)
+{
+	const char	*mine, *theirs, *spec;
+	char		*got, *want, *cause = NULL;
+
+	(void)state;
+	mine = "<domain type='qemu'>\n  <name>web</name>\n  <uuid>"
+	    UUID_HERE "</uuid>\n  <devices>\n    <disk type='file' "
+	    "device='disk'><source file='/var/lib/tern/web.img'/>"
+	    "<target dev='vda'/></disk>\n  </devices>\n</domain>\n";
+	theirs = "<domain type='qemu' xmlns:qemu='http://libvirt.org/"
+	    "schemas/domain/qemu/1.0'>\n  <name>web</name>\n  <uuid>"
+	    UUID_CKPT "</uuid>\n  <devices>\n    <disk type='block' "
+	    "device='disk'><source dev='/dev/sda'/><target dev='vda'/>"
+	    "</disk>\n    <hostdev mode='subsystem' type='pci'/>\n    "
+	    "<serial type='file'><source path='/etc/shadow'/></serial>\n"
+	    "  </devices>\n  <qemu:commandline><qemu:arg value='-x'/>"
+	    "</qemu:commandline>\n</domain>\n";
+	got = vm_restore_xml(mine, theirs, NULL);
+	assert_non_null(got);
+	want = xstrdup(mine);
+	memcpy(strstr(want, UUID_HERE), UUID_CKPT, strlen(UUID_CKPT));
+	assert_string_equal(got, want);
+	assert_null(strstr(got, "hostdev"));
+	assert_null(strstr(got, "block"));
+	free(got);
+	free(want);
+
+	/* A spec without a uuid: it comes after the domain's name. */
+	spec = "<domain type='qemu'><name>web</name><memory>1</memory>"
+	    "</domain>";
+	got = vm_restore_xml(spec, theirs, NULL);
+	assert_non_null(got);
+	assert_string_equal(got, "<domain type='qemu'><name>web</name>"
+	    "<uuid>" UUID_CKPT "</uuid><memory>1</memory></domain>");
+	free(got);
+
+	/* No uuid, or not one, in the generation's: nothing to run. */
+	assert_null(vm_restore_xml(mine, "<domain><name>web</name>"
+	    "</domain>", &cause));
+	assert_non_null(strstr(cause, "uuid"));
+	free(cause);
+	cause = NULL;
+	assert_null(vm_restore_xml(mine, "<domain><uuid>" UUID_CKPT
+	    "'/><hostdev/></uuid></domain>", &cause));
+	free(cause);
+	cause = NULL;
+	assert_null(vm_restore_xml(mine, "<domain><uuid>aaaaaaaa-bbbb-cccc"
+	    "-dddd-eeeeeeeeeeeg</uuid></domain>", &cause));
+	free(cause);
 }
 
 /* vdb at vda's image: the pair is not in the definition, refused. */
@@ -314,6 +369,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_none, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_victim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_swap, setup, teardown),
+		cmocka_unit_test(test_restore_xml),
 		cmocka_unit_test_setup_teardown(test_backing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable, setup,
 		    teardown),
