@@ -145,7 +145,10 @@ echo "g1 on h1 last: up_ms=$up1 counter=$c1; on h2 first: up_ms=$up2 counter=$c2
 # pass (its memory came back whole).
 ! grep -q "guestcheck start" "$after" && [ "$k2" -gt "$k0" ] ||
     fail "g1 booted afresh on h2, not restored (check $k0 on h1 before its last two generations): $(head -n 3 "$after")"
-[ "$c2" -gt 0 ] && [ "$c2" -le $((c1 + 64)) ] ||
+# h1 ran on between the copy of its console and the crash, and a
+# generation may have been taken meanwhile: a few seconds of counting
+# (the guest counts about 75 a second) may come on top of h1's last line.
+[ "$c2" -gt 0 ] && [ "$c2" -le $((c1 + 400)) ] ||
     fail "g1's counter on h2 ($c2) does not go on from h1's ($c1)"
 ! grep -q CORRUPT "$after" || fail "g1's memory check failed on h2: $(grep CORRUPT "$after")"
 echo "g1 went back $((up1 - up2)) ms of its own time, $((c1 - c2)) counts (h1's last line before the crash; interval 3000 ms)"

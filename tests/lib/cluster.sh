@@ -45,13 +45,28 @@ cl__pidfile() {
 	echo "$d/ternd.spawn-pid"
 }
 
+# cl__started PID: the process's start time (clock ticks since boot,
+# /proc/PID/stat's 22nd field).
+cl__started() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	# shellcheck disable=SC2086
+	set -- $stat
+	echo "${20}"
+}
+
 # cl_pid HOST: print the PID of HOST's ternd (root PID namespace), fail
-# if it is not running.
+# if it is not running.  PIDs wrap (pid_max 32768 here): a PID that now
+# names another process, started after ours died, is not our ternd.
 cl_pid() {
-	local f pid
+	local f pid was now
 	f=$(cl__pidfile "${1:-}") || return 1
 	pid=$(cat "$f" 2>/dev/null) || pid=
 	th_pid_alive "$pid" || return 1
+	was=$(cat "$f.started" 2>/dev/null) || was=
+	now=$(cl__started "$pid") || return 1
+	[ -z "$was" ] || [ "$was" = "$now" ] || return 1
 	echo "$pid"
 }
 
@@ -168,6 +183,7 @@ cl_start() {
 	# collect its exit status.
 	th_spawn "$host" "$log" "$CL_TERND" -F -f "$conf" >"$pidf" || return 1
 	pid=$TH_SPAWN_PID
+	cl__started "$pid" >"$pidf.started" || rm -f "$pidf.started"
 	th_wait "${CL_START_TIMEOUT:-10}" cl__ready "$pid" "$host"
 	if ! th_pid_alive "$pid"; then
 		cl__err "ternd on $host exited during start; $log ends with:"
@@ -204,12 +220,15 @@ cl__gone() { ! th_pid_alive "$1"; }
 # and left no sanitizer report in its log; non-zero otherwise, saying
 # why.  A host without a running ternd is fine.
 cl_stop() {
-	local host=${1:-} timeout=${2:-5} pidf pid st=0
+	local host=${1:-} timeout=${2:-5} pidf pid st=0 ours=
 	pidf=$(cl__pidfile "$host") || return 1
 	pid=$(cat "$pidf" 2>/dev/null) || pid=
 	[ -n "$pid" ] || return 0
-	rm -f "$pidf"
-	if th_pid_alive "$pid"; then
+	# Dead already, or its PID names another process now: nothing to
+	# signal, only its status to collect.
+	cl_pid "$host" >/dev/null && ours=1
+	rm -f "$pidf" "$pidf.started"
+	if [ -n "$ours" ]; then
 		kill -TERM "$pid" 2>/dev/null
 		if ! th_wait "$timeout" cl__gone "$pid"; then
 			disown "$pid" 2>/dev/null
