@@ -68,15 +68,21 @@ instance_set_state(struct instance *in, enum inst_state st, const char *why)
 		    why != NULL ? ": " : "", why != NULL ? why : "");
 	in->state = st;
 	in->since_ms = now_ms();
-	/* Whoever restored it (the grants, ternctl restore --force), the
-	 * commit point's checkpoint runs: nothing left to decide. */
-	if (st == INST_RUNNING)
-		in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
 	instance_persist(in);
 	/* The one place every start, restore and resume goes through:
 	 * the lease is checked when it runs, not only when it began. */
-	if (st == INST_RUNNING)
-		return ha_instances_running(in);
+	if (st != INST_RUNNING)
+		return 0;
+	if (ha_instances_running(in) != 0)
+		return -1;
+	/* Whoever restored it (the grants, ternctl restore --force), the
+	 * commit point's checkpoint runs under a lease: nothing left to
+	 * decide.  A fenced restore keeps the flag: the next grant restores
+	 * the checkpoint again, not a fresh start from the spec. */
+	if (in->ha_unconfirmed) {
+		in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
+		instance_persist(in);
+	}
 	return 0;
 }
 
