@@ -1018,12 +1018,11 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 				continue;
 			}
 			/* One restore at a time, and a fenced one is killed
-			 * first (RUNNING, STOPPING, then STOPPED): the next
+			 * first (RUNNING until reaped, then STOPPED): the next
 			 * grant looks again. */
 			if (in->state == INST_CHECKPOINTED ||
 			    in->state == INST_RESTORING ||
 			    in->state == INST_RUNNING ||
-			    in->state == INST_STOPPING ||
 			    (in->state == INST_STOPPED && in->generation > 0))
 				continue;
 			/* not its commit-point checkpoint any more */
