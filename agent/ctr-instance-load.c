@@ -207,6 +207,7 @@ ctr_load(struct instances *set, const char *name,
 			    "restarted while it was being changed");
 	} else if (ctr_load_settle(in, saved))
 		goto out;	/* discarded */
+	instance_saved_apply(in, saved);
 	instance_persist(in);
 out:
 	free(text);

@@ -34,6 +34,10 @@ struct inst_saved {
 	int		 ha_unconfirmed;	/* instance-internal.h */
 };
 
+/* A driver's load: set what saved holds for HA on in once its state is
+ * settled, before it persists in. */
+void	instance_saved_apply(struct instance *, const struct inst_saved *);
+
 struct inst_driver {
 	/* The create request's kind and ternctl list's; its word
 	 * ("container", "vm", as msg_kind_name says) for messages. */

@@ -1020,14 +1020,22 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		if (in->ha_unconfirmed && in->epoch != o->epoch)
 			ha_unconfirmed_drop(in, o->epoch);
 		if (in->ha_unconfirmed) {
-			if (in->state == INST_CHECKPOINTED &&
+			/* STOPPED: its restore was fenced as it turned running
+			 * (instance_set_state); the checkpoint is still the
+			 * commit point's. */
+			if ((in->state == INST_CHECKPOINTED ||
+			    (in->state == INST_STOPPED && in->generation > 0)) &&
 			    in->working == NULL) {
 				ha_unconfirmed_restore(in);
 				continue;
 			}
-			/* one restore at a time: the next grant looks again */
+			/* One restore at a time, and a fenced one is killed
+			 * first (RUNNING until reaped, then STOPPED): the next
+			 * grant looks again. */
 			if (in->state == INST_CHECKPOINTED ||
-			    in->state == INST_RESTORING)
+			    in->state == INST_RESTORING ||
+			    in->state == INST_RUNNING ||
+			    (in->state == INST_STOPPED && in->generation > 0))
 				continue;
 			/* not its commit-point checkpoint any more */
 			in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;

@@ -68,15 +68,21 @@ instance_set_state(struct instance *in, enum inst_state st, const char *why)
 		    why != NULL ? ": " : "", why != NULL ? why : "");
 	in->state = st;
 	in->since_ms = now_ms();
-	/* Whoever restored it (the grants, ternctl restore --force), the
-	 * commit point's checkpoint runs: nothing left to decide. */
-	if (st == INST_RUNNING)
-		in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
 	instance_persist(in);
 	/* The one place every start, restore and resume goes through:
 	 * the lease is checked when it runs, not only when it began. */
-	if (st == INST_RUNNING)
-		return ha_instances_running(in);
+	if (st != INST_RUNNING)
+		return 0;
+	if (ha_instances_running(in) != 0)
+		return -1;
+	/* Whoever restored it (the grants, ternctl restore --force), the
+	 * commit point's checkpoint runs under a lease: nothing left to
+	 * decide.  A fenced restore keeps the flag: the next grant restores
+	 * the checkpoint again, not a fresh start from the spec. */
+	if (in->ha_unconfirmed) {
+		in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
+		instance_persist(in);
+	}
 	return 0;
 }
 
@@ -795,12 +801,32 @@ instance_saved_read(struct instances *set, const char *name,
 	free(text);
 }
 
+/* What the previous ternd recorded for its HA: the driver's load calls it
+ * once the state is settled and before it persists, so that the file it
+ * writes keeps them (a second restart reads what the first one wrote). */
+void
+instance_saved_apply(struct instance *in, const struct inst_saved *saved)
+{
+	in->ha = saved->ha;
+	in->priority = saved->priority;
+	in->epoch = saved->epoch;
+	in->want_running = saved->want_running;
+	/* Only its commit-point checkpoint can be restored: the grants
+	 * decide (ha-instances.c). */
+	in->ha_unconfirmed = saved->ha_unconfirmed && in->ha != 0 &&
+	    in->state == INST_CHECKPOINTED;
+	if (in->ha_unconfirmed)
+		log_info("instance %s: its migration's commit went "
+		    "unconfirmed: the coordinator's grant decides whether its "
+		    "checkpoint %" PRIu64 " is restored here", in->name,
+		    in->generation);
+}
+
 /* The first driver whose definition the directory holds loads it. */
 static void
 instance_load(struct instances *set, const char *name)
 {
 	struct inst_saved	 saved;
-	struct instance		*in;
 	char			*cause = NULL;
 	size_t			 i;
 	int			 rc = 1;
@@ -815,20 +841,6 @@ instance_load(struct instances *set, const char *name)
 		log_warnx("instance %s: cannot load it, ignored: %s", name,
 		    cause);
 		free(cause);
-	} else if ((in = instance_find(set, name)) != NULL) {
-		in->ha = saved.ha;
-		in->priority = saved.priority;
-		in->epoch = saved.epoch;
-		in->want_running = saved.want_running;
-		/* Only its commit-point checkpoint can be restored: the
-		 * grants decide (ha-instances.c). */
-		in->ha_unconfirmed = saved.ha_unconfirmed && in->ha != 0 &&
-		    in->state == INST_CHECKPOINTED;
-		if (in->ha_unconfirmed)
-			log_info("instance %s: its migration's commit went "
-			    "unconfirmed: the coordinator's grant decides "
-			    "whether its checkpoint %" PRIu64 " is restored "
-			    "here", in->name, in->generation);
 	}
 	free(saved.moved_to);
 }

@@ -910,6 +910,7 @@ vmi_load(struct instances *set, const char *name,
 	    saved->state != INST_CHECKPOINTED)
 		instance_set_error(in, "ternd stopped while it was being "
 		    "changed");
+	instance_saved_apply(in, saved);
 	instance_persist(in);
 	if (set->agent->vms != NULL && vm_host_up(set->agent->vms))
 		vm_sync(in, NULL);

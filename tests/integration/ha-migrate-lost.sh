@@ -21,8 +21,8 @@
 #     lists mc to the source at the old epoch: the source restores the
 #     checkpoint it took at the commit point (the same process, nothing
 #     lost).  Before, it stayed checkpointed there and ran nowhere.
-#  d) as c, but the source's ternd restarts after its lease ended and
-#     before h3 is back: what the commit point left (restore it if the
+#  d) as c, but the source's ternd restarts (twice) after its lease ended
+#     and before h3 is back: what the commit point left (restore it if the
 #     grant lists it here at its epoch) survives the restart in the
 #     instance's state file.  Before, it lived in memory only: once h3
 #     was back mc stayed checkpointed on h1 and ran nowhere.
@@ -180,10 +180,19 @@ fault_fired h3 coord.owner-move.received kill
 wait_for 30 "h1 giving up at its lease end" gave_up h1
 wait $mig || :
 echo "migrate: $(cat "$TH_ROOT/d.out")"
-cl_stop h1 || fail "h1's ternd did not stop cleanly"
-cl_start h1 || fail "h1's ternd did not start again"
-[ "$(state_on h1)" = checkpointed ] ||
-    fail "mc is '$(state_on h1)' on h1 after its restart, not checkpointed"
+# Twice: the first restart's ternd writes the state file the second
+# reads (before, it wrote ha=0 and unconfirmed=0 at load, and the second
+# restart left mc checkpointed on h1, running nowhere).
+statefile="$(th_dir h1)/state/instances/mc/state"
+kept() { grep -qx "unconfirmed=1" "$statefile" && grep -qx "ha=1" "$statefile"; }
+for restart in 1 2; do
+	cl_stop h1 || fail "h1's ternd did not stop cleanly"
+	cl_start h1 || fail "h1's ternd did not start again ($restart)"
+	[ "$(state_on h1)" = checkpointed ] ||
+	    fail "mc is '$(state_on h1)' on h1 after restart $restart, not checkpointed"
+	th_wait 10 kept || fail "h1's state file lost ha=1 or unconfirmed=1" \
+	    "after restart $restart: $(tr '\n' ' ' <"$statefile")"
+done
 [ "$(copies h1 h2)" = 0 ] || fail "$(copies h1 h2) copies of mc run while h3 is down"
 cl_start h3 || fail "h3's ternd did not start again"
 wait_for 30 "h3 leading again" leading
