@@ -193,64 +193,51 @@ man_seen=$seen
 echo "  tar|nc: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
 
 # page-server: criu page-server on h2 takes the memory straight from the
-# dump; the rest of the images follow over nc.
-man_start "criu page-server" 7710
+# dump; the rest of the images follow over nc.  "--tls": the same with
+# CRIU's own TLS (GnuTLS) on the page channel and the hosts' tern
+# certificates, so the memory crosses with the protection tern gives it.
 fifo="$TH_ROOT/criu-status"
 rm -f "$fifo" && mkfifo "$fifo"
 exec {sfd}<>"$fifo"
-th_spawn h2 "$TH_ROOT/page-server.out" "$criu" page-server -D "$img" \
-	-o page-server.log --address "$h2a" --port 7711 --status-fd 3 3>"$fifo" >/dev/null
-ps_pid=$TH_SPAWN_PID
-status_wait "$sfd"
-t0=$(now)
-th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
-	--page-server --address "$h2a" --port 7711 \
-	--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" 2>/dev/null
-t1=$(now)
-wait "$ps_pid" || die "criu page-server failed: $dst/page-server.log"
-man_copy 7710
-t2=$(now)
-man_restore
-t3=$(now)
-man_end "criu page-server"
-ps_total=$(ms "$t0" "$t3")
-ps_frozen=$ps_total
-ps_seen=$seen
-echo "  page-server: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
-
-# page-server over TLS: the same, with CRIU's own TLS (GnuTLS) on the page
-# channel and the hosts' tern certificates, so the memory crosses with
-# the protection tern gives it (the other images still go by nc).
 tls_args() {	# HOST
 	local etc
 	etc="$(th_dir "$1")/etc"
 	echo --tls --tls-cacert "$etc/ca.pem" --tls-cert "$etc/$1.pem" \
 	    --tls-key "$etc/$1.key" --tls-no-cn-verify
 }
-man_start "criu page-server --tls" 7730
-# shellcheck disable=SC2046
-th_spawn h2 "$TH_ROOT/page-server-tls.out" "$criu" page-server -D "$img" \
-	-o page-server.log --address "$h2a" --port 7731 $(tls_args h2) \
-	--status-fd 3 3>"$fifo" >/dev/null
-ps_pid=$TH_SPAWN_PID
-status_wait "$sfd"
-t0=$(now)
-# shellcheck disable=SC2046
-th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
-	--page-server --address "$h2a" --port 7731 $(tls_args h1) \
-	--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" 2>/dev/null ||
-	die "criu dump --page-server --tls failed: $src/dump.log"
-t1=$(now)
-wait "$ps_pid" || die "criu page-server --tls failed: $dst/page-server.log"
-man_copy 7730
-t2=$(now)
-man_restore
-t3=$(now)
-man_end "criu page-server --tls"
-pt_total=$(ms "$t0" "$t3")
-pt_frozen=$pt_total
-pt_seen=$seen
-echo "  page-server --tls: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
+# page_server WHAT PORT [--tls]: one such move; sets ps_run (total = frozen)
+# and seen.
+page_server() {
+	local what=$1 port=$2 tls1=() tls2=() t0 t1 t2 t3
+	if [ "${3:-}" = --tls ]; then
+		read -r -a tls1 <<<"$(tls_args h1)"
+		read -r -a tls2 <<<"$(tls_args h2)"
+	fi
+	man_start "$what" "$port"
+	th_spawn h2 "$TH_ROOT/page-server.out" "$criu" page-server -D "$img" \
+		-o page-server.log --address "$h2a" --port $((port + 1)) \
+		"${tls2[@]}" --status-fd 3 3>"$fifo" >/dev/null
+	ps_pid=$TH_SPAWN_PID
+	status_wait "$sfd"
+	t0=$(now)
+	th_exec h1 "$criu" dump -t "$pid" -D "$img" -o dump.log \
+		--page-server --address "$h2a" --port $((port + 1)) "${tls1[@]}" \
+		--freeze-cgroup "/sys/fs/cgroup/freezer$fz" "${ext_dump[@]}" 2>/dev/null ||
+		die "$what: criu dump failed: $src/dump.log"
+	t1=$(now)
+	wait "$ps_pid" || die "$what: criu page-server failed: $dst/page-server.log"
+	man_copy "$port"
+	t2=$(now)
+	man_restore
+	t3=$(now)
+	man_end "$what"
+	ps_run=$(ms "$t0" "$t3")
+	echo "  $what: dump $(ms "$t0" "$t1") ms, copy $(ms "$t1" "$t2") ms, restore $(ms "$t2" "$t3") ms" >&2
+}
+page_server "criu page-server" 7710
+ps_total=$ps_run ps_frozen=$ps_run ps_seen=$seen
+page_server "criu page-server --tls" 7730 --tls
+pt_total=$ps_run pt_frozen=$ps_run pt_seen=$seen
 
 # lazy: criu dump --lazy-pages writes all but the memory, then serves it
 # from h1; criu lazy-pages on h2 feeds the restored tree from there, on
