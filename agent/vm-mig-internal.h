@@ -21,6 +21,8 @@
 #define VMM_TICK_MS		500	/* job numbers, policy, progress */
 #define VMM_STALL_MS		10000	/* no progress this long: act */
 #define VMM_COMPLETE_WAIT_MS	20000	/* T's COMPLETE after libvirt's yes */
+#define VMM_BACK_CHECKS		3	/* S: waits while libvirt here still
+					 * takes a returning copy in */
 #define VMM_ARRIVE_WAIT_MS	10000	/* T: libvirt's finish resuming it */
 #define VMM_BANDWIDTH_MIN	1000000	/* bytes/s, as for containers */
 /* Auto-converge, steeper than QEMU's 20 + 10 per pass: a guest that
@@ -118,10 +120,12 @@ struct vm_migration {
 	int			 ha;		/* T: its policy, from COMMIT */
 	struct instance		*tin;		/* T: arrived, held paused */
 	struct vm_migration	*held_next;	/* T: vmm_held's list */
-	int			 resuming;	/* T: resume or fence asked */
+	int			 resuming;	/* resume or fence asked (S:
+						 * of its copy come back) */
 	int			 returning;	/* the store refused: T sends
 						 * its paused copy back to S */
 	char			*return_why;	/* S: the store's refusal */
+	unsigned		 back_checks;	/* S: VMMW_BACK re-waits */
 };
 
 /* One libvirt call for a migration, on the thread pool. */
@@ -138,6 +142,7 @@ enum vmm_workkind {
 	VMMW_RESUME,		/* T: the store moved it here: run it */
 	VMMW_FENCE,		/* T: no grant came: destroy the paused copy */
 	VMMW_RETURN,		/* T: migrate the paused copy back to S */
+	VMMW_BACK,		/* S: no word from T: did it come back? */
 };
 
 struct vmm_work {
@@ -221,5 +226,6 @@ void	vmm_target_granted(struct vm_migration *);
 void	vmm_target_returned(struct vm_migration *, struct vmm_work *);
 void	vmm_source_back(struct vm_migration *, struct vmm_work *);
 void	vmm_source_back_fenced(struct vm_migration *, struct vmm_work *);
+void	vmm_source_back_checked(struct vm_migration *, struct vmm_work *);
 
 #endif

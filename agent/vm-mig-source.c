@@ -350,16 +350,14 @@ vmm_source_stranded(struct vm_migration *m, const char *back)
 	vmm_free(m);
 }
 
+/* T's word on the way back did not come in time.  Its COMPLETE may be
+ * what was lost, not the VM: libvirt here says whether the paused copy
+ * arrived (vmm_source_back_checked) before the operator is told to
+ * forget a copy that is in fact here. */
 static void
 vmm_source_return_due(uv_timer_t *t)
 {
-	struct vm_migration	*m = t->data;
-	char			*why;
-
-	xasprintf(&why, "%s did not send it back within %" PRIu64 " ms",
-	    m->peer, m->policy.conf.deadline_ms + VMM_COMPLETE_WAIT_MS);
-	vmm_source_stranded(m, why);
-	free(why);
+	vmm_work_queue(t->data, VMMW_BACK);
 }
 
 /* The store did not record the move: roll back.  The VM's only state
@@ -432,12 +430,32 @@ vmm_source_back_fenced(struct vm_migration *m, struct vmm_work *k)
 	vmm_free(m);
 }
 
+/* The paused copy is here again: resumed at our epoch if our lease
+ * still is valid, fenced otherwise (its paused QEMU destroyed; the next
+ * grant starts it), never both. */
+static void
+vmm_source_came_back(struct vm_migration *m)
+{
+	if (m->resuming)
+		return;
+	uv_timer_stop(&m->timer);
+	m->resuming = 1;
+	if (m->agent->ha == NULL || !ha_agent_may_run(m->agent->ha,
+	    m->in->epoch)) {
+		vmm_work_queue(m, VMMW_FENCE);
+		return;
+	}
+	vmm_work_queue(m, VMMW_RESUME);
+}
+
 /* T's word on the way back: COMPLETE (it is here, paused) or ABORT. */
 static void
 vmm_source_return_step(struct vm_migration *m, const Tern__MigrateStep *s)
 {
 	char	*why;
 
+	if (m->resuming)
+		return;		/* back here already */
 	if (s->step == TERN__MIGRATE_STEP__STEP__ABORT) {
 		xasprintf(&why, "%s: %s", m->peer, s->error != NULL ?
 		    s->error : "no reason given");
@@ -445,18 +463,54 @@ vmm_source_return_step(struct vm_migration *m, const Tern__MigrateStep *s)
 		free(why);
 		return;
 	}
-	if (s->step != TERN__MIGRATE_STEP__STEP__COMPLETE || m->resuming)
+	if (s->step != TERN__MIGRATE_STEP__STEP__COMPLETE)
 		return;
-	uv_timer_stop(&m->timer);
-	m->resuming = 1;
-	if (m->agent->ha == NULL || !ha_agent_may_run(m->agent->ha,
-	    m->in->epoch)) {
-		/* Never resumed without the lease: fenced as any of ours
-		 * (its paused QEMU destroyed); the next grant starts it. */
-		vmm_work_queue(m, VMMW_FENCE);
+	vmm_source_came_back(m);
+}
+
+/* What libvirt here says when T's word did not come: paused here is
+ * back (its COMPLETE was lost); still arriving waits a little longer;
+ * anything else leaves T's paused copy the only one. */
+void
+vmm_source_back_checked(struct vm_migration *m, struct vmm_work *k)
+{
+	uint64_t	 waited;
+	char		*why;
+
+	if (m->resuming)
+		return;		/* T's COMPLETE came meanwhile */
+	waited = m->policy.conf.deadline_ms + VMM_COMPLETE_WAIT_MS +
+	    (uint64_t)m->back_checks * VMM_COMPLETE_WAIT_MS;
+	if (k->rc == 0 && k->run == VM_PAUSED) {
+		log_warnx("vmig %" PRIx64 " %s: no word from %s within %"
+		    PRIu64 " ms that it sent it back, but libvirt here holds "
+		    "it paused: it came back", m->id, m->name, m->peer,
+		    waited);
+		vmm_source_came_back(m);
 		return;
 	}
-	vmm_work_queue(m, VMMW_RESUME);
+	if (k->rc == 0 && k->run == VM_INCOMING &&
+	    m->back_checks < VMM_BACK_CHECKS) {
+		m->back_checks++;
+		log_info("vmig %" PRIx64 " %s: libvirt here still takes it "
+		    "in from %s; waiting %d ms more", m->id, m->name, m->peer,
+		    VMM_COMPLETE_WAIT_MS);
+		uv_timer_start(&m->timer, vmm_source_return_due,
+		    VMM_COMPLETE_WAIT_MS, 0);
+		return;
+	}
+	if (k->rc != 0)
+		xasprintf(&why, "%s did not send it back within %" PRIu64
+		    " ms, and libvirt here cannot say whether it came: %s",
+		    m->peer, waited, k->cause);
+	else
+		xasprintf(&why, "%s did not send it back within %" PRIu64
+		    " ms, and libvirt here %s", m->peer, waited,
+		    k->run == VM_ABSENT ? "has no copy" :
+		    k->run == VM_INCOMING ? "still takes it in" :
+		    "has a copy that is neither paused nor arriving");
+	vmm_source_stranded(m, why);
+	free(why);
 }
 
 static void

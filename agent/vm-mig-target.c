@@ -11,6 +11,7 @@
 #include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
 #include "checkpoint/vm.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -398,6 +399,11 @@ vmm_target_returned(struct vm_migration *m, struct vmm_work *k)
 		    "stays paused here", m->id, m->name, k->cause);
 		vmm_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, k->cause, 0,
 		    0);
+	} else if (fault_hit("vmig.target.returned") == FAULT_FAIL) {
+		/* Fault point vmig.target.returned (fail): S never hears
+		 * that it is back, as when the link loses the word. */
+		log_info("vmig %" PRIx64 " %s: sent back to %s, paused; its "
+		    "COMPLETE is not sent", m->id, m->name, m->peer);
 	} else {
 		log_info("vmig %" PRIx64 " %s: sent back to %s, paused", m->id,
 		    m->name, m->peer);

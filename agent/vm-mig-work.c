@@ -130,6 +130,9 @@ vmm_work_run(uv_work_t *w)
 	case VMMW_FENCE:
 		k->rc = vm_destroy(k->host, k->name, &k->cause);
 		break;
+	case VMMW_BACK:
+		k->rc = vm_state(k->host, k->name, &k->run, NULL, &k->cause);
+		break;
 	}
 }
 
@@ -216,6 +219,9 @@ vmm_work_done(uv_work_t *w, int status)
 			vmm_source_back_fenced(m, k);
 		else
 			vmm_target_fenced(m, k);
+		break;
+	case VMMW_BACK:
+		vmm_source_back_checked(m, k);
 		break;
 	}
 out:

@@ -188,6 +188,7 @@ kept() { grep -qx "unconfirmed=1" "$statefile" && grep -qx "ha=1" "$statefile"; 
 for restart in 1 2; do
 	cl_stop h1 || fail "h1's ternd did not stop cleanly"
 	cl_start h1 || fail "h1's ternd did not start again ($restart)"
+	cl_wait_listing h1 || fail "h1's ternd lists nothing after restart $restart"
 	[ "$(state_on h1)" = checkpointed ] ||
 	    fail "mc is '$(state_on h1)' on h1 after restart $restart, not checkpointed"
 	th_wait 10 kept || fail "h1's state file lost ha=1 or unconfirmed=1" \

@@ -13,6 +13,9 @@
 #    moved it, so the target migrates its paused copy back and the source
 #    resumes it at the same epoch; the guest's checks go on, the target
 #    holds no copy.
+#  - the same, but h1's word that it sent g1 back is lost (fault point
+#    vmig.target.returned: fail, on h1): h2 finds it paused in its own
+#    libvirt once the word is overdue and resumes it;
 #  - the first move's COMMIT goes late (fault point vmig.source.commit:
 #    delay, on h1): h2's grant lists g1 while it is still migrating in; h2
 #    must leave it to the migration (no takeover that would boot a second
@@ -126,6 +129,32 @@ grep -q "the source asks for it back" "$(cl_log h1)" ||
 vm_settle g1 h2 h1
 moved h1 h2 4
 sleep 2		# several grants: none may start it on h1
+gone_from h1 || fail "g1 is on h1 again: $(state_on h1)"
+[ "$(vm_copies g1)" = 1 ] || fail "g1 runs $(vm_copies g1) times"
+
+echo "--- the store refuses again, and the word that g1 came back is lost"
+# h1 sends g1 back but its COMPLETE is not sent (vmig.target.returned):
+# h2 waits out its deadline (--timeout 10, plus 20 s for the word), then
+# asks its own libvirt, which holds g1 paused: back, resumed at the same
+# epoch.  Before, h2 called it stranded on h1 and told the operator to
+# forget the copy that was on h2.
+cl_stop h1 || fail "h1's ternd did not stop cleanly"
+TERN_FAULT=vmig.target.returned:fail@1 cl_start h1 || fail "h1 did not start again"
+wait_for 30 "h1 and h2 holding leases again" leases
+qemu=$(vm_qemu_pid h2 g1)
+st=0
+out=$(cl_ctl h2 migrate g1 --to h1 --timeout 10 2>&1) || st=$?
+echo "$out"
+[ "$st" != 0 ] || fail "g1's migration succeeded: $out"
+grep -q "fault point vmig.target.returned fired: fail" "$(cl_log h1)" ||
+    fail "vmig.target.returned did not fire on h1"
+grep -q "no word from h1 within [0-9]* ms that it sent it back, but libvirt here holds it paused: it came back" \
+    "$(cl_log h2)" || fail "h2 did not look for g1 in its own libvirt"
+grep -q "rolled back: h1 sent its paused copy back and it runs on h2 again" \
+    <<<"$out" || fail "not rolled back: $out"
+[ "$(vm_qemu_pid h2 g1)" != "$qemu" ] || fail "g1 never left h2"
+vm_settle g1 h2 h1
+moved h1 h2 4
 gone_from h1 || fail "g1 is on h1 again: $(state_on h1)"
 [ "$(vm_copies g1)" = 1 ] || fail "g1 runs $(vm_copies g1) times"
 

@@ -2,6 +2,7 @@
 # after testhost.sh and cluster.sh.
 #
 #	cl_wait_criu HOST            wait until HOST's ternd checked CRIU
+#	cl_wait_listing HOST         until HOST's ternd lists its instances
 #	inst_wait_ready STATE        until memcheck wrote "ready" (20 s)
 #	inst_field HOST NAME FIELD   a field of `ternctl list --json`
 #	inst_verify HOST NAME STATE  make memcheck verify its memory (SIGUSR1)
@@ -20,6 +21,19 @@ cl_wait_criu() {
 		sleep 0.1
 	done
 	echo "instances: $1 has no usable CRIU: $(cl_ctl "$1" status)" >&2
+	return 1
+}
+
+# cl_wait_listing HOST: until `ternctl list` answers on HOST (up to 30 s).
+# A ternd answers "still starting" until it has checked CRIU and opened
+# its instances; a state read before then is empty, not "not here".
+cl_wait_listing() {
+	local i
+	for ((i = 0; i < 300; i++)); do
+		cl_ctl "$1" list >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "instances: $1 does not list its instances: $(cl_ctl "$1" list 2>&1)" >&2
 	return 1
 }
 
