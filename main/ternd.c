@@ -21,6 +21,7 @@
 #define LOG_MODULE "ternd"
 #include "agent/agent.h"
 #include "agent/role.h"
+#include "checkpoint/hwbreak.h"
 #include "coord/role.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
@@ -312,6 +313,9 @@ ternd_run(struct ternd *td, uv_loop_t *loop)
 	 * on threads of their own (daemon/longjob.h), not there. */
 	snprintf(pool, sizeof pool, "%d", td->conf->thread_pool_size);
 	setenv("UV_THREADPOOL_SIZE", pool, 1);
+	/* The same goes for CRIU_FAULT, which every CRIU inherits. */
+	if (td->conf->criu_path[0] != '\0')
+		hwbreak_setup();
 	uv_loop_init(loop);
 	td->loop = loop;
 	td->stop = ternd_stop;
