@@ -489,12 +489,15 @@ vmm_source_back_checked(struct vm_migration *m, struct vmm_work *k)
 		vmm_source_came_back(m);
 		return;
 	}
-	if (k->rc == 0 && k->run == VM_INCOMING &&
+	if ((k->rc != 0 || k->run == VM_INCOMING) &&
 	    m->back_checks < VMM_BACK_CHECKS) {
+		/* Arriving, or libvirt cannot say now (reconnecting): a
+		 * copy that may be here is never called stranded early. */
 		m->back_checks++;
-		log_info("vmig %" PRIx64 " %s: libvirt here still takes it "
-		    "in from %s; waiting %d ms more", m->id, m->name, m->peer,
-		    VMM_COMPLETE_WAIT_MS);
+		log_info("vmig %" PRIx64 " %s: libvirt here %s%s; waiting %d "
+		    "ms more", m->id, m->name, k->rc != 0 ? "cannot say "
+		    "whether it came back: " : "still takes it in from ",
+		    k->rc != 0 ? k->cause : m->peer, VMM_COMPLETE_WAIT_MS);
 		uv_timer_start(&m->timer, vmm_source_return_due,
 		    VMM_COMPLETE_WAIT_MS, 0);
 		return;

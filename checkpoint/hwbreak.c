@@ -54,7 +54,7 @@ hwbreak_probe(char **cause)
 {
 	enum hwbreak	 res = HWBREAK_UNKNOWN;
 	pid_t		 pid;
-	int		 st = 0;
+	int		 st = 0, gone;
 
 	if ((pid = fork()) == -1) {
 		set_cause(cause, "fork: %s", strerror(errno));
@@ -64,6 +64,8 @@ hwbreak_probe(char **cause)
 		hwbreak_child();
 	if (hwbreak_wait(pid, &st) != 0 || !WIFSTOPPED(st) ||
 	    WSTOPSIG(st) != SIGSTOP) {
+		if (WIFEXITED(st) || WIFSIGNALED(st))
+			return HWBREAK_UNKNOWN;	/* reaped: no pid to kill */
 		set_cause(cause, "the probe child did not stop for its tracer "
 		    "(status %#x)", st);
 		goto out;
@@ -84,14 +86,16 @@ hwbreak_probe(char **cause)
 		    strerror(errno));
 		goto out;
 	}
+	gone = WIFEXITED(st) || WIFSIGNALED(st);
 	if (WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP)
 		res = HWBREAK_FIRES;
-	else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+	else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		res = HWBREAK_SILENT;
-		return res;	/* reaped */
-	} else
+	else
 		set_cause(cause, "the probe child ended oddly (status %#x)",
 		    st);
+	if (gone)
+		return res;	/* reaped: its pid may be another's now */
 out:
 	kill(pid, SIGKILL);
 	(void)hwbreak_wait(pid, &st);

@@ -21,7 +21,9 @@
 #    must leave it to the migration (no takeover that would boot a second
 #    copy and fail), and resume the paused arrival on a later grant;
 #  - h1's ternd stops while it holds g1 paused (its grant withheld by
-#    coord.owner-move.no-grant on h3): the held migration lets go of the
+#    coord.owner-move.no-grant on h3), after h1's libvirtd restarted
+#    meanwhile (the sync after the reconnect must leave the held arrival
+#    alone: it stays incoming and paused): the held migration lets go of the
 #    instance without fencing or resuming it, and g1 ends up running once,
 #    on the host the store names.
 set -euo pipefail
@@ -172,6 +174,22 @@ cl_ctl h2 migrate g1 --to h1 >"$TH_ROOT/held.out" 2>&1 &
 mig=$!
 held() { grep -q "arrived paused from h2, committed at epoch 5" "$(cl_log h1)"; }
 wait_for 60 "g1 held paused on h1" held
+# h1's libvirtd restarts meanwhile (its QEMUs run on): the sync of every
+# VM after the reconnect leaves the held arrival to its migration.
+lvd=$(cat "$TH_ROOT/h1/libvirt/libvirtd.pid")
+reconnects=$(grep -c "libvirt .*: connected again" "$(cl_log h1)" || :)
+kill -TERM "$lvd"
+th_wait 10 eval '! th_pid_alive '"$lvd" || fail "h1's libvirtd ignores SIGTERM"
+lv_start h1
+reconnected() {
+	[ "$(grep -c "libvirt .*: connected again" "$(cl_log h1)" || :)" -gt "$reconnects" ]
+}
+th_wait 15 reconnected || fail "h1's ternd did not reconnect to libvirtd"
+sleep 2		# the sync's calls on the pool
+[ "$(state_on h1)" = incoming ] ||
+    fail "g1 is '$(state_on h1)' on h1 after libvirtd's restart, not incoming"
+[ "$(lv_virsh h1 domstate g1 2>/dev/null | head -1)" = paused ] ||
+    fail "g1 is $(lv_virsh h1 domstate g1 2>&1) in h1's libvirt after its restart"
 cl_stop h1 || fail "h1's ternd did not stop cleanly while it held g1"
 grep -q "fault point coord.owner-move.no-grant fired: delay=30000" \
     "$(cl_log h3)" || fail "coord.owner-move.no-grant did not fire"
