@@ -87,9 +87,11 @@ struct instance {
 	/* the request waiting for a stop (or a start) to finish */
 	instances_done_cb	 stop_cb;
 	void			*stop_arg;
-	/* a destroy waiting for its checkpoint to end (cancelled) */
+	/* a destroy (or, with later_stop, a stop) waiting for its
+	 * checkpoint to end (cancelled) */
 	instances_done_cb	 destroy_cb;
 	void			*destroy_arg;
+	int			 later_stop;
 };
 
 struct instances {
@@ -150,7 +152,8 @@ int		 instance_save(struct instance *, char **cause);
  * end of a checkpoint: a destroy that waited for it goes on here, so
  * call it last, with nothing of the instance used after it. */
 void		 instances_op_done(struct instances *);
-/* A destroy waits for this instance's checkpoint to end. */
+/* A destroy or a stop waits for this instance's checkpoint to end:
+ * the generation it takes is not sent. */
 int		 instance_destroying(const struct instance *);
 
 #endif

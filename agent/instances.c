@@ -297,8 +297,9 @@ instance_unlink(struct instance *in)
 		in->destroy_cb = NULL;
 		reply_error(cb, in->destroy_arg,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: ternd "
-		    "is shutting down before its checkpoint ended; destroy it "
-		    "again once ternd is back", in->name);
+		    "is shutting down before its checkpoint ended; %s it "
+		    "again once ternd is back", in->name, in->later_stop ?
+		    "stop" : "destroy");
 	}
 	in->unlinked = 1;
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
@@ -550,6 +551,20 @@ instance_find_for(struct instances *set, const char *name,
 	return in;
 }
 
+/* The driver's stop; ternd no longer wants it running. */
+static void
+instance_stop_now(struct instance *in, instances_done_cb cb, void *arg)
+{
+	char	*cause = NULL;
+	int	 want = in->want_running, code = 0;
+
+	in->want_running = 0;
+	if (in->drv->stop(in, cb, arg, &code, &cause) != 0) {
+		in->want_running = want;
+		reply_refused(cb, arg, code, cause);
+	}
+}
+
 /* The driver's destroy; a protected instance's release is recorded by
  * the coordinator before the answer goes (ha-instances.h). */
 static void
@@ -568,35 +583,50 @@ instance_destroy_now(struct instance *in, instances_done_cb cb, void *arg)
 }
 
 /* A checkpoint runs (a replica's on schedule, or the operator's): the
- * instance is going, so is what the checkpoint would give; CRIU is
- * cancelled (a VM's libvirt call is waited for) and the destroy goes on
- * once the checkpoint has settled the instance (instances_op_done). */
+ * instance is going (destroy) or stopping, so is what the checkpoint
+ * would give; CRIU is cancelled (a VM's libvirt call is waited for) and
+ * the stop or destroy goes on once the checkpoint has settled the
+ * instance (instances_op_done).  An operator meets this often with a
+ * replica every 2 s: refusing ("is checkpointing") failed scripts. */
 static int
-instance_destroy_later(struct instance *in, instances_done_cb cb, void *arg,
-    int *code, char **cause)
+instance_act_later(struct instance *in, int stop, instances_done_cb cb,
+    void *arg, int *code, char **cause)
 {
-	char	*name;
+	instances_done_cb	 was;
+	char			*name;
 
-	if (in->destroy_cb != NULL)
+	if (in->destroy_cb != NULL && (stop || !in->later_stop))
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s is "
-		    "already being destroyed (once its checkpoint ends)",
-		    in->name);
+		    "already being %s (once its checkpoint ends)", in->name,
+		    in->later_stop ? "stopped" : "destroyed");
+	if (in->destroy_cb != NULL) {
+		/* A destroy takes over the stop that waits: it stops too. */
+		was = in->destroy_cb;
+		in->destroy_cb = NULL;
+		reply_error(was, in->destroy_arg,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: a "
+		    "destroy came while this stop waited for its checkpoint; "
+		    "the destroy stops it", in->name);
+	}
 	in->destroy_cb = cb;
 	in->destroy_arg = arg;
-	log_info("instance %s: destroy waits for its checkpoint to end "
-	    "(cancelled: the generation is discarded)", in->name);
+	in->later_stop = stop;
+	log_info("instance %s: %s waits for its checkpoint to end "
+	    "(cancelled: the generation is discarded)", in->name,
+	    stop ? "stop" : "destroy");
 	if (in->drv->cancellable != NULL && in->drv->cancellable(in)) {
 		/* Its callback may settle (and destroy) it before this
 		 * returns: by name. */
 		name = xstrdup(in->name);
-		in->drv->cancel(name, "the instance is being destroyed");
+		in->drv->cancel(name, stop ? "the instance is being stopped" :
+		    "the instance is being destroyed");
 		free(name);
 	}
 	return 0;
 }
 
-/* Destroys that waited for a checkpoint, once it has ended. */
+/* Stops and destroys that waited for a checkpoint, once it has ended. */
 static void
 instances_destroy_waiting(struct instances *set)
 {
@@ -615,9 +645,13 @@ instances_destroy_waiting(struct instances *set)
 		arg = in->destroy_arg;
 		in->destroy_cb = NULL;
 		in->destroy_arg = NULL;
-		log_info("instance %s: its checkpoint ended (%s): destroying "
-		    "it", in->name, inst_state_names[in->state]);
-		instance_destroy_now(in, cb, arg);
+		log_info("instance %s: its checkpoint ended (%s): %s it",
+		    in->name, inst_state_names[in->state], in->later_stop ?
+		    "stopping" : "destroying");
+		if (in->later_stop)
+			instance_stop_now(in, cb, arg);
+		else
+			instance_destroy_now(in, cb, arg);
 	}
 }
 
@@ -643,14 +677,16 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 			in->want_running = want;
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP:
-		want = in->want_running;
-		in->want_running = 0;
-		if ((rc = in->drv->stop(in, cb, arg, &code, &cause)) != 0)
-			in->want_running = want;
+		if (in->state == INST_CHECKPOINTING)
+			rc = instance_act_later(in, 1, cb, arg, &code, &cause);
+		else {
+			instance_stop_now(in, cb, arg);
+			rc = 0;
+		}
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
 		if (in->state == INST_CHECKPOINTING)
-			rc = instance_destroy_later(in, cb, arg, &code, &cause);
+			rc = instance_act_later(in, 0, cb, arg, &code, &cause);
 		else {
 			instance_destroy_now(in, cb, arg);
 			rc = 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ternctl destroy while a checkpoint runs: three test hosts, h3
-# coordinates.  h1's ternd stalls its first two CRIU dumps (fault point
-# criu.dump:stall@2: CRIU is stopped, as one stuck in the kernel).
+# coordinates.  h1's ternd stalls its first three CRIU dumps (fault point
+# criu.dump:stall@3: CRIU is stopped, as one stuck in the kernel).
 #  1. A witness container mc (--ha checkpoint, 1 s interval, replica on
 #     h2): its first scheduled checkpoint stalls; ternctl destroy mc
 #     succeeds (it cancels the dump and destroys), the coordinator
@@ -9,7 +9,10 @@
 #     nothing of that generation reaches h2.
 #  2. mc again, unprotected: the operator's ternctl checkpoint stalls; a
 #     destroy succeeds and the checkpoint's answer is an error.
-#  3. r1..r5, protected with a 1 s interval (the least), destroyed at
+#  3. s1, protected: its scheduled checkpoint stalls; ternctl stop s1
+#     succeeds (it cancels the dump and stops; before, it was refused:
+#     "instance s1 is checkpointing"), and s1 stays stopped.
+#  4. r1..r5, protected with a 1 s interval (the least), destroyed at
 #     random moments (a dump may run or not): every destroy succeeds.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
@@ -25,7 +28,7 @@ trap th_teardown EXIT
 
 th_setup 3
 ha_setup
-TERN_FAULT=criu.dump:stall@2 cl_start h1
+TERN_FAULT=criu.dump:stall@3 cl_start h1
 cl_start h2
 cl_start h3
 ha_wait || fail "the cluster did not come up"
@@ -78,7 +81,27 @@ echo "checkpoint: $(cat "$TH_ROOT/ckpt.out")"
 wait_for 20 "mc gone from h1" gone
 no_criu || fail "a criu of h1 is still there"
 
-echo "--- 3: destroys at random moments of a 1 s schedule"
+echo "--- 3: stop during a scheduled (stalled) replica checkpoint"
+witness_spec "$TH_ROOT/rootfs" s1
+s1_state() { inst_field h1 s1 state 2>/dev/null || true; }
+s1_is() { [ "$(s1_state)" = "$1" ]; }
+cl_ctl h1 create s1 --spec "$TH_ROOT/s1.json" --ha checkpoint \
+    --interval 1000 --replicas 1 >/dev/null
+cl_ctl h1 start s1 >/dev/null
+wait_for 30 "the third dump (s1's) stalled" stalled 3
+wait_for 10 "s1 checkpointing on h1" s1_is checkpointing
+out=$(cl_ctl h1 stop s1 2>&1) || fail "stop refused: $out"
+echo "$out"
+wait_for 20 "s1 stopped on h1" s1_is stopped
+grep -q "instance s1: stop waits for its checkpoint" "$log1" ||
+    fail "h1 did not say the stop waited for the checkpoint"
+no_criu || fail "a criu of h1 is still there"
+[ "$(witness_copies s1 h1 h2 h3)" = 0 ] || fail "s1 still runs"
+sleep 2		# several grants and ticks: none may start or checkpoint it
+s1_is stopped || fail "s1 is $(s1_state) after its stop"
+cl_ctl h1 destroy s1 >/dev/null || fail "s1 could not be destroyed"
+
+echo "--- 4: destroys at random moments of a 1 s schedule"
 # A released name stays in the coordinator's records: one name a round.
 for i in 1 2 3 4 5; do
 	n=r$i
