@@ -66,14 +66,12 @@ wait_line() {
 	fail "$1 never logged \"$2\""
 }
 
-# ternd_children HOST: the PIDs of HOST's ternd's children.
+# ternd_children HOST: the PIDs of HOST's ternd's children, wherever
+# their cgroups are (CRIU moves itself out of the host's at times).
 ternd_children() {
-	local p ternd
+	local ternd
 	ternd=$(cl_pid "$1") || return 1
-	for p in $(cat "$(th__cg1 "$1")/cgroup.procs"); do
-		[ "$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null)" = "$ternd" ] &&
-		    echo "$p"
-	done
+	ps -o pid= --ppid "$ternd" | tr -d ' '
 	return 0
 }
 
@@ -192,15 +190,28 @@ settled mc "the target's disk was full"
 # container: ptrace).  The tasks are let go; the target drops its copy.
 from=${at[mc]}
 seen=$(nlines "$from" "ckpt: mc: checkpoint .* into")
+# Read before the move starts: a migrating instance lists no pid.
+init=$(inst_field "$from" mc pid)
+[ -n "$init" ] || fail "srccriu: mc has no pid on $from: $(inst_where mc)"
+ternd=$(cl_pid "$from") || fail "srccriu: no ternd on $from"
 mig_start mc srccriu
 wait_line "$from" "ckpt: mc: checkpoint .* into" "$seen"
-criu=$(criu_of "$from" | head -n 1) || fail "srccriu: no criu at work on $from"
-init=$(inst_field "$from" mc pid)
-for ((i = 0; i < 2000; i++)); do
-	[ "$(tracer "$init")" = "$criu" ] && break
-	sleep 0.005
+# The line comes just before ternd spawns the dump, and another criu (a
+# page server, a check) may run beside it: the one to kill is the criu
+# child of ternd that traces mc's init.  Polled fast: the seize is short.
+criu=
+for ((i = 0; i < 4000; i++)); do
+	t=$(tracer "$init") || t=
+	if [ -n "$t" ] && [ "$t" != 0 ] &&
+	    [ "$(awk '/^PPid:/ { print $2 }' "/proc/$t/status" 2>/dev/null)" = "$ternd" ] &&
+	    readlink "/proc/$t/exe" 2>/dev/null | grep -q "^$criu_prefix/"; then
+		criu=$t
+		break
+	fi
+	sleep 0.002
 done
-[ "$(tracer "$init")" = "$criu" ] || fail "srccriu: criu never seized mc"
+[ -n "$criu" ] || fail "srccriu: no criu of $from's ternd ever seized mc" \
+    "(pid $init, traced by '$(tracer "$init")'; $(inst_where mc))"
 kill -9 "$criu"
 mig_failed srccriu "criu was killed by signal 9"
 # A criu killed while its parasite code runs inside the container takes
@@ -331,7 +342,9 @@ lost=$(nlines "$from" "mc: lost the connection to $to: .* at the commit point")
 dropped=$(nlines "$to" "mc: .*discarding the incoming copy")
 mig_start mc orphan
 wait_line "$from" "mc: dumping -> sending" "$seen"
-criu=$(criu_of "$from") || fail "orphan: no criu at work on $from"
+criu=$(criu_of "$from") || fail "orphan: no criu at work on $from" \
+    "(ternd $(cl_pid "$from" || echo gone), its children: $(ternd_children "$from" |
+    while read -r p; do echo "$p=$(readlink "/proc/$p/exe")"; done | tr '\n' ' '))"
 kill -STOP $criu	# every one: the dump must be among them
 wait_line "$from" "mc: commit point" "$committed"
 th_cut "$to"
