@@ -713,6 +713,8 @@ ha_restore_taken(void *arg, const char *error)
 
 	in = a->instances != NULL ? instance_find(a->instances, hr->name) :
 	    NULL;
+	if (in != NULL)
+		in->replica_restoring = 0;
 	if (error != NULL || in == NULL) {
 		ha_restore_fail(a, in, hr->name, hr->gen, error != NULL ? error :
 		    "it is gone from this host");
@@ -765,6 +767,7 @@ ha_restore(struct instance *in, uint64_t gen)
 	hr->a = a;
 	hr->name = xstrdup(in->name);
 	hr->gen = gen;
+	in->replica_restoring = 1;
 	replica_take(a, in->name, gen, in->ckpt_dir, in->spec != NULL &&
 	    !in->spec->shared_storage ? in->spec->root : NULL,
 	    ha_restore_taken, hr);
@@ -1053,8 +1056,11 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		if (in->state == INST_INCOMING)
 			/* migrated in: it resumes on this grant */
 			migration_owner_granted(a, in->name, in->epoch);
+		/* Not while its replica is taken in: the restore runs it
+		 * (or, refused, leaves it not running); a cold start here
+		 * ran it over the rootfs the restore refused. */
 		if (in->want_running && in->state == INST_STOPPED &&
-		    in->working == NULL)
+		    in->working == NULL && !in->replica_restoring)
 			ha_start(in, "this host holds its lease again", 0);
 	}
 	replica_owned(a, g);

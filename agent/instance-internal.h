@@ -71,6 +71,9 @@ struct instance {
 	 * once restored, or when a grant says otherwise. */
 	int			 ha_unconfirmed;
 	int			 ha_unconfirmed_tries; /* restores tried */
+	/* A failover's replica generation is being taken in (its rootfs
+	 * written) before its restore: no grant may cold-start it. */
+	int			 replica_restoring;
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
 						 * pool: "starting", ... */

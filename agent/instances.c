@@ -667,6 +667,13 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 		return;
 	switch (r->action) {
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
+		if (in->replica_restoring) {
+			rc = inst_refuse(&code, &cause,
+			    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s "
+			    "is being restored from its replica: try again when "
+			    "it is done (ternctl list)", in->name);
+			break;
+		}
 		if ((rc = ha_instances_may_run(in, &code, &cause)) != 0)
 			break;
 		/* Recorded with the state the start writes (no write of
