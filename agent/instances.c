@@ -55,7 +55,22 @@ instances_op_done(struct instances *set)
 int
 instance_destroying(const struct instance *in)
 {
-	return in->destroy_cb != NULL;
+	/* A stopped instance stays protected: a generation its checkpoint
+	 * did complete is still worth sending. */
+	return in->destroy_cb != NULL && !in->later_stop;
+}
+
+/* "is being restored from its replica": nothing else may act on it
+ * until the failover's restore has run it or given up. */
+static int
+instance_refuse_restoring(const struct instance *in, int *code,
+    char **cause)
+{
+	if (!in->replica_restoring)
+		return 0;
+	return inst_refuse(code, cause, TERN__ERROR_CODE__ERROR_BAD_REQUEST,
+	    "instance %s is being restored from its replica: try again when "
+	    "it is done (ternctl list)", in->name);
 }
 
 
@@ -648,7 +663,17 @@ instances_destroy_waiting(struct instances *set)
 		log_info("instance %s: its checkpoint ended (%s): %s it",
 		    in->name, inst_state_names[in->state], in->later_stop ?
 		    "stopping" : "destroying");
-		if (in->later_stop)
+		if (in->later_stop && (in->state == INST_STOPPED ||
+		    in->state == INST_CHECKPOINTED)) {
+			/* The checkpoint left it not running (a full one, or
+			 * the cancel took the container with it): stopped
+			 * is what was asked, and no grant may start it. */
+			in->want_running = 0;
+			instance_persist(in);
+			reply_done(cb, arg, "instance %s stopped (its "
+			    "checkpoint left it %s)", in->name,
+			    inst_state_names[in->state]);
+		} else if (in->later_stop)
 			instance_stop_now(in, cb, arg);
 		else
 			instance_destroy_now(in, cb, arg);
@@ -667,14 +692,8 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 		return;
 	switch (r->action) {
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__START:
-		if (in->replica_restoring) {
-			rc = inst_refuse(&code, &cause,
-			    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s "
-			    "is being restored from its replica: try again when "
-			    "it is done (ternctl list)", in->name);
-			break;
-		}
-		if ((rc = ha_instances_may_run(in, &code, &cause)) != 0)
+		if ((rc = instance_refuse_restoring(in, &code, &cause)) != 0 ||
+		    (rc = ha_instances_may_run(in, &code, &cause)) != 0)
 			break;
 		/* Recorded with the state the start writes (no write of
 		 * its own: the running state must be the next one). */
@@ -692,6 +711,8 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 		}
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
+		if ((rc = instance_refuse_restoring(in, &code, &cause)) != 0)
+			break;
 		if (in->state == INST_CHECKPOINTING)
 			rc = instance_act_later(in, 0, cb, arg, &code, &cause);
 		else {
@@ -775,7 +796,8 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 
 	if ((in = instance_find_for(set, r->name, cb, arg)) == NULL)
 		return;
-	if (ha_instances_may_run(in, &code, &cause) != 0 ||
+	if (instance_refuse_restoring(in, &code, &cause) != 0 ||
+	    ha_instances_may_run(in, &code, &cause) != 0 ||
 	    in->drv->restore(in, r, cb, arg, &code, &cause) != 0)
 		reply_refused(cb, arg, code, cause);
 }
