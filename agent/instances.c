@@ -628,8 +628,9 @@ instance_act_later(struct instance *in, int stop, instances_done_cb cb,
 	in->destroy_arg = arg;
 	in->later_stop = stop;
 	log_info("instance %s: %s waits for its checkpoint to end "
-	    "(cancelled: the generation is discarded)", in->name,
-	    stop ? "stop" : "destroy");
+	    "(cancelled: %s)", in->name, stop ? "stop" : "destroy", stop ?
+	    "a generation that completes all the same is kept" :
+	    "the generation is discarded");
 	if (in->drv->cancellable != NULL && in->drv->cancellable(in)) {
 		/* Its callback may settle (and destroy) it before this
 		 * returns: by name. */
