@@ -113,6 +113,13 @@ hwbreak_probe(char **cause)
 
 #endif
 
+const char *
+hwbreak_name(enum hwbreak hb)
+{
+	return hb == HWBREAK_FIRES ? "fires" : hb == HWBREAK_SILENT ?
+	    "silent" : "unknown";
+}
+
 void
 hwbreak_setup(void)
 {

@@ -16,6 +16,9 @@ enum hwbreak {
 	HWBREAK_UNKNOWN,	/* no answer (ptrace refused, not x86-64) */
 };
 
+/* "fires", "silent", "unknown". */
+const char	*hwbreak_name(enum hwbreak);
+
 /* Runs a child under ptrace with a breakpoint on a function it calls;
  * blocking, a few milliseconds.  *cause says why for HWBREAK_UNKNOWN. */
 enum hwbreak	 hwbreak_probe(char **cause);

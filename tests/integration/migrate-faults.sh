@@ -78,10 +78,13 @@ ternd_children() {
 # criu_of HOST: the PIDs of the criu HOST's ternd runs: its children
 # whose executable is in the CRIU prefix (criu rewrites its command line;
 # another one, a check, may run next to the dump).
+# is_criu PID: PID runs the CRIU of the prefix.
+is_criu() { readlink "/proc/$1/exe" 2>/dev/null | grep -q "^$criu_prefix/"; }
+
 criu_of() {
 	local p found=1
 	for p in $(ternd_children "$1"); do
-		if readlink "/proc/$p/exe" 2>/dev/null | grep -q "^$criu_prefix/"; then
+		if is_criu "$p"; then
 			echo "$p"
 			found=0
 		fi
@@ -204,7 +207,7 @@ for ((i = 0; i < 4000; i++)); do
 	t=$(tracer "$init") || t=
 	if [ -n "$t" ] && [ "$t" != 0 ] &&
 	    [ "$(awk '/^PPid:/ { print $2 }' "/proc/$t/status" 2>/dev/null)" = "$ternd" ] &&
-	    readlink "/proc/$t/exe" 2>/dev/null | grep -q "^$criu_prefix/"; then
+	    is_criu "$t"; then
 		criu=$t
 		break
 	fi
@@ -343,8 +346,7 @@ dropped=$(nlines "$to" "mc: .*discarding the incoming copy")
 mig_start mc orphan
 wait_line "$from" "mc: dumping -> sending" "$seen"
 criu=$(criu_of "$from") || fail "orphan: no criu at work on $from" \
-    "(ternd $(cl_pid "$from" || echo gone), its children: $(ternd_children "$from" |
-    while read -r p; do echo "$p=$(readlink "/proc/$p/exe")"; done | tr '\n' ' '))"
+    "(ternd's children: $(ternd_children "$from" | tr '\n' ' '))"
 kill -STOP $criu	# every one: the dump must be among them
 wait_line "$from" "mc: commit point" "$committed"
 th_cut "$to"

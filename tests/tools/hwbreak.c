@@ -12,19 +12,13 @@
 int
 main(void)
 {
-	char	*cause = NULL;
+	char		*cause = NULL;
+	enum hwbreak	 hb = hwbreak_probe(&cause);
 
-	switch (hwbreak_probe(&cause)) {
-	case HWBREAK_FIRES:
-		puts("fires");
-		break;
-	case HWBREAK_SILENT:
-		puts("silent");
-		break;
-	case HWBREAK_UNKNOWN:
-		printf("unknown: %s\n", cause);
-		break;
-	}
+	if (hb == HWBREAK_UNKNOWN)
+		printf("%s: %s\n", hwbreak_name(hb), cause);
+	else
+		puts(hwbreak_name(hb));
 	free(cause);
 	return 0;
 }
