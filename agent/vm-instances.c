@@ -12,6 +12,7 @@
 #include "agent/vm-instances.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/ckpt.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -263,14 +264,34 @@ vm_op_restore(struct vm_op *op)
 	}
 	/* The memory goes on from the disks of its own instant. */
 	if (rc == 0)
-		rc = vm_disks_put(op->gen_dir, mine, &op->cause);
-	free(now);
+		rc = vm_disks_put(op->name, op->gen_dir, mine, &op->cause);
 	if (rc != 0) {
+		free(now);
 		free(xml);
 		return -1;
 	}
 	xasprintf(&path, "%s/%s", op->gen_dir, VM_IMAGE);
-	rc = vm_restore(op->host, path, xml, &op->cause);
+	/* fail: the memory restore fails (as libvirt refusing the image)
+	 * after the disks were put. */
+	if (fault_hit("vm.restore.memory") == FAULT_FAIL) {
+		set_cause(&op->cause, "fault point vm.restore.memory");
+		rc = -1;
+	} else
+		rc = vm_restore(op->host, path, xml, &op->cause);
+	/* Not restored: the disks it had are back, the checkpoint's would
+	 * not go with the memory that runs next (a cold start, another
+	 * generation). */
+	if (rc == 0)
+		vm_disks_settle(op->name, op->gen_dir, mine);
+	else if (vm_disks_rollback(op->name, op->gen_dir, mine) != 0) {
+		char	*why = op->cause;
+
+		op->cause = NULL;
+		set_cause(&op->cause, "%s; its disks could not all be put "
+		    "back (ternd's log names them)", why);
+		free(why);
+	}
+	free(now);
 	free(xml);
 	free(path);
 	return rc;

@@ -1331,46 +1331,167 @@ vm_disks_allowed(const char *dir, const char *xml, char **cause)
 	return 0;
 }
 
+/* Where vm_disks_put keeps the image it replaced. */
+static char *
+vm_disk_old(const char *path)
+{
+	char	*old;
+
+	xasprintf(&old, "%s%s", path, VM_DISK_OLD_SUFFIX);
+	return old;
+}
+
+/* Put the image dk replaced back (or remove it, when there was none):
+ * 0, or -1 and a warning naming the image left in place. */
+static int
+vm_disk_back(const char *name, const struct vm_disk *dk, int had_old)
+{
+	char	*old = vm_disk_old(dk->path);
+	int	 rc = 0;
+
+	if (had_old ? rename(old, dk->path) : unlink(dk->path)) {
+		if (had_old || errno != ENOENT) {
+			log_warnx("instance %s: cannot put disk %s's image back "
+			    "at %s (%s): it holds the checkpoint's now%s%s",
+			    name, dk->target, dk->path, strerror(errno),
+			    had_old ? "; the one it replaced is " : "",
+			    had_old ? old : "");
+			rc = -1;
+		}
+	} else if (fsync_parent(dk->path, NULL) != 0)
+		rc = -1;
+	free(old);
+	return rc;
+}
+
+/* Beside it first (a crash leaves the old image whole), the image it
+ * replaces kept as a second name (IMAGE.tern-old), then renamed over
+ * it: *had_old says whether there was one. */
+static int
+vm_disk_put_one(const char *dir, const struct vm_disk *dk, int *had_old,
+    char **cause)
+{
+	char	*src, *tmp, *old;
+	int	 rc;
+
+	*had_old = 0;
+	xasprintf(&src, "%s/%s%s", dir, VM_DISK_PREFIX, dk->target);
+	xasprintf(&tmp, "%s.tern-new", dk->path);
+	old = vm_disk_old(dk->path);
+	*strrchr(tmp, '/') = '\0';
+	rc = tmp[0] != '\0' ? mkdir_p(tmp, 0755, cause) : 0;
+	tmp[strlen(tmp)] = '/';
+	/* A stale one (a crash between put and settle) is not the image
+	 * this restore replaces. */
+	if (rc == 0 && unlink(old) != 0 && errno != ENOENT) {
+		set_cause(cause, "cannot remove %s: %s", old, strerror(errno));
+		rc = -1;
+	}
+	if (rc == 0) {
+		if (link(dk->path, old) == 0)
+			*had_old = 1;
+		else if (errno != ENOENT) {
+			set_cause(cause, "cannot keep %s as %s: %s", dk->path,
+			    old, strerror(errno));
+			rc = -1;
+		}
+	}
+	if (rc == 0)
+		rc = vm_copy(src, tmp, cause);
+	if (rc == 0 && rename(tmp, dk->path) != 0) {
+		set_cause(cause, "cannot rename %s to %s: %s", tmp, dk->path,
+		    strerror(errno));
+		rc = -1;
+	}
+	if (rc != 0) {
+		(void)unlink(tmp);
+		if (*had_old)
+			(void)unlink(old);	/* dk->path is still it */
+	}
+	if (rc == 0)
+		rc = fsync_parent(dk->path, cause);
+	free(src);
+	free(tmp);
+	free(old);
+	return rc;
+}
+
 int
-vm_disks_put(const char *dir, const char *xml, char **cause)
+vm_disks_put(const char *name, const char *dir, const char *xml,
+    char **cause)
 {
 	struct vm_disk	*dk;
-	char		*list, *src, *tmp, *sp;
+	char		*list;
+	int		*had_old;
 	size_t		 n, i;
-	int		 rc = -1;
+	int		 rc = 0;
 
 	/* Every line checked before the first is written. */
 	if (vm_disks_list(dir, xml, &list, &dk, &n, cause) != 0)
 		return -1;
-	for (i = 0; i < n; i++) {
-		sp = dk[i].path;
-		/* Beside it first: a crash leaves the old image whole. */
-		xasprintf(&src, "%s/%s%s", dir, VM_DISK_PREFIX, dk[i].target);
-		xasprintf(&tmp, "%s.tern-new", sp);
-		*strrchr(tmp, '/') = '\0';
-		rc = tmp[0] != '\0' ? mkdir_p(tmp, 0755, cause) : 0;
-		tmp[strlen(tmp)] = '/';
-		if (rc == 0)
-			rc = vm_copy(src, tmp, cause);
-		if (rc == 0 && rename(tmp, sp) != 0) {
-			set_cause(cause, "cannot rename %s to %s: %s", tmp, sp,
-			    strerror(errno));
-			rc = -1;
+	had_old = xcalloc(n + 1, sizeof *had_old);
+	for (i = 0; i < n && rc == 0; i++)
+		if ((rc = vm_disk_put_one(dir, &dk[i], &had_old[i],
+		    cause)) != 0) {
+			/* All or none: the ones already put go back. */
+			while (i-- > 0)
+				(void)vm_disk_back(name, &dk[i], had_old[i]);
+			break;
 		}
-		if (rc != 0)
-			(void)unlink(tmp);
-		free(src);
-		free(tmp);
-		if (rc != 0)
-			goto out;
-		if ((rc = fsync_parent(sp, cause)) != 0)
-			goto out;
-	}
-	rc = 0;
-out:
+	free(had_old);
 	free(dk);
 	free(list);
 	return rc;
+}
+
+int
+vm_disks_rollback(const char *name, const char *dir, const char *xml)
+{
+	struct vm_disk	*dk;
+	char		*list, *old, *cause = NULL;
+	struct stat	 st;
+	size_t		 n, i;
+	int		 rc = 0;
+
+	if (vm_disks_list(dir, xml, &list, &dk, &n, &cause) != 0) {
+		log_warnx("instance %s: its disks not put back: %s", name,
+		    cause);
+		free(cause);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		old = vm_disk_old(dk[i].path);
+		if (vm_disk_back(name, &dk[i], lstat(old, &st) == 0) != 0)
+			rc = -1;
+		free(old);
+	}
+	free(dk);
+	free(list);
+	return rc;
+}
+
+void
+vm_disks_settle(const char *name, const char *dir, const char *xml)
+{
+	struct vm_disk	*dk;
+	char		*list, *old, *cause = NULL;
+	size_t		 n, i;
+
+	if (vm_disks_list(dir, xml, &list, &dk, &n, &cause) != 0) {
+		log_warnx("instance %s: %s", name, cause);
+		free(cause);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		old = vm_disk_old(dk[i].path);
+		if (unlink(old) != 0 && errno != ENOENT)
+			log_warnx("instance %s: cannot remove %s, the image "
+			    "its restore replaced: %s", name, old,
+			    strerror(errno));
+		free(old);
+	}
+	free(dk);
+	free(list);
 }
 
 /* A uuid as libvirt formats it: 8-4-4-4-12 hex digits. */

@@ -113,16 +113,29 @@ int		 vm_snapshot_live(struct vm_host *, const char *name,
  * switch-over alone (*downtime_ms). */
 #define VM_DISK_PREFIX		"disk-"
 #define VM_DISKS_LIST		"DISKS"
+/* Beside an image a restore replaced, until it settles. */
+#define VM_DISK_OLD_SUFFIX	".tern-old"
 int		 vm_snapshot_disks(struct vm_host *, const char *name,
 		    const char *path, const char *dir, uint64_t *downtime_ms,
 		    char **cause);
 /* The disks a generation (dir) carries back at their images' paths
- * (each written beside it, then renamed): 0 also when it has none (no
- * DISKS; any other error reading it fails).  xml is the domain's
- * definition on this host (defined here, else from its spec), never the
- * generation's own: each (target, image) pair must be one of its
- * writable file disks, else nothing is written. */
-int		 vm_disks_put(const char *dir, const char *xml, char **cause);
+ * (each written beside it, then renamed), for instance name: 0 also when
+ * it has none (no DISKS; any other error reading it fails).  xml is the
+ * domain's definition on this host (defined here, else from its spec),
+ * never the generation's own: each (target, image) pair must be one of
+ * its writable file disks, else nothing is written.  All or none: on
+ * failure the images already put are back.  Each image replaced is kept
+ * (IMAGE.tern-old, a second name: no copy) until vm_disks_settle drops
+ * it, once the memory runs on the new one, or vm_disks_rollback puts it
+ * back, when the memory could not be restored. */
+int		 vm_disks_put(const char *name, const char *dir,
+		    const char *xml, char **cause);
+/* After vm_disks_put: each image as it was before (an image that was
+ * not there is removed again).  -1 when one could not be, warned of. */
+int		 vm_disks_rollback(const char *name, const char *dir,
+		    const char *xml);
+void		 vm_disks_settle(const char *name, const char *dir,
+		    const char *xml);
 /* vm_disks_put's checks alone, nothing written. */
 int		 vm_disks_allowed(const char *dir, const char *xml,
 		    char **cause);

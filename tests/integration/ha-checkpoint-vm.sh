@@ -13,7 +13,10 @@
 #  - keep the previous generation as the restore point when one is
 #    damaged on the wire (fault point replica.send.corrupt): h2 refuses it,
 #    h3 never records it;
-#  - once h1 crashed, run on h2 restored from its newest replica: by the
+#  - once h1 crashed, fail its first restore on h2 after the disks were
+#    put (fault point vm.restore.memory): the image h2 had is back, nothing
+#    left beside it, g1 not running; then `ternctl restore g1` on h2 runs
+#    it from its newest replica: by the
 #    guest's own word its memory came back (its uptime and counter go on
 #    from where the generation left them, not from a fresh boot) and its
 #    disk is there with the marker;
@@ -34,7 +37,7 @@ lv_start h1
 lv_start h2
 ha_setup
 TERN_FAULT=replica.send.corrupt:fail@1 cl_start h1
-cl_start h2
+TERN_FAULT=vm.restore.memory:fail@1 cl_start h2
 cl_start h3
 ha_wait || fail "no HA cluster"
 
@@ -123,11 +126,26 @@ wait_for 90 "two more generations of g1 recorded" two_more
 newest=$(recorded | tail -n 1)
 before=$(lv_serial_log h1 g1)
 cp "$before" "$TH_ROOT/g1.h1.serial"
-[ ! -e "$(img h2 g1.img)" ] || fail "h2 has g1's disk before the failover"
+# An image of its own on h2 (an older copy, say): the restore replaces
+# it, a failed one must leave it.
+mkdir -p "$(img h2 '')"
+printf 'H2-OWN-IMAGE' >"$(img h2 g1.img)"
 th_crash h1
+restore_failed() { grep -q "failover of g1: restoring its replica on h2 failed: .*fault point vm.restore.memory" \
+    "$(cl_log h3)"; }
+wait_for 60 "h3 saying the restore of g1 on h2 failed" restore_failed
+fault_fired h2 vm.restore.memory fail
+[ "$(cat "$(img h2 g1.img)")" = H2-OWN-IMAGE ] ||
+    fail "the failed restore left h2's image of g1 replaced: $(head -c 16 "$(img h2 g1.img)")"
+! compgen -G "$(img h2 'g1.img.tern-*')" >/dev/null ||
+    fail "the failed restore left $(echo "$(img h2 'g1.img.tern-')"*)"
+not_running_on h2 g1 || fail "g1 runs on h2 after its failed restore"
+echo "restore on h2 failed after its disks were put: h2's own image is back"
+out=$(cl_ctl h2 restore g1 2>&1) || fail "ternctl restore g1 on h2: $out"
+echo "$out"
 wait_for 60 "g1 running on h2" alive_on h2 g1
-restored() { grep -q "instance g1: restored from its replica" "$(cl_log h2)"; }
-wait_for 10 "h2 restoring g1 from its replica" restored
+! compgen -G "$(img h2 'g1.img.tern-*')" >/dev/null ||
+    fail "the restore left $(echo "$(img h2 'g1.img.tern-')"*)"
 got=$(sed -n 's/.*instance g1: restoring replica generation \([0-9]*\).*/\1/p' \
     "$(cl_log h2)" | tail -n 1)
 [ "${got:-0}" -ge "$newest" ] ||

@@ -73,13 +73,13 @@ test_put(void **state)
 	struct fx	*f = *state;
 	char		*cause = NULL, *got;
 
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	assert_null(cause);
 	got = read_file_bounded(f->img, 1024, NULL, NULL);
 	assert_string_equal(got, "DISK AT THE INSTANT");
 	free(got);
 	assert_int_equal(write_file_atomic(f->img, "LATER", NULL), 0);
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	got = read_file_bounded(f->img, 1024, NULL, NULL);
 	assert_string_equal(got, "DISK AT THE INSTANT");
 	free(got);
@@ -93,7 +93,7 @@ test_unnamed(void **state)
 	char		*cause = NULL;
 	struct stat	 st;
 
-	assert_int_equal(vm_disks_put(f->gen, "<domain><devices><disk "
+	assert_int_equal(vm_disks_put("web", f->gen, "<domain><devices><disk "
 	    "type='file' device='disk'><source file='/elsewhere.img'/><target "
 	    "dev='vda'/>"
 	    "</disk></devices></domain>", &cause), -1);
@@ -112,7 +112,7 @@ test_bad_list(void **state)
 	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
 	assert_int_equal(write_file_atomic(p, "../vda relative\n", NULL), 0);
 	free(p);
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), -1);
 	assert_non_null(strstr(cause, "bad line"));
 	free(cause);
 }
@@ -127,7 +127,7 @@ test_none(void **state)
 	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
 	assert_int_equal(unlink(p), 0);
 	free(p);
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	assert_null(cause);
 }
 
@@ -159,7 +159,7 @@ test_victim(void **state)
 	    "device='disk'><source file='%s'/><target dev='vda'/></disk>"
 	    "</devices></domain>", victim);
 	list_one(f, "vda", victim);
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), -1);
 	assert_non_null(strstr(cause, "does not name"));
 	free(cause);
 	got = read_file_bounded(victim, 1024, NULL, NULL);
@@ -247,7 +247,7 @@ test_swap(void **state)
 	    "<disk type='file' device='disk'><source file='%s'/>"
 	    "<target dev='vdb'/></disk></devices></domain>", f->img, other);
 	list_one(f, "vdb", f->img);
-	assert_int_equal(vm_disks_put(f->gen, xml, &cause), -1);
+	assert_int_equal(vm_disks_put("web", f->gen, xml, &cause), -1);
 	assert_non_null(strstr(cause, "does not name"));
 	free(cause);
 	assert_int_equal(stat(f->img, &st), -1);
@@ -269,7 +269,7 @@ test_backing(void **state)
 	    "file='%s'/></backingStore><target dev='vda'/></disk>"
 	    "</devices></domain>", f->img, base);
 	list_one(f, "vda", base);
-	assert_int_equal(vm_disks_put(f->gen, xml, &cause), -1);
+	assert_int_equal(vm_disks_put("web", f->gen, xml, &cause), -1);
 	assert_non_null(strstr(cause, "does not name"));
 	free(cause);
 	assert_int_equal(stat(base, &st), -1);
@@ -279,7 +279,7 @@ test_backing(void **state)
 	    "</devices></domain>", f->img);
 	list_one(f, "vda", f->img);
 	cause = NULL;
-	assert_int_equal(vm_disks_put(f->gen, xml, &cause), -1);
+	assert_int_equal(vm_disks_put("web", f->gen, xml, &cause), -1);
 	assert_non_null(cause);
 	free(cause);
 	assert_int_equal(stat(f->img, &st), -1);
@@ -298,7 +298,7 @@ test_unreadable(void **state)
 	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
 	assert_int_equal(unlink(p), 0);
 	assert_int_equal(mkdir(p, 0700), 0);
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), -1);
 	assert_non_null(strstr(cause, "cannot read"));
 	free(cause);
 	assert_int_equal(rmdir(p), 0);
@@ -308,7 +308,7 @@ test_unreadable(void **state)
 	assert_int_equal(write_file_atomic(p, big, NULL), 0);
 	free(big);
 	cause = NULL;
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), -1);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), -1);
 	assert_non_null(strstr(cause, "larger"));
 	free(cause);
 	free(p);
@@ -346,7 +346,7 @@ test_sparse(void **state)
 	assert_true(fputs("DATA", fp) >= 0);
 	assert_int_equal(fclose(fp), 0);
 	free(p);
-	assert_int_equal(vm_disks_put(f->gen, f->xml, &cause), 0);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	assert_int_equal(stat(f->img, &st), 0);
 	assert_int_equal(st.st_size, (8 << 20) + 4);
 	/* 8 MiB of hole: far fewer than its 16 Ki blocks of 512 bytes. */
@@ -357,6 +357,115 @@ test_sparse(void **state)
 	assert_memory_equal(got + (8 << 20), "DATA", 4);
 	assert_int_equal(got[4096], '\0');
 	free(got);
+}
+
+/* The image's content, or NULL when it is not there. */
+static char *
+content(const char *path)
+{
+	struct stat	st;
+
+	if (lstat(path, &st) != 0)
+		return NULL;
+	return read_file_bounded(path, 1024, NULL, NULL);
+}
+
+static void
+assert_content(const char *path, const char *want)
+{
+	char	*got = content(path);
+
+	if (want == NULL)
+		assert_null(got);
+	else
+		assert_string_equal(got, want);
+	free(got);
+}
+
+/* Put, then the memory not restored: the image the domain had is back,
+ * nothing left beside it; a stale IMAGE.tern-old (a crash between put
+ * and settle) is never what comes back. */
+static void
+test_rollback(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *old;
+
+	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
+	assert_int_equal(write_file_atomic(old, "STALE", NULL), 0);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	assert_null(cause);
+	assert_content(f->img, "DISK AT THE INSTANT");
+	assert_content(old, "WRITTEN SINCE");
+	assert_int_equal(vm_disks_rollback("web", f->gen, f->xml), 0);
+	assert_content(f->img, "WRITTEN SINCE");
+	assert_content(old, NULL);
+	free(old);
+}
+
+/* Rolled back where there was no image: none again. */
+static void
+test_rollback_absent(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL;
+
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	assert_content(f->img, "DISK AT THE INSTANT");
+	assert_int_equal(vm_disks_rollback("web", f->gen, f->xml), 0);
+	assert_content(f->img, NULL);
+}
+
+/* The memory runs on the new image: the old one goes. */
+static void
+test_settle(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *old;
+
+	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	vm_disks_settle("web", f->gen, f->xml);
+	assert_content(f->img, "DISK AT THE INSTANT");
+	assert_content(old, NULL);
+	free(old);
+}
+
+/* Two disks, the second's image missing from the generation: all or
+ * none, the first is back as it was. */
+static void
+test_put_all_or_none(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *p, *list, *img2, *xml;
+
+	xasprintf(&img2, "%s/images/data.img", f->tmp);
+	xasprintf(&xml, "<domain><devices><disk type='file' device='disk'>"
+	    "<source file='%s'/><target dev='vda'/></disk><disk type='file' "
+	    "device='disk'><source file='%s'/><target dev='vdb'/></disk>"
+	    "</devices></domain>", f->img, img2);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
+	assert_int_equal(write_file_atomic(img2, "DATA SINCE", NULL), 0);
+	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
+	xasprintf(&list, "vda %s\nvdb %s\n", f->img, img2);
+	assert_int_equal(write_file_atomic(p, list, NULL), 0);
+	free(list);
+	free(p);
+	assert_int_equal(vm_disks_put("web", f->gen, xml, &cause), -1);
+	assert_non_null(cause);
+	free(cause);
+	assert_content(f->img, "WRITTEN SINCE");
+	assert_content(img2, "DATA SINCE");
+	xasprintf(&p, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
+	assert_content(p, NULL);
+	free(p);
+	free(img2);
+	free(xml);
 }
 
 int
@@ -376,6 +485,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_protectable, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_absent, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_settle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_all_or_none, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
