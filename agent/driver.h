@@ -32,6 +32,7 @@ struct inst_saved {
 	uint64_t	 epoch;
 	int		 want_running;
 	int		 ha_unconfirmed;	/* instance-internal.h */
+	uint64_t	 replica_restore_gen;	/* instance-internal.h */
 };
 
 /* A driver's load: set what saved holds for HA on in once its state is

@@ -674,8 +674,11 @@ ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 		    "is fixed)", hr->name, error, hr->name);
 		in = hr->a->instances != NULL ?
 		    instance_find(hr->a->instances, hr->name) : NULL;
-		if (in != NULL)
+		if (in != NULL) {
 			in->want_running = 0;
+			in->replica_restore_gen = 0;
+			instance_persist(in);
+		}
 		replica_restore_failed(hr->a, hr->name, error);
 	} else
 		log_info("instance %s: restored from its replica", hr->name);
@@ -693,6 +696,7 @@ ha_restore_fail(struct agent *a, struct instance *in, const char *name,
 	    PRIu64 ", left not running here: %s", name, gen, cause);
 	if (in != NULL) {
 		in->want_running = 0;
+		in->replica_restore_gen = 0;
 		instance_set_error(in, cause);
 		instance_persist(in);
 	}
@@ -768,6 +772,10 @@ ha_restore(struct instance *in, uint64_t gen)
 	hr->name = xstrdup(in->name);
 	hr->gen = gen;
 	in->replica_restoring = 1;
+	if (in->replica_restore_gen != gen) {
+		in->replica_restore_gen = gen;
+		instance_persist(in);
+	}
 	replica_take(a, in->name, gen, in->ckpt_dir, in->spec != NULL &&
 	    !in->spec->shared_storage ? in->spec->root : NULL,
 	    ha_restore_taken, hr);
@@ -1058,8 +1066,18 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 			migration_owner_granted(a, in->name, in->epoch);
 		/* Not while its replica is taken in: the restore runs it
 		 * (or, refused, leaves it not running); a cold start here
-		 * ran it over the rootfs the restore refused. */
-		if (in->want_running && in->state == INST_STOPPED &&
+		 * ran it over the rootfs the restore refused.  One a
+		 * restarted ternd did not finish is resumed. */
+		if (in->replica_restore_gen != 0) {
+			if (!in->replica_restoring && in->working == NULL &&
+			    (in->state == INST_STOPPED ||
+			    in->state == INST_CHECKPOINTED)) {
+				log_info("instance %s: resuming its restore "
+				    "from replica generation %" PRIu64,
+				    in->name, in->replica_restore_gen);
+				ha_restore(in, in->replica_restore_gen);
+			}
+		} else if (in->want_running && in->state == INST_STOPPED &&
 		    in->working == NULL && !in->replica_restoring)
 			ha_start(in, "this host holds its lease again", 0);
 	}

@@ -74,6 +74,11 @@ struct instance {
 	/* A failover's replica generation is being taken in (its rootfs
 	 * written) before its restore: no grant may cold-start it. */
 	int			 replica_restoring;
+	/* The replica generation a failover restores it from, until it
+	 * runs or the restore failed.  Saved in the state file: a ternd
+	 * restarted meanwhile resumes the restore at the next grant, never
+	 * a cold start. */
+	uint64_t		 replica_restore_gen;
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
 						 * pool: "starting", ... */

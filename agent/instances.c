@@ -91,11 +91,13 @@ instance_set_state(struct instance *in, enum inst_state st, const char *why)
 	if (ha_instances_running(in) != 0)
 		return -1;
 	/* Whoever restored it (the grants, ternctl restore --force), the
-	 * commit point's checkpoint runs under a lease: nothing left to
-	 * decide.  A fenced restore keeps the flag: the next grant restores
-	 * the checkpoint again, not a fresh start from the spec. */
-	if (in->ha_unconfirmed) {
+	 * commit point's checkpoint or the failover's replica runs under a
+	 * lease: nothing left to decide or resume.  A fenced restore keeps
+	 * the flags: the next grant restores the checkpoint again, not a
+	 * fresh start from the spec. */
+	if (in->ha_unconfirmed || in->replica_restore_gen != 0) {
 		in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
+		in->replica_restore_gen = 0;
 		instance_persist(in);
 	}
 	return 0;
@@ -130,12 +132,13 @@ instance_state_text(const struct instance *in)
 	 * was killed in: never resume a copy another host runs. */
 	xasprintf(&text, "state=%s\npid=%ld\ngeneration=%llu\ncriu=%ld\n"
 	    "moved_to=%s\nha=%d\npriority=%ld\nepoch=%llu\nwant=%d\n"
-	    "unconfirmed=%d\n",
+	    "unconfirmed=%d\nreplica_restore=%llu\n",
 	    inst_state_names[in->state], (long)in->pid,
 	    (unsigned long long)in->generation, (long)in->criu_pid,
 	    in->moved_to != NULL ? in->moved_to : "", in->ha,
 	    (long)in->priority, (unsigned long long)in->epoch,
-	    in->want_running, in->ha_unconfirmed);
+	    in->want_running, in->ha_unconfirmed,
+	    (unsigned long long)in->replica_restore_gen);
 	return text;
 }
 
@@ -853,6 +856,8 @@ instance_saved_read(struct instances *set, const char *name,
 		saved->want_running = p[6] == '1';
 	if ((p = strstr(text, "\nunconfirmed=")) != NULL)
 		saved->ha_unconfirmed = p[13] == '1';
+	if ((p = strstr(text, "\nreplica_restore=")) != NULL)
+		saved->replica_restore_gen = strtoull(p + 17, NULL, 10);
 	if ((p = strstr(text, "\nmoved_to=")) != NULL && p[10] != '\n' &&
 	    p[10] != '\0') {
 		p[10 + strcspn(p + 10, "\n")] = '\0';
@@ -886,6 +891,15 @@ instance_saved_apply(struct instance *in, const struct inst_saved *saved)
 		    "unconfirmed: the coordinator's grant decides whether its "
 		    "checkpoint %" PRIu64 " is restored here", in->name,
 		    in->generation);
+	/* A failover's restore the previous ternd did not finish: the
+	 * next grant that lists it here resumes it. */
+	in->replica_restore_gen = in->ha != 0 && (in->state == INST_STOPPED ||
+	    in->state == INST_CHECKPOINTED) ? saved->replica_restore_gen : 0;
+	if (in->replica_restore_gen != 0)
+		log_info("instance %s: ternd stopped while it was restored from "
+		    "replica generation %" PRIu64 ": the restore resumes when "
+		    "a grant lists it here, it is not started afresh",
+		    in->name, in->replica_restore_gen);
 }
 
 /* The first driver whose definition the directory holds loads it. */

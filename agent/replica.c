@@ -1678,28 +1678,51 @@ struct rep_take {
 	uint64_t		 gen;
 	size_t			 entries;	/* rootfs written: its entries */
 	int			 wrote;
+	int			 kept;		/* written before a restart */
 	replica_take_cb		 cb;
 	void			*arg;
 };
 
+/* In the instance's checkpoint directory from the moment its rootfs is
+ * written from replica generation gen until that generation is taken in
+ * beside it: a take that ternd's restart cut short knows the rootfs there
+ * is the replica's, not a stale copy. */
+static char *
+rep_rootfs_mark(const struct rep_take *t)
+{
+	char	*mark;
+
+	xasprintf(&mark, "%s/rootfs-from-replica-%" PRIu64, t->ckpt_dir,
+	    t->gen);
+	return mark;
+}
+
 /* The generation carries the container's rootfs: write it where its
  * spec says, before CRIU restores.  That path must be absent or an empty
  * directory here: a rootfs found there (a stale copy, or someone
- * else's) is never overwritten; the failover moves on. */
+ * else's) is never overwritten; the failover moves on.  Unless this take
+ * wrote it before ternd restarted (rep_rootfs_mark): it is kept. */
 static int
 rep_rootfs_put(struct rep_take *t, const char *gen_dir, char **cause)
 {
 	struct rootfs_snap	 snap;
 	struct stat		 st;
-	char			*tmp = NULL;
+	char			*tmp = NULL, *mark;
 	int			 rc;
 
 	if ((rc = rootfs_snap_load(gen_dir, &snap, cause)) != 0)
 		return rc == 1 ? 0 : -1;
 	rc = -1;
+	mark = rep_rootfs_mark(t);
 	if (t->root == NULL) {
 		set_cause(cause, "replica generation carries a rootfs, but "
 		    "the instance has no rootfs path here");
+		goto out;
+	}
+	if (lstat(mark, &st) == 0 && lstat(t->root, &st) == 0 &&
+	    S_ISDIR(st.st_mode)) {
+		t->kept = 1;
+		rc = 0;
 		goto out;
 	}
 	if (lstat(t->root, &st) == 0 && (!S_ISDIR(st.st_mode) ||
@@ -1718,13 +1741,19 @@ rep_rootfs_put(struct rep_take *t, const char *gen_dir, char **cause)
 		set_cause(cause, "%s: %s", t->root, strerror(errno));
 		goto out;
 	}
-	if (fsync_parent(t->root, cause) != 0)
+	if (fsync_parent(t->root, cause) != 0 ||
+	    mkdir_p(t->ckpt_dir, 0700, cause) != 0 ||
+	    write_file_atomic(mark, "", cause) != 0)
 		goto out;
 	t->wrote = 1;
 	t->entries = snap.n;
+	/* kill: ternd dies with the rootfs written and the generation not
+	 * yet taken in (its restart must resume the restore). */
+	fault_die_at("replica.take.rootfs");
 	rc = 0;
 out:
 	rootfs_snap_free(&snap);
+	free(mark);
 	free(tmp);
 	return rc;
 }
@@ -1733,11 +1762,19 @@ static int
 rep_take_work(void *arg, char **cause)
 {
 	struct rep_take	*t = arg;
-	char		*from, *to;
+	char		*from, *to, *mark;
+	struct stat	 st;
 	int		 rc = -1;
 
 	xasprintf(&from, "%s/%" PRIu64, t->dir, t->gen);
 	xasprintf(&to, "%s/%" PRIu64, t->ckpt_dir, t->gen);
+	xasprintf(&mark, "%s/%s", to, CKPT_MANIFEST);
+	/* Taken in already, before ternd restarted (its rootfs first). */
+	if (lstat(mark, &st) == 0 && ckpt_newest(t->dir) < t->gen) {
+		t->kept = 1;
+		rc = 0;
+		goto taken;
+	}
 	if (ckpt_newest(t->dir) < t->gen) {
 		set_cause(cause, "this host holds no complete replica "
 		    "generation %" PRIu64 " of it (%s)", t->gen, t->dir);
@@ -1751,8 +1788,14 @@ rep_take_work(void *arg, char **cause)
 		set_cause(cause, "%s: %s", to, strerror(errno));
 		goto out;
 	}
-	rc = fsync_parent(to, cause);
+	if ((rc = fsync_parent(to, cause)) != 0)
+		goto out;
+taken:
+	free(mark);
+	mark = rep_rootfs_mark(t);
+	(void)unlink(mark);
 out:
+	free(mark);
 	free(from);
 	free(to);
 	return rc;
@@ -1767,6 +1810,10 @@ rep_take_done(void *arg, const char *error)
 	if (t->wrote)
 		log_info("instance %s: rootfs %s written from its replica "
 		    "(%zu entries)", t->name, t->root, t->entries);
+	else if (t->kept)
+		log_info("instance %s: replica generation %" PRIu64 " was "
+		    "taken in (rootfs %s) before ternd restarted: kept",
+		    t->name, t->gen, t->root != NULL ? t->root : "none");
 	if (error == NULL)
 		work_discard(t->a->ternd->loop, t->dir, t->name, "the replica",
 		    NULL, NULL);

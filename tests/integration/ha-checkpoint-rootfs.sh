@@ -10,9 +10,12 @@
 #  - the rootfs crosses with the first generation, not again with the
 #    next ones (only what changed);
 #  - a file deleted on h1 before the last generation stays deleted;
-#  - h1 crashes: h2 writes mc's rootfs from its replica and restores it:
-#    the same RUN (restored, not cold-started), the count goes on from
-#    the file's, and no mismatch: files and memory from the same dump;
+#  - h1 crashes: h2 writes mc's rootfs from its replica, and its ternd
+#    dies right then (fault point replica.take.rootfs, kill), before the
+#    generation is taken in; restarted, it resumes the restore (keeping
+#    the rootfs it wrote) and never cold-starts mc: the same RUN
+#    (restored, not cold-started), the count goes on from the file's,
+#    and no mismatch: files and memory from the same dump;
 #  - rm1, another checkpoint-protected container replicated to h2, is
 #    destroyed: h2 removes its replica within a bound, and keeps mc's;
 #  - h1 comes back (its old /srv/mc still there) and holds mc's replica;
@@ -33,7 +36,7 @@ TH_BINDS+=("srv:/srv")		# each host's own /srv
 th_setup 3
 ha_setup
 cl_start h1
-cl_start h2
+TERN_FAULT=replica.take.rootfs:kill@1 cl_start h2
 cl_start h3
 ha_wait || fail "no HA cluster"
 
@@ -140,11 +143,19 @@ echo "--- h1 crashes: mc's rootfs and memory come back together on h2"
 newest=$(recorded 1 | tail -n 1)
 read -r run _ <<<"$(counter h1)"
 th_crash h1
+h2_dead() { ! cl_pid h2 >/dev/null; }
+wait_for 30 "h2's ternd dying in mc's replica take" h2_dead
+fault_fired h2 replica.take.rootfs kill
+cl_start h2
 wait_for 30 "mc running on h2" runs_on h2
 restored() { grep -q "instance mc: restored from its replica" "$(cl_log h2)"; }
 wait_for 10 "h2 restoring mc from its replica" restored
-grep -q "instance mc: rootfs /srv/mc written from its replica" \
-    "$(cl_log h2)" || fail "h2 did not write mc's rootfs"
+grep -q "instance mc: resuming its restore from replica generation" \
+    "$(cl_log h2)" || fail "h2's restarted ternd did not resume mc's restore"
+grep -q "instance mc: replica generation [0-9]* was taken in (rootfs /srv/mc) before ternd restarted: kept" \
+    "$(cl_log h2)" || fail "h2 did not keep the rootfs it wrote for mc"
+! grep -q "instance mc: .*this host holds its lease again" "$(cl_log h2)" ||
+    fail "h2 cold-started mc: $(grep "instance mc: .*lease again" "$(cl_log h2)")"
 got=$(sed -n 's/.*instance mc: restoring replica generation \([0-9]*\).*/\1/p' \
     "$(cl_log h2)" | tail -n 1)
 [ "${got:-0}" -ge "$newest" ] ||
