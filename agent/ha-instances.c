@@ -731,8 +731,21 @@ ha_restore_taken(void *arg, const char *error)
 	r.has_generation = 1;
 	r.generation = hr->gen;
 	if (in->drv->restore == NULL || in->drv->restore(in, &r, ha_restored,
-	    hr, &code, &cause) != 0)
+	    hr, &code, &cause) != 0) {
+		/* libvirtd not answering yet (a host booted again): the
+		 * generation stays taken in, the next grant asks again. */
+		if (in->drv->restore != NULL &&
+		    code == TERN__ERROR_CODE__ERROR_UNAVAILABLE) {
+			if (!in->replica_restore_waited)
+				log_warnx("instance %s: its restore from replica "
+				    "generation %" PRIu64 " waits: %s",
+				    in->name, hr->gen, cause);
+			in->replica_restore_waited = 1;
+			free(cause);
+			goto out;
+		}
 		goto fail;
+	}
 	return;
 fail:
 	ha_restore_fail(a, in, hr->name, hr->gen, cause != NULL ? cause :
@@ -741,6 +754,33 @@ fail:
 out:
 	free(hr->name);
 	free(hr);
+}
+
+/* The state file names the generation: take it in. */
+static void
+ha_restore_saved(void *arg, const char *error)
+{
+	struct ha_restoring	*hr = arg;
+	struct agent		*a = hr->a;
+	struct instance		*in;
+	char			*why;
+
+	in = a->instances != NULL ? instance_find(a->instances, hr->name) :
+	    NULL;
+	if (error != NULL || in == NULL) {
+		if (in != NULL)
+			in->replica_restoring = 0;
+		xasprintf(&why, "cannot save its state before the restore: %s",
+		    error != NULL ? error : "it is gone from this host");
+		ha_restore_fail(a, in, hr->name, hr->gen, why);
+		free(why);
+		free(hr->name);
+		free(hr);
+		return;
+	}
+	replica_take(a, in->name, hr->gen, in->ckpt_dir, in->spec != NULL &&
+	    !in->spec->shared_storage ? in->spec->root : NULL,
+	    ha_restore_taken, hr);
 }
 
 /* It came here by failover and this host holds its replica: restore
@@ -772,13 +812,10 @@ ha_restore(struct instance *in, uint64_t gen)
 	hr->name = xstrdup(in->name);
 	hr->gen = gen;
 	in->replica_restoring = 1;
-	if (in->replica_restore_gen != gen) {
-		in->replica_restore_gen = gen;
-		instance_persist(in);
-	}
-	replica_take(a, in->name, gen, in->ckpt_dir, in->spec != NULL &&
-	    !in->spec->shared_storage ? in->spec->root : NULL,
-	    ha_restore_taken, hr);
+	/* Nothing is written until the state file says which generation:
+	 * a ternd that dies during the take finds it there. */
+	in->replica_restore_gen = gen;
+	instance_persist_then(in, ha_restore_saved, hr);
 }
 
 /* The create's callback may come before instances_create returns: both
@@ -1070,11 +1107,13 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		 * restarted ternd did not finish is resumed. */
 		if (in->replica_restore_gen != 0) {
 			if (!in->replica_restoring && in->working == NULL &&
-			    (in->state == INST_STOPPED ||
+			    !in->vm_busy && (in->state == INST_STOPPED ||
 			    in->state == INST_CHECKPOINTED)) {
-				log_info("instance %s: resuming its restore "
-				    "from replica generation %" PRIu64,
-				    in->name, in->replica_restore_gen);
+				if (!in->replica_restore_waited)
+					log_info("instance %s: resuming its "
+					    "restore from replica generation %"
+					    PRIu64, in->name,
+					    in->replica_restore_gen);
 				ha_restore(in, in->replica_restore_gen);
 			}
 		} else if (in->want_running && in->state == INST_STOPPED &&

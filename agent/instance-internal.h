@@ -79,6 +79,7 @@ struct instance {
 	 * restarted meanwhile resumes the restore at the next grant, never
 	 * a cold start. */
 	uint64_t		 replica_restore_gen;
+	int			 replica_restore_waited; /* said once */
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
 						 * pool: "starting", ... */

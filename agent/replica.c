@@ -1678,7 +1678,8 @@ struct rep_take {
 	uint64_t		 gen;
 	size_t			 entries;	/* rootfs written: its entries */
 	int			 wrote;
-	int			 kept;		/* written before a restart */
+	int			 kept;		/* before a restart: 1 the
+						 * rootfs written, 2 all taken */
 	replica_take_cb		 cb;
 	void			*arg;
 };
@@ -1737,13 +1738,16 @@ rep_rootfs_put(struct rep_take *t, const char *gen_dir, char **cause)
 	if (rm_rf(tmp, cause) != 0 ||
 	    rootfs_snap_materialise(&snap, t->dir, tmp, cause) != 0)
 		goto out;
+	/* Marked before it is in place (the rename is atomic): whatever
+	 * is at root from now on is this take's. */
+	if (mkdir_p(t->ckpt_dir, 0700, cause) != 0 ||
+	    write_file_atomic(mark, "", cause) != 0)
+		goto out;
 	if (rename(tmp, t->root) != 0) {
 		set_cause(cause, "%s: %s", t->root, strerror(errno));
 		goto out;
 	}
-	if (fsync_parent(t->root, cause) != 0 ||
-	    mkdir_p(t->ckpt_dir, 0700, cause) != 0 ||
-	    write_file_atomic(mark, "", cause) != 0)
+	if (fsync_parent(t->root, cause) != 0)
 		goto out;
 	t->wrote = 1;
 	t->entries = snap.n;
@@ -1769,13 +1773,17 @@ rep_take_work(void *arg, char **cause)
 	xasprintf(&from, "%s/%" PRIu64, t->dir, t->gen);
 	xasprintf(&to, "%s/%" PRIu64, t->ckpt_dir, t->gen);
 	xasprintf(&mark, "%s/%s", to, CKPT_MANIFEST);
-	/* Taken in already, before ternd restarted (its rootfs first). */
-	if (lstat(mark, &st) == 0 && ckpt_newest(t->dir) < t->gen) {
-		t->kept = 1;
+	/* Taken in already, before ternd restarted (its rootfs first):
+	 * gone from the replica, complete beside the instance. */
+	if (lstat(from, &st) == -1 && errno == ENOENT &&
+	    lstat(mark, &st) == 0) {
+		t->kept = 2;
 		rc = 0;
 		goto taken;
 	}
-	if (ckpt_newest(t->dir) < t->gen) {
+	free(mark);
+	xasprintf(&mark, "%s/%s", from, CKPT_MANIFEST);
+	if (lstat(mark, &st) != 0) {
 		set_cause(cause, "this host holds no complete replica "
 		    "generation %" PRIu64 " of it (%s)", t->gen, t->dir);
 		goto out;
@@ -1790,6 +1798,8 @@ rep_take_work(void *arg, char **cause)
 	}
 	if ((rc = fsync_parent(to, cause)) != 0)
 		goto out;
+	/* kill: ternd dies with the generation taken in, not restored. */
+	fault_die_at("replica.take.moved");
 taken:
 	free(mark);
 	mark = rep_rootfs_mark(t);
@@ -1810,10 +1820,13 @@ rep_take_done(void *arg, const char *error)
 	if (t->wrote)
 		log_info("instance %s: rootfs %s written from its replica "
 		    "(%zu entries)", t->name, t->root, t->entries);
-	else if (t->kept)
+	else if (t->kept == 1)
+		log_info("instance %s: rootfs %s was written from replica "
+		    "generation %" PRIu64 " before ternd restarted: kept",
+		    t->name, t->root, t->gen);
+	else if (t->kept == 2)
 		log_info("instance %s: replica generation %" PRIu64 " was "
-		    "taken in (rootfs %s) before ternd restarted: kept",
-		    t->name, t->gen, t->root != NULL ? t->root : "none");
+		    "taken in before ternd restarted: kept", t->name, t->gen);
 	if (error == NULL)
 		work_discard(t->a->ternd->loop, t->dir, t->name, "the replica",
 		    NULL, NULL);

@@ -280,16 +280,30 @@ vm_op_restore(struct vm_op *op)
 		rc = vm_restore(op->host, path, xml, &op->cause);
 	/* Not restored: the disks it had are back, the checkpoint's would
 	 * not go with the memory that runs next (a cold start, another
-	 * generation). */
+	 * generation).  Unless QEMU runs all the same (libvirt's answer
+	 * lost, not its work): it writes to those disks. */
 	if (rc == 0)
 		vm_disks_settle(op->name, op->gen_dir, mine);
-	else if (vm_disks_rollback(op->name, op->gen_dir, mine) != 0) {
-		char	*why = op->cause;
+	else {
+		char		*why = op->cause, *state_why = NULL;
+		enum vm_run	 run;
+		const char	*left = NULL;
 
-		op->cause = NULL;
-		set_cause(&op->cause, "%s; its disks could not all be put "
-		    "back (ternd's log names them)", why);
-		free(why);
+		if (vm_state(op->host, op->name, &run, NULL, &state_why) != 0)
+			left = "libvirt cannot say whether it runs";
+		else if (run != VM_ABSENT && run != VM_SHUTOFF)
+			left = "its domain runs all the same";
+		else if (vm_disks_rollback(op->name, op->gen_dir, mine) != 0)
+			left = "they could not all be put back (ternd's log "
+			    "names them)";
+		if (left != NULL) {
+			op->cause = NULL;
+			set_cause(&op->cause, "%s; its disks hold the "
+			    "checkpoint's now, each previous image beside it "
+			    "as IMAGE%s: %s", why, VM_DISK_OLD_SUFFIX, left);
+			free(why);
+		}
+		free(state_why);
 	}
 	free(now);
 	free(xml);

@@ -1297,6 +1297,15 @@ vm_disks_list(const char *dir, const char *xml, char **listp,
 			    VM_DISKS_LIST, line, sp);
 			goto out;
 		}
+		for (i = 0; i < n; i++)
+			if (strcmp(dk[i].target, line) == 0 ||
+			    strcmp(dk[i].path, sp) == 0)
+				break;
+		if (i < n) {
+			set_cause(cause, "%s/%s: disk %s at %s listed twice; "
+			    "nothing restored", dir, VM_DISKS_LIST, line, sp);
+			goto out;
+		}
 		dk = xreallocarray(dk, n + 1, sizeof *dk);
 		dk[n].target = line;
 		dk[n].path = sp;
@@ -1366,13 +1375,15 @@ vm_disk_back(const char *name, const struct vm_disk *dk, int had_old)
 
 /* Beside it first (a crash leaves the old image whole), the image it
  * replaces kept as a second name (IMAGE.tern-old), then renamed over
- * it: *had_old says whether there was one. */
+ * it: *had_old says whether there was one.  On failure the image is as
+ * it was. */
 static int
-vm_disk_put_one(const char *dir, const struct vm_disk *dk, int *had_old,
-    char **cause)
+vm_disk_put_one(const char *name, const char *dir, const struct vm_disk *dk,
+    int *had_old, char **cause)
 {
-	char	*src, *tmp, *old;
-	int	 rc;
+	char		*src, *tmp, *old;
+	struct stat	 st;
+	int		 rc;
 
 	*had_old = 0;
 	xasprintf(&src, "%s/%s%s", dir, VM_DISK_PREFIX, dk->target);
@@ -1381,10 +1392,15 @@ vm_disk_put_one(const char *dir, const struct vm_disk *dk, int *had_old,
 	*strrchr(tmp, '/') = '\0';
 	rc = tmp[0] != '\0' ? mkdir_p(tmp, 0755, cause) : 0;
 	tmp[strlen(tmp)] = '/';
-	/* A stale one (a crash between put and settle) is not the image
-	 * this restore replaces. */
-	if (rc == 0 && unlink(old) != 0 && errno != ENOENT) {
-		set_cause(cause, "cannot remove %s: %s", old, strerror(errno));
+	/* One left by a restore that did not finish (ternd died between
+	 * put and settle) may be the only copy of the image the domain
+	 * had: never removed here, the operator decides. */
+	if (rc == 0 && lstat(old, &st) == 0) {
+		set_cause(cause, "%s exists: a restore that did not finish "
+		    "left it, and it holds the image disk %s had before that "
+		    "restore (%s holds the checkpoint's); rename it over %s "
+		    "to keep it, or remove it, then restore again", old,
+		    dk->target, dk->path, dk->path);
 		rc = -1;
 	}
 	if (rc == 0) {
@@ -1407,9 +1423,8 @@ vm_disk_put_one(const char *dir, const struct vm_disk *dk, int *had_old,
 		(void)unlink(tmp);
 		if (*had_old)
 			(void)unlink(old);	/* dk->path is still it */
-	}
-	if (rc == 0)
-		rc = fsync_parent(dk->path, cause);
+	} else if ((rc = fsync_parent(dk->path, cause)) != 0)
+		(void)vm_disk_back(name, dk, *had_old);
 	free(src);
 	free(tmp);
 	free(old);
@@ -1431,7 +1446,7 @@ vm_disks_put(const char *name, const char *dir, const char *xml,
 		return -1;
 	had_old = xcalloc(n + 1, sizeof *had_old);
 	for (i = 0; i < n && rc == 0; i++)
-		if ((rc = vm_disk_put_one(dir, &dk[i], &had_old[i],
+		if ((rc = vm_disk_put_one(name, dir, &dk[i], &had_old[i],
 		    cause)) != 0) {
 			/* All or none: the ones already put go back. */
 			while (i-- > 0)

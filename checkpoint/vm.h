@@ -127,7 +127,9 @@ int		 vm_snapshot_disks(struct vm_host *, const char *name,
  * failure the images already put are back.  Each image replaced is kept
  * (IMAGE.tern-old, a second name: no copy) until vm_disks_settle drops
  * it, once the memory runs on the new one, or vm_disks_rollback puts it
- * back, when the memory could not be restored. */
+ * back, when the memory could not be restored.  An IMAGE.tern-old found
+ * (a restore that did not finish) is refused, never removed: it may be
+ * the only copy of the image the domain had. */
 int		 vm_disks_put(const char *name, const char *dir,
 		    const char *xml, char **cause);
 /* After vm_disks_put: each image as it was before (an image that was

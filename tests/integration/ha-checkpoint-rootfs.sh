@@ -82,7 +82,9 @@ counter() {
 	done
 }
 state_on() { inst_field "$1" "${2:-mc}" state; }
-runs_on() { [ "$(state_on "$1")" = running ]; }
+# Running, or in one of its leave-running checkpoints (every 2 s; on a
+# loaded machine one can take most of the interval).
+runs_on() { case $(state_on "$1" "${2:-mc}") in running | checkpointing) ;; *) return 1 ;; esac; }
 recorded() {
 	grep -o "replica of ${2:-mc}: generation [0-9]* on h2 (epoch $1) recorded" \
 	    "$(cl_log h3)" | awk '{print $5}'
@@ -152,10 +154,10 @@ restored() { grep -q "instance mc: restored from its replica" "$(cl_log h2)"; }
 wait_for 10 "h2 restoring mc from its replica" restored
 grep -q "instance mc: resuming its restore from replica generation" \
     "$(cl_log h2)" || fail "h2's restarted ternd did not resume mc's restore"
-grep -q "instance mc: replica generation [0-9]* was taken in (rootfs /srv/mc) before ternd restarted: kept" \
+grep -q "instance mc: rootfs /srv/mc was written from replica generation [0-9]* before ternd restarted: kept" \
     "$(cl_log h2)" || fail "h2 did not keep the rootfs it wrote for mc"
-! grep -q "instance mc: .*this host holds its lease again" "$(cl_log h2)" ||
-    fail "h2 cold-started mc: $(grep "instance mc: .*lease again" "$(cl_log h2)")"
+! grep -q "instance mc: starting: " "$(cl_log h2)" ||
+    fail "h2 cold-started mc: $(grep "instance mc: starting: " "$(cl_log h2)")"
 got=$(sed -n 's/.*instance mc: restoring replica generation \([0-9]*\).*/\1/p' \
     "$(cl_log h2)" | tail -n 1)
 [ "${got:-0}" -ge "$newest" ] ||

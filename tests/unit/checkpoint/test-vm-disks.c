@@ -383,8 +383,7 @@ assert_content(const char *path, const char *want)
 }
 
 /* Put, then the memory not restored: the image the domain had is back,
- * nothing left beside it; a stale IMAGE.tern-old (a crash between put
- * and settle) is never what comes back. */
+ * nothing left beside it. */
 static void
 test_rollback(void **state)
 {
@@ -393,8 +392,8 @@ test_rollback(void **state)
 
 	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	vm_disks_settle("web", f->gen, f->xml);
 	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
-	assert_int_equal(write_file_atomic(old, "STALE", NULL), 0);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	assert_null(cause);
 	assert_content(f->img, "DISK AT THE INSTANT");
@@ -403,6 +402,43 @@ test_rollback(void **state)
 	assert_content(f->img, "WRITTEN SINCE");
 	assert_content(old, NULL);
 	free(old);
+}
+
+/* An IMAGE.tern-old a restore left (ternd died between put and settle)
+ * may be the only copy of the domain's image: refused, both untouched. */
+static void
+test_unfinished(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *old;
+
+	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	assert_int_equal(write_file_atomic(old, "THE DOMAIN'S OWN", NULL), 0);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), -1);
+	assert_non_null(strstr(cause, "did not finish"));
+	free(cause);
+	assert_content(f->img, "DISK AT THE INSTANT");
+	assert_content(old, "THE DOMAIN'S OWN");
+	free(old);
+}
+
+/* A disk listed twice: refused before anything is written. */
+static void
+test_twice(void **state)
+{
+	struct fx	*f = *state;
+	char		*cause = NULL, *p, *list;
+
+	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
+	xasprintf(&list, "vda %s\nvda %s\n", f->img, f->img);
+	assert_int_equal(write_file_atomic(p, list, NULL), 0);
+	free(list);
+	free(p);
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), -1);
+	assert_non_null(strstr(cause, "listed twice"));
+	free(cause);
+	assert_content(f->img, NULL);
 }
 
 /* Rolled back where there was no image: none again. */
@@ -427,8 +463,10 @@ test_settle(void **state)
 
 	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	vm_disks_settle("web", f->gen, f->xml);
 	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	assert_content(old, "WRITTEN SINCE");
 	vm_disks_settle("web", f->gen, f->xml);
 	assert_content(f->img, "DISK AT THE INSTANT");
 	assert_content(old, NULL);
@@ -449,6 +487,7 @@ test_put_all_or_none(void **state)
 	    "device='disk'><source file='%s'/><target dev='vdb'/></disk>"
 	    "</devices></domain>", f->img, img2);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	vm_disks_settle("web", f->gen, f->xml);
 	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
 	assert_int_equal(write_file_atomic(img2, "DATA SINCE", NULL), 0);
 	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
@@ -486,6 +525,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unfinished, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback_absent, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_settle, setup, teardown),
