@@ -660,6 +660,29 @@ struct ha_restoring {
 	uint64_t	 gen;
 };
 
+/* How long a failover's restore waits for a cause that passes before it
+ * fails as any restore does (and the coordinator tries another replica
+ * host): libvirtd or CRIU not ready after a restart, the driver busy,
+ * the lease lapsed for a moment. */
+#define HA_RESTORE_WAIT_MS	60000
+
+/* The restore cannot go on now (cause): 1 if it waits, its generation
+ * kept, for the next grant that lists it here; 0 once it waited long
+ * enough (the caller fails it). */
+static int
+ha_restore_wait(struct instance *in, uint64_t gen, const char *cause)
+{
+	uint64_t	now = now_ms();
+
+	if (in->replica_restore_wait_ms == 0) {
+		in->replica_restore_wait_ms = now;
+		log_warnx("instance %s: its restore from replica generation %"
+		    PRIu64 " waits: %s (tried again at each grant, for up to "
+		    "%d s)", in->name, gen, cause, HA_RESTORE_WAIT_MS / 1000);
+	}
+	return now - in->replica_restore_wait_ms < HA_RESTORE_WAIT_MS;
+}
+
 static void
 ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 {
@@ -667,16 +690,26 @@ ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 	struct instance		*in;
 
 	(void)reply;
-	(void)code;
+	in = error != NULL && hr->a->instances != NULL ?
+	    instance_find(hr->a->instances, hr->name) : NULL;
+	/* Fenced as it turned running (its lease lapsed meanwhile), or its
+	 * driver unable to act for now: the generation is taken in, the
+	 * next grant that lists it here restores it again. */
+	if (error != NULL && in != NULL &&
+	    code == TERN__ERROR_CODE__ERROR_UNAVAILABLE &&
+	    ha_restore_wait(in, hr->gen, error)) {
+		free(hr->name);
+		free(hr);
+		return;
+	}
 	if (error != NULL) {
 		log_warnx("instance %s: not restored from its replica, left "
 		    "not running here: %s (ternctl restore %s once the cause "
 		    "is fixed)", hr->name, error, hr->name);
-		in = hr->a->instances != NULL ?
-		    instance_find(hr->a->instances, hr->name) : NULL;
 		if (in != NULL) {
 			in->want_running = 0;
 			in->replica_restore_gen = 0;
+			in->replica_restore_wait_ms = 0;
 			instance_persist(in);
 		}
 		replica_restore_failed(hr->a, hr->name, error);
@@ -697,6 +730,7 @@ ha_restore_fail(struct agent *a, struct instance *in, const char *name,
 	if (in != NULL) {
 		in->want_running = 0;
 		in->replica_restore_gen = 0;
+		in->replica_restore_wait_ms = 0;
 		instance_set_error(in, cause);
 		instance_persist(in);
 	}
@@ -724,29 +758,32 @@ ha_restore_taken(void *arg, const char *error)
 		    "it is gone from this host");
 		goto out;
 	}
-	/* Writing its rootfs took a while: the lease again. */
+	/* Writing its rootfs took a while: the lease again.  A lapse, or
+	 * a driver busy or away (libvirtd reconnecting), passes: the
+	 * generation stays taken in, the next grant asks again. */
 	if (ha_instances_may_run(in, &code, &cause) != 0)
-		goto fail;
+		goto transient;
+	if (in->working != NULL || in->vm_busy) {
+		xasprintf(&cause, "instance %s is busy (%s)", in->name,
+		    in->working != NULL ? in->working : "with libvirt");
+		goto transient;
+	}
 	r.name = in->name;
 	r.has_generation = 1;
 	r.generation = hr->gen;
-	if (in->drv->restore == NULL || in->drv->restore(in, &r, ha_restored,
-	    hr, &code, &cause) != 0) {
-		/* libvirtd not answering yet (a host booted again): the
-		 * generation stays taken in, the next grant asks again. */
-		if (in->drv->restore != NULL &&
-		    code == TERN__ERROR_CODE__ERROR_UNAVAILABLE) {
-			if (!in->replica_restore_waited)
-				log_warnx("instance %s: its restore from replica "
-				    "generation %" PRIu64 " waits: %s",
-				    in->name, hr->gen, cause);
-			in->replica_restore_waited = 1;
-			free(cause);
-			goto out;
-		}
+	if (in->drv->restore == NULL)
+		goto fail;
+	if (in->drv->restore(in, &r, ha_restored, hr, &code, &cause) != 0) {
+		if (code == TERN__ERROR_CODE__ERROR_UNAVAILABLE)
+			goto transient;
 		goto fail;
 	}
 	return;
+transient:
+	if (ha_restore_wait(in, hr->gen, cause)) {
+		free(cause);
+		goto out;
+	}
 fail:
 	ha_restore_fail(a, in, hr->name, hr->gen, cause != NULL ? cause :
 	    "its kind cannot restore");
@@ -793,8 +830,9 @@ ha_restore(struct instance *in, uint64_t gen)
 	char			*cause = NULL;
 	int			 code = 0;
 
-	log_info("instance %s: restoring replica generation %" PRIu64,
-	    in->name, gen);
+	if (in->replica_restore_wait_ms == 0)
+		log_info("instance %s: restoring replica generation %" PRIu64,
+		    in->name, gen);
 	/* Fault point replica.restore (fail): the restore fails here. */
 	if (fault_hit("replica.restore") == FAULT_FAIL) {
 		ha_restore_fail(a, in, in->name, gen,
@@ -813,7 +851,12 @@ ha_restore(struct instance *in, uint64_t gen)
 	hr->gen = gen;
 	in->replica_restoring = 1;
 	/* Nothing is written until the state file says which generation:
-	 * a ternd that dies during the take finds it there. */
+	 * a ternd that dies during the take finds it there (a write that
+	 * is not out any more had it already). */
+	if (in->replica_restore_gen == gen && !in->persisting) {
+		ha_restore_saved(hr, NULL);
+		return;
+	}
 	in->replica_restore_gen = gen;
 	instance_persist_then(in, ha_restore_saved, hr);
 }
@@ -856,6 +899,9 @@ ha_created(void *arg, const Envelope *reply, int code, const char *error)
 		in->ha_creating = 0;
 		in->epoch = hc->epoch;
 		in->want_running = 1;
+		/* In the same write as want: a ternd that dies before the
+		 * restore began must not start it afresh. */
+		in->replica_restore_gen = hc->restore;
 		instance_persist(in);
 		if (hc->restore != 0)
 			ha_restore(in, hc->restore);
@@ -1109,7 +1155,7 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 			if (!in->replica_restoring && in->working == NULL &&
 			    !in->vm_busy && (in->state == INST_STOPPED ||
 			    in->state == INST_CHECKPOINTED)) {
-				if (!in->replica_restore_waited)
+				if (in->replica_restore_wait_ms == 0)
 					log_info("instance %s: resuming its "
 					    "restore from replica generation %"
 					    PRIu64, in->name,

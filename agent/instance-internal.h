@@ -79,7 +79,9 @@ struct instance {
 	 * restarted meanwhile resumes the restore at the next grant, never
 	 * a cold start. */
 	uint64_t		 replica_restore_gen;
-	int			 replica_restore_waited; /* said once */
+	/* Since when the restore waits for a cause that passes (0: it
+	 * does not): ha-instances.c ha_restore_wait. */
+	uint64_t		 replica_restore_wait_ms;
 	int			 stop_killed;
 	const char		*working;	/* a container call is on the
 						 * pool: "starting", ... */

@@ -98,7 +98,7 @@ instance_set_state(struct instance *in, enum inst_state st, const char *why)
 	if (in->ha_unconfirmed || in->replica_restore_gen != 0) {
 		in->ha_unconfirmed = in->ha_unconfirmed_tries = 0;
 		in->replica_restore_gen = 0;
-		in->replica_restore_waited = 0;
+		in->replica_restore_wait_ms = 0;
 		instance_persist(in);
 	}
 	return 0;
