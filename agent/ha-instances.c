@@ -1150,9 +1150,11 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		/* Not while its replica is taken in: the restore runs it
 		 * (or, refused, leaves it not running); a cold start here
 		 * ran it over the rootfs the restore refused.  One a
-		 * restarted ternd did not finish is resumed. */
+		 * restarted ternd did not finish is resumed, unless the
+		 * operator stopped it meanwhile. */
 		if (in->replica_restore_gen != 0) {
-			if (!in->replica_restoring && in->working == NULL &&
+			if (in->want_running && !in->replica_restoring &&
+			    in->working == NULL &&
 			    !in->vm_busy && (in->state == INST_STOPPED ||
 			    in->state == INST_CHECKPOINTED)) {
 				if (in->replica_restore_wait_ms == 0)
