@@ -345,13 +345,15 @@ lost=$(nlines "$from" "mc: lost the connection to $to: .* at the commit point")
 dropped=$(nlines "$to" "mc: .*discarding the incoming copy")
 mig_start mc orphan
 wait_line "$from" "mc: dumping -> sending" "$seen"
-criu=$(criu_of "$from") || fail "orphan: no criu at work on $from" \
-    "(ternd's children: $(ternd_children "$from" | tr '\n' ' '))"
 # Every one: the dump must be among them (another, a page server or a
-# check, may have ended meanwhile).
+# check, may end between the look and the SIGSTOP: look again).
 stopped=0
-for p in $criu; do
-	kill -STOP "$p" 2>/dev/null && stopped=$((stopped + 1))
+for ((try = 0; try < 20 && stopped == 0; try++)); do
+	criu=$(criu_of "$from") || fail "orphan: no criu at work on $from" \
+	    "(ternd's children: $(ternd_children "$from" | tr '\n' ' '))"
+	for p in $criu; do
+		kill -STOP "$p" 2>/dev/null && stopped=$((stopped + 1))
+	done
 done
 [ "$stopped" -gt 0 ] || fail "orphan: every criu found ($criu) had ended"
 wait_line "$from" "mc: commit point" "$committed"
