@@ -190,16 +190,23 @@ sys.exit(0 if s["header"]["member_id"] == s["leader"] else 1)' \
 }
 
 # ha__back HOST: a host that crashed or was fenced boots again: its etcd
-# member and its ternd start (a link th_cut stays cut).
+# member and its ternd start (a link th_cut stays cut).  A fence that
+# fires again meanwhile (a new coordinator leader fences the host it
+# still finds failed) powers it off again: booted once more.
 ha__back() {
-	local h=$1
-	if ! th_holder "$h" >/dev/null 2>&1; then
-		th_crash "$h" 2>/dev/null || :	# the cgroups the fence left
-		th_revive "$h" || { HA_WHY="th_revive $h failed"; return 1; }
-	fi
-	rm -f "$TH_ROOT/.th/$h.fenced"
-	ha__etcd_member "$h" || { HA_WHY="etcd on $h did not come back"; return 1; }
-	cl_start "$h" >/dev/null || { HA_WHY="ternd on $h did not start"; return 1; }
+	local h=$1 try
+	for try in 1 2 3; do
+		if ! th_holder "$h" >/dev/null 2>&1; then
+			th_crash "$h" 2>/dev/null || :	# the cgroups the fence left
+			th_revive "$h" || { HA_WHY="th_revive $h failed"; return 1; }
+		fi
+		rm -f "$TH_ROOT/.th/$h.fenced"
+		ha__etcd_member "$h" || { HA_WHY="etcd on $h did not come back"; continue; }
+		cl_start "$h" >/dev/null && return 0
+		HA_WHY="ternd on $h did not start"
+		th_holder "$h" >/dev/null 2>&1 && ! ha__fenced "$h" && return 1
+	done
+	return 1
 }
 
 # ha__whole: every host up, both agents holding a lease, one copy
