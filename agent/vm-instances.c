@@ -202,7 +202,7 @@ vm_uuid(const char *xml, char *buf, size_t len)
 static int
 vm_op_restore(struct vm_op *op)
 {
-	char		*path, *xml, *theirs, *now = NULL, *cause = NULL;
+	char		*path, *xml, *theirs, *now = NULL, *cause = NULL, *disks;
 	const char	*mine;
 	char		 want[64], have[64];
 	uint64_t	 bytes;
@@ -282,7 +282,10 @@ vm_op_restore(struct vm_op *op)
 	 * not go with the memory that runs next (a cold start, another
 	 * generation).  Unless QEMU runs all the same (libvirt's answer
 	 * lost, not its work): it writes to those disks. */
-	if (rc == 0)
+	xasprintf(&disks, "%s/%s", op->gen_dir, VM_DISKS_LIST);
+	if (access(disks, F_OK) != 0)
+		;	/* no disks: nothing put */
+	else if (rc == 0)
 		vm_disks_settle(op->name, op->gen_dir, mine);
 	else {
 		char		*why = op->cause, *state_why = NULL;
@@ -305,6 +308,7 @@ vm_op_restore(struct vm_op *op)
 		}
 		free(state_why);
 	}
+	free(disks);
 	free(now);
 	free(xml);
 	free(path);
