@@ -197,8 +197,10 @@ th_wait 5 is_state v1 stopping || fail "v1 is $(state v1), not stopping"
 sleep 5
 kill -TERM "$lvd"
 th_wait 3 eval '! th_pid_alive '"$lvd" || fail "libvirtd ignores SIGTERM"
-th_wait 2 eval '[[ "$(lasterr v1)" == "lost libvirtd"* ]]' ||
-    fail "ternd did not notice libvirtd's end: $(lasterr v1)"
+# Noticed: the event, or (on a loaded machine the grace period of 10 s
+# may end first) the stop's destroy failing for want of libvirtd.
+noticed() { [[ "$(lasterr v1)" == "lost libvirtd"* || "$(lasterr v1)" == *"is not connected"* ]]; }
+th_wait 2 noticed || fail "ternd did not notice libvirtd's end: $(lasterr v1)"
 echo "libvirtd stopped: v1 $(state v1): $(lasterr v1)"
 refused h1 'libvirtd at .* does not answer' checkpoint v1
 rc=0
