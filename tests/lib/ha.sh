@@ -205,6 +205,9 @@ ha__back() {
 		cl_start "$h" >/dev/null && return 0
 		HA_WHY="ternd on $h did not start"
 		th_holder "$h" >/dev/null 2>&1 && ! ha__fenced "$h" && return 1
+		# Said, not hidden: a fence that fires at a host that came
+		# back is worth a look (bench/partition.sh prints it).
+		echo "ha: $h was powered off again while it came back (a fence fired again)" >&2
 	done
 	return 1
 }
