@@ -683,6 +683,25 @@ ha_restore_wait(struct instance *in, uint64_t gen, const char *cause)
 	return now - in->replica_restore_wait_ms < HA_RESTORE_WAIT_MS;
 }
 
+/* What fails is said, and the instance stays here not running: a cold
+ * start would lose its state silently. */
+static void
+ha_restore_fail(struct agent *a, struct instance *in, const char *name,
+    uint64_t gen, const char *cause)
+{
+	log_warnx("instance %s: not restored from replica generation %"
+	    PRIu64 ", left not running here: %s (ternctl restore %s once the "
+	    "cause is fixed)", name, gen, cause, name);
+	if (in != NULL) {
+		in->want_running = 0;
+		in->replica_restore_gen = 0;
+		in->replica_restore_wait_ms = 0;
+		instance_set_error(in, cause);
+		instance_persist(in);
+	}
+	replica_restore_failed(a, name, cause);
+}
+
 static void
 ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 {
@@ -702,39 +721,12 @@ ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 		free(hr);
 		return;
 	}
-	if (error != NULL) {
-		log_warnx("instance %s: not restored from its replica, left "
-		    "not running here: %s (ternctl restore %s once the cause "
-		    "is fixed)", hr->name, error, hr->name);
-		if (in != NULL) {
-			in->want_running = 0;
-			in->replica_restore_gen = 0;
-			in->replica_restore_wait_ms = 0;
-			instance_persist(in);
-		}
-		replica_restore_failed(hr->a, hr->name, error);
-	} else
+	if (error != NULL)
+		ha_restore_fail(hr->a, in, hr->name, hr->gen, error);
+	else
 		log_info("instance %s: restored from its replica", hr->name);
 	free(hr->name);
 	free(hr);
-}
-
-/* What fails is said, and the instance stays here not running: a cold
- * start would lose its state silently. */
-static void
-ha_restore_fail(struct agent *a, struct instance *in, const char *name,
-    uint64_t gen, const char *cause)
-{
-	log_warnx("instance %s: not restored from replica generation %"
-	    PRIu64 ", left not running here: %s", name, gen, cause);
-	if (in != NULL) {
-		in->want_running = 0;
-		in->replica_restore_gen = 0;
-		in->replica_restore_wait_ms = 0;
-		instance_set_error(in, cause);
-		instance_persist(in);
-	}
-	replica_restore_failed(a, name, cause);
 }
 
 /* The replica generation is the instance's checkpoint now (and its

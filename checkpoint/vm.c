@@ -1459,8 +1459,11 @@ vm_disks_put(const char *name, const char *dir, const char *xml,
 	return rc;
 }
 
-int
-vm_disks_rollback(const char *name, const char *dir, const char *xml)
+/* After vm_disks_put, each disk's previous image: put back (back), or
+ * dropped once the memory runs on the new one.  -1 if one could not be
+ * put back (warned of). */
+static int
+vm_disks_end(const char *name, const char *dir, const char *xml, int back)
 {
 	struct vm_disk	*dk;
 	char		*list, *old, *cause = NULL;
@@ -1469,37 +1472,17 @@ vm_disks_rollback(const char *name, const char *dir, const char *xml)
 	int		 rc = 0;
 
 	if (vm_disks_list(dir, xml, &list, &dk, &n, &cause) != 0) {
-		log_warnx("instance %s: its disks not put back: %s", name,
-		    cause);
+		log_warnx("instance %s: its disks not %s: %s", name,
+		    back ? "put back" : "settled", cause);
 		free(cause);
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
 		old = vm_disk_old(dk[i].path);
-		if (vm_disk_back(name, &dk[i], lstat(old, &st) == 0) != 0)
-			rc = -1;
-		free(old);
-	}
-	free(dk);
-	free(list);
-	return rc;
-}
-
-void
-vm_disks_settle(const char *name, const char *dir, const char *xml)
-{
-	struct vm_disk	*dk;
-	char		*list, *old, *cause = NULL;
-	size_t		 n, i;
-
-	if (vm_disks_list(dir, xml, &list, &dk, &n, &cause) != 0) {
-		log_warnx("instance %s: %s", name, cause);
-		free(cause);
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		old = vm_disk_old(dk[i].path);
-		if (unlink(old) != 0 && errno != ENOENT)
+		if (back) {
+			if (vm_disk_back(name, &dk[i], lstat(old, &st) == 0) != 0)
+				rc = -1;
+		} else if (unlink(old) != 0 && errno != ENOENT)
 			log_warnx("instance %s: cannot remove %s, the image "
 			    "its restore replaced: %s", name, old,
 			    strerror(errno));
@@ -1507,6 +1490,19 @@ vm_disks_settle(const char *name, const char *dir, const char *xml)
 	}
 	free(dk);
 	free(list);
+	return rc;
+}
+
+int
+vm_disks_rollback(const char *name, const char *dir, const char *xml)
+{
+	return vm_disks_end(name, dir, xml, 1);
+}
+
+void
+vm_disks_settle(const char *name, const char *dir, const char *xml)
+{
+	(void)vm_disks_end(name, dir, xml, 0);
 }
 
 /* A uuid as libvirt formats it: 8-4-4-4-12 hex digits. */

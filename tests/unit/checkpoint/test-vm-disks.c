@@ -382,6 +382,27 @@ assert_content(const char *path, const char *want)
 	free(got);
 }
 
+/* Where vm_disks_put keeps the image it replaced. */
+static char *
+old_of(const struct fx *f)
+{
+	char	*old;
+
+	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
+	return old;
+}
+
+/* A restore that ran (put, settled), then the guest wrote its disk. */
+static void
+restored_then_written(struct fx *f)
+{
+	char	*cause = NULL;
+
+	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
+	vm_disks_settle("web", f->gen, f->xml);
+	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
+}
+
 /* Put, then the memory not restored: the image the domain had is back,
  * nothing left beside it. */
 static void
@@ -390,10 +411,8 @@ test_rollback(void **state)
 	struct fx	*f = *state;
 	char		*cause = NULL, *old;
 
-	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
-	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
-	vm_disks_settle("web", f->gen, f->xml);
-	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
+	old = old_of(f);
+	restored_then_written(f);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	assert_null(cause);
 	assert_content(f->img, "DISK AT THE INSTANT");
@@ -412,7 +431,7 @@ test_unfinished(void **state)
 	struct fx	*f = *state;
 	char		*cause = NULL, *old;
 
-	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
+	old = old_of(f);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	assert_int_equal(write_file_atomic(old, "THE DOMAIN'S OWN", NULL), 0);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), -1);
@@ -461,10 +480,8 @@ test_settle(void **state)
 	struct fx	*f = *state;
 	char		*cause = NULL, *old;
 
-	xasprintf(&old, "%s%s", f->img, VM_DISK_OLD_SUFFIX);
-	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
-	vm_disks_settle("web", f->gen, f->xml);
-	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
+	old = old_of(f);
+	restored_then_written(f);
 	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
 	assert_content(old, "WRITTEN SINCE");
 	vm_disks_settle("web", f->gen, f->xml);
@@ -486,9 +503,7 @@ test_put_all_or_none(void **state)
 	    "<source file='%s'/><target dev='vda'/></disk><disk type='file' "
 	    "device='disk'><source file='%s'/><target dev='vdb'/></disk>"
 	    "</devices></domain>", f->img, img2);
-	assert_int_equal(vm_disks_put("web", f->gen, f->xml, &cause), 0);
-	vm_disks_settle("web", f->gen, f->xml);
-	assert_int_equal(write_file_atomic(f->img, "WRITTEN SINCE", NULL), 0);
+	restored_then_written(f);
 	assert_int_equal(write_file_atomic(img2, "DATA SINCE", NULL), 0);
 	xasprintf(&p, "%s/%s", f->gen, VM_DISKS_LIST);
 	xasprintf(&list, "vda %s\nvdb %s\n", f->img, img2);
