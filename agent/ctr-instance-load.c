@@ -23,10 +23,9 @@
 static void
 ctr_kill_lazy_criu(const char *name, pid_t pid)
 {
-	char	path[64], exe[PATH_MAX], st[256];
+	char	path[64], exe[PATH_MAX], state;
 	ssize_t	n;
 	int	i;
-	FILE	*fp;
 
 	if (pid <= 0)
 		return;
@@ -39,14 +38,9 @@ ctr_kill_lazy_criu(const char *name, pid_t pid)
 	log_warnx("instance %s: killing criu %ld, left holding it by a ternd "
 	    "that stopped in a post-copy", name, (long)pid);
 	kill(pid, SIGKILL);
-	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
 	for (i = 0; i < 300; i++) {
-		if ((fp = fopen(path, "r")) == NULL)
-			break;
-		n = (ssize_t)fread(st, 1, sizeof st - 1, fp);
-		fclose(fp);
-		st[n > 0 ? n : 0] = '\0';
-		if (strstr(st, ") Z ") != NULL || strstr(st, ") X ") != NULL)
+		if (proc_stat(pid, &state, NULL) != 0 || state == 'Z' ||
+		    state == 'X')
 			break;
 		usleep(10000);
 	}

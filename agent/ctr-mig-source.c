@@ -84,7 +84,8 @@ ctr_source_fail(struct migration *m, const char *fmt, ...)
 	relay_free(m->relay);
 	m->relay = NULL;
 	/* else the dump's own callback finishes the rollback; a dump still
-	 * at work (CRIU stuck seizing a task, say) is stopped now. */
+	 * at work is asked to stop now (killed if stuck: seizing a task,
+	 * say). */
 	ckpt_cancel(m->in->name, m->error);
 }
 
@@ -303,7 +304,10 @@ ctr_source_commit_recorded(void *arg, const char *error)
 	struct mig		*mig = m->mig;
 	struct instance		*in = m->recording_in;
 
-	(void)error;	/* logged; the commit goes on as it did before */
+	/* Logged; the commit goes on as it did before.  Never "gone from
+	 * this host" (instance_free): a migrating instance is neither
+	 * destroyed nor discarded, and holds the table open. */
+	(void)error;
 	m->recording_in = NULL;
 	if (mig->finished || (m->state != CTR_RESTORING &&
 	    m->state != CTR_OWNING) ||

@@ -169,13 +169,7 @@ instance_persisted(void *arg, const char *error)
 		free(w);
 	}
 	if (in->closed) {
-		/* Its timer closed while the write was out: free it here.
-		 * Nobody waits on a freed instance: its owners are gone. */
-		for (w = in->persist_next; w != NULL; w = next) {
-			next = w->next;
-			free(w);
-		}
-		in->persist_next = NULL;
+		/* Its timer closed while the write was out: free it here. */
 		instance_free(in);
 	} else if (!in->persisting && !in->unlinked &&
 	    (in->persist_again || in->persist_next != NULL))
@@ -224,8 +218,8 @@ instance_persist_then(struct instance *in, void (*cb)(void *, const char *),
 	for (pp = &in->persist_next; *pp != NULL; pp = &(*pp)->next)
 		;
 	*pp = w;
-	if (!in->persisting)
-		instance_persist_start(in);
+	if (!in->persisting && !in->unlinked)
+		instance_persist_start(in);	/* unlinked: told at its free */
 }
 
 struct instance *
@@ -271,6 +265,16 @@ instance_free_cb(uv_handle_t *h)
 static void
 instance_free(struct instance *in)
 {
+	struct persist_wait	*w, *next;
+
+	/* A write asked for after it left the table never happens; its
+	 * waiters hear so (they own what they passed, e.g. a restore's). */
+	for (w = in->persist_next, in->persist_next = NULL; w != NULL;
+	    w = next) {
+		next = w->next;
+		w->cb(w->arg, "it is gone from this host");
+		free(w);
+	}
 	if (in->drv->release != NULL)
 		in->drv->release(in);
 	free(in->name);
@@ -988,8 +992,9 @@ instances_close(struct instances *set)
 		return;
 	}
 	/* Work whose CRIU is stuck would hold the shutdown until
-	 * criu_timeout_ms: give up on it now.  Its callback settles the
-	 * instance and may finish the close (and free set): by name. */
+	 * criu_timeout_ms: cancel it now (a stuck CRIU is killed within
+	 * seconds).  Its callback settles the instance and may finish the
+	 * close (and free set): by name. */
 	for (in = set->list; in != NULL; in = in->next)
 		if (in->drv->cancellable != NULL && in->drv->cancellable(in)) {
 			names = xreallocarray(names, n + 1, sizeof *names);

@@ -33,6 +33,8 @@ struct ckpt_op {
 	int			 holding;
 	int			 acked;		/* dump: post-dump acked: keep all */
 	int			 aborted;	/* CRIU given up on: killed */
+	char			*cancel_why;	/* dump: CRIU asked to stop */
+	int			 cancel_heard;	/* ... and it answered: failed */
 	int			 committing;	/* post-dump / pre-resume came:
 						 * not cancelled, released */
 	char			*saved_error;	/* restore: CRIU's answer ... */
@@ -98,20 +100,31 @@ ckpt_cancel(const char *name, const char *why)
 	struct ckpt_op	*op;
 	int		 n = 0;
 
-	/* Its callback runs inside criu_abort and may end any operation:
-	 * look again from the start after each. */
+	/* A restore's callback runs inside criu_abort and may end any
+	 * operation: look again from the start after each. */
 	for (;;) {
 		for (op = ckpt_ops; op != NULL; op = op->next)
 			if (strcmp(op->name, name) == 0 && op->criu != NULL &&
-			    !op->committing && !op->aborted)
+			    !op->committing && !op->aborted &&
+			    op->cancel_why == NULL)
 				break;
 		if (op == NULL)
 			return n;
 		log_warnx("%s: cancelling criu %s (pid %ld): %s", name,
 		    op->dump ? "dump" : "restore", (long)criu_pid(op->criu),
 		    why);
-		op->aborted = 1;
 		n++;
+		if (op->dump) {
+			/* Killed, a dump's CRIU may take the container with
+			 * it (its parasite runs inside, its code poked into
+			 * the tasks'): it is asked to stop, and undoes its
+			 * work itself; killed only if it is stuck. */
+			op->cancel_why = xstrdup(why);
+			criu_cancel(op->criu, why);
+			continue;
+		}
+		/* What a restore made never ran: nothing to lose. */
+		op->aborted = 1;
 		criu_abort(op->criu, why);
 	}
 }
@@ -162,6 +175,9 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	 * container resumes (it was never told to die). */
 	if (error != NULL && op->dump && !op->acked && op->aborted)
 		ckpt_thaw(op);
+	else if (error != NULL && op->dump && op->cancel_heard)
+		log_info("%s: criu stopped its dump as asked and let %s run on",
+		    op->name, op->name);
 	ckpt_op_unlink(op);
 
 	if (res == NULL) {
@@ -174,6 +190,7 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	op->cb(op->arg, res, error);
 	if (op->dir_fd != -1)
 		close(op->dir_fd);
+	free(op->cancel_why);
 	free(op->publish_error);
 	free(op->frozen_error);
 	free(op->answer_error);
@@ -895,11 +912,21 @@ ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
 	op->answered_at = now_ms();
 	if (resp == NULL && op->aborted && !op->acked)
 		xasprintf(&op->answer_error, "%s; %s runs on as it was (thawed): "
-		    "see in the CRIU log %s/dump.log what it waited for, then "
-		    "try again, or raise criu_timeout_ms if dumps this large "
-		    "take longer", error, op->name, op->gen_dir);
-	else if (resp == NULL || !resp->success)
+		    "see in the CRIU log %s/dump.log what it waited for%s", error,
+		    op->name, op->gen_dir, op->cancel_why != NULL ? "" :
+		    ", then try again, or raise criu_timeout_ms if dumps this "
+		    "large take longer");
+	else if (resp == NULL || !resp->success) {
 		op->answer_error = ckpt_criu_error(op, resp, error, "dump.log");
+		if (op->cancel_why != NULL && resp != NULL) {
+			char	*was = op->answer_error;
+
+			op->cancel_heard = 1;
+			xasprintf(&op->answer_error, "%s (criu stopped as "
+			    "asked: %s)", op->cancel_why, was);
+			free(was);
+		}
+	}
 	if (op->working)
 		return;	/* ckpt_publish_done concludes */
 	ckpt_dump_conclude(op);

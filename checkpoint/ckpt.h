@@ -138,10 +138,14 @@ pid_t		ckpt_lazy_pid(const struct ckpt_lazy *);
  * gone already. */
 void		ckpt_lazy_free(struct ckpt_lazy *);
 /* Give up on the CRIU call of every operation on instance name (not one
- * held at its commit point: release that instead): CRIU is killed now
- * and the operation's callback follows at once with why as its error; a
- * dump's container is thawed (it keeps running).  Every CRIU call does
- * this by itself after criu_timeout_ms.  Returns how many it cancelled. */
+ * held at its commit point: release that instead).  A restore's CRIU is
+ * killed now and its callback follows at once with why as its error.  A
+ * dump's CRIU is asked to stop (criu_cancel): killed inside the
+ * container, it may take the container with it.  It fails by itself at
+ * once if the caller broke its page stream, else at its next
+ * notification (post-dump, once its images are written); it is killed
+ * only if stuck.  Its callback follows then, the container running (a
+ * frozen cgroup is thawed).  Returns how many it cancelled. */
 int		ckpt_cancel(const char *name, const char *why);
 /* Drop a generation's images and MANIFEST (keep CRIU's logs): a lazy
  * dump's images lack the pages and must never be restored alone. */

@@ -1387,30 +1387,18 @@ container_cgroup_relpath(const char *name, const char *ctrl)
 int
 container_stopped_tasks(const char *name)
 {
-	char	 path[PATH_MAX], stat[512], *paren;
+	char	 path[PATH_MAX], state;
 	pid_t	*tids = NULL;
 	size_t	 n = 0, i;
-	int	 stopped = 0, fd;
-	ssize_t	 len;
+	int	 stopped = 0;
 
 	if (container_check_name(name, NULL) != 0 ||
 	    container_cgroup_path(path, sizeof path, name, "freezer", "tasks",
 	    NULL) != 0 || container_read_pids(name, path, &tids, &n, NULL) != 0)
 		return -1;
-	for (i = 0; i < n; i++) {
-		/* "TID (comm) S ...": comm may hold anything, even ") ". */
-		snprintf(path, sizeof path, "/proc/%ld/stat", (long)tids[i]);
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-			continue;	/* exited meanwhile */
-		len = read(fd, stat, sizeof stat - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		stat[len] = '\0';
-		if ((paren = strrchr(stat, ')')) != NULL && paren[1] == ' ' &&
-		    paren[2] == 'T')
+	for (i = 0; i < n; i++)	/* (one that exited meanwhile: gone) */
+		if (proc_stat(tids[i], &state, NULL) == 0 && state == 'T')
 			stopped++;
-	}
 	free(tids);
 	return stopped;
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +14,20 @@
 #include "checkpoint/criu.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
 /* CRIU's answers are small; a dump response with its stats is < 1 KiB. */
 #define CRIU_MSG_MAX		(256u << 10)
 #define CRIU_SWRK_FD		3
 #define CRIU_KILL_GRACE_MS	5000
+/* criu_cancel: how often it looks at the criu it asked to stop, and when
+ * it gives up on it (neither on a CPU nor waiting for one for
+ * CRIU_CANCEL_IDLE_MS: stuck in the kernel, or stopped; or not ended
+ * after CRIU_CANCEL_MAX_MS, or its request's deadline if sooner). */
+#define CRIU_CANCEL_TICK_MS	200
+#define CRIU_CANCEL_IDLE_MS	2000
+#define CRIU_CANCEL_MAX_MS	30000
 
 /* A request CRIU has not answered by then is hung (a task in D state, a
  * stuck ptrace): kill it, so nothing waits forever on it.  criu_timeout_ms
@@ -32,8 +41,13 @@ struct criu {
 	uv_poll_t		 poll;
 	uv_timer_t		 timer;		/* kill grace after close */
 	uv_timer_t		 deadline;	/* per request */
+	uint64_t		 deadline_at;	/* ... when it fires (0: off) */
 	int			 no_deadline;	/* the caller watches it */
 	int			 aborted;	/* criu_abort: killed, answered */
+	char			*cancel_why;	/* criu_cancel: asked to give up */
+	uint64_t		 cancel_at;
+	uint64_t		 cancel_cpu;	/* its CPU ticks at the last look */
+	uint64_t		 cancel_moved;	/* ... when they last grew */
 	char			 what[32];	/* "dump", "restore", ... */
 	int			 notify_waiting;	/* CRIU waits for our answer */
 	int			 fd;
@@ -95,8 +109,9 @@ static void	criu_deadline_passed(uv_timer_t *);
 static void
 criu_arm_deadline(struct criu *c)
 {
-	if (c->no_deadline || c->aborted)
-		return;
+	if (c->no_deadline || c->aborted || c->cancel_why != NULL)
+		return;	/* (a cancel's watch has the timer) */
+	c->deadline_at = now_ms() + criu_deadline_ms;
 	uv_timer_start(&c->deadline, criu_deadline_passed, criu_deadline_ms, 0);
 }
 
@@ -140,6 +155,7 @@ criu_handle_closed(uv_handle_t *h)
 	struct criu	*c = h->data;
 
 	if (--c->handles == 0) {
+		free(c->cancel_why);
 		free(c->path);
 		free(c);
 	}
@@ -172,6 +188,18 @@ criu_fail(struct criu *c, const char *error)
 
 static void	criu_on_readable(uv_poll_t *, int, int);
 static void	criu_stop_reading(struct criu *);
+
+/* A criu asked to stop is refused every notification: CRIU then undoes
+ * its work itself (the parasite leaves, the tasks resume). */
+static int
+criu_notify_cancelled(struct criu *c, const char *script)
+{
+	if (c->cancel_why == NULL)
+		return 0;
+	log_debug("criu %s (pid %d): %s refused: %s", c->what, c->proc.pid,
+	    script, c->cancel_why);
+	return 1;
+}
 
 static void
 criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
@@ -295,7 +323,8 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 		const char *script = resp->notify != NULL &&
 		    resp->notify->script != NULL ? resp->notify->script : "?";
 
-		rc = c->notify != NULL ? c->notify(c, script, c->arg) : 0;
+		rc = criu_notify_cancelled(c, script) ? -1 : c->notify != NULL ?
+		    c->notify(c, script, c->arg) : 0;
 		criu_resp__free_unpacked(resp, NULL);
 		if (rc == CRIU_NOTIFY_LATER) {
 			/* Whoever holds it owns the timing now. */
@@ -435,7 +464,8 @@ criu_cli_on_readable(uv_poll_t *h, int status, int events)
 	*nl = '\0';
 	/* One notification at a time: the script waits for our verdict. */
 	c->linelen = 0;
-	rc = c->notify != NULL ? c->notify(c, c->line, c->arg) : 0;
+	rc = criu_notify_cancelled(c, c->line) ? -1 : c->notify != NULL ?
+	    c->notify(c, c->line, c->arg) : 0;
 	if (rc == CRIU_NOTIFY_LATER) {
 		c->notify_waiting = 1;
 		uv_timer_stop(&c->deadline);
@@ -595,7 +625,83 @@ void
 criu_no_deadline(struct criu *c)
 {
 	c->no_deadline = 1;
-	uv_timer_stop(&c->deadline);
+	c->deadline_at = 0;
+	if (c->cancel_why == NULL)
+		uv_timer_stop(&c->deadline);
+}
+
+/* How long process pid has run on a CPU (UINT64_MAX: gone), in ns
+ * (schedstat) or else in clock ticks; and its state letter ('?'). */
+static uint64_t
+criu_cpu_time(pid_t pid, char *state)
+{
+	char			 path[64], *text;
+	unsigned long long	 ns;
+	uint64_t		 ticks;
+	int			 ok;
+
+	*state = '?';
+	if (proc_stat(pid, state, &ticks) != 0)
+		return UINT64_MAX;
+	snprintf(path, sizeof path, "/proc/%ld/schedstat", (long)pid);
+	if ((text = read_file_bounded(path, 256, NULL, NULL)) == NULL)
+		return ticks;	/* no CONFIG_SCHED_INFO */
+	ok = sscanf(text, "%llu", &ns) == 1;
+	free(text);
+	return ok ? ns : ticks;
+}
+
+static void
+criu_cancel_tick(uv_timer_t *t)
+{
+	struct criu	*c = t->data;
+	uint64_t	 cpu, now = now_ms(), end;
+	char		 state, *why, what[80];
+
+	if (c->exited || !c->pending || c->aborted) {
+		uv_timer_stop(t);
+		return;
+	}
+	cpu = criu_cpu_time(c->proc.pid, &state);
+	/* At work, runnable (a busy host), or waiting on us. */
+	if (c->notify_waiting || cpu != c->cancel_cpu || state == 'R') {
+		c->cancel_cpu = cpu;
+		c->cancel_moved = now;
+	}
+	end = c->cancel_at + CRIU_CANCEL_MAX_MS;
+	if (c->deadline_at != 0 && c->deadline_at < end)
+		end = c->deadline_at;
+	if (state == 'T' || state == 't')
+		snprintf(what, sizeof what, "is stopped");
+	else if (now - c->cancel_moved >= CRIU_CANCEL_IDLE_MS)
+		snprintf(what, sizeof what, "has not run for %d ms (state %c)",
+		    CRIU_CANCEL_IDLE_MS, state);
+	else if (now >= end)
+		snprintf(what, sizeof what, "had not ended %" PRIu64 " ms "
+		    "later", now - c->cancel_at);
+	else
+		return;
+	xasprintf(&why, "%s; criu %s (pid %d), asked to stop, %s: killed",
+	    c->cancel_why, c->what, c->proc.pid, what);
+	log_warnx("%s", why);
+	criu_abort(c, why);
+	free(why);
+}
+
+void
+criu_cancel(struct criu *c, const char *why)
+{
+	char	state;
+
+	if (c == NULL || c->aborted || c->closing || c->exited ||
+	    !c->pending || c->cancel_why != NULL)
+		return;
+	c->cancel_why = xstrdup(why);
+	c->cancel_at = c->cancel_moved = now_ms();
+	c->cancel_cpu = criu_cpu_time(c->proc.pid, &state);
+	/* The request's deadline gives way to the watch. */
+	uv_timer_start(&c->deadline, criu_cancel_tick, CRIU_CANCEL_TICK_MS,
+	    CRIU_CANCEL_TICK_MS);
 }
 
 void

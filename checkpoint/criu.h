@@ -56,8 +56,19 @@ void		 criu_kill(struct criu *);
  * without waiting for its exit (a criu stuck in the kernel on a frozen
  * task may not die before its container is thawed: the caller thaws it
  * in the callback).  Every request does this by itself when it has not
- * finished within the deadline (criu_set_timeout); a rollback calls it. */
+ * finished within the deadline (criu_set_timeout); a restore's rollback
+ * calls it. */
 void		 criu_abort(struct criu *, const char *why);
+/* Ask it to stop instead: a dump at work has its parasite code inside
+ * the tasks, and SIGKILL there can take them with it.  Every notification
+ * is refused from now on (CRIU then undoes its work and resumes the
+ * tasks; the caller breaks a page transfer itself), and its answer comes
+ * as usual.  If it neither runs nor waits for a CPU for 2 s (stuck in the
+ * kernel on a frozen task), is stopped, or has not ended within 30 s (or
+ * by its request's deadline, if sooner), criu_abort.  A dump that writes
+ * its images locally notices only at post-dump: it is waited for.
+ * A notification waiting for its answer is left to whoever holds it. */
+void		 criu_cancel(struct criu *, const char *why);
 /* 1 once criu_abort (or the deadline) gave up on it. */
 int		 criu_aborted(const struct criu *);
 /* The caller watches this criu's progress itself (a transfer of pages

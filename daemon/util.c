@@ -195,6 +195,31 @@ rm_rf(const char *path, char **cause)
 	return 0;
 }
 
+int
+proc_stat(pid_t pid, char *state, uint64_t *cpu_ticks)
+{
+	char			 path[64], buf[1024], *p;
+	unsigned long long	 ut = 0, st = 0;
+	ssize_t			 n;
+	int			 fd;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "PID (comm) S ...": comm may hold anything, even ") ". */
+	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %c %*d %*d %*d "
+	    "%*d %*d %*u %*u %*u %*u %*u %llu %llu", state, &ut, &st) != 3)
+		return -1;
+	if (cpu_ticks != NULL)
+		*cpu_ticks = ut + st;
+	return 0;
+}
+
 char *
 read_file_bounded(const char *path, size_t max, size_t *lenp, char **cause)
 {

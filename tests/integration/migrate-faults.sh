@@ -129,7 +129,8 @@ settled() {
 	th_wait 10 gone_from "$to" "$ct" || fail "$why: $to kept $ct:" \
 	    "$(inst_where "$ct"); $(th_exec "$to" ls /var/lib/tern/instances 2>&1)"
 	[ "$(inst_where "$ct")" = "$from:running" ] ||
-	    fail "$why: $ct is at: $(inst_where "$ct")"
+	    fail "$why: $ct is at: $(inst_where "$ct") ($from says:" \
+	    "$(inst_field "$from" "$ct" last_error))"
 	[ "$(inst_copies "$ct")" = 1 ] || fail "$why: $(inst_copies "$ct") copies of $ct run"
 	verify "$ct" "$why"
 	cl_ctl "$from" migrate "$ct" --to "$to" --mode stopcopy ||
@@ -178,13 +179,20 @@ settled mc "the link was cut mid-migration"
 
 # 3. The target's disk fills up: for this case its instances live on a
 # 32 MiB tmpfs, the images need 256 MiB.  The source resumes its
-# container; the target removes what it had received.
+# container; the target removes what it had received.  The source's
+# CRIU, at work inside the container when the refusal comes, is asked to
+# stop, never killed: killed there it once took the container with it.
 from=${at[mc]}
 to=$(other "$from")
 th_exec "$to" mount -t tmpfs -o size=32m tmpfs /var/lib/tern/instances
+kills="mc: thawed (criu was killed)\|asked to stop, .*: killed"
+killed=$(nlines "$from" "$kills")
 mig_start mc full
 # (The target says it; by the page-server pipeline the pages fill it.)
 mig_failed full "copying the images to $to: .*receiving host's disk is full\|$to refused: .*receiving host's disk is full"
+[ "$(nlines "$from" "$kills")" = "$killed" ] ||
+    fail "full: $from killed its CRIU mid-dump: $(grep "asked to stop\|cancelling criu" "$(cl_log "$from")" | tail -n 2)"
+echo "full: $from's CRIU: $(grep -o "mc: cancelling criu dump\|mc: criu stopped its dump as asked.*" "$(cl_log "$from")" | tail -n 2 | tr '\n' ' ')"
 th_wait 10 gone_from "$to" mc || fail "full: $to kept mc: $(inst_where mc)"
 th_exec "$to" umount /var/lib/tern/instances
 settled mc "the target's disk was full"

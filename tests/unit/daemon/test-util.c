@@ -1,5 +1,6 @@
 /* daemon/util: write_file_atomic and mkdir_p, which every state file and
- * checkpoint directory of ternd goes through. */
+ * checkpoint directory of ternd goes through; proc_stat, which tells a
+ * stuck CRIU and a stopped task. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -11,8 +12,10 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon/util.h"
@@ -118,6 +121,33 @@ test_mkdir_p(void **state)
 	free(under);
 }
 
+/* A stopped child reads 'T', this process 'R'; a reaped one is gone. */
+static void
+test_proc_stat(void **state)
+{
+	char		 st;
+	uint64_t	 ticks = UINT64_MAX;
+	pid_t		 pid;
+	int		 status;
+
+	(void)state;
+	assert_int_equal(proc_stat(getpid(), &st, &ticks), 0);
+	assert_int_equal(st, 'R');
+	assert_true(ticks != UINT64_MAX);
+	if ((pid = fork()) == 0) {
+		raise(SIGSTOP);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	assert_int_equal(proc_stat(pid, &st, NULL), 0);
+	assert_int_equal(st, 'T');
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(proc_stat(pid, &st, NULL), -1);
+}
+
 int
 main(void)
 {
@@ -125,6 +155,7 @@ main(void)
 		cmocka_unit_test(test_write_atomic),
 		cmocka_unit_test(test_write_atomic_ignores_leftover_tmp),
 		cmocka_unit_test(test_mkdir_p),
+		cmocka_unit_test(test_proc_stat),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
