@@ -16,7 +16,8 @@
 #    dirty bitmap coherency with TCG memory access") loses every write:
 #    the test says "QEMU loses writes" and passes, so that a fixed QEMU
 #    shows "QEMU keeps writes" here.
-# And the check can fail: pagepat.lose=P drops one write.
+# And the check can fail: pagepat.lose=P drops every write to one page
+# from pass P on.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/libvirt.sh"
