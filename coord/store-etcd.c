@@ -17,7 +17,11 @@
  * may have reached etcd is answered as unknown (error), never retried,
  * and if it got no answer at all the next requests go to the next
  * endpoint (a member whose host is paused accepts connections in its
- * kernel but never answers: asking it again would never end). */
+ * kernel but never answers: asking it again would never end).  An
+ * idempotent request (the leader's lease keepalive) is the exception:
+ * whatever went wrong, it goes again to the next member at once, so
+ * that a mute member (one cut from etcd's leader holds a keepalive and
+ * answers nothing) cannot make a leader with a quorum up step down. */
 #include "config.h"
 
 #include <errno.h>
@@ -80,6 +84,8 @@ struct etcd_call {
 	char		*body;
 	size_t		 tries;
 	size_t		 ep;		/* the endpoint it went to */
+	long		 timeout_ms;	/* at each member */
+	int		 idempotent;	/* may be sent again after any failure */
 	etcd_cb		 cb;
 	void		*arg;
 };
@@ -108,10 +114,20 @@ etcd_on_answer(void *arg, long status, const char *body, size_t len,
 	struct json_tokener	*tok;
 	char			*text = NULL, *cause = NULL;
 
-	if (status == -1 && !e->closing && ++c->tries < e->nendpoints) {
-		/* Never reached etcd: ask the next member. */
+	if (!e->closing && (status == -1 || (c->idempotent &&
+	    (error != NULL || status != 200))) && ++c->tries < e->nendpoints) {
+		/* Never reached etcd, or asking again does no harm: the next
+		 * member, now. */
 		if (e->cur == c->ep)
 			e->cur = (c->ep + 1) % e->nendpoints;
+		if (error != NULL && status != -1)
+			log_warnx("store: etcd at %s did not answer %s (%s); "
+			    "sending it again to %s", e->endpoints[c->ep],
+			    c->path, error, e->endpoints[e->cur]);
+		else if (error == NULL)
+			log_warnx("store: etcd at %s answered %s with HTTP %ld; "
+			    "sending it again to %s", e->endpoints[c->ep],
+			    c->path, status, e->endpoints[e->cur]);
 		if (etcd_send(c, &cause) == 0)
 			return;
 		error = cause;
@@ -165,21 +181,25 @@ etcd_send(struct etcd_call *c, char **cause)
 
 	c->ep = e->cur;
 	xasprintf(&url, "%s%s", e->endpoints[c->ep], c->path);
-	rc = http_post(e->http, url, c->body, NULL, e->timeout_ms,
+	rc = http_post(e->http, url, c->body, NULL, c->timeout_ms,
 	    ETCD_ANSWER_MAX, etcd_on_answer, c, cause);
 	free(url);
 	return rc;
 }
 
-/* POST body (taken) to path; cb gets the answer's JSON object or why
- * not.  -1 and *cause if it could not even be sent (cb never runs). */
+/* POST body (taken) to path, waiting timeout_ms at most for each
+ * member (idempotent: sent again to the next one after any failure); cb
+ * gets the answer's JSON object or why not.  -1 and *cause if it could
+ * not even be sent (cb never runs). */
 static int
-etcd_call(struct etcd *e, const char *path, struct json_object *body,
-    etcd_cb cb, void *arg, char **cause)
+etcd_call_as(struct etcd *e, const char *path, struct json_object *body,
+    long timeout_ms, int idempotent, etcd_cb cb, void *arg, char **cause)
 {
 	struct etcd_call	*c = xcalloc(1, sizeof *c);
 
 	c->e = e;
+	c->timeout_ms = timeout_ms;
+	c->idempotent = idempotent;
 	c->path = xstrdup(path);
 	c->body = xstrdup(json_object_to_json_string_ext(body,
 	    JSON_C_TO_STRING_PLAIN));
@@ -192,6 +212,13 @@ etcd_call(struct etcd *e, const char *path, struct json_object *body,
 		return -1;
 	}
 	return 0;
+}
+
+static int
+etcd_call(struct etcd *e, const char *path, struct json_object *body,
+    etcd_cb cb, void *arg, char **cause)
+{
+	return etcd_call_as(e, path, body, e->timeout_ms, 0, cb, arg, cause);
 }
 
 /* --- JSON helpers -------------------------------------------------------------- */
@@ -630,6 +657,16 @@ etcd_arm_fence(struct etcd *e)
 	    e->lease_end - margin - now, 0);
 }
 
+/* Milliseconds until the next keepalive: a third of the lease after the
+ * last one was sent. */
+static uint64_t
+etcd_renew_delay(const struct etcd *e)
+{
+	uint64_t	next = e->renew_sent + e->ttl_ms / 3, now = now_ms();
+
+	return next > now ? next - now : 0;
+}
+
 static void
 etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
     const char *error)
@@ -656,12 +693,31 @@ etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
 		}
 		return;
 	} else {
-		/* Counted from when it was sent, not when it came back. */
+		/* Counted from when it was first sent (to whichever member),
+		 * not when it came back. */
 		e->lease_end = e->renew_sent + ttl * 1000;
 		etcd_arm_fence(e);
 	}
 	if (e->lease != NULL)
-		uv_timer_start(&e->renew_timer, etcd_renew, e->ttl_ms / 3, 0);
+		uv_timer_start(&e->renew_timer, etcd_renew,
+		    etcd_renew_delay(e), 0);
+}
+
+/* A keepalive sent a third of the lease after the last one was SENT
+ * (the lease counts from there) and waiting a sixth of it at most at
+ * each member leaves room for one more, to the next member at once,
+ * well before the step-down timer (a quarter before the lease's end):
+ * with 2 s, sent at +667 ms, given up at +1000 and sent again to the
+ * next, step down at +1500.  With one member there is no other to ask: it waits the
+ * store's own timeout. */
+static long
+etcd_renew_timeout(const struct etcd *e)
+{
+	long	t = (long)e->ttl_ms / 6;
+
+	if (e->nendpoints == 1 || t > e->timeout_ms)
+		t = e->timeout_ms;
+	return t < 100 ? 100 : t;
 }
 
 static void
@@ -677,8 +733,8 @@ etcd_renew(uv_timer_t *t)
 	add_str(req, "ID", e->lease);
 	e->renew_sent = now_ms();
 	e->renewing = 1;
-	if (etcd_call(e, "/v3/lease/keepalive", req, etcd_renew_answer, NULL,
-	    &cause) != 0) {
+	if (etcd_call_as(e, "/v3/lease/keepalive", req, etcd_renew_timeout(e),
+	    1, etcd_renew_answer, NULL, &cause) != 0) {
 		e->renewing = 0;
 		log_warnx("store: renewing %s's lease: %s", e->name, cause);
 		free(cause);

@@ -12,6 +12,12 @@
 
 ETCD_HOSTS=()
 
+# With pre-vote (off by default in etcd 3.4) a member cut off and back
+# does not force an election: cut, it cannot win one, so it does not
+# raise its term; without it, its higher term deposed the leader on its
+# return and every request waited for the election (docs/ha.md).
+ETCD_FLAGS=(--pre-vote)
+
 etcd_check() {
 	command -v etcd >/dev/null
 }
@@ -33,7 +39,7 @@ etcd_up() {
 	done
 	for h in "$@"; do
 		th_spawn "$h" "$(th_dir "$h")/etcd.log" etcd --name "$h" \
-		    --data-dir "$(th_dir "$h")/etcd" \
+		    "${ETCD_FLAGS[@]}" --data-dir "$(th_dir "$h")/etcd" \
 		    --listen-client-urls "http://$(th_addr "$h"):2379" \
 		    --advertise-client-urls "http://$(th_addr "$h"):2379" \
 		    --listen-peer-urls "http://$(th_addr "$h"):2380" \
@@ -54,7 +60,7 @@ etcd_up() {
 etcd_restart() {
 	local h=$1
 	th_spawn "$h" "$(th_dir "$h")/etcd.log" etcd --name "$h" \
-	    --data-dir "$(th_dir "$h")/etcd" \
+	    "${ETCD_FLAGS[@]}" --data-dir "$(th_dir "$h")/etcd" \
 	    --listen-client-urls "http://$(th_addr "$h"):2379" \
 	    --advertise-client-urls "http://$(th_addr "$h"):2379" \
 	    --listen-peer-urls "http://$(th_addr "$h"):2380" \
