@@ -660,27 +660,26 @@ struct ha_restoring {
 	uint64_t	 gen;
 };
 
-/* How long a failover's restore waits for a cause that passes before it
- * fails as any restore does (and the coordinator tries another replica
- * host): libvirtd or CRIU not ready after a restart, the driver busy,
- * the lease lapsed for a moment. */
-#define HA_RESTORE_WAIT_MS	60000
-
 /* The restore cannot go on now (cause): 1 if it waits, its generation
- * kept, for the next grant that lists it here; 0 once it waited long
- * enough (the caller fails it). */
+ * kept, for the next grant that lists it here; 0 once it waited
+ * restore_wait_ms (the caller fails it as any restore, and the
+ * coordinator tries another replica host).  Such causes: libvirtd or
+ * CRIU not ready after a restart, the driver busy, the lease lapsed for
+ * a moment. */
 static int
-ha_restore_wait(struct instance *in, uint64_t gen, const char *cause)
+ha_restore_wait(const struct agent *a, struct instance *in, uint64_t gen,
+    const char *cause)
 {
 	uint64_t	now = now_ms();
+	int		wait_ms = a->ternd->conf->restore_wait_ms;
 
 	if (in->replica_restore_wait_ms == 0) {
 		in->replica_restore_wait_ms = now;
 		log_warnx("instance %s: its restore from replica generation %"
 		    PRIu64 " waits: %s (tried again at each grant, for up to "
-		    "%d s)", in->name, gen, cause, HA_RESTORE_WAIT_MS / 1000);
+		    "%d ms)", in->name, gen, cause, wait_ms);
 	}
-	return now - in->replica_restore_wait_ms < HA_RESTORE_WAIT_MS;
+	return now - in->replica_restore_wait_ms < (uint64_t)wait_ms;
 }
 
 /* What fails is said, and the instance stays here not running: a cold
@@ -716,7 +715,7 @@ ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 	 * next grant that lists it here restores it again. */
 	if (error != NULL && in != NULL &&
 	    code == TERN__ERROR_CODE__ERROR_UNAVAILABLE &&
-	    ha_restore_wait(in, hr->gen, error)) {
+	    ha_restore_wait(hr->a, in, hr->gen, error)) {
 		free(hr->name);
 		free(hr);
 		return;
@@ -752,7 +751,12 @@ ha_restore_taken(void *arg, const char *error)
 	}
 	/* Writing its rootfs took a while: the lease again.  A lapse, or
 	 * a driver busy or away (libvirtd reconnecting), passes: the
-	 * generation stays taken in, the next grant asks again. */
+	 * generation stays taken in, the next grant asks again.  Fault
+	 * point replica.restore.busy (fail): such a cause, here. */
+	if (fault_hit("replica.restore.busy") == FAULT_FAIL) {
+		cause = xstrdup("fault point replica.restore.busy");
+		goto transient;
+	}
 	if (ha_instances_may_run(in, &code, &cause) != 0)
 		goto transient;
 	if (in->working != NULL || in->vm_busy) {
@@ -772,7 +776,7 @@ ha_restore_taken(void *arg, const char *error)
 	}
 	return;
 transient:
-	if (ha_restore_wait(in, hr->gen, cause)) {
+	if (ha_restore_wait(a, in, hr->gen, cause)) {
 		free(cause);
 		goto out;
 	}
@@ -796,11 +800,21 @@ ha_restore_saved(void *arg, const char *error)
 
 	in = a->instances != NULL ? instance_find(a->instances, hr->name) :
 	    NULL;
-	if (error != NULL || in == NULL) {
-		if (in != NULL)
-			in->replica_restoring = 0;
+	/* Gone (discarded, destroyed) while its state was written; a new
+	 * instance of that name since is not this restore's. */
+	if (in == NULL || !in->replica_restoring ||
+	    in->replica_restore_gen != hr->gen) {
+		log_info("instance %s: left this host before its restore from "
+		    "replica generation %" PRIu64 " began: not restored here",
+		    hr->name, hr->gen);
+		free(hr->name);
+		free(hr);
+		return;
+	}
+	if (error != NULL) {
+		in->replica_restoring = 0;
 		xasprintf(&why, "cannot save its state before the restore: %s",
-		    error != NULL ? error : "it is gone from this host");
+		    error);
 		ha_restore_fail(a, in, hr->name, hr->gen, why);
 		free(why);
 		free(hr->name);

@@ -2,7 +2,7 @@
 # failover: how long a protected container ("--ha restart") is gone when
 # its host crashes, on three test hosts as in tests/integration/
 # ha-failover.sh (h3 the coordinator, h1 and h2 agents holding leases).
-# The container is the witness (tests/lib/witness.sh): a busybox loop that
+# The container is the witness (tests/lib/witness.sh): a program that
 # appends "RUN HOST COUNTER TIME" (TIME: its wall clock) every 20 ms to a file on the shared
 # rootfs.  Each trial crashes the host it runs on (th_crash: link cut,
 # every process SIGKILLed) and measures, from the crash:

@@ -288,6 +288,13 @@ static const struct conf_option conf_options[] = {
 	  .min = 1000, .max = 600000,
 	  .help = "A fence_command still running after this long is killed "
 	      "and counts as failed." },
+	{ .name = "restore_wait_ms", .type = CONF_INT,
+	  .offset = CONF_FIELD(restore_wait_ms), .def_number = 60000,
+	  .min = 1000, .max = 3600000,
+	  .help = "Agent: how long a failover's restore of a replica waits "
+	      "for a cause that passes (the driver busy, libvirtd or CRIU "
+	      "not ready, the lease lapsed for a moment) before it fails "
+	      "and the coordinator tries another replica host." },
 	{ .name = "store", .type = CONF_STRING,
 	  .offset = CONF_FIELD(store), .def_string = "journal",
 	  .check = conf_check_store, .rule = "journal or etcd",

@@ -105,6 +105,7 @@ struct conf {
 	char			*etcd_endpoints;
 	char			*fence_command;	/* "" = none */
 	int			 fence_timeout_ms;
+	int			 restore_wait_ms;
 };
 
 /* Parse len bytes of text (need not be NUL-terminated); filename is used

@@ -14,11 +14,14 @@
 #    is the same: restored, not cold-started; rolled back by about an
 #    interval at most), although h2's ternd dies once the generation is
 #    taken in, before the restore (fault point replica.take.moved, kill):
-#    restarted, it resumes the restore;
+#    restarted, it resumes the restore, which meets a cause that passes
+#    (fault point replica.restore.busy) and waits for the next grant;
 #  - h1 comes back and does not run it;
-#  - h2 crashes in turn and restoring mc's replica on h1 fails (fault
-#    point replica.restore): h3 says so, nothing else is tried (no other
-#    replica), and mc runs nowhere rather than cold-started.
+#  - h2 crashes in turn and restoring mc's replica on h1 meets a cause
+#    that passes at every try (fault point replica.restore.busy): it
+#    waits restore_wait_ms (3 s here), then fails; h3 says so, nothing
+#    else is tried (no other replica), and mc runs nowhere rather than
+#    cold-started.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -31,7 +34,7 @@ rootfs_check || exit 77
 trap th_teardown EXIT
 
 th_setup 3
-ha_setup
+ha_setup 'restore_wait_ms = 3000'
 TERN_FAULT=replica.send.corrupt:fail@1 cl_start h1
 TERN_FAULT=replica.take.moved:kill@1 cl_start h2
 cl_start h3
@@ -117,10 +120,13 @@ th_crash h1
 h2_dead() { ! cl_pid h2 >/dev/null; }
 wait_for 30 "h2's ternd dying once mc's generation is taken in" h2_dead
 fault_fired h2 replica.take.moved kill
-cl_start h2
+TERN_FAULT=replica.restore.busy:fail@1 cl_start h2
 wait_for 30 "mc running on h2" alive_on h2
 restored() { grep -q "instance mc: restored from its replica" "$(cl_log h2)"; }
 wait_for 10 "h2 restoring mc from its replica" restored
+fault_fired h2 replica.restore.busy fail
+grep -q "instance mc: its restore from replica generation [0-9]* waits: fault point replica.restore.busy" \
+    "$(cl_log h2)" || fail "h2's restore did not say it waits for the next grant"
 grep -q "instance mc: replica generation [0-9]* was taken in before ternd restarted: kept" \
     "$(cl_log h2)" || fail "h2's restarted ternd did not resume from the generation it had taken in"
 ! grep -q "instance mc: starting: " "$(cl_log h2)" ||
@@ -158,8 +164,8 @@ for p in $(find "$(th__cg2 h1)" -name cgroup.procs -exec cat {} + 2>/dev/null); 
 done
 echo "moved $moved restored processes from h1's cgroup v2 path to h2's"
 th_revive h1
-# Armed for the last part: a restore of a replica on h1 fails.
-TERN_FAULT=replica.restore:fail cl_start h1
+# Armed for the last part: a restore of a replica on h1 waits, in vain.
+TERN_FAULT=replica.restore.busy:fail cl_start h1
 wait_for 20 "a lease for h1" ha_has_lease h1
 gone_from_h1() { [ -z "$(state_on h1)" ]; }
 wait_for 20 "mc gone from h1" gone_from_h1
@@ -168,15 +174,28 @@ sleep 1
 alive_on h2 || fail "mc does not run on h2 any more: $(state_on h2)"
 check_one
 
-echo "--- h2 crashes, the restore on h1 fails: said, and mc runs nowhere"
+echo "--- h2 crashes, the restore on h1 waits in vain: said, and mc runs nowhere"
 on_h1() { grep -q "replica of mc: generation [0-9]* on h1 (epoch 2) recorded" \
     "$(cl_log h3)"; }
 wait_for 30 "a replica of mc on h1 recorded" on_h1
 th_crash h2
-failed() { grep -q "failover of mc: restoring its replica on h1 failed: fault point replica.restore" \
+failed() { grep -q "failover of mc: restoring its replica on h1 failed: fault point replica.restore.busy" \
     "$(cl_log h3)"; }
 wait_for 30 "h3 saying the restore on h1 failed" failed
-fault_fired h1 replica.restore fail
+fault_fired h1 replica.restore.busy fail
+grep -q "instance mc: its restore from replica generation [0-9]* waits: fault point replica.restore.busy (tried again at each grant, for up to 3000 ms)" \
+    "$(cl_log h1)" || fail "h1's restore did not wait before it failed"
+# It failed when the wait ended, not at once: the first "waits" and the
+# failure 3 s apart (log times, ISO 8601 with milliseconds).
+t_of() { grep -m1 "$1" "$(cl_log h1)" | awk '{print $1}' |
+    python3 -c 'import sys, datetime as d
+print(d.datetime.fromisoformat(sys.stdin.read().strip().rstrip("Z")).timestamp())'; }
+t0=$(t_of "instance mc: its restore from replica generation [0-9]* waits")
+t1=$(t_of "instance mc: not restored from replica generation")
+waited=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+awk -v w="$waited" 'BEGIN {exit !(w >= 2.9 && w < 20)}' ||
+    fail "h1's restore failed $waited s after it began to wait, not when restore_wait_ms (3 s) ended"
+echo "h1's restore waited $waited s, then failed"
 grep -q "failover of mc: no other replica to restore: it stays on h1, not running" \
     "$(cl_log h3)" || fail "h3 did not say mc has nowhere else to go"
 sleep 2		# grants come and go: none may start it

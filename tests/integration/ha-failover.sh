@@ -31,7 +31,7 @@ ha_setup
 for h in h1 h2 h3; do cl_start $h; done
 ha_wait || fail "no HA cluster"
 
-# The witness: a busybox shell on the shared rootfs.
+# The witness (tests/lib/witness.sh) on the shared rootfs.
 rootfs_make "$TH_ROOT/rootfs"
 witness_spec "$TH_ROOT/rootfs" mc
 ticks=$(witness_file "$TH_ROOT/rootfs" mc)

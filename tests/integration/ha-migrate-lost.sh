@@ -46,24 +46,9 @@ ha_trial_setup || fail "no witness container mc writing from h1"
 
 state_on() { inst_field "$1" mc state 2>/dev/null || true; }
 runs_on() { [ "$(state_on "$1")" = running ]; }
-# Witness processes running (not forks of one, not held by CRIU at
-# pre-resume: a migration's target holds one until it resumes).
-copies() {
-	local h p pp n=0
-	for h in "$@"; do
-		for p in $(find "$(th__cg1 $h)" -path "*/tern/mc/*" \
-		    -name cgroup.procs -exec cat {} + 2>/dev/null); do
-			[ "$(cat /proc/$p/comm 2>/dev/null)" = witness ] || continue
-			grep -q "^TracerPid:[[:space:]]*0$" /proc/$p/status 2>/dev/null ||
-			    continue
-			pp=$(awk '/^PPid:/ { print $2 }' /proc/$p/status 2>/dev/null) ||
-			    continue
-			[ "$(cat /proc/$pp/comm 2>/dev/null)" = witness ] ||
-			    n=$((n + 1))
-		done
-	done
-	echo $n
-}
+# Witness processes running (not held by CRIU at pre-resume: a
+# migration's target holds one until it resumes).
+copies() { witness_running mc "$@"; }
 leading() { cl_ctl h3 status 2>/dev/null | grep -q "coordinator:.*leading"; }
 leases() {
 	ha_has_lease h1 && ha_has_lease h2 &&

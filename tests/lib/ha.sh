@@ -132,9 +132,14 @@ FENCE
 }
 
 ha_owner() { witness_host "$HA_WITNESS"; }
+# ha_trial_setup: HA_NAME created and started on h1, protected (restart),
+# running the witness (or HA_WITNESS_PROGRAM, a wrapper in the rootfs
+# that runs it; the test makes the rootfs first to put it there).
 ha_trial_setup() {
-	rootfs_make "$TH_ROOT/rootfs" 2>/dev/null &&
-	    witness_spec "$TH_ROOT/rootfs" "$HA_NAME" || return 1
+	{ [ -x "$TH_ROOT/rootfs/bin/busybox" ] ||
+	    rootfs_make "$TH_ROOT/rootfs" 2>/dev/null; } &&
+	    witness_spec "$TH_ROOT/rootfs" "$HA_NAME" \
+	    ${HA_WITNESS_PROGRAM:+"$HA_WITNESS_PROGRAM"} || return 1
 	HA_WITNESS=$(witness_file "$TH_ROOT/rootfs" "$HA_NAME")
 	cl_ctl h1 create "$HA_NAME" --spec "$TH_ROOT/$HA_NAME.json" \
 	    --ha restart >/dev/null &&

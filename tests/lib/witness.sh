@@ -7,8 +7,9 @@
 #	...create and start mc, crash its host, let it fail over...
 #	witness_check "$(witness_file "$TH_ROOT/rootfs" mc)" || fail "two copies"
 #
-# The workload, /bin/witness FILE (busybox sh), appends one record every
-# 20 ms to FILE on the shared rootfs, from inside the container:
+# The workload, /bin/witness FILE (tests/workloads/witness.c, static),
+# appends one record every 20 ms to FILE on the shared rootfs, from
+# inside the container:
 #
 #	RUN HOST COUNTER TIME
 #
@@ -25,8 +26,8 @@
 #           back.  A cold start carries on from the last record in FILE
 #           (the state it finds on the shared disk), so a restart that
 #           loses nothing shows "rolled back 0".
-#  TIME     CLOCK_REALTIME, seconds with microseconds (busybox ash's
-#           $EPOCHREALTIME: no fork).  Not /proc/uptime nor any clock a
+#  TIME     CLOCK_REALTIME, seconds with microseconds.  Not
+#           /proc/uptime nor any clock a
 #           time namespace shifts: CRIU restores a container with the
 #           monotonic and boot clocks it had at the dump, so a restored
 #           copy's uptime lags by the time from the dump to the restore
@@ -38,12 +39,17 @@
 # gap and rolled-back count (see the tool's header).
 #
 #	witness_install ROOTFS		put /bin/witness in ROOTFS
-#	witness_spec ROOTFS NAME	install it; write the spec of a container
-#					NAME (shared storage) running it
+#	witness_spec ROOTFS NAME [PROGRAM]
+#					install it; write the spec of a container
+#					NAME (shared storage) running it (or
+#					PROGRAM FILE, a wrapper that runs it)
 #	witness_file ROOTFS NAME	the record file, seen from outside
 #	witness_copies NAME HOST...	witness processes in the containers
 #					named NAME on those hosts (whatever
 #					the ternds say)
+#	witness_running NAME HOST...	the same, less those a tracer holds
+#					(CRIU keeps a migration's arriving
+#					copy stopped until it resumes)
 #	witness_last FILE		the last record: "RUN HOST COUNTER TIME"
 #	witness_host FILE		the HOST of the last record
 #	witness_now			now, on the records' clock
@@ -51,40 +57,10 @@
 WITNESS_CHECK=${WITNESS_CHECK:-$TERN_SRCDIR/tests/tools/witness-check.py}
 
 witness_install() {
-	local dir=${1:-}
+	local dir=${1:-} bin=${TERN_BUILDDIR:-.}/tests/workloads/witness
 	[ -d "$dir/bin" ] || { echo "witness: no $dir/bin (rootfs_make first)" >&2; return 1; }
-	cat >"$dir/bin/witness" <<'EOF'
-#!/bin/sh
-# witness FILE: one "RUN HOST COUNTER TIME" line every 20 ms (see
-# tests/lib/witness.sh).  TIME is the wall clock: a time namespace (a
-# CRIU restore) shifts /proc/uptime, not this.
-f=$1
-# Without it every record would lack its time (another sh than busybox's).
-[ -n "$EPOCHREALTIME" ] || { echo "witness: this sh has no \$EPOCHREALTIME" >&2; exit 1; }
-read -r run </proc/sys/kernel/random/uuid
-run=${run%%-*}
-n=0
-if [ -s "$f" ]; then
-	set -- $(tail -n 1 "$f")
-	case ${3:-x} in *[!0-9]*) ;; *) n=$3 ;; esac
-fi
-while :; do
-	host=unknown
-	while read -r l; do
-		case $l in *:freezer:*) host=${l#*:freezer:} ;; esac
-	done </proc/self/cgroup
-	case $host in
-	*/tern-test/*)
-		host=${host#*/tern-test/}
-		host=${host%%/*}
-		host=${host#*-} ;;
-	esac
-	n=$((n + 1))
-	echo "$run $host $n $EPOCHREALTIME" >>"$f"
-	usleep 20000
-done
-EOF
-	chmod 755 "$dir/bin/witness"
+	[ -x "$bin" ] || { echo "witness: $bin not built (make check builds it)" >&2; return 1; }
+	cp "$bin" "$dir/bin/witness"
 }
 
 witness_file() {
@@ -92,11 +68,11 @@ witness_file() {
 }
 
 witness_spec() {
-	local dir=${1:-} name=${2:-}
+	local dir=${1:-} name=${2:-} program=${3:-/bin/witness}
 	[ -n "$dir" ] && [ -n "$name" ] ||
-	    { echo "witness: usage: witness_spec ROOTFS NAME" >&2; return 1; }
+	    { echo "witness: usage: witness_spec ROOTFS NAME [PROGRAM]" >&2; return 1; }
 	witness_install "$dir" || return 1
-	ROOTFS_SPEC_SHARED=1 rootfs_spec "$dir" "$name" /bin/witness \
+	ROOTFS_SPEC_SHARED=1 rootfs_spec "$dir" "$name" "$program" \
 	    "/var/log/witness-$name"
 }
 
@@ -104,18 +80,25 @@ witness_check() {
 	python3 "$WITNESS_CHECK" "$@"
 }
 
-witness_copies() {
-	local name=$1 h p n=0
-	shift
+# witness__count UNTRACED NAME HOST...: witness_copies (UNTRACED 0) or
+# witness_running (1).
+witness__count() {
+	local untraced=$1 name=$2 h p n=0
+	shift 2
 	for h in "$@"; do
 		for p in $(find "$(th__cg1 "$h")" -path "*/tern/$name/*" \
 		    -name cgroup.procs -exec cat {} + 2>/dev/null); do
-			[ "$(cat "/proc/$p/comm" 2>/dev/null)" = witness ] &&
-			    n=$((n + 1))
+			[ "$(cat "/proc/$p/comm" 2>/dev/null)" = witness ] || continue
+			[ "$untraced" = 0 ] ||
+			    grep -q "^TracerPid:[[:space:]]*0$" "/proc/$p/status" 2>/dev/null ||
+			    continue
+			n=$((n + 1))
 		done
 	done
 	echo $n
 }
+witness_copies() { witness__count 0 "$@"; }
+witness_running() { witness__count 1 "$@"; }
 
 witness_last() {
 	tail -n 1 "$1" 2>/dev/null
