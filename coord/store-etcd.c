@@ -35,6 +35,7 @@
 #include "coord/base64.h"
 #include "coord/http.h"
 #include "coord/store.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/sanitize.h"
 #include "daemon/util.h"
@@ -71,6 +72,8 @@ struct etcd {
 	uv_timer_t	 renew_timer;	/* next renewal */
 	uv_timer_t	 fence_timer;	/* step down before lease_end */
 	uv_timer_t	 retry_timer;	/* campaign again */
+	uv_timer_t	 late_timer;	/* fault point store.etcd.keepalive */
+	char		*late_id;	/* the lease its held keepalive is for */
 	int		 handles;
 	char		*seen_leader;	/* who leads, as last said */
 };
@@ -610,6 +613,9 @@ static void
 etcd_drop_lease(struct etcd *e)
 {
 	uv_timer_stop(&e->renew_timer);
+	/* A keepalive still out is for this lease: the next lease's go
+	 * their own way (etcd_renew_answer tells them apart). */
+	e->renewing = 0;
 	if (e->lease == NULL)
 		return;
 	etcd_revoke(e, e->lease);
@@ -667,19 +673,34 @@ etcd_renew_delay(const struct etcd *e)
 	return next > now ? next - now : 0;
 }
 
+/* arg: the id of the lease the keepalive was for.  A keepalive outlives
+ * a step-down (it goes from member to member meanwhile): its answer is
+ * about a lease given up since, never about the one held now. */
 static void
 etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
     const char *error)
 {
 	struct json_object	*res;
 	uint64_t		 ttl = 0;
+	char			*id = arg;
+	int			 stale;
 
-	(void)arg;
+	stale = e->lease == NULL || strcmp(id, e->lease) != 0;
+	if (stale && !e->closing)
+		log_info("store: %s: the keepalive of lease %s, given up "
+		    "since, was answered: ignored", e->name, id);
+	free(id);
+	if (stale)
+		return;		/* e->renewing is the held lease's */
 	e->renewing = 0;
-	if (e->closing || e->lease == NULL)
+	if (e->closing)
 		return;
 	res = j != NULL ? get_obj(j, "result", json_type_object) : NULL;
-	if (error == NULL && res != NULL)
+	/* An answer without a result (etcd's gateway puts an error there)
+	 * says nothing of the lease: not "expired". */
+	if (error == NULL && res == NULL)
+		error = "etcd answered without a result";
+	if (error == NULL)
 		(void)get_u64(res, "TTL", &ttl);
 	if (error != NULL)
 		log_warnx("store: renewing %s's lease: %s", e->name, error);
@@ -720,26 +741,57 @@ etcd_renew_timeout(const struct etcd *e)
 	return t < 100 ? 100 : t;
 }
 
+/* Send the keepalive for lease id (taken). */
 static void
-etcd_renew(uv_timer_t *t)
+etcd_renew_send(struct etcd *e, char *id)
 {
-	struct etcd		*e = t->data;
 	struct json_object	*req;
 	char			*cause = NULL;
 
-	if (e->lease == NULL || e->renewing || e->closing)
-		return;
 	req = json_object_new_object();
-	add_str(req, "ID", e->lease);
-	e->renew_sent = now_ms();
-	e->renewing = 1;
+	add_str(req, "ID", id);
 	if (etcd_call_as(e, "/v3/lease/keepalive", req, etcd_renew_timeout(e),
-	    1, etcd_renew_answer, NULL, &cause) != 0) {
+	    1, etcd_renew_answer, id, &cause) == 0)
+		return;
+	log_warnx("store: renewing %s's lease: %s", e->name, cause);
+	free(cause);
+	if (e->lease != NULL && strcmp(id, e->lease) == 0) {
 		e->renewing = 0;
-		log_warnx("store: renewing %s's lease: %s", e->name, cause);
-		free(cause);
 		uv_timer_start(&e->renew_timer, etcd_renew, e->ttl_ms / 3, 0);
 	}
+	free(id);
+}
+
+static void
+etcd_renew_late(uv_timer_t *t)
+{
+	struct etcd	*e = t->data;
+	char		*id = e->late_id;
+
+	e->late_id = NULL;
+	etcd_renew_send(e, id);
+}
+
+static void
+etcd_renew(uv_timer_t *t)
+{
+	struct etcd	*e = t->data;
+	unsigned	 ms;
+
+	if (e->lease == NULL || e->renewing || e->closing)
+		return;
+	e->renew_sent = now_ms();
+	e->renewing = 1;
+	/* Fault point store.etcd.keepalive (delay=MS): this keepalive goes
+	 * MS late, as one held up in the network: its lease may be given up
+	 * and another granted before its answer comes. */
+	if (e->late_id == NULL && fault_check("store.etcd.keepalive", &ms) ==
+	    FAULT_DELAY) {
+		e->late_id = xstrdup(e->lease);
+		uv_timer_start(&e->late_timer, etcd_renew_late, ms, 0);
+		return;
+	}
+	etcd_renew_send(e, xstrdup(e->lease));
 }
 
 static void
@@ -837,9 +889,11 @@ etcd_claim_answer(struct etcd *e, void *arg, struct json_object *j,
 {
 	(void)arg;
 	e->claiming = 0;
-	if (e->closing || e->lease == NULL)
+	if (e->closing)
 		return;
-	if (error != NULL)
+	if (e->lease == NULL)
+		;	/* dropped while the claim was out: campaign again */
+	else if (error != NULL)
 		log_warnx("store: %s campaigning: %s", e->name, error);
 	else if (get_bool(j, "succeeded")) {
 		e->term = header_rev(j);
@@ -988,6 +1042,7 @@ etcd_finish(struct etcd *e)
 	uv_close((uv_handle_t *)&e->renew_timer, etcd_handle_closed);
 	uv_close((uv_handle_t *)&e->fence_timer, etcd_handle_closed);
 	uv_close((uv_handle_t *)&e->retry_timer, etcd_handle_closed);
+	uv_close((uv_handle_t *)&e->late_timer, etcd_handle_closed);
 }
 
 static void
@@ -998,6 +1053,9 @@ etcd_close(struct store *s)
 	e->closing = 1;
 	uv_timer_stop(&e->fence_timer);
 	uv_timer_stop(&e->retry_timer);
+	uv_timer_stop(&e->late_timer);
+	free(e->late_id);
+	e->late_id = NULL;
 	if (e->leader) {
 		e->leader = 0;
 		log_info("store: %s stops leading: closing", e->name);
@@ -1080,8 +1138,10 @@ store_etcd_open(uv_loop_t *loop, const struct store_etcd_conf *conf,
 	uv_timer_init(loop, &e->renew_timer);
 	uv_timer_init(loop, &e->fence_timer);
 	uv_timer_init(loop, &e->retry_timer);
+	uv_timer_init(loop, &e->late_timer);
 	e->renew_timer.data = e->fence_timer.data = e->retry_timer.data = e;
-	e->handles = 3;
+	e->late_timer.data = e;
+	e->handles = 4;
 	return &e->s;
 fail:
 	free(list);

@@ -4,6 +4,7 @@
 # both); one leader at a time; a leader paused past its lease is deposed,
 # steps down by itself when it wakes, and etcd refuses its writes; with
 # a leader started again after a crash need not wait out its old lease;
+# a keepalive answered after its lease was given up leaves the next alone;
 # one member gone the leader goes on, with two gone it stops leading;
 # a member whose packets are dropped (a crashed host: no refusal, no
 # answer) is passed over for the next.
@@ -41,6 +42,35 @@ grep -q "the leader key is its own" "$TH_ROOT/c0b.out" ||
 # SIGTERM: it closes the store, giving its lease up for the next leader.
 kill -TERM "$c0"
 wait_for 10 "c0 exiting" eval '! kill -0 '"$c0"' 2>/dev/null'
+
+echo "--- a keepalive answered after its lease was given up"
+# Fault point store.etcd.keepalive (delay): c4's first keepalive goes 4 s
+# late.  c4 steps down meanwhile (its lease unrenewed) and leads again
+# under a new lease; then etcd answers the old lease's keepalive.  That
+# answer must leave the new lease alone: taken for its own, it made c4
+# step down again, or stalled a claim under way for good.
+c4=$(TERN_FAULT=store.etcd.keepalive:delay=4000@1 th_spawn h1 \
+    "$TH_ROOT/c4.out" "$ctl" lead "etcd:$ep" c4 2000)
+wait_for 15 "c4 leading" grep -q '^leads' "$TH_ROOT/c4.out"
+wait_for 10 "c4 stepping down, its keepalive held" grep -q '^stops' "$TH_ROOT/c4.out"
+grep -q "fault point store.etcd.keepalive fired: delay=4000" "$TH_ROOT/c4.out" ||
+    fail "the fault point store.etcd.keepalive never fired"
+again() { [ "$(count '^leads' "$TH_ROOT/c4.out")" -ge 2 ]; }
+wait_for 10 "c4 leading again under a new lease" again
+# The old keepalive's answer, and a renewal of the new lease after it.
+answered() { grep -q "keepalive of lease .*, given up since, was answered" \
+    "$TH_ROOT/c4.out" || [ "$(count '^stops' "$TH_ROOT/c4.out")" -ge 2 ]; }
+wait_for 10 "the held keepalive answered" answered
+sleep 2
+cat "$TH_ROOT/c4.out" | grep -v '^wrote'
+[ "$(count '^stops' "$TH_ROOT/c4.out")" = 1 ] ||
+    fail "c4 stepped down again when its old lease's keepalive was answered"
+grep -q "keepalive of lease .*, given up since, was answered: ignored" \
+    "$TH_ROOT/c4.out" || fail "c4 did not say it ignored the old answer"
+n=$(count '^wrote' "$TH_ROOT/c4.out")
+wait_for 5 "c4 writing on" eval '[ "$(count "^wrote" "$TH_ROOT/c4.out")" -gt $n ]'
+kill -TERM "$c4"
+wait_for 10 "c4 exiting" eval '! kill -0 '"$c4"' 2>/dev/null'
 
 echo "--- one leader at a time"
 c1=$(th_spawn h1 "$TH_ROOT/c1.out" "$ctl" lead "etcd:$ep" c1 3000)

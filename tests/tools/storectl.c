@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "coord/store.h"
+#include "daemon/fault.h"
 #include "daemon/log.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
@@ -341,9 +342,16 @@ lead(const char *name, unsigned ttl_ms)
 int
 main(int argc, char **argv)
 {
-	int	rc;
+	char	*cause = NULL;
+	int	 rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* As ternd: TERN_FAULT arms fault points (store-etcd.sh). */
+	if (fault_init(getenv("TERN_FAULT"), &cause) != 0) {
+		fprintf(stderr, "storectl: TERN_FAULT: %s\n", cause);
+		free(cause);
+		return 2;
+	}
 	loop = uv_default_loop();
 	if (argc == 3 && strcmp(argv[1], "conform") == 0) {
 		st = store_from(argv[2]);
@@ -359,5 +367,6 @@ main(int argc, char **argv)
 	if (st != NULL)
 		store_close(st);
 	uv_run(loop, UV_RUN_DEFAULT);
+	fault_fini();
 	return rc;
 }
