@@ -657,8 +657,22 @@ ha_discard(struct instance *in, const char *why)
 struct ha_restoring {
 	struct agent	*a;
 	char		*name;
+	uint64_t	 serial;	/* of the instance it began for */
 	uint64_t	 gen;
 };
+
+/* The instance of hr's name here (NULL: none), and whether it is the one
+ * the restore began for: one discarded and handed back here meanwhile
+ * is another, with a restore of its own. */
+static struct instance *
+ha_restore_instance(const struct ha_restoring *hr, int *other)
+{
+	struct instance	*in = hr->a->instances != NULL ?
+			    instance_find(hr->a->instances, hr->name) : NULL;
+
+	*other = in != NULL && in->serial != hr->serial;
+	return in;
+}
 
 /* The restore cannot go on now (cause): 1 if it waits, its generation
  * kept, for the next grant that lists it here; 0 once it waited
@@ -706,10 +720,18 @@ ha_restored(void *arg, const Envelope *reply, int code, const char *error)
 {
 	struct ha_restoring	*hr = arg;
 	struct instance		*in;
+	int			 other;
 
 	(void)reply;
-	in = error != NULL && hr->a->instances != NULL ?
-	    instance_find(hr->a->instances, hr->name) : NULL;
+	in = ha_restore_instance(hr, &other);
+	if (other) {
+		log_info("instance %s: left this host while it was restored "
+		    "from replica generation %" PRIu64 "; the one here now is "
+		    "another", hr->name, hr->gen);
+		free(hr->name);
+		free(hr);
+		return;
+	}
 	/* Fenced as it turned running (its lease lapsed meanwhile), or its
 	 * driver unable to act for now: the generation is taken in, the
 	 * next grant that lists it here restores it again. */
@@ -738,10 +760,15 @@ ha_restore_taken(void *arg, const char *error)
 	struct agent		*a = hr->a;
 	struct instance		*in;
 	char			*cause = NULL;
-	int			 code = 0;
+	int			 code = 0, other;
 
-	in = a->instances != NULL ? instance_find(a->instances, hr->name) :
-	    NULL;
+	in = ha_restore_instance(hr, &other);
+	if (other) {
+		log_info("instance %s: left this host while replica generation "
+		    "%" PRIu64 " was taken in; the one here now is another",
+		    hr->name, hr->gen);
+		goto out;
+	}
 	if (in != NULL)
 		in->replica_restoring = 0;
 	if (error != NULL || in == NULL) {
@@ -797,12 +824,12 @@ ha_restore_saved(void *arg, const char *error)
 	struct agent		*a = hr->a;
 	struct instance		*in;
 	char			*why;
+	int			 other;
 
-	in = a->instances != NULL ? instance_find(a->instances, hr->name) :
-	    NULL;
+	in = ha_restore_instance(hr, &other);
 	/* Gone (discarded, destroyed) while its state was written; a new
 	 * instance of that name since is not this restore's. */
-	if (in == NULL || !in->replica_restoring ||
+	if (in == NULL || other || !in->replica_restoring ||
 	    in->replica_restore_gen != hr->gen) {
 		log_info("instance %s: left this host before its restore from "
 		    "replica generation %" PRIu64 " began: not restored here",
@@ -854,6 +881,7 @@ ha_restore(struct instance *in, uint64_t gen)
 	hr = xcalloc(1, sizeof *hr);
 	hr->a = a;
 	hr->name = xstrdup(in->name);
+	hr->serial = in->serial;
 	hr->gen = gen;
 	in->replica_restoring = 1;
 	/* Nothing is written until the state file says which generation:

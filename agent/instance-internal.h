@@ -32,6 +32,8 @@ struct instance {
 	struct instance		*next;
 	const struct inst_driver *drv;		/* its kind's ops */
 	char			*name;
+	uint64_t		 serial;	/* this one of that name: one
+						 * made anew under it differs */
 	char			*dir;		/* state_dir/instances/NAME */
 	char			*ckpt_dir;	/* dir/ckpt */
 	char			*spec_text;	/* a VM's: its domain XML */

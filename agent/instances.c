@@ -226,12 +226,14 @@ struct instance *
 instance_add(struct instances *set, const struct inst_driver *drv,
     const char *name, const char *spec_text, const char *spec_dir)
 {
+	static uint64_t	 serials;
 	struct instance	*in;
 
 	in = xcalloc(1, sizeof *in);
 	in->set = set;
 	in->drv = drv;
 	in->name = xstrdup(name);
+	in->serial = ++serials;
 	xasprintf(&in->dir, "%s/%s", set->dir, name);
 	xasprintf(&in->ckpt_dir, "%s/ckpt", in->dir);
 	in->spec_text = xstrdup(spec_text);
