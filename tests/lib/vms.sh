@@ -71,6 +71,16 @@ vm_wait_checks() {
 	th_wait 60 vm__has_ok "$host" "$name" "$want" || {
 		echo "FAIL: $name on $host: no $n more checks on its console:" >&2
 		tail -n 20 "$(lv_serial_log "$host" "$name")" >&2
+		# What the guest was doing (once in CI: a restored guest that
+		# printed nothing in 60 s).
+		{
+			echo "console: $(wc -c <"$(lv_serial_log "$host" "$name")") bytes"
+			echo "libvirt: $(lv_virsh "$host" domstate "$name" --reason 2>&1)"
+			lv_virsh "$host" qemu-monitor-command "$name" --hmp \
+			    "info cpus" 2>&1
+			grep " $name\b" "$(cl_log "$host")" | grep -v debug |
+			    tail -n 8
+		} >&2 || :
 		return 1
 	}
 }
