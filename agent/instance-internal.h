@@ -101,7 +101,8 @@ struct instance {
 	instances_done_cb	 stop_cb;
 	void			*stop_arg;
 	/* a destroy (or, with later_stop, a stop) waiting for its
-	 * checkpoint to end (cancelled) */
+	 * checkpoint (cancelled) or a driver call to end (instances.c
+	 * instance_busy_with) */
 	instances_done_cb	 destroy_cb;
 	void			*destroy_arg;
 	int			 later_stop;

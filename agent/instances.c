@@ -39,8 +39,8 @@ static const struct inst_driver *const inst_drivers[] = {
 static void	instances_finish_close(struct instances *);
 static void	instances_destroy_waiting(struct instances *);
 
-/* A checkpoint, restore or migration finished: a pending close may go
- * on, and so may a destroy that waited for a checkpoint. */
+/* A checkpoint, restore, migration or driver call finished: a pending
+ * close may go on, and so may a stop or destroy that waited for it. */
 void
 instances_op_done(struct instances *set)
 {
@@ -322,7 +322,7 @@ instance_unlink(struct instance *in)
 		in->destroy_cb = NULL;
 		reply_error(cb, in->destroy_arg,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: ternd "
-		    "is shutting down before its checkpoint ended; %s it "
+		    "is shutting down before what it waited for ended; %s it "
 		    "again once ternd is back", in->name, in->later_stop ?
 		    "stop" : "destroy");
 	}
@@ -607,12 +607,33 @@ instance_destroy_now(struct instance *in, instances_done_cb cb, void *arg)
 	}
 }
 
-/* A checkpoint runs (a replica's on schedule, or the operator's): the
+/* What a stop or destroy of in must wait for, or NULL: a checkpoint, or
+ * a driver call under way on a settled instance (a start, an HA
+ * restart after a fence, a create, a libvirt call).  An operator meets
+ * these often (a replica every 2 s, restarts after a coordinator's
+ * outage): refusing ("try again") failed scripts.  A stop under way, a
+ * migration or a restore is answered by the driver, as before. */
+static const char *
+instance_busy_with(const struct instance *in)
+{
+	switch (in->state) {
+	case INST_CHECKPOINTING:
+		return "checkpointing";
+	case INST_STOPPED:
+	case INST_RUNNING:
+	case INST_CHECKPOINTED:
+		if (in->working != NULL)
+			return in->working;
+		return in->vm_busy ? "busy with libvirt" : NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* The stop or destroy goes on once what it waits for has settled the
+ * instance (instances_op_done).  A checkpoint is cancelled: the
  * instance is going (destroy) or stopping, so is what the checkpoint
- * would give; CRIU is cancelled (a VM's libvirt call is waited for) and
- * the stop or destroy goes on once the checkpoint has settled the
- * instance (instances_op_done).  An operator meets this often with a
- * replica every 2 s: refusing ("is checkpointing") failed scripts. */
+ * would give (CRIU is cancelled; a VM's libvirt call is waited for). */
 static int
 instance_act_later(struct instance *in, int stop, instances_done_cb cb,
     void *arg, int *code, char **cause)
@@ -623,20 +644,26 @@ instance_act_later(struct instance *in, int stop, instances_done_cb cb,
 	if (in->destroy_cb != NULL && (stop || !in->later_stop))
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "instance %s is "
-		    "already being %s (once its checkpoint ends)", in->name,
-		    in->later_stop ? "stopped" : "destroyed");
+		    "already being %s (once it is no longer %s)", in->name,
+		    in->later_stop ? "stopped" : "destroyed",
+		    instance_busy_with(in));
 	if (in->destroy_cb != NULL) {
 		/* A destroy takes over the stop that waits: it stops too. */
 		was = in->destroy_cb;
 		in->destroy_cb = NULL;
 		reply_error(was, in->destroy_arg,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s: a "
-		    "destroy came while this stop waited for its checkpoint; "
-		    "the destroy stops it", in->name);
+		    "destroy came while this stop waited; the destroy stops "
+		    "it", in->name);
 	}
 	in->destroy_cb = cb;
 	in->destroy_arg = arg;
 	in->later_stop = stop;
+	if (in->state != INST_CHECKPOINTING) {
+		log_info("instance %s: %s waits until it is no longer %s",
+		    in->name, stop ? "stop" : "destroy", instance_busy_with(in));
+		return 0;
+	}
 	log_info("instance %s: %s waits for its checkpoint to end "
 	    "(cancelled: %s)", in->name, stop ? "stop" : "destroy", stop ?
 	    "a generation that completes all the same is kept" :
@@ -652,7 +679,7 @@ instance_act_later(struct instance *in, int stop, instances_done_cb cb,
 	return 0;
 }
 
-/* Stops and destroys that waited for a checkpoint, once it has ended. */
+/* Stops and destroys that waited, once what they waited for has ended. */
 static void
 instances_destroy_waiting(struct instances *set)
 {
@@ -663,7 +690,7 @@ instances_destroy_waiting(struct instances *set)
 	for (;;) {
 		for (in = set->list; in != NULL; in = in->next)
 			if (in->destroy_cb != NULL &&
-			    in->state != INST_CHECKPOINTING)
+			    instance_busy_with(in) == NULL)
 				break;
 		if (in == NULL)
 			return;
@@ -671,19 +698,19 @@ instances_destroy_waiting(struct instances *set)
 		arg = in->destroy_arg;
 		in->destroy_cb = NULL;
 		in->destroy_arg = NULL;
-		log_info("instance %s: its checkpoint ended (%s): %s it",
+		log_info("instance %s: what it waited for ended (%s): %s it",
 		    in->name, inst_state_names[in->state], in->later_stop ?
 		    "stopping" : "destroying");
 		if (in->later_stop && (in->state == INST_STOPPED ||
 		    in->state == INST_CHECKPOINTED)) {
 			/* The checkpoint left it not running (a full one, or
-			 * the cancel took the container with it): stopped
-			 * is what was asked, and no grant may start it. */
+			 * the cancel took the container with it), or its
+			 * start failed: stopped is what was asked, and no
+			 * grant may start it. */
 			in->want_running = 0;
 			instance_persist(in);
-			reply_done(cb, arg, "instance %s stopped (its "
-			    "checkpoint left it %s)", in->name,
-			    inst_state_names[in->state]);
+			reply_done(cb, arg, "instance %s stopped (it was "
+			    "left %s)", in->name, inst_state_names[in->state]);
 		} else if (in->later_stop)
 			instance_stop_now(in, cb, arg);
 		else
@@ -714,7 +741,7 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 			in->want_running = want;
 		break;
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP:
-		if (in->state == INST_CHECKPOINTING)
+		if (instance_busy_with(in) != NULL)
 			rc = instance_act_later(in, 1, cb, arg, &code, &cause);
 		else {
 			instance_stop_now(in, cb, arg);
@@ -724,7 +751,7 @@ instances_action(struct instances *set, const Tern__InstanceActionRequest *r,
 	case TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY:
 		if ((rc = instance_refuse_restoring(in, &code, &cause)) != 0)
 			break;
-		if (in->state == INST_CHECKPOINTING)
+		if (instance_busy_with(in) != NULL)
 			rc = instance_act_later(in, 0, cb, arg, &code, &cause);
 		else {
 			instance_destroy_now(in, cb, arg);

@@ -14,6 +14,12 @@
 #     "instance s1 is checkpointing"), and s1 stays stopped.
 #  4. r1..r5, protected with a 1 s interval (the least), destroyed at
 #     random moments (a dump may run or not): every destroy succeeds.
+#  5. A start under way (h1 restarted with the fault point
+#     ctr.start.before-running:delay: the processes made, not yet
+#     running), as after an HA restart that follows a coordinator's
+#     outage: ternctl destroy and ternctl stop wait for it and succeed
+#     (before, both were refused: "instance p1 is starting: try again
+#     when it is done", seen in ha-coord-kill.sh's CI run).
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -121,6 +127,34 @@ done
 no_criu || fail "a criu of h1 is still there"
 sleep 1
 [ "$(copies)" = 0 ] || fail "$(copies) copies of mc run"
+
+echo "--- 5: destroy and stop while a start is under way"
+START_MS=4000
+cl_stop h1 || fail "h1's ternd did not stop cleanly"
+TERN_FAULT="ctr.start.before-running:delay=$START_MS@2" cl_start h1
+wait_for 20 "a lease for h1" ha_has_lease h1
+log1=$(cl_log h1)
+held() { [ "$(grep -c "fault point ctr.start.before-running fired" "$log1")" -ge "$1" ]; }
+p_state() { inst_field h1 $1 state 2>/dev/null || true; }
+for act in destroy stop; do
+	n=p-$act
+	witness_spec "$TH_ROOT/rootfs" $n
+	cl_ctl h1 create $n --spec "$TH_ROOT/$n.json" >/dev/null
+	cl_ctl h1 start $n >"$TH_ROOT/start.out" 2>&1 &
+	starting=$!
+	[ $act = destroy ] && nth=1 || nth=2
+	wait_for 20 "h1's start of $n held" held $nth
+	out=$(cl_ctl h1 $act $n 2>&1) || fail "$act of $n refused: $out"
+	echo "  $act while starting: $out"
+	wait "$starting" || fail "the start of $n failed: $(cat "$TH_ROOT/start.out")"
+	grep -q "instance $n: $act waits until it is no longer starting" "$log1" ||
+	    fail "h1 did not say the $act of $n waited for its start"
+	[ "$(witness_copies $n h1 h2 h3)" = 0 ] || fail "$n still runs after its $act"
+done
+fault_fired h1 ctr.start.before-running "delay=$START_MS"
+[ -z "$(p_state p-destroy)" ] || fail "p-destroy is $(p_state p-destroy) after its destroy"
+[ "$(p_state p-stop)" = stopped ] || fail "p-stop is $(p_state p-stop) after its stop"
+cl_ctl h1 destroy p-stop >/dev/null || fail "p-stop could not be destroyed"
 cl_stop h1 && cl_stop h2 && cl_stop h3 || fail "a ternd did not stop cleanly"
 for h in h1 h2 h3; do cl_check_log $h || fail "sanitizer report on $h"; done
 echo "PASS"
