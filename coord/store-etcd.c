@@ -10,8 +10,15 @@
  * every later transaction also compares it, so a deposed leader's write
  * fails in etcd itself, whatever that leader believes.  The leader also
  * fences itself: its lease is taken to end TTL after the moment it SENT
- * the last renewal that was granted (CLOCK_MONOTONIC), and it steps down
- * a margin before that unless a later renewal was granted.
+ * the last renewal that was granted (CLOCK_MONOTONIC), and it stops
+ * leading a margin before that unless a later renewal was granted.  It
+ * keeps its lease and leader key meanwhile (suspended): a keepalive that
+ * etcd answers with time left proves that nobody can have led since
+ * (the key lives as long as the lease), and it leads again at once, in
+ * the same term; one answered "expired" makes it step down and campaign.
+ * etcd electing its own leader (a second or two, longer than the margin
+ * of a 2 s lease) no longer costs a step-down and a new campaign, which
+ * waited out the old lease (etcd renews every lease when it elects).
  *
  * A request that could not connect goes to the next endpoint; one that
  * may have reached etcd is answered as unknown (error), never retried,
@@ -66,11 +73,12 @@ struct etcd {
 	char		*lease;		/* its id, as etcd writes it */
 	uint64_t	 term;		/* our leader key's create revision */
 	int		 leader;
+	int		 suspended;	/* leader key ours, lease unsure */
 	uint64_t	 lease_end;	/* monotonic ms: the lease may end */
 	uint64_t	 renew_sent;	/* the renewal on its way, sent at */
 	int		 renewing, granting, claiming;
 	uv_timer_t	 renew_timer;	/* next renewal */
-	uv_timer_t	 fence_timer;	/* step down before lease_end */
+	uv_timer_t	 fence_timer;	/* stop leading before lease_end */
 	uv_timer_t	 retry_timer;	/* campaign again */
 	uv_timer_t	 late_timer;	/* fault point store.etcd.keepalive */
 	char		*late_id;	/* the lease its held keepalive is for */
@@ -623,44 +631,84 @@ etcd_drop_lease(struct etcd *e)
 	e->lease = NULL;
 }
 
-/* Stop leading: say so first, then give the term up and try again. */
+/* Stop leading: say so first (unless suspended: said then), then give the
+ * term up and try again. */
 static void
 etcd_step_down(struct etcd *e, const char *why)
 {
-	if (!e->leader)
+	if (!e->leader && !e->suspended)
 		return;
-	e->leader = 0;
-	e->term = 0;
 	uv_timer_stop(&e->fence_timer);
-	log_warnx("store: %s stops leading: %s", e->name, why);
-	e->lead_cb(e->lead_arg, 0, why);
+	log_warnx("store: %s %s: %s", e->name, e->leader ? "stops leading" :
+	    "gives its term up", why);
+	if (e->leader) {
+		e->leader = 0;
+		e->lead_cb(e->lead_arg, 0, why);
+	}
+	e->suspended = 0;
+	e->term = 0;
 	etcd_drop_lease(e);
 	if (!e->closing)
 		uv_timer_start(&e->retry_timer, etcd_on_retry,
 		    ETCD_CAMPAIGN_RETRY_MS, 0);
 }
 
+/* Milliseconds the lease leaves to lead, a quarter of it kept back (0:
+ * none). */
+static uint64_t
+etcd_lease_left(const struct etcd *e)
+{
+	uint64_t	now = now_ms(), stop = e->lease_end - e->ttl_ms / 4;
+
+	return e->lease_end > e->ttl_ms / 4 && stop > now ? stop - now : 0;
+}
+
 /* The lease may end soon without a granted renewal: stop leading before
- * it can (invariant 1: act only on a lease known to be valid). */
+ * it can (invariant 1: act only on a lease known to be valid), but keep
+ * the lease and the key; keepalives go on and decide. */
+static void
+etcd_suspend(struct etcd *e, const char *why)
+{
+	if (!e->leader)
+		return;
+	e->leader = 0;
+	e->suspended = 1;
+	uv_timer_stop(&e->fence_timer);
+	log_warnx("store: %s stops leading: %s; it leads again if etcd renews "
+	    "lease %s in time (term %" PRIu64 ")", e->name, why, e->lease,
+	    e->term);
+	e->lead_cb(e->lead_arg, 0, why);
+}
+
 static void
 etcd_on_fence(uv_timer_t *t)
 {
-	etcd_step_down(t->data, "no lease renewal was granted in time");
+	etcd_suspend(t->data, "no lease renewal was granted in time");
 }
 
 static void
 etcd_arm_fence(struct etcd *e)
 {
-	uint64_t	now = now_ms(), margin = e->ttl_ms / 4;
+	uint64_t	left = etcd_lease_left(e);
 
-	if (!e->leader)
-		return;
-	if (e->lease_end <= now + margin) {
-		etcd_step_down(e, "the lease is about to end");
+	if (left == 0) {
+		etcd_suspend(e, "the lease is about to end");
 		return;
 	}
-	uv_timer_start(&e->fence_timer, etcd_on_fence,
-	    e->lease_end - margin - now, 0);
+	uv_timer_start(&e->fence_timer, etcd_on_fence, left, 0);
+}
+
+/* Suspended, and a keepalive gave the lease time: leading again, in the
+ * same term (the leader key lived on under the lease). */
+static void
+etcd_resume(struct etcd *e)
+{
+	e->suspended = 0;
+	e->leader = 1;
+	log_info("store: %s leads again (term %" PRIu64 "): etcd renewed "
+	    "lease %s", e->name, e->term, e->lease);
+	etcd_arm_fence(e);
+	e->lead_cb(e->lead_arg, 1, NULL);
 }
 
 /* Milliseconds until the next keepalive: a third of the lease after the
@@ -706,7 +754,7 @@ etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
 		log_warnx("store: renewing %s's lease: %s", e->name, error);
 	else if (ttl == 0) {
 		/* Nothing granted: the lease is gone, and the key with it. */
-		if (e->leader)
+		if (e->leader || e->suspended)
 			etcd_step_down(e, "the lease expired");
 		else {
 			etcd_drop_lease(e);
@@ -717,7 +765,10 @@ etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
 		/* Counted from when it was first sent (to whichever member),
 		 * not when it came back. */
 		e->lease_end = e->renew_sent + ttl * 1000;
-		etcd_arm_fence(e);
+		if (e->leader)
+			etcd_arm_fence(e);
+		else if (e->suspended && etcd_lease_left(e) > 0)
+			etcd_resume(e);
 	}
 	if (e->lease != NULL)
 		uv_timer_start(&e->renew_timer, etcd_renew,
@@ -897,14 +948,21 @@ etcd_claim_answer(struct etcd *e, void *arg, struct json_object *j,
 		log_warnx("store: %s campaigning: %s", e->name, error);
 	else if (get_bool(j, "succeeded")) {
 		e->term = header_rev(j);
-		e->leader = 1;
-		etcd_arm_fence(e);
-		if (e->leader) {
+		if (etcd_lease_left(e) > 0) {
+			e->leader = 1;
 			log_info("store: %s leads (term %" PRIu64 ")", e->name,
 			    e->term);
+			etcd_arm_fence(e);
 			e->lead_cb(e->lead_arg, 1, NULL);
-			return;
+		} else {
+			/* The key is ours, the lease may be ending: the
+			 * next keepalive decides. */
+			e->suspended = 1;
+			log_warnx("store: %s holds the leader key (term %"
+			    PRIu64 ") but its lease may be ending: it leads "
+			    "once etcd renews it", e->name, e->term);
 		}
+		return;
 	} else
 		etcd_note_leader(e, j);
 	uv_timer_start(&e->retry_timer, etcd_on_retry, ETCD_CAMPAIGN_RETRY_MS,
@@ -920,7 +978,8 @@ etcd_campaign_step(struct etcd *e)
 	char			*k, *cause = NULL;
 	uint64_t		*sent;
 
-	if (e->closing || e->leader || e->granting || e->claiming)
+	if (e->closing || e->leader || e->suspended || e->granting ||
+	    e->claiming)
 		return;
 	if (e->lease == NULL) {
 		req = json_object_new_object();
@@ -1004,7 +1063,7 @@ etcd_leadership(struct store *s, uint64_t *term, const char **leader)
 {
 	struct etcd	*e = s->impl;
 
-	if (e->leader && now_ms() + e->ttl_ms / 4 < e->lease_end) {
+	if (e->leader && etcd_lease_left(e) > 0) {
 		*term = e->term;
 		return 1;
 	}
@@ -1056,8 +1115,8 @@ etcd_close(struct store *s)
 	uv_timer_stop(&e->late_timer);
 	free(e->late_id);
 	e->late_id = NULL;
-	if (e->leader) {
-		e->leader = 0;
+	if (e->leader || e->suspended) {
+		e->leader = e->suspended = 0;
 		log_info("store: %s stops leading: closing", e->name);
 	}
 	/* Let the next leader in now rather than after the lease's TTL;

@@ -301,11 +301,15 @@ on_write_timer(uv_timer_t *t)
 static void
 on_lead(void *arg, int leader, const char *why)
 {
+	uint64_t	 term = 0;
+	const char	*who = NULL;
+
 	(void)arg;
 	leading = leader;
-	if (leader)
-		say("leads");
-	else
+	if (leader) {
+		(void)store_leadership(st, &term, &who);
+		say("leads %" PRIu64, term);
+	} else
 		say("stops: %s", why);
 }
 
