@@ -355,6 +355,7 @@ ctr_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 	in->stop_cb = cb;
 	in->stop_arg = arg;
 	in->working = "being created";
+	in->creating = 1;
 	set->busy++;
 	work_run(set->agent->ternd->loop, ctr_save_work, in, ctr_created, in);
 	return 0;
@@ -394,6 +395,7 @@ ctr_created(void *arg, const char *error)
 	void			*cbarg = in->stop_arg;
 
 	in->working = NULL;
+	in->creating = 0;
 	in->stop_cb = NULL;
 	if (error != NULL) {
 		reply_error(cb, cbarg, TERN__ERROR_CODE__ERROR_RESOURCE,

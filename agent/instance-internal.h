@@ -42,6 +42,7 @@ struct instance {
 	int			 vm;		/* set by the VM driver, for
 						 * the migrations only */
 	int			 vm_busy;	/* a libvirt call is out */
+	int			 creating;	/* its create is not answered */
 
 	enum inst_state		 state;
 	uint64_t		 since_ms;

@@ -317,7 +317,7 @@ instance_unlink(struct instance *in)
 		    "is shutting down before it stopped; ternctl list once "
 		    "ternd is back says whether it runs", in->name);
 	}
-	if (in->destroy_cb != NULL) {
+	if (in->destroy_cb != NULL && in->set->closing) {
 		cb = in->destroy_cb;
 		in->destroy_cb = NULL;
 		reply_error(cb, in->destroy_arg,
@@ -325,6 +325,16 @@ instance_unlink(struct instance *in)
 		    "is shutting down before what it waited for ended; %s it "
 		    "again once ternd is back", in->name, in->later_stop ?
 		    "stop" : "destroy");
+	} else if (in->destroy_cb != NULL) {
+		/* What it waited for took the instance away: a destroy that
+		 * came first, or the coordinator giving it to another host. */
+		cb = in->destroy_cb;
+		in->destroy_cb = NULL;
+		reply_error(cb, in->destroy_arg,
+		    TERN__ERROR_CODE__ERROR_NOT_FOUND, "instance %s left this "
+		    "host while this %s waited (destroyed meanwhile, or owned "
+		    "by another host now: ternctl list there)", in->name,
+		    in->later_stop ? "stop" : "destroy");
 	}
 	in->unlinked = 1;
 	uv_close((uv_handle_t *)&in->timer, instance_free_cb);
@@ -609,13 +619,18 @@ instance_destroy_now(struct instance *in, instances_done_cb cb, void *arg)
 
 /* What a stop or destroy of in must wait for, or NULL: a checkpoint, or
  * a driver call under way on a settled instance (a start, an HA
- * restart after a fence, a create, a libvirt call).  An operator meets
+ * restart after a fence, a libvirt call).  An operator meets
  * these often (a replica every 2 s, restarts after a coordinator's
  * outage): refusing ("try again") failed scripts.  A stop under way, a
  * migration or a restore is answered by the driver, as before. */
 static const char *
 instance_busy_with(const struct instance *in)
 {
+	/* Not a create: a protected one registers with the coordinator as
+	 * it is answered, and a destroy right after it would release
+	 * nothing the coordinator knows (epoch 0): refused, as before. */
+	if (in->creating)
+		return NULL;
 	switch (in->state) {
 	case INST_CHECKPOINTING:
 		return "checkpointing";

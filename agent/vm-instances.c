@@ -528,6 +528,7 @@ vm_restore_done(struct instance *in, struct vm_op *op)
 static void
 vm_create_done(struct instance *in, struct vm_op *op)
 {
+	in->creating = 0;
 	if (op->rc != 0) {
 		reply_error(op->cb, op->arg, op->code, "instance %s: %s",
 		    op->name, op->cause);
@@ -690,6 +691,7 @@ vmi_create(struct instances *set, const Tern__InstanceCreateRequest *r,
 	 * or a migration bringing one, is refused while libvirt works. */
 	in = instance_add(set, &vm_inst_driver, r->name, r->spec, "");
 	in->vm = 1;
+	in->creating = 1;
 	vm_op_queue(set, in, VMOP_CREATE, cb, arg);
 	return 0;
 }
