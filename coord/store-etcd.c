@@ -15,7 +15,8 @@
  * keeps its lease and leader key meanwhile (suspended): a keepalive that
  * etcd answers with time left proves that nobody can have led since
  * (the key lives as long as the lease), and it leads again at once, in
- * the same term; one answered "expired" makes it step down and campaign.
+ * the same term; one answered "expired", or a lease's length without
+ * one that lets it lead, makes it give the key up and campaign.
  * etcd electing its own leader (a second or two, longer than the margin
  * of a 2 s lease) no longer costs a step-down and a new campaign, which
  * waited out the old lease (etcd renews every lease when it elects).
@@ -78,7 +79,8 @@ struct etcd {
 	uint64_t	 renew_sent;	/* the renewal on its way, sent at */
 	int		 renewing, granting, claiming;
 	uv_timer_t	 renew_timer;	/* next renewal */
-	uv_timer_t	 fence_timer;	/* stop leading before lease_end */
+	uv_timer_t	 fence_timer;	/* stop leading before lease_end;
+					 * suspended: give the key up */
 	uv_timer_t	 retry_timer;	/* campaign again */
 	uv_timer_t	 late_timer;	/* fault point store.etcd.keepalive */
 	char		*late_id;	/* the lease its held keepalive is for */
@@ -663,17 +665,37 @@ etcd_lease_left(const struct etcd *e)
 	return e->lease_end > e->ttl_ms / 4 && stop > now ? stop - now : 0;
 }
 
+/* Suspended a whole lease without leading again (keepalives unanswered,
+ * or answered too late to lead on): give the key up, so that another
+ * coordinator may lead, as a step-down at the margin always did. */
+static void
+etcd_on_suspended_long(uv_timer_t *t)
+{
+	struct etcd	*e = t->data;
+
+	etcd_step_down(e, "no keepalive gave the lease time to lead on "
+	    "within a lease's length");
+}
+
+/* Not leading (any longer), with the key held under a lease that may be
+ * ending: keepalives go on and decide, within a lease's length. */
+static void
+etcd_suspend_now(struct etcd *e)
+{
+	e->suspended = 1;
+	uv_timer_start(&e->fence_timer, etcd_on_suspended_long, e->ttl_ms, 0);
+}
+
 /* The lease may end soon without a granted renewal: stop leading before
  * it can (invariant 1: act only on a lease known to be valid), but keep
- * the lease and the key; keepalives go on and decide. */
+ * the lease and the key. */
 static void
 etcd_suspend(struct etcd *e, const char *why)
 {
 	if (!e->leader)
 		return;
 	e->leader = 0;
-	e->suspended = 1;
-	uv_timer_stop(&e->fence_timer);
+	etcd_suspend_now(e);
 	log_warnx("store: %s stops leading: %s; it leads again if etcd renews "
 	    "lease %s in time (term %" PRIu64 ")", e->name, why, e->lease,
 	    e->term);
@@ -686,28 +708,27 @@ etcd_on_fence(uv_timer_t *t)
 	etcd_suspend(t->data, "no lease renewal was granted in time");
 }
 
+/* Leading (e->leader set) with left ms to lead: stop before then. */
 static void
-etcd_arm_fence(struct etcd *e)
+etcd_arm_fence(struct etcd *e, uint64_t left)
 {
-	uint64_t	left = etcd_lease_left(e);
-
-	if (left == 0) {
-		etcd_suspend(e, "the lease is about to end");
-		return;
-	}
 	uv_timer_start(&e->fence_timer, etcd_on_fence, left, 0);
 }
 
-/* Suspended, and a keepalive gave the lease time: leading again, in the
- * same term (the leader key lived on under the lease). */
+/* Suspended (or just holding the key), and the lease leaves left ms to
+ * lead: leading, in the key's term (it lived on under the lease). */
 static void
-etcd_resume(struct etcd *e)
+etcd_lead(struct etcd *e, uint64_t left, int again)
 {
 	e->suspended = 0;
 	e->leader = 1;
-	log_info("store: %s leads again (term %" PRIu64 "): etcd renewed "
-	    "lease %s", e->name, e->term, e->lease);
-	etcd_arm_fence(e);
+	if (again)
+		log_info("store: %s leads again (term %" PRIu64 "): etcd "
+		    "renewed lease %s", e->name, e->term, e->lease);
+	else
+		log_info("store: %s leads (term %" PRIu64 ")", e->name,
+		    e->term);
+	etcd_arm_fence(e, left);
 	e->lead_cb(e->lead_arg, 1, NULL);
 }
 
@@ -729,7 +750,7 @@ etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
     const char *error)
 {
 	struct json_object	*res;
-	uint64_t		 ttl = 0;
+	uint64_t		 ttl = 0, left;
 	char			*id = arg;
 	int			 stale;
 
@@ -765,10 +786,13 @@ etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
 		/* Counted from when it was first sent (to whichever member),
 		 * not when it came back. */
 		e->lease_end = e->renew_sent + ttl * 1000;
-		if (e->leader)
-			etcd_arm_fence(e);
-		else if (e->suspended && etcd_lease_left(e) > 0)
-			etcd_resume(e);
+		left = etcd_lease_left(e);
+		if (e->leader && left > 0)
+			etcd_arm_fence(e, left);
+		else if (e->leader)
+			etcd_suspend(e, "the lease is about to end");
+		else if (e->suspended && left > 0)
+			etcd_lead(e, left, 1);
 	}
 	if (e->lease != NULL)
 		uv_timer_start(&e->renew_timer, etcd_renew,
@@ -938,6 +962,8 @@ static void
 etcd_claim_answer(struct etcd *e, void *arg, struct json_object *j,
     const char *error)
 {
+	uint64_t	left;
+
 	(void)arg;
 	e->claiming = 0;
 	if (e->closing)
@@ -948,16 +974,12 @@ etcd_claim_answer(struct etcd *e, void *arg, struct json_object *j,
 		log_warnx("store: %s campaigning: %s", e->name, error);
 	else if (get_bool(j, "succeeded")) {
 		e->term = header_rev(j);
-		if (etcd_lease_left(e) > 0) {
-			e->leader = 1;
-			log_info("store: %s leads (term %" PRIu64 ")", e->name,
-			    e->term);
-			etcd_arm_fence(e);
-			e->lead_cb(e->lead_arg, 1, NULL);
-		} else {
+		if ((left = etcd_lease_left(e)) > 0)
+			etcd_lead(e, left, 0);
+		else {
 			/* The key is ours, the lease may be ending: the
 			 * next keepalive decides. */
-			e->suspended = 1;
+			etcd_suspend_now(e);
 			log_warnx("store: %s holds the leader key (term %"
 			    PRIu64 ") but its lease may be ending: it leads "
 			    "once etcd renews it", e->name, e->term);

@@ -6,7 +6,8 @@
 # a leader started again after a crash need not wait out its old lease;
 # a keepalive late past the leader's margin suspends it, and its answer
 # (the lease still alive) has it lead again in the same term; one late
-# past the lease has it give the term up and campaign again;
+# past a lease's length of suspension has it give the term up and
+# campaign, and its answer, late, leaves the next lease alone;
 # one member gone the leader goes on, with two gone it stops leading;
 # a member whose packets are dropped (a crashed host: no refusal, no
 # answer) is passed over for the next.
@@ -75,9 +76,11 @@ wait_for 10 "c5 exiting" eval '! kill -0 '"$c5"' 2>/dev/null'
 
 echo "--- a keepalive late past the lease: the term given up, a new one"
 # c4's first keepalive goes 4 s late, past its 2 s lease: c4 stops
-# leading at the margin and keeps its lease and key until etcd answers
-# that keepalive: the lease expired.  Then it gives that term up and
-# campaigns again: one stop, a second term.
+# leading at the margin (1.5 s) and keeps its lease and key for a
+# lease's length (to 3.5 s), then gives that term up and campaigns
+# again: one stop, a second term.  Then etcd answers the old lease's
+# keepalive.  That answer must leave the new lease alone: taken for its
+# own, it made c4 stop again, or stalled a claim under way for good.
 c4=$(TERN_FAULT=store.etcd.keepalive:delay=4000@1 th_spawn h1 \
     "$TH_ROOT/c4.out" "$ctl" lead "etcd:$ep" c4 2000)
 wait_for 15 "c4 leading" grep -q '^leads' "$TH_ROOT/c4.out"
@@ -90,8 +93,15 @@ sleep 2
 grep -v '^wrote' "$TH_ROOT/c4.out"
 [ "$(count '^stops' "$TH_ROOT/c4.out")" = 1 ] ||
     fail "c4 stopped leading more than once"
-grep -q "c4 gives its term up: the lease expired" "$TH_ROOT/c4.out" ||
-    fail "c4 did not give its term up on the expired lease"
+grep -q "c4 gives its term up: no keepalive gave the lease time" "$TH_ROOT/c4.out" ||
+    fail "c4 did not give its term up after a lease's length suspended"
+answered() { grep -q "keepalive of lease .*, given up since, was answered" \
+    "$TH_ROOT/c4.out"; }
+wait_for 10 "the held keepalive answered" answered
+grep -q "keepalive of lease .*, given up since, was answered: ignored" \
+    "$TH_ROOT/c4.out" || fail "c4 did not say it ignored the old answer"
+[ "$(count '^stops' "$TH_ROOT/c4.out")" = 1 ] ||
+    fail "c4 stopped again when its old lease's keepalive was answered"
 [ "$(terms "$TH_ROOT/c4.out" | sort -u | wc -l)" = 2 ] ||
     fail "c4 led again in its old term: $(terms "$TH_ROOT/c4.out" | tr '\n' ' ')"
 n=$(count '^wrote' "$TH_ROOT/c4.out")
