@@ -22,8 +22,16 @@ th_setup 2
 cl_pki
 cl_conf h1
 cl_conf h2
-cl_start h1
-cl_start h2
+# Every target holds its restored copy 3 s before it says RESTORED (fault
+# point mig.target.held): the source stays that long before its commit
+# point, its CRIU at post-dump, so the cases that cut the link or stop
+# that CRIU "while the images are on their way" act inside the window
+# whatever the machine's load (it was the target's restore, ~1.3 s: a
+# loaded run once saw the log line too late and found no CRIU left).
+HOLD=mig.target.held:delay=3000
+# h1's ternd kills itself at its first migration's frozen point (case 1).
+TERN_FAULT="mig.source.frozen:kill@1,$HOLD" cl_start h1
+TERN_FAULT=$HOLD cl_start h2
 cl_wait_up h1 2 30
 cl_wait_up h2 2 30
 cl_wait_criu h1 || fail "h1 cannot run containers"
@@ -145,20 +153,24 @@ settled() {
 
 launch mc h1
 
-# 1. The source's ternd is SIGKILLed while the images are on their way.
-# Its CRIU, holding the container at post-dump, outlives it: it sees
-# its socket close, takes that as a refused post-dump and resumes the
-# container.  The target loses the source and drops the incoming copy;
-# the restarted source adopts the container.
+# 1. The source's ternd is SIGKILLed while the images are on their way
+# (fault point mig.source.frozen: the container frozen and dumped,
+# nothing sent yet; before, a SIGKILL raced the log line "dumping ->
+# sending" and once came after the commit point).  Its CRIU, holding the
+# container at post-dump, outlives it: it sees its socket close, takes
+# that as a refused post-dump and resumes the container.  The target
+# loses the source and drops the incoming copy; the restarted source
+# adopts the container.
 from=${at[mc]}
-seen=$(nlines "$from" "mc: dumping -> sending")
-mig_start mc srckill
-wait_line "$from" "mc: dumping -> sending" "$seen"
 pid=$(cl_pid "$from")
 disown "$pid"	# no "Killed" notice
-kill -9 "$pid"
+mig_start mc srckill
+died() { grep -q "fault point mig.source.frozen: ternd kills itself" "$(cl_log "$from")"; }
+th_wait 60 died || fail "srckill: $from's ternd did not die at mig.source.frozen"
+th_wait 10 eval '! th_pid_alive '"$pid" || fail "srckill: $from's ternd still runs"
+fault_fired "$from" mig.source.frozen kill
 mig_failed srckill "ternd closed the connection"
-cl_start "$from"
+TERN_FAULT=$HOLD cl_start "$from"
 cl_wait_up "$from" 2 30
 settled mc "the source's ternd was SIGKILLed mid-migration"
 
@@ -249,7 +261,7 @@ settled mc "criu was killed on the source during the dump"
 from=${at[mc]}
 to=$(other "$from")
 cl_stop "$to" || fail "dstcriu: $to's ternd did not stop cleanly"
-TERN_FAULT=criu.restore:stall@1 cl_start "$to"
+TERN_FAULT="criu.restore:stall@1,$HOLD" cl_start "$to"
 cl_wait_up "$to" 2 30
 cl_wait_criu "$to" || fail "dstcriu: $to cannot run containers"
 seen=$(nlines "$to" "ckpt: mc: restoring checkpoint")
@@ -383,5 +395,6 @@ cl_ctl "$from" restore mc
 settled mc "the link was lost at the commit point"
 
 cl_ctl "${at[mc]}" destroy mc >/dev/null
+for h in h1 h2; do fault_fired $h mig.target.held "delay=3000"; done
 cl_stop_all || fail "a ternd did not stop cleanly"
 echo "migrate-faults: ok"
