@@ -48,6 +48,25 @@ wait_for 10 "c0 exiting" eval '! kill -0 '"$c0"' 2>/dev/null'
 
 # leads FILE: the terms a contender led in, in order.
 terms() { sed -n 's/^leads //p' "$1"; }
+# held NAME DELAY_MS TTL_MS: contender NAME (pid in $HELD) leads under a
+# TTL_MS lease, its first keepalive DELAY_MS late (fault point
+# store.etcd.keepalive), until it stops leading.
+held() {
+	HELD=$(TERN_FAULT=store.etcd.keepalive:delay=$2@1 th_spawn h1 \
+	    "$TH_ROOT/$1.out" "$ctl" lead "etcd:$ep" "$1" "$3")
+	wait_for 15 "$1 leading" grep -q '^leads' "$TH_ROOT/$1.out"
+	wait_for 10 "$1 stopping, its keepalive held" grep -q '^stops' "$TH_ROOT/$1.out"
+	grep -q "fault point store.etcd.keepalive fired: delay=$2" "$TH_ROOT/$1.out" ||
+	    fail "the fault point store.etcd.keepalive never fired"
+}
+# writes_on NAME: NAME writes again, then exits on SIGTERM.
+writes_on() {
+	local n
+	n=$(count '^wrote' "$TH_ROOT/$1.out")
+	wait_for 5 "$1 writing on" eval '[ "$(count "^wrote" "$TH_ROOT/'"$1"'.out")" -gt '"$n"' ]'
+	kill -TERM "$HELD"
+	wait_for 10 "$1 exiting" eval '! kill -0 '"$HELD"' 2>/dev/null'
+}
 
 echo "--- a keepalive late past the margin, within the lease: led again, same term"
 # Fault point store.etcd.keepalive (delay): c5's first keepalive (due 2 s
@@ -56,12 +75,7 @@ echo "--- a keepalive late past the margin, within the lease: led again, same te
 # c5 stops leading at 4.5 s; etcd renews the lease at 5 s, so nobody can
 # have led meanwhile: c5 leads again in the same term.  Before, it stepped
 # down, gave the lease up and campaigned again: a new term, after a wait.
-c5=$(TERN_FAULT=store.etcd.keepalive:delay=3000@1 th_spawn h1 \
-    "$TH_ROOT/c5.out" "$ctl" lead "etcd:$ep" c5 6000)
-wait_for 15 "c5 leading" grep -q '^leads' "$TH_ROOT/c5.out"
-wait_for 10 "c5 stopping, its keepalive held" grep -q '^stops' "$TH_ROOT/c5.out"
-grep -q "fault point store.etcd.keepalive fired: delay=3000" "$TH_ROOT/c5.out" ||
-    fail "the fault point store.etcd.keepalive never fired"
+held c5 3000 6000
 led2() { [ "$(terms "$TH_ROOT/c5.out" | wc -l)" -ge 2 ]; }
 wait_for 10 "c5 leading again" led2
 grep -v '^wrote' "$TH_ROOT/c5.out"
@@ -69,10 +83,7 @@ grep -v '^wrote' "$TH_ROOT/c5.out"
     fail "c5 led again in another term: $(terms "$TH_ROOT/c5.out" | tr '\n' ' ')"
 grep -q "c5 leads again (term" "$TH_ROOT/c5.out" ||
     fail "c5 did not say it leads again under its lease"
-n=$(count '^wrote' "$TH_ROOT/c5.out")
-wait_for 5 "c5 writing on" eval '[ "$(count "^wrote" "$TH_ROOT/c5.out")" -gt $n ]'
-kill -TERM "$c5"
-wait_for 10 "c5 exiting" eval '! kill -0 '"$c5"' 2>/dev/null'
+writes_on c5
 
 echo "--- a keepalive late past the lease: the term given up, a new one"
 # c4's first keepalive goes 4 s late, past its 2 s lease: c4 stops
@@ -81,12 +92,7 @@ echo "--- a keepalive late past the lease: the term given up, a new one"
 # again: one stop, a second term.  Then etcd answers the old lease's
 # keepalive.  That answer must leave the new lease alone: taken for its
 # own, it made c4 stop again, or stalled a claim under way for good.
-c4=$(TERN_FAULT=store.etcd.keepalive:delay=4000@1 th_spawn h1 \
-    "$TH_ROOT/c4.out" "$ctl" lead "etcd:$ep" c4 2000)
-wait_for 15 "c4 leading" grep -q '^leads' "$TH_ROOT/c4.out"
-wait_for 10 "c4 stopping, its keepalive held" grep -q '^stops' "$TH_ROOT/c4.out"
-grep -q "fault point store.etcd.keepalive fired: delay=4000" "$TH_ROOT/c4.out" ||
-    fail "the fault point store.etcd.keepalive never fired"
+held c4 4000 2000
 again() { [ "$(count '^leads' "$TH_ROOT/c4.out")" -ge 2 ]; }
 wait_for 10 "c4 leading again under a new lease" again
 sleep 2
@@ -104,10 +110,7 @@ grep -q "keepalive of lease .*, given up since, was answered: ignored" \
     fail "c4 stopped again when its old lease's keepalive was answered"
 [ "$(terms "$TH_ROOT/c4.out" | sort -u | wc -l)" = 2 ] ||
     fail "c4 led again in its old term: $(terms "$TH_ROOT/c4.out" | tr '\n' ' ')"
-n=$(count '^wrote' "$TH_ROOT/c4.out")
-wait_for 5 "c4 writing on" eval '[ "$(count "^wrote" "$TH_ROOT/c4.out")" -gt $n ]'
-kill -TERM "$c4"
-wait_for 10 "c4 exiting" eval '! kill -0 '"$c4"' 2>/dev/null'
+writes_on c4
 
 echo "--- one leader at a time"
 c1=$(th_spawn h1 "$TH_ROOT/c1.out" "$ctl" lead "etcd:$ep" c1 3000)
