@@ -75,6 +75,7 @@ struct etcd {
 	uint64_t	 term;		/* our leader key's create revision */
 	int		 leader;
 	int		 suspended;	/* leader key ours, lease unsure */
+	int		 led;		/* in this term, once */
 	uint64_t	 lease_end;	/* monotonic ms: the lease may end */
 	uint64_t	 renew_sent;	/* the renewal on its way, sent at */
 	int		 renewing, granting, claiming;
@@ -718,16 +719,17 @@ etcd_arm_fence(struct etcd *e, uint64_t left)
 /* Suspended (or just holding the key), and the lease leaves left ms to
  * lead: leading, in the key's term (it lived on under the lease). */
 static void
-etcd_lead(struct etcd *e, uint64_t left, int again)
+etcd_lead(struct etcd *e, uint64_t left)
 {
 	e->suspended = 0;
 	e->leader = 1;
-	if (again)
+	if (e->led)
 		log_info("store: %s leads again (term %" PRIu64 "): etcd "
 		    "renewed lease %s", e->name, e->term, e->lease);
 	else
 		log_info("store: %s leads (term %" PRIu64 ")", e->name,
 		    e->term);
+	e->led = 1;
 	etcd_arm_fence(e, left);
 	e->lead_cb(e->lead_arg, 1, NULL);
 }
@@ -792,7 +794,7 @@ etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
 		else if (e->leader)
 			etcd_suspend(e, "the lease is about to end");
 		else if (e->suspended && left > 0)
-			etcd_lead(e, left, 1);
+			etcd_lead(e, left);
 	}
 	if (e->lease != NULL)
 		uv_timer_start(&e->renew_timer, etcd_renew,
@@ -974,8 +976,9 @@ etcd_claim_answer(struct etcd *e, void *arg, struct json_object *j,
 		log_warnx("store: %s campaigning: %s", e->name, error);
 	else if (get_bool(j, "succeeded")) {
 		e->term = header_rev(j);
+		e->led = 0;
 		if ((left = etcd_lease_left(e)) > 0)
-			etcd_lead(e, left, 0);
+			etcd_lead(e, left);
 		else {
 			/* The key is ours, the lease may be ending: the
 			 * next keepalive decides. */
