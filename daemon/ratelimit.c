@@ -147,16 +147,21 @@ static void
 ratelimit_arm(struct ratelimit *rl)
 {
 	uv_loop_t	*loop = rl->timer.loop;
-	uint64_t	 ns, ms;
+	uint64_t	 now, due_ms, base_ms;
 
 	if (rl->head == NULL || uv_is_active((uv_handle_t *)&rl->timer))
 		return;
-	ns = ratelimit_bucket_wait_ns(&rl->b, ratelimit_quantum(rl->head->want),
-	    now_ns());
-	ms = ns / 1000000 + (ns % 1000000 != 0);
-	/* The timer counts from the loop's cached time, which lags. */
+	/* The loop's time is whole milliseconds, truncated (libuv reads
+	 * the same monotonic clock): count the delay from it, up to the
+	 * millisecond the tokens are there in, or the timer fires up to a
+	 * millisecond early and wakes everyone to find too little. */
 	uv_update_time(loop);
-	uv_timer_start(&rl->timer, ratelimit_fire, ms, 0);
+	base_ms = uv_now(loop);
+	now = now_ns();
+	due_ms = (now + ratelimit_bucket_wait_ns(&rl->b,
+	    ratelimit_quantum(rl->head->want), now) + 999999) / 1000000;
+	uv_timer_start(&rl->timer, ratelimit_fire,
+	    due_ms > base_ms ? due_ms - base_ms : 0, 0);
 }
 
 /* Wake everyone who waited when it fired, in turn: the first takes what
