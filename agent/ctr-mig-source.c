@@ -379,7 +379,7 @@ ctr_source_commit_point(struct migration *m,
 	/* The store's answer, or what it says when asked, bounds it. */
 	mig_set_timeout(m->mig, 0);
 	mig_hold(m->mig);
-	if (migration_owner_move(m->agent, m->in, m->peer, m->id,
+	if (migration_owner_move(m->agent, m->in, m->peer, m->id, 0,
 	    ctr_source_owned, m, &cause) != 0) {
 		mig_drop(m->mig);
 		ctr_source_fail(m, "%s", cause);

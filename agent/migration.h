@@ -37,7 +37,11 @@ void	migration_peer_lost(struct agent *, const char *peer,
  * epoch, in one store transaction.  done runs once, later: MOVED with the
  * new epoch, REFUSED with why (nothing changed: roll back), or UNKNOWN
  * with why (the answer could not be learned before this host's lease
- * ended: run neither copy).  -1 with *cause: not asked (no coordinator). */
+ * ended: run neither copy).  A mover that holds no copy of its own any
+ * more (OWNER_ASK_NO_COPY: libvirt moved the VM, paused) has nothing its
+ * lease must stop, so it asks on past its lease, up to
+ * migration_owner_ask_limit_ms, before UNKNOWN.  -1 with *cause: not
+ * asked (no coordinator). */
 enum owner_result {
 	OWNER_MOVED,
 	OWNER_REFUSED,
@@ -45,9 +49,11 @@ enum owner_result {
 };
 typedef void	(*owner_cb)(void *arg, enum owner_result, uint64_t epoch,
 		    const char *why);
+#define OWNER_ASK_NO_COPY	0x1
 int	migration_owner_move(struct agent *, const struct instance *,
-	    const char *to, uint64_t migration, owner_cb, void *arg,
-	    char **cause);
+	    const char *to, uint64_t migration, int flags, owner_cb,
+	    void *arg, char **cause);
+uint64_t migration_owner_ask_limit_ms(const struct agent *);
 /* A grant lists name at epoch here (agent/ha-instances.c): an incoming
  * migration waiting for it may resume. */
 void	migration_owner_granted(struct agent *, const char *name,

@@ -24,6 +24,7 @@
 #define VMM_BACK_CHECKS		3	/* S: waits while libvirt here still
 					 * takes a returning copy in */
 #define VMM_ARRIVE_WAIT_MS	10000	/* T: libvirt's finish resuming it */
+#define VMM_LEASE_POLL_MS	250	/* S: came back, our lease awaited */
 #define VMM_BANDWIDTH_MIN	1000000	/* bytes/s, as for containers */
 /* Auto-converge, steeper than QEMU's 20 + 10 per pass: a guest that
  * outruns the link is slowed down enough within a few passes, instead of
@@ -126,6 +127,8 @@ struct vm_migration {
 						 * its paused copy back to S */
 	char			*return_why;	/* S: the store's refusal */
 	unsigned		 back_checks;	/* S: VMMW_BACK re-waits */
+	uint64_t		 back_lease_until; /* S: came back, paused
+						 * until our lease is valid */
 };
 
 /* One libvirt call for a migration, on the thread pool. */

@@ -430,15 +430,44 @@ vmm_source_back_fenced(struct vm_migration *m, struct vmm_work *k)
 	vmm_free(m);
 }
 
+static void	vmm_source_came_back(struct vm_migration *);
+
+static void
+vmm_source_back_lease_due(uv_timer_t *t)
+{
+	vmm_source_came_back(t->data);
+}
+
 /* The paused copy is here again: resumed at our epoch if our lease
- * still is valid, fenced otherwise (its paused QEMU destroyed; the next
- * grant starts it), never both. */
+ * is valid, fenced otherwise (its paused QEMU destroyed; the next grant
+ * starts it), never both.  A lease that ended while the store's answer
+ * was awaited (migration_owner_move asks on past it) is waited for, two
+ * TTLs at most: the paused copy never runs meanwhile, and the answer
+ * that sent it back came from a coordinator that grants again. */
 static void
 vmm_source_came_back(struct vm_migration *m)
 {
+	struct agent	*a = m->agent;
+	uint64_t	 now = uv_now(a->ternd->loop);
+
 	if (m->resuming)
 		return;
 	uv_timer_stop(&m->timer);
+	if (a->ha != NULL && !ha_agent_may_run(a->ha, m->in->epoch)) {
+		if (m->back_lease_until == 0) {
+			m->back_lease_until = now +
+			    2 * (uint64_t)a->ternd->conf->lease_ttl_ms;
+			log_info("vmig %" PRIx64 " %s: back here, paused; this "
+			    "host's lease is not valid now, so it stays paused "
+			    "until it is, up to %" PRIu64 " ms", m->id, m->name,
+			    m->back_lease_until - now);
+		}
+		if (now < m->back_lease_until) {
+			uv_timer_start(&m->timer, vmm_source_back_lease_due,
+			    VMM_LEASE_POLL_MS, 0);
+			return;
+		}
+	}
 	m->resuming = 1;
 	if (m->agent->ha == NULL || !ha_agent_may_run(m->agent->ha,
 	    m->in->epoch)) {
@@ -558,7 +587,7 @@ vmm_source_record(struct vm_migration *m)
 	vmm_set_phase(m, MIG_PH_RECORDING);
 	mig_hold(m->mig);
 	if (migration_owner_move(m->agent, m->in, m->peer, m->id,
-	    vmm_source_owned, m, &cause) != 0) {
+	    OWNER_ASK_NO_COPY, vmm_source_owned, m, &cause) != 0) {
 		mig_drop(m->mig);
 		vmm_source_refused(m, cause);
 		free(cause);

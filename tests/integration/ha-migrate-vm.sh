@@ -25,7 +25,12 @@
 #    meanwhile (the sync after the reconnect must leave the held arrival
 #    alone: it stays incoming and paused): the held migration lets go of the
 #    instance without fencing or resuming it, and g1 ends up running once,
-#    on the host the store names.
+#    on the host the store names;
+#  - the coordinator dies as a move reaches it (coord.owner-move.received,
+#    then .committed: kill) and stays down past the source's lease and two
+#    TTLs: the source, which holds no copy, asks on; once h3 is back the
+#    store's word sends the paused copy back (not recorded) or resumes it
+#    on the target (recorded); the guest's counters go on either way.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -223,6 +228,78 @@ one_on_owner() { local o; o=$(owner_now); [ -n "$o" ] && runs_on "$o"; }
 wait_for 90 "g1 running once, on its owner" one_on_owner
 sleep 2
 one_on_owner || fail "g1 runs $(vm_copies g1) times; owner $(owner_now)"
+
+
+# The coordinator dies as a move reaches it (FAULT: kill) and stays down
+# past the source's lease and two TTLs more: there the target used to
+# fence the paused copy it held (no grant listed it), and the guest could
+# only boot afresh, its memory lost.  The source holds no copy (libvirt
+# moved it, paused), so it asks on; the store's word, once h3 is back,
+# says where the paused copy runs, and the guest's own counters go on.
+running_copies() {
+	local h n=0
+	for h in $TH_HOSTS; do
+		lv_virsh "$h" list --state-running --name 2>/dev/null |
+		    grep -qx g1 && n=$((n + 1))
+	done
+	echo $n
+}
+h3_dead() { ! cl_pid h3 >/dev/null; }
+asks_on() {
+	grep -q "instance g1: this host's lease ended before coordinator h3 said whether it moved to $2; no copy of it is left here ($2 holds it paused), so it asks on" \
+	    "$(cl_log "$1")"
+}
+# lost_move FAULT: sets src, dst, epoch (the source's) and out.
+lost_move() {
+	src=$(owner_now)
+	dst=h1; [ "$src" = h1 ] && dst=h2
+	epoch=$(inst_field "$src" g1 epoch)
+	cl_stop h3 || fail "h3's ternd did not stop cleanly"
+	TERN_FAULT=$1:kill@1 cl_start h3 || fail "h3 did not start again"
+	wait_for 30 "h3 leading again" leading
+	wait_for 30 "h1 and h2 holding leases again" leases
+	cl_ctl "$src" migrate g1 --to "$dst" >"$TH_ROOT/lost.out" 2>&1 &
+	mig=$!
+	th_wait 120 h3_dead || fail "h3 did not die at $1"
+	wait "$(cat "$(cl__pidfile h3)")" 2>/dev/null || :
+	rm -f "$(cl__pidfile h3)"
+	grep -q "fault point $1 fired: kill" "$(cl_log h3)" ||
+	    fail "$1 did not fire"
+	# The source's lease ends within a TTL, and two TTLs later the
+	# target used to fence its copy.
+	sleep $((3 * HA_TTL_MS / 1000 + 2))
+	[ "$(running_copies)" = 0 ] ||
+	    fail "g1 runs $(running_copies) times while h3 is down"
+	[ "$(lv_virsh "$dst" domstate g1 2>/dev/null | head -1)" = paused ] ||
+	    fail "g1 is $(lv_virsh "$dst" domstate g1 2>&1) on $dst, not held paused"
+	asks_on "$src" "$dst" ||
+	    fail "$src did not ask on past its lease: $(grep " g1\b" "$(cl_log "$src")" | tail -n 3)"
+	cl_start h3 || fail "h3's ternd did not start again"
+	wait_for 30 "h3 leading again" leading
+	wait "$mig" && st=0 || st=$?
+	out=$(cat "$TH_ROOT/lost.out")
+	echo "migrate ($st): $out"
+	! grep -q "g1: no lease grant from coordinator" "$(cl_log "$dst")" ||
+	    fail "$dst fenced its paused copy of g1"
+}
+
+echo "--- the coordinator dies before it records the move, down past the lease"
+# The guest's history goes on from its QEMU on its owner now (above it
+# may have booted afresh).
+vm_restarted "$(owner_now)" g1 /dev/null
+lost_move coord.owner-move.received
+[ "$st" != 0 ] || fail "g1's migration succeeded: $out"
+grep -q "the coordinator did not record the move (its store still names this host at the same epoch); rolled back: $dst sent its paused copy back and it runs on $src again" \
+    <<<"$out" || fail "not rolled back: $out"
+vm_settle g1 "$src" "$dst"
+moved "$dst" "$src" "$epoch"
+
+echo "--- the coordinator dies after it records the move, down past the lease"
+lost_move coord.owner-move.committed
+[ "$st" = 0 ] || fail "g1's migration failed: $out"
+grep -q "the coordinator's store says $dst owns it at epoch $((epoch + 1)): the move was recorded" \
+    "$(cl_log "$src")" || fail "$src did not learn that the move was recorded"
+moved "$src" "$dst" $((epoch + 1))
 
 cl_ctl "$(owner_now)" destroy g1 >/dev/null
 cl_stop_all || fail "a ternd did not stop cleanly"
