@@ -1178,8 +1178,9 @@ ha_owned(void *ctx, const Tern__LeaseGrant *g)
 		}
 		if ((p = ha_pending_find(a, o->name, 0)) != NULL && p->created)
 			ha_pending_end(p, 0, NULL);
-		if (in->state == INST_INCOMING)
-			/* migrated in: it resumes on this grant */
+		if (in->state == INST_INCOMING || in->state == INST_MIGRATING)
+			/* migrated in: it resumes on this grant; migrating
+			 * away: the copy that comes back may resume here */
 			migration_owner_granted(a, in->name, in->epoch);
 		/* Not while its replica is taken in: the restore runs it
 		 * (or, refused, leaves it not running); a cold start here

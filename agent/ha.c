@@ -49,6 +49,7 @@ struct ha_agent {
 	struct ha_sent		 sent[HA_SENT_MAX];
 	int			 join;		/* the next renewal registers */
 	int			 fenced;	/* since the last grant */
+	uint64_t		 lapses;	/* times fenced, ever */
 	char			*refused;	/* the last refusal */
 	char			*refuser;	/* who said "not leading" last */
 	uv_timer_t		*renew_timer;
@@ -79,6 +80,7 @@ ha_fence(struct ha_agent *h, const char *why)
 	if (h->fenced)
 		return;
 	h->fenced = 1;
+	h->lapses++;
 	log_warnx("lease from %s lost: %s; stopping the protected instances",
 	    h->coords[h->from], why);
 	h->ops.fence(h->ctx, why);
@@ -402,6 +404,12 @@ ha_agent_stop_at(const struct ha_agent *h)
 {
 	return lease_valid(&h->lease, ha_now(h)) ? lease_stop_at(&h->lease) :
 	    0;
+}
+
+uint64_t
+ha_agent_lapses(const struct ha_agent *h)
+{
+	return h->lapses;
 }
 
 int

@@ -172,8 +172,8 @@ struct owner_move {
 	char			*name, *to;
 	uint64_t		 epoch, migration;
 	int			 asking;	/* the answer is lost */
-	int			 flags;		/* OWNER_ASK_* */
-	uint64_t		 ask_until;	/* past our lease (NO_COPY) */
+	uint64_t		 ask_until;	/* past our lease: 0, none */
+	int			 past_lease;	/* said so */
 	uv_timer_t		*timer;
 	owner_cb		 cb;
 	void			*arg;
@@ -205,56 +205,38 @@ owner_end(struct owner_move *om, enum owner_result res, uint64_t epoch,
 
 static void	owner_due(uv_timer_t *);
 
-uint64_t
-migration_owner_ask_limit_ms(const struct agent *a)
-{
-	const struct conf	*c = a->ternd->conf;
-	uint64_t		 ms = 30 * (uint64_t)c->lease_ttl_ms;
-
-	/* Well inside the target's wait for our COMMIT (its READY). */
-	if (ms > (uint64_t)c->migration_timeout_ms / 2)
-		ms = (uint64_t)c->migration_timeout_ms / 2;
-	return ms;
-}
-
 /* Our lease ended before the answer was learned.  A copy of ours must
  * stop now (the lease fencing does), and the target runs its copy only
  * if its grant lists it, i.e. only if the store did commit: UNKNOWN.  A
  * mover with no copy of its own (a VM libvirt moved, paused on the
- * target) asks on: the store's word keeps the target's paused copy
- * (moved: it resumes there; not: it comes back here), where a guess
- * fences it once two TTLs pass without a grant.  0: ask on. */
+ * target) asks on until om->ask_until: the store's word keeps the
+ * target's paused copy (moved: it resumes there; not: it comes back
+ * here), where a guess fences it once two TTLs pass without a grant.
+ * 0: ask on. */
 static int
 owner_lease_ended(struct owner_move *om)
 {
 	struct agent	*a = om->a;
 	uint64_t	 now = uv_now(a->ternd->loop);
-	uint64_t	 limit = migration_owner_ask_limit_ms(a);
-	char		*why;
 
-	if (a->ha == NULL || !(om->flags & OWNER_ASK_NO_COPY)) {
-		owner_end(om, OWNER_UNKNOWN, 0, "the coordinator's answer was "
-		    "lost and could not be learned before this host's lease "
-		    "ended");
+	if (a->ha == NULL || now >= om->ask_until) {
+		owner_end(om, OWNER_UNKNOWN, 0, om->past_lease ? "the "
+		    "coordinator's answer was lost and could not be learned "
+		    "before this host's lease ended, nor in the time the "
+		    "target waits for the commit" : "the coordinator's answer "
+		    "was lost and could not be learned before this host's "
+		    "lease ended");
 		return -1;
 	}
-	if (om->ask_until == 0) {
-		om->ask_until = now + limit;
+	if (!om->past_lease) {
+		om->past_lease = 1;
 		log_warnx("instance %s: this host's lease ended before "
 		    "coordinator %s said whether it moved to %s; no copy of it "
 		    "is left here (%s holds it paused), so it asks on, up to "
 		    "%" PRIu64 " ms", om->name, ha_agent_coordinator(a->ha),
-		    om->to, om->to, limit);
-		return 0;
+		    om->to, om->to, om->ask_until - now);
 	}
-	if (now < om->ask_until)
-		return 0;
-	xasprintf(&why, "the coordinator's answer was lost and could not be "
-	    "learned within %" PRIu64 " ms after this host's lease ended",
-	    limit);
-	owner_end(om, OWNER_UNKNOWN, 0, why);
-	free(why);
-	return -1;
+	return 0;
 }
 
 /* The answer is lost (no reply in time, the link to the coordinator cut,
@@ -302,8 +284,8 @@ owner_due(uv_timer_t *t)
 
 int
 migration_owner_move(struct agent *a, const struct instance *in,
-    const char *to, uint64_t migration, int flags, owner_cb cb, void *arg,
-    char **cause)
+    const char *to, uint64_t migration, uint64_t ask_until, owner_cb cb,
+    void *arg, char **cause)
 {
 	struct owner_move	*om;
 	Envelope		 env;
@@ -321,7 +303,7 @@ migration_owner_move(struct agent *a, const struct instance *in,
 	om->to = xstrdup(to);
 	om->epoch = in->epoch;
 	om->migration = migration;
-	om->flags = flags;
+	om->ask_until = ask_until;
 	om->cb = cb;
 	om->arg = arg;
 	om->timer = xcalloc(1, sizeof *om->timer);
@@ -430,8 +412,12 @@ migration_owner_granted(struct agent *a, const char *name, uint64_t epoch)
 {
 	struct mig	*mig;
 
-	if (a->mig == NULL ||
-	    (mig = mig_find_name(a->mig, name, MIG_ROLE_TARGET)) == NULL ||
+	if (a->mig == NULL)
+		return;
+	if ((mig = mig_find_name(a->mig, name, MIG_ROLE_SOURCE)) != NULL &&
+	    mig->priv != NULL && mig->drv->kind == TERN__INSTANCE_KIND__KIND_VM)
+		vm_migration_listed(mig, epoch);
+	if ((mig = mig_find_name(a->mig, name, MIG_ROLE_TARGET)) == NULL ||
 	    mig->priv == NULL)
 		return;
 	if (mig->drv->kind == TERN__INSTANCE_KIND__KIND_VM)

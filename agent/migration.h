@@ -38,10 +38,9 @@ void	migration_peer_lost(struct agent *, const char *peer,
  * new epoch, REFUSED with why (nothing changed: roll back), or UNKNOWN
  * with why (the answer could not be learned before this host's lease
  * ended: run neither copy).  A mover that holds no copy of its own any
- * more (OWNER_ASK_NO_COPY: libvirt moved the VM, paused) has nothing its
- * lease must stop, so it asks on past its lease, up to
- * migration_owner_ask_limit_ms, before UNKNOWN.  -1 with *cause: not
- * asked (no coordinator). */
+ * more (libvirt moved the VM, paused) has nothing its lease must stop:
+ * ask_until (uv_now ms, 0: none) lets it ask on past its lease until
+ * then, before UNKNOWN.  -1 with *cause: not asked (no coordinator). */
 enum owner_result {
 	OWNER_MOVED,
 	OWNER_REFUSED,
@@ -49,13 +48,12 @@ enum owner_result {
 };
 typedef void	(*owner_cb)(void *arg, enum owner_result, uint64_t epoch,
 		    const char *why);
-#define OWNER_ASK_NO_COPY	0x1
 int	migration_owner_move(struct agent *, const struct instance *,
-	    const char *to, uint64_t migration, int flags, owner_cb,
-	    void *arg, char **cause);
-uint64_t migration_owner_ask_limit_ms(const struct agent *);
+	    const char *to, uint64_t migration, uint64_t ask_until,
+	    owner_cb, void *arg, char **cause);
 /* A grant lists name at epoch here (agent/ha-instances.c): an incoming
- * migration waiting for it may resume. */
+ * migration waiting for it may resume; an outgoing VM's copy that came
+ * back after a lapse of the lease may too (vm_migration_listed). */
 void	migration_owner_granted(struct agent *, const char *name,
 	    uint64_t epoch);
 /* ternd stops: roll back every migration not yet committed, while the

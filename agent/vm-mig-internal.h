@@ -127,8 +127,16 @@ struct vm_migration {
 						 * its paused copy back to S */
 	char			*return_why;	/* S: the store's refusal */
 	unsigned		 back_checks;	/* S: VMMW_BACK re-waits */
-	uint64_t		 back_lease_until; /* S: came back, paused
-						 * until our lease is valid */
+	uint64_t		 ready_at;	/* S: T's READY came (uv_now) */
+	uint64_t		 lapses0;	/* S: our lease's lapses at the
+						 * start (ha_agent_lapses) */
+	int			 listed;	/* S: a grant listed it here at
+						 * its epoch, ... */
+	uint64_t		 listed_lapses;	/* ... after this many lapses */
+	int			 back;		/* S: its copy came back */
+	uint64_t		 back_until;	/* S: paused until it may
+						 * resume, then fenced */
+	unsigned		 back_polls;	/* S: its waits for that */
 };
 
 /* One libvirt call for a migration, on the thread pool. */
@@ -230,5 +238,6 @@ void	vmm_target_returned(struct vm_migration *, struct vmm_work *);
 void	vmm_source_back(struct vm_migration *, struct vmm_work *);
 void	vmm_source_back_fenced(struct vm_migration *, struct vmm_work *);
 void	vmm_source_back_checked(struct vm_migration *, struct vmm_work *);
+void	vmm_source_listed(struct vm_migration *, uint64_t epoch);
 
 #endif

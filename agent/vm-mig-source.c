@@ -433,17 +433,46 @@ vmm_source_back_fenced(struct vm_migration *m, struct vmm_work *k)
 static void	vmm_source_came_back(struct vm_migration *);
 
 static void
-vmm_source_back_lease_due(uv_timer_t *t)
+vmm_source_back_due(uv_timer_t *t)
 {
 	vmm_source_came_back(t->data);
 }
 
-/* The paused copy is here again: resumed at our epoch if our lease
- * is valid, fenced otherwise (its paused QEMU destroyed; the next grant
- * starts it), never both.  A lease that ended while the store's answer
- * was awaited (migration_owner_move asks on past it) is waited for, two
- * TTLs at most: the paused copy never runs meanwhile, and the answer
- * that sent it back came from a coordinator that grants again. */
+/* May its copy, back here, resume at our epoch?  Only with a valid lease;
+ * and if the lease lapsed since the move began (it asked the store past
+ * its lease), the coordinator may have failed this host over meanwhile:
+ * then only a grant since the last lapse that lists it here at its
+ * epoch says it is still ours, as a target's grant does for its copy. */
+static int
+vmm_source_may_resume(const struct vm_migration *m)
+{
+	struct ha_agent	*ha = m->agent->ha;
+	uint64_t	 lapses;
+
+	if (ha == NULL || !ha_agent_may_run(ha, m->in->epoch))
+		return 0;
+	lapses = ha_agent_lapses(ha);
+	return lapses == m->lapses0 || (m->listed &&
+	    m->listed_lapses == lapses);
+}
+
+void
+vmm_source_listed(struct vm_migration *m, uint64_t epoch)
+{
+	if (m->in == NULL || epoch != m->in->epoch || m->agent->ha == NULL)
+		return;
+	m->listed = 1;
+	m->listed_lapses = ha_agent_lapses(m->agent->ha);
+	if (m->back && !m->resuming && vmm_source_may_resume(m))
+		vmm_source_came_back(m);
+}
+
+/* The paused copy is here again: resumed at our epoch if it may
+ * (vmm_source_may_resume), fenced otherwise (its paused QEMU destroyed;
+ * the next grant starts it), never both.  One that may not yet (the
+ * lease lapsed while the store's answer was awaited) stays paused, never
+ * running, for two TTLs: the grant that lists it comes with the next
+ * renewals. */
 static void
 vmm_source_came_back(struct vm_migration *m)
 {
@@ -453,28 +482,33 @@ vmm_source_came_back(struct vm_migration *m)
 	if (m->resuming)
 		return;
 	uv_timer_stop(&m->timer);
-	if (a->ha != NULL && !ha_agent_may_run(a->ha, m->in->epoch)) {
-		if (m->back_lease_until == 0) {
-			m->back_lease_until = now +
-			    2 * (uint64_t)a->ternd->conf->lease_ttl_ms;
-			log_info("vmig %" PRIx64 " %s: back here, paused; this "
-			    "host's lease is not valid now, so it stays paused "
-			    "until it is, up to %" PRIu64 " ms", m->id, m->name,
-			    m->back_lease_until - now);
-		}
-		if (now < m->back_lease_until) {
-			uv_timer_start(&m->timer, vmm_source_back_lease_due,
-			    VMM_LEASE_POLL_MS, 0);
-			return;
-		}
+	if (!m->back) {
+		m->back = 1;
+		m->back_until = now + 2 * (uint64_t)a->ternd->conf->lease_ttl_ms;
 	}
-	m->resuming = 1;
-	if (m->agent->ha == NULL || !ha_agent_may_run(m->agent->ha,
-	    m->in->epoch)) {
-		vmm_work_queue(m, VMMW_FENCE);
+	if (vmm_source_may_resume(m)) {
+		if (ha_agent_lapses(a->ha) != m->lapses0)
+			log_info("vmig %" PRIx64 " %s: back here, paused; a "
+			    "grant since this host's lease lapsed lists it here "
+			    "at epoch %" PRIu64 ": resuming it", m->id, m->name,
+			    m->in->epoch);
+		m->resuming = 1;
+		vmm_work_queue(m, VMMW_RESUME);
 		return;
 	}
-	vmm_work_queue(m, VMMW_RESUME);
+	if (a->ha != NULL && now < m->back_until) {
+		if (m->back_polls++ == 0)
+			log_info("vmig %" PRIx64 " %s: back here, paused; this "
+			    "host's lease lapsed since the move began, so it "
+			    "stays paused until a grant lists it here at epoch "
+			    "%" PRIu64 ", up to %" PRIu64 " ms", m->id,
+			    m->name, m->in->epoch, m->back_until - now);
+		uv_timer_start(&m->timer, vmm_source_back_due,
+		    VMM_LEASE_POLL_MS, 0);
+		return;
+	}
+	m->resuming = 1;
+	vmm_work_queue(m, VMMW_FENCE);
 }
 
 /* T's word on the way back: COMPLETE (it is here, paused) or ABORT. */
@@ -483,7 +517,7 @@ vmm_source_return_step(struct vm_migration *m, const Tern__MigrateStep *s)
 {
 	char	*why;
 
-	if (m->resuming)
+	if (m->resuming || m->back)
 		return;		/* back here already */
 	if (s->step == TERN__MIGRATE_STEP__STEP__ABORT) {
 		xasprintf(&why, "%s: %s", m->peer, s->error != NULL ?
@@ -506,7 +540,7 @@ vmm_source_back_checked(struct vm_migration *m, struct vmm_work *k)
 	uint64_t	 waited;
 	char		*why;
 
-	if (m->resuming)
+	if (m->resuming || m->back)
 		return;		/* T's COMPLETE came meanwhile */
 	waited = m->policy.conf.deadline_ms + VMM_COMPLETE_WAIT_MS +
 	    (uint64_t)m->back_checks * VMM_COMPLETE_WAIT_MS;
@@ -582,12 +616,23 @@ vmm_source_owned(void *arg, enum owner_result res, uint64_t epoch,
 static void
 vmm_source_record(struct vm_migration *m)
 {
-	char	*cause = NULL;
+	const struct conf	*c = m->agent->ternd->conf;
+	uint64_t		 until, t_waits;
+	char			*cause = NULL;
 
 	vmm_set_phase(m, MIG_PH_RECORDING);
+	/* No copy of ours is left: the store is asked on past our lease
+	 * (migration_owner_move), 30 TTLs at most, and never past T's wait
+	 * for COMMIT (migration_timeout_ms from its READY; a tenth of it
+	 * spared for the link and the clocks). */
+	until = uv_now(m->agent->ternd->loop) + 30 * (uint64_t)c->lease_ttl_ms;
+	t_waits = m->ready_at + (uint64_t)c->migration_timeout_ms -
+	    (uint64_t)c->migration_timeout_ms / 10;
+	if (until > t_waits)
+		until = t_waits;
 	mig_hold(m->mig);
-	if (migration_owner_move(m->agent, m->in, m->peer, m->id,
-	    OWNER_ASK_NO_COPY, vmm_source_owned, m, &cause) != 0) {
+	if (migration_owner_move(m->agent, m->in, m->peer, m->id, until,
+	    vmm_source_owned, m, &cause) != 0) {
 		mig_drop(m->mig);
 		vmm_source_refused(m, cause);
 		free(cause);
@@ -674,8 +719,10 @@ vmm_source_step(struct vm_migration *m, const Tern__MigrateStep *s)
 	}
 	switch (s->step) {
 	case TERN__MIGRATE_STEP__STEP__READY:
-		if (m->mig->phase == MIG_PH_OFFERED)
+		if (m->mig->phase == MIG_PH_OFFERED) {
+			m->ready_at = uv_now(m->agent->ternd->loop);
 			vmm_source_go(m);
+		}
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:
 		xasprintf(&why, "%s %s: %s", m->peer, m->mig->phase ==
@@ -819,6 +866,12 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 	m->max_downtime_ms = r->has_max_downtime_ms ? r->max_downtime_ms : 0;
 	m->auto_converge = pc.auto_converge;
 	m->store = in->ha != 0;
+	/* A lapse from here on may have let the coordinator fail this host
+	 * over (vmm_source_may_resume); without a valid lease now, any
+	 * copy that comes back waits for a grant that lists it. */
+	if (a->ha != NULL)
+		m->lapses0 = ha_agent_valid(a->ha) ? ha_agent_lapses(a->ha) :
+		    UINT64_MAX;
 	vm_policy_init(&m->policy, &pc);
 	in->set->busy++;
 	instance_set_state(in, INST_MIGRATING, NULL);

@@ -361,6 +361,15 @@ vm_migration_granted(struct mig *mg)
 		vmm_target_granted(m);
 }
 
+void
+vm_migration_listed(struct mig *mg, uint64_t epoch)
+{
+	struct vm_migration	*m = vmm_of(mg);
+
+	if (m != NULL && m->source)
+		vmm_source_listed(m, epoch);
+}
+
 static void
 vmm_drv_uncertain(struct mig *mg, enum mig_fail f, const char *why)
 {

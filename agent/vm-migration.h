@@ -26,6 +26,8 @@ void	vm_migration_event(struct agent *, const char *name, enum vm_ev,
 /* The coordinator's grant listed a VM migrating in (migration.h). */
 struct mig;
 void	vm_migration_granted(struct mig *);
+/* S: a grant lists the VM here at epoch (its copy may come back). */
+void	vm_migration_listed(struct mig *, uint64_t epoch);
 /* A VM arrived paused and held until its grant (docs/ha.md) keeps the
  * instance table busy: 1 if name is held and not being resumed, and
  * letting go of the hold (ternd stops, or the instance is destroyed):

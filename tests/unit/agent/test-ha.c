@@ -159,9 +159,11 @@ test_counts_from_send(void **state)
 	ha_agent_check(h);
 	assert_int_equal(nfenced, 2);
 	assert_non_null(strstr(fence_why, "no renewal was granted in time"));
-	/* Fenced once per loss, not at every check. */
+	/* Fenced once per loss, not at every check; and each loss counted
+	 * once (what a VM migration's copy that came back asks). */
 	ha_agent_check(h);
 	assert_int_equal(nfenced, 2);
+	assert_int_equal(ha_agent_lapses(h), 2);
 	done(h);
 }
 
@@ -266,14 +268,18 @@ test_refused(void **state)
 	assert_int_equal(nfenced, 1);	/* the one at start */
 	ha_agent_renew(h);
 	assert_false(last_join);
+	assert_int_equal(ha_agent_lapses(h), 1);
 	grant(h, "coord", last_seq, "host h1 was declared failed");
 	assert_false(ha_agent_valid(h));
 	assert_int_equal(nfenced, 2);
+	assert_int_equal(ha_agent_lapses(h), 2);
 	assert_non_null(strstr(fence_why, "declared failed"));
 	ha_agent_renew(h);
 	assert_true(last_join);
 	grant(h, "coord", last_seq, NULL);
 	assert_true(ha_agent_valid(h));
+	/* Valid again: the count stays (a lapse is never forgotten). */
+	assert_int_equal(ha_agent_lapses(h), 2);
 	ha_agent_renew(h);
 	assert_false(last_join);
 	done(h);
