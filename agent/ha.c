@@ -49,7 +49,7 @@ struct ha_agent {
 	struct ha_sent		 sent[HA_SENT_MAX];
 	int			 join;		/* the next renewal registers */
 	int			 fenced;	/* since the last grant */
-	uint64_t		 lapses;	/* times fenced, ever */
+	uint64_t		 lapses;	/* ha_agent_lapses */
 	char			*refused;	/* the last refusal */
 	char			*refuser;	/* who said "not leading" last */
 	uv_timer_t		*renew_timer;
@@ -297,6 +297,7 @@ ha_on_grant(struct ha_agent *h, size_t i, const Tern__LeaseGrant *g)
 {
 	struct ha_sent	*s = &h->sent[g->seq % HA_SENT_MAX];
 	uint64_t	 term = g->has_term ? g->term : 0;
+	int		 was_valid;
 
 	if (s->seq != g->seq || g->seq == 0 || s->to != i)
 		return;		/* too old, never sent, or not sent there */
@@ -329,8 +330,13 @@ ha_on_grant(struct ha_agent *h, size_t i, const Tern__LeaseGrant *g)
 	h->term = term;
 	/* A grant for an older renewal than one already counted moves
 	 * nothing (lease_granted keeps the later one), nor what the newer
-	 * grant said this host owns. */
+	 * grant said this host owns.  One that makes a lease valid again
+	 * counts a lapse even where no fence did (its timer not run yet,
+	 * or the host already fenced since an earlier lapse). */
+	was_valid = lease_valid(&h->lease, ha_now(h));
 	lease_granted(&h->lease, s->at_ms, g->ttl_ms);
+	if (!was_valid && lease_valid(&h->lease, ha_now(h)))
+		h->lapses++;
 	if (!lease_valid(&h->lease, ha_now(h))) {
 		ha_agent_check(h);	/* it came too late to count */
 		return;

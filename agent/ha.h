@@ -80,9 +80,10 @@ int		 ha_agent_valid(const struct ha_agent *);
  * (before its deadline minus the margin).  Asked at the moment a
  * protected instance turns running, whatever made it run. */
 int		 ha_agent_may_run(const struct ha_agent *, uint64_t epoch);
-/* How many times this host's lease ended or was refused (it fenced).
- * While it stays the same the lease never lapsed, so the coordinator
- * cannot have failed this host over meanwhile. */
+/* A count that moves whenever this host's lease ends or is refused (it
+ * fences) and whenever a grant makes a lapsed lease valid again.  While
+ * it stays the same and the lease is valid, the lease never lapsed, so
+ * the coordinator cannot have failed this host over meanwhile. */
 uint64_t	 ha_agent_lapses(const struct ha_agent *);
 /* When the protected instances must stop (now_ms()), 0 if the lease is
  * not valid now. */

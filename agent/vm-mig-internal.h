@@ -130,6 +130,9 @@ struct vm_migration {
 	uint64_t		 ready_at;	/* S: T's READY came (uv_now) */
 	uint64_t		 lapses0;	/* S: our lease's lapses at the
 						 * start (ha_agent_lapses) */
+	uint64_t		 epoch0;	/* S: its epoch at the start */
+	int			 relisted;	/* S: a grant listed it here at
+						 * another epoch since */
 	int			 listed;	/* S: a grant listed it here at
 						 * its epoch, ... */
 	uint64_t		 listed_lapses;	/* ... after this many lapses */

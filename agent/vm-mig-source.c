@@ -449,18 +449,33 @@ vmm_source_may_resume(const struct vm_migration *m)
 	struct ha_agent	*ha = m->agent->ha;
 	uint64_t	 lapses;
 
-	if (ha == NULL || !ha_agent_may_run(ha, m->in->epoch))
+	if (ha == NULL || m->relisted || m->in->epoch != m->epoch0 ||
+	    !ha_agent_may_run(ha, m->epoch0))
 		return 0;
 	lapses = ha_agent_lapses(ha);
 	return lapses == m->lapses0 || (m->listed &&
 	    m->listed_lapses == lapses);
 }
 
+/* A grant lists it here.  At another epoch than the move's (a failover
+ * since, back to this host): its copy's memory is from before what ran
+ * since, and it never resumes (fenced when back). */
 void
 vmm_source_listed(struct vm_migration *m, uint64_t epoch)
 {
-	if (m->in == NULL || epoch != m->in->epoch || m->agent->ha == NULL)
+	if (m->in == NULL || m->agent->ha == NULL || m->relisted)
 		return;
+	if (epoch != m->epoch0) {
+		log_warnx("vmig %" PRIx64 " %s: a grant lists it here at epoch "
+		    "%" PRIu64 ", not %" PRIu64 " as the move began: a copy "
+		    "of it that comes back here is fenced, never resumed",
+		    m->id, m->name, epoch, m->epoch0);
+		m->relisted = 1;
+		m->listed = 0;
+		if (m->back && !m->resuming)
+			vmm_source_came_back(m);
+		return;
+	}
 	m->listed = 1;
 	m->listed_lapses = ha_agent_lapses(m->agent->ha);
 	if (m->back && !m->resuming && vmm_source_may_resume(m))
@@ -496,7 +511,7 @@ vmm_source_came_back(struct vm_migration *m)
 		vmm_work_queue(m, VMMW_RESUME);
 		return;
 	}
-	if (a->ha != NULL && now < m->back_until) {
+	if (a->ha != NULL && !m->relisted && now < m->back_until) {
 		if (m->back_polls++ == 0)
 			log_info("vmig %" PRIx64 " %s: back here, paused; this "
 			    "host's lease lapsed since the move began, so it "
@@ -872,6 +887,7 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 	if (a->ha != NULL)
 		m->lapses0 = ha_agent_valid(a->ha) ? ha_agent_lapses(a->ha) :
 		    UINT64_MAX;
+	m->epoch0 = in->epoch;
 	vm_policy_init(&m->policy, &pc);
 	in->set->busy++;
 	instance_set_state(in, INST_MIGRATING, NULL);
