@@ -297,6 +297,7 @@ ha_on_grant(struct ha_agent *h, size_t i, const Tern__LeaseGrant *g)
 {
 	struct ha_sent	*s = &h->sent[g->seq % HA_SENT_MAX];
 	uint64_t	 term = g->has_term ? g->term : 0;
+	uint64_t	 now;
 	int		 was_valid;
 
 	if (s->seq != g->seq || g->seq == 0 || s->to != i)
@@ -333,14 +334,15 @@ ha_on_grant(struct ha_agent *h, size_t i, const Tern__LeaseGrant *g)
 	 * grant said this host owns.  One that makes a lease valid again
 	 * counts a lapse even where no fence did (its timer not run yet,
 	 * or the host already fenced since an earlier lapse). */
-	was_valid = lease_valid(&h->lease, ha_now(h));
+	now = ha_now(h);
+	was_valid = lease_valid(&h->lease, now);
 	lease_granted(&h->lease, s->at_ms, g->ttl_ms);
-	if (!was_valid && lease_valid(&h->lease, ha_now(h)))
-		h->lapses++;
-	if (!lease_valid(&h->lease, ha_now(h))) {
+	if (!lease_valid(&h->lease, now)) {
 		ha_agent_check(h);	/* it came too late to count */
 		return;
 	}
+	if (!was_valid)
+		h->lapses++;
 	if (g->seq < h->granted_seq)
 		return;
 	h->granted_seq = g->seq;

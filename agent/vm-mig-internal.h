@@ -131,15 +131,13 @@ struct vm_migration {
 	uint64_t		 lapses0;	/* S: our lease's lapses at the
 						 * start (ha_agent_lapses) */
 	uint64_t		 epoch0;	/* S: its epoch at the start */
-	int			 relisted;	/* S: a grant listed it here at
-						 * another epoch since */
-	int			 listed;	/* S: a grant listed it here at
-						 * its epoch, ... */
-	uint64_t		 listed_lapses;	/* ... after this many lapses */
+	uint64_t		 listed_lapses;	/* S: lapses when a grant last
+						 * listed it here at epoch0;
+						 * UINT64_MAX: none did */
 	int			 back;		/* S: its copy came back */
 	uint64_t		 back_until;	/* S: paused until it may
 						 * resume, then fenced */
-	unsigned		 back_polls;	/* S: its waits for that */
+	char			*back_why;	/* S: why it was fenced */
 };
 
 /* One libvirt call for a migration, on the thread pool. */

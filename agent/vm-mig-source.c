@@ -409,17 +409,17 @@ vmm_source_back(struct vm_migration *m, struct vmm_work *k)
 	vmm_free(m);
 }
 
-/* Back here, but our lease was not valid: fenced (VMMW_FENCE). */
+/* Back here, but it may not resume (m->back_why): fenced (VMMW_FENCE). */
 void
 vmm_source_back_fenced(struct vm_migration *m, struct vmm_work *k)
 {
 	char	*text;
 
 	xasprintf(&text, "migration of %s to %s failed: %s; %s sent its "
-	    "paused copy back, but this host's lease was not valid then: "
-	    "fenced here (%s), never resumed; the coordinator's next grant "
-	    "starts it again", m->name, m->peer, m->return_why, m->peer,
-	    k->rc == 0 ? "its paused QEMU destroyed" : k->cause);
+	    "paused copy back, but %s: fenced here (%s), never resumed; the "
+	    "coordinator's next grant starts it again", m->name, m->peer,
+	    m->return_why, m->peer, m->back_why, k->rc == 0 ? "its paused "
+	    "QEMU destroyed" : k->cause);
 	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, text);
 	instance_set_error(m->in, text);
 	instance_set_state(m->in, INST_STOPPED, "fenced");
@@ -449,36 +449,50 @@ vmm_source_may_resume(const struct vm_migration *m)
 	struct ha_agent	*ha = m->agent->ha;
 	uint64_t	 lapses;
 
-	if (ha == NULL || m->relisted || m->in->epoch != m->epoch0 ||
+	if (ha == NULL || m->in->epoch != m->epoch0 ||
 	    !ha_agent_may_run(ha, m->epoch0))
 		return 0;
 	lapses = ha_agent_lapses(ha);
-	return lapses == m->lapses0 || (m->listed &&
-	    m->listed_lapses == lapses);
+	return lapses == m->lapses0 || lapses == m->listed_lapses;
 }
 
-/* A grant lists it here.  At another epoch than the move's (a failover
- * since, back to this host): its copy's memory is from before what ran
- * since, and it never resumes (fenced when back). */
+/* Why its copy, back here, is fenced now (NULL: it may resume yet).  A
+ * grant at another epoch than the move's (ha_owned wrote it into m->in:
+ * a failover since, back to this host) means its memory is older than
+ * what ran meanwhile. */
+static char *
+vmm_source_never(const struct vm_migration *m, uint64_t now)
+{
+	char	*why;
+	int	 ms = 2 * m->agent->ternd->conf->lease_ttl_ms;
+
+	if (m->agent->ha == NULL)
+		return xstrdup("ternd is stopping");
+	if (m->in->epoch != m->epoch0)
+		xasprintf(&why, "a grant lists it here at epoch %" PRIu64
+		    ", not %" PRIu64 " as the move began (a failover since)",
+		    m->in->epoch, m->epoch0);
+	else if (now < m->back_until)
+		return NULL;
+	else if (!ha_agent_valid(m->agent->ha))
+		xasprintf(&why, "this host's lease was not valid within %d ms",
+		    ms);
+	else
+		xasprintf(&why, "no grant since this host's lease lapsed "
+		    "listed it here at epoch %" PRIu64 " within %d ms",
+		    m->epoch0, ms);
+	return why;
+}
+
+/* A grant lists it here (at m->in->epoch, as ha_owned wrote it). */
 void
 vmm_source_listed(struct vm_migration *m, uint64_t epoch)
 {
-	if (m->in == NULL || m->agent->ha == NULL || m->relisted)
+	if (m->in == NULL || m->agent->ha == NULL)
 		return;
-	if (epoch != m->epoch0) {
-		log_warnx("vmig %" PRIx64 " %s: a grant lists it here at epoch "
-		    "%" PRIu64 ", not %" PRIu64 " as the move began: a copy "
-		    "of it that comes back here is fenced, never resumed",
-		    m->id, m->name, epoch, m->epoch0);
-		m->relisted = 1;
-		m->listed = 0;
-		if (m->back && !m->resuming)
-			vmm_source_came_back(m);
-		return;
-	}
-	m->listed = 1;
-	m->listed_lapses = ha_agent_lapses(m->agent->ha);
-	if (m->back && !m->resuming && vmm_source_may_resume(m))
+	if (epoch == m->epoch0)
+		m->listed_lapses = ha_agent_lapses(m->agent->ha);
+	if (m->back && !m->resuming)
 		vmm_source_came_back(m);
 }
 
@@ -493,11 +507,13 @@ vmm_source_came_back(struct vm_migration *m)
 {
 	struct agent	*a = m->agent;
 	uint64_t	 now = uv_now(a->ternd->loop);
+	int		 first;
 
 	if (m->resuming)
 		return;
 	uv_timer_stop(&m->timer);
-	if (!m->back) {
+	first = !m->back;
+	if (first) {
 		m->back = 1;
 		m->back_until = now + 2 * (uint64_t)a->ternd->conf->lease_ttl_ms;
 	}
@@ -511,13 +527,13 @@ vmm_source_came_back(struct vm_migration *m)
 		vmm_work_queue(m, VMMW_RESUME);
 		return;
 	}
-	if (a->ha != NULL && !m->relisted && now < m->back_until) {
-		if (m->back_polls++ == 0)
+	if ((m->back_why = vmm_source_never(m, now)) == NULL) {
+		if (first)
 			log_info("vmig %" PRIx64 " %s: back here, paused; this "
 			    "host's lease lapsed since the move began, so it "
 			    "stays paused until a grant lists it here at epoch "
 			    "%" PRIu64 ", up to %" PRIu64 " ms", m->id,
-			    m->name, m->in->epoch, m->back_until - now);
+			    m->name, m->epoch0, m->back_until - now);
 		uv_timer_start(&m->timer, vmm_source_back_due,
 		    VMM_LEASE_POLL_MS, 0);
 		return;
@@ -888,6 +904,7 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 		m->lapses0 = ha_agent_valid(a->ha) ? ha_agent_lapses(a->ha) :
 		    UINT64_MAX;
 	m->epoch0 = in->epoch;
+	m->listed_lapses = UINT64_MAX;
 	vm_policy_init(&m->policy, &pc);
 	in->set->busy++;
 	instance_set_state(in, INST_MIGRATING, NULL);

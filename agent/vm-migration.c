@@ -407,6 +407,7 @@ vmm_drv_release(struct mig *mg)
 	free(m->abort_reason);
 	free(m->discard_why);
 	free(m->return_why);
+	free(m->back_why);
 	free(m);
 }
 

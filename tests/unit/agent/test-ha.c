@@ -128,6 +128,19 @@ grant(struct ha_agent *h, const char *from, uint64_t seq, const char *refused)
 	assert_int_equal(ha_agent_on_msg(h, from, &env), 1);
 }
 
+/* An agent started at time at, its registration granted at once. */
+static struct ha_agent *
+joined(uint64_t at)
+{
+	struct ha_agent	*h;
+
+	clock_now = at;
+	h = agent(0);
+	ha_agent_start(h);
+	grant(h, "coord", last_seq, NULL);
+	return h;
+}
+
 /* Counted from the send, not the answer: a grant that took 300 ms still
  * ends ttl after the renewal left. */
 static void
@@ -235,10 +248,7 @@ test_nudge(void **state)
 	int		 before;
 
 	(void)state;
-	clock_now = 70000;
-	h = agent(0);
-	ha_agent_start(h);
-	grant(h, "coord", last_seq, NULL);
+	h = joined(70000);
 	before = nsent;
 	clock_now += 100;
 	nudge(h, "mallory");
@@ -259,10 +269,7 @@ test_refused(void **state)
 	struct ha_agent	*h;
 
 	(void)state;
-	clock_now = 90000;
-	h = agent(0);
-	ha_agent_start(h);
-	grant(h, "coord", last_seq, NULL);
+	h = joined(90000);
 	assert_int_equal(nfenced, 1);	/* the one at start */
 	ha_agent_renew(h);
 	assert_false(last_join);
@@ -291,11 +298,7 @@ test_lapses(void **state)
 	uint64_t	 n, s0;
 
 	(void)state;
-	clock_now = 50000;
-	h = agent(0);
-	ha_agent_start(h);
-	s0 = clock_now;
-	grant(h, "coord", last_seq, NULL);
+	h = joined(50000);
 	n = ha_agent_lapses(h);
 	clock_now += TTL / 3;
 	ha_agent_renew(h);
