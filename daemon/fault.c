@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ struct fault {
 	enum fault_action action;
 	unsigned	 ms;
 	unsigned	 times;		/* 0: every time */
+	unsigned	 skip;		/* hits let pass before the first */
 };
 
 static struct fault	faults[FAULT_MAX];
@@ -48,12 +50,25 @@ fault_parse_one(char *item, struct fault *f, char **cause)
 	if ((at = strchr(action, '@')) != NULL) {
 		*at++ = '\0';
 		n = strtoul(at, &end, 10);
-		if (*at == '\0' || *end != '\0' || n == 0 || n > 1000000) {
+		if (!isdigit((unsigned char)*at) ||
+		    (*end != '\0' && *end != '+') || n == 0 ||
+		    n > 1000000) {
 			set_cause(cause, "TERN_FAULT: %s: bad count \"%s\"",
 			    item, at);
 			return -1;
 		}
 		f->times = (unsigned)n;
+		if (*end == '+') {
+			at = end + 1;
+			n = strtoul(at, &end, 10);
+			if (!isdigit((unsigned char)*at) || *end != '\0' ||
+			    n > 1000000) {
+				set_cause(cause, "TERN_FAULT: %s: bad number of "
+				    "hits to let pass \"%s\"", item, at);
+				return -1;
+			}
+			f->skip = (unsigned)n;
+		}
 	}
 	if (strcmp(action, "kill") == 0)
 		f->action = FAULT_KILL;
@@ -121,6 +136,10 @@ fault_check(const char *point, unsigned *ms)
 		f = &faults[i];
 		if (f->point == NULL || strcmp(f->point, point) != 0)
 			continue;
+		if (f->skip > 0) {
+			f->skip--;
+			return FAULT_NONE;
+		}
 		if (f->times != 0 && --f->times == 0) {
 			free(f->point);	/* spent */
 			f->point = NULL;

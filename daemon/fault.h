@@ -11,7 +11,9 @@
  *   delay=MS  the step waits MS milliseconds before going on (the caller
  *             arms a timer; nothing blocks)
  *   stall     the step never goes on (until the operation is cancelled)
- * A point may fire once ("point:action@1") or every time (the default).
+ * A point may fire every time (the default), at its first N hits only
+ * ("point:action@N"), or at N hits after letting the first K pass
+ * ("point:action@N+K": a step that recurs, faulted once it is under way).
  * Unarmed points cost one string compare per armed point. */
 #ifndef TERN_FAULT_H
 #define TERN_FAULT_H

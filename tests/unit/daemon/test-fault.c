@@ -45,6 +45,13 @@ test_count(void **state)
 	assert_int_equal(fault_hit("a"), FAULT_FAIL);
 	assert_int_equal(fault_hit("a"), FAULT_NONE);	/* spent */
 	fault_fini();
+	/* @N+K: K hits pass, then N fire. */
+	assert_int_equal(fault_init("b:fail@1+2", &cause), 0);
+	assert_int_equal(fault_hit("b"), FAULT_NONE);
+	assert_int_equal(fault_hit("b"), FAULT_NONE);
+	assert_int_equal(fault_hit("b"), FAULT_FAIL);
+	assert_int_equal(fault_hit("b"), FAULT_NONE);	/* spent */
+	fault_fini();
 }
 
 /* A test that names a fault wrongly must not pass without its fault:
@@ -54,7 +61,8 @@ test_malformed(void **state)
 {
 	static const char *const bad[] = {
 		"criu.dump", ":fail", "x:explode", "x:delay=", "x:delay=1s",
-		"x:fail@0", "x:fail@", "x:fail@two",
+		"x:fail@0", "x:fail@", "x:fail@two", "x:fail@1+",
+		"x:fail@1+-1", "x:fail@1+two", "x:fail@+2", "x:fail@1+2+3",
 	};
 	char	*cause;
 	size_t	 i;
