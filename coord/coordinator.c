@@ -1786,9 +1786,8 @@ coord_loaded(void *arg, const char *error)
 	}
 	c->ready = NULL;
 	c->loaded = 1;
-	if (store_campaign(c->store, c->name, c->conf.leader_ttl_ms != 0 ?
-	    c->conf.leader_ttl_ms : c->conf.lease.ttl_ms, coord_leader, c,
-	    &cause) == -1)
+	if (store_campaign(c->store, c->name, c->conf.leader_ttl_ms,
+	    coord_leader, c, &cause) == -1)
 		error = cause;
 	ready(c->ready_arg, error);
 	free(cause);

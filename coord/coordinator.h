@@ -30,7 +30,8 @@ struct coordinator;
 struct coord_conf {
 	const char		*name;		/* this coordinator (campaign) */
 	struct membership_conf	 lease;
-	/* The store's leadership lease (etcd); 0: lease.ttl_ms. */
+	/* The store's leadership lease (etcd): leader_ttl_ms of the
+	 * config, whose 0 the config resolved. */
 	uint32_t		 leader_ttl_ms;
 	/* Run with a suspect host's name; exit 0 = it is off (fence.h).
 	 * NULL: none. */

@@ -31,6 +31,8 @@
 #define CONF_NUMBER_CAP		(1ULL << 50)
 /* Longest piece of input quoted back in a message. */
 #define CONF_QUOTE_MAX		64
+/* leader_ttl_ms = 0: lease_ttl_ms, but never less (conf_check_ha). */
+#define LEADER_TTL_AUTO_MIN_MS	5000
 
 #define CONF_NAME_RULE \
 	"1..63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
@@ -270,12 +272,15 @@ static const struct conf_option conf_options[] = {
 	{ .name = "leader_ttl_ms", .type = CONF_INT,
 	  .offset = CONF_FIELD(leader_ttl_ms), .def_number = 0,
 	  .min = 0, .max = 600000,
-	  .rule = "0 (lease_ttl_ms), or 2000..600000",
+	  .rule = "0 (lease_ttl_ms, at least 5000), or 2000..600000",
 	  .help = "Coordinator with store = etcd: the etcd lease it leads "
-	      "under (whole seconds).  A standby leads about this long "
-	      "after the leader's host crashed; keep it well below "
-	      "lease_ttl_ms - lease_margin_ms, or the agents' leases end "
-	      "before it can renew them." },
+	      "under (whole seconds).  It leads on while etcd elects its "
+	      "own leader only if this leaves time for the election (the "
+	      "default, 5 s, leaves 2 s); shorter, and an election stops "
+	      "it and may end the agents' leases.  A standby leads about "
+	      "this long after the leader's host crashed: to have it "
+	      "renew the agents' leases in time, keep it well below "
+	      "lease_ttl_ms - lease_margin_ms (docs/ha.md)." },
 	{ .name = "fence_command", .type = CONF_STRING,
 	  .offset = CONF_FIELD(fence_command), .def_string = "",
 	  .rule = "absolute path of an executable, or \"\" for none",
@@ -1274,21 +1279,22 @@ conf_check_ha(struct conf_parser *ps)
 	}
 	if (conf->leader_ttl_ms != 0 && conf->leader_ttl_ms < 2000) {
 		conf_error(ps, conf_line_of(ps, "leader_ttl_ms"),
-		    "leader_ttl_ms (%d) must be 0 (lease_ttl_ms) or at least "
-		    "2000: etcd grants no shorter lease", conf->leader_ttl_ms);
+		    "leader_ttl_ms (%d) must be 0 (lease_ttl_ms, at least "
+		    "5000) or at least 2000: etcd grants no shorter lease",
+		    conf->leader_ttl_ms);
 		return -1;
 	}
-	/* 0 means lease_ttl_ms, which etcd must grant too: refused here,
-	 * not only by the coordinator's first campaign. */
-	if (strcmp(conf->store, "etcd") == 0 && conf->leader_ttl_ms == 0 &&
-	    conf->lease_ttl_ms < 2000 &&
-	    strstr(conf->role, "coordinator") != NULL) {
-		conf_error(ps, conf_line_of(ps, "lease_ttl_ms"),
-		    "store = etcd leads under an etcd lease of lease_ttl_ms "
-		    "(%d), and etcd grants none shorter than 2000: raise it, "
-		    "or set leader_ttl_ms", conf->lease_ttl_ms);
-		return -1;
-	}
+	/* A leader stops a quarter of its etcd lease before the end, counted
+	 * from the keepalive it sent, and sends one every third: when etcd
+	 * stops answering it has 5/12 of the lease left.  etcd electing its
+	 * raft leader takes a second or two (and renews every lease once
+	 * done).  Under the agents' 2 s that left 0.83 s, less than many
+	 * elections: the coordinator stopped granting, at times long enough
+	 * for the agents' leases to end and their instances to stop.  5 s
+	 * leaves 2.08 s. */
+	if (conf->leader_ttl_ms == 0)
+		conf->leader_ttl_ms = conf->lease_ttl_ms > LEADER_TTL_AUTO_MIN_MS ?
+		    conf->lease_ttl_ms : LEADER_TTL_AUTO_MIN_MS;
 	conf->ncoordinators = conf_split_coordinators(conf->coordinator,
 	    &conf->coordinators);
 	for (k = 0; k < conf->ncoordinators; k++) {

@@ -440,7 +440,9 @@ test_ha(void **state)
 	assert_int_equal(conf->lease_ttl_ms, 3000);
 	assert_int_equal(conf->ncoordinators, 1);
 	assert_string_equal(conf->coordinators[0], "h2");
-	assert_int_equal(conf->leader_ttl_ms, 0);
+	/* 0, the default: lease_ttl_ms, but 5 s at least (an etcd
+	 * election must not stop the coordinator). */
+	assert_int_equal(conf->leader_ttl_ms, 5000);
 	conf_free(conf);
 	{
 		const char *two = "host_name = \"h1\"\n"
@@ -456,6 +458,25 @@ test_ha(void **state)
 		assert_string_equal(conf->coordinators[0], "h3");
 		assert_string_equal(conf->coordinators[1], "h1");
 		assert_int_equal(conf->leader_ttl_ms, 2000);
+		conf_free(conf);
+	}
+	{
+		/* A lease shorter than etcd grants is fine for the agents:
+		 * the leader's own lease is the longer default.  A longer
+		 * one is the default itself. */
+		const char *etcd = "host_name = \"h\"\nrole = \"coordinator\"\n"
+		    "store = \"etcd\"\netcd_endpoints = \"http://127.0.0.1:2379\"\n"
+		    "lease_ttl_ms = 1000\nlease_margin_ms = 200\n";
+		const char *slow = "host_name = \"h\"\nlease_ttl_ms = 8000\n"
+		    "lease_margin_ms = 1000\n";
+
+		if ((conf = conf_parse(etcd, strlen(etcd), NAME, &cause)) == NULL)
+			fail_msg("%s", cause);
+		assert_int_equal(conf->leader_ttl_ms, 5000);
+		conf_free(conf);
+		if ((conf = conf_parse(slow, strlen(slow), NAME, &cause)) == NULL)
+			fail_msg("%s", cause);
+		assert_int_equal(conf->leader_ttl_ms, 8000);
 		conf_free(conf);
 	}
 	ERR("host_name = \"h\"\nrole = \"boss\"\n", 2,
@@ -479,7 +500,8 @@ test_ha(void **state)
 	ERR("host_name = \"h\"\ncoordinator = \"a,b,c,d,e,f,g,i,j\"\n", 2,
 	    "9 coordinators: at most 8");
 	ERR("host_name = \"h\"\nleader_ttl_ms = 1000\n", 2,
-	    "leader_ttl_ms (1000) must be 0 (lease_ttl_ms) or at least 2000");
+	    "leader_ttl_ms (1000) must be 0 (lease_ttl_ms, at least 5000) or "
+	    "at least 2000");
 	ERR("host_name = \"h\"\nlease_margin_ms = 100\n", 2,
 	    "lease_margin_ms (100) must be at least a tenth");
 	ERR("host_name = \"h\"\nlease_margin_ms = 1000\n", 2,
@@ -488,9 +510,6 @@ test_ha(void **state)
 	    "lease_ttl_ms: 100 is out of range (500..60000)");
 	ERR("host_name = \"h\"\nrole = \"coordinator\"\nstore = \"etcd\"\n",
 	    3, "store = etcd needs etcd_endpoints");
-	ERR("host_name = \"h\"\nrole = \"coordinator\"\nstore = \"etcd\"\n"
-	    "etcd_endpoints = \"http://127.0.0.1:2379\"\nlease_ttl_ms = 1000\n"
-	    "lease_margin_ms = 200\n", 5, "etcd grants none shorter than 2000");
 	ERR("host_name = \"h\"\nstore_dir = \"rel\"\n", 2,
 	    "store_dir must be an absolute path");
 	ERR("host_name = \"h\"\nfence_command = \"ipmi-off\"\n", 2,
