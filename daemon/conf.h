@@ -97,7 +97,7 @@ struct conf {
 						 * list "h3,h4" as given */
 	char			**coordinators;	/* it, split */
 	size_t			 ncoordinators;
-	int			 leader_ttl_ms;	/* etcd leadership; 0: ttl */
+	int			 leader_ttl_ms;	/* etcd leadership (0 resolved) */
 	int			 lease_ttl_ms;
 	int			 lease_margin_ms;
 	char			*store;		/* journal, etcd */

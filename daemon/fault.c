@@ -137,8 +137,8 @@ fault_check(const char *point, unsigned *ms)
 		if (f->point == NULL || strcmp(f->point, point) != 0)
 			continue;
 		if (f->skip > 0) {
-			f->skip--;
-			return FAULT_NONE;
+			f->skip--;	/* a later entry may fire */
+			continue;
 		}
 		if (f->times != 0 && --f->times == 0) {
 			free(f->point);	/* spent */
