@@ -55,6 +55,9 @@
 #define ETCD_LEADER_KEY		"leader"
 /* While another leads: how often to try for the leader key. */
 #define ETCD_CAMPAIGN_RETRY_MS	500
+/* The leader's keepalives go every third of its lease, and at least this
+ * often: see etcd_renew_every. */
+#define ETCD_RENEW_EVERY_MAX_MS	667
 
 struct etcd {
 	struct store	 s;
@@ -734,12 +737,28 @@ etcd_lead(struct etcd *e, uint64_t left)
 	e->lead_cb(e->lead_arg, 1, NULL);
 }
 
-/* Milliseconds until the next keepalive: a third of the lease after the
- * last one was sent. */
+/* Milliseconds between keepalives: a third of the lease, but no more
+ * than ETCD_RENEW_EVERY_MAX_MS.  The lease counts from the last one sent,
+ * so when etcd stops answering (it elects its leader) the leader leads on
+ * for a quarter less than the lease less one of these: a longer lease
+ * rides out a longer election only if its keepalives do not space out
+ * with it.  And a keepalive is the store's probe of the member it talks
+ * to (one that does not answer is passed over): it must not slow down
+ * either. */
+static uint64_t
+etcd_renew_every(const struct etcd *e)
+{
+	return e->ttl_ms / 3 < ETCD_RENEW_EVERY_MAX_MS ? e->ttl_ms / 3 :
+	    ETCD_RENEW_EVERY_MAX_MS;
+}
+
+/* Milliseconds until the next keepalive: etcd_renew_every after the last
+ * one was sent. */
 static uint64_t
 etcd_renew_delay(const struct etcd *e)
 {
-	uint64_t	next = e->renew_sent + e->ttl_ms / 3, now = now_ms();
+	uint64_t	next = e->renew_sent + etcd_renew_every(e);
+	uint64_t	now = now_ms();
 
 	return next > now ? next - now : 0;
 }
@@ -801,17 +820,17 @@ etcd_renew_answer(struct etcd *e, void *arg, struct json_object *j,
 		    etcd_renew_delay(e), 0);
 }
 
-/* A keepalive sent a third of the lease after the last one was SENT
- * (the lease counts from there) and waiting a sixth of it at most at
- * each member leaves room for one more, to the next member at once,
- * well before the step-down timer (a quarter before the lease's end):
- * with 2 s, sent at +667 ms, given up at +1000 and sent again to the
- * next, step down at +1500.  With one member there is no other to ask: it waits the
- * store's own timeout. */
+/* A keepalive sent etcd_renew_every after the last one was SENT (the
+ * lease counts from there) and waiting half that at most at each member
+ * leaves room for one more, to the next member at once, well before the
+ * step-down timer (a quarter before the lease's end): with 2 s, sent at
+ * +667 ms, given up at +1000 and sent again to the next, step down at
+ * +1500; with 5 s, the same, and step down at +3750.  With one member
+ * there is no other to ask: it waits the store's own timeout. */
 static long
 etcd_renew_timeout(const struct etcd *e)
 {
-	long	t = (long)e->ttl_ms / 6;
+	long	t = (long)etcd_renew_every(e) / 2;
 
 	if (e->nendpoints == 1 || t > e->timeout_ms)
 		t = e->timeout_ms;
@@ -834,7 +853,8 @@ etcd_renew_send(struct etcd *e, char *id)
 	free(cause);
 	if (e->lease != NULL && strcmp(id, e->lease) == 0) {
 		e->renewing = 0;
-		uv_timer_start(&e->renew_timer, etcd_renew, e->ttl_ms / 3, 0);
+		uv_timer_start(&e->renew_timer, etcd_renew,
+		    etcd_renew_every(e), 0);
 	}
 	free(id);
 }
@@ -895,7 +915,7 @@ etcd_grant_answer(struct etcd *e, void *arg, struct json_object *j,
 	/* etcd may grant more than asked (2 s at least here): renew on
 	 * our schedule, but count the lease by what was granted. */
 	e->lease_end = sent + ttl * 1000;
-	uv_timer_start(&e->renew_timer, etcd_renew, e->ttl_ms / 3, 0);
+	uv_timer_start(&e->renew_timer, etcd_renew, etcd_renew_every(e), 0);
 	etcd_campaign_step(e);
 }
 

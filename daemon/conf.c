@@ -276,7 +276,7 @@ static const struct conf_option conf_options[] = {
 	  .help = "Coordinator with store = etcd: the etcd lease it leads "
 	      "under (whole seconds).  It leads on while etcd elects its "
 	      "own leader only if this leaves time for the election (the "
-	      "default, 5 s, leaves at least 2 s); shorter, and an election stops "
+	      "default, 5 s, leaves 3 s); shorter, and an election stops "
 	      "it and may end the agents' leases.  A standby leads about "
 	      "this long after the leader's host crashed: to have it "
 	      "renew the agents' leases in time, keep it well below "
@@ -1285,13 +1285,13 @@ conf_check_ha(struct conf_parser *ps)
 		return -1;
 	}
 	/* A leader stops a quarter of its etcd lease before the end, counted
-	 * from the keepalive it sent, and sends one every third: when etcd
-	 * stops answering it has 5/12 of the lease left.  etcd electing its
-	 * raft leader takes a second or two (and renews every lease once
-	 * done).  Under the agents' 2 s that left 0.83 s, less than many
-	 * elections: the coordinator stopped granting, at times long enough
-	 * for the agents' leases to end and their instances to stop.  5 s
-	 * leaves 2.08 s. */
+	 * from the last keepalive it sent (they go every third of the lease,
+	 * 667 ms apart at most): when etcd stops answering it leads on for
+	 * 3/4 of the lease less that.  etcd electing its raft leader takes a
+	 * second or two (and renews every lease once done).  Under the
+	 * agents' 2 s that left 0.83 s, less than many elections: the
+	 * coordinator stopped granting, at times long enough for the agents'
+	 * leases to end and their instances to stop.  5 s leaves 3.08 s. */
 	if (conf->leader_ttl_ms == 0)
 		conf->leader_ttl_ms = conf->lease_ttl_ms > LEADER_TTL_AUTO_MIN_MS ?
 		    conf->lease_ttl_ms : LEADER_TTL_AUTO_MIN_MS;
