@@ -276,7 +276,7 @@ static const struct conf_option conf_options[] = {
 	  .help = "Coordinator with store = etcd: the etcd lease it leads "
 	      "under (whole seconds).  It leads on while etcd elects its "
 	      "own leader only if this leaves time for the election (the "
-	      "default, 5 s, leaves 3 s); shorter, and an election stops "
+	      "default, 5 s, leaves at least 3 s); shorter, and an election stops "
 	      "it and may end the agents' leases.  A standby leads about "
 	      "this long after the leader's host crashed: to have it "
 	      "renew the agents' leases in time, keep it well below "

@@ -70,14 +70,15 @@ writes_on() {
 
 echo "--- a keepalive late past the margin, within the lease: led again, same term"
 # Fault point store.etcd.keepalive (delay): c5's first keepalive (due
-# 0.67 s after its 6 s lease was granted: keepalives go every third of
-# the lease, but at least that often) goes 4.5 s late, past the margin
-# (the lease's last quarter, from 4.5 s) but before etcd's lease ends
-# (6 s).  c5 stops leading at 4.5 s; etcd renews the lease at 5.2 s, so
-# nobody can have led meanwhile: c5 leads again in the same term.
-# Before, it stepped down, gave the lease up and campaigned again: a new
-# term, after a wait.
-held c5 4500 6000
+# 0.67 s after its 6 s lease was granted: keepalives go every 667 ms,
+# whatever the lease) goes 4 s late, past the margin (the lease's last
+# quarter, from 4.5 s) but well before etcd's lease ends (6 s).  c5
+# stops leading at 4.5 s; etcd renews the lease at 4.7 s, so nobody can
+# have led meanwhile, and its answer, counted from the keepalive's
+# first send at 0.67 s, leaves time to lead: c5 leads again in the same
+# term.  Before, it stepped down, gave the lease up and campaigned
+# again: a new term, after a wait.
+held c5 4000 6000
 led2() { [ "$(terms "$TH_ROOT/c5.out" | wc -l)" -ge 2 ]; }
 wait_for 10 "c5 leading again" led2
 grep -v '^wrote' "$TH_ROOT/c5.out"
