@@ -740,11 +740,10 @@ etcd_lead(struct etcd *e, uint64_t left)
 /* Milliseconds between keepalives: a third of the lease, but no more
  * than ETCD_RENEW_EVERY_MAX_MS.  The lease counts from the last one sent,
  * so when etcd stops answering (it elects its leader) the leader leads on
- * for a quarter less than the lease less one of these: a longer lease
- * rides out a longer election only if its keepalives do not space out
- * with it.  And a keepalive is the store's probe of the member it talks
- * to (one that does not answer is passed over): it must not slow down
- * either. */
+ * for 3/4 of the lease less up to one of these: a longer lease rides out
+ * a longer election only if its keepalives do not space out with it.
+ * And a keepalive is the store's probe of the member it talks to (one
+ * that does not answer is passed over): it must not slow down either. */
 static uint64_t
 etcd_renew_every(const struct etcd *e)
 {

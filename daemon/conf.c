@@ -272,15 +272,15 @@ static const struct conf_option conf_options[] = {
 	{ .name = "leader_ttl_ms", .type = CONF_INT,
 	  .offset = CONF_FIELD(leader_ttl_ms), .def_number = 0,
 	  .min = 0, .max = 600000,
-	  .rule = "0 (lease_ttl_ms, at least 5000), or 2000..600000",
+	  .rule = "0 (lease_ttl_ms, or 5000 if that is less), or 2000..600000",
 	  .help = "Coordinator with store = etcd: the etcd lease it leads "
 	      "under (whole seconds).  It leads on while etcd elects its "
 	      "own leader only if this leaves time for the election (the "
-	      "default, 5 s, leaves at least 3 s); shorter, and an election stops "
-	      "it and may end the agents' leases.  A standby leads about "
-	      "this long after the leader's host crashed: to have it "
-	      "renew the agents' leases in time, keep it well below "
-	      "lease_ttl_ms - lease_margin_ms (docs/ha.md)." },
+	      "default, 5 s, leaves at least 3 s); shorter, and an "
+	      "election stops it and may end the agents' leases.  A "
+	      "standby leads about this long after the leader's host "
+	      "crashed: to have it renew the agents' leases in time, keep "
+	      "it well below lease_ttl_ms - lease_margin_ms (docs/ha.md)." },
 	{ .name = "fence_command", .type = CONF_STRING,
 	  .offset = CONF_FIELD(fence_command), .def_string = "",
 	  .rule = "absolute path of an executable, or \"\" for none",
@@ -1279,8 +1279,9 @@ conf_check_ha(struct conf_parser *ps)
 	}
 	if (conf->leader_ttl_ms != 0 && conf->leader_ttl_ms < 2000) {
 		conf_error(ps, conf_line_of(ps, "leader_ttl_ms"),
-		    "leader_ttl_ms (%d) must be 0 (lease_ttl_ms, at least "
-		    "5000) or at least 2000: etcd grants no shorter lease",
+		    "leader_ttl_ms (%d) must be 0 (lease_ttl_ms, or 5000 if "
+		    "that is less) or at least 2000: etcd grants no shorter "
+		    "lease",
 		    conf->leader_ttl_ms);
 		return -1;
 	}
@@ -1293,8 +1294,9 @@ conf_check_ha(struct conf_parser *ps)
 	 * coordinator stopped granting, at times long enough for the agents'
 	 * leases to end and their instances to stop.  5 s leaves 3.08 s. */
 	if (conf->leader_ttl_ms == 0)
-		conf->leader_ttl_ms = conf->lease_ttl_ms > LEADER_TTL_AUTO_MIN_MS ?
-		    conf->lease_ttl_ms : LEADER_TTL_AUTO_MIN_MS;
+		conf->leader_ttl_ms = conf->lease_ttl_ms >
+		    LEADER_TTL_AUTO_MIN_MS ? conf->lease_ttl_ms :
+		    LEADER_TTL_AUTO_MIN_MS;
 	conf->ncoordinators = conf_split_coordinators(conf->coordinator,
 	    &conf->coordinators);
 	for (k = 0; k < conf->ncoordinators; k++) {

@@ -63,8 +63,8 @@ fault_parse_one(char *item, struct fault *f, char **cause)
 			n = strtoul(at, &end, 10);
 			if (!isdigit((unsigned char)*at) || *end != '\0' ||
 			    n > 1000000) {
-				set_cause(cause, "TERN_FAULT: %s: bad number of "
-				    "hits to let pass \"%s\"", item, at);
+				set_cause(cause, "TERN_FAULT: %s: bad number "
+				    "of hits to let pass \"%s\"", item, at);
 				return -1;
 			}
 			f->skip = (unsigned)n;

@@ -464,17 +464,20 @@ test_ha(void **state)
 		/* A lease shorter than etcd grants is fine for the agents:
 		 * the leader's own lease is the longer default.  A longer
 		 * one is the default itself. */
-		const char *etcd = "host_name = \"h\"\nrole = \"coordinator\"\n"
-		    "store = \"etcd\"\netcd_endpoints = \"http://127.0.0.1:2379\"\n"
+		const char *etcd = "host_name = \"h\"\n"
+		    "role = \"coordinator\"\nstore = \"etcd\"\n"
+		    "etcd_endpoints = \"http://127.0.0.1:2379\"\n"
 		    "lease_ttl_ms = 1000\nlease_margin_ms = 200\n";
 		const char *slow = "host_name = \"h\"\nlease_ttl_ms = 8000\n"
 		    "lease_margin_ms = 1000\n";
 
-		if ((conf = conf_parse(etcd, strlen(etcd), NAME, &cause)) == NULL)
+		conf = conf_parse(etcd, strlen(etcd), NAME, &cause);
+		if (conf == NULL)
 			fail_msg("%s", cause);
 		assert_int_equal(conf->leader_ttl_ms, 5000);
 		conf_free(conf);
-		if ((conf = conf_parse(slow, strlen(slow), NAME, &cause)) == NULL)
+		conf = conf_parse(slow, strlen(slow), NAME, &cause);
+		if (conf == NULL)
 			fail_msg("%s", cause);
 		assert_int_equal(conf->leader_ttl_ms, 8000);
 		conf_free(conf);
@@ -500,8 +503,8 @@ test_ha(void **state)
 	ERR("host_name = \"h\"\ncoordinator = \"a,b,c,d,e,f,g,i,j\"\n", 2,
 	    "9 coordinators: at most 8");
 	ERR("host_name = \"h\"\nleader_ttl_ms = 1000\n", 2,
-	    "leader_ttl_ms (1000) must be 0 (lease_ttl_ms, at least 5000) or "
-	    "at least 2000");
+	    "leader_ttl_ms (1000) must be 0 (lease_ttl_ms, or 5000 if that "
+	    "is less) or at least 2000");
 	ERR("host_name = \"h\"\nlease_margin_ms = 100\n", 2,
 	    "lease_margin_ms (100) must be at least a tenth");
 	ERR("host_name = \"h\"\nlease_margin_ms = 1000\n", 2,
