@@ -32,7 +32,11 @@ vmm_progress(struct vm_migration *m)
 	p.has_mode = 1;
 	p.mode = m->switched ? TERN__MIGRATION_MODE__MODE_POSTCOPY :
 	    TERN__MIGRATION_MODE__MODE_PRECOPY;
-	if (j->active) {
+	/* Past the transfer the last reading is old (QEMU's numbers end
+	 * with its job, before libvirt's call returns): none, rather than
+	 * a count that stopped early; the reply has what arrived. */
+	if (j->active && (m->mig->phase == MIG_PH_TRANSFER ||
+	    m->mig->phase == MIG_PH_PAGING)) {
 		p.has_bytes = p.has_remaining = p.has_round = 1;
 		p.bytes = j->data_processed;
 		p.remaining = j->data_remaining;

@@ -55,7 +55,12 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 	int				 tty = *(int *)arg;
 	char				 frozen[48] = "", limit[48] = "";
 	char				 vm[160] = "", throttle[32] = "";
+	char				 sent[48] = "";
 
+	/* None before the first reading of a VM's job, nor after it. */
+	if (p->has_bytes)
+		snprintf(sent, sizeof sent, ", %.1f MiB sent",
+		    (double)p->bytes / (1 << 20));
 	if (p->has_frozen_ms)
 		snprintf(frozen, sizeof frozen, ", frozen %llu ms",
 		    (unsigned long long)p->frozen_ms);
@@ -73,11 +78,11 @@ cmd_migrate_progress(const Envelope *msg, void *arg)
 		    (double)p->remaining / (1 << 20),
 		    (double)p->dirty_rate / (1 << 20),
 		    (unsigned long long)p->expected_downtime_ms, throttle);
-	fprintf(stderr, "%s%s: %s %s, %.1f s, %.1f MiB sent%s%s%s%s",
+	fprintf(stderr, "%s%s: %s %s, %.1f s%s%s%s%s%s",
 	    tty ? "\r\033[K" : "", p->name, p->has_mode ?
 	    msg_mode_name(p->mode) : "",
-	    p->phase, (double)p->elapsed_ms / 1000,
-	    (double)p->bytes / (1 << 20), limit, vm, frozen, tty ? "" : "\n");
+	    p->phase, (double)p->elapsed_ms / 1000, sent, limit, vm, frozen,
+	    tty ? "" : "\n");
 	fflush(stderr);
 }
 
