@@ -14,6 +14,7 @@
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
 #include "agent/instance-internal.h"
+#include "agent/migration.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container.h"
@@ -747,9 +748,9 @@ ctr_target_grant_due(uv_timer_t *t)
 	if (m->state != CTR_RESUMING || m->hold == NULL)
 		return;
 	xasprintf(&why, "no lease grant from coordinator %s listed it at "
-	    "epoch %" PRIu64 " within %d ms: its copy here is fenced, not "
-	    "resumed", ha_instances_coord_now(m->agent), m->owner_epoch,
-	    2 * m->agent->ternd->conf->lease_ttl_ms);
+	    "epoch %" PRIu64 " within %" PRIu64 " ms: its copy here is "
+	    "fenced, not resumed", ha_instances_coord_now(m->agent),
+	    m->owner_epoch, migration_grant_wait_ms(m->agent));
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, why);
 	instance_set_error(m->in, why);
 	ctr_target_drop_held(m, why);	/* ctr_target_restored tells S */
@@ -783,7 +784,7 @@ ctr_target_commit_owned(struct migration *m, const Tern__MigrateStep *s)
 	uv_timer_stop(&m->tick);
 	m->tick.data = m;
 	uv_timer_start(&m->tick, ctr_target_grant_due,
-	    2 * (uint64_t)m->agent->ternd->conf->lease_ttl_ms, 0);
+	    migration_grant_wait_ms(m->agent), 0);
 }
 
 void

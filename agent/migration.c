@@ -407,6 +407,12 @@ owner_on_msg(struct agent *a, const char *peer, const Envelope *env)
 	return 1;
 }
 
+uint64_t
+migration_grant_wait_ms(const struct agent *a)
+{
+	return 2 * (uint64_t)a->ternd->conf->lease_ttl_ms;
+}
+
 void
 migration_owner_granted(struct agent *a, const char *name, uint64_t epoch)
 {

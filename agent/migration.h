@@ -56,6 +56,10 @@ int	migration_owner_move(struct agent *, const struct instance *,
  * back after a lapse of the lease may too (vm_migration_listed). */
 void	migration_owner_granted(struct agent *, const char *name,
 	    uint64_t epoch);
+/* How long a copy held until a grant lists it (a target's after COMMIT,
+ * a VM source's come back after a lapse) waits before it is fenced: two
+ * lease lives, so that the renewals under way land within it. */
+uint64_t migration_grant_wait_ms(const struct agent *);
 /* ternd stops: roll back every migration not yet committed, while the
  * peers can still be told; the engine goes once its last migration is
  * over (a->mig is NULL from here). */

@@ -442,50 +442,53 @@ vmm_source_back_due(uv_timer_t *t)
 	vmm_source_came_back(t->data);
 }
 
-/* May its copy, back here, resume at our epoch?  Only with a valid lease;
- * and if the lease lapsed since the move began (it asked the store past
- * its lease), the coordinator may have failed this host over meanwhile:
- * then only a grant since the last lapse that lists it here at its
- * epoch says it is still ours, as a target's grant does for its copy. */
-static int
-vmm_source_may_resume(const struct vm_migration *m)
+/* What its copy, back here, does now.
+ *  - Resume at our epoch: only with a valid lease; and if the lease
+ *    lapsed since the move began (it asked the store past its lease),
+ *    the coordinator may have failed this host over meanwhile: then
+ *    only a grant since the last lapse that lists it here at its epoch
+ *    says it is still ours, as a target's grant does for its copy.
+ *  - Wait, paused, never running, until m->back_until for that grant.
+ *  - Be fenced (*why), at once if a grant lists it at another epoch than
+ *    the move's (ha_owned wrote it into m->in: a failover since, back to
+ *    this host): its memory is older than what ran meanwhile. */
+enum vmm_back {
+	VMM_BACK_RESUME,
+	VMM_BACK_WAIT,
+	VMM_BACK_FENCE,
+};
+
+static enum vmm_back
+vmm_source_back_verdict(const struct vm_migration *m, uint64_t now,
+    char **why)
 {
 	struct ha_agent	*ha = m->agent->ha;
 	uint64_t	 lapses;
 
-	if (ha == NULL || m->in->epoch != m->epoch0 ||
-	    !ha_agent_may_run(ha, m->epoch0))
-		return 0;
-	lapses = ha_agent_lapses(ha);
-	return lapses == m->lapses0 || lapses == m->listed_lapses;
-}
-
-/* Why its copy, back here, is fenced now (NULL: it may resume yet).  A
- * grant at another epoch than the move's (ha_owned wrote it into m->in:
- * a failover since, back to this host) means its memory is older than
- * what ran meanwhile. */
-static char *
-vmm_source_never(const struct vm_migration *m, uint64_t now)
-{
-	char	*why;
-	int	 ms = 2 * m->agent->ternd->conf->lease_ttl_ms;
-
-	if (m->agent->ha == NULL)
-		return xstrdup("ternd is stopping");
-	if (m->in->epoch != m->epoch0)
-		xasprintf(&why, "a grant lists it here at epoch %" PRIu64
-		    ", not %" PRIu64 " as the move began (a failover since)",
+	if (ha == NULL) {
+		*why = xstrdup("ternd is stopping");
+		return VMM_BACK_FENCE;
+	}
+	if (m->in->epoch != m->epoch0) {
+		xasprintf(why, "a grant lists it here at epoch %" PRIu64 ", "
+		    "not %" PRIu64 " as the move began (a failover since)",
 		    m->in->epoch, m->epoch0);
-	else if (now < m->back_until)
-		return NULL;
-	else if (!ha_agent_valid(m->agent->ha))
-		xasprintf(&why, "this host's lease was not valid within %d ms",
-		    ms);
+		return VMM_BACK_FENCE;
+	}
+	lapses = ha_agent_lapses(ha);
+	if (ha_agent_may_run(ha, m->epoch0) &&
+	    (lapses == m->lapses0 || lapses == m->listed_lapses))
+		return VMM_BACK_RESUME;
+	if (now < m->back_until)
+		return VMM_BACK_WAIT;
+	if (!ha_agent_valid(ha))
+		xasprintf(why, "this host's lease was not valid within %"
+		    PRIu64 " ms", migration_grant_wait_ms(m->agent));
 	else
-		xasprintf(&why, "no grant since this host's lease lapsed "
-		    "listed it here at epoch %" PRIu64 " within %d ms",
-		    m->epoch0, ms);
-	return why;
+		xasprintf(why, "no grant since this host's lease lapsed "
+		    "listed it here at epoch %" PRIu64 " within %" PRIu64
+		    " ms", m->epoch0, migration_grant_wait_ms(m->agent));
+	return VMM_BACK_FENCE;
 }
 
 /* A grant lists it here (at m->in->epoch, as ha_owned wrote it). */
@@ -501,7 +504,7 @@ vmm_source_listed(struct vm_migration *m, uint64_t epoch)
 }
 
 /* The paused copy is here again: resumed at our epoch if it may
- * (vmm_source_may_resume), fenced otherwise (its paused QEMU destroyed;
+ * (vmm_source_back_verdict), fenced otherwise (its paused QEMU destroyed;
  * the next grant starts it), never both.  One that may not yet (the
  * lease lapsed while the store's answer was awaited) stays paused, never
  * running, for two TTLs: the grant that lists it comes with the next
@@ -519,9 +522,10 @@ vmm_source_came_back(struct vm_migration *m)
 	first = !m->back;
 	if (first) {
 		m->back = 1;
-		m->back_until = now + 2 * (uint64_t)a->ternd->conf->lease_ttl_ms;
+		m->back_until = now + migration_grant_wait_ms(a);
 	}
-	if (vmm_source_may_resume(m)) {
+	switch (vmm_source_back_verdict(m, now, &m->back_why)) {
+	case VMM_BACK_RESUME:
 		if (ha_agent_lapses(a->ha) != m->lapses0)
 			log_info("vmig %" PRIx64 " %s: back here, paused; a "
 			    "grant since this host's lease lapsed lists it here "
@@ -530,8 +534,7 @@ vmm_source_came_back(struct vm_migration *m)
 		m->resuming = 1;
 		vmm_work_queue(m, VMMW_RESUME);
 		return;
-	}
-	if ((m->back_why = vmm_source_never(m, now)) == NULL) {
+	case VMM_BACK_WAIT:
 		if (first)
 			log_info("vmig %" PRIx64 " %s: back here, paused; this "
 			    "host's lease lapsed since the move began, so it "
@@ -541,9 +544,11 @@ vmm_source_came_back(struct vm_migration *m)
 		uv_timer_start(&m->timer, vmm_source_back_due,
 		    VMM_LEASE_POLL_MS, 0);
 		return;
+	case VMM_BACK_FENCE:
+		m->resuming = 1;
+		vmm_work_queue(m, VMMW_FENCE);
+		return;
 	}
-	m->resuming = 1;
-	vmm_work_queue(m, VMMW_FENCE);
 }
 
 /* T's word on the way back: COMPLETE (it is here, paused) or ABORT. */
@@ -902,7 +907,7 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 	m->auto_converge = pc.auto_converge;
 	m->store = in->ha != 0;
 	/* A lapse from here on may have let the coordinator fail this host
-	 * over (vmm_source_may_resume); without a valid lease now, any
+	 * over (vmm_source_back_verdict); without a valid lease now, any
 	 * copy that comes back waits for a grant that lists it. */
 	if (a->ha != NULL)
 		m->lapses0 = ha_agent_valid(a->ha) ? ha_agent_lapses(a->ha) :

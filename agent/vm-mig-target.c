@@ -8,6 +8,7 @@
 #include "agent/ha.h"
 #include "agent/ha-instances.h"
 #include "agent/instance-internal.h"
+#include "agent/migration.h"
 #include "agent/vm-instances.h"
 #include "agent/vm-mig-internal.h"
 #include "checkpoint/vm.h"
@@ -114,9 +115,10 @@ vmm_target_grant_due(uv_timer_t *t)
 		return;
 	free(m->discard_why);
 	xasprintf(&m->discard_why, "no lease grant from coordinator %s "
-	    "listed it at epoch %" PRIu64 " within %d ms: its paused copy "
-	    "here is fenced, not resumed", ha_instances_coord_now(m->agent),
-	    m->owner_epoch, 2 * m->agent->ternd->conf->lease_ttl_ms);
+	    "listed it at epoch %" PRIu64 " within %" PRIu64 " ms: its "
+	    "paused copy here is fenced, not resumed",
+	    ha_instances_coord_now(m->agent), m->owner_epoch,
+	    migration_grant_wait_ms(m->agent));
 	log_warnx("vmig %" PRIx64 " %s: %s", m->id, m->name, m->discard_why);
 	m->resuming = 1;
 	vmm_work_queue(m, VMMW_FENCE);
@@ -159,7 +161,7 @@ vmm_target_hold(struct vm_migration *m, struct instance *in,
 	}
 	uv_timer_stop(&m->tick);
 	uv_timer_start(&m->tick, vmm_target_grant_due,
-	    2 * (uint64_t)m->agent->ternd->conf->lease_ttl_ms, 0);
+	    migration_grant_wait_ms(m->agent), 0);
 }
 
 void
