@@ -40,3 +40,17 @@ lease_valid(const struct lease *l, uint64_t now)
 {
 	return l->deadline_ms != 0 && now < lease_stop_at(l);
 }
+
+enum held_verdict
+held_copy_verdict(const struct held_copy *h, uint64_t listed_epoch,
+    int valid, uint64_t lapses, uint64_t now)
+{
+	if (listed_epoch != h->epoch)
+		return HELD_FENCE_EPOCH;
+	if (valid && h->epoch != 0 &&
+	    (lapses == h->lapses0 || lapses == h->listed_lapses))
+		return HELD_RESUME;
+	if (now < h->until)
+		return HELD_WAIT;
+	return valid ? HELD_FENCE_NO_GRANT : HELD_FENCE_NO_LEASE;
+}

@@ -32,4 +32,36 @@ int	lease_valid(const struct lease *, uint64_t now);
  * there is no lease (stop now). */
 uint64_t lease_stop_at(const struct lease *);
 
+/* A copy held paused for the store's word while the lease may lapse (a
+ * VM whose move was undone, back on its source).  A lapse may have let
+ * the coordinator fail the host over, so after one only a grant since
+ * the last lapse that lists the copy here at its epoch says it is still
+ * ours; a grant at another epoch says a failover happened and what ran
+ * since is newer than this copy's memory. */
+struct held_copy {
+	uint64_t	 epoch;		/* it may run at this epoch only */
+	uint64_t	 lapses0;	/* the host's lapses when it was set
+					 * aside; UINT64_MAX: no valid lease
+					 * then */
+	uint64_t	 listed_lapses;	/* lapses when a grant last listed it
+					 * here at epoch; UINT64_MAX: none */
+	uint64_t	 until;		/* it waits no longer than this */
+};
+
+enum held_verdict {
+	HELD_RESUME,
+	HELD_WAIT,		/* paused, never running, until .until */
+	HELD_FENCE_EPOCH,	/* a grant lists it at another epoch */
+	HELD_FENCE_NO_LEASE,	/* .until passed without a valid lease */
+	HELD_FENCE_NO_GRANT,	/* .until passed with one, but no grant
+				 * since the lapse listed it */
+};
+
+/* What the held copy does now, given the epoch this host's grants last
+ * listed it at, whether the lease is valid, and the host's lapses so far
+ * (ha_agent_lapses). */
+enum held_verdict held_copy_verdict(const struct held_copy *,
+	    uint64_t listed_epoch, int lease_valid, uint64_t lapses,
+	    uint64_t now);
+
 #endif

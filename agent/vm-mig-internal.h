@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "agent/lease.h"
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "daemon/longjob.h"
@@ -128,15 +129,10 @@ struct vm_migration {
 	char			*return_why;	/* S: the store's refusal */
 	unsigned		 back_checks;	/* S: VMMW_BACK re-waits */
 	uint64_t		 ready_at;	/* S: T's READY came (uv_now) */
-	uint64_t		 lapses0;	/* S: our lease's lapses at the
-						 * start (ha_agent_lapses) */
-	uint64_t		 epoch0;	/* S: its epoch at the start */
-	uint64_t		 listed_lapses;	/* S: lapses when a grant last
-						 * listed it here at epoch0;
-						 * UINT64_MAX: none did */
+	struct held_copy	 held;		/* S: its copy, should it come
+						 * back: at the start's epoch
+						 * and lapses (agent/lease.h) */
 	int			 back;		/* S: its copy came back */
-	uint64_t		 back_until;	/* S: paused until it may
-						 * resume, then fenced */
 	char			*back_why;	/* S: why it was fenced */
 };
 

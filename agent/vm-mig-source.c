@@ -442,63 +442,57 @@ vmm_source_back_due(uv_timer_t *t)
 	vmm_source_came_back(t->data);
 }
 
-/* What its copy, back here, does now.
- *  - Resume at our epoch: only with a valid lease; and if the lease
- *    lapsed since the move began (it asked the store past its lease),
- *    the coordinator may have failed this host over meanwhile: then
- *    only a grant since the last lapse that lists it here at its epoch
- *    says it is still ours, as a target's grant does for its copy.
- *  - Wait, paused, never running, until m->back_until for that grant.
- *  - Be fenced (*why), at once if a grant lists it at another epoch than
- *    the move's (ha_owned wrote it into m->in: a failover since, back to
- *    this host): its memory is older than what ran meanwhile. */
-enum vmm_back {
-	VMM_BACK_RESUME,
-	VMM_BACK_WAIT,
-	VMM_BACK_FENCE,
-};
-
-static enum vmm_back
+/* What its copy, back here, does now (held_copy_verdict): resumed at
+ * our epoch, or paused until m->held.until for a grant that lists it, or
+ * fenced (*why).  The instance's epoch is what this host's grants last
+ * listed it at (ha_owned writes it into m->in). */
+static enum held_verdict
 vmm_source_back_verdict(const struct vm_migration *m, uint64_t now,
     char **why)
 {
-	struct ha_agent	*ha = m->agent->ha;
-	uint64_t	 lapses;
+	struct ha_agent		*ha = m->agent->ha;
+	enum held_verdict	 v;
 
 	if (ha == NULL) {
 		*why = xstrdup("ternd is stopping");
-		return VMM_BACK_FENCE;
+		return HELD_FENCE_NO_LEASE;
 	}
-	if (m->in->epoch != m->epoch0) {
+	v = held_copy_verdict(&m->held, m->in->epoch, ha_agent_valid(ha),
+	    ha_agent_lapses(ha), now);
+	switch (v) {
+	case HELD_RESUME:
+	case HELD_WAIT:
+		break;
+	case HELD_FENCE_EPOCH:
 		xasprintf(why, "a grant lists it here at epoch %" PRIu64 ", "
 		    "not %" PRIu64 " as the move began (a failover since)",
-		    m->in->epoch, m->epoch0);
-		return VMM_BACK_FENCE;
-	}
-	lapses = ha_agent_lapses(ha);
-	if (ha_agent_may_run(ha, m->epoch0) &&
-	    (lapses == m->lapses0 || lapses == m->listed_lapses))
-		return VMM_BACK_RESUME;
-	if (now < m->back_until)
-		return VMM_BACK_WAIT;
-	if (!ha_agent_valid(ha))
+		    m->in->epoch, m->held.epoch);
+		break;
+	case HELD_FENCE_NO_LEASE:
 		xasprintf(why, "this host's lease was not valid within %"
 		    PRIu64 " ms", migration_grant_wait_ms(m->agent));
-	else
+		break;
+	case HELD_FENCE_NO_GRANT:
 		xasprintf(why, "no grant since this host's lease lapsed "
 		    "listed it here at epoch %" PRIu64 " within %" PRIu64
-		    " ms", m->epoch0, migration_grant_wait_ms(m->agent));
-	return VMM_BACK_FENCE;
+		    " ms", m->held.epoch, migration_grant_wait_ms(m->agent));
+		break;
+	}
+	return v;
 }
 
-/* A grant lists it here (at m->in->epoch, as ha_owned wrote it). */
+/* A grant lists it here (at m->in->epoch, as ha_owned wrote it).  Fault
+ * point vmig.source.listed (fail): the listing at its epoch does not
+ * count, as if the grants since a lapse did not name it (a copy come
+ * back then waits, and is fenced: ha-migrate-vm.sh). */
 void
 vmm_source_listed(struct vm_migration *m, uint64_t epoch)
 {
 	if (m->in == NULL || m->agent->ha == NULL)
 		return;
-	if (epoch == m->epoch0)
-		m->listed_lapses = ha_agent_lapses(m->agent->ha);
+	if (epoch == m->held.epoch &&
+	    fault_hit("vmig.source.listed") != FAULT_FAIL)
+		m->held.listed_lapses = ha_agent_lapses(m->agent->ha);
 	if (m->back && !m->resuming)
 		vmm_source_came_back(m);
 }
@@ -522,11 +516,11 @@ vmm_source_came_back(struct vm_migration *m)
 	first = !m->back;
 	if (first) {
 		m->back = 1;
-		m->back_until = now + migration_grant_wait_ms(a);
+		m->held.until = now + migration_grant_wait_ms(a);
 	}
 	switch (vmm_source_back_verdict(m, now, &m->back_why)) {
-	case VMM_BACK_RESUME:
-		if (ha_agent_lapses(a->ha) != m->lapses0)
+	case HELD_RESUME:
+		if (ha_agent_lapses(a->ha) != m->held.lapses0)
 			log_info("vmig %" PRIx64 " %s: back here, paused; a "
 			    "grant since this host's lease lapsed lists it here "
 			    "at epoch %" PRIu64 ": resuming it", m->id, m->name,
@@ -534,17 +528,19 @@ vmm_source_came_back(struct vm_migration *m)
 		m->resuming = 1;
 		vmm_work_queue(m, VMMW_RESUME);
 		return;
-	case VMM_BACK_WAIT:
+	case HELD_WAIT:
 		if (first)
 			log_info("vmig %" PRIx64 " %s: back here, paused; this "
 			    "host's lease lapsed since the move began, so it "
 			    "stays paused until a grant lists it here at epoch "
 			    "%" PRIu64 ", up to %" PRIu64 " ms", m->id,
-			    m->name, m->epoch0, m->back_until - now);
+			    m->name, m->held.epoch, m->held.until - now);
 		uv_timer_start(&m->timer, vmm_source_back_due,
 		    VMM_LEASE_POLL_MS, 0);
 		return;
-	case VMM_BACK_FENCE:
+	case HELD_FENCE_EPOCH:
+	case HELD_FENCE_NO_LEASE:
+	case HELD_FENCE_NO_GRANT:
 		m->resuming = 1;
 		vmm_work_queue(m, VMMW_FENCE);
 		return;
@@ -910,10 +906,10 @@ vmm_source_begin(struct mig *mg, const Tern__MigrateRequest *r, int *code,
 	 * over (vmm_source_back_verdict); without a valid lease now, any
 	 * copy that comes back waits for a grant that lists it. */
 	if (a->ha != NULL)
-		m->lapses0 = ha_agent_valid(a->ha) ? ha_agent_lapses(a->ha) :
-		    UINT64_MAX;
-	m->epoch0 = in->epoch;
-	m->listed_lapses = UINT64_MAX;
+		m->held.lapses0 = ha_agent_valid(a->ha) ?
+		    ha_agent_lapses(a->ha) : UINT64_MAX;
+	m->held.epoch = in->epoch;
+	m->held.listed_lapses = UINT64_MAX;
 	vm_policy_init(&m->policy, &pc);
 	in->set->busy++;
 	instance_set_state(in, INST_MIGRATING, NULL);

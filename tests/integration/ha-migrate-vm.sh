@@ -30,7 +30,11 @@
 #    then .committed: kill) and stays down past the source's lease and two
 #    TTLs: the source, which holds no copy, asks on; once h3 is back the
 #    store's word sends the paused copy back (not recorded) or resumes it
-#    on the target (recorded); the guest's counters go on either way.
+#    on the target (recorded); the guest's counters go on either way;
+#  - the same, not recorded, but no grant since the source's lease lapsed
+#    lists the copy that came back (fault point vmig.source.listed: fail):
+#    it stays paused two TTLs, is fenced, and the next grant boots it
+#    afresh on the source; never two copies, never one resumed unlisted.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -305,6 +309,36 @@ lost_move coord.owner-move.committed
 grep -q "the coordinator's store says $dst owns it at epoch $((epoch + 1)): the move was recorded" \
     "$(cl_log "$src")" || fail "$src did not learn that the move was recorded"
 moved "$src" "$dst" $((epoch + 1))
+
+echo "--- not recorded, and no grant since the lapse lists the copy that came back"
+# f, the host g1 is not on, restarts its ternd with vmig.source.listed
+# armed (a grant that lists g1 there does not count), takes g1 in by a
+# plain move and is the source of a lost move.  Its lease lapsed while h3
+# was down, so the copy that comes back may resume only on a grant since
+# the lapse that lists it: none counts, so it stays paused, never
+# running, for two TTLs, and is fenced (its QEMU destroyed).  The next
+# grant starts it again: a fresh boot, never a second copy.
+f=$src
+cl_stop "$f" || fail "$f's ternd did not stop cleanly"
+TERN_FAULT=vmig.source.listed:fail cl_start "$f" ||
+    fail "$f's ternd did not start again"
+wait_for 30 "h1 and h2 holding leases again" leases
+out=$(cl_ctl "$dst" migrate g1 --to "$f" 2>&1) ||
+    fail "migrate g1 to $f: $out"
+moved "$dst" "$f" $((epoch + 2))
+lost_move coord.owner-move.received
+[ "$f" = "$src" ] || fail "the lost move went from $src, not $f"
+[ "$st" != 0 ] || fail "g1's migration succeeded: $out"
+fault_fired "$f" vmig.source.listed fail
+grep -q "$dst sent its paused copy back, but no grant since this host's lease lapsed listed it here at epoch $epoch within $((2 * HA_TTL_MS)) ms: fenced here (its paused QEMU destroyed), never resumed" \
+    <<<"$out" || fail "the copy that came back was not fenced: $out"
+! grep -q "g1: back here, paused; a grant since this host's lease lapsed lists it here at epoch $epoch: resuming it" \
+    "$(cl_log "$f")" || fail "$f resumed g1 on a grant that did not count"
+vm_restarted "$f" g1 /dev/null
+wait_for 60 "g1 running once on $f again" runs_on "$f"
+owner_is "$f" "$epoch" || fail "ha status: $(cl_ctl h3 ha status g1)"
+vm_wait_checks "$f" g1 2 || fail "g1's own checks do not pass on $f"
+vm_verify g1 "booted afresh on $f after its fence"
 
 cl_ctl "$(owner_now)" destroy g1 >/dev/null
 cl_stop_all || fail "a ternd did not stop cleanly"
