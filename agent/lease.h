@@ -52,7 +52,8 @@ enum held_verdict {
 	HELD_RESUME,
 	HELD_WAIT,		/* paused, never running, until .until */
 	HELD_FENCE_EPOCH,	/* a grant lists it at another epoch */
-	HELD_FENCE_NO_LEASE,	/* .until passed without a valid lease */
+	HELD_FENCE_NO_LEASE,	/* .until passed without a valid lease
+				 * (and ternd stopping, for its callers) */
 	HELD_FENCE_NO_GRANT,	/* .until passed with one, but no grant
 				 * since the lapse listed it */
 };
@@ -61,7 +62,6 @@ enum held_verdict {
  * listed it at, whether the lease is valid, and the host's lapses so far
  * (ha_agent_lapses). */
 enum held_verdict held_copy_verdict(const struct held_copy *,
-	    uint64_t listed_epoch, int lease_valid, uint64_t lapses,
-	    uint64_t now);
+	    uint64_t listed_epoch, int valid, uint64_t lapses, uint64_t now);
 
 #endif

@@ -87,7 +87,8 @@ static struct held_copy
 held(uint64_t lapses0)
 {
 	struct held_copy	h = { .epoch = 7, .lapses0 = lapses0,
-				    .listed_lapses = UINT64_MAX, .until = 1000 };
+				    .listed_lapses = UINT64_MAX,
+				    .until = 1000 };
 
 	return h;
 }
