@@ -52,8 +52,7 @@ enum held_verdict {
 	HELD_RESUME,
 	HELD_WAIT,		/* paused, never running, until .until */
 	HELD_FENCE_EPOCH,	/* a grant lists it at another epoch */
-	HELD_FENCE_NO_LEASE,	/* .until passed without a valid lease
-				 * (and ternd stopping, for its callers) */
+	HELD_FENCE_NO_LEASE,	/* .until passed without a valid lease */
 	HELD_FENCE_NO_GRANT,	/* .until passed with one, but no grant
 				 * since the lapse listed it */
 };

@@ -453,7 +453,7 @@ vmm_source_back_verdict(const struct vm_migration *m, uint64_t now,
 	struct ha_agent		*ha = m->agent->ha;
 	enum held_verdict	 v;
 
-	if (ha == NULL) {
+	if (ha == NULL) {	/* stopping: no lease from here on */
 		*why = xstrdup("ternd is stopping");
 		return HELD_FENCE_NO_LEASE;
 	}
