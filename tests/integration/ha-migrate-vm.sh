@@ -300,6 +300,9 @@ grep -q "the coordinator did not record the move (its store still names this hos
 # there again (none would have come had h3 failed it over meanwhile).
 grep -q "g1: back here, paused; a grant since this host's lease lapsed lists it here at epoch $epoch: resuming it" \
     "$(cl_log "$src")" || fail "$src resumed g1 without a grant listing it"
+# The copy that came back prints before the test settles the move (in CI
+# once by chance: the harness read its first line twice).
+vm_wait_checks "$src" g1 1 || fail "g1's own checks do not pass on $src"
 vm_settle g1 "$src" "$dst"
 moved "$dst" "$src" "$epoch"
 

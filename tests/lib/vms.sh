@@ -39,14 +39,33 @@
 # lines, collected in the order the guest ran.
 
 declare -gA VM__OFF	# "HOST NAME" -> lines of the console already taken
+declare -gA VM__QEMU	# "HOST NAME" -> the QEMU whose console that was
 
 vm__hist() { echo "$TH_ROOT/$1.history"; }
 vm_history() { vm__hist "$1"; }
 
-# vm__collect HOST NAME: append the console lines not yet taken.
+# vm__qemu HOST NAME: the PID of NAME's live QEMU on HOST, or nothing.
+vm__qemu() {
+	local f pid
+	f=$(th_root_path "$1" "/run/libvirt/qemu/$2.pid") || return 0
+	pid=$(cat "$f" 2>/dev/null) && th_pid_alive "$pid" && echo "$pid"
+	return 0
+}
+
+# vm__collect HOST NAME: append the console lines not yet taken.  Another
+# QEMU than the one last read there started the file over: its lines
+# all count, whenever the test learns of it (a rolled-back move's copy
+# may print before the test settles the move).
 vm__collect() {
-	local f n o
+	local f n o q
 	f=$(lv_serial_log "$1" "$2") || return 1
+	# VM__QEMU: a PID, "-" (a QEMU that ended: any live one is new) or
+	# empty (not known yet: the next live one is the file's).
+	q=$(vm__qemu "$1" "$2")
+	if [ -n "$q" ] && [ "$q" != "${VM__QEMU["$1 $2"]:-$q}" ]; then
+		VM__OFF["$1 $2"]=0
+	fi
+	VM__QEMU["$1 $2"]=${q:--}
 	[ -f "$f" ] || return 0
 	n=$(wc -l <"$f")
 	o=${VM__OFF["$1 $2"]:-0}
@@ -110,17 +129,18 @@ vm_copies() {
 }
 
 # vm_settle NAME FROM TO: the guest left FROM for TO (or stayed: FROM =
-# TO); its console lines on FROM are complete now.
+# TO); its console lines on FROM are complete now.  (The QEMU that took
+# it in on TO started that file over: vm__collect sees its new PID.)
 vm_settle() {
 	vm__collect "$2" "$1"
-	# The QEMU that took it in on TO started the file over.
-	[ "$2" = "$3" ] || VM__OFF["$3 $1"]=0
 }
 
-# vm_restarted HOST NAME [FILE]: the QEMU that runs NAME on HOST now
-# started the console file over (collect the old one's lines first).
+# vm_restarted HOST NAME [FILE]: the QEMU that runs NAME on HOST now (or
+# the next one there) started the console file over (collect the old
+# one's lines first).
 vm_restarted() {
 	VM__OFF["$1 $2"]=0
+	VM__QEMU["$1 $2"]=$(vm__qemu "$1" "$2")
 	if [ -n "${3:-}" ]; then
 		cp "$3" "$(vm__hist "$2")"
 	fi
