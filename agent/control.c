@@ -235,6 +235,7 @@ control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 {
 	struct control_wait	*w;
 	char			*cause = NULL;
+	int			 act;
 
 	switch (req->body_case) {
 	case TERN__ENVELOPE__BODY_INSTANCE_CREATE_REQUEST:
@@ -258,6 +259,20 @@ control_instances(struct agent *a, struct ctl_client *cl, const Envelope *req)
 		ctl_client_error(cl, req->request_id,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "%s: not created: %s",
 		    req->instance_create_request->name, cause);
+		free(cause);
+		return 1;
+	}
+	/* A stop or destroy of an instance on the move: the drivers would
+	 * only say it moves, not what the operator can do. */
+	act = req->body_case == TERN__ENVELOPE__BODY_INSTANCE_ACTION_REQUEST ?
+	    (int)req->instance_action_request->action : 0;
+	if ((act == TERN__INSTANCE_ACTION_REQUEST__ACTION__STOP ||
+	    act == TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY) &&
+	    migration_refuses_action(a, req->instance_action_request->name,
+	    act == TERN__INSTANCE_ACTION_REQUEST__ACTION__DESTROY,
+	    &cause) != 0) {
+		ctl_client_error(cl, req->request_id,
+		    TERN__ERROR_CODE__ERROR_BAD_REQUEST, "%s", cause);
 		free(cause);
 		return 1;
 	}

@@ -161,6 +161,68 @@ migration_offer(struct agent *a, const char *peer, const Envelope *env)
 	return 1;
 }
 
+/* Refused, not queued: where the instance runs once the move ends is
+ * what the move decides, and an action queued here could meet it gone. */
+int
+migration_refuses_action(struct agent *a, const char *name, int destroy,
+    char **cause)
+{
+	const struct instance	*in;
+	struct mig		*m;
+	const char		*what = destroy ? "destroyed" : "stopped";
+	const char		*phase;
+	int			 role;
+
+	/* A VM's arrival is not an instance here until its commit. */
+	in = a->instances != NULL ? instance_find(a->instances, name) : NULL;
+	if (in != NULL && in->state != INST_MIGRATING &&
+	    in->state != INST_INCOMING)
+		return 0;
+	role = in != NULL && in->state == INST_MIGRATING ? MIG_ROLE_SOURCE :
+	    MIG_ROLE_TARGET;
+	m = a->mig != NULL ? mig_find_name(a->mig, name, role) : NULL;
+	if (m == NULL) {
+		if (in == NULL)
+			return 0;
+		xasprintf(cause, "instance %s is %s: not %s; try again once "
+		    "the move ends (ternctl list)", name,
+		    inst_state_names[in->state], what);
+		return -1;
+	}
+	phase = m->drv->state_name != NULL ? m->drv->state_name(m) :
+	    mig_phase_names[m->phase];
+	if (role == MIG_ROLE_TARGET && mig_phase_committed(m->phase))
+		xasprintf(cause, "instance %s arrived from %s and is this "
+		    "host's now (%s): not %s; act here once it runs", name,
+		    m->peer, phase, what);
+	else if (role == MIG_ROLE_TARGET)
+		xasprintf(cause, "instance %s is arriving from %s (%s): not "
+		    "%s; act once the move ends, where it runs then "
+		    "(ternctl migrate --cancel %s on %s rolls the move back "
+		    "while it can)", name, m->peer, phase, what, name, m->peer);
+	else if (m->phase == MIG_PH_ROLLING_BACK || m->phase == MIG_PH_FAILED)
+		xasprintf(cause, "instance %s is coming back from its move to "
+		    "%s (%s): not %s; act here once it runs again", name,
+		    m->peer, phase, what);
+	else if (m->phase == MIG_PH_RECORDING)
+		xasprintf(cause, "instance %s is migrating to %s and "
+		    "coordinator %s's store decides where it runs (%s): not "
+		    "%s; act once the move ends, where it runs then "
+		    "(ternctl ha status %s)", name, m->peer, a->ha != NULL ?
+		    ha_agent_coordinator(a->ha) : "?", phase, what, name);
+	else if (mig_phase_verdict(m->role, m->phase, MIG_FAIL_CANCEL) ==
+	    MIG_V_ROLLBACK)
+		xasprintf(cause, "instance %s is migrating to %s (%s): not "
+		    "%s; act once the move ends, or roll it back first "
+		    "(ternctl migrate --cancel %s)", name, m->peer, phase, what,
+		    name);
+	else
+		xasprintf(cause, "instance %s is migrating to %s, past the "
+		    "point of no return (%s): not %s; act on %s once it "
+		    "runs there", name, m->peer, phase, what, m->peer);
+	return -1;
+}
+
 /* --- a protected instance's commit point (migration.h) -------------------- */
 
 /* Between questions once the answer is lost. */

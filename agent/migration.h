@@ -32,6 +32,11 @@ int	migration_accept_relay(struct agent *, const char *peer,
 	    struct stream *, const char *name, char **cause);
 void	migration_peer_lost(struct agent *, const char *peer,
 	    const char *why);
+/* A stop or destroy of name (destroy: 1) while it moves, either way: -1
+ * with *cause saying what the operator can do instead; 0 if it does not
+ * move. */
+int	migration_refuses_action(struct agent *, const char *name, int destroy,
+	    char **cause);
 /* A protected instance's commit point (docs/ha.md): the coordinator is
  * asked to make to the owner of in (this host's at in->epoch) at the next
  * epoch, in one store transaction.  done runs once, later: MOVED with the

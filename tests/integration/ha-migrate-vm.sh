@@ -156,8 +156,16 @@ cl_stop h1 || fail "h1's ternd did not stop cleanly"
 TERN_FAULT=vmig.target.returned:fail@1 cl_start h1 || fail "h1 did not start again"
 wait_for 30 "h1 and h2 holding leases again" leases
 qemu=$(vm_qemu_pid h2 g1)
-st=0
-out=$(cl_ctl h2 migrate g1 --to h1 --timeout 10 2>&1) || st=$?
+cl_ctl h2 migrate g1 --to h1 --timeout 10 >"$TH_ROOT/returned.out" 2>&1 &
+mig=$!
+returned() { grep -q "fault point vmig.target.returned fired: fail" "$(cl_log h1)"; }
+th_wait 120 returned || fail "vmig.target.returned did not fire on h1"
+# h2 waits for that word, rolling back: a stop there is refused.
+out=$(cl_ctl h2 stop g1 2>&1) && fail "h2 stopped g1 as it came back: $out"
+grep -q "instance g1 is coming back from its move to h1 (.*): not stopped; act here once it runs again" \
+    <<<"$out" || fail "stop on h2: $out"
+wait "$mig" && st=0 || st=$?
+out=$(cat "$TH_ROOT/returned.out")
 echo "$out"
 [ "$st" != 0 ] || fail "g1's migration succeeded: $out"
 grep -q "fault point vmig.target.returned fired: fail" "$(cl_log h1)" ||
@@ -197,6 +205,10 @@ if ! held; then
 	echo "h3:"; grep " g1\b" "$(cl_log h3)" | tail -n 6
 	fail "g1 not held paused on h1"
 fi
+# It is h1's now: a stop waits for it to run there.
+out=$(cl_ctl h1 stop g1 2>&1) && fail "h1 stopped g1 while it held it: $out"
+grep -q "instance g1 arrived from h2 and is this host's now (.*): not stopped; act here once it runs" \
+    <<<"$out" || fail "stop on h1: $out"
 # h1's libvirtd restarts meanwhile (its QEMUs run on): the sync of every
 # VM after the reconnect leaves the held arrival to its migration.
 lvd=$(cat "$TH_ROOT/h1/libvirt/libvirtd.pid")
@@ -279,6 +291,14 @@ lost_move() {
 	    fail "g1 is $(lv_virsh "$dst" domstate g1 2>&1) on $dst, not held paused"
 	[ "$(asks_on "$src" "$dst")" -gt "$asked" ] ||
 	    fail "$src did not ask on past its lease: $(grep " g1\b" "$(cl_log "$src")" | tail -n 3)"
+	# The operator may not stop or destroy it meanwhile, and is told
+	# why and what to do instead.
+	out=$(cl_ctl "$src" stop g1 2>&1) && fail "$src stopped g1: $out"
+	grep -q "instance g1 is migrating to $dst and coordinator h3's store decides where it runs (.*): not stopped; act once the move ends, where it runs then (ternctl ha status g1)" \
+	    <<<"$out" || fail "stop on $src: $out"
+	out=$(cl_ctl "$dst" destroy g1 2>&1) && fail "$dst destroyed g1: $out"
+	grep -q "instance g1 is arriving from $src (.*): not destroyed;" \
+	    <<<"$out" || fail "destroy on $dst: $out"
 	cl_start h3 || fail "h3's ternd did not start again"
 	wait_for 30 "h3 leading again" leading
 	wait "$mig" && st=0 || st=$?

@@ -394,6 +394,28 @@ th_wait 10 gone_from "$to" mc || fail "orphan: $to kept mc: $(inst_where mc)"
 cl_ctl "$from" restore mc
 settled mc "the link was lost at the commit point"
 
+# 6. A stop or a destroy while mc moves, on either end: refused, saying
+# what to do instead (the target holds its restored copy 3 s), and the
+# move goes on.  Before, both ends said only "instance mc is migrating"
+# or "... incoming".
+from=${at[mc]}
+to=$(other "$from")
+held=$(nlines "$to" "fault point mig.target.held fired")
+mig_start mc busy
+wait_line "$to" "fault point mig.target.held fired" "$held"
+out=$(cl_ctl "$from" stop mc 2>&1) && fail "busy: $from stopped mc as it moved: $out"
+echo "busy: stop on $from: $out"
+grep -q "instance mc is migrating to $to (.*): not stopped; act once the move ends, or roll it back first (ternctl migrate --cancel mc)" \
+    <<<"$out" || fail "busy: stop on $from: $out"
+out=$(cl_ctl "$to" destroy mc 2>&1) && fail "busy: $to destroyed mc as it arrived: $out"
+echo "busy: destroy on $to: $out"
+grep -q "instance mc is arriving from $from (.*): not destroyed; act once the move ends, where it runs then (ternctl migrate --cancel mc on $from rolls the move back while it can)" \
+    <<<"$out" || fail "busy: destroy on $to: $out"
+wait "$ctl" || fail "busy: the move failed: $(cat "$TH_ROOT/busy.out")"
+at[mc]=$to
+[ "$(inst_where mc)" = "$to:running" ] || fail "busy: mc is at: $(inst_where mc)"
+verify mc "moved on past a refused stop and destroy"
+
 cl_ctl "${at[mc]}" destroy mc >/dev/null
 for h in h1 h2; do fault_fired $h mig.target.held "delay=3000"; done
 cl_stop_all || fail "a ternd did not stop cleanly"
