@@ -189,8 +189,7 @@ migration_refuses_action(struct agent *a, const char *name, int destroy,
 		    inst_state_names[in->state], what);
 		return -1;
 	}
-	phase = m->drv->state_name != NULL ? m->drv->state_name(m) :
-	    mig_phase_names[m->phase];
+	phase = mig_state_name(m);
 	if (role == MIG_ROLE_TARGET && mig_phase_committed(m->phase))
 		xasprintf(cause, "instance %s arrived from %s and is this "
 		    "host's now (%s): not %s; act here once it runs", name,

@@ -175,8 +175,8 @@ mig_timed_out(uv_timer_t *t)
 		return;
 	}
 	xasprintf(&why, "no progress for %" PRIu32 " ms in state %s (%s "
-	    "silent or stuck?)", mig_timeout_of(m), m->drv->state_name != NULL ?
-	    m->drv->state_name(m) : mig_phase_names[m->phase], m->peer);
+	    "silent or stuck?)", mig_timeout_of(m), mig_state_name(m),
+	    m->peer);
 	mig_fail(m, MIG_FAIL_TIMEOUT, why);
 	free(why);
 }
@@ -317,6 +317,13 @@ mig_find_name(struct mig_engine *e, const char *name, int role)
 		    strcmp(m->name, name) == 0)
 			return m;
 	return NULL;
+}
+
+const char *
+mig_state_name(struct mig *m)
+{
+	return m->drv->state_name != NULL ? m->drv->state_name(m) :
+	    mig_phase_names[m->phase];
 }
 
 void
@@ -514,8 +521,7 @@ engine_cancel(struct mig_engine *e, const char *name, mig_reply_cb done,
 	    MIG_V_IGNORE) {
 		xasprintf(&text, "the migration of %s is past the point of no "
 		    "return (%s): it can only finish on %s", name,
-		    m->drv->state_name != NULL ? m->drv->state_name(m) :
-		    mig_phase_names[m->phase], m->peer);
+		    mig_state_name(m), m->peer);
 		reply_text(done, arg, TERN__ERROR_CODE__ERROR_BAD_REQUEST, text);
 		free(text);
 		return;

@@ -174,6 +174,9 @@ void		 mig_engine_shutdown(struct mig_engine *);
 struct mig	*mig_find(struct mig_engine *, const char *peer, uint64_t id,
 		    enum mig_role);
 struct mig	*mig_find_name(struct mig_engine *, const char *name, int role);
+/* What the operator is told m is doing: its driver's state, else its
+ * phase. */
+const char	*mig_state_name(struct mig *);
 /* 1 if a driver of that kind is registered. */
 int		 mig_engine_has_kind(const struct mig_engine *,
 		    Tern__InstanceKind kind);

@@ -44,14 +44,6 @@ declare -gA VM__QEMU	# "HOST NAME" -> the QEMU whose console that was
 vm__hist() { echo "$TH_ROOT/$1.history"; }
 vm_history() { vm__hist "$1"; }
 
-# vm__qemu HOST NAME: the PID of NAME's live QEMU on HOST, or nothing.
-vm__qemu() {
-	local f pid
-	f=$(th_root_path "$1" "/run/libvirt/qemu/$2.pid") || return 0
-	pid=$(cat "$f" 2>/dev/null) && th_pid_alive "$pid" && echo "$pid"
-	return 0
-}
-
 # vm__collect HOST NAME: append the console lines not yet taken.  Another
 # QEMU than the one last read there started the file over: its lines
 # all count, whenever the test learns of it (a rolled-back move's copy
@@ -61,7 +53,7 @@ vm__collect() {
 	f=$(lv_serial_log "$1" "$2") || return 1
 	# VM__QEMU: a PID, "-" (a QEMU that ended: any live one is new) or
 	# empty (not known yet: the next live one is the file's).
-	q=$(vm__qemu "$1" "$2")
+	q=$(vm_qemu_pid "$1" "$2" 2>/dev/null) || q=
 	if [ -n "$q" ] && [ "$q" != "${VM__QEMU["$1 $2"]:-$q}" ]; then
 		VM__OFF["$1 $2"]=0
 	fi
@@ -140,7 +132,7 @@ vm_settle() {
 # one's lines first).
 vm_restarted() {
 	VM__OFF["$1 $2"]=0
-	VM__QEMU["$1 $2"]=$(vm__qemu "$1" "$2")
+	VM__QEMU["$1 $2"]=$(vm_qemu_pid "$1" "$2" 2>/dev/null) || :
 	if [ -n "${3:-}" ]; then
 		cp "$3" "$(vm__hist "$2")"
 	fi
