@@ -129,6 +129,11 @@ struct migration {
 	int			 tee_seal_wanted;	/* post-dump came first */
 	int			 tee_sealing;	/* the seal is on the pool */
 	int			 tee_freed;	/* ... and ctr_free came */
+	uint8_t			*tee_block;	/* the block being gathered */
+	size_t			 tee_fill;	/* ... its bytes */
+	uint64_t		 tee_off;	/* ... where it goes */
+	uint8_t			*tee_spare[16];	/* written blocks, kept */
+	unsigned		 tee_nspare;
 	int			 restored_early;	/* RESTORED before the seal */
 	uint64_t		 phase_ms;	/* source: when the last phase
 						 * began (timings in the log) */

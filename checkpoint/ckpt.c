@@ -483,6 +483,12 @@ ckpt_pages_stream_seal(const char *gen_dir, int fd, uint64_t len,
 	dir = xstrdup(gen_dir);
 	if ((slash = strrchr(dir, '/')) != NULL)
 		*slash = '\0';
+	/* Its last block may have been written whole, padded. */
+	if (ftruncate(fd, (off_t)len) != 0) {
+		set_cause(cause, "%s.pages: truncate: %s", gen_dir,
+		    strerror(errno));
+		goto out;
+	}
 	if (fsync(fd) != 0) {
 		set_cause(cause, "%s.pages: fsync: %s", gen_dir, strerror(errno));
 		goto out;

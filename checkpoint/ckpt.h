@@ -98,8 +98,9 @@ pid_t		ckpt_dump_ps_held(uv_loop_t *, const struct ckpt_target *,
  * generation: the stream CRIU sent, as it was (GEN_DIR.pages), sealed by
  * its length and CRC32C (GEN_DIR.pages.sum).  A lazy-marked generation
  * with a sealed stream is a checkpoint all the same: its restore replays
- * the stream into criu page-server first.  Seal: fsync fd (the stream,
- * written by the caller), then write the sum durably; blocking (run it
+ * the stream into criu page-server first.  Seal: cut fd (the stream,
+ * written by the caller, perhaps padded) to len and fsync it, then write
+ * the sum durably; blocking (run it
  * off the loop).  Drop: remove both. */
 char		*ckpt_pages_stream_path(const char *gen_dir);
 int		ckpt_pages_stream_seal(const char *gen_dir, int fd,

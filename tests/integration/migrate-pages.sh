@@ -9,7 +9,10 @@
 #     it restores anything;
 #  2. the target's page server killed mid-pages (mig.pages.server);
 #  3. the link cut mid-pages (mig.pages.server:stall holds the page
-#     server there, then the test cuts h2 off).
+#     server there, then the test cuts h2 off);
+#  4. h1's disk full while it keeps its own copy of the pages it sends
+#     (a 16 MiB tmpfs over mc's checkpoints there): the move stops at
+#     once, naming the file and the reason.
 # Each fault is armed by (re)starting a ternd with it, fired once (@1).
 # Then the pipeline moves it h1 -> h2 -> h1, the target checks the sum
 # of every page, and memcheck verifies its memory after each move.
@@ -92,7 +95,15 @@ th_heal h2
 cl_wait_up h1 2 30
 cl_wait_up h2 2 30
 
-# 4. No fault left: h1 -> h2 -> h1 over the page server, every page
+# 4. h1's disk fills while it keeps the pages it sends (128 MiB of them,
+# 16 MiB of room).  No fault point: the file system's own ENOSPC.
+ckpt=/var/lib/tern/instances/mc/ckpt
+th_exec h1 mount -t tmpfs -o size=16m tmpfs "$ckpt" || fail "tmpfs on $ckpt"
+mig_start full
+failed full "cannot keep its own copy of the pages it sends: $ckpt/[0-9]*\.pages: No space left on device; mc runs on here"
+th_exec h1 umount "$ckpt" || fail "umount $ckpt"
+
+# 5. No fault left: h1 -> h2 -> h1 over the page server, every page
 # summed on both ends.
 checked=$(nlines h2 "page stream checked")
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
