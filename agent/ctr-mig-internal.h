@@ -124,6 +124,7 @@ struct migration {
 						 * pages are kept beside it */
 	int			 tee_fd;	/* ... GEN.pages, being written */
 	int			 tee_state;	/* 0 writing, 1 sealed, -1 failed */
+	int			 tee_errno;	/* ... why, if it was a write */
 	unsigned		 tee_pending;	/* writes on the pool */
 	uint64_t		 tee_queued;	/* ... their bytes */
 	int			 tee_seal_wanted;	/* post-dump came first */

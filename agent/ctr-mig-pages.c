@@ -330,6 +330,7 @@ ctr_pages_tee_open(struct migration *m)
 	if (m->tee_fd == -1 && errno == EINVAL)
 		m->tee_fd = open(path, flags, 0600);
 	if (m->tee_fd == -1) {
+		m->tee_errno = errno;
 		free(m->sync_error);
 		xasprintf(&m->sync_error, "%s: %s", path, strerror(errno));
 		log_warnx("mig %" PRIx64 " %s: keeping the pages here: %s",
@@ -420,6 +421,7 @@ ctr_pages_tee_fail(struct migration *m, int err)
 {
 	if (m->tee_state != 0)
 		return;
+	m->tee_errno = err;
 	free(m->sync_error);
 	xasprintf(&m->sync_error, "%s.pages: %s", m->tee_gen, strerror(err));
 	log_warnx("mig %" PRIx64 " %s: keeping the pages here: %s", m->id,
@@ -429,14 +431,17 @@ ctr_pages_tee_fail(struct migration *m, int err)
 
 static void	ctr_pages_seal_start(struct migration *);
 
-/* The move cannot commit without the source's own copy of the pages. */
+/* The move cannot commit without the source's own copy of the pages (a
+ * no-op once it rolls back or has committed). */
 static void
 ctr_pages_keep_failed(struct migration *m)
 {
+	int	full = m->tee_errno == ENOSPC || m->tee_errno == EDQUOT;
+
 	ctr_source_fail(m, "this host cannot keep its own copy of the pages "
-	    "it sends: %s; %s runs on here (free space there, then migrate "
-	    "again)", m->sync_error != NULL ? m->sync_error :
-	    "cannot write them", m->name);
+	    "it sends: %s; %s runs on here (%s, then migrate again)",
+	    m->sync_error != NULL ? m->sync_error : "cannot write them",
+	    m->name, full ? "free space there" : "see to that file system");
 }
 
 static void
@@ -457,21 +462,23 @@ ctr_pages_tee_written(uv_work_t *w, int status)
 	(void)status;
 	m->tee_pending--;
 	m->tee_queued -= tw->len;
-	if (tw->err != 0) {
+	if (tw->err != 0)
 		ctr_pages_tee_fail(m, tw->err);
-		/* The move cannot commit without this copy: stop the dump
-		 * now rather than send the rest for nothing. */
-		if (!mig->finished && m->state == CTR_DUMPING)
-			ctr_pages_keep_failed(m);
-	}
 	ctr_pages_block_put(m, tw->block);
 	free(tw);
-	if (m->tee_pending == 0) {
-		if (m->tee_freed)
-			ctr_pages_free(m);
-		else if (m->tee_seal_wanted)
-			ctr_pages_seal_start(m);
-	}
+	if (m->tee_pending == 0 && m->tee_freed) {
+		ctr_pages_free(m);
+	} else if (m->tee_state == -1) {
+		/* This write, or one made on the loop, failed: never sealed.
+		 * The move cannot commit without this copy: stop it now
+		 * rather than send the rest for nothing. */
+		m->tee_seal_wanted = 0;
+		if (m->tee_pending == 0)
+			ctr_pages_blocks_free(m);
+		if (!mig->finished)
+			ctr_pages_keep_failed(m);
+	} else if (m->tee_pending == 0 && m->tee_seal_wanted)
+		ctr_pages_seal_start(m);
 	mig_drop(mig);
 }
 
@@ -540,6 +547,8 @@ ctr_pages_seal_work(uv_work_t *w)
 {
 	struct migration	*m = w->data;
 
+	free(m->sync_error);
+	m->sync_error = NULL;
 	if (ckpt_pages_stream_seal(m->tee_gen, m->tee_fd, m->page_len,
 	    m->page_crc, &m->sync_error) != 0)
 		m->tee_state = -1;
@@ -596,12 +605,17 @@ ctr_pages_tee_seal(struct migration *m)
 		m->tee_seal_wanted = 1;	/* ctr_pages_tee_written starts it */
 		return;
 	}
+	if (m->tee_state != 0) {	/* the last block, written here */
+		ctr_pages_keep_failed(m);
+		return;
+	}
 	ctr_pages_seal_start(m);
 }
 
 static void
 ctr_pages_seal_start(struct migration *m)
 {
+	ctr_pages_blocks_free(m);	/* every byte is written */
 	m->tee_seal_wanted = 0;
 	m->work.data = m;
 	m->tee_sealing = 1;
