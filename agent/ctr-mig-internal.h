@@ -125,8 +125,7 @@ struct migration {
 	int			 tee_fd;	/* ... GEN.pages, being written */
 	int			 tee_state;	/* 0 writing, 1 sealed, -1 failed */
 	int			 tee_errno;	/* ... why, if it was a write */
-	unsigned		 tee_pending;	/* writes on the pool */
-	uint64_t		 tee_queued;	/* ... their bytes */
+	unsigned		 tee_pending;	/* blocks being written */
 	int			 tee_seal_wanted;	/* post-dump came first */
 	int			 tee_sealing;	/* the seal is on the pool */
 	int			 tee_freed;	/* ... and ctr_free came */

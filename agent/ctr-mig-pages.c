@@ -342,14 +342,13 @@ ctr_pages_tee_open(struct migration *m)
 
 /* Our own copy, as sent, gathered in blocks of TEE_BLOCK bytes (aligned
  * for O_DIRECT, used again while the migration lasts: new memory costs
- * more than the copy into it) and written on the pool; past
- * TEE_QUEUED_MAX bytes waiting, a block is written here. */
+ * more than the copy into it) and written on the pool; with TEE_BLOCKS
+ * blocks (64 MiB) waiting there, a block is written here. */
 #define TEE_BLOCK		(4u << 20)
 #define TEE_ALIGN		4096u
-#define TEE_QUEUED_MAX		(64u << 20)
-#define TEE_SPARE_MAX		(TEE_QUEUED_MAX / TEE_BLOCK)
-_Static_assert(TEE_SPARE_MAX == sizeof ((struct migration *)0)->tee_spare /
-    sizeof (uint8_t *), "tee_spare holds TEE_SPARE_MAX blocks");
+#define TEE_BLOCKS		16u
+_Static_assert(TEE_BLOCKS == sizeof ((struct migration *)0)->tee_spare /
+    sizeof (uint8_t *), "tee_spare holds TEE_BLOCKS blocks");
 
 struct ctr_tee_write {
 	uv_work_t		 w;
@@ -401,7 +400,7 @@ ctr_pages_block_get(struct migration *m)
 static void
 ctr_pages_block_put(struct migration *m, uint8_t *block)
 {
-	if (m->tee_nspare < TEE_SPARE_MAX && !m->tee_freed)
+	if (m->tee_nspare < TEE_BLOCKS && !m->tee_freed)
 		m->tee_spare[m->tee_nspare++] = block;
 	else
 		free(block);
@@ -461,7 +460,6 @@ ctr_pages_tee_written(uv_work_t *w, int status)
 
 	(void)status;
 	m->tee_pending--;
-	m->tee_queued -= tw->len;
 	if (tw->err != 0)
 		ctr_pages_tee_fail(m, tw->err);
 	ctr_pages_block_put(m, tw->block);
@@ -496,7 +494,7 @@ ctr_pages_tee_flush(struct migration *m)
 		return;
 	len = (m->tee_fill + TEE_ALIGN - 1) / TEE_ALIGN * TEE_ALIGN;
 	memset(m->tee_block + m->tee_fill, 0, len - m->tee_fill);
-	if (m->tee_queued + len > TEE_QUEUED_MAX) {
+	if (m->tee_pending >= TEE_BLOCKS) {
 		if ((err = ctr_pages_pwrite(m->tee_fd, m->tee_block, len,
 		    m->tee_off)) != 0)
 			ctr_pages_tee_fail(m, err);
@@ -510,7 +508,6 @@ ctr_pages_tee_flush(struct migration *m)
 		tw->err = 0;
 		tw->block = m->tee_block;
 		m->tee_pending++;
-		m->tee_queued += len;
 		mig_hold(m->mig);
 		uv_queue_work(m->agent->ternd->loop, &tw->w,
 		    ctr_pages_tee_work, ctr_pages_tee_written);
