@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #define LOG_MODULE "instance"
 #include "agent/ctr-instance.h"
+#include "checkpoint/ckpt.h"
 #include "checkpoint/container-spec.h"
 #include "checkpoint/container-work.h"
 #include "checkpoint/container.h"
@@ -226,6 +228,9 @@ ctr_exited(struct instance *in, int status)
 {
 	char	why[128];
 
+	/* Its memory is not wanted any more. */
+	ckpt_lazy_free(in->loader);
+	in->loader = NULL;
 	if (status == -1)
 		snprintf(why, sizeof why, "its init is gone (adopted from an "
 		    "earlier ternd: exit status unknown)");
@@ -236,14 +241,67 @@ ctr_exited(struct instance *in, int status)
 		snprintf(why, sizeof why, "init exited with status %d",
 		    WEXITSTATUS(status));
 	if (in->state == INST_RUNNING)
-		instance_set_error(in, why);
+		instance_set_error(in, in->loader_failed != NULL ?
+		    in->loader_failed : why);
 	if (in->state == INST_CHECKPOINTING || in->state == INST_RESTORING ||
 	    in->state == INST_MIGRATING || in->state == INST_INCOMING) {
 		/* The checkpoint's own callback decides what this means. */
 		in->pid = 0;
 		return;
 	}
-	instance_finish_stop(in, why);
+	instance_finish_stop(in, in->loader_failed != NULL ? in->loader_failed :
+	    why);
+	free(in->loader_failed);		/* said: a later exit is its own */
+	in->loader_failed = NULL;
+}
+
+/* --- a stop-and-copy's memory, copied in after the resume ------------------ */
+
+static void
+ctr_loader_done(void *arg, const char *error)
+{
+	struct instance	*in = arg;
+
+	in->loader = NULL;	/* it exited */
+	if (error == NULL) {
+		log_info("instance %s: its memory is all in (from checkpoint %"
+		    PRIu64 ")", in->name, in->loader_gen);
+		return;
+	}
+	ctr_loader_failed(in, in->loader_gen, error);
+}
+
+void
+ctr_loader_adopt(struct instance *in, struct ckpt_lazy *lz, uint64_t gen)
+{
+	in->loader = lz;
+	in->loader_gen = gen;
+	ckpt_lazy_rebind(lz, ctr_loader_done, in);
+	if (fault_check("ctr.loader", NULL) == FAULT_FAIL)
+		ckpt_lazy_kill(lz);	/* its done follows, failed */
+}
+
+void
+ctr_loader_failed(struct instance *in, uint64_t gen, const char *why)
+{
+	char	*cause = NULL;
+
+	if (in->state != INST_RUNNING || in->pid <= 0)
+		return;		/* stopped meanwhile: nothing runs on it */
+	/* The pages not yet in would read as zeros: kill the whole tree now,
+	 * on the loop; its init's exit settles the instance as stopped. */
+	if (container_kill(in->name, &cause) != 0) {
+		log_warnx("instance %s: %s", in->name, cause);
+		free(cause);
+	}
+	free(in->loader_failed);
+	xasprintf(&in->loader_failed, "its memory was still being copied in "
+	    "from the checkpoint of its move here when that failed (%s): "
+	    "stopped, so that it never runs with memory missing; ternctl "
+	    "restore %s brings it back from checkpoint %" PRIu64 " (the "
+	    "moment of the move)", why, in->name, gen);
+	log_warnx("instance %s: %s", in->name, in->loader_failed);
+	instance_set_error(in, in->loader_failed);
 }
 
 /* SIGCHLD: our child's exit (an adopted init is no child of ours). */
@@ -569,6 +627,8 @@ ctr_info(const struct instance *in, Tern__InstanceInfo *info)
 static void
 ctr_release(struct instance *in)
 {
+	ckpt_lazy_free(in->loader);
+	free(in->loader_failed);
 	container_spec_free(in->spec);
 }
 

@@ -112,6 +112,14 @@ struct migration {
 	/* Stop-and-copy as a pipeline (ctr-mig-pages.c): CRIU's pages go
 	 * over relay, m->lazy is the target's page server. */
 	int			 pipeline;
+	/* Stop-and-copy, resuming before the memory is in: the source
+	 * found nothing lazy pages cannot carry (offered); the target
+	 * takes it (its CRIU, stopcopy_resume_early).  The target's
+	 * loader copies the memory in from its own images; it passes to
+	 * the instance at the resume (ctr_loader_adopt). */
+	int			 lazy_restore;
+	struct ckpt_lazy	*loader;
+	char			*loader_error;	/* it died while resuming */
 	uint32_t		 page_crc;	/* of what crossed so far */
 	uint64_t		 page_len;
 	int			 page_sum_in;	/* target: RESTORE's came */

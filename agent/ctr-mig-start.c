@@ -102,6 +102,12 @@ ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
 		    "migrates", in->name, inst_state_names[in->state]);
 		return -1;
 	}
+	if (in->loader != NULL) {
+		xasprintf(cause, "instance %s moved here a moment ago and its "
+		    "memory is still being copied in (about a second per GiB); "
+		    "migrate it when that is done", in->name);
+		return -1;
+	}
 	if (!mesh_has_capability(a->ternd->mesh, r->to, "criu")) {
 		xasprintf(cause, "host %s cannot run containers (no usable "
 		    "CRIU there: see ternctl status on it)", r->to);
@@ -121,10 +127,11 @@ ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
  * -1 with *cause. */
 static int
 ctr_source_mode(struct agent *a, struct instance *in,
-    const Tern__MigrateRequest *r, int *postcopyp, char **note, char **cause)
+    const Tern__MigrateRequest *r, int *postcopyp, int *lazy_restorep,
+    char **note, char **cause)
 {
 	Tern__MigrationMode mode;
-	char		*why = NULL;
+	char		*why = NULL, *lazy_why = NULL;
 	pid_t		*pids = NULL;
 	size_t		 npids = 0;
 	int		 postcopy, rc = -1;
@@ -175,6 +182,12 @@ ctr_source_mode(struct agent *a, struct instance *in,
 		}
 		postcopy = 0;
 	}
+	/* Stop-and-copy: the target may resume it before its memory is in
+	 * (ctr_target_restore) if lazy pages can carry it. */
+	*lazy_restorep = !postcopy && why == NULL &&
+	    mesh_has_capability(a->ternd->mesh, r->to, "criu.lazy-pages") &&
+	    lazy_check_pids(pids, npids, &lazy_why) == 0;
+	free(lazy_why);
 	if (!postcopy && r->has_max_downtime_ms && r->max_downtime_ms > 0 &&
 	    ctr_stopcopy_too_long(a, in, r, ctr_postcopy_possible(a, r->to),
 	    cause))
@@ -218,6 +231,8 @@ ctr_source_offer(struct migration *m, char **cause)
 	o.mode = TERN__MIGRATION_MODE__MODE_POSTCOPY;
 	o.has_page_server = m->pipeline;
 	o.page_server = m->pipeline;
+	o.has_lazy_restore = m->lazy_restore;
+	o.lazy_restore = m->lazy_restore;
 	o.has_rootfs_copy = m->rootfs_copy;
 	o.rootfs_copy = m->rootfs_copy;
 	o.has_cpuinfo = 1;	/* the target checks it before READY */
@@ -237,11 +252,12 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	struct instance		*in;
 	struct migration	*m;
 	char			*note = NULL, rate[32];
-	int			 postcopy;
+	int			 postcopy, lazy_restore = 0;
 
 	if (ctr_source_check(a, r, &in, code, cause) != 0)
 		return -1;
-	if (ctr_source_mode(a, in, r, &postcopy, &note, cause) != 0)
+	if (ctr_source_mode(a, in, r, &postcopy, &lazy_restore, &note,
+	    cause) != 0)
 		return -1;
 	if (r->has_bandwidth) {
 		char	*was = note;
@@ -254,6 +270,7 @@ ctr_source_begin(struct mig *mig, const Tern__MigrateRequest *r, int *code,
 	m = ctr_new(a, mig);
 	m->in = in;
 	m->postcopy = postcopy;
+	m->lazy_restore = lazy_restore;
 	/* Stop-and-copy streams the pages to a page server on the target
 	 * where both ends can; else the images go as files. */
 	m->pipeline = !postcopy && a->criu_action != NULL &&

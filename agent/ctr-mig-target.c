@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define LOG_MODULE "migrate"
+#include "agent/ctr-instance.h"
 #include "agent/ctr-mig-internal.h"
 #include "agent/ha-instances.h"
 #include "agent/ha.h"
@@ -186,8 +187,17 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	}
 	in->generation = m->generation;
 	instance_set_state(in, INST_RUNNING, "migrated in");
-	log_info("mig %" PRIx64 " %s: running here (pid %ld), moved from %s",
-	    m->id, m->name, (long)res->pid, m->peer);
+	log_info("mig %" PRIx64 " %s: running here (pid %ld), moved from %s%s",
+	    m->id, m->name, (long)res->pid, m->peer, m->loader != NULL ?
+	    "; its memory is being copied in from its checkpoint here" : "");
+	if (m->loader_error != NULL) {
+		/* Killed already: its exit settles it as stopped (it may
+		 * have been reaped before we watched it). */
+		ctr_loader_failed(in, m->generation, m->loader_error);
+		instances_reap(in->set);
+	} else if (m->loader != NULL)
+		ctr_loader_adopt(in, m->loader, m->generation);
+	m->loader = NULL;
 	/* Make our copy of the images durable now that it runs, then let the
 	 * source drop its own (until then it is the durable one). */
 	xasprintf(&m->sync_dir, "%s/%" PRIu64, in->ckpt_dir, m->generation);
@@ -324,6 +334,64 @@ ctr_target_lazy_ready(void *arg, const char *error)
 	t.lazy = 1;
 	ckpt_restore_held(m->agent->ternd->loop, &t, m->generation, ctr_target_held,
 	    ctr_target_restored, m);
+}
+
+/* Stop-and-copy, resuming early: the loader listens, restore the tree
+ * with its memory left to it. */
+static void
+ctr_target_loader_ready(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+	struct ckpt_target	 t;
+
+	if (error != NULL) {
+		m->loader = NULL;
+		ctr_target_abort(m, error);
+		return;
+	}
+	if (m->state != CTR_RESTORING)
+		return;
+	memset(&t, 0, sizeof t);
+	t.name = m->in->name;
+	t.criu_path = m->agent->ternd->conf->criu_path;
+	t.dir = m->in->ckpt_dir;
+	t.rootfs = m->in->spec->root;
+	t.pages_checked = m->pipeline;
+	t.lazy = 1;
+	ckpt_restore_held(m->agent->ternd->loop, &t, m->generation, ctr_target_held,
+	    ctr_target_restored, m);
+}
+
+/* The loader exited before the resume was answered: every page was in
+ * (error NULL), or the tree cannot have its memory. */
+static void
+ctr_target_loader_done(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+	char			*why;
+
+	m->loader = NULL;	/* it exited */
+	if (error == NULL || m->state == CTR_ABORTING)
+		return;
+	xasprintf(&why, "copying its memory in from the checkpoint here "
+	    "failed: %s", error);
+	if (m->state == CTR_RESUMING && m->hold != NULL) {
+		/* Still held (the coordinator's grant awaited): it never
+		 * runs here; ctr_target_restored tells the source. */
+		ctr_target_drop_held(m, why);
+		free(why);
+		return;
+	}
+	if (m->state == CTR_RESUMING) {
+		/* Its resume is under way: kill it before it runs on
+		 * missing memory; ctr_target_restored says why. */
+		container_kill(m->in->name, NULL);
+		free(m->loader_error);
+		m->loader_error = why;
+		return;
+	}
+	ctr_target_abort(m, why);
+	free(why);
 }
 
 static void
@@ -526,6 +594,11 @@ ctr_target_check_offer(struct migration *m, const Tern__MigrateOffer *o,
 	}
 	m->postcopy = o->has_mode;
 	m->pipeline = o->has_page_server && o->page_server;
+	/* Resume before the memory is in where the source says lazy pages
+	 * carry the tree and our CRIU has them; else restore it all. */
+	m->lazy_restore = !m->postcopy && o->has_lazy_restore &&
+	    o->lazy_restore && a->criu.lazy_pages && a->criu_action != NULL &&
+	    a->ternd->conf->stopcopy_resume_early;
 	if (m->pipeline && (m->postcopy || a->criu_action == NULL)) {
 		xasprintf(cause, "%s cannot take a %s over a page server",
 		    a->ternd->conf->host_name, m->postcopy ? "post-copy" :
@@ -641,6 +714,18 @@ ctr_target_restore(struct migration *m)
 		close(m->ps_fd);
 		m->ps_fd = -1;
 		if (m->lazy == NULL) {
+			ctr_target_abort(m, cause);
+			free(cause);
+		}
+		return;
+	}
+	if (m->lazy_restore) {
+		/* Our own images feed the daemon; the restore starts once
+		 * it listens (ctr_target_loader_ready). */
+		m->loader = ckpt_lazy_start(m->agent->ternd->loop, &t,
+		    m->generation, -1, ctr_target_loader_ready,
+		    ctr_target_loader_done, m, &cause);
+		if (m->loader == NULL) {
 			ctr_target_abort(m, cause);
 			free(cause);
 		}

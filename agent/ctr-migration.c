@@ -125,6 +125,7 @@ ctr_freed(uv_handle_t *h)
 
 	free(m->error);
 	free(m->drop_why);
+	free(m->loader_error);
 	free(m->sync_error);
 	free(m->sync_dir);
 	free(m->broken);
@@ -172,6 +173,8 @@ ctr_free(struct migration *m)
 	m->limit = NULL;
 	ckpt_lazy_free(m->lazy);
 	m->lazy = NULL;
+	ckpt_lazy_free(m->loader);	/* not handed to the instance */
+	m->loader = NULL;
 	if (m->ps_fd != -1)
 		close(m->ps_fd);
 	m->ps_fd = -1;

@@ -56,6 +56,12 @@ struct instance {
 	void			*ckpt_frozen_arg;
 	char			*last_error;
 	pid_t			 criu_pid;	/* a lazy dump holds it frozen */
+	/* Resumed by a stop-and-copy before its memory was in: the local
+	 * lazy-pages daemon copying it in from the move's checkpoint
+	 * (ctr_loader_adopt).  It must not outlive the daemon. */
+	struct ckpt_lazy	*loader;
+	uint64_t		 loader_gen;
+	char			*loader_failed;	/* why it was killed */
 	char			*moved_to;	/* post-copy committed to there */
 	/* High availability (agent/ha-instances.c): protected instances run
 	 * only under a lease, at the epoch the coordinator gave. */

@@ -1561,7 +1561,8 @@ ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
 
 /* CRIU's lazy-pages daemon or page server for a generation, fed
  * through ps_fd: `criu WHAT [OPT] --ps-socket FD -D DIR -o WHAT.log
- * [LAST]`.  NULL and *cause if it cannot start. */
+ * [LAST]`; with ps_fd -1, from the generation's own images (no OPT, no
+ * socket).  NULL and *cause if it cannot start. */
 static struct ckpt_lazy *
 ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, int ps_fd, const char *what, const char *opt,
@@ -1579,10 +1580,12 @@ ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
 	xasprintf(&lz->log, "%s/%s", dir, logname);
 	lz->what = what;
 	args[n++] = (char *)what;
-	if (opt != NULL)
+	if (opt != NULL && ps_fd != -1)
 		args[n++] = (char *)opt;
-	args[n++] = "--ps-socket";
-	args[n++] = psfd;
+	if (ps_fd != -1) {
+		args[n++] = "--ps-socket";
+		args[n++] = psfd;
+	}
 	args[n++] = "-D";
 	args[n++] = dir;
 	args[n++] = "-o";
@@ -1591,7 +1594,7 @@ ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
 		args[n++] = (char *)last;
 	args[n] = NULL;
 	lz->criu = criu_run(loop, t->criu_path, t->action_script, args, &ps_fd,
-	    1, ckpt_lazy_answer, notify, lz, cause);
+	    ps_fd != -1 ? 1 : 0, ckpt_lazy_answer, notify, lz, cause);
 	free(dir);
 	free(logname);
 	if (lz->criu == NULL) {
@@ -1617,8 +1620,9 @@ ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
 	lz->ready_cb = ready_cb;
 	lz->done_cb = done_cb;
 	lz->arg = arg;
-	log_info("%s: lazy-pages daemon for checkpoint %" PRIu64 " started",
-	    t->name, generation);
+	log_info("%s: lazy-pages daemon for checkpoint %" PRIu64 " started%s",
+	    t->name, generation, ps_fd == -1 ? " (pages from the images here)" :
+	    "");
 	return lz;
 }
 
@@ -1642,6 +1646,13 @@ ckpt_page_server_start(uv_loop_t *loop, const struct ckpt_target *t,
 	log_info("%s: page server for checkpoint %" PRIu64 " started",
 	    t->name, generation);
 	return lz;
+}
+
+void
+ckpt_lazy_rebind(struct ckpt_lazy *lz, ckpt_lazy_cb done_cb, void *arg)
+{
+	lz->done_cb = done_cb;
+	lz->arg = arg;
 }
 
 void

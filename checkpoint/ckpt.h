@@ -116,9 +116,10 @@ void		ckpt_hold_kill(struct ckpt_hold *);
  * kill the tree); it then resumes the tree.  Close fd afterwards. */
 void		ckpt_lazy_refuse(int fd);
 /* Post-copy target: CRIU's lazy-pages daemon on generation's images,
- * fetching pages over ps_fd.  ready_cb once it listens (start the lazy
- * restore then) or failed before; done_cb when every page arrived (error
- * NULL) or the transfer broke. */
+ * fetching pages over ps_fd; ps_fd -1 (a stop-and-copy's target resuming
+ * early): the pages are in those images already, it copies them in after
+ * the resume.  ready_cb once it listens (start the lazy restore then) or
+ * failed before; done_cb when every page is in (error NULL) or it broke. */
 struct ckpt_lazy;
 typedef void (*ckpt_lazy_cb)(void *arg, const char *error);
 struct ckpt_lazy *ckpt_lazy_start(uv_loop_t *, const struct ckpt_target *,
@@ -131,6 +132,10 @@ struct ckpt_lazy *ckpt_lazy_start(uv_loop_t *, const struct ckpt_target *,
 struct ckpt_lazy *ckpt_page_server_start(uv_loop_t *, const struct ckpt_target *,
 		    uint64_t generation, int ps_fd, ckpt_lazy_cb done_cb,
 		    void *arg, char **cause);
+/* Its done_cb and arg from now on (a stop-and-copy's loader passes from
+ * the migration to the instance at the resume). */
+void		ckpt_lazy_rebind(struct ckpt_lazy *, ckpt_lazy_cb done_cb,
+		    void *arg);
 /* SIGKILL it; its done_cb follows with the error (tests).  Its pid. */
 void		ckpt_lazy_kill(struct ckpt_lazy *);
 pid_t		ckpt_lazy_pid(const struct ckpt_lazy *);

@@ -231,6 +231,18 @@ static const struct conf_option conf_options[] = {
 	  .help = "Accept the test-only \"sink\" stream kind from peers "
 	      "(ternctl stream-test, bench/stream.sh); off in production, "
 	      "where it would only let a peer use bandwidth and CPU." },
+	{ .name = "stopcopy_resume_early", .type = CONF_BOOL,
+	  .offset = CONF_FIELD(stopcopy_resume_early), .def_number = 1,
+	  .help = "A container moving here by stop-and-copy resumes once "
+	      "all of its checkpoint is here, and its memory is copied in "
+	      "afterwards from that local copy (CRIU's lazy pages): the "
+	      "freeze is shorter by about the time a full restore takes to "
+	      "read the memory (seconds per GiB).  Until that copy is done "
+	      "(about a second per GiB) the container depends on a local "
+	      "CRIU process; if it dies, the container is stopped, never run "
+	      "with memory missing, and ternctl restore brings it back from "
+	      "the move's checkpoint.  false: all memory in before the "
+	      "resume." },
 	{ .name = "rootfs_allowed_prefixes", .type = CONF_LIST,
 	  .offset = CONF_FIELD(rootfs_allowed_prefixes),
 	  .def_list = conf_def_rootfs_prefixes,

@@ -175,6 +175,7 @@ test_defaults(void **state)
 	assert_int_equal(conf->handshake_timeout_ms, 2000);
 	assert_int_equal(conf->max_incoming_vm_migrations, 4);
 	assert_int_equal(conf->accept_test_streams, 0);
+	assert_int_equal(conf->stopcopy_resume_early, 1);
 	assert_string_equal(conf->revoked_file, SYSCONFDIR "/tern/pki/revoked");
 	assert_int_equal(conf->nrootfs_allowed_prefixes, 2);
 	assert_string_equal(conf->rootfs_allowed_prefixes[0], "/srv");
@@ -211,6 +212,9 @@ test_trust_options(void **state)
 	conf_free(conf);
 	conf = parse_ok("host_name = \"h\"\naccept_test_streams = false\n");
 	assert_int_equal(conf->accept_test_streams, 0);
+	conf_free(conf);
+	conf = parse_ok("host_name = \"h\"\nstopcopy_resume_early = false\n");
+	assert_int_equal(conf->stopcopy_resume_early, 0);
 	conf_free(conf);
 	ERR("host_name = \"h\"\nmax_incoming_vm_migrations = 0\n", 2,
 	    "max_incoming_vm_migrations: 0 is out of range (1..64)");

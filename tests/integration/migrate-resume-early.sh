@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Stop-and-copy resuming early: the target resumes the container once all
+# of its checkpoint is there and copies its memory in afterwards from that
+# local copy (a local criu lazy-pages; stopcopy_resume_early):
+#  1. h1 -> h2: resumed before its memory was in, then all in; memcheck
+#     verifies every byte;
+#  2. h2 -> h1, where stopcopy_resume_early = false: all memory restored
+#     before the resume (no loader), verified;
+#  3. h1 -> h2 with h2's loader killed right after the resume (fault
+#     ctr.loader): mc is killed on h2 at once, never left running on
+#     missing memory, and stopped with an error that names the move's
+#     checkpoint; h1 has nothing of it; ternctl restore on h2 brings it
+#     back from that checkpoint, verified.
+set -euo pipefail
+. "$TERN_SRCDIR/tests/lib/testhost.sh"
+. "$TERN_SRCDIR/tests/lib/cluster.sh"
+. "$TERN_SRCDIR/tests/lib/rootfs.sh"
+. "$TERN_SRCDIR/tests/lib/instances.sh"
+th_check || exit 77
+rootfs_check || exit 77
+trap th_teardown EXIT
+
+CONF_H1=('stopcopy_resume_early = false')
+inst_two_hosts
+inst_memcheck mc 128
+inst_verify h1 mc "$INST_STATE" "started on h1"
+
+nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
+early="mc: lazy-pages daemon for checkpoint [0-9]* started (pages from the images here)"
+
+# 1. Resumed early on h2.
+cl_ctl h1 migrate mc --to h2 --mode stopcopy
+[ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
+[ "$(nlines h2 "$early")" = 1 ] || fail "h2 did not resume mc early"
+wait_for 30 "mc's memory all in on h2" \
+    grep -q "instance mc: its memory is all in" "$(cl_log h2)"
+inst_verify h2 mc "$INST_STATE" "moved to h2, resumed early"
+
+# 2. h1 does not resume early: its configuration says so.
+cl_ctl h2 migrate mc --to h1 --mode stopcopy
+[ "$(inst_where mc)" = "h1:running" ] || fail "after h2->h1 mc is at: $(inst_where mc)"
+[ "$(nlines h1 "lazy-pages daemon")" = 0 ] ||
+    fail "h1 resumed mc early although stopcopy_resume_early = false"
+inst_verify h1 mc "$INST_STATE" "moved back to h1, all memory first"
+
+# 3. h2's loader dies right after the resume.
+cl_stop h2
+TERN_FAULT=ctr.loader:fail@1 cl_start h2
+cl_wait_up h1 2 30
+cl_wait_up h2 2 30
+cl_wait_criu h2 || fail "h2 cannot run containers"
+cl_ctl h1 migrate mc --to h2 --mode stopcopy
+fault_fired h2 ctr.loader fail
+stopped_on_h2() { [ "$(inst_field h2 mc state)" = stopped ]; }
+th_wait 30 stopped_on_h2 || fail "mc on h2 is $(inst_field h2 mc state), not stopped"
+err=$(inst_field h2 mc last_error)
+echo "mc on h2: $err"
+grep -q "still being copied in .* ternctl restore mc brings it back from checkpoint [0-9]*" <<<"$err" ||
+    fail "mc's error on h2 does not say what happened and what to do: $err"
+[ "$(inst_copies mc)" = 0 ] || fail "$(inst_copies mc) copies of mc run after its loader died"
+[ -z "$(inst_field h1 mc state)" ] || fail "h1 still lists mc: $(inst_where mc)"
+cl_ctl h2 restore mc
+[ "$(inst_where mc)" = "h2:running" ] || fail "after the restore mc is at: $(inst_where mc)"
+[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
+inst_verify h2 mc "$INST_STATE" "restored on h2 from the move's checkpoint"
+cl_stop_all || fail "a ternd did not stop cleanly (or a sanitizer spoke)"
+echo "migrate-resume-early: ok"
