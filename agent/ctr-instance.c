@@ -227,8 +227,11 @@ void
 ctr_exited(struct instance *in, int status)
 {
 	char	why[128];
+	/* A loader is busy work of the table (a stopping ternd waits for
+	 * it: killed, the container would run on zeros).  Not wanted now;
+	 * the table hears last, when nothing here uses the instance. */
+	int	loader = in->loader != NULL;
 
-	/* Its memory is not wanted any more. */
 	ckpt_lazy_free(in->loader);
 	in->loader = NULL;
 	if (status == -1)
@@ -247,12 +250,14 @@ ctr_exited(struct instance *in, int status)
 	    in->state == INST_MIGRATING || in->state == INST_INCOMING) {
 		/* The checkpoint's own callback decides what this means. */
 		in->pid = 0;
-		return;
+	} else {
+		instance_finish_stop(in, in->loader_failed != NULL ?
+		    in->loader_failed : why);
+		free(in->loader_failed);	/* said: a later exit is its own */
+		in->loader_failed = NULL;
 	}
-	instance_finish_stop(in, in->loader_failed != NULL ? in->loader_failed :
-	    why);
-	free(in->loader_failed);		/* said: a later exit is its own */
-	in->loader_failed = NULL;
+	if (loader)
+		instances_op_done(in->set);
 }
 
 /* --- a stop-and-copy's memory, copied in after the resume ------------------ */
@@ -263,12 +268,12 @@ ctr_loader_done(void *arg, const char *error)
 	struct instance	*in = arg;
 
 	in->loader = NULL;	/* it exited */
-	if (error == NULL) {
+	if (error == NULL)
 		log_info("instance %s: its memory is all in (from checkpoint %"
 		    PRIu64 ")", in->name, in->loader_gen);
-		return;
-	}
-	ctr_loader_failed(in, in->loader_gen, error);
+	else
+		ctr_loader_failed(in, in->loader_gen, error);
+	instances_op_done(in->set);	/* last: a closing table may go */
 }
 
 void
@@ -276,9 +281,18 @@ ctr_loader_adopt(struct instance *in, struct ckpt_lazy *lz, uint64_t gen)
 {
 	in->loader = lz;
 	in->loader_gen = gen;
+	in->set->busy++;
 	ckpt_lazy_rebind(lz, ctr_loader_done, in);
-	if (fault_check("ctr.loader", NULL) == FAULT_FAIL)
+	switch (fault_check("ctr.loader", NULL)) {
+	case FAULT_FAIL:
 		ckpt_lazy_kill(lz);	/* its done follows, failed */
+		break;
+	case FAULT_STALL:
+		kill(ckpt_lazy_pid(lz), SIGSTOP);	/* until a SIGCONT */
+		break;
+	default:
+		break;
+	}
 }
 
 void
@@ -286,22 +300,28 @@ ctr_loader_failed(struct instance *in, uint64_t gen, const char *why)
 {
 	char	*cause = NULL;
 
-	if (in->state != INST_RUNNING || in->pid <= 0)
-		return;		/* stopped meanwhile: nothing runs on it */
+	if (in->pid <= 0)
+		return;		/* exited meanwhile: nothing runs on it */
 	/* The pages not yet in would read as zeros: kill the whole tree now,
-	 * on the loop; its init's exit settles the instance as stopped. */
+	 * whatever it was doing (a stop's grace too), on the loop; its
+	 * init's exit settles the instance as stopped. */
 	if (container_kill(in->name, &cause) != 0) {
 		log_warnx("instance %s: %s", in->name, cause);
 		free(cause);
+		(void)instance_signal(in, SIGKILL);	/* its pid namespace */
 	}
 	free(in->loader_failed);
 	xasprintf(&in->loader_failed, "its memory was still being copied in "
 	    "from the checkpoint of its move here when that failed (%s): "
 	    "stopped, so that it never runs with memory missing; ternctl "
-	    "restore %s brings it back from checkpoint %" PRIu64 " (the "
-	    "moment of the move)", why, in->name, gen);
+	    "restore %s --generation %" PRIu64 " brings it back from the "
+	    "moment of the move", why, in->name, gen);
 	log_warnx("instance %s: %s", in->name, in->loader_failed);
 	instance_set_error(in, in->loader_failed);
+	/* Protected: no grant may cold-start it (its state would be lost
+	 * without a word); it waits for the operator's restore. */
+	in->want_running = 0;
+	instance_persist(in);
 }
 
 /* SIGCHLD: our child's exit (an adopted init is no child of ours). */
@@ -627,7 +647,12 @@ ctr_info(const struct instance *in, Tern__InstanceInfo *info)
 static void
 ctr_release(struct instance *in)
 {
-	ckpt_lazy_free(in->loader);
+	if (in->loader != NULL) {
+		/* Not reached: its exit ended it (and a closing table waits
+		 * for it).  Never left behind all the same. */
+		ckpt_lazy_free(in->loader);
+		in->set->busy--;
+	}
 	free(in->loader_failed);
 	container_spec_free(in->spec);
 }

@@ -136,8 +136,9 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	char			*both = NULL;
 
 	/* We killed the held tree: our reason first, CRIU's word after. */
-	if (error != NULL && m->drop_why != NULL) {
-		xasprintf(&both, "%s; criu then: %s", m->drop_why, error);
+	if (error != NULL && (m->drop_why != NULL || m->loader_error != NULL)) {
+		xasprintf(&both, "%s; criu then: %s", m->drop_why != NULL ?
+		    m->drop_why : m->loader_error, error);
 		error = both;
 	}
 	if (error != NULL || m->state != CTR_RESUMING) {
@@ -313,44 +314,24 @@ ctr_target_pages_arrived(struct migration *m)
 	ctr_target_postcopy_finish(m);
 }
 
+/* A lazy-pages daemon listens (post-copy's, fed by the source; or a
+ * stop-and-copy's loader, fed by our own images): restore the tree with
+ * its memory left to it.  Its start failed: error.  No restore is out
+ * yet, so nothing else ends a discarded migration: this does. */
 static void
-ctr_target_lazy_ready(void *arg, const char *error)
+ctr_target_restore_lazy(struct migration *m, struct ckpt_lazy **daemon,
+    const char *error)
 {
-	struct migration	*m = arg;
 	struct ckpt_target	 t;
 
-	if (error != NULL) {
-		m->lazy = NULL;
-		ctr_target_abort(m, error);
+	if (error != NULL)
+		*daemon = NULL;		/* it exited */
+	if (error != NULL || m->state != CTR_RESTORING) {
+		/* ABORT goes to the source unless it was discarded. */
+		ctr_target_restored(m, NULL, error != NULL ? error :
+		    "discarded before its restore began");
 		return;
 	}
-	if (m->state != CTR_RESTORING)
-		return;
-	memset(&t, 0, sizeof t);
-	t.name = m->in->name;
-	t.criu_path = m->agent->ternd->conf->criu_path;
-	t.dir = m->in->ckpt_dir;
-	t.rootfs = m->in->spec->root;
-	t.lazy = 1;
-	ckpt_restore_held(m->agent->ternd->loop, &t, m->generation, ctr_target_held,
-	    ctr_target_restored, m);
-}
-
-/* Stop-and-copy, resuming early: the loader listens, restore the tree
- * with its memory left to it. */
-static void
-ctr_target_loader_ready(void *arg, const char *error)
-{
-	struct migration	*m = arg;
-	struct ckpt_target	 t;
-
-	if (error != NULL) {
-		m->loader = NULL;
-		ctr_target_abort(m, error);
-		return;
-	}
-	if (m->state != CTR_RESTORING)
-		return;
 	memset(&t, 0, sizeof t);
 	t.name = m->in->name;
 	t.criu_path = m->agent->ternd->conf->criu_path;
@@ -362,6 +343,22 @@ ctr_target_loader_ready(void *arg, const char *error)
 	    ctr_target_restored, m);
 }
 
+static void
+ctr_target_lazy_ready(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+
+	ctr_target_restore_lazy(m, &m->lazy, error);
+}
+
+static void
+ctr_target_loader_ready(void *arg, const char *error)
+{
+	struct migration	*m = arg;
+
+	ctr_target_restore_lazy(m, &m->loader, error);
+}
+
 /* The loader exited before the resume was answered: every page was in
  * (error NULL), or the tree cannot have its memory. */
 static void
@@ -371,8 +368,13 @@ ctr_target_loader_done(void *arg, const char *error)
 	char			*why;
 
 	m->loader = NULL;	/* it exited */
-	if (error == NULL || m->state == CTR_ABORTING)
+	if (error == NULL) {
+		log_info("mig %" PRIx64 " %s: its memory is all in before its "
+		    "resume", m->id, m->name);
 		return;
+	}
+	if (m->state == CTR_ABORTING)
+		return;		/* the restore's answer ends it */
 	xasprintf(&why, "copying its memory in from the checkpoint here "
 	    "failed: %s", error);
 	if (m->state == CTR_RESUMING && m->hold != NULL) {

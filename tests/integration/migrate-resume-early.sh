@@ -10,7 +10,12 @@
 #     ctr.loader): mc is killed on h2 at once, never left running on
 #     missing memory, and stopped with an error that names the move's
 #     checkpoint; h1 has nothing of it; ternctl restore on h2 brings it
-#     back from that checkpoint, verified.
+#     back from that checkpoint, verified;
+#  4. a ternd that stops waits for its loader (killed, the container
+#     would run on zeros): h2's loader is held stopped (ctr.loader:stall)
+#     and h2's ternd told to stop; it still runs 2 s later; the loader
+#     let go, ternd exits cleanly, mc runs on, and a new ternd on h2
+#     adopts it with its memory whole.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -55,13 +60,41 @@ stopped_on_h2() { [ "$(inst_field h2 mc state)" = stopped ]; }
 th_wait 30 stopped_on_h2 || fail "mc on h2 is $(inst_field h2 mc state), not stopped"
 err=$(inst_field h2 mc last_error)
 echo "mc on h2: $err"
-grep -q "still being copied in .* ternctl restore mc brings it back from checkpoint [0-9]*" <<<"$err" ||
+grep -q "still being copied in .* ternctl restore mc --generation [0-9]* brings it back" <<<"$err" ||
     fail "mc's error on h2 does not say what happened and what to do: $err"
 [ "$(inst_copies mc)" = 0 ] || fail "$(inst_copies mc) copies of mc run after its loader died"
 [ -z "$(inst_field h1 mc state)" ] || fail "h1 still lists mc: $(inst_where mc)"
-cl_ctl h2 restore mc
+gen=$(sed -n 's/.*ternctl restore mc --generation \([0-9]*\) .*/\1/p' <<<"$err")
+cl_ctl h2 restore mc --generation "$gen"
 [ "$(inst_where mc)" = "h2:running" ] || fail "after the restore mc is at: $(inst_where mc)"
 [ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
 inst_verify h2 mc "$INST_STATE" "restored on h2 from the move's checkpoint"
+
+# 4. h2's ternd stops while its loader is held.
+cl_ctl h2 migrate mc --to h1 --mode stopcopy
+cl_stop h2
+TERN_FAULT=ctr.loader:stall@1 cl_start h2
+cl_wait_up h1 2 30
+cl_wait_up h2 2 30
+cl_wait_criu h2 || fail "h2 cannot run containers"
+cl_ctl h1 migrate mc --to h2 --mode stopcopy
+fault_fired h2 ctr.loader stall
+loader=$(sed -n 's/.*criu lazy-pages started as pid \([0-9]*\).*/\1/p' "$(cl_log h2)" | tail -n 1)
+[ -n "$loader" ] || fail "no pid of h2's loader in its log"
+ternd=$(cl_pid h2)
+cl_stop h2 30 &
+stopping=$!
+sleep 2
+th_pid_alive "$ternd" || fail "h2's ternd exited while mc's memory was still being copied in"
+kill -CONT "$loader"
+wait "$stopping" || fail "h2's ternd did not stop cleanly once its loader was done"
+grep -q "instance mc: its memory is all in" "$(cl_log h2)" ||
+    fail "h2's ternd stopped without its loader finishing"
+[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run after h2's ternd stopped"
+cl_start h2
+cl_wait_up h1 2 30
+cl_wait_up h2 2 30
+[ "$(inst_where mc)" = "h2:running" ] || fail "h2's new ternd did not adopt mc: $(inst_where mc)"
+inst_verify h2 mc "$INST_STATE" "adopted on h2 after its loader finished"
 cl_stop_all || fail "a ternd did not stop cleanly (or a sanitizer spoke)"
 echo "migrate-resume-early: ok"
