@@ -22,6 +22,8 @@
 #include "daemon/work.h"
 #include "daemon/xmalloc.h"
 
+static void	ctr_loader_drop(struct instance *);
+
 #define INST_STOP_GRACE_MS	10000
 #define INST_ADOPTED_POLL_MS	1000
 
@@ -227,13 +229,8 @@ void
 ctr_exited(struct instance *in, int status)
 {
 	char	why[128];
-	/* A loader is busy work of the table (a stopping ternd waits for
-	 * it: killed, the container would run on zeros).  Not wanted now;
-	 * the table hears last, when nothing here uses the instance. */
-	int	loader = in->loader != NULL;
 
-	ckpt_lazy_free(in->loader);
-	in->loader = NULL;
+	ctr_loader_drop(in);	/* its memory is not wanted any more */
 	if (status == -1)
 		snprintf(why, sizeof why, "its init is gone (adopted from an "
 		    "earlier ternd: exit status unknown)");
@@ -256,11 +253,40 @@ ctr_exited(struct instance *in, int status)
 		free(in->loader_failed);	/* said: a later exit is its own */
 		in->loader_failed = NULL;
 	}
-	if (loader)
-		instances_op_done(in->set);
 }
 
 /* --- a stop-and-copy's memory, copied in after the resume ------------------ */
+
+/* A loader is busy work of the table: a ternd that stops waits for it
+ * (killed, it would leave the container running on zeros). */
+static int
+ctr_loader_nothing(void *arg, char **cause)
+{
+	(void)arg;
+	(void)cause;
+	return 0;
+}
+
+static void
+ctr_loader_dropped(void *arg, const char *error)
+{
+	(void)error;
+	instances_op_done(arg);
+}
+
+/* The container is gone or going: kill its loader.  The table hears on
+ * a later turn of the loop, as its callers may be walking its list
+ * (instances_reap, a fence of all), which a finished wait could change. */
+static void
+ctr_loader_drop(struct instance *in)
+{
+	if (in->loader == NULL)
+		return;
+	ckpt_lazy_free(in->loader);
+	in->loader = NULL;
+	work_run(in->set->agent->ternd->loop, ctr_loader_nothing, NULL,
+	    ctr_loader_dropped, in->set);
+}
 
 static void
 ctr_loader_done(void *arg, const char *error)
@@ -667,6 +693,10 @@ ctr_fence(struct instance *in, const char *why)
 		return;
 	log_warnx("instance %s: killed at once: %s", in->name, why);
 	instance_signal(in, SIGKILL);
+	/* Its memory is not wanted any more, and the loader's end must not
+	 * read as a failure that needs the operator (the next grant starts
+	 * it again, as any fenced instance). */
+	ctr_loader_drop(in);
 }
 
 const struct inst_driver ctr_inst_driver = {

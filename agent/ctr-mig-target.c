@@ -716,7 +716,8 @@ ctr_target_restore(struct migration *m)
 		close(m->ps_fd);
 		m->ps_fd = -1;
 		if (m->lazy == NULL) {
-			ctr_target_abort(m, cause);
+			/* No restore will answer: this ends it. */
+			ctr_target_restore_lazy(m, &m->lazy, cause);
 			free(cause);
 		}
 		return;
@@ -728,7 +729,7 @@ ctr_target_restore(struct migration *m)
 		    m->generation, -1, ctr_target_loader_ready,
 		    ctr_target_loader_done, m, &cause);
 		if (m->loader == NULL) {
-			ctr_target_abort(m, cause);
+			ctr_target_restore_lazy(m, &m->loader, cause);
 			free(cause);
 		}
 		return;
