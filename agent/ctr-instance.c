@@ -296,17 +296,16 @@ ctr_loader_done(void *arg, const char *error)
 	in->loader = NULL;	/* it exited */
 	if (error == NULL)
 		log_info("instance %s: its memory is all in (from checkpoint %"
-		    PRIu64 ")", in->name, in->loader_gen);
+		    PRIu64 ")", in->name, in->generation);
 	else
-		ctr_loader_failed(in, in->loader_gen, error);
+		ctr_loader_failed(in, error);
 	instances_op_done(in->set);	/* last: a closing table may go */
 }
 
 void
-ctr_loader_adopt(struct instance *in, struct ckpt_lazy *lz, uint64_t gen)
+ctr_loader_adopt(struct instance *in, struct ckpt_lazy *lz)
 {
 	in->loader = lz;
-	in->loader_gen = gen;
 	in->set->busy++;
 	ckpt_lazy_rebind(lz, ctr_loader_done, in);
 	switch (fault_check("ctr.loader", NULL)) {
@@ -322,7 +321,7 @@ ctr_loader_adopt(struct instance *in, struct ckpt_lazy *lz, uint64_t gen)
 }
 
 void
-ctr_loader_failed(struct instance *in, uint64_t gen, const char *why)
+ctr_loader_failed(struct instance *in, const char *why)
 {
 	char	*cause = NULL;
 
@@ -341,7 +340,7 @@ ctr_loader_failed(struct instance *in, uint64_t gen, const char *why)
 	    "from the checkpoint of its move here when that failed (%s): "
 	    "stopped, so that it never runs with memory missing; ternctl "
 	    "restore %s --generation %" PRIu64 " brings it back from the "
-	    "moment of the move", why, in->name, gen);
+	    "moment of the move", why, in->name, in->generation);
 	log_warnx("instance %s: %s", in->name, in->loader_failed);
 	instance_set_error(in, in->loader_failed);
 	/* Protected: no grant may cold-start it (its state would be lost

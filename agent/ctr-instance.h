@@ -15,11 +15,12 @@ void	ctr_exited(struct instance *, int status);
 /* Hold the init an earlier ternd left running: 0, or -1 with *cause. */
 int	ctr_adopt(struct instance *, pid_t, char **cause);
 /* A stop-and-copy resumed it before its memory was in: the loader copies
- * that in from its checkpoint gen here, and goes with the instance. */
-void	ctr_loader_adopt(struct instance *, struct ckpt_lazy *, uint64_t gen);
+ * that in from its newest checkpoint (in->generation, the move's: none
+ * is taken meanwhile), and goes with the instance. */
+void	ctr_loader_adopt(struct instance *, struct ckpt_lazy *);
 /* That copy failed (why): killed at once, never run on missing memory;
- * stopped, and restorable from gen. */
-void	ctr_loader_failed(struct instance *, uint64_t gen, const char *why);
+ * stopped, and restorable from in->generation. */
+void	ctr_loader_failed(struct instance *, const char *why);
 
 /* ctr-instance-ckpt.c */
 int	ctr_checkpoint(struct instance *, int leave_running,

@@ -194,10 +194,10 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	if (m->loader_error != NULL) {
 		/* Killed already: its exit settles it as stopped (it may
 		 * have been reaped before we watched it). */
-		ctr_loader_failed(in, m->generation, m->loader_error);
+		ctr_loader_failed(in, m->loader_error);
 		instances_reap(in->set);
 	} else if (m->loader != NULL)
-		ctr_loader_adopt(in, m->loader, m->generation);
+		ctr_loader_adopt(in, m->loader);
 	m->loader = NULL;
 	/* Make our copy of the images durable now that it runs, then let the
 	 * source drop its own (until then it is the durable one). */

@@ -60,7 +60,6 @@ struct instance {
 	 * lazy-pages daemon copying it in from the move's checkpoint
 	 * (ctr_loader_adopt).  It must not outlive the daemon. */
 	struct ckpt_lazy	*loader;
-	uint64_t		 loader_gen;
 	char			*loader_failed;	/* why it was killed */
 	char			*moved_to;	/* post-copy committed to there */
 	/* High availability (agent/ha-instances.c): protected instances run

@@ -1561,8 +1561,8 @@ ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
 
 /* CRIU's lazy-pages daemon or page server for a generation, fed
  * through ps_fd: `criu WHAT [OPT] --ps-socket FD -D DIR -o WHAT.log
- * [LAST]`; with ps_fd -1, from the generation's own images (no OPT, no
- * socket).  NULL and *cause if it cannot start. */
+ * [LAST]`; with ps_fd -1, from the generation's own images (no socket).
+ * NULL and *cause if it cannot start. */
 static struct ckpt_lazy *
 ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, int ps_fd, const char *what, const char *opt,
@@ -1580,7 +1580,7 @@ ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
 	xasprintf(&lz->log, "%s/%s", dir, logname);
 	lz->what = what;
 	args[n++] = (char *)what;
-	if (opt != NULL && ps_fd != -1)
+	if (opt != NULL)
 		args[n++] = (char *)opt;
 	if (ps_fd != -1) {
 		args[n++] = "--ps-socket";
@@ -1614,7 +1614,7 @@ ckpt_lazy_start(uv_loop_t *loop, const struct ckpt_target *t,
 	struct ckpt_lazy	*lz;
 
 	lz = ckpt_helper_start(loop, t, generation, ps_fd, "lazy-pages",
-	    "--page-server", "-v4", ckpt_lazy_notify, cause);
+	    ps_fd != -1 ? "--page-server" : NULL, "-v4", ckpt_lazy_notify, cause);
 	if (lz == NULL)
 		return NULL;
 	lz->ready_cb = ready_cb;

@@ -68,24 +68,15 @@ fault_fired h1 mig.pages.corrupt fail
 [ "$(nlines h2 "mc: restoring checkpoint")" = "$restores" ] ||
     fail "corrupt: h2 restored from damaged pages"
 
-# rearm H FAULT: restart H's ternd (it runs nothing) with FAULT armed.
-rearm() {
-	cl_stop "$1"
-	TERN_FAULT=$2 cl_start "$1"
-	cl_wait_up h1 2 30
-	cl_wait_up h2 2 30
-	cl_wait_criu "$1" || fail "$1 cannot run containers"
-}
-
 # 2. The target's page server dies mid-pages.
-rearm h2 mig.pages.server:kill@1
+inst_rearm h2 mig.pages.server:kill@1
 mig_start srvkill
 failed srvkill "page-server\|page channel"
 fault_fired h2 mig.pages.server kill
 
 # 3. The link is cut while the pages cross (the dump is held mid-pages
 # first, so the cut lands there).
-rearm h2 mig.pages.server:stall@1
+inst_rearm h2 mig.pages.server:stall@1
 mig_start cut
 wait_for 30 "the page server held mid-pages" \
     grep -q "fault point mig.pages.server fired: stall" "$(cl_log h2)"

@@ -51,11 +51,7 @@ cl_ctl h2 migrate mc --to h1 --mode stopcopy
 inst_verify h1 mc "$INST_STATE" "moved back to h1, all memory first"
 
 # 3. h2's loader dies right after the resume.
-cl_stop h2
-TERN_FAULT=ctr.loader:fail@1 cl_start h2
-cl_wait_up h1 2 30
-cl_wait_up h2 2 30
-cl_wait_criu h2 || fail "h2 cannot run containers"
+inst_rearm h2 ctr.loader:fail@1
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
 fault_fired h2 ctr.loader fail
 stopped_on_h2() { [ "$(inst_field h2 mc state)" = stopped ]; }
@@ -74,11 +70,7 @@ inst_verify h2 mc "$INST_STATE" "restored on h2 from the move's checkpoint"
 
 # 4. h2's ternd stops while its loader is held.
 cl_ctl h2 migrate mc --to h1 --mode stopcopy
-cl_stop h2
-TERN_FAULT=ctr.loader:stall@1 cl_start h2
-cl_wait_up h1 2 30
-cl_wait_up h2 2 30
-cl_wait_criu h2 || fail "h2 cannot run containers"
+inst_rearm h2 ctr.loader:stall@1
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
 fault_fired h2 ctr.loader stall
 loader=$(sed -n 's/.*criu lazy-pages started as pid \([0-9]*\).*/\1/p' "$(cl_log h2)" | tail -n 1)

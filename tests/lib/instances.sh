@@ -130,6 +130,17 @@ inst_two_hosts() {
 	done
 }
 
+# inst_rearm HOST FAULT: restart HOST's ternd (it runs nothing, so it
+# leaves nothing behind) with the fault points FAULT armed, then wait
+# until both hosts see each other and HOST can run containers again.
+inst_rearm() {
+	cl_stop "$1"
+	TERN_FAULT=$2 cl_start "$1"
+	cl_wait_up h1 2 30
+	cl_wait_up h2 2 30
+	cl_wait_criu "$1" || { echo "FAIL: $1 cannot run containers" >&2; exit 1; }
+}
+
 # inst_memcheck NAME MIB [HOST]: a memcheck container NAME of MIB MiB on
 # a rootfs both hosts share, created and started on HOST (h1) and ready.
 # Sets INST_STATE to memcheck's state file, as seen from outside.
