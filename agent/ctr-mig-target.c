@@ -136,9 +136,12 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	char			*both = NULL;
 
 	/* We killed the held tree: our reason first, CRIU's word after. */
-	if (error != NULL && (m->drop_why != NULL || m->loader_error != NULL)) {
-		xasprintf(&both, "%s; criu then: %s", m->drop_why != NULL ?
-		    m->drop_why : m->loader_error, error);
+	if (error != NULL && m->drop_why != NULL) {
+		xasprintf(&both, "%s; criu then: %s", m->drop_why, error);
+		error = both;
+	} else if (error != NULL && m->loader_error != NULL) {
+		xasprintf(&both, "copying its memory in from the checkpoint "
+		    "here failed: %s; criu then: %s", m->loader_error, error);
 		error = both;
 	}
 	if (error != NULL || m->state != CTR_RESUMING) {
@@ -389,7 +392,8 @@ ctr_target_loader_done(void *arg, const char *error)
 		 * missing memory; ctr_target_restored says why. */
 		container_kill(m->in->name, NULL);
 		free(m->loader_error);
-		m->loader_error = why;
+		m->loader_error = xstrdup(error);
+		free(why);
 		return;
 	}
 	ctr_target_abort(m, why);
@@ -798,6 +802,23 @@ ctr_target_tree_done(void *arg, const struct tree_stats *st,
 	mig_drop(mig);
 }
 
+/* From the resume on, a fault on a page its lazy-pages daemon has not
+ * copied in yet must wait for it, or for the kill that follows its death,
+ * never read zeros (ckpt_lazy_hold_uffds). */
+static void
+ctr_target_hold_uffds(struct migration *m)
+{
+	struct ckpt_lazy	*lz = m->loader != NULL ? m->loader : m->lazy;
+	char			*cause = NULL;
+
+	if (lz == NULL || ckpt_lazy_hold_uffds(lz, &cause) == 0)
+		return;
+	log_warnx("mig %" PRIx64 " %s: %s: should its lazy-pages daemon "
+	    "die, it may read missing pages as zeros before it is killed",
+	    m->id, m->name, cause);
+	free(cause);
+}
+
 /* COMMIT: resume the tree held at pre-resume. */
 static void
 ctr_target_resume(struct migration *m)
@@ -810,6 +831,13 @@ ctr_target_resume(struct migration *m)
 		    "mig.target.resume)");
 		return;
 	}
+	ctr_target_hold_uffds(m);
+	/* The loader dies as the resume goes: its exit and CRIU's answer
+	 * then race, and every order must end with one copy, or none
+	 * running and a checkpoint that restores it. */
+	if (m->loader != NULL && fault_check("ctr.loader.resume", NULL) ==
+	    FAULT_FAIL)
+		ckpt_lazy_kill(m->loader);
 	h = m->hold;
 	m->hold = NULL;
 	ckpt_hold_release(h, 1);

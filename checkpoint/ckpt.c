@@ -11,6 +11,7 @@
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1506,6 +1507,10 @@ ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
 
 /* --- the lazy-pages daemon (post-copy target) ------------------------------ */
 
+/* The most userfaultfds held for one daemon: one per restored process
+ * with lazy memory. */
+#define CKPT_LAZY_UFFD_MAX	256
+
 struct ckpt_lazy {
 	struct criu	*criu;
 	const char	*what;		/* "lazy-pages", "page-server" */
@@ -1515,7 +1520,30 @@ struct ckpt_lazy {
 	ckpt_lazy_cb	 ready_cb;
 	ckpt_lazy_cb	 done_cb;
 	void		*arg;
+	int		*uffds;		/* ours: see ckpt_lazy_hold_uffds */
+	size_t		 nuffds;
 };
+
+static void
+ckpt_lazy_drop_uffds(struct ckpt_lazy *lz)
+{
+	size_t	i;
+
+	for (i = 0; i < lz->nuffds; i++)
+		close(lz->uffds[i]);
+	free(lz->uffds);
+	lz->uffds = NULL;
+	lz->nuffds = 0;
+}
+
+static void
+ckpt_lazy_release(struct ckpt_lazy *lz)
+{
+	ckpt_lazy_drop_uffds(lz);
+	free(lz->log);
+	free(lz->name);
+	free(lz);
+}
 
 /* status-ready: it listens for the restore's userfaultfds. */
 static int
@@ -1548,15 +1576,16 @@ ckpt_lazy_answer(struct criu *c, const CriuResp *resp, const char *error,
 		    error != NULL ? error : "failed", errors != NULL ? ": " : "",
 		    errors != NULL ? errors : "", lz->log);
 		free(errors);
-	}
+	} else
+		ckpt_lazy_drop_uffds(lz);	/* every page is in */
 	cb = lz->ready ? lz->done_cb : lz->ready_cb;
 	lz->ready = 1;
 	cb(lz->arg, why != NULL ? why : NULL);
 	free(why);
-	/* It exited: the handle goes with it (the caller forgets it). */
-	free(lz->log);
-	free(lz->name);
-	free(lz);
+	/* It exited: the handle goes with it (the caller forgets it).  A
+	 * broken one's userfaultfds only now: the callback killed the tree
+	 * its faults held. */
+	ckpt_lazy_release(lz);
 }
 
 /* CRIU's lazy-pages daemon or page server for a generation, fed
@@ -1598,9 +1627,7 @@ ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
 	free(dir);
 	free(logname);
 	if (lz->criu == NULL) {
-		free(lz->log);
-		free(lz->name);
-		free(lz);
+		ckpt_lazy_release(lz);
 		return NULL;
 	}
 	return lz;
@@ -1677,9 +1704,69 @@ ckpt_lazy_free(struct ckpt_lazy *lz)
 		criu_kill(lz->criu);
 		criu_close(lz->criu);
 	}
-	free(lz->log);
-	free(lz->name);
-	free(lz);
+	ckpt_lazy_release(lz);
+}
+
+/* Without its daemon, a lazy restore's missing pages read as zeros: the
+ * kernel drops a userfaultfd's ranges once the last file for it closes.
+ * Holding a copy of each of the daemon's keeps them: a fault on a page
+ * not yet in then waits until the tree is killed, instead of running on
+ * zeros (and perhaps writing them out) for the moment a dead daemon's
+ * exit takes to reach us. */
+int
+ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, char **cause)
+{
+	struct dirent	*e;
+	DIR		*d;
+	char		 dir[64], target[64];
+	ssize_t		 n;
+	pid_t		 pid;
+	int		 pidfd, fd, dfd;
+
+	if ((pid = ckpt_lazy_pid(lz)) <= 0) {
+		set_cause(cause, "its lazy-pages daemon is gone");
+		return -1;
+	}
+	/* Our child, not yet reaped (only this loop reaps): the pid is its. */
+	if ((pidfd = (int)syscall(SYS_pidfd_open, pid, 0)) == -1) {
+		set_cause(cause, "pidfd_open of its lazy-pages daemon (pid "
+		    "%ld): %s", (long)pid, strerror(errno));
+		return -1;
+	}
+	snprintf(dir, sizeof dir, "/proc/%ld/fd", (long)pid);
+	if ((d = opendir(dir)) == NULL) {
+		set_cause(cause, "%s: %s", dir, strerror(errno));
+		close(pidfd);
+		return -1;
+	}
+	dfd = dirfd(d);
+	while ((e = readdir(d)) != NULL && lz->nuffds < CKPT_LAZY_UFFD_MAX) {
+		if (e->d_name[0] == '.')
+			continue;
+		n = readlinkat(dfd, e->d_name, target, sizeof target - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strcmp(target, "anon_inode:[userfaultfd]") != 0)
+			continue;
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+		if (fd == -1) {
+			set_cause(cause, "pidfd_getfd of userfaultfd %s of its "
+			    "lazy-pages daemon: %s", e->d_name, strerror(errno));
+			closedir(d);
+			close(pidfd);
+			return -1;
+		}
+		lz->uffds = xreallocarray(lz->uffds, lz->nuffds + 1,
+		    sizeof *lz->uffds);
+		lz->uffds[lz->nuffds++] = fd;
+	}
+	closedir(d);
+	close(pidfd);
+	log_info("%s: holding %zu userfaultfd%s of its lazy-pages daemon "
+	    "until every page is in", lz->name, lz->nuffds,
+	    lz->nuffds == 1 ? "" : "s");
+	return 0;
 }
 
 void

@@ -139,6 +139,12 @@ void		ckpt_lazy_rebind(struct ckpt_lazy *, ckpt_lazy_cb done_cb,
 /* SIGKILL it; its done_cb follows with the error (tests).  Its pid. */
 void		ckpt_lazy_kill(struct ckpt_lazy *);
 pid_t		ckpt_lazy_pid(const struct ckpt_lazy *);
+/* Hold copies of its userfaultfds until it ends: every page in, they are
+ * let go; broken, only after its done_cb (which must kill the tree).
+ * Until then a fault on a missing page waits instead of reading zeros.
+ * Take them once the restore handed them over (at the resume); -1 and
+ * *cause if they cannot be had. */
+int		ckpt_lazy_hold_uffds(struct ckpt_lazy *, char **cause);
 /* Kill it (if still running); no callback follows.  Once a callback
  * reported its exit (done_cb, or ready_cb with an error), the handle is
  * gone already. */

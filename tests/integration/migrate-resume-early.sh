@@ -15,7 +15,14 @@
 #     would run on zeros): h2's loader is held stopped (ctr.loader:stall)
 #     and h2's ternd told to stop; it still runs 2 s later; the loader
 #     let go, ternd exits cleanly, mc runs on, and a new ternd on h2
-#     adopts it with its memory whole.
+#     adopts it with its memory whole;
+#  5. h2's loader killed as the resume goes (ctr.loader.resume), its exit
+#     racing CRIU's answer: in either order no copy runs, and the
+#     checkpoint the outcome names (h1's or h2's) restores mc, verified;
+#  6. h2's loader dies while h2's ternd cannot hear it (stopped): mc, asked
+#     to check its memory, waits on its first missing page instead of
+#     reading zeros (ternd holds the loader's userfaultfds), until ternd
+#     goes on and kills it; the move's checkpoint restores it, verified.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -90,5 +97,77 @@ cl_wait_up h1 2 30
 cl_wait_up h2 2 30
 [ "$(inst_where mc)" = "h2:running" ] || fail "h2's new ternd did not adopt mc: $(inst_where mc)"
 inst_verify h2 mc "$INST_STATE" "adopted on h2 after its loader finished"
+# 5. h2's loader dies as the resume goes (ctr.loader.resume): its exit
+# and CRIU's answer race.  Whichever comes first, no copy may run on
+# missing memory and one checkpoint must bring mc back: h1's (the move
+# failed, h2 could not resume it) or h2's (the move committed, mc
+# stopped there at once).
+cl_ctl h2 migrate mc --to h1 --mode stopcopy
+inst_rearm h2 ctr.loader.resume:fail@1
+if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then moved=1; else moved=0; fi
+echo "$out"
+fault_fired h2 ctr.loader.resume fail
+settled() {
+	case "$(inst_where mc)" in
+	h1:checkpointed|h2:stopped) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+th_wait 30 settled || fail "mc did not settle after its loader died at the resume: $(inst_where mc)"
+[ "$(inst_copies mc)" = 0 ] || fail "$(inst_copies mc) copies of mc run after its loader died at the resume"
+case "$(inst_where mc)" in
+h1:checkpointed)
+	[ $moved = 0 ] || fail "the move succeeded, yet mc is h1's: $out"
+	grep -q "h2 could not resume it (copying its memory in from the checkpoint here failed" <<<"$out" ||
+	    fail "the failed move does not say why: $out"
+	echo "the resume failed on h2; mc is restored from h1's checkpoint"
+	cl_ctl h1 restore mc
+	inst_verify h1 mc "$INST_STATE" "restored on h1 after h2's loader died"
+	;;
+h2:stopped)
+	[ $moved = 1 ] || fail "mc is h2's, yet the move failed: $out"
+	err=$(inst_field h2 mc last_error)
+	grep -q "ternctl restore mc --generation [0-9]* brings it back" <<<"$err" ||
+	    fail "mc's error on h2 does not say what to do: $err"
+	echo "the resume was answered first; mc is restored from h2's copy"
+	gen=$(sed -n 's/.*ternctl restore mc --generation \([0-9]*\) .*/\1/p' <<<"$err")
+	cl_ctl h2 restore mc --generation "$gen"
+	inst_verify h2 mc "$INST_STATE" "restored on h2 after its loader died"
+	;;
+esac
+[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
+
+# 6. A dead loader's missing pages are never read as zeros, however late
+# its ternd hears: h2's loader is held stopped (ctr.loader:stall), mc is
+# asked to check its memory (it waits on the first page not in), h2's
+# ternd is stopped and the loader killed.  mc must still be waiting, not
+# checking zeros, when ternd goes on and kills it.
+cl_ctl h2 migrate mc --to h1 --mode stopcopy
+inst_rearm h2 ctr.loader:stall@1
+cl_ctl h1 migrate mc --to h2 --mode stopcopy
+fault_fired h2 ctr.loader stall
+loader=$(sed -n 's/.*criu lazy-pages started as pid \([0-9]*\).*/\1/p' "$(cl_log h2)" | tail -n 1)
+pid=$(inst_field h2 mc pid)
+[ -n "$loader" ] && [ -n "$pid" ] || fail "no pid of h2's loader ($loader) or of mc ($pid)"
+ternd=$(cl_pid h2)
+lines=$(wc -l <"$INST_STATE")
+kill -USR1 "$pid"
+sleep 0.5	# its check reaches a page not in yet
+kill -STOP "$ternd"
+kill -KILL "$loader"
+sleep 1
+after=$(wc -l <"$INST_STATE")
+kill -CONT "$ternd"
+[ "$after" = "$lines" ] || fail "mc ran on after its loader died: $(tail -n 1 "$INST_STATE")"
+th_wait 30 stopped_on_h2 || fail "mc on h2 is $(inst_field h2 mc state), not stopped"
+err=$(inst_field h2 mc last_error)
+echo "mc on h2: $err"
+grep -q "still being copied in .* ternctl restore mc --generation [0-9]* brings it back" <<<"$err" ||
+    fail "mc on h2 did not stop for its loader's death: $err"
+[ "$(wc -l <"$INST_STATE")" = "$lines" ] || fail "mc answered after its loader died: $(tail -n 1 "$INST_STATE")"
+[ "$(inst_copies mc)" = 0 ] || fail "$(inst_copies mc) copies of mc run after its loader died"
+gen=$(sed -n 's/.*ternctl restore mc --generation \([0-9]*\) .*/\1/p' <<<"$err")
+cl_ctl h2 restore mc --generation "$gen"
+inst_verify h2 mc "$INST_STATE" "restored on h2 after its loader died unheard"
 cl_stop_all || fail "a ternd did not stop cleanly (or a sanitizer spoke)"
 echo "migrate-resume-early: ok"
