@@ -284,6 +284,7 @@ ctr_loader_drop(struct instance *in)
 		return;
 	ckpt_lazy_free(in->loader);
 	in->loader = NULL;
+	in->loader_unwanted = 0;
 	work_run(in->set->agent->ternd->loop, ctr_loader_nothing, NULL,
 	    ctr_loader_dropped, in->set);
 }
@@ -297,8 +298,12 @@ ctr_loader_done(void *arg, const char *error)
 	if (error == NULL)
 		log_info("instance %s: its memory is all in (from checkpoint %"
 		    PRIu64 ")", in->name, in->generation);
+	else if (in->loader_unwanted)
+		log_info("instance %s: its loader ended after the fence: %s",
+		    in->name, error);
 	else
 		ctr_loader_failed(in, error);
+	in->loader_unwanted = 0;
 	instances_op_done(in->set);	/* last: a closing table may go */
 }
 
@@ -306,6 +311,7 @@ void
 ctr_loader_adopt(struct instance *in, struct ckpt_lazy *lz)
 {
 	in->loader = lz;
+	in->loader_unwanted = 0;
 	in->set->busy++;
 	ckpt_lazy_rebind(lz, ctr_loader_done, in);
 	switch (fault_check("ctr.loader", NULL)) {
@@ -694,8 +700,12 @@ ctr_fence(struct instance *in, const char *why)
 	instance_signal(in, SIGKILL);
 	/* Its memory is not wanted any more, and the loader's end must not
 	 * read as a failure that needs the operator (the next grant starts
-	 * it again, as any fenced instance). */
-	ctr_loader_drop(in);
+	 * it again, as any fenced instance).  The loader itself goes with
+	 * the init's exit (ctr_exited): until the kernel has killed the
+	 * rest of the pid namespace, its held userfaultfds keep those
+	 * processes off the pages not in. */
+	if (in->loader != NULL)
+		in->loader_unwanted = 1;
 }
 
 const struct inst_driver ctr_inst_driver = {

@@ -94,6 +94,39 @@ ctr_target_discard(struct migration *m, const char *why)
 	ctr_free(m);
 }
 
+/* What its lazy-pages daemon (post-copy's or the loader) did, for the
+ * messages. */
+static const char *
+ctr_target_daemon_role(const struct migration *m)
+{
+	return m->postcopy ? "its lazy-pages daemon (pages from the source)" :
+	    "copying its memory in from the checkpoint here";
+}
+
+/* Its lazy-pages daemon died past the commit point, before the resume
+ * was answered: the tree must not run on the memory it lacks. */
+static void
+ctr_target_daemon_lost(struct migration *m, const char *error)
+{
+	char	*why;
+
+	if (m->hold != NULL) {
+		/* Still held (the coordinator's grant awaited): it never
+		 * runs here; ctr_target_restored tells the source. */
+		xasprintf(&why, "%s failed: %s", ctr_target_daemon_role(m),
+		    error);
+		ctr_target_drop_held(m, why);
+		free(why);
+		return;
+	}
+	/* Its resume is under way: kill it before it runs on missing
+	 * memory (the daemon's userfaultfds, held, stop it till then);
+	 * ctr_target_restored says why. */
+	container_kill(m->in->name, NULL);
+	free(m->loader_error);
+	m->loader_error = xstrdup(error);
+}
+
 /* Discard, and tell the source first.  Not in post-copy past the switch
  * (ctr_target_postcopy_lost tells it its own way), nor once resuming
  * (it is ours then). */
@@ -140,8 +173,8 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		xasprintf(&both, "%s; criu then: %s", m->drop_why, error);
 		error = both;
 	} else if (error != NULL && m->loader_error != NULL) {
-		xasprintf(&both, "copying its memory in from the checkpoint "
-		    "here failed: %s; criu then: %s", m->loader_error, error);
+		xasprintf(&both, "%s failed: %s; criu then: %s",
+		    ctr_target_daemon_role(m), m->loader_error, error);
 		error = both;
 	}
 	if (error != NULL || m->state != CTR_RESUMING) {
@@ -172,6 +205,12 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		free(both);
 		instances_op_done(set);
 		ctr_free(m);
+		return;
+	}
+	if (m->postcopy && m->loader_error != NULL) {
+		/* Resumed as its daemon died, and killed since: as a
+		 * post-copy that broke after the switch. */
+		ctr_target_postcopy_lost(m, m->loader_error);
 		return;
 	}
 	instance_watch(in, res->pid, 0);
@@ -283,6 +322,8 @@ ctr_target_lazy_done(void *arg, const char *error)
 	if (error != NULL) {
 		if (m->state == CTR_PAGING)
 			ctr_target_postcopy_lost(m, error);
+		else if (m->state == CTR_RESUMING)
+			ctr_target_daemon_lost(m, error);
 		else
 			ctr_target_discard(m, error);
 		return;
@@ -378,24 +419,12 @@ ctr_target_loader_done(void *arg, const char *error)
 	}
 	if (m->state == CTR_ABORTING)
 		return;		/* the restore's answer ends it */
+	if (m->state == CTR_RESUMING) {
+		ctr_target_daemon_lost(m, error);
+		return;
+	}
 	xasprintf(&why, "copying its memory in from the checkpoint here "
 	    "failed: %s", error);
-	if (m->state == CTR_RESUMING && m->hold != NULL) {
-		/* Still held (the coordinator's grant awaited): it never
-		 * runs here; ctr_target_restored tells the source. */
-		ctr_target_drop_held(m, why);
-		free(why);
-		return;
-	}
-	if (m->state == CTR_RESUMING) {
-		/* Its resume is under way: kill it before it runs on
-		 * missing memory; ctr_target_restored says why. */
-		container_kill(m->in->name, NULL);
-		free(m->loader_error);
-		m->loader_error = xstrdup(error);
-		free(why);
-		return;
-	}
 	ctr_target_abort(m, why);
 	free(why);
 }
@@ -808,7 +837,7 @@ ctr_target_tree_done(void *arg, const struct tree_stats *st,
 static void
 ctr_target_hold_uffds(struct migration *m)
 {
-	struct ckpt_lazy	*lz = m->loader != NULL ? m->loader : m->lazy;
+	struct ckpt_lazy	*lz = m->postcopy ? m->lazy : m->loader;
 	char			*cause = NULL;
 
 	if (lz == NULL || ckpt_lazy_hold_uffds(lz, &cause) == 0)
@@ -832,12 +861,12 @@ ctr_target_resume(struct migration *m)
 		return;
 	}
 	ctr_target_hold_uffds(m);
-	/* The loader dies as the resume goes: its exit and CRIU's answer
-	 * then race, and every order must end with one copy, or none
-	 * running and a checkpoint that restores it. */
-	if (m->loader != NULL && fault_check("ctr.loader.resume", NULL) ==
-	    FAULT_FAIL)
-		ckpt_lazy_kill(m->loader);
+	/* Its lazy-pages daemon dies as the resume goes: its exit and
+	 * CRIU's answer then race, and every order must end with one copy,
+	 * or none running and a checkpoint that restores it. */
+	if ((m->postcopy ? m->lazy : m->loader) != NULL &&
+	    fault_check("ctr.lazy.resume", NULL) == FAULT_FAIL)
+		ckpt_lazy_kill(m->postcopy ? m->lazy : m->loader);
 	h = m->hold;
 	m->hold = NULL;
 	ckpt_hold_release(h, 1);

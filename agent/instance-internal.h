@@ -61,6 +61,7 @@ struct instance {
 	 * (ctr_loader_adopt).  It must not outlive the daemon. */
 	struct ckpt_lazy	*loader;
 	char			*loader_failed;	/* why it was killed */
+	int			 loader_unwanted; /* fenced: its end is no failure */
 	char			*moved_to;	/* post-copy committed to there */
 	/* High availability (agent/ha-instances.c): protected instances run
 	 * only under a lease, at the epoch the coordinator gave. */

@@ -1763,9 +1763,17 @@ ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, char **cause)
 	}
 	closedir(d);
 	close(pidfd);
-	log_info("%s: holding %zu userfaultfd%s of its lazy-pages daemon "
-	    "until every page is in", lz->name, lz->nuffds,
-	    lz->nuffds == 1 ? "" : "s");
+	if (lz->nuffds == 0)
+		log_warnx("%s: its lazy-pages daemon (pid %ld) holds no "
+		    "userfaultfd: should it die, nothing keeps the restored "
+		    "tree off the pages not in", lz->name, (long)pid);
+	else if (lz->nuffds == CKPT_LAZY_UFFD_MAX)
+		log_warnx("%s: holding the first %d userfaultfds of its "
+		    "lazy-pages daemon only", lz->name, CKPT_LAZY_UFFD_MAX);
+	else
+		log_info("%s: holding %zu userfaultfd%s of its lazy-pages "
+		    "daemon until every page is in", lz->name, lz->nuffds,
+		    lz->nuffds == 1 ? "" : "s");
 	return 0;
 }
 

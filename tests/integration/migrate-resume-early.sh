@@ -16,7 +16,7 @@
 #     and h2's ternd told to stop; it still runs 2 s later; the loader
 #     let go, ternd exits cleanly, mc runs on, and a new ternd on h2
 #     adopts it with its memory whole;
-#  5. h2's loader killed as the resume goes (ctr.loader.resume), its exit
+#  5. h2's loader killed as the resume goes (ctr.lazy.resume), its exit
 #     racing CRIU's answer: in either order no copy runs, and the
 #     checkpoint the outcome names (h1's or h2's) restores mc, verified;
 #  6. h2's loader dies while h2's ternd cannot hear it (stopped): mc, asked
@@ -97,16 +97,16 @@ cl_wait_up h1 2 30
 cl_wait_up h2 2 30
 [ "$(inst_where mc)" = "h2:running" ] || fail "h2's new ternd did not adopt mc: $(inst_where mc)"
 inst_verify h2 mc "$INST_STATE" "adopted on h2 after its loader finished"
-# 5. h2's loader dies as the resume goes (ctr.loader.resume): its exit
+# 5. h2's loader dies as the resume goes (ctr.lazy.resume): its exit
 # and CRIU's answer race.  Whichever comes first, no copy may run on
 # missing memory and one checkpoint must bring mc back: h1's (the move
 # failed, h2 could not resume it) or h2's (the move committed, mc
 # stopped there at once).
 cl_ctl h2 migrate mc --to h1 --mode stopcopy
-inst_rearm h2 ctr.loader.resume:fail@1
+inst_rearm h2 ctr.lazy.resume:fail@1
 if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then moved=1; else moved=0; fi
 echo "$out"
-fault_fired h2 ctr.loader.resume fail
+fault_fired h2 ctr.lazy.resume fail
 settled() {
 	case "$(inst_where mc)" in
 	h1:checkpointed|h2:stopped) return 0 ;;
@@ -157,7 +157,13 @@ kill -STOP "$ternd"
 kill -KILL "$loader"
 sleep 1
 after=$(wc -l <"$INST_STATE")
+# Alive and waiting, before ternd can act: dead of SIGSEGV, or a line
+# written, it read zeros.
+alive=0
+kill -0 "$pid" 2>/dev/null && alive=1
+echo "mc (pid $pid) with its loader dead: alive=$alive, waits in $(cat "/proc/$pid/wchan" 2>/dev/null || echo '?')"
 kill -CONT "$ternd"
+[ $alive = 1 ] || fail "mc died after its loader did, before ternd could act (it ran on zeros)"
 [ "$after" = "$lines" ] || fail "mc ran on after its loader died: $(tail -n 1 "$INST_STATE")"
 th_wait 30 stopped_on_h2 || fail "mc on h2 is $(inst_field h2 mc state), not stopped"
 err=$(inst_field h2 mc last_error)
