@@ -210,7 +210,10 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	if (m->postcopy && m->loader_error != NULL) {
 		/* Resumed as its daemon died, and killed since: as a
 		 * post-copy that broke after the switch. */
-		ctr_target_postcopy_lost(m, m->loader_error);
+		xasprintf(&both, "its lazy-pages daemon there failed as it "
+		    "resumed: %s", m->loader_error);
+		ctr_target_postcopy_lost(m, both);
+		free(both);
 		return;
 	}
 	instance_watch(in, res->pid, 0);
@@ -305,7 +308,8 @@ ctr_target_postcopy_lost(struct migration *m, const char *why)
 	    "its memory was split between the hosts, so it was stopped; its "
 	    "last checkpoint is on %s", m->peer, why, m->peer);
 	log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, text);
-	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, text);
+	/* The cause alone: the source says the rest to its operator. */
+	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 	free(text);
 	/* The source keeps the instance's record and checkpoints. */
 	instance_destroy(in);
@@ -320,9 +324,14 @@ ctr_target_lazy_done(void *arg, const char *error)
 
 	m->lazy = NULL;		/* it exited */
 	if (error != NULL) {
-		if (m->state == CTR_PAGING)
-			ctr_target_postcopy_lost(m, error);
-		else if (m->state == CTR_RESUMING)
+		if (m->state == CTR_PAGING) {
+			char	*why;
+
+			xasprintf(&why, "its lazy-pages daemon there failed: "
+			    "%s", error);
+			ctr_target_postcopy_lost(m, why);
+			free(why);
+		} else if (m->state == CTR_RESUMING)
 			ctr_target_daemon_lost(m, error);
 		else
 			ctr_target_discard(m, error);
