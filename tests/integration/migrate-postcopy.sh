@@ -57,6 +57,22 @@ done
 cl_ctl h1 checkpoint mc --leave-running >/dev/null
 inst_verify h1 mc "$state" "checkpointed"
 
+# stopped_on_both WHAT RC: the move (its output in $TH_ROOT/WHAT.out, its
+# exit status RC) failed, told the operator what to do, and no copy of
+# mc runs on either host.
+stopped_on_both() {
+	local what=$1 rc=$2 i
+	echo "$what: $(cat "$TH_ROOT/$what.out")"
+	[ "$rc" = 1 ] || fail "$what: migrate exited $rc"
+	grep -q "restore its last checkpoint" "$TH_ROOT/$what.out" ||
+	    fail "$what: the operator was not told what to do"
+	for ((i = 0; i < 300; i++)); do
+		[ "$(inst_copies mc)" = 0 ] && break
+		sleep 0.1
+	done
+	[ "$(inst_copies mc)" = 0 ] || fail "$what: $(inst_copies mc) copies of mc still run"
+}
+
 # lost CASE ACTION...: move mc h1 -> h2 through a slow link and run ACTION
 # while its memory is on the way.  Both copies must stop, and the last
 # checkpoint must restore on h1.
@@ -76,15 +92,7 @@ lost() {
 	set +e
 	wait $ctl; rc=$?
 	set -e
-	echo "$what: $(cat "$TH_ROOT/$what.out")"
-	[ $rc = 1 ] || fail "$what: migrate exited $rc"
-	grep -q "restore its last checkpoint" "$TH_ROOT/$what.out" ||
-	    fail "$what: the operator was not told what to do"
-	for ((i = 0; i < 300; i++)); do
-		[ "$(inst_copies mc)" = 0 ] && break
-		sleep 0.1
-	done
-	[ "$(inst_copies mc)" = 0 ] || fail "$what: $(inst_copies mc) copies of mc still run"
+	stopped_on_both "$what" $rc
 	th_limit h2 off
 }
 
@@ -113,19 +121,11 @@ inst_verify h1 mc "$state" "restored on h1 after the lazy-pages daemon died"
 # it lacks, and h1's checkpoint restores it.
 inst_rearm h2 ctr.lazy.resume:fail@1
 set +e
-out=$(cl_ctl h1 migrate mc --to h2 --mode postcopy 2>&1)
+cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/lazyresume.out" 2>&1
 rc=$?
 set -e
-echo "lazyresume: $out"
 fault_fired h2 ctr.lazy.resume fail
-[ $rc = 1 ] || fail "lazyresume: migrate exited $rc"
-grep -q "restore its last checkpoint" <<<"$out" ||
-    fail "lazyresume: the operator was not told what to do"
-for ((i = 0; i < 300; i++)); do
-	[ "$(inst_copies mc)" = 0 ] && break
-	sleep 0.1
-done
-[ "$(inst_copies mc)" = 0 ] || fail "lazyresume: $(inst_copies mc) copies of mc still run"
+stopped_on_both lazyresume $rc
 [ "$(inst_field h1 mc state)" = checkpointed ] || fail "lazyresume: mc is at: $(inst_where mc)"
 [ -z "$(inst_field h2 mc state)" ] || fail "lazyresume: h2 kept mc: $(inst_field h2 mc state)"
 cl_ctl h1 restore mc >/dev/null
