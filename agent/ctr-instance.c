@@ -298,9 +298,13 @@ ctr_loader_done(void *arg, const char *error)
 	if (error == NULL)
 		log_info("instance %s: its memory is all in (from checkpoint %"
 		    PRIu64 ")", in->name, in->generation);
-	else if (in->loader_unwanted)
+	else if (in->loader_unwanted) {
+		/* Fenced: only its init has SIGKILL yet.  Its userfaultfds go
+		 * when we return, so the rest goes now too. */
 		log_info("instance %s: its loader ended after the fence: %s",
 		    in->name, error);
+		(void)container_kill(in->name, NULL);
+	}
 	else
 		ctr_loader_failed(in, error);
 	in->loader_unwanted = 0;

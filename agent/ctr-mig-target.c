@@ -99,7 +99,7 @@ ctr_target_discard(struct migration *m, const char *why)
 static const char *
 ctr_target_daemon_role(const struct migration *m)
 {
-	return m->postcopy ? "its lazy-pages daemon (pages from the source)" :
+	return m->postcopy ? "its lazy-pages daemon there" :
 	    "copying its memory in from the checkpoint here";
 }
 
@@ -108,7 +108,7 @@ ctr_target_daemon_role(const struct migration *m)
 static void
 ctr_target_daemon_lost(struct migration *m, const char *error)
 {
-	char	*why;
+	char	*why, *cause = NULL;
 
 	if (m->hold != NULL) {
 		/* Still held (the coordinator's grant awaited): it never
@@ -122,7 +122,10 @@ ctr_target_daemon_lost(struct migration *m, const char *error)
 	/* Its resume is under way: kill it before it runs on missing
 	 * memory (the daemon's userfaultfds, held, stop it till then);
 	 * ctr_target_restored says why. */
-	container_kill(m->in->name, NULL);
+	if (container_kill(m->in->name, &cause) != 0) {
+		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
+		free(cause);
+	}
 	free(m->loader_error);
 	m->loader_error = xstrdup(error);
 }
@@ -210,10 +213,13 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	if (m->postcopy && m->loader_error != NULL) {
 		/* Resumed as its daemon died, and killed since: as a
 		 * post-copy that broke after the switch. */
+		char	*text = ctr_target_keep_logs(m, m->loader_error);
+
 		xasprintf(&both, "its lazy-pages daemon there failed as it "
-		    "resumed: %s", m->loader_error);
+		    "resumed: %s", text);
 		ctr_target_postcopy_lost(m, both);
 		free(both);
+		free(text);
 		return;
 	}
 	instance_watch(in, res->pid, 0);
@@ -297,9 +303,12 @@ ctr_target_postcopy_lost(struct migration *m, const char *why)
 {
 	struct instance		*in = m->in;
 	struct instances	*set = in->set;
-	char			*text;
+	char			*text, *cause = NULL;
 
-	container_kill(in->name, NULL);
+	if (container_kill(in->name, &cause) != 0) {
+		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
+		free(cause);
+	}
 	container_cgroup_remove(in->name, NULL);
 	ckpt_lazy_free(m->lazy);
 	m->lazy = NULL;
