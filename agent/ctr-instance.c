@@ -304,8 +304,7 @@ ctr_loader_done(void *arg, const char *error)
 		log_info("instance %s: its loader ended after the fence: %s",
 		    in->name, error);
 		(void)container_kill(in->name, NULL);
-	}
-	else
+	} else
 		ctr_loader_failed(in, error);
 	in->loader_unwanted = 0;
 	instances_op_done(in->set);	/* last: a closing table may go */
