@@ -94,8 +94,15 @@ ctr_target_discard(struct migration *m, const char *why)
 	ctr_free(m);
 }
 
-/* What its lazy-pages daemon (post-copy's or the loader) did, for the
- * messages. */
+/* Its lazy-pages daemon on this side, if any: post-copy's (pages from
+ * the source) or stop-and-copy's loader (pages from the images here). */
+static struct ckpt_lazy *
+ctr_target_daemon(const struct migration *m)
+{
+	return m->postcopy ? m->lazy : m->loader;
+}
+
+/* What that daemon did, for the messages. */
 static const char *
 ctr_target_daemon_role(const struct migration *m)
 {
@@ -441,8 +448,7 @@ ctr_target_loader_done(void *arg, const char *error)
 		ctr_target_daemon_lost(m, error);
 		return;
 	}
-	xasprintf(&why, "copying its memory in from the checkpoint here "
-	    "failed: %s", error);
+	xasprintf(&why, "%s failed: %s", ctr_target_daemon_role(m), error);
 	ctr_target_abort(m, why);
 	free(why);
 }
@@ -855,7 +861,7 @@ ctr_target_tree_done(void *arg, const struct tree_stats *st,
 static void
 ctr_target_hold_uffds(struct migration *m)
 {
-	struct ckpt_lazy	*lz = m->postcopy ? m->lazy : m->loader;
+	struct ckpt_lazy	*lz = ctr_target_daemon(m);
 	char			*cause = NULL;
 
 	if (lz == NULL || ckpt_lazy_hold_uffds(lz, &cause) == 0)
@@ -882,9 +888,9 @@ ctr_target_resume(struct migration *m)
 	/* Its lazy-pages daemon dies as the resume goes: its exit and
 	 * CRIU's answer then race, and every order must end with one copy,
 	 * or none running and a checkpoint that restores it. */
-	if ((m->postcopy ? m->lazy : m->loader) != NULL &&
+	if (ctr_target_daemon(m) != NULL &&
 	    fault_check("ctr.lazy.resume", NULL) == FAULT_FAIL)
-		ckpt_lazy_kill(m->postcopy ? m->lazy : m->loader);
+		ckpt_lazy_kill(ctr_target_daemon(m));
 	h = m->hold;
 	m->hold = NULL;
 	ckpt_hold_release(h, 1);

@@ -10,8 +10,8 @@
 #include <sys/socket.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/pidfd.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1728,7 +1728,7 @@ ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, char **cause)
 		return -1;
 	}
 	/* Our child, not yet reaped (only this loop reaps): the pid is its. */
-	if ((pidfd = (int)syscall(SYS_pidfd_open, pid, 0)) == -1) {
+	if ((pidfd = pidfd_open(pid, 0)) == -1) {
 		set_cause(cause, "pidfd_open of its lazy-pages daemon (pid "
 		    "%ld): %s", (long)pid, strerror(errno));
 		return -1;
@@ -1749,7 +1749,7 @@ ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, char **cause)
 		target[n] = '\0';
 		if (strcmp(target, "anon_inode:[userfaultfd]") != 0)
 			continue;
-		fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+		fd = pidfd_getfd(pidfd, atoi(e->d_name), 0);
 		if (fd == -1) {
 			set_cause(cause, "pidfd_getfd of userfaultfd %s of its "
 			    "lazy-pages daemon: %s", e->d_name, strerror(errno));

@@ -40,6 +40,15 @@ inst_memcheck mc 384
 inst_verify h1 mc "$INST_STATE" "started on h1"
 
 nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
+# restore_named ERROR WHAT: restore mc on h2 from the generation its
+# ERROR names, and have memcheck verify it.
+restore_named() {
+	local gen
+	gen=$(sed -n 's/.*ternctl restore mc --generation \([0-9]*\) .*/\1/p' <<<"$1")
+	[ -n "$gen" ] || fail "no generation in mc's error: $1"
+	cl_ctl h2 restore mc --generation "$gen"
+	inst_verify h2 mc "$INST_STATE" "$2"
+}
 early="mc: lazy-pages daemon for checkpoint [0-9]* started (pages from the images here)"
 
 # 1. Resumed early on h2.
@@ -69,11 +78,9 @@ grep -q "still being copied in .* ternctl restore mc --generation [0-9]* brings 
     fail "mc's error on h2 does not say what happened and what to do: $err"
 [ "$(inst_copies mc)" = 0 ] || fail "$(inst_copies mc) copies of mc run after its loader died"
 [ -z "$(inst_field h1 mc state)" ] || fail "h1 still lists mc: $(inst_where mc)"
-gen=$(sed -n 's/.*ternctl restore mc --generation \([0-9]*\) .*/\1/p' <<<"$err")
-cl_ctl h2 restore mc --generation "$gen"
+restore_named "$err" "restored on h2 from the move's checkpoint"
 [ "$(inst_where mc)" = "h2:running" ] || fail "after the restore mc is at: $(inst_where mc)"
 [ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
-inst_verify h2 mc "$INST_STATE" "restored on h2 from the move's checkpoint"
 
 # 4. h2's ternd stops while its loader is held.
 cl_ctl h2 migrate mc --to h1 --mode stopcopy
@@ -130,9 +137,7 @@ h2:stopped)
 	grep -q "ternctl restore mc --generation [0-9]* brings it back" <<<"$err" ||
 	    fail "mc's error on h2 does not say what to do: $err"
 	echo "the resume was answered first; mc is restored from h2's copy"
-	gen=$(sed -n 's/.*ternctl restore mc --generation \([0-9]*\) .*/\1/p' <<<"$err")
-	cl_ctl h2 restore mc --generation "$gen"
-	inst_verify h2 mc "$INST_STATE" "restored on h2 after its loader died"
+	restore_named "$err" "restored on h2 after its loader died"
 	;;
 esac
 [ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
@@ -172,8 +177,6 @@ grep -q "still being copied in .* ternctl restore mc --generation [0-9]* brings 
     fail "mc on h2 did not stop for its loader's death: $err"
 [ "$(wc -l <"$INST_STATE")" = "$lines" ] || fail "mc answered after its loader died: $(tail -n 1 "$INST_STATE")"
 [ "$(inst_copies mc)" = 0 ] || fail "$(inst_copies mc) copies of mc run after its loader died"
-gen=$(sed -n 's/.*ternctl restore mc --generation \([0-9]*\) .*/\1/p' <<<"$err")
-cl_ctl h2 restore mc --generation "$gen"
-inst_verify h2 mc "$INST_STATE" "restored on h2 after its loader died unheard"
+restore_named "$err" "restored on h2 after its loader died unheard"
 cl_stop_all || fail "a ternd did not stop cleanly (or a sanitizer spoke)"
 echo "migrate-resume-early: ok"
