@@ -51,6 +51,17 @@ restore_named() {
 }
 early="mc: lazy-pages daemon for checkpoint [0-9]* started (pages from the images here)"
 
+# held_loader: mc back to h1, then to h2 again with h2's loader stopped
+# right after the resume (ctr.loader:stall); sets loader to its pid.
+held_loader() {
+	cl_ctl h2 migrate mc --to h1 --mode stopcopy
+	inst_rearm h2 ctr.loader:stall@1
+	cl_ctl h1 migrate mc --to h2 --mode stopcopy
+	fault_fired h2 ctr.loader stall
+	loader=$(sed -n 's/.*criu lazy-pages started as pid \([0-9]*\).*/\1/p' "$(cl_log h2)" | tail -n 1)
+	[ -n "$loader" ] || fail "no pid of h2's loader in its log"
+}
+
 # 1. Resumed early on h2.
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
 [ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
@@ -83,12 +94,7 @@ restore_named "$err" "restored on h2 from the move's checkpoint"
 [ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
 
 # 4. h2's ternd stops while its loader is held.
-cl_ctl h2 migrate mc --to h1 --mode stopcopy
-inst_rearm h2 ctr.loader:stall@1
-cl_ctl h1 migrate mc --to h2 --mode stopcopy
-fault_fired h2 ctr.loader stall
-loader=$(sed -n 's/.*criu lazy-pages started as pid \([0-9]*\).*/\1/p' "$(cl_log h2)" | tail -n 1)
-[ -n "$loader" ] || fail "no pid of h2's loader in its log"
+held_loader
 ternd=$(cl_pid h2)
 kill -TERM "$ternd"
 sleep 2
@@ -147,13 +153,9 @@ esac
 # asked to check its memory (it waits on the first page not in), h2's
 # ternd is stopped and the loader killed.  mc must still be waiting, not
 # checking zeros, when ternd goes on and kills it.
-cl_ctl h2 migrate mc --to h1 --mode stopcopy
-inst_rearm h2 ctr.loader:stall@1
-cl_ctl h1 migrate mc --to h2 --mode stopcopy
-fault_fired h2 ctr.loader stall
-loader=$(sed -n 's/.*criu lazy-pages started as pid \([0-9]*\).*/\1/p' "$(cl_log h2)" | tail -n 1)
+held_loader
 pid=$(inst_field h2 mc pid)
-[ -n "$loader" ] && [ -n "$pid" ] || fail "no pid of h2's loader ($loader) or of mc ($pid)"
+[ -n "$pid" ] || fail "no pid of mc on h2"
 ternd=$(cl_pid h2)
 lines=$(wc -l <"$INST_STATE")
 kill -USR1 "$pid"
