@@ -17,6 +17,7 @@
 
 #define LOG_MODULE "ckpt"
 #include "checkpoint/ckpt.h"
+#include "checkpoint/confine.h"
 #include "checkpoint/container.h"
 #include "checkpoint/criu.h"
 #include "daemon/crc32c.h"
@@ -741,7 +742,7 @@ static void	ckpt_dump_conclude(struct ckpt_op *);
 static void	ckpt_dump_answer(struct criu *, const CriuResp *, const char *,
 		    void *);
 static int	ckpt_dump_notify(struct criu *, const char *, void *);
-static char	**ckpt_externals(int, size_t *);
+static char	**ckpt_externals(int, pid_t, size_t *);
 static void	ckpt_externals_free(char **);
 static pid_t	ckpt_dump_run(uv_loop_t *, const struct ckpt_target *, uint64_t,
 		    int, int, int, int, ckpt_hold_cb, ckpt_cb, void *);
@@ -939,11 +940,13 @@ ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
 	ckpt_dump_conclude(op);
 }
 
-/* The host's device nodes bind-mounted into the container's /dev are
- * external mounts: dump names them "dev-NAME", restore maps them back.
- * Returns the NULL-terminated array; free with ckpt_externals_free. */
+/* External mounts: the host's device nodes bind-mounted into the
+ * container's /dev (dump names them "dev-NAME", restore maps them back)
+ * and the masked directories (confine_mask_externals).  pid: the dump's
+ * container init.  Returns the NULL-terminated array; free with
+ * ckpt_externals_free. */
 static char **
-ckpt_externals(int dump, size_t *n)
+ckpt_externals(int dump, pid_t pid, size_t *n)
 {
 	const char *const	*dev = container_host_devices();
 	char			**ext;
@@ -958,6 +961,7 @@ ckpt_externals(int dump, size_t *n)
 		else
 			xasprintf(&ext[i], "mnt[dev-%s]:/dev/%s", dev[i], dev[i]);
 	}
+	confine_mask_externals(pid, dump, &ext, n);
 	return ext;
 }
 
@@ -1078,13 +1082,13 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 {
 	struct criu	*c;
 	int		 fds[2] = { ps_fd, keep_fd };
-	char		*args[64], **ext, pid[16], psfd[16], *freezer;
+	char		*args[96], **ext, pid[16], psfd[16], *freezer;
 	size_t		 n = 0, i, next;
 
 	snprintf(pid, sizeof pid, "%ld", (long)t->pid);
 	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
 	freezer = ckpt_freezer(t->name);
-	ext = ckpt_externals(1, &next);
+	ext = ckpt_externals(1, t->pid, &next);
 	args[n++] = "dump";
 	args[n++] = "-t";
 	args[n++] = pid;
@@ -1155,7 +1159,7 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 	ckpt_common_opts(&opts, op->dir_fd, "dump.log");
 	opts.has_pid = 1;
 	opts.pid = t->pid;
-	ext = ckpt_externals(1, &opts.n_external);
+	ext = ckpt_externals(1, t->pid, &opts.n_external);
 	opts.external = ext;
 	opts.freeze_cgroup = freezer = ckpt_freezer(t->name);
 	opts.has_leave_running = 1;
@@ -1421,6 +1425,9 @@ ckpt_verify_done(uv_work_t *w, int status)
 		set_cause(&cause, "%s: %s", op->gen_dir, strerror(errno));
 		goto fail;
 	}
+	/* The directory its masked paths bind (external mounts). */
+	if (confine_mask_dir_ready(&cause) != 0)
+		goto fail;
 	if ((c = criu_spawn(op->loop, op->criu_path, NULL, 0, &cause)) == NULL)
 		goto fail;
 	ckpt_common_opts(&opts, op->dir_fd, "restore.log");
@@ -1450,7 +1457,7 @@ ckpt_verify_done(uv_work_t *w, int status)
 	}
 	opts.n_cg_root = n;
 	opts.cg_root = rootp;
-	ext = ckpt_externals(0, &opts.n_external);
+	ext = ckpt_externals(0, 0, &opts.n_external);
 	opts.external = ext;
 	/* The restored init becomes our child, like a started one. */
 	opts.has_rst_sibling = 1;

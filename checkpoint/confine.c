@@ -14,6 +14,7 @@
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -47,8 +48,8 @@ static const char *const confine_names[] = {
 	CAPBIT(CAP_NET_BIND_SERVICE) | CAPBIT(CAP_SYS_CHROOT) | \
 	CAPBIT(CAP_KILL) | CAPBIT(CAP_AUDIT_WRITE))
 
-/* runc's masked paths: files get /dev/null, directories an empty
- * read-only tmpfs.  Missing ones are skipped. */
+/* runc's masked paths: files get /dev/null, directories CONFINE_MASK_DIR
+ * (read-only).  Missing ones are skipped. */
 static const char *const confine_masked[] = {
 	"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore",
 	"/proc/keys", "/proc/latency_stats", "/proc/timer_list",
@@ -257,7 +258,10 @@ confine_prepare(struct confine *c, const char *name,
     const struct container_spec *spec, char **cause)
 {
 	memset(c, 0, sizeof *c);
+	c->mask_tree = -1;
 	c->on = CONFINE_ALL & ~spec->unconfined;
+	if ((c->on & CONFINE_MASKED_PATHS) && confine_mask_dir_ready(cause) != 0)
+		return -1;
 	c->keep_caps = CONFINE_KEEP_CAPS;
 	c->last_cap = confine_last_cap();
 	if ((c->on & CONFINE_SECCOMP) &&
@@ -274,6 +278,136 @@ confine_free(struct confine *c)
 	free(c->filter);
 	c->filter = NULL;
 	c->filter_len = 0;
+	if (c->mask_tree != -1)
+		close(c->mask_tree);
+	c->mask_tree = -1;
+}
+
+int
+confine_mask_dir_ready(char **cause)
+{
+	struct stat	 st;
+	struct dirent	*de;
+	DIR		*d;
+	char		*parent, *slash;
+	int		 rc;
+
+	parent = xstrdup(CONFINE_MASK_DIR);
+	if ((slash = strrchr(parent, '/')) != NULL && slash != parent)
+		*slash = '\0';
+	rc = mkdir_p(parent, 0755, cause);
+	free(parent);
+	if (rc != 0)
+		return -1;
+	if (mkdir(CONFINE_MASK_DIR, 0555) != 0 && errno != EEXIST) {
+		set_cause(cause, "cannot create %s, the empty directory masked "
+		    "paths show: %s", CONFINE_MASK_DIR, strerror(errno));
+		return -1;
+	}
+	if (lstat(CONFINE_MASK_DIR, &st) != 0 || !S_ISDIR(st.st_mode) ||
+	    st.st_uid != 0 || (st.st_mode & 022) != 0) {
+		set_cause(cause, "%s, the empty directory containers see over "
+		    "masked paths such as /proc/acpi, is not a directory of "
+		    "root's that only root may write: remove it (ternd "
+		    "creates it again)", CONFINE_MASK_DIR);
+		return -1;
+	}
+	if ((d = opendir(CONFINE_MASK_DIR)) == NULL) {
+		set_cause(cause, "%s: %s", CONFINE_MASK_DIR, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		set_cause(cause, "%s, the empty directory containers see over "
+		    "masked paths such as /proc/acpi, holds %s: remove what "
+		    "is in it", CONFINE_MASK_DIR, de->d_name);
+		closedir(d);
+		return -1;
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+confine_mask_tree(struct confine *c)
+{
+	if (!(c->on & CONFINE_MASKED_PATHS))
+		return 0;
+	c->mask_tree = open_tree(AT_FDCWD, CONFINE_MASK_DIR, OPEN_TREE_CLONE |
+	    OPEN_TREE_CLOEXEC);
+	return c->mask_tree == -1 ? -1 : 0;
+}
+
+/* A masked directory's key among CRIU's external mounts: "mask" and its
+ * path with '/' as '-' ("mask-proc-acpi"). */
+static void
+confine_mask_key(const char *path, char *key, size_t size)
+{
+	size_t	i;
+
+	snprintf(key, size, "mask%s", path);
+	for (i = 0; key[i] != '\0'; i++)
+		if (key[i] == '/')
+			key[i] = '-';
+}
+
+/* Whether path is a mount point in the mount table of pid's namespace. */
+static int
+confine_is_mounted(pid_t pid, const char *path)
+{
+	char	 file[64], *line = NULL, *mp;
+	size_t	 cap = 0;
+	FILE	*f;
+	int	 found = 0, i;
+
+	snprintf(file, sizeof file, "/proc/%ld/mountinfo", (long)pid);
+	if ((f = fopen(file, "re")) == NULL)
+		return 0;
+	while (!found && getline(&line, &cap, f) != -1) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ...: the fifth field
+		 * (no masked path has a character mountinfo escapes). */
+		mp = line;
+		for (i = 0; i < 4 && mp != NULL; i++)
+			if ((mp = strchr(mp, ' ')) != NULL)
+				mp++;
+		if (mp != NULL && strncmp(mp, path, strlen(path)) == 0 &&
+		    mp[strlen(path)] == ' ')
+			found = 1;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+void
+confine_mask_externals(pid_t pid, int dump, char ***ext, size_t *n)
+{
+	struct stat	 st;
+	char		 key[64], root[PATH_MAX];
+	const char	*p;
+	size_t		 i;
+
+	for (i = 0; (p = confine_masked[i]) != NULL; i++) {
+		confine_mask_key(p, key, sizeof key);
+		if (dump) {
+			/* A directory mounted over in the container: ours (or
+			 * the tmpfs of a container started by an older
+			 * ternd, empty as well). */
+			snprintf(root, sizeof root, "/proc/%ld/root%s",
+			    (long)pid, p);
+			if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode) ||
+			    !confine_is_mounted(pid, p))
+				continue;
+		}
+		*ext = xreallocarray(*ext, *n + 2, sizeof **ext);
+		if (dump)
+			xasprintf(&(*ext)[*n], "mnt[%s]:%s", p, key);
+		else
+			xasprintf(&(*ext)[*n], "mnt[%s]:%s", key,
+			    CONFINE_MASK_DIR);
+		(*ext)[++*n] = NULL;
+	}
 }
 
 /* The flags of the mount at path, for a remount that may not clear them. */
@@ -304,7 +438,7 @@ int
 confine_mounts(const struct confine *c, int *step, int *idx)
 {
 	struct stat	st;
-	const char	*p;
+	const char	*p, *first = NULL;
 	size_t		i;
 
 	if (c->on & CONFINE_MASKED_PATHS) {
@@ -316,12 +450,23 @@ confine_mounts(const struct confine *c, int *step, int *idx)
 					continue;
 				return -1;
 			}
-			if (S_ISDIR(st.st_mode)) {
-				if (mount("tmpfs", p, "tmpfs", MS_RDONLY |
-				    MS_NOSUID | MS_NODEV | MS_NOEXEC,
-				    "size=0,mode=555") != 0)
+			if (!S_ISDIR(st.st_mode)) {
+				if (mount("/dev/null", p, NULL, MS_BIND,
+				    NULL) != 0)
 					return -1;
-			} else if (mount("/dev/null", p, NULL, MS_BIND,
+				continue;
+			}
+			/* The first directory takes the copy of
+			 * CONFINE_MASK_DIR, the others bind that one. */
+			if (first == NULL) {
+				if (move_mount(c->mask_tree, "", AT_FDCWD, p,
+				    MOVE_MOUNT_F_EMPTY_PATH) != 0)
+					return -1;
+				first = p;
+			} else if (mount(first, p, NULL, MS_BIND, NULL) != 0)
+				return -1;
+			if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND |
+			    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			    NULL) != 0)
 				return -1;
 		}
@@ -403,6 +548,11 @@ confine_cause(const char *name, int step, int idx, int err, char **cause)
 	const char	*why = strerror(err);
 
 	switch (step) {
+	case CONFINE_STEP_MASK_TREE:
+		set_cause(cause, "container %s: cannot take %s, the empty "
+		    "directory masked paths show: %s (or list \"masked_paths\" "
+		    "in tern.unconfined)", name, CONFINE_MASK_DIR, why);
+		break;
 	case CONFINE_STEP_MASK:
 		if (idx < 0 || (size_t)idx >= sizeof confine_masked /
 		    sizeof confine_masked[0] - 1)

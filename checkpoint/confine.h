@@ -8,9 +8,10 @@
  *			the ambient set cleared
  *	no_new_privs	PR_SET_NO_NEW_PRIVS: exec never grants more
  *			(setuid files, file capabilities)
- *	masked_paths	/dev/null bound over files and an empty read-only
- *			tmpfs over directories that leak or expose the
- *			host's kernel (/proc/kcore, /proc/keys, ...)
+ *	masked_paths	/dev/null bound over files and an empty directory
+ *			of the host's (CONFINE_MASK_DIR) bound read-only
+ *			over directories that leak or expose the host's
+ *			kernel (/proc/kcore, /proc/keys, /proc/acpi, ...)
  *	readonly_paths	/proc/sys, /proc/sysrq-trigger, /proc/bus,
  *			/proc/fs, /proc/irq bound read-only onto themselves
  *	seccomp		a filter answering EPERM to system calls that
@@ -33,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct container_spec;
 
@@ -53,6 +55,7 @@ unsigned	 confine_bit(const char *name);
 /* What the first process applies, prepared by confine_prepare. */
 struct confine {
 	unsigned		 on;		/* CONFINE_* applied */
+	int			 mask_tree;	/* confine_mask_tree's, or -1 */
 	uint64_t		 keep_caps;
 	int			 last_cap;
 	void			*filter;	/* struct sock_filter[] */
@@ -61,6 +64,7 @@ struct confine {
 
 /* Steps of confine_mounts and confine_apply, for messages. */
 enum confine_step {
+	CONFINE_STEP_MASK_TREE,		/* CONFINE_MASK_DIR, before pivot */
 	CONFINE_STEP_MASK,		/* idx: confine_masked_path */
 	CONFINE_STEP_READONLY,		/* idx: confine_readonly_path */
 	CONFINE_STEP_NO_NEW_PRIVS,
@@ -72,6 +76,12 @@ int		 confine_prepare(struct confine *, const char *name,
 		     const struct container_spec *, char **cause);
 void		 confine_free(struct confine *);
 
+/* In the container's first process, before pivot_root (the host's paths
+ * still resolve): a detached copy of CONFINE_MASK_DIR's mount, for
+ * confine_mounts to attach (a mount of the namespace it left cannot be
+ * bound once the old root is gone).  Nothing if masked_paths is off.  0,
+ * or -1 with errno. */
+int		 confine_mask_tree(struct confine *);
 /* In the container's first process, after pivot_root (paths are the
  * container's): mask and make read-only.  0, or -1 with errno and
  * *step, *idx set. */
@@ -81,6 +91,30 @@ int		 confine_apply(const struct confine *, int *step, int *idx);
 /* "container NAME: cannot ..." for a failed step. */
 void		 confine_cause(const char *name, int step, int idx, int err,
 		     char **cause);
+
+/* The empty directory bound read-only over masked directories: a bind
+ * rather than a tmpfs of the container's own, so that a checkpoint names
+ * it (an external mount of CRIU's) instead of archiving an empty tmpfs
+ * with tar and gzip inside every dump's freeze and every restore.  Root's,
+ * mode 0555, nothing in it. */
+#define CONFINE_MASK_DIR	CONFINE_RUNSTATEDIR "/tern-masked"
+#ifdef RUNSTATEDIR
+#define CONFINE_RUNSTATEDIR	RUNSTATEDIR
+#else
+#define CONFINE_RUNSTATEDIR	"/run"
+#endif
+/* Create CONFINE_MASK_DIR if missing and check that it is still what
+ * masks must show: a directory of root's that nobody else may write, with
+ * nothing in it.  0, or -1 with *cause saying what to fix. */
+int		 confine_mask_dir_ready(char **cause);
+/* CRIU's external mounts for the masked directories of the container
+ * whose init is pid (its mount table): for a dump, "mnt[PATH]:KEY" for
+ * each masked directory mounted there; for a restore (pid ignored),
+ * "mnt[KEY]:CONFINE_MASK_DIR" for every key a dump may have named.
+ * Appended to *ext (NULL-terminated, *n entries, grown with xreallocarray);
+ * free each entry and the array. */
+void		 confine_mask_externals(pid_t pid, int dump, char ***ext,
+		     size_t *n);
 
 /* Write the devices cgroup's list in dir (a cgroup v1 devices directory
  * with no process in it): if on has CONFINE_DEVICES, the allow-list plus

@@ -283,6 +283,12 @@ container_child(struct launch *l)
 			container_child_fail(l, STEP_CONSOLE_BIND, 0, errno);
 	}
 
+	/* Masks show a directory of the host's: take it while its path
+	 * still resolves. */
+	if (confine_mask_tree(&l->confine) != 0)
+		container_child_fail_sub(l, STEP_CONFINE,
+		    CONFINE_STEP_MASK_TREE, 0, errno);
+
 	/* The old root is stacked on the new one; detach it. */
 	if (chdir(l->root) != 0)
 		container_child_fail(l, STEP_PIVOT, 0, errno);

@@ -35,6 +35,7 @@
 
 #include <netinet/in.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -47,7 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TMPFS_MAGIC_	0x01021994
+#define PROC_MAGIC_	0x9fa0
 
 static int	escaped, broken;
 
@@ -128,9 +129,12 @@ try_write_open(const char *name, const char *path)
 static void
 try_masked(const char *name, const char *path)
 {
-	struct stat	st;
-	struct statfs	sf;
-	char		buf[PATH_MAX + 64];
+	struct stat	 st;
+	struct statfs	 sf;
+	struct dirent	*de;
+	DIR		*d;
+	char		 buf[PATH_MAX + 64];
+	int		 entries = 0;
 
 	if (stat(path, &st) != 0) {
 		skip(name, "not on this kernel");
@@ -141,9 +145,28 @@ try_masked(const char *name, const char *path)
 		ok(name, "masked by /dev/null%.0s", 0);
 		return;
 	}
+	/* A directory: something empty that is not the kernel's, and
+	 * nothing can be put there. */
 	if (S_ISDIR(st.st_mode) && statfs(path, &sf) == 0 &&
-	    (unsigned long)sf.f_type == TMPFS_MAGIC_) {
-		ok(name, "masked by an empty tmpfs%.0s", 0);
+	    (unsigned long)sf.f_type != PROC_MAGIC_ &&
+	    (d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") != 0 &&
+			    strcmp(de->d_name, "..") != 0)
+				entries++;
+		closedir(d);
+		snprintf(buf, sizeof buf, "%s/escape", path);
+		if (mkdir(buf, 0700) == 0) {
+			rmdir(buf);
+			snprintf(buf, sizeof buf, "%s's mask is writable", path);
+			escape(name, buf);
+		} else if (entries != 0) {
+			snprintf(buf, sizeof buf, "%s's mask holds %d entries",
+			    path, entries);
+			escape(name, buf);
+		} else
+			ok(name, "masked by an empty read-only directory "
+			    "(%s)", errno);
 		return;
 	}
 	snprintf(buf, sizeof buf, "%s is the kernel's", path);
