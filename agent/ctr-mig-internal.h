@@ -69,6 +69,8 @@ struct migration {
 	struct ckpt_hold	*dump;		/* source, post-copy: until CRIU
 						 * is done serving pages */
 	struct ckpt_lazy	*lazy;		/* target: lazy-pages daemon */
+	struct criu		*swrk;		/* target: its restore's CRIU,
+						 * started at READY */
 	int			 resumed;	/* source: RESUMED arrived */
 	uint64_t		 dump_start_ms;
 	uint64_t		 resumed_ms;

@@ -14,6 +14,7 @@
 #include "agent/ctr-mig-internal.h"
 #include "agent/instance-internal.h"
 #include "checkpoint/ckpt.h"
+#include "checkpoint/criu.h"
 #include "checkpoint/page-server.h"
 #include "daemon/log.h"
 #include "daemon/mesh.h"
@@ -175,6 +176,8 @@ ctr_free(struct migration *m)
 	m->lazy = NULL;
 	ckpt_lazy_free(m->loader);	/* not handed to the instance */
 	m->loader = NULL;
+	criu_close(m->swrk);		/* no restore took it */
+	m->swrk = NULL;
 	if (m->ps_fd != -1)
 		close(m->ps_fd);
 	m->ps_fd = -1;

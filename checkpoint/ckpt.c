@@ -45,6 +45,7 @@ struct ckpt_op {
 	uv_work_t		 work;		/* hashing runs off the loop */
 	int			 working;
 	struct criu		*criu;		/* dump: until CRIU answered */
+	struct criu		*swrk;		/* restore: ckpt_target's */
 	int			 answered;	/* dump: CRIU answered meanwhile */
 	uint64_t		 answered_at;
 	uint64_t		 frozen_ms;	/* leave-running: until post-dump */
@@ -190,6 +191,7 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	res->gen_dir = op->gen_dir;
 	res->duration_ms = now_ms() - op->start_ms;
 	op->cb(op->arg, res, error);
+	criu_close(op->swrk);		/* not used: failed before CRIU */
 	if (op->dir_fd != -1)
 		close(op->dir_fd);
 	free(op->cancel_why);
@@ -1428,7 +1430,16 @@ ckpt_verify_done(uv_work_t *w, int status)
 	/* The directory its masked paths bind (external mounts). */
 	if (confine_mask_dir_ready(&cause) != 0)
 		goto fail;
-	if ((c = criu_spawn(op->loop, op->criu_path, NULL, 0, &cause)) == NULL)
+	c = op->swrk;
+	op->swrk = NULL;
+	if (c != NULL && criu_exited(c)) {
+		log_info("%s: the criu started ahead for its restore exited; "
+		    "starting another", op->name);
+		criu_close(c);
+		c = NULL;
+	}
+	if (c == NULL &&
+	    (c = criu_spawn(op->loop, op->criu_path, NULL, 0, &cause)) == NULL)
 		goto fail;
 	ckpt_common_opts(&opts, op->dir_fd, "restore.log");
 	opts.root = op->rootfs;
@@ -1503,6 +1514,7 @@ ckpt_restore_held(uv_loop_t *loop, const struct ckpt_target *t,
 
 	op = ckpt_op_new(loop, t, generation, 0, cb, arg, NULL);
 	op->hold_cb = hold_cb;
+	op->swrk = t->swrk;
 	op->lazy = t->lazy;
 	op->pages_checked = t->pages_checked;
 	op->rootfs = xstrdup(t->rootfs);

@@ -38,6 +38,11 @@ struct ckpt_target {
 	 * stream was checked by its digest; the MANIFEST (lazy-marked)
 	 * lists the other images only. */
 	int		 pages_checked;
+	/* restore: a `criu swrk` started ahead (criu_spawn) while the
+	 * images were on their way, or NULL.  The restore takes it (and
+	 * starts its own if that one died meanwhile): a migration's freeze
+	 * then holds no process start of CRIU's. */
+	struct criu	*swrk;
 };
 
 struct ckpt_result {

@@ -602,6 +602,12 @@ criu_action_script(const char *dir, char **cause)
 	return path;
 }
 
+int
+criu_exited(const struct criu *c)
+{
+	return c->exited;
+}
+
 pid_t
 criu_pid(const struct criu *c)
 {

@@ -49,6 +49,8 @@ struct criu	*criu_run(uv_loop_t *, const char *criu_path,
 char		*criu_action_script(const char *dir, char **cause);
 /* Its process id. */
 pid_t		 criu_pid(const struct criu *);
+/* 1 once it exited (a swrk started ahead may die before its request). */
+int		 criu_exited(const struct criu *);
 /* SIGKILL it and its process group now (its exit follows). */
 void		 criu_kill(struct criu *);
 /* Give up on it now: SIGKILL it (and its process group: it runs in a
