@@ -77,11 +77,8 @@ cl_ctl h1 stop mc >/dev/null
 start_mc
 pid=$(inst_field h1 mc pid)
 base=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
-ext_dump=() ext_rst=()
-for d in null zero full random urandom; do
-	ext_dump+=(--external "mnt[/dev/$d]:dev-$d")
-	ext_rst+=(--external "mnt[dev-$d]:/dev/$d")
-done
+inst_criu_externals "$pid"
+ext_dump=("${CRIU_EXT_DUMP[@]}") ext_rst=("${CRIU_EXT_RESTORE[@]}")
 img="$TH_ROOT/manual"
 mkdir -p "$img"
 # criu dump --leave-running: the tree stands still for the whole dump.

@@ -120,19 +120,15 @@ tern_loop="$loop_src/$loop_dst"
 tern_worst=$(( loop_src > loop_dst ? loop_src : loop_dst )) tern_cb=$cb
 
 # --- by hand, with the same CRIU -----------------------------------------------
-ext_dump=() ext_rst=()
-for d in null zero full random urandom; do
-	ext_dump+=(--external "mnt[/dev/$d]:dev-$d")
-	ext_rst+=(--external "mnt[dev-$d]:/dev/$d")
-done
 src="$TH_ROOT/h1/state/manual" dst="$TH_ROOT/h2/state/manual"
 img=/var/lib/tern/manual	# both, as each host sees it
 h1a=$(th_addr h1) h2a=$(th_addr h2)
 
-# man_start WHAT PORT: a fresh memcheck container on h1 (sets pid and fz,
-# its freezer cgroup), empty image directories, and on h2 a listener
-# that untars what comes to PORT into the images (started before the
-# clock runs, as an operator would).
+# man_start WHAT PORT: a fresh memcheck container on h1 (sets pid, fz,
+# its freezer cgroup, and ext_dump and ext_rst, the external mounts CRIU
+# must be told of), empty image directories, and on h2 a listener that
+# untars what comes to PORT into the images (started before the clock
+# runs, as an operator would).
 man_start() {
 	# The last method's images go before the container starts, as
 	# tern's go with its destroy: memory freed a moment before the
@@ -142,6 +138,8 @@ man_start() {
 	ready_mc "$1"
 	pid=$(inst_field h1 mc pid)
 	fz=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
+	inst_criu_externals "$pid"
+	ext_dump=("${CRIU_EXT_DUMP[@]}") ext_rst=("${CRIU_EXT_RESTORE[@]}")
 	mkdir -p "$src" "$dst"
 	th_spawn h2 "$TH_ROOT/nc.log" bash -c "nc -l -N $h2a $2 | tar -C $img -x" >/dev/null
 	recv=$TH_SPAWN_PID

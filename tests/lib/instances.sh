@@ -65,6 +65,28 @@ inst_verify() {
 	inst_verify_pid "$pid" "$2" "$3" "${4:-}"
 }
 
+# inst_criu_externals PID: the --external options CRIU's command line
+# needs for the tern container whose init is PID, as ternd gives them
+# (checkpoint/ckpt.c): the host's device nodes in its /dev, and its
+# masked directories, binds of one empty host directory
+# (checkpoint/confine.h).  Sets the arrays CRIU_EXT_DUMP and
+# CRIU_EXT_RESTORE.
+inst_criu_externals() {
+	local d root mp key
+	CRIU_EXT_DUMP=() CRIU_EXT_RESTORE=()
+	for d in null zero full random urandom; do
+		CRIU_EXT_DUMP+=(--external "mnt[/dev/$d]:dev-$d")
+		CRIU_EXT_RESTORE+=(--external "mnt[dev-$d]:/dev/$d")
+	done
+	# mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT ...
+	while read -r _ _ _ root mp _; do
+		case $root in */tern-masked) ;; *) continue ;; esac
+		key=mask${mp//\//-}
+		CRIU_EXT_DUMP+=(--external "mnt[$mp]:$key")
+		CRIU_EXT_RESTORE+=(--external "mnt[$key]:$root")
+	done <"/proc/$1/mountinfo"
+}
+
 # inst_verify_pid PID NAME STATE [WHAT]: as inst_verify, for a memcheck
 # ternd does not know (a copy restored by hand, in the benches).
 inst_verify_pid() {
