@@ -14,6 +14,7 @@
 #include "checkpoint/criu.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
+#include "daemon/spawn.h"
 #include "daemon/util.h"
 #include "daemon/xmalloc.h"
 
@@ -37,7 +38,7 @@ static unsigned	criu_deadline_ms = CRIU_DEFAULT_TIMEOUT_MS;
 struct criu {
 	uv_loop_t		*loop;
 	char			*path;
-	uv_process_t		 proc;
+	struct spawn		 proc;		/* its poll's data is us */
 	uv_poll_t		 poll;
 	uv_timer_t		 timer;		/* kill grace after close */
 	uv_timer_t		 deadline;	/* per request */
@@ -126,7 +127,7 @@ criu_kill_group(struct criu *c)
 	if (c->exited)
 		return;
 	if (kill(-c->proc.pid, SIGKILL) != 0)
-		uv_process_kill(&c->proc, SIGKILL);
+		spawn_kill(&c->proc, SIGKILL);
 }
 
 /* A fault point at a request's start (tests): "stall" stops criu, so it
@@ -202,9 +203,9 @@ criu_notify_cancelled(struct criu *c, const char *script)
 }
 
 static void
-criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
+criu_on_exit(struct spawn *p, int64_t status, int term_signal)
 {
-	struct criu	*c = p->data;
+	struct criu	*c = p->poll.data;
 	char		 why[128];
 
 	c->exited = 1;
@@ -213,7 +214,7 @@ criu_on_exit(uv_process_t *p, int64_t status, int term_signal)
 	uv_timer_stop(&c->deadline);
 	log_debug("criu swrk %d exited (status %lld, signal %d)", p->pid,
 	    (long long)status, term_signal);
-	uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
+	spawn_close(&c->proc, criu_handle_closed);
 	if (c->closing) {
 		uv_timer_stop(&c->timer);
 		if (!uv_is_closing((uv_handle_t *)&c->timer))
@@ -348,21 +349,19 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 	criu_resp__free_unpacked(resp, NULL);
 }
 
-/* criu's descriptors: none of ours on 0-2, fd3 on 3, pass_fds from 4. */
-static void
-criu_stdio(uv_stdio_container_t *stdio, int fd3, const int *pass_fds,
-    int npass)
+/* criu's descriptors: /dev/null on 0-2, fd3 on 3, pass_fds from 4; the
+ * count. */
+static int
+criu_fds(int *fds, int fd3, const int *pass_fds, int npass)
 {
 	int	i;
 
 	for (i = 0; i < CRIU_SWRK_FD; i++)
-		stdio[i].flags = UV_IGNORE;
-	stdio[CRIU_SWRK_FD].flags = UV_INHERIT_FD;
-	stdio[CRIU_SWRK_FD].data.fd = fd3;
-	for (i = 0; i < npass; i++) {
-		stdio[criu_passed_fd(i)].flags = UV_INHERIT_FD;
-		stdio[criu_passed_fd(i)].data.fd = pass_fds[i];
-	}
+		fds[i] = -1;
+	fds[CRIU_SWRK_FD] = fd3;
+	for (i = 0; i < npass; i++)
+		fds[criu_passed_fd(i)] = pass_fds[i];
+	return criu_passed_fd(npass);
 }
 
 /* Spawned: watch c->fd and arm the timers. */
@@ -384,10 +383,9 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
     int npass, char **cause)
 {
 	struct criu		*c;
-	uv_process_options_t	 opts;
-	uv_stdio_container_t	 stdio[16];
+	struct spawn_opts	 opts;
 	char			*args[4], fdarg[8];
-	int			 sv[2], rc;
+	int			 fds[16], sv[2];
 
 	if (npass < 0 || npass > 16 - CRIU_SWRK_FD - 1) {
 		set_cause(cause, "too many descriptors for criu");
@@ -398,8 +396,6 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 		return NULL;
 	}
 	memset(&opts, 0, sizeof opts);
-	memset(stdio, 0, sizeof stdio);
-	criu_stdio(stdio, sv[1], pass_fds, npass);
 	snprintf(fdarg, sizeof fdarg, "%d", CRIU_SWRK_FD);
 	args[0] = (char *)criu_path;
 	args[1] = "swrk";
@@ -407,28 +403,23 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	args[3] = NULL;
 	opts.file = criu_path;
 	opts.args = args;
-	opts.stdio = stdio;
-	opts.stdio_count = CRIU_SWRK_FD + 1 + npass;
-	opts.exit_cb = criu_on_exit;
-	opts.flags = UV_PROCESS_DETACHED;	/* its own group: criu_kill_group */
+	opts.fds = fds;
+	opts.nfds = criu_fds(fds, sv[1], pass_fds, npass);
+	opts.setsid = 1;	/* its own group: criu_kill_group */
 
 	c = xcalloc(1, sizeof *c);
+	if (spawn_start(loop, &c->proc, &opts, criu_on_exit, cause) != 0) {
+		close(sv[0]);
+		close(sv[1]);
+		free(c);
+		return NULL;
+	}
+	close(sv[1]);
 	c->loop = loop;
 	c->path = xstrdup(criu_path);
 	c->fd = sv[0];
 	c->answer_fd = -1;
-	c->proc.data = c;
-	if ((rc = uv_spawn(loop, &c->proc, &opts)) != 0) {
-		set_cause(cause, "cannot run %s: %s", criu_path, uv_strerror(rc));
-		close(sv[0]);
-		close(sv[1]);
-		/* uv_spawn failures still need the handle closed */
-		c->handles = 1;
-		c->fd = -1;
-		uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
-		return NULL;
-	}
-	close(sv[1]);
+	c->proc.poll.data = c;
 	criu_watch(c, loop, criu_on_readable);
 	log_debug("criu swrk started as pid %d", c->proc.pid);
 	return c;
@@ -481,10 +472,9 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 {
 	extern char		**environ;
 	struct criu		*c;
-	uv_process_options_t	 opts;
-	uv_stdio_container_t	 stdio[16];
+	struct spawn_opts	 opts;
 	char			**argv, **env, *note;
-	int			 ask[2], answer[2], rc, i, nargs, nenv;
+	int			 fds[16], ask[2], answer[2], rc, i, nargs, nenv;
 
 	if (npass < 0 || npass > 16 - CRIU_SWRK_FD - 2) {
 		set_cause(cause, "too many descriptors for criu");
@@ -502,12 +492,11 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	}
 	fcntl(ask[0], F_SETFL, O_NONBLOCK);
 	memset(&opts, 0, sizeof opts);
-	memset(stdio, 0, sizeof stdio);
 	/* The script reopens the pipes through /proc/<criu>/fd: CRIU closes
 	 * what its children inherit. */
-	criu_stdio(stdio, ask[1], pass_fds, npass);
-	stdio[criu_passed_fd(npass)].flags = UV_INHERIT_FD;
-	stdio[criu_passed_fd(npass)].data.fd = answer[0];
+	opts.nfds = criu_fds(fds, ask[1], pass_fds, npass);
+	fds[opts.nfds++] = answer[0];
+	opts.fds = fds;
 
 	for (nargs = 0; args[nargs] != NULL; nargs++)
 		;
@@ -528,33 +517,27 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	opts.file = criu_path;
 	opts.args = argv;
 	opts.env = env;
-	opts.stdio = stdio;
-	opts.stdio_count = criu_passed_fd(npass) + 1;
-	opts.exit_cb = criu_on_exit;
-	opts.flags = UV_PROCESS_DETACHED;
+	opts.setsid = 1;
 
 	c = xcalloc(1, sizeof *c);
-	c->loop = loop;
-	c->cli = 1;
-	c->path = xstrdup(criu_path);
-	c->fd = ask[0];
-	c->answer_fd = answer[1];
-	c->proc.data = c;
-	rc = uv_spawn(loop, &c->proc, &opts);
+	rc = spawn_start(loop, &c->proc, &opts, criu_on_exit, cause);
 	close(ask[1]);
 	close(answer[0]);
 	free(argv);
 	free(env);
 	free(note);
 	if (rc != 0) {
-		set_cause(cause, "cannot run %s: %s", criu_path, uv_strerror(rc));
-		close(c->fd);
-		close(c->answer_fd);
-		c->handles = 1;
-		c->fd = c->answer_fd = -1;
-		uv_close((uv_handle_t *)&c->proc, criu_handle_closed);
+		close(ask[0]);
+		close(answer[1]);
+		free(c);
 		return NULL;
 	}
+	c->loop = loop;
+	c->cli = 1;
+	c->path = xstrdup(criu_path);
+	c->fd = ask[0];
+	c->answer_fd = answer[1];
+	c->proc.poll.data = c;
 	criu_watch(c, loop, criu_cli_on_readable);
 	c->pending = 1;
 	c->cb = cb;
@@ -724,7 +707,7 @@ criu_abort(struct criu *c, const char *why)
 	c->notify_waiting = 0;
 	criu_stop_reading(c);
 	/* A criu that never dies must not keep ternd's loop alive. */
-	uv_unref((uv_handle_t *)&c->proc);
+	uv_unref((uv_handle_t *)&c->proc.poll);
 	uv_unref((uv_handle_t *)&c->timer);
 	/* Answered now, not at its exit: that may never come. */
 	criu_fail(c, why);
@@ -811,7 +794,7 @@ criu_kill_timeout(uv_timer_t *t)
 
 	if (!c->exited) {
 		log_warnx("criu pid %d did not exit; killing it", c->proc.pid);
-		uv_process_kill(&c->proc, SIGKILL);
+		spawn_kill(&c->proc, SIGKILL);
 	}
 }
 
