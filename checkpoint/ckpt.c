@@ -1641,7 +1641,8 @@ ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
 	if (last != NULL)
 		args[n++] = (char *)last;
 	args[n] = NULL;
-	lz->criu = criu_run(loop, t->criu_path, t->action_script, args, &ps_fd,
+	/* Its readiness is all it tells: --status-fd, no action script. */
+	lz->criu = criu_run(loop, t->criu_path, NULL, args, &ps_fd,
 	    ps_fd != -1 ? 1 : 0, ckpt_lazy_answer, notify, lz, cause);
 	free(dir);
 	free(logname);

@@ -59,6 +59,8 @@ struct criu {
 	int			 closing;
 	int			 cli;		/* command line, not swrk */
 	int			 answer_fd;	/* cli: our verdicts to the script */
+	int			 status_fd;	/* cli: --status-fd, no script */
+	int			 status_seen;
 	char			 line[128];	/* cli: a notification being read */
 	size_t			 linelen;
 
@@ -443,6 +445,15 @@ criu_cli_on_readable(uv_poll_t *h, int status, int events)
 		criu_stop_reading(c);	/* criu exited: criu_on_exit says */
 		return;
 	}
+	if (c->status_fd) {
+		/* One byte, then CRIU closes it; nothing to answer. */
+		if (!c->status_seen) {
+			c->status_seen = 1;
+			if (c->notify != NULL)
+				c->notify(c, "status-ready", c->arg);
+		}
+		return;
+	}
 	c->linelen += (size_t)n;
 	c->line[c->linelen] = '\0';
 	if ((nl = strchr(c->line, '\n')) == NULL) {
@@ -473,7 +484,7 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	extern char		**environ;
 	struct criu		*c;
 	struct spawn_opts	 opts;
-	char			**argv, **env, *note;
+	char			**argv, **env, *note, statusfd[8];
 	int			 fds[16], ask[2], answer[2], rc, i, nargs, nenv;
 
 	if (npass < 0 || npass > 16 - CRIU_SWRK_FD - 2) {
@@ -484,7 +495,8 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 		set_cause(cause, "pipe: %s", strerror(errno));
 		return NULL;
 	}
-	if (pipe2(answer, O_CLOEXEC) != 0) {
+	answer[0] = answer[1] = -1;
+	if (script != NULL && pipe2(answer, O_CLOEXEC) != 0) {
 		set_cause(cause, "pipe: %s", strerror(errno));
 		close(ask[0]);
 		close(ask[1]);
@@ -495,7 +507,8 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	/* The script reopens the pipes through /proc/<criu>/fd: CRIU closes
 	 * what its children inherit. */
 	opts.nfds = criu_fds(fds, ask[1], pass_fds, npass);
-	fds[opts.nfds++] = answer[0];
+	if (script != NULL)
+		fds[opts.nfds++] = answer[0];
 	opts.fds = fds;
 
 	for (nargs = 0; args[nargs] != NULL; nargs++)
@@ -504,8 +517,9 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	argv[0] = (char *)criu_path;
 	for (i = 0; i < nargs; i++)
 		argv[i + 1] = args[i];
-	argv[nargs + 1] = "--action-script";
-	argv[nargs + 2] = (char *)script;
+	snprintf(statusfd, sizeof statusfd, "%d", CRIU_SWRK_FD);
+	argv[nargs + 1] = script != NULL ? "--action-script" : "--status-fd";
+	argv[nargs + 2] = script != NULL ? (char *)script : statusfd;
 	for (nenv = 0; environ[nenv] != NULL; nenv++)
 		;
 	env = xcalloc((size_t)nenv + 2, sizeof *env);
@@ -513,7 +527,7 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 		env[i] = environ[i];
 	xasprintf(&note, "TERN_CRIU_NOTIFY=%d %d", CRIU_SWRK_FD,
 	    criu_passed_fd(npass));
-	env[nenv] = note;
+	env[nenv] = script != NULL ? note : NULL;
 	opts.file = criu_path;
 	opts.args = argv;
 	opts.env = env;
@@ -522,18 +536,21 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	c = xcalloc(1, sizeof *c);
 	rc = spawn_start(loop, &c->proc, &opts, criu_on_exit, cause);
 	close(ask[1]);
-	close(answer[0]);
+	if (answer[0] != -1)
+		close(answer[0]);
 	free(argv);
 	free(env);
 	free(note);
 	if (rc != 0) {
 		close(ask[0]);
-		close(answer[1]);
+		if (answer[1] != -1)
+			close(answer[1]);
 		free(c);
 		return NULL;
 	}
 	c->loop = loop;
 	c->cli = 1;
+	c->status_fd = script == NULL;
 	c->path = xstrdup(criu_path);
 	c->fd = ask[0];
 	c->answer_fd = answer[1];
@@ -729,7 +746,8 @@ criu_notify_reply(struct criu *c, int ok)
 	if (c->cli) {
 		/* The script waits for one line; a dead script is CRIU's
 		 * failure to report, through its exit. */
-		if (write(c->answer_fd, ok ? "ok\n" : "no\n", 3) != 3)
+		if (c->answer_fd != -1 &&
+		    write(c->answer_fd, ok ? "ok\n" : "no\n", 3) != 3)
 			log_debug("criu notify: %s", strerror(errno));
 		return;
 	}

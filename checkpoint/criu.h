@@ -40,7 +40,11 @@ struct criu	*criu_spawn(uv_loop_t *, const char *criu_path,
  * the action, "dump"), pass_fds as above.  It starts at once, as if
  * criu_call had been made: cb follows once with a response whose success
  * is the exit status (the reason is in its log); notifications come
- * through script, the file criu_action_script wrote. */
+ * through script, the file criu_action_script wrote.  script NULL: a
+ * helper that only says it is ready (lazy-pages, page-server) gets no
+ * script but --status-fd (a shell started for each action costs
+ * milliseconds), and that is one "status-ready" notification whose
+ * answer CRIU does not wait for. */
 struct criu	*criu_run(uv_loop_t *, const char *criu_path,
 		    const char *script, char *const *args, const int *pass_fds,
 		    int npass, criu_resp_cb, criu_notify_cb, void *arg,
