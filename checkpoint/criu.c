@@ -38,7 +38,7 @@ static unsigned	criu_deadline_ms = CRIU_DEFAULT_TIMEOUT_MS;
 struct criu {
 	uv_loop_t		*loop;
 	char			*path;
-	struct spawn		 proc;		/* its poll's data is us */
+	struct spawn		 proc;		/* its data is us */
 	uv_poll_t		 poll;
 	uv_timer_t		 timer;		/* kill grace after close */
 	uv_timer_t		 deadline;	/* per request */
@@ -207,7 +207,7 @@ criu_notify_cancelled(struct criu *c, const char *script)
 static void
 criu_on_exit(struct spawn *p, int64_t status, int term_signal)
 {
-	struct criu	*c = p->poll.data;
+	struct criu	*c = p->data;
 	char		 why[128];
 
 	c->exited = 1;
@@ -421,7 +421,7 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 	c->path = xstrdup(criu_path);
 	c->fd = sv[0];
 	c->answer_fd = -1;
-	c->proc.poll.data = c;
+	c->proc.data = c;
 	criu_watch(c, loop, criu_on_readable);
 	log_debug("criu swrk started as pid %d", c->proc.pid);
 	return c;
@@ -554,7 +554,7 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	c->path = xstrdup(criu_path);
 	c->fd = ask[0];
 	c->answer_fd = answer[1];
-	c->proc.poll.data = c;
+	c->proc.data = c;
 	criu_watch(c, loop, criu_cli_on_readable);
 	c->pending = 1;
 	c->cb = cb;

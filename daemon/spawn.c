@@ -22,6 +22,17 @@ extern char	**environ;
 #define SPAWN_FD_FLOOR	64
 
 static void
+spawn_ended(struct spawn *s, int64_t status, int term_signal)
+{
+	if (s->pidfd != -1)
+		uv_poll_stop(&s->poll);
+	else
+		uv_signal_stop(&s->sigchld);
+	s->exited = 1;
+	s->exit_cb(s, status, term_signal);
+}
+
+static void
 spawn_on_exit(uv_poll_t *h, int status, int events)
 {
 	struct spawn	*s = (struct spawn *)h;
@@ -35,19 +46,37 @@ spawn_on_exit(uv_poll_t *h, int status, int events)
 			return;
 		/* Reaped by someone else: it ended, how is lost (never
 		 * taken for a success). */
-		uv_poll_stop(&s->poll);
-		s->exited = 1;
-		s->exit_cb(s, -1, 0);
+		spawn_ended(s, -1, 0);
 		return;
 	}
 	if (si.si_pid == 0)
 		return;		/* not yet */
-	uv_poll_stop(&s->poll);
-	s->exited = 1;
 	if (si.si_code == CLD_EXITED)
-		s->exit_cb(s, si.si_status, 0);
+		spawn_ended(s, si.si_status, 0);
 	else
-		s->exit_cb(s, 0, si.si_status);
+		spawn_ended(s, 0, si.si_status);
+}
+
+/* Without a pidfd: every SIGCHLD, a look at this one child. */
+static void
+spawn_on_sigchld(uv_signal_t *h, int signum)
+{
+	struct spawn	*s = (struct spawn *)((char *)h -
+			    offsetof(struct spawn, sigchld));
+	pid_t		 r;
+	int		 st;
+
+	(void)signum;
+	while ((r = waitpid(s->pid, &st, WNOHANG)) == -1 && errno == EINTR)
+		;
+	if (r == 0)
+		return;
+	if (r == -1)
+		spawn_ended(s, -1, 0);
+	else if (WIFEXITED(st))
+		spawn_ended(s, WEXITSTATUS(st), 0);
+	else if (WIFSIGNALED(st))
+		spawn_ended(s, 0, WTERMSIG(st));
 }
 
 int
@@ -60,6 +89,7 @@ spawn_start(uv_loop_t *loop, struct spawn *s, const struct spawn_opts *o,
 	int				 high[16], i, rc, err;
 	short				 flags = POSIX_SPAWN_SETSIGMASK |
 					    POSIX_SPAWN_SETSIGDEF;
+	siginfo_t			 si;
 
 	memset(s, 0, sizeof *s);
 	s->pid = -1;
@@ -103,21 +133,22 @@ spawn_start(uv_loop_t *loop, struct spawn *s, const struct spawn_opts *o,
 		set_cause(cause, "cannot run %s: %s", o->file, strerror(err));
 		goto out;
 	}
-	if ((s->pidfd = pidfd_open(s->pid, 0)) == -1) {
-		/* No way to watch it (a kernel before 5.3): do not leave
-		 * it running unwatched. */
-		err = errno;
-		kill(s->pid, SIGKILL);
-		while (waitpid(s->pid, NULL, 0) == -1 && errno == EINTR)
-			;
-		set_cause(cause, "cannot watch %s (pid %ld): pidfd_open: %s",
-		    o->file, (long)s->pid, strerror(err));
+	s->exit_cb = cb;
+	rc = 0;
+	if ((s->pidfd = pidfd_open(s->pid, 0)) != -1) {
+		uv_poll_init(loop, &s->poll, s->pidfd);
+		uv_poll_start(&s->poll, UV_READABLE, spawn_on_exit);
 		goto out;
 	}
-	s->exit_cb = cb;
-	uv_poll_init(loop, &s->poll, s->pidfd);
-	uv_poll_start(&s->poll, UV_READABLE, spawn_on_exit);
-	rc = 0;
+	/* No pidfds here: SIGCHLD.  One that came before the watch began
+	 * is raised again (a look that does not reap it), so the watch
+	 * sees it on the loop, never inside this call. */
+	uv_signal_init(loop, &s->sigchld);
+	uv_signal_start(&s->sigchld, spawn_on_sigchld, SIGCHLD);
+	memset(&si, 0, sizeof si);
+	if (waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	    si.si_pid != 0)
+		kill(getpid(), SIGCHLD);
 out:
 	for (i = 0; i < o->nfds; i++)
 		if (high[i] != -1)
@@ -134,6 +165,9 @@ spawn_kill(struct spawn *s, int sig)
 		errno = ESRCH;
 		return -1;
 	}
+	/* Not reaped yet, so its pid is still its own. */
+	if (s->pidfd == -1)
+		return kill(s->pid, sig);
 	return pidfd_send_signal(s->pidfd, sig, NULL, 0);
 }
 
@@ -141,16 +175,22 @@ spawn_kill(struct spawn *s, int sig)
 static void
 spawn_closed(uv_handle_t *h)
 {
-	struct spawn	*s = (struct spawn *)h;
+	struct spawn	*s = h->data;
 
-	close(s->pidfd);
+	if (s->pidfd != -1)
+		close(s->pidfd);
 	s->pidfd = -1;
+	h->data = s->data;
 	s->close_cb(h);
 }
 
 void
 spawn_close(struct spawn *s, uv_close_cb cb)
 {
+	uv_handle_t	*h = s->pidfd != -1 ? (uv_handle_t *)&s->poll :
+			    (uv_handle_t *)&s->sigchld;
+
 	s->close_cb = cb;
-	uv_close((uv_handle_t *)&s->poll, spawn_closed);
+	h->data = s;
+	uv_close(h, spawn_closed);
 }

@@ -9,7 +9,8 @@
  * exec and returns in well under a millisecond.
  *
  * The pidfd also makes a signal reach this child or nobody, never a
- * process that later took its pid. */
+ * process that later took its pid.  Where there is none (a kernel before
+ * 5.3, valgrind 3.19), SIGCHLD and waitpid on its pid watch it. */
 #ifndef TERN_SPAWN_H
 #define TERN_SPAWN_H
 
@@ -25,9 +26,11 @@ typedef void (*spawn_exit_cb)(struct spawn *, int64_t status,
     int term_signal);
 
 struct spawn {
-	uv_poll_t	 poll;		/* on the pidfd; data is the caller's */
+	uv_poll_t	 poll;		/* on the pidfd ... */
+	uv_signal_t	 sigchld;	/* ... or, without pidfds, SIGCHLD */
+	void		*data;		/* the caller's: set after spawn_start */
 	pid_t		 pid;
-	int		 pidfd;
+	int		 pidfd;		/* -1: watched through SIGCHLD */
 	int		 exited;
 	spawn_exit_cb	 exit_cb;
 	uv_close_cb	 close_cb;
@@ -53,7 +56,7 @@ int	spawn_start(uv_loop_t *, struct spawn *, const struct spawn_opts *,
 /* Send sig to the child if it has not ended: 0, or -1 with errno. */
 int	spawn_kill(struct spawn *, int sig);
 /* Stop watching (whether or not it ended) and close the handle; cb
- * follows with &s->poll, as uv_close's. */
+ * follows as uv_close's, with a handle whose data is s->data. */
 void	spawn_close(struct spawn *, uv_close_cb);
 
 #endif
