@@ -1432,8 +1432,8 @@ ckpt_verify_done(uv_work_t *w, int status)
 		goto fail;
 	c = op->swrk;
 	op->swrk = NULL;
-	if (c != NULL && criu_exited(c)) {
-		log_info("%s: the criu started ahead for its restore exited; "
+	if (c != NULL && !criu_usable(c)) {
+		log_info("%s: the criu started ahead for its restore is gone; "
 		    "starting another", op->name);
 		criu_close(c);
 		c = NULL;

@@ -59,7 +59,7 @@ struct criu {
 	int			 closing;
 	int			 cli;		/* command line, not swrk */
 	int			 answer_fd;	/* cli: our verdicts to the script */
-	int			 status_fd;	/* cli: --status-fd, no script */
+	int			 status_only;	/* cli: --status-fd, no script */
 	int			 status_seen;
 	char			 line[128];	/* cli: a notification being read */
 	size_t			 linelen;
@@ -120,7 +120,7 @@ criu_arm_deadline(struct criu *c)
 
 /* SIGKILL criu and what it started in its process group (its action
  * scripts, a restore's helpers).  It runs in a session of its own
- * (UV_PROCESS_DETACHED), so the group is never ternd's; and never a
+ * (spawn_opts.setsid), so the group is never ternd's; and never a
  * container's either: a dump's tree is only ptraced, a restored tree
  * takes its own session and group before it runs. */
 static void
@@ -214,8 +214,8 @@ criu_on_exit(struct spawn *p, int64_t status, int term_signal)
 	c->exit_status = status;
 	c->term_signal = term_signal;
 	uv_timer_stop(&c->deadline);
-	log_debug("criu swrk %d exited (status %lld, signal %d)", p->pid,
-	    (long long)status, term_signal);
+	log_debug("criu %s %d exited (status %lld, signal %d)",
+	    c->cli ? c->what : "swrk", p->pid, (long long)status, term_signal);
 	spawn_close(&c->proc, criu_handle_closed);
 	if (c->closing) {
 		uv_timer_stop(&c->timer);
@@ -380,6 +380,21 @@ criu_watch(struct criu *c, uv_loop_t *loop, uv_poll_cb readable)
 	uv_poll_start(&c->poll, UV_READABLE, readable);
 }
 
+/* What the operator can do about a CRIU that does not start. */
+static void
+criu_start_failed(char **cause)
+{
+	char	*why;
+
+	if (cause == NULL || *cause == NULL)
+		return;
+	why = *cause;
+	*cause = NULL;
+	set_cause(cause, "%s (criu_path in ternd.conf names the CRIU ternd "
+	    "runs; ./quickstart deps installs one)", why);
+	free(why);
+}
+
 struct criu *
 criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
     int npass, char **cause)
@@ -411,6 +426,7 @@ criu_spawn(uv_loop_t *loop, const char *criu_path, const int *pass_fds,
 
 	c = xcalloc(1, sizeof *c);
 	if (spawn_start(loop, &c->proc, &opts, criu_on_exit, cause) != 0) {
+		criu_start_failed(cause);
 		close(sv[0]);
 		close(sv[1]);
 		free(c);
@@ -445,7 +461,7 @@ criu_cli_on_readable(uv_poll_t *h, int status, int events)
 		criu_stop_reading(c);	/* criu exited: criu_on_exit says */
 		return;
 	}
-	if (c->status_fd) {
+	if (c->status_only) {
 		/* One byte, then CRIU closes it; nothing to answer. */
 		if (!c->status_seen) {
 			c->status_seen = 1;
@@ -542,6 +558,7 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	free(env);
 	free(note);
 	if (rc != 0) {
+		criu_start_failed(cause);
 		close(ask[0]);
 		if (answer[1] != -1)
 			close(answer[1]);
@@ -550,7 +567,7 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	}
 	c->loop = loop;
 	c->cli = 1;
-	c->status_fd = script == NULL;
+	c->status_only = script == NULL;
 	c->path = xstrdup(criu_path);
 	c->fd = ask[0];
 	c->answer_fd = answer[1];
@@ -603,9 +620,10 @@ criu_action_script(const char *dir, char **cause)
 }
 
 int
-criu_exited(const struct criu *c)
+criu_usable(const struct criu *c)
 {
-	return c->exited;
+	return !c->exited && c->fd != -1 && !c->aborted && !c->closing &&
+	    !c->pending;
 }
 
 pid_t
@@ -724,7 +742,7 @@ criu_abort(struct criu *c, const char *why)
 	c->notify_waiting = 0;
 	criu_stop_reading(c);
 	/* A criu that never dies must not keep ternd's loop alive. */
-	uv_unref((uv_handle_t *)&c->proc.poll);
+	spawn_unref(&c->proc);
 	uv_unref((uv_handle_t *)&c->timer);
 	/* Answered now, not at its exit: that may never come. */
 	criu_fail(c, why);

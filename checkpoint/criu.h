@@ -53,8 +53,9 @@ struct criu	*criu_run(uv_loop_t *, const char *criu_path,
 char		*criu_action_script(const char *dir, char **cause);
 /* Its process id. */
 pid_t		 criu_pid(const struct criu *);
-/* 1 once it exited (a swrk started ahead may die before its request). */
-int		 criu_exited(const struct criu *);
+/* 1 while a request can still go to it: a swrk started ahead may have
+ * died, or closed its socket, before its request came. */
+int		 criu_usable(const struct criu *);
 /* SIGKILL it and its process group now (its exit follows). */
 void		 criu_kill(struct criu *);
 /* Give up on it now: SIGKILL it (and its process group: it runs in a

@@ -32,6 +32,26 @@ spawn_ended(struct spawn *s, int64_t status, int term_signal)
 	s->exit_cb(s, status, term_signal);
 }
 
+/* A look at the child by its pid (ours until it is reaped). */
+static void
+spawn_waitpid(struct spawn *s)
+{
+	pid_t	r;
+	int	st;
+
+	while ((r = waitpid(s->pid, &st, WNOHANG)) == -1 && errno == EINTR)
+		;
+	if (r == 0)
+		return;		/* not yet */
+	if (r == -1)
+		spawn_ended(s, -1, 0);	/* reaped elsewhere: how is lost,
+					 * never taken for a success */
+	else if (WIFEXITED(st))
+		spawn_ended(s, WEXITSTATUS(st), 0);
+	else if (WIFSIGNALED(st))
+		spawn_ended(s, 0, WTERMSIG(st));
+}
+
 static void
 spawn_on_exit(uv_poll_t *h, int status, int events)
 {
@@ -42,11 +62,8 @@ spawn_on_exit(uv_poll_t *h, int status, int events)
 	(void)events;
 	memset(&si, 0, sizeof si);
 	if (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG) != 0) {
-		if (errno == EINTR)
-			return;
-		/* Reaped by someone else: it ended, how is lost (never
-		 * taken for a success). */
-		spawn_ended(s, -1, 0);
+		if (errno != EINTR)
+			spawn_waitpid(s);	/* 5.3: no P_PIDFD yet */
 		return;
 	}
 	if (si.si_pid == 0)
@@ -61,22 +78,9 @@ spawn_on_exit(uv_poll_t *h, int status, int events)
 static void
 spawn_on_sigchld(uv_signal_t *h, int signum)
 {
-	struct spawn	*s = (struct spawn *)((char *)h -
-			    offsetof(struct spawn, sigchld));
-	pid_t		 r;
-	int		 st;
-
 	(void)signum;
-	while ((r = waitpid(s->pid, &st, WNOHANG)) == -1 && errno == EINTR)
-		;
-	if (r == 0)
-		return;
-	if (r == -1)
-		spawn_ended(s, -1, 0);
-	else if (WIFEXITED(st))
-		spawn_ended(s, WEXITSTATUS(st), 0);
-	else if (WIFSIGNALED(st))
-		spawn_ended(s, 0, WTERMSIG(st));
+	spawn_waitpid((struct spawn *)((char *)h -
+	    offsetof(struct spawn, sigchld)));
 }
 
 int
@@ -182,6 +186,13 @@ spawn_closed(uv_handle_t *h)
 	s->pidfd = -1;
 	h->data = s->data;
 	s->close_cb(h);
+}
+
+void
+spawn_unref(struct spawn *s)
+{
+	uv_unref(s->pidfd != -1 ? (uv_handle_t *)&s->poll :
+	    (uv_handle_t *)&s->sigchld);
 }
 
 void

@@ -10,7 +10,8 @@
  *
  * The pidfd also makes a signal reach this child or nobody, never a
  * process that later took its pid.  Where there is none (a kernel before
- * 5.3, valgrind 3.19), SIGCHLD and waitpid on its pid watch it. */
+ * 5.3, valgrind 3.19), SIGCHLD and waitpid on its pid watch it; on 5.3,
+ * which has pidfds but not waitid(P_PIDFD), waitpid reaps it. */
 #ifndef TERN_SPAWN_H
 #define TERN_SPAWN_H
 
@@ -55,8 +56,11 @@ int	spawn_start(uv_loop_t *, struct spawn *, const struct spawn_opts *,
 	    spawn_exit_cb, char **cause);
 /* Send sig to the child if it has not ended: 0, or -1 with errno. */
 int	spawn_kill(struct spawn *, int sig);
-/* Stop watching (whether or not it ended) and close the handle; cb
- * follows as uv_close's, with a handle whose data is s->data. */
+/* The loop does not wait for it (a child that may never end). */
+void	spawn_unref(struct spawn *);
+/* After exit_cb: close the handle; cb follows as uv_close's, with a
+ * handle whose data is s->data.  (Before it, nobody would reap the
+ * child.) */
 void	spawn_close(struct spawn *, uv_close_cb);
 
 #endif
