@@ -77,7 +77,7 @@ cl_ctl h1 stop mc >/dev/null
 start_mc
 pid=$(inst_field h1 mc pid)
 base=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
-inst_criu_externals "$pid"
+inst_criu_externals h1 "$pid"
 ext_dump=("${CRIU_EXT_DUMP[@]}") ext_rst=("${CRIU_EXT_RESTORE[@]}")
 img="$TH_ROOT/manual"
 mkdir -p "$img"

@@ -138,7 +138,7 @@ man_start() {
 	ready_mc "$1"
 	pid=$(inst_field h1 mc pid)
 	fz=$(awk -F: '$2 == "freezer" {print $3}' "/proc/$pid/cgroup")
-	inst_criu_externals "$pid"
+	inst_criu_externals h1 "$pid"
 	ext_dump=("${CRIU_EXT_DUMP[@]}") ext_rst=("${CRIU_EXT_RESTORE[@]}")
 	mkdir -p "$src" "$dst"
 	th_spawn h2 "$TH_ROOT/nc.log" bash -c "nc -l -N $h2a $2 | tar -C $img -x" >/dev/null

@@ -352,31 +352,43 @@ confine_mask_key(const char *path, char *key, size_t size)
 			key[i] = '-';
 }
 
-/* Whether path is a mount point in the mount table of pid's namespace. */
-static int
-confine_is_mounted(pid_t pid, const char *path)
+/* The masked directories mounted over in the mount table of pid's
+ * namespace with what a mask is: CONFINE_MASK_DIR's filesystem (dev), or
+ * a tmpfs (the masks of a container an older ternd started).  A bit per
+ * confine_masked entry.  Anything else there (a workload allowed to mount
+ * its own) is left to CRIU as it is. */
+static unsigned
+confine_masks_mounted(pid_t pid, dev_t dev)
 {
-	char	 file[64], *line = NULL, *mp;
-	size_t	 cap = 0;
-	FILE	*f;
-	int	 found = 0, i;
+	char		 file[64], *line = NULL, *f[5], *sep, *p;
+	size_t		 cap = 0, i;
+	unsigned	 maj, min, found = 0;
+	int		 k;
+	FILE		*fp;
 
 	snprintf(file, sizeof file, "/proc/%ld/mountinfo", (long)pid);
-	if ((f = fopen(file, "re")) == NULL)
+	if ((fp = fopen(file, "re")) == NULL)
 		return 0;
-	while (!found && getline(&line, &cap, f) != -1) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ...: the fifth field
-		 * (no masked path has a character mountinfo escapes). */
-		mp = line;
-		for (i = 0; i < 4 && mp != NULL; i++)
-			if ((mp = strchr(mp, ' ')) != NULL)
-				mp++;
-		if (mp != NULL && strncmp(mp, path, strlen(path)) == 0 &&
-		    mp[strlen(path)] == ' ')
-			found = 1;
+	while (getline(&line, &cap, fp) != -1) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ... (no
+		 * masked path has a character mountinfo escapes). */
+		for (k = 0, p = line; k < 5 && p != NULL; k++) {
+			f[k] = p;
+			if ((p = strchr(p, ' ')) != NULL)
+				*p++ = '\0';
+		}
+		if (k < 5 || p == NULL || (sep = strstr(p, " - ")) == NULL ||
+		    sscanf(f[2], "%u:%u", &maj, &min) != 2)
+			continue;
+		if (!(makedev(maj, min) == dev ||
+		    strncmp(sep + 3, "tmpfs ", 6) == 0))
+			continue;
+		for (i = 0; confine_masked[i] != NULL; i++)
+			if (strcmp(f[4], confine_masked[i]) == 0)
+				found |= 1u << i;
 	}
 	free(line);
-	fclose(f);
+	fclose(fp);
 	return found;
 }
 
@@ -386,18 +398,20 @@ confine_mask_externals(pid_t pid, int dump, char ***ext, size_t *n)
 	struct stat	 st;
 	char		 key[64], root[PATH_MAX];
 	const char	*p;
+	unsigned	 mounted = 0;
 	size_t		 i;
 
+	if (dump)
+		mounted = confine_masks_mounted(pid,
+		    stat(CONFINE_MASK_DIR, &st) == 0 ? st.st_dev : (dev_t)-1);
 	for (i = 0; (p = confine_masked[i]) != NULL; i++) {
 		confine_mask_key(p, key, sizeof key);
 		if (dump) {
-			/* A directory mounted over in the container: ours (or
-			 * the tmpfs of a container started by an older
-			 * ternd, empty as well). */
+			/* A directory masked in the container. */
 			snprintf(root, sizeof root, "/proc/%ld/root%s",
 			    (long)pid, p);
-			if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode) ||
-			    !confine_is_mounted(pid, p))
+			if (!(mounted & (1u << i)) || stat(root, &st) != 0 ||
+			    !S_ISDIR(st.st_mode))
 				continue;
 		}
 		*ext = xreallocarray(*ext, *n + 2, sizeof **ext);

@@ -96,7 +96,10 @@ void		 confine_cause(const char *name, int step, int idx, int err,
  * rather than a tmpfs of the container's own, so that a checkpoint names
  * it (an external mount of CRIU's) instead of archiving an empty tmpfs
  * with tar and gzip inside every dump's freeze and every restore.  Root's,
- * mode 0555, nothing in it. */
+ * mode 0555, nothing in it.  One for the host: a container left
+ * CAP_SYS_ADMIN ("unconfined": ["capabilities"]) could remount its bind
+ * read-write and write there, as it could undo every mask anyway; the
+ * next start or restore then refuses (confine_mask_dir_ready). */
 #define CONFINE_MASK_DIR	CONFINE_RUNSTATEDIR "/tern-masked"
 #ifdef RUNSTATEDIR
 #define CONFINE_RUNSTATEDIR	RUNSTATEDIR

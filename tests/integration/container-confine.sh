@@ -116,6 +116,9 @@ escapes() {	# NAME WHEN WHAT...: at least WHAT get out; prints all that did
 # --- fresh, confined --------------------------------------------------------
 start h1 jail
 confined jail "fresh on h1"
+# The host's directory that jail's masked directories show (none if this
+# kernel has no masked directory).
+maskdir=$(inst_mask_dir h1 "$(inst_field h1 jail pid)")
 
 # --- opt-outs: the probe can see an escape ------------------------------------
 start h1 open '"all"'
@@ -158,6 +161,37 @@ only devices loop-open
 # --- checkpoint and restore ---------------------------------------------------
 cl_ctl h1 checkpoint jail >/dev/null
 [ "$(inst_field h1 jail state)" = checkpointed ] || fail "jail is $(inst_field h1 jail state) after checkpoint"
+
+# With something in that directory (it would show in every container's
+# masked directories), a restore and a start there refuse and name it,
+# and nothing is lost.  h1 gets a copy of its own (a tmpfs over it in h1's
+# mount namespace): no other host, and no test run beside this one, sees
+# the planted file.
+refused() {	# WHAT COMMAND...: it fails and names the planted file
+	local what=$1 out rc
+	shift
+	set +e
+	out=$("$@" 2>&1); rc=$?
+	set -e
+	[ $rc != 0 ] || fail "$what went ahead with $maskdir not empty"
+	grep -q "$maskdir.* holds planted: remove what is in it" <<<"$out" ||
+	    fail "$what: $out"
+	echo "refused: $out"
+}
+if [ -n "$maskdir" ]; then
+	th_exec h1 mount -t tmpfs -o mode=0555,size=64k tmpfs "$maskdir"
+	th_exec h1 touch "$maskdir/planted"
+	refused "jail's restore" cl_ctl h1 restore jail
+	[ "$(inst_field h1 jail state)" = checkpointed ] ||
+	    fail "jail is $(inst_field h1 jail state) after a refused restore"
+	ROOTFS_SPEC_SHARED=1 rootfs_spec "$TH_ROOT/rootfs" planted /bin/true
+	cl_ctl h1 create planted --spec "$TH_ROOT/planted.json" >/dev/null
+	refused "planted's start" cl_ctl h1 start planted
+	cl_ctl h1 destroy planted >/dev/null
+	th_exec h1 umount "$maskdir"
+else
+	echo "no masked directory on this kernel: the mask directory's checks are not run"
+fi
 cl_ctl h1 restore jail >/dev/null
 [ "$(inst_field h1 jail state)" = running ] || fail "jail is $(inst_field h1 jail state) after restore"
 confined jail "after checkpoint and restore on h1"

@@ -65,26 +65,44 @@ inst_verify() {
 	inst_verify_pid "$pid" "$2" "$3" "${4:-}"
 }
 
-# inst_criu_externals PID: the --external options CRIU's command line
-# needs for the tern container whose init is PID, as ternd gives them
-# (checkpoint/ckpt.c): the host's device nodes in its /dev, and its
-# masked directories, binds of one empty host directory
-# (checkpoint/confine.h).  Sets the arrays CRIU_EXT_DUMP and
-# CRIU_EXT_RESTORE.
+# inst_mask_dir HOST PID: where on HOST the directory lies that the
+# masked directories of the container whose init is PID show
+# (checkpoint/confine.h; nothing if it has none).  The container's
+# mountinfo gives its path inside its filesystem; HOST's ternd sees where
+# that filesystem is mounted.
+inst_mask_dir() {
+	local dev root
+	read -r dev root < <(awk '$4 ~ /\/tern-masked$/ {print $3, $4; exit}' \
+	    "/proc/$2/mountinfo") || true
+	[ -n "${dev:-}" ] || return 0
+	awk -v dev="$dev" -v root="$root" '
+	    $3 == dev && index(root, ($4 == "/" ? "/" : $4 "/")) == 1 {
+		rest = $4 == "/" ? root : substr(root, length($4) + 1)
+		print ($5 == "/" ? "" : $5) rest
+		exit
+	    }' "/proc/$(cl_pid "$1")/mountinfo"
+}
+
+# inst_criu_externals HOST PID: the --external options CRIU's command
+# line needs for the container on HOST whose init is PID, as ternd gives
+# them (checkpoint/ckpt.c): the host's device nodes in its /dev, and its
+# masked directories, binds of one empty host directory.  Sets the arrays
+# CRIU_EXT_DUMP and CRIU_EXT_RESTORE.
 inst_criu_externals() {
-	local d root mp key
+	local d dir mp key
 	CRIU_EXT_DUMP=() CRIU_EXT_RESTORE=()
 	for d in null zero full random urandom; do
 		CRIU_EXT_DUMP+=(--external "mnt[/dev/$d]:dev-$d")
 		CRIU_EXT_RESTORE+=(--external "mnt[dev-$d]:/dev/$d")
 	done
+	dir=$(inst_mask_dir "$1" "$2")
+	[ -n "$dir" ] || return 0
 	# mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT ...
-	while read -r _ _ _ root mp _; do
-		case $root in */tern-masked) ;; *) continue ;; esac
+	while read -r mp; do
 		key=mask${mp//\//-}
 		CRIU_EXT_DUMP+=(--external "mnt[$mp]:$key")
-		CRIU_EXT_RESTORE+=(--external "mnt[$key]:$root")
-	done <"/proc/$1/mountinfo"
+		CRIU_EXT_RESTORE+=(--external "mnt[$key]:$dir")
+	done < <(awk '$4 ~ /\/tern-masked$/ {print $5}' "/proc/$2/mountinfo")
 }
 
 # inst_verify_pid PID NAME STATE [WHAT]: as inst_verify, for a memcheck

@@ -160,6 +160,10 @@ try_masked(const char *name, const char *path)
 			rmdir(buf);
 			snprintf(buf, sizeof buf, "%s's mask is writable", path);
 			escape(name, buf);
+		} else if (!refused(errno)) {
+			snprintf(buf, sizeof buf, "mkdir in %s's mask: %s",
+			    path, strerror(errno));
+			skip(name, buf);
 		} else if (entries != 0) {
 			snprintf(buf, sizeof buf, "%s's mask holds %d entries",
 			    path, entries);
