@@ -348,37 +348,21 @@ instance_unlink(struct instance *in)
 void
 instance_unmount_below(const char *dir)
 {
-	FILE	*fp;
-	char	 line[8192], *mp, *s, *d, **mps = NULL;
-	size_t	 n = 0, len = strlen(dir);
-	int	 i;
+	struct mountinfo_line	 mi;
+	FILE			*fp;
+	char			 line[8192], *mp, **mps = NULL;
+	size_t			 n = 0, len = strlen(dir);
 
 	if ((fp = fopen("/proc/self/mountinfo", "r")) == NULL)
 		return;
 	while (fgets(line, sizeof line, fp) != NULL) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... */
-		for (mp = line, i = 0; i < 4 && mp != NULL; i++)
-			if ((mp = strchr(mp, ' ')) != NULL)
-				mp++;
-		if (mp == NULL)
+		if (mountinfo_parse(line, &mi) != 0)
 			continue;
-		mp[strcspn(mp, " \n")] = '\0';
-		/* Octal escapes: \040 is a space. */
-		for (s = d = mp; *s != '\0'; s++, d++) {
-			if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
-			    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' &&
-			    s[3] <= '7') {
-				*d = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
-				    (s[3] - '0'));
-				s += 3;
-			} else
-				*d = *s;
-		}
-		*d = '\0';
-		if (strncmp(mp, dir, len) != 0 || mp[len] != '/')
+		if (strncmp(mi.mountpoint, dir, len) != 0 ||
+		    mi.mountpoint[len] != '/')
 			continue;
 		mps = xreallocarray(mps, n + 1, sizeof *mps);
-		mps[n++] = xstrdup(mp);
+		mps[n++] = xstrdup(mi.mountpoint);
 	}
 	fclose(fp);
 	while (n > 0) {

@@ -360,31 +360,22 @@ confine_mask_key(const char *path, char *key, size_t size)
 static unsigned
 confine_masks_mounted(pid_t pid, dev_t dev)
 {
-	char		 file[64], *line = NULL, *f[5], *sep, *p;
-	size_t		 cap = 0, i;
-	unsigned	 maj, min, found = 0;
-	int		 k;
-	FILE		*fp;
+	struct mountinfo_line	 mi;
+	char			 file[64], *line = NULL;
+	size_t			 cap = 0, i;
+	unsigned		 found = 0;
+	FILE			*fp;
 
 	snprintf(file, sizeof file, "/proc/%ld/mountinfo", (long)pid);
 	if ((fp = fopen(file, "re")) == NULL)
 		return 0;
 	while (getline(&line, &cap, fp) != -1) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ... (no
-		 * masked path has a character mountinfo escapes). */
-		for (k = 0, p = line; k < 5 && p != NULL; k++) {
-			f[k] = p;
-			if ((p = strchr(p, ' ')) != NULL)
-				*p++ = '\0';
-		}
-		if (k < 5 || p == NULL || (sep = strstr(p, " - ")) == NULL ||
-		    sscanf(f[2], "%u:%u", &maj, &min) != 2)
-			continue;
-		if (!(makedev(maj, min) == dev ||
-		    strncmp(sep + 3, "tmpfs ", 6) == 0))
+		if (mountinfo_parse(line, &mi) != 0 ||
+		    (makedev(mi.major, mi.minor) != dev &&
+		    strcmp(mi.fstype, "tmpfs") != 0))
 			continue;
 		for (i = 0; confine_masked[i] != NULL; i++)
-			if (strcmp(f[4], confine_masked[i]) == 0)
+			if (strcmp(mi.mountpoint, confine_masked[i]) == 0)
 				found |= 1u << i;
 	}
 	free(line);
@@ -396,24 +387,20 @@ void
 confine_mask_externals(pid_t pid, int dump, char ***ext, size_t *n)
 {
 	struct stat	 st;
-	char		 key[64], root[PATH_MAX];
+	char		 key[64];
 	const char	*p;
 	unsigned	 mounted = 0;
 	size_t		 i;
 
+	/* Only directories are masked with the directory or a tmpfs (files
+	 * get the host's /dev/null, of devtmpfs). */
 	if (dump)
 		mounted = confine_masks_mounted(pid,
 		    stat(CONFINE_MASK_DIR, &st) == 0 ? st.st_dev : (dev_t)-1);
 	for (i = 0; (p = confine_masked[i]) != NULL; i++) {
+		if (dump && !(mounted & (1u << i)))
+			continue;
 		confine_mask_key(p, key, sizeof key);
-		if (dump) {
-			/* A directory masked in the container. */
-			snprintf(root, sizeof root, "/proc/%ld/root%s",
-			    (long)pid, p);
-			if (!(mounted & (1u << i)) || stat(root, &st) != 0 ||
-			    !S_ISDIR(st.st_mode))
-				continue;
-		}
 		*ext = xreallocarray(*ext, *n + 2, sizeof **ext);
 		if (dump)
 			xasprintf(&(*ext)[*n], "mnt[%s]:%s", p, key);

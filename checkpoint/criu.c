@@ -536,14 +536,19 @@ criu_run(uv_loop_t *loop, const char *criu_path, const char *script,
 	snprintf(statusfd, sizeof statusfd, "%d", CRIU_SWRK_FD);
 	argv[nargs + 1] = script != NULL ? "--action-script" : "--status-fd";
 	argv[nargs + 2] = script != NULL ? (char *)script : statusfd;
-	for (nenv = 0; environ[nenv] != NULL; nenv++)
-		;
-	env = xcalloc((size_t)nenv + 2, sizeof *env);
-	for (i = 0; i < nenv; i++)
-		env[i] = environ[i];
-	xasprintf(&note, "TERN_CRIU_NOTIFY=%d %d", CRIU_SWRK_FD,
-	    criu_passed_fd(npass));
-	env[nenv] = script != NULL ? note : NULL;
+	/* The script finds our pipes through its environment. */
+	env = NULL;
+	note = NULL;
+	if (script != NULL) {
+		for (nenv = 0; environ[nenv] != NULL; nenv++)
+			;
+		env = xcalloc((size_t)nenv + 2, sizeof *env);
+		for (i = 0; i < nenv; i++)
+			env[i] = environ[i];
+		xasprintf(&note, "TERN_CRIU_NOTIFY=%d %d", CRIU_SWRK_FD,
+		    criu_passed_fd(npass));
+		env[nenv] = note;
+	}
 	opts.file = criu_path;
 	opts.args = argv;
 	opts.env = env;

@@ -315,3 +315,46 @@ out:
 	free(tmp);
 	return rc;
 }
+
+/* Undo mountinfo's octal escapes in place. */
+static void
+mountinfo_unescape(char *p)
+{
+	char	*s, *d;
+
+	for (s = d = p; *s != '\0'; s++, d++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*d = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
+			    (s[3] - '0'));
+			s += 3;
+		} else
+			*d = *s;
+	}
+	*d = '\0';
+}
+
+int
+mountinfo_parse(char *line, struct mountinfo_line *mi)
+{
+	char	*f[5], *p = line, *sep;
+	int	 k;
+
+	line[strcspn(line, "\n")] = '\0';
+	for (k = 0; k < 5; k++) {
+		f[k] = p;
+		if ((p = strchr(p, ' ')) == NULL)
+			return -1;
+		*p++ = '\0';
+	}
+	if ((sep = strstr(p, " - ")) == NULL ||
+	    sscanf(f[2], "%u:%u", &mi->major, &mi->minor) != 2)
+		return -1;
+	mi->fstype = sep + 3;
+	mi->fstype[strcspn(mi->fstype, " ")] = '\0';
+	mountinfo_unescape(f[3]);
+	mountinfo_unescape(f[4]);
+	mi->root = f[3];
+	mi->mountpoint = f[4];
+	return 0;
+}

@@ -41,4 +41,16 @@ int		write_file_atomic_buf(const char *path, const void *data,
 /* Remove path and everything below it (symlinks are not followed). */
 int		rm_rf(const char *path, char **cause);
 
+/* One line of /proc/PID/mountinfo ("ID PARENT MAJ:MIN ROOT MOUNTPOINT
+ * OPTIONS ... - FSTYPE SOURCE ..."), split in place: root and mountpoint
+ * with mountinfo's octal escapes (\040 for a space) undone. */
+struct mountinfo_line {
+	unsigned	 major, minor;
+	char		*root;
+	char		*mountpoint;
+	char		*fstype;
+};
+/* 0, or -1 for a line of another shape. */
+int		mountinfo_parse(char *line, struct mountinfo_line *);
+
 #endif

@@ -148,6 +148,34 @@ test_proc_stat(void **state)
 	assert_int_equal(proc_stat(pid, &st, NULL), -1);
 }
 
+/* mountinfo lines, with and without optional fields, escapes undone;
+ * a line of another shape is refused. */
+static void
+test_mountinfo_parse(void **state)
+{
+	struct mountinfo_line	 mi;
+	char			 a[] = "164 155 254:0 /usr/local/var/run/tern-masked "
+				    "/proc/acpi ro,nosuid,nodev,noexec - ext4 "
+				    "/dev/vda rw,discard\n";
+	char			 b[] = "30 25 0:26 / /srv/my\\040dir rw,relatime "
+				    "shared:12 master:3 - tmpfs tmpfs rw,size=64k\n";
+	char			 c[] = "30 25 0:26 / /srv rw,relatime\n";
+	char			 d[] = "garbage";
+
+	(void)state;
+	assert_int_equal(mountinfo_parse(a, &mi), 0);
+	assert_int_equal(mi.major, 254);
+	assert_int_equal(mi.minor, 0);
+	assert_string_equal(mi.root, "/usr/local/var/run/tern-masked");
+	assert_string_equal(mi.mountpoint, "/proc/acpi");
+	assert_string_equal(mi.fstype, "ext4");
+	assert_int_equal(mountinfo_parse(b, &mi), 0);
+	assert_string_equal(mi.mountpoint, "/srv/my dir");
+	assert_string_equal(mi.fstype, "tmpfs");
+	assert_int_equal(mountinfo_parse(c, &mi), -1);
+	assert_int_equal(mountinfo_parse(d, &mi), -1);
+}
+
 int
 main(void)
 {
@@ -155,6 +183,7 @@ main(void)
 		cmocka_unit_test(test_write_atomic),
 		cmocka_unit_test(test_write_atomic_ignores_leftover_tmp),
 		cmocka_unit_test(test_mkdir_p),
+		cmocka_unit_test(test_mountinfo_parse),
 		cmocka_unit_test(test_proc_stat),
 	};
 
