@@ -2,7 +2,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #define LOG_MODULE "instance"
 #include "agent/ctr-instance.h"
@@ -113,10 +112,8 @@ checkpoint_done(void *varg, const struct ckpt_result *res, const char *error)
 		return;
 	}
 	/* Its init exited while CRIU answered, or CRIU killed the tree
-	 * after the dump: reap what is left. */
-	if (!op->leave_running && in->pid > 0 && !in->adopted)
-		waitpid(in->pid, NULL, WNOHANG);
-	in->pid = 0;
+	 * after the dump: reap what is left, now or when it has gone. */
+	ctr_forget_init(in);
 	container_stop_async(loop, in->name, checkpoint_settled, op);
 }
 

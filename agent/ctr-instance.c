@@ -93,9 +93,29 @@ adopted_poll(uv_timer_t *t)
 }
 
 void
+ctr_forget_init(struct instance *in)
+{
+	if (in->pid > 0 && !in->adopted)
+		instances_reap_later(in->set, in->pid);
+	in->pid = 0;
+}
+
+/* Out of the table (destroyed): a copy killed as its migration broke
+ * goes before its init's exit is seen.  (ternd closing: it runs on.) */
+static void
+ctr_unlink(struct instance *in)
+{
+	ctr_unwatch(in);
+	if (!in->set->closing)
+		ctr_forget_init(in);
+}
+
+void
 instance_watch(struct instance *in, pid_t pid, int adopted)
 {
 	ctr_unwatch(in);
+	if (pid != in->pid)
+		ctr_forget_init(in);
 	in->pid = pid;
 	in->adopted = adopted;
 	if (adopted)
@@ -212,7 +232,7 @@ static void
 instance_finish_stop(struct instance *in, const char *why)
 {
 	uv_timer_stop(&in->timer);
-	in->pid = 0;
+	ctr_forget_init(in);	/* killed after its grace: not reaped yet */
 	if (in->working)
 		return;		/* the kill already out settles it */
 	free(in->stop_why);
@@ -726,7 +746,7 @@ const struct inst_driver ctr_inst_driver = {
 	.reap = ctr_reap,
 	.cancellable = ctr_cancellable,
 	.cancel = ctr_cancel,
-	.unlink = ctr_unwatch,
+	.unlink = ctr_unlink,
 	.fence = ctr_fence,
 	.release = ctr_release,
 };

@@ -12,6 +12,10 @@
 int	ctr_usable(const struct instances *, int *code, char **cause);
 /* Its init exited (status from waitpid, -1: unknown, adopted). */
 void	ctr_exited(struct instance *, int status);
+/* in stops watching its init (killed, or leaving the table with its
+ * instance): one of ours not reaped yet is reaped when it exits, not
+ * left a zombie. */
+void	ctr_forget_init(struct instance *);
 /* Hold the init an earlier ternd left running: 0, or -1 with *cause. */
 int	ctr_adopt(struct instance *, pid_t, char **cause);
 /* A stop-and-copy resumed it before its memory was in: the loader copies

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #define LOG_MODULE "migrate"
+#include "agent/ctr-instance.h"
 #include "agent/ctr-mig-internal.h"
 #include "agent/instance-internal.h"
 #include "agent/migration.h"
@@ -143,8 +144,8 @@ ctr_source_dumped(void *arg, const struct ckpt_result *res, const char *error)
 	m->frozen_ms = res->frozen_ms;
 	m->dumped = 1;
 	mig_set_phase(m->mig, ctr_phase(m));	/* committing -> committed */
-	in->pid = 0;
 	container_kill(in->name, NULL);
+	ctr_forget_init(in);
 	container_cgroup_remove(in->name, NULL);
 	in->generation = m->generation;
 	if (m->link_lost)
@@ -520,7 +521,7 @@ ctr_source_postcopy_done(struct migration *m, const char *error)
 	 * had CRIU resumed it, must not run on): kill it either way. */
 	container_kill(in->name, NULL);
 	container_cgroup_remove(in->name, NULL);
-	in->pid = 0;
+	ctr_forget_init(in);
 	if (why == NULL) {
 		log_info("mig %" PRIx64 " %s: criu served its last page to %s",
 		    m->id, m->name, m->peer);

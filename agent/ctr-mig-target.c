@@ -218,6 +218,7 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		ctr_free(m);
 		return;
 	}
+	instance_watch(in, res->pid, 0);	/* ours to reap, killed or not */
 	if (m->postcopy && m->loader_error != NULL) {
 		/* Resumed as its daemon died, and killed since: as a
 		 * post-copy that broke after the switch. */
@@ -230,7 +231,6 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		free(text);
 		return;
 	}
-	instance_watch(in, res->pid, 0);
 	if (m->postcopy) {
 		/* It runs; its memory arrives on demand and in the
 		 * background.  No checkpoint here yet: the images lack it. */

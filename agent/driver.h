@@ -114,6 +114,10 @@ int		 inst_refuse(int *code, char **cause, int c, const char *fmt,
 /* SIGCHLD's work now, for an instance that may have exited before it
  * was watched: every instance's reap. */
 void		 instances_reap(struct instances *);
+/* pid, a child of ours, is no instance's any more but has not exited
+ * yet (a copy killed as its migration broke, then dropped from the
+ * table): reap it when it does, or it stays a zombie until ternd exits. */
+void		 instances_reap_later(struct instances *, pid_t);
 /* Detach whatever is mounted below dir (a criu killed mid-restore
  * leaves its cgroup yard mounted in the images directory). */
 void		 instance_unmount_below(const char *dir);

@@ -126,6 +126,10 @@ struct instances {
 	const Tern__InstanceCreateRequest *creating;
 	int			 taking_over;	/* a failover's create */
 	int			 closing;
+	/* Children of ours whose instance let go of them before their exit
+	 * was reaped (instances_reap_later). */
+	pid_t			*orphans;
+	size_t			 n_orphans;
 };
 
 struct container_spec;

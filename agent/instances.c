@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 
 #define LOG_MODULE "instance"
 #include "agent/driver.h"
@@ -839,15 +841,44 @@ instances_restore(struct instances *set, const Tern__RestoreRequest *r,
 		reply_refused(cb, arg, code, cause);
 }
 
+/* waitpid's answer for a child we wait for: 0 while it runs on. */
+static pid_t
+reap_orphan(pid_t pid)
+{
+	pid_t	r;
+	int	status;
+
+	while ((r = waitpid(pid, &status, WNOHANG)) == -1 && errno == EINTR)
+		;
+	return r;
+}
+
+void
+instances_reap_later(struct instances *set, pid_t pid)
+{
+	if (pid <= 0 || reap_orphan(pid) != 0)
+		return;	/* reaped now, or not our child */
+	set->orphans = xreallocarray(set->orphans, set->n_orphans + 1,
+	    sizeof *set->orphans);
+	set->orphans[set->n_orphans++] = pid;
+}
+
 void
 instances_reap(struct instances *set)
 {
 	struct instance	*in, *next;
+	size_t		 i = 0;
 
 	for (in = set->list; in != NULL; in = next) {
 		next = in->next;
 		if (in->drv->reap != NULL)
 			in->drv->reap(in);
+	}
+	while (i < set->n_orphans) {
+		if (reap_orphan(set->orphans[i]) != 0)
+			set->orphans[i] = set->orphans[--set->n_orphans];
+		else
+			i++;
 	}
 }
 
@@ -990,6 +1021,7 @@ instances_free_cb(uv_handle_t *h)
 {
 	struct instances	*set = h->data;
 
+	free(set->orphans);
 	free(set->dir);
 	free(set);
 }

@@ -71,6 +71,10 @@ stopped_on_both() {
 		sleep 0.1
 	done
 	[ "$(inst_copies mc)" = 0 ] || fail "$what: $(inst_copies mc) copies of mc still run"
+	# Both copies' inits are reaped, not left zombies of ternd's.
+	both_reaped() { [ -z "$(cl_zombies h1)$(cl_zombies h2)" ]; }
+	th_wait 10 both_reaped || fail "$what: never reaped: on h1" \
+	    "$(cl_zombies h1 | tr '\n' ' ')on h2 $(cl_zombies h2 | tr '\n' ' ')"
 }
 
 # lost CASE ACTION...: move mc h1 -> h2 through a slow link and run ACTION

@@ -70,6 +70,22 @@ cl_pid() {
 	echo "$pid"
 }
 
+# cl_zombies HOST: print as PID(COMM) HOST's ternd's children that have
+# exited and were never reaped (a process ternd forgot: each one holds a
+# PID and its exit status until ternd exits).
+cl_zombies() {
+	local pid c stat comm
+	pid=$(cl_pid "${1:-}") || return 1
+	for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+		stat=$(cat "/proc/$c/stat" 2>/dev/null) || continue
+		comm=${stat#*(}
+		comm=${comm%)*}
+		stat=${stat##*) }
+		[ "${stat%% *}" = Z ] && echo "$c($comm)"
+	done
+	return 0
+}
+
 # cl_pki: make a cluster CA in $TH_ROOT/pki (once) and a certificate for
 # every host in TH_HOSTS that has none yet; copy each host's HOST.pem,
 # HOST.key and ca.pem into $(th_dir HOST)/etc.  The CA key stays out of
