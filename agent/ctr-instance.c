@@ -92,6 +92,40 @@ adopted_poll(uv_timer_t *t)
 		ctr_exited(in, -1);
 }
 
+/* pid's parent, from /proc: 0 if it is gone. */
+static pid_t
+parent_of(pid_t pid)
+{
+	char	 path[64], buf[512], *p;
+	FILE	*fp;
+	long	 ppid = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return 0;
+	/* "pid (comm) state ppid ...": comm may hold anything but the
+	 * last ')'. */
+	if (fgets(buf, sizeof buf, fp) != NULL &&
+	    (p = strrchr(buf, ')')) != NULL)
+		sscanf(p + 1, " %*c %ld", &ppid);
+	fclose(fp);
+	return (pid_t)ppid;
+}
+
+void
+ctr_reap_tree_later(struct instance *in)
+{
+	pid_t	*pids = NULL;
+	size_t	 n = 0, i;
+
+	if (container_pids(in->name, &pids, &n, NULL) != 0)
+		return;
+	for (i = 0; i < n; i++)
+		if (pids[i] != in->pid && parent_of(pids[i]) == getpid())
+			instances_reap_later(in->set, pids[i]);
+	free(pids);
+}
+
 void
 ctr_forget_init(struct instance *in)
 {
@@ -386,8 +420,10 @@ ctr_reap(struct instance *in)
 
 	if (in->pid <= 0 || in->adopted)
 		return;
-	if (waitpid(in->pid, &status, WNOHANG) == in->pid)
+	if (waitpid(in->pid, &status, WNOHANG) == in->pid) {
+		in->pid = 0;	/* reaped: the pid may be anyone's now */
 		ctr_exited(in, status);
+	}
 }
 
 /* While stopping: notice an adopted init's exit (no SIGCHLD for it), and

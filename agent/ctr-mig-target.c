@@ -52,6 +52,7 @@ ctr_target_drop_held(struct migration *m, const char *why)
 	m->hold = NULL;
 	free(m->drop_why);
 	m->drop_why = xstrdup(why);
+	ctr_reap_tree_later(m->in);
 	if (container_kill(m->in->name, &cause) != 0) {
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
@@ -130,6 +131,7 @@ ctr_target_daemon_lost(struct migration *m, const char *error)
 	/* Its resume is under way: kill it before it runs on missing
 	 * memory (the daemon's userfaultfds, held, stop it till then);
 	 * ctr_target_restored says why. */
+	ctr_reap_tree_later(m->in);
 	if (container_kill(m->in->name, &cause) != 0) {
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
@@ -179,6 +181,10 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	struct instances	*set;
 	char			*both = NULL;
 
+	/* Its init is our child (CRIU restores it as our sibling): ours to
+	 * reap, whatever becomes of this copy. */
+	if (res != NULL)
+		instance_watch(in, res->pid, 0);
 	/* We killed the held tree: our reason first, CRIU's word after. */
 	if (error != NULL && m->drop_why != NULL) {
 		xasprintf(&both, "%s; criu then: %s", m->drop_why, error);
@@ -198,6 +204,7 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		 * of it goes before the source hears: an operator who tries
 		 * again at once finds this host clean. */
 		m->rootfs_keep = 0;
+		ctr_reap_tree_later(in);
 		container_kill(in->name, NULL);
 		container_cgroup_remove(in->name, NULL);
 		ctr_drop_rootfs(m);
@@ -218,7 +225,6 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		ctr_free(m);
 		return;
 	}
-	instance_watch(in, res->pid, 0);	/* ours to reap, killed or not */
 	if (m->postcopy && m->loader_error != NULL) {
 		/* Resumed as its daemon died, and killed since: as a
 		 * post-copy that broke after the switch. */

@@ -72,8 +72,7 @@ stopped_on_both() {
 	done
 	[ "$(inst_copies mc)" = 0 ] || fail "$what: $(inst_copies mc) copies of mc still run"
 	# Both copies' inits are reaped, not left zombies of ternd's.
-	both_reaped() { [ -z "$(cl_zombies h1)$(cl_zombies h2)" ]; }
-	th_wait 10 both_reaped || fail "$what: never reaped: on h1" \
+	th_wait 10 cl_reaped h1 h2 || fail "$what: never reaped: on h1" \
 	    "$(cl_zombies h1 | tr '\n' ' ')on h2 $(cl_zombies h2 | tr '\n' ' ')"
 }
 

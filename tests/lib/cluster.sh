@@ -72,11 +72,14 @@ cl_pid() {
 
 # cl_zombies HOST: print as PID(COMM) HOST's ternd's children that have
 # exited and were never reaped (a process ternd forgot: each one holds a
-# PID and its exit status until ternd exits).
+# PID and its exit status until ternd exits).  Fails if it cannot tell.
 cl_zombies() {
-	local pid c stat comm
-	pid=$(cl_pid "${1:-}") || return 1
-	for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+	local pid c stat comm kids
+	pid=$(cl_pid "${1:-}") || cl__err "cl_zombies: no ternd on ${1:-}" ||
+	    return 1
+	kids=$(cat /proc/"$pid"/task/*/children) ||
+	    cl__err "cl_zombies: this kernel lists no children" || return 1
+	for c in $kids; do
 		stat=$(cat "/proc/$c/stat" 2>/dev/null) || continue
 		comm=${stat#*(}
 		comm=${comm%)*}
@@ -84,6 +87,14 @@ cl_zombies() {
 		[ "${stat%% *}" = Z ] && echo "$c($comm)"
 	done
 	return 0
+}
+
+# cl_reaped HOST...: true if no HOST's ternd has a zombie child.
+cl_reaped() {
+	local h z
+	for h in "$@"; do
+		z=$(cl_zombies "$h") && [ -z "$z" ] || return 1
+	done
 }
 
 # cl_pki: make a cluster CA in $TH_ROOT/pki (once) and a certificate for
