@@ -318,7 +318,12 @@ void
 ctr_pages_tee_open(struct migration *m)
 {
 	char	*path;
-	int	 flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+	/* O_DSYNC: each block is on stable storage when its write
+	 * returns, while CRIU still dumps.  The commit needs this copy
+	 * durable; left to one fsync at post-dump, every block still in a
+	 * write-back cache (a virtual disk's, the host's) was flushed
+	 * inside the freeze: 0.47 to 0.70 s per GiB here, 5 ms with it. */
+	int	 flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DSYNC;
 
 	xasprintf(&m->tee_gen, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
 	path = ckpt_pages_stream_path(m->tee_gen);
