@@ -136,6 +136,8 @@ struct migration {
 	int			 tee_state;	/* 0 writing, 1 sealed, -1 failed */
 	int			 tee_errno;	/* ... why, if it was a write */
 	unsigned		 tee_pending;	/* blocks being written */
+	int			 tee_paused;	/* ... too many: relay paused */
+	unsigned		 tee_pauses;	/* ... how often, for the log */
 	int			 tee_seal_wanted;	/* post-dump came first */
 	int			 tee_sealing;	/* the seal is on the pool */
 	int			 tee_freed;	/* ... and ctr_free came */

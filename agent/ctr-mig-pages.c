@@ -348,7 +348,9 @@ ctr_pages_tee_open(struct migration *m)
 /* Our own copy, as sent, gathered in blocks of TEE_BLOCK bytes (aligned
  * for O_DIRECT, used again while the migration lasts: new memory costs
  * more than the copy into it) and written on the pool; with TEE_BLOCKS
- * blocks (64 MiB) waiting there, a block is written here. */
+ * blocks (64 MiB) waiting there, CRIU's socket is not read until one is
+ * written (a disk write on the loop would stall every peer's
+ * heartbeat: 4 MiB O_DSYNC took up to 80 ms here). */
 #define TEE_BLOCK		(4u << 20)
 #define TEE_ALIGN		4096u
 #define TEE_BLOCKS		16u
@@ -360,6 +362,7 @@ struct ctr_tee_write {
 	struct migration	*m;
 	uint64_t		 off;
 	size_t			 len;		/* a multiple of TEE_ALIGN */
+	unsigned		 delay_ms;	/* mig.pages.tee */
 	int			 err;
 	uint8_t			*block;
 };
@@ -453,6 +456,9 @@ ctr_pages_tee_work(uv_work_t *w)
 {
 	struct ctr_tee_write	*tw = w->data;
 
+	if (tw->delay_ms != 0)		/* a slow disk (fault point) */
+		usleep(tw->delay_ms * 1000u);
+
 	tw->err = ctr_pages_pwrite(tw->m->tee_fd, tw->block, tw->len, tw->off);
 }
 
@@ -465,6 +471,11 @@ ctr_pages_tee_written(uv_work_t *w, int status)
 
 	(void)status;
 	m->tee_pending--;
+	if (m->tee_paused && m->tee_pending < TEE_BLOCKS) {
+		m->tee_paused = 0;
+		if (m->relay != NULL)
+			relay_pause_out(m->relay, 0);
+	}
 	if (tw->err != 0)
 		ctr_pages_tee_fail(m, tw->err);
 	ctr_pages_block_put(m, tw->block);
@@ -493,29 +504,32 @@ ctr_pages_tee_flush(struct migration *m)
 {
 	struct ctr_tee_write	*tw;
 	size_t			 len;
-	int			 err;
 
 	if (m->tee_block == NULL)
 		return;
 	len = (m->tee_fill + TEE_ALIGN - 1) / TEE_ALIGN * TEE_ALIGN;
 	memset(m->tee_block + m->tee_fill, 0, len - m->tee_fill);
-	if (m->tee_pending >= TEE_BLOCKS) {
-		if ((err = ctr_pages_pwrite(m->tee_fd, m->tee_block, len,
-		    m->tee_off)) != 0)
-			ctr_pages_tee_fail(m, err);
-		ctr_pages_block_put(m, m->tee_block);
-	} else {
-		tw = xmalloc(sizeof *tw);
-		tw->w.data = tw;
-		tw->m = m;
-		tw->off = m->tee_off;
-		tw->len = len;
-		tw->err = 0;
-		tw->block = m->tee_block;
-		m->tee_pending++;
-		mig_hold(m->mig);
-		uv_queue_work(m->agent->ternd->loop, &tw->w,
-		    ctr_pages_tee_work, ctr_pages_tee_written);
+	tw = xmalloc(sizeof *tw);
+	tw->w.data = tw;
+	tw->m = m;
+	tw->off = m->tee_off;
+	tw->len = len;
+	tw->err = 0;
+	tw->block = m->tee_block;
+	/* Fault point mig.pages.tee:delay=MS: each block takes MS longer to
+	 * write, as on a disk slower than the link. */
+	tw->delay_ms = 0;
+	if (fault_check("mig.pages.tee", &tw->delay_ms) != FAULT_DELAY)
+		tw->delay_ms = 0;
+	m->tee_pending++;
+	mig_hold(m->mig);
+	uv_queue_work(m->agent->ternd->loop, &tw->w, ctr_pages_tee_work,
+	    ctr_pages_tee_written);
+	if (m->tee_pending >= TEE_BLOCKS && !m->tee_paused &&
+	    m->relay != NULL) {
+		m->tee_paused = 1;
+		m->tee_pauses++;
+		relay_pause_out(m->relay, 1);
 	}
 	m->tee_block = NULL;
 	m->tee_off += m->tee_fill;
@@ -576,8 +590,8 @@ ctr_pages_sealed(uv_work_t *w, int status)
 	if (m->tee_state == 0)
 		m->tee_state = 1;
 	log_info("mig %" PRIx64 " %s: timing: the pages kept here sealed %"
-	    PRIu64 " ms after the dump", m->id, m->name, now_ms() -
-	    m->phase_ms);
+	    PRIu64 " ms after the dump (CRIU held back %u times for the "
+	    "disk)", m->id, m->name, now_ms() - m->phase_ms, m->tee_pauses);
 	if (!mig->finished && m->state != CTR_ABORTING) {
 		if (m->tee_state != 1)
 			ctr_pages_keep_failed(m);

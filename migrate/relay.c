@@ -37,6 +37,7 @@ struct relay {
 	int		 out_open;	/* accepted by the peer */
 	int		 out_eof;	/* the socket said EOF; finished */
 	int		 out_ended;	/* the peer confirmed (or broke) */
+	int		 out_paused;	/* relay_pause_out */
 	uint8_t		*obuf;		/* read, not yet taken by the stream */
 	size_t		 olen, ooff;
 
@@ -147,7 +148,7 @@ relay_read(struct relay *r)
 	size_t	turn = 0;
 
 	for (;;) {
-		if (relay_push(r) != 0)
+		if (relay_push(r) != 0 || r->out_paused)
 			break;
 		n = read(r->fd, r->obuf, RELAY_CHUNK);
 		if (n < 0 && errno == EINTR)
@@ -239,7 +240,8 @@ relay_update(struct relay *r)
 
 	if (r->done || r->freeing)
 		return;
-	if (r->out != NULL && r->out_open && !r->out_eof && r->olen == 0)
+	if (r->out != NULL && r->out_open && !r->out_eof && r->olen == 0 &&
+	    !r->out_paused)
 		ev |= UV_READABLE;
 	if (r->ihead != NULL)
 		ev |= UV_WRITABLE;
@@ -464,6 +466,13 @@ relay_gate_open(struct relay *r)
 		shutdown(r->fd, SHUT_WR);
 	relay_update(r);
 	relay_check_done(r);
+}
+
+void
+relay_pause_out(struct relay *r, int paused)
+{
+	r->out_paused = paused;
+	relay_update(r);
 }
 
 size_t

@@ -62,6 +62,10 @@ typedef void	(*relay_tap_out_fn)(void *arg, uint8_t *data, size_t len);
 typedef void	(*relay_tap_in_fn)(void *arg, const uint8_t *data, size_t len);
 void		 relay_set_tap(struct relay *, relay_tap_out_fn,
 		    relay_tap_in_fn, void *arg);
+/* Stop reading the local socket until called again with 0 (the peer's
+ * direction goes on): a tap that cannot keep up (a disk it copies to)
+ * holds the process writing there back, as the stream's credit does. */
+void		 relay_pause_out(struct relay *, int paused);
 /* Bytes the gate holds back now. */
 size_t		 relay_gate_held(const struct relay *);
 /* 1 once the peer's direction ended cleanly (it has said all it will). */

@@ -12,7 +12,9 @@
 #     server there, then the test cuts h2 off);
 #  4. h1's disk full while it keeps its own copy of the pages it sends
 #     (a 16 MiB tmpfs over mc's checkpoints there): the move stops at
-#     once, naming the file and the reason.
+#     once, naming the file and the reason;
+#  6. h1's disk slower than the link (mig.pages.tee:delay): CRIU is held
+#     back while the copy catches up, and the move completes.
 # Each fault is armed by (re)starting a ternd with it, fired once (@1).
 # Then the pipeline moves it h1 -> h2 -> h1, the target checks the sum
 # of every page, and memcheck verifies its memory after each move.
@@ -111,5 +113,18 @@ inst_verify h1 mc "$INST_STATE" "moved back to h1"
 th_wait 10 th_exec h1 sh -c \
     'grep -q "pages-.*\.img" /var/lib/tern/instances/mc/ckpt/*/MANIFEST' ||
     fail "h1's checkpoint of mc lists no page image"
+
+# 6. h1 keeps its copy on a disk slower than the link: each 4 MiB block
+# takes a second to write.  CRIU's socket waits whenever 16 blocks are
+# on their way to the disk (never a write on the loop); the move
+# completes, the target's memory whole.
+inst_rearm h1 mig.pages.tee:delay=1000
+cl_ctl h1 migrate mc --to h2 --mode stopcopy
+fault_fired h1 mig.pages.tee delay
+held=$(sed -n 's/.*mc: timing: the pages kept here sealed .*(CRIU held back \([0-9]*\) times.*/\1/p' \
+    "$(cl_log h1)" | tail -n 1)
+echo "CRIU held back ${held:-?} times for h1's slow disk"
+[ "${held:-0}" -gt 0 ] || fail "h1's slow disk never held CRIU back"
+inst_verify h2 mc "$INST_STATE" "moved to h2 past a slow disk"
 cl_stop_all || fail "a ternd did not stop cleanly (or a sanitizer spoke)"
 echo "migrate-pages: ok"

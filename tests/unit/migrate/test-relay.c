@@ -1,6 +1,7 @@
 /* migrate/relay over a real (unix socket) connection, in-process: bytes
  * reach the relayed process, a gate holds the peer's end of a protocol
- * back until it is opened, and a peer that opens its direction twice is
+ * back until it is opened, a paused relay reads nothing of its process
+ * until resumed, and a peer that opens its direction twice is
  * refused (the second stream used to replace the first, whose data then
  * reached a freed relay). */
 #include "config.h"
@@ -29,6 +30,7 @@ struct net {
 	int		 accepted, refused;
 	struct stream	*b_out[2];	/* b's streams towards a */
 	int		 b_ended[2];
+	size_t		 b_got;		/* bytes of a's direction b took */
 };
 
 static size_t
@@ -65,7 +67,10 @@ a_accept(struct stream_mux *mux, struct stream *st, Tern__StreamKind kind,
 static void
 b_in_data(struct stream *st, const uint8_t *p, size_t len)
 {
+	struct net	*n = stream_data(st);
+
 	(void)p;
+	n->b_got += len;
 	stream_consumed(st, len);
 }
 
@@ -217,12 +222,35 @@ test_gate(void **state)
 	net_end(&n);
 }
 
+/* Paused, the relay leaves what its process wrote in the socket; resumed,
+ * it all goes. */
+static void
+test_pause_out(void **state)
+{
+	struct net	 n;
+
+	(void)state;
+	net_start(&n, 0);
+	netpair_run(&n.np, 100);		/* b takes a's direction */
+	relay_pause_out(n.relay, 1);
+	assert_int_equal(send(n.local, "hello", 5, 0), 5);
+	netpair_run(&n.np, 100);
+	assert_int_equal(relay_bytes_out(n.relay), 0);
+	assert_int_equal(n.b_got, 0);
+	relay_pause_out(n.relay, 0);
+	netpair_run(&n.np, 100);
+	assert_int_equal(relay_bytes_out(n.relay), 5);
+	assert_int_equal(n.b_got, 5);
+	net_end(&n);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_second_direction_refused),
 		cmocka_unit_test(test_gate),
+		cmocka_unit_test(test_pause_out),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
