@@ -457,7 +457,8 @@ ctr_pages_tee_work(uv_work_t *w)
 	struct ctr_tee_write	*tw = w->data;
 
 	if (tw->delay_ms != 0)		/* a slow disk (fault point) */
-		usleep(tw->delay_ms * 1000u);
+		usleep((useconds_t)(tw->delay_ms < 60000 ? tw->delay_ms :
+		    60000) * 1000u);
 
 	tw->err = ctr_pages_pwrite(tw->m->tee_fd, tw->block, tw->len, tw->off);
 }
@@ -483,7 +484,7 @@ ctr_pages_tee_written(uv_work_t *w, int status)
 	if (m->tee_pending == 0 && m->tee_freed) {
 		ctr_pages_free(m);
 	} else if (m->tee_state == -1) {
-		/* This write, or one made on the loop, failed: never sealed.
+		/* This write failed: never sealed.
 		 * The move cannot commit without this copy: stop it now
 		 * rather than send the rest for nothing. */
 		m->tee_seal_wanted = 0;
@@ -500,7 +501,7 @@ ctr_pages_tee_written(uv_work_t *w, int status)
  * to TEE_ALIGN with zeros (the seal cuts the file to the stream's
  * length). */
 static void
-ctr_pages_tee_flush(struct migration *m)
+ctr_pages_tee_flush(struct migration *m, int from_tap)
 {
 	struct ctr_tee_write	*tw;
 	size_t			 len;
@@ -525,7 +526,7 @@ ctr_pages_tee_flush(struct migration *m)
 	mig_hold(m->mig);
 	uv_queue_work(m->agent->ternd->loop, &tw->w, ctr_pages_tee_work,
 	    ctr_pages_tee_written);
-	if (m->tee_pending >= TEE_BLOCKS && !m->tee_paused &&
+	if (from_tap && m->tee_pending >= TEE_BLOCKS && !m->tee_paused &&
 	    m->relay != NULL) {
 		m->tee_paused = 1;
 		m->tee_pauses++;
@@ -554,7 +555,7 @@ ctr_pages_tee(struct migration *m, const uint8_t *data, size_t len)
 		data += n;
 		len -= n;
 		if (m->tee_fill == TEE_BLOCK)
-			ctr_pages_tee_flush(m);
+			ctr_pages_tee_flush(m, 1);
 	}
 }
 
@@ -616,13 +617,9 @@ ctr_pages_tee_seal(struct migration *m)
 		ctr_pages_keep_failed(m);
 		return;
 	}
-	ctr_pages_tee_flush(m);
+	ctr_pages_tee_flush(m, 0);	/* CRIU has said all: no pause */
 	if (m->tee_pending > 0) {
 		m->tee_seal_wanted = 1;	/* ctr_pages_tee_written starts it */
-		return;
-	}
-	if (m->tee_state != 0) {	/* the last block, written here */
-		ctr_pages_keep_failed(m);
 		return;
 	}
 	ctr_pages_seal_start(m);

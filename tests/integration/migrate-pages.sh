@@ -15,9 +15,10 @@
 #     once, naming the file and the reason;
 #  6. h1's disk slower than the link (mig.pages.tee:delay): CRIU is held
 #     back while the copy catches up, and the move completes.
-# Each fault is armed by (re)starting a ternd with it, fired once (@1).
-# Then the pipeline moves it h1 -> h2 -> h1, the target checks the sum
-# of every page, and memcheck verifies its memory after each move.
+# Each fault is armed by (re)starting a ternd with it, fired once (@1;
+# 6 delays every block).  5: with no fault the pipeline moves it
+# h1 -> h2 -> h1, the target checks the sum of every page, and memcheck
+# verifies its memory after each move.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"

@@ -31,6 +31,8 @@ struct net {
 	struct stream	*b_out[2];	/* b's streams towards a */
 	int		 b_ended[2];
 	size_t		 b_got;		/* bytes of a's direction b took */
+	int		 b_in_ended;	/* 1: it ended whole, -1: broke */
+	int		 paused_by_tap;	/* tap_pause_once's calls */
 };
 
 static size_t
@@ -77,7 +79,10 @@ b_in_data(struct stream *st, const uint8_t *p, size_t len)
 static void
 b_in_end(struct stream *st, uint64_t bytes, const char *error)
 {
-	(void)st; (void)bytes; (void)error;
+	struct net	*n = stream_data(st);
+
+	(void)bytes;
+	n->b_in_ended = error == NULL ? 1 : -1;
 }
 
 static const struct stream_ops b_in_ops = {
@@ -244,6 +249,45 @@ test_pause_out(void **state)
 	net_end(&n);
 }
 
+/* A tap that pauses the relay from inside its read, at its first call. */
+static void
+tap_pause_once(void *arg, uint8_t *data, size_t len)
+{
+	struct net	*n = arg;
+
+	(void)data; (void)len;
+	if (n->paused_by_tap++ == 0)
+		relay_pause_out(n->relay, 1);
+}
+
+/* Paused from its own tap, mid-read: what it read still goes, nothing
+ * more is read, and the process's EOF, seen after the resume, ends the
+ * stream whole. */
+static void
+test_pause_from_tap(void **state)
+{
+	struct net	 n;
+
+	(void)state;
+	net_start(&n, 0);
+	relay_set_tap(n.relay, tap_pause_once, NULL, &n);
+	netpair_run(&n.np, 100);
+	assert_int_equal(send(n.local, "hello", 5, 0), 5);
+	netpair_run(&n.np, 100);
+	assert_int_equal(n.paused_by_tap, 1);
+	assert_int_equal(n.b_got, 5);		/* read before the pause */
+	assert_int_equal(send(n.local, "world", 5, 0), 5);
+	shutdown(n.local, SHUT_WR);
+	netpair_run(&n.np, 100);
+	assert_int_equal(n.b_got, 5);		/* paused: not read */
+	assert_int_equal(n.b_in_ended, 0);
+	relay_pause_out(n.relay, 0);
+	netpair_run(&n.np, 100);
+	assert_int_equal(n.b_got, 10);
+	assert_int_equal(n.b_in_ended, 1);	/* the EOF, after the resume */
+	net_end(&n);
+}
+
 int
 main(void)
 {
@@ -251,6 +295,7 @@ main(void)
 		cmocka_unit_test(test_second_direction_refused),
 		cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_pause_out),
+		cmocka_unit_test(test_pause_from_tap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
