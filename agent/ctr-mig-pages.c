@@ -349,8 +349,9 @@ ctr_pages_tee_open(struct migration *m)
  * for O_DIRECT, used again while the migration lasts: new memory costs
  * more than the copy into it) and written on the pool; with TEE_BLOCKS
  * blocks (64 MiB) waiting there, CRIU's socket is not read until one is
- * written (a disk write on the loop would stall every peer's
- * heartbeat: 4 MiB O_DSYNC took up to 80 ms here). */
+ * written: a write on the loop would stall every peer's heartbeat for as
+ * long as the disk takes (4 MiB O_DSYNC: 6.5 ms on average here, one
+ * writer alone; a busy or slow disk takes far longer). */
 #define TEE_BLOCK		(4u << 20)
 #define TEE_ALIGN		4096u
 #define TEE_BLOCKS		16u
