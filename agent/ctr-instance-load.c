@@ -39,7 +39,7 @@ ctr_kill_lazy_criu(const char *name, pid_t pid)
 	    "that stopped in a post-copy", name, (long)pid);
 	kill(pid, SIGKILL);
 	for (i = 0; i < 300; i++) {
-		if (proc_stat(pid, &state, NULL) != 0 || state == 'Z' ||
+		if (proc_stat(pid, &state, NULL, NULL) != 0 || state == 'Z' ||
 		    state == 'X')
 			break;
 		usleep(10000);

@@ -92,38 +92,21 @@ adopted_poll(uv_timer_t *t)
 		ctr_exited(in, -1);
 }
 
-/* pid's parent, from /proc: 0 if it is gone. */
-static pid_t
-parent_of(pid_t pid)
+int
+ctr_kill_unwatched(struct instance *in, char **cause)
 {
-	char	 path[64], buf[512], *p;
-	FILE	*fp;
-	long	 ppid = 0;
-
-	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-	if ((fp = fopen(path, "r")) == NULL)
-		return 0;
-	/* "pid (comm) state ppid ...": comm may hold anything but the
-	 * last ')'. */
-	if (fgets(buf, sizeof buf, fp) != NULL &&
-	    (p = strrchr(buf, ')')) != NULL)
-		sscanf(p + 1, " %*c %ld", &ppid);
-	fclose(fp);
-	return (pid_t)ppid;
-}
-
-void
-ctr_reap_tree_later(struct instance *in)
-{
-	pid_t	*pids = NULL;
+	pid_t	*pids = NULL, parent;
 	size_t	 n = 0, i;
+	char	 state;
 
-	if (container_pids(in->name, &pids, &n, NULL) != 0)
-		return;
-	for (i = 0; i < n; i++)
-		if (pids[i] != in->pid && parent_of(pids[i]) == getpid())
-			instances_reap_later(in->set, pids[i]);
-	free(pids);
+	if (container_pids(in->name, &pids, &n, NULL) == 0) {
+		for (i = 0; i < n; i++)
+			if (pids[i] != in->pid && proc_stat(pids[i], &state,
+			    &parent, NULL) == 0 && parent == getpid())
+				instances_reap_later(in->set, pids[i]);
+		free(pids);
+	}
+	return container_kill(in->name, cause);
 }
 
 void

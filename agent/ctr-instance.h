@@ -16,10 +16,10 @@ void	ctr_exited(struct instance *, int status);
  * instance): one of ours not reaped yet is reaped when it exits, not
  * left a zombie. */
 void	ctr_forget_init(struct instance *);
-/* Before a kill of a tree the table does not watch (a restore held or
- * failing: CRIU made its init our child): those of its processes that
+/* container_kill of a tree the table does not watch (a restore held or
+ * failing: CRIU made its init our child); those of its processes that
  * are our children are reaped when they exit. */
-void	ctr_reap_tree_later(struct instance *);
+int	ctr_kill_unwatched(struct instance *, char **cause);
 /* Hold the init an earlier ternd left running: 0, or -1 with *cause. */
 int	ctr_adopt(struct instance *, pid_t, char **cause);
 /* A stop-and-copy resumed it before its memory was in: the loader copies

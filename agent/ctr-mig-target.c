@@ -52,8 +52,7 @@ ctr_target_drop_held(struct migration *m, const char *why)
 	m->hold = NULL;
 	free(m->drop_why);
 	m->drop_why = xstrdup(why);
-	ctr_reap_tree_later(m->in);
-	if (container_kill(m->in->name, &cause) != 0) {
+	if (ctr_kill_unwatched(m->in, &cause) != 0) {
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
 	}
@@ -131,8 +130,7 @@ ctr_target_daemon_lost(struct migration *m, const char *error)
 	/* Its resume is under way: kill it before it runs on missing
 	 * memory (the daemon's userfaultfds, held, stop it till then);
 	 * ctr_target_restored says why. */
-	ctr_reap_tree_later(m->in);
-	if (container_kill(m->in->name, &cause) != 0) {
+	if (ctr_kill_unwatched(m->in, &cause) != 0) {
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
 	}
@@ -204,8 +202,7 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		 * of it goes before the source hears: an operator who tries
 		 * again at once finds this host clean. */
 		m->rootfs_keep = 0;
-		ctr_reap_tree_later(in);
-		container_kill(in->name, NULL);
+		ctr_kill_unwatched(in, NULL);
 		container_cgroup_remove(in->name, NULL);
 		ctr_drop_rootfs(m);
 		free(m->rootfs);

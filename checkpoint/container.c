@@ -1403,7 +1403,7 @@ container_stopped_tasks(const char *name)
 	    NULL) != 0 || container_read_pids(name, path, &tids, &n, NULL) != 0)
 		return -1;
 	for (i = 0; i < n; i++)	/* (one that exited meanwhile: gone) */
-		if (proc_stat(tids[i], &state, NULL) == 0 && state == 'T')
+		if (proc_stat(tids[i], &state, NULL, NULL) == 0 && state == 'T')
 			stopped++;
 	free(tids);
 	return stopped;

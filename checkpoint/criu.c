@@ -670,7 +670,7 @@ criu_cpu_time(pid_t pid, char *state)
 	int			 ok;
 
 	*state = '?';
-	if (proc_stat(pid, state, &ticks) != 0)
+	if (proc_stat(pid, state, NULL, &ticks) != 0)
 		return UINT64_MAX;
 	snprintf(path, sizeof path, "/proc/%ld/schedstat", (long)pid);
 	if ((text = read_file_bounded(path, 256, NULL, NULL)) == NULL)

@@ -196,10 +196,11 @@ rm_rf(const char *path, char **cause)
 }
 
 int
-proc_stat(pid_t pid, char *state, uint64_t *cpu_ticks)
+proc_stat(pid_t pid, char *state, pid_t *ppid, uint64_t *cpu_ticks)
 {
 	char			 path[64], buf[1024], *p;
 	unsigned long long	 ut = 0, st = 0;
+	int			 parent = 0;
 	ssize_t			 n;
 	int			 fd;
 
@@ -212,9 +213,12 @@ proc_stat(pid_t pid, char *state, uint64_t *cpu_ticks)
 		return -1;
 	buf[n] = '\0';
 	/* "PID (comm) S ...": comm may hold anything, even ") ". */
-	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %c %*d %*d %*d "
-	    "%*d %*d %*u %*u %*u %*u %*u %llu %llu", state, &ut, &st) != 3)
+	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %c %d %*d %*d "
+	    "%*d %*d %*u %*u %*u %*u %*u %llu %llu", state, &parent, &ut,
+	    &st) != 4)
 		return -1;
+	if (ppid != NULL)
+		*ppid = (pid_t)parent;
 	if (cpu_ticks != NULL)
 		*cpu_ticks = ut + st;
 	return 0;

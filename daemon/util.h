@@ -19,9 +19,11 @@ int		host_name_valid(const char *);
 char		*read_file_bounded(const char *path, size_t max, size_t *len,
 		    char **cause);
 /* From /proc/PID/stat (a process or a thread): its state letter ('R',
- * 'S', 'D', 'T', 'Z', ...) and, if cpu_ticks is not NULL, the user and
- * system time it has run, in clock ticks.  -1 if it is gone. */
-int		proc_stat(pid_t pid, char *state, uint64_t *cpu_ticks);
+ * 'S', 'D', 'T', 'Z', ...), if ppid is not NULL its parent, and if
+ * cpu_ticks is not NULL the user and system time it has run, in clock
+ * ticks.  -1 if it is gone. */
+int		proc_stat(pid_t pid, char *state, pid_t *ppid,
+		    uint64_t *cpu_ticks);
 /* "10.1.2.3:7480" or "[::1]:7480" into ss; -1 and *cause on error. */
 int		sockaddr_parse(const char *addr, int port,
 		    struct sockaddr_storage *ss, char **cause);

@@ -45,7 +45,7 @@ cl_ctl h1 checkpoint mc
 gone=$(date +%s%N)
 [ "$(info state)" = checkpointed ] || fail "mc is $(info state)"
 [ -z "$(info pid)" ] || fail "mc still has a pid"
-th_wait 10 cl_reaped h1 || fail "h1's ternd never reaped $(cl_zombies h1)"
+cl_wait_reaped h1 || fail "a checkpoint's init was left a zombie"
 gen2="$(th_dir h1)/state/instances/mc/ckpt/2"
 [ -f "$gen2/MANIFEST" ] || fail "no MANIFEST in $gen2"
 sleep 1

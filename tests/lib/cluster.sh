@@ -97,6 +97,17 @@ cl_reaped() {
 	done
 }
 
+# cl_wait_reaped HOST...: wait up to 10 s (SIGCHLD handled) for cl_reaped;
+# else say which zombies each HOST's ternd holds, and fail.
+cl_wait_reaped() {
+	local h
+	th_wait 10 cl_reaped "$@" && return 0
+	for h in "$@"; do
+		cl__err "$h's ternd never reaped: $(cl_zombies "$h" | tr '\n' ' ')"
+	done
+	return 1
+}
+
 # cl_pki: make a cluster CA in $TH_ROOT/pki (once) and a certificate for
 # every host in TH_HOSTS that has none yet; copy each host's HOST.pem,
 # HOST.key and ca.pem into $(th_dir HOST)/etc.  The CA key stays out of

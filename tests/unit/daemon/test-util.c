@@ -121,18 +121,20 @@ test_mkdir_p(void **state)
 	free(under);
 }
 
-/* A stopped child reads 'T', this process 'R'; a reaped one is gone. */
+/* A stopped child reads 'T' and names us its parent, this process 'R';
+ * a reaped one is gone. */
 static void
 test_proc_stat(void **state)
 {
 	char		 st;
 	uint64_t	 ticks = UINT64_MAX;
-	pid_t		 pid;
+	pid_t		 pid, parent = 0;
 	int		 status;
 
 	(void)state;
-	assert_int_equal(proc_stat(getpid(), &st, &ticks), 0);
+	assert_int_equal(proc_stat(getpid(), &st, &parent, &ticks), 0);
 	assert_int_equal(st, 'R');
+	assert_int_equal(parent, getppid());
 	assert_true(ticks != UINT64_MAX);
 	if ((pid = fork()) == 0) {
 		raise(SIGSTOP);
@@ -141,11 +143,12 @@ test_proc_stat(void **state)
 	assert_true(pid > 0);
 	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
 	assert_true(WIFSTOPPED(status));
-	assert_int_equal(proc_stat(pid, &st, NULL), 0);
+	assert_int_equal(proc_stat(pid, &st, &parent, NULL), 0);
 	assert_int_equal(st, 'T');
+	assert_int_equal(parent, getpid());
 	kill(pid, SIGKILL);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_int_equal(proc_stat(pid, &st, NULL), -1);
+	assert_int_equal(proc_stat(pid, &st, NULL, NULL), -1);
 }
 
 /* mountinfo lines, with and without optional fields, escapes undone;
