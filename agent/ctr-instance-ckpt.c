@@ -214,6 +214,8 @@ restore_done(void *varg, const struct ckpt_result *res, const char *error)
 	Tern__RestoreReply	 r = TERN__RESTORE_REPLY__INIT;
 
 	if (error != NULL) {
+		/* An init CRIU forked before it failed is our child. */
+		instances_reap_later(in->set, res->pid);
 		instance_set_error(in, error);
 		log_warnx("instance %s: restore failed: %s", in->name, error);
 		instance_unmount_below(in->dir);

@@ -41,6 +41,7 @@ struct ckpt_op {
 						 * not cancelled, released */
 	char			*saved_error;	/* restore: CRIU's answer ... */
 	pid_t			 saved_pid;	/* ... while held */
+	pid_t			 tree_pid;	/* restore: the init CRIU forked */
 	int			 saved;
 	uv_work_t		 work;		/* hashing runs off the loop */
 	int			 working;
@@ -1201,7 +1202,10 @@ ckpt_restore_conclude(struct ckpt_op *op)
 
 	memset(&res, 0, sizeof res);
 	if (op->saved_error != NULL) {
-		ckpt_op_finish(op, NULL, op->saved_error);
+		/* CRIU kills a tree it fails to restore, but its init is
+		 * our child (restored as our sibling): the caller reaps it. */
+		res.pid = op->tree_pid;
+		ckpt_op_finish(op, &res, op->saved_error);
 		return;
 	}
 	res.pid = op->saved_pid;
@@ -1290,12 +1294,19 @@ ckpt_restore_timing(const struct ckpt_op *op)
 	    ckpt_restore_timing_done, rt);
 }
 
-/* pre-resume: restored, not running yet.  A held restore waits here. */
+/* Every notification names the tree's init once it is forked;
+ * pre-resume: restored, not running yet.  A held restore waits here. */
 static int
 ckpt_restore_notify(struct criu *c, const char *script, void *arg)
 {
 	struct ckpt_op	*op = arg;
 
+	if (criu_notified_pid(c) > 0)
+		op->tree_pid = criu_notified_pid(c);
+	/* After the fork: CRIU then fails the restore of a forked tree. */
+	if (strcmp(script, "setup-namespaces") == 0 &&
+	    fault_hit("ckpt.restore.setup-ns") == FAULT_FAIL)
+		return -1;
 	if (strcmp(script, "pre-resume") != 0)
 		return 0;
 	ckpt_restore_timing(op);

@@ -50,7 +50,10 @@ struct ckpt_result {
 	uint64_t	 bytes;		/* image bytes */
 	uint64_t	 duration_ms;
 	uint64_t	 frozen_ms;	/* dump: the container stood still */
-	pid_t		 pid;		/* restore: the restored init */
+	pid_t		 pid;		/* restore: the restored init; on
+					 * error the one CRIU forked and
+					 * killed (0: none), for the caller
+					 * to reap */
 	const char	*gen_dir;
 };
 

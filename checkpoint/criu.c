@@ -51,6 +51,7 @@ struct criu {
 	uint64_t		 cancel_moved;	/* ... when they last grew */
 	char			 what[32];	/* "dump", "restore", ... */
 	int			 notify_waiting;	/* CRIU waits for our answer */
+	pid_t			 notified_pid;	/* a notification named it */
 	int			 fd;
 	int			 handles;	/* open uv handles */
 	int			 exited;
@@ -325,6 +326,10 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 	if (resp->type == CRIU_REQ_TYPE__NOTIFY) {
 		const char *script = resp->notify != NULL &&
 		    resp->notify->script != NULL ? resp->notify->script : "?";
+
+		if (resp->notify != NULL && resp->notify->has_pid &&
+		    resp->notify->pid > 0)
+			c->notified_pid = resp->notify->pid;
 
 		rc = criu_notify_cancelled(c, script) ? -1 : c->notify != NULL ?
 		    c->notify(c, script, c->arg) : 0;
@@ -635,6 +640,12 @@ pid_t
 criu_pid(const struct criu *c)
 {
 	return c->proc.pid;
+}
+
+pid_t
+criu_notified_pid(const struct criu *c)
+{
+	return c->notified_pid;
 }
 
 void

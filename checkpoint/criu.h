@@ -53,6 +53,10 @@ struct criu	*criu_run(uv_loop_t *, const char *criu_path,
 char		*criu_action_script(const char *dir, char **cause);
 /* Its process id. */
 pid_t		 criu_pid(const struct criu *);
+/* The pid its last notification that named one named, or 0: a
+ * restore names the root of the tree it forked (setup-namespaces,
+ * post-restore), so its init is known even when CRIU fails after. */
+pid_t		 criu_notified_pid(const struct criu *);
 /* 1 while a request can still go to it: a swrk started ahead may have
  * died, or closed its socket, before its request came. */
 int		 criu_usable(const struct criu *);

@@ -4,9 +4,9 @@
 # --bandwidth it moves again, stop-and-copy and post-copy, no faster than
 # the rate.  Refusals (no shared rootfs, name taken on the target, unknown
 # host, a mode this host cannot do, a rate too low) and a target ternd
-# killed or a source ternd stopped in the middle of a migration (by auto's
-# choice, post-copy here) leave it running on the source, unharmed, and
-# nothing on the target.
+# killed, its CRIU failing the restore, or a source ternd stopped in the
+# middle of a migration (by auto's choice, post-copy here) leave it
+# running on the source, unharmed, and nothing on the target.
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -128,9 +128,24 @@ echo "refused: $out"
 fault_fired h2 mig.target.file kill
 [ "$(inst_field h1 mc state)" = running ] || fail "mc is $(inst_field h1 mc state) on h1"
 inst_verify h1 mc "$state" "after the target died mid-migration"
-cl_start h2
+# (Its next restore fails inside CRIU, after CRIU forked the tree.)
+TERN_FAULT=ckpt.restore.setup-ns:fail@1 cl_start h2
 cl_wait_up h1 2 30
 [ -z "$(inst_field h2 mc state)" ] || fail "h2 kept an incoming mc: $(inst_field h2 mc state)"
+
+# CRIU fails the target's restore after it forked the tree: the source
+# resumes, and the target reaps the init CRIU killed (ternd's child,
+# whose pid no restore answer gave).
+if out=$(cl_ctl h1 migrate mc --to h2 2>&1); then
+	fail "migrate succeeded although the target's CRIU failed: $out"
+fi
+echo "refused: $out"
+fault_fired h2 ckpt.restore.setup-ns fail
+grep -q "Restoring FAILED" <<<"$out" || fail "CRIU's reason not given: $out"
+[ "$(inst_field h1 mc state)" = running ] || fail "mc is $(inst_field h1 mc state) on h1"
+inst_verify h1 mc "$state" "after the target's CRIU failed its restore"
+[ -z "$(inst_field h2 mc state)" ] || fail "h2 kept an incoming mc: $(inst_field h2 mc state)"
+cl_wait_reaped h2 || fail "the init of a restore CRIU failed was left a zombie on h2"
 
 # The source's ternd is stopped (SIGTERM) in the middle, while it holds
 # the container frozen (a fault point stalls it there): it rolls the
