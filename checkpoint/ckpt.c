@@ -1219,6 +1219,13 @@ ckpt_restore_answer(struct criu *c, const CriuResp *resp, const char *error,
 	struct ckpt_op	*op = arg;
 
 	op->aborted |= criu_aborted(c);
+	/* The tree's root: CRIU's answer names it, failed or not, once it
+	 * forked it; a CRIU that never answered named it at best in a
+	 * notification. */
+	if (resp != NULL && resp->restore != NULL && resp->restore->pid > 0)
+		op->tree_pid = resp->restore->pid;
+	else if (criu_notified_pid(c) > 0)
+		op->tree_pid = criu_notified_pid(c);
 	criu_close(c);
 	op->criu = NULL;
 	op->saved = 1;
@@ -1294,19 +1301,25 @@ ckpt_restore_timing(const struct ckpt_op *op)
 	    ckpt_restore_timing_done, rt);
 }
 
-/* Every notification names the tree's init once it is forked;
- * pre-resume: restored, not running yet.  A held restore waits here. */
+/* pre-resume: restored, not running yet.  A held restore waits here. */
 static int
 ckpt_restore_notify(struct criu *c, const char *script, void *arg)
 {
 	struct ckpt_op	*op = arg;
 
-	if (criu_notified_pid(c) > 0)
-		op->tree_pid = criu_notified_pid(c);
-	/* After the fork: CRIU then fails the restore of a forked tree. */
-	if (strcmp(script, "setup-namespaces") == 0 &&
-	    fault_hit("ckpt.restore.setup-ns") == FAULT_FAIL)
-		return -1;
+	/* After the fork: CRIU then fails the restore of a forked tree
+	 * (fail), or dies without an answer that names it (kill). */
+	if (strcmp(script, "setup-namespaces") == 0) {
+		switch (fault_hit("ckpt.restore.setup-ns")) {
+		case FAULT_KILL:
+			criu_kill(c);
+			return -1;
+		case FAULT_FAIL:
+			return -1;
+		default:
+			break;
+		}
+	}
 	if (strcmp(script, "pre-resume") != 0)
 		return 0;
 	ckpt_restore_timing(op);

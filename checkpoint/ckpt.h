@@ -51,9 +51,9 @@ struct ckpt_result {
 	uint64_t	 duration_ms;
 	uint64_t	 frozen_ms;	/* dump: the container stood still */
 	pid_t		 pid;		/* restore: the restored init; on
-					 * error the one CRIU forked and
-					 * killed (0: none), for the caller
-					 * to reap */
+					 * error the one CRIU forked (0:
+					 * none), dead or dying: the caller
+					 * reaps it */
 	const char	*gen_dir;
 };
 
