@@ -180,6 +180,8 @@ ctr_checkpoint(struct instance *in, int leave_running, instances_done_cb cb,
 	if (leave_running) {
 		t.frozen = in->ckpt_frozen;
 		t.frozen_arg = in->ckpt_frozen_arg;
+		t.staged_mb = set->agent->ternd->conf->checkpoint_staging_mb;
+		t.action_script = set->agent->criu_action;
 	}
 	in->ckpt_frozen = NULL;
 	in->ckpt_frozen_arg = NULL;

@@ -20,6 +20,7 @@
 #include "checkpoint/confine.h"
 #include "checkpoint/container.h"
 #include "checkpoint/criu.h"
+#include "checkpoint/staging.h"
 #include "daemon/crc32c.h"
 #include "daemon/digest.h"
 #include "daemon/fault.h"
@@ -73,6 +74,14 @@ struct ckpt_op {
 	uint64_t		 start_ms;
 	uint64_t		 verified_at;	/* restore: CRIU started */
 	uint64_t		 frozen_at;	/* pre-dump notification */
+	struct staging		*staging;	/* leave-running: pages staged */
+	int			 stage_reserving; /* ... its room being made */
+	int			 stage_fd;	/* ... read from here */
+	uv_poll_t		*stage_poll;
+	char			*stage_error;	/* ... why it stopped */
+	char			*action_script;	/* ... its CRIU runs by that */
+	pid_t			 stage_pid;	/* ... the tree's init */
+	size_t			 stage_bytes;	/* ... room wanted */
 	ckpt_cb			 cb;
 	void			*arg;
 };
@@ -84,6 +93,8 @@ static int	ckpt_replay_pages(const char *, const char *, char **);
 
 /* Operations in progress, for ckpt_cancel. */
 static struct ckpt_op	*ckpt_ops;
+/* What staged dumps hold together (their estimates). */
+static uint64_t		 ckpt_staged_bytes;
 
 static void
 ckpt_op_unlink(struct ckpt_op *op)
@@ -104,6 +115,13 @@ ckpt_cancel(const char *name, const char *why)
 	struct ckpt_op	*op;
 	int		 n = 0;
 
+	/* Not started yet: it stops before its CRIU would. */
+	for (op = ckpt_ops; op != NULL; op = op->next)
+		if (strcmp(op->name, name) == 0 && op->stage_reserving &&
+		    op->cancel_why == NULL) {
+			op->cancel_why = xstrdup(why);
+			n++;
+		}
 	/* A restore's callback runs inside criu_abort and may end any
 	 * operation: look again from the start after each. */
 	for (;;) {
@@ -125,6 +143,8 @@ ckpt_cancel(const char *name, const char *why)
 			 * work itself; killed only if it is stuck. */
 			op->cancel_why = xstrdup(why);
 			criu_cancel(op->criu, why);
+			if (op->stage_fd != -1)	/* its page transfer */
+				shutdown(op->stage_fd, SHUT_RDWR);
 			continue;
 		}
 		/* What a restore made never ran: nothing to lose. */
@@ -168,6 +188,27 @@ ckpt_thaw(struct ckpt_op *op)
 }
 
 static void
+ckpt_staged_poll_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Stop reading the staged pages (all came, or the dump is over). */
+static void
+ckpt_staged_close(struct ckpt_op *op)
+{
+	if (op->stage_poll != NULL) {
+		uv_poll_stop(op->stage_poll);
+		uv_close((uv_handle_t *)op->stage_poll, ckpt_staged_poll_closed);
+		op->stage_poll = NULL;
+	}
+	if (op->stage_fd != -1) {
+		close(op->stage_fd);
+		op->stage_fd = -1;
+	}
+}
+
+static void
 ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 {
 	struct ckpt_result	 none;
@@ -183,6 +224,7 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 		log_info("%s: criu stopped its dump as asked and let %s run on",
 		    op->name, op->name);
 	ckpt_op_unlink(op);
+	ckpt_staged_close(op);
 
 	if (res == NULL) {
 		memset(&none, 0, sizeof none);
@@ -201,6 +243,10 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	free(op->answer_error);
 	free(op->saved_error);
 	free(op->verify_error);
+	ckpt_staged_bytes -= op->stage_bytes;
+	staging_free(op->staging);
+	free(op->stage_error);
+	free(op->action_script);
 	free(op->rootfs);
 	free(op->criu_path);
 	free(op->gen_dir);
@@ -586,31 +632,25 @@ ckpt_pages_sum_read(const char *sum, uint64_t *len, uint32_t *crc,
 	return 0;
 }
 
-/* The stream kept at the dump, checked against its sum and fed to a
- * criu page-server of our own, which writes the page images again.
- * Blocking: on the thread pool. */
+/* A page stream fed to a criu page-server of our own, which writes the
+ * page images into gen_dir: read from fd (crc and len of what was read),
+ * or from mem when fd is -1.  Blocking: on the thread pool. */
 static int
-ckpt_replay_pages(const char *gen_dir, const char *criu_path, char **cause)
+ckpt_page_server_feed(const char *gen_dir, const char *criu_path, int fd,
+    const uint8_t *mem, size_t mem_len, uint64_t *len, uint32_t *crc,
+    char **cause)
 {
 	extern char		**environ;
 	posix_spawn_file_actions_t fa;
-	char			*stream, *sum, *argv[10];
+	char			*argv[10];
+	const uint8_t		*chunk;
 	uint8_t			*buf = NULL;
-	uint64_t		 want_len, len = 0;
-	uint32_t		 want_crc, crc = 0;
 	ssize_t			 n, w, off;
+	size_t			 fed = 0;
 	pid_t			 pid = -1;
-	int			 sv[2] = { -1, -1 }, fd = -1, st, rc = -1;
+	int			 sv[2] = { -1, -1 }, st, rc = -1;
 
-	stream = ckpt_pages_stream_path(gen_dir);
-	xasprintf(&sum, "%s.sum", stream);
-	if (ckpt_pages_sum_read(sum, &want_len, &want_crc, cause) != 0)
-		goto out;
 	ckpt_drop_page_images(gen_dir);
-	if ((fd = open(stream, O_RDONLY | O_CLOEXEC)) == -1) {
-		set_cause(cause, "%s: %s", stream, strerror(errno));
-		goto out;
-	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		set_cause(cause, "socketpair: %s", strerror(errno));
 		goto out;
@@ -636,11 +676,25 @@ ckpt_replay_pages(const char *gen_dir, const char *criu_path, char **cause)
 		goto out;
 	}
 	buf = xmalloc(1u << 20);
-	while ((n = read(fd, buf, 1u << 20)) > 0) {
-		crc = crc32c(crc, buf, (size_t)n);
-		len += (uint64_t)n;
+	*len = 0;
+	*crc = 0;
+	for (;;) {
+		if (fd != -1) {
+			if ((n = read(fd, buf, 1u << 20)) <= 0)
+				break;
+			*crc = crc32c(*crc, buf, (size_t)n);
+			*len += (uint64_t)n;
+			chunk = buf;
+		} else {
+			if ((n = (ssize_t)(mem_len - fed)) > (1 << 20))
+				n = 1 << 20;
+			if (n == 0)
+				break;
+			chunk = mem + fed;
+			fed += (size_t)n;
+		}
 		for (off = 0; off < n; off += w) {
-			w = send(sv[0], buf + off, (size_t)(n - off),
+			w = send(sv[0], chunk + off, (size_t)(n - off),
 			    MSG_NOSIGNAL);
 			if (w < 0 && errno == EINTR)
 				w = 0;
@@ -654,20 +708,14 @@ ckpt_replay_pages(const char *gen_dir, const char *criu_path, char **cause)
 		}
 	}
 	if (n < 0) {
-		set_cause(cause, "%s: %s", stream, strerror(errno));
+		set_cause(cause, "reading the kept page stream: %s",
+		    strerror(errno));
 		goto out;
 	}
 	/* Its answers (a few words) wait in the socket: drain them. */
 	shutdown(sv[0], SHUT_WR);
 	while ((n = read(sv[0], buf, 1u << 20)) > 0)
 		;
-	if (len != want_len || crc != want_crc) {
-		set_cause(cause, "%s: %" PRIu64 " bytes, crc32c %08x, where "
-		    "the dump sent %" PRIu64 " bytes, crc32c %08x: the "
-		    "checkpoint is damaged", stream, len, crc, want_len,
-		    want_crc);
-		goto out;
-	}
 	rc = 0;
 out:
 	if (sv[0] != -1)
@@ -683,9 +731,44 @@ out:
 	}
 	if (rc != 0)
 		ckpt_drop_page_images(gen_dir);
+	free(buf);
+	return rc;
+}
+
+/* The stream kept at the dump, checked against its sum and fed to a
+ * criu page-server of our own, which writes the page images again.
+ * Blocking: on the thread pool. */
+static int
+ckpt_replay_pages(const char *gen_dir, const char *criu_path, char **cause)
+{
+	char		*stream, *sum;
+	uint64_t	 want_len, len = 0;
+	uint32_t	 want_crc, crc = 0;
+	int		 fd = -1, rc = -1;
+
+	stream = ckpt_pages_stream_path(gen_dir);
+	xasprintf(&sum, "%s.sum", stream);
+	if (ckpt_pages_sum_read(sum, &want_len, &want_crc, cause) != 0)
+		goto out;
+	if ((fd = open(stream, O_RDONLY | O_CLOEXEC)) == -1) {
+		set_cause(cause, "%s: %s", stream, strerror(errno));
+		goto out;
+	}
+	if (ckpt_page_server_feed(gen_dir, criu_path, fd, NULL, 0, &len, &crc,
+	    cause) != 0)
+		goto out;
+	if (len != want_len || crc != want_crc) {
+		set_cause(cause, "%s: %" PRIu64 " bytes, crc32c %08x, where "
+		    "the dump sent %" PRIu64 " bytes, crc32c %08x: the "
+		    "checkpoint is damaged", stream, len, crc, want_len,
+		    want_crc);
+		ckpt_drop_page_images(gen_dir);
+		goto out;
+	}
+	rc = 0;
+out:
 	if (fd != -1)
 		close(fd);
-	free(buf);
 	free(sum);
 	free(stream);
 	return rc;
@@ -756,7 +839,31 @@ static void
 ckpt_publish_work(uv_work_t *w)
 {
 	struct ckpt_op	*op = w->data;
+	const uint8_t	*data;
+	size_t		 len;
+	uint64_t	 fed;
+	uint32_t	 crc;
 
+	if (op->staging != NULL) {
+		/* The thawed tree runs on; its pages, as they were at the
+		 * dump, become CRIU's page images now. */
+		data = staging_data(op->staging, &len);
+		if (!staging_complete(op->staging)) {
+			xasprintf(&op->publish_error, "the staged pages of "
+			    "checkpoint %" PRIu64 " ended before criu ended "
+			    "their transfer", op->generation);
+			return;
+		}
+		if (fault_hit("ckpt.staging.replay") == FAULT_FAIL) {
+			xasprintf(&op->publish_error, "writing the staged pages "
+			    "of checkpoint %" PRIu64 ": fault point "
+			    "ckpt.staging.replay", op->generation);
+			return;
+		}
+		if (ckpt_page_server_feed(op->gen_dir, op->criu_path, -1, data,
+		    len, &fed, &crc, &op->publish_error) != 0)
+			return;
+	}
 	if (ckpt_write_manifest(op->gen_dir, op->lazy, &op->bytes,
 	    &op->publish_error) == 0)
 		op->published = 1;
@@ -830,6 +937,14 @@ ckpt_dump_notify(struct criu *c, const char *script, void *arg)
 		op->frozen_at = now_ms();
 	if (strcmp(script, "post-dump") != 0)
 		return 0;
+	/* CRIU had our answer to the end of its page transfer: every page
+	 * is staged (unless the transfer broke). */
+	if (op->staging != NULL && !staging_complete(op->staging)) {
+		if (op->stage_error == NULL)
+			op->stage_error = xstrdup("criu reached post-dump "
+			    "before the end of its page transfer");
+		return -1;
+	}
 	op->committing = 1;
 	if (op->leave_running && op->frozen != NULL) {
 		/* CRIU waits, every task stopped, for the capture. */
@@ -919,6 +1034,9 @@ ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
 	op->aborted |= criu_aborted(c);
 	criu_close(c);
 	op->criu = NULL;
+	/* Past the end of its page transfer: the stream is only read (by
+	 * the pool) from now. */
+	ckpt_staged_close(op);
 	op->answered = 1;
 	op->answered_at = now_ms();
 	if (resp == NULL && op->aborted && !op->acked)
@@ -927,7 +1045,13 @@ ckpt_dump_answer(struct criu *c, const CriuResp *resp, const char *error,
 		    op->name, op->gen_dir, op->cancel_why != NULL ? "" :
 		    ", then try again, or raise criu_timeout_ms if dumps this "
 		    "large take longer");
-	else if (resp == NULL || !resp->success) {
+	else if ((resp == NULL || !resp->success) && op->stage_error != NULL) {
+		char	*was = ckpt_criu_error(op, resp, error, "dump.log");
+
+		xasprintf(&op->answer_error, "staging the pages: %s; criu "
+		    "then: %s", op->stage_error, was);
+		free(was);
+	} else if (resp == NULL || !resp->success) {
 		op->answer_error = ckpt_criu_error(op, resp, error, "dump.log");
 		if (op->cancel_why != NULL && resp != NULL) {
 			char	*was = op->answer_error;
@@ -1013,6 +1137,7 @@ ckpt_op_new(uv_loop_t *loop, const struct ckpt_target *t, uint64_t generation,
 	op->cb = cb;
 	op->arg = arg;
 	op->dir_fd = -1;
+	op->stage_fd = -1;
 	xasprintf(&op->gen_dir, "%s/%" PRIu64, t->dir, generation);
 	op->next = ckpt_ops;
 	ckpt_ops = op;
@@ -1111,6 +1236,8 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 		args[n++] = "--external";
 		args[n++] = ext[i];
 	}
+	if (op->leave_running)
+		args[n++] = "--leave-running";
 	args[n++] = op->ps ? "--page-server" : "--lazy-pages";
 	args[n++] = "--ps-socket";
 	args[n++] = psfd;
@@ -1123,16 +1250,181 @@ ckpt_dump_lazy_spawn(struct ckpt_op *op, const struct ckpt_target *t,
 	return c;
 }
 
+/* The dump through CRIU's RPC, its images (pages too) written by CRIU. */
+static struct criu *
+ckpt_dump_rpc(struct ckpt_op *op, const struct ckpt_target *t, char **cause)
+{
+	struct criu	*c;
+	CriuReq		 req = CRIU_REQ__INIT;
+	CriuOpts	 opts = CRIU_OPTS__INIT;
+	char		**ext, *freezer;
+
+	if ((c = criu_spawn(op->loop, t->criu_path, NULL, 0, cause)) == NULL)
+		return NULL;
+	ckpt_common_opts(&opts, op->dir_fd, "dump.log");
+	opts.has_pid = 1;
+	opts.pid = t->pid;
+	ext = ckpt_externals(1, t->pid, &opts.n_external);
+	opts.external = ext;
+	opts.freeze_cgroup = freezer = ckpt_freezer(t->name);
+	opts.has_leave_running = 1;
+	opts.leave_running = op->leave_running != 0;
+	req.type = CRIU_REQ_TYPE__DUMP;
+	req.opts = &opts;
+	log_info("%s: checkpoint %" PRIu64 " into %s%s", t->name,
+	    op->generation, op->gen_dir, op->leave_running ?
+	    " (leaving it running)" : "");
+	if (criu_call(c, &req, ckpt_dump_answer, ckpt_dump_notify, op,
+	    cause) != 0) {
+		criu_close(c);
+		c = NULL;
+	}
+	ckpt_externals_free(ext);
+	free(freezer);
+	return c;
+}
+
+/* The staged dump's target, from what the operation kept of it. */
+static void
+ckpt_staged_target(const struct ckpt_op *op, struct ckpt_target *t)
+{
+	memset(t, 0, sizeof *t);
+	t->name = op->name;
+	t->criu_path = op->criu_path;
+	t->pid = op->stage_pid;
+	t->action_script = op->action_script;
+}
+
+static void
+ckpt_staged_readable(uv_poll_t *h, int status, int events)
+{
+	struct ckpt_op	*op = h->data;
+	char		*cause = NULL;
+	int		 rc;
+
+	(void)events;
+	if (status < 0)
+		set_cause(&cause, "reading criu's pages: %s",
+		    uv_strerror(status));
+	else if (fault_hit("ckpt.staging.read") == FAULT_FAIL)
+		set_cause(&cause, "fault point ckpt.staging.read");
+	rc = cause != NULL ? -1 : staging_read(op->staging, op->stage_fd,
+	    &cause);
+	if (rc == 0)
+		return;
+	if (rc < 0) {
+		/* Closing our end fails CRIU's transfer: it thaws the tree
+		 * and answers; the checkpoint fails with our reason. */
+		log_warnx("%s: checkpoint %" PRIu64 ": %s", op->name,
+		    op->generation, cause);
+		op->stage_error = cause;
+	}
+	ckpt_staged_close(op);
+}
+
+/* Thread pool: the room for the pages, reserved before the freeze. */
+static int
+ckpt_staged_reserve(void *arg, char **cause)
+{
+	struct ckpt_op	*op = arg;
+
+	if (fault_hit("ckpt.staging.reserve") == FAULT_FAIL) {
+		set_cause(cause, "fault point ckpt.staging.reserve");
+		return -1;
+	}
+	return (op->staging = staging_new(op->stage_bytes, cause)) != NULL ?
+	    0 : -1;
+}
+
+static void
+ckpt_staged_reserved(void *arg, const char *error)
+{
+	struct ckpt_op		*op = arg;
+	struct ckpt_target	 t;
+	char			*cause = NULL;
+	int			 sv[2] = { -1, -1 };
+
+	op->stage_reserving = 0;
+	ckpt_staged_target(op, &t);
+	if (op->cancel_why != NULL) {
+		/* Nothing started: the container ran on throughout. */
+		xasprintf(&cause, "checkpoint %" PRIu64 " not started: %s",
+		    op->generation, op->cancel_why);
+		goto fail;
+	}
+	if (error != NULL) {
+		log_warnx("%s: %s; checkpoint %" PRIu64 " is written by criu "
+		    "while %s stands still", op->name, error, op->generation,
+		    op->name);
+		if ((op->criu = ckpt_dump_rpc(op, &t, &cause)) == NULL)
+			goto fail;
+		return;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+	    fcntl(sv[0], F_SETFL, O_NONBLOCK) != 0) {
+		set_cause(&cause, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	op->stage_fd = sv[0];
+	sv[0] = -1;
+	op->ps = 1;	/* pages to a page server: ours */
+	log_info("%s: checkpoint %" PRIu64 " into %s (leaving it running; its "
+	    "pages staged in %zu MiB of memory)", op->name, op->generation,
+	    op->gen_dir, op->stage_bytes >> 20);
+	if ((op->criu = ckpt_dump_lazy_spawn(op, &t, sv[1], -1,
+	    &cause)) == NULL)
+		goto fail;
+	close(sv[1]);
+	op->stage_poll = xmalloc(sizeof *op->stage_poll);
+	uv_poll_init(op->loop, op->stage_poll, op->stage_fd);
+	op->stage_poll->data = op;
+	uv_poll_start(op->stage_poll, UV_READABLE, ckpt_staged_readable);
+	return;
+fail:
+	if (sv[0] != -1)
+		close(sv[0]);
+	if (sv[1] != -1)
+		close(sv[1]);
+	ckpt_op_finish(op, NULL, cause);
+	free(cause);
+}
+
+/* A leave-running dump with its pages staged: the room first (seconds
+ * per GiB where fresh memory is dear, none of it frozen), then CRIU.
+ * 0, or -1 if what it would hold is more than the budget leaves. */
+static int
+ckpt_staged_start(struct ckpt_op *op, const struct ckpt_target *t)
+{
+	/* What it holds now (its page cache too: a generous guess), and
+	 * room to grow while the dump starts. */
+	uint64_t	want = container_memory_usage(t->name) + (16u << 20);
+	uint64_t	budget = (uint64_t)t->staged_mb << 20;
+
+	if (ckpt_staged_bytes + want > budget) {
+		log_info("%s: checkpoint %" PRIu64 " is written by criu while "
+		    "%s stands still: staging its pages would take %" PRIu64
+		    " MiB, and %" PRIu64 " of checkpoint_staging_mb = %d are "
+		    "left", t->name, op->generation, t->name, want >> 20,
+		    (budget - ckpt_staged_bytes) >> 20, t->staged_mb);
+		return -1;
+	}
+	op->criu_path = xstrdup(t->criu_path);
+	op->action_script = xstrdup(t->action_script);
+	op->stage_pid = t->pid;
+	op->stage_bytes = (size_t)want;
+	ckpt_staged_bytes += want;
+	op->stage_reserving = 1;
+	work_run(op->loop, ckpt_staged_reserve, op, ckpt_staged_reserved, op);
+	return 0;
+}
+
 static pid_t
 ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
     uint64_t generation, int leave_running, int ps_fd, int keep_fd,
     int lazy, ckpt_hold_cb hold_cb, ckpt_cb cb, void *arg)
 {
 	struct ckpt_op	*op;
-	struct criu	*c;
-	CriuReq		 req = CRIU_REQ__INIT;
-	CriuOpts	 opts = CRIU_OPTS__INIT;
-	char		*cause = NULL, **ext = NULL, *freezer = NULL;
+	char		*cause = NULL;
 
 	op = ckpt_op_new(loop, t, generation, 1, cb, arg, &cause);
 	op->hold_cb = hold_cb;
@@ -1157,37 +1449,18 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 			goto fail;
 		return criu_pid(op->criu);
 	}
-	if ((c = criu_spawn(loop, t->criu_path, NULL, 0, &cause)) == NULL)
-		goto fail;
-	ckpt_common_opts(&opts, op->dir_fd, "dump.log");
-	opts.has_pid = 1;
-	opts.pid = t->pid;
-	ext = ckpt_externals(1, t->pid, &opts.n_external);
-	opts.external = ext;
-	opts.freeze_cgroup = freezer = ckpt_freezer(t->name);
-	opts.has_leave_running = 1;
-	opts.leave_running = leave_running != 0;
 	op->leave_running = leave_running != 0;
 	if (op->leave_running) {
 		op->frozen = t->frozen;
 		op->frozen_arg = t->frozen_arg;
 	}
-	req.type = CRIU_REQ_TYPE__DUMP;
-	req.opts = &opts;
-	log_info("%s: checkpoint %" PRIu64 " into %s%s", t->name, generation,
-	    op->gen_dir, leave_running ? " (leaving it running)" : "");
-	if (criu_call(c, &req, ckpt_dump_answer, ckpt_dump_notify, op,
-	    &cause) != 0) {
-		criu_close(c);
+	if (op->leave_running && t->staged_mb > 0 &&
+	    t->action_script != NULL && ckpt_staged_start(op, t) == 0)
+		return 0;	/* CRIU starts later */
+	if ((op->criu = ckpt_dump_rpc(op, t, &cause)) == NULL)
 		goto fail;
-	}
-	op->criu = c;
-	ckpt_externals_free(ext);
-	free(freezer);
-	return criu_pid(c);
+	return criu_pid(op->criu);
 fail:
-	ckpt_externals_free(ext);
-	free(freezer);
 	ckpt_op_finish(op, NULL, cause);
 	free(cause);
 	return 0;

@@ -34,6 +34,12 @@ struct ckpt_target {
 	 * fail the dump (CRIU resumes the tree). */
 	int		(*frozen)(void *arg, const char *gen_dir, char **cause);
 	void		*frozen_arg;
+	/* Leave-running dump: CRIU sends the pages to memory reserved
+	 * before the freeze, and they are written after the thaw
+	 * (checkpoint/staging.h), while all such dumps together hold at
+	 * most staged_mb MiB (0: never); needs action_script.  Where that
+	 * memory cannot be had CRIU writes them itself, as without. */
+	int		 staged_mb;
 	/* restore: the pages came from ckpt_page_server_start and their
 	 * stream was checked by its digest; the MANIFEST (lazy-marked)
 	 * lists the other images only. */

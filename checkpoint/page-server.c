@@ -4,10 +4,6 @@
 
 #include "checkpoint/page-server.h"
 
-/* criu/page-xfer.c's command numbers for the end of a transfer (stable
- * since lazy pages exist; the request numbers before them are not). */
-#define PS_IOV_FLUSH		0x1023
-#define PS_IOV_FLUSH_N_CLOSE	0x1024
 #define PS_CMD_MASK		0xffffu
 
 size_t
@@ -21,7 +17,8 @@ page_server_before_end(void *unused, const uint8_t *buf, size_t len)
 	    off += PAGE_SERVER_REQUEST_SIZE) {
 		memcpy(&cmd, buf + off, sizeof cmd);
 		cmd &= PS_CMD_MASK;
-		if (cmd == PS_IOV_FLUSH || cmd == PS_IOV_FLUSH_N_CLOSE)
+		if (cmd == PAGE_SERVER_FLUSH ||
+		    cmd == PAGE_SERVER_FLUSH_N_CLOSE)
 			break;
 	}
 	return off;

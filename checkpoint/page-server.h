@@ -15,6 +15,11 @@
 #include <stdint.h>
 
 #define PAGE_SERVER_REQUEST_SIZE	24
+/* criu/page-xfer.c's command numbers for the end of a transfer (stable
+ * since lazy pages exist; the request numbers before them changed once,
+ * in CRIU 3.x). */
+#define PAGE_SERVER_FLUSH		0x1023
+#define PAGE_SERVER_FLUSH_N_CLOSE	0x1024
 
 /* How many bytes at the start of buf (which starts at a request) are
  * whole requests other than the transfer's end.  A relay gate: what it

@@ -243,6 +243,18 @@ static const struct conf_option conf_options[] = {
 	      "with memory missing, and ternctl restore brings it back from "
 	      "the move's checkpoint.  false: all memory in before the "
 	      "resume." },
+	{ .name = "checkpoint_staging_mb", .type = CONF_INT,
+	  .offset = CONF_FIELD(checkpoint_staging_mb), .def_number = 2048,
+	  .min = 0, .max = 16777216,
+	  .help = "A container checkpointed while it keeps running (ternctl "
+	      "checkpoint --leave-running, HA's schedule) stands still only "
+	      "while CRIU copies its memory into memory ternd reserved "
+	      "before; the pages are written to disk after it runs again. "
+	      "This is the most memory (MiB) ternd holds for that at once, "
+	      "about as much as each such container uses, for the "
+	      "checkpoint's duration.  A checkpoint that would need more "
+	      "than is left stands still while CRIU writes its pages, as "
+	      "with 0." },
 	{ .name = "rootfs_allowed_prefixes", .type = CONF_LIST,
 	  .offset = CONF_FIELD(rootfs_allowed_prefixes),
 	  .def_list = conf_def_rootfs_prefixes,

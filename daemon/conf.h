@@ -88,6 +88,7 @@ struct conf {
 	int			 max_incoming_vm_migrations;
 	int			 accept_test_streams;	/* the "sink" kind */
 	int			 stopcopy_resume_early;
+	int			 checkpoint_staging_mb;
 	char			*revoked_file;	/* "" = none */
 	char			**rootfs_allowed_prefixes;	/* absolute */
 	size_t			 nrootfs_allowed_prefixes;
