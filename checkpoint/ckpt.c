@@ -81,7 +81,8 @@ struct ckpt_op {
 	char			*stage_error;	/* ... why it stopped */
 	char			*action_script;	/* ... its CRIU runs by that */
 	pid_t			 stage_pid;	/* ... the tree's init */
-	size_t			 stage_bytes;	/* ... room wanted */
+	size_t			 stage_bytes;	/* ... room wanted (counted) */
+	size_t			 stage_max;	/* ... the most it may take */
 	ckpt_cb			 cb;
 	void			*arg;
 };
@@ -95,6 +96,9 @@ static int	ckpt_replay_pages(const char *, const char *, char **);
 static struct ckpt_op	*ckpt_ops;
 /* What staged dumps hold together (their estimates). */
 static uint64_t		 ckpt_staged_bytes;
+/* A CRIU that asked our page server for what it does not serve: staging
+ * is off until ternd restarts. */
+static int		 ckpt_staging_refused;
 
 static void
 ckpt_op_unlink(struct ckpt_op *op)
@@ -184,7 +188,8 @@ ckpt_thaw(struct ckpt_op *op)
 		log_warnx("%s: %s", op->name, cause);
 		free(cause);
 	} else
-		log_info("%s: thawed (criu was killed)", op->name);
+		log_info("%s: thawed (%s)", op->name, op->aborted ?
+		    "criu was killed" : "its staged dump failed");
 }
 
 static void
@@ -208,6 +213,14 @@ ckpt_staged_close(struct ckpt_op *op)
 	}
 }
 
+/* Its share of checkpoint_staging_mb is free again. */
+static void
+ckpt_staged_release(struct ckpt_op *op)
+{
+	ckpt_staged_bytes -= op->stage_bytes;
+	op->stage_bytes = 0;
+}
+
 static void
 ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 {
@@ -218,8 +231,9 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 		ckpt_discard_images(op->gen_dir);
 	/* A criu killed in the middle may have left the cgroup frozen: the
 	 * container resumes (it was never told to die). */
-	if (error != NULL && op->dump && !op->acked && op->aborted)
-		ckpt_thaw(op);
+	if (error != NULL && op->dump && !op->acked &&
+	    (op->aborted || op->stage_max != 0))
+		ckpt_thaw(op);	/* staged: CRIU lost its socket, whatever way */
 	else if (error != NULL && op->dump && op->cancel_heard)
 		log_info("%s: criu stopped its dump as asked and let %s run on",
 		    op->name, op->name);
@@ -243,7 +257,7 @@ ckpt_op_finish(struct ckpt_op *op, struct ckpt_result *res, const char *error)
 	free(op->answer_error);
 	free(op->saved_error);
 	free(op->verify_error);
-	ckpt_staged_bytes -= op->stage_bytes;
+	ckpt_staged_release(op);
 	staging_free(op->staging);
 	free(op->stage_error);
 	free(op->action_script);
@@ -843,6 +857,7 @@ ckpt_publish_work(uv_work_t *w)
 	size_t		 len;
 	uint64_t	 fed;
 	uint32_t	 crc;
+	int		 rc;
 
 	if (op->staging != NULL) {
 		/* The thawed tree runs on; its pages, as they were at the
@@ -851,7 +866,9 @@ ckpt_publish_work(uv_work_t *w)
 		if (!staging_complete(op->staging)) {
 			xasprintf(&op->publish_error, "the staged pages of "
 			    "checkpoint %" PRIu64 " ended before criu ended "
-			    "their transfer", op->generation);
+			    "their transfer (see %s/dump.log; the next "
+			    "checkpoint tries again)", op->generation,
+			    op->gen_dir);
 			return;
 		}
 		if (fault_hit("ckpt.staging.replay") == FAULT_FAIL) {
@@ -860,8 +877,12 @@ ckpt_publish_work(uv_work_t *w)
 			    "ckpt.staging.replay", op->generation);
 			return;
 		}
-		if (ckpt_page_server_feed(op->gen_dir, op->criu_path, -1, data,
-		    len, &fed, &crc, &op->publish_error) != 0)
+		rc = ckpt_page_server_feed(op->gen_dir, op->criu_path, -1, data,
+		    len, &fed, &crc, &op->publish_error);
+		/* GiBs unmapped here, not on the loop. */
+		staging_free(op->staging);
+		op->staging = NULL;
+		if (rc != 0)
 			return;
 	}
 	if (ckpt_write_manifest(op->gen_dir, op->lazy, &op->bytes,
@@ -873,6 +894,9 @@ static void
 ckpt_publish_done(uv_work_t *w, int status)
 {
 	struct ckpt_op	*op = w->data;
+
+	if (op->staging == NULL)
+		ckpt_staged_release(op);	/* written out */
 
 	if (op->hold_cb != NULL && op->published && op->criu != NULL) {
 		/* Frozen, published: the caller decides (ckpt_hold_release). */
@@ -942,7 +966,9 @@ ckpt_dump_notify(struct criu *c, const char *script, void *arg)
 	if (op->staging != NULL && !staging_complete(op->staging)) {
 		if (op->stage_error == NULL)
 			op->stage_error = xstrdup("criu reached post-dump "
-			    "before the end of its page transfer");
+			    "before the end of its page transfer (a CRIU "
+			    "whose page transfer differs from 4.1's: set "
+			    "checkpoint_staging_mb = 0)");
 		return -1;
 	}
 	op->committing = 1;
@@ -1300,24 +1326,35 @@ ckpt_staged_readable(uv_poll_t *h, int status, int events)
 {
 	struct ckpt_op	*op = h->data;
 	char		*cause = NULL;
+	size_t		 len;
 	int		 rc;
 
 	(void)events;
+	staging_data(op->staging, &len);
 	if (status < 0)
 		set_cause(&cause, "reading criu's pages: %s",
 		    uv_strerror(status));
-	else if (fault_hit("ckpt.staging.read") == FAULT_FAIL)
+	else if (len >= (1u << 20) &&	/* mid-transfer */
+	    fault_hit("ckpt.staging.read") == FAULT_FAIL)
 		set_cause(&cause, "fault point ckpt.staging.read");
 	rc = cause != NULL ? -1 : staging_read(op->staging, op->stage_fd,
 	    &cause);
 	if (rc == 0)
 		return;
+	if (rc == -2 && !ckpt_staging_refused) {
+		ckpt_staging_refused = 1;
+		log_warnx("%s: %s; no checkpoint stages its pages until ternd "
+		    "restarts (checkpoint_staging_mb = 0 says so for good)",
+		    op->name, cause);
+	}
 	if (rc < 0) {
 		/* Closing our end fails CRIU's transfer: it thaws the tree
 		 * and answers; the checkpoint fails with our reason. */
+		staging_data(op->staging, &len);
+		xasprintf(&op->stage_error, "%s, %zu bytes in", cause, len);
 		log_warnx("%s: checkpoint %" PRIu64 ": %s", op->name,
-		    op->generation, cause);
-		op->stage_error = cause;
+		    op->generation, op->stage_error);
+		free(cause);
 	}
 	ckpt_staged_close(op);
 }
@@ -1332,8 +1369,8 @@ ckpt_staged_reserve(void *arg, char **cause)
 		set_cause(cause, "fault point ckpt.staging.reserve");
 		return -1;
 	}
-	return (op->staging = staging_new(op->stage_bytes, cause)) != NULL ?
-	    0 : -1;
+	return (op->staging = staging_new(op->stage_bytes, op->stage_max,
+	    cause)) != NULL ? 0 : -1;
 }
 
 static void
@@ -1342,7 +1379,7 @@ ckpt_staged_reserved(void *arg, const char *error)
 	struct ckpt_op		*op = arg;
 	struct ckpt_target	 t;
 	char			*cause = NULL;
-	int			 sv[2] = { -1, -1 };
+	int			 sv[2] = { -1, -1 }, rc;
 
 	op->stage_reserving = 0;
 	ckpt_staged_target(op, &t);
@@ -1353,6 +1390,8 @@ ckpt_staged_reserved(void *arg, const char *error)
 		goto fail;
 	}
 	if (error != NULL) {
+		ckpt_staged_release(op);
+		op->stage_max = 0;
 		log_warnx("%s: %s; checkpoint %" PRIu64 " is written by criu "
 		    "while %s stands still", op->name, error, op->generation,
 		    op->name);
@@ -1365,6 +1404,15 @@ ckpt_staged_reserved(void *arg, const char *error)
 		set_cause(&cause, "socketpair: %s", strerror(errno));
 		goto fail;
 	}
+	op->stage_poll = xmalloc(sizeof *op->stage_poll);
+	if ((rc = uv_poll_init(op->loop, op->stage_poll, sv[0])) != 0) {
+		free(op->stage_poll);
+		op->stage_poll = NULL;
+		set_cause(&cause, "watching criu's page socket: %s",
+		    uv_strerror(rc));
+		goto fail;
+	}
+	op->stage_poll->data = op;
 	op->stage_fd = sv[0];
 	sv[0] = -1;
 	op->ps = 1;	/* pages to a page server: ours */
@@ -1375,9 +1423,6 @@ ckpt_staged_reserved(void *arg, const char *error)
 	    &cause)) == NULL)
 		goto fail;
 	close(sv[1]);
-	op->stage_poll = xmalloc(sizeof *op->stage_poll);
-	uv_poll_init(op->loop, op->stage_poll, op->stage_fd);
-	op->stage_poll->data = op;
 	uv_poll_start(op->stage_poll, UV_READABLE, ckpt_staged_readable);
 	return;
 fail:
@@ -1398,20 +1443,32 @@ ckpt_staged_start(struct ckpt_op *op, const struct ckpt_target *t)
 	/* What it holds now (its page cache too: a generous guess), and
 	 * room to grow while the dump starts. */
 	uint64_t	want = container_memory_usage(t->name) + (16u << 20);
-	uint64_t	budget = (uint64_t)t->staged_mb << 20;
+	uint64_t	budget = (uint64_t)t->staged_mb << 20, left, avail;
 
-	if (ckpt_staged_bytes + want > budget) {
+	left = budget > ckpt_staged_bytes ? budget - ckpt_staged_bytes : 0;
+	if (want > left) {
 		log_info("%s: checkpoint %" PRIu64 " is written by criu while "
 		    "%s stands still: staging its pages would take %" PRIu64
 		    " MiB, and %" PRIu64 " of checkpoint_staging_mb = %d are "
-		    "left", t->name, op->generation, t->name, want >> 20,
-		    (budget - ckpt_staged_bytes) >> 20, t->staged_mb);
+		    "left (raise it if this host has the memory)", t->name,
+		    op->generation, t->name, want >> 20, left >> 20,
+		    t->staged_mb);
+		return -1;
+	}
+	/* Memory the kernel would have to take from someone is no
+	 * staging room (and touching it could wake the OOM killer). */
+	if ((avail = mem_available()) != 0 && want > avail / 2) {
+		log_info("%s: checkpoint %" PRIu64 " is written by criu while "
+		    "%s stands still: staging its pages would take %" PRIu64
+		    " MiB of the %" PRIu64 " MiB this host has available",
+		    t->name, op->generation, t->name, want >> 20, avail >> 20);
 		return -1;
 	}
 	op->criu_path = xstrdup(t->criu_path);
 	op->action_script = xstrdup(t->action_script);
 	op->stage_pid = t->pid;
 	op->stage_bytes = (size_t)want;
+	op->stage_max = (size_t)left;
 	ckpt_staged_bytes += want;
 	op->stage_reserving = 1;
 	work_run(op->loop, ckpt_staged_reserve, op, ckpt_staged_reserved, op);
@@ -1454,7 +1511,7 @@ ckpt_dump_run(uv_loop_t *loop, const struct ckpt_target *t,
 		op->frozen = t->frozen;
 		op->frozen_arg = t->frozen_arg;
 	}
-	if (op->leave_running && t->staged_mb > 0 &&
+	if (op->leave_running && t->staged_mb > 0 && !ckpt_staging_refused &&
 	    t->action_script != NULL && ckpt_staged_start(op, t) == 0)
 		return 0;	/* CRIU starts later */
 	if ((op->criu = ckpt_dump_rpc(op, t, &cause)) == NULL)

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,7 +27,7 @@
 
 struct staging {
 	uint8_t		*buf;
-	size_t		 room, len;
+	size_t		 room, len, max_room;
 	size_t		 scan;		/* where the next request starts */
 	int		 complete;	/* PS_IOV_FLUSH came */
 	uint64_t	 pages;
@@ -53,11 +54,14 @@ staging_touch(uint8_t *p, size_t len)
 }
 
 struct staging *
-staging_new(size_t bytes, char **cause)
+staging_new(size_t bytes, size_t max_room, char **cause)
 {
 	struct staging	*s;
 	void		*p;
 	size_t		 room = staging_round(bytes);
+
+	if (max_room < room)
+		max_room = room;
 
 	p = mmap(NULL, room, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -70,6 +74,7 @@ staging_new(size_t bytes, char **cause)
 	s = xcalloc(1, sizeof *s);
 	s->buf = p;
 	s->room = room;
+	s->max_room = max_room;
 	return s;
 }
 
@@ -90,6 +95,15 @@ staging_grow(struct staging *s, size_t want, char **cause)
 	    want));
 	void	*p;
 
+	if (room > s->max_room)
+		room = s->max_room;
+	if (room - s->room < want) {
+		set_cause(cause, "the pages outgrew the %zu MiB that could be "
+		    "staged for them (the container grew since its size was "
+		    "read: the next checkpoint reads it again)",
+		    s->max_room >> 20);
+		return -1;
+	}
 	p = mremap(s->buf, s->room, room, MREMAP_MAYMOVE);
 	if (p == MAP_FAILED) {
 		set_cause(cause, "the pages outgrew the %zu MiB staged for "
@@ -166,6 +180,11 @@ staging_scan(struct staging *s, int reply_fd, char **cause)
 			    "request %#x (flags %#x), which a staged dump does "
 			    "not serve (a CRIU whose page transfer differs "
 			    "from 4.1's)", cmd, flags);
+			return -2;
+		}
+		if (data > SIZE_MAX - PAGE_SERVER_REQUEST_SIZE - s->scan) {
+			set_cause(cause, "criu announced %" PRIu64 " bytes of "
+			    "pages in one request", data);
 			return -1;
 		}
 		if (data != 0)
@@ -191,6 +210,7 @@ staging_read(struct staging *s, int fd, char **cause)
 {
 	size_t	got = 0, want;
 	ssize_t	n;
+	int	rc;
 
 	while (got < STAGING_READ_MAX) {
 		if (s->room == s->len &&
@@ -213,8 +233,8 @@ staging_read(struct staging *s, int fd, char **cause)
 			return 1;
 		s->len += (size_t)n;
 		got += (size_t)n;
-		if (staging_scan(s, fd, cause) != 0)
-			return -1;
+		if ((rc = staging_scan(s, fd, cause)) != 0)
+			return rc;
 	}
 	return 0;
 }

@@ -25,17 +25,20 @@ struct staging;
 
 /* Room for about bytes of stream, reserved and touched now: a blocking
  * call (seconds per GiB where fresh memory is dear), for the thread
- * pool.  NULL and *cause if the memory cannot be had. */
-struct staging	*staging_new(size_t bytes, char **cause);
+ * pool.  The stream may grow to max_room bytes, no further.  NULL and
+ * *cause if the memory cannot be had. */
+struct staging	*staging_new(size_t bytes, size_t max_room, char **cause);
 void		 staging_free(struct staging *);
 
 /* Take what fd (non-blocking, CRIU's end of the page-server socket's
  * twin) has now into the stream and answer the requests that ask.  The
- * stream grows past its room if it must (slower: that memory is new).
- * 0: more may come; 1: CRIU closed its end; -1: a request this side
- * does not serve, or the socket failed (*cause). */
+ * stream grows past its room if it must (slower: that memory is new),
+ * up to max_room.  0: more may come; 1: CRIU closed its end; -1: the
+ * stream outgrew max_room, or the socket failed (*cause); -2: CRIU
+ * asked for a request this side does not serve (*cause). */
 int		 staging_read(struct staging *, int fd, char **cause);
-/* Feed bytes (a test): as read from the socket, answers to reply_fd. */
+/* Feed bytes (a test): as read from the socket, answers to reply_fd;
+ * returns as staging_read does, without 1. */
 int		 staging_feed(struct staging *, const uint8_t *, size_t,
 		    int reply_fd, char **cause);
 /* 1 once the dump ended its transfer (PS_IOV_FLUSH): the stream is

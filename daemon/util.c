@@ -224,6 +224,22 @@ proc_stat(pid_t pid, char *state, pid_t *ppid, uint64_t *cpu_ticks)
 	return 0;
 }
 
+uint64_t
+mem_available(void)
+{
+	char			 line[128];
+	unsigned long long	 kib = 0;
+	FILE			*fp;
+
+	if ((fp = fopen("/proc/meminfo", "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof line, fp) != NULL)
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	fclose(fp);
+	return (uint64_t)kib << 10;
+}
+
 char *
 read_file_bounded(const char *path, size_t max, size_t *lenp, char **cause)
 {

@@ -24,6 +24,9 @@ char		*read_file_bounded(const char *path, size_t max, size_t *len,
  * ticks.  -1 if it is gone. */
 int		proc_stat(pid_t pid, char *state, pid_t *ppid,
 		    uint64_t *cpu_ticks);
+/* What the kernel says this host can still give without swapping
+ * (MemAvailable), in bytes; 0 if it does not say. */
+uint64_t	mem_available(void);
 /* "10.1.2.3:7480" or "[::1]:7480" into ss; -1 and *cause on error. */
 int		sockaddr_parse(const char *addr, int port,
 		    struct sockaddr_storage *ss, char **cause);

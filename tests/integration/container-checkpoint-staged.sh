@@ -22,7 +22,8 @@ th_setup 1
 cl_pki
 cl_conf h1 'checkpoint_staging_mb = 1024'
 # The first checkpoint finds no memory to stage in, the second has its
-# transfer broken, the third fails writing the pages after the thaw.
+# transfer broken while the pages flow (a MiB of them in),
+# the third fails writing the pages after the thaw.
 TERN_FAULT=ckpt.staging.reserve:fail@1,ckpt.staging.read:fail@1,ckpt.staging.replay:fail@1 \
 	cl_start h1
 cl_wait_criu h1 || fail "h1 cannot run containers"
@@ -36,6 +37,10 @@ info() { inst_field h1 mc "$1"; }
 verify() { inst_verify h1 mc "$state" "$1"; }
 ckdir="$(th_dir h1)/state/instances/mc/ckpt"
 staged() { grep -c "mc: checkpoint $1 into .*pages staged in" "$(cl_log h1)" || true; }
+thawed() {
+	[ "$(cat "$(th__cg1 h1)/tern/mc/freezer.state")" = THAWED ] ||
+		fail "mc's cgroup left $(cat "$(th__cg1 h1)/tern/mc/freezer.state") $1"
+}
 
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json"
 cl_ctl h1 start mc
@@ -54,16 +59,18 @@ grep -q "checkpoint 1 is written by criu while mc stands still" "$(cl_log h1)" |
 [ "$(info state)" = running ] || fail "mc is $(info state) after checkpoint 1"
 verify "after checkpoint 1 (not staged)"
 
-# 2: the transfer breaks: CRIU thaws mc, the checkpoint fails, unpublished.
+# 2: the transfer breaks after megabytes of pages: CRIU thaws mc, the
+# checkpoint fails, unpublished.
 set +e
 out=$(cl_ctl h1 checkpoint mc --leave-running 2>&1); rc=$?
 set -e
 echo "failed: $out"
 fault_fired h1 ckpt.staging.read fail
-[ $rc = 1 ] && grep -q "staging the pages: fault point ckpt.staging.read" <<<"$out" ||
+[ $rc = 1 ] && grep -Eq "staging the pages: fault point ckpt.staging.read, [1-9][0-9]{6,} bytes in" <<<"$out" ||
 	fail "checkpoint 2: exit $rc: $out"
 [ ! -e "$ckdir/2/MANIFEST" ] || fail "a failed checkpoint 2 was published"
 [ "$(info state)" = running ] || fail "mc is $(info state) after a broken transfer"
+thawed "after a broken transfer"
 [ "$(info generation)" = 1 ] || fail "generation $(info generation) after a failed checkpoint"
 verify "after a broken staged transfer"
 
@@ -77,12 +84,14 @@ fault_fired h1 ckpt.staging.replay fail
 	fail "checkpoint 3: exit $rc: $out"
 [ ! -e "$ckdir/2/MANIFEST" ] || fail "a checkpoint whose pages were not written was published"
 [ "$(info state)" = running ] || fail "mc is $(info state) after the pages failed to be written"
+thawed "after the pages failed to be written"
 verify "after the staged pages failed to be written"
 
 # 4: staged, published, and mc runs on.
+before=$(staged 2)
 out=$(cl_ctl h1 checkpoint mc --leave-running)
 echo "$out"
-[ "$(staged 2)" -ge 2 ] || fail "checkpoint 2 was not staged"
+[ "$(staged 2)" = $((before + 1)) ] || fail "checkpoint 2 was not staged"
 [ -f "$ckdir/2/MANIFEST" ] || fail "checkpoint 2 not published"
 ls "$ckdir/2"/pages-*.img >/dev/null || fail "no page images in checkpoint 2"
 [ "$(info state)" = running ] || fail "mc is $(info state) after a staged checkpoint"

@@ -88,7 +88,7 @@ test_keeps_the_stream_and_answers(void **state)
 	(void)state;
 	pair(sv);
 	dump_stream(&w, 5);
-	assert_non_null(s = staging_new(1, &cause));
+	assert_non_null(s = staging_new(1, 64u << 20, &cause));
 	/* Byte by byte and in odd pieces: requests split anywhere. */
 	for (off = 0; off < 100; off++)
 		assert_int_equal(staging_feed(s, w.buf + off, 1, sv[0],
@@ -125,12 +125,34 @@ test_grows_past_its_room(void **state)
 	(void)state;
 	pair(sv);
 	dump_stream(&w, 1200);			/* 4.7 MiB: past 2 MiB */
-	assert_non_null(s = staging_new(1, &cause));
+	assert_non_null(s = staging_new(1, 64u << 20, &cause));
 	assert_int_equal(staging_feed(s, w.buf, w.len, sv[0], &cause), 0);
 	assert_true(staging_complete(s));
 	data = staging_data(s, &len);
 	assert_int_equal(len, w.len);
 	assert_memory_equal(data, w.buf, w.len);
+	staging_free(s);
+	free(w.buf);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* ... but not past the most it may hold. */
+static void
+test_stops_at_its_most(void **state)
+{
+	struct staging	*s;
+	struct wire	 w = { NULL, 0 };
+	char		*cause = NULL;
+	int		 sv[2];
+
+	(void)state;
+	pair(sv);
+	dump_stream(&w, 1200);
+	assert_non_null(s = staging_new(1, 2u << 20, &cause));
+	assert_int_equal(staging_feed(s, w.buf, w.len, sv[0], &cause), -1);
+	assert_non_null(strstr(cause, "outgrew the 2 MiB"));
+	free(cause);
 	staging_free(s);
 	free(w.buf);
 	close(sv[0]);
@@ -155,9 +177,9 @@ test_refuses_other_requests(void **state)
 		w.len = 0;
 		req(&w, 4, 0, 0);
 		req(&w, bad[i], 1, 0);
-		assert_non_null(s = staging_new(1, &cause));
+		assert_non_null(s = staging_new(1, 64u << 20, &cause));
 		assert_int_equal(staging_feed(s, w.buf, w.len, sv[0], &cause),
-		    -1);
+		    -2);
 		assert_non_null(cause);
 		assert_non_null(strstr(cause, "does not serve"));
 		free(cause);
@@ -170,7 +192,7 @@ test_refuses_other_requests(void **state)
 	w.len = 0;
 	dump_stream(&w, 1);
 	req(&w, 6 | (4u << 16), 1, 1);
-	assert_non_null(s = staging_new(1, &cause));
+	assert_non_null(s = staging_new(1, 64u << 20, &cause));
 	assert_int_equal(staging_feed(s, w.buf, w.len, sv[0], &cause), -1);
 	assert_non_null(strstr(cause, "after the end"));
 	free(cause);
@@ -180,7 +202,8 @@ test_refuses_other_requests(void **state)
 	close(sv[1]);
 }
 
-/* From a socket, as the loop reads it: everything, then CRIU's close. */
+/* From a socket, as the loop reads it: everything (past the room it
+ * started with), then CRIU's close. */
 static void
 test_reads_a_socket(void **state)
 {
@@ -198,7 +221,7 @@ test_reads_a_socket(void **state)
 	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
 	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
 	dump_stream(&w, 600);
-	assert_non_null(s = staging_new(64 << 20, &cause));
+	assert_non_null(s = staging_new(1, 64u << 20, &cause));
 	while (rc == 0) {
 		if (off < w.len) {
 			n = write(sv[1], w.buf + off, w.len - off);
@@ -229,6 +252,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keeps_the_stream_and_answers),
 		cmocka_unit_test(test_grows_past_its_room),
+		cmocka_unit_test(test_stops_at_its_most),
 		cmocka_unit_test(test_refuses_other_requests),
 		cmocka_unit_test(test_reads_a_socket),
 	};

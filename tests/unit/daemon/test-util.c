@@ -151,6 +151,18 @@ test_proc_stat(void **state)
 	assert_int_equal(proc_stat(pid, &st, NULL, NULL), -1);
 }
 
+/* This host has some memory available, and less than it has. */
+static void
+test_mem_available(void **state)
+{
+	uint64_t	avail = mem_available();
+
+	(void)state;
+	assert_true(avail > 0);
+	assert_true(avail <= (uint64_t)sysconf(_SC_PHYS_PAGES) *
+	    (uint64_t)sysconf(_SC_PAGESIZE));
+}
+
 /* mountinfo lines, with and without optional fields, escapes undone;
  * a line of another shape is refused. */
 static void
@@ -188,6 +200,7 @@ main(void)
 		cmocka_unit_test(test_mkdir_p),
 		cmocka_unit_test(test_mountinfo_parse),
 		cmocka_unit_test(test_proc_stat),
+		cmocka_unit_test(test_mem_available),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
