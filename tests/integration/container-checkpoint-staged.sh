@@ -59,33 +59,30 @@ grep -q "checkpoint 1 is written by criu while mc stands still" "$(cl_log h1)" |
 [ "$(info state)" = running ] || fail "mc is $(info state) after checkpoint 1"
 verify "after checkpoint 1 (not staged)"
 
-# 2: the transfer breaks after megabytes of pages: CRIU thaws mc, the
-# checkpoint fails, unpublished.
-set +e
-out=$(cl_ctl h1 checkpoint mc --leave-running 2>&1); rc=$?
-set -e
-echo "failed: $out"
-fault_fired h1 ckpt.staging.read fail
-[ $rc = 1 ] && grep -Eq "staging the pages: fault point ckpt.staging.read, [1-9][0-9]{6,} bytes in" <<<"$out" ||
-	fail "checkpoint 2: exit $rc: $out"
-[ ! -e "$ckdir/2/MANIFEST" ] || fail "a failed checkpoint 2 was published"
-[ "$(info state)" = running ] || fail "mc is $(info state) after a broken transfer"
-thawed "after a broken transfer"
-[ "$(info generation)" = 1 ] || fail "generation $(info generation) after a failed checkpoint"
-verify "after a broken staged transfer"
+# fails_at POINT PATTERN WHEN: a leave-running checkpoint fails at fault
+# point POINT, saying PATTERN (grep -E); nothing is published, mc runs
+# on, thawed, and its memory verifies.
+fails_at() {
+	local point=$1 pattern=$2 when=$3 out rc=0
+	out=$(cl_ctl h1 checkpoint mc --leave-running 2>&1) || rc=$?
+	echo "failed: $out"
+	fault_fired h1 "$point" fail
+	[ $rc = 1 ] && grep -Eq "$pattern" <<<"$out" ||
+		fail "$when: exit $rc: $out"
+	[ ! -e "$ckdir/2/MANIFEST" ] || fail "a checkpoint that failed $when was published"
+	[ "$(info state)" = running ] || fail "mc is $(info state) $when"
+	[ "$(info generation)" = 1 ] || fail "generation $(info generation) $when"
+	thawed "$when"
+	verify "$when"
+}
 
+# 2: the transfer breaks after megabytes of pages: CRIU thaws mc.
+fails_at ckpt.staging.read \
+	"staging the pages: fault point ckpt.staging.read, [1-9][0-9]{6,} bytes in" \
+	"after a broken staged transfer"
 # 3: the pages cannot be written after the thaw: mc ran on meanwhile.
-set +e
-out=$(cl_ctl h1 checkpoint mc --leave-running 2>&1); rc=$?
-set -e
-echo "failed: $out"
-fault_fired h1 ckpt.staging.replay fail
-[ $rc = 1 ] && grep -q "writing the staged pages of checkpoint 2" <<<"$out" ||
-	fail "checkpoint 3: exit $rc: $out"
-[ ! -e "$ckdir/2/MANIFEST" ] || fail "a checkpoint whose pages were not written was published"
-[ "$(info state)" = running ] || fail "mc is $(info state) after the pages failed to be written"
-thawed "after the pages failed to be written"
-verify "after the staged pages failed to be written"
+fails_at ckpt.staging.replay "writing the staged pages of checkpoint 2" \
+	"after the staged pages failed to be written"
 
 # 4: staged, published, and mc runs on.
 before=$(staged 2)

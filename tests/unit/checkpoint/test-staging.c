@@ -63,6 +63,15 @@ pair(int sv[2])
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 }
 
+static void
+done_with(struct staging *s, struct wire *w, int sv[2])
+{
+	staging_free(s);
+	free(w->buf);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* What the staging answered: one byte per OPEN2, four per FLUSH. */
 static size_t
 answers(int fd, uint8_t *buf, size_t len)
@@ -105,10 +114,7 @@ test_keeps_the_stream_and_answers(void **state)
 	assert_int_equal(answers(sv[1], ans, sizeof ans), 5);
 	assert_int_equal(ans[0], 0);		/* no parent */
 	assert_int_equal(ans[1] | ans[2] | ans[3] | ans[4], 0);
-	staging_free(s);
-	free(w.buf);
-	close(sv[0]);
-	close(sv[1]);
+	done_with(s, &w, sv);
 }
 
 /* The stream outgrows the room estimated for it: it grows, whole. */
@@ -131,10 +137,7 @@ test_grows_past_its_room(void **state)
 	data = staging_data(s, &len);
 	assert_int_equal(len, w.len);
 	assert_memory_equal(data, w.buf, w.len);
-	staging_free(s);
-	free(w.buf);
-	close(sv[0]);
-	close(sv[1]);
+	done_with(s, &w, sv);
 }
 
 /* ... but not past the most it may hold. */
@@ -153,10 +156,7 @@ test_stops_at_its_most(void **state)
 	assert_int_equal(staging_feed(s, w.buf, w.len, sv[0], &cause), -1);
 	assert_non_null(strstr(cause, "outgrew the 2 MiB"));
 	free(cause);
-	staging_free(s);
-	free(w.buf);
-	close(sv[0]);
-	close(sv[1]);
+	done_with(s, &w, sv);
 }
 
 /* What a plain dump never sends is refused, with its number. */
@@ -196,10 +196,7 @@ test_refuses_other_requests(void **state)
 	assert_int_equal(staging_feed(s, w.buf, w.len, sv[0], &cause), -1);
 	assert_non_null(strstr(cause, "after the end"));
 	free(cause);
-	staging_free(s);
-	free(w.buf);
-	close(sv[0]);
-	close(sv[1]);
+	done_with(s, &w, sv);
 }
 
 /* From a socket, as the loop reads it: everything (past the room it
@@ -240,10 +237,7 @@ test_reads_a_socket(void **state)
 	assert_int_equal(len, w.len);
 	assert_memory_equal(data, w.buf, w.len);
 	assert_int_equal(read(sv[1], ans, sizeof ans), 5);
-	staging_free(s);
-	free(w.buf);
-	close(sv[0]);
-	close(sv[1]);
+	done_with(s, &w, sv);
 }
 
 int
