@@ -647,8 +647,8 @@ ckpt_pages_sum_read(const char *sum, uint64_t *len, uint32_t *crc,
 }
 
 /* A page stream fed to a criu page-server of our own, which writes the
- * page images into gen_dir: read from fd (crc and len of what was read),
- * or from mem when fd is -1.  Blocking: on the thread pool. */
+ * page images into gen_dir: read from fd (crc and len of what was read,
+ * unless NULL), or from mem when fd is -1.  Blocking: on the pool. */
 static int
 ckpt_page_server_feed(const char *gen_dir, const char *criu_path, int fd,
     const uint8_t *mem, size_t mem_len, uint64_t *len, uint32_t *crc,
@@ -690,14 +690,14 @@ ckpt_page_server_feed(const char *gen_dir, const char *criu_path, int fd,
 		goto out;
 	}
 	buf = xmalloc(1u << 20);
-	*len = 0;
-	*crc = 0;
 	for (;;) {
 		if (fd != -1) {
 			if ((n = read(fd, buf, 1u << 20)) <= 0)
 				break;
-			*crc = crc32c(*crc, buf, (size_t)n);
-			*len += (uint64_t)n;
+			if (crc != NULL)
+				*crc = crc32c(*crc, buf, (size_t)n);
+			if (len != NULL)
+				*len += (uint64_t)n;
 			chunk = buf;
 		} else {
 			if ((n = (ssize_t)(mem_len - fed)) > (1 << 20))
@@ -855,8 +855,6 @@ ckpt_publish_work(uv_work_t *w)
 	struct ckpt_op	*op = w->data;
 	const uint8_t	*data;
 	size_t		 len;
-	uint64_t	 fed;
-	uint32_t	 crc;
 	int		 rc;
 
 	if (op->staging != NULL) {
@@ -878,7 +876,7 @@ ckpt_publish_work(uv_work_t *w)
 			return;
 		}
 		rc = ckpt_page_server_feed(op->gen_dir, op->criu_path, -1, data,
-		    len, &fed, &crc, &op->publish_error);
+		    len, NULL, NULL, &op->publish_error);
 		/* GiBs unmapped here, not on the loop. */
 		staging_free(op->staging);
 		op->staging = NULL;
@@ -1341,6 +1339,11 @@ ckpt_staged_readable(uv_poll_t *h, int status, int events)
 	    &cause);
 	if (rc == 0)
 		return;
+	staging_data(op->staging, &len);
+	if (rc == 1)
+		log_debug("%s: checkpoint %" PRIu64 ": %" PRIu64 " pages staged "
+		    "(%zu bytes of stream)", op->name, op->generation,
+		    staging_pages(op->staging), len);
 	if (rc == -2 && !ckpt_staging_refused) {
 		ckpt_staging_refused = 1;
 		log_warnx("%s: %s; no checkpoint stages its pages until ternd "
@@ -1350,7 +1353,6 @@ ckpt_staged_readable(uv_poll_t *h, int status, int events)
 	if (rc < 0) {
 		/* Closing our end fails CRIU's transfer: it thaws the tree
 		 * and answers; the checkpoint fails with our reason. */
-		staging_data(op->staging, &len);
 		xasprintf(&op->stage_error, "%s, %zu bytes in", cause, len);
 		log_warnx("%s: checkpoint %" PRIu64 ": %s", op->name,
 		    op->generation, op->stage_error);
