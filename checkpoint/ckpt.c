@@ -83,6 +83,7 @@ struct ckpt_op {
 	pid_t			 stage_pid;	/* ... the tree's init */
 	size_t			 stage_bytes;	/* ... room wanted (counted) */
 	size_t			 stage_max;	/* ... the most it may take */
+	uint64_t		 stage_budget;	/* ... all staged dumps' */
 	ckpt_cb			 cb;
 	void			*arg;
 };
@@ -1319,6 +1320,31 @@ ckpt_staged_target(const struct ckpt_op *op, struct ckpt_target *t)
 	t->action_script = op->action_script;
 }
 
+/* The room it holds, counted: a stream that grew past its estimate
+ * holds more of the budget. */
+static void
+ckpt_staged_count(struct ckpt_op *op)
+{
+	size_t	room = staging_room(op->staging);
+
+	if (room > op->stage_bytes) {
+		ckpt_staged_bytes += room - op->stage_bytes;
+		op->stage_bytes = room;
+	}
+}
+
+/* It may grow into what the budget has left now: other staged dumps
+ * that started or grew since took theirs. */
+static void
+ckpt_staged_limit(struct ckpt_op *op)
+{
+	uint64_t	left = op->stage_budget > ckpt_staged_bytes ?
+	    op->stage_budget - ckpt_staged_bytes : 0;
+
+	staging_limit(op->staging, staging_room(op->staging) +
+	    (left > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)left));
+}
+
 static void
 ckpt_staged_readable(uv_poll_t *h, int status, int events)
 {
@@ -1335,8 +1361,12 @@ ckpt_staged_readable(uv_poll_t *h, int status, int events)
 	else if (len >= (1u << 20) &&	/* mid-transfer */
 	    fault_hit("ckpt.staging.read") == FAULT_FAIL)
 		set_cause(&cause, "fault point ckpt.staging.read");
-	rc = cause != NULL ? -1 : staging_read(op->staging, op->stage_fd,
-	    &cause);
+	if (cause == NULL) {
+		ckpt_staged_limit(op);
+		rc = staging_read(op->staging, op->stage_fd, &cause);
+		ckpt_staged_count(op);
+	} else
+		rc = -1;
 	if (rc == 0)
 		return;
 	staging_data(op->staging, &len);
@@ -1401,6 +1431,7 @@ ckpt_staged_reserved(void *arg, const char *error)
 			goto fail;
 		return;
 	}
+	ckpt_staged_count(op);	/* its room, rounded up to huge pages */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
 	    fcntl(sv[0], F_SETFL, O_NONBLOCK) != 0) {
 		set_cause(&cause, "socketpair: %s", strerror(errno));
@@ -1471,6 +1502,7 @@ ckpt_staged_start(struct ckpt_op *op, const struct ckpt_target *t)
 	op->stage_pid = t->pid;
 	op->stage_bytes = (size_t)want;
 	op->stage_max = (size_t)left;
+	op->stage_budget = budget;
 	ckpt_staged_bytes += want;
 	op->stage_reserving = 1;
 	work_run(op->loop, ckpt_staged_reserve, op, ckpt_staged_reserved, op);

@@ -100,8 +100,8 @@ staging_grow(struct staging *s, size_t want, char **cause)
 	if (room - s->room < want) {
 		set_cause(cause, "the pages outgrew the %zu MiB that could be "
 		    "staged for them (the container grew since its size was "
-		    "read: the next checkpoint reads it again)",
-		    s->max_room >> 20);
+		    "read, past what the staging budget had left: the next "
+		    "checkpoint reads it again)", s->max_room >> 20);
 		return -1;
 	}
 	p = mremap(s->buf, s->room, room, MREMAP_MAYMOVE);
@@ -214,7 +214,7 @@ staging_read(struct staging *s, int fd, char **cause)
 
 	while (got < STAGING_READ_MAX) {
 		if (s->room == s->len &&
-		    staging_grow(s, STAGING_READ_MAX, cause) != 0)
+		    staging_grow(s, STAGING_ALIGN, cause) != 0)
 			return -1;
 		want = s->room - s->len;
 		if (want > STAGING_READ_MAX - got)
@@ -256,4 +256,16 @@ uint64_t
 staging_pages(const struct staging *s)
 {
 	return s->pages;
+}
+
+size_t
+staging_room(const struct staging *s)
+{
+	return s->room;
+}
+
+void
+staging_limit(struct staging *s, size_t max_room)
+{
+	s->max_room = max_room > s->room ? max_room : s->room;
 }

@@ -47,5 +47,11 @@ int		 staging_complete(const struct staging *);
 const uint8_t	*staging_data(const struct staging *, size_t *len);
 /* Pages (4 KiB) the stream carries. */
 uint64_t	 staging_pages(const struct staging *);
+/* The memory it holds now (its room: at least the stream). */
+size_t		 staging_room(const struct staging *);
+/* From now on the stream may grow to max_room, no further (never less
+ * than its room): a budget shared with others is read again before
+ * each read, not only at the start. */
+void		 staging_limit(struct staging *, size_t max_room);
 
 #endif

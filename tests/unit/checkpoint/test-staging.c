@@ -159,6 +159,41 @@ test_stops_at_its_most(void **state)
 	done_with(s, &w, sv);
 }
 
+/* A limit set after the start holds (the budget, shared with other
+ * dumps, had less left): the stream stops there, and grows again once
+ * the limit rises.  The room it holds is what it reports. */
+static void
+test_a_later_limit_holds(void **state)
+{
+	struct staging	*s;
+	struct wire	 w = { NULL, 0 };
+	char		*cause = NULL;
+	size_t		 half, len;
+	int		 sv[2];
+
+	(void)state;
+	pair(sv);
+	dump_stream(&w, 1200);			/* 4.7 MiB */
+	assert_non_null(s = staging_new(1, 64u << 20, &cause));
+	assert_int_equal(staging_room(s), 2u << 20);
+	half = w.len / 2;			/* 2.3 MiB: past the room */
+	staging_limit(s, 1);			/* never below the room */
+	assert_int_equal(staging_feed(s, w.buf, 1u << 20, sv[0], &cause), 0);
+	assert_int_equal(staging_feed(s, w.buf + (1u << 20), half - (1u << 20),
+	    sv[0], &cause), -1);
+	assert_non_null(strstr(cause, "outgrew the 2 MiB"));
+	free(cause);
+	cause = NULL;
+	staging_data(s, &len);
+	assert_int_equal(len, 1u << 20);	/* nothing of the refused read */
+	staging_limit(s, 64u << 20);
+	assert_int_equal(staging_feed(s, w.buf + len, w.len - len, sv[0],
+	    &cause), 0);
+	assert_true(staging_complete(s));
+	assert_true(staging_room(s) >= w.len);
+	done_with(s, &w, sv);
+}
+
 /* What a plain dump never sends is refused, with its number. */
 static void
 test_refuses_other_requests(void **state)
@@ -247,6 +282,7 @@ main(void)
 		cmocka_unit_test(test_keeps_the_stream_and_answers),
 		cmocka_unit_test(test_grows_past_its_room),
 		cmocka_unit_test(test_stops_at_its_most),
+		cmocka_unit_test(test_a_later_limit_holds),
 		cmocka_unit_test(test_refuses_other_requests),
 		cmocka_unit_test(test_reads_a_socket),
 	};
