@@ -87,12 +87,14 @@ staging_free(struct staging *s)
 	free(s);
 }
 
-/* Room for at least want more bytes: the stream outgrew the estimate. */
+/* Room for at least want more bytes: the stream outgrew the estimate.
+ * An eighth more at a time: the budget counts the room, and a stream
+ * that doubled would hold what other checkpoints could stage in. */
 static int
 staging_grow(struct staging *s, size_t want, char **cause)
 {
-	size_t	 room = staging_round(s->room + (s->room > want ? s->room :
-	    want));
+	size_t	 room = staging_round(s->room + (s->room / 8 > want ?
+	    s->room / 8 : want));
 	void	*p;
 
 	if (room > s->max_room)
