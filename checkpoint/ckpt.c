@@ -81,9 +81,9 @@ struct ckpt_op {
 	char			*stage_error;	/* ... why it stopped */
 	char			*action_script;	/* ... its CRIU runs by that */
 	pid_t			 stage_pid;	/* ... the tree's init */
-	size_t			 stage_bytes;	/* ... room wanted (counted) */
-	size_t			 stage_max;	/* ... the most it may take */
-	uint64_t		 stage_budget;	/* ... all staged dumps' */
+	size_t			 stage_bytes;	/* ... room held (counted) */
+	size_t			 stage_max;	/* ... the most it may take at
+						 * first (the budget's rest) */
 	ckpt_cb			 cb;
 	void			*arg;
 };
@@ -95,8 +95,11 @@ static int	ckpt_replay_pages(const char *, const char *, char **);
 
 /* Operations in progress, for ckpt_cancel. */
 static struct ckpt_op	*ckpt_ops;
-/* What staged dumps hold together (their estimates). */
+/* What staged dumps hold together (each its room, or its estimate
+ * until the room is made), and the most they may: checkpoint_staging_mb
+ * as the last one to start read it (a reload applies to those running). */
 static uint64_t		 ckpt_staged_bytes;
+static uint64_t		 ckpt_staged_budget;
 /* A CRIU that asked our page server for what it does not serve: staging
  * is off until ternd restarts. */
 static int		 ckpt_staging_refused;
@@ -1338,11 +1341,12 @@ ckpt_staged_count(struct ckpt_op *op)
 static void
 ckpt_staged_limit(struct ckpt_op *op)
 {
-	uint64_t	left = op->stage_budget > ckpt_staged_bytes ?
-	    op->stage_budget - ckpt_staged_bytes : 0;
+	uint64_t	left = ckpt_staged_budget > ckpt_staged_bytes ?
+	    ckpt_staged_budget - ckpt_staged_bytes : 0;
+	size_t		room = staging_room(op->staging);
 
-	staging_limit(op->staging, staging_room(op->staging) +
-	    (left > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)left));
+	staging_limit(op->staging, room + (left > SIZE_MAX - room ?
+	    SIZE_MAX - room : (size_t)left));
 }
 
 static void
@@ -1478,6 +1482,7 @@ ckpt_staged_start(struct ckpt_op *op, const struct ckpt_target *t)
 	uint64_t	want = container_memory_usage(t->name) + (16u << 20);
 	uint64_t	budget = (uint64_t)t->staged_mb << 20, left, avail;
 
+	ckpt_staged_budget = budget;
 	left = budget > ckpt_staged_bytes ? budget - ckpt_staged_bytes : 0;
 	if (want > left) {
 		log_info("%s: checkpoint %" PRIu64 " is written by criu while "
@@ -1502,7 +1507,6 @@ ckpt_staged_start(struct ckpt_op *op, const struct ckpt_target *t)
 	op->stage_pid = t->pid;
 	op->stage_bytes = (size_t)want;
 	op->stage_max = (size_t)left;
-	op->stage_budget = budget;
 	ckpt_staged_bytes += want;
 	op->stage_reserving = 1;
 	work_run(op->loop, ckpt_staged_reserve, op, ckpt_staged_reserved, op);

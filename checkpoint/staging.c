@@ -215,8 +215,8 @@ staging_read(struct staging *s, int fd, char **cause)
 	int	rc;
 
 	while (got < STAGING_READ_MAX) {
-		if (s->room == s->len &&
-		    staging_grow(s, STAGING_ALIGN, cause) != 0)
+		if (s->room == s->len &&	/* a byte more is enough */
+		    staging_grow(s, 1, cause) != 0)
 			return -1;
 		want = s->room - s->len;
 		if (want > STAGING_READ_MAX - got)

@@ -194,6 +194,69 @@ test_a_later_limit_holds(void **state)
 	done_with(s, &w, sv);
 }
 
+/* Read from a socket, it grows by an eighth of its room at a time, and
+ * only as far as the limit set between reads allows: to the last byte
+ * of it, then no further. */
+static void
+test_reads_grow_within_the_limit(void **state)
+{
+	struct staging	*s;
+	struct wire	 w = { NULL, 0 };
+	size_t		 room, off = 0;
+	ssize_t		 n;
+	char		*cause = NULL;
+	int		 sv[2], rc = 0;
+
+	(void)state;
+	pair(sv);
+	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	dump_stream(&w, 8192);			/* 32 MiB */
+	assert_non_null(s = staging_new(16u << 20, 64u << 20, &cause));
+	room = staging_room(s);
+	assert_int_equal(room, 16u << 20);
+	staging_limit(s, room + (1u << 20));	/* half a huge page more */
+	while (rc == 0 && staging_room(s) == room) {
+		n = write(sv[1], w.buf + off, w.len - off);
+		if (n > 0)
+			off += (size_t)n;
+		rc = staging_read(s, sv[0], &cause);
+	}
+	assert_int_equal(rc, 0);		/* the last MiB was taken */
+	assert_int_equal(staging_room(s), room + (1u << 20));
+	while (rc == 0 && off < w.len) {
+		n = write(sv[1], w.buf + off, w.len - off);
+		if (n > 0)
+			off += (size_t)n;
+		rc = staging_read(s, sv[0], &cause);
+	}
+	assert_int_equal(rc, -1);		/* and no more */
+	assert_non_null(strstr(cause, "outgrew the 17 MiB"));
+	free(cause);
+	cause = NULL;
+	done_with(s, &w, sv);
+
+	/* Unlimited, the next growth is an eighth of the room. */
+	w.buf = NULL;
+	w.len = 0;
+	off = 0;
+	rc = 0;
+	pair(sv);
+	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	dump_stream(&w, 8192);
+	assert_non_null(s = staging_new(16u << 20, 64u << 20, &cause));
+	while (rc == 0 && staging_room(s) == room) {
+		n = write(sv[1], w.buf + off, w.len - off);
+		if (n > 0)
+			off += (size_t)n;
+		rc = staging_read(s, sv[0], &cause);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(staging_room(s), room + (2u << 20));	/* 16/8 */
+	done_with(s, &w, sv);
+}
+
 /* What a plain dump never sends is refused, with its number. */
 static void
 test_refuses_other_requests(void **state)
@@ -283,6 +346,7 @@ main(void)
 		cmocka_unit_test(test_grows_past_its_room),
 		cmocka_unit_test(test_stops_at_its_most),
 		cmocka_unit_test(test_a_later_limit_holds),
+		cmocka_unit_test(test_reads_grow_within_the_limit),
 		cmocka_unit_test(test_refuses_other_requests),
 		cmocka_unit_test(test_reads_a_socket),
 	};
