@@ -194,6 +194,37 @@ test_a_later_limit_holds(void **state)
 	done_with(s, &w, sv);
 }
 
+/* A socketpair on which neither the test's writes nor the staging's
+ * reads block. */
+static void
+pair_nonblocking(int sv[2])
+{
+	pair(sv);
+	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+}
+
+/* Write what the socket takes of w from *off on and let the staging
+ * read it, until it answers other than 0, or (until_growth) its room
+ * grew, or all is written. */
+static int
+pump(struct staging *s, const struct wire *w, int sv[2], size_t *off,
+    int until_growth, char **cause)
+{
+	size_t	room = staging_room(s);
+	ssize_t	n;
+	int	rc = 0;
+
+	while (rc == 0 && *off < w->len &&
+	    (!until_growth || staging_room(s) == room)) {
+		n = write(sv[1], w->buf + *off, w->len - *off);
+		if (n > 0)
+			*off += (size_t)n;
+		rc = staging_read(s, sv[0], cause);
+	}
+	return rc;
+}
+
 /* Read from a socket, it grows by an eighth of its room at a time, and
  * only as far as the limit set between reads allows: to the last byte
  * of it, then no further. */
@@ -202,36 +233,20 @@ test_reads_grow_within_the_limit(void **state)
 {
 	struct staging	*s;
 	struct wire	 w = { NULL, 0 };
-	size_t		 room, off = 0;
-	ssize_t		 n;
+	size_t		 off = 0;
 	char		*cause = NULL;
-	int		 sv[2], rc = 0;
+	int		 sv[2];
 
 	(void)state;
-	pair(sv);
-	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	pair_nonblocking(sv);
 	dump_stream(&w, 8192);			/* 32 MiB */
 	assert_non_null(s = staging_new(16u << 20, 64u << 20, &cause));
-	room = staging_room(s);
-	assert_int_equal(room, 16u << 20);
-	staging_limit(s, room + (1u << 20));	/* half a huge page more */
-	while (rc == 0 && staging_room(s) == room) {
-		n = write(sv[1], w.buf + off, w.len - off);
-		if (n > 0)
-			off += (size_t)n;
-		rc = staging_read(s, sv[0], &cause);
-	}
-	assert_int_equal(rc, 0);		/* the last MiB was taken */
-	assert_int_equal(staging_room(s), room + (1u << 20));
-	while (rc == 0 && off < w.len) {
-		n = write(sv[1], w.buf + off, w.len - off);
-		if (n > 0)
-			off += (size_t)n;
-		rc = staging_read(s, sv[0], &cause);
-	}
-	assert_int_equal(rc, -1);		/* and no more */
-	assert_non_null(strstr(cause, "outgrew the 17 MiB"));
+	assert_int_equal(staging_room(s), 16u << 20);
+	staging_limit(s, 17u << 20);		/* half a huge page more */
+	assert_int_equal(pump(s, &w, sv, &off, 1, &cause), 0);
+	assert_int_equal(staging_room(s), 17u << 20);	/* the last MiB */
+	assert_int_equal(pump(s, &w, sv, &off, 0, &cause), -1);
+	assert_non_null(strstr(cause, "outgrew the 17 MiB"));	/* no more */
 	free(cause);
 	cause = NULL;
 	done_with(s, &w, sv);
@@ -240,20 +255,11 @@ test_reads_grow_within_the_limit(void **state)
 	w.buf = NULL;
 	w.len = 0;
 	off = 0;
-	rc = 0;
-	pair(sv);
-	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	pair_nonblocking(sv);
 	dump_stream(&w, 8192);
 	assert_non_null(s = staging_new(16u << 20, 64u << 20, &cause));
-	while (rc == 0 && staging_room(s) == room) {
-		n = write(sv[1], w.buf + off, w.len - off);
-		if (n > 0)
-			off += (size_t)n;
-		rc = staging_read(s, sv[0], &cause);
-	}
-	assert_int_equal(rc, 0);
-	assert_int_equal(staging_room(s), room + (2u << 20));	/* 16/8 */
+	assert_int_equal(pump(s, &w, sv, &off, 1, &cause), 0);
+	assert_int_equal(staging_room(s), 18u << 20);	/* 16 + 16/8 */
 	done_with(s, &w, sv);
 }
 
@@ -312,9 +318,7 @@ test_reads_a_socket(void **state)
 	int		 sv[2], rc = 0;
 
 	(void)state;
-	pair(sv);
-	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	pair_nonblocking(sv);
 	dump_stream(&w, 600);
 	assert_non_null(s = staging_new(1, 64u << 20, &cause));
 	while (rc == 0) {
