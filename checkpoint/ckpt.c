@@ -97,7 +97,8 @@ static int	ckpt_replay_pages(const char *, const char *, char **);
 static struct ckpt_op	*ckpt_ops;
 /* What staged dumps hold together (each its room, or its estimate
  * until the room is made), and the most they may: checkpoint_staging_mb
- * as the last one to start read it (a reload applies to those running). */
+ * as the latest to start read it (a reload reaches the running ones
+ * when the next starts). */
 static uint64_t		 ckpt_staged_bytes;
 static uint64_t		 ckpt_staged_budget;
 /* A CRIU that asked our page server for what it does not serve: staging
