@@ -1337,13 +1337,20 @@ ckpt_staged_count(struct ckpt_op *op)
 	}
 }
 
+/* What the budget has left for staged dumps now. */
+static uint64_t
+ckpt_staged_left(void)
+{
+	return ckpt_staged_budget > ckpt_staged_bytes ?
+	    ckpt_staged_budget - ckpt_staged_bytes : 0;
+}
+
 /* It may grow into what the budget has left now: other staged dumps
  * that started or grew since took theirs. */
 static void
 ckpt_staged_limit(struct ckpt_op *op)
 {
-	uint64_t	left = ckpt_staged_budget > ckpt_staged_bytes ?
-	    ckpt_staged_budget - ckpt_staged_bytes : 0;
+	uint64_t	left = ckpt_staged_left();
 	size_t		room = staging_room(op->staging);
 
 	staging_limit(op->staging, room + (left > SIZE_MAX - room ?
@@ -1484,7 +1491,7 @@ ckpt_staged_start(struct ckpt_op *op, const struct ckpt_target *t)
 	uint64_t	budget = (uint64_t)t->staged_mb << 20, left, avail;
 
 	ckpt_staged_budget = budget;
-	left = budget > ckpt_staged_bytes ? budget - ckpt_staged_bytes : 0;
+	left = ckpt_staged_left();
 	if (want > left) {
 		log_info("%s: checkpoint %" PRIu64 " is written by criu while "
 		    "%s stands still: staging its pages would take %" PRIu64
