@@ -19,11 +19,19 @@
  * may allow more): the loop's other callbacks wait meanwhile. */
 #define RELAY_TURN	(4u << 20)
 
-/* Bytes from the peer the local socket did not take yet: a list of what
- * arrived, frame by frame, so a slow reader costs no copying. */
+/* Bytes from the peer the local socket did not take yet, packed into
+ * buffers of RELAY_QUEUE_BUF that are used again once written out: a
+ * reader slower than the stream (a page server landing pages on disk)
+ * queues nearly every byte, and copying into freshly allocated memory
+ * costs a page fault per 4 KiB on top of the copy. */
+#define RELAY_QUEUE_BUF		(1u << 20)
+/* Spare buffers kept for the next bytes; the stream's credit bounds the
+ * rest of the queue. */
+#define RELAY_QUEUE_SPARE	4
+
 struct relay_chunk {
 	struct relay_chunk	*next;
-	size_t			 len, off;
+	size_t			 len, off;	/* of RELAY_QUEUE_BUF */
 	uint8_t			 data[];
 };
 
@@ -45,6 +53,9 @@ struct relay {
 	int		 in_ended;
 	struct relay_chunk *ihead;	/* arrived, not yet written */
 	struct relay_chunk **itail;
+	struct relay_chunk *ilast;	/* ... the newest, filling */
+	struct relay_chunk *ispare;	/* written out, for reuse */
+	unsigned	 nspare;
 	relay_gate_fn	 gate;		/* set: the peer's bytes are gated */
 	void		*gate_arg;
 	uint8_t		*gbuf;		/* ... held back by it */
@@ -178,6 +189,53 @@ relay_read(struct relay *r)
 	relay_update(r);
 }
 
+/* The oldest queue buffer is written out: keep it for reuse. */
+static void
+relay_queue_pop(struct relay *r)
+{
+	struct relay_chunk	*ch = r->ihead;
+
+	if ((r->ihead = ch->next) == NULL) {
+		r->itail = &r->ihead;
+		r->ilast = NULL;
+	}
+	if (r->nspare < RELAY_QUEUE_SPARE) {
+		ch->next = r->ispare;
+		r->ispare = ch;
+		r->nspare++;
+	} else
+		free(ch);
+}
+
+/* Queue bytes the socket did not take, behind what waits already. */
+static void
+relay_queue_add(struct relay *r, const uint8_t *data, size_t len)
+{
+	struct relay_chunk	*ch;
+	size_t			 n;
+
+	while (len > 0) {
+		if ((ch = r->ilast) == NULL || ch->len == RELAY_QUEUE_BUF) {
+			if ((ch = r->ispare) != NULL) {
+				r->ispare = ch->next;
+				r->nspare--;
+			} else
+				ch = xmalloc(sizeof *ch + RELAY_QUEUE_BUF);
+			ch->next = NULL;
+			ch->len = ch->off = 0;
+			*r->itail = ch;
+			r->itail = &ch->next;
+			r->ilast = ch;
+		}
+		if ((n = RELAY_QUEUE_BUF - ch->len) > len)
+			n = len;
+		memcpy(ch->data + ch->len, data, n);
+		ch->len += n;
+		data += n;
+		len -= n;
+	}
+}
+
 /* Write what the peer sent; acknowledge only what the socket took. */
 static void
 relay_write(struct relay *r)
@@ -201,11 +259,8 @@ relay_write(struct relay *r)
 		r->bytes_in += (size_t)n;
 		if (r->in != NULL && !r->in_ended)
 			stream_consumed(r->in, (size_t)n);
-		if (ch->off == ch->len) {
-			if ((r->ihead = ch->next) == NULL)
-				r->itail = &r->ihead;
-			free(ch);
-		}
+		if (ch->off == ch->len)
+			relay_queue_pop(r);
 	}
 	if (relay_in_drained(r))
 		shutdown(r->fd, SHUT_WR);
@@ -291,7 +346,6 @@ static const struct stream_ops relay_out_ops = {
 static void
 relay_in_pass(struct relay *r, const uint8_t *data, size_t len)
 {
-	struct relay_chunk	*ch;
 	ssize_t			 n = 0;
 
 	if (len == 0)
@@ -310,16 +364,9 @@ relay_in_pass(struct relay *r, const uint8_t *data, size_t len)
 		if (r->in != NULL && !r->in_ended)
 			stream_consumed(r->in, (size_t)n);
 	}
-	if ((size_t)n < len) {
-		/* Bounded by the credit we granted, not by the peer. */
-		ch = xmalloc(sizeof *ch + len - (size_t)n);
-		ch->next = NULL;
-		ch->len = len - (size_t)n;
-		ch->off = 0;
-		memcpy(ch->data, data + n, ch->len);
-		*r->itail = ch;
-		r->itail = &ch->next;
-	}
+	/* Bounded by the credit we granted, not by the peer. */
+	if ((size_t)n < len)
+		relay_queue_add(r, data + n, len - (size_t)n);
 }
 
 static void
@@ -516,6 +563,10 @@ relay_closed(uv_handle_t *h)
 	free(r->fail_text);
 	while ((ch = r->ihead) != NULL) {
 		r->ihead = ch->next;
+		free(ch);
+	}
+	while ((ch = r->ispare) != NULL) {
+		r->ispare = ch->next;
 		free(ch);
 	}
 	free(r->what);
