@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -53,7 +54,6 @@ struct relay {
 	int		 in_ended;
 	struct relay_chunk *ihead;	/* arrived, not yet written */
 	struct relay_chunk **itail;
-	struct relay_chunk *ilast;	/* ... the newest, filling */
 	struct relay_chunk *ispare;	/* written out, for reuse */
 	unsigned	 nspare;
 	relay_gate_fn	 gate;		/* set: the peer's bytes are gated */
@@ -195,16 +195,24 @@ relay_queue_pop(struct relay *r)
 {
 	struct relay_chunk	*ch = r->ihead;
 
-	if ((r->ihead = ch->next) == NULL) {
+	if ((r->ihead = ch->next) == NULL)
 		r->itail = &r->ihead;
-		r->ilast = NULL;
-	}
 	if (r->nspare < RELAY_QUEUE_SPARE) {
 		ch->next = r->ispare;
 		r->ispare = ch;
 		r->nspare++;
 	} else
 		free(ch);
+}
+
+/* The newest queue buffer, the one filling (NULL: the queue is empty). */
+static struct relay_chunk *
+relay_queue_last(struct relay *r)
+{
+	if (r->ihead == NULL)
+		return NULL;
+	return (struct relay_chunk *)((char *)r->itail -
+	    offsetof(struct relay_chunk, next));
 }
 
 /* Queue bytes the socket did not take, behind what waits already. */
@@ -215,7 +223,8 @@ relay_queue_add(struct relay *r, const uint8_t *data, size_t len)
 	size_t			 n;
 
 	while (len > 0) {
-		if ((ch = r->ilast) == NULL || ch->len == RELAY_QUEUE_BUF) {
+		if ((ch = relay_queue_last(r)) == NULL ||
+		    ch->len == RELAY_QUEUE_BUF) {
 			if ((ch = r->ispare) != NULL) {
 				r->ispare = ch->next;
 				r->nspare--;
@@ -225,7 +234,6 @@ relay_queue_add(struct relay *r, const uint8_t *data, size_t len)
 			ch->len = ch->off = 0;
 			*r->itail = ch;
 			r->itail = &ch->next;
-			r->ilast = ch;
 		}
 		if ((n = RELAY_QUEUE_BUF - ch->len) > len)
 			n = len;
