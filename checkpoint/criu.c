@@ -133,6 +133,25 @@ criu_kill_group(struct criu *c)
 		spawn_kill(&c->proc, SIGKILL);
 }
 
+/* A restore's CRIU that dies (or is given up on) between forking the
+ * tree and the notification that names it leaves the tree's init behind:
+ * our child (CRIU forks it as its own sibling), still in CRIU's process
+ * group, and stuck without CRIU.  Name it, as a notification would, so
+ * its caller reaps it; the group kill that follows reaches it. */
+static int
+criu_name_orphan(struct criu *c)
+{
+	pid_t	orphan;
+
+	if (c->cli || c->notified_pid > 0 ||
+	    (orphan = proc_child_in_group(c->proc.pid)) <= 0)
+		return 0;
+	log_warnx("criu %s %d left the tree it forked unnamed (init %ld): "
+	    "killing it", c->what, c->proc.pid, (long)orphan);
+	c->notified_pid = orphan;
+	return 1;
+}
+
 /* A fault point at a request's start (tests): "stall" stops criu, so it
  * never answers, as a criu stuck in the kernel would not. */
 static void
@@ -151,6 +170,22 @@ criu_fault(struct criu *c)
 	default:
 		break;
 	}
+}
+
+/* A fault point at each notification (tests), "criu.notify.SCRIPT":
+ * "kill" SIGKILLs criu alone, as if it died just before it sent this
+ * notification, which is dropped unread (a restore's tree then lives on
+ * unnamed: criu_name_orphan).  1 if it fired. */
+static int
+criu_notify_lost(struct criu *c, const char *script)
+{
+	char	name[64];
+
+	snprintf(name, sizeof name, "criu.notify.%s", script);
+	if (fault_hit(name) != FAULT_KILL)
+		return 0;
+	spawn_kill(&c->proc, SIGKILL);
+	return 1;
 }
 
 static void
@@ -242,6 +277,9 @@ criu_on_exit(struct spawn *p, int64_t status, int term_signal)
 	 * criu killed in the middle. */
 	if (c->pending && c->fd != -1 && !c->cli)
 		criu_on_readable(&c->poll, 0, UV_READABLE);
+	/* Its group outlives it while our unreaped child is in it. */
+	if (c->pending && criu_name_orphan(c))
+		kill(-p->pid, SIGKILL);
 	if (c->pending) {
 		criu_stop_reading(c);
 		criu_exit_reason(c, why, sizeof why);
@@ -327,6 +365,10 @@ criu_on_readable(uv_poll_t *h, int status, int events)
 		const char *script = resp->notify != NULL &&
 		    resp->notify->script != NULL ? resp->notify->script : "?";
 
+		if (criu_notify_lost(c, script)) {
+			criu_resp__free_unpacked(resp, NULL);
+			return;
+		}
 		if (resp->notify != NULL && resp->notify->has_pid &&
 		    resp->notify->pid > 0)
 			c->notified_pid = resp->notify->pid;
@@ -750,6 +792,7 @@ criu_abort(struct criu *c, const char *why)
 	if (c == NULL || c->aborted || c->closing)
 		return;
 	c->aborted = 1;
+	criu_name_orphan(c);
 	/* Kill first: with SIGKILL pending it runs no more of its own code,
 	 * so the caller may thaw the container at once (criu stuck in the
 	 * kernel on a frozen task may need that thaw to die at all). */

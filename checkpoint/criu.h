@@ -55,7 +55,9 @@ char		*criu_action_script(const char *dir, char **cause);
 pid_t		 criu_pid(const struct criu *);
 /* The pid its last notification that named one named, or 0: a
  * restore names the root of the tree it forked (setup-namespaces,
- * post-restore), so its init is known even when CRIU dies after. */
+ * post-restore), so its init is known even when CRIU dies after.  A CRIU
+ * that died or was given up on before it named it: the init found in its
+ * process group (our child, CRIU forks it as its sibling), killed. */
 pid_t		 criu_notified_pid(const struct criu *);
 /* 1 while a request can still go to it: a swrk started ahead may have
  * died, or closed its socket, before its request came. */

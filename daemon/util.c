@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -195,33 +196,70 @@ rm_rf(const char *path, char **cause)
 	return 0;
 }
 
+/* /proc/PID/stat into buf: what follows "PID (comm)", or NULL if it is
+ * gone (comm may hold anything, even ") ": the last one ends it). */
+static const char *
+proc_stat_fields(long pid, char *buf, size_t size)
+{
+	char	 path[64], *p;
+	ssize_t	 n;
+	int	 fd;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL)
+		return NULL;
+	return p + 1;
+}
+
 int
 proc_stat(pid_t pid, char *state, pid_t *ppid, uint64_t *cpu_ticks)
 {
-	char			 path[64], buf[1024], *p;
+	char			 buf[1024];
+	const char		*f;
 	unsigned long long	 ut = 0, st = 0;
 	int			 parent = 0;
-	ssize_t			 n;
-	int			 fd;
 
-	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* "PID (comm) S ...": comm may hold anything, even ") ". */
-	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %c %d %*d %*d "
-	    "%*d %*d %*u %*u %*u %*u %*u %llu %llu", state, &parent, &ut,
-	    &st) != 4)
+	if ((f = proc_stat_fields(pid, buf, sizeof buf)) == NULL ||
+	    sscanf(f, " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	    state, &parent, &ut, &st) != 4)
 		return -1;
 	if (ppid != NULL)
 		*ppid = (pid_t)parent;
 	if (cpu_ticks != NULL)
 		*cpu_ticks = ut + st;
 	return 0;
+}
+
+pid_t
+proc_child_in_group(pid_t pgrp)
+{
+	struct dirent	*e;
+	DIR		*d;
+	char		 buf[1024], *end, state;
+	const char	*f;
+	pid_t		 self = getpid(), found = 0;
+	long		 pid;
+	int		 ppid, grp;
+
+	if (pgrp <= 0 || (d = opendir("/proc")) == NULL)
+		return 0;
+	while (found == 0 && (e = readdir(d)) != NULL) {
+		if ((pid = strtol(e->d_name, &end, 10)) <= 0 || *end != '\0')
+			continue;
+		if ((f = proc_stat_fields(pid, buf, sizeof buf)) != NULL &&
+		    sscanf(f, " %c %d %d", &state, &ppid, &grp) == 3 &&
+		    ppid == self && grp == pgrp)
+			found = (pid_t)pid;
+	}
+	closedir(d);
+	return found;
 }
 
 uint64_t

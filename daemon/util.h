@@ -24,6 +24,10 @@ char		*read_file_bounded(const char *path, size_t max, size_t *len,
  * ticks.  -1 if it is gone. */
 int		proc_stat(pid_t pid, char *state, pid_t *ppid,
 		    uint64_t *cpu_ticks);
+/* A child of ours in process group pgrp, or 0: what a process of that
+ * group forked as its sibling (clone's CLONE_PARENT, as CRIU restores a
+ * tree's init).  While we have not reaped it, it keeps pgrp in use. */
+pid_t		proc_child_in_group(pid_t pgrp);
 /* What the kernel says this host can still give without swapping
  * (MemAvailable), in bytes; 0 if it does not say. */
 uint64_t	mem_available(void);

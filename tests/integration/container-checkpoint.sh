@@ -109,7 +109,8 @@ set -e
 # (Its first restore will fail inside CRIU, after CRIU forked the tree.)
 cl_stop h1 || fail "ternd did not stop cleanly"
 kill -0 "$(info pid 2>/dev/null || echo 0)" 2>/dev/null || true
-TERN_FAULT=ckpt.restore.setup-ns:fail@1 cl_start h1
+TERN_FAULT=ckpt.restore.setup-ns:fail@1,criu.notify.setup-namespaces:kill@1+1 \
+	cl_start h1
 for ((i = 0; i < 50; i++)); do
 	[ "$(info state 2>/dev/null)" = running ] && break
 	sleep 0.1
@@ -131,6 +132,33 @@ fault_fired h1 ckpt.restore.setup-ns fail
 echo "failed as CRIU failed it: $out"
 [ "$(info state)" = checkpointed ] || fail "mc is $(info state) after a failed restore"
 cl_wait_reaped h1 || fail "the init of a restore CRIU failed was left a zombie"
+
+# CRIU dies after it forked the tree but before it named it: the fault
+# point kills CRIU alone and drops its setup-namespaces notification.  The
+# init, ternd's child, waits in CRIU's process group for a CRIU that is
+# gone; ternd finds it there, kills and reaps it.
+# restored_inits: live children of h1's ternd in a pid namespace of their
+# own (a restored tree's init; none while mc does not run).
+restored_inits() {
+	local pid c own ns
+	pid=$(cl_pid h1) && own=$(readlink /proc/"$pid"/ns/pid) || return 1
+	for c in $(cat /proc/"$pid"/task/*/children); do
+		ns=$(readlink /proc/"$c"/ns/pid 2>/dev/null) || continue
+		[ "$ns" = "$own" ] || echo "$c"
+	done
+}
+no_restored_init() { [ -z "$(restored_inits)" ]; }
+set +e
+out=$(cl_ctl h1 restore mc 2>&1); rc=$?
+set -e
+fault_fired h1 criu.notify.setup-namespaces kill
+[ $rc = 1 ] && grep -q "restore of mc failed" <<<"$out" ||
+	fail "a restore whose CRIU died unannounced: exit $rc: $out"
+echo "failed as CRIU died: $out"
+[ "$(info state)" = checkpointed ] || fail "mc is $(info state) after its restore's CRIU died"
+cl_wait_reaped h1 || fail "the unnamed init of a restore whose CRIU died was left a zombie"
+th_wait 10 no_restored_init ||
+	fail "the unnamed init of a restore whose CRIU died still lives: $(restored_inits)"
 cl_ctl h1 restore mc
 verify "restored after CRIU failed the restore before"
 cl_ctl h1 destroy mc

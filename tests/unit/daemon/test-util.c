@@ -1,6 +1,7 @@
 /* daemon/util: write_file_atomic and mkdir_p, which every state file and
  * checkpoint directory of ternd goes through; proc_stat, which tells a
- * stuck CRIU and a stopped task. */
+ * stuck CRIU and a stopped task; proc_child_in_group, which finds the
+ * init of a tree a dead CRIU forked. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -10,11 +11,13 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,6 +154,49 @@ test_proc_stat(void **state)
 	assert_int_equal(proc_stat(pid, &st, NULL, NULL), -1);
 }
 
+/* A process that leads its own group forks a sibling (CLONE_PARENT, as
+ * CRIU forks a restored init) and exits: the sibling is our child in
+ * the leader's group, found there; our own group holds no child of ours;
+ * once the sibling is reaped, the leader's group is empty. */
+static void
+test_proc_child_in_group(void **state)
+{
+	pid_t	leader, sibling = 0;
+	int	fds[2], status;
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	if ((leader = fork()) == 0) {
+		pid_t	pid;
+
+		if (setpgid(0, 0) != 0)
+			_exit(1);
+		pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL,
+		    NULL, NULL, NULL);
+		if (pid == 0) {
+			pause();
+			_exit(0);
+		}
+		_exit(write(fds[1], &pid, sizeof pid) == sizeof pid ? 0 : 1);
+	}
+	assert_true(leader > 0);
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &sibling, sizeof sibling),
+	    sizeof sibling);
+	close(fds[0]);
+	assert_int_equal(waitpid(leader, &status, 0), leader);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(sibling > 0);
+
+	assert_int_equal(proc_child_in_group(leader), sibling);
+	assert_int_equal(proc_child_in_group(getpgrp()), 0);
+	assert_int_equal(proc_child_in_group(0), 0);
+	kill(-leader, SIGKILL);
+	assert_int_equal(waitpid(sibling, &status, 0), sibling);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(proc_child_in_group(leader), 0);
+}
+
 /* This host has some memory available, and less than it has. */
 static void
 test_mem_available(void **state)
@@ -200,6 +246,7 @@ main(void)
 		cmocka_unit_test(test_mkdir_p),
 		cmocka_unit_test(test_mountinfo_parse),
 		cmocka_unit_test(test_proc_stat),
+		cmocka_unit_test(test_proc_child_in_group),
 		cmocka_unit_test(test_mem_available),
 	};
 
