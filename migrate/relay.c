@@ -16,8 +16,9 @@
 
 /* One read from the local socket; a stream takes it in frames. */
 #define RELAY_CHUNK	(1u << 20)
-/* At most this much is read in one turn of the loop (the stream's credit
- * may allow more): the loop's other callbacks wait meanwhile. */
+/* At most this much is read, or written, in one turn of the loop (the
+ * stream's credit, or the socket's buffer, may allow more): the loop's
+ * other callbacks wait meanwhile. */
 #define RELAY_TURN	(4u << 20)
 
 /* Bytes from the peer the local socket did not take yet, packed into
@@ -250,8 +251,10 @@ relay_write(struct relay *r)
 {
 	struct relay_chunk	*ch;
 	ssize_t			 n;
+	size_t			 turn = 0;
 
-	while ((ch = r->ihead) != NULL) {
+	/* The rest next turn (poll is level-triggered). */
+	while ((ch = r->ihead) != NULL && turn < RELAY_TURN) {
 		n = send(r->fd, ch->data + ch->off, ch->len - ch->off,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
@@ -264,6 +267,7 @@ relay_write(struct relay *r)
 			return;
 		}
 		ch->off += (size_t)n;
+		turn += (size_t)n;
 		r->bytes_in += (size_t)n;
 		if (r->in != NULL && !r->in_ended)
 			stream_consumed(r->in, (size_t)n);

@@ -4,7 +4,8 @@
  * until resumed, and a peer that opens its direction twice is
  * refused (the second stream used to replace the first, whose data then
  * reached a freed relay), and what a slow process leaves queued reaches
- * it whole and in order, through queue buffers used again. */
+ * it whole and in order, through queue buffers used again, a turn of the
+ * loop's worth at a time. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -376,6 +377,48 @@ test_slow_reader(void **state)
 	net_end(&n);
 }
 
+/* What queued for a slow process goes out a turn's worth at a time
+ * (migrate/relay.c's RELAY_TURN, 4 MiB, plus the rest of one queue
+ * buffer), however much its socket would take: the loop's other
+ * callbacks wait for no more (a page server's socket took 8 MiB in one
+ * callback).  Then the rest, whole and in order. */
+#define TURN_MAX	((4u << 20) + (1u << 20))
+
+static void
+test_write_turn(void **state)
+{
+	struct net	 n;
+	size_t		 at = 0, before, moved;
+	int		 size = 32 << 20, i;
+
+	(void)state;
+	net_start_window(&n, 0, 16u << 20);
+	n.b_out[0] = b_open(&n);
+	n.tx_len = 12u << 20;
+	b_out_writable(n.b_out[0]);
+	for (i = 0; i < 200 && n.tx_off < n.tx_len; i++)
+		netpair_run(&n.np, 50);
+	assert_int_equal(n.tx_off, n.tx_len);
+	before = relay_bytes_in(n.relay);
+	assert_true(n.tx_len - before > 2 * TURN_MAX);
+	/* Room for all of it now: one turn of the loop. */
+	if (setsockopt(relay_local_fd(n.relay), SOL_SOCKET, SO_SNDBUFFORCE,
+	    &size, sizeof size) != 0) {
+		net_end(&n);
+		skip();		/* not root */
+	}
+	uv_run(&n.np.loop, UV_RUN_NOWAIT);
+	moved = relay_bytes_in(n.relay) - before;
+	assert_true(moved > 0);
+	if (moved > TURN_MAX)
+		fail_msg("one turn wrote %zu bytes to the socket", moved);
+	for (i = 0; i < 500 && at < n.tx_len; i++)
+		if (local_check(&n, &at, n.tx_len) == 0)
+			netpair_run(&n.np, 20);
+	assert_int_equal(at, n.tx_len);
+	net_end(&n);
+}
+
 int
 main(void)
 {
@@ -385,6 +428,7 @@ main(void)
 		cmocka_unit_test(test_pause_out),
 		cmocka_unit_test(test_pause_from_tap),
 		cmocka_unit_test(test_slow_reader),
+		cmocka_unit_test(test_write_turn),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
