@@ -118,20 +118,28 @@ done
 [ "$(info state)" = running ] || fail "mc not adopted: $(info state)"
 verify "after ternd restarted"
 
+# restore_fails POINT ACTION HOW: a restore that fault point POINT
+# (ACTION) breaks after CRIU forked the tree fails; mc stays checkpointed,
+# and ternd reaps the tree's init.
+restore_fails() {
+	local out rc
+	set +e
+	out=$(cl_ctl h1 restore mc 2>&1); rc=$?
+	set -e
+	fault_fired h1 "$1" "$2"
+	[ $rc = 1 ] && grep -q "restore of mc failed" <<<"$out" ||
+		fail "a restore $3: exit $rc: $out"
+	echo "failed as $3: $out"
+	[ "$(info state)" = checkpointed ] || fail "mc is $(info state) after a restore $3"
+	cl_wait_reaped h1 || fail "the init of a restore $3 was left a zombie"
+}
+
 # CRIU fails a restore after it forked the tree: CRIU kills the tree, but
 # its init is ternd's child (CRIU restores it as its sibling), which ternd
 # reaps although no restore ever told it the pid.  Nothing is lost: the
 # checkpoint restores next time.
 cl_ctl h1 checkpoint mc
-set +e
-out=$(cl_ctl h1 restore mc 2>&1); rc=$?
-set -e
-fault_fired h1 ckpt.restore.setup-ns fail
-[ $rc = 1 ] && grep -q "restore of mc failed" <<<"$out" ||
-	fail "a restore CRIU failed: exit $rc: $out"
-echo "failed as CRIU failed it: $out"
-[ "$(info state)" = checkpointed ] || fail "mc is $(info state) after a failed restore"
-cl_wait_reaped h1 || fail "the init of a restore CRIU failed was left a zombie"
+restore_fails ckpt.restore.setup-ns fail "CRIU failed"
 
 # CRIU dies after it forked the tree but before it named it: the fault
 # point kills CRIU alone and drops its setup-namespaces notification.  The
@@ -148,15 +156,7 @@ restored_inits() {
 	done
 }
 no_restored_init() { [ -z "$(restored_inits)" ]; }
-set +e
-out=$(cl_ctl h1 restore mc 2>&1); rc=$?
-set -e
-fault_fired h1 criu.notify.setup-namespaces kill
-[ $rc = 1 ] && grep -q "restore of mc failed" <<<"$out" ||
-	fail "a restore whose CRIU died unannounced: exit $rc: $out"
-echo "failed as CRIU died: $out"
-[ "$(info state)" = checkpointed ] || fail "mc is $(info state) after its restore's CRIU died"
-cl_wait_reaped h1 || fail "the unnamed init of a restore whose CRIU died was left a zombie"
+restore_fails criu.notify.setup-namespaces kill "CRIU died unannounced"
 th_wait 10 no_restored_init ||
 	fail "the unnamed init of a restore whose CRIU died still lives: $(restored_inits)"
 cl_ctl h1 restore mc
