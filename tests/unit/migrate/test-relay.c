@@ -341,6 +341,31 @@ local_check(struct net *n, size_t *at, size_t max)
 	return total;
 }
 
+/* Let the peer send all of tx_len (nobody reads: what the socket does
+ * not take waits in the relay, within the credit it granted). */
+static void
+send_all(struct net *n)
+{
+	int	i;
+
+	b_out_writable(n->b_out[0]);
+	for (i = 0; i < 200 && n->tx_off < n->tx_len; i++)
+		netpair_run(&n->np, 50);
+	assert_int_equal(n->tx_off, n->tx_len);
+}
+
+/* Read and check everything up to tx_len, from *at on. */
+static void
+read_all(struct net *n, size_t *at)
+{
+	int	i;
+
+	for (i = 0; i < 500 && *at < n->tx_len; i++)
+		if (local_check(n, at, n->tx_len) == 0)
+			netpair_run(&n->np, 20);
+	assert_int_equal(*at, n->tx_len);
+}
+
 /* A process that reads slower than the peer sends: the relay queues
  * several MiB (the stream's window, beyond the socket's buffer) across
  * its queue buffers, then hands them out whole and in order as the
@@ -351,7 +376,7 @@ test_slow_reader(void **state)
 {
 	struct net	 n;
 	size_t		 at = 0, before;
-	int		 round, i;
+	int		 round;
 
 	(void)state;
 	net_start_window(&n, 0, 6u << 20);
@@ -359,19 +384,12 @@ test_slow_reader(void **state)
 	for (round = 1; round <= 2; round++) {
 		before = n.tx_off;
 		n.tx_len = (size_t)round * (9u << 20) / 2;
-		b_out_writable(n.b_out[0]);
-		/* Nobody reads: the socket fills, the rest (MiB of it) waits
-		 * in the relay, within the credit it granted. */
-		for (i = 0; i < 200 && n.tx_off < n.tx_len; i++)
-			netpair_run(&n.np, 50);
-		assert_int_equal(n.tx_off, n.tx_len);
+		/* The socket fills, the rest (MiB of it) waits in the relay. */
+		send_all(&n);
 		assert_true(relay_bytes_in(n.relay) - before < (1u << 20));
 		/* Slowly, then all of it. */
 		assert_true(local_check(&n, &at, 1u << 20) > 0);
-		for (i = 0; i < 500 && at < n.tx_len; i++)
-			if (local_check(&n, &at, n.tx_len) == 0)
-				netpair_run(&n.np, 20);
-		assert_int_equal(at, n.tx_len);
+		read_all(&n, &at);
 		assert_int_equal(relay_bytes_in(n.relay), n.tx_len);
 	}
 	net_end(&n);
@@ -389,16 +407,13 @@ test_write_turn(void **state)
 {
 	struct net	 n;
 	size_t		 at = 0, before, moved;
-	int		 size = 32 << 20, i;
+	int		 size = 32 << 20;
 
 	(void)state;
 	net_start_window(&n, 0, 16u << 20);
 	n.b_out[0] = b_open(&n);
 	n.tx_len = 12u << 20;
-	b_out_writable(n.b_out[0]);
-	for (i = 0; i < 200 && n.tx_off < n.tx_len; i++)
-		netpair_run(&n.np, 50);
-	assert_int_equal(n.tx_off, n.tx_len);
+	send_all(&n);
 	before = relay_bytes_in(n.relay);
 	assert_true(n.tx_len - before > 2 * TURN_MAX);
 	/* Room for all of it now: one turn of the loop. */
@@ -412,10 +427,7 @@ test_write_turn(void **state)
 	assert_true(moved > 0);
 	if (moved > TURN_MAX)
 		fail_msg("one turn wrote %zu bytes to the socket", moved);
-	for (i = 0; i < 500 && at < n.tx_len; i++)
-		if (local_check(&n, &at, n.tx_len) == 0)
-			netpair_run(&n.np, 20);
-	assert_int_equal(at, n.tx_len);
+	read_all(&n, &at);
 	net_end(&n);
 }
 
