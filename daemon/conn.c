@@ -20,6 +20,9 @@
 /* Output beyond send_max * this means the peer is not reading at all. */
 #define CONN_HARD_FACTOR	4
 #define CONN_CLOSE_GRACE_MS	1000
+/* Wake for a frame's rest only when that saves wakeups (conn_wake_at). */
+#define CONN_WAKE_MIN		(64u << 10)
+#define CONN_WAKE_MAX		CONN_TURN_BYTES
 
 enum conn_state {
 	CONN_CONNECTING,
@@ -74,6 +77,7 @@ struct conn {
 	size_t			 turn_bytes;	/* moved since the last turn */
 	int			 turn_full;	/* ... CONN_TURN_BYTES: wait */
 	int			 read_paused;	/* ... and reading stopped */
+	size_t			 wake_at;	/* SO_RCVLOWAT now; 1 by default */
 };
 
 static void	conn_start_reading(struct conn *);
@@ -94,6 +98,7 @@ conn_new(uv_loop_t *loop, const struct conn_ops *ops,
 	c->data = data;
 	c->label = xstrdup(label);
 	c->state = CONN_CONNECTING;
+	c->wake_at = 1;
 	frame_decoder_init(&c->dec, limits->max_frame);
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
@@ -641,6 +646,47 @@ conn_read_budget(struct conn *c, size_t n)
 	}
 }
 
+/*
+ * In the middle of a large frame nothing can happen before the rest of it
+ * is here, so the kernel need not wake us before then (SO_RCVLOWAT).  The
+ * bound is safe: what is still missing, less all the plaintext the bytes
+ * we already hold could give, must still cross the socket.  Between
+ * frames, any byte wakes us, so a message is never held back.
+ *
+ * Woken for every few segments, a stream's receiver read about 80 KB at a
+ * time and answered each read with a window update, which the sender paid
+ * for in its own softirq: 4 GiB ran at about 1.5 GB/s here, and at about
+ * 2.3 GB/s with this (two ternds on one 2-core machine).
+ */
+static void
+conn_wake_at(struct conn *c)
+{
+	size_t		missing, held, want = 1;
+	uv_os_fd_t	fd;
+	int		v;
+
+	if (!c->is_tcp || c->state != CONN_READY)
+		return;
+	missing = frame_decoder_missing(&c->dec);
+	held = c->tls != NULL ? tls_held_bound(c->tls) : 0;
+	if (missing > held && missing - held >= CONN_WAKE_MIN)
+		want = missing - held < CONN_WAKE_MAX ? missing - held :
+		    CONN_WAKE_MAX;
+	if (want == c->wake_at ||
+	    uv_fileno((uv_handle_t *)c->stream, &fd) != 0)
+		return;
+	v = (int)want;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) != 0) {
+		/* Not raised is only slower; not lowered could wait for
+		 * bytes that never come. */
+		if (want < c->wake_at)
+			conn_fail(c, "cannot lower the socket's wake-up mark "
+			    "to %d bytes: %s", v, strerror(errno));
+		return;
+	}
+	c->wake_at = want;
+}
+
 static void
 conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
@@ -661,6 +707,7 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		frame_decoder_commit(&c->dec, (size_t)n);
 		conn_process(c);
 		conn_read_budget(c, (size_t)n);
+		conn_wake_at(c);
 		return;
 	}
 	tls_in_commit(c->tls, (size_t)n);
@@ -686,6 +733,7 @@ conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 	conn_read_tls(c);
 	conn_read_budget(c, (size_t)n);
+	conn_wake_at(c);
 }
 
 static void

@@ -112,21 +112,29 @@ frame_decoder_free(struct frame_decoder *dec)
 	memset(dec, 0, sizeof *dec);
 }
 
-/* Bytes the frame at `start` still needs, judged from its header if whole. */
-static size_t
-frame_decoder_wanted(const struct frame_decoder *dec)
+size_t
+frame_decoder_missing(const struct frame_decoder *dec)
 {
 	size_t		 have = dec->end - dec->start;
 	uint32_t	 length;
 
 	if (have < FRAME_HEADER_SIZE)
-		return FRAME_READ_CHUNK;
+		return 0;
 	length = get32(dec->buf + dec->start);
 	if (length > dec->max)	/* next() will refuse it; do not grow for it */
-		return FRAME_READ_CHUNK;
+		return 0;
 	if (have >= FRAME_HEADER_SIZE + (size_t)length)
-		return FRAME_READ_CHUNK;
+		return 0;
 	return FRAME_HEADER_SIZE + (size_t)length - have;
+}
+
+/* Room the next read wants: the rest of the frame at `start`, if known. */
+static size_t
+frame_decoder_wanted(const struct frame_decoder *dec)
+{
+	size_t	missing = frame_decoder_missing(dec);
+
+	return missing != 0 ? missing : FRAME_READ_CHUNK;
 }
 
 uint8_t *

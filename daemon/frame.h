@@ -86,6 +86,9 @@ void	frame_decoder_allow_unchecked(struct frame_decoder *);
  * is always granted; more only up to what the current frame needs). */
 uint8_t	*frame_decoder_space(struct frame_decoder *, size_t *room);
 void	 frame_decoder_commit(struct frame_decoder *, size_t n);
+/* Bytes the frame being received still lacks: 0 unless its header is
+ * whole, announces a size the decoder accepts, and more is to come. */
+size_t	 frame_decoder_missing(const struct frame_decoder *);
 /* Append bytes (copying); for callers that cannot read in place. */
 void	 frame_decoder_feed(struct frame_decoder *, const void *, size_t);
 /* Next whole frame: *payload points into the decoder's buffer and stays

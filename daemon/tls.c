@@ -52,6 +52,11 @@ struct tls_obuf {
 #define TLS_OBUF_SIZE	(320u << 10)
 #define TLS_OBUF_SPARE	8
 
+/* The most of a record OpenSSL may hold read and not yet decrypted: TLS
+ * 1.3's largest ciphertext record (RFC 8446, 5.2) and its header.  It
+ * reads exactly up to the end of the record it is in (no read-ahead). */
+#define TLS_RECORD_MAX	(5 + (16u << 10) + 256)
+
 static pthread_mutex_t	 tls_spare_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tls_obuf	*tls_spare;
 static unsigned		 tls_nspare;
@@ -541,6 +546,13 @@ void
 tls_in_commit(struct tls *t, size_t n)
 {
 	t->in_end += n;
+}
+
+size_t
+tls_held_bound(const struct tls *t)
+{
+	return t->in_end - t->in_start + TLS_RECORD_MAX +
+	    (size_t)SSL_pending(t->ssl);
 }
 
 /* Why the handshake failed, in words an operator can act on. */

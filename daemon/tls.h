@@ -52,6 +52,12 @@ void		 tls_free(struct tls *);
  * and *room is at least a quarter of size. */
 uint8_t		*tls_in_space(struct tls *, size_t size, size_t *room);
 void		 tls_in_commit(struct tls *, size_t n);
+/* At most how much plaintext the session can still give without one
+ * more byte from the network: what waits in its input buffer, the record
+ * OpenSSL has partly read, and plaintext it decrypted but was not asked
+ * for.  However the peer cut its records, plaintext still missing minus
+ * this is ciphertext still to arrive. */
+size_t		 tls_held_bound(const struct tls *);
 enum tls_status	 tls_handshake(struct tls *, char **cause);
 /* Decrypt into buf.  Returns bytes (> 0), or 0 with *status TLS_AGAIN,
  * TLS_CLOSED or TLS_ERROR (then *cause). */

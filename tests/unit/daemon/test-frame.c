@@ -324,7 +324,8 @@ test_decode_space_commit(void **state)
 }
 
 /* Once a header announced a large frame, the room offered covers the rest
- * of it, so it can arrive in one read. */
+ * of it, so it can arrive in one read; and the decoder says how much is
+ * missing (what a connection waits for before it is woken). */
 static void
 test_space_grows_for_frame(void **state)
 {
@@ -339,17 +340,29 @@ test_space_grows_for_frame(void **state)
 	payload[len - 1] = 0x5a;
 	frame_header_encode(hdr, FRAME_DATA, 9, payload, len);
 	frame_decoder_init(&dec, len);
-	frame_decoder_feed(&dec, hdr, sizeof hdr);
+	assert_int_equal(frame_decoder_missing(&dec), 0);
+	frame_decoder_feed(&dec, hdr, sizeof hdr - 1);
+	assert_int_equal(frame_decoder_missing(&dec), 0);
+	frame_decoder_feed(&dec, hdr + sizeof hdr - 1, 1);
+	assert_int_equal(frame_decoder_missing(&dec), len);
 	frame_decoder_feed(&dec, payload, 10);
+	assert_int_equal(frame_decoder_missing(&dec), len - 10);
 	dst = frame_decoder_space(&dec, &room);
 	assert_true(room >= len - 10);
 	assert_true(dec.size <= FRAME_HEADER_SIZE + (size_t)len + CHUNK);
 	memcpy(dst, payload + 10, len - 10);
 	frame_decoder_commit(&dec, len - 10);
+	assert_int_equal(frame_decoder_missing(&dec), 0);
 	assert_int_equal(frame_decoder_next(&dec, &h, &p), FRAME_OK);
 	assert_int_equal(h.length, len);
 	assert_int_equal(h.channel, 9);
 	assert_true(memcmp(p, payload, len) == 0);
+	frame_decoder_free(&dec);
+
+	/* A header above the maximum: nothing is awaited for it. */
+	frame_decoder_init(&dec, len - 1);
+	frame_decoder_feed(&dec, hdr, sizeof hdr);
+	assert_int_equal(frame_decoder_missing(&dec), 0);
 	frame_decoder_free(&dec);
 	free(payload);
 }

@@ -12,7 +12,11 @@
  * The reading side too: with megabytes waiting in the socket, a
  * connection reads and dispatches about a turn's worth, then lets the
  * loop turn.  libuv used to call its read callback up to 32 times in a
- * row. */
+ * row.
+ *
+ * And over TCP, a connection in the middle of a large frame is not woken
+ * before the rest of it is there (SO_RCVLOWAT), and between frames any
+ * byte wakes it. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -24,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -303,8 +309,12 @@ test_turn_caps_each_callback(void **state)
 
 struct raw {
 	uv_loop_t	 loop;
-	uv_pipe_t	 server;
+	union {
+		uv_pipe_t	 server;
+		uv_tcp_t	 tcp_server;
+	};
 	uv_check_t	 check;
+	const struct conn_limits *limits;	/* NULL: raw_limits */
 	struct conn	*conn;
 	int		 ready;
 	uint64_t	 received;
@@ -361,7 +371,8 @@ raw_connection(uv_stream_t *server, int status)
 	struct raw	*r = server->data;
 
 	assert_int_equal(status, 0);
-	r->conn = conn_new(&r->loop, &raw_ops, &raw_limits, "raw", r);
+	r->conn = conn_new(&r->loop, &raw_ops, r->limits != NULL ? r->limits :
+	    &raw_limits, "raw", r);
 	assert_int_equal(conn_accept(r->conn, server, NULL, NULL), 0);
 }
 
@@ -438,6 +449,180 @@ test_read_turn_caps(void **state)
 	unlink(path);
 }
 
+/* --- waking for the rest of a frame ------------------------------------- */
+
+#define WAKE_FRAME	(512u << 10)
+#define WAKE_FIRST	(100u << 10)
+#define WAKE_SECOND	(100u << 10)
+
+static const struct conn_limits wake_limits = {
+	.max_frame = WAKE_FRAME,
+	.send_max = 1u << 20,
+	.handshake_ms = 5000,
+};
+
+/* The connection's own end of the TCP connection whose other end is
+ * peer: the socket named as peer's peer. */
+static int
+accepted_fd(int peer)
+{
+	struct sockaddr_in	me, them, a;
+	socklen_t		len;
+	int			fd;
+
+	len = sizeof me;
+	assert_int_equal(getsockname(peer, (struct sockaddr *)&me, &len), 0);
+	len = sizeof them;
+	assert_int_equal(getpeername(peer, (struct sockaddr *)&them, &len), 0);
+	for (fd = 3; fd < 1024; fd++) {
+		len = sizeof a;
+		if (fd == peer || getsockname(fd, (struct sockaddr *)&a,
+		    &len) != 0 || a.sin_family != AF_INET ||
+		    a.sin_port != them.sin_port)
+			continue;
+		len = sizeof a;
+		if (getpeername(fd, (struct sockaddr *)&a, &len) == 0 &&
+		    a.sin_port == me.sin_port)
+			return fd;
+	}
+	fail_msg("no socket here is the other end of %d", peer);
+	return -1;
+}
+
+static int
+wake_mark(int fd)
+{
+	socklen_t	len = sizeof(int);
+	int		v;
+
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len), 0);
+	return v;
+}
+
+static int
+unread(int fd)
+{
+	int	n;
+
+	assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+	return n;
+}
+
+static void
+write_all(int fd, const uint8_t *p, size_t len)
+{
+	ssize_t	n;
+
+	for (; len > 0; p += n, len -= (size_t)n)
+		assert_true((n = write(fd, p, len)) > 0);
+}
+
+/* Turn the loop until the connection has dispatched `bytes` in all. */
+static void
+raw_run_until(struct raw *r, uint64_t bytes)
+{
+	int	i;
+
+	for (i = 0; i < 2000 && r->received < bytes; i++) {
+		uv_run(&r->loop, UV_RUN_NOWAIT);
+		if (r->received < bytes)
+			usleep(1000);
+	}
+	if (r->received != bytes)
+		fail_msg("dispatched %llu bytes, not %llu",
+		    (unsigned long long)r->received, (unsigned long long)bytes);
+}
+
+static void
+test_wake_for_frame_rest(void **state)
+{
+	static uint8_t		 frame[FRAME_HEADER_SIZE + WAKE_FRAME];
+	static uint8_t		 warm[FRAME_HEADER_SIZE + RAW_FRAME];
+	uint8_t			 small[FRAME_HEADER_SIZE + 10];
+	struct raw		 r;
+	struct sockaddr_in	 sin;
+	struct sockaddr_storage	 ss;
+	int			 fd, mine, i, len = sizeof ss;
+	uint64_t		 sent = 0;
+	size_t			 off;
+
+	(void)state;
+	memset(&r, 0, sizeof r);
+	r.limits = &wake_limits;
+	assert_int_equal(uv_loop_init(&r.loop), 0);
+	assert_int_equal(uv_tcp_init(&r.loop, &r.tcp_server), 0);
+	r.tcp_server.data = &r;
+	assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &sin), 0);
+	assert_int_equal(uv_tcp_bind(&r.tcp_server, (struct sockaddr *)&sin, 0),
+	    0);
+	assert_int_equal(uv_listen((uv_stream_t *)&r.tcp_server, 1,
+	    raw_connection), 0);
+	assert_int_equal(uv_tcp_getsockname(&r.tcp_server,
+	    (struct sockaddr *)&ss, &len), 0);
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	assert_int_equal(connect(fd, (struct sockaddr *)&ss, sizeof sin), 0);
+	for (i = 0; i < 50 && !r.ready; i++)
+		uv_run(&r.loop, UV_RUN_NOWAIT), usleep(1000);
+	assert_true(r.ready);
+	mine = accepted_fd(fd);
+	assert_int_equal(wake_mark(mine), 1);
+
+	/* Whole frames first, so the receive window has grown past what
+	 * the test sends at once (else a closing window wakes the reader,
+	 * as it must). */
+	memset(warm + FRAME_HEADER_SIZE, 0x3c, RAW_FRAME);
+	frame_header_encode(warm, FRAME_DATA, 1, warm + FRAME_HEADER_SIZE,
+	    RAW_FRAME);
+	for (i = 0; i < 64; i++) {
+		write_all(fd, warm, sizeof warm);
+		raw_run_until(&r, sent += RAW_FRAME);
+	}
+	assert_int_equal(wake_mark(mine), 1);
+
+	/* The header and a first part of a large frame: the connection
+	 * asks to be woken when the rest is there. */
+	memset(frame + FRAME_HEADER_SIZE, 0x5a, WAKE_FRAME);
+	frame_header_encode(frame, FRAME_DATA, 1, frame + FRAME_HEADER_SIZE,
+	    WAKE_FRAME);
+	write_all(fd, frame, FRAME_HEADER_SIZE + WAKE_FIRST);
+	for (i = 0; i < 2000 && unread(mine) > 0; i++)
+		uv_run(&r.loop, UV_RUN_NOWAIT), usleep(1000);
+	assert_int_equal(unread(mine), 0);
+	assert_int_equal(wake_mark(mine), WAKE_FRAME - WAKE_FIRST);
+
+	/* More of it, not all: it sleeps on, and the bytes wait in the
+	 * socket. */
+	off = FRAME_HEADER_SIZE + WAKE_FIRST;
+	write_all(fd, frame + off, WAKE_SECOND);
+	off += WAKE_SECOND;
+	for (i = 0; i < 50; i++)
+		uv_run(&r.loop, UV_RUN_NOWAIT), usleep(1000);
+	if (unread(mine) == 0)
+		fail_msg("woken for %u bytes of the %u the frame lacked",
+		    WAKE_SECOND, WAKE_FRAME - WAKE_FIRST);
+	assert_int_equal(wake_mark(mine), WAKE_FRAME - WAKE_FIRST);
+	assert_int_equal(r.received, sent);
+
+	/* The rest and a small frame after it: both arrive, and then any
+	 * byte wakes the connection again. */
+	memset(small + FRAME_HEADER_SIZE, 0x11, 10);
+	frame_header_encode(small, FRAME_DATA, 2, small + FRAME_HEADER_SIZE,
+	    10);
+	write_all(fd, frame + off, sizeof frame - off);
+	write_all(fd, small, sizeof small);
+	raw_run_until(&r, sent += WAKE_FRAME + 10);
+	assert_int_equal(wake_mark(mine), 1);
+	write_all(fd, small, sizeof small);
+	raw_run_until(&r, sent += 10);
+
+	close(fd);
+	conn_close(r.conn, "done");
+	uv_close((uv_handle_t *)&r.tcp_server, NULL);
+	uv_run(&r.loop, UV_RUN_DEFAULT);
+	assert_true(r.closed);
+	assert_int_equal(uv_loop_close(&r.loop), 0);
+}
+
 int
 main(void)
 {
@@ -445,6 +630,7 @@ main(void)
 		cmocka_unit_test(test_drain_wakes_every_stream),
 		cmocka_unit_test(test_turn_caps_each_callback),
 		cmocka_unit_test(test_read_turn_caps),
+		cmocka_unit_test(test_wake_for_frame_rest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -325,6 +325,65 @@ test_session_tamper(void **state)
 	pair_free(&p);
 }
 
+/* What the session holds bounds what it can still give: however the
+ * peer's records are cut on the way and however much of them the reader
+ * has taken, the plaintext still missing, less tls_held_bound, is
+ * ciphertext still to arrive.  A connection in the middle of a large
+ * frame has the kernel wake it only once that much has come
+ * (conn_wake_at): a bound too small waits for bytes that never come. */
+static void
+test_held_bound(void **state)
+{
+	static const size_t	 writes[] = { 16384, 1, 70000, 300, 5000, 16385 };
+	static const size_t	 pieces[] = { 1, 5, 13, 4093, 16400, 9000, 70000 };
+	struct pair		 p;
+	uint8_t			*out, *wire = NULL, *buf, *dst, *got;
+	char			*cause = NULL;
+	size_t			 total = (1u << 20) + 777, wired = 0, fed = 0;
+	size_t			 have = 0, off, n, len, room, k;
+	enum tls_status		 st;
+
+	(void)state;
+	pair_up(&p);
+	out = xcalloc(1, total);
+	got = xmalloc(total);
+	for (off = 0, k = 0; off < total; off += n, k++) {
+		n = writes[k % 6] < total - off ? writes[k % 6] : total - off;
+		assert_int_equal(tls_write(p.client, out + off, n, &cause), 0);
+	}
+	while ((buf = tls_take_buf(p.client, &len)) != NULL) {
+		wire = xrealloc(wire, wired + len);
+		memcpy(wire + wired, buf, len);
+		wired += len;
+		tls_give_buf(buf);
+	}
+	for (k = 0; fed < wired; k++) {
+		dst = tls_in_space(p.server, 17u << 10, &room);
+		n = pieces[k % 7];
+		if (n > wired - fed)
+			n = wired - fed;
+		if (n > room)
+			n = room;
+		memcpy(dst, wire + fed, n);
+		tls_in_commit(p.server, n);
+		fed += n;
+		/* Every third piece, read nothing: records wait unread. */
+		if (k % 3 != 2)
+			have = drain(p.server, got, have, total, &st);
+		if (total - have > wired - fed + tls_held_bound(p.server))
+			fail_msg("after %zu of %zu ciphertext bytes, %zu of "
+			    "plaintext read: %zu missing, but only %zu to come "
+			    "and %zu held", fed, wired, have, total - have,
+			    wired - fed, tls_held_bound(p.server));
+	}
+	have = drain(p.server, got, have, total, &st);
+	assert_int_equal(have, total);
+	pair_free(&p);
+	free(wire);
+	free(got);
+	free(out);
+}
+
 /* A reload frees the TLS context while a connection made with it is
  * still in its handshake (main/ternd.c: live connections keep the one
  * they started with).  The session's verify callback reads the context's
@@ -391,6 +450,7 @@ main(void)
 		cmocka_unit_test(test_identity),
 		cmocka_unit_test(test_session),
 		cmocka_unit_test(test_session_tamper),
+		cmocka_unit_test(test_held_bound),
 		cmocka_unit_test(test_ctx_outlives_reload),
 	};
 
