@@ -50,7 +50,7 @@ fell_back() { grep -c "$1: .*checkpoint $2 is written by criu while" "$log" || t
 # freeze until its pages are written: about half a second here); both are published as generation
 # GEN, both run on, and each checks its own memory.
 pair() {
-	local gen=$1 c pids=() rc=0
+	local gen=$1 c pid pids=() rc=0
 	for c in mc1 mc2; do
 		cl_ctl h1 checkpoint "$c" --leave-running > "$TH_ROOT/$c.ckpt.$gen" 2>&1 &
 		pids+=($!)

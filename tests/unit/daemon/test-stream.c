@@ -388,6 +388,40 @@ raw_check(uv_check_t *h)
 }
 
 static void
+write_all(int fd, const uint8_t *p, size_t len)
+{
+	ssize_t	n;
+
+	for (; len > 0; p += n, len -= (size_t)n)
+		assert_true((n = write(fd, p, len)) > 0);
+}
+
+/* Turn the loop until the connection the peer made is up. */
+static void
+raw_wait_ready(struct raw *r)
+{
+	int	i;
+
+	for (i = 0; i < 50 && !r->ready; i++)
+		uv_run(&r->loop, UV_RUN_NOWAIT), usleep(1000);
+	assert_true(r->ready);
+}
+
+/* Close the peer's socket fd, the connection, the listener (pipe or TCP:
+ * the union's members share their address) and the check handle. */
+static void
+raw_end(struct raw *r, int fd)
+{
+	close(fd);
+	conn_close(r->conn, "done");
+	uv_close((uv_handle_t *)&r->server, NULL);
+	uv_close((uv_handle_t *)&r->check, NULL);
+	uv_run(&r->loop, UV_RUN_DEFAULT);
+	assert_true(r->closed);
+	assert_int_equal(uv_loop_close(&r->loop), 0);
+}
+
+static void
 test_read_turn_caps(void **state)
 {
 	static uint8_t		 frame[FRAME_HEADER_SIZE + RAW_FRAME];
@@ -395,8 +429,6 @@ test_read_turn_caps(void **state)
 	struct sockaddr_un	 sun;
 	char			 path[64];
 	int			 fd, big = 4 * RAW_BYTES, i;
-	size_t			 off;
-	ssize_t			 n;
 
 	(void)state;
 	memset(&r, 0, sizeof r);
@@ -421,17 +453,12 @@ test_read_turn_caps(void **state)
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
-	for (i = 0; i < 50 && !r.ready; i++)
-		uv_run(&r.loop, UV_RUN_NOWAIT), usleep(1000);
-	assert_true(r.ready);
+	raw_wait_ready(&r);
 	memset(frame + FRAME_HEADER_SIZE, 0xa5, RAW_FRAME);
 	frame_header_encode(frame, FRAME_DATA, 1, frame + FRAME_HEADER_SIZE,
 	    RAW_FRAME);
-	for (i = 0; i < (int)(RAW_BYTES / RAW_FRAME); i++) {
-		for (off = 0; off < sizeof frame; off += (size_t)n)
-			assert_true((n = write(fd, frame + off,
-			    sizeof frame - off)) > 0);
-	}
+	for (i = 0; i < (int)(RAW_BYTES / RAW_FRAME); i++)
+		write_all(fd, frame, sizeof frame);
 	for (i = 0; i < 5000 && r.received < RAW_BYTES; i++)
 		uv_run(&r.loop, UV_RUN_ONCE);
 	assert_int_equal(r.received, RAW_BYTES);
@@ -439,13 +466,7 @@ test_read_turn_caps(void **state)
 	if (r.most > CONN_TURN_BYTES + 4 * RAW_FRAME)
 		fail_msg("one turn dispatched %zu bytes (cap %u)", r.most,
 		    CONN_TURN_BYTES);
-	close(fd);
-	conn_close(r.conn, "done");
-	uv_close((uv_handle_t *)&r.server, NULL);
-	uv_close((uv_handle_t *)&r.check, NULL);
-	uv_run(&r.loop, UV_RUN_DEFAULT);
-	assert_true(r.closed);
-	assert_int_equal(uv_loop_close(&r.loop), 0);
+	raw_end(&r, fd);
 	unlink(path);
 }
 
@@ -508,15 +529,6 @@ unread(int fd)
 	return n;
 }
 
-static void
-write_all(int fd, const uint8_t *p, size_t len)
-{
-	ssize_t	n;
-
-	for (; len > 0; p += n, len -= (size_t)n)
-		assert_true((n = write(fd, p, len)) > 0);
-}
-
 /* Turn the loop until the connection has dispatched `bytes` in all. */
 static void
 raw_run_until(struct raw *r, uint64_t bytes)
@@ -557,13 +569,12 @@ test_wake_for_frame_rest(void **state)
 	    0);
 	assert_int_equal(uv_listen((uv_stream_t *)&r.tcp_server, 1,
 	    raw_connection), 0);
+	uv_check_init(&r.loop, &r.check);	/* for raw_end; never started */
 	assert_int_equal(uv_tcp_getsockname(&r.tcp_server,
 	    (struct sockaddr *)&ss, &len), 0);
 	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
 	assert_int_equal(connect(fd, (struct sockaddr *)&ss, sizeof sin), 0);
-	for (i = 0; i < 50 && !r.ready; i++)
-		uv_run(&r.loop, UV_RUN_NOWAIT), usleep(1000);
-	assert_true(r.ready);
+	raw_wait_ready(&r);
 	mine = accepted_fd(fd);
 	assert_int_equal(wake_mark(mine), 1);
 
@@ -615,12 +626,7 @@ test_wake_for_frame_rest(void **state)
 	write_all(fd, small, sizeof small);
 	raw_run_until(&r, sent += 10);
 
-	close(fd);
-	conn_close(r.conn, "done");
-	uv_close((uv_handle_t *)&r.tcp_server, NULL);
-	uv_run(&r.loop, UV_RUN_DEFAULT);
-	assert_true(r.closed);
-	assert_int_equal(uv_loop_close(&r.loop), 0);
+	raw_end(&r, fd);
 }
 
 int
