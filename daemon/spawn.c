@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,9 +18,12 @@
 
 extern char	**environ;
 
-/* Above any descriptor a child is given: the dup2 of one never lands on
- * the source of a later one. */
+/* Above any descriptor a child is given (and at least this high): the
+ * dup2 of one never lands on the source of a later one. */
 #define SPAWN_FD_FLOOR	64
+/* A child's descriptors at most (a guard holds a userfaultfd for each
+ * process of a tree). */
+#define SPAWN_FD_MAX	1024
 
 static void
 spawn_ended(struct spawn *s, int64_t status, int term_signal)
@@ -90,7 +94,7 @@ spawn_start(uv_loop_t *loop, struct spawn *s, const struct spawn_opts *o,
 	posix_spawn_file_actions_t	 fa;
 	posix_spawnattr_t		 attr;
 	sigset_t			 none, all;
-	int				 high[16], i, rc, err;
+	int				*high, fd_floor, i, rc, err;
 	short				 flags = POSIX_SPAWN_SETSIGMASK |
 					    POSIX_SPAWN_SETSIGDEF;
 	siginfo_t			 si;
@@ -98,11 +102,14 @@ spawn_start(uv_loop_t *loop, struct spawn *s, const struct spawn_opts *o,
 	memset(s, 0, sizeof *s);
 	s->pid = -1;
 	s->pidfd = -1;
-	if (o->nfds < 0 || o->nfds > (int)(sizeof high / sizeof high[0])) {
-		set_cause(cause, "%s: %d descriptors to pass, at most %zu",
-		    o->file, o->nfds, sizeof high / sizeof high[0]);
+	if (o->nfds < 0 || o->nfds > SPAWN_FD_MAX) {
+		set_cause(cause, "%s: %d descriptors to pass, at most %d",
+		    o->file, o->nfds, SPAWN_FD_MAX);
 		return -1;
 	}
+	fd_floor = o->nfds > SPAWN_FD_FLOOR ? o->nfds : SPAWN_FD_FLOOR;
+	high = xreallocarray(NULL, o->nfds > 0 ? (size_t)o->nfds : 1,
+	    sizeof *high);
 	for (i = 0; i < o->nfds; i++)
 		high[i] = -1;
 	posix_spawn_file_actions_init(&fa);
@@ -113,7 +120,7 @@ spawn_start(uv_loop_t *loop, struct spawn *s, const struct spawn_opts *o,
 			err = posix_spawn_file_actions_addopen(&fa, i,
 			    "/dev/null", O_RDWR, 0);
 		} else if ((high[i] = fcntl(o->fds[i], F_DUPFD_CLOEXEC,
-		    SPAWN_FD_FLOOR)) == -1) {
+		    fd_floor)) == -1) {
 			err = errno;
 		} else
 			err = posix_spawn_file_actions_adddup2(&fa, high[i], i);
@@ -157,6 +164,7 @@ out:
 	for (i = 0; i < o->nfds; i++)
 		if (high[i] != -1)
 			close(high[i]);
+	free(high);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	return rc;

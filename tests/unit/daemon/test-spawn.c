@@ -141,6 +141,41 @@ test_descriptors(void **state)
 	close(leak);
 }
 
+/* A hundred descriptors (a guard holds one per process of a tree), more
+ * than the floor spawn raises its own copies above: each lands where it
+ * was asked.  Each pipe's end goes to the child at a number of its own;
+ * the child writes that number into it. */
+static void
+test_many_descriptors(void **state)
+{
+	enum { N = 100, FIRST = 3 };
+	struct ended	e;
+	char		script[128], got[16];
+	int		fds[FIRST + N], rd[N], p[2], i;
+	ssize_t		n;
+
+	(void)state;
+	fds[0] = fds[1] = fds[2] = -1;
+	for (i = 0; i < N; i++) {
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		rd[i] = p[0];
+		fds[FIRST + i] = p[1];
+	}
+	snprintf(script, sizeof script,
+	    "i=%d; while [ $i -lt %d ]; do echo $i >/proc/self/fd/$i; i=$((i+1)); done",
+	    FIRST, FIRST + N);
+	run(script, fds, FIRST + N, 0, &e, NULL, 0);
+	assert_int_equal(e.status, 0);
+	for (i = 0; i < N; i++) {
+		close(fds[FIRST + i]);
+		n = read(rd[i], got, sizeof got - 1);
+		assert_true(n > 0);
+		got[n] = '\0';
+		assert_int_equal(atoi(got), FIRST + i);
+		close(rd[i]);
+	}
+}
+
 static void
 test_session_and_signals(void **state)
 {
@@ -221,6 +256,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_descriptors),
+		cmocka_unit_test(test_many_descriptors),
 		cmocka_unit_test(test_session_and_signals),
 		cmocka_unit_test(test_cannot_run),
 	};
