@@ -74,6 +74,17 @@ ctr_load_adopt(struct instance *in, const struct inst_saved *saved)
 		container_kill(name, NULL);
 		npids = 0;
 	}
+	if (npids > 0 && saved->paging_from != NULL) {
+		/* Its memory was still coming by post-copy, through the
+		 * ternd that stopped: the rest cannot come any more.  Its
+		 * guard killed it when that ternd died; this is what a guard
+		 * that could not start left. */
+		log_warnx("instance %s: found running without all of its "
+		    "memory (post-copy from %s) after a restart; killing it",
+		    name, saved->paging_from);
+		container_kill(name, NULL);
+		npids = 0;
+	}
 	if (npids > 0 && saved->state == INST_INCOMING) {
 		/* A migration that had not committed here (or whose commit we
 		 * cannot tell): never run a second copy; the source keeps its
@@ -119,13 +130,22 @@ ctr_load_settle(struct instance *in, const struct inst_saved *saved)
 	const char		*name = in->name;
 	char			*text;
 
-	if (saved->state == INST_INCOMING) {
+	if (saved->state == INST_INCOMING || saved->paging_from != NULL) {
 		/* A migration that never committed here: the source kept it,
 		 * and its rootfs, which the migration made here unless it is
 		 * on shared storage (a target takes a copy only into a path
-		 * that was absent or empty). */
-		log_info("instance %s: incomplete incoming migration discarded",
-		    name);
+		 * that was absent or empty).  Or a post-copy that broke with
+		 * the ternd that stopped here: the source stopped its copy
+		 * too and keeps the checkpoint to restore. */
+		if (saved->paging_from != NULL)
+			log_warnx("instance %s: ternd stopped here before all of "
+			    "its memory came from %s by post-copy: the copy here "
+			    "was killed and is dropped; its last checkpoint is "
+			    "on %s (ternctl restore %s there)", name,
+			    saved->paging_from, saved->paging_from, name);
+		else
+			log_info("instance %s: incomplete incoming migration "
+			    "discarded", name);
 		if (!in->spec->shared_storage) {
 			xasprintf(&text, "instance %s", name);
 			work_discard(set->agent->ternd->loop, in->spec->root, text,

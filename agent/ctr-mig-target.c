@@ -236,7 +236,11 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	}
 	if (m->postcopy) {
 		/* It runs; its memory arrives on demand and in the
-		 * background.  No checkpoint here yet: the images lack it. */
+		 * background.  No checkpoint here yet: the images lack it.
+		 * Recorded with the state: a ternd that restarts before
+		 * every page is in drops it (ctr-instance-load.c). */
+		free(in->paging_from);
+		in->paging_from = xstrdup(m->peer);
 		instance_set_state(in, INST_RUNNING, "migrated in (post-copy)");
 		log_info("mig %" PRIx64 " %s: running here (pid %ld), moved "
 		    "from %s; its memory follows", m->id, m->name,
@@ -381,6 +385,9 @@ ctr_target_postcopy_finish(struct migration *m)
 static void
 ctr_target_pages_arrived(struct migration *m)
 {
+	free(m->in->paging_from);
+	m->in->paging_from = NULL;
+	instance_persist(m->in);
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
 	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
 	    m->name, m->peer);
@@ -890,8 +897,12 @@ ctr_target_hold_uffds(struct migration *m)
 {
 	struct ckpt_lazy	*lz = ctr_target_daemon(m);
 	char			*cause = NULL;
+	pid_t			 guard;
 
-	if (lz == NULL || ckpt_lazy_hold_uffds(lz, &cause) == 0)
+	/* Post-copy's daemon gets its pages through us: should we die, a
+	 * guard kills the tree.  A stop-and-copy's loader needs nobody. */
+	guard = m->postcopy && m->hold != NULL ? ckpt_hold_tree(m->hold) : 0;
+	if (lz == NULL || ckpt_lazy_hold_uffds(lz, guard, &cause) == 0)
 		return;
 	log_warnx("mig %" PRIx64 " %s: %s: should its lazy-pages daemon "
 	    "die, it may read missing pages as zeros before it is killed",

@@ -27,6 +27,7 @@ struct inst_saved {
 	long		 pid;		/* its init's, 0 if none */
 	long		 criu_pid;	/* a lazy dump's CRIU, 0 if none */
 	char		*moved_to;	/* committed there, NULL if not */
+	char		*paging_from;	/* post-copy's memory came from there */
 	int		 ha;		/* HA policy, epoch, wanted running */
 	int32_t		 priority;
 	uint64_t	 epoch;

@@ -63,6 +63,10 @@ struct instance {
 	char			*loader_failed;	/* why it was killed */
 	int			 loader_unwanted; /* fenced: its end is no failure */
 	char			*moved_to;	/* post-copy committed to there */
+	/* Moved in by post-copy, its memory still coming from there: a
+	 * restarted ternd kills what is left of it (it cannot get the
+	 * rest) and drops it, as the move broke. */
+	char			*paging_from;
 	/* High availability (agent/ha-instances.c): protected instances run
 	 * only under a lease, at the epoch the coordinator gave. */
 	int			 ha;		/* TERN__HA_POLICY__*, 0: none */

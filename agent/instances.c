@@ -134,11 +134,12 @@ instance_state_text(const struct instance *in)
 	/* criu and moved_to let a restarted ternd finish a post-copy it
 	 * was killed in: never resume a copy another host runs. */
 	xasprintf(&text, "state=%s\npid=%ld\ngeneration=%llu\ncriu=%ld\n"
-	    "moved_to=%s\nha=%d\npriority=%ld\nepoch=%llu\nwant=%d\n"
-	    "unconfirmed=%d\nreplica_restore=%llu\n",
+	    "moved_to=%s\npaging_from=%s\nha=%d\npriority=%ld\nepoch=%llu\n"
+	    "want=%d\nunconfirmed=%d\nreplica_restore=%llu\n",
 	    inst_state_names[in->state], (long)in->pid,
 	    (unsigned long long)in->generation, (long)in->criu_pid,
-	    in->moved_to != NULL ? in->moved_to : "", in->ha,
+	    in->moved_to != NULL ? in->moved_to : "",
+	    in->paging_from != NULL ? in->paging_from : "", in->ha,
 	    (long)in->priority, (unsigned long long)in->epoch,
 	    in->want_running, in->ha_unconfirmed,
 	    (unsigned long long)in->replica_restore_gen);
@@ -288,6 +289,7 @@ instance_free(struct instance *in)
 	free(in->spec_dir);
 	free(in->last_error);
 	free(in->moved_to);
+	free(in->paging_from);
 	free(in->stop_why);
 	free(in);
 }
@@ -922,6 +924,9 @@ instance_saved_read(struct instances *set, const char *name,
 		saved->ha_unconfirmed = p[13] == '1';
 	if ((p = strstr(text, "\nreplica_restore=")) != NULL)
 		saved->replica_restore_gen = strtoull(p + 17, NULL, 10);
+	if ((p = strstr(text, "\npaging_from=")) != NULL && p[13] != '\n' &&
+	    p[13] != '\0')
+		saved->paging_from = xstrndup(p + 13, strcspn(p + 13, "\n"));
 	if ((p = strstr(text, "\nmoved_to=")) != NULL && p[10] != '\n' &&
 	    p[10] != '\0') {
 		p[10 + strcspn(p + 10, "\n")] = '\0';
@@ -987,6 +992,7 @@ instance_load(struct instances *set, const char *name)
 		free(cause);
 	}
 	free(saved.moved_to);
+	free(saved.paging_from);
 }
 
 struct instances *

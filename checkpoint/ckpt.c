@@ -21,6 +21,7 @@
 #include "checkpoint/container.h"
 #include "checkpoint/criu.h"
 #include "checkpoint/staging.h"
+#include "checkpoint/uffd-guard.h"
 #include "daemon/crc32c.h"
 #include "daemon/digest.h"
 #include "daemon/fault.h"
@@ -1707,6 +1708,16 @@ ckpt_restore_notify(struct criu *c, const char *script, void *arg)
 	return CRIU_NOTIFY_LATER;
 }
 
+pid_t
+ckpt_hold_tree(const struct ckpt_hold *hold)
+{
+	const struct ckpt_op	*op = (const struct ckpt_op *)hold;
+
+	if (op->criu != NULL && criu_notified_pid(op->criu) > 0)
+		return criu_notified_pid(op->criu);
+	return op->tree_pid;
+}
+
 const char *
 ckpt_hold_lost(const struct ckpt_hold *hold)
 {
@@ -1941,6 +1952,8 @@ struct ckpt_lazy {
 	void		*arg;
 	int		*uffds;		/* ours: see ckpt_lazy_hold_uffds */
 	size_t		 nuffds;
+	uv_loop_t	*loop;
+	struct uffd_guard *guard;	/* copies that outlive ternd */
 };
 
 static void
@@ -1948,6 +1961,8 @@ ckpt_lazy_drop_uffds(struct ckpt_lazy *lz)
 {
 	size_t	i;
 
+	uffd_guard_release(lz->guard);
+	lz->guard = NULL;
 	for (i = 0; i < lz->nuffds; i++)
 		close(lz->uffds[i]);
 	free(lz->uffds);
@@ -2024,6 +2039,7 @@ ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
 	xasprintf(&logname, "%s.log", what);
 	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
 	lz = xcalloc(1, sizeof *lz);
+	lz->loop = loop;
 	lz->name = xstrdup(t->name);
 	xasprintf(&lz->log, "%s/%s", dir, logname);
 	lz->what = what;
@@ -2134,11 +2150,11 @@ ckpt_lazy_free(struct ckpt_lazy *lz)
  * zeros (and perhaps writing them out) for the moment a dead daemon's
  * exit takes to reach us. */
 int
-ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, char **cause)
+ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, pid_t guard_init, char **cause)
 {
 	struct dirent	*e;
 	DIR		*d;
-	char		 dir[64], target[64];
+	char		 dir[64], target[64], *why = NULL;
 	ssize_t		 n;
 	pid_t		 pid;
 	int		 pidfd, fd, dfd;
@@ -2194,6 +2210,14 @@ ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, char **cause)
 		log_info("%s: holding %zu userfaultfd%s of its lazy-pages "
 		    "daemon until every page is in", lz->name, lz->nuffds,
 		    lz->nuffds == 1 ? "" : "s");
+	if (guard_init > 0 && lz->nuffds > 0 &&
+	    (lz->guard = uffd_guard_start(lz->loop, lz->name, guard_init,
+	    lz->uffds, lz->nuffds, &why)) == NULL) {
+		log_warnx("%s: cannot start the guard of its missing pages "
+		    "(%s): should ternd die before every page is in, the "
+		    "container may read them as zeros", lz->name, why);
+		free(why);
+	}
 	return 0;
 }
 

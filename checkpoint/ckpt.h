@@ -157,8 +157,15 @@ pid_t		ckpt_lazy_pid(const struct ckpt_lazy *);
  * let go; broken, only after its done_cb (which must kill the tree).
  * Until then a fault on a missing page waits instead of reading zeros.
  * Take them once the restore handed them over (at the resume); -1 and
- * *cause if they cannot be had. */
-int		ckpt_lazy_hold_uffds(struct ckpt_lazy *, char **cause);
+ * *cause if they cannot be had.  guard_init, the tree's init, if the
+ * daemon gets its pages through ternd (post-copy): a guard process holds
+ * copies too and kills that tree should ternd die first
+ * (checkpoint/uffd-guard.h); 0 if the daemon needs no ternd. */
+int		ckpt_lazy_hold_uffds(struct ckpt_lazy *, pid_t guard_init,
+		    char **cause);
+/* A restore held at pre-resume: its tree's init, as CRIU named it (0 if
+ * it did not). */
+pid_t		ckpt_hold_tree(const struct ckpt_hold *);
 /* Kill it (if still running); no callback follows.  Once a callback
  * reported its exit (done_cb, or ready_cb with an error), the handle is
  * gone already. */

@@ -22,6 +22,7 @@
 #include "agent/agent.h"
 #include "agent/role.h"
 #include "checkpoint/hwbreak.h"
+#include "checkpoint/uffd-guard.h"
 #include "coord/role.h"
 #include "daemon/fault.h"
 #include "daemon/log.h"
@@ -362,6 +363,10 @@ main(int argc, char **argv)
 	char		*pidpath = NULL;
 	int		 check = 0, foreground = 0, pidfd = -1, rc = 1;
 
+	/* Not a ternd: the guard of a post-copy's missing pages, which
+	 * ternd starts by executing itself (checkpoint/uffd-guard.h). */
+	if (argc == 2 && strcmp(argv[1], UFFD_GUARD_ARG) == 0)
+		return uffd_guard_main();
 	agent.ternd = td;
 	if ((rc = ternd_args(argc, argv, &conf_path, &foreground, &check)) != 0)
 		return rc - 1;

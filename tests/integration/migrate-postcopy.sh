@@ -7,7 +7,8 @@
 # stops the container on both (never two copies, never one with holes in
 # its memory), the operator is told to
 # restore its last checkpoint, and that restore works.  So does a source
-# ternd killed in the middle.
+# ternd killed in the middle, and a target one (whose copy its guard
+# kills before it reads a page it lacks).
 set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
@@ -47,6 +48,18 @@ cl_ctl h2 migrate mc --to h1 --mode postcopy
 [ "$(inst_where mc)" = "h1:running" ] || fail "after h2->h1 mc is at: $(inst_where mc)"
 inst_verify h1 mc "$state" "moved back to h1 by post-copy"
 [ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
+# Once every page is in, the guard of the missing pages (below, dstkill)
+# is let go: none is left to kill a container that has all of its memory.
+uffd_guards() {	# HOST's guards of missing pages
+	local p
+	for p in $(pgrep -f -- "--uffd-guard" || true); do
+		[ "$(ip netns identify "$p")" = "tern-$TH_NET-$1" ] && echo "$p"
+	done
+	return 0
+}
+no_guards() { [ -z "$(uffd_guards h1)$(uffd_guards h2)" ]; }
+th_wait 10 no_guards ||
+    fail "guards left after complete post-copies: h1 $(uffd_guards h1), h2 $(uffd_guards h2)"
 # Images without their pages are never kept as checkpoints.
 for h in h1 h2; do
 	if find "$TH_ROOT/$h/state/instances" -name MANIFEST | grep -q .; then
@@ -180,6 +193,46 @@ grep -q "ternctl restore mc --force" <<<"$out" ||
     fail "srckill: the refusal does not say what to do: $out"
 cl_ctl h1 restore mc --force >/dev/null
 inst_verify h1 mc "$state" "restored on h1 after its ternd died in a post-copy"
+
+# The target's ternd is SIGKILLed while the memory is on its way.  Its
+# lazy-pages daemon, its page source gone, exits; left to run on, the
+# copy would read the pages it lacks as zeros (and a restarted ternd
+# adopted it, while the source had its operator restore the checkpoint:
+# two copies).  The guard that holds its userfaultfds kills it at once,
+# before any ternd is back; the source stops its frozen original; the
+# restarted target drops the copy's record; the checkpoint restores.
+cl_ctl h1 checkpoint mc --leave-running >/dev/null
+th_limit h2 40mbit
+seen=$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)
+cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/dstkill.out" 2>&1 &
+ctl=$!
+for ((i = 0; i < 600; i++)); do
+	[ "$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)" -gt "$seen" ] && break
+	sleep 0.05
+done
+[ "$i" -lt 600 ] || fail "dstkill: mc never resumed on h2"
+[ -n "$(uffd_guards h2)" ] || fail "dstkill: no guard holds mc's missing pages on h2"
+kill -9 "$(cl_pid h2)"
+set +e
+wait $ctl; rc=$?
+set -e
+echo "dstkill: $(cat "$TH_ROOT/dstkill.out")"
+[ "$rc" = 1 ] || fail "dstkill: migrate exited $rc"
+grep -q "restore its last checkpoint" "$TH_ROOT/dstkill.out" ||
+    fail "dstkill: the operator was not told what to do"
+no_copies() { [ "$(inst_copies mc)" = 0 ]; }
+th_wait 10 no_copies || fail "dstkill: with h2's ternd dead, $(inst_copies mc) copies of mc run"
+th_wait 10 no_guards || fail "dstkill: h2's guard $(uffd_guards h2) outlived the copy"
+th_limit h2 off
+cl_start h2
+cl_wait_up h1 2 30
+[ -z "$(inst_field h2 mc state)" ] || fail "dstkill: the restarted h2 kept mc: $(inst_field h2 mc state)"
+grep -q "instance mc: ternd stopped here before all of its memory came from h1" "$(cl_log h2)" ||
+    fail "dstkill: the restarted h2 does not say what became of mc"
+[ "$(inst_field h1 mc state)" = checkpointed ] || fail "dstkill: mc is at: $(inst_where mc)"
+cl_ctl h1 restore mc >/dev/null
+inst_verify h1 mc "$state" "restored on h1 after the target's ternd died in a post-copy"
+[ "$(inst_copies mc)" = 1 ] || fail "dstkill: $(inst_copies mc) copies of mc run"
 
 # And it still moves afterwards.
 cl_ctl h1 migrate mc --to h2 --mode postcopy >/dev/null
