@@ -137,7 +137,14 @@ criu_kill_group(struct criu *c)
  * tree and the notification that names it leaves the tree's init behind:
  * our child (CRIU forks it as its own sibling), still in CRIU's process
  * group, and stuck without CRIU.  Name it, as a notification would, so
- * its caller reaps it; the group kill that follows reaches it. */
+ * its caller reaps it; the group kill that follows reaches it.
+ *
+ * Still in the group, always: the init takes a session of its own
+ * (restore_sid in criu/cr-restore.c) only once CRIU opened the stage
+ * after setup-namespaces, and CRIU sends that notification, which names
+ * the init, and waits for our answer before it opens the stage.  We read
+ * a notification before we answer it, and that read sets notified_pid:
+ * an init that left the group has been named. */
 static int
 criu_name_orphan(struct criu *c)
 {
