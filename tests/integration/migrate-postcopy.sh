@@ -88,12 +88,11 @@ stopped_on_both() {
 	cl_wait_reaped h1 h2 || fail "$what: a killed init was left a zombie"
 }
 
-# lost CASE ACTION...: move mc h1 -> h2 through a slow link and run ACTION
-# while its memory is on the way.  Both copies must stop, and the last
-# checkpoint must restore on h1.
-lost() {
-	local what=$1 seen i rc
-	shift
+# moving_to_h2 CASE: start moving mc h1 -> h2 by post-copy through a slow
+# link (its output in $TH_ROOT/CASE.out, the ternctl's pid in ctl) and
+# return once it runs on h2, its memory on the way.
+moving_to_h2() {
+	local what=$1 seen i
 	th_limit h2 40mbit
 	seen=$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)
 	cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/$what.out" 2>&1 &
@@ -103,6 +102,15 @@ lost() {
 		sleep 0.05
 	done
 	[ "$i" -lt 600 ] || fail "$what: mc never resumed on h2"
+}
+
+# lost CASE ACTION...: move mc h1 -> h2 through a slow link and run ACTION
+# while its memory is on the way.  Both copies must stop, and the last
+# checkpoint must restore on h1.
+lost() {
+	local what=$1 rc
+	shift
+	moving_to_h2 "$what"
 	"$@"
 	set +e
 	wait $ctl; rc=$?
@@ -156,15 +164,7 @@ inst_verify h1 mc "$state" "restored on h1 after its daemon died at the resume"
 # page source gone, stops its copy.  The restarted source kills that CRIU
 # and, the switch having been recorded, the original too: nothing runs
 # twice, nothing resumes with stale memory, and the checkpoint restores.
-th_limit h2 40mbit
-seen=$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)
-cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/srckill.out" 2>&1 &
-ctl=$!
-for ((i = 0; i < 600; i++)); do
-	[ "$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)" -gt "$seen" ] && break
-	sleep 0.05
-done
-[ "$i" -lt 600 ] || fail "srckill: mc never resumed on h2"
+moving_to_h2 srckill
 kill -9 "$(cl_pid h1)"
 wait $ctl || true
 echo "srckill: $(cat "$TH_ROOT/srckill.out")"
@@ -202,15 +202,7 @@ inst_verify h1 mc "$state" "restored on h1 after its ternd died in a post-copy"
 # before any ternd is back; the source stops its frozen original; the
 # restarted target drops the copy's record; the checkpoint restores.
 cl_ctl h1 checkpoint mc --leave-running >/dev/null
-th_limit h2 40mbit
-seen=$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)
-cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/dstkill.out" 2>&1 &
-ctl=$!
-for ((i = 0; i < 600; i++)); do
-	[ "$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)" -gt "$seen" ] && break
-	sleep 0.05
-done
-[ "$i" -lt 600 ] || fail "dstkill: mc never resumed on h2"
+moving_to_h2 dstkill
 [ -n "$(uffd_guards h2)" ] || fail "dstkill: no guard holds mc's missing pages on h2"
 kill -9 "$(cl_pid h2)"
 set +e
