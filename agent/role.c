@@ -18,6 +18,7 @@
 #include "agent/vm-migration.h"
 #include "checkpoint/vm.h"
 #include "checkpoint/cpuinfo.h"
+#include "checkpoint/uffd-guard.h"
 #include "daemon/ctlsock.h"
 #include "daemon/log.h"
 #include "daemon/longjob.h"
@@ -140,6 +141,15 @@ agent_criu_probed(const struct criu_features *f, void *arg)
 		free(cause);
 		a->criu.lazy_pages = 0;
 	}
+	/* Once, now: a post-copy's resume only hands it the tree. */
+	cause = NULL;
+	if (a->criu.usable && a->criu.lazy_pages &&
+	    uffd_guard_start(td->loop, &cause) != 0) {
+		log_warnx("cannot start the guard of post-copies' missing "
+		    "pages (%s): should ternd die in a post-copy, the container "
+		    "may read the pages it lacks as zeros", cause);
+		free(cause);
+	}
 	if (td->stopping)
 		return;
 	if (!a->criu.usable) {
@@ -207,6 +217,7 @@ agent_role_close(struct agent *a)
 {
 	instances_close(a->instances);
 	a->instances = NULL;
+	uffd_guard_close();
 }
 
 /* Only now: VM calls on the thread pool and long jobs used the

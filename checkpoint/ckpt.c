@@ -1952,8 +1952,7 @@ struct ckpt_lazy {
 	void		*arg;
 	int		*uffds;		/* ours: see ckpt_lazy_hold_uffds */
 	size_t		 nuffds;
-	uv_loop_t	*loop;
-	struct uffd_guard *guard;	/* copies that outlive ternd */
+	uint64_t	 guard;		/* uffd_guard_hold's ticket */
 };
 
 static void
@@ -1961,8 +1960,8 @@ ckpt_lazy_drop_uffds(struct ckpt_lazy *lz)
 {
 	size_t	i;
 
-	uffd_guard_release(lz->guard);
-	lz->guard = NULL;
+	uffd_guard_let_go(lz->guard);
+	lz->guard = 0;
 	for (i = 0; i < lz->nuffds; i++)
 		close(lz->uffds[i]);
 	free(lz->uffds);
@@ -2039,7 +2038,6 @@ ckpt_helper_start(uv_loop_t *loop, const struct ckpt_target *t,
 	xasprintf(&logname, "%s.log", what);
 	snprintf(psfd, sizeof psfd, "%d", criu_passed_fd(0));
 	lz = xcalloc(1, sizeof *lz);
-	lz->loop = loop;
 	lz->name = xstrdup(t->name);
 	xasprintf(&lz->log, "%s/%s", dir, logname);
 	lz->what = what;
@@ -2211,10 +2209,10 @@ ckpt_lazy_hold_uffds(struct ckpt_lazy *lz, pid_t guard_init, char **cause)
 		    "daemon until every page is in", lz->name, lz->nuffds,
 		    lz->nuffds == 1 ? "" : "s");
 	if (guard_init > 0 && lz->nuffds > 0 &&
-	    (lz->guard = uffd_guard_start(lz->loop, lz->name, guard_init,
-	    lz->uffds, lz->nuffds, &why)) == NULL) {
-		log_warnx("%s: cannot start the guard of its missing pages "
-		    "(%s): should ternd die before every page is in, the "
+	    (lz->guard = uffd_guard_hold(guard_init, lz->uffds, lz->nuffds,
+	    &why)) == 0) {
+		log_warnx("%s: the guard of its missing pages does not hold "
+		    "them (%s): should ternd die before every page is in, the "
 		    "container may read them as zeros", lz->name, why);
 		free(why);
 	}

@@ -158,8 +158,8 @@ pid_t		ckpt_lazy_pid(const struct ckpt_lazy *);
  * Until then a fault on a missing page waits instead of reading zeros.
  * Take them once the restore handed them over (at the resume); -1 and
  * *cause if they cannot be had.  guard_init, the tree's init, if the
- * daemon gets its pages through ternd (post-copy): a guard process holds
- * copies too and kills that tree should ternd die first
+ * daemon gets its pages through ternd (post-copy): the guard process
+ * holds copies too and kills that tree should ternd die first
  * (checkpoint/uffd-guard.h); 0 if the daemon needs no ternd. */
 int		ckpt_lazy_hold_uffds(struct ckpt_lazy *, pid_t guard_init,
 		    char **cause);
