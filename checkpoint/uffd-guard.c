@@ -20,7 +20,7 @@
 /* The guard's end of the socket. */
 #define GUARD_FD	3
 
-/* One message each way it goes: ternd to guard only. */
+/* What ternd tells the guard (nothing comes back). */
 struct guard_msg {
 	uint64_t	ticket;
 	uint32_t	op;
