@@ -28,6 +28,11 @@ struct guard_msg {
 };
 #define GUARD_HOLD	1	/* fds: the init's pidfd, its userfaultfds */
 #define GUARD_LET_GO	2
+/* Room for the descriptors one message carries, aligned for cmsghdr. */
+union guard_ctl {
+	struct cmsghdr	hdr;
+	char		buf[CMSG_SPACE(sizeof(int) * (1 + UFFD_GUARD_UFFD_MAX))];
+};
 
 /* --- ternd's side ---------------------------------------------------------- */
 
@@ -114,11 +119,7 @@ static int
 uffd_guard_send(const struct guard_msg *m, const int *fds, size_t nfds,
     char **cause)
 {
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) *
-				    (1 + UFFD_GUARD_UFFD_MAX))];
-	} ctl;
+	union guard_ctl	 ctl;
 	struct msghdr	 mh;
 	struct iovec	 iov;
 	struct cmsghdr	*c;
@@ -162,8 +163,12 @@ uffd_guard_hold(pid_t init, const int *uffds, size_t nuffds, char **cause)
 	int			 fds[1 + UFFD_GUARD_UFFD_MAX];
 	int			 rc;
 
-	if (nuffds > UFFD_GUARD_UFFD_MAX)
+	if (nuffds > UFFD_GUARD_UFFD_MAX) {
+		log_warnx("the guard of post-copies' missing pages holds the "
+		    "first %d of %zu userfaultfds of the tree of %ld only",
+		    UFFD_GUARD_UFFD_MAX, nuffds, (long)init);
 		nuffds = UFFD_GUARD_UFFD_MAX;
+	}
 	if ((fds[0] = pidfd_open(init, 0)) == -1) {
 		set_cause(cause, "pidfd_open of its init (pid %ld): %s",
 		    (long)init, strerror(errno));
@@ -231,11 +236,7 @@ held_drop(struct held *h, size_t *n, size_t i)
 static int
 guard_take(struct held **h, size_t *n)
 {
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) *
-				    (1 + UFFD_GUARD_UFFD_MAX))];
-	} ctl;
+	union guard_ctl	 ctl;
 	struct guard_msg	 m;
 	struct msghdr		 mh;
 	struct iovec		 iov;
