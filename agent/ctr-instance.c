@@ -133,6 +133,10 @@ instance_watch(struct instance *in, pid_t pid, int adopted)
 	ctr_unwatch(in);
 	if (pid != in->pid)
 		ctr_forget_init(in);
+	/* Killed before it was watched (its migration's daemon died as
+	 * it resumed), it may sit on the orphan list: ours to reap now. */
+	if (!adopted)
+		instances_reap_claim(in->set, pid);
 	in->pid = pid;
 	in->adopted = adopted;
 	if (adopted)
@@ -269,8 +273,9 @@ ctr_exited(struct instance *in, int status)
 
 	ctr_loader_drop(in);	/* its memory is not wanted any more */
 	if (status == -1)
-		snprintf(why, sizeof why, "its init is gone (adopted from an "
-		    "earlier ternd: exit status unknown)");
+		snprintf(why, sizeof why, "its init is gone (%s: exit status "
+		    "unknown)", in->adopted ? "adopted from an earlier ternd" :
+		    "reaped before it was watched");
 	else if (WIFSIGNALED(status))
 		snprintf(why, sizeof why, "init killed by signal %d",
 		    WTERMSIG(status));
@@ -399,13 +404,23 @@ ctr_loader_failed(struct instance *in, const char *why)
 static void
 ctr_reap(struct instance *in)
 {
+	pid_t	r;
 	int	status;
 
 	if (in->pid <= 0 || in->adopted)
 		return;
-	if (waitpid(in->pid, &status, WNOHANG) == in->pid) {
+	while ((r = waitpid(in->pid, &status, WNOHANG)) == -1 &&
+	    errno == EINTR)
+		;
+	if (r == in->pid) {
 		in->pid = 0;	/* reaped: the pid may be anyone's now */
 		ctr_exited(in, status);
+	} else if (r == -1 && errno == ECHILD) {
+		/* No child of ours any more: it was reaped as an orphan
+		 * before it was watched (instances_reap_claim came too
+		 * late).  Gone all the same; its status went with it. */
+		in->pid = 0;
+		ctr_exited(in, -1);
 	}
 }
 

@@ -122,6 +122,8 @@ struct migration {
 	int			 lazy_restore;
 	struct ckpt_lazy	*loader;
 	char			*loader_error;	/* it died while resuming */
+	pid_t			 late_pid;	/* target: CRIU's answer, held */
+	char			*late_error;	/* by ctr.target.answer */
 	uint32_t		 page_crc;	/* of what crossed so far */
 	uint64_t		 page_len;
 	int			 page_sum_in;	/* target: RESTORE's came */

@@ -170,19 +170,52 @@ ctr_target_keep_logs(struct migration *m, const char *error)
 	return text;
 }
 
+static void	ctr_target_answered(struct migration *, pid_t, const char *);
+static void	ctr_target_answer_late(uv_timer_t *);
+
+/* The restore's answer, from CRIU (pid: its tree's init, 0 for none). */
 static void
 ctr_target_restored(void *arg, const struct ckpt_result *res,
     const char *error)
 {
 	struct migration	*m = arg;
+	unsigned		 ms = 0;
+
+	/* Fault point: the answer is handled MS later, after what arrives
+	 * meanwhile (a daemon's death, its tree killed and reaped). */
+	if (fault_check("ctr.target.answer", &ms) == FAULT_DELAY) {
+		m->late_pid = res != NULL ? res->pid : 0;
+		m->late_error = error != NULL ? xstrdup(error) : NULL;
+		uv_timer_stop(&m->tick);	/* a target's after the grant */
+		m->tick.data = m;
+		uv_timer_start(&m->tick, ctr_target_answer_late, ms, 0);
+		return;
+	}
+	ctr_target_answered(m, res != NULL ? res->pid : 0, error);
+}
+
+static void
+ctr_target_answer_late(uv_timer_t *t)
+{
+	struct migration	*m = t->data;
+	char			*error = m->late_error;
+
+	m->late_error = NULL;
+	ctr_target_answered(m, m->late_pid, error);	/* may free m */
+	free(error);
+}
+
+static void
+ctr_target_answered(struct migration *m, pid_t pid, const char *error)
+{
 	struct instance		*in = m->in;
 	struct instances	*set;
 	char			*both = NULL;
 
 	/* Its init is our child (CRIU restores it as our sibling): ours to
 	 * reap, whatever becomes of this copy. */
-	if (res != NULL)
-		instance_watch(in, res->pid, 0);
+	if (pid > 0)
+		instance_watch(in, pid, 0);
 	/* We killed the held tree: our reason first, CRIU's word after. */
 	if (error != NULL && m->drop_why != NULL) {
 		xasprintf(&both, "%s; criu then: %s", m->drop_why, error);
@@ -244,7 +277,7 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 		instance_set_state(in, INST_RUNNING, "migrated in (post-copy)");
 		log_info("mig %" PRIx64 " %s: running here (pid %ld), moved "
 		    "from %s; its memory follows", m->id, m->name,
-		    (long)res->pid, m->peer);
+		    (long)pid, m->peer);
 		ctr_set_state(m, CTR_PAGING);
 		mig_set_timeout(m->mig, 0);	/* the relay watches it */
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
@@ -255,7 +288,7 @@ ctr_target_restored(void *arg, const struct ckpt_result *res,
 	in->generation = m->generation;
 	instance_set_state(in, INST_RUNNING, "migrated in");
 	log_info("mig %" PRIx64 " %s: running here (pid %ld), moved from %s%s",
-	    m->id, m->name, (long)res->pid, m->peer, m->loader != NULL ?
+	    m->id, m->name, (long)pid, m->peer, m->loader != NULL ?
 	    "; its memory is being copied in from its checkpoint here" : "");
 	if (m->loader_error != NULL) {
 		/* Killed already: its exit settles it as stopped (it may

@@ -126,6 +126,7 @@ ctr_freed(uv_handle_t *h)
 
 	free(m->error);
 	free(m->drop_why);
+	free(m->late_error);
 	free(m->loader_error);
 	free(m->sync_error);
 	free(m->sync_dir);

@@ -119,6 +119,9 @@ void		 instances_reap(struct instances *);
  * yet (a copy killed as its migration broke, then dropped from the
  * table): reap it when it does, or it stays a zombie until ternd exits. */
 void		 instances_reap_later(struct instances *, pid_t);
+/* ... until an instance watches it after all: off the list (1 if it was
+ * there; a pid reaped from it already is no child of ours any more). */
+int		 instances_reap_claim(struct instances *, pid_t);
 /* Detach whatever is mounted below dir (a criu killed mid-restore
  * leaves its cgroup yard mounted in the images directory). */
 void		 instance_unmount_below(const char *dir);

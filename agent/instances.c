@@ -865,6 +865,20 @@ instances_reap_later(struct instances *set, pid_t pid)
 	set->orphans[set->n_orphans++] = pid;
 }
 
+int
+instances_reap_claim(struct instances *set, pid_t pid)
+{
+	size_t	i;
+
+	for (i = 0; i < set->n_orphans; i++) {
+		if (set->orphans[i] == pid) {
+			set->orphans[i] = set->orphans[--set->n_orphans];
+			return 1;
+		}
+	}
+	return 0;
+}
+
 void
 instances_reap(struct instances *set)
 {

@@ -19,6 +19,9 @@
 #  5. h2's loader killed as the resume goes (ctr.lazy.resume), its exit
 #     racing CRIU's answer: in either order no copy runs, and the
 #     checkpoint the outcome names (h1's or h2's) restores mc, verified;
+#     once as the race goes, once with CRIU's answer held back
+#     (ctr.target.answer), so that the tree is reaped before it is
+#     watched;
 #  6. h2's loader dies while h2's ternd cannot hear it (stopped): mc, asked
 #     to check its memory, waits on its first missing page instead of
 #     reading zeros (ternd holds the loader's userfaultfds), until ternd
@@ -116,41 +119,53 @@ inst_verify h2 mc "$INST_STATE" "adopted on h2 after its loader finished"
 # and CRIU's answer race.  Whichever comes first, no copy may run on
 # missing memory and one checkpoint must bring mc back: h1's (the move
 # failed, h2 could not resume it) or h2's (the move committed, mc
-# stopped there at once).
-cl_ctl h2 migrate mc --to h1 --mode stopcopy
-inst_rearm h2 ctr.lazy.resume:fail@1
-if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then moved=1; else moved=0; fi
-echo "$out"
-fault_fired h2 ctr.lazy.resume fail
+# stopped there at once).  loader_dies_at_resume LABEL [FAULT]: one such
+# move, with h2's TERN_FAULT extended by FAULT.
 settled() {
 	case "$(inst_where mc)" in
 	h1:checkpointed|h2:stopped) return 0 ;;
 	*) return 1 ;;
 	esac
 }
-th_wait 30 settled || fail "mc did not settle after its loader died at the resume: $(inst_where mc)"
-[ "$(inst_copies mc)" = 0 ] || fail "$(inst_copies mc) copies of mc run after its loader died at the resume"
-cl_wait_reaped h1 h2 ||
-    fail "after the loader died at the resume: a killed init was left a zombie"
-case "$(inst_where mc)" in
-h1:checkpointed)
-	[ $moved = 0 ] || fail "the move succeeded, yet mc is h1's: $out"
-	grep -q "h2 could not resume it (copying its memory in from the checkpoint here failed" <<<"$out" ||
-	    fail "the failed move does not say why: $out"
-	echo "the resume failed on h2; mc is restored from h1's checkpoint"
-	cl_ctl h1 restore mc
-	inst_verify h1 mc "$INST_STATE" "restored on h1 after h2's loader died"
-	;;
-h2:stopped)
-	[ $moved = 1 ] || fail "mc is h2's, yet the move failed: $out"
-	err=$(inst_field h2 mc last_error)
-	grep -q "ternctl restore mc --generation [0-9]* brings it back" <<<"$err" ||
-	    fail "mc's error on h2 does not say what to do: $err"
-	echo "the resume was answered first; mc is restored from h2's copy"
-	restore_named "$err" "restored on h2 after its loader died"
-	;;
-esac
-[ "$(inst_copies mc)" = 1 ] || fail "$(inst_copies mc) copies of mc run"
+loader_dies_at_resume() {
+	local label=$1 extra=${2:-} out moved err fired
+	cl_ctl h2 migrate mc --to h1 --mode stopcopy
+	inst_rearm h2 "ctr.lazy.resume:fail@1${extra:+,$extra}"
+	fired=$(nlines h2 "fault point ctr.lazy.resume fired: fail")
+	if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then moved=1; else moved=0; fi
+	echo "$label: $out"
+	[ "$(nlines h2 "fault point ctr.lazy.resume fired: fail")" = $((fired + 1)) ] ||
+	    fail "$label: the fault point ctr.lazy.resume never fired on h2"
+	th_wait 30 settled || fail "$label: mc did not settle after its loader died at the resume: $(inst_where mc)"
+	[ "$(inst_copies mc)" = 0 ] || fail "$label: $(inst_copies mc) copies of mc run after its loader died at the resume"
+	cl_wait_reaped h1 h2 ||
+	    fail "$label: after the loader died at the resume: a killed init was left a zombie"
+	case "$(inst_where mc)" in
+	h1:checkpointed)
+		[ $moved = 0 ] || fail "$label: the move succeeded, yet mc is h1's: $out"
+		grep -q "h2 could not resume it (copying its memory in from the checkpoint here failed" <<<"$out" ||
+		    fail "$label: the failed move does not say why: $out"
+		echo "$label: the resume failed on h2; mc is restored from h1's checkpoint"
+		cl_ctl h1 restore mc
+		inst_verify h1 mc "$INST_STATE" "restored on h1 after h2's loader died ($label)"
+		;;
+	h2:stopped)
+		[ $moved = 1 ] || fail "$label: mc is h2's, yet the move failed: $out"
+		err=$(inst_field h2 mc last_error)
+		grep -q "ternctl restore mc --generation [0-9]* brings it back" <<<"$err" ||
+		    fail "$label: mc's error on h2 does not say what to do: $err"
+		echo "$label: the move committed and mc stopped on h2; it is restored from h2's copy"
+		restore_named "$err" "restored on h2 after its loader died ($label)"
+		;;
+	esac
+	[ "$(inst_copies mc)" = 1 ] || fail "$label: $(inst_copies mc) copies of mc run"
+}
+loader_dies_at_resume "5a, as it comes"
+# 5b. CRIU's answer held back (ctr.target.answer): the loader's death
+# goes first, and the tree's init is killed and reaped before the
+# answer watches it.  That init's exit must still settle mc.
+loader_dies_at_resume "5b, answer late" ctr.target.answer:delay=1500@1
+fault_fired h2 ctr.target.answer delay
 
 # 6. A dead loader's missing pages are never read as zeros, however late
 # its ternd hears: h2's loader is held stopped (ctr.loader:stall), mc is
