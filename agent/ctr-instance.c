@@ -135,8 +135,9 @@ instance_watch(struct instance *in, pid_t pid, int adopted)
 		ctr_forget_init(in);
 	/* Killed before it was watched (its migration's daemon died as
 	 * it resumed), it may sit on the orphan list: ours to reap now. */
-	if (!adopted)
-		instances_reap_claim(in->set, pid);
+	if (!adopted && instances_reap_claim(in->set, pid))
+		log_info("instance %s: its init %ld, killed before it was "
+		    "watched, is watched again", in->name, (long)pid);
 	in->pid = pid;
 	in->adopted = adopted;
 	if (adopted)
@@ -419,6 +420,8 @@ ctr_reap(struct instance *in)
 		/* No child of ours any more: it was reaped as an orphan
 		 * before it was watched (instances_reap_claim came too
 		 * late).  Gone all the same; its status went with it. */
+		log_info("instance %s: its init %ld was reaped before it was "
+		    "watched", in->name, (long)in->pid);
 		in->pid = 0;
 		ctr_exited(in, -1);
 	}
