@@ -54,13 +54,13 @@ restore_named() {
 }
 early="mc: lazy-pages daemon for checkpoint [0-9]* started (pages from the images here)"
 
-# held_loader: mc back to h1, then to h2 again with h2's loader stopped
-# right after the resume (ctr.loader:stall); sets loader to its pid.
 # to_h1: mc to h1 unless it is there already (a case before may have
 # ended with it restored on h1).
 to_h1() {
 	[ "$(inst_where mc)" = h1:running ] || cl_ctl h2 migrate mc --to h1 --mode stopcopy
 }
+# held_loader: mc back to h1, then to h2 again with h2's loader stopped
+# right after the resume (ctr.loader:stall); sets loader to its pid.
 held_loader() {
 	to_h1
 	inst_rearm h2 ctr.loader:stall@1
