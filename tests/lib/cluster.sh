@@ -31,6 +31,19 @@ cl__err() {
 	return 1
 }
 
+# cl__report: for a test that failed (th_teardown), the end of each
+# host's ternd log, debug lines left out: what the daemons last did.
+cl__report() {
+	local h log
+	for h in $TH_HOSTS; do
+		log=$(cl_log "$h") && [ -s "$log" ] || continue
+		echo "=== $h: the last 40 lines of its ternd log, without debug" \
+		    "lines (TH_KEEP=1 keeps all of it)"
+		grep -v '^[^ ]* debug ' "$log" | tail -n 40
+	done
+}
+[[ " ${TH_REPORTERS[*]} " == *" cl__report "* ]] || TH_REPORTERS+=(cl__report)
+
 # cl_log HOST: print the path of HOST's ternd log (outside the host).
 cl_log() {
 	local d

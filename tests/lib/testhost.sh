@@ -49,6 +49,11 @@
 # th_partition (one host cannot reach one peer, one-way or both ways),
 # th_pause / th_resume (every process of the host stopped at once).
 #
+# A test that fails, or is stopped by its deadline (run-test's SIGTERM),
+# tells why from its hosts before they go: th_teardown calls each function
+# in TH_REPORTERS (cluster.sh adds the tail of every ternd log), so a
+# failure seen only in CI can be read from the test's own log.
+#
 # Environment: TH_ROOT (directory for the hosts' files; default a fresh
 # mktemp -d under /tmp), TH_KEEP=1 (th_teardown keeps TH_ROOT).
 # Exported by th_setup: TH_ROOT, TH_NET, TH_HOSTS.
@@ -75,8 +80,18 @@ fi
 TH_NET=${TH_NET:-}
 TH_HOSTS=${TH_HOSTS:-}
 TH_SPAWN_PID=
+if ! declare -p TH_REPORTERS >/dev/null 2>&1; then
+	TH_REPORTERS=()
+fi
 
 # --- internal helpers ---------------------------------------------------------
+
+# A deadline's SIGTERM would reach the EXIT trap with status 0: make it a
+# failure, so th_teardown reports.
+th__terminated() {
+	echo "testhost: stopped by SIGTERM (the test's deadline?)" >&2
+	exit 143
+}
 
 th__err() {
 	echo "testhost: $*" >&2
@@ -520,6 +535,7 @@ th_setup() {
 		export TH_ROOT
 		th__claim_net || return 1
 		export TH_NET
+		trap th__terminated TERM
 		meta=$(th__meta)
 		mkdir -p "$meta" && echo 0 >"$meta/count" &&
 		    echo "TH_NET=$TH_NET" >"$meta/env" || return 1
@@ -779,8 +795,13 @@ th_paused() {
 # TH_KEEP=1) and release the net id.  Idempotent; meant for
 # `trap th_teardown EXIT`.  Keeps the caller's $?.
 th_teardown() {
-	local rc=$?
+	local rc=$? f
 	if [ -n "$TH_NET" ]; then
+		if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then	# 77: skipped
+			for f in "${TH_REPORTERS[@]}"; do
+				"$f" >&2 || :
+			done
+		fi
 		# The hosts' processes die now: no "Killed" notices for our jobs.
 		disown -a 2>/dev/null
 		(
