@@ -267,6 +267,7 @@ ctr_target_answered(struct migration *m, pid_t pid, const char *error)
 		free(text);
 		return;
 	}
+	set = in->set;
 	if (m->postcopy) {
 		/* It runs; its memory arrives on demand and in the
 		 * background.  No checkpoint here yet: the images lack it.
@@ -282,7 +283,8 @@ ctr_target_answered(struct migration *m, pid_t pid, const char *error)
 		mig_set_timeout(m->mig, 0);	/* the relay watches it */
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 		if (m->pages_done)
-			ctr_target_pages_arrived(m);
+			ctr_target_pages_arrived(m);	/* may free m */
+		instances_reap(set);	/* as below */
 		return;
 	}
 	in->generation = m->generation;
@@ -290,23 +292,26 @@ ctr_target_answered(struct migration *m, pid_t pid, const char *error)
 	log_info("mig %" PRIx64 " %s: running here (pid %ld), moved from %s%s",
 	    m->id, m->name, (long)pid, m->peer, m->loader != NULL ?
 	    "; its memory is being copied in from its checkpoint here" : "");
-	if (m->loader_error != NULL) {
-		/* Killed already: its exit settles it as stopped (it may
-		 * have been reaped before we watched it). */
+	/* Killed already if its loader died: its exit settles it as
+	 * stopped, with the loader's reason. */
+	if (m->loader_error != NULL)
 		ctr_loader_failed(in, m->loader_error);
-		instances_reap(in->set);
-	} else if (m->loader != NULL)
+	else if (m->loader != NULL)
 		ctr_loader_adopt(in, m->loader);
 	m->loader = NULL;
 	/* Make our copy of the images durable now that it runs, then let the
 	 * source drop its own (until then it is the durable one). */
 	xasprintf(&m->sync_dir, "%s/%" PRIu64, in->ckpt_dir, m->generation);
-	m->set = in->set;
+	m->set = set;
 	m->in = NULL;	/* it is an ordinary running instance from here */
 	m->work.data = m;
 	mig_hold(m->mig);
 	uv_queue_work(m->agent->ternd->loop, &m->work, ctr_target_sync,
 	    ctr_target_synced);
+	/* Its init ran from CRIU's resume on but is watched only now: had
+	 * it exited (or been killed) meanwhile, that SIGCHLD found nothing
+	 * to reap, and no other may come.  Its exit stops it here. */
+	instances_reap(set);
 }
 
 static void
