@@ -16,9 +16,10 @@ rootfs_check || exit 77
 decoy=
 tpid=
 cleanup() {
+	local rc=$?
 	[ -z "$tpid" ] || kill -CONT "$tpid" 2>/dev/null || :
 	[ -z "$decoy" ] || kill -KILL "$decoy" 2>/dev/null || :
-	th_teardown
+	th_teardown "$rc"
 }
 trap cleanup EXIT
 

@@ -9,7 +9,7 @@ set -euo pipefail
 . "$TERN_SRCDIR/tests/lib/testhost.sh"
 . "$TERN_SRCDIR/tests/lib/cluster.sh"
 th_check || exit 77
-trap 'exec 3>&- 2>/dev/null || true; th_teardown' EXIT
+trap 'rc=$?; exec 3>&- 2>/dev/null || true; th_teardown "$rc"' EXIT
 
 CTL="$TERN_BUILDDIR/ternctl"
 RAW="$TERN_BUILDDIR/tests/tools/rawpeer"

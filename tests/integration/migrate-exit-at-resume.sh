@@ -84,6 +84,11 @@ exits_unwatched() {
 	echo "$name: $err"
 	grep -q "init exited with status 0" <<<"$err" ||
 	    fail "$label: $name's error does not quote its own exit (0): $err"
+	# (A CRIU that just exited may be one for a moment.)
+	for ((i = 0; i < 20; i++)); do
+		[ -z "$(zombies "$to")" ] && break
+		sleep 0.1
+	done
 	[ -z "$(zombies "$to")" ] ||
 	    fail "$label: zombie children of $to's ternd: $(zombies "$to")"
 	[ "$mode" = stopcopy ] || return 0

@@ -37,9 +37,9 @@ cl__report() {
 	local h log
 	for h in $TH_HOSTS; do
 		log=$(cl_log "$h") && [ -s "$log" ] || continue
-		echo "=== $h: the last 40 lines of its ternd log, without debug" \
+		echo "=== $h: the last 50 lines of its ternd log, without debug" \
 		    "lines (TH_KEEP=1 keeps all of it)"
-		grep -v '^[^ ]* debug ' "$log" | tail -n 40
+		grep -v '^[^ ]* debug ' "$log" | tail -n 50
 	done
 }
 [[ " ${TH_REPORTERS[*]} " == *" cl__report "* ]] || TH_REPORTERS+=(cl__report)

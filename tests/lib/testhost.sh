@@ -49,10 +49,11 @@
 # th_partition (one host cannot reach one peer, one-way or both ways),
 # th_pause / th_resume (every process of the host stopped at once).
 #
-# A test that fails, or is stopped by its deadline (run-test's SIGTERM),
-# tells why from its hosts before they go: th_teardown calls each function
-# in TH_REPORTERS (cluster.sh adds the tail of every ternd log), so a
-# failure seen only in CI can be read from the test's own log.
+# A test that fails, or is stopped at its deadline (run-test exports it
+# as TERN_TEST_DEADLINE), tells why from its hosts before they go:
+# th_teardown calls each function in TH_REPORTERS (cluster.sh adds the
+# tail of every ternd log), so a failure seen only in CI can be read from
+# the test's own log.
 #
 # Environment: TH_ROOT (directory for the hosts' files; default a fresh
 # mktemp -d under /tmp), TH_KEEP=1 (th_teardown keeps TH_ROOT).
@@ -86,11 +87,15 @@ fi
 
 # --- internal helpers ---------------------------------------------------------
 
-# A deadline's SIGTERM would reach the EXIT trap with status 0: make it a
-# failure, so th_teardown reports.
-th__terminated() {
-	echo "testhost: stopped by SIGTERM (the test's deadline?)" >&2
-	exit 143
+# th__failed STATUS: the test failed, or its deadline passed (its SIGTERM
+# reaches the EXIT trap with status 0).  A trap for SIGTERM would say so
+# too, but bash runs it only once the foreground command ends: never,
+# for a command stuck in a paused host.
+th__failed() {
+	[ "$1" != 0 ] && [ "$1" != 77 ] && return 0	# 77: skipped
+	[ -n "${TERN_TEST_DEADLINE:-}" ] &&
+	    [ "$(date +%s)" -ge "$TERN_TEST_DEADLINE" ] || return 1
+	echo "testhost: the test's deadline passed" >&2
 }
 
 th__err() {
@@ -535,7 +540,6 @@ th_setup() {
 		export TH_ROOT
 		th__claim_net || return 1
 		export TH_NET
-		trap th__terminated TERM
 		meta=$(th__meta)
 		mkdir -p "$meta" && echo 0 >"$meta/count" &&
 		    echo "TH_NET=$TH_NET" >"$meta/env" || return 1
@@ -790,14 +794,16 @@ th_paused() {
 	[ "$(cat "$(th__cg1 "${1:-}")/freezer.state" 2>/dev/null)" = FROZEN ]
 }
 
-# th_teardown: kill every process of every host, delete the network
-# namespaces (hosts and switch) and cgroups, remove TH_ROOT (unless
-# TH_KEEP=1) and release the net id.  Idempotent; meant for
-# `trap th_teardown EXIT`.  Keeps the caller's $?.
+# th_teardown [STATUS]: kill every process of every host, delete the
+# network namespaces (hosts and switch) and cgroups, remove TH_ROOT
+# (unless TH_KEEP=1) and release the net id.  Idempotent; meant for
+# `trap th_teardown EXIT`.  Keeps the caller's $? (or returns STATUS: the
+# test's, from an EXIT trap that ran other commands first).
 th_teardown() {
 	local rc=$? f
+	[ -z "${1:-}" ] || rc=$1
 	if [ -n "$TH_NET" ]; then
-		if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then	# 77: skipped
+		if th__failed "$rc"; then
 			for f in "${TH_REPORTERS[@]}"; do
 				"$f" >&2 || :
 			done
