@@ -32,14 +32,16 @@ cl__err() {
 }
 
 # cl__report: for a test that failed (th_teardown), the end of each
-# host's ternd log, debug lines left out: what the daemons last did.
+# host's ternd log: what the daemons last did.  Debug lines and the loop's
+# lateness notes are left out (a hang's last minutes are full of them).
 cl__report() {
 	local h log
 	for h in $TH_HOSTS; do
 		log=$(cl_log "$h") && [ -s "$log" ] || continue
 		echo "=== $h: the last 50 lines of its ternd log, without debug" \
-		    "lines (TH_KEEP=1 keeps all of it)"
-		grep -v '^[^ ]* debug ' "$log" | tail -n 50
+		    "lines and loop lateness (TH_KEEP=1 keeps all of it)"
+		grep -v -e '^[^ ]* debug ' -e '^[^ ]* info  loop: the event loop ran' \
+		    "$log" | tail -n 50
 	done
 }
 [[ " ${TH_REPORTERS[*]} " == *" cl__report "* ]] || TH_REPORTERS+=(cl__report)
