@@ -42,7 +42,19 @@ cl__report() {
 		    "lines and loop lateness (TH_KEEP=1 keeps all of it)"
 		grep -v -e '^[^ ]* debug ' -e '^[^ ]* info  loop: the event loop ran' \
 		    "$log" | tail -n 50
+		cl__report_procs "$h"
 	done
+}
+
+# cl__report_procs HOST: what each of HOST's processes waits in (a hang
+# shows who holds whom: a CRIU blocked in a write, a fault waiting).
+cl__report_procs() {
+	local pids
+	pids=$(find "$(th__cg1 "$1")" -name cgroup.procs -exec cat {} + \
+	    2>/dev/null | sort -un | paste -sd, -)
+	[ -n "$pids" ] || return 0
+	echo "=== $1: its processes"
+	ps -o pid,ppid,stat,wchan:24,etime,args -p "$pids" | cut -c1-160
 }
 [[ " ${TH_REPORTERS[*]} " == *" cl__report "* ]] || TH_REPORTERS+=(cl__report)
 
