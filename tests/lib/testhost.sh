@@ -52,8 +52,8 @@
 # A test that fails, or is stopped at its deadline (run-test exports it
 # as TERN_TEST_DEADLINE), tells why from its hosts before they go:
 # th_teardown calls each function in TH_REPORTERS (cluster.sh adds the
-# tail of every ternd log), so a failure seen only in CI can be read from
-# the test's own log.
+# end of every ternd log and each host's processes), so a failure seen
+# only in CI can be read from the test's own log.
 #
 # Environment: TH_ROOT (directory for the hosts' files; default a fresh
 # mktemp -d under /tmp), TH_KEEP=1 (th_teardown keeps TH_ROOT).
