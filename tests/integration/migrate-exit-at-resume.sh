@@ -43,13 +43,11 @@ zombies() {
 # term HOST NAME: SIGTERM to NAME's memcheck on HOST (found by its
 # cgroup: ternd may not know its pid yet).
 term() {
-	local p n=0
-	for p in $(find "$(th__cg1 "$1")" -path "*/tern/$2/*" \
-	    -name cgroup.procs -exec cat {} + 2>/dev/null); do
-		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = memcheck ] || continue
-		kill -TERM "$p" && n=$((n + 1))
-	done
-	[ "$n" = 1 ] || fail "$2 on $1: $n memcheck processes signalled, not 1"
+	local pids
+	pids=$(inst_memcheck_pids "$2" "$1")
+	[ "$(wc -w <<<"$pids")" = 1 ] ||
+	    fail "$2 on $1: memcheck processes '$pids', not one"
+	kill -TERM $pids
 }
 
 # exits_unwatched LABEL NAME FROM TO MODE: move NAME, make it exit while

@@ -137,15 +137,23 @@ inst_where() {
 	return 0
 }
 
+# inst_memcheck_pids NAME HOST...: the memcheck processes in NAME's
+# cgroups on the HOSTs, whatever their ternds know of them.
+inst_memcheck_pids() {
+	local name=$1 h p dirs=()
+	shift
+	for h in "$@"; do dirs+=("$(th__cg1 "$h")"); done
+	for p in $(find "${dirs[@]}" -path "*/tern/$name/*" -name cgroup.procs \
+	    -exec cat {} + 2>/dev/null); do
+		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = memcheck ] && echo "$p"
+	done
+	return 0
+}
+
 # Whatever the ternds think: a copy one lost track of (or a frozen one)
 # counts too.
 inst_copies() {
-	local p n=0
-	for p in $(find "$(th__cg1 h1)" "$(th__cg1 h2)" -path "*/tern/$1/*" \
-	    -name cgroup.procs -exec cat {} + 2>/dev/null); do
-		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = memcheck ] && n=$((n + 1))
-	done
-	echo $n
+	inst_memcheck_pids "$1" h1 h2 | wc -l
 }
 
 # inst_two_hosts: test hosts h1 and h2 with ternd up on both, each able
