@@ -155,13 +155,8 @@ ctr_checkpoint(struct instance *in, int leave_running, instances_done_cb cb,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: only a running instance can be "
 		    "checkpointed", in->name, inst_state_names[in->state]);
-	if (in->loader != NULL)
-		/* CRIU cannot dump memory that a lazy restore still fills. */
-		return inst_refuse(code, cause,
-		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s moved "
-		    "here a moment ago and its memory is still being copied "
-		    "in (about a second per GiB): checkpoint it when that is "
-		    "done", in->name);
+	if (ctr_memory_in(in, "checkpoint it", code, cause) != 0)
+		return -1;
 	if (ctr_restorable(in, code, cause) != 0)
 		return -1;
 	op = xcalloc(1, sizeof *op);

@@ -243,7 +243,8 @@ instance_stopped(void *arg, pid_t pid, const char *error)
 			instance_destroy(in);
 		cb(cbarg, &env, 0, NULL);
 		free(text);
-	}
+	} else if (in->destroy_after_stop)
+		instance_destroy(in);	/* a broken post-copy's copy */
 	instances_op_done(set);
 }
 
@@ -475,6 +476,25 @@ ctr_idle(const struct instance *in, int *code, char **cause)
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: try again when it is done", in->name,
 		    in->working);
+	return ctr_memory_in(in, "try again", code, cause);
+}
+
+int
+ctr_memory_in(const struct instance *in, const char *act, int *code,
+    char **cause)
+{
+	if (in->paging)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s moved "
+		    "here by post-copy a moment ago and its memory is still "
+		    "arriving from its source: %s when that is done (ternctl "
+		    "list shows it)", in->name, act);
+	if (in->loader != NULL)
+		return inst_refuse(code, cause,
+		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s moved "
+		    "here a moment ago and its memory is still being copied "
+		    "in (about a second per GiB): %s when that is done",
+		    in->name, act);
 	return 0;
 }
 

@@ -29,6 +29,13 @@ void	ctr_loader_adopt(struct instance *, struct ckpt_lazy *);
 /* That copy failed (why): killed at once, never run on missing memory;
  * stopped, and restorable from in->generation. */
 void	ctr_loader_failed(struct instance *, const char *why);
+/* Its memory is still coming in: a post-copy's pages from its source
+ * (in->paging), or a stop-and-copy's loader from the checkpoint here.
+ * CRIU cannot dump it, and nothing may take it from under what fills
+ * it.  0 once it is all in, else -1 with *code and a *cause that says
+ * when the operator may act (act: "checkpoint it", ...). */
+int	ctr_memory_in(const struct instance *, const char *act, int *code,
+	    char **cause);
 
 /* ctr-instance-ckpt.c */
 int	ctr_checkpoint(struct instance *, int leave_running,

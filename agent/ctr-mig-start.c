@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define LOG_MODULE "migrate"
+#include "agent/ctr-instance.h"
 #include "agent/ctr-mig-internal.h"
 #include "agent/instance-internal.h"
 #include "checkpoint/ckpt.h"
@@ -102,12 +103,8 @@ ctr_source_check(struct agent *a, const Tern__MigrateRequest *r,
 		    "migrates", in->name, inst_state_names[in->state]);
 		return -1;
 	}
-	if (in->loader != NULL) {
-		xasprintf(cause, "instance %s moved here a moment ago and its "
-		    "memory is still being copied in (about a second per GiB); "
-		    "migrate it when that is done", in->name);
+	if (ctr_memory_in(in, "migrate it", code, cause) != 0)
 		return -1;
-	}
 	if (!mesh_has_capability(a->ternd->mesh, r->to, "criu")) {
 		xasprintf(cause, "host %s cannot run containers (no usable "
 		    "CRIU there: see ternctl status on it)", r->to);

@@ -275,6 +275,7 @@ ctr_target_answered(struct migration *m, pid_t pid, const char *error)
 		 * every page is in drops it (ctr-instance-load.c). */
 		free(in->paging_from);
 		in->paging_from = xstrdup(m->peer);
+		in->paging = 1;		/* until ctr_target_postcopy_finish */
 		instance_set_state(in, INST_RUNNING, "migrated in (post-copy)");
 		log_info("mig %" PRIx64 " %s: running here (pid %ld), moved "
 		    "from %s; its memory follows", m->id, m->name,
@@ -373,8 +374,14 @@ ctr_target_postcopy_lost(struct migration *m, const char *why)
 	/* The cause alone: the source says the rest to its operator. */
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 	free(text);
-	/* The source keeps the instance's record and checkpoints. */
-	instance_destroy(in);
+	/* The source keeps the instance's record and checkpoints.  A stop
+	 * on the pool (its init exited meanwhile) still uses it: its end
+	 * destroys it. */
+	in->paging = 0;
+	if (in->working != NULL)
+		in->destroy_after_stop = 1;
+	else
+		instance_destroy(in);
 	instances_op_done(set);
 	ctr_free(m);
 }
@@ -416,6 +423,7 @@ ctr_target_postcopy_finish(struct migration *m)
 	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
 	ckpt_discard(dir);
 	free(dir);
+	m->in->paging = 0;	/* a stop or destroy that waited goes on */
 	instances_op_done(m->in->set);
 	ctr_free(m);
 }

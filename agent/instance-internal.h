@@ -67,6 +67,10 @@ struct instance {
 	 * restarted ternd kills what is left of it (it cannot get the
 	 * rest) and drops it, as the move broke. */
 	char			*paging_from;
+	/* An incoming post-copy holds it (ctr-mig-target.c) until every
+	 * page is in and its channel drained: no stop, destroy, checkpoint
+	 * or move may take it from under that migration meanwhile. */
+	int			 paging;
 	/* High availability (agent/ha-instances.c): protected instances run
 	 * only under a lease, at the epoch the coordinator gave. */
 	int			 ha;		/* TERN__HA_POLICY__*, 0: none */

@@ -627,6 +627,8 @@ instance_busy_with(const struct instance *in)
 	case INST_CHECKPOINTED:
 		if (in->working != NULL)
 			return in->working;
+		if (in->paging)
+			return "receiving its memory (post-copy)";
 		return in->vm_busy ? "busy with libvirt" : NULL;
 	default:
 		return NULL;

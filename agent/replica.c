@@ -953,7 +953,8 @@ rep_checkpointed(void *arg, const Envelope *reply, int code,
 }
 
 /* Only a copy that simply runs here, under the lease: never during a
- * migration, a stop, the operator's own checkpoint. */
+ * migration or while a move still brings its memory in, a stop, the
+ * operator's own checkpoint. */
 static struct instance *
 rep_runs_here(struct rep_inst *ri)
 {
@@ -963,8 +964,9 @@ rep_runs_here(struct rep_inst *ri)
 	in = a->instances != NULL ? instance_find(a->instances, ri->name) :
 	    NULL;
 	if (in == NULL || in->state != INST_RUNNING || in->working != NULL ||
-	    in->epoch != ri->epoch || a->ha == NULL ||
-	    !ha_agent_may_run(a->ha, in->epoch) || ri->nhosts == 0)
+	    in->paging || in->loader != NULL || in->epoch != ri->epoch ||
+	    a->ha == NULL || !ha_agent_may_run(a->ha, in->epoch) ||
+	    ri->nhosts == 0)
 		return NULL;
 	return in;
 }
