@@ -357,8 +357,16 @@ ctr_target_postcopy_lost(struct migration *m, const char *why)
 {
 	struct instance		*in = m->in;
 	struct instances	*set = in->set;
-	char			*text, *cause = NULL;
+	char			*text, *cause = NULL, *first = NULL;
 
+	/* Its init ended first: its lazy-pages daemon then ends the
+	 * transfer, which reads as a break.  Say what came first. */
+	if ((in->state == INST_STOPPING || in->state == INST_STOPPED) &&
+	    in->stop_why != NULL) {
+		xasprintf(&first, "its init ended there first (%s), then %s",
+		    in->stop_why, why);
+		why = first;
+	}
 	if (container_kill(in->name, &cause) != 0) {
 		log_warnx("mig %" PRIx64 " %s: %s", m->id, m->name, cause);
 		free(cause);
@@ -374,6 +382,7 @@ ctr_target_postcopy_lost(struct migration *m, const char *why)
 	/* The cause alone: the source says the rest to its operator. */
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__ABORT, why);
 	free(text);
+	free(first);
 	/* The source keeps the instance's record and checkpoints.  A stop
 	 * on the pool (its init exited meanwhile) still uses it: its end
 	 * destroys it. */
