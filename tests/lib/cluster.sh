@@ -43,6 +43,21 @@ cl__report() {
 		grep -v -e '^[^ ]* debug ' -e '^[^ ]* info  loop: the event loop ran' \
 		    "$log" | tail -n 50
 		cl__report_procs "$h"
+		cl__report_criu "$h"
+	done
+}
+
+# cl__report_criu HOST: the end of the CRIU logs HOST wrote last (a dump
+# waiting for page requests, a lazy-pages daemon that stopped asking):
+# they go with the test's hosts, and a hang seen only in CI has no other
+# trace of them.
+cl__report_criu() {
+	local f
+	find "$TH_ROOT/$1/state/instances" -name '*.log' -printf '%T@ %p\n' \
+	    2>/dev/null | sort -rn | head -n 3 | while read -r _ f; do
+		echo "=== $1: the end of $(basename "$f") in ${f#"$TH_ROOT/$1/state/"}" \
+		    "(last written $(date -r "$f" +%T))"
+		tail -n 15 "$f" | cut -c1-200
 	done
 }
 
