@@ -434,8 +434,8 @@ ctr_source_postcopy_recorded(struct migration *m)
 	log_info("mig %" PRIx64 " %s: commit point: %s restored it; it runs "
 	    "there now, its memory served from here", m->id, m->name, m->peer);
 	ctr_set_state(m, CTR_COMMITTED);
-	/* Paging lasts as long as the memory takes to cross; the link's
-	 * heartbeats and the relay watch it instead. */
+	/* Until it runs there (RESUMED) the link's heartbeats and the
+	 * relay watch it; then pages that stop crossing do too. */
 	mig_set_timeout(m->mig, 0);
 	if (m->relay != NULL) {
 		if (relay_gate_held(m->relay) > 0)
@@ -861,6 +861,10 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 			log_info("mig %" PRIx64 " %s: runs on %s after %" PRIu64
 			    " ms frozen; its memory follows", m->id, m->name,
 			    m->peer, m->frozen_ms);
+			/* As the target's: pages that stop crossing while the
+			 * link lives mean a stuck transfer. */
+			mig_set_timeout(m->mig,
+			    (uint32_t)m->agent->ternd->conf->migration_timeout_ms);
 			ctr_source_postcopy_finish(m);
 			break;
 		}
@@ -875,6 +879,9 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 		m->complete = 1;
 		log_info("mig %" PRIx64 " %s: %s has every page", m->id, m->name,
 		    m->peer);
+		/* What is left (CRIU's exit, the channel's end) cannot take
+		 * its memory from it: no verdict of a timeout may now. */
+		mig_set_timeout(m->mig, 0);
 		ctr_source_postcopy_finish(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:

@@ -280,8 +280,12 @@ ctr_target_answered(struct migration *m, pid_t pid, const char *error)
 		log_info("mig %" PRIx64 " %s: running here (pid %ld), moved "
 		    "from %s; its memory follows", m->id, m->name,
 		    (long)pid, m->peer);
+		/* Paging keeps the no-progress bound (migration_timeout_ms):
+		 * the lazy-pages daemon fetches every page in the background
+		 * until all are in, so a transfer that stops moving with the
+		 * link up is stuck (its daemon, the source's CRIU), and the
+		 * container with it.  The relay watches the link. */
 		ctr_set_state(m, CTR_PAGING);
-		mig_set_timeout(m->mig, 0);	/* the relay watches it */
 		ctr_send_step(m, TERN__MIGRATE_STEP__STEP__RESUMED, NULL);
 		if (m->pages_done)
 			ctr_target_pages_arrived(m);	/* may free m */
@@ -440,6 +444,7 @@ ctr_target_postcopy_finish(struct migration *m)
 static void
 ctr_target_pages_arrived(struct migration *m)
 {
+	mig_set_timeout(m->mig, 0);	/* what is left cannot break it */
 	free(m->in->paging_from);
 	m->in->paging_from = NULL;
 	instance_persist(m->in);

@@ -16,6 +16,11 @@
 #     drops h2's copy only once that stop has ended (it once did at once,
 #     and the stop's end then used the freed instance), h1 keeps the
 #     record, and the operator is told that the init ended first.
+#  4. h1 -> h2, migration_timeout_ms = 4000 on both: the transfer stalls
+#     (h2's lazy-pages daemon SIGSTOPped).  The move breaks once no page
+#     has crossed for that long (it once waited for good, and the
+#     container with it): stopped on both hosts, h1 keeps the record,
+#     h2's stuck daemon is killed.
 # No case leaves a copy running anywhere, and h2's ternd must end cleanly
 # without a sanitizer report.
 set -euo pipefail
@@ -48,9 +53,15 @@ moving() {
 	    eval '[ "$(nlines "$from" "mc: runs on $to after")" -gt "$seen" ]'
 }
 
-# moved RC: the move ended with exit status RC.
+# moved RC: the move ended, within 2 minutes, with exit status RC.
 moved() {
-	local rc
+	local rc i
+	for ((i = 0; i < 1200; i++)); do
+		kill -0 "$mig" 2>/dev/null || break
+		sleep 0.1
+	done
+	! kill -0 "$mig" 2>/dev/null ||
+	    fail "the move did not end within 120 s: $(cat "$TH_ROOT/mig.out")"
 	set +e
 	wait "$mig"
 	rc=$?
@@ -141,6 +152,30 @@ order=$(grep -o "mc: post-copy from h1 broke after it ran here\|instance mc: sto
 [ "$(inst_where mc)" = "h1:stopped" ] || fail "3: mc is at: $(inst_where mc)"
 [ "$(inst_copies mc)" = 0 ] || fail "3: $(inst_copies mc) copies of mc run"
 cl_wait_reaped h1 h2 || fail "3: a killed init was left a zombie"
+th_limit h2 off
+
+echo "--- 4. h1 -> h2: the transfer stalls"
+for h in h1 h2; do
+	cl_stop "$h" || fail "4: $h's ternd did not end cleanly"
+	cl_conf "$h" 'migration_timeout_ms = 4000'
+	cl_start "$h"
+done
+cl_wait_up h1 2 30
+cl_wait_up h2 2 30
+cl_wait_criu h2 || fail "4: h2 cannot run containers"
+cl_ctl h1 start mc >/dev/null
+inst_wait_ready "$INST_STATE" || fail "4: memcheck did not start on h1"
+moving h1 h2
+lazy=$(lazy_daemon h2)
+[ -n "$lazy" ] || fail "4: h2 has no lazy-pages daemon while mc's memory arrives"
+kill -STOP $lazy
+moved 1
+grep -q "post-copy of mc to h2 broke after it ran there (no progress for 4000 ms in state" "$TH_ROOT/mig.out" ||
+    fail "4: the operator was not told the transfer stalled: $(cat "$TH_ROOT/mig.out")"
+wait_for 30 "4: mc stopped on both hosts" eval '[ "$(inst_copies mc)" = 0 ]'
+[ "$(inst_where mc)" = "h1:stopped" ] || fail "4: mc is at: $(inst_where mc)"
+wait_for 10 "4: h2's stuck lazy-pages daemon killed" eval '[ -z "$(lazy_daemon h2)" ]'
+cl_wait_reaped h1 h2 || fail "4: a killed init was left a zombie"
 th_limit h2 off
 
 th_pid_alive "$(cl_pid h2)" || fail "h2's ternd died"
