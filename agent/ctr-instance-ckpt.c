@@ -258,6 +258,10 @@ restore_check(struct instance *in, const Tern__RestoreRequest *r,
 		    "instance %s is %s: stop it before restoring (one copy "
 		    "runs at a time)", in->name, in->working != NULL ?
 		    in->working : inst_state_names[in->state]);
+	/* Its init ended while a post-copy brought its memory: that move
+	 * still holds it. */
+	if (ctr_memory_in(in, "restore it", code, cause) != 0)
+		return -1;
 	if (in->moved_to != NULL && !(r->has_force && r->force))
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,

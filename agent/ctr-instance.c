@@ -476,7 +476,11 @@ ctr_idle(const struct instance *in, int *code, char **cause)
 		    TERN__ERROR_CODE__ERROR_BAD_REQUEST,
 		    "instance %s is %s: try again when it is done", in->name,
 		    in->working);
-	return ctr_memory_in(in, "try again", code, cause);
+	/* A post-copy's hold only: a stop-and-copy's loader is stopped
+	 * with the container. */
+	if (in->paging)
+		return ctr_memory_in(in, "try again", code, cause);
+	return 0;
 }
 
 int
@@ -487,8 +491,8 @@ ctr_memory_in(const struct instance *in, const char *act, int *code,
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s moved "
 		    "here by post-copy a moment ago and its memory is still "
-		    "arriving from its source: %s when that is done (ternctl "
-		    "list shows it)", in->name, act);
+		    "arriving from its source: %s when that is done",
+		    in->name, act);
 	if (in->loader != NULL)
 		return inst_refuse(code, cause,
 		    TERN__ERROR_CODE__ERROR_UNAVAILABLE, "instance %s moved "

@@ -863,8 +863,8 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 			    m->peer, m->frozen_ms);
 			/* As the target's: pages that stop crossing while the
 			 * link lives mean a stuck transfer. */
-			mig_set_timeout(m->mig,
-			    (uint32_t)m->agent->ternd->conf->migration_timeout_ms);
+			mig_set_timeout(m->mig, (uint32_t)
+			    m->agent->ternd->conf->migration_timeout_ms);
 			ctr_source_postcopy_finish(m);
 			break;
 		}

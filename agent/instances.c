@@ -619,6 +619,10 @@ instance_busy_with(const struct instance *in)
 	 * nothing the coordinator knows (epoch 0): refused, as before. */
 	if (in->creating)
 		return NULL;
+	/* Also while its init's exit stops it: the move lets go of it
+	 * first (ctr-mig-target.c). */
+	if (in->paging)
+		return "receiving its memory (post-copy)";
 	switch (in->state) {
 	case INST_CHECKPOINTING:
 		return "checkpointing";
@@ -627,8 +631,6 @@ instance_busy_with(const struct instance *in)
 	case INST_CHECKPOINTED:
 		if (in->working != NULL)
 			return in->working;
-		if (in->paging)
-			return "receiving its memory (post-copy)";
 		return in->vm_busy ? "busy with libvirt" : NULL;
 	default:
 		return NULL;
