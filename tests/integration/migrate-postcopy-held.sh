@@ -16,7 +16,7 @@
 #     drops h2's copy only once that stop has ended (it once did at once,
 #     and the stop's end then used the freed instance), h1 keeps the
 #     record, and the operator is told that the init ended first.
-#  4. h1 -> h2, migration_timeout_ms = 4000 on both: the transfer stalls
+#  4. h1 -> h2, migration_timeout_ms = 6000 on both: the transfer stalls
 #     (h2's lazy-pages daemon SIGSTOPped).  The move breaks once no page
 #     has crossed for that long (it once waited for good, and the
 #     container with it): stopped on both hosts, h1 keeps the record,
@@ -83,14 +83,6 @@ refused() {
 	    fail "$verb on $host: not told why, nor when to try again: $out"
 }
 
-lazy_daemon() {	# HOST's lazy-pages daemon
-	local p
-	for p in $(pgrep -f "sbin/criu lazy-pages" || true); do
-		[ "$(ip netns identify "$p")" = "tern-$TH_NET-$1" ] && echo "$p"
-	done
-	return 0
-}
-
 echo "--- 1. h1 -> h2: checkpoint and migrate refused, a stop waits"
 moving h1 h2
 refused h2 checkpoint --leave-running
@@ -102,10 +94,12 @@ echo "stop on h2: $out"
     fail "1: the stop on h2 did not wait for mc's memory"
 moved 0
 grep -q "instance mc stopped" <<<"$out" || fail "1: stop answered: $out"
-# The stop went on only once the move was done with it.
-grep -A1000 "mc: every page arrived from h1" "$(cl_log h2)" |
-    grep -q "mc: what it waited for ended (running): stopping it" ||
-    fail "1: h2 stopped mc before every page was in"
+# The stop went on only once every page was in.
+arrived=$(grep -n "mc: every page arrived from h1" "$(cl_log h2)" | tail -n 1 | cut -d: -f1)
+stopping=$(grep -n "mc: what it waited for ended (running): stopping it" "$(cl_log h2)" |
+    tail -n 1 | cut -d: -f1)
+[ -n "$arrived" ] && [ -n "$stopping" ] && [ "$stopping" -gt "$arrived" ] ||
+    fail "1: h2 stopped mc before every page was in (lines ${arrived:-none}, ${stopping:-none})"
 [ "$(inst_where mc)" = "h2:stopped" ] || fail "1: mc is at: $(inst_where mc)"
 th_limit h2 off
 cl_ctl h2 start mc >/dev/null
@@ -126,13 +120,13 @@ th_pid_alive "$(cl_pid h1)" || fail "2: h1's ternd died"
 cl_check_log h1 || fail "2: h1's ternd"
 
 echo "--- 3. h1 -> h2: its init dies, the pages break while h2 stops it"
-inst_rearm h2 container.kill:delay=3000@1
+inst_rearm h2 container.kill:delay=10000@1
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$INST_STATE" || fail "3: memcheck did not start on h1"
 dropped=$(nlines h2 "instance mc: destroyed")
 moving h1 h2
-lazy=$(lazy_daemon h2)
+lazy=$(inst_lazy_pids h2)
 [ -n "$lazy" ] || fail "3: h2 has no lazy-pages daemon while mc's memory arrives"
 kill -STOP $lazy
 kill -KILL $(inst_memcheck_pids mc h2)
@@ -140,7 +134,7 @@ wait_for 30 "3: h2's stop of mc held on the pool" \
     grep -q "fault point container.kill fired: delay" "$(cl_log h2)"
 kill -KILL $lazy
 moved 1
-grep -q "post-copy of mc to h2 broke after it ran there (its init ended there first (init killed by signal 9)" "$TH_ROOT/mig.out" ||
+grep -q "post-copy of mc to h2 broke after it ran there (its init ended first (init killed by signal 9)" "$TH_ROOT/mig.out" ||
     fail "3: the operator was not told what broke the move: $(cat "$TH_ROOT/mig.out")"
 wait_for 30 "3: h2 dropped its copy once its stop ended" \
     eval '[ "$(nlines h2 "instance mc: destroyed")" -gt "$dropped" ]'
@@ -157,7 +151,7 @@ th_limit h2 off
 echo "--- 4. h1 -> h2: the transfer stalls"
 for h in h1 h2; do
 	cl_stop "$h" || fail "4: $h's ternd did not end cleanly"
-	cl_conf "$h" 'migration_timeout_ms = 4000'
+	cl_conf "$h" 'migration_timeout_ms = 6000'
 	cl_start "$h"
 done
 cl_wait_up h1 2 30
@@ -166,15 +160,15 @@ cl_wait_criu h2 || fail "4: h2 cannot run containers"
 cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$INST_STATE" || fail "4: memcheck did not start on h1"
 moving h1 h2
-lazy=$(lazy_daemon h2)
+lazy=$(inst_lazy_pids h2)
 [ -n "$lazy" ] || fail "4: h2 has no lazy-pages daemon while mc's memory arrives"
 kill -STOP $lazy
 moved 1
-grep -q "post-copy of mc to h2 broke after it ran there (no progress for 4000 ms in state" "$TH_ROOT/mig.out" ||
+grep -q "post-copy of mc to h2 broke after it ran there (no progress for 6000 ms in state" "$TH_ROOT/mig.out" ||
     fail "4: the operator was not told the transfer stalled: $(cat "$TH_ROOT/mig.out")"
 wait_for 30 "4: mc stopped on both hosts" eval '[ "$(inst_copies mc)" = 0 ]'
 [ "$(inst_where mc)" = "h1:stopped" ] || fail "4: mc is at: $(inst_where mc)"
-wait_for 10 "4: h2's stuck lazy-pages daemon killed" eval '[ -z "$(lazy_daemon h2)" ]'
+wait_for 10 "4: h2's stuck lazy-pages daemon killed" eval '[ -z "$(inst_lazy_pids h2)" ]'
 cl_wait_reaped h1 h2 || fail "4: a killed init was left a zombie"
 th_limit h2 off
 

@@ -138,11 +138,9 @@ cl_ctl h1 restore mc >/dev/null
 inst_verify h1 mc "$state" "restored on h1 after the cut"
 
 kill_lazy() {	# the lazy-pages daemon of h2
-	local p
-	for p in $(pgrep -f "sbin/criu lazy-pages" || true); do
-		[ "$(ip netns identify "$p")" = "tern-$TH_NET-h2" ] && kill -9 "$p"
-	done
-	return 0
+	local pids
+	pids=$(inst_lazy_pids h2)
+	[ -z "$pids" ] || kill -9 $pids
 }
 lost lazy kill_lazy
 [ "$(inst_field h1 mc state)" = checkpointed ] || fail "after the lazy kill mc is at: $(inst_where mc)"

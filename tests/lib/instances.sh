@@ -150,6 +150,16 @@ inst_memcheck_pids() {
 	return 0
 }
 
+# inst_lazy_pids HOST: the CRIU lazy-pages daemons on HOST (post-copy's,
+# or a stop-and-copy's loader), found by their network namespace.
+inst_lazy_pids() {
+	local p
+	for p in $(pgrep -f "sbin/criu lazy-pages" || true); do
+		[ "$(ip netns identify "$p")" = "tern-$TH_NET-$1" ] && echo "$p"
+	done
+	return 0
+}
+
 # Whatever the ternds think: a copy one lost track of (or a frozen one)
 # counts too.
 inst_copies() {
