@@ -879,9 +879,6 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 		m->complete = 1;
 		log_info("mig %" PRIx64 " %s: %s has every page", m->id, m->name,
 		    m->peer);
-		/* What is left (CRIU's exit, the channel's end) cannot take
-		 * its memory from it: no verdict of a timeout may now. */
-		mig_set_timeout(m->mig, 0);
 		ctr_source_postcopy_finish(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:

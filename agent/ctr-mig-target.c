@@ -39,7 +39,6 @@ static void	ctr_target_postcopy_lost(struct migration *, const char *);
 static void	ctr_target_held(void *, struct ckpt_hold *, const char *,
 		    uint64_t);
 static void	ctr_target_pages_arrived(struct migration *);
-static void	ctr_target_postcopy_end(struct migration *);
 
 /* The restored tree held at pre-resume must never run: CRIU takes a
  * refused pre-resume as an error it only logs, and resumes the tree
@@ -69,13 +68,6 @@ ctr_target_drop_held(struct migration *m, const char *why)
 void
 ctr_target_discard(struct migration *m, const char *why)
 {
-	if (m->state == CTR_PAGING && m->in == NULL) {
-		/* Every page is here: nothing of it is lost. */
-		log_info("mig %" PRIx64 " %s: %s (after every page arrived)",
-		    m->id, m->name, why);
-		ctr_target_postcopy_end(m);
-		return;
-	}
 	if (m->state == CTR_PAGING) {
 		ctr_target_postcopy_lost(m, why);
 		return;
@@ -283,7 +275,8 @@ ctr_target_answered(struct migration *m, pid_t pid, const char *error)
 		 * every page is in drops it (ctr-instance-load.c). */
 		free(in->paging_from);
 		in->paging_from = xstrdup(m->peer);
-		/* Held until every page is in, or the move broke. */
+		/* Held until the move is done (every page in, the channel
+		 * drained) or broke. */
 		in->paging = 1;
 		instance_set_state(in, INST_RUNNING, "migrated in (post-copy)");
 		log_info("mig %" PRIx64 " %s: running here (pid %ld), moved "
@@ -415,7 +408,7 @@ ctr_target_lazy_done(void *arg, const char *error)
 
 	m->lazy = NULL;		/* it exited */
 	if (error != NULL) {
-		if (m->state == CTR_PAGING && m->in != NULL) {
+		if (m->state == CTR_PAGING) {
 			char	*why;
 
 			xasprintf(&why, "its lazy-pages daemon there failed: "
@@ -434,44 +427,35 @@ ctr_target_lazy_done(void *arg, const char *error)
 	ctr_target_pages_arrived(m);
 }
 
-/* Every page is here and the page channel drained: done. */
+/* Every page is here and the page channel drained: done.  Not before
+ * the drain, which is the source's CRIU ending the transfer: until then
+ * a break may still make the source give up its side, and this copy
+ * must then stop too (the no-progress bound ends a drain that never
+ * comes). */
 void
 ctr_target_postcopy_finish(struct migration *m)
 {
+	char	*dir;
+
 	if (m->state != CTR_PAGING || !m->pages_done || !m->relay_ended)
 		return;
-	ctr_target_postcopy_end(m);
-}
-
-/* After every page arrived (the instance let go): its post-copy
- * generation, images without pages, is never a checkpoint. */
-static void
-ctr_target_postcopy_end(struct migration *m)
-{
-	ckpt_discard(m->sync_dir);
+	xasprintf(&dir, "%s/%" PRIu64, m->in->ckpt_dir, m->generation);
+	ckpt_discard(dir);
+	free(dir);
+	m->in->paging = 0;	/* a stop or destroy that waited goes on */
+	instances_op_done(m->in->set);
 	ctr_free(m);
 }
 
 static void
 ctr_target_pages_arrived(struct migration *m)
 {
-	struct instance	*in = m->in;
-
-	mig_set_timeout(m->mig, 0);	/* what is left cannot break it */
-	free(in->paging_from);
-	in->paging_from = NULL;
-	instance_persist(in);
+	free(m->in->paging_from);
+	m->in->paging_from = NULL;
+	instance_persist(m->in);
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
 	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
 	    m->name, m->peer);
-	/* All of its memory is here: an ordinary running instance from
-	 * now on, whatever the rest of the transfer does (the source's
-	 * CRIU may end it late, or never).  A stop or destroy that waited
-	 * goes on. */
-	xasprintf(&m->sync_dir, "%s/%" PRIu64, in->ckpt_dir, m->generation);
-	in->paging = 0;
-	m->in = NULL;
-	instances_op_done(in->set);
 	ctr_target_postcopy_finish(m);
 }
 
