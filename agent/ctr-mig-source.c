@@ -879,6 +879,7 @@ ctr_source_step(struct migration *m, const Tern__MigrateStep *s)
 		m->complete = 1;
 		log_info("mig %" PRIx64 " %s: %s has every page", m->id, m->name,
 		    m->peer);
+		mig_touch(m->mig);	/* the tail gets a whole bound */
 		ctr_source_postcopy_finish(m);
 		break;
 	case TERN__MIGRATE_STEP__STEP__ABORT:

@@ -456,6 +456,7 @@ ctr_target_pages_arrived(struct migration *m)
 	ctr_send_step(m, TERN__MIGRATE_STEP__STEP__COMPLETE, NULL);
 	log_info("mig %" PRIx64 " %s: every page arrived from %s", m->id,
 	    m->name, m->peer);
+	mig_touch(m->mig);	/* the drain gets a whole bound */
 	ctr_target_postcopy_finish(m);
 }
 

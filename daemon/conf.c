@@ -183,9 +183,10 @@ static const struct conf_option conf_options[] = {
 	  .offset = CONF_FIELD(migration_timeout_ms), .def_number = 600000,
 	  .min = 1000, .max = 86400000,
 	  .help = "A migration with no step and no byte crossing for this "
-	      "long (the peer silent or stuck) is rolled back; after a "
-	      "post-copy's switch, until every page is in, it breaks as a "
-	      "cut link would (the container stops on both hosts)." },
+	      "long (the peer silent or stuck) is rolled back; once a "
+	      "post-copy's container runs on its target, until the "
+	      "source's CRIU has ended the transfer, it breaks as a cut "
+	      "link would (the container stops on both hosts)." },
 	{ .name = "criu_timeout_ms", .type = CONF_INT,
 	  .offset = CONF_FIELD(criu_timeout_ms), .def_number = 120000,
 	  .min = 1000, .max = 86400000,
