@@ -59,14 +59,12 @@ verify() {	# NAME WHY
 	inst_verify "${at[$1]}" "$1" "$TH_ROOT/rootfs/var/log/$1.state" "$2"
 }
 
-nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
-
 # wait_line HOST PATTERN SEEN: until HOST's log has more than SEEN lines
 # matching PATTERN (10 s).
 wait_line() {
 	local i
 	for ((i = 0; i < 2000; i++)); do
-		[ "$(nlines "$1" "$2")" -gt "$3" ] && return 0
+		[ "$(cl_log_count "$1" "$2")" -gt "$3" ] && return 0
 		sleep 0.005
 	done
 	echo "--- $1's last migration lines:" >&2
@@ -179,7 +177,7 @@ settled mc "the source's ternd was SIGKILLed mid-migration"
 # container, the target drops its copy.
 from=${at[mc]}
 to=$(other "$from")
-seen=$(nlines "$from" "mc: dumping -> sending")
+seen=$(cl_log_count "$from" "mc: dumping -> sending")
 mig_start mc cut
 wait_line "$from" "mc: dumping -> sending" "$seen"
 th_cut "$to"
@@ -198,11 +196,11 @@ from=${at[mc]}
 to=$(other "$from")
 th_exec "$to" mount -t tmpfs -o size=32m tmpfs /var/lib/tern/instances
 kills="mc: thawed (criu was killed)\|asked to stop, .*: killed"
-killed=$(nlines "$from" "$kills")
+killed=$(cl_log_count "$from" "$kills")
 mig_start mc full
 # (The target says it; by the page-server pipeline the pages fill it.)
 mig_failed full "copying the images to $to: .*receiving host's disk is full\|$to refused: .*receiving host's disk is full"
-[ "$(nlines "$from" "$kills")" = "$killed" ] ||
+[ "$(cl_log_count "$from" "$kills")" = "$killed" ] ||
     fail "full: $from killed its CRIU mid-dump: $(grep "asked to stop\|cancelling criu" "$(cl_log "$from")" | tail -n 2)"
 echo "full: $from's CRIU: $(grep -o "mc: cancelling criu dump\|mc: criu stopped its dump as asked.*" "$(cl_log "$from")" | tail -n 2 | tr '\n' ' ')"
 th_wait 10 gone_from "$to" mc || fail "full: $to kept mc: $(inst_where mc)"
@@ -212,7 +210,7 @@ settled mc "the target's disk was full"
 # 4a. criu is killed on the source while it dumps (it has seized the
 # container: ptrace).  The tasks are let go; the target drops its copy.
 from=${at[mc]}
-seen=$(nlines "$from" "ckpt: mc: checkpoint .* into")
+seen=$(cl_log_count "$from" "ckpt: mc: checkpoint .* into")
 # Read before the move starts: a migrating instance lists no pid.
 init=$(inst_field "$from" mc pid)
 [ -n "$init" ] || fail "srccriu: mc has no pid on $from: $(inst_where mc)"
@@ -264,8 +262,8 @@ cl_stop "$to" || fail "dstcriu: $to's ternd did not stop cleanly"
 TERN_FAULT="criu.restore:stall@1,$HOLD" cl_start "$to"
 cl_wait_up "$to" 2 30
 cl_wait_criu "$to" || fail "dstcriu: $to cannot run containers"
-seen=$(nlines "$to" "ckpt: mc: restoring checkpoint")
-held=$(nlines "$to" "mc: restoring -> held")
+seen=$(cl_log_count "$to" "ckpt: mc: restoring checkpoint")
+held=$(cl_log_count "$to" "mc: restoring -> held")
 mig_start mc dstcriu
 wait_line "$to" "ckpt: mc: restoring checkpoint" "$seen"
 fault_fired "$to" criu.restore stall
@@ -283,7 +281,7 @@ th_wait 10 eval '[ -n "$(stopped_child "$to")" ]' ||
     fail "dstcriu: no stopped criu on $to"
 criu=$(stopped_child "$to" | head -n 1)
 kill -9 "$criu"
-[ "$(nlines "$to" "mc: restoring -> held")" = "$held" ] ||
+[ "$(cl_log_count "$to" "mc: restoring -> held")" = "$held" ] ||
     fail "dstcriu: the restore was done although its CRIU was stopped"
 mig_failed dstcriu "$to refused: .*criu was killed by signal 9"
 settled mc "criu was killed on the target during the restore"
@@ -359,10 +357,10 @@ cl_ctl "${at[many]}" destroy many >/dev/null
 # the ack, so COMMIT is not sent yet; then the link is cut.
 from=${at[mc]}
 to=$(other "$from")
-seen=$(nlines "$from" "mc: dumping -> sending")
-committed=$(nlines "$from" "mc: commit point")
-lost=$(nlines "$from" "mc: lost the connection to $to: .* at the commit point")
-dropped=$(nlines "$to" "mc: .*discarding the incoming copy")
+seen=$(cl_log_count "$from" "mc: dumping -> sending")
+committed=$(cl_log_count "$from" "mc: commit point")
+lost=$(cl_log_count "$from" "mc: lost the connection to $to: .* at the commit point")
+dropped=$(cl_log_count "$to" "mc: .*discarding the incoming copy")
 mig_start mc orphan
 wait_line "$from" "mc: dumping -> sending" "$seen"
 # Every one: the dump must be among them (another, a page server or a
@@ -400,7 +398,7 @@ settled mc "the link was lost at the commit point"
 # or "... incoming".
 from=${at[mc]}
 to=$(other "$from")
-held=$(nlines "$to" "fault point mig.target.held fired")
+held=$(cl_log_count "$to" "fault point mig.target.held fired")
 mig_start mc busy
 wait_line "$to" "fault point mig.target.held fired" "$held"
 out=$(cl_ctl "$from" stop mc 2>&1) && fail "busy: $from stopped mc as it moved: $out"

@@ -35,8 +35,6 @@ inst_two_hosts
 inst_memcheck mc 128
 inst_verify h1 mc "$INST_STATE" "started on h1"
 
-nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
-
 gone_from() {	# HOST: HOST has nothing of mc, listed or on disk
 	[ -z "$(inst_field "$1" mc state)" ] &&
 	    ! th_exec "$1" test -e /var/lib/tern/instances/mc
@@ -64,11 +62,11 @@ mig_start() {	# TAG
 }
 
 # 1. A flipped byte: refused by the target before any restore.
-restores=$(nlines h2 "mc: restoring checkpoint")
+restores=$(cl_log_count h2 "mc: restoring checkpoint")
 mig_start corrupt
 failed corrupt "arrived damaged"
 fault_fired h1 mig.pages.corrupt fail
-[ "$(nlines h2 "mc: restoring checkpoint")" = "$restores" ] ||
+[ "$(cl_log_count h2 "mc: restoring checkpoint")" = "$restores" ] ||
     fail "corrupt: h2 restored from damaged pages"
 
 # 2. The target's page server dies mid-pages.
@@ -99,10 +97,10 @@ th_exec h1 umount "$ckpt" || fail "umount $ckpt"
 
 # 5. No fault left: h1 -> h2 -> h1 over the page server, every page
 # summed on both ends.
-checked=$(nlines h2 "page stream checked")
+checked=$(cl_log_count h2 "page stream checked")
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
 [ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
-[ "$(nlines h2 "page stream checked")" -gt "$checked" ] ||
+[ "$(cl_log_count h2 "page stream checked")" -gt "$checked" ] ||
     fail "h2 restored without checking the page stream"
 grep -q "mc: .*pages to a page server there" "$(cl_log h1)" ||
     fail "h1 did not send the pages to a page server"

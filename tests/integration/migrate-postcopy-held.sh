@@ -38,32 +38,23 @@ cl_ctl h1 status | grep -q "lazy pages (post-copy) yes" ||
 inst_memcheck mc 64
 inst_verify h1 mc "$INST_STATE" "started on h1"
 
-nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
-
-# moving FROM TO: start moving mc by post-copy through a slow link to TO
-# (ternctl's output in $TH_ROOT/mig.out, its pid in mig) and return once
-# it runs on TO, its memory on the way.
+# moving FROM TO: mc on its way FROM -> TO, running there, its memory
+# still crossing a slow link (ternctl's output in $TH_ROOT/mig.out).
 moving() {
-	local from=$1 to=$2 seen
-	th_limit "$to" 40mbit
-	seen=$(nlines "$from" "mc: runs on $to after")
-	cl_ctl "$from" migrate mc --to "$to" --mode postcopy >"$TH_ROOT/mig.out" 2>&1 &
-	mig=$!
-	wait_for 60 "mc resumed on $to" \
-	    eval '[ "$(nlines "$from" "mc: runs on $to after")" -gt "$seen" ]'
+	inst_postcopy_slowly mc "$1" "$2" "$TH_ROOT/mig.out"
 }
 
 # moved RC: the move ended, within 2 minutes, with exit status RC.
 moved() {
 	local rc i
 	for ((i = 0; i < 1200; i++)); do
-		kill -0 "$mig" 2>/dev/null || break
+		kill -0 "$INST_MIG" 2>/dev/null || break
 		sleep 0.1
 	done
-	! kill -0 "$mig" 2>/dev/null ||
+	! kill -0 "$INST_MIG" 2>/dev/null ||
 	    fail "the move did not end within 120 s: $(cat "$TH_ROOT/mig.out")"
 	set +e
-	wait "$mig"
+	wait "$INST_MIG"
 	rc=$?
 	set -e
 	echo "ternctl migrate: exit $rc: $(cat "$TH_ROOT/mig.out")"
@@ -87,10 +78,10 @@ echo "--- 1. h1 -> h2: checkpoint and migrate refused, a stop waits"
 moving h1 h2
 refused h2 checkpoint --leave-running
 refused h2 migrate --to h1
-waits=$(nlines h2 "mc: stop waits until it is no longer receiving its memory (post-copy)")
+waits=$(cl_log_count h2 "mc: stop waits until it is no longer receiving its memory (post-copy)")
 out=$(cl_ctl h2 stop mc)
 echo "stop on h2: $out"
-[ "$(nlines h2 "mc: stop waits until it is no longer receiving its memory (post-copy)")" -gt "$waits" ] ||
+[ "$(cl_log_count h2 "mc: stop waits until it is no longer receiving its memory (post-copy)")" -gt "$waits" ] ||
     fail "1: the stop on h2 did not wait for mc's memory"
 moved 0
 grep -q "instance mc stopped" <<<"$out" || fail "1: stop answered: $out"
@@ -124,7 +115,7 @@ inst_rearm h2 container.kill:delay=10000@1
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 cl_ctl h1 start mc >/dev/null
 inst_wait_ready "$INST_STATE" || fail "3: memcheck did not start on h1"
-dropped=$(nlines h2 "instance mc: destroyed")
+dropped=$(cl_log_count h2 "instance mc: destroyed")
 moving h1 h2
 lazy=$(inst_lazy_pids h2)
 [ -n "$lazy" ] || fail "3: h2 has no lazy-pages daemon while mc's memory arrives"
@@ -137,7 +128,7 @@ moved 1
 grep -q "post-copy of mc to h2 broke after it ran there (its init ended first (init killed by signal 9)" "$TH_ROOT/mig.out" ||
     fail "3: the operator was not told what broke the move: $(cat "$TH_ROOT/mig.out")"
 wait_for 30 "3: h2 dropped its copy once its stop ended" \
-    eval '[ "$(nlines h2 "instance mc: destroyed")" -gt "$dropped" ]'
+    eval '[ "$(cl_log_count h2 "instance mc: destroyed")" -gt "$dropped" ]'
 # In this order: the move broke, the stop ended, the copy went.
 order=$(grep -o "mc: post-copy from h1 broke after it ran here\|instance mc: stopping -> stopped\|instance mc: destroyed" "$(cl_log h2)" |
     tail -n 3 | tr '\n' '|')

@@ -102,16 +102,8 @@ stopped_on_both() {
 # link (its output in $TH_ROOT/CASE.out, the ternctl's pid in ctl) and
 # return once it runs on h2, its memory on the way.
 moving_to_h2() {
-	local what=$1 seen i
-	th_limit h2 40mbit
-	seen=$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)
-	cl_ctl h1 migrate mc --to h2 --mode postcopy >"$TH_ROOT/$what.out" 2>&1 &
-	ctl=$!
-	for ((i = 0; i < 600; i++)); do
-		[ "$(grep -c "mc: runs on h2 after" "$(cl_log h1)" || true)" -gt "$seen" ] && break
-		sleep 0.05
-	done
-	[ "$i" -lt 600 ] || fail "$what: mc never resumed on h2"
+	inst_postcopy_slowly mc h1 h2 "$TH_ROOT/$1.out"
+	ctl=$INST_MIG
 }
 
 # lost CASE ACTION...: move mc h1 -> h2 through a slow link and run ACTION

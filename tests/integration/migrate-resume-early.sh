@@ -42,7 +42,6 @@ inst_two_hosts
 inst_memcheck mc 384
 inst_verify h1 mc "$INST_STATE" "started on h1"
 
-nlines() { grep -c -- "$2" "$(cl_log "$1")" || true; }
 # restore_named ERROR WHAT: restore mc on h2 from the generation its
 # ERROR names, and have memcheck verify it.
 restore_named() {
@@ -73,7 +72,7 @@ held_loader() {
 # 1. Resumed early on h2.
 cl_ctl h1 migrate mc --to h2 --mode stopcopy
 [ "$(inst_where mc)" = "h2:running" ] || fail "after h1->h2 mc is at: $(inst_where mc)"
-[ "$(nlines h2 "$early")" = 1 ] || fail "h2 did not resume mc early"
+[ "$(cl_log_count h2 "$early")" = 1 ] || fail "h2 did not resume mc early"
 wait_for 30 "mc's memory all in on h2" \
     grep -q "instance mc: its memory is all in" "$(cl_log h2)"
 inst_verify h2 mc "$INST_STATE" "moved to h2, resumed early"
@@ -81,7 +80,7 @@ inst_verify h2 mc "$INST_STATE" "moved to h2, resumed early"
 # 2. h1 does not resume early: its configuration says so.
 cl_ctl h2 migrate mc --to h1 --mode stopcopy
 [ "$(inst_where mc)" = "h1:running" ] || fail "after h2->h1 mc is at: $(inst_where mc)"
-[ "$(nlines h1 "lazy-pages daemon")" = 0 ] ||
+[ "$(cl_log_count h1 "lazy-pages daemon")" = 0 ] ||
     fail "h1 resumed mc early although stopcopy_resume_early = false"
 inst_verify h1 mc "$INST_STATE" "moved back to h1, all memory first"
 
@@ -136,10 +135,10 @@ loader_dies_at_resume() {
 	local label=$1 extra=${2:-} out moved err fired
 	to_h1
 	inst_rearm h2 "ctr.lazy.resume:fail@1${extra:+,$extra}"
-	fired=$(nlines h2 "fault point ctr.lazy.resume fired: fail")
+	fired=$(cl_log_count h2 "fault point ctr.lazy.resume fired: fail")
 	if out=$(cl_ctl h1 migrate mc --to h2 --mode stopcopy 2>&1); then moved=1; else moved=0; fi
 	echo "$label: $out"
-	[ "$(nlines h2 "fault point ctr.lazy.resume fired: fail")" = $((fired + 1)) ] ||
+	[ "$(cl_log_count h2 "fault point ctr.lazy.resume fired: fail")" = $((fired + 1)) ] ||
 	    fail "$label: the fault point ctr.lazy.resume never fired on h2"
 	th_wait 30 settled || fail "$label: mc did not settle after its loader died at the resume: $(inst_where mc)"
 	[ "$(inst_copies mc)" = 0 ] || fail "$label: $(inst_copies mc) copies of mc run after its loader died at the resume"
@@ -170,13 +169,13 @@ loader_dies_at_resume "5a, as it comes"
 # goes first, and the tree's init is killed and reaped before the
 # answer watches it.  That init's exit must still settle mc.
 late="instance mc: its init [0-9]*\( was reaped before it was watched\|, killed before it was watched, is watched again\)"
-early_late=$(nlines h2 "$late")
+early_late=$(cl_log_count h2 "$late")
 loader_dies_at_resume "5b, answer late" ctr.target.answer:delay=3000@1
 fault_fired h2 ctr.target.answer delay
 # The order was forced: the answer found the init killed already, unless
 # the resume failed on h2 (then CRIU's answer watched nothing).
 [ "$(inst_where mc)" = h1:running ] ||
-    [ "$(nlines h2 "$late")" -gt "$early_late" ] ||
+    [ "$(cl_log_count h2 "$late")" -gt "$early_late" ] ||
     fail "5b: CRIU's answer was held back, yet it watched an init not killed before it"
 
 # 6. A dead loader's missing pages are never read as zeros, however late

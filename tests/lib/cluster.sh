@@ -73,6 +73,12 @@ cl__report_procs() {
 }
 [[ " ${TH_REPORTERS[*]} " == *" cl__report "* ]] || TH_REPORTERS+=(cl__report)
 
+# cl_log_count HOST PATTERN: how many lines of HOST's ternd log match
+# PATTERN (grep's basic regular expression); 0 when none do.
+cl_log_count() {
+	grep -c -- "$2" "$(cl_log "$1")" || true
+}
+
 # cl_log HOST: print the path of HOST's ternd log (outside the host).
 cl_log() {
 	local d

@@ -160,6 +160,21 @@ inst_lazy_pids() {
 	return 0
 }
 
+# inst_postcopy_slowly NAME FROM TO OUT: start moving NAME FROM -> TO by
+# post-copy through a 40 Mbit/s link into TO (th_limit; the caller lifts
+# it), ternctl's output in OUT and its pid in INST_MIG, and return once
+# NAME runs on TO, its memory still on the way (seconds of it for a
+# 64 MiB memcheck).  Exits the test if it never resumes.
+inst_postcopy_slowly() {
+	local name=$1 from=$2 to=$3 out=$4 seen
+	th_limit "$to" 40mbit
+	seen=$(cl_log_count "$from" "$name: runs on $to after")
+	cl_ctl "$from" migrate "$name" --to "$to" --mode postcopy >"$out" 2>&1 &
+	INST_MIG=$!
+	wait_for 30 "$name resumed on $to" eval \
+	    '[ "$(cl_log_count "$from" "$name: runs on $to after")" -gt "$seen" ]'
+}
+
 # Whatever the ternds think: a copy one lost track of (or a frozen one)
 # counts too.
 inst_copies() {
