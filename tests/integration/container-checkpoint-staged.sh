@@ -36,7 +36,7 @@ state="$rootfs/var/log/memcheck.state"
 info() { inst_field h1 mc "$1"; }
 verify() { inst_verify h1 mc "$state" "$1"; }
 ckdir="$(th_dir h1)/state/instances/mc/ckpt"
-staged() { grep -c "mc: checkpoint $1 into .*pages staged in" "$(cl_log h1)" || true; }
+staged() { cl_log_count h1 "mc: checkpoint $1 into .*pages staged in"; }
 thawed() {
 	[ "$(cat "$(th__cg1 h1)/tern/mc/freezer.state")" = THAWED ] ||
 		fail "mc's cgroup left $(cat "$(th__cg1 h1)/tern/mc/freezer.state") $1"

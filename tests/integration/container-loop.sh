@@ -50,9 +50,9 @@ ROOTFS_SPEC_SHARED=1 rootfs_spec "$rootfs" mc /bin/memcheck 16 /var/log/memcheck
 state="$rootfs/var/log/memcheck.state"
 cl_ctl h1 create mc --spec "$TH_ROOT/mc.json" >/dev/null
 
-fired() { grep -c "fault point $1 fired" "$(cl_log h1)" || true; }
+fired() { cl_log_count h1 "fault point $1 fired"; }
 has_fired() { [ "$(fired "$1")" -ge 1 ]; }
-downs() { grep -c "peer $2: up -> " "$(cl_log "$1")" || true; }
+downs() { cl_log_count "$1" "peer $2: up -> "; }
 h1_downs=$(downs h1 h2) h2_downs=$(downs h2 h1)
 
 # alive_while PID WHAT: commands complete while PID (a ternctl whose
